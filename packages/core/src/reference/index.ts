@@ -1,0 +1,2 @@
+export {};
+export type { DockerReference } from './types.js';

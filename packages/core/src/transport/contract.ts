@@ -1,0 +1,255 @@
+/**
+ * The transport plugin contract.
+ *
+ * A transport (`oci`, `dir`, `docker`, a third-party one…) turns reference strings into
+ * `ImageReference`s, and references into `ImageSource`s (to read an image) and `ImageDestination`s
+ * (to write one). Transports stay simple: they store and fetch bytes. The copy pipeline in
+ * `@gantry/core` does everything else once for all transports: blob reuse, digest and size
+ * verification, compression changes, manifest conversion, platform selection, signatures policy.
+ *
+ * Versioning: every transport carries `specificationVersion: 'v1'`. Members added to this contract
+ * later are optional, so a transport written against v1 keeps working; a breaking change introduces
+ * 'v2' and Gantry keeps accepting v1 transports for as long as it can adapt them.
+ */
+import type { Readable } from 'node:stream';
+import type { Digest } from '../digest.js';
+import type { DockerReference } from '../reference/types.js';
+
+/** The contract version implemented by transports written against this file. */
+export const transportSpecificationVersion = 'v1' as const;
+export type TransportSpecificationVersion = typeof transportSpecificationVersion;
+
+/** Requested platform for choosing an image from a manifest list (`--override-os` etc.). */
+export interface PlatformOverrides {
+  os?: string;
+  architecture?: string;
+  variant?: string;
+}
+
+/**
+ * Settings that apply to opening sources and destinations. One context is used for the source and
+ * another for the destination of a copy (skopeo's `--src-*` / `--dest-*` flags). Every member is
+ * optional; transports ignore members that do not concern them.
+ */
+export interface TransportContext {
+  /** Aborts any I/O in progress; the operation rejects with `ERR_GANTRY_ABORTED`. */
+  signal?: AbortSignal;
+  /** Directory for temporary files (`--tmpdir`); defaults to the OS temporary directory. */
+  temporaryDirectory?: string;
+  /** Platform used instead of the host's to choose from manifest lists. */
+  platform?: PlatformOverrides;
+  /** Path of a registries.conf file to use instead of the system's. */
+  registriesConfPath?: string;
+  /** oci: a directory holding blobs shared by several layouts (`--src/--dest-shared-blob-dir`). */
+  ociSharedBlobDirectory?: string;
+  /** oci: accept uncompressed layers instead of compressing them (`--dest-oci-accept-uncompressed-layers`). */
+  ociAcceptUncompressedLayers?: boolean;
+  /** dir: compress layers when writing (`--dest-compress`). */
+  dirForceCompress?: boolean;
+  /** dir: decompress layers when writing (`--dest-decompress`). */
+  dirForceDecompress?: boolean;
+  /** Options for third-party transports, keyed by the transport's name. */
+  transportOptions?: Readonly<Record<string, unknown>>;
+}
+
+/** What is known of a blob: at least its digest; size -1 when unknown. */
+export interface BlobInfo {
+  digest: Digest;
+  /** Size in bytes, or -1 when unknown. */
+  size: number;
+  /** The MIME type the manifest gives the blob, when known. */
+  mediaType?: string;
+  /** Foreign layer URLs, when the manifest lists some. */
+  urls?: string[];
+  /** Annotations the manifest gives the blob. */
+  annotations?: Record<string, string>;
+}
+
+/** A blob about to be written: the digest may be unknown while the pipeline is transforming it. */
+export interface BlobToWrite {
+  /** The digest the bytes have; undefined when the pipeline does not know it (e.g. compressing now). */
+  digest?: Digest;
+  /** Size in bytes, or -1 when unknown. */
+  size: number;
+  mediaType?: string;
+}
+
+/** A manifest exactly as stored, with its MIME type ('' when the storage does not record one). */
+export interface ManifestBlob {
+  bytes: Uint8Array;
+  mediaType: string;
+}
+
+/** A readable blob with its size (-1 when unknown). */
+export interface BlobStream {
+  stream: Readable;
+  size: number;
+}
+
+export interface OperationOptions {
+  signal?: AbortSignal;
+}
+
+export interface PutBlobOptions extends OperationOptions {
+  /** True when the blob is the image config (some destinations store configs apart). */
+  isConfig: boolean;
+}
+
+export interface TryReusingBlobOptions extends OperationOptions {
+  /** True when the blob is the image config. */
+  isConfig: boolean;
+  /** Whether the destination may substitute an equivalent blob with a different digest. */
+  canSubstitute: boolean;
+}
+
+/** Capabilities of a source; constant for the life of the source. */
+export interface ImageSourceProperties {
+  /** Whether `getBlob` may be called concurrently. */
+  hasThreadSafeGetBlob: boolean;
+}
+
+/** Capabilities of a destination; constant for the life of the destination. */
+export interface ImageDestinationProperties {
+  /**
+   * Manifest MIME types the destination accepts, most preferred first; `undefined` means any type
+   * (the pipeline then keeps the source's type). The pipeline converts when the source's type is not listed.
+   */
+  supportedManifestMimeTypes: readonly string[] | undefined;
+  /**
+   * What the destination wants done to layers: keep them as they are, compress uncompressed ones,
+   * or decompress compressed ones. The pipeline does the work.
+   */
+  desiredLayerCompression: 'preserve' | 'compress' | 'decompress';
+  /** Whether layers with foreign URLs are stored as references instead of being copied. */
+  acceptsForeignLayerURLs: boolean;
+  /** Whether images for another OS than the runtime's are refused (e.g. a daemon). */
+  mustMatchRuntimeOS: boolean;
+  /** Whether `putSignatures` can store signatures. When false, a copy with signatures fails unless they are removed. */
+  supportsSignatures: boolean;
+  /** Whether `putBlob` / `tryReusingBlob` may be called concurrently. */
+  hasThreadSafePutBlob: boolean;
+  /** Whether the destination ignores a docker reference embedded in the manifest (schema1). */
+  ignoresEmbeddedDockerReference: boolean;
+}
+
+/**
+ * Reads one image (or one list of images) from a transport's storage.
+ *
+ * Rules:
+ * - A source reads what is stored and returns it byte for byte; it never re-serialises a manifest.
+ * - A source need not verify digests: the copy pipeline verifies every blob and manifest it reads
+ *   against the digest a manifest or the reference names.
+ * - Calls after `close()` are invalid.
+ */
+export interface ImageSource {
+  readonly reference: ImageReference;
+  readonly properties: ImageSourceProperties;
+  /**
+   * The top-level manifest (no `instanceDigest`) or the manifest of one instance of a list.
+   * Rejects with `ERR_GANTRY_IMAGE_NOT_FOUND` when there is none.
+   */
+  getManifest(instanceDigest?: Digest, options?: OperationOptions): Promise<ManifestBlob>;
+  /** A blob's bytes as a stream. Rejects with `ERR_GANTRY_BLOB_NOT_FOUND` when the blob is missing. */
+  getBlob(info: BlobInfo, options?: OperationOptions): Promise<BlobStream>;
+  /** Signatures of the top-level image or of one instance, each as stored. Empty when none. */
+  getSignatures(instanceDigest?: Digest, options?: OperationOptions): Promise<Uint8Array[]>;
+  /**
+   * Optional: layer infos to use instead of the manifest's when copying (e.g. a store that keeps
+   * layers uncompressed). Returns undefined to use the manifest's.
+   */
+  layerInfosForCopy?(instanceDigest?: Digest, options?: OperationOptions): Promise<BlobInfo[] | undefined>;
+  /** Releases resources. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The result of `tryReusingBlob`. */
+export type ReusedBlob = { reused: false } | { reused: true; blob: BlobInfo };
+
+/**
+ * Writes one image (or one list of images) into a transport's storage.
+ *
+ * Call order, which the copy pipeline follows and transports may rely on:
+ *   1. `putBlob` / `tryReusingBlob` for every layer, then the config (concurrently only when
+ *      `properties.hasThreadSafePutBlob`);
+ *   2. `putManifest` for each instance (with its `instanceDigest`) and then the top-level manifest
+ *      (without one);
+ *   3. `putSignatures`, likewise per instance then top level;
+ *   4. `commit` once, when everything above succeeded;
+ *   5. `close` always, also after a failure.
+ *
+ * Rules:
+ * - Nothing is visible to readers of the storage until `commit`; `close` without `commit` discards
+ *   every blob and manifest written, leaving the storage as it was (blobs already shared with other
+ *   images stay).
+ * - `putBlob` stores a blob under a temporary name and makes it permanent only after its stream ended
+ *   without error: the pipeline's verification stage errors the stream *before* its end when the
+ *   digest or size is wrong, so a blob is never stored under a wrong digest. When `info.digest` is
+ *   undefined the destination computes it (see `digestingStage`).
+ * - `putManifest` stores the bytes exactly as given.
+ */
+export interface ImageDestination {
+  readonly reference: ImageReference;
+  readonly properties: ImageDestinationProperties;
+  /** Stores a blob from a stream; returns what was stored (digest and size as written). */
+  putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo>;
+  /**
+   * Optional: checks whether the destination already has the blob (or can get it without the bytes
+   * passing through Gantry, e.g. a registry mount) and, if so, makes it part of the image.
+   */
+  tryReusingBlob?(info: BlobInfo, options: TryReusingBlobOptions): Promise<ReusedBlob>;
+  /**
+   * Stores a manifest: the top-level one (no `instanceDigest`) or an instance of a list.
+   * `mediaType` is the manifest's MIME type, as the pipeline determined it.
+   */
+  putManifest(manifest: Uint8Array, mediaType: string, instanceDigest?: Digest, options?: OperationOptions): Promise<void>;
+  /** Stores signatures for the top-level image or an instance. Rejects with `ERR_GANTRY_NOT_SUPPORTED` if unsupported. */
+  putSignatures(signatures: Uint8Array[], instanceDigest?: Digest, options?: OperationOptions): Promise<void>;
+  /** Makes everything written visible. Called once, last. */
+  commit(options?: OperationOptions): Promise<void>;
+  /** Releases resources and, without a prior `commit`, discards what was written. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * An image's name within a transport. Immutable: methods return new values and never change the
+ * reference. Parsing validates; a reference that exists as an object is syntactically valid.
+ */
+export interface ImageReference {
+  readonly transport: Transport;
+  /**
+   * The reference without the transport prefix, such that
+   * `transport.parseReference(ref.stringWithinTransport())` gives an equal reference.
+   */
+  stringWithinTransport(): string;
+  /** The docker reference the image is named by, if the transport has one (e.g. `oci:dir:tag` has none). */
+  dockerReference(): DockerReference | undefined;
+  /**
+   * The identity used to look up policy.json scopes for this transport, e.g. an absolute path for
+   * `dir:`; '' when the transport has no per-image scopes.
+   */
+  policyConfigurationIdentity(): string;
+  /** Less specific scopes, most specific first, that policy.json may also name. */
+  policyConfigurationNamespaces(): string[];
+  /** Opens the image for reading. Rejects with `ERR_GANTRY_IMAGE_NOT_FOUND` if it does not exist. */
+  newImageSource(context?: TransportContext): Promise<ImageSource>;
+  /** Opens the image for writing. */
+  newImageDestination(context?: TransportContext): Promise<ImageDestination>;
+  /** Deletes the image. Rejects with `ERR_GANTRY_IMAGE_NOT_FOUND` if it does not exist. */
+  deleteImage(context?: TransportContext): Promise<void>;
+}
+
+/**
+ * A transport plugin. A transport package exports a factory (`createXTransport(options)`) and a
+ * default instance (its `default` export and a named export); Gantry never registers transports as
+ * an import side effect: applications list the ones they use in a `TransportRegistry`.
+ */
+export interface Transport {
+  /** The contract version this transport implements. */
+  readonly specificationVersion: TransportSpecificationVersion;
+  /** The transport's name, as written before the first ':' of a reference (`oci`, `docker`). */
+  readonly name: string;
+  /** Parses the part of a reference after `name:`; throws `ERR_GANTRY_INVALID_REFERENCE` naming the problem. */
+  parseReference(reference: string): ImageReference;
+  /** Checks that `scope` is valid as a policy.json scope for this transport; throws if not. */
+  validatePolicyConfigurationScope(scope: string): void;
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+// Reads the vitest JSON reports in the given directory and prints one line: "N passed, N failed".
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const directory = process.argv[2];
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+for (const name of readdirSync(directory)) {
+  if (!name.endsWith('.json')) continue;
+  const report = JSON.parse(readFileSync(join(directory, name), 'utf8'));
+  passed += report.numPassedTests ?? 0;
+  failed += (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0 > 0 && report.numTotalTests === 0 ? 1 : 0);
+  skipped += (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+}
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
