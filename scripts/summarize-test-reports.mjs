@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Reads the vitest JSON reports in the given directory and prints one line: "N passed, N failed".
+// A test file that failed without running any test (e.g. an import error) counts as one failure.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -7,11 +8,14 @@ const directory = process.argv[2];
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-for (const name of readdirSync(directory)) {
+for (const name of readdirSync(directory).sort()) {
   if (!name.endsWith('.json')) continue;
   const report = JSON.parse(readFileSync(join(directory, name), 'utf8'));
   passed += report.numPassedTests ?? 0;
-  failed += (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0 > 0 && report.numTotalTests === 0 ? 1 : 0);
+  failed += report.numFailedTests ?? 0;
   skipped += (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+  for (const file of report.testResults ?? []) {
+    if (file.status === 'failed' && (file.assertionResults ?? []).length === 0) failed += 1;
+  }
 }
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);

@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { abortError, ErrorCodes, GantryError, hasErrorCode, isGantryError, throwIfAborted } from './errors.js';
+
+describe('GantryError', () => {
+  it('carries a stable code and a cross-copy brand', () => {
+    const error = new GantryError(ErrorCodes.ImageNotFound, 'no such image', { cause: new Error('inner') });
+    expect(error.code).toBe('ERR_GANTRY_IMAGE_NOT_FOUND');
+    expect(error.retryable).toBe(false);
+    expect(isGantryError(error)).toBe(true);
+    expect(hasErrorCode(error, ErrorCodes.ImageNotFound)).toBe(true);
+    expect(hasErrorCode(error, ErrorCodes.Internal)).toBe(false);
+    expect((error.cause as Error).message).toBe('inner');
+    // An error from another copy of the package carries the same registered symbol.
+    const foreign = Object.assign(new Error('x'), { code: 'ERR_GANTRY_INTERNAL', [Symbol.for('gantry.error')]: true });
+    expect(isGantryError(foreign)).toBe(true);
+    expect(isGantryError(new Error('plain'))).toBe(false);
+    expect(isGantryError(null)).toBe(false);
+  });
+
+  it('turns abort reasons into Aborted errors', () => {
+    const controller = new AbortController();
+    expect(() => throwIfAborted(controller.signal)).not.toThrow();
+    controller.abort(new Error('stop now'));
+    expect(abortError(controller.signal)).toMatchObject({ code: ErrorCodes.Aborted, message: 'stop now' });
+    expect(() => throwIfAborted(controller.signal)).toThrowError('stop now');
+  });
+});
