@@ -39,7 +39,9 @@ export function blobFileName(digest: Digest): string {
 
 /** File name of the top-level manifest (no `instanceDigest`) or of an instance's manifest. */
 export function manifestFileName(instanceDigest?: Digest): string {
-  return instanceDigest === undefined ? topLevelManifestFileName : `${validatedHex(instanceDigest)}.manifest.json`;
+  return instanceDigest === undefined
+    ? topLevelManifestFileName
+    : `${validatedHex(instanceDigest)}.manifest.json`;
 }
 
 /** File name of the signature at zero-based `index` of the top-level manifest or of an instance. */

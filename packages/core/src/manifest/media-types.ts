@@ -16,6 +16,7 @@ export const MediaTypes = {
   DockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
   DockerLayer: 'application/vnd.docker.image.rootfs.diff.tar',
   DockerLayerForeignGzip: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  DockerLayerForeign: 'application/vnd.docker.image.rootfs.foreign.diff.tar',
   DockerLayerZstd: 'application/vnd.docker.image.rootfs.diff.tar.zstd',
   DockerSchema1: 'application/vnd.docker.distribution.manifest.v1+json',
   DockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',

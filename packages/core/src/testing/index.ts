@@ -1,1 +1,44 @@
-export {};
+/**
+ * `@gantry/core/testing`: deterministic fixture images, ways to put them into storage without a
+ * transport, and the transport conformance suite. Test-only; never imported by production code.
+ */
+
+export {
+  type ConformanceOptions,
+  runTransportConformanceSuite,
+  type TransportConformanceCapabilities,
+  type TransportConformanceOptions,
+} from './conformance.js';
+export {
+  buildFixtureImage,
+  defaultFixtureCreated,
+  defaultFixturePlatform,
+  fixtureGzipLevel,
+  isFixtureListSpec,
+} from './fixture-builder.js';
+export {
+  type FixturePresetName,
+  fixturePresets,
+  listPresetNames,
+  singleImagePresetNames,
+} from './fixture-presets.js';
+export {
+  createFixtureImageSource,
+  type FixtureSignatures,
+  type WriteFixtureOptions,
+  writeFixtureToDestination,
+} from './fixture-source.js';
+export type {
+  BuildFixtureOptions,
+  FixtureBlob,
+  FixtureEntry,
+  FixtureImage,
+  FixtureImageSpec,
+  FixtureLayerCompression,
+  FixtureLayerSpec,
+  FixtureListSpec,
+  FixturePlatform,
+  FixtureRunConfig,
+} from './fixture-types.js';
+export { ociRefNameAnnotation, writeFixtureToOciLayout } from './oci-layout.js';
+export { seededRandomBytes } from './random-data.js';

@@ -1,0 +1,162 @@
+import {
+  buildInspectConfigOutput,
+  buildInspectOutput,
+  choosePlatformInstance,
+  digestOf,
+  ErrorCodes,
+  GantryError,
+  type ImageManifest,
+  type ImageSource,
+  isManifestListMediaType,
+  manifestDigest,
+  manifestMatchesDigest,
+  normalizeManifestMediaType,
+  parseManifest,
+  parseManifestList,
+} from '@gantry/core';
+import { UsageError } from '../args.js';
+import type { CommandContext, CommandDefinition } from '../context.js';
+import { withRetries, wrapError } from '../errors.js';
+import { renderFormatted } from '../format.js';
+import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { configTemplateData, inspectTemplateData } from '../template-data.js';
+
+/** Largest config blob read into memory. */
+const maximumConfigSize = 16 * 1024 * 1024;
+
+async function readConfig(source: ImageSource, manifest: ImageManifest, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
+  if (!manifest.config) return undefined;
+  const blob = await source.getBlob(manifest.config, { signal });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of blob.stream) {
+    size += (chunk as Buffer).byteLength;
+    if (size > maximumConfigSize) {
+      blob.stream.destroy();
+      throw new GantryError(ErrorCodes.InvalidManifest, `config blob ${manifest.config.digest} is larger than ${maximumConfigSize} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  const bytes = new Uint8Array(Buffer.concat(chunks));
+  const actual = digestOf(bytes);
+  if (actual !== manifest.config.digest) {
+    throw new GantryError(ErrorCodes.DigestMismatch, `config blob: digest mismatch: expected ${manifest.config.digest}, got ${actual}`);
+  }
+  return bytes;
+}
+
+async function run(context: CommandContext): Promise<void> {
+  const { flags, positionals, signal } = context;
+  if (positionals.length !== 1) throw new UsageError('Exactly one argument expected');
+  const raw = flags.get('raw') === true;
+  const config = flags.get('config') === true;
+  const format = (flags.get('format') as string | undefined) ?? '';
+  if (raw && format !== '') throw new UsageError('raw output does not support format option');
+  const imageName = positionals[0]!;
+  const retry = {
+    retryTimes: (flags.get('retry-times') as number | undefined) ?? 0,
+    retryDelayMs: flags.get('retry-delay') as number | undefined,
+    signal,
+    onRetry: (attempt: number, error: unknown, delayMs: number) =>
+      context.logger.warn(`Failed, retrying in ${(delayMs / 1000).toFixed(0)}s (${attempt}/${flags.get('retry-times')}): ${(error as Error).message}`),
+  };
+  const transportContext = transportContextFrom(context.global, flags, '', signal);
+  const registry = await context.transports();
+
+  let source: ImageSource;
+  try {
+    const reference = registry.parseImageReference(imageName);
+    context.logger.debug(`Opening image ${imageName}`);
+    source = await withRetries(() => reference.newImageSource(transportContext), retry);
+  } catch (error) {
+    throw wrapError(`Error parsing image name "${imageName}"`, error);
+  }
+  try {
+    let topLevel: Awaited<ReturnType<ImageSource['getManifest']>>;
+    try {
+      topLevel = await withRetries(() => source.getManifest(undefined, { signal }), retry);
+    } catch (error) {
+      throw wrapError('Error retrieving manifest for image', error);
+    }
+    if (raw && !config) {
+      context.print(topLevel.bytes);
+      return;
+    }
+    let manifest: ImageManifest;
+    try {
+      const mediaType = normalizeManifestMediaType(topLevel.mediaType, topLevel.bytes);
+      if (isManifestListMediaType(mediaType)) {
+        const list = parseManifestList(topLevel.bytes, mediaType);
+        const chosen = choosePlatformInstance(list, transportContext.platform);
+        context.logger.debug(`Choosing image ${chosen} from the manifest list`);
+        const instance = await withRetries(() => source.getManifest(chosen, { signal }), retry);
+        if (!manifestMatchesDigest(instance.bytes, chosen)) {
+          throw new GantryError(ErrorCodes.DigestMismatch, `manifest ${chosen} does not match its digest`);
+        }
+        manifest = parseManifest(instance.bytes, normalizeManifestMediaType(instance.mediaType, instance.bytes));
+      } else {
+        manifest = parseManifest(topLevel.bytes, mediaType);
+      }
+    } catch (error) {
+      throw wrapError('Error parsing manifest for image', error);
+    }
+    let configBytes: Uint8Array | undefined;
+    if (manifest.config) {
+      try {
+        configBytes = await withRetries(() => readConfig(source, manifest, signal), retry);
+      } catch (error) {
+        throw wrapError(config ? 'Error reading configuration blob' : 'Error reading OCI-formatted configuration data', error);
+      }
+    }
+    if (config && raw) {
+      if (configBytes) context.print(configBytes);
+      return;
+    }
+    if (config) {
+      let value: Record<string, unknown>;
+      try {
+        value = buildInspectConfigOutput(manifest, configBytes);
+      } catch (error) {
+        throw wrapError('Error reading OCI-formatted configuration data', error);
+      }
+      context.print(renderFormatted(format, value, configTemplateData(value), 'gantry inspect'));
+      return;
+    }
+    const reference = source.reference;
+    const dockerReference = reference.dockerReference();
+    const output = buildInspectOutput({
+      ...(dockerReference ? { name: dockerReference.name } : {}),
+      manifest,
+      ...(configBytes ? { config: configBytes } : {}),
+      repoTags: [],
+      digest: manifestDigest(topLevel.bytes),
+    });
+    context.print(renderFormatted(format, output, inspectTemplateData(output), 'gantry inspect'));
+  } finally {
+    await source.close();
+  }
+}
+
+/** `gantry inspect`: skopeo inspect. */
+export const inspectCommand: CommandDefinition = {
+  name: 'inspect',
+  use: 'inspect [command options] IMAGE-NAME',
+  short: 'Inspect image IMAGE-NAME',
+  long: 'Return low-level information about "IMAGE-NAME" in a registry/transport\nSupported transports:\n{transports}\n\nSee skopeo(1) section "IMAGE NAMES" for the expected format\n',
+  examples:
+    'gantry inspect oci:/path/to/layout:tag\ngantry inspect --config dir:/path/to/image\ngantry inspect --format "Name: {{.Name}} Digest: {{.Digest}}" oci:/path/to/layout',
+  flags: [
+    { name: 'raw', kind: 'bool', description: 'output raw manifest or configuration' },
+    { name: 'config', kind: 'bool', description: 'output configuration' },
+    { name: 'format', short: 'f', kind: 'string', description: 'Format the output to a Go template' },
+    {
+      name: 'no-tags',
+      short: 'n',
+      kind: 'bool',
+      description: 'Do not list the available tags from the repository in the output',
+    },
+    ...imageFlagSpecs(''),
+    ...retryFlagSpecs,
+  ],
+  run,
+};

@@ -1,0 +1,60 @@
+import type { PlatformOverrides, TransportRegistry } from '@gantry/core';
+import type { FlagSpec, FlagValue } from './args.js';
+import type { Logger } from './logger.js';
+
+/** Something text and bytes can be written to (process.stdout, a test buffer). */
+export interface OutputStream {
+  write(chunk: string | Uint8Array): unknown;
+}
+
+/** The process environment `runCli` runs in; tests pass their own. */
+export interface CliIo {
+  stdout: OutputStream;
+  stderr: OutputStream;
+  stdin?: NodeJS.ReadableStream;
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+  /** Whether stderr is a terminal: coloured log lines and redrawn progress bars. */
+  isTTY: boolean;
+  /** Terminal width for progress bars; default `$COLUMNS` or 80. */
+  columns?: number;
+}
+
+/** Global options (skopeo's root flags), valid before or after the command name. */
+export interface GlobalOptions {
+  debug: boolean;
+  policyPath: string | undefined;
+  insecurePolicy: boolean;
+  registriesConfPath: string | undefined;
+  temporaryDirectory: string | undefined;
+  platform: PlatformOverrides;
+  /** Milliseconds; undefined = no timeout. */
+  commandTimeoutMs: number | undefined;
+}
+
+/** What a command's `run` receives. */
+export interface CommandContext {
+  io: CliIo;
+  global: GlobalOptions;
+  logger: Logger;
+  /** The command's own flag values. */
+  flags: Map<string, FlagValue>;
+  positionals: string[];
+  /** Aborts on `--command-timeout`. */
+  signal: AbortSignal | undefined;
+  /** Loads the transport plugins (once). */
+  transports(): Promise<TransportRegistry>;
+  /** Writes text or bytes to stdout. */
+  print(chunk: string | Uint8Array): void;
+}
+
+export interface CommandDefinition {
+  name: string;
+  /** `inspect [command options] IMAGE-NAME` */
+  use: string;
+  short: string;
+  long: string;
+  examples?: string;
+  flags: FlagSpec[];
+  run(context: CommandContext): Promise<void>;
+}

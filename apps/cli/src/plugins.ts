@@ -1,0 +1,306 @@
+/**
+ * Transport plugin composition: builds the CLI's `TransportRegistry` from the transport packages
+ * installed beside it, so adding a transport is `npm install @gantry/transport-x` (or a third-party
+ * `gantry-transport-x`) with no code change.
+ *
+ * Sources, in precedence order (the first transport registered under a name wins; later ones with the
+ * same name are reported and skipped):
+ * 1. `GANTRY_TRANSPORTS`: comma-separated package names or file paths (relative to the working directory);
+ * 2. the config file `$XDG_CONFIG_HOME/gantry/config.json` (else `~/.config/gantry/config.json`),
+ *    `{ "transports": ["pkg", "./path.js"] }` (paths relative to the file's directory);
+ * 3. packages named `@gantry/transport-*`, `gantry-transport-*` or `@scope/gantry-transport-*` in the
+ *    `node_modules` directories from the CLI package's directory up to the root (Node's module
+ *    resolution path), nearest first.
+ *
+ * Each plugin module is loaded with `import()`; its `default` export is used when it is a transport,
+ * else every named export that is one. A module that fails to load or exports no valid transport
+ * (checked with core's `assertTransport`) is reported as a warning naming the package and skipped:
+ * it never breaks commands that do not need it.
+ */
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { assertTransport, type Transport, TransportRegistry } from '@gantry/core';
+
+/** Where a plugin candidate came from. */
+export type PluginSource = 'environment' | 'config' | 'node_modules';
+
+export interface PluginCandidate {
+  /** What the user or the scan named: a package name or a file path. */
+  specifier: string;
+  /** Absolute path of the module file to import. */
+  entry: string;
+  /** Shown by `gantry transports`: `name@version` or the file path. */
+  origin: string;
+  source: PluginSource;
+}
+
+export interface DiscoverOptions {
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+  /** Directory the node_modules scan starts from; default the CLI package directory. */
+  searchFrom?: string;
+  /** Called for each problem found (bad plugin, unreadable config); the CLI logs these as warnings. */
+  warn: (message: string) => void;
+  /** Called with progress details (`--debug`). */
+  debug?: (message: string) => void;
+}
+
+/** The CLI package directory (the parent of `src/` or `dist/`). */
+export function cliPackageDirectory(): string {
+  return dirname(dirname(fileURLToPath(import.meta.url)));
+}
+
+/** True when this module runs from TypeScript sources (tests), so workspace packages resolve to `src/`. */
+function runningFromSource(): boolean {
+  return import.meta.url.endsWith('.ts');
+}
+
+const pluginNamePattern = /^(?:@gantry\/transport-[a-z0-9._-]+|gantry-transport-[a-z0-9._-]+|@[a-z0-9._-]+\/gantry-transport-[a-z0-9._-]+)$/;
+
+/** True for package names the node_modules scan picks up. */
+export function isTransportPackageName(name: string): boolean {
+  return pluginNamePattern.test(name);
+}
+
+/** The node_modules directories Node would search from `start`, nearest first. */
+export function nodeModulesDirectories(start: string): string[] {
+  const directories: string[] = [];
+  let current = resolve(start);
+  for (;;) {
+    if (!current.endsWith(`${'/'}node_modules`)) directories.push(join(current, 'node_modules'));
+    const parent = dirname(current);
+    if (parent === current) break;
+    current = parent;
+  }
+  return directories.filter((directory) => existsSync(directory));
+}
+
+function readPackageJson(packageDirectory: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(join(packageDirectory, 'package.json'), 'utf8')) as Record<string, unknown>;
+}
+
+function pickExport(target: unknown, conditions: readonly string[]): string | undefined {
+  if (typeof target === 'string') return target;
+  if (Array.isArray(target)) {
+    for (const item of target) {
+      const picked = pickExport(item, conditions);
+      if (picked) return picked;
+    }
+    return undefined;
+  }
+  if (target && typeof target === 'object') {
+    for (const [key, value] of Object.entries(target as Record<string, unknown>)) {
+      if (key === 'default' || conditions.includes(key)) {
+        const picked = pickExport(value, conditions);
+        if (picked) return picked;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The file `import(packageName)` would load for the package in `packageDirectory`. */
+export function resolvePackageEntry(packageDirectory: string): string {
+  const manifest = readPackageJson(packageDirectory);
+  const conditions = runningFromSource() ? ['@gantry/source', 'import', 'node'] : ['import', 'node'];
+  const exportsField = manifest.exports;
+  let target: string | undefined;
+  if (exportsField !== undefined) {
+    const root =
+      exportsField && typeof exportsField === 'object' && !Array.isArray(exportsField) && Object.keys(exportsField).some((key) => key.startsWith('.'))
+        ? (exportsField as Record<string, unknown>)['.']
+        : exportsField;
+    target = pickExport(root, conditions);
+    if (!target) throw new Error(`package.json "exports" has no entry for import`);
+  } else {
+    target = typeof manifest.module === 'string' ? manifest.module : typeof manifest.main === 'string' ? manifest.main : 'index.js';
+  }
+  return resolve(packageDirectory, target);
+}
+
+function packageOrigin(packageDirectory: string, fallbackName: string): string {
+  try {
+    const manifest = readPackageJson(packageDirectory);
+    const name = typeof manifest.name === 'string' ? manifest.name : fallbackName;
+    return typeof manifest.version === 'string' ? `${name}@${manifest.version}` : name;
+  } catch {
+    return fallbackName;
+  }
+}
+
+function looksLikePath(specifier: string): boolean {
+  return specifier.startsWith('.') || isAbsolute(specifier) || /\.(?:m?js|cjs|ts)$/.test(specifier);
+}
+
+/** Finds the directory of package `name` from `baseDirectory` the way Node does. */
+function findPackageDirectory(name: string, baseDirectory: string): string | undefined {
+  for (const directory of nodeModulesDirectories(baseDirectory)) {
+    const candidate = join(directory, name);
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+  }
+  return undefined;
+}
+
+function candidateFor(
+  specifier: string,
+  baseDirectory: string,
+  source: PluginSource,
+  packageSearchFrom: string,
+): PluginCandidate {
+  if (looksLikePath(specifier)) {
+    const path = resolve(baseDirectory, specifier);
+    if (!existsSync(path)) throw new Error(`file ${path} does not exist`);
+    if (statSync(path).isDirectory()) {
+      return { specifier, entry: resolvePackageEntry(path), origin: packageOrigin(path, path), source };
+    }
+    return { specifier, entry: path, origin: path, source };
+  }
+  const packageDirectory = findPackageDirectory(specifier, baseDirectory) ?? findPackageDirectory(specifier, packageSearchFrom);
+  if (!packageDirectory) throw new Error(`package ${specifier} is not installed`);
+  return { specifier, entry: resolvePackageEntry(packageDirectory), origin: packageOrigin(packageDirectory, specifier), source };
+}
+
+/** The config file path: `$XDG_CONFIG_HOME/gantry/config.json`, else `~/.config/gantry/config.json`. */
+export function configFilePath(env: Readonly<Record<string, string | undefined>>): string | undefined {
+  if (env.XDG_CONFIG_HOME) return join(env.XDG_CONFIG_HOME, 'gantry', 'config.json');
+  if (env.HOME) return join(env.HOME, '.config', 'gantry', 'config.json');
+  return undefined;
+}
+
+/** Lists plugin candidates without importing them. Problems are reported through `warn`. */
+export function discoverTransportPlugins(options: DiscoverOptions): PluginCandidate[] {
+  const searchFrom = options.searchFrom ?? cliPackageDirectory();
+  const candidates: PluginCandidate[] = [];
+  const add = (specifier: string, baseDirectory: string, source: PluginSource, label: string) => {
+    try {
+      candidates.push(candidateFor(specifier, baseDirectory, source, searchFrom));
+    } catch (error) {
+      options.warn(`ignoring transport plugin ${JSON.stringify(specifier)} from ${label}: ${(error as Error).message}`);
+    }
+  };
+  for (const specifier of (options.env.GANTRY_TRANSPORTS ?? '').split(',')) {
+    if (specifier.trim() !== '') add(specifier.trim(), options.cwd, 'environment', 'GANTRY_TRANSPORTS');
+  }
+  const configPath = configFilePath(options.env);
+  if (configPath && existsSync(configPath)) {
+    try {
+      const config = JSON.parse(readFileSync(configPath, 'utf8')) as { transports?: unknown };
+      if (config.transports !== undefined) {
+        if (!Array.isArray(config.transports) || !config.transports.every((item) => typeof item === 'string')) {
+          throw new Error('"transports" must be an array of strings');
+        }
+        for (const specifier of config.transports as string[]) add(specifier, dirname(configPath), 'config', configPath);
+      }
+    } catch (error) {
+      options.warn(`ignoring ${configPath}: ${(error as Error).message}`);
+    }
+  }
+  for (const directory of nodeModulesDirectories(searchFrom)) {
+    let names: string[];
+    try {
+      names = readdirSync(directory);
+    } catch {
+      continue;
+    }
+    const packageNames: string[] = [];
+    for (const name of names.sort()) {
+      if (name.startsWith('@')) {
+        let scoped: string[] = [];
+        try {
+          scoped = readdirSync(join(directory, name)).sort();
+        } catch {
+          continue;
+        }
+        for (const inner of scoped) if (isTransportPackageName(`${name}/${inner}`)) packageNames.push(`${name}/${inner}`);
+      } else if (isTransportPackageName(name)) {
+        packageNames.push(name);
+      }
+    }
+    for (const name of packageNames) {
+      const packageDirectory = join(directory, name);
+      try {
+        candidates.push({
+          specifier: name,
+          entry: resolvePackageEntry(packageDirectory),
+          origin: packageOrigin(packageDirectory, name),
+          source: 'node_modules',
+        });
+      } catch (error) {
+        options.warn(`ignoring transport plugin ${name} (${packageDirectory}): ${(error as Error).message}`);
+      }
+    }
+  }
+  // The same module found twice (a symlinked workspace package, or named explicitly and installed).
+  const seen = new Set<string>();
+  return candidates.filter((candidate) => {
+    let key = candidate.entry;
+    try {
+      key = realpathSync(candidate.entry);
+    } catch {}
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** The transports a plugin module exports: its default export if valid, else its valid named exports. */
+export function transportsFromModule(moduleNamespace: Record<string, unknown>, origin: string): Transport[] {
+  const problems: string[] = [];
+  if ('default' in moduleNamespace) {
+    try {
+      return [assertTransport(moduleNamespace.default, origin)];
+    } catch (error) {
+      problems.push(`default export: ${(error as Error).message}`);
+    }
+  }
+  const found: Transport[] = [];
+  for (const [key, value] of Object.entries(moduleNamespace)) {
+    if (key === 'default' || typeof value !== 'object' || value === null) continue;
+    try {
+      const transport = assertTransport(value, origin);
+      if (!found.includes(transport)) found.push(transport);
+    } catch {}
+  }
+  if (found.length === 0) {
+    throw new Error(problems[0] ?? `${origin} is not a valid Gantry transport: it exports no transport`);
+  }
+  return found;
+}
+
+/**
+ * Discovers, imports and registers transport plugins. Never throws for a bad plugin: it is reported
+ * through `warn` and left out.
+ */
+export async function loadTransportRegistry(options: DiscoverOptions): Promise<TransportRegistry> {
+  const registry = new TransportRegistry();
+  const candidates = discoverTransportPlugins(options);
+  for (const candidate of candidates) {
+    const started = performance.now();
+    let moduleNamespace: Record<string, unknown>;
+    try {
+      moduleNamespace = (await import(pathToFileURL(candidate.entry).href)) as Record<string, unknown>;
+    } catch (error) {
+      options.warn(`ignoring transport plugin ${candidate.origin}: loading ${candidate.entry} failed: ${(error as Error).message}`);
+      continue;
+    }
+    let transports: Transport[];
+    try {
+      transports = transportsFromModule(moduleNamespace, candidate.origin);
+    } catch (error) {
+      options.warn(`ignoring transport plugin ${candidate.origin}: ${(error as Error).message}`);
+      continue;
+    }
+    for (const transport of transports) {
+      try {
+        registry.register(transport, candidate.origin);
+      } catch (error) {
+        options.warn(`ignoring transport "${transport.name}" from ${candidate.origin}: ${(error as Error).message}`);
+      }
+    }
+    options.debug?.(
+      `loaded transport plugin ${candidate.origin} (${transports.map((transport) => transport.name).join(', ')}) in ${(performance.now() - started).toFixed(1)} ms`,
+    );
+  }
+  return registry;
+}

@@ -1,0 +1,158 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  authFileSearchPaths,
+  credentialsLookupKeys,
+  findRegistryCredentials,
+  primaryAuthFilePath,
+  validateCredentialsKey,
+} from './auth-file.js';
+
+const encode = (user: string, password: string) => Buffer.from(`${user}:${password}`).toString('base64');
+
+describe('authFileSearchPaths', () => {
+  it('lists the files in containers-auth.json(5) order', () => {
+    const paths = authFileSearchPaths({ environment: { XDG_RUNTIME_DIR: '/run/user/7' }, homeDirectory: '/home/u' });
+    expect(paths).toEqual([
+      { path: '/run/user/7/containers/auth.json', legacyFormat: false },
+      { path: '/home/u/.config/containers/auth.json', legacyFormat: false },
+      { path: '/home/u/.docker/config.json', legacyFormat: false },
+      { path: '/home/u/.dockercfg', legacyFormat: true },
+    ]);
+  });
+
+  it('honours XDG_CONFIG_HOME, DOCKER_CONFIG and the per-uid default', () => {
+    const paths = authFileSearchPaths({
+      environment: { XDG_CONFIG_HOME: '/cfg', DOCKER_CONFIG: '/dc' },
+      homeDirectory: '/home/u',
+      userId: 1234,
+    });
+    expect(paths.map((location) => location.path)).toEqual([
+      '/run/containers/1234/auth.json',
+      '/cfg/containers/auth.json',
+      '/dc/config.json',
+      '/home/u/.dockercfg',
+    ]);
+  });
+
+  it('reads only the explicit file (--authfile, then REGISTRY_AUTH_FILE)', () => {
+    expect(authFileSearchPaths({ authFilePath: '/a.json', environment: { REGISTRY_AUTH_FILE: '/b.json' } })).toEqual([
+      { path: '/a.json', legacyFormat: false },
+    ]);
+    expect(authFileSearchPaths({ environment: { REGISTRY_AUTH_FILE: '/b.json' } })).toEqual([
+      { path: '/b.json', legacyFormat: false },
+    ]);
+    expect(primaryAuthFilePath({ environment: { REGISTRY_AUTH_FILE: '/b.json', XDG_RUNTIME_DIR: '/r' } })).toBe('/b.json');
+    expect(primaryAuthFilePath({ environment: { XDG_RUNTIME_DIR: '/r' } })).toBe('/r/containers/auth.json');
+  });
+});
+
+describe('credentials keys', () => {
+  it('are looked up from the most specific namespace to the registry', () => {
+    expect(credentialsLookupKeys('reg.local:5000/ns/user/image')).toEqual([
+      'reg.local:5000/ns/user/image',
+      'reg.local:5000/ns/user',
+      'reg.local:5000/ns',
+      'reg.local:5000',
+    ]);
+  });
+
+  it('refuses URLs, digests and tags', () => {
+    expect(() => validateCredentialsKey('https://quay.io')).toThrow(/http\[s\]:\/\/ prefix/);
+    expect(() => validateCredentialsKey('quay.io/a@sha256:00')).toThrow(/'@'/);
+    expect(() => validateCredentialsKey('quay.io/a:tag')).toThrow(/':' character after host/);
+    expect(() => validateCredentialsKey('localhost:5000/a')).not.toThrow();
+  });
+});
+
+describe('findRegistryCredentials', () => {
+  let directory: string;
+  beforeEach(async () => {
+    directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
+  });
+  afterEach(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  const options = () => ({
+    environment: { XDG_RUNTIME_DIR: path.join(directory, 'run') },
+    homeDirectory: path.join(directory, 'home'),
+  });
+
+  async function writeJson(relative: string, value: unknown): Promise<void> {
+    const file = path.join(directory, relative);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, JSON.stringify(value));
+  }
+
+  it('prefers the most specific namespace, then falls back to the registry', async () => {
+    await writeJson('run/containers/auth.json', {
+      auths: {
+        'reg.local/team/app': { auth: encode('app', 'p1') },
+        'reg.local/team': { auth: encode('team', 'p2') },
+        'reg.local': { auth: encode('all', 'p3') },
+      },
+    });
+    expect(await findRegistryCredentials('reg.local/team/app', options())).toMatchObject({ username: 'app', password: 'p1' });
+    expect(await findRegistryCredentials('reg.local/team/other', options())).toMatchObject({ username: 'team', password: 'p2' });
+    expect(await findRegistryCredentials('reg.local/solo', options())).toMatchObject({ username: 'all', password: 'p3' });
+    expect(await findRegistryCredentials('other.local/x', options())).toBeUndefined();
+  });
+
+  it('searches the files in order and the first with credentials wins', async () => {
+    await writeJson('home/.config/containers/auth.json', { auths: { 'reg.local': { auth: encode('config', 'c') } } });
+    await writeJson('home/.docker/config.json', {
+      auths: { 'https://reg.local/v1/': { auth: encode('docker', 'd') }, 'https://index.docker.io/v1/': { auth: encode('hub', 'h') } },
+    });
+    await writeJson('home/.dockercfg', { 'legacy.local': { auth: encode('legacy', 'l') } });
+    const found = await findRegistryCredentials('reg.local/x', options());
+    expect(found).toEqual({ username: 'config', password: 'c', source: path.join(directory, 'home/.config/containers/auth.json') });
+    expect(await findRegistryCredentials('docker.io/library/busybox', options())).toMatchObject({ username: 'hub' });
+    expect(await findRegistryCredentials('legacy.local/x', options())).toMatchObject({ username: 'legacy', password: 'l' });
+  });
+
+  it('keeps colons in passwords, skips entries without one, and reads identity tokens', async () => {
+    await writeJson('run/containers/auth.json', {
+      auths: {
+        'a.local': { auth: encode('user', 'pa:ss') },
+        'b.local': { auth: Buffer.from('nocolon').toString('base64') },
+        'c.local': { auth: encode('', ''), identitytoken: 'refresh-token' },
+      },
+    });
+    expect(await findRegistryCredentials('a.local', options())).toMatchObject({ username: 'user', password: 'pa:ss' });
+    expect(await findRegistryCredentials('b.local', options())).toBeUndefined();
+    expect(await findRegistryCredentials('c.local', options())).toMatchObject({ identityToken: 'refresh-token' });
+  });
+
+  it('asks credential helpers named by credHelpers and credsStore', async () => {
+    await writeJson('run/containers/auth.json', { credHelpers: { 'h.local': 'pass' }, credsStore: 'desktop', auths: {} });
+    const calls: string[] = [];
+    const runCredentialHelper = async (name: string, registry: string) => {
+      calls.push(`${name} ${registry}`);
+      return name === 'pass' ? { username: 'helper', password: 'secret' } : undefined;
+    };
+    expect(await findRegistryCredentials('h.local/repo', { ...options(), runCredentialHelper })).toEqual({
+      username: 'helper',
+      password: 'secret',
+      source: 'docker-credential-pass',
+    });
+    expect(await findRegistryCredentials('z.local/repo', { ...options(), runCredentialHelper })).toBeUndefined();
+    expect(calls).toEqual(['pass h.local', 'desktop z.local']);
+  });
+
+  it('reports a malformed file by name without quoting it', async () => {
+    await writeFile(path.join(directory, 'bad.json'), '{"auths": {"x": {"auth": "c2VjcmV0"}');
+    await expect(findRegistryCredentials('x', { authFilePath: path.join(directory, 'bad.json') })).rejects.toThrow(
+      /bad\.json: invalid JSON$/,
+    );
+  });
+
+  it('reports a missing credential helper program', async () => {
+    await writeJson('run/containers/auth.json', { credHelpers: { 'h.local': 'gantry-no-such-helper' } });
+    await expect(findRegistryCredentials('h.local', options())).rejects.toThrow(
+      /docker-credential-gantry-no-such-helper: program not found/,
+    );
+  });
+});

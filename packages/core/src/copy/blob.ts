@@ -1,0 +1,361 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { type Digest, digestingStage, verifyingStage } from '../digest.js';
+import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js';
+import { layerCompressionOf } from '../manifest/index.js';
+import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
+import {
+  createCompressor,
+  createDecompressor,
+  type DetectedCompression,
+  diffIdStage,
+  peekCompression,
+  throughTransform,
+} from './compression.js';
+import { type RetrySettings, withRetry } from './retry.js';
+import type { CopiedBlobKind, CopyProgressEvent } from './types.js';
+
+/** How often at most a 'blob-progress' event is emitted for one blob. */
+export const progressIntervalMs = 100;
+
+/** What the copy pipeline needs to copy blobs of one image. */
+export interface BlobCopyContext {
+  source: ImageSource;
+  destination: ImageDestination;
+  signal: AbortSignal | undefined;
+  retry: RetrySettings;
+  emit: (event: CopyProgressEvent) => void;
+}
+
+/** What to do to a layer's compression. */
+export interface LayerCompressionPlan {
+  /** The destination's wish, already reduced to what may be done (see `copyLayer`). */
+  desired: 'preserve' | 'compress' | 'decompress';
+  /** Format for compressing; recompress compressed layers in another format when `recompress`. */
+  format: 'gzip' | 'zstd';
+  /** Whether a layer compressed in another format than `format` is recompressed. */
+  recompress: boolean;
+  level?: number;
+}
+
+/** The outcome of copying one layer. */
+export interface CopiedLayer {
+  /** The blob as stored at the destination. */
+  info: BlobInfo;
+  /** The compression of the stored blob; 'unknown' when the copy did not look at the bytes. */
+  compression: DetectedCompression | 'unknown';
+  /** Whether the stored blob has other bytes than the source's (compression changed). */
+  changed: boolean;
+  /** The uncompressed digest, when asked for. */
+  diffId?: Digest;
+  result: 'copied' | 'reused' | 'skipped';
+}
+
+/** Converts a failure into the Gantry abort error when the signal fired. */
+export function normaliseAbort(error: unknown, signal: AbortSignal | undefined): unknown {
+  if (signal?.aborted && !(isGantryError(error) && error.code === ErrorCodes.Aborted))
+    return abortError(signal);
+  if (error instanceof Error && error.name === 'AbortError' && !isGantryError(error)) {
+    return new GantryError(ErrorCodes.Aborted, error.message, { cause: error });
+  }
+  return error;
+}
+
+/** A stage counting bytes and emitting throttled 'blob-progress' events, plus a final one. */
+function progressStage(
+  context: BlobCopyContext,
+  blob: BlobInfo,
+  kind: CopiedBlobKind,
+  counter: { bytes: number },
+): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
+  return async function* progress(source) {
+    let lastEmit = 0;
+    for await (const chunk of source) {
+      counter.bytes += chunk.byteLength;
+      const now = Date.now();
+      if (now - lastEmit >= progressIntervalMs) {
+        lastEmit = now;
+        context.emit({ type: 'blob-progress', blob, kind, bytes: counter.bytes, total: blob.size });
+      }
+      yield chunk;
+    }
+    context.emit({ type: 'blob-progress', blob, kind, bytes: counter.bytes, total: blob.size });
+  };
+}
+
+/**
+ * Pulls the first chunk of `source` (so that every earlier stage has started) and returns an iterable
+ * yielding all of `source`, that chunk included.
+ */
+async function startIteration(source: AsyncIterable<Uint8Array>): Promise<AsyncIterable<Uint8Array>> {
+  const iterator = source[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  async function* replay(): AsyncGenerator<Uint8Array, void, undefined> {
+    let done = first.done === true;
+    try {
+      if (done) return;
+      yield first.value as Uint8Array;
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) {
+          done = true;
+          return;
+        }
+        yield next.value;
+      }
+    } finally {
+      if (!done) await iterator.return?.();
+    }
+  }
+  return replay();
+}
+
+type Stage = (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
+
+/**
+ * The stage changing a layer's compression as `plan` says, deciding on the first bytes it sees.
+ * `onDecision` learns the compression the output has and whether it differs from the input's.
+ */
+function compressionStage(
+  plan: LayerCompressionPlan,
+  onDecision: (output: DetectedCompression, changed: boolean) => void,
+): Stage {
+  return async function* changeCompression(source) {
+    const { compression, stream } = await peekCompression(source);
+    if (plan.desired === 'compress' && compression === 'none') {
+      onDecision(plan.format, true);
+      yield* throughTransform(stream, createCompressor(plan.format, plan.level));
+    } else if (plan.desired === 'compress' && plan.recompress && compression !== plan.format) {
+      onDecision(plan.format, true);
+      const decompressed = throughTransform(stream, createDecompressor(compression as 'gzip' | 'zstd'));
+      yield* throughTransform(decompressed, createCompressor(plan.format, plan.level));
+    } else if (plan.desired === 'decompress' && compression !== 'none') {
+      onDecision('none', true);
+      yield* throughTransform(stream, createDecompressor(compression));
+    } else {
+      onDecision(compression, false);
+      yield* stream;
+    }
+  };
+}
+
+export interface CopyLayerRequest {
+  /** The layer as the manifest (or `layerInfosForCopy`) describes it. */
+  layer: BlobInfo;
+  /** The compression change wanted; undefined = copy the bytes as they are. */
+  plan: LayerCompressionPlan | undefined;
+  /** Whether the DiffID must be computed. */
+  needDiffId: boolean;
+  /** Whether the destination may substitute an equivalent blob. */
+  canSubstitute: boolean;
+  /** Media type to announce to `putBlob` for a changed blob. */
+  changedMediaType: (compression: DetectedCompression) => string | undefined;
+}
+
+/**
+ * Copies one layer: `tryReusingBlob` first (unless the DiffID must be computed), else
+ * getBlob → verify (digest and size of the source bytes, first) → progress → DiffID → compression change →
+ * digest of the new bytes (when they change) → `putBlob`. Retried as `context.retry` says.
+ */
+export async function copyLayer(context: BlobCopyContext, request: CopyLayerRequest): Promise<CopiedLayer> {
+  const { layer } = request;
+  const kind = 'layer';
+  context.emit({ type: 'blob-start', blob: layer, kind });
+  const result = await withRetry(async () => {
+    if (!request.needDiffId && context.destination.tryReusingBlob) {
+      const reused = await context.destination.tryReusingBlob(layer, {
+        isConfig: false,
+        canSubstitute: request.canSubstitute,
+        signal: context.signal,
+      });
+      if (reused.reused) {
+        const changed = reused.blob.digest !== layer.digest;
+        const info: BlobInfo = { ...layer, digest: reused.blob.digest, size: reused.blob.size };
+        let compression: CopiedLayer['compression'] = 'unknown';
+        if (changed) {
+          // A substitute (e.g. another compression of the same layer): its media type tells its compression.
+          info.mediaType = reused.blob.mediaType ?? layer.mediaType;
+          if (reused.blob.mediaType !== undefined) compression = layerCompressionOf(reused.blob.mediaType);
+          delete info.urls;
+        }
+        return { info, compression, changed, result: 'reused' } satisfies CopiedLayer;
+      }
+    }
+    return await streamLayer(context, request);
+  }, context.retry);
+  context.emit({
+    type: 'blob-done',
+    blob: layer,
+    kind,
+    result: result.result,
+    bytes: result.result === 'copied' ? result.info.size : 0,
+  });
+  return result;
+}
+
+async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest): Promise<CopiedLayer> {
+  const { layer } = request;
+  const { stream, size: streamSize } = await context.source.getBlob(layer, { signal: context.signal });
+  const expectedSize = layer.size >= 0 ? layer.size : streamSize;
+  let verificationFailure: unknown;
+  const verify = verifyingStage({
+    expectedDigest: layer.digest,
+    expectedSize,
+    description: `blob ${layer.digest}`,
+  });
+  const guardedVerify: Stage = async function* (source) {
+    try {
+      yield* verify(source);
+    } catch (error) {
+      verificationFailure = error;
+      throw error;
+    }
+  };
+  const counter = { bytes: 0 };
+  const stages: Stage[] = [
+    guardedVerify,
+    progressStage(context, { ...layer, size: expectedSize }, 'layer', counter),
+  ];
+  let diffId: Digest | undefined;
+  if (request.needDiffId) {
+    stages.push(
+      diffIdStage((value) => {
+        diffId = value;
+      }),
+    );
+  }
+  let outputCompression: DetectedCompression = 'none';
+  let changed = false;
+  let written: { digest: Digest; size: number } | undefined;
+  if (request.plan) {
+    stages.push(
+      compressionStage(request.plan, (output, isChanged) => {
+        outputCompression = output;
+        changed = isChanged;
+      }),
+    );
+    stages.push(async function* digestIfChanged(source) {
+      // Pulling the first chunk makes the compression stage decide whether the bytes change.
+      const started = await startIteration(source);
+      if (!changed) {
+        yield* started;
+        return;
+      }
+      yield* digestingStage((result) => {
+        written = result;
+      })(started);
+    });
+  } else {
+    stages.push(async function* detect(source) {
+      const peeked = await peekCompression(source);
+      outputCompression = peeked.compression;
+      yield* peeked.stream;
+    });
+  }
+  let stored: BlobInfo | undefined;
+  try {
+    await pipeline(
+      stream,
+      ...(stages as [Stage]),
+      async (source: AsyncIterable<Uint8Array>) => {
+        // Pulling the first chunk makes the compression stage decide what is written before putBlob is called.
+        const started = await startIteration(source);
+        const readable = Readable.from(started, { objectMode: false });
+        stored = await context.destination.putBlob(
+          readable,
+          changed
+            ? { digest: undefined, size: -1, mediaType: request.changedMediaType(outputCompression) }
+            : { digest: layer.digest, size: expectedSize, mediaType: layer.mediaType },
+          { isConfig: false, signal: context.signal },
+        );
+      },
+      context.signal ? { signal: context.signal } : {},
+    );
+  } catch (error) {
+    throw normaliseAbort(verificationFailure ?? error, context.signal);
+  }
+  if (verificationFailure) throw verificationFailure;
+  if (!stored) throw new GantryError(ErrorCodes.Internal, `blob ${layer.digest}: destination stored nothing`);
+  if (changed) {
+    if (!written)
+      throw new GantryError(ErrorCodes.Internal, `blob ${layer.digest}: digest of new bytes unknown`);
+    if (stored.digest !== written.digest) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `blob ${layer.digest}: destination stored ${stored.digest}, the written bytes have ${written.digest}`,
+      );
+    }
+    const info: BlobInfo = {
+      digest: written.digest,
+      size: written.size,
+      mediaType: request.changedMediaType(outputCompression) ?? layer.mediaType,
+    };
+    if (layer.annotations) info.annotations = layer.annotations;
+    return { info, compression: outputCompression, changed: true, diffId, result: 'copied' };
+  }
+  if (stored.digest !== layer.digest) {
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `blob ${layer.digest}: destination stored it under another digest, ${stored.digest}`,
+    );
+  }
+  return {
+    info: { ...layer, size: expectedSize >= 0 ? expectedSize : stored.size },
+    compression: outputCompression,
+    changed: false,
+    diffId,
+    result: 'copied',
+  };
+}
+
+/**
+ * Copies a small blob held in memory (an image config): `tryReusingBlob`, else `putBlob`. The bytes
+ * were verified when read.
+ */
+export async function copyConfigBlob(
+  context: BlobCopyContext,
+  info: BlobInfo,
+  bytes: Uint8Array,
+): Promise<BlobInfo> {
+  const kind = 'config';
+  context.emit({ type: 'blob-start', blob: info, kind });
+  const outcome = await withRetry(async () => {
+    if (context.destination.tryReusingBlob) {
+      const reused = await context.destination.tryReusingBlob(info, {
+        isConfig: true,
+        canSubstitute: false,
+        signal: context.signal,
+      });
+      if (reused.reused) return { result: 'reused' as const, blob: reused.blob };
+    }
+    const stored = await context.destination.putBlob(
+      Readable.from([bytes], { objectMode: false }),
+      { digest: info.digest, size: bytes.byteLength, mediaType: info.mediaType },
+      { isConfig: true, signal: context.signal },
+    );
+    return { result: 'copied' as const, blob: stored };
+  }, context.retry);
+  if (outcome.blob.digest !== info.digest) {
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `config ${info.digest}: destination stored it under another digest, ${outcome.blob.digest}`,
+    );
+  }
+  if (outcome.result === 'copied') {
+    context.emit({
+      type: 'blob-progress',
+      blob: info,
+      kind,
+      bytes: bytes.byteLength,
+      total: bytes.byteLength,
+    });
+  }
+  context.emit({
+    type: 'blob-done',
+    blob: info,
+    kind,
+    result: outcome.result,
+    bytes: outcome.result === 'copied' ? bytes.byteLength : 0,
+  });
+  return { ...info, size: bytes.byteLength };
+}

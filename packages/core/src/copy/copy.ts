@@ -1,0 +1,802 @@
+import { type Digest, digestOf } from '../digest.js';
+import { ErrorCodes, GantryError, isGantryError, throwIfAborted } from '../errors.js';
+import {
+  choosePlatformInstance,
+  conversionCandidates,
+  editManifest,
+  editManifestList,
+  type ImageManifest,
+  isManifestListMediaType,
+  layerMediaTypeFor,
+  type ManifestEdit,
+  type ManifestList,
+  MediaTypes,
+  manifestMatchesDigest,
+  needsLayerDiffIds,
+  normalizeManifestMediaType,
+  parseManifest,
+  parseManifestList,
+} from '../manifest/index.js';
+import { evaluatePolicy, loadDefaultPolicy, type Policy } from '../policy/index.js';
+import type {
+  BlobInfo,
+  ImageDestination,
+  ImageReference,
+  ImageSource,
+  ManifestBlob,
+  TransportContext,
+} from '../transport/contract.js';
+import {
+  type BlobCopyContext,
+  type CopiedLayer,
+  copyConfigBlob,
+  copyLayer,
+  type LayerCompressionPlan,
+  normaliseAbort,
+} from './blob.js';
+import type { DetectedCompression } from './compression.js';
+import type { RetrySettings } from './retry.js';
+import { withRetry } from './retry.js';
+import type { CopyOptions, CopyProgressEvent, CopyResult } from './types.js';
+
+/** Default number of blobs copied at once, like skopeo's `--image-parallel-copies`. */
+export const defaultBlobConcurrency = 6;
+
+/** Largest image config read into memory (configs are small JSON documents). */
+const maximumConfigSize = 16 * 1024 * 1024;
+
+/** The number of blobs copied at once: `requested` when a positive number, else the default. */
+function blobConcurrencyOf(requested: number | undefined): number {
+  if (requested === undefined || !Number.isFinite(requested) || requested < 1) return defaultBlobConcurrency;
+  return Math.floor(requested);
+}
+
+/** `transport:reference`, as skopeo names images in messages. */
+export function imageName(reference: ImageReference): string {
+  return `${reference.transport.name}:${reference.stringWithinTransport()}`;
+}
+
+function contextWithSignal(
+  context: TransportContext | undefined,
+  signal: AbortSignal | undefined,
+): TransportContext | undefined {
+  if (!signal) return context;
+  const own = context?.signal;
+  return { ...context, signal: own ? AbortSignal.any([own, signal]) : signal };
+}
+
+/**
+ * Copies an image (or a list of images) from `source` to `destination`, doing for every transport what
+ * containers/image's copy package does:
+ * - opens both ends, evaluates the signature policy (`options.policy`, default `loadDefaultPolicy()`),
+ *   and always closes both; the destination is committed only when everything succeeded, so a failure
+ *   or an abort leaves it as it was;
+ * - verifies every manifest and blob it reads against the digest naming it (a digest-pinned source
+ *   reference, a list's instance digest, a manifest's layer digest and size) and fails with
+ *   `ERR_GANTRY_DIGEST_MISMATCH` / `ERR_GANTRY_SIZE_MISMATCH` before the destination keeps anything;
+ * - for lists follows `imageListSelection` and `instanceDigests`;
+ * - converts the manifest to a type the destination supports (trying skopeo's candidates in order),
+ *   compresses or decompresses layers as the destination wants, and re-serialises the manifest only when
+ *   something changed (otherwise the source's exact bytes are written);
+ * - copies layers concurrently when both ends allow it, the config after the layers, then manifests
+ *   (instances first, top level last), then signatures;
+ * - retries retryable failures (`retryTimes`), streams every blob without buffering it.
+ */
+export async function copyImage(
+  source: ImageReference,
+  destination: ImageReference,
+  options: CopyOptions = {},
+): Promise<CopyResult> {
+  const signal = options.signal;
+  const emit = (event: CopyProgressEvent): void => {
+    options.onProgress?.(event);
+  };
+  let imageSource: ImageSource | undefined;
+  let imageDestination: ImageDestination | undefined;
+  let failure: unknown;
+  try {
+    throwIfAborted(signal);
+    emit({ type: 'copy-start', source: imageName(source), destination: imageName(destination) });
+    const policy = options.policy ?? (await loadDefaultPolicy());
+    throwIfAborted(signal);
+    imageSource = await source.newImageSource(contextWithSignal(options.sourceContext, signal));
+    throwIfAborted(signal);
+    imageDestination = await destination.newImageDestination(
+      contextWithSignal(options.destinationContext, signal),
+    );
+    const copier = new ImageCopier(source, destination, imageSource, imageDestination, policy, options, emit);
+    const result = await copier.copyTopLevel();
+    throwIfAborted(signal);
+    await imageDestination.commit({ signal });
+    return result;
+  } catch (error) {
+    failure = normaliseAbort(error, signal);
+    throw failure;
+  } finally {
+    const closing = [imageDestination?.close(), imageSource?.close()];
+    const outcomes = await Promise.allSettled(closing);
+    const closeFailure = outcomes.find((outcome) => outcome.status === 'rejected');
+    // A failure to close is reported only when the copy itself succeeded.
+    if (failure === undefined && closeFailure) {
+      // biome-ignore lint/correctness/noUnsafeFinally: reporting a close failure of an otherwise successful copy
+      throw (closeFailure as PromiseRejectedResult).reason;
+    }
+  }
+}
+
+/** The MIME type of a stored manifest: the stored one, or guessed from the bytes when missing or generic. */
+function manifestTypeOf(blob: ManifestBlob): string {
+  return normalizeManifestMediaType(blob.mediaType.split(';')[0]!.trim(), blob.bytes);
+}
+
+/** Errors that mean "this manifest type was refused, another may work" (c/image's ManifestTypeRejectedError). */
+function isManifestTypeRejection(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === ErrorCodes.UnsupportedManifestType || code === ErrorCodes.ManifestConversionFailed;
+}
+
+interface WrittenManifest {
+  bytes: Uint8Array;
+  mediaType: string;
+  digest: Digest;
+}
+
+/** Runs tasks with at most `limit` in flight; on the first failure stops starting new ones. */
+async function runLimited<T>(
+  count: number,
+  limit: number,
+  task: (index: number) => Promise<T>,
+  onFirstFailure: () => void,
+): Promise<T[]> {
+  const results = new Array<T>(count);
+  let next = 0;
+  let failed = false;
+  let firstError: unknown;
+  async function worker(): Promise<void> {
+    while (!failed && next < count) {
+      const index = next++;
+      try {
+        results[index] = await task(index);
+      } catch (error) {
+        if (!failed) {
+          failed = true;
+          firstError = error;
+          onFirstFailure();
+        }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, count)) }, () => worker()));
+  if (failed) throw firstError;
+  return results;
+}
+
+class ImageCopier {
+  private readonly signal: AbortSignal | undefined;
+  private readonly retry: RetrySettings;
+
+  constructor(
+    private readonly sourceReference: ImageReference,
+    private readonly destinationReference: ImageReference,
+    private readonly source: ImageSource,
+    private readonly destination: ImageDestination,
+    private readonly policy: Policy,
+    private readonly options: CopyOptions,
+    private readonly emit: (event: CopyProgressEvent) => void,
+  ) {
+    this.signal = options.signal;
+    this.retry = {
+      retryTimes: Math.max(0, options.retryTimes ?? 0),
+      retryDelayMs: options.retryDelayMs,
+      signal: options.signal,
+      onRetry: (attempt, error, delayMs) => emit({ type: 'retry', attempt, error, delayMs }),
+    };
+  }
+
+  private retried<T>(operation: () => Promise<T>): Promise<T> {
+    return withRetry(operation, this.retry);
+  }
+
+  async copyTopLevel(): Promise<CopyResult> {
+    const topLevel = await this.retried(() => this.source.getManifest(undefined, { signal: this.signal }));
+    const pinned = this.sourceReference.dockerReference()?.digest;
+    if (pinned !== undefined && !manifestMatchesDigest(topLevel.bytes, pinned)) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `Manifest of ${imageName(this.sourceReference)} does not match provided manifest digest ${pinned}`,
+      );
+    }
+    const mediaType = manifestTypeOf(topLevel);
+    if (!isManifestListMediaType(mediaType)) {
+      const written = await this.copySingleImage(topLevel, mediaType, undefined, false, topLevel.bytes);
+      return {
+        manifestDigest: written.digest,
+        manifest: written.bytes,
+        manifestMediaType: written.mediaType,
+      };
+    }
+    const list = parseManifestList(topLevel.bytes, mediaType);
+    let selection = this.options.imageListSelection ?? 'system';
+    if (selection === 'system' && (this.options.instanceDigests?.length ?? 0) > 0) selection = 'all';
+    if (selection === 'system') {
+      const chosen = choosePlatformInstance(list, this.options.sourceContext?.platform);
+      this.emit({ type: 'list-start', instanceCount: list.instances.length, copyCount: 1 });
+      const instance = await this.readInstanceManifest(chosen);
+      const written = await this.copySingleImage(
+        instance,
+        manifestTypeOf(instance),
+        chosen,
+        false,
+        topLevel.bytes,
+      );
+      return {
+        manifestDigest: written.digest,
+        manifest: written.bytes,
+        manifestMediaType: written.mediaType,
+      };
+    }
+    const written = await this.copyList(list, selection === 'index-only');
+    return { manifestDigest: written.digest, manifest: written.bytes, manifestMediaType: written.mediaType };
+  }
+
+  /** Reads a list's instance manifest and checks it has the digest the list names. */
+  private async readInstanceManifest(instanceDigest: Digest): Promise<ManifestBlob> {
+    const instance = await this.retried(() =>
+      this.source.getManifest(instanceDigest, { signal: this.signal }),
+    );
+    if (!manifestMatchesDigest(instance.bytes, instanceDigest)) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `Manifest of instance ${instanceDigest} of ${imageName(this.sourceReference)} does not match its digest ${instanceDigest}`,
+      );
+    }
+    return instance;
+  }
+
+  /** Reads signatures, evaluates the policy, and returns the signatures to copy. */
+  private async admit(
+    manifest: ManifestBlob,
+    sourceInstance: Digest | undefined,
+  ): Promise<{ signatures: Uint8Array[] }> {
+    const signatures = await this.retried(() =>
+      this.source.getSignatures(sourceInstance, { signal: this.signal }),
+    );
+    await evaluatePolicy(this.policy, this.sourceReference, { manifest, signatures });
+    if (this.options.removeSignatures) return { signatures: [] };
+    this.emit({ type: 'signatures-read' });
+    if (signatures.length > 0 && !this.destination.properties.supportsSignatures) {
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        `Can not copy signatures to ${imageName(this.destinationReference)}: Pushing signatures for this destination is not supported (use --remove-signatures to copy the image without its signatures)`,
+      );
+    }
+    return { signatures };
+  }
+
+  /** Why manifests may not be changed ('' when they may), as c/image's cannotModifyManifestReason. */
+  private cannotModifyReason(signatures: Uint8Array[]): string {
+    if (this.options.preserveDigests) return 'Instructed to preserve digests';
+    if (this.destinationReference.dockerReference()?.digest !== undefined)
+      return 'Destination specifies a digest';
+    if (signatures.length > 0) return 'Would invalidate signatures';
+    return '';
+  }
+
+  private refuseChange(reason: string, what: string): GantryError {
+    if (this.options.preserveDigests) {
+      return new GantryError(
+        ErrorCodes.DigestsNotPreservable,
+        `${what}, which would change digests: ${reason}`,
+      );
+    }
+    return new GantryError(ErrorCodes.ManifestConversionFailed, `${what}, which we cannot do: ${reason}`);
+  }
+
+  private blobContext(signal: AbortSignal | undefined): BlobCopyContext {
+    return {
+      source: this.source,
+      destination: this.destination,
+      signal,
+      retry: { ...this.retry, signal },
+      emit: this.emit,
+    };
+  }
+
+  /**
+   * Copies one image; `sourceInstance` is its digest within the source's list (undefined for a top-level
+   * image); `asInstance` writes the manifest as an instance of a list being copied.
+   */
+  private async copySingleImage(
+    manifestBlob: ManifestBlob,
+    mediaType: string,
+    sourceInstance: Digest | undefined,
+    asInstance: boolean,
+    topLevelBytes: Uint8Array,
+    position?: { index: number; total: number },
+  ): Promise<WrittenManifest> {
+    throwIfAborted(this.signal);
+    if (isManifestListMediaType(mediaType)) {
+      throw new GantryError(
+        ErrorCodes.UnsupportedManifestType,
+        'Unexpectedly received a manifest list instead of a manifest for a single image',
+      );
+    }
+    this.emit({
+      type: 'image-start',
+      ...(sourceInstance !== undefined ? { instanceDigest: sourceInstance } : {}),
+      ...(position ?? {}),
+    });
+    const { signatures } = await this.admit({ bytes: manifestBlob.bytes, mediaType }, sourceInstance);
+    const manifest = parseManifest(manifestBlob.bytes, mediaType);
+
+    const destinationPin = this.destinationReference.dockerReference()?.digest;
+    if (
+      destinationPin !== undefined &&
+      !manifestMatchesDigest(manifestBlob.bytes, destinationPin) &&
+      !manifestMatchesDigest(topLevelBytes, destinationPin)
+    ) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `Digest of source image's manifest would not match destination reference ${destinationPin}`,
+      );
+    }
+    const cannotModify = this.cannotModifyReason(signatures);
+    const properties = this.destination.properties;
+
+    let candidates = conversionCandidates(
+      manifest.mediaType,
+      properties.supportedManifestMimeTypes,
+      this.options.manifestMediaType,
+    );
+    if (candidates.length === 0) {
+      throw new GantryError(
+        ErrorCodes.ManifestConversionFailed,
+        `No manifest type accepted by ${imageName(this.destinationReference)} can represent ${manifest.mediaType}`,
+      );
+    }
+    if (cannotModify !== '') {
+      if (candidates[0] !== manifest.mediaType) {
+        throw this.refuseChange(
+          cannotModify,
+          `Copying the image needs converting its manifest from ${manifest.mediaType} to ${candidates[0]}`,
+        );
+      }
+      candidates = [manifest.mediaType];
+    }
+
+    // Layers as the source wants them copied.
+    let layers: BlobInfo[] = manifest.layers.map((layer) => ({ ...layer }));
+    let layersReplaced = false;
+    if (this.source.layerInfosForCopy) {
+      const replacement = await this.retried(() =>
+        this.source.layerInfosForCopy!(sourceInstance, { signal: this.signal }),
+      );
+      if (replacement !== undefined) {
+        if (replacement.length !== layers.length) {
+          throw new GantryError(
+            ErrorCodes.Internal,
+            `layerInfosForCopy returned ${replacement.length} layers for a manifest with ${layers.length}`,
+          );
+        }
+        const differs = replacement.some(
+          (info, index) =>
+            info.digest !== layers[index]!.digest || info.mediaType !== layers[index]!.mediaType,
+        );
+        if (differs) {
+          if (cannotModify !== '') {
+            throw this.refuseChange(
+              cannotModify,
+              'Copying this image would require changing layer representation',
+            );
+          }
+          layers = replacement.map((info) => ({ ...info }));
+          layersReplaced = true;
+        }
+      }
+    }
+
+    const needDiffIds = candidates.some((candidate) => needsLayerDiffIds(manifest, candidate));
+    const compressionPlan = this.compressionPlan(manifest, cannotModify);
+    const canSubstitute = cannotModify === '';
+
+    // Copy each distinct layer once, concurrently when both ends allow it.
+    const distinct: BlobInfo[] = [];
+    const indexOfDigest = new Map<Digest, number>();
+    for (const layer of layers) {
+      if (!indexOfDigest.has(layer.digest)) {
+        indexOfDigest.set(layer.digest, distinct.length);
+        distinct.push(layer);
+      }
+    }
+    const concurrent =
+      properties.hasThreadSafePutBlob && this.source.properties.hasThreadSafeGetBlob
+        ? blobConcurrencyOf(this.options.blobConcurrency)
+        : 1;
+    const layerController = new AbortController();
+    const layerSignal = this.signal
+      ? AbortSignal.any([this.signal, layerController.signal])
+      : layerController.signal;
+    const copiedDistinct = await runLimited(
+      distinct.length,
+      concurrent,
+      (index) =>
+        this.copyOneLayer(distinct[index]!, compressionPlan, needDiffIds, canSubstitute, layerSignal),
+      () => layerController.abort(new GantryError(ErrorCodes.Aborted, 'another layer failed to copy')),
+    );
+    const copied = layers.map((layer) => copiedDistinct[indexOfDigest.get(layer.digest)!]!);
+    throwIfAborted(this.signal);
+
+    // Read the config (small, verified) for manifest edits; write it after the layers.
+    let configBytes: Uint8Array | undefined;
+    if (manifest.config) configBytes = await this.readConfig(manifest.config);
+
+    const layersChanged =
+      layersReplaced || copied.some((layer, index) => layer.info.digest !== manifest.layers[index]!.digest);
+    const writtenConfigs = new Set<Digest>();
+    const failures: string[] = [];
+    for (const [candidateIndex, candidate] of candidates.entries()) {
+      try {
+        const written = await this.writeImageManifest(
+          manifest,
+          candidate,
+          copied,
+          layersChanged,
+          configBytes,
+          writtenConfigs,
+          asInstance,
+        );
+        if (signatures.length > 0) {
+          const instanceDigest = asInstance ? written.digest : undefined;
+          this.emit({
+            type: 'signatures-write',
+            count: signatures.length,
+            ...(instanceDigest !== undefined ? { instanceDigest } : {}),
+          });
+          await this.retried(() =>
+            this.destination.putSignatures(signatures, instanceDigest, { signal: this.signal }),
+          );
+        }
+        return written;
+      } catch (error) {
+        const last = candidateIndex === candidates.length - 1;
+        if (!isManifestTypeRejection(error) || candidates.length === 1) throw error;
+        failures.push(`${candidate}(${error instanceof Error ? error.message : String(error)})`);
+        if (last) {
+          throw new GantryError(
+            ErrorCodes.ManifestConversionFailed,
+            `Uploading manifest failed, attempted the following formats: ${failures.join(', ')}`,
+            { cause: error },
+          );
+        }
+      }
+    }
+    throw new GantryError(ErrorCodes.Internal, 'no manifest candidate was tried');
+  }
+
+  /** Decides what may be done to layer compression, refusing with preserveDigests an explicit request. */
+  private compressionPlan(manifest: ImageManifest, cannotModify: string): LayerCompressionPlan | undefined {
+    const desired = this.destination.properties.desiredLayerCompression;
+    const requested = this.options.destinationCompression;
+    if (cannotModify !== '') {
+      if (this.options.preserveDigests && requested !== undefined && desired === 'compress') {
+        const differing = manifest.layers.find(
+          (layer) =>
+            layer.compression !== 'unknown' && layer.compression !== requested && !layer.urls?.length,
+        );
+        if (differing) {
+          throw this.refuseChange(
+            cannotModify,
+            `Compressing layer ${differing.digest} (${differing.compression}) with ${requested} was requested`,
+          );
+        }
+      }
+      return undefined;
+    }
+    if (desired === 'preserve') return undefined;
+    const plan: LayerCompressionPlan = {
+      desired,
+      format: requested ?? 'gzip',
+      recompress: requested !== undefined,
+    };
+    if (this.options.compressionLevel !== undefined) plan.level = this.options.compressionLevel;
+    return plan;
+  }
+
+  private async copyOneLayer(
+    layer: BlobInfo,
+    plan: LayerCompressionPlan | undefined,
+    needDiffId: boolean,
+    canSubstitute: boolean,
+    signal: AbortSignal,
+  ): Promise<CopiedLayer> {
+    const properties = this.destination.properties;
+    if (properties.acceptsForeignLayerURLs && (layer.urls?.length ?? 0) > 0) {
+      if (needDiffId) {
+        throw new GantryError(
+          ErrorCodes.NotSupported,
+          `getting DiffID for foreign layer ${layer.digest} is unimplemented`,
+        );
+      }
+      this.emit({ type: 'blob-start', blob: layer, kind: 'layer' });
+      this.emit({ type: 'blob-done', blob: layer, kind: 'layer', result: 'skipped', bytes: 0 });
+      return { info: layer, compression: 'unknown', changed: false, result: 'skipped' };
+    }
+    // Layers of unknown media types (artifacts, encrypted…) are never re-compressed; schema1 layers have
+    // no media type, and like containers/image their compression may change.
+    const layerCompression = (layer as { compression?: string }).compression;
+    const effectivePlan = layerCompression === 'unknown' && layer.mediaType !== undefined ? undefined : plan;
+    const copied = await copyLayer(this.blobContext(signal), {
+      layer,
+      plan: effectivePlan,
+      needDiffId,
+      canSubstitute,
+      changedMediaType: (compression: DetectedCompression) =>
+        layer.mediaType === undefined
+          ? undefined
+          : safeLayerMediaType(this.sourceManifestTypeForLayer(layer), compression, layer.mediaType),
+    });
+    if ((layer.urls?.length ?? 0) > 0 && !copied.changed) {
+      // A foreign layer copied into the destination is no longer foreign: force the manifest to drop URLs.
+      const info = { ...copied.info };
+      delete info.urls;
+      return { ...copied, info };
+    }
+    return copied;
+  }
+
+  private sourceManifestTypeForLayer(layer: BlobInfo): string {
+    return layer.mediaType?.startsWith('application/vnd.oci.')
+      ? MediaTypes.OciManifest
+      : MediaTypes.DockerManifest;
+  }
+
+  private async readConfig(info: BlobInfo): Promise<Uint8Array> {
+    return await this.retried(async () => {
+      const { stream } = await this.source.getBlob(info, { signal: this.signal });
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      try {
+        for await (const chunk of stream as AsyncIterable<Uint8Array>) {
+          size += chunk.byteLength;
+          if (size > maximumConfigSize) {
+            throw new GantryError(
+              ErrorCodes.InvalidManifest,
+              `config ${info.digest} is larger than ${maximumConfigSize} bytes`,
+            );
+          }
+          chunks.push(chunk);
+        }
+      } finally {
+        stream.destroy();
+      }
+      const bytes = Buffer.concat(chunks);
+      if (info.size >= 0 && bytes.byteLength !== info.size) {
+        throw new GantryError(
+          ErrorCodes.SizeMismatch,
+          `config ${info.digest}: size mismatch: expected ${info.size} bytes, got ${bytes.byteLength}`,
+        );
+      }
+      const actual = digestOf(bytes, info.digest.slice(0, info.digest.indexOf(':')) as 'sha256');
+      if (actual !== info.digest) {
+        throw new GantryError(
+          ErrorCodes.DigestMismatch,
+          `config ${info.digest}: digest mismatch: expected ${info.digest}, got ${actual}`,
+        );
+      }
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    });
+  }
+
+  /** Builds the manifest for `candidate` (editing only when something changed), writes config and manifest. */
+  private async writeImageManifest(
+    manifest: ImageManifest,
+    candidate: string,
+    copied: CopiedLayer[],
+    layersChanged: boolean,
+    configBytes: Uint8Array | undefined,
+    writtenConfigs: Set<Digest>,
+    asInstance: boolean,
+  ): Promise<WrittenManifest> {
+    const converting = candidate !== manifest.mediaType;
+    let output: WrittenManifest;
+    let configToWrite: { info: BlobInfo; bytes: Uint8Array } | undefined;
+    if (!converting && !layersChanged) {
+      output = { bytes: manifest.bytes, mediaType: manifest.mediaType, digest: manifest.digest };
+      if (manifest.config && configBytes) configToWrite = { info: manifest.config, bytes: configBytes };
+    } else {
+      const edit: ManifestEdit = {
+        layers: copied.map((layer, index) => {
+          const original = manifest.layers[index]!;
+          const compression = resolvedCompression(layer, original.compression);
+          const mediaType =
+            converting || layer.changed
+              ? layerMediaTypeFor(candidate, compression, layer.info.mediaType ?? original.mediaType)
+              : (layer.info.mediaType ?? original.mediaType);
+          const entry: {
+            digest: Digest;
+            size: number;
+            compression: 'gzip' | 'zstd' | 'none';
+            mediaType?: string;
+          } = {
+            digest: layer.info.digest,
+            size: layer.info.size,
+            compression,
+          };
+          if (mediaType !== undefined) entry.mediaType = mediaType;
+          return entry;
+        }),
+      };
+      if (converting) edit.mediaType = candidate;
+      if (configBytes) edit.config = configBytes;
+      if (needsLayerDiffIds(manifest, candidate)) {
+        const diffIds = copied.map((layer) => layer.diffId);
+        if (diffIds.some((diffId) => diffId === undefined)) {
+          throw new GantryError(
+            ErrorCodes.ManifestConversionFailed,
+            `Can not convert image to ${candidate}, the layers' DiffIDs are unknown`,
+          );
+        }
+        edit.layerDiffIds = diffIds as Digest[];
+      }
+      const edited = editManifest(manifest, edit);
+      output = { bytes: edited.bytes, mediaType: edited.mediaType, digest: edited.digest };
+      if (edited.config) configToWrite = { info: edited.config.info, bytes: edited.config.bytes };
+      else if (manifest.config && configBytes) configToWrite = { info: manifest.config, bytes: configBytes };
+    }
+    if (configToWrite && !writtenConfigs.has(configToWrite.info.digest)) {
+      await copyConfigBlob(this.blobContext(this.signal), configToWrite.info, configToWrite.bytes);
+      writtenConfigs.add(configToWrite.info.digest);
+    }
+    const instanceDigest = asInstance ? output.digest : undefined;
+    this.emit({ type: 'manifest-write', ...(instanceDigest !== undefined ? { instanceDigest } : {}) });
+    await this.retried(() =>
+      this.destination.putManifest(output.bytes, output.mediaType, instanceDigest, { signal: this.signal }),
+    );
+    return output;
+  }
+
+  /** Copies a list: its instances (unless `indexOnly`), then the list itself. */
+  private async copyList(list: ManifestList, indexOnly: boolean): Promise<WrittenManifest> {
+    const { signatures } = await this.admit({ bytes: list.bytes, mediaType: list.mediaType }, undefined);
+    const destinationPin = this.destinationReference.dockerReference()?.digest;
+    if (destinationPin !== undefined && !manifestMatchesDigest(list.bytes, destinationPin)) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `Digest of source image's manifest would not match destination reference ${destinationPin}`,
+      );
+    }
+    const cannotModify = this.cannotModifyReason(signatures);
+    const listTypes = conversionCandidates(
+      list.mediaType,
+      this.destination.properties.supportedManifestMimeTypes,
+      this.options.manifestMediaType,
+    );
+    if (listTypes[0] !== list.mediaType && cannotModify !== '') {
+      throw this.refuseChange(
+        cannotModify,
+        `Manifest list must be converted to type ${listTypes[0]} to be written to destination`,
+      );
+    }
+
+    let toCopy: Digest[] = [];
+    if (!indexOnly) {
+      const wanted = this.options.instanceDigests;
+      const listed = new Set(list.instances.map((instance) => instance.digest));
+      for (const digest of wanted ?? []) {
+        if (!listed.has(digest)) {
+          throw new GantryError(
+            ErrorCodes.ImageNotFound,
+            `instance ${digest} is not in the manifest list of ${imageName(this.sourceReference)}`,
+          );
+        }
+      }
+      toCopy = list.instances
+        .map((instance) => instance.digest)
+        .filter((digest) => wanted === undefined || wanted.length === 0 || wanted.includes(digest));
+    }
+    this.emit({ type: 'list-start', instanceCount: list.instances.length, copyCount: toCopy.length });
+
+    const instanceEdits = new Map<Digest, { digest: Digest; size: number; mediaType: string }>();
+    for (const [index, digest] of toCopy.entries()) {
+      let written: WrittenManifest;
+      try {
+        const instance = await this.readInstanceManifest(digest);
+        written = await this.copySingleImage(instance, manifestTypeOf(instance), digest, true, list.bytes, {
+          index,
+          total: toCopy.length,
+        });
+      } catch (error) {
+        if (!isGantryError(error) || error.code === ErrorCodes.Aborted) throw error;
+        throw new GantryError(
+          error.code,
+          `copying image ${index + 1}/${toCopy.length} from manifest list: ${error.message}`,
+          { cause: error, retryable: error.retryable },
+        );
+      }
+      const original = list.instances.find((entry) => entry.digest === digest)!;
+      if (written.digest !== digest || written.mediaType !== original.mediaType) {
+        instanceEdits.set(digest, {
+          digest: written.digest,
+          size: written.bytes.byteLength,
+          mediaType: written.mediaType,
+        });
+      }
+    }
+
+    // Like containers/image, the list is re-serialised (with the instances' new digests and types) and
+    // compared with the re-serialised original: when they are equal the original bytes are written, so
+    // its digest stays; otherwise the new list is written, unless the list must not change.
+    const reserialisedOriginal = editManifestList(list, {}).bytes;
+    const failures: string[] = [];
+    for (const [candidateIndex, listType] of listTypes.entries()) {
+      try {
+        const edit: Parameters<typeof editManifestList>[1] = {};
+        if (instanceEdits.size > 0) edit.instances = instanceEdits;
+        if (listType !== list.mediaType) edit.mediaType = listType;
+        const edited = editManifestList(list, edit);
+        const unchanged = listType === list.mediaType && sameBytes(edited.bytes, reserialisedOriginal);
+        if (!unchanged && cannotModify !== '') {
+          throw this.refuseChange(
+            cannotModify,
+            `Manifest list must be converted to type ${listType} to be written to destination`,
+          );
+        }
+        const output: WrittenManifest = unchanged
+          ? { bytes: list.bytes, mediaType: list.mediaType, digest: list.digest }
+          : { bytes: edited.bytes, mediaType: edited.mediaType, digest: edited.digest };
+        this.emit({ type: 'manifest-write' });
+        await this.retried(() =>
+          this.destination.putManifest(output.bytes, output.mediaType, undefined, { signal: this.signal }),
+        );
+        if (signatures.length > 0) {
+          this.emit({ type: 'signatures-write', count: signatures.length });
+          await this.retried(() =>
+            this.destination.putSignatures(signatures, undefined, { signal: this.signal }),
+          );
+        }
+        return output;
+      } catch (error) {
+        if (!isManifestTypeRejection(error) || listTypes.length === 1 || cannotModify !== '') throw error;
+        failures.push(`${listType}(${error instanceof Error ? error.message : String(error)})`);
+        if (candidateIndex === listTypes.length - 1) {
+          throw new GantryError(
+            ErrorCodes.ManifestConversionFailed,
+            `Uploading manifest list failed, attempted the following formats: ${failures.join(', ')}`,
+            { cause: error },
+          );
+        }
+      }
+    }
+    throw new GantryError(ErrorCodes.Internal, 'no manifest list type was tried');
+  }
+}
+
+function sameBytes(left: Uint8Array, right: Uint8Array): boolean {
+  return Buffer.from(left.buffer, left.byteOffset, left.byteLength).equals(
+    Buffer.from(right.buffer, right.byteOffset, right.byteLength),
+  );
+}
+/** The compression of a copied layer as the manifest must state it. */
+function resolvedCompression(
+  layer: CopiedLayer,
+  manifestCompression: string | undefined,
+): 'gzip' | 'zstd' | 'none' {
+  if (layer.compression !== 'unknown') return layer.compression;
+  if (manifestCompression === 'gzip' || manifestCompression === 'zstd' || manifestCompression === 'none') {
+    return manifestCompression;
+  }
+  return 'none';
+}
+
+/** `layerMediaTypeFor`, keeping the original type when it cannot be mapped. */
+function safeLayerMediaType(
+  manifestMediaType: string,
+  compression: 'gzip' | 'zstd' | 'none',
+  original: string | undefined,
+): string | undefined {
+  try {
+    return layerMediaTypeFor(manifestMediaType, compression, original);
+  } catch {
+    return original;
+  }
+}

@@ -1,0 +1,80 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { abortError, ErrorCodes, hasErrorCode, isGantryError } from '../errors.js';
+
+/** Node.js error codes of network failures that may succeed when tried again. */
+const retryableNodeErrorCodes: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ECONNREFUSED',
+]);
+
+/**
+ * Whether an operation that failed with `error` may succeed when tried again: a `GantryError` marked
+ * `retryable`, or a Node.js network error (ECONNRESET, ETIMEDOUT, EPIPE, ECONNREFUSED), also when found in
+ * the `cause` chain. Digest or size mismatches and aborts are never retryable, wherever they appear.
+ */
+export function isRetryableError(error: unknown): boolean {
+  let retryable = false;
+  let current: unknown = error;
+  for (let depth = 0; depth < 8 && current !== undefined && current !== null; depth++) {
+    if (
+      hasErrorCode(current, ErrorCodes.DigestMismatch) ||
+      hasErrorCode(current, ErrorCodes.SizeMismatch) ||
+      hasErrorCode(current, ErrorCodes.Aborted)
+    ) {
+      return false;
+    }
+    if (current instanceof Error && current.name === 'AbortError') return false;
+    if (isGantryError(current) && current.retryable) retryable = true;
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && retryableNodeErrorCodes.has(code)) retryable = true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return retryable;
+}
+
+export interface RetrySettings {
+  /** Retries after the first attempt; 0 = no retry. */
+  retryTimes: number;
+  /** Fixed delay; undefined = exponential backoff with jitter. */
+  retryDelayMs: number | undefined;
+  signal: AbortSignal | undefined;
+  onRetry?: (attempt: number, error: Error, delayMs: number) => void;
+}
+
+/** Longest backoff delay, like c/image's retry package caps its delays. */
+const maximumBackoffMs = 60_000;
+
+/**
+ * The delay before retry number `attempt` (1-based): `fixedDelayMs` when given, otherwise
+ * 2^attempt seconds (capped at a minute) scaled by a random factor in [0.5, 1) (jitter).
+ */
+export function retryDelay(attempt: number, fixedDelayMs: number | undefined, random = Math.random): number {
+  if (fixedDelayMs !== undefined) return Math.max(0, fixedDelayMs);
+  const base = Math.min(maximumBackoffMs, 1000 * 2 ** attempt);
+  return Math.round(base * (0.5 + random() / 2));
+}
+
+/**
+ * Runs `operation`, trying again up to `settings.retryTimes` times while it fails with a retryable
+ * error (see `isRetryableError`), waiting between attempts (abortable through `settings.signal`).
+ */
+export async function withRetry<T>(operation: () => Promise<T>, settings: RetrySettings): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await operation();
+    } catch (error) {
+      if (settings.signal?.aborted) throw abortError(settings.signal);
+      if (attempt > settings.retryTimes || !isRetryableError(error)) throw error;
+      const delayMs = retryDelay(attempt, settings.retryDelayMs);
+      settings.onRetry?.(attempt, error instanceof Error ? error : new Error(String(error)), delayMs);
+      try {
+        await sleep(delayMs, undefined, settings.signal ? { signal: settings.signal } : undefined);
+      } catch {
+        if (settings.signal?.aborted) throw abortError(settings.signal);
+        throw error;
+      }
+    }
+  }
+}

@@ -1,0 +1,75 @@
+import type { Digest } from '../digest.js';
+import type { Policy } from '../policy/index.js';
+import type { BlobInfo, TransportContext } from '../transport/contract.js';
+
+/** Which part of a manifest list (OCI index, Docker manifest list) `copyImage` copies. */
+export type ImageListSelection = 'system' | 'all' | 'index-only';
+
+/** Options of `copyImage`. Every member is optional. */
+export interface CopyOptions {
+  /** Aborts the copy; `copyImage` then rejects with `ERR_GANTRY_ABORTED` and nothing is committed. */
+  signal?: AbortSignal;
+  /** Context used to open the source (`--src-*` flags); `platform` chooses from manifest lists. */
+  sourceContext?: TransportContext;
+  /** Context used to open the destination (`--dest-*` flags). */
+  destinationContext?: TransportContext;
+  /** Signature policy; default `loadDefaultPolicy()` like skopeo; `insecureAcceptAnythingPolicy()` for none. */
+  policy?: Policy;
+  /**
+   * For a manifest list: 'system' (default) copies the one image matching the platform; 'all' copies every
+   * image and the list (`--all`, `--multi-arch all`); 'index-only' copies only the list's own bytes.
+   */
+  imageListSelection?: ImageListSelection;
+  /**
+   * Copy only these instances of a list (and the list, which keeps naming every instance, as c/image's
+   * default "sparse" list). Given with 'system', the copy behaves as 'all' restricted to these instances.
+   */
+  instanceDigests?: Digest[];
+  /** Forced destination manifest type (`-f/--format`). */
+  manifestMediaType?: string;
+  /** Refuse (`ERR_GANTRY_DIGESTS_NOT_PRESERVABLE`) any copy that would change a manifest or layer digest. */
+  preserveDigests?: boolean;
+  /** Do not copy signatures (`--remove-signatures`). */
+  removeSignatures?: boolean;
+  /** How many times a failed retryable operation is tried again; default 0. */
+  retryTimes?: number;
+  /** Delay between retries; undefined = exponential backoff with jitter. */
+  retryDelayMs?: number;
+  /** How many blobs are copied at once (`--image-parallel-copies`); default 6. */
+  blobConcurrency?: number;
+  /** Compression for layers the destination wants compressed (`--dest-compress-format`); default gzip. */
+  destinationCompression?: 'gzip' | 'zstd';
+  /** Compression level (`--dest-compress-level`). */
+  compressionLevel?: number;
+  /** Receives progress events; must not throw. */
+  onProgress?: (event: CopyProgressEvent) => void;
+}
+
+/** The kind of blob an event is about. */
+export type CopiedBlobKind = 'layer' | 'config';
+
+/** Progress of a copy, in the order skopeo prints its messages. */
+export type CopyProgressEvent =
+  | { type: 'copy-start'; source: string; destination: string }
+  | { type: 'list-start'; instanceCount: number; copyCount: number }
+  | { type: 'image-start'; instanceDigest?: Digest; index?: number; total?: number }
+  | { type: 'signatures-read' }
+  | { type: 'blob-start'; blob: BlobInfo; kind: CopiedBlobKind }
+  | { type: 'blob-progress'; blob: BlobInfo; kind: CopiedBlobKind; bytes: number; total: number }
+  | {
+      type: 'blob-done';
+      blob: BlobInfo;
+      kind: CopiedBlobKind;
+      result: 'copied' | 'reused' | 'skipped';
+      bytes: number;
+    }
+  | { type: 'manifest-write'; instanceDigest?: Digest }
+  | { type: 'signatures-write'; count: number; instanceDigest?: Digest }
+  | { type: 'retry'; attempt: number; error: Error; delayMs: number };
+
+/** What `copyImage` wrote as the destination's top-level manifest. */
+export interface CopyResult {
+  manifestDigest: Digest;
+  manifest: Uint8Array;
+  manifestMediaType: string;
+}

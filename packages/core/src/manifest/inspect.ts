@@ -1,0 +1,91 @@
+import type { Digest } from '../digest.js';
+import { ErrorCodes, GantryError } from '../errors.js';
+import { inspectConfigFields, ociImageValue, schema1ToSchema2Config } from './config.js';
+import { goJsonMarshalIndent } from './go-json.js';
+import { MediaTypes } from './media-types.js';
+import { decodeSchema1, type ImageManifest } from './parse.js';
+
+/** Input of `buildInspectOutput`. */
+export interface InspectInput {
+  /** The docker reference's name (`docker.io/library/busybox`); omitted from the output when undefined or ''. */
+  name?: string;
+  manifest: ImageManifest;
+  /** The config blob; required for OCI and Docker schema2 manifests. */
+  config?: Uint8Array;
+  repoTags: string[];
+  /** The digest printed as `Digest` (the top-level manifest's, as skopeo prints). */
+  digest: Digest;
+}
+
+function annotationsValue(annotations: Record<string, string> | undefined): Map<string, string> | null {
+  return annotations === undefined ? null : new Map(Object.entries(annotations));
+}
+
+/**
+ * skopeo's `inspect` output for one image, as a value for `formatInspectJson`: keys in skopeo's
+ * order (Name only when set, Digest, RepoTags, Created, DockerVersion, Labels, Architecture,
+ * Variant only when set, Os, Layers, LayersData, Env), with Go's semantics: nil slices and maps are
+ * `null`; `Labels` and each layer's `Annotations` are `Map`s (Go maps: printed with sorted keys);
+ * `Created` is the config's time re-formatted as Go's RFC3339Nano (`null` for an OCI config without
+ * one, Go's zero time for Docker configs without one). Schema1 reads its first v1Compatibility entry.
+ */
+export function buildInspectOutput(input: InspectInput): Record<string, unknown> {
+  const { manifest } = input;
+  let fields: ReturnType<typeof inspectConfigFields>;
+  if (manifest.mediaType === MediaTypes.DockerSchema1 || manifest.mediaType === MediaTypes.DockerSchema1Signed) {
+    const decoded = decodeSchema1(manifest.bytes);
+    fields = inspectConfigFields(new TextEncoder().encode(decoded.v1Compatibility[0]!), 'docker');
+  } else {
+    if (input.config === undefined) {
+      throw new GantryError(ErrorCodes.InvalidManifest, `inspecting a ${manifest.mediaType} image needs its config`);
+    }
+    fields = inspectConfigFields(input.config, manifest.mediaType === MediaTypes.OciManifest ? 'oci' : 'docker');
+  }
+  const output: Record<string, unknown> = {};
+  if (input.name) output.Name = input.name;
+  output.Digest = input.digest;
+  output.RepoTags = [...input.repoTags];
+  output.Created = fields.created;
+  output.DockerVersion = fields.dockerVersion;
+  output.Labels = fields.labels;
+  output.Architecture = fields.architecture;
+  if (fields.variant !== '') output.Variant = fields.variant;
+  output.Os = fields.os;
+  output.Layers = manifest.layers.map((layer) => layer.digest);
+  output.LayersData = manifest.layers.map((layer) => ({
+    MIMEType: layer.mediaType ?? '',
+    Digest: layer.digest,
+    Size: layer.size,
+    Annotations: annotationsValue(layer.annotations),
+  }));
+  output.Env = fields.env;
+  return output;
+}
+
+/**
+ * What `skopeo inspect --config` prints (before formatting): the config decoded into image-spec's
+ * `Image` struct, as containers/image's `OCIConfig` (Docker configs lose Docker-only fields; schema1
+ * images get a config built from their history, with empty diff_ids as containers/image).
+ */
+export function buildInspectConfigOutput(manifest: ImageManifest, config?: Uint8Array): Record<string, unknown> {
+  if (manifest.mediaType === MediaTypes.DockerSchema1 || manifest.mediaType === MediaTypes.DockerSchema1Signed) {
+    const decoded = decodeSchema1(manifest.bytes);
+    const diffIds = decoded.compatibility.filter((entry) => !entry.throwAway).map(() => '' as Digest);
+    return ociImageValue(schema1ToSchema2Config(decoded, diffIds));
+  }
+  if (config === undefined) {
+    throw new GantryError(ErrorCodes.InvalidManifest, `inspecting the config of a ${manifest.mediaType} image needs the config`);
+  }
+  return ociImageValue(config);
+}
+
+/**
+ * Formats a value as Go's `json.MarshalIndent(value, "", "    ")`: 4-space indentation, `<`, `>`,
+ * `&`, U+2028, U+2029 escaped as `\u003c`…, `Map` keys sorted (Go maps), plain-object keys in
+ * insertion order (Go structs), empty arrays/objects as `[]` / `{}`, no trailing newline.
+ */
+export function formatInspectJson(value: unknown): string {
+  return goJsonMarshalIndent(value, '', '    ');
+}
+
+

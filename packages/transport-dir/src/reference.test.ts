@@ -1,0 +1,218 @@
+import { mkdir, mkdtemp, realpath, rm, symlink } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { assertTransport, ErrorCodes, TransportRegistry } from '@gantry/core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import defaultExport, { createDirTransport, DirImageReference, dirTransport, resolvePathToFullyExplicit } from './index.js';
+
+let top: string;
+beforeEach(async () => {
+  // realpath: the OS temporary directory may itself be reached through a symlink.
+  top = await realpath(await mkdtemp(path.join(os.tmpdir(), 'gantry-')));
+});
+afterEach(async () => {
+  await rm(top, { recursive: true, force: true });
+});
+
+describe('plugin shape', () => {
+  it('exports a v1 transport named dir, as default and named export, and a factory', () => {
+    expect(defaultExport).toBe(dirTransport);
+    expect(assertTransport(dirTransport, '@gantry/transport-dir')).toBe(dirTransport);
+    expect(dirTransport.name).toBe('dir');
+    expect(dirTransport.specificationVersion).toBe('v1');
+    const other = createDirTransport({ durable: false });
+    expect(other).not.toBe(dirTransport);
+    expect(new TransportRegistry([other]).parseImageReference(`dir:${top}`).transport).toBe(other);
+  });
+});
+
+describe('resolvePathToFullyExplicit (explicitfilepath cases)', () => {
+  const cases: Array<{ name: string; setup: (top: string) => Promise<string>; expected: string | undefined }> = [
+    {
+      name: 'plain hierarchy',
+      setup: async (t) => {
+        await mkdir(path.join(t, 'dir1/dir2/dir3'), { recursive: true });
+        return 'dir1/dir2/dir3';
+      },
+      expected: 'dir1/dir2/dir3',
+    },
+    { name: 'missing parent', setup: async () => 'thisismissing/dir2', expected: undefined },
+    { name: 'missing last component', setup: async () => 'thisismissing', expected: 'thisismissing' },
+    {
+      name: 'symlink on the path',
+      setup: async (t) => {
+        await mkdir(path.join(t, 'dir1/dir2'), { recursive: true });
+        await symlink('dir1', path.join(t, 'link1'));
+        return 'link1/dir2';
+      },
+      expected: 'dir1/dir2',
+    },
+    {
+      name: 'trailing symlink',
+      setup: async (t) => {
+        await mkdir(path.join(t, 'dir1/dir2'), { recursive: true });
+        await symlink('dir2', path.join(t, 'dir1/link2'));
+        return 'dir1/link2';
+      },
+      expected: 'dir1/dir2',
+    },
+    {
+      name: 'dangling symlink as a parent',
+      setup: async (t) => {
+        await symlink('thisismissing', path.join(t, 'link1'));
+        return 'link1/dir2';
+      },
+      expected: undefined,
+    },
+    {
+      name: 'dangling trailing symlink',
+      setup: async (t) => {
+        await symlink('thisismissing', path.join(t, 'link1'));
+        return 'link1';
+      },
+      expected: undefined,
+    },
+    {
+      name: 'relative components',
+      setup: async (t) => {
+        await mkdir(path.join(t, 'dir1/dir2/dir3'), { recursive: true });
+        return 'dir1/./dir2/../dir2/dir3';
+      },
+      expected: 'dir1/dir2/dir3',
+    },
+    {
+      name: 'trailing relative components',
+      setup: async (t) => {
+        await mkdir(path.join(t, 'dir1/dir2'), { recursive: true });
+        return 'dir1/dir2/..';
+      },
+      expected: 'dir1',
+    },
+    {
+      name: 'relative components in a symlink',
+      setup: async (t) => {
+        await mkdir(path.join(t, 'dir1/dir2'), { recursive: true });
+        await symlink('../dir1/dir2', path.join(t, 'dir1/link2'));
+        return 'dir1/link2';
+      },
+      expected: 'dir1/dir2',
+    },
+    {
+      name: '.. after a symlink is lexical (as Go filepath.Abs)',
+      setup: async (t) => {
+        await mkdir(path.join(t, 'dir1/dir2/dir3'), { recursive: true });
+        await symlink('dir3', path.join(t, 'dir1/dir2/link3'));
+        return 'dir1/dir2/link3/../..';
+      },
+      expected: 'dir1',
+    },
+    {
+      name: 'a file as a parent',
+      setup: async (t) => {
+        await mkdir(path.join(t, 'dir1'));
+        await import('node:fs/promises').then((fs) => fs.writeFile(path.join(t, 'dir1/file'), 'x'));
+        return 'dir1/file/x';
+      },
+      expected: undefined,
+    },
+  ];
+  for (const testCase of cases) {
+    it(testCase.name, async () => {
+      const input = await testCase.setup(top);
+      for (const form of [path.join(top, input), input]) {
+        const run = () => {
+          const previous = process.cwd();
+          process.chdir(top);
+          try {
+            return resolvePathToFullyExplicit(form);
+          } finally {
+            process.chdir(previous);
+          }
+        };
+        if (testCase.expected === undefined) expect(run).toThrow();
+        else expect(run()).toBe(path.join(top, testCase.expected));
+      }
+    });
+  }
+});
+
+describe('parseReference', () => {
+  it('keeps the path as given and resolves the policy identity', async () => {
+    await mkdir(path.join(top, 'real/image'), { recursive: true });
+    await symlink('real', path.join(top, 'link'));
+    const table: Array<{ input: string; identity: string }> = [
+      { input: top, identity: top },
+      { input: `${top}/.`, identity: top },
+      { input: `${top}/link/image`, identity: `${top}/real/image` },
+      { input: `${top}/link/missing`, identity: `${top}/real/missing` },
+      { input: `${top}//real/./image/`, identity: `${top}/real/image` },
+      { input: '/', identity: '/' },
+      { input: '/etc', identity: '/etc' },
+    ];
+    for (const { input, identity } of table) {
+      const reference = dirTransport.parseReference(input);
+      expect(reference).toBeInstanceOf(DirImageReference);
+      expect(reference.transport).toBe(dirTransport);
+      expect(reference.stringWithinTransport()).toBe(input);
+      expect(reference.policyConfigurationIdentity()).toBe(identity);
+      expect(reference.dockerReference()).toBeUndefined();
+      expect(dirTransport.parseReference(reference.stringWithinTransport()).policyConfigurationIdentity()).toBe(
+        identity,
+      );
+    }
+  });
+
+  it('resolves relative paths and "" against the working directory', () => {
+    const previous = process.cwd();
+    process.chdir(top);
+    try {
+      expect(dirTransport.parseReference('relativepath').policyConfigurationIdentity()).toBe(`${top}/relativepath`);
+      expect(dirTransport.parseReference('relativepath').stringWithinTransport()).toBe('relativepath');
+      expect(dirTransport.parseReference('').policyConfigurationIdentity()).toBe(top);
+    } finally {
+      process.chdir(previous);
+    }
+  });
+
+  it('rejects a path whose parent does not exist, naming it like Go', () => {
+    const input = `${top}/thisparentdoesnotexist/something`;
+    expect(() => dirTransport.parseReference(input)).toThrow(
+      expect.objectContaining({
+        code: ErrorCodes.InvalidReference,
+        message: `Invalid image name "dir:${input}": lstat ${top}/thisparentdoesnotexist: no such file or directory`,
+      }),
+    );
+  });
+
+  it('lists parent directories as namespaces, without "/"', async () => {
+    await mkdir(path.join(top, 'a/b'), { recursive: true });
+    const reference = dirTransport.parseReference(`${top}/a/b/c`);
+    const expected: string[] = [];
+    for (let current = `${top}/a/b`; current !== '/'; current = path.dirname(current)) expected.push(current);
+    expect(reference.policyConfigurationNamespaces()).toEqual(expected);
+    expect(dirTransport.parseReference('/usr/share/./.').policyConfigurationNamespaces()).toEqual(['/usr']);
+    expect(dirTransport.parseReference('/').policyConfigurationNamespaces()).toEqual([]);
+    expect(dirTransport.parseReference('/etc').policyConfigurationNamespaces()).toEqual([]);
+  });
+
+  it('returns frozen references', () => {
+    const reference = dirTransport.parseReference(top);
+    expect(Object.isFrozen(reference)).toBe(true);
+  });
+});
+
+describe('validatePolicyConfigurationScope', () => {
+  it.each(['/etc', '/this/does/not/exist'])('accepts %s', (scope) => {
+    expect(() => dirTransport.validatePolicyConfigurationScope(scope)).not.toThrow();
+  });
+  it.each([
+    ['relative/path', 'Invalid scope relative/path: Must be an absolute path'],
+    ['/double//slashes', 'Invalid scope /double//slashes: Uses non-canonical format, perhaps try /double/slashes'],
+    ['/has/./dot', 'Invalid scope /has/./dot: Uses non-canonical format, perhaps try /has/dot'],
+    ['/has/dot/../dot', 'Invalid scope /has/dot/../dot: Uses non-canonical format, perhaps try /has/dot'],
+    ['/trailing/slash/', 'Invalid scope /trailing/slash/: Uses non-canonical format, perhaps try /trailing/slash'],
+    ['/', 'Invalid scope "/": Use the generic default scope ""'],
+  ])('rejects %s', (scope, message) => {
+    expect(() => dirTransport.validatePolicyConfigurationScope(scope)).toThrow(message);
+  });
+});

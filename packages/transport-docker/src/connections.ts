@@ -1,0 +1,223 @@
+import { readdir, readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { rootCertificates } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { abortError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
+import { Agent, type Dispatcher, Pool } from 'undici';
+
+/** TLS settings for one registry host. */
+export interface TlsSettings {
+  /** False with `--tls-verify=false`: certificates are not verified. */
+  verify: boolean;
+  /** CA certificates (PEM) added to Node's roots, from the certificate directory. */
+  extraCertificateAuthorities: string[];
+  /** A client certificate and key (PEM), from the certificate directory. */
+  clientCertificate?: { certificate: string; key: string };
+  /** Names the settings for pool keys; never contains key material. */
+  fingerprint: string;
+}
+
+/**
+ * The per-host certificate directory, as containers/image: the explicit one (`--cert-dir`), else the
+ * first existing of `~/.config/containers/certs.d/<host:port>`, `/etc/containers/certs.d/<host:port>`,
+ * `/etc/docker/certs.d/<host:port>`.
+ */
+async function certificateDirectoryFor(registry: string, explicit: string | undefined): Promise<string | undefined> {
+  if (explicit !== undefined) return explicit;
+  const candidates = [
+    path.join(os.homedir(), '.config', 'containers', 'certs.d', registry),
+    path.join('/etc/containers/certs.d', registry),
+    path.join('/etc/docker/certs.d', registry),
+  ];
+  for (const candidate of candidates) {
+    try {
+      await readdir(candidate);
+      return candidate;
+    } catch {
+      // Missing or unreadable: try the next one.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Loads TLS settings for a registry: `*.crt` files are CA certificates, a `name.cert` file with its
+ * `name.key` is a client certificate (as containers/image's tlsclientconfig).
+ */
+export async function loadTlsSettings(registry: string, verify: boolean, certDirectory: string | undefined): Promise<TlsSettings> {
+  const directory = await certificateDirectoryFor(registry, certDirectory);
+  const settings: TlsSettings = { verify, extraCertificateAuthorities: [], fingerprint: `verify=${verify};dir=${directory ?? ''}` };
+  if (directory === undefined) return settings;
+  let names: string[];
+  try {
+    names = (await readdir(directory)).sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return settings;
+    throw new GantryError(ErrorCodes.Internal, `reading certificate directory ${directory}: ${(error as Error).message}`);
+  }
+  for (const name of names) {
+    if (name.endsWith('.crt')) {
+      settings.extraCertificateAuthorities.push(await readFile(path.join(directory, name), 'utf8'));
+    } else if (name.endsWith('.cert')) {
+      const keyName = `${name.slice(0, -'.cert'.length)}.key`;
+      if (!names.includes(keyName)) {
+        throw new GantryError(ErrorCodes.Internal, `missing key ${keyName} for client certificate ${name} in ${directory}`);
+      }
+      settings.clientCertificate = {
+        certificate: await readFile(path.join(directory, name), 'utf8'),
+        key: await readFile(path.join(directory, keyName), 'utf8'),
+      };
+    } else if (name.endsWith('.key') && !names.includes(`${name.slice(0, -'.key'.length)}.cert`)) {
+      throw new GantryError(ErrorCodes.Internal, `missing client certificate ${name.slice(0, -'.key'.length)}.cert for key ${name} in ${directory}`);
+    }
+  }
+  return settings;
+}
+
+function connectOptions(tls: TlsSettings): Pool.Options['connect'] {
+  const options: Record<string, unknown> = { rejectUnauthorized: tls.verify };
+  if (tls.extraCertificateAuthorities.length > 0) options.ca = [...rootCertificates, ...tls.extraCertificateAuthorities];
+  if (tls.clientCertificate) {
+    options.cert = tls.clientCertificate.certificate;
+    options.key = tls.clientCertificate.key;
+  }
+  return options as Pool.Options['connect'];
+}
+
+/** Connections per registry origin and role; requests beyond this wait for a free connection. */
+export const maxConnectionsPerOrigin = 16;
+const keepAliveTimeoutMs = 30_000;
+
+/**
+ * undici connection pools, one per registry origin (and TLS settings, and role: sources and
+ * destinations use separate pools so that a registry-to-registry copy never waits on itself), with
+ * keep-alive. Idle sockets do not keep the process alive. Shared by every source and destination of
+ * one transport instance.
+ */
+export class ConnectionPools {
+  private readonly pools = new Map<string, Pool>();
+  private readonly agents = new Map<string, Agent>();
+
+  /** The pool for an origin (`https://host:port`). */
+  pool(origin: string, tls: TlsSettings, role: string): Pool {
+    const key = `${role} ${origin} ${tls.fingerprint}`;
+    let pool = this.pools.get(key);
+    if (pool === undefined) {
+      pool = new Pool(origin, {
+        connections: maxConnectionsPerOrigin,
+        keepAliveTimeout: keepAliveTimeoutMs,
+        connect: connectOptions(tls),
+      });
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** An agent for other hosts (blob redirects to storage or CDNs), with the given TLS settings. */
+  agent(tls: TlsSettings): Agent {
+    let agent = this.agents.get(tls.fingerprint);
+    if (agent === undefined) {
+      agent = new Agent({ keepAliveTimeout: keepAliveTimeoutMs, connect: connectOptions(tls) });
+      this.agents.set(tls.fingerprint, agent);
+    }
+    return agent;
+  }
+
+  /** Closes every connection (waiting for requests in flight). The pools are re-created on next use. */
+  async close(): Promise<void> {
+    const all: Dispatcher[] = [...this.pools.values(), ...this.agents.values()];
+    this.pools.clear();
+    this.agents.clear();
+    await Promise.all(all.map((dispatcher) => dispatcher.close()));
+  }
+}
+
+let cachedUserAgent: string | undefined;
+
+/** `gantry/<version of this package>`. */
+export function gantryUserAgent(): string {
+  if (cachedUserAgent === undefined) {
+    let version = '0.0.0';
+    try {
+      const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+      if (typeof manifest.version === 'string') version = manifest.version;
+    } catch {
+      // Keep the fallback version.
+    }
+    cachedUserAgent = `gantry/${version}`;
+  }
+  return cachedUserAgent;
+}
+
+const transientCodes = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+]);
+
+const tlsVerificationCodes = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function errorCodeOf(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== '') return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** True when a network error looks like TLS spoken to a plain HTTP server. */
+export function isPlainHttpResponseToTls(error: unknown): boolean {
+  const code = errorCodeOf(error);
+  const message = error instanceof Error ? error.message : '';
+  return code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'EPROTO' || /wrong version number|packet length too long/i.test(message);
+}
+
+/**
+ * Converts an error thrown by undici while talking to `what` into a Gantry error: the abort error
+ * when the signal fired, `ERR_GANTRY_TRANSIENT` (retryable) for connection failures and timeouts,
+ * `ERR_GANTRY_INTERNAL` with advice for certificate problems and TLS spoken to a plain HTTP server.
+ */
+export function networkError(error: unknown, what: string, signal: AbortSignal | undefined): GantryError {
+  if (signal?.aborted) return abortError(signal);
+  if (isGantryError(error)) return error;
+  const code = errorCodeOf(error);
+  const message = error instanceof Error ? error.message : String(error);
+  if (code !== undefined && tlsVerificationCodes.has(code)) {
+    return new GantryError(
+      ErrorCodes.Internal,
+      `${what}: TLS certificate verification failed (${message}); give the CA certificate with a certificate directory, or disable verification (--tls-verify=false)`,
+      { cause: error },
+    );
+  }
+  if (isPlainHttpResponseToTls(error)) {
+    return new GantryError(
+      ErrorCodes.Internal,
+      `${what}: the server does not speak TLS (${message}); if this registry serves plain HTTP, disable TLS verification (--tls-verify=false) to allow it`,
+      { cause: error },
+    );
+  }
+  if (code !== undefined && transientCodes.has(code)) {
+    return new GantryError(ErrorCodes.Transient, `${what}: ${message}`, { cause: error, retryable: true });
+  }
+  return new GantryError(ErrorCodes.Internal, `${what}: ${message}`, { cause: error });
+}

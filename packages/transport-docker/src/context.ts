@@ -1,0 +1,93 @@
+import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
+
+/**
+ * docker:// settings of a `TransportContext`, given as `context.transportOptions.docker` (until the
+ * contract grows first-class members for them). Every member is optional; the defaults are skopeo's.
+ *
+ * | member           | skopeo flag                      | rule                                                        |
+ * |------------------|----------------------------------|-------------------------------------------------------------|
+ * | `tlsVerify`      | `--tls-verify`                   | default true; false allows plain HTTP and unverified TLS     |
+ * | `certDirectory`  | `--cert-dir`                     | `*.crt` CA certificates, `*.cert` + `*.key` client pairs     |
+ * | `credentials`    | `--creds USER[:PASS]`, `--username/--password` | used instead of any auth file                  |
+ * | `registryToken`  | `--registry-token`               | a bearer token sent as is                                   |
+ * | `noCredentials`  | `--no-creds`                     | access the registry anonymously                             |
+ * | `authFilePath`   | `--authfile`                     | the only auth file read (else `$REGISTRY_AUTH_FILE`, defaults) |
+ *
+ * `credentials`, `registryToken` and `noCredentials` are mutually exclusive.
+ */
+export interface DockerContextOptions {
+  tlsVerify?: boolean;
+  certDirectory?: string;
+  credentials?: string | { username: string; password: string };
+  registryToken?: string;
+  noCredentials?: boolean;
+  authFilePath?: string;
+}
+
+/** `DockerContextOptions` validated, with `credentials` split into user name and password. */
+export interface ResolvedDockerContextOptions {
+  tlsVerify: boolean;
+  certDirectory: string | undefined;
+  credentials: { username: string; password: string } | undefined;
+  registryToken: string | undefined;
+  noCredentials: boolean;
+  authFilePath: string | undefined;
+}
+
+function usage(message: string): GantryError {
+  return new GantryError(ErrorCodes.Usage, message);
+}
+
+/**
+ * Splits `--creds` as skopeo does: `USER[:PASSWORD]`, the first colon separating them; an empty
+ * string or an empty user name is refused.
+ */
+export function parseCredentialsOption(value: string): { username: string; password: string } {
+  if (value === '') throw usage('credentials can’t be empty');
+  const colon = value.indexOf(':');
+  const username = colon === -1 ? value : value.slice(0, colon);
+  const password = colon === -1 ? '' : value.slice(colon + 1);
+  if (username === '') throw usage('username can’t be empty');
+  return { username, password };
+}
+
+/** Reads and validates `context.transportOptions.docker`. Throws `ERR_GANTRY_USAGE` naming a bad member. */
+export function resolveDockerContextOptions(context: TransportContext): ResolvedDockerContextOptions {
+  const raw = context.transportOptions?.docker;
+  if (raw !== undefined && (typeof raw !== 'object' || raw === null)) {
+    throw usage('transportOptions.docker must be an object');
+  }
+  const options = (raw ?? {}) as DockerContextOptions;
+  const optionalString = (name: keyof DockerContextOptions): string | undefined => {
+    const value = options[name];
+    if (value !== undefined && typeof value !== 'string') throw usage(`transportOptions.docker.${name} must be a string`);
+    return value;
+  };
+  const optionalBoolean = (name: keyof DockerContextOptions): boolean | undefined => {
+    const value = options[name];
+    if (value !== undefined && typeof value !== 'boolean') throw usage(`transportOptions.docker.${name} must be a boolean`);
+    return value;
+  };
+  let credentials: { username: string; password: string } | undefined;
+  if (typeof options.credentials === 'string') credentials = parseCredentialsOption(options.credentials);
+  else if (options.credentials !== undefined) {
+    const { username, password } = options.credentials as { username?: unknown; password?: unknown };
+    if (typeof username !== 'string' || typeof password !== 'string') {
+      throw usage('transportOptions.docker.credentials must be "USER[:PASSWORD]" or { username, password }');
+    }
+    if (username === '') throw usage('username can’t be empty');
+    credentials = { username, password };
+  }
+  const registryToken = optionalString('registryToken');
+  const noCredentials = optionalBoolean('noCredentials') ?? false;
+  const exclusive = [credentials !== undefined, registryToken !== undefined, noCredentials].filter(Boolean).length;
+  if (exclusive > 1) throw usage('credentials, a registry token and no-creds are mutually exclusive');
+  return {
+    tlsVerify: optionalBoolean('tlsVerify') ?? true,
+    certDirectory: optionalString('certDirectory'),
+    credentials,
+    registryToken,
+    noCredentials,
+    authFilePath: optionalString('authFilePath'),
+  };
+}

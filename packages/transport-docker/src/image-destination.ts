@@ -1,0 +1,307 @@
+import { Readable } from 'node:stream';
+import {
+  type BlobInfo,
+  type BlobToWrite,
+  type Digest,
+  Digester,
+  digestAlgorithm,
+  ErrorCodes,
+  GantryError,
+  type ImageDestination,
+  type ImageDestinationProperties,
+  isGantryError,
+  MediaTypes,
+  manifestMatchesDigest,
+  type OperationOptions,
+  type PutBlobOptions,
+  type ReusedBlob,
+  type TransportContext,
+  type TryReusingBlobOptions,
+  throwIfAborted,
+} from '@gantry/core';
+import { combineSignals } from './image-source.js';
+import { headerValue, referencedBlobDigests } from './manifests.js';
+import type { DockerImageReference } from './reference.js';
+import { RegistryClient } from './registry-client.js';
+import { responseError } from './registry-errors.js';
+
+/** Manifest types a registry destination accepts, most preferred first (containers/image's list). */
+export const dockerDestinationManifestMediaTypes: readonly string[] = [
+  MediaTypes.OciManifest,
+  MediaTypes.DockerManifest,
+  MediaTypes.OciIndex,
+  MediaTypes.DockerManifestList,
+  MediaTypes.DockerSchema1Signed,
+  MediaTypes.DockerSchema1,
+];
+
+/**
+ * Writes an image to a registry repository.
+ *
+ * A registry has no transaction: blobs are uploaded as they come, and a manifest is visible (and a
+ * tag moved) as soon as `putManifest` succeeds. The copy pipeline uploads every blob first and writes
+ * the top-level manifest last, so a copy that fails leaves no new tag and no manifest naming missing
+ * blobs, only unreferenced blobs that the registry's garbage collection removes. `commit` is
+ * therefore a no-op and `close` discards nothing.
+ *
+ * Blobs: `tryReusingBlob` HEADs the blob in the repository, then tries a cross-repository mount from
+ * each repository of the same registry where this process has seen the blob (a source's manifest or
+ * an earlier upload). `putBlob` streams: POST an upload session, PATCH the bytes as they come (the
+ * digest is computed on the way), PUT `?digest=` once the stream ended cleanly — so a blob whose
+ * stream errors (e.g. the pipeline's digest verification) is never committed.
+ */
+export class DockerImageDestination implements ImageDestination {
+  readonly reference: DockerImageReference;
+  readonly properties: ImageDestinationProperties = {
+    supportedManifestMimeTypes: dockerDestinationManifestMediaTypes,
+    desiredLayerCompression: 'compress',
+    acceptsForeignLayerURLs: true,
+    mustMatchRuntimeOS: false,
+    supportsSignatures: false,
+    hasThreadSafePutBlob: true,
+    ignoresEmbeddedDockerReference: false,
+  };
+  private readonly client: RegistryClient;
+  private readonly contextSignal: AbortSignal | undefined;
+  private closed = false;
+
+  /** @internal Use `reference.newImageDestination`. */
+  constructor(reference: DockerImageReference, client: RegistryClient, contextSignal: AbortSignal | undefined) {
+    this.reference = reference;
+    this.client = client;
+    this.contextSignal = contextSignal;
+  }
+
+  private get repository(): string {
+    return this.reference.repository;
+  }
+
+  private get displayName(): string {
+    return `${this.reference.registry}/${this.repository}`;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new GantryError(ErrorCodes.Internal, `${this.reference}: image destination used after close`);
+  }
+
+  private recordLocation(digest: string): void {
+    this.reference.state.blobLocations.record(this.reference.registry, this.repository, digest);
+  }
+
+  /** HEADs a blob in this repository: its size when present, undefined when absent. */
+  private async blobSize(digest: Digest, signal: AbortSignal | undefined): Promise<number | undefined> {
+    const what = `checking whether blob ${digest} exists in ${this.displayName}`;
+    const response = await this.client.request({ method: 'HEAD', target: `/v2/${this.repository}/blobs/${digest}`, signal, what });
+    await response.body.dump();
+    if (response.statusCode === 200) {
+      const length = headerValue(response.headers, 'content-length');
+      return length !== undefined && /^\d+$/.test(length) ? Number(length) : -1;
+    }
+    if (response.statusCode === 404) return undefined;
+    throw await responseError(response, { what, credentialsSent: this.client.hasCredentials });
+  }
+
+  /** Cancels an upload session; failures are ignored (the registry purges stale uploads). */
+  private async cancelUpload(location: URL): Promise<void> {
+    try {
+      const response = await this.client.request({ method: 'DELETE', target: location, what: 'cancelling an upload' });
+      await response.body.dump();
+    } catch {
+      // Best effort.
+    }
+  }
+
+  /** Asks the registry to mount `digest` from `from`; true when it did (201). */
+  private async tryMount(digest: Digest, from: string, signal: AbortSignal | undefined): Promise<boolean> {
+    const what = `mounting blob ${digest} from ${from} into ${this.displayName}`;
+    const query = new URLSearchParams({ mount: digest, from });
+    let response: Awaited<ReturnType<RegistryClient['request']>>;
+    try {
+      response = await this.client.request({
+        method: 'POST',
+        target: `/v2/${this.repository}/blobs/uploads/?${query}`,
+        extraScopes: [`repository:${from}:pull`],
+        signal,
+        what,
+      });
+    } catch (error) {
+      if (signal?.aborted || (isGantryError(error) && error.code === ErrorCodes.Aborted)) throw error;
+      return false;
+    }
+    await response.body.dump();
+    if (response.statusCode === 201) return true;
+    const location = headerValue(response.headers, 'location');
+    // 202: the registry started a normal upload instead; it is not needed.
+    if (response.statusCode === 202 && location !== undefined) {
+      await this.cancelUpload(new URL(location, `${this.client.origin}/`));
+    }
+    return false;
+  }
+
+  async tryReusingBlob(info: BlobInfo, options: TryReusingBlobOptions): Promise<ReusedBlob> {
+    this.assertOpen();
+    const signal = combineSignals(this.contextSignal, options.signal);
+    throwIfAborted(signal);
+    const size = await this.blobSize(info.digest, signal);
+    if (size !== undefined) {
+      this.recordLocation(info.digest);
+      return { reused: true, blob: { ...info, size: size >= 0 ? size : info.size } };
+    }
+    const locations = this.reference.state.blobLocations;
+    for (const from of locations.candidates(this.reference.registry, info.digest, this.repository)) {
+      if (await this.tryMount(info.digest, from, signal)) {
+        this.recordLocation(info.digest);
+        const mountedSize = info.size >= 0 ? info.size : ((await this.blobSize(info.digest, signal)) ?? -1);
+        return { reused: true, blob: { ...info, size: mountedSize } };
+      }
+      locations.forget(this.reference.registry, from, info.digest);
+    }
+    return { reused: false };
+  }
+
+  async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
+    this.assertOpen();
+    const signal = combineSignals(this.contextSignal, options.signal);
+    const description = info.digest ? `blob ${info.digest}` : 'a blob';
+    const what = `uploading ${description} to ${this.displayName}`;
+    try {
+      throwIfAborted(signal);
+      const start = await this.client.requestExpecting(
+        { method: 'POST', target: `/v2/${this.repository}/blobs/uploads/`, signal, what: `${what}: starting the upload` },
+        [202],
+      );
+      await start.body.dump();
+      const startLocation = headerValue(start.headers, 'location');
+      if (startLocation === undefined) throw new GantryError(ErrorCodes.Internal, `${what}: the registry gave no upload location`);
+      const sessionLocation = new URL(startLocation, `${this.client.origin}/`);
+      let committed = false;
+      try {
+        const digester = new Digester(info.digest ? digestAlgorithm(info.digest) : undefined);
+        let streamError: unknown;
+        const body = async function* () {
+          try {
+            for await (const chunk of stream) {
+              digester.update(chunk as Uint8Array);
+              yield chunk as Uint8Array;
+            }
+          } catch (error) {
+            streamError = error;
+            throw error;
+          }
+        };
+        let patch: Awaited<ReturnType<RegistryClient['request']>>;
+        try {
+          patch = await this.client.request({
+            method: 'PATCH',
+            target: sessionLocation,
+            headers: { 'content-type': 'application/octet-stream' },
+            body: Readable.from(body(), { objectMode: false }),
+            signal,
+            what,
+          });
+        } catch (error) {
+          throw streamError ?? error;
+        }
+        if (streamError !== undefined) {
+          await patch.body.dump().catch(() => undefined);
+          throw streamError;
+        }
+        if (patch.statusCode !== 202 && patch.statusCode !== 204) {
+          throw await responseError(patch, { what, credentialsSent: this.client.hasCredentials });
+        }
+        await patch.body.dump();
+        const size = digester.size;
+        const digest = digester.digest();
+        if (info.digest !== undefined && digest !== info.digest) {
+          throw new GantryError(ErrorCodes.DigestMismatch, `${what}: digest mismatch: expected ${info.digest}, got ${digest}`);
+        }
+        if (info.size >= 0 && size !== info.size) {
+          throw new GantryError(ErrorCodes.SizeMismatch, `${what}: size mismatch: expected ${info.size} bytes, got ${size}`);
+        }
+        const patchLocation = headerValue(patch.headers, 'location');
+        const commitLocation = patchLocation !== undefined ? new URL(patchLocation, sessionLocation) : sessionLocation;
+        commitLocation.searchParams.append('digest', digest);
+        const put = await this.client.requestExpecting(
+          { method: 'PUT', target: commitLocation, signal, what: `${what}: committing the upload` },
+          [201, 204],
+        );
+        await put.body.dump();
+        committed = true;
+        this.recordLocation(digest);
+        const result: BlobInfo = { digest, size };
+        if (info.mediaType !== undefined) result.mediaType = info.mediaType;
+        return result;
+      } finally {
+        if (!committed) await this.cancelUpload(sessionLocation);
+      }
+    } catch (error) {
+      stream.destroy();
+      throw error;
+    }
+  }
+
+  async putManifest(manifest: Uint8Array, mediaType: string, instanceDigest?: Digest, options: OperationOptions = {}): Promise<void> {
+    this.assertOpen();
+    const signal = combineSignals(this.contextSignal, options.signal);
+    throwIfAborted(signal);
+    let tagOrDigest: string;
+    if (instanceDigest !== undefined) tagOrDigest = instanceDigest;
+    else {
+      tagOrDigest = this.reference.tagOrDigest;
+      const digest = this.reference.reference.digest;
+      if (digest !== undefined && !manifestMatchesDigest(manifest, digest)) {
+        throw new GantryError(
+          ErrorCodes.DigestMismatch,
+          `${this.reference}: the manifest to write does not match the digest ${digest} the reference names`,
+        );
+      }
+    }
+    const what = `writing manifest ${tagOrDigest} to ${this.displayName}`;
+    const response = await this.client.requestExpecting(
+      {
+        method: 'PUT',
+        target: `/v2/${this.repository}/manifests/${tagOrDigest}`,
+        headers: { 'content-type': mediaType },
+        body: manifest,
+        signal,
+        what,
+      },
+      [200, 201, 202, 204],
+    );
+    await response.body.dump();
+    for (const digest of referencedBlobDigests(manifest)) this.recordLocation(digest);
+  }
+
+  async putSignatures(signatures: Uint8Array[], _instanceDigest?: Digest, options: OperationOptions = {}): Promise<void> {
+    this.assertOpen();
+    throwIfAborted(combineSignals(this.contextSignal, options.signal));
+    if (signatures.length === 0) return;
+    throw new GantryError(
+      ErrorCodes.NotSupported,
+      `${this.reference}: storing signatures in a registry is not supported yet (remove them with --remove-signatures)`,
+    );
+  }
+
+  /** A registry has no transaction: everything is already visible (see the class comment). */
+  async commit(options: OperationOptions = {}): Promise<void> {
+    this.assertOpen();
+    throwIfAborted(combineSignals(this.contextSignal, options.signal));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** Opens a destination: connects and authenticates for `pull,push` on the repository. */
+export async function openDockerImageDestination(
+  reference: DockerImageReference,
+  context: TransportContext,
+): Promise<DockerImageDestination> {
+  const client = await RegistryClient.open(
+    reference.state,
+    { registry: reference.registry, repository: reference.repository, actions: 'pull,push', role: 'destination' },
+    context,
+  );
+  return new DockerImageDestination(reference, client, context.signal);
+}

@@ -1,0 +1,278 @@
+import type { Readable } from 'node:stream';
+import { type ErrorCode, type TransportContext, throwIfAborted } from '@gantry/core';
+import { findRegistryCredentials } from './core-config.js';
+import { type AuthChallenge, type BearerToken, fetchBearerToken, isTokenExpired, parseAuthChallenges } from './authentication.js';
+import { loadTlsSettings, networkError, type TlsSettings } from './connections.js';
+import { resolveDockerContextOptions, type ResolvedDockerContextOptions } from './context.js';
+import { responseError } from './registry-errors.js';
+import type { DockerTransportState } from './transport-state.js';
+import type { Dispatcher, Pool } from 'undici';
+
+/** Docker Hub's API host: `docker.io` references are served by `registry-1.docker.io`. */
+const dockerHubApiHost = 'registry-1.docker.io';
+
+/** Request bodies the client can send; streams and iterables cannot be replayed after a 401. */
+export type RequestBody = string | Uint8Array | Readable | null;
+
+export interface RegistryRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** A path on the registry (`/v2/…`, with query) or an absolute URL (upload locations, redirects). */
+  target: string | URL;
+  headers?: Record<string, string>;
+  body?: RequestBody;
+  /** Scopes beyond the client's own (e.g. `repository:other:pull` for a mount). */
+  extraScopes?: string[];
+  signal?: AbortSignal | undefined;
+  /** Describes the operation in error messages. */
+  what: string;
+}
+
+/** What a client is for: the registry, the repository and the actions wanted on it. */
+export interface RegistryClientScope {
+  /** `host[:port]` as in the reference (`docker.io`, `127.0.0.1:5000`). */
+  registry: string;
+  /** Repository path; '' for registry-level operations (ping, login). */
+  repository: string;
+  /** `pull`, `pull,push` or `*`. */
+  actions: string;
+  /** Connection pool role: sources and destinations never share a pool. */
+  role: 'source' | 'destination';
+}
+
+type Credentials = { username: string; password: string; identityToken?: string };
+
+/**
+ * A client for one repository of one registry, with the authentication state for it:
+ * - `open` pings `/v2/` (HTTPS; plain HTTP only when TLS verification is off) and learns the
+ *   challenges; credentials come from the context (`--creds`, `--registry-token`, `--no-creds`) or the
+ *   auth files (most specific namespace first);
+ * - every request carries `Authorization`: Basic credentials, a bearer token for the scopes (fetched
+ *   from the realm, anonymous when there are no credentials, cached per scope set until shortly before
+ *   it expires), or the context's registry token;
+ * - a 401 on a replayable request renews the token (or learns the challenge) and retries once;
+ * - requests to another origin (redirects) never carry `Authorization`.
+ * Credentials never appear in errors.
+ */
+export class RegistryClient {
+  readonly scope: RegistryClientScope;
+  readonly options: ResolvedDockerContextOptions;
+  private readonly state: DockerTransportState;
+  private readonly tls: TlsSettings;
+  private readonly credentials: Credentials | undefined;
+  private challenges: AuthChallenge[] = [];
+  private scheme: 'https' | 'http' = 'https';
+  private readonly tokens = new Map<string, BearerToken>();
+  private readonly pendingTokens = new Map<string, Promise<BearerToken>>();
+
+  private constructor(
+    state: DockerTransportState,
+    scope: RegistryClientScope,
+    options: ResolvedDockerContextOptions,
+    tls: TlsSettings,
+    credentials: Credentials | undefined,
+  ) {
+    this.state = state;
+    this.scope = scope;
+    this.options = options;
+    this.tls = tls;
+    this.credentials = credentials;
+  }
+
+  /** Resolves credentials and TLS settings, and pings the registry. */
+  static async open(state: DockerTransportState, scope: RegistryClientScope, context: TransportContext): Promise<RegistryClient> {
+    throwIfAborted(context.signal);
+    const options = resolveDockerContextOptions(context);
+    let credentials: Credentials | undefined;
+    if (options.credentials) credentials = options.credentials;
+    else if (!options.noCredentials && options.registryToken === undefined) {
+      const key = scope.repository === '' ? scope.registry : `${scope.registry}/${scope.repository}`;
+      const found = await findRegistryCredentials(key, options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath });
+      if (found) {
+        credentials = { username: found.username, password: found.password };
+        if (found.identityToken) credentials.identityToken = found.identityToken;
+      }
+    }
+    const tls = await loadTlsSettings(scope.registry, options.tlsVerify, options.certDirectory);
+    const client = new RegistryClient(state, scope, options, tls, credentials);
+    await client.ping(context.signal);
+    return client;
+  }
+
+  /** The host and port connections go to. */
+  get apiHost(): string {
+    return this.scope.registry === 'docker.io' ? dockerHubApiHost : this.scope.registry;
+  }
+
+  /** `https://host[:port]` (or `http://` for an insecure registry that does not speak TLS). */
+  get origin(): string {
+    return `${this.scheme}://${this.apiHost}`;
+  }
+
+  /** Whether credentials (or a registry token) will be sent. */
+  get hasCredentials(): boolean {
+    return this.credentials !== undefined || this.options.registryToken !== undefined;
+  }
+
+  /** The scope string of this client's repository: `repository:<name>:<actions>`. */
+  get repositoryScope(): string | undefined {
+    return this.scope.repository === '' ? undefined : `repository:${this.scope.repository}:${this.scope.actions}`;
+  }
+
+  private pool(): Pool {
+    return this.state.pools.pool(this.origin, this.tls, this.scope.role);
+  }
+
+  private async pingScheme(scheme: 'https' | 'http', signal: AbortSignal | undefined): Promise<void> {
+    const origin = `${scheme}://${this.apiHost}`;
+    const what = `pinging container registry ${this.scope.registry}`;
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.state.pools.pool(origin, this.tls, this.scope.role).request({
+        path: '/v2/',
+        method: 'GET',
+        headers: { 'user-agent': this.state.userAgent },
+        signal,
+      });
+    } catch (error) {
+      throw networkError(error, what, signal);
+    }
+    if (response.statusCode !== 200 && response.statusCode !== 401) {
+      throw await responseError(response, { what, notFoundCode: 'ERR_GANTRY_INTERNAL' as ErrorCode });
+    }
+    await response.body.dump();
+    this.challenges = parseAuthChallenges(response.headers['www-authenticate']);
+    this.scheme = scheme;
+  }
+
+  /**
+   * Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP.
+   * Answers 200 and 401 are both fine (401 tells how to authenticate).
+   */
+  async ping(signal: AbortSignal | undefined): Promise<void> {
+    try {
+      await this.pingScheme('https', signal);
+    } catch (httpsError) {
+      if (this.options.tlsVerify || signal?.aborted) throw httpsError;
+      try {
+        await this.pingScheme('http', signal);
+      } catch {
+        throw httpsError;
+      }
+    }
+  }
+
+  private tokenFor(challenge: AuthChallenge, scopes: string[], signal: AbortSignal | undefined): Promise<BearerToken> {
+    const key = scopes.join(' ');
+    const cached = this.tokens.get(key);
+    if (cached && !isTokenExpired(cached)) return Promise.resolve(cached);
+    let pending = this.pendingTokens.get(key);
+    if (pending === undefined) {
+      pending = fetchBearerToken({
+        challenge,
+        scopes,
+        credentials: this.credentials,
+        dispatcher: this.state.pools.agent(this.tls),
+        userAgent: this.state.userAgent,
+        signal,
+        registry: this.scope.registry,
+      }).then(
+        (token) => {
+          this.tokens.set(key, token);
+          this.pendingTokens.delete(key);
+          return token;
+        },
+        (error: unknown) => {
+          this.pendingTokens.delete(key);
+          throw error;
+        },
+      );
+      this.pendingTokens.set(key, pending);
+    }
+    return pending;
+  }
+
+  private scopesFor(extraScopes: string[] | undefined): string[] {
+    const scopes = [this.repositoryScope, ...(extraScopes ?? [])].filter((scope): scope is string => scope !== undefined);
+    return [...new Set(scopes)].sort();
+  }
+
+  /** The `Authorization` header value for a request with these scopes, if any. */
+  private async authorization(extraScopes: string[] | undefined, signal: AbortSignal | undefined): Promise<string | undefined> {
+    if (this.options.registryToken !== undefined) return `Bearer ${this.options.registryToken}`;
+    for (const challenge of this.challenges) {
+      if (challenge.scheme === 'basic') {
+        if (!this.credentials) return undefined;
+        return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
+      }
+      if (challenge.scheme === 'bearer') {
+        const token = await this.tokenFor(challenge, this.scopesFor(extraScopes), signal);
+        return `Bearer ${token.token}`;
+      }
+    }
+    return undefined;
+  }
+
+  private resolveTarget(target: string | URL): URL {
+    return typeof target === 'string' ? new URL(target, `${this.origin}/`) : target;
+  }
+
+  /**
+   * Sends a request and returns the response, whatever its status (the caller consumes or dumps the
+   * body). Network failures become Gantry errors (`ERR_GANTRY_TRANSIENT` when retrying may help).
+   */
+  async request(request: RegistryRequest): Promise<Dispatcher.ResponseData> {
+    const url = this.resolveTarget(request.target);
+    const sameOrigin = url.origin === this.origin;
+    const replayable = request.body === undefined || request.body === null || typeof request.body === 'string' || request.body instanceof Uint8Array;
+    for (let attempt = 0; ; attempt++) {
+      throwIfAborted(request.signal);
+      const headers: Record<string, string> = { 'user-agent': this.state.userAgent, ...request.headers };
+      if (sameOrigin) {
+        const authorization = await this.authorization(request.extraScopes, request.signal);
+        if (authorization !== undefined) headers.authorization = authorization;
+      }
+      const dispatcher: Dispatcher = sameOrigin ? this.pool() : this.state.pools.agent(this.tls);
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await dispatcher.request({
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: request.method,
+          headers,
+          body: (request.body ?? null) as Dispatcher.RequestOptions['body'],
+          signal: request.signal,
+        });
+      } catch (error) {
+        throw networkError(error, `${request.what} (${request.method} ${url.origin}${url.pathname})`, request.signal);
+      }
+      if (response.statusCode !== 401 || !sameOrigin || !replayable || attempt > 0 || this.options.registryToken !== undefined) {
+        return response;
+      }
+      // A token may have been revoked or lack a scope, or the registry wants authentication it did
+      // not announce at ping time: learn the challenge again, forget cached tokens, retry once.
+      const challenges = parseAuthChallenges(response.headers['www-authenticate']);
+      const canRetry = challenges.some((challenge) => challenge.scheme === 'bearer') || (this.challenges.length === 0 && challenges.length > 0 && this.credentials !== undefined);
+      if (!canRetry) return response;
+      await response.body.dump();
+      if (challenges.length > 0) this.challenges = challenges;
+      this.tokens.delete(this.scopesFor(request.extraScopes).join(' '));
+    }
+  }
+
+  /** `request`, then `responseError` unless the status is one of `expected`. */
+  async requestExpecting(
+    request: RegistryRequest,
+    expected: readonly number[],
+    notFoundCode?: ErrorCode,
+  ): Promise<Dispatcher.ResponseData> {
+    const response = await this.request(request);
+    if (!expected.includes(response.statusCode)) {
+      throw await responseError(response, {
+        what: request.what,
+        credentialsSent: this.hasCredentials,
+        ...(notFoundCode === undefined ? {} : { notFoundCode }),
+      });
+    }
+    return response;
+  }
+}

@@ -1,0 +1,71 @@
+import {
+  type DockerReference,
+  type Transport,
+  type TransportContext,
+  transportSpecificationVersion,
+} from '@gantry/core';
+import { gantryUserAgent } from './connections.js';
+import {
+  type DockerImageReference,
+  newDockerImageReference,
+  parseDockerImageReference,
+  parseDockerRepositoryName,
+} from './reference.js';
+import { type ListTagsOptions, listRepositoryTags } from './tags.js';
+import { createDockerTransportState } from './transport-state.js';
+
+/** Options of `createDockerTransport`. */
+export interface DockerTransportOptions {
+  /** The `User-Agent` sent to registries; default `gantry/<version>`. */
+  userAgent?: string;
+}
+
+/** The `docker` transport, with registry operations beyond the transport contract. */
+export interface DockerTransport extends Transport {
+  readonly name: 'docker';
+  parseReference(reference: string): DockerImageReference;
+  /** A reference for a parsed docker reference (`:latest` added when it has neither tag nor digest). */
+  newReference(reference: DockerReference): DockerImageReference;
+  /**
+   * Every tag of a repository, all pages (`list-tags`). `repository` is a docker reference without
+   * tag or digest, or a string `//name` / `docker://name` (tags and digests refused, as skopeo).
+   */
+  listTags(repository: DockerReference | string, context?: TransportContext, options?: ListTagsOptions): Promise<string[]>;
+  /** Closes the connections kept alive to registries (they reopen on next use). */
+  closeConnections(): Promise<void>;
+}
+
+/**
+ * Creates a `docker` transport instance. Each instance has its own connection pools (one per registry
+ * origin, keep-alive) and its own record of where blobs are, used for cross-repository mounts; create
+ * one per application and reuse it. Creating it opens nothing.
+ */
+export function createDockerTransport(options: DockerTransportOptions = {}): DockerTransport {
+  const state = createDockerTransportState(options.userAgent ?? gantryUserAgent());
+  const transport: DockerTransport = {
+    specificationVersion: transportSpecificationVersion,
+    name: 'docker',
+    parseReference(reference: string): DockerImageReference {
+      return parseDockerImageReference(transport, state, reference);
+    },
+    newReference(reference: DockerReference): DockerImageReference {
+      return newDockerImageReference(transport, state, reference);
+    },
+    /**
+     * Any scope is accepted, as containers/image does (a scope that matches nothing is harmless):
+     * `host[:port]`, a namespace, a repository, `repository:tag`, `repository@digest` or `*.domain`.
+     */
+    validatePolicyConfigurationScope(_scope: string): void {},
+    listTags(repository, context = {}, listOptions = {}) {
+      const parsed = typeof repository === 'string' ? parseDockerRepositoryName(repository) : repository;
+      return listRepositoryTags(state, parsed, context, listOptions);
+    },
+    closeConnections() {
+      return state.pools.close();
+    },
+  };
+  return Object.freeze(transport);
+}
+
+/** The default `docker` transport instance. */
+export const dockerTransport: DockerTransport = createDockerTransport();
