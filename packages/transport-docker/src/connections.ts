@@ -210,9 +210,10 @@ export function networkError(error: unknown, what: string, signal: AbortSignal |
     );
   }
   if (isPlainHttpResponseToTls(error)) {
+    const reason = (error as { reason?: unknown }).reason;
     return new GantryError(
       ErrorCodes.Internal,
-      `${what}: the server does not speak TLS (${message}); if this registry serves plain HTTP, disable TLS verification (--tls-verify=false) to allow it`,
+      `${what}: the server does not speak TLS (${typeof reason === 'string' ? reason : message.trim()}); if this registry serves plain HTTP, disable TLS verification (--tls-verify=false) to allow it`,
       { cause: error },
     );
   }

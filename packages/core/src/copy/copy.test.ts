@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Digest, digestOf } from '../digest.js';
-import { ErrorCodes } from '../errors.js';
+import { ErrorCodes, GantryError } from '../errors.js';
 import { MediaTypes, manifestDigest, parseManifest, parseManifestList } from '../manifest/index.js';
 import { insecureAcceptAnythingPolicy, parsePolicy } from '../policy/index.js';
 import {
@@ -840,6 +840,57 @@ describe('copyImage: abort, retries, concurrency', () => {
     await expect(test.copy({ retryTimes: 2, retryDelayMs: 1 })).rejects.toThrow('ECONNREFUSED');
     expect(test.events.filter((event) => event.type === 'retry')).toHaveLength(2);
     await expect(test.copy()).rejects.toThrow('ECONNREFUSED');
+  });
+
+  it('retries manifest writes and blob writes that fail with retryable errors', async () => {
+    const test = await harness(fixturePresets.ociMinimal);
+    const destination = test.destination;
+    const originalPutManifest = destination.putManifest.bind(destination);
+    const originalPutBlob = destination.putBlob.bind(destination);
+    let manifestFailures = 1;
+    let blobFailures = 1;
+    destination.putManifest = async (...args) => {
+      if (manifestFailures-- > 0)
+        throw new GantryError(ErrorCodes.Transient, 'HTTP 503', { retryable: true });
+      return originalPutManifest(...args);
+    };
+    destination.putBlob = async (stream, info, options) => {
+      if (blobFailures-- > 0) {
+        stream.destroy();
+        throw networkError('EPIPE');
+      }
+      return originalPutBlob(stream, info, options);
+    };
+    const result = await test.copy({ retryTimes: 1, retryDelayMs: 1 });
+    expect(result.manifestDigest).toBe(test.image.topLevel.digest);
+    expect(test.events.filter((event) => event.type === 'retry')).toHaveLength(2);
+  });
+
+  it('stops the other layer copies when one fails, reporting the first failure', async () => {
+    const test = await harness(
+      {
+        format: 'oci',
+        layers: Array.from({ length: 4 }, (_, index) => ({
+          entries: [{ type: 'file' as const, path: `f${index}`, content: `${index}` }],
+        })),
+      },
+      {
+        destination: { putBlobDelayMs: 5000 },
+        wrapSource: (source) => ({
+          ...source,
+          getBlob: async (info, operation) => {
+            if (info.digest === missing)
+              throw new GantryError(ErrorCodes.BlobNotFound, `no blob ${info.digest}`);
+            return source.getBlob(info, operation);
+          },
+        }),
+      },
+    );
+    const missing = test.image.images[0]!.layerDigests[3]!;
+    const started = Date.now();
+    await expect(test.copy()).rejects.toMatchObject({ code: ErrorCodes.BlobNotFound });
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(test.destination.committed).toBe(false);
   });
 
   const manyLayers: FixtureImageSpec = {

@@ -59,7 +59,9 @@ function decodeStruct(
 ): Record<string, unknown> {
   const values = new Map<FieldSpec, unknown>();
   for (const [key, value] of Object.entries(object)) {
-    const field = fields.find((candidate) => candidate.key === key) ?? fields.find((candidate) => equalFold(candidate.key, key));
+    const field =
+      fields.find((candidate) => candidate.key === key) ??
+      fields.find((candidate) => equalFold(candidate.key, key));
     if (!field || value === null) continue;
     values.set(field, decodeValue(value, field.kind, `${path}.${field.key}`, applyOmitEmpty));
   }
@@ -196,7 +198,10 @@ export interface InspectConfigFields {
 }
 
 /** Schema2Config / ImageConfig: only what inspect reads. */
-const inspectConfigSectionFields: readonly FieldSpec[] = [field('Labels', 'stringMap'), field('Env', 'strings')];
+const inspectConfigSectionFields: readonly FieldSpec[] = [
+  field('Labels', 'stringMap'),
+  field('Env', 'strings'),
+];
 
 /**
  * Reads the inspect fields of a config as containers/image does: `docker` uses `Schema2Image`
@@ -214,7 +219,9 @@ export function inspectConfigFields(configBytes: Uint8Array, kind: 'oci' | 'dock
   ];
   const decoded = decodeStruct(object, fields, 'config', false);
   let section: Record<string, unknown> | null = null;
-  const configKey = Object.keys(object).filter((key) => equalFold(key, 'config')).pop();
+  const configKey = Object.keys(object)
+    .filter((key) => equalFold(key, 'config'))
+    .pop();
   const sectionValue = configKey === undefined ? null : object[configKey];
   if (sectionValue !== null && sectionValue !== undefined) {
     if (!isJsonObject(sectionValue)) throw invalidConfig('config.config is not an object');
@@ -240,7 +247,8 @@ export function ociConfigBytesFromDockerConfig(configBytes: Uint8Array): Uint8Ar
 /** Parses an image config loosely; throws `ERR_GANTRY_INVALID_MANIFEST` when it is not a JSON object. */
 export function parseImageConfig(bytes: Uint8Array): ImageConfig {
   const raw = decodeJsonObject(bytes, 'image config');
-  const text = (key: string): string | undefined => (typeof raw[key] === 'string' ? (raw[key] as string) : undefined);
+  const text = (key: string): string | undefined =>
+    typeof raw[key] === 'string' ? (raw[key] as string) : undefined;
   const result: ImageConfig = { raw };
   const assign = <K extends keyof ImageConfig>(key: K, value: ImageConfig[K] | undefined): void => {
     if (value !== undefined) result[key] = value;
@@ -278,7 +286,11 @@ function dockerVersionLessThan(version: string, other: string): boolean {
 export function schema1ToSchema2Config(decoded: DecodedSchema1, diffIds: readonly Digest[]): Uint8Array {
   const topText = decoded.v1Compatibility[0]!;
   const top = JSON.parse(topText) as JsonObject;
-  if (typeof top.docker_version === 'string' && top.docker_version !== '' && dockerVersionLessThan(top.docker_version, '1.8.3')) {
+  if (
+    typeof top.docker_version === 'string' &&
+    top.docker_version !== '' &&
+    dockerVersionLessThan(top.docker_version, '1.8.3')
+  ) {
     throw new GantryError(
       ErrorCodes.ManifestConversionFailed,
       `converting schema1 images built by docker ${top.docker_version} (< 1.8.3) is not supported`,

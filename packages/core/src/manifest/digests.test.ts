@@ -38,7 +38,10 @@ describe('guessManifestMediaType', () => {
   });
 
   it.each([
-    [{ schemaVersion: 2, mediaType: 'application/x-unknown', config: { mediaType: MediaTypes.OciConfig } }, MediaTypes.OciManifest],
+    [
+      { schemaVersion: 2, mediaType: 'application/x-unknown', config: { mediaType: MediaTypes.OciConfig } },
+      MediaTypes.OciManifest,
+    ],
     [{ schemaVersion: 2, layers: [] }, MediaTypes.OciManifest],
     [{ schemaVersion: 2, manifests: [] }, MediaTypes.OciManifest],
     [{ schemaVersion: 2, manifests: [{}], config: { mediaType: 'x/y' } }, 'x/y'],
@@ -82,7 +85,9 @@ describe('manifestDigest', () => {
     expect(manifestDigest(signed)).not.toBe(digestOf(signed));
     // The payload is the manifest without its signatures, i.e. the unsigned variant.
     expect(manifestDigest(fixture('v2s1-unsigned.manifest.json'))).toBe(v2s1Digest);
-    expect(Buffer.from(schema1SignedPayload(signed)).equals(Buffer.from(fixture('v2s1-unsigned.manifest.json')))).toBe(true);
+    expect(
+      Buffer.from(schema1SignedPayload(signed)).equals(Buffer.from(fixture('v2s1-unsigned.manifest.json'))),
+    ).toBe(true);
   });
 
   it('rejects signed schema1 manifests with malformed signatures', () => {
@@ -97,7 +102,10 @@ describe('manifestDigest', () => {
       [{ protected: header({ formatLength: 3 }) }],
       [{ protected: '!!!' }],
       [{}],
-      [{ protected: header({ formatLength: 3, formatTail: 'fQ' }) }, { protected: header({ formatLength: 4, formatTail: 'fQ' }) }],
+      [
+        { protected: header({ formatLength: 3, formatTail: 'fQ' }) },
+        { protected: header({ formatLength: 4, formatTail: 'fQ' }) },
+      ],
     ]) {
       expect(() => manifestDigest(json({ ...base, signatures }))).toThrow(
         expect.objectContaining({ code: ErrorCodes.InvalidManifest }),

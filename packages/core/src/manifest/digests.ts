@@ -1,4 +1,10 @@
-import { type Digest, type DigestAlgorithm, canonicalDigestAlgorithm, digestAlgorithm, digestOf } from '../digest.js';
+import {
+  canonicalDigestAlgorithm,
+  type Digest,
+  type DigestAlgorithm,
+  digestAlgorithm,
+  digestOf,
+} from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { MediaTypes } from './media-types.js';
 
@@ -82,7 +88,10 @@ export function normalizeManifestMediaType(mediaType: string, bytes?: Uint8Array
 
 function base64UrlDecode(value: string, what: string): Buffer {
   if (!/^[A-Za-z0-9_-]*={0,2}$/.test(value)) {
-    throw new GantryError(ErrorCodes.InvalidManifest, `invalid signed schema1 manifest: ${what} is not base64url`);
+    throw new GantryError(
+      ErrorCodes.InvalidManifest,
+      `invalid signed schema1 manifest: ${what} is not base64url`,
+    );
   }
   return Buffer.from(value, 'base64url');
 }
@@ -95,7 +104,8 @@ function base64UrlDecode(value: string, what: string): Buffer {
  */
 export function schema1SignedPayload(bytes: Uint8Array): Uint8Array {
   const value = parseJsonBytes(bytes);
-  if (!isRecord(value)) throw new GantryError(ErrorCodes.InvalidManifest, 'invalid signed schema1 manifest: not a JSON object');
+  if (!isRecord(value))
+    throw new GantryError(ErrorCodes.InvalidManifest, 'invalid signed schema1 manifest: not a JSON object');
   const signatures = value.signatures;
   if (!Array.isArray(signatures) || signatures.length === 0) {
     throw new GantryError(ErrorCodes.InvalidManifest, 'invalid signed schema1 manifest: no signatures');
@@ -103,25 +113,47 @@ export function schema1SignedPayload(bytes: Uint8Array): Uint8Array {
   let payload: Uint8Array | undefined;
   for (const [index, signature] of signatures.entries()) {
     if (!isRecord(signature) || typeof signature.protected !== 'string') {
-      throw new GantryError(ErrorCodes.InvalidManifest, `invalid signed schema1 manifest: signature ${index} has no protected header`);
+      throw new GantryError(
+        ErrorCodes.InvalidManifest,
+        `invalid signed schema1 manifest: signature ${index} has no protected header`,
+      );
     }
-    const header = parseJsonBytes(base64UrlDecode(signature.protected, `signature ${index} protected header`));
+    const header = parseJsonBytes(
+      base64UrlDecode(signature.protected, `signature ${index} protected header`),
+    );
     if (!isRecord(header)) {
-      throw new GantryError(ErrorCodes.InvalidManifest, `invalid signed schema1 manifest: signature ${index} protected header is not JSON`);
+      throw new GantryError(
+        ErrorCodes.InvalidManifest,
+        `invalid signed schema1 manifest: signature ${index} protected header is not JSON`,
+      );
     }
     const formatLength = header.formatLength;
     const formatTail = header.formatTail;
-    if (typeof formatLength !== 'number' || !Number.isInteger(formatLength) || formatLength < 0 || formatLength > bytes.byteLength) {
-      throw new GantryError(ErrorCodes.InvalidManifest, `invalid signed schema1 manifest: signature ${index} has an invalid formatLength`);
+    if (
+      typeof formatLength !== 'number' ||
+      !Number.isInteger(formatLength) ||
+      formatLength < 0 ||
+      formatLength > bytes.byteLength
+    ) {
+      throw new GantryError(
+        ErrorCodes.InvalidManifest,
+        `invalid signed schema1 manifest: signature ${index} has an invalid formatLength`,
+      );
     }
     if (typeof formatTail !== 'string') {
-      throw new GantryError(ErrorCodes.InvalidManifest, `invalid signed schema1 manifest: signature ${index} has no formatTail`);
+      throw new GantryError(
+        ErrorCodes.InvalidManifest,
+        `invalid signed schema1 manifest: signature ${index} has no formatTail`,
+      );
     }
     const tail = base64UrlDecode(formatTail, `signature ${index} formatTail`);
     const candidate = Buffer.concat([bytes.subarray(0, formatLength), tail]);
     if (payload === undefined) payload = candidate;
     else if (Buffer.compare(payload, candidate) !== 0) {
-      throw new GantryError(ErrorCodes.InvalidManifest, 'invalid signed schema1 manifest: signatures sign different payloads');
+      throw new GantryError(
+        ErrorCodes.InvalidManifest,
+        'invalid signed schema1 manifest: signatures sign different payloads',
+      );
     }
   }
   return payload!;
@@ -131,7 +163,10 @@ export function schema1SignedPayload(bytes: Uint8Array): Uint8Array {
  * The digest of a manifest: of its exact bytes, except for signed schema1 manifests, whose digest
  * is that of the signed JWS payload (the manifest without its `signatures`), as registries compute it.
  */
-export function manifestDigest(bytes: Uint8Array, algorithm: DigestAlgorithm = canonicalDigestAlgorithm): Digest {
+export function manifestDigest(
+  bytes: Uint8Array,
+  algorithm: DigestAlgorithm = canonicalDigestAlgorithm,
+): Digest {
   if (guessManifestMediaType(bytes) === MediaTypes.DockerSchema1Signed) {
     return digestOf(schema1SignedPayload(bytes), algorithm);
   }

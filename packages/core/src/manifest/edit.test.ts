@@ -6,13 +6,21 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Digest, digestHex, digestOf } from '../digest.js';
 import { ErrorCodes } from '../errors.js';
-import { conversionCandidates, editManifest, editManifestList, layerMediaTypeFor, needsLayerDiffIds } from './edit.js';
+import {
+  conversionCandidates,
+  editManifest,
+  editManifestList,
+  layerMediaTypeFor,
+  needsLayerDiffIds,
+} from './edit.js';
 import { MediaTypes } from './media-types.js';
 import { parseManifest, parseManifestList } from './parse.js';
 
 const encoder = new TextEncoder();
-const json = (value: unknown, indent?: number): Uint8Array => encoder.encode(JSON.stringify(value, null, indent));
-const fixtureText = (name: string): Promise<string> => readFile(path.join(import.meta.dirname, 'fixtures', name), 'utf8');
+const json = (value: unknown, indent?: number): Uint8Array =>
+  encoder.encode(JSON.stringify(value, null, indent));
+const fixtureText = (name: string): Promise<string> =>
+  readFile(path.join(import.meta.dirname, 'fixtures', name), 'utf8');
 const conversionError = expect.objectContaining({ code: ErrorCodes.ManifestConversionFailed });
 
 interface Blob {
@@ -34,13 +42,19 @@ afterAll(async () => {
 });
 
 /** Writes a `dir:` image (containers/image directory transport) by hand. */
-async function writeDirImage(name: string, manifest: Uint8Array, blobs: Blob[], instances: Uint8Array[] = []): Promise<string> {
+async function writeDirImage(
+  name: string,
+  manifest: Uint8Array,
+  blobs: Blob[],
+  instances: Uint8Array[] = [],
+): Promise<string> {
   const directory = path.join(workDirectory, name);
   await import('node:fs/promises').then((fs) => fs.mkdir(directory));
   await writeFile(path.join(directory, 'version'), 'Directory Transport Version: 1.1\n');
   await writeFile(path.join(directory, 'manifest.json'), manifest);
   for (const item of blobs) await writeFile(path.join(directory, digestHex(item.digest)), item.bytes);
-  for (const instance of instances) await writeFile(path.join(directory, `${digestHex(digestOf(instance))}.manifest.json`), instance);
+  for (const instance of instances)
+    await writeFile(path.join(directory, `${digestHex(digestOf(instance))}.manifest.json`), instance);
   return directory;
 }
 
@@ -105,7 +119,12 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
       },
       3,
     );
-    const source = await writeDirImage('s2-src', manifestBytes, [dockerConfig, layerGzip, layerPlain, layerForeign]);
+    const source = await writeDirImage('s2-src', manifestBytes, [
+      dockerConfig,
+      layerGzip,
+      layerPlain,
+      layerForeign,
+    ]);
     const destination = path.join(workDirectory, 's2-to-oci');
     skopeo('copy', '-q', '--format', 'oci', `dir:${source}`, `dir:${destination}`);
     const expectedManifest = await readFile(path.join(destination, 'manifest.json'));
@@ -118,18 +137,34 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
     const configDigest = JSON.parse(expectedManifest.toString()).config.digest as Digest;
     const expectedConfig = await readFile(path.join(destination, digestHex(configDigest)));
     expect(Buffer.from(edited.config!.bytes).toString()).toBe(expectedConfig.toString());
-    expect(edited.config!.info).toEqual({ digest: configDigest, size: expectedConfig.byteLength, mediaType: MediaTypes.OciConfig });
+    expect(edited.config!.info).toEqual({
+      digest: configDigest,
+      size: expectedConfig.byteLength,
+      mediaType: MediaTypes.OciConfig,
+    });
 
     expect(() => editManifest(manifest, { mediaType: MediaTypes.OciManifest })).toThrow(conversionError);
   });
 
-  const ociConfig = blob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+  const ociConfig = blob(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }),
+  );
   const ociManifestValue = {
     schemaVersion: 2,
     mediaType: MediaTypes.OciManifest,
-    config: { mediaType: MediaTypes.OciConfig, digest: ociConfig.digest, size: ociConfig.size, annotations: { c: '1' } },
+    config: {
+      mediaType: MediaTypes.OciConfig,
+      digest: ociConfig.digest,
+      size: ociConfig.size,
+      annotations: { c: '1' },
+    },
     layers: [
-      { mediaType: MediaTypes.OciLayerGzip, digest: layerGzip.digest, size: layerGzip.size, annotations: { z: '1', a: '<2>' } },
+      {
+        mediaType: MediaTypes.OciLayerGzip,
+        digest: layerGzip.digest,
+        size: layerGzip.size,
+        annotations: { z: '1', a: '<2>' },
+      },
       { mediaType: MediaTypes.OciLayer, digest: layerPlain.digest, size: layerPlain.size },
       {
         mediaType: MediaTypes.OciLayerNondistributableGzip,
@@ -143,7 +178,12 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
 
   it('OCI -> schema2 keeps the config blob and drops OCI-only fields', async () => {
     const manifestBytes = json(ociManifestValue, 2);
-    const source = await writeDirImage('oci-src', manifestBytes, [ociConfig, layerGzip, layerPlain, layerForeign]);
+    const source = await writeDirImage('oci-src', manifestBytes, [
+      ociConfig,
+      layerGzip,
+      layerPlain,
+      layerForeign,
+    ]);
     const destination = path.join(workDirectory, 'oci-to-s2');
     skopeo('copy', '-q', '--format', 'v2s2', `dir:${source}`, `dir:${destination}`);
     const expected = await readFile(path.join(destination, 'manifest.json'));
@@ -155,7 +195,12 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
 
   it('OCI layer edits (decompression) re-serialise like skopeo --dest-decompress', async () => {
     const manifestBytes = json(ociManifestValue, 2);
-    const source = await writeDirImage('oci-src-decompress', manifestBytes, [ociConfig, layerGzip, layerPlain, layerForeign]);
+    const source = await writeDirImage('oci-src-decompress', manifestBytes, [
+      ociConfig,
+      layerGzip,
+      layerPlain,
+      layerForeign,
+    ]);
     const destination = path.join(workDirectory, 'oci-decompressed');
     skopeo('copy', '-q', '--dest-decompress', `dir:${source}`, `dir:${destination}`);
     const expected = await readFile(path.join(destination, 'manifest.json'));
@@ -177,10 +222,17 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
       layers: [
         { digest: layerPlain.digest, size: layerPlain.size, compression: 'none' },
         { digest: layerPlain.digest, size: layerPlain.size, compression: 'none', annotations: { n: '1' } },
-        { digest: layerForeign.digest, size: layerForeign.size, compression: 'gzip', urls: ['https://example.com/kept'] },
+        {
+          digest: layerForeign.digest,
+          size: layerForeign.size,
+          compression: 'gzip',
+          urls: ['https://example.com/kept'],
+        },
       ],
     });
-    expect(parseManifest(edited.bytes).layers.map(({ annotations, urls }) => ({ annotations, urls }))).toEqual([
+    expect(
+      parseManifest(edited.bytes).layers.map(({ annotations, urls }) => ({ annotations, urls })),
+    ).toEqual([
       { annotations: undefined, urls: undefined },
       { annotations: { n: '1' }, urls: undefined },
       { annotations: undefined, urls: ['https://example.com/kept'] },
@@ -192,7 +244,11 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
     const manifest = parseManifest(manifestBytes);
     const edited = editManifest(manifest, {
       mediaType: MediaTypes.OciManifest,
-      layers: manifest.layers.map((layer) => ({ digest: layer.digest, size: layer.size, compression: layer.compression as 'gzip' })),
+      layers: manifest.layers.map((layer) => ({
+        digest: layer.digest,
+        size: layer.size,
+        compression: layer.compression as 'gzip',
+      })),
     });
     expect(edited.bytes).toBe(manifestBytes);
     expect(edited.digest).toBe(manifest.digest);
@@ -200,15 +256,31 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
 
   const ociWith = (layers: unknown[], configMediaType: string = MediaTypes.OciConfig) =>
     parseManifest(
-      json({ schemaVersion: 2, config: { mediaType: configMediaType, digest: ociConfig.digest, size: ociConfig.size }, layers }),
+      json({
+        schemaVersion: 2,
+        config: { mediaType: configMediaType, digest: ociConfig.digest, size: ociConfig.size },
+        layers,
+      }),
     );
   const layerOf = (mediaType: string) => ({ mediaType, digest: layerGzip.digest, size: layerGzip.size });
 
   it.each([
-    ['a zstd layer', ociWith([layerOf(MediaTypes.OciLayerZstd)]), /zstd compression is not supported for docker images/],
+    [
+      'a zstd layer',
+      ociWith([layerOf(MediaTypes.OciLayerZstd)]),
+      /zstd compression is not supported for docker images/,
+    ],
     ['a non-distributable zstd layer', ociWith([layerOf(MediaTypes.OciLayerNondistributableZstd)]), /zstd/],
-    ['an encrypted layer', ociWith([layerOf('application/vnd.oci.image.layer.v1.tar+gzip+encrypted')]), /encrypted layers/],
-    ['an unknown layer type', ociWith([layerOf('application/x-custom')]), /Unknown media type during manifest conversion/],
+    [
+      'an encrypted layer',
+      ociWith([layerOf('application/vnd.oci.image.layer.v1.tar+gzip+encrypted')]),
+      /encrypted layers/,
+    ],
+    [
+      'an unknown layer type',
+      ociWith([layerOf('application/x-custom')]),
+      /Unknown media type during manifest conversion/,
+    ],
     ['an artifact', ociWith([], 'application/vnd.example.artifact+json'), /OCI artifact/],
   ])('OCI -> schema2 rejects %s', (_name, manifest, message) => {
     expect(() => editManifest(manifest, { mediaType: MediaTypes.DockerManifest })).toThrow(conversionError);
@@ -227,7 +299,11 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
   });
 
   it('layer edits: media types follow the compression; explicit media types win; count must match', () => {
-    const manifest = ociWith([layerOf(MediaTypes.OciLayer), layerOf(MediaTypes.OciLayerNondistributable), layerOf('application/x-custom')]);
+    const manifest = ociWith([
+      layerOf(MediaTypes.OciLayer),
+      layerOf(MediaTypes.OciLayerNondistributable),
+      layerOf('application/x-custom'),
+    ]);
     const edited = editManifest(manifest, {
       layers: [
         { digest: layerForeign.digest, size: 5, compression: 'zstd' },
@@ -235,25 +311,40 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
         { digest: layerForeign.digest, size: 7, compression: 'gzip' },
       ],
     });
-    expect(JSON.parse(Buffer.from(edited.bytes).toString()).layers.map((layer: { mediaType: string }) => layer.mediaType)).toEqual([
-      MediaTypes.OciLayerZstd,
-      MediaTypes.OciLayerNondistributableGzip,
-      'application/x-custom',
-    ]);
+    expect(
+      JSON.parse(Buffer.from(edited.bytes).toString()).layers.map(
+        (layer: { mediaType: string }) => layer.mediaType,
+      ),
+    ).toEqual([MediaTypes.OciLayerZstd, MediaTypes.OciLayerNondistributableGzip, 'application/x-custom']);
     const explicit = editManifest(manifest, {
-      layers: manifest.layers.map((layer) => ({ digest: layer.digest, size: layer.size, compression: 'none', mediaType: 'application/x-other' })),
+      layers: manifest.layers.map((layer) => ({
+        digest: layer.digest,
+        size: layer.size,
+        compression: 'none',
+        mediaType: 'application/x-other',
+      })),
     });
-    expect(parseManifest(explicit.bytes).layers.every((layer) => layer.mediaType === 'application/x-other')).toBe(true);
+    expect(
+      parseManifest(explicit.bytes).layers.every((layer) => layer.mediaType === 'application/x-other'),
+    ).toBe(true);
     expect(() => editManifest(manifest, { layers: [] })).toThrow(/layer count changed from 3 to 0/);
-    const schema2 = editManifest(ociWith([layerOf(MediaTypes.OciLayerGzip)]), { mediaType: MediaTypes.DockerManifest });
+    const schema2 = editManifest(ociWith([layerOf(MediaTypes.OciLayerGzip)]), {
+      mediaType: MediaTypes.DockerManifest,
+    });
     expect(() =>
-      editManifest(parseManifest(schema2.bytes), { layers: [{ digest: layerPlain.digest, size: 1, compression: 'zstd' }] }),
+      editManifest(parseManifest(schema2.bytes), {
+        layers: [{ digest: layerPlain.digest, size: 1, compression: 'zstd' }],
+      }),
     ).toThrow(conversionError);
   });
 
   it('conversions to schema1 are not supported yet', () => {
     const manifest = ociWith([layerOf(MediaTypes.OciLayerGzip)]);
-    for (const target of [MediaTypes.DockerSchema1, MediaTypes.DockerSchema1Signed, 'application/x-unknown']) {
+    for (const target of [
+      MediaTypes.DockerSchema1,
+      MediaTypes.DockerSchema1Signed,
+      'application/x-unknown',
+    ]) {
       expect(() => editManifest(manifest, { mediaType: target })).toThrow(conversionError);
     }
   });
@@ -294,12 +385,18 @@ describe('editManifest: schema1 -> schema2 / OCI (containers/image fixtures)', (
   ])('to %s matches %s', async (target, manifestFixture, configFixture) => {
     const schema1 = parseManifest(encoder.encode(await fixtureText('image-schema1.json')));
     expect(schema1.layers).toHaveLength(layers.length);
-    const edited = editManifest(schema1, { mediaType: target, layers: layerEdits, layerDiffIds: diffIds as Digest[] });
+    const edited = editManifest(schema1, {
+      mediaType: target,
+      layers: layerEdits,
+      layerDiffIds: diffIds as Digest[],
+    });
     expect(edited.mediaType).toBe(target);
     const converted = JSON.parse(Buffer.from(edited.bytes).toString());
     const expected = JSON.parse(await fixtureText(manifestFixture));
     expect({ ...converted, config: undefined }).toEqual({ ...expected, config: undefined });
-    expect(JSON.parse(Buffer.from(edited.config!.bytes).toString())).toEqual(JSON.parse(await fixtureText(configFixture)));
+    expect(JSON.parse(Buffer.from(edited.config!.bytes).toString())).toEqual(
+      JSON.parse(await fixtureText(configFixture)),
+    );
     expect(converted.config).toEqual({
       mediaType: target === MediaTypes.OciManifest ? MediaTypes.OciConfig : MediaTypes.DockerConfig,
       size: edited.config!.bytes.byteLength,
@@ -324,9 +421,31 @@ describe('editManifest: schema1 -> schema2 / OCI (containers/image fixtures)', (
       architecture: 'amd64',
       fsLayers: [{ blobSum: digestOf('top') }, { blobSum: digestOf('empty') }, { blobSum: digestOf('base') }],
       history: [
-        { v1Compatibility: JSON.stringify({ id: id(3), parent: id(2), created: '2020-01-01T00:00:00.10Z', os: 'linux', config: { Env: ['A=1'] } }) },
-        { v1Compatibility: JSON.stringify({ id: id(2), parent: id(1), throwaway: true, container_config: { Cmd: ['/bin/sh', '-c', '#(nop) ENV A=1'] } }) },
-        { v1Compatibility: JSON.stringify({ id: id(1), created: '2020-01-01T00:00:00Z', author: 'me', comment: 'base' }) },
+        {
+          v1Compatibility: JSON.stringify({
+            id: id(3),
+            parent: id(2),
+            created: '2020-01-01T00:00:00.10Z',
+            os: 'linux',
+            config: { Env: ['A=1'] },
+          }),
+        },
+        {
+          v1Compatibility: JSON.stringify({
+            id: id(2),
+            parent: id(1),
+            throwaway: true,
+            container_config: { Cmd: ['/bin/sh', '-c', '#(nop) ENV A=1'] },
+          }),
+        },
+        {
+          v1Compatibility: JSON.stringify({
+            id: id(1),
+            created: '2020-01-01T00:00:00Z',
+            author: 'me',
+            comment: 'base',
+          }),
+        },
       ],
     });
     const manifest = parseManifest(bytes);
@@ -351,12 +470,24 @@ describe('editManifest: schema1 -> schema2 / OCI (containers/image fixtures)', (
         `{"created":"2020-01-01T00:00:00.1Z"}],"os":"linux",` +
         `"rootfs":{"type":"layers","diff_ids":["${digestOf('d-base')}","${digestOf('d-top')}"]}}`,
     );
-    expect(() => editManifest(manifest, { mediaType: MediaTypes.DockerManifest, layers: [] })).toThrow(conversionError);
+    expect(() => editManifest(manifest, { mediaType: MediaTypes.DockerManifest, layers: [] })).toThrow(
+      conversionError,
+    );
     expect(() =>
-      editManifest(manifest, { mediaType: MediaTypes.OciManifest, layers: manifest.layers.map(() => ({ digest: digestOf('x'), size: 1, compression: 'gzip' })) }),
+      editManifest(manifest, {
+        mediaType: MediaTypes.OciManifest,
+        layers: manifest.layers.map(() => ({ digest: digestOf('x'), size: 1, compression: 'gzip' })),
+      }),
     ).toThrow(/uncompressed digests/);
     expect(() =>
-      editManifest(manifest, { layers: [{ digest: digestOf('x'), size: 1, compression: 'gzip' }, ...manifest.layers.slice(1).map((layer) => ({ digest: layer.digest, size: 1, compression: 'gzip' as const }))] }),
+      editManifest(manifest, {
+        layers: [
+          { digest: digestOf('x'), size: 1, compression: 'gzip' },
+          ...manifest.layers
+            .slice(1)
+            .map((layer) => ({ digest: layer.digest, size: 1, compression: 'gzip' as const })),
+        ],
+      }),
     ).toThrow(/schema1/);
     expect(editManifest(manifest, {}).bytes).toBe(bytes);
   });
@@ -364,7 +495,9 @@ describe('editManifest: schema1 -> schema2 / OCI (containers/image fixtures)', (
 
 describe('editManifestList', () => {
   it('converts an OCI index to a Docker list like skopeo copy --all --format v2s2', async () => {
-    const config = blob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+    const config = blob(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }),
+    );
     const instance = json({
       schemaVersion: 2,
       mediaType: MediaTypes.OciManifest,
@@ -393,7 +526,14 @@ describe('editManifestList', () => {
     const unchanged = path.join(workDirectory, 'index-unchanged');
     skopeo('copy', '-q', '--all', `dir:${source}`, `dir:${unchanged}`);
     const list = parseManifestList(indexBytes);
-    const same = editManifestList(list, { instances: new Map([[instanceDigest, { digest: instanceDigest, size: instance.byteLength, mediaType: MediaTypes.OciManifest }]]) });
+    const same = editManifestList(list, {
+      instances: new Map([
+        [
+          instanceDigest,
+          { digest: instanceDigest, size: instance.byteLength, mediaType: MediaTypes.OciManifest },
+        ],
+      ]),
+    });
     expect(Buffer.from(same.bytes).equals(await readFile(path.join(unchanged, 'manifest.json')))).toBe(true);
 
     const converted = path.join(workDirectory, 'index-to-list');
@@ -402,7 +542,16 @@ describe('editManifestList', () => {
     const instanceEdit = editManifest(parseManifest(instance), { mediaType: MediaTypes.DockerManifest });
     const edited = editManifestList(list, {
       mediaType: MediaTypes.DockerManifestList,
-      instances: new Map([[instanceDigest, { digest: instanceEdit.digest, size: instanceEdit.bytes.byteLength, mediaType: instanceEdit.mediaType }]]),
+      instances: new Map([
+        [
+          instanceDigest,
+          {
+            digest: instanceEdit.digest,
+            size: instanceEdit.bytes.byteLength,
+            mediaType: instanceEdit.mediaType,
+          },
+        ],
+      ]),
     });
     // skopeo gives a platform-less OCI instance the host's os/architecture, as we do.
     expect(Buffer.from(edited.bytes).toString()).toBe(expected.toString());
@@ -416,14 +565,26 @@ describe('editManifestList', () => {
         schemaVersion: 2,
         mediaType: MediaTypes.DockerManifestList,
         manifests: [
-          { mediaType: MediaTypes.DockerManifest, size: 1, digest: digest('a'), platform: { architecture: 'amd64', os: 'linux', features: ['sse4'] } },
-          { mediaType: MediaTypes.DockerManifest, size: 2, digest: digest('b'), platform: { architecture: 'arm64', os: 'linux', variant: 'v8' } },
+          {
+            mediaType: MediaTypes.DockerManifest,
+            size: 1,
+            digest: digest('a'),
+            platform: { architecture: 'amd64', os: 'linux', features: ['sse4'] },
+          },
+          {
+            mediaType: MediaTypes.DockerManifest,
+            size: 2,
+            digest: digest('b'),
+            platform: { architecture: 'arm64', os: 'linux', variant: 'v8' },
+          },
         ],
       }),
     );
     const oci = editManifestList(list, {
       mediaType: MediaTypes.OciIndex,
-      instances: new Map([[digest('b'), { digest: digest('c'), size: 3, mediaType: MediaTypes.OciManifest }]]),
+      instances: new Map([
+        [digest('b'), { digest: digest('c'), size: 3, mediaType: MediaTypes.OciManifest }],
+      ]),
     });
     expect(Buffer.from(oci.bytes).toString()).toBe(
       `{"schemaVersion":2,"mediaType":"${MediaTypes.OciIndex}","manifests":[` +
@@ -440,12 +601,25 @@ describe('editManifestList', () => {
 });
 
 describe('conversionCandidates', () => {
-  const { OciManifest: oci, DockerManifest: s2, DockerSchema1Signed: s1s, DockerSchema1: s1, OciIndex: index, DockerManifestList: list } = MediaTypes;
+  const {
+    OciManifest: oci,
+    DockerManifest: s2,
+    DockerSchema1Signed: s1s,
+    DockerSchema1: s1,
+    OciIndex: index,
+    DockerManifestList: list,
+  } = MediaTypes;
   it.each([
     ['any destination keeps OCI first', oci, undefined, undefined, [oci, s2, s1s, s1]],
     ['any destination keeps schema2 first', s2, [], undefined, [s2, s1s, oci, s1]],
     ['schema1 source, OCI-only destination', s1s, [oci], undefined, [oci]],
-    ['unknown source type normalises to schema1 signed', 'text/plain', [oci, s2, s1s], undefined, [s1s, s2, oci]],
+    [
+      'unknown source type normalises to schema1 signed',
+      'text/plain',
+      [oci, s2, s1s],
+      undefined,
+      [s1s, s2, oci],
+    ],
     ['OCI source, Docker destination', oci, [s2, s1s, s1], undefined, [s2, s1s, s1]],
     ['source supported is kept first', oci, [s2, oci], undefined, [oci, s2]],
     ['forced type only', oci, [oci, s2], s2, [s2]],

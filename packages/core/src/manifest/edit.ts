@@ -11,7 +11,6 @@ import {
   type ImageManifest,
   isJsonObject,
   type JsonObject,
-  type LayerCompression,
   layerCompressionOf,
   type ManifestList,
 } from './parse.js';
@@ -48,11 +47,18 @@ const knownLayerMediaTypes: readonly string[] = [
  * has no layer media types: returns ''. An `original` that is not a known layer type (encrypted,
  * artifact blobs…) cannot be re-typed: `ERR_GANTRY_MANIFEST_CONVERSION_FAILED`.
  */
-export function layerMediaTypeFor(manifestMediaType: string, compression: TargetCompression, original?: string): string {
+export function layerMediaTypeFor(
+  manifestMediaType: string,
+  compression: TargetCompression,
+  original?: string,
+): string {
   if (original !== undefined && original !== '' && !knownLayerMediaTypes.includes(original)) {
-    throw conversionFailed(`cannot change layer of unknown MIME type "${original}" to ${compression} compression for ${manifestMediaType}`);
+    throw conversionFailed(
+      `cannot change layer of unknown MIME type "${original}" to ${compression} compression for ${manifestMediaType}`,
+    );
   }
-  const foreign = original !== undefined && (ociNondistributable.includes(original) || dockerForeign.includes(original));
+  const foreign =
+    original !== undefined && (ociNondistributable.includes(original) || dockerForeign.includes(original));
   switch (manifestMediaType) {
     case MediaTypes.OciManifest:
       if (foreign) {
@@ -62,16 +68,24 @@ export function layerMediaTypeFor(manifestMediaType: string, compression: Target
             ? MediaTypes.OciLayerNondistributableZstd
             : MediaTypes.OciLayerNondistributable;
       }
-      return compression === 'gzip' ? MediaTypes.OciLayerGzip : compression === 'zstd' ? MediaTypes.OciLayerZstd : MediaTypes.OciLayer;
+      return compression === 'gzip'
+        ? MediaTypes.OciLayerGzip
+        : compression === 'zstd'
+          ? MediaTypes.OciLayerZstd
+          : MediaTypes.OciLayer;
     case MediaTypes.DockerManifest:
       if (compression === 'zstd') {
-        throw conversionFailed(`zstd compression is not supported for docker images (layer of type "${original ?? ''}")`);
+        throw conversionFailed(
+          `zstd compression is not supported for docker images (layer of type "${original ?? ''}")`,
+        );
       }
-      if (foreign) return compression === 'gzip' ? MediaTypes.DockerLayerForeignGzip : MediaTypes.DockerLayerForeign;
+      if (foreign)
+        return compression === 'gzip' ? MediaTypes.DockerLayerForeignGzip : MediaTypes.DockerLayerForeign;
       return compression === 'gzip' ? MediaTypes.DockerLayerGzip : MediaTypes.DockerLayer;
     case MediaTypes.DockerSchema1:
     case MediaTypes.DockerSchema1Signed:
-      if (compression === 'zstd') throw conversionFailed('zstd compression is not supported for schema1 images');
+      if (compression === 'zstd')
+        throw conversionFailed('zstd compression is not supported for schema1 images');
       return '';
     default:
       throw conversionFailed(`unsupported manifest type "${manifestMediaType}" for layers`);
@@ -80,8 +94,11 @@ export function layerMediaTypeFor(manifestMediaType: string, compression: Target
 
 /** True when converting `manifest` to `targetMediaType` needs the layers' uncompressed digests (schema1 -> schema2/OCI). */
 export function needsLayerDiffIds(manifest: ImageManifest, targetMediaType: string): boolean {
-  const schema1 = manifest.mediaType === MediaTypes.DockerSchema1 || manifest.mediaType === MediaTypes.DockerSchema1Signed;
-  return schema1 && (targetMediaType === MediaTypes.DockerManifest || targetMediaType === MediaTypes.OciManifest);
+  const schema1 =
+    manifest.mediaType === MediaTypes.DockerSchema1 || manifest.mediaType === MediaTypes.DockerSchema1Signed;
+  return (
+    schema1 && (targetMediaType === MediaTypes.DockerManifest || targetMediaType === MediaTypes.OciManifest)
+  );
 }
 
 /** A layer as it will be in the destination. */
@@ -122,11 +139,19 @@ export interface EditedManifest {
 
 const encoder = new TextEncoder();
 
-function finish(value: unknown, mediaType: string, config?: Uint8Array, configMediaType?: string): EditedManifest {
+function finish(
+  value: unknown,
+  mediaType: string,
+  config?: Uint8Array,
+  configMediaType?: string,
+): EditedManifest {
   const bytes = encoder.encode(goJsonMarshal(value));
   const result: EditedManifest = { bytes, mediaType, digest: digestOf(bytes) };
   if (config !== undefined) {
-    result.config = { bytes: config, info: { digest: digestOf(config), size: config.byteLength, mediaType: configMediaType! } };
+    result.config = {
+      bytes: config,
+      info: { digest: digestOf(config), size: config.byteLength, mediaType: configMediaType! },
+    };
   }
   return result;
 }
@@ -175,7 +200,12 @@ function schema2DescriptorValue(value: JsonObject): Record<string, unknown> {
   };
 }
 
-function ociManifestValue(object: JsonObject, config: JsonObject, layers: JsonObject[], mediaType?: string): Record<string, unknown> {
+function ociManifestValue(
+  object: JsonObject,
+  config: JsonObject,
+  layers: JsonObject[],
+  mediaType?: string,
+): Record<string, unknown> {
   return {
     schemaVersion: 2,
     mediaType: mediaType ?? (object.mediaType || undefined),
@@ -198,12 +228,18 @@ function schema2ManifestValue(config: JsonObject, layers: JsonObject[]): Record<
 
 function checkLayerEdits(manifest: ImageManifest, edit: ManifestEdit): void {
   if (edit.layers !== undefined && edit.layers.length !== manifest.layers.length) {
-    throw conversionFailed(`preparing updated manifest: layer count changed from ${manifest.layers.length} to ${edit.layers.length}`);
+    throw conversionFailed(
+      `preparing updated manifest: layer count changed from ${manifest.layers.length} to ${edit.layers.length}`,
+    );
   }
 }
 
 /** Applies layer edits to layer descriptor objects of a manifest of type `targetType`. */
-function applyLayerEdits(layers: JsonObject[], edits: LayerEdit[] | undefined, targetType: string): JsonObject[] {
+function applyLayerEdits(
+  layers: JsonObject[],
+  edits: LayerEdit[] | undefined,
+  targetType: string,
+): JsonObject[] {
   if (edits === undefined) return layers;
   return layers.map((layer, index) => {
     const layerEdit = edits[index]!;
@@ -218,8 +254,16 @@ function applyLayerEdits(layers: JsonObject[], edits: LayerEdit[] | undefined, t
           : layerMediaTypeFor(targetType, layerEdit.compression, original);
     }
     // As skopeo: a changed blob loses the original's annotations; URLs only stay when the edit names them.
-    const annotations = layerEdit.annotations ?? (layerEdit.digest === layer.digest ? layer.annotations : undefined);
-    return { ...layer, mediaType, digest: layerEdit.digest, size: layerEdit.size, annotations, urls: layerEdit.urls };
+    const annotations =
+      layerEdit.annotations ?? (layerEdit.digest === layer.digest ? layer.annotations : undefined);
+    return {
+      ...layer,
+      mediaType,
+      digest: layerEdit.digest,
+      size: layerEdit.size,
+      annotations,
+      urls: layerEdit.urls,
+    };
   });
 }
 
@@ -227,7 +271,10 @@ function applyLayerEdits(layers: JsonObject[], edits: LayerEdit[] | undefined, t
  * The layer edits to apply: none when every digest is unchanged and nothing is set explicitly,
  * because skopeo then leaves the layers as they are (`layerDigestsDiffer`).
  */
-function effectiveLayerEdits(manifest: ImageManifest, edits: LayerEdit[] | undefined): LayerEdit[] | undefined {
+function effectiveLayerEdits(
+  manifest: ImageManifest,
+  edits: LayerEdit[] | undefined,
+): LayerEdit[] | undefined {
   if (edits === undefined) return undefined;
   const changed = edits.some(
     (layerEdit, index) =>
@@ -251,10 +298,14 @@ function dockerLayerFromOci(original: string): string {
       return MediaTypes.DockerLayerGzip;
     case MediaTypes.OciLayerZstd:
     case MediaTypes.OciLayerNondistributableZstd:
-      throw conversionFailed(`Error during manifest conversion: "${original}": zstd compression is not supported for docker images`);
+      throw conversionFailed(
+        `Error during manifest conversion: "${original}": zstd compression is not supported for docker images`,
+      );
     default:
       if (original.startsWith('application/vnd.oci.image.layer.') && original.includes('+encrypted')) {
-        throw conversionFailed(`during manifest conversion: encrypted layers ("${original}") are not supported in docker images`);
+        throw conversionFailed(
+          `during manifest conversion: encrypted layers ("${original}") are not supported in docker images`,
+        );
       }
       throw conversionFailed(`Unknown media type during manifest conversion: "${original}"`);
   }
@@ -294,16 +345,25 @@ function ociToSchema2(manifest: ImageManifest, edit: ManifestEdit): EditedManife
     return { ...layer, mediaType: dockerLayerFromOci(original) };
   });
   const edited = applyLayerEdits(layers, layerEdits, MediaTypes.DockerManifest);
-  return finish(schema2ManifestValue({ ...config, mediaType: MediaTypes.DockerConfig }, edited), MediaTypes.DockerManifest);
+  return finish(
+    schema2ManifestValue({ ...config, mediaType: MediaTypes.DockerConfig }, edited),
+    MediaTypes.DockerManifest,
+  );
 }
 
 function schema2ToOci(manifest: ImageManifest, edit: ManifestEdit): EditedManifest {
   if (edit.config === undefined) {
-    throw conversionFailed(`converting ${MediaTypes.DockerManifest} to ${MediaTypes.OciManifest} needs the image config`);
+    throw conversionFailed(
+      `converting ${MediaTypes.DockerManifest} to ${MediaTypes.OciManifest} needs the image config`,
+    );
   }
   const object = decodeJsonObject(manifest.bytes, 'Docker schema2 manifest');
   const configBytes = ociConfigBytesFromDockerConfig(edit.config);
-  const configDescriptor = { mediaType: MediaTypes.OciConfig, digest: digestOf(configBytes), size: configBytes.byteLength };
+  const configDescriptor = {
+    mediaType: MediaTypes.OciConfig,
+    digest: digestOf(configBytes),
+    size: configBytes.byteLength,
+  };
   const layers = (object.layers as JsonObject[]).map((layer) => ({
     mediaType: ociLayerFromDocker(layer.mediaType as string),
     digest: layer.digest,
@@ -336,21 +396,39 @@ function schema1ToNewer(manifest: ImageManifest, edit: ManifestEdit, target: str
   for (let v1Index = count - 1; v1Index >= 0; v1Index--) {
     const index = count - 1 - v1Index;
     if (decoded.compatibility[v1Index]!.throwAway) continue;
-    layers.push({ mediaType: MediaTypes.DockerLayerGzip, size: edit.layers[index]!.size, digest: decoded.blobSums[v1Index]! });
+    layers.push({
+      mediaType: MediaTypes.DockerLayerGzip,
+      size: edit.layers[index]!.size,
+      digest: decoded.blobSums[v1Index]!,
+    });
     layerEdits.push(edit.layers[index]!);
     diffIds.push(edit.layerDiffIds[index]!);
   }
   const schema2Config = schema1ToSchema2Config(decoded, diffIds);
   if (target === MediaTypes.DockerManifest) {
-    const config = { mediaType: MediaTypes.DockerConfig, size: schema2Config.byteLength, digest: digestOf(schema2Config) };
+    const config = {
+      mediaType: MediaTypes.DockerConfig,
+      size: schema2Config.byteLength,
+      digest: digestOf(schema2Config),
+    };
     const edited = applyLayerEdits(layers, layerEdits, MediaTypes.DockerManifest);
-    return finish(schema2ManifestValue(config, edited), MediaTypes.DockerManifest, schema2Config, MediaTypes.DockerConfig);
+    return finish(
+      schema2ManifestValue(config, edited),
+      MediaTypes.DockerManifest,
+      schema2Config,
+      MediaTypes.DockerConfig,
+    );
   }
   const ociConfig = ociConfigBytesFromDockerConfig(schema2Config);
   const config = { mediaType: MediaTypes.OciConfig, digest: digestOf(ociConfig), size: ociConfig.byteLength };
   const ociLayers = layers.map((layer) => ({ ...layer, mediaType: MediaTypes.OciLayerGzip }));
   const edited = applyLayerEdits(ociLayers, layerEdits, MediaTypes.OciManifest);
-  return finish(ociManifestValue({}, config, edited, MediaTypes.OciManifest), MediaTypes.OciManifest, ociConfig, MediaTypes.OciConfig);
+  return finish(
+    ociManifestValue({}, config, edited, MediaTypes.OciManifest),
+    MediaTypes.OciManifest,
+    ociConfig,
+    MediaTypes.OciConfig,
+  );
 }
 
 /**
@@ -372,7 +450,8 @@ export function editManifest(manifest: ImageManifest, edit: ManifestEdit): Edite
   checkLayerEdits(manifest, edit);
   const source = manifest.mediaType;
   const target = edit.mediaType === undefined || edit.mediaType === '' ? source : edit.mediaType;
-  const schema1 = (type: string) => type === MediaTypes.DockerSchema1 || type === MediaTypes.DockerSchema1Signed;
+  const schema1 = (type: string) =>
+    type === MediaTypes.DockerSchema1 || type === MediaTypes.DockerSchema1Signed;
   if (schema1(source) && schema1(target)) {
     if (effectiveLayerEdits(manifest, edit.layers) !== undefined) {
       throw conversionFailed('editing the layers of a schema1 manifest is not supported');
@@ -429,7 +508,9 @@ export function editManifestList(
 ): { bytes: Uint8Array; mediaType: string; digest: Digest } {
   const target = edit.mediaType === undefined || edit.mediaType === '' ? list.mediaType : edit.mediaType;
   if (!isManifestListMediaType(target)) {
-    throw conversionFailed(`Can not convert manifest list to MIME type "${target}", which is not a list type`);
+    throw conversionFailed(
+      `Can not convert manifest list to MIME type "${target}", which is not a list type`,
+    );
   }
   const changesInstances =
     edit.keepOnly !== undefined
@@ -439,7 +520,9 @@ export function editManifestList(
     const replacement = edit.instances?.get(instance.digest);
     return (
       replacement !== undefined &&
-      (replacement.digest !== instance.digest || replacement.size !== instance.size || replacement.mediaType !== instance.mediaType)
+      (replacement.digest !== instance.digest ||
+        replacement.size !== instance.size ||
+        replacement.mediaType !== instance.mediaType)
     );
   });
   if (target === list.mediaType && !changesInstances && !replacesInstances) {
@@ -495,7 +578,8 @@ export function editManifestList(
           ...schema2DescriptorValue(entry),
           platform: {
             ...ociPlatformValue(platform),
-            features: list.mediaType === MediaTypes.DockerManifestList ? nonEmptyArray(platform.features) : undefined,
+            features:
+              list.mediaType === MediaTypes.DockerManifestList ? nonEmptyArray(platform.features) : undefined,
           },
         };
       }),
@@ -506,7 +590,10 @@ export function editManifestList(
 }
 
 /** containers/image copy: types tried after the source's own, in order. */
-const preferredManifestMediaTypes: readonly string[] = [MediaTypes.DockerManifest, MediaTypes.DockerSchema1Signed];
+const preferredManifestMediaTypes: readonly string[] = [
+  MediaTypes.DockerManifest,
+  MediaTypes.DockerSchema1Signed,
+];
 /** containers/image copy: every single-image type, used when the destination accepts anything. */
 const allSingleImageMediaTypes: readonly string[] = [
   MediaTypes.OciManifest,
@@ -538,7 +625,11 @@ export function conversionCandidates(
   if (isManifestListMediaType(sourceMediaType)) {
     let forcedList = forced;
     if (forced === MediaTypes.OciManifest) forcedList = MediaTypes.OciIndex;
-    else if (forced === MediaTypes.DockerManifest || forced === MediaTypes.DockerSchema1 || forced === MediaTypes.DockerSchema1Signed) {
+    else if (
+      forced === MediaTypes.DockerManifest ||
+      forced === MediaTypes.DockerSchema1 ||
+      forced === MediaTypes.DockerSchema1Signed
+    ) {
       forcedList = MediaTypes.DockerManifestList;
     }
     let destination = supported === undefined || supported.length === 0 ? supportedListMediaTypes : supported;
@@ -560,4 +651,3 @@ export function conversionCandidates(
   for (const type of destination) add(type);
   return ordered;
 }
-

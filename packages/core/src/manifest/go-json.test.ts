@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { goJsonCompactRaw, goJsonMarshal, goJsonMarshalIndent, goJsonString, goTimeRoundTrip } from './go-json.js';
+import {
+  goJsonCompactRaw,
+  goJsonMarshal,
+  goJsonMarshalIndent,
+  goJsonString,
+  goTimeRoundTrip,
+} from './go-json.js';
 
 describe('goJsonString', () => {
   it.each([

@@ -123,7 +123,10 @@ export function goJsonMarshalIndent(value: unknown, prefix = '', indent = '    '
     const entries = entriesOf(value as object);
     if (entries.length === 0) return '{}';
     return `{${entries
-      .map(([key, entryValue]) => `${inner}${goJsonString(key)}: ${goJsonMarshalIndent(entryValue, prefix, indent, depth + 1)}`)
+      .map(
+        ([key, entryValue]) =>
+          `${inner}${goJsonString(key)}: ${goJsonMarshalIndent(entryValue, prefix, indent, depth + 1)}`,
+      )
       .join(',')}${outer}}`;
   }
   throw new TypeError(`json: unsupported type: ${typeof value}`);
@@ -191,7 +194,8 @@ export function goJsonMarshalWithRaw(value: unknown): string {
   return goJsonMarshal(value);
 }
 
-const rfc3339Pattern = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
+const rfc3339Pattern =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /**
  * Parses an RFC 3339 time as Go's `time.Time.UnmarshalJSON` does and re-formats it as Go's

@@ -1,4 +1,10 @@
-export * from './media-types.js';
+export {
+  type ImageConfig,
+  type InspectConfigFields,
+  inspectConfigFields,
+  ociConfigBytesFromDockerConfig,
+  parseImageConfig,
+} from './config.js';
 export {
   guessManifestMediaType,
   manifestDigest,
@@ -7,29 +13,40 @@ export {
   schema1SignedPayload,
 } from './digests.js';
 export {
+  conversionCandidates,
+  type EditedManifest,
+  editManifest,
+  editManifestList,
+  type LayerEdit,
+  layerMediaTypeFor,
+  type ManifestEdit,
+  type ManifestListEdit,
+  needsLayerDiffIds,
+  type TargetCompression,
+} from './edit.js';
+export { goJsonMarshal, goJsonMarshalIndent, goJsonString } from './go-json.js';
+export {
+  buildInspectConfigOutput,
+  buildInspectOutput,
+  formatInspectJson,
+  type InspectInput,
+} from './inspect.js';
+export * from './media-types.js';
+export {
   type ImageManifest,
   type LayerCompression,
   type LayerInfo,
+  layerCompressionOf,
   type ManifestList,
   type ManifestListInstance,
   type Platform,
-  layerCompressionOf,
   parseManifest,
   parseManifestList,
 } from './parse.js';
-export { type HostDescription, choosePlatformInstance, hostPlatform, wantedPlatform, wantedPlatforms } from './platform.js';
 export {
-  type EditedManifest,
-  type LayerEdit,
-  type ManifestEdit,
-  type ManifestListEdit,
-  type TargetCompression,
-  conversionCandidates,
-  editManifest,
-  editManifestList,
-  layerMediaTypeFor,
-  needsLayerDiffIds,
-} from './edit.js';
-export { type ImageConfig, type InspectConfigFields, inspectConfigFields, ociConfigBytesFromDockerConfig, parseImageConfig } from './config.js';
-export { type InspectInput, buildInspectConfigOutput, buildInspectOutput, formatInspectJson } from './inspect.js';
-export { goJsonMarshal, goJsonMarshalIndent, goJsonString } from './go-json.js';
+  choosePlatformInstance,
+  type HostDescription,
+  hostPlatform,
+  wantedPlatform,
+  wantedPlatforms,
+} from './platform.js';

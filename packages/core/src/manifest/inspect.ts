@@ -15,6 +15,12 @@ export interface InspectInput {
   repoTags: string[];
   /** The digest printed as `Digest` (the top-level manifest's, as skopeo prints). */
   digest: Digest;
+  /**
+   * Output layout: 'current' (default; skopeo >= 1.10: `Variant` (omitempty) and `LayersData`) or
+   * 'skopeo-1.9' (the installed Debian skopeo: `Tag` (omitempty; the schema1 tag) after `Name`, no
+   * `Variant`, no `LayersData`).
+   */
+  compatibility?: 'current' | 'skopeo-1.9';
 }
 
 function annotationsValue(annotations: Record<string, string> | undefined): Map<string, string> | null {
@@ -32,32 +38,47 @@ function annotationsValue(annotations: Record<string, string> | undefined): Map<
 export function buildInspectOutput(input: InspectInput): Record<string, unknown> {
   const { manifest } = input;
   let fields: ReturnType<typeof inspectConfigFields>;
-  if (manifest.mediaType === MediaTypes.DockerSchema1 || manifest.mediaType === MediaTypes.DockerSchema1Signed) {
+  let schema1Tag = '';
+  if (
+    manifest.mediaType === MediaTypes.DockerSchema1 ||
+    manifest.mediaType === MediaTypes.DockerSchema1Signed
+  ) {
     const decoded = decodeSchema1(manifest.bytes);
+    schema1Tag = decoded.tag;
     fields = inspectConfigFields(new TextEncoder().encode(decoded.v1Compatibility[0]!), 'docker');
   } else {
     if (input.config === undefined) {
-      throw new GantryError(ErrorCodes.InvalidManifest, `inspecting a ${manifest.mediaType} image needs its config`);
+      throw new GantryError(
+        ErrorCodes.InvalidManifest,
+        `inspecting a ${manifest.mediaType} image needs its config`,
+      );
     }
-    fields = inspectConfigFields(input.config, manifest.mediaType === MediaTypes.OciManifest ? 'oci' : 'docker');
+    fields = inspectConfigFields(
+      input.config,
+      manifest.mediaType === MediaTypes.OciManifest ? 'oci' : 'docker',
+    );
   }
+  const legacy = input.compatibility === 'skopeo-1.9';
   const output: Record<string, unknown> = {};
   if (input.name) output.Name = input.name;
+  if (legacy && schema1Tag !== '') output.Tag = schema1Tag;
   output.Digest = input.digest;
   output.RepoTags = [...input.repoTags];
   output.Created = fields.created;
   output.DockerVersion = fields.dockerVersion;
   output.Labels = fields.labels;
   output.Architecture = fields.architecture;
-  if (fields.variant !== '') output.Variant = fields.variant;
+  if (!legacy && fields.variant !== '') output.Variant = fields.variant;
   output.Os = fields.os;
   output.Layers = manifest.layers.map((layer) => layer.digest);
-  output.LayersData = manifest.layers.map((layer) => ({
-    MIMEType: layer.mediaType ?? '',
-    Digest: layer.digest,
-    Size: layer.size,
-    Annotations: annotationsValue(layer.annotations),
-  }));
+  if (!legacy) {
+    output.LayersData = manifest.layers.map((layer) => ({
+      MIMEType: layer.mediaType ?? '',
+      Digest: layer.digest,
+      Size: layer.size,
+      Annotations: annotationsValue(layer.annotations),
+    }));
+  }
   output.Env = fields.env;
   return output;
 }
@@ -67,14 +88,23 @@ export function buildInspectOutput(input: InspectInput): Record<string, unknown>
  * `Image` struct, as containers/image's `OCIConfig` (Docker configs lose Docker-only fields; schema1
  * images get a config built from their history, with empty diff_ids as containers/image).
  */
-export function buildInspectConfigOutput(manifest: ImageManifest, config?: Uint8Array): Record<string, unknown> {
-  if (manifest.mediaType === MediaTypes.DockerSchema1 || manifest.mediaType === MediaTypes.DockerSchema1Signed) {
+export function buildInspectConfigOutput(
+  manifest: ImageManifest,
+  config?: Uint8Array,
+): Record<string, unknown> {
+  if (
+    manifest.mediaType === MediaTypes.DockerSchema1 ||
+    manifest.mediaType === MediaTypes.DockerSchema1Signed
+  ) {
     const decoded = decodeSchema1(manifest.bytes);
     const diffIds = decoded.compatibility.filter((entry) => !entry.throwAway).map(() => '' as Digest);
     return ociImageValue(schema1ToSchema2Config(decoded, diffIds));
   }
   if (config === undefined) {
-    throw new GantryError(ErrorCodes.InvalidManifest, `inspecting the config of a ${manifest.mediaType} image needs the config`);
+    throw new GantryError(
+      ErrorCodes.InvalidManifest,
+      `inspecting the config of a ${manifest.mediaType} image needs the config`,
+    );
   }
   return ociImageValue(config);
 }
@@ -87,5 +117,3 @@ export function buildInspectConfigOutput(manifest: ImageManifest, config?: Uint8
 export function formatInspectJson(value: unknown): string {
   return goJsonMarshalIndent(value, '', '    ');
 }
-
-

@@ -22,7 +22,12 @@ describe('parseManifest', () => {
       size: 7023,
     });
     expect(manifest.layers).toHaveLength(3);
-    expect(manifest.layers[0]).toMatchObject({ mediaType: MediaTypes.OciLayerGzip, compression: 'gzip', emptyLayer: false, size: 32654 });
+    expect(manifest.layers[0]).toMatchObject({
+      mediaType: MediaTypes.OciLayerGzip,
+      compression: 'gzip',
+      emptyLayer: false,
+      size: 32654,
+    });
     expect(manifest.annotations).toEqual({ 'com.example.key1': 'value1', 'com.example.key2': 'value2' });
   });
 
@@ -42,10 +47,14 @@ describe('parseManifest', () => {
     const unsigned = parseManifest(fixture('v2s1-unsigned.manifest.json'), 'text/plain');
     expect(unsigned.mediaType).toBe(MediaTypes.DockerSchema1);
     const withThrowaways = parseManifest(fixture('image-schema1.json'));
-    const decoded = JSON.parse(readFileSync(path.join(import.meta.dirname, 'fixtures', 'image-schema1.json'), 'utf8'));
+    const decoded = JSON.parse(
+      readFileSync(path.join(import.meta.dirname, 'fixtures', 'image-schema1.json'), 'utf8'),
+    );
     const reversedSums = decoded.fsLayers.map((layer: { blobSum: string }) => layer.blobSum).reverse();
     expect(withThrowaways.layers.map((layer) => layer.digest)).toEqual(reversedSums);
-    expect(withThrowaways.layers.every((layer) => layer.size === -1 && layer.compression === 'unknown')).toBe(true);
+    expect(withThrowaways.layers.every((layer) => layer.size === -1 && layer.compression === 'unknown')).toBe(
+      true,
+    );
     const throwaways = decoded.history
       .map((entry: { v1Compatibility: string }) => JSON.parse(entry.v1Compatibility).throwaway === true)
       .reverse();
@@ -72,31 +81,126 @@ describe('parseManifest', () => {
     ]);
   });
 
-  const oci = (overrides: Record<string, unknown>) => json({ schemaVersion: 2, config: ociConfig, layers: [ociLayer], ...overrides });
-  const history = (entries: unknown[]) => entries.map((entry) => ({ v1Compatibility: JSON.stringify(entry) }));
+  const oci = (overrides: Record<string, unknown>) =>
+    json({ schemaVersion: 2, config: ociConfig, layers: [ociLayer], ...overrides });
+  const history = (entries: unknown[]) =>
+    entries.map((entry) => ({ v1Compatibility: JSON.stringify(entry) }));
   const id1 = '1'.repeat(64);
   it.each([
     ['not JSON', new TextEncoder().encode('{'), undefined, /cannot determine|not valid JSON/],
     ['unknown schema version', fixture('unknown-version.manifest.json'), undefined, /cannot determine/],
-    ['OCI with a disagreeing mediaType', oci({ mediaType: MediaTypes.DockerManifest }), MediaTypes.OciManifest, /mediaType .* does not match/],
+    [
+      'OCI with a disagreeing mediaType',
+      oci({ mediaType: MediaTypes.DockerManifest }),
+      MediaTypes.OciManifest,
+      /mediaType .* does not match/,
+    ],
     ['OCI without config', oci({ config: undefined }), MediaTypes.OciManifest, /missing config/],
     ['OCI without layers', oci({ layers: undefined }), MediaTypes.OciManifest, /missing layers/],
-    ['OCI with manifests', oci({ manifests: [] }), MediaTypes.OciManifest, /ambiguous manifest, unexpected fields \["manifests"\]/],
-    ['OCI with an invalid digest', oci({ layers: [{ ...ociLayer, digest: 'sha256:abc' }] }), undefined, /layer 0: invalid digest/],
-    ['OCI with a missing digest', oci({ config: { mediaType: MediaTypes.OciConfig, size: 1 } }), undefined, /config: missing digest/],
+    [
+      'OCI with manifests',
+      oci({ manifests: [] }),
+      MediaTypes.OciManifest,
+      /ambiguous manifest, unexpected fields \["manifests"\]/,
+    ],
+    [
+      'OCI with an invalid digest',
+      oci({ layers: [{ ...ociLayer, digest: 'sha256:abc' }] }),
+      undefined,
+      /layer 0: invalid digest/,
+    ],
+    [
+      'OCI with a missing digest',
+      oci({ config: { mediaType: MediaTypes.OciConfig, size: 1 } }),
+      undefined,
+      /config: missing digest/,
+    ],
     ['OCI with a negative size', oci({ layers: [{ ...ociLayer, size: -5 }] }), undefined, /invalid size -5/],
-    ['OCI with a layer without mediaType', oci({ layers: [{ digest: digestB, size: 1 }] }), undefined, /missing mediaType/],
+    [
+      'OCI with a layer without mediaType',
+      oci({ layers: [{ digest: digestB, size: 1 }] }),
+      undefined,
+      /missing mediaType/,
+    ],
     ['OCI with bad annotations', oci({ annotations: { a: 1 } }), undefined, /annotations/],
-    ['OCI with schemaVersion 1 given as OCI', oci({ schemaVersion: 1 }), MediaTypes.OciManifest, /unsupported schema version 1/],
-    ['schema2 without mediaType', json({ schemaVersion: 2, config: { ...ociConfig, mediaType: MediaTypes.DockerConfig }, layers: [] }), MediaTypes.DockerManifest, /missing mediaType/],
-    ['schema2 with an OCI layer', json({ schemaVersion: 2, mediaType: MediaTypes.DockerManifest, config: { ...ociConfig, mediaType: MediaTypes.DockerConfig }, layers: [ociLayer] }), undefined, /unsupported docker v2s2 media type/],
-    ['schema1 with config', json({ schemaVersion: 1, config: ociConfig, fsLayers: [{ blobSum: digestA }], history: history([{ id: id1 }]) }), undefined, /unexpected fields \["config"\]/],
-    ['schema1 without layers', json({ schemaVersion: 1, fsLayers: [], history: [] }), undefined, /no FSLayers/],
-    ['schema1 with mismatched history', json({ schemaVersion: 1, fsLayers: [{ blobSum: digestA }], history: [] }), undefined, /length of history/],
-    ['schema1 with a bad v1 ID', json({ schemaVersion: 1, fsLayers: [{ blobSum: digestA }], history: history([{ id: 'x' }]) }), undefined, /image ID "x" is invalid/],
-    ['schema1 with a base parent', json({ schemaVersion: 1, fsLayers: [{ blobSum: digestA }], history: history([{ id: id1, parent: id1 }]) }), undefined, /Invalid parent ID in the base layer/],
-    ['schema1 with broken parents', json({ schemaVersion: 1, fsLayers: [{ blobSum: digestA }, { blobSum: digestA }], history: history([{ id: '2'.repeat(64), parent: '3'.repeat(64) }, { id: id1 }]) }), undefined, /Invalid parent ID. Expected/],
-    ['schema1 with bad v1Compatibility', json({ schemaVersion: 1, fsLayers: [{ blobSum: digestA }], history: [{ v1Compatibility: '{' }] }), undefined, /history entry 0/],
+    [
+      'OCI with schemaVersion 1 given as OCI',
+      oci({ schemaVersion: 1 }),
+      MediaTypes.OciManifest,
+      /unsupported schema version 1/,
+    ],
+    [
+      'schema2 without mediaType',
+      json({ schemaVersion: 2, config: { ...ociConfig, mediaType: MediaTypes.DockerConfig }, layers: [] }),
+      MediaTypes.DockerManifest,
+      /missing mediaType/,
+    ],
+    [
+      'schema2 with an OCI layer',
+      json({
+        schemaVersion: 2,
+        mediaType: MediaTypes.DockerManifest,
+        config: { ...ociConfig, mediaType: MediaTypes.DockerConfig },
+        layers: [ociLayer],
+      }),
+      undefined,
+      /unsupported docker v2s2 media type/,
+    ],
+    [
+      'schema1 with config',
+      json({
+        schemaVersion: 1,
+        config: ociConfig,
+        fsLayers: [{ blobSum: digestA }],
+        history: history([{ id: id1 }]),
+      }),
+      undefined,
+      /unexpected fields \["config"\]/,
+    ],
+    [
+      'schema1 without layers',
+      json({ schemaVersion: 1, fsLayers: [], history: [] }),
+      undefined,
+      /no FSLayers/,
+    ],
+    [
+      'schema1 with mismatched history',
+      json({ schemaVersion: 1, fsLayers: [{ blobSum: digestA }], history: [] }),
+      undefined,
+      /length of history/,
+    ],
+    [
+      'schema1 with a bad v1 ID',
+      json({ schemaVersion: 1, fsLayers: [{ blobSum: digestA }], history: history([{ id: 'x' }]) }),
+      undefined,
+      /image ID "x" is invalid/,
+    ],
+    [
+      'schema1 with a base parent',
+      json({
+        schemaVersion: 1,
+        fsLayers: [{ blobSum: digestA }],
+        history: history([{ id: id1, parent: id1 }]),
+      }),
+      undefined,
+      /Invalid parent ID in the base layer/,
+    ],
+    [
+      'schema1 with broken parents',
+      json({
+        schemaVersion: 1,
+        fsLayers: [{ blobSum: digestA }, { blobSum: digestA }],
+        history: history([{ id: '2'.repeat(64), parent: '3'.repeat(64) }, { id: id1 }]),
+      }),
+      undefined,
+      /Invalid parent ID. Expected/,
+    ],
+    [
+      'schema1 with bad v1Compatibility',
+      json({ schemaVersion: 1, fsLayers: [{ blobSum: digestA }], history: [{ v1Compatibility: '{' }] }),
+      undefined,
+      /history entry 0/,
+    ],
   ])('rejects %s', (_name, bytes, mediaType, message) => {
     let caught: unknown;
     try {
@@ -127,17 +231,44 @@ describe('parseManifestList', () => {
     for (const name of ['ociv1.image.index.json', 'ociv1nomime.image.index.json']) {
       const list = parseManifestList(fixture(name));
       expect(list.mediaType).toBe(MediaTypes.OciIndex);
-      expect(list.instances[0]).toMatchObject({ mediaType: MediaTypes.OciManifest, size: expect.any(Number) });
+      expect(list.instances[0]).toMatchObject({
+        mediaType: MediaTypes.OciManifest,
+        size: expect.any(Number),
+      });
     }
     const variants = parseManifestList(fixture('ocilist-variants.json'));
     expect(variants.instances.some((instance) => instance.platform?.variant)).toBe(true);
   });
 
   it.each([
-    ['a list with layers', { schemaVersion: 2, mediaType: MediaTypes.OciIndex, manifests: [], layers: [] }, /unexpected fields \["layers"\]/],
-    ['a Docker list without mediaType', { schemaVersion: 2, manifests: [{ mediaType: MediaTypes.DockerManifest, digest: digestA, size: 1 }] }, /Docker manifest list: missing mediaType/],
-    ['an entry with a bad digest', { schemaVersion: 2, mediaType: MediaTypes.OciIndex, manifests: [{ mediaType: MediaTypes.OciManifest, digest: 'md5:x', size: 1 }] }, /manifest 0: invalid digest/],
-    ['an entry with a bad platform', { schemaVersion: 2, mediaType: MediaTypes.OciIndex, manifests: [{ mediaType: MediaTypes.OciManifest, digest: digestA, size: 1, platform: 'linux' }] }, /platform/],
+    [
+      'a list with layers',
+      { schemaVersion: 2, mediaType: MediaTypes.OciIndex, manifests: [], layers: [] },
+      /unexpected fields \["layers"\]/,
+    ],
+    [
+      'a Docker list without mediaType',
+      { schemaVersion: 2, manifests: [{ mediaType: MediaTypes.DockerManifest, digest: digestA, size: 1 }] },
+      /Docker manifest list: missing mediaType/,
+    ],
+    [
+      'an entry with a bad digest',
+      {
+        schemaVersion: 2,
+        mediaType: MediaTypes.OciIndex,
+        manifests: [{ mediaType: MediaTypes.OciManifest, digest: 'md5:x', size: 1 }],
+      },
+      /manifest 0: invalid digest/,
+    ],
+    [
+      'an entry with a bad platform',
+      {
+        schemaVersion: 2,
+        mediaType: MediaTypes.OciIndex,
+        manifests: [{ mediaType: MediaTypes.OciManifest, digest: digestA, size: 1, platform: 'linux' }],
+      },
+      /platform/,
+    ],
   ])('rejects %s', (_name, value, message) => {
     const mediaType = (value as { mediaType?: string }).mediaType ?? MediaTypes.DockerManifestList;
     expect(() => parseManifestList(json(value), mediaType)).toThrow(message);

@@ -123,7 +123,11 @@ function optionalStringArray(object: JsonObject, field: string, what: string): s
   return value as string[];
 }
 
-function optionalStringMap(object: JsonObject, field: string, what: string): Record<string, string> | undefined {
+function optionalStringMap(
+  object: JsonObject,
+  field: string,
+  what: string,
+): Record<string, string> | undefined {
   const value = object[field];
   if (value === undefined || value === null) return undefined;
   if (!isJsonObject(value) || Object.values(value).some((item) => typeof item !== 'string')) {
@@ -143,7 +147,8 @@ function checkDigest(value: unknown, what: string): Digest {
 
 function checkSize(value: unknown, what: string): number {
   if (value === undefined || value === null) return 0; // Go's zero value
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw invalid(what, `invalid size ${JSON.stringify(value)}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw invalid(what, `invalid size ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -151,7 +156,8 @@ function checkSize(value: unknown, what: string): number {
 export function parseDescriptor(value: unknown, what: string, requireMediaType = true): BlobInfo {
   if (!isJsonObject(value)) throw invalid(what, 'not a JSON object');
   const mediaType = optionalString(value, 'mediaType', what);
-  if (requireMediaType && (mediaType === undefined || mediaType === '')) throw invalid(what, 'missing mediaType');
+  if (requireMediaType && (mediaType === undefined || mediaType === ''))
+    throw invalid(what, 'missing mediaType');
   const info: BlobInfo = { digest: checkDigest(value.digest, what), size: checkSize(value.size, what) };
   if (mediaType !== undefined) info.mediaType = mediaType;
   const urls = optionalStringArray(value, 'urls', what);
@@ -166,7 +172,11 @@ export function parseDescriptor(value: unknown, what: string, requireMediaType =
  * `ValidateUnambiguousManifestFormat` does, so that a manifest cannot be read differently by
  * software that trusts its `mediaType` and software that guesses.
  */
-function validateUnambiguous(object: JsonObject, expectedMediaType: string, allowed: readonly string[]): void {
+function validateUnambiguous(
+  object: JsonObject,
+  expectedMediaType: string,
+  allowed: readonly string[],
+): void {
   const unexpected = ['config', 'fsLayers', 'history', 'layers', 'manifests'].filter(
     (field) => object[field] !== undefined && object[field] !== null && !allowed.includes(field),
   );
@@ -180,7 +190,10 @@ function validateUnambiguous(object: JsonObject, expectedMediaType: string, allo
 
 function checkSchemaVersion(object: JsonObject, expected: number, what: string): void {
   if (object.schemaVersion !== expected) {
-    throw invalid(what, `unsupported schema version ${JSON.stringify(object.schemaVersion ?? null)}, expected ${expected}`);
+    throw invalid(
+      what,
+      `unsupported schema version ${JSON.stringify(object.schemaVersion ?? null)}, expected ${expected}`,
+    );
   }
 }
 
@@ -190,12 +203,17 @@ function checkMediaTypeField(object: JsonObject, expected: string, what: string,
     if (required) throw invalid(what, `missing mediaType, expected "${expected}"`);
     return;
   }
-  if (value !== expected) throw invalid(what, `mediaType "${value}" does not match the manifest type "${expected}"`);
+  if (value !== expected)
+    throw invalid(what, `mediaType "${value}" does not match the manifest type "${expected}"`);
 }
 
 /** Resolves the media type to parse as: a known given type, else the guessed one. */
 function effectiveMediaType(bytes: Uint8Array, mediaType: string | undefined): string {
-  if (mediaType !== undefined && mediaType !== '' && [...Object.values(MediaTypes)].includes(mediaType as never)) {
+  if (
+    mediaType !== undefined &&
+    mediaType !== '' &&
+    [...Object.values(MediaTypes)].includes(mediaType as never)
+  ) {
     return mediaType;
   }
   const guessed = guessManifestMediaType(bytes);
@@ -229,7 +247,9 @@ function parseOciManifest(bytes: Uint8Array): ImageManifest {
   const annotations = optionalStringMap(object, 'annotations', what);
   const artifactType = optionalString(object, 'artifactType', what);
   const subject =
-    object.subject === undefined || object.subject === null ? undefined : parseDescriptor(object.subject, `${what}, subject`);
+    object.subject === undefined || object.subject === null
+      ? undefined
+      : parseDescriptor(object.subject, `${what}, subject`);
   return {
     mediaType: MediaTypes.OciManifest,
     bytes,
@@ -315,8 +335,14 @@ export function decodeSchema1(bytes: Uint8Array): DecodedSchema1 {
     if (!isJsonObject(parsed)) throw invalid(what, `parsing v2s1 history entry ${index}: not a JSON object`);
     const entryWhat = `${what}, history entry ${index}`;
     const containerConfig = parsed.container_config;
-    const cmd = isJsonObject(containerConfig) ? optionalStringArray(containerConfig, 'Cmd', entryWhat) : undefined;
-    if (parsed.throwaway !== undefined && parsed.throwaway !== null && typeof parsed.throwaway !== 'boolean') {
+    const cmd = isJsonObject(containerConfig)
+      ? optionalStringArray(containerConfig, 'Cmd', entryWhat)
+      : undefined;
+    if (
+      parsed.throwaway !== undefined &&
+      parsed.throwaway !== null &&
+      typeof parsed.throwaway !== 'boolean'
+    ) {
       throw invalid(entryWhat, 'field "throwaway" is not a boolean');
     }
     return {
@@ -338,7 +364,8 @@ export function decodeSchema1(bytes: Uint8Array): DecodedSchema1 {
   const seen = new Set<string>();
   let lastId = '';
   for (const entry of compatibility) {
-    if (entry.id !== lastId && seen.has(entry.id)) throw invalid(what, `ID ${entry.id} appears multiple times in manifest`);
+    if (entry.id !== lastId && seen.has(entry.id))
+      throw invalid(what, `ID ${entry.id} appears multiple times in manifest`);
     lastId = entry.id;
     seen.add(lastId);
   }
@@ -399,11 +426,17 @@ export function parseManifest(bytes: Uint8Array, mediaType?: string): ImageManif
     case MediaTypes.DockerSchema1:
     case MediaTypes.DockerSchema1Signed: {
       const guessed = guessManifestMediaType(bytes);
-      return parseSchema1Manifest(bytes, guessed === MediaTypes.DockerSchema1Signed ? guessed : MediaTypes.DockerSchema1);
+      return parseSchema1Manifest(
+        bytes,
+        guessed === MediaTypes.DockerSchema1Signed ? guessed : MediaTypes.DockerSchema1,
+      );
     }
     default:
       if (isManifestListMediaType(type)) {
-        throw new GantryError(ErrorCodes.UnsupportedManifestType, `manifest of type "${type}" is a list of images, not a single image`);
+        throw new GantryError(
+          ErrorCodes.UnsupportedManifestType,
+          `manifest of type "${type}" is a list of images, not a single image`,
+        );
       }
       throw new GantryError(ErrorCodes.UnsupportedManifestType, `unsupported manifest type "${type}"`);
   }
@@ -433,7 +466,10 @@ function parsePlatform(value: unknown, what: string): Platform | undefined {
 export function parseManifestList(bytes: Uint8Array, mediaType?: string): ManifestList {
   const type = effectiveMediaType(bytes, mediaType);
   if (!isManifestListMediaType(type)) {
-    throw new GantryError(ErrorCodes.UnsupportedManifestType, `manifest of type "${type}" is not a list of images`);
+    throw new GantryError(
+      ErrorCodes.UnsupportedManifestType,
+      `manifest of type "${type}" is not a list of images`,
+    );
   }
   const oci = type === MediaTypes.OciIndex;
   const what = oci ? 'OCI image index' : 'Docker manifest list';
@@ -457,5 +493,11 @@ export function parseManifestList(bytes: Uint8Array, mediaType?: string): Manife
     return instance;
   });
   const annotations = optionalStringMap(object, 'annotations', what);
-  return { mediaType: type, bytes, digest: manifestDigest(bytes), instances, ...(annotations ? { annotations } : {}) };
+  return {
+    mediaType: type,
+    bytes,
+    digest: manifestDigest(bytes),
+    instances,
+    ...(annotations ? { annotations } : {}),
+  };
 }

@@ -59,7 +59,12 @@ export function hostPlatform(host: HostDescription = {}): Platform {
   if (architecture === 'arm') {
     const armVersion =
       host.armVersion ?? (process.config.variables as unknown as Record<string, unknown>).arm_version;
-    if (armVersion !== undefined && armVersion !== null && `${armVersion}` !== '' && `${armVersion}` !== 'default') {
+    if (
+      armVersion !== undefined &&
+      armVersion !== null &&
+      `${armVersion}` !== '' &&
+      `${armVersion}` !== 'default'
+    ) {
       result.variant = `v${armVersion}`;
     }
   }
@@ -109,7 +114,11 @@ export function wantedPlatforms(wanted: Platform): Platform[] {
 }
 
 function platformMatches(image: Platform, wanted: Platform): boolean {
-  return image.architecture === wanted.architecture && image.os === wanted.os && (image.variant ?? '') === (wanted.variant ?? '');
+  return (
+    image.architecture === wanted.architecture &&
+    image.os === wanted.os &&
+    (image.variant ?? '') === (wanted.variant ?? '')
+  );
 }
 
 const zstdInstanceAnnotation = 'io.github.containers.compression.zstd';
@@ -122,7 +131,11 @@ const zstdInstanceAnnotation = 'io.github.containers.compression.zstd';
  * `ERR_GANTRY_NO_MATCHING_PLATFORM`: `no image found in manifest list for architecture "X", variant
  * "Y", OS "Z"` ("image index" for OCI indexes).
  */
-export function choosePlatformInstance(list: ManifestList, overrides?: PlatformOverrides, host?: Platform): Digest {
+export function choosePlatformInstance(
+  list: ManifestList,
+  overrides?: PlatformOverrides,
+  host?: Platform,
+): Digest {
   const wanted = wantedPlatforms(wantedPlatform(overrides, host));
   const oci = list.mediaType === MediaTypes.OciIndex;
   let best: { rank: number; zstd: boolean; digest: Digest } | undefined;

@@ -1,0 +1,34 @@
+/**
+ * `@gantry/cli`: the `gantry` command (skopeo-compatible) and its parts, usable from programs and tests.
+ *
+ * `runCli(argv, io)` runs the command in-process with the given streams and environment and resolves
+ * to the exit code (0 success, 2 image not found, 1 anything else); it never throws and never calls
+ * `process.exit`.
+ */
+export { type CliIo, cliVersion, commands, ExitCodes, globalFlags, runCli } from './cli.js';
+export type { CommandContext, CommandDefinition, GlobalOptions, OutputStream } from './context.js';
+export {
+  type FlagKind,
+  type FlagSpec,
+  type FlagValue,
+  formatFlagUsages,
+  goQuote,
+  type ParsedArguments,
+  parseArguments,
+  parseGoDuration,
+  UsageError,
+} from './args.js';
+export { executeGoTemplate, formatFunctions, GoTemplate, type TemplateFunction, TemplateError } from './go-template.js';
+export { GoInt, GoMap, GoNamedString, GoNil, GoSlice, GoStruct, GoTime, formatGoValue, goJsonEncode } from './go-values.js';
+export { isJsonFormat, normalizeFormat, renderFormatted } from './format.js';
+export { createLogger, formatLogLine, type Logger, type LogLevel } from './logger.js';
+export {
+  configFilePath,
+  type DiscoverOptions,
+  discoverTransportPlugins,
+  isTransportPackageName,
+  loadTransportRegistry,
+  type PluginCandidate,
+  transportsFromModule,
+} from './plugins.js';
+export { createProgressReporter, formatBytes } from './progress.js';

@@ -1,0 +1,39 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { runCli } from '../cli.js';
+import type { CliIo } from '../context.js';
+
+export interface CliRun {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs `gantry` in-process with captured output. */
+export async function runGantry(argv: string[], options: Partial<CliIo> = {}): Promise<CliRun> {
+  const stdout: Buffer[] = [];
+  let stderr = '';
+  const code = await runCli(argv, {
+    stdout: { write: (chunk) => stdout.push(Buffer.from(chunk as string | Uint8Array)) },
+    stderr: { write: (chunk) => (stderr += Buffer.from(chunk as string | Uint8Array).toString()) },
+    env: { ...process.env },
+    cwd: process.cwd(),
+    isTTY: false,
+    ...options,
+  });
+  return { code, stdout: Buffer.concat(stdout), stderr };
+}
+
+/** Path of a required real tool; throws (never skips) when it is missing. */
+export function requireTool(name: string): string {
+  try {
+    return execFileSync('which', [name], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error(`${name} is required for this test but is not installed (apt-get install ${name})`);
+  }
+}
+
+/** Runs the real skopeo. */
+export function runSkopeo(args: string[]): CliRun {
+  const result = spawnSync(requireTool('skopeo'), args, { maxBuffer: 64 * 1024 * 1024 });
+  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr.toString() };
+}

@@ -1,0 +1,222 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { type Digest, digestOf, ErrorCodes, MediaTypes } from '@gantry/core';
+import { fixturePresets, type FixtureImage } from '@gantry/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gantryUserAgent } from './connections.js';
+import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
+import { buildImage, digestStream, dockerContext, pushFixture } from './testing/test-helpers.js';
+import { createDockerTransport } from './transport.js';
+
+describe('docker transport against a real registry (plain HTTP)', () => {
+  let registry: TestRegistry;
+  let directory: string;
+  let image: FixtureImage;
+  let list: FixtureImage;
+  const transport = createDockerTransport();
+  const context = dockerContext({ tlsVerify: false });
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
+    image = await buildImage(fixturePresets.ociMinimal, path.join(directory, 'single'));
+    list = await buildImage(fixturePresets.multiArchOci, path.join(directory, 'list'));
+  });
+
+  afterAll(async () => {
+    await transport.closeConnections();
+    await registry?.stop();
+    if (directory) await rm(directory, { recursive: true, force: true });
+  });
+
+  const reference = (repositoryAndTag: string) => transport.parseReference(`//${registry.host}/${repositoryAndTag}`);
+
+  it('pushes an image and reads it back byte for byte', async () => {
+    await pushFixture(transport, registry, 'gantry/single:v1', image, context);
+    const source = await reference('gantry/single:v1').newImageSource(context);
+    try {
+      const manifest = await source.getManifest();
+      expect(Buffer.from(manifest.bytes).equals(Buffer.from(image.topLevel.bytes))).toBe(true);
+      expect(manifest.mediaType).toBe(image.topLevel.mediaType);
+      for (const blob of image.blobs.values()) {
+        const fetched = await source.getBlob({ digest: blob.digest, size: blob.size });
+        expect(fetched.size).toBe(blob.size);
+        expect(await digestStream(fetched.stream)).toEqual({ digest: blob.digest, size: blob.size });
+      }
+      expect(await source.getSignatures()).toEqual([]);
+    } finally {
+      await source.close();
+    }
+    // By digest too, verified against the digest.
+    const byDigest = await reference(`gantry/single@${image.topLevel.digest}`).newImageSource(context);
+    expect(digestOf((await byDigest.getManifest()).bytes)).toBe(image.topLevel.digest);
+    await byDigest.close();
+    const log = await registry.accessLog();
+    expect(log.length).toBeGreaterThan(0);
+    expect(new Set(log.map((entry) => entry.userAgent))).toEqual(new Set([gantryUserAgent()]));
+    expect(gantryUserAgent()).toMatch(/^gantry\/\d+\.\d+\.\d+/);
+  });
+
+  it('pushes a multi-arch index and reads every instance', async () => {
+    await pushFixture(transport, registry, 'gantry/list:multi', list, context);
+    const source = await reference('gantry/list:multi').newImageSource(context);
+    const top = await source.getManifest();
+    expect(Buffer.from(top.bytes).equals(Buffer.from(list.topLevel.bytes))).toBe(true);
+    expect(top.mediaType).toBe(MediaTypes.OciIndex);
+    for (const single of list.images) {
+      const instance = await source.getManifest(single.manifestDigest);
+      expect(Buffer.from(instance.bytes).equals(Buffer.from(list.manifests.get(single.manifestDigest)!.bytes))).toBe(true);
+    }
+    await source.close();
+  });
+
+  it('reports a missing image, tag and blob with the right codes', async () => {
+    await expect(reference('gantry/absent:v1').newImageSource(context)).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+      message: expect.stringContaining(`reading manifest v1 in ${registry.host}/gantry/absent`),
+    });
+    await expect(reference('gantry/single:no-such-tag').newImageSource(context)).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+    });
+    const source = await reference('gantry/single:v1').newImageSource(context);
+    const missing = digestOf('not stored anywhere');
+    await expect(source.getBlob({ digest: missing, size: -1 })).rejects.toMatchObject({
+      code: ErrorCodes.BlobNotFound,
+      message: expect.stringContaining(missing),
+    });
+    await expect(source.getManifest(digestOf('no such manifest'))).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
+    await source.close();
+  });
+
+  it('finds blobs already present with HEAD and uploads nothing on a re-push', async () => {
+    const destination = await reference('gantry/single:v2').newImageDestination(context);
+    registry.clearAccessLog();
+    for (const blob of image.blobs.values()) {
+      const result = await destination.tryReusingBlob!(
+        { digest: blob.digest, size: blob.size },
+        { isConfig: false, canSubstitute: true },
+      );
+      expect(result).toEqual({ reused: true, blob: { digest: blob.digest, size: blob.size } });
+    }
+    await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+    await destination.commit();
+    await destination.close();
+    const log = await registry.accessLog();
+    expect(log.filter((entry) => entry.method === 'HEAD').length).toBe(image.blobs.size);
+    expect(log.filter((entry) => entry.method === 'PATCH' || entry.method === 'POST')).toEqual([]);
+    expect(log.filter((entry) => entry.method === 'GET' && entry.path.includes('/blobs/'))).toEqual([]);
+  });
+
+  it('mounts blobs from another repository of the same registry and uploads nothing', async () => {
+    // A fresh transport: it learns where the blobs are from the source's manifest only.
+    const fresh = createDockerTransport();
+    try {
+      const source = await fresh.parseReference(`//${registry.host}/gantry/single:v1`).newImageSource(context);
+      const destination = await fresh.parseReference(`//${registry.host}/other/copy:v1`).newImageDestination(context);
+      registry.clearAccessLog();
+      for (const blob of image.blobs.values()) {
+        const result = await destination.tryReusingBlob!(
+          { digest: blob.digest, size: blob.size },
+          { isConfig: false, canSubstitute: true },
+        );
+        expect(result.reused).toBe(true);
+      }
+      await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+      await destination.close();
+      await source.close();
+      const log = await registry.accessLog();
+      const mounts = log.filter((entry) => entry.method === 'POST' && entry.path.includes('mount='));
+      expect(mounts.length).toBe(image.blobs.size);
+      expect(mounts.every((entry) => entry.status === 201 && entry.path.includes('from=gantry%2Fsingle'))).toBe(true);
+      expect(log.filter((entry) => entry.method === 'PATCH')).toEqual([]);
+      expect(log.filter((entry) => entry.method === 'GET' && entry.path.includes('/blobs/'))).toEqual([]);
+      const copied = await fresh.parseReference(`//${registry.host}/other/copy:v1`).newImageSource(context);
+      for (const blob of image.blobs.values()) {
+        expect((await digestStream((await copied.getBlob({ digest: blob.digest, size: blob.size })).stream)).digest).toBe(blob.digest);
+      }
+      await copied.close();
+    } finally {
+      await fresh.closeConnections();
+    }
+  });
+
+  it('computes the digest of a blob written without one, and never commits a wrong blob', async () => {
+    const destination = await reference('gantry/blobs:v1').newImageDestination(context);
+    const bytes = Buffer.from('a blob whose digest the pipeline does not know yet');
+    const stored = await destination.putBlob(Readable.from([bytes.subarray(0, 10), bytes.subarray(10)]), { size: -1 }, { isConfig: false });
+    expect(stored).toEqual({ digest: digestOf(bytes), size: bytes.byteLength });
+    const wrongDigest = digestOf('something else');
+    await expect(
+      destination.putBlob(Readable.from([Buffer.from('the real content')]), { digest: wrongDigest, size: -1 }, { isConfig: false }),
+    ).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
+    const failing = new Readable({
+      read() {
+        this.push(Buffer.from('partial'));
+        this.destroy(Object.assign(new Error('verification failed upstream'), { code: 'TEST' }));
+      },
+    });
+    await expect(destination.putBlob(failing, { digest: digestOf('partial'), size: 7 }, { isConfig: false })).rejects.toThrow(
+      /verification failed upstream/,
+    );
+    expect(await destination.tryReusingBlob!({ digest: wrongDigest, size: -1 }, { isConfig: false, canSubstitute: false })).toEqual({
+      reused: false,
+    });
+    expect(
+      await destination.tryReusingBlob!({ digest: digestOf('partial'), size: 7 }, { isConfig: false, canSubstitute: false }),
+    ).toEqual({ reused: false });
+    expect(
+      await destination.tryReusingBlob!({ digest: digestOf(bytes), size: -1 }, { isConfig: false, canSubstitute: false }),
+    ).toEqual({ reused: true, blob: { digest: digestOf(bytes), size: bytes.byteLength } });
+    await destination.close();
+  });
+
+  it('refuses a manifest that does not match the digest in the reference', async () => {
+    const destination = await reference(`gantry/single@${digestOf('other manifest')}`).newImageDestination(context);
+    await expect(destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType)).rejects.toMatchObject({
+      code: ErrorCodes.DigestMismatch,
+    });
+    await destination.close();
+  });
+
+  it('lists every tag across pages', async () => {
+    const tags = ['a1', 'a2', 'b1', 'b2', 'c1'];
+    for (const tag of tags) {
+      const destination = await reference(`gantry/tags:${tag}`).newImageDestination(context);
+      for (const blob of image.blobs.values()) {
+        expect((await destination.tryReusingBlob!({ digest: blob.digest, size: blob.size }, { isConfig: false, canSubstitute: true })).reused).toBe(true);
+      }
+      await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+      await destination.close();
+    }
+    // Distribution 2.8 ignores `n` for tags (pagination came in 3.0): everything comes in one page.
+    expect((await transport.listTags(`//${registry.host}/gantry/tags`, context, { pageSize: 2 })).sort()).toEqual(tags);
+    expect(await transport.listTags(`docker://${registry.host}/gantry/tags`, context)).toHaveLength(tags.length);
+    await expect(transport.listTags(`//${registry.host}/gantry/none`, context)).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
+    expect(() => transport.listTags(`//${registry.host}/gantry/tags:a1`, context)).toThrow(/No tag or digest allowed/);
+  });
+
+  it('deletes an image by tag (resolving it to a digest) and by digest', async () => {
+    await pushFixture(transport, registry, 'gantry/delete:t1', image, context);
+    registry.clearAccessLog();
+    await reference('gantry/delete:t1').deleteImage(context);
+    const log = await registry.accessLog();
+    expect(log.map((entry) => `${entry.method} ${entry.path} ${entry.status}`)).toEqual([
+      'GET /v2/ 200',
+      'HEAD /v2/gantry/delete/manifests/t1 200',
+      `DELETE /v2/gantry/delete/manifests/${image.topLevel.digest} 202`,
+    ]);
+    await expect(reference('gantry/delete:t1').newImageSource(context)).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
+    await expect(reference('gantry/delete:t1').deleteImage(context)).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
+    await pushFixture(transport, registry, 'gantry/delete:t2', image, context);
+    await reference(`gantry/delete@${image.topLevel.digest as Digest}`).deleteImage(context);
+    await expect(reference('gantry/delete:t2').newImageSource(context)).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
+  });
+
+  it('refuses plain HTTP while TLS verification is on, saying why', async () => {
+    await expect(reference('gantry/single:v1').newImageSource(dockerContext({}))).rejects.toMatchObject({
+      message: expect.stringMatching(/does not speak TLS.*--tls-verify=false/),
+    });
+  });
+});
