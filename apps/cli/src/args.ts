@@ -119,8 +119,8 @@ export function goQuote(value: string): string {
 const durationUnits: Record<string, number> = {
   ns: 1e-6,
   us: 1e-3,
-  'µs': 1e-3,
-  'μs': 1e-3,
+  µs: 1e-3,
+  μs: 1e-3,
   ms: 1,
   s: 1000,
   m: 60_000,
@@ -157,13 +157,17 @@ function parseValue(spec: FlagSpec, raw: string): FlagValue {
   switch (spec.kind) {
     case 'bool': {
       const value = goBoolValues[raw];
-      if (value === undefined) throw invalidValue(spec, raw, `strconv.ParseBool: parsing ${goQuote(raw)}: invalid syntax`);
+      if (value === undefined)
+        throw invalidValue(spec, raw, `strconv.ParseBool: parsing ${goQuote(raw)}: invalid syntax`);
       return value;
     }
     case 'int':
     case 'uint': {
       const function_ = spec.kind === 'int' ? 'strconv.ParseInt' : 'strconv.ParseUint';
-      const pattern = spec.kind === 'int' ? /^[+-]?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]*|[1-9][0-9_]*)$/ : /^\+?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]*|[1-9][0-9_]*)$/;
+      const pattern =
+        spec.kind === 'int'
+          ? /^[+-]?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]*|[1-9][0-9_]*)$/
+          : /^\+?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]*|[1-9][0-9_]*)$/;
       if (!pattern.test(raw) || (spec.kind === 'uint' && raw.startsWith('+'))) {
         throw invalidValue(spec, raw, `${function_}: parsing ${goQuote(raw)}: invalid syntax`);
       }
@@ -177,7 +181,8 @@ function parseValue(spec: FlagSpec, raw: string): FlagValue {
       else value = BigInt(body);
       if (negative) value = -value;
       const limit = spec.kind === 'int' ? 2n ** 63n : 2n ** 64n;
-      if (value >= limit || value < -limit) throw invalidValue(spec, raw, `${function_}: parsing ${goQuote(raw)}: value out of range`);
+      if (value >= limit || value < -limit)
+        throw invalidValue(spec, raw, `${function_}: parsing ${goQuote(raw)}: value out of range`);
       return Number(value);
     }
     case 'duration':
@@ -272,7 +277,9 @@ export function rejectUnsupportedFlags(parsed: ParsedArguments, flags: readonly 
 
 /** The help lines of a flag set, formatted like pflag's `FlagUsages`. */
 export function formatFlagUsages(flags: readonly FlagSpec[]): string {
-  const visible = flags.filter((spec) => !spec.hidden).sort((left, right) => left.name.localeCompare(right.name));
+  const visible = flags
+    .filter((spec) => !spec.hidden)
+    .sort((left, right) => left.name.localeCompare(right.name));
   const rows = visible.map((spec) => {
     let left = spec.short ? `  -${spec.short}, --${spec.name}` : `      --${spec.name}`;
     const valueName =

@@ -6,7 +6,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes, GantryError, hasErrorCode, isGantryError, type TransportRegistry } from '@gantry/core';
-import { type FlagSpec, type FlagValue, formatFlagUsages, parseArguments, rejectUnsupportedFlags, UsageError } from './args.js';
+import {
+  type FlagSpec,
+  type FlagValue,
+  formatFlagUsages,
+  parseArguments,
+  rejectUnsupportedFlags,
+  UsageError,
+} from './args.js';
 import { copyCommand } from './commands/copy.js';
 import { inspectCommand } from './commands/inspect.js';
 import { manifestDigestCommand } from './commands/manifest-digest.js';
@@ -22,7 +29,12 @@ export type { CliIo } from './context.js';
 export const ExitCodes = { success: 0, failure: 1, imageNotFound: 2 } as const;
 
 /** The commands gantry implements. */
-export const commands: readonly CommandDefinition[] = [copyCommand, inspectCommand, manifestDigestCommand, transportsCommand];
+export const commands: readonly CommandDefinition[] = [
+  copyCommand,
+  inspectCommand,
+  manifestDigestCommand,
+  transportsCommand,
+];
 
 /** skopeo commands gantry does not implement (yet): a clear error instead of "unrecognized command". */
 const unimplementedSkopeoCommands = new Set([
@@ -86,18 +98,31 @@ export const globalFlags: FlagSpec[] = [
     description: 'require any pulled image to be signed',
     unsupported: unsupportedGlobal,
   },
-  { name: 'tls-verify', kind: 'bool', description: 'deprecated', hidden: true, unsupported: unsupportedGlobal },
+  {
+    name: 'tls-verify',
+    kind: 'bool',
+    description: 'deprecated',
+    hidden: true,
+    unsupported: unsupportedGlobal,
+  },
 ];
 
 function helpFlag(commandName: string): FlagSpec {
   return { name: 'help', short: 'h', kind: 'bool', description: `help for ${commandName}` };
 }
 
-const versionFlag: FlagSpec = { name: 'version', short: 'v', kind: 'bool', description: 'Version for gantry' };
+const versionFlag: FlagSpec = {
+  name: 'version',
+  short: 'v',
+  kind: 'bool',
+  description: 'Version for gantry',
+};
 
 /** The CLI package's version. */
 export function cliVersion(): string {
-  const manifest = JSON.parse(readFileSync(join(cliPackageDirectory(), 'package.json'), 'utf8')) as { version: string };
+  const manifest = JSON.parse(readFileSync(join(cliPackageDirectory(), 'package.json'), 'utf8')) as {
+    version: string;
+  };
   return manifest.version;
 }
 
@@ -108,7 +133,11 @@ function levenshtein(left: string, right: string): number {
     previous[0] = i;
     for (let j = 1; j <= right.length; j++) {
       const above = previous[j]!;
-      previous[j] = Math.min(previous[j]! + 1, previous[j - 1]! + 1, diagonal + (left[i - 1] === right[j - 1] ? 0 : 1));
+      previous[j] = Math.min(
+        previous[j]! + 1,
+        previous[j - 1]! + 1,
+        diagonal + (left[i - 1] === right[j - 1] ? 0 : 1),
+      );
       diagonal = above;
     }
   }
@@ -117,9 +146,10 @@ function levenshtein(left: string, right: string): number {
 
 function rootHelp(): string {
   const width = Math.max(11, ...commands.map((command) => command.name.length), 'help'.length);
-  const rows = [...commands.map((command) => [command.name, command.short] as const), ['help', 'Help about any command'] as const].sort(
-    (left, right) => left[0].localeCompare(right[0]),
-  );
+  const rows = [
+    ...commands.map((command) => [command.name, command.short] as const),
+    ['help', 'Help about any command'] as const,
+  ].sort((left, right) => left[0].localeCompare(right[0]));
   return (
     'Various operations with container images and container image registries\n\n' +
     'Usage:\n  gantry [flags]\n  gantry [command]\n\n' +
@@ -179,11 +209,17 @@ function isArgumentCountError(error: unknown, command: CommandDefinition | undef
  * to `io.stdout`; progress, warnings and errors to `io.stderr`. Never throws.
  */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
-  let logger: Logger = createLogger({ write: (text) => io.stderr.write(text), isTTY: io.isTTY, debug: false });
+  let logger: Logger = createLogger({
+    write: (text) => io.stderr.write(text),
+    isTTY: io.isTTY,
+    debug: false,
+  });
   let command: CommandDefinition | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
-    const rootParsed = parseArguments(argv, [...globalFlags, helpFlag('gantry'), versionFlag], { stopAtPositional: true });
+    const rootParsed = parseArguments(argv, [...globalFlags, helpFlag('gantry'), versionFlag], {
+      stopAtPositional: true,
+    });
     if (rootParsed.values.get('debug') === true) {
       logger = createLogger({ write: (text) => io.stderr.write(text), isTTY: io.isTTY, debug: true });
     }
@@ -243,7 +279,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           `Unrecognized command \`gantry ${name}\`\n\nDid you mean this?\n\t${suggestions.join('\n\t')}\n\nTry 'gantry --help' for more information`,
         );
       }
-      throw new UsageError(`Unrecognized command \`gantry ${name}\`\nTry 'gantry --help' for more information`);
+      throw new UsageError(
+        `Unrecognized command \`gantry ${name}\`\nTry 'gantry --help' for more information`,
+      );
     }
     const parsed = parseArguments(rest, [...command.flags, ...globalFlags, helpFlag(command.name)]);
     if (parsed.values.get('help') === true) {
@@ -268,7 +306,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       timer = setTimeout(
         () =>
           controller.abort(
-            new GantryError(ErrorCodes.Aborted, `context deadline exceeded (--command-timeout ${timeoutText || global.commandTimeoutMs} ms)`),
+            new GantryError(
+              ErrorCodes.Aborted,
+              `context deadline exceeded (--command-timeout ${timeoutText || global.commandTimeoutMs} ms)`,
+            ),
           ),
         global.commandTimeoutMs,
       );

@@ -1,5 +1,12 @@
-import { ErrorCodes, GantryError, isGantryError, isRetryableError, retryDelay, throwIfAborted } from '@gantry/core';
 import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  ErrorCodes,
+  GantryError,
+  isGantryError,
+  isRetryableError,
+  retryDelay,
+  throwIfAborted,
+} from '@gantry/core';
 
 /** The message of any thrown value. */
 export function errorMessage(error: unknown): string {
@@ -21,7 +28,12 @@ export function wrapError(prefix: string, error: unknown): GantryError {
 /** Runs `operation`, retrying retryable failures `retryTimes` times like skopeo's retry.IfNecessary. */
 export async function withRetries<T>(
   operation: () => Promise<T>,
-  settings: { retryTimes: number; retryDelayMs: number | undefined; signal: AbortSignal | undefined; onRetry?: (attempt: number, error: unknown, delayMs: number) => void },
+  settings: {
+    retryTimes: number;
+    retryDelayMs: number | undefined;
+    signal: AbortSignal | undefined;
+    onRetry?: (attempt: number, error: unknown, delayMs: number) => void;
+  },
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {

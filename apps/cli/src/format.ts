@@ -19,7 +19,9 @@ export function isJsonFormat(format: string): boolean {
 export function normalizeFormat(format: string): string {
   let text: string;
   if (format.startsWith('table ')) {
-    text = format.replace(/table |\\t|\\n| /g, (match) => (match === 'table ' ? '' : match === '\\t' ? '\t' : match === '\\n' ? '\n' : '\t'));
+    text = format.replace(/table |\\t|\\n| /g, (match) =>
+      match === 'table ' ? '' : match === '\\t' ? '\t' : match === '\\n' ? '\n' : '\t',
+    );
   } else {
     text = format.replace(/\\t|\\n/g, (match) => (match === '\\t' ? '\t' : '\n'));
   }
@@ -30,7 +32,12 @@ export function normalizeFormat(format: string): string {
  * The text printed for `value` with `format`: the JSON document (`jsonValue`, core's Go-shaped value)
  * plus a newline, or the template's output over `templateData`.
  */
-export function renderFormatted(format: string, jsonValue: unknown, templateData: GoStruct, templateName: string): string {
+export function renderFormatted(
+  format: string,
+  jsonValue: unknown,
+  templateData: GoStruct,
+  templateName: string,
+): string {
   if (format === '' || isJsonFormat(format)) return `${formatInspectJson(jsonValue)}\n`;
   return GoTemplate.parse(normalizeFormat(format), { name: templateName }).execute(templateData);
 }

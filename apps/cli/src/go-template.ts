@@ -150,7 +150,8 @@ class Parser {
 
   private lineOf(position: number): number {
     let line = 1;
-    for (let index = 0; index < position && index < this.text.length; index++) if (this.text[index] === '\n') line++;
+    for (let index = 0; index < position && index < this.text.length; index++)
+      if (this.text[index] === '\n') line++;
     return line;
   }
 
@@ -203,7 +204,11 @@ class Parser {
       if (trimRight) while (this.offset < this.text.length && isSpace(this.text[this.offset])) this.offset++;
       this.tokens = tokens;
       this.tokenIndex = 0;
-      this.actionSource = this.text.slice(actionBodyStart, end - rightDelimiter.length).trim().replace(/-$/, '').trim();
+      this.actionSource = this.text
+        .slice(actionBodyStart, end - rightDelimiter.length)
+        .trim()
+        .replace(/-$/, '')
+        .trim();
       const first = tokens[0];
       if (!first) this.fail('missing value for command');
       if (first.type === 'identifier') {
@@ -253,7 +258,11 @@ class Parser {
     let elseList: Node[] | undefined;
     if (body.terminator === 'else') {
       const next = this.tokens[this.tokenIndex];
-      if (next && next.type === 'identifier' && (next.value === 'if' || (next.value === 'with' && keyword === 'with'))) {
+      if (
+        next &&
+        next.type === 'identifier' &&
+        (next.value === 'if' || (next.value === 'with' && keyword === 'with'))
+      ) {
         // `{{else if …}}` is `{{else}}{{if …}}…{{end}}{{end}}` sharing the final end.
         elseList = [this.parseControl(next.value as 'if' | 'with', this.tokenIndex + 1)];
       } else {
@@ -430,7 +439,7 @@ class Parser {
     const names: string[] = [];
     for (;;) {
       const token = this.peek();
-      if (!token || token.type !== 'field' || token.value === '') break;
+      if (token?.type !== 'field' || token.value === '') break;
       // A field directly attached (no space) continues the chain.
       const previous = this.tokens[this.tokenIndex - 1]!;
       if (token.position !== previous.end) break;
@@ -461,7 +470,7 @@ class Parser {
       case 'leftParen': {
         const pipeline = this.parsePipeline('parenthesized pipeline', false);
         const close = this.next();
-        if (!close || close.type !== 'rightParen') this.fail('unclosed left paren');
+        if (close?.type !== 'rightParen') this.fail('unclosed left paren');
         const names = this.parseFieldNames();
         const end = this.tokens[this.tokenIndex - 1]!;
         return {
@@ -479,9 +488,14 @@ class Parser {
       case 'number':
         return { kind: 'literal', value: parseGoNumber(token.value, (message) => this.fail(message)) };
       case 'identifier':
-        if (token.value === 'true' || token.value === 'false') return { kind: 'literal', value: token.value === 'true' };
+        if (token.value === 'true' || token.value === 'false')
+          return { kind: 'literal', value: token.value === 'true' };
         if (token.value === 'nil') return { kind: 'nil', position: token.position };
-        if (['if', 'else', 'end', 'range', 'with', 'define', 'template', 'block', 'break', 'continue'].includes(token.value)) {
+        if (
+          ['if', 'else', 'end', 'range', 'with', 'define', 'template', 'block', 'break', 'continue'].includes(
+            token.value,
+          )
+        ) {
           this.fail(`unexpected <${token.value}> in command`);
         }
         return { kind: 'identifier', name: token.value, position: token.position };
@@ -505,7 +519,8 @@ function parseGoNumber(text: string, fail: (message: string) => never): unknown 
     return new GoInt(negative ? -value : value);
   }
   const value = Number(cleaned);
-  if (Number.isNaN(value) || !/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(cleaned)) fail(`bad number syntax: "${text}"`);
+  if (Number.isNaN(value) || !/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(cleaned))
+    fail(`bad number syntax: "${text}"`);
   return value;
 }
 
@@ -519,7 +534,7 @@ function unquoteGoString(literal: string, fail: (message: string) => never): str
       out += character;
       continue;
     }
-    const escape = body[++index];
+    const escaped = body[++index];
     const simple: Record<string, string> = {
       a: '\x07',
       b: '\b',
@@ -532,19 +547,22 @@ function unquoteGoString(literal: string, fail: (message: string) => never): str
       '"': '"',
       "'": "'",
     };
-    if (escape !== undefined && simple[escape] !== undefined) {
-      out += simple[escape];
+    if (escaped !== undefined && simple[escaped] !== undefined) {
+      out += simple[escaped];
       continue;
     }
     const hexLengths: Record<string, number> = { x: 2, u: 4, U: 8 };
-    if (escape !== undefined && hexLengths[escape] !== undefined) {
-      const digits = body.slice(index + 1, index + 1 + hexLengths[escape]!);
-      if (!/^[0-9a-fA-F]+$/.test(digits) || digits.length !== hexLengths[escape]) fail('invalid syntax');
-      out += escape === 'x' ? String.fromCharCode(Number.parseInt(digits, 16)) : String.fromCodePoint(Number.parseInt(digits, 16));
+    if (escaped !== undefined && hexLengths[escaped] !== undefined) {
+      const digits = body.slice(index + 1, index + 1 + hexLengths[escaped]!);
+      if (!/^[0-9a-fA-F]+$/.test(digits) || digits.length !== hexLengths[escaped]) fail('invalid syntax');
+      out +=
+        escaped === 'x'
+          ? String.fromCharCode(Number.parseInt(digits, 16))
+          : String.fromCodePoint(Number.parseInt(digits, 16));
       index += digits.length;
       continue;
     }
-    if (escape !== undefined && /[0-7]/.test(escape)) {
+    if (escaped !== undefined && /[0-7]/.test(escaped)) {
       const digits = body.slice(index, index + 3);
       if (!/^[0-7]{3}$/.test(digits)) fail('invalid syntax');
       out += String.fromCharCode(Number.parseInt(digits, 8));
@@ -585,7 +603,9 @@ function printValue(value: unknown): string {
 function stringArgument(value: unknown): string {
   if (typeof value === 'string') return value;
   if (value instanceof GoNamedString) return value.value;
-  throw new Error(`wrong type for value; expected string; got ${value === noValue ? 'invalid value' : goTypeName(value)}`);
+  throw new Error(
+    `wrong type for value; expected string; got ${value === noValue ? 'invalid value' : goTypeName(value)}`,
+  );
 }
 
 function integerArgument(value: unknown): number {
@@ -596,7 +616,7 @@ function integerArgument(value: unknown): number {
 
 function stringSliceArgument(value: unknown): string[] {
   const items = value instanceof GoSlice ? value.items : Array.isArray(value) ? value : undefined;
-  if (!items || !items.every((item) => typeof item === 'string' || item instanceof GoNamedString)) {
+  if (!items?.every((item) => typeof item === 'string' || item instanceof GoNamedString)) {
     throw new Error(`wrong type for value; expected []string; got ${goTypeName(value)}`);
   }
   return items.map((item) => (item instanceof GoNamedString ? item.value : (item as string)));
@@ -625,7 +645,9 @@ function indexInto(container: unknown, key: unknown): unknown {
       : Array.isArray(container)
         ? container
         : typeof container === 'string' || container instanceof GoNamedString
-          ? [...Buffer.from(typeof container === 'string' ? container : container.value)].map((byte) => new GoInt(byte))
+          ? [...Buffer.from(typeof container === 'string' ? container : container.value)].map(
+              (byte) => new GoInt(byte),
+            )
           : undefined;
   if (items) {
     const position = integerArgument(key);
@@ -636,7 +658,8 @@ function indexInto(container: unknown, key: unknown): unknown {
     const keyText = stringArgument(key);
     return Object.hasOwn(container, keyText) ? (container as Record<string, unknown>)[keyText] : null;
   }
-  if (container === null || container === undefined || container instanceof GoNil) throw new Error('index of untyped nil');
+  if (container === null || container === undefined || container instanceof GoNil)
+    throw new Error('index of untyped nil');
   throw new Error(`can't index item of type ${goTypeName(container)}`);
 }
 
@@ -804,7 +827,11 @@ export const formatFunctions: Readonly<Record<string, TemplateFunction>> = {
   },
   lower: (text) => stringArgument(text).toLowerCase(),
   upper: (text) => stringArgument(text).toUpperCase(),
-  title: (text) => stringArgument(text).replace(/(^|[^\p{L}\p{N}_'])(\p{L})/gu, (_, before: string, letter: string) => before + letter.toUpperCase()),
+  title: (text) =>
+    stringArgument(text).replace(
+      /(^|[^\p{L}\p{N}_'])(\p{L})/gu,
+      (_, before: string, letter: string) => before + letter.toUpperCase(),
+    ),
   truncate: (text, length) => {
     const value = stringArgument(text);
     const limit = integerArgument(length);
@@ -823,7 +850,10 @@ function callMethod(receiver: unknown, name: string): { found: boolean; value?: 
     const colon = receiver.value.indexOf(':');
     switch (name) {
       case 'Algorithm':
-        return { found: true, value: new GoNamedString('digest.Algorithm', receiver.value.slice(0, Math.max(colon, 0))) };
+        return {
+          found: true,
+          value: new GoNamedString('digest.Algorithm', receiver.value.slice(0, Math.max(colon, 0))),
+        };
       case 'Encoded':
       case 'Hex':
         return { found: true, value: receiver.value.slice(colon + 1) };
@@ -873,7 +903,7 @@ class Executor {
         lineStart = index + 1;
       }
     }
-    return `${line}:${position - lineStart}`;
+    return `${line}:${position - lineStart + 1}`;
   }
 
   fail(position: number, source: string, message: string): never {
@@ -938,8 +968,13 @@ class Executor {
     if (value instanceof GoSlice) entries = value.items.map((item, index) => [new GoInt(index), item]);
     else if (Array.isArray(value)) entries = value.map((item, index) => [new GoInt(index), item]);
     else if (value instanceof GoMap || isPlainMap(value)) entries = sortedMapEntries(value);
-    else if (value instanceof GoInt) entries = Array.from({ length: Math.max(value.value, 0) }, (_, index) => [new GoInt(index), new GoInt(index)]);
-    else if (value === null || value === undefined || value === noValue || value instanceof GoNil) entries = [];
+    else if (value instanceof GoInt)
+      entries = Array.from({ length: Math.max(value.value, 0) }, (_, index) => [
+        new GoInt(index),
+        new GoInt(index),
+      ]);
+    else if (value === null || value === undefined || value === noValue || value instanceof GoNil)
+      entries = [];
     else this.fail(node.position, node.source, `range can't iterate over ${printValue(value)}`);
     try {
       if (entries.length === 0) {
@@ -948,7 +983,8 @@ class Executor {
       }
       for (const [key, element] of entries) {
         const iterationMark = scope.variables.length;
-        if (declarations.length === 1) this.setVariable(scope, declarations[0]!, element, node.pipeline.isAssign, node);
+        if (declarations.length === 1)
+          this.setVariable(scope, declarations[0]!, element, node.pipeline.isAssign, node);
         if (declarations.length === 2) {
           this.setVariable(scope, declarations[0]!, key, node.pipeline.isAssign, node);
           this.setVariable(scope, declarations[1]!, element, node.pipeline.isAssign, node);
@@ -967,7 +1003,13 @@ class Executor {
     }
   }
 
-  private setVariable(scope: Scope, name: string, value: unknown, isAssign: boolean, node: { position: number; source: string }): void {
+  private setVariable(
+    scope: Scope,
+    name: string,
+    value: unknown,
+    isAssign: boolean,
+    node: { position: number; source: string },
+  ): void {
     if (isAssign) {
       for (let index = scope.variables.length - 1; index >= 0; index--) {
         if (scope.variables[index]!.name === name) {
@@ -984,17 +1026,26 @@ class Executor {
     for (let index = scope.variables.length - 1; index >= 0; index--) {
       if (scope.variables[index]!.name === name) return scope.variables[index]!.value;
     }
-    throw new TemplateError(`template: ${this.name}:${this.location(position).split(':')[0]}: undefined variable "${name}"`);
+    throw new TemplateError(
+      `template: ${this.name}:${this.location(position).split(':')[0]}: undefined variable "${name}"`,
+    );
   }
 
-  private evalPipeline(pipeline: Pipeline, dot: unknown, scope: Scope, position: number, source: string): unknown {
+  private evalPipeline(
+    pipeline: Pipeline,
+    dot: unknown,
+    scope: Scope,
+    position: number,
+    source: string,
+  ): unknown {
     let value: unknown = noValue;
     let hasValue = false;
     for (const command of pipeline.commands) {
       value = this.evalCommand(command, dot, scope, hasValue ? [value] : []);
       hasValue = true;
     }
-    for (const declaration of pipeline.declarations) this.setVariable(scope, declaration, value, pipeline.isAssign, { position, source });
+    for (const declaration of pipeline.declarations)
+      this.setVariable(scope, declaration, value, pipeline.isAssign, { position, source });
     return value;
   }
 
@@ -1016,27 +1067,48 @@ class Executor {
           result = value;
           if (first.name === 'and' ? !isTrue(result) : isTrue(result)) return result;
         }
-        if (operands.length + piped.length === 0) this.fail(command.position, command.source, `wrong number of args for ${first.name}: want at least 1 got 0`);
+        if (operands.length + piped.length === 0)
+          this.fail(
+            command.position,
+            command.source,
+            `wrong number of args for ${first.name}: want at least 1 got 0`,
+          );
         return result;
       }
       const args = [...rest.map((operand) => this.evalOperand(operand, dot, scope, command)), ...piped];
       const arity = functionArity[first.name];
       if (arity !== undefined && args.length !== arity) {
-        this.fail(command.position, command.source, `wrong number of args for ${first.name}: want ${arity} got ${args.length}`);
+        this.fail(
+          command.position,
+          command.source,
+          `wrong number of args for ${first.name}: want ${arity} got ${args.length}`,
+        );
       }
       try {
         return fn(...args);
       } catch (error) {
         if (error instanceof TemplateError) throw error;
-        this.fail(command.position, command.source, `error calling ${first.name}: ${(error as Error).message}`);
+        this.fail(
+          command.position,
+          command.source,
+          `error calling ${first.name}: ${(error as Error).message}`,
+        );
       }
     }
     if (rest.length > 0 || piped.length > 0) {
       if (first.kind === 'literal' || first.kind === 'dot' || first.kind === 'nil') {
-        this.fail(command.position, command.source, `can't give argument to non-function ${command.source.split(/\s/)[0]}`);
+        this.fail(
+          command.position,
+          command.source,
+          `can't give argument to non-function ${command.source.split(/\s/)[0]}`,
+        );
       }
       // Field chains with arguments would be method calls: not supported.
-      this.fail(command.position, command.source, `${command.source.split(/\s/)[0]} has arguments but cannot be invoked as function`);
+      this.fail(
+        command.position,
+        command.source,
+        `${command.source.split(/\s/)[0]} has arguments but cannot be invoked as function`,
+      );
     }
     if (first.kind === 'nil') this.fail(command.position, 'nil', 'nil is not a command');
     return this.evalOperand(first, dot, scope, command);
@@ -1055,7 +1127,12 @@ class Executor {
       case 'field':
         return this.evalFields(dot, operand.names, operand.position, operand.source);
       case 'variable':
-        return this.evalFields(this.variable(scope, operand.name, operand.position), operand.names, operand.position, operand.source);
+        return this.evalFields(
+          this.variable(scope, operand.name, operand.position),
+          operand.names,
+          operand.position,
+          operand.source,
+        );
       case 'chain': {
         const value = this.evalPipeline(operand.pipeline, dot, scope, operand.position, operand.source);
         return this.evalFields(value, operand.names, operand.position, operand.source);
@@ -1143,9 +1220,18 @@ export class GoTemplate {
    * Parses `text`. `functions` adds to (and may override) Go's builtins and `formatFunctions`.
    * Referring to an unknown function is a parse error, as in Go.
    */
-  static parse(text: string, options: { name?: string; functions?: Record<string, TemplateFunction> } = {}): GoTemplate {
+  static parse(
+    text: string,
+    options: { name?: string; functions?: Record<string, TemplateFunction> } = {},
+  ): GoTemplate {
     const name = options.name ?? 'template';
-    const functions = { ...builtinFunctions, and: () => undefined, or: () => undefined, ...formatFunctions, ...options.functions };
+    const functions = {
+      ...builtinFunctions,
+      and: () => undefined,
+      or: () => undefined,
+      ...formatFunctions,
+      ...options.functions,
+    };
     const nodes = new Parser(text, name).parse();
     checkFunctions(nodes, functions, name, text);
     return new GoTemplate(name, text, nodes, functions);
@@ -1157,13 +1243,20 @@ export class GoTemplate {
   }
 }
 
-function checkFunctions(nodes: Node[], functions: Record<string, TemplateFunction>, name: string, text: string): void {
+function checkFunctions(
+  nodes: Node[],
+  functions: Record<string, TemplateFunction>,
+  name: string,
+  text: string,
+): void {
   const lineOf = (position: number) => text.slice(0, position).split('\n').length;
   const checkPipeline = (pipeline: Pipeline): void => {
     for (const command of pipeline.commands) {
       for (const operand of command.operands) {
         if (operand.kind === 'identifier' && !functions[operand.name]) {
-          throw new TemplateError(`template: ${name}:${lineOf(operand.position)}: function "${operand.name}" not defined`);
+          throw new TemplateError(
+            `template: ${name}:${lineOf(operand.position)}: function "${operand.name}" not defined`,
+          );
         }
         if (operand.kind === 'chain') checkPipeline(operand.pipeline);
       }
@@ -1180,6 +1273,10 @@ function checkFunctions(nodes: Node[], functions: Record<string, TemplateFunctio
 }
 
 /** Parses and runs a template once. */
-export function executeGoTemplate(text: string, data: unknown, options: { name?: string; functions?: Record<string, TemplateFunction> } = {}): string {
+export function executeGoTemplate(
+  text: string,
+  data: unknown,
+  options: { name?: string; functions?: Record<string, TemplateFunction> } = {},
+): string {
   return GoTemplate.parse(text, options).execute(data);
 }

@@ -73,7 +73,8 @@ export class GoTime {
   };
 
   constructor(readonly text: string) {
-    const match = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
+    const match =
+      /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
     if (!match) throw new TypeError(`parsing time "${text}" as RFC 3339 failed`);
     const [, year, month, day, hour, minute, second, fraction, zone] = match as unknown as string[];
     this.fields = {
@@ -142,7 +143,12 @@ export class GoInt {
 
 /** The Go type name of a value, as Go's error messages show it. */
 export function goTypeName(value: unknown): string {
-  if (value instanceof GoStruct || value instanceof GoMap || value instanceof GoSlice || value instanceof GoNil) {
+  if (
+    value instanceof GoStruct ||
+    value instanceof GoMap ||
+    value instanceof GoSlice ||
+    value instanceof GoNil
+  ) {
     return value.typeName;
   }
   if (value instanceof GoTime) return 'time.Time';
@@ -158,7 +164,9 @@ export function goTypeName(value: unknown): string {
 }
 
 /** Entries of a map-like value, sorted by key (Go sorts map keys when printing and ranging). */
-export function sortedMapEntries(value: GoMap | Map<string, unknown> | Record<string, unknown>): Array<[string, unknown]> {
+export function sortedMapEntries(
+  value: GoMap | Map<string, unknown> | Record<string, unknown>,
+): Array<[string, unknown]> {
   let entries: Array<[string, unknown]>;
   if (value instanceof GoMap) entries = [...value.entries.entries()];
   else if (value instanceof Map) entries = [...value.entries()];
@@ -203,7 +211,8 @@ export function formatGoValue(value: unknown): string {
   if (value instanceof GoNil) return '<nil>';
   if (value instanceof GoSlice) return `[${value.items.map(formatGoValue).join(' ')}]`;
   if (Array.isArray(value)) return `[${value.map(formatGoValue).join(' ')}]`;
-  if (value instanceof GoStruct) return `{${value.fields.map((field) => formatGoValue(field.value)).join(' ')}}`;
+  if (value instanceof GoStruct)
+    return `{${value.fields.map((field) => formatGoValue(field.value)).join(' ')}}`;
   if (value instanceof GoMap || isPlainMap(value)) {
     return `map[${sortedMapEntries(value)
       .map(([key, entry]) => `${key}:${formatGoValue(entry)}`)
@@ -293,7 +302,11 @@ function goJsonScalar(value: unknown, escapeHtml: boolean): string | undefined {
  * Encoder), else `json.MarshalIndent(value, "", indent)`. Structs keep field order and honour
  * `omitempty`; maps are sorted by key.
  */
-export function goJsonEncode(value: unknown, options: { escapeHtml: boolean; indent?: string }, depth = 0): string {
+export function goJsonEncode(
+  value: unknown,
+  options: { escapeHtml: boolean; indent?: string },
+  depth = 0,
+): string {
   const scalar = goJsonScalar(value, options.escapeHtml);
   if (scalar !== undefined) return scalar;
   const indent = options.indent;
@@ -310,7 +323,8 @@ export function goJsonEncode(value: unknown, options: { escapeHtml: boolean; ind
     const separator = indent === undefined ? ':' : ': ';
     return `{${entries
       .map(
-        ([key, entry]) => `${inner}${goJsonString(key, options.escapeHtml)}${separator}${goJsonEncode(entry, options, depth + 1)}`,
+        ([key, entry]) =>
+          `${inner}${goJsonString(key, options.escapeHtml)}${separator}${goJsonEncode(entry, options, depth + 1)}`,
       )
       .join(',')}${outer}}`;
   }

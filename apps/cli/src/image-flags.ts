@@ -21,6 +21,7 @@ export function imageFlagSpecs(prefix: '' | 'src-' | 'dest-'): FlagSpec[] {
     {
       name: `${prefix}authfile`,
       kind: 'string',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: skopeo's help text names the variable literally.
       description: 'path of the authentication file. Default is ${XDG_RUNTIME_DIR}/containers/auth.json',
       unsupported: dockerOnly,
     },
@@ -45,8 +46,18 @@ export function imageFlagSpecs(prefix: '' | 'src-' | 'dest-'): FlagSpec[] {
       description: 'use docker daemon host at HOST (docker-daemon: only)',
       unsupported: dockerOnly,
     },
-    { name: `${prefix}no-creds`, kind: 'bool', description: 'Access the registry anonymously', unsupported: dockerOnly },
-    { name: `${prefix}password`, kind: 'string', description: 'Password for accessing the registry', unsupported: dockerOnly },
+    {
+      name: `${prefix}no-creds`,
+      kind: 'bool',
+      description: 'Access the registry anonymously',
+      unsupported: dockerOnly,
+    },
+    {
+      name: `${prefix}password`,
+      kind: 'string',
+      description: 'Password for accessing the registry',
+      unsupported: dockerOnly,
+    },
     {
       name: `${prefix}registry-token`,
       kind: 'string',
@@ -59,7 +70,12 @@ export function imageFlagSpecs(prefix: '' | 'src-' | 'dest-'): FlagSpec[] {
       description: 'require HTTPS and verify certificates when talking to the container registry or daemon',
       unsupported: dockerOnly,
     },
-    { name: `${prefix}username`, kind: 'string', description: 'Username for accessing the registry', unsupported: dockerOnly },
+    {
+      name: `${prefix}username`,
+      kind: 'string',
+      description: 'Username for accessing the registry',
+      unsupported: dockerOnly,
+    },
   ];
   return flags;
 }

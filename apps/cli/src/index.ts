@@ -5,8 +5,7 @@
  * to the exit code (0 success, 2 image not found, 1 anything else); it never throws and never calls
  * `process.exit`.
  */
-export { type CliIo, cliVersion, commands, ExitCodes, globalFlags, runCli } from './cli.js';
-export type { CommandContext, CommandDefinition, GlobalOptions, OutputStream } from './context.js';
+
 export {
   type FlagKind,
   type FlagSpec,
@@ -18,9 +17,27 @@ export {
   parseGoDuration,
   UsageError,
 } from './args.js';
-export { executeGoTemplate, formatFunctions, GoTemplate, type TemplateFunction, TemplateError } from './go-template.js';
-export { GoInt, GoMap, GoNamedString, GoNil, GoSlice, GoStruct, GoTime, formatGoValue, goJsonEncode } from './go-values.js';
+export { type CliIo, cliVersion, commands, ExitCodes, globalFlags, runCli } from './cli.js';
+export type { CommandContext, CommandDefinition, GlobalOptions, OutputStream } from './context.js';
 export { isJsonFormat, normalizeFormat, renderFormatted } from './format.js';
+export {
+  executeGoTemplate,
+  formatFunctions,
+  GoTemplate,
+  TemplateError,
+  type TemplateFunction,
+} from './go-template.js';
+export {
+  formatGoValue,
+  GoInt,
+  GoMap,
+  GoNamedString,
+  GoNil,
+  GoSlice,
+  GoStruct,
+  GoTime,
+  goJsonEncode,
+} from './go-values.js';
 export { createLogger, formatLogLine, type Logger, type LogLevel } from './logger.js';
 export {
   configFilePath,

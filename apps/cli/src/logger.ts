@@ -49,7 +49,11 @@ export function formatLocalRfc3339(date: Date): string {
 }
 
 /** One log line (with its newline) as logrus' text formatter writes it. */
-export function formatLogLine(level: LogLevel, message: string, options: Pick<LoggerOptions, 'isTTY' | 'now' | 'startTime'>): string {
+export function formatLogLine(
+  level: LogLevel,
+  message: string,
+  options: Pick<LoggerOptions, 'isTTY' | 'now' | 'startTime'>,
+): string {
   const now = options.now?.() ?? new Date();
   const text = message.replace(/\n$/, '');
   if (options.isTTY) {

@@ -56,7 +56,8 @@ function runningFromSource(): boolean {
   return import.meta.url.endsWith('.ts');
 }
 
-const pluginNamePattern = /^(?:@gantry\/transport-[a-z0-9._-]+|gantry-transport-[a-z0-9._-]+|@[a-z0-9._-]+\/gantry-transport-[a-z0-9._-]+)$/;
+const pluginNamePattern =
+  /^(?:@gantry\/transport-[a-z0-9._-]+|gantry-transport-[a-z0-9._-]+|@[a-z0-9._-]+\/gantry-transport-[a-z0-9._-]+)$/;
 
 /** True for package names the node_modules scan picks up. */
 export function isTransportPackageName(name: string): boolean {
@@ -108,13 +109,21 @@ export function resolvePackageEntry(packageDirectory: string): string {
   let target: string | undefined;
   if (exportsField !== undefined) {
     const root =
-      exportsField && typeof exportsField === 'object' && !Array.isArray(exportsField) && Object.keys(exportsField).some((key) => key.startsWith('.'))
+      exportsField &&
+      typeof exportsField === 'object' &&
+      !Array.isArray(exportsField) &&
+      Object.keys(exportsField).some((key) => key.startsWith('.'))
         ? (exportsField as Record<string, unknown>)['.']
         : exportsField;
     target = pickExport(root, conditions);
     if (!target) throw new Error(`package.json "exports" has no entry for import`);
   } else {
-    target = typeof manifest.module === 'string' ? manifest.module : typeof manifest.main === 'string' ? manifest.main : 'index.js';
+    target =
+      typeof manifest.module === 'string'
+        ? manifest.module
+        : typeof manifest.main === 'string'
+          ? manifest.main
+          : 'index.js';
   }
   return resolve(packageDirectory, target);
 }
@@ -156,9 +165,15 @@ function candidateFor(
     }
     return { specifier, entry: path, origin: path, source };
   }
-  const packageDirectory = findPackageDirectory(specifier, baseDirectory) ?? findPackageDirectory(specifier, packageSearchFrom);
+  const packageDirectory =
+    findPackageDirectory(specifier, baseDirectory) ?? findPackageDirectory(specifier, packageSearchFrom);
   if (!packageDirectory) throw new Error(`package ${specifier} is not installed`);
-  return { specifier, entry: resolvePackageEntry(packageDirectory), origin: packageOrigin(packageDirectory, specifier), source };
+  return {
+    specifier,
+    entry: resolvePackageEntry(packageDirectory),
+    origin: packageOrigin(packageDirectory, specifier),
+    source,
+  };
 }
 
 /** The config file path: `$XDG_CONFIG_HOME/gantry/config.json`, else `~/.config/gantry/config.json`. */
@@ -176,7 +191,9 @@ export function discoverTransportPlugins(options: DiscoverOptions): PluginCandid
     try {
       candidates.push(candidateFor(specifier, baseDirectory, source, searchFrom));
     } catch (error) {
-      options.warn(`ignoring transport plugin ${JSON.stringify(specifier)} from ${label}: ${(error as Error).message}`);
+      options.warn(
+        `ignoring transport plugin ${JSON.stringify(specifier)} from ${label}: ${(error as Error).message}`,
+      );
     }
   };
   for (const specifier of (options.env.GANTRY_TRANSPORTS ?? '').split(',')) {
@@ -187,10 +204,14 @@ export function discoverTransportPlugins(options: DiscoverOptions): PluginCandid
     try {
       const config = JSON.parse(readFileSync(configPath, 'utf8')) as { transports?: unknown };
       if (config.transports !== undefined) {
-        if (!Array.isArray(config.transports) || !config.transports.every((item) => typeof item === 'string')) {
+        if (
+          !Array.isArray(config.transports) ||
+          !config.transports.every((item) => typeof item === 'string')
+        ) {
           throw new Error('"transports" must be an array of strings');
         }
-        for (const specifier of config.transports as string[]) add(specifier, dirname(configPath), 'config', configPath);
+        for (const specifier of config.transports as string[])
+          add(specifier, dirname(configPath), 'config', configPath);
       }
     } catch (error) {
       options.warn(`ignoring ${configPath}: ${(error as Error).message}`);
@@ -212,7 +233,8 @@ export function discoverTransportPlugins(options: DiscoverOptions): PluginCandid
         } catch {
           continue;
         }
-        for (const inner of scoped) if (isTransportPackageName(`${name}/${inner}`)) packageNames.push(`${name}/${inner}`);
+        for (const inner of scoped)
+          if (isTransportPackageName(`${name}/${inner}`)) packageNames.push(`${name}/${inner}`);
       } else if (isTransportPackageName(name)) {
         packageNames.push(name);
       }
@@ -281,7 +303,9 @@ export async function loadTransportRegistry(options: DiscoverOptions): Promise<T
     try {
       moduleNamespace = (await import(pathToFileURL(candidate.entry).href)) as Record<string, unknown>;
     } catch (error) {
-      options.warn(`ignoring transport plugin ${candidate.origin}: loading ${candidate.entry} failed: ${(error as Error).message}`);
+      options.warn(
+        `ignoring transport plugin ${candidate.origin}: loading ${candidate.entry} failed: ${(error as Error).message}`,
+      );
       continue;
     }
     let transports: Transport[];
@@ -295,7 +319,9 @@ export async function loadTransportRegistry(options: DiscoverOptions): Promise<T
       try {
         registry.register(transport, candidate.origin);
       } catch (error) {
-        options.warn(`ignoring transport "${transport.name}" from ${candidate.origin}: ${(error as Error).message}`);
+        options.warn(
+          `ignoring transport "${transport.name}" from ${candidate.origin}: ${(error as Error).message}`,
+        );
       }
     }
     options.debug?.(

@@ -57,8 +57,20 @@ export function createProgressReporter(options: ProgressWriterOptions): (event: 
 
 function createListTracker() {
   let pendingList: { instanceCount: number; copyCount: number } | undefined;
+  let pendingSignatureRead = false;
   let listMode = false;
   return {
+    /** A signatures-read event: its line depends on whether a list follows, so it waits for the next event. */
+    onSignaturesRead() {
+      pendingSignatureRead = true;
+    },
+    /** The deferred "Getting … signatures" line, if any, for the event now arriving. */
+    flush(event: CopyProgressEvent): string[] {
+      if (!pendingSignatureRead || event.type === 'list-start') return [];
+      pendingSignatureRead = false;
+      const startsList = event.type === 'image-start' && event.total !== undefined && !listMode;
+      return [startsList ? 'Getting image list signatures' : 'Getting image source signatures'];
+    },
     onListStart(event: { instanceCount: number; copyCount: number }) {
       pendingList = event;
     },
@@ -74,13 +86,14 @@ function createListTracker() {
       lines.push(`Copying image ${event.instanceDigest ?? ''} (${event.index + 1}/${event.total})`);
       return lines;
     },
-    manifestLine(event: Extract<CopyProgressEvent, { type: 'manifest-write' }>): string {
+    /**
+     * The lines for a manifest-write event: skopeo announces storing signatures right after writing
+     * each manifest, whether or not there are signatures, so both lines come from this event.
+     */
+    manifestLines(event: Extract<CopyProgressEvent, { type: 'manifest-write' }>): string[] {
       return listMode && event.instanceDigest === undefined
-        ? 'Writing manifest list to image destination'
-        : 'Writing manifest to image destination';
-    },
-    signaturesLine(event: Extract<CopyProgressEvent, { type: 'signatures-write' }>): string {
-      return listMode && event.instanceDigest === undefined ? 'Storing list signatures' : 'Storing signatures';
+        ? ['Writing manifest list to image destination', 'Storing list signatures']
+        : ['Writing manifest to image destination', 'Storing signatures'];
     },
   };
 }
@@ -94,9 +107,10 @@ function createPlainReporter(options: ProgressWriterOptions): (event: CopyProgre
   const announced = new Set<string>();
   const line = (text: string) => options.write(`${text}\n`);
   return (event) => {
+    for (const text of list.flush(event)) line(text);
     switch (event.type) {
       case 'signatures-read':
-        line('Getting image source signatures');
+        list.onSignaturesRead();
         return;
       case 'list-start':
         list.onListStart(event);
@@ -114,10 +128,7 @@ function createPlainReporter(options: ProgressWriterOptions): (event: CopyProgre
         return;
       }
       case 'manifest-write':
-        line(list.manifestLine(event));
-        return;
-      case 'signatures-write':
-        line(list.signaturesLine(event));
+        for (const text of list.manifestLines(event)) line(text);
         return;
       default:
         return;
@@ -141,9 +152,14 @@ function createTerminalReporter(options: ProgressWriterOptions): (event: CopyPro
     if (blob.state === 'reused' || blob.state === 'skipped') text = `${label} skipped: already exists`;
     else if (blob.state === 'copied') text = `${label} done   ${formatBytes(blob.bytes)} | ${throughput}`;
     else {
-      const counters = blob.total >= 0 ? `${formatBytes(blob.bytes)} / ${formatBytes(blob.total)}` : formatBytes(blob.bytes);
-      const barWidth = Math.max(10, Math.min(40, columns - label.length - counters.length - throughput.length - 10));
-      const filled = blob.total > 0 ? Math.min(barWidth, Math.floor((blob.bytes / blob.total) * barWidth)) : 0;
+      const counters =
+        blob.total >= 0 ? `${formatBytes(blob.bytes)} / ${formatBytes(blob.total)}` : formatBytes(blob.bytes);
+      const barWidth = Math.max(
+        10,
+        Math.min(40, columns - label.length - counters.length - throughput.length - 10),
+      );
+      const filled =
+        blob.total > 0 ? Math.min(barWidth, Math.floor((blob.bytes / blob.total) * barWidth)) : 0;
       const bar = `[${'='.repeat(filled)}${filled < barWidth ? '>' : ''}${' '.repeat(Math.max(0, barWidth - filled - 1))}]`;
       text = `${label} ${bar} ${counters} | ${throughput}`;
     }
@@ -187,9 +203,10 @@ function createTerminalReporter(options: ProgressWriterOptions): (event: CopyPro
   };
 
   return (event) => {
+    for (const text of list.flush(event)) message(text);
     switch (event.type) {
       case 'signatures-read':
-        message('Getting image source signatures');
+        list.onSignaturesRead();
         return;
       case 'list-start':
         list.onListStart(event);
@@ -216,10 +233,7 @@ function createTerminalReporter(options: ProgressWriterOptions): (event: CopyPro
         return;
       }
       case 'manifest-write':
-        message(list.manifestLine(event));
-        return;
-      case 'signatures-write':
-        message(list.signaturesLine(event));
+        for (const text of list.manifestLines(event)) message(text);
         return;
       default:
         return;

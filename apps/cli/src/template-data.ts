@@ -4,7 +4,7 @@
  * the typed values the template engine prints the way skopeo's Go structs print: `Labels` nil is
  * `map[]`, `Env` nil is `[]`, `Created` is a `time.Time`, digests are `digest.Digest`, sizes are ints.
  */
-import { GoInt, GoMap, GoNamedString, GoNil, GoSlice, GoStruct, GoTime, type GoField } from './go-values.js';
+import { type GoField, GoInt, GoMap, GoNamedString, GoNil, GoSlice, GoStruct, GoTime } from './go-values.js';
 
 /** Go field names of image-spec's structs, by JSON key (`--config` output). */
 const goFieldNames: Record<string, string> = {
@@ -53,7 +53,9 @@ function convert(value: unknown, fieldName: string, typeName: string): unknown {
   }
   if (typeof value === 'number') return Number.isInteger(value) ? new GoInt(value) : value;
   if (Array.isArray(value)) {
-    const items = value.map((item) => convert(item, fieldName === 'DiffIDs' ? 'Digest' : '', `${typeName}Item`));
+    const items = value.map((item) =>
+      convert(item, fieldName === 'DiffIDs' ? 'Digest' : '', `${typeName}Item`),
+    );
     const elementType = items.every((item) => typeof item === 'string') ? '[]string' : `[]${typeName}`;
     return new GoSlice(elementType, items);
   }

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -55,9 +55,9 @@ function failingStream(bytes: Uint8Array, failAfter: number): Readable {
 describe('dir: destination', () => {
   it('writes the layout of containers/image and reads it back (durable writes)', async () => {
     const image = handBuiltImage('round-trip');
-    const directory = path.join(top, 'new', 'image');
-    const reference = durableTransport.parseReference(path.join(top, 'new'));
-    expect(reference.policyConfigurationIdentity()).toBe(path.join(await import('node:fs/promises').then((fs) => fs.realpath(top)), 'new'));
+    const directory = path.join(top, 'new');
+    const reference = durableTransport.parseReference(directory);
+    expect(reference.policyConfigurationIdentity()).toBe(path.join(await realpath(top), 'new'));
     const signatures = [encoder.encode('first signature'), encoder.encode('second\0signature')];
     await writeHandBuiltImage(await durableTransport.parseReference(directory).newImageDestination(), image, {
       signatures,
@@ -193,8 +193,10 @@ describe('dir: destination', () => {
     }
 
     it('close() without commit() into a new directory removes what it created', async () => {
-      const directory = path.join(top, 'a', 'b', 'image');
-      const destination = await transport.parseReference(path.join(top, 'a/b/image')).newImageDestination();
+      // The parent must exist (as with containers/image, parsing resolves it); the directory is created.
+      expect(() => transport.parseReference(path.join(top, 'a/b/image'))).toThrow(/no such file or directory/);
+      const directory = path.join(top, 'image');
+      const destination = await transport.parseReference(directory).newImageDestination();
       const image = handBuiltImage('abandoned');
       await putImageBlobs(destination, image);
       await destination.putManifest(image.manifest, image.mediaType);

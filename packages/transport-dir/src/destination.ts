@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -138,7 +139,7 @@ class DirImageDestination implements ImageDestination {
     return path.join(this.stagingDirectory, `${randomUUID()}.partial`);
   }
 
-  /** Finishes a file written through `handle`: mode, fsync, close. */
+  /** Finishes a file written through `handle`: sets its mode and flushes it when durable. */
   private async finishFile(handle: FileHandle): Promise<void> {
     await handle.chmod(this.options.fileMode);
     if (this.options.durable) await handle.sync();
@@ -178,20 +179,17 @@ class DirImageDestination implements ImageDestination {
       throw error;
     }
     const temporary = this.temporaryPath();
-    let handle: FileHandle | undefined;
     try {
-      handle = await open(temporary, 'wx', this.options.fileMode);
       let written: { digest: Digest; size: number } | undefined;
       await pipeline(
         stream,
         digestingStage((result) => {
           written = result;
         }, algorithm),
-        handle.createWriteStream({ autoClose: false }),
+        createWriteStream(temporary, { flags: 'wx', mode: this.options.fileMode, flush: this.options.durable }),
         signal ? { signal } : {},
       );
-      if (!written)
-        throw new GantryError(ErrorCodes.Internal, `${this.reference}: blob stream ended without a digest`);
+      if (!written) throw new GantryError(ErrorCodes.Internal, `${this.reference}: blob stream ended without a digest`);
       const description = `${this.reference}: blob ${info.digest ?? written.digest}`;
       if (info.size >= 0 && written.size !== info.size) {
         throw new GantryError(
@@ -205,9 +203,7 @@ class DirImageDestination implements ImageDestination {
           `${description}: digest mismatch: expected ${info.digest}, got ${written.digest}`,
         );
       }
-      await this.finishFile(handle);
-      await handle.close();
-      handle = undefined;
+      await chmod(temporary, this.options.fileMode);
       throwIfAborted(signal);
       const name = blobFileName(written.digest);
       await rename(temporary, path.join(this.stagingDirectory, name));
@@ -218,7 +214,6 @@ class DirImageDestination implements ImageDestination {
       return stored;
     } catch (error) {
       stream.destroy();
-      await handle?.close().catch(() => {});
       await rm(temporary, { force: true });
       throw toGantryError(error, signal, `${this.reference}: writing blob ${info.digest ?? ''}`.trimEnd());
     }

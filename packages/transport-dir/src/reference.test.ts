@@ -1,9 +1,10 @@
-import { mkdir, mkdtemp, realpath, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { assertTransport, ErrorCodes, TransportRegistry } from '@gantry/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import defaultExport, { createDirTransport, DirImageReference, dirTransport, resolvePathToFullyExplicit } from './index.js';
+import { handBuiltImage, writeHandBuiltImage } from './test-support/hand-built-image.js';
 
 let top: string;
 beforeEach(async () => {
@@ -110,7 +111,7 @@ describe('resolvePathToFullyExplicit (explicitfilepath cases)', () => {
       name: 'a file as a parent',
       setup: async (t) => {
         await mkdir(path.join(t, 'dir1'));
-        await import('node:fs/promises').then((fs) => fs.writeFile(path.join(t, 'dir1/file'), 'x'));
+        await writeFile(path.join(t, 'dir1/file'), 'x');
         return 'dir1/file/x';
       },
       expected: undefined,
@@ -214,5 +215,39 @@ describe('validatePolicyConfigurationScope', () => {
     ['/', 'Invalid scope "/": Use the generic default scope ""'],
   ])('rejects %s', (scope, message) => {
     expect(() => dirTransport.validatePolicyConfigurationScope(scope)).toThrow(message);
+  });
+});
+
+describe('deleteImage', () => {
+  const quiet = createDirTransport({ durable: false });
+
+  it('removes the image files, then the directory when nothing else is left', async () => {
+    const directory = path.join(top, 'image');
+    await writeHandBuiltImage(await quiet.parseReference(directory).newImageDestination(), handBuiltImage('delete'), {
+      signatures: [new TextEncoder().encode('sig')],
+    });
+    await quiet.parseReference(directory).deleteImage();
+    expect(await readdir(top)).toEqual([]);
+    await expect(quiet.parseReference(directory).deleteImage()).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+    });
+  });
+
+  it('keeps files the layout does not name, and the directory holding them', async () => {
+    const directory = path.join(top, 'image');
+    await writeHandBuiltImage(await quiet.parseReference(directory).newImageDestination(), handBuiltImage('keep'));
+    await writeFile(path.join(directory, 'notes.txt'), 'mine');
+    await quiet.parseReference(directory).deleteImage();
+    expect(await readdir(directory)).toEqual(['notes.txt']);
+  });
+
+  it('refuses a directory without the version file', async () => {
+    const directory = path.join(top, 'image');
+    await mkdir(directory);
+    await writeFile(path.join(directory, 'manifest.json'), '{}');
+    await expect(quiet.parseReference(directory).deleteImage()).rejects.toMatchObject({
+      code: ErrorCodes.InvalidLayout,
+    });
+    expect(await readdir(directory)).toEqual(['manifest.json']);
   });
 });

@@ -122,15 +122,25 @@ const maxTokenBodyBytes = 1024 * 1024;
  */
 export async function fetchBearerToken(request: TokenRequest): Promise<BearerToken> {
   const realm = request.challenge.parameters.realm;
-  if (!realm) throw new GantryError(ErrorCodes.Internal, `registry ${request.registry}: missing realm in bearer auth challenge`);
+  if (!realm)
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `registry ${request.registry}: missing realm in bearer auth challenge`,
+    );
   let url: URL;
   try {
     url = new URL(realm);
   } catch {
-    throw new GantryError(ErrorCodes.Internal, `registry ${request.registry}: invalid realm in bearer auth challenge`);
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `registry ${request.registry}: invalid realm in bearer auth challenge`,
+    );
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new GantryError(ErrorCodes.Internal, `registry ${request.registry}: unsupported realm scheme ${url.protocol}`);
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `registry ${request.registry}: unsupported realm scheme ${url.protocol}`,
+    );
   }
   const service = request.challenge.parameters.service;
   const credentials = request.credentials;

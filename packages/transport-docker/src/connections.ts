@@ -1,10 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { readFileSync } from 'node:fs';
 import { abortError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
-import { Agent, type Dispatcher, Pool } from 'undici';
+import { Agent, type Dispatcher, Pool, ProxyAgent } from 'undici';
 
 /** TLS settings for one registry host. */
 export interface TlsSettings {
@@ -23,7 +23,10 @@ export interface TlsSettings {
  * first existing of `~/.config/containers/certs.d/<host:port>`, `/etc/containers/certs.d/<host:port>`,
  * `/etc/docker/certs.d/<host:port>`.
  */
-async function certificateDirectoryFor(registry: string, explicit: string | undefined): Promise<string | undefined> {
+async function certificateDirectoryFor(
+  registry: string,
+  explicit: string | undefined,
+): Promise<string | undefined> {
   if (explicit !== undefined) return explicit;
   const candidates = [
     path.join(os.homedir(), '.config', 'containers', 'certs.d', registry),
@@ -45,16 +48,27 @@ async function certificateDirectoryFor(registry: string, explicit: string | unde
  * Loads TLS settings for a registry: `*.crt` files are CA certificates, a `name.cert` file with its
  * `name.key` is a client certificate (as containers/image's tlsclientconfig).
  */
-export async function loadTlsSettings(registry: string, verify: boolean, certDirectory: string | undefined): Promise<TlsSettings> {
+export async function loadTlsSettings(
+  registry: string,
+  verify: boolean,
+  certDirectory: string | undefined,
+): Promise<TlsSettings> {
   const directory = await certificateDirectoryFor(registry, certDirectory);
-  const settings: TlsSettings = { verify, extraCertificateAuthorities: [], fingerprint: `verify=${verify};dir=${directory ?? ''}` };
+  const settings: TlsSettings = {
+    verify,
+    extraCertificateAuthorities: [],
+    fingerprint: `verify=${verify};dir=${directory ?? ''}`,
+  };
   if (directory === undefined) return settings;
   let names: string[];
   try {
     names = (await readdir(directory)).sort();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return settings;
-    throw new GantryError(ErrorCodes.Internal, `reading certificate directory ${directory}: ${(error as Error).message}`);
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `reading certificate directory ${directory}: ${(error as Error).message}`,
+    );
   }
   for (const name of names) {
     if (name.endsWith('.crt')) {
@@ -62,14 +76,20 @@ export async function loadTlsSettings(registry: string, verify: boolean, certDir
     } else if (name.endsWith('.cert')) {
       const keyName = `${name.slice(0, -'.cert'.length)}.key`;
       if (!names.includes(keyName)) {
-        throw new GantryError(ErrorCodes.Internal, `missing key ${keyName} for client certificate ${name} in ${directory}`);
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `missing key ${keyName} for client certificate ${name} in ${directory}`,
+        );
       }
       settings.clientCertificate = {
         certificate: await readFile(path.join(directory, name), 'utf8'),
         key: await readFile(path.join(directory, keyName), 'utf8'),
       };
     } else if (name.endsWith('.key') && !names.includes(`${name.slice(0, -'.key'.length)}.cert`)) {
-      throw new GantryError(ErrorCodes.Internal, `missing client certificate ${name.slice(0, -'.key'.length)}.cert for key ${name} in ${directory}`);
+      throw new GantryError(
+        ErrorCodes.Internal,
+        `missing client certificate ${name.slice(0, -'.key'.length)}.cert for key ${name} in ${directory}`,
+      );
     }
   }
   return settings;
@@ -77,7 +97,8 @@ export async function loadTlsSettings(registry: string, verify: boolean, certDir
 
 function connectOptions(tls: TlsSettings): Pool.Options['connect'] {
   const options: Record<string, unknown> = { rejectUnauthorized: tls.verify };
-  if (tls.extraCertificateAuthorities.length > 0) options.ca = [...rootCertificates, ...tls.extraCertificateAuthorities];
+  if (tls.extraCertificateAuthorities.length > 0)
+    options.ca = [...rootCertificates, ...tls.extraCertificateAuthorities];
   if (tls.clientCertificate) {
     options.cert = tls.clientCertificate.certificate;
     options.key = tls.clientCertificate.key;
@@ -89,46 +110,117 @@ function connectOptions(tls: TlsSettings): Pool.Options['connect'] {
 export const maxConnectionsPerOrigin = 16;
 const keepAliveTimeoutMs = 30_000;
 
+/** Environment variables, as `process.env`. */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return bare === 'localhost' || bare.endsWith('.localhost') || /^127\./.test(bare) || bare === '::1';
+}
+
 /**
- * undici connection pools, one per registry origin (and TLS settings, and role: sources and
- * destinations use separate pools so that a registry-to-registry copy never waits on itself), with
- * keep-alive. Idle sockets do not keep the process alive. Shared by every source and destination of
- * one transport instance.
+ * The proxy for a URL from the standard environment variables, with Go's `httpproxy` rules (what
+ * skopeo does): `HTTPS_PROXY`/`https_proxy` for https URLs, `HTTP_PROXY`/`http_proxy` for http URLs
+ * (a value without a scheme means `http://`); never for localhost or loopback addresses; never when
+ * `NO_PROXY`/`no_proxy` matches: `*`, an IP, a domain (matching it and its subdomains; with a leading
+ * `.`, subdomains only), each optionally with `:port`. Undefined when no proxy applies.
+ */
+export function proxyForUrl(url: URL, environment: Environment = process.env): string | undefined {
+  const value =
+    url.protocol === 'https:'
+      ? environment.HTTPS_PROXY || environment.https_proxy
+      : environment.HTTP_PROXY || environment.http_proxy;
+  if (!value) return undefined;
+  const host = url.hostname.toLowerCase();
+  if (isLoopbackHost(host)) return undefined;
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  const noProxy = environment.NO_PROXY || environment.no_proxy || '';
+  for (const rawEntry of noProxy.split(',')) {
+    let entry = rawEntry.trim().toLowerCase();
+    if (entry === '') continue;
+    if (entry === '*') return undefined;
+    let entryPort: string | undefined;
+    const portMatch = /^(.*[^:]):(\d+)$/.exec(entry);
+    if (portMatch && !entry.includes('::')) {
+      entry = portMatch[1]!;
+      entryPort = portMatch[2]!;
+    }
+    if (entryPort !== undefined && entryPort !== port) continue;
+    entry = entry.replace(/^\[|\]$/g, '');
+    const bareHost = host.replace(/^\[|\]$/g, '');
+    if (entry.startsWith('.')) {
+      if (bareHost.endsWith(entry)) return undefined;
+    } else if (entry.startsWith('*.')) {
+      if (bareHost.endsWith(entry.slice(1))) return undefined;
+    } else if (bareHost === entry || bareHost.endsWith(`.${entry}`)) {
+      return undefined;
+    }
+  }
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
+}
+
+/**
+ * undici dispatchers: one connection pool per registry origin (and TLS settings, and role: sources
+ * and destinations use separate pools so that a registry-to-registry copy never waits on itself),
+ * with keep-alive; a proxy agent instead when the environment names a proxy for the origin; agents
+ * for other hosts (token realms, blob redirects). Idle sockets do not keep the process alive.
+ * Shared by every source and destination of one transport instance.
  */
 export class ConnectionPools {
-  private readonly pools = new Map<string, Pool>();
-  private readonly agents = new Map<string, Agent>();
+  private readonly dispatchers = new Map<string, Dispatcher>();
+  private readonly environment: Environment | undefined;
 
-  /** The pool for an origin (`https://host:port`). */
-  pool(origin: string, tls: TlsSettings, role: string): Pool {
-    const key = `${role} ${origin} ${tls.fingerprint}`;
-    let pool = this.pools.get(key);
-    if (pool === undefined) {
-      pool = new Pool(origin, {
+  /** `environment` replaces `process.env` for proxy settings (read at each new origin). */
+  constructor(environment?: Environment) {
+    this.environment = environment;
+  }
+
+  private cached<T extends Dispatcher>(key: string, create: () => T): T {
+    let dispatcher = this.dispatchers.get(key) as T | undefined;
+    if (dispatcher === undefined) {
+      dispatcher = create();
+      this.dispatchers.set(key, dispatcher);
+    }
+    return dispatcher;
+  }
+
+  private proxyAgent(proxy: string, tls: TlsSettings, role: string): Dispatcher {
+    return this.cached(`proxy ${role} ${proxy} ${tls.fingerprint}`, () => {
+      return new ProxyAgent({
+        uri: proxy,
+        requestTls: connectOptions(tls) as ProxyAgent.Options['requestTls'],
+        connections: maxConnectionsPerOrigin,
+        keepAliveTimeout: keepAliveTimeoutMs,
+      });
+    });
+  }
+
+  /** The dispatcher for a registry origin (`https://host:port`). */
+  pool(origin: string, tls: TlsSettings, role: string): Dispatcher {
+    const proxy = proxyForUrl(new URL(origin), this.environment ?? process.env);
+    if (proxy !== undefined) return this.proxyAgent(proxy, tls, role);
+    return this.cached(`${role} ${origin} ${tls.fingerprint}`, () => {
+      return new Pool(origin, {
         connections: maxConnectionsPerOrigin,
         keepAliveTimeout: keepAliveTimeoutMs,
         connect: connectOptions(tls),
       });
-      this.pools.set(key, pool);
-    }
-    return pool;
+    });
   }
 
-  /** An agent for other hosts (blob redirects to storage or CDNs), with the given TLS settings. */
-  agent(tls: TlsSettings): Agent {
-    let agent = this.agents.get(tls.fingerprint);
-    if (agent === undefined) {
-      agent = new Agent({ keepAliveTimeout: keepAliveTimeoutMs, connect: connectOptions(tls) });
-      this.agents.set(tls.fingerprint, agent);
-    }
-    return agent;
+  /** The dispatcher for any other origin (token realms, blob redirects, external URLs). */
+  other(origin: string, tls: TlsSettings): Dispatcher {
+    const proxy = proxyForUrl(new URL(origin), this.environment ?? process.env);
+    if (proxy !== undefined) return this.proxyAgent(proxy, tls, 'other');
+    return this.cached(`other ${tls.fingerprint}`, () => {
+      return new Agent({ keepAliveTimeout: keepAliveTimeoutMs, connect: connectOptions(tls) });
+    });
   }
 
-  /** Closes every connection (waiting for requests in flight). The pools are re-created on next use. */
+  /** Closes every connection (waiting for requests in flight). Dispatchers are re-created on next use. */
   async close(): Promise<void> {
-    const all: Dispatcher[] = [...this.pools.values(), ...this.agents.values()];
-    this.pools.clear();
-    this.agents.clear();
+    const all = [...this.dispatchers.values()];
+    this.dispatchers.clear();
     await Promise.all(all.map((dispatcher) => dispatcher.close()));
   }
 }
@@ -140,7 +232,9 @@ export function gantryUserAgent(): string {
   if (cachedUserAgent === undefined) {
     let version = '0.0.0';
     try {
-      const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+      const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+        version?: unknown;
+      };
       if (typeof manifest.version === 'string') version = manifest.version;
     } catch {
       // Keep the fallback version.
@@ -164,6 +258,7 @@ const transientCodes = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_CLOSED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
 ]);
 
 const tlsVerificationCodes = new Set([
@@ -189,7 +284,11 @@ function errorCodeOf(error: unknown): string | undefined {
 export function isPlainHttpResponseToTls(error: unknown): boolean {
   const code = errorCodeOf(error);
   const message = error instanceof Error ? error.message : '';
-  return code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'EPROTO' || /wrong version number|packet length too long/i.test(message);
+  return (
+    code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+    code === 'EPROTO' ||
+    /wrong version number|packet length too long/i.test(message)
+  );
 }
 
 /**

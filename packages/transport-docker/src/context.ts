@@ -60,12 +60,14 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
   const options = (raw ?? {}) as DockerContextOptions;
   const optionalString = (name: keyof DockerContextOptions): string | undefined => {
     const value = options[name];
-    if (value !== undefined && typeof value !== 'string') throw usage(`transportOptions.docker.${name} must be a string`);
+    if (value !== undefined && typeof value !== 'string')
+      throw usage(`transportOptions.docker.${name} must be a string`);
     return value;
   };
   const optionalBoolean = (name: keyof DockerContextOptions): boolean | undefined => {
     const value = options[name];
-    if (value !== undefined && typeof value !== 'boolean') throw usage(`transportOptions.docker.${name} must be a boolean`);
+    if (value !== undefined && typeof value !== 'boolean')
+      throw usage(`transportOptions.docker.${name} must be a boolean`);
     return value;
   };
   let credentials: { username: string; password: string } | undefined;
@@ -80,7 +82,9 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
   }
   const registryToken = optionalString('registryToken');
   const noCredentials = optionalBoolean('noCredentials') ?? false;
-  const exclusive = [credentials !== undefined, registryToken !== undefined, noCredentials].filter(Boolean).length;
+  const exclusive = [credentials !== undefined, registryToken !== undefined, noCredentials].filter(
+    Boolean,
+  ).length;
   if (exclusive > 1) throw usage('credentials, a registry token and no-creds are mutually exclusive');
   return {
     tlsVerify: optionalBoolean('tlsVerify') ?? true,

@@ -10,7 +10,12 @@ import { responseError } from './registry-errors.js';
  * 404 → `ERR_GANTRY_IMAGE_NOT_FOUND`; a registry that does not allow deletes (405) →
  * `ERR_GANTRY_NOT_SUPPORTED`.
  */
-export async function deleteDockerImage(reference: DockerImageReference, context: TransportContext): Promise<void> {
+export async function deleteDockerImage(
+  reference: DockerImageReference,
+  context: TransportContext,
+): Promise<void> {
+  // Refuses `@@unknown-digest@@` references before any network traffic.
+  void reference.tagOrDigest;
   const client = await RegistryClient.open(
     reference.state,
     { registry: reference.registry, repository: reference.repository, actions: '*', role: 'destination' },
@@ -41,7 +46,12 @@ export async function deleteDockerImage(reference: DockerImageReference, context
     digest = served;
   }
   const what = `deleting manifest ${digest} in ${name}`;
-  const response = await client.request({ method: 'DELETE', target: `/v2/${reference.repository}/manifests/${digest}`, signal, what });
+  const response = await client.request({
+    method: 'DELETE',
+    target: `/v2/${reference.repository}/manifests/${digest}`,
+    signal,
+    what,
+  });
   if (response.statusCode === 200 || response.statusCode === 202 || response.statusCode === 204) {
     await response.body.dump();
     return;

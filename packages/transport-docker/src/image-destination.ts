@@ -11,6 +11,7 @@ import {
   type ImageDestinationProperties,
   isGantryError,
   MediaTypes,
+  manifestDigest,
   manifestMatchesDigest,
   type OperationOptions,
   type PutBlobOptions,
@@ -38,11 +39,17 @@ export const dockerDestinationManifestMediaTypes: readonly string[] = [
 /**
  * Writes an image to a registry repository.
  *
- * A registry has no transaction: blobs are uploaded as they come, and a manifest is visible (and a
- * tag moved) as soon as `putManifest` succeeds. The copy pipeline uploads every blob first and writes
- * the top-level manifest last, so a copy that fails leaves no new tag and no manifest naming missing
- * blobs, only unreferenced blobs that the registry's garbage collection removes. `commit` is
- * therefore a no-op and `close` discards nothing.
+ * A registry has no transaction; this destination gets as close as the API allows:
+ * - blobs are uploaded as they come (the pipeline uploads them all before any manifest, so no
+ *   manifest ever names a missing blob);
+ * - every manifest is PUT by digest in `putManifest` — the registry validates it there, so a refused
+ *   manifest type fails `putManifest` and the pipeline can try another format — and is invisible to
+ *   readers of the tag;
+ * - the tag is set by `commit` (a second PUT of the same top-level manifest, by tag). A copy that
+ *   fails or is closed without `commit` therefore never moves the tag; it leaves only untagged
+ *   manifests and blobs, which the registry's garbage collection removes (`close` deletes nothing:
+ *   the blobs may be shared with other images).
+ * - References by digest and `@@unknown-digest@@` references have no tag: `commit` has nothing to do.
  *
  * Blobs: `tryReusingBlob` HEADs the blob in the repository, then tries a cross-repository mount from
  * each repository of the same registry where this process has seen the blob (a source's manifest or
@@ -64,9 +71,15 @@ export class DockerImageDestination implements ImageDestination {
   private readonly client: RegistryClient;
   private readonly contextSignal: AbortSignal | undefined;
   private closed = false;
+  /** The top-level manifest to tag at `commit`, when the reference has a tag. */
+  private pendingTag: { tag: string; manifest: Uint8Array; mediaType: string } | undefined;
 
   /** @internal Use `reference.newImageDestination`. */
-  constructor(reference: DockerImageReference, client: RegistryClient, contextSignal: AbortSignal | undefined) {
+  constructor(
+    reference: DockerImageReference,
+    client: RegistryClient,
+    contextSignal: AbortSignal | undefined,
+  ) {
     this.reference = reference;
     this.client = client;
     this.contextSignal = contextSignal;
@@ -81,7 +94,8 @@ export class DockerImageDestination implements ImageDestination {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new GantryError(ErrorCodes.Internal, `${this.reference}: image destination used after close`);
+    if (this.closed)
+      throw new GantryError(ErrorCodes.Internal, `${this.reference}: image destination used after close`);
   }
 
   private recordLocation(digest: string): void {
@@ -91,7 +105,12 @@ export class DockerImageDestination implements ImageDestination {
   /** HEADs a blob in this repository: its size when present, undefined when absent. */
   private async blobSize(digest: Digest, signal: AbortSignal | undefined): Promise<number | undefined> {
     const what = `checking whether blob ${digest} exists in ${this.displayName}`;
-    const response = await this.client.request({ method: 'HEAD', target: `/v2/${this.repository}/blobs/${digest}`, signal, what });
+    const response = await this.client.request({
+      method: 'HEAD',
+      target: `/v2/${this.repository}/blobs/${digest}`,
+      signal,
+      what,
+    });
     await response.body.dump();
     if (response.statusCode === 200) {
       const length = headerValue(response.headers, 'content-length');
@@ -104,7 +123,11 @@ export class DockerImageDestination implements ImageDestination {
   /** Cancels an upload session; failures are ignored (the registry purges stale uploads). */
   private async cancelUpload(location: URL): Promise<void> {
     try {
-      const response = await this.client.request({ method: 'DELETE', target: location, what: 'cancelling an upload' });
+      const response = await this.client.request({
+        method: 'DELETE',
+        target: location,
+        what: 'cancelling an upload',
+      });
       await response.body.dump();
     } catch {
       // Best effort.
@@ -167,12 +190,18 @@ export class DockerImageDestination implements ImageDestination {
     try {
       throwIfAborted(signal);
       const start = await this.client.requestExpecting(
-        { method: 'POST', target: `/v2/${this.repository}/blobs/uploads/`, signal, what: `${what}: starting the upload` },
+        {
+          method: 'POST',
+          target: `/v2/${this.repository}/blobs/uploads/`,
+          signal,
+          what: `${what}: starting the upload`,
+        },
         [202],
       );
       await start.body.dump();
       const startLocation = headerValue(start.headers, 'location');
-      if (startLocation === undefined) throw new GantryError(ErrorCodes.Internal, `${what}: the registry gave no upload location`);
+      if (startLocation === undefined)
+        throw new GantryError(ErrorCodes.Internal, `${what}: the registry gave no upload location`);
       const sessionLocation = new URL(startLocation, `${this.client.origin}/`);
       let committed = false;
       try {
@@ -213,13 +242,20 @@ export class DockerImageDestination implements ImageDestination {
         const size = digester.size;
         const digest = digester.digest();
         if (info.digest !== undefined && digest !== info.digest) {
-          throw new GantryError(ErrorCodes.DigestMismatch, `${what}: digest mismatch: expected ${info.digest}, got ${digest}`);
+          throw new GantryError(
+            ErrorCodes.DigestMismatch,
+            `${what}: digest mismatch: expected ${info.digest}, got ${digest}`,
+          );
         }
         if (info.size >= 0 && size !== info.size) {
-          throw new GantryError(ErrorCodes.SizeMismatch, `${what}: size mismatch: expected ${info.size} bytes, got ${size}`);
+          throw new GantryError(
+            ErrorCodes.SizeMismatch,
+            `${what}: size mismatch: expected ${info.size} bytes, got ${size}`,
+          );
         }
         const patchLocation = headerValue(patch.headers, 'location');
-        const commitLocation = patchLocation !== undefined ? new URL(patchLocation, sessionLocation) : sessionLocation;
+        const commitLocation =
+          patchLocation !== undefined ? new URL(patchLocation, sessionLocation) : sessionLocation;
         commitLocation.searchParams.append('digest', digest);
         const put = await this.client.requestExpecting(
           { method: 'PUT', target: commitLocation, signal, what: `${what}: committing the upload` },
@@ -240,22 +276,43 @@ export class DockerImageDestination implements ImageDestination {
     }
   }
 
-  async putManifest(manifest: Uint8Array, mediaType: string, instanceDigest?: Digest, options: OperationOptions = {}): Promise<void> {
+  async putManifest(
+    manifest: Uint8Array,
+    mediaType: string,
+    instanceDigest?: Digest,
+    options: OperationOptions = {},
+  ): Promise<void> {
     this.assertOpen();
     const signal = combineSignals(this.contextSignal, options.signal);
     throwIfAborted(signal);
-    let tagOrDigest: string;
-    if (instanceDigest !== undefined) tagOrDigest = instanceDigest;
+    let digest: Digest;
+    if (instanceDigest !== undefined) digest = instanceDigest;
     else {
-      tagOrDigest = this.reference.tagOrDigest;
-      const digest = this.reference.reference.digest;
-      if (digest !== undefined && !manifestMatchesDigest(manifest, digest)) {
+      digest = manifestDigest(manifest);
+      const named = this.reference.reference.digest;
+      if (named !== undefined && !manifestMatchesDigest(manifest, named)) {
         throw new GantryError(
           ErrorCodes.DigestMismatch,
-          `${this.reference}: the manifest to write does not match the digest ${digest} the reference names`,
+          `${this.reference}: the manifest to write does not match the digest ${named} the reference names`,
         );
       }
+      if (named !== undefined) digest = named;
     }
+    await this.putManifestAt(digest, manifest, mediaType, signal);
+    for (const blobDigest of referencedBlobDigests(manifest)) this.recordLocation(blobDigest);
+    const tag = this.reference.reference.tag;
+    if (instanceDigest === undefined && tag !== undefined && this.reference.reference.digest === undefined) {
+      this.pendingTag = { tag, manifest, mediaType };
+    }
+  }
+
+  /** PUTs a manifest at a tag or digest with its MIME type. */
+  private async putManifestAt(
+    tagOrDigest: string,
+    manifest: Uint8Array,
+    mediaType: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const what = `writing manifest ${tagOrDigest} to ${this.displayName}`;
     const response = await this.client.requestExpecting(
       {
@@ -269,10 +326,13 @@ export class DockerImageDestination implements ImageDestination {
       [200, 201, 202, 204],
     );
     await response.body.dump();
-    for (const digest of referencedBlobDigests(manifest)) this.recordLocation(digest);
   }
 
-  async putSignatures(signatures: Uint8Array[], _instanceDigest?: Digest, options: OperationOptions = {}): Promise<void> {
+  async putSignatures(
+    signatures: Uint8Array[],
+    _instanceDigest?: Digest,
+    options: OperationOptions = {},
+  ): Promise<void> {
     this.assertOpen();
     throwIfAborted(combineSignals(this.contextSignal, options.signal));
     if (signatures.length === 0) return;
@@ -282,10 +342,15 @@ export class DockerImageDestination implements ImageDestination {
     );
   }
 
-  /** A registry has no transaction: everything is already visible (see the class comment). */
+  /** Sets the tag to the top-level manifest written by `putManifest` (see the class comment). */
   async commit(options: OperationOptions = {}): Promise<void> {
     this.assertOpen();
-    throwIfAborted(combineSignals(this.contextSignal, options.signal));
+    const signal = combineSignals(this.contextSignal, options.signal);
+    throwIfAborted(signal);
+    const pending = this.pendingTag;
+    if (pending === undefined) return;
+    await this.putManifestAt(pending.tag, pending.manifest, pending.mediaType, signal);
+    this.pendingTag = undefined;
   }
 
   async close(): Promise<void> {
@@ -300,7 +365,12 @@ export async function openDockerImageDestination(
 ): Promise<DockerImageDestination> {
   const client = await RegistryClient.open(
     reference.state,
-    { registry: reference.registry, repository: reference.repository, actions: 'pull,push', role: 'destination' },
+    {
+      registry: reference.registry,
+      repository: reference.repository,
+      actions: 'pull,push',
+      role: 'destination',
+    },
     context,
   );
   return new DockerImageDestination(reference, client, context.signal);

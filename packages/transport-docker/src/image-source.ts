@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import {
   type BlobInfo,
   type BlobStream,
@@ -6,13 +7,15 @@ import {
   GantryError,
   type ImageSource,
   type ImageSourceProperties,
+  isGantryError,
   type ManifestBlob,
   type OperationOptions,
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core';
 import type { Dispatcher } from 'undici';
-import { headerValue, fetchManifest, referencedBlobDigests } from './manifests.js';
+import { networkError } from './connections.js';
+import { fetchManifest, headerValue, referencedBlobDigests } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
@@ -26,20 +29,49 @@ export function combineSignals(...signals: Array<AbortSignal | undefined>): Abor
   return present.length <= 1 ? present[0] : AbortSignal.any(present);
 }
 
+/** How many times one blob download is resumed after the connection broke. */
+export const maxBlobResumes = 5;
+
 /**
- * GETs a blob of `client`'s repository as a stream, following redirects by hand: a redirect to
- * another origin (object storage, a CDN) is fetched without `Authorization`. The caller consumes the
- * stream. 404 → `ERR_GANTRY_BLOB_NOT_FOUND`.
+ * One GET of a blob, following redirects by hand (a redirect to another origin — object storage, a
+ * CDN — is fetched without `Authorization`). With `offset` > 0, asks for the rest with `Range`:
+ * a 206 answer must start at `offset`; a 200 answer (Range ignored) is skipped up to `offset`.
  */
-export async function fetchBlob(client: RegistryClient, digest: Digest, signal: AbortSignal | undefined): Promise<BlobStream> {
+async function requestBlob(
+  client: RegistryClient,
+  digest: Digest,
+  offset: number,
+  signal: AbortSignal | undefined,
+): Promise<{ body: Readable; size: number }> {
   const what = `fetching blob ${digest} from ${client.scope.registry}/${client.scope.repository}`;
   let target: string | URL = `/v2/${client.scope.repository}/blobs/${digest}`;
+  const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
   for (let redirects = 0; ; redirects++) {
-    const response: Dispatcher.ResponseData = await client.request({ method: 'GET', target, signal, what });
-    if (response.statusCode === 200) {
+    const response: Dispatcher.ResponseData = await client.request({
+      method: 'GET',
+      target,
+      headers,
+      signal,
+      what,
+    });
+    if (response.statusCode === 200 || (response.statusCode === 206 && offset > 0)) {
       const length = headerValue(response.headers, 'content-length');
-      const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : -1;
-      return { stream: response.body, size };
+      let size = length !== undefined && /^\d+$/.test(length) ? Number(length) : -1;
+      if (response.statusCode === 206) {
+        const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(
+          headerValue(response.headers, 'content-range') ?? '',
+        );
+        if (!range || Number(range[1]) !== offset) {
+          await response.body.dump();
+          throw new GantryError(ErrorCodes.Transient, `${what}: the registry resumed at the wrong offset`, {
+            retryable: true,
+          });
+        }
+        size = range[3] === '*' ? -1 : Number(range[3]);
+        return { body: response.body, size };
+      }
+      if (offset > 0) return { body: skipBytes(response.body, offset), size };
+      return { body: response.body, size };
     }
     const location = headerValue(response.headers, 'location');
     if (redirectStatuses.has(response.statusCode) && location !== undefined) {
@@ -50,12 +82,127 @@ export async function fetchBlob(client: RegistryClient, digest: Digest, signal: 
       const base: string | URL = typeof target === 'string' ? new URL(target, `${client.origin}/`) : target;
       target = new URL(location, base);
       if (target.protocol !== 'https:' && target.protocol !== 'http:') {
-        throw new GantryError(ErrorCodes.Internal, `${what}: redirect to unsupported URL scheme ${target.protocol}`);
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `${what}: redirect to unsupported URL scheme ${target.protocol}`,
+        );
       }
       continue;
     }
-    throw await responseError(response, { what, notFoundCode: ErrorCodes.BlobNotFound, credentialsSent: client.hasCredentials });
+    throw await responseError(response, {
+      what,
+      notFoundCode: ErrorCodes.BlobNotFound,
+      credentialsSent: client.hasCredentials,
+    });
   }
+}
+
+/** A stream of `body` without its first `count` bytes. */
+function skipBytes(body: Readable, count: number): Readable {
+  return Readable.from(
+    (async function* () {
+      let toSkip = count;
+      for await (const chunk of body) {
+        const buffer = chunk as Buffer;
+        if (toSkip >= buffer.byteLength) {
+          toSkip -= buffer.byteLength;
+          continue;
+        }
+        yield toSkip > 0 ? buffer.subarray(toSkip) : buffer;
+        toSkip = 0;
+      }
+    })(),
+    { objectMode: false },
+  );
+}
+
+/**
+ * GETs a blob from a manifest's foreign-layer URLs, in order, without credentials (never send
+ * registry credentials to URLs a manifest names: CVE-2020-15157), following redirects. Returns
+ * undefined when every URL failed or none is http(s), with the failures described.
+ */
+async function fetchExternalBlob(
+  client: RegistryClient,
+  urls: string[],
+  signal: AbortSignal | undefined,
+): Promise<{ blob: BlobStream | undefined; failures: string[] }> {
+  const failures: string[] = [];
+  for (const url of urls) {
+    let target: URL;
+    try {
+      target = new URL(url);
+    } catch {
+      continue;
+    }
+    if (target.protocol !== 'https:' && target.protocol !== 'http:') continue;
+    try {
+      for (let redirects = 0; ; redirects++) {
+        const response = await client.request({
+          method: 'GET',
+          target,
+          anonymous: true,
+          signal,
+          what: `fetching external blob from ${target.origin}${target.pathname}`,
+        });
+        const location = headerValue(response.headers, 'location');
+        if (redirectStatuses.has(response.statusCode) && location !== undefined && redirects < maxRedirects) {
+          await response.body.dump();
+          target = new URL(location, target);
+          continue;
+        }
+        if (response.statusCode !== 200) {
+          await response.body.dump();
+          failures.push(`${url}: HTTP status ${response.statusCode}`);
+          break;
+        }
+        const length = headerValue(response.headers, 'content-length');
+        const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : -1;
+        return { blob: { stream: response.body, size }, failures };
+      }
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      failures.push(`${url}: ${(error as Error).message}`);
+    }
+  }
+  return { blob: undefined, failures };
+}
+
+/**
+ * GETs a blob of `client`'s repository as a stream (see `requestBlob` for redirects). When the
+ * connection breaks mid-body, the download resumes where it stopped with a `Range` request (up to
+ * `maxBlobResumes` times) instead of failing; a failure that remains is `ERR_GANTRY_TRANSIENT`
+ * (retryable). 404 → `ERR_GANTRY_BLOB_NOT_FOUND`. The caller consumes or destroys the stream.
+ */
+export async function fetchBlob(
+  client: RegistryClient,
+  digest: Digest,
+  signal: AbortSignal | undefined,
+): Promise<BlobStream> {
+  const what = `fetching blob ${digest} from ${client.scope.registry}/${client.scope.repository}`;
+  const first = await requestBlob(client, digest, 0, signal);
+  const resuming = async function* (): AsyncGenerator<Buffer, void, undefined> {
+    let body = first.body;
+    let received = 0;
+    for (let resumes = 0; ; ) {
+      try {
+        for await (const chunk of body) {
+          const buffer = chunk as Buffer;
+          received += buffer.byteLength;
+          yield buffer;
+        }
+        return;
+      } catch (error) {
+        body.destroy();
+        const failure = networkError(error, what, signal);
+        if (!failure.retryable || resumes >= maxBlobResumes || (first.size >= 0 && received >= first.size)) {
+          throw failure;
+        }
+        resumes++;
+        body = (await requestBlob(client, digest, received, signal)).body;
+      }
+    }
+  };
+  return { stream: Readable.from(resuming(), { objectMode: false }), size: first.size };
 }
 
 /**
@@ -72,14 +219,19 @@ export class DockerImageSource implements ImageSource {
   private closed = false;
 
   /** @internal Use `reference.newImageSource`. */
-  constructor(reference: DockerImageReference, client: RegistryClient, contextSignal: AbortSignal | undefined) {
+  constructor(
+    reference: DockerImageReference,
+    client: RegistryClient,
+    contextSignal: AbortSignal | undefined,
+  ) {
     this.reference = reference;
     this.client = client;
     this.contextSignal = contextSignal;
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new GantryError(ErrorCodes.Internal, `${this.reference}: image source used after close`);
+    if (this.closed)
+      throw new GantryError(ErrorCodes.Internal, `${this.reference}: image source used after close`);
   }
 
   private recordBlobLocations(manifest: ManifestBlob): void {
@@ -103,8 +255,32 @@ export class DockerImageSource implements ImageSource {
     this.assertOpen();
     const signal = combineSignals(this.contextSignal, options.signal);
     throwIfAborted(signal);
-    const blob = await fetchBlob(this.client, info.digest, signal);
-    this.reference.state.blobLocations.record(this.reference.registry, this.reference.repository, info.digest);
+    let externalFailures: string[] = [];
+    if (info.urls !== undefined && info.urls.length > 0) {
+      const external = await fetchExternalBlob(this.client, info.urls, signal);
+      if (external.blob) return external.blob;
+      externalFailures = external.failures;
+    }
+    let blob: BlobStream;
+    try {
+      blob = await fetchBlob(this.client, info.digest, signal);
+    } catch (error) {
+      if (externalFailures.length > 0 && isGantryError(error) && error.code === ErrorCodes.BlobNotFound) {
+        throw new GantryError(
+          ErrorCodes.BlobNotFound,
+          `${error.message}; external URLs failed: ${externalFailures.join('; ')}`,
+          {
+            cause: error,
+          },
+        );
+      }
+      throw error;
+    }
+    this.reference.state.blobLocations.record(
+      this.reference.registry,
+      this.reference.repository,
+      info.digest,
+    );
     return blob;
   }
 
@@ -120,7 +296,12 @@ export class DockerImageSource implements ImageSource {
 }
 
 /** Opens a source: connects, authenticates for `pull`, and fetches the top-level manifest. */
-export async function openDockerImageSource(reference: DockerImageReference, context: TransportContext): Promise<DockerImageSource> {
+export async function openDockerImageSource(
+  reference: DockerImageReference,
+  context: TransportContext,
+): Promise<DockerImageSource> {
+  // Refuses `@@unknown-digest@@` references before any network traffic.
+  void reference.tagOrDigest;
   const client = await RegistryClient.open(
     reference.state,
     { registry: reference.registry, repository: reference.repository, actions: 'pull', role: 'source' },

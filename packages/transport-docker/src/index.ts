@@ -7,7 +7,12 @@ export { DockerImageDestination, dockerDestinationManifestMediaTypes } from './i
 export { DockerImageSource } from './image-source.js';
 export { DockerImageReference, parseDockerRepositoryName } from './reference.js';
 export type { ListTagsOptions } from './tags.js';
-export { createDockerTransport, type DockerTransport, type DockerTransportOptions, dockerTransport } from './transport.js';
+export {
+  createDockerTransport,
+  type DockerTransport,
+  type DockerTransportOptions,
+  dockerTransport,
+} from './transport.js';
 
 import { dockerTransport } from './transport.js';
 

@@ -18,7 +18,10 @@ export const maxManifestBytes = 4 * 1024 * 1024;
 export const manifestAcceptHeader = allManifestMediaTypes.join(', ');
 
 /** A header's first value. */
-export function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+export function headerValue(
+  headers: Record<string, string | string[] | undefined>,
+  name: string,
+): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }
@@ -54,7 +57,10 @@ export async function fetchManifest(
   const declaredLength = Number(headerValue(response.headers, 'content-length') ?? -1);
   if (declaredLength > maxManifestBytes) {
     await response.body.dump();
-    throw new GantryError(ErrorCodes.InvalidManifest, `${what}: manifest too large (${declaredLength} bytes, at most ${maxManifestBytes})`);
+    throw new GantryError(
+      ErrorCodes.InvalidManifest,
+      `${what}: manifest too large (${declaredLength} bytes, at most ${maxManifestBytes})`,
+    );
   }
   let bytes: Buffer;
   try {
@@ -63,12 +69,21 @@ export async function fetchManifest(
     throw networkError(error, what, signal);
   }
   if (bytes.byteLength > maxManifestBytes) {
-    throw new GantryError(ErrorCodes.InvalidManifest, `${what}: manifest too large (more than ${maxManifestBytes} bytes)`);
+    throw new GantryError(
+      ErrorCodes.InvalidManifest,
+      `${what}: manifest too large (more than ${maxManifestBytes} bytes)`,
+    );
   }
   if (isDigest(tagOrDigest) && !manifestMatchesDigest(bytes, tagOrDigest as Digest)) {
-    throw new GantryError(ErrorCodes.DigestMismatch, `${what}: the registry served a manifest that does not match digest ${tagOrDigest}`);
+    throw new GantryError(
+      ErrorCodes.DigestMismatch,
+      `${what}: the registry served a manifest that does not match digest ${tagOrDigest}`,
+    );
   }
-  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), mediaType: bareMediaType(headerValue(response.headers, 'content-type')) };
+  return {
+    bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    mediaType: bareMediaType(headerValue(response.headers, 'content-type')),
+  };
 }
 
 /**
@@ -92,7 +107,8 @@ export function referencedBlobDigests(bytes: Uint8Array): string[] {
   ] as const) {
     if (!Array.isArray(list)) continue;
     for (const entry of list) {
-      const digest = typeof entry === 'object' && entry !== null ? (entry as Record<string, unknown>)[field] : undefined;
+      const digest =
+        typeof entry === 'object' && entry !== null ? (entry as Record<string, unknown>)[field] : undefined;
       if (typeof digest === 'string' && isDigest(digest)) digests.push(digest);
     }
   }

@@ -8,9 +8,9 @@ import {
   type ImageSource,
   isGantryError,
   parseNormalizedNamed,
-  tagNameOnly,
   type Transport,
   type TransportContext,
+  tagNameOnly,
 } from '@gantry/core';
 import { deleteDockerImage } from './delete.js';
 import { openDockerImageDestination } from './image-destination.js';
@@ -27,6 +27,9 @@ import type { DockerTransportState } from './transport-state.js';
  * - a name with neither tag nor digest gets `:latest`;
  * - a tag and a digest together are refused (the registry API cannot ask for both);
  * - `stringWithinTransport()` is `//` + the familiar form (`//busybox:latest`);
+ * - `//name@@unknown-digest@@` (a name without tag or digest, then that suffix) names an image to push
+ *   without a tag: only a destination can be opened; the manifest is stored by its digest. Its policy
+ *   identity is the repository name, and the namespaces start at the parent namespace;
  * - the policy identity is `domain/path:tag` or `domain/path@digest`; the namespaces are the
  *   repository, each parent namespace up to the registry host (with its port), then wildcard domains
  *   (`*.example.com`, `*.com`) made from the host without its port.
@@ -35,14 +38,22 @@ export class DockerImageReference implements ImageReference {
   readonly transport: Transport;
   /** The normalised docker reference; has a tag or a digest, never both. */
   readonly reference: DockerReference;
+  /** True for `//name@@unknown-digest@@`: push without a tag (the reference has no tag or digest). */
+  readonly isUnknownDigest: boolean;
   /** @internal */
   readonly state: DockerTransportState;
 
   /** @internal Use `transport.parseReference` or `newDockerImageReference`. */
-  constructor(transport: Transport, state: DockerTransportState, reference: DockerReference) {
+  constructor(
+    transport: Transport,
+    state: DockerTransportState,
+    reference: DockerReference,
+    isUnknownDigest = false,
+  ) {
     this.transport = transport;
     this.state = state;
     this.reference = reference;
+    this.isUnknownDigest = isUnknownDigest;
     Object.freeze(this);
   }
 
@@ -56,13 +67,23 @@ export class DockerImageReference implements ImageReference {
     return this.reference.path;
   }
 
-  /** The tag or digest used in `/v2/<repository>/manifests/<tagOrDigest>`. */
+  /**
+   * The tag or digest used in `/v2/<repository>/manifests/<tagOrDigest>`. Throws
+   * `ERR_GANTRY_NOT_SUPPORTED` for an unknown-digest reference (it has neither).
+   */
   get tagOrDigest(): string {
-    return this.reference.digest ?? this.reference.tag!;
+    const value = this.reference.digest ?? this.reference.tag;
+    if (value === undefined) {
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        `${this}: a reference without a tag or digest can only be written to (the image is stored by its digest)`,
+      );
+    }
+    return value;
   }
 
   stringWithinTransport(): string {
-    return `//${familiarString(this.reference)}`;
+    return `//${familiarString(this.reference)}${this.isUnknownDigest ? unknownDigestSuffix : ''}`;
   }
 
   dockerReference(): DockerReference {
@@ -71,7 +92,10 @@ export class DockerImageReference implements ImageReference {
 
   policyConfigurationIdentity(): string {
     const reference = this.reference;
-    return reference.digest !== undefined ? `${reference.name}@${reference.digest}` : `${reference.name}:${reference.tag}`;
+    if (this.isUnknownDigest) return reference.name;
+    return reference.digest !== undefined
+      ? `${reference.name}@${reference.digest}`
+      : `${reference.name}:${reference.tag}`;
   }
 
   policyConfigurationNamespaces(): string[] {
@@ -91,7 +115,7 @@ export class DockerImageReference implements ImageReference {
       name = name.slice(firstDot + 1);
       namespaces.push(`*.${name}`);
     }
-    return namespaces;
+    return this.isUnknownDigest ? namespaces.slice(1) : namespaces;
   }
 
   /** `docker://<familiar reference>`, for messages. */
@@ -116,6 +140,9 @@ export class DockerImageReference implements ImageReference {
     return deleteDockerImage(this, context);
   }
 }
+
+/** The suffix of references that push an image without a tag. */
+export const unknownDigestSuffix = '@@unknown-digest@@';
 
 /**
  * Builds a reference from a parsed docker reference, adding `:latest` when it has neither tag nor
@@ -148,15 +175,30 @@ export function parseDockerImageReference(
       `Invalid image name "docker:${input}": docker: image reference ${input} does not start with //`,
     );
   }
-  const withoutSlashes = input.slice(2);
+  let withoutSlashes = input.slice(2);
+  const isUnknownDigest = withoutSlashes.endsWith(unknownDigestSuffix);
+  if (isUnknownDigest) withoutSlashes = withoutSlashes.slice(0, -unknownDigestSuffix.length);
   let reference: DockerReference;
   try {
     reference = parseNormalizedNamed(withoutSlashes);
   } catch (error) {
     if (isGantryError(error)) throw error;
-    throw new GantryError(ErrorCodes.InvalidReference, `Invalid image name "docker:${input}": ${String(error)}`, {
-      cause: error,
-    });
+    throw new GantryError(
+      ErrorCodes.InvalidReference,
+      `Invalid image name "docker:${input}": ${String(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  if (isUnknownDigest) {
+    if (reference.tag !== undefined || reference.digest !== undefined) {
+      throw new GantryError(
+        ErrorCodes.InvalidReference,
+        `Invalid image name "docker:${input}": docker: image reference "${reference}${unknownDigestSuffix}" has unknown digest set but it contains either a tag or digest`,
+      );
+    }
+    return new DockerImageReference(transport, state, reference, true);
   }
   return newDockerImageReference(transport, state, reference);
 }
@@ -175,7 +217,10 @@ export function parseDockerRepositoryName(input: string): DockerReference {
   }
   const reference = parseNormalizedNamed(withoutTransport.slice(2));
   if (reference.tag !== undefined || reference.digest !== undefined) {
-    throw new GantryError(ErrorCodes.InvalidReference, `Invalid repository name "${input}": No tag or digest allowed in reference`);
+    throw new GantryError(
+      ErrorCodes.InvalidReference,
+      `Invalid repository name "${input}": No tag or digest allowed in reference`,
+    );
   }
   return reference;
 }

@@ -1,12 +1,18 @@
 import type { Readable } from 'node:stream';
 import { type ErrorCode, type TransportContext, throwIfAborted } from '@gantry/core';
-import { findRegistryCredentials } from './core-config.js';
-import { type AuthChallenge, type BearerToken, fetchBearerToken, isTokenExpired, parseAuthChallenges } from './authentication.js';
+import type { Dispatcher } from 'undici';
+import {
+  type AuthChallenge,
+  type BearerToken,
+  fetchBearerToken,
+  isTokenExpired,
+  parseAuthChallenges,
+} from './authentication.js';
 import { loadTlsSettings, networkError, type TlsSettings } from './connections.js';
-import { resolveDockerContextOptions, type ResolvedDockerContextOptions } from './context.js';
+import { type ResolvedDockerContextOptions, resolveDockerContextOptions } from './context.js';
+import { findRegistryCredentials } from './core-config.js';
 import { responseError } from './registry-errors.js';
 import type { DockerTransportState } from './transport-state.js';
-import type { Dispatcher, Pool } from 'undici';
 
 /** Docker Hub's API host: `docker.io` references are served by `registry-1.docker.io`. */
 const dockerHubApiHost = 'registry-1.docker.io';
@@ -22,6 +28,8 @@ export interface RegistryRequest {
   body?: RequestBody;
   /** Scopes beyond the client's own (e.g. `repository:other:pull` for a mount). */
   extraScopes?: string[];
+  /** Never send `Authorization` (external URLs, CVE-2020-15157), even to the registry's origin. */
+  anonymous?: boolean;
   signal?: AbortSignal | undefined;
   /** Describes the operation in error messages. */
   what: string;
@@ -37,6 +45,15 @@ export interface RegistryClientScope {
   actions: string;
   /** Connection pool role: sources and destinations never share a pool. */
   role: 'source' | 'destination';
+}
+
+/** The origin of a bearer challenge's realm (the registry's when it is missing or invalid: the token request then fails clearly). */
+function realmOrigin(challenge: AuthChallenge, fallback: string): string {
+  try {
+    return new URL(challenge.parameters.realm ?? fallback).origin;
+  } catch {
+    return fallback;
+  }
 }
 
 type Credentials = { username: string; password: string; identityToken?: string };
@@ -79,14 +96,21 @@ export class RegistryClient {
   }
 
   /** Resolves credentials and TLS settings, and pings the registry. */
-  static async open(state: DockerTransportState, scope: RegistryClientScope, context: TransportContext): Promise<RegistryClient> {
+  static async open(
+    state: DockerTransportState,
+    scope: RegistryClientScope,
+    context: TransportContext,
+  ): Promise<RegistryClient> {
     throwIfAborted(context.signal);
     const options = resolveDockerContextOptions(context);
     let credentials: Credentials | undefined;
     if (options.credentials) credentials = options.credentials;
     else if (!options.noCredentials && options.registryToken === undefined) {
       const key = scope.repository === '' ? scope.registry : `${scope.registry}/${scope.repository}`;
-      const found = await findRegistryCredentials(key, options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath });
+      const found = await findRegistryCredentials(
+        key,
+        options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath },
+      );
       if (found) {
         credentials = { username: found.username, password: found.password };
         if (found.identityToken) credentials.identityToken = found.identityToken;
@@ -115,10 +139,12 @@ export class RegistryClient {
 
   /** The scope string of this client's repository: `repository:<name>:<actions>`. */
   get repositoryScope(): string | undefined {
-    return this.scope.repository === '' ? undefined : `repository:${this.scope.repository}:${this.scope.actions}`;
+    return this.scope.repository === ''
+      ? undefined
+      : `repository:${this.scope.repository}:${this.scope.actions}`;
   }
 
-  private pool(): Pool {
+  private pool(): Dispatcher {
     return this.state.pools.pool(this.origin, this.tls, this.scope.role);
   }
 
@@ -128,6 +154,7 @@ export class RegistryClient {
     let response: Dispatcher.ResponseData;
     try {
       response = await this.state.pools.pool(origin, this.tls, this.scope.role).request({
+        origin,
         path: '/v2/',
         method: 'GET',
         headers: { 'user-agent': this.state.userAgent },
@@ -161,7 +188,11 @@ export class RegistryClient {
     }
   }
 
-  private tokenFor(challenge: AuthChallenge, scopes: string[], signal: AbortSignal | undefined): Promise<BearerToken> {
+  private tokenFor(
+    challenge: AuthChallenge,
+    scopes: string[],
+    signal: AbortSignal | undefined,
+  ): Promise<BearerToken> {
     const key = scopes.join(' ');
     const cached = this.tokens.get(key);
     if (cached && !isTokenExpired(cached)) return Promise.resolve(cached);
@@ -171,7 +202,7 @@ export class RegistryClient {
         challenge,
         scopes,
         credentials: this.credentials,
-        dispatcher: this.state.pools.agent(this.tls),
+        dispatcher: this.state.pools.other(realmOrigin(challenge, this.origin), this.tls),
         userAgent: this.state.userAgent,
         signal,
         registry: this.scope.registry,
@@ -192,12 +223,17 @@ export class RegistryClient {
   }
 
   private scopesFor(extraScopes: string[] | undefined): string[] {
-    const scopes = [this.repositoryScope, ...(extraScopes ?? [])].filter((scope): scope is string => scope !== undefined);
+    const scopes = [this.repositoryScope, ...(extraScopes ?? [])].filter(
+      (scope): scope is string => scope !== undefined,
+    );
     return [...new Set(scopes)].sort();
   }
 
   /** The `Authorization` header value for a request with these scopes, if any. */
-  private async authorization(extraScopes: string[] | undefined, signal: AbortSignal | undefined): Promise<string | undefined> {
+  private async authorization(
+    extraScopes: string[] | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<string | undefined> {
     if (this.options.registryToken !== undefined) return `Bearer ${this.options.registryToken}`;
     for (const challenge of this.challenges) {
       if (challenge.scheme === 'basic') {
@@ -222,8 +258,12 @@ export class RegistryClient {
    */
   async request(request: RegistryRequest): Promise<Dispatcher.ResponseData> {
     const url = this.resolveTarget(request.target);
-    const sameOrigin = url.origin === this.origin;
-    const replayable = request.body === undefined || request.body === null || typeof request.body === 'string' || request.body instanceof Uint8Array;
+    const sameOrigin = url.origin === this.origin && request.anonymous !== true;
+    const replayable =
+      request.body === undefined ||
+      request.body === null ||
+      typeof request.body === 'string' ||
+      request.body instanceof Uint8Array;
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(request.signal);
       const headers: Record<string, string> = { 'user-agent': this.state.userAgent, ...request.headers };
@@ -231,7 +271,7 @@ export class RegistryClient {
         const authorization = await this.authorization(request.extraScopes, request.signal);
         if (authorization !== undefined) headers.authorization = authorization;
       }
-      const dispatcher: Dispatcher = sameOrigin ? this.pool() : this.state.pools.agent(this.tls);
+      const dispatcher: Dispatcher = sameOrigin ? this.pool() : this.state.pools.other(url.origin, this.tls);
       let response: Dispatcher.ResponseData;
       try {
         response = await dispatcher.request({
@@ -243,15 +283,27 @@ export class RegistryClient {
           signal: request.signal,
         });
       } catch (error) {
-        throw networkError(error, `${request.what} (${request.method} ${url.origin}${url.pathname})`, request.signal);
+        throw networkError(
+          error,
+          `${request.what} (${request.method} ${url.origin}${url.pathname})`,
+          request.signal,
+        );
       }
-      if (response.statusCode !== 401 || !sameOrigin || !replayable || attempt > 0 || this.options.registryToken !== undefined) {
+      if (
+        response.statusCode !== 401 ||
+        !sameOrigin ||
+        !replayable ||
+        attempt > 0 ||
+        this.options.registryToken !== undefined
+      ) {
         return response;
       }
       // A token may have been revoked or lack a scope, or the registry wants authentication it did
       // not announce at ping time: learn the challenge again, forget cached tokens, retry once.
       const challenges = parseAuthChallenges(response.headers['www-authenticate']);
-      const canRetry = challenges.some((challenge) => challenge.scheme === 'bearer') || (this.challenges.length === 0 && challenges.length > 0 && this.credentials !== undefined);
+      const canRetry =
+        challenges.some((challenge) => challenge.scheme === 'bearer') ||
+        (this.challenges.length === 0 && challenges.length > 0 && this.credentials !== undefined);
       if (!canRetry) return response;
       await response.body.dump();
       if (challenges.length > 0) this.challenges = challenges;

@@ -40,7 +40,11 @@ export function parseRegistryErrors(body: Buffer): RegistryErrorEntry[] {
 /** A short description of a response body's errors, e.g. `manifest unknown: manifest unknown`. */
 export function describeRegistryErrors(status: number, entries: RegistryErrorEntry[], body: Buffer): string {
   if (entries.length > 0) {
-    return entries.map((entry) => [entry.code.toLowerCase().replaceAll('_', ' '), entry.message].filter(Boolean).join(': ')).join('; ');
+    return entries
+      .map((entry) =>
+        [entry.code.toLowerCase().replaceAll('_', ' '), entry.message].filter(Boolean).join(': '),
+      )
+      .join('; ');
   }
   const text = body.toString('utf8').trim();
   const statusText = `HTTP status ${status}`;
@@ -64,7 +68,10 @@ export interface ResponseErrorOptions {
  * `MANIFEST_UNVERIFIED`, `TAG_INVALID`) → `ERR_GANTRY_UNSUPPORTED_MANIFEST_TYPE` so the copy may try
  * another format; anything else → `ERR_GANTRY_INTERNAL`.
  */
-export async function responseError(response: Dispatcher.ResponseData, options: ResponseErrorOptions): Promise<GantryError> {
+export async function responseError(
+  response: Dispatcher.ResponseData,
+  options: ResponseErrorOptions,
+): Promise<GantryError> {
   const body = await readLimitedBody(response.body, maxErrorBodyBytes).catch(() => Buffer.alloc(0));
   return statusError(response.statusCode, body, options);
 }
@@ -75,17 +82,31 @@ export function statusError(status: number, body: Buffer, options: ResponseError
   const detail = describeRegistryErrors(status, entries, body);
   const codes = new Set(entries.map((entry) => entry.code));
   if (status === 401) {
-    const advice = options.credentialsSent ? 'invalid username/password' : 'authentication required (no credentials found)';
+    const advice = options.credentialsSent
+      ? 'invalid username/password'
+      : 'authentication required (no credentials found)';
     return new GantryError(ErrorCodes.Unauthorized, `${options.what}: ${advice}: ${detail}`);
   }
-  if (status === 403) return new GantryError(ErrorCodes.Unauthorized, `${options.what}: access denied: ${detail}`);
-  if (status === 404) return new GantryError(options.notFoundCode ?? ErrorCodes.ImageNotFound, `${options.what}: ${detail}`);
-  if (status === 405) return new GantryError(ErrorCodes.NotSupported, `${options.what}: the registry does not allow this operation: ${detail}`);
+  if (status === 403)
+    return new GantryError(ErrorCodes.Unauthorized, `${options.what}: access denied: ${detail}`);
+  if (status === 404)
+    return new GantryError(options.notFoundCode ?? ErrorCodes.ImageNotFound, `${options.what}: ${detail}`);
+  if (status === 405)
+    return new GantryError(
+      ErrorCodes.NotSupported,
+      `${options.what}: the registry does not allow this operation: ${detail}`,
+    );
   if (status === 408 || status === 429 || status >= 500) {
     return new GantryError(ErrorCodes.Transient, `${options.what}: ${detail}`, { retryable: true });
   }
-  if (status === 400 && (codes.has('MANIFEST_INVALID') || codes.has('MANIFEST_UNVERIFIED') || codes.has('TAG_INVALID'))) {
-    return new GantryError(ErrorCodes.UnsupportedManifestType, `${options.what}: the registry rejected the manifest: ${detail}`);
+  if (
+    status === 400 &&
+    (codes.has('MANIFEST_INVALID') || codes.has('MANIFEST_UNVERIFIED') || codes.has('TAG_INVALID'))
+  ) {
+    return new GantryError(
+      ErrorCodes.UnsupportedManifestType,
+      `${options.what}: the registry rejected the manifest: ${detail}`,
+    );
   }
   return new GantryError(ErrorCodes.Internal, `${options.what}: ${detail}`);
 }

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { type Digest, digestOf, ErrorCodes, MediaTypes } from '@gantry/core';
-import { fixturePresets, type FixtureImage } from '@gantry/core/testing';
+import { type FixtureImage, fixturePresets } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gantryUserAgent } from './connections.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
@@ -31,7 +31,8 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     if (directory) await rm(directory, { recursive: true, force: true });
   });
 
-  const reference = (repositoryAndTag: string) => transport.parseReference(`//${registry.host}/${repositoryAndTag}`);
+  const reference = (repositoryAndTag: string) =>
+    transport.parseReference(`//${registry.host}/${repositoryAndTag}`);
 
   it('pushes an image and reads it back byte for byte', async () => {
     await pushFixture(transport, registry, 'gantry/single:v1', image, context);
@@ -67,7 +68,9 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     expect(top.mediaType).toBe(MediaTypes.OciIndex);
     for (const single of list.images) {
       const instance = await source.getManifest(single.manifestDigest);
-      expect(Buffer.from(instance.bytes).equals(Buffer.from(list.manifests.get(single.manifestDigest)!.bytes))).toBe(true);
+      expect(
+        Buffer.from(instance.bytes).equals(Buffer.from(list.manifests.get(single.manifestDigest)!.bytes)),
+      ).toBe(true);
     }
     await source.close();
   });
@@ -86,7 +89,9 @@ describe('docker transport against a real registry (plain HTTP)', () => {
       code: ErrorCodes.BlobNotFound,
       message: expect.stringContaining(missing),
     });
-    await expect(source.getManifest(digestOf('no such manifest'))).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
+    await expect(source.getManifest(digestOf('no such manifest'))).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+    });
     await source.close();
   });
 
@@ -113,8 +118,12 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     // A fresh transport: it learns where the blobs are from the source's manifest only.
     const fresh = createDockerTransport();
     try {
-      const source = await fresh.parseReference(`//${registry.host}/gantry/single:v1`).newImageSource(context);
-      const destination = await fresh.parseReference(`//${registry.host}/other/copy:v1`).newImageDestination(context);
+      const source = await fresh
+        .parseReference(`//${registry.host}/gantry/single:v1`)
+        .newImageSource(context);
+      const destination = await fresh
+        .parseReference(`//${registry.host}/other/copy:v1`)
+        .newImageDestination(context);
       registry.clearAccessLog();
       for (const blob of image.blobs.values()) {
         const result = await destination.tryReusingBlob!(
@@ -129,12 +138,17 @@ describe('docker transport against a real registry (plain HTTP)', () => {
       const log = await registry.accessLog();
       const mounts = log.filter((entry) => entry.method === 'POST' && entry.path.includes('mount='));
       expect(mounts.length).toBe(image.blobs.size);
-      expect(mounts.every((entry) => entry.status === 201 && entry.path.includes('from=gantry%2Fsingle'))).toBe(true);
+      expect(
+        mounts.every((entry) => entry.status === 201 && entry.path.includes('from=gantry%2Fsingle')),
+      ).toBe(true);
       expect(log.filter((entry) => entry.method === 'PATCH')).toEqual([]);
       expect(log.filter((entry) => entry.method === 'GET' && entry.path.includes('/blobs/'))).toEqual([]);
       const copied = await fresh.parseReference(`//${registry.host}/other/copy:v1`).newImageSource(context);
       for (const blob of image.blobs.values()) {
-        expect((await digestStream((await copied.getBlob({ digest: blob.digest, size: blob.size })).stream)).digest).toBe(blob.digest);
+        expect(
+          (await digestStream((await copied.getBlob({ digest: blob.digest, size: blob.size })).stream))
+            .digest,
+        ).toBe(blob.digest);
       }
       await copied.close();
     } finally {
@@ -145,11 +159,19 @@ describe('docker transport against a real registry (plain HTTP)', () => {
   it('computes the digest of a blob written without one, and never commits a wrong blob', async () => {
     const destination = await reference('gantry/blobs:v1').newImageDestination(context);
     const bytes = Buffer.from('a blob whose digest the pipeline does not know yet');
-    const stored = await destination.putBlob(Readable.from([bytes.subarray(0, 10), bytes.subarray(10)]), { size: -1 }, { isConfig: false });
+    const stored = await destination.putBlob(
+      Readable.from([bytes.subarray(0, 10), bytes.subarray(10)]),
+      { size: -1 },
+      { isConfig: false },
+    );
     expect(stored).toEqual({ digest: digestOf(bytes), size: bytes.byteLength });
     const wrongDigest = digestOf('something else');
     await expect(
-      destination.putBlob(Readable.from([Buffer.from('the real content')]), { digest: wrongDigest, size: -1 }, { isConfig: false }),
+      destination.putBlob(
+        Readable.from([Buffer.from('the real content')]),
+        { digest: wrongDigest, size: -1 },
+        { isConfig: false },
+      ),
     ).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
     const failing = new Readable({
       read() {
@@ -157,24 +179,39 @@ describe('docker transport against a real registry (plain HTTP)', () => {
         this.destroy(Object.assign(new Error('verification failed upstream'), { code: 'TEST' }));
       },
     });
-    await expect(destination.putBlob(failing, { digest: digestOf('partial'), size: 7 }, { isConfig: false })).rejects.toThrow(
-      /verification failed upstream/,
-    );
-    expect(await destination.tryReusingBlob!({ digest: wrongDigest, size: -1 }, { isConfig: false, canSubstitute: false })).toEqual({
+    await expect(
+      destination.putBlob(failing, { digest: digestOf('partial'), size: 7 }, { isConfig: false }),
+    ).rejects.toThrow(/verification failed upstream/);
+    expect(
+      await destination.tryReusingBlob!(
+        { digest: wrongDigest, size: -1 },
+        { isConfig: false, canSubstitute: false },
+      ),
+    ).toEqual({
       reused: false,
     });
     expect(
-      await destination.tryReusingBlob!({ digest: digestOf('partial'), size: 7 }, { isConfig: false, canSubstitute: false }),
+      await destination.tryReusingBlob!(
+        { digest: digestOf('partial'), size: 7 },
+        { isConfig: false, canSubstitute: false },
+      ),
     ).toEqual({ reused: false });
     expect(
-      await destination.tryReusingBlob!({ digest: digestOf(bytes), size: -1 }, { isConfig: false, canSubstitute: false }),
+      await destination.tryReusingBlob!(
+        { digest: digestOf(bytes), size: -1 },
+        { isConfig: false, canSubstitute: false },
+      ),
     ).toEqual({ reused: true, blob: { digest: digestOf(bytes), size: bytes.byteLength } });
     await destination.close();
   });
 
   it('refuses a manifest that does not match the digest in the reference', async () => {
-    const destination = await reference(`gantry/single@${digestOf('other manifest')}`).newImageDestination(context);
-    await expect(destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType)).rejects.toMatchObject({
+    const destination = await reference(`gantry/single@${digestOf('other manifest')}`).newImageDestination(
+      context,
+    );
+    await expect(
+      destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType),
+    ).rejects.toMatchObject({
       code: ErrorCodes.DigestMismatch,
     });
     await destination.close();
@@ -185,16 +222,31 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     for (const tag of tags) {
       const destination = await reference(`gantry/tags:${tag}`).newImageDestination(context);
       for (const blob of image.blobs.values()) {
-        expect((await destination.tryReusingBlob!({ digest: blob.digest, size: blob.size }, { isConfig: false, canSubstitute: true })).reused).toBe(true);
+        expect(
+          (
+            await destination.tryReusingBlob!(
+              { digest: blob.digest, size: blob.size },
+              { isConfig: false, canSubstitute: true },
+            )
+          ).reused,
+        ).toBe(true);
       }
       await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
       await destination.close();
     }
     // Distribution 2.8 ignores `n` for tags (pagination came in 3.0): everything comes in one page.
-    expect((await transport.listTags(`//${registry.host}/gantry/tags`, context, { pageSize: 2 })).sort()).toEqual(tags);
-    expect(await transport.listTags(`docker://${registry.host}/gantry/tags`, context)).toHaveLength(tags.length);
-    await expect(transport.listTags(`//${registry.host}/gantry/none`, context)).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
-    expect(() => transport.listTags(`//${registry.host}/gantry/tags:a1`, context)).toThrow(/No tag or digest allowed/);
+    expect(
+      (await transport.listTags(`//${registry.host}/gantry/tags`, context, { pageSize: 2 })).sort(),
+    ).toEqual(tags);
+    expect(await transport.listTags(`docker://${registry.host}/gantry/tags`, context)).toHaveLength(
+      tags.length,
+    );
+    await expect(transport.listTags(`//${registry.host}/gantry/none`, context)).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+    });
+    expect(() => transport.listTags(`//${registry.host}/gantry/tags:a1`, context)).toThrow(
+      /No tag or digest allowed/,
+    );
   });
 
   it('deletes an image by tag (resolving it to a digest) and by digest', async () => {
@@ -207,11 +259,37 @@ describe('docker transport against a real registry (plain HTTP)', () => {
       'HEAD /v2/gantry/delete/manifests/t1 200',
       `DELETE /v2/gantry/delete/manifests/${image.topLevel.digest} 202`,
     ]);
-    await expect(reference('gantry/delete:t1').newImageSource(context)).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
-    await expect(reference('gantry/delete:t1').deleteImage(context)).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
+    await expect(reference('gantry/delete:t1').newImageSource(context)).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+    });
+    await expect(reference('gantry/delete:t1').deleteImage(context)).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+    });
     await pushFixture(transport, registry, 'gantry/delete:t2', image, context);
     await reference(`gantry/delete@${image.topLevel.digest as Digest}`).deleteImage(context);
-    await expect(reference('gantry/delete:t2').newImageSource(context)).rejects.toMatchObject({ code: ErrorCodes.ImageNotFound });
+    await expect(reference('gantry/delete:t2').newImageSource(context)).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+    });
+  });
+
+  it('pushes without a tag to @@unknown-digest@@, storing the manifest by its digest', async () => {
+    registry.clearAccessLog();
+    await pushFixture(transport, registry, 'gantry/tagless@@unknown-digest@@', image, context);
+    const log = await registry.accessLog();
+    expect(
+      log
+        .filter((entry) => entry.method === 'PUT' && entry.path.includes('/manifests/'))
+        .map((entry) => entry.path),
+    ).toEqual([`/v2/gantry/tagless/manifests/${image.topLevel.digest}`]);
+    const source = await reference(`gantry/tagless@${image.topLevel.digest}`).newImageSource(context);
+    expect(Buffer.from((await source.getManifest()).bytes).equals(Buffer.from(image.topLevel.bytes))).toBe(
+      true,
+    );
+    await source.close();
+    // No tag was created: Distribution 2.8 reports a repository without tags as unknown.
+    await expect(transport.listTags(`//${registry.host}/gantry/tagless`, context)).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+    });
   });
 
   it('refuses plain HTTP while TLS verification is on, saying why', async () => {

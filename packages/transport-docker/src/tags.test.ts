@@ -8,7 +8,9 @@ import { createDockerTransport } from './transport.js';
 describe('nextPageLink', () => {
   it('finds the rel="next" target among several links', () => {
     expect(nextPageLink('</v2/a/tags/list?last=b&n=2>; rel="next"')).toBe('/v2/a/tags/list?last=b&n=2');
-    expect(nextPageLink('<https://x/prev>; rel="prev", <https://x/next?a=1,2>; rel="next"')).toBe('https://x/next?a=1,2');
+    expect(nextPageLink('<https://x/prev>; rel="prev", <https://x/next?a=1,2>; rel="next"')).toBe(
+      'https://x/next?a=1,2',
+    );
     expect(nextPageLink('<https://x/y>; rel=next')).toBe('https://x/y');
     expect(nextPageLink('<https://x/y>; rel="prev"')).toBeUndefined();
     expect(nextPageLink(undefined)).toBeUndefined();
@@ -36,7 +38,11 @@ describe('tag listing pagination (distribution-spec server)', () => {
       }
       if (url.pathname !== '/v2/team/app/tags/list') {
         response.writeHead(404, { 'content-type': 'application/json' });
-        response.end(JSON.stringify({ errors: [{ code: 'NAME_UNKNOWN', message: 'repository name not known to registry' }] }));
+        response.end(
+          JSON.stringify({
+            errors: [{ code: 'NAME_UNKNOWN', message: 'repository name not known to registry' }],
+          }),
+        );
         return;
       }
       const size = Number(url.searchParams.get('n') ?? allTags.length);
@@ -61,14 +67,18 @@ describe('tag listing pagination (distribution-spec server)', () => {
   it('follows Link pages until the last and returns every tag once, in order', async () => {
     const transport = createDockerTransport();
     requests.length = 0;
-    const tags = await transport.listTags(`//${host}/team/app`, dockerContext({ tlsVerify: false }), { pageSize: 3 });
+    const tags = await transport.listTags(`//${host}/team/app`, dockerContext({ tlsVerify: false }), {
+      pageSize: 3,
+    });
     expect(tags).toEqual(allTags);
     expect(requests.filter((request) => request.includes('/tags/list'))).toEqual([
       '/v2/team/app/tags/list?n=3',
       '/v2/team/app/tags/list?last=t2&n=3',
       '/v2/team/app/tags/list?last=t5&n=3',
     ]);
-    await expect(transport.listTags(`//${host}/team/none`, dockerContext({ tlsVerify: false }))).rejects.toMatchObject({
+    await expect(
+      transport.listTags(`//${host}/team/none`, dockerContext({ tlsVerify: false })),
+    ).rejects.toMatchObject({
       code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
       message: expect.stringContaining('name unknown: repository name not known to registry'),
     });

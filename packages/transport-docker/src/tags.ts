@@ -44,11 +44,17 @@ export async function listRepositoryTags(
   const seen = new Set<string>();
   let target: URL | undefined = first;
   while (target !== undefined) {
-    if (seen.has(target.href)) throw new GantryError(ErrorCodes.Internal, `${what}: the registry's pages loop`);
+    if (seen.has(target.href))
+      throw new GantryError(ErrorCodes.Internal, `${what}: the registry's pages loop`);
     seen.add(target.href);
-    const response = await client.requestExpecting({ method: 'GET', target, signal: context.signal, what }, [200], ErrorCodes.ImageNotFound);
+    const response = await client.requestExpecting(
+      { method: 'GET', target, signal: context.signal, what },
+      [200],
+      ErrorCodes.ImageNotFound,
+    );
     const body = await readLimitedBody(response.body, maxTagPageBytes + 1);
-    if (body.byteLength > maxTagPageBytes) throw new GantryError(ErrorCodes.Internal, `${what}: a page of tags is too large`);
+    if (body.byteLength > maxTagPageBytes)
+      throw new GantryError(ErrorCodes.Internal, `${what}: a page of tags is too large`);
     let page: { tags?: unknown };
     try {
       page = JSON.parse(body.toString('utf8')) as { tags?: unknown };
@@ -57,7 +63,10 @@ export async function listRepositoryTags(
     }
     if (page.tags !== null && page.tags !== undefined) {
       if (!Array.isArray(page.tags) || !page.tags.every((tag) => typeof tag === 'string')) {
-        throw new GantryError(ErrorCodes.Internal, `${what}: invalid answer ("tags" is not a list of strings)`);
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `${what}: invalid answer ("tags" is not a list of strings)`,
+        );
       }
       tags.push(...(page.tags as string[]));
     }

@@ -32,7 +32,11 @@ export class KnownBlobLocations {
   forget(registry: string, repository: string, digest: string): void {
     const byDigest = this.locations.get(registry);
     const repositories = byDigest?.get(digest);
-    if (byDigest && repositories) byDigest.set(digest, repositories.filter((known) => known !== repository));
+    if (byDigest && repositories)
+      byDigest.set(
+        digest,
+        repositories.filter((known) => known !== repository),
+      );
   }
 }
 

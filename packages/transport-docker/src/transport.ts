@@ -5,6 +5,7 @@ import {
   transportSpecificationVersion,
 } from '@gantry/core';
 import { gantryUserAgent } from './connections.js';
+import { checkRegistryLogin } from './login.js';
 import {
   type DockerImageReference,
   newDockerImageReference,
@@ -30,7 +31,18 @@ export interface DockerTransport extends Transport {
    * Every tag of a repository, all pages (`list-tags`). `repository` is a docker reference without
    * tag or digest, or a string `//name` / `docker://name` (tags and digests refused, as skopeo).
    */
-  listTags(repository: DockerReference | string, context?: TransportContext, options?: ListTagsOptions): Promise<string[]>;
+  listTags(
+    repository: DockerReference | string,
+    context?: TransportContext,
+    options?: ListTagsOptions,
+  ): Promise<string[]>;
+  /**
+   * Checks that the context's credentials are accepted by a registry (`login`): pings `/v2/`, then
+   * GETs it authenticated (with a bearer token for no scope when the registry uses tokens).
+   * `registry` is `host[:port]`, optionally followed by `/namespace…` (only the host is contacted).
+   * Wrong credentials → `ERR_GANTRY_UNAUTHORIZED`.
+   */
+  checkLogin(registry: string, context?: TransportContext): Promise<void>;
   /** Closes the connections kept alive to registries (they reopen on next use). */
   closeConnections(): Promise<void>;
 }
@@ -59,6 +71,9 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
     listTags(repository, context = {}, listOptions = {}) {
       const parsed = typeof repository === 'string' ? parseDockerRepositoryName(repository) : repository;
       return listRepositoryTags(state, parsed, context, listOptions);
+    },
+    checkLogin(registry, context = {}) {
+      return checkRegistryLogin(state, registry, context);
     },
     closeConnections() {
       return state.pools.close();

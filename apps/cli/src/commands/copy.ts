@@ -64,13 +64,16 @@ async function run(context: CommandContext): Promise<void> {
   const destinationContext = options.destinationContext!;
   if (flags.get('dest-compress') === true) destinationContext.dirForceCompress = true;
   if (flags.get('dest-decompress') === true) destinationContext.dirForceDecompress = true;
-  if (flags.get('dest-oci-accept-uncompressed-layers') === true) destinationContext.ociAcceptUncompressedLayers = true;
+  if (flags.get('dest-oci-accept-uncompressed-layers') === true)
+    destinationContext.ociAcceptUncompressedLayers = true;
 
   const format = flags.get('format') as string | undefined;
   if (format !== undefined) {
     const mediaType = manifestFormats[format];
     if (!mediaType) {
-      throw new UsageError(`unknown format "${format}". Choose one of the supported formats: 'oci', 'v2s1', or 'v2s2'`);
+      throw new UsageError(
+        `unknown format "${format}". Choose one of the supported formats: 'oci', 'v2s1', or 'v2s2'`,
+      );
     }
     options.manifestMediaType = mediaType;
   }
@@ -99,7 +102,9 @@ async function run(context: CommandContext): Promise<void> {
   const compressionFormat = flags.get('dest-compress-format') as string | undefined;
   if (compressionFormat !== undefined) {
     if (compressionFormat !== 'gzip' && compressionFormat !== 'zstd') {
-      throw new UsageError(`unknown compression algorithm "${compressionFormat}": gantry supports gzip and zstd`);
+      throw new UsageError(
+        `unknown compression algorithm "${compressionFormat}": gantry supports gzip and zstd`,
+      );
     }
     options.destinationCompression = compressionFormat;
   }
@@ -108,13 +113,19 @@ async function run(context: CommandContext): Promise<void> {
 
   if (flags.get('quiet') !== true) {
     const columns = io.columns ?? (Number(io.env.COLUMNS) || 80);
-    options.onProgress = createProgressReporter({ write: (text) => io.stderr.write(text), isTTY: io.isTTY, columns });
+    options.onProgress = createProgressReporter({
+      write: (text) => io.stderr.write(text),
+      isTTY: io.isTTY,
+      columns,
+    });
   }
   const debugProgress = options.onProgress;
   if (context.logger.debugEnabled) {
     options.onProgress = (event) => {
-      if (event.type === 'retry') context.logger.debug(`retry ${event.attempt} in ${event.delayMs} ms: ${event.error.message}`);
-      else if (event.type === 'copy-start') context.logger.debug(`Copying ${event.source} to ${event.destination}`);
+      if (event.type === 'retry')
+        context.logger.debug(`retry ${event.attempt} in ${event.delayMs} ms: ${event.error.message}`);
+      else if (event.type === 'copy-start')
+        context.logger.debug(`Copying ${event.source} to ${event.destination}`);
       debugProgress?.(event);
     };
   }
@@ -151,7 +162,11 @@ const copyFlags: FlagSpec[] = [
   { name: 'quiet', short: 'q', kind: 'bool', description: 'Suppress output information when copying images' },
   { name: 'preserve-digests', kind: 'bool', description: 'Preserve digests of images and lists' },
   { name: 'remove-signatures', kind: 'bool', description: 'Do not copy signatures from SOURCE-IMAGE' },
-  { name: 'digestfile', kind: 'string', description: 'Write the digest of the pushed image to the specified file' },
+  {
+    name: 'digestfile',
+    kind: 'string',
+    description: 'Write the digest of the pushed image to the specified file',
+  },
   {
     name: 'dest-compress',
     kind: 'bool',
@@ -170,12 +185,23 @@ const copyFlags: FlagSpec[] = [
     description:
       "Allow uncompressed image layers when saving to an OCI image using the 'oci' transport. (default is to compress things that aren't compressed)",
   },
-  { name: 'dest-compress-format', kind: 'string', valueName: 'FORMAT', description: 'FORMAT to use for the compression' },
-  { name: 'dest-compress-level', kind: 'int', valueName: 'LEVEL', description: 'LEVEL to use for the compression' },
+  {
+    name: 'dest-compress-format',
+    kind: 'string',
+    valueName: 'FORMAT',
+    description: 'FORMAT to use for the compression',
+  },
+  {
+    name: 'dest-compress-level',
+    kind: 'int',
+    valueName: 'LEVEL',
+    description: 'LEVEL to use for the compression',
+  },
   {
     name: 'image-parallel-copies',
     kind: 'uint',
-    description: 'Maximum number of image layers to be copied (pulled/pushed) simultaneously. Not setting this field will fall back to containers/image defaults.',
+    description:
+      'Maximum number of image layers to be copied (pulled/pushed) simultaneously. Not setting this field will fall back to containers/image defaults.',
   },
   ...imageFlagSpecs('src-'),
   ...imageFlagSpecs('dest-'),
@@ -190,16 +216,61 @@ const copyFlags: FlagSpec[] = [
   {
     name: 'dest-precompute-digests',
     kind: 'bool',
-    description: "Precompute digests to prevent uploading layers already on the registry using the 'docker' transport.",
+    description:
+      "Precompute digests to prevent uploading layers already on the registry using the 'docker' transport.",
     unsupported: 'it applies to the docker transport, which is not available in gantry yet',
   },
-  { name: 'sign-by', kind: 'string', valueName: 'FINGERPRINT', description: 'Sign the image using a GPG key with the specified FINGERPRINT', unsupported: unsupportedSigning },
-  { name: 'sign-by-sigstore-private-key', kind: 'string', valueName: 'PATH', description: 'Sign the image using a sigstore private key at PATH', unsupported: unsupportedSigning },
-  { name: 'sign-identity', kind: 'string', description: 'Identity of signed image, must be a fully specified docker reference. Defaults to the target docker reference.', unsupported: unsupportedSigning },
-  { name: 'sign-passphrase-file', kind: 'string', valueName: 'PATH', description: 'Read a passphrase for signing an image from PATH', unsupported: unsupportedSigning },
-  { name: 'encryption-key', kind: 'stringArray', valueName: 'strings', description: '*Experimental* key with the encryption protocol to use needed to encrypt the image (e.g. jwe:/path/to/key.pem)', unsupported: unsupportedEncryption },
-  { name: 'decryption-key', kind: 'stringArray', valueName: 'strings', description: '*Experimental* key needed to decrypt the image', unsupported: unsupportedEncryption },
-  { name: 'encrypt-layer', kind: 'stringArray', valueName: 'ints', description: '*Experimental* the 0-indexed layer indices, with support for negative indexing (e.g. 0 is the first layer, -1 is the last layer)', unsupported: unsupportedEncryption },
+  {
+    name: 'sign-by',
+    kind: 'string',
+    valueName: 'FINGERPRINT',
+    description: 'Sign the image using a GPG key with the specified FINGERPRINT',
+    unsupported: unsupportedSigning,
+  },
+  {
+    name: 'sign-by-sigstore-private-key',
+    kind: 'string',
+    valueName: 'PATH',
+    description: 'Sign the image using a sigstore private key at PATH',
+    unsupported: unsupportedSigning,
+  },
+  {
+    name: 'sign-identity',
+    kind: 'string',
+    description:
+      'Identity of signed image, must be a fully specified docker reference. Defaults to the target docker reference.',
+    unsupported: unsupportedSigning,
+  },
+  {
+    name: 'sign-passphrase-file',
+    kind: 'string',
+    valueName: 'PATH',
+    description: 'Read a passphrase for signing an image from PATH',
+    unsupported: unsupportedSigning,
+  },
+  {
+    name: 'encryption-key',
+    kind: 'stringArray',
+    valueName: 'strings',
+    description:
+      '*Experimental* key with the encryption protocol to use needed to encrypt the image (e.g. jwe:/path/to/key.pem)',
+    unsupported: unsupportedEncryption,
+  },
+  {
+    name: 'decryption-key',
+    kind: 'stringArray',
+    valueName: 'strings',
+    description: '*Experimental* key needed to decrypt the image',
+    unsupported: unsupportedEncryption,
+  },
+  {
+    name: 'encrypt-layer',
+    kind: 'stringArray',
+    valueName: 'ints',
+    description:
+      '*Experimental* the 0-indexed layer indices, with support for negative indexing (e.g. 0 is the first layer, -1 is the last layer)',
+    unsupported: unsupportedEncryption,
+  },
 ];
 
 /** `gantry copy`: skopeo copy. */

@@ -24,7 +24,11 @@ import { configTemplateData, inspectTemplateData } from '../template-data.js';
 /** Largest config blob read into memory. */
 const maximumConfigSize = 16 * 1024 * 1024;
 
-async function readConfig(source: ImageSource, manifest: ImageManifest, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
+async function readConfig(
+  source: ImageSource,
+  manifest: ImageManifest,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array | undefined> {
   if (!manifest.config) return undefined;
   const blob = await source.getBlob(manifest.config, { signal });
   const chunks: Buffer[] = [];
@@ -33,14 +37,20 @@ async function readConfig(source: ImageSource, manifest: ImageManifest, signal: 
     size += (chunk as Buffer).byteLength;
     if (size > maximumConfigSize) {
       blob.stream.destroy();
-      throw new GantryError(ErrorCodes.InvalidManifest, `config blob ${manifest.config.digest} is larger than ${maximumConfigSize} bytes`);
+      throw new GantryError(
+        ErrorCodes.InvalidManifest,
+        `config blob ${manifest.config.digest} is larger than ${maximumConfigSize} bytes`,
+      );
     }
     chunks.push(chunk as Buffer);
   }
   const bytes = new Uint8Array(Buffer.concat(chunks));
   const actual = digestOf(bytes);
   if (actual !== manifest.config.digest) {
-    throw new GantryError(ErrorCodes.DigestMismatch, `config blob: digest mismatch: expected ${manifest.config.digest}, got ${actual}`);
+    throw new GantryError(
+      ErrorCodes.DigestMismatch,
+      `config blob: digest mismatch: expected ${manifest.config.digest}, got ${actual}`,
+    );
   }
   return bytes;
 }
@@ -58,7 +68,9 @@ async function run(context: CommandContext): Promise<void> {
     retryDelayMs: flags.get('retry-delay') as number | undefined,
     signal,
     onRetry: (attempt: number, error: unknown, delayMs: number) =>
-      context.logger.warn(`Failed, retrying in ${(delayMs / 1000).toFixed(0)}s (${attempt}/${flags.get('retry-times')}): ${(error as Error).message}`),
+      context.logger.warn(
+        `Failed, retrying in ${(delayMs / 1000).toFixed(0)}s (${attempt}/${flags.get('retry-times')}): ${(error as Error).message}`,
+      ),
   };
   const transportContext = transportContextFrom(context.global, flags, '', signal);
   const registry = await context.transports();
@@ -93,7 +105,10 @@ async function run(context: CommandContext): Promise<void> {
         if (!manifestMatchesDigest(instance.bytes, chosen)) {
           throw new GantryError(ErrorCodes.DigestMismatch, `manifest ${chosen} does not match its digest`);
         }
-        manifest = parseManifest(instance.bytes, normalizeManifestMediaType(instance.mediaType, instance.bytes));
+        manifest = parseManifest(
+          instance.bytes,
+          normalizeManifestMediaType(instance.mediaType, instance.bytes),
+        );
       } else {
         manifest = parseManifest(topLevel.bytes, mediaType);
       }
@@ -105,7 +120,10 @@ async function run(context: CommandContext): Promise<void> {
       try {
         configBytes = await withRetries(() => readConfig(source, manifest, signal), retry);
       } catch (error) {
-        throw wrapError(config ? 'Error reading configuration blob' : 'Error reading OCI-formatted configuration data', error);
+        throw wrapError(
+          config ? 'Error reading configuration blob' : 'Error reading OCI-formatted configuration data',
+          error,
+        );
       }
     }
     if (config && raw) {

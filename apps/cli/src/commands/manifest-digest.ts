@@ -28,7 +28,10 @@ async function run(context: CommandContext): Promise<void> {
   try {
     bytes = await readFile(resolve(context.io.cwd, path));
   } catch (error) {
-    throw wrapError(`Error reading manifest from ${path}`, new Error(goPathErrorMessage(error, 'open', path)));
+    throw wrapError(
+      `Error reading manifest from ${path}`,
+      new Error(goPathErrorMessage(error, 'open', path)),
+    );
   }
   let digest: string;
   try {

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -7,6 +7,9 @@ import {
   credentialsLookupKeys,
   findRegistryCredentials,
   primaryAuthFilePath,
+  removeAllRegistryCredentials,
+  removeRegistryCredentials,
+  storeRegistryCredentials,
   validateCredentialsKey,
 } from './auth-file.js';
 
@@ -14,7 +17,10 @@ const encode = (user: string, password: string) => Buffer.from(`${user}:${passwo
 
 describe('authFileSearchPaths', () => {
   it('lists the files in containers-auth.json(5) order', () => {
-    const paths = authFileSearchPaths({ environment: { XDG_RUNTIME_DIR: '/run/user/7' }, homeDirectory: '/home/u' });
+    const paths = authFileSearchPaths({
+      environment: { XDG_RUNTIME_DIR: '/run/user/7' },
+      homeDirectory: '/home/u',
+    });
     expect(paths).toEqual([
       { path: '/run/user/7/containers/auth.json', legacyFormat: false },
       { path: '/home/u/.config/containers/auth.json', legacyFormat: false },
@@ -38,13 +44,15 @@ describe('authFileSearchPaths', () => {
   });
 
   it('reads only the explicit file (--authfile, then REGISTRY_AUTH_FILE)', () => {
-    expect(authFileSearchPaths({ authFilePath: '/a.json', environment: { REGISTRY_AUTH_FILE: '/b.json' } })).toEqual([
-      { path: '/a.json', legacyFormat: false },
-    ]);
+    expect(
+      authFileSearchPaths({ authFilePath: '/a.json', environment: { REGISTRY_AUTH_FILE: '/b.json' } }),
+    ).toEqual([{ path: '/a.json', legacyFormat: false }]);
     expect(authFileSearchPaths({ environment: { REGISTRY_AUTH_FILE: '/b.json' } })).toEqual([
       { path: '/b.json', legacyFormat: false },
     ]);
-    expect(primaryAuthFilePath({ environment: { REGISTRY_AUTH_FILE: '/b.json', XDG_RUNTIME_DIR: '/r' } })).toBe('/b.json');
+    expect(
+      primaryAuthFilePath({ environment: { REGISTRY_AUTH_FILE: '/b.json', XDG_RUNTIME_DIR: '/r' } }),
+    ).toBe('/b.json');
     expect(primaryAuthFilePath({ environment: { XDG_RUNTIME_DIR: '/r' } })).toBe('/r/containers/auth.json');
   });
 });
@@ -95,22 +103,45 @@ describe('findRegistryCredentials', () => {
         'reg.local': { auth: encode('all', 'p3') },
       },
     });
-    expect(await findRegistryCredentials('reg.local/team/app', options())).toMatchObject({ username: 'app', password: 'p1' });
-    expect(await findRegistryCredentials('reg.local/team/other', options())).toMatchObject({ username: 'team', password: 'p2' });
-    expect(await findRegistryCredentials('reg.local/solo', options())).toMatchObject({ username: 'all', password: 'p3' });
+    expect(await findRegistryCredentials('reg.local/team/app', options())).toMatchObject({
+      username: 'app',
+      password: 'p1',
+    });
+    expect(await findRegistryCredentials('reg.local/team/other', options())).toMatchObject({
+      username: 'team',
+      password: 'p2',
+    });
+    expect(await findRegistryCredentials('reg.local/solo', options())).toMatchObject({
+      username: 'all',
+      password: 'p3',
+    });
     expect(await findRegistryCredentials('other.local/x', options())).toBeUndefined();
   });
 
   it('searches the files in order and the first with credentials wins', async () => {
-    await writeJson('home/.config/containers/auth.json', { auths: { 'reg.local': { auth: encode('config', 'c') } } });
+    await writeJson('home/.config/containers/auth.json', {
+      auths: { 'reg.local': { auth: encode('config', 'c') } },
+    });
     await writeJson('home/.docker/config.json', {
-      auths: { 'https://reg.local/v1/': { auth: encode('docker', 'd') }, 'https://index.docker.io/v1/': { auth: encode('hub', 'h') } },
+      auths: {
+        'https://reg.local/v1/': { auth: encode('docker', 'd') },
+        'https://index.docker.io/v1/': { auth: encode('hub', 'h') },
+      },
     });
     await writeJson('home/.dockercfg', { 'legacy.local': { auth: encode('legacy', 'l') } });
     const found = await findRegistryCredentials('reg.local/x', options());
-    expect(found).toEqual({ username: 'config', password: 'c', source: path.join(directory, 'home/.config/containers/auth.json') });
-    expect(await findRegistryCredentials('docker.io/library/busybox', options())).toMatchObject({ username: 'hub' });
-    expect(await findRegistryCredentials('legacy.local/x', options())).toMatchObject({ username: 'legacy', password: 'l' });
+    expect(found).toEqual({
+      username: 'config',
+      password: 'c',
+      source: path.join(directory, 'home/.config/containers/auth.json'),
+    });
+    expect(await findRegistryCredentials('docker.io/library/busybox', options())).toMatchObject({
+      username: 'hub',
+    });
+    expect(await findRegistryCredentials('legacy.local/x', options())).toMatchObject({
+      username: 'legacy',
+      password: 'l',
+    });
   });
 
   it('keeps colons in passwords, skips entries without one, and reads identity tokens', async () => {
@@ -121,13 +152,22 @@ describe('findRegistryCredentials', () => {
         'c.local': { auth: encode('', ''), identitytoken: 'refresh-token' },
       },
     });
-    expect(await findRegistryCredentials('a.local', options())).toMatchObject({ username: 'user', password: 'pa:ss' });
+    expect(await findRegistryCredentials('a.local', options())).toMatchObject({
+      username: 'user',
+      password: 'pa:ss',
+    });
     expect(await findRegistryCredentials('b.local', options())).toBeUndefined();
-    expect(await findRegistryCredentials('c.local', options())).toMatchObject({ identityToken: 'refresh-token' });
+    expect(await findRegistryCredentials('c.local', options())).toMatchObject({
+      identityToken: 'refresh-token',
+    });
   });
 
   it('asks credential helpers named by credHelpers and credsStore', async () => {
-    await writeJson('run/containers/auth.json', { credHelpers: { 'h.local': 'pass' }, credsStore: 'desktop', auths: {} });
+    await writeJson('run/containers/auth.json', {
+      credHelpers: { 'h.local': 'pass' },
+      credsStore: 'desktop',
+      auths: {},
+    });
     const calls: string[] = [];
     const runCredentialHelper = async (name: string, registry: string) => {
       calls.push(`${name} ${registry}`);
@@ -138,15 +178,17 @@ describe('findRegistryCredentials', () => {
       password: 'secret',
       source: 'docker-credential-pass',
     });
-    expect(await findRegistryCredentials('z.local/repo', { ...options(), runCredentialHelper })).toBeUndefined();
+    expect(
+      await findRegistryCredentials('z.local/repo', { ...options(), runCredentialHelper }),
+    ).toBeUndefined();
     expect(calls).toEqual(['pass h.local', 'desktop z.local']);
   });
 
   it('reports a malformed file by name without quoting it', async () => {
     await writeFile(path.join(directory, 'bad.json'), '{"auths": {"x": {"auth": "c2VjcmV0"}');
-    await expect(findRegistryCredentials('x', { authFilePath: path.join(directory, 'bad.json') })).rejects.toThrow(
-      /bad\.json: invalid JSON$/,
-    );
+    await expect(
+      findRegistryCredentials('x', { authFilePath: path.join(directory, 'bad.json') }),
+    ).rejects.toThrow(/bad\.json: invalid JSON$/);
   });
 
   it('reports a missing credential helper program', async () => {
@@ -154,5 +196,71 @@ describe('findRegistryCredentials', () => {
     await expect(findRegistryCredentials('h.local', options())).rejects.toThrow(
       /docker-credential-gantry-no-such-helper: program not found/,
     );
+  });
+});
+
+describe('storing and removing credentials (login / logout)', () => {
+  let directory: string;
+  beforeEach(async () => {
+    directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
+  });
+  afterEach(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  it('writes the primary file atomically with mode 0600, keeping other members, and reads it back', async () => {
+    const options = {
+      environment: { XDG_RUNTIME_DIR: path.join(directory, 'run') },
+      homeDirectory: path.join(directory, 'home'),
+    };
+    const file = path.join(directory, 'run/containers/auth.json');
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(
+      file,
+      JSON.stringify({
+        auths: { 'old.local': { auth: encode('o', 'p') } },
+        credsStore: '',
+        extra: { kept: true },
+      }),
+    );
+    expect(
+      await storeRegistryCredentials('reg.local/team', { username: 'u', password: 'p:w' }, options),
+    ).toBe(file);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const written = JSON.parse(await readFile(file, 'utf8'));
+    expect(written.extra).toEqual({ kept: true });
+    expect(Object.keys(written.auths).sort()).toEqual(['old.local', 'reg.local/team']);
+    expect(await findRegistryCredentials('reg.local/team/app', options)).toMatchObject({
+      username: 'u',
+      password: 'p:w',
+    });
+    expect(await removeRegistryCredentials('reg.local/team', options)).toBe(true);
+    expect(await removeRegistryCredentials('reg.local/team', options)).toBe(false);
+    expect(await findRegistryCredentials('reg.local/team/app', options)).toBeUndefined();
+    await removeAllRegistryCredentials(options);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({
+      auths: {},
+      credsStore: '',
+      extra: { kept: true },
+    });
+  });
+
+  it('creates the file and its directories when missing', async () => {
+    const file = path.join(directory, 'new/dir/auth.json');
+    await storeRegistryCredentials('reg.local', { username: 'u', password: 'p' }, { authFilePath: file });
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({
+      auths: { 'reg.local': { auth: encode('u', 'p') } },
+    });
+  });
+
+  it('refuses invalid keys and registries delegated to a credential helper', async () => {
+    const file = path.join(directory, 'auth.json');
+    await expect(
+      storeRegistryCredentials('https://reg.local', { username: 'u', password: 'p' }, { authFilePath: file }),
+    ).rejects.toThrow(/http\[s\]:\/\/ prefix/);
+    await writeFile(file, JSON.stringify({ credHelpers: { 'h.local': 'pass' } }));
+    await expect(
+      storeRegistryCredentials('h.local', { username: 'u', password: 'p' }, { authFilePath: file }),
+    ).rejects.toThrow(/docker-credential-pass/);
   });
 });

@@ -19,7 +19,8 @@
  * Credentials are never logged or put into error messages.
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ErrorCodes, GantryError } from '../errors.js';
@@ -153,12 +154,19 @@ export async function readAuthFile(location: AuthFileLocation): Promise<AuthFile
   try {
     text = await readFile(location.path, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') {
+    if (
+      (error as NodeJS.ErrnoException).code === 'ENOENT' ||
+      (error as NodeJS.ErrnoException).code === 'ENOTDIR'
+    ) {
       return { auths: {}, credHelpers: {} };
     }
-    throw new GantryError(ErrorCodes.Internal, `reading auth file ${location.path}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `reading auth file ${location.path}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
   }
   let parsed: unknown;
   try {
@@ -166,10 +174,14 @@ export async function readAuthFile(location: AuthFileLocation): Promise<AuthFile
   } catch {
     throw new GantryError(ErrorCodes.Internal, `reading auth file ${location.path}: invalid JSON`);
   }
-  if (!isRecord(parsed)) throw new GantryError(ErrorCodes.Internal, `reading auth file ${location.path}: not a JSON object`);
+  if (!isRecord(parsed))
+    throw new GantryError(ErrorCodes.Internal, `reading auth file ${location.path}: not a JSON object`);
   const rawAuths = location.legacyFormat ? parsed : (parsed.auths ?? {});
   if (!isRecord(rawAuths)) {
-    throw new GantryError(ErrorCodes.Internal, `reading auth file ${location.path}: "auths" is not an object`);
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `reading auth file ${location.path}: "auths" is not an object`,
+    );
   }
   const auths: AuthFileContents['auths'] = {};
   for (const [key, value] of Object.entries(rawAuths)) {
@@ -181,7 +193,8 @@ export async function readAuthFile(location: AuthFileLocation): Promise<AuthFile
   }
   const credHelpers: Record<string, string> = {};
   if (!location.legacyFormat && isRecord(parsed.credHelpers)) {
-    for (const [key, value] of Object.entries(parsed.credHelpers)) if (typeof value === 'string') credHelpers[key] = value;
+    for (const [key, value] of Object.entries(parsed.credHelpers))
+      if (typeof value === 'string') credHelpers[key] = value;
   }
   const contents: AuthFileContents = { auths, credHelpers };
   if (!location.legacyFormat && typeof parsed.credsStore === 'string' && parsed.credsStore !== '') {
@@ -210,7 +223,10 @@ function decodeAuthEntry(entry: { auth?: string; identitytoken?: string }): Regi
  * Runs `docker-credential-<name> get` with the registry on stdin, as the Docker credential helper
  * protocol says. "credentials not found" answers give undefined.
  */
-export function runDockerCredentialHelper(helperName: string, registry: string): Promise<RegistryCredentials | undefined> {
+export function runDockerCredentialHelper(
+  helperName: string,
+  registry: string,
+): Promise<RegistryCredentials | undefined> {
   const program = `docker-credential-${helperName}`;
   return new Promise((resolve, reject) => {
     const child = execFile(program, ['get'], { timeout: 60_000, maxBuffer: 1024 * 1024 }, (error, stdout) => {
@@ -221,18 +237,24 @@ export function runDockerCredentialHelper(helperName: string, registry: string):
           return;
         }
         const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'program not found' : 'it failed';
-        reject(new GantryError(ErrorCodes.Internal, `credential helper ${program}: ${reason}`, { cause: error }));
+        reject(
+          new GantryError(ErrorCodes.Internal, `credential helper ${program}: ${reason}`, { cause: error }),
+        );
         return;
       }
       let answer: unknown;
       try {
         answer = JSON.parse(String(stdout));
       } catch {
-        reject(new GantryError(ErrorCodes.Internal, `credential helper ${program}: invalid answer (not JSON)`));
+        reject(
+          new GantryError(ErrorCodes.Internal, `credential helper ${program}: invalid answer (not JSON)`),
+        );
         return;
       }
       if (!isRecord(answer) || typeof answer.Secret !== 'string') {
-        reject(new GantryError(ErrorCodes.Internal, `credential helper ${program}: invalid answer (no Secret)`));
+        reject(
+          new GantryError(ErrorCodes.Internal, `credential helper ${program}: invalid answer (no Secret)`),
+        );
         return;
       }
       const username = typeof answer.Username === 'string' ? answer.Username : '';
@@ -282,4 +304,101 @@ export async function findRegistryCredentials(
     }
   }
   return undefined;
+}
+
+/** Reads the primary auth file as a JSON object (keeping members Gantry does not know); {} when missing. */
+async function readAuthFileObject(filePath: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(filePath, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new GantryError(ErrorCodes.Internal, `reading auth file ${filePath}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  if (text.trim() === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new GantryError(ErrorCodes.Internal, `reading auth file ${filePath}: invalid JSON`);
+  }
+  if (!isRecord(parsed))
+    throw new GantryError(ErrorCodes.Internal, `reading auth file ${filePath}: not a JSON object`);
+  return parsed;
+}
+
+/**
+ * Writes a JSON object to `filePath` atomically (a temporary file in the same directory, renamed
+ * over it) with mode 0600; missing parent directories are created with mode 0700.
+ */
+async function writeAuthFileObject(filePath: string, value: Record<string, unknown>): Promise<void> {
+  const directory = path.dirname(filePath);
+  await mkdir(directory, { recursive: true, mode: 0o700 });
+  const temporary = path.join(directory, `.${path.basename(filePath)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await writeFile(temporary, `${JSON.stringify(value, null, '\t')}\n`, { mode: 0o600, flag: 'wx' });
+    await chmod(temporary, 0o600);
+    await rename(temporary, filePath);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw new GantryError(ErrorCodes.Internal, `writing auth file ${filePath}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Stores credentials for `key` (a registry, or a namespace or repository within it) in the primary
+ * auth file (`login`), as `auths[key].auth` = base64(`user:password`); other entries and members are
+ * kept. Returns the path written. Refuses keys that `validateCredentialsKey` refuses, and registries
+ * whose credentials the file delegates to a credential helper (not supported yet).
+ */
+export async function storeRegistryCredentials(
+  key: string,
+  credentials: { username: string; password: string },
+  options: AuthFileSearchOptions = {},
+): Promise<string> {
+  validateCredentialsKey(key);
+  const filePath = primaryAuthFilePath(options);
+  const contents = await readAuthFileObject(filePath);
+  const registry = key.split('/')[0]!;
+  if (isRecord(contents.credHelpers) && typeof contents.credHelpers[registry] === 'string') {
+    throw new GantryError(
+      ErrorCodes.NotSupported,
+      `${filePath} delegates credentials for ${registry} to docker-credential-${contents.credHelpers[registry]}; storing through credential helpers is not supported yet`,
+    );
+  }
+  const auths = isRecord(contents.auths) ? contents.auths : {};
+  auths[key] = { auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64') };
+  contents.auths = auths;
+  await writeAuthFileObject(filePath, contents);
+  return filePath;
+}
+
+/**
+ * Removes the credentials stored for exactly `key` from the primary auth file (`logout`). Returns
+ * false when there were none (the caller reports "not logged in").
+ */
+export async function removeRegistryCredentials(
+  key: string,
+  options: AuthFileSearchOptions = {},
+): Promise<boolean> {
+  validateCredentialsKey(key);
+  const filePath = primaryAuthFilePath(options);
+  const contents = await readAuthFileObject(filePath);
+  if (!isRecord(contents.auths) || !Object.hasOwn(contents.auths, key)) return false;
+  delete contents.auths[key];
+  await writeAuthFileObject(filePath, contents);
+  return true;
+}
+
+/** Removes every stored credential from the primary auth file (`logout --all`); other members stay. */
+export async function removeAllRegistryCredentials(options: AuthFileSearchOptions = {}): Promise<void> {
+  const filePath = primaryAuthFilePath(options);
+  const contents = await readAuthFileObject(filePath);
+  if (contents.auths === undefined) return;
+  contents.auths = {};
+  await writeAuthFileObject(filePath, contents);
 }

@@ -9,6 +9,9 @@ export {
   primaryAuthFilePath,
   type RegistryCredentials,
   readAuthFile,
+  removeAllRegistryCredentials,
+  removeRegistryCredentials,
   runDockerCredentialHelper,
+  storeRegistryCredentials,
   validateCredentialsKey,
 } from './auth-file.js';

@@ -75,8 +75,8 @@ function decodeStruct(
 }
 
 function isEmpty(value: unknown, kind: FieldKind): boolean {
-  if (value === undefined || value === null) return true;
   if (typeof kind === 'object' && 'struct' in kind) return false; // Go never omits a struct value
+  if (value === undefined || value === null) return true;
   if (typeof value === 'string') return value === '';
   if (typeof value === 'boolean') return !value;
   if (Array.isArray(value)) return value.length === 0;

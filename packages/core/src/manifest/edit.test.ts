@@ -248,10 +248,25 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
         digest: layer.digest,
         size: layer.size,
         compression: layer.compression as 'gzip',
+        mediaType: layer.mediaType!,
       })),
     });
     expect(edited.bytes).toBe(manifestBytes);
     expect(edited.digest).toBe(manifest.digest);
+  });
+
+  it('a conversion with unchanged layer digests keeps URLs (skopeo sets no layer edits then)', () => {
+    const manifest = parseManifest(json(ociManifestValue));
+    const edited = editManifest(manifest, {
+      mediaType: MediaTypes.DockerManifest,
+      layers: manifest.layers.map((layer) => ({
+        digest: layer.digest,
+        size: layer.size,
+        compression: layer.compression as 'gzip',
+        mediaType: layerMediaTypeFor(MediaTypes.DockerManifest, layer.compression as 'gzip', layer.mediaType),
+      })),
+    });
+    expect(parseManifest(edited.bytes).layers[2]!.urls).toEqual(['https://example.com/f']);
   });
 
   const ociWith = (layers: unknown[], configMediaType: string = MediaTypes.OciConfig) =>
@@ -317,9 +332,9 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
       ),
     ).toEqual([MediaTypes.OciLayerZstd, MediaTypes.OciLayerNondistributableGzip, 'application/x-custom']);
     const explicit = editManifest(manifest, {
-      layers: manifest.layers.map((layer) => ({
-        digest: layer.digest,
-        size: layer.size,
+      layers: manifest.layers.map(() => ({
+        digest: layerPlain.digest,
+        size: layerPlain.size,
         compression: 'none',
         mediaType: 'application/x-other',
       })),
@@ -347,6 +362,76 @@ describe('editManifest: Docker schema2 <-> OCI, compared with skopeo copy --form
     ]) {
       expect(() => editManifest(manifest, { mediaType: target })).toThrow(conversionError);
     }
+  });
+});
+
+describe('editManifest: schema1 -> schema2 / OCI, compared with skopeo copy --format', () => {
+  it.each([
+    ['v2s2', MediaTypes.DockerManifest],
+    ['oci', MediaTypes.OciManifest],
+  ])('--format %s', async (format, target) => {
+    const contents = [Buffer.from('top layer'), Buffer.alloc(1024), Buffer.from('base layer')];
+    const blobs = contents.map((content) => blob(gzipSync(content)));
+    const id = (n: number) => String(n).repeat(64);
+    const manifestBytes = json(
+      {
+        schemaVersion: 1,
+        name: 'library/x',
+        tag: 'latest',
+        architecture: 'amd64',
+        fsLayers: blobs.map((item) => ({ blobSum: item.digest })),
+        history: [
+          {
+            v1Compatibility: JSON.stringify({
+              id: id(3),
+              parent: id(2),
+              created: '2020-01-01T00:00:00.100Z',
+              container: 'c',
+              container_config: { Cmd: ['/bin/sh', '-c', 'echo <&>'] },
+              config: { Env: ['A=<1>'], Labels: { z: '1', a: 'é\u2028' } },
+              docker_version: '18.09.7',
+              architecture: 'amd64',
+              os: 'linux',
+              Size: 123,
+            }),
+          },
+          {
+            v1Compatibility: JSON.stringify({
+              id: id(2),
+              parent: id(1),
+              created: '2020-01-01T00:00:00+02:00',
+              container_config: { Cmd: ['/bin/sh', '-c', '#(nop) ENV A=1'] },
+              throwaway: true,
+            }),
+          },
+          {
+            v1Compatibility: JSON.stringify({
+              id: id(1),
+              created: '2019-12-31T23:59:59.999999999Z',
+              author: 'me',
+              comment: 'base',
+            }),
+          },
+        ],
+      },
+      3,
+    );
+    const source = await writeDirImage(`schema1-src-${format}`, manifestBytes, blobs);
+    const destination = path.join(workDirectory, `schema1-to-${format}`);
+    skopeo('copy', '-q', '--format', format, `dir:${source}`, `dir:${destination}`);
+    const expected = await readFile(path.join(destination, 'manifest.json'));
+
+    const manifest = parseManifest(manifestBytes);
+    const baseFirst = [...blobs].reverse();
+    const edited = editManifest(manifest, {
+      mediaType: target,
+      layers: baseFirst.map((item) => ({ digest: item.digest, size: item.size, compression: 'gzip' })),
+      layerDiffIds: [...contents].reverse().map((content) => digestOf(content)),
+    });
+    expect(Buffer.from(edited.bytes).toString()).toBe(expected.toString());
+    const configDigest = JSON.parse(expected.toString()).config.digest as Digest;
+    const expectedConfig = await readFile(path.join(destination, digestHex(configDigest)));
+    expect(Buffer.from(edited.config!.bytes).toString()).toBe(expectedConfig.toString());
   });
 });
 
@@ -622,6 +707,7 @@ describe('conversionCandidates', () => {
     ],
     ['OCI source, Docker destination', oci, [s2, s1s, s1], undefined, [s2, s1s, s1]],
     ['source supported is kept first', oci, [s2, oci], undefined, [oci, s2]],
+    ['list types are no target for a single image', s2, [oci, index], undefined, [oci]],
     ['forced type only', oci, [oci, s2], s2, [s2]],
     ['forced type only even if unsupported', s2, [s2], oci, [oci]],
     ['list kept', index, undefined, undefined, [index, list]],

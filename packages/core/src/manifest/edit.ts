@@ -120,7 +120,7 @@ export interface ManifestEdit {
   mediaType?: string;
   /**
    * Same count and order as `manifest.layers` (schema1: including empty layers). Ignored when every
-   * digest is unchanged and no layer sets mediaType/annotations/urls (skopeo then keeps the layers).
+   * digest is unchanged and no layer sets annotations/urls (skopeo then keeps the layers as they are).
    */
   layers?: LayerEdit[];
   /** Uncompressed digests of every layer (same count/order as `manifest.layers`), needed when `needsLayerDiffIds()`. */
@@ -268,8 +268,9 @@ function applyLayerEdits(
 }
 
 /**
- * The layer edits to apply: none when every digest is unchanged and nothing is set explicitly,
- * because skopeo then leaves the layers as they are (`layerDigestsDiffer`).
+ * The layer edits to apply: none when every digest is unchanged and no layer sets annotations or
+ * URLs, because skopeo then leaves the layers as they are (`layerDigestsDiffer`); an explicit
+ * `mediaType` alone does not count (conversions map the types themselves).
  */
 function effectiveLayerEdits(
   manifest: ImageManifest,
@@ -279,7 +280,6 @@ function effectiveLayerEdits(
   const changed = edits.some(
     (layerEdit, index) =>
       layerEdit.digest !== manifest.layers[index]!.digest ||
-      layerEdit.mediaType !== undefined ||
       layerEdit.annotations !== undefined ||
       layerEdit.urls !== undefined,
   );
@@ -607,7 +607,8 @@ const supportedListMediaTypes: readonly string[] = [MediaTypes.DockerManifestLis
  * The manifest types to try writing, in order, as containers/image copy's
  * `determineManifestConversion`: the source type (normalised) when the destination supports it,
  * then Docker schema2 and schema1 signed when supported, then the destination's types in its order.
- * `supported` undefined or empty means any type; `forced` (`--format`) replaces `supported`.
+ * `supported` undefined or empty means any type; `forced` (`--format`) replaces `supported`. List
+ * types in `supported` are left out for single images (they could never be a conversion target).
  *
  * For a list source (OCI index / Docker list), as `determineListConversion`: the source type when
  * supported, then the supported list types; a forced single-image type is mapped to its list type.
@@ -648,6 +649,6 @@ export function conversionCandidates(
   if (forced) destination = [forced];
   if (destination.includes(source)) add(source);
   for (const type of preferredManifestMediaTypes) if (destination.includes(type)) add(type);
-  for (const type of destination) add(type);
+  for (const type of destination) if (!isManifestListMediaType(type)) add(type);
   return ordered;
 }

@@ -16,7 +16,7 @@ describe('goJsonString', () => {
     ['\b\f\u0001\u001f', '"\\u0008\\u000c\\u0001\\u001f"'],
     ['\u2028\u2029', '"\\u2028\\u2029"'],
     ['é€😀\u007f', '"é€😀\u007f"'],
-    ['lone \ud800 surrogate', '"lone \\ufffd surrogate"'],
+    ['lone \ud800 surrogate', '"lone \ufffd surrogate"'],
     ['/', '"/"'],
   ])('%j -> %s', (input, expected) => {
     expect(goJsonString(input)).toBe(expected);
@@ -39,11 +39,12 @@ describe('goJsonMarshal / goJsonMarshalIndent', () => {
     emptyObject: {},
     float: 1.5,
     big: 1e21,
+    small: 1e-7,
   };
 
   it('keeps struct order, sorts maps by bytes, no whitespace', () => {
     expect(goJsonMarshal(value)).toBe(
-      '{"b":1,"a":[true,null,"x"],"map":{"10":1,"9":0,"Z":4,"b":2,"é":3},"empty":[],"emptyObject":{},"float":1.5,"big":1e+21}',
+      '{"b":1,"a":[true,null,"x"],"map":{"10":1,"9":0,"Z":4,"b":2,"é":3},"empty":[],"emptyObject":{},"float":1.5,"big":1e+21,"small":1e-7}',
     );
   });
 
@@ -77,5 +78,15 @@ describe('goTimeRoundTrip', () => {
 
   it('rejects malformed times', () => {
     expect(() => goTimeRoundTrip('2024-01-02 03:04:05')).toThrow(/RFC 3339/);
+    for (const value of [
+      '2024-13-01T00:00:00Z',
+      '2023-02-29T00:00:00Z',
+      '2024-01-01T24:00:00Z',
+      '2024-01-01T00:00:60Z',
+      '2024-01-01T00:00:00+24:00',
+    ]) {
+      expect(() => goTimeRoundTrip(value)).toThrow(/out of range/);
+    }
+    expect(goTimeRoundTrip('2024-02-29T00:00:00Z')).toBe('2024-02-29T00:00:00Z');
   });
 });

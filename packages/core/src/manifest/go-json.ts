@@ -23,12 +23,12 @@ export function goJsonString(value: string, escapeHtml = true): string {
         out += value[index]! + value[index + 1]!;
         index++;
       } else {
-        out += '\\ufffd';
+        out += '\ufffd'; // Go decodes a lone surrogate escape as U+FFFD and writes that rune as is
       }
       continue;
     }
     if (code >= 0xdc00 && code <= 0xdfff) {
-      out += '\\ufffd';
+      out += '\ufffd';
       continue;
     }
     switch (code) {
@@ -89,10 +89,12 @@ function encodeScalar(value: unknown): string | undefined {
   return undefined;
 }
 
-/** Go formats float64 like JavaScript except for exponents, which it writes with at least two digits. */
+/**
+ * Go's encoding/json writes float64 like JavaScript's `String(number)`: plain digits for
+ * 1e-6 <= |x| < 1e21, else exponent form with the shortest exponent (`1e+21`, `1e-7`).
+ */
 function numberToGo(value: number): string {
-  const text = String(value);
-  return text.replace(/e([+-])(\d)$/, 'e$10$2');
+  return String(value);
 }
 
 /** `json.Marshal(value)`: compact, HTML-escaped. */
@@ -206,6 +208,24 @@ export function goTimeRoundTrip(value: string): string {
   const match = rfc3339Pattern.exec(value);
   if (!match) throw new TypeError(`parsing time "${value}" as RFC 3339 failed`);
   const [, year, month, day, hour, minute, second, fraction, zone] = match;
+  const yearNumber = Number(year);
+  const monthNumber = Number(month);
+  const daysInMonth = new Date(Date.UTC(yearNumber, monthNumber, 0)).getUTCDate();
+  const zoneHours = zone!.length === 6 ? Number(zone!.slice(1, 3)) : 0;
+  const zoneMinutes = zone!.length === 6 ? Number(zone!.slice(4, 6)) : 0;
+  if (
+    monthNumber < 1 ||
+    monthNumber > 12 ||
+    Number(day) < 1 ||
+    Number(day) > daysInMonth ||
+    Number(hour) > 23 ||
+    Number(minute) > 59 ||
+    Number(second) > 59 ||
+    zoneHours > 23 ||
+    zoneMinutes > 59
+  ) {
+    throw new TypeError(`parsing time "${value}": value out of range`);
+  }
   let fractionText = (fraction ?? '').slice(0, 9).replace(/0+$/, '');
   if (fractionText !== '') fractionText = `.${fractionText}`;
   const zoneText = zone === 'Z' || zone === 'z' || zone === '+00:00' || zone === '-00:00' ? 'Z' : zone!;

@@ -124,6 +124,17 @@ describe('buildInspectOutput / formatInspectJson against skopeo inspect', () => 
     ],
     ['config without created, labels or env', minimalConfig, [ociLayer()]],
     ['empty labels and env', emptyCollectionsConfig, []],
+    ['no config section, no rootfs', bytesOf({ architecture: 'amd64', os: 'linux' }), []],
+    [
+      'schema-less fields with odd key case',
+      bytesOf({
+        Architecture: 'ppc64le',
+        OS: 'linux',
+        Config: { labels: { k: 'v' } },
+        Created: '2021-06-01T10:00:00.000000001-07:00',
+      }),
+      [ociLayer()],
+    ],
   ];
 
   it.each(cases)('oci: %s', async (name, config, layers) => {

@@ -104,7 +104,9 @@ async function waitForRegistry(url: string, child: ChildProcess, output: () => s
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`docker-registry exited (${child.exitCode ?? child.signalCode}) before answering: ${output()}`);
+        throw new Error(
+          `docker-registry exited (${child.exitCode ?? child.signalCode}) before answering: ${output()}`,
+        );
       }
       try {
         const target = new URL('/v2/', url);
@@ -114,7 +116,8 @@ async function waitForRegistry(url: string, child: ChildProcess, output: () => s
       } catch {
         // Not listening yet.
       }
-      if (Date.now() > deadline) throw new Error(`docker-registry did not answer ${url}/v2/ within 30 s: ${output()}`);
+      if (Date.now() > deadline)
+        throw new Error(`docker-registry did not answer ${url}/v2/ within 30 s: ${output()}`);
       await delay(50);
     }
   } finally {
@@ -155,7 +158,10 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
     const storageDirectory = path.join(directory, 'storage');
     await mkdir(storageDirectory);
     let certificateDirectory: string | undefined;
-    const http: Record<string, unknown> = { secret: 'gantry-test-secret', headers: { 'X-Content-Type-Options': ['nosniff'] } };
+    const http: Record<string, unknown> = {
+      secret: 'gantry-test-secret',
+      headers: { 'X-Content-Type-Options': ['nosniff'] },
+    };
     if (options.tls) {
       const tlsDirectory = path.join(directory, 'tls');
       await mkdir(tlsDirectory);
@@ -167,7 +173,9 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
     }
     let auth: Record<string, unknown> | undefined;
     if (options.htpasswdUsers) {
-      const lines = await Promise.all(Object.entries(options.htpasswdUsers).map(([user, password]) => htpasswdLine(user, password)));
+      const lines = await Promise.all(
+        Object.entries(options.htpasswdUsers).map(([user, password]) => htpasswdLine(user, password)),
+      );
       const htpasswdPath = path.join(directory, 'htpasswd');
       await writeFile(htpasswdPath, `${lines.join('\n')}\n`);
       auth = { htpasswd: { realm: 'gantry-test-realm', path: htpasswdPath } };
@@ -183,10 +191,14 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
         issuer,
         signing,
       };
-      if (options.tokenAuth.anonymousActions) tokenServerOptions.anonymousActions = options.tokenAuth.anonymousActions;
-      if (options.tokenAuth.tokenLifetimeSeconds) tokenServerOptions.tokenLifetimeSeconds = options.tokenAuth.tokenLifetimeSeconds;
+      if (options.tokenAuth.anonymousActions)
+        tokenServerOptions.anonymousActions = options.tokenAuth.anonymousActions;
+      if (options.tokenAuth.tokenLifetimeSeconds)
+        tokenServerOptions.tokenLifetimeSeconds = options.tokenAuth.tokenLifetimeSeconds;
       tokenServer = await startTestTokenServer(tokenServerOptions);
-      auth = { token: { realm: tokenServer.realm, service, issuer, rootcertbundle: signing.certificatePath } };
+      auth = {
+        token: { realm: tokenServer.realm, service, issuer, rootcertbundle: signing.certificatePath },
+      };
     }
 
     let output = '';
@@ -215,7 +227,11 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
       runningRegistries.add(started);
       installExitHook();
       const spawnError = new Promise<never>((_, reject) =>
-        started.once('error', (error) => reject(new Error(`cannot run ${registryBinary} (Debian package docker-registry): ${error.message}`))),
+        started.once('error', (error) =>
+          reject(
+            new Error(`cannot run ${registryBinary} (Debian package docker-registry): ${error.message}`),
+          ),
+        ),
       );
       started.stdout?.setEncoding('utf8').on('data', (text: string) => {
         pending += text;
@@ -223,7 +239,13 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
         pending = lines.pop() ?? '';
         for (const line of lines) {
           const match = accessLogPattern.exec(line);
-          if (match) accessLog.push({ method: match[1]!, path: match[2]!, status: Number(match[3]), userAgent: match[4]! });
+          if (match)
+            accessLog.push({
+              method: match[1]!,
+              path: match[2]!,
+              status: Number(match[3]),
+              userAgent: match[4]!,
+            });
         }
       });
       started.stderr?.setEncoding('utf8').on('data', (text: string) => {

@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ImageDestination, TransportContext } from '@gantry/core';
-import { buildFixtureImage, type FixtureImage, type FixtureImageSpec, type FixtureListSpec, writeFixtureToDestination } from '@gantry/core/testing';
+import {
+  buildFixtureImage,
+  type FixtureImage,
+  type FixtureImageSpec,
+  type FixtureListSpec,
+  writeFixtureToDestination,
+} from '@gantry/core/testing';
 import type { DockerContextOptions } from '../context.js';
 import type { DockerTransport } from '../transport.js';
 import type { TestRegistry } from './registry-server.js';
@@ -23,7 +29,10 @@ export async function digestStream(stream: Readable): Promise<{ digest: string; 
 }
 
 /** Builds a fixture image in `directory`. */
-export function buildImage(spec: FixtureImageSpec | FixtureListSpec, directory: string): Promise<FixtureImage> {
+export function buildImage(
+  spec: FixtureImageSpec | FixtureListSpec,
+  directory: string,
+): Promise<FixtureImage> {
   return buildFixtureImage(spec, { directory });
 }
 
@@ -35,7 +44,9 @@ export async function pushFixture(
   image: FixtureImage,
   context: TransportContext,
 ): Promise<ImageDestination> {
-  const destination = await transport.parseReference(`//${registry.host}/${repositoryAndTag}`).newImageDestination(context);
+  const destination = await transport
+    .parseReference(`//${registry.host}/${repositoryAndTag}`)
+    .newImageDestination(context);
   await writeFixtureToDestination(image, destination);
   return destination;
 }

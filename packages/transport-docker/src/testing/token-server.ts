@@ -39,9 +39,7 @@ function base64Url(value: string | Buffer): string {
 
 /** The base64 DER of a PEM certificate (the JWS `x5c` form). */
 function certificateDerBase64(pem: string): string {
-  return pem
-    .replace(/-----(BEGIN|END) CERTIFICATE-----/g, '')
-    .replace(/\s+/g, '');
+  return pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
 }
 
 /** Parses `repository:name:actions` (the name may contain colons only in theory; actions are last). */
@@ -49,7 +47,14 @@ function parseScope(scope: string): { type: string; name: string; actions: strin
   const first = scope.indexOf(':');
   const last = scope.lastIndexOf(':');
   if (first === -1 || first === last) return undefined;
-  return { type: scope.slice(0, first), name: scope.slice(first + 1, last), actions: scope.slice(last + 1).split(',').filter(Boolean) };
+  return {
+    type: scope.slice(0, first),
+    name: scope.slice(first + 1, last),
+    actions: scope
+      .slice(last + 1)
+      .split(',')
+      .filter(Boolean),
+  };
 }
 
 /**
@@ -77,11 +82,22 @@ export async function startTestTokenServer(options: TestTokenServerOptions): Pro
       if (colon !== -1 && Object.hasOwn(options.users, name) && options.users[name] === password) user = name;
       else refused = true;
     }
-    const scopes = url.searchParams.getAll('scope').flatMap((scope) => scope.split(' ')).filter(Boolean);
-    requests.push({ method: request.method ?? 'GET', user, refused, scopes, service: url.searchParams.get('service') ?? undefined });
+    const scopes = url.searchParams
+      .getAll('scope')
+      .flatMap((scope) => scope.split(' '))
+      .filter(Boolean);
+    requests.push({
+      method: request.method ?? 'GET',
+      user,
+      refused,
+      scopes,
+      service: url.searchParams.get('service') ?? undefined,
+    });
     if (refused) {
       response.writeHead(401, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'invalid username or password' }] }));
+      response.end(
+        JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'invalid username or password' }] }),
+      );
       return;
     }
     const access = scopes
@@ -90,7 +106,10 @@ export async function startTestTokenServer(options: TestTokenServerOptions): Pro
       .map((scope) => ({
         type: scope.type,
         name: scope.name,
-        actions: user !== undefined ? scope.actions : scope.actions.filter((action) => anonymousActions.includes(action)),
+        actions:
+          user !== undefined
+            ? scope.actions
+            : scope.actions.filter((action) => anonymousActions.includes(action)),
       }));
     const now = Math.floor(Date.now() / 1000);
     const header = { typ: 'JWT', alg: 'RS256', x5c: [certificateDerBase64(options.signing.certificate)] };
@@ -108,7 +127,14 @@ export async function startTestTokenServer(options: TestTokenServerOptions): Pro
     const signature = createSign('RSA-SHA256').update(signingInput).sign(options.signing.privateKey);
     const token = `${signingInput}.${base64Url(signature)}`;
     response.writeHead(200, { 'content-type': 'application/json' });
-    response.end(JSON.stringify({ token, access_token: token, expires_in: lifetime, issued_at: new Date(now * 1000).toISOString() }));
+    response.end(
+      JSON.stringify({
+        token,
+        access_token: token,
+        expires_in: lifetime,
+        issued_at: new Date(now * 1000).toISOString(),
+      }),
+    );
   };
 
   const server = createServer((request, response) => {

@@ -1,0 +1,40 @@
+import { createHash } from 'node:crypto';
+import { runTransportConformanceSuite } from '@gantry/core/testing';
+import { afterAll, beforeAll } from 'vitest';
+import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
+import { dockerContext } from './testing/test-helpers.js';
+import { createDockerTransport } from './transport.js';
+
+let registry: TestRegistry | undefined;
+const transport = createDockerTransport();
+
+beforeAll(async () => {
+  registry = await startTestRegistry();
+});
+
+afterAll(async () => {
+  await transport.closeConnections();
+  await registry?.stop();
+});
+
+runTransportConformanceSuite({
+  name: 'docker (real registry)',
+  transport,
+  // Each fresh location is its own repository, named after the test's temporary directory.
+  createReference: ({ directory, tag }) => {
+    if (!registry) throw new Error('the test registry is not running');
+    const repository = createHash('sha256').update(directory).digest('hex').slice(0, 16);
+    return `//${registry.host}/conformance/r${repository}:${tag}`;
+  },
+  context: dockerContext({ tlsVerify: false }),
+  capabilities: { manifestLists: true, delete: true, severalImagesPerLocation: true },
+  invalidReferences: [
+    'busybox',
+    '/busybox',
+    '//Busybox',
+    '//busybox:bad!tag',
+    '//busybox:tag@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+    '//busybox@sha256:0123',
+    '//0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+  ],
+});
