@@ -92,17 +92,105 @@ describe('inspect --format matches skopeo', () => {
   for (const name of ['ociMinimal', 'specialCharacterConfig', 'multiArchOci']) {
     it(`templates on ${name}`, async () => {
       const reference = `oci:${layouts.get(name)!.path}:latest`;
+      let compared = 0;
       for (const template of templates) {
         const expected = runSkopeo(['inspect', '--format', template, reference]);
         const actual = await runGantry(['inspect', '--format', template, reference]);
-        if (expected.code !== 0) continue; // skopeo 1.9 lacks some things gantry offers
+        expect(expected.code, `${template}: ${expected.stderr}`).toBe(0);
         expect(actual.stderr, template).toBe('');
         expect(withoutLayersData(actual.stdout.toString()), `${name}: ${template}`).toBe(
           expected.stdout.toString(),
         );
+        compared++;
       }
+      expect(compared).toBe(templates.length);
     });
   }
+});
+
+describe('inspect --config --format matches skopeo', () => {
+  const templates = [
+    '{{.OS}}/{{.Architecture}}',
+    '{{.Config.Env}}',
+    '{{.Config.Labels}}',
+    '{{.RootFS.Type}} {{.RootFS.DiffIDs}}',
+    '{{len .History}} {{range .History}}{{.CreatedBy}};{{end}}',
+    '{{.Created}}',
+    '{{.Variant}}',
+    'json',
+  ];
+  for (const name of ['ociMinimal', 'specialCharacterConfig', 'multiArchOci']) {
+    it(`config templates on ${name}`, async () => {
+      const reference = `oci:${layouts.get(name)!.path}:latest`;
+      let compared = 0;
+      for (const template of templates) {
+        for (const global of [[], ['--override-arch', 'arm64']]) {
+          const expected = runSkopeo([...global, 'inspect', '--config', '--format', template, reference]);
+          const actual = await runGantry([...global, 'inspect', '--config', '--format', template, reference]);
+          expect(expected.code, expected.stderr).toBe(0);
+          expect(actual.stderr, template).toBe('');
+          expect(actual.stdout.toString(), `${name}: ${template}`).toBe(expected.stdout.toString());
+          compared++;
+        }
+      }
+      expect(compared).toBe(templates.length * 2);
+    });
+  }
+});
+
+describe('inspect dir: matches skopeo', () => {
+  it('inspects a dir: image written by skopeo', async () => {
+    const directory = join(root, 'skopeo-dir');
+    const written = runSkopeo([
+      '--insecure-policy',
+      'copy',
+      `oci:${layouts.get('everyEntryType')!.path}:latest`,
+      `dir:${directory}`,
+    ]);
+    expect(written.code, written.stderr).toBe(0);
+    for (const flags of [
+      [],
+      ['--raw'],
+      ['--config'],
+      ['--config', '--raw'],
+      ['--format', '{{.Layers}} {{.Os}}'],
+    ]) {
+      const expected = runSkopeo(['inspect', ...flags, `dir:${directory}`]);
+      const actual = await runGantry(['inspect', ...flags, `dir:${directory}`]);
+      expect(expected.code).toBe(0);
+      expect(actual.code, actual.stderr).toBe(0);
+      expect(withoutLayersData(actual.stdout.toString()), flags.join(' ')).toBe(expected.stdout.toString());
+    }
+  });
+});
+
+describe('--command-timeout', () => {
+  it('aborts the command with exit code 1 and a deadline message', async () => {
+    const image = await buildFixtureImage(
+      {
+        layers: [
+          { entries: [{ type: 'file', path: 'big', randomSize: 64 * 1024 * 1024 }], compression: 'none' },
+        ],
+      },
+      { directory: join(root, 'blobs', 'big') },
+    );
+    const layout = join(root, 'layouts', 'big');
+    await writeFixtureToOciLayout(image, layout, 'latest');
+    const started = Date.now();
+    const result = await runGantry([
+      '--insecure-policy',
+      '--command-timeout',
+      '20ms',
+      'copy',
+      `oci:${layout}:latest`,
+      `dir:${join(root, 'timeout-dir')}`,
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('context deadline exceeded');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const entries = await readdir(join(root, 'timeout-dir')).catch(() => []);
+    expect(entries.filter((entry) => entry === 'manifest.json')).toEqual([]);
+  });
 });
 
 describe('copy', () => {

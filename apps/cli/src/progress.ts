@@ -8,8 +8,10 @@
  *   Copying config sha256:<full hex>
  *   Writing manifest to image destination
  *   Storing signatures
- * and for lists copied with --all: `Copying N of M images in list`, `Copying image <digest> (i/N)`,
- * `Writing manifest list to image destination`, `Storing list signatures`.
+ * and for lists copied with --all: `Getting image list signatures`, `Copying N of M images in list`,
+ * `Copying image <digest> (i/N)`, then each image's lines, then `Writing manifest list to image
+ * destination`, `Storing list signatures`. Like skopeo, "Storing signatures" follows every manifest
+ * write whether or not there are signatures to store.
  *
  * A terminal: one line per blob redrawn in place with ANSI escapes (short digest, a bar, bytes done
  * / total, throughput), ending as `done` or `skipped: already exists`, like skopeo's progress bars.

@@ -98,7 +98,110 @@ export function inspectTemplateData(output: Record<string, unknown>): GoStruct {
   return new GoStruct('inspect.Output', fields);
 }
 
-/** image-spec's `v1.Image` for `inspect --config --format` templates. */
+type ZeroKind = 'string' | 'bool' | 'time' | 'slice' | 'map';
+
+/** Every field of image-spec's structs, in order, with the zero value kind (for fields core left out). */
+const imageFields: Array<[string, ZeroKind | 'config' | 'rootfs']> = [
+  ['Created', 'time'],
+  ['Author', 'string'],
+  ['Architecture', 'string'],
+  ['Variant', 'string'],
+  ['OS', 'string'],
+  ['OSVersion', 'string'],
+  ['OSFeatures', 'slice'],
+  ['Config', 'config'],
+  ['RootFS', 'rootfs'],
+  ['History', 'slice'],
+];
+const imageConfigFields: Array<[string, ZeroKind]> = [
+  ['User', 'string'],
+  ['ExposedPorts', 'map'],
+  ['Env', 'slice'],
+  ['Entrypoint', 'slice'],
+  ['Cmd', 'slice'],
+  ['Volumes', 'map'],
+  ['WorkingDir', 'string'],
+  ['Labels', 'map'],
+  ['StopSignal', 'string'],
+];
+const rootFsFields: Array<[string, ZeroKind]> = [
+  ['Type', 'string'],
+  ['DiffIDs', 'slice'],
+];
+const historyFields: Array<[string, ZeroKind]> = [
+  ['Created', 'time'],
+  ['CreatedBy', 'string'],
+  ['Author', 'string'],
+  ['Comment', 'string'],
+  ['EmptyLayer', 'bool'],
+];
+
+function zeroValue(kind: ZeroKind): unknown {
+  switch (kind) {
+    case 'string':
+      return '';
+    case 'bool':
+      return false;
+    case 'time':
+      return new GoNil('*time.Time');
+    case 'slice':
+      return new GoSlice('[]string', [], true);
+    case 'map':
+      return new GoMap('map[string]string', new Map(), '', true);
+  }
+}
+
+/** The struct with every field of `layout`, in that order: present ones as converted, others zero. */
+function completeStruct(
+  value: GoStruct | undefined,
+  typeName: string,
+  layout: Array<[string, ZeroKind | 'config' | 'rootfs']>,
+  nested: (name: string, field: GoField | undefined) => GoField | undefined = () => undefined,
+): GoStruct {
+  const fields: GoField[] = layout.map(([name, kind]) => {
+    const present = value?.field(name);
+    const completed = nested(name, present);
+    if (completed) return completed;
+    if (present) return present;
+    return { name, jsonName: name, omitEmpty: true, value: zeroValue(kind as ZeroKind) };
+  });
+  for (const field of value?.fields ?? [])
+    if (!fields.some((candidate) => candidate.name === field.name)) fields.push(field);
+  return new GoStruct(typeName, fields);
+}
+
+/**
+ * image-spec's `v1.Image` for `inspect --config --format` templates: every field of the Go struct is
+ * there (fields core left out as `omitempty` are their zero values), so templates like `{{.Variant}}`
+ * or `{{.Config.Labels}}` work on any config, as in skopeo.
+ */
 export function configTemplateData(output: Record<string, unknown>): GoStruct {
-  return toGoStruct(output, 'v1.Image');
+  const converted = toGoStruct(output, 'v1.Image');
+  return completeStruct(converted, 'v1.Image', imageFields, (name, field) => {
+    if (name === 'Config') {
+      const config = field?.value instanceof GoStruct ? field.value : undefined;
+      return {
+        name,
+        jsonName: 'config',
+        omitEmpty: false,
+        value: completeStruct(config, 'v1.ImageConfig', imageConfigFields),
+      };
+    }
+    if (name === 'RootFS') {
+      const rootFs = field?.value instanceof GoStruct ? field.value : undefined;
+      return {
+        name,
+        jsonName: 'rootfs',
+        omitEmpty: false,
+        value: completeStruct(rootFs, 'v1.RootFS', rootFsFields),
+      };
+    }
+    if (name === 'History' && field?.value instanceof GoSlice) {
+      const items = field.value.items.map((item) =>
+        item instanceof GoStruct ? completeStruct(item, 'v1.History', historyFields) : item,
+      );
+      return { ...field, value: new GoSlice('[]v1.History', items, field.value.nil) };
+    }
+    return undefined;
+  });
 }

@@ -2,7 +2,14 @@ import { mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { type Digest, digestHex, digestOf, ErrorCodes, type ImageDestination } from '@gantry/core';
+import {
+  type Digest,
+  digestHex,
+  digestOf,
+  ErrorCodes,
+  type ImageDestination,
+  MediaTypes,
+} from '@gantry/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDirTransport } from './index.js';
 import {
@@ -75,7 +82,9 @@ describe('dir: destination', () => {
     expect(await readFile(path.join(directory, 'version'), 'utf8')).toBe(version);
     expect(new Uint8Array(await readFile(path.join(directory, 'manifest.json')))).toEqual(image.manifest);
     for (const blob of [image.config, ...image.layers]) {
-      expect(new Uint8Array(await readFile(path.join(directory, digestHex(blob.digest))))).toEqual(blob.bytes);
+      expect(new Uint8Array(await readFile(path.join(directory, digestHex(blob.digest))))).toEqual(
+        blob.bytes,
+      );
       expect((await stat(path.join(directory, digestHex(blob.digest)))).mode & 0o777).toBe(0o644);
     }
     expect(await readFile(path.join(directory, 'signature-2'), 'utf8')).toBe('second\0signature');
@@ -84,7 +93,7 @@ describe('dir: destination', () => {
     try {
       expect(source.properties.hasThreadSafeGetBlob).toBe(true);
       const manifest = await source.getManifest();
-      expect(manifest.mediaType).toBe('');
+      expect(manifest.mediaType).toBe(image.mediaType); // guessed from the bytes
       expect(manifest.bytes).toEqual(image.manifest);
       for (const blob of [image.config, ...image.layers]) {
         const { stream, size } = await source.getBlob({ digest: blob.digest, size: -1 });
@@ -134,7 +143,8 @@ describe('dir: destination', () => {
     const destination = await transport.parseReference(directory).newImageDestination();
     try {
       for (const image of images) await putImageBlobs(destination, image);
-      for (const image of images) await destination.putManifest(image.manifest, image.mediaType, image.manifestDigest);
+      for (const image of images)
+        await destination.putManifest(image.manifest, image.mediaType, image.manifestDigest);
       await destination.putManifest(index.bytes, 'application/vnd.oci.image.index.v1+json');
       await destination.putSignatures([encoder.encode('amd64 sig')], images[0]!.manifestDigest);
       await destination.putSignatures([encoder.encode('list sig')]);
@@ -153,9 +163,12 @@ describe('dir: destination', () => {
 
     const source = await transport.parseReference(directory).newImageSource();
     try {
-      expect((await source.getManifest()).bytes).toEqual(index.bytes);
+      expect(await source.getManifest()).toEqual({ bytes: index.bytes, mediaType: MediaTypes.OciIndex });
       for (const image of images) {
-        expect(await source.getManifest(image.manifestDigest)).toEqual({ bytes: image.manifest, mediaType: '' });
+        expect(await source.getManifest(image.manifestDigest)).toEqual({
+          bytes: image.manifest,
+          mediaType: image.mediaType,
+        });
       }
       expect(await source.getSignatures(images[0]!.manifestDigest)).toEqual([encoder.encode('amd64 sig')]);
       expect(await source.getSignatures(images[1]!.manifestDigest)).toEqual([]);
@@ -187,6 +200,47 @@ describe('dir: destination', () => {
     }
   });
 
+  it('accepts concurrent putBlob calls, including the same blob twice, and sha512 digests', async () => {
+    const directory = path.join(top, 'image');
+    const image = handBuiltImage('concurrent', 3);
+    const extra = encoder.encode('a blob named by its sha512 digest');
+    const sha512 = digestOf(extra, 'sha512');
+    const destination = await transport.parseReference(directory).newImageDestination();
+    try {
+      const blobs = [...image.layers, image.layers[0]!, image.config];
+      await Promise.all([
+        ...blobs.map((blob) =>
+          destination.putBlob(
+            streamOf(blob.bytes, 3),
+            { digest: blob.digest, size: blob.bytes.length },
+            { isConfig: false },
+          ),
+        ),
+        destination.putBlob(streamOf(extra), { digest: sha512, size: -1 }, { isConfig: false }),
+      ]);
+      await destination.putManifest(image.manifest, image.mediaType);
+      await destination.commit();
+    } finally {
+      await destination.close();
+    }
+    expect(await readFile(path.join(directory, digestHex(sha512)), 'utf8')).toBe(
+      'a blob named by its sha512 digest',
+    );
+    const source = await transport.parseReference(directory).newImageSource();
+    try {
+      const { stream, size } = await source.getBlob({ digest: sha512, size: -1 });
+      stream.destroy();
+      expect(size).toBe(extra.length);
+      for (const layer of image.layers) {
+        const blob = await source.getBlob({ digest: layer.digest, size: -1 });
+        blob.stream.destroy();
+        expect(blob.size).toBe(layer.bytes.length);
+      }
+    } finally {
+      await source.close();
+    }
+  });
+
   describe('abandoned writes', () => {
     async function staleFiles(directory: string): Promise<string[]> {
       return (await listing(directory)).filter((name) => name.startsWith('.') || name.endsWith('.partial'));
@@ -194,7 +248,9 @@ describe('dir: destination', () => {
 
     it('close() without commit() into a new directory removes what it created', async () => {
       // The parent must exist (as with containers/image, parsing resolves it); the directory is created.
-      expect(() => transport.parseReference(path.join(top, 'a/b/image'))).toThrow(/no such file or directory/);
+      expect(() => transport.parseReference(path.join(top, 'a/b/image'))).toThrow(
+        /no such file or directory/,
+      );
       const directory = path.join(top, 'image');
       const destination = await transport.parseReference(directory).newImageDestination();
       const image = handBuiltImage('abandoned');
@@ -211,9 +267,13 @@ describe('dir: destination', () => {
     it('close() without commit() into an empty existing directory leaves it empty', async () => {
       const directory = path.join(top, 'image');
       await mkdir(directory);
-      await writeHandBuiltImage(await transport.parseReference(directory).newImageDestination(), handBuiltImage('x'), {
-        commit: false,
-      });
+      await writeHandBuiltImage(
+        await transport.parseReference(directory).newImageDestination(),
+        handBuiltImage('x'),
+        {
+          commit: false,
+        },
+      );
       expect(await listing(directory)).toEqual([]);
     });
 
@@ -242,7 +302,11 @@ describe('dir: destination', () => {
       try {
         const bytes = encoder.encode('some layer bytes that will not all arrive');
         await expect(
-          destination.putBlob(failingStream(bytes, 10), { digest: digestOf(bytes), size: bytes.length }, { isConfig: false }),
+          destination.putBlob(
+            failingStream(bytes, 10),
+            { digest: digestOf(bytes), size: bytes.length },
+            { isConfig: false },
+          ),
         ).rejects.toThrow('source stream broke');
         const staging = (await listing(directory)).find((name) => name.startsWith('.gantry-staging-'))!;
         expect(await listing(path.join(directory, staging))).toEqual([]);
@@ -265,12 +329,20 @@ describe('dir: destination', () => {
       try {
         const bytes = encoder.encode('actual bytes');
         await expectRejectCode(
-          destination.putBlob(streamOf(bytes), { digest: digestOf('other bytes'), size: -1 }, { isConfig: false }),
+          destination.putBlob(
+            streamOf(bytes),
+            { digest: digestOf('other bytes'), size: -1 },
+            { isConfig: false },
+          ),
           ErrorCodes.DigestMismatch,
           /digest mismatch/,
         );
         await expectRejectCode(
-          destination.putBlob(streamOf(bytes), { digest: digestOf(bytes), size: bytes.length + 1 }, { isConfig: false }),
+          destination.putBlob(
+            streamOf(bytes),
+            { digest: digestOf(bytes), size: bytes.length + 1 },
+            { isConfig: false },
+          ),
           ErrorCodes.SizeMismatch,
         );
         const staging = (await listing(directory)).find((name) => name.startsWith('.gantry-staging-'))!;
@@ -331,7 +403,10 @@ describe('dir: destination', () => {
       const directory = path.join(top, 'other');
       await mkdir(directory);
       await writeFile(path.join(directory, 'version'), 'Directory Transport Version: 1.0\n');
-      await expectRejectCode(transport.parseReference(directory).newImageDestination(), ErrorCodes.InvalidLayout);
+      await expectRejectCode(
+        transport.parseReference(directory).newImageDestination(),
+        ErrorCodes.InvalidLayout,
+      );
       expect(await listing(directory)).toEqual(['version']);
     });
 
@@ -353,7 +428,10 @@ describe('dir: destination', () => {
       });
       await writeFile(path.join(directory, 'dir-put-blob123456'), 'leftover of a crashed skopeo');
       await mkdir(path.join(directory, '.gantry-staging-crashed'));
-      await writeFile(path.join(directory, '.gantry-staging-crashed', 'x.partial'), 'leftover of a crashed gantry');
+      await writeFile(
+        path.join(directory, '.gantry-staging-crashed', 'x.partial'),
+        'leftover of a crashed gantry',
+      );
 
       const replacement = handBuiltImage('new', 1);
       const destination: ImageDestination = await transport.parseReference(directory).newImageDestination();
@@ -415,7 +493,10 @@ describe('dir: destination', () => {
       const directory = path.join(top, 'image');
       await mkdir(directory);
       await writeFile(path.join(directory, 'version'), version);
-      await writeHandBuiltImage(await transport.parseReference(directory).newImageDestination(), handBuiltImage('v'));
+      await writeHandBuiltImage(
+        await transport.parseReference(directory).newImageDestination(),
+        handBuiltImage('v'),
+      );
       expect(await listing(directory)).toContain('manifest.json');
     });
   });

@@ -1,7 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+} from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -186,10 +198,15 @@ class DirImageDestination implements ImageDestination {
         digestingStage((result) => {
           written = result;
         }, algorithm),
-        createWriteStream(temporary, { flags: 'wx', mode: this.options.fileMode, flush: this.options.durable }),
+        createWriteStream(temporary, {
+          flags: 'wx',
+          mode: this.options.fileMode,
+          flush: this.options.durable,
+        }),
         signal ? { signal } : {},
       );
-      if (!written) throw new GantryError(ErrorCodes.Internal, `${this.reference}: blob stream ended without a digest`);
+      if (!written)
+        throw new GantryError(ErrorCodes.Internal, `${this.reference}: blob stream ended without a digest`);
       const description = `${this.reference}: blob ${info.digest ?? written.digest}`;
       if (info.size >= 0 && written.size !== info.size) {
         throw new GantryError(

@@ -3,7 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { assertTransport, ErrorCodes, TransportRegistry } from '@gantry/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import defaultExport, { createDirTransport, DirImageReference, dirTransport, resolvePathToFullyExplicit } from './index.js';
+import defaultExport, {
+  createDirTransport,
+  DirImageReference,
+  dirTransport,
+  resolvePathToFullyExplicit,
+} from './index.js';
 import { handBuiltImage, writeHandBuiltImage } from './test-support/hand-built-image.js';
 
 let top: string;
@@ -28,7 +33,11 @@ describe('plugin shape', () => {
 });
 
 describe('resolvePathToFullyExplicit (explicitfilepath cases)', () => {
-  const cases: Array<{ name: string; setup: (top: string) => Promise<string>; expected: string | undefined }> = [
+  const cases: Array<{
+    name: string;
+    setup: (top: string) => Promise<string>;
+    expected: string | undefined;
+  }> = [
     {
       name: 'plain hierarchy',
       setup: async (t) => {
@@ -157,9 +166,9 @@ describe('parseReference', () => {
       expect(reference.stringWithinTransport()).toBe(input);
       expect(reference.policyConfigurationIdentity()).toBe(identity);
       expect(reference.dockerReference()).toBeUndefined();
-      expect(dirTransport.parseReference(reference.stringWithinTransport()).policyConfigurationIdentity()).toBe(
-        identity,
-      );
+      expect(
+        dirTransport.parseReference(reference.stringWithinTransport()).policyConfigurationIdentity(),
+      ).toBe(identity);
     }
   });
 
@@ -167,7 +176,9 @@ describe('parseReference', () => {
     const previous = process.cwd();
     process.chdir(top);
     try {
-      expect(dirTransport.parseReference('relativepath').policyConfigurationIdentity()).toBe(`${top}/relativepath`);
+      expect(dirTransport.parseReference('relativepath').policyConfigurationIdentity()).toBe(
+        `${top}/relativepath`,
+      );
       expect(dirTransport.parseReference('relativepath').stringWithinTransport()).toBe('relativepath');
       expect(dirTransport.parseReference('').policyConfigurationIdentity()).toBe(top);
     } finally {
@@ -208,10 +219,16 @@ describe('validatePolicyConfigurationScope', () => {
   });
   it.each([
     ['relative/path', 'Invalid scope relative/path: Must be an absolute path'],
-    ['/double//slashes', 'Invalid scope /double//slashes: Uses non-canonical format, perhaps try /double/slashes'],
+    [
+      '/double//slashes',
+      'Invalid scope /double//slashes: Uses non-canonical format, perhaps try /double/slashes',
+    ],
     ['/has/./dot', 'Invalid scope /has/./dot: Uses non-canonical format, perhaps try /has/dot'],
     ['/has/dot/../dot', 'Invalid scope /has/dot/../dot: Uses non-canonical format, perhaps try /has/dot'],
-    ['/trailing/slash/', 'Invalid scope /trailing/slash/: Uses non-canonical format, perhaps try /trailing/slash'],
+    [
+      '/trailing/slash/',
+      'Invalid scope /trailing/slash/: Uses non-canonical format, perhaps try /trailing/slash',
+    ],
     ['/', 'Invalid scope "/": Use the generic default scope ""'],
   ])('rejects %s', (scope, message) => {
     expect(() => dirTransport.validatePolicyConfigurationScope(scope)).toThrow(message);
@@ -223,9 +240,13 @@ describe('deleteImage', () => {
 
   it('removes the image files, then the directory when nothing else is left', async () => {
     const directory = path.join(top, 'image');
-    await writeHandBuiltImage(await quiet.parseReference(directory).newImageDestination(), handBuiltImage('delete'), {
-      signatures: [new TextEncoder().encode('sig')],
-    });
+    await writeHandBuiltImage(
+      await quiet.parseReference(directory).newImageDestination(),
+      handBuiltImage('delete'),
+      {
+        signatures: [new TextEncoder().encode('sig')],
+      },
+    );
     await quiet.parseReference(directory).deleteImage();
     expect(await readdir(top)).toEqual([]);
     await expect(quiet.parseReference(directory).deleteImage()).rejects.toMatchObject({
@@ -235,7 +256,10 @@ describe('deleteImage', () => {
 
   it('keeps files the layout does not name, and the directory holding them', async () => {
     const directory = path.join(top, 'image');
-    await writeHandBuiltImage(await quiet.parseReference(directory).newImageDestination(), handBuiltImage('keep'));
+    await writeHandBuiltImage(
+      await quiet.parseReference(directory).newImageDestination(),
+      handBuiltImage('keep'),
+    );
     await writeFile(path.join(directory, 'notes.txt'), 'mine');
     await quiet.parseReference(directory).deleteImage();
     expect(await readdir(directory)).toEqual(['notes.txt']);

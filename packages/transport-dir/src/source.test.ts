@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type Digest, digestHex, digestOf, ErrorCodes } from '@gantry/core';
+import { type Digest, digestHex, digestOf, ErrorCodes, MediaTypes } from '@gantry/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDirTransport } from './index.js';
 
@@ -43,7 +43,8 @@ describe('dir: source', () => {
 
     const source = await transport.parseReference(directory).newImageSource();
     try {
-      expect(await source.getManifest()).toEqual({ bytes: manifest, mediaType: '' });
+      // No mediaType field and no config: guessed as containers/image does (OCI manifest).
+      expect(await source.getManifest()).toEqual({ bytes: manifest, mediaType: MediaTypes.OciManifest });
       expect(await source.getSignatures()).toEqual([encoder.encode('one'), encoder.encode('two')]);
       const { stream, size } = await source.getBlob({ digest: digestOf(blob), size: -1 });
       expect(size).toBe(blob.length);
@@ -79,6 +80,7 @@ describe('dir: source', () => {
     try {
       const source = await transport.parseReference('image').newImageSource();
       expect(new TextDecoder().decode((await source.getManifest()).bytes)).toBe('{}');
+      expect((await source.getManifest()).mediaType).toBe(''); // unrecognisable
       await source.close();
       process.chdir(directory);
       const here = await transport.parseReference('').newImageSource();

@@ -6,6 +6,7 @@ import {
   type Digest,
   ErrorCodes,
   GantryError,
+  guessManifestMediaType,
   type ImageSource,
   type ImageSourceProperties,
   type ManifestBlob,
@@ -25,8 +26,8 @@ function isMissing(error: unknown): boolean {
 
 /**
  * Reads an image from a `dir:` directory, as containers/image's directory source does:
- * - manifests are returned byte for byte with media type `''`, because the layout does not record one
- *   (callers guess it from the bytes);
+ * - manifests are returned byte for byte; the layout records no MIME type, so the type is guessed from
+ *   the bytes (`guessManifestMediaType`, as containers/image does), `''` when unrecognisable;
  * - blobs are streamed from `<encoded digest>` files, with the file's size;
  * - signatures are `signature-1`, `signature-2`, … (or `<encoded>.signature-N` for an instance), read in
  *   order until the first missing number.
@@ -55,8 +56,9 @@ class DirImageSource implements ImageSource {
     const signal = this.begin(options);
     const file = this.reference.filePath(manifestFileName(instanceDigest));
     try {
-      const bytes = await readFile(file, { signal });
-      return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), mediaType: '' };
+      const buffer = await readFile(file, { signal });
+      const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+      return { bytes, mediaType: guessManifestMediaType(bytes) };
     } catch (error) {
       if (!signal?.aborted && isMissing(error)) {
         const what = instanceDigest === undefined ? 'manifest' : `manifest of instance ${instanceDigest}`;

@@ -296,6 +296,7 @@ describe('token authentication (real registry, test token server)', () => {
         ).toBe(true);
       }
       await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+      await destination.commit();
       await destination.close();
       await source.close();
       expect(registry.tokenServer!.requests.map((request) => request.scopes)).toContainEqual([

@@ -133,6 +133,7 @@ describe('docker transport against a real registry (plain HTTP)', () => {
         expect(result.reused).toBe(true);
       }
       await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+      await destination.commit();
       await destination.close();
       await source.close();
       const log = await registry.accessLog();
@@ -154,6 +155,42 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     } finally {
       await fresh.closeConnections();
     }
+  });
+
+  it('writes manifests by digest and moves the tag only at commit', async () => {
+    const destination = await reference('gantry/transactional:v1').newImageDestination(context);
+    for (const blob of image.blobs.values()) {
+      await destination.tryReusingBlob!(
+        { digest: blob.digest, size: blob.size },
+        { isConfig: false, canSubstitute: true },
+      );
+    }
+    registry.clearAccessLog();
+    await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+    await destination.close();
+    // Closed without commit: the tag does not exist, the manifest is there by digest only.
+    await expect(reference('gantry/transactional:v1').newImageSource(context)).rejects.toMatchObject({
+      code: ErrorCodes.ImageNotFound,
+    });
+    const byDigest = await reference(`gantry/transactional@${image.topLevel.digest}`).newImageSource(context);
+    await byDigest.close();
+    const committed = await reference('gantry/transactional:v1').newImageDestination(context);
+    await committed.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+    await committed.commit();
+    await committed.close();
+    const puts = (await registry.accessLog())
+      .filter((entry) => entry.method === 'PUT')
+      .map((entry) => entry.path);
+    expect(puts).toEqual([
+      `/v2/gantry/transactional/manifests/${image.topLevel.digest}`,
+      `/v2/gantry/transactional/manifests/${image.topLevel.digest}`,
+      '/v2/gantry/transactional/manifests/v1',
+    ]);
+    const source = await reference('gantry/transactional:v1').newImageSource(context);
+    expect(Buffer.from((await source.getManifest()).bytes).equals(Buffer.from(image.topLevel.bytes))).toBe(
+      true,
+    );
+    await source.close();
   });
 
   it('computes the digest of a blob written without one, and never commits a wrong blob', async () => {
@@ -232,6 +269,7 @@ describe('docker transport against a real registry (plain HTTP)', () => {
         ).toBe(true);
       }
       await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+      await destination.commit();
       await destination.close();
     }
     // Distribution 2.8 ignores `n` for tags (pagination came in 3.0): everything comes in one page.

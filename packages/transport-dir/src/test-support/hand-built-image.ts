@@ -79,7 +79,11 @@ export function handBuiltImage(seed: string, layerCount = 2): HandBuiltImage {
       schemaVersion: 2,
       mediaType: MediaTypes.OciManifest,
       config: { mediaType: config.mediaType, digest: config.digest, size: config.bytes.length },
-      layers: layers.map((layer) => ({ mediaType: layer.mediaType, digest: layer.digest, size: layer.bytes.length })),
+      layers: layers.map((layer) => ({
+        mediaType: layer.mediaType,
+        digest: layer.digest,
+        size: layer.bytes.length,
+      })),
     }),
   );
   return { manifest, manifestDigest: digestOf(manifest), mediaType: MediaTypes.OciManifest, config, layers };
@@ -106,7 +110,8 @@ export function handBuiltIndex(images: HandBuiltImage[]): { bytes: Uint8Array; d
 /** A stream of `bytes`, in chunks of `chunkSize`. */
 export function streamOf(bytes: Uint8Array, chunkSize = 7): Readable {
   const chunks: Uint8Array[] = [];
-  for (let offset = 0; offset < bytes.length; offset += chunkSize) chunks.push(bytes.subarray(offset, offset + chunkSize));
+  for (let offset = 0; offset < bytes.length; offset += chunkSize)
+    chunks.push(bytes.subarray(offset, offset + chunkSize));
   return Readable.from(chunks);
 }
 
