@@ -1,13 +1,23 @@
 #!/usr/bin/env node
+import { ErrorCodes, GantryError } from '@gantry/core';
 import { runCli } from './cli.js';
+
+// Ctrl-C / SIGTERM abort the command so a copy in progress discards what it wrote; a second signal exits at once.
+const controller = new AbortController();
+for (const signalName of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signalName, () => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort(new GantryError(ErrorCodes.Aborted, `interrupted by ${signalName}`));
+  });
+}
 
 const exitCode = await runCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
-  stdin: process.stdin,
   env: process.env,
   cwd: process.cwd(),
   isTTY: process.stderr.isTTY === true,
   ...(process.stderr.columns ? { columns: process.stderr.columns } : {}),
+  signal: controller.signal,
 });
 process.exitCode = exitCode;

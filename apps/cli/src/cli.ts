@@ -299,7 +299,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     if (global.debug && !logger.debugEnabled) {
       logger = createLogger({ write: (text) => io.stderr.write(text), isTTY: io.isTTY, debug: true });
     }
-    let signal: AbortSignal | undefined;
+    let signal: AbortSignal | undefined = io.signal;
     if (global.commandTimeoutMs !== undefined) {
       const controller = new AbortController();
       const timeoutText = String(globalValues.get('command-timeout') ?? '');
@@ -314,7 +314,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         global.commandTimeoutMs,
       );
       timer.unref();
-      signal = controller.signal;
+      signal = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
     }
     const context: CommandContext = {
       io,

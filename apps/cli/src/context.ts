@@ -18,6 +18,8 @@ export interface CliIo {
   isTTY: boolean;
   /** Terminal width for progress bars; default `$COLUMNS` or 80. */
   columns?: number;
+  /** Aborts the running command (the bin aborts it on SIGINT / SIGTERM); combined with `--command-timeout`. */
+  signal?: AbortSignal;
 }
 
 /** Global options (skopeo's root flags), valid before or after the command name. */
