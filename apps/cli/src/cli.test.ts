@@ -142,3 +142,39 @@ describe('log format', () => {
     ).toContain('\x1b[37mDEBU\x1b[0m[0003] x');
   });
 });
+
+describe('--format output', () => {
+  it('aligns tab-separated columns like skopeo’s tabwriter and handles \\t / \\n escapes', async () => {
+    const { formatInspectJson } = await import('@gantry/core');
+    const { renderFormatted } = await import('./format.js');
+    const { inspectTemplateData } = await import('./template-data.js');
+    const output = {
+      Digest: 'sha256:x',
+      RepoTags: [],
+      Created: null,
+      DockerVersion: '',
+      Labels: null,
+      Architecture: 'amd64',
+      Os: 'linux',
+      Layers: [],
+      Env: null,
+    };
+    expect(renderFormatted('{{.Os}}\\t{{.Architecture}}', output, inspectTemplateData(output), 't')).toBe(
+      `linux${' '.repeat(7)}amd64\n`,
+    );
+    expect(renderFormatted('{{.Os}}\\n{{.Architecture}}\n', output, inspectTemplateData(output), 't')).toBe(
+      'linux\namd64\n',
+    );
+    expect(renderFormatted('{{json .}}', output, inspectTemplateData(output), 't')).toBe(
+      `${formatInspectJson(output)}\n`,
+    );
+    expect(
+      renderFormatted(
+        '{{.Labels}} {{.Env}} {{.Created}} [{{.Name}}]',
+        output,
+        inspectTemplateData(output),
+        't',
+      ),
+    ).toBe('map[] [] <nil> []\n');
+  });
+});

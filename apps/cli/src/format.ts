@@ -2,11 +2,13 @@
  * `--format` handling shared by commands, as skopeo does it through containers/common's `report`
  * package: `json` / `{{json .}}` (alone) print the indented JSON document; anything else is a Go
  * template, with `\t` / `\n` written literally on the command line turned into tab / newline, and a
- * final newline added when missing.
+ * final newline added when missing; tab-separated output is aligned in columns as newer skopeo's
+ * tabwriter does (Debian's skopeo 1.9.3 loses output containing tabs: a bug not reproduced).
  */
 import { formatInspectJson } from '@gantry/core';
 import { GoTemplate } from './go-template.js';
 import type { GoStruct } from './go-values.js';
+import { alignTabs } from './tabwriter.js';
 
 const jsonFormatPattern = /^\s*(json|{{\s*json *\.?\s*}})\s*$/;
 
@@ -39,5 +41,5 @@ export function renderFormatted(
   templateName: string,
 ): string {
   if (format === '' || isJsonFormat(format)) return `${formatInspectJson(jsonValue)}\n`;
-  return GoTemplate.parse(normalizeFormat(format), { name: templateName }).execute(templateData);
+  return alignTabs(GoTemplate.parse(normalizeFormat(format), { name: templateName }).execute(templateData));
 }

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ErrorCodes } from '@gantry/core';
+import { copyImage, digestOf, ErrorCodes, insecureAcceptAnythingPolicy } from '@gantry/core';
 import type { FixtureImage } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxBlobResumes } from './image-source.js';
@@ -63,6 +63,45 @@ describe('blob downloads resume after a broken connection (real registry behind 
       ['bytes=700000-', 206, true],
       ['bytes=1400000-', 206, false],
     ]);
+  });
+
+  it('reports 5xx and 429 as retryable ERR_GANTRY_TRANSIENT, and a copy with retries succeeds through them', async () => {
+    proxy.faults.length = 0;
+    const isManifestGet = (method: string, requestPath: string) => method === 'GET' && requestPath.includes('/manifests/');
+    proxy.statusFaults.push({ matches: isManifestGet, status: 503, times: 1 });
+    await expect(transport.parseReference(`//${proxy.host}/resume/app:v1`).newImageSource(context)).rejects.toMatchObject({
+      code: ErrorCodes.Transient,
+      retryable: true,
+      message: expect.stringContaining('unavailable: injected by the test proxy'),
+    });
+    proxy.statusFaults.push({ matches: isLayerGet, status: 429, headers: { 'retry-after': '0' }, times: 1 });
+    const source = await transport.parseReference(`//${proxy.host}/resume/app:v1`).newImageSource(context);
+    await expect(source.getBlob({ digest: layer.digest, size: layer.size })).rejects.toMatchObject({
+      code: ErrorCodes.Transient,
+      retryable: true,
+    });
+    await source.close();
+    // The copy pipeline retries: a 502 on the layer download and a 500 on the upload start are absorbed.
+    proxy.statusFaults.push({ matches: isLayerGet, status: 502, times: 1 });
+    proxy.statusFaults.push({
+      matches: (method, requestPath) => method === 'POST' && requestPath.includes('/retried/app/blobs/uploads/'),
+      status: 500,
+      times: 1,
+    });
+    // The destination's transport has not seen the source's manifest, so it cannot mount: bytes flow.
+    const destinationTransport = createDockerTransport();
+    const result = await copyImage(
+      transport.parseReference(`//${proxy.host}/resume/app:v1`),
+      destinationTransport.parseReference(`//${proxy.host}/retried/app:v1`),
+      { sourceContext: context, destinationContext: context, policy: insecureAcceptAnythingPolicy(), retryTimes: 3, retryDelayMs: 10 },
+    );
+    // The uncompressed layer was compressed on the way (a registry destination asks for compression).
+    const copied = await destinationTransport.parseReference(`//${proxy.host}/retried/app:v1`).newImageSource(context);
+    expect(digestOf((await copied.getManifest()).bytes)).toBe(result.manifestDigest);
+    await copied.close();
+    await destinationTransport.closeConnections();
+    expect(proxy.statusFaults.map((fault) => fault.times)).toEqual([0, 0, 0, 0]);
+    proxy.statusFaults.length = 0;
   });
 
   it('gives up after repeated breaks with a retryable ERR_GANTRY_TRANSIENT', async () => {

@@ -11,6 +11,15 @@ export interface ResponseFault {
   times: number;
 }
 
+/** An error answer to give instead of forwarding matching requests. */
+export interface StatusFault {
+  matches(method: string, path: string): boolean;
+  status: number;
+  headers?: Record<string, string>;
+  /** How many matching requests get the error. */
+  times: number;
+}
+
 /** One request seen by the proxy. */
 export interface ProxiedRequest {
   method: string;
@@ -26,6 +35,7 @@ export interface FaultProxy {
   host: string;
   requests: ProxiedRequest[];
   faults: ResponseFault[];
+  statusFaults: StatusFault[];
   stop(): Promise<void>;
 }
 
@@ -33,15 +43,28 @@ export interface FaultProxy {
  * Starts a plain-HTTP proxy on 127.0.0.1 in front of a plain-HTTP registry (`target`, `host:port`)
  * that forwards every request unchanged (Host included, so the registry's upload locations point
  * at the proxy) and can break responses: send the status, headers and the first bytes of the body,
- * then destroy the connection — a connection reset mid-download.
+ * then destroy the connection — a connection reset mid-download; or answer with an error status
+ * (500, 503, 429 with `Retry-After`…) without asking the registry.
  */
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   const requests: ProxiedRequest[] = [];
   const faults: ResponseFault[] = [];
+  const statusFaults: StatusFault[] = [];
   const server: Server = createServer((incoming, outgoing) => {
     const method = incoming.method ?? 'GET';
     const path = incoming.url ?? '/';
+    const statusFault = statusFaults.find((candidate) => candidate.times > 0 && candidate.matches(method, path));
+    if (statusFault) {
+      statusFault.times--;
+      requests.push({ method, path, range: incoming.headers.range, status: statusFault.status, cut: false });
+      incoming.resume();
+      incoming.on('end', () => {
+        outgoing.writeHead(statusFault.status, { 'content-type': 'application/json', ...statusFault.headers });
+        outgoing.end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected by the test proxy' }] }));
+      });
+      return;
+    }
     const forwarded = httpRequest(
       { host: targetHost, port: Number(targetPort), method, path, headers: incoming.headers },
       (answer: IncomingMessage) => {
@@ -83,6 +106,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     host: `127.0.0.1:${port}`,
     requests,
     faults,
+    statusFaults,
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
