@@ -287,6 +287,7 @@ export function formatFlagUsages(flags: readonly FlagSpec[]): string {
     if (valueName) left += ` ${valueName}`;
     let right = spec.description;
     if (spec.defaultText !== undefined) right += ` (default ${spec.defaultText})`;
+    if (spec.unsupported) right += ' [not supported by gantry yet]';
     return { left, right };
   });
   const width = Math.max(0, ...rows.map((row) => row.left.length));

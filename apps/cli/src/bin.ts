@@ -11,6 +11,14 @@ for (const signalName of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+// A reader that goes away (`gantry inspect … | head -1`) ends gantry quietly, as SIGPIPE ends skopeo.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(141);
+    throw error;
+  });
+}
+
 const exitCode = await runCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -329,6 +329,42 @@ describe('copy', () => {
     expect(copied.stderr).toMatch(/Copying config [0-9a-f]{10} done/);
     expect(copied.stderr).toContain('\x1b[1A\x1b[J');
     expect(copied.stderr.endsWith('Writing manifest to image destination\nStoring signatures\n')).toBe(true);
+  });
+});
+
+describe('signature policy', () => {
+  it('--policy FILE is enforced; --insecure-policy accepts anything', async () => {
+    const source = `oci:${layouts.get('ociMinimal')!.path}:latest`;
+    const rejecting = join(root, 'reject-policy.json');
+    const accepting = join(root, 'accept-policy.json');
+    await writeFile(rejecting, JSON.stringify({ default: [{ type: 'reject' }] }));
+    await writeFile(accepting, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+    const rejected = await runGantry([
+      '--policy',
+      rejecting,
+      'copy',
+      source,
+      `oci:${join(root, 'policy-1')}:a`,
+    ]);
+    expect(rejected.code).toBe(1);
+    expect(rejected.stderr).toMatch(/level=fatal msg=.*reject/i);
+    expect(
+      runSkopeo(['--policy', rejecting, 'copy', source, `oci:${join(root, 'policy-skopeo')}:a`]).code,
+    ).toBe(1);
+    const accepted = await runGantry([
+      '--policy',
+      accepting,
+      'copy',
+      '-q',
+      source,
+      `oci:${join(root, 'policy-2')}:a`,
+    ]);
+    expect(accepted).toMatchObject({ code: 0, stderr: '' });
+    const broken = join(root, 'broken-policy.json');
+    await writeFile(broken, '{"default": [{"type": "nonsense"}]}');
+    const invalid = await runGantry(['--policy', broken, 'copy', source, `oci:${join(root, 'policy-3')}:a`]);
+    expect(invalid.code).toBe(1);
+    expect(invalid.stderr).toContain('Error loading trust policy');
   });
 });
 

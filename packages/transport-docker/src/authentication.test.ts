@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -379,6 +379,58 @@ describe('token authentication (real registry, test token server)', () => {
         .parseReference(`//${registry.host}/tokens/app:v1`)
         .newImageSource(dockerContext({ tlsVerify: false, registryToken: 'not-a-jwt' }));
       await expect(bogus).rejects.toMatchObject({ code: ErrorCodes.Unauthorized });
+    } finally {
+      await transport.closeConnections();
+    }
+  });
+});
+
+describe('client certificates from the certificate directory (real registry requiring them)', () => {
+  let registry: TestRegistry;
+  let directory: string;
+
+  beforeAll(async () => {
+    registry = await startTestRegistry({ tls: true, requireClientCertificate: true });
+    directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
+  });
+
+  afterAll(async () => {
+    await registry?.stop();
+    if (directory) await rm(directory, { recursive: true, force: true });
+  });
+
+  it('presents client.cert / client.key, and fails without them', async () => {
+    const transport = createDockerTransport();
+    try {
+      const image = await buildImage(fixturePresets.ociMinimal, path.join(directory, 'image'));
+      await pushFixture(
+        transport,
+        registry,
+        'mtls/app:v1',
+        image,
+        dockerContext({ certDirectory: registry.certificateDirectory! }),
+      );
+      const onlyCa = path.join(directory, 'only-ca');
+      await mkdir(onlyCa);
+      await copyFile(path.join(registry.certificateDirectory!, 'ca.crt'), path.join(onlyCa, 'ca.crt'));
+      await expect(
+        transport
+          .parseReference(`//${registry.host}/mtls/app:v1`)
+          .newImageSource(dockerContext({ certDirectory: onlyCa })),
+      ).rejects.toMatchObject({
+        message: expect.stringContaining(`pinging container registry ${registry.host}`),
+      });
+      const keyWithoutCertificate = path.join(directory, 'key-only');
+      await mkdir(keyWithoutCertificate);
+      await copyFile(
+        path.join(registry.certificateDirectory!, 'client.key'),
+        path.join(keyWithoutCertificate, 'client.key'),
+      );
+      await expect(
+        transport
+          .parseReference(`//${registry.host}/mtls/app:v1`)
+          .newImageSource(dockerContext({ certDirectory: keyWithoutCertificate })),
+      ).rejects.toThrow(/missing client certificate client.cert for key client.key/);
     } finally {
       await transport.closeConnections();
     }

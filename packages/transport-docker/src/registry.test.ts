@@ -242,6 +242,37 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     await destination.close();
   });
 
+  it('stops an upload when the signal fires, with ERR_GANTRY_ABORTED, and stores nothing', async () => {
+    const destination = await reference('gantry/aborted:v1').newImageDestination(context);
+    const controller = new AbortController();
+    let produced = 0;
+    const endless = new Readable({
+      read() {
+        produced++;
+        if (produced === 5) controller.abort();
+        setTimeout(() => this.push(Buffer.alloc(64 * 1024, produced)), 5);
+      },
+    });
+    const claimed = digestOf('never fully sent');
+    await expect(
+      destination.putBlob(
+        endless,
+        { digest: claimed, size: -1 },
+        { isConfig: false, signal: controller.signal },
+      ),
+    ).rejects.toMatchObject({ code: ErrorCodes.Aborted });
+    expect(endless.destroyed).toBe(true);
+    expect(
+      await destination.tryReusingBlob!(
+        { digest: claimed, size: -1 },
+        { isConfig: false, canSubstitute: false },
+      ),
+    ).toEqual({
+      reused: false,
+    });
+    await destination.close();
+  });
+
   it('refuses a manifest that does not match the digest in the reference', async () => {
     const destination = await reference(`gantry/single@${digestOf('other manifest')}`).newImageDestination(
       context,

@@ -67,9 +67,12 @@ describe('blob downloads resume after a broken connection (real registry behind 
 
   it('reports 5xx and 429 as retryable ERR_GANTRY_TRANSIENT, and a copy with retries succeeds through them', async () => {
     proxy.faults.length = 0;
-    const isManifestGet = (method: string, requestPath: string) => method === 'GET' && requestPath.includes('/manifests/');
+    const isManifestGet = (method: string, requestPath: string) =>
+      method === 'GET' && requestPath.includes('/manifests/');
     proxy.statusFaults.push({ matches: isManifestGet, status: 503, times: 1 });
-    await expect(transport.parseReference(`//${proxy.host}/resume/app:v1`).newImageSource(context)).rejects.toMatchObject({
+    await expect(
+      transport.parseReference(`//${proxy.host}/resume/app:v1`).newImageSource(context),
+    ).rejects.toMatchObject({
       code: ErrorCodes.Transient,
       retryable: true,
       message: expect.stringContaining('unavailable: injected by the test proxy'),
@@ -84,7 +87,8 @@ describe('blob downloads resume after a broken connection (real registry behind 
     // The copy pipeline retries: a 502 on the layer download and a 500 on the upload start are absorbed.
     proxy.statusFaults.push({ matches: isLayerGet, status: 502, times: 1 });
     proxy.statusFaults.push({
-      matches: (method, requestPath) => method === 'POST' && requestPath.includes('/retried/app/blobs/uploads/'),
+      matches: (method, requestPath) =>
+        method === 'POST' && requestPath.includes('/retried/app/blobs/uploads/'),
       status: 500,
       times: 1,
     });
@@ -93,10 +97,18 @@ describe('blob downloads resume after a broken connection (real registry behind 
     const result = await copyImage(
       transport.parseReference(`//${proxy.host}/resume/app:v1`),
       destinationTransport.parseReference(`//${proxy.host}/retried/app:v1`),
-      { sourceContext: context, destinationContext: context, policy: insecureAcceptAnythingPolicy(), retryTimes: 3, retryDelayMs: 10 },
+      {
+        sourceContext: context,
+        destinationContext: context,
+        policy: insecureAcceptAnythingPolicy(),
+        retryTimes: 3,
+        retryDelayMs: 10,
+      },
     );
     // The uncompressed layer was compressed on the way (a registry destination asks for compression).
-    const copied = await destinationTransport.parseReference(`//${proxy.host}/retried/app:v1`).newImageSource(context);
+    const copied = await destinationTransport
+      .parseReference(`//${proxy.host}/retried/app:v1`)
+      .newImageSource(context);
     expect(digestOf((await copied.getManifest()).bytes)).toBe(result.manifestDigest);
     await copied.close();
     await destinationTransport.closeConnections();

@@ -88,6 +88,60 @@ export async function generateTestTlsMaterial(directory: string): Promise<TestTl
   };
 }
 
+/**
+ * Generates, with `openssl`, a client certificate (`client.cert`, `client.key`, the names a
+ * certificate directory uses) signed by the CA that `generateTestTlsMaterial` wrote in `directory`.
+ */
+export async function generateTestClientCertificate(
+  directory: string,
+): Promise<{ certificatePath: string; keyPath: string }> {
+  await openssl(
+    [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'client.key',
+      '-out',
+      'client.csr',
+      '-subj',
+      '/CN=gantry-test-client',
+    ],
+    directory,
+  );
+  await writeFile(
+    path.join(directory, 'client.ext'),
+    'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n',
+  );
+  await openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'client.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'client.cert',
+      '-days',
+      '2',
+      '-extfile',
+      'client.ext',
+    ],
+    directory,
+  );
+  return {
+    certificatePath: path.join(directory, 'client.cert'),
+    keyPath: path.join(directory, 'client.key'),
+  };
+}
+
 /** A self-signed certificate and its RSA key, for signing registry tokens. */
 export interface TokenSigningMaterial {
   certificatePath: string;

@@ -54,14 +54,21 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const server: Server = createServer((incoming, outgoing) => {
     const method = incoming.method ?? 'GET';
     const path = incoming.url ?? '/';
-    const statusFault = statusFaults.find((candidate) => candidate.times > 0 && candidate.matches(method, path));
+    const statusFault = statusFaults.find(
+      (candidate) => candidate.times > 0 && candidate.matches(method, path),
+    );
     if (statusFault) {
       statusFault.times--;
       requests.push({ method, path, range: incoming.headers.range, status: statusFault.status, cut: false });
       incoming.resume();
       incoming.on('end', () => {
-        outgoing.writeHead(statusFault.status, { 'content-type': 'application/json', ...statusFault.headers });
-        outgoing.end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected by the test proxy' }] }));
+        outgoing.writeHead(statusFault.status, {
+          'content-type': 'application/json',
+          ...statusFault.headers,
+        });
+        outgoing.end(
+          JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected by the test proxy' }] }),
+        );
       });
       return;
     }

@@ -1,12 +1,16 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Agent } from 'undici';
-import { generateTestTlsMaterial, generateTokenSigningMaterial } from './certificates.js';
+import {
+  generateTestClientCertificate,
+  generateTestTlsMaterial,
+  generateTokenSigningMaterial,
+} from './certificates.js';
 import { startTestTokenServer, type TestTokenServer } from './token-server.js';
 
 const execFileAsync = promisify(execFile);
@@ -17,6 +21,11 @@ export const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/b
 export interface TestRegistryOptions {
   /** Serve HTTPS with a certificate signed by a CA generated for the test. */
   tls?: boolean;
+  /**
+   * With `tls`: require a client certificate signed by the test CA (`http.tls.clientcas`); the
+   * certificate directory then also holds `client.cert` and `client.key`.
+   */
+  requireClientCertificate?: boolean;
   /** Basic authentication (`auth: htpasswd`) with these users; needs the `htpasswd` program (apache2-utils). */
   htpasswdUsers?: Record<string, string>;
   /** Token authentication (`auth: token`) with a test token server accepting these users. */
@@ -98,8 +107,13 @@ function installExitHook(): void {
   });
 }
 
-async function waitForRegistry(url: string, child: ChildProcess, output: () => string): Promise<void> {
-  const agent = new Agent({ connect: { rejectUnauthorized: false } });
+async function waitForRegistry(
+  url: string,
+  child: ChildProcess,
+  output: () => string,
+  clientCertificate: { cert: string; key: string } | undefined,
+): Promise<void> {
+  const agent = new Agent({ connect: { rejectUnauthorized: false, ...clientCertificate } });
   try {
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -158,6 +172,7 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
     const storageDirectory = path.join(directory, 'storage');
     await mkdir(storageDirectory);
     let certificateDirectory: string | undefined;
+    let clientCertificate: { cert: string; key: string } | undefined;
     const http: Record<string, unknown> = {
       secret: 'gantry-test-secret',
       headers: { 'X-Content-Type-Options': ['nosniff'] },
@@ -170,6 +185,19 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
       certificateDirectory = path.join(directory, 'certs');
       await mkdir(certificateDirectory);
       await writeFile(path.join(certificateDirectory, 'ca.crt'), material.caCertificate);
+      if (options.requireClientCertificate) {
+        const client = await generateTestClientCertificate(tlsDirectory);
+        (http.tls as Record<string, unknown>).clientcas = [material.caCertificatePath];
+        await writeFile(
+          path.join(certificateDirectory, 'client.cert'),
+          await readFile(client.certificatePath),
+        );
+        await writeFile(path.join(certificateDirectory, 'client.key'), await readFile(client.keyPath));
+        clientCertificate = {
+          cert: await readFile(client.certificatePath, 'utf8'),
+          key: await readFile(client.keyPath, 'utf8'),
+        };
+      }
     }
     let auth: Record<string, unknown> | undefined;
     if (options.htpasswdUsers) {
@@ -254,7 +282,7 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
       const scheme = options.tls ? 'https' : 'http';
       const url = `${scheme}://127.0.0.1:${port}`;
       try {
-        await Promise.race([waitForRegistry(url, started, () => output), spawnError]);
+        await Promise.race([waitForRegistry(url, started, () => output, clientCertificate), spawnError]);
       } catch (error) {
         const portTaken = /address already in use/.test(output);
         await stopAllButKeepFiles(started);
