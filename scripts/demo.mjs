@@ -14,5 +14,10 @@ const gantry = (...args) => {
 };
 const destination = join(mkdtempSync(join(tmpdir(), 'gantry-demo-')), 'hello');
 gantry('--insecure-policy', 'copy', `oci:${join(root, 'examples/hello')}:latest`, `dir:${destination}`);
-gantry('inspect', '--format', '{{.Architecture}} {{.Os}} {{len .Layers}} layer(s) {{.Digest}}', `dir:${destination}`);
+gantry(
+  'inspect',
+  '--format',
+  '{{.Architecture}} {{.Os}} {{len .Layers}} layer(s) {{.Digest}}',
+  `dir:${destination}`,
+);
 console.error(`\nThe copy is in ${destination}`);

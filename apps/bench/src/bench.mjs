@@ -79,12 +79,18 @@ async function makeLayout(name, spec) {
 }
 
 function randomFileLayer(mebibytes, seed, compression = 'gzip') {
-  return { compression, entries: [{ type: 'file', path: `data/${seed}.bin`, randomSize: mebibytes * 1024 * 1024, seed }] };
+  return {
+    compression,
+    entries: [{ type: 'file', path: `data/${seed}.bin`, randomSize: mebibytes * 1024 * 1024, seed }],
+  };
 }
 
 console.error(`Building benchmark images in ${workDirectory} (a ${largeLayerMiB} MiB layer takes a while)…`);
 const layouts = {
-  large: await makeLayout(`large-${largeLayerMiB}`, { format: 'oci', layers: [randomFileLayer(largeLayerMiB, 'large')] }),
+  large: await makeLayout(`large-${largeLayerMiB}`, {
+    format: 'oci',
+    layers: [randomFileLayer(largeLayerMiB, 'large')],
+  }),
   quarter: await makeLayout(`quarter-${Math.max(1, largeLayerMiB >> 2)}`, {
     format: 'oci',
     layers: [randomFileLayer(Math.max(1, largeLayerMiB >> 2), 'quarter')],
@@ -112,7 +118,13 @@ const scenarios = [
   {
     name: 'oci-to-oci-many-layers',
     description: 'oci → oci, 16 layers of 16 MiB',
-    args: (destination) => [...policy, 'copy', '-q', `oci:${layouts.manyLayers}:bench`, `oci:${destination}:bench`],
+    args: (destination) => [
+      ...policy,
+      'copy',
+      '-q',
+      `oci:${layouts.manyLayers}:bench`,
+      `oci:${destination}:bench`,
+    ],
   },
   {
     name: 'oci-to-dir-many-layers',
@@ -155,7 +167,9 @@ for (const scenario of scenarios) {
     if (!row.memoryWithinLimit) memoryFailures += 1;
   }
   results.push(row);
-  console.error(`  ${scenario.name}: gantry ${row.gantry.medianSeconds.toFixed(2)} s, skopeo ${row.skopeo.medianSeconds.toFixed(2)} s`);
+  console.error(
+    `  ${scenario.name}: gantry ${row.gantry.medianSeconds.toFixed(2)} s, skopeo ${row.skopeo.medianSeconds.toFixed(2)} s`,
+  );
 }
 
 const pad = (value, width) => String(value).padEnd(width);
@@ -169,7 +183,11 @@ for (const row of results) {
       row.ratio.toFixed(2),
       8,
     )}${pad(row.gantry.peakMiB.toFixed(0), 12)}${pad(row.skopeo.peakMiB.toFixed(0), 12)}${
-      row.memoryWithinLimit === undefined ? '' : row.memoryWithinLimit ? `< ${memoryLimitMiB} MiB ok` : `>= ${memoryLimitMiB} MiB FAIL`
+      row.memoryWithinLimit === undefined
+        ? ''
+        : row.memoryWithinLimit
+          ? `< ${memoryLimitMiB} MiB ok`
+          : `>= ${memoryLimitMiB} MiB FAIL`
     }`,
   );
 }

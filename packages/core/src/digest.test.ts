@@ -1,7 +1,15 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { Digester, digestHex, digestingStage, digestOf, isDigest, parseDigest, verifyingStage } from './digest.js';
+import {
+  Digester,
+  digestHex,
+  digestingStage,
+  digestOf,
+  isDigest,
+  parseDigest,
+  verifyingStage,
+} from './digest.js';
 import { ErrorCodes, isGantryError } from './errors.js';
 
 const emptySha256 = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -13,11 +21,7 @@ async function drain(source: AsyncIterable<Uint8Array>): Promise<number> {
 }
 
 describe('parseDigest', () => {
-  it.each([
-    emptySha256,
-    `sha512:${'a'.repeat(128)}`,
-    `sha384:${'0'.repeat(96)}`,
-  ])('accepts %s', (value) => {
+  it.each([emptySha256, `sha512:${'a'.repeat(128)}`, `sha384:${'0'.repeat(96)}`])('accepts %s', (value) => {
     expect(parseDigest(value)).toBe(value);
     expect(isDigest(value)).toBe(true);
   });
@@ -78,7 +82,11 @@ describe('verifyingStage', () => {
       sawEnd = true;
     };
     await expect(
-      pipeline(Readable.from([Buffer.from('hello there')]), verifyingStage({ expectedDigest: digest }), consumer),
+      pipeline(
+        Readable.from([Buffer.from('hello there')]),
+        verifyingStage({ expectedDigest: digest }),
+        consumer,
+      ),
     ).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch, message: expect.stringContaining(digest) });
     expect(sawEnd).toBe(false);
   });

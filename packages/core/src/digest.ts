@@ -19,15 +19,25 @@ const digestPattern = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/;
 /** Validates a digest string; throws `ERR_GANTRY_INVALID_DIGEST` naming what is wrong. */
 export function parseDigest(value: string): Digest {
   const match = digestPattern.exec(value);
-  if (!match) throw new GantryError(ErrorCodes.InvalidDigest, `invalid digest "${value}": invalid checksum digest format`);
+  if (!match)
+    throw new GantryError(
+      ErrorCodes.InvalidDigest,
+      `invalid digest "${value}": invalid checksum digest format`,
+    );
   const algorithm = match[1]!;
   const encoded = match[2]!;
   const length = (digestAlgorithms as Record<string, number>)[algorithm];
   if (length === undefined) {
-    throw new GantryError(ErrorCodes.InvalidDigest, `invalid digest "${value}": unsupported digest algorithm`);
+    throw new GantryError(
+      ErrorCodes.InvalidDigest,
+      `invalid digest "${value}": unsupported digest algorithm`,
+    );
   }
   if (encoded.length !== length || !/^[a-f0-9]+$/.test(encoded)) {
-    throw new GantryError(ErrorCodes.InvalidDigest, `invalid digest "${value}": invalid checksum digest length`);
+    throw new GantryError(
+      ErrorCodes.InvalidDigest,
+      `invalid digest "${value}": invalid checksum digest length`,
+    );
   }
   return value as Digest;
 }
@@ -53,7 +63,10 @@ export function digestHex(digest: Digest): string {
 }
 
 /** Digest of a byte string, by default sha256. */
-export function digestOf(bytes: Uint8Array | string, algorithm: DigestAlgorithm = canonicalDigestAlgorithm): Digest {
+export function digestOf(
+  bytes: Uint8Array | string,
+  algorithm: DigestAlgorithm = canonicalDigestAlgorithm,
+): Digest {
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
 }
 

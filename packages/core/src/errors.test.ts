@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { abortError, ErrorCodes, GantryError, hasErrorCode, isGantryError, throwIfAborted } from './errors.js';
+import {
+  abortError,
+  ErrorCodes,
+  GantryError,
+  hasErrorCode,
+  isGantryError,
+  throwIfAborted,
+} from './errors.js';
 
 describe('GantryError', () => {
   it('carries a stable code and a cross-copy brand', () => {
@@ -11,7 +18,10 @@ describe('GantryError', () => {
     expect(hasErrorCode(error, ErrorCodes.Internal)).toBe(false);
     expect((error.cause as Error).message).toBe('inner');
     // An error from another copy of the package carries the same registered symbol.
-    const foreign = Object.assign(new Error('x'), { code: 'ERR_GANTRY_INTERNAL', [Symbol.for('gantry.error')]: true });
+    const foreign = Object.assign(new Error('x'), {
+      code: 'ERR_GANTRY_INTERNAL',
+      [Symbol.for('gantry.error')]: true,
+    });
     expect(isGantryError(foreign)).toBe(true);
     expect(isGantryError(new Error('plain'))).toBe(false);
     expect(isGantryError(null)).toBe(false);

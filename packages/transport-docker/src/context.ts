@@ -6,7 +6,7 @@ import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
  *
  * | member           | skopeo flag                      | rule                                                        |
  * |------------------|----------------------------------|-------------------------------------------------------------|
- * | `tlsVerify`      | `--tls-verify`                   | default true; false allows plain HTTP and unverified TLS     |
+ * | `tlsVerify`      | `--tls-verify`                   | false allows plain HTTP and unverified TLS; unset: true unless registries.conf says `insecure = true` |
  * | `certDirectory`  | `--cert-dir`                     | `*.crt` CA certificates, `*.cert` + `*.key` client pairs     |
  * | `credentials`    | `--creds USER[:PASS]`, `--username/--password` | used instead of any auth file                  |
  * | `registryToken`  | `--registry-token`               | a bearer token sent as is                                   |
@@ -26,7 +26,8 @@ export interface DockerContextOptions {
 
 /** `DockerContextOptions` validated, with `credentials` split into user name and password. */
 export interface ResolvedDockerContextOptions {
-  tlsVerify: boolean;
+  /** As given; undefined lets registries.conf decide (verification on unless `insecure = true`). */
+  tlsVerify: boolean | undefined;
   certDirectory: string | undefined;
   credentials: { username: string; password: string } | undefined;
   registryToken: string | undefined;
@@ -87,7 +88,7 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
   ).length;
   if (exclusive > 1) throw usage('credentials, a registry token and no-creds are mutually exclusive');
   return {
-    tlsVerify: optionalBoolean('tlsVerify') ?? true,
+    tlsVerify: optionalBoolean('tlsVerify'),
     certDirectory: optionalString('certDirectory'),
     credentials,
     registryToken,

@@ -15,3 +15,19 @@ export {
   storeRegistryCredentials,
   validateCredentialsKey,
 } from './auth-file.js';
+export {
+  findRegistryConfiguration,
+  loadRegistriesConfiguration,
+  matchRegistryPrefix,
+  type PullFromMirror,
+  type PullSource,
+  parseRegistriesConf,
+  pullSourcesFor,
+  type RegistriesConfiguration,
+  type RegistriesConfSearchOptions,
+  type RegistryConfiguration,
+  type RegistryEndpoint,
+  registriesConfLocations,
+  type ShortNameMode,
+} from './registries-conf.js';
+export { parseToml, TomlError, type TomlTable, type TomlValue } from './toml.js';

@@ -201,7 +201,12 @@ export interface ImageDestination {
    * Stores a manifest: the top-level one (no `instanceDigest`) or an instance of a list.
    * `mediaType` is the manifest's MIME type, as the pipeline determined it.
    */
-  putManifest(manifest: Uint8Array, mediaType: string, instanceDigest?: Digest, options?: OperationOptions): Promise<void>;
+  putManifest(
+    manifest: Uint8Array,
+    mediaType: string,
+    instanceDigest?: Digest,
+    options?: OperationOptions,
+  ): Promise<void>;
   /** Stores signatures for the top-level image or an instance. Rejects with `ERR_GANTRY_NOT_SUPPORTED` if unsupported. */
   putSignatures(signatures: Uint8Array[], instanceDigest?: Digest, options?: OperationOptions): Promise<void>;
   /** Makes everything written visible. Called once, last. */

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../errors.js';
 import type { ImageReference, Transport } from './contract.js';
-import { assertTransport, formatImageReference, splitTransportReference, TransportRegistry } from './registry.js';
+import {
+  assertTransport,
+  formatImageReference,
+  splitTransportReference,
+  TransportRegistry,
+} from './registry.js';
 
 function fakeTransport(name: string): Transport {
   const transport: Transport = {
@@ -28,7 +33,10 @@ function fakeTransport(name: string): Transport {
 describe('splitTransportReference', () => {
   it('splits at the first colon', () => {
     expect(splitTransportReference('oci:/a/b:tag')).toEqual({ transport: 'oci', reference: '/a/b:tag' });
-    expect(splitTransportReference('docker://busybox')).toEqual({ transport: 'docker', reference: '//busybox' });
+    expect(splitTransportReference('docker://busybox')).toEqual({
+      transport: 'docker',
+      reference: '//busybox',
+    });
   });
 
   it.each(['busybox', ':x', ''])('rejects %j without a transport', (input) => {
@@ -51,7 +59,10 @@ describe('assertTransport', () => {
     [null, 'expected an object'],
     [{ ...fakeTransport('memory'), specificationVersion: 'v0' }, 'specificationVersion is "v0"'],
     [{ ...fakeTransport('Memory') }, 'name must be a lowercase'],
-    [{ specificationVersion: 'v1', name: 'x', parseReference() {} }, 'missing method validatePolicyConfigurationScope()'],
+    [
+      { specificationVersion: 'v1', name: 'x', parseReference() {} },
+      'missing method validatePolicyConfigurationScope()',
+    ],
   ])('rejects %j naming the problem', (value, problem) => {
     expect(() => assertTransport(value, 'gantry-transport-bad')).toThrowError(
       expect.objectContaining({
@@ -64,7 +75,9 @@ describe('assertTransport', () => {
 
 describe('TransportRegistry', () => {
   it('parses references with registered transports', () => {
-    const registry = new TransportRegistry([{ transport: fakeTransport('memory'), origin: 'gantry-transport-memory' }]);
+    const registry = new TransportRegistry([
+      { transport: fakeTransport('memory'), origin: 'gantry-transport-memory' },
+    ]);
     const reference = registry.parseImageReference('memory:thing:tag');
     expect(reference.stringWithinTransport()).toBe('thing:tag');
     expect(formatImageReference(reference)).toBe('memory:thing:tag');
@@ -84,7 +97,10 @@ describe('TransportRegistry', () => {
   it('rejects unknown transports', () => {
     const registry = new TransportRegistry();
     expect(() => registry.parseImageReference('nope:x')).toThrowError(
-      expect.objectContaining({ code: ErrorCodes.UnknownTransport, message: expect.stringContaining('unknown transport "nope"') }),
+      expect.objectContaining({
+        code: ErrorCodes.UnknownTransport,
+        message: expect.stringContaining('unknown transport "nope"'),
+      }),
     );
   });
 

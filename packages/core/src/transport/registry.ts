@@ -19,7 +19,10 @@ export const knownTransportPackages: Readonly<Record<string, string>> = {
  */
 export function assertTransport(value: unknown, origin: string): Transport {
   const fail = (problem: string): never => {
-    throw new GantryError(ErrorCodes.InvalidTransportPlugin, `${origin} is not a valid Gantry transport: ${problem}`);
+    throw new GantryError(
+      ErrorCodes.InvalidTransportPlugin,
+      `${origin} is not a valid Gantry transport: ${problem}`,
+    );
   };
   if (typeof value !== 'object' || value === null) fail('expected an object');
   const candidate = value as Record<string, unknown>;
@@ -101,7 +104,10 @@ export class TransportRegistry {
         `transport "${name}" is not installed: add ${knownPackage}`,
       );
     }
-    throw new GantryError(ErrorCodes.UnknownTransport, `Invalid image name "${name}:…": unknown transport "${name}"`);
+    throw new GantryError(
+      ErrorCodes.UnknownTransport,
+      `Invalid image name "${name}:…": unknown transport "${name}"`,
+    );
   }
 
   /** Every registered transport with its origin, sorted by name. */
@@ -118,7 +124,10 @@ export class TransportRegistry {
         this.require(name);
       } catch (error) {
         if (error instanceof GantryError && error.code === ErrorCodes.UnknownTransport) {
-          throw new GantryError(ErrorCodes.UnknownTransport, `Invalid image name "${input}", unknown transport "${name}"`);
+          throw new GantryError(
+            ErrorCodes.UnknownTransport,
+            `Invalid image name "${input}", unknown transport "${name}"`,
+          );
         }
         throw error;
       }
