@@ -41,7 +41,12 @@ afterAll(async () => {
 });
 
 describe('inspect matches skopeo byte for byte', () => {
-  for (const name of Object.keys(fixturePresets)) {
+  // skopeo 1.9 does not read Docker manifests out of an OCI layout's index.json; the Docker-format
+  // presets are compared through dir: in acceptance.e2e.test.ts instead.
+  const ociPresets = Object.entries(fixturePresets)
+    .filter(([, spec]) => spec.format !== 'docker')
+    .map(([name]) => name);
+  for (const name of ociPresets) {
     it(`inspect ${name}`, async () => {
       const reference = `oci:${layouts.get(name)!.path}:latest`;
       for (const flags of [
@@ -53,7 +58,7 @@ describe('inspect matches skopeo byte for byte', () => {
       ]) {
         const expected = runSkopeo(['--insecure-policy', 'inspect', ...flags, reference]);
         const actual = await runGantry(['inspect', ...flags, reference]);
-        if (expected.code !== 0) continue; // e.g. skopeo 1.9 finds no "latest" for Docker-format presets
+        expect(expected.code, `skopeo inspect ${flags.join(' ')}: ${expected.stderr}`).toBe(0);
         expect({ flags, stderr: actual.stderr, code: actual.code }).toEqual({ flags, stderr: '', code: 0 });
         expect(withoutLayersData(actual.stdout.toString()), `gantry inspect ${flags.join(' ')} ${name}`).toBe(
           expected.stdout.toString(),

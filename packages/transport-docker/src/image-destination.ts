@@ -23,6 +23,7 @@ import {
 import { combineSignals } from './image-source.js';
 import { headerValue, referencedBlobDigests } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
+import { loadContextRegistriesConfiguration, registrySettingsFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
 
@@ -363,6 +364,10 @@ export async function openDockerImageDestination(
   reference: DockerImageReference,
   context: TransportContext,
 ): Promise<DockerImageDestination> {
+  const registrySettings = registrySettingsFor(
+    await loadContextRegistriesConfiguration(context),
+    reference.reference.name,
+  );
   const client = await RegistryClient.open(
     reference.state,
     {
@@ -372,6 +377,7 @@ export async function openDockerImageDestination(
       role: 'destination',
     },
     context,
+    registrySettings?.insecure ?? false,
   );
   return new DockerImageDestination(reference, client, context.signal);
 }

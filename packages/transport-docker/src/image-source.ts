@@ -3,6 +3,7 @@ import {
   type BlobInfo,
   type BlobStream,
   type Digest,
+  type DockerReference,
   ErrorCodes,
   GantryError,
   type ImageSource,
@@ -15,8 +16,10 @@ import {
 } from '@gantry/core';
 import type { Dispatcher } from 'undici';
 import { networkError } from './connections.js';
+import { pullSourcesFor } from './core-config.js';
 import { fetchManifest, headerValue, referencedBlobDigests } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
+import { loadContextRegistriesConfiguration, registrySettingsFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
 
@@ -218,13 +221,18 @@ export class DockerImageSource implements ImageSource {
   private topLevelManifest: ManifestBlob | undefined;
   private closed = false;
 
+  /** Where the image is read from: the reference, or a mirror's / `location`'s rewrite of it. */
+  readonly physicalReference: DockerReference;
+
   /** @internal Use `reference.newImageSource`. */
   constructor(
     reference: DockerImageReference,
     client: RegistryClient,
     contextSignal: AbortSignal | undefined,
+    physicalReference: DockerReference = reference.reference,
   ) {
     this.reference = reference;
+    this.physicalReference = physicalReference;
     this.client = client;
     this.contextSignal = contextSignal;
   }
@@ -234,9 +242,17 @@ export class DockerImageSource implements ImageSource {
       throw new GantryError(ErrorCodes.Internal, `${this.reference}: image source used after close`);
   }
 
+  private get physicalTagOrDigest(): string {
+    return this.physicalReference.digest ?? this.physicalReference.tag!;
+  }
+
   private recordBlobLocations(manifest: ManifestBlob): void {
     for (const digest of referencedBlobDigests(manifest.bytes)) {
-      this.reference.state.blobLocations.record(this.reference.registry, this.reference.repository, digest);
+      this.reference.state.blobLocations.record(
+        this.client.scope.registry,
+        this.client.scope.repository,
+        digest,
+      );
     }
   }
 
@@ -245,7 +261,7 @@ export class DockerImageSource implements ImageSource {
     const signal = combineSignals(this.contextSignal, options.signal);
     throwIfAborted(signal);
     if (instanceDigest === undefined && this.topLevelManifest !== undefined) return this.topLevelManifest;
-    const manifest = await fetchManifest(this.client, instanceDigest ?? this.reference.tagOrDigest, signal);
+    const manifest = await fetchManifest(this.client, instanceDigest ?? this.physicalTagOrDigest, signal);
     this.recordBlobLocations(manifest);
     if (instanceDigest === undefined) this.topLevelManifest = manifest;
     return manifest;
@@ -277,8 +293,8 @@ export class DockerImageSource implements ImageSource {
       throw error;
     }
     this.reference.state.blobLocations.record(
-      this.reference.registry,
-      this.reference.repository,
+      this.client.scope.registry,
+      this.client.scope.repository,
       info.digest,
     );
     return blob;
@@ -296,18 +312,60 @@ export class DockerImageSource implements ImageSource {
 }
 
 /** Opens a source: connects, authenticates for `pull`, and fetches the top-level manifest. */
+/**
+ * Opens a source. The places to read from come from registries.conf: the mirrors allowed for the
+ * reference, then the primary location (the reference itself, or its `location` rewrite); each is
+ * tried in order — connect, authenticate for `pull`, fetch the top-level manifest — and the first
+ * that has the image is used for everything. When all fail, the primary's error is thrown (same
+ * code), with the mirrors' errors in its message. Blocked registries are refused before any traffic.
+ */
 export async function openDockerImageSource(
   reference: DockerImageReference,
   context: TransportContext,
 ): Promise<DockerImageSource> {
   // Refuses `@@unknown-digest@@` references before any network traffic.
   void reference.tagOrDigest;
-  const client = await RegistryClient.open(
-    reference.state,
-    { registry: reference.registry, repository: reference.repository, actions: 'pull', role: 'source' },
-    context,
+  const configuration = await loadContextRegistriesConfiguration(context);
+  const settings = registrySettingsFor(configuration, reference.reference.name);
+  const pullSources = pullSourcesFor(settings, reference.reference);
+  const failures: Array<{ name: string; error: unknown }> = [];
+  for (const pullSource of pullSources) {
+    try {
+      if (pullSource.reference.name !== reference.reference.name) {
+        registrySettingsFor(configuration, pullSource.reference.name);
+      }
+      const client = await RegistryClient.open(
+        reference.state,
+        {
+          registry: pullSource.reference.domain,
+          repository: pullSource.reference.path,
+          actions: 'pull',
+          role: 'source',
+        },
+        context,
+        pullSource.endpoint.insecure,
+      );
+      const source = new DockerImageSource(reference, client, context.signal, pullSource.reference);
+      await source.getManifest();
+      return source;
+    } catch (error) {
+      if (context.signal?.aborted) throw error;
+      failures.push({ name: pullSource.reference.toString(), error });
+    }
+  }
+  const primary = failures[failures.length - 1]!;
+  if (failures.length === 1) throw primary.error;
+  const mirrors = failures
+    .slice(0, -1)
+    .map(
+      (failure) =>
+        `[${failure.name}: ${failure.error instanceof Error ? failure.error.message : String(failure.error)}]`,
+    )
+    .join(', ');
+  const primaryMessage = primary.error instanceof Error ? primary.error.message : String(primary.error);
+  throw new GantryError(
+    isGantryError(primary.error) ? primary.error.code : ErrorCodes.Internal,
+    `${primaryMessage} (mirrors also failed: ${mirrors})`,
+    { cause: primary.error, retryable: isGantryError(primary.error) && primary.error.retryable },
   );
-  const source = new DockerImageSource(reference, client, context.signal);
-  await source.getManifest();
-  return source;
 }

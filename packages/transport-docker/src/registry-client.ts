@@ -95,14 +95,20 @@ export class RegistryClient {
     this.credentials = credentials;
   }
 
-  /** Resolves credentials and TLS settings, and pings the registry. */
+  /**
+   * Resolves credentials and TLS settings, and pings the registry. `insecure` is the registries.conf
+   * setting for this registry; an explicit `tlsVerify` in the context wins over it.
+   */
   static async open(
     state: DockerTransportState,
     scope: RegistryClientScope,
     context: TransportContext,
+    insecure = false,
   ): Promise<RegistryClient> {
     throwIfAborted(context.signal);
     const options = resolveDockerContextOptions(context);
+    const tlsVerify = options.tlsVerify ?? !insecure;
+    options.tlsVerify = tlsVerify;
     let credentials: Credentials | undefined;
     if (options.credentials) credentials = options.credentials;
     else if (!options.noCredentials && options.registryToken === undefined) {
@@ -116,7 +122,7 @@ export class RegistryClient {
         if (found.identityToken) credentials.identityToken = found.identityToken;
       }
     }
-    const tls = await loadTlsSettings(scope.registry, options.tlsVerify, options.certDirectory);
+    const tls = await loadTlsSettings(scope.registry, tlsVerify, options.certDirectory);
     const client = new RegistryClient(state, scope, options, tls, credentials);
     await client.ping(context.signal);
     return client;

@@ -1,0 +1,32 @@
+import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
+import {
+  findRegistryConfiguration,
+  loadRegistriesConfiguration,
+  type RegistriesConfiguration,
+  type RegistryConfiguration,
+} from './core-config.js';
+
+/** The registries configuration for a context (`context.registriesConfPath`, else the system's). */
+export function loadContextRegistriesConfiguration(
+  context: TransportContext,
+): Promise<RegistriesConfiguration> {
+  return loadRegistriesConfiguration(
+    context.registriesConfPath ? { registriesConfPath: context.registriesConfPath } : {},
+  );
+}
+
+/**
+ * The `[[registry]]` settings for a name (`registry/repository`), refusing blocked registries
+ * before any network traffic (`ERR_GANTRY_POLICY_REJECTED`, naming the files that block it).
+ */
+export function registrySettingsFor(
+  configuration: RegistriesConfiguration,
+  name: string,
+): RegistryConfiguration | undefined {
+  const settings = findRegistryConfiguration(configuration, name);
+  if (settings?.blocked) {
+    const files = configuration.files.length > 0 ? configuration.files.join(', ') : 'registries.conf';
+    throw new GantryError(ErrorCodes.PolicyRejected, `registry ${settings.prefix} is blocked in ${files}`);
+  }
+  return settings;
+}

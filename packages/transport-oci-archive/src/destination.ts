@@ -1,0 +1,422 @@
+/**
+ * Writing an image into an OCI archive, streaming: the archive is written as a tar into a temporary
+ * file next to the destination, and renamed over the destination on `commit`.
+ *
+ * - Blobs are appended to the tar as they arrive (`blobs/<alg>/<hex>`): when their digest is unknown, a
+ *   header is reserved, the data streamed while hashed, and the header written once the name is known;
+ *   a blob whose stream fails, or whose digest or size is not what was announced, is taken back (the
+ *   temporary file is truncated to where it began), so nothing is stored under a wrong digest and the
+ *   destination stays usable. A blob written twice is stored once.
+ * - Manifests are appended as blobs by `putManifest`; `commit` appends what it keeps of an existing
+ *   archive (below), then `oci-layout` and `index.json` last, the end-of-archive marker, flushes the
+ *   file to disk and renames it over the destination. `close` without `commit` deletes the temporary
+ *   file: a failed copy leaves no file and does not touch an existing archive.
+ * - An existing archive at the destination is not lost (containers/image replaces the whole archive
+ *   with the new image): its images are kept, streamed from the old archive into the new one, except
+ *   the entry the new image replaces (the one holding the same name; for an unnamed write, an unnamed
+ *   entry with the same digest); blobs only replaced entries reached are dropped. A destination file
+ *   that exists but is not an OCI archive (or is a directory) is refused with `ERR_GANTRY_INVALID_LAYOUT`
+ *   before anything is written; an empty file counts as no archive. There is no locking: two writers to
+ *   one archive at the same time each produce an archive, and the last rename wins.
+ * - `tryReusingBlob` reports blobs already written to this archive, and blobs of the existing archive
+ *   (copied from it at commit) as reusable.
+ */
+import { lstat, open, rename, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  abortError,
+  type BlobInfo,
+  type BlobToWrite,
+  canonicalDigestAlgorithm,
+  type Digest,
+  Digester,
+  digestAlgorithm,
+  digestOf,
+  ErrorCodes,
+  GantryError,
+  type ImageDestination,
+  type ImageDestinationProperties,
+  isGantryError,
+  MediaTypes,
+  type OperationOptions,
+  type PutBlobOptions,
+  parseDigest,
+  type ReusedBlob,
+  type TransportContext,
+  type TryReusingBlobOptions,
+  throwIfAborted,
+} from '@gantry/core';
+import { type OciArchiveContents, openOciArchive } from './archive.js';
+import { describeFileSystemError, errorCode, randomSuffix } from './file-system.js';
+import {
+  addIndexEntry,
+  blobEntryName,
+  blobsDirectoryName,
+  type IndexEntry,
+  indexFileName,
+  type LayoutIndex,
+  layoutFileContent,
+  layoutFileName,
+  newIndexEntry,
+  reachableDigests,
+  serializeIndex,
+} from './layout-index.js';
+import type { OciArchiveReference } from './reference.js';
+import { TarFileWriter } from './tar-file-writer.js';
+
+function fileSystemFailure(action: string, error: unknown): GantryError {
+  if (isGantryError(error)) return error;
+  return new GantryError(ErrorCodes.Internal, `${action}: ${describeFileSystemError(error)}`, { cause: error });
+}
+
+/** Runs tasks one after another (the tar is written sequentially). */
+class SerialQueue {
+  #tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(task, task);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+/** Passes chunks through a digester (the caller reads the digest at the end). */
+async function* hashing(source: AsyncIterable<Uint8Array>, digester: Digester): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    digester.update(bytes);
+    yield bytes;
+  }
+}
+
+class OciArchiveImageDestination implements ImageDestination {
+  readonly reference: OciArchiveReference;
+  readonly properties: ImageDestinationProperties;
+  readonly #temporaryPath: string;
+  readonly #handle: FileHandle;
+  readonly #writer: TarFileWriter;
+  readonly #existing: OciArchiveContents | undefined;
+  readonly #queue = new SerialQueue();
+  /** Blobs (manifests included) written to the new tar, with their sizes. */
+  readonly #written = new Map<Digest, number>();
+  /** Blob directories (`blobs/<alg>/`) written. */
+  readonly #directories = new Set<string>();
+  #topLevel: IndexEntry | undefined;
+  #committed = false;
+  #closed = false;
+
+  constructor(init: {
+    reference: OciArchiveReference;
+    context: TransportContext;
+    temporaryPath: string;
+    handle: FileHandle;
+    existing: OciArchiveContents | undefined;
+  }) {
+    this.reference = init.reference;
+    this.#temporaryPath = init.temporaryPath;
+    this.#handle = init.handle;
+    this.#writer = new TarFileWriter(init.handle);
+    this.#existing = init.existing;
+    this.properties = {
+      supportedManifestMimeTypes: [MediaTypes.OciManifest, MediaTypes.OciIndex],
+      desiredLayerCompression: init.context.ociAcceptUncompressedLayers ? 'preserve' : 'compress',
+      acceptsForeignLayerURLs: true,
+      mustMatchRuntimeOS: false,
+      supportsSignatures: false,
+      hasThreadSafePutBlob: false,
+      ignoresEmbeddedDockerReference: false,
+    };
+  }
+
+  #assertWritable(): void {
+    if (this.#closed) throw new GantryError(ErrorCodes.Internal, 'oci-archive: image destination used after close()');
+    if (this.#committed) {
+      throw new GantryError(ErrorCodes.Internal, 'oci-archive: image destination used after commit()');
+    }
+  }
+
+  /** Writes `blobs/` and `blobs/<alg>/` directory entries the first time an algorithm is used. */
+  async #ensureDirectories(digest: Digest): Promise<void> {
+    if (this.#directories.size === 0) {
+      await this.#writer.addDirectory(`${blobsDirectoryName}/`);
+      this.#directories.add('');
+    }
+    const algorithm = digestAlgorithm(digest);
+    if (!this.#directories.has(algorithm)) {
+      await this.#writer.addDirectory(`${blobsDirectoryName}/${algorithm}/`);
+      this.#directories.add(algorithm);
+    }
+  }
+
+  async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
+    this.#assertWritable();
+    const signal = options.signal;
+    throwIfAborted(signal);
+    const expectedDigest = info.digest === undefined ? undefined : parseDigest(info.digest);
+    const written = await this.#queue.run(async () => {
+      this.#assertWritable();
+      try {
+        return await this.#putBlobNow(stream, info.size, expectedDigest, signal);
+      } catch (error) {
+        stream.destroy();
+        if (signal?.aborted) throw abortError(signal);
+        throw fileSystemFailure(`writing a blob into ${this.#temporaryPath}`, error);
+      }
+    });
+    const result: BlobInfo = { digest: written.digest, size: written.size };
+    if (info.mediaType !== undefined) result.mediaType = info.mediaType;
+    return result;
+  }
+
+  async #putBlobNow(
+    stream: Readable,
+    expectedSize: number,
+    expectedDigest: Digest | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ digest: Digest; size: number }> {
+    const digester = new Digester(expectedDigest ? digestAlgorithm(expectedDigest) : canonicalDigestAlgorithm);
+    const description = `blob ${expectedDigest ?? '(digest not known yet)'}`;
+    const check = (size: number): Digest => {
+      if (expectedSize >= 0 && size !== expectedSize) {
+        throw new GantryError(
+          ErrorCodes.SizeMismatch,
+          `${description}: size mismatch: expected ${expectedSize} bytes, got ${size}`,
+        );
+      }
+      const actual = digester.digest();
+      if (expectedDigest && actual !== expectedDigest) {
+        throw new GantryError(
+          ErrorCodes.DigestMismatch,
+          `${description}: digest mismatch: expected ${expectedDigest}, got ${actual}`,
+        );
+      }
+      return actual;
+    };
+    if (expectedDigest !== undefined && this.#written.has(expectedDigest)) {
+      // Already in the archive: read the stream to its end (the caller's verification runs) and keep one copy.
+      let size = 0;
+      for await (const chunk of hashing(stream, digester)) {
+        throwIfAborted(signal);
+        size += chunk.byteLength;
+      }
+      return { digest: check(size), size };
+    }
+    if (expectedDigest !== undefined) await this.#ensureDirectories(expectedDigest);
+    else await this.#ensureDirectories(`${canonicalDigestAlgorithm}:${'0'.repeat(64)}`);
+    const entry = await this.#writer.addFileFromStream(hashing(stream, digester), {
+      ...(expectedDigest !== undefined ? { name: blobEntryName(expectedDigest) } : {}),
+      expectedSize,
+      signal,
+    });
+    let digest: Digest;
+    try {
+      digest = check(entry.size);
+      if (this.#written.has(digest)) {
+        // Written before under this digest (it was unknown when this write began): keep the first copy.
+        await this.#writer.rollback(entry.mark);
+        return { digest, size: entry.size };
+      }
+      await entry.finish(blobEntryName(digest));
+    } catch (error) {
+      await this.#writer.rollback(entry.mark);
+      throw error;
+    }
+    this.#written.set(digest, entry.size);
+    return { digest, size: entry.size };
+  }
+
+  async tryReusingBlob(info: BlobInfo, options: TryReusingBlobOptions): Promise<ReusedBlob> {
+    this.#assertWritable();
+    throwIfAborted(options.signal);
+    const digest = parseDigest(info.digest);
+    const size = this.#written.get(digest) ?? this.#existing?.blobSize(digest);
+    if (size === undefined) return { reused: false };
+    if (info.size >= 0 && size !== info.size) return { reused: false };
+    const blob: BlobInfo = { digest, size };
+    if (info.mediaType !== undefined) blob.mediaType = info.mediaType;
+    return { reused: true, blob };
+  }
+
+  async putManifest(
+    manifest: Uint8Array,
+    mediaType: string,
+    instanceDigest?: Digest,
+    options?: OperationOptions,
+  ): Promise<void> {
+    this.#assertWritable();
+    throwIfAborted(options?.signal);
+    let digest: Digest;
+    if (instanceDigest === undefined) {
+      digest = digestOf(manifest);
+    } else {
+      digest = parseDigest(instanceDigest);
+      const actual = digestOf(manifest, digestAlgorithm(digest));
+      if (actual !== digest) {
+        throw new GantryError(
+          ErrorCodes.DigestMismatch,
+          `manifest instance ${digest}: digest mismatch: the bytes given have digest ${actual}`,
+        );
+      }
+    }
+    await this.#queue.run(async () => {
+      this.#assertWritable();
+      if (this.#written.has(digest)) return;
+      try {
+        await this.#ensureDirectories(digest);
+        await this.#writer.addFile(blobEntryName(digest), manifest);
+      } catch (error) {
+        throw fileSystemFailure(`writing manifest ${digest} into ${this.#temporaryPath}`, error);
+      }
+      this.#written.set(digest, manifest.byteLength);
+    });
+    if (instanceDigest === undefined) {
+      this.#topLevel = newIndexEntry(manifest, mediaType, digest, this.reference.imageName);
+    }
+  }
+
+  async putSignatures(signatures: Uint8Array[], _instanceDigest?: Digest, options?: OperationOptions): Promise<void> {
+    this.#assertWritable();
+    throwIfAborted(options?.signal);
+    if (signatures.length > 0) {
+      throw new GantryError(ErrorCodes.NotSupported, 'Pushing signatures for OCI images is not supported');
+    }
+  }
+
+  async commit(options?: OperationOptions): Promise<void> {
+    this.#assertWritable();
+    const topLevel = this.#topLevel;
+    if (!topLevel) {
+      throw new GantryError(ErrorCodes.Internal, 'oci-archive: commit() called before the top-level manifest was written');
+    }
+    const signal = options?.signal;
+    await this.#queue.run(async () => {
+      this.#assertWritable();
+      const index: LayoutIndex = this.#existing
+        ? { entries: [...this.#existing.index.entries], raw: { ...this.#existing.index.raw } }
+        : { entries: [], raw: { schemaVersion: 2, mediaType: MediaTypes.OciIndex } };
+      addIndexEntry(index, topLevel);
+      try {
+        if (this.#existing) await this.#copyKeptBlobs(this.#existing, index, signal);
+        await this.#writer.addFile(layoutFileName, Buffer.from(layoutFileContent()));
+        await this.#writer.addFile(indexFileName, Buffer.from(serializeIndex(index)));
+        await this.#writer.finish();
+        await this.#handle.sync();
+        await this.#handle.close();
+        throwIfAborted(signal);
+        await rename(this.#temporaryPath, this.reference.resolvedPath);
+      } catch (error) {
+        if (signal?.aborted) throw abortError(signal);
+        throw fileSystemFailure(`writing OCI archive ${this.reference.resolvedPath}`, error);
+      }
+      this.#committed = true;
+    });
+    await this.#existing?.close();
+  }
+
+  /** Streams the blobs that kept entries of the existing archive reach (and the new tar lacks) into it. */
+  async #copyKeptBlobs(existing: OciArchiveContents, index: LayoutIndex, signal: AbortSignal | undefined) {
+    const kept = index.entries.filter((entry) => !this.#written.has(entry.digest) || entry !== this.#topLevel);
+    const roots = kept.filter((entry) => entry !== this.#topLevel);
+    const reachable = await reachableDigests(
+      async (digest) => (this.#existing?.blobSize(digest) !== undefined ? existing.readManifest(digest) : undefined),
+      roots,
+    );
+    for (const digest of [...reachable, ...this.#reusedFromExisting]) {
+      if (this.#written.has(digest)) continue;
+      const size = existing.blobSize(digest);
+      if (size === undefined) {
+        throw new GantryError(
+          ErrorCodes.InvalidLayout,
+          `cannot keep the images of OCI archive ${existing.path}: blob ${digest} they refer to is missing from it`,
+        );
+      }
+      throwIfAborted(signal);
+      await this.#ensureDirectories(digest);
+      const entry = await this.#writer.addFileFromStream(existing.openBlob(digest), {
+        name: blobEntryName(digest),
+        expectedSize: size,
+        signal,
+      });
+      await entry.finish();
+      this.#written.set(digest, size);
+    }
+  }
+
+  get #reusedFromExisting(): Digest[] {
+    return [];
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#committed) return;
+    await this.#queue.run(async () => {
+      await this.#handle.close().catch(() => undefined);
+      await rm(this.#temporaryPath, { force: true });
+      await this.#existing?.close();
+    });
+  }
+}
+
+/**
+ * Opens `reference` for writing: refuses `@N`, a destination that is a directory or a file that is
+ * not an OCI archive; creates the temporary file next to the destination.
+ */
+export async function openOciArchiveDestination(
+  reference: OciArchiveReference,
+  context: TransportContext,
+): Promise<ImageDestination> {
+  throwIfAborted(context.signal);
+  if (reference.sourceIndex !== -1) {
+    throw new GantryError(
+      ErrorCodes.InvalidReference,
+      `Destination reference must not contain a manifest index @${reference.sourceIndex}`,
+    );
+  }
+  const destinationPath = reference.resolvedPath;
+  let existing: OciArchiveContents | undefined;
+  let stats: Awaited<ReturnType<typeof lstat>> | undefined;
+  try {
+    stats = await lstat(destinationPath);
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') throw fileSystemFailure(`checking ${destinationPath}`, error);
+  }
+  if (stats?.isDirectory()) {
+    throw new GantryError(
+      ErrorCodes.InvalidLayout,
+      `cannot write OCI archive ${destinationPath}: it is a directory (use oci:${reference.path} for an OCI layout directory)`,
+    );
+  }
+  if (stats && !stats.isFile()) {
+    throw new GantryError(
+      ErrorCodes.NotSupported,
+      `cannot write OCI archive ${destinationPath}: it is not a regular file (writing to pipes or devices is not supported)`,
+    );
+  }
+  if (stats && stats.size > 0) {
+    try {
+      existing = await openOciArchive(destinationPath, { signal: context.signal });
+    } catch (error) {
+      if (!isGantryError(error)) throw fileSystemFailure(`reading existing archive ${destinationPath}`, error);
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `cannot add an image to ${destinationPath}: the existing file is not a readable OCI archive (${error.message}); remove it or write elsewhere`,
+        { cause: error },
+      );
+    }
+  }
+  const temporaryPath = path.join(
+    path.dirname(destinationPath),
+    `.${path.basename(destinationPath)}.gantry-${randomSuffix()}.tmp`,
+  );
+  let handle: FileHandle;
+  try {
+    handle = await open(temporaryPath, 'wx+', 0o644);
+  } catch (error) {
+    await existing?.close();
+    throw fileSystemFailure(`creating a temporary file for OCI archive ${destinationPath}`, error);
+  }
+  return new OciArchiveImageDestination({ reference, context, temporaryPath, handle, existing });
+}
