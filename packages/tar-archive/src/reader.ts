@@ -9,7 +9,14 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { abortError, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core';
-import { blockSize, decodeHeader, decodeLongName, isZeroBlock, parsePaxRecords, type RawHeader } from './headers.js';
+import {
+  blockSize,
+  decodeHeader,
+  decodeLongName,
+  isZeroBlock,
+  parsePaxRecords,
+  type RawHeader,
+} from './headers.js';
 import { normalizeEntryName, resolveHardlinkTarget, resolveSymlinkTarget } from './names.js';
 
 /** The kind of a tar entry. */
@@ -130,7 +137,8 @@ async function readExactly(
   let done = 0;
   while (done < length) {
     const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
-    if (bytesRead === 0) throw invalidLayout(`truncated tar archive: ${what} at offset ${position} ends early`);
+    if (bytesRead === 0)
+      throw invalidLayout(`truncated tar archive: ${what} at offset ${position} ends early`);
     done += bytesRead;
   }
   return buffer;
@@ -164,7 +172,9 @@ async function indexArchive(
     if (offset === fileSize) {
       // No end-of-archive blocks; like Go's archive/tar, accept when the last entry is complete.
       if (localPax || longName !== undefined || longLinkName !== undefined) {
-        throw invalidLayout(`truncated tar archive ${description}: extended header without its entry at the end`);
+        throw invalidLayout(
+          `truncated tar archive ${description}: extended header without its entry at the end`,
+        );
       }
       break;
     }
@@ -181,9 +191,9 @@ async function indexArchive(
       }
       return readExactly(handle, header.size, dataOffset, fileSize, `${kind} header data`);
     };
-    const extendedHeader = async (apply: (data: Buffer) => void, kind: string) => {
+    const extendedHeader = async (apply: (data: Buffer) => void, kind: string, global = false) => {
       apply(await readExtendedData(kind));
-      pendingHeaderOffset = headerOffset;
+      if (!global) pendingHeaderOffset = headerOffset;
       offset = dataOffset + roundUpToBlock(header.size);
     };
     switch (header.typeflag) {
@@ -193,9 +203,13 @@ async function indexArchive(
         }, 'PAX');
         continue;
       case 'g':
-        await extendedHeader((data) => {
-          globalPax = new Map([...globalPax, ...parsePaxRecords(data, offset)]);
-        }, 'PAX global');
+        await extendedHeader(
+          (data) => {
+            globalPax = new Map([...globalPax, ...parsePaxRecords(data, offset)]);
+          },
+          'PAX global',
+          true,
+        );
         continue;
       case 'L':
         await extendedHeader((data) => {
@@ -222,7 +236,9 @@ async function indexArchive(
       throw invalidLayout(`tar entry "${storedName}" in ${description}: sparse files are not supported`);
     }
     if (header.typeflag === 'M') {
-      throw invalidLayout(`tar entry "${storedName}" in ${description}: multi-volume archives are not supported`);
+      throw invalidLayout(
+        `tar entry "${storedName}" in ${description}: multi-volume archives are not supported`,
+      );
     }
     let size = header.size;
     const paxSize = pax.get('size');
@@ -349,7 +365,9 @@ export class TarArchiveReader {
     for (let hops = 0; hops <= 40; hops++) {
       if (entry.type === 'file') return entry;
       if (entry.type !== 'symlink' && entry.type !== 'hardlink') {
-        throw invalidLayout(`tar entry "${entry.storedName}" in ${this.#description} is a ${entry.type}, not a file`);
+        throw invalidLayout(
+          `tar entry "${entry.storedName}" in ${this.#description} is a ${entry.type}, not a file`,
+        );
       }
       const target: TarEntry | undefined = this.#byName.get(entry.linkTarget!);
       if (!target) return undefined;
@@ -359,10 +377,14 @@ export class TarArchiveReader {
   }
 
   #requireFile(name: string): TarEntry {
-    if (this.#closed) throw new GantryError(ErrorCodes.Internal, `tar archive ${this.#description} is closed`);
+    if (this.#closed)
+      throw new GantryError(ErrorCodes.Internal, `tar archive ${this.#description} is closed`);
     const entry = this.resolveFile(name);
     if (!entry) {
-      throw new GantryError(ErrorCodes.BlobNotFound, `tar archive ${this.#description} has no file "${name}"`);
+      throw new GantryError(
+        ErrorCodes.BlobNotFound,
+        `tar archive ${this.#description} has no file "${name}"`,
+      );
     }
     return entry;
   }
@@ -372,7 +394,10 @@ export class TarArchiveReader {
    * `ERR_GANTRY_BLOB_NOT_FOUND` when there is no such file. The stream errors with `ERR_GANTRY_ABORTED` when
    * `signal` fires.
    */
-  openEntry(name: string, options: { signal?: AbortSignal } = {}): { stream: Readable; size: number; entry: TarEntry } {
+  openEntry(
+    name: string,
+    options: { signal?: AbortSignal } = {},
+  ): { stream: Readable; size: number; entry: TarEntry } {
     throwIfAborted(options.signal);
     const entry = this.#requireFile(name);
     let stream: Readable;
@@ -462,7 +487,9 @@ export async function openTarArchiveFromStream(
   options: OpenTarArchiveOptions & { description?: string } = {},
 ): Promise<TarArchiveReader> {
   throwIfAborted(options.signal);
-  const spoolDirectory = await mkdtemp(path.join(options.temporaryDirectory ?? os.tmpdir(), 'gantry-tar-spool-'));
+  const spoolDirectory = await mkdtemp(
+    path.join(options.temporaryDirectory ?? os.tmpdir(), 'gantry-tar-spool-'),
+  );
   const cleanup = () => rm(spoolDirectory, { recursive: true, force: true });
   const spoolPath = path.join(spoolDirectory, 'archive.tar');
   try {
@@ -483,7 +510,10 @@ export async function openTarArchiveFromStream(
  * `openTarArchiveFromStream`). Throws `ERR_GANTRY_INVALID_LAYOUT` for malformed or hostile archives (see the
  * index rules on `TarArchiveReader`), and the file system's error (e.g. ENOENT) when it cannot be opened.
  */
-export async function openTarArchive(archivePath: string, options: OpenTarArchiveOptions = {}): Promise<TarArchiveReader> {
+export async function openTarArchive(
+  archivePath: string,
+  options: OpenTarArchiveOptions = {},
+): Promise<TarArchiveReader> {
   throwIfAborted(options.signal);
   const information = await stat(archivePath);
   if (information.isDirectory()) {

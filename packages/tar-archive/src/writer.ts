@@ -29,7 +29,7 @@ export interface TarEntryOptions {
   signal?: AbortSignal;
 }
 
-type ByteSource = Readable | AsyncIterable<Uint8Array>;
+type ByteSource = Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
 interface TarHeader {
   name: string;
@@ -107,7 +107,12 @@ export class TarWriter {
     return run;
   }
 
-  #header(name: string, type: 'file' | 'directory' | 'symlink', size: number, options: TarEntryOptions): TarHeader {
+  #header(
+    name: string,
+    type: 'file' | 'directory' | 'symlink',
+    size: number,
+    options: TarEntryOptions,
+  ): TarHeader {
     const normalized = normalizeEntryName(name);
     const defaultMode = type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : 0o644;
     return {
@@ -124,11 +129,17 @@ export class TarWriter {
   }
 
   /** Writes one entry's header and data (all of `source`, which must be exactly `header.size` bytes). */
-  async #writeEntry(header: TarHeader, source: ByteSource | undefined, signal: AbortSignal | undefined): Promise<void> {
+  async #writeEntry(
+    header: TarHeader,
+    source: ByteSource | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     throwIfAborted(signal);
-    let sink!: ReturnType<tarStream.Pack['entry']>;
+    let sink!: Writable;
     const entryDone = new Promise<void>((resolve, reject) => {
-      sink = this.#pack.entry(header, (error) => (error ? reject(error) : resolve()));
+      sink = this.#pack.entry(header, (error) => (error ? reject(error) : resolve())) as unknown as Writable;
+      // Failures reach the caller through the entry callback and the writer's failure.
+      sink.on('error', () => {});
     });
     entryDone.catch(() => {});
     const outputFailed = this.#done.then(() => {
@@ -151,8 +162,13 @@ export class TarWriter {
           if (!sink.write(chunk)) {
             await Promise.race([
               new Promise<void>((resolve) => {
-                sink.once('drain', resolve);
-                sink.once('close', resolve);
+                const done = () => {
+                  sink.off('drain', done);
+                  sink.off('close', done);
+                  resolve();
+                };
+                sink.on('drain', done);
+                sink.on('close', done);
               }),
               outputFailed,
             ]);
@@ -178,7 +194,9 @@ export class TarWriter {
   /** Adds a file with the given bytes. */
   addBytes(name: string, bytes: Uint8Array | string, options: TarEntryOptions = {}): Promise<void> {
     const data = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
-    return this.#enqueue(() => this.#writeEntry(this.#header(name, 'file', data.byteLength, options), [data], options.signal));
+    return this.#enqueue(() =>
+      this.#writeEntry(this.#header(name, 'file', data.byteLength, options), [data], options.signal),
+    );
   }
 
   /**
@@ -189,7 +207,9 @@ export class TarWriter {
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new GantryError(ErrorCodes.Internal, `tar entry "${name}": invalid size ${size}`);
     }
-    return this.#enqueue(() => this.#writeEntry(this.#header(name, 'file', size, options), source, options.signal));
+    return this.#enqueue(() =>
+      this.#writeEntry(this.#header(name, 'file', size, options), source, options.signal),
+    );
   }
 
   /**
@@ -198,13 +218,21 @@ export class TarWriter {
    * be a pipe where the header cannot be patched afterwards. Spooling happens before the entry takes its
    * turn in the queue, so it overlaps with earlier entries being written. Resolves with the size written.
    */
-  async addStreamOfUnknownSize(name: string, source: ByteSource, options: TarEntryOptions = {}): Promise<number> {
+  async addStreamOfUnknownSize(
+    name: string,
+    source: ByteSource,
+    options: TarEntryOptions = {},
+  ): Promise<number> {
     if (this.#failure) throw this.#failure;
     const spool = await spoolToTemporaryFile(source, this.#options.temporaryDirectory, options.signal);
     try {
       const size = spool.size;
       await this.#enqueue(() =>
-        this.#writeEntry(this.#header(name, 'file', size, options), createReadStream(spool.path), options.signal),
+        this.#writeEntry(
+          this.#header(name, 'file', size, options),
+          createReadStream(spool.path),
+          options.signal,
+        ),
       );
       return size;
     } finally {
@@ -214,13 +242,19 @@ export class TarWriter {
 
   /** Adds a directory entry (`name/`). */
   addDirectory(name: string, options: TarEntryOptions = {}): Promise<void> {
-    return this.#enqueue(() => this.#writeEntry(this.#header(name, 'directory', 0, options), undefined, options.signal));
+    return this.#enqueue(() =>
+      this.#writeEntry(this.#header(name, 'directory', 0, options), undefined, options.signal),
+    );
   }
 
   /** Adds a symbolic link `name` → `target` (written as given). */
   addSymlink(name: string, target: string, options: TarEntryOptions = {}): Promise<void> {
     return this.#enqueue(() =>
-      this.#writeEntry({ ...this.#header(name, 'symlink', 0, options), linkname: target }, undefined, options.signal),
+      this.#writeEntry(
+        { ...this.#header(name, 'symlink', 0, options), linkname: target },
+        undefined,
+        options.signal,
+      ),
     );
   }
 

@@ -1,7 +1,7 @@
 import { type Digest, ErrorCodes, GantryError, isDigest, type TransportContext } from '@gantry/core';
 import { headerValue, manifestAcceptHeader } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
-import { loadContextRegistriesConfiguration, registrySettingsFor } from './registries.js';
+import { registryAccessFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
 
@@ -17,15 +17,12 @@ export async function deleteDockerImage(
 ): Promise<void> {
   // Refuses `@@unknown-digest@@` references before any network traffic.
   void reference.tagOrDigest;
-  const registrySettings = registrySettingsFor(
-    await loadContextRegistriesConfiguration(context),
-    reference.reference.name,
-  );
+  const access = await registryAccessFor(context, reference.reference.name);
   const client = await RegistryClient.open(
     reference.state,
     { registry: reference.registry, repository: reference.repository, actions: '*', role: 'destination' },
     context,
-    registrySettings?.insecure ?? false,
+    access,
   );
   const signal = context.signal;
   const name = `${reference.registry}/${reference.repository}`;

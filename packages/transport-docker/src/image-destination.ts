@@ -23,7 +23,7 @@ import {
 import { combineSignals } from './image-source.js';
 import { headerValue, referencedBlobDigests } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
-import { loadContextRegistriesConfiguration, registrySettingsFor } from './registries.js';
+import { registryAccessFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
 
@@ -364,10 +364,7 @@ export async function openDockerImageDestination(
   reference: DockerImageReference,
   context: TransportContext,
 ): Promise<DockerImageDestination> {
-  const registrySettings = registrySettingsFor(
-    await loadContextRegistriesConfiguration(context),
-    reference.reference.name,
-  );
+  const access = await registryAccessFor(context, reference.reference.name);
   const client = await RegistryClient.open(
     reference.state,
     {
@@ -377,7 +374,7 @@ export async function openDockerImageDestination(
       role: 'destination',
     },
     context,
-    registrySettings?.insecure ?? false,
+    access,
   );
   return new DockerImageDestination(reference, client, context.signal);
 }

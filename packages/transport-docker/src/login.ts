@@ -1,5 +1,5 @@
 import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
-import { loadContextRegistriesConfiguration, registrySettingsFor } from './registries.js';
+import { registryAccessFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import type { DockerTransportState } from './transport-state.js';
 
@@ -24,12 +24,12 @@ export async function checkRegistryLogin(
       `Invalid registry "${registryOrNamespace}": not a host[:port]`,
     );
   }
-  const registrySettings = registrySettingsFor(await loadContextRegistriesConfiguration(context), registry);
+  const access = await registryAccessFor(context, registry);
   const client = await RegistryClient.open(
     state,
     { registry, repository: '', actions: '', role: 'source' },
     context,
-    registrySettings?.insecure ?? false,
+    access,
   );
   const response = await client.requestExpecting(
     { method: 'GET', target: '/v2/', signal: context.signal, what: `logging in to ${registry}` },

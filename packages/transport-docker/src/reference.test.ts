@@ -126,9 +126,9 @@ describe('docker context options', () => {
     expect(() => parseCredentialsOption(':password')).toThrow(/username can’t be empty/);
   });
 
-  it('defaults to verified TLS and refuses contradictory or malformed options', () => {
+  it('leaves tlsVerify unset by default (registries.conf decides) and refuses contradictory or malformed options', () => {
     expect(resolveDockerContextOptions({})).toEqual({
-      tlsVerify: true,
+      tlsVerify: undefined,
       certDirectory: undefined,
       credentials: undefined,
       registryToken: undefined,

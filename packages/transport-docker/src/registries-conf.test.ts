@@ -61,7 +61,9 @@ insecure = true
     await (await fromMirror.getBlob({ digest: blob!.digest, size: blob!.size })).stream.resume();
     await fromMirror.close();
     const mirrorLog = await mirror.accessLog();
-    expect(mirrorLog.some((entry) => entry.path === '/v2/mirrored/app/manifests/v1' && entry.status === 200)).toBe(true);
+    expect(
+      mirrorLog.some((entry) => entry.path === '/v2/mirrored/app/manifests/v1' && entry.status === 200),
+    ).toBe(true);
     expect(mirrorLog.some((entry) => entry.path === `/v2/mirrored/app/blobs/${blob!.digest}`)).toBe(true);
     expect((await primary.accessLog()).filter((entry) => entry.path.includes('/app/'))).toEqual([]);
 
@@ -69,18 +71,29 @@ insecure = true
     expect(digestOf((await fromPrimary.getManifest()).bytes)).toBe(other.topLevel.digest);
     await fromPrimary.close();
 
-    await expect(transport.parseReference(`//${primary.host}/app:v3`).newImageSource(context)).rejects.toMatchObject({
+    await expect(
+      transport.parseReference(`//${primary.host}/app:v3`).newImageSource(context),
+    ).rejects.toMatchObject({
       code: ErrorCodes.ImageNotFound,
-      message: expect.stringMatching(/reading manifest v3 in .*\/app: .*\(mirrors also failed: \[.*mirrored\/app:v3: /),
+      message: expect.stringMatching(
+        /reading manifest v3 in .*\/app: .*\(mirrors also failed: \[.*mirrored\/app:v3: /,
+      ),
     });
   });
 
   it('skips digest-only mirrors for tag pulls', async () => {
-    const context = await contextWith('digest-only', mirrorConfiguration().replace('insecure = true\n\n', 'insecure = true\n').concat('pull-from-mirror = "digest-only"\n'));
-    await expect(transport.parseReference(`//${primary.host}/app:v1`).newImageSource(context)).rejects.toMatchObject({
+    const context = await contextWith(
+      'digest-only',
+      `${mirrorConfiguration()}pull-from-mirror = "digest-only"\n`,
+    );
+    await expect(
+      transport.parseReference(`//${primary.host}/app:v1`).newImageSource(context),
+    ).rejects.toMatchObject({
       code: ErrorCodes.ImageNotFound,
     });
-    const byDigest = await transport.parseReference(`//${primary.host}/app@${image.topLevel.digest}`).newImageSource(context);
+    const byDigest = await transport
+      .parseReference(`//${primary.host}/app@${image.topLevel.digest}`)
+      .newImageSource(context);
     await byDigest.close();
   });
 
@@ -95,10 +108,15 @@ insecure = true
   });
 
   it('allows plain HTTP for insecure registries, and --tls-verify=true still wins', async () => {
-    const context = await contextWith('insecure', `[[registry]]\nlocation = "${primary.host}"\ninsecure = true\n`);
+    const context = await contextWith(
+      'insecure',
+      `[[registry]]\nlocation = "${primary.host}"\ninsecure = true\n`,
+    );
     const source = await transport.parseReference(`//${primary.host}/app:v2`).newImageSource(context);
     await source.close();
-    const destination = await transport.parseReference(`//${primary.host}/app:v9`).newImageDestination(context);
+    const destination = await transport
+      .parseReference(`//${primary.host}/app:v9`)
+      .newImageDestination(context);
     await destination.close();
     await expect(
       transport
@@ -106,11 +124,16 @@ insecure = true
         .newImageSource({ ...context, transportOptions: { docker: { tlsVerify: true } } }),
     ).rejects.toThrow(/does not speak TLS/);
     const secure = await contextWith('secure', '');
-    await expect(transport.parseReference(`//${primary.host}/app:v2`).newImageSource(secure)).rejects.toThrow(/does not speak TLS/);
+    await expect(transport.parseReference(`//${primary.host}/app:v2`).newImageSource(secure)).rejects.toThrow(
+      /does not speak TLS/,
+    );
   });
 
   it('refuses blocked registries before any network traffic', async () => {
-    const context = await contextWith('blocked', `[[registry]]\nlocation = "${primary.host}"\nblocked = true\n`);
+    const context = await contextWith(
+      'blocked',
+      `[[registry]]\nlocation = "${primary.host}"\nblocked = true\n`,
+    );
     primary.clearAccessLog();
     const reference = transport.parseReference(`//${primary.host}/app:v2`);
     for (const attempt of [
@@ -122,7 +145,9 @@ insecure = true
     ]) {
       await expect(attempt).rejects.toMatchObject({
         code: ErrorCodes.PolicyRejected,
-        message: expect.stringContaining(`registry ${primary.host} is blocked in ${path.join(directory, 'blocked.conf')}`),
+        message: expect.stringContaining(
+          `registry ${primary.host} is blocked in ${path.join(directory, 'blocked.conf')}`,
+        ),
       });
     }
     expect(await primary.accessLog()).toEqual([]);

@@ -5,6 +5,7 @@ import {
   type RegistriesConfiguration,
   type RegistryConfiguration,
 } from './core-config.js';
+import type { RegistryAccessSettings } from './registry-client.js';
 
 /** The registries configuration for a context (`context.registriesConfPath`, else the system's). */
 export function loadContextRegistriesConfiguration(
@@ -29,4 +30,17 @@ export function registrySettingsFor(
     throw new GantryError(ErrorCodes.PolicyRejected, `registry ${settings.prefix} is blocked in ${files}`);
   }
   return settings;
+}
+
+/**
+ * Loads registries.conf for a context and returns the access settings for `name` (insecure,
+ * credential helpers), refusing a blocked registry before any network traffic.
+ */
+export async function registryAccessFor(
+  context: TransportContext,
+  name: string,
+): Promise<RegistryAccessSettings> {
+  const configuration = await loadContextRegistriesConfiguration(context);
+  const settings = registrySettingsFor(configuration, name);
+  return { insecure: settings?.insecure ?? false, credentialHelpers: configuration.credentialHelpers };
 }

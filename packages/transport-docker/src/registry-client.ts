@@ -56,6 +56,14 @@ function realmOrigin(challenge: AuthChallenge, fallback: string): string {
   }
 }
 
+/** What registries.conf says about a registry, for `RegistryClient.open`. */
+export interface RegistryAccessSettings {
+  /** `insecure = true`: plain HTTP and unverified TLS allowed unless the context sets `tlsVerify`. */
+  insecure?: boolean;
+  /** `credential-helpers`, in order (default: the auth files). */
+  credentialHelpers?: readonly string[];
+}
+
 type Credentials = { username: string; password: string; identityToken?: string };
 
 /**
@@ -96,27 +104,30 @@ export class RegistryClient {
   }
 
   /**
-   * Resolves credentials and TLS settings, and pings the registry. `insecure` is the registries.conf
-   * setting for this registry; an explicit `tlsVerify` in the context wins over it.
+   * Resolves credentials and TLS settings, and pings the registry. `settings` come from
+   * registries.conf: `insecure` for this registry (an explicit `tlsVerify` in the context wins over
+   * it) and the `credential-helpers` order.
    */
   static async open(
     state: DockerTransportState,
     scope: RegistryClientScope,
     context: TransportContext,
-    insecure = false,
+    settings: RegistryAccessSettings = {},
   ): Promise<RegistryClient> {
     throwIfAborted(context.signal);
     const options = resolveDockerContextOptions(context);
-    const tlsVerify = options.tlsVerify ?? !insecure;
+    const tlsVerify = options.tlsVerify ?? !settings.insecure;
     options.tlsVerify = tlsVerify;
     let credentials: Credentials | undefined;
     if (options.credentials) credentials = options.credentials;
     else if (!options.noCredentials && options.registryToken === undefined) {
       const key = scope.repository === '' ? scope.registry : `${scope.registry}/${scope.repository}`;
-      const found = await findRegistryCredentials(
-        key,
-        options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath },
-      );
+      const found = await findRegistryCredentials(key, {
+        ...(options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath }),
+        ...(settings.credentialHelpers === undefined
+          ? {}
+          : { credentialHelpers: settings.credentialHelpers }),
+      });
       if (found) {
         credentials = { username: found.username, password: found.password };
         if (found.identityToken) credentials.identityToken = found.identityToken;

@@ -1,6 +1,6 @@
 import { type DockerReference, ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
 import { headerValue } from './manifests.js';
-import { loadContextRegistriesConfiguration, registrySettingsFor } from './registries.js';
+import { registryAccessFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { readLimitedBody } from './registry-errors.js';
 import type { DockerTransportState } from './transport-state.js';
@@ -33,15 +33,12 @@ export async function listRepositoryTags(
   context: TransportContext = {},
   options: ListTagsOptions = {},
 ): Promise<string[]> {
-  const registrySettings = registrySettingsFor(
-    await loadContextRegistriesConfiguration(context),
-    repository.name,
-  );
+  const access = await registryAccessFor(context, repository.name);
   const client = await RegistryClient.open(
     state,
     { registry: repository.domain, repository: repository.path, actions: 'pull', role: 'source' },
     context,
-    registrySettings?.insecure ?? false,
+    access,
   );
   const what = `listing tags of ${repository.name}`;
   const first = new URL(`/v2/${repository.path}/tags/list`, `${client.origin}/`);

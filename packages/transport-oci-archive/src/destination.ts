@@ -47,6 +47,7 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
+  verifyingStage,
 } from '@gantry/core';
 import { type OciArchiveContents, openOciArchive } from './archive.js';
 import { describeFileSystemError, errorCode, randomSuffix } from './file-system.js';
@@ -103,6 +104,8 @@ class OciArchiveImageDestination implements ImageDestination {
   readonly #written = new Map<Digest, number>();
   /** Blob directories (`blobs/<alg>/`) written. */
   readonly #directories = new Set<string>();
+  /** Blobs of the image that `tryReusingBlob` found in the existing archive (copied from it at commit). */
+  readonly #reusedFromExisting = new Set<Digest>();
   #topLevel: IndexEntry | undefined;
   #committed = false;
   #closed = false;
@@ -231,9 +234,11 @@ class OciArchiveImageDestination implements ImageDestination {
     this.#assertWritable();
     throwIfAborted(options.signal);
     const digest = parseDigest(info.digest);
-    const size = this.#written.get(digest) ?? this.#existing?.blobSize(digest);
+    const writtenSize = this.#written.get(digest);
+    const size = writtenSize ?? this.#existing?.blobSize(digest);
     if (size === undefined) return { reused: false };
     if (info.size >= 0 && size !== info.size) return { reused: false };
+    if (writtenSize === undefined) this.#reusedFromExisting.add(digest);
     const blob: BlobInfo = { digest, size };
     if (info.mediaType !== undefined) blob.mediaType = info.mediaType;
     return { reused: true, blob };
@@ -315,14 +320,13 @@ class OciArchiveImageDestination implements ImageDestination {
     await this.#existing?.close();
   }
 
-  /** Streams the blobs that kept entries of the existing archive reach (and the new tar lacks) into it. */
+  /**
+   * Streams into the new tar the blobs of the existing archive that are still needed: everything the
+   * kept entries reach, and the blobs the new image reused from it (`tryReusingBlob`).
+   */
   async #copyKeptBlobs(existing: OciArchiveContents, index: LayoutIndex, signal: AbortSignal | undefined) {
-    const kept = index.entries.filter((entry) => !this.#written.has(entry.digest) || entry !== this.#topLevel);
-    const roots = kept.filter((entry) => entry !== this.#topLevel);
-    const reachable = await reachableDigests(
-      async (digest) => (this.#existing?.blobSize(digest) !== undefined ? existing.readManifest(digest) : undefined),
-      roots,
-    );
+    const keptEntries = index.entries.filter((entry) => entry !== this.#topLevel);
+    const reachable = await reachableDigests((digest) => existing.readManifest(digest), keptEntries);
     for (const digest of [...reachable, ...this.#reusedFromExisting]) {
       if (this.#written.has(digest)) continue;
       const size = existing.blobSize(digest);
@@ -334,7 +338,12 @@ class OciArchiveImageDestination implements ImageDestination {
       }
       throwIfAborted(signal);
       await this.#ensureDirectories(digest);
-      const entry = await this.#writer.addFileFromStream(existing.openBlob(digest), {
+      const verify = verifyingStage({
+        expectedDigest: digest,
+        expectedSize: size,
+        description: `blob ${digest} of the existing archive ${existing.path}`,
+      });
+      const entry = await this.#writer.addFileFromStream(verify(existing.openBlob(digest)), {
         name: blobEntryName(digest),
         expectedSize: size,
         signal,
@@ -342,10 +351,6 @@ class OciArchiveImageDestination implements ImageDestination {
       await entry.finish();
       this.#written.set(digest, size);
     }
-  }
-
-  get #reusedFromExisting(): Digest[] {
-    return [];
   }
 
   async close(): Promise<void> {

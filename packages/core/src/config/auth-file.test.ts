@@ -184,6 +184,34 @@ describe('findRegistryCredentials', () => {
     expect(calls).toEqual(['pass h.local', 'desktop z.local']);
   });
 
+  it('follows registries.conf credential-helpers order', async () => {
+    await writeJson('run/containers/auth.json', { auths: { 'r.local': { auth: encode('file', 'f') } } });
+    const calls: string[] = [];
+    const runCredentialHelper = async (name: string, registry: string) => {
+      calls.push(`${name} ${registry}`);
+      if (name === 'broken') throw new Error('helper broken failed');
+      return name === 'secretservice' && registry === 's.local'
+        ? { username: 'ss', password: 'p' }
+        : undefined;
+    };
+    const helpers = {
+      ...options(),
+      runCredentialHelper,
+      credentialHelpers: ['secretservice', 'containers-auth.json'],
+    };
+    expect(await findRegistryCredentials('s.local/x', helpers)).toMatchObject({
+      username: 'ss',
+      source: 'docker-credential-secretservice',
+    });
+    expect(await findRegistryCredentials('r.local/x', helpers)).toMatchObject({ username: 'file' });
+    expect(calls).toEqual(['secretservice s.local', 'secretservice r.local']);
+    const withBroken = { ...helpers, credentialHelpers: ['broken', 'containers-auth.json'] };
+    expect(await findRegistryCredentials('r.local/x', withBroken)).toMatchObject({ username: 'file' });
+    await expect(findRegistryCredentials('none.local/x', withBroken)).rejects.toThrow(
+      /errors looking up credentials for none.local\/x: helper broken failed/,
+    );
+  });
+
   it('reports a malformed file by name without quoting it', async () => {
     await writeFile(path.join(directory, 'bad.json'), '{"auths": {"x": {"auth": "c2VjcmV0"}');
     await expect(

@@ -58,7 +58,15 @@ export interface AuthFileSearchOptions {
   userId?: number;
   /** Runs credential helpers; tests may replace it. Default: runs `docker-credential-<name> get`. */
   runCredentialHelper?: (helperName: string, registry: string) => Promise<RegistryCredentials | undefined>;
+  /**
+   * registries.conf `credential-helpers`, in order: `containers-auth.json` means the auth files,
+   * any other name a `docker-credential-<name>` helper asked for the registry. Default: the auth files only.
+   */
+  credentialHelpers?: readonly string[];
 }
+
+/** The `credential-helpers` name that stands for the auth files. */
+export const authFilesCredentialHelper = 'containers-auth.json';
 
 /** The parts of an auth file Gantry reads. */
 export interface AuthFileContents {
@@ -268,7 +276,9 @@ export function runDockerCredentialHelper(
 
 /**
  * Finds credentials for `key` (a registry host[:port], or a namespace or repository within it, e.g.
- * `quay.io/org/image`) in the auth files, in containers-auth.json(5) order. Undefined when none.
+ * `quay.io/org/image`): in each of `options.credentialHelpers` in order (default: the auth files
+ * only), the auth files being searched in containers-auth.json(5) order. Undefined when none.
+ * Errors of external helpers are collected and thrown only when no source had credentials.
  */
 export async function findRegistryCredentials(
   key: string,
@@ -278,6 +288,36 @@ export async function findRegistryCredentials(
   const firstSlash = key.indexOf('/');
   const registry = firstSlash === -1 ? key : key.slice(0, firstSlash);
   const runHelper = options.runCredentialHelper ?? runDockerCredentialHelper;
+  const helpers = options.credentialHelpers?.length ? options.credentialHelpers : [authFilesCredentialHelper];
+  const failures: string[] = [];
+  for (const helper of helpers) {
+    try {
+      const found =
+        helper === authFilesCredentialHelper
+          ? await findCredentialsInAuthFiles(key, registry, options, runHelper)
+          : await runHelper(helper, registry).then((credentials) =>
+              credentials ? { ...credentials, source: `docker-credential-${helper}` } : undefined,
+            );
+      if (found) return found;
+    } catch (error) {
+      failures.push((error as Error).message);
+    }
+  }
+  if (failures.length > 0) {
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `errors looking up credentials for ${key}: ${failures.join('; ')}`,
+    );
+  }
+  return undefined;
+}
+
+async function findCredentialsInAuthFiles(
+  key: string,
+  registry: string,
+  options: AuthFileSearchOptions,
+  runHelper: NonNullable<AuthFileSearchOptions['runCredentialHelper']>,
+): Promise<FoundRegistryCredentials | undefined> {
   for (const location of authFileSearchPaths(options)) {
     const contents = await readAuthFile(location);
     const helper = contents.credHelpers[registry];

@@ -3,6 +3,7 @@ export {
   type AuthFileLocation,
   type AuthFileSearchOptions,
   authFileSearchPaths,
+  authFilesCredentialHelper,
   credentialsLookupKeys,
   type FoundRegistryCredentials,
   findRegistryCredentials,
