@@ -213,7 +213,8 @@ describe('a blob whose bytes do not match its digest', () => {
     const layerDigest = image.images[0]!.layerDigests[0]!;
     const blobPath = join(layout, 'blobs/sha256', layerDigest.slice(7));
     const bytes = await readFile(blobPath);
-    bytes[bytes.length >> 1] ^= 0xff; // same size, different content
+    const middle = bytes.length >> 1;
+    bytes[middle] = bytes[middle]! ^ 0xff; // same size, different content
     await writeFile(blobPath, bytes);
     expect(await sha256File(blobPath)).not.toBe(layerDigest);
     return { layout, layerDigest };
@@ -248,5 +249,33 @@ describe('a blob whose bytes do not match its digest', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(layerDigest);
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('delete', () => {
+  it('removes an oci: image and the blobs only it used, keeping the others', async () => {
+    const layout = join(root, 'delete-layout');
+    await writeFixtureToOciLayout(images.get('ociMinimal')!, layout, 'one');
+    await writeFixtureToOciLayout(images.get('whiteoutLayers')!, layout, 'two');
+    const removed = images.get('ociMinimal')!;
+    const kept = images.get('whiteoutLayers')!;
+    const result = await runGantry(['delete', `oci:${layout}:one`]);
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(runUmoci(['ls', '--layout', layout]).trim()).toBe('two');
+    const blobs = new Set(await readdir(join(layout, 'blobs/sha256')));
+    expect(blobs.has(removed.topLevel.digest.slice(7))).toBe(false);
+    for (const digest of [kept.topLevel.digest, ...kept.blobs.keys()])
+      expect(blobs.has(digest.slice(7))).toBe(true);
+    expect(runSkopeo(['inspect', '--raw', `oci:${layout}:two`]).code).toBe(0);
+
+    const again = await runGantry(['delete', `oci:${layout}:one`]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('one');
+  });
+
+  it('refuses a usage error with exit code 1', async () => {
+    const result = await runGantry(['delete']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('delete');
   });
 });

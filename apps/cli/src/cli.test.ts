@@ -37,7 +37,7 @@ describe('usage errors (exit 1, skopeo wording, nothing on stdout)', () => {
       `unknown multi-arch option \\"x\\"`,
     ],
     [['inspect', '--creds', 'u:p', 'oci:/x'], '--creds is not supported by gantry'],
-    [['delete', 'oci:/x'], 'gantry does not implement the skopeo command \\"delete\\" yet'],
+    [['sync', 'oci:/x', 'dir:/y'], 'gantry does not implement the skopeo command \\"sync\\" yet'],
     [['manifest-digest'], 'msg="Usage: gantry manifest-digest manifest"'],
   ];
   for (const [argv, message] of cases) {

@@ -15,6 +15,7 @@ import {
   UsageError,
 } from './args.js';
 import { copyCommand } from './commands/copy.js';
+import { deleteCommand } from './commands/delete.js';
 import { inspectCommand } from './commands/inspect.js';
 import { manifestDigestCommand } from './commands/manifest-digest.js';
 import { transportsCommand } from './commands/transports.js';
@@ -31,6 +32,7 @@ export const ExitCodes = { success: 0, failure: 1, imageNotFound: 2 } as const;
 /** The commands gantry implements. */
 export const commands: readonly CommandDefinition[] = [
   copyCommand,
+  deleteCommand,
   inspectCommand,
   manifestDigestCommand,
   transportsCommand,
@@ -38,7 +40,6 @@ export const commands: readonly CommandDefinition[] = [
 
 /** skopeo commands gantry does not implement (yet): a clear error instead of "unrecognized command". */
 const unimplementedSkopeoCommands = new Set([
-  'delete',
   'generate-sigstore-key',
   'layers',
   'list-tags',

@@ -78,6 +78,8 @@ describe('openTarArchive on archives written by GNU tar', () => {
         expect(names.map((entry) => entry.type).sort()).toEqual(['file', 'hardlink']);
         expect(await text(reader.openEntry('hardlink-to-data').stream)).toBe(files['sub/data.bin']);
         expect((await reader.readEntryBytes('manifest.json')).toString()).toBe(files['manifest.json']);
+        expect((await reader.readEntryPrefix('sub/link-to-manifest', 5)).toString()).toBe('{"hel');
+        expect((await reader.readEntryPrefix('sub/empty', 5)).length).toBe(0);
         expect(reader.get('missing')).toBeUndefined();
         await expect(reader.readEntryBytes('missing')).rejects.toMatchObject({
           code: ErrorCodes.BlobNotFound,

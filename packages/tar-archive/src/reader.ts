@@ -437,6 +437,16 @@ export class TarArchiveReader {
     return readExactly(this.#handle, entry.size, entry.dataOffset, this.size, `entry "${entry.storedName}"`);
   }
 
+  /**
+   * Reads at most `length` bytes from the start of the file `name` (links followed): for recognising
+   * compression by magic numbers without streaming the entry.
+   */
+  async readEntryPrefix(name: string, length: number): Promise<Buffer> {
+    const entry = this.#requireFile(name);
+    const count = Math.min(length, entry.size);
+    return readExactly(this.#handle, count, entry.dataOffset, this.size, `entry "${entry.storedName}"`);
+  }
+
   /** Closes the archive (and removes its spool file, if any). Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -233,7 +233,11 @@ describe('token authentication (real registry, test token server)', () => {
 
   beforeAll(async () => {
     registry = await startTestRegistry({
-      tokenAuth: { users: { carol: 'secret' }, anonymousActions: ['pull'] },
+      tokenAuth: {
+        users: { carol: 'secret' },
+        refreshTokens: { 'carol-refresh-token': 'carol' },
+        anonymousActions: ['pull'],
+      },
     });
     directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
     image = await buildImage(fixturePresets.ociMinimal, path.join(directory, 'image'));
@@ -366,6 +370,61 @@ describe('token authentication (real registry, test token server)', () => {
         transport.checkLogin(registry.host, dockerContext({ tlsVerify: false, credentials: 'carol:nope' })),
       ).rejects.toMatchObject({
         code: ErrorCodes.Unauthorized,
+      });
+    } finally {
+      await transport.closeConnections();
+    }
+  });
+
+  it('uses an identity token from the auth file with the OAuth2 refresh-token grant', async () => {
+    const transport = createDockerTransport();
+    try {
+      const authFile = path.join(directory, 'identity.json');
+      await writeFile(
+        authFile,
+        JSON.stringify({
+          auths: {
+            [registry.host]: {
+              auth: Buffer.from('<token>:').toString('base64'),
+              identitytoken: 'carol-refresh-token',
+            },
+          },
+        }),
+      );
+      const context = dockerContext({ tlsVerify: false, authFilePath: authFile });
+      await pushFixture(transport, registry, 'tokens/identity:v1', image, context);
+      expect(registry.tokenServer!.requests.at(-1)).toMatchObject({
+        method: 'POST',
+        user: 'carol',
+        refused: false,
+        scopes: ['repository:tokens/identity:pull,push'],
+        service: 'gantry-test-registry',
+      });
+      await writeFile(
+        authFile,
+        JSON.stringify({
+          auths: {
+            [registry.host]: { auth: Buffer.from('<token>:').toString('base64'), identitytoken: 'revoked' },
+          },
+        }),
+      );
+      await expect(
+        transport.parseReference(`//${registry.host}/tokens/identity:v1`).newImageSource(context),
+      ).rejects.toMatchObject({ code: ErrorCodes.Unauthorized });
+    } finally {
+      await transport.closeConnections();
+    }
+  });
+
+  it('lists the catalog with a registry:catalog:* token', async () => {
+    const transport = createDockerTransport();
+    try {
+      expect(await transport.listRepositories(registry.host, context)).toEqual(
+        expect.arrayContaining(['tokens/app']),
+      );
+      expect(registry.tokenServer!.requests.at(-1)).toMatchObject({
+        user: 'carol',
+        scopes: ['registry:catalog:*'],
       });
     } finally {
       await transport.closeConnections();

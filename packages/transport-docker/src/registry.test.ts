@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gantryUserAgent } from './connections.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, digestStream, dockerContext, pushFixture } from './testing/test-helpers.js';
+import { referrersFallbackTag } from './referrers.js';
 import { createDockerTransport } from './transport.js';
 
 describe('docker transport against a real registry (plain HTTP)', () => {
@@ -316,6 +317,56 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     expect(() => transport.listTags(`//${registry.host}/gantry/tags:a1`, context)).toThrow(
       /No tag or digest allowed/,
     );
+  });
+
+  it('lists the registry catalog across pages', async () => {
+    registry.clearAccessLog();
+    const all = await transport.listRepositories(registry.host, context);
+    expect(all).toEqual([...all].sort());
+    expect(all).toEqual(
+      expect.arrayContaining(['gantry/single', 'gantry/list', 'gantry/tags', 'other/copy']),
+    );
+    expect(await transport.listRepositories(registry.host, context, { pageSize: 2 })).toEqual(all);
+    const pages = (await registry.accessLog()).filter((entry) => entry.path.startsWith('/v2/_catalog'));
+    // One unpaged request, then pages of two.
+    expect(pages.length - 1).toBeGreaterThanOrEqual(Math.ceil(all.length / 2));
+    expect(pages.slice(1).every((entry) => entry.path.includes('n=2'))).toBe(true);
+  });
+
+  it('lists referrers through the referrers tag schema when the registry has no referrers API', async () => {
+    const subject = image.topLevel.digest;
+    const target = reference('gantry/single:v1');
+    expect(await transport.listReferrers(target, subject, context)).toEqual([]);
+    const destination = await reference('gantry/single:v1').newImageDestination(context);
+    const emptyConfig = Buffer.from('{}');
+    await destination.putBlob(Readable.from([emptyConfig]), { digest: digestOf(emptyConfig), size: 2 }, { isConfig: true });
+    const artifact = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaTypes.OciManifest,
+        artifactType: 'application/vnd.example.sbom',
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf(emptyConfig), size: 2 },
+        layers: [],
+        subject: { mediaType: image.topLevel.mediaType, digest: subject, size: image.topLevel.bytes.byteLength },
+      }),
+    );
+    const artifactDigest = digestOf(artifact);
+    await destination.putManifest(artifact, MediaTypes.OciManifest, artifactDigest);
+    const descriptor = {
+      mediaType: MediaTypes.OciManifest,
+      digest: artifactDigest,
+      size: artifact.byteLength,
+      artifactType: 'application/vnd.example.sbom',
+    };
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.OciIndex, manifests: [descriptor] }));
+    const tagged = await reference(`gantry/single:${referrersFallbackTag(subject)}`).newImageDestination(context);
+    await tagged.putManifest(index, MediaTypes.OciIndex);
+    await tagged.commit();
+    await tagged.close();
+    await destination.close();
+    expect(await transport.listReferrers(target, subject, context)).toEqual([descriptor]);
+    expect(await transport.listReferrers(target, subject, context, { artifactType: 'application/vnd.example.sbom' })).toEqual([descriptor]);
+    expect(await transport.listReferrers(target, subject, context, { artifactType: 'application/vnd.example.other' })).toEqual([]);
   });
 
   it('deletes an image by tag (resolving it to a digest) and by digest', async () => {

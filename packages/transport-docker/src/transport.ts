@@ -1,18 +1,22 @@
 import {
+  type Digest,
   type DockerReference,
+  ErrorCodes,
+  GantryError,
   type Transport,
   type TransportContext,
   transportSpecificationVersion,
 } from '@gantry/core';
 import { gantryUserAgent } from './connections.js';
 import { checkRegistryLogin } from './login.js';
+import { type ListReferrersOptions, listReferrers, type ReferrerDescriptor } from './referrers.js';
 import {
   type DockerImageReference,
   newDockerImageReference,
   parseDockerImageReference,
   parseDockerRepositoryName,
 } from './reference.js';
-import { type ListTagsOptions, listRepositoryTags } from './tags.js';
+import { type ListTagsOptions, listRegistryRepositories, listRepositoryTags } from './tags.js';
 import { createDockerTransportState } from './transport-state.js';
 
 /** Options of `createDockerTransport`. */
@@ -33,6 +37,24 @@ export interface DockerTransport extends Transport {
    */
   listTags(
     repository: DockerReference | string,
+    context?: TransportContext,
+    options?: ListTagsOptions,
+  ): Promise<string[]>;
+  /**
+   * The manifests whose `subject` is `subject` in the reference's repository (signatures, SBOMs,
+   * attestations): the referrers API, or the referrers tag schema on registries without it.
+   */
+  listReferrers(
+    reference: DockerImageReference,
+    subject: Digest,
+    context?: TransportContext,
+    options?: ListReferrersOptions,
+  ): Promise<ReferrerDescriptor[]>;
+  /**
+   * Every repository of a registry (`/v2/_catalog`, all pages), for `sync`. `registry` is `host[:port]`.
+   */
+  listRepositories(
+    registry: string,
     context?: TransportContext,
     options?: ListTagsOptions,
   ): Promise<string[]>;
@@ -71,6 +93,15 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
     listTags(repository, context = {}, listOptions = {}) {
       const parsed = typeof repository === 'string' ? parseDockerRepositoryName(repository) : repository;
       return listRepositoryTags(state, parsed, context, listOptions);
+    },
+    listReferrers(reference, subject, context = {}, referrerOptions = {}) {
+      if (reference.transport !== transport) {
+        throw new GantryError(ErrorCodes.Internal, `${reference} belongs to another docker transport instance`);
+      }
+      return listReferrers(reference, subject, context, referrerOptions);
+    },
+    listRepositories(registry, context = {}, listOptions = {}) {
+      return listRegistryRepositories(state, registry, context, listOptions);
     },
     checkLogin(registry, context = {}) {
       return checkRegistryLogin(state, registry, context);

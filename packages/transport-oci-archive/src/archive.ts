@@ -47,7 +47,10 @@ export interface OciArchiveContents {
    * A manifest's bytes, or undefined when the archive has no such blob. Throws
    * `ERR_GANTRY_INVALID_LAYOUT` when it is larger than 4 MiB or its bytes do not have its digest.
    */
-  readManifest(digest: Digest, options?: { signal?: AbortSignal | undefined }): Promise<Uint8Array | undefined>;
+  readManifest(
+    digest: Digest,
+    options?: { signal?: AbortSignal | undefined },
+  ): Promise<Uint8Array | undefined>;
   /** Streams blob `digest` from its offset; `ERR_GANTRY_BLOB_NOT_FOUND` when absent. */
   openBlob(digest: Digest, options?: { signal?: AbortSignal | undefined }): Readable;
   /** Releases the file. Idempotent. */
@@ -69,7 +72,13 @@ const readChunkSize = 256 * 1024;
  * the handle (unlike `FileHandle.createReadStream`, whose destroy closes the handle even with
  * `autoClose: false`), so any number of streams can share one handle.
  */
-function rangeStream(handle: FileHandle, start: number, length: number, description: string, signal?: AbortSignal) {
+function rangeStream(
+  handle: FileHandle,
+  start: number,
+  length: number,
+  description: string,
+  signal?: AbortSignal,
+) {
   let position = start;
   const end = start + length;
   const stream = new Readable({
@@ -83,7 +92,9 @@ function rangeStream(handle: FileHandle, start: number, length: number, descript
       handle.read(buffer, 0, buffer.byteLength, position).then(
         ({ bytesRead }) => {
           if (bytesRead === 0) {
-            this.destroy(layoutError(`${description} ends early: the archive was truncated while being read`));
+            this.destroy(
+              layoutError(`${description} ends early: the archive was truncated while being read`),
+            );
             return;
           }
           position += bytesRead;
@@ -103,12 +114,18 @@ function rangeStream(handle: FileHandle, start: number, length: number, descript
   return stream;
 }
 
-async function readRange(handle: FileHandle, start: number, length: number, description: string): Promise<Buffer> {
+async function readRange(
+  handle: FileHandle,
+  start: number,
+  length: number,
+  description: string,
+): Promise<Buffer> {
   const buffer = Buffer.alloc(length);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await handle.read(buffer, done, length - done, start + done);
-    if (bytesRead === 0) throw layoutError(`${description} ends early: the archive was truncated while being read`);
+    if (bytesRead === 0)
+      throw layoutError(`${description} ends early: the archive was truncated while being read`);
     done += bytesRead;
   }
   return buffer;
@@ -136,7 +153,10 @@ class OpenedOciArchive implements OciArchiveContents {
     return this.#blobEntry(digest)?.size;
   }
 
-  async readManifest(digest: Digest, options: { signal?: AbortSignal | undefined } = {}): Promise<Uint8Array | undefined> {
+  async readManifest(
+    digest: Digest,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<Uint8Array | undefined> {
     throwIfAborted(options.signal);
     const entry = this.#blobEntry(digest);
     if (!entry) return undefined;
@@ -145,18 +165,32 @@ class OpenedOciArchive implements OciArchiveContents {
         `manifest ${digest} in OCI archive ${this.path} is too large (${entry.size} bytes, at most ${maximumManifestSize} accepted)`,
       );
     }
-    const bytes = await readRange(this.#handle, entry.dataOffset, entry.size, `manifest ${digest} in ${this.path}`);
+    const bytes = await readRange(
+      this.#handle,
+      entry.dataOffset,
+      entry.size,
+      `manifest ${digest} in ${this.path}`,
+    );
     const actual = digestOf(bytes, digestAlgorithm(digest));
     if (actual !== digest) {
-      throw layoutError(`manifest ${digest} in OCI archive ${this.path} has digest ${actual}: the archive is corrupt`);
+      throw layoutError(
+        `manifest ${digest} in OCI archive ${this.path} has digest ${actual}: the archive is corrupt`,
+      );
     }
     return new Uint8Array(bytes);
   }
 
   openBlob(digest: Digest, options: { signal?: AbortSignal | undefined } = {}): Readable {
     const entry = this.#blobEntry(digest);
-    if (!entry) throw new GantryError(ErrorCodes.BlobNotFound, `blob ${digest} not found in OCI archive ${this.path}`);
-    return rangeStream(this.#handle, entry.dataOffset, entry.size, `blob ${digest} in ${this.path}`, options.signal);
+    if (!entry)
+      throw new GantryError(ErrorCodes.BlobNotFound, `blob ${digest} not found in OCI archive ${this.path}`);
+    return rangeStream(
+      this.#handle,
+      entry.dataOffset,
+      entry.size,
+      `blob ${digest} in ${this.path}`,
+      options.signal,
+    );
   }
 
   async close(): Promise<void> {
@@ -190,10 +224,14 @@ export async function openOciArchive(
   } catch (error) {
     await handle?.close();
     if (errorCode(error) === 'ENOENT') {
-      throw new GantryError(ErrorCodes.ImageNotFound, `archive file not found: "${archivePath}"`, { cause: error });
+      throw new GantryError(ErrorCodes.ImageNotFound, `archive file not found: "${archivePath}"`, {
+        cause: error,
+      });
     }
     if (errorCode(error) === 'EISDIR') {
-      throw layoutError(`${archivePath} is a directory, not an OCI archive (use oci:${archivePath} for a layout)`);
+      throw layoutError(
+        `${archivePath} is a directory, not an OCI archive (use oci:${archivePath} for a layout)`,
+      );
     }
     throw layoutError(`reading OCI archive ${archivePath}: ${describeFileSystemError(error)}`, error);
   }
@@ -206,7 +244,9 @@ export async function openOciArchive(
   } catch (error) {
     await handle?.close();
     if (errorCode(error) === 'ENOENT') {
-      throw new GantryError(ErrorCodes.ImageNotFound, `archive file not found: "${archivePath}"`, { cause: error });
+      throw new GantryError(ErrorCodes.ImageNotFound, `archive file not found: "${archivePath}"`, {
+        cause: error,
+      });
     }
     if (isGantryError(error)) {
       if (error.code === ErrorCodes.InvalidLayout) {
@@ -230,7 +270,9 @@ export async function openOciArchive(
       const entry = tar.resolveFile(name);
       if (!entry) return undefined;
       if (entry.size > limit) {
-        throw layoutError(`${name} of OCI archive ${archivePath} is too large (${entry.size} bytes, at most ${limit} accepted)`);
+        throw layoutError(
+          `${name} of OCI archive ${archivePath} is too large (${entry.size} bytes, at most ${limit} accepted)`,
+        );
       }
       return readRange(handle as FileHandle, entry.dataOffset, entry.size, `${name} in ${archivePath}`);
     };
@@ -241,7 +283,8 @@ export async function openOciArchive(
     const index = parseIndex(indexBytes, `${indexFileName} of OCI archive ${archivePath}`);
     const layoutBytes = await readSmall(layoutFileName, maximumLayoutFileSize);
     // containers/image reads layouts without oci-layout; when present it must be a version Gantry knows.
-    if (layoutBytes !== undefined) checkLayoutFile(layoutBytes, `${layoutFileName} of OCI archive ${archivePath}`);
+    if (layoutBytes !== undefined)
+      checkLayoutFile(layoutBytes, `${layoutFileName} of OCI archive ${archivePath}`);
     return new OpenedOciArchive(archivePath, tar, handle, index);
   } catch (error) {
     await Promise.allSettled([handle?.close(), tar.close()]);

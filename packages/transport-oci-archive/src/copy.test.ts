@@ -28,7 +28,9 @@ const presetNames = Object.keys(fixturePresets) as FixturePresetName[];
 
 /** Builds `preset` into an OCI layout and tars it with GNU tar (`./`-prefixed names, directory entries). */
 async function tarredLayout(preset: FixturePresetName, name: string): Promise<string> {
-  const image = await buildFixtureImage(fixturePresets[preset], { directory: path.join(directory, 'fixture') });
+  const image = await buildFixtureImage(fixturePresets[preset], {
+    directory: path.join(directory, 'fixture'),
+  });
   const layout = path.join(directory, 'layout');
   await writeFixtureToOciLayout(image, layout, name);
   const archive = path.join(directory, 'source.tar');
@@ -40,7 +42,9 @@ function indexDigest(indexJson: string, name: string): string {
   const index = JSON.parse(indexJson) as {
     manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
   };
-  const entry = index.manifests.find((item) => item.annotations?.['org.opencontainers.image.ref.name'] === name);
+  const entry = index.manifests.find(
+    (item) => item.annotations?.['org.opencontainers.image.ref.name'] === name,
+  );
   if (!entry) throw new Error(`no index entry named ${name}`);
   return entry.digest;
 }
@@ -74,14 +78,24 @@ describe('copyImage into oci-archive:, read by skopeo and tar', () => {
         for (const layer of manifest.layers) expect(layer.mediaType).toBe(MediaTypes.OciLayerGzip);
       }
       const out = path.join(directory, 'out');
-      await skopeo(['copy', '--insecure-policy', '--all', `oci-archive:${destination}:${preset}`, `oci:${out}:x`]);
-      expect(indexDigest(await readFile(path.join(out, 'index.json'), 'utf8'), 'x')).toBe(result.manifestDigest);
+      await skopeo([
+        'copy',
+        '--insecure-policy',
+        '--all',
+        `oci-archive:${destination}:${preset}`,
+        `oci:${out}:x`,
+      ]);
+      expect(indexDigest(await readFile(path.join(out, 'index.json'), 'utf8'), 'x')).toBe(
+        result.manifestDigest,
+      );
     });
   }
 
   it('keeps uncompressed layers with ociAcceptUncompressedLayers', async () => {
     const source = await tarredLayout('uncompressedLayers', 't');
-    const image = await buildFixtureImage(fixturePresets.uncompressedLayers, { directory: path.join(directory, 'f') });
+    const image = await buildFixtureImage(fixturePresets.uncompressedLayers, {
+      directory: path.join(directory, 'f'),
+    });
     const result = await copyImage(
       ociArchiveTransport.parseReference(`${source}:t`),
       ociArchiveTransport.parseReference(`${directory}/destination.tar:t`),
@@ -97,11 +111,19 @@ const ociPresetNames = presetNames.filter((name) => fixturePresets[name].format 
 describe('archives written by skopeo, read by Gantry', () => {
   for (const preset of ociPresetNames) {
     it(`reads skopeo's archive of preset ${preset} with the same manifest digests`, async () => {
-      const image = await buildFixtureImage(fixturePresets[preset], { directory: path.join(directory, 'fixture') });
+      const image = await buildFixtureImage(fixturePresets[preset], {
+        directory: path.join(directory, 'fixture'),
+      });
       const layout = path.join(directory, 'layout');
       await writeFixtureToOciLayout(image, layout, 't');
       const skopeoArchive = path.join(directory, 'skopeo.tar');
-      await skopeo(['copy', '--insecure-policy', '--all', `oci:${layout}:t`, `oci-archive:${skopeoArchive}:t`]);
+      await skopeo([
+        'copy',
+        '--insecure-policy',
+        '--all',
+        `oci:${layout}:t`,
+        `oci-archive:${skopeoArchive}:t`,
+      ]);
       const skopeoManifest = await skopeo(['inspect', '--raw', `oci-archive:${skopeoArchive}:t`]);
 
       const source = await ociArchiveTransport.parseReference(`${skopeoArchive}:t`).newImageSource();

@@ -21,8 +21,9 @@
  * - `tryReusingBlob` reports blobs already written to this archive, and blobs of the existing archive
  *   (copied from it at commit) as reusable.
  */
-import { lstat, open, rename, rm } from 'node:fs/promises';
+
 import type { FileHandle } from 'node:fs/promises';
+import { lstat, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import {
@@ -31,6 +32,7 @@ import {
   type BlobToWrite,
   canonicalDigestAlgorithm,
   type Digest,
+  type DigestAlgorithm,
   Digester,
   digestAlgorithm,
   digestOf,
@@ -69,7 +71,9 @@ import { TarFileWriter } from './tar-file-writer.js';
 
 function fileSystemFailure(action: string, error: unknown): GantryError {
   if (isGantryError(error)) return error;
-  return new GantryError(ErrorCodes.Internal, `${action}: ${describeFileSystemError(error)}`, { cause: error });
+  return new GantryError(ErrorCodes.Internal, `${action}: ${describeFileSystemError(error)}`, {
+    cause: error,
+  });
 }
 
 /** Runs tasks one after another (the tar is written sequentially). */
@@ -134,19 +138,19 @@ class OciArchiveImageDestination implements ImageDestination {
   }
 
   #assertWritable(): void {
-    if (this.#closed) throw new GantryError(ErrorCodes.Internal, 'oci-archive: image destination used after close()');
+    if (this.#closed)
+      throw new GantryError(ErrorCodes.Internal, 'oci-archive: image destination used after close()');
     if (this.#committed) {
       throw new GantryError(ErrorCodes.Internal, 'oci-archive: image destination used after commit()');
     }
   }
 
   /** Writes `blobs/` and `blobs/<alg>/` directory entries the first time an algorithm is used. */
-  async #ensureDirectories(digest: Digest): Promise<void> {
+  async #ensureDirectories(algorithm: DigestAlgorithm): Promise<void> {
     if (this.#directories.size === 0) {
       await this.#writer.addDirectory(`${blobsDirectoryName}/`);
       this.#directories.add('');
     }
-    const algorithm = digestAlgorithm(digest);
     if (!this.#directories.has(algorithm)) {
       await this.#writer.addDirectory(`${blobsDirectoryName}/${algorithm}/`);
       this.#directories.add(algorithm);
@@ -179,7 +183,9 @@ class OciArchiveImageDestination implements ImageDestination {
     expectedDigest: Digest | undefined,
     signal: AbortSignal | undefined,
   ): Promise<{ digest: Digest; size: number }> {
-    const digester = new Digester(expectedDigest ? digestAlgorithm(expectedDigest) : canonicalDigestAlgorithm);
+    const digester = new Digester(
+      expectedDigest ? digestAlgorithm(expectedDigest) : canonicalDigestAlgorithm,
+    );
     const description = `blob ${expectedDigest ?? '(digest not known yet)'}`;
     const check = (size: number): Digest => {
       if (expectedSize >= 0 && size !== expectedSize) {
@@ -206,8 +212,7 @@ class OciArchiveImageDestination implements ImageDestination {
       }
       return { digest: check(size), size };
     }
-    if (expectedDigest !== undefined) await this.#ensureDirectories(expectedDigest);
-    else await this.#ensureDirectories(`${canonicalDigestAlgorithm}:${'0'.repeat(64)}`);
+    await this.#ensureDirectories(digester.algorithm);
     const entry = await this.#writer.addFileFromStream(hashing(stream, digester), {
       ...(expectedDigest !== undefined ? { name: blobEntryName(expectedDigest) } : {}),
       expectedSize,
@@ -269,7 +274,7 @@ class OciArchiveImageDestination implements ImageDestination {
       this.#assertWritable();
       if (this.#written.has(digest)) return;
       try {
-        await this.#ensureDirectories(digest);
+        await this.#ensureDirectories(digestAlgorithm(digest));
         await this.#writer.addFile(blobEntryName(digest), manifest);
       } catch (error) {
         throw fileSystemFailure(`writing manifest ${digest} into ${this.#temporaryPath}`, error);
@@ -281,7 +286,11 @@ class OciArchiveImageDestination implements ImageDestination {
     }
   }
 
-  async putSignatures(signatures: Uint8Array[], _instanceDigest?: Digest, options?: OperationOptions): Promise<void> {
+  async putSignatures(
+    signatures: Uint8Array[],
+    _instanceDigest?: Digest,
+    options?: OperationOptions,
+  ): Promise<void> {
     this.#assertWritable();
     throwIfAborted(options?.signal);
     if (signatures.length > 0) {
@@ -293,7 +302,10 @@ class OciArchiveImageDestination implements ImageDestination {
     this.#assertWritable();
     const topLevel = this.#topLevel;
     if (!topLevel) {
-      throw new GantryError(ErrorCodes.Internal, 'oci-archive: commit() called before the top-level manifest was written');
+      throw new GantryError(
+        ErrorCodes.Internal,
+        'oci-archive: commit() called before the top-level manifest was written',
+      );
     }
     const signal = options?.signal;
     await this.#queue.run(async () => {
@@ -337,7 +349,7 @@ class OciArchiveImageDestination implements ImageDestination {
         );
       }
       throwIfAborted(signal);
-      await this.#ensureDirectories(digest);
+      await this.#ensureDirectories(digestAlgorithm(digest));
       const verify = verifyingStage({
         expectedDigest: digest,
         expectedSize: size,
@@ -404,7 +416,8 @@ export async function openOciArchiveDestination(
     try {
       existing = await openOciArchive(destinationPath, { signal: context.signal });
     } catch (error) {
-      if (!isGantryError(error)) throw fileSystemFailure(`reading existing archive ${destinationPath}`, error);
+      if (!isGantryError(error))
+        throw fileSystemFailure(`reading existing archive ${destinationPath}`, error);
       throw new GantryError(
         ErrorCodes.InvalidLayout,
         `cannot add an image to ${destinationPath}: the existing file is not a readable OCI archive (${error.message}); remove it or write elsewhere`,

@@ -4,7 +4,16 @@
  */
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { copyImage, type Digest, digestHex, digestOf, type ErrorCode, ErrorCodes, hasErrorCode, insecureAcceptAnythingPolicy } from '@gantry/core';
+import {
+  copyImage,
+  type Digest,
+  digestHex,
+  digestOf,
+  type ErrorCode,
+  ErrorCodes,
+  hasErrorCode,
+  insecureAcceptAnythingPolicy,
+} from '@gantry/core';
 import { buildFixtureImage, type FixtureImage, fixturePresets } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ociArchiveTransport } from './index.js';
@@ -26,9 +35,14 @@ const blobName = (digest: Digest) => `blobs/sha256/${digestHex(digest)}`;
 /** The entries of a valid archive of the fixture, `index.json` naming it `t`. */
 async function validEntries(): Promise<TarSpec[]> {
   const entries: TarSpec[] = [{ name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' }];
-  for (const blob of image.blobs.values()) entries.push({ name: blobName(blob.digest), content: await readFile(blob.path) });
-  for (const [digest, manifest] of image.manifests) entries.push({ name: blobName(digest), content: manifest.bytes });
-  entries.push({ name: 'index.json', content: indexJson(image.topLevel.digest, image.topLevel.bytes.byteLength) });
+  for (const blob of image.blobs.values())
+    entries.push({ name: blobName(blob.digest), content: await readFile(blob.path) });
+  for (const [digest, manifest] of image.manifests)
+    entries.push({ name: blobName(digest), content: manifest.bytes });
+  entries.push({
+    name: 'index.json',
+    content: indexJson(image.topLevel.digest, image.topLevel.bytes.byteLength),
+  });
   return entries;
 }
 
@@ -98,7 +112,9 @@ describe('hostile archives', () => {
   });
 
   it('refuses entries with .. inside the name', async () => {
-    const file = await writeArchive(makeTar([...(await validEntries()), { name: 'blobs/../../evil', content: 'x' }]));
+    const file = await writeArchive(
+      makeTar([...(await validEntries()), { name: 'blobs/../../evil', content: 'x' }]),
+    );
     await expectRefused(file, ErrorCodes.InvalidLayout, /\.\./);
   });
 
@@ -110,13 +126,21 @@ describe('hostile archives', () => {
   it('refuses symbolic links pointing outside the archive', async () => {
     const entries = (await validEntries()).filter((entry) => entry.name !== blobName(layerDigest));
     entries.unshift({ name: blobName(layerDigest), type: 'symlink', linkname: '../../../../../etc/passwd' });
-    await expectRefused(await writeArchive(makeTar(entries)), ErrorCodes.InvalidLayout, /outside|escap|\.\./i);
+    await expectRefused(
+      await writeArchive(makeTar(entries)),
+      ErrorCodes.InvalidLayout,
+      /outside|escap|\.\./i,
+    );
   });
 
   it('refuses hard links pointing outside the archive', async () => {
     const entries = (await validEntries()).filter((entry) => entry.name !== blobName(layerDigest));
     entries.unshift({ name: blobName(layerDigest), type: 'link', linkname: '../etc/passwd' });
-    await expectRefused(await writeArchive(makeTar(entries)), ErrorCodes.InvalidLayout, /outside|escap|\.\./i);
+    await expectRefused(
+      await writeArchive(makeTar(entries)),
+      ErrorCodes.InvalidLayout,
+      /outside|escap|\.\./i,
+    );
   });
 
   it('refuses duplicate entries', async () => {
@@ -152,7 +176,10 @@ describe('hostile archives', () => {
   it('refuses a manifest whose bytes do not have its digest', async () => {
     const entries = (await validEntries()).map((entry) =>
       entry.name === blobName(image.topLevel.digest) && 'content' in entry
-        ? { name: entry.name, content: Buffer.from(Buffer.from(entry.content).toString().replace('layers', 'layerz')) }
+        ? {
+            name: entry.name,
+            content: Buffer.from(Buffer.from(entry.content).toString().replace('layers', 'layerz')),
+          }
         : entry,
     );
     await expectRefused(await writeArchive(makeTar(entries)), ErrorCodes.InvalidLayout, /corrupt/);
@@ -162,7 +189,10 @@ describe('hostile archives', () => {
     const huge = Buffer.alloc(4 * 1024 * 1024 + 1, 0x20);
     const digest = digestOf(huge);
     const entries = (await validEntries()).filter((entry) => entry.name !== 'index.json');
-    entries.push({ name: blobName(digest), content: huge }, { name: 'index.json', content: indexJson(digest, huge.byteLength) });
+    entries.push(
+      { name: blobName(digest), content: huge },
+      { name: 'index.json', content: indexJson(digest, huge.byteLength) },
+    );
     await expectRefused(await writeArchive(makeTar(entries)), ErrorCodes.InvalidLayout, /too large/);
   });
 
@@ -179,16 +209,22 @@ describe('hostile archives', () => {
       await expectRejected(
         source.getBlob({ digest: layerDigest, size: layer.size }),
         ErrorCodes.SizeMismatch,
-        new RegExp(`size mismatch: the archive holds ${layer.size + 5} bytes, the manifest says ${layer.size}`),
+        new RegExp(
+          `size mismatch: the archive holds ${layer.size + 5} bytes, the manifest says ${layer.size}`,
+        ),
       );
     } finally {
       await source.close();
     }
     const destination = path.join(directory, 'size-mismatch-copy.tar');
     await expectRejected(
-      copyImage(ociArchiveTransport.parseReference(`${file}:t`), ociArchiveTransport.parseReference(`${destination}:t`), {
-        policy: insecureAcceptAnythingPolicy(),
-      }),
+      copyImage(
+        ociArchiveTransport.parseReference(`${file}:t`),
+        ociArchiveTransport.parseReference(`${destination}:t`),
+        {
+          policy: insecureAcceptAnythingPolicy(),
+        },
+      ),
       ErrorCodes.SizeMismatch,
       /size mismatch/,
     );

@@ -141,7 +141,8 @@ export function parseIndex(bytes: Uint8Array, description: string): LayoutIndex 
     throw layoutError(`${description} has schemaVersion ${JSON.stringify(raw.schemaVersion)}, expected 2`);
   }
   const manifests = raw.manifests ?? [];
-  if (!Array.isArray(manifests)) throw layoutError(`${description} has a "manifests" member that is not an array`);
+  if (!Array.isArray(manifests))
+    throw layoutError(`${description} has a "manifests" member that is not an array`);
   const entries = manifests.map((entry, position) =>
     parseDescriptor(entry, `${description} manifests[${position}]`),
   );
@@ -222,7 +223,10 @@ export function findIndexEntry(selector: ImageSelector, index: LayoutIndex): Ind
     );
   }
   if (index.entries.length === 0) {
-    throw new GantryError(ErrorCodes.ImageNotFound, `no image found in OCI archive ${location}: index.json is empty`);
+    throw new GantryError(
+      ErrorCodes.ImageNotFound,
+      `no image found in OCI archive ${location}: index.json is empty`,
+    );
   }
   if (index.entries.length > 1) {
     throw new GantryError(
@@ -259,7 +263,12 @@ export function addIndexEntry(index: LayoutIndex, entry: IndexEntry): void {
 }
 
 /** The index entry for a top-level manifest written as `imageName` ('' for none). */
-export function newIndexEntry(manifest: Uint8Array, mediaType: string, digest: Digest, imageName: string): IndexEntry {
+export function newIndexEntry(
+  manifest: Uint8Array,
+  mediaType: string,
+  digest: Digest,
+  imageName: string,
+): IndexEntry {
   const effectiveType = mediaType !== '' ? mediaType : guessManifestMediaType(manifest);
   const raw: Record<string, unknown> = { mediaType: effectiveType, digest, size: manifest.byteLength };
   if (imageName !== '') raw.annotations = { [referenceNameAnnotation]: imageName };
@@ -283,7 +292,11 @@ export interface ManifestReferences {
  * and lists; throws `ERR_GANTRY_UNSUPPORTED_MANIFEST_TYPE` for anything else, so callers that must not
  * lose data (rewriting an archive) stop instead of guessing.
  */
-export function manifestReferences(bytes: Uint8Array, mediaType: string, description: string): ManifestReferences {
+export function manifestReferences(
+  bytes: Uint8Array,
+  mediaType: string,
+  description: string,
+): ManifestReferences {
   const effectiveType = mediaType === '' ? guessManifestMediaType(bytes) : mediaType;
   const content = parseJsonObject(bytes, description);
   const result: ManifestReferences = { blobs: [], manifests: [] };
@@ -333,7 +346,8 @@ export async function reachableDigests(
     if (reachable.has(next.digest)) continue;
     reachable.add(next.digest);
     const bytes = await readManifest(next.digest);
-    if (bytes === undefined) throw layoutError(`manifest ${next.digest} referred to by index.json is missing`);
+    if (bytes === undefined)
+      throw layoutError(`manifest ${next.digest} referred to by index.json is missing`);
     const references = manifestReferences(bytes, next.mediaType, `manifest ${next.digest}`);
     for (const blob of references.blobs) reachable.add(blob);
     pending.push(...references.manifests);

@@ -107,7 +107,11 @@ export class OciArchiveReference implements ImageReference {
   readonly sourceIndex: number;
   readonly #backend: OciArchiveReferenceBackend;
 
-  constructor(transport: Transport, backend: OciArchiveReferenceBackend, elements: OciArchiveReferenceElements) {
+  constructor(
+    transport: Transport,
+    backend: OciArchiveReferenceBackend,
+    elements: OciArchiveReferenceElements,
+  ) {
     const text = `${elements.path}:${elements.sourceIndex === -1 ? elements.imageName : `@${elements.sourceIndex}`}`;
     if (elements.path.includes(':')) throw invalidReference(text, `path ${elements.path} contains a colon`);
     if (elements.imageName !== '' && !isValidImageName(elements.imageName)) {

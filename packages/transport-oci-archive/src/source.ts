@@ -24,7 +24,7 @@ import {
   throwIfAborted,
 } from '@gantry/core';
 import { type OciArchiveContents, openOciArchive } from './archive.js';
-import { findIndexEntry, type IndexEntry, manifestReferences } from './layout-index.js';
+import { findIndexEntry, manifestReferences } from './layout-index.js';
 import type { OciArchiveReference } from './reference.js';
 
 async function readManifest(
@@ -48,20 +48,19 @@ class OciArchiveImageSource implements ImageSource {
   readonly reference: OciArchiveReference;
   readonly properties: ImageSourceProperties = { hasThreadSafeGetBlob: true };
   readonly #archive: OciArchiveContents;
-  readonly #entry: IndexEntry;
   readonly #topLevel: ManifestBlob;
   #instanceTypes: Map<Digest, string> | undefined;
   #closed = false;
 
-  constructor(reference: OciArchiveReference, archive: OciArchiveContents, entry: IndexEntry, topLevel: ManifestBlob) {
+  constructor(reference: OciArchiveReference, archive: OciArchiveContents, topLevel: ManifestBlob) {
     this.reference = reference;
     this.#archive = archive;
-    this.#entry = entry;
     this.#topLevel = topLevel;
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new GantryError(ErrorCodes.Internal, 'oci-archive: image source used after close()');
+    if (this.#closed)
+      throw new GantryError(ErrorCodes.Internal, 'oci-archive: image source used after close()');
   }
 
   #readManifest(digest: Digest, description: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
@@ -89,12 +88,14 @@ class OciArchiveImageSource implements ImageSource {
   async getManifest(instanceDigest?: Digest, options?: OperationOptions): Promise<ManifestBlob> {
     this.#assertOpen();
     throwIfAborted(options?.signal);
-    if (instanceDigest === undefined) return { bytes: this.#topLevel.bytes, mediaType: this.#topLevel.mediaType };
+    if (instanceDigest === undefined)
+      return { bytes: this.#topLevel.bytes, mediaType: this.#topLevel.mediaType };
     const digest = parseDigest(instanceDigest);
     const bytes = await this.#readManifest(digest, 'manifest instance', options?.signal);
     const mediaType =
       (await this.#instanceMediaTypes()).get(digest) ??
-      this.#archive.index.entries.find((entry) => entry.digest === digest && entry.mediaType !== '')?.mediaType ??
+      this.#archive.index.entries.find((entry) => entry.digest === digest && entry.mediaType !== '')
+        ?.mediaType ??
       guessManifestMediaType(bytes);
     return { bytes, mediaType };
   }
@@ -111,7 +112,10 @@ class OciArchiveImageSource implements ImageSource {
           `blob ${digest} is a foreign layer stored at ${info.urls.join(', ')} and not in OCI archive ${this.#archive.path}; fetching foreign layers is not supported`,
         );
       }
-      throw new GantryError(ErrorCodes.BlobNotFound, `blob ${digest} not found in OCI archive ${this.#archive.path}`);
+      throw new GantryError(
+        ErrorCodes.BlobNotFound,
+        `blob ${digest} not found in OCI archive ${this.#archive.path}`,
+      );
     }
     if (info.size >= 0 && info.size !== size) {
       throw new GantryError(
@@ -153,7 +157,7 @@ export async function openOciArchiveSource(
     // The top-level manifest is read now: a missing or corrupt one fails the opening, not a later call.
     const bytes = await readManifest(archive, reference, entry.digest, 'manifest', context.signal);
     const mediaType = entry.mediaType !== '' ? entry.mediaType : guessManifestMediaType(bytes);
-    return new OciArchiveImageSource(reference, archive, entry, { bytes, mediaType });
+    return new OciArchiveImageSource(reference, archive, { bytes, mediaType });
   } catch (error) {
     await archive.close();
     throw error;

@@ -60,7 +60,8 @@ interface HeaderFields {
 /** Encodes one 512-byte ustar header. `fields.name` must fit (see `splitUstarName`). */
 export function encodeUstarHeader(fields: HeaderFields): Buffer {
   const split = splitUstarName(fields.name);
-  if (!split) throw new GantryError(ErrorCodes.Internal, `tar entry name ${fields.name} does not fit a ustar header`);
+  if (!split)
+    throw new GantryError(ErrorCodes.Internal, `tar entry name ${fields.name} does not fit a ustar header`);
   const header = Buffer.alloc(blockSize);
   writeString(header, split.name, 0, 100);
   writeOctal(header, fields.type === 'directory' ? 0o755 : 0o644, 100, 8);
@@ -124,7 +125,12 @@ export class TarFileWriter {
   async #write(bytes: Uint8Array): Promise<void> {
     let written = 0;
     while (written < bytes.byteLength) {
-      const { bytesWritten } = await this.#handle.write(bytes, written, bytes.byteLength - written, this.#position);
+      const { bytesWritten } = await this.#handle.write(
+        bytes,
+        written,
+        bytes.byteLength - written,
+        this.#position,
+      );
       written += bytesWritten;
       this.#position += bytesWritten;
     }
@@ -153,7 +159,12 @@ export class TarFileWriter {
     if (!splitUstarName(name)) {
       const records = Buffer.from(paxRecord('path', name), 'utf8');
       headers.push(
-        encodeUstarHeader({ name: 'PaxHeaders.0/entry', size: records.byteLength, type: 'pax', mtime: this.#mtime }),
+        encodeUstarHeader({
+          name: 'PaxHeaders.0/entry',
+          size: records.byteLength,
+          type: 'pax',
+          mtime: this.#mtime,
+        }),
         records,
         Buffer.alloc(padding(records.byteLength)),
       );
@@ -221,12 +232,17 @@ export class TarFileWriter {
     const dataEnd = this.#position;
     const finish = async (name?: string): Promise<void> => {
       const finalName = name ?? options.name;
-      if (finalName === undefined) throw new GantryError(ErrorCodes.Internal, 'tar entry finished without a name');
+      if (finalName === undefined)
+        throw new GantryError(ErrorCodes.Internal, 'tar entry finished without a name');
       const headers = this.#headers(finalName, size, 'file');
       if (headers.byteLength !== headerLength) {
-        throw new GantryError(ErrorCodes.Internal, `tar entry name ${finalName} needs a header of another length`);
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `tar entry name ${finalName} needs a header of another length`,
+        );
       }
-      if (this.#position !== dataEnd) throw new GantryError(ErrorCodes.Internal, 'tar entry finished out of order');
+      if (this.#position !== dataEnd)
+        throw new GantryError(ErrorCodes.Internal, 'tar entry finished out of order');
       await this.#writeAt(headers, mark.offset);
       await this.#write(zeroBlock.subarray(0, padding(size)));
     };

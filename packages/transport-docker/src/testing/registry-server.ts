@@ -29,7 +29,12 @@ export interface TestRegistryOptions {
   /** Basic authentication (`auth: htpasswd`) with these users; needs the `htpasswd` program (apache2-utils). */
   htpasswdUsers?: Record<string, string>;
   /** Token authentication (`auth: token`) with a test token server accepting these users. */
-  tokenAuth?: { users: Record<string, string>; anonymousActions?: string[]; tokenLifetimeSeconds?: number };
+  tokenAuth?: {
+    users: Record<string, string>;
+    refreshTokens?: Record<string, string>;
+    anonymousActions?: string[];
+    tokenLifetimeSeconds?: number;
+  };
 }
 
 /** One line of the registry's access log. */
@@ -219,6 +224,7 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
         issuer,
         signing,
       };
+      if (options.tokenAuth.refreshTokens) tokenServerOptions.refreshTokens = options.tokenAuth.refreshTokens;
       if (options.tokenAuth.anonymousActions)
         tokenServerOptions.anonymousActions = options.tokenAuth.anonymousActions;
       if (options.tokenAuth.tokenLifetimeSeconds)

@@ -17,6 +17,8 @@ export interface TokenRequestRecord {
 export interface TestTokenServerOptions {
   /** Accepted users and their passwords. */
   users: Record<string, string>;
+  /** OAuth2 refresh tokens ("identity tokens") accepted by POST, and the user each stands for. */
+  refreshTokens?: Record<string, string>;
   service: string;
   issuer: string;
   signing: TokenSigningMaterial;
@@ -62,19 +64,33 @@ function parseScope(scope: string): { type: string; name: string; actions: strin
  * and a free port: it checks Basic credentials against `users`, grants every requested action to
  * authenticated users (anonymous ones get `anonymousActions`), and returns RS256 JWTs signed with the
  * given key, carrying the signing certificate in `x5c` so the registry can verify them against its
- * `rootcertbundle`. Wrong credentials get 401.
+ * `rootcertbundle`. Wrong credentials get 401. POSTs implement the OAuth2 refresh-token grant with
+ * `refreshTokens`.
  */
 export async function startTestTokenServer(options: TestTokenServerOptions): Promise<TestTokenServer> {
   const requests: TokenRequestRecord[] = [];
   const lifetime = options.tokenLifetimeSeconds ?? 300;
   const anonymousActions = options.anonymousActions ?? [];
 
-  const handle = (request: IncomingMessage, response: ServerResponse): void => {
+  const handle = (request: IncomingMessage, response: ServerResponse, body: string): void => {
     const url = new URL(request.url ?? '/', 'http://token.invalid');
     let user: string | undefined;
     let refused = false;
     const authorization = request.headers.authorization;
-    if (authorization?.startsWith('Basic ')) {
+    if (request.method === 'POST') {
+      // OAuth2 refresh-token grant: the form carries service, scope (space-separated) and the token.
+      const form = new URLSearchParams(body);
+      const refreshToken = form.get('refresh_token') ?? '';
+      if (
+        form.get('grant_type') === 'refresh_token' &&
+        Object.hasOwn(options.refreshTokens ?? {}, refreshToken)
+      ) {
+        user = options.refreshTokens![refreshToken];
+      } else refused = true;
+      for (const scope of (form.get('scope') ?? '').split(' ').filter(Boolean))
+        url.searchParams.append('scope', scope);
+      if (form.get('service')) url.searchParams.set('service', form.get('service')!);
+    } else if (authorization?.startsWith('Basic ')) {
       const decoded = Buffer.from(authorization.slice('Basic '.length), 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
       const name = decoded.slice(0, colon);
@@ -138,9 +154,12 @@ export async function startTestTokenServer(options: TestTokenServerOptions): Pro
   };
 
   const server = createServer((request, response) => {
-    // Drain any request body (OAuth2 POSTs are not supported by this test server).
-    request.resume();
-    request.on('end', () => handle(request, response));
+    let body = '';
+    request.setEncoding('utf8');
+    request.on('data', (chunk: string) => {
+      body += chunk;
+    });
+    request.on('end', () => handle(request, response, body));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

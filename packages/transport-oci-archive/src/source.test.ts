@@ -1,0 +1,137 @@
+/**
+ * Choosing the image in an archive (name, @N, the only one), reading archives from pipes, and the errors
+ * of missing archives and images.
+ */
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { type ErrorCode, ErrorCodes, hasErrorCode } from '@gantry/core';
+import {
+  buildFixtureImage,
+  type FixtureImage,
+  fixturePresets,
+  writeFixtureToDestination,
+} from '@gantry/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ociArchiveTransport } from './index.js';
+import { runTool, temporaryDirectory } from './test-support/tools.js';
+
+let directory = '';
+let remove: () => Promise<void> = async () => {};
+let imageA: FixtureImage;
+let imageB: FixtureImage;
+let twoImages = '';
+beforeAll(async () => {
+  ({ directory, remove } = await temporaryDirectory());
+  imageA = await buildFixtureImage(fixturePresets.ociMinimal, { directory: path.join(directory, 'a') });
+  imageB = await buildFixtureImage(fixturePresets.whiteoutLayers, { directory: path.join(directory, 'b') });
+  twoImages = path.join(directory, 'two.tar');
+  for (const [name, image] of [
+    ['first', imageA],
+    ['second', imageB],
+  ] as const) {
+    await writeFixtureToDestination(
+      image,
+      await ociArchiveTransport.parseReference(`${twoImages}:${name}`).newImageDestination(),
+    );
+  }
+});
+afterAll(() => remove());
+
+async function topLevelBytes(reference: string): Promise<string> {
+  const source = await ociArchiveTransport.parseReference(reference).newImageSource();
+  try {
+    return Buffer.from((await source.getManifest()).bytes).toString();
+  } finally {
+    await source.close();
+  }
+}
+
+async function expectCode(operation: Promise<unknown>, code: ErrorCode, message: RegExp): Promise<void> {
+  let failure: unknown;
+  try {
+    await operation;
+  } catch (error) {
+    failure = error;
+  }
+  expect(failure, 'the operation must reject').toBeDefined();
+  if (!hasErrorCode(failure, code)) throw failure;
+  expect((failure as Error).message).toMatch(message);
+}
+
+describe('oci-archive: source', () => {
+  it('selects images by name and by @N', async () => {
+    const a = Buffer.from(imageA.topLevel.bytes).toString();
+    const b = Buffer.from(imageB.topLevel.bytes).toString();
+    expect(await topLevelBytes(`${twoImages}:first`)).toBe(a);
+    expect(await topLevelBytes(`${twoImages}:second`)).toBe(b);
+    expect(await topLevelBytes(`${twoImages}:@0`)).toBe(a);
+    expect(await topLevelBytes(`${twoImages}:@1`)).toBe(b);
+  });
+
+  it('asks to choose when the archive holds several images and none is named', async () => {
+    await expectCode(
+      ociArchiveTransport.parseReference(twoImages).newImageSource(),
+      ErrorCodes.InvalidReference,
+      /more than one image in OCI archive .* \(2\), choose an image/,
+    );
+  });
+
+  it('reports missing archives, names and indexes as ERR_GANTRY_IMAGE_NOT_FOUND', async () => {
+    await expectCode(
+      ociArchiveTransport.parseReference(`${directory}/missing.tar:t`).newImageSource(),
+      ErrorCodes.ImageNotFound,
+      /archive file not found: ".*missing\.tar"/,
+    );
+    await expectCode(
+      ociArchiveTransport.parseReference(`${twoImages}:third`).newImageSource(),
+      ErrorCodes.ImageNotFound,
+      /no descriptor found for reference "third"/,
+    );
+    await expectCode(
+      ociArchiveTransport.parseReference(`${twoImages}:@2`).newImageSource(),
+      ErrorCodes.ImageNotFound,
+      /index 2 is too large, only 2 entries available/,
+    );
+  });
+
+  it('reads an archive from a FIFO (spooled to a temporary file first)', async () => {
+    const fifo = path.join(directory, 'fifo');
+    await runTool('mkfifo', [fifo]);
+    const writer = spawn('sh', ['-c', `cat "${twoImages}" > "${fifo}"`], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => writer.once('exit', resolve));
+    const source = await ociArchiveTransport
+      .parseReference(`${fifo}:second`)
+      .newImageSource({ temporaryDirectory: directory });
+    try {
+      expect(Buffer.from((await source.getManifest()).bytes)).toEqual(Buffer.from(imageB.topLevel.bytes));
+      const layer = imageB.blobs.get(imageB.images[0]!.layerDigests[0]!)!;
+      const blob = await source.getBlob({ digest: layer.digest, size: layer.size });
+      let size = 0;
+      for await (const chunk of blob.stream) size += (chunk as Buffer).byteLength;
+      expect(size).toBe(layer.size);
+    } finally {
+      await source.close();
+    }
+    expect(await exited).toBe(0);
+  });
+
+  it('reads an archive without oci-layout, and refuses an unknown layout version', async () => {
+    const layout = path.join(directory, 'layout');
+    await runTool('mkdir', ['-p', layout]);
+    await runTool('tar', ['-xf', twoImages, '-C', layout]);
+    const withoutLayoutFile = path.join(directory, 'no-layout-file.tar');
+    await runTool('tar', ['-cf', withoutLayoutFile, '-C', layout, 'index.json', 'blobs']);
+    expect(await topLevelBytes(`${withoutLayoutFile}:first`)).toBe(
+      Buffer.from(imageA.topLevel.bytes).toString(),
+    );
+    await writeFile(path.join(layout, 'oci-layout'), '{"imageLayoutVersion":"2.0.0"}');
+    const futureVersion = path.join(directory, 'future.tar');
+    await runTool('tar', ['-cf', futureVersion, '-C', layout, '.']);
+    await expectCode(
+      ociArchiveTransport.parseReference(`${futureVersion}:first`).newImageSource(),
+      ErrorCodes.InvalidLayout,
+      /unsupported imageLayoutVersion "2\.0\.0"/,
+    );
+  });
+});
