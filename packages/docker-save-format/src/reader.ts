@@ -88,7 +88,7 @@ export interface DockerArchiveImage {
   layers: DockerArchiveLayer[];
   /**
    * A Docker schema2 manifest (Go `json.Marshal` form, as containers/image generates it): config
-   * `application/vnd.docker.container.image.v1+json`, layers `application/vnd.docker.image.rootfs.diff.tar`
+   * `application/vnd.docker.container.image.v1+json`, layers `application/vnd.docker.image.rootfs.diff.tar.gzip` (as containers/image, although uncompressed)
    * with their DiffIDs as digests and uncompressed sizes.
    */
   manifestBytes: Buffer;
@@ -285,7 +285,9 @@ export class DockerArchiveReader {
         schemaVersion: 2,
         mediaType: MediaTypes.DockerManifest,
         config: { mediaType: MediaTypes.DockerConfig, size: configBytes.length, digest: configDigest },
-        layers: layers.map((layer) => ({ mediaType: MediaTypes.DockerLayer, size: layer.size, digest: layer.diffId })),
+        // containers/image labels the (uncompressed) layers with DockerV2Schema2LayerMediaType, the gzip type; kept so
+        // that the manifest (and its digest) is byte-identical to skopeo's. The copy pipeline sniffs the bytes.
+        layers: layers.map((layer) => ({ mediaType: MediaTypes.DockerLayerGzip, size: layer.size, digest: layer.diffId })),
       }),
     );
     return { index, item, repoTags, configBytes, configDigest, layers, manifestBytes };

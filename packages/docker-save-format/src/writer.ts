@@ -143,8 +143,10 @@ export class DockerArchiveWriter {
     if (info.digest && info.size >= 0) {
       const existing = this.#blobs.get(info.digest);
       if (existing) {
-        // Drain nothing: the caller did not need to send it; close the stream.
-        (stream as Readable).destroy?.();
+        // Already in the archive: consume the stream (so the caller's pipeline ends normally) and keep the first.
+        for await (const _chunk of stream as AsyncIterable<Uint8Array>) {
+          // discard
+        }
         return existing;
       }
       await this.#tar.addStream(DockerArchiveWriter.layerPath(info.digest), stream, info.size, {

@@ -3,7 +3,7 @@
  * without extracting anything: the tar headers are indexed once and blobs are streamed from their offsets.
  *
  * - The manifest is generated: Docker schema2, config `application/vnd.docker.container.image.v1+json`,
- *   layers `application/vnd.docker.image.rootfs.diff.tar` whose digests are the config's DiffIDs and whose
+ *   layers `application/vnd.docker.image.rootfs.diff.tar.gzip` (as containers/image, although uncompressed) whose digests are the config's DiffIDs and whose
  *   sizes are the uncompressed sizes (Go `json.Marshal` form, byte-identical to skopeo's).
  * - `getBlob(config digest)` returns the config; `getBlob(DiffID)` the layer, decompressed when stored
  *   compressed. Layer bytes are not hashed on open (that would read every layer to inspect an image): the

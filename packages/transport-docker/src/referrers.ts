@@ -92,7 +92,8 @@ export async function listReferrers(
   let target: URL | undefined = first;
   const seen = new Set<string>();
   while (target !== undefined) {
-    if (seen.has(target.href)) throw new GantryError(ErrorCodes.Internal, `${what}: the registry's pages loop`);
+    if (seen.has(target.href))
+      throw new GantryError(ErrorCodes.Internal, `${what}: the registry's pages loop`);
     seen.add(target.href);
     const response = await client.request({
       method: 'GET',
@@ -109,9 +110,13 @@ export async function listReferrers(
       throw await responseError(response, { what, credentialsSent: client.hasCredentials });
     }
     const body = await readLimitedBody(response.body, maxManifestBytes + 1);
-    if (body.byteLength > maxManifestBytes) throw new GantryError(ErrorCodes.InvalidManifest, `${what}: the referrers index is too large`);
+    if (body.byteLength > maxManifestBytes)
+      throw new GantryError(ErrorCodes.InvalidManifest, `${what}: the referrers index is too large`);
     referrers.push(...parseReferrersIndex(body, what));
-    filtered ||= (headerValue(response.headers, 'oci-filters-applied') ?? '').split(',').map((value) => value.trim()).includes('artifactType');
+    filtered ||= (headerValue(response.headers, 'oci-filters-applied') ?? '')
+      .split(',')
+      .map((value) => value.trim())
+      .includes('artifactType');
     const next = nextPageLink(headerValue(response.headers, 'link'));
     target = next === undefined ? undefined : new URL(next, target);
   }
@@ -140,13 +145,20 @@ async function listReferrersByTag(
     return [];
   }
   if (response.statusCode !== 200) {
-    throw await responseError(response, { what: `${what} (tag ${tag})`, credentialsSent: client.hasCredentials });
+    throw await responseError(response, {
+      what: `${what} (tag ${tag})`,
+      credentialsSent: client.hasCredentials,
+    });
   }
   const body = await readLimitedBody(response.body, maxManifestBytes + 1);
-  if (body.byteLength > maxManifestBytes) throw new GantryError(ErrorCodes.InvalidManifest, `${what}: the referrers index is too large`);
+  if (body.byteLength > maxManifestBytes)
+    throw new GantryError(ErrorCodes.InvalidManifest, `${what}: the referrers index is too large`);
   const mediaType = bareMediaType(headerValue(response.headers, 'content-type'));
   if (mediaType !== MediaTypes.OciIndex) {
-    throw new GantryError(ErrorCodes.InvalidManifest, `${what}: tag ${tag} is a ${mediaType || 'manifest of unknown type'}, not an OCI index`);
+    throw new GantryError(
+      ErrorCodes.InvalidManifest,
+      `${what}: tag ${tag} is a ${mediaType || 'manifest of unknown type'}, not an OCI index`,
+    );
   }
   const referrers = parseReferrersIndex(body, what);
   return options.artifactType === undefined

@@ -6,9 +6,9 @@ import { type Digest, digestOf, ErrorCodes, MediaTypes } from '@gantry/core';
 import { type FixtureImage, fixturePresets } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gantryUserAgent } from './connections.js';
+import { referrersFallbackTag } from './referrers.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, digestStream, dockerContext, pushFixture } from './testing/test-helpers.js';
-import { referrersFallbackTag } from './referrers.js';
 import { createDockerTransport } from './transport.js';
 
 describe('docker transport against a real registry (plain HTTP)', () => {
@@ -339,7 +339,11 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     expect(await transport.listReferrers(target, subject, context)).toEqual([]);
     const destination = await reference('gantry/single:v1').newImageDestination(context);
     const emptyConfig = Buffer.from('{}');
-    await destination.putBlob(Readable.from([emptyConfig]), { digest: digestOf(emptyConfig), size: 2 }, { isConfig: true });
+    await destination.putBlob(
+      Readable.from([emptyConfig]),
+      { digest: digestOf(emptyConfig), size: 2 },
+      { isConfig: true },
+    );
     const artifact = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
@@ -347,7 +351,11 @@ describe('docker transport against a real registry (plain HTTP)', () => {
         artifactType: 'application/vnd.example.sbom',
         config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf(emptyConfig), size: 2 },
         layers: [],
-        subject: { mediaType: image.topLevel.mediaType, digest: subject, size: image.topLevel.bytes.byteLength },
+        subject: {
+          mediaType: image.topLevel.mediaType,
+          digest: subject,
+          size: image.topLevel.bytes.byteLength,
+        },
       }),
     );
     const artifactDigest = digestOf(artifact);
@@ -358,15 +366,27 @@ describe('docker transport against a real registry (plain HTTP)', () => {
       size: artifact.byteLength,
       artifactType: 'application/vnd.example.sbom',
     };
-    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.OciIndex, manifests: [descriptor] }));
-    const tagged = await reference(`gantry/single:${referrersFallbackTag(subject)}`).newImageDestination(context);
+    const index = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.OciIndex, manifests: [descriptor] }),
+    );
+    const tagged = await reference(`gantry/single:${referrersFallbackTag(subject)}`).newImageDestination(
+      context,
+    );
     await tagged.putManifest(index, MediaTypes.OciIndex);
     await tagged.commit();
     await tagged.close();
     await destination.close();
     expect(await transport.listReferrers(target, subject, context)).toEqual([descriptor]);
-    expect(await transport.listReferrers(target, subject, context, { artifactType: 'application/vnd.example.sbom' })).toEqual([descriptor]);
-    expect(await transport.listReferrers(target, subject, context, { artifactType: 'application/vnd.example.other' })).toEqual([]);
+    expect(
+      await transport.listReferrers(target, subject, context, {
+        artifactType: 'application/vnd.example.sbom',
+      }),
+    ).toEqual([descriptor]);
+    expect(
+      await transport.listReferrers(target, subject, context, {
+        artifactType: 'application/vnd.example.other',
+      }),
+    ).toEqual([]);
   });
 
   it('deletes an image by tag (resolving it to a digest) and by digest', async () => {

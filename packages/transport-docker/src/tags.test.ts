@@ -18,11 +18,12 @@ describe('nextPageLink', () => {
 });
 
 /**
- * Distribution 2.8 (the registry the other tests run) ignores `n` for tag lists, so pagination is
- * exercised against this small server implementing the distribution-spec's tag listing: sorted tags,
- * `n` and `last`, and a relative `Link: <…>; rel="next"` while more remain (as Distribution 3 does).
+ * Distribution 2.8 (the registry the other tests run) ignores `n` for tag lists and has no referrers
+ * API, so both are exercised against this small server implementing the distribution-spec: sorted
+ * tags with `n` and `last`, a paged referrers index, and relative `Link: <…>; rel="next"` headers
+ * while more remain (as Distribution 3 does).
  */
-describe('tag listing pagination (distribution-spec server)', () => {
+describe('pagination against a distribution-spec server (tags, referrers API)', () => {
   const allTags = Array.from({ length: 7 }, (_, index) => `t${index}`);
   const requests: string[] = [];
   let server: Server;
@@ -34,6 +35,27 @@ describe('tag listing pagination (distribution-spec server)', () => {
       requests.push(`${url.pathname}${url.search}`);
       if (url.pathname === '/v2/') {
         response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        return;
+      }
+      if (url.pathname.startsWith('/v2/team/app/referrers/')) {
+        const manifests = [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: `sha256:${'a'.repeat(64)}`,
+            size: 10,
+            artifactType: 'x/sig',
+          },
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: `sha256:${'b'.repeat(64)}`,
+            size: 11,
+            artifactType: 'x/sbom',
+          },
+        ];
+        const page = url.searchParams.get('page') === '2' ? manifests.slice(1) : manifests.slice(0, 1);
+        const headers: Record<string, string> = { 'content-type': 'application/vnd.oci.image.index.v1+json' };
+        if (url.searchParams.get('page') !== '2') headers.link = `<${url.pathname}?page=2>; rel="next"`;
+        response.writeHead(200, headers).end(JSON.stringify({ schemaVersion: 2, manifests: page }));
         return;
       }
       if (url.pathname !== '/v2/team/app/tags/list') {
@@ -82,6 +104,30 @@ describe('tag listing pagination (distribution-spec server)', () => {
       code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
       message: expect.stringContaining('name unknown: repository name not known to registry'),
     });
+    await transport.closeConnections();
+  });
+
+  it('lists referrers with the referrers API across pages, filtering by artifact type itself', async () => {
+    const transport = createDockerTransport();
+    const context = dockerContext({ tlsVerify: false });
+    const target = transport.parseReference(`//${host}/team/app:v1`);
+    const subject = `sha256:${'c'.repeat(64)}`;
+    expect(
+      (await transport.listReferrers(target, subject, context)).map((referrer) => referrer.artifactType),
+    ).toEqual(['x/sig', 'x/sbom']);
+    requests.length = 0;
+    expect(await transport.listReferrers(target, subject, context, { artifactType: 'x/sbom' })).toEqual([
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: `sha256:${'b'.repeat(64)}`,
+        size: 11,
+        artifactType: 'x/sbom',
+      },
+    ]);
+    expect(requests.filter((request) => request.includes('/referrers/'))).toEqual([
+      `/v2/team/app/referrers/${subject}?artifactType=x%2Fsbom`,
+      `/v2/team/app/referrers/${subject}?page=2`,
+    ]);
     await transport.closeConnections();
   });
 });

@@ -9,13 +9,13 @@ import {
 } from '@gantry/core';
 import { gantryUserAgent } from './connections.js';
 import { checkRegistryLogin } from './login.js';
-import { type ListReferrersOptions, listReferrers, type ReferrerDescriptor } from './referrers.js';
 import {
   type DockerImageReference,
   newDockerImageReference,
   parseDockerImageReference,
   parseDockerRepositoryName,
 } from './reference.js';
+import { type ListReferrersOptions, listReferrers, type ReferrerDescriptor } from './referrers.js';
 import { type ListTagsOptions, listRegistryRepositories, listRepositoryTags } from './tags.js';
 import { createDockerTransportState } from './transport-state.js';
 
@@ -96,7 +96,10 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
     },
     listReferrers(reference, subject, context = {}, referrerOptions = {}) {
       if (reference.transport !== transport) {
-        throw new GantryError(ErrorCodes.Internal, `${reference} belongs to another docker transport instance`);
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `${reference} belongs to another docker transport instance`,
+        );
       }
       return listReferrers(reference, subject, context, referrerOptions);
     },

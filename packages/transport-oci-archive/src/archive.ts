@@ -215,23 +215,21 @@ export async function openOciArchive(
   // that it is the file indexed (checked below by inode and size).
   let handle: FileHandle | undefined;
   try {
-    handle = await open(archivePath, 'r');
-    if (!(await handle.stat()).isFile()) {
-      // A pipe or device: tar-archive spools it to a private file, opened after indexing.
-      await handle.close();
-      handle = undefined;
+    // A pipe or device is not opened here (opening and closing a FIFO would consume its writer):
+    // tar-archive spools it to a private file, opened after indexing.
+    const stats = await stat(archivePath);
+    if (stats.isDirectory()) {
+      throw layoutError(
+        `${archivePath} is a directory, not an OCI archive (use oci:${archivePath} for an OCI layout)`,
+      );
     }
+    if (stats.isFile()) handle = await open(archivePath, 'r');
   } catch (error) {
-    await handle?.close();
+    if (isGantryError(error)) throw error;
     if (errorCode(error) === 'ENOENT') {
       throw new GantryError(ErrorCodes.ImageNotFound, `archive file not found: "${archivePath}"`, {
         cause: error,
       });
-    }
-    if (errorCode(error) === 'EISDIR') {
-      throw layoutError(
-        `${archivePath} is a directory, not an OCI archive (use oci:${archivePath} for a layout)`,
-      );
     }
     throw layoutError(`reading OCI archive ${archivePath}: ${describeFileSystemError(error)}`, error);
   }

@@ -338,7 +338,17 @@ class OciArchiveImageDestination implements ImageDestination {
    */
   async #copyKeptBlobs(existing: OciArchiveContents, index: LayoutIndex, signal: AbortSignal | undefined) {
     const keptEntries = index.entries.filter((entry) => entry !== this.#topLevel);
-    const reachable = await reachableDigests((digest) => existing.readManifest(digest), keptEntries);
+    let reachable: Set<Digest>;
+    try {
+      reachable = await reachableDigests((digest) => existing.readManifest(digest), keptEntries);
+    } catch (error) {
+      if (!isGantryError(error)) throw error;
+      throw new GantryError(
+        error.code,
+        `cannot keep the other images of the existing OCI archive ${existing.path}: ${error.message}`,
+        { cause: error },
+      );
+    }
     for (const digest of [...reachable, ...this.#reusedFromExisting]) {
       if (this.#written.has(digest)) continue;
       const size = existing.blobSize(digest);

@@ -77,11 +77,16 @@ describe('oci-archive: source', () => {
     );
   });
 
-  it('reports missing archives, names and indexes as ERR_GANTRY_IMAGE_NOT_FOUND', async () => {
+  it('reports missing archives, names and indexes as ERR_GANTRY_IMAGE_NOT_FOUND, and a directory as no archive', async () => {
     await expectCode(
       ociArchiveTransport.parseReference(`${directory}/missing.tar:t`).newImageSource(),
       ErrorCodes.ImageNotFound,
       /archive file not found: ".*missing\.tar"/,
+    );
+    await expectCode(
+      ociArchiveTransport.parseReference(`${directory}:t`).newImageSource(),
+      ErrorCodes.InvalidLayout,
+      /is a directory, not an OCI archive/,
     );
     await expectCode(
       ociArchiveTransport.parseReference(`${twoImages}:third`).newImageSource(),

@@ -958,3 +958,43 @@ describe('copyImage: bounded memory', () => {
     expect(progress.length).toBeLessThanOrEqual(Math.ceil((Date.now() - started) / 100) + 2);
   });
 });
+
+describe('copyImage: abort listeners', () => {
+  it('does not warn about abort listeners when many layers are in flight', async () => {
+    const layers = Array.from({ length: 12 }, (_, index) => ({
+      entries: [{ type: 'file' as const, path: `layer-${index}`, content: `content ${index}` }],
+    }));
+    const test = await harness(
+      { format: 'oci', layers },
+      {
+        // Like a destination or source that runs stream pipelines with the operation's signal: each
+        // blob in flight holds a few abort listeners until its stream ends.
+        wrapSource: (source) => ({
+          ...source,
+          getBlob: async (info, operation) => {
+            const blob = await source.getBlob(info, operation);
+            const signal = operation?.signal;
+            if (signal) {
+              const listeners = [() => {}, () => {}, () => {}];
+              for (const listener of listeners) signal.addEventListener('abort', listener);
+              blob.stream.once('close', () => {
+                for (const listener of listeners) signal.removeEventListener('abort', listener);
+              });
+            }
+            return blob;
+          },
+        }),
+      },
+    );
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      await test.copy({ signal: new AbortController().signal, blobConcurrency: 6 });
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
+  });
+});

@@ -1,3 +1,4 @@
+import { defaultMaxListeners, setMaxListeners } from 'node:events';
 import { type Digest, digestOf } from '../digest.js';
 import { ErrorCodes, GantryError, isGantryError, throwIfAborted } from '../errors.js';
 import {
@@ -416,6 +417,8 @@ class ImageCopier {
     const layerSignal = this.signal
       ? AbortSignal.any([this.signal, layerController.signal])
       : layerController.signal;
+    // Each layer in flight listens on this signal from a few pipeline stages; not a leak.
+    setMaxListeners(Math.max(defaultMaxListeners, concurrent * 4 + 10), layerSignal);
     const copiedDistinct = await runLimited(
       distinct.length,
       concurrent,

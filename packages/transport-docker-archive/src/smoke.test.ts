@@ -1,0 +1,20 @@
+import path from 'node:path';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
+import { buildFixtureImage, fixturePresets } from '@gantry/core/testing';
+import { it, expect } from 'vitest';
+import { dockerArchiveTransport } from './index.js';
+import { fixtureReference, run, temporaryDirectory } from './test-support/helpers.js';
+it('smoke', async () => {
+  const { directory } = await temporaryDirectory();
+  const image = await buildFixtureImage(fixturePresets.dockerSchema2, { directory: path.join(directory, 'f') });
+  const archive = path.join(directory, 'out.tar');
+  const result = await copyImage(fixtureReference(image), dockerArchiveTransport.parseReference(`${archive}:example.com/app:v1`), { policy: insecureAcceptAnythingPolicy() });
+  console.log(result.manifestMediaType, Buffer.from(result.manifest).toString());
+  console.log(await run('tar', ['-tvf', archive]));
+  console.log(await run('skopeo', ['inspect', `docker-archive:${archive}`]));
+  console.log(await run('skopeo', ['inspect', '--raw', `docker-archive:${archive}`]));
+  const source = await dockerArchiveTransport.parseReference(archive).newImageSource();
+  console.log(Buffer.from((await source.getManifest()).bytes).toString());
+  await source.close();
+  console.log(directory, image.images[0]);
+});
