@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# Installs the real tools the interop tests run against, from Debian's packages. Fails loudly when one
-# cannot be installed: the tests never skip a missing tool.
+# Installs the real tools the tests run against, from Debian's packages: skopeo and umoci (interop),
+# docker-registry (CNCF Distribution, started by the tests on 127.0.0.1), apache2-utils (htpasswd),
+# openssl (test certificates), GNU tar and jq. Fails loudly when one cannot be installed: tests never
+# skip a missing tool.
 set -euo pipefail
-packages=(skopeo umoci jq)
+# command name → Debian package
+declare -A package_of=(
+  [skopeo]=skopeo
+  [umoci]=umoci
+  [jq]=jq
+  [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils
+  [openssl]=openssl
+  [tar]=tar
+)
 missing=()
-for command in "${packages[@]}"; do
-  command -v "$command" > /dev/null 2>&1 || missing+=("$command")
+for command in "${!package_of[@]}"; do
+  command -v "$command" > /dev/null 2>&1 || missing+=("${package_of[$command]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo_prefix=()
   [ "$(id -u)" -eq 0 ] || sudo_prefix=(sudo)
   echo "Installing Debian packages: ${missing[*]}" >&2
   "${sudo_prefix[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_prefix[@]}" apt-get install -y -qq "${missing[@]}" > /dev/null
+  DEBIAN_FRONTEND=noninteractive "${sudo_prefix[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
 fi
-# skopeo needs a signature policy for commands run without --insecure-policy.
-for command in "${packages[@]}"; do
-  command -v "$command" > /dev/null || { echo "error: $command is required by the tests but is not installed" >&2; exit 1; }
+for command in "${!package_of[@]}"; do
+  command -v "$command" > /dev/null || { echo "error: $command (Debian package ${package_of[$command]}) is required by the tests but is not installed" >&2; exit 1; }
 done
-echo "Test tools: $(skopeo --version), $(umoci --version), $(jq --version)" >&2
+# Debian's docker-registry package may start a registry on :5000 through its init script; the tests
+# start their own instances on free ports and do not need it.
+echo "Test tools: $(skopeo --version), $(umoci --version), $(docker-registry --version | head -n 1)" >&2

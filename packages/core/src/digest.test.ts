@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import {
+  blobWriteStage,
   Digester,
   digestHex,
   digestingStage,
@@ -123,5 +124,23 @@ describe('digestingStage', () => {
       drain,
     );
     expect(result).toEqual({ digest: digestOf('abc'), size: 3 });
+  });
+});
+
+describe('blobWriteStage', () => {
+  it('computes the digest when none is announced, and only counts bytes when one is', async () => {
+    const results: Array<{ digest: string; size: number }> = [];
+    for (const expected of [undefined, digestOf('announced, trusted')]) {
+      await pipeline(
+        Readable.from([Buffer.from('ab'), Buffer.from('c')]),
+        blobWriteStage(expected, (result) => results.push(result)),
+        drain,
+      );
+    }
+    expect(results).toEqual([
+      { digest: digestOf('abc'), size: 3 },
+      // The caller vouched for this digest (it verifies the stream), so the bytes are not hashed again.
+      { digest: digestOf('announced, trusted'), size: 3 },
+    ]);
   });
 });

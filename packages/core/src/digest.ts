@@ -164,3 +164,27 @@ export function digestingStage(
     onEnd({ digest: digester.digest(), size: digester.size });
   };
 }
+
+/**
+ * The pipeline stage a destination's `putBlob` puts between the incoming stream and its storage: it
+ * reports the digest and size of what was written when the source ends (via `onEnd`).
+ *
+ * When `expectedDigest` is given, the bytes are only counted, not hashed again: by the contract, a caller
+ * that names the digest guarantees that the stream fails before its end when the bytes do not match
+ * it (the copy pipeline wraps every blob in `verifyingStage`), as containers/image does. When it is
+ * undefined (e.g. a layer compressed on the way), the digest is computed here.
+ */
+export function blobWriteStage(
+  expectedDigest: Digest | undefined,
+  onEnd: (result: { digest: Digest; size: number }) => void,
+): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
+  if (expectedDigest === undefined) return digestingStage(onEnd);
+  return async function* counting(source) {
+    let size = 0;
+    for await (const chunk of source) {
+      size += chunk.byteLength;
+      yield chunk;
+    }
+    onEnd({ digest: expectedDigest, size });
+  };
+}

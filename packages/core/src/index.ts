@@ -1,3 +1,4 @@
+export * from './config/index.js';
 export * from './copy/index.js';
 export * from './digest.js';
 export * from './errors.js';

@@ -2,7 +2,7 @@
  * The files of the `docker save` format: `manifest.json` (one item per image), `repositories` (legacy
  * name → tag → top layer ID), legacy layer directories (`<id>/json`, `<id>/layer.tar`, `<id>/VERSION`).
  */
-import { ErrorCodes, GantryError, parseDigest, type Digest } from '@gantry/core';
+import { type Digest, ErrorCodes, GantryError, parseDigest } from '@gantry/core';
 
 /** `manifest.json` file name. */
 export const manifestFileName = 'manifest.json';
@@ -46,9 +46,13 @@ export function parseManifestJson(bytes: Uint8Array): ManifestItem[] {
   try {
     value = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (error) {
-    throw new GantryError(ErrorCodes.InvalidLayout, `invalid ${manifestFileName}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new GantryError(
+      ErrorCodes.InvalidLayout,
+      `invalid ${manifestFileName}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
   }
   if (!Array.isArray(value)) throw invalid(`invalid ${manifestFileName}: not a JSON array`);
   return value.map((item: unknown, index): ManifestItem => {
@@ -86,9 +90,13 @@ export function parseRepositories(bytes: Uint8Array): Record<string, Record<stri
   try {
     value = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (error) {
-    throw new GantryError(ErrorCodes.InvalidLayout, `invalid ${repositoriesFileName}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new GantryError(
+      ErrorCodes.InvalidLayout,
+      `invalid ${repositoriesFileName}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw invalid(`invalid ${repositoriesFileName}: not a JSON object`);
@@ -98,7 +106,8 @@ export function parseRepositories(bytes: Uint8Array): Record<string, Record<stri
       throw invalid(`invalid ${repositoriesFileName}: entry "${name}" is not an object`);
     }
     for (const [tag, id] of Object.entries(tags as object)) {
-      if (typeof id !== 'string') throw invalid(`invalid ${repositoriesFileName}: "${name}:${tag}" is not a layer ID`);
+      if (typeof id !== 'string')
+        throw invalid(`invalid ${repositoriesFileName}: "${name}:${tag}" is not a layer ID`);
     }
   }
   return value as Record<string, Record<string, string>>;
@@ -136,9 +145,13 @@ export function compactRawJson(text: string): string {
     } else if (character === '"') {
       inString = true;
     }
-    const escaped = { '<': '\\u003c', '>': '\\u003e', '&': '\\u0026', '\u2028': '\\u2028', '\u2029': '\\u2029' }[
-      character
-    ];
+    const escaped = {
+      '<': '\\u003c',
+      '>': '\\u003e',
+      '&': '\\u0026',
+      '\u2028': '\\u2028',
+      '\u2029': '\\u2029',
+    }[character];
     out += escaped ?? character;
   }
   return out;

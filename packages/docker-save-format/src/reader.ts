@@ -41,7 +41,10 @@ export function detectArchiveCompression(prefix: Uint8Array): ArchiveLayerCompre
 }
 
 /** A transform decompressing `compression`; bzip2, xz, and zstd on a Node.js without it are `ERR_GANTRY_NOT_SUPPORTED`. */
-export function createArchiveDecompressor(compression: Exclude<ArchiveLayerCompression, 'none'>, what: string): Transform {
+export function createArchiveDecompressor(
+  compression: Exclude<ArchiveLayerCompression, 'none'>,
+  what: string,
+): Transform {
   if (compression === 'gzip') return zlib.createGunzip();
   if (compression === 'zstd') {
     const factory = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
@@ -111,7 +114,12 @@ export class DockerArchiveReader {
   readonly #uncompressedSizes = new Map<string, Promise<number>>();
 
   /** @internal Use `openDockerArchive`. */
-  constructor(tar: TarArchiveReader, manifest: ManifestItem[], description: string, options: OpenDockerArchiveOptions) {
+  constructor(
+    tar: TarArchiveReader,
+    manifest: ManifestItem[],
+    description: string,
+    options: OpenDockerArchiveOptions,
+  ) {
     this.tar = tar;
     this.manifest = manifest;
     this.description = description;
@@ -121,7 +129,8 @@ export class DockerArchiveReader {
   /** The item's tags parsed as normalised docker references; throws `ERR_GANTRY_INVALID_LAYOUT` naming a bad tag. */
   repoTagsOf(index: number): DockerReference[] {
     const item = this.manifest[index];
-    if (!item) throw new GantryError(ErrorCodes.ImageNotFound, `no manifest item @${index} in ${this.description}`);
+    if (!item)
+      throw new GantryError(ErrorCodes.ImageNotFound, `no manifest item @${index} in ${this.description}`);
     return item.RepoTags.map((tag) => {
       try {
         return parseNormalizedNamed(tag);
@@ -171,12 +180,18 @@ export class DockerArchiveReader {
   }
 
   /** Size of the uncompressed content of a compressed layer file (decompressed once and cached). */
-  #uncompressedSize(entryPath: string, compression: Exclude<ArchiveLayerCompression, 'none'>): Promise<number> {
+  #uncompressedSize(
+    entryPath: string,
+    compression: Exclude<ArchiveLayerCompression, 'none'>,
+  ): Promise<number> {
     let size = this.#uncompressedSizes.get(entryPath);
     if (!size) {
       size = (async () => {
         const decompressor = createArchiveDecompressor(compression, `layer ${entryPath}`);
-        const { stream } = this.tar.openEntry(entryPath, this.#options.signal ? { signal: this.#options.signal } : {});
+        const { stream } = this.tar.openEntry(
+          entryPath,
+          this.#options.signal ? { signal: this.#options.signal } : {},
+        );
         let total = 0;
         const counted = stream.pipe(decompressor);
         stream.on('error', (error) => counted.destroy(error));
@@ -202,7 +217,9 @@ export class DockerArchiveReader {
     }
     const entry = this.tar.resolveFile(normalized);
     if (!entry) {
-      throw invalid(`${manifestFileName} item @${index} of ${this.description}: ${what} "${item}" is not in the archive`);
+      throw invalid(
+        `${manifestFileName} item @${index} of ${this.description}: ${what} "${item}" is not in the archive`,
+      );
     }
     return normalized;
   }
@@ -216,7 +233,8 @@ export class DockerArchiveReader {
    */
   async loadImage(index: number): Promise<DockerArchiveImage> {
     const item = this.manifest[index];
-    if (!item) throw new GantryError(ErrorCodes.ImageNotFound, `no manifest item @${index} in ${this.description}`);
+    if (!item)
+      throw new GantryError(ErrorCodes.ImageNotFound, `no manifest item @${index} in ${this.description}`);
     const repoTags = this.repoTagsOf(index);
     const configPath = this.#resolvePath(item.Config, 'config', index);
     const configBytes = await this.tar.readEntryBytes(configPath, {
@@ -227,15 +245,18 @@ export class DockerArchiveReader {
     const namedDigest =
       digestFromBlobPath(configPath) ??
       (/^[a-f0-9]{64}\.json$/.test(configPath) ? (`sha256:${configPath.slice(0, 64)}` as Digest) : undefined);
-    if (namedDigest && namedDigest.startsWith('sha256:') && namedDigest !== configDigest) {
-      throw invalid(`config "${item.Config}" in ${this.description} has digest ${configDigest}, not the one its name says`);
+    if (namedDigest?.startsWith('sha256:') && namedDigest !== configDigest) {
+      throw invalid(
+        `config "${item.Config}" in ${this.description} has digest ${configDigest}, not the one its name says`,
+      );
     }
     let diffIds: Digest[];
     try {
       const config = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: unknown } };
       const raw = config.rootfs?.diff_ids;
       if (!config.rootfs) throw new Error('rootfs is not set');
-      if (raw !== undefined && raw !== null && !Array.isArray(raw)) throw new Error('rootfs.diff_ids is not an array');
+      if (raw !== undefined && raw !== null && !Array.isArray(raw))
+        throw new Error('rootfs.diff_ids is not an array');
       diffIds = ((raw as unknown[] | null | undefined) ?? []).map((value) => parseDigest(String(value)));
     } catch (error) {
       throw new GantryError(
@@ -264,19 +285,32 @@ export class DockerArchiveReader {
       const layerPath = this.#resolvePath(item.Layers[layerIndex]!, 'layer', index);
       const previous = pathsUsed.get(layerPath);
       if (previous && previous !== diffId) {
-        throw invalid(`Layer tarfile "${layerPath}" in ${this.description} used for two different DiffID values`);
+        throw invalid(
+          `Layer tarfile "${layerPath}" in ${this.description} used for two different DiffID values`,
+        );
       }
       pathsUsed.set(layerPath, diffId);
       const entry = this.tar.resolveFile(layerPath)!;
       const compression = detectArchiveCompression(await this.tar.readEntryPrefix(layerPath, 6));
       const namedLayerDigest = digestFromBlobPath(layerPath);
-      if (compression === 'none' && namedLayerDigest && namedLayerDigest.split(':')[0] === diffId.split(':')[0] && namedLayerDigest !== diffId) {
+      if (
+        compression === 'none' &&
+        namedLayerDigest &&
+        namedLayerDigest.split(':')[0] === diffId.split(':')[0] &&
+        namedLayerDigest !== diffId
+      ) {
         throw invalid(
           `layer "${layerPath}" in ${this.description} is uncompressed but its name is not its DiffID ${diffId}`,
         );
       }
       const size = compression === 'none' ? entry.size : await this.#uncompressedSize(layerPath, compression);
-      const layer: DockerArchiveLayer = { diffId, path: layerPath, compression, storedSize: entry.size, size };
+      const layer: DockerArchiveLayer = {
+        diffId,
+        path: layerPath,
+        compression,
+        storedSize: entry.size,
+        size,
+      };
       byDiffId.set(diffId, layer);
       layers.push(layer);
     }
@@ -287,7 +321,11 @@ export class DockerArchiveReader {
         config: { mediaType: MediaTypes.DockerConfig, size: configBytes.length, digest: configDigest },
         // containers/image labels the (uncompressed) layers with DockerV2Schema2LayerMediaType, the gzip type; kept so
         // that the manifest (and its digest) is byte-identical to skopeo's. The copy pipeline sniffs the bytes.
-        layers: layers.map((layer) => ({ mediaType: MediaTypes.DockerLayerGzip, size: layer.size, digest: layer.diffId })),
+        layers: layers.map((layer) => ({
+          mediaType: MediaTypes.DockerLayerGzip,
+          size: layer.size,
+          digest: layer.diffId,
+        })),
       }),
     );
     return { index, item, repoTags, configBytes, configDigest, layers, manifestBytes };
@@ -297,7 +335,10 @@ export class DockerArchiveReader {
    * Streams an uncompressed layer (decompressing a compressed file), `size` the uncompressed size. The
    * bytes are not verified here: the copy pipeline checks them against the DiffID.
    */
-  openLayer(layer: DockerArchiveLayer, options: { signal?: AbortSignal } = {}): { stream: Readable; size: number } {
+  openLayer(
+    layer: DockerArchiveLayer,
+    options: { signal?: AbortSignal } = {},
+  ): { stream: Readable; size: number } {
     const { stream } = this.tar.openEntry(layer.path, options);
     if (layer.compression === 'none') return { stream, size: layer.size };
     const decompressor = createArchiveDecompressor(layer.compression, `layer ${layer.path}`);
@@ -357,7 +398,9 @@ export async function openDockerArchive(
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new GantryError(ErrorCodes.ImageNotFound, `docker archive ${archivePath} does not exist`, { cause: error });
+      throw new GantryError(ErrorCodes.ImageNotFound, `docker archive ${archivePath} does not exist`, {
+        cause: error,
+      });
     }
     throw error;
   }
@@ -385,6 +428,8 @@ export async function openDockerArchiveFromStream(
 }
 
 /** The references `list-tags` shows for an archive: per item, its tags, or `@N` when it has none. */
-export function listArchiveImages(reader: DockerArchiveReader): Array<{ index: number; repoTags: DockerReference[] }> {
+export function listArchiveImages(
+  reader: DockerArchiveReader,
+): Array<{ index: number; repoTags: DockerReference[] }> {
   return reader.manifest.map((_item, index) => ({ index, repoTags: reader.repoTagsOf(index) }));
 }

@@ -17,8 +17,8 @@ import type { Readable, Writable } from 'node:stream';
 import {
   type BlobInfo,
   type Digest,
-  type DockerReference,
   Digester,
+  type DockerReference,
   digestHex,
   digestOf,
   ErrorCodes,
@@ -130,7 +130,10 @@ export class DockerArchiveWriter {
       const bytes = Buffer.concat(chunks);
       const digest = digestOf(bytes);
       if (info.digest && info.digest !== digest && info.digest.startsWith('sha256:')) {
-        throw new GantryError(ErrorCodes.DigestMismatch, `config: digest mismatch: expected ${info.digest}, got ${digest}`);
+        throw new GantryError(
+          ErrorCodes.DigestMismatch,
+          `config: digest mismatch: expected ${info.digest}, got ${digest}`,
+        );
       }
       this.#configs.set(digest, bytes);
       const existing = this.#blobs.get(digest);
@@ -168,14 +171,22 @@ export class DockerArchiveWriter {
     try {
       const digest = digester.digest();
       if (info.digest && info.digest !== digest) {
-        throw new GantryError(ErrorCodes.DigestMismatch, `blob: digest mismatch: expected ${info.digest}, got ${digest}`);
+        throw new GantryError(
+          ErrorCodes.DigestMismatch,
+          `blob: digest mismatch: expected ${info.digest}, got ${digest}`,
+        );
       }
       const existing = this.#blobs.get(digest);
       if (existing) return existing;
-      await this.#tar.addStream(DockerArchiveWriter.layerPath(digest), createReadStream(spool.path), spool.size, {
-        mode: 0o444,
-        ...(signal ? { signal } : {}),
-      });
+      await this.#tar.addStream(
+        DockerArchiveWriter.layerPath(digest),
+        createReadStream(spool.path),
+        spool.size,
+        {
+          mode: 0o444,
+          ...(signal ? { signal } : {}),
+        },
+      );
       const result = { digest, size: spool.size };
       this.#blobs.set(digest, result);
       return result;
@@ -193,7 +204,10 @@ export class DockerArchiveWriter {
   async addImage(image: DockerArchiveImageToAdd): Promise<void> {
     const configBytes = this.#configs.get(image.configDigest);
     if (!configBytes) {
-      throw new GantryError(ErrorCodes.BlobNotFound, `config ${image.configDigest} was not written to the archive`);
+      throw new GantryError(
+        ErrorCodes.BlobNotFound,
+        `config ${image.configDigest} was not written to the archive`,
+      );
     }
     for (const layer of image.layerDigests) {
       if (!this.#blobs.has(layer)) {
@@ -203,7 +217,10 @@ export class DockerArchiveWriter {
     const tags = image.repoTags.map((reference) => {
       const tagged = tagNameOnly(reference);
       if (tagged.digest !== undefined || tagged.tag === undefined) {
-        throw new GantryError(ErrorCodes.InvalidReference, `docker archives cannot record digest references: ${reference}`);
+        throw new GantryError(
+          ErrorCodes.InvalidReference,
+          `docker archives cannot record digest references: ${reference}`,
+        );
       }
       return tagged;
     });
@@ -234,7 +251,10 @@ export class DockerArchiveWriter {
       const layerId = digestHex(digestOf(marshal({ ...layerConfig, layer_id: chainId })));
       layerConfig.id = layerId;
       if (!this.#legacyLayers.has(layerId)) {
-        await this.#tar.addSymlink(`${layerId}/${legacyLayerFileName}`, `../${DockerArchiveWriter.layerPath(layerDigest)}`);
+        await this.#tar.addSymlink(
+          `${layerId}/${legacyLayerFileName}`,
+          `../${DockerArchiveWriter.layerPath(layerDigest)}`,
+        );
         await this.#tar.addBytes(`${layerId}/${legacyVersionFileName}`, '1.0', { mode: 0o444 });
         await this.#tar.addBytes(`${layerId}/${legacyConfigFileName}`, marshal(layerConfig), { mode: 0o444 });
         this.#legacyLayers.add(layerId);
@@ -258,9 +278,16 @@ export class DockerArchiveWriter {
     if (itemIndex === undefined) {
       itemIndex = this.#manifest.length;
       this.#manifestByConfig.set(image.configDigest, itemIndex);
-      this.#manifest.push({ Config: DockerArchiveWriter.configPath(image.configDigest), RepoTags: [], Layers: layerPaths });
+      this.#manifest.push({
+        Config: DockerArchiveWriter.configPath(image.configDigest),
+        RepoTags: [],
+        Layers: layerPaths,
+      });
     } else if (this.#manifest[itemIndex]!.Layers.join('\n') !== layerPaths.join('\n')) {
-      throw new GantryError(ErrorCodes.Internal, `config ${image.configDigest} recorded with different layers`);
+      throw new GantryError(
+        ErrorCodes.Internal,
+        `config ${image.configDigest} recorded with different layers`,
+      );
     }
     const item = this.#manifest[itemIndex]!;
     for (const tag of tags) {
@@ -283,7 +310,10 @@ export class DockerArchiveWriter {
 }
 
 /** Creates a `DockerArchiveWriter` writing to `output`. */
-export function createDockerArchiveWriter(output: Writable, options: DockerArchiveWriterOptions = {}): DockerArchiveWriter {
+export function createDockerArchiveWriter(
+  output: Writable,
+  options: DockerArchiveWriterOptions = {},
+): DockerArchiveWriter {
   return new DockerArchiveWriter(output, options);
 }
 

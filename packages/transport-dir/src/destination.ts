@@ -20,10 +20,8 @@ import { pipeline } from 'node:stream/promises';
 import {
   type BlobInfo,
   type BlobToWrite,
+  blobWriteStage,
   type Digest,
-  type DigestAlgorithm,
-  digestAlgorithm,
-  digestingStage,
   ErrorCodes,
   GantryError,
   type ImageDestination,
@@ -182,10 +180,10 @@ class DirImageDestination implements ImageDestination {
 
   async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
     let signal: AbortSignal | undefined;
-    let algorithm: DigestAlgorithm = 'sha256';
+    let expectedDigest: Digest | undefined;
     try {
       signal = this.begin(options);
-      if (info.digest !== undefined) algorithm = digestAlgorithm(parseDigest(info.digest));
+      if (info.digest !== undefined) expectedDigest = parseDigest(info.digest);
     } catch (error) {
       stream.destroy();
       throw error;
@@ -195,9 +193,9 @@ class DirImageDestination implements ImageDestination {
       let written: { digest: Digest; size: number } | undefined;
       await pipeline(
         stream,
-        digestingStage((result) => {
+        blobWriteStage(expectedDigest, (result) => {
           written = result;
-        }, algorithm),
+        }),
         createWriteStream(temporary, {
           flags: 'wx',
           mode: this.options.fileMode,
@@ -212,12 +210,6 @@ class DirImageDestination implements ImageDestination {
         throw new GantryError(
           ErrorCodes.SizeMismatch,
           `${description}: size mismatch: expected ${info.size} bytes, got ${written.size}`,
-        );
-      }
-      if (info.digest !== undefined && written.digest !== info.digest) {
-        throw new GantryError(
-          ErrorCodes.DigestMismatch,
-          `${description}: digest mismatch: expected ${info.digest}, got ${written.digest}`,
         );
       }
       await chmod(temporary, this.options.fileMode);

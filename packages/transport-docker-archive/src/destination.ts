@@ -57,12 +57,19 @@ export function parseAdditionalTags(context: TransportContext): DockerReference[
     try {
       parsed = tagNameOnly(parseNormalizedNamed(text));
     } catch (error) {
-      throw new GantryError(ErrorCodes.InvalidReference, `invalid additional tag "${text}": ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw new GantryError(
+        ErrorCodes.InvalidReference,
+        `invalid additional tag "${text}": ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
     }
     if (parsed.digest !== undefined) {
-      throw new GantryError(ErrorCodes.InvalidReference, `additional tag "${text}" must not contain a digest`);
+      throw new GantryError(
+        ErrorCodes.InvalidReference,
+        `additional tag "${text}" must not contain a digest`,
+      );
     }
     return parsed;
   });
@@ -108,7 +115,10 @@ class DockerArchiveImageDestination implements ImageDestination {
 
   #begin(options: OperationOptions | undefined): AbortSignal | undefined {
     if (this.#closed || this.#committed) {
-      throw new GantryError(ErrorCodes.Internal, 'docker-archive image destination used after commit() or close()');
+      throw new GantryError(
+        ErrorCodes.Internal,
+        'docker-archive image destination used after commit() or close()',
+      );
     }
     const signals = [this.#contextSignal, options?.signal].filter((signal) => signal !== undefined);
     const signal = signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
@@ -151,7 +161,9 @@ class DockerArchiveImageDestination implements ImageDestination {
     try {
       parsed = JSON.parse(Buffer.from(manifest).toString('utf8'));
     } catch (error) {
-      throw new GantryError(ErrorCodes.InvalidManifest, `parsing manifest: ${(error as Error).message}`, { cause: error });
+      throw new GantryError(ErrorCodes.InvalidManifest, `parsing manifest: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     if (parsed.schemaVersion !== 2 || parsed.mediaType !== MediaTypes.DockerManifest) {
       throw new GantryError(
@@ -160,7 +172,10 @@ class DockerArchiveImageDestination implements ImageDestination {
       );
     }
     if (this.#manifestWritten) {
-      throw new GantryError(ErrorCodes.NotSupported, 'a docker-archive: destination holds one image; a manifest was already written');
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        'a docker-archive: destination holds one image; a manifest was already written',
+      );
     }
     let configDigest: Digest;
     let layerDigests: Digest[];
@@ -168,19 +183,28 @@ class DockerArchiveImageDestination implements ImageDestination {
       configDigest = parseDigest(String(parsed.config?.digest));
       layerDigests = (parsed.layers ?? []).map((layer) => parseDigest(String(layer.digest)));
     } catch (error) {
-      throw new GantryError(ErrorCodes.InvalidManifest, `invalid manifest: ${(error as Error).message}`, { cause: error });
+      throw new GantryError(ErrorCodes.InvalidManifest, `invalid manifest: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     await this.#writer.addImage({ configDigest, layerDigests, repoTags: this.#repoTags });
     this.#manifestWritten = true;
   }
 
-  async putSignatures(signatures: Uint8Array[], instanceDigest?: Digest, options?: OperationOptions): Promise<void> {
+  async putSignatures(
+    signatures: Uint8Array[],
+    instanceDigest?: Digest,
+    options?: OperationOptions,
+  ): Promise<void> {
     this.#begin(options);
     if (instanceDigest !== undefined) {
       throw new GantryError(ErrorCodes.NotSupported, 'Manifest lists are not supported for docker tar files');
     }
     if (signatures.length > 0) {
-      throw new GantryError(ErrorCodes.NotSupported, 'Storing signatures for docker tar files is not supported');
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        'Storing signatures for docker tar files is not supported',
+      );
     }
   }
 
@@ -198,7 +222,9 @@ class DockerArchiveImageDestination implements ImageDestination {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#committed) return;
-    this.#writer.abort(new GantryError(ErrorCodes.Aborted, 'docker-archive destination closed without commit'));
+    this.#writer.abort(
+      new GantryError(ErrorCodes.Aborted, 'docker-archive destination closed without commit'),
+    );
     if (this.#temporaryPath) await rm(this.#temporaryPath, { force: true });
   }
 }
@@ -228,7 +254,10 @@ export async function openDockerArchiveImageDestination(
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   if (existing?.isDirectory()) {
-    throw new GantryError(ErrorCodes.NotSupported, `docker-archive: ${target} is a directory, not an archive file`);
+    throw new GantryError(
+      ErrorCodes.NotSupported,
+      `docker-archive: ${target} is a directory, not an archive file`,
+    );
   }
   if (existing?.isFile() && existing.size !== 0) {
     throw new GantryError(
@@ -240,7 +269,13 @@ export async function openDockerArchiveImageDestination(
     // A pipe or device: stream straight into it.
     const handle = await open(target, constants.O_WRONLY);
     const output = handle.createWriteStream();
-    return new DockerArchiveImageDestination(reference, output as unknown as Writable, undefined, repoTags, context);
+    return new DockerArchiveImageDestination(
+      reference,
+      output as unknown as Writable,
+      undefined,
+      repoTags,
+      context,
+    );
   }
   const temporaryPath = path.join(
     path.dirname(target),

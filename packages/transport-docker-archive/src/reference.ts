@@ -21,8 +21,8 @@ import {
   type ImageReference,
   type ImageSource,
   parseNormalizedNamed,
-  type TransportContext,
   type Transport,
+  type TransportContext,
   tagNameOnly,
 } from '@gantry/core';
 
@@ -54,7 +54,8 @@ export function parseReferenceElements(reference: string): DockerArchiveReferenc
     const text = tagOrIndex.slice(1);
     if (!/^[+-]?\d+$/.test(text)) throw invalidReference(reference, `invalid source index ${tagOrIndex}`);
     const index = Number(text);
-    if (!Number.isSafeInteger(index)) throw invalidReference(reference, `invalid source index ${tagOrIndex}: out of range`);
+    if (!Number.isSafeInteger(index))
+      throw invalidReference(reference, `invalid source index ${tagOrIndex}: out of range`);
     if (index < 0) throw invalidReference(reference, `invalid source index @${index}: must not be negative`);
     return { path: archivePath, dockerReference: undefined, sourceIndex: index };
   }
@@ -73,7 +74,10 @@ export function parseReferenceElements(reference: string): DockerArchiveReferenc
 /** What `DockerArchiveReference` needs from its transport. */
 export interface DockerArchiveReferenceBackend {
   newImageSource(reference: DockerArchiveReference, context: TransportContext): Promise<ImageSource>;
-  newImageDestination(reference: DockerArchiveReference, context: TransportContext): Promise<ImageDestination>;
+  newImageDestination(
+    reference: DockerArchiveReference,
+    context: TransportContext,
+  ): Promise<ImageDestination>;
 }
 
 /** An image in a `docker save` archive. */
@@ -86,14 +90,22 @@ export class DockerArchiveReference implements ImageReference {
   readonly sourceIndex: number;
   readonly #backend: DockerArchiveReferenceBackend;
 
-  constructor(transport: Transport, backend: DockerArchiveReferenceBackend, elements: DockerArchiveReferenceElements) {
+  constructor(
+    transport: Transport,
+    backend: DockerArchiveReferenceBackend,
+    elements: DockerArchiveReferenceElements,
+  ) {
     const text = `${elements.path}${elements.dockerReference ? `:${elements.dockerReference}` : ''}`;
-    if (elements.path.includes(':')) throw invalidReference(text, `colon in path "${elements.path}" is not supported`);
+    if (elements.path.includes(':'))
+      throw invalidReference(text, `colon in path "${elements.path}" is not supported`);
     if (elements.dockerReference && elements.sourceIndex !== -1) {
       throw invalidReference(text, 'cannot use both a tag and a source index');
     }
     if (elements.dockerReference?.digest !== undefined) {
-      throw invalidReference(text, `docker-archive doesn't support digest references: ${elements.dockerReference}`);
+      throw invalidReference(
+        text,
+        `docker-archive doesn't support digest references: ${elements.dockerReference}`,
+      );
     }
     if (elements.sourceIndex < -1 || !Number.isSafeInteger(elements.sourceIndex)) {
       throw invalidReference(text, `index @${elements.sourceIndex} must not be negative`);
@@ -135,7 +147,10 @@ export class DockerArchiveReference implements ImageReference {
 
   /** Not supported, for safety (as containers/image): `ERR_GANTRY_NOT_SUPPORTED`. */
   async deleteImage(): Promise<void> {
-    throw new GantryError(ErrorCodes.NotSupported, 'Deleting images not implemented for docker-archive: images');
+    throw new GantryError(
+      ErrorCodes.NotSupported,
+      'Deleting images not implemented for docker-archive: images',
+    );
   }
 }
 

@@ -53,7 +53,8 @@ class DockerArchiveImageSource implements ImageSource {
   }
 
   #begin(options: OperationOptions | undefined): AbortSignal | undefined {
-    if (this.#closed) throw new GantryError(ErrorCodes.Internal, 'docker-archive image source used after close()');
+    if (this.#closed)
+      throw new GantryError(ErrorCodes.Internal, 'docker-archive image source used after close()');
     const signals = [this.#contextSignal, options?.signal].filter((signal) => signal !== undefined);
     const signal = signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
     throwIfAborted(signal);

@@ -59,8 +59,7 @@ export const dockerArchiveTransport: DockerArchiveTransport = createDockerArchiv
 
 /**
  * The tags `skopeo list-tags docker-archive:FILE` prints (its `Tags`; its `Repository` is ''): for each
- * `manifest.json` item, its `RepoTags` as written, or `@N` for an item without tags. Like skopeo, an item's
- * tags are listed once per tag it has (skopeo lists the item's tags for each reference to the item).
+ * `manifest.json` item, its `RepoTags` as written, or `@N` for an item without tags.
  * `archivePath` is the path part of the reference (a tag or `@N` after it is ignored, as skopeo does).
  */
 export async function listTags(archivePath: string, context: TransportContext = {}): Promise<string[]> {
@@ -71,13 +70,17 @@ export async function listTags(archivePath: string, context: TransportContext = 
   });
   try {
     const tags: string[] = [];
-    archive.manifest.forEach((item, index) => {
-      archive.repoTagsOf(index); // validates the tags, as skopeo does
-      if (item.RepoTags.length === 0) {
+    archive.manifest.forEach((_item, index) => {
+      const references = archive.repoTagsOf(index); // validates the tags, as skopeo does
+      if (references.length === 0) {
         tags.push(`@${index}`);
         return;
       }
-      for (let repeat = 0; repeat < item.RepoTags.length; repeat++) tags.push(...item.RepoTags);
+      for (const reference of references) {
+        // skopeo resolves each reference again: a tag present in an earlier item lists that item's spelling.
+        const chosen = archive.chooseImage(reference);
+        tags.push(archive.manifest[chosen.index]!.RepoTags[chosen.tagIndex]!);
+      }
     });
     return tags;
   } finally {

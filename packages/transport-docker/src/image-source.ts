@@ -11,12 +11,12 @@ import {
   isGantryError,
   type ManifestBlob,
   type OperationOptions,
+  pullSourcesFor,
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core';
 import type { Dispatcher } from 'undici';
 import { networkError } from './connections.js';
-import { pullSourcesFor } from './core-config.js';
 import { fetchManifest, headerValue, referencedBlobDigests } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
 import { loadContextRegistriesConfiguration, registrySettingsFor } from './registries.js';

@@ -1,10 +1,12 @@
-import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
 import {
+  ErrorCodes,
   findRegistryConfiguration,
+  GantryError,
   loadRegistriesConfiguration,
   type RegistriesConfiguration,
   type RegistryConfiguration,
-} from './core-config.js';
+  type TransportContext,
+} from '@gantry/core';
 import type { RegistryAccessSettings } from './registry-client.js';
 
 /** The registries configuration for a context (`context.registriesConfPath`, else the system's). */

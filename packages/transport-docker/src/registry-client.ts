@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { type ErrorCode, type TransportContext, throwIfAborted } from '@gantry/core';
+import { type ErrorCode, findRegistryCredentials, type TransportContext, throwIfAborted } from '@gantry/core';
 import type { Dispatcher } from 'undici';
 import {
   type AuthChallenge,
@@ -10,7 +10,6 @@ import {
 } from './authentication.js';
 import { loadTlsSettings, networkError, type TlsSettings } from './connections.js';
 import { type ResolvedDockerContextOptions, resolveDockerContextOptions } from './context.js';
-import { findRegistryCredentials } from './core-config.js';
 import { responseError } from './registry-errors.js';
 import type { DockerTransportState } from './transport-state.js';
 

@@ -305,6 +305,24 @@ describe('oci-archive: destination', () => {
     }
   });
 
+  it('copies an image to another name within the same archive', async () => {
+    const file = path.join(directory, 'same.tar');
+    const image = await fixture('multiArchOci');
+    await write(`${file}:original`, image);
+    const result = await copyImage(
+      ociArchiveTransport.parseReference(`${file}:original`),
+      ociArchiveTransport.parseReference(`${file}:copy`),
+      { policy: insecureAcceptAnythingPolicy(), imageListSelection: 'all' },
+    );
+    expect(result.manifestDigest).toBe(image.topLevel.digest);
+    for (const name of ['original', 'copy']) {
+      expect(await rawManifest(`${file}:${name}`)).toBe(Buffer.from(image.topLevel.bytes).toString());
+    }
+    const names = await listing(file);
+    expect(new Set(names).size).toBe(names.length);
+    expect(await filesLeft()).toEqual(['same.tar']);
+  });
+
   it('refuses @N destinations', async () => {
     await expectCode(
       ociArchiveTransport.parseReference(`${directory}/a.tar:@0`).newImageDestination(),

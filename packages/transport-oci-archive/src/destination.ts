@@ -3,10 +3,12 @@
  * file next to the destination, and renamed over the destination on `commit`.
  *
  * - Blobs are appended to the tar as they arrive (`blobs/<alg>/<hex>`): when their digest is unknown, a
- *   header is reserved, the data streamed while hashed, and the header written once the name is known;
- *   a blob whose stream fails, or whose digest or size is not what was announced, is taken back (the
- *   temporary file is truncated to where it began), so nothing is stored under a wrong digest and the
- *   destination stays usable. A blob written twice is stored once.
+ *   header is reserved, the data streamed while hashed, and the header written once the name is known.
+ *   A named digest is not hashed again: by the contract the caller's stream fails before its end when
+ *   the bytes do not match it (the copy pipeline's `verifyingStage`). A blob whose stream fails, or
+ *   whose size is not the announced one, is taken back (the temporary file is truncated to where it
+ *   began), so nothing is stored under a wrong digest and the destination stays usable. A blob written
+ *   twice is stored once.
  * - Manifests are appended as blobs by `putManifest`; `commit` appends what it keeps of an existing
  *   archive (below), then `oci-layout` and `index.json` last, the end-of-archive marker, flushes the
  *   file to disk and renames it over the destination. `close` without `commit` deletes the temporary
@@ -87,11 +89,14 @@ class SerialQueue {
   }
 }
 
-/** Passes chunks through a digester (the caller reads the digest at the end). */
-async function* hashing(source: AsyncIterable<Uint8Array>, digester: Digester): AsyncGenerator<Uint8Array> {
+/** Passes chunks through a digester, when there is one (the caller reads the digest at the end). */
+async function* hashing(
+  source: AsyncIterable<Uint8Array>,
+  digester: Digester | undefined,
+): AsyncGenerator<Uint8Array> {
   for await (const chunk of source) {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    digester.update(bytes);
+    digester?.update(bytes);
     yield bytes;
   }
 }
@@ -183,9 +188,9 @@ class OciArchiveImageDestination implements ImageDestination {
     expectedDigest: Digest | undefined,
     signal: AbortSignal | undefined,
   ): Promise<{ digest: Digest; size: number }> {
-    const digester = new Digester(
-      expectedDigest ? digestAlgorithm(expectedDigest) : canonicalDigestAlgorithm,
-    );
+    // A named digest is guaranteed by the caller (its stream fails before the end otherwise, see the
+    // contract), so the bytes are hashed only when the digest is unknown.
+    const digester = expectedDigest === undefined ? new Digester(canonicalDigestAlgorithm) : undefined;
     const description = `blob ${expectedDigest ?? '(digest not known yet)'}`;
     const check = (size: number): Digest => {
       if (expectedSize >= 0 && size !== expectedSize) {
@@ -194,14 +199,7 @@ class OciArchiveImageDestination implements ImageDestination {
           `${description}: size mismatch: expected ${expectedSize} bytes, got ${size}`,
         );
       }
-      const actual = digester.digest();
-      if (expectedDigest && actual !== expectedDigest) {
-        throw new GantryError(
-          ErrorCodes.DigestMismatch,
-          `${description}: digest mismatch: expected ${expectedDigest}, got ${actual}`,
-        );
-      }
-      return actual;
+      return expectedDigest ?? (digester as Digester).digest();
     };
     if (expectedDigest !== undefined && this.#written.has(expectedDigest)) {
       // Already in the archive: read the stream to its end (the caller's verification runs) and keep one copy.
@@ -212,7 +210,9 @@ class OciArchiveImageDestination implements ImageDestination {
       }
       return { digest: check(size), size };
     }
-    await this.#ensureDirectories(digester.algorithm);
+    await this.#ensureDirectories(
+      expectedDigest ? digestAlgorithm(expectedDigest) : canonicalDigestAlgorithm,
+    );
     const entry = await this.#writer.addFileFromStream(hashing(stream, digester), {
       ...(expectedDigest !== undefined ? { name: blobEntryName(expectedDigest) } : {}),
       expectedSize,

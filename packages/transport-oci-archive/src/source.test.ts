@@ -3,9 +3,9 @@
  * of missing archives and images.
  */
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type ErrorCode, ErrorCodes, hasErrorCode } from '@gantry/core';
+import { digestHex, digestOf, type ErrorCode, ErrorCodes, hasErrorCode, MediaTypes } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
@@ -14,6 +14,7 @@ import {
 } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ociArchiveTransport } from './index.js';
+import { encodeUstarHeader } from './tar-file-writer.js';
 import { runTool, temporaryDirectory } from './test-support/tools.js';
 
 let directory = '';
@@ -138,5 +139,69 @@ describe('oci-archive: source', () => {
       ErrorCodes.InvalidLayout,
       /unsupported imageLayoutVersion "2\.0\.0"/,
     );
+  });
+
+  it('opens a multi-GiB archive and reads its manifest and config in well under a second (no extraction)', async () => {
+    // A 6 GiB layer entry stored as a hole of a sparse file: only headers and small entries are read.
+    const layerSize = 6 * 1024 ** 3;
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [digestOf('x')] },
+      }),
+    );
+    const layerDigest = digestOf('the bytes are never read');
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaTypes.OciManifest,
+        config: { mediaType: MediaTypes.OciConfig, digest: digestOf(config), size: config.byteLength },
+        layers: [{ mediaType: MediaTypes.OciLayerGzip, digest: layerDigest, size: layerSize }],
+      }),
+    );
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [
+          {
+            mediaType: MediaTypes.OciManifest,
+            digest: digestOf(manifest),
+            size: manifest.byteLength,
+            annotations: { 'org.opencontainers.image.ref.name': 'big' },
+          },
+        ],
+      }),
+    );
+    const file = path.join(directory, 'big.tar');
+    const handle = await open(file, 'wx');
+    let position = 0;
+    const entry = async (name: string, size: number, content?: Buffer) => {
+      await handle.write(encodeUstarHeader({ name, size, type: 'file', mtime: 0 }), 0, 512, position);
+      if (content) await handle.write(content, 0, content.byteLength, position + 512);
+      position += 512 + Math.ceil(size / 512) * 512;
+    };
+    try {
+      await entry(`blobs/sha256/${digestHex(layerDigest)}`, layerSize);
+      await entry(`blobs/sha256/${digestHex(digestOf(config))}`, config.byteLength, config);
+      await entry(`blobs/sha256/${digestHex(digestOf(manifest))}`, manifest.byteLength, manifest);
+      await entry('index.json', index.byteLength, index);
+      await handle.truncate(position + 1024);
+    } finally {
+      await handle.close();
+    }
+    const started = performance.now();
+    const source = await ociArchiveTransport.parseReference(`${file}:big`).newImageSource();
+    try {
+      expect(Buffer.from((await source.getManifest()).bytes)).toEqual(manifest);
+      const blob = await source.getBlob({ digest: digestOf(config), size: config.byteLength });
+      const chunks: Buffer[] = [];
+      for await (const chunk of blob.stream) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks)).toEqual(config);
+      expect((await source.getBlob({ digest: layerDigest, size: layerSize })).size).toBe(layerSize);
+    } finally {
+      await source.close();
+    }
+    expect(performance.now() - started).toBeLessThan(1000);
   });
 });

@@ -12,6 +12,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { ErrorCodes, GantryError, throwIfAborted } from '@gantry/core';
 
 const blockSize = 512;
+/** Data is written in batches of at least this many bytes. */
+const writeBatchSize = 1024 * 1024;
 const zeroBlock = Buffer.alloc(blockSize);
 
 function writeString(header: Buffer, value: string, offset: number, length: number): void {
@@ -207,6 +209,21 @@ export class TarFileWriter {
     }
     this.#position += headerLength;
     let size = 0;
+    // Chunks are written in batches (one system call for many small chunks), one batch being written
+    // while the next is read.
+    let pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    let inFlight: Promise<void> = Promise.resolve();
+    const flush = async () => {
+      if (pendingBytes === 0) return;
+      const batch = pending.length === 1 ? (pending[0] as Uint8Array) : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      await inFlight;
+      inFlight = this.#write(batch);
+      // Reported by the next flush (or the final wait); never left unhandled.
+      inFlight.catch(() => undefined);
+    };
     try {
       for await (const chunk of source) {
         throwIfAborted(options.signal);
@@ -217,8 +234,12 @@ export class TarFileWriter {
             `${options.name ?? 'blob'}: size mismatch: expected ${options.expectedSize} bytes, got more`,
           );
         }
-        await this.#write(chunk);
+        pending.push(chunk);
+        pendingBytes += chunk.byteLength;
+        if (pendingBytes >= writeBatchSize) await flush();
       }
+      await flush();
+      await inFlight;
       if (options.expectedSize >= 0 && size !== options.expectedSize) {
         throw new GantryError(
           ErrorCodes.SizeMismatch,
@@ -226,6 +247,7 @@ export class TarFileWriter {
         );
       }
     } catch (error) {
+      await inFlight.catch(() => undefined);
       await this.rollback(mark);
       throw error;
     }

@@ -183,8 +183,11 @@ export type ReusedBlob = { reused: false } | { reused: true; blob: BlobInfo };
  *   images stay).
  * - `putBlob` stores a blob under a temporary name and makes it permanent only after its stream ended
  *   without error: the pipeline's verification stage errors the stream *before* its end when the
- *   digest or size is wrong, so a blob is never stored under a wrong digest. When `info.digest` is
- *   undefined the destination computes it (see `digestingStage`).
+ *   digest or size is wrong, so a blob is never stored under a wrong digest. A caller that gives
+ *   `info.digest` guarantees this (wrap the stream in `verifyingStage`), so the destination need not
+ *   hash the bytes again; when `info.digest` is undefined the destination computes it. `blobWriteStage`
+ *   does both.
+ * - A destination still checks the size it received against `info.size` when that is known.
  * - `putManifest` stores the bytes exactly as given.
  */
 export interface ImageDestination {

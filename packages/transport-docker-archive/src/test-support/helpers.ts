@@ -27,7 +27,11 @@ import { createFixtureImageSource, type FixtureImage } from '@gantry/core/testin
 const execFileAsync = promisify(execFile);
 
 /** Runs a real tool; fails loudly (never skips) when it is missing. */
-export async function run(tool: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+export async function run(
+  tool: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
   try {
     const { stdout } = await execFileAsync(tool, args, {
       maxBuffer: 64 * 1024 * 1024,
