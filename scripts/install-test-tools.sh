@@ -23,7 +23,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_prefix=(sudo)
   echo "Installing Debian packages: ${missing[*]}" >&2
   "${sudo_prefix[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_prefix[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+  DEBIAN_FRONTEND=noninteractive "${sudo_prefix[@]}" apt-get install -y -qq "${missing[@]}" > /dev/null
 fi
 for command in "${!package_of[@]}"; do
   command -v "$command" > /dev/null || { echo "error: $command (Debian package ${package_of[$command]}) is required by the tests but is not installed" >&2; exit 1; }

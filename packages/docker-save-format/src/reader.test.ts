@@ -277,9 +277,13 @@ describe('large archives', () => {
   it('opens and loads an image with a 3 GiB layer in well under a second (headers only, no hashing)', async () => {
     const layerSize = 3 * 1024 * 1024 * 1024;
     const diffId = digestOf('stand-in DiffID: the layer is never read while loading');
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] } }));
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] } }),
+    );
     const configName = `${digestHex(digestOf(config))}.json`;
-    const manifest = JSON.stringify([{ Config: configName, RepoTags: ['big:latest'], Layers: ['layer.tar'] }]);
+    const manifest = JSON.stringify([
+      { Config: configName, RepoTags: ['big:latest'], Layers: ['layer.tar'] },
+    ]);
     // The layer's data is a hole in a sparse file: no disk space, and nothing to read.
     const head = buildRawTar([{ name: 'layer.tar', size: layerSize }], { endBlocks: false });
     const tail = buildRawTar([
