@@ -3,7 +3,7 @@
  * header index: nothing is extracted, each blob is streamed from its offset.
  */
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import type { Readable, Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import {
@@ -385,16 +385,19 @@ export async function openDockerArchive(
   archivePath: string,
   options: OpenDockerArchiveOptions = {},
 ): Promise<DockerArchiveReader> {
-  let prefix: Buffer;
+  let prefix = Buffer.alloc(6);
   let isRegularFile: boolean;
   try {
-    const handle = await open(archivePath, 'r');
-    try {
-      isRegularFile = (await handle.stat()).isFile();
-      prefix = Buffer.alloc(6);
-      if (isRegularFile) await handle.read(prefix, 0, 6, 0);
-    } finally {
-      await handle.close();
+    // stat, not open: opening a FIFO to look at it would consume the writer's only connection.
+    isRegularFile = (await stat(archivePath)).isFile();
+    if (isRegularFile) {
+      const handle = await open(archivePath, 'r');
+      try {
+        const { bytesRead } = await handle.read(prefix, 0, 6, 0);
+        prefix = prefix.subarray(0, bytesRead);
+      } finally {
+        await handle.close();
+      }
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {

@@ -10,7 +10,9 @@
  *
  * Blobs arrive before the manifest, so entries are written as they come: a blob whose digest and size are
  * known is streamed straight into the archive; one with an unknown digest or size is spooled to a temporary
- * file first (the tar header needs the size, the file name needs the digest).
+ * file first (the tar header needs the size, the file name needs the digest). A blob whose stream fails
+ * leaves an unreferenced zero-padded entry (a tar entry cannot be taken back from a pipe), so the copy
+ * pipeline can retry it.
  */
 import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
@@ -70,6 +72,10 @@ export class DockerArchiveWriter {
   readonly #tar: TarWriter;
   readonly #options: DockerArchiveWriterOptions;
   readonly #blobs = new Map<Digest, BlobInfo>();
+  /** Entry name of each layer written (`<hex>.tar`, or `<hex>.<n>.tar` after n failed attempts). */
+  readonly #layerEntries = new Map<Digest, string>();
+  /** Entry names used by attempts whose stream failed: left in the archive as unreferenced zero-padded files. */
+  readonly #discardedEntries = new Set<string>();
   readonly #configs = new Map<Digest, Buffer>();
   readonly #legacyLayers = new Set<string>();
   readonly #manifest: ManifestItem[] = [];
@@ -99,16 +105,27 @@ export class DockerArchiveWriter {
     return `${digestHex(parseDigest(digest))}.json`;
   }
 
-  /** Path of a layer file in the archive. */
+  /** Path of a layer file in the archive (the first attempt's; see `putBlob`). */
   static layerPath(digest: Digest): string {
     return `${digestHex(parseDigest(digest))}.tar`;
   }
 
+  /** `<hex>.tar`, or `<hex>.<n>.tar` when earlier attempts to write the layer failed. */
+  #freshLayerEntryName(digest: Digest): string {
+    let name = DockerArchiveWriter.layerPath(digest);
+    for (let attempt = 1; this.#discardedEntries.has(name); attempt++) {
+      name = `${digestHex(parseDigest(digest))}.${attempt}.tar`;
+    }
+    return name;
+  }
+
   /**
    * Writes a blob (a layer, or the config when `isConfig`). With `digest` and `size` known, the stream goes
-   * straight into the archive (the caller's verification stage must have been applied to `stream`: an error
-   * before its end fails the archive, see `TarWriter`). Otherwise the blob is spooled to a temporary file
-   * while its digest is computed. A config is read into memory (at most 16 MiB; needed for the legacy
+   * straight into the archive (the caller's verification stage must have been applied to `stream`). When
+   * that stream fails (an error, or a verification failure at its end), the call rejects but the archive
+   * stays usable: the entry is completed with zeros and left unreferenced, and a retry of the same blob is
+   * written under `<hex>.<n>.tar`. Otherwise the blob is spooled to a temporary file while its digest is
+   * computed. A config is read into memory (at most 16 MiB; needed for the legacy
    * layer metadata). A blob already written is not written again. Resolves with the digest and size.
    */
   async putBlob(
@@ -152,12 +169,21 @@ export class DockerArchiveWriter {
         }
         return existing;
       }
-      await this.#tar.addStream(DockerArchiveWriter.layerPath(info.digest), stream, info.size, {
-        mode: 0o444,
-        ...(signal ? { signal } : {}),
-      });
+      const entryName = this.#freshLayerEntryName(info.digest);
+      try {
+        await this.#tar.addStream(entryName, stream, info.size, {
+          mode: 0o444,
+          padOnSourceError: true,
+          ...(signal ? { signal } : {}),
+        });
+      } catch (error) {
+        // The entry is complete (zero-padded) but wrong: never reference it; a retry gets a new name.
+        this.#discardedEntries.add(entryName);
+        throw error;
+      }
       const result = { digest: info.digest, size: info.size };
       this.#blobs.set(info.digest, result);
+      this.#layerEntries.set(info.digest, entryName);
       return result;
     }
     const digester = new Digester();
@@ -178,17 +204,14 @@ export class DockerArchiveWriter {
       }
       const existing = this.#blobs.get(digest);
       if (existing) return existing;
-      await this.#tar.addStream(
-        DockerArchiveWriter.layerPath(digest),
-        createReadStream(spool.path),
-        spool.size,
-        {
-          mode: 0o444,
-          ...(signal ? { signal } : {}),
-        },
-      );
+      const entryName = this.#freshLayerEntryName(digest);
+      await this.#tar.addStream(entryName, createReadStream(spool.path), spool.size, {
+        mode: 0o444,
+        ...(signal ? { signal } : {}),
+      });
       const result = { digest, size: spool.size };
       this.#blobs.set(digest, result);
+      this.#layerEntries.set(digest, entryName);
       return result;
     } finally {
       await spool.remove();
@@ -253,7 +276,7 @@ export class DockerArchiveWriter {
       if (!this.#legacyLayers.has(layerId)) {
         await this.#tar.addSymlink(
           `${layerId}/${legacyLayerFileName}`,
-          `../${DockerArchiveWriter.layerPath(layerDigest)}`,
+          `../${this.#layerEntries.get(layerDigest)!}`,
         );
         await this.#tar.addBytes(`${layerId}/${legacyVersionFileName}`, '1.0', { mode: 0o444 });
         await this.#tar.addBytes(`${layerId}/${legacyConfigFileName}`, marshal(layerConfig), { mode: 0o444 });
@@ -273,7 +296,7 @@ export class DockerArchiveWriter {
     }
 
     // manifest.json item.
-    const layerPaths = image.layerDigests.map((digest) => DockerArchiveWriter.layerPath(digest));
+    const layerPaths = image.layerDigests.map((digest) => this.#layerEntries.get(digest)!);
     let itemIndex = this.#manifestByConfig.get(image.configDigest);
     if (itemIndex === undefined) {
       itemIndex = this.#manifest.length;

@@ -125,6 +125,33 @@ describe('TarWriter', () => {
     }
   });
 
+  it('with padOnSourceError, completes a failed entry with zeros and keeps going', async () => {
+    const archive = path.join(directory, 'padded.tar');
+    const writer = createTarWriter(createWriteStream(archive));
+    async function* failing() {
+      yield Buffer.from('abc');
+      throw new Error('source broke half-way');
+    }
+    await expect(
+      writer.addStream('broken', Readable.from(failing()), 100_000, { padOnSourceError: true }),
+    ).rejects.toThrow('source broke half-way');
+    await expect(
+      writer.addStream('short', Readable.from([Buffer.from('xy')]), 5, { padOnSourceError: true }),
+    ).rejects.toMatchObject({ code: ErrorCodes.SizeMismatch });
+    await writer.addBytes('after', 'still fine');
+    await writer.finish();
+    expect(execFileSync('tar', ['-tf', archive], { encoding: 'utf8' }).trim().split('\n')).toEqual([
+      'broken',
+      'short',
+      'after',
+    ]);
+    const broken = execFileSync('tar', ['-xOf', archive, 'broken']);
+    expect(broken.length).toBe(100_000);
+    expect(broken.subarray(0, 3).toString()).toBe('abc');
+    expect(broken.subarray(3).every((byte) => byte === 0)).toBe(true);
+    expect(execFileSync('tar', ['-xOf', archive, 'after'], { encoding: 'utf8' })).toBe('still fine');
+  });
+
   it('fails when a source stream errors', async () => {
     const output = new PassThrough();
     output.resume();

@@ -133,6 +133,7 @@ export class TarWriter {
     header: TarHeader,
     source: ByteSource | undefined,
     signal: AbortSignal | undefined,
+    padOnSourceError = false,
   ): Promise<void> {
     throwIfAborted(signal);
     let sink!: Writable;
@@ -146,39 +147,58 @@ export class TarWriter {
       throw new GantryError(ErrorCodes.Internal, `tar output ended while writing "${header.name}"`);
     });
     outputFailed.catch(() => {});
+    const write = async (chunk: Uint8Array) => {
+      if (this.#failure) throw this.#failure;
+      if (!sink.write(chunk)) {
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            const done = () => {
+              sink.off('drain', done);
+              sink.off('close', done);
+              resolve();
+            };
+            sink.on('drain', done);
+            sink.on('close', done);
+          }),
+          outputFailed,
+        ]);
+      }
+    };
+    let written = 0;
+    let sourceError: Error | undefined;
     try {
       if (source) {
-        let written = 0;
-        for await (const chunk of source as AsyncIterable<Uint8Array>) {
-          throwIfAborted(signal);
-          if (this.#failure) throw this.#failure;
-          written += chunk.byteLength;
-          if (written > header.size) {
+        try {
+          for await (const chunk of source as AsyncIterable<Uint8Array>) {
+            throwIfAborted(signal);
+            if (this.#failure) throw this.#failure;
+            if (written + chunk.byteLength > header.size) {
+              throw new GantryError(
+                ErrorCodes.SizeMismatch,
+                `tar entry "${header.name}": size mismatch: expected ${header.size} bytes, got more`,
+              );
+            }
+            written += chunk.byteLength;
+            await write(chunk);
+          }
+          if (written !== header.size) {
             throw new GantryError(
               ErrorCodes.SizeMismatch,
-              `tar entry "${header.name}": size mismatch: expected ${header.size} bytes, got more`,
+              `tar entry "${header.name}": size mismatch: expected ${header.size} bytes, got ${written}`,
             );
           }
-          if (!sink.write(chunk)) {
-            await Promise.race([
-              new Promise<void>((resolve) => {
-                const done = () => {
-                  sink.off('drain', done);
-                  sink.off('close', done);
-                  resolve();
-                };
-                sink.on('drain', done);
-                sink.on('close', done);
-              }),
-              outputFailed,
-            ]);
+        } catch (error) {
+          const failure = error instanceof Error ? error : new Error(String(error));
+          if (!padOnSourceError || this.#failure || signal?.aborted) throw failure;
+          sourceError = failure;
+          if (typeof (source as Readable).destroy === 'function') (source as Readable).destroy();
+          // Keep the archive valid: complete the entry with zeros; the caller discards the entry.
+          const zeros = Buffer.alloc(64 * 1024);
+          while (written < header.size) {
+            const count = Math.min(zeros.length, header.size - written);
+            written += count;
+            await write(zeros.subarray(0, count));
           }
-        }
-        if (written !== header.size) {
-          throw new GantryError(
-            ErrorCodes.SizeMismatch,
-            `tar entry "${header.name}": size mismatch: expected ${header.size} bytes, got ${written}`,
-          );
         }
       }
       sink.end();
@@ -189,6 +209,7 @@ export class TarWriter {
       if (source && typeof (source as Readable).destroy === 'function') (source as Readable).destroy();
       throw failure;
     }
+    if (sourceError) throw sourceError;
   }
 
   /** Adds a file with the given bytes. */
@@ -202,13 +223,28 @@ export class TarWriter {
   /**
    * Adds a file whose data is `source`, which must produce exactly `size` bytes (the size goes into the
    * header, before the data). A different count fails the writer with `ERR_GANTRY_SIZE_MISMATCH`.
+   *
+   * With `padOnSourceError`, a failure of `source` itself (it errors, or yields a wrong byte count) does not
+   * fail the writer: the entry is completed with zero bytes so the archive stays valid, and the call
+   * rejects with the source's error. The caller must then treat the entry as garbage (e.g. not reference
+   * it). Output failures and aborts still fail the writer.
    */
-  addStream(name: string, source: ByteSource, size: number, options: TarEntryOptions = {}): Promise<void> {
+  addStream(
+    name: string,
+    source: ByteSource,
+    size: number,
+    options: TarEntryOptions & { padOnSourceError?: boolean } = {},
+  ): Promise<void> {
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new GantryError(ErrorCodes.Internal, `tar entry "${name}": invalid size ${size}`);
     }
     return this.#enqueue(() =>
-      this.#writeEntry(this.#header(name, 'file', size, options), source, options.signal),
+      this.#writeEntry(
+        this.#header(name, 'file', size, options),
+        source,
+        options.signal,
+        options.padOnSourceError,
+      ),
     );
   }
 

@@ -11,8 +11,8 @@
  *   are accepted (the pipeline converts); no signatures, no manifest lists.
  * - Blobs arrive before the manifest: each is written as it arrives (straight through when its digest and
  *   size are known, else spooled to a temporary file first, see `DockerArchiveWriter`). A blob whose stream
- *   fails mid-way leaves a broken tar entry that cannot be taken back, so the destination is failed: later
- *   calls and `commit()` reject (containers/image behaves the same).
+ *   fails mid-way (or fails verification) is completed with zeros and left unreferenced, so the destination
+ *   stays usable and the pipeline may retry the blob (containers/image's writer would be corrupt instead).
  * - Tags: the reference's tag, plus `transportOptions['docker-archive'].additionalTags` (`--additional-tag`).
  */
 import { randomBytes } from 'node:crypto';

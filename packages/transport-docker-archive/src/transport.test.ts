@@ -14,14 +14,22 @@ import {
   hasErrorCode,
   insecureAcceptAnythingPolicy,
   MediaTypes,
+  verifyingStage,
 } from '@gantry/core';
-import { buildFixtureImage, type FixtureImage, fixturePresets } from '@gantry/core/testing';
+import {
+  buildFixtureImage,
+  type FixtureImage,
+  fixturePresets,
+  writeFixtureToDestination,
+} from '@gantry/core/testing';
+import { buildRawTar } from '@gantry/tar-archive/test-support';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dockerArchiveTransport, listTags } from './index.js';
 import {
   type Collected,
   collectingReference,
   fixtureReference,
+  run,
   temporaryDirectory,
 } from './test-support/helpers.js';
 
@@ -94,6 +102,28 @@ describe('round trips through copyImage', () => {
     });
   }
 
+  it('copies from one archive to another without spooling (digests and sizes known)', async () => {
+    const image = await fixture('dockerSchema2');
+    const first = path.join(directory, 'first.tar');
+    await writeArchive(image, `${first}:a:b`);
+    // A temporary directory that does not exist: any spooling would fail the copy.
+    const spool = path.join(directory, 'no-such-directory');
+    const second = path.join(directory, 'second.tar');
+    await copyImage(
+      dockerArchiveTransport.parseReference(`${first}:a:b`),
+      dockerArchiveTransport.parseReference(`${second}:c:d`),
+      {
+        policy,
+        sourceContext: { temporaryDirectory: spool },
+        destinationContext: { temporaryDirectory: spool },
+      },
+    );
+    expect(configOf(await readArchive(`${second}:c:d`))).toEqual({
+      digest: image.images[0]!.configDigest,
+      diffIds: image.images[0]!.diffIds,
+    });
+  });
+
   it('copies the host platform image of a manifest list', async () => {
     const image = await fixture('multiArchOci');
     const archive = path.join(directory, 'list.tar');
@@ -153,30 +183,96 @@ describe('destinations', () => {
     });
   });
 
-  it('fails the archive when a blob stream fails, and leaves nothing', async () => {
-    const destination = await dockerArchiveTransport
-      .parseReference(`${directory}/failed.tar`)
-      .newImageDestination();
-    async function* failing() {
-      yield Buffer.alloc(1000);
-      throw new Error('simulated read failure');
-    }
-    await expect(
-      destination.putBlob(
-        Readable.from(failing()),
-        { digest: digestOf('x'), size: 5000 },
-        { isConfig: false },
-      ),
-    ).rejects.toThrow('simulated read failure');
-    await expect(
-      destination.putBlob(
-        Readable.from([Buffer.from('y')]),
-        { digest: digestOf('y'), size: 1 },
-        { isConfig: false },
-      ),
-    ).rejects.toThrow('simulated read failure');
-    await destination.close();
-    expect((await readdir(directory)).filter((name) => name.includes('failed'))).toEqual([]);
+  for (const target of ['file', 'fifo'] as const) {
+    it(`keeps working after a failed putBlob, and retries the blob (${target})`, async () => {
+      const image = await fixture('dockerUncompressed');
+      const layerDigest = image.images[0]!.layerDigests[0]!;
+      const layer = image.blobs.get(layerDigest)!;
+      let archive = path.join(directory, 'retried.tar');
+      let readerDone: Promise<unknown> = Promise.resolve(0);
+      let reference = archive;
+      if (target === 'fifo') {
+        reference = path.join(directory, 'pipe');
+        execFileSync('mkfifo', [reference]);
+        archive = path.join(directory, 'from-pipe.tar');
+        const reader = spawn('sh', ['-c', `cat "${reference}" > "${archive}"`]);
+        readerDone = new Promise((resolve) => reader.on('close', resolve));
+      }
+      const destination = await dockerArchiveTransport.parseReference(reference).newImageDestination();
+      try {
+        async function* failing() {
+          let sent = 0;
+          for await (const chunk of layer.open()) {
+            yield chunk as Buffer;
+            sent += (chunk as Buffer).length;
+            if (sent > 100) break;
+          }
+          throw new Error('simulated read failure');
+        }
+        await expect(
+          destination.putBlob(
+            Readable.from(failing()),
+            { digest: layerDigest, size: layer.size },
+            { isConfig: false },
+          ),
+        ).rejects.toThrow('simulated read failure');
+        const wrong = Buffer.alloc(layer.size, 7);
+        await expect(
+          destination.putBlob(
+            Readable.from(
+              verifyingStage({ expectedDigest: layerDigest, expectedSize: layer.size })(
+                Readable.from([wrong]),
+              ),
+            ),
+            { digest: layerDigest, size: layer.size },
+            { isConfig: false },
+          ),
+        ).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
+        expect(
+          await destination.tryReusingBlob!(
+            { digest: layerDigest, size: layer.size },
+            { isConfig: false, canSubstitute: false },
+          ),
+        ).toEqual({
+          reused: false,
+        });
+        await writeFixtureToDestination(image, destination);
+      } finally {
+        await destination.close();
+      }
+      expect(await readerDone).toBe(0);
+      // The copy verifies every layer against its DiffID: the zero-padded attempts are not used.
+      expect(configOf(await readArchive(archive))).toEqual({
+        digest: image.images[0]!.configDigest,
+        diffIds: image.images[0]!.diffIds,
+      });
+      const listing = execFileSync('tar', ['-tf', archive], { encoding: 'utf8' });
+      const hex = layerDigest.slice('sha256:'.length);
+      expect(listing).toContain(`${hex}.tar`);
+      expect(listing).toContain(`${hex}.2.tar`);
+      await run('skopeo', ['inspect', `docker-archive:${archive}`]);
+    });
+  }
+
+  it('removes the partial archive when the copy is aborted', async () => {
+    const image = await fixture('uncompressedLayers');
+    const controller = new AbortController();
+    const error = await copyImage(
+      fixtureReference(image),
+      dockerArchiveTransport.parseReference(`${directory}/aborted.tar`),
+      {
+        policy,
+        signal: controller.signal,
+        onProgress: (event) => {
+          if (event.type === 'blob-progress') controller.abort();
+        },
+      },
+    ).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    expect(hasErrorCode(error, ErrorCodes.Aborted), String(error)).toBe(true);
+    expect((await readdir(directory)).filter((name) => name.includes('aborted'))).toEqual([]);
   });
 
   it('refuses signatures, manifest list instances, and non-schema2 manifests', async () => {
@@ -257,7 +353,78 @@ describe('destinations', () => {
   });
 });
 
+describe('hostile archives through the transport', () => {
+  const cases: Array<[string, () => Buffer, RegExp]> = [
+    [
+      'a .. entry',
+      () => buildRawTar([{ name: '../../etc/cron.d/x', data: 'x' }]),
+      /"\.\.\/\.\.\/etc\/cron\.d\/x".*"\.\." component/,
+    ],
+    ['an absolute entry', () => buildRawTar([{ name: '/etc/passwd', data: 'x' }]), /absolute path/],
+    [
+      'an escaping symlink',
+      () => buildRawTar([{ name: 'manifest.json', typeflag: '2', linkName: '../../../etc/passwd' }]),
+      /points outside the archive/,
+    ],
+    [
+      'duplicate manifest.json',
+      () =>
+        buildRawTar([
+          { name: 'manifest.json', data: '[]' },
+          { name: 'manifest.json', data: '[]' },
+        ]),
+      /duplicate entry/,
+    ],
+    [
+      'a truncated archive',
+      () => buildRawTar([{ name: 'manifest.json', data: '[]', size: 4096 }], { endBlocks: false }),
+      /truncated tar archive/,
+    ],
+  ];
+  for (const [title, bytes, message] of cases) {
+    it(`refuses ${title} with ERR_GANTRY_INVALID_LAYOUT and writes nothing`, async () => {
+      const archive = path.join(directory, 'hostile.tar');
+      await writeFile(archive, bytes());
+      const before = await readdir(directory);
+      const error = await dockerArchiveTransport
+        .parseReference(archive)
+        .newImageSource({ temporaryDirectory: directory })
+        .then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+      expect(hasErrorCode(error, ErrorCodes.InvalidLayout), String(error)).toBe(true);
+      expect((error as Error).message).toMatch(message);
+      expect(await readdir(directory)).toEqual(before);
+    });
+  }
+
+  it('refuses a layer whose bytes disagree with the size recorded for it by the tar header', async () => {
+    const image = await fixture('dockerUncompressed');
+    const archive = path.join(directory, 'cut.tar');
+    await writeArchive(image, archive);
+    const bytes = await readFile(archive);
+    await writeFile(archive, bytes.subarray(0, 1024));
+    await expect(dockerArchiveTransport.parseReference(archive).newImageSource()).rejects.toMatchObject({
+      code: ErrorCodes.InvalidLayout,
+      message: expect.stringMatching(/truncated tar archive/),
+    });
+  });
+});
+
 describe('sources', () => {
+  it('reads an archive from a FIFO (spooled)', async () => {
+    const image = await fixture('ociMinimal');
+    const archive = path.join(directory, 'plain.tar');
+    await writeArchive(image, `${archive}:fifo:test`);
+    const fifo = path.join(directory, 'in-pipe');
+    execFileSync('mkfifo', [fifo]);
+    const writer = spawn('sh', ['-c', `cat "${archive}" > "${fifo}"`]);
+    const writerDone = new Promise((resolve) => writer.on('close', resolve));
+    expect(configOf(await readArchive(`${fifo}:fifo:test`)).digest).toBe(image.images[0]!.configDigest);
+    expect(await writerDone).toBe(0);
+  });
+
   it('reports a missing archive, a missing tag and an unknown blob', async () => {
     await expect(
       dockerArchiveTransport.parseReference(`${directory}/none.tar`).newImageSource(),
