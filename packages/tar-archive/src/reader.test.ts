@@ -316,3 +316,20 @@ describe('aborting', () => {
     await reader.close();
   });
 });
+
+describe('entry streams', () => {
+  it('keep the archive readable after one is destroyed half-way', async () => {
+    const files = await makeTree();
+    const archive = path.join(directory, 'archive.tar');
+    gnuTar('-cf', archive, '-C', path.join(directory, 'tree'), '.');
+    const reader = await openTarArchive(archive);
+    // A consumer that stops early (the copy pipeline does on errors) destroys its stream.
+    const abandoned = reader.openEntry('sub/data.bin').stream;
+    await new Promise<void>((resolve) => abandoned.once('readable', () => resolve()));
+    abandoned.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await text(reader.openEntry('sub/data.bin').stream)).toBe(files['sub/data.bin']);
+    expect((await reader.readEntryBytes('manifest.json')).toString()).toBe(files['manifest.json']);
+    await reader.close();
+  });
+});

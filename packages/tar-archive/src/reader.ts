@@ -404,12 +404,7 @@ export class TarArchiveReader {
     if (entry.size === 0) {
       stream = Readable.from([]);
     } else {
-      stream = this.#handle.createReadStream({
-        start: entry.dataOffset,
-        end: entry.dataOffset + entry.size - 1,
-        autoClose: false,
-        emitClose: true,
-      }) as unknown as Readable;
+      stream = positionalReadStream(this.#handle, entry.dataOffset, entry.size);
     }
     const signal = options.signal;
     if (signal) {
@@ -533,4 +528,44 @@ export async function openTarArchive(
     return openTarArchiveFromStream(createReadStream(archivePath), { ...options, description: archivePath });
   }
   return openIndexed(archivePath, archivePath, options.signal);
+}
+
+/** Chunk size of entry streams: large reads keep per-chunk overhead low on multi-GiB layers. */
+const entryChunkSize = 1024 * 1024;
+
+/**
+ * A stream of `length` bytes of `handle` from `start`, read with positional reads. Unlike
+ * `FileHandle.createReadStream`, destroying it never closes the shared handle (Node closes the handle
+ * on destroy even with `autoClose: false`), so one archive serves any number of entry streams.
+ */
+function positionalReadStream(handle: FileHandle, start: number, length: number): Readable {
+  let position = start;
+  const end = start + length;
+  return new Readable({
+    highWaterMark: entryChunkSize,
+    read() {
+      const wanted = Math.min(entryChunkSize, end - position);
+      if (wanted <= 0) {
+        this.push(null);
+        return;
+      }
+      const buffer = Buffer.allocUnsafe(wanted);
+      handle.read(buffer, 0, wanted, position).then(
+        ({ bytesRead }) => {
+          if (bytesRead === 0) {
+            this.destroy(
+              new GantryError(
+                ErrorCodes.InvalidLayout,
+                `tar archive ended early: ${end - position} bytes of an entry are missing`,
+              ),
+            );
+            return;
+          }
+          position += bytesRead;
+          this.push(bytesRead === wanted ? buffer : buffer.subarray(0, bytesRead));
+        },
+        (error: unknown) => this.destroy(error as Error),
+      );
+    },
+  });
 }
