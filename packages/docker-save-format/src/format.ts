@@ -125,39 +125,6 @@ export function digestFromBlobPath(entryPath: string): Digest | undefined {
 }
 
 /**
- * Go's `json.Compact` with the HTML escaping `json.Marshal` applies to a `json.RawMessage`: whitespace outside
- * strings removed, `<`, `>`, `&`, U+2028, U+2029 escaped, everything else as written.
- */
-export function compactRawJson(text: string): string {
-  let out = '';
-  let inString = false;
-  for (let index = 0; index < text.length; index++) {
-    const character = text[index]!;
-    if (inString) {
-      if (character === '\\') {
-        out += character + (text[index + 1] ?? '');
-        index++;
-        continue;
-      }
-      if (character === '"') inString = false;
-    } else if (character === ' ' || character === '\t' || character === '\n' || character === '\r') {
-      continue;
-    } else if (character === '"') {
-      inString = true;
-    }
-    const escaped = {
-      '<': '\\u003c',
-      '>': '\\u003e',
-      '&': '\\u0026',
-      '\u2028': '\\u2028',
-      '\u2029': '\\u2029',
-    }[character];
-    out += escaped ?? character;
-  }
-  return out;
-}
-
-/**
  * The raw JSON text of each top-level member of a JSON object (like Go's `map[string]*json.RawMessage`),
  * in document order. Throws `ERR_GANTRY_INVALID_MANIFEST` when `text` is not a JSON object.
  */

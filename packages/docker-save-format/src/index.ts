@@ -3,7 +3,6 @@
  * `docker-archive:` and `docker-daemon:` transports.
  */
 export {
-  compactRawJson,
   digestFromBlobPath,
   type LayerSourceDescriptor,
   legacyConfigFileName,

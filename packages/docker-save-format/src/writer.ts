@@ -26,12 +26,13 @@ import {
   ErrorCodes,
   GantryError,
   goJsonMarshal,
+  goJsonMarshalWithRaw,
   parseDigest,
+  RawJson,
   tagNameOnly,
 } from '@gantry/core';
 import { createTarWriter, spoolToTemporaryFile, type TarWriter } from '@gantry/tar-archive';
 import {
-  compactRawJson,
   legacyConfigFileName,
   legacyLayerFileName,
   legacyVersionFileName,
@@ -267,7 +268,7 @@ export class DockerArchiveWriter {
           'os',
         ]) {
           const raw = configMembers.get(attribute);
-          layerConfig[attribute] = raw === undefined ? null : new RawJsonText(raw);
+          layerConfig[attribute] = raw === undefined ? null : new RawJson(raw);
         }
       }
       chainId = nextChainId(chainId, layerDigest);
@@ -340,19 +341,7 @@ export function createDockerArchiveWriter(
   return new DockerArchiveWriter(output, options);
 }
 
-/** A raw JSON value inserted compacted, like Go's `json.RawMessage`. */
-class RawJsonText {
-  constructor(readonly text: string) {}
-}
-
 /** Go's `json.Marshal` of a `map[string]any` (keys sorted) whose values may be raw JSON. */
 function marshal(value: Record<string, unknown>): string {
-  const keys = Object.keys(value).sort();
-  return `{${keys
-    .map((key) => {
-      const member = value[key];
-      const text = member instanceof RawJsonText ? compactRawJson(member.text) : goJsonMarshal(member);
-      return `${goJsonMarshal(key)}:${text}`;
-    })
-    .join(',')}}`;
+  return goJsonMarshalWithRaw(new Map(Object.entries(value)));
 }

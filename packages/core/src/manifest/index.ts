@@ -24,7 +24,14 @@ export {
   needsLayerDiffIds,
   type TargetCompression,
 } from './edit.js';
-export { goJsonMarshal, goJsonMarshalIndent, goJsonString } from './go-json.js';
+export {
+  goJsonCompactRaw,
+  goJsonMarshal,
+  goJsonMarshalIndent,
+  goJsonMarshalWithRaw,
+  goJsonString,
+  RawJson,
+} from './go-json.js';
 export {
   buildInspectConfigOutput,
   buildInspectOutput,
