@@ -5,10 +5,16 @@
 // time and the peak resident memory. Images are built with Gantry's deterministic fixture builder; no
 // network is used. Results go to stdout as a table and to bench-results.json.
 //
+// The registry scenarios run against one real registry (Debian's docker-registry, CNCF Distribution)
+// started for the benchmark on a free 127.0.0.1 port with its own storage, stopped at the end. Both
+// tools get the same images in the same state: pushes and mounts go to a new repository each run,
+// pulls read and re-pushes write an image pushed (by skopeo) before any measurement.
+//
 //   pnpm bench [-- --runs 5 --layer-mib 1024 --work-dir /var/tmp/gantry-bench --only oci-to-dir-large]
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +23,8 @@ import { buildFixtureImage, writeFixtureToOciLayout } from '@gantry/core/testing
 
 const here = dirname(fileURLToPath(import.meta.url));
 const gantryBin = resolve(here, '../../cli/dist/bin.js');
+const gantryLibraryCopy = resolve(here, 'gantry-library-copy.mjs');
+const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
 
 const { values: flags } = parseArgs({
   options: {
@@ -40,6 +48,7 @@ function requireCommand(path, hint) {
 requireCommand('/usr/bin/time', 'apt-get install -y time');
 requireCommand('/usr/bin/skopeo', 'apt-get install -y skopeo');
 requireCommand(gantryBin, 'run `pnpm build` first (pnpm bench does)');
+requireCommand(registryBinary, 'apt-get install -y docker-registry');
 
 const skopeoVersion = execFileSync('skopeo', ['--version'], { encoding: 'utf8' }).trim();
 

@@ -17,6 +17,8 @@ import {
 import { copyCommand } from './commands/copy.js';
 import { deleteCommand } from './commands/delete.js';
 import { inspectCommand } from './commands/inspect.js';
+import { listTagsCommand } from './commands/list-tags.js';
+import { loginCommand, logoutCommand } from './commands/login.js';
 import { manifestDigestCommand } from './commands/manifest-digest.js';
 import { transportsCommand } from './commands/transports.js';
 import type { CliIo, CommandContext, CommandDefinition, GlobalOptions } from './context.js';
@@ -34,6 +36,9 @@ export const commands: readonly CommandDefinition[] = [
   copyCommand,
   deleteCommand,
   inspectCommand,
+  listTagsCommand,
+  loginCommand,
+  logoutCommand,
   manifestDigestCommand,
   transportsCommand,
 ];
@@ -42,9 +47,6 @@ export const commands: readonly CommandDefinition[] = [
 const unimplementedSkopeoCommands = new Set([
   'generate-sigstore-key',
   'layers',
-  'list-tags',
-  'login',
-  'logout',
   'proxy',
   'standalone-sign',
   'standalone-verify',
@@ -91,7 +93,7 @@ export const globalFlags: FlagSpec[] = [
     name: 'user-agent-prefix',
     kind: 'string',
     description: 'prefix to add to the user agent string',
-    unsupported: 'it applies to registries, which are not available in gantry yet',
+    unsupported: unsupportedGlobal,
   },
   {
     name: 'require-signed',
@@ -104,7 +106,6 @@ export const globalFlags: FlagSpec[] = [
     kind: 'bool',
     description: 'deprecated',
     hidden: true,
-    unsupported: unsupportedGlobal,
   },
 ];
 
@@ -186,6 +187,7 @@ function globalOptionsFrom(values: Map<string, FlagValue>): GlobalOptions {
     temporaryDirectory: text('tmpdir'),
     platform,
     commandTimeoutMs: timeout !== undefined && timeout > 0 ? timeout : undefined,
+    tlsVerify: typeof values.get('tls-verify') === 'boolean' ? (values.get('tls-verify') as boolean) : undefined,
   };
 }
 

@@ -32,6 +32,8 @@ export interface GlobalOptions {
   platform: PlatformOverrides;
   /** Milliseconds; undefined = no timeout. */
   commandTimeoutMs: number | undefined;
+  /** The deprecated global `--tls-verify`; undefined when not given. */
+  tlsVerify: boolean | undefined;
 }
 
 /** What a command's `run` receives. */

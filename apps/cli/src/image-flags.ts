@@ -1,13 +1,15 @@
 /**
  * Flags shared by commands that open images (skopeo's imageFlags / retryFlags), and their mapping to
- * a `TransportContext`. Flags that only concern transports Gantry does not have yet (registries,
- * daemons, authentication, TLS) are recognised but rejected with an explanation.
+ * a `TransportContext`. Registry flags (`--creds`, `--tls-verify`, `--authfile`…) become
+ * `transportOptions.docker` (the docker transport's `DockerContextOptions`); flags that only concern
+ * transports Gantry does not have yet (the docker daemon) are recognised but rejected with an
+ * explanation.
  */
 import type { TransportContext } from '@gantry/core';
-import type { FlagSpec, FlagValue } from './args.js';
+import { type FlagSpec, type FlagValue, UsageError } from './args.js';
 import type { GlobalOptions } from './context.js';
 
-const dockerOnly = 'it applies to the docker transports, which are not available in gantry yet';
+const daemonOnly = 'it applies to the docker-daemon transport, which is not available in gantry yet';
 
 /** skopeo's image flags with `prefix` ('' for inspect, 'src-' / 'dest-' for copy). */
 export function imageFlagSpecs(prefix: '' | 'src-' | 'dest-'): FlagSpec[] {
@@ -23,58 +25,50 @@ export function imageFlagSpecs(prefix: '' | 'src-' | 'dest-'): FlagSpec[] {
       kind: 'string',
       // biome-ignore lint/suspicious/noTemplateCurlyInString: skopeo's help text names the variable literally.
       description: 'path of the authentication file. Default is ${XDG_RUNTIME_DIR}/containers/auth.json',
-      unsupported: dockerOnly,
     },
     {
       name: `${prefix}cert-dir`,
       kind: 'string',
       valueName: 'PATH',
       description: 'use certificates at PATH (*.crt, *.cert, *.key) to connect to the registry or daemon',
-      unsupported: dockerOnly,
     },
     {
       name: `${prefix}creds`,
       kind: 'string',
       valueName: 'USERNAME[:PASSWORD]',
       description: 'Use USERNAME[:PASSWORD] for accessing the registry',
-      unsupported: dockerOnly,
     },
     {
       name: `${prefix}daemon-host`,
       kind: 'string',
       valueName: 'HOST',
       description: 'use docker daemon host at HOST (docker-daemon: only)',
-      unsupported: dockerOnly,
+      unsupported: daemonOnly,
     },
     {
       name: `${prefix}no-creds`,
       kind: 'bool',
       description: 'Access the registry anonymously',
-      unsupported: dockerOnly,
     },
     {
       name: `${prefix}password`,
       kind: 'string',
       description: 'Password for accessing the registry',
-      unsupported: dockerOnly,
     },
     {
       name: `${prefix}registry-token`,
       kind: 'string',
       description: 'Provide a Bearer token for accessing the registry',
-      unsupported: dockerOnly,
     },
     {
       name: `${prefix}tls-verify`,
       kind: 'bool',
       description: 'require HTTPS and verify certificates when talking to the container registry or daemon',
-      unsupported: dockerOnly,
     },
     {
       name: `${prefix}username`,
       kind: 'string',
       description: 'Username for accessing the registry',
-      unsupported: dockerOnly,
     },
   ];
   return flags;
@@ -103,5 +97,56 @@ export function transportContextFrom(
   if (global.registriesConfPath) context.registriesConfPath = global.registriesConfPath;
   const shared = flags.get(`${prefix}shared-blob-dir`);
   if (typeof shared === 'string' && shared !== '') context.ociSharedBlobDirectory = shared;
+  const docker = dockerOptionsFrom(global, flags, prefix);
+  if (Object.keys(docker).length > 0) context.transportOptions = { docker };
   return context;
+}
+
+/**
+ * The docker transport's options (`DockerContextOptions`) from the registry flags with `prefix`, with
+ * skopeo's rules: `--creds` excludes `--username`/`--password` and `--no-creds`; `--username` and
+ * `--password` go together; `--tls-verify` unset lets registries.conf decide (the hidden global
+ * `--tls-verify` applies when the command's is not given); for copy, `--authfile` applies to the side
+ * whose `--src-authfile`/`--dest-authfile` is not given. Throws a `UsageError` naming the conflict.
+ */
+export function dockerOptionsFrom(
+  global: GlobalOptions,
+  flags: Map<string, FlagValue>,
+  prefix: '' | 'src-' | 'dest-',
+): Record<string, unknown> {
+  const text = (name: string): string | undefined => {
+    const value = flags.get(`${prefix}${name}`);
+    return typeof value === 'string' ? value : undefined;
+  };
+  const creds = text('creds');
+  const username = text('username');
+  const password = text('password');
+  const registryToken = text('registry-token');
+  const noCredentials = flags.get(`${prefix}no-creds`) === true;
+  if (creds !== undefined && noCredentials)
+    throw new UsageError('creds and no-creds cannot be specified at the same time');
+  if (username !== undefined && noCredentials)
+    throw new UsageError('username and no-creds cannot be specified at the same time');
+  if (creds !== undefined && username !== undefined)
+    throw new UsageError('creds and username cannot be specified at the same time');
+  if ((username === undefined) !== (password === undefined)) {
+    throw new UsageError(
+      username !== undefined
+        ? 'password must be specified when username is specified'
+        : 'username must be specified when password is specified',
+    );
+  }
+  const options: Record<string, unknown> = {};
+  if (creds !== undefined) options.credentials = creds;
+  if (username !== undefined) options.credentials = { username, password: password ?? '' };
+  if (registryToken !== undefined) options.registryToken = registryToken;
+  if (noCredentials) options.noCredentials = true;
+  const tlsVerify = flags.get(`${prefix}tls-verify`);
+  if (typeof tlsVerify === 'boolean') options.tlsVerify = tlsVerify;
+  else if (global.tlsVerify !== undefined) options.tlsVerify = global.tlsVerify;
+  const certDirectory = text('cert-dir');
+  if (certDirectory !== undefined && certDirectory !== '') options.certDirectory = certDirectory;
+  const authFile = text('authfile') || (prefix !== '' ? flags.get('authfile') : undefined);
+  if (typeof authFile === 'string' && authFile !== '') options.authFilePath = authFile;
+  return options;
 }

@@ -3,9 +3,11 @@ import {
   type DockerReference,
   ErrorCodes,
   GantryError,
+  type ImageReference,
   type Transport,
   type TransportContext,
   transportSpecificationVersion,
+  trimToName,
 } from '@gantry/core';
 import { gantryUserAgent } from './connections.js';
 import { checkRegistryLogin } from './login.js';
@@ -33,10 +35,12 @@ export interface DockerTransport extends Transport {
   newReference(reference: DockerReference): DockerImageReference;
   /**
    * Every tag of a repository, all pages (`list-tags`). `repository` is a docker reference without
-   * tag or digest, or a string `//name` / `docker://name` (tags and digests refused, as skopeo).
+   * tag or digest, or a string `//name` / `docker://name` (tags and digests refused, as skopeo), or
+   * an `ImageReference` of this transport (the transport contract's `listTags`: its tag or digest is
+   * ignored).
    */
   listTags(
-    repository: DockerReference | string,
+    repository: DockerReference | ImageReference | string,
     context?: TransportContext,
     options?: ListTagsOptions,
   ): Promise<string[]>;
@@ -91,7 +95,18 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
      */
     validatePolicyConfigurationScope(_scope: string): void {},
     listTags(repository, context = {}, listOptions = {}) {
-      const parsed = typeof repository === 'string' ? parseDockerRepositoryName(repository) : repository;
+      let parsed: DockerReference;
+      if (typeof repository === 'string') parsed = parseDockerRepositoryName(repository);
+      else if ('newImageSource' in repository) {
+        const named = repository.transport === transport ? repository.dockerReference() : undefined;
+        if (named === undefined) {
+          throw new GantryError(
+            ErrorCodes.Internal,
+            `${repository.transport.name}:${repository.stringWithinTransport()} is not a reference of this docker transport instance`,
+          );
+        }
+        parsed = trimToName(named);
+      } else parsed = repository;
       return listRepositoryTags(state, parsed, context, listOptions);
     },
     listReferrers(reference, subject, context = {}, referrerOptions = {}) {

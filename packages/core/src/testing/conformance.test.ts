@@ -10,7 +10,9 @@ import {
   checkImageRoundTrip,
   checkInvalidReferences,
   checkMissingImage,
+  checkMissingTag,
   checkOverwrite,
+  checkOverwriteRefused,
   checkPutBlobStreamFailure,
   checkPutBlobVerificationFailure,
   checkPutBlobWithUnknownDigest,
@@ -48,6 +50,22 @@ runTransportConformanceSuite({
   createReference,
   capabilities: { manifestLists: true },
   presets: ['ociMinimal', 'dockerSchema2', 'multiArchDocker'],
+});
+
+// Like docker-archive: stores images (not manifests), accepts Docker schema2 with plain layers, refuses to
+// overwrite, and reads by tag.
+const imageStoreCapabilities: TransportConformanceCapabilities = {
+  manifestFidelity: 'image',
+  overwrite: 'refuse',
+  tagSelectsImage: true,
+};
+
+runTransportConformanceSuite({
+  name: 'memory (image store, refuses overwrite)',
+  transport: createMemoryTransport({ storeImages: true, overwrite: 'refuse' }),
+  createReference,
+  capabilities: imageStoreCapabilities,
+  invalidReferences,
 });
 
 describe('conformance checks fail for transports that break the contract', () => {
@@ -97,6 +115,7 @@ describe('conformance checks fail for transports that break the contract', () =>
         (context) => checkImageRoundTrip(context, 'ociMinimal'),
       ],
       ['missingImageWrongCode', 'missing image', checkMissingImage],
+      ['missingImageCreatesFile', 'missing image', checkMissingImage],
       ['visibleBeforeCommit', 'close without commit', checkCloseWithoutCommit],
       ['keepPartialBlobs', 'failing putBlob stream', checkPutBlobStreamFailure],
       ['swallowStreamErrors', 'failing putBlob stream', checkPutBlobStreamFailure],
@@ -107,9 +126,122 @@ describe('conformance checks fail for transports that break the contract', () =>
       ['firstWriteWins', 'overwrite', checkOverwrite],
       ['reportAnnouncedSize', 'putBlob without digest', checkPutBlobWithUnknownDigest],
       ['reuseAnything', 'tryReusingBlob', checkTryReusingBlob],
+      ['anyTagReadsImage', 'missing tag', checkMissingTag],
     ];
   it.each(cases)('fault %s fails the %s check', async (fault, _title, check) => {
     await expect(runCheck(broken(fault), check)).rejects.toThrow();
+  });
+
+  const imageStoreCases: Array<
+    [MemoryTransportFault, string, RegExp, (context: ConformanceContext) => Promise<CheckResult>]
+  > = [
+    [
+      'acceptAnyManifestType',
+      'image round trip (refused form)',
+      /expected a rejection with ERR_GANTRY_UNSUPPORTED_MANIFEST_TYPE/,
+      (context) => checkImageRoundTrip(context, 'ociMinimal'),
+    ],
+    [
+      'reencodeConfig',
+      'image round trip (config)',
+      /config bytes read back differ/,
+      (context) => checkImageRoundTrip(context, 'dockerSchema2'),
+    ],
+    [
+      'rewriteConfigPlatform',
+      'image round trip (platform)',
+      /platform of the config read back/,
+      (context) => checkImageRoundTrip(context, 'dockerUncompressed'),
+    ],
+    [
+      'reverseLayers',
+      'image round trip (layer order)',
+      /layer DiffIDs/,
+      (context) => checkImageRoundTrip(context, 'whiteoutLayers'),
+    ],
+    [
+      'misdescribeLayers',
+      'image round trip (self-consistent manifest)',
+      /the generated manifest says/,
+      (context) => checkImageRoundTrip(context, 'everyEntryType'),
+    ],
+    [
+      'corruptLayers',
+      'image round trip (layer bytes)',
+      /must be what the generated manifest describes/,
+      (context) => checkImageRoundTrip(context, 'longAndNonAsciiNames'),
+    ],
+    [
+      'unstableManifest',
+      'image round trip (stable manifest)',
+      /differs between two opens/,
+      (context) => checkImageRoundTrip(context, 'ociMinimal'),
+    ],
+    ['overwriteDespiteRefusal', 'refused overwrite', /expected a rejection with/, checkOverwriteRefused],
+    [
+      'refuseWithWrongCode',
+      'refused overwrite',
+      /expected ERR_GANTRY_NOT_SUPPORTED, got/,
+      checkOverwriteRefused,
+    ],
+    ['refuseAfterRemovingImage', 'refused overwrite', /memory image .* not found/, checkOverwriteRefused],
+    ['refuseLeavingFile', 'refused overwrite', /files under the test directory/, checkOverwriteRefused],
+    ['anyTagReadsImage', 'missing tag', /tag the location does not hold/, checkMissingTag],
+  ];
+  const brokenImageStore = (fault: MemoryTransportFault) =>
+    createMemoryTransport({ storeImages: true, overwrite: 'refuse', faults: [fault] });
+  it.each(imageStoreCases)(
+    'image store fault %s fails the %s check',
+    async (fault, _title, message, check) => {
+      await expect(runCheck(brokenImageStore(fault), check, imageStoreCapabilities)).rejects.toThrow(message);
+    },
+  );
+
+  it('the image store checks pass on the healthy image store', async () => {
+    const healthy = createMemoryTransport({ storeImages: true, overwrite: 'refuse' });
+    for (const [, , , check] of imageStoreCases) {
+      await expect(runCheck(healthy, check, imageStoreCapabilities)).resolves.toBeUndefined();
+    }
+  });
+
+  it('an image store fails the exact round trip, and a manifest store the image round trip', async () => {
+    // The image store really generates manifests (so 'exact' fails on it), and a store keeping manifests
+    // accepts the unconverted preset (so the 'image' check of the refused form fails on it).
+    const imageStore = createMemoryTransport({ storeImages: true });
+    await expect(
+      runCheck(imageStore, (context) => checkImageRoundTrip(context, 'dockerUncompressed'), {}),
+    ).rejects.toThrow(/top-level manifest bytes differ/);
+    const manifestStore = createMemoryTransport();
+    await expect(
+      runCheck(manifestStore, (context) => checkImageRoundTrip(context, 'ociMinimal'), {
+        manifestFidelity: 'image',
+      }),
+    ).resolves.toBeUndefined();
+    await expect(
+      runCheck(imageStore, (context) => checkImageRoundTrip(context, 'ociMinimal'), {}),
+    ).resolves.toEqual({
+      skipped: 'the destination does not accept application/vnd.oci.image.manifest.v1+json',
+    });
+  });
+
+  it('the refused-overwrite check fails on a transport that replaces, and the replace check on one that refuses', async () => {
+    await expect(
+      runCheck(createMemoryTransport(), checkOverwriteRefused, { overwrite: 'refuse' }),
+    ).rejects.toThrow(/ERR_GANTRY_NOT_SUPPORTED/);
+    await expect(
+      runCheck(createMemoryTransport({ overwrite: 'refuse' }), checkOverwrite, {}),
+    ).rejects.toThrow(/does not overwrite images/);
+  });
+
+  it('refuses to register manifestFidelity "image" with manifestLists', () => {
+    expect(() =>
+      runTransportConformanceSuite({
+        name: 'impossible',
+        transport: createMemoryTransport({ storeImages: true }),
+        createReference,
+        capabilities: { manifestFidelity: 'image', manifestLists: true },
+      }),
+    ).toThrow(/cannot be combined/);
   });
 
   it('the same checks pass on the healthy transport', async () => {

@@ -8,7 +8,9 @@ import {
   checkImageRoundTrip,
   checkInvalidReferences,
   checkMissingImage,
+  checkMissingTag,
   checkOverwrite,
+  checkOverwriteRefused,
   checkPutBlobStreamFailure,
   checkPutBlobVerificationFailure,
   checkPutBlobWithUnknownDigest,
@@ -33,20 +35,31 @@ import { listPresetNames, singleImagePresetNames } from './fixture-presets.js';
  *   namespaces, docker reference);
  * - `options.invalidReferences` are rejected with `ERR_GANTRY_INVALID_REFERENCE` (when given);
  * - each preset written through `newImageDestination` (contract call order) reads back through
- *   `newImageSource` with identical manifest bytes (top level and per instance) and blob bytes, and an
- *   unknown instance is `ERR_GANTRY_IMAGE_NOT_FOUND`;
- * - a missing image, and an image closed without `commit()`, are `ERR_GANTRY_IMAGE_NOT_FOUND`;
+ *   `newImageSource` with identical manifest bytes (top level and per instance) and blob bytes
+ *   (`manifestFidelity: 'exact'`, the default), or, for transports that store images rather than
+ *   manifests (`manifestFidelity: 'image'`), written in the form the destination accepts and read back
+ *   with the same config (digest, bytes, platform) and layer DiffIDs under a stable, self-consistent
+ *   generated manifest; an unknown instance is `ERR_GANTRY_IMAGE_NOT_FOUND`;
+ * - a missing image (a location that does not exist; reading it creates no file), and an image closed
+ *   without `commit()`, are `ERR_GANTRY_IMAGE_NOT_FOUND`; so is a tag that an existing location does not hold (capability
+ *   `tagSelectsImage`, by default `severalImagesPerLocation`);
  * - a `putBlob` whose stream errors, or whose `verifyingStage` fails (`ERR_GANTRY_DIGEST_MISMATCH`), rejects
  *   and stores nothing under the announced digest, and the destination still commits other blobs;
  * - `putBlob` without a digest or size stores the blob under the digest it computes and reports it;
  * - `tryReusingBlob` (when implemented) reports a blob the destination lacks as `{ reused: false }`;
- * - writing again to a reference replaces the image;
+ * - writing again to a reference replaces the image (`overwrite: 'replace'`, the default), or rejects with
+ *   `ERR_GANTRY_NOT_SUPPORTED` leaving the existing image and every file unchanged (`overwrite: 'refuse'`);
  * - signatures round trip (capability `signatures`) or `putSignatures` rejects with `ERR_GANTRY_NOT_SUPPORTED`;
  * - `deleteImage` removes the image (capability `delete`) or rejects with `ERR_GANTRY_NOT_SUPPORTED`;
  * - two tags at one location hold two images independently (capability `severalImagesPerLocation`).
  */
 export function runTransportConformanceSuite(options: TransportConformanceOptions): void {
   const capabilities = options.capabilities ?? {};
+  if (capabilities.manifestFidelity === 'image' && capabilities.manifestLists) {
+    throw new Error(
+      `transport conformance ${options.name}: manifestFidelity "image" cannot be combined with manifestLists`,
+    );
+  }
   const presets = options.presets ?? [
     ...singleImagePresetNames,
     ...(capabilities.manifestLists ? listPresetNames : []),
@@ -73,6 +86,11 @@ export function runTransportConformanceSuite(options: TransportConformanceOption
       for (const preset of presets) check(`preset ${preset}`, () => checkImageRoundTrip(context, preset));
     });
     check('reports a missing image as ERR_GANTRY_IMAGE_NOT_FOUND', () => checkMissingImage(context));
+    if (capabilities.tagSelectsImage ?? capabilities.severalImagesPerLocation) {
+      check('reports a tag the location does not hold as ERR_GANTRY_IMAGE_NOT_FOUND', () =>
+        checkMissingTag(context),
+      );
+    }
     check('leaves no image after close() without commit()', () => checkCloseWithoutCommit(context));
     check('rejects a putBlob() whose stream fails and stores nothing', () =>
       checkPutBlobStreamFailure(context),
@@ -86,7 +104,11 @@ export function runTransportConformanceSuite(options: TransportConformanceOption
     check('reports an absent blob as not reusable (tryReusingBlob, when implemented)', () =>
       checkTryReusingBlob(context),
     );
-    check('replaces the image when writing to the same reference again', () => checkOverwrite(context));
+    if (capabilities.overwrite === 'refuse') {
+      check('refuses to overwrite an image and leaves it unchanged', () => checkOverwriteRefused(context));
+    } else {
+      check('replaces the image when writing to the same reference again', () => checkOverwrite(context));
+    }
     if (capabilities.signatures) {
       check('round-trips signatures', () => checkSignaturesRoundTrip(context));
     } else {
@@ -105,6 +127,7 @@ export function runTransportConformanceSuite(options: TransportConformanceOption
 
 export type {
   ConformanceOptions,
+  FixtureForm,
   TransportConformanceCapabilities,
   TransportConformanceOptions,
 } from './conformance-checks.js';

@@ -2,10 +2,18 @@
  * A small in-memory transport (`memory:/location:tag`) for testing the conformance suite and, through
  * `faults`, for showing that each conformance check fails when a transport breaks its rule.
  * Test-only: blobs are held in memory.
+ *
+ * With `storeImages`, it behaves like `docker-archive:`: the destination accepts Docker schema2 manifests
+ * only, wants layers decompressed, keeps the config digest and layer digests, and the source generates
+ * a compact Docker schema2 manifest from them (layers labelled gzip, as skopeo does). With
+ * `overwrite: 'refuse'`, opening a destination for a tag that holds an image rejects with
+ * `ERR_GANTRY_NOT_SUPPORTED`.
  */
+import { writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { type Digest, Digester } from '../digest.js';
+import { type Digest, Digester, digestOf } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
+import { MediaTypes } from '../manifest/media-types.js';
 import type {
   BlobInfo,
   BlobToWrite,
@@ -23,6 +31,7 @@ export type MemoryTransportFault =
   | 'reserialiseManifests'
   | 'unknownInstanceReturnsTopLevel'
   | 'missingImageWrongCode'
+  | 'missingImageCreatesFile'
   | 'visibleBeforeCommit'
   | 'keepPartialBlobs'
   | 'swallowStreamErrors'
@@ -32,15 +41,42 @@ export type MemoryTransportFault =
   | 'firstWriteWins'
   | 'corruptBlobs'
   | 'reportAnnouncedSize'
-  | 'reuseAnything';
+  | 'reuseAnything'
+  // Reading a tag the location does not hold returns another image of the location.
+  | 'anyTagReadsImage'
+  // storeImages faults:
+  | 'acceptAnyManifestType'
+  | 'corruptLayers'
+  | 'reencodeConfig'
+  | 'rewriteConfigPlatform'
+  | 'reverseLayers'
+  | 'misdescribeLayers'
+  | 'unstableManifest'
+  // overwrite: 'refuse' faults:
+  | 'overwriteDespiteRefusal'
+  | 'refuseWithWrongCode'
+  | 'refuseAfterRemovingImage'
+  | 'refuseLeavingFile';
 
 export interface MemoryTransportOptions {
   signatures?: boolean;
   delete?: boolean;
+  /** Store images (config and layers) and generate manifests, like `docker-archive:`. */
+  storeImages?: boolean;
+  /** What writing to a tag that holds an image does; default 'replace'. */
+  overwrite?: 'replace' | 'refuse';
   faults?: readonly MemoryTransportFault[];
 }
 
+/** What `storeImages` keeps of a manifest. */
+interface StoredImageContent {
+  configDigest: Digest;
+  layers: Array<{ digest: Digest; size: number }>;
+}
+
 interface StoredImage {
+  /** With `storeImages`, what the manifest is generated from. */
+  content?: StoredImageContent;
   topLevel: ManifestBlob;
   instances: Map<Digest, ManifestBlob>;
   signatures: Map<Digest | '', Uint8Array[]>;
@@ -105,11 +141,25 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
       policyConfigurationIdentity: () => text,
       policyConfigurationNamespaces: () => [locationName],
       async newImageSource() {
-        const stored = locations.get(locationName)?.images.get(tag);
-        if (!stored) throw notFound(text);
+        const images = locations.get(locationName)?.images;
+        const stored =
+          images?.get(tag) ?? (faults.has('anyTagReadsImage') ? [...(images?.values() ?? [])][0] : undefined);
+        if (!stored) {
+          if (faults.has('missingImageCreatesFile')) await writeFile(locationName, '');
+          throw notFound(text);
+        }
         return makeSource(reference, locationOf(locationName), stored);
       },
       async newImageDestination() {
+        const existing = locations.get(locationName)?.images;
+        if (options.overwrite === 'refuse' && existing?.has(tag) && !faults.has('overwriteDespiteRefusal')) {
+          if (faults.has('refuseAfterRemovingImage')) existing.delete(tag);
+          if (faults.has('refuseLeavingFile')) await writeFile(`${locationName}.partial`, 'left behind\n');
+          throw new GantryError(
+            faults.has('refuseWithWrongCode') ? ErrorCodes.Internal : ErrorCodes.NotSupported,
+            `memory image ${text} exists and the transport does not overwrite images`,
+          );
+        }
         return makeDestination(reference, locationName, tag);
       },
       async deleteImage() {
@@ -123,7 +173,45 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
     return reference;
   }
 
+  let generation = 0;
+  /** `storeImages`: the manifest and config a source serves, generated from what was stored. */
+  function generateImage(
+    location: Location,
+    content: StoredImageContent,
+  ): { manifest: ManifestBlob; config: { digest: Digest; bytes: Buffer } } {
+    let configBytes = location.blobs.get(content.configDigest)!;
+    if (faults.has('reencodeConfig'))
+      configBytes = Buffer.from(JSON.stringify(JSON.parse(configBytes.toString()), null, 1));
+    if (faults.has('rewriteConfigPlatform')) {
+      const config = JSON.parse(configBytes.toString());
+      config.architecture = config.architecture === 's390x' ? 'amd64' : 's390x';
+      configBytes = Buffer.from(JSON.stringify(config));
+    }
+    const configDigest =
+      faults.has('reencodeConfig') || faults.has('rewriteConfigPlatform')
+        ? digestOf(configBytes)
+        : content.configDigest;
+    const layers = faults.has('reverseLayers') ? [...content.layers].reverse() : content.layers;
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: MediaTypes.DockerManifest,
+      config: { mediaType: MediaTypes.DockerConfig, size: configBytes.byteLength, digest: configDigest },
+      layers: layers.map((layer) => ({
+        mediaType: MediaTypes.DockerLayerGzip,
+        size: layer.size + (faults.has('misdescribeLayers') ? 1 : 0),
+        digest: layer.digest,
+      })),
+      ...(faults.has('unstableManifest') ? { generation: generation++ } : {}),
+    };
+    return {
+      manifest: { bytes: Buffer.from(JSON.stringify(manifest)), mediaType: MediaTypes.DockerManifest },
+      config: { digest: configDigest, bytes: configBytes },
+    };
+  }
+
   function makeSource(reference: ImageReference, location: Location, stored: StoredImage): ImageSource {
+    const generated = stored.content ? generateImage(location, stored.content) : undefined;
+    if (generated) stored = { ...stored, topLevel: generated.manifest };
     const present = (manifest: ManifestBlob): ManifestBlob =>
       faults.has('reserialiseManifests')
         ? {
@@ -142,12 +230,16 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
         throw new GantryError(ErrorCodes.ImageNotFound, `memory image has no instance ${instanceDigest}`);
       },
       async getBlob(info: BlobInfo) {
-        const bytes = location.blobs.get(info.digest);
+        const bytes =
+          generated && info.digest === generated.config.digest
+            ? generated.config.bytes
+            : location.blobs.get(info.digest);
         if (!bytes) throw new GantryError(ErrorCodes.BlobNotFound, `memory blob ${info.digest} not found`);
+        const corrupt =
+          faults.has('corruptBlobs') ||
+          (faults.has('corruptLayers') && info.digest !== generated?.config.digest);
         const served =
-          faults.has('corruptBlobs') && bytes.byteLength > 0
-            ? Buffer.concat([bytes.subarray(1), Buffer.from('!')])
-            : bytes;
+          corrupt && bytes.byteLength > 0 ? Buffer.concat([bytes.subarray(1), Buffer.from('!')]) : bytes;
         return { stream: Readable.from([served]), size: served.byteLength };
       },
       async getSignatures(instanceDigest?: Digest) {
@@ -162,6 +254,7 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
     const instances = new Map<Digest, ManifestBlob>();
     const signatures = new Map<Digest | '', Uint8Array[]>();
     let topLevel: ManifestBlob | undefined;
+    let content: StoredImageContent | undefined;
     let committed = false;
     let closed = false;
     const publish = () => {
@@ -171,13 +264,18 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
         throw new GantryError(ErrorCodes.Internal, 'memory destination: commit() without a manifest');
       if (faults.has('firstWriteWins') && location.images.has(tag)) return;
       if (faults.has('oneImagePerLocation')) location.images.clear();
-      location.images.set(tag, { topLevel, instances: new Map(instances), signatures: new Map(signatures) });
+      location.images.set(tag, {
+        topLevel,
+        instances: new Map(instances),
+        signatures: new Map(signatures),
+        ...(content ? { content } : {}),
+      });
     };
     return {
       reference,
       properties: {
-        supportedManifestMimeTypes: undefined,
-        desiredLayerCompression: 'preserve',
+        supportedManifestMimeTypes: options.storeImages ? [MediaTypes.DockerManifest] : undefined,
+        desiredLayerCompression: options.storeImages ? 'decompress' : 'preserve',
         acceptsForeignLayerURLs: false,
         mustMatchRuntimeOS: false,
         supportsSignatures: options.signatures ?? false,
@@ -222,6 +320,25 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
       },
       async putManifest(manifest: Uint8Array, mediaType: string, instanceDigest?: Digest) {
         const blob = { bytes: Buffer.from(manifest), mediaType };
+        if (options.storeImages) {
+          const parsed = JSON.parse(Buffer.from(manifest).toString()) as {
+            config?: { digest: Digest };
+            layers?: Array<{ digest: Digest; size: number }>;
+          };
+          if (mediaType !== MediaTypes.DockerManifest && !faults.has('acceptAnyManifestType')) {
+            throw new GantryError(
+              ErrorCodes.UnsupportedManifestType,
+              `memory image store: unsupported manifest type ${mediaType}`,
+            );
+          }
+          if (instanceDigest || !parsed.config) {
+            throw new GantryError(ErrorCodes.NotSupported, 'memory image store: single images only');
+          }
+          content = {
+            configDigest: parsed.config.digest,
+            layers: (parsed.layers ?? []).map((layer) => ({ digest: layer.digest, size: layer.size })),
+          };
+        }
         if (instanceDigest) instances.set(instanceDigest, blob);
         else topLevel = blob;
         if (faults.has('visibleBeforeCommit') && !instanceDigest) publish();

@@ -260,4 +260,11 @@ export interface Transport {
   parseReference(reference: string): ImageReference;
   /** Checks that `scope` is valid as a policy.json scope for this transport; throws if not. */
   validatePolicyConfigurationScope(scope: string): void;
+  /**
+   * Optional: every tag of the repository (or archive) `reference` belongs to, in the order the
+   * storage lists them; the reference's own tag or digest is ignored. Used by `inspect` (RepoTags)
+   * and `list-tags`; transports without tags leave it undefined. A repository that does not exist →
+   * `ERR_GANTRY_IMAGE_NOT_FOUND`; `reference` must come from this transport.
+   */
+  listTags?(reference: ImageReference, context?: TransportContext): Promise<string[]>;
 }
