@@ -110,24 +110,98 @@ const layouts = {
   }),
 };
 
+/** A port free right now on 127.0.0.1. */
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/**
+ * Starts the real registry on plain HTTP, 127.0.0.1 and a free port, storage under the work
+ * directory, access log off (it would cost both tools the same, and only add noise). Returns its
+ * `host:port` and a `stop` that kills it by PID.
+ */
+async function startRegistry() {
+  const directory = join(workDirectory, 'registry');
+  await rm(directory, { recursive: true, force: true });
+  await mkdir(join(directory, 'storage'), { recursive: true });
+  const port = await freePort();
+  const config = {
+    version: 0.1,
+    log: { level: 'error', formatter: 'text', accesslog: { disabled: true } },
+    storage: {
+      filesystem: { rootdirectory: join(directory, 'storage') },
+      delete: { enabled: true },
+      maintenance: { uploadpurging: { enabled: false } },
+    },
+    http: { addr: `127.0.0.1:${port}`, secret: 'gantry-bench-secret' },
+  };
+  const configPath = join(directory, 'config.yml');
+  await writeFile(configPath, JSON.stringify(config, null, 2));
+  const child = spawn(registryBinary, ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let output = '';
+  child.stderr.setEncoding('utf8').on('data', (text) => {
+    output = (output + text).slice(-4000);
+  });
+  const kill = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.on('exit', kill);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited before answering: ${output}`);
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/v2/`);
+      await response.arrayBuffer();
+      if (response.status === 200) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) throw new Error(`docker-registry did not answer within 30 s: ${output}`);
+    await new Promise((done) => setTimeout(done, 50));
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    async stop() {
+      const exited = new Promise((done) => child.once('exit', done));
+      kill();
+      await exited;
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
 const policy = ['--insecure-policy'];
-const scenarios = [
+const quarterMiB = Math.max(1, largeLayerMiB >> 2);
+const localScenarios = [
   {
     name: 'oci-to-dir-large',
     description: `oci → dir, one ${largeLayerMiB} MiB layer`,
-    args: (destination) => [...policy, 'copy', '-q', `oci:${layouts.large}:bench`, `dir:${destination}`],
+    args: ({ destination }) => [...policy, 'copy', '-q', `oci:${layouts.large}:bench`, `dir:${destination}`],
     memoryCheck: true,
   },
   {
     name: 'oci-to-dir-quarter',
-    description: `oci → dir, one ${Math.max(1, largeLayerMiB >> 2)} MiB layer (memory vs layer size)`,
-    args: (destination) => [...policy, 'copy', '-q', `oci:${layouts.quarter}:bench`, `dir:${destination}`],
+    description: `oci → dir, one ${quarterMiB} MiB layer (memory vs layer size)`,
+    args: ({ destination }) => [
+      ...policy,
+      'copy',
+      '-q',
+      `oci:${layouts.quarter}:bench`,
+      `dir:${destination}`,
+    ],
     memoryCheck: true,
   },
   {
     name: 'oci-to-oci-many-layers',
     description: 'oci → oci, 16 layers of 16 MiB',
-    args: (destination) => [
+    args: ({ destination }) => [
       ...policy,
       'copy',
       '-q',
@@ -138,14 +212,163 @@ const scenarios = [
   {
     name: 'oci-to-dir-many-layers',
     description: 'oci → dir, 16 layers of 16 MiB',
-    args: (destination) => [...policy, 'copy', '-q', `oci:${layouts.manyLayers}:bench`, `dir:${destination}`],
+    args: ({ destination }) => [
+      ...policy,
+      'copy',
+      '-q',
+      `oci:${layouts.manyLayers}:bench`,
+      `dir:${destination}`,
+    ],
   },
   {
     name: 'inspect-oci',
     description: `inspect oci: (${largeLayerMiB} MiB layer image)`,
     args: () => [...policy, 'inspect', `oci:${layouts.large}:bench`],
   },
-].filter((scenario) => !flags.only || flags.only.split(',').includes(scenario.name));
+];
+
+/**
+ * Registry scenarios: `copy` only, with TLS verification off on the registry side (plain HTTP).
+ * `source`/`destination` name images as `transport:reference`; `registry` is `host:port`; `repository`
+ * is new for every run of every tool (pushes and mounts start from an empty repository).
+ */
+const registryScenarios = [
+  {
+    name: 'registry-to-oci-many-layers',
+    description: 'registry → oci pull, 16 layers of 16 MiB',
+    copy: ({ registry, destination }) => [`docker://${registry}/bench/many:v1`, `oci:${destination}:bench`],
+  },
+  {
+    name: 'oci-to-registry-many-layers',
+    description: 'oci → registry push to a new repo, 16 × 16 MiB',
+    copy: ({ registry, repository }) => [
+      `oci:${layouts.manyLayers}:bench`,
+      `docker://${registry}/${repository}:v1`,
+    ],
+  },
+  {
+    name: 'registry-to-registry-mount',
+    description: 'registry → registry, new repo (mounts), 16 × 16 MiB',
+    copy: ({ registry, repository }) => [
+      `docker://${registry}/bench/many:v1`,
+      `docker://${registry}/${repository}:v1`,
+    ],
+  },
+  {
+    name: 'oci-to-registry-repush',
+    description: 'oci → registry re-push, image already there, 16 × 16 MiB',
+    copy: ({ registry }) => [`oci:${layouts.manyLayers}:bench`, `docker://${registry}/bench/many:v1`],
+  },
+  {
+    name: 'registry-to-oci-large',
+    description: `registry → oci pull, one ${largeLayerMiB} MiB layer`,
+    copy: ({ registry, destination }) => [`docker://${registry}/bench/large:v1`, `oci:${destination}:bench`],
+    memoryCheck: true,
+  },
+  {
+    name: 'registry-to-oci-quarter',
+    description: `registry → oci pull, one ${quarterMiB} MiB layer (memory vs size)`,
+    copy: ({ registry, destination }) => [
+      `docker://${registry}/bench/quarter:v1`,
+      `oci:${destination}:bench`,
+    ],
+    memoryCheck: true,
+  },
+  {
+    name: 'oci-to-registry-large',
+    description: `oci → registry push to a new repo, one ${largeLayerMiB} MiB layer`,
+    copy: ({ registry, repository }) => [
+      `oci:${layouts.large}:bench`,
+      `docker://${registry}/${repository}:v1`,
+    ],
+    memoryCheck: true,
+  },
+  {
+    name: 'oci-to-registry-quarter',
+    description: `oci → registry push to a new repo, one ${quarterMiB} MiB layer (memory vs size)`,
+    copy: ({ registry, repository }) => [
+      `oci:${layouts.quarter}:bench`,
+      `docker://${registry}/${repository}:v1`,
+    ],
+    memoryCheck: true,
+  },
+];
+
+const selected = (scenario) => !flags.only || flags.only.split(',').includes(scenario.name);
+const scenarios = [
+  ...localScenarios.filter(selected),
+  ...registryScenarios.filter(selected).map((scenario) => ({ ...scenario, registry: true })),
+];
+
+let registry;
+/** How gantry runs registry copies: the CLI when it takes `--src/--dest-tls-verify` and docker://, else the library script. */
+let gantryRegistryMode = 'cli';
+if (scenarios.some((scenario) => scenario.registry)) {
+  registry = await startRegistry();
+  console.error(`Registry at ${registry.host}; pushing the benchmark images with skopeo…`);
+  for (const [name, layout] of [
+    ['many', layouts.manyLayers],
+    ['large', layouts.large],
+    ['quarter', layouts.quarter],
+  ]) {
+    execFileSync('skopeo', [
+      ...policy,
+      'copy',
+      '-q',
+      '--dest-tls-verify=false',
+      `oci:${layout}:bench`,
+      `docker://${registry.host}/bench/${name}:v1`,
+    ]);
+  }
+  const probe = spawnSync(
+    process.execPath,
+    [gantryBin, ...policy, 'inspect', '--tls-verify=false', `docker://${registry.host}/bench/many:v1`],
+    { encoding: 'utf8' },
+  );
+  if (probe.status !== 0) {
+    gantryRegistryMode = 'library';
+    console.error(
+      `  The gantry CLI cannot copy to and from this registry yet (${probe.stderr.trim().split('\n').at(-1)}):\n` +
+        '  registry rows run apps/bench/src/gantry-library-copy.mjs (core copyImage, same packages) instead.',
+    );
+  }
+}
+
+/** The command line of one run: `{ command, args }` for each tool. */
+function commandFor(tool, scenario, parameters) {
+  if (!scenario.registry)
+    return { command: tool.command, args: [...tool.prefix, ...scenario.args(parameters)] };
+  const [source, destination] = scenario.copy(parameters);
+  if (tool.name === 'skopeo') {
+    return {
+      command: 'skopeo',
+      args: [
+        ...policy,
+        'copy',
+        '-q',
+        '--src-tls-verify=false',
+        '--dest-tls-verify=false',
+        source,
+        destination,
+      ],
+    };
+  }
+  if (gantryRegistryMode === 'library')
+    return { command: process.execPath, args: [gantryLibraryCopy, source, destination] };
+  return {
+    command: process.execPath,
+    args: [
+      gantryBin,
+      ...policy,
+      'copy',
+      '-q',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      source,
+      destination,
+    ],
+  };
+}
 
 const tools = [
   { name: 'gantry', command: process.execPath, prefix: [gantryBin] },
@@ -154,41 +377,59 @@ const tools = [
 
 const results = [];
 let memoryFailures = 0;
-for (const scenario of scenarios) {
-  const row = { scenario: scenario.name, description: scenario.description };
-  for (const tool of tools) {
-    const samples = [];
+const runId = Date.now().toString(36);
+try {
+  for (const scenario of scenarios) {
+    const row = { scenario: scenario.name, description: scenario.description };
+    if (scenario.registry) row.gantryRuns = gantryRegistryMode === 'cli' ? 'cli' : 'library script';
+    // Alternate the tools run by run, so that a slow spell of the machine hits both.
+    const samples = { gantry: [], skopeo: [] };
     for (let run = 0; run < runs; run += 1) {
-      const destination = join(workDirectory, `out-${tool.name}-${scenario.name}`);
-      await rm(destination, { recursive: true, force: true });
-      samples.push(measure(tool.command, [...tool.prefix, ...scenario.args(destination)]));
-      await rm(destination, { recursive: true, force: true });
+      for (const tool of tools) {
+        const destination = join(workDirectory, `out-${tool.name}-${scenario.name}`);
+        await rm(destination, { recursive: true, force: true });
+        const parameters = {
+          destination,
+          registry: registry?.host,
+          repository: `bench-${runId}/${scenario.name}-${tool.name}-${run}`,
+        };
+        const { command, args } = commandFor(tool, scenario, parameters);
+        samples[tool.name].push(measure(command, args));
+        await rm(destination, { recursive: true, force: true });
+      }
     }
-    row[tool.name] = {
-      medianSeconds: median(samples.map((sample) => sample.seconds)),
-      peakMiB: Math.max(...samples.map((sample) => sample.peakMiB)),
-      samples,
-    };
+    for (const tool of tools) {
+      row[tool.name] = {
+        medianSeconds: median(samples[tool.name].map((sample) => sample.seconds)),
+        peakMiB: Math.max(...samples[tool.name].map((sample) => sample.peakMiB)),
+        samples: samples[tool.name],
+      };
+    }
+    row.ratio = row.gantry.medianSeconds / row.skopeo.medianSeconds;
+    if (scenario.memoryCheck) {
+      row.memoryWithinLimit = row.gantry.peakMiB < memoryLimitMiB;
+      if (!row.memoryWithinLimit) memoryFailures += 1;
+    }
+    results.push(row);
+    console.error(
+      `  ${scenario.name}: gantry ${row.gantry.medianSeconds.toFixed(2)} s, skopeo ${row.skopeo.medianSeconds.toFixed(2)} s`,
+    );
   }
-  row.ratio = row.gantry.medianSeconds / row.skopeo.medianSeconds;
-  if (scenario.memoryCheck) {
-    row.memoryWithinLimit = row.gantry.peakMiB < memoryLimitMiB;
-    if (!row.memoryWithinLimit) memoryFailures += 1;
-  }
-  results.push(row);
-  console.error(
-    `  ${scenario.name}: gantry ${row.gantry.medianSeconds.toFixed(2)} s, skopeo ${row.skopeo.medianSeconds.toFixed(2)} s`,
-  );
+} finally {
+  await registry?.stop();
 }
 
 const pad = (value, width) => String(value).padEnd(width);
 console.log(`Gantry vs ${skopeoVersion}; ${runs} runs each; median wall time, peak RSS`);
+if (registry && gantryRegistryMode === 'library') {
+  console.log('rows with a registry: gantry ran as core copyImage through gantry-library-copy.mjs, not the CLI');
+}
 console.log(
-  `${pad('scenario', 28)}${pad('gantry s', 10)}${pad('skopeo s', 10)}${pad('ratio', 8)}${pad('gantry MiB', 12)}${pad('skopeo MiB', 12)}memory`,
+  `${pad('scenario', 30)}${pad('gantry s', 10)}${pad('skopeo s', 10)}${pad('ratio', 8)}${pad('gantry MiB', 12)}${pad('skopeo MiB', 12)}memory`,
 );
 for (const row of results) {
   console.log(
-    `${pad(row.scenario, 28)}${pad(row.gantry.medianSeconds.toFixed(2), 10)}${pad(row.skopeo.medianSeconds.toFixed(2), 10)}${pad(
+    `${pad(row.scenario, 30)}${pad(row.gantry.medianSeconds.toFixed(2), 10)}${pad(row.skopeo.medianSeconds.toFixed(2), 10)}${pad(
       row.ratio.toFixed(2),
       8,
     )}${pad(row.gantry.peakMiB.toFixed(0), 12)}${pad(row.skopeo.peakMiB.toFixed(0), 12)}${
@@ -202,7 +443,7 @@ for (const row of results) {
 }
 await writeFile(
   join(process.cwd(), 'bench-results.json'),
-  `${JSON.stringify({ skopeoVersion, node: process.version, runs, results }, null, 2)}\n`,
+  `${JSON.stringify({ skopeoVersion, node: process.version, runs, gantryRegistryMode, results }, null, 2)}\n`,
 );
 if (!flags['work-dir']) await rm(workDirectory, { recursive: true, force: true });
 process.exitCode = memoryFailures ? 1 : 0;

@@ -20,11 +20,15 @@ const docker = createDockerTransport();
 const transports = new TransportRegistry([docker, ociTransport, dirTransport]);
 const context = { transportOptions: { docker: { tlsVerify: false } } };
 try {
-  await copyImage(transports.parseImageReference(sourceName), transports.parseImageReference(destinationName), {
-    sourceContext: context,
-    destinationContext: context,
-    policy: insecureAcceptAnythingPolicy(),
-  });
+  await copyImage(
+    transports.parseImageReference(sourceName),
+    transports.parseImageReference(destinationName),
+    {
+      sourceContext: context,
+      destinationContext: context,
+      policy: insecureAcceptAnythingPolicy(),
+    },
+  );
 } catch (error) {
   console.error(`gantry-library-copy: ${error instanceof Error ? error.message : String(error)}`);
   process.exitCode = 1;

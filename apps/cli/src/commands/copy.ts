@@ -203,6 +203,12 @@ const copyFlags: FlagSpec[] = [
     description:
       'Maximum number of image layers to be copied (pulled/pushed) simultaneously. Not setting this field will fall back to containers/image defaults.',
   },
+  {
+    name: 'authfile',
+    kind: 'string',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: skopeo's help text names the variable literally.
+    description: 'path of the authentication file. Default is ${XDG_RUNTIME_DIR}/containers/auth.json',
+  },
   ...imageFlagSpecs('src-'),
   ...imageFlagSpecs('dest-'),
   ...retryFlagSpecs,
@@ -218,7 +224,7 @@ const copyFlags: FlagSpec[] = [
     kind: 'bool',
     description:
       "Precompute digests to prevent uploading layers already on the registry using the 'docker' transport.",
-    unsupported: 'it applies to the docker transport, which is not available in gantry yet',
+    unsupported: "gantry's docker transport does not implement it yet",
   },
   {
     name: 'sign-by',

@@ -5,7 +5,9 @@ import {
   digestOf,
   ErrorCodes,
   GantryError,
+  hasErrorCode,
   type ImageManifest,
+  type ImageReference,
   type ImageSource,
   isManifestListMediaType,
   manifestDigest,
@@ -13,6 +15,7 @@ import {
   normalizeManifestMediaType,
   parseManifest,
   parseManifestList,
+  type TransportContext,
 } from '@gantry/core';
 import { UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
@@ -53,6 +56,30 @@ async function readConfig(
     );
   }
   return bytes;
+}
+
+/**
+ * The tags of the image's repository for `RepoTags`, from transports that list tags (skopeo lists them
+ * for docker:// only; other transports give []). As skopeo, a registry refusing the tag list (401/403)
+ * is a warning, not an error.
+ */
+async function repositoryTags(
+  context: CommandContext,
+  reference: ImageReference,
+  transportContext: TransportContext,
+  retry: Parameters<typeof withRetries>[1],
+): Promise<string[]> {
+  const transport = reference.transport;
+  if (transport.name !== 'docker' || typeof transport.listTags !== 'function') return [];
+  try {
+    return await withRetries(() => transport.listTags!(reference, transportContext), retry);
+  } catch (error) {
+    if (hasErrorCode(error, ErrorCodes.Unauthorized)) {
+      context.logger.warn('Registry disallows tag list retrieval; skipping');
+      return [];
+    }
+    throw wrapError('Error determining repository tags', error);
+  }
 }
 
 async function run(context: CommandContext): Promise<void> {
@@ -142,11 +169,13 @@ async function run(context: CommandContext): Promise<void> {
     }
     const reference = source.reference;
     const dockerReference = reference.dockerReference();
+    const repoTags =
+      flags.get('no-tags') === true ? [] : await repositoryTags(context, reference, transportContext, retry);
     const output = buildInspectOutput({
       ...(dockerReference ? { name: dockerReference.name } : {}),
       manifest,
       ...(configBytes ? { config: configBytes } : {}),
-      repoTags: [],
+      repoTags,
       digest: manifestDigest(topLevel.bytes),
     });
     context.print(renderFormatted(format, output, inspectTemplateData(output), 'gantry inspect'));

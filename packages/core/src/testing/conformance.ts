@@ -41,8 +41,8 @@ import { listPresetNames, singleImagePresetNames } from './fixture-presets.js';
  *   with the same config (digest, bytes, platform) and layer DiffIDs under a stable, self-consistent
  *   generated manifest; an unknown instance is `ERR_GANTRY_IMAGE_NOT_FOUND`;
  * - a missing image (a location that does not exist; reading it creates no file), and an image closed
- *   without `commit()`, are `ERR_GANTRY_IMAGE_NOT_FOUND`; so is a tag that an existing location does not hold (capability
- *   `tagSelectsImage`, by default `severalImagesPerLocation`);
+ *   without `commit()`, are `ERR_GANTRY_IMAGE_NOT_FOUND`; so is a tag that an existing location does not
+ *   hold (capability `tagSelectsImage`, by default `severalImagesPerLocation`);
  * - a `putBlob` whose stream errors, or whose `verifyingStage` fails (`ERR_GANTRY_DIGEST_MISMATCH`), rejects
  *   and stores nothing under the announced digest, and the destination still commits other blobs;
  * - `putBlob` without a digest or size stores the blob under the digest it computes and reports it;

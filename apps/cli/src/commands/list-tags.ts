@@ -1,0 +1,109 @@
+import {
+  ErrorCodes,
+  formatInspectJson,
+  GantryError,
+  type ImageReference,
+  isNameOnly,
+  parseNormalizedNamed,
+  splitTransportReference,
+} from '@gantry/core';
+import { UsageError } from '../args.js';
+import type { CommandContext, CommandDefinition } from '../context.js';
+import { withRetries, wrapError } from '../errors.js';
+import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+
+/** The image flags skopeo's list-tags has (no shared blob directory, no daemon host). */
+const listTagsImageFlags = new Set([
+  'authfile',
+  'cert-dir',
+  'creds',
+  'no-creds',
+  'password',
+  'registry-token',
+  'tls-verify',
+  'username',
+]);
+
+/**
+ * docker:// takes a repository only, as skopeo: `docker://name` without tag or digest (the docker
+ * transport's references always carry a tag, so the check is on the text given).
+ */
+function checkDockerRepositoryName(input: string): void {
+  const { reference } = splitTransportReference(input);
+  if (!reference.startsWith('//')) {
+    throw new UsageError(`docker: image reference ${input} does not start with docker://`);
+  }
+  let named: ReturnType<typeof parseNormalizedNamed>;
+  try {
+    named = parseNormalizedNamed(reference.slice(2));
+  } catch (error) {
+    throw wrapError(`Failed to parse image reference ${input}`, error);
+  }
+  if (!isNameOnly(named)) throw new UsageError('No tag or digest allowed in reference');
+}
+
+async function run(context: CommandContext): Promise<void> {
+  const { flags, positionals, signal } = context;
+  if (positionals.length !== 1) throw new UsageError('Exactly one non-option argument expected');
+  const imageName = positionals[0]!;
+  const registry = await context.transports();
+  const { transport: transportName } = splitTransportReference(imageName);
+  const transport = registry.get(transportName);
+  if (transport !== undefined && typeof transport.listTags !== 'function') {
+    const supported = registry
+      .list()
+      .map((entry) => entry.transport)
+      .filter((candidate) => typeof candidate.listTags === 'function')
+      .map((candidate) => candidate.name);
+    throw new GantryError(
+      ErrorCodes.NotSupported,
+      `Unsupported transport '${transportName}' for tag listing. Only supported: ${supported.join(', ')}`,
+    );
+  }
+  if (transportName === 'docker') checkDockerRepositoryName(imageName);
+  let reference: ImageReference;
+  try {
+    reference = registry.parseImageReference(imageName);
+  } catch (error) {
+    throw wrapError(`Invalid image reference ${imageName}`, error);
+  }
+  const listTags = reference.transport.listTags!.bind(reference.transport);
+  const transportContext = transportContextFrom(context.global, flags, '', signal);
+  const retryTimes = (flags.get('retry-times') as number | undefined) ?? 0;
+  let tags: string[];
+  try {
+    tags = await withRetries(() => listTags(reference, transportContext), {
+      retryTimes,
+      retryDelayMs: undefined,
+      signal,
+      onRetry: (attempt, error, delayMs) =>
+        context.logger.warn(
+          `Failed, retrying in ${(delayMs / 1000).toFixed(0)}s (${attempt}/${retryTimes}): ${(error as Error).message}`,
+        ),
+    });
+  } catch (error) {
+    throw wrapError('Error listing repository tags', error);
+  }
+  const repository = reference.dockerReference()?.name ?? imageName;
+  context.print(`${formatInspectJson({ Repository: repository, Tags: tags })}\n`);
+}
+
+/** `gantry list-tags REPOSITORY`: skopeo list-tags, for every transport that lists tags. */
+export const listTagsCommand: CommandDefinition = {
+  name: 'list-tags',
+  use: 'list-tags [command options] SOURCE-IMAGE',
+  short: 'List tags in the transport/repository specified by the SOURCE-IMAGE',
+  long: `Return the list of tags from the transport/repository "SOURCE-IMAGE"
+
+Supported transports:
+{transports}
+
+See skopeo-list-tags(1) section "REPOSITORY NAMES" for the expected format
+`,
+  examples: 'gantry list-tags docker://registry.example.com/repository',
+  flags: [
+    ...imageFlagSpecs('').filter((flag) => listTagsImageFlags.has(flag.name)),
+    ...retryFlagSpecs.filter((flag) => flag.name === 'retry-times'),
+  ],
+  run,
+};
