@@ -7,8 +7,9 @@
 //
 // The registry scenarios run against one real registry (Debian's docker-registry, CNCF Distribution)
 // started for the benchmark on a free 127.0.0.1 port with its own storage, stopped at the end. Both
-// tools get the same images in the same state: pushes and mounts go to a new repository each run,
-// pulls read and re-pushes write an image pushed (by skopeo) before any measurement.
+// tools get the same images in the same state: pushes go to a new empty registry each run (skopeo's
+// persistent blob info cache would otherwise turn them into mounts), mounts to a new repository each
+// run; pulls read and re-pushes write an image pushed (by skopeo) before any measurement.
 //
 //   pnpm bench [-- --runs 5 --layer-mib 1024 --work-dir /var/tmp/gantry-bench --only oci-to-dir-large]
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -127,8 +128,8 @@ function freePort() {
  * directory, access log off (it would cost both tools the same, and only add noise). Returns its
  * `host:port` and a `stop` that kills it by PID.
  */
-async function startRegistry() {
-  const directory = join(workDirectory, 'registry');
+async function startRegistry(name = 'registry') {
+  const directory = join(workDirectory, name);
   await rm(directory, { recursive: true, force: true });
   await mkdir(join(directory, 'storage'), { recursive: true });
   const port = await freePort();
@@ -241,6 +242,7 @@ const registryScenarios = [
   {
     name: 'oci-to-registry-many-layers',
     description: 'oci → registry push to a new repo, 16 × 16 MiB',
+    freshRegistry: true,
     copy: ({ registry, repository }) => [
       `oci:${layouts.manyLayers}:bench`,
       `docker://${registry}/${repository}:v1`,
@@ -277,6 +279,7 @@ const registryScenarios = [
   {
     name: 'oci-to-registry-large',
     description: `oci → registry push to a new repo, one ${largeLayerMiB} MiB layer`,
+    freshRegistry: true,
     copy: ({ registry, repository }) => [
       `oci:${layouts.large}:bench`,
       `docker://${registry}/${repository}:v1`,
@@ -286,6 +289,7 @@ const registryScenarios = [
   {
     name: 'oci-to-registry-quarter',
     description: `oci → registry push to a new repo, one ${quarterMiB} MiB layer (memory vs size)`,
+    freshRegistry: true,
     copy: ({ registry, repository }) => [
       `oci:${layouts.quarter}:bench`,
       `docker://${registry}/${repository}:v1`,
@@ -339,35 +343,15 @@ function commandFor(tool, scenario, parameters) {
   if (!scenario.registry)
     return { command: tool.command, args: [...tool.prefix, ...scenario.args(parameters)] };
   const [source, destination] = scenario.copy(parameters);
-  if (tool.name === 'skopeo') {
-    return {
-      command: 'skopeo',
-      args: [
-        ...policy,
-        'copy',
-        '-q',
-        '--src-tls-verify=false',
-        '--dest-tls-verify=false',
-        source,
-        destination,
-      ],
-    };
-  }
-  if (gantryRegistryMode === 'library')
+  if (tool.name === 'gantry' && gantryRegistryMode === 'library')
     return { command: process.execPath, args: [gantryLibraryCopy, source, destination] };
-  return {
-    command: process.execPath,
-    args: [
-      gantryBin,
-      ...policy,
-      'copy',
-      '-q',
-      '--src-tls-verify=false',
-      '--dest-tls-verify=false',
-      source,
-      destination,
-    ],
-  };
+  // The same flags for both tools: TLS verification off on the side(s) that are the registry.
+  const tlsFlags = [
+    ...(source.startsWith('docker://') ? ['--src-tls-verify=false'] : []),
+    ...(destination.startsWith('docker://') ? ['--dest-tls-verify=false'] : []),
+  ];
+  const args = [...policy, 'copy', '-q', ...tlsFlags, source, destination];
+  return { command: tool.command, args: [...tool.prefix, ...args] };
 }
 
 const tools = [
@@ -393,8 +377,17 @@ try {
           registry: registry?.host,
           repository: `bench-${runId}/${scenario.name}-${tool.name}-${run}`,
         };
+        // A push goes to a registry of its own, new and empty, on a new port: skopeo's blob info
+        // cache (which outlives the process) then knows no repository to mount from, and gantry
+        // (which keeps no such cache) has nothing to find either; both upload every blob.
+        const pushRegistry = scenario.freshRegistry ? await startRegistry('push-registry') : undefined;
+        if (pushRegistry) parameters.registry = pushRegistry.host;
         const { command, args } = commandFor(tool, scenario, parameters);
-        samples[tool.name].push(measure(command, args));
+        try {
+          samples[tool.name].push(measure(command, args));
+        } finally {
+          await pushRegistry?.stop();
+        }
         await rm(destination, { recursive: true, force: true });
       }
     }
@@ -422,7 +415,9 @@ try {
 const pad = (value, width) => String(value).padEnd(width);
 console.log(`Gantry vs ${skopeoVersion}; ${runs} runs each; median wall time, peak RSS`);
 if (registry && gantryRegistryMode === 'library') {
-  console.log('rows with a registry: gantry ran as core copyImage through gantry-library-copy.mjs, not the CLI');
+  console.log(
+    'rows with a registry: gantry ran as core copyImage through gantry-library-copy.mjs, not the CLI',
+  );
 }
 console.log(
   `${pad('scenario', 30)}${pad('gantry s', 10)}${pad('skopeo s', 10)}${pad('ratio', 8)}${pad('gantry MiB', 12)}${pad('skopeo MiB', 12)}memory`,

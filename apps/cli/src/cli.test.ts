@@ -36,7 +36,34 @@ describe('usage errors (exit 1, skopeo wording, nothing on stdout)', () => {
       ['--insecure-policy', 'copy', '--multi-arch', 'x', 'oci:/a', 'oci:/b'],
       `unknown multi-arch option \\"x\\"`,
     ],
-    [['inspect', '--creds', 'u:p', 'oci:/x'], '--creds is not supported by gantry'],
+    [['inspect', '--src-daemon-host', 'unix:///x', 'oci:/x'], 'unknown flag: --src-daemon-host'],
+    [['inspect', '--daemon-host', 'unix:///x', 'oci:/x'], '--daemon-host is not supported by gantry'],
+    [
+      ['--insecure-policy', 'copy', '--sign-by', 'ABCD', 'oci:/a', 'oci:/b'],
+      '--sign-by is not supported by gantry: signing images is not available in gantry yet',
+    ],
+    [
+      ['inspect', '--creds', 'u:p', '--no-creds', 'oci:/x'],
+      'creds and no-creds cannot be specified at the same time',
+    ],
+    [
+      ['inspect', '--creds', 'u:p', '--username', 'u', 'oci:/x'],
+      'creds and username cannot be specified at the same time',
+    ],
+    [['inspect', '--username', 'u', 'oci:/x'], 'password must be specified when username is specified'],
+    [
+      ['--insecure-policy', 'copy', '--dest-password', 'p', 'oci:/a', 'oci:/b'],
+      'username must be specified when password is specified',
+    ],
+    [['list-tags', 'docker://127.0.0.1:1/repo:tag'], 'msg="No tag or digest allowed in reference"'],
+    [['list-tags', 'oci:/x'], "Unsupported transport 'oci' for tag listing. Only supported: docker"],
+    [
+      ['login', '-p', 'x', '--password-stdin', '127.0.0.1:1'],
+      "Can't specify both --password-stdin and --password",
+    ],
+    [['login'], 'please provide a registry to login to'],
+    [['logout'], 'please provide a registry to logout from'],
+    [['logout', '--all', '127.0.0.1:1'], '--all takes no arguments'],
     [['sync', 'oci:/x', 'dir:/y'], 'gantry does not implement the skopeo command \\"sync\\" yet'],
     [['manifest-digest'], 'msg="Usage: gantry manifest-digest manifest"'],
   ];
@@ -78,7 +105,16 @@ describe('help and version', () => {
     expect(root.code).toBe(0);
     expect(root.stdout.toString()).toContain('Available Commands:\n  copy ');
     expect(root.stdout.toString()).toContain('      --insecure-policy ');
-    for (const command of ['copy', 'inspect', 'manifest-digest', 'transports']) {
+    for (const command of [
+      'copy',
+      'delete',
+      'inspect',
+      'list-tags',
+      'login',
+      'logout',
+      'manifest-digest',
+      'transports',
+    ]) {
       for (const argv of [
         [command, '--help'],
         [command, '-h'],
@@ -93,6 +129,10 @@ describe('help and version', () => {
     const inspectHelp = (await runGantry(['inspect', '--help'])).stdout.toString();
     expect(inspectHelp).toContain('  -f, --format string ');
     expect(inspectHelp).toMatch(/Supported transports:\n.*\boci\b/);
+    const listTagsHelp = (await runGantry(['list-tags', '--help'])).stdout.toString();
+    const listed = /Supported transports:\n(.*)\n/.exec(listTagsHelp)?.[1]?.split(', ');
+    expect(listed).toContain('docker');
+    expect(listed).not.toContain('oci');
     const copyHelp = (await runGantry(['help', 'copy'])).stdout.toString();
     expect(copyHelp).toContain('      --dest-oci-accept-uncompressed-layers ');
     expect(copyHelp).toContain('  -q, --quiet ');

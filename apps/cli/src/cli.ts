@@ -187,7 +187,8 @@ function globalOptionsFrom(values: Map<string, FlagValue>): GlobalOptions {
     temporaryDirectory: text('tmpdir'),
     platform,
     commandTimeoutMs: timeout !== undefined && timeout > 0 ? timeout : undefined,
-    tlsVerify: typeof values.get('tls-verify') === 'boolean' ? (values.get('tls-verify') as boolean) : undefined,
+    tlsVerify:
+      typeof values.get('tls-verify') === 'boolean' ? (values.get('tls-verify') as boolean) : undefined,
   };
 }
 
@@ -249,10 +250,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       });
       return registryPromise;
     };
-    const transportNames = async () => {
+    const transportNames = async (command?: CommandDefinition) => {
       try {
         return (await transports())
           .list()
+          .filter((entry) => command?.supportsTransport?.(entry.transport) ?? true)
           .map((entry) => entry.transport.name)
           .join(', ');
       } catch {
@@ -266,7 +268,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       if (target !== undefined && !helped) {
         throw new UsageError(`Unknown help topic [\`${target}\`]`);
       }
-      io.stdout.write(helped ? commandHelp(helped, await transportNames()) : rootHelp());
+      io.stdout.write(helped ? commandHelp(helped, await transportNames(helped)) : rootHelp());
       return ExitCodes.success;
     }
     command = commands.find((candidate) => candidate.name === name);
@@ -288,7 +290,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     const parsed = parseArguments(rest, [...command.flags, ...globalFlags, helpFlag(command.name)]);
     if (parsed.values.get('help') === true) {
-      io.stdout.write(commandHelp(command, await transportNames()));
+      io.stdout.write(commandHelp(command, await transportNames(command)));
       return ExitCodes.success;
     }
     const globalValues = new Map(rootParsed.values);

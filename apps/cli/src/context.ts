@@ -1,4 +1,4 @@
-import type { PlatformOverrides, TransportRegistry } from '@gantry/core';
+import type { PlatformOverrides, Transport, TransportRegistry } from '@gantry/core';
 import type { FlagSpec, FlagValue } from './args.js';
 import type { Logger } from './logger.js';
 
@@ -60,5 +60,7 @@ export interface CommandDefinition {
   long: string;
   examples?: string;
   flags: FlagSpec[];
+  /** The transports listed in the help's `{transports}`; default every installed one. */
+  supportsTransport?(transport: Transport): boolean;
   run(context: CommandContext): Promise<void>;
 }

@@ -4,7 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { abortError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
-import { Agent, type Dispatcher, Pool, ProxyAgent } from 'undici';
+import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
+import { loadUndiciDispatchers } from './undici-dispatchers.js';
+
+const { Agent, Pool, ProxyAgent } = loadUndiciDispatchers();
 
 /** TLS settings for one registry host. */
 export interface TlsSettings {
@@ -95,7 +98,7 @@ export async function loadTlsSettings(
   return settings;
 }
 
-function connectOptions(tls: TlsSettings): Pool.Options['connect'] {
+function connectOptions(tls: TlsSettings): PoolType.Options['connect'] {
   const options: Record<string, unknown> = { rejectUnauthorized: tls.verify };
   if (tls.extraCertificateAuthorities.length > 0)
     options.ca = [...rootCertificates, ...tls.extraCertificateAuthorities];
@@ -103,7 +106,7 @@ function connectOptions(tls: TlsSettings): Pool.Options['connect'] {
     options.cert = tls.clientCertificate.certificate;
     options.key = tls.clientCertificate.key;
   }
-  return options as Pool.Options['connect'];
+  return options as PoolType.Options['connect'];
 }
 
 /** Connections per registry origin and role; requests beyond this wait for a free connection. */
@@ -188,7 +191,7 @@ export class ConnectionPools {
     return this.cached(`proxy ${role} ${proxy} ${tls.fingerprint}`, () => {
       return new ProxyAgent({
         uri: proxy,
-        requestTls: connectOptions(tls) as ProxyAgent.Options['requestTls'],
+        requestTls: connectOptions(tls) as ProxyAgentType.Options['requestTls'],
         connections: maxConnectionsPerOrigin,
         keepAliveTimeout: keepAliveTimeoutMs,
       });

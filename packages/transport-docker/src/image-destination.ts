@@ -1,10 +1,9 @@
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import {
   type BlobInfo,
   type BlobToWrite,
+  blobWriteStage,
   type Digest,
-  Digester,
-  digestAlgorithm,
   ErrorCodes,
   GantryError,
   type ImageDestination,
@@ -26,6 +25,35 @@ import type { DockerImageReference } from './reference.js';
 import { registryAccessFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
+
+/** The largest piece written to the connection at once while uploading a blob. */
+const uploadChunkBytes = 1024 * 1024;
+
+/**
+ * Passes `source`'s bytes on in pieces of at least `size` bytes (the last may be smaller), so that
+ * a stream of small reads (64 KiB from a file) makes fewer socket writes.
+ */
+export async function* gatherChunks(
+  source: AsyncIterable<Uint8Array>,
+  size: number,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  for await (const chunk of source) {
+    if (pendingBytes === 0 && chunk.byteLength >= size) {
+      yield chunk;
+      continue;
+    }
+    pending.push(chunk);
+    pendingBytes += chunk.byteLength;
+    if (pendingBytes >= size) {
+      yield Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+    }
+  }
+  if (pendingBytes > 0) yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+}
 
 /** Manifest types a registry destination accepts, most preferred first (containers/image's list). */
 export const dockerDestinationManifestMediaTypes: readonly string[] = [
@@ -55,8 +83,9 @@ export const dockerDestinationManifestMediaTypes: readonly string[] = [
  * Blobs: `tryReusingBlob` HEADs the blob in the repository, then tries a cross-repository mount from
  * each repository of the same registry where this process has seen the blob (a source's manifest or
  * an earlier upload). `putBlob` streams: POST an upload session, PATCH the bytes as they come (the
- * digest is computed on the way), PUT `?digest=` once the stream ended cleanly — so a blob whose
- * stream errors (e.g. the pipeline's digest verification) is never committed.
+ * digest is computed on the way unless `info.digest` names it: the pipeline verifies those bytes, and
+ * the registry checks the digest at the final PUT), PUT `?digest=` once the stream ended cleanly — so
+ * a blob whose stream errors (e.g. the pipeline's digest verification) is never committed.
  */
 export class DockerImageDestination implements ImageDestination {
   readonly reference: DockerImageReference;
@@ -206,14 +235,16 @@ export class DockerImageDestination implements ImageDestination {
       const sessionLocation = new URL(startLocation, `${this.client.origin}/`);
       let committed = false;
       try {
-        const digester = new Digester(info.digest ? digestAlgorithm(info.digest) : undefined);
+        // With `info.digest`, the bytes are only counted: the pipeline verifies them (the stream fails
+        // before its end on a mismatch) and the registry checks the digest again at the final PUT.
+        let written: { digest: Digest; size: number } | undefined;
+        const writeStage = blobWriteStage(info.digest, (result) => {
+          written = result;
+        });
         let streamError: unknown;
         const body = async function* () {
           try {
-            for await (const chunk of stream) {
-              digester.update(chunk as Uint8Array);
-              yield chunk as Uint8Array;
-            }
+            yield* gatherChunks(writeStage(stream as AsyncIterable<Uint8Array>), uploadChunkBytes);
           } catch (error) {
             streamError = error;
             throw error;
@@ -225,7 +256,7 @@ export class DockerImageDestination implements ImageDestination {
             method: 'PATCH',
             target: sessionLocation,
             headers: { 'content-type': 'application/octet-stream' },
-            body: Readable.from(body(), { objectMode: false }),
+            body: body(),
             signal,
             what,
           });
@@ -240,14 +271,10 @@ export class DockerImageDestination implements ImageDestination {
           throw await responseError(patch, { what, credentialsSent: this.client.hasCredentials });
         }
         await patch.body.dump();
-        const size = digester.size;
-        const digest = digester.digest();
-        if (info.digest !== undefined && digest !== info.digest) {
-          throw new GantryError(
-            ErrorCodes.DigestMismatch,
-            `${what}: digest mismatch: expected ${info.digest}, got ${digest}`,
-          );
+        if (written === undefined) {
+          throw new GantryError(ErrorCodes.Internal, `${what}: the upload ended before the blob did`);
         }
+        const { digest, size } = written;
         if (info.size >= 0 && size !== info.size) {
           throw new GantryError(
             ErrorCodes.SizeMismatch,

@@ -17,7 +17,7 @@ import type { DockerTransportState } from './transport-state.js';
 const dockerHubApiHost = 'registry-1.docker.io';
 
 /** Request bodies the client can send; streams and iterables cannot be replayed after a 401. */
-export type RequestBody = string | Uint8Array | Readable | null;
+export type RequestBody = string | Uint8Array | Readable | AsyncIterable<Uint8Array> | null;
 
 export interface RegistryRequest {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

@@ -66,7 +66,8 @@ export interface ResponseErrorOptions {
  * 401 and 403 → `ERR_GANTRY_UNAUTHORIZED`; 404 → `notFoundCode`; 405 → `ERR_GANTRY_NOT_SUPPORTED`;
  * 408, 429 and 5xx → `ERR_GANTRY_TRANSIENT` (retryable); a rejected manifest (`MANIFEST_INVALID`,
  * `MANIFEST_UNVERIFIED`, `TAG_INVALID`) → `ERR_GANTRY_UNSUPPORTED_MANIFEST_TYPE` so the copy may try
- * another format; anything else → `ERR_GANTRY_INTERNAL`.
+ * another format; a blob refused for its content (`DIGEST_INVALID`, `SIZE_INVALID`) →
+ * `ERR_GANTRY_DIGEST_MISMATCH` / `ERR_GANTRY_SIZE_MISMATCH`; anything else → `ERR_GANTRY_INTERNAL`.
  */
 export async function responseError(
   response: Dispatcher.ResponseData,
@@ -107,6 +108,12 @@ export function statusError(status: number, body: Buffer, options: ResponseError
       ErrorCodes.UnsupportedManifestType,
       `${options.what}: the registry rejected the manifest: ${detail}`,
     );
+  }
+  if (status === 400 && codes.has('DIGEST_INVALID')) {
+    return new GantryError(ErrorCodes.DigestMismatch, `${options.what}: digest mismatch: ${detail}`);
+  }
+  if (status === 400 && codes.has('SIZE_INVALID')) {
+    return new GantryError(ErrorCodes.SizeMismatch, `${options.what}: size mismatch: ${detail}`);
   }
   return new GantryError(ErrorCodes.Internal, `${options.what}: ${detail}`);
 }

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Transport } from '@gantry/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nextPageLink } from './tags.js';
 import { dockerContext } from './testing/test-helpers.js';
@@ -104,6 +105,26 @@ describe('pagination against a distribution-spec server (tags, referrers API)', 
       code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
       message: expect.stringContaining('name unknown: repository name not known to registry'),
     });
+    await transport.closeConnections();
+  });
+
+  it('implements the contract listTags(ImageReference): the tag or digest of the reference is ignored', async () => {
+    const transport = createDockerTransport();
+    const context = dockerContext({ tlsVerify: false });
+    const asContract: Transport = transport;
+    expect(await asContract.listTags?.(transport.parseReference(`//${host}/team/app:t3`), context)).toEqual(
+      allTags,
+    );
+    expect(
+      await asContract.listTags?.(
+        transport.parseReference(`//${host}/team/app@sha256:${'d'.repeat(64)}`),
+        context,
+      ),
+    ).toEqual(allTags);
+    const other = createDockerTransport().parseReference(`//${host}/team/app`);
+    await expect(transport.listTags(other, context)).rejects.toThrow(
+      /not a reference of this docker transport/,
+    );
     await transport.closeConnections();
   });
 

@@ -100,9 +100,11 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
       else if ('newImageSource' in repository) {
         const named = repository.transport === transport ? repository.dockerReference() : undefined;
         if (named === undefined) {
-          throw new GantryError(
-            ErrorCodes.Internal,
-            `${repository.transport.name}:${repository.stringWithinTransport()} is not a reference of this docker transport instance`,
+          return Promise.reject(
+            new GantryError(
+              ErrorCodes.Internal,
+              `${repository.transport.name}:${repository.stringWithinTransport()} is not a reference of this docker transport instance`,
+            ),
           );
         }
         parsed = trimToName(named);

@@ -20,11 +20,11 @@ import {
   isGantryError,
   throwIfAborted,
 } from '@gantry/core';
-import { openTarArchive, type TarArchiveReader, type TarEntry } from '@gantry/tar-archive';
-import { describeFileSystemError, errorCode } from './file-system.js';
 import {
   blobEntryName,
   checkLayoutFile,
+  describeFileSystemError,
+  errorCode,
   indexFileName,
   type LayoutIndex,
   layoutError,
@@ -33,7 +33,8 @@ import {
   maximumLayoutFileSize,
   maximumManifestSize,
   parseIndex,
-} from './layout-index.js';
+} from '@gantry/oci-layout-format';
+import { openTarArchive, type TarArchiveReader, type TarEntry } from '@gantry/tar-archive';
 
 /** An OCI archive open for reading. */
 export interface OciArchiveContents {

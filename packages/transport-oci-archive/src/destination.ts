@@ -37,7 +37,6 @@ import {
   type DigestAlgorithm,
   Digester,
   digestAlgorithm,
-  digestOf,
   ErrorCodes,
   GantryError,
   type ImageDestination,
@@ -53,30 +52,32 @@ import {
   throwIfAborted,
   verifyingStage,
 } from '@gantry/core';
-import { type OciArchiveContents, openOciArchive } from './archive.js';
-import { describeFileSystemError, errorCode, randomSuffix } from './file-system.js';
 import {
   addIndexEntry,
+  assertDestinationWritable,
   blobEntryName,
   blobsDirectoryName,
+  checkDestinationReference,
+  errorCode,
+  fileSystemFailure,
   type IndexEntry,
   indexFileName,
   type LayoutIndex,
+  layoutDestinationProperties,
   layoutFileContent,
   layoutFileName,
+  manifestStorageDigest,
   newIndexEntry,
+  randomSuffix,
   reachableDigests,
+  rejectSignatures,
+  requireTopLevelEntry,
+  reusedBlob,
   serializeIndex,
-} from './layout-index.js';
+} from '@gantry/oci-layout-format';
+import { type OciArchiveContents, openOciArchive } from './archive.js';
 import type { OciArchiveReference } from './reference.js';
 import { TarFileWriter } from './tar-file-writer.js';
-
-function fileSystemFailure(action: string, error: unknown): GantryError {
-  if (isGantryError(error)) return error;
-  return new GantryError(ErrorCodes.Internal, `${action}: ${describeFileSystemError(error)}`, {
-    cause: error,
-  });
-}
 
 /** Runs tasks one after another (the tar is written sequentially). */
 class SerialQueue {
@@ -131,23 +132,11 @@ class OciArchiveImageDestination implements ImageDestination {
     this.#handle = init.handle;
     this.#writer = new TarFileWriter(init.handle);
     this.#existing = init.existing;
-    this.properties = {
-      supportedManifestMimeTypes: [MediaTypes.OciManifest, MediaTypes.OciIndex],
-      desiredLayerCompression: init.context.ociAcceptUncompressedLayers ? 'preserve' : 'compress',
-      acceptsForeignLayerURLs: true,
-      mustMatchRuntimeOS: false,
-      supportsSignatures: false,
-      hasThreadSafePutBlob: false,
-      ignoresEmbeddedDockerReference: false,
-    };
+    this.properties = layoutDestinationProperties(init.context, { hasThreadSafePutBlob: false });
   }
 
   #assertWritable(): void {
-    if (this.#closed)
-      throw new GantryError(ErrorCodes.Internal, 'oci-archive: image destination used after close()');
-    if (this.#committed) {
-      throw new GantryError(ErrorCodes.Internal, 'oci-archive: image destination used after commit()');
-    }
+    assertDestinationWritable('oci-archive', { closed: this.#closed, committed: this.#committed });
   }
 
   /** Writes `blobs/` and `blobs/<alg>/` directory entries the first time an algorithm is used. */
@@ -244,9 +233,7 @@ class OciArchiveImageDestination implements ImageDestination {
     if (size === undefined) return { reused: false };
     if (info.size >= 0 && size !== info.size) return { reused: false };
     if (writtenSize === undefined) this.#reusedFromExisting.add(digest);
-    const blob: BlobInfo = { digest, size };
-    if (info.mediaType !== undefined) blob.mediaType = info.mediaType;
-    return { reused: true, blob };
+    return reusedBlob(info, digest, size);
   }
 
   async putManifest(
@@ -257,19 +244,7 @@ class OciArchiveImageDestination implements ImageDestination {
   ): Promise<void> {
     this.#assertWritable();
     throwIfAborted(options?.signal);
-    let digest: Digest;
-    if (instanceDigest === undefined) {
-      digest = digestOf(manifest);
-    } else {
-      digest = parseDigest(instanceDigest);
-      const actual = digestOf(manifest, digestAlgorithm(digest));
-      if (actual !== digest) {
-        throw new GantryError(
-          ErrorCodes.DigestMismatch,
-          `manifest instance ${digest}: digest mismatch: the bytes given have digest ${actual}`,
-        );
-      }
-    }
+    const digest = manifestStorageDigest(manifest, instanceDigest);
     await this.#queue.run(async () => {
       this.#assertWritable();
       if (this.#written.has(digest)) return;
@@ -293,27 +268,19 @@ class OciArchiveImageDestination implements ImageDestination {
   ): Promise<void> {
     this.#assertWritable();
     throwIfAborted(options?.signal);
-    if (signatures.length > 0) {
-      throw new GantryError(ErrorCodes.NotSupported, 'Pushing signatures for OCI images is not supported');
-    }
+    rejectSignatures(signatures);
   }
 
   async commit(options?: OperationOptions): Promise<void> {
     this.#assertWritable();
-    const topLevel = this.#topLevel;
-    if (!topLevel) {
-      throw new GantryError(
-        ErrorCodes.Internal,
-        'oci-archive: commit() called before the top-level manifest was written',
-      );
-    }
+    const topLevel = requireTopLevelEntry('oci-archive', this.#topLevel);
     const signal = options?.signal;
     await this.#queue.run(async () => {
       this.#assertWritable();
       const index: LayoutIndex = this.#existing
         ? { entries: [...this.#existing.index.entries], raw: { ...this.#existing.index.raw } }
         : { entries: [], raw: { schemaVersion: 2, mediaType: MediaTypes.OciIndex } };
-      addIndexEntry(index, topLevel);
+      addIndexEntry(index, topLevel, 'drop');
       try {
         if (this.#existing) await this.#copyKeptBlobs(this.#existing, index, signal);
         await this.#writer.addFile(layoutFileName, Buffer.from(layoutFileContent()));
@@ -396,12 +363,7 @@ export async function openOciArchiveDestination(
   context: TransportContext,
 ): Promise<ImageDestination> {
   throwIfAborted(context.signal);
-  if (reference.sourceIndex !== -1) {
-    throw new GantryError(
-      ErrorCodes.InvalidReference,
-      `Destination reference must not contain a manifest index @${reference.sourceIndex}`,
-    );
-  }
+  checkDestinationReference(reference);
   const destinationPath = reference.resolvedPath;
   let existing: OciArchiveContents | undefined;
   let stats: Awaited<ReturnType<typeof lstat>> | undefined;

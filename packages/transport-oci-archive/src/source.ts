@@ -16,15 +16,14 @@ import {
   guessManifestMediaType,
   type ImageSource,
   type ImageSourceProperties,
-  isManifestListMediaType,
   type ManifestBlob,
   type OperationOptions,
   parseDigest,
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core';
+import { findIndexEntry, instanceMediaType, listInstanceMediaTypes } from '@gantry/oci-layout-format';
 import { type OciArchiveContents, openOciArchive } from './archive.js';
-import { findIndexEntry, manifestReferences } from './layout-index.js';
 import type { OciArchiveReference } from './reference.js';
 
 async function readManifest(
@@ -69,20 +68,8 @@ class OciArchiveImageSource implements ImageSource {
 
   /** Media types of the top-level list's instances, from the list itself (empty for a single image). */
   async #instanceMediaTypes(): Promise<Map<Digest, string>> {
-    if (this.#instanceTypes) return this.#instanceTypes;
-    const types = new Map<Digest, string>();
-    const top = await this.getManifest();
-    if (isManifestListMediaType(top.mediaType)) {
-      try {
-        for (const instance of manifestReferences(top.bytes, top.mediaType, 'manifest list').manifests) {
-          if (instance.mediaType !== '') types.set(instance.digest, instance.mediaType);
-        }
-      } catch {
-        // A malformed list: the copy pipeline reports it; fall back to guessing here.
-      }
-    }
-    this.#instanceTypes = types;
-    return types;
+    this.#instanceTypes ??= listInstanceMediaTypes(await this.getManifest());
+    return this.#instanceTypes;
   }
 
   async getManifest(instanceDigest?: Digest, options?: OperationOptions): Promise<ManifestBlob> {
@@ -92,11 +79,7 @@ class OciArchiveImageSource implements ImageSource {
       return { bytes: this.#topLevel.bytes, mediaType: this.#topLevel.mediaType };
     const digest = parseDigest(instanceDigest);
     const bytes = await this.#readManifest(digest, 'manifest instance', options?.signal);
-    const mediaType =
-      (await this.#instanceMediaTypes()).get(digest) ??
-      this.#archive.index.entries.find((entry) => entry.digest === digest && entry.mediaType !== '')
-        ?.mediaType ??
-      guessManifestMediaType(bytes);
+    const mediaType = instanceMediaType(digest, bytes, await this.#instanceMediaTypes(), this.#archive.index);
     return { bytes, mediaType };
   }
 
@@ -150,10 +133,11 @@ export async function openOciArchiveSource(
     temporaryDirectory: context.temporaryDirectory,
   });
   try {
-    const entry = findIndexEntry(
-      { imageName: reference.imageName, sourceIndex: reference.sourceIndex, location: reference.path },
-      archive.index,
-    );
+    const { entry } = findIndexEntry(reference, archive.index, {
+      kind: 'OCI archive',
+      transportName: 'oci-archive',
+      path: reference.path,
+    });
     // The top-level manifest is read now: a missing or corrupt one fails the opening, not a later call.
     const bytes = await readManifest(archive, reference, entry.digest, 'manifest', context.signal);
     const mediaType = entry.mediaType !== '' ? entry.mediaType : guessManifestMediaType(bytes);

@@ -13,8 +13,8 @@
  */
 import { unlink } from 'node:fs/promises';
 import { type Digest, ErrorCodes, GantryError, type TransportContext, throwIfAborted } from '@gantry/core';
+import { describeFileSystemError, errorCode } from '@gantry/oci-layout-format';
 import { blobDirectoryKey, isBlobInUse } from './blob-usage.js';
-import { describeFileSystemError, errorCode } from './file-system.js';
 import { blobPath, layoutBlobDirectory, reachableDigests, writeIndex } from './layout.js';
 import { type LayoutLockOptions, withLayoutLock } from './lock.js';
 import type { OciReference } from './reference.js';

@@ -26,14 +26,10 @@ import {
   blobWriteStage,
   canonicalDigestAlgorithm,
   type Digest,
-  digestAlgorithm,
-  digestOf,
   ErrorCodes,
   GantryError,
   type ImageDestination,
   type ImageDestinationProperties,
-  isGantryError,
-  MediaTypes,
   type OperationOptions,
   type PutBlobOptions,
   parseDigest,
@@ -42,30 +38,35 @@ import {
   type TryReusingBlobOptions,
   throwIfAborted,
 } from '@gantry/core';
+import {
+  addIndexEntry,
+  assertDestinationWritable,
+  checkDestinationReference,
+  errorCode,
+  fileSystemFailure,
+  type IndexEntry,
+  type LayoutIndex,
+  layoutDestinationProperties,
+  manifestStorageDigest,
+  newIndexEntry,
+  randomSuffix,
+  rejectSignatures,
+  requireTopLevelEntry,
+  reusedBlob,
+} from '@gantry/oci-layout-format';
 import { BlobUsage, blobDirectoryKey } from './blob-usage.js';
-import { describeFileSystemError, errorCode, randomSuffix } from './file-system.js';
 import {
   blobPath,
   checkLayoutVersion,
   ensureLayoutFile,
   guessManifestMediaType,
-  type IndexEntry,
-  type LayoutIndex,
   layoutBlobDirectory,
   reachableDigests,
   readIndex,
-  referenceNameAnnotation,
   writeIndex,
 } from './layout.js';
 import { type LayoutLockOptions, withLayoutLock } from './lock.js';
 import type { OciReference } from './reference.js';
-
-function fileSystemFailure(action: string, error: unknown): GantryError {
-  if (isGantryError(error)) return error;
-  return new GantryError(ErrorCodes.Internal, `${action}: ${describeFileSystemError(error)}`, {
-    cause: error,
-  });
-}
 
 async function pathExists(filePath: string): Promise<boolean> {
   try {
@@ -75,31 +76,6 @@ async function pathExists(filePath: string): Promise<boolean> {
     if (errorCode(error) === 'ENOENT') return false;
     throw error;
   }
-}
-
-/**
- * Adds the entry for a newly written image to an index, as containers/image's `addManifest`: a named
- * entry takes the name away from the first older entry holding it; an older unnamed entry with the same
- * digest is replaced; otherwise the entry is appended.
- */
-export function addIndexEntry(index: LayoutIndex, entry: IndexEntry): void {
-  if (entry.referenceName !== undefined && entry.referenceName !== '') {
-    const holder = index.entries.find((existing) => existing.referenceName === entry.referenceName);
-    if (holder) {
-      const annotations = { ...(holder.raw.annotations as Record<string, unknown>) };
-      delete annotations[referenceNameAnnotation];
-      const raw = { ...holder.raw };
-      if (Object.keys(annotations).length === 0) delete raw.annotations;
-      else raw.annotations = annotations;
-      holder.raw = raw;
-      holder.referenceName = undefined;
-    }
-  }
-  const position = index.entries.findIndex(
-    (existing) => existing.digest === entry.digest && (existing.referenceName ?? '') === '',
-  );
-  if (position !== -1) index.entries[position] = entry;
-  else index.entries.push(entry);
 }
 
 class OciImageDestination implements ImageDestination {
@@ -132,21 +108,11 @@ class OciImageDestination implements ImageDestination {
     this.#createdLayoutDirectory = init.createdLayoutDirectory;
     this.#usage = init.usage;
     this.#lockOptions = init.lockOptions;
-    this.properties = {
-      supportedManifestMimeTypes: [MediaTypes.OciManifest, MediaTypes.OciIndex],
-      desiredLayerCompression: init.context.ociAcceptUncompressedLayers ? 'preserve' : 'compress',
-      acceptsForeignLayerURLs: true,
-      mustMatchRuntimeOS: false,
-      supportsSignatures: false,
-      hasThreadSafePutBlob: true,
-      ignoresEmbeddedDockerReference: false,
-    };
+    this.properties = layoutDestinationProperties(init.context, { hasThreadSafePutBlob: true });
   }
 
   #assertWritable(): void {
-    if (this.#closed) throw new GantryError(ErrorCodes.Internal, 'oci: image destination used after close()');
-    if (this.#committed)
-      throw new GantryError(ErrorCodes.Internal, 'oci: image destination used after commit()');
+    assertDestinationWritable('oci', { closed: this.#closed, committed: this.#committed });
   }
 
   /** Moves a complete, verified temporary file into place as blob `digest`. */
@@ -217,9 +183,7 @@ class OciImageDestination implements ImageDestination {
     }
     if (info.size >= 0 && size !== info.size) return { reused: false };
     this.#imageBlobs.add(digest);
-    const blob: BlobInfo = { digest, size };
-    if (info.mediaType !== undefined) blob.mediaType = info.mediaType;
-    return { reused: true, blob };
+    return reusedBlob(info, digest, size);
   }
 
   async putManifest(
@@ -230,19 +194,7 @@ class OciImageDestination implements ImageDestination {
   ): Promise<void> {
     this.#assertWritable();
     throwIfAborted(options?.signal);
-    let digest: Digest;
-    if (instanceDigest === undefined) {
-      digest = digestOf(manifest);
-    } else {
-      digest = parseDigest(instanceDigest);
-      const actual = digestOf(manifest, digestAlgorithm(digest));
-      if (actual !== digest) {
-        throw new GantryError(
-          ErrorCodes.DigestMismatch,
-          `manifest instance ${digest}: digest mismatch: the bytes given have digest ${actual}`,
-        );
-      }
-    }
+    const digest = manifestStorageDigest(manifest, instanceDigest);
     this.#usage.add(digest);
     await mkdir(this.#blobDirectory, { recursive: true });
     const temporaryPath = this.#temporaryPath();
@@ -260,17 +212,13 @@ class OciImageDestination implements ImageDestination {
       throw fileSystemFailure(`writing manifest ${digest}`, error);
     }
     if (instanceDigest !== undefined) return;
-    const effectiveType = mediaType !== '' ? mediaType : guessManifestMediaType(manifest);
-    const raw: Record<string, unknown> = { mediaType: effectiveType, digest, size: manifest.byteLength };
-    if (this.reference.imageName !== '')
-      raw.annotations = { [referenceNameAnnotation]: this.reference.imageName };
-    this.#topLevel = {
-      mediaType: effectiveType,
+    this.#topLevel = newIndexEntry(
+      manifest,
+      mediaType,
       digest,
-      size: manifest.byteLength,
-      referenceName: this.reference.imageName === '' ? undefined : this.reference.imageName,
-      raw,
-    };
+      this.reference.imageName,
+      guessManifestMediaType,
+    );
   }
 
   async putSignatures(
@@ -280,20 +228,12 @@ class OciImageDestination implements ImageDestination {
   ): Promise<void> {
     this.#assertWritable();
     throwIfAborted(options?.signal);
-    if (signatures.length > 0) {
-      throw new GantryError(ErrorCodes.NotSupported, 'Pushing signatures for OCI images is not supported');
-    }
+    rejectSignatures(signatures);
   }
 
   async commit(options?: OperationOptions): Promise<void> {
     this.#assertWritable();
-    const topLevel = this.#topLevel;
-    if (!topLevel) {
-      throw new GantryError(
-        ErrorCodes.Internal,
-        'oci: commit() called before the top-level manifest was written',
-      );
-    }
+    const topLevel = requireTopLevelEntry('oci', this.#topLevel);
     const layoutDirectory = this.reference.path || '.';
     await mkdir(layoutDirectory, { recursive: true });
     await withLayoutLock(layoutDirectory, { ...this.#lockOptions, signal: options?.signal }, async () => {
@@ -309,7 +249,7 @@ class OciImageDestination implements ImageDestination {
           );
         }
       }
-      addIndexEntry(index, topLevel);
+      addIndexEntry(index, topLevel, 'unname');
       await ensureLayoutFile(layoutDirectory);
       await writeIndex(layoutDirectory, index);
     });
@@ -374,12 +314,7 @@ export async function openOciImageDestination(
   lockOptions: LayoutLockOptions,
 ): Promise<ImageDestination> {
   throwIfAborted(context.signal);
-  if (reference.sourceIndex !== -1) {
-    throw new GantryError(
-      ErrorCodes.InvalidReference,
-      `Destination reference must not contain a manifest index @${reference.sourceIndex}`,
-    );
-  }
+  checkDestinationReference(reference);
   const layoutDirectory = reference.path || '.';
   let createdLayoutDirectory: boolean;
   try {

@@ -13,8 +13,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { abortError, ErrorCodes, GantryError } from '@gantry/core';
-import { describeFileSystemError, errorCode } from './file-system.js';
-import { indexFileName } from './layout.js';
+import { describeFileSystemError, errorCode, indexFileName } from '@gantry/oci-layout-format';
 
 /** Settings of the layout lock. */
 export interface LayoutLockOptions {

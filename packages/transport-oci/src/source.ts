@@ -11,23 +11,26 @@ import {
   type ImageSource,
   type ImageSourceProperties,
   isGantryError,
-  isManifestListMediaType,
   type ManifestBlob,
   type OperationOptions,
   parseDigest,
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core';
-import { describeFileSystemError, errorCode } from './file-system.js';
+import {
+  describeFileSystemError,
+  errorCode,
+  type IndexEntry,
+  instanceMediaType,
+  type LayoutIndex,
+  listInstanceMediaTypes,
+  findIndexEntry as selectIndexEntry,
+} from '@gantry/oci-layout-format';
 import {
   blobPath,
   checkLayoutVersion,
   guessManifestMediaType,
-  type IndexEntry,
-  type LayoutIndex,
   layoutBlobDirectory,
-  manifestReferences,
-  readableEntryMediaTypes,
   readIndex,
   readManifestBlob,
 } from './layout.js';
@@ -57,60 +60,18 @@ export async function readExistingIndex(reference: OciReference): Promise<Layout
 }
 
 /**
- * The `index.json` entry a reference designates, as containers/image's `getManifestDescriptor`:
- * - a name: the entry whose `org.opencontainers.image.ref.name` is that name and whose type is a
- *   manifest or index (OCI or Docker); `ERR_GANTRY_IMAGE_NOT_FOUND` when none has the name,
- *   `ERR_GANTRY_UNSUPPORTED_MANIFEST_TYPE` when only entries of other types have it;
- * - `@N`: the N-th entry; `ERR_GANTRY_IMAGE_NOT_FOUND` when there are not that many;
- * - nothing: the only entry; `ERR_GANTRY_IMAGE_NOT_FOUND` when there is none,
- *   `ERR_GANTRY_INVALID_REFERENCE` when there are several (the user must choose one).
+ * The `index.json` entry a reference designates and its position (by name, `@N`, or the only image;
+ * rules and errors in `@gantry/oci-layout-format` `findIndexEntry`).
  */
 export function findIndexEntry(
   reference: OciReference,
   index: LayoutIndex,
 ): { entry: IndexEntry; position: number } {
-  const layout = reference.path || '.';
-  if (reference.sourceIndex !== -1) {
-    const entry = index.entries[reference.sourceIndex];
-    if (entry === undefined) {
-      throw new GantryError(
-        ErrorCodes.ImageNotFound,
-        `image @${reference.sourceIndex} not found in OCI layout ${layout}: index ${reference.sourceIndex} is too large, only ${index.entries.length} entries available`,
-      );
-    }
-    return { entry, position: reference.sourceIndex };
-  }
-  if (reference.imageName !== '') {
-    const unsupportedTypes: string[] = [];
-    for (const [position, entry] of index.entries.entries()) {
-      if (entry.referenceName !== reference.imageName) continue;
-      if (readableEntryMediaTypes.includes(entry.mediaType)) return { entry, position };
-      unsupportedTypes.push(entry.mediaType);
-    }
-    if (unsupportedTypes.length > 0) {
-      throw new GantryError(
-        ErrorCodes.UnsupportedManifestType,
-        `image "${reference.imageName}" in OCI layout ${layout} has unsupported manifest MIME types ${JSON.stringify(unsupportedTypes)}`,
-      );
-    }
-    throw new GantryError(
-      ErrorCodes.ImageNotFound,
-      `image "${reference.imageName}" not found in OCI layout ${layout}: no descriptor found for reference "${reference.imageName}"`,
-    );
-  }
-  if (index.entries.length === 0) {
-    throw new GantryError(
-      ErrorCodes.ImageNotFound,
-      `no image found in OCI layout ${layout}: index.json is empty`,
-    );
-  }
-  if (index.entries.length > 1) {
-    throw new GantryError(
-      ErrorCodes.InvalidReference,
-      `more than one image in OCI layout ${layout} (${index.entries.length}), choose an image: oci:${layout}:<name> or oci:${layout}:@<index>`,
-    );
-  }
-  return { entry: index.entries[0] as IndexEntry, position: 0 };
+  return selectIndexEntry(reference, index, {
+    kind: 'OCI layout',
+    transportName: 'oci',
+    path: reference.path || '.',
+  });
 }
 
 class OciImageSource implements ImageSource {
@@ -146,20 +107,8 @@ class OciImageSource implements ImageSource {
 
   /** Media types of the top-level list's instances, from the list itself (empty for a single image). */
   async #instanceMediaTypes(): Promise<Map<Digest, string>> {
-    if (this.#instanceTypes) return this.#instanceTypes;
-    const types = new Map<Digest, string>();
-    const top = await this.getManifest();
-    if (isManifestListMediaType(top.mediaType)) {
-      try {
-        for (const instance of manifestReferences(top.bytes, top.mediaType, 'manifest list').manifests) {
-          if (instance.mediaType !== '') types.set(instance.digest, instance.mediaType);
-        }
-      } catch {
-        // A malformed list: the copy pipeline reports it; fall back to guessing here.
-      }
-    }
-    this.#instanceTypes = types;
-    return types;
+    this.#instanceTypes ??= listInstanceMediaTypes(await this.getManifest());
+    return this.#instanceTypes;
   }
 
   async getManifest(instanceDigest?: Digest, options?: OperationOptions): Promise<ManifestBlob> {
@@ -172,10 +121,13 @@ class OciImageSource implements ImageSource {
     }
     const digest = parseDigest(instanceDigest);
     const bytes = await this.#readManifest(digest, 'manifest instance');
-    const mediaType =
-      (await this.#instanceMediaTypes()).get(digest) ??
-      this.#index.entries.find((entry) => entry.digest === digest && entry.mediaType !== '')?.mediaType ??
-      guessManifestMediaType(bytes);
+    const mediaType = instanceMediaType(
+      digest,
+      bytes,
+      await this.#instanceMediaTypes(),
+      this.#index,
+      guessManifestMediaType,
+    );
     return { bytes, mediaType };
   }
 

@@ -2,6 +2,7 @@ import {
   ErrorCodes,
   formatInspectJson,
   GantryError,
+  hasErrorCode,
   type ImageReference,
   isNameOnly,
   parseNormalizedNamed,
@@ -82,6 +83,13 @@ async function run(context: CommandContext): Promise<void> {
         ),
     });
   } catch (error) {
+    // skopeo exits 1 (not 2) when the repository does not exist: no "image not found" code here.
+    if (hasErrorCode(error, ErrorCodes.ImageNotFound)) {
+      throw new GantryError(
+        ErrorCodes.Internal,
+        `Error listing repository tags: ${(error as Error).message}`,
+      );
+    }
     throw wrapError('Error listing repository tags', error);
   }
   const repository = reference.dockerReference()?.name ?? imageName;
@@ -105,5 +113,6 @@ See skopeo-list-tags(1) section "REPOSITORY NAMES" for the expected format
     ...imageFlagSpecs('').filter((flag) => listTagsImageFlags.has(flag.name)),
     ...retryFlagSpecs.filter((flag) => flag.name === 'retry-times'),
   ],
+  supportsTransport: (transport) => typeof transport.listTags === 'function',
   run,
 };

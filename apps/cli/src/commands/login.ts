@@ -4,17 +4,16 @@
  * auth file (core's `storeRegistryCredentials`: atomic, mode 0600). Credentials are never printed or
  * logged, with `--debug` neither.
  */
+import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import {
   type AuthFileSearchOptions,
-  authFileSearchPaths,
   ErrorCodes,
   findRegistryCredentials,
   GantryError,
+  hasErrorCode,
   isNameOnly,
   parseNormalizedNamed,
-  primaryAuthFilePath,
-  readAuthFile,
   removeAllRegistryCredentials,
   removeRegistryCredentials,
   storeRegistryCredentials,
@@ -37,8 +36,15 @@ interface LoginCapableTransport extends Transport {
  * and digests are not.
  */
 export function credentialsKeyFor(argument: string): { key: string; registry: string } {
-  let key = argument.replace(/^https?:\/\//, '');
-  if (key.endsWith('/')) key = key.replace(/\/+$/, '');
+  let key = argument;
+  if (/^https?:\/\//.test(argument)) {
+    // A URL stands for its host[:port]; the rest is dropped.
+    try {
+      key = new URL(argument).host;
+    } catch (error) {
+      throw new UsageError(`trimming http{s} prefix: ${(error as Error).message}`);
+    }
+  }
   if (key === '') throw new UsageError(`invalid registry ${goQuote(argument)}`);
   validateCredentialsKey(key);
   const registry = key.split('/')[0]!;
@@ -49,7 +55,8 @@ export function credentialsKeyFor(argument: string): { key: string; registry: st
     } catch (error) {
       throw wrapError(`parse reference from ${goQuote(key)}`, error);
     }
-    if (!isNameOnly(named)) throw new UsageError(`credentials key has tag or digest: ${goQuote(key)}`);
+    if (!isNameOnly(named))
+      throw new UsageError(`reference ${goQuote(named.toString())} contains tag or digest`);
   }
   return { key, registry };
 }
@@ -61,26 +68,36 @@ function authFileOptions(context: CommandContext): AuthFileSearchOptions {
   return options;
 }
 
-/** Reads lines from stdin, one at a time, printing a prompt on stderr first. */
-function createPrompter(context: CommandContext): (prompt: string) => Promise<string> {
+/**
+ * Reads answers from stdin one line at a time, printing the prompt on stdout first (as
+ * containers/common). The password is read as a line too: gantry does not turn terminal echo off,
+ * so use `--password-stdin` or `-p` in scripts.
+ */
+function createPrompter(context: CommandContext): (prompt: string, what: string) => Promise<string> {
   let lines: AsyncIterator<string> | undefined;
-  return async (prompt) => {
+  return async (prompt, what) => {
     const stdin = context.io.stdin;
-    if (!stdin) throw new UsageError(`getting username and password: no input to read ${prompt.trim()} from`);
+    if (!stdin)
+      throw new UsageError(`getting username and password: cannot prompt for ${what} without stdin`);
     lines ??= createInterface({ input: stdin, terminal: false })[Symbol.asyncIterator]();
-    context.io.stderr.write(prompt);
+    context.print(prompt);
     const next = await lines.next();
-    if (next.done) throw new UsageError(`getting username and password: reading ${prompt.trim()} EOF`);
+    if (next.done) throw new UsageError(`getting username and password: reading ${what}: EOF`);
     return next.value;
   };
 }
 
-async function readAllStdin(context: CommandContext): Promise<string> {
+/** `--password-stdin`: every line of stdin, joined without their line ends (Go's bufio.Scanner). */
+async function readPasswordFromStdin(context: CommandContext): Promise<string> {
   const stdin = context.io.stdin;
   if (!stdin) throw new UsageError('--password-stdin: no standard input');
   const chunks: Buffer[] = [];
   for await (const chunk of stdin) chunks.push(Buffer.from(chunk as string | Uint8Array));
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .split('\n')
+    .map((line) => line.replace(/\r$/, ''))
+    .join('');
 }
 
 async function dockerTransportFor(context: CommandContext): Promise<LoginCapableTransport> {
@@ -109,7 +126,8 @@ function loginContext(
   if (typeof authFile === 'string' && authFile !== '') docker.authFilePath = authFile;
   const transportContext: TransportContext = { transportOptions: { docker } };
   if (context.signal) transportContext.signal = context.signal;
-  if (context.global.registriesConfPath) transportContext.registriesConfPath = context.global.registriesConfPath;
+  if (context.global.registriesConfPath)
+    transportContext.registriesConfPath = context.global.registriesConfPath;
   return transportContext;
 }
 
@@ -120,11 +138,17 @@ async function runLogin(context: CommandContext): Promise<void> {
   const { key, registry } = credentialsKeyFor(positionals[0]!);
   const fileOptions = authFileOptions(context);
 
+  const existing = await findRegistryCredentials(key, fileOptions).catch((error: unknown) => {
+    throw wrapError('get credentials', error);
+  });
   if (flags.get('get-login') === true) {
-    const found = await findRegistryCredentials(key, fileOptions);
-    if (!found || found.username === '') throw new GantryError(ErrorCodes.Usage, `not logged into ${key}`);
-    context.print(`${found.username}\n`);
+    if (!existing || existing.username === '')
+      throw new GantryError(ErrorCodes.Usage, `not logged into ${key}`);
+    context.print(`${existing.username}\n`);
     return;
+  }
+  if (existing?.identityToken) {
+    throw new GantryError(ErrorCodes.Usage, 'currently logged in, auth file contains an Identity token');
   }
 
   let password = flags.get('password') as string | undefined;
@@ -133,14 +157,13 @@ async function runLogin(context: CommandContext): Promise<void> {
     if (password !== undefined) throw new UsageError("Can't specify both --password-stdin and --password");
     if (username === undefined || username === '')
       throw new UsageError('Must provide --username with --password-stdin');
-    password = (await readAllStdin(context)).replace(/\r?\n$/, '');
+    password = await readPasswordFromStdin(context);
   }
   const transport = await dockerTransportFor(context);
   const prompt = createPrompter(context);
 
   if ((username === undefined || username === '') && (password === undefined || password === '')) {
-    const existing = await findRegistryCredentials(key, fileOptions).catch(() => undefined);
-    if (existing && existing.username !== '') {
+    if (existing && existing.username !== '' && existing.password !== '') {
       context.print(`Authenticating with existing credentials for ${key}\n`);
       try {
         await transport.checkLogin(
@@ -154,25 +177,48 @@ async function runLogin(context: CommandContext): Promise<void> {
       }
     }
   }
-  if (username === undefined || username === '') username = (await prompt('Username: ')).trim();
-  if (username === '') throw new UsageError('getting username and password: username can’t be empty');
-  if (password === undefined || password === '') password = await prompt('Password: ');
-  const credentials = { username, password };
+  if (username === undefined || username === '') {
+    const previous = existing?.username ?? '';
+    username = await prompt(previous ? `Username (${previous}): ` : 'Username: ', 'username');
+    if (username.trim() === '') username = previous;
+  }
+  if (password === undefined || password === '') {
+    password = await prompt('Password: ', 'password');
+    context.print('\n');
+  }
+  const credentials = { username: username.trim(), password };
 
   context.logger.debug(`Checking the credentials of user ${goQuote(username)} against ${registry}`);
   try {
     await transport.checkLogin(key, loginContext(context, credentials));
   } catch (error) {
+    if (hasErrorCode(error, ErrorCodes.Unauthorized)) {
+      throw new GantryError(
+        ErrorCodes.Unauthorized,
+        `logging into ${goQuote(key)}: invalid username/password`,
+      );
+    }
     throw wrapError(`authenticating creds for ${goQuote(key)}`, error);
   }
   const written = await storeRegistryCredentials(key, credentials, fileOptions);
-  if (flags.get('verbose') === true) context.print(`Used: ${written}\n`);
+  // Go's fmt.Fprintln("Used: ", path): two spaces.
+  if (flags.get('verbose') === true) context.print(`Used:  ${written}\n`);
   context.print('Login Succeeded!\n');
 }
 
 async function runLogout(context: CommandContext): Promise<void> {
   const { flags, positionals } = context;
   const fileOptions = authFileOptions(context);
+  if (fileOptions.authFilePath !== undefined) {
+    try {
+      await stat(fileOptions.authFilePath);
+    } catch (error) {
+      throw new GantryError(
+        ErrorCodes.Usage,
+        `checking authfile: stat ${fileOptions.authFilePath}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`,
+      );
+    }
+  }
   if (flags.get('all') === true) {
     if (positionals.length > 0) throw new UsageError('--all takes no arguments');
     await removeAllRegistryCredentials(fileOptions);
@@ -186,16 +232,20 @@ async function runLogout(context: CommandContext): Promise<void> {
     context.print(`Removed login credentials for ${key}\n`);
     return;
   }
-  // Not in the file login writes: tell whether another tool (docker login) stored some elsewhere.
-  const primary = primaryAuthFilePath(fileOptions);
-  for (const location of authFileSearchPaths(fileOptions)) {
-    if (location.path === primary) continue;
-    const contents = await readAuthFile(location).catch(() => undefined);
-    if (contents && Object.hasOwn(contents.auths, key)) {
-      throw new GantryError(
-        ErrorCodes.Usage,
-        `Not logged into ${key} with current tool. Existing credentials were established via docker login. Please use docker logout instead.`,
+  // Not in the file login writes. Valid credentials elsewhere (docker login's config.json) are
+  // reported, as containers/common does, and left alone.
+  const elsewhere = await findRegistryCredentials(key, fileOptions).catch(() => undefined);
+  if (elsewhere && elsewhere.username !== '' && elsewhere.password !== '') {
+    const transport = await dockerTransportFor(context).catch(() => undefined);
+    const valid = await transport
+      ?.checkLogin(key, loginContext(context, { username: elsewhere.username, password: elsewhere.password }))
+      .then(() => true)
+      .catch(() => false);
+    if (valid) {
+      context.print(
+        `Not logged into ${key} with current tool. Existing credentials were established via docker login. Please use docker logout instead.\n`,
       );
+      return;
     }
   }
   throw new GantryError(ErrorCodes.Usage, `not logged into ${key}`);
@@ -216,7 +266,11 @@ export const loginCommand: CommandDefinition = {
   examples: 'gantry login quay.io',
   flags: [
     authFileFlag,
-    { name: 'cert-dir', kind: 'string', description: 'use certificates at the specified path to access the registry' },
+    {
+      name: 'cert-dir',
+      kind: 'string',
+      description: 'use certificates at the specified path to access the registry',
+    },
     { name: 'get-login', kind: 'bool', description: 'Return the current login user for the registry' },
     { name: 'password', short: 'p', kind: 'string', description: 'Password for registry' },
     { name: 'password-stdin', kind: 'bool', description: 'Take the password from stdin' },

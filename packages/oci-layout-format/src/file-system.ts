@@ -1,12 +1,11 @@
 /**
- * Small file-system helpers.
- *
- * `resolvePathToFullyExplicit` and `describeFileSystemError` repeat what `@gantry/transport-oci` has in
- * its own file-system.ts (transports never import each other); they belong in a shared place (core).
+ * File-system helpers the OCI layout transports share: resolving the path a reference names, and
+ * describing Node.js file-system errors the way skopeo users see them.
  */
 import { randomBytes } from 'node:crypto';
 import { lstatSync, realpathSync } from 'node:fs';
 import path from 'node:path';
+import { ErrorCodes, GantryError, isGantryError } from '@gantry/core';
 
 /** The error code of a Node.js system error (`ENOENT`…), if it is one. */
 export function errorCode(error: unknown): string | undefined {
@@ -31,7 +30,7 @@ export function describeFileSystemError(error: unknown): string {
  * Converts `input` into an absolute, cleaned path without symbolic links, like containers/image's
  * `explicitfilepath.ResolvePathToFullyExplicit`:
  * - `..` is resolved lexically first (as Go's `filepath.Abs` does), then symbolic links;
- * - every component must exist, except the last one, which may be missing;
+ * - every component must exist, except the last one, which may be missing (but not a dangling symlink);
  * - `''` means the current directory.
  *
  * Throws the underlying file-system error when a parent is missing or is not a directory.
@@ -51,7 +50,18 @@ export function resolvePathToFullyExplicit(input: string): string {
   return path.join(resolvedParent, path.basename(absolute));
 }
 
-/** A random suffix for temporary file names. */
+/** A random suffix for temporary file names (16 hex digits). */
 export function randomSuffix(): string {
   return randomBytes(8).toString('hex');
+}
+
+/**
+ * `error` as a `GantryError`: as is when it already is one, else `ERR_GANTRY_INTERNAL` with
+ * `<action>: <file-system error as Go describes it>`.
+ */
+export function fileSystemFailure(action: string, error: unknown): GantryError {
+  if (isGantryError(error)) return error;
+  return new GantryError(ErrorCodes.Internal, `${action}: ${describeFileSystemError(error)}`, {
+    cause: error,
+  });
 }

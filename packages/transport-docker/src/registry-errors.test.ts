@@ -1,0 +1,31 @@
+import { ErrorCodes } from '@gantry/core';
+import { describe, expect, it } from 'vitest';
+import { statusError } from './registry-errors.js';
+
+const body = (code: string, message: string) => Buffer.from(JSON.stringify({ errors: [{ code, message }] }));
+
+describe('statusError', () => {
+  it('reports a blob the registry refused for its digest or size as a mismatch', () => {
+    const digest = statusError(
+      400,
+      body('DIGEST_INVALID', 'provided digest did not match uploaded content'),
+      {
+        what: 'uploading blob sha256:abc',
+      },
+    );
+    expect(digest.code).toBe(ErrorCodes.DigestMismatch);
+    expect(digest.message).toBe(
+      'uploading blob sha256:abc: digest mismatch: digest invalid: provided digest did not match uploaded content',
+    );
+    const size = statusError(400, body('SIZE_INVALID', 'provided length did not match content length'), {
+      what: 'uploading blob sha256:abc',
+    });
+    expect(size.code).toBe(ErrorCodes.SizeMismatch);
+  });
+
+  it('keeps other 400 answers internal errors', () => {
+    expect(statusError(400, body('BLOB_UPLOAD_INVALID', 'blob upload invalid'), { what: 'x' }).code).toBe(
+      ErrorCodes.Internal,
+    );
+  });
+});
