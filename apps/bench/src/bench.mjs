@@ -170,9 +170,12 @@ async function startRegistry(name = 'registry') {
   return {
     host: `127.0.0.1:${port}`,
     async stop() {
-      const exited = new Promise((done) => child.once('exit', done));
-      kill();
-      await exited;
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((done) => child.once('exit', done));
+        kill();
+        await exited;
+      }
+      process.off('exit', kill);
       await rm(directory, { recursive: true, force: true });
     },
   };

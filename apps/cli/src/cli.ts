@@ -192,6 +192,24 @@ function globalOptionsFrom(values: Map<string, FlagValue>): GlobalOptions {
   };
 }
 
+/**
+ * Closes the keep-alive connections of transports that keep some (the docker transport's
+ * `closeConnections`), so the process exits as soon as the command is done. Errors are ignored.
+ */
+async function closeTransportConnections(registryPromise: Promise<TransportRegistry>): Promise<void> {
+  try {
+    const registry = await registryPromise;
+    await Promise.all(
+      registry.list().map(async ({ transport }) => {
+        const close = (transport as { closeConnections?: unknown }).closeConnections;
+        if (typeof close === 'function') await (close as () => Promise<void>).call(transport);
+      }),
+    );
+  } catch {
+    // Loading failed (already reported) or closing failed: nothing left to do.
+  }
+}
+
 /** True when the error (or one it wraps) says the image does not exist. */
 function isImageNotFound(error: unknown): boolean {
   let current: unknown = error;
@@ -220,6 +238,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   });
   let command: CommandDefinition | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let registryPromise: Promise<TransportRegistry> | undefined;
   try {
     const rootParsed = parseArguments(argv, [...globalFlags, helpFlag('gantry'), versionFlag], {
       stopAtPositional: true,
@@ -240,7 +259,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       throw new UsageError("Missing command 'gantry COMMAND'\nTry 'gantry --help' for more information");
     }
 
-    let registryPromise: Promise<TransportRegistry> | undefined;
     const transports = () => {
       registryPromise ??= loadTransportRegistry({
         env: io.env,
@@ -347,5 +365,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     return isImageNotFound(error) ? ExitCodes.imageNotFound : ExitCodes.failure;
   } finally {
     if (timer) clearTimeout(timer);
+    if (registryPromise) await closeTransportConnections(registryPromise);
   }
 }

@@ -453,6 +453,17 @@ describe('token authentication, registries.conf', () => {
     ]);
     expectSuccess(inspected, 'inspect --creds');
     expect(JSON.parse(inspected.stdout.toString()).RepoTags).toEqual(['t']);
+    const debugged = await runGantry([
+      '--debug',
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      `${tokenUser}:${tokenPassword}`,
+      reference,
+    ]);
+    expect(debugged.code).toBe(0);
+    expect(debugged.stderr).toContain('level=debug');
+    expect(debugged.stderr).not.toContain(tokenPassword);
     const anonymous = await runGantry(['inspect', '--tls-verify=false', '--no-creds', reference]);
     expect(anonymous.code).toBe(1);
 
