@@ -2,6 +2,7 @@ export * from './config/index.js';
 export * from './copy/index.js';
 export * from './digest.js';
 export * from './errors.js';
+export * from './file-system.js';
 export * from './manifest/index.js';
 export * from './policy/index.js';
 export * from './reference/index.js';

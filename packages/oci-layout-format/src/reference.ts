@@ -12,8 +12,13 @@
  * - The path is resolved to an absolute path without symlinks when the reference is built; every
  *   directory but the last must exist.
  */
-import { type DockerReference, ErrorCodes, GantryError } from '@gantry/core';
-import { describeFileSystemError, resolvePathToFullyExplicit } from './file-system.js';
+import {
+  type DockerReference,
+  describeFileSystemError,
+  ErrorCodes,
+  GantryError,
+  resolvePathToFullyExplicit,
+} from '@gantry/core';
 
 const alphanumeric = '[A-Za-z0-9]+';
 const separator = '(?:[-._:@+]|--)';

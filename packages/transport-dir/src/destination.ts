@@ -23,6 +23,7 @@ import {
   blobWriteStage,
   type Digest,
   ErrorCodes,
+  errorCode,
   GantryError,
   type ImageDestination,
   type ImageDestinationProperties,
@@ -34,7 +35,6 @@ import {
   type TryReusingBlobOptions,
   throwIfAborted,
 } from '@gantry/core';
-import { errorCode } from './explicit-path.js';
 import {
   blobFileName,
   dirTransportVersion,

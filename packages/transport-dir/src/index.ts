@@ -6,7 +6,7 @@
  */
 import { dirTransport } from './transport.js';
 
-export { resolvePathToFullyExplicit } from './explicit-path.js';
+export { resolvePathToFullyExplicit } from '@gantry/core';
 export {
   blobFileName,
   dirTransportVersion,

@@ -1,7 +1,12 @@
 import { mkdir, mkdtemp, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { assertTransport, ErrorCodes, TransportRegistry } from '@gantry/core';
+import {
+  assertTransport,
+  resolvePathToFullyExplicit as coreResolvePathToFullyExplicit,
+  ErrorCodes,
+  TransportRegistry,
+} from '@gantry/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import defaultExport, {
   createDirTransport,
@@ -32,118 +37,10 @@ describe('plugin shape', () => {
   });
 });
 
-describe('resolvePathToFullyExplicit (explicitfilepath cases)', () => {
-  const cases: Array<{
-    name: string;
-    setup: (top: string) => Promise<string>;
-    expected: string | undefined;
-  }> = [
-    {
-      name: 'plain hierarchy',
-      setup: async (t) => {
-        await mkdir(path.join(t, 'dir1/dir2/dir3'), { recursive: true });
-        return 'dir1/dir2/dir3';
-      },
-      expected: 'dir1/dir2/dir3',
-    },
-    { name: 'missing parent', setup: async () => 'thisismissing/dir2', expected: undefined },
-    { name: 'missing last component', setup: async () => 'thisismissing', expected: 'thisismissing' },
-    {
-      name: 'symlink on the path',
-      setup: async (t) => {
-        await mkdir(path.join(t, 'dir1/dir2'), { recursive: true });
-        await symlink('dir1', path.join(t, 'link1'));
-        return 'link1/dir2';
-      },
-      expected: 'dir1/dir2',
-    },
-    {
-      name: 'trailing symlink',
-      setup: async (t) => {
-        await mkdir(path.join(t, 'dir1/dir2'), { recursive: true });
-        await symlink('dir2', path.join(t, 'dir1/link2'));
-        return 'dir1/link2';
-      },
-      expected: 'dir1/dir2',
-    },
-    {
-      name: 'dangling symlink as a parent',
-      setup: async (t) => {
-        await symlink('thisismissing', path.join(t, 'link1'));
-        return 'link1/dir2';
-      },
-      expected: undefined,
-    },
-    {
-      name: 'dangling trailing symlink',
-      setup: async (t) => {
-        await symlink('thisismissing', path.join(t, 'link1'));
-        return 'link1';
-      },
-      expected: undefined,
-    },
-    {
-      name: 'relative components',
-      setup: async (t) => {
-        await mkdir(path.join(t, 'dir1/dir2/dir3'), { recursive: true });
-        return 'dir1/./dir2/../dir2/dir3';
-      },
-      expected: 'dir1/dir2/dir3',
-    },
-    {
-      name: 'trailing relative components',
-      setup: async (t) => {
-        await mkdir(path.join(t, 'dir1/dir2'), { recursive: true });
-        return 'dir1/dir2/..';
-      },
-      expected: 'dir1',
-    },
-    {
-      name: 'relative components in a symlink',
-      setup: async (t) => {
-        await mkdir(path.join(t, 'dir1/dir2'), { recursive: true });
-        await symlink('../dir1/dir2', path.join(t, 'dir1/link2'));
-        return 'dir1/link2';
-      },
-      expected: 'dir1/dir2',
-    },
-    {
-      name: '.. after a symlink is lexical (as Go filepath.Abs)',
-      setup: async (t) => {
-        await mkdir(path.join(t, 'dir1/dir2/dir3'), { recursive: true });
-        await symlink('dir3', path.join(t, 'dir1/dir2/link3'));
-        return 'dir1/dir2/link3/../..';
-      },
-      expected: 'dir1',
-    },
-    {
-      name: 'a file as a parent',
-      setup: async (t) => {
-        await mkdir(path.join(t, 'dir1'));
-        await writeFile(path.join(t, 'dir1/file'), 'x');
-        return 'dir1/file/x';
-      },
-      expected: undefined,
-    },
-  ];
-  for (const testCase of cases) {
-    it(testCase.name, async () => {
-      const input = await testCase.setup(top);
-      for (const form of [path.join(top, input), input]) {
-        const run = () => {
-          const previous = process.cwd();
-          process.chdir(top);
-          try {
-            return resolvePathToFullyExplicit(form);
-          } finally {
-            process.chdir(previous);
-          }
-        };
-        if (testCase.expected === undefined) expect(run).toThrow();
-        else expect(run()).toBe(path.join(top, testCase.expected));
-      }
-    });
-  }
+describe('resolvePathToFullyExplicit', () => {
+  it('is the @gantry/core helper (its explicitfilepath cases are tested there)', () => {
+    expect(resolvePathToFullyExplicit).toBe(coreResolvePathToFullyExplicit);
+  });
 });
 
 describe('parseReference', () => {

@@ -2,17 +2,19 @@ import { readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type DockerReference,
+  describeFileSystemError,
   ErrorCodes,
+  errorCode,
   GantryError,
   type ImageDestination,
   type ImageReference,
   type ImageSource,
+  resolvePathToFullyExplicit,
   type Transport,
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core';
 import { openDirImageDestination } from './destination.js';
-import { describeFileSystemError, errorCode, resolvePathToFullyExplicit } from './explicit-path.js';
 import {
   dirTransportVersion,
   isLayoutFileName,

@@ -1,5 +1,4 @@
-import { abortError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
-import { describeFileSystemError } from './explicit-path.js';
+import { abortError, describeFileSystemError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
 
 /** Combines the context's signal and an operation's signal; undefined when there is neither. */
 export function combineSignals(...signals: Array<AbortSignal | undefined>): AbortSignal | undefined {

@@ -4,7 +4,9 @@ import {
   type BlobInfo,
   type BlobStream,
   type Digest,
+  describeFileSystemError,
   ErrorCodes,
+  errorCode,
   GantryError,
   guessManifestMediaType,
   type ImageSource,
@@ -14,7 +16,6 @@ import {
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core';
-import { describeFileSystemError, errorCode } from './explicit-path.js';
 import { blobFileName, manifestFileName, signatureFileName, topLevelManifestFileName } from './layout.js';
 import type { DirImageReference } from './reference.js';
 import { combineSignals, toGantryError } from './signals.js';
