@@ -11,7 +11,8 @@
 // persistent blob info cache would otherwise turn them into mounts), mounts to a new repository each
 // run; pulls read and re-pushes write an image pushed (by skopeo) before any measurement.
 //
-//   pnpm bench [-- --runs 5 --layer-mib 1024 --work-dir /var/tmp/gantry-bench --only oci-to-dir-large]
+//   pnpm bench [-- --runs 5 --layer-mib 1024 --work-dir /var/tmp/gantry-bench --only oci-to-dir-large,registry-to-registry-mount]
+//   (--gantry-library: registry rows run core's copyImage through gantry-library-copy.mjs instead of the CLI)
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -27,12 +28,17 @@ const gantryBin = resolve(here, '../../cli/dist/bin.js');
 const gantryLibraryCopy = resolve(here, 'gantry-library-copy.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
 
+// `pnpm bench -- --runs 5` hands the `--` on: drop it.
+const commandLine = process.argv.slice(2);
+if (commandLine[0] === '--') commandLine.shift();
 const { values: flags } = parseArgs({
+  args: commandLine,
   options: {
     runs: { type: 'string', default: '3' },
     'layer-mib': { type: 'string', default: '1024' },
     'work-dir': { type: 'string' },
     only: { type: 'string' },
+    'gantry-library': { type: 'boolean', default: false },
     'memory-limit-mib': { type: 'string', default: '150' },
   },
 });
@@ -308,8 +314,11 @@ const scenarios = [
 ];
 
 let registry;
-/** How gantry runs registry copies: the CLI when it takes `--src/--dest-tls-verify` and docker://, else the library script. */
-let gantryRegistryMode = 'cli';
+/**
+ * How gantry runs registry copies: its CLI, or with `--gantry-library` the library script
+ * gantry-library-copy.mjs (core's copyImage, same packages, no CLI start-up: shows what the CLI adds).
+ */
+const gantryRegistryMode = flags['gantry-library'] ? 'library' : 'cli';
 if (scenarios.some((scenario) => scenario.registry)) {
   registry = await startRegistry();
   console.error(`Registry at ${registry.host}; pushing the benchmark images with skopeo…`);
@@ -327,17 +336,20 @@ if (scenarios.some((scenario) => scenario.registry)) {
       `docker://${registry.host}/bench/${name}:v1`,
     ]);
   }
-  const probe = spawnSync(
-    process.execPath,
-    [gantryBin, ...policy, 'inspect', '--tls-verify=false', `docker://${registry.host}/bench/many:v1`],
-    { encoding: 'utf8' },
-  );
-  if (probe.status !== 0) {
-    gantryRegistryMode = 'library';
-    console.error(
-      `  The gantry CLI cannot copy to and from this registry yet (${probe.stderr.trim().split('\n').at(-1)}):\n` +
-        '  registry rows run apps/bench/src/gantry-library-copy.mjs (core copyImage, same packages) instead.',
+  if (gantryRegistryMode === 'cli') {
+    const probe = spawnSync(
+      process.execPath,
+      [gantryBin, ...policy, 'inspect', '--tls-verify=false', `docker://${registry.host}/bench/many:v1`],
+      { encoding: 'utf8' },
     );
+    if (probe.status !== 0) {
+      await registry.stop();
+      console.error(
+        `error: the gantry CLI cannot read this registry (${probe.stderr.trim().split('\n').at(-1)}); ` +
+          'use --gantry-library to measure the library without the CLI',
+      );
+      process.exit(1);
+    }
   }
 }
 
@@ -419,7 +431,7 @@ const pad = (value, width) => String(value).padEnd(width);
 console.log(`Gantry vs ${skopeoVersion}; ${runs} runs each; median wall time, peak RSS`);
 if (registry && gantryRegistryMode === 'library') {
   console.log(
-    'rows with a registry: gantry ran as core copyImage through gantry-library-copy.mjs, not the CLI',
+    'rows with a registry: gantry ran as core copyImage through gantry-library-copy.mjs (--gantry-library), not the CLI',
   );
 }
 console.log(

@@ -2,8 +2,8 @@
 // `gantry copy SOURCE DESTINATION` done through the library rather than the CLI: registers the
 // docker://, oci: and dir: transports from their built packages and calls core's copyImage with
 // TLS verification off for registries (what `--src-tls-verify=false --dest-tls-verify=false` asks
-// of the CLI). The benchmark uses it for docker:// scenarios while the CLI cannot take those flags;
-// its output labels such rows "gantry (library)".
+// of the CLI). `pnpm bench -- --gantry-library` runs it instead of the CLI for the registry rows, to
+// show what the CLI's start-up adds; the output says so.
 //
 //   node gantry-library-copy.mjs oci:/path:tag docker://127.0.0.1:5000/repo:tag
 import { copyImage, insecureAcceptAnythingPolicy, TransportRegistry } from '@gantry/core';
