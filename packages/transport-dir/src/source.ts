@@ -20,6 +20,9 @@ import { blobFileName, manifestFileName, signatureFileName, topLevelManifestFile
 import type { DirImageReference } from './reference.js';
 import { combineSignals, toGantryError } from './signals.js';
 
+/** Blobs are read in 1 MiB chunks: 16× fewer chunks than the 64 KiB default, measurably less CPU per GiB. */
+const blobReadChunkSize = 1024 * 1024;
+
 function isMissing(error: unknown): boolean {
   const code = errorCode(error);
   return code === 'ENOENT' || code === 'ENOTDIR';
@@ -98,7 +101,7 @@ class DirImageSource implements ImageSource {
         );
       }
       throwIfAborted(signal);
-      const stream = handle.createReadStream({ autoClose: true });
+      const stream = handle.createReadStream({ autoClose: true, highWaterMark: blobReadChunkSize });
       if (signal) addAbortSignal(signal, stream);
       return { stream, size: fileStat.size };
     } catch (error) {

@@ -36,6 +36,9 @@ import {
 } from './layout.js';
 import type { OciReference } from './reference.js';
 
+/** Blobs are read in 1 MiB chunks: 16× fewer chunks than the 64 KiB default, measurably less CPU per GiB. */
+const blobReadChunkSize = 1024 * 1024;
+
 /** The blob directories to read from, in order: the shared blob directory (when set), then the layout's. */
 export function sourceBlobDirectories(reference: OciReference, context: TransportContext): string[] {
   const local = layoutBlobDirectory(reference.path);
@@ -155,7 +158,10 @@ class OciImageSource implements ImageSource {
         if (!stats.isFile()) {
           throw new GantryError(ErrorCodes.InvalidLayout, `blob ${filePath} is not a regular file`);
         }
-        return { stream: handle.createReadStream({ autoClose: true }), size: stats.size };
+        return {
+          stream: handle.createReadStream({ autoClose: true, highWaterMark: blobReadChunkSize }),
+          size: stats.size,
+        };
       } catch (error) {
         await handle.close();
         if (isGantryError(error)) throw error;
