@@ -24,6 +24,8 @@ export interface DockerArchiveTransport extends Transport {
   readonly specificationVersion: TransportSpecificationVersion;
   readonly name: 'docker-archive';
   parseReference(reference: string): DockerArchiveReference;
+  /** The tags of every image in the archive the reference names (see `listTags`): for `gantry list-tags`. */
+  listTags(reference: ImageReference, context?: TransportContext): Promise<string[]>;
 }
 
 /**
@@ -44,6 +46,12 @@ export function createDockerArchiveTransport(): DockerArchiveTransport {
     },
     validatePolicyConfigurationScope(scope: string): void {
       validatePolicyConfigurationScope(scope);
+    },
+    listTags(reference: ImageReference, context?: TransportContext): Promise<string[]> {
+      if (!isDockerArchiveReference(reference) || reference.transport !== transport) {
+        throw new TypeError('listTags needs a reference parsed by this docker-archive: transport');
+      }
+      return listTags(reference.path, context);
     },
   };
   return transport;

@@ -92,8 +92,9 @@ async function run(context: CommandContext): Promise<void> {
     }
     throw wrapError('Error listing repository tags', error);
   }
-  const repository = reference.dockerReference()?.name ?? imageName;
-  context.print(`${formatInspectJson({ Repository: repository, Tags: tags })}\n`);
+  // skopeo names the repository for registries only; its `Repository` is omitted when empty (archives).
+  const repository = transportName === 'docker' ? (reference.dockerReference()?.name ?? '') : '';
+  context.print(`${formatInspectJson({ ...(repository ? { Repository: repository } : {}), Tags: tags })}\n`);
 }
 
 /** `gantry list-tags REPOSITORY`: skopeo list-tags, for every transport that lists tags. */
