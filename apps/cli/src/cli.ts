@@ -24,7 +24,7 @@ import { transportsCommand } from './commands/transports.js';
 import type { CliIo, CommandContext, CommandDefinition, GlobalOptions } from './context.js';
 import { errorMessage } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
-import { cliPackageDirectory, loadTransportRegistry } from './plugins.js';
+import { cliPackageDirectory, createTransportLoader } from './plugins.js';
 
 export type { CliIo } from './context.js';
 
@@ -238,7 +238,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   });
   let command: CommandDefinition | undefined;
   let timer: NodeJS.Timeout | undefined;
+  /** The last registry the loader returned (it holds every transport imported so far). */
   let registryPromise: Promise<TransportRegistry> | undefined;
+  let transportLoader: ReturnType<typeof createTransportLoader> | undefined;
   try {
     const rootParsed = parseArguments(argv, [...globalFlags, helpFlag('gantry'), versionFlag], {
       stopAtPositional: true,
@@ -259,13 +261,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       throw new UsageError("Missing command 'gantry COMMAND'\nTry 'gantry --help' for more information");
     }
 
-    const transports = () => {
-      registryPromise ??= loadTransportRegistry({
+    const transports = (wanted?: readonly string[]) => {
+      transportLoader ??= createTransportLoader({
         env: io.env,
         cwd: io.cwd,
         warn: (message) => logger.warn(message),
         debug: (message) => logger.debug(message),
       });
+      registryPromise = transportLoader(wanted);
       return registryPromise;
     };
     const transportNames = async (command?: CommandDefinition) => {

@@ -46,8 +46,13 @@ export interface CommandContext {
   positionals: string[];
   /** Aborts on `--command-timeout`. */
   signal: AbortSignal | undefined;
-  /** Loads the transport plugins (once). */
-  transports(): Promise<TransportRegistry>;
+  /**
+   * Loads transport plugins lazily and returns the registry. `wanted` names the transports the command
+   * will use (from its `transport:reference` arguments, see `transportNamesOf`); only plugins that may
+   * provide them are imported, falling back to all when one is still missing. Without `wanted`, every
+   * plugin is imported. A plugin is imported at most once per run.
+   */
+  transports(wanted?: readonly string[]): Promise<TransportRegistry>;
   /** Writes text or bytes to stdout. */
   print(chunk: string | Uint8Array): void;
 }

@@ -41,11 +41,14 @@ export {
 export { createLogger, formatLogLine, type Logger, type LogLevel } from './logger.js';
 export {
   configFilePath,
+  createTransportLoader,
   type DiscoverOptions,
   discoverTransportPlugins,
   isTransportPackageName,
   loadTransportRegistry,
   type PluginCandidate,
+  transportNameHint,
+  transportNamesOf,
   transportsFromModule,
 } from './plugins.js';
 export { createProgressReporter, formatBytes } from './progress.js';

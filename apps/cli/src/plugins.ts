@@ -12,15 +12,25 @@
  *    `node_modules` directories from the CLI package's directory up to the root (Node's module
  *    resolution path), nearest first.
  *
+ * Discovery reads package.json files only and imports nothing. Each candidate carries the transport
+ * names it declares in its package.json, `"gantry": { "transports": ["name", …] }`, else a hint taken
+ * from its package name (`@gantry/transport-X`, `gantry-transport-X`, `@scope/gantry-transport-X` → X).
+ *
+ * Loading is lazy by transport name (see {@link createTransportLoader}): a command asks for the names
+ * its arguments use, and only the candidates declaring or hinting those names are imported; when a
+ * wanted name is still missing afterwards every remaining candidate is imported, so a plugin whose real
+ * name differs from its hint still works and results equal loading everything, only faster. Candidates
+ * are never imported twice, and precedence follows discovery order whatever the import order.
+ *
  * Each plugin module is loaded with `import()`; its `default` export is used when it is a transport,
  * else every named export that is one. A module that fails to load or exports no valid transport
  * (checked with core's `assertTransport`) is reported as a warning naming the package and skipped:
- * it never breaks commands that do not need it.
+ * it never breaks commands that do not need it (and is not even imported when no command needs it).
  */
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { assertTransport, type Transport, TransportRegistry } from '@gantry/core';
+import { assertTransport, splitTransportReference, type Transport, TransportRegistry } from '@gantry/core';
 
 /** Where a plugin candidate came from. */
 export type PluginSource = 'environment' | 'config' | 'node_modules';
@@ -33,6 +43,13 @@ export interface PluginCandidate {
   /** Shown by `gantry transports`: `name@version` or the file path. */
   origin: string;
   source: PluginSource;
+  /**
+   * The transport names the package declares in package.json `"gantry": { "transports": [...] }`;
+   * undefined when it declares none (a plain file, or a package without the field).
+   */
+  declaredTransports?: string[];
+  /** The name its package name suggests (`gantry-transport-X` → X); a hint only, used without a declaration. */
+  hintedTransport?: string;
 }
 
 export interface DiscoverOptions {
@@ -62,6 +79,41 @@ const pluginNamePattern =
 /** True for package names the node_modules scan picks up. */
 export function isTransportPackageName(name: string): boolean {
   return pluginNamePattern.test(name);
+}
+
+/** The transport name a plugin package name suggests (`@gantry/transport-X`, `[@scope/]gantry-transport-X` → X). */
+export function transportNameHint(packageName: string): string | undefined {
+  const match = /^(?:@gantry\/transport-|(?:@[a-z0-9._-]+\/)?gantry-transport-)([a-z0-9._-]+)$/.exec(
+    packageName,
+  );
+  return match?.[1];
+}
+
+/** The names in package.json `"gantry": { "transports": [...] }`, or undefined when absent or not a string array. */
+function declaredTransportsOf(manifest: Record<string, unknown>): string[] | undefined {
+  const gantry = manifest.gantry;
+  if (!gantry || typeof gantry !== 'object') return undefined;
+  const names = (gantry as Record<string, unknown>).transports;
+  if (!Array.isArray(names) || !names.every((name) => typeof name === 'string')) return undefined;
+  return names as string[];
+}
+
+/** The declared transports and the name hint of the package in `packageDirectory`. */
+function packageTransportNames(
+  packageDirectory: string,
+  fallbackName: string,
+): Pick<PluginCandidate, 'declaredTransports' | 'hintedTransport'> {
+  let manifest: Record<string, unknown> = {};
+  try {
+    manifest = readPackageJson(packageDirectory);
+  } catch {}
+  const name = typeof manifest.name === 'string' ? manifest.name : fallbackName;
+  const names: Pick<PluginCandidate, 'declaredTransports' | 'hintedTransport'> = {};
+  const declared = declaredTransportsOf(manifest);
+  if (declared) names.declaredTransports = declared;
+  const hint = transportNameHint(name);
+  if (hint) names.hintedTransport = hint;
+  return names;
 }
 
 /** The node_modules directories Node would search from `start`, nearest first. */
@@ -161,7 +213,13 @@ function candidateFor(
     const path = resolve(baseDirectory, specifier);
     if (!existsSync(path)) throw new Error(`file ${path} does not exist`);
     if (statSync(path).isDirectory()) {
-      return { specifier, entry: resolvePackageEntry(path), origin: packageOrigin(path, path), source };
+      return {
+        specifier,
+        entry: resolvePackageEntry(path),
+        origin: packageOrigin(path, path),
+        source,
+        ...packageTransportNames(path, path),
+      };
     }
     return { specifier, entry: path, origin: path, source };
   }
@@ -173,6 +231,7 @@ function candidateFor(
     entry: resolvePackageEntry(packageDirectory),
     origin: packageOrigin(packageDirectory, specifier),
     source,
+    ...packageTransportNames(packageDirectory, specifier),
   };
 }
 
@@ -183,7 +242,9 @@ export function configFilePath(env: Readonly<Record<string, string | undefined>>
   return undefined;
 }
 
-/** Lists plugin candidates without importing them. Problems are reported through `warn`. */
+/**
+ * Lists plugin candidates without importing them, in precedence order, each with its declared transport
+ * names or its name hint. Problems are reported through `warn`. */
 export function discoverTransportPlugins(options: DiscoverOptions): PluginCandidate[] {
   const searchFrom = options.searchFrom ?? cliPackageDirectory();
   const candidates: PluginCandidate[] = [];
@@ -247,6 +308,7 @@ export function discoverTransportPlugins(options: DiscoverOptions): PluginCandid
           entry: resolvePackageEntry(packageDirectory),
           origin: packageOrigin(packageDirectory, name),
           source: 'node_modules',
+          ...packageTransportNames(packageDirectory, name),
         });
       } catch (error) {
         options.warn(`ignoring transport plugin ${name} (${packageDirectory}): ${(error as Error).message}`);
@@ -290,14 +352,67 @@ export function transportsFromModule(moduleNamespace: Record<string, unknown>, o
   return found;
 }
 
+/** The transport names `transport:reference` inputs use; undefined (meaning "all") when one has no prefix. */
+export function transportNamesOf(inputs: readonly string[]): string[] | undefined {
+  const names: string[] = [];
+  for (const input of inputs) {
+    try {
+      names.push(splitTransportReference(input).transport);
+    } catch {
+      return undefined;
+    }
+  }
+  return names;
+}
+
 /**
- * Discovers, imports and registers transport plugins. Never throws for a bad plugin: it is reported
- * through `warn` and left out.
+ * Loads transports on demand: `load(wanted)` returns a registry holding at least the wanted transports
+ * that are installed; `load()` (no names) imports every candidate.
+ *
+ * Rules: for each wanted name, the candidates that may provide it (declaring it; without a declaration,
+ * hinting it; or naming nothing at all, as plain plugin files) are imported unless a candidate earlier in
+ * discovery order already provides it; if a wanted name is still missing, every remaining candidate is
+ * imported (so a third-party plugin whose hint is wrong is still found). A package whose hint is wrong
+ * is thus imported only when its real name is otherwise missing. A candidate is imported at most
+ * once. When two candidates provide the same name, the earlier one in discovery order wins whatever the
+ * import order, and the later one is reported through `warn` exactly as the eager loader did. Bad
+ * plugins are reported through `warn` when imported and never throw. Calls are serialised; each returns
+ * a fresh registry snapshot.
  */
-export async function loadTransportRegistry(options: DiscoverOptions): Promise<TransportRegistry> {
-  const registry = new TransportRegistry();
-  const candidates = discoverTransportPlugins(options);
-  for (const candidate of candidates) {
+export function createTransportLoader(
+  options: DiscoverOptions,
+): (wanted?: readonly string[]) => Promise<TransportRegistry> {
+  let candidates: PluginCandidate[] | undefined;
+  const imported = new Set<number>();
+  /** name → the winning transport and the discovery index of its candidate. */
+  const winners = new Map<string, { transport: Transport; origin: string; index: number }>();
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const register = (transport: Transport, origin: string, index: number) => {
+    const existing = winners.get(transport.name);
+    if (!existing) {
+      winners.set(transport.name, { transport, origin, index });
+      return;
+    }
+    const [winner, loser] =
+      existing.index <= index ? [existing, { transport, origin }] : [{ transport, origin, index }, existing];
+    try {
+      new TransportRegistry([{ transport: winner.transport, origin: winner.origin }]).register(
+        loser.transport,
+        loser.origin,
+      );
+    } catch (error) {
+      options.warn(
+        `ignoring transport "${loser.transport.name}" from ${loser.origin}: ${(error as Error).message}`,
+      );
+    }
+    if (winner !== existing) winners.set(transport.name, { transport, origin, index });
+  };
+
+  const importCandidate = async (index: number) => {
+    if (imported.has(index)) return;
+    imported.add(index);
+    const candidate = candidates![index]!;
     const started = performance.now();
     let moduleNamespace: Record<string, unknown>;
     try {
@@ -306,27 +421,61 @@ export async function loadTransportRegistry(options: DiscoverOptions): Promise<T
       options.warn(
         `ignoring transport plugin ${candidate.origin}: loading ${candidate.entry} failed: ${(error as Error).message}`,
       );
-      continue;
+      return;
     }
     let transports: Transport[];
     try {
       transports = transportsFromModule(moduleNamespace, candidate.origin);
     } catch (error) {
       options.warn(`ignoring transport plugin ${candidate.origin}: ${(error as Error).message}`);
-      continue;
+      return;
     }
-    for (const transport of transports) {
-      try {
-        registry.register(transport, candidate.origin);
-      } catch (error) {
-        options.warn(
-          `ignoring transport "${transport.name}" from ${candidate.origin}: ${(error as Error).message}`,
-        );
-      }
-    }
+    for (const transport of transports) register(transport, candidate.origin, index);
     options.debug?.(
       `loaded transport plugin ${candidate.origin} (${transports.map((transport) => transport.name).join(', ')}) in ${(performance.now() - started).toFixed(1)} ms`,
     );
-  }
-  return registry;
+  };
+
+  const mayProvide = (candidate: PluginCandidate, name: string): boolean => {
+    if (candidate.declaredTransports) return candidate.declaredTransports.includes(name);
+    if (candidate.hintedTransport !== undefined) return candidate.hintedTransport === name;
+    return true;
+  };
+
+  const loadNow = async (wanted: readonly string[] | undefined): Promise<TransportRegistry> => {
+    candidates ??= discoverTransportPlugins(options);
+    const all = candidates.map((_, index) => index);
+    if (wanted === undefined) {
+      for (const index of all) await importCandidate(index);
+    } else {
+      // A candidate that may provide a wanted name and precedes its current provider in discovery order
+      // would win over it, so it is imported too.
+      const precedes = (index: number, name: string) => index < (winners.get(name)?.index ?? Infinity);
+      for (const index of all) {
+        const candidate = candidates[index]!;
+        if (wanted.some((name) => precedes(index, name) && mayProvide(candidate, name))) {
+          await importCandidate(index);
+        }
+      }
+      if (wanted.some((name) => !winners.has(name))) for (const index of all) await importCandidate(index);
+    }
+    return new TransportRegistry(
+      [...winners.values()].map((winner) => ({ transport: winner.transport, origin: winner.origin })),
+    );
+  };
+
+  return (wanted) => {
+    const result = queue.then(() => loadNow(wanted));
+    queue = result.catch(() => undefined);
+    return result;
+  };
+}
+
+/**
+ * Discovers, imports and registers every transport plugin (what `gantry transports` shows). Never
+ * throws for a bad plugin: it is reported through `warn` and left out. Commands use
+ * {@link createTransportLoader} to import only what they need.
+ */
+export async function loadTransportRegistry(options: DiscoverOptions): Promise<TransportRegistry> {
+  return createTransportLoader(options)();
 }

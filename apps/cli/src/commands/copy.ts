@@ -14,6 +14,7 @@ import { type FlagSpec, UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';
 import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { transportNamesOf } from '../plugins.js';
 import { createProgressReporter } from '../progress.js';
 
 /** skopeo's `-f/--format` names. */
@@ -41,7 +42,7 @@ async function run(context: CommandContext): Promise<void> {
   } catch (error) {
     throw wrapError('Error loading trust policy', error);
   }
-  const registry = await context.transports();
+  const registry = await context.transports(transportNamesOf([sourceName, destinationName]));
   let source: ImageReference;
   let destination: ImageReference;
   try {

@@ -2,13 +2,14 @@ import { UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
 import { withRetries, wrapError } from '../errors.js';
 import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { transportNamesOf } from '../plugins.js';
 
 async function run(context: CommandContext): Promise<void> {
   const { flags, positionals, signal } = context;
   if (positionals.length !== 1) throw new UsageError('Usage: delete imageReference');
   const imageName = positionals[0]!;
   const transportContext = transportContextFrom(context.global, flags, '', signal);
-  const registry = await context.transports();
+  const registry = await context.transports(transportNamesOf([imageName]));
   let reference: ReturnType<typeof registry.parseImageReference>;
   try {
     reference = registry.parseImageReference(imageName);

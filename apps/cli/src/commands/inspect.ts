@@ -22,6 +22,7 @@ import type { CommandContext, CommandDefinition } from '../context.js';
 import { withRetries, wrapError } from '../errors.js';
 import { renderFormatted } from '../format.js';
 import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { transportNamesOf } from '../plugins.js';
 import { configTemplateData, inspectTemplateData } from '../template-data.js';
 
 /** Largest config blob read into memory. */
@@ -100,7 +101,7 @@ async function run(context: CommandContext): Promise<void> {
       ),
   };
   const transportContext = transportContextFrom(context.global, flags, '', signal);
-  const registry = await context.transports();
+  const registry = await context.transports(transportNamesOf([imageName]));
 
   let source: ImageSource;
   try {

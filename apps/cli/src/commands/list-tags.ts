@@ -12,6 +12,7 @@ import { UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
 import { withRetries, wrapError } from '../errors.js';
 import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { transportNamesOf } from '../plugins.js';
 
 /** The image flags skopeo's list-tags has (no shared blob directory, no daemon host). */
 const listTagsImageFlags = new Set([
@@ -47,11 +48,12 @@ async function run(context: CommandContext): Promise<void> {
   const { flags, positionals, signal } = context;
   if (positionals.length !== 1) throw new UsageError('Exactly one non-option argument expected');
   const imageName = positionals[0]!;
-  const registry = await context.transports();
+  const registry = await context.transports(transportNamesOf([imageName]));
   const { transport: transportName } = splitTransportReference(imageName);
   const transport = registry.get(transportName);
   if (transport !== undefined && typeof transport.listTags !== 'function') {
-    const supported = registry
+    // The message names every transport that can list tags, so all of them are loaded here.
+    const supported = (await context.transports())
       .list()
       .map((entry) => entry.transport)
       .filter((candidate) => typeof candidate.listTags === 'function')

@@ -101,7 +101,7 @@ async function readPasswordFromStdin(context: CommandContext): Promise<string> {
 }
 
 async function dockerTransportFor(context: CommandContext): Promise<LoginCapableTransport> {
-  const transport = (await context.transports()).get('docker');
+  const transport = (await context.transports(['docker'])).get('docker');
   if (!transport || typeof (transport as Partial<LoginCapableTransport>).checkLogin !== 'function') {
     throw new GantryError(
       ErrorCodes.NotSupported,
