@@ -85,6 +85,40 @@ describe('docker-archive: through the CLI', () => {
   });
 });
 
+describe('copy --additional-tag', () => {
+  it('records every tag in a docker-archive: as skopeo does', async () => {
+    const archive = join(root, 'tagged.tar');
+    const skopeoArchive = join(root, 'tagged-skopeo.tar');
+    const tags = ['--additional-tag', 'example.com/extra:one', '--additional-tag', 'example.com/extra:two'];
+    const written = await runGantry([
+      '--insecure-policy',
+      'copy',
+      '-q',
+      ...tags,
+      `oci:${layout}:latest`,
+      `docker-archive:${archive}:example.com/main:v1`,
+    ]);
+    expect(written.code, written.stderr).toBe(0);
+    const skopeo = runSkopeo([
+      '--insecure-policy',
+      'copy',
+      ...tags,
+      `oci:${layout}:latest`,
+      `docker-archive:${skopeoArchive}:example.com/main:v1`,
+    ]);
+    expect(skopeo.code, skopeo.stderr).toBe(0);
+    const ours = await runGantry(['list-tags', `docker-archive:${archive}`]);
+    expect(JSON.parse(ours.stdout.toString()).Tags).toEqual([
+      'example.com/main:v1',
+      'example.com/extra:one',
+      'example.com/extra:two',
+    ]);
+    expect(ours.stdout.toString()).toBe(
+      runSkopeo(['list-tags', `docker-archive:${skopeoArchive}`]).stdout.toString(),
+    );
+  });
+});
+
 describe('oci-archive: through the CLI', () => {
   it('keeps the manifest digest both ways with skopeo', async () => {
     const archive = join(root, 'oci.tar');

@@ -63,6 +63,13 @@ async function run(context: CommandContext): Promise<void> {
   };
   if (signal) options.signal = signal;
   const destinationContext = options.destinationContext!;
+  const additionalTags = flags.get('additional-tag');
+  if (Array.isArray(additionalTags) && additionalTags.length > 0) {
+    destinationContext.transportOptions = {
+      ...destinationContext.transportOptions,
+      'docker-archive': { additionalTags },
+    };
+  }
   if (flags.get('dest-compress') === true) destinationContext.dirForceCompress = true;
   if (flags.get('dest-decompress') === true) destinationContext.dirForceDecompress = true;
   if (flags.get('dest-oci-accept-uncompressed-layers') === true)
@@ -218,7 +225,6 @@ const copyFlags: FlagSpec[] = [
     kind: 'stringArray',
     valueName: 'strings',
     description: 'additional tags (supports docker-archive)',
-    unsupported: 'it applies to the docker-archive transport, which is not available in gantry yet',
   },
   {
     name: 'dest-precompute-digests',
