@@ -1,0 +1,30 @@
+/**
+ * `@gantry/transport-docker-daemon`: the `docker-daemon:name:tag` transport for the Docker Engine API.
+ *
+ * ```ts
+ * import { TransportRegistry } from '@gantry/core';
+ * import dockerDaemonTransport from '@gantry/transport-docker-daemon';
+ * const registry = new TransportRegistry([dockerDaemonTransport]);
+ * ```
+ */
+import { dockerDaemonTransport } from './transport.js';
+
+export {
+  type DockerDaemonTransportOptions,
+  DockerEngineClient,
+  defaultDockerHost,
+  dockerHostOf,
+  maximumApiVersion,
+} from './client.js';
+export {
+  DockerDaemonReference,
+  type DockerDaemonReferenceElements,
+  parseReferenceElements,
+} from './reference.js';
+export {
+  createDockerDaemonTransport,
+  type DockerDaemonTransport,
+  dockerDaemonTransport,
+} from './transport.js';
+
+export default dockerDaemonTransport;

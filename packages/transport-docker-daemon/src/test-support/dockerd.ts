@@ -1,0 +1,109 @@
+/**
+ * Test helper: a private dockerd (Debian's docker.io) with its own data root, exec root, pidfile and unix
+ * socket, `--storage-driver vfs --iptables=false --bridge=none`; it starts its own containerd. Fails loudly
+ * (with dockerd's log) when dockerd is missing or does not come up.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { DockerEngineClient } from '../client.js';
+
+const run = promisify(execFile);
+
+export const dockerdPath = '/usr/sbin/dockerd';
+
+export interface TestDockerDaemon {
+  directory: string;
+  /** `unix://<directory>/docker.sock` */
+  host: string;
+  /** Runs the docker CLI against this daemon. */
+  docker(...arguments_: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+}
+
+/** Starts dockerd and waits (up to `timeoutMs`) until `/_ping` answers. */
+export async function startTestDockerDaemon(timeoutMs = 60_000): Promise<TestDockerDaemon> {
+  const directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
+  const socket = path.join(directory, 'docker.sock');
+  const host = `unix://${socket}`;
+  const logPath = path.join(directory, 'dockerd.log');
+  const log = openSync(logPath, 'w');
+  const child = spawn(
+    dockerdPath,
+    [
+      '--storage-driver',
+      'vfs',
+      '--iptables=false',
+      '--bridge=none',
+      '--data-root',
+      path.join(directory, 'data'),
+      '--exec-root',
+      path.join(directory, 'exec'),
+      '--pidfile',
+      path.join(directory, 'docker.pid'),
+      '-H',
+      host,
+    ],
+    { stdio: ['ignore', log, log] },
+  );
+  closeSync(log);
+  let spawnError: Error | undefined;
+  child.once('error', (error) => {
+    spawnError = error;
+  });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      process.kill(child.pid, 'SIGTERM');
+      const timer = setTimeout(() => {
+        if (child.exitCode === null && child.signalCode === null && child.pid !== undefined)
+          process.kill(child.pid, 'SIGKILL');
+      }, 15_000);
+      await exited(child);
+      clearTimeout(timer);
+    }
+    await rm(directory, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (spawnError || child.exitCode !== null) {
+      const output = readFileSync(logPath, 'utf8');
+      await stop();
+      throw new Error(
+        `dockerd failed to start (${spawnError?.message ?? `exit ${child.exitCode}`}):\n${output}`,
+      );
+    }
+    const client = new DockerEngineClient(host);
+    try {
+      await client.apiVersion();
+      break;
+    } catch {
+      if (Date.now() > deadline) {
+        const output = readFileSync(logPath, 'utf8');
+        await stop();
+        throw new Error(`dockerd did not answer /_ping within ${timeoutMs} ms:\n${output}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } finally {
+      await client.close();
+    }
+  }
+  return {
+    directory,
+    host,
+    async docker(...arguments_: string[]): Promise<string> {
+      const { stdout } = await run('docker', ['-H', host, ...arguments_], { maxBuffer: 64 << 20 });
+      return stdout;
+    },
+    stop,
+  };
+}
