@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real tools the tests run against, from Debian's packages: skopeo and umoci (interop),
-# docker-registry (CNCF Distribution, started by the tests on 127.0.0.1), apache2-utils (htpasswd),
+# docker-registry (CNCF Distribution, started by the tests on 127.0.0.1), docker.io (dockerd, started by
+# the tests with vfs storage on their own socket), podman (loads our archives), apache2-utils (htpasswd),
 # openssl (test certificates), GNU tar and jq. Fails loudly when one cannot be installed: tests never
 # skip a missing tool.
 set -euo pipefail
@@ -13,6 +14,9 @@ declare -A package_of=(
   [htpasswd]=apache2-utils
   [openssl]=openssl
   [tar]=tar
+  [podman]=podman
+  [dockerd]=docker.io
+  [docker]=docker.io
 )
 missing=()
 for command in "${!package_of[@]}"; do

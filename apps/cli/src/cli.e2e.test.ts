@@ -383,10 +383,10 @@ describe('exit codes', () => {
     expect(invalid.stderr).toContain(
       'Error parsing image name \\"no-transport\\": Invalid image name \\"no-transport\\", expected colon-separated transport:reference',
     );
-    const notInstalled = await runGantry(['inspect', 'docker-daemon:busybox:latest']);
+    const notInstalled = await runGantry(['inspect', 'ostree:busybox:latest']);
     expect(notInstalled.code).toBe(1);
     expect(notInstalled.stderr).toContain(
-      'transport \\"docker-daemon\\" is not installed: add @gantry/transport-docker-daemon',
+      'transport \\"ostree\\" is not installed: add @gantry/transport-ostree',
     );
   });
 });

@@ -9,8 +9,6 @@ import type { TransportContext } from '@gantry/core';
 import { type FlagSpec, type FlagValue, UsageError } from './args.js';
 import type { GlobalOptions } from './context.js';
 
-const daemonOnly = 'it applies to the docker-daemon transport, which is not available in gantry yet';
-
 /** skopeo's image flags with `prefix` ('' for inspect, 'src-' / 'dest-' for copy). */
 export function imageFlagSpecs(prefix: '' | 'src-' | 'dest-'): FlagSpec[] {
   const flags: FlagSpec[] = [
@@ -43,7 +41,6 @@ export function imageFlagSpecs(prefix: '' | 'src-' | 'dest-'): FlagSpec[] {
       kind: 'string',
       valueName: 'HOST',
       description: 'use docker daemon host at HOST (docker-daemon: only)',
-      unsupported: daemonOnly,
     },
     {
       name: `${prefix}no-creds`,
@@ -97,8 +94,13 @@ export function transportContextFrom(
   if (global.registriesConfPath) context.registriesConfPath = global.registriesConfPath;
   const shared = flags.get(`${prefix}shared-blob-dir`);
   if (typeof shared === 'string' && shared !== '') context.ociSharedBlobDirectory = shared;
+  const transportOptions: Record<string, unknown> = {};
   const docker = dockerOptionsFrom(global, flags, prefix);
-  if (Object.keys(docker).length > 0) context.transportOptions = { docker };
+  if (Object.keys(docker).length > 0) transportOptions.docker = docker;
+  const daemonHost = flags.get(`${prefix}daemon-host`);
+  if (typeof daemonHost === 'string' && daemonHost !== '')
+    transportOptions['docker-daemon'] = { host: daemonHost };
+  if (Object.keys(transportOptions).length > 0) context.transportOptions = transportOptions;
   return context;
 }
 

@@ -193,11 +193,9 @@ describe('plugins through the CLI', () => {
   });
 
   it('a transport that is known but not installed names its package', async () => {
-    const result = await runGantry(['inspect', 'docker-daemon:busybox:latest']);
+    const result = await runGantry(['inspect', 'ostree:busybox:latest']);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(
-      'transport \\"docker-daemon\\" is not installed: add @gantry/transport-docker-daemon',
-    );
+    expect(result.stderr).toContain('transport \\"ostree\\" is not installed: add @gantry/transport-ostree');
   });
 });
 
@@ -356,16 +354,16 @@ describe('lazy plugin loading', () => {
 
   it('a wanted name nobody provides imports every candidate and stays missing', async () => {
     warnings.length = 0;
-    const registry = await createTransportLoader(options())(['docker-daemon']);
-    expect(registry.get('docker-daemon')).toBeUndefined();
+    const registry = await createTransportLoader(options())(['ostree']);
+    expect(registry.get('ostree')).toBeUndefined();
     expect(registry.list().map((entry) => entry.transport.name)).toEqual([
       'alpha',
       'bravo',
       'charlie',
       'echo',
     ]);
-    expect(() => registry.parseImageReference('docker-daemon:busybox:latest')).toThrow(
-      'transport "docker-daemon" is not installed: add @gantry/transport-docker-daemon',
+    expect(() => registry.parseImageReference('ostree:busybox:latest')).toThrow(
+      'transport "ostree" is not installed: add @gantry/transport-ostree',
     );
     expect(warnings.some((message) => message.includes('explodes at import'))).toBe(true);
   });
