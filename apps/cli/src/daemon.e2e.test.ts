@@ -87,6 +87,46 @@ describe('docker-daemon: through the CLI', () => {
     expect(JSON.parse(config.stdout.toString()).rootfs.diff_ids).toEqual(fixture.diffIds);
   });
 
+  it('docker load takes an archive Gantry wrote; Gantry reads what docker save wrote, like skopeo', async () => {
+    const archive = join(root, 'for-docker-load.tar');
+    const written = await runGantry([
+      '--insecure-policy',
+      'copy',
+      '-q',
+      `oci:${layout}:latest`,
+      `docker-archive:${archive}:example.com/gantry/loaded:v2`,
+    ]);
+    expect(written.code, written.stderr).toBe(0);
+    await daemon.docker('load', '-i', archive);
+    const inspected = JSON.parse(await daemon.docker('image', 'inspect', 'example.com/gantry/loaded:v2'))[0];
+    const fixture = image.images[0]!;
+    expect(inspected.Id).toBe(fixture.configDigest);
+    expect(inspected.RootFS.Layers).toEqual(fixture.diffIds);
+
+    const saved = join(root, 'docker-saved.tar');
+    await daemon.docker('save', '-o', saved, 'example.com/gantry/loaded:v2');
+    const ours = join(root, 'from-docker-save-gantry');
+    const theirs = join(root, 'from-docker-save-skopeo');
+    const copied = await runGantry([
+      '--insecure-policy',
+      'copy',
+      '-q',
+      `docker-archive:${saved}`,
+      `oci:${ours}:t`,
+    ]);
+    expect(copied.code, copied.stderr).toBe(0);
+    const skopeoCopy = runSkopeo(['--insecure-policy', 'copy', `docker-archive:${saved}`, `oci:${theirs}:t`]);
+    expect(skopeoCopy.code, skopeoCopy.stderr).toBe(0);
+    const configOf = (directory: string) => {
+      const result = runSkopeo(['inspect', '--config', '--raw', `oci:${directory}:t`]);
+      expect(result.code, result.stderr).toBe(0);
+      return result.stdout;
+    };
+    // Same config bytes (so the same config digest) and DiffIDs as skopeo's copy of the same archive.
+    expect(configOf(ours).equals(configOf(theirs))).toBe(true);
+    expect(JSON.parse(configOf(ours).toString()).rootfs.diff_ids).toEqual(fixture.diffIds);
+  });
+
   it('names the socket when no daemon answers', async () => {
     const socket = `unix://${join(root, 'nobody-here.sock')}`;
     const result = await runGantry(['inspect', '--daemon-host', socket, 'docker-daemon:busybox:latest']);
