@@ -14,7 +14,7 @@
 //   pnpm bench [-- --runs 5 --layer-mib 1024 --work-dir /var/tmp/gantry-bench --only oci-to-dir-large,registry-to-registry-mount]
 //   (--gantry-library: registry rows run core's copyImage through gantry-library-copy.mjs instead of the CLI)
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -188,6 +188,35 @@ async function startRegistry(name = 'registry') {
 }
 
 const policy = ['--insecure-policy'];
+
+/**
+ * A `docker save` archive of one of the layouts, written once by skopeo (so both tools read the same
+ * bytes, in the format skopeo itself produces) and reused across runs and, with `--work-dir`, across
+ * invocations. Written under a temporary name and renamed, so an interrupted write is never reused.
+ * Built only when a selected scenario needs it (the large one is several GiB).
+ */
+const archives = new Map();
+function dockerArchiveOf(layoutName) {
+  if (archives.has(layoutName)) return archives.get(layoutName);
+  const layout = layouts[layoutName];
+  const archive = join(workDirectory, `${layout.split('/').at(-1)}.docker-archive.tar`);
+  if (!existsSync(archive)) {
+    console.error(`Writing ${archive} with skopeo…`);
+    const partial = `${archive}.partial`;
+    rmSync(partial, { force: true });
+    execFileSync('skopeo', [
+      ...policy,
+      'copy',
+      '-q',
+      `oci:${layout}:bench`,
+      `docker-archive:${partial}:bench/${layoutName.toLowerCase()}:v1`,
+    ]);
+    renameSync(partial, archive);
+  }
+  archives.set(layoutName, archive);
+  return archive;
+}
+
 const quarterMiB = Math.max(1, largeLayerMiB >> 2);
 const localScenarios = [
   {
@@ -235,6 +264,24 @@ const localScenarios = [
     description: `inspect oci: (${largeLayerMiB} MiB layer image)`,
     args: () => [...policy, 'inspect', `oci:${layouts.large}:bench`],
   },
+  {
+    name: 'docker-archive-to-oci',
+    description: 'docker-archive → oci, 16 × 16 MiB (archive written by skopeo)',
+    prepare: () => dockerArchiveOf('manyLayers'),
+    args: ({ destination }) => [
+      ...policy,
+      'copy',
+      '-q',
+      `docker-archive:${dockerArchiveOf('manyLayers')}`,
+      `oci:${destination}:bench`,
+    ],
+  },
+  {
+    name: 'inspect-docker-archive',
+    description: `inspect docker-archive: (${largeLayerMiB} MiB layer archive)`,
+    prepare: () => dockerArchiveOf('large'),
+    args: () => [...policy, 'inspect', `docker-archive:${dockerArchiveOf('large')}`],
+  },
 ];
 
 /**
@@ -269,6 +316,14 @@ const registryScenarios = [
     name: 'oci-to-registry-repush',
     description: 'oci → registry re-push, image already there, 16 × 16 MiB',
     copy: ({ registry }) => [`oci:${layouts.manyLayers}:bench`, `docker://${registry}/bench/many:v1`],
+  },
+  {
+    name: 'registry-to-docker-archive',
+    description: 'registry → docker-archive, new file, 16 × 16 MiB',
+    copy: ({ registry, destination }) => [
+      `docker://${registry}/bench/many:v1`,
+      `docker-archive:${destination}:bench/many:v1`,
+    ],
   },
   {
     name: 'registry-to-oci-large',
@@ -312,6 +367,8 @@ const scenarios = [
   ...localScenarios.filter(selected),
   ...registryScenarios.filter(selected).map((scenario) => ({ ...scenario, registry: true })),
 ];
+
+for (const scenario of scenarios) scenario.prepare?.();
 
 let registry;
 /**
