@@ -4,9 +4,20 @@
  * version this client speaks, as the docker CLI does).
  *
  * The host is `transportOptions['docker-daemon'].host` (`--src-daemon-host` / `--dest-daemon-host`), else
- * `DOCKER_HOST`, else `unix:///var/run/docker.sock`. TLS (`DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`) is not
- * supported yet: such a host is refused with `ERR_GANTRY_NOT_SUPPORTED`.
+ * `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
+ *
+ * TLS follows the docker CLI's client rules: a `tcp://` host uses TLS with verification when `tlsVerify` is
+ * `true` in `transportOptions['docker-daemon']`, or, when that option is not given, when `DOCKER_TLS_VERIFY` is
+ * non-empty; otherwise it is plain HTTP. The certificate directory is `certPath`, else `DOCKER_CERT_PATH`, else
+ * `~/.docker`; it must hold `ca.pem` (the CA the daemon's certificate is verified against) and may hold the
+ * client certificate `cert.pem` with its key `key.pem` (both or neither, as `docker` skips absent ones). A missing
+ * or unreadable file is `ERR_GANTRY_USAGE` naming the file; a daemon that refuses the handshake is
+ * `ERR_GANTRY_TRANSIENT` naming the host.
  */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
 import { Pool } from 'undici';
@@ -15,6 +26,18 @@ import { Pool } from 'undici';
 export interface DockerDaemonTransportOptions {
   /** The daemon address: `unix:///path` or `tcp://host:port`. */
   host?: string;
+  /** Use TLS with verification for a `tcp://` host; when absent, `DOCKER_TLS_VERIFY` non-empty decides. */
+  tlsVerify?: boolean;
+  /** The directory of `ca.pem`, `cert.pem`, `key.pem`; when absent `DOCKER_CERT_PATH`, else `~/.docker`. */
+  certPath?: string;
+}
+
+/** The TLS settings of a `tcp://` daemon connection. */
+export interface DockerDaemonTlsSettings {
+  /** Whether to use TLS (with verification of the daemon's certificate). */
+  verify: boolean;
+  /** The certificate directory. */
+  certPath: string;
 }
 
 /** The default daemon address. */
@@ -27,6 +50,76 @@ export const maximumApiVersion = '1.41';
 export function dockerHostOf(context: TransportContext): string {
   const options = context.transportOptions?.['docker-daemon'] as DockerDaemonTransportOptions | undefined;
   return options?.host || process.env.DOCKER_HOST || defaultDockerHost;
+}
+
+/** The TLS settings the context selects (see the module comment). */
+export function dockerTlsSettingsOf(context: TransportContext): DockerDaemonTlsSettings {
+  const options = context.transportOptions?.['docker-daemon'] as DockerDaemonTransportOptions | undefined;
+  return {
+    verify: options?.tlsVerify ?? Boolean(process.env.DOCKER_TLS_VERIFY),
+    certPath: options?.certPath || process.env.DOCKER_CERT_PATH || path.join(os.homedir(), '.docker'),
+  };
+}
+
+function fileExists(file: string): boolean {
+  try {
+    readFileSync(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readCertificateFile(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new GantryError(
+      ErrorCodes.Usage,
+      `cannot read docker TLS file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+function tlsConnectOptions(
+  hostname: string,
+  certPath: string,
+): { ca: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized: true; servername?: string } {
+  const ca = readCertificateFile(path.join(certPath, 'ca.pem'));
+  const certificateFile = path.join(certPath, 'cert.pem');
+  const keyFile = path.join(certPath, 'key.pem');
+  const hasCertificate = fileExists(certificateFile);
+  const hasKey = fileExists(keyFile);
+  const client =
+    hasCertificate || hasKey
+      ? { cert: readCertificateFile(certificateFile), key: readCertificateFile(keyFile) }
+      : {};
+  return {
+    ca,
+    ...client,
+    rejectUnauthorized: true,
+    ...(isIP(hostname) === 0 ? { servername: hostname } : {}),
+  };
+}
+
+/** The connection-level error codes that mean the daemon could not be reached or refused the TLS handshake. */
+function isConnectionFailure(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  return (
+    code === 'ECONNREFUSED' ||
+    code === 'ENOENT' ||
+    code === 'EACCES' ||
+    code === 'ECONNRESET' ||
+    code === 'EPROTO' ||
+    code === 'UND_ERR_SOCKET' ||
+    code.startsWith('ERR_SSL_') ||
+    code.startsWith('ERR_TLS_') ||
+    code.startsWith('UNABLE_TO_') ||
+    code.startsWith('DEPTH_ZERO_') ||
+    code.startsWith('SELF_SIGNED_') ||
+    code.startsWith('CERT_')
+  );
 }
 
 function compareVersions(left: string, right: string): number {
@@ -52,21 +145,31 @@ export class DockerEngineClient {
   readonly #pool: Pool;
   #apiVersion: Promise<string> | undefined;
 
-  constructor(host: string) {
+  readonly tls: boolean;
+
+  /**
+   * `tls` applies to a `tcp://` host only (default: the environment, see `dockerTlsSettingsOf`); reads the
+   * certificate files at once.
+   */
+  constructor(host: string, tls: DockerDaemonTlsSettings = dockerTlsSettingsOf({})) {
     this.host = host;
+    this.tls = false;
     if (host.startsWith('unix://')) {
       const socketPath = host.slice('unix://'.length);
       if (socketPath === '')
         throw new GantryError(ErrorCodes.Usage, `invalid docker host ${host}: no socket path`);
       this.#pool = new Pool('http://localhost', { socketPath });
     } else if (host.startsWith('tcp://') || host.startsWith('http://')) {
-      if (process.env.DOCKER_TLS_VERIFY) {
-        throw new GantryError(
-          ErrorCodes.NotSupported,
-          `TLS connections to the docker daemon (${host}) are not supported yet`,
-        );
+      const address = host.replace(/^(tcp|http):\/\//, '').replace(/\/+$/, '');
+      if (address === '') throw new GantryError(ErrorCodes.Usage, `invalid docker host ${host}: no address`);
+      if (tls.verify && host.startsWith('tcp://')) {
+        const origin = new URL(`https://${address}`);
+        const hostname = origin.hostname.replace(/^\[|\]$/g, '');
+        this.tls = true;
+        this.#pool = new Pool(origin.origin, { connect: tlsConnectOptions(hostname, tls.certPath) });
+      } else {
+        this.#pool = new Pool(`http://${address}`);
       }
-      this.#pool = new Pool(`http://${host.replace(/^(tcp|http):\/\//, '')}`);
     } else {
       throw new GantryError(ErrorCodes.Usage, `unsupported docker host ${host}: expected unix:// or tcp://`);
     }
@@ -74,9 +177,12 @@ export class DockerEngineClient {
 
   #connectionError(error: unknown): GantryError {
     const code = (error as NodeJS.ErrnoException).code;
+    const detail = `${code ?? ''}${code ? ': ' : ''}${(error as Error).message}`;
     return new GantryError(
       ErrorCodes.Transient,
-      `Cannot connect to the Docker daemon at ${this.host}. Is the docker daemon running? (${code ?? (error as Error).message})`,
+      this.tls
+        ? `Cannot connect to the Docker daemon at ${this.host} over TLS (check DOCKER_CERT_PATH / certPath: ca.pem, cert.pem, key.pem). (${detail})`
+        : `Cannot connect to the Docker daemon at ${this.host}. Is the docker daemon running? (${code ?? (error as Error).message})`,
       { cause: error },
     );
   }
@@ -127,9 +233,7 @@ export class DockerEngineClient {
         ...(options.signal ? { signal: options.signal } : {}),
       })) as EngineResponse;
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES')
-        throw this.#connectionError(error);
+      if (isConnectionFailure(error)) throw this.#connectionError(error);
       throw error;
     }
   }

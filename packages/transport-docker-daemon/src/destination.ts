@@ -31,7 +31,7 @@ import {
   throwIfAborted,
 } from '@gantry/core';
 import { createDockerArchiveWriter, type DockerArchiveWriter } from '@gantry/docker-save-format';
-import { DockerEngineClient, dockerHostOf, type EngineResponse } from './client.js';
+import { DockerEngineClient, dockerHostOf, dockerTlsSettingsOf, type EngineResponse } from './client.js';
 import type { DockerDaemonReference } from './reference.js';
 
 const properties: ImageDestinationProperties = Object.freeze({
@@ -287,7 +287,7 @@ export async function openDockerDaemonImageDestination(
       `Invalid destination docker-daemon:${reference.stringWithinTransport()}: a destination must be a name:tag`,
     );
   }
-  const client = new DockerEngineClient(dockerHostOf(context));
+  const client = new DockerEngineClient(dockerHostOf(context), dockerTlsSettingsOf(context));
   try {
     await client.apiVersion(context.signal);
   } catch (error) {

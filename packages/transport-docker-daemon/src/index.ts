@@ -10,10 +10,12 @@
 import { dockerDaemonTransport } from './transport.js';
 
 export {
+  type DockerDaemonTlsSettings,
   type DockerDaemonTransportOptions,
   DockerEngineClient,
   defaultDockerHost,
   dockerHostOf,
+  dockerTlsSettingsOf,
   maximumApiVersion,
 } from './client.js';
 export {

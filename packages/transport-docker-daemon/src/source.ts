@@ -25,7 +25,7 @@ import {
   type DockerArchiveReader,
   openDockerArchiveFromStream,
 } from '@gantry/docker-save-format';
-import { DockerEngineClient, dockerHostOf } from './client.js';
+import { DockerEngineClient, dockerHostOf, dockerTlsSettingsOf } from './client.js';
 import type { DockerDaemonReference } from './reference.js';
 
 class DockerDaemonImageSource implements ImageSource {
@@ -109,7 +109,7 @@ export async function openDockerDaemonImageSource(
   context: TransportContext,
 ): Promise<ImageSource & { readonly image: DockerArchiveImage }> {
   throwIfAborted(context.signal);
-  const client = new DockerEngineClient(dockerHostOf(context));
+  const client = new DockerEngineClient(dockerHostOf(context), dockerTlsSettingsOf(context));
   const name = reference.stringWithinTransport();
   try {
     const response = await client.request('GET', `/images/${encodeURIComponent(name)}/get`, {

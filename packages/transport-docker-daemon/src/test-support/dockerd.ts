@@ -1,11 +1,13 @@
 /**
  * Test helper: a private dockerd (Debian's docker.io) with its own data root, exec root, pidfile and unix
  * socket, `--storage-driver vfs --iptables=false --bridge=none`; it starts its own containerd. Fails loudly
- * (with dockerd's log) when dockerd is missing or does not come up.
+ * (with dockerd's log) when dockerd is missing or does not come up. With `tls`, it also listens on
+ * `tcp://127.0.0.1:<free port>` with `--tlsverify` (client certificates signed by the given CA required).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +21,8 @@ export interface TestDockerDaemon {
   directory: string;
   /** `unix://<directory>/docker.sock` */
   host: string;
+  /** `tcp://127.0.0.1:<port>` when started with `tls`. */
+  tcpHost?: string;
   /** Runs the docker CLI against this daemon. */
   docker(...arguments_: string[]): Promise<string>;
   stop(): Promise<void>;
@@ -31,12 +35,50 @@ function exited(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts dockerd and waits (up to `timeoutMs`) until `/_ping` answers. */
-export async function startTestDockerDaemon(timeoutMs = 60_000): Promise<TestDockerDaemon> {
+/** dockerd's `--tlscacert`, `--tlscert`, `--tlskey` files. */
+export interface TestDockerDaemonTls {
+  caCertificatePath: string;
+  serverCertificatePath: string;
+  serverKeyPath: string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address && typeof address === 'object') resolve(address.port);
+        else reject(new Error('no port'));
+      });
+    });
+  });
+}
+
+/** Starts dockerd and waits (up to `timeoutMs`) until `/_ping` answers on its unix socket. */
+export async function startTestDockerDaemon(
+  timeoutMs = 60_000,
+  options: { tls?: TestDockerDaemonTls } = {},
+): Promise<TestDockerDaemon> {
   const directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
   const socket = path.join(directory, 'docker.sock');
   const host = `unix://${socket}`;
   const logPath = path.join(directory, 'dockerd.log');
+  const tcpHost = options.tls ? `tcp://127.0.0.1:${await freePort()}` : undefined;
+  const tlsArguments = options.tls
+    ? [
+        '--tlsverify',
+        '--tlscacert',
+        options.tls.caCertificatePath,
+        '--tlscert',
+        options.tls.serverCertificatePath,
+        '--tlskey',
+        options.tls.serverKeyPath,
+        '-H',
+        tcpHost as string,
+      ]
+    : [];
   const log = openSync(logPath, 'w');
   const child = spawn(
     dockerdPath,
@@ -53,6 +95,7 @@ export async function startTestDockerDaemon(timeoutMs = 60_000): Promise<TestDoc
       path.join(directory, 'docker.pid'),
       '-H',
       host,
+      ...tlsArguments,
     ],
     { stdio: ['ignore', log, log] },
   );
@@ -100,6 +143,7 @@ export async function startTestDockerDaemon(timeoutMs = 60_000): Promise<TestDoc
   return {
     directory,
     host,
+    ...(tcpHost ? { tcpHost } : {}),
     async docker(...arguments_: string[]): Promise<string> {
       const { stdout } = await run('docker', ['-H', host, ...arguments_], { maxBuffer: 64 << 20 });
       return stdout;
