@@ -15,6 +15,7 @@ export {
   rawJsonMembers,
   repositoriesFileName,
 } from './format.js';
+export { DockerArchiveImageSource } from './image-source.js';
 export {
   type ArchiveLayerCompression,
   createArchiveDecompressor,
