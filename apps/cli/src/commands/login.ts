@@ -1,8 +1,12 @@
 /**
  * `gantry login` / `gantry logout`: skopeo's (containers/common `pkg/auth`) registry login. Credentials
- * are checked against the registry by the docker transport's `checkLogin`, then stored in the primary
- * auth file (core's `storeRegistryCredentials`: atomic, mode 0600). Credentials are never printed or
- * logged, with `--debug` neither.
+ * are checked against the registry by the docker transport's `checkLogin`, then stored by core's
+ * `storeRegistryCredentials` (containers/image's SetCredentials): in the primary auth file (atomic,
+ * mode 0600), or, when its `credHelpers` names a helper for the registry, with
+ * `docker-credential-<name> store`; registries.conf `credential-helpers` (`--registries-conf`)
+ * chooses the stores. `logout` erases from every store (helpers too), `logout --all` from all of them.
+ * Credential helpers run with the command's environment (its PATH finds them). Credentials are never
+ * printed or logged, with `--debug` neither.
  */
 import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
@@ -13,6 +17,7 @@ import {
   GantryError,
   hasErrorCode,
   isNameOnly,
+  loadRegistriesConfiguration,
   parseNormalizedNamed,
   removeAllRegistryCredentials,
   removeRegistryCredentials,
@@ -61,10 +66,20 @@ export function credentialsKeyFor(argument: string): { key: string; registry: st
   return { key, registry };
 }
 
-function authFileOptions(context: CommandContext): AuthFileSearchOptions {
+/**
+ * Where credentials are looked up and stored: `--authfile` (else `REGISTRY_AUTH_FILE` and the
+ * default files), and registries.conf `credential-helpers` (the global `--registries-conf`, else the
+ * system's files), as containers/image reads them for login and logout.
+ */
+async function authFileOptions(context: CommandContext): Promise<AuthFileSearchOptions> {
   const options: AuthFileSearchOptions = { environment: context.io.env };
   const authFile = context.flags.get('authfile');
   if (typeof authFile === 'string' && authFile !== '') options.authFilePath = authFile;
+  const registriesConf = await loadRegistriesConfiguration({
+    environment: context.io.env,
+    ...(context.global.registriesConfPath ? { registriesConfPath: context.global.registriesConfPath } : {}),
+  });
+  options.credentialHelpers = registriesConf.credentialHelpers;
   return options;
 }
 
@@ -124,6 +139,7 @@ function loginContext(
   if (typeof certDirectory === 'string' && certDirectory !== '') docker.certDirectory = certDirectory;
   const authFile = context.flags.get('authfile');
   if (typeof authFile === 'string' && authFile !== '') docker.authFilePath = authFile;
+  if (context.global.userAgentPrefix !== undefined) docker.userAgentPrefix = context.global.userAgentPrefix;
   const transportContext: TransportContext = { transportOptions: { docker } };
   if (context.signal) transportContext.signal = context.signal;
   if (context.global.registriesConfPath)
@@ -136,7 +152,7 @@ async function runLogin(context: CommandContext): Promise<void> {
   if (positionals.length > 1) throw new UsageError('login accepts only one registry to login to');
   if (positionals.length === 0) throw new UsageError('please provide a registry to login to');
   const { key, registry } = credentialsKeyFor(positionals[0]!);
-  const fileOptions = authFileOptions(context);
+  const fileOptions = await authFileOptions(context);
 
   const existing = await findRegistryCredentials(key, fileOptions).catch((error: unknown) => {
     throw wrapError('get credentials', error);
@@ -201,14 +217,15 @@ async function runLogin(context: CommandContext): Promise<void> {
     throw wrapError(`authenticating creds for ${goQuote(key)}`, error);
   }
   const written = await storeRegistryCredentials(key, credentials, fileOptions);
-  // Go's fmt.Fprintln("Used: ", path): two spaces.
+  context.logger.debug(`Stored the credentials for ${key} in ${written}`);
+  // Go's fmt.Fprintln("Used: ", path): two spaces. `written` is a path or "credential helper: <name>".
   if (flags.get('verbose') === true) context.print(`Used:  ${written}\n`);
   context.print('Login Succeeded!\n');
 }
 
 async function runLogout(context: CommandContext): Promise<void> {
   const { flags, positionals } = context;
-  const fileOptions = authFileOptions(context);
+  const fileOptions = await authFileOptions(context);
   if (fileOptions.authFilePath !== undefined) {
     try {
       await stat(fileOptions.authFilePath);
@@ -228,11 +245,14 @@ async function runLogout(context: CommandContext): Promise<void> {
   if (positionals.length > 1) throw new UsageError('logout accepts only one registry to logout from');
   if (positionals.length === 0) throw new UsageError('please provide a registry to logout from');
   const { key } = credentialsKeyFor(positionals[0]!);
-  if (await removeRegistryCredentials(key, fileOptions)) {
+  const removed = await removeRegistryCredentials(key, fileOptions).catch((error: unknown) => {
+    throw wrapError(`logging out of ${goQuote(key)}`, error);
+  });
+  if (removed) {
     context.print(`Removed login credentials for ${key}\n`);
     return;
   }
-  // Not in the file login writes. Valid credentials elsewhere (docker login's config.json) are
+  // Not in the file login writes nor in a helper. Valid credentials elsewhere (docker login's config.json) are
   // reported, as containers/common does, and left alone.
   const elsewhere = await findRegistryCredentials(key, fileOptions).catch(() => undefined);
   if (elsewhere && elsewhere.username !== '' && elsewhere.password !== '') {

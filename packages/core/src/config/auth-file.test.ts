@@ -1,9 +1,11 @@
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  type AuthFileSearchOptions,
   authFileSearchPaths,
+  authFilesCredentialHelper,
   credentialsLookupKeys,
   findRegistryCredentials,
   primaryAuthFilePath,
@@ -222,7 +224,7 @@ describe('findRegistryCredentials', () => {
   it('reports a missing credential helper program', async () => {
     await writeJson('run/containers/auth.json', { credHelpers: { 'h.local': 'gantry-no-such-helper' } });
     await expect(findRegistryCredentials('h.local', options())).rejects.toThrow(
-      /docker-credential-gantry-no-such-helper: program not found/,
+      /credential helper docker-credential-gantry-no-such-helper get: docker-credential-gantry-no-such-helper is not on PATH/,
     );
   });
 });
@@ -281,14 +283,350 @@ describe('storing and removing credentials (login / logout)', () => {
     });
   });
 
-  it('refuses invalid keys and registries delegated to a credential helper', async () => {
+  it('refuses invalid keys', async () => {
     const file = path.join(directory, 'auth.json');
     await expect(
       storeRegistryCredentials('https://reg.local', { username: 'u', password: 'p' }, { authFilePath: file }),
     ).rejects.toThrow(/http\[s\]:\/\/ prefix/);
-    await writeFile(file, JSON.stringify({ credHelpers: { 'h.local': 'pass' } }));
-    await expect(
-      storeRegistryCredentials('h.local', { username: 'u', password: 'p' }, { authFilePath: file }),
-    ).rejects.toThrow(/docker-credential-pass/);
+    await expect(stat(file)).rejects.toThrow();
+  });
+});
+
+/**
+ * Writes `docker-credential-<name>`, a real credential helper (a node script) speaking the
+ * docker-credential-helpers protocol: get/store/erase/list against `<name>-store.json` next to it,
+ * each call logged (command and server, never the secret) in `<name>-calls.log`. A file
+ * `<name>-fail-<command>` makes that command fail like a broken keyring: the secret it was given is
+ * echoed on stdout and the whole input on stderr (to prove neither reaches Gantry's errors).
+ */
+async function writeCredentialHelper(directory: string, name: string) {
+  const script = `#!${process.execPath}
+const fs = require('node:fs');
+const path = require('node:path');
+const base = path.join(__dirname, ${JSON.stringify(name)});
+const command = process.argv[2];
+const input = fs.readFileSync(0, 'utf8');
+const storePath = base + '-store.json';
+const store = fs.existsSync(storePath) ? JSON.parse(fs.readFileSync(storePath, 'utf8')) : {};
+const save = () => fs.writeFileSync(storePath, JSON.stringify(store));
+const fail = (message) => { process.stdout.write(message + '\\n'); process.exit(1); };
+const server = command === 'store' ? JSON.parse(input).ServerURL : input.trim();
+fs.appendFileSync(base + '-calls.log', command + ' ' + server + '\\n');
+if (fs.existsSync(base + '-fail-' + command)) {
+  process.stderr.write('input was: ' + input + '\\n');
+  const secret = command === 'store' ? JSON.parse(input).Secret : '';
+  fail('keyring is locked (was given secret ' + secret + ')');
+}
+switch (command) {
+  case 'store': {
+    const credentials = JSON.parse(input);
+    if (!credentials.ServerURL) fail('no credentials server URL');
+    store[credentials.ServerURL] = { Username: credentials.Username, Secret: credentials.Secret };
+    save();
+    break;
+  }
+  case 'get': {
+    const entry = store[server];
+    if (!entry) fail('credentials not found in native keychain');
+    process.stdout.write(JSON.stringify({ ServerURL: server, Username: entry.Username, Secret: entry.Secret }));
+    break;
+  }
+  case 'erase':
+    if (!store[server]) fail('credentials not found in native keychain');
+    delete store[server];
+    save();
+    break;
+  case 'list': {
+    const list = {};
+    for (const [url, entry] of Object.entries(store)) list[url] = entry.Username;
+    process.stdout.write(JSON.stringify(list));
+    break;
+  }
+  default:
+    fail('unknown credential action');
+}
+`;
+  const program = path.join(directory, `docker-credential-${name}`);
+  await writeFile(program, script, { mode: 0o755 });
+  const base = path.join(directory, name);
+  return {
+    async entries(): Promise<Record<string, { Username: string; Secret: string }>> {
+      try {
+        return JSON.parse(await readFile(`${base}-store.json`, 'utf8'));
+      } catch {
+        return {};
+      }
+    },
+    async calls(): Promise<string[]> {
+      try {
+        return (await readFile(`${base}-calls.log`, 'utf8')).trim().split('\n');
+      } catch {
+        return [];
+      }
+    },
+    async failOn(command: string): Promise<void> {
+      await writeFile(`${base}-fail-${command}`, '');
+    },
+    async stopFailing(command: string): Promise<void> {
+      await rm(`${base}-fail-${command}`, { force: true });
+    },
+  };
+}
+
+describe('credential helpers (docker-credential-<name> get/store/erase/list)', () => {
+  let directory: string;
+  let helperDirectory: string;
+  let file: string;
+  let options: AuthFileSearchOptions;
+  const secret = 'pa"ss\\word with spaces';
+  beforeEach(async () => {
+    directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
+    helperDirectory = path.join(directory, 'bin');
+    await mkdir(helperDirectory);
+    file = path.join(directory, 'auth.json');
+    options = {
+      authFilePath: file,
+      environment: { PATH: `${helperDirectory}:${process.env.PATH}`, HOME: directory },
+    };
+  });
+  afterEach(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  it('login stores through credHelpers: the file keeps no secret, the helper has it, get reads it back', async () => {
+    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    await writeFile(
+      file,
+      JSON.stringify({
+        auths: { 'h.local': { auth: encode('old', 'stale-secret') }, 'o.local': { auth: encode('o', 'p') } },
+        credHelpers: { 'h.local': 'vault' },
+      }),
+    );
+    expect(await storeRegistryCredentials('h.local', { username: 'alice', password: secret }, options)).toBe(
+      'credential helper: vault',
+    );
+    expect(await helper.entries()).toEqual({ 'h.local': { Username: 'alice', Secret: secret } });
+    const text = await readFile(file, 'utf8');
+    expect(text).not.toContain(Buffer.from(`alice:${secret}`).toString('base64'));
+    // The stale plain-text entry is gone, other entries and credHelpers stay.
+    expect(JSON.parse(text)).toEqual({
+      auths: { 'o.local': { auth: encode('o', 'p') } },
+      credHelpers: { 'h.local': 'vault' },
+    });
+    expect(await findRegistryCredentials('h.local/some/repo', options)).toEqual({
+      username: 'alice',
+      password: secret,
+      source: 'docker-credential-vault',
+    });
+    // Registries the helper is not named for still go to the file.
+    expect(await storeRegistryCredentials('p.local', { username: 'u', password: 'q' }, options)).toBe(file);
+    expect(JSON.parse(await readFile(file, 'utf8')).auths['p.local']).toEqual({ auth: encode('u', 'q') });
+    expect(await helper.calls()).toEqual(['store h.local', 'get h.local']);
+  });
+
+  it('refuses a namespaced key for a registry whose credentials a helper holds', async () => {
+    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    await writeFile(file, JSON.stringify({ credHelpers: { 'h.local': 'vault' } }));
+    const failure = storeRegistryCredentials('h.local/team', { username: 'u', password: 'p' }, options);
+    await expect(failure).rejects.toMatchObject({ code: 'ERR_GANTRY_NOT_SUPPORTED' });
+    await expect(failure).rejects.toThrow(/namespaced key is not supported for credential helper vault/);
+    expect(await helper.calls()).toEqual([]);
+  });
+
+  it('follows registries.conf credential-helpers when storing, falling back in order', async () => {
+    const helper = await writeCredentialHelper(helperDirectory, 'keyring');
+    const ordered = { ...options, credentialHelpers: ['keyring', authFilesCredentialHelper] };
+    expect(await storeRegistryCredentials('k.local', { username: 'u', password: secret }, ordered)).toBe(
+      'credential helper: keyring',
+    );
+    await expect(stat(file)).rejects.toThrow();
+    expect(await findRegistryCredentials('k.local/x', ordered)).toMatchObject({
+      username: 'u',
+      password: secret,
+    });
+    // Helpers hold registries only: a namespaced key falls to the next store, the auth file.
+    expect(await storeRegistryCredentials('k.local/ns', { username: 'v', password: 'w' }, ordered)).toBe(
+      file,
+    );
+    // When no store accepts them, every failure is named.
+    await helper.failOn('store');
+    const onlyHelpers = { ...options, credentialHelpers: ['keyring', 'gantry-absent'] };
+    const failure = storeRegistryCredentials('k.local', { username: 'u', password: secret }, onlyHelpers);
+    await expect(failure).rejects.toThrow(
+      /^storing credentials for k\.local: credential helper docker-credential-keyring store: exit status 1: .*keyring is locked.*; credential helper docker-credential-gantry-absent store: docker-credential-gantry-absent is not on PATH/,
+    );
+  });
+
+  it('never puts the secret into errors of a failing helper', async () => {
+    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    await writeFile(file, JSON.stringify({ credHelpers: { 'h.local': 'vault' } }));
+    await helper.failOn('store');
+    const error = await storeRegistryCredentials(
+      'h.local',
+      { username: 'u', password: secret },
+      options,
+    ).then(
+      () => undefined,
+      (caught: unknown) => caught as Error,
+    );
+    expect(error?.message).toMatch(/docker-credential-vault store: exit status 1: .*keyring is locked/);
+    expect(error?.message).toContain('<redacted>');
+    expect(error?.message).not.toContain(secret);
+    expect(error?.message).not.toContain('input was');
+    expect(JSON.stringify(error)).not.toContain('pa\\"ss');
+    expect(await helper.entries()).toEqual({});
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ credHelpers: { 'h.local': 'vault' } });
+  });
+
+  it('logout erases from the helper and the file; "not logged in" when neither had credentials', async () => {
+    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    await writeFile(file, JSON.stringify({ credHelpers: { 'h.local': 'vault' } }));
+    await storeRegistryCredentials('h.local', { username: 'u', password: secret }, options);
+    expect(await removeRegistryCredentials('h.local', options)).toBe(true);
+    expect(await helper.entries()).toEqual({});
+    expect(await findRegistryCredentials('h.local', options)).toBeUndefined();
+    expect(await removeRegistryCredentials('h.local', options)).toBe(false);
+    // A plain-text entry (written before the helper was configured) goes too.
+    await writeFile(
+      file,
+      JSON.stringify({
+        auths: { 'h.local': { auth: encode('a', 'b') } },
+        credHelpers: { 'h.local': 'vault' },
+      }),
+    );
+    expect(await removeRegistryCredentials('h.local', options)).toBe(true);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({
+      auths: {},
+      credHelpers: { 'h.local': 'vault' },
+    });
+    expect(await helper.calls()).toEqual([
+      'store h.local',
+      'erase h.local',
+      'get h.local',
+      'erase h.local',
+      'erase h.local',
+    ]);
+  });
+
+  it('logout reports a failing helper by name and leaves the file alone', async () => {
+    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    const contents = {
+      auths: { 'h.local': { auth: encode('a', 'b') } },
+      credHelpers: { 'h.local': 'vault' },
+    };
+    await writeFile(file, JSON.stringify(contents));
+    await helper.failOn('erase');
+    await expect(removeRegistryCredentials('h.local', options)).rejects.toThrow(
+      /^removing credentials for h\.local: updating .*auth\.json: credential helper docker-credential-vault erase: exit status 1: "keyring is locked/,
+    );
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual(contents);
+    await writeFile(file, JSON.stringify({ credHelpers: { 'h.local': 'gantry-absent' } }));
+    await expect(removeRegistryCredentials('h.local', options)).rejects.toThrow(
+      /docker-credential-gantry-absent is not on PATH/,
+    );
+  });
+
+  it('logout of an external credential-helpers entry erases there, skipping namespaced keys', async () => {
+    const helper = await writeCredentialHelper(helperDirectory, 'keyring');
+    const ordered = { ...options, credentialHelpers: [authFilesCredentialHelper, 'keyring'] };
+    await storeRegistryCredentials(
+      'k.local',
+      { username: 'u', password: 'p' },
+      { ...ordered, credentialHelpers: ['keyring'] },
+    );
+    await storeRegistryCredentials('k.local', { username: 'f', password: 'g' }, ordered);
+    // Every store is cleared, not only the first.
+    expect(await removeRegistryCredentials('k.local', ordered)).toBe(true);
+    expect(await helper.entries()).toEqual({});
+    expect(JSON.parse(await readFile(file, 'utf8')).auths).toEqual({});
+    expect(await removeRegistryCredentials('k.local/ns', ordered)).toBe(false);
+    expect(await helper.calls()).toEqual(['store k.local', 'erase k.local']);
+  });
+
+  it('logout --all erases every credHelpers registry and every listed server, keeping the configuration', async () => {
+    const vault = await writeCredentialHelper(helperDirectory, 'vault');
+    const keyring = await writeCredentialHelper(helperDirectory, 'keyring');
+    await writeFile(
+      file,
+      JSON.stringify({
+        auths: { 'f.local': { auth: encode('f', 'g') } },
+        credHelpers: { 'h.local': 'vault', 'i.local': 'vault' },
+        credsStore: 'desktop',
+      }),
+    );
+    await storeRegistryCredentials('h.local', { username: 'u', password: 'p' }, options);
+    const withKeyring = {
+      ...options,
+      credentialHelpers: [authFilesCredentialHelper, 'keyring', 'gantry-absent'],
+    };
+    for (const registry of ['k1.local', 'k2.local']) {
+      await storeRegistryCredentials(
+        registry,
+        { username: 'u', password: 'p' },
+        { ...options, credentialHelpers: ['keyring'] },
+      );
+    }
+    // i.local holds nothing ("credentials not found" is fine); gantry-absent is not installed (skipped).
+    await removeAllRegistryCredentials(withKeyring);
+    expect(await vault.entries()).toEqual({});
+    expect(await keyring.entries()).toEqual({});
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({
+      auths: {},
+      credHelpers: { 'h.local': 'vault', 'i.local': 'vault' },
+      credsStore: 'desktop',
+    });
+    expect((await vault.calls()).slice(1).sort()).toEqual(['erase h.local', 'erase i.local']);
+    expect((await keyring.calls()).slice(2).sort()).toEqual([
+      'erase k1.local',
+      'erase k2.local',
+      'list unused',
+    ]);
+    // A failing helper is reported and the file is left as it was.
+    await writeFile(
+      file,
+      JSON.stringify({
+        auths: { 'f.local': { auth: encode('f', 'g') } },
+        credHelpers: { 'h.local': 'vault' },
+      }),
+    );
+    await vault.failOn('erase');
+    await expect(removeAllRegistryCredentials(options)).rejects.toThrow(
+      /^removing all credentials: updating .*: credential helper docker-credential-vault erase: exit status 1/,
+    );
+    expect(JSON.parse(await readFile(file, 'utf8')).auths).toEqual({ 'f.local': { auth: encode('f', 'g') } });
+  });
+
+  it('names the helper and the problem for answers outside the protocol', async () => {
+    const program = path.join(helperDirectory, 'docker-credential-odd');
+    await writeFile(file, JSON.stringify({ credHelpers: { 'o.local': 'odd' } }));
+    await writeFile(program, '#!/bin/sh\necho "this is not json"\n', { mode: 0o755 });
+    await expect(findRegistryCredentials('o.local', options)).rejects.toThrow(
+      /credential helper docker-credential-odd get: invalid answer \(not JSON\)/,
+    );
+    await writeFile(program, '#!/bin/sh\necho \'{"Username":"u"}\'\n', { mode: 0o755 });
+    await expect(findRegistryCredentials('o.local', options)).rejects.toThrow(
+      /credential helper docker-credential-odd get: invalid answer \(no Secret\)/,
+    );
+    await writeFile(program, '#!/bin/sh\necho \'{"Username":"u","Secret":"leaked"}\'\nexit 3\n', {
+      mode: 0o755,
+    });
+    const failure = findRegistryCredentials('o.local', options);
+    await expect(failure).rejects.toThrow(
+      /credential helper docker-credential-odd get: exit status 3: \(output withheld: it may contain credentials\)/,
+    );
+    await expect(failure).rejects.not.toThrow(/leaked/);
+    await writeFile(program, '#!/bin/sh\necho \'{"Username":"<token>","Secret":"refresh"}\'\n', {
+      mode: 0o755,
+    });
+    expect(await findRegistryCredentials('o.local', options)).toEqual({
+      username: '',
+      password: '',
+      identityToken: 'refresh',
+      source: 'docker-credential-odd',
+    });
+    await chmod(program, 0o644);
+    await expect(findRegistryCredentials('o.local', options)).rejects.toThrow(
+      /credential helper docker-credential-odd get: docker-credential-odd is not executable/,
+    );
   });
 });

@@ -16,14 +16,24 @@
  * (docker.io, registry-1.docker.io and index.docker.io are one registry); finally, an extension over
  * containers/image, a `credsStore` helper is asked for the registry.
  *
- * Credentials are never logged or put into error messages.
+ * Writing (`login` / `logout`) follows containers/image's SetCredentials / RemoveAuthentication /
+ * RemoveAllAuthentication: only the primary file is written; a `credHelpers` entry for the registry
+ * sends the secret to `docker-credential-<name> store` / `erase` instead of the file; registries.conf
+ * `credential-helpers` (passed as `credentialHelpers`) chooses the stores and their order.
+ *
+ * Credential helpers speak the docker-credential-helpers protocol: `docker-credential-<name>
+ * get|store|erase|list`, input on stdin, answers (and error messages) on stdout, exit status 1 with
+ * "credentials not found in native keychain" when nothing is stored.
+ *
+ * Credentials are never logged or put into error messages: helper output quoted in errors has the
+ * secret redacted and helper stderr is never quoted.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ErrorCodes, GantryError } from '../errors.js';
+import { ErrorCodes, GantryError, isGantryError } from '../errors.js';
 
 /** A user name and password (or an identity token) for a registry. */
 export interface RegistryCredentials {
@@ -56,7 +66,11 @@ export interface AuthFileSearchOptions {
   homeDirectory?: string;
   /** User id for `/run/containers/<uid>/auth.json` instead of `process.getuid()`. */
   userId?: number;
-  /** Runs credential helpers; tests may replace it. Default: runs `docker-credential-<name> get`. */
+  /**
+   * Looks credentials up in a credential helper; tests may replace it. Default:
+   * `runDockerCredentialHelper` (`docker-credential-<name> get`, run with `environment`).
+   * Storing and erasing always run the `docker-credential-<name>` programs.
+   */
   runCredentialHelper?: (helperName: string, registry: string) => Promise<RegistryCredentials | undefined>;
   /**
    * registries.conf `credential-helpers`, in order: `containers-auth.json` means the auth files,
@@ -67,6 +81,11 @@ export interface AuthFileSearchOptions {
 
 /** The `credential-helpers` name that stands for the auth files. */
 export const authFilesCredentialHelper = 'containers-auth.json';
+
+/** `options.credentialHelpers`, or the auth files alone when unset or empty (as containers/image). */
+function credentialHelpersOf(options: AuthFileSearchOptions): readonly string[] {
+  return options.credentialHelpers?.length ? options.credentialHelpers : [authFilesCredentialHelper];
+}
 
 /** The parts of an auth file Gantry reads. */
 export interface AuthFileContents {
@@ -227,51 +246,254 @@ function decodeAuthEntry(entry: { auth?: string; identitytoken?: string }): Regi
   return credentials;
 }
 
+/** A command of the Docker credential helper protocol (docker/docker-credential-helpers). */
+export type CredentialHelperCommand = 'get' | 'store' | 'erase' | 'list';
+
+/** What helpers answer (on stdout, exiting non-zero) when they hold nothing for a server. */
+const credentialsNotFoundAnswer = /credentials not found/i;
+
+/** How long a helper may take for one command. */
+const credentialHelperTimeoutMs = 60_000;
+
+/** The most helper output quoted in an error message. */
+const quotedHelperOutputMax = 300;
+
+/** A helper call failed; `missingProgram` when `docker-credential-<name>` is not on PATH. */
+class CredentialHelperError extends GantryError {
+  readonly missingProgram: boolean;
+  constructor(message: string, missingProgram: boolean, cause?: unknown) {
+    super(ErrorCodes.Internal, message, cause === undefined ? {} : { cause });
+    this.missingProgram = missingProgram;
+  }
+}
+
+/** The environment for a helper process: `environment` without unset variables, else process.env. */
+function helperProcessEnvironment(
+  environment: Readonly<Record<string, string | undefined>> | undefined,
+): NodeJS.ProcessEnv | undefined {
+  if (environment === undefined) return undefined;
+  const result: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(environment)) if (value !== undefined) result[name] = value;
+  return result;
+}
+
 /**
- * Runs `docker-credential-<name> get` with the registry on stdin, as the Docker credential helper
- * protocol says. "credentials not found" answers give undefined.
+ * The helper's stdout (where the protocol puts error messages) made safe to quote: every secret in
+ * `secrets` (as given and as JSON-escaped) replaced, anything that looks like a credentials answer
+ * withheld, and at most `quotedHelperOutputMax` characters. stderr is never quoted: helpers may echo
+ * their input there.
  */
-export function runDockerCredentialHelper(
+function quotableHelperOutput(stdout: string, secrets: readonly string[]): string {
+  let text = stdout.trim();
+  if (text === '') return '(no message on stdout)';
+  for (const secret of secrets) {
+    if (secret === '') continue;
+    for (const form of new Set([secret, JSON.stringify(secret).slice(1, -1)])) {
+      text = text.split(form).join('<redacted>');
+    }
+  }
+  // A credentials answer (`{"Username": …, "Secret": …}`) on a failure: its secret is unknown here.
+  if (text.includes('"Secret"')) return '(output withheld: it may contain credentials)';
+  if (text.length > quotedHelperOutputMax) text = `${text.slice(0, quotedHelperOutputMax)}…`;
+  return JSON.stringify(text);
+}
+
+/**
+ * Runs `docker-credential-<helperName> <command>` with `input` on stdin and returns its stdout, or
+ * undefined when the helper answered "credentials not found". Errors name the program and the
+ * command, never quote stderr, and never contain `secrets`.
+ */
+function callDockerCredentialHelper(
   helperName: string,
-  registry: string,
-): Promise<RegistryCredentials | undefined> {
+  command: CredentialHelperCommand,
+  input: string,
+  options: { environment?: Readonly<Record<string, string | undefined>>; secrets?: readonly string[] },
+): Promise<string | undefined> {
   const program = `docker-credential-${helperName}`;
+  const what = `credential helper ${program} ${command}`;
+  const environment = helperProcessEnvironment(options.environment);
   return new Promise((resolve, reject) => {
-    const child = execFile(program, ['get'], { timeout: 60_000, maxBuffer: 1024 * 1024 }, (error, stdout) => {
-      if (error) {
-        const output = String(stdout ?? '').trim();
-        if (/credentials not found/i.test(output)) {
+    const child = execFile(
+      program,
+      [command],
+      {
+        timeout: credentialHelperTimeoutMs,
+        maxBuffer: 1024 * 1024,
+        ...(environment === undefined ? {} : { env: environment }),
+      },
+      (error, stdout) => {
+        if (!error) {
+          resolve(String(stdout));
+          return;
+        }
+        const output = String(stdout ?? '');
+        const failure = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null };
+        if (failure.code === 'ENOENT') {
+          reject(
+            new CredentialHelperError(
+              `${what}: ${program} is not on PATH (executable file not found in $PATH)`,
+              true,
+              error,
+            ),
+          );
+          return;
+        }
+        if (failure.code === 'EACCES') {
+          reject(
+            new CredentialHelperError(
+              `${what}: ${program} is not executable (permission denied)`,
+              false,
+              error,
+            ),
+          );
+          return;
+        }
+        if (failure.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') {
+          reject(new CredentialHelperError(`${what}: answer larger than 1 MiB`, false, error));
+          return;
+        }
+        if (failure.killed) {
+          reject(
+            new CredentialHelperError(
+              `${what}: did not finish within ${credentialHelperTimeoutMs / 1000} seconds`,
+              false,
+              error,
+            ),
+          );
+          return;
+        }
+        if (credentialsNotFoundAnswer.test(output.trim())) {
           resolve(undefined);
           return;
         }
-        const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'program not found' : 'it failed';
+        const status =
+          typeof failure.code === 'number'
+            ? `exit status ${failure.code}`
+            : `killed by ${failure.signal ?? 'a signal'}`;
         reject(
-          new GantryError(ErrorCodes.Internal, `credential helper ${program}: ${reason}`, { cause: error }),
+          new CredentialHelperError(
+            `${what}: ${status}: ${quotableHelperOutput(output, options.secrets ?? [])}`,
+            false,
+          ),
         );
-        return;
-      }
-      let answer: unknown;
-      try {
-        answer = JSON.parse(String(stdout));
-      } catch {
-        reject(
-          new GantryError(ErrorCodes.Internal, `credential helper ${program}: invalid answer (not JSON)`),
-        );
-        return;
-      }
-      if (!isRecord(answer) || typeof answer.Secret !== 'string') {
-        reject(
-          new GantryError(ErrorCodes.Internal, `credential helper ${program}: invalid answer (no Secret)`),
-        );
-        return;
-      }
-      const username = typeof answer.Username === 'string' ? answer.Username : '';
-      // The protocol marks identity tokens with the user name "<token>".
-      if (username === '<token>') resolve({ username: '', password: '', identityToken: answer.Secret });
-      else resolve({ username, password: answer.Secret });
-    });
-    child.stdin?.end(registry);
+      },
+    );
+    // A helper that exits without reading stdin makes writing fail with EPIPE; its exit status tells.
+    child.stdin?.on('error', () => {});
+    child.stdin?.end(input);
   });
+}
+
+/**
+ * `docker-credential-<helperName> get`: the registry on stdin, `{"Username", "Secret"}` back.
+ * "credentials not found" answers give undefined; the user name `<token>` marks an identity token.
+ * `environment` is the helper's environment (its PATH finds the program); default process.env.
+ */
+export async function runDockerCredentialHelper(
+  helperName: string,
+  registry: string,
+  environment?: Readonly<Record<string, string | undefined>>,
+): Promise<RegistryCredentials | undefined> {
+  const program = `docker-credential-${helperName}`;
+  const stdout = await callDockerCredentialHelper(helperName, 'get', registry, {
+    ...(environment === undefined ? {} : { environment }),
+  });
+  if (stdout === undefined) return undefined;
+  let answer: unknown;
+  try {
+    answer = JSON.parse(stdout);
+  } catch {
+    throw new GantryError(ErrorCodes.Internal, `credential helper ${program} get: invalid answer (not JSON)`);
+  }
+  if (!isRecord(answer) || typeof answer.Secret !== 'string') {
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `credential helper ${program} get: invalid answer (no Secret)`,
+    );
+  }
+  const username = typeof answer.Username === 'string' ? answer.Username : '';
+  // The protocol marks identity tokens with the user name "<token>".
+  if (username === '<token>') return { username: '', password: '', identityToken: answer.Secret };
+  return { username, password: answer.Secret };
+}
+
+/**
+ * `docker-credential-<helperName> store`: `{"ServerURL": registry, "Username", "Secret"}` on stdin.
+ * Errors never contain the password (helper output is redacted, stderr is not quoted).
+ */
+export async function storeInDockerCredentialHelper(
+  helperName: string,
+  registry: string,
+  credentials: { username: string; password: string },
+  environment?: Readonly<Record<string, string | undefined>>,
+): Promise<void> {
+  const input = JSON.stringify({
+    ServerURL: registry,
+    Username: credentials.username,
+    Secret: credentials.password,
+  });
+  const secrets = [
+    credentials.password,
+    Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64'),
+  ];
+  const stored = await callDockerCredentialHelper(helperName, 'store', input, {
+    secrets,
+    ...(environment === undefined ? {} : { environment }),
+  });
+  if (stored === undefined) {
+    // "credentials not found" is no answer to store.
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `credential helper docker-credential-${helperName} store: failed: credentials not found`,
+    );
+  }
+}
+
+/**
+ * `docker-credential-<helperName> erase`: the registry on stdin. False when the helper answered
+ * "credentials not found" (it held nothing for the registry).
+ */
+export async function eraseFromDockerCredentialHelper(
+  helperName: string,
+  registry: string,
+  environment?: Readonly<Record<string, string | undefined>>,
+): Promise<boolean> {
+  const erased = await callDockerCredentialHelper(helperName, 'erase', registry, {
+    ...(environment === undefined ? {} : { environment }),
+  });
+  return erased !== undefined;
+}
+
+/** `docker-credential-<helperName> list`: the map of server URL to user name the helper holds. */
+export async function listDockerCredentialHelper(
+  helperName: string,
+  environment?: Readonly<Record<string, string | undefined>>,
+): Promise<Record<string, string>> {
+  const program = `docker-credential-${helperName}`;
+  const stdout = await callDockerCredentialHelper(helperName, 'list', 'unused', {
+    ...(environment === undefined ? {} : { environment }),
+  });
+  if (stdout === undefined) return {};
+  let answer: unknown;
+  try {
+    answer = JSON.parse(stdout);
+  } catch {
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `credential helper ${program} list: invalid answer (not JSON)`,
+    );
+  }
+  if (answer === null) return {};
+  if (!isRecord(answer)) {
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `credential helper ${program} list: invalid answer (not a JSON object)`,
+    );
+  }
+  const result: Record<string, string> = {};
+  for (const [server, username] of Object.entries(answer))
+    result[server] = typeof username === 'string' ? username : '';
+  return result;
 }
 
 /**
@@ -287,8 +509,11 @@ export async function findRegistryCredentials(
   validateCredentialsKey(key);
   const firstSlash = key.indexOf('/');
   const registry = firstSlash === -1 ? key : key.slice(0, firstSlash);
-  const runHelper = options.runCredentialHelper ?? runDockerCredentialHelper;
-  const helpers = options.credentialHelpers?.length ? options.credentialHelpers : [authFilesCredentialHelper];
+  const runHelper =
+    options.runCredentialHelper ??
+    ((helperName: string, helperRegistry: string) =>
+      runDockerCredentialHelper(helperName, helperRegistry, options.environment));
+  const helpers = credentialHelpersOf(options);
   const failures: string[] = [];
   for (const helper of helpers) {
     try {
@@ -389,11 +614,49 @@ async function writeAuthFileObject(filePath: string, value: Record<string, unkno
   }
 }
 
+/** What `storeRegistryCredentials` returns for a helper (containers/image's wording). */
+function storedInHelperDescription(helper: string): string {
+  return `credential helper: ${helper}`;
+}
+
+function isNamespacedKey(key: string): boolean {
+  return key.includes('/');
+}
+
+function namespacedKeyError(helper: string): GantryError {
+  return new GantryError(
+    ErrorCodes.NotSupported,
+    `namespaced key is not supported for credential helper ${helper}`,
+  );
+}
+
+/** The `credHelpers` member of an auth file object: registry → helper name (other values dropped). */
+function credHelpersOf(contents: Record<string, unknown>): Record<string, string> {
+  const result: Record<string, string> = {};
+  if (isRecord(contents.credHelpers)) {
+    for (const [registry, helper] of Object.entries(contents.credHelpers)) {
+      if (typeof helper === 'string' && helper !== '') result[registry] = helper;
+    }
+  }
+  return result;
+}
+
 /**
- * Stores credentials for `key` (a registry, or a namespace or repository within it) in the primary
- * auth file (`login`), as `auths[key].auth` = base64(`user:password`); other entries and members are
- * kept. Returns the path written. Refuses keys that `validateCredentialsKey` refuses, and registries
- * whose credentials the file delegates to a credential helper (not supported yet).
+ * Stores credentials for `key` (a registry, or a namespace or repository within it) for `login`, as
+ * containers/image's `SetCredentials`: each of `options.credentialHelpers` (registries.conf
+ * `credential-helpers`; default the auth files alone) is tried in order and the first that stores
+ * them wins; when all fail, the error lists every failure.
+ * - `containers-auth.json` (the auth files): when the primary file's `credHelpers` names a helper
+ *   for the registry, `docker-credential-<helper> store` gets `{ServerURL: registry, Username,
+ *   Secret}` and the file keeps no secret (an old `auths[key]` entry is dropped); a namespaced key
+ *   is refused then (helpers hold registries only). Otherwise `auths[key].auth` =
+ *   base64(`user:password`) is written atomically with mode 0600, other members kept. A
+ *   `credsStore` member is not used for storing (containers/image ignores it; Docker's own).
+ * - any other name: `docker-credential-<name> store` with the registry; namespaced keys refused.
+ * Returns where they went, for people (`login -v` prints it): the file's path, or
+ * `credential helper: <name>`. Refuses keys that `validateCredentialsKey` refuses
+ * (`ERR_GANTRY_USAGE`); `ERR_GANTRY_NOT_SUPPORTED` when every source refused a namespaced key,
+ * else `ERR_GANTRY_INTERNAL`. Errors never contain the password.
  */
 export async function storeRegistryCredentials(
   key: string,
@@ -401,14 +664,53 @@ export async function storeRegistryCredentials(
   options: AuthFileSearchOptions = {},
 ): Promise<string> {
   validateCredentialsKey(key);
+  const failures: GantryError[] = [];
+  for (const helper of credentialHelpersOf(options)) {
+    try {
+      if (helper === authFilesCredentialHelper) {
+        return await storeInPrimaryAuthFile(key, credentials, options);
+      }
+      if (isNamespacedKey(key)) throw namespacedKeyError(helper);
+      await storeInDockerCredentialHelper(helper, key, credentials, options.environment);
+      return storedInHelperDescription(helper);
+    } catch (error) {
+      if (!isGantryError(error)) throw error;
+      failures.push(error);
+    }
+  }
+  // NotSupported when every source refused the key, else Internal.
+  const code = failures.every((failure) => failure.code === ErrorCodes.NotSupported)
+    ? ErrorCodes.NotSupported
+    : ErrorCodes.Internal;
+  throw new GantryError(
+    code,
+    `storing credentials for ${key}: ${failures.map((failure) => failure.message).join('; ')}`,
+  );
+}
+
+async function storeInPrimaryAuthFile(
+  key: string,
+  credentials: { username: string; password: string },
+  options: AuthFileSearchOptions,
+): Promise<string> {
   const filePath = primaryAuthFilePath(options);
   const contents = await readAuthFileObject(filePath);
   const registry = key.split('/')[0]!;
-  if (isRecord(contents.credHelpers) && typeof contents.credHelpers[registry] === 'string') {
-    throw new GantryError(
-      ErrorCodes.NotSupported,
-      `${filePath} delegates credentials for ${registry} to docker-credential-${contents.credHelpers[registry]}; storing through credential helpers is not supported yet`,
-    );
+  const helper = credHelpersOf(contents)[registry];
+  if (helper !== undefined) {
+    if (isNamespacedKey(key)) {
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        `updating ${filePath}: ${namespacedKeyError(helper).message} (credHelpers names it for ${registry})`,
+      );
+    }
+    await storeInDockerCredentialHelper(helper, registry, credentials, options.environment);
+    // A secret stored in the file before the helper was configured must not stay behind.
+    if (isRecord(contents.auths) && Object.hasOwn(contents.auths, key)) {
+      delete contents.auths[key];
+      await writeAuthFileObject(filePath, contents);
+    }
+    return storedInHelperDescription(helper);
   }
   const auths = isRecord(contents.auths) ? contents.auths : {};
   auths[key] = { auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64') };
@@ -418,26 +720,112 @@ export async function storeRegistryCredentials(
 }
 
 /**
- * Removes the credentials stored for exactly `key` from the primary auth file (`logout`). Returns
- * false when there were none (the caller reports "not logged in").
+ * Removes the credentials stored for exactly `key` (`logout`), as containers/image's
+ * `RemoveAuthentication`: from every one of `options.credentialHelpers` (not only the first).
+ * - `containers-auth.json`: the primary file's `auths[key]` entry, and, when `credHelpers` names a
+ *   helper for `key` (a registry), `docker-credential-<helper> erase`;
+ * - any other name: `docker-credential-<name> erase` (skipped for namespaced keys).
+ * A helper answering "credentials not found" held nothing. Returns false when no source held
+ * credentials (the caller reports "not logged in"); throws when a helper failed (naming each
+ * failure; the file is then left unchanged).
  */
 export async function removeRegistryCredentials(
   key: string,
   options: AuthFileSearchOptions = {},
 ): Promise<boolean> {
   validateCredentialsKey(key);
-  const filePath = primaryAuthFilePath(options);
-  const contents = await readAuthFileObject(filePath);
-  if (!isRecord(contents.auths) || !Object.hasOwn(contents.auths, key)) return false;
-  delete contents.auths[key];
-  await writeAuthFileObject(filePath, contents);
-  return true;
+  let removed = false;
+  const failures: string[] = [];
+  for (const helper of credentialHelpersOf(options)) {
+    try {
+      if (helper === authFilesCredentialHelper) {
+        if (await removeFromPrimaryAuthFile(key, options)) removed = true;
+      } else if (!isNamespacedKey(key)) {
+        if (await eraseFromDockerCredentialHelper(helper, key, options.environment)) removed = true;
+      }
+    } catch (error) {
+      if (!isGantryError(error)) throw error;
+      failures.push(error.message);
+    }
+  }
+  if (failures.length > 0) {
+    throw new GantryError(ErrorCodes.Internal, `removing credentials for ${key}: ${failures.join('; ')}`);
+  }
+  return removed;
 }
 
-/** Removes every stored credential from the primary auth file (`logout --all`); other members stay. */
-export async function removeAllRegistryCredentials(options: AuthFileSearchOptions = {}): Promise<void> {
+async function removeFromPrimaryAuthFile(key: string, options: AuthFileSearchOptions): Promise<boolean> {
   const filePath = primaryAuthFilePath(options);
   const contents = await readAuthFileObject(filePath);
+  let removed = false;
+  const helper = credHelpersOf(contents)[key];
+  if (helper !== undefined) {
+    try {
+      removed = await eraseFromDockerCredentialHelper(helper, key, options.environment);
+    } catch (error) {
+      throw new GantryError(ErrorCodes.Internal, `updating ${filePath}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  }
+  if (isRecord(contents.auths) && Object.hasOwn(contents.auths, key)) {
+    delete contents.auths[key];
+    await writeAuthFileObject(filePath, contents);
+    removed = true;
+  }
+  return removed;
+}
+
+/**
+ * Removes every stored credential (`logout --all`), as containers/image's `RemoveAllAuthentication`:
+ * - `containers-auth.json`: `docker-credential-<helper> erase` for every registry the primary file's
+ *   `credHelpers` names (an answer "credentials not found" is fine), then the file's `auths` are
+ *   emptied; other members, `credHelpers` and `credsStore` included, stay (containers/image also
+ *   drops `credHelpers`; Gantry keeps this configuration). A failing helper leaves the file as it was.
+ * - any other name: `docker-credential-<name> list`, then `erase` for each server listed; a helper
+ *   program that is not installed is skipped.
+ * Throws after trying every source when any failed, naming each failure.
+ */
+export async function removeAllRegistryCredentials(options: AuthFileSearchOptions = {}): Promise<void> {
+  const failures: string[] = [];
+  for (const helper of credentialHelpersOf(options)) {
+    try {
+      if (helper === authFilesCredentialHelper) {
+        await removeAllFromPrimaryAuthFile(options);
+        continue;
+      }
+      let servers: Record<string, string>;
+      try {
+        servers = await listDockerCredentialHelper(helper, options.environment);
+      } catch (error) {
+        if (error instanceof CredentialHelperError && error.missingProgram) continue;
+        throw error;
+      }
+      for (const server of Object.keys(servers)) {
+        await eraseFromDockerCredentialHelper(helper, server, options.environment);
+      }
+    } catch (error) {
+      if (!isGantryError(error)) throw error;
+      failures.push(error.message);
+    }
+  }
+  if (failures.length > 0) {
+    throw new GantryError(ErrorCodes.Internal, `removing all credentials: ${failures.join('; ')}`);
+  }
+}
+
+async function removeAllFromPrimaryAuthFile(options: AuthFileSearchOptions): Promise<void> {
+  const filePath = primaryAuthFilePath(options);
+  const contents = await readAuthFileObject(filePath);
+  for (const [registry, helper] of Object.entries(credHelpersOf(contents))) {
+    try {
+      await eraseFromDockerCredentialHelper(helper, registry, options.environment);
+    } catch (error) {
+      throw new GantryError(ErrorCodes.Internal, `updating ${filePath}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  }
   if (contents.auths === undefined) return;
   contents.auths = {};
   await writeAuthFileObject(filePath, contents);
