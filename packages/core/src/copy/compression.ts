@@ -3,6 +3,7 @@ import { pipeline, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
+import { parallelGzipStage } from './parallel-gzip.js';
 
 /** A compression Gantry can detect in layer bytes. */
 export type DetectedCompression = 'gzip' | 'zstd' | 'none';
@@ -47,6 +48,19 @@ export function createCompressor(format: 'gzip' | 'zstd', level?: number): Trans
   return factory(
     level === undefined || levelParameter === undefined ? {} : { params: { [levelParameter]: level } },
   );
+}
+
+/**
+ * A pipeline stage compressing its input to `format`: gzip on several threads (`parallelGzipStage`,
+ * like skopeo's pgzip), zstd through node:zlib (Node.js >= 22.15, else `ERR_GANTRY_NOT_SUPPORTED`).
+ */
+export function compressingStage(
+  format: 'gzip' | 'zstd',
+  level?: number,
+): (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array> {
+  if (format === 'gzip') return parallelGzipStage(level === undefined ? {} : { level });
+  const compressor = createCompressor(format, level);
+  return (source) => throughTransform(source, compressor);
 }
 
 /** A transform decompressing `format`; zstd needs Node.js >= 22.15, else `ERR_GANTRY_NOT_SUPPORTED`. */
@@ -123,13 +137,20 @@ export async function* throughTransform(
 /**
  * A pipeline stage that passes bytes through unchanged and computes the digest of their uncompressed
  * form (a layer's DiffID), decompressing gzip or zstd on the side. `onEnd` receives the DiffID once the
- * source ended without error.
+ * source ended without error. `verifiedDigest`, when given, is the sha256 digest the bytes are verified
+ * against elsewhere in the pipeline: uncompressed bytes then are not hashed a second time.
  */
 export function diffIdStage(
   onEnd: (diffId: Digest) => void,
+  verifiedDigest?: Digest,
 ): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
   return async function* computeDiffId(source) {
     const { compression, stream } = await peekCompression(source);
+    if (compression === 'none' && verifiedDigest !== undefined) {
+      yield* stream;
+      onEnd(verifiedDigest);
+      return;
+    }
     const digester = new Digester();
     if (compression === 'none') {
       for await (const chunk of stream) {

@@ -1,4 +1,6 @@
+export { compressingStage } from './compression.js';
 export { copyImage, defaultBlobConcurrency, imageName } from './copy.js';
+export { type ParallelGzipOptions, parallelGzipStage } from './parallel-gzip.js';
 export { isRetryableError, retryDelay } from './retry.js';
 export type {
   CopiedBlobKind,

@@ -1,0 +1,96 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { parallelGzipStage } from './parallel-gzip.js';
+
+async function gzipOf(input: Uint8Array, options: Parameters<typeof parallelGzipStage>[0], chunkSize = 7919) {
+  async function* chunks() {
+    for (let offset = 0; offset < input.byteLength; offset += chunkSize) {
+      yield input.subarray(offset, offset + chunkSize);
+    }
+  }
+  const output: Uint8Array[] = [];
+  for await (const chunk of parallelGzipStage(options)(chunks())) output.push(chunk);
+  return Buffer.concat(output);
+}
+
+/** Text-like data that compresses, with repeats that cross block boundaries. */
+function compressibleBytes(length: number): Buffer {
+  const words = ['layer', 'config', 'manifest', 'digest', 'sha256', 'blob', 'registry', '\n', ' ', '{"a":1}'];
+  const parts: string[] = [];
+  let size = 0;
+  let state = 12345;
+  while (size < length) {
+    state = (state * 1103515245 + 12345) & 0x7fffffff;
+    const word = words[state % words.length]!;
+    parts.push(word);
+    size += word.length;
+  }
+  return Buffer.from(parts.join('')).subarray(0, length);
+}
+
+describe('parallelGzipStage', () => {
+  const blockSize = 64 * 1024;
+  const cases: Array<[string, Buffer]> = [
+    ['empty input', Buffer.alloc(0)],
+    ['one byte', Buffer.from('x')],
+    ['just under a block', compressibleBytes(blockSize - 1)],
+    ['exactly one block', compressibleBytes(blockSize)],
+    ['one block and a byte', compressibleBytes(blockSize + 1)],
+    ['many compressible blocks', compressibleBytes(blockSize * 9 + 123)],
+    ['random blocks', randomBytes(blockSize * 5 + 17)],
+    [
+      'random then compressible',
+      Buffer.concat([randomBytes(blockSize * 2), compressibleBytes(blockSize * 3)]),
+    ],
+    ['zeros', Buffer.alloc(blockSize * 4 + 5)],
+  ];
+  for (const [name, input] of cases) {
+    it(`round-trips ${name} through gunzip`, async () => {
+      for (const level of [0, 1, 6, 9]) {
+        const compressed = await gzipOf(input, { level, blockSize, concurrency: 3 });
+        expect(compressed.subarray(0, 3)).toEqual(Buffer.from([0x1f, 0x8b, 0x08]));
+        expect(gunzipSync(compressed).equals(input)).toBe(true);
+      }
+    });
+  }
+
+  it('compresses text nearly as well as one zlib stream, and stores random data at no cost', async () => {
+    const text = compressibleBytes(1024 * 1024);
+    const compressed = await gzipOf(text, { level: 6, blockSize });
+    expect(compressed.byteLength).toBeLessThan(text.byteLength / 2);
+    const random = randomBytes(512 * 1024);
+    const stored = await gzipOf(random, { level: 6, blockSize });
+    // Stored blocks cost 5 bytes per 64 KiB, plus the gzip header and trailer.
+    expect(stored.byteLength).toBeLessThan(random.byteLength + 200);
+  });
+
+  it('writes what the gzip program accepts (gzip -t) and decompresses to the same bytes', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'gantry-'));
+    try {
+      const input = Buffer.concat([
+        compressibleBytes(300_000),
+        randomBytes(200_000),
+        compressibleBytes(100_000),
+      ]);
+      const file = join(directory, 'data.gz');
+      await writeFile(file, await gzipOf(input, { blockSize }));
+      execFileSync('gzip', ['-t', file]);
+      const output = execFileSync('gzip', ['-dc', file], { maxBuffer: 64 * 1024 * 1024 });
+      expect(createHash('sha256').update(output).digest('hex')).toBe(
+        createHash('sha256').update(input).digest('hex'),
+      );
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a level outside 0–9', () => {
+    expect(() => parallelGzipStage({ level: 10 })).toThrow(/0 to 9/);
+    expect(() => parallelGzipStage({ level: -1 })).toThrow(/0 to 9/);
+  });
+});
