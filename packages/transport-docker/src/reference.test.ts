@@ -23,7 +23,15 @@ describe('docker references', () => {
       ['//busybox:notlatest', 'docker.io/library/busybox:notlatest', '//busybox:notlatest'],
       [`//busybox@${digest}`, `docker.io/library/busybox@${digest}`, `//busybox@${digest}`],
       ['//busybox', 'docker.io/library/busybox:latest', '//busybox:latest'],
-      ['//docker.io/library/busybox:latest', 'docker.io/library/busybox:latest', '//busybox:latest'],
+      // A fully qualified name stays fully qualified (`//busybox` would be a short name).
+      [
+        '//docker.io/library/busybox:latest',
+        'docker.io/library/busybox:latest',
+        '//docker.io/library/busybox:latest',
+      ],
+      ['//docker.io/busybox', 'docker.io/library/busybox:latest', '//docker.io/library/busybox:latest'],
+      // A short name is kept as written.
+      ['//library/busybox:1', 'docker.io/library/busybox:1', '//library/busybox:1'],
       ['//quay.io/ns/app', 'quay.io/ns/app:latest', '//quay.io/ns/app:latest'],
       ['//localhost:5000/a/b:c', 'localhost:5000/a/b:c', '//localhost:5000/a/b:c'],
       ['//user/app', 'docker.io/user/app:latest', '//user/app:latest'],

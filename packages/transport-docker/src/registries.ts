@@ -3,8 +3,10 @@ import {
   findRegistryConfiguration,
   GantryError,
   loadRegistriesConfiguration,
+  loadShortNameAliasCache,
   type RegistriesConfiguration,
   type RegistryConfiguration,
+  type ShortNameAliasCache,
   type TransportContext,
 } from '@gantry/core';
 import type { RegistryAccessSettings } from './registry-client.js';
@@ -16,6 +18,15 @@ export function loadContextRegistriesConfiguration(
   return loadRegistriesConfiguration(
     context.registriesConfPath ? { registriesConfPath: context.registriesConfPath } : {},
   );
+}
+
+/**
+ * The user's short-name alias cache, as containers/image reads it: `short-name-aliases.conf` under
+ * `/var/cache/containers` for root, else under `$XDG_CACHE_HOME/containers` or
+ * `$HOME/.cache/containers`; missing reads as empty. Its aliases win over registries.conf's.
+ */
+export function loadContextShortNameAliasCache(_context: TransportContext): Promise<ShortNameAliasCache> {
+  return loadShortNameAliasCache();
 }
 
 /**

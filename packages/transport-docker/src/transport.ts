@@ -13,9 +13,11 @@ import { gantryUserAgent } from './connections.js';
 import { checkRegistryLogin } from './login.js';
 import {
   type DockerImageReference,
+  firstReadableCandidate,
   newDockerImageReference,
   parseDockerImageReference,
   parseDockerRepositoryName,
+  resolveDockerImageReference,
 } from './reference.js';
 import { type ListReferrersOptions, listReferrers, type ReferrerDescriptor } from './referrers.js';
 import { type ListTagsOptions, listRegistryRepositories, listRepositoryTags } from './tags.js';
@@ -37,7 +39,8 @@ export interface DockerTransport extends Transport {
    * Every tag of a repository, all pages (`list-tags`). `repository` is a docker reference without
    * tag or digest, or a string `//name` / `docker://name` (tags and digests refused, as skopeo), or
    * an `ImageReference` of this transport (the transport contract's `listTags`: its tag or digest is
-   * ignored).
+   * ignored). A short name (string or reference) is resolved as for reading: the candidates'
+   * repositories are tried in order and the first that lists is used.
    */
   listTags(
     repository: DockerReference | ImageReference | string,
@@ -46,7 +49,8 @@ export interface DockerTransport extends Transport {
   ): Promise<string[]>;
   /**
    * The manifests whose `subject` is `subject` in the reference's repository (signatures, SBOMs,
-   * attestations): the referrers API, or the referrers tag schema on registries without it.
+   * attestations): the referrers API, or the referrers tag schema on registries without it. A short
+   * name must resolve to one reference (an alias, one search registry, or skopeo's normalisation).
    */
   listReferrers(
     reference: DockerImageReference,
@@ -95,9 +99,15 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
      */
     validatePolicyConfigurationScope(_scope: string): void {},
     listTags(repository, context = {}, listOptions = {}) {
+      // Names are checked synchronously (a tag or digest throws at once, as before).
       let parsed: DockerReference;
-      if (typeof repository === 'string') parsed = parseDockerRepositoryName(repository);
-      else if ('newImageSource' in repository) {
+      let shortNameReference: DockerImageReference | undefined;
+      if (typeof repository === 'string') {
+        parsed = parseDockerRepositoryName(repository);
+        const within = repository.startsWith('docker:') ? repository.slice('docker:'.length) : repository;
+        const reference = parseDockerImageReference(transport, state, within);
+        if (reference.shortName !== undefined) shortNameReference = reference;
+      } else if ('newImageSource' in repository) {
         const named = repository.transport === transport ? repository.dockerReference() : undefined;
         if (named === undefined) {
           return Promise.reject(
@@ -108,17 +118,26 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
           );
         }
         parsed = trimToName(named);
+        if ((repository as DockerImageReference).shortName !== undefined) {
+          shortNameReference = repository as DockerImageReference;
+        }
       } else parsed = repository;
-      return listRepositoryTags(state, parsed, context, listOptions);
+      if (shortNameReference === undefined) return listRepositoryTags(state, parsed, context, listOptions);
+      return listShortNameTags(shortNameReference, context, listOptions);
     },
-    listReferrers(reference, subject, context = {}, referrerOptions = {}) {
+    async listReferrers(reference, subject, context = {}, referrerOptions = {}) {
       if (reference.transport !== transport) {
         throw new GantryError(
           ErrorCodes.Internal,
           `${reference} belongs to another docker transport instance`,
         );
       }
-      return listReferrers(reference, subject, context, referrerOptions);
+      if (reference.shortName === undefined)
+        return listReferrers(reference, subject, context, referrerOptions);
+      // Listing referrers cannot tell "no such repository" from "no referrers": a short name must
+      // resolve to one reference (as for writing).
+      const { candidates } = await resolveDockerImageReference(reference, context, 'push');
+      return listReferrers(candidates[0]!, subject, context, referrerOptions);
     },
     listRepositories(registry, context = {}, listOptions = {}) {
       return listRegistryRepositories(state, registry, context, listOptions);
@@ -131,6 +150,18 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
     },
   };
   return Object.freeze(transport);
+}
+
+/** `listTags` for a short name: each candidate repository in order, the first that lists. */
+async function listShortNameTags(
+  reference: DockerImageReference,
+  context: TransportContext,
+  options: ListTagsOptions,
+): Promise<string[]> {
+  const { candidates, resolution } = await resolveDockerImageReference(reference, context, 'pull');
+  return firstReadableCandidate(reference, candidates, resolution, context, (candidate) =>
+    listRepositoryTags(reference.state, trimToName(candidate.reference), context, options),
+  );
 }
 
 /** The default `docker` transport instance. */

@@ -35,4 +35,16 @@ export {
   registriesConfLocations,
   type ShortNameMode,
 } from './registries-conf.js';
+export {
+  describeShortNameResolution,
+  isShortName,
+  loadShortNameAliasCache,
+  type ResolveShortNameOptions,
+  resolveShortName,
+  type ShortNameAliasCache,
+  type ShortNameAliasCacheOptions,
+  type ShortNameRationale,
+  type ShortNameResolution,
+  shortNameAliasCachePath,
+} from './short-names.js';
 export { parseToml, TomlError, type TomlTable, type TomlValue } from './toml.js';
