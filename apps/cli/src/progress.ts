@@ -11,7 +11,8 @@
  * and for lists copied with --all: `Getting image list signatures`, `Copying N of M images in list`,
  * `Copying image <digest> (i/N)`, then each image's lines, then `Writing manifest list to image
  * destination`, `Storing list signatures`. Like skopeo, "Storing signatures" follows every manifest
- * write whether or not there are signatures to store.
+ * write whether or not there are signatures to store. With `--copy-referrers` (not in skopeo), each
+ * referrer adds `Copying referrer <digest> (<artifact type>) of <subject digest>`, then its blobs' lines.
  *
  * A terminal: one line per blob redrawn in place with ANSI escapes (short digest, a bar, bytes done
  * / total, throughput), ending as `done` or `skipped: already exists`, like skopeo's progress bars.
@@ -100,6 +101,12 @@ function createListTracker() {
   };
 }
 
+/** `Copying referrer <digest> (<artifact type>) of <subject>` (`--copy-referrers`; skopeo has none). */
+function referrerLine(event: Extract<CopyProgressEvent, { type: 'referrer-start' }>): string {
+  const kind = event.referrer.artifactType ? ` (${event.referrer.artifactType})` : '';
+  return `Copying referrer ${event.referrer.digest}${kind} of ${event.subject}`;
+}
+
 function blobKey(event: { blob: { digest: string }; kind: string }): string {
   return `${event.kind}:${event.blob.digest}`;
 }
@@ -119,6 +126,10 @@ function createPlainReporter(options: ProgressWriterOptions): (event: CopyProgre
         return;
       case 'image-start':
         for (const text of list.onImageStart(event)) line(text);
+        announced.clear();
+        return;
+      case 'referrer-start':
+        line(referrerLine(event));
         announced.clear();
         return;
       case 'blob-start':
@@ -215,6 +226,9 @@ function createTerminalReporter(options: ProgressWriterOptions): (event: CopyPro
         return;
       case 'image-start':
         for (const text of list.onImageStart(event)) message(text);
+        return;
+      case 'referrer-start':
+        message(referrerLine(event));
         return;
       case 'blob-start':
         blobFor(event);

@@ -9,9 +9,11 @@ import {
   type ImageSource,
   type ImageSourceProperties,
   isGantryError,
+  type ListReferrersOptions,
   type ManifestBlob,
   type OperationOptions,
   pullSourcesFor,
+  type ReferrerDescriptor,
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core';
@@ -19,6 +21,7 @@ import type { Dispatcher } from 'undici';
 import { networkError } from './connections.js';
 import { fetchManifest, headerValue, referencedBlobDigests } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
+import { listReferrersWith } from './referrers.js';
 import { loadContextRegistriesConfiguration, registrySettingsFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
@@ -358,6 +361,18 @@ export class DockerImageSource implements ImageSource {
     this.assertOpen();
     throwIfAborted(combineSignals(this.contextSignal, options.signal));
     return [];
+  }
+
+  /**
+   * The referrers of `subject` in the repository the image is read from (a mirror's, when one is
+   * used): the referrers API, else the referrers tag schema (`listReferrersWith`). Their manifests come
+   * from `getManifest(digest)` like any manifest of the repository.
+   */
+  async listReferrers(subject: Digest, options: ListReferrersOptions = {}): Promise<ReferrerDescriptor[]> {
+    this.assertOpen();
+    const signal = combineSignals(this.contextSignal, options.signal);
+    throwIfAborted(signal);
+    return listReferrersWith(this.client, subject, options, signal);
   }
 
   async close(): Promise<void> {

@@ -36,6 +36,7 @@ import {
   normaliseAbort,
 } from './blob.js';
 import type { DetectedCompression } from './compression.js';
+import { copyReferrers } from './referrers.js';
 import type { RetrySettings } from './retry.js';
 import { withRetry } from './retry.js';
 import type { CopyOptions, CopyProgressEvent, CopyResult } from './types.js';
@@ -81,7 +82,9 @@ function contextWithSignal(
  *   something changed (otherwise the source's exact bytes are written);
  * - copies layers concurrently when both ends allow it, the config after the layers, then manifests
  *   (instances first, top level last), then signatures;
- * - retries retryable failures (`retryTimes`), streams every blob without buffering it.
+ * - retries retryable failures (`retryTimes`), streams every blob without buffering it;
+ * - with `copyReferrers`, keeps every manifest digest and then copies the referrers of the manifests it
+ *   wrote, recursively (`copyReferrers` in referrers.ts), before committing.
  */
 export async function copyImage(
   source: ImageReference,
@@ -101,12 +104,29 @@ export async function copyImage(
     const policy = options.policy ?? (await loadDefaultPolicy());
     throwIfAborted(signal);
     imageSource = await source.newImageSource(contextWithSignal(options.sourceContext, signal));
+    if (options.copyReferrers && !imageSource.listReferrers) {
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        `Can not copy referrers from ${imageName(source)}: the ${source.transport.name} transport cannot list referrers`,
+      );
+    }
     throwIfAborted(signal);
     imageDestination = await destination.newImageDestination(
       contextWithSignal(options.destinationContext, signal),
     );
     const copier = new ImageCopier(source, destination, imageSource, imageDestination, policy, options, emit);
     const result = await copier.copyTopLevel();
+    if (options.copyReferrers) {
+      // Every manifest written kept its source digest (cannotModifyReason), so the referrers still apply.
+      await copyReferrers(
+        {
+          ...copier.blobContextForReferrers(),
+          sourceName: imageName(source),
+          destinationName: imageName(destination),
+        },
+        copier.writtenManifestDigests,
+      );
+    }
     throwIfAborted(signal);
     await imageDestination.commit({ signal });
     return result;
@@ -175,6 +195,8 @@ async function runLimited<T>(
 class ImageCopier {
   private readonly signal: AbortSignal | undefined;
   private readonly retry: RetrySettings;
+  /** Digests of the manifests written to the destination, in write order (instances, then the list). */
+  readonly writtenManifestDigests: Digest[] = [];
 
   constructor(
     private readonly sourceReference: ImageReference,
@@ -262,7 +284,9 @@ class ImageCopier {
     const signatures = await this.retried(() =>
       this.source.getSignatures(sourceInstance, { signal: this.signal }),
     );
-    await evaluatePolicy(this.policy, this.sourceReference, { manifest, signatures });
+    // The opened source's reference: a transport may resolve the reference when opening it (docker://
+    // short names), and policy.json scopes must see the image actually read (as containers/image).
+    await evaluatePolicy(this.policy, this.source.reference, { manifest, signatures });
     if (this.options.removeSignatures) return { signatures: [] };
     this.emit({ type: 'signatures-read' });
     if (signatures.length > 0 && !this.destination.properties.supportsSignatures) {
@@ -277,6 +301,8 @@ class ImageCopier {
   /** Why manifests may not be changed ('' when they may), as c/image's cannotModifyManifestReason. */
   private cannotModifyReason(signatures: Uint8Array[]): string {
     if (this.options.preserveDigests) return 'Instructed to preserve digests';
+    if (this.options.copyReferrers)
+      return 'Instructed to copy referrers (--copy-referrers), which name manifests by their digests';
     if (this.destinationReference.dockerReference()?.digest !== undefined)
       return 'Destination specifies a digest';
     if (signatures.length > 0) return 'Would invalidate signatures';
@@ -284,13 +310,18 @@ class ImageCopier {
   }
 
   private refuseChange(reason: string, what: string): GantryError {
-    if (this.options.preserveDigests) {
+    if (this.options.preserveDigests || this.options.copyReferrers) {
       return new GantryError(
         ErrorCodes.DigestsNotPreservable,
         `${what}, which would change digests: ${reason}`,
       );
     }
     return new GantryError(ErrorCodes.ManifestConversionFailed, `${what}, which we cannot do: ${reason}`);
+  }
+
+  /** The blob context copying referrers uses: the copy's signal and retry settings. */
+  blobContextForReferrers(): BlobCopyContext {
+    return this.blobContext(this.signal);
   }
 
   private blobContext(signal: AbortSignal | undefined): BlobCopyContext {
@@ -481,7 +512,8 @@ class ImageCopier {
     const desired = this.destination.properties.desiredLayerCompression;
     const requested = this.options.destinationCompression;
     if (cannotModify !== '') {
-      if (this.options.preserveDigests && requested !== undefined && desired === 'compress') {
+      const mustKeepDigests = this.options.preserveDigests || this.options.copyReferrers;
+      if (mustKeepDigests && requested !== undefined && desired === 'compress') {
         const differing = manifest.layers.find(
           (layer) =>
             layer.compression !== 'unknown' && layer.compression !== requested && !layer.urls?.length,
@@ -655,6 +687,7 @@ class ImageCopier {
     await this.retried(() =>
       this.destination.putManifest(output.bytes, output.mediaType, instanceDigest, { signal: this.signal }),
     );
+    this.writtenManifestDigests.push(output.digest);
     return output;
   }
 
@@ -751,6 +784,7 @@ class ImageCopier {
         await this.retried(() =>
           this.destination.putManifest(output.bytes, output.mediaType, undefined, { signal: this.signal }),
         );
+        this.writtenManifestDigests.push(output.digest);
         if (signatures.length > 0) {
           this.emit({ type: 'signatures-write', count: signatures.length });
           await this.retried(() =>

@@ -17,6 +17,7 @@ import type {
   ImageSource,
   OperationOptions,
   PutBlobOptions,
+  ReferrerDescriptor,
   ReusedBlob,
   Transport,
   TryReusingBlobOptions,
@@ -86,6 +87,8 @@ export interface RecordingDestinationOptions {
   verifyWrites?: boolean;
   /** Offer tryReusingBlob (default true). */
   offerReuse?: boolean;
+  /** Offer putReferrer (default true). */
+  offerReferrers?: boolean;
 }
 
 /** A destination recording calls; blobs become visible in `committedBlobs` only on commit. */
@@ -105,6 +108,14 @@ export class RecordingDestination implements ImageDestination {
   maxInFlightPuts = 0;
   failedPuts = 0;
   tryReusingBlob?: (info: BlobInfo, options: TryReusingBlobOptions) => Promise<ReusedBlob>;
+  /** Referrers stored by putReferrer, in call order. */
+  readonly referrers: Array<{ bytes: Uint8Array; referrer: ReferrerDescriptor; subject: Digest }> = [];
+  putReferrer?: (
+    manifest: Uint8Array,
+    referrer: ReferrerDescriptor,
+    subject: Digest,
+    options?: OperationOptions,
+  ) => Promise<void>;
 
   constructor(private readonly options: RecordingDestinationOptions = {}) {
     this.reference = fakeReference({ name: 'recording-destination' });
@@ -119,6 +130,13 @@ export class RecordingDestination implements ImageDestination {
       ...options.properties,
     };
     this.existing = new Set(options.existingBlobs ?? []);
+    if (options.offerReferrers !== false) {
+      this.putReferrer = async (manifest, referrer, subject, referrerOptions) => {
+        throwIfAborted(referrerOptions?.signal);
+        this.calls.push(`putReferrer ${referrer.digest} ${subject}`);
+        this.referrers.push({ bytes: manifest, referrer, subject });
+      };
+    }
     if (options.offerReuse !== false) {
       this.tryReusingBlob = async (info, reuseOptions) => {
         this.calls.push(`tryReusingBlob ${info.digest}`);

@@ -1,6 +1,6 @@
 import type { Digest } from '../digest.js';
 import type { Policy } from '../policy/index.js';
-import type { BlobInfo, TransportContext } from '../transport/contract.js';
+import type { BlobInfo, ReferrerDescriptor, TransportContext } from '../transport/contract.js';
 
 /** Which part of a manifest list (OCI index, Docker manifest list) `copyImage` copies. */
 export type ImageListSelection = 'system' | 'all' | 'index-only';
@@ -29,6 +29,19 @@ export interface CopyOptions {
   manifestMediaType?: string;
   /** Refuse (`ERR_GANTRY_DIGESTS_NOT_PRESERVABLE`) any copy that would change a manifest or layer digest. */
   preserveDigests?: boolean;
+  /**
+   * Also copy the referrers (OCI 1.1 `subject`: signatures, SBOMs, attestations) of every manifest the copy
+   * writes — each copied instance of a list and the list itself, or the one image chosen from a list —
+   * and, recursively, the referrers of those referrers (`--copy-referrers`). Each referrer's blobs go
+   * through the verified blob path and its manifest is written byte for byte under its digest, never
+   * tagged (`ImageDestination.putReferrer`). Referrers name their subject by digest, so the image's
+   * manifests must keep theirs: a copy that would change one (conversion, `-f`, compression change,
+   * edited list) fails with `ERR_GANTRY_DIGESTS_NOT_PRESERVABLE`, as with `preserveDigests`. A source
+   * that cannot list referrers fails the copy before anything is written, a destination that cannot
+   * store them only when there are referrers to copy (`ERR_GANTRY_NOT_SUPPORTED`). At most
+   * `maximumReferrerDepth` levels and `maximumReferrerCount` referrers are copied, else the copy fails.
+   */
+  copyReferrers?: boolean;
   /** Do not copy signatures (`--remove-signatures`). */
   removeSignatures?: boolean;
   /** How many times a failed retryable operation is tried again; default 0. */
@@ -65,6 +78,8 @@ export type CopyProgressEvent =
     }
   | { type: 'manifest-write'; instanceDigest?: Digest }
   | { type: 'signatures-write'; count: number; instanceDigest?: Digest }
+  /** A referrer of `subject` is about to be copied (its blobs' events follow). */
+  | { type: 'referrer-start'; subject: Digest; referrer: ReferrerDescriptor }
   | { type: 'retry'; attempt: number; error: Error; delayMs: number };
 
 /** What `copyImage` wrote as the destination's top-level manifest. */

@@ -102,6 +102,29 @@ export interface TryReusingBlobOptions extends OperationOptions {
   canSubstitute: boolean;
 }
 
+/**
+ * A manifest that names another manifest as its `subject` (OCI distribution-spec 1.1 referrers:
+ * signatures, SBOMs, attestations attached to an image), described as a referrers index lists it.
+ */
+export interface ReferrerDescriptor {
+  /** The referrer manifest's MIME type (an OCI image manifest or an OCI index). */
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  /**
+   * The manifest's `artifactType`; for an image manifest without one, its config's `mediaType`; absent
+   * for an index without one.
+   */
+  artifactType?: string;
+  /** The manifest's own annotations. */
+  annotations?: Record<string, string>;
+}
+
+export interface ListReferrersOptions extends OperationOptions {
+  /** Only referrers of this artifact type. */
+  artifactType?: string;
+}
+
 /** Capabilities of a source; constant for the life of the source. */
 export interface ImageSourceProperties {
   /** Whether `getBlob` may be called concurrently. */
@@ -158,6 +181,15 @@ export interface ImageSource {
    * layers uncompressed). Returns undefined to use the manifest's.
    */
   layerInfosForCopy?(instanceDigest?: Digest, options?: OperationOptions): Promise<BlobInfo[] | undefined>;
+  /**
+   * Optional (referrers): the manifests the storage holds whose `subject` is `subject` — any manifest
+   * digest of this image (top level or instance) or of a referrer — in the storage's order; `[]` when
+   * there are none. A source that implements it also returns each listed manifest from
+   * `getManifest(referrer.digest)` (and, for an index, its instances likewise), and their blobs from
+   * `getBlob`. The copy pipeline checks every listed manifest (digest, size, `subject`) and does not
+   * trust the list. Sources without referrers leave it undefined (`copyReferrers` then refuses them).
+   */
+  listReferrers?(subject: Digest, options?: ListReferrersOptions): Promise<ReferrerDescriptor[]>;
   /** Releases resources. Idempotent. */
   close(): Promise<void>;
 }
@@ -174,6 +206,9 @@ export type ReusedBlob = { reused: false } | { reused: true; blob: BlobInfo };
  *   2. `putManifest` for each instance (with its `instanceDigest`) and then the top-level manifest
  *      (without one);
  *   3. `putSignatures`, likewise per instance then top level;
+ *   3b. with referrers (`copyReferrers`), for each referrer, after its subject was written: its blobs
+ *      (`putBlob` / `tryReusingBlob`), for an index the manifests it lists (`putManifest` with their
+ *      digest as `instanceDigest`), then `putReferrer`;
  *   4. `commit` once, when everything above succeeded;
  *   5. `close` always, also after a failure.
  *
@@ -212,6 +247,23 @@ export interface ImageDestination {
   ): Promise<void>;
   /** Stores signatures for the top-level image or an instance. Rejects with `ERR_GANTRY_NOT_SUPPORTED` if unsupported. */
   putSignatures(signatures: Uint8Array[], instanceDigest?: Digest, options?: OperationOptions): Promise<void>;
+  /**
+   * Optional (referrers): stores `manifest`, a manifest whose `subject` is `subject`, exactly as given
+   * under `referrer.digest` (never under a tag, never as the image's manifest), and records it as a
+   * referrer of `subject` so that readers of the storage list it (a registry's referrers API, or the
+   * referrers tag schema `<alg>-<hex>` it keeps up to date itself; an index entry…). `referrer` is the
+   * descriptor to record, computed by the pipeline as distribution-spec 1.1 says (`artifactType`,
+   * annotations). Recording the same referrer twice keeps one entry. The manifest's blobs were stored
+   * before (call order 3b). Like everything else, the record becomes visible at `commit`; where the
+   * storage makes manifests readable by digest at once (a registry), the manifest itself may be too.
+   * Destinations without referrers leave it undefined (the pipeline then refuses to copy referrers to them).
+   */
+  putReferrer?(
+    manifest: Uint8Array,
+    referrer: ReferrerDescriptor,
+    subject: Digest,
+    options?: OperationOptions,
+  ): Promise<void>;
   /** Makes everything written visible. Called once, last. */
   commit(options?: OperationOptions): Promise<void>;
   /** Releases resources and, without a prior `commit`, discards what was written. Idempotent. */
