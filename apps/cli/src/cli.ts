@@ -93,7 +93,6 @@ export const globalFlags: FlagSpec[] = [
     name: 'user-agent-prefix',
     kind: 'string',
     description: 'prefix to add to the user agent string',
-    unsupported: unsupportedGlobal,
   },
   {
     name: 'require-signed',
@@ -185,6 +184,7 @@ function globalOptionsFrom(values: Map<string, FlagValue>): GlobalOptions {
     insecurePolicy: values.get('insecure-policy') === true,
     registriesConfPath: text('registries-conf'),
     temporaryDirectory: text('tmpdir'),
+    userAgentPrefix: text('user-agent-prefix'),
     platform,
     commandTimeoutMs: timeout !== undefined && timeout > 0 ? timeout : undefined,
     tlsVerify:

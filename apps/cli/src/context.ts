@@ -29,6 +29,8 @@ export interface GlobalOptions {
   insecurePolicy: boolean;
   registriesConfPath: string | undefined;
   temporaryDirectory: string | undefined;
+  /** `--user-agent-prefix`: registry requests send `User-Agent: <prefix> gantry/<version>`; undefined when empty. */
+  userAgentPrefix: string | undefined;
   platform: PlatformOverrides;
   /** Milliseconds; undefined = no timeout. */
   commandTimeoutMs: number | undefined;

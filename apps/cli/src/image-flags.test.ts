@@ -9,6 +9,7 @@ const global: GlobalOptions = {
   insecurePolicy: false,
   registriesConfPath: undefined,
   temporaryDirectory: undefined,
+  userAgentPrefix: undefined,
   platform: {},
   commandTimeoutMs: undefined,
   tlsVerify: undefined,
@@ -92,5 +93,17 @@ describe('registry flags → transportOptions.docker', () => {
         docker: { noCredentials: true },
       },
     );
+  });
+
+  it('passes --user-agent-prefix to every side and --dest-precompute-digests to the destination only', () => {
+    const prefixed: GlobalOptions = { ...global, userAgentPrefix: 'acme/1.0' };
+    const values = flags({ 'dest-precompute-digests': true });
+    expect(dockerOptionsFrom(prefixed, values, 'src-')).toEqual({ userAgentPrefix: 'acme/1.0' });
+    expect(dockerOptionsFrom(prefixed, values, 'dest-')).toEqual({
+      userAgentPrefix: 'acme/1.0',
+      precomputeDigests: true,
+    });
+    expect(dockerOptionsFrom(prefixed, flags({}), '')).toEqual({ userAgentPrefix: 'acme/1.0' });
+    expect(dockerOptionsFrom(global, flags({ 'dest-precompute-digests': false }), 'dest-')).toEqual({});
   });
 });

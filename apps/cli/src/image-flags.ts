@@ -109,7 +109,9 @@ export function transportContextFrom(
  * skopeo's rules: `--creds` excludes `--username`/`--password` and `--no-creds`; `--username` and
  * `--password` go together; `--tls-verify` unset lets registries.conf decide (the hidden global
  * `--tls-verify` applies when the command's is not given); for copy, `--authfile` applies to the side
- * whose `--src-authfile`/`--dest-authfile` is not given. Throws a `UsageError` naming the conflict.
+ * whose `--src-authfile`/`--dest-authfile` is not given. The global `--user-agent-prefix` becomes
+ * `userAgentPrefix`; copy's `--dest-precompute-digests` becomes the destination's `precomputeDigests`.
+ * Throws a `UsageError` naming the conflict.
  */
 export function dockerOptionsFrom(
   global: GlobalOptions,
@@ -150,5 +152,7 @@ export function dockerOptionsFrom(
   if (certDirectory !== undefined && certDirectory !== '') options.certDirectory = certDirectory;
   const authFile = text('authfile') || (prefix !== '' ? flags.get('authfile') : undefined);
   if (typeof authFile === 'string' && authFile !== '') options.authFilePath = authFile;
+  if (global.userAgentPrefix !== undefined) options.userAgentPrefix = global.userAgentPrefix;
+  if (prefix === 'dest-' && flags.get('dest-precompute-digests') === true) options.precomputeDigests = true;
   return options;
 }

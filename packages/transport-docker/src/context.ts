@@ -12,8 +12,13 @@ import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
  * | `registryToken`  | `--registry-token`               | a bearer token sent as is                                   |
  * | `noCredentials`  | `--no-creds`                     | access the registry anonymously                             |
  * | `authFilePath`   | `--authfile`                     | the only auth file read (else `$REGISTRY_AUTH_FILE`, defaults) |
+ * | `userAgentPrefix`| `--user-agent-prefix` (global)   | every request's `User-Agent` becomes `<prefix> gantry/<version>` (skopeo: `<prefix> skopeo/<version>`) |
+ * | `precomputeDigests` | `--dest-precompute-digests`   | destinations: a blob whose digest the pipeline does not know (it is compressing) is first written to a temporary file while hashed, and uploaded only when the registry lacks it |
+ * | `uploadChunkSize` | (none)                          | destinations: upload every blob in chunks of this many bytes (raised to the registry's `OCI-Chunk-Min-Length`) instead of one streamed `PATCH` |
  *
- * `credentials`, `registryToken` and `noCredentials` are mutually exclusive.
+ * `credentials`, `registryToken` and `noCredentials` are mutually exclusive. `uploadChunkSize` is a
+ * positive integer; without it, blobs are streamed in one `PATCH` and chunks are used only when the
+ * registry asks for them (see `DockerImageDestination`).
  */
 export interface DockerContextOptions {
   tlsVerify?: boolean;
@@ -22,6 +27,9 @@ export interface DockerContextOptions {
   registryToken?: string;
   noCredentials?: boolean;
   authFilePath?: string;
+  userAgentPrefix?: string;
+  precomputeDigests?: boolean;
+  uploadChunkSize?: number;
 }
 
 /** `DockerContextOptions` validated, with `credentials` split into user name and password. */
@@ -33,6 +41,11 @@ export interface ResolvedDockerContextOptions {
   registryToken: string | undefined;
   noCredentials: boolean;
   authFilePath: string | undefined;
+  /** Undefined or non-empty. */
+  userAgentPrefix: string | undefined;
+  precomputeDigests: boolean;
+  /** A positive integer, or undefined (stream uploads). */
+  uploadChunkSize: number | undefined;
 }
 
 function usage(message: string): GantryError {
@@ -87,6 +100,17 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
     Boolean,
   ).length;
   if (exclusive > 1) throw usage('credentials, a registry token and no-creds are mutually exclusive');
+  const uploadChunkSize = options.uploadChunkSize;
+  if (
+    uploadChunkSize !== undefined &&
+    (typeof uploadChunkSize !== 'number' || !Number.isSafeInteger(uploadChunkSize) || uploadChunkSize <= 0)
+  ) {
+    throw usage('transportOptions.docker.uploadChunkSize must be a positive integer (bytes)');
+  }
+  const userAgentPrefix = optionalString('userAgentPrefix');
+  if (userAgentPrefix !== undefined && /[\u0000-\u001f\u007f]/.test(userAgentPrefix)) {
+    throw usage('transportOptions.docker.userAgentPrefix must not contain control characters');
+  }
   return {
     tlsVerify: optionalBoolean('tlsVerify'),
     certDirectory: optionalString('certDirectory'),
@@ -94,5 +118,8 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
     registryToken,
     noCredentials,
     authFilePath: optionalString('authFilePath'),
+    userAgentPrefix: userAgentPrefix === '' ? undefined : userAgentPrefix,
+    precomputeDigests: optionalBoolean('precomputeDigests') ?? false,
+    uploadChunkSize,
   };
 }

@@ -1,9 +1,17 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
+  abortError,
   type BlobInfo,
   type BlobToWrite,
   blobWriteStage,
   type Digest,
+  digestingStage,
   ErrorCodes,
   GantryError,
   type ImageDestination,
@@ -14,20 +22,50 @@ import {
   manifestMatchesDigest,
   type OperationOptions,
   type PutBlobOptions,
+  type ReferrerDescriptor,
   type ReusedBlob,
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
 } from '@gantry/core';
+import {
+  ChunkReader,
+  defaultUploadChunkBytes,
+  isStreamedUploadRefusal,
+  parseChunkMinLength,
+  uploadChunkSize,
+  uploadedBytesFromRange,
+} from './blob-upload.js';
 import { combineSignals } from './image-source.js';
 import { headerValue, referencedBlobDigests } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
+import { ReferrersWriter } from './referrers.js';
 import { registryAccessFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
+import type { DockerTransportState } from './transport-state.js';
 
-/** The largest piece written to the connection at once while uploading a blob. */
-const uploadChunkBytes = 1024 * 1024;
+/** The smallest piece written to the connection at once while streaming a blob. */
+const streamPieceBytes = 1024 * 1024;
+
+/** How many times one chunk is resent after a 416 answer before the upload fails. */
+const maxRangeRecoveries = 3;
+
+/** Registries (per transport instance) seen refusing a streamed upload: later uploads use chunks. */
+const registriesRefusingStreamedUploads = new WeakMap<DockerTransportState, Set<string>>();
+
+/** An upload session opened by POST. */
+interface UploadSession {
+  location: URL;
+  /** `OCI-Chunk-Min-Length` of the POST answer. */
+  minimumChunkLength: number | undefined;
+}
+
+/** The `Location` of an upload answer, resolved against the request's URL; `current` without one. */
+function nextLocation(response: Awaited<ReturnType<RegistryClient['request']>>, current: URL): URL {
+  const location = headerValue(response.headers, 'location');
+  return location === undefined ? current : new URL(location, current);
+}
 
 /**
  * Passes `source`'s bytes on in pieces of at least `size` bytes (the last may be smaller), so that
@@ -86,6 +124,23 @@ export const dockerDestinationManifestMediaTypes: readonly string[] = [
  * digest is computed on the way unless `info.digest` names it: the pipeline verifies those bytes, and
  * the registry checks the digest at the final PUT), PUT `?digest=` once the stream ended cleanly — so
  * a blob whose stream errors (e.g. the pipeline's digest verification) is never committed.
+ *
+ * Chunked uploads (OCI distribution spec, "Pushing a blob in chunks"): instead of one streamed PATCH,
+ * PATCHes of a fixed size with `Content-Range` and `Content-Length`, each sent to the `Location` of
+ * the previous answer, then the closing PUT `?digest=`; a 416 answer is resolved by reading the
+ * session's `Range` and resending from there. One chunk at most is held in memory. Chunks are used
+ * - always, with the context's `uploadChunkSize` (raised to the registry's minimum);
+ * - when the POST answer carries `OCI-Chunk-Min-Length`: chunks of max(that, 8 MiB);
+ * - when the registry refused a streamed PATCH (`isStreamedUploadRefusal`: 400, 411, 413, 415, 416,
+ *   501). The first 8 MiB of a streamed blob are kept until the registry answers; when it refuses
+ *   before more was read, the upload starts over in a new session, in chunks, losing nothing. When it
+ *   refuses later, the blob fails with a retryable `ERR_GANTRY_TRANSIENT`. Either way every later
+ *   upload to that registry (same transport instance) uses chunks of 8 MiB.
+ *
+ * `--dest-precompute-digests` (the context's `precomputeDigests`): a blob whose digest the pipeline
+ * does not know (it is compressing) is written to a file in the context's temporary directory while
+ * hashed, then uploaded only when `tryReusingBlob` does not find it (containers/image's
+ * DockerRegistryPushPrecomputeDigests); the file is removed in every case.
  */
 export class DockerImageDestination implements ImageDestination {
   readonly reference: DockerImageReference;
@@ -100,19 +155,25 @@ export class DockerImageDestination implements ImageDestination {
   };
   private readonly client: RegistryClient;
   private readonly contextSignal: AbortSignal | undefined;
+  /** Where `--dest-precompute-digests` writes blobs (the context's; default the OS's). */
+  private readonly temporaryDirectory: string | undefined;
   private closed = false;
   /** The top-level manifest to tag at `commit`, when the reference has a tag. */
   private pendingTag: { tag: string; manifest: Uint8Array; mediaType: string } | undefined;
+  /** Referrers written by `putReferrer`, whose tag indexes `commit` updates (see referrers.ts). */
+  private referrers: ReferrersWriter | undefined;
 
   /** @internal Use `reference.newImageDestination`. */
   constructor(
     reference: DockerImageReference,
     client: RegistryClient,
     contextSignal: AbortSignal | undefined,
+    temporaryDirectory?: string,
   ) {
     this.reference = reference;
     this.client = client;
     this.contextSignal = contextSignal;
+    this.temporaryDirectory = temporaryDirectory;
   }
 
   private get repository(): string {
@@ -215,93 +276,375 @@ export class DockerImageDestination implements ImageDestination {
   async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
     this.assertOpen();
     const signal = combineSignals(this.contextSignal, options.signal);
-    const description = info.digest ? `blob ${info.digest}` : 'a blob';
-    const what = `uploading ${description} to ${this.displayName}`;
     try {
       throwIfAborted(signal);
-      const start = await this.client.requestExpecting(
-        {
-          method: 'POST',
-          target: `/v2/${this.repository}/blobs/uploads/`,
-          signal,
-          what: `${what}: starting the upload`,
-        },
-        [202],
-      );
-      await start.body.dump();
-      const startLocation = headerValue(start.headers, 'location');
-      if (startLocation === undefined)
-        throw new GantryError(ErrorCodes.Internal, `${what}: the registry gave no upload location`);
-      const sessionLocation = new URL(startLocation, `${this.client.origin}/`);
-      let committed = false;
-      try {
-        // With `info.digest`, the bytes are only counted: the pipeline verifies them (the stream fails
-        // before its end on a mismatch) and the registry checks the digest again at the final PUT.
-        let written: { digest: Digest; size: number } | undefined;
-        const writeStage = blobWriteStage(info.digest, (result) => {
-          written = result;
-        });
-        let streamError: unknown;
-        const body = async function* () {
-          try {
-            yield* gatherChunks(writeStage(stream as AsyncIterable<Uint8Array>), uploadChunkBytes);
-          } catch (error) {
-            streamError = error;
-            throw error;
-          }
-        };
-        let patch: Awaited<ReturnType<RegistryClient['request']>>;
-        try {
-          patch = await this.client.request({
-            method: 'PATCH',
-            target: sessionLocation,
-            headers: { 'content-type': 'application/octet-stream' },
-            body: body(),
-            signal,
-            what,
-          });
-        } catch (error) {
-          throw streamError ?? error;
-        }
-        if (streamError !== undefined) {
-          await patch.body.dump().catch(() => undefined);
-          throw streamError;
-        }
-        if (patch.statusCode !== 202 && patch.statusCode !== 204) {
-          throw await responseError(patch, { what, credentialsSent: this.client.hasCredentials });
-        }
-        await patch.body.dump();
-        if (written === undefined) {
-          throw new GantryError(ErrorCodes.Internal, `${what}: the upload ended before the blob did`);
-        }
-        const { digest, size } = written;
-        if (info.size >= 0 && size !== info.size) {
-          throw new GantryError(
-            ErrorCodes.SizeMismatch,
-            `${what}: size mismatch: expected ${info.size} bytes, got ${size}`,
-          );
-        }
-        const patchLocation = headerValue(patch.headers, 'location');
-        const commitLocation =
-          patchLocation !== undefined ? new URL(patchLocation, sessionLocation) : sessionLocation;
-        commitLocation.searchParams.append('digest', digest);
-        const put = await this.client.requestExpecting(
-          { method: 'PUT', target: commitLocation, signal, what: `${what}: committing the upload` },
-          [201, 204],
-        );
-        await put.body.dump();
-        committed = true;
-        this.recordLocation(digest);
-        const result: BlobInfo = { digest, size };
-        if (info.mediaType !== undefined) result.mediaType = info.mediaType;
-        return result;
-      } finally {
-        if (!committed) await this.cancelUpload(sessionLocation);
+      if (info.digest === undefined && this.client.options.precomputeDigests) {
+        return await this.putBlobPrecomputed(stream, info, options.isConfig, signal);
       }
+      return await this.uploadBlob(stream, info, signal);
     } catch (error) {
       stream.destroy();
       throw error;
     }
+  }
+
+  /**
+   * `--dest-precompute-digests` for a blob of unknown digest: writes it to a temporary file while
+   * hashing it, asks the registry for it (`tryReusingBlob`: HEAD, then mounts), and uploads the file
+   * only when the registry lacks it. The file is removed in every case.
+   */
+  private async putBlobPrecomputed(
+    stream: Readable,
+    info: BlobToWrite,
+    isConfig: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<BlobInfo> {
+    const file = path.join(this.temporaryDirectory ?? os.tmpdir(), `gantry-blob-${randomUUID()}`);
+    try {
+      let spooled: { digest: Digest; size: number } | undefined;
+      const output = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+      let writeError: unknown;
+      output.on('error', (error) => {
+        writeError = error;
+      });
+      try {
+        await pipeline(
+          stream,
+          digestingStage((result) => {
+            spooled = result;
+          }),
+          output,
+          signal ? { signal } : {},
+        );
+      } catch (error) {
+        if (writeError === undefined || error !== writeError || signal?.aborted) throw error;
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `precomputing the digest of a blob for ${this.displayName}: writing the temporary file ${file}: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+      if (spooled === undefined) {
+        throw new GantryError(ErrorCodes.Internal, `writing a blob to ${file}: the blob did not end`);
+      }
+      const blob: BlobInfo = { digest: spooled.digest, size: spooled.size };
+      if (info.mediaType !== undefined) blob.mediaType = info.mediaType;
+      if (info.size >= 0 && spooled.size !== info.size) {
+        throw new GantryError(
+          ErrorCodes.SizeMismatch,
+          `uploading blob ${spooled.digest} to ${this.displayName}: size mismatch: expected ${info.size} bytes, got ${spooled.size}`,
+        );
+      }
+      const reused = await this.tryReusingBlob(blob, {
+        isConfig,
+        canSubstitute: false,
+        ...(signal ? { signal } : {}),
+      });
+      if (reused.reused) return blob;
+      const spooledStream = createReadStream(file);
+      try {
+        return await this.uploadBlob(spooledStream, blob, signal);
+      } finally {
+        spooledStream.destroy();
+      }
+    } catch (error) {
+      if (signal?.aborted) throw abortError(signal);
+      throw error;
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
+  /** The registry-wide record that streamed uploads are refused (see the class comment). */
+  private get streamingRefused(): boolean {
+    return registriesRefusingStreamedUploads.get(this.reference.state)?.has(this.reference.registry) === true;
+  }
+
+  private rememberStreamingRefused(): void {
+    let registries = registriesRefusingStreamedUploads.get(this.reference.state);
+    if (registries === undefined) {
+      registries = new Set();
+      registriesRefusingStreamedUploads.set(this.reference.state, registries);
+    }
+    registries.add(this.reference.registry);
+  }
+
+  /** POSTs a new upload session: its location and the registry's minimum chunk size, if any. */
+  private async startUpload(signal: AbortSignal | undefined, what: string): Promise<UploadSession> {
+    const start = await this.client.requestExpecting(
+      {
+        method: 'POST',
+        target: `/v2/${this.repository}/blobs/uploads/`,
+        signal,
+        what: `${what}: starting the upload`,
+      },
+      [202],
+    );
+    await start.body.dump();
+    const startLocation = headerValue(start.headers, 'location');
+    if (startLocation === undefined)
+      throw new GantryError(ErrorCodes.Internal, `${what}: the registry gave no upload location`);
+    return {
+      location: new URL(startLocation, `${this.client.origin}/`),
+      minimumChunkLength: parseChunkMinLength(headerValue(start.headers, 'oci-chunk-min-length')),
+    };
+  }
+
+  private chunkSizeFor(session: UploadSession): number | undefined {
+    return uploadChunkSize({
+      forced: this.client.options.uploadChunkSize,
+      registryMinimum: session.minimumChunkLength,
+      streamingRefused: this.streamingRefused,
+    });
+  }
+
+  /**
+   * Uploads a blob: POST a session, send the bytes (one streamed PATCH, or chunks), PUT `?digest=`
+   * once the stream ended cleanly (see the class comment). Without `info.digest` the bytes are hashed
+   * on the way; with it they are only counted (the pipeline verifies them, the registry checks the
+   * digest at the PUT).
+   */
+  private async uploadBlob(
+    stream: Readable,
+    info: BlobToWrite,
+    signal: AbortSignal | undefined,
+  ): Promise<BlobInfo> {
+    const description = info.digest ? `blob ${info.digest}` : 'a blob';
+    const what = `uploading ${description} to ${this.displayName}`;
+    let written: { digest: Digest; size: number } | undefined;
+    const writeStage = blobWriteStage(info.digest, (result) => {
+      written = result;
+    });
+    const failure: { error?: unknown } = {};
+    const guarded = async function* () {
+      try {
+        yield* writeStage(stream as AsyncIterable<Uint8Array>);
+      } catch (error) {
+        failure.error = error;
+        throw error;
+      }
+    };
+    const iterator = gatherChunks(guarded(), streamPieceBytes)[Symbol.asyncIterator]();
+    let session = await this.startUpload(signal, what);
+    let committed = false;
+    try {
+      let location: URL;
+      const chunkSize = this.chunkSizeFor(session);
+      if (chunkSize !== undefined) {
+        location = await this.uploadChunks(
+          session.location,
+          new ChunkReader([], () => iterator.next()),
+          chunkSize,
+          signal,
+          what,
+        );
+      } else {
+        const outcome = await this.uploadStreamed(session.location, iterator, failure, signal, what);
+        if (outcome.accepted) location = outcome.location;
+        else {
+          this.rememberStreamingRefused();
+          if (outcome.replay === undefined) {
+            throw new GantryError(
+              ErrorCodes.Transient,
+              `${what}: the registry refused a streamed upload after more than ${defaultUploadChunkBytes} bytes were sent (${outcome.error.message}); later uploads to ${this.reference.registry} use chunks, retrying (--retry-times) uploads this blob that way`,
+              { cause: outcome.error, retryable: true },
+            );
+          }
+          // Nothing is lost: every byte taken from the stream is held. Start over in chunks.
+          await this.cancelUpload(session.location);
+          session = await this.startUpload(signal, what);
+          location = await this.uploadChunks(
+            session.location,
+            new ChunkReader(outcome.replay, () => iterator.next()),
+            this.chunkSizeFor(session) ?? defaultUploadChunkBytes,
+            signal,
+            what,
+          );
+        }
+      }
+      if (failure.error !== undefined) throw failure.error;
+      if (written === undefined) {
+        throw new GantryError(ErrorCodes.Internal, `${what}: the upload ended before the blob did`);
+      }
+      const { digest, size } = written;
+      if (info.size >= 0 && size !== info.size) {
+        throw new GantryError(
+          ErrorCodes.SizeMismatch,
+          `${what}: size mismatch: expected ${info.size} bytes, got ${size}`,
+        );
+      }
+      const commitLocation = new URL(location);
+      commitLocation.searchParams.append('digest', digest);
+      const put = await this.client.requestExpecting(
+        { method: 'PUT', target: commitLocation, signal, what: `${what}: committing the upload` },
+        [201, 204],
+      );
+      await put.body.dump();
+      committed = true;
+      this.recordLocation(digest);
+      const result: BlobInfo = { digest, size };
+      if (info.mediaType !== undefined) result.mediaType = info.mediaType;
+      return result;
+    } catch (error) {
+      throw failure.error ?? error;
+    } finally {
+      if (!committed) await this.cancelUpload(session.location);
+    }
+  }
+
+  /**
+   * Sends the whole stream in one PATCH without a length (chunked transfer encoding). The first
+   * `defaultUploadChunkBytes` taken from the stream are kept until the registry answers, so that a
+   * refusal (`isStreamedUploadRefusal`) answered before more was read loses nothing: the caller then
+   * uploads those bytes and the rest in chunks. The location for the next request when accepted.
+   */
+  private async uploadStreamed(
+    location: URL,
+    iterator: AsyncIterator<Uint8Array>,
+    failure: { error?: unknown },
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<
+    | { accepted: true; location: URL }
+    | { accepted: false; error: GantryError; replay: Uint8Array[] | undefined }
+  > {
+    let retained: Uint8Array[] | undefined = [];
+    let retainedBytes = 0;
+    let detached = false;
+    let inFlight: Promise<unknown> | undefined;
+    const pull = (): Promise<IteratorResult<Uint8Array>> => {
+      const next = iterator.next().then((result) => {
+        if (!result.done && retained !== undefined) {
+          retainedBytes += result.value.byteLength;
+          if (retainedBytes <= defaultUploadChunkBytes) retained.push(result.value);
+          else retained = undefined;
+        }
+        return result;
+      });
+      inFlight = next;
+      return next;
+    };
+    const body = async function* (): AsyncGenerator<Uint8Array, void, undefined> {
+      while (!detached) {
+        const result = await pull();
+        if (result.done || detached) return;
+        yield result.value;
+      }
+    };
+    let patch: Awaited<ReturnType<RegistryClient['request']>>;
+    try {
+      patch = await this.client.request({
+        method: 'PATCH',
+        target: location,
+        headers: { 'content-type': 'application/octet-stream' },
+        body: body(),
+        signal,
+        what,
+      });
+    } catch (error) {
+      throw failure.error ?? error;
+    } finally {
+      detached = true;
+    }
+    if (failure.error !== undefined) {
+      await patch.body.dump().catch(() => undefined);
+      throw failure.error;
+    }
+    if (patch.statusCode === 202 || patch.statusCode === 204) {
+      await patch.body.dump();
+      return { accepted: true, location: nextLocation(patch, location) };
+    }
+    const error = await responseError(patch, { what, credentialsSent: this.client.hasCredentials });
+    if (!isStreamedUploadRefusal(patch.statusCode)) throw error;
+    // A piece requested before the answer may still be on its way: wait for it, so it is kept.
+    await inFlight?.catch(() => undefined);
+    if (failure.error !== undefined) throw failure.error;
+    return { accepted: false, error, replay: retained };
+  }
+
+  /**
+   * Sends the stream in PATCHes of `chunkSize` bytes (the last may be smaller), each with
+   * `Content-Range` and `Content-Length`, following the `Location` of every answer. A 416 answer
+   * (the registry has another offset) is resolved by asking the session's status and resending from
+   * the registry's offset when it lies within the chunk at hand. The location for the closing PUT.
+   */
+  private async uploadChunks(
+    location: URL,
+    reader: ChunkReader,
+    chunkSize: number,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<URL> {
+    let current = location;
+    let offset = 0;
+    for (;;) {
+      const chunk = await reader.read(chunkSize);
+      if (chunk === undefined) return current;
+      current = await this.uploadChunk(current, chunk, offset, signal, what);
+      offset += chunk.byteLength;
+    }
+  }
+
+  private async uploadChunk(
+    location: URL,
+    chunk: Uint8Array,
+    offset: number,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<URL> {
+    const last = offset + chunk.byteLength - 1;
+    let current = location;
+    let alreadySent = 0;
+    for (let recoveries = 0; ; recoveries++) {
+      const start = offset + alreadySent;
+      const chunkWhat = `${what}: sending bytes ${start}-${last}`;
+      const response = await this.client.request({
+        method: 'PATCH',
+        target: current,
+        headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${last}` },
+        body: chunk.subarray(alreadySent),
+        signal,
+        what: chunkWhat,
+      });
+      if (response.statusCode === 202 || response.statusCode === 204) {
+        await response.body.dump();
+        return nextLocation(response, current);
+      }
+      if (response.statusCode !== 416 || recoveries >= maxRangeRecoveries) {
+        throw await responseError(response, { what: chunkWhat, credentialsSent: this.client.hasCredentials });
+      }
+      await response.body.dump();
+      current = nextLocation(response, current);
+      const status = await this.uploadStatus(current, signal, what);
+      current = status.location;
+      if (status.bytes < offset || status.bytes > last + 1) {
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `${chunkWhat}: the registry refused the range and holds ${status.bytes} bytes of the upload, outside the chunk being sent (${offset}-${last})`,
+        );
+      }
+      alreadySent = status.bytes - offset;
+      if (alreadySent === chunk.byteLength) return current;
+    }
+  }
+
+  /** GETs an upload session's status: its location and how many bytes it holds. */
+  private async uploadStatus(
+    location: URL,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<{ location: URL; bytes: number }> {
+    const statusWhat = `${what}: reading the upload's status`;
+    const response = await this.client.requestExpecting(
+      { method: 'GET', target: location, signal, what: statusWhat },
+      [200, 204],
+    );
+    await response.body.dump();
+    const bytes = uploadedBytesFromRange(headerValue(response.headers, 'range'));
+    if (bytes === undefined) {
+      throw new GantryError(ErrorCodes.Internal, `${statusWhat}: the registry gave no valid Range header`);
+    }
+    return { location: nextLocation(response, location), bytes };
   }
 
   async putManifest(
@@ -370,11 +713,33 @@ export class DockerImageDestination implements ImageDestination {
     );
   }
 
-  /** Sets the tag to the top-level manifest written by `putManifest` (see the class comment). */
+  /**
+   * Writes a referrer manifest by digest; on a registry without the referrers API (no `OCI-Subject`
+   * answer) its subject's referrers tag index is updated at `commit` (`ReferrersWriter`).
+   */
+  async putReferrer(
+    manifest: Uint8Array,
+    referrer: ReferrerDescriptor,
+    subject: Digest,
+    options: OperationOptions = {},
+  ): Promise<void> {
+    this.assertOpen();
+    const signal = combineSignals(this.contextSignal, options.signal);
+    throwIfAborted(signal);
+    this.referrers ??= new ReferrersWriter(this.client);
+    await this.referrers.putReferrer(manifest, referrer, subject, signal);
+    for (const blobDigest of referencedBlobDigests(manifest)) this.recordLocation(blobDigest);
+  }
+
+  /**
+   * Updates the referrers tag indexes (`putReferrer`), then sets the tag to the top-level manifest
+   * written by `putManifest` (see the class comment).
+   */
   async commit(options: OperationOptions = {}): Promise<void> {
     this.assertOpen();
     const signal = combineSignals(this.contextSignal, options.signal);
     throwIfAborted(signal);
+    await this.referrers?.commit(signal);
     const pending = this.pendingTag;
     if (pending === undefined) return;
     await this.putManifestAt(pending.tag, pending.manifest, pending.mediaType, signal);
@@ -403,5 +768,5 @@ export async function openDockerImageDestination(
     context,
     access,
   );
-  return new DockerImageDestination(reference, client, context.signal);
+  return new DockerImageDestination(reference, client, context.signal, context.temporaryDirectory);
 }

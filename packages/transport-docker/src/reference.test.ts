@@ -142,6 +142,9 @@ describe('docker context options', () => {
       registryToken: undefined,
       noCredentials: false,
       authFilePath: undefined,
+      userAgentPrefix: undefined,
+      precomputeDigests: false,
+      uploadChunkSize: undefined,
     });
     const resolve = (docker: unknown) => () => resolveDockerContextOptions({ transportOptions: { docker } });
     expect(resolve({ credentials: 'a:b', noCredentials: true })).toThrow(/mutually exclusive/);

@@ -80,6 +80,11 @@ type Credentials = { username: string; password: string; identityToken?: string 
 export class RegistryClient {
   readonly scope: RegistryClientScope;
   readonly options: ResolvedDockerContextOptions;
+  /**
+   * The `User-Agent` of every request (pings, token requests, redirects included): the transport's
+   * (`gantry/<version>`), after the context's `userAgentPrefix` and a space when it has one.
+   */
+  readonly userAgent: string;
   private readonly state: DockerTransportState;
   private readonly tls: TlsSettings;
   private readonly credentials: Credentials | undefined;
@@ -100,6 +105,10 @@ export class RegistryClient {
     this.options = options;
     this.tls = tls;
     this.credentials = credentials;
+    this.userAgent =
+      options.userAgentPrefix === undefined
+        ? state.userAgent
+        : `${options.userAgentPrefix} ${state.userAgent}`;
   }
 
   /**
@@ -173,7 +182,7 @@ export class RegistryClient {
         origin,
         path: '/v2/',
         method: 'GET',
-        headers: { 'user-agent': this.state.userAgent },
+        headers: { 'user-agent': this.userAgent },
         signal,
       });
     } catch (error) {
@@ -219,7 +228,7 @@ export class RegistryClient {
         scopes,
         credentials: this.credentials,
         dispatcher: this.state.pools.other(realmOrigin(challenge, this.origin), this.tls),
-        userAgent: this.state.userAgent,
+        userAgent: this.userAgent,
         signal,
         registry: this.scope.registry,
       }).then(
@@ -282,7 +291,7 @@ export class RegistryClient {
       request.body instanceof Uint8Array;
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(request.signal);
-      const headers: Record<string, string> = { 'user-agent': this.state.userAgent, ...request.headers };
+      const headers: Record<string, string> = { 'user-agent': this.userAgent, ...request.headers };
       if (sameOrigin) {
         const authorization = await this.authorization(request.extraScopes, request.signal);
         if (authorization !== undefined) headers.authorization = authorization;

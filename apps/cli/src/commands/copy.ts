@@ -101,6 +101,7 @@ async function run(context: CommandContext): Promise<void> {
   options.imageListSelection = selection;
   if (flags.get('preserve-digests') === true) options.preserveDigests = true;
   if (flags.get('remove-signatures') === true) options.removeSignatures = true;
+  if (flags.get('copy-referrers') === true) options.copyReferrers = true;
   const retryTimes = flags.get('retry-times') as number | undefined;
   if (retryTimes !== undefined) options.retryTimes = retryTimes;
   const retryDelay = flags.get('retry-delay') as number | undefined;
@@ -171,6 +172,12 @@ const copyFlags: FlagSpec[] = [
   { name: 'preserve-digests', kind: 'bool', description: 'Preserve digests of images and lists' },
   { name: 'remove-signatures', kind: 'bool', description: 'Do not copy signatures from SOURCE-IMAGE' },
   {
+    name: 'copy-referrers',
+    kind: 'bool',
+    description:
+      'Also copy the referrers of the copied manifests (OCI subject: signatures, SBOMs, attestations), keeping every digest (not in skopeo)',
+  },
+  {
     name: 'digestfile',
     kind: 'string',
     description: 'Write the digest of the pushed image to the specified file',
@@ -231,7 +238,6 @@ const copyFlags: FlagSpec[] = [
     kind: 'bool',
     description:
       "Precompute digests to prevent uploading layers already on the registry using the 'docker' transport.",
-    unsupported: "gantry's docker transport does not implement it yet",
   },
   {
     name: 'sign-by',

@@ -1,4 +1,10 @@
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** A fault to inject into matching responses. */
@@ -13,14 +19,29 @@ export interface ResponseFault {
 
 /** An error answer to give instead of forwarding matching requests. */
 export interface StatusFault {
-  matches(method: string, path: string): boolean;
+  /** Which requests it applies to; `headers` are the request's (e.g. to match a PATCH without `Content-Range`). */
+  matches(method: string, path: string, headers: IncomingHttpHeaders): boolean;
   status: number;
   headers?: Record<string, string>;
   /** How many matching requests get the error. */
   times: number;
+  /**
+   * Answer as soon as the request's headers arrived, before reading its body (the rest of the body
+   * is then read and discarded), as a registry refusing a request for its headers does. Default:
+   * answer after the whole body.
+   */
+  immediate?: boolean;
 }
 
-/** One request seen by the proxy. */
+/** Headers to add to the registry's answers to matching requests (e.g. `OCI-Chunk-Min-Length` to POSTs). */
+export interface HeaderFault {
+  matches(method: string, path: string): boolean;
+  headers: Record<string, string>;
+  /** How many matching answers get the headers (`Infinity` for all). */
+  times: number;
+}
+
+/** One request seen by the proxy (recorded when it is answered). */
 export interface ProxiedRequest {
   method: string;
   path: string;
@@ -28,6 +49,13 @@ export interface ProxiedRequest {
   status: number;
   /** True when the proxy cut the response. */
   cut: boolean;
+  /** The request's `Content-Range`, `Content-Length`, `Transfer-Encoding` and `User-Agent` headers. */
+  contentRange: string | undefined;
+  contentLength: string | undefined;
+  transferEncoding: string | undefined;
+  userAgent: string | undefined;
+  /** Request body bytes the proxy received so far (all of them once the request is over). */
+  readonly bodyBytes: number;
 }
 
 export interface FaultProxy {
@@ -36,7 +64,34 @@ export interface FaultProxy {
   requests: ProxiedRequest[];
   faults: ResponseFault[];
   statusFaults: StatusFault[];
+  headerFaults: HeaderFault[];
   stop(): Promise<void>;
+}
+
+function requestRecord(
+  incoming: IncomingMessage,
+  status: number,
+  cut: boolean,
+  received: { bytes: number },
+): ProxiedRequest {
+  const header = (name: string): string | undefined => {
+    const value = incoming.headers[name];
+    return Array.isArray(value) ? value.join(', ') : value;
+  };
+  return {
+    method: incoming.method ?? 'GET',
+    path: incoming.url ?? '/',
+    range: incoming.headers.range,
+    status,
+    cut,
+    contentRange: header('content-range'),
+    contentLength: header('content-length'),
+    transferEncoding: header('transfer-encoding'),
+    userAgent: header('user-agent'),
+    get bodyBytes() {
+      return received.bytes;
+    },
+  };
 }
 
 /**
@@ -44,24 +99,29 @@ export interface FaultProxy {
  * that forwards every request unchanged (Host included, so the registry's upload locations point
  * at the proxy) and can break responses: send the status, headers and the first bytes of the body,
  * then destroy the connection — a connection reset mid-download; or answer with an error status
- * (500, 503, 429 with `Retry-After`…) without asking the registry.
+ * (500, 503, 429 with `Retry-After`…) without asking the registry; or add headers to answers.
+ * Every request is recorded (with its upload headers, User-Agent and body size).
  */
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   const requests: ProxiedRequest[] = [];
   const faults: ResponseFault[] = [];
   const statusFaults: StatusFault[] = [];
+  const headerFaults: HeaderFault[] = [];
   const server: Server = createServer((incoming, outgoing) => {
     const method = incoming.method ?? 'GET';
     const path = incoming.url ?? '/';
+    const received = { bytes: 0 };
+    incoming.on('data', (chunk: Buffer) => {
+      received.bytes += chunk.byteLength;
+    });
     const statusFault = statusFaults.find(
-      (candidate) => candidate.times > 0 && candidate.matches(method, path),
+      (candidate) => candidate.times > 0 && candidate.matches(method, path, incoming.headers),
     );
     if (statusFault) {
       statusFault.times--;
-      requests.push({ method, path, range: incoming.headers.range, status: statusFault.status, cut: false });
-      incoming.resume();
-      incoming.on('end', () => {
+      requests.push(requestRecord(incoming, statusFault.status, false, received));
+      const answer = () => {
         outgoing.writeHead(statusFault.status, {
           'content-type': 'application/json',
           ...statusFault.headers,
@@ -69,22 +129,25 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         outgoing.end(
           JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected by the test proxy' }] }),
         );
-      });
+      };
+      if (statusFault.immediate) answer();
+      incoming.resume();
+      if (!statusFault.immediate) incoming.on('end', answer);
       return;
     }
     const forwarded = httpRequest(
       { host: targetHost, port: Number(targetPort), method, path, headers: incoming.headers },
       (answer: IncomingMessage) => {
         const fault = faults.find((candidate) => candidate.times > 0 && candidate.matches(method, path));
-        const record: ProxiedRequest = {
-          method,
-          path,
-          range: incoming.headers.range,
-          status: answer.statusCode ?? 0,
-          cut: fault !== undefined,
-        };
-        requests.push(record);
-        outgoing.writeHead(answer.statusCode ?? 502, answer.headers);
+        requests.push(requestRecord(incoming, answer.statusCode ?? 0, fault !== undefined, received));
+        const headers = { ...answer.headers };
+        for (const headerFault of headerFaults) {
+          if (headerFault.times > 0 && headerFault.matches(method, path)) {
+            headerFault.times--;
+            Object.assign(headers, headerFault.headers);
+          }
+        }
+        outgoing.writeHead(answer.statusCode ?? 502, headers);
         if (!fault) {
           answer.pipe(outgoing);
           return;
@@ -114,6 +177,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     requests,
     faults,
     statusFaults,
+    headerFaults,
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -11,6 +11,7 @@ export {
 } from './certificates.js';
 export {
   type FaultProxy,
+  type HeaderFault,
   type ProxiedRequest,
   type ResponseFault,
   type StatusFault,

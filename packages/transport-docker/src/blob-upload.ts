@@ -1,0 +1,112 @@
+/**
+ * Pieces of the blob upload protocol (OCI distribution spec, "Pushing blobs") used by
+ * `DockerImageDestination`: chunk sizing, `Range` / `OCI-Chunk-Min-Length` parsing, and a reader that
+ * cuts a byte stream into chunks while holding at most one chunk in memory.
+ */
+
+/** Chunk size used when chunks are needed and nothing else says how large: 8 MiB. */
+export const defaultUploadChunkBytes = 8 * 1024 * 1024;
+
+/**
+ * The largest chunk ever held in memory (128 MiB): a registry asking for larger chunks with
+ * `OCI-Chunk-Min-Length` gets chunks of this size (the header is a SHOULD; memory stays bounded).
+ */
+export const maxUploadChunkBytes = 128 * 1024 * 1024;
+
+/**
+ * The `OCI-Chunk-Min-Length` of a `POST` answer: a positive integer, or undefined when the header is
+ * missing or not a positive integer.
+ */
+export function parseChunkMinLength(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\s*\d+\s*$/.test(value)) return undefined;
+  const length = Number(value.trim());
+  return Number.isSafeInteger(length) && length > 0 ? length : undefined;
+}
+
+/**
+ * The size of the chunks to upload, or undefined to stream the blob in one `PATCH`:
+ * - `forced` (the context's `uploadChunkSize`): that size, raised to the registry's minimum;
+ * - the registry announced a minimum (`OCI-Chunk-Min-Length`) or refuses streamed uploads:
+ *   max(minimum, 8 MiB);
+ * - otherwise undefined.
+ * Never above `maxUploadChunkBytes`.
+ */
+export function uploadChunkSize(options: {
+  forced: number | undefined;
+  registryMinimum: number | undefined;
+  streamingRefused: boolean;
+}): number | undefined {
+  const minimum = options.registryMinimum ?? 0;
+  let size: number | undefined;
+  if (options.forced !== undefined) size = Math.max(options.forced, minimum);
+  else if (options.registryMinimum !== undefined || options.streamingRefused)
+    size = Math.max(minimum, defaultUploadChunkBytes);
+  return size === undefined ? undefined : Math.min(size, maxUploadChunkBytes);
+}
+
+/**
+ * How many bytes an upload session holds according to its `Range` header (`0-<last byte>`, also
+ * accepted with a `bytes=` prefix): last byte + 1. Distribution answers `0-0` for an empty session
+ * too, so `0-0` counts as 0 bytes. Undefined when the header is missing or malformed.
+ */
+export function uploadedBytesFromRange(value: string | undefined): number | undefined {
+  const match = value === undefined ? null : /^\s*(?:bytes=)?(\d+)-(\d+)\s*$/.exec(value);
+  if (match === null) return undefined;
+  const start = Number(match[1]);
+  const end = Number(match[2]);
+  if (start !== 0 || !Number.isSafeInteger(end)) return undefined;
+  return end === 0 ? 0 : end + 1;
+}
+
+/**
+ * True when the status answering a streamed `PATCH` (no `Content-Range`, no `Content-Length`) says
+ * the registry does not take uploads that way — bad request, length required, payload too large,
+ * unsupported media type, range not satisfiable, not implemented — so that chunks may work.
+ * Authentication (401, 403), an unknown session (404) and rate limits (429) are other failures.
+ */
+export function isStreamedUploadRefusal(status: number): boolean {
+  return (
+    status === 400 || status === 411 || status === 413 || status === 415 || status === 416 || status === 501
+  );
+}
+
+/**
+ * Cuts a stream of pieces into chunks of a requested size (the last may be smaller). `prefix` is
+ * read first (pieces already taken from the stream), then `next`. At most one chunk plus one piece
+ * is held at a time; leftovers are copied so that a sent chunk's memory is released.
+ */
+export class ChunkReader {
+  private pending: Uint8Array[];
+  private pendingBytes: number;
+  private ended = false;
+  private readonly next: () => Promise<IteratorResult<Uint8Array>>;
+
+  constructor(prefix: readonly Uint8Array[], next: () => Promise<IteratorResult<Uint8Array>>) {
+    this.pending = prefix.filter((piece) => piece.byteLength > 0);
+    this.pendingBytes = this.pending.reduce((total, piece) => total + piece.byteLength, 0);
+    this.next = next;
+  }
+
+  /** The next chunk of `size` bytes (fewer at the end of the stream), or undefined after the end. */
+  async read(size: number): Promise<Uint8Array | undefined> {
+    while (this.pendingBytes < size && !this.ended) {
+      const result = await this.next();
+      if (result.done) this.ended = true;
+      else if (result.value.byteLength > 0) {
+        this.pending.push(result.value);
+        this.pendingBytes += result.value.byteLength;
+      }
+    }
+    if (this.pendingBytes === 0) return undefined;
+    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    if (all.byteLength <= size) {
+      this.pending = [];
+      this.pendingBytes = 0;
+      return all;
+    }
+    const rest = Buffer.from(all.subarray(size));
+    this.pending = [rest];
+    this.pendingBytes = rest.byteLength;
+    return all.subarray(0, size);
+  }
+}

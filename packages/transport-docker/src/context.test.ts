@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { resolveDockerContextOptions } from './context.js';
+
+const resolve = (docker: unknown) => () => resolveDockerContextOptions({ transportOptions: { docker } });
+
+describe('docker context options for uploads and the User-Agent', () => {
+  it('accepts userAgentPrefix, precomputeDigests and uploadChunkSize', () => {
+    expect(
+      resolveDockerContextOptions({
+        transportOptions: {
+          docker: { userAgentPrefix: 'acme/1.0 (ci)', precomputeDigests: true, uploadChunkSize: 65_536 },
+        },
+      }),
+    ).toMatchObject({ userAgentPrefix: 'acme/1.0 (ci)', precomputeDigests: true, uploadChunkSize: 65_536 });
+    // An empty prefix is no prefix (skopeo ignores an empty --user-agent-prefix).
+    expect(resolve({ userAgentPrefix: '' })()).toMatchObject({ userAgentPrefix: undefined });
+  });
+
+  it('refuses malformed values, naming the member', () => {
+    for (const size of [0, -1, 1.5, '1024', Number.NaN, 2 ** 60]) {
+      expect(resolve({ uploadChunkSize: size })).toThrow(/uploadChunkSize must be a positive integer/);
+    }
+    expect(resolve({ precomputeDigests: 'yes' })).toThrow(/precomputeDigests must be a boolean/);
+    expect(resolve({ userAgentPrefix: 7 })).toThrow(/userAgentPrefix must be a string/);
+    expect(resolve({ userAgentPrefix: 'a\r\nX-Injected: 1' })).toThrow(
+      /userAgentPrefix must not contain control/,
+    );
+  });
+});

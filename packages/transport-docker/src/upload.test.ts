@@ -1,0 +1,393 @@
+/**
+ * Blob uploads against a real registry (Distribution) behind the fault proxy: chunked uploads and the
+ * fallback from a refused streamed PATCH, `OCI-Chunk-Min-Length`, 416 recovery, precomputed digests
+ * (`--dest-precompute-digests`) and the `User-Agent` prefix. skopeo pulls what was pushed.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import {
+  copyImage,
+  digestOf,
+  ErrorCodes,
+  insecureAcceptAnythingPolicy,
+  type TransportContext,
+} from '@gantry/core';
+import { type FixtureImage, fixturePresets, writeFixtureToDestination } from '@gantry/core/testing';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { defaultUploadChunkBytes } from './blob-upload.js';
+import { gantryUserAgent } from './connections.js';
+import type { DockerContextOptions } from './context.js';
+import { type FaultProxy, type ProxiedRequest, startFaultProxy } from './testing/fault-proxy.js';
+import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
+import { buildImage, dockerContext, pushFixture } from './testing/test-helpers.js';
+import { createDockerTransport, type DockerTransport } from './transport.js';
+
+const execFileAsync = promisify(execFile);
+const skopeoBinary = '/usr/bin/skopeo';
+
+/** Runs skopeo; fails loudly (never skips) when it is missing or fails. */
+async function skopeo(args: string[]): Promise<Buffer> {
+  try {
+    const { stdout } = await execFileAsync(skopeoBinary, args, {
+      encoding: 'buffer',
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return stdout;
+  } catch (error) {
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? '';
+    throw new Error(
+      `skopeo ${args.join(' ')} failed (skopeo must be installed at ${skopeoBinary}): ${stderr || (error as Error).message}`,
+    );
+  }
+}
+
+const isPatch = (request: ProxiedRequest) => request.method === 'PATCH';
+const isStreamedPatch = (method: string, _path: string, headers: Record<string, unknown>) =>
+  method === 'PATCH' && headers['content-range'] === undefined;
+const isUploadStart = (method: string, requestPath: string) =>
+  method === 'POST' && /\/blobs\/uploads\/(\?|$)/.test(requestPath) && !requestPath.includes('mount=');
+const isUploadStartRequest = (request: ProxiedRequest) => isUploadStart(request.method, request.path);
+
+/** Checks that the PATCHes of each upload session carry contiguous `Content-Range`s starting at 0. */
+function expectContiguousChunks(patches: ProxiedRequest[]): void {
+  let expectedStart = 0;
+  for (const patch of patches) {
+    expect(patch.contentRange, `${patch.method} ${patch.path}`).toMatch(/^\d+-\d+$/);
+    const [start, end] = patch.contentRange!.split('-').map(Number) as [number, number];
+    // A new session starts at 0 again.
+    if (start === 0) expectedStart = 0;
+    expect(start).toBe(expectedStart);
+    expect(Number(patch.contentLength)).toBe(end - start + 1);
+    expect(patch.bodyBytes).toBe(end - start + 1);
+    expectedStart = end + 1;
+  }
+}
+
+describe('blob uploads (real registry behind a fault proxy)', () => {
+  let registry: TestRegistry;
+  let proxy: FaultProxy;
+  let directory: string;
+  let small: FixtureImage;
+  let big: FixtureImage;
+  let uncompressed: FixtureImage;
+  const plain = dockerContext({ tlsVerify: false });
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    proxy = await startFaultProxy(registry.host);
+    directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
+    small = await buildImage(fixturePresets.uncompressedLayers, path.join(directory, 'small'));
+    big = await buildImage(
+      {
+        layers: [
+          {
+            entries: [{ type: 'file', path: 'big.bin', randomSize: 9_500_000, seed: 'upload' }],
+            compression: 'none',
+          },
+        ],
+      },
+      path.join(directory, 'big'),
+    );
+    uncompressed = small;
+    const seeding = createDockerTransport();
+    try {
+      await pushFixture(seeding, registry, 'source/uncompressed:v1', uncompressed, plain);
+    } finally {
+      await seeding.closeConnections();
+    }
+  }, 60_000);
+
+  afterEach(() => {
+    proxy.statusFaults.length = 0;
+    proxy.headerFaults.length = 0;
+    proxy.faults.length = 0;
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+    await registry?.stop();
+    if (directory) await rm(directory, { recursive: true, force: true });
+  });
+
+  /** Pushes a fixture through the proxy with a fresh transport (no mounts, no remembered refusals). */
+  async function pushThroughProxy(
+    image: FixtureImage,
+    repositoryAndTag: string,
+    options: DockerContextOptions = {},
+    transport: DockerTransport = createDockerTransport(),
+  ): Promise<void> {
+    const context: TransportContext = dockerContext({ tlsVerify: false, ...options });
+    try {
+      const destination = await transport
+        .parseReference(`//${proxy.host}/${repositoryAndTag}`)
+        .newImageDestination(context);
+      await writeFixtureToDestination(image, destination);
+    } finally {
+      await transport.closeConnections();
+    }
+  }
+
+  /** skopeo pulls the image from the registry: same manifest, every blob with its digest. */
+  async function expectSkopeoPullsIdentical(image: FixtureImage, repositoryAndTag: string): Promise<void> {
+    const reference = `docker://${registry.host}/${repositoryAndTag}`;
+    const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', reference]);
+    expect(digestOf(raw)).toBe(image.topLevel.digest);
+    const target = await mkdtemp(path.join(directory, 'pulled-'));
+    await skopeo(['--insecure-policy', 'copy', '-q', '--src-tls-verify=false', reference, `dir:${target}`]);
+    const files = (await readdir(target)).filter((name) => /^[0-9a-f]{64}$/.test(name)).sort();
+    const expected = [...image.blobs.keys()].map((digest) => digest.slice('sha256:'.length)).sort();
+    expect(files).toEqual(expected);
+  }
+
+  it('uploads in chunks when the registry refuses a streamed PATCH on sight, losing nothing', async () => {
+    proxy.statusFaults.push({ matches: isStreamedPatch, status: 400, immediate: true, times: 100 });
+    proxy.requests.length = 0;
+    await pushThroughProxy(small, 'chunks/refused:v1');
+    const patches = proxy.requests.filter(isPatch);
+    // Refused once: the transport remembers the registry wants chunks.
+    expect(patches.filter((request) => request.contentRange === undefined).map((r) => r.status)).toEqual([
+      400,
+    ]);
+    const chunks = patches.filter((request) => request.contentRange !== undefined);
+    expect(chunks.length).toBe(small.blobs.size);
+    expect(chunks.every((request) => request.status === 202)).toBe(true);
+    expectContiguousChunks(chunks);
+    await expectSkopeoPullsIdentical(small, 'chunks/refused:v1');
+  });
+
+  it('fails with a retryable error when a streamed PATCH is refused after 8 MiB, then uploads in chunks', async () => {
+    // This refusal comes after the whole body was read: the bytes are gone, the blob must be sent again.
+    proxy.statusFaults.push({ matches: isStreamedPatch, status: 413, times: 1 });
+    const transport = createDockerTransport();
+    proxy.requests.length = 0;
+    await expect(pushThroughProxy(big, 'chunks/late-refusal:v1', {}, transport)).rejects.toMatchObject({
+      code: ErrorCodes.Transient,
+      retryable: true,
+      message: expect.stringContaining('refused a streamed upload'),
+    });
+    expect(proxy.requests.filter(isPatch).map((request) => request.status)).toEqual([413]);
+    proxy.requests.length = 0;
+    await pushThroughProxy(big, 'chunks/late-refusal:v1', {}, transport);
+    const patches = proxy.requests.filter(isPatch);
+    expectContiguousChunks(patches);
+    const layerSize = big.blobs.get(big.images[0]!.layerDigests[0]!)!.size;
+    expect(patches.map((request) => Number(request.contentLength))).toEqual([
+      defaultUploadChunkBytes,
+      layerSize - defaultUploadChunkBytes,
+      big.blobs.get(big.images[0]!.configDigest)!.size,
+    ]);
+    await expectSkopeoPullsIdentical(big, 'chunks/late-refusal:v1');
+  });
+
+  it('honours OCI-Chunk-Min-Length from the POST answer', async () => {
+    proxy.headerFaults.push({
+      matches: isUploadStart,
+      headers: { 'oci-chunk-min-length': '9000000' },
+      times: Number.POSITIVE_INFINITY,
+    });
+    proxy.requests.length = 0;
+    await pushThroughProxy(big, 'chunks/minimum:v1');
+    const patches = proxy.requests.filter(isPatch);
+    expectContiguousChunks(patches);
+    const layerSize = big.blobs.get(big.images[0]!.layerDigests[0]!)!.size;
+    expect(patches.map((request) => Number(request.contentLength))).toEqual([
+      9_000_000,
+      layerSize - 9_000_000,
+      big.blobs.get(big.images[0]!.configDigest)!.size,
+    ]);
+    await expectSkopeoPullsIdentical(big, 'chunks/minimum:v1');
+  });
+
+  it('uploads in chunks of uploadChunkSize (raised to the registry minimum), following each Location', async () => {
+    proxy.requests.length = 0;
+    await pushThroughProxy(small, 'chunks/forced:v1', { uploadChunkSize: 10_000 });
+    let patches = proxy.requests.filter(isPatch);
+    expectContiguousChunks(patches);
+    expect(patches.length).toBeGreaterThan(small.blobs.size + 5);
+    expect(patches.every((request) => Number(request.contentLength) <= 10_000)).toBe(true);
+    // Distribution encodes the offset in each Location's `_state`: a stale location would fail.
+    expect(new Set(patches.map((request) => request.path)).size).toBe(patches.length);
+    await expectSkopeoPullsIdentical(small, 'chunks/forced:v1');
+
+    proxy.headerFaults.push({
+      matches: isUploadStart,
+      headers: { 'oci-chunk-min-length': '16384' },
+      times: Number.POSITIVE_INFINITY,
+    });
+    proxy.requests.length = 0;
+    await pushThroughProxy(small, 'chunks/forced-minimum:v1', { uploadChunkSize: 10_000 });
+    patches = proxy.requests.filter(isPatch);
+    expectContiguousChunks(patches);
+    const sizes = patches.map((request) => Number(request.contentLength));
+    expect(sizes.filter((size) => size === 16384).length).toBeGreaterThan(2);
+    expect(sizes.every((size) => size <= 16384)).toBe(true);
+    await expectSkopeoPullsIdentical(small, 'chunks/forced-minimum:v1');
+  });
+
+  it('resumes a chunk answered 416 from the offset the registry reports', async () => {
+    proxy.statusFaults.push({
+      matches: (method, _path, headers) => method === 'PATCH' && headers['content-range'] === '10000-19999',
+      status: 416,
+      times: 1,
+    });
+    proxy.requests.length = 0;
+    await pushThroughProxy(small, 'chunks/range:v1', { uploadChunkSize: 10_000 });
+    const refused = proxy.requests.findIndex((request) => request.status === 416);
+    expect(refused).toBeGreaterThanOrEqual(0);
+    const after = proxy.requests.slice(refused + 1);
+    expect(after[0]).toMatchObject({ method: 'GET', status: 204 });
+    expect(after[0]!.path).toContain('/blobs/uploads/');
+    expect(after[1]).toMatchObject({ method: 'PATCH', contentRange: '10000-19999', status: 202 });
+    expect(proxy.statusFaults[0]!.times).toBe(0);
+    await expectSkopeoPullsIdentical(small, 'chunks/range:v1');
+  });
+
+  describe('precomputed digests (--dest-precompute-digests)', () => {
+    /** Copies the uncompressed source image to the proxy (compressed on the way) with a fresh transport. */
+    async function copyCompressing(
+      repositoryAndTag: string,
+      options: DockerContextOptions,
+      temporaryDirectory: string,
+    ) {
+      const transport = createDockerTransport();
+      try {
+        proxy.requests.length = 0;
+        const result = await copyImage(
+          transport.parseReference(`//${registry.host}/source/uncompressed:v1`),
+          transport.parseReference(`//${proxy.host}/${repositoryAndTag}`),
+          {
+            sourceContext: plain,
+            destinationContext: {
+              ...dockerContext({ tlsVerify: false, ...options }),
+              temporaryDirectory,
+            },
+            policy: insecureAcceptAnythingPolicy(),
+            destinationCompression: 'gzip',
+          },
+        );
+        return { result, requests: [...proxy.requests] };
+      } finally {
+        await transport.closeConnections();
+      }
+    }
+
+    it('uploads no layer the registry already has, and removes its temporary files', async () => {
+      const temporaryDirectory = await mkdtemp(path.join(directory, 'spool-'));
+      const first = await copyCompressing(
+        'target/precomputed:v1',
+        { precomputeDigests: true },
+        temporaryDirectory,
+      );
+      const layerCount = uncompressed.images[0]!.layerDigests.length;
+      // First copy: every layer is compressed, found missing, uploaded; the config too.
+      expect(first.requests.filter(isUploadStartRequest).length).toBe(layerCount + 1);
+      expect(
+        first.requests.filter(isPatch).reduce((total, request) => total + request.bodyBytes, 0),
+      ).toBeGreaterThan(65_536);
+
+      const second = await copyCompressing(
+        'target/precomputed:v2',
+        { precomputeDigests: true },
+        temporaryDirectory,
+      );
+      expect(second.result.manifestDigest).toBe(first.result.manifestDigest);
+      expect(second.requests.filter(isUploadStartRequest)).toEqual([]);
+      expect(second.requests.filter(isPatch)).toEqual([]);
+      const heads = second.requests.filter(
+        (request) => request.method === 'HEAD' && request.path.includes('/blobs/') && request.status === 200,
+      );
+      expect(heads.length).toBeGreaterThanOrEqual(layerCount);
+      expect(await readdir(temporaryDirectory)).toEqual([]);
+
+      // Without the option, the compressed layers (digests unknown in advance) are uploaded again.
+      const third = await copyCompressing('target/precomputed:v3', {}, temporaryDirectory);
+      expect(third.result.manifestDigest).toBe(first.result.manifestDigest);
+      expect(third.requests.filter(isUploadStartRequest).length).toBe(layerCount);
+      expect(
+        third.requests.filter(isPatch).reduce((total, request) => total + request.bodyBytes, 0),
+      ).toBeGreaterThan(65_536);
+
+      const pulled = await skopeo([
+        'inspect',
+        '--raw',
+        '--tls-verify=false',
+        `docker://${registry.host}/target/precomputed:v2`,
+      ]);
+      expect(digestOf(pulled)).toBe(first.result.manifestDigest);
+    });
+
+    it('removes the temporary file when the upload fails', async () => {
+      const temporaryDirectory = await mkdtemp(path.join(directory, 'spool-'));
+      proxy.statusFaults.push({ matches: isUploadStart, status: 403, times: 100 });
+      await expect(
+        copyCompressing('target/failing:v1', { precomputeDigests: true }, temporaryDirectory),
+      ).rejects.toMatchObject({ code: ErrorCodes.Unauthorized });
+      expect(await readdir(temporaryDirectory)).toEqual([]);
+    });
+
+    it('names the temporary file when it cannot be written', async () => {
+      const missing = path.join(directory, 'no-such-directory');
+      await expect(
+        copyCompressing('target/unwritable:v1', { precomputeDigests: true }, missing),
+      ).rejects.toMatchObject({
+        code: ErrorCodes.Internal,
+        message: expect.stringMatching(/writing the temporary file .*no-such-directory.*ENOENT/),
+      });
+    });
+  });
+
+  describe('User-Agent prefix (--user-agent-prefix)', () => {
+    it('sends "<prefix> gantry/<version>" with every request, reads included', async () => {
+      const expected = `acme-mirror/2.0 (ci) ${gantryUserAgent()}`;
+      expect(gantryUserAgent()).toMatch(/^gantry\/\d+\.\d+\.\d+/);
+      proxy.requests.length = 0;
+      registry.clearAccessLog();
+      const transport = createDockerTransport();
+      try {
+        const context = dockerContext({ tlsVerify: false, userAgentPrefix: 'acme-mirror/2.0 (ci)' });
+        const destination = await transport
+          .parseReference(`//${proxy.host}/agent/app:v1`)
+          .newImageDestination(context);
+        await writeFixtureToDestination(small, destination);
+        const source = await transport.parseReference(`//${proxy.host}/agent/app:v1`).newImageSource(context);
+        await source.getManifest();
+        await source.close();
+        expect(await transport.listTags(`//${proxy.host}/agent/app`, context)).toEqual(['v1']);
+      } finally {
+        await transport.closeConnections();
+      }
+      expect(proxy.requests.length).toBeGreaterThan(5);
+      expect(new Set(proxy.requests.map((request) => request.userAgent))).toEqual(new Set([expected]));
+      const log = await registry.accessLog();
+      expect(log.length).toBeGreaterThan(5);
+      expect(new Set(log.map((entry) => entry.userAgent))).toEqual(new Set([expected]));
+
+      // Without a prefix: the transport's own.
+      proxy.requests.length = 0;
+      const unprefixed = createDockerTransport();
+      try {
+        await unprefixed.listTags(`//${proxy.host}/agent/app`, plain);
+      } finally {
+        await unprefixed.closeConnections();
+      }
+      expect(new Set(proxy.requests.map((request) => request.userAgent))).toEqual(
+        new Set([gantryUserAgent()]),
+      );
+    });
+
+    it('refuses a prefix with control characters', async () => {
+      const transport = createDockerTransport();
+      await expect(
+        transport
+          .parseReference(`//${proxy.host}/agent/app:v1`)
+          .newImageSource(dockerContext({ tlsVerify: false, userAgentPrefix: 'evil\r\nX-Injected: 1' })),
+      ).rejects.toMatchObject({
+        code: ErrorCodes.Usage,
+        message: expect.stringContaining('userAgentPrefix'),
+      });
+    });
+  });
+});
