@@ -25,6 +25,8 @@ import { buildFixtureImage, writeFixtureToOciLayout } from '@gantry/core/testing
 
 const here = dirname(fileURLToPath(import.meta.url));
 const gantryBin = resolve(here, '../../cli/dist/bin.js');
+/** The installed command: bin/gantry, the launcher npm links, which runs dist/bin.js. */
+const gantryLauncher = resolve(here, '../../cli/bin/gantry');
 const gantryLibraryCopy = resolve(here, 'gantry-library-copy.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
 
@@ -458,7 +460,7 @@ function commandFor(tool, scenario, parameters) {
 }
 
 const tools = [
-  { name: 'gantry', command: process.execPath, prefix: [gantryBin] },
+  { name: 'gantry', command: gantryLauncher, prefix: [] },
   { name: 'skopeo', command: 'skopeo', prefix: [] },
 ];
 

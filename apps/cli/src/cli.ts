@@ -87,7 +87,6 @@ export const globalFlags: FlagSpec[] = [
     kind: 'string',
     valueName: 'DIR',
     description: 'use registry configuration files in DIR (e.g. for container signature storage)',
-    unsupported: `signature storage configuration: ${unsupportedGlobal}`,
   },
   {
     name: 'user-agent-prefix',
@@ -183,6 +182,7 @@ function globalOptionsFrom(values: Map<string, FlagValue>): GlobalOptions {
     policyPath: text('policy'),
     insecurePolicy: values.get('insecure-policy') === true,
     registriesConfPath: text('registries-conf'),
+    registriesDirectoryPath: text('registries.d'),
     temporaryDirectory: text('tmpdir'),
     userAgentPrefix: text('user-agent-prefix'),
     platform,

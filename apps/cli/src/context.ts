@@ -28,6 +28,8 @@ export interface GlobalOptions {
   policyPath: string | undefined;
   insecurePolicy: boolean;
   registriesConfPath: string | undefined;
+  /** `--registries.d`: the containers-registries.d directory (signature storage); undefined = the default. */
+  registriesDirectoryPath?: string | undefined;
   temporaryDirectory: string | undefined;
   /** `--user-agent-prefix`: registry requests send `User-Agent: <prefix> gantry/<version>`; undefined when empty. */
   userAgentPrefix: string | undefined;

@@ -92,6 +92,7 @@ export function transportContextFrom(
   if (signal) context.signal = signal;
   if (global.temporaryDirectory) context.temporaryDirectory = global.temporaryDirectory;
   if (global.registriesConfPath) context.registriesConfPath = global.registriesConfPath;
+  if (global.registriesDirectoryPath) context.registriesDirectoryPath = global.registriesDirectoryPath;
   const shared = flags.get(`${prefix}shared-blob-dir`);
   if (typeof shared === 'string' && shared !== '') context.ociSharedBlobDirectory = shared;
   const transportOptions: Record<string, unknown> = {};

@@ -1,4 +1,8 @@
 import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { runTransportConformanceSuite } from '@gantry/core/testing';
 import { afterAll, beforeAll } from 'vitest';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
@@ -7,6 +11,14 @@ import { createDockerTransport } from './transport.js';
 
 let registry: TestRegistry | undefined;
 const transport = createDockerTransport();
+// Signatures go to a lookaside in a temporary directory (registries.d `default-docker`).
+const signatureDirectory = mkdtempSync(path.join(os.tmpdir(), 'gantry-'));
+const registriesDirectory = path.join(signatureDirectory, 'registries.d');
+mkdirSync(registriesDirectory);
+writeFileSync(
+  path.join(registriesDirectory, 'default.yaml'),
+  `default-docker:\n  lookaside: ${pathToFileURL(path.join(signatureDirectory, 'lookaside')).href}\n`,
+);
 
 beforeAll(async () => {
   registry = await startTestRegistry();
@@ -15,6 +27,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await transport.closeConnections();
   await registry?.stop();
+  rmSync(signatureDirectory, { recursive: true, force: true });
 });
 
 runTransportConformanceSuite({
@@ -26,8 +39,8 @@ runTransportConformanceSuite({
     const repository = createHash('sha256').update(directory).digest('hex').slice(0, 16);
     return `//${registry.host}/conformance/r${repository}:${tag}`;
   },
-  context: dockerContext({ tlsVerify: false }),
-  capabilities: { manifestLists: true, delete: true, severalImagesPerLocation: true },
+  context: { ...dockerContext({ tlsVerify: false }), registriesDirectoryPath: registriesDirectory },
+  capabilities: { manifestLists: true, signatures: true, delete: true, severalImagesPerLocation: true },
   invalidReferences: [
     'busybox',
     '/busybox',

@@ -43,6 +43,11 @@ import { ReferrersWriter } from './referrers.js';
 import { registryAccessFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
+import {
+  type SignatureStorageOptions,
+  signatureStorageOptionsFrom,
+  writeDockerSignatures,
+} from './signatures.js';
 import type { DockerTransportState } from './transport-state.js';
 
 /** The smallest piece written to the connection at once while streaming a blob. */
@@ -149,7 +154,7 @@ export class DockerImageDestination implements ImageDestination {
     desiredLayerCompression: 'compress',
     acceptsForeignLayerURLs: true,
     mustMatchRuntimeOS: false,
-    supportsSignatures: false,
+    supportsSignatures: true,
     hasThreadSafePutBlob: true,
     ignoresEmbeddedDockerReference: false,
   };
@@ -160,6 +165,10 @@ export class DockerImageDestination implements ImageDestination {
   private closed = false;
   /** The top-level manifest to tag at `commit`, when the reference has a tag. */
   private pendingTag: { tag: string; manifest: Uint8Array; mediaType: string } | undefined;
+  /** The digest of the top-level manifest written by `putManifest` (its signatures' subject). */
+  private topLevelDigest: Digest | undefined;
+  /** @internal Where signatures are stored (`openDockerImageDestination` sets it from the context). */
+  signatureOptions: SignatureStorageOptions = {};
   /** Referrers written by `putReferrer`, whose tag indexes `commit` updates (see referrers.ts). */
   private referrers: ReferrersWriter | undefined;
 
@@ -668,6 +677,7 @@ export class DockerImageDestination implements ImageDestination {
         );
       }
       if (named !== undefined) digest = named;
+      this.topLevelDigest = digest;
     }
     await this.putManifestAt(digest, manifest, mediaType, signal);
     for (const blobDigest of referencedBlobDigests(manifest)) this.recordLocation(blobDigest);
@@ -699,18 +709,25 @@ export class DockerImageDestination implements ImageDestination {
     await response.body.dump();
   }
 
+  /**
+   * Stores signatures of the top-level manifest (written before by `putManifest`) or of an instance:
+   * sigstore ones as sigstore attachments, the others in the registries.d lookaside (see signatures.ts).
+   */
   async putSignatures(
     signatures: Uint8Array[],
-    _instanceDigest?: Digest,
+    instanceDigest?: Digest,
     options: OperationOptions = {},
   ): Promise<void> {
     this.assertOpen();
-    throwIfAborted(combineSignals(this.contextSignal, options.signal));
+    const signal = combineSignals(this.contextSignal, options.signal);
+    throwIfAborted(signal);
     if (signatures.length === 0) return;
-    throw new GantryError(
-      ErrorCodes.NotSupported,
-      `${this.reference}: storing signatures in a registry is not supported yet (remove them with --remove-signatures)`,
-    );
+    const manifestDigest = instanceDigest ?? this.topLevelDigest;
+    if (manifestDigest === undefined) {
+      throw new GantryError(ErrorCodes.Internal, `${this.reference}: signatures written before the manifest`);
+    }
+    const location = { client: this.client, reference: this.reference.reference, manifestDigest, signal };
+    await writeDockerSignatures({ ...location, options: this.signatureOptions }, signatures);
   }
 
   /**
@@ -768,5 +785,12 @@ export async function openDockerImageDestination(
     context,
     access,
   );
-  return new DockerImageDestination(reference, client, context.signal, context.temporaryDirectory);
+  const destination = new DockerImageDestination(
+    reference,
+    client,
+    context.signal,
+    context.temporaryDirectory,
+  );
+  destination.signatureOptions = signatureStorageOptionsFrom(context);
+  return destination;
 }

@@ -25,6 +25,12 @@ import { listReferrersWith } from './referrers.js';
 import { loadContextRegistriesConfiguration, registrySettingsFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
+import {
+  readDockerSignatures,
+  type SignatureStorageOptions,
+  signatureStorageOptionsFrom,
+  signedManifestDigest,
+} from './signatures.js';
 
 const maxRedirects = 10;
 const redirectStatuses = new Set([301, 302, 303, 307, 308]);
@@ -268,7 +274,8 @@ export async function fetchBlob(
 /**
  * Reads an image from a registry. The top-level manifest is fetched when the source is opened
  * (so a missing image fails `newImageSource` with `ERR_GANTRY_IMAGE_NOT_FOUND`) and kept. Blobs stream
- * straight from the registry. Signatures: none yet (no lookaside or sigstore support).
+ * straight from the registry. Signatures: from the lookaside and sigstore attachments registries.d
+ * configures for the physical reference (see signatures.ts).
  */
 export class DockerImageSource implements ImageSource {
   readonly reference: DockerImageReference;
@@ -277,6 +284,8 @@ export class DockerImageSource implements ImageSource {
   private readonly contextSignal: AbortSignal | undefined;
   private topLevelManifest: ManifestBlob | undefined;
   private closed = false;
+  /** @internal Where signatures are stored (`openDockerImageSource` sets it from the context). */
+  signatureOptions: SignatureStorageOptions = {};
 
   /** Where the image is read from: the reference, or a mirror's / `location`'s rewrite of it. */
   readonly physicalReference: DockerReference;
@@ -357,10 +366,21 @@ export class DockerImageSource implements ImageSource {
     return blob;
   }
 
-  async getSignatures(_instanceDigest?: Digest, options: OperationOptions = {}): Promise<Uint8Array[]> {
+  async getSignatures(instanceDigest?: Digest, options: OperationOptions = {}): Promise<Uint8Array[]> {
     this.assertOpen();
-    throwIfAborted(combineSignals(this.contextSignal, options.signal));
-    return [];
+    const signal = combineSignals(this.contextSignal, options.signal);
+    throwIfAborted(signal);
+    const manifestDigest = await signedManifestDigest(instanceDigest, this.physicalReference, () =>
+      this.getManifest(undefined, options),
+    );
+    const reference = this.physicalReference;
+    return readDockerSignatures({
+      client: this.client,
+      reference,
+      manifestDigest,
+      options: this.signatureOptions,
+      signal,
+    });
   }
 
   /**
@@ -415,6 +435,7 @@ export async function openDockerImageSource(
         { insecure: pullSource.endpoint.insecure, credentialHelpers: configuration.credentialHelpers },
       );
       const source = new DockerImageSource(reference, client, context.signal, pullSource.reference);
+      source.signatureOptions = signatureStorageOptionsFrom(context);
       await source.getManifest();
       return source;
     } catch (error) {

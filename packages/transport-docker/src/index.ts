@@ -7,6 +7,16 @@ export { DockerImageDestination, dockerDestinationManifestMediaTypes } from './i
 export { DockerImageSource } from './image-source.js';
 export { DockerImageReference, parseDockerRepositoryName } from './reference.js';
 export { type ListReferrersOptions, type ReferrerDescriptor, referrersFallbackTag } from './referrers.js';
+export {
+  type ParsedSignature,
+  parseSignatureBlob,
+  signatureBlob,
+  sigstoreAttachmentTag,
+  sigstoreCertificateAnnotation,
+  sigstoreChainAnnotation,
+  sigstoreSignatureAnnotation,
+  sigstoreSignatureMimeType,
+} from './signatures.js';
 export type { ListTagsOptions } from './tags.js';
 export {
   createDockerTransport,

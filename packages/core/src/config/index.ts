@@ -36,6 +36,24 @@ export {
   type ShortNameMode,
 } from './registries-conf.js';
 export {
+  type LookasideOptions,
+  loadRegistriesDirectory,
+  lookasideBaseUrl,
+  lookasideSignatureUrl,
+  lookasideTopLevel,
+  parseRegistriesDirectoryFile,
+  parseRegistriesDirectoryYaml,
+  type RegistriesDirectoryConfiguration,
+  type RegistriesDirectoryFile,
+  type RegistriesDirectorySearchOptions,
+  type RegistriesYamlValue,
+  registriesDirectoryLocation,
+  type SignatureStorageSection,
+  signatureStorageScopesFor,
+  systemRegistriesDirectory,
+  usesSigstoreAttachments,
+} from './registries-d.js';
+export {
   describeShortNameResolution,
   isShortName,
   loadShortNameAliasCache,

@@ -40,6 +40,12 @@ export interface TransportContext {
   platform?: PlatformOverrides;
   /** Path of a registries.conf file to use instead of the system's. */
   registriesConfPath?: string;
+  /**
+   * Path of a containers-registries.d(5) directory to use instead of the default one
+   * (`$HOME/.config/containers/registries.d` when it exists, else `/etc/containers/registries.d`):
+   * where `docker://` signatures are stored (lookaside, sigstore attachments). skopeo's `--registries.d`.
+   */
+  registriesDirectoryPath?: string;
   /** oci: a directory holding blobs shared by several layouts (`--src/--dest-shared-blob-dir`). */
   ociSharedBlobDirectory?: string;
   /** oci: accept uncompressed layers instead of compressing them (`--dest-oci-accept-uncompressed-layers`). */
@@ -174,7 +180,16 @@ export interface ImageSource {
   getManifest(instanceDigest?: Digest, options?: OperationOptions): Promise<ManifestBlob>;
   /** A blob's bytes as a stream. Rejects with `ERR_GANTRY_BLOB_NOT_FOUND` when the blob is missing. */
   getBlob(info: BlobInfo, options?: OperationOptions): Promise<BlobStream>;
-  /** Signatures of the top-level image or of one instance, each as stored. Empty when none. */
+  /**
+   * Signatures of the top-level image or of one instance, each as stored. Empty when none.
+   *
+   * Signature bytes are containers/image's storage form (`signature.Blob`, also the content of its
+   * `dir:` `signature-<n>` files): a simple-signing (GPG) signature is the raw OpenPGP message (first
+   * byte an OpenPGP packet tag, never 0); any other format is a 0 byte, the format name, a newline and
+   * the format's data — a sigstore signature is `\0sigstore-json\n` + JSON
+   * `{"mimeType", "payload" (base64), "annotations"}`. Transports that store signatures in another
+   * form (the docker transport: lookaside files, sigstore attachment layers) convert to and from it.
+   */
   getSignatures(instanceDigest?: Digest, options?: OperationOptions): Promise<Uint8Array[]>;
   /**
    * Optional: layer infos to use instead of the manifest's when copying (e.g. a store that keeps
@@ -245,7 +260,10 @@ export interface ImageDestination {
     instanceDigest?: Digest,
     options?: OperationOptions,
   ): Promise<void>;
-  /** Stores signatures for the top-level image or an instance. Rejects with `ERR_GANTRY_NOT_SUPPORTED` if unsupported. */
+  /**
+   * Stores signatures for the top-level image or an instance. Rejects with `ERR_GANTRY_NOT_SUPPORTED` if
+   * unsupported. Signatures are in the storage form described at `ImageSource.getSignatures`.
+   */
   putSignatures(signatures: Uint8Array[], instanceDigest?: Digest, options?: OperationOptions): Promise<void>;
   /**
    * Optional (referrers): stores `manifest`, a manifest whose `subject` is `subject`, exactly as given

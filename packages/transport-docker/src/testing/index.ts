@@ -24,6 +24,20 @@ export {
   type TestRegistry,
   type TestRegistryOptions,
 } from './registry-server.js';
+export {
+  createSigstoreTestSignature,
+  createTestGpgKey,
+  createTestSigstoreKey,
+  fileUrl,
+  runSkopeo,
+  runTool,
+  type SigstoreTestKey,
+  type TestGpgKey,
+  type TestRegistriesDirectorySection,
+  verifySigstoreTestSignature,
+  writeRegistriesDirectory,
+  writeRequirementPolicy,
+} from './signing.js';
 export { buildImage, digestStream, dockerContext, pushFixture } from './test-helpers.js';
 export {
   startTestTokenServer,

@@ -1,0 +1,643 @@
+/**
+ * containers-registries.d(5): where signatures of `docker://` images are stored (a "lookaside"
+ * signature storage, and sigstore attachments), read as containers/image's `docker/registries_d.go`.
+ *
+ * Rules:
+ * - The directory is the explicit one (`--registries.d`, `TransportContext.registriesDirectoryPath`),
+ *   else `$HOME/.config/containers/registries.d` when it exists, else `/etc/containers/registries.d`.
+ *   Only one directory is read (the user's directory replaces the system one, it is not merged). A
+ *   missing directory reads as empty (also an explicit one, as containers/image).
+ * - Every `*.yaml` file of the directory is read (other names are ignored) and merged: at most one
+ *   file may have `default-docker`, and a scope under `docker` may appear in one file only; a second
+ *   definition is an error naming both files.
+ * - Each file is a YAML mapping with the optional keys `default-docker` (a section) and `docker` (a
+ *   mapping from scope to section). A section has `lookaside`, `lookaside-staging`, `sigstore`,
+ *   `sigstore-staging` (the deprecated names of the first two) and `use-sigstore-attachments`.
+ *   Unknown keys are ignored, as containers/image's YAML decoder does.
+ * - A scope is a fully expanded docker reference with a tag or digest (one image), a repository, a
+ *   namespace, a registry host (with its port), or a wildcard domain (`*.example.com`); lookups try the
+ *   image's identity, then its namespaces from the most to the least specific (as policy.json scopes,
+ *   see `signatureStorageScopesFor`), then `default-docker`. As in containers/image's code, a scope that
+ *   matches but does not set the value looked for (no lookaside URL for the wanted access, or no
+ *   `use-sigstore-attachments`) passes the lookup on to the next, less specific, scope.
+ * - With nothing configured, the lookaside is `/var/lib/containers/sigstore` for root and
+ *   `$HOME/.local/share/containers/sigstore` for other users; sigstore attachments are off.
+ *
+ * YAML: Gantry has no YAML dependency; `parseRegistriesDirectoryYaml` reads the subset these files
+ * use — block mappings (nested by indentation, spaces only), plain, single- and double-quoted
+ * scalars, `~`/`null`, `{}`, comments, a leading `---` — and rejects anything else (sequences, flow
+ * collections, anchors, tags, block scalars, several documents) with an error naming the line.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Digest } from '../digest.js';
+import { ErrorCodes, GantryError } from '../errors.js';
+import type { DockerReference } from '../reference/types.js';
+
+/** One configuration section of a registries.d file. Absent members were not set. */
+export interface SignatureStorageSection {
+  /** `lookaside`: URL read from, and written to when there is no staging URL. */
+  lookaside?: string;
+  /** `lookaside-staging`: URL written to. */
+  lookasideStaging?: string;
+  /** `sigstore` (deprecated name of `lookaside`). */
+  sigstore?: string;
+  /** `sigstore-staging` (deprecated name of `lookaside-staging`). */
+  sigstoreStaging?: string;
+  /** `use-sigstore-attachments`. */
+  useSigstoreAttachments?: boolean;
+}
+
+/** What one registries.d file sets. */
+export interface RegistriesDirectoryFile {
+  defaultDocker?: SignatureStorageSection;
+  /** Scope → section, in file order. */
+  docker: Map<string, SignatureStorageSection>;
+}
+
+/** The merged configuration of a registries.d directory. */
+export interface RegistriesDirectoryConfiguration {
+  /** The directory that was used (it may not exist). */
+  directory: string;
+  /** The files read, in the order they were merged. */
+  files: string[];
+  defaultDocker?: SignatureStorageSection;
+  /** Scope → section. */
+  docker: Map<string, SignatureStorageSection>;
+}
+
+export interface RegistriesDirectorySearchOptions {
+  /** An explicit directory (`--registries.d`); used even when it does not exist. */
+  registriesDirectoryPath?: string;
+  /** Default `os.homedir()`. */
+  homeDirectory?: string;
+  /** Default `/etc/containers/registries.d`. */
+  systemDirectory?: string;
+}
+
+/** containers/image's system registries.d directory. */
+export const systemRegistriesDirectory = '/etc/containers/registries.d';
+
+/** A value of the YAML subset: a scalar (with whether it was quoted), null, or a mapping. */
+export type RegistriesYamlValue =
+  | { kind: 'scalar'; value: string; quoted: boolean; line: number }
+  | { kind: 'null'; line: number }
+  | { kind: 'mapping'; entries: Map<string, RegistriesYamlValue>; line: number };
+
+function yamlError(file: string, line: number, message: string): GantryError {
+  return new GantryError(
+    ErrorCodes.Internal,
+    `parsing ${file}: line ${line}: ${message} (registries.d files are read as YAML block mappings with scalar values)`,
+  );
+}
+
+interface YamlLine {
+  number: number;
+  indent: number;
+  text: string;
+}
+
+/** Removes a comment: `#` at the start of the content or after whitespace, outside quotes. */
+function stripComment(text: string): string {
+  let quote: string | undefined;
+  for (let index = 0; index < text.length; index++) {
+    const character = text[index]!;
+    if (quote !== undefined) {
+      if (quote === '"' && character === '\\') index++;
+      else if (quote === "'" && character === "'" && text[index + 1] === "'") index++;
+      else if (character === quote) quote = undefined;
+      continue;
+    }
+    if ((character === '"' || character === "'") && (index === 0 || /[\s:]/.test(text[index - 1]!))) {
+      quote = character;
+    } else if (character === '#' && (index === 0 || /\s/.test(text[index - 1]!))) {
+      return text.slice(0, index);
+    }
+  }
+  return text;
+}
+
+function parseDoubleQuoted(body: string, file: string, line: number): string {
+  let result = '';
+  for (let index = 0; index < body.length; index++) {
+    const character = body[index]!;
+    if (character !== '\\') {
+      result += character;
+      continue;
+    }
+    const escapeCharacter = body[++index];
+    const simple: Record<string, string> = {
+      '\\': '\\',
+      '"': '"',
+      '/': '/',
+      n: '\n',
+      t: '\t',
+      r: '\r',
+      '0': '\0',
+      ' ': ' ',
+    };
+    if (escapeCharacter !== undefined && simple[escapeCharacter] !== undefined) {
+      result += simple[escapeCharacter];
+    } else if (escapeCharacter === 'x' || escapeCharacter === 'u' || escapeCharacter === 'U') {
+      const length = escapeCharacter === 'x' ? 2 : escapeCharacter === 'u' ? 4 : 8;
+      const hex = body.slice(index + 1, index + 1 + length);
+      if (!new RegExp(`^[0-9a-fA-F]{${length}}$`).test(hex)) {
+        throw yamlError(file, line, `invalid escape \\${escapeCharacter}${hex} in a double-quoted string`);
+      }
+      result += String.fromCodePoint(Number.parseInt(hex, 16));
+      index += length;
+    } else {
+      throw yamlError(
+        file,
+        line,
+        `unsupported escapeCharacter \\${escapeCharacter ?? ''} in a double-quoted string`,
+      );
+    }
+  }
+  return result;
+}
+
+/**
+ * Reads a scalar written at `text` (already trimmed): a quoted string must end the text; a plain
+ * scalar is the text. Returns the scalar and the rest of the text after a quoted string.
+ */
+function parseScalarToken(
+  text: string,
+  file: string,
+  line: number,
+): { value: string; quoted: boolean; rest: string } {
+  const first = text[0];
+  if (first === "'") {
+    let value = '';
+    for (let index = 1; index < text.length; index++) {
+      if (text[index] === "'") {
+        if (text[index + 1] === "'") {
+          value += "'";
+          index++;
+          continue;
+        }
+        return { value, quoted: true, rest: text.slice(index + 1) };
+      }
+      value += text[index];
+    }
+    throw yamlError(file, line, 'unterminated single-quoted string (multi-line strings are not supported)');
+  }
+  if (first === '"') {
+    for (let index = 1; index < text.length; index++) {
+      if (text[index] === '\\') {
+        index++;
+        continue;
+      }
+      if (text[index] === '"') {
+        return {
+          value: parseDoubleQuoted(text.slice(1, index), file, line),
+          quoted: true,
+          rest: text.slice(index + 1),
+        };
+      }
+    }
+    throw yamlError(file, line, 'unterminated double-quoted string (multi-line strings are not supported)');
+  }
+  return { value: text, quoted: false, rest: '' };
+}
+
+/** Rejects plain-scalar starts the subset does not support. */
+function checkPlainScalar(text: string, file: string, line: number): void {
+  const first = text[0]!;
+  const unsupported: Record<string, string> = {
+    '[': 'flow sequences',
+    '{': 'flow mappings',
+    '&': 'anchors',
+    '*': 'aliases',
+    '!': 'tags',
+    '|': 'block scalars',
+    '>': 'block scalars',
+    '%': 'directives',
+    '@': 'reserved indicators',
+    '`': 'reserved indicators',
+  };
+  if (unsupported[first] !== undefined) {
+    throw yamlError(file, line, `${unsupported[first]} are not supported: ${JSON.stringify(text)}`);
+  }
+  if (first === '-' && (text.length === 1 || text[1] === ' ')) {
+    throw yamlError(file, line, 'sequences are not supported');
+  }
+  if (/:(\s|$)/.test(text)) {
+    throw yamlError(file, line, `unexpected ": " in a plain value: ${JSON.stringify(text)}`);
+  }
+}
+
+/** Splits `key: value` / `key:` at the first `:` followed by a space or the end, outside quotes. */
+function splitKey(text: string, file: string, line: number): { key: string; value: string } {
+  if (text[0] === '"' || text[0] === "'") {
+    const token = parseScalarToken(text, file, line);
+    const match = /^\s*:(\s|$)/.exec(token.rest);
+    if (!match) throw yamlError(file, line, `expected "key: value", got ${JSON.stringify(text)}`);
+    return { key: token.value, value: token.rest.slice(match[0].length).trim() };
+  }
+  if (text === '-' || text.startsWith('- ')) throw yamlError(file, line, 'sequences are not supported');
+  if (text[0] === '?') throw yamlError(file, line, 'complex mapping keys are not supported');
+  const match = /:(\s|$)/.exec(text);
+  if (!match) throw yamlError(file, line, `expected "key: value", got ${JSON.stringify(text)}`);
+  const key = text.slice(0, match.index).trimEnd();
+  if (key === '') throw yamlError(file, line, 'empty mapping key');
+  checkPlainScalar(key, file, line);
+  return { key, value: text.slice(match.index + 1).trim() };
+}
+
+/**
+ * Parses the YAML subset registries.d files use (see the module comment) into nested mappings.
+ * An empty document (only comments) is null. Duplicate keys in one mapping are an error, as with
+ * containers/image's decoder. Errors are `ERR_GANTRY_INTERNAL` naming `file` and the line.
+ */
+export function parseRegistriesDirectoryYaml(text: string, file: string): RegistriesYamlValue {
+  const lines: YamlLine[] = [];
+  const rawLines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  let sawContent = false;
+  for (const [index, raw] of rawLines.entries()) {
+    const number = index + 1;
+    const content = stripComment(raw).trimEnd();
+    if (content.trim() === '') continue;
+    const indentMatch = /^[ \t]*/.exec(content)![0];
+    if (indentMatch.includes('\t')) throw yamlError(file, number, 'tabs are not allowed in indentation');
+    const body = content.slice(indentMatch.length);
+    if (body === '---' || body.startsWith('--- ')) {
+      if (sawContent || indentMatch !== '') {
+        throw yamlError(file, number, 'several YAML documents in one file are not supported');
+      }
+      if (body.slice(3).trim() !== '') throw yamlError(file, number, 'content after "---" is not supported');
+      sawContent = true;
+      continue;
+    }
+    if (body === '...' && indentMatch === '') {
+      throw yamlError(file, number, 'document end markers are not supported');
+    }
+    if (body.startsWith('%')) throw yamlError(file, number, 'directives are not supported');
+    sawContent = true;
+    lines.push({ number, indent: indentMatch.length, text: body });
+  }
+  if (lines.length === 0) return { kind: 'null', line: 1 };
+
+  let position = 0;
+  const parseMapping = (indent: number): RegistriesYamlValue => {
+    const entries = new Map<string, RegistriesYamlValue>();
+    const startLine = lines[position]!.number;
+    while (position < lines.length) {
+      const current = lines[position]!;
+      if (current.indent < indent) break;
+      if (current.indent > indent) throw yamlError(file, current.number, 'unexpected indentation');
+      const { key, value } = splitKey(current.text, file, current.number);
+      if (entries.has(key)) {
+        throw yamlError(file, current.number, `mapping key ${JSON.stringify(key)} already defined`);
+      }
+      position++;
+      if (value === '') {
+        const next = lines[position];
+        if (next !== undefined && next.indent > indent) {
+          entries.set(key, parseMapping(next.indent));
+        } else {
+          entries.set(key, { kind: 'null', line: current.number });
+        }
+        continue;
+      }
+      entries.set(key, parseInlineValue(value, current.number));
+      const next = lines[position];
+      if (next !== undefined && next.indent > indent) {
+        throw yamlError(
+          file,
+          next.number,
+          'unexpected indentation (multi-line values and nested content after a value are not supported)',
+        );
+      }
+    }
+    return { kind: 'mapping', entries, line: startLine };
+  };
+  const parseInlineValue = (value: string, line: number): RegistriesYamlValue => {
+    if (value === '{}') return { kind: 'mapping', entries: new Map(), line };
+    if (value[0] === '"' || value[0] === "'") {
+      const token = parseScalarToken(value, file, line);
+      if (token.rest.trim() !== '') {
+        throw yamlError(file, line, `unexpected text after a quoted string: ${JSON.stringify(token.rest)}`);
+      }
+      return { kind: 'scalar', value: token.value, quoted: true, line };
+    }
+    checkPlainScalar(value, file, line);
+    if (value === '~' || value === 'null' || value === 'Null' || value === 'NULL')
+      return { kind: 'null', line };
+    return { kind: 'scalar', value, quoted: false, line };
+  };
+
+  const first = lines[0]!;
+  if (lines.length === 1 && !/:(\s|$)/.test(first.text) && first.text[0] !== '"' && first.text[0] !== "'") {
+    const value = parseInlineValue(first.text, first.number);
+    if (value.kind === 'null' || value.kind === 'mapping') return value;
+    throw yamlError(file, first.number, 'the document must be a mapping');
+  }
+  const document = parseMapping(first.indent);
+  const rest = lines[position];
+  if (rest !== undefined) throw yamlError(file, rest.number, 'unexpected indentation');
+  return document;
+}
+
+const yaml11True = new Set(['true', 'True', 'TRUE', 'y', 'Y', 'yes', 'Yes', 'YES', 'on', 'On', 'ON']);
+const yaml11False = new Set(['false', 'False', 'FALSE', 'n', 'N', 'no', 'No', 'NO', 'off', 'Off', 'OFF']);
+
+function sectionFrom(
+  value: RegistriesYamlValue,
+  file: string,
+  where: string,
+): SignatureStorageSection | undefined {
+  if (value.kind === 'null') return {};
+  if (value.kind !== 'mapping') {
+    throw yamlError(file, value.line, `${where} must be a mapping, got ${JSON.stringify(value.value)}`);
+  }
+  const section: SignatureStorageSection = {};
+  const stringFields: Array<[string, 'lookaside' | 'lookasideStaging' | 'sigstore' | 'sigstoreStaging']> = [
+    ['lookaside', 'lookaside'],
+    ['lookaside-staging', 'lookasideStaging'],
+    ['sigstore', 'sigstore'],
+    ['sigstore-staging', 'sigstoreStaging'],
+  ];
+  for (const [key, field] of stringFields) {
+    const entry = value.entries.get(key);
+    if (entry === undefined || entry.kind === 'null') continue;
+    if (entry.kind !== 'scalar') throw yamlError(file, entry.line, `${where}.${key} must be a string`);
+    if (entry.value !== '') section[field] = entry.value;
+  }
+  const attachments = value.entries.get('use-sigstore-attachments');
+  if (attachments !== undefined && attachments.kind !== 'null') {
+    const text = attachments.kind === 'scalar' ? attachments.value : undefined;
+    const quoted = attachments.kind === 'scalar' && attachments.quoted;
+    if (text !== undefined && !quoted && ['true', 'True', 'TRUE'].includes(text))
+      section.useSigstoreAttachments = true;
+    else if (text !== undefined && !quoted && ['false', 'False', 'FALSE'].includes(text))
+      section.useSigstoreAttachments = false;
+    else if (text !== undefined && yaml11True.has(text)) section.useSigstoreAttachments = true;
+    else if (text !== undefined && yaml11False.has(text)) section.useSigstoreAttachments = false;
+    else {
+      throw yamlError(
+        file,
+        attachments.line,
+        `${where}.use-sigstore-attachments must be a boolean${text !== undefined ? `, got ${JSON.stringify(text)}` : ''}`,
+      );
+    }
+  }
+  return section;
+}
+
+/**
+ * Parses one registries.d file: YAML (see `parseRegistriesDirectoryYaml`) whose top level is a
+ * mapping (or empty); `default-docker` is a section, `docker` a mapping of scope → section (a null
+ * section is an empty one). Unknown keys are ignored. Errors name `file` and the line.
+ */
+export function parseRegistriesDirectoryFile(text: string, file: string): RegistriesDirectoryFile {
+  const document = parseRegistriesDirectoryYaml(text, file);
+  const result: RegistriesDirectoryFile = { docker: new Map() };
+  if (document.kind === 'null') return result;
+  if (document.kind !== 'mapping') throw yamlError(file, document.line, 'the document must be a mapping');
+  const defaultDocker = document.entries.get('default-docker');
+  if (defaultDocker !== undefined && defaultDocker.kind !== 'null') {
+    result.defaultDocker = sectionFrom(defaultDocker, file, 'default-docker');
+  }
+  const docker = document.entries.get('docker');
+  if (docker !== undefined && docker.kind !== 'null') {
+    if (docker.kind !== 'mapping') throw yamlError(file, docker.line, '"docker" must be a mapping of scopes');
+    for (const [scope, value] of docker.entries) {
+      result.docker.set(scope, sectionFrom(value, file, `docker.${JSON.stringify(scope)}`)!);
+    }
+  }
+  return result;
+}
+
+async function isExistingPath(candidate: string): Promise<boolean> {
+  try {
+    await stat(candidate);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The registries.d directory to use: the explicit one, else `$HOME/.config/containers/registries.d`
+ * when it exists, else the system directory.
+ */
+export async function registriesDirectoryLocation(
+  options: RegistriesDirectorySearchOptions = {},
+): Promise<string> {
+  if (options.registriesDirectoryPath !== undefined && options.registriesDirectoryPath !== '') {
+    return options.registriesDirectoryPath;
+  }
+  const home = options.homeDirectory ?? os.homedir();
+  const user = path.join(home, '.config', 'containers', 'registries.d');
+  if (await isExistingPath(user)) return user;
+  return options.systemDirectory ?? systemRegistriesDirectory;
+}
+
+/**
+ * Loads and merges the registries.d directory (see the module comment). Files are merged in name
+ * order (containers/image uses the directory's order; the result is the same since definitions may
+ * not repeat). A missing directory gives an empty configuration; unreadable files and invalid YAML
+ * are errors naming the file.
+ */
+export async function loadRegistriesDirectory(
+  options: RegistriesDirectorySearchOptions = {},
+): Promise<RegistriesDirectoryConfiguration> {
+  const directory = await registriesDirectoryLocation(options);
+  const configuration: RegistriesDirectoryConfiguration = { directory, files: [], docker: new Map() };
+  let names: string[];
+  try {
+    names = await readdir(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return configuration;
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `reading registries.d directory ${directory}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  let defaultDockerFile: string | undefined;
+  const scopeFiles = new Map<string, string>();
+  for (const name of names.filter((entry) => entry.endsWith('.yaml')).sort()) {
+    const file = path.join(directory, name);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue;
+      throw new GantryError(ErrorCodes.Internal, `reading ${file}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    const parsed = parseRegistriesDirectoryFile(text, file);
+    configuration.files.push(file);
+    if (parsed.defaultDocker !== undefined) {
+      if (defaultDockerFile !== undefined) {
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `Error parsing signature storage configuration: "default-docker" defined both in "${defaultDockerFile}" and "${file}"`,
+        );
+      }
+      configuration.defaultDocker = parsed.defaultDocker;
+      defaultDockerFile = file;
+    }
+    for (const [scope, section] of parsed.docker) {
+      const previous = scopeFiles.get(scope);
+      if (previous !== undefined) {
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `Error parsing signature storage configuration: "docker" namespace "${scope}" defined both in "${previous}" and "${file}"`,
+        );
+      }
+      configuration.docker.set(scope, section);
+      scopeFiles.set(scope, file);
+    }
+  }
+  return configuration;
+}
+
+/**
+ * The registries.d scopes that may configure `reference`, most specific first: its identity
+ * (`name:tag` or `name@digest`; the name alone when it has neither), the repository, each parent
+ * namespace up to the registry host (with its port), then wildcard domains from the host without its
+ * port (`*.example.com`, `*.com`) — the docker transport's policy.json scopes.
+ */
+export function signatureStorageScopesFor(reference: DockerReference): string[] {
+  const scopes: string[] = [];
+  if (reference.digest !== undefined) scopes.push(`${reference.name}@${reference.digest}`);
+  else if (reference.tag !== undefined) scopes.push(`${reference.name}:${reference.tag}`);
+  let name = reference.name;
+  for (;;) {
+    scopes.push(name);
+    const lastSlash = name.lastIndexOf('/');
+    if (lastSlash === -1) break;
+    name = name.slice(0, lastSlash);
+  }
+  const portColon = name.indexOf(':');
+  if (portColon !== -1) name = name.slice(0, portColon);
+  for (;;) {
+    const firstDot = name.indexOf('.');
+    if (firstDot === -1) break;
+    name = name.slice(firstDot + 1);
+    scopes.push(`*.${name}`);
+  }
+  return scopes;
+}
+
+function sectionsFor(
+  configuration: Pick<RegistriesDirectoryConfiguration, 'docker' | 'defaultDocker'>,
+  reference: DockerReference,
+): SignatureStorageSection[] {
+  const sections: SignatureStorageSection[] = [];
+  for (const scope of signatureStorageScopesFor(reference)) {
+    const section = configuration.docker.get(scope);
+    if (section !== undefined) sections.push(section);
+  }
+  if (configuration.defaultDocker !== undefined) sections.push(configuration.defaultDocker);
+  return sections;
+}
+
+function sectionTopLevel(section: SignatureStorageSection, write: boolean): string | undefined {
+  if (write) {
+    if (section.lookasideStaging !== undefined) return section.lookasideStaging;
+    if (section.sigstoreStaging !== undefined) return section.sigstoreStaging;
+  }
+  return section.lookaside ?? section.sigstore;
+}
+
+export interface LookasideOptions {
+  /** Whether the process runs as root (default: effective uid 0). Chooses the built-in default. */
+  isRoot?: boolean;
+  /** Default `os.homedir()` (built-in default for non-root). */
+  homeDirectory?: string;
+}
+
+/**
+ * The configured lookaside URL for `reference` (`lookaside-staging`, then `lookaside`, for writing;
+ * `lookaside` for reading; the deprecated `sigstore*` names after each), as written in the file, or
+ * the built-in default directory as a `file:` URL when no scope configures one.
+ */
+export function lookasideTopLevel(
+  configuration: Pick<RegistriesDirectoryConfiguration, 'docker' | 'defaultDocker'>,
+  reference: DockerReference,
+  write: boolean,
+  options: LookasideOptions = {},
+): string {
+  for (const section of sectionsFor(configuration, reference)) {
+    const topLevel = sectionTopLevel(section, write);
+    if (topLevel !== undefined) return topLevel;
+  }
+  const isRoot = options.isRoot ?? process.geteuid?.() === 0;
+  const directory = isRoot
+    ? '/var/lib/containers/sigstore'
+    : path.join(options.homeDirectory ?? os.homedir(), '.local', 'share', 'containers', 'sigstore');
+  return pathToFileURL(directory).href;
+}
+
+/**
+ * The lookaside base of `reference`'s repository: the top-level URL (`lookasideTopLevel`) with
+ * `/<repository path>` appended to its path (no tag or digest; `docker.io/library/busybox` →
+ * `<top>/library/busybox`). Throws `ERR_GANTRY_NOT_SUPPORTED` when the URL cannot be parsed or has
+ * no scheme (containers/image then fails when reading or writing signatures).
+ */
+export function lookasideBaseUrl(
+  configuration: Pick<RegistriesDirectoryConfiguration, 'docker' | 'defaultDocker'>,
+  reference: DockerReference,
+  write: boolean,
+  options: LookasideOptions = {},
+): URL {
+  const topLevel = lookasideTopLevel(configuration, reference, write, options);
+  let url: URL;
+  try {
+    url = new URL(topLevel);
+  } catch {
+    throw new GantryError(
+      ErrorCodes.NotSupported,
+      `Unsupported signature storage URL ${JSON.stringify(topLevel)} (registries.d): it must be a file://, http:// or https:// URL`,
+    );
+  }
+  // Go's URL keeps an empty path empty ("https://host" + "/repo"); WHATWG URLs make it "/".
+  const hasPath = !/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*(?:[?#]|$)/.test(topLevel);
+  url.pathname = `${hasPath ? url.pathname : ''}/${reference.path}`;
+  return url;
+}
+
+/**
+ * The URL of signature `index` (zero-based) of `manifestDigest` under a lookaside base:
+ * `<base>@<algorithm>=<hex>/signature-<index + 1>`.
+ */
+export function lookasideSignatureUrl(base: URL, manifestDigest: Digest, index: number): URL {
+  const colon = manifestDigest.indexOf(':');
+  const algorithm = manifestDigest.slice(0, colon);
+  const encoded = manifestDigest.slice(colon + 1);
+  if (
+    colon <= 0 ||
+    !/^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$/.test(algorithm) ||
+    !/^[a-zA-Z0-9=_-]+$/.test(encoded)
+  ) {
+    throw new GantryError(
+      ErrorCodes.InvalidDigest,
+      `invalid manifest digest ${JSON.stringify(manifestDigest)}`,
+    );
+  }
+  const url = new URL(base.href);
+  url.pathname = `${url.pathname}@${algorithm}=${encoded}/signature-${index + 1}`;
+  return url;
+}
+
+/**
+ * Whether sigstore attachments are read and written for `reference`: the first scope (most specific
+ * first, then `default-docker`) that sets `use-sigstore-attachments` decides; false otherwise.
+ */
+export function usesSigstoreAttachments(
+  configuration: Pick<RegistriesDirectoryConfiguration, 'docker' | 'defaultDocker'>,
+  reference: DockerReference,
+): boolean {
+  for (const section of sectionsFor(configuration, reference)) {
+    if (section.useSigstoreAttachments !== undefined) return section.useSigstoreAttachments;
+  }
+  return false;
+}
