@@ -2,8 +2,15 @@ import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { rootCertificates } from 'node:tls';
-import { abortError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import {
+  abortError,
+  defaultCertificateAuthorities,
+  deferredNodeExtraCertificateAuthoritiesPath,
+  ErrorCodes,
+  GantryError,
+  isGantryError,
+} from '@gantry/core';
 import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
 import { loadUndiciDispatchers } from './undici-dispatchers.js';
 
@@ -98,14 +105,35 @@ export async function loadTlsSettings(
   return settings;
 }
 
-function connectOptions(tls: TlsSettings): PoolType.Options['connect'] {
+/** One secure context per TLS settings: parsing hundreds of CA certificates once, not per connection. */
+const secureContexts = new Map<string, SecureContext>();
+
+/**
+ * undici connect options for `tls`. A secure context is made only when it differs from Node's
+ * default: extra CAs (certs.d, or NODE_EXTRA_CA_CERTS deferred by the launcher) when verifying, no CA
+ * at all when not verifying, or a client certificate; it is built once per settings and shared by
+ * every connection. `plainHttp`
+ * origins get no TLS options at all, so a plain-HTTP registry never pays for certificate parsing.
+ */
+function connectOptions(tls: TlsSettings, plainHttp = false): PoolType.Options['connect'] {
   const options: Record<string, unknown> = { rejectUnauthorized: tls.verify };
-  if (tls.extraCertificateAuthorities.length > 0)
-    options.ca = [...rootCertificates, ...tls.extraCertificateAuthorities];
-  if (tls.clientCertificate) {
-    options.cert = tls.clientCertificate.certificate;
-    options.key = tls.clientCertificate.key;
+  if (plainHttp) return options as PoolType.Options['connect'];
+  // Without verification no CA is needed: an empty list spares Node parsing its whole root store.
+  const ca = tls.verify ? defaultCertificateAuthorities(tls.extraCertificateAuthorities) : [];
+  if (ca === undefined && tls.clientCertificate === undefined) return options as PoolType.Options['connect'];
+  const key = `${tls.fingerprint};deferred=${deferredNodeExtraCertificateAuthoritiesPath() ?? ''}`;
+  let context = secureContexts.get(key);
+  if (context === undefined) {
+    const contextOptions: Record<string, unknown> = {};
+    if (ca !== undefined) contextOptions.ca = ca;
+    if (tls.clientCertificate) {
+      contextOptions.cert = tls.clientCertificate.certificate;
+      contextOptions.key = tls.clientCertificate.key;
+    }
+    context = createSecureContext(contextOptions);
+    secureContexts.set(key, context);
   }
+  options.secureContext = context;
   return options as PoolType.Options['connect'];
 }
 
@@ -206,7 +234,7 @@ export class ConnectionPools {
       return new Pool(origin, {
         connections: maxConnectionsPerOrigin,
         keepAliveTimeout: keepAliveTimeoutMs,
-        connect: connectOptions(tls),
+        connect: connectOptions(tls, origin.startsWith('http:')),
       });
     });
   }
