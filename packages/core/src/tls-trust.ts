@@ -12,7 +12,6 @@
  * deferred anything: Node's default roots (with any extra certificates) apply as usual.
  */
 import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
 
 /** The environment variable through which the launcher hands `NODE_EXTRA_CA_CERTS` to the CLI. */
 export const deferredNodeExtraCaCertsVariable = 'GANTRY_DEFERRED_NODE_EXTRA_CA_CERTS';
@@ -75,5 +74,6 @@ export function deferredNodeExtraCertificateAuthorities(): string[] {
 export function defaultCertificateAuthorities(additional: readonly string[] = []): string[] | undefined {
   const deferred = deferredNodeExtraCertificateAuthorities();
   if (additional.length === 0 && deferred.length === 0) return undefined;
-  return [...rootCertificates, ...deferred, ...additional];
+  // node:tls is loaded here, on first use, not at start-up.
+  return [...process.getBuiltinModule('node:tls').rootCertificates, ...deferred, ...additional];
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import {
   abortError,
   defaultCertificateAuthorities,
@@ -130,7 +130,7 @@ function connectOptions(tls: TlsSettings, plainHttp = false): PoolType.Options['
       contextOptions.cert = tls.clientCertificate.certificate;
       contextOptions.key = tls.clientCertificate.key;
     }
-    context = createSecureContext(contextOptions);
+    context = process.getBuiltinModule('node:tls').createSecureContext(contextOptions);
     secureContexts.set(key, context);
   }
   options.secureContext = context;

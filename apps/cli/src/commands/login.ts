@@ -9,7 +9,6 @@
  * printed or logged, with `--debug` neither.
  */
 import { stat } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import {
   type AuthFileSearchOptions,
   ErrorCodes,
@@ -94,7 +93,11 @@ function createPrompter(context: CommandContext): (prompt: string, what: string)
     const stdin = context.io.stdin;
     if (!stdin)
       throw new UsageError(`getting username and password: cannot prompt for ${what} without stdin`);
-    lines ??= createInterface({ input: stdin, terminal: false })[Symbol.asyncIterator]();
+    // node:readline is loaded only when a prompt is needed.
+    lines ??= process
+      .getBuiltinModule('node:readline')
+      .createInterface({ input: stdin, terminal: false })
+      [Symbol.asyncIterator]();
     context.print(prompt);
     const next = await lines.next();
     if (next.done) throw new UsageError(`getting username and password: reading ${what}: EOF`);

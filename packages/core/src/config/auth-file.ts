@@ -28,7 +28,6 @@
  * Credentials are never logged or put into error messages: helper output quoted in errors has the
  * secret redacted and helper stderr is never quoted.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -313,6 +312,8 @@ function callDockerCredentialHelper(
   const what = `credential helper ${program} ${command}`;
   const environment = helperProcessEnvironment(options.environment);
   return new Promise((resolve, reject) => {
+    // Loaded on first use: child_process (with dgram and friends) costs start-up time for every command.
+    const { execFile } = process.getBuiltinModule('node:child_process');
     const child = execFile(
       program,
       [command],

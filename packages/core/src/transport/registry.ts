@@ -112,7 +112,10 @@ export class TransportRegistry {
 
   /** Every registered transport with its origin, sorted by name. */
   list(): RegisteredTransport[] {
-    return [...this.transports.values()].sort((a, b) => a.transport.name.localeCompare(b.transport.name));
+    // Code-unit order, not localeCompare: names are ASCII, and a collator costs ~10 ms to set up.
+    return [...this.transports.values()].sort((a, b) =>
+      a.transport.name < b.transport.name ? -1 : a.transport.name > b.transport.name ? 1 : 0,
+    );
   }
 
   /** Parses `transport:reference` with the registered transports. */
