@@ -1,5 +1,4 @@
 import { createHash, type Hash } from 'node:crypto';
-import { digestThreadRunning, ThreadDigester, threadDigestMinimumSize } from './digest-thread.js';
 import { ErrorCodes, GantryError } from './errors.js';
 
 /**
@@ -120,38 +119,29 @@ export function verifyingStage(
   const expectedSize = options.expectedSize ?? -1;
   const description = options.description ?? `blob ${options.expectedDigest}`;
   return async function* verify(source) {
-    // Large blobs are hashed on a worker thread (see digest-thread.ts), leaving this thread to move bytes.
-    const digester =
-      expectedSize >= threadDigestMinimumSize
-        ? new ThreadDigester(digestAlgorithm(options.expectedDigest))
-        : new Digester(digestAlgorithm(options.expectedDigest));
-    try {
-      for await (const chunk of source) {
-        const behind = digester.update(chunk);
-        if (behind) await behind;
-        if (expectedSize >= 0 && digester.size > expectedSize) {
-          throw new GantryError(
-            ErrorCodes.SizeMismatch,
-            `${description}: size mismatch: expected ${expectedSize} bytes, got more`,
-          );
-        }
-        yield chunk;
-      }
-      if (expectedSize >= 0 && digester.size !== expectedSize) {
+    const digester = new Digester(digestAlgorithm(options.expectedDigest));
+    for await (const chunk of source) {
+      digester.update(chunk);
+      if (expectedSize >= 0 && digester.size > expectedSize) {
         throw new GantryError(
           ErrorCodes.SizeMismatch,
-          `${description}: size mismatch: expected ${expectedSize} bytes, got ${digester.size}`,
+          `${description}: size mismatch: expected ${expectedSize} bytes, got more`,
         );
       }
-      const actual = await digester.digest();
-      if (actual !== options.expectedDigest) {
-        throw new GantryError(
-          ErrorCodes.DigestMismatch,
-          `${description}: digest mismatch: expected ${options.expectedDigest}, got ${actual}`,
-        );
-      }
-    } finally {
-      if (digester instanceof ThreadDigester) digester.discard();
+      yield chunk;
+    }
+    if (expectedSize >= 0 && digester.size !== expectedSize) {
+      throw new GantryError(
+        ErrorCodes.SizeMismatch,
+        `${description}: size mismatch: expected ${expectedSize} bytes, got ${digester.size}`,
+      );
+    }
+    const actual = digester.digest();
+    if (actual !== options.expectedDigest) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `${description}: digest mismatch: expected ${options.expectedDigest}, got ${actual}`,
+      );
     }
   };
 }
@@ -166,18 +156,12 @@ export function digestingStage(
   algorithm: DigestAlgorithm = canonicalDigestAlgorithm,
 ): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
   return async function* digesting(source) {
-    // The size is unknown here: the worker thread is used when a large blob already started it.
-    const digester = digestThreadRunning() ? new ThreadDigester(algorithm) : new Digester(algorithm);
-    try {
-      for await (const chunk of source) {
-        const behind = digester.update(chunk);
-        if (behind) await behind;
-        yield chunk;
-      }
-      onEnd({ digest: await digester.digest(), size: digester.size });
-    } finally {
-      if (digester instanceof ThreadDigester) digester.discard();
+    const digester = new Digester(algorithm);
+    for await (const chunk of source) {
+      digester.update(chunk);
+      yield chunk;
     }
+    onEnd({ digest: digester.digest(), size: digester.size });
   };
 }
 
