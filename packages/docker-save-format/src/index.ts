@@ -15,6 +15,12 @@ export {
   rawJsonMembers,
   repositoriesFileName,
 } from './format.js';
+export {
+  type DockerArchiveDestinationSettings,
+  DockerArchiveImageDestinationBase,
+  dockerArchiveDestinationProperties,
+  parseDockerSchema2Manifest,
+} from './image-destination.js';
 export { DockerArchiveImageSource } from './image-source.js';
 export {
   type ArchiveLayerCompression,
@@ -29,8 +35,17 @@ export {
   openDockerArchiveFromStream,
 } from './reader.js';
 export {
+  type DockerArchiveReferenceBackendOf,
+  DockerArchiveReferenceBase,
+  invalidReferenceError,
+  parseRepoTag,
+  refusePolicyScope,
+  repoTagOf,
+} from './reference.js';
+export {
   createDockerArchiveWriter,
   type DockerArchiveImageToAdd,
+  type DockerArchiveOutput,
   DockerArchiveWriter,
   type DockerArchiveWriterOptions,
 } from './writer.js';

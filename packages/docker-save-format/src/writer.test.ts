@@ -1,9 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 import { type Digest, digestHex, digestOf, ErrorCodes, parseNormalizedNamed } from '@gantry/core';
 import { buildFixtureImage, type FixtureImage, fixturePresets } from '@gantry/core/testing';
@@ -191,4 +193,260 @@ describe('DockerArchiveWriter', () => {
     expect(listing.filter((name) => name === `${digestHex(digest)}.tar`)).toHaveLength(1);
     expect(createReadStream).toBeDefined();
   });
+
+  it('writes the same archive into a file (header patched in place) as into a stream', async () => {
+    const image = await buildFixtureImage(fixturePresets.dockerSchema2, {
+      directory: path.join(directory, 'f'),
+    });
+    const { summary, config, layers } = await parts(image);
+    const write = async (output: Parameters<typeof createDockerArchiveWriter>[0]) => {
+      const writer = createDockerArchiveWriter(output, { temporaryDirectory: directory });
+      await writer.putBlob(
+        Readable.from([layers[0]!]),
+        { digest: summary.diffIds[0]!, size: layers[0]!.length },
+        { isConfig: false },
+      );
+      await writer.putBlob(Readable.from([layers[1]!]), { size: -1 }, { isConfig: false });
+      await writer.putBlob(Readable.from([config]), { size: -1 }, { isConfig: true });
+      await writer.addImage({
+        configDigest: summary.configDigest,
+        layerDigests: summary.diffIds,
+        repoTags: [parseNormalizedNamed('example.com/app:v1')],
+      });
+      await writer.finish();
+    };
+    const streamed = path.join(directory, 'stream.tar');
+    await write(createWriteStream(streamed));
+    const inPlace = path.join(directory, 'file.tar');
+    await write(await open(inPlace, 'wx'));
+    expect((await readFile(inPlace)).equals(await readFile(streamed))).toBe(true);
+  });
+
+  it('streams concurrent layers of unknown size into a file one after another, without spooling, once each', async () => {
+    const contents = Array.from({ length: 5 }, (_, index) => Buffer.alloc(700_000 + index * 1000, index + 1));
+    // Slow sources, so that the layers overlap: one streams into the archive, the others wait their turn.
+    const slow = (bytes: Buffer) =>
+      Readable.from(
+        (async function* () {
+          for (let offset = 0; offset < bytes.length; offset += 100_000) {
+            await sleep(5);
+            yield bytes.subarray(offset, offset + 100_000);
+          }
+        })(),
+      );
+    const spoolDirectory = await mkdtemp(path.join(directory, 'spool-'));
+    const archive = path.join(directory, 'concurrent.tar');
+    const writer = createDockerArchiveWriter(await open(archive, 'wx'), {
+      temporaryDirectory: spoolDirectory,
+    });
+    const running = Promise.all([
+      ...contents.map((bytes) => writer.putBlob(slow(bytes), { size: -1 }, { isConfig: false })),
+      // The same bytes as the first layer, under way at the same time: written once.
+      writer.putBlob(slow(contents[0]!), { size: -1 }, { isConfig: false }),
+    ]);
+    await sleep(20);
+    const spooledMeanwhile = await readdir(spoolDirectory);
+    const written = await running;
+    expect(spooledMeanwhile).toEqual([]);
+    expect(written.map((blob) => blob.digest)).toEqual([
+      ...contents.map((bytes) => digestOf(bytes)),
+      digestOf(contents[0]!),
+    ]);
+    expect(written.map((blob) => blob.size)).toEqual([
+      ...contents.map((bytes) => bytes.length),
+      contents[0]!.length,
+    ]);
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: contents.map((bytes) => digestOf(bytes)) },
+      }),
+    );
+    await writer.putBlob(Readable.from([config]), { size: config.length }, { isConfig: true });
+    await writer.addImage({
+      configDigest: digestOf(config),
+      layerDigests: contents.map((bytes) => digestOf(bytes)),
+      repoTags: [parseNormalizedNamed('example.com/concurrent:v1')],
+    });
+    await writer.finish();
+    expect(await readdir(spoolDirectory)).toEqual([]);
+
+    const listing = execFileSync('tar', ['-tf', archive], { encoding: 'utf8' }).trim().split('\n');
+    for (const bytes of contents) {
+      expect(listing.filter((name) => name === `${digestHex(digestOf(bytes))}.tar`)).toHaveLength(1);
+    }
+    const reader = await openDockerArchive(archive);
+    try {
+      const loaded = await reader.loadImage(0);
+      for (const [index, layer] of loaded.layers.entries()) {
+        expect((await buffer(reader.openLayer(layer).stream)).equals(contents[index]!)).toBe(true);
+      }
+    } finally {
+      await reader.close();
+    }
+  });
+
+  it('takes a failed layer back out of a file, and writes its retry under the usual name', async () => {
+    const archive = path.join(directory, 'retry.tar');
+    const writer = createDockerArchiveWriter(await open(archive, 'wx'), { temporaryDirectory: directory });
+    const layer = Buffer.alloc(300_000, 9);
+    const digest = digestOf(layer);
+    const failing = Readable.from(
+      (async function* () {
+        yield layer.subarray(0, 100_000);
+        throw new Error('connection reset');
+      })(),
+    );
+    await expect(writer.putBlob(failing, { size: -1 }, { isConfig: false })).rejects.toThrow(
+      /connection reset/,
+    );
+    await expect(
+      writer.putBlob(Readable.from([layer]), { digest: digestOf('other'), size: -1 }, { isConfig: false }),
+    ).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
+    await expect(
+      writer.putBlob(Readable.from([layer.subarray(1)]), { digest, size: layer.length }, { isConfig: false }),
+    ).rejects.toMatchObject({ code: ErrorCodes.SizeMismatch });
+    expect(writer.hasBlob(digest)).toBeUndefined();
+    expect(await writer.putBlob(Readable.from([layer]), { size: -1 }, { isConfig: false })).toEqual({
+      digest,
+      size: layer.length,
+    });
+    const config = Buffer.from(
+      JSON.stringify({ os: 'linux', rootfs: { type: 'layers', diff_ids: [digest] } }),
+    );
+    await writer.putBlob(Readable.from([config]), { size: -1 }, { isConfig: true });
+    await writer.addImage({ configDigest: digestOf(config), layerDigests: [digest], repoTags: [] });
+    await writer.finish();
+    const listing = execFileSync('tar', ['-tf', archive], { encoding: 'utf8' }).trim().split('\n');
+    expect(listing.filter((name) => name.endsWith('.tar') && !name.includes('/'))).toEqual([
+      `${digestHex(digest)}.tar`,
+    ]);
+    const reader = await openDockerArchive(archive);
+    try {
+      const loaded = await reader.loadImage(0);
+      expect((await buffer(reader.openLayer(loaded.layers[0]!).stream)).equals(layer)).toBe(true);
+    } finally {
+      await reader.close();
+    }
+  });
+
+  it('writes several images sharing layers into one archive, which our reader and skopeo read', async () => {
+    const base = Buffer.alloc(200_000, 1);
+    const top = Buffer.alloc(150_000, 2);
+    const configOf = (layers: Buffer[], created: string) =>
+      Buffer.from(
+        JSON.stringify({
+          architecture: 'amd64',
+          os: 'linux',
+          created,
+          rootfs: { type: 'layers', diff_ids: layers.map((layer) => digestOf(layer)) },
+        }),
+      );
+    // Layers that are real tars, for skopeo: one file each.
+    const tarOf = async (name: string, content: Buffer) => {
+      const file = path.join(directory, `${name}.tar`);
+      const output = createWriteStream(file);
+      const { createTarWriter } = await import('@gantry/tar-archive');
+      const tar = createTarWriter(output);
+      await tar.addBytes(name, content);
+      await tar.finish();
+      return readFile(file);
+    };
+    const baseLayer = await tarOf('base', base);
+    const topLayer = await tarOf('top', top);
+    const small = configOf([baseLayer], '2024-01-01T00:00:00Z');
+    const large = configOf([baseLayer, topLayer], '2024-01-02T00:00:00Z');
+    const archive = path.join(directory, 'shared.tar');
+    const writer = createDockerArchiveWriter(await open(archive, 'wx'));
+    for (const layer of [baseLayer, topLayer, baseLayer]) {
+      await writer.putBlob(Readable.from([layer]), { size: -1 }, { isConfig: false });
+    }
+    for (const config of [small, large]) {
+      await writer.putBlob(Readable.from([config]), { size: config.length }, { isConfig: true });
+    }
+    await writer.addImage({
+      configDigest: digestOf(small),
+      layerDigests: [digestOf(baseLayer)],
+      repoTags: [parseNormalizedNamed('example.com/small:v1')],
+    });
+    await writer.addImage({
+      configDigest: digestOf(large),
+      layerDigests: [digestOf(baseLayer), digestOf(topLayer)],
+      repoTags: [parseNormalizedNamed('example.com/large:v1')],
+    });
+    await writer.finish();
+
+    const listing = execFileSync('tar', ['-tf', archive], { encoding: 'utf8' }).trim().split('\n');
+    expect(listing.filter((name) => name === `${digestHex(digestOf(baseLayer))}.tar`)).toHaveLength(1);
+    const reader = await openDockerArchive(archive);
+    try {
+      expect(reader.manifest).toHaveLength(2);
+      const first = await reader.loadImage(
+        reader.chooseImage(parseNormalizedNamed('example.com/small:v1')).index,
+      );
+      const second = await reader.loadImage(
+        reader.chooseImage(parseNormalizedNamed('example.com/large:v1')).index,
+      );
+      expect(first.layers[0]!.path).toBe(second.layers[0]!.path);
+      expect(second.layers.map((layer) => layer.diffId)).toEqual([digestOf(baseLayer), digestOf(topLayer)]);
+      for (const [loaded, expected] of [
+        [first, [baseLayer]],
+        [second, [baseLayer, topLayer]],
+      ] as const) {
+        for (const [index, layer] of loaded.layers.entries()) {
+          expect((await buffer(reader.openLayer(layer).stream)).equals(expected[index]!)).toBe(true);
+        }
+      }
+    } finally {
+      await reader.close();
+    }
+    // skopeo reads both images of the archive, each with its own config and the shared base layer.
+    for (const [tag, config, layers] of [
+      ['example.com/small:v1', small, [baseLayer]],
+      ['example.com/large:v1', large, [baseLayer, topLayer]],
+    ] as const) {
+      const inspected = JSON.parse(
+        execFileSync('skopeo', ['inspect', '--raw', `docker-archive:${archive}:${tag}`], {
+          encoding: 'utf8',
+        }),
+      );
+      expect(inspected.config.digest).toBe(digestOf(config));
+      expect(inspected.layers.map((layer: { digest: string }) => layer.digest)).toEqual(
+        layers.map((layer) => digestOf(layer)),
+      );
+      const layout = path.join(directory, `oci-${tag.split('/')[1]!.replace(':', '-')}`);
+      execFileSync('skopeo', [
+        'copy',
+        '--insecure-policy',
+        `docker-archive:${archive}:${tag}`,
+        `oci:${layout}:t`,
+      ]);
+    }
+  });
+
+  for (const output of ['file', 'stream'] as const) {
+    it(`writes a blob put twice at the same time once (${output})`, async () => {
+      const archive = path.join(directory, `twice-${output}.tar`);
+      const writer = createDockerArchiveWriter(
+        output === 'file' ? await open(archive, 'wx') : createWriteStream(archive),
+        { temporaryDirectory: directory },
+      );
+      const layer = Buffer.alloc(200_000, 5);
+      const digest = digestOf(layer);
+      const results = await Promise.all([
+        writer.putBlob(Readable.from([layer]), { digest, size: layer.length }, { isConfig: false }),
+        writer.putBlob(Readable.from([layer]), { digest, size: layer.length }, { isConfig: false }),
+        writer.putBlob(Readable.from([layer]), { size: -1 }, { isConfig: false }),
+      ]);
+      expect(results).toEqual([
+        { digest, size: layer.length },
+        { digest, size: layer.length },
+        { digest, size: layer.length },
+      ]);
+      await writer.finish();
+      const listing = execFileSync('tar', ['-tf', archive], { encoding: 'utf8' }).trim().split('\n');
+      expect(listing).toEqual([`${digestHex(digest)}.tar`, 'manifest.json', 'repositories']);
+    });
+  }
 });

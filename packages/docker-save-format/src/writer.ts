@@ -8,13 +8,22 @@
  *   `container_config`, `created`, `docker_version`, `os` copied from the image config);
  * - at the end `manifest.json` (`[{Config, RepoTags, Layers}]`) and `repositories` (`{name: {tag: top layer ID}}`).
  *
- * Blobs arrive before the manifest, so entries are written as they come: a blob whose digest and size are
- * known is streamed straight into the archive; one with an unknown digest or size is spooled to a temporary
- * file first (the tar header needs the size, the file name needs the digest). A blob whose stream fails
- * leaves an unreferenced zero-padded entry (a tar entry cannot be taken back from a pipe), so the copy
- * pipeline can retry it.
+ * Blobs arrive before the manifest, so entries are written as they come, one at a time (`putBlob` may be
+ * called concurrently; entries are queued). The output is either
+ *
+ * - a regular file (a `FileHandle`): every blob is streamed straight into the archive, nothing is spooled.
+ *   A blob of unknown digest or size gets a placeholder header that is overwritten when its data has ended
+ *   (its name needs the digest, its header the size). Blobs arriving while another entry is being written
+ *   wait for their turn. A blob whose stream fails is taken back (the file is truncated), so the pipeline
+ *   can retry it;
+ * - a stream (a pipe, the Engine's `POST /images/load` body): a blob whose digest and size are known is
+ *   streamed straight in; one with an unknown digest or size is spooled to a temporary file first (the tar
+ *   header precedes the data and cannot be changed later in a stream). A blob whose stream fails leaves an
+ *   unreferenced zero-padded entry (a tar entry cannot be taken back from a pipe).
  */
+
 import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import {
   type BlobInfo,
@@ -29,9 +38,14 @@ import {
   goJsonMarshalWithRaw,
   parseDigest,
   RawJson,
-  tagNameOnly,
+  throwIfAborted,
 } from '@gantry/core';
-import { createTarWriter, spoolToTemporaryFile, type TarWriter } from '@gantry/tar-archive';
+import {
+  createTarWriter,
+  SeekableTarWriter,
+  spoolToTemporaryFile,
+  type TarWriter,
+} from '@gantry/tar-archive';
 import {
   legacyConfigFileName,
   legacyLayerFileName,
@@ -41,6 +55,7 @@ import {
   rawJsonMembers,
   repositoriesFileName,
 } from './format.js';
+import { repoTagOf } from './reference.js';
 
 /** Options of `createDockerArchiveWriter`. */
 export interface DockerArchiveWriterOptions {
@@ -58,6 +73,12 @@ export interface DockerArchiveImageToAdd {
   repoTags: DockerReference[];
 }
 
+/**
+ * Where the archive goes: a stream, or a regular file opened for writing (empty), whose handle the writer
+ * then owns (`finish()` and `abort()` close it).
+ */
+export type DockerArchiveOutput = Writable | FileHandle;
+
 type ByteSource = Readable | AsyncIterable<Uint8Array>;
 
 /** The ID docker uses for a chain of layers (`docker/docker/layer.CreateChainID`). */
@@ -65,14 +86,32 @@ function nextChainId(previous: Digest | undefined, layer: Digest): Digest {
   return previous === undefined ? layer : digestOf(`${previous} ${layer}`);
 }
 
+function isFileHandle(output: DockerArchiveOutput): output is FileHandle {
+  return (
+    typeof (output as FileHandle).truncate === 'function' && typeof (output as FileHandle).fd === 'number'
+  );
+}
+
+/** Reads `source` to its end, discarding the bytes (so that the caller's pipeline ends normally). */
+async function drain(source: ByteSource): Promise<void> {
+  for await (const _chunk of source as AsyncIterable<Uint8Array>) {
+    // discard
+  }
+}
+
 /**
  * Writes one `docker save` archive with one or more images to `output`. Call `putBlob` for each layer and
- * config, then `addImage` per image, then `finish()`; or `abort()` on failure (the output is destroyed).
+ * config (concurrent calls are fine), then `addImage` per image, then `finish()`; or `abort()` on failure
+ * (a stream output is destroyed, a file handle closed; the caller removes the file).
  */
 export class DockerArchiveWriter {
-  readonly #tar: TarWriter;
+  readonly #tar: TarWriter | undefined;
+  readonly #file: SeekableTarWriter | undefined;
+  readonly #handle: FileHandle | undefined;
   readonly #options: DockerArchiveWriterOptions;
   readonly #blobs = new Map<Digest, BlobInfo>();
+  /** Blobs being written, by digest (when known): a second `putBlob` of the same blob waits for the first. */
+  readonly #inFlight = new Map<Digest, Promise<BlobInfo>>();
   /** Entry name of each layer written (`<hex>.tar`, or `<hex>.<n>.tar` after n failed attempts). */
   readonly #layerEntries = new Map<Digest, string>();
   /** Entry names used by attempts whose stream failed: left in the archive as unreferenced zero-padded files. */
@@ -83,17 +122,22 @@ export class DockerArchiveWriter {
   readonly #manifestByConfig = new Map<Digest, number>();
   readonly #repositories = new Map<string, Map<string, string>>();
 
-  constructor(output: Writable, options: DockerArchiveWriterOptions = {}) {
+  constructor(output: DockerArchiveOutput, options: DockerArchiveWriterOptions = {}) {
     this.#options = options;
-    this.#tar = createTarWriter(output, {
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.temporaryDirectory ? { temporaryDirectory: options.temporaryDirectory } : {}),
-    });
+    if (isFileHandle(output)) {
+      this.#handle = output;
+      this.#file = new SeekableTarWriter(output, options.signal ? { signal: options.signal } : {});
+    } else {
+      this.#tar = createTarWriter(output, {
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.temporaryDirectory ? { temporaryDirectory: options.temporaryDirectory } : {}),
+      });
+    }
   }
 
   /** Bytes of archive produced so far. */
   get bytesWritten(): number {
-    return this.#tar.bytesWritten;
+    return (this.#file ?? this.#tar)!.bytesWritten;
   }
 
   /** The blob already written with this digest, if any. */
@@ -121,13 +165,40 @@ export class DockerArchiveWriter {
   }
 
   /**
-   * Writes a blob (a layer, or the config when `isConfig`). With `digest` and `size` known, the stream goes
-   * straight into the archive (the caller's verification stage must have been applied to `stream`). When
-   * that stream fails (an error, or a verification failure at its end), the call rejects but the archive
-   * stays usable: the entry is completed with zeros and left unreferenced, and a retry of the same blob is
-   * written under `<hex>.<n>.tar`. Otherwise the blob is spooled to a temporary file while its digest is
-   * computed. A config is read into memory (at most 16 MiB; needed for the legacy
-   * layer metadata). A blob already written is not written again. Resolves with the digest and size.
+   * A promise settling when the write of `digest` under way ends; undefined when none is. Callers loop
+   * `for (let w = this.#writeUnderWay(d); w; w = this.#writeUnderWay(d)) await w;` and then, with no
+   * `await` in between, check `#blobs` and start their `#writeOnce`: two writes of one blob never overlap.
+   */
+  #writeUnderWay(digest: Digest): Promise<unknown> | undefined {
+    return this.#inFlight.get(digest)?.catch(() => undefined);
+  }
+
+  /** Runs `write` as the one write of `digest` under way; records the result. */
+  async #writeOnce(digest: Digest, write: () => Promise<BlobInfo>): Promise<BlobInfo> {
+    const running = write();
+    this.#inFlight.set(digest, running);
+    try {
+      const result = await running;
+      this.#blobs.set(digest, result);
+      return result;
+    } finally {
+      this.#inFlight.delete(digest);
+    }
+  }
+
+  /**
+   * Writes a blob (a layer, or the config when `isConfig`). A blob already written (or being written) is
+   * not written again: its stream is read to the end and the first write's result returned. Resolves with
+   * the digest and size.
+   *
+   * - With `digest` and `size` known, the stream goes straight into the archive (the caller's verification
+   *   stage must have been applied to `stream`). When that stream fails (an error, or a verification
+   *   failure at its end), the call rejects and the archive stays usable: on a file output the entry is
+   *   taken back; on a stream output it is completed with zeros and left unreferenced, and a retry of the
+   *   same blob is written under `<hex>.<n>.tar`.
+   * - Otherwise the digest is computed while the bytes are written (see the module comment for where they
+   *   go); `ERR_GANTRY_DIGEST_MISMATCH` when a given `digest` is not the bytes'.
+   * - A config is read into memory (at most 16 MiB; needed for the legacy layer metadata).
    */
   async putBlob(
     stream: ByteSource,
@@ -135,58 +206,139 @@ export class DockerArchiveWriter {
     options: { isConfig: boolean; signal?: AbortSignal },
   ): Promise<BlobInfo> {
     const signal = options.signal;
-    if (options.isConfig) {
-      const chunks: Buffer[] = [];
-      let length = 0;
-      for await (const chunk of stream as AsyncIterable<Uint8Array>) {
-        length += chunk.byteLength;
-        if (length > 16 * 1024 * 1024) {
-          throw new GantryError(ErrorCodes.InvalidManifest, 'image config is larger than 16 MiB');
-        }
-        chunks.push(Buffer.from(chunk));
-      }
-      const bytes = Buffer.concat(chunks);
-      const digest = digestOf(bytes);
-      if (info.digest && info.digest !== digest && info.digest.startsWith('sha256:')) {
-        throw new GantryError(
-          ErrorCodes.DigestMismatch,
-          `config: digest mismatch: expected ${info.digest}, got ${digest}`,
-        );
-      }
-      this.#configs.set(digest, bytes);
-      const existing = this.#blobs.get(digest);
-      if (existing) return existing;
-      await this.#tar.addBytes(DockerArchiveWriter.configPath(digest), bytes, { mode: 0o444 });
-      const result = { digest, size: bytes.length };
-      this.#blobs.set(digest, result);
-      return result;
-    }
+    if (options.isConfig) return this.#putConfig(stream, info);
     if (info.digest && info.size >= 0) {
-      const existing = this.#blobs.get(info.digest);
+      const digest = info.digest;
+      const size = info.size;
+      for (let write = this.#writeUnderWay(digest); write; write = this.#writeUnderWay(digest)) await write;
+      const existing = this.#blobs.get(digest);
       if (existing) {
-        // Already in the archive: consume the stream (so the caller's pipeline ends normally) and keep the first.
-        for await (const _chunk of stream as AsyncIterable<Uint8Array>) {
-          // discard
-        }
+        await drain(stream);
         return existing;
       }
-      const entryName = this.#freshLayerEntryName(info.digest);
-      try {
-        await this.#tar.addStream(entryName, stream, info.size, {
-          mode: 0o444,
-          padOnSourceError: true,
-          ...(signal ? { signal } : {}),
-        });
-      } catch (error) {
-        // The entry is complete (zero-padded) but wrong: never reference it; a retry gets a new name.
-        this.#discardedEntries.add(entryName);
-        throw error;
-      }
-      const result = { digest: info.digest, size: info.size };
-      this.#blobs.set(info.digest, result);
-      this.#layerEntries.set(info.digest, entryName);
-      return result;
+      return this.#writeOnce(digest, async () => {
+        const entryName = this.#freshLayerEntryName(digest);
+        if (this.#file) {
+          await this.#file.addStream(entryName, stream as AsyncIterable<Uint8Array>, size, {
+            mode: 0o444,
+            ...(signal ? { signal } : {}),
+          });
+        } else {
+          try {
+            await this.#tar!.addStream(entryName, stream, size, {
+              mode: 0o444,
+              padOnSourceError: true,
+              ...(signal ? { signal } : {}),
+            });
+          } catch (error) {
+            // The entry is complete (zero-padded) but wrong: never reference it; a retry gets a new name.
+            this.#discardedEntries.add(entryName);
+            throw error;
+          }
+        }
+        this.#layerEntries.set(digest, entryName);
+        return { digest, size };
+      });
     }
+    return this.#file
+      ? this.#putInPlace(stream, info.digest, signal)
+      : this.#putSpooled(stream, info.digest, signal);
+  }
+
+  async #putConfig(stream: ByteSource, info: { digest?: Digest }): Promise<BlobInfo> {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for await (const chunk of stream as AsyncIterable<Uint8Array>) {
+      length += chunk.byteLength;
+      if (length > 16 * 1024 * 1024) {
+        throw new GantryError(ErrorCodes.InvalidManifest, 'image config is larger than 16 MiB');
+      }
+      chunks.push(Buffer.from(chunk));
+    }
+    const bytes = Buffer.concat(chunks);
+    const digest = digestOf(bytes);
+    if (info.digest && info.digest !== digest && info.digest.startsWith('sha256:')) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `config: digest mismatch: expected ${info.digest}, got ${digest}`,
+      );
+    }
+    this.#configs.set(digest, bytes);
+    for (let write = this.#writeUnderWay(digest); write; write = this.#writeUnderWay(digest)) await write;
+    const existing = this.#blobs.get(digest);
+    if (existing) return existing;
+    return this.#writeOnce(digest, async () => {
+      await (this.#file ?? this.#tar)!.addBytes(DockerArchiveWriter.configPath(digest), bytes, {
+        mode: 0o444,
+      });
+      return { digest, size: bytes.length };
+    });
+  }
+
+  /** Checks a computed digest against the one the caller gave, if any. */
+  static #checkDigest(expected: Digest | undefined, actual: Digest): void {
+    if (expected && expected !== actual) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `blob: digest mismatch: expected ${expected}, got ${actual}`,
+      );
+    }
+  }
+
+  /**
+   * A layer of unknown digest or size into a file output: streamed into an entry once every entry before
+   * it is written (layers arriving concurrently wait for their turn; measured faster than spooling them
+   * meanwhile, see the package README). The entry's header is written when the digest and size are known.
+   */
+  async #putInPlace(
+    stream: ByteSource,
+    expectedDigest: Digest | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<BlobInfo> {
+    const entry = await this.#file!.beginEntry();
+    let settled = false;
+    try {
+      const digester = new Digester();
+      for await (const chunk of stream as AsyncIterable<Uint8Array>) {
+        throwIfAborted(signal);
+        digester.update(chunk);
+        await entry.write(chunk);
+      }
+      const digest = digester.digest();
+      DockerArchiveWriter.#checkDigest(expectedDigest, digest);
+      // The same bytes may be under way or written already (another source blob with the same contents).
+      if (this.#blobs.has(digest) || this.#inFlight.has(digest)) {
+        settled = true;
+        await entry.discard();
+        for (let write = this.#writeUnderWay(digest); write; write = this.#writeUnderWay(digest)) await write;
+        const twin = this.#blobs.get(digest);
+        if (twin) return twin;
+        // That other write failed after this copy was taken back: the bytes are lost, the caller retries.
+        throw new GantryError(
+          ErrorCodes.Transient,
+          `blob ${digest}: a concurrent write of the same bytes failed`,
+        );
+      }
+      const size = entry.size;
+      const entryName = this.#freshLayerEntryName(digest);
+      settled = true;
+      return await this.#writeOnce(digest, async () => {
+        await entry.commit(entryName, { mode: 0o444 });
+        this.#layerEntries.set(digest, entryName);
+        return { digest, size };
+      });
+    } catch (error) {
+      if (!settled) await entry.discard();
+      throw error;
+    }
+  }
+
+  /** A layer of unknown digest or size into a stream output: spooled, then written with its header. */
+  async #putSpooled(
+    stream: ByteSource,
+    expectedDigest: Digest | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<BlobInfo> {
     const digester = new Digester();
     async function* digesting(source: ByteSource): AsyncGenerator<Uint8Array> {
       for await (const chunk of source as AsyncIterable<Uint8Array>) {
@@ -197,23 +349,21 @@ export class DockerArchiveWriter {
     const spool = await spoolToTemporaryFile(digesting(stream), this.#options.temporaryDirectory, signal);
     try {
       const digest = digester.digest();
-      if (info.digest && info.digest !== digest) {
-        throw new GantryError(
-          ErrorCodes.DigestMismatch,
-          `blob: digest mismatch: expected ${info.digest}, got ${digest}`,
-        );
-      }
+      DockerArchiveWriter.#checkDigest(expectedDigest, digest);
+      for (let write = this.#writeUnderWay(digest); write; write = this.#writeUnderWay(digest)) await write;
       const existing = this.#blobs.get(digest);
       if (existing) return existing;
-      const entryName = this.#freshLayerEntryName(digest);
-      await this.#tar.addStream(entryName, createReadStream(spool.path), spool.size, {
-        mode: 0o444,
-        ...(signal ? { signal } : {}),
+      return await this.#writeOnce(digest, async () => {
+        const entryName = this.#freshLayerEntryName(digest);
+        await this.#tar!.addStream(
+          entryName,
+          createReadStream(spool.path, { highWaterMark: 1024 * 1024 }),
+          spool.size,
+          { mode: 0o444, ...(signal ? { signal } : {}) },
+        );
+        this.#layerEntries.set(digest, entryName);
+        return { digest, size: spool.size };
       });
-      const result = { digest, size: spool.size };
-      this.#blobs.set(digest, result);
-      this.#layerEntries.set(digest, entryName);
-      return result;
     } finally {
       await spool.remove();
     }
@@ -238,16 +388,7 @@ export class DockerArchiveWriter {
         throw new GantryError(ErrorCodes.BlobNotFound, `layer ${layer} was not written to the archive`);
       }
     }
-    const tags = image.repoTags.map((reference) => {
-      const tagged = tagNameOnly(reference);
-      if (tagged.digest !== undefined || tagged.tag === undefined) {
-        throw new GantryError(
-          ErrorCodes.InvalidReference,
-          `docker archives cannot record digest references: ${reference}`,
-        );
-      }
-      return tagged;
-    });
+    const tags = image.repoTags.map((reference) => repoTagOf(reference, 'a docker save archive'));
 
     // Legacy layer directories.
     const configMembers = rawJsonMembers(configBytes.toString('utf8'));
@@ -275,12 +416,13 @@ export class DockerArchiveWriter {
       const layerId = digestHex(digestOf(marshal({ ...layerConfig, layer_id: chainId })));
       layerConfig.id = layerId;
       if (!this.#legacyLayers.has(layerId)) {
-        await this.#tar.addSymlink(
+        const tar = (this.#file ?? this.#tar)!;
+        await tar.addSymlink(
           `${layerId}/${legacyLayerFileName}`,
           `../${this.#layerEntries.get(layerDigest)!}`,
         );
-        await this.#tar.addBytes(`${layerId}/${legacyVersionFileName}`, '1.0', { mode: 0o444 });
-        await this.#tar.addBytes(`${layerId}/${legacyConfigFileName}`, marshal(layerConfig), { mode: 0o444 });
+        await tar.addBytes(`${layerId}/${legacyVersionFileName}`, '1.0', { mode: 0o444 });
+        await tar.addBytes(`${layerId}/${legacyConfigFileName}`, marshal(layerConfig), { mode: 0o444 });
         this.#legacyLayers.add(layerId);
       }
       lastLayerId = layerId;
@@ -320,22 +462,27 @@ export class DockerArchiveWriter {
     }
   }
 
-  /** Writes `manifest.json` and `repositories`, ends the archive and waits for the output to flush. */
+  /**
+   * Writes `manifest.json` and `repositories` and ends the archive; then waits for a stream output to
+   * flush, or closes a file output's handle.
+   */
   async finish(): Promise<void> {
-    await this.#tar.addBytes(manifestFileName, goJsonMarshal(this.#manifest), { mode: 0o444 });
-    await this.#tar.addBytes(repositoriesFileName, goJsonMarshal(this.#repositories), { mode: 0o444 });
-    await this.#tar.finish();
+    const tar = (this.#file ?? this.#tar)!;
+    await tar.addBytes(manifestFileName, goJsonMarshal(this.#manifest), { mode: 0o444 });
+    await tar.addBytes(repositoriesFileName, goJsonMarshal(this.#repositories), { mode: 0o444 });
+    await tar.finish();
+    await this.#handle?.close();
   }
 
-  /** Fails the archive: destroys the output; later calls reject. */
+  /** Fails the archive: destroys a stream output, closes a file output's handle; later calls reject. */
   abort(error?: Error): void {
-    this.#tar.abort(error);
+    (this.#file ?? this.#tar)!.abort(error);
   }
 }
 
-/** Creates a `DockerArchiveWriter` writing to `output`. */
+/** Creates a `DockerArchiveWriter` writing to `output` (a stream, or a regular file's handle). */
 export function createDockerArchiveWriter(
-  output: Writable,
+  output: DockerArchiveOutput,
   options: DockerArchiveWriterOptions = {},
 ): DockerArchiveWriter {
   return new DockerArchiveWriter(output, options);

@@ -45,6 +45,20 @@ interface TarHeader {
 }
 
 /**
+ * The normalised name (`normalizeEntryName`, directories with a trailing `/`) and the mode (default 0o644
+ * for files, 0o755 for directories, 0o777 for symbolic links) of an entry, as both tar writers write them.
+ */
+export function entryNameAndMode(
+  name: string,
+  type: 'file' | 'directory' | 'symlink',
+  options: TarEntryOptions,
+): { name: string; mode: number } {
+  const normalized = normalizeEntryName(name);
+  const defaultMode = type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : 0o644;
+  return { name: type === 'directory' ? `${normalized}/` : normalized, mode: options.mode ?? defaultMode };
+}
+
+/**
  * Writes a tar archive to `output`, one entry at a time, in the order the `add…` calls are made (calls may
  * overlap; they are queued). Every header has uid/gid 0, no user/group names, and the fixed `mtime`.
  * Names are written as given after normalisation (`normalizeEntryName`), directories with a trailing `/`;
@@ -113,13 +127,10 @@ export class TarWriter {
     size: number,
     options: TarEntryOptions,
   ): TarHeader {
-    const normalized = normalizeEntryName(name);
-    const defaultMode = type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : 0o644;
     return {
-      name: type === 'directory' ? `${normalized}/` : normalized,
+      ...entryNameAndMode(name, type, options),
       type,
       size,
-      mode: options.mode ?? defaultMode,
       uid: 0,
       gid: 0,
       uname: '',

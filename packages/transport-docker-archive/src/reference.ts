@@ -13,25 +13,18 @@
  * - policy identity '' and no namespaces (`docker-archive:` has no per-image scopes); every non-default
  *   policy scope is invalid.
  */
+import type { DockerReference, Transport } from '@gantry/core';
 import {
-  type DockerReference,
-  ErrorCodes,
-  GantryError,
-  type ImageDestination,
-  type ImageReference,
-  type ImageSource,
-  parseNormalizedNamed,
-  type Transport,
-  type TransportContext,
-  tagNameOnly,
-} from '@gantry/core';
+  type DockerArchiveReferenceBackendOf,
+  DockerArchiveReferenceBase,
+  invalidReferenceError,
+  parseRepoTag,
+  refusePolicyScope,
+  repoTagOf,
+} from '@gantry/docker-save-format';
 
-function invalidReference(reference: string, reason: string, cause?: unknown): GantryError {
-  return new GantryError(
-    ErrorCodes.InvalidReference,
-    `Invalid docker-archive: reference "${reference}": ${reason}`,
-    cause === undefined ? {} : { cause },
-  );
+function invalidReference(reference: string, reason: string, cause?: unknown) {
+  return invalidReferenceError('docker-archive', reference, reason, cause);
 }
 
 /** The parts of a `docker-archive:` reference. */
@@ -61,34 +54,23 @@ export function parseReferenceElements(reference: string): DockerArchiveReferenc
   }
   let parsed: DockerReference;
   try {
-    parsed = tagNameOnly(parseNormalizedNamed(tagOrIndex));
+    parsed = parseRepoTag(tagOrIndex);
   } catch (error) {
     throw invalidReference(reference, (error as Error).message, error);
-  }
-  if (parsed.digest !== undefined) {
-    throw invalidReference(reference, `docker-archive doesn't support digest references: ${parsed}`);
   }
   return { path: archivePath, dockerReference: parsed, sourceIndex: -1 };
 }
 
 /** What `DockerArchiveReference` needs from its transport. */
-export interface DockerArchiveReferenceBackend {
-  newImageSource(reference: DockerArchiveReference, context: TransportContext): Promise<ImageSource>;
-  newImageDestination(
-    reference: DockerArchiveReference,
-    context: TransportContext,
-  ): Promise<ImageDestination>;
-}
+export type DockerArchiveReferenceBackend = DockerArchiveReferenceBackendOf<DockerArchiveReference>;
 
 /** An image in a `docker save` archive. */
-export class DockerArchiveReference implements ImageReference {
-  readonly transport: Transport;
+export class DockerArchiveReference extends DockerArchiveReferenceBase<DockerArchiveReference> {
   readonly path: string;
   /** The tag chosen (reading) or recorded (writing), if any. */
   readonly tag: DockerReference | undefined;
   /** The `@N` item index; -1 when none. */
   readonly sourceIndex: number;
-  readonly #backend: DockerArchiveReferenceBackend;
 
   constructor(
     transport: Transport,
@@ -101,19 +83,18 @@ export class DockerArchiveReference implements ImageReference {
     if (elements.dockerReference && elements.sourceIndex !== -1) {
       throw invalidReference(text, 'cannot use both a tag and a source index');
     }
-    if (elements.dockerReference?.digest !== undefined) {
-      throw invalidReference(
-        text,
-        `docker-archive doesn't support digest references: ${elements.dockerReference}`,
-      );
+    let tag: DockerReference | undefined;
+    try {
+      tag = elements.dockerReference ? repoTagOf(elements.dockerReference) : undefined;
+    } catch (error) {
+      throw invalidReference(text, (error as Error).message, error);
     }
     if (elements.sourceIndex < -1 || !Number.isSafeInteger(elements.sourceIndex)) {
       throw invalidReference(text, `index @${elements.sourceIndex} must not be negative`);
     }
-    this.transport = transport;
-    this.#backend = backend;
+    super(transport, backend);
     this.path = elements.path;
-    this.tag = elements.dockerReference ? tagNameOnly(elements.dockerReference) : undefined;
+    this.tag = tag;
     this.sourceIndex = elements.sourceIndex;
   }
 
@@ -127,37 +108,9 @@ export class DockerArchiveReference implements ImageReference {
   dockerReference(): DockerReference | undefined {
     return this.tag;
   }
-
-  /** '' : `docker-archive:` has no per-image policy scopes (as containers/image). */
-  policyConfigurationIdentity(): string {
-    return '';
-  }
-
-  policyConfigurationNamespaces(): string[] {
-    return [];
-  }
-
-  newImageSource(context: TransportContext = {}): Promise<ImageSource> {
-    return this.#backend.newImageSource(this, context);
-  }
-
-  newImageDestination(context: TransportContext = {}): Promise<ImageDestination> {
-    return this.#backend.newImageDestination(this, context);
-  }
-
-  /** Not supported, for safety (as containers/image): `ERR_GANTRY_NOT_SUPPORTED`. */
-  async deleteImage(): Promise<void> {
-    throw new GantryError(
-      ErrorCodes.NotSupported,
-      'Deleting images not implemented for docker-archive: images',
-    );
-  }
 }
 
 /** Policy scopes: only the default '' exists for `docker-archive:`; any other is refused. */
 export function validatePolicyConfigurationScope(_scope: string): void {
-  throw new GantryError(
-    ErrorCodes.InvalidReference,
-    'docker-archive: does not support any scopes except the default "" one',
-  );
+  refusePolicyScope('docker-archive');
 }

@@ -241,7 +241,7 @@ describe('destinations', () => {
         await destination.close();
       }
       expect(await readerDone).toBe(0);
-      // The copy verifies every layer against its DiffID: the zero-padded attempts are not used.
+      // The copy verifies every layer against its DiffID: the failed attempts are not used.
       expect(configOf(await readArchive(archive))).toEqual({
         digest: image.images[0]!.configDigest,
         diffIds: image.images[0]!.diffIds,
@@ -249,7 +249,14 @@ describe('destinations', () => {
       const listing = execFileSync('tar', ['-tf', archive], { encoding: 'utf8' });
       const hex = layerDigest.slice('sha256:'.length);
       expect(listing).toContain(`${hex}.tar`);
-      expect(listing).toContain(`${hex}.2.tar`);
+      if (target === 'fifo') {
+        // A pipe cannot take an entry back: the attempts stay as unreferenced zero-padded entries.
+        expect(listing).toContain(`${hex}.2.tar`);
+      } else {
+        // A file is truncated back to where a failed entry began: nothing of the attempts remains.
+        expect(listing).not.toContain(`${hex}.1.tar`);
+        expect(listing.split('\n').filter((name) => name.startsWith(hex))).toEqual([`${hex}.tar`]);
+      }
       await run('skopeo', ['inspect', `docker-archive:${archive}`]);
     });
   }
@@ -284,7 +291,7 @@ describe('destinations', () => {
         supportedManifestMimeTypes: [MediaTypes.DockerManifest],
         desiredLayerCompression: 'decompress',
         supportsSignatures: false,
-        hasThreadSafePutBlob: false,
+        hasThreadSafePutBlob: true,
       });
       await destination.putSignatures([]);
       await expect(destination.putSignatures([new Uint8Array([1])])).rejects.toMatchObject({

@@ -17,21 +17,19 @@ import {
   familiarName,
   familiarString,
   GantryError,
-  type ImageDestination,
-  type ImageReference,
-  type ImageSource,
   isNameOnly,
   parseNormalizedNamed,
   type Transport,
-  type TransportContext,
 } from '@gantry/core';
+import {
+  type DockerArchiveReferenceBackendOf,
+  DockerArchiveReferenceBase,
+  invalidReferenceError,
+  refusePolicyScope,
+} from '@gantry/docker-save-format';
 
-function invalidReference(reference: string, reason: string, cause?: unknown): GantryError {
-  return new GantryError(
-    ErrorCodes.InvalidReference,
-    `Invalid docker-daemon: reference "${reference}": ${reason}`,
-    cause === undefined ? {} : { cause },
-  );
+function invalidReference(reference: string, reason: string, cause?: unknown) {
+  return invalidReferenceError('docker-daemon', reference, reason, cause);
 }
 
 /** The parts of a `docker-daemon:` reference: exactly one of them is set. */
@@ -69,17 +67,12 @@ export function parseReferenceElements(reference: string): DockerDaemonReference
 }
 
 /** What `DockerDaemonReference` needs from its transport. */
-export interface DockerDaemonReferenceBackend {
-  newImageSource(reference: DockerDaemonReference, context: TransportContext): Promise<ImageSource>;
-  newImageDestination(reference: DockerDaemonReference, context: TransportContext): Promise<ImageDestination>;
-}
+export type DockerDaemonReferenceBackend = DockerArchiveReferenceBackendOf<DockerDaemonReference>;
 
 /** An image in a Docker Engine, named by `name:tag`, `name@digest` or image ID. */
-export class DockerDaemonReference implements ImageReference {
-  readonly transport: Transport;
+export class DockerDaemonReference extends DockerArchiveReferenceBase<DockerDaemonReference> {
   readonly imageId: Digest | undefined;
   readonly name: DockerReference | undefined;
-  readonly #backend: DockerDaemonReferenceBackend;
 
   constructor(
     transport: Transport,
@@ -106,8 +99,7 @@ export class DockerDaemonReference implements ImageReference {
         );
       }
     }
-    this.transport = transport;
-    this.#backend = backend;
+    super(transport, backend);
     this.imageId = elements.imageId;
     this.name = elements.name;
   }
@@ -120,37 +112,9 @@ export class DockerDaemonReference implements ImageReference {
   dockerReference(): DockerReference | undefined {
     return this.name;
   }
-
-  /** '' : `docker-daemon:` has no per-image policy scopes (as containers/image). */
-  policyConfigurationIdentity(): string {
-    return '';
-  }
-
-  policyConfigurationNamespaces(): string[] {
-    return [];
-  }
-
-  newImageSource(context: TransportContext = {}): Promise<ImageSource> {
-    return this.#backend.newImageSource(this, context);
-  }
-
-  newImageDestination(context: TransportContext = {}): Promise<ImageDestination> {
-    return this.#backend.newImageDestination(this, context);
-  }
-
-  /** Not supported (as containers/image): `ERR_GANTRY_NOT_SUPPORTED`. */
-  async deleteImage(): Promise<void> {
-    throw new GantryError(
-      ErrorCodes.NotSupported,
-      'Deleting images not implemented for docker-daemon: images',
-    );
-  }
 }
 
 /** Policy scopes: only the default '' exists for `docker-daemon:`; any other is refused. */
 export function validatePolicyConfigurationScope(_scope: string): void {
-  throw new GantryError(
-    ErrorCodes.InvalidReference,
-    'docker-daemon: does not support any scopes except the default "" one',
-  );
+  refusePolicyScope('docker-daemon');
 }
