@@ -63,9 +63,13 @@ export function compressingStage(
   return (source) => throughTransform(source, compressor);
 }
 
+/** Size of the chunks a decompressor emits. */
+const decompressedChunkSize = 256 * 1024;
+
 /** A transform decompressing `format`; zstd needs Node.js >= 22.15, else `ERR_GANTRY_NOT_SUPPORTED`. */
 export function createDecompressor(format: 'gzip' | 'zstd'): Transform {
-  if (format === 'gzip') return zlib.createGunzip();
+  // 256 KiB output chunks instead of zlib's 16 KiB: 16 times fewer callbacks and chunks downstream.
+  if (format === 'gzip') return zlib.createGunzip({ chunkSize: decompressedChunkSize });
   const factory = (zlib as unknown as ZstdFactories).createZstdDecompress;
   if (!factory) throw zstdUnavailable('decompression');
   return factory();
