@@ -2,8 +2,8 @@
 # Installs the real tools the tests run against, from Debian's packages: skopeo and umoci (interop),
 # docker-registry (CNCF Distribution, started by the tests on 127.0.0.1), docker.io (dockerd, started by
 # the tests with vfs storage on their own socket), podman (loads our archives), apache2-utils (htpasswd),
-# openssl (test certificates), GNU tar and jq. Fails loudly when one cannot be installed: tests never
-# skip a missing tool.
+# openssl (test certificates), gpg (keys for the `skopeo --sign-by` signatures the tests copy and
+# verify), GNU tar, gzip and jq. Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
 declare -A package_of=(
@@ -17,6 +17,10 @@ declare -A package_of=(
   [podman]=podman
   [dockerd]=docker.io
   [docker]=docker.io
+  [gpg]=gpg
+  [gpg-agent]=gpg-agent
+  [gpgconf]=gpgconf
+  [gzip]=gzip
 )
 missing=()
 for command in "${!package_of[@]}"; do
