@@ -518,6 +518,7 @@ try {
 }
 
 const pad = (value, width) => String(value).padEnd(width);
+const nameWidth = Math.max(30, ...results.map((row) => row.scenario.length + 2));
 console.log(`Gantry vs ${skopeoVersion}; ${runs} runs each; median wall time, peak RSS`);
 if (registry && gantryRegistryMode === 'library') {
   console.log(
@@ -525,11 +526,11 @@ if (registry && gantryRegistryMode === 'library') {
   );
 }
 console.log(
-  `${pad('scenario', 30)}${pad('gantry s', 10)}${pad('skopeo s', 10)}${pad('ratio', 8)}${pad('gantry MiB', 12)}${pad('skopeo MiB', 12)}memory`,
+  `${pad('scenario', nameWidth)}${pad('gantry s', 10)}${pad('skopeo s', 10)}${pad('ratio', 8)}${pad('gantry MiB', 12)}${pad('skopeo MiB', 12)}memory`,
 );
 for (const row of results) {
   console.log(
-    `${pad(row.scenario, 30)}${pad(row.gantry.medianSeconds.toFixed(2), 10)}${pad(row.skopeo.medianSeconds.toFixed(2), 10)}${pad(
+    `${pad(row.scenario, nameWidth)}${pad(row.gantry.medianSeconds.toFixed(2), 10)}${pad(row.skopeo.medianSeconds.toFixed(2), 10)}${pad(
       row.ratio.toFixed(2),
       8,
     )}${pad(row.gantry.peakMiB.toFixed(0), 12)}${pad(row.skopeo.peakMiB.toFixed(0), 12)}${
