@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type Digest, digestAlgorithm, verifyingStage } from '../digest.js';
+import { type Digest, digestAlgorithm, digestOf, verifyingStage } from '../digest.js';
 import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js';
 import { layerCompressionOf } from '../manifest/index.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
@@ -351,4 +351,48 @@ export async function copyConfigBlob(
     bytes: outcome.result === 'copied' ? bytes.byteLength : 0,
   });
   return { ...info, size: bytes.byteLength };
+}
+
+/**
+ * Reads a small blob (an image config) into memory, refusing more than `limit` bytes, and checks its
+ * size and digest. Not retried here: callers wrap it in their retry policy.
+ */
+export async function readSmallBlob(
+  source: ImageSource,
+  info: BlobInfo,
+  limit: number,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array> {
+  const { stream } = await source.getBlob(info, { signal });
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Uint8Array>) {
+      size += chunk.byteLength;
+      if (size > limit) {
+        throw new GantryError(
+          ErrorCodes.InvalidManifest,
+          `config ${info.digest} is larger than ${limit} bytes`,
+        );
+      }
+      chunks.push(chunk);
+    }
+  } finally {
+    stream.destroy();
+  }
+  const bytes = Buffer.concat(chunks);
+  if (info.size >= 0 && bytes.byteLength !== info.size) {
+    throw new GantryError(
+      ErrorCodes.SizeMismatch,
+      `config ${info.digest}: size mismatch: expected ${info.size} bytes, got ${bytes.byteLength}`,
+    );
+  }
+  const actual = digestOf(bytes, digestAlgorithm(info.digest));
+  if (actual !== info.digest) {
+    throw new GantryError(
+      ErrorCodes.DigestMismatch,
+      `config ${info.digest}: digest mismatch: expected ${info.digest}, got ${actual}`,
+    );
+  }
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

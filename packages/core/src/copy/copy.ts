@@ -1,5 +1,5 @@
 import { defaultMaxListeners, setMaxListeners } from 'node:events';
-import { type Digest, digestOf } from '../digest.js';
+import type { Digest } from '../digest.js';
 import { ErrorCodes, GantryError, isGantryError, throwIfAborted } from '../errors.js';
 import {
   choosePlatformInstance,
@@ -34,6 +34,7 @@ import {
   copyLayer,
   type LayerCompressionPlan,
   normaliseAbort,
+  readSmallBlob,
 } from './blob.js';
 import type { DetectedCompression } from './compression.js';
 import { copyReferrers } from './referrers.js';
@@ -586,40 +587,7 @@ class ImageCopier {
   }
 
   private async readConfig(info: BlobInfo): Promise<Uint8Array> {
-    return await this.retried(async () => {
-      const { stream } = await this.source.getBlob(info, { signal: this.signal });
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      try {
-        for await (const chunk of stream as AsyncIterable<Uint8Array>) {
-          size += chunk.byteLength;
-          if (size > maximumConfigSize) {
-            throw new GantryError(
-              ErrorCodes.InvalidManifest,
-              `config ${info.digest} is larger than ${maximumConfigSize} bytes`,
-            );
-          }
-          chunks.push(chunk);
-        }
-      } finally {
-        stream.destroy();
-      }
-      const bytes = Buffer.concat(chunks);
-      if (info.size >= 0 && bytes.byteLength !== info.size) {
-        throw new GantryError(
-          ErrorCodes.SizeMismatch,
-          `config ${info.digest}: size mismatch: expected ${info.size} bytes, got ${bytes.byteLength}`,
-        );
-      }
-      const actual = digestOf(bytes, info.digest.slice(0, info.digest.indexOf(':')) as 'sha256');
-      if (actual !== info.digest) {
-        throw new GantryError(
-          ErrorCodes.DigestMismatch,
-          `config ${info.digest}: digest mismatch: expected ${info.digest}, got ${actual}`,
-        );
-      }
-      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    });
+    return await this.retried(() => readSmallBlob(this.source, info, maximumConfigSize, this.signal));
   }
 
   /** Builds the manifest for `candidate` (editing only when something changed), writes config and manifest. */

@@ -13,8 +13,8 @@ import {
   parseManifestList,
 } from '../manifest/index.js';
 import { decodeJsonObject, isJsonObject } from '../manifest/parse.js';
-import type { BlobInfo, ManifestBlob, ReferrerDescriptor } from '../transport/contract.js';
-import { type BlobCopyContext, copyConfigBlob, copyLayer } from './blob.js';
+import type { ManifestBlob, ReferrerDescriptor } from '../transport/contract.js';
+import { type BlobCopyContext, copyConfigBlob, copyLayer, readSmallBlob } from './blob.js';
 import { withRetry } from './retry.js';
 
 /** How many levels of referrers are copied at most (1: referrers of the image; 2: their referrers…). */
@@ -79,44 +79,6 @@ function subjectOf(bytes: Uint8Array, mediaType: string): Digest | undefined {
   const object = decodeJsonObject(bytes, 'OCI image index');
   if (!isJsonObject(object.subject)) return undefined;
   return typeof object.subject.digest === 'string' ? (object.subject.digest as Digest) : undefined;
-}
-
-/** Reads a small blob into memory, checking its size and digest. */
-async function readSmallBlob(context: BlobCopyContext, info: BlobInfo, limit: number): Promise<Uint8Array> {
-  return await withRetry(async () => {
-    const { stream } = await context.source.getBlob(info, { signal: context.signal });
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of stream as AsyncIterable<Uint8Array>) {
-        size += chunk.byteLength;
-        if (size > limit) {
-          throw new GantryError(
-            ErrorCodes.InvalidManifest,
-            `config ${info.digest} is larger than ${limit} bytes`,
-          );
-        }
-        chunks.push(chunk);
-      }
-    } finally {
-      stream.destroy();
-    }
-    const bytes = Buffer.concat(chunks);
-    if (info.size >= 0 && bytes.byteLength !== info.size) {
-      throw new GantryError(
-        ErrorCodes.SizeMismatch,
-        `config ${info.digest}: size mismatch: expected ${info.size} bytes, got ${bytes.byteLength}`,
-      );
-    }
-    const actual = digestOf(bytes, info.digest.slice(0, info.digest.indexOf(':')) as 'sha256');
-    if (actual !== info.digest) {
-      throw new GantryError(
-        ErrorCodes.DigestMismatch,
-        `config ${info.digest}: digest mismatch: expected ${info.digest}, got ${actual}`,
-      );
-    }
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }, context.retry);
 }
 
 /**
@@ -264,10 +226,14 @@ async function copyManifestContent(
       });
       writtenBlobs.add(layer.digest);
     }
-    if (image.config && !writtenBlobs.has(image.config.digest)) {
-      const bytes = await readSmallBlob(context, image.config, maximumReferrerConfigSize);
-      await copyConfigBlob(context, image.config, bytes);
-      writtenBlobs.add(image.config.digest);
+    const config = image.config;
+    if (config && !writtenBlobs.has(config.digest)) {
+      const bytes = await withRetry(
+        () => readSmallBlob(context.source, config, maximumReferrerConfigSize, context.signal),
+        context.retry,
+      );
+      await copyConfigBlob(context, config, bytes);
+      writtenBlobs.add(config.digest);
     }
     return;
   }
