@@ -1,6 +1,7 @@
 import {
   type DockerReference,
   ErrorCodes,
+  enclosingNamespaces,
   familiarString,
   GantryError,
   type ImageDestination,
@@ -132,22 +133,7 @@ export class DockerImageReference implements ImageReference {
   }
 
   policyConfigurationNamespaces(): string[] {
-    const namespaces: string[] = [];
-    let name = this.reference.name;
-    for (;;) {
-      namespaces.push(name);
-      const lastSlash = name.lastIndexOf('/');
-      if (lastSlash === -1) break;
-      name = name.slice(0, lastSlash);
-    }
-    const portColon = name.indexOf(':');
-    if (portColon !== -1) name = name.slice(0, portColon);
-    for (;;) {
-      const firstDot = name.indexOf('.');
-      if (firstDot === -1) break;
-      name = name.slice(firstDot + 1);
-      namespaces.push(`*.${name}`);
-    }
+    const namespaces = enclosingNamespaces(this.reference.name);
     return this.isUnknownDigest ? namespaces.slice(1) : namespaces;
   }
 

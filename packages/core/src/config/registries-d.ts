@@ -34,6 +34,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Digest } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
+import { enclosingNamespaces } from '../reference/reference.js';
 import type { DockerReference } from '../reference/types.js';
 
 /** One configuration section of a registries.d file. Absent members were not set. */
@@ -509,21 +510,7 @@ export function signatureStorageScopesFor(reference: DockerReference): string[] 
   const scopes: string[] = [];
   if (reference.digest !== undefined) scopes.push(`${reference.name}@${reference.digest}`);
   else if (reference.tag !== undefined) scopes.push(`${reference.name}:${reference.tag}`);
-  let name = reference.name;
-  for (;;) {
-    scopes.push(name);
-    const lastSlash = name.lastIndexOf('/');
-    if (lastSlash === -1) break;
-    name = name.slice(0, lastSlash);
-  }
-  const portColon = name.indexOf(':');
-  if (portColon !== -1) name = name.slice(0, portColon);
-  for (;;) {
-    const firstDot = name.indexOf('.');
-    if (firstDot === -1) break;
-    name = name.slice(firstDot + 1);
-    scopes.push(`*.${name}`);
-  }
+  scopes.push(...enclosingNamespaces(reference.name));
   return scopes;
 }
 

@@ -6,6 +6,7 @@
 export {
   defaultDockerDomain,
   defaultDockerTag,
+  enclosingNamespaces,
   familiarName,
   familiarString,
   isNameOnly,

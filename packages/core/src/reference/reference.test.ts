@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { hasErrorCode } from '../errors.js';
 import {
+  enclosingNamespaces,
   familiarName,
   familiarString,
   isNameOnly,
@@ -676,3 +677,16 @@ describe('helpers', () => {
 function escapeRegExp(value: string): string {
   return value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+describe('enclosingNamespaces', () => {
+  it('lists the repository, its namespaces, the host and wildcard domains, most specific first', () => {
+    expect(enclosingNamespaces('registry.example.com:5000/team/app')).toEqual([
+      'registry.example.com:5000/team/app',
+      'registry.example.com:5000/team',
+      'registry.example.com:5000',
+      '*.example.com',
+      '*.com',
+    ]);
+    expect(enclosingNamespaces('localhost/app')).toEqual(['localhost/app', 'localhost']);
+  });
+});

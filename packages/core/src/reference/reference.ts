@@ -303,3 +303,29 @@ export function trimToName(reference: DockerReference): DockerReference {
 
 /** Alias of `trimToName`, under distribution's name. */
 export const trimNamed: (reference: DockerReference) => DockerReference = trimToName;
+
+/**
+ * The scopes that contain the repository `name` (`host[:port]/path`), most specific first, as
+ * containers/image's docker transport lists them for policy.json and registries.d: the repository, each
+ * enclosing namespace up to the registry host (with its port), then wildcard domains from the host
+ * without its port (`*.example.com`, `*.com`).
+ */
+export function enclosingNamespaces(name: string): string[] {
+  const namespaces: string[] = [];
+  let current = name;
+  for (;;) {
+    namespaces.push(current);
+    const lastSlash = current.lastIndexOf('/');
+    if (lastSlash === -1) break;
+    current = current.slice(0, lastSlash);
+  }
+  const portColon = current.indexOf(':');
+  if (portColon !== -1) current = current.slice(0, portColon);
+  for (;;) {
+    const firstDot = current.indexOf('.');
+    if (firstDot === -1) break;
+    current = current.slice(firstDot + 1);
+    namespaces.push(`*.${current}`);
+  }
+  return namespaces;
+}
