@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { ErrorCodes } from '@gantry/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fitsUstarHeader, SeekableTarWriter } from './file-writer.js';
+import { encodeHeaders, fitsUstarHeader, SeekableTarWriter } from './file-writer.js';
 import { openTarArchive } from './reader.js';
 import { createTarWriter } from './writer.js';
 
@@ -40,6 +40,8 @@ function list(file: string): string[] {
   return execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).trim().split('\n');
 }
 
+/** Longer than 100 bytes, but fits ustar's prefix and name fields: no PAX header. */
+const prefixedName = `blobs/sha384/${'c'.repeat(96)}`;
 const longName = `${'l'.repeat(120)}/${'m'.repeat(120)}/file-with-a-long-name.tar`;
 
 describe('SeekableTarWriter', () => {
@@ -131,6 +133,77 @@ describe('SeekableTarWriter', () => {
     await writer.finish();
     await handle.close();
     expect(list(file)).toEqual(['next']);
+  });
+
+  it('reserves the header(s) of a name given before the data, PAX included, as TarWriter writes them', async () => {
+    const big = Buffer.alloc(1_300_000, 5);
+    const streamed = path.join(directory, 'stream.tar');
+    const reference = createTarWriter(createWriteStream(streamed));
+    await reference.addStream(longName, Readable.from(chunks(big, 65_536)), big.length);
+    await reference.addStream('short', Readable.from([Buffer.from('abc')]), 3, { mode: 0o444 });
+    await reference.addStream(prefixedName, Readable.from([Buffer.from('split')]), 5);
+    await reference.finish();
+
+    const { file, handle, writer } = await openWriter('named.tar');
+    const long = await writer.beginEntry({ name: longName });
+    for (const chunk of chunks(big, 65_536)) await long.write(chunk);
+    await long.commit();
+    const short = await writer.beginEntry({ name: 'short', mode: 0o444 });
+    await short.write(Buffer.from('abc'));
+    await short.commit('short');
+    const prefixed = await writer.beginEntry({ name: prefixedName });
+    await prefixed.write(Buffer.from('split'));
+    await prefixed.commit();
+    await writer.finish();
+    await handle.close();
+
+    expect((await readFile(file)).equals(await readFile(streamed))).toBe(true);
+    expect(list(file)).toEqual([longName, 'short', prefixedName]);
+  });
+
+  it('refuses to commit a named entry under another name or an entry without a name, taking it back', async () => {
+    const { file, handle, writer } = await openWriter('renamed.tar');
+    await expect(writer.beginEntry({ name: '../outside' })).rejects.toMatchObject({
+      code: ErrorCodes.InvalidLayout,
+    });
+    const named = await writer.beginEntry({ name: longName });
+    await named.write(Buffer.from('data'));
+    await expect(named.commit('other')).rejects.toMatchObject({ code: ErrorCodes.Internal });
+    const unnamed = await writer.beginEntry();
+    await unnamed.write(Buffer.from('data'));
+    await expect(unnamed.commit()).rejects.toMatchObject({ code: ErrorCodes.Internal });
+    await writer.addBytes('next', 'n');
+    await writer.finish();
+    await handle.close();
+    expect(list(file)).toEqual(['next']);
+    expect((await readFile(file)).length).toBe(1024 + 1024);
+  });
+
+  it('encodes sizes of 8 GiB and more in base-256, which GNU tar and our reader read', async () => {
+    const size = 8 * 1024 ** 3 + 5;
+    const header = encodeHeaders({ name: 'huge.bin', type: 'file', size, mode: 0o644, mtime: 0 });
+    expect(header.length).toBe(512);
+    expect(header[124]).toBe(0x80);
+    let decoded = 0n;
+    for (let position = 125; position < 136; position++)
+      decoded = (decoded << 8n) | BigInt(header[position]!);
+    expect(Number(decoded)).toBe(size);
+    // A sparse archive file: the header, 8 GiB of holes as data, padding, end blocks.
+    const file = path.join(directory, 'huge.tar');
+    const handle = await open(file, 'wx');
+    try {
+      await handle.write(header, 0, 512, 0);
+      await handle.truncate(512 + size + ((512 - (size % 512)) % 512) + 1024);
+    } finally {
+      await handle.close();
+    }
+    expect(execFileSync('tar', ['-tvf', file], { encoding: 'utf8' })).toMatch(/ 8589934597 .* huge\.bin/);
+    const reader = await openTarArchive(file);
+    try {
+      expect(reader.get('huge.bin')?.size).toBe(size);
+    } finally {
+      await reader.close();
+    }
   });
 
   it('fails every later call after abort(), and closes the file', async () => {

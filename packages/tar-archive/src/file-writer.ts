@@ -22,7 +22,8 @@ const zeroBlock = Buffer.alloc(blockSize);
 
 type EntryType = 'file' | 'directory' | 'symlink' | 'pax-header';
 
-interface HeaderFields {
+/** @internal */
+export interface HeaderFields {
   name: string;
   type: EntryType;
   size: number;
@@ -99,8 +100,14 @@ function padding(size: number): number {
   return (blockSize - (size % blockSize)) % blockSize;
 }
 
-/** The header block(s) of an entry: a PAX header first when the name or link does not fit ustar. */
-function encodeHeaders(fields: HeaderFields): Buffer {
+/**
+ * The header block(s) of an entry: a PAX header first when the name or link does not fit ustar. Their
+ * length depends on the name and link only, not on the size (sizes of 8 GiB and more are written in
+ * base-256, as tar-stream does).
+ *
+ * @internal Exported for tests.
+ */
+export function encodeHeaders(fields: HeaderFields): Buffer {
   const plain = encodeHeader(fields);
   if (plain) return plain;
   const records = Buffer.from(
@@ -124,6 +131,16 @@ export function fitsUstarHeader(name: string): boolean {
   );
 }
 
+/** Options of `SeekableTarWriter.beginEntry`. */
+export interface BeginTarEntryOptions extends TarEntryOptions {
+  /**
+   * The entry's name, when it is known before the data (only the size is not): its header is reserved at
+   * once, with a PAX header when the name does not fit ustar, and `commit` takes no name. Without it the
+   * name is given to `commit` and must fit one ustar header.
+   */
+  name?: string;
+}
+
 /**
  * An entry being streamed into a `SeekableTarWriter`: it holds the writer (no other entry is written
  * until it is committed or discarded). Exactly one of `commit` and `discard` must be called.
@@ -139,12 +156,25 @@ export interface OpenTarEntry {
   /** Appends the contents of a file (e.g. a spool file). */
   writeFile(path: string, signal?: AbortSignal): Promise<void>;
   /**
-   * Ends the data, writes the header over the placeholder and pads the entry. `name` must fit one ustar
-   * header (see `fitsUstarHeader`): a PAX header cannot be inserted before data already written.
+   * Ends the data, writes the header over the placeholder and pads the entry. `name` is required when
+   * `beginEntry` was given none, and must then fit one ustar header (see `fitsUstarHeader`): a PAX header
+   * cannot be inserted before data already written. When `beginEntry` was given a name, `name` may be
+   * omitted (it must be the same otherwise) and `options` default to those given to `beginEntry`. A
+   * failed commit takes the entry back.
    */
-  commit(name: string, options?: TarEntryOptions): Promise<void>;
+  commit(name?: string, options?: TarEntryOptions): Promise<void>;
   /** Takes the entry back: the archive is truncated to where it began. */
   discard(): Promise<void>;
+}
+
+/** The header an open entry begins with. */
+interface ReservedHeader {
+  /** Written when the entry begins. */
+  header: Buffer;
+  /** Whether `header` is the final one (`addStream`); otherwise it is overwritten at `commit`. */
+  final: boolean;
+  /** The name (and options) given to `beginEntry`, when there was one. */
+  named?: { name: string; options: TarEntryOptions };
 }
 
 /**
@@ -308,7 +338,7 @@ export class SeekableTarWriter {
       throw new GantryError(ErrorCodes.Internal, `tar entry "${name}": invalid size ${size}`);
     }
     const fields = this.#fields(name, 'file', size, options);
-    const entry = await this.beginEntry({ header: encodeHeaders(fields) });
+    const entry = await this.#beginEntry({ header: encodeHeaders(fields), final: true });
     try {
       for await (const chunk of source) {
         throwIfAborted(options.signal);
@@ -334,25 +364,67 @@ export class SeekableTarWriter {
   }
 
   /**
-   * Opens an entry whose name and size are given when it ends (`commit`). Resolves when every earlier entry
-   * is written; until the entry is committed or discarded, later entries wait. `header`, for `addStream`,
-   * is the final header when it is known already.
+   * Opens an entry whose size (and, unless `options.name` is given, name) is given when it ends
+   * (`commit`). Resolves when every earlier entry is written; until the entry is committed or discarded,
+   * later entries wait. An invalid `options.name` rejects (`normalizeEntryName`).
    */
-  beginEntry(options: { header?: Buffer } = {}): Promise<OpenTarEntry> {
+  async beginEntry(options: BeginTarEntryOptions = {}): Promise<OpenTarEntry> {
+    if (options.name === undefined) return this.#beginEntry({ header: zeroBlock, final: false });
+    const named = { name: options.name, options };
+    // The reserved header(s), with size 0: the length is the final one (it does not depend on the size).
+    const header = encodeHeaders(this.#fields(options.name, 'file', 0, options));
+    return this.#beginEntry({ header, final: false, named });
+  }
+
+  #beginEntry(reserved: ReservedHeader): Promise<OpenTarEntry> {
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => {
       settle = resolve;
     });
     return this.#enqueue(
-      async () => this.#openEntry(options.header, settle),
+      async () => this.#openEntry(reserved, settle),
       () => settled,
     );
   }
 
-  async #openEntry(knownHeader: Buffer | undefined, settle: () => void): Promise<OpenTarEntry> {
+  /** The final header of an entry begun without `final`, written over its placeholder at `commit`. */
+  #committedHeader(
+    reserved: ReservedHeader,
+    size: number,
+    name: string | undefined,
+    options: TarEntryOptions | undefined,
+  ): Buffer {
+    const named = reserved.named;
+    if (named) {
+      if (name !== undefined && name !== named.name) {
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `tar entry begun as "${named.name}" cannot be committed as "${name}"`,
+        );
+      }
+      const header = encodeHeaders(this.#fields(named.name, 'file', size, options ?? named.options));
+      if (header.byteLength !== reserved.header.byteLength) {
+        throw new GantryError(ErrorCodes.Internal, `tar entry "${named.name}": header length changed`);
+      }
+      return header;
+    }
+    if (name === undefined) {
+      throw new GantryError(ErrorCodes.Internal, 'tar entry committed without a name');
+    }
+    const header = encodeHeader(this.#fields(name, 'file', size, options ?? {}));
+    if (!header) {
+      throw new GantryError(
+        ErrorCodes.Internal,
+        `tar entry name "${name}" does not fit a ustar header; it cannot be given after the data`,
+      );
+    }
+    return header;
+  }
+
+  async #openEntry(reserved: ReservedHeader, settle: () => void): Promise<OpenTarEntry> {
     const start = this.#position;
     try {
-      await this.#append(knownHeader ?? zeroBlock);
+      await this.#append(reserved.header);
     } catch (error) {
       settle();
       throw error;
@@ -396,21 +468,15 @@ export class SeekableTarWriter {
         });
         for await (const chunk of input) await write(chunk as Buffer);
       },
-      commit: async (name: string, entryOptions: TarEntryOptions = {}) => {
+      commit: async (name?: string, entryOptions?: TarEntryOptions) => {
         if (done) throw new GantryError(ErrorCodes.Internal, 'tar entry used after commit() or discard()');
         done = true;
         try {
           if (this.#failure) throw this.#failure;
           await flush();
           await inFlight;
-          if (knownHeader === undefined) {
-            const header = encodeHeader(this.#fields(name, 'file', size, entryOptions));
-            if (!header) {
-              throw new GantryError(
-                ErrorCodes.Internal,
-                `tar entry name "${name}" does not fit a ustar header; it cannot be given after the data`,
-              );
-            }
+          if (!reserved.final) {
+            const header = this.#committedHeader(reserved, size, name, entryOptions);
             try {
               await this.#writeAt(header, start);
             } catch (error) {

@@ -2,7 +2,12 @@
  * `@gantry/tar-archive`: random-access reading of tar archives through a header index, with checks against
  * hostile archives, and a streaming tar writer. Shared by the archive transports.
  */
-export { fitsUstarHeader, type OpenTarEntry, SeekableTarWriter } from './file-writer.js';
+export {
+  type BeginTarEntryOptions,
+  fitsUstarHeader,
+  type OpenTarEntry,
+  SeekableTarWriter,
+} from './file-writer.js';
 export { normalizeEntryName, resolveHardlinkTarget, resolveSymlinkTarget, rootEntryName } from './names.js';
 export {
   defaultMetadataSizeLimit,

@@ -1,7 +1,8 @@
 /**
  * What the oci-archive: destination does beyond the conformance suite: keeping the images of an existing
  * archive (checked with skopeo and tar), refusing destinations that are not archives, leaving nothing behind
- * when a write fails, reusing blobs of the existing archive, storing a blob once, long (PAX) names.
+ * when a write fails, reusing blobs of the existing archive, storing a blob once, taking back failed blobs,
+ * entry metadata, long (PAX) names.
  */
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,6 +22,7 @@ import {
   fixturePresets,
   writeFixtureToDestination,
 } from '@gantry/core/testing';
+import { openTarArchive } from '@gantry/tar-archive';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ociArchiveTransport } from './index.js';
 import { runTool, skopeo, temporaryDirectory } from './test-support/tools.js';
@@ -271,6 +273,61 @@ describe('oci-archive: destination', () => {
     await writeFixtureToDestination(image, destination);
     expect(await listing(file)).not.toContain(`blobs/sha256/${digestHex(digestOf(content))}`);
     expect(await rawManifest(`${file}:t`)).toBe(Buffer.from(image.topLevel.bytes).toString());
+  });
+
+  it('takes back a blob whose stream fails after data was written, and stays usable', async () => {
+    const file = path.join(directory, 'failing.tar');
+    const image = await fixture('ociMinimal');
+    // More than one write batch (1 MiB), so that data reaches the file before the failure.
+    const content = Buffer.alloc(1_500_000, 7);
+    const failing = () =>
+      Readable.from(
+        (async function* () {
+          yield content.subarray(0, 1_200_000);
+          throw new Error('source broke');
+        })(),
+      );
+    const destination = await ociArchiveTransport.parseReference(`${file}:t`).newImageDestination();
+    const known = { digest: digestOf(content), size: content.byteLength };
+    const sha512 = digestOf(content, 'sha512') as Digest;
+    for (const info of [
+      known,
+      { digest: known.digest, size: -1 },
+      { digest: sha512, size: -1 },
+      { size: -1 },
+    ]) {
+      await expect(destination.putBlob(failing(), info, { isConfig: false })).rejects.toThrow(/source broke/);
+    }
+    await writeFixtureToDestination(image, destination);
+    const clean = path.join(directory, 'clean.tar');
+    await write(`${clean}:t`, image);
+    // Nothing of the failed blobs remains but the directory `blobs/sha512/`, written before the blob: GNU
+    // tar reads every entry, and the archive is one header block larger than a clean write.
+    const names = await listing(file);
+    expect(names.filter((name) => name !== 'blobs/sha512/')).toEqual(await listing(clean));
+    expect(names).toContain('blobs/sha512/');
+    expect((await stat(file)).size).toBe((await stat(clean)).size + 512);
+    expect(await rawManifest(`${file}:t`)).toBe(Buffer.from(image.topLevel.bytes).toString());
+  });
+
+  it('writes entries owned by 0:0, files 0644 and directories 0755, dated at the write', async () => {
+    const file = path.join(directory, 'owners.tar');
+    const image = await fixture('ociMinimal');
+    const started = Math.floor(Date.now() / 1000);
+    await write(`${file}:t`, image);
+    const reader = await openTarArchive(file);
+    try {
+      for (const entry of reader.entries) {
+        expect(entry.mode, entry.name).toBe(entry.type === 'directory' ? 0o755 : 0o644);
+        expect([entry.uid, entry.gid], entry.name).toEqual([0, 0]);
+        expect(entry.mtime, entry.name).toBeGreaterThanOrEqual(started);
+        expect(entry.mtime, entry.name).toBeLessThanOrEqual(Date.now() / 1000);
+      }
+    } finally {
+      await reader.close();
+    }
+    const verbose = (await runTool('tar', ['--numeric-owner', '-tvf', file])).trim().split('\n');
+    expect(verbose.filter((line) => !/^(-rw-r--r--|drwxr-xr-x) 0\/0 /.test(line))).toEqual([]);
   });
 
   it('writes names longer than ustar allows (sha512 blobs) with PAX headers that tar and Gantry read', async () => {

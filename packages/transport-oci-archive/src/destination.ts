@@ -2,8 +2,9 @@
  * Writing an image into an OCI archive, streaming: the archive is written as a tar into a temporary
  * file next to the destination, and renamed over the destination on `commit`.
  *
- * - Blobs are appended to the tar as they arrive (`blobs/<alg>/<hex>`): when their digest is unknown, a
- *   header is reserved, the data streamed while hashed, and the header written once the name is known.
+ * - Blobs are appended to the tar (`@gantry/tar-archive`'s `SeekableTarWriter`) as they arrive
+ *   (`blobs/<alg>/<hex>`): a header is reserved, the data streamed (hashed when the digest is unknown),
+ *   and the header written once the size and name are known.
  *   A named digest is not hashed again: by the contract the caller's stream fails before its end when
  *   the bytes do not match it (the copy pipeline's `verifyingStage`). A blob whose stream fails, or
  *   whose size is not the announced one, is taken back (the temporary file is truncated to where it
@@ -75,9 +76,9 @@ import {
   reusedBlob,
   serializeIndex,
 } from '@gantry/oci-layout-format';
+import { SeekableTarWriter } from '@gantry/tar-archive';
 import { type OciArchiveContents, openOciArchive } from './archive.js';
 import type { OciArchiveReference } from './reference.js';
-import { TarFileWriter } from './tar-file-writer.js';
 
 /** Runs tasks one after another (the tar is written sequentially). */
 class SerialQueue {
@@ -90,24 +91,12 @@ class SerialQueue {
   }
 }
 
-/** Passes chunks through a digester, when there is one (the caller reads the digest at the end). */
-async function* hashing(
-  source: AsyncIterable<Uint8Array>,
-  digester: Digester | undefined,
-): AsyncGenerator<Uint8Array> {
-  for await (const chunk of source) {
-    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    digester?.update(bytes);
-    yield bytes;
-  }
-}
-
 class OciArchiveImageDestination implements ImageDestination {
   readonly reference: OciArchiveReference;
   readonly properties: ImageDestinationProperties;
   readonly #temporaryPath: string;
   readonly #handle: FileHandle;
-  readonly #writer: TarFileWriter;
+  readonly #writer: SeekableTarWriter;
   readonly #existing: OciArchiveContents | undefined;
   readonly #queue = new SerialQueue();
   /** Blobs (manifests included) written to the new tar, with their sizes. */
@@ -130,7 +119,8 @@ class OciArchiveImageDestination implements ImageDestination {
     this.reference = init.reference;
     this.#temporaryPath = init.temporaryPath;
     this.#handle = init.handle;
-    this.#writer = new TarFileWriter(init.handle);
+    // Entries are dated now, as containers/image's archives are (the files it tars are written now).
+    this.#writer = new SeekableTarWriter(init.handle, { mtime: new Date() });
     this.#existing = init.existing;
     this.properties = layoutDestinationProperties(init.context, { hasThreadSafePutBlob: false });
   }
@@ -181,47 +171,54 @@ class OciArchiveImageDestination implements ImageDestination {
     // contract), so the bytes are hashed only when the digest is unknown.
     const digester = expectedDigest === undefined ? new Digester(canonicalDigestAlgorithm) : undefined;
     const description = `blob ${expectedDigest ?? '(digest not known yet)'}`;
-    const check = (size: number): Digest => {
-      if (expectedSize >= 0 && size !== expectedSize) {
-        throw new GantryError(
-          ErrorCodes.SizeMismatch,
-          `${description}: size mismatch: expected ${expectedSize} bytes, got ${size}`,
-        );
+    const sizeMismatch = (size: number | 'more') =>
+      new GantryError(
+        ErrorCodes.SizeMismatch,
+        `${description}: size mismatch: expected ${expectedSize} bytes, got ${size}`,
+      );
+    /** Reads `stream` to its end, passing each chunk to `use` after checking the size. */
+    const readAll = async (use: (chunk: Uint8Array) => Promise<void> | void): Promise<number> => {
+      let size = 0;
+      for await (const chunk of stream) {
+        throwIfAborted(signal);
+        const bytes: Uint8Array = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        size += bytes.byteLength;
+        if (expectedSize >= 0 && size > expectedSize) throw sizeMismatch('more');
+        digester?.update(bytes);
+        await use(bytes);
       }
-      return expectedDigest ?? (digester as Digester).digest();
+      if (expectedSize >= 0 && size !== expectedSize) throw sizeMismatch(size);
+      return size;
     };
     if (expectedDigest !== undefined && this.#written.has(expectedDigest)) {
       // Already in the archive: read the stream to its end (the caller's verification runs) and keep one copy.
-      let size = 0;
-      for await (const chunk of hashing(stream, digester)) {
-        throwIfAborted(signal);
-        size += chunk.byteLength;
-      }
-      return { digest: check(size), size };
+      return { digest: expectedDigest, size: await readAll(() => undefined) };
     }
     await this.#ensureDirectories(
       expectedDigest ? digestAlgorithm(expectedDigest) : canonicalDigestAlgorithm,
     );
-    const entry = await this.#writer.addFileFromStream(hashing(stream, digester), {
-      ...(expectedDigest !== undefined ? { name: blobEntryName(expectedDigest) } : {}),
-      expectedSize,
-      signal,
-    });
+    // The header is written when the data has ended (reserved now when the name is known: a PAX header for
+    // names longer than ustar allows); a failed blob is taken back.
+    const entry = await this.#writer.beginEntry(
+      expectedDigest !== undefined ? { name: blobEntryName(expectedDigest) } : {},
+    );
+    let size: number;
     let digest: Digest;
     try {
-      digest = check(entry.size);
-      if (this.#written.has(digest)) {
-        // Written before under this digest (it was unknown when this write began): keep the first copy.
-        await this.#writer.rollback(entry.mark);
-        return { digest, size: entry.size };
-      }
-      await entry.finish(blobEntryName(digest));
+      size = await readAll((chunk) => entry.write(chunk));
+      digest = expectedDigest ?? (digester as Digester).digest();
     } catch (error) {
-      await this.#writer.rollback(entry.mark);
+      await entry.discard();
       throw error;
     }
-    this.#written.set(digest, entry.size);
-    return { digest, size: entry.size };
+    if (this.#written.has(digest)) {
+      // Written before under this digest (it was unknown when this write began): keep the first copy.
+      await entry.discard();
+    } else {
+      await entry.commit(expectedDigest === undefined ? blobEntryName(digest) : undefined);
+      this.#written.set(digest, size);
+    }
+    return { digest, size };
   }
 
   async tryReusingBlob(info: BlobInfo, options: TryReusingBlobOptions): Promise<ReusedBlob> {
@@ -250,7 +247,7 @@ class OciArchiveImageDestination implements ImageDestination {
       if (this.#written.has(digest)) return;
       try {
         await this.#ensureDirectories(digestAlgorithm(digest));
-        await this.#writer.addFile(blobEntryName(digest), manifest);
+        await this.#writer.addBytes(blobEntryName(digest), manifest);
       } catch (error) {
         throw fileSystemFailure(`writing manifest ${digest} into ${this.#temporaryPath}`, error);
       }
@@ -283,8 +280,8 @@ class OciArchiveImageDestination implements ImageDestination {
       addIndexEntry(index, topLevel, 'drop');
       try {
         if (this.#existing) await this.#copyKeptBlobs(this.#existing, index, signal);
-        await this.#writer.addFile(layoutFileName, Buffer.from(layoutFileContent()));
-        await this.#writer.addFile(indexFileName, Buffer.from(serializeIndex(index)));
+        await this.#writer.addBytes(layoutFileName, layoutFileContent());
+        await this.#writer.addBytes(indexFileName, serializeIndex(index));
         await this.#writer.finish();
         await this.#handle.sync();
         await this.#handle.close();
@@ -332,12 +329,12 @@ class OciArchiveImageDestination implements ImageDestination {
         expectedSize: size,
         description: `blob ${digest} of the existing archive ${existing.path}`,
       });
-      const entry = await this.#writer.addFileFromStream(verify(existing.openBlob(digest)), {
-        name: blobEntryName(digest),
-        expectedSize: size,
-        signal,
-      });
-      await entry.finish();
+      await this.#writer.addStream(
+        blobEntryName(digest),
+        verify(existing.openBlob(digest)),
+        size,
+        signal ? { signal } : {},
+      );
       this.#written.set(digest, size);
     }
   }

@@ -12,9 +12,9 @@ import {
   fixturePresets,
   writeFixtureToDestination,
 } from '@gantry/core/testing';
+import { rawTarHeader } from '@gantry/tar-archive/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ociArchiveTransport } from './index.js';
-import { encodeUstarHeader } from './tar-file-writer.js';
 import { runTool, temporaryDirectory } from './test-support/tools.js';
 
 let directory = '';
@@ -177,7 +177,7 @@ describe('oci-archive: source', () => {
     const handle = await open(file, 'wx');
     let position = 0;
     const entry = async (name: string, size: number, content?: Buffer) => {
-      await handle.write(encodeUstarHeader({ name, size, type: 'file', mtime: 0 }), 0, 512, position);
+      await handle.write(rawTarHeader({ name, size }), 0, 512, position);
       if (content) await handle.write(content, 0, content.byteLength, position + 512);
       position += 512 + Math.ceil(size / 512) * 512;
     };
