@@ -129,6 +129,10 @@ describe('gantry with docker:// short names', () => {
     );
     const tags = await runGantry(['--registries-conf', permissive, 'list-tags', 'docker://short/app']);
     expectSuccess(tags, 'list-tags');
-    expect((JSON.parse(tags.stdout.toString()) as { Tags: string[] }).Tags).toEqual(['v1']);
+    // The repository that answered (the second search registry), not the name as written.
+    expect(JSON.parse(tags.stdout.toString())).toEqual({
+      Repository: `${second.host}/short/app`,
+      Tags: ['v1'],
+    });
   });
 });

@@ -48,6 +48,15 @@ export interface DockerTransport extends Transport {
     options?: ListTagsOptions,
   ): Promise<string[]>;
   /**
+   * `listTags`, and the repository that listed the tags (`host/path`): for a short name, the
+   * candidate that answered.
+   */
+  listTagsWithRepository(
+    repository: DockerReference | ImageReference | string,
+    context?: TransportContext,
+    options?: ListTagsOptions,
+  ): Promise<{ repository: string; tags: string[] }>;
+  /**
    * The manifests whose `subject` is `subject` in the reference's repository (signatures, SBOMs,
    * attestations): the referrers API, or the referrers tag schema on registries without it. A short
    * name must resolve to one reference (an alias, one search registry, or skopeo's normalisation).
@@ -99,6 +108,9 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
      */
     validatePolicyConfigurationScope(_scope: string): void {},
     listTags(repository, context = {}, listOptions = {}) {
+      return transport.listTagsWithRepository(repository, context, listOptions).then((listed) => listed.tags);
+    },
+    listTagsWithRepository(repository, context = {}, listOptions = {}) {
       // Names are checked synchronously (a tag or digest throws at once, as before).
       let parsed: DockerReference;
       let shortNameReference: DockerImageReference | undefined;
@@ -122,7 +134,12 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
           shortNameReference = repository as DockerImageReference;
         }
       } else parsed = repository;
-      if (shortNameReference === undefined) return listRepositoryTags(state, parsed, context, listOptions);
+      if (shortNameReference === undefined) {
+        return listRepositoryTags(state, parsed, context, listOptions).then((tags) => ({
+          repository: parsed.name,
+          tags,
+        }));
+      }
       return listShortNameTags(shortNameReference, context, listOptions);
     },
     async listReferrers(reference, subject, context = {}, referrerOptions = {}) {
@@ -157,11 +174,12 @@ async function listShortNameTags(
   reference: DockerImageReference,
   context: TransportContext,
   options: ListTagsOptions,
-): Promise<string[]> {
+): Promise<{ repository: string; tags: string[] }> {
   const { candidates, resolution } = await resolveDockerImageReference(reference, context, 'pull');
-  return firstReadableCandidate(reference, candidates, resolution, context, (candidate) =>
-    listRepositoryTags(reference.state, trimToName(candidate.reference), context, options),
-  );
+  return firstReadableCandidate(reference, candidates, resolution, context, async (candidate) => ({
+    repository: candidate.reference.name,
+    tags: await listRepositoryTags(reference.state, trimToName(candidate.reference), context, options),
+  }));
 }
 
 /** The default `docker` transport instance. */

@@ -70,12 +70,17 @@ async function run(context: CommandContext): Promise<void> {
   } catch (error) {
     throw wrapError(`Invalid image reference ${imageName}`, error);
   }
-  const listTags = reference.transport.listTags!.bind(reference.transport);
+  const lister = reference.transport;
+  // A transport that resolves names (docker:// short names) says which repository listed the tags.
+  const listTags = async (): Promise<{ repository?: string; tags: string[] }> =>
+    lister.listTagsWithRepository
+      ? await lister.listTagsWithRepository(reference, transportContext)
+      : { tags: await lister.listTags!(reference, transportContext) };
   const transportContext = transportContextFrom(context.global, flags, '', signal);
   const retryTimes = (flags.get('retry-times') as number | undefined) ?? 0;
-  let tags: string[];
+  let listed: { repository?: string; tags: string[] };
   try {
-    tags = await withRetries(() => listTags(reference, transportContext), {
+    listed = await withRetries(listTags, {
       retryTimes,
       retryDelayMs: undefined,
       signal,
@@ -95,8 +100,11 @@ async function run(context: CommandContext): Promise<void> {
     throw wrapError('Error listing repository tags', error);
   }
   // skopeo names the repository for registries only; its `Repository` is omitted when empty (archives).
-  const repository = transportName === 'docker' ? (reference.dockerReference()?.name ?? '') : '';
-  context.print(`${formatInspectJson({ ...(repository ? { Repository: repository } : {}), Tags: tags })}\n`);
+  const repository =
+    transportName === 'docker' ? (listed.repository ?? reference.dockerReference()?.name ?? '') : '';
+  context.print(
+    `${formatInspectJson({ ...(repository ? { Repository: repository } : {}), Tags: listed.tags })}\n`,
+  );
 }
 
 /** `gantry list-tags REPOSITORY`: skopeo list-tags, for every transport that lists tags. */

@@ -337,4 +337,13 @@ export interface Transport {
    * `ERR_GANTRY_IMAGE_NOT_FOUND`; `reference` must come from this transport.
    */
   listTags?(reference: ImageReference, context?: TransportContext): Promise<string[]>;
+  /**
+   * Optional, with `listTags`: the same tags, and the name of the repository that listed them, for a
+   * transport that resolves names when it opens them (docker:// short names: the candidate that
+   * answered). `list-tags` prints `repository` as skopeo's `Repository`.
+   */
+  listTagsWithRepository?(
+    reference: ImageReference,
+    context?: TransportContext,
+  ): Promise<{ repository: string; tags: string[] }>;
 }
