@@ -4,7 +4,8 @@
  * deferred certificates for TLS to a real registry (Debian's docker-registry serving HTTPS with a CA
  * made for the test) exactly as Node would have, without `--cert-dir`.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -123,5 +124,55 @@ describe('deferred certificates on a TLS registry', () => {
     expect(trusted.stderr).toBe('');
     expect(trusted.code).toBe(0);
     expect(JSON.parse(trusted.stdout.toString()).schemaVersion).toBe(2);
+  });
+});
+
+describe('the installed command: bin/gantry running the built dist/', () => {
+  const builtEntry = resolve(dirname(launcher), '../dist/bin.js');
+
+  /** Runs the real launcher with the real node; `extra` is merged into the environment. */
+  function runInstalled(args: string[], extra: Record<string, string | undefined>) {
+    if (!existsSync(builtEntry)) {
+      throw new Error(
+        `${builtEntry} is missing: run \`pnpm build\` (turbo builds it before @gantry/cli's tests)`,
+      );
+    }
+    const env: Record<string, string> = {};
+    for (const [name, value] of Object.entries({ ...process.env, ...extra })) {
+      if (value !== undefined) env[name] = value;
+    }
+    return spawnSync(launcher, args, { env, encoding: 'utf8', timeout: 60_000 });
+  }
+
+  it('prints its version', () => {
+    const result = runInstalled(['--version'], {});
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toMatch(/^gantry version \d+\.\d+\.\d+/);
+  });
+
+  it('trusts the certificates of NODE_EXTRA_CA_CERTS, which Node itself never loaded', async () => {
+    const caFile = join(registry.certificateDirectory!, 'ca.crt');
+    const remote = `docker://${registry.host}/installed/image:v1`;
+    const pushed = runInstalled(
+      [
+        '--insecure-policy',
+        'copy',
+        '-q',
+        '--dest-cert-dir',
+        registry.certificateDirectory!,
+        `oci:${layout}:latest`,
+        remote,
+      ],
+      { NODE_EXTRA_CA_CERTS: undefined },
+    );
+    expect(pushed.stderr).toBe('');
+    expect(pushed.status).toBe(0);
+    const untrusted = runInstalled(['inspect', '--raw', remote], { NODE_EXTRA_CA_CERTS: undefined });
+    expect(untrusted.status).toBe(1);
+    expect(untrusted.stderr).toMatch(/certificate/i);
+    const trusted = runInstalled(['inspect', '--raw', remote], { NODE_EXTRA_CA_CERTS: caFile });
+    expect(trusted.stderr).toBe('');
+    expect(trusted.status).toBe(0);
+    expect(JSON.parse(trusted.stdout).schemaVersion).toBe(2);
   });
 });
