@@ -217,7 +217,14 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     progressStage(context, { ...layer, size: expectedSize }, 'layer', counter),
   ];
   let diffId: Digest | undefined;
-  if (request.needDiffId) {
+  // A layer written decompressed has the digest of what is written as its DiffID, and the destination
+  // computes that digest: no decompression and hashing on the side. (Uncompressed source bytes have
+  // their verified sha256 layer digest as DiffID.)
+  const diffIdFromOutput =
+    request.needDiffId &&
+    request.plan?.desired === 'decompress' &&
+    digestAlgorithm(layer.digest) === 'sha256';
+  if (request.needDiffId && !diffIdFromOutput) {
     stages.push(
       diffIdStage(
         (value) => {
@@ -278,6 +285,15 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
         `blob ${layer.digest}: the destination reported no valid digest and size for the bytes it stored`,
       );
     }
+    if (diffIdFromOutput) {
+      if (outputCompression !== 'none') {
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `blob ${layer.digest}: a layer to decompress was written compressed`,
+        );
+      }
+      diffId = stored.digest;
+    }
     const info: BlobInfo = {
       digest: stored.digest,
       size: stored.size,
@@ -292,6 +308,8 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
       `blob ${layer.digest}: destination stored it under another digest, ${stored.digest}`,
     );
   }
+  // Not changed while decompressing: the source bytes were uncompressed, their verified digest is the DiffID.
+  if (diffIdFromOutput) diffId = layer.digest;
   return {
     info: { ...layer, size: expectedSize >= 0 ? expectedSize : stored.size },
     compression: outputCompression,

@@ -463,6 +463,29 @@ describe('copyImage: Docker schema1', () => {
       digestOf(baseTar),
     ]);
   });
+
+  it('takes DiffIDs from the decompressed bytes the destination stored, when converting for an uncompressed store', async () => {
+    const destination = new RecordingDestination({
+      properties: {
+        supportedManifestMimeTypes: [MediaTypes.DockerManifest],
+        desiredLayerCompression: 'decompress',
+      },
+    });
+    const { reference } = schema1Source();
+    const result = await copyImage(
+      reference,
+      fakeReference({ name: 'd', openDestination: () => destination }),
+      { policy: insecureAcceptAnythingPolicy() },
+    );
+    const manifest = parseManifest(result.manifest, result.manifestMediaType);
+    expect(manifest.layers.map((layer) => [layer.digest, layer.size, layer.mediaType])).toEqual([
+      [digestOf(baseTar), baseTar.length, MediaTypes.DockerLayer],
+    ]);
+    expect(configOf(destination, result.manifest, result.manifestMediaType).rootfs.diff_ids).toEqual([
+      digestOf(baseTar),
+    ]);
+    expectCompleteImage(destination, result.manifest, result.manifestMediaType);
+  });
 });
 
 describe('copyImage: compression', () => {
