@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { parallelGzipStage } from './parallel-gzip.js';
+import { looksIncompressible, parallelGzipStage } from './parallel-gzip.js';
 
 async function gzipOf(input: Uint8Array, options: Parameters<typeof parallelGzipStage>[0], chunkSize = 7919) {
   async function* chunks() {
@@ -92,5 +93,19 @@ describe('parallelGzipStage', () => {
   it('refuses a level outside 0–9', () => {
     expect(() => parallelGzipStage({ level: 10 })).toThrow(/0 to 9/);
     expect(() => parallelGzipStage({ level: -1 })).toThrow(/0 to 9/);
+  });
+
+  it('stores random data even behind a small header, and compresses text and executables', () => {
+    const megabyte = 1024 * 1024;
+    expect(looksIncompressible(randomBytes(megabyte))).toBe(true);
+    // A tar entry: a 512-byte header (mostly zeros) in front of random data.
+    expect(looksIncompressible(Buffer.concat([Buffer.alloc(512), randomBytes(megabyte - 512)]))).toBe(true);
+    expect(looksIncompressible(compressibleBytes(megabyte))).toBe(false);
+    expect(looksIncompressible(readFileSync(process.execPath).subarray(0, megabyte))).toBe(false);
+    // Half random, half text: worth compressing.
+    expect(
+      looksIncompressible(Buffer.concat([randomBytes(megabyte / 2), compressibleBytes(megabyte / 2)])),
+    ).toBe(false);
+    expect(looksIncompressible(randomBytes(1000))).toBe(false); // too short to be judged dense: compressed
   });
 });
