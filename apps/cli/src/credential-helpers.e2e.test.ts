@@ -8,7 +8,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildFixtureImage, fixturePresets, writeFixtureToOciLayout } from '@gantry/core/testing';
+import {
+  buildFixtureImage,
+  fixturePresets,
+  type TestCredentialHelper,
+  writeFixtureToOciLayout,
+  writeTestCredentialHelper,
+} from '@gantry/core/testing';
 import { startTestRegistry, type TestRegistry } from '@gantry/transport-docker/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type CliRun, requireTool, runGantry } from './test-support/run.js';
@@ -22,77 +28,9 @@ let root: string;
 let registry: TestRegistry;
 let certificates: string;
 let helperDirectory: string;
+let helper: TestCredentialHelper;
 let environment: Record<string, string | undefined>;
 let reference: string;
-
-/**
- * The helper program: `docker-credential-gantrytest` keeps `{ServerURL: {Username, Secret}}` in
- * `store.json` next to it and logs every call (command and server, never the secret) in
- * `calls.log`. A file `fail-<command>` makes that command fail like a locked keyring, echoing the
- * secret it was given on stdout and the whole input on stderr.
- */
-function helperScript(): string {
-  return `#!${process.execPath}
-const fs = require('node:fs');
-const path = require('node:path');
-const command = process.argv[2];
-const input = fs.readFileSync(0, 'utf8');
-const storePath = path.join(__dirname, 'store.json');
-const store = fs.existsSync(storePath) ? JSON.parse(fs.readFileSync(storePath, 'utf8')) : {};
-const save = () => fs.writeFileSync(storePath, JSON.stringify(store));
-const fail = (message) => { process.stdout.write(message + '\\n'); process.exit(1); };
-const server = command === 'store' ? JSON.parse(input).ServerURL : input.trim();
-fs.appendFileSync(path.join(__dirname, 'calls.log'), command + ' ' + server + '\\n');
-if (fs.existsSync(path.join(__dirname, 'fail-' + command))) {
-  process.stderr.write('input was: ' + input + '\\n');
-  fail('keyring is locked (was given secret ' + (command === 'store' ? JSON.parse(input).Secret : '') + ')');
-}
-switch (command) {
-  case 'store': {
-    const credentials = JSON.parse(input);
-    if (!credentials.ServerURL) fail('no credentials server URL');
-    store[credentials.ServerURL] = { Username: credentials.Username, Secret: credentials.Secret };
-    save();
-    break;
-  }
-  case 'get': {
-    const entry = store[server];
-    if (!entry) fail('credentials not found in native keychain');
-    process.stdout.write(JSON.stringify({ ServerURL: server, Username: entry.Username, Secret: entry.Secret }));
-    break;
-  }
-  case 'erase':
-    if (!store[server]) fail('credentials not found in native keychain');
-    delete store[server];
-    save();
-    break;
-  case 'list': {
-    const list = {};
-    for (const [url, entry] of Object.entries(store)) list[url] = entry.Username;
-    process.stdout.write(JSON.stringify(list));
-    break;
-  }
-  default:
-    fail('unknown credential action');
-}
-`;
-}
-
-async function helperEntries(): Promise<Record<string, { Username: string; Secret: string }>> {
-  try {
-    return JSON.parse(await readFile(join(helperDirectory, 'store.json'), 'utf8'));
-  } catch {
-    return {};
-  }
-}
-
-async function helperCalls(): Promise<string[]> {
-  try {
-    return (await readFile(join(helperDirectory, 'calls.log'), 'utf8')).trim().split('\n');
-  } catch {
-    return [];
-  }
-}
 
 /** The real skopeo, with the test's environment (its PATH finds the helper). */
 function skopeo(args: string[]): CliRun {
@@ -150,7 +88,7 @@ beforeEach(async () => {
   const caseDirectory = join(root, `case-${case_}`);
   helperDirectory = join(caseDirectory, 'bin');
   await mkdir(helperDirectory, { recursive: true });
-  await writeFile(join(helperDirectory, `docker-credential-${helperName}`), helperScript(), { mode: 0o755 });
+  helper = await writeTestCredentialHelper(helperDirectory, helperName);
   const home = join(caseDirectory, 'home');
   environment = {
     ...process.env,
@@ -186,7 +124,7 @@ describe('credHelpers in the auth file', () => {
     expect(login.code, login.stderr).toBe(0);
     expect(login.stdout.toString()).toBe(`Used:  credential helper: ${helperName}\nLogin Succeeded!\n`);
     expectNoSecret(login);
-    expect(await helperEntries()).toEqual({ [registry.host]: { Username: user, Secret: password } });
+    expect(await helper.entries()).toEqual({ [registry.host]: { Username: user, Secret: password } });
     const fileText = await readFile(authFile, 'utf8');
     expect(fileText).not.toContain(encodedPassword);
     expect(JSON.parse(fileText)).toEqual({ auths: {}, credHelpers: { [registry.host]: helperName } });
@@ -213,8 +151,8 @@ describe('credHelpers in the auth file', () => {
     const logout = await gantry(['logout', '--authfile', authFile, registry.host]);
     expect(logout.code, logout.stderr).toBe(0);
     expect(logout.stdout.toString()).toBe(`Removed login credentials for ${registry.host}\n`);
-    expect(await helperEntries()).toEqual({});
-    expect(await helperCalls()).toContain(`erase ${registry.host}`);
+    expect(await helper.entries()).toEqual({});
+    expect(await helper.calls()).toContain(`erase ${registry.host}`);
 
     // containers/common's message. (Debian's skopeo 1.9.3 cannot be compared here: its logout
     // overflows the stack in go-multierror when the helper holds nothing.)
@@ -239,7 +177,7 @@ describe('credHelpers in the auth file', () => {
       registry.host,
     ]);
     expect(login.code, login.stderr).toBe(0);
-    expect(await helperEntries()).toEqual({ [registry.host]: { Username: user, Secret: password } });
+    expect(await helper.entries()).toEqual({ [registry.host]: { Username: user, Secret: password } });
     expect(await readFile(authFile, 'utf8')).not.toContain(encodedPassword);
 
     const getLogin = await gantry(['login', '--get-login', '--authfile', authFile, registry.host]);
@@ -258,7 +196,7 @@ describe('credHelpers in the auth file', () => {
 
     const logout = await gantry(['logout', '--authfile', authFile, registry.host]);
     expect(logout.code, logout.stderr).toBe(0);
-    expect(await helperEntries()).toEqual({});
+    expect(await helper.entries()).toEqual({});
     expect(skopeo(['login', '--get-login', '--authfile', authFile, registry.host]).code).not.toBe(0);
   });
 
@@ -278,8 +216,8 @@ describe('credHelpers in the auth file', () => {
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain(`logging into \\"${registry.host}\\": invalid username/password`);
     expect(wrong.stderr).not.toContain('not-the-password');
-    expect(await helperEntries()).toEqual({});
-    expect(await helperCalls()).toEqual([`get ${registry.host}`]);
+    expect(await helper.entries()).toEqual({});
+    expect(await helper.calls()).toEqual([`get ${registry.host}`]);
     expect(JSON.parse(await readFile(authFile, 'utf8'))).toEqual({
       auths: {},
       credHelpers: { [registry.host]: helperName },
@@ -287,7 +225,7 @@ describe('credHelpers in the auth file', () => {
   });
 
   it('a failing helper is named, and neither its stdout secret nor its stderr reaches the output', async () => {
-    await writeFile(join(helperDirectory, 'fail-store'), '');
+    await helper.failOn('store');
     const login = await gantry([
       'login',
       '--debug',
@@ -306,7 +244,7 @@ describe('credHelpers in the auth file', () => {
     expect(login.stderr).toContain(`credential helper docker-credential-${helperName} store: exit status 1`);
     expect(login.stderr).toContain('keyring is locked (was given secret <redacted>)');
     expectNoSecret(login);
-    expect(await helperEntries()).toEqual({});
+    expect(await helper.entries()).toEqual({});
   });
 
   it('a helper that is not installed is named and said to be missing from PATH', async () => {
@@ -331,10 +269,7 @@ describe('credHelpers in the auth file', () => {
         credHelpers: { [registry.host]: helperName, [other]: helperName },
       }),
     );
-    await writeFile(
-      join(helperDirectory, 'store.json'),
-      JSON.stringify({ [other]: { Username: 'o', Secret: 'other-secret' } }),
-    );
+    await writeFile(helper.storePath, JSON.stringify({ [other]: { Username: 'o', Secret: 'other-secret' } }));
     const login = await gantry([
       'login',
       '--authfile',
@@ -348,11 +283,11 @@ describe('credHelpers in the auth file', () => {
       registry.host,
     ]);
     expect(login.code, login.stderr).toBe(0);
-    expect(Object.keys(await helperEntries()).sort()).toEqual([registry.host, other].sort());
+    expect(Object.keys(await helper.entries()).sort()).toEqual([registry.host, other].sort());
     const all = await gantry(['logout', '--all', '--authfile', authFile]);
     expect(all.code, all.stderr).toBe(0);
     expect(all.stdout.toString()).toBe('Removed login credentials for all registries\n');
-    expect(await helperEntries()).toEqual({});
+    expect(await helper.entries()).toEqual({});
     expect(JSON.parse(await readFile(authFile, 'utf8'))).toEqual({
       auths: {},
       credHelpers: { [registry.host]: helperName, [other]: helperName },
@@ -371,7 +306,7 @@ describe('registries.conf credential-helpers', () => {
     );
     expect(login.code, login.stderr).toBe(0);
     expect(login.stdout.toString()).toBe(`Used:  credential helper: ${helperName}\nLogin Succeeded!\n`);
-    expect(await helperEntries()).toEqual({ [registry.host]: { Username: user, Secret: password } });
+    expect(await helper.entries()).toEqual({ [registry.host]: { Username: user, Secret: password } });
     await expect(readFile(primary)).rejects.toThrow(/ENOENT/);
 
     // Debian's skopeo 1.9.3 reads neither $CONTAINERS_REGISTRIES_CONF nor --registries-conf: it
@@ -391,7 +326,7 @@ describe('registries.conf credential-helpers', () => {
     const logout = await gantry(['logout', registry.host]);
     expect(logout.code, logout.stderr).toBe(0);
     expect(logout.stdout.toString()).toBe(`Removed login credentials for ${registry.host}\n`);
-    expect(await helperEntries()).toEqual({});
+    expect(await helper.entries()).toEqual({});
     const denied = skopeo(['inspect', '--authfile', authFile, '--cert-dir', certificates, reference]);
     expect(denied.code).not.toBe(0);
   });

@@ -2,6 +2,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/pr
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { writeTestCredentialHelper } from '../testing/credential-helper.js';
 import {
   type AuthFileSearchOptions,
   authFileSearchPaths,
@@ -292,87 +293,6 @@ describe('storing and removing credentials (login / logout)', () => {
   });
 });
 
-/**
- * Writes `docker-credential-<name>`, a real credential helper (a node script) speaking the
- * docker-credential-helpers protocol: get/store/erase/list against `<name>-store.json` next to it,
- * each call logged (command and server, never the secret) in `<name>-calls.log`. A file
- * `<name>-fail-<command>` makes that command fail like a broken keyring: the secret it was given is
- * echoed on stdout and the whole input on stderr (to prove neither reaches Gantry's errors).
- */
-async function writeCredentialHelper(directory: string, name: string) {
-  const script = `#!${process.execPath}
-const fs = require('node:fs');
-const path = require('node:path');
-const base = path.join(__dirname, ${JSON.stringify(name)});
-const command = process.argv[2];
-const input = fs.readFileSync(0, 'utf8');
-const storePath = base + '-store.json';
-const store = fs.existsSync(storePath) ? JSON.parse(fs.readFileSync(storePath, 'utf8')) : {};
-const save = () => fs.writeFileSync(storePath, JSON.stringify(store));
-const fail = (message) => { process.stdout.write(message + '\\n'); process.exit(1); };
-const server = command === 'store' ? JSON.parse(input).ServerURL : input.trim();
-fs.appendFileSync(base + '-calls.log', command + ' ' + server + '\\n');
-if (fs.existsSync(base + '-fail-' + command)) {
-  process.stderr.write('input was: ' + input + '\\n');
-  const secret = command === 'store' ? JSON.parse(input).Secret : '';
-  fail('keyring is locked (was given secret ' + secret + ')');
-}
-switch (command) {
-  case 'store': {
-    const credentials = JSON.parse(input);
-    if (!credentials.ServerURL) fail('no credentials server URL');
-    store[credentials.ServerURL] = { Username: credentials.Username, Secret: credentials.Secret };
-    save();
-    break;
-  }
-  case 'get': {
-    const entry = store[server];
-    if (!entry) fail('credentials not found in native keychain');
-    process.stdout.write(JSON.stringify({ ServerURL: server, Username: entry.Username, Secret: entry.Secret }));
-    break;
-  }
-  case 'erase':
-    if (!store[server]) fail('credentials not found in native keychain');
-    delete store[server];
-    save();
-    break;
-  case 'list': {
-    const list = {};
-    for (const [url, entry] of Object.entries(store)) list[url] = entry.Username;
-    process.stdout.write(JSON.stringify(list));
-    break;
-  }
-  default:
-    fail('unknown credential action');
-}
-`;
-  const program = path.join(directory, `docker-credential-${name}`);
-  await writeFile(program, script, { mode: 0o755 });
-  const base = path.join(directory, name);
-  return {
-    async entries(): Promise<Record<string, { Username: string; Secret: string }>> {
-      try {
-        return JSON.parse(await readFile(`${base}-store.json`, 'utf8'));
-      } catch {
-        return {};
-      }
-    },
-    async calls(): Promise<string[]> {
-      try {
-        return (await readFile(`${base}-calls.log`, 'utf8')).trim().split('\n');
-      } catch {
-        return [];
-      }
-    },
-    async failOn(command: string): Promise<void> {
-      await writeFile(`${base}-fail-${command}`, '');
-    },
-    async stopFailing(command: string): Promise<void> {
-      await rm(`${base}-fail-${command}`, { force: true });
-    },
-  };
-}
-
 describe('credential helpers (docker-credential-<name> get/store/erase/list)', () => {
   let directory: string;
   let helperDirectory: string;
@@ -394,7 +314,7 @@ describe('credential helpers (docker-credential-<name> get/store/erase/list)', (
   });
 
   it('login stores through credHelpers: the file keeps no secret, the helper has it, get reads it back', async () => {
-    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    const helper = await writeTestCredentialHelper(helperDirectory, 'vault');
     await writeFile(
       file,
       JSON.stringify({
@@ -425,7 +345,7 @@ describe('credential helpers (docker-credential-<name> get/store/erase/list)', (
   });
 
   it('refuses a namespaced key for a registry whose credentials a helper holds', async () => {
-    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    const helper = await writeTestCredentialHelper(helperDirectory, 'vault');
     await writeFile(file, JSON.stringify({ credHelpers: { 'h.local': 'vault' } }));
     const failure = storeRegistryCredentials('h.local/team', { username: 'u', password: 'p' }, options);
     await expect(failure).rejects.toMatchObject({ code: 'ERR_GANTRY_NOT_SUPPORTED' });
@@ -434,7 +354,7 @@ describe('credential helpers (docker-credential-<name> get/store/erase/list)', (
   });
 
   it('follows registries.conf credential-helpers when storing, falling back in order', async () => {
-    const helper = await writeCredentialHelper(helperDirectory, 'keyring');
+    const helper = await writeTestCredentialHelper(helperDirectory, 'keyring');
     const ordered = { ...options, credentialHelpers: ['keyring', authFilesCredentialHelper] };
     expect(await storeRegistryCredentials('k.local', { username: 'u', password: secret }, ordered)).toBe(
       'credential helper: keyring',
@@ -458,7 +378,7 @@ describe('credential helpers (docker-credential-<name> get/store/erase/list)', (
   });
 
   it('never puts the secret into errors of a failing helper', async () => {
-    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    const helper = await writeTestCredentialHelper(helperDirectory, 'vault');
     await writeFile(file, JSON.stringify({ credHelpers: { 'h.local': 'vault' } }));
     await helper.failOn('store');
     const error = await storeRegistryCredentials(
@@ -479,7 +399,7 @@ describe('credential helpers (docker-credential-<name> get/store/erase/list)', (
   });
 
   it('logout erases from the helper and the file; "not logged in" when neither had credentials', async () => {
-    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    const helper = await writeTestCredentialHelper(helperDirectory, 'vault');
     await writeFile(file, JSON.stringify({ credHelpers: { 'h.local': 'vault' } }));
     await storeRegistryCredentials('h.local', { username: 'u', password: secret }, options);
     expect(await removeRegistryCredentials('h.local', options)).toBe(true);
@@ -509,7 +429,7 @@ describe('credential helpers (docker-credential-<name> get/store/erase/list)', (
   });
 
   it('logout reports a failing helper by name and leaves the file alone', async () => {
-    const helper = await writeCredentialHelper(helperDirectory, 'vault');
+    const helper = await writeTestCredentialHelper(helperDirectory, 'vault');
     const contents = {
       auths: { 'h.local': { auth: encode('a', 'b') } },
       credHelpers: { 'h.local': 'vault' },
@@ -527,7 +447,7 @@ describe('credential helpers (docker-credential-<name> get/store/erase/list)', (
   });
 
   it('logout of an external credential-helpers entry erases there, skipping namespaced keys', async () => {
-    const helper = await writeCredentialHelper(helperDirectory, 'keyring');
+    const helper = await writeTestCredentialHelper(helperDirectory, 'keyring');
     const ordered = { ...options, credentialHelpers: [authFilesCredentialHelper, 'keyring'] };
     await storeRegistryCredentials(
       'k.local',
@@ -544,8 +464,8 @@ describe('credential helpers (docker-credential-<name> get/store/erase/list)', (
   });
 
   it('logout --all erases every credHelpers registry and every listed server, keeping the configuration', async () => {
-    const vault = await writeCredentialHelper(helperDirectory, 'vault');
-    const keyring = await writeCredentialHelper(helperDirectory, 'keyring');
+    const vault = await writeTestCredentialHelper(helperDirectory, 'vault');
+    const keyring = await writeTestCredentialHelper(helperDirectory, 'keyring');
     await writeFile(
       file,
       JSON.stringify({

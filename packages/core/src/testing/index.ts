@@ -9,6 +9,7 @@ export {
   type TransportConformanceCapabilities,
   type TransportConformanceOptions,
 } from './conformance.js';
+export { type TestCredentialHelper, writeTestCredentialHelper } from './credential-helper.js';
 export {
   buildFixtureImage,
   defaultFixtureCreated,
