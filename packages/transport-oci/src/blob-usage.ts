@@ -12,6 +12,8 @@ import path from 'node:path';
 import type { Digest } from '@gantry/core';
 
 const usageByDirectory = new Map<string, Map<Digest, number>>();
+/** Blobs written whose bytes are still being flushed to disk before they get their names. */
+const settlingByDirectory = new Map<string, Map<Digest, Promise<void>>>();
 
 /** A key for a blob directory: its real path when it exists, else its absolute path. */
 export async function blobDirectoryKey(blobDirectory: string): Promise<string> {
@@ -48,6 +50,31 @@ export class BlobUsage {
   usedByOthers(digest: Digest): boolean {
     const count = usageByDirectory.get(this.#key)?.get(digest) ?? 0;
     return count - (this.#digests.has(digest) && !this.#released ? 1 : 0) > 0;
+  }
+
+  /**
+   * Records that `digest` is being flushed to disk and will have its name when `settlement` resolves,
+   * so that every destination of this process writing into the same directory can wait for it.
+   */
+  settling(digest: Digest, settlement: Promise<void>): void {
+    let pending = settlingByDirectory.get(this.#key);
+    if (!pending) {
+      pending = new Map();
+      settlingByDirectory.set(this.#key, pending);
+    }
+    pending.set(digest, settlement);
+    const forget = (): void => {
+      const current = settlingByDirectory.get(this.#key);
+      if (current?.get(digest) !== settlement) return;
+      current.delete(digest);
+      if (current.size === 0) settlingByDirectory.delete(this.#key);
+    };
+    settlement.then(forget, forget);
+  }
+
+  /** The flush under way for `digest` in this directory (by any destination of this process), if any. */
+  settlementOf(digest: Digest): Promise<void> | undefined {
+    return settlingByDirectory.get(this.#key)?.get(digest);
   }
 
   /** Forgets every digest of this destination. Idempotent. */

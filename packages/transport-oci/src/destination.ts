@@ -78,6 +78,38 @@ async function pathExists(filePath: string): Promise<boolean> {
   }
 }
 
+/** Flushes a file's bytes to disk (fsync). */
+async function flushToDisk(filePath: string): Promise<void> {
+  const handle = await open(filePath, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Runs at most `limit` operations at once, the others waiting in order. */
+class Semaphore {
+  #available: number;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.#available = limit;
+  }
+
+  async run<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.#available > 0) this.#available -= 1;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await operation();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#available += 1;
+    }
+  }
+}
+
 class OciImageDestination implements ImageDestination {
   readonly reference: OciReference;
   readonly properties: ImageDestinationProperties;
@@ -90,6 +122,15 @@ class OciImageDestination implements ImageDestination {
   readonly #createdBlobs = new Set<Digest>();
   /** Every blob (manifests included) of the image being written. */
   readonly #imageBlobs = new Set<Digest>();
+  /**
+   * Every blob flush this destination started (blobs get their names once their bytes are on disk; the
+   * copy goes on meanwhile): `commit` and `close` wait for them all, and a failed one fails the commit.
+   * `tryReusingBlob` waits for the one of its digest, through `#usage` (shared by the destinations of
+   * this process that write into the same directory).
+   */
+  readonly #settlements: Promise<void>[] = [];
+  /** Flushes under way at once: each holds a libuv thread-pool thread, which file reads and writes need. */
+  readonly #flushes = new Semaphore(2);
   #topLevel: IndexEntry | undefined;
   #committed = false;
   #closed = false;
@@ -125,6 +166,36 @@ class OciImageDestination implements ImageDestination {
     this.#imageBlobs.add(digest);
   }
 
+  /**
+   * Flushes a complete, verified temporary file to disk, then moves it into place as blob `digest`, in
+   * the background: as containers/image does, every blob is on disk before it has its name (a crash never
+   * leaves a named blob without its bytes), but the copy does not stop for the disk meanwhile.
+   */
+  #settleInBackground(temporaryPath: string, digest: Digest): void {
+    const previous = this.#usage.settlementOf(digest);
+    const settlement = (async () => {
+      // The same blob written twice at once: installed one after the other.
+      if (previous) await previous.catch(() => undefined);
+      try {
+        await this.#flushes.run(() => flushToDisk(temporaryPath));
+        await this.#install(temporaryPath, digest);
+      } catch (error) {
+        await rm(temporaryPath, { force: true });
+        throw fileSystemFailure(`writing blob ${digest} into ${this.#blobDirectory}`, error);
+      }
+    })();
+    settlement.catch(() => undefined); // Reported by commit (or the reuse check that waits for it).
+    this.#usage.settling(digest, settlement);
+    this.#settlements.push(settlement);
+  }
+
+  /** Waits for every blob flush started; throws the first failure. */
+  async #allSettled(): Promise<void> {
+    const results = await Promise.allSettled(this.#settlements);
+    const failure = results.find((result) => result.status === 'rejected');
+    if (failure) throw (failure as PromiseRejectedResult).reason;
+  }
+
   #temporaryPath(): string {
     return path.join(this.#blobDirectory, `.gantry-upload-${randomSuffix()}`);
   }
@@ -144,7 +215,7 @@ class OciImageDestination implements ImageDestination {
         blobWriteStage(expectedDigest, (result) => {
           written = result;
         }),
-        createWriteStream(temporaryPath, { flags: 'wx', mode: 0o644, flush: true }),
+        createWriteStream(temporaryPath, { flags: 'wx', mode: 0o644 }),
         signal ? { signal } : {},
       );
       if (!written) throw new GantryError(ErrorCodes.Internal, 'blob stream ended without a digest');
@@ -156,12 +227,12 @@ class OciImageDestination implements ImageDestination {
         );
       }
       this.#usage.add(written.digest);
-      await this.#install(temporaryPath, written.digest);
     } catch (error) {
       await rm(temporaryPath, { force: true });
       if (signal?.aborted) throw abortError(signal);
       throw fileSystemFailure(`writing blob into ${this.#blobDirectory}`, error);
     }
+    this.#settleInBackground(temporaryPath, written.digest);
     const result: BlobInfo = { digest: written.digest, size: written.size };
     if (info.mediaType !== undefined) result.mediaType = info.mediaType;
     return result;
@@ -172,6 +243,9 @@ class OciImageDestination implements ImageDestination {
     throwIfAborted(options.signal);
     const digest = parseDigest(info.digest);
     this.#usage.add(digest);
+    // Written by a destination of this process and still being flushed: reusable once it has its name.
+    const settling = this.#usage.settlementOf(digest);
+    if (settling) await settling;
     let size: number;
     try {
       const stats = await stat(blobPath(this.#blobDirectory, digest));
@@ -235,6 +309,7 @@ class OciImageDestination implements ImageDestination {
     this.#assertWritable();
     const topLevel = requireTopLevelEntry('oci', this.#topLevel);
     const layoutDirectory = this.reference.path || '.';
+    await this.#allSettled();
     await mkdir(layoutDirectory, { recursive: true });
     await withLayoutLock(layoutDirectory, { ...this.#lockOptions, signal: options?.signal }, async () => {
       const index: LayoutIndex = (await readIndex(layoutDirectory)) ?? {
@@ -260,6 +335,8 @@ class OciImageDestination implements ImageDestination {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      // Blobs still being flushed get their names first, so that discarding finds every one it created.
+      await Promise.allSettled(this.#settlements);
       if (!this.#committed) await this.#discard();
     } finally {
       this.#usage.release();

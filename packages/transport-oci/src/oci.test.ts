@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -106,14 +106,15 @@ describe('destination and source', () => {
     const content = Buffer.from('some layer bytes');
     const written = await destination.putBlob(Readable.from([content]), { size: -1 }, { isConfig: false });
     expect(written).toEqual({ digest: digestOf(content), size: content.length });
-    expect(await readFile(path.join(directory, 'blobs', 'sha256', digestHex(written.digest)))).toEqual(
-      content,
-    );
+    // The blob gets its name once flushed to disk, in the background; a reuse check waits for that.
     const reused = await destination.tryReusingBlob?.(
       { digest: written.digest, size: content.length },
       { isConfig: false, canSubstitute: true },
     );
     expect(reused).toEqual({ reused: true, blob: { digest: written.digest, size: content.length } });
+    expect(await readFile(path.join(directory, 'blobs', 'sha256', digestHex(written.digest)))).toEqual(
+      content,
+    );
     const missing = await destination.tryReusingBlob?.(
       { digest: digestOf('other'), size: -1 },
       { isConfig: false, canSubstitute: true },
@@ -456,6 +457,54 @@ describe('abandoned writes', () => {
     await expect(destination.commit()).rejects.toMatchObject({ code: 'ERR_GANTRY_BLOB_NOT_FOUND' });
     await destination.close();
     await expect(stat(path.join(directory, 'index.json'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('blobs flushed to disk in the background', () => {
+  it('get their names before commit records the image, each blob once', async () => {
+    const image = buildTestImage();
+    const destination = await ociTransport.parseReference(`${directory}:x`).newImageDestination();
+    // The same blob twice at once (two layers with the same bytes): installed one after the other.
+    const writes = [...imageBlobs(image), imageBlobs(image)[0]!].map((blob) =>
+      destination.putBlob(
+        Readable.from([Buffer.from(blob.bytes)]),
+        { digest: blob.digest, size: -1 },
+        { isConfig: false },
+      ),
+    );
+    await Promise.all(writes);
+    await destination.putManifest(image.manifest.bytes, image.manifest.mediaType);
+    await destination.commit();
+    await destination.close();
+    const files = await listBlobFiles(path.join(directory, 'blobs'));
+    for (const blob of imageBlobs(image)) expect(files).toContain(`sha256/${digestHex(blob.digest)}`);
+    expect(files.filter((name) => name.startsWith('.gantry-upload'))).toEqual([]);
+    await expectImageReadable(`${directory}:x`, image);
+  });
+
+  it('make commit fail, naming the blob, when one cannot be put in place, leaving no temporary file', async () => {
+    const image = buildTestImage();
+    const [first] = imageBlobs(image);
+    // Something else (a directory) already has the blob's name: the rename after the flush fails.
+    await mkdir(path.join(directory, 'blobs', 'sha256', digestHex(first!.digest), 'squatter'), {
+      recursive: true,
+    });
+    const destination = await ociTransport.parseReference(`${directory}:x`).newImageDestination();
+    for (const blob of imageBlobs(image)) {
+      await destination.putBlob(
+        Readable.from([Buffer.from(blob.bytes)]),
+        { digest: blob.digest, size: -1 },
+        { isConfig: false },
+      );
+    }
+    await destination.putManifest(image.manifest.bytes, image.manifest.mediaType);
+    await expect(destination.commit()).rejects.toThrow(first!.digest);
+    await destination.close();
+    await expect(stat(path.join(directory, 'index.json'))).rejects.toThrow(/ENOENT/);
+    const leftovers = (await readdir(path.join(directory, 'blobs'))).filter((name) =>
+      name.startsWith('.gantry-upload'),
+    );
+    expect(leftovers).toEqual([]);
   });
 });
 

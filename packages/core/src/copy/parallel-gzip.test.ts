@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { crc32, gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { looksIncompressible, parallelGzipStage } from './parallel-gzip.js';
+import { combineCrc32, looksIncompressible, parallelGzipStage } from './parallel-gzip.js';
 
 async function gzipOf(input: Uint8Array, options: Parameters<typeof parallelGzipStage>[0], chunkSize = 7919) {
   async function* chunks() {
@@ -107,5 +107,42 @@ describe('parallelGzipStage', () => {
       looksIncompressible(Buffer.concat([randomBytes(megabyte / 2), compressibleBytes(megabyte / 2)])),
     ).toBe(false);
     expect(looksIncompressible(randomBytes(1000))).toBe(false); // too short to be judged dense: compressed
+  });
+});
+
+describe('combineCrc32', () => {
+  it('gives the CRC-32 of two strings one after the other, as zlib computes it', () => {
+    for (const [firstLength, secondLength] of [
+      [0, 0],
+      [5, 0],
+      [0, 7],
+      [1, 1],
+      [1000, 65535],
+      [3, 1024 * 1024 + 3],
+      [123_457, 999_331],
+    ] as const) {
+      const first = randomBytes(firstLength);
+      const second = randomBytes(secondLength);
+      expect(combineCrc32(crc32(first) >>> 0, crc32(second) >>> 0, secondLength)).toBe(
+        crc32(Buffer.concat([first, second])) >>> 0,
+      );
+    }
+  });
+});
+
+describe('parallelGzipStage with full-size blocks', () => {
+  it('stores 1 MiB random blocks (made on the thread pool) that gzip -t accepts', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'gantry-'));
+    try {
+      const input = Buffer.concat([randomBytes(3 * 1024 * 1024 + 999), compressibleBytes(500_000)]);
+      const compressed = await gzipOf(input, {}, 256 * 1024);
+      expect(compressed.byteLength).toBeLessThan(input.byteLength);
+      const file = join(directory, 'data.gz');
+      await writeFile(file, compressed);
+      execFileSync('gzip', ['-t', file]);
+      expect(gunzipSync(compressed).equals(input)).toBe(true);
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
   });
 });

@@ -38,12 +38,6 @@ const gzipHeader = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 
 /** An empty final stored block: closes the deflate stream after blocks ended by a sync flush. */
 const finalEmptyBlock = Buffer.from([0x01, 0x00, 0x00, 0xff, 0xff]);
 
-function deflateRawAsync(input: Uint8Array, options: zlib.ZlibOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    zlib.deflateRaw(input, options, (error, result) => (error ? reject(error) : resolve(result)));
-  });
-}
-
 /**
  * `block` as stored deflate blocks (no compression), byte-aligned like a sync flush leaves them:
  * at memory speed, for data that does not compress.
@@ -96,17 +90,147 @@ function entropyOf(bytes: Uint8Array): number {
   return entropy;
 }
 
+/** One compressed block: raw deflate ending on a byte boundary, never final, and its input's CRC-32. */
+interface CompressedBlock {
+  deflate: Uint8Array;
+  crc: number;
+  length: number;
+}
+
+/**
+ * Room for all of a block's compressed output in one chunk (zlib's deflateBound plus stored block
+ * headers and gzip framing): the convenience functions would otherwise collect 16 KiB chunks, each
+ * one a callback here, and join them with a copy on this thread.
+ */
+function outputChunkSize(input: Uint8Array): number {
+  return input.byteLength + (input.byteLength >> 10) + Math.ceil(input.byteLength / 0xffff) * 5 + 1024;
+}
+
+/**
+ * Runs one zlib engine over all of `input` at once, with `Z_FINISH` (or the given flush) as the flush
+ * of that single write, so the output comes as one chunk of the engine's own buffer (the convenience
+ * functions `zlib.gzip` and `zlib.deflateRaw` join their output with a copy on this thread).
+ */
+function runEngine(engine: zlib.Gzip | zlib.DeflateRaw, input: Uint8Array): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    engine.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      length += chunk.byteLength;
+    });
+    engine.once('error', reject);
+    engine.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length)));
+    engine.end(input);
+  });
+}
+
+/**
+ * `block` as stored deflate blocks, made on the libuv thread pool: zlib at level 0 writes a gzip
+ * member of stored blocks, whose trailer holds the CRC-32 the pool computed. The member's header and
+ * trailer are cut off and its last block made non-final, so that the blocks can be followed by more.
+ * Returns undefined if the member is not made of stored blocks only (never seen; the caller then
+ * stores the block on this thread).
+ */
+async function storedBlocksOnThreadPool(block: Uint8Array): Promise<CompressedBlock | undefined> {
+  const member = await runEngine(
+    zlib.createGzip({ level: 0, chunkSize: outputChunkSize(block), flush: zlib.constants.Z_FINISH }),
+    block,
+  );
+  const headerLength = 10;
+  const trailerStart = member.byteLength - 8;
+  if (trailerStart < headerLength || member[0] !== 0x1f || member[1] !== 0x8b || member[3] !== 0) {
+    return undefined;
+  }
+  let offset = headerLength;
+  let last = -1;
+  while (offset < trailerStart) {
+    const blockHeader = member[offset]!;
+    // BFINAL in bit 0, BTYPE 00 (stored) in bits 1-2, the rest padding up to the byte boundary.
+    if ((blockHeader & 0xfe) !== 0 || offset + 5 > trailerStart) return undefined;
+    const length = member.readUInt16LE(offset + 1);
+    if ((member.readUInt16LE(offset + 3) ^ 0xffff) !== length) return undefined;
+    last = offset;
+    offset += 5 + length;
+    if (blockHeader === 1) break;
+  }
+  if (offset !== trailerStart || last < 0 || member[last] !== 1) return undefined;
+  if (member.readUInt32LE(trailerStart + 4) !== block.byteLength % 2 ** 32) return undefined;
+  member[last] = 0; // No longer the final block.
+  return {
+    deflate: member.subarray(headerLength, trailerStart),
+    crc: member.readUInt32LE(trailerStart),
+    length: block.byteLength,
+  };
+}
+
 /** Compresses one block as raw deflate ending on a byte boundary (sync flush), never final. */
 async function compressBlock(
   block: Uint8Array,
   dictionary: Uint8Array | undefined,
   level: number,
-): Promise<Buffer> {
-  if (level === 0) return storedBlocks(block);
-  if (looksIncompressible(block)) return storedBlocks(block);
-  const options: zlib.ZlibOptions = { level, finishFlush: zlib.constants.Z_SYNC_FLUSH };
+): Promise<CompressedBlock> {
+  if (level === 0 || looksIncompressible(block)) {
+    // Stored blocks: no CPU is worth spending on compression, and the copy and CRC-32 run on the pool.
+    const stored = await storedBlocksOnThreadPool(block);
+    if (stored) return stored;
+    return { deflate: storedBlocks(block), crc: zlib.crc32(block) >>> 0, length: block.byteLength };
+  }
+  const crc = zlib.crc32(block) >>> 0;
+  const options: zlib.ZlibOptions = {
+    level,
+    flush: zlib.constants.Z_SYNC_FLUSH,
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+    chunkSize: outputChunkSize(block),
+  };
   if (dictionary) options.dictionary = dictionary;
-  return deflateRawAsync(block, options);
+  return { deflate: await runEngine(zlib.createDeflateRaw(options), block), crc, length: block.byteLength };
+}
+
+/** The CRC-32 polynomial, bit-reversed, as zlib uses it. */
+const crcPolynomial = 0xedb88320;
+
+/** `a` times `b` modulo the CRC polynomial (bit-reversed polynomials, as zlib's multmodp). */
+function multiplyModulo(a: number, b: number): number {
+  let m = 0x80000000;
+  let product = 0;
+  let multiplier = b >>> 0;
+  for (;;) {
+    if ((a & m) !== 0) {
+      product ^= multiplier;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    multiplier = multiplier & 1 ? (multiplier >>> 1) ^ crcPolynomial : multiplier >>> 1;
+  }
+  return product >>> 0;
+}
+
+/** x^(2^k) modulo the CRC polynomial, for k = 0…31. */
+const powersOfX = (() => {
+  const table: number[] = [];
+  let power = 0x40000000; // x^1
+  table.push(power);
+  for (let k = 1; k < 32; k += 1) {
+    power = multiplyModulo(power, power);
+    table.push(power);
+  }
+  return table;
+})();
+
+/**
+ * The CRC-32 of two byte strings one after the other, from their CRC-32s and the second one's
+ * length (zlib's crc32_combine).
+ */
+export function combineCrc32(first: number, second: number, secondLength: number): number {
+  // x^(8 × secondLength): the first CRC shifted past the second string's bits.
+  let shift = 0x80000000; // x^0
+  let remaining = secondLength;
+  for (let k = 3; remaining > 0; k += 1) {
+    if (remaining % 2 === 1) shift = multiplyModulo(powersOfX[k % 32]!, shift);
+    remaining = Math.floor(remaining / 2);
+  }
+  return (multiplyModulo(shift, first) ^ second) >>> 0;
 }
 
 /**
@@ -132,12 +256,17 @@ export function parallelGzipStage(
     let crc = 0;
     let totalLength = 0;
     let dictionary: Uint8Array | undefined;
-    const inFlight: Promise<Buffer>[] = [];
+    const inFlight: Promise<CompressedBlock>[] = [];
     let pending: Uint8Array[] = [];
     let pendingLength = 0;
+    /** The next block's deflate bytes, in order, folding its CRC-32 into the whole input's. */
+    const next = async (): Promise<Uint8Array> => {
+      const compressed = await inFlight.shift()!;
+      crc = combineCrc32(crc, compressed.crc, compressed.length);
+      totalLength += compressed.length;
+      return compressed.deflate;
+    };
     const start = (block: Uint8Array): void => {
-      crc = zlib.crc32(block, crc);
-      totalLength += block.byteLength;
       const job = compressBlock(block, dictionary, level);
       job.catch(() => {}); // Awaited in order below; never left unhandled when the consumer stops.
       inFlight.push(job);
@@ -156,7 +285,7 @@ export function parallelGzipStage(
           start(block);
           pending = [];
           pendingLength = 0;
-          while (inFlight.length >= concurrency) yield await inFlight.shift()!;
+          while (inFlight.length >= concurrency) yield await next();
         }
         if (rest.byteLength > 0) {
           pending.push(rest);
@@ -165,7 +294,7 @@ export function parallelGzipStage(
       }
       if (pendingLength > 0)
         start(pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingLength));
-      while (inFlight.length > 0) yield await inFlight.shift()!;
+      while (inFlight.length > 0) yield await next();
     } finally {
       inFlight.length = 0;
     }

@@ -238,6 +238,9 @@ export type ReusedBlob = { reused: false } | { reused: true; blob: BlobInfo };
  *   hash the bytes again; when `info.digest` is undefined the destination computes it. `blobWriteStage`
  *   does both.
  * - A destination still checks the size it received against `info.size` when that is known.
+ * - A destination may finish storing a blob after `putBlob` resolved (e.g. flush it to disk in the
+ *   background before giving it its name); its `tryReusingBlob` and `commit` then wait for that, and
+ *   `commit` fails when it failed.
  * - `putManifest` stores the bytes exactly as given.
  */
 export interface ImageDestination {
