@@ -78,6 +78,8 @@ describe('bin/gantry', () => {
     expect(lines).toEqual([
       'NODE_EXTRA_CA_CERTS=<unset>',
       'GANTRY_DEFERRED_NODE_EXTRA_CA_CERTS=/some/bundle.pem',
+      // The launcher sizes V8's old generation (see bin/gantry).
+      'argument: --initial-old-space-size=64',
       `argument: ${dirname(launcher)}/../dist/bin.js`,
       'argument: inspect',
       'argument: docker://a b',

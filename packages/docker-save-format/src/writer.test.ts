@@ -7,7 +7,14 @@ import { PassThrough, Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
-import { type Digest, digestHex, digestOf, ErrorCodes, parseNormalizedNamed } from '@gantry/core';
+import {
+  type Digest,
+  digestHex,
+  digestOf,
+  ErrorCodes,
+  parseNormalizedNamed,
+  verifyingStage,
+} from '@gantry/core';
 import { buildFixtureImage, type FixtureImage, fixturePresets } from '@gantry/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDockerArchive } from './reader.js';
@@ -301,8 +308,14 @@ describe('DockerArchiveWriter', () => {
     await expect(writer.putBlob(failing, { size: -1 }, { isConfig: false })).rejects.toThrow(
       /connection reset/,
     );
+    // As the contract asks of callers that name a digest, the stream is verified on the way in.
+    const wrongDigest = digestOf('other');
     await expect(
-      writer.putBlob(Readable.from([layer]), { digest: digestOf('other'), size: -1 }, { isConfig: false }),
+      writer.putBlob(
+        Readable.from(verifyingStage({ expectedDigest: wrongDigest })(Readable.from([layer]))),
+        { digest: wrongDigest, size: -1 },
+        { isConfig: false },
+      ),
     ).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
     await expect(
       writer.putBlob(Readable.from([layer.subarray(1)]), { digest, size: layer.length }, { isConfig: false }),

@@ -116,9 +116,34 @@ type Stage = (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
  * The stage changing a layer's compression as `plan` says, deciding on the first bytes it sees.
  * `onDecision` learns the compression the output has and whether it differs from the input's.
  */
+/**
+ * `source` decompressed. Data the decompressor rejects fails with `ERR_GANTRY_DIGEST_MISMATCH` naming the
+ * blob (such bytes cannot be the blob the manifest names); errors of the source pass unchanged.
+ */
+async function* decompressing(
+  source: AsyncIterable<Uint8Array>,
+  compression: 'gzip' | 'zstd',
+  description: string,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  try {
+    yield* throughTransform(source, createDecompressor(compression));
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && code.startsWith('Z_') && !isGantryError(error)) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `${description}: corrupt ${compression} data (${(error as Error).message}): these bytes are not the blob the manifest names`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
 function compressionStage(
   plan: LayerCompressionPlan,
   onDecision: (output: DetectedCompression, changed: boolean) => void,
+  description: string,
 ): Stage {
   return async function* changeCompression(source) {
     const { compression, stream } = await peekCompression(source);
@@ -127,11 +152,11 @@ function compressionStage(
       yield* compressingStage(plan.format, plan.level)(stream);
     } else if (plan.desired === 'compress' && plan.recompress && compression !== plan.format) {
       onDecision(plan.format, true);
-      const decompressed = throughTransform(stream, createDecompressor(compression as 'gzip' | 'zstd'));
+      const decompressed = decompressing(stream, compression as 'gzip' | 'zstd', description);
       yield* compressingStage(plan.format, plan.level)(decompressed);
     } else if (plan.desired === 'decompress' && compression !== 'none') {
       onDecision('none', true);
-      yield* throughTransform(stream, createDecompressor(compression));
+      yield* decompressing(stream, compression, description);
     } else {
       onDecision(compression, false);
       yield* stream;
@@ -146,6 +171,13 @@ export interface CopyLayerRequest {
   plan: LayerCompressionPlan | undefined;
   /** Whether the DiffID must be computed. */
   needDiffId: boolean;
+  /**
+   * The layer's DiffID as the image config gives it (authenticated through the config's digest). When
+   * the layer is written decompressed, the decompressed bytes are verified against it instead of the
+   * compressed bytes against the layer digest: every byte written is still verified, and each is
+   * hashed once instead of twice. The compressed stream's size is still checked.
+   */
+  expectedDiffId?: Digest;
   /** Whether the destination may substitute an equivalent blob. */
   canSubstitute: boolean;
   /** Media type to announce to `putBlob` for a changed blob. */
@@ -193,27 +225,59 @@ export async function copyLayer(context: BlobCopyContext, request: CopyLayerRequ
   return result;
 }
 
+/**
+ * A stage that passes bytes through, counting them: `ERR_GANTRY_SIZE_MISMATCH` as soon as more than
+ * `expectedSize` arrive, or at the end when fewer did. No-op check when the size is unknown (-1).
+ */
+function sizeCheckingStage(expectedSize: number, description: string): Stage {
+  return async function* checkSize(source) {
+    let size = 0;
+    for await (const chunk of source) {
+      size += chunk.byteLength;
+      if (expectedSize >= 0 && size > expectedSize) {
+        throw new GantryError(
+          ErrorCodes.SizeMismatch,
+          `${description}: size mismatch: expected ${expectedSize} bytes, got more`,
+        );
+      }
+      yield chunk;
+    }
+    if (expectedSize >= 0 && size !== expectedSize) {
+      throw new GantryError(
+        ErrorCodes.SizeMismatch,
+        `${description}: size mismatch: expected ${expectedSize} bytes, got ${size}`,
+      );
+    }
+  };
+}
+
 async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest): Promise<CopiedLayer> {
   const { layer } = request;
   const { stream, size: streamSize } = await context.source.getBlob(layer, { signal: context.signal });
   const expectedSize = layer.size >= 0 ? layer.size : streamSize;
   let verificationFailure: unknown;
-  const verify = verifyingStage({
-    expectedDigest: layer.digest,
-    expectedSize,
-    description: `blob ${layer.digest}`,
-  });
-  const guardedVerify: Stage = async function* (source) {
-    try {
-      yield* verify(source);
-    } catch (error) {
-      verificationFailure = error;
-      throw error;
-    }
-  };
+  const guarded = (stage: Stage): Stage =>
+    async function* (source) {
+      try {
+        yield* stage(source);
+      } catch (error) {
+        verificationFailure = error;
+        throw error;
+      }
+    };
+  // With the config's DiffID, a layer to decompress is verified after decompression (once changed, by
+  // its DiffID; unchanged, i.e. stored uncompressed, by its digest): its source bytes are only counted.
+  const verifyAfterDecompression =
+    request.plan?.desired === 'decompress' &&
+    request.expectedDiffId !== undefined &&
+    digestAlgorithm(layer.digest) === 'sha256';
   const counter = { bytes: 0 };
   const stages: Stage[] = [
-    guardedVerify,
+    guarded(
+      verifyAfterDecompression
+        ? sizeCheckingStage(expectedSize, `blob ${layer.digest}`)
+        : verifyingStage({ expectedDigest: layer.digest, expectedSize, description: `blob ${layer.digest}` }),
+    ),
     progressStage(context, { ...layer, size: expectedSize }, 'layer', counter),
   ];
   let diffId: Digest | undefined;
@@ -239,10 +303,14 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
   let changed = false;
   if (request.plan) {
     stages.push(
-      compressionStage(request.plan, (output, isChanged) => {
-        outputCompression = output;
-        changed = isChanged;
-      }),
+      compressionStage(
+        request.plan,
+        (output, isChanged) => {
+          outputCompression = output;
+          changed = isChanged;
+        },
+        `blob ${layer.digest}`,
+      ),
     );
   } else {
     stages.push(async function* detect(source) {
@@ -250,6 +318,22 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
       outputCompression = peeked.compression;
       yield* peeked.stream;
     });
+  }
+  if (verifyAfterDecompression) {
+    stages.push(
+      guarded(async function* verifyOutput(source) {
+        // The compression stage decides on the first chunk: pulling it tells what the output must match.
+        const started = await startIteration(source);
+        yield* verifyingStage(
+          changed
+            ? {
+                expectedDigest: request.expectedDiffId!,
+                description: `layer ${layer.digest}: its uncompressed contents (DiffID in the image config)`,
+              }
+            : { expectedDigest: layer.digest, expectedSize, description: `blob ${layer.digest}` },
+        )(started);
+      }),
+    );
   }
   let stored: BlobInfo | undefined;
   try {
@@ -263,7 +347,12 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
         stored = await context.destination.putBlob(
           readable,
           changed
-            ? { digest: undefined, size: -1, mediaType: request.changedMediaType(outputCompression) }
+            ? {
+                // Verified on the way in: the destination need not hash the bytes.
+                digest: verifyAfterDecompression ? request.expectedDiffId : undefined,
+                size: -1,
+                mediaType: request.changedMediaType(outputCompression),
+              }
             : { digest: layer.digest, size: expectedSize, mediaType: layer.mediaType },
           { isConfig: false, signal: context.signal },
         );
@@ -283,6 +372,12 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
       throw new GantryError(
         ErrorCodes.Internal,
         `blob ${layer.digest}: the destination reported no valid digest and size for the bytes it stored`,
+      );
+    }
+    if (verifyAfterDecompression && stored.digest !== request.expectedDiffId) {
+      throw new GantryError(
+        ErrorCodes.Internal,
+        `blob ${layer.digest}: destination stored it under another digest, ${stored.digest}`,
       );
     }
     if (diffIdFromOutput) {

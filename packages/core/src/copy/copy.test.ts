@@ -525,6 +525,87 @@ describe('copyImage: compression', () => {
     expectCompleteImage(test.destination, result.manifest, result.manifestMediaType);
   });
 
+  it('verifies layers written decompressed against the DiffIDs of the config, and refuses one that differs', async () => {
+    const decompressing = {
+      properties: { desiredLayerCompression: 'decompress' as const },
+      // The destination trusts the digest it is told: only the pipeline's verification protects it.
+      verifyWrites: false,
+    };
+    // Each layer is verified after decompression and handed over under its DiffID (hashed once).
+    const good = await harness(fixturePresets.dockerSchema2, { destination: decompressing });
+    await good.copy();
+    for (const diffId of good.image.images[0]!.diffIds) {
+      expect(good.destination.calls).toContain(`putBlob ${diffId}`);
+    }
+    expect(good.destination.committed).toBe(true);
+    await rm(join(directory, 'fixture'), { recursive: true, force: true });
+
+    // A config (with a valid digest) listing the DiffIDs in the wrong order: every layer fails its check.
+    const liar = await harness(fixturePresets.dockerSchema2, {
+      destination: decompressing,
+      wrapSource: (source) => {
+        let config: { digest: Digest; bytes: Buffer } | undefined;
+        return {
+          ...source,
+          getManifest: async (instance, operation) => {
+            const original = await source.getManifest(instance, operation);
+            const manifest = JSON.parse(Buffer.from(original.bytes).toString('utf8'));
+            const blob = await source.getBlob(manifest.config, operation);
+            const chunks: Buffer[] = [];
+            for await (const chunk of blob.stream) chunks.push(chunk as Buffer);
+            const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            parsed.rootfs.diff_ids.reverse();
+            const bytes = Buffer.from(JSON.stringify(parsed));
+            config = { digest: digestOf(bytes), bytes };
+            manifest.config = { ...manifest.config, digest: config.digest, size: bytes.length };
+            return { ...original, bytes: Buffer.from(JSON.stringify(manifest)) };
+          },
+          getBlob: async (info, operation) =>
+            info.digest === config?.digest
+              ? { stream: Readable.from([config.bytes]), size: config.bytes.length }
+              : source.getBlob(info, operation),
+        };
+      },
+    });
+    const failure = liar.copy();
+    await expect(failure).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
+    await expect(failure).rejects.toThrow(
+      /its uncompressed contents \(DiffID in the image config\): digest mismatch/,
+    );
+    expect(liar.destination.committed).toBe(false);
+    expect(liar.destination.stagedBlobs.size).toBe(0);
+  });
+
+  it('refuses a corrupted gzip layer written decompressed, and one of the wrong size, committing nothing', async () => {
+    const test = await harness(fixturePresets.dockerSchema2, {
+      destination: { properties: { desiredLayerCompression: 'decompress' }, verifyWrites: false },
+    });
+    const layerDigest = test.image.images[0]!.layerDigests[1]!;
+    await corruptFile(test.image.blobs.get(layerDigest)!.path, 40);
+    await expect(test.copy()).rejects.toThrow(layerDigest);
+    expect(test.destination.committed).toBe(false);
+    expect(test.destination.stagedBlobs.has(test.image.images[0]!.diffIds[1]!)).toBe(false);
+    await rm(join(directory, 'fixture'), { recursive: true, force: true });
+
+    const shorter = await harness(fixturePresets.dockerSchema2, {
+      destination: { properties: { desiredLayerCompression: 'decompress' }, verifyWrites: false },
+      wrapSource: (source) => ({
+        ...source,
+        getBlob: async (info, operation) => {
+          const blob = await source.getBlob(info, operation);
+          if (info.digest !== layerDigest) return blob;
+          const chunks: Buffer[] = [];
+          for await (const chunk of blob.stream) chunks.push(chunk as Buffer);
+          // Still a whole gzip member with the right contents: only the size tells.
+          const bytes = Buffer.concat([Buffer.concat(chunks), Buffer.alloc(3)]);
+          return { stream: Readable.from([bytes]), size: bytes.length };
+        },
+      }),
+    });
+    await expect(shorter.copy()).rejects.toMatchObject({ code: ErrorCodes.SizeMismatch });
+    expect(shorter.destination.committed).toBe(false);
+  });
+
   it('keeps compression as it is when the destination preserves it, ignoring a requested format', async () => {
     const test = await harness(fixturePresets.uncompressedLayers);
     const result = await test.copy({ destinationCompression: 'gzip' });

@@ -432,6 +432,15 @@ class ImageCopier {
     const compressionPlan = this.compressionPlan(manifest, cannotModify);
     const canSubstitute = cannotModify === '';
 
+    // Layers written decompressed are verified against the config's DiffIDs (read first; small and
+    // verified itself), so each byte is hashed once, after decompression (see `CopyLayerRequest`).
+    let configBytes: Uint8Array | undefined;
+    let expectedDiffIds: Map<Digest, Digest> | undefined;
+    if (compressionPlan?.desired === 'decompress' && manifest.config) {
+      configBytes = await this.readConfig(manifest.config);
+      expectedDiffIds = diffIdsByLayer(layers, configBytes);
+    }
+
     // Copy each distinct layer once, concurrently when both ends allow it.
     const distinct: BlobInfo[] = [];
     const indexOfDigest = new Map<Digest, number>();
@@ -455,15 +464,21 @@ class ImageCopier {
       distinct.length,
       concurrent,
       (index) =>
-        this.copyOneLayer(distinct[index]!, compressionPlan, needDiffIds, canSubstitute, layerSignal),
+        this.copyOneLayer(
+          distinct[index]!,
+          compressionPlan,
+          needDiffIds,
+          canSubstitute,
+          layerSignal,
+          expectedDiffIds?.get(distinct[index]!.digest),
+        ),
       () => layerController.abort(new GantryError(ErrorCodes.Aborted, 'another layer failed to copy')),
     );
     const copied = layers.map((layer) => copiedDistinct[indexOfDigest.get(layer.digest)!]!);
     throwIfAborted(this.signal);
 
     // Read the config (small, verified) for manifest edits; write it after the layers.
-    let configBytes: Uint8Array | undefined;
-    if (manifest.config) configBytes = await this.readConfig(manifest.config);
+    if (manifest.config && configBytes === undefined) configBytes = await this.readConfig(manifest.config);
 
     const layersChanged =
       layersReplaced || copied.some((layer, index) => layer.info.digest !== manifest.layers[index]!.digest);
@@ -544,6 +559,7 @@ class ImageCopier {
     needDiffId: boolean,
     canSubstitute: boolean,
     signal: AbortSignal,
+    expectedDiffId: Digest | undefined,
   ): Promise<CopiedLayer> {
     const properties = this.destination.properties;
     if (properties.acceptsForeignLayerURLs && (layer.urls?.length ?? 0) > 0) {
@@ -566,6 +582,7 @@ class ImageCopier {
       plan: effectivePlan,
       needDiffId,
       canSubstitute,
+      ...(expectedDiffId !== undefined ? { expectedDiffId } : {}),
       changedMediaType: (compression: DetectedCompression) =>
         layer.mediaType === undefined
           ? undefined
@@ -804,4 +821,34 @@ function safeLayerMediaType(
   } catch {
     return original;
   }
+}
+
+/**
+ * The DiffID the image config gives each layer (by layer digest), for verifying layers written
+ * decompressed. Undefined when the config is not a config with one sha256 DiffID per layer; a layer
+ * listed twice with different DiffIDs gets none (it is then verified by its own digest).
+ */
+function diffIdsByLayer(layers: BlobInfo[], configBytes: Uint8Array): Map<Digest, Digest> | undefined {
+  let config: unknown;
+  try {
+    config = JSON.parse(Buffer.from(configBytes).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const diffIds = (config as { rootfs?: { diff_ids?: unknown } } | null)?.rootfs?.diff_ids;
+  if (!Array.isArray(diffIds) || diffIds.length !== layers.length) return undefined;
+  const result = new Map<Digest, Digest>();
+  const conflicting = new Set<Digest>();
+  layers.forEach((layer, index) => {
+    const diffId = diffIds[index];
+    if (typeof diffId !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(diffId)) {
+      conflicting.add(layer.digest);
+      return;
+    }
+    const known = result.get(layer.digest);
+    if (known !== undefined && known !== diffId) conflicting.add(layer.digest);
+    result.set(layer.digest, diffId as Digest);
+  });
+  for (const digest of conflicting) result.delete(digest);
+  return result;
 }
