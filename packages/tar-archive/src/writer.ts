@@ -4,13 +4,25 @@
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { abortError, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core';
-import tarStream from 'tar-stream';
+import type TarStream from 'tar-stream';
 import { normalizeEntryName } from './names.js';
+
+const requireModule = createRequire(import.meta.url);
+let tarStreamModule: typeof TarStream | undefined;
+/**
+ * tar-stream, loaded on first use: only tars written to a stream need it, and loading it (with its
+ * dependencies) costs every command ~10 ms at start otherwise.
+ */
+function tarStream(): typeof TarStream {
+  tarStreamModule ??= requireModule('tar-stream') as typeof TarStream;
+  return tarStreamModule;
+}
 
 /** Options of `createTarWriter`. */
 export interface TarWriterOptions {
@@ -69,7 +81,7 @@ export function entryNameAndMode(
  * to a file remove it; callers writing to a pipe close it.
  */
 export class TarWriter {
-  readonly #pack = tarStream.pack();
+  readonly #pack = tarStream().pack();
   readonly #output: Writable;
   readonly #options: TarWriterOptions;
   readonly #done: Promise<void>;
