@@ -14,11 +14,12 @@
  *   reaches and blobs other open destinations of this process use. Blobs in a shared blob directory are
  *   never deleted (other layouts may use them without Gantry being able to know).
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, fdatasync as fdatasyncCallback } from 'node:fs';
 import { lstat, mkdir, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import {
   abortError,
   type BlobInfo,
@@ -78,6 +79,8 @@ async function pathExists(filePath: string): Promise<boolean> {
   }
 }
 
+const fdatasync = promisify(fdatasyncCallback);
+
 /** Flushes a file's bytes to disk (fsync). */
 async function flushToDisk(filePath: string): Promise<void> {
   const handle = await open(filePath, 'r+');
@@ -100,6 +103,17 @@ class Semaphore {
   async run<T>(operation: () => Promise<T>): Promise<T> {
     if (this.#available > 0) this.#available -= 1;
     else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    return this.#runHolding(operation);
+  }
+
+  /** Runs `operation` if a place is free right now and nobody waits; else returns undefined. */
+  tryRun<T>(operation: () => Promise<T>): Promise<T> | undefined {
+    if (this.#available === 0 || this.#waiting.length > 0) return undefined;
+    this.#available -= 1;
+    return this.#runHolding(operation);
+  }
+
+  async #runHolding<T>(operation: () => Promise<T>): Promise<T> {
     try {
       return await operation();
     } finally {
@@ -109,6 +123,13 @@ class Semaphore {
     }
   }
 }
+
+/**
+ * Bytes of a blob after which the part written so far is flushed to disk early (in the background, when a
+ * flush can start at once): the disk then works while the copy goes on, and the flush that must finish
+ * before the blob gets its name has less left to write.
+ */
+const earlyFlushBytes = 4 * 1024 * 1024;
 
 class OciImageDestination implements ImageDestination {
   readonly reference: OciReference;
@@ -209,13 +230,45 @@ class OciImageDestination implements ImageDestination {
     await mkdir(this.#blobDirectory, { recursive: true });
     const temporaryPath = this.#temporaryPath();
     let written: { digest: Digest; size: number } | undefined;
+    const output = createWriteStream(temporaryPath, { flags: 'wx', mode: 0o644 });
+    const flushes = this.#flushes;
+    async function* flushingEarly(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+      let unflushed = 0;
+      let early: Promise<void> | undefined;
+      try {
+        for await (const chunk of source) {
+          yield chunk;
+          unflushed += chunk.byteLength;
+          // `fd` is a number once the file is open (Node sets it; @types/node does not declare it).
+          const fd = (output as unknown as { fd: number | null }).fd;
+          if (unflushed >= earlyFlushBytes && early === undefined && typeof fd === 'number') {
+            early = flushes
+              .tryRun(() => fdatasync(fd))
+              ?.then(
+                () => {
+                  early = undefined;
+                },
+                // Only a head start: the flush before the blob gets its name is the one that counts.
+                () => {
+                  early = undefined;
+                },
+              );
+            if (early) unflushed = 0;
+          }
+        }
+      } finally {
+        // The file is closed after this stage ends: no flush may still use its descriptor then.
+        if (early) await early;
+      }
+    }
     try {
       await pipeline(
         stream,
         blobWriteStage(expectedDigest, (result) => {
           written = result;
         }),
-        createWriteStream(temporaryPath, { flags: 'wx', mode: 0o644 }),
+        flushingEarly,
+        output,
         signal ? { signal } : {},
       );
       if (!written) throw new GantryError(ErrorCodes.Internal, 'blob stream ended without a digest');

@@ -482,6 +482,25 @@ describe('blobs flushed to disk in the background', () => {
     await expectImageReadable(`${directory}:x`, image);
   });
 
+  it('write large blobs intact while parts of them are flushed early', async () => {
+    const destination = await ociTransport.parseReference(`${directory}:x`).newImageDestination();
+    const content = Buffer.alloc(13 * 1024 * 1024 + 17);
+    for (let index = 0; index < content.length; index += 4096) content.writeUInt32LE(index, index);
+    async function* slowly() {
+      for (let offset = 0; offset < content.length; offset += 256 * 1024) {
+        yield content.subarray(offset, offset + 256 * 1024);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    const written = await destination.putBlob(Readable.from(slowly()), { size: -1 }, { isConfig: false });
+    expect(written).toEqual({ digest: digestOf(content), size: content.length });
+    const reused = await destination.tryReusingBlob?.(written, { isConfig: false, canSubstitute: false });
+    expect(reused?.reused).toBe(true);
+    const stored = await readFile(path.join(directory, 'blobs', 'sha256', digestHex(written.digest)));
+    expect(stored.equals(content)).toBe(true);
+    await destination.close();
+  });
+
   it('make commit fail, naming the blob, when one cannot be put in place, leaving no temporary file', async () => {
     const image = buildTestImage();
     const [first] = imageBlobs(image);
