@@ -64,11 +64,11 @@ export function compressingStage(
 }
 
 /** Size of the chunks a decompressor emits. */
-const decompressedChunkSize = 256 * 1024;
+const decompressedChunkSize = 1024 * 1024;
 
 /** A transform decompressing `format`; zstd needs Node.js >= 22.15, else `ERR_GANTRY_NOT_SUPPORTED`. */
 export function createDecompressor(format: 'gzip' | 'zstd'): Transform {
-  // 256 KiB output chunks instead of zlib's 16 KiB: 16 times fewer callbacks and chunks downstream.
+  // 1 MiB output chunks instead of zlib's 16 KiB: 64 times fewer callbacks and chunks downstream.
   if (format === 'gzip') return zlib.createGunzip({ chunkSize: decompressedChunkSize });
   const factory = (zlib as unknown as ZstdFactories).createZstdDecompress;
   if (!factory) throw zstdUnavailable('decompression');
