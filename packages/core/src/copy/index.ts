@@ -1,6 +1,11 @@
 export { compressingStage } from './compression.js';
 export { copyImage, defaultBlobConcurrency, imageName } from './copy.js';
-export { type ParallelGzipOptions, parallelGzipStage } from './parallel-gzip.js';
+export {
+  combineCrc32,
+  defaultGzipLevel,
+  type ParallelGzipOptions,
+  parallelGzipStage,
+} from './parallel-gzip.js';
 export { maximumReferrerCount, maximumReferrerDepth, referrerDescriptorOf } from './referrers.js';
 export { isRetryableError, retryDelay } from './retry.js';
 export type {

@@ -3,7 +3,11 @@ import * as zlib from 'node:zlib';
 
 /** Options of {@link parallelGzipStage}. */
 export interface ParallelGzipOptions {
-  /** zlib level 0–9 (default 6, as `gzip`); 0 stores every block. */
+  /**
+   * zlib level 0–9; 0 stores every block. Default 3: zlib's level 3 gives about the size skopeo's default
+   * gives (Go's klauspost/compress through pgzip), at the same CPU; level 6 (`gzip`'s default) gives ~5 %
+   * less and takes 1.5 times the CPU.
+   */
   level?: number;
   /** Bytes of input compressed as one unit (default 1 MiB). Larger blocks compress slightly better. */
   blockSize?: number;
@@ -29,6 +33,8 @@ const denseSlicesToStore = 3;
  */
 const denseEntropy = 7.9;
 const defaultBlockSize = 1024 * 1024;
+/** See `ParallelGzipOptions.level`. */
+export const defaultGzipLevel = 3;
 
 /**
  * The gzip member header: no name, no time, OS "unknown", as Go's compress/gzip (and so skopeo's
@@ -245,7 +251,7 @@ export function combineCrc32(first: number, second: number, secondLength: number
 export function parallelGzipStage(
   options: ParallelGzipOptions = {},
 ): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
-  const level = options.level ?? 6;
+  const level = options.level ?? defaultGzipLevel;
   if (!Number.isInteger(level) || level < 0 || level > 9) {
     throw new RangeError(`gzip compression level must be an integer from 0 to 9, got ${level}`);
   }
