@@ -4,8 +4,9 @@
  * manifest and signatures go through one `DockerArchiveWriter`; the transport adds only where the archive
  * goes and what `commit()` and `close()` do with it.
  *
- * - Layers must be uncompressed (`desiredLayerCompression: 'decompress'`); only Docker schema2 manifests
- *   are accepted (the pipeline converts); no signatures, no manifest lists; one image per destination.
+ * - Layers are uncompressed (`desiredLayerCompression: 'decompress'`), except those in a compression the
+ *   transport keeps (`keptLayerCompressions`); only Docker schema2 manifests are accepted (the pipeline
+ *   converts); no signatures, no manifest lists; one image per destination.
  * - `putBlob` may be called concurrently (`hasThreadSafePutBlob`): the writer queues entries.
  * - `tryReusingBlob` reuses only blobs already written into this archive.
  * - `commit()` ends the archive, then calls the transport's `completeArchive()`; `close()` without a
@@ -41,16 +42,28 @@ export interface DockerArchiveDestinationSettings {
   repoTags: DockerReference[];
   /** Whether images for another OS than the runtime's are refused (a daemon). */
   mustMatchRuntimeOS: boolean;
+  /** Layer compressions written as they are (see `dockerArchiveDestinationProperties`). */
+  keptLayerCompressions?: readonly ('gzip' | 'zstd')[];
   /** How messages name what the transport writes, e.g. `docker tar files`. */
   storageDescription: string;
   context: TransportContext;
 }
 
-/** The destination properties of `docker save` writers, given `mustMatchRuntimeOS`. */
-export function dockerArchiveDestinationProperties(mustMatchRuntimeOS: boolean): ImageDestinationProperties {
+/**
+ * The destination properties of `docker save` writers, given `mustMatchRuntimeOS` and the layer
+ * compressions the archive's reader decompresses itself (`keptLayerCompressions`; none by default, as a
+ * file written by `docker save` has uncompressed layers).
+ */
+export function dockerArchiveDestinationProperties(
+  mustMatchRuntimeOS: boolean,
+  keptLayerCompressions: readonly ('gzip' | 'zstd')[] = [],
+): ImageDestinationProperties {
   return Object.freeze({
     supportedManifestMimeTypes: Object.freeze([MediaTypes.DockerManifest]),
     desiredLayerCompression: 'decompress',
+    ...(keptLayerCompressions.length > 0
+      ? { keptLayerCompressions: Object.freeze([...keptLayerCompressions]) }
+      : {}),
     acceptsForeignLayerURLs: false,
     mustMatchRuntimeOS,
     supportsSignatures: false,
@@ -118,7 +131,10 @@ export abstract class DockerArchiveImageDestinationBase<Reference extends ImageR
 
   constructor(reference: Reference, settings: DockerArchiveDestinationSettings) {
     this.reference = reference;
-    this.properties = dockerArchiveDestinationProperties(settings.mustMatchRuntimeOS);
+    this.properties = dockerArchiveDestinationProperties(
+      settings.mustMatchRuntimeOS,
+      settings.keptLayerCompressions,
+    );
     this.#repoTags = settings.repoTags;
     this.#storageDescription = settings.storageDescription;
     this.#contextSignal = settings.context.signal;

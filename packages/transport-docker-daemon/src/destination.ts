@@ -1,13 +1,14 @@
 /**
  * Writing an image into the Docker Engine: `POST /images/load` with a `docker save` archive produced by
  * `@gantry/docker-save-format`'s destination and writer while the copy runs. The request starts when the
- * destination opens and its body is the archive stream itself: nothing is written to a temporary file
- * except layers of unknown digest or size (the pipeline decompresses layers, so that is every layer it
- * changes), which the writer spools while they arrive (concurrently: `putBlob` may overlap) because a tar
- * header carries the size before the data.
+ * destination opens and its body is the archive stream itself. gzip layers go into the archive as they
+ * are (`keptLayerCompressions`: `docker load` decompresses them and checks their DiffIDs), uncompressed
+ * ones too, so their sizes are known and nothing is written to a temporary file. Only a layer the
+ * pipeline must decompress (zstd and other formats) has an unknown size: the writer spools it while it
+ * arrives (concurrently: `putBlob` may overlap), because a tar header carries the size before the data.
  *
  * - The reference must be `name:tag` (as containers/image: an image ID or `name@digest` is refused).
- * - Layers must be uncompressed (`desiredLayerCompression: 'decompress'`); only Docker schema2 manifests;
+ * - Layers: uncompressed or gzip (`desiredLayerCompression: 'decompress'`, gzip kept); only Docker schema2 manifests;
  *   the image must match the daemon's OS (`mustMatchRuntimeOS`); no signatures, no manifest lists.
  * - `commit()` ends the archive and reads the daemon's JSON message stream; an `error` message there (or a
  *   non-200 status) rejects with a `GantryError` carrying the daemon's message.
@@ -91,6 +92,9 @@ class DockerDaemonImageDestination extends DockerArchiveImageDestinationBase<Doc
       output: body,
       repoTags: [tag],
       mustMatchRuntimeOS: true,
+      // `docker load` decompresses gzip layers itself (and checks their DiffIDs against the config): kept
+      // compressed, their size is known before their bytes arrive, so no layer is spooled.
+      keptLayerCompressions: ['gzip'],
       storageDescription: 'docker-daemon: destinations',
       context,
     });

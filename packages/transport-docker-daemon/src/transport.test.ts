@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -77,11 +77,18 @@ describe('docker-daemon: against a real dockerd', () => {
       transportOptions: { 'docker-daemon': { host: daemon.host } },
       temporaryDirectory: spool,
     };
+    // gzip layers go into the load request as they are, with their sizes known: nothing is spooled, so
+    // a temporary directory that cannot be used does not matter.
+    const unusable = path.join(directory, 'a-file-not-a-directory');
+    await writeFile(unusable, '');
     const destination = dockerDaemonTransport.parseReference('example.com/test:v1');
     await copyImage(
       fixtureReference((reference) => createFixtureImageSource(image, reference)),
       destination,
-      { policy: insecureAcceptAnythingPolicy(), destinationContext: context },
+      {
+        policy: insecureAcceptAnythingPolicy(),
+        destinationContext: { ...context, temporaryDirectory: unusable },
+      },
     );
     const [inspected] = JSON.parse(await daemon.docker('image', 'inspect', 'example.com/test:v1')) as Array<{
       Id: string;

@@ -36,6 +36,8 @@ export interface LayerCompressionPlan {
   /** Whether a layer compressed in another format than `format` is recompressed. */
   recompress: boolean;
   level?: number;
+  /** With `desired: 'decompress'`: compressions kept as they are (`keptLayerCompressions`). */
+  keep?: readonly ('gzip' | 'zstd')[];
 }
 
 /** The outcome of copying one layer. */
@@ -154,7 +156,7 @@ function compressionStage(
       onDecision(plan.format, true);
       const decompressed = decompressing(stream, compression as 'gzip' | 'zstd', description);
       yield* compressingStage(plan.format, plan.level)(decompressed);
-    } else if (plan.desired === 'decompress' && compression !== 'none') {
+    } else if (plan.desired === 'decompress' && compression !== 'none' && !plan.keep?.includes(compression)) {
       onDecision('none', true);
       yield* decompressing(stream, compression, description);
     } else {
@@ -287,6 +289,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
   const diffIdFromOutput =
     request.needDiffId &&
     request.plan?.desired === 'decompress' &&
+    !request.plan.keep?.length &&
     digestAlgorithm(layer.digest) === 'sha256';
   if (request.needDiffId && !diffIdFromOutput) {
     stages.push(

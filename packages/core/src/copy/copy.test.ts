@@ -576,6 +576,33 @@ describe('copyImage: compression', () => {
     expect(liar.destination.stagedBlobs.size).toBe(0);
   });
 
+  it('keeps layers in a compression the destination keeps, verifying them by their digest', async () => {
+    const test = await harness(fixturePresets.dockerSchema2, {
+      destination: {
+        properties: { desiredLayerCompression: 'decompress', keptLayerCompressions: ['gzip'] },
+        verifyWrites: false,
+      },
+    });
+    const result = await test.copy();
+    const single = test.image.images[0]!;
+    expect(result.manifestDigest).toBe(test.image.topLevel.digest);
+    for (const digest of single.layerDigests) expect(test.destination.calls).toContain(`putBlob ${digest}`);
+    expectCompleteImage(test.destination, result.manifest, result.manifestMediaType);
+    await rm(join(directory, 'fixture'), { recursive: true, force: true });
+
+    // A corrupted kept layer is caught by its own digest.
+    const corrupted = await harness(fixturePresets.dockerSchema2, {
+      destination: {
+        properties: { desiredLayerCompression: 'decompress', keptLayerCompressions: ['gzip'] },
+        verifyWrites: false,
+      },
+    });
+    const layerDigest = corrupted.image.images[0]!.layerDigests[1]!;
+    await corruptFile(corrupted.image.blobs.get(layerDigest)!.path, 40);
+    await expect(corrupted.copy()).rejects.toThrow(`blob ${layerDigest}: digest mismatch`);
+    expect(corrupted.destination.committed).toBe(false);
+  });
+
   it('refuses a corrupted gzip layer written decompressed, and one of the wrong size, committing nothing', async () => {
     const test = await harness(fixturePresets.dockerSchema2, {
       destination: { properties: { desiredLayerCompression: 'decompress' }, verifyWrites: false },

@@ -550,6 +550,8 @@ class ImageCopier {
       recompress: requested !== undefined,
     };
     if (this.options.compressionLevel !== undefined) plan.level = this.options.compressionLevel;
+    const kept = this.destination.properties.keptLayerCompressions;
+    if (desired === 'decompress' && kept !== undefined && kept.length > 0) plan.keep = kept;
     return plan;
   }
 

@@ -149,6 +149,12 @@ export interface ImageDestinationProperties {
    * or decompress compressed ones. The pipeline does the work.
    */
   desiredLayerCompression: 'preserve' | 'compress' | 'decompress';
+  /**
+   * Optional, with `desiredLayerCompression: 'decompress'`: layers already compressed in one of these
+   * formats are stored as they are instead (whoever reads them decompresses them, e.g. `docker load`), so
+   * their size is known before their bytes arrive. Other layers are decompressed.
+   */
+  keptLayerCompressions?: readonly ('gzip' | 'zstd')[];
   /** Whether layers with foreign URLs are stored as references instead of being copied. */
   acceptsForeignLayerURLs: boolean;
   /** Whether images for another OS than the runtime's are refused (e.g. a daemon). */
