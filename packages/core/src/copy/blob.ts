@@ -115,10 +115,6 @@ async function startIteration(source: AsyncIterable<Uint8Array>): Promise<AsyncI
 type Stage = (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
 
 /**
- * The stage changing a layer's compression as `plan` says, deciding on the first bytes it sees.
- * `onDecision` learns the compression the output has and whether it differs from the input's.
- */
-/**
  * `source` decompressed. Data the decompressor rejects fails with `ERR_GANTRY_DIGEST_MISMATCH` naming the
  * blob (such bytes cannot be the blob the manifest names); errors of the source pass unchanged.
  */
@@ -142,6 +138,10 @@ async function* decompressing(
   }
 }
 
+/**
+ * The stage changing a layer's compression as `plan` says, deciding on the first bytes it sees.
+ * `onDecision` learns the compression the output has and whether it differs from the input's.
+ */
 function compressionStage(
   plan: LayerCompressionPlan,
   onDecision: (output: DetectedCompression, changed: boolean) => void,
