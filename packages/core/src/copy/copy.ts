@@ -15,6 +15,7 @@ import {
   manifestMatchesDigest,
   needsLayerDiffIds,
   normalizeManifestMediaType,
+  parseImageConfig,
   parseManifest,
   parseManifestList,
 } from '../manifest/index.js';
@@ -831,13 +832,12 @@ function safeLayerMediaType(
  * listed twice with different DiffIDs gets none (it is then verified by its own digest).
  */
 function diffIdsByLayer(layers: BlobInfo[], configBytes: Uint8Array): Map<Digest, Digest> | undefined {
-  let config: unknown;
+  let diffIds: unknown;
   try {
-    config = JSON.parse(Buffer.from(configBytes).toString('utf8'));
+    diffIds = parseImageConfig(configBytes).rootfs?.diff_ids;
   } catch {
-    return undefined;
+    return undefined; // Not a config: its layers are verified by their own digests.
   }
-  const diffIds = (config as { rootfs?: { diff_ids?: unknown } } | null)?.rootfs?.diff_ids;
   if (!Array.isArray(diffIds) || diffIds.length !== layers.length) return undefined;
   const result = new Map<Digest, Digest>();
   const conflicting = new Set<Digest>();
