@@ -1,50 +1,14 @@
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  copyImage,
-  type DockerReference,
-  ErrorCodes,
-  GantryError,
-  type ImageReference,
-  type ImageSource,
-  insecureAcceptAnythingPolicy,
-  type Transport,
-  transportSpecificationVersion,
-} from '@gantry/core';
+import { copyImage, ErrorCodes, GantryError, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { buildFixtureImage, createFixtureImageSource, fixturePresets } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerEngineClient, dockerTlsSettingsOf } from './client.js';
 import { type DockerTlsMaterial, generateDockerTlsMaterial } from './test-support/certificates.js';
 import { startTestDockerDaemon, type TestDockerDaemon } from './test-support/dockerd.js';
+import { fixtureReference } from './test-support/fixture-reference.js';
 import { dockerDaemonTransport } from './transport.js';
-
-const fixtureTransport: Transport = {
-  specificationVersion: transportSpecificationVersion,
-  name: 'fixture',
-  parseReference: () => {
-    throw new GantryError(ErrorCodes.NotSupported, 'fixture');
-  },
-  validatePolicyConfigurationScope: () => {},
-};
-
-function fixtureReference(open: (reference: ImageReference) => ImageSource): ImageReference {
-  const reference: ImageReference = {
-    transport: fixtureTransport,
-    stringWithinTransport: () => 'fixture',
-    dockerReference: (): DockerReference | undefined => undefined,
-    policyConfigurationIdentity: () => 'fixture',
-    policyConfigurationNamespaces: () => [],
-    newImageSource: async () => open(reference),
-    newImageDestination: async () => {
-      throw new GantryError(ErrorCodes.NotSupported, 'fixture');
-    },
-    deleteImage: async () => {
-      throw new GantryError(ErrorCodes.NotSupported, 'fixture');
-    },
-  };
-  return reference;
-}
 
 const environmentNames = ['DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH'] as const;
 

@@ -6,49 +6,18 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import {
   copyImage,
-  type DockerReference,
   digestOf,
   ErrorCodes,
   GantryError,
-  type ImageReference,
-  type ImageSource,
   insecureAcceptAnythingPolicy,
   MediaTypes,
-  type Transport,
-  transportSpecificationVersion,
 } from '@gantry/core';
 import { buildFixtureImage, createFixtureImageSource, fixturePresets } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerEngineClient, dockerHostOf, maximumApiVersion } from './client.js';
 import { startTestDockerDaemon, type TestDockerDaemon } from './test-support/dockerd.js';
+import { fixtureReference } from './test-support/fixture-reference.js';
 import { dockerDaemonTransport } from './transport.js';
-
-const fixtureTransport: Transport = {
-  specificationVersion: transportSpecificationVersion,
-  name: 'fixture',
-  parseReference: () => {
-    throw new GantryError(ErrorCodes.NotSupported, 'fixture');
-  },
-  validatePolicyConfigurationScope: () => {},
-};
-
-function fixtureReference(open: (reference: ImageReference) => ImageSource): ImageReference {
-  const reference: ImageReference = {
-    transport: fixtureTransport,
-    stringWithinTransport: () => 'fixture',
-    dockerReference: (): DockerReference | undefined => undefined,
-    policyConfigurationIdentity: () => 'fixture',
-    policyConfigurationNamespaces: () => [],
-    newImageSource: async () => open(reference),
-    newImageDestination: async () => {
-      throw new GantryError(ErrorCodes.NotSupported, 'fixture');
-    },
-    deleteImage: async () => {
-      throw new GantryError(ErrorCodes.NotSupported, 'fixture');
-    },
-  };
-  return reference;
-}
 
 const run = promisify(execFile);
 
