@@ -1,18 +1,13 @@
-/**
- * Interoperability with the real skopeo (containers/image's `directory` package): images written by
- * this transport are read by skopeo, and images skopeo writes are read by this transport, byte for byte.
- */
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { type Digest, digestHex, digestOf, ErrorCodes } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
   fixturePresets,
   listPresetNames,
+  runSkopeo,
   singleImagePresetNames,
   writeFixtureToDestination,
   writeFixtureToOciLayout,
@@ -21,7 +16,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDirTransport } from './index.js';
 import { handBuiltImage, writeHandBuiltImage } from './test-support/hand-built-image.js';
 
-const execFileAsync = promisify(execFile);
 const transport = createDirTransport({ durable: false });
 const encoder = new TextEncoder();
 
@@ -33,16 +27,7 @@ function fakeSignature(text: string): Uint8Array {
   return Uint8Array.of(0xa3, ...encoder.encode(text));
 }
 
-async function skopeo(...args: string[]): Promise<string> {
-  try {
-    const { stdout } = await execFileAsync('skopeo', args, { maxBuffer: 64 * 1024 * 1024 });
-    return stdout;
-  } catch (error) {
-    const failure = error as { code?: unknown; stderr?: string; message: string };
-    if (failure.code === 'ENOENT') throw new Error('skopeo is not installed: the dir: interop tests need it');
-    throw new Error(`skopeo ${args.join(' ')} failed: ${failure.stderr ?? failure.message}`);
-  }
-}
+const skopeo = async (...args: string[]): Promise<string> => (await runSkopeo(args)).toString('utf8');
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];

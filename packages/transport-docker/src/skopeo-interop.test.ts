@@ -1,33 +1,12 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { digestOf } from '@gantry/core';
-import { type FixtureImage, fixturePresets, writeFixtureToOciLayout } from '@gantry/core/testing';
+import { type FixtureImage, fixturePresets, runSkopeo, writeFixtureToOciLayout } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, digestStream, dockerContext, pushFixture } from './testing/test-helpers.js';
 import { createDockerTransport } from './transport.js';
-
-const execFileAsync = promisify(execFile);
-const skopeoBinary = '/usr/bin/skopeo';
-
-/** Runs skopeo; fails loudly (never skips) when it is missing or fails. */
-async function skopeo(args: string[]): Promise<Buffer> {
-  try {
-    const { stdout } = await execFileAsync(skopeoBinary, args, {
-      encoding: 'buffer',
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return stdout;
-  } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? '';
-    throw new Error(
-      `skopeo ${args.join(' ')} failed (skopeo must be installed at ${skopeoBinary}): ${stderr || (error as Error).message}`,
-    );
-  }
-}
 
 describe('interoperability with skopeo (real registry)', () => {
   let registry: TestRegistry;
@@ -60,14 +39,14 @@ describe('interoperability with skopeo (real registry)', () => {
   it('reads an image skopeo pushed, byte for byte', async () => {
     const layout = path.join(directory, 'layout');
     await writeFixtureToOciLayout(image, layout, 't');
-    await skopeo([
+    await runSkopeo([
       'copy',
       '--insecure-policy',
       '--dest-tls-verify=false',
       `oci:${layout}:t`,
       `docker://${registry.host}/skopeo/pushed:t`,
     ]);
-    const raw = await skopeo([
+    const raw = await runSkopeo([
       'inspect',
       '--raw',
       '--tls-verify=false',
@@ -97,7 +76,7 @@ describe('interoperability with skopeo (real registry)', () => {
       ['list', list],
     ] as const) {
       await pushFixture(transport, registry, `gantry/${name}:t`, fixture, context);
-      const raw = await skopeo([
+      const raw = await runSkopeo([
         'inspect',
         '--raw',
         '--tls-verify=false',
@@ -107,7 +86,7 @@ describe('interoperability with skopeo (real registry)', () => {
       if (name !== 'list') {
         const inspected = JSON.parse(
           (
-            await skopeo(['inspect', '--tls-verify=false', `docker://${registry.host}/gantry/${name}:t`])
+            await runSkopeo(['inspect', '--tls-verify=false', `docker://${registry.host}/gantry/${name}:t`])
           ).toString(),
         );
         expect(inspected.Digest).toBe(fixture.topLevel.digest);
@@ -116,7 +95,7 @@ describe('interoperability with skopeo (real registry)', () => {
     }
     // skopeo verifies every blob digest while copying out of the registry.
     const out = path.join(directory, 'out');
-    await skopeo([
+    await runSkopeo([
       'copy',
       '--insecure-policy',
       '--src-tls-verify=false',
@@ -124,7 +103,7 @@ describe('interoperability with skopeo (real registry)', () => {
       `docker://${registry.host}/gantry/list:t`,
       `oci:${out}:t`,
     ]);
-    const index = JSON.parse((await skopeo(['inspect', '--raw', `oci:${out}:t`])).toString());
+    const index = JSON.parse((await runSkopeo(['inspect', '--raw', `oci:${out}:t`])).toString());
     expect(index.manifests.map((entry: { digest: string }) => entry.digest)).toEqual(
       list.images.map((single) => single.manifestDigest),
     );
@@ -145,7 +124,7 @@ describe('interoperability with skopeo (real registry)', () => {
     await pushFixture(transport, secureRegistry, 'shared/app:t', image, secureContext);
     const inspected = JSON.parse(
       (
-        await skopeo([
+        await runSkopeo([
           'inspect',
           '--authfile',
           authFile,
@@ -156,7 +135,7 @@ describe('interoperability with skopeo (real registry)', () => {
       ).toString(),
     );
     expect(inspected.Digest).toBe(image.topLevel.digest);
-    await skopeo([
+    await runSkopeo([
       'copy',
       '--insecure-policy',
       '--src-authfile',

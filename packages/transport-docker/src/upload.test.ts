@@ -1,13 +1,6 @@
-/**
- * Blob uploads against a real registry (Distribution) behind the fault proxy: chunked uploads and the
- * fallback from a refused streamed PATCH, `OCI-Chunk-Min-Length`, 416 recovery, precomputed digests
- * (`--dest-precompute-digests`) and the `User-Agent` prefix. skopeo pulls what was pushed.
- */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import {
   copyImage,
   digestOf,
@@ -15,7 +8,12 @@ import {
   insecureAcceptAnythingPolicy,
   type TransportContext,
 } from '@gantry/core';
-import { type FixtureImage, fixturePresets, writeFixtureToDestination } from '@gantry/core/testing';
+import {
+  type FixtureImage,
+  fixturePresets,
+  runSkopeo,
+  writeFixtureToDestination,
+} from '@gantry/core/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultUploadChunkBytes } from './blob-upload.js';
 import { gantryUserAgent } from './connections.js';
@@ -24,25 +22,6 @@ import { type FaultProxy, type ProxiedRequest, startFaultProxy } from './testing
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, dockerContext, pushFixture } from './testing/test-helpers.js';
 import { createDockerTransport, type DockerTransport } from './transport.js';
-
-const execFileAsync = promisify(execFile);
-const skopeoBinary = '/usr/bin/skopeo';
-
-/** Runs skopeo; fails loudly (never skips) when it is missing or fails. */
-async function skopeo(args: string[]): Promise<Buffer> {
-  try {
-    const { stdout } = await execFileAsync(skopeoBinary, args, {
-      encoding: 'buffer',
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return stdout;
-  } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? '';
-    throw new Error(
-      `skopeo ${args.join(' ')} failed (skopeo must be installed at ${skopeoBinary}): ${stderr || (error as Error).message}`,
-    );
-  }
-}
 
 const isPatch = (request: ProxiedRequest) => request.method === 'PATCH';
 const isStreamedPatch = (method: string, _path: string, headers: Record<string, unknown>) =>
@@ -133,10 +112,17 @@ describe('blob uploads (real registry behind a fault proxy)', () => {
   /** skopeo pulls the image from the registry: same manifest, every blob with its digest. */
   async function expectSkopeoPullsIdentical(image: FixtureImage, repositoryAndTag: string): Promise<void> {
     const reference = `docker://${registry.host}/${repositoryAndTag}`;
-    const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', reference]);
+    const raw = await runSkopeo(['inspect', '--raw', '--tls-verify=false', reference]);
     expect(digestOf(raw)).toBe(image.topLevel.digest);
     const target = await mkdtemp(path.join(directory, 'pulled-'));
-    await skopeo(['--insecure-policy', 'copy', '-q', '--src-tls-verify=false', reference, `dir:${target}`]);
+    await runSkopeo([
+      '--insecure-policy',
+      'copy',
+      '-q',
+      '--src-tls-verify=false',
+      reference,
+      `dir:${target}`,
+    ]);
     const files = (await readdir(target)).filter((name) => /^[0-9a-f]{64}$/.test(name)).sort();
     const expected = [...image.blobs.keys()].map((digest) => digest.slice('sha256:'.length)).sort();
     expect(files).toEqual(expected);
@@ -310,7 +296,7 @@ describe('blob uploads (real registry behind a fault proxy)', () => {
         third.requests.filter(isPatch).reduce((total, request) => total + request.bodyBytes, 0),
       ).toBeGreaterThan(65_536);
 
-      const pulled = await skopeo([
+      const pulled = await runSkopeo([
         'inspect',
         '--raw',
         '--tls-verify=false',

@@ -1,32 +1,17 @@
-/**
- * The oci: transport under @gantry/core's copy pipeline: every preset copied from a layout written by
- * hand into a Gantry-written layout, which skopeo then reads (verifying every digest as it copies out).
- */
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { copyImage, insecureAcceptAnythingPolicy, MediaTypes } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixturePresetName,
   fixturePresets,
+  runSkopeo,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ociTransport } from './index.js';
 import { temporaryDirectory } from './test-support/images.js';
 
-const execFileAsync = promisify(execFile);
-
-async function skopeo(args: string[]): Promise<string> {
-  try {
-    return (await execFileAsync('skopeo', args, { maxBuffer: 64 * 1024 * 1024 })).stdout;
-  } catch (error) {
-    const failure = error as NodeJS.ErrnoException & { stderr?: string };
-    if (failure.code === 'ENOENT') throw new Error('skopeo is required by this test but is not installed');
-    throw new Error(`skopeo ${args.join(' ')} failed: ${failure.stderr ?? failure.message}`);
-  }
-}
+const skopeo = async (args: string[]): Promise<string> => (await runSkopeo(args)).toString('utf8');
 
 let directory = '';
 let remove: () => Promise<void> = async () => {};

@@ -43,3 +43,4 @@ export type {
 } from './fixture-types.js';
 export { ociRefNameAnnotation, writeFixtureToOciLayout } from './oci-layout.js';
 export { seededRandomBytes } from './random-data.js';
+export { runSkopeo, skopeoBinary } from './skopeo.js';
