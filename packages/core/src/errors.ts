@@ -42,6 +42,8 @@ export const ErrorCodes = {
   InvalidPolicy: 'ERR_GANTRY_INVALID_POLICY',
   /** A storage layout on disk (OCI layout, dir:, archive) is malformed or hostile. */
   InvalidLayout: 'ERR_GANTRY_INVALID_LAYOUT',
+  /** A configuration file (storage.conf, …) is malformed or names impossible settings. */
+  InvalidConfiguration: 'ERR_GANTRY_INVALID_CONFIGURATION',
   /** The destination refuses the operation (e.g. signatures on a transport without them). */
   NotSupported: 'ERR_GANTRY_NOT_SUPPORTED',
   /** The operation was aborted through an AbortSignal or a timeout. */
