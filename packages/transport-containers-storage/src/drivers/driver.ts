@@ -52,6 +52,12 @@ export interface ApplyDiffResult {
   uncompressedSize: number;
   /** The layer's tar-split, gzip-compressed, exactly as containers/storage writes `<id>.tar-split.gz`. */
   tarSplitGzip: Uint8Array;
+  /**
+   * The distinct owner IDs of the tar's entries as written in the tar (before any mapping), ascending,
+   * skipping `.wh.*` whiteout entries: layers.json's `uidset` / `gidset`, as containers/storage records them.
+   */
+  uids: number[];
+  gids: number[];
 }
 
 /** Opens the content of one regular file of a layer, by its path inside the layer (as in the tar). */
