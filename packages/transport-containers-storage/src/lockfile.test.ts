@@ -98,9 +98,13 @@ describe('acquireLock', () => {
     const runRoot = join(directory, 'run');
     const podman = (args: string[]) =>
       new Promise<number>((resolve, reject) => {
-        const child = spawn('podman', ['--root', root, '--runroot', runRoot, '--storage-driver', 'vfs', ...args], {
-          stdio: 'ignore',
-        });
+        const child = spawn(
+          'podman',
+          ['--root', root, '--runroot', runRoot, '--storage-driver', 'vfs', ...args],
+          {
+            stdio: 'ignore',
+          },
+        );
         child.on('error', reject);
         child.on('exit', (code) => resolve(code ?? -1));
       });

@@ -4,7 +4,7 @@ import { type FixtureImageSpec, fixturePresets } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bigDataFileName, layerIdFor } from './ids.js';
 import { validatePolicyConfigurationScope } from './reference.js';
-import { type ImageRecord, type LayerRecord } from './store.js';
+import type { ImageRecord, LayerRecord } from './store.js';
 import { createTestStore, fixtureLayout, skopeoCopy, type TestStore } from './test-support/stores.js';
 import { containersStorageTransport as transport } from './transport.js';
 
@@ -21,7 +21,9 @@ describe('containers-storage references', () => {
   });
 
   it('keeps the driver options and run root in the string, not in the policy identity', () => {
-    const reference = transport.parseReference(`[overlay@${root}+${run}:overlay.mountopt=nodev,overlay.x=y]quay.io/a/b:1`);
+    const reference = transport.parseReference(
+      `[overlay@${root}+${run}:overlay.mountopt=nodev,overlay.x=y]quay.io/a/b:1`,
+    );
     expect(reference.stringWithinTransport()).toBe(
       `[overlay@${root}+${run}:overlay.mountopt=nodev,overlay.x=y]quay.io/a/b:1`,
     );
@@ -49,7 +51,9 @@ describe('containers-storage references', () => {
     ]);
     expect(transport.parseReference(`${spec}@${id}`).stringWithinTransport()).toBe(`${spec}@${id}`);
     // Without "@", 64 hex characters are an ID only when such an image exists; they are never a name.
-    expect(() => transport.parseReference(`${spec}${id}`)).toThrow(/cannot specify 64-byte hexadecimal strings/);
+    expect(() => transport.parseReference(`${spec}${id}`)).toThrow(
+      /cannot specify 64-byte hexadecimal strings/,
+    );
   });
 
   it('round-trips through stringWithinTransport', () => {
@@ -73,7 +77,10 @@ describe('containers-storage references', () => {
     [`${spec}UPPER:t`, /parsing named reference/],
   ])('rejects %j', (input, message) => {
     expect(() => transport.parseReference(input)).toThrowError(
-      expect.objectContaining({ code: 'ERR_GANTRY_INVALID_REFERENCE', message: expect.stringMatching(message) }),
+      expect.objectContaining({
+        code: 'ERR_GANTRY_INVALID_REFERENCE',
+        message: expect.stringMatching(message),
+      }),
     );
   });
 
@@ -83,7 +90,9 @@ describe('containers-storage references', () => {
     validatePolicyConfigurationScope(`[vfs@${root}]x@${'a'.repeat(64)}`);
     expect(() => validatePolicyConfigurationScope('docker.io/x')).toThrow(/\[store\]/);
     expect(() => validatePolicyConfigurationScope('[vfs@relative]')).toThrow(/not absolute/);
-    expect(() => validatePolicyConfigurationScope(`[vfs@${root}]x@nothex`)).toThrow(/neither a valid digest nor a valid ID/);
+    expect(() => validatePolicyConfigurationScope(`[vfs@${root}]x@nothex`)).toThrow(
+      /neither a valid digest nor a valid ID/,
+    );
   });
 });
 
@@ -96,7 +105,10 @@ describe('against a store skopeo wrote', () => {
 
   beforeAll(async () => {
     store = await createTestStore('vfs');
-    const { image, reference } = await fixtureLayout(store.directory, 'layout', { ...(fixturePresets.dockerSchema2 as FixtureImageSpec), format: 'oci' });
+    const { image, reference } = await fixtureLayout(store.directory, 'layout', {
+      ...(fixturePresets.dockerSchema2 as FixtureImageSpec),
+      format: 'oci',
+    });
     diffIds = image.images[0]!.diffIds;
     imageId = image.images[0]!.configDigest.slice('sha256:'.length);
     await skopeoCopy(reference, `containers-storage:${store.specification}localhost/x:t`);
@@ -125,7 +137,9 @@ describe('against a store skopeo wrote', () => {
   it('expands an image ID prefix (≥ 3 characters) of an image in the store', () => {
     expect(transport.parseReference(`${store.specification}${imageId.slice(0, 12)}`).id).toBe(imageId);
     expect(transport.parseReference(`${store.specification}@${imageId.slice(0, 5)}`).id).toBe(imageId);
-    expect(transport.parseReference(`${store.specification}localhost/x:t@${imageId.slice(0, 8)}`).id).toBe(imageId);
+    expect(transport.parseReference(`${store.specification}localhost/x:t@${imageId.slice(0, 8)}`).id).toBe(
+      imageId,
+    );
     expect(() => transport.parseReference(`${store.specification}@${imageId.slice(0, 2)}`)).toThrow(
       /does not look like an image ID/,
     );

@@ -46,7 +46,11 @@ describe('defaultStoreOptions', () => {
     const file = join(directory, 'storage.conf');
     await writeFile(file, '[storage]\ndriver = "vfs"\ngraphroot = "/g"\nrunroot = "/r"\n');
     const options = defaultStoreOptions({
-      env: { CONTAINERS_STORAGE_CONF: file, STORAGE_DRIVER: 'overlay2', STORAGE_OPTS: 'overlay.mountopt=nodev,overlay.foo=1' },
+      env: {
+        CONTAINERS_STORAGE_CONF: file,
+        STORAGE_DRIVER: 'overlay2',
+        STORAGE_OPTS: 'overlay.mountopt=nodev,overlay.foo=1',
+      },
       uid: 0,
     });
     expect(options.driver).toBe('overlay');
@@ -86,7 +90,11 @@ describe('defaultStoreOptions', () => {
 
   it('gives a rootless user their own store under XDG_DATA_HOME and XDG_RUNTIME_DIR', () => {
     const options = defaultStoreOptions({
-      env: { XDG_DATA_HOME: join(directory, 'data'), XDG_RUNTIME_DIR: join(directory, 'run'), XDG_CONFIG_HOME: join(directory, 'config') },
+      env: {
+        XDG_DATA_HOME: join(directory, 'data'),
+        XDG_RUNTIME_DIR: join(directory, 'run'),
+        XDG_CONFIG_HOME: join(directory, 'config'),
+      },
       uid: 1234,
       home: directory,
     });
@@ -98,7 +106,16 @@ describe('defaultStoreOptions', () => {
     await mkdir(join(directory, '.config', 'containers'), { recursive: true });
     const file = join(directory, '.config', 'containers', 'storage.conf');
     await writeFile(file, `[storage]\ndriver = "vfs"\ngraphroot = "${directory}/mine"\n`);
-    const options = defaultStoreOptions({ env: { XDG_RUNTIME_DIR: '/run/user/1234' }, uid: 1234, home: directory });
-    expect(options).toMatchObject({ driver: 'vfs', graphRoot: join(directory, 'mine'), runRoot: '/run/user/1234/containers', files: [file] });
+    const options = defaultStoreOptions({
+      env: { XDG_RUNTIME_DIR: '/run/user/1234' },
+      uid: 1234,
+      home: directory,
+    });
+    expect(options).toMatchObject({
+      driver: 'vfs',
+      graphRoot: join(directory, 'mine'),
+      runRoot: '/run/user/1234/containers',
+      files: [file],
+    });
   });
 });

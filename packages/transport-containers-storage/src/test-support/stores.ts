@@ -43,7 +43,10 @@ export async function createTestStore(driver = 'vfs'): Promise<TestStore> {
         const { stdout } = await execFileAsync(
           'podman',
           ['--root', graphRoot, '--runroot', runRoot, '--storage-driver', driver, ...args],
-          { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, CONTAINERS_STORAGE_CONF: join(directory, 'none.conf') } },
+          {
+            maxBuffer: 64 * 1024 * 1024,
+            env: { ...process.env, CONTAINERS_STORAGE_CONF: join(directory, 'none.conf') },
+          },
         );
         return stdout;
       } catch (error) {
@@ -70,6 +73,10 @@ export async function fixtureLayout(
 }
 
 /** skopeo copy with an accept-anything policy. */
-export async function skopeoCopy(source: string, destination: string, extra: readonly string[] = []): Promise<void> {
+export async function skopeoCopy(
+  source: string,
+  destination: string,
+  extra: readonly string[] = [],
+): Promise<void> {
   await runSkopeo(['--insecure-policy', 'copy', '-q', ...extra, source, destination]);
 }
