@@ -248,7 +248,7 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     expect(second).toBeDefined();
     const path = join(layout, 'blobs', 'sha256', second!.digest.slice(7));
     const bytes = await readFile(path);
-    bytes[bytes.length - 5] ^= 0xff;
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 0xff, bytes.length - 5);
     await writeFile(path, bytes);
     await expect(
       gantryCopy(`oci:${layout}:t`, `containers-storage:${ours.specification}x:t`),
