@@ -118,25 +118,63 @@ function executableSliceLayer(index) {
   };
 }
 
+/** `count` small files in directories of 100 (`many/d<N>/f<i>.txt`). */
+function smallFileEntries(count) {
+  const entries = [{ type: 'directory', path: 'many' }];
+  for (let index = 0; index < count; index += 1) {
+    if (index % 100 === 0) entries.push({ type: 'directory', path: `many/d${index / 100}` });
+    entries.push({
+      type: 'file',
+      path: `many/d${Math.floor(index / 100)}/f${index}.txt`,
+      content: `file ${index}\n`,
+    });
+  }
+  return entries;
+}
+
 console.error(`Building benchmark images in ${workDirectory} (a ${largeLayerMiB} MiB layer takes a while)…`);
-const layouts = {
-  large: await makeLayout(`large-${largeLayerMiB}`, {
-    format: 'oci',
-    layers: [randomFileLayer(largeLayerMiB, 'large')],
-  }),
-  quarter: await makeLayout(`quarter-${Math.max(1, largeLayerMiB >> 2)}`, {
-    format: 'oci',
-    layers: [randomFileLayer(Math.max(1, largeLayerMiB >> 2), 'quarter')],
-  }),
-  manyLayers: await makeLayout('many-layers', {
-    format: 'oci',
-    layers: Array.from({ length: 16 }, (_, index) => randomFileLayer(16, `layer-${index}`)),
-  }),
-  executableSlices: await makeLayout('executable-slices', {
-    format: 'oci',
-    layers: Array.from({ length: 6 }, (_, index) => executableSliceLayer(index)),
-  }),
+/**
+ * The benchmark images, built (once, and kept with `--work-dir`) only when a selected scenario needs
+ * them: a scenario lists them in `needs` (scenarios without `needs` use the four original images).
+ */
+const layoutSpecs = {
+  large: [`large-${largeLayerMiB}`, { format: 'oci', layers: [randomFileLayer(largeLayerMiB, 'large')] }],
+  quarter: [
+    `quarter-${Math.max(1, largeLayerMiB >> 2)}`,
+    { format: 'oci', layers: [randomFileLayer(Math.max(1, largeLayerMiB >> 2), 'quarter')] },
+  ],
+  manyLayers: [
+    'many-layers',
+    {
+      format: 'oci',
+      layers: Array.from({ length: 16 }, (_, index) => randomFileLayer(16, `layer-${index}`)),
+    },
+  ],
+  executableSlices: [
+    'executable-slices',
+    { format: 'oci', layers: Array.from({ length: 6 }, (_, index) => executableSliceLayer(index)) },
+  ],
+  // 20,000 small files in 200 directories, one layer (where unpacking into a store costs most).
+  smallFiles: [
+    'small-files-20000',
+    { format: 'oci', layers: [{ compression: 'gzip', entries: smallFileEntries(20_000) }] },
+  ],
+  // A few large layers of compressible data (slices of the node executable, 16 MiB each) plus one of random data.
+  fewLargeLayers: [
+    'few-large-layers',
+    {
+      format: 'oci',
+      layers: [
+        executableSliceLayer(0),
+        executableSliceLayer(1),
+        executableSliceLayer(2),
+        randomFileLayer(64, 'few-large'),
+      ],
+    },
+  ],
 };
+const defaultNeeds = ['large', 'quarter', 'manyLayers', 'executableSlices'];
+const layouts = {};
 
 /** A port free right now on 127.0.0.1. */
 function freePort() {
@@ -322,7 +360,33 @@ const localScenarios = [
  * `source`/`destination` name images as `transport:reference`; `registry` is `host:port`; `repository`
  * is new for every run of every tool (pushes and mounts start from an empty repository).
  */
+/** A containers-storage destination: a store of its own under the run's destination directory. */
+const containersStorage = (driver, destination, name) =>
+  `containers-storage:[${driver}@${destination}/root+${destination}/run]bench/${name}:v1`;
+
 const registryScenarios = [
+  ...['vfs', 'overlay'].flatMap((driver) => [
+    {
+      name: `registry-to-cstorage-${driver}-small-files`,
+      description: `registry → containers-storage (${driver}), 20,000 small files in one layer`,
+      needs: ['smallFiles'],
+      copy: ({ registry, destination }) => [
+        `docker://${registry}/bench/small-files:v1`,
+        containersStorage(driver, destination, 'small-files'),
+      ],
+      memoryCheck: true,
+    },
+    {
+      name: `registry-to-cstorage-${driver}-large-layers`,
+      description: `registry → containers-storage (${driver}), 3 × 16 MiB compressible + 64 MiB random layers`,
+      needs: ['fewLargeLayers'],
+      copy: ({ registry, destination }) => [
+        `docker://${registry}/bench/few-large-layers:v1`,
+        containersStorage(driver, destination, 'few-large-layers'),
+      ],
+      memoryCheck: true,
+    },
+  ]),
   {
     name: 'registry-to-oci-many-layers',
     description: 'registry → oci pull, 16 layers of 16 MiB',
@@ -401,9 +465,14 @@ const scenarios = [
   ...registryScenarios.filter(selected).map((scenario) => ({ ...scenario, registry: true })),
 ];
 
+const neededLayouts = new Set(scenarios.flatMap((scenario) => scenario.needs ?? defaultNeeds));
+for (const name of neededLayouts) layouts[name] = await makeLayout(...layoutSpecs[name]);
+
 for (const scenario of scenarios) scenario.prepare?.();
 
 let registry;
+/** Names of the images pushed to the benchmark registry (`bench/<name>:v1`). */
+let pushedImages = [];
 /**
  * How gantry runs registry copies: its CLI, or with `--gantry-library` the library script
  * gantry-library-copy.mjs (core's copyImage, same packages, no CLI start-up: shows what the CLI adds).
@@ -412,11 +481,14 @@ const gantryRegistryMode = flags['gantry-library'] ? 'library' : 'cli';
 if (scenarios.some((scenario) => scenario.registry)) {
   registry = await startRegistry();
   console.error(`Registry at ${registry.host}; pushing the benchmark images with skopeo…`);
+  pushedImages = [];
   for (const [name, layout] of [
     ['many', layouts.manyLayers],
     ['large', layouts.large],
     ['quarter', layouts.quarter],
-  ]) {
+    ['small-files', layouts.smallFiles],
+    ['few-large-layers', layouts.fewLargeLayers],
+  ].filter(([, layout]) => layout !== undefined)) {
     execFileSync('skopeo', [
       ...policy,
       'copy',
@@ -425,11 +497,18 @@ if (scenarios.some((scenario) => scenario.registry)) {
       `oci:${layout}:bench`,
       `docker://${registry.host}/bench/${name}:v1`,
     ]);
+    pushedImages.push(name);
   }
   if (gantryRegistryMode === 'cli') {
     const probe = spawnSync(
       process.execPath,
-      [gantryBin, ...policy, 'inspect', '--tls-verify=false', `docker://${registry.host}/bench/many:v1`],
+      [
+        gantryBin,
+        ...policy,
+        'inspect',
+        '--tls-verify=false',
+        `docker://${registry.host}/bench/${pushedImages[0]}:v1`,
+      ],
       { encoding: 'utf8' },
     );
     if (probe.status !== 0) {

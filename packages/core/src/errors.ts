@@ -47,6 +47,8 @@ export const ErrorCodes = {
    * outside the layer's root (`..`, absolute paths, symlink or hardlink escapes). The message names the entry.
    */
   InvalidLayer: 'ERR_GANTRY_INVALID_LAYER',
+  /** A configuration file (storage.conf, …) is malformed or names impossible settings. */
+  InvalidConfiguration: 'ERR_GANTRY_INVALID_CONFIGURATION',
   /** The destination refuses the operation (e.g. signatures on a transport without them). */
   NotSupported: 'ERR_GANTRY_NOT_SUPPORTED',
   /** The operation was aborted through an AbortSignal or a timeout. */

@@ -71,7 +71,12 @@ export interface StorageDriver {
   /** Creates layer `id` on top of `parentId` (undefined for a base layer), with no content of its own yet. */
   createLayer(id: string, parentId: string | undefined): Promise<void>;
   /** Applies an uncompressed layer tar to a layer made by `createLayer`. */
-  applyDiff(id: string, parentId: string | undefined, diff: Readable, options?: ApplyDiffOptions): Promise<ApplyDiffResult>;
+  applyDiff(
+    id: string,
+    parentId: string | undefined,
+    diff: Readable,
+    options?: ApplyDiffOptions,
+  ): Promise<ApplyDiffResult>;
   /** Reads files of the layer's own diff, for regenerating the layer tar from its tar-split. */
   diffFileGetter(id: string): LayerFileGetter;
   /** Removes the layer's files (idempotent: a missing layer is not an error). */

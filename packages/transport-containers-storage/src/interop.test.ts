@@ -1,0 +1,286 @@
+/**
+ * Interop with the real tools: images Gantry writes into a store (vfs), read by podman and skopeo, and
+ * images skopeo writes, read by Gantry. Every test uses its own graph root and run root.
+ */
+import { createHash } from 'node:crypto';
+import { lstat, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { copyImage, insecureAcceptAnythingPolicy, parseImageConfig, TransportRegistry } from '@gantry/core';
+import { type FixtureImageSpec, fixturePresets, runSkopeo } from '@gantry/core/testing';
+import { ociTransport } from '@gantry/transport-oci';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ImageRecord, LayerRecord } from './store.js';
+import { createTestStore, fixtureLayout, skopeoCopy, type TestStore } from './test-support/stores.js';
+import { createContainersStorageTransport } from './transport.js';
+
+const transport = createContainersStorageTransport();
+const registry = new TransportRegistry([ociTransport, transport]);
+const policy = insecureAcceptAnythingPolicy();
+
+async function gantryCopy(source: string, destination: string): Promise<void> {
+  await copyImage(registry.parseImageReference(source), registry.parseImageReference(destination), {
+    policy,
+  });
+}
+
+async function readJson<T>(path: string): Promise<T> {
+  return JSON.parse(await readFile(path, 'utf8')) as T;
+}
+
+/** Every entry under `root`: type, mode, owner, size, content hash / link target. */
+async function describeTree(root: string): Promise<Record<string, string>> {
+  const result: Record<string, string> = {};
+  const walk = async (directory: string, prefix: string) => {
+    for (const name of (await readdir(directory)).sort()) {
+      const path = join(directory, name);
+      const relative = prefix ? `${prefix}/${name}` : name;
+      const info = await lstat(path);
+      const common = `${(info.mode & 0o7777).toString(8)} ${info.uid}:${info.gid}`;
+      if (info.isDirectory()) {
+        result[relative] = `dir ${common}`;
+        await walk(path, relative);
+      } else if (info.isSymbolicLink()) {
+        result[relative] = `symlink ${await readlink(path)} ${info.uid}:${info.gid}`;
+      } else if (info.isFile()) {
+        const hash = createHash('sha256')
+          .update(await readFile(path))
+          .digest('hex');
+        result[relative] = `file ${common} ${info.size} ${hash} mtime ${Math.floor(info.mtimeMs / 1000)}`;
+      } else {
+        result[relative] = `other ${info.mode.toString(8)} ${info.rdev}`;
+      }
+    }
+  };
+  await walk(root, '');
+  return result;
+}
+
+const twoLayerOci: FixtureImageSpec = {
+  ...(fixturePresets.dockerSchema2 as FixtureImageSpec),
+  format: 'oci',
+};
+
+describe('containers-storage (vfs) with podman and skopeo', () => {
+  let ours: TestStore;
+  let theirs: TestStore;
+
+  beforeEach(async () => {
+    ours = await createTestStore('vfs');
+    theirs = await createTestStore('vfs');
+  });
+  afterEach(async () => {
+    await ours.dispose();
+    await theirs.dispose();
+  });
+
+  for (const [presetName, spec] of [
+    ['two layers', twoLayerOci],
+    ['whiteouts and opaque directories', fixturePresets.whiteoutLayers as FixtureImageSpec],
+    ['every entry type', fixturePresets.everyEntryType as FixtureImageSpec],
+  ] as const) {
+    it(`stores ${presetName} as skopeo does: same image ID, layers, records and files`, async () => {
+      const { image, reference } = await fixtureLayout(ours.directory, 'layout', spec);
+      await gantryCopy(reference, `containers-storage:${ours.specification}x:t`);
+      await skopeoCopy(reference, `containers-storage:${theirs.specification}x:t`);
+
+      const imageId = image.images[0]!.configDigest.slice('sha256:'.length);
+      const listed = JSON.parse(await ours.podman(['images', '--format', 'json']));
+      expect(listed).toHaveLength(1);
+      expect(listed[0].Id).toBe(imageId);
+      expect(listed[0].Names).toEqual(['docker.io/library/x:t']);
+
+      const ourImages = await readJson<ImageRecord[]>(join(ours.graphRoot, 'vfs-images', 'images.json'));
+      const theirImages = await readJson<ImageRecord[]>(join(theirs.graphRoot, 'vfs-images', 'images.json'));
+      const strip = (record: ImageRecord) => ({ ...record });
+      expect(strip(ourImages[0]!)).toEqual(strip(theirImages[0]!));
+
+      const ourLayers = await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json'));
+      const theirLayers = await readJson<LayerRecord[]>(join(theirs.graphRoot, 'vfs-layers', 'layers.json'));
+      const comparable = (layer: LayerRecord) => ({ ...layer, created: undefined });
+      expect(ourLayers.map(comparable)).toEqual(theirLayers.map(comparable));
+      for (const layer of ourLayers) {
+        expect(await readFile(join(ours.graphRoot, 'vfs-layers', `${layer.id}.tar-split.gz`))).toBeTruthy();
+      }
+
+      const inspected = JSON.parse(await ours.podman(['image', 'inspect', 'x:t']));
+      expect(inspected[0].RootFS.Layers).toEqual(image.images[0]!.diffIds);
+
+      const top = ourImages[0]!.layer!;
+      expect(await describeTree(join(ours.graphRoot, 'vfs', 'dir', top))).toEqual(
+        await describeTree(join(theirs.graphRoot, 'vfs', 'dir', top)),
+      );
+      // podman sees exactly those files in the mounted image.
+      const mountPoint = (await ours.podman(['image', 'mount', 'x:t'])).trim();
+      try {
+        expect(await describeTree(mountPoint)).toEqual(
+          await describeTree(join(theirs.graphRoot, 'vfs', 'dir', top)),
+        );
+      } finally {
+        await ours.podman(['image', 'unmount', 'x:t']);
+      }
+    }, 180_000);
+  }
+
+  it('is read back by skopeo with the original config and DiffIDs', async () => {
+    const { image, reference } = await fixtureLayout(
+      ours.directory,
+      'layout',
+      fixturePresets.whiteoutLayers as FixtureImageSpec,
+    );
+    await gantryCopy(reference, `containers-storage:${ours.specification}x:t`);
+    const out = join(ours.directory, 'out');
+    await skopeoCopy(`containers-storage:${ours.specification}x:t`, `oci:${out}:t`);
+    const index = await readJson<{ manifests: Array<{ digest: string }> }>(join(out, 'index.json'));
+    const manifest = await readJson<{ config: { digest: string } }>(
+      join(out, 'blobs', 'sha256', index.manifests[0]!.digest.slice(7)),
+    );
+    expect(manifest.config.digest).toBe(image.images[0]!.configDigest);
+    const config = parseImageConfig(
+      await readFile(join(out, 'blobs', 'sha256', manifest.config.digest.slice(7))),
+    );
+    expect(config.rootfs?.diff_ids).toEqual(image.images[0]!.diffIds);
+  }, 180_000);
+
+  it('copies out an image skopeo stored, layers rebuilt with their original DiffIDs', async () => {
+    const { image, reference } = await fixtureLayout(
+      theirs.directory,
+      'layout',
+      fixturePresets.everyEntryType as FixtureImageSpec,
+    );
+    await skopeoCopy(reference, `containers-storage:${theirs.specification}y:t`);
+    const out = join(theirs.directory, 'out');
+    await gantryCopy(`containers-storage:${theirs.specification}y:t`, `oci:${out}:t`);
+    // The config is the original; skopeo copies our output (verifying every blob) and finds the DiffIDs.
+    const config = JSON.parse((await runSkopeo(['inspect', '--config', `oci:${out}:t`])).toString());
+    expect(config.rootfs.diff_ids).toEqual(image.images[0]!.diffIds);
+    const manifest = JSON.parse((await runSkopeo(['inspect', '--raw', `oci:${out}:t`])).toString());
+    expect(manifest.config.digest).toBe(image.images[0]!.configDigest);
+    await skopeoCopy(`oci:${out}:t`, `containers-storage:${ours.specification}back:t`);
+    const listed = JSON.parse(await ours.podman(['image', 'inspect', 'back:t']));
+    expect(listed[0].Id).toBe(image.images[0]!.configDigest.slice(7));
+  }, 180_000);
+
+  it('deletes an image and the layers no other image uses', async () => {
+    const base: FixtureImageSpec = {
+      format: 'oci',
+      layers: [{ entries: [{ type: 'file', path: 'base', content: 'b\n' }] }],
+    };
+    const a = await fixtureLayout(ours.directory, 'a', {
+      ...base,
+      layers: [...base.layers, { entries: [{ type: 'file', path: 'a', content: 'a\n' }] }],
+    });
+    const b = await fixtureLayout(ours.directory, 'b', {
+      ...base,
+      layers: [...base.layers, { entries: [{ type: 'file', path: 'b', content: 'b\n' }] }],
+    });
+    await gantryCopy(a.reference, `containers-storage:${ours.specification}a:t`);
+    await gantryCopy(b.reference, `containers-storage:${ours.specification}b:t`);
+    expect(await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json'))).toHaveLength(3);
+    await registry.parseImageReference(`containers-storage:${ours.specification}a:t`).deleteImage();
+    const layers = await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json'));
+    expect(layers).toHaveLength(2);
+    const listed = JSON.parse(await ours.podman(['images', '--format', 'json']));
+    expect(listed.map((entry: { Names: string[] }) => entry.Names)).toEqual([['docker.io/library/b:t']]);
+    await expect(
+      registry.parseImageReference(`containers-storage:${ours.specification}a:t`).deleteImage(),
+    ).rejects.toMatchObject({ code: 'ERR_GANTRY_IMAGE_NOT_FOUND' });
+    await registry.parseImageReference(`containers-storage:${ours.specification}b:t`).deleteImage();
+    expect(await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json'))).toEqual([]);
+    expect(await readdir(join(ours.graphRoot, 'vfs', 'dir'))).toEqual([]);
+    expect(await ours.podman(['images', '-q'])).toBe('');
+  }, 180_000);
+
+  it('moves a name to the image copied last, as podman re-tags', async () => {
+    const a = await fixtureLayout(ours.directory, 'a', fixturePresets.ociMinimal as FixtureImageSpec);
+    const b = await fixtureLayout(ours.directory, 'b', twoLayerOci);
+    await gantryCopy(a.reference, `containers-storage:${ours.specification}x:t`);
+    await gantryCopy(b.reference, `containers-storage:${ours.specification}x:t`);
+    const images = await readJson<ImageRecord[]>(join(ours.graphRoot, 'vfs-images', 'images.json'));
+    const byId = new Map(images.map((record) => [record.id, record]));
+    expect(byId.get(b.image.images[0]!.configDigest.slice(7))?.names).toEqual(['docker.io/library/x:t']);
+    expect(byId.get(a.image.images[0]!.configDigest.slice(7))?.names).toBeUndefined();
+    const listed = JSON.parse(await ours.podman(['images', '--format', 'json']));
+    expect(listed).toHaveLength(2);
+  }, 180_000);
+
+  it('reports a missing image as ERR_GANTRY_IMAGE_NOT_FOUND', async () => {
+    await expect(
+      registry.parseImageReference(`containers-storage:${ours.specification}nothing:here`).newImageSource(),
+    ).rejects.toMatchObject({ code: 'ERR_GANTRY_IMAGE_NOT_FOUND' });
+    const a = await fixtureLayout(ours.directory, 'a', fixturePresets.ociMinimal as FixtureImageSpec);
+    await gantryCopy(a.reference, `containers-storage:${ours.specification}x:t`);
+    await expect(
+      registry.parseImageReference(`containers-storage:${ours.specification}x:other`).newImageSource(),
+    ).rejects.toMatchObject({ code: 'ERR_GANTRY_IMAGE_NOT_FOUND' });
+  }, 120_000);
+
+  it('names a corrupt layers.json', async () => {
+    const a = await fixtureLayout(ours.directory, 'a', fixturePresets.ociMinimal as FixtureImageSpec);
+    await gantryCopy(a.reference, `containers-storage:${ours.specification}x:t`);
+    const file = join(ours.graphRoot, 'vfs-layers', 'layers.json');
+    await writeFile(file, '[{"id": "abc",');
+    await expect(
+      gantryCopy(`containers-storage:${ours.specification}x:t`, `oci:${join(ours.directory, 'o')}:t`),
+    ).rejects.toMatchObject({ code: 'ERR_GANTRY_INVALID_LAYOUT', message: expect.stringContaining(file) });
+  }, 120_000);
+
+  it('removes a layer left incomplete by an interrupted writer, as containers/storage does', async () => {
+    const a = await fixtureLayout(ours.directory, 'a', fixturePresets.ociMinimal as FixtureImageSpec);
+    await gantryCopy(a.reference, `containers-storage:${ours.specification}x:t`);
+    const file = join(ours.graphRoot, 'vfs-layers', 'layers.json');
+    const layers = await readJson<LayerRecord[]>(file);
+    const broken = 'f'.repeat(64);
+    layers.push({ id: broken, created: new Date().toISOString(), flags: { incomplete: true } });
+    await writeFile(file, JSON.stringify(layers));
+    const b = await fixtureLayout(ours.directory, 'b', twoLayerOci);
+    await gantryCopy(b.reference, `containers-storage:${ours.specification}y:t`);
+    const after = await readJson<LayerRecord[]>(file);
+    expect(after.some((layer) => layer.id === broken)).toBe(false);
+    expect(after.some((layer) => layer.flags?.incomplete)).toBe(false);
+    expect(JSON.parse(await ours.podman(['images', '--format', 'json']))).toHaveLength(2);
+  }, 120_000);
+
+  it('leaves no image and no layer when a layer fails mid-way', async () => {
+    const { image, layout } = await fixtureLayout(ours.directory, 'layout', twoLayerOci);
+    // Corrupt the second layer's blob after the first: its digest no longer matches.
+    const layerBlobs = [...image.blobs.values()].filter((blob) => blob.mediaType.includes('layer'));
+    const second = layerBlobs[1];
+    expect(second).toBeDefined();
+    const path = join(layout, 'blobs', 'sha256', second!.digest.slice(7));
+    const bytes = await readFile(path);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 0xff, bytes.length - 5);
+    await writeFile(path, bytes);
+    await expect(
+      gantryCopy(`oci:${layout}:t`, `containers-storage:${ours.specification}x:t`),
+    ).rejects.toThrow();
+    const layers = await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json')).catch(
+      () => [],
+    );
+    expect(layers).toEqual([]);
+    expect(await ours.podman(['images', '-q'])).toBe('');
+  }, 120_000);
+
+  it('keeps the store consistent under two Gantry copies and a podman pull at once', async () => {
+    const a = await fixtureLayout(ours.directory, 'a', twoLayerOci);
+    const b = await fixtureLayout(ours.directory, 'b', fixturePresets.whiteoutLayers as FixtureImageSpec);
+    const c = await fixtureLayout(ours.directory, 'c', fixturePresets.everyEntryType as FixtureImageSpec);
+    await Promise.all([
+      gantryCopy(a.reference, `containers-storage:${ours.specification}a:t`),
+      gantryCopy(b.reference, `containers-storage:${ours.specification}b:t`),
+      ours.podman(['pull', '-q', c.reference]),
+    ]);
+    const listed = JSON.parse(await ours.podman(['images', '--format', 'json']));
+    expect(listed).toHaveLength(3);
+    const layers = await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json'));
+    expect(layers.some((layer) => layer.flags?.incomplete)).toBe(false);
+    for (const name of ['a:t', 'b:t']) {
+      const inspected = JSON.parse(await ours.podman(['image', 'inspect', name]));
+      expect(inspected[0].RootFS.Layers.length).toBeGreaterThan(0);
+    }
+    // Gantry reads the image podman pulled, too.
+    await gantryCopy(
+      `containers-storage:${ours.specification}${c.image.images[0]!.configDigest.slice(7)}`,
+      `oci:${join(ours.directory, 'out')}:t`,
+    );
+  }, 240_000);
+});

@@ -1,0 +1,386 @@
+/**
+ * A containers/storage store on disk, read and written as containers/storage does:
+ *
+ * ```
+ * <graphroot>/storage.lock, userns.lock
+ * <graphroot>/<driver>/…                          the driver's layer files
+ * <graphroot>/<driver>-layers/layers.json         layer records (JSON array), guarded by layers.lock
+ * <graphroot>/<driver>-layers/<id>.tar-split.gz   how to rebuild each layer's tar byte for byte
+ * <graphroot>/<driver>-images/images.json         image records, guarded by images.lock
+ * <graphroot>/<driver>-images/<id>/<big data>     manifests, config, signatures (see ids.ts for names)
+ * <graphroot>/<driver>-containers/containers.json containers (read only here: images in use are kept)
+ * <runroot>/<driver>-layers/mountpoints.json      mounts (not changed here)
+ * ```
+ *
+ * Every change happens with the guarding lock held for writing, re-reading the JSON first (another
+ * process may have changed it), writing a new last-writer token into the lock file before the data
+ * (so a writer that dies half-way still makes readers reload), and replacing the JSON atomically
+ * (temporary file, fsync, rename). Locks are taken in containers/storage's order: layers, then images,
+ * then containers. A layer is written with the layers lock held from the moment its record (flagged
+ * `incomplete`) is saved until its files and tar-split are complete and the flag is cleared: any
+ * process that finds an `incomplete` layer while holding the lock for writing removes it, as
+ * containers/storage does.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ErrorCodes, GantryError } from '@gantry/core';
+import type { StorageDriver } from './drivers/driver.js';
+import { bigDataFileName } from './ids.js';
+import { acquireLock, type HeldLock, type LockOptions } from './lockfile.js';
+
+/** A layer record of layers.json. Unknown fields are kept as they are. */
+export interface LayerRecord {
+  id: string;
+  names?: string[];
+  parent?: string;
+  metadata?: string;
+  mountlabel?: string;
+  created?: string;
+  'compressed-diff-digest'?: string;
+  'compressed-size'?: number;
+  'diff-digest'?: string;
+  'toc-digest'?: string;
+  'diff-size'?: number;
+  compression?: number;
+  uidset?: number[];
+  gidset?: number[];
+  flags?: Record<string, unknown>;
+  [field: string]: unknown;
+}
+
+/** An image record of images.json. Unknown fields are kept as they are. */
+export interface ImageRecord {
+  id: string;
+  digest?: string;
+  names?: string[];
+  'names-history'?: string[];
+  layer?: string;
+  'mapped-layers'?: string[];
+  metadata?: string;
+  'big-data-names'?: string[];
+  'big-data-sizes'?: Record<string, number>;
+  'big-data-digests'?: Record<string, string>;
+  created?: string;
+  flags?: Record<string, unknown>;
+  [field: string]: unknown;
+}
+
+interface ContainerRecord {
+  id: string;
+  image?: string;
+  layer?: string;
+}
+
+/** containers/storage's `archive.Compression` values, as stored in a layer's `compression`. */
+export const layerCompressionCodes = { none: 0, bzip2: 1, gzip: 2, xz: 3, zstd: 4 } as const;
+
+export const incompleteFlag = 'incomplete';
+
+export interface StoreLocation {
+  driverName: string;
+  graphRoot: string;
+  runRoot: string;
+  driverOptions: readonly string[];
+}
+
+/** The layer records under the held layers lock. */
+export interface LayerTable {
+  readonly records: LayerRecord[];
+  byId(id: string): LayerRecord | undefined;
+  /** Writes layers.json (a new last-writer token first). */
+  save(): void;
+}
+
+/** The image records under the held images lock. */
+export interface ImageTable {
+  readonly records: ImageRecord[];
+  byId(id: string): ImageRecord | undefined;
+  save(): void;
+}
+
+function parseJsonArray<T>(file: string, text: string): T[] {
+  if (text.trim() === '') return [];
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new GantryError(
+      ErrorCodes.InvalidLayout,
+      `corrupt containers-storage file ${file}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  if (value === null) return [];
+  if (!Array.isArray(value)) {
+    throw new GantryError(
+      ErrorCodes.InvalidLayout,
+      `corrupt containers-storage file ${file}: expected a JSON array`,
+    );
+  }
+  for (const [index, item] of value.entries()) {
+    if (typeof item !== 'object' || item === null || typeof (item as { id?: unknown }).id !== 'string') {
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `corrupt containers-storage file ${file}: entry ${index} has no string "id"`,
+      );
+    }
+  }
+  return value as T[];
+}
+
+function readJsonArraySync<T>(file: string): T[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  return parseJsonArray<T>(file, text);
+}
+
+/** Replaces `file` atomically with `data` (temporary file in the same directory, fsync, rename). */
+export function atomicWriteFileSync(file: string, data: string | Uint8Array, mode = 0o600): void {
+  const directory = join(file, '..');
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  const temporary = join(
+    directory,
+    `.tmp-${randomBytes(6).toString('hex')}-${file.slice(directory.length + 1)}`,
+  );
+  const fd = openSync(temporary, 'w', mode);
+  try {
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    let offset = 0;
+    while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
+    fsyncSync(fd);
+  } catch (error) {
+    closeSync(fd);
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+  closeSync(fd);
+  try {
+    renameSync(temporary, file);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+}
+
+/** images.json of the store at `location`, read without a lock (the file is always replaced atomically). */
+export function readImagesOfLocation(location: StoreLocation): ImageRecord[] {
+  return readJsonArraySync<ImageRecord>(
+    join(location.graphRoot, `${location.driverName}-images`, 'images.json'),
+  );
+}
+
+/** A store: where it is, its driver, and transactions on its layers and images. */
+export class ContainersStore {
+  readonly driverName: string;
+  readonly graphRoot: string;
+  readonly runRoot: string;
+  readonly driverOptions: readonly string[];
+  readonly driver: StorageDriver;
+  private initialized: Promise<void> | undefined;
+
+  constructor(location: StoreLocation, driver: StorageDriver) {
+    this.driverName = location.driverName;
+    this.graphRoot = location.graphRoot;
+    this.runRoot = location.runRoot;
+    this.driverOptions = location.driverOptions;
+    this.driver = driver;
+  }
+
+  get layersDirectory(): string {
+    return join(this.graphRoot, `${this.driverName}-layers`);
+  }
+  get imagesDirectory(): string {
+    return join(this.graphRoot, `${this.driverName}-images`);
+  }
+  get containersDirectory(): string {
+    return join(this.graphRoot, `${this.driverName}-containers`);
+  }
+  get layersJsonPath(): string {
+    return join(this.layersDirectory, 'layers.json');
+  }
+  get imagesJsonPath(): string {
+    return join(this.imagesDirectory, 'images.json');
+  }
+  tarSplitPath(layerId: string): string {
+    return join(this.layersDirectory, `${layerId}.tar-split.gz`);
+  }
+  imageDataDirectory(imageId: string): string {
+    return join(this.imagesDirectory, imageId);
+  }
+  bigDataPath(imageId: string, key: string): string {
+    return join(this.imageDataDirectory(imageId), bigDataFileName(key));
+  }
+
+  /** Creates the store's directories and lock files, and the driver's home (idempotent). */
+  initialize(): Promise<void> {
+    this.initialized ??= (async () => {
+      await mkdir(this.graphRoot, { recursive: true, mode: 0o700 });
+      await mkdir(this.runRoot, { recursive: true, mode: 0o700 });
+      for (const directory of [this.layersDirectory, this.imagesDirectory, this.containersDirectory]) {
+        await mkdir(directory, { recursive: true, mode: 0o700 });
+      }
+      await mkdir(join(this.runRoot, `${this.driverName}-layers`), { recursive: true, mode: 0o700 });
+      await this.driver.initialize();
+    })();
+    return this.initialized;
+  }
+
+  /** Whether the store exists at all (its graph root has this driver's images directory). */
+  async exists(): Promise<boolean> {
+    try {
+      return (await stat(this.imagesDirectory)).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  /** images.json read without a lock (the file is always replaced atomically): for parsing references. */
+  readImagesUnlocked(): ImageRecord[] {
+    return readImagesOfLocation(this);
+  }
+
+  /**
+   * Runs `action` with layers.lock held (exclusive: for writing), on freshly read records. With the lock
+   * held for writing, layers left `incomplete` by an interrupted writer are removed first (their files,
+   * tar-split and record), as containers/storage does. Read-only transactions skip incomplete layers.
+   */
+  async withLayers<T>(
+    exclusive: boolean,
+    action: (table: LayerTable, lock: HeldLock) => Promise<T> | T,
+    options: LockOptions = {},
+  ): Promise<T> {
+    if (exclusive) await this.initialize();
+    const lock = await acquireLock(join(this.layersDirectory, 'layers.lock'), exclusive, options);
+    try {
+      const file = this.layersJsonPath;
+      let records = readJsonArraySync<LayerRecord>(file);
+      const table: LayerTable = {
+        records,
+        byId: (id) => table.records.find((record) => record.id === id),
+        save: () => {
+          lock.recordWrite();
+          atomicWriteFileSync(file, JSON.stringify(table.records));
+        },
+      };
+      const incomplete = records.filter((record) => record.flags?.[incompleteFlag] === true);
+      if (incomplete.length) {
+        if (exclusive) {
+          for (const record of incomplete) {
+            await this.driver.removeLayer(record.id);
+            await rm(this.tarSplitPath(record.id), { force: true });
+          }
+          records = records.filter((record) => record.flags?.[incompleteFlag] !== true);
+          (table as { records: LayerRecord[] }).records = records;
+          table.save();
+        } else {
+          (table as { records: LayerRecord[] }).records = records.filter(
+            (record) => record.flags?.[incompleteFlag] !== true,
+          );
+        }
+      }
+      return await action(table, lock);
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Runs `action` with images.lock held (exclusive: for writing), on freshly read records. */
+  async withImages<T>(
+    exclusive: boolean,
+    action: (table: ImageTable, lock: HeldLock) => Promise<T> | T,
+    options: LockOptions = {},
+  ): Promise<T> {
+    if (exclusive) await this.initialize();
+    const lock = await acquireLock(join(this.imagesDirectory, 'images.lock'), exclusive, options);
+    try {
+      const file = this.imagesJsonPath;
+      const table: ImageTable = {
+        records: readJsonArraySync<ImageRecord>(file),
+        byId: (id) => table.records.find((record) => record.id === id),
+        save: () => {
+          lock.recordWrite();
+          atomicWriteFileSync(file, JSON.stringify(table.records));
+        },
+      };
+      return await action(table, lock);
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** The containers of the store (containers.json), read under containers.lock. */
+  async readContainers(options: LockOptions = {}): Promise<ContainerRecord[]> {
+    const file = join(this.containersDirectory, 'containers.json');
+    try {
+      await stat(this.containersDirectory);
+    } catch {
+      return [];
+    }
+    const lock = await acquireLock(join(this.containersDirectory, 'containers.lock'), false, options);
+    try {
+      return readJsonArraySync<ContainerRecord>(file);
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Reads one big-data item of an image. */
+  async readBigData(imageId: string, key: string): Promise<Buffer> {
+    return readFile(this.bigDataPath(imageId, key));
+  }
+}
+
+/**
+ * Sets big-data item `key` of `image` (file written atomically; names, sizes and digests recorded), as
+ * containers/storage's `setBigData`. The caller holds the images lock and saves the table.
+ */
+export function setImageBigData(
+  store: ContainersStore,
+  image: ImageRecord,
+  key: string,
+  data: Uint8Array,
+  digest: string,
+): void {
+  atomicWriteFileSync(store.bigDataPath(image.id, key), data);
+  const names = image['big-data-names'] ?? [];
+  if (!names.includes(key)) names.push(key);
+  image['big-data-names'] = names;
+  image['big-data-sizes'] = { ...(image['big-data-sizes'] ?? {}), [key]: data.byteLength };
+  image['big-data-digests'] = { ...(image['big-data-digests'] ?? {}), [key]: digest };
+}
+
+/** Returns `record` with its map fields' keys sorted, as Go's encoding/json writes maps. */
+export function sortedMaps<T extends Record<string, unknown>>(record: T): T {
+  const result: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record)) {
+    if (
+      value &&
+      typeof value === 'object' &&
+      !Array.isArray(value) &&
+      (key.startsWith('big-data-') || key === 'flags')
+    ) {
+      result[key] = Object.fromEntries(
+        Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+      );
+    } else {
+      result[key] = value;
+    }
+  }
+  return result as T;
+}
