@@ -219,3 +219,19 @@ export async function makeChangesTree(directory: string): Promise<void> {
   await link(join(directory, 'etc/deep/new-in-opaque'), join(directory, 'etc/deep/new-link'));
   nativeCalls().mknod(Buffer.from(join(directory, 'etc/zero')), S_IFCHR | 0o666, 1, 5);
 }
+
+/**
+ * Unmounts every mount point under `directory`, deepest first (containers/storage's overlay driver
+ * bind-mounts its home onto itself, so a test store cannot be removed before this).
+ */
+export async function unmountUnder(directory: string): Promise<void> {
+  const { readFile: read } = await import('node:fs/promises');
+  const mounts = (await read('/proc/self/mounts', 'utf8'))
+    .split('\n')
+    .map((line) => line.split(' ')[1])
+    .filter((point): point is string => point !== undefined)
+    .map((point) => point.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8))))
+    .filter((point) => point.startsWith(`${directory}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const point of mounts) await runTool('umount', [point]);
+}

@@ -2,7 +2,7 @@ import { lstatSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeTree } from '@gantry/layer-tree/testing';
+import { describeTree, unmountUnder } from '@gantry/layer-tree/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DriverInteropResult, regeneratedDigest, runDriverInterop } from '../test-support/driver-interop.js';
 import { createVfsDriver, VfsDriver } from './vfs.js';
@@ -16,6 +16,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await unmountUnder(work);
   await rm(work, { recursive: true, force: true });
 });
 
