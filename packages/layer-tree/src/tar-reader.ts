@@ -112,7 +112,12 @@ function parseNumeric(block: Buffer, start: number, length: number, what: string
 }
 
 function checksumMatches(block: Buffer, where: () => string): boolean {
-  const stored = parseNumeric(block, 148, 8, 'checksum', where);
+  let stored: number;
+  try {
+    stored = parseNumeric(block, 148, 8, 'checksum', where);
+  } catch {
+    return false;
+  }
   let unsigned = 0;
   let signed = 0;
   for (let index = 0; index < blockSize; index++) {

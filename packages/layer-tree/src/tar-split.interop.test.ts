@@ -48,6 +48,7 @@ describe('tar-split: the JSON lines containers/storage (podman 4.3) writes, for 
     { name: 'GNU tar, gnu format (long names as L/K entries)', args: ['--format=gnu', '--blocking-factor=1'] },
     { name: 'GNU tar, pax format with xattrs (PAX records, SCHILY.xattr)', args: ['--format=pax', '--blocking-factor=1', '--xattrs', '--xattrs-include=*'] },
     { name: 'GNU tar, ustar format with a 10 KiB record (trailing padding)', args: ['--format=ustar', '--blocking-factor=20'] },
+    { name: 'GNU tar, gnu format: names that are not UTF-8, control characters, base-256 owner IDs', args: ['--format=gnu', '--blocking-factor=1'] },
   ];
 
   for (const format of tarFormats) {
@@ -55,7 +56,21 @@ describe('tar-split: the JSON lines containers/storage (podman 4.3) writes, for 
       const directory = join(work, `format-${tarFormats.indexOf(format)}`);
       const tree = join(directory, 'tree');
       await mkdir(tree, { recursive: true });
-      if (format.args.includes('--format=ustar')) {
+      if (format.name.includes('base-256')) {
+        await runTool('python3', [
+          '-c',
+          [
+            'import os, sys',
+            'root = sys.argv[1].encode()',
+            "os.makedirs(root + b'/d')",
+            "open(root + b'/d/\\xff\\xfe-latin1-\\xe9', 'w').write('bytes')",
+            "open(root + b'/d/ctl-\\x01-\\x7f-\\x1b-tab\\t', 'w').write('control')",
+            "open(root + b'/d/big-owner', 'w').write('owner')",
+            "os.chown(root + b'/d/big-owner', 3000000, 4000000)",
+          ].join('\n'),
+          tree,
+        ]);
+      } else if (format.args.includes('--format=ustar')) {
         // ustar cannot hold names over 255 bytes: a smaller tree, still with every entry type.
         await runTool('sh', ['-c', `mkdir -p ${tree}/a/b && echo hi > ${tree}/a/b/f && ln -s f ${tree}/a/b/l && ln ${tree}/a/b/f ${tree}/a/h && mkfifo ${tree}/a/p`]);
       } else {

@@ -235,3 +235,74 @@ export async function unmountUnder(directory: string): Promise<void> {
     .sort((a, b) => b.length - a.length);
   for (const point of mounts) await runTool('umount', [point]);
 }
+
+export interface HandMadeTarEntry {
+  name: string;
+  type?: 'file' | 'directory' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
+  content?: string | Buffer;
+  linkName?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  mtime?: number;
+  devMajor?: number;
+  devMinor?: number;
+  /** PAX records written in an `x` header before the entry. */
+  pax?: Record<string, string | Buffer>;
+}
+
+function octalField(value: number, length: number): string {
+  return `${value.toString(8).padStart(length - 1, '0')}\0`;
+}
+
+function ustarHeader(name: string, typeFlag: string, size: number, entry: HandMadeTarEntry): Buffer {
+  const block = Buffer.alloc(512);
+  block.write(name, 0, 100, 'utf8');
+  block.write(octalField(entry.mode ?? (typeFlag === '5' ? 0o755 : 0o644), 8), 100, 'latin1');
+  block.write(octalField(entry.uid ?? 0, 8), 108, 'latin1');
+  block.write(octalField(entry.gid ?? 0, 8), 116, 'latin1');
+  block.write(octalField(size, 12), 124, 'latin1');
+  block.write(octalField(entry.mtime ?? 1_700_000_000, 12), 136, 'latin1');
+  block.write('        ', 148, 'latin1');
+  block.write(typeFlag, 156, 'latin1');
+  block.write(entry.linkName ?? '', 157, 100, 'utf8');
+  block.write('ustar\u000000', 257, 'latin1');
+  block.write(octalField(entry.devMajor ?? 0, 8), 329, 'latin1');
+  block.write(octalField(entry.devMinor ?? 0, 8), 337, 'latin1');
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return block;
+}
+
+function padded(data: Buffer): Buffer[] {
+  const padding = (512 - (data.length % 512)) % 512;
+  return padding === 0 ? [data] : [data, Buffer.alloc(padding)];
+}
+
+/**
+ * A tar made byte by byte, for entries real tools refuse to write (names with `..`, absolute names,
+ * links out of the archive): ustar headers, PAX records when asked, the two end blocks.
+ */
+export function handMadeTar(entries: readonly HandMadeTarEntry[]): Buffer {
+  const typeFlags = { file: '0', hardlink: '1', symlink: '2', char: '3', block: '4', directory: '5', fifo: '6' } as const;
+  const parts: Buffer[] = [];
+  for (const entry of entries) {
+    if (entry.pax) {
+      const records = Object.entries(entry.pax).map(([key, value]) => {
+        const body = Buffer.concat([Buffer.from(` ${key}=`), Buffer.from(value), Buffer.from('\n')]);
+        let length = body.length + 1;
+        while (`${length}`.length + body.length !== length) length = `${length}`.length + body.length;
+        return Buffer.concat([Buffer.from(`${length}`), body]);
+      });
+      const data = Buffer.concat(records);
+      parts.push(ustarHeader('PaxHeaders/x', 'x', data.length, {}), ...padded(data));
+    }
+    const content = typeof entry.content === 'string' ? Buffer.from(entry.content) : (entry.content ?? Buffer.alloc(0));
+    const typeFlag = typeFlags[entry.type ?? 'file'];
+    parts.push(ustarHeader(entry.name, typeFlag, typeFlag === '0' ? content.length : 0, entry));
+    if (typeFlag === '0' && content.length > 0) parts.push(...padded(content));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
+}
