@@ -1,0 +1,323 @@
+/**
+ * tar-split, as vbatts/tar-split's `tar/storage` JSON-lines format and as containers/storage stores it in
+ * `<layer-id>.tar-split.gz`: one JSON object per line, in tar order,
+ *
+ *   `{"type":2,"payload":"<base64 raw bytes>","position":N}`  a segment: headers and padding, verbatim
+ *   `{"type":1,"name":"etc/hosts","size":12,"payload":"<base64 CRC-64/ISO, 8 bytes>","position":N}`  a file
+ *
+ * with `name_raw` (base64 bytes) instead of `name` when the name is not valid UTF-8, `size` left out when 0,
+ * `payload` null for files without content, and positions counting from 0. Lines are written as Go's
+ * encoding/json (Go 1.19, which Debian's podman 4.3 / containers/storage are built with) writes them, so the
+ * decompressed JSON lines equal containers/storage's for the same layer tar.
+ *
+ * Reassembly (`assembleTar`) reads the entries back and, with a function that opens each file's content,
+ * regenerates the tar byte for byte, checking every file's size and CRC-64.
+ */
+import { Readable } from 'node:stream';
+import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
+import { ErrorCodes, GantryError } from '@gantry/core';
+import { Crc64 } from './crc64.js';
+import { layerError } from './errors.js';
+
+export type TarSplitEntry =
+  | { type: 'segment'; payload: Buffer; position: number }
+  | { type: 'file'; name: string; nameBytes: Buffer; size: number; crc64: Buffer | null; position: number };
+
+const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+
+function validUtf8(bytes: Buffer): string | undefined {
+  try {
+    return utf8Strict.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+// Characters Go's encoding/json escapes in strings (with HTML escaping on, as json.Encoder has it).
+const needsEscape = /[\u0000-\u001f"\\<>&\u2028\u2029]/;
+const escapeAll = /[\u0000-\u001f"\\<>&\u2028\u2029]/g;
+
+function escapeCharacter(character: string): string {
+  switch (character) {
+    case '"':
+      return '\\"';
+    case '\\':
+      return '\\\\';
+    case '\n':
+      return '\\n';
+    case '\r':
+      return '\\r';
+    case '\t':
+      return '\\t';
+    default:
+      return `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  }
+}
+
+/** A JSON string literal as Go's encoding/json (1.19) writes it. */
+export function goJsonString(value: string): string {
+  return `"${needsEscape.test(value) ? value.replace(escapeAll, escapeCharacter) : value}"`;
+}
+
+/** Go's path.Clean, on a byte string (one character per byte). */
+export function cleanPath(path: string): string {
+  if (path === '') return '.';
+  const rooted = path.startsWith('/');
+  const parts: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (parts.length > 0 && parts[parts.length - 1] !== '..') parts.pop();
+      else if (!rooted) parts.push('..');
+      continue;
+    }
+    parts.push(part);
+  }
+  const joined = parts.join('/');
+  if (rooted) return `/${joined}`;
+  return joined === '' ? '.' : joined;
+}
+
+/** Which vbatts/tar-split release's output to reproduce (they differ only in the last entry). */
+export type TarSplitStyle = 'tar-split-0.11.2' | 'tar-split-0.11.4';
+
+/** The style of Debian's podman 4.3 and skopeo 1.9 (containers/storage 1.43 with tar-split 0.11.2). */
+export const defaultTarSplitStyle: TarSplitStyle = 'tar-split-0.11.2';
+
+/**
+ * Writes tar-split entries as gzip-compressed JSON lines, refusing a file name seen before (as
+ * tar-split's packer does: containers/storage cannot store such a layer).
+ */
+export class TarSplitWriter {
+  private position = 0;
+  private readonly seen = new Set<string>();
+  private readonly gzip = createGzip({ level: 1, chunkSize: 64 * 1024 });
+  private readonly output: Buffer[] = [];
+  private pending: string[] = [];
+  private pendingLength = 0;
+  private failure: Error | undefined;
+
+  constructor() {
+    this.gzip.on('data', (chunk: Buffer) => this.output.push(chunk));
+    this.gzip.on('error', (error) => {
+      this.failure = error;
+    });
+  }
+
+  private line(text: string): void {
+    this.pending.push(text);
+    this.pendingLength += text.length;
+    this.position++;
+    if (this.pendingLength >= 256 * 1024) this.flushPending();
+  }
+
+  private flushPending(): void {
+    if (this.pending.length === 0) return;
+    this.gzip.write(this.pending.join(''));
+    this.pending = [];
+    this.pendingLength = 0;
+  }
+
+  /**
+   * Raw bytes of the tar (headers, padding). Empty segments are left out unless `keepEmpty` is set (the
+   * end marker of the tar-split 0.11.2 format, see `finishTrailer`).
+   */
+  addSegment(payload: Uint8Array, keepEmpty = false): void {
+    if (payload.length === 0 && !keepEmpty) return;
+    const base64 = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('base64');
+    this.line(`{"type":2,"payload":"${base64}","position":${this.position}}\n`);
+  }
+
+  /**
+   * A file entry: the exact name bytes from the tar, the size from its header, and the CRC-64 of its
+   * content (null when the size is 0).
+   */
+  addFile(nameBytes: Buffer, size: number, crc64: Buffer | null): void {
+    const clean = cleanPath(nameBytes.toString('latin1'));
+    if (this.seen.has(clean)) {
+      throw layerError(`layer tar: entry "${nameBytes.toString('utf8')}" appears twice (containers/storage refuses duplicate paths)`);
+    }
+    this.seen.add(clean);
+    const name = validUtf8(nameBytes);
+    let text = '{"type":1';
+    if (name !== undefined) {
+      if (name !== '') text += `,"name":${goJsonString(name)}`;
+    } else {
+      text += `,"name_raw":"${nameBytes.toString('base64')}"`;
+    }
+    if (size !== 0) text += `,"size":${size}`;
+    text += crc64 === null ? ',"payload":null' : `,"payload":"${crc64.toString('base64')}"`;
+    text += `,"position":${this.position}}\n`;
+    this.line(text);
+  }
+
+  /**
+   * Ends the entries after the bytes that follow the tar's end blocks. `tar-split-0.11.2` (what Debian's
+   * podman 4.3 / containers/storage 1.43 write, the default) closes with one empty segment, the last
+   * read that found the end of the stream; `tar-split-0.11.4` (containers/storage since mid-2023) does
+   * not. containers/storage reads both.
+   */
+  finishTrailer(style: TarSplitStyle = defaultTarSplitStyle): void {
+    if (style === 'tar-split-0.11.2') this.addSegment(Buffer.alloc(0), true);
+  }
+
+  /** The gzip-compressed tar-split. */
+  async finish(): Promise<Buffer> {
+    this.flushPending();
+    await new Promise<void>((resolve, reject) => {
+      this.gzip.once('end', resolve);
+      this.gzip.once('error', reject);
+      this.gzip.end();
+    });
+    if (this.failure) throw this.failure;
+    return Buffer.concat(this.output);
+  }
+
+  /** Releases the compressor after a failure. */
+  destroy(): void {
+    this.gzip.destroy();
+  }
+}
+
+function invalidTarSplit(message: string): GantryError {
+  return new GantryError(ErrorCodes.InvalidLayer, `tar-split: ${message}`);
+}
+
+function base64Field(value: unknown, field: string, line: number): Buffer | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) throw invalidTarSplit(`line ${line}: ${field} is not base64`);
+  return Buffer.from(value, 'base64');
+}
+
+function parseEntry(text: string, lineNumber: number): TarSplitEntry {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw invalidTarSplit(`line ${lineNumber} is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null) throw invalidTarSplit(`line ${lineNumber} is not an object`);
+  const entry = value as Record<string, unknown>;
+  const position = entry.position ?? 0;
+  if (typeof position !== 'number') throw invalidTarSplit(`line ${lineNumber}: position is not a number`);
+  const payload = base64Field(entry.payload, 'payload', lineNumber);
+  if (entry.type === 2) return { type: 'segment', payload: payload ?? Buffer.alloc(0), position };
+  if (entry.type === 1) {
+    const size = entry.size ?? 0;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalidTarSplit(`line ${lineNumber}: bad size`);
+    const raw = base64Field(entry.name_raw, 'name_raw', lineNumber);
+    let nameBytes: Buffer;
+    if (raw !== null && raw.length > 0) nameBytes = raw;
+    else if (typeof entry.name === 'string') nameBytes = Buffer.from(entry.name, 'utf8');
+    else if (entry.name === undefined) nameBytes = Buffer.alloc(0);
+    else throw invalidTarSplit(`line ${lineNumber}: name is not a string`);
+    return { type: 'file', name: nameBytes.toString('utf8'), nameBytes, size, crc64: payload, position };
+  }
+  throw invalidTarSplit(`line ${lineNumber}: unknown entry type ${JSON.stringify(entry.type)}`);
+}
+
+function toIterable(input: Uint8Array | AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  if (input instanceof Uint8Array) return Readable.from([Buffer.from(input.buffer, input.byteOffset, input.byteLength)]);
+  return input;
+}
+
+/**
+ * Reads a gzip-compressed tar-split (a buffer or a stream), entry by entry, refusing a file name seen
+ * twice as tar-split's reader does.
+ */
+export async function* readTarSplit(input: Uint8Array | AsyncIterable<Uint8Array>): AsyncGenerator<TarSplitEntry> {
+  const gunzip = createGunzip({ chunkSize: 256 * 1024, finishFlush: zlibConstants.Z_SYNC_FLUSH });
+  const source = Readable.from(toIterable(input));
+  source.on('error', (error) => gunzip.destroy(error));
+  source.pipe(gunzip);
+  const seen = new Set<string>();
+  let rest = '';
+  let lineNumber = 0;
+  const decoder = new TextDecoder('utf-8');
+  try {
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      const text = rest + decoder.decode(chunk, { stream: true });
+      let start = 0;
+      for (;;) {
+        const newline = text.indexOf('\n', start);
+        if (newline === -1) break;
+        const line = text.slice(start, newline);
+        start = newline + 1;
+        lineNumber++;
+        if (line.trim() === '') continue;
+        const entry = parseEntry(line, lineNumber);
+        if (entry.type === 'file') {
+          const clean = cleanPath(entry.nameBytes.toString('latin1'));
+          if (seen.has(clean)) throw invalidTarSplit(`file "${entry.name}" appears twice`);
+          seen.add(clean);
+        }
+        yield entry;
+      }
+      rest = text.slice(start);
+    }
+  } catch (error) {
+    if (error instanceof GantryError) throw error;
+    throw invalidTarSplit(`cannot be read: ${(error as Error).message}`);
+  } finally {
+    source.destroy();
+    gunzip.destroy();
+  }
+  rest += decoder.decode();
+  if (rest.trim() !== '') yield parseEntry(rest, lineNumber + 1);
+}
+
+/** Opens one file's content for reassembly: its name as stored in the tar (UTF-8 and exact bytes). */
+export type TarSplitFileGetter = (name: string, nameBytes: Buffer) => Promise<AsyncIterable<Uint8Array>>;
+
+export interface AssembleOptions {
+  signal?: AbortSignal;
+}
+
+/**
+ * Regenerates a layer tar from its tar-split and the files' content, as a stream. Every file's size and
+ * CRC-64 are checked: a file that changed fails the stream with `ERR_GANTRY_DIGEST_MISMATCH` naming it.
+ */
+export function assembleTar(
+  tarSplit: Uint8Array | AsyncIterable<Uint8Array>,
+  getFile: TarSplitFileGetter,
+  options: AssembleOptions = {},
+): Readable {
+  return Readable.from(assembleTarChunks(tarSplit, getFile, options), { objectMode: false, highWaterMark: 1 << 20 });
+}
+
+/** `assembleTar` as an async generator of chunks. */
+export async function* assembleTarChunks(
+  tarSplit: Uint8Array | AsyncIterable<Uint8Array>,
+  getFile: TarSplitFileGetter,
+  options: AssembleOptions = {},
+): AsyncGenerator<Buffer> {
+  const { signal } = options;
+  for await (const entry of readTarSplit(tarSplit)) {
+    signal?.throwIfAborted();
+    if (entry.type === 'segment') {
+      if (entry.payload.length > 0) yield entry.payload;
+      continue;
+    }
+    if (entry.size === 0) continue;
+    const crc = new Crc64();
+    let length = 0;
+    const content = await getFile(entry.name, entry.nameBytes);
+    for await (const piece of content) {
+      const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+      length += chunk.length;
+      if (length > entry.size) break;
+      crc.update(chunk);
+      yield chunk;
+    }
+    if (length !== entry.size) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `layer file "${entry.name}" has ${length > entry.size ? 'more' : 'fewer'} bytes than the ${entry.size} its tar-split records`,
+      );
+    }
+    const sum = crc.digest();
+    if (entry.crc64 === null || !sum.equals(entry.crc64)) {
+      throw new GantryError(ErrorCodes.DigestMismatch, `layer file "${entry.name}" does not match the CRC-64 its tar-split records (the file changed)`);
+    }
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * Test helpers (export `@gantry/layer-tree/testing`): running the real tools (GNU tar, podman, getfattr),
+ * building a file tree with every kind of entry, and describing a tree so two can be compared.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { chmod, chown, link, lutimes, mkdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { nativeCalls, S_IFCHR, S_IFIFO } from './native.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Runs a real program; fails loudly (never skips) naming the program, its arguments and its stderr. */
+export async function runTool(program: string, args: readonly string[], options: { cwd?: string; input?: Buffer } = {}): Promise<Buffer> {
+  try {
+    const child = execFileAsync(program, [...args], { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024, cwd: options.cwd });
+    if (options.input !== undefined) child.child.stdin?.end(options.input);
+    const { stdout } = await child;
+    return stdout;
+  } catch (error) {
+    const failure = error as NodeJS.ErrnoException & { stderr?: Buffer };
+    if (failure.code === 'ENOENT') {
+      throw new Error(`${program} is needed by this test but is not installed (scripts/install-test-tools.sh installs it)`);
+    }
+    throw new Error(`${program} ${args.join(' ')} failed: ${failure.stderr?.toString() || failure.message}`);
+  }
+}
+
+/** podman with its own graph root and run root (never the machine's store). */
+export function runPodman(store: { graphRoot: string; runRoot: string; driver: string }, args: readonly string[]): Promise<Buffer> {
+  return runTool('podman', ['--root', store.graphRoot, '--runroot', store.runRoot, '--storage-driver', store.driver, ...args]);
+}
+
+/**
+ * Creates under `directory` a tree with every kind of layer entry: nested directories, files (empty,
+ * small, bigger than a block, one with set-uid), a name longer than 100 bytes, a non-ASCII name, names
+ * with JSON-special characters, a symbolic link (relative and absolute), a hard link, a fifo, a character
+ * device, owners other than root, and extended attributes (`user.*`, `security.capability`).
+ */
+export async function makeRichTree(directory: string): Promise<void> {
+  const native = nativeCalls();
+  await mkdir(join(directory, 'etc/deep/er/still'), { recursive: true });
+  await writeFile(join(directory, 'etc/empty'), '');
+  await writeFile(join(directory, 'etc/hosts'), '127.0.0.1 localhost\n');
+  await writeFile(join(directory, 'etc/deep/er/still/big.bin'), createHash('sha512').update('seed').digest().toString('hex').repeat(200));
+  const longName = `${'a-very-long-directory-name-'.repeat(3)}/${'and-a-file-name-that-is-long-too-'.repeat(4)}.txt`;
+  await mkdir(join(directory, longName, '..'), { recursive: true });
+  await writeFile(join(directory, longName), 'long\n');
+  await writeFile(join(directory, 'etc/ünïcødé ✓.txt'), 'unicode\n');
+  await writeFile(join(directory, 'etc/quote"<amp&>\\.txt'), 'json\n');
+  await writeFile(join(directory, 'etc/setuid-tool'), '#!/bin/sh\n');
+  await chmod(join(directory, 'etc/setuid-tool'), 0o4755);
+  await writeFile(join(directory, 'etc/owned'), 'owned\n');
+  await chown(join(directory, 'etc/owned'), 1000, 1001);
+  await mkdir(join(directory, 'home/user'), { recursive: true });
+  await chown(join(directory, 'home/user'), 1000, 1000);
+  await chmod(join(directory, 'home/user'), 0o700);
+  await symlink('hosts', join(directory, 'etc/hosts-link'));
+  await symlink('/etc/hosts', join(directory, 'etc/absolute-link'));
+  await link(join(directory, 'etc/hosts'), join(directory, 'etc/hosts-hardlink'));
+  native.mknod(Buffer.from(join(directory, 'etc/fifo')), S_IFIFO | 0o644, 0, 0);
+  native.mknod(Buffer.from(join(directory, 'etc/null')), S_IFCHR | 0o666, 1, 3);
+  native.lsetxattr(Buffer.from(join(directory, 'etc/hosts')), 'user.comment', Buffer.from('hello'));
+  // security.capability: cap_net_bind_service+ep (VFS_CAP_REVISION_2)
+  native.lsetxattr(
+    Buffer.from(join(directory, 'etc/setuid-tool')),
+    'security.capability',
+    Buffer.from('0100000200040000000000000000000000000000', 'hex'),
+  );
+  await chmod(join(directory, 'etc/setuid-tool'), 0o4755);
+  const fixed = new Date('2024-01-02T03:04:05Z');
+  for (const path of ['etc/hosts', 'etc/empty', 'etc/owned', longName]) await lutimes(join(directory, path), fixed, fixed);
+}
+
+export interface TreeEntry {
+  path: string;
+  type: string;
+  mode: string;
+  uid: number;
+  gid: number;
+  /** Content sha256 (files), link target (symlinks), major:minor (devices). */
+  content?: string;
+  xattrs: Record<string, string>;
+  /** Modification time in whole seconds (left out for directories unless asked). */
+  mtime?: number;
+  /** Files sharing an inode get the same group name (the first path of the group). */
+  hardlinkGroup?: string;
+}
+
+/**
+ * Describes every entry under `directory` (sorted by path), for comparing two trees: type, mode, owner,
+ * content hash or link target or device numbers, extended attributes (hex values), mtime, hard-link groups.
+ */
+export function describeTree(directory: string, options: { directoryTimes?: boolean; mtimes?: boolean } = {}): TreeEntry[] {
+  const native = nativeCalls();
+  const out: TreeEntry[] = [];
+  const inodes = new Map<string, string>();
+  const walk = (relative: string): void => {
+    const names = readdirSync(join(directory, relative)).sort();
+    for (const name of names) {
+      const path = relative === '' ? name : `${relative}/${name}`;
+      const full = join(directory, path);
+      const stats = lstatSync(full);
+      const xattrs: Record<string, string> = {};
+      for (const key of native.llistxattr(Buffer.from(full)).sort()) {
+        if (key === 'security.selinux') continue;
+        xattrs[key] = native.lgetxattr(Buffer.from(full), key)?.toString('hex') ?? '';
+      }
+      const type = stats.isDirectory()
+        ? 'directory'
+        : stats.isFile()
+          ? 'file'
+          : stats.isSymbolicLink()
+            ? 'symlink'
+            : stats.isCharacterDevice()
+              ? 'char'
+              : stats.isBlockDevice()
+                ? 'block'
+                : stats.isFIFO()
+                  ? 'fifo'
+                  : 'other';
+      const entry: TreeEntry = { path, type, mode: (stats.mode & 0o7777).toString(8), uid: stats.uid, gid: stats.gid, xattrs };
+      if (type === 'file') entry.content = createHash('sha256').update(readFileSync(full)).digest('hex');
+      if (type === 'symlink') entry.content = readlinkSync(full);
+      if (type === 'char' || type === 'block') entry.content = `${(stats.rdev >> 8) & 0xfff}:${(stats.rdev & 0xff) | ((stats.rdev >> 12) & 0xfff00)}`;
+      if (options.mtimes !== false && (type !== 'directory' || options.directoryTimes)) entry.mtime = Math.floor(stats.mtimeMs / 1000);
+      if (type !== 'directory' && stats.nlink > 1) {
+        const key = `${stats.dev}:${stats.ino}`;
+        const group = inodes.get(key) ?? path;
+        inodes.set(key, group);
+        entry.hardlinkGroup = group;
+      }
+      out.push(entry);
+      if (type === 'directory') walk(path);
+    }
+  };
+  walk('');
+  return out;
+}
+
+/** The decompressed JSON lines of a gzip-compressed tar-split. */
+export async function tarSplitLines(gzip: Uint8Array): Promise<string[]> {
+  const { gunzipSync } = await import('node:zlib');
+  return gunzipSync(gzip).toString('utf8').split('\n').filter((line) => line !== '');
+}
