@@ -10,7 +10,15 @@ import { type FixtureImageSpec, fixturePresets, runSkopeo } from '@gantry/core/t
 import { ociTransport } from '@gantry/transport-oci';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ImageRecord, LayerRecord } from './store.js';
-import { createTestStore, fixtureLayout, skopeoCopy, type TestStore } from './test-support/stores.js';
+import {
+  createTestStore,
+  fixtureLayout,
+  rawLayout,
+  skopeoCopy,
+  type TestStore,
+  tarEntry,
+  tarOf,
+} from './test-support/stores.js';
 import { createContainersStorageTransport } from './transport.js';
 
 const transport = createContainersStorageTransport();
@@ -258,6 +266,40 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     );
     expect(layers).toEqual([]);
     expect(await ours.podman(['images', '-q'])).toBe('');
+  }, 120_000);
+
+  it('removes the layers it created when a later layer fails to apply, and leaves the store usable', async () => {
+    const layout = await rawLayout(ours.directory, 'broken', [
+      tarOf(tarEntry('good.txt', 'good\n')),
+      // A valid gzip stream whose content is not a tar.
+      Buffer.concat([Buffer.from('this is not a tar archive'), Buffer.alloc(2000, 1)]),
+    ]);
+    await expect(
+      gantryCopy(`oci:${layout}:t`, `containers-storage:${ours.specification}x:t`),
+    ).rejects.toThrow();
+    expect(await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json'))).toEqual([]);
+    expect(await readdir(join(ours.graphRoot, 'vfs', 'dir'))).toEqual([]);
+    expect(await ours.podman(['images', '-q'])).toBe('');
+  }, 120_000);
+
+  it('writes nothing outside the layer for hostile entries (.., absolute paths, symlink and hardlink escapes)', async () => {
+    const victim = join(ours.directory, 'victim');
+    for (const [label, tar] of [
+      ['dot-dot', tarOf(tarEntry('../../../victim', 'pwned\n'))],
+      ['absolute', tarOf(tarEntry(`${victim}`, 'pwned\n'))],
+      ['symlink', tarOf(tarEntry('link', '', '2', ours.directory), tarEntry('link/victim', 'pwned\n'))],
+      ['hardlink', tarOf(tarEntry('hard', '', '1', victim))],
+    ] as const) {
+      const layout = await rawLayout(ours.directory, `hostile-${label}`, [tar]);
+      await gantryCopy(`oci:${layout}:t`, `containers-storage:${ours.specification}${label}:t`).catch(
+        () => undefined,
+      );
+      await expect(lstat(victim), label).rejects.toMatchObject({ code: 'ENOENT' });
+    }
+    const layers = await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json')).catch(
+      () => [],
+    );
+    expect(layers.some((layer) => layer.flags?.incomplete)).toBe(false);
   }, 120_000);
 
   it('keeps the store consistent under two Gantry copies and a podman pull at once', async () => {

@@ -25,5 +25,9 @@ export async function openLayerDiff(
     );
   }
   const getFile = store.driver.diffFileGetter(layer.id);
-  return assembleTar(tarSplit, async (name) => getFile(name), options.signal ? { signal: options.signal } : {});
+  return assembleTar(
+    tarSplit,
+    async (name) => getFile(name),
+    options.signal ? { signal: options.signal } : {},
+  );
 }
