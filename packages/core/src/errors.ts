@@ -42,13 +42,13 @@ export const ErrorCodes = {
   InvalidPolicy: 'ERR_GANTRY_INVALID_POLICY',
   /** A storage layout on disk (OCI layout, dir:, archive) is malformed or hostile. */
   InvalidLayout: 'ERR_GANTRY_INVALID_LAYOUT',
-  /** A configuration file (storage.conf, …) is malformed or names impossible settings. */
-  InvalidConfiguration: 'ERR_GANTRY_INVALID_CONFIGURATION',
   /**
    * A layer tar is malformed or hostile: a bad header, a truncated entry, or an entry that would write
    * outside the layer's root (`..`, absolute paths, symlink or hardlink escapes). The message names the entry.
    */
   InvalidLayer: 'ERR_GANTRY_INVALID_LAYER',
+  /** A configuration file (storage.conf, …) is malformed or names impossible settings. */
+  InvalidConfiguration: 'ERR_GANTRY_INVALID_CONFIGURATION',
   /** The destination refuses the operation (e.g. signatures on a transport without them). */
   NotSupported: 'ERR_GANTRY_NOT_SUPPORTED',
   /** The operation was aborted through an AbortSignal or a timeout. */

@@ -145,3 +145,93 @@ export async function tarSplitLines(gzip: Uint8Array): Promise<string[]> {
   const { gunzipSync } = await import('node:zlib');
   return gunzipSync(gzip).toString('utf8').split('\n').filter((line) => line !== '');
 }
+
+/**
+ * Writes an OCI layout (tag `t`) whose layers are the given uncompressed tars, in order: for storing
+ * hand-made layers (devices, xattrs, whiteouts made with GNU tar) through skopeo.
+ */
+export async function ociLayoutFromTars(layout: string, tarPaths: readonly string[]): Promise<string> {
+  const { copyFile } = await import('node:fs/promises');
+  await mkdir(join(layout, 'blobs/sha256'), { recursive: true });
+  const writeBlob = async (bytes: Buffer): Promise<{ digest: string; size: number }> => {
+    const hex = createHash('sha256').update(bytes).digest('hex');
+    await writeFile(join(layout, 'blobs/sha256', hex), bytes);
+    return { digest: `sha256:${hex}`, size: bytes.length };
+  };
+  const layers: Array<{ mediaType: string; digest: string; size: number }> = [];
+  for (const tarPath of tarPaths) {
+    const bytes = readFileSync(tarPath);
+    const hex = createHash('sha256').update(bytes).digest('hex');
+    await copyFile(tarPath, join(layout, 'blobs/sha256', hex));
+    layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${hex}`, size: bytes.length });
+  }
+  const config = await writeBlob(
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: {},
+        rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) },
+      }),
+    ),
+  );
+  const manifest = await writeBlob(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers,
+      }),
+    ),
+  );
+  await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': 't' },
+        },
+      ],
+    }),
+  );
+  return layout;
+}
+
+/**
+ * Makes the upper layer's tree for `makeRichTree`'s lower one, with every kind of change: a file
+ * replaced, a file deleted (`.wh.`), a directory made opaque (`.wh..wh..opq`) with a new file in it, a
+ * directory replaced by a file, a file replaced by a directory, a new hard link and a new device.
+ */
+export async function makeChangesTree(directory: string): Promise<void> {
+  await mkdir(join(directory, 'etc/deep'), { recursive: true });
+  await writeFile(join(directory, 'etc/hosts'), '10.0.0.1 replaced\n');
+  await writeFile(join(directory, 'etc/.wh.empty'), '');
+  await writeFile(join(directory, 'etc/deep/.wh..wh..opq'), '');
+  await writeFile(join(directory, 'etc/deep/new-in-opaque'), 'new\n');
+  await writeFile(join(directory, 'home'), 'home is a file now\n');
+  await mkdir(join(directory, 'etc/owned'), { recursive: true });
+  await writeFile(join(directory, 'etc/owned/inside'), 'inside\n');
+  await link(join(directory, 'etc/deep/new-in-opaque'), join(directory, 'etc/deep/new-link'));
+  nativeCalls().mknod(Buffer.from(join(directory, 'etc/zero')), S_IFCHR | 0o666, 1, 5);
+}
+
+/**
+ * Unmounts every mount point under `directory`, deepest first (containers/storage's overlay driver
+ * bind-mounts its home onto itself, so a test store cannot be removed before this).
+ */
+export async function unmountUnder(directory: string): Promise<void> {
+  const { readFile: read } = await import('node:fs/promises');
+  const mounts = (await read('/proc/self/mounts', 'utf8'))
+    .split('\n')
+    .map((line) => line.split(' ')[1])
+    .filter((point): point is string => point !== undefined)
+    .map((point) => point.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8))))
+    .filter((point) => point.startsWith(`${directory}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const point of mounts) await runTool('umount', [point]);
+}

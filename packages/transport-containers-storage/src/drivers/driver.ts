@@ -60,8 +60,11 @@ export interface ApplyDiffResult {
   gids: number[];
 }
 
-/** Opens the content of one regular file of a layer, by its path inside the layer (as in the tar). */
-export type LayerFileGetter = (pathInLayer: string) => Promise<Readable>;
+/**
+ * Opens the content of one regular file of a layer, by its path inside the layer (as in the tar). The
+ * optional second argument is the path's exact bytes (tar-split's `name_raw`, for names that are not UTF-8).
+ */
+export type LayerFileGetter = (pathInLayer: string, pathBytes?: Buffer) => Promise<Readable>;
 
 export interface StorageDriver {
   /** `vfs`, `overlay`, `btrfs`: the name used in `<name>-layers`, `<name>-images` and references. */
