@@ -3,7 +3,7 @@
  * default store), fixture images in OCI layouts, and podman / skopeo run against such a store.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -32,6 +32,11 @@ export async function createTestStore(driver = 'vfs'): Promise<TestStore> {
   const directory = await mkdtemp(join(tmpdir(), 'gantry-cstorage-'));
   const graphRoot = join(directory, 'root');
   const runRoot = join(directory, 'run');
+  // podman reads no system storage.conf: one of the test's own, naming this store.
+  await writeFile(
+    join(directory, 'storage.conf'),
+    `[storage]\ndriver = "${driver}"\ngraphroot = "${graphRoot}"\nrunroot = "${runRoot}"\n`,
+  );
   return {
     directory,
     graphRoot,
@@ -45,7 +50,7 @@ export async function createTestStore(driver = 'vfs'): Promise<TestStore> {
           ['--root', graphRoot, '--runroot', runRoot, '--storage-driver', driver, ...args],
           {
             maxBuffer: 64 * 1024 * 1024,
-            env: { ...process.env, CONTAINERS_STORAGE_CONF: join(directory, 'none.conf') },
+            env: { ...process.env, CONTAINERS_STORAGE_CONF: join(directory, 'storage.conf') },
           },
         );
         return stdout;
