@@ -207,7 +207,8 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     const byId = new Map(images.map((record) => [record.id, record]));
     expect(byId.get(b.image.images[0]!.configDigest.slice(7))?.names).toEqual(['docker.io/library/x:t']);
     expect(byId.get(a.image.images[0]!.configDigest.slice(7))?.names).toBeUndefined();
-    const listed = JSON.parse(await ours.podman(['images', '--format', 'json']));
+    // -a: the first image is the second's parent (podman hides such intermediate images by default).
+    const listed = JSON.parse(await ours.podman(['images', '-a', '--format', 'json']));
     expect(listed).toHaveLength(2);
   }, 180_000);
 

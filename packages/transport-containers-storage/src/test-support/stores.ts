@@ -3,7 +3,8 @@
  * default store), fixture images in OCI layouts, and podman / skopeo run against such a store.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -29,7 +30,9 @@ export interface TestStore {
 }
 
 export async function createTestStore(driver = 'vfs'): Promise<TestStore> {
-  const directory = await mkdtemp(join(tmpdir(), 'gantry-cstorage-'));
+  // Lowercase (hex) so that `podman pull oci:<path>` can name the image after the path.
+  const directory = join(tmpdir(), `gantry-cstorage-${randomBytes(8).toString('hex')}`);
+  await mkdir(directory, { mode: 0o700 });
   const graphRoot = join(directory, 'root');
   const runRoot = join(directory, 'run');
   // podman reads no system storage.conf: one of the test's own, naming this store.
