@@ -63,6 +63,15 @@ export async function createTestStore(driver = 'vfs'): Promise<TestStore> {
       }
     },
     async dispose() {
+      // containers/storage's overlay driver bind-mounts its home onto itself (private propagation) and
+      // may leave it mounted; unmount whatever is mounted inside the test's directory first.
+      const { readFile } = await import('node:fs/promises');
+      const mountPoints = (await readFile('/proc/self/mountinfo', 'utf8'))
+        .split('\n')
+        .map((line) => line.split(' ')[4] ?? '')
+        .filter((mountPoint) => mountPoint.startsWith(`${directory}/`))
+        .sort((a, b) => b.length - a.length);
+      for (const mountPoint of mountPoints) await execFileAsync('umount', [mountPoint]).catch(() => undefined);
       await rm(directory, { recursive: true, force: true });
     },
   };
