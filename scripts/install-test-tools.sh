@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the real tools the tests run against, from Debian's packages: skopeo and umoci (interop),
 # docker-registry (CNCF Distribution, started by the tests on 127.0.0.1), docker.io (dockerd, started by
-# the tests with vfs storage on their own socket), podman (loads our archives; containers-storage interop),
-# uidmap (rootless stores), btrfs-progs and mount's losetup (the btrfs driver's loop-mounted test file system),
-# apache2-utils (htpasswd),
+# the tests with vfs storage on their own socket), podman (loads our archives), apache2-utils (htpasswd),
 # openssl (test certificates), gpg (keys for the `skopeo --sign-by` signatures the tests copy and
-# verify), GNU tar, gzip and jq. Fails loudly when one cannot be installed: tests never skip a missing tool.
+# verify), GNU tar, gzip and jq; for containers-storage: uidmap (newuidmap/newgidmap) and util-linux's
+# unshare (rootless user namespaces), btrfs-progs and mount's losetup (the btrfs driver's loop-mounted test file system) and
+# python3 (holds fcntl locks in the lock tests). Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
 declare -A package_of=(
@@ -28,6 +28,8 @@ declare -A package_of=(
   [btrfs]=btrfs-progs
   [mkfs.btrfs]=btrfs-progs
   [losetup]=mount
+  [unshare]=util-linux
+  [python3]=python3
 )
 missing=()
 for command in "${!package_of[@]}"; do

@@ -3,6 +3,12 @@ import { setFlagsFromString } from 'node:v8';
 import { ErrorCodes, GantryError } from '@gantry/core';
 import { runCli } from './cli.js';
 import { adoptDeferredExtraCaCerts } from './deferred-ca-certs.js';
+import { needsUserNamespace, runInUserNamespace } from './userns.js';
+
+// Rootless containers-storage: run the command again as root of a user namespace (see userns.ts).
+if (needsUserNamespace(process.argv.slice(2), process.env)) {
+  process.exit(await runInUserNamespace(process.argv.slice(2), process.env));
+}
 
 // The launcher (bin/gantry) kept NODE_EXTRA_CA_CERTS from Node's start-up: TLS code adds those
 // certificates on first use, and programs gantry runs (credential helpers) get the variable back.

@@ -347,13 +347,14 @@ export class ContainersStorageDestination implements ImageDestination {
           }
           atomicWriteFileSync(this.store.tarSplitPath(id), result.tarSplitGzip);
           delete record.flags;
-          if (compressed) {
-            record['compressed-diff-digest'] = compressed.digest;
-            record['compressed-size'] = compressed.size;
-          }
+          // As containers/storage records a layer put from a stream: the digest and size of what was
+          // given (the uncompressed tar when the layer was rebuilt from another one), and the compression
+          // detected (0, uncompressed, is left out as Go's omitempty does).
+          record['compressed-diff-digest'] = compressed?.digest ?? result.uncompressedDigest;
+          record['compressed-size'] = compressed?.size ?? result.uncompressedSize;
           record['diff-digest'] = result.uncompressedDigest;
           record['diff-size'] = result.uncompressedSize;
-          record.compression = compressed?.compression ?? 0;
+          if (compressed?.compression) record.compression = compressed.compression;
           if (result.uids.length) record.uidset = result.uids;
           if (result.gids.length) record.gidset = result.gids;
           reorderLayerRecord(record);

@@ -10,7 +10,15 @@ import { type FixtureImageSpec, fixturePresets, runSkopeo } from '@gantry/core/t
 import { ociTransport } from '@gantry/transport-oci';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ImageRecord, LayerRecord } from './store.js';
-import { createTestStore, fixtureLayout, skopeoCopy, type TestStore } from './test-support/stores.js';
+import {
+  createTestStore,
+  fixtureLayout,
+  rawLayout,
+  skopeoCopy,
+  type TestStore,
+  tarEntry,
+  tarOf,
+} from './test-support/stores.js';
 import { createContainersStorageTransport } from './transport.js';
 
 const transport = createContainersStorageTransport();
@@ -60,6 +68,78 @@ const twoLayerOci: FixtureImageSpec = {
   format: 'oci',
 };
 
+const storedLikeSkopeoPresets = [
+  ['two layers', twoLayerOci],
+  ['whiteouts and opaque directories', fixturePresets.whiteoutLayers as FixtureImageSpec],
+  ['every entry type', fixturePresets.everyEntryType as FixtureImageSpec],
+] as const;
+
+/** The files podman shows for an image (`podman image mount`), described. */
+async function mountedTree(store: TestStore, name: string): Promise<Record<string, string>> {
+  const mountPoint = (await store.podman(['image', 'mount', name])).trim();
+  try {
+    return await describeTree(mountPoint);
+  } finally {
+    await store.podman(['image', 'unmount', name]);
+  }
+}
+
+/**
+ * Copies `spec` into `ours` with Gantry and into `theirs` with skopeo, then checks: podman lists our image
+ * with skopeo's image ID; images.json and layers.json records equal skopeo's (but layer creation times);
+ * every layer has its tar-split; podman's inspect shows the DiffIDs; each layer's own files (vfs: the
+ * layer directory; overlay: `diff`) equal skopeo's; and podman mounts the same files for both.
+ */
+async function expectStoredLikeSkopeo(
+  ours: TestStore,
+  theirs: TestStore,
+  spec: FixtureImageSpec,
+): Promise<void> {
+  const driver = ours.driver;
+  const { image, reference } = await fixtureLayout(ours.directory, 'layout', spec);
+  await gantryCopy(reference, `containers-storage:${ours.specification}x:t`);
+  await skopeoCopy(reference, `containers-storage:${theirs.specification}x:t`);
+
+  const imageId = image.images[0]!.configDigest.slice('sha256:'.length);
+  const listed = JSON.parse(await ours.podman(['images', '--format', 'json']));
+  expect(listed).toHaveLength(1);
+  expect(listed[0].Id).toBe(imageId);
+  expect(listed[0].Names).toEqual(['docker.io/library/x:t']);
+
+  const ourImages = await readJson<ImageRecord[]>(join(ours.graphRoot, `${driver}-images`, 'images.json'));
+  const theirImages = await readJson<ImageRecord[]>(
+    join(theirs.graphRoot, `${driver}-images`, 'images.json'),
+  );
+  expect(ourImages).toEqual(theirImages);
+
+  const ourLayers = await readJson<LayerRecord[]>(join(ours.graphRoot, `${driver}-layers`, 'layers.json'));
+  const theirLayers = await readJson<LayerRecord[]>(
+    join(theirs.graphRoot, `${driver}-layers`, 'layers.json'),
+  );
+  const comparable = (layer: LayerRecord) => ({ ...layer, created: undefined });
+  expect(ourLayers.map(comparable)).toEqual(theirLayers.map(comparable));
+  for (const layer of ourLayers) {
+    await readFile(join(ours.graphRoot, `${driver}-layers`, `${layer.id}.tar-split.gz`));
+  }
+
+  const inspected = JSON.parse(await ours.podman(['image', 'inspect', 'x:t']));
+  expect(inspected[0].RootFS.Layers).toEqual(image.images[0]!.diffIds);
+
+  for (const layer of ourLayers) {
+    const own = (root: string) =>
+      driver === 'vfs'
+        ? join(root, 'vfs', 'dir', layer.id)
+        : join(
+            root,
+            driver === 'overlay' ? 'overlay' : 'btrfs/subvolumes',
+            layer.id,
+            driver === 'overlay' ? 'diff' : '',
+          );
+    expect(await describeTree(own(ours.graphRoot))).toEqual(await describeTree(own(theirs.graphRoot)));
+  }
+  expect(await mountedTree(ours, 'x:t')).toEqual(await mountedTree(theirs, 'x:t'));
+}
+
 describe('containers-storage (vfs) with podman and skopeo', () => {
   let ours: TestStore;
   let theirs: TestStore;
@@ -73,51 +153,9 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     await theirs.dispose();
   });
 
-  for (const [presetName, spec] of [
-    ['two layers', twoLayerOci],
-    ['whiteouts and opaque directories', fixturePresets.whiteoutLayers as FixtureImageSpec],
-    ['every entry type', fixturePresets.everyEntryType as FixtureImageSpec],
-  ] as const) {
+  for (const [presetName, spec] of storedLikeSkopeoPresets) {
     it(`stores ${presetName} as skopeo does: same image ID, layers, records and files`, async () => {
-      const { image, reference } = await fixtureLayout(ours.directory, 'layout', spec);
-      await gantryCopy(reference, `containers-storage:${ours.specification}x:t`);
-      await skopeoCopy(reference, `containers-storage:${theirs.specification}x:t`);
-
-      const imageId = image.images[0]!.configDigest.slice('sha256:'.length);
-      const listed = JSON.parse(await ours.podman(['images', '--format', 'json']));
-      expect(listed).toHaveLength(1);
-      expect(listed[0].Id).toBe(imageId);
-      expect(listed[0].Names).toEqual(['docker.io/library/x:t']);
-
-      const ourImages = await readJson<ImageRecord[]>(join(ours.graphRoot, 'vfs-images', 'images.json'));
-      const theirImages = await readJson<ImageRecord[]>(join(theirs.graphRoot, 'vfs-images', 'images.json'));
-      const strip = (record: ImageRecord) => ({ ...record });
-      expect(strip(ourImages[0]!)).toEqual(strip(theirImages[0]!));
-
-      const ourLayers = await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json'));
-      const theirLayers = await readJson<LayerRecord[]>(join(theirs.graphRoot, 'vfs-layers', 'layers.json'));
-      const comparable = (layer: LayerRecord) => ({ ...layer, created: undefined });
-      expect(ourLayers.map(comparable)).toEqual(theirLayers.map(comparable));
-      for (const layer of ourLayers) {
-        expect(await readFile(join(ours.graphRoot, 'vfs-layers', `${layer.id}.tar-split.gz`))).toBeTruthy();
-      }
-
-      const inspected = JSON.parse(await ours.podman(['image', 'inspect', 'x:t']));
-      expect(inspected[0].RootFS.Layers).toEqual(image.images[0]!.diffIds);
-
-      const top = ourImages[0]!.layer!;
-      expect(await describeTree(join(ours.graphRoot, 'vfs', 'dir', top))).toEqual(
-        await describeTree(join(theirs.graphRoot, 'vfs', 'dir', top)),
-      );
-      // podman sees exactly those files in the mounted image.
-      const mountPoint = (await ours.podman(['image', 'mount', 'x:t'])).trim();
-      try {
-        expect(await describeTree(mountPoint)).toEqual(
-          await describeTree(join(theirs.graphRoot, 'vfs', 'dir', top)),
-        );
-      } finally {
-        await ours.podman(['image', 'unmount', 'x:t']);
-      }
+      await expectStoredLikeSkopeo(ours, theirs, spec);
     }, 180_000);
   }
 
@@ -199,7 +237,8 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     const byId = new Map(images.map((record) => [record.id, record]));
     expect(byId.get(b.image.images[0]!.configDigest.slice(7))?.names).toEqual(['docker.io/library/x:t']);
     expect(byId.get(a.image.images[0]!.configDigest.slice(7))?.names).toBeUndefined();
-    const listed = JSON.parse(await ours.podman(['images', '--format', 'json']));
+    // -a: the first image is the second's parent (podman hides such intermediate images by default).
+    const listed = JSON.parse(await ours.podman(['images', '-a', '--format', 'json']));
     expect(listed).toHaveLength(2);
   }, 180_000);
 
@@ -260,6 +299,40 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     expect(await ours.podman(['images', '-q'])).toBe('');
   }, 120_000);
 
+  it('removes the layers it created when a later layer fails to apply, and leaves the store usable', async () => {
+    const layout = await rawLayout(ours.directory, 'broken', [
+      tarOf(tarEntry('good.txt', 'good\n')),
+      // A valid gzip stream whose content is not a tar.
+      Buffer.concat([Buffer.from('this is not a tar archive'), Buffer.alloc(2000, 1)]),
+    ]);
+    await expect(
+      gantryCopy(`oci:${layout}:t`, `containers-storage:${ours.specification}x:t`),
+    ).rejects.toThrow();
+    expect(await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json'))).toEqual([]);
+    expect(await readdir(join(ours.graphRoot, 'vfs', 'dir'))).toEqual([]);
+    expect(await ours.podman(['images', '-q'])).toBe('');
+  }, 120_000);
+
+  it('writes nothing outside the layer for hostile entries (.., absolute paths, symlink and hardlink escapes)', async () => {
+    const victim = join(ours.directory, 'victim');
+    for (const [label, tar] of [
+      ['dot-dot', tarOf(tarEntry('../../../victim', 'pwned\n'))],
+      ['absolute', tarOf(tarEntry(`${victim}`, 'pwned\n'))],
+      ['symlink', tarOf(tarEntry('link', '', '2', ours.directory), tarEntry('link/victim', 'pwned\n'))],
+      ['hardlink', tarOf(tarEntry('hard', '', '1', victim))],
+    ] as const) {
+      const layout = await rawLayout(ours.directory, `hostile-${label}`, [tar]);
+      await gantryCopy(`oci:${layout}:t`, `containers-storage:${ours.specification}${label}:t`).catch(
+        () => undefined,
+      );
+      await expect(lstat(victim), label).rejects.toMatchObject({ code: 'ENOENT' });
+    }
+    const layers = await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json')).catch(
+      () => [],
+    );
+    expect(layers.some((layer) => layer.flags?.incomplete)).toBe(false);
+  }, 120_000);
+
   it('keeps the store consistent under two Gantry copies and a podman pull at once', async () => {
     const a = await fixtureLayout(ours.directory, 'a', twoLayerOci);
     const b = await fixtureLayout(ours.directory, 'b', fixturePresets.whiteoutLayers as FixtureImageSpec);
@@ -283,4 +356,44 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
       `oci:${join(ours.directory, 'out')}:t`,
     );
   }, 240_000);
+});
+
+describe('containers-storage (overlay) with podman and skopeo', () => {
+  let ours: TestStore;
+  let theirs: TestStore;
+
+  beforeEach(async () => {
+    ours = await createTestStore('overlay');
+    theirs = await createTestStore('overlay');
+  });
+  afterEach(async () => {
+    await ours.dispose();
+    await theirs.dispose();
+  });
+
+  for (const [presetName, spec] of storedLikeSkopeoPresets) {
+    it(`stores ${presetName} as skopeo does: same image ID, layers, records and files`, async () => {
+      await expectStoredLikeSkopeo(ours, theirs, spec);
+    }, 180_000);
+  }
+
+  it('is read back by skopeo, and copies out what skopeo stored, with the original DiffIDs', async () => {
+    const { image, reference } = await fixtureLayout(
+      ours.directory,
+      'layout',
+      fixturePresets.whiteoutLayers as FixtureImageSpec,
+    );
+    await gantryCopy(reference, `containers-storage:${ours.specification}x:t`);
+    await skopeoCopy(reference, `containers-storage:${theirs.specification}x:t`);
+    const fromOurs = join(ours.directory, 'out');
+    await skopeoCopy(`containers-storage:${ours.specification}x:t`, `oci:${fromOurs}:t`);
+    const fromTheirs = join(theirs.directory, 'out');
+    await gantryCopy(`containers-storage:${theirs.specification}x:t`, `oci:${fromTheirs}:t`);
+    for (const out of [fromOurs, fromTheirs]) {
+      const config = JSON.parse((await runSkopeo(['inspect', '--config', `oci:${out}:t`])).toString());
+      expect(config.rootfs.diff_ids).toEqual(image.images[0]!.diffIds);
+      const manifest = JSON.parse((await runSkopeo(['inspect', '--raw', `oci:${out}:t`])).toString());
+      expect(manifest.config.digest).toBe(image.images[0]!.configDigest);
+    }
+  }, 180_000);
 });

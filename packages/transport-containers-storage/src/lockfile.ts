@@ -42,13 +42,18 @@ const EACCES = 13;
 const EAGAIN = 11;
 const EINTR = 4;
 
-let libc: Libc | undefined;
+let libc: Promise<Libc> | undefined;
 
-async function loadLibc(): Promise<Libc> {
-  if (libc) return libc;
+function loadLibc(): Promise<Libc> {
+  libc ??= bindLibc();
+  return libc;
+}
+
+async function bindLibc(): Promise<Libc> {
   const koffi = (await import('koffi')).default;
   const library = koffi.load('libc.so.6');
-  const flock = koffi.struct('gantry_flock', {
+  // Anonymous: koffi's type names are process-wide, and this module may be evaluated more than once.
+  const flock = koffi.struct({
     l_type: 'short',
     l_whence: 'short',
     l_start: 'int64_t',
@@ -56,11 +61,10 @@ async function loadLibc(): Promise<Libc> {
     l_pid: 'int',
   });
   const fcntl = library.func('int fcntl(int fd, int cmd, ...)');
-  libc = {
+  return {
     fcntl: (fd, command, lock) => fcntl(fd, command, koffi.pointer(flock), lock) as number,
     errno: () => koffi.errno(),
   };
-  return libc;
 }
 
 /** A new last-writer token, laid out as containers/storage lays out its own. */

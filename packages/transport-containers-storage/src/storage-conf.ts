@@ -34,7 +34,10 @@ export interface StoreOptions {
 
 export interface StorageConfEnvironment {
   env?: NodeJS.ProcessEnv;
-  /** Effective user ID (default: process.geteuid()). */
+  /**
+   * The user whose store it is (default: `$_CONTAINERS_ROOTLESS_UID` when set, as inside the user
+   * namespace a rootless run re-executes in, else process.geteuid()).
+   */
   uid?: number;
   /** Home directory (default: os.homedir()). */
   home?: string;
@@ -175,6 +178,29 @@ function readWithDropIns(file: string, into: ParsedStorageConf, files: string[])
   }
 }
 
+/**
+ * The user a store belongs to: `$_CONTAINERS_ROOTLESS_UID` (set by whoever re-executed the process in a
+ * user namespace, where the effective UID is 0), else the effective UID.
+ */
+export function rootlessUid(env: NodeJS.ProcessEnv = process.env): number {
+  const fromEnvironment = env._CONTAINERS_ROOTLESS_UID;
+  if (fromEnvironment && /^\d+$/.test(fromEnvironment)) return Number(fromEnvironment);
+  return process.geteuid?.() ?? 0;
+}
+
+/** Whether stores are used as an unprivileged user (directly, or as root of a user namespace we were re-executed in). */
+export function isRootless(env: NodeJS.ProcessEnv = process.env): boolean {
+  return (process.geteuid?.() ?? 0) !== 0 || Boolean(env._CONTAINERS_USERNS_CONFIGURED);
+}
+
+/** containers/storage's runtime directory of a rootless user: `$XDG_RUNTIME_DIR`, `/run/user/<uid>`, `$TMPDIR/storage-run-<uid>`. */
+function runtimeDirectory(env: NodeJS.ProcessEnv, uid: number): string {
+  if (env.XDG_RUNTIME_DIR) return env.XDG_RUNTIME_DIR;
+  const perUser = `/run/user/${uid}`;
+  if (existsSync(perUser)) return perUser;
+  return join(env.TMPDIR || '/tmp', `storage-run-${uid}`);
+}
+
 /** The driver of an existing store in `graphRoot` (a `<driver>-images` or `<driver>-layers` directory), if any. */
 export function driverOfExistingStore(graphRoot: string): string | undefined {
   let entries: string[];
@@ -194,7 +220,7 @@ export function driverOfExistingStore(graphRoot: string): string | undefined {
 /** The store containers/storage would use by default, for this user and environment. */
 export function defaultStoreOptions(environment: StorageConfEnvironment = {}): StoreOptions {
   const env = environment.env ?? process.env;
-  const uid = environment.uid ?? process.geteuid?.() ?? 0;
+  const uid = environment.uid ?? rootlessUid(env);
   const home = environment.home ?? env.HOME ?? homedir();
   const rootless = uid !== 0;
   const parsed: ParsedStorageConf = { driverOptions: [] };
@@ -221,12 +247,11 @@ export function defaultStoreOptions(environment: StorageConfEnvironment = {}): S
     // The system file's graphroot and runroot are root's; a user gets their own store.
     const dataHome = env.XDG_DATA_HOME || join(home, '.local', 'share');
     graphRoot = parsed.rootlessStoragePath ?? join(dataHome, 'containers', 'storage');
-    const runtimeDirectory = env.XDG_RUNTIME_DIR || `/tmp/storage-run-${uid}`;
-    runRoot = join(runtimeDirectory, 'containers');
+    runRoot = join(runtimeDirectory(env, uid), 'containers');
   } else if (rootless) {
     const dataHome = env.XDG_DATA_HOME || join(home, '.local', 'share');
     graphRoot = parsed.graphRoot ?? parsed.rootlessStoragePath ?? join(dataHome, 'containers', 'storage');
-    runRoot = parsed.runRoot ?? join(env.XDG_RUNTIME_DIR || `/tmp/storage-run-${uid}`, 'containers');
+    runRoot = parsed.runRoot ?? join(runtimeDirectory(env, uid), 'containers');
   } else {
     graphRoot = parsed.graphRoot ?? rootGraphRoot;
     runRoot = parsed.runRoot ?? rootRunRoot;

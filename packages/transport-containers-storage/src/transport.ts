@@ -23,6 +23,7 @@ import {
   validatePolicyConfigurationScope,
 } from './reference.js';
 import { ContainersStorageSource } from './source.js';
+import { isRootless } from './storage-conf.js';
 import { ContainersStore, readImagesOfLocation, type StoreLocation } from './store.js';
 
 export interface ContainersStorageTransportOptions {
@@ -64,7 +65,7 @@ export function createContainersStorageTransport(
           graphRoot: location.graphRoot,
           runRoot: location.runRoot,
           options: location.driverOptions,
-          rootless: options.rootless ?? (process.geteuid?.() ?? 0) !== 0,
+          rootless: options.rootless ?? isRootless(),
         });
         return new ContainersStore(location, driver);
       })();
