@@ -58,7 +58,10 @@ async function expectRefused(entries: HandMadeTarEntry[], message: RegExp): Prom
 
 describe('applyLayer: hostile layers write nothing outside the root', () => {
   it('refuses a name climbing out with ..', async () => {
-    await expectRefused([{ name: '../outside/evil', content: 'x' }], /entry "\.\.\/outside\/evil" climbs out/);
+    await expectRefused(
+      [{ name: '../outside/evil', content: 'x' }],
+      /entry "\.\.\/outside\/evil" climbs out/,
+    );
     await expectRefused([{ name: 'a/../../outside/evil', content: 'x' }], /climbs out/);
   });
 
@@ -67,7 +70,10 @@ describe('applyLayer: hostile layers write nothing outside the root', () => {
   });
 
   it('refuses a symbolic link whose relative target climbs out, as containers/storage does', async () => {
-    await expectRefused([{ name: 'link', type: 'symlink', linkName: '../outside' }], /symbolic link to "\.\.\/outside", outside the layer/);
+    await expectRefused(
+      [{ name: 'link', type: 'symlink', linkName: '../outside' }],
+      /symbolic link to "\.\.\/outside", outside the layer/,
+    );
     await expectRefused([{ name: 'a/b/link', type: 'symlink', linkName: '../../../x' }], /outside the layer/);
   });
 
@@ -85,8 +91,14 @@ describe('applyLayer: hostile layers write nothing outside the root', () => {
   });
 
   it('refuses hard links out of the root, to absolute names, or through a link to something missing', async () => {
-    await expectRefused([{ name: 'hard', type: 'hardlink', linkName: '../outside/secret' }], /hard link to "\.\.\/outside\/secret", outside the layer/);
-    await expectRefused([{ name: 'hard', type: 'hardlink', linkName: join(outside, 'secret') }], /outside the layer/);
+    await expectRefused(
+      [{ name: 'hard', type: 'hardlink', linkName: '../outside/secret' }],
+      /hard link to "\.\.\/outside\/secret", outside the layer/,
+    );
+    await expectRefused(
+      [{ name: 'hard', type: 'hardlink', linkName: join(outside, 'secret') }],
+      /outside the layer/,
+    );
     await expectRefused(
       [
         { name: 'escape', type: 'symlink', linkName: outside },
@@ -136,15 +148,19 @@ describe('applyLayer: hostile layers write nothing outside the root', () => {
 describe('applyLayer: malformed tars get clear errors', () => {
   it('names a truncated entry', async () => {
     const tar = handMadeTar([{ name: 'big', content: Buffer.alloc(5000, 1) }]);
-    const failure = await applyLayer(Readable.from([tar.subarray(0, 2000)]), root, { whiteouts: 'apply' }).catch((error: unknown) => error);
+    const failure = await applyLayer(Readable.from([tar.subarray(0, 2000)]), root, {
+      whiteouts: 'apply',
+    }).catch((error: unknown) => error);
     expect((failure as { code: string }).code).toBe('ERR_GANTRY_INVALID_LAYER');
     expect((failure as Error).message).toMatch(/entry "big": the tar ends in the middle of its content/);
   });
 
   it('says when the input is not a tar', async () => {
-    const failure = await applyLayer(Readable.from([Buffer.from('this is not a tar file'.repeat(40))]), root, { whiteouts: 'apply' }).catch(
-      (error: unknown) => error,
-    );
+    const failure = await applyLayer(
+      Readable.from([Buffer.from('this is not a tar file'.repeat(40))]),
+      root,
+      { whiteouts: 'apply' },
+    ).catch((error: unknown) => error);
     expect((failure as { code: string }).code).toBe('ERR_GANTRY_INVALID_LAYER');
     expect((failure as Error).message).toMatch(/header at byte 0: bad header checksum/);
   });
@@ -177,7 +193,15 @@ describe('applyLayer: what a layer holds', () => {
       },
       { name: 'dir/link', type: 'symlink', linkName: 'file', uid: 5, gid: 6 },
       // A hard link's header sets the shared inode's metadata (as containers/storage applies it): tars repeat the file's.
-      { name: 'dir/hard', type: 'hardlink', linkName: 'dir/file', mode: 0o4711, uid: 1001, gid: 1002, mtime: 1_600_000_001 },
+      {
+        name: 'dir/hard',
+        type: 'hardlink',
+        linkName: 'dir/file',
+        mode: 0o4711,
+        uid: 1001,
+        gid: 1002,
+        mtime: 1_600_000_001,
+      },
       { name: 'dir/null', type: 'char', devMajor: 1, devMinor: 3, mode: 0o666 },
       { name: 'dir/loop', type: 'block', devMajor: 7, devMinor: 200, mode: 0o660 },
       { name: 'dir/pipe', type: 'fifo', mode: 0o600 },
@@ -188,9 +212,24 @@ describe('applyLayer: what a layer holds', () => {
     expect(result.uncompressedSize).toBe(tar.length);
     expect(result.uids).toEqual([0, 5, 1000, 1001]);
     expect(result.gids).toEqual([0, 6, 1000, 1002]);
-    const tree = Object.fromEntries(describeTree(root, { directoryTimes: true }).map((entry) => [entry.path, entry]));
-    expect(tree.dir).toMatchObject({ type: 'directory', mode: '750', uid: 1000, gid: 1000, mtime: 1_600_000_000 });
-    expect(tree['dir/file']).toMatchObject({ type: 'file', mode: '4711', uid: 1001, gid: 1002, mtime: 1_600_000_001, hardlinkGroup: 'dir/file' });
+    const tree = Object.fromEntries(
+      describeTree(root, { directoryTimes: true }).map((entry) => [entry.path, entry]),
+    );
+    expect(tree.dir).toMatchObject({
+      type: 'directory',
+      mode: '750',
+      uid: 1000,
+      gid: 1000,
+      mtime: 1_600_000_000,
+    });
+    expect(tree['dir/file']).toMatchObject({
+      type: 'file',
+      mode: '4711',
+      uid: 1001,
+      gid: 1002,
+      mtime: 1_600_000_001,
+      hardlinkGroup: 'dir/file',
+    });
     expect(tree['dir/hard']?.hardlinkGroup).toBe('dir/file');
     expect(tree['dir/capable']?.xattrs).toEqual({
       'security.capability': '0100000200040000000000000000000000000000',
@@ -205,7 +244,8 @@ describe('applyLayer: what a layer holds', () => {
 
     // The tar-split regenerates the tar byte for byte from the files just written.
     const hash = createHash('sha256');
-    for await (const chunk of assembleTarChunks(result.tarSplitGzip, pathFileGetter(root))) hash.update(chunk);
+    for await (const chunk of assembleTarChunks(result.tarSplitGzip, pathFileGetter(root)))
+      hash.update(chunk);
     expect(`sha256:${hash.digest('hex')}`).toBe(result.uncompressedDigest);
     const lines = await tarSplitLines(result.tarSplitGzip);
     expect(lines.filter((line) => line.startsWith('{"type":1')).length).toBe(9);
@@ -240,7 +280,12 @@ describe('applyLayer: what a layer holds', () => {
       { name: '.wh.gone' },
       { name: 'keep/.wh.missing' },
     ]);
-    expect(describeTree(root).map((entry) => entry.path)).toEqual(['keep', 'keep/old', 'opaque', 'opaque/new']);
+    expect(describeTree(root).map((entry) => entry.path)).toEqual([
+      'keep',
+      'keep/old',
+      'opaque',
+      'opaque/new',
+    ]);
     expect(result.uids).toEqual([0]);
   });
 
@@ -259,17 +304,29 @@ describe('applyLayer: what a layer holds', () => {
     expect(Object.keys(tree).sort()).toEqual(['deleted', 'dir']);
     const rootless = join(root, '..', 'rootless');
     await mkdir(rootless);
-    await applyLayer(Readable.from([handMadeTar([{ name: 'd/.wh..wh..opq' }])]), rootless, { whiteouts: 'overlay', overlayXattrPrefix: 'user.overlay.' });
-    expect(nativeCalls().lgetxattr(Buffer.from(join(rootless, 'd')), 'user.overlay.opaque')?.toString()).toBe('y');
+    await applyLayer(Readable.from([handMadeTar([{ name: 'd/.wh..wh..opq' }])]), rootless, {
+      whiteouts: 'overlay',
+      overlayXattrPrefix: 'user.overlay.',
+    });
+    expect(
+      nativeCalls()
+        .lgetxattr(Buffer.from(join(rootless, 'd')), 'user.overlay.opaque')
+        ?.toString(),
+    ).toBe('y');
     await rm(rootless, { recursive: true });
   });
 
   it('maps owners through ID mappings (rootless ranges) and refuses unmapped IDs', async () => {
-    const mappings = { uidMappings: [{ containerId: 0, hostId: 100000, size: 65536 }], gidMappings: [{ containerId: 0, hostId: 200000, size: 65536 }] };
+    const mappings = {
+      uidMappings: [{ containerId: 0, hostId: 100000, size: 65536 }],
+      gidMappings: [{ containerId: 0, hostId: 200000, size: 65536 }],
+    };
     await apply([{ name: 'a/b', content: 'x', uid: 1000, gid: 0 }], mappings);
     expect(lstatSync(join(root, 'a/b'))).toMatchObject({ uid: 101000, gid: 200000 });
     expect(lstatSync(join(root, 'a'))).toMatchObject({ uid: 100000, gid: 200000 });
-    await expect(apply([{ name: 'c', content: 'x', uid: 70000 }], mappings)).rejects.toThrow(/entry "c": uid 70000 is not in the ID mapping/);
+    await expect(apply([{ name: 'c', content: 'x', uid: 70000 }], mappings)).rejects.toThrow(
+      /entry "c": uid 70000 is not in the ID mapping/,
+    );
   });
 
   it('stops when aborted', async () => {

@@ -14,18 +14,14 @@
  */
 import {
   chmodSync,
-
   closeSync,
-  linkSync,
   lchownSync,
-
+  linkSync,
   lutimesSync,
   mkdirSync,
   openSync,
   readdirSync,
-
   rmSync,
-
   symlinkSync,
   writeSync,
 } from 'node:fs';
@@ -33,8 +29,8 @@ import { isAbsolute } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core';
 import { Crc64 } from './crc64.js';
 import { layerError } from './errors.js';
-import { nativeCalls, S_IFBLK, S_IFCHR, S_IFIFO } from './native.js';
 import { LayerRoot } from './layer-root.js';
+import { nativeCalls, S_IFBLK, S_IFCHR, S_IFIFO } from './native.js';
 import { type TarEntry, TarStreamReader } from './tar-reader.js';
 import { cleanPath, type TarSplitStyle, TarSplitWriter } from './tar-split.js';
 
@@ -90,13 +86,16 @@ const opaqueWhiteout = '.wh..wh..opq';
 function mapId(id: number, mappings: readonly IdMapping[] | undefined, kind: string, entry: string): number {
   if (mappings === undefined || mappings.length === 0) return id;
   for (const range of mappings) {
-    if (id >= range.containerId && id < range.containerId + range.size) return range.hostId + (id - range.containerId);
+    if (id >= range.containerId && id < range.containerId + range.size)
+      return range.hostId + (id - range.containerId);
   }
   throw layerError(`layer tar: entry "${entry}": ${kind} ${id} is not in the ID mapping`);
 }
 
 function errnoCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error ? String((error as { code: unknown }).code) : undefined;
+  return typeof error === 'object' && error !== null && 'code' in error
+    ? String((error as { code: unknown }).code)
+    : undefined;
 }
 
 function timeSeconds(seconds: number, nanoseconds: number): number {
@@ -119,7 +118,8 @@ export async function applyLayer(
   root: string,
   options: ApplyLayerOptions,
 ): Promise<ApplyLayerResult> {
-  if (!isAbsolute(root)) throw new GantryError(ErrorCodes.Internal, `applyLayer: root "${root}" is not absolute`);
+  if (!isAbsolute(root))
+    throw new GantryError(ErrorCodes.Internal, `applyLayer: root "${root}" is not absolute`);
   const { signal } = options;
   signal?.throwIfAborted();
   const overlay = options.whiteouts === 'overlay';
@@ -160,7 +160,11 @@ export async function applyLayer(
         await applyEntry(entry);
       } catch (error) {
         if (error instanceof GantryError) throw error;
-        throw new GantryError(ErrorCodes.Internal, `layer tar: entry "${display}": ${(error as Error).message}`, { cause: error });
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `layer tar: entry "${display}": ${(error as Error).message}`,
+          { cause: error },
+        );
       }
     }
     tarSplit.addSegment(reader.end);
@@ -217,12 +221,14 @@ export async function applyLayer(
     const rawName = header.nameBytes.toString('latin1');
     if (rawName.startsWith('/')) throw layerError(`layer tar: entry "${display}" has an absolute name`);
     const clean = cleanPath(rawName);
-    if (clean === '..' || clean.startsWith('../')) throw layerError(`layer tar: entry "${display}" climbs out of the layer with ".."`);
+    if (clean === '..' || clean.startsWith('../'))
+      throw layerError(`layer tar: entry "${display}" climbs out of the layer with ".."`);
     const uid = mapId(header.uid, options.uidMappings, 'uid', display);
     const gid = mapId(header.gid, options.gidMappings, 'gid', display);
 
     if (clean === '.') {
-      if (header.type !== 'directory') throw layerError(`layer tar: entry "${display}" replaces the layer's root with a non-directory`);
+      if (header.type !== 'directory')
+        throw layerError(`layer tar: entry "${display}" replaces the layer's root with a non-directory`);
       await recordFile(entry);
       if (applyRootEntry) {
         setOwner('', uid, gid);
@@ -296,14 +302,24 @@ export async function applyLayer(
         await recordFile(entry);
         const linkRaw = header.linkNameBytes.toString('latin1');
         const linkClean = cleanPath(linkRaw);
-        if (linkRaw.startsWith('/') || linkClean === '..' || linkClean.startsWith('../') || linkClean === '.') {
-          throw layerError(`layer tar: entry "${display}" is a hard link to "${header.linkName}", outside the layer`);
+        if (
+          linkRaw.startsWith('/') ||
+          linkClean === '..' ||
+          linkClean.startsWith('../') ||
+          linkClean === '.'
+        ) {
+          throw layerError(
+            `layer tar: entry "${display}" is a hard link to "${header.linkName}", outside the layer`,
+          );
         }
         const { parent: linkParent, base: linkBase } = splitName(linkClean);
         const linkDirectory = layerRoot.resolveDirectory(linkParent, display, false);
-        const targetRelative = linkDirectory === undefined ? undefined : joinRelative(linkDirectory, linkBase);
+        const targetRelative =
+          linkDirectory === undefined ? undefined : joinRelative(linkDirectory, linkBase);
         if (targetRelative === undefined || layerRoot.lstat(targetRelative) === undefined) {
-          throw layerError(`layer tar: entry "${display}" is a hard link to "${header.linkName}", which does not exist`);
+          throw layerError(
+            `layer tar: entry "${display}" is a hard link to "${header.linkName}", which does not exist`,
+          );
         }
         linkSync(layerRoot.full(targetRelative), path);
         break;
@@ -312,9 +328,13 @@ export async function applyLayer(
         await recordFile(entry);
         const linkRaw = header.linkNameBytes.toString('latin1');
         if (!linkRaw.startsWith('/')) {
-          const resolved = cleanPath(`${clean.includes('/') ? clean.slice(0, clean.lastIndexOf('/')) : '.'}/${linkRaw}`);
+          const resolved = cleanPath(
+            `${clean.includes('/') ? clean.slice(0, clean.lastIndexOf('/')) : '.'}/${linkRaw}`,
+          );
           if (resolved === '..' || resolved.startsWith('../')) {
-            throw layerError(`layer tar: entry "${display}" is a symbolic link to "${header.linkName}", outside the layer`);
+            throw layerError(
+              `layer tar: entry "${display}" is a symbolic link to "${header.linkName}", outside the layer`,
+            );
           }
         }
         symlinkSync(header.linkNameBytes, path);
@@ -336,7 +356,8 @@ export async function applyLayer(
     setOwner(relative, uid, gid);
     setXattrs(relative, header.xattrs);
     if (header.type !== 'symlink') {
-      if (header.type !== 'hardlink' || !layerRoot.lstat(relative)?.isSymbolicLink()) chmodSync(path, header.mode);
+      if (header.type !== 'hardlink' || !layerRoot.lstat(relative)?.isSymbolicLink())
+        chmodSync(path, header.mode);
     }
     const { atime, mtime } = times(header);
     if (header.type === 'directory') directoryTimes.push({ relative, atime, mtime });
@@ -346,8 +367,9 @@ export async function applyLayer(
 
   function times(header: TarEntry['header']): { atime: number; mtime: number } {
     const mtime = timeSeconds(header.mtimeSeconds, header.mtimeNanoseconds);
-    const atime = header.atimeSeconds === undefined ? mtime : timeSeconds(header.atimeSeconds, header.atimeNanoseconds);
-    return { atime: atime < mtime ? mtime : atime, mtime };
+    const atime =
+      header.atimeSeconds === undefined ? mtime : timeSeconds(header.atimeSeconds, header.atimeNanoseconds);
+    return { atime: Math.max(atime, mtime), mtime };
   }
 
   function setOwner(relative: string, uid: number, gid: number): void {

@@ -63,7 +63,8 @@ export class LayerRoot {
       if (stats === undefined) {
         if (!create) return undefined;
         mkdirSync(this.full(relative), 0o755);
-        if (this.implicitOwner) chownSync(this.full(relative), this.implicitOwner.uid, this.implicitOwner.gid);
+        if (this.implicitOwner)
+          chownSync(this.full(relative), this.implicitOwner.uid, this.implicitOwner.gid);
         this.directories.add(relative);
         continue;
       }
@@ -72,12 +73,14 @@ export class LayerRoot {
         continue;
       }
       if (stats.isSymbolicLink()) {
-        if (++hops > maxSymlinkHops) throw layerError(`layer tar: entry "${entry}": too many levels of symbolic links`);
+        if (++hops > maxSymlinkHops)
+          throw layerError(`layer tar: entry "${entry}": too many levels of symbolic links`);
         const target = readlinkSync(this.full(relative), { encoding: 'buffer' }).toString('latin1');
         resolved.pop();
         if (target.startsWith('/')) resolved.length = 0;
         const targetComponents = target.split('/');
-        for (let index = targetComponents.length - 1; index >= 0; index--) pending.push(targetComponents[index] as string);
+        for (let index = targetComponents.length - 1; index >= 0; index--)
+          pending.push(targetComponents[index] as string);
         continue;
       }
       throw layerError(`layer tar: entry "${entry}": "${relative}" is not a directory`);
@@ -85,4 +88,3 @@ export class LayerRoot {
     return resolved.join('/');
   }
 }
-

@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeTree, runTool, unmountUnder } from '@gantry/layer-tree/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DriverInteropResult, regeneratedDigest, runDriverInterop } from '../test-support/driver-interop.js';
+import {
+  type DriverInteropResult,
+  regeneratedDigest,
+  runDriverInterop,
+} from '../test-support/driver-interop.js';
 import { type BtrfsDriver, createBtrfsDriver } from './btrfs.js';
 
 let work: string;
@@ -24,7 +28,9 @@ async function mountBtrfsImage(directory: string): Promise<string> {
   try {
     await runTool('losetup', ['--find']);
   } catch (error) {
-    throw new Error(`the btrfs driver tests need a loop device to mount a btrfs image, and this machine has none: ${(error as Error).message}`);
+    throw new Error(
+      `the btrfs driver tests need a loop device to mount a btrfs image, and this machine has none: ${(error as Error).message}`,
+    );
   }
   await runTool('mount', ['-o', 'loop', image, mounted]);
   return mounted;
@@ -33,7 +39,10 @@ async function mountBtrfsImage(directory: string): Promise<string> {
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'gantry-btrfs-driver-'));
   mountPoint = await mountBtrfsImage(work);
-  result = await runDriverInterop(work, 'btrfs', createBtrfsDriver, { theirs: join(mountPoint, 'theirs'), ours: join(mountPoint, 'ours') });
+  result = await runDriverInterop(work, 'btrfs', createBtrfsDriver, {
+    theirs: join(mountPoint, 'theirs'),
+    ours: join(mountPoint, 'ours'),
+  });
 });
 
 afterAll(async () => {
@@ -61,12 +70,16 @@ describe('btrfs driver against containers/storage (skopeo copy into a btrfs stor
       const ours = driver.layerDirectory(layer.id);
       expect(ours).toBe(join(result.ourGraphRoot, 'btrfs/subvolumes', layer.id));
       expect(lstatSync(ours).ino).toBe(256);
-      expect(describeTree(ours, { directoryTimes: true })).toEqual(describeTree(theirs, { directoryTimes: true }));
+      expect(describeTree(ours, { directoryTimes: true })).toEqual(
+        describeTree(theirs, { directoryTimes: true }),
+      );
     }
     const top = driver.layerDirectory((result.layers[1] as { id: string }).id);
     const info = (await runTool('btrfs', ['subvolume', 'show', top])).toString();
     const base = driver.layerDirectory((result.layers[0] as { id: string }).id);
-    const baseUuid = /^\s*UUID:\s*(\S+)/m.exec((await runTool('btrfs', ['subvolume', 'show', base])).toString())?.[1];
+    const baseUuid = /^\s*UUID:\s*(\S+)/m.exec(
+      (await runTool('btrfs', ['subvolume', 'show', base])).toString(),
+    )?.[1];
     expect(baseUuid).toBeDefined();
     expect(info).toMatch(new RegExp(`Parent UUID:\\s*${baseUuid}`));
   });
@@ -88,7 +101,12 @@ describe('btrfs driver against containers/storage (skopeo copy into a btrfs stor
   });
 
   it('refuses a graph root that is not on btrfs', async () => {
-    const driver = createBtrfsDriver({ graphRoot: join(work, 'not-btrfs'), runRoot: join(work, 'run'), options: [], rootless: false });
+    const driver = createBtrfsDriver({
+      graphRoot: join(work, 'not-btrfs'),
+      runRoot: join(work, 'run'),
+      options: [],
+      rootless: false,
+    });
     await expect(driver.initialize()).rejects.toThrow(/needs .* on a btrfs file system/);
   });
 });

@@ -9,7 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { copyImage, insecureAcceptAnythingPolicy, TransportRegistry } from '@gantry/core';
 import { runSkopeo } from '@gantry/core/testing';
-import { describeTree, ociLayoutFromTars, runPodman, runTool, unmountUnder } from '@gantry/layer-tree/testing';
+import {
+  describeTree,
+  ociLayoutFromTars,
+  runPodman,
+  runTool,
+  unmountUnder,
+} from '@gantry/layer-tree/testing';
 import { ociTransport } from '@gantry/transport-oci';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeLayerTars, sha256OfChunks } from '../test-support/driver-interop.js';
@@ -48,12 +54,24 @@ async function checkDriver(driver: string, base: string): Promise<void> {
   const ours = { graphRoot: join(base, 'ours/root'), runRoot: join(base, 'ours/run'), driver };
   const theirs = { graphRoot: join(base, 'theirs/root'), runRoot: join(base, 'theirs/run'), driver };
   const destination = `containers-storage:[${driver}@${ours.graphRoot}+${ours.runRoot}]gantry-test/driver:t`;
-  await copyImage(registry.parseImageReference(`oci:${layout}:t`), registry.parseImageReference(destination), {
-    policy: insecureAcceptAnythingPolicy(),
-  });
-  await runSkopeo(['--insecure-policy', 'copy', '-q', `oci:${layout}:t`, `containers-storage:[${driver}@${theirs.graphRoot}+${theirs.runRoot}]gantry-test/driver:t`]);
+  await copyImage(
+    registry.parseImageReference(`oci:${layout}:t`),
+    registry.parseImageReference(destination),
+    {
+      policy: insecureAcceptAnythingPolicy(),
+    },
+  );
+  await runSkopeo([
+    '--insecure-policy',
+    'copy',
+    '-q',
+    `oci:${layout}:t`,
+    `containers-storage:[${driver}@${theirs.graphRoot}+${theirs.runRoot}]gantry-test/driver:t`,
+  ]);
 
-  const inspected = JSON.parse((await runPodman(ours, ['image', 'inspect', 'gantry-test/driver:t'])).toString());
+  const inspected = JSON.parse(
+    (await runPodman(ours, ['image', 'inspect', 'gantry-test/driver:t'])).toString(),
+  );
   expect(inspected[0].RootFS.Layers).toEqual(diffIds);
   const oursMounted = await mountedTree(ours);
   expect(oursMounted).toEqual(await mountedTree(theirs));
@@ -69,12 +87,16 @@ async function checkDriver(driver: string, base: string): Promise<void> {
   const out = join(base, 'out');
   await runSkopeo(['--insecure-policy', 'copy', '-q', destination, `oci:${out}:t`]);
   const index = JSON.parse((await runTool('cat', [join(out, 'index.json')])).toString());
-  const manifest = JSON.parse((await runTool('cat', [join(out, 'blobs/sha256', index.manifests[0].digest.slice(7))])).toString());
-  const config = JSON.parse((await runTool('cat', [join(out, 'blobs/sha256', manifest.config.digest.slice(7))])).toString());
+  const manifest = JSON.parse(
+    (await runTool('cat', [join(out, 'blobs/sha256', index.manifests[0].digest.slice(7))])).toString(),
+  );
+  const config = JSON.parse(
+    (await runTool('cat', [join(out, 'blobs/sha256', manifest.config.digest.slice(7))])).toString(),
+  );
   expect(config.rootfs.diff_ids).toEqual(diffIds);
 }
 
-describe('drivers end to end: Gantry writes, podman mounts the same files as for skopeo\'s store', () => {
+describe("drivers end to end: Gantry writes, podman mounts the same files as for skopeo's store", () => {
   it('vfs', async () => {
     await checkDriver('vfs', join(work, 'vfs'));
   }, 300_000);
@@ -92,7 +114,9 @@ describe('drivers end to end: Gantry writes, podman mounts the same files as for
     try {
       await runTool('losetup', ['--find']);
     } catch (error) {
-      throw new Error(`the btrfs test needs a loop device, and this machine has none: ${(error as Error).message}`);
+      throw new Error(
+        `the btrfs test needs a loop device, and this machine has none: ${(error as Error).message}`,
+      );
     }
     await runTool('mount', ['-o', 'loop', image, base]);
     await checkDriver('btrfs', base);
