@@ -15,8 +15,13 @@
 import {
   chmodSync,
   closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
   lchownSync,
   linkSync,
+  lstatSync,
   lutimesSync,
   mkdirSync,
   openSync,
@@ -82,6 +87,7 @@ export interface ApplyLayerResult {
 const whiteoutPrefix = '.wh.';
 const whiteoutMetaPrefix = '.wh..wh.';
 const opaqueWhiteout = '.wh..wh..opq';
+const fileOpenFlags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
 
 function mapId(id: number, mappings: readonly IdMapping[] | undefined, kind: string, entry: string): number {
   if (mappings === undefined || mappings.length === 0) return id;
@@ -129,7 +135,21 @@ export async function applyLayer(
   const implicitOwner = hasMappings
     ? { uid: mapId(0, options.uidMappings, 'uid', '.'), gid: mapId(0, options.gidMappings, 'gid', '.') }
     : undefined;
-  const layerRoot = new LayerRoot(root, implicitOwner);
+  // What this application created, so that most entries need no lstat and no chown/chmod call:
+  // `fresh` directories (made here, or the root when it started empty) hold only what this layer wrote.
+  const freshDirectories = new Map<string, boolean>(); // relative path → has the set-gid bit
+  const created = new Set<string>();
+  const layerRoot = new LayerRoot(root, implicitOwner, (relative) => {
+    freshDirectories.set(relative, false);
+    created.add(relative);
+  });
+  {
+    const rootStats = lstatSync(root);
+    if (readdirSync(root).length === 0) freshDirectories.set('', (rootStats.mode & 0o2000) !== 0);
+  }
+  const umask = process.umask();
+  const effectiveUid = process.geteuid?.() ?? -1;
+  const effectiveGid = process.getegid?.() ?? -1;
   const reader = new TarStreamReader(input);
   const tarSplit = new TarSplitWriter();
   const uids = new Set<number>();
@@ -253,22 +273,16 @@ export async function applyLayer(
         return;
       }
       const target = joinRelative(directory, base.slice(whiteoutPrefix.length));
+      removePath(target);
       if (overlay) {
-        const existing = layerRoot.lstat(target);
-        if (existing !== undefined) {
-          layerRoot.forget(target);
-          rmSync(layerRoot.full(target), { recursive: true, force: true });
-        }
         try {
           nativeCalls().mknod(layerRoot.full(target), S_IFCHR, 0, 0);
         } catch (error) {
           if (errnoCode(error) === 'ENOTDIR') return;
           throw error;
         }
-        setOwner(target, uid, gid);
-      } else {
-        layerRoot.forget(target);
-        rmSync(layerRoot.full(target), { recursive: true, force: true });
+        created.add(target);
+        if (!ownerAlreadyRight(target, uid, gid)) setOwner(target, uid, gid);
       }
       return;
     }
@@ -276,27 +290,36 @@ export async function applyLayer(
     const directory = layerRoot.resolveDirectory(parent, display, true) as string;
     const relative = joinRelative(directory, base);
     const path = layerRoot.full(relative);
-    const existing = layerRoot.lstat(relative);
-    if (existing !== undefined && !(existing.isDirectory() && header.type === 'directory')) {
-      layerRoot.forget(relative);
-      rmSync(path, { recursive: true, force: true });
-    }
+    const existing = knownAbsent(relative) ? undefined : layerRoot.lstat(relative);
+    if (existing !== undefined && !(existing.isDirectory() && header.type === 'directory'))
+      removePath(relative);
     const existsAsDirectory = existing?.isDirectory() === true && header.type === 'directory';
+    const { atime, mtime } = times(header);
 
     switch (header.type) {
       case 'directory':
         await recordFile(entry);
-        if (!existsAsDirectory) mkdirSync(path, header.mode & 0o777);
+        if (!existsAsDirectory) {
+          mkdirSync(path, header.mode & 0o777);
+          freshDirectories.set(relative, (header.mode & 0o2000) !== 0);
+        }
         layerRoot.rememberDirectory(relative);
         break;
       case 'file': {
-        const fd = openSync(path, 'w', header.mode & 0o777);
+        // Regular files get their metadata through the open descriptor: no path lookups.
+        const fd = openSync(path, fileOpenFlags, header.mode & 0o777);
         try {
+          created.add(relative);
           await recordFile(entry, fd);
+          if (!ownerAlreadyRight(relative, uid, gid)) setOwnerOfDescriptor(fd, uid, gid);
+          setXattrs(relative, header.xattrs);
+          if (!modeAlreadyRight(header.mode)) fchmodSync(fd, header.mode);
+          futimesSync(fd, atime, mtime);
         } finally {
           closeSync(fd);
         }
-        break;
+        unpacked.add(relative);
+        return;
       }
       case 'hardlink': {
         await recordFile(entry);
@@ -353,13 +376,17 @@ export async function applyLayer(
         throw layerError(`layer tar: entry "${display}" has an unsupported type`);
     }
 
-    setOwner(relative, uid, gid);
+    const madeHere = header.type !== 'hardlink' && !existsAsDirectory;
+    created.add(relative);
+    if (!(madeHere && ownerAlreadyRight(relative, uid, gid))) setOwner(relative, uid, gid);
     setXattrs(relative, header.xattrs);
     if (header.type !== 'symlink') {
-      if (header.type !== 'hardlink' || !layerRoot.lstat(relative)?.isSymbolicLink())
+      if (header.type === 'hardlink') {
+        if (!layerRoot.lstat(relative)?.isSymbolicLink()) chmodSync(path, header.mode);
+      } else if (!(madeHere && modeAlreadyRight(header.mode))) {
         chmodSync(path, header.mode);
+      }
     }
-    const { atime, mtime } = times(header);
     if (header.type === 'directory') directoryTimes.push({ relative, atime, mtime });
     else lutimesSync(path, atime, mtime);
     unpacked.add(relative);
@@ -372,9 +399,50 @@ export async function applyLayer(
     return { atime: Math.max(atime, mtime), mtime };
   }
 
+  function parentOf(relative: string): string {
+    const slash = relative.lastIndexOf('/');
+    return slash === -1 ? '' : relative.slice(0, slash);
+  }
+
+  /** True when nothing can be at `relative`: its directory is fresh and this layer put nothing there. */
+  function knownAbsent(relative: string): boolean {
+    return freshDirectories.has(parentOf(relative)) && !created.has(relative);
+  }
+
+  /** Removes whatever is at `relative` (recursively), keeping the bookkeeping right. */
+  function removePath(relative: string): void {
+    if (knownAbsent(relative)) return;
+    layerRoot.forget(relative);
+    rmSync(layerRoot.full(relative), { recursive: true, force: true });
+    created.delete(relative);
+    if (freshDirectories.delete(relative)) {
+      const prefix = `${relative}/`;
+      for (const path of created) if (path.startsWith(prefix)) created.delete(path);
+      for (const path of freshDirectories.keys()) if (path.startsWith(prefix)) freshDirectories.delete(path);
+    }
+  }
+
+  /** A new file in a fresh directory without set-gid is already ours: no chown needed for our own IDs. */
+  function ownerAlreadyRight(relative: string, uid: number, gid: number): boolean {
+    return uid === effectiveUid && gid === effectiveGid && freshDirectories.get(parentOf(relative)) === false;
+  }
+
+  /** open/mkdir/mknod made it with `mode & 0o777 & ~umask`: chmod only when that is not the mode. */
+  function modeAlreadyRight(mode: number): boolean {
+    return (mode & 0o7777) === (mode & 0o777 & ~umask);
+  }
+
   function setOwner(relative: string, uid: number, gid: number): void {
     try {
       lchownSync(layerRoot.full(relative), uid, gid);
+    } catch (error) {
+      if (!options.ignoreChownErrors) throw error;
+    }
+  }
+
+  function setOwnerOfDescriptor(fd: number, uid: number, gid: number): void {
+    try {
+      fchownSync(fd, uid, gid);
     } catch (error) {
       if (!options.ignoreChownErrors) throw error;
     }
@@ -408,8 +476,7 @@ export async function applyLayer(
       for (const name of names) {
         const child = joinRelative(relative, name.toString('latin1'));
         if (!unpacked.has(child)) {
-          layerRoot.forget(child);
-          rmSync(layerRoot.full(child), { recursive: true, force: true });
+          removePath(child);
         } else if (layerRoot.lstat(child)?.isDirectory()) {
           walk(child);
         }

@@ -16,6 +16,8 @@ export class LayerRoot {
   constructor(
     root: string,
     private readonly implicitOwner: { uid: number; gid: number } | undefined,
+    /** Told about each directory `resolveDirectory` creates. */
+    private readonly onCreateDirectory?: (relative: string) => void,
   ) {
     this.rootBytes = Buffer.from(root.endsWith('/') ? root.slice(0, -1) : root, 'utf8');
   }
@@ -66,6 +68,7 @@ export class LayerRoot {
         if (this.implicitOwner)
           chownSync(this.full(relative), this.implicitOwner.uid, this.implicitOwner.gid);
         this.directories.add(relative);
+        this.onCreateDirectory?.(relative);
         continue;
       }
       if (stats.isDirectory()) {

@@ -161,8 +161,11 @@ export function describeTree(
       if (type === 'symlink') entry.content = readlinkSync(full);
       if (type === 'char' || type === 'block')
         entry.content = `${(stats.rdev >> 8) & 0xfff}:${(stats.rdev & 0xff) | ((stats.rdev >> 12) & 0xfff00)}`;
-      if (options.mtimes !== false && (type !== 'directory' || options.directoryTimes))
+      // An overlay whiteout (0/0 character device) carries the time it was made, not one from the layer.
+      const whiteout = type === 'char' && entry.content === '0:0';
+      if (options.mtimes !== false && !whiteout && (type !== 'directory' || options.directoryTimes)) {
         entry.mtime = Math.floor(stats.mtimeMs / 1000);
+      }
       if (type !== 'directory' && stats.nlink > 1) {
         const key = `${stats.dev}:${stats.ino}`;
         const group = inodes.get(key) ?? path;
