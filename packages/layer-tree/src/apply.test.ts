@@ -251,6 +251,29 @@ describe('applyLayer: what a layer holds', () => {
     expect(lines.filter((line) => line.startsWith('{"type":1')).length).toBe(9);
   });
 
+  it('sets owners and modes the kernel would not give by itself (set-gid parents, modes the umask strips)', async () => {
+    await apply([
+      { name: 'shared/', type: 'directory', mode: 0o2775, gid: 50 },
+      { name: 'shared/root-file', content: 'x', uid: 0, gid: 0 },
+      { name: 'shared/sub/', type: 'directory', mode: 0o755 },
+      { name: 'open-file', content: 'x', mode: 0o666 },
+      { name: 'open-dir/', type: 'directory', mode: 0o777 },
+      { name: 'alias', type: 'symlink', linkName: 'shared' },
+      { name: 'alias/through-link', content: 'y', uid: 0, gid: 0 },
+    ]);
+    const tree = Object.fromEntries(describeTree(root).map((entry) => [entry.path, entry]));
+    expect(tree.shared).toMatchObject({ mode: '2775', gid: 50 });
+    expect(tree['shared/root-file']).toMatchObject({ uid: 0, gid: 0 });
+    expect(tree['shared/sub']).toMatchObject({ uid: 0, gid: 0, mode: '755' });
+    expect(tree['shared/through-link']).toMatchObject({
+      uid: 0,
+      gid: 0,
+      content: createHash('sha256').update('y').digest('hex'),
+    });
+    expect(tree['open-file']).toMatchObject({ mode: '666' });
+    expect(tree['open-dir']).toMatchObject({ mode: '777' });
+  });
+
   it('fails reassembly naming a file whose content changed', async () => {
     const result = await apply([{ name: 'file', content: 'original\n' }]);
     writeFileSync(join(root, 'file'), 'changed!!\n');

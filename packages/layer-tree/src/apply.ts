@@ -313,7 +313,7 @@ export async function applyLayer(
           await recordFile(entry, fd);
           if (!ownerAlreadyRight(relative, uid, gid)) setOwnerOfDescriptor(fd, uid, gid);
           setXattrs(relative, header.xattrs);
-          if (!modeAlreadyRight(header.mode)) fchmodSync(fd, header.mode);
+          if (!modeAlreadyRight(relative, header.mode)) fchmodSync(fd, header.mode);
           futimesSync(fd, atime, mtime);
         } finally {
           closeSync(fd);
@@ -383,7 +383,7 @@ export async function applyLayer(
     if (header.type !== 'symlink') {
       if (header.type === 'hardlink') {
         if (!layerRoot.lstat(relative)?.isSymbolicLink()) chmodSync(path, header.mode);
-      } else if (!(madeHere && modeAlreadyRight(header.mode))) {
+      } else if (!(madeHere && modeAlreadyRight(relative, header.mode))) {
         chmodSync(path, header.mode);
       }
     }
@@ -427,9 +427,12 @@ export async function applyLayer(
     return uid === effectiveUid && gid === effectiveGid && freshDirectories.get(parentOf(relative)) === false;
   }
 
-  /** open/mkdir/mknod made it with `mode & 0o777 & ~umask`: chmod only when that is not the mode. */
-  function modeAlreadyRight(mode: number): boolean {
-    return (mode & 0o7777) === (mode & 0o777 & ~umask);
+  /**
+   * open/mkdir/mknod made it with `mode & 0o777 & ~umask`, and a parent without set-gid added no bit:
+   * chmod only when that is not the mode.
+   */
+  function modeAlreadyRight(relative: string, mode: number): boolean {
+    return freshDirectories.get(parentOf(relative)) === false && (mode & 0o7777) === (mode & 0o777 & ~umask);
   }
 
   function setOwner(relative: string, uid: number, gid: number): void {
