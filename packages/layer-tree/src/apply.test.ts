@@ -10,7 +10,7 @@ import { type ApplyLayerOptions, applyLayer } from './apply.js';
 import { pathFileGetter } from './file-getter.js';
 import { nativeCalls } from './native.js';
 import { assembleTarChunks } from './tar-split.js';
-import { describeTree, type HandMadeTarEntry, handMadeTar, tarSplitLines } from './testing.js';
+import { describeTree, type HandMadeTarEntry, handMadeTar, runTool, tarSplitLines } from './testing.js';
 
 let work: string;
 let root: string;
@@ -241,6 +241,24 @@ describe('applyLayer: what a layer holds', () => {
     expect(tree['dir/loop']).toMatchObject({ type: 'block', content: '7:200', mode: '660' });
     expect(tree['dir/pipe']).toMatchObject({ type: 'fifo', mode: '600' });
     expect(tree.implied).toMatchObject({ type: 'directory', mode: '755' });
+
+    // Cross-checked with the system's own tools (attr's getfattr, coreutils' stat).
+    const getfattr = (
+      await runTool('getfattr', ['-d', '-m', '-', '-e', 'hex', '--absolute-names', join(root, 'dir/capable')])
+    ).toString();
+    expect(getfattr).toContain('security.capability=0x0100000200040000000000000000000000000000');
+    expect(getfattr).toContain(`user.note=0x${Buffer.from('note').toString('hex')}`);
+    const stat = (
+      await runTool('stat', [
+        '-c',
+        '%n %F %t:%T %a %u:%g',
+        ...['null', 'loop', 'pipe', 'file'].map((name) => join(root, 'dir', name)),
+      ])
+    ).toString();
+    expect(stat).toContain(`${join(root, 'dir/null')} character special file 1:3 666 0:0`);
+    expect(stat).toContain(`${join(root, 'dir/loop')} block special file 7:c8 660 0:0`);
+    expect(stat).toContain(`${join(root, 'dir/pipe')} fifo 0:0 600 0:0`);
+    expect(stat).toContain(`${join(root, 'dir/file')} regular file 0:0 4711 1001:1002`);
 
     // The tar-split regenerates the tar byte for byte from the files just written.
     const hash = createHash('sha256');

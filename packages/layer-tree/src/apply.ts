@@ -215,6 +215,7 @@ export async function applyLayer(
     for (;;) {
       const chunk = await reader.readData();
       if (chunk === undefined) break;
+      signal?.throwIfAborted();
       crc.update(chunk);
       if (fd !== undefined) {
         let written = 0;
