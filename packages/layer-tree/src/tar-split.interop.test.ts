@@ -112,6 +112,33 @@ describe('tar-split: the JSON lines containers/storage (podman 4.3) writes, for 
     });
   }
 
+  it('git archive (a PAX global header: a file entry of its own in tar-split)', async () => {
+    const directory = join(work, 'ga');
+    const repository = join(directory, 'repository');
+    await mkdir(repository, { recursive: true });
+    const git = (args: string[]) =>
+      runTool('git', ['-C', repository, '-c', 'user.name=t', '-c', 'user.email=t@t', ...args]);
+    await git(['init', '-q']);
+    await runTool('sh', [
+      '-c',
+      `mkdir -p ${repository}/src && echo one > ${repository}/src/one && echo two > ${repository}/two`,
+    ]);
+    await git(['add', '.']);
+    await git(['commit', '-q', '-m', 'c']);
+    const tarPath = join(directory, 'layer.tar');
+    await git(['archive', '--format=tar', '-o', tarPath, 'HEAD']);
+    const store = { graphRoot: join(directory, 'root'), runRoot: join(directory, 'run'), driver: 'vfs' };
+    await runPodman(store, ['import', tarPath, 'gantry-test/git:latest']);
+    const [layer] = await storedLayers(store.graphRoot, 'vfs');
+    if (layer === undefined) throw new Error('podman stored no layer');
+    const theirs = await tarSplitLines(
+      await readFile(join(store.graphRoot, 'vfs-layers', `${layer.id}.tar-split.gz`)),
+    );
+    const ours = await disassembleTar(createReadStream(tarPath));
+    expect(await tarSplitLines(ours.tarSplitGzip)).toEqual(theirs);
+    expect(theirs[1]).toBe('{"type":1,"name":"pax_global_header","payload":null,"position":1}');
+  });
+
   it('every layer of the fixture images skopeo copies into a vfs store', async () => {
     const directory = join(work, 'fixtures');
     const store = { graphRoot: join(directory, 'root'), runRoot: join(directory, 'run'), driver: 'vfs' };

@@ -84,6 +84,9 @@ export async function makeRichTree(directory: string): Promise<void> {
   await symlink('hosts', join(directory, 'etc/hosts-link'));
   await symlink('/etc/hosts', join(directory, 'etc/absolute-link'));
   await link(join(directory, 'etc/hosts'), join(directory, 'etc/hosts-hardlink'));
+  // Link targets longer than a header's 100 bytes (GNU `K` records, PAX `linkpath`).
+  await symlink(`../${longName}`, join(directory, 'etc/long-target-link'));
+  await link(join(directory, longName), join(directory, 'etc/long-target-hardlink'));
   native.mknod(Buffer.from(join(directory, 'etc/fifo')), S_IFIFO | 0o644, 0, 0);
   native.mknod(Buffer.from(join(directory, 'etc/null')), S_IFCHR | 0o666, 1, 3);
   native.lsetxattr(Buffer.from(join(directory, 'etc/hosts')), 'user.comment', Buffer.from('hello'));
