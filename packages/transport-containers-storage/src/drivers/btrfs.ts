@@ -32,9 +32,16 @@ async function btrfs(args: readonly string[]): Promise<void> {
   } catch (error) {
     const failure = error as NodeJS.ErrnoException & { stderr?: string };
     if (failure.code === 'ENOENT') {
-      throw new GantryError(ErrorCodes.NotSupported, 'the btrfs storage driver needs the btrfs command (Debian package btrfs-progs)');
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        'the btrfs storage driver needs the btrfs command (Debian package btrfs-progs)',
+      );
     }
-    throw new GantryError(ErrorCodes.Internal, `btrfs ${args.join(' ')} failed: ${(failure.stderr ?? failure.message).trim()}`, { cause: error });
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `btrfs ${args.join(' ')} failed: ${(failure.stderr ?? failure.message).trim()}`,
+      { cause: error },
+    );
   }
 }
 
@@ -84,7 +91,12 @@ export class BtrfsDriver implements StorageDriver {
     }
   }
 
-  async applyDiff(id: string, _parentId: string | undefined, diff: AsyncIterable<Uint8Array>, options: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
+  async applyDiff(
+    id: string,
+    _parentId: string | undefined,
+    diff: AsyncIterable<Uint8Array>,
+    options: ApplyDiffOptions = {},
+  ): Promise<ApplyDiffResult> {
     const result = await applyLayer(diff, this.layerDirectory(id), {
       whiteouts: 'apply',
       uidMappings: this.options.uidMappings,

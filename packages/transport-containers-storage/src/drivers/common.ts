@@ -10,7 +10,8 @@ const layerIdPattern = /^[0-9a-f]{64}$/;
 
 /** Refuses anything but a 64-hex-digit layer ID (it becomes a path component). */
 export function checkLayerId(id: string): string {
-  if (!layerIdPattern.test(id)) throw new GantryError(ErrorCodes.Internal, `storage driver: "${id}" is not a layer ID (64 hex digits)`);
+  if (!layerIdPattern.test(id))
+    throw new GantryError(ErrorCodes.Internal, `storage driver: "${id}" is not a layer ID (64 hex digits)`);
   return id;
 }
 
@@ -44,9 +45,13 @@ export function rootOwner(options: StorageDriverOptions): { uid: number; gid: nu
   const map = (mappings: readonly IdMapping[] | undefined, id: number): number => {
     if (mappings === undefined || mappings.length === 0) return id;
     for (const range of mappings) {
-      if (id >= range.containerId && id < range.containerId + range.size) return range.hostId + (id - range.containerId);
+      if (id >= range.containerId && id < range.containerId + range.size)
+        return range.hostId + (id - range.containerId);
     }
-    throw new GantryError(ErrorCodes.InvalidConfiguration, 'storage driver: the ID mappings do not map the container root (0)');
+    throw new GantryError(
+      ErrorCodes.InvalidConfiguration,
+      'storage driver: the ID mappings do not map the container root (0)',
+    );
   };
   return { uid: map(options.uidMappings, 0), gid: map(options.gidMappings, 0) };
 }

@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeTree, unmountUnder } from '@gantry/layer-tree/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DriverInteropResult, regeneratedDigest, runDriverInterop } from '../test-support/driver-interop.js';
+import {
+  type DriverInteropResult,
+  regeneratedDigest,
+  runDriverInterop,
+} from '../test-support/driver-interop.js';
 import { createOverlayDriver, generateShortName, type OverlayDriver } from './overlay.js';
 
 let work: string;
@@ -26,7 +30,13 @@ function metadata(path: string): { mode: string; uid: number; gid: number; type:
     mode: (stats.mode & 0o7777).toString(8),
     uid: stats.uid,
     gid: stats.gid,
-    type: stats.isDirectory() ? 'directory' : stats.isFile() ? 'file' : stats.isSymbolicLink() ? 'symlink' : 'other',
+    type: stats.isDirectory()
+      ? 'directory'
+      : stats.isFile()
+        ? 'file'
+        : stats.isSymbolicLink()
+          ? 'symlink'
+          : 'other',
   };
 }
 
@@ -37,7 +47,10 @@ function layerLayout(home: string, id: string): Record<string, unknown> {
   for (const name of readdirSync(directory).sort()) layout[name] = metadata(join(directory, name));
   const shortName = readFileSync(join(directory, 'link'), 'utf8');
   expect(shortName).toMatch(/^[A-Z2-7]{26}$/);
-  layout.shortLink = { target: readlinkSync(join(home, 'l', shortName)), ...metadata(join(home, 'l', shortName)) };
+  layout.shortLink = {
+    target: readlinkSync(join(home, 'l', shortName)),
+    ...metadata(join(home, 'l', shortName)),
+  };
   const lower = (() => {
     try {
       return readFileSync(join(directory, 'lower'), 'utf8');
@@ -67,7 +80,8 @@ describe('overlay driver against containers/storage (skopeo copy into an overlay
     const ourHome = join(result.ourGraphRoot, 'overlay');
     expect(metadata(join(ourHome, 'l'))).toEqual(metadata(join(theirHome, 'l')));
     expect(metadata(ourHome).mode).toBe(metadata(theirHome).mode);
-    for (const layer of result.layers) expect(layerLayout(ourHome, layer.id)).toEqual(layerLayout(theirHome, layer.id));
+    for (const layer of result.layers)
+      expect(layerLayout(ourHome, layer.id)).toEqual(layerLayout(theirHome, layer.id));
     const base = (result.layers[0] as { id: string }).id;
     expect(readdirSync(join(ourHome, base)).sort()).toEqual(['diff', 'empty', 'link', 'merged', 'work']);
   });
@@ -76,12 +90,20 @@ describe('overlay driver against containers/storage (skopeo copy into an overlay
     const driver = result.ourDriver as OverlayDriver;
     for (const layer of result.layers) {
       const theirs = join(result.theirGraphRoot, 'overlay', layer.id, 'diff');
-      expect(describeTree(driver.diffDirectory(layer.id), { directoryTimes: true })).toEqual(describeTree(theirs, { directoryTimes: true }));
+      expect(describeTree(driver.diffDirectory(layer.id), { directoryTimes: true })).toEqual(
+        describeTree(theirs, { directoryTimes: true }),
+      );
       expect(metadata(driver.diffDirectory(layer.id))).toEqual(metadata(theirs));
     }
     const upper = describeTree(driver.diffDirectory((result.layers[1] as { id: string }).id));
-    expect(upper.find((entry) => entry.path === 'etc/empty')).toMatchObject({ type: 'char', content: '0:0', mode: '0' });
-    expect(upper.find((entry) => entry.path === 'etc/deep')?.xattrs).toEqual({ 'trusted.overlay.opaque': Buffer.from('y').toString('hex') });
+    expect(upper.find((entry) => entry.path === 'etc/empty')).toMatchObject({
+      type: 'char',
+      content: '0:0',
+      mode: '0',
+    });
+    expect(upper.find((entry) => entry.path === 'etc/deep')?.xattrs).toEqual({
+      'trusted.overlay.opaque': Buffer.from('y').toString('hex'),
+    });
     expect(upper.some((entry) => entry.path.includes('.wh.'))).toBe(false);
   });
 

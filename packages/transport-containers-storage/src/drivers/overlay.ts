@@ -13,7 +13,18 @@
  * and owner; the tar's root entry does not change it (as containers/storage's Untar).
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core';
 import { applyLayer, pathFileGetter } from '@gantry/layer-tree';
@@ -115,7 +126,11 @@ export class OverlayDriver implements StorageDriver {
     try {
       shortName = (await readFile(join(parentDirectory, 'link'), 'utf8')).trim();
     } catch (error) {
-      throw new GantryError(ErrorCodes.InvalidLayout, `overlay: parent layer ${parentId} has no readable link file`, { cause: error });
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `overlay: parent layer ${parentId} has no readable link file`,
+        { cause: error },
+      );
     }
     const lowers = [`l/${shortName}`];
     const parentLower = await readFile(join(parentDirectory, 'lower'), 'utf8').catch(() => undefined);
@@ -123,7 +138,12 @@ export class OverlayDriver implements StorageDriver {
     return lowers.join(':');
   }
 
-  async applyDiff(id: string, _parentId: string | undefined, diff: AsyncIterable<Uint8Array>, options: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
+  async applyDiff(
+    id: string,
+    _parentId: string | undefined,
+    diff: AsyncIterable<Uint8Array>,
+    options: ApplyDiffOptions = {},
+  ): Promise<ApplyDiffResult> {
     const result = await applyLayer(diff, this.diffDirectory(id), {
       whiteouts: 'overlay',
       overlayXattrPrefix: this.options.rootless ? 'user.overlay.' : 'trusted.overlay.',

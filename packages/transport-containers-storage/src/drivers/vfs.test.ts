@@ -4,8 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeTree, unmountUnder } from '@gantry/layer-tree/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DriverInteropResult, regeneratedDigest, runDriverInterop } from '../test-support/driver-interop.js';
-import { createVfsDriver, VfsDriver } from './vfs.js';
+import {
+  type DriverInteropResult,
+  regeneratedDigest,
+  runDriverInterop,
+} from '../test-support/driver-interop.js';
+import { createVfsDriver, type VfsDriver } from './vfs.js';
 
 let work: string;
 let result: DriverInteropResult;
@@ -43,21 +47,32 @@ describe('vfs driver against containers/storage (skopeo copy into a vfs store)',
       const theirs = join(result.theirGraphRoot, 'vfs/dir', layer.id);
       const ours = driver.layerDirectory(layer.id);
       expect(ours).toBe(join(result.ourGraphRoot, 'vfs/dir', layer.id));
-      expect(describeTree(ours, { directoryTimes: true })).toEqual(describeTree(theirs, { directoryTimes: true }));
+      expect(describeTree(ours, { directoryTimes: true })).toEqual(
+        describeTree(theirs, { directoryTimes: true }),
+      );
       expect(rootMetadata(ours)).toEqual(rootMetadata(theirs));
     }
     const base = describeTree(driver.layerDirectory((result.layers[0] as { id: string }).id));
-    expect(base.find((entry) => entry.path === 'etc/null')).toMatchObject({ type: 'char', content: '1:3', mode: '644' });
+    expect(base.find((entry) => entry.path === 'etc/null')).toMatchObject({
+      type: 'char',
+      content: '1:3',
+      mode: '644',
+    });
     expect(base.find((entry) => entry.path === 'etc/fifo')).toMatchObject({ type: 'fifo' });
     expect(base.find((entry) => entry.path === 'etc/owned')).toMatchObject({ uid: 1000, gid: 1001 });
     const tool = base.find((entry) => entry.path === 'etc/setuid-tool');
     expect(tool?.mode).toBe('4755');
     expect(Object.keys(tool?.xattrs ?? {})).toContain('security.capability');
-    expect(base.find((entry) => entry.path === 'etc/hosts')?.xattrs).toEqual({ 'user.comment': Buffer.from('hello').toString('hex') });
+    expect(base.find((entry) => entry.path === 'etc/hosts')?.xattrs).toEqual({
+      'user.comment': Buffer.from('hello').toString('hex'),
+    });
     expect(base.find((entry) => entry.path === 'etc/hosts-hardlink')?.hardlinkGroup).toBe('etc/hosts');
     const top = driver.layerDirectory((result.layers[1] as { id: string }).id);
     const topTree = describeTree(top);
-    expect(topTree.find((entry) => entry.path === 'etc/zero')).toMatchObject({ type: 'char', content: '1:5' });
+    expect(topTree.find((entry) => entry.path === 'etc/zero')).toMatchObject({
+      type: 'char',
+      content: '1:5',
+    });
     expect(topTree.find((entry) => entry.path === 'home')).toMatchObject({ type: 'file' });
     expect(topTree.find((entry) => entry.path === 'etc/owned')).toMatchObject({ type: 'directory' });
     const paths = topTree.map((entry) => entry.path);

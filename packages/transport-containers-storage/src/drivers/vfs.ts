@@ -60,7 +60,12 @@ export class VfsDriver implements StorageDriver {
     }
   }
 
-  async applyDiff(id: string, _parentId: string | undefined, diff: AsyncIterable<Uint8Array>, options: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
+  async applyDiff(
+    id: string,
+    _parentId: string | undefined,
+    diff: AsyncIterable<Uint8Array>,
+    options: ApplyDiffOptions = {},
+  ): Promise<ApplyDiffResult> {
     const result = await applyLayer(diff, this.layerDirectory(id), {
       whiteouts: 'apply',
       uidMappings: this.options.uidMappings,

@@ -8,9 +8,15 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { assembleTarChunks, type TarSplitFileGetter } from '@gantry/layer-tree';
-import { makeChangesTree, makeRichTree, ociLayoutFromTars, runTool, tarSplitLines } from '@gantry/layer-tree/testing';
 import { runSkopeo } from '@gantry/core/testing';
+import { assembleTarChunks, type TarSplitFileGetter } from '@gantry/layer-tree';
+import {
+  makeChangesTree,
+  makeRichTree,
+  ociLayoutFromTars,
+  runTool,
+  tarSplitLines,
+} from '@gantry/layer-tree/testing';
 import type { StorageDriver, StorageDriverOptions } from '../drivers/driver.js';
 
 export interface StoredLayerRecord {
@@ -32,7 +38,14 @@ export interface DriverInteropResult {
   ourDriver: StorageDriver;
   /** Per layer: our tar-split lines and theirs, our digest/size/uids/gids. */
   applied: Array<{
-    ours: { digest: string; size: number; uids: number[]; gids: number[]; tarSplit: string[]; tarSplitGzip: Uint8Array };
+    ours: {
+      digest: string;
+      size: number;
+      uids: number[];
+      gids: number[];
+      tarSplit: string[];
+      tarSplitGzip: Uint8Array;
+    };
     theirs: { tarSplit: string[] };
   }>;
 }
@@ -46,7 +59,14 @@ export async function makeLayerTars(directory: string): Promise<string[]> {
   await makeRichTree(lower);
   await makeChangesTree(upper);
   const tars = [join(directory, 'lower.tar'), join(directory, 'upper.tar')];
-  const tarArguments = ['--format=pax', '--blocking-factor=1', '--xattrs', '--xattrs-include=*', '--numeric-owner', '--sort=name'];
+  const tarArguments = [
+    '--format=pax',
+    '--blocking-factor=1',
+    '--xattrs',
+    '--xattrs-include=*',
+    '--numeric-owner',
+    '--sort=name',
+  ];
   await runTool('tar', [...tarArguments, '-C', lower, '-cf', tars[0] as string, '.']);
   await runTool('tar', [...tarArguments, '-C', upper, '-cf', tars[1] as string, '.']);
   return tars;
@@ -54,7 +74,9 @@ export async function makeLayerTars(directory: string): Promise<string[]> {
 
 /** The layers of a store, base first (following the parent chain). */
 export async function storedLayerChain(graphRoot: string, driver: string): Promise<StoredLayerRecord[]> {
-  const records = JSON.parse(await readFile(join(graphRoot, `${driver}-layers/layers.json`), 'utf8')) as StoredLayerRecord[];
+  const records = JSON.parse(
+    await readFile(join(graphRoot, `${driver}-layers/layers.json`), 'utf8'),
+  ) as StoredLayerRecord[];
   const chain: StoredLayerRecord[] = [];
   let parent: string | undefined;
   for (;;) {
@@ -80,7 +102,10 @@ export async function runDriverInterop(
   directory: string,
   driverName: string,
   makeDriver: (options: StorageDriverOptions) => StorageDriver,
-  roots: { theirs: string; ours: string } = { theirs: join(directory, 'theirs'), ours: join(directory, 'ours') },
+  roots: { theirs: string; ours: string } = {
+    theirs: join(directory, 'theirs'),
+    ours: join(directory, 'ours'),
+  },
 ): Promise<DriverInteropResult> {
   const tars = await makeLayerTars(directory);
   const layout = await ociLayoutFromTars(join(directory, 'layout'), tars);
@@ -93,16 +118,24 @@ export async function runDriverInterop(
     `containers-storage:[${driverName}@${theirGraphRoot}+${join(roots.theirs, 'run')}]gantry-test/driver:t`,
   ]);
   const layers = await storedLayerChain(theirGraphRoot, driverName);
-  if (layers.length !== tars.length) throw new Error(`containers/storage stored ${layers.length} layers, expected ${tars.length}`);
+  if (layers.length !== tars.length)
+    throw new Error(`containers/storage stored ${layers.length} layers, expected ${tars.length}`);
 
   const ourGraphRoot = join(roots.ours, 'root');
-  const ourDriver = makeDriver({ graphRoot: ourGraphRoot, runRoot: join(roots.ours, 'run'), options: [], rootless: false });
+  const ourDriver = makeDriver({
+    graphRoot: ourGraphRoot,
+    runRoot: join(roots.ours, 'run'),
+    options: [],
+    rootless: false,
+  });
   await ourDriver.initialize();
   const applied: DriverInteropResult['applied'] = [];
   for (const [index, layer] of layers.entries()) {
     await ourDriver.createLayer(layer.id, layer.parent);
     const result = await ourDriver.applyDiff(layer.id, layer.parent, createReadStream(tars[index] as string));
-    const theirTarSplit = await readFile(join(theirGraphRoot, `${driverName}-layers`, `${layer.id}.tar-split.gz`));
+    const theirTarSplit = await readFile(
+      join(theirGraphRoot, `${driverName}-layers`, `${layer.id}.tar-split.gz`),
+    );
     applied.push({
       ours: {
         digest: result.uncompressedDigest,
@@ -119,7 +152,11 @@ export async function runDriverInterop(
 }
 
 /** Regenerates a layer tar from a tar-split and a driver's file getter; returns its sha256. */
-export async function regeneratedDigest(tarSplitGzip: Uint8Array, driver: StorageDriver, id: string): Promise<string> {
+export async function regeneratedDigest(
+  tarSplitGzip: Uint8Array,
+  driver: StorageDriver,
+  id: string,
+): Promise<string> {
   const getter = driver.diffFileGetter(id);
   const getFile: TarSplitFileGetter = async (name, nameBytes) => getter(name, nameBytes);
   return sha256OfChunks(assembleTarChunks(tarSplitGzip, getFile));

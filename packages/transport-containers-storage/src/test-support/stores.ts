@@ -71,7 +71,8 @@ export async function createTestStore(driver = 'vfs'): Promise<TestStore> {
         .map((line) => line.split(' ')[4] ?? '')
         .filter((mountPoint) => mountPoint.startsWith(`${directory}/`))
         .sort((a, b) => b.length - a.length);
-      for (const mountPoint of mountPoints) await execFileAsync('umount', [mountPoint]).catch(() => undefined);
+      for (const mountPoint of mountPoints)
+        await execFileAsync('umount', [mountPoint]).catch(() => undefined);
       await rm(directory, { recursive: true, force: true });
     },
   };
