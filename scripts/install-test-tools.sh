@@ -4,7 +4,7 @@
 # the tests with vfs storage on their own socket), podman (loads our archives), apache2-utils (htpasswd),
 # openssl (test certificates), gpg (keys for the `skopeo --sign-by` signatures the tests copy and
 # verify), GNU tar, gzip and jq; for containers-storage: uidmap (newuidmap/newgidmap) and util-linux's
-# unshare (rootless user namespaces), btrfs-progs (the btrfs driver's loop-mounted test file system) and
+# unshare (rootless user namespaces), btrfs-progs and mount's losetup (the btrfs driver's loop-mounted test file system) and
 # python3 (holds fcntl locks in the lock tests). Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
@@ -25,8 +25,10 @@ declare -A package_of=(
   [gzip]=gzip
   [newuidmap]=uidmap
   [newgidmap]=uidmap
-  [unshare]=util-linux
+  [btrfs]=btrfs-progs
   [mkfs.btrfs]=btrfs-progs
+  [losetup]=mount
+  [unshare]=util-linux
   [python3]=python3
 )
 missing=()

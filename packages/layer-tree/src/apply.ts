@@ -14,18 +14,19 @@
  */
 import {
   chmodSync,
-
   closeSync,
-  linkSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
   lchownSync,
-
+  linkSync,
+  lstatSync,
   lutimesSync,
   mkdirSync,
   openSync,
   readdirSync,
-
   rmSync,
-
   symlinkSync,
   writeSync,
 } from 'node:fs';
@@ -33,8 +34,8 @@ import { isAbsolute } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core';
 import { Crc64 } from './crc64.js';
 import { layerError } from './errors.js';
-import { nativeCalls, S_IFBLK, S_IFCHR, S_IFIFO } from './native.js';
 import { LayerRoot } from './layer-root.js';
+import { nativeCalls, S_IFBLK, S_IFCHR, S_IFIFO } from './native.js';
 import { type TarEntry, TarStreamReader } from './tar-reader.js';
 import { cleanPath, type TarSplitStyle, TarSplitWriter } from './tar-split.js';
 
@@ -86,17 +87,21 @@ export interface ApplyLayerResult {
 const whiteoutPrefix = '.wh.';
 const whiteoutMetaPrefix = '.wh..wh.';
 const opaqueWhiteout = '.wh..wh..opq';
+const fileOpenFlags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
 
 function mapId(id: number, mappings: readonly IdMapping[] | undefined, kind: string, entry: string): number {
   if (mappings === undefined || mappings.length === 0) return id;
   for (const range of mappings) {
-    if (id >= range.containerId && id < range.containerId + range.size) return range.hostId + (id - range.containerId);
+    if (id >= range.containerId && id < range.containerId + range.size)
+      return range.hostId + (id - range.containerId);
   }
   throw layerError(`layer tar: entry "${entry}": ${kind} ${id} is not in the ID mapping`);
 }
 
 function errnoCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error ? String((error as { code: unknown }).code) : undefined;
+  return typeof error === 'object' && error !== null && 'code' in error
+    ? String((error as { code: unknown }).code)
+    : undefined;
 }
 
 function timeSeconds(seconds: number, nanoseconds: number): number {
@@ -119,7 +124,8 @@ export async function applyLayer(
   root: string,
   options: ApplyLayerOptions,
 ): Promise<ApplyLayerResult> {
-  if (!isAbsolute(root)) throw new GantryError(ErrorCodes.Internal, `applyLayer: root "${root}" is not absolute`);
+  if (!isAbsolute(root))
+    throw new GantryError(ErrorCodes.Internal, `applyLayer: root "${root}" is not absolute`);
   const { signal } = options;
   signal?.throwIfAborted();
   const overlay = options.whiteouts === 'overlay';
@@ -129,7 +135,21 @@ export async function applyLayer(
   const implicitOwner = hasMappings
     ? { uid: mapId(0, options.uidMappings, 'uid', '.'), gid: mapId(0, options.gidMappings, 'gid', '.') }
     : undefined;
-  const layerRoot = new LayerRoot(root, implicitOwner);
+  // What this application created, so that most entries need no lstat and no chown/chmod call:
+  // `fresh` directories (made here, or the root when it started empty) hold only what this layer wrote.
+  const freshDirectories = new Map<string, boolean>(); // relative path → has the set-gid bit
+  const created = new Set<string>();
+  const layerRoot = new LayerRoot(root, implicitOwner, (relative) => {
+    freshDirectories.set(relative, false);
+    created.add(relative);
+  });
+  {
+    const rootStats = lstatSync(root);
+    if (readdirSync(root).length === 0) freshDirectories.set('', (rootStats.mode & 0o2000) !== 0);
+  }
+  const umask = process.umask();
+  const effectiveUid = process.geteuid?.() ?? -1;
+  const effectiveGid = process.getegid?.() ?? -1;
   const reader = new TarStreamReader(input);
   const tarSplit = new TarSplitWriter();
   const uids = new Set<number>();
@@ -160,7 +180,11 @@ export async function applyLayer(
         await applyEntry(entry);
       } catch (error) {
         if (error instanceof GantryError) throw error;
-        throw new GantryError(ErrorCodes.Internal, `layer tar: entry "${display}": ${(error as Error).message}`, { cause: error });
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `layer tar: entry "${display}": ${(error as Error).message}`,
+          { cause: error },
+        );
       }
     }
     tarSplit.addSegment(reader.end);
@@ -217,12 +241,14 @@ export async function applyLayer(
     const rawName = header.nameBytes.toString('latin1');
     if (rawName.startsWith('/')) throw layerError(`layer tar: entry "${display}" has an absolute name`);
     const clean = cleanPath(rawName);
-    if (clean === '..' || clean.startsWith('../')) throw layerError(`layer tar: entry "${display}" climbs out of the layer with ".."`);
+    if (clean === '..' || clean.startsWith('../'))
+      throw layerError(`layer tar: entry "${display}" climbs out of the layer with ".."`);
     const uid = mapId(header.uid, options.uidMappings, 'uid', display);
     const gid = mapId(header.gid, options.gidMappings, 'gid', display);
 
     if (clean === '.') {
-      if (header.type !== 'directory') throw layerError(`layer tar: entry "${display}" replaces the layer's root with a non-directory`);
+      if (header.type !== 'directory')
+        throw layerError(`layer tar: entry "${display}" replaces the layer's root with a non-directory`);
       await recordFile(entry);
       if (applyRootEntry) {
         setOwner('', uid, gid);
@@ -247,22 +273,16 @@ export async function applyLayer(
         return;
       }
       const target = joinRelative(directory, base.slice(whiteoutPrefix.length));
+      removePath(target);
       if (overlay) {
-        const existing = layerRoot.lstat(target);
-        if (existing !== undefined) {
-          layerRoot.forget(target);
-          rmSync(layerRoot.full(target), { recursive: true, force: true });
-        }
         try {
           nativeCalls().mknod(layerRoot.full(target), S_IFCHR, 0, 0);
         } catch (error) {
           if (errnoCode(error) === 'ENOTDIR') return;
           throw error;
         }
-        setOwner(target, uid, gid);
-      } else {
-        layerRoot.forget(target);
-        rmSync(layerRoot.full(target), { recursive: true, force: true });
+        created.add(target);
+        if (!ownerAlreadyRight(target, uid, gid)) setOwner(target, uid, gid);
       }
       return;
     }
@@ -270,40 +290,59 @@ export async function applyLayer(
     const directory = layerRoot.resolveDirectory(parent, display, true) as string;
     const relative = joinRelative(directory, base);
     const path = layerRoot.full(relative);
-    const existing = layerRoot.lstat(relative);
-    if (existing !== undefined && !(existing.isDirectory() && header.type === 'directory')) {
-      layerRoot.forget(relative);
-      rmSync(path, { recursive: true, force: true });
-    }
+    const existing = knownAbsent(relative) ? undefined : layerRoot.lstat(relative);
+    if (existing !== undefined && !(existing.isDirectory() && header.type === 'directory'))
+      removePath(relative);
     const existsAsDirectory = existing?.isDirectory() === true && header.type === 'directory';
+    const { atime, mtime } = times(header);
 
     switch (header.type) {
       case 'directory':
         await recordFile(entry);
-        if (!existsAsDirectory) mkdirSync(path, header.mode & 0o777);
+        if (!existsAsDirectory) {
+          mkdirSync(path, header.mode & 0o777);
+          freshDirectories.set(relative, (header.mode & 0o2000) !== 0);
+        }
         layerRoot.rememberDirectory(relative);
         break;
       case 'file': {
-        const fd = openSync(path, 'w', header.mode & 0o777);
+        // Regular files get their metadata through the open descriptor: no path lookups.
+        const fd = openSync(path, fileOpenFlags, header.mode & 0o777);
         try {
+          created.add(relative);
           await recordFile(entry, fd);
+          if (!ownerAlreadyRight(relative, uid, gid)) setOwnerOfDescriptor(fd, uid, gid);
+          setXattrs(relative, header.xattrs);
+          if (!modeAlreadyRight(relative, header.mode)) fchmodSync(fd, header.mode);
+          futimesSync(fd, atime, mtime);
         } finally {
           closeSync(fd);
         }
-        break;
+        unpacked.add(relative);
+        return;
       }
       case 'hardlink': {
         await recordFile(entry);
         const linkRaw = header.linkNameBytes.toString('latin1');
         const linkClean = cleanPath(linkRaw);
-        if (linkRaw.startsWith('/') || linkClean === '..' || linkClean.startsWith('../') || linkClean === '.') {
-          throw layerError(`layer tar: entry "${display}" is a hard link to "${header.linkName}", outside the layer`);
+        if (
+          linkRaw.startsWith('/') ||
+          linkClean === '..' ||
+          linkClean.startsWith('../') ||
+          linkClean === '.'
+        ) {
+          throw layerError(
+            `layer tar: entry "${display}" is a hard link to "${header.linkName}", outside the layer`,
+          );
         }
         const { parent: linkParent, base: linkBase } = splitName(linkClean);
         const linkDirectory = layerRoot.resolveDirectory(linkParent, display, false);
-        const targetRelative = linkDirectory === undefined ? undefined : joinRelative(linkDirectory, linkBase);
+        const targetRelative =
+          linkDirectory === undefined ? undefined : joinRelative(linkDirectory, linkBase);
         if (targetRelative === undefined || layerRoot.lstat(targetRelative) === undefined) {
-          throw layerError(`layer tar: entry "${display}" is a hard link to "${header.linkName}", which does not exist`);
+          throw layerError(
+            `layer tar: entry "${display}" is a hard link to "${header.linkName}", which does not exist`,
+          );
         }
         linkSync(layerRoot.full(targetRelative), path);
         break;
@@ -312,9 +351,13 @@ export async function applyLayer(
         await recordFile(entry);
         const linkRaw = header.linkNameBytes.toString('latin1');
         if (!linkRaw.startsWith('/')) {
-          const resolved = cleanPath(`${clean.includes('/') ? clean.slice(0, clean.lastIndexOf('/')) : '.'}/${linkRaw}`);
+          const resolved = cleanPath(
+            `${clean.includes('/') ? clean.slice(0, clean.lastIndexOf('/')) : '.'}/${linkRaw}`,
+          );
           if (resolved === '..' || resolved.startsWith('../')) {
-            throw layerError(`layer tar: entry "${display}" is a symbolic link to "${header.linkName}", outside the layer`);
+            throw layerError(
+              `layer tar: entry "${display}" is a symbolic link to "${header.linkName}", outside the layer`,
+            );
           }
         }
         symlinkSync(header.linkNameBytes, path);
@@ -333,12 +376,17 @@ export async function applyLayer(
         throw layerError(`layer tar: entry "${display}" has an unsupported type`);
     }
 
-    setOwner(relative, uid, gid);
+    const madeHere = header.type !== 'hardlink' && !existsAsDirectory;
+    created.add(relative);
+    if (!(madeHere && ownerAlreadyRight(relative, uid, gid))) setOwner(relative, uid, gid);
     setXattrs(relative, header.xattrs);
     if (header.type !== 'symlink') {
-      if (header.type !== 'hardlink' || !layerRoot.lstat(relative)?.isSymbolicLink()) chmodSync(path, header.mode);
+      if (header.type === 'hardlink') {
+        if (!layerRoot.lstat(relative)?.isSymbolicLink()) chmodSync(path, header.mode);
+      } else if (!(madeHere && modeAlreadyRight(relative, header.mode))) {
+        chmodSync(path, header.mode);
+      }
     }
-    const { atime, mtime } = times(header);
     if (header.type === 'directory') directoryTimes.push({ relative, atime, mtime });
     else lutimesSync(path, atime, mtime);
     unpacked.add(relative);
@@ -346,13 +394,58 @@ export async function applyLayer(
 
   function times(header: TarEntry['header']): { atime: number; mtime: number } {
     const mtime = timeSeconds(header.mtimeSeconds, header.mtimeNanoseconds);
-    const atime = header.atimeSeconds === undefined ? mtime : timeSeconds(header.atimeSeconds, header.atimeNanoseconds);
-    return { atime: atime < mtime ? mtime : atime, mtime };
+    const atime =
+      header.atimeSeconds === undefined ? mtime : timeSeconds(header.atimeSeconds, header.atimeNanoseconds);
+    return { atime: Math.max(atime, mtime), mtime };
+  }
+
+  function parentOf(relative: string): string {
+    const slash = relative.lastIndexOf('/');
+    return slash === -1 ? '' : relative.slice(0, slash);
+  }
+
+  /** True when nothing can be at `relative`: its directory is fresh and this layer put nothing there. */
+  function knownAbsent(relative: string): boolean {
+    return freshDirectories.has(parentOf(relative)) && !created.has(relative);
+  }
+
+  /** Removes whatever is at `relative` (recursively), keeping the bookkeeping right. */
+  function removePath(relative: string): void {
+    if (knownAbsent(relative)) return;
+    layerRoot.forget(relative);
+    rmSync(layerRoot.full(relative), { recursive: true, force: true });
+    created.delete(relative);
+    if (freshDirectories.delete(relative)) {
+      const prefix = `${relative}/`;
+      for (const path of created) if (path.startsWith(prefix)) created.delete(path);
+      for (const path of freshDirectories.keys()) if (path.startsWith(prefix)) freshDirectories.delete(path);
+    }
+  }
+
+  /** A new file in a fresh directory without set-gid is already ours: no chown needed for our own IDs. */
+  function ownerAlreadyRight(relative: string, uid: number, gid: number): boolean {
+    return uid === effectiveUid && gid === effectiveGid && freshDirectories.get(parentOf(relative)) === false;
+  }
+
+  /**
+   * open/mkdir/mknod made it with `mode & 0o777 & ~umask`, and a parent without set-gid added no bit:
+   * chmod only when that is not the mode.
+   */
+  function modeAlreadyRight(relative: string, mode: number): boolean {
+    return freshDirectories.get(parentOf(relative)) === false && (mode & 0o7777) === (mode & 0o777 & ~umask);
   }
 
   function setOwner(relative: string, uid: number, gid: number): void {
     try {
       lchownSync(layerRoot.full(relative), uid, gid);
+    } catch (error) {
+      if (!options.ignoreChownErrors) throw error;
+    }
+  }
+
+  function setOwnerOfDescriptor(fd: number, uid: number, gid: number): void {
+    try {
+      fchownSync(fd, uid, gid);
     } catch (error) {
       if (!options.ignoreChownErrors) throw error;
     }
@@ -386,8 +479,7 @@ export async function applyLayer(
       for (const name of names) {
         const child = joinRelative(relative, name.toString('latin1'));
         if (!unpacked.has(child)) {
-          layerRoot.forget(child);
-          rmSync(layerRoot.full(child), { recursive: true, force: true });
+          removePath(child);
         } else if (layerRoot.lstat(child)?.isDirectory()) {
           walk(child);
         }

@@ -53,8 +53,20 @@ export class Crc64 {
     const fastEnd = length - (length % 8);
     while (offset < fastEnd) {
       // Fold eight input bytes into the state, then look each byte up in its own table.
-      const l = (low ^ ((data[offset] as number) | ((data[offset + 1] as number) << 8) | ((data[offset + 2] as number) << 16) | ((data[offset + 3] as number) << 24))) >>> 0;
-      const h = (high ^ ((data[offset + 4] as number) | ((data[offset + 5] as number) << 8) | ((data[offset + 6] as number) << 16) | ((data[offset + 7] as number) << 24))) >>> 0;
+      const l =
+        (low ^
+          ((data[offset] as number) |
+            ((data[offset + 1] as number) << 8) |
+            ((data[offset + 2] as number) << 16) |
+            ((data[offset + 3] as number) << 24))) >>>
+        0;
+      const h =
+        (high ^
+          ((data[offset + 4] as number) |
+            ((data[offset + 5] as number) << 8) |
+            ((data[offset + 6] as number) << 16) |
+            ((data[offset + 7] as number) << 24))) >>>
+        0;
       const i0 = 7 * 256 + (l & 0xff);
       const i1 = 6 * 256 + ((l >>> 8) & 0xff);
       const i2 = 5 * 256 + ((l >>> 16) & 0xff);
@@ -63,8 +75,24 @@ export class Crc64 {
       const i5 = 2 * 256 + ((h >>> 8) & 0xff);
       const i6 = 1 * 256 + ((h >>> 16) & 0xff);
       const i7 = h >>> 24;
-      low = (tl[i0] as number) ^ (tl[i1] as number) ^ (tl[i2] as number) ^ (tl[i3] as number) ^ (tl[i4] as number) ^ (tl[i5] as number) ^ (tl[i6] as number) ^ (tl[i7] as number);
-      high = (th[i0] as number) ^ (th[i1] as number) ^ (th[i2] as number) ^ (th[i3] as number) ^ (th[i4] as number) ^ (th[i5] as number) ^ (th[i6] as number) ^ (th[i7] as number);
+      low =
+        (tl[i0] as number) ^
+        (tl[i1] as number) ^
+        (tl[i2] as number) ^
+        (tl[i3] as number) ^
+        (tl[i4] as number) ^
+        (tl[i5] as number) ^
+        (tl[i6] as number) ^
+        (tl[i7] as number);
+      high =
+        (th[i0] as number) ^
+        (th[i1] as number) ^
+        (th[i2] as number) ^
+        (th[i3] as number) ^
+        (th[i4] as number) ^
+        (th[i5] as number) ^
+        (th[i6] as number) ^
+        (th[i7] as number);
       low >>>= 0;
       high >>>= 0;
       offset += 8;
@@ -83,8 +111,8 @@ export class Crc64 {
   /** The checksum as Go's `Sum(nil)` returns it: 8 bytes, big-endian. */
   digest(): Buffer {
     const out = Buffer.allocUnsafe(8);
-    out.writeUInt32BE((~this.high) >>> 0, 0);
-    out.writeUInt32BE((~this.low) >>> 0, 4);
+    out.writeUInt32BE(~this.high >>> 0, 0);
+    out.writeUInt32BE(~this.low >>> 0, 4);
     return out;
   }
 }

@@ -12,7 +12,10 @@ export interface DisassembleResult {
   tarSplitGzip: Buffer;
 }
 
-export async function disassembleTar(input: AsyncIterable<Uint8Array>, options: { signal?: AbortSignal; tarSplitStyle?: TarSplitStyle } = {}): Promise<DisassembleResult> {
+export async function disassembleTar(
+  input: AsyncIterable<Uint8Array>,
+  options: { signal?: AbortSignal; tarSplitStyle?: TarSplitStyle } = {},
+): Promise<DisassembleResult> {
   const reader = new TarStreamReader(input);
   const writer = new TarSplitWriter();
   let succeeded = false;
@@ -35,7 +38,11 @@ export async function disassembleTar(input: AsyncIterable<Uint8Array>, options: 
     writer.finishTrailer(options.tarSplitStyle);
     const tarSplitGzip = await writer.finish();
     succeeded = true;
-    return { uncompressedDigest: `sha256:${reader.digestHex()}`, uncompressedSize: reader.bytesRead, tarSplitGzip };
+    return {
+      uncompressedDigest: `sha256:${reader.digestHex()}`,
+      uncompressedSize: reader.bytesRead,
+      tarSplitGzip,
+    };
   } finally {
     if (!succeeded) {
       reader.close();

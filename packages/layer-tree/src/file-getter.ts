@@ -14,7 +14,8 @@ export function pathFileGetter(directory: string): (name: string, nameBytes?: Bu
   return async (name, nameBytes) => {
     const raw = (nameBytes ?? Buffer.from(name, 'utf8')).toString('latin1');
     const clean = cleanPath(raw.startsWith('/') ? raw.slice(1) : raw);
-    if (clean === '.' || clean === '..' || clean.startsWith('../')) throw layerError(`layer file "${name}" is outside the layer`);
+    if (clean === '.' || clean === '..' || clean.startsWith('../'))
+      throw layerError(`layer file "${name}" is outside the layer`);
     const slash = clean.lastIndexOf('/');
     const parent = slash === -1 ? [] : clean.slice(0, slash).split('/');
     const base = slash === -1 ? clean : clean.slice(slash + 1);
@@ -25,7 +26,10 @@ export function pathFileGetter(directory: string): (name: string, nameBytes?: Bu
     try {
       fd = openSync(root.full(relative), constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (error) {
-      throw layerError(`layer file "${name}" cannot be opened in ${directory}: ${(error as Error).message}`, error);
+      throw layerError(
+        `layer file "${name}" cannot be opened in ${directory}: ${(error as Error).message}`,
+        error,
+      );
     }
     return createReadStream('', { fd, highWaterMark: 1 << 20 });
   };

@@ -16,6 +16,8 @@ export class LayerRoot {
   constructor(
     root: string,
     private readonly implicitOwner: { uid: number; gid: number } | undefined,
+    /** Told about each directory `resolveDirectory` creates. */
+    private readonly onCreateDirectory?: (relative: string) => void,
   ) {
     this.rootBytes = Buffer.from(root.endsWith('/') ? root.slice(0, -1) : root, 'utf8');
   }
@@ -63,8 +65,10 @@ export class LayerRoot {
       if (stats === undefined) {
         if (!create) return undefined;
         mkdirSync(this.full(relative), 0o755);
-        if (this.implicitOwner) chownSync(this.full(relative), this.implicitOwner.uid, this.implicitOwner.gid);
+        if (this.implicitOwner)
+          chownSync(this.full(relative), this.implicitOwner.uid, this.implicitOwner.gid);
         this.directories.add(relative);
+        this.onCreateDirectory?.(relative);
         continue;
       }
       if (stats.isDirectory()) {
@@ -72,12 +76,14 @@ export class LayerRoot {
         continue;
       }
       if (stats.isSymbolicLink()) {
-        if (++hops > maxSymlinkHops) throw layerError(`layer tar: entry "${entry}": too many levels of symbolic links`);
+        if (++hops > maxSymlinkHops)
+          throw layerError(`layer tar: entry "${entry}": too many levels of symbolic links`);
         const target = readlinkSync(this.full(relative), { encoding: 'buffer' }).toString('latin1');
         resolved.pop();
         if (target.startsWith('/')) resolved.length = 0;
         const targetComponents = target.split('/');
-        for (let index = targetComponents.length - 1; index >= 0; index--) pending.push(targetComponents[index] as string);
+        for (let index = targetComponents.length - 1; index >= 0; index--)
+          pending.push(targetComponents[index] as string);
         continue;
       }
       throw layerError(`layer tar: entry "${entry}": "${relative}" is not a directory`);
@@ -85,4 +91,3 @@ export class LayerRoot {
     return resolved.join('/');
   }
 }
-

@@ -65,13 +65,18 @@ let loaded: NativeCalls | undefined;
 /** The native calls (koffi and libc loaded on the first call). */
 export function nativeCalls(): NativeCalls {
   if (loaded) return loaded;
-  if (process.platform !== 'linux') throw new Error(`layer application needs Linux (mknod, xattrs); this is ${process.platform}`);
+  if (process.platform !== 'linux')
+    throw new Error(`layer application needs Linux (mknod, xattrs); this is ${process.platform}`);
   const require = createRequire(import.meta.url);
   const koffi = require('koffi') as typeof import('koffi');
   const libc = koffi.load('libc.so.6');
   const mknod = libc.func('int mknod(const void *path, uint32_t mode, uint64_t dev)');
-  const lsetxattr = libc.func('int lsetxattr(const void *path, const char *name, const void *value, size_t size, int flags)');
-  const lgetxattr = libc.func('intptr_t lgetxattr(const void *path, const char *name, _Out_ void *value, size_t size)');
+  const lsetxattr = libc.func(
+    'int lsetxattr(const void *path, const char *name, const void *value, size_t size, int flags)',
+  );
+  const lgetxattr = libc.func(
+    'intptr_t lgetxattr(const void *path, const char *name, _Out_ void *value, size_t size)',
+  );
   const llistxattr = libc.func('intptr_t llistxattr(const void *path, _Out_ void *list, size_t size)');
   const fail = (call: string, path: Buffer): never => {
     throw new NativeCallError(call, path, koffi.errno());
@@ -100,7 +105,11 @@ export function nativeCalls(): NativeCalls {
       for (let size = 1024; ; size *= 4) {
         const buffer = Buffer.alloc(size);
         const length = Number(llistxattr(c, buffer, size));
-        if (length >= 0) return buffer.toString('utf8', 0, length).split('\0').filter((name) => name !== '');
+        if (length >= 0)
+          return buffer
+            .toString('utf8', 0, length)
+            .split('\0')
+            .filter((name) => name !== '');
         const errno = koffi.errno();
         if (errno !== 34 || size > 1 << 20) throw new NativeCallError('llistxattr', path, errno);
       }

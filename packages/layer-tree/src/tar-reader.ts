@@ -80,7 +80,13 @@ function isSpaceOrNul(byte: number): boolean {
 }
 
 /** Go's parseNumeric: base-256 when the high bit is set, else octal with spaces/NULs trimmed. */
-function parseNumeric(block: Buffer, start: number, length: number, what: string, where: () => string): number {
+function parseNumeric(
+  block: Buffer,
+  start: number,
+  length: number,
+  what: string,
+  where: () => string,
+): number {
   const first = block[start] as number;
   if (first & 0x80) {
     const invert = first & 0x40 ? 0xff : 0;
@@ -88,7 +94,8 @@ function parseNumeric(block: Buffer, start: number, length: number, what: string
     for (let index = 0; index < length; index++) {
       let byte = (block[start + index] as number) ^ invert;
       if (index === 0) byte &= 0x7f;
-      if (value > Number.MAX_SAFE_INTEGER / 256) throw layerError(`${where()}: the ${what} field (base-256) is too large`);
+      if (value > Number.MAX_SAFE_INTEGER / 256)
+        throw layerError(`${where()}: the ${what} field (base-256) is too large`);
       value = value * 256 + byte;
     }
     return invert ? -value - 1 : value;
@@ -112,7 +119,12 @@ function parseNumeric(block: Buffer, start: number, length: number, what: string
 }
 
 function checksumMatches(block: Buffer, where: () => string): boolean {
-  const stored = parseNumeric(block, 148, 8, 'checksum', where);
+  let stored: number;
+  try {
+    stored = parseNumeric(block, 148, 8, 'checksum', where);
+  } catch {
+    return false;
+  }
   let unsigned = 0;
   let signed = 0;
   for (let index = 0; index < blockSize; index++) {
@@ -147,10 +159,12 @@ function parsePaxRecords(data: Buffer, where: () => string): Map<string, Buffer>
     const space = data.indexOf(0x20, offset);
     if (space === -1) throw layerError(`${where()}: malformed PAX record`);
     const lengthText = data.toString('latin1', offset, space);
-    if (!/^[1-9][0-9]*$/.test(lengthText)) throw layerError(`${where()}: malformed PAX record length "${lengthText}"`);
+    if (!/^[1-9][0-9]*$/.test(lengthText))
+      throw layerError(`${where()}: malformed PAX record length "${lengthText}"`);
     const length = Number(lengthText);
     const end = offset + length;
-    if (end > data.length || end <= space + 1 || data[end - 1] !== 0x0a) throw layerError(`${where()}: malformed PAX record`);
+    if (end > data.length || end <= space + 1 || data[end - 1] !== 0x0a)
+      throw layerError(`${where()}: malformed PAX record`);
     const record = data.subarray(space + 1, end - 1);
     const equals = record.indexOf(0x3d);
     if (equals <= 0) throw layerError(`${where()}: malformed PAX record (no key)`);
@@ -161,7 +175,11 @@ function parsePaxRecords(data: Buffer, where: () => string): Map<string, Buffer>
   return records;
 }
 
-function parsePaxTime(value: Buffer, key: string, where: () => string): { seconds: number; nanoseconds: number } {
+function parsePaxTime(
+  value: Buffer,
+  key: string,
+  where: () => string,
+): { seconds: number; nanoseconds: number } {
   const text = value.toString('latin1');
   const match = /^(-?)([0-9]+)(?:\.([0-9]*))?$/.exec(text);
   if (!match) throw layerError(`${where()}: PAX ${key} "${text}" is not a time`);
@@ -209,7 +227,9 @@ class ByteSource {
       }
       const value = next.value;
       if (value.length === 0) continue;
-      const chunk = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+      const chunk = Buffer.isBuffer(value)
+        ? value
+        : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
       this.hash.update(chunk);
       this.count += chunk.length;
       const rest = this.current.length - this.position;
@@ -309,7 +329,10 @@ export class TarStreamReader {
       if (this.padding > 0) {
         const pad = await this.source.take(this.padding);
         if (pad.length > 0) raw.push(pad);
-        if (pad.length < this.padding) throw layerError(`layer tar: entry "${this.currentName}": the tar ends in the middle of its padding`);
+        if (pad.length < this.padding)
+          throw layerError(
+            `layer tar: entry "${this.currentName}": the tar ends in the middle of its padding`,
+          );
         this.padding = 0;
       }
       const headerOffset = offset + 0;
@@ -318,13 +341,15 @@ export class TarStreamReader {
       if (block === undefined || isZeroBlock(block)) {
         if (block !== undefined) {
           const second = await this.readBlock(raw, where);
-          if (second !== undefined && !isZeroBlock(second)) throw layerError(`${where()}: a zero block followed by a non-zero block`);
+          if (second !== undefined && !isZeroBlock(second))
+            throw layerError(`${where()}: a zero block followed by a non-zero block`);
         }
         this.finished = true;
         this.end = Buffer.concat(raw);
         return undefined;
       }
-      if (!checksumMatches(block, where)) throw layerError(`${where()}: bad header checksum (not a tar, or a corrupt one)`);
+      if (!checksumMatches(block, where))
+        throw layerError(`${where()}: bad header checksum (not a tar, or a corrupt one)`);
       const format = formatOf(block);
       let nameBytes = cString(block, 0, 100);
       let linkNameBytes = cString(block, 157, 100);
@@ -357,7 +382,8 @@ export class TarStreamReader {
             atimeSeconds = undefined;
           }
         }
-        if (prefix !== undefined && prefix.length > 0) nameBytes = Buffer.concat([prefix, Buffer.from('/'), nameBytes]);
+        if (prefix !== undefined && prefix.length > 0)
+          nameBytes = Buffer.concat([prefix, Buffer.from('/'), nameBytes]);
       }
       if (size < 0) throw layerError(`${whereNamed()}: negative size`);
       if (typeFlag === 'x' || typeFlag === 'g') {
@@ -444,7 +470,8 @@ export class TarStreamReader {
             }
             default:
               if (key.startsWith('SCHILY.xattr.')) xattrs.set(key.slice('SCHILY.xattr.'.length), value);
-              else if (key.startsWith('GNU.sparse.')) throw layerError(`${whereNamed()}: GNU sparse files are not supported`);
+              else if (key.startsWith('GNU.sparse.'))
+                throw layerError(`${whereNamed()}: GNU sparse files are not supported`);
           }
         }
       }
@@ -482,7 +509,9 @@ export class TarStreamReader {
         case 'S':
           throw layerError(`${described()}: GNU sparse files are not supported`);
         default:
-          throw layerError(`${described()}: unsupported tar entry type "${typeFlag === '\0' ? '\\0' : typeFlag}"`);
+          throw layerError(
+            `${described()}: unsupported tar entry type "${typeFlag === '\0' ? '\\0' : typeFlag}"`,
+          );
       }
       const dataSize = headerOnlyTypes.has(typeFlag) ? 0 : size;
       this.remaining = dataSize;
@@ -525,7 +554,9 @@ export class TarStreamReader {
     if (this.remaining === 0) return undefined;
     const chunk = await this.source.some(Math.min(max, this.remaining));
     if (chunk === undefined) {
-      throw layerError(`layer tar: entry "${this.currentName}": the tar ends in the middle of its content (${this.remaining} bytes missing)`);
+      throw layerError(
+        `layer tar: entry "${this.currentName}": the tar ends in the middle of its content (${this.remaining} bytes missing)`,
+      );
     }
     this.remaining -= chunk.length;
     return chunk;
@@ -536,7 +567,11 @@ export class TarStreamReader {
    * shorter), whatever the input's chunking — as tar-split's Go reader gets them from a file.
    */
   async *trailing(): AsyncGenerator<Buffer> {
-    if (!this.finished) throw new GantryError('ERR_GANTRY_INTERNAL', 'tar reader: trailing() called before the end of the archive');
+    if (!this.finished)
+      throw new GantryError(
+        'ERR_GANTRY_INTERNAL',
+        'tar reader: trailing() called before the end of the archive',
+      );
     const pieceSize = 1 << 20;
     let pending: Buffer[] = [];
     let pendingLength = 0;

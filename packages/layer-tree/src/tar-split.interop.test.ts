@@ -45,9 +45,22 @@ async function sha256OfChunks(chunks: AsyncIterable<Buffer>): Promise<{ digest: 
 
 describe('tar-split: the JSON lines containers/storage (podman 4.3) writes, for the same layer tar', () => {
   const tarFormats: Array<{ name: string; args: string[] }> = [
-    { name: 'GNU tar, gnu format (long names as L/K entries)', args: ['--format=gnu', '--blocking-factor=1'] },
-    { name: 'GNU tar, pax format with xattrs (PAX records, SCHILY.xattr)', args: ['--format=pax', '--blocking-factor=1', '--xattrs', '--xattrs-include=*'] },
-    { name: 'GNU tar, ustar format with a 10 KiB record (trailing padding)', args: ['--format=ustar', '--blocking-factor=20'] },
+    {
+      name: 'GNU tar, gnu format (long names as L/K entries)',
+      args: ['--format=gnu', '--blocking-factor=1'],
+    },
+    {
+      name: 'GNU tar, pax format with xattrs (PAX records, SCHILY.xattr)',
+      args: ['--format=pax', '--blocking-factor=1', '--xattrs', '--xattrs-include=*'],
+    },
+    {
+      name: 'GNU tar, ustar format with a 10 KiB record (trailing padding)',
+      args: ['--format=ustar', '--blocking-factor=20'],
+    },
+    {
+      name: 'GNU tar, gnu format: names that are not UTF-8, control characters, base-256 owner IDs',
+      args: ['--format=gnu', '--blocking-factor=1'],
+    },
   ];
 
   for (const format of tarFormats) {
@@ -55,9 +68,26 @@ describe('tar-split: the JSON lines containers/storage (podman 4.3) writes, for 
       const directory = join(work, `format-${tarFormats.indexOf(format)}`);
       const tree = join(directory, 'tree');
       await mkdir(tree, { recursive: true });
-      if (format.args.includes('--format=ustar')) {
+      if (format.name.includes('base-256')) {
+        await runTool('python3', [
+          '-c',
+          [
+            'import os, sys',
+            'root = sys.argv[1].encode()',
+            "os.makedirs(root + b'/d')",
+            "open(root + b'/d/\\xff\\xfe-latin1-\\xe9', 'w').write('bytes')",
+            "open(root + b'/d/ctl-\\x01-\\x7f-\\x1b-tab\\t', 'w').write('control')",
+            "open(root + b'/d/big-owner', 'w').write('owner')",
+            "os.chown(root + b'/d/big-owner', 3000000, 4000000)",
+          ].join('\n'),
+          tree,
+        ]);
+      } else if (format.args.includes('--format=ustar')) {
         // ustar cannot hold names over 255 bytes: a smaller tree, still with every entry type.
-        await runTool('sh', ['-c', `mkdir -p ${tree}/a/b && echo hi > ${tree}/a/b/f && ln -s f ${tree}/a/b/l && ln ${tree}/a/b/f ${tree}/a/h && mkfifo ${tree}/a/p`]);
+        await runTool('sh', [
+          '-c',
+          `mkdir -p ${tree}/a/b && echo hi > ${tree}/a/b/f && ln -s f ${tree}/a/b/l && ln ${tree}/a/b/f ${tree}/a/h && mkfifo ${tree}/a/p`,
+        ]);
       } else {
         await makeRichTree(tree);
       }
@@ -75,7 +105,9 @@ describe('tar-split: the JSON lines containers/storage (podman 4.3) writes, for 
       expect(await tarSplitLines(ours.tarSplitGzip)).toEqual(await tarSplitLines(theirs));
 
       // containers/storage's own tar-split and layer directory regenerate the tar.
-      const regenerated = await sha256OfChunks(assembleTarChunks(theirs, pathFileGetter(join(store.graphRoot, 'vfs/dir', layer.id))));
+      const regenerated = await sha256OfChunks(
+        assembleTarChunks(theirs, pathFileGetter(join(store.graphRoot, 'vfs/dir', layer.id))),
+      );
       expect(regenerated.digest).toBe(layer['diff-digest']);
     });
   }
@@ -84,17 +116,28 @@ describe('tar-split: the JSON lines containers/storage (podman 4.3) writes, for 
     const directory = join(work, 'fixtures');
     const store = { graphRoot: join(directory, 'root'), runRoot: join(directory, 'run'), driver: 'vfs' };
     const layerTars = new Map<string, string>();
-    for (const preset of ['everyEntryType', 'longAndNonAsciiNames', 'whiteoutLayers', 'uncompressedLayers'] as const) {
+    for (const preset of [
+      'everyEntryType',
+      'longAndNonAsciiNames',
+      'whiteoutLayers',
+      'uncompressedLayers',
+    ] as const) {
       const imageDirectory = join(directory, preset);
       const image = await buildFixtureImage(fixturePresets[preset], { directory: imageDirectory });
       const layout = join(imageDirectory, 'layout');
       await writeFixtureToOciLayout(image, layout, 'latest');
-      await runSkopeo(['copy', '--quiet', `oci:${layout}:latest`, `containers-storage:[vfs@${store.graphRoot}+${store.runRoot}]gantry-test/${preset.toLowerCase()}:latest`]);
+      await runSkopeo([
+        'copy',
+        '--quiet',
+        `oci:${layout}:latest`,
+        `containers-storage:[vfs@${store.graphRoot}+${store.runRoot}]gantry-test/${preset.toLowerCase()}:latest`,
+      ]);
       for (const [digest, blob] of image.blobs) {
         if (!blob.mediaType.includes('layer')) continue;
         const tarPath = join(imageDirectory, `${digest.slice(7)}.tar`);
         const { createWriteStream } = await import('node:fs');
-        if (blob.mediaType.endsWith('gzip')) await pipeline(blob.open(), createGunzip(), createWriteStream(tarPath));
+        if (blob.mediaType.endsWith('gzip'))
+          await pipeline(blob.open(), createGunzip(), createWriteStream(tarPath));
         else await pipeline(blob.open(), createWriteStream(tarPath));
         const { digest: diffId } = await sha256OfChunks(createReadStream(tarPath));
         layerTars.set(diffId, tarPath);
@@ -109,7 +152,9 @@ describe('tar-split: the JSON lines containers/storage (podman 4.3) writes, for 
       const ours = await disassembleTar(createReadStream(tarPath));
       expect(ours.uncompressedDigest).toBe(layer['diff-digest']);
       expect(await tarSplitLines(ours.tarSplitGzip)).toEqual(await tarSplitLines(theirs));
-      const regenerated = await sha256OfChunks(assembleTarChunks(theirs, pathFileGetter(join(store.graphRoot, 'vfs/dir', layer.id))));
+      const regenerated = await sha256OfChunks(
+        assembleTarChunks(theirs, pathFileGetter(join(store.graphRoot, 'vfs/dir', layer.id))),
+      );
       expect(regenerated.digest).toBe(layer['diff-digest']);
     }
     expect((await readdir(join(store.graphRoot, 'vfs/dir'))).length).toBe(layers.length);

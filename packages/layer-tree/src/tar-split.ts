@@ -135,7 +135,9 @@ export class TarSplitWriter {
   addFile(nameBytes: Buffer, size: number, crc64: Buffer | null): void {
     const clean = cleanPath(nameBytes.toString('latin1'));
     if (this.seen.has(clean)) {
-      throw layerError(`layer tar: entry "${nameBytes.toString('utf8')}" appears twice (containers/storage refuses duplicate paths)`);
+      throw layerError(
+        `layer tar: entry "${nameBytes.toString('utf8')}" appears twice (containers/storage refuses duplicate paths)`,
+      );
     }
     this.seen.add(clean);
     const name = validUtf8(nameBytes);
@@ -185,7 +187,8 @@ function invalidTarSplit(message: string): GantryError {
 
 function base64Field(value: unknown, field: string, line: number): Buffer | null {
   if (value === null || value === undefined) return null;
-  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) throw invalidTarSplit(`line ${line}: ${field} is not base64`);
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value))
+    throw invalidTarSplit(`line ${line}: ${field} is not base64`);
   return Buffer.from(value, 'base64');
 }
 
@@ -196,7 +199,8 @@ function parseEntry(text: string, lineNumber: number): TarSplitEntry {
   } catch (error) {
     throw invalidTarSplit(`line ${lineNumber} is not JSON: ${(error as Error).message}`);
   }
-  if (typeof value !== 'object' || value === null) throw invalidTarSplit(`line ${lineNumber} is not an object`);
+  if (typeof value !== 'object' || value === null)
+    throw invalidTarSplit(`line ${lineNumber} is not an object`);
   const entry = value as Record<string, unknown>;
   const position = entry.position ?? 0;
   if (typeof position !== 'number') throw invalidTarSplit(`line ${lineNumber}: position is not a number`);
@@ -204,7 +208,8 @@ function parseEntry(text: string, lineNumber: number): TarSplitEntry {
   if (entry.type === 2) return { type: 'segment', payload: payload ?? Buffer.alloc(0), position };
   if (entry.type === 1) {
     const size = entry.size ?? 0;
-    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalidTarSplit(`line ${lineNumber}: bad size`);
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+      throw invalidTarSplit(`line ${lineNumber}: bad size`);
     const raw = base64Field(entry.name_raw, 'name_raw', lineNumber);
     let nameBytes: Buffer;
     if (raw !== null && raw.length > 0) nameBytes = raw;
@@ -217,7 +222,8 @@ function parseEntry(text: string, lineNumber: number): TarSplitEntry {
 }
 
 function toIterable(input: Uint8Array | AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
-  if (input instanceof Uint8Array) return Readable.from([Buffer.from(input.buffer, input.byteOffset, input.byteLength)]);
+  if (input instanceof Uint8Array)
+    return Readable.from([Buffer.from(input.buffer, input.byteOffset, input.byteLength)]);
   return input;
 }
 
@@ -225,7 +231,9 @@ function toIterable(input: Uint8Array | AsyncIterable<Uint8Array>): AsyncIterabl
  * Reads a gzip-compressed tar-split (a buffer or a stream), entry by entry, refusing a file name seen
  * twice as tar-split's reader does.
  */
-export async function* readTarSplit(input: Uint8Array | AsyncIterable<Uint8Array>): AsyncGenerator<TarSplitEntry> {
+export async function* readTarSplit(
+  input: Uint8Array | AsyncIterable<Uint8Array>,
+): AsyncGenerator<TarSplitEntry> {
   const gunzip = createGunzip({ chunkSize: 256 * 1024, finishFlush: zlibConstants.Z_SYNC_FLUSH });
   const source = Readable.from(toIterable(input));
   source.on('error', (error) => gunzip.destroy(error));
@@ -282,7 +290,10 @@ export function assembleTar(
   getFile: TarSplitFileGetter,
   options: AssembleOptions = {},
 ): Readable {
-  return Readable.from(assembleTarChunks(tarSplit, getFile, options), { objectMode: false, highWaterMark: 1 << 20 });
+  return Readable.from(assembleTarChunks(tarSplit, getFile, options), {
+    objectMode: false,
+    highWaterMark: 1 << 20,
+  });
 }
 
 /** `assembleTar` as an async generator of chunks. */
@@ -303,7 +314,9 @@ export async function* assembleTarChunks(
     let length = 0;
     const content = await getFile(entry.name, entry.nameBytes);
     for await (const piece of content) {
-      const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+      const chunk = Buffer.isBuffer(piece)
+        ? piece
+        : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
       length += chunk.length;
       if (length > entry.size) break;
       crc.update(chunk);
@@ -317,7 +330,10 @@ export async function* assembleTarChunks(
     }
     const sum = crc.digest();
     if (entry.crc64 === null || !sum.equals(entry.crc64)) {
-      throw new GantryError(ErrorCodes.DigestMismatch, `layer file "${entry.name}" does not match the CRC-64 its tar-split records (the file changed)`);
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `layer file "${entry.name}" does not match the CRC-64 its tar-split records (the file changed)`,
+      );
     }
   }
 }

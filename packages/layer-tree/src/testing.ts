@@ -13,24 +13,45 @@ import { nativeCalls, S_IFCHR, S_IFIFO } from './native.js';
 const execFileAsync = promisify(execFile);
 
 /** Runs a real program; fails loudly (never skips) naming the program, its arguments and its stderr. */
-export async function runTool(program: string, args: readonly string[], options: { cwd?: string; input?: Buffer } = {}): Promise<Buffer> {
+export async function runTool(
+  program: string,
+  args: readonly string[],
+  options: { cwd?: string; input?: Buffer } = {},
+): Promise<Buffer> {
   try {
-    const child = execFileAsync(program, [...args], { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024, cwd: options.cwd });
+    const child = execFileAsync(program, [...args], {
+      encoding: 'buffer',
+      maxBuffer: 256 * 1024 * 1024,
+      cwd: options.cwd,
+    });
     if (options.input !== undefined) child.child.stdin?.end(options.input);
     const { stdout } = await child;
     return stdout;
   } catch (error) {
     const failure = error as NodeJS.ErrnoException & { stderr?: Buffer };
     if (failure.code === 'ENOENT') {
-      throw new Error(`${program} is needed by this test but is not installed (scripts/install-test-tools.sh installs it)`);
+      throw new Error(
+        `${program} is needed by this test but is not installed (scripts/install-test-tools.sh installs it)`,
+      );
     }
     throw new Error(`${program} ${args.join(' ')} failed: ${failure.stderr?.toString() || failure.message}`);
   }
 }
 
 /** podman with its own graph root and run root (never the machine's store). */
-export function runPodman(store: { graphRoot: string; runRoot: string; driver: string }, args: readonly string[]): Promise<Buffer> {
-  return runTool('podman', ['--root', store.graphRoot, '--runroot', store.runRoot, '--storage-driver', store.driver, ...args]);
+export function runPodman(
+  store: { graphRoot: string; runRoot: string; driver: string },
+  args: readonly string[],
+): Promise<Buffer> {
+  return runTool('podman', [
+    '--root',
+    store.graphRoot,
+    '--runroot',
+    store.runRoot,
+    '--storage-driver',
+    store.driver,
+    ...args,
+  ]);
 }
 
 /**
@@ -44,7 +65,10 @@ export async function makeRichTree(directory: string): Promise<void> {
   await mkdir(join(directory, 'etc/deep/er/still'), { recursive: true });
   await writeFile(join(directory, 'etc/empty'), '');
   await writeFile(join(directory, 'etc/hosts'), '127.0.0.1 localhost\n');
-  await writeFile(join(directory, 'etc/deep/er/still/big.bin'), createHash('sha512').update('seed').digest().toString('hex').repeat(200));
+  await writeFile(
+    join(directory, 'etc/deep/er/still/big.bin'),
+    createHash('sha512').update('seed').digest().toString('hex').repeat(200),
+  );
   const longName = `${'a-very-long-directory-name-'.repeat(3)}/${'and-a-file-name-that-is-long-too-'.repeat(4)}.txt`;
   await mkdir(join(directory, longName, '..'), { recursive: true });
   await writeFile(join(directory, longName), 'long\n');
@@ -71,7 +95,8 @@ export async function makeRichTree(directory: string): Promise<void> {
   );
   await chmod(join(directory, 'etc/setuid-tool'), 0o4755);
   const fixed = new Date('2024-01-02T03:04:05Z');
-  for (const path of ['etc/hosts', 'etc/empty', 'etc/owned', longName]) await lutimes(join(directory, path), fixed, fixed);
+  for (const path of ['etc/hosts', 'etc/empty', 'etc/owned', longName])
+    await lutimes(join(directory, path), fixed, fixed);
 }
 
 export interface TreeEntry {
@@ -93,7 +118,10 @@ export interface TreeEntry {
  * Describes every entry under `directory` (sorted by path), for comparing two trees: type, mode, owner,
  * content hash or link target or device numbers, extended attributes (hex values), mtime, hard-link groups.
  */
-export function describeTree(directory: string, options: { directoryTimes?: boolean; mtimes?: boolean } = {}): TreeEntry[] {
+export function describeTree(
+  directory: string,
+  options: { directoryTimes?: boolean; mtimes?: boolean } = {},
+): TreeEntry[] {
   const native = nativeCalls();
   const out: TreeEntry[] = [];
   const inodes = new Map<string, string>();
@@ -121,11 +149,23 @@ export function describeTree(directory: string, options: { directoryTimes?: bool
                 : stats.isFIFO()
                   ? 'fifo'
                   : 'other';
-      const entry: TreeEntry = { path, type, mode: (stats.mode & 0o7777).toString(8), uid: stats.uid, gid: stats.gid, xattrs };
+      const entry: TreeEntry = {
+        path,
+        type,
+        mode: (stats.mode & 0o7777).toString(8),
+        uid: stats.uid,
+        gid: stats.gid,
+        xattrs,
+      };
       if (type === 'file') entry.content = createHash('sha256').update(readFileSync(full)).digest('hex');
       if (type === 'symlink') entry.content = readlinkSync(full);
-      if (type === 'char' || type === 'block') entry.content = `${(stats.rdev >> 8) & 0xfff}:${(stats.rdev & 0xff) | ((stats.rdev >> 12) & 0xfff00)}`;
-      if (options.mtimes !== false && (type !== 'directory' || options.directoryTimes)) entry.mtime = Math.floor(stats.mtimeMs / 1000);
+      if (type === 'char' || type === 'block')
+        entry.content = `${(stats.rdev >> 8) & 0xfff}:${(stats.rdev & 0xff) | ((stats.rdev >> 12) & 0xfff00)}`;
+      // An overlay whiteout (0/0 character device) carries the time it was made, not one from the layer.
+      const whiteout = type === 'char' && entry.content === '0:0';
+      if (options.mtimes !== false && !whiteout && (type !== 'directory' || options.directoryTimes)) {
+        entry.mtime = Math.floor(stats.mtimeMs / 1000);
+      }
       if (type !== 'directory' && stats.nlink > 1) {
         const key = `${stats.dev}:${stats.ino}`;
         const group = inodes.get(key) ?? path;
@@ -143,7 +183,10 @@ export function describeTree(directory: string, options: { directoryTimes?: bool
 /** The decompressed JSON lines of a gzip-compressed tar-split. */
 export async function tarSplitLines(gzip: Uint8Array): Promise<string[]> {
   const { gunzipSync } = await import('node:zlib');
-  return gunzipSync(gzip).toString('utf8').split('\n').filter((line) => line !== '');
+  return gunzipSync(gzip)
+    .toString('utf8')
+    .split('\n')
+    .filter((line) => line !== '');
 }
 
 /**
@@ -163,7 +206,11 @@ export async function ociLayoutFromTars(layout: string, tarPaths: readonly strin
     const bytes = readFileSync(tarPath);
     const hex = createHash('sha256').update(bytes).digest('hex');
     await copyFile(tarPath, join(layout, 'blobs/sha256', hex));
-    layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${hex}`, size: bytes.length });
+    layers.push({
+      mediaType: 'application/vnd.oci.image.layer.v1.tar',
+      digest: `sha256:${hex}`,
+      size: bytes.length,
+    });
   }
   const config = await writeBlob(
     Buffer.from(
@@ -230,8 +277,90 @@ export async function unmountUnder(directory: string): Promise<void> {
     .split('\n')
     .map((line) => line.split(' ')[1])
     .filter((point): point is string => point !== undefined)
-    .map((point) => point.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8))))
+    .map((point) =>
+      point.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8))),
+    )
     .filter((point) => point.startsWith(`${directory}/`))
     .sort((a, b) => b.length - a.length);
   for (const point of mounts) await runTool('umount', [point]);
+}
+
+export interface HandMadeTarEntry {
+  name: string;
+  type?: 'file' | 'directory' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
+  content?: string | Buffer;
+  linkName?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  mtime?: number;
+  devMajor?: number;
+  devMinor?: number;
+  /** PAX records written in an `x` header before the entry. */
+  pax?: Record<string, string | Buffer>;
+}
+
+function octalField(value: number, length: number): string {
+  return `${value.toString(8).padStart(length - 1, '0')}\0`;
+}
+
+function ustarHeader(name: string, typeFlag: string, size: number, entry: HandMadeTarEntry): Buffer {
+  const block = Buffer.alloc(512);
+  block.write(name, 0, 100, 'utf8');
+  block.write(octalField(entry.mode ?? (typeFlag === '5' ? 0o755 : 0o644), 8), 100, 'latin1');
+  block.write(octalField(entry.uid ?? 0, 8), 108, 'latin1');
+  block.write(octalField(entry.gid ?? 0, 8), 116, 'latin1');
+  block.write(octalField(size, 12), 124, 'latin1');
+  block.write(octalField(entry.mtime ?? 1_700_000_000, 12), 136, 'latin1');
+  block.write('        ', 148, 'latin1');
+  block.write(typeFlag, 156, 'latin1');
+  block.write(entry.linkName ?? '', 157, 100, 'utf8');
+  block.write('ustar\u000000', 257, 'latin1');
+  block.write(octalField(entry.devMajor ?? 0, 8), 329, 'latin1');
+  block.write(octalField(entry.devMinor ?? 0, 8), 337, 'latin1');
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return block;
+}
+
+function padded(data: Buffer): Buffer[] {
+  const padding = (512 - (data.length % 512)) % 512;
+  return padding === 0 ? [data] : [data, Buffer.alloc(padding)];
+}
+
+/**
+ * A tar made byte by byte, for entries real tools refuse to write (names with `..`, absolute names,
+ * links out of the archive): ustar headers, PAX records when asked, the two end blocks.
+ */
+export function handMadeTar(entries: readonly HandMadeTarEntry[]): Buffer {
+  const typeFlags = {
+    file: '0',
+    hardlink: '1',
+    symlink: '2',
+    char: '3',
+    block: '4',
+    directory: '5',
+    fifo: '6',
+  } as const;
+  const parts: Buffer[] = [];
+  for (const entry of entries) {
+    if (entry.pax) {
+      const records = Object.entries(entry.pax).map(([key, value]) => {
+        const body = Buffer.concat([Buffer.from(` ${key}=`), Buffer.from(value), Buffer.from('\n')]);
+        let length = body.length + 1;
+        while (`${length}`.length + body.length !== length) length = `${length}`.length + body.length;
+        return Buffer.concat([Buffer.from(`${length}`), body]);
+      });
+      const data = Buffer.concat(records);
+      parts.push(ustarHeader('PaxHeaders/x', 'x', data.length, { name: 'PaxHeaders/x' }), ...padded(data));
+    }
+    const content =
+      typeof entry.content === 'string' ? Buffer.from(entry.content) : (entry.content ?? Buffer.alloc(0));
+    const typeFlag = typeFlags[entry.type ?? 'file'];
+    parts.push(ustarHeader(entry.name, typeFlag, typeFlag === '0' ? content.length : 0, entry));
+    if (typeFlag === '0' && content.length > 0) parts.push(...padded(content));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
 }
