@@ -397,3 +397,30 @@ describe('containers-storage (overlay) with podman and skopeo', () => {
     }
   }, 180_000);
 });
+
+describe('containers-storage (btrfs, loop-mounted) with podman and skopeo', () => {
+  let ours: TestStore;
+  let theirs: TestStore;
+
+  beforeEach(async () => {
+    ours = await createTestStore('btrfs');
+    theirs = await createTestStore('btrfs');
+  }, 60_000);
+  afterEach(async () => {
+    await ours.dispose();
+    await theirs.dispose();
+  }, 60_000);
+
+  it('stores whiteouts and opaque directories as skopeo does: same image ID, layers, records and files', async () => {
+    await expectStoredLikeSkopeo(ours, theirs, fixturePresets.whiteoutLayers as FixtureImageSpec);
+  }, 180_000);
+
+  it('is read back by skopeo with the original config and DiffIDs', async () => {
+    const { image, reference } = await fixtureLayout(ours.directory, 'layout', twoLayerOci);
+    await gantryCopy(reference, `containers-storage:${ours.specification}x:t`);
+    const out = join(ours.directory, 'out');
+    await skopeoCopy(`containers-storage:${ours.specification}x:t`, `oci:${out}:t`);
+    const config = JSON.parse((await runSkopeo(['inspect', '--config', `oci:${out}:t`])).toString());
+    expect(config.rootfs.diff_ids).toEqual(image.images[0]!.diffIds);
+  }, 180_000);
+});
