@@ -7,7 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildFixtureImage, type FixtureImage, fixturePresets, writeFixtureToOciLayout } from '@gantry/core/testing';
+import {
+  buildFixtureImage,
+  type FixtureImage,
+  fixturePresets,
+  writeFixtureToOciLayout,
+} from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runGantry, runSkopeo } from './test-support/run.js';
 
@@ -42,7 +47,13 @@ afterAll(async () => {
 
 describe('containers-storage: through the CLI', () => {
   it('copies in, inspects as skopeo does, copies out, deletes', async () => {
-    const copied = await runGantry(['--insecure-policy', 'copy', '-q', `oci:${layout}:latest`, `containers-storage:${store}cli/test:v1`]);
+    const copied = await runGantry([
+      '--insecure-policy',
+      'copy',
+      '-q',
+      `oci:${layout}:latest`,
+      `containers-storage:${store}cli/test:v1`,
+    ]);
     expect(copied.code, copied.stderr).toBe(0);
     expect(podman('images', '--format', '{{.Id}} {{.Repository}}:{{.Tag}}').trim()).toBe(
       `${image.images[0]!.configDigest.slice(7)} docker.io/cli/test:v1`,
@@ -60,11 +71,17 @@ describe('containers-storage: through the CLI', () => {
     expect(JSON.parse(config.stdout.toString()).rootfs.diff_ids).toEqual(image.images[0]!.diffIds);
 
     const out = join(root, 'out');
-    const copiedOut = await runGantry(['--insecure-policy', 'copy', '-q', `containers-storage:${store}cli/test:v1`, `oci:${out}:x`]);
+    const copiedOut = await runGantry([
+      '--insecure-policy',
+      'copy',
+      '-q',
+      `containers-storage:${store}cli/test:v1`,
+      `oci:${out}:x`,
+    ]);
     expect(copiedOut.code, copiedOut.stderr).toBe(0);
-    expect(JSON.parse(runSkopeo(['inspect', '--config', `oci:${out}:x`]).stdout.toString()).rootfs.diff_ids).toEqual(
-      image.images[0]!.diffIds,
-    );
+    expect(
+      JSON.parse(runSkopeo(['inspect', '--config', `oci:${out}:x`]).stdout.toString()).rootfs.diff_ids,
+    ).toEqual(image.images[0]!.diffIds);
 
     const deleted = await runGantry(['delete', `containers-storage:${store}cli/test:v1`]);
     expect(deleted.code, deleted.stderr).toBe(0);

@@ -69,7 +69,14 @@ export function runInUserNamespace(args: readonly string[], env: NodeJS.ProcessE
   const name = userInfo().username;
   const child = spawn(
     'unshare',
-    [...unshareArguments(uid, gid, name), '--', process.execPath, ...process.execArgv, process.argv[1]!, ...args],
+    [
+      ...unshareArguments(uid, gid, name),
+      '--',
+      process.execPath,
+      ...process.execArgv,
+      process.argv[1]!,
+      ...args,
+    ],
     {
       stdio: 'inherit',
       env: {

@@ -8,7 +8,8 @@ import { createContainersStorageTransport } from './transport.js';
 runTransportConformanceSuite({
   name: 'containers-storage',
   transport: createContainersStorageTransport(),
-  createReference: ({ directory, tag }) => `[vfs@${directory}/root+${directory}/run]gantry.test/conformance:${tag}`,
+  createReference: ({ directory, tag }) =>
+    `[vfs@${directory}/root+${directory}/run]gantry.test/conformance:${tag}`,
   capabilities: {
     manifestFidelity: 'image',
     overwrite: 'replace',

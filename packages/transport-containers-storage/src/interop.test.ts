@@ -242,6 +242,31 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     expect(listed).toHaveLength(2);
   }, 180_000);
 
+  it('stores the instance for this platform when the source is a list', async () => {
+    const { image, reference } = await fixtureLayout(
+      ours.directory,
+      'list',
+      fixturePresets.multiArchOci as FixtureImageSpec,
+    );
+    await gantryCopy(reference, `containers-storage:${ours.specification}multi:t`);
+    const inspected = JSON.parse(await ours.podman(['image', 'inspect', 'multi:t']));
+    const chosen = image.images.find((single) => single.configDigest.slice(7) === inspected[0].Id);
+    expect(chosen?.platform.architecture).toBe(process.arch === 'x64' ? 'amd64' : process.arch);
+  }, 120_000);
+
+  it('refuses to delete an image a container uses, and keeps it', async () => {
+    const a = await fixtureLayout(ours.directory, 'a', fixturePresets.ociMinimal as FixtureImageSpec);
+    await gantryCopy(a.reference, `containers-storage:${ours.specification}x:t`);
+    await ours.podman(['create', '--name', 'user-of-x', 'x:t', '/bin/true']);
+    await expect(
+      registry.parseImageReference(`containers-storage:${ours.specification}x:t`).deleteImage(),
+    ).rejects.toThrow(/in use by container/);
+    expect(JSON.parse(await ours.podman(['images', '--format', 'json']))).toHaveLength(1);
+    await ours.podman(['rm', 'user-of-x']);
+    await registry.parseImageReference(`containers-storage:${ours.specification}x:t`).deleteImage();
+    expect(await ours.podman(['images', '-q'])).toBe('');
+  }, 120_000);
+
   it('reports a missing image as ERR_GANTRY_IMAGE_NOT_FOUND', async () => {
     await expect(
       registry.parseImageReference(`containers-storage:${ours.specification}nothing:here`).newImageSource(),
@@ -395,5 +420,32 @@ describe('containers-storage (overlay) with podman and skopeo', () => {
       const manifest = JSON.parse((await runSkopeo(['inspect', '--raw', `oci:${out}:t`])).toString());
       expect(manifest.config.digest).toBe(image.images[0]!.configDigest);
     }
+  }, 180_000);
+});
+
+describe('containers-storage (btrfs, loop-mounted) with podman and skopeo', () => {
+  let ours: TestStore;
+  let theirs: TestStore;
+
+  beforeEach(async () => {
+    ours = await createTestStore('btrfs');
+    theirs = await createTestStore('btrfs');
+  }, 60_000);
+  afterEach(async () => {
+    await ours.dispose();
+    await theirs.dispose();
+  }, 60_000);
+
+  it('stores whiteouts and opaque directories as skopeo does: same image ID, layers, records and files', async () => {
+    await expectStoredLikeSkopeo(ours, theirs, fixturePresets.whiteoutLayers as FixtureImageSpec);
+  }, 180_000);
+
+  it('is read back by skopeo with the original config and DiffIDs', async () => {
+    const { image, reference } = await fixtureLayout(ours.directory, 'layout', twoLayerOci);
+    await gantryCopy(reference, `containers-storage:${ours.specification}x:t`);
+    const out = join(ours.directory, 'out');
+    await skopeoCopy(`containers-storage:${ours.specification}x:t`, `oci:${out}:t`);
+    const config = JSON.parse((await runSkopeo(['inspect', '--config', `oci:${out}:t`])).toString());
+    expect(config.rootfs.diff_ids).toEqual(image.images[0]!.diffIds);
   }, 180_000);
 });

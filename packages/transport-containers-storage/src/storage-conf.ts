@@ -10,10 +10,11 @@
  *
  * Defaults: root `graphroot = /var/lib/containers/storage`, `runroot = /run/containers/storage`; rootless
  * `graphroot = $XDG_DATA_HOME/containers/storage` (or `rootless_storage_path` from the system file),
- * `runroot = $XDG_RUNTIME_DIR/containers` (or `/tmp/storage-run-<uid>/containers`). `$UID` and `$VAR`s
+ * `runroot = $XDG_RUNTIME_DIR/containers` (or `/run/user/<uid>/containers`, `/tmp/containers-user-<uid>/containers`). `$UID` and `$VAR`s
  * in paths are expanded. `STORAGE_DRIVER` overrides the driver, `STORAGE_OPTS` (comma-separated) the
  * driver options. With no driver configured, the driver whose `<driver>-images` (or `-layers`)
- * directory exists in the graph root is used, else `overlay`.
+ * directory exists in the graph root is used, else `overlay` as root and `vfs` rootless (Debian's
+ * containers/storage 1.44, which podman 4.3 and skopeo 1.9 use).
  *
  * The TOML library (smol-toml) is loaded only when a file exists.
  */
@@ -193,12 +194,15 @@ export function isRootless(env: NodeJS.ProcessEnv = process.env): boolean {
   return (process.geteuid?.() ?? 0) !== 0 || Boolean(env._CONTAINERS_USERNS_CONFIGURED);
 }
 
-/** containers/storage's runtime directory of a rootless user: `$XDG_RUNTIME_DIR`, `/run/user/<uid>`, `$TMPDIR/storage-run-<uid>`. */
+/**
+ * The runtime directory of a rootless user, as Debian's containers/storage (1.44: podman 4.3, skopeo 1.9)
+ * picks it: `$XDG_RUNTIME_DIR`, else `/run/user/<uid>` when it exists, else `$TMPDIR/containers-user-<uid>`.
+ */
 function runtimeDirectory(env: NodeJS.ProcessEnv, uid: number): string {
   if (env.XDG_RUNTIME_DIR) return env.XDG_RUNTIME_DIR;
   const perUser = `/run/user/${uid}`;
   if (existsSync(perUser)) return perUser;
-  return join(env.TMPDIR || '/tmp', `storage-run-${uid}`);
+  return join(env.TMPDIR || '/tmp', `containers-user-${uid}`);
 }
 
 /** The driver of an existing store in `graphRoot` (a `<driver>-images` or `<driver>-layers` directory), if any. */
@@ -260,7 +264,9 @@ export function defaultStoreOptions(environment: StorageConfEnvironment = {}): S
   runRoot = expandPath(runRoot, uid, env);
   let driver = env.STORAGE_DRIVER || parsed.driver || '';
   if (driver === 'overlay2') driver = 'overlay';
-  if (!driver) driver = driverOfExistingStore(graphRoot) ?? 'overlay';
+  // Not configured: the store's own driver, else containers/storage 1.44's default (vfs for a
+  // rootless user, overlay for root).
+  if (!driver) driver = driverOfExistingStore(graphRoot) ?? (rootless ? 'vfs' : 'overlay');
   let driverOptions = parsed.driverOptions.map((option) =>
     option.startsWith('.') ? `${driver}${option}` : option,
   );

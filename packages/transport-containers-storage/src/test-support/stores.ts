@@ -33,7 +33,25 @@ export async function createTestStore(driver = 'vfs'): Promise<TestStore> {
   // Lowercase (hex) so that `podman pull oci:<path>` can name the image after the path.
   const directory = join(tmpdir(), `gantry-cstorage-${randomBytes(8).toString('hex')}`);
   await mkdir(directory, { mode: 0o700 });
-  const graphRoot = join(directory, 'root');
+  let graphRoot = join(directory, 'root');
+  if (driver === 'btrfs') {
+    // The btrfs driver needs its graph root on btrfs: a loop-mounted file system of the test's own. Where
+    // the machine has no loop devices this fails, naming the reason (the test never passes silently).
+    const image = join(directory, 'btrfs.img');
+    const mountPoint = join(directory, 'btrfs');
+    await mkdir(mountPoint);
+    try {
+      await execFileAsync('truncate', ['-s', '1G', image]);
+      await execFileAsync('mkfs.btrfs', ['-q', image]);
+      await execFileAsync('mount', ['-o', 'loop', image, mountPoint]);
+    } catch (error) {
+      await rm(directory, { recursive: true, force: true });
+      throw new Error(
+        `cannot loop-mount a btrfs file system for the btrfs driver test: ${(error as Error).message}`,
+      );
+    }
+    graphRoot = join(mountPoint, 'root');
+  }
   const runRoot = join(directory, 'run');
   // podman reads no system storage.conf: one of the test's own, naming this store.
   await writeFile(
@@ -71,7 +89,8 @@ export async function createTestStore(driver = 'vfs'): Promise<TestStore> {
         .map((line) => line.split(' ')[4] ?? '')
         .filter((mountPoint) => mountPoint.startsWith(`${directory}/`))
         .sort((a, b) => b.length - a.length);
-      for (const mountPoint of mountPoints) await execFileAsync('umount', [mountPoint]).catch(() => undefined);
+      for (const mountPoint of mountPoints)
+        await execFileAsync('umount', [mountPoint]).catch(() => undefined);
       await rm(directory, { recursive: true, force: true });
     },
   };
