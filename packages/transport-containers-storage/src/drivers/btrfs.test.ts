@@ -1,13 +1,15 @@
 import { lstatSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { assembleTarChunks, pathFileGetter } from '@gantry/layer-tree';
 import { describeTree, runTool, unmountUnder } from '@gantry/layer-tree/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type DriverInteropResult,
   regeneratedDigest,
   runDriverInterop,
+  sha256OfChunks,
 } from '../test-support/driver-interop.js';
 import { type BtrfsDriver, createBtrfsDriver } from './btrfs.js';
 
@@ -82,6 +84,22 @@ describe('btrfs driver against containers/storage (skopeo copy into a btrfs stor
     )?.[1];
     expect(baseUuid).toBeDefined();
     expect(info).toMatch(new RegExp(`Parent UUID:\\s*${baseUuid}`));
+  });
+
+  it("regenerates each layer tar from containers/storage's own tar-split and layer files", async () => {
+    for (const layer of result.layers) {
+      const driverName = 'btrfs';
+      const tarSplit = await readFile(
+        join(result.theirGraphRoot, `${driverName}-layers`, `${layer.id}.tar-split.gz`),
+      );
+      const digest = await sha256OfChunks(
+        assembleTarChunks(
+          tarSplit,
+          pathFileGetter(join(result.theirGraphRoot, 'btrfs/subvolumes', layer.id)),
+        ),
+      );
+      expect(digest).toBe(layer['diff-digest']);
+    }
   });
 
   it('regenerates each layer tar byte for byte from its tar-split and the subvolume', async () => {

@@ -1,13 +1,15 @@
 import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { assembleTarChunks, pathFileGetter } from '@gantry/layer-tree';
 import { describeTree, unmountUnder } from '@gantry/layer-tree/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type DriverInteropResult,
   regeneratedDigest,
   runDriverInterop,
+  sha256OfChunks,
 } from '../test-support/driver-interop.js';
 import { createOverlayDriver, generateShortName, type OverlayDriver } from './overlay.js';
 
@@ -105,6 +107,19 @@ describe('overlay driver against containers/storage (skopeo copy into an overlay
       'trusted.overlay.opaque': Buffer.from('y').toString('hex'),
     });
     expect(upper.some((entry) => entry.path.includes('.wh.'))).toBe(false);
+  });
+
+  it("regenerates each layer tar from containers/storage's own tar-split and layer files", async () => {
+    for (const layer of result.layers) {
+      const driverName = 'overlay';
+      const tarSplit = await readFile(
+        join(result.theirGraphRoot, `${driverName}-layers`, `${layer.id}.tar-split.gz`),
+      );
+      const digest = await sha256OfChunks(
+        assembleTarChunks(tarSplit, pathFileGetter(join(result.theirGraphRoot, 'overlay', layer.id, 'diff'))),
+      );
+      expect(digest).toBe(layer['diff-digest']);
+    }
   });
 
   it('regenerates each layer tar byte for byte from its tar-split and the diff directory', async () => {
