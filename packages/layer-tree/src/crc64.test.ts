@@ -21,4 +21,26 @@ describe('crc64 (Go hash/crc64 with the ISO table)', () => {
     for (let offset = 0; offset < 1000; offset++) bytewise.update(data.subarray(offset, offset + 1));
     expect(bytewise.digest().toString('hex')).toBe(crc64(data.subarray(0, 1000)).toString('hex'));
   });
+
+  it('agrees with a plain BigInt implementation at every alignment and length', () => {
+    const table: bigint[] = [];
+    for (let index = 0n; index < 256n; index++) {
+      let value = index;
+      for (let bit = 0; bit < 8; bit++)
+        value = value & 1n ? (value >> 1n) ^ 0xd800000000000000n : value >> 1n;
+      table.push(value);
+    }
+    const reference = (bytes: Uint8Array): string => {
+      let crc = 0xffffffffffffffffn;
+      for (const byte of bytes) crc = (table[Number((crc ^ BigInt(byte)) & 0xffn)] as bigint) ^ (crc >> 8n);
+      return (crc ^ 0xffffffffffffffffn).toString(16).padStart(16, '0');
+    };
+    const data = randomBytes(4099);
+    for (let start = 0; start < 9; start++) {
+      for (const length of [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 4000]) {
+        const piece = data.subarray(start, start + length);
+        expect(crc64(piece).toString('hex')).toBe(reference(piece));
+      }
+    }
+  });
 });

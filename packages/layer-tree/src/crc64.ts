@@ -1,8 +1,13 @@
 /**
  * CRC-64 with the ISO 3309 polynomial, as Go's `hash/crc64` computes it with `crc64.MakeTable(crc64.ISO)`:
  * the checksum tar-split stores for every file's content. The 64-bit state is kept as two 32-bit halves
- * (no BigInt in the loop), and the input is consumed eight bytes at a time with eight lookup tables.
+ * (no BigInt in the loop), and the input is consumed eight bytes at a time, read as two 32-bit words
+ * (little-endian hosts), with eight lookup tables.
  */
+import { endianness } from 'node:os';
+
+const littleEndian = endianness() === 'LE';
+const emptyWords = new Uint32Array(0);
 
 const tableCount = 8;
 // tables[t][i] as (hi, lo) halves; table 0 is the byte-at-a-time table.
@@ -50,52 +55,48 @@ export class Crc64 {
     const tl = tableLow;
     let offset = 0;
     const length = data.length;
-    const fastEnd = length - (length % 8);
-    while (offset < fastEnd) {
-      // Fold eight input bytes into the state, then look each byte up in its own table.
-      const l =
-        (low ^
-          ((data[offset] as number) |
-            ((data[offset + 1] as number) << 8) |
-            ((data[offset + 2] as number) << 16) |
-            ((data[offset + 3] as number) << 24))) >>>
-        0;
-      const h =
-        (high ^
-          ((data[offset + 4] as number) |
-            ((data[offset + 5] as number) << 8) |
-            ((data[offset + 6] as number) << 16) |
-            ((data[offset + 7] as number) << 24))) >>>
-        0;
-      const i0 = 7 * 256 + (l & 0xff);
-      const i1 = 6 * 256 + ((l >>> 8) & 0xff);
-      const i2 = 5 * 256 + ((l >>> 16) & 0xff);
-      const i3 = 4 * 256 + (l >>> 24);
-      const i4 = 3 * 256 + (h & 0xff);
-      const i5 = 2 * 256 + ((h >>> 8) & 0xff);
-      const i6 = 1 * 256 + ((h >>> 16) & 0xff);
-      const i7 = h >>> 24;
-      low =
-        (tl[i0] as number) ^
-        (tl[i1] as number) ^
-        (tl[i2] as number) ^
-        (tl[i3] as number) ^
-        (tl[i4] as number) ^
-        (tl[i5] as number) ^
-        (tl[i6] as number) ^
-        (tl[i7] as number);
-      high =
-        (th[i0] as number) ^
-        (th[i1] as number) ^
-        (th[i2] as number) ^
-        (th[i3] as number) ^
-        (th[i4] as number) ^
-        (th[i5] as number) ^
-        (th[i6] as number) ^
-        (th[i7] as number);
-      low >>>= 0;
-      high >>>= 0;
-      offset += 8;
+    if (littleEndian) {
+      // Byte by byte up to a 4-byte boundary, then eight bytes at a time read as two 32-bit words.
+      while (offset < length && ((data.byteOffset + offset) & 3) !== 0) {
+        const entry = (low ^ (data[offset] as number)) & 0xff;
+        low = (((low >>> 8) | (high << 24)) ^ (tl[entry] as number)) >>> 0;
+        high = ((high >>> 8) ^ (th[entry] as number)) >>> 0;
+        offset++;
+      }
+      const pairs = (length - offset) >>> 3;
+      const words =
+        pairs === 0 ? emptyWords : new Uint32Array(data.buffer, data.byteOffset + offset, pairs * 2);
+      for (let word = 0; word < words.length; word += 2) {
+        const l = low ^ (words[word] as number);
+        const h = high ^ (words[word + 1] as number);
+        const i0 = 1792 + (l & 0xff);
+        const i1 = 1536 + ((l >>> 8) & 0xff);
+        const i2 = 1280 + ((l >>> 16) & 0xff);
+        const i3 = 1024 + (l >>> 24);
+        const i4 = 768 + (h & 0xff);
+        const i5 = 512 + ((h >>> 8) & 0xff);
+        const i6 = 256 + ((h >>> 16) & 0xff);
+        const i7 = h >>> 24;
+        low =
+          (tl[i0] as number) ^
+          (tl[i1] as number) ^
+          (tl[i2] as number) ^
+          (tl[i3] as number) ^
+          (tl[i4] as number) ^
+          (tl[i5] as number) ^
+          (tl[i6] as number) ^
+          (tl[i7] as number);
+        high =
+          (th[i0] as number) ^
+          (th[i1] as number) ^
+          (th[i2] as number) ^
+          (th[i3] as number) ^
+          (th[i4] as number) ^
+          (th[i5] as number) ^
+          (th[i6] as number) ^
+          (th[i7] as number);
+      }
+      offset += pairs * 8;
     }
     while (offset < length) {
       const entry = (low ^ (data[offset] as number)) & 0xff;
@@ -103,8 +104,8 @@ export class Crc64 {
       high = ((high >>> 8) ^ (th[entry] as number)) >>> 0;
       offset++;
     }
-    this.high = high;
-    this.low = low;
+    this.high = high >>> 0;
+    this.low = low >>> 0;
     return this;
   }
 
