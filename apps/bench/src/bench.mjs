@@ -543,6 +543,20 @@ const tools = [
   { name: 'skopeo', command: 'skopeo', prefix: [] },
 ];
 
+/**
+ * containers/storage's overlay driver (skopeo's, podman's) bind-mounts its home onto itself and may leave
+ * it mounted after the command: unmount whatever is mounted under `directory` before removing it.
+ */
+function unmountUnder(directory) {
+  if (!existsSync('/proc/self/mountinfo')) return;
+  const mountPoints = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((mountPoint) => mountPoint.startsWith(`${directory}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const mountPoint of mountPoints) spawnSync('umount', [mountPoint]);
+}
+
 const results = [];
 let memoryFailures = 0;
 const runId = Date.now().toString(36);
@@ -555,6 +569,7 @@ try {
     for (let run = 0; run < runs; run += 1) {
       for (const tool of tools) {
         const destination = join(workDirectory, `out-${tool.name}-${scenario.name}`);
+        unmountUnder(destination);
         await rm(destination, { recursive: true, force: true });
         const parameters = {
           destination,
@@ -572,6 +587,7 @@ try {
         } finally {
           await pushRegistry?.stop();
         }
+        unmountUnder(destination);
         await rm(destination, { recursive: true, force: true });
       }
     }

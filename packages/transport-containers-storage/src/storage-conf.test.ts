@@ -22,6 +22,7 @@ describe('defaultStoreOptions', () => {
         '[storage]',
         'driver = "overlay"',
         'graphroot = "$BASE/graph-$UID"',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: storage.conf's own ${VAR} syntax, expanded by the code under test
         'runroot = "${BASE}/run"',
         '[storage.options.overlay]',
         'mountopt = "nodev"',

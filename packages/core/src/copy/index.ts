@@ -1,4 +1,10 @@
-export { compressingStage, createDecompressor, type DetectedCompression, detectCompression, zstdAvailable } from './compression.js';
+export {
+  compressingStage,
+  createDecompressor,
+  type DetectedCompression,
+  detectCompression,
+  zstdAvailable,
+} from './compression.js';
 export { copyImage, defaultBlobConcurrency, imageName } from './copy.js';
 export {
   combineCrc32,
