@@ -358,6 +358,18 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     expect(layers.some((layer) => layer.flags?.incomplete)).toBe(false);
   }, 120_000);
 
+  it('stores one image once when two copies of it run at the same time', async () => {
+    const a = await fixtureLayout(ours.directory, 'a', twoLayerOci);
+    await Promise.all([
+      gantryCopy(a.reference, `containers-storage:${ours.specification}one:t`),
+      gantryCopy(a.reference, `containers-storage:${ours.specification}two:t`),
+    ]);
+    const images = await readJson<ImageRecord[]>(join(ours.graphRoot, 'vfs-images', 'images.json'));
+    expect(images).toHaveLength(1);
+    expect(images[0]!.names?.sort()).toEqual(['docker.io/library/one:t', 'docker.io/library/two:t']);
+    expect(await readJson<LayerRecord[]>(join(ours.graphRoot, 'vfs-layers', 'layers.json'))).toHaveLength(2);
+  }, 120_000);
+
   it('keeps the store consistent under two Gantry copies and a podman pull at once', async () => {
     const a = await fixtureLayout(ours.directory, 'a', twoLayerOci);
     const b = await fixtureLayout(ours.directory, 'b', fixturePresets.whiteoutLayers as FixtureImageSpec);
