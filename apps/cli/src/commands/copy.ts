@@ -13,7 +13,7 @@ import {
 import { type FlagSpec, UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';
-import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { imageFlagSpecs, retryFlagSpecs, retryWarning, transportContextFrom } from '../image-flags.js';
 import { transportNamesOf } from '../plugins.js';
 import { createProgressReporter } from '../progress.js';
 
@@ -128,16 +128,14 @@ async function run(context: CommandContext): Promise<void> {
       columns,
     });
   }
-  const debugProgress = options.onProgress;
-  if (context.logger.debugEnabled) {
-    options.onProgress = (event) => {
-      if (event.type === 'retry')
-        context.logger.debug(`retry ${event.attempt} in ${event.delayMs} ms: ${event.error.message}`);
-      else if (event.type === 'copy-start')
-        context.logger.debug(`Copying ${event.source} to ${event.destination}`);
-      debugProgress?.(event);
-    };
-  }
+  const progress = options.onProgress;
+  options.onProgress = (event) => {
+    if (event.type === 'retry')
+      context.logger.warn(retryWarning(event.attempt, retryTimes ?? 0, event.error, event.delayMs));
+    else if (event.type === 'copy-start')
+      context.logger.debug(`Copying ${event.source} to ${event.destination}`);
+    progress?.(event);
+  };
 
   const result = await copyImage(source, destination, options);
   const digestFile = flags.get('digestfile') as string | undefined;

@@ -1,5 +1,5 @@
-import { createConnection, createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 
 export interface SlowProxy {
   /** `127.0.0.1:<port>`. */
@@ -10,9 +10,13 @@ export interface SlowProxy {
 /**
  * A TCP proxy to `target` (`host:port`) that forwards requests as they come and answers at most
  * `bytesPerSecond`: a registry whose blobs take seconds to download, so a test can act while a copy
- * is in progress.
+ * is in progress. `port` 0 picks a free one.
  */
-export async function startSlowProxy(target: string, bytesPerSecond: number): Promise<SlowProxy> {
+export async function startSlowProxy(
+  target: string,
+  bytesPerSecond: number,
+  port = 0,
+): Promise<SlowProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
@@ -33,7 +37,7 @@ export async function startSlowProxy(target: string, bytesPerSecond: number): Pr
     });
     upstream.on('end', () => client.end());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {
     host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     stop: () =>
