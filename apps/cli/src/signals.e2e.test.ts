@@ -6,8 +6,7 @@
  * SIGINT and finishes the copy.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildFixtureImage, writeFixtureToOciLayout } from '@gantry/core/testing';

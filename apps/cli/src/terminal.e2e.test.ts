@@ -7,19 +7,33 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { skopeoBinary } from '@gantry/core/testing';
+import { buildFixtureImage, skopeoBinary, writeFixtureToOciLayout } from '@gantry/core/testing';
 import { startTestRegistry, type TestRegistry } from '@gantry/transport-docker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireBuiltGantry, runInTerminal, withoutEscapes } from './test-support/terminal.js';
 
 let root: string;
 let registry: TestRegistry;
+let layout: string;
 const user = 'alice';
 const password = 'pty-s3cret';
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'gantry-terminal-'));
   registry = await startTestRegistry({ htpasswdUsers: { [user]: password } });
+  // Two layers of a few MiB each (random, so gzip keeps them that size) and a config: three lines.
+  const image = await buildFixtureImage(
+    {
+      layers: [1, 2].map((n) => ({
+        entries: [
+          { type: 'file' as const, path: `data${n}.bin`, randomSize: n * 3 * 1024 * 1024, seed: `tty${n}` },
+        ],
+      })),
+    },
+    { directory: join(root, 'blobs') },
+  );
+  layout = join(root, 'layout');
+  await writeFixtureToOciLayout(image, layout, 'latest');
 }, 60_000);
 
 afterAll(async () => {
@@ -98,7 +112,16 @@ describe('login --password-stdin from a pipe', () => {
       const authFile = join(root, `${name}-stdin.json`);
       const child = spawn(
         program,
-        ['login', '--tls-verify=false', '--authfile', authFile, '-u', user, '--password-stdin', registry.host],
+        [
+          'login',
+          '--tls-verify=false',
+          '--authfile',
+          authFile,
+          '-u',
+          user,
+          '--password-stdin',
+          registry.host,
+        ],
         { stdio: ['pipe', 'pipe', 'pipe'] },
       );
       let stdout = '';
@@ -107,8 +130,40 @@ describe('login --password-stdin from a pipe', () => {
       child.stderr.on('data', (chunk) => (stderr += chunk));
       child.stdin.end(`${password}\n`);
       const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-      expect({ name, code, stdout, stderr }).toEqual({ name, code: 0, stdout: 'Login Succeeded!\n', stderr: '' });
+      expect({ name, code, stdout, stderr }).toEqual({
+        name,
+        code: 0,
+        stdout: 'Login Succeeded!\n',
+        stderr: '',
+      });
       expect(await storedAuth(authFile)).toEqual(expectedAuth);
     }
   });
+});
+
+describe('copy progress on a terminal', () => {
+  for (const columns of [50, 200]) {
+    it(`at ${columns} columns: lines fit, keep their sizes, and end as done lines`, async () => {
+      const destination = join(root, `progress-${columns}`);
+      const run = await runInTerminal({
+        args: ['--insecure-policy', 'copy', `oci:${layout}:latest`, `oci:${destination}:latest`],
+        columns,
+      });
+      expect(run.exitCode, run.output).toBe(0);
+      // Every frame the terminal was sent: each line is shorter than the terminal (no wrapping).
+      const lines = withoutEscapes(run.output).split('\r\n').filter(Boolean);
+      for (const line of lines) expect(line.length, line).toBeLessThan(columns);
+      // Running lines show bytes done / total; the last frame shows every blob done with its size.
+      expect(lines.some((line) => / \/ 6\.0MiB( |$)/.test(line))).toBe(true);
+      const frames = run.output.split(/\x1b\[\d+A\x1b\[J/);
+      const last = withoutEscapes(frames.at(-1)!).split('\r\n').filter(Boolean);
+      expect(last.slice(0, 3)).toEqual([
+        expect.stringMatching(/^Copying blob [0-9a-f]{12} done 3\.0MiB/),
+        expect.stringMatching(/^Copying blob [0-9a-f]{12} done 6\.0MiB/),
+        expect.stringMatching(/^Copying config [0-9a-f]{10} done \d+\.0b/),
+      ]);
+      expect(last.slice(3)).toEqual(['Writing manifest to image destination', 'Storing signatures']);
+      if (columns === 200) expect(last[0]).toMatch(/ \| [\d.]+(b|KiB|MiB|GiB)\/s$/);
+    });
+  }
 });

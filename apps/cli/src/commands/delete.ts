@@ -1,6 +1,6 @@
 import { withRetry } from '@gantry/core';
 import { UsageError } from '../args.js';
-import type { CommandContext, CommandDefinition } from '../context.js';
+import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
 import { wrapError } from '../errors.js';
 import { imageFlagSpecs, retryFlagSpecs, retrySettingsFrom, transportContextFrom } from '../image-flags.js';
 import { transportNamesOf } from '../plugins.js';
@@ -25,9 +25,9 @@ export const deleteCommand: CommandDefinition = {
   name: 'delete',
   use: 'delete [command options] IMAGE-NAME',
   short: 'Delete image IMAGE-NAME',
-  long: `Delete an "IMAGE_NAME" from a transport
+  long: `Delete an "IMAGE-NAME" from a transport
 
-See skopeo(1) section "IMAGE NAMES" for the expected format`,
+${imageNamesHelp}`,
   examples: 'gantry delete oci:/srv/layout:old-tag',
   flags: [...imageFlagSpecs(''), ...retryFlagSpecs],
   run,

@@ -20,7 +20,7 @@ import {
   withRetry,
 } from '@gantry/core';
 import { UsageError } from '../args.js';
-import type { CommandContext, CommandDefinition } from '../context.js';
+import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
 import { wrapError } from '../errors.js';
 import { renderFormatted } from '../format.js';
 import { imageFlagSpecs, retryFlagSpecs, retrySettingsFrom, transportContextFrom } from '../image-flags.js';
@@ -184,7 +184,7 @@ export const inspectCommand: CommandDefinition = {
   name: 'inspect',
   use: 'inspect [command options] IMAGE-NAME',
   short: 'Inspect image IMAGE-NAME',
-  long: 'Return low-level information about "IMAGE-NAME" in a registry/transport\nSupported transports:\n{transports}\n\nSee skopeo(1) section "IMAGE NAMES" for the expected format\n',
+  long: `Return low-level information about "IMAGE-NAME" in a registry/transport\nSupported transports:\n{transports}\n\n${imageNamesHelp}\n`,
   examples:
     'gantry inspect oci:/path/to/layout:tag\ngantry inspect --config dir:/path/to/image\ngantry inspect --format "Name: {{.Name}} Digest: {{.Digest}}" oci:/path/to/layout',
   flags: [

@@ -109,7 +109,8 @@ export const listTagsCommand: CommandDefinition = {
 Supported transports:
 {transports}
 
-See skopeo-list-tags(1) section "REPOSITORY NAMES" for the expected format
+A repository is named without a tag or digest: docker://[registry/]repository (a short name is resolved
+through registries.conf), or docker-archive:path for the tags of an archive's images
 `,
   examples: 'gantry list-tags docker://registry.example.com/repository',
   flags: [

@@ -12,11 +12,7 @@ export interface SlowProxy {
  * `bytesPerSecond`: a registry whose blobs take seconds to download, so a test can act while a copy
  * is in progress. `port` 0 picks a free one.
  */
-export async function startSlowProxy(
-  target: string,
-  bytesPerSecond: number,
-  port = 0,
-): Promise<SlowProxy> {
+export async function startSlowProxy(target: string, bytesPerSecond: number, port = 0): Promise<SlowProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   const sockets = new Set<Socket>();
   const server = createServer((client) => {

@@ -101,6 +101,5 @@ export function runInTerminal(options: {
 
 /** The text a terminal shows for `output`: colour and cursor-movement escapes removed. */
 export function withoutEscapes(output: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes start with ESC.
   return output.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
 }
