@@ -45,7 +45,11 @@ for (const signalName of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) {
 // A reader that goes away (`gantry inspect … | head -1`) ends gantry quietly, as SIGPIPE ends skopeo.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(141);
+    if (error.code === 'EPIPE') {
+      // Node ignores SIGPIPE; a listener added and removed restores the default action, which ends us.
+      process.on('SIGPIPE', () => {});
+      endBySignal('SIGPIPE');
+    }
     throw error;
   });
 }

@@ -161,3 +161,19 @@ describe('an interrupted copy', () => {
     expect(index.manifests).toHaveLength(1);
   });
 });
+
+describe('a reader that goes away', () => {
+  it('ends gantry by SIGPIPE, as it ends skopeo', async () => {
+    for (const program of [requireBuiltGantry(), requireTool('skopeo')]) {
+      const child = spawn(program, ['inspect', `oci:${join(root, 'layout')}:latest`], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      // The reader closes its end before anything was written.
+      child.stdout!.destroy();
+      const ended = await new Promise((resolve) =>
+        child.on('close', (code, signal) => resolve({ code, signal })),
+      );
+      expect({ program, ended }).toEqual({ program, ended: { code: null, signal: 'SIGPIPE' } });
+    }
+  });
+});
