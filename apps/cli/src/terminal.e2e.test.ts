@@ -3,8 +3,8 @@
  * and with real pipes: `login` prompts (username echoed, password not), `--password-stdin` from a pipe,
  * and copy's progress display at 50 and 200 columns. skopeo runs the same login on the same terminal.
  */
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildFixtureImage, skopeoBinary, writeFixtureToOciLayout } from '@gantry/core/testing';
@@ -166,4 +166,52 @@ describe('copy progress on a terminal', () => {
       if (columns === 200) expect(last[0]).toMatch(/ \| [\d.]+(b|KiB|MiB|GiB)\/s$/);
     });
   }
+});
+
+describe('every command on a terminal', () => {
+  it('prints what it prints through a pipe; errors in logrus terminal format, as skopeo', async () => {
+    const manifest = join(root, 'manifest.json');
+    await writeFile(manifest, '{"schemaVersion":2}\n');
+    await writeFile(join(root, 'empty-auth.json'), '{"auths":{}}');
+    const copy = join(root, 'to-delete');
+    const copied = await runInTerminal({
+      args: ['--insecure-policy', 'copy', '-q', `oci:${layout}:latest`, `oci:${copy}:latest`],
+      columns: 80,
+    });
+    expect(copied).toEqual({ output: '', exitCode: 0, signal: undefined });
+    const runs: string[][] = [
+      ['inspect', `oci:${layout}:latest`],
+      ['inspect', '--config', `oci:${layout}:latest`],
+      [
+        'list-tags',
+        '--tls-verify=false',
+        '--creds',
+        `${user}:${password}`,
+        `docker://${registry.host}/nothing/here`,
+      ],
+      ['manifest-digest', manifest],
+      ['transports'],
+      ['logout', '--authfile', join(root, 'empty-auth.json'), '--all'],
+      ['delete', `oci:${copy}:latest`],
+    ];
+    for (const args of runs) {
+      const onTerminal = await runInTerminal({ args, columns: 100 });
+      if (args[0] === 'list-tags') {
+        // A failure: logrus' terminal format (colour, seconds since start), exit 1, as skopeo's.
+        const skopeo = await runInTerminal({ program: skopeoBinary, args, columns: 100 });
+        expect(onTerminal.exitCode).toBe(1);
+        expect(skopeo.exitCode).toBe(1);
+        for (const output of [onTerminal.output, skopeo.output])
+          expect(output).toMatch(/^\x1b\[31mFATA\x1b\[0m\[0000\] Error listing repository tags: /);
+        continue;
+      }
+      expect({ args, code: onTerminal.exitCode }).toEqual({ args, code: 0 });
+      if (args[0] === 'delete') {
+        expect(onTerminal.output).toBe('');
+        continue;
+      }
+      const piped = spawnSync(requireBuiltGantry(), args, { encoding: 'utf8' });
+      expect(onTerminal.output.replaceAll('\r\n', '\n')).toBe(piped.stdout + piped.stderr);
+    }
+  });
 });
