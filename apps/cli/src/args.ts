@@ -153,6 +153,27 @@ export function parseGoDuration(text: string): number {
   return sign * total;
 }
 
+function goFloat(value: number): string {
+  return String(Number(value.toFixed(9)));
+}
+
+/** Milliseconds as Go's `time.Duration.String` writes them: `500ms`, `1s`, `1.5s`, `2m8s`, `1h0m0s`. */
+export function formatGoDuration(milliseconds: number): string {
+  if (milliseconds === 0) return '0s';
+  const sign = milliseconds < 0 ? '-' : '';
+  const value = Math.abs(milliseconds);
+  if (value < 1e-3) return `${sign}${goFloat(value * 1e6)}ns`;
+  if (value < 1) return `${sign}${goFloat(value * 1e3)}µs`;
+  if (value < 1000) return `${sign}${goFloat(value)}ms`;
+  const hours = Math.floor(value / 3_600_000);
+  const minutes = Math.floor((value % 3_600_000) / 60_000);
+  const seconds = (value % 60_000) / 1000;
+  let text = `${goFloat(seconds)}s`;
+  if (hours > 0 || minutes > 0) text = `${minutes}m${text}`;
+  if (hours > 0) text = `${hours}h${text}`;
+  return `${sign}${text}`;
+}
+
 function parseValue(spec: FlagSpec, raw: string): FlagValue {
   switch (spec.kind) {
     case 'bool': {

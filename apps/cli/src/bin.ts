@@ -1,8 +1,10 @@
 #!/usr/bin/env node
+import { constants as osConstants } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { ErrorCodes, GantryError } from '@gantry/core';
 import { runCli } from './cli.js';
 import { adoptDeferredExtraCaCerts } from './deferred-ca-certs.js';
+import { ignoredSignalsAtStart } from './signals.js';
 import { needsUserNamespace, runInUserNamespace } from './userns.js';
 
 // Rootless containers-storage: run the command again as root of a user namespace (see userns.ts).
@@ -19,11 +21,29 @@ adoptDeferredExtraCaCerts(process.env);
 // measured no slower on a 256 MiB pull). Unknown flags are ignored, so this cannot break on other Nodes.
 setFlagsFromString('--liftoff-only');
 
-// Ctrl-C / SIGTERM abort the command so a copy in progress discards what it wrote; a second signal exits at once.
+// Ctrl-C, SIGTERM and SIGHUP abort the command so a copy in progress discards what it wrote; then the
+// process ends by the same signal, as skopeo does (a shell sees 130, 143, 129 and stops its script). A
+// second signal ends it at once. Signals ignored when gantry started stay ignored (a background job of
+// a non-interactive shell ignores SIGINT, `nohup` ignores SIGHUP): Node resets every disposition at
+// start-up, so the launcher reads them first (see ignoredSignalsAtStart).
 const controller = new AbortController();
-for (const signalName of ['SIGINT', 'SIGTERM'] as const) {
+let endingSignal: NodeJS.Signals | undefined;
+const endBySignal = (signalName: NodeJS.Signals): never => {
+  process.removeAllListeners(signalName);
+  process.kill(process.pid, signalName);
+  // The default action ends the process as the signal is delivered; this is not reached.
+  process.exit(128 + (osConstants.signals[signalName] ?? 0));
+};
+const ignored = ignoredSignalsAtStart(process.env);
+for (const signalName of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) {
+  if (ignored.has(signalName)) {
+    process.on(signalName, () => {});
+    continue;
+  }
+  if (signalName === 'SIGQUIT') continue;
   process.on(signalName, () => {
-    if (controller.signal.aborted) process.exit(130);
+    if (endingSignal !== undefined) endBySignal(signalName);
+    endingSignal = signalName;
     controller.abort(new GantryError(ErrorCodes.Aborted, `interrupted by ${signalName}`));
   });
 }
@@ -31,7 +51,11 @@ for (const signalName of ['SIGINT', 'SIGTERM'] as const) {
 // A reader that goes away (`gantry inspect … | head -1`) ends gantry quietly, as SIGPIPE ends skopeo.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(141);
+    if (error.code === 'EPIPE') {
+      // Node ignores SIGPIPE; a listener added and removed restores the default action, which ends us.
+      process.on('SIGPIPE', () => {});
+      endBySignal('SIGPIPE');
+    }
     throw error;
   });
 }
@@ -39,10 +63,15 @@ for (const stream of [process.stdout, process.stderr]) {
 const exitCode = await runCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
+  // process.stdin is created on first use: only commands that read it (login) pay for it.
+  get stdin() {
+    return process.stdin;
+  },
   env: process.env,
   cwd: process.cwd(),
   isTTY: process.stderr.isTTY === true,
   ...(process.stderr.columns ? { columns: process.stderr.columns } : {}),
   signal: controller.signal,
 });
+if (endingSignal !== undefined) endBySignal(endingSignal);
 process.exitCode = exitCode;

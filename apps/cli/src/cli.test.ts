@@ -123,6 +123,8 @@ describe('help and version', () => {
         expect(result.code, argv.join(' ')).toBe(0);
         expect(result.stdout.toString()).toContain(`Usage:\ngantry ${command}`);
         expect(result.stderr).toBe('');
+        // Gantry's help points to what exists: no skopeo man page, no other program's defaults.
+        expect(result.stdout.toString()).not.toMatch(/skopeo(-[a-z-]+)?\(1\)|containers\/image defaults/);
       }
     }
     const inspectHelp = (await runGantry(['inspect', '--help'])).stdout.toString();
@@ -133,6 +135,8 @@ describe('help and version', () => {
     expect(listed).toContain('docker');
     expect(listed).not.toContain('oci');
     const copyHelp = (await runGantry(['help', 'copy'])).stdout.toString();
+    expect(copyHelp).toContain('See containers-transports(5) for the expected format');
+    expect(copyHelp).toMatch(/--image-parallel-copies uint +Maximum .* \(default 6\)\n/);
     expect(copyHelp).toContain('      --dest-oci-accept-uncompressed-layers ');
     expect(copyHelp).toContain('  -q, --quiet ');
   });

@@ -2,6 +2,10 @@ import type { PlatformOverrides, Transport, TransportRegistry } from '@gantry/co
 import type { FlagSpec, FlagValue } from './args.js';
 import type { Logger } from './logger.js';
 
+/** The help's pointer to the `transport:details` syntax, for the commands that take image names. */
+export const imageNamesHelp =
+  'See containers-transports(5) for the expected format of each transport\'s "details", and "gantry transports" for the transports installed';
+
 /** Something text and bytes can be written to (process.stdout, a test buffer). */
 export interface OutputStream {
   write(chunk: string | Uint8Array): unknown;

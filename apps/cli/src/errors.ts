@@ -1,12 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  ErrorCodes,
-  GantryError,
-  isGantryError,
-  isRetryableError,
-  retryDelay,
-  throwIfAborted,
-} from '@gantry/core';
+import { ErrorCodes, GantryError, isGantryError } from '@gantry/core';
 
 /** The message of any thrown value. */
 export function errorMessage(error: unknown): string {
@@ -23,29 +15,4 @@ export function wrapError(prefix: string, error: unknown): GantryError {
     cause: error,
     retryable: isGantryError(error) ? error.retryable : false,
   });
-}
-
-/** Runs `operation`, retrying retryable failures `retryTimes` times like skopeo's retry.IfNecessary. */
-export async function withRetries<T>(
-  operation: () => Promise<T>,
-  settings: {
-    retryTimes: number;
-    retryDelayMs: number | undefined;
-    signal: AbortSignal | undefined;
-    onRetry?: (attempt: number, error: unknown, delayMs: number) => void;
-  },
-): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await operation();
-    } catch (error) {
-      throwIfAborted(settings.signal);
-      if (attempt > settings.retryTimes || !isRetryableError(error)) throw error;
-      const delayMs = retryDelay(attempt, settings.retryDelayMs);
-      settings.onRetry?.(attempt, error, delayMs);
-      await sleep(delayMs, undefined, settings.signal ? { signal: settings.signal } : undefined).catch(() => {
-        throwIfAborted(settings.signal);
-      });
-    }
-  }
 }

@@ -5,9 +5,10 @@
  * transports Gantry does not have yet (the docker daemon) are recognised but rejected with an
  * explanation.
  */
-import type { TransportContext } from '@gantry/core';
-import { type FlagSpec, type FlagValue, UsageError } from './args.js';
-import type { GlobalOptions } from './context.js';
+import type { RetrySettings, TransportContext } from '@gantry/core';
+import { type FlagSpec, type FlagValue, formatGoDuration, UsageError } from './args.js';
+import type { CommandContext, GlobalOptions } from './context.js';
+import { errorMessage } from './errors.js';
 
 /** skopeo's image flags with `prefix` ('' for inspect, 'src-' / 'dest-' for copy). */
 export function imageFlagSpecs(prefix: '' | 'src-' | 'dest-'): FlagSpec[] {
@@ -80,6 +81,27 @@ export const retryFlagSpecs: FlagSpec[] = [
     description: 'Fixed delay between retries (default: exponential backoff)',
   },
 ];
+
+/** skopeo's warning before a retry: `Failed, retrying in 2s ... (2/3). Error: …`. */
+export function retryWarning(attempt: number, retryTimes: number, error: unknown, delayMs: number): string {
+  return `Failed, retrying in ${formatGoDuration(delayMs)} ... (${attempt}/${retryTimes}). Error: ${errorMessage(error)}`;
+}
+
+/**
+ * The command's retry policy (`--retry-times`, `--retry-delay`), for core's `withRetry`: every
+ * retryable failure of a command, its first request included, goes through it, with a warning before
+ * each retry as skopeo prints it.
+ */
+export function retrySettingsFrom(context: CommandContext): RetrySettings {
+  const retryTimes = (context.flags.get('retry-times') as number | undefined) ?? 0;
+  return {
+    retryTimes,
+    retryDelayMs: context.flags.get('retry-delay') as number | undefined,
+    signal: context.signal,
+    onRetry: (attempt, error, delayMs) =>
+      context.logger.warn(retryWarning(attempt, retryTimes, error, delayMs)),
+  };
+}
 
 /** The TransportContext for one side of an operation. */
 export function transportContextFrom(

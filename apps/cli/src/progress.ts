@@ -10,7 +10,8 @@
  *   Storing signatures
  * and for lists copied with --all: `Getting image list signatures`, `Copying N of M images in list`,
  * `Copying image <digest> (i/N)`, then each image's lines, then `Writing manifest list to image
- * destination`, `Storing list signatures`. Like skopeo, "Storing signatures" follows every manifest
+ * destination`, `Storing list signatures` (with `--multi-arch index-only`: `Getting image list signatures`,
+ * `Copying 0 of M images in list`, then the list's two lines). Like skopeo, "Storing signatures" follows every manifest
  * write whether or not there are signatures to store. With `--copy-referrers` (not in skopeo), each
  * referrer adds `Copying referrer <digest> (<artifact type>) of <subject digest>`, then its blobs' lines.
  *
@@ -22,7 +23,7 @@ import type { CopyProgressEvent } from '@gantry/core';
 export interface ProgressWriterOptions {
   write(text: string): void;
   isTTY: boolean;
-  /** Terminal width; lines are cut to fit so redrawing stays in place. */
+  /** Terminal width; lines are fitted into it (the total size kept) so redrawing stays in place. */
   columns?: number;
   now?: () => number;
 }
@@ -51,11 +52,18 @@ interface BlobLine {
   total: number;
   startedAt: number;
   state: 'running' | 'copied' | 'reused' | 'skipped';
+  /** The line as it stays once the blob is finished, rendered when it finished. */
+  final?: string;
 }
 
+/** An `onProgress` handler; `close` stops its redraw timer (call it when the copy ends, however it ends). */
+export type ProgressReporter = ((event: CopyProgressEvent) => void) & { close(): void };
+
 /** Returns an `onProgress` handler writing progress for the given output. */
-export function createProgressReporter(options: ProgressWriterOptions): (event: CopyProgressEvent) => void {
-  return options.isTTY ? createTerminalReporter(options) : createPlainReporter(options);
+export function createProgressReporter(options: ProgressWriterOptions): ProgressReporter {
+  return options.isTTY
+    ? createTerminalReporter(options)
+    : Object.assign(createPlainReporter(options), { close: () => {} });
 }
 
 function createListTracker() {
@@ -74,8 +82,22 @@ function createListTracker() {
       const startsList = event.type === 'image-start' && event.total !== undefined && !listMode;
       return [startsList ? 'Getting image list signatures' : 'Getting image source signatures'];
     },
-    onListStart(event: { instanceCount: number; copyCount: number }) {
+    /**
+     * A list is about to be copied. Its lines normally start with the first instance's image-start
+     * (a list copied for one platform, `--multi-arch system`, prints only that image's lines, as
+     * skopeo); a list copied without any instance (`--multi-arch index-only`) starts them here.
+     */
+    onListStart(event: { instanceCount: number; copyCount: number }): string[] {
       pendingList = event;
+      if (event.copyCount > 0 || listMode) return [];
+      listMode = true;
+      const lines: string[] = [];
+      if (pendingSignatureRead) {
+        pendingSignatureRead = false;
+        lines.push('Getting image list signatures');
+      }
+      lines.push(`Copying 0 of ${event.instanceCount} images in list`);
+      return lines;
     },
     /** Lines to print for an image-start event. */
     onImageStart(event: Extract<CopyProgressEvent, { type: 'image-start' }>): string[] {
@@ -122,7 +144,7 @@ function createPlainReporter(options: ProgressWriterOptions): (event: CopyProgre
         list.onSignaturesRead();
         return;
       case 'list-start':
-        list.onListStart(event);
+        for (const text of list.onListStart(event)) line(text);
         return;
       case 'image-start':
         for (const text of list.onImageStart(event)) line(text);
@@ -149,57 +171,105 @@ function createPlainReporter(options: ProgressWriterOptions): (event: CopyProgre
   };
 }
 
-function createTerminalReporter(options: ProgressWriterOptions): (event: CopyProgressEvent) => void {
+/**
+ * Fits a progress line into `width` characters: `required` parts always stay (the label is cut from
+ * its end if even they do not fit), `optional` parts are dropped from the last one first.
+ */
+export function fitProgressLine(
+  width: number,
+  label: string,
+  required: string[],
+  optional: string[],
+  bar?: (width: number) => string,
+): string {
+  const tail = required.join(' ');
+  if (label.length + 1 + tail.length > width) {
+    const room = Math.max(0, width - tail.length - 1);
+    return `${label.slice(0, room)} ${tail}`.slice(0, width);
+  }
+  const kept = [...optional];
+  let text = `${label} ${[tail, ...kept].join(' ')}`;
+  while (text.length > width && kept.length > 0) {
+    kept.pop();
+    text = `${label} ${[tail, ...kept].join(' ')}`;
+  }
+  if (!bar) return text;
+  // The bar goes between the label and the counters, in the room left (at least 5 columns, at most 40).
+  const barWidth = Math.min(40, width - text.length - 1);
+  if (barWidth < 5) return text;
+  return `${label} ${bar(barWidth)} ${[tail, ...kept].join(' ')}`;
+}
+
+function progressBar(width: number, bytes: number, total: number): string {
+  const inner = width - 2;
+  const filled = total > 0 ? Math.min(inner, Math.floor((bytes / total) * inner)) : 0;
+  return `[${'='.repeat(filled)}${filled < inner ? '>' : ''}${' '.repeat(Math.max(0, inner - filled - 1))}]`;
+}
+
+/** How often the terminal display is redrawn while blobs are copied. */
+const redrawIntervalMs = 100;
+
+/**
+ * The terminal display. Progress events only record numbers (no formatting, no output); a timer
+ * redraws the lines every 100 ms while blobs are running, so the copy's hot path does not pay for the
+ * display. A finished blob's line is rendered once, when it finishes (its rate is the rate it was
+ * copied at), and stays as it is.
+ */
+function createTerminalReporter(options: ProgressWriterOptions): ProgressReporter {
   const list = createListTracker();
   const now = options.now ?? (() => performance.now());
-  const columns = Math.max(20, options.columns ?? 80);
+  // The last column is left empty: writing into it makes some terminals wrap, breaking the redraw.
+  const width = Math.max(20, options.columns ?? 80) - 1;
   let blobs: BlobLine[] = [];
+  const byKey = new Map<string, BlobLine>();
   let drawnLines = 0;
-  let lastDraw = 0;
+  let timer: NodeJS.Timeout | undefined;
 
   const render = (blob: BlobLine): string => {
+    if (blob.final !== undefined) return blob.final;
     const label = `Copying ${blob.kind === 'config' ? 'config' : 'blob'} ${shortHex(blob.digest, blob.kind === 'config' ? 10 : 12)}`;
+    if (blob.state === 'reused' || blob.state === 'skipped')
+      return fitProgressLine(width, label, ['skipped: already exists'], []);
     const seconds = Math.max((now() - blob.startedAt) / 1000, 0.001);
-    const throughput = `${formatBytes(blob.bytes / seconds)}/s`;
-    let text: string;
-    if (blob.state === 'reused' || blob.state === 'skipped') text = `${label} skipped: already exists`;
-    else if (blob.state === 'copied') text = `${label} done   ${formatBytes(blob.bytes)} | ${throughput}`;
-    else {
-      const counters =
-        blob.total >= 0 ? `${formatBytes(blob.bytes)} / ${formatBytes(blob.total)}` : formatBytes(blob.bytes);
-      const barWidth = Math.max(
-        10,
-        Math.min(40, columns - label.length - counters.length - throughput.length - 10),
-      );
-      const filled =
-        blob.total > 0 ? Math.min(barWidth, Math.floor((blob.bytes / blob.total) * barWidth)) : 0;
-      const bar = `[${'='.repeat(filled)}${filled < barWidth ? '>' : ''}${' '.repeat(Math.max(0, barWidth - filled - 1))}]`;
-      text = `${label} ${bar} ${counters} | ${throughput}`;
-    }
-    return text.length >= columns ? text.slice(0, columns - 1) : text;
+    const rate = `| ${formatBytes(blob.bytes / seconds)}/s`;
+    if (blob.state === 'copied')
+      return fitProgressLine(width, label, ['done', formatBytes(blob.bytes)], [rate]);
+    const counters =
+      blob.total >= 0 ? `${formatBytes(blob.bytes)} / ${formatBytes(blob.total)}` : formatBytes(blob.bytes);
+    return fitProgressLine(width, label, [counters], [rate], (barWidth) =>
+      progressBar(barWidth, blob.bytes, blob.total),
+    );
   };
 
-  const redraw = (force: boolean) => {
-    const time = now();
-    if (!force && time - lastDraw < 100) return;
-    lastDraw = time;
+  const redraw = () => {
     let out = drawnLines > 0 ? `\x1b[${drawnLines}A\x1b[J` : '';
     for (const blob of blobs) out += `${render(blob)}\n`;
     drawnLines = blobs.length;
     if (out !== '') options.write(out);
   };
 
+  const stopTimer = () => {
+    if (timer) clearInterval(timer);
+    timer = undefined;
+  };
+  const startTimer = () => {
+    timer ??= setInterval(redraw, redrawIntervalMs);
+    timer.unref();
+  };
+
   /** Prints a message line below the bars, after which the bars are final and no longer redrawn. */
   const message = (text: string) => {
-    redraw(true);
+    stopTimer();
+    redraw();
     blobs = [];
+    byKey.clear();
     drawnLines = 0;
     options.write(`${text}\n`);
   };
 
   const blobFor = (event: { blob: { digest: string; size: number }; kind: 'layer' | 'config' }): BlobLine => {
     const key = blobKey(event);
-    let blob = blobs.find((candidate) => candidate.key === key);
+    let blob = byKey.get(key);
     if (!blob) {
       blob = {
         key,
@@ -211,18 +281,19 @@ function createTerminalReporter(options: ProgressWriterOptions): (event: CopyPro
         state: 'running',
       };
       blobs.push(blob);
+      byKey.set(key, blob);
     }
     return blob;
   };
 
-  return (event) => {
+  const report = (event: CopyProgressEvent) => {
     for (const text of list.flush(event)) message(text);
     switch (event.type) {
       case 'signatures-read':
         list.onSignaturesRead();
         return;
       case 'list-start':
-        list.onListStart(event);
+        for (const text of list.onListStart(event)) message(text);
         return;
       case 'image-start':
         for (const text of list.onImageStart(event)) message(text);
@@ -232,20 +303,22 @@ function createTerminalReporter(options: ProgressWriterOptions): (event: CopyPro
         return;
       case 'blob-start':
         blobFor(event);
-        redraw(true);
+        redraw();
+        startTimer();
         return;
       case 'blob-progress': {
-        const blob = blobFor(event);
+        const blob = byKey.get(blobKey(event)) ?? blobFor(event);
         blob.bytes = event.bytes;
         if (event.total >= 0) blob.total = event.total;
-        redraw(false);
         return;
       }
       case 'blob-done': {
         const blob = blobFor(event);
         blob.state = event.result;
         blob.bytes = event.bytes;
-        redraw(true);
+        blob.final = render(blob);
+        redraw();
+        if (blobs.every((each) => each.final !== undefined)) stopTimer();
         return;
       }
       case 'manifest-write':
@@ -255,4 +328,5 @@ function createTerminalReporter(options: ProgressWriterOptions): (event: CopyPro
         return;
     }
   };
+  return Object.assign(report, { close: stopTimer });
 }

@@ -18,6 +18,8 @@ export const ErrorCodes = {
   InvalidTransportPlugin: 'ERR_GANTRY_INVALID_TRANSPORT_PLUGIN',
   /** The image (or the manifest instance, or the tag) does not exist. Maps to exit code 2. */
   ImageNotFound: 'ERR_GANTRY_IMAGE_NOT_FOUND',
+  /** A repository the registry does not know (its tag list answered 404); not an image's absence. */
+  RepositoryNotFound: 'ERR_GANTRY_REPOSITORY_NOT_FOUND',
   /** A blob the manifest refers to does not exist in the source. */
   BlobNotFound: 'ERR_GANTRY_BLOB_NOT_FOUND',
   /** Bytes read do not hash to the digest they were expected to have. */

@@ -408,9 +408,15 @@ describe('token authentication (real registry, test token server)', () => {
           },
         }),
       );
-      await expect(
-        transport.parseReference(`//${registry.host}/tokens/identity:v1`).newImageSource(context),
-      ).rejects.toMatchObject({ code: ErrorCodes.Unauthorized });
+      const revoked = transport
+        .parseReference(`//${registry.host}/tokens/identity:v1`)
+        .newImageSource(context);
+      await expect(revoked).rejects.toMatchObject({
+        code: ErrorCodes.Unauthorized,
+        message: expect.stringContaining('the identity token was refused'),
+      });
+      // The token server's own words follow; Gantry's do not speak of a username/password.
+      await revoked.catch((error: Error) => expect(error.message).not.toContain('invalid username/password'));
     } finally {
       await transport.closeConnections();
     }
@@ -431,13 +437,27 @@ describe('token authentication (real registry, test token server)', () => {
     }
   });
 
-  it('uses a registry token as is (--registry-token)', async () => {
+  it('uses a registry token as is (--registry-token); a refused one is named, not called a password', async () => {
     const transport = createDockerTransport();
     try {
       const bogus = transport
         .parseReference(`//${registry.host}/tokens/app:v1`)
         .newImageSource(dockerContext({ tlsVerify: false, registryToken: 'not-a-jwt' }));
-      await expect(bogus).rejects.toMatchObject({ code: ErrorCodes.Unauthorized });
+      await expect(bogus).rejects.toMatchObject({
+        code: ErrorCodes.Unauthorized,
+        message: expect.stringContaining(
+          `reading manifest v1 in ${registry.host}/tokens/app: the registry token was refused: unauthorized`,
+        ),
+      });
+      await bogus.catch((error: Error) => expect(error.message).not.toMatch(/username|password/));
+      const listing = transport.listTags(
+        `//${registry.host}/tokens/app`,
+        dockerContext({ tlsVerify: false, registryToken: 'not-a-jwt' }),
+      );
+      await expect(listing).rejects.toMatchObject({
+        code: ErrorCodes.Unauthorized,
+        message: expect.stringContaining('the registry token was refused'),
+      });
     } finally {
       await transport.closeConnections();
     }

@@ -185,7 +185,11 @@ export async function fetchBearerToken(request: TokenRequest): Promise<BearerTok
   if (response.statusCode !== 200) {
     throw statusError(response.statusCode, responseBody, {
       what,
-      credentialsSent: credentials !== undefined,
+      credentialsSent: credentials?.identityToken
+        ? 'identity-token'
+        : credentials !== undefined
+          ? 'password'
+          : 'none',
       notFoundCode: ErrorCodes.Internal,
     });
   }

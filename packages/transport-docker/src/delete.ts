@@ -59,5 +59,10 @@ export async function deleteDockerImage(
     await response.body.dump();
     return;
   }
-  throw await responseError(response, { what, credentialsSent: client.hasCredentials });
+  // The manifest went away since it was resolved: the image is not there (any more).
+  throw await responseError(response, {
+    what,
+    credentialsSent: client.sentCredentials,
+    notFoundCode: ErrorCodes.ImageNotFound,
+  });
 }

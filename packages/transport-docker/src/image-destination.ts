@@ -217,7 +217,7 @@ export class DockerImageDestination implements ImageDestination {
       return length !== undefined && /^\d+$/.test(length) ? Number(length) : -1;
     }
     if (response.statusCode === 404) return undefined;
-    throw await responseError(response, { what, credentialsSent: this.client.hasCredentials });
+    throw await responseError(response, { what, credentialsSent: this.client.sentCredentials });
   }
 
   /** Cancels an upload session; failures are ignored (the registry purges stale uploads). */
@@ -563,7 +563,7 @@ export class DockerImageDestination implements ImageDestination {
       await patch.body.dump();
       return { accepted: true, location: nextLocation(patch, location) };
     }
-    const error = await responseError(patch, { what, credentialsSent: this.client.hasCredentials });
+    const error = await responseError(patch, { what, credentialsSent: this.client.sentCredentials });
     if (!isStreamedUploadRefusal(patch.statusCode)) throw error;
     // A piece requested before the answer may still be on its way: wait for it, so it is kept.
     await inFlight?.catch(() => undefined);
@@ -620,7 +620,10 @@ export class DockerImageDestination implements ImageDestination {
         return nextLocation(response, current);
       }
       if (response.statusCode !== 416 || recoveries >= maxRangeRecoveries) {
-        throw await responseError(response, { what: chunkWhat, credentialsSent: this.client.hasCredentials });
+        throw await responseError(response, {
+          what: chunkWhat,
+          credentialsSent: this.client.sentCredentials,
+        });
       }
       await response.body.dump();
       current = nextLocation(response, current);

@@ -109,7 +109,7 @@ async function requestBlob(
     throw await responseError(response, {
       what,
       notFoundCode: ErrorCodes.BlobNotFound,
-      credentialsSent: client.hasCredentials,
+      credentialsSent: client.sentCredentials,
     });
   }
 }

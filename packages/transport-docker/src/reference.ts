@@ -243,7 +243,8 @@ export async function firstReadableCandidate<T>(
   const codes = failures.map(({ error }) => (isGantryError(error) ? error.code : ErrorCodes.Internal));
   const code = codes.every((each) => each === codes[0])
     ? codes[0]!
-    : (codes.find((each) => each !== ErrorCodes.ImageNotFound) ?? ErrorCodes.Internal);
+    : (codes.find((each) => each !== ErrorCodes.ImageNotFound && each !== ErrorCodes.RepositoryNotFound) ??
+      ErrorCodes.Internal);
   const chosen = failures[codes.indexOf(code)]?.error;
   const how = resolution?.origin ? ` (unqualified-search registries of ${resolution.origin})` : '';
   const lines = failures.map(

@@ -115,7 +115,7 @@ export async function listReferrersWith(
       return listReferrersByTag(client, subject, options, signal, what);
     }
     if (response.statusCode !== 200) {
-      throw await responseError(response, { what, credentialsSent: client.hasCredentials });
+      throw await responseError(response, { what, credentialsSent: client.sentCredentials });
     }
     const body = await readLimitedBody(response.body, maxManifestBytes + 1);
     if (body.byteLength > maxManifestBytes)
@@ -155,7 +155,7 @@ async function listReferrersByTag(
   if (response.statusCode !== 200) {
     throw await responseError(response, {
       what: `${what} (tag ${tag})`,
-      credentialsSent: client.hasCredentials,
+      credentialsSent: client.sentCredentials,
     });
   }
   const body = await readLimitedBody(response.body, maxManifestBytes + 1);
@@ -208,7 +208,7 @@ async function readReferrersTagIndex(
     };
   }
   if (response.statusCode !== 200) {
-    throw await responseError(response, { what, credentialsSent: client.hasCredentials });
+    throw await responseError(response, { what, credentialsSent: client.sentCredentials });
   }
   const body = await readLimitedBody(response.body, maxManifestBytes + 1);
   if (body.byteLength > maxManifestBytes)

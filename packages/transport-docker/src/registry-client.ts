@@ -10,7 +10,7 @@ import {
 } from './authentication.js';
 import { loadTlsSettings, networkError, type TlsSettings } from './connections.js';
 import { type ResolvedDockerContextOptions, resolveDockerContextOptions } from './context.js';
-import { responseError } from './registry-errors.js';
+import { responseError, type SentCredentials } from './registry-errors.js';
 import type { DockerTransportState } from './transport-state.js';
 
 /** Docker Hub's API host: `docker.io` references are served by `registry-1.docker.io`. */
@@ -159,7 +159,14 @@ export class RegistryClient {
 
   /** Whether credentials (or a registry token) will be sent. */
   get hasCredentials(): boolean {
-    return this.credentials !== undefined || this.options.registryToken !== undefined;
+    return this.sentCredentials !== 'none';
+  }
+
+  /** What requests authenticate with (words a 401's message). */
+  get sentCredentials(): SentCredentials {
+    if (this.options.registryToken !== undefined) return 'registry-token';
+    if (this.credentials?.identityToken) return 'identity-token';
+    return this.credentials !== undefined ? 'password' : 'none';
   }
 
   /** The scope string of this client's repository: `repository:<name>:<actions>`. */
@@ -346,7 +353,7 @@ export class RegistryClient {
     if (!expected.includes(response.statusCode)) {
       throw await responseError(response, {
         what: request.what,
-        credentialsSent: this.hasCredentials,
+        credentialsSent: this.sentCredentials,
         ...(notFoundCode === undefined ? {} : { notFoundCode }),
       });
     }

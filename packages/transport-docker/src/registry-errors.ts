@@ -52,18 +52,36 @@ export function describeRegistryErrors(status: number, entries: RegistryErrorEnt
   return `${statusText}: ${text}`;
 }
 
+/**
+ * What a request authenticated with: a username and password (`--creds`, an auth file entry; for a
+ * token registry, sent to its token server), a bearer token given as is (`--registry-token`), an
+ * identity (refresh) token from an auth file, or nothing.
+ */
+export type SentCredentials = 'none' | 'password' | 'registry-token' | 'identity-token';
+
 export interface ResponseErrorOptions {
   /** What was being done, e.g. `reading manifest latest in 127.0.0.1:5000/app`. */
   what: string;
-  /** The code for 404 (default `ERR_GANTRY_IMAGE_NOT_FOUND`). */
+  /**
+   * The code for 404 (default `ERR_GANTRY_INTERNAL`). Only a read of the image itself (its manifest)
+   * passes `ERR_GANTRY_IMAGE_NOT_FOUND`: that code makes the CLI exit 2, which means "no such image".
+   */
   notFoundCode?: ErrorCode;
-  /** Whether credentials were sent (changes the 401 message). */
-  credentialsSent?: boolean;
+  /** What the request authenticated with (words the 401 message); default `none`. */
+  credentialsSent?: SentCredentials;
 }
+
+/** Why a 401 happened, in the words of what was sent. */
+const unauthorizedAdvice: Record<SentCredentials, string> = {
+  none: 'authentication required (no credentials found)',
+  password: 'invalid username/password',
+  'registry-token': 'the registry token was refused',
+  'identity-token': 'the identity token was refused',
+};
 
 /**
  * Converts an unexpected registry response into a Gantry error, consuming the body:
- * 401 and 403 → `ERR_GANTRY_UNAUTHORIZED`; 404 → `notFoundCode`; 405 → `ERR_GANTRY_NOT_SUPPORTED`;
+ * 401 and 403 → `ERR_GANTRY_UNAUTHORIZED` (worded after `credentialsSent`); 404 → `notFoundCode`; 405 → `ERR_GANTRY_NOT_SUPPORTED`;
  * 408, 429 and 5xx → `ERR_GANTRY_TRANSIENT` (retryable); a rejected manifest (`MANIFEST_INVALID`,
  * `MANIFEST_UNVERIFIED`, `TAG_INVALID`) → `ERR_GANTRY_UNSUPPORTED_MANIFEST_TYPE` so the copy may try
  * another format; a blob refused for its content (`DIGEST_INVALID`, `SIZE_INVALID`) →
@@ -83,15 +101,13 @@ export function statusError(status: number, body: Buffer, options: ResponseError
   const detail = describeRegistryErrors(status, entries, body);
   const codes = new Set(entries.map((entry) => entry.code));
   if (status === 401) {
-    const advice = options.credentialsSent
-      ? 'invalid username/password'
-      : 'authentication required (no credentials found)';
+    const advice = unauthorizedAdvice[options.credentialsSent ?? 'none'];
     return new GantryError(ErrorCodes.Unauthorized, `${options.what}: ${advice}: ${detail}`);
   }
   if (status === 403)
     return new GantryError(ErrorCodes.Unauthorized, `${options.what}: access denied: ${detail}`);
   if (status === 404)
-    return new GantryError(options.notFoundCode ?? ErrorCodes.ImageNotFound, `${options.what}: ${detail}`);
+    return new GantryError(options.notFoundCode ?? ErrorCodes.Internal, `${options.what}: ${detail}`);
   if (status === 405)
     return new GantryError(
       ErrorCodes.NotSupported,

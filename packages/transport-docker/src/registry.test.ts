@@ -312,7 +312,7 @@ describe('docker transport against a real registry (plain HTTP)', () => {
       tags.length,
     );
     await expect(transport.listTags(`//${registry.host}/gantry/none`, context)).rejects.toMatchObject({
-      code: ErrorCodes.ImageNotFound,
+      code: ErrorCodes.RepositoryNotFound,
     });
     expect(() => transport.listTags(`//${registry.host}/gantry/tags:a1`, context)).toThrow(
       /No tag or digest allowed/,
@@ -428,7 +428,7 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     await source.close();
     // No tag was created: Distribution 2.8 reports a repository without tags as unknown.
     await expect(transport.listTags(`//${registry.host}/gantry/tagless`, context)).rejects.toMatchObject({
-      code: ErrorCodes.ImageNotFound,
+      code: ErrorCodes.RepositoryNotFound,
     });
   });
 

@@ -298,7 +298,7 @@ describe('docker:// short names (real registries)', () => {
       'v1',
     ]);
     await expect(transport.listTags('//nothing/there', context)).rejects.toMatchObject({
-      code: ErrorCodes.ImageNotFound,
+      code: ErrorCodes.RepositoryNotFound,
       message: expect.stringContaining('short name resolved to 2 candidates'),
     });
   });

@@ -254,7 +254,7 @@ async function readLookasideSignature(
       return undefined;
     }
     if (response.statusCode !== 200) {
-      throw await responseError(response, { what, credentialsSent: false });
+      throw await responseError(response, { what, credentialsSent: 'none' });
     }
     let bytes: Buffer;
     try {

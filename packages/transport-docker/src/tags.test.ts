@@ -102,7 +102,7 @@ describe('pagination against a distribution-spec server (tags, referrers API)', 
     await expect(
       transport.listTags(`//${host}/team/none`, dockerContext({ tlsVerify: false })),
     ).rejects.toMatchObject({
-      code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
+      code: 'ERR_GANTRY_REPOSITORY_NOT_FOUND',
       message: expect.stringContaining('name unknown: repository name not known to registry'),
     });
     await transport.closeConnections();

@@ -25,7 +25,7 @@ export function nextPageLink(header: string | undefined): string | undefined {
 
 /**
  * GETs `first` and the pages its `Link: <…>; rel="next"` headers chain, collecting the string list
- * `field` of each JSON page. 404 → `ERR_GANTRY_IMAGE_NOT_FOUND`.
+ * `field` of each JSON page. 404 → `ERR_GANTRY_REPOSITORY_NOT_FOUND`.
  */
 async function collectPages(
   client: RegistryClient,
@@ -45,7 +45,7 @@ async function collectPages(
     const response = await client.requestExpecting(
       { method: 'GET', target, signal, what, ...(extraScopes ? { extraScopes } : {}) },
       [200],
-      ErrorCodes.ImageNotFound,
+      ErrorCodes.RepositoryNotFound,
     );
     const body = await readLimitedBody(response.body, maxPageBytes + 1);
     if (body.byteLength > maxPageBytes)
@@ -74,7 +74,8 @@ async function collectPages(
 
 /**
  * Lists every tag of a repository (`GET /v2/<name>/tags/list`), following `Link: <…>; rel="next"`
- * pages until the last. 404 (no such repository) → `ERR_GANTRY_IMAGE_NOT_FOUND`.
+ * pages until the last. 404 (no such repository) → `ERR_GANTRY_REPOSITORY_NOT_FOUND` (not an image's
+ * absence: `inspect` reading RepoTags must not exit 2 for it).
  */
 export async function listRepositoryTags(
   state: DockerTransportState,
@@ -97,7 +98,7 @@ export async function listRepositoryTags(
 /**
  * Lists every repository of a registry (`GET /v2/_catalog`, all pages; the token scope is
  * `registry:catalog:*`). `registry` is `host[:port]`. Registries that do not offer the catalog
- * answer 404 (`ERR_GANTRY_IMAGE_NOT_FOUND`) or 401/403 (`ERR_GANTRY_UNAUTHORIZED`).
+ * answer 404 (`ERR_GANTRY_REPOSITORY_NOT_FOUND`) or 401/403 (`ERR_GANTRY_UNAUTHORIZED`).
  */
 export async function listRegistryRepositories(
   state: DockerTransportState,

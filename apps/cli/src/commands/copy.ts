@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import {
   type CopyOptions,
   copyImage,
+  defaultBlobConcurrency,
   type ImageListSelection,
   type ImageReference,
   insecureAcceptAnythingPolicy,
@@ -11,11 +12,11 @@ import {
   type Policy,
 } from '@gantry/core';
 import { type FlagSpec, UsageError } from '../args.js';
-import type { CommandContext, CommandDefinition } from '../context.js';
+import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';
-import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { imageFlagSpecs, retryFlagSpecs, retryWarning, transportContextFrom } from '../image-flags.js';
 import { transportNamesOf } from '../plugins.js';
-import { createProgressReporter } from '../progress.js';
+import { createProgressReporter, type ProgressReporter } from '../progress.js';
 
 /** skopeo's `-f/--format` names. */
 const manifestFormats: Record<string, string> = {
@@ -120,26 +121,31 @@ async function run(context: CommandContext): Promise<void> {
   const compressionLevel = flags.get('dest-compress-level') as number | undefined;
   if (compressionLevel !== undefined) options.compressionLevel = compressionLevel;
 
+  let reporter: ProgressReporter | undefined;
   if (flags.get('quiet') !== true) {
     const columns = io.columns ?? (Number(io.env.COLUMNS) || 80);
-    options.onProgress = createProgressReporter({
+    reporter = createProgressReporter({
       write: (text) => io.stderr.write(text),
       isTTY: io.isTTY,
       columns,
     });
+    options.onProgress = reporter;
   }
-  const debugProgress = options.onProgress;
-  if (context.logger.debugEnabled) {
-    options.onProgress = (event) => {
-      if (event.type === 'retry')
-        context.logger.debug(`retry ${event.attempt} in ${event.delayMs} ms: ${event.error.message}`);
-      else if (event.type === 'copy-start')
-        context.logger.debug(`Copying ${event.source} to ${event.destination}`);
-      debugProgress?.(event);
-    };
-  }
+  const progress = options.onProgress;
+  options.onProgress = (event) => {
+    if (event.type === 'retry')
+      context.logger.warn(retryWarning(event.attempt, retryTimes ?? 0, event.error, event.delayMs));
+    else if (event.type === 'copy-start')
+      context.logger.debug(`Copying ${event.source} to ${event.destination}`);
+    progress?.(event);
+  };
 
-  const result = await copyImage(source, destination, options);
+  let result: Awaited<ReturnType<typeof copyImage>>;
+  try {
+    result = await copyImage(source, destination, options);
+  } finally {
+    reporter?.close();
+  }
   const digestFile = flags.get('digestfile') as string | undefined;
   if (digestFile) {
     try {
@@ -215,8 +221,7 @@ const copyFlags: FlagSpec[] = [
   {
     name: 'image-parallel-copies',
     kind: 'uint',
-    description:
-      'Maximum number of image layers to be copied (pulled/pushed) simultaneously. Not setting this field will fall back to containers/image defaults.',
+    description: `Maximum number of image layers to be copied (pulled/pushed) simultaneously (default ${defaultBlobConcurrency})`,
   },
   {
     name: 'authfile',
@@ -297,7 +302,7 @@ export const copyCommand: CommandDefinition = {
   name: 'copy',
   use: 'copy [command options] SOURCE-IMAGE DESTINATION-IMAGE',
   short: 'Copy an IMAGE-NAME from one location to another',
-  long: 'Container "IMAGE-NAME" uses a "transport":"details" format.\n\nSupported transports:\n{transports}\n\nSee skopeo(1) section "IMAGE NAMES" for the expected format\n',
+  long: `Container "IMAGE-NAME" uses a "transport":"details" format.\n\nSupported transports:\n{transports}\n\n${imageNamesHelp}\n`,
   examples: 'gantry copy oci:/path/to/layout:tag dir:/path/to/directory',
   flags: copyFlags,
   run,

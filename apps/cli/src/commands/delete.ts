@@ -1,7 +1,8 @@
+import { withRetry } from '@gantry/core';
 import { UsageError } from '../args.js';
-import type { CommandContext, CommandDefinition } from '../context.js';
-import { withRetries, wrapError } from '../errors.js';
-import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
+import { wrapError } from '../errors.js';
+import { imageFlagSpecs, retryFlagSpecs, retrySettingsFrom, transportContextFrom } from '../image-flags.js';
 import { transportNamesOf } from '../plugins.js';
 
 async function run(context: CommandContext): Promise<void> {
@@ -16,16 +17,7 @@ async function run(context: CommandContext): Promise<void> {
   } catch (error) {
     throw wrapError(`Invalid source name ${imageName}`, error);
   }
-  const retryTimes = (flags.get('retry-times') as number | undefined) ?? 0;
-  await withRetries(() => reference.deleteImage(transportContext), {
-    retryTimes,
-    retryDelayMs: flags.get('retry-delay') as number | undefined,
-    signal,
-    onRetry: (attempt, error, delayMs) =>
-      context.logger.warn(
-        `Failed, retrying in ${(delayMs / 1000).toFixed(0)}s (${attempt}/${retryTimes}): ${(error as Error).message}`,
-      ),
-  });
+  await withRetry(() => reference.deleteImage(transportContext), retrySettingsFrom(context));
 }
 
 /** `gantry delete IMAGE`: skopeo delete, for every transport that can delete (oci:, dir:, …). */
@@ -33,9 +25,9 @@ export const deleteCommand: CommandDefinition = {
   name: 'delete',
   use: 'delete [command options] IMAGE-NAME',
   short: 'Delete image IMAGE-NAME',
-  long: `Delete an "IMAGE_NAME" from a transport
+  long: `Delete an "IMAGE-NAME" from a transport
 
-See skopeo(1) section "IMAGE NAMES" for the expected format`,
+${imageNamesHelp}`,
   examples: 'gantry delete oci:/srv/layout:old-tag',
   flags: [...imageFlagSpecs(''), ...retryFlagSpecs],
   run,

@@ -15,13 +15,15 @@ import {
   normalizeManifestMediaType,
   parseManifest,
   parseManifestList,
+  type RetrySettings,
   type TransportContext,
+  withRetry,
 } from '@gantry/core';
 import { UsageError } from '../args.js';
-import type { CommandContext, CommandDefinition } from '../context.js';
-import { withRetries, wrapError } from '../errors.js';
+import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
+import { wrapError } from '../errors.js';
 import { renderFormatted } from '../format.js';
-import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { imageFlagSpecs, retryFlagSpecs, retrySettingsFrom, transportContextFrom } from '../image-flags.js';
 import { transportNamesOf } from '../plugins.js';
 import { configTemplateData, inspectTemplateData } from '../template-data.js';
 
@@ -68,12 +70,12 @@ async function repositoryTags(
   context: CommandContext,
   reference: ImageReference,
   transportContext: TransportContext,
-  retry: Parameters<typeof withRetries>[1],
+  retry: RetrySettings,
 ): Promise<string[]> {
   const transport = reference.transport;
   if (transport.name !== 'docker' || typeof transport.listTags !== 'function') return [];
   try {
-    return await withRetries(() => transport.listTags!(reference, transportContext), retry);
+    return await withRetry(() => transport.listTags!(reference, transportContext), retry);
   } catch (error) {
     if (hasErrorCode(error, ErrorCodes.Unauthorized)) {
       context.logger.warn('Registry disallows tag list retrieval; skipping');
@@ -91,15 +93,7 @@ async function run(context: CommandContext): Promise<void> {
   const format = (flags.get('format') as string | undefined) ?? '';
   if (raw && format !== '') throw new UsageError('raw output does not support format option');
   const imageName = positionals[0]!;
-  const retry = {
-    retryTimes: (flags.get('retry-times') as number | undefined) ?? 0,
-    retryDelayMs: flags.get('retry-delay') as number | undefined,
-    signal,
-    onRetry: (attempt: number, error: unknown, delayMs: number) =>
-      context.logger.warn(
-        `Failed, retrying in ${(delayMs / 1000).toFixed(0)}s (${attempt}/${flags.get('retry-times')}): ${(error as Error).message}`,
-      ),
-  };
+  const retry = retrySettingsFrom(context);
   const transportContext = transportContextFrom(context.global, flags, '', signal);
   const registry = await context.transports(transportNamesOf([imageName]));
 
@@ -107,14 +101,14 @@ async function run(context: CommandContext): Promise<void> {
   try {
     const reference = registry.parseImageReference(imageName);
     context.logger.debug(`Opening image ${imageName}`);
-    source = await withRetries(() => reference.newImageSource(transportContext), retry);
+    source = await withRetry(() => reference.newImageSource(transportContext), retry);
   } catch (error) {
     throw wrapError(`Error parsing image name "${imageName}"`, error);
   }
   try {
     let topLevel: Awaited<ReturnType<ImageSource['getManifest']>>;
     try {
-      topLevel = await withRetries(() => source.getManifest(undefined, { signal }), retry);
+      topLevel = await withRetry(() => source.getManifest(undefined, { signal }), retry);
     } catch (error) {
       throw wrapError('Error retrieving manifest for image', error);
     }
@@ -129,7 +123,7 @@ async function run(context: CommandContext): Promise<void> {
         const list = parseManifestList(topLevel.bytes, mediaType);
         const chosen = choosePlatformInstance(list, transportContext.platform);
         context.logger.debug(`Choosing image ${chosen} from the manifest list`);
-        const instance = await withRetries(() => source.getManifest(chosen, { signal }), retry);
+        const instance = await withRetry(() => source.getManifest(chosen, { signal }), retry);
         if (!manifestMatchesDigest(instance.bytes, chosen)) {
           throw new GantryError(ErrorCodes.DigestMismatch, `manifest ${chosen} does not match its digest`);
         }
@@ -146,7 +140,7 @@ async function run(context: CommandContext): Promise<void> {
     let configBytes: Uint8Array | undefined;
     if (manifest.config) {
       try {
-        configBytes = await withRetries(() => readConfig(source, manifest, signal), retry);
+        configBytes = await withRetry(() => readConfig(source, manifest, signal), retry);
       } catch (error) {
         throw wrapError(
           config ? 'Error reading configuration blob' : 'Error reading OCI-formatted configuration data',
@@ -190,7 +184,7 @@ export const inspectCommand: CommandDefinition = {
   name: 'inspect',
   use: 'inspect [command options] IMAGE-NAME',
   short: 'Inspect image IMAGE-NAME',
-  long: 'Return low-level information about "IMAGE-NAME" in a registry/transport\nSupported transports:\n{transports}\n\nSee skopeo(1) section "IMAGE NAMES" for the expected format\n',
+  long: `Return low-level information about "IMAGE-NAME" in a registry/transport\nSupported transports:\n{transports}\n\n${imageNamesHelp}\n`,
   examples:
     'gantry inspect oci:/path/to/layout:tag\ngantry inspect --config dir:/path/to/image\ngantry inspect --format "Name: {{.Name}} Digest: {{.Digest}}" oci:/path/to/layout',
   flags: [

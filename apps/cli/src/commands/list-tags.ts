@@ -7,11 +7,12 @@ import {
   isNameOnly,
   parseNormalizedNamed,
   splitTransportReference,
+  withRetry,
 } from '@gantry/core';
 import { UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
-import { withRetries, wrapError } from '../errors.js';
-import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { wrapError } from '../errors.js';
+import { imageFlagSpecs, retryFlagSpecs, retrySettingsFrom, transportContextFrom } from '../image-flags.js';
 import { transportNamesOf } from '../plugins.js';
 
 /** The image flags skopeo's list-tags has (no shared blob directory, no daemon host). */
@@ -77,18 +78,9 @@ async function run(context: CommandContext): Promise<void> {
       ? await lister.listTagsWithRepository(reference, transportContext)
       : { tags: await lister.listTags!(reference, transportContext) };
   const transportContext = transportContextFrom(context.global, flags, '', signal);
-  const retryTimes = (flags.get('retry-times') as number | undefined) ?? 0;
   let listed: { repository?: string; tags: string[] };
   try {
-    listed = await withRetries(listTags, {
-      retryTimes,
-      retryDelayMs: undefined,
-      signal,
-      onRetry: (attempt, error, delayMs) =>
-        context.logger.warn(
-          `Failed, retrying in ${(delayMs / 1000).toFixed(0)}s (${attempt}/${retryTimes}): ${(error as Error).message}`,
-        ),
-    });
+    listed = await withRetry(listTags, retrySettingsFrom(context));
   } catch (error) {
     // skopeo exits 1 (not 2) when the repository does not exist: no "image not found" code here.
     if (hasErrorCode(error, ErrorCodes.ImageNotFound)) {
@@ -117,7 +109,8 @@ export const listTagsCommand: CommandDefinition = {
 Supported transports:
 {transports}
 
-See skopeo-list-tags(1) section "REPOSITORY NAMES" for the expected format
+A repository is named without a tag or digest: docker://[registry/]repository (a short name is resolved
+through registries.conf), or docker-archive:path for the tags of an archive's images
 `,
   examples: 'gantry list-tags docker://registry.example.com/repository',
   flags: [

@@ -28,6 +28,7 @@ import {
 import { type FlagSpec, goQuote, UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
 import { wrapError } from '../errors.js';
+import { createStdinReader, EndOfInputError, type StdinReader } from '../terminal-input.js';
 
 /** The docker transport's login check (`DockerTransport.checkLogin`). */
 interface LoginCapableTransport extends Transport {
@@ -83,36 +84,33 @@ async function authFileOptions(context: CommandContext): Promise<AuthFileSearchO
 }
 
 /**
- * Reads answers from stdin one line at a time, printing the prompt on stdout first (as
- * containers/common). The password is read as a line too: gantry does not turn terminal echo off,
- * so use `--password-stdin` or `-p` in scripts.
+ * The login prompts, as containers/common's: the prompt goes to stdout, the username is a line of stdin,
+ * the password is read without echo when stdin is a terminal (a line otherwise).
  */
-function createPrompter(context: CommandContext): (prompt: string, what: string) => Promise<string> {
-  let lines: AsyncIterator<string> | undefined;
+function createPrompter(
+  context: CommandContext,
+  reader: () => StdinReader | undefined,
+): (prompt: string, what: 'username' | 'password') => Promise<string> {
   return async (prompt, what) => {
-    const stdin = context.io.stdin;
-    if (!stdin)
+    const input = reader();
+    if (!input)
       throw new UsageError(`getting username and password: cannot prompt for ${what} without stdin`);
-    // node:readline is loaded only when a prompt is needed.
-    lines ??= process
-      .getBuiltinModule('node:readline')
-      .createInterface({ input: stdin, terminal: false })
-      [Symbol.asyncIterator]();
-    context.print(prompt);
-    const next = await lines.next();
-    if (next.done) throw new UsageError(`getting username and password: reading ${what}: EOF`);
-    return next.value;
+    try {
+      if (what === 'password') return await input.readSecret(() => context.print(prompt));
+      context.print(prompt);
+      return await input.readLine();
+    } catch (error) {
+      if (error instanceof EndOfInputError)
+        throw new UsageError(`getting username and password: reading ${what}: EOF`);
+      throw error;
+    }
   };
 }
 
 /** `--password-stdin`: every line of stdin, joined without their line ends (Go's bufio.Scanner). */
-async function readPasswordFromStdin(context: CommandContext): Promise<string> {
-  const stdin = context.io.stdin;
-  if (!stdin) throw new UsageError('--password-stdin: no standard input');
-  const chunks: Buffer[] = [];
-  for await (const chunk of stdin) chunks.push(Buffer.from(chunk as string | Uint8Array));
-  return Buffer.concat(chunks)
-    .toString('utf8')
+async function readPasswordFromStdin(input: StdinReader | undefined): Promise<string> {
+  if (!input) throw new UsageError('--password-stdin: no standard input');
+  return (await input.readAll())
     .split('\n')
     .map((line) => line.replace(/\r$/, ''))
     .join('');
@@ -151,6 +149,19 @@ function loginContext(
 }
 
 async function runLogin(context: CommandContext): Promise<void> {
+  let input: StdinReader | undefined;
+  const reader = () => {
+    if (!input && context.io.stdin) input = createStdinReader(context.io.stdin, context.signal);
+    return input;
+  };
+  try {
+    await login(context, reader);
+  } finally {
+    input?.close();
+  }
+}
+
+async function login(context: CommandContext, reader: () => StdinReader | undefined): Promise<void> {
   const { flags, positionals } = context;
   if (positionals.length > 1) throw new UsageError('login accepts only one registry to login to');
   if (positionals.length === 0) throw new UsageError('please provide a registry to login to');
@@ -176,10 +187,10 @@ async function runLogin(context: CommandContext): Promise<void> {
     if (password !== undefined) throw new UsageError("Can't specify both --password-stdin and --password");
     if (username === undefined || username === '')
       throw new UsageError('Must provide --username with --password-stdin');
-    password = await readPasswordFromStdin(context);
+    password = await readPasswordFromStdin(reader());
   }
   const transport = await dockerTransportFor(context);
-  const prompt = createPrompter(context);
+  const prompt = createPrompter(context, reader);
 
   if ((username === undefined || username === '') && (password === undefined || password === '')) {
     if (existing && existing.username !== '' && existing.password !== '') {

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { runCli } from '../cli.js';
 import type { CliIo } from '../context.js';
 
@@ -36,4 +36,20 @@ export function requireTool(name: string): string {
 export function runSkopeo(args: string[]): CliRun {
   const result = spawnSync(requireTool('skopeo'), args, { maxBuffer: 64 * 1024 * 1024 });
   return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr.toString() };
+}
+
+/**
+ * Runs the real skopeo without blocking the event loop: for tests whose servers (a fault proxy) run in
+ * this process and must answer skopeo while it runs.
+ */
+export function runSkopeoConcurrently(args: string[]): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(requireTool('skopeo'), args);
+    const stdout: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(stdout), stderr }));
+  });
 }

@@ -963,6 +963,24 @@ describe('copyImage: abort, retries, concurrency', () => {
     expect(test.destination.failedPuts).toBe(2);
   });
 
+  it('retries opening the source, the first request (a registry ping), like every other request', async () => {
+    let failures = 2;
+    const test = await harness(fixturePresets.ociMinimal, {
+      wrapSource: (source) => {
+        if (failures-- > 0) throw networkError('ECONNREFUSED');
+        return source;
+      },
+    });
+    const result = await test.copy({ retryTimes: 2, retryDelayMs: 1 });
+    expect(result.manifestDigest).toBe(test.image.topLevel.digest);
+    expect(test.events.filter((event) => event.type === 'retry')).toMatchObject([
+      { attempt: 1, delayMs: 1 },
+      { attempt: 2, delayMs: 1 },
+    ]);
+    failures = 1;
+    await expect(test.copy()).rejects.toThrow('ECONNREFUSED');
+  });
+
   it('gives up after retryTimes', async () => {
     const test = await harness(fixturePresets.ociMinimal, {
       wrapSource: (source) => ({

@@ -105,7 +105,12 @@ export async function copyImage(
     emit({ type: 'copy-start', source: imageName(source), destination: imageName(destination) });
     const policy = options.policy ?? (await loadDefaultPolicy());
     throwIfAborted(signal);
-    imageSource = await source.newImageSource(contextWithSignal(options.sourceContext, signal));
+    // Opening an image is its first request (a registry's ping): retried like every other one.
+    const retry = retrySettingsOf(options, emit);
+    imageSource = await withRetry(
+      () => source.newImageSource(contextWithSignal(options.sourceContext, signal)),
+      retry,
+    );
     if (options.copyReferrers && !imageSource.listReferrers) {
       throw new GantryError(
         ErrorCodes.NotSupported,
@@ -113,8 +118,9 @@ export async function copyImage(
       );
     }
     throwIfAborted(signal);
-    imageDestination = await destination.newImageDestination(
-      contextWithSignal(options.destinationContext, signal),
+    imageDestination = await withRetry(
+      () => destination.newImageDestination(contextWithSignal(options.destinationContext, signal)),
+      retry,
     );
     const copier = new ImageCopier(source, destination, imageSource, imageDestination, policy, options, emit);
     const result = await copier.copyTopLevel();
@@ -145,6 +151,16 @@ export async function copyImage(
       throw (closeFailure as PromiseRejectedResult).reason;
     }
   }
+}
+
+/** The copy's retry policy (`retryTimes`, `retryDelayMs`), reporting each retry as a progress event. */
+function retrySettingsOf(options: CopyOptions, emit: (event: CopyProgressEvent) => void): RetrySettings {
+  return {
+    retryTimes: Math.max(0, options.retryTimes ?? 0),
+    retryDelayMs: options.retryDelayMs,
+    signal: options.signal,
+    onRetry: (attempt, error, delayMs) => emit({ type: 'retry', attempt, error, delayMs }),
+  };
 }
 
 /** The MIME type of a stored manifest: the stored one, or guessed from the bytes when missing or generic. */
@@ -210,12 +226,7 @@ class ImageCopier {
     private readonly emit: (event: CopyProgressEvent) => void,
   ) {
     this.signal = options.signal;
-    this.retry = {
-      retryTimes: Math.max(0, options.retryTimes ?? 0),
-      retryDelayMs: options.retryDelayMs,
-      signal: options.signal,
-      onRetry: (attempt, error, delayMs) => emit({ type: 'retry', attempt, error, delayMs }),
-    };
+    this.retry = retrySettingsOf(options, emit);
   }
 
   private retried<T>(operation: () => Promise<T>): Promise<T> {

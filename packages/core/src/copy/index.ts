@@ -13,7 +13,7 @@ export {
   parallelGzipStage,
 } from './parallel-gzip.js';
 export { maximumReferrerCount, maximumReferrerDepth, referrerDescriptorOf } from './referrers.js';
-export { isRetryableError, retryDelay } from './retry.js';
+export { isRetryableError, type RetrySettings, retryDelay, withRetry } from './retry.js';
 export type {
   CopiedBlobKind,
   CopyOptions,

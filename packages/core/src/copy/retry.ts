@@ -1,18 +1,32 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { abortError, ErrorCodes, hasErrorCode, isGantryError } from '../errors.js';
 
-/** Node.js error codes of network failures that may succeed when tried again. */
+/**
+ * Node.js error codes of failures that may succeed when tried again: containers/common's retryable
+ * errnos (a registry not listening yet, an unreachable network, a reset connection, …), EPIPE, and a
+ * name lookup that failed for now (EAI_AGAIN; Go's resolver errors are net.Errors, retried too).
+ */
 const retryableNodeErrorCodes: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'EINTR',
+  'EAGAIN',
+  'EBUSY',
+  'ENETDOWN',
+  'ENETUNREACH',
+  'ENETRESET',
+  'ECONNABORTED',
   'ECONNRESET',
   'ETIMEDOUT',
+  'EHOSTDOWN',
+  'EHOSTUNREACH',
   'EPIPE',
-  'ECONNREFUSED',
+  'EAI_AGAIN',
 ]);
 
 /**
  * Whether an operation that failed with `error` may succeed when tried again: a `GantryError` marked
- * `retryable`, or a Node.js network error (ECONNRESET, ETIMEDOUT, EPIPE, ECONNREFUSED), also when found in
- * the `cause` chain. Digest or size mismatches and aborts are never retryable, wherever they appear.
+ * `retryable`, or a Node.js network error (ECONNREFUSED, ECONNRESET, ETIMEDOUT, EHOSTUNREACH, …), also
+ * when found in the `cause` chain. Digest or size mismatches and aborts are never retryable, wherever they appear.
  */
 export function isRetryableError(error: unknown): boolean {
   let retryable = false;
@@ -43,17 +57,13 @@ export interface RetrySettings {
   onRetry?: (attempt: number, error: Error, delayMs: number) => void;
 }
 
-/** Longest backoff delay, like c/image's retry package caps its delays. */
-const maximumBackoffMs = 60_000;
-
 /**
- * The delay before retry number `attempt` (1-based): `fixedDelayMs` when given, otherwise
- * 2^attempt seconds (capped at a minute) scaled by a random factor in [0.5, 1) (jitter).
+ * The delay before retry number `attempt` (1-based), as skopeo's (containers/common retry):
+ * `fixedDelayMs` when given, otherwise 2^(attempt-1) seconds (1 s, 2 s, 4 s, …).
  */
-export function retryDelay(attempt: number, fixedDelayMs: number | undefined, random = Math.random): number {
+export function retryDelay(attempt: number, fixedDelayMs: number | undefined): number {
   if (fixedDelayMs !== undefined) return Math.max(0, fixedDelayMs);
-  const base = Math.min(maximumBackoffMs, 1000 * 2 ** attempt);
-  return Math.round(base * (0.5 + random() / 2));
+  return 1000 * 2 ** (attempt - 1);
 }
 
 /**

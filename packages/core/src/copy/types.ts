@@ -44,9 +44,9 @@ export interface CopyOptions {
   copyReferrers?: boolean;
   /** Do not copy signatures (`--remove-signatures`). */
   removeSignatures?: boolean;
-  /** How many times a failed retryable operation is tried again; default 0. */
+  /** How many times a failed retryable operation (opening the source or destination included) is tried again; default 0. */
   retryTimes?: number;
-  /** Delay between retries; undefined = exponential backoff with jitter. */
+  /** Delay between retries; undefined = 1 s, 2 s, 4 s, … as skopeo. */
   retryDelayMs?: number;
   /** How many blobs are copied at once (`--image-parallel-copies`); default 6. */
   blobConcurrency?: number;

@@ -25,6 +25,8 @@ export interface StatusFault {
   headers?: Record<string, string>;
   /** How many matching requests get the error. */
   times: number;
+  /** The answer's body; default a Distribution error body with code `UNAVAILABLE`. */
+  body?: string;
   /**
    * Answer as soon as the request's headers arrived, before reading its body (the rest of the body
    * is then read and discarded), as a registry refusing a request for its headers does. Default:
@@ -127,7 +129,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           ...statusFault.headers,
         });
         outgoing.end(
-          JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected by the test proxy' }] }),
+          statusFault.body ??
+            JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected by the test proxy' }] }),
         );
       };
       if (statusFault.immediate) answer();
