@@ -19,12 +19,12 @@
  *    (a registry's cross-repository mount) or find it (a layout) instead of uploading it again. An image
  *    starts only after every image it waits for has started, so waiting never blocks the copies.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { copyImage, imageName } from '../copy/copy.js';
 import type { CopyOptions } from '../copy/types.js';
 import type { Digest } from '../digest.js';
 import { ErrorCodes, GantryError, isGantryError } from '../errors.js';
-import { errorCode } from '../file-system.js';
 import {
   choosePlatformInstance,
   isManifestListMediaType,
@@ -49,6 +49,12 @@ import { shardOf, validateShard } from './shard.js';
 import { destinationReferenceFor, findSourceImages, readSyncConfigFile, type SourceImage } from './sources.js';
 import type { SyncImage, SyncOptions, SyncProgressEvent, SyncReportEntry, SyncResult } from './types.js';
 
+/** The code of a system error (`ENOENT`…); works across realms, unlike `instanceof Error`. */
+function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
 /** Images copied at once when `imageConcurrency` is not given. */
 export const defaultSyncImageConcurrency = 4;
 
@@ -57,7 +63,13 @@ const ociRefNameAnnotation = 'org.opencontainers.image.ref.name';
 interface PlannedImage {
   image: SyncImage;
   sourceReference: ImageReference;
-  destinationReference: ImageReference;
+  /**
+   * The destination; for `dir`, parsed only when the copy starts (the `dir` transport wants the
+   * parent directory to exist, which the copy creates and a dry run must not).
+   */
+  destinationReference: ImageReference | undefined;
+  /** The destination's path (`dir`), `host/repository:tag` (docker) or the image name in the layout (oci). */
+  destinationLocation: string;
   sourceContext: TransportContext;
   /** Registries this image's copy talks to (per-registry limit). */
   registries: string[];
@@ -204,9 +216,12 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
   // 3. Plan.
   const planned: PlannedImage[] = selected.map(({ source, destination }, index) => {
     const sourceReference = transports.parseImageReference(source.reference);
-    const destinationReference = transports.parseImageReference(destination.reference);
+    const destinationReference =
+      options.destinationKind === 'dir' ? undefined : transports.parseImageReference(destination.reference);
+    const destinationLocation =
+      options.destinationKind === 'dir' ? path.resolve(destination.location) : destination.location;
     const destinationRegistry =
-      options.destinationKind === 'docker' ? destinationReference.dockerReference()?.domain : undefined;
+      options.destinationKind === 'docker' ? destinationReference?.dockerReference()?.domain : undefined;
     const registries = [source.registry, destinationRegistry].filter(
       (registry): registry is string => registry !== undefined,
     );
@@ -219,13 +234,14 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
     const image: SyncImage = {
       index,
       source: imageName(sourceReference),
-      destination: imageName(destinationReference),
+      destination: destinationReference ? imageName(destinationReference) : `dir:${destinationLocation}`,
       size: 0,
     };
     return {
       image,
       sourceReference,
       destinationReference,
+      destinationLocation,
       sourceContext: source.context,
       registries: [...new Set(registries)],
       blobStore,
@@ -307,7 +323,7 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
   if (options.dryRun || (planFailures > 0 && !options.keepGoing)) {
     if (options.dryRun) for (const plan of toCopy) plan.entry.result = 'would-copy';
     await closeOpenedSources();
-    for (const plan of planned) if (plan.action !== 'copy') emit({ type: 'image-done', image: plan.image, entry: plan.entry });
+    for (const plan of planned) emit({ type: 'image-done', image: plan.image, entry: plan.entry });
     return finish();
   }
   for (const plan of planned) if (plan.action !== 'copy') emit({ type: 'image-done', image: plan.image, entry: plan.entry });
@@ -326,6 +342,11 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
         let bytes = 0;
         const inFlight = new Map<string, number>();
         try {
+          if (plan.destinationReference === undefined) {
+            // As skopeo: the directories above the image are created first.
+            await mkdir(path.dirname(plan.destinationLocation), { recursive: true });
+            plan.destinationReference = transports.parseImageReference(`dir:${plan.destinationLocation}`);
+          }
           const result = await copyImage(
             wrapSourceReference(plan.sourceReference, () => {
               const opened = plan.openedSource;
@@ -433,10 +454,10 @@ async function planImage(plan: PlannedImage, settings: PlanSettings): Promise<vo
     plan.openedSource = undefined;
     return;
   }
-  if (settings.destinationKind === 'dir' && present !== null) {
+  if (settings.destinationKind === 'dir' && present !== undefined) {
     throw new GantryError(
       ErrorCodes.Usage,
-      `Refusing to overwrite destination directory "${plan.destinationReference.stringWithinTransport()}"`,
+      `Refusing to overwrite destination directory "${plan.destinationLocation}"`,
     );
   }
   plan.entry.digest = expected ?? topDigest;
@@ -447,12 +468,11 @@ async function planImage(plan: PlannedImage, settings: PlanSettings): Promise<vo
  * `dir` path that exists without a readable image), without downloading what it need not.
  */
 async function destinationDigest(plan: PlannedImage, settings: PlanSettings): Promise<Digest | undefined | null> {
-  const reference = plan.destinationReference;
   switch (settings.destinationKind) {
     case 'oci':
-      return settings.layoutIndex?.get(reference.stringWithinTransport().slice(reference.stringWithinTransport().indexOf(':') + 1));
+      return settings.layoutIndex?.get(plan.destinationLocation);
     case 'dir': {
-      const directory = reference.stringWithinTransport();
+      const directory = plan.destinationLocation;
       let bytes: Buffer;
       try {
         bytes = await readFile(`${directory}/manifest.json`);
@@ -474,6 +494,7 @@ async function destinationDigest(plan: PlannedImage, settings: PlanSettings): Pr
       }
     }
     case 'docker': {
+      const reference = plan.destinationReference!;
       const transport = reference.transport;
       if (transport.manifestDigest) return transport.manifestDigest(reference, settings.destinationContext);
       let destinationSource: ImageSource;
