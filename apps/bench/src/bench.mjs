@@ -239,6 +239,8 @@ function dockerArchiveOf(layoutName) {
 }
 
 const quarterMiB = Math.max(1, largeLayerMiB >> 2);
+/** Tags in the sync rows' source repository. */
+const syncTagCount = 50;
 const localScenarios = [
   {
     name: 'oci-to-dir-large',
@@ -384,6 +386,18 @@ const registryScenarios = [
     memoryCheck: true,
   },
   {
+    name: 'sync-registry-50-tags',
+    description: `sync registry → registry, a repository of ${syncTagCount} tags (shared 4 MiB base + 1 MiB each)`,
+    // A new, empty destination registry each run: neither tool can mount from an earlier run's copy.
+    freshRegistry: true,
+    sync: ({ sourceRegistry, registry }) => [`${sourceRegistry}/bench/sync`, `${registry}/mirror`],
+  },
+  {
+    name: 'sync-registry-50-tags-noop',
+    description: `sync re-run, all ${syncTagCount} images already in the destination`,
+    sync: ({ sourceRegistry }) => [`${sourceRegistry}/bench/sync`, `${sourceRegistry}/sync-noop`],
+  },
+  {
     name: 'oci-to-registry-quarter',
     description: `oci → registry push to a new repo, one ${quarterMiB} MiB layer (memory vs size)`,
     freshRegistry: true,
@@ -402,6 +416,37 @@ const scenarios = [
 ];
 
 for (const scenario of scenarios) scenario.prepare?.();
+
+/** The sync rows' source: `bench/sync`, 50 tags of a shared base layer and one layer of their own. */
+async function pushSyncRepository(host) {
+  for (let index = 0; index < syncTagCount; index += 1) {
+    const layout = await makeLayout(`sync-tag-${index}`, {
+      format: 'oci',
+      layers: [randomFileLayer(4, 'sync-base'), randomFileLayer(1, `sync-${index}`)],
+    });
+    execFileSync('skopeo', [
+      ...policy,
+      'copy',
+      '-q',
+      '--dest-tls-verify=false',
+      `oci:${layout}:bench`,
+      `docker://${host}/bench/sync:1.${index}.0`,
+    ]);
+  }
+  // The no-op row's destination, synced once before any measurement.
+  execFileSync('skopeo', [
+    ...policy,
+    'sync',
+    '--src',
+    'docker',
+    '--dest',
+    'docker',
+    '--src-tls-verify=false',
+    '--dest-tls-verify=false',
+    `${host}/bench/sync`,
+    `${host}/sync-noop`,
+  ]);
+}
 
 let registry;
 /**
@@ -426,6 +471,10 @@ if (scenarios.some((scenario) => scenario.registry)) {
       `docker://${registry.host}/bench/${name}:v1`,
     ]);
   }
+  if (scenarios.some((scenario) => scenario.sync)) {
+    console.error(`Pushing the ${syncTagCount} tags of bench/sync with skopeo…`);
+    await pushSyncRepository(registry.host);
+  }
   if (gantryRegistryMode === 'cli') {
     const probe = spawnSync(
       process.execPath,
@@ -447,6 +496,23 @@ if (scenarios.some((scenario) => scenario.registry)) {
 function commandFor(tool, scenario, parameters) {
   if (!scenario.registry)
     return { command: tool.command, args: [...tool.prefix, ...scenario.args(parameters)] };
+  if (scenario.sync) {
+    // Sync rows always run the CLI: the same command line for both tools.
+    const [source, destination] = scenario.sync(parameters);
+    const args = [
+      ...policy,
+      'sync',
+      '--src',
+      'docker',
+      '--dest',
+      'docker',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      source,
+      destination,
+    ];
+    return { command: tool.command, args: [...tool.prefix, ...args] };
+  }
   const [source, destination] = scenario.copy(parameters);
   if (tool.name === 'gantry' && gantryRegistryMode === 'library')
     return { command: process.execPath, args: [gantryLibraryCopy, source, destination] };
@@ -480,6 +546,7 @@ try {
         const parameters = {
           destination,
           registry: registry?.host,
+          sourceRegistry: registry?.host,
           repository: `bench-${runId}/${scenario.name}-${tool.name}-${run}`,
         };
         // A push goes to a registry of its own, new and empty, on a new port: skopeo's blob info

@@ -106,7 +106,9 @@ export function createSyncProgressReporter(options: SyncProgressOptions): (event
         startedCount++;
         running.set(event.image.index, { image: event.image, bytes: 0, startedAt: now() });
         if (!options.isTTY) {
-          options.write(`Copying image ${startedCount}/${total} ${event.image.source} to ${event.image.destination}\n`);
+          options.write(
+            `Copying image ${startedCount}/${total} ${event.image.source} to ${event.image.destination}\n`,
+          );
         } else print('');
         return;
       case 'image-progress': {

@@ -57,7 +57,12 @@ beforeAll(async () => {
   // The shared base layer: the one blob every app image has.
   const manifests = await Promise.all(
     appTags.map(async (tag) => {
-      const result = await runGantry(['inspect', '--raw', '--tls-verify=false', `docker://${source.host}/library/app:${tag}`]);
+      const result = await runGantry([
+        'inspect',
+        '--raw',
+        '--tls-verify=false',
+        `docker://${source.host}/library/app:${tag}`,
+      ]);
       return JSON.parse(result.stdout.toString()) as { layers: Array<{ digest: string }> };
     }),
   );
@@ -93,10 +98,14 @@ async function dirImages(directory: string): Promise<Record<string, string>> {
 
 /** Every tag of the target registry's repositories below `namespace`: `repository:tag` → manifest digest. */
 async function registryImages(namespace: string): Promise<Record<string, string>> {
-  const catalog = (await (await fetch(`${target.url}/v2/_catalog?n=1000`)).json()) as { repositories: string[] };
+  const catalog = (await (await fetch(`${target.url}/v2/_catalog?n=1000`)).json()) as {
+    repositories: string[];
+  };
   const images: Record<string, string> = {};
   for (const repository of catalog.repositories.filter((name) => name.startsWith(`${namespace}/`))) {
-    const { tags } = (await (await fetch(`${target.url}/v2/${repository}/tags/list`)).json()) as { tags: string[] };
+    const { tags } = (await (await fetch(`${target.url}/v2/${repository}/tags/list`)).json()) as {
+      tags: string[];
+    };
     for (const tag of tags) {
       const response = await fetch(`${target.url}/v2/${repository}/manifests/${tag}`, {
         method: 'HEAD',
@@ -109,7 +118,8 @@ async function registryImages(namespace: string): Promise<Record<string, string>
           ].join(', '),
         },
       });
-      images[`${repository.slice(namespace.length + 1)}:${tag}`] = response.headers.get('docker-content-digest')!;
+      images[`${repository.slice(namespace.length + 1)}:${tag}`] =
+        response.headers.get('docker-content-digest')!;
     }
   }
   return images;
@@ -118,7 +128,9 @@ async function registryImages(namespace: string): Promise<Record<string, string>
 /** How the base layer reached the target registry: uploads (closing PUTs) and cross-repository mounts. */
 function baseLayerArrivals(log: AccessLogEntry[]): { uploads: number; total: number } {
   const encoded = encodeURIComponent(baseLayerDigest);
-  const uploads = log.filter((entry) => entry.method === 'PUT' && entry.path.includes(`digest=${encoded}`)).length;
+  const uploads = log.filter(
+    (entry) => entry.method === 'PUT' && entry.path.includes(`digest=${encoded}`),
+  ).length;
   const mounts = log.filter(
     (entry) => entry.method === 'POST' && entry.path.includes(`mount=${encoded}`) && entry.status === 201,
   ).length;
@@ -133,10 +145,33 @@ describe('gantry sync gives what skopeo sync gives', () => {
     const ours = join(root, 'dir-unscoped-gantry');
     const theirs = join(root, 'dir-unscoped-skopeo');
     expectSuccess(
-      await runGantry([...insecure, 'sync', '--src', 'docker', '--dest', 'dir', ...tls, `${source.host}/library/app`, ours]),
+      await runGantry([
+        ...insecure,
+        'sync',
+        '--src',
+        'docker',
+        '--dest',
+        'dir',
+        ...tls,
+        `${source.host}/library/app`,
+        ours,
+      ]),
       'gantry',
     );
-    expectSuccess(runSkopeo([...insecure, 'sync', '--src', 'docker', '--dest', 'dir', ...tls, `${source.host}/library/app`, theirs]), 'skopeo');
+    expectSuccess(
+      runSkopeo([
+        ...insecure,
+        'sync',
+        '--src',
+        'docker',
+        '--dest',
+        'dir',
+        ...tls,
+        `${source.host}/library/app`,
+        theirs,
+      ]),
+      'skopeo',
+    );
     const expected = await dirImages(theirs);
     expect(Object.keys(expected).sort()).toEqual(appTags.map((tag) => `app:${tag}`).sort());
     expect(await dirImages(ours)).toEqual(expected);
@@ -157,11 +192,33 @@ describe('gantry sync gives what skopeo sync gives', () => {
     expect(again.stderr).toContain('copied 0, skipped 2, failed 0');
     // A directory holding something else is refused before anything is copied.
     const other = join(root, 'dir-occupied');
-    await runGantry([...insecure, 'sync', '--src', 'docker', '--dest', 'dir', ...tls, `${source.host}/team/tool:a`, other]);
+    await runGantry([
+      ...insecure,
+      'sync',
+      '--src',
+      'docker',
+      '--dest',
+      'dir',
+      ...tls,
+      `${source.host}/team/tool:a`,
+      other,
+    ]);
     await rm(join(other, 'tool:a', 'manifest.json'));
-    const refused = await runGantry([...insecure, 'sync', '--src', 'docker', '--dest', 'dir', ...tls, `${source.host}/team/tool`, other]);
+    const refused = await runGantry([
+      ...insecure,
+      'sync',
+      '--src',
+      'docker',
+      '--dest',
+      'dir',
+      ...tls,
+      `${source.host}/team/tool`,
+      other,
+    ]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr.replaceAll('\\"', '"')).toContain(`Refusing to overwrite destination directory "${join(other, 'tool:a')}"`);
+    expect(refused.stderr.replaceAll('\\"', '"')).toContain(
+      `Refusing to overwrite destination directory "${join(other, 'tool:a')}"`,
+    );
     await expect(stat(join(other, 'tool:b'))).rejects.toThrow(/ENOENT/);
   }, 120_000);
 
@@ -178,11 +235,17 @@ describe('gantry sync gives what skopeo sync gives', () => {
   it('docker → docker, uploading the shared base layer once', async () => {
     const args = ['sync', '--src', 'docker', '--dest', 'docker', ...tls];
     target.clearAccessLog();
-    expectSuccess(await runGantry([...insecure, ...args, `${source.host}/library/app`, `${target.host}/d2d-gantry`]), 'gantry');
+    expectSuccess(
+      await runGantry([...insecure, ...args, `${source.host}/library/app`, `${target.host}/d2d-gantry`]),
+      'gantry',
+    );
     // The base layer all six images share reaches the repository once: one upload, or one mount from a
     // repository where this process saw it before (the transport remembers blob locations).
     expect(baseLayerArrivals(await target.accessLog(500))).toEqual({ uploads: expect.any(Number), total: 1 });
-    expectSuccess(runSkopeo([...insecure, ...args, `${source.host}/library/app`, `${target.host}/d2d-skopeo`]), 'skopeo');
+    expectSuccess(
+      runSkopeo([...insecure, ...args, `${source.host}/library/app`, `${target.host}/d2d-skopeo`]),
+      'skopeo',
+    );
     const expected = await registryImages('d2d-skopeo');
     expect(Object.keys(expected)).toHaveLength(appTags.length);
     expect(await registryImages('d2d-gantry')).toEqual(expected);
@@ -191,7 +254,16 @@ describe('gantry sync gives what skopeo sync gives', () => {
   it('a manifest list: the system image, or with --all the list, as skopeo', async () => {
     for (const all of [[], ['--all']]) {
       const name = all.length > 0 ? 'all' : 'system';
-      const args = ['sync', ...all, '--src', 'docker', '--dest', 'docker', ...tls, `${source.host}/multi:list`];
+      const args = [
+        'sync',
+        ...all,
+        '--src',
+        'docker',
+        '--dest',
+        'docker',
+        ...tls,
+        `${source.host}/multi:list`,
+      ];
       expectSuccess(await runGantry([...insecure, ...args, `${target.host}/multi-${name}-gantry`]), 'gantry');
       expectSuccess(runSkopeo([...insecure, ...args, `${target.host}/multi-${name}-skopeo`]), 'skopeo');
       const expected = await registryImages(`multi-${name}-skopeo`);
@@ -251,15 +323,39 @@ describe('gantry sync gives what skopeo sync gives', () => {
 describe('incremental, dry run, report', () => {
   it('--dry-run lists what would be copied and writes nothing', async () => {
     const directory = join(root, 'dry-run-dir');
-    const dry = await runGantry([...insecure, 'sync', '--dry-run', '--src', 'docker', '--dest', 'dir', ...tls, `${source.host}/library/app`, directory]);
+    const dry = await runGantry([
+      ...insecure,
+      'sync',
+      '--dry-run',
+      '--src',
+      'docker',
+      '--dest',
+      'dir',
+      ...tls,
+      `${source.host}/library/app`,
+      directory,
+    ]);
     expectSuccess(dry, 'dry run to dir');
     await expect(stat(directory)).rejects.toThrow(/ENOENT/);
     const lines = dry.stdout.toString().trim().split('\n').sort();
     expect(lines).toEqual(
-      appTags.map((tag) => `docker://${source.host}/library/app:${tag} dir:${join(directory, `app:${tag}`)}`).sort(),
+      appTags
+        .map((tag) => `docker://${source.host}/library/app:${tag} dir:${join(directory, `app:${tag}`)}`)
+        .sort(),
     );
     target.clearAccessLog();
-    const toRegistry = await runGantry([...insecure, 'sync', '--dry-run', '--src', 'docker', '--dest', 'docker', ...tls, `${source.host}/library/app`, `${target.host}/dry`]);
+    const toRegistry = await runGantry([
+      ...insecure,
+      'sync',
+      '--dry-run',
+      '--src',
+      'docker',
+      '--dest',
+      'docker',
+      ...tls,
+      `${source.host}/library/app`,
+      `${target.host}/dry`,
+    ]);
     expectSuccess(toRegistry, 'dry run to docker');
     expect(toRegistry.stdout.toString().trim().split('\n')).toHaveLength(appTags.length);
     const writes = (await target.accessLog(500)).filter((entry) => !['GET', 'HEAD'].includes(entry.method));
@@ -267,7 +363,17 @@ describe('incremental, dry run, report', () => {
   }, 120_000);
 
   it('a second sync of an unchanged source transfers no blob (HEAD requests only on the destination)', async () => {
-    const args = [...insecure, 'sync', '--src', 'docker', '--dest', 'docker', ...tls, `${source.host}/library/app`, `${target.host}/again`];
+    const args = [
+      ...insecure,
+      'sync',
+      '--src',
+      'docker',
+      '--dest',
+      'docker',
+      ...tls,
+      `${source.host}/library/app`,
+      `${target.host}/again`,
+    ];
     expectSuccess(await runGantry(args), 'first');
     source.clearAccessLog();
     target.clearAccessLog();
@@ -278,9 +384,9 @@ describe('incremental, dry run, report', () => {
     const sourceLog = await source.accessLog(500);
     const targetLog = await target.accessLog(500);
     expect(sourceLog.filter((entry) => entry.path.includes('/blobs/'))).toEqual([]);
-    expect(targetLog.filter((entry) => entry.path.startsWith('/v2/again/')).map((entry) => entry.method)).toEqual(
-      appTags.map(() => 'HEAD'),
-    );
+    expect(
+      targetLog.filter((entry) => entry.path.startsWith('/v2/again/')).map((entry) => entry.method),
+    ).toEqual(appTags.map(() => 'HEAD'));
     const written = JSON.parse(await readFile(report, 'utf8')) as {
       skipped: number;
       images: Array<{ source: string; destination: string; digest: string; result: string }>;
@@ -296,17 +402,47 @@ describe('incremental, dry run, report', () => {
 
   it('--keep-going copies the rest and exits 1; without it nothing is copied when planning fails', async () => {
     const file = join(root, 'missing.yml');
-    await writeFile(file, `${source.host}:\n  tls-verify: false\n  images:\n    team/tool: [a, does-not-exist]\n`);
-    const stop = await runGantry([...insecure, 'sync', '--src', 'yaml', '--dest', 'docker', '--dest-tls-verify=false', file, `${target.host}/stop`]);
+    await writeFile(
+      file,
+      `${source.host}:\n  tls-verify: false\n  images:\n    team/tool: [a, does-not-exist]\n`,
+    );
+    const stop = await runGantry([
+      ...insecure,
+      'sync',
+      '--src',
+      'yaml',
+      '--dest',
+      'docker',
+      '--dest-tls-verify=false',
+      file,
+      `${target.host}/stop`,
+    ]);
     expect(stop.code).toBe(1);
     expect(stop.stderr).toMatch(/Failed docker:.*team\/tool:does-not-exist/);
     expect(await registryImages('stop')).toEqual({});
     const report = join(root, 'keep-going.json');
-    const going = await runGantry([...insecure, 'sync', '--keep-going', '--report', report, '--src', 'yaml', '--dest', 'docker', '--dest-tls-verify=false', file, `${target.host}/going`]);
+    const going = await runGantry([
+      ...insecure,
+      'sync',
+      '--keep-going',
+      '--report',
+      report,
+      '--src',
+      'yaml',
+      '--dest',
+      'docker',
+      '--dest-tls-verify=false',
+      file,
+      `${target.host}/going`,
+    ]);
     expect(going.code).toBe(1);
     expect(Object.keys(await registryImages('going'))).toEqual(['tool:a']);
-    const written = JSON.parse(await readFile(report, 'utf8')) as { images: Array<{ source: string; result: string; error?: { code: string } }> };
-    expect(written.images.map((entry) => [entry.source.replace(/^.*:/, ''), entry.result, entry.error?.code])).toEqual([
+    const written = JSON.parse(await readFile(report, 'utf8')) as {
+      images: Array<{ source: string; result: string; error?: { code: string } }>;
+    };
+    expect(
+      written.images.map((entry) => [entry.source.replace(/^.*:/, ''), entry.result, entry.error?.code]),
+    ).toEqual([
       ['a', 'copied', undefined],
       ['does-not-exist', 'failed', 'ERR_GANTRY_IMAGE_NOT_FOUND'],
     ]);
@@ -314,17 +450,31 @@ describe('incremental, dry run, report', () => {
 
   it('--dest oci: one layout holding every image, skipped when synced again', async () => {
     const layout = join(root, 'layout');
-    const args = [...insecure, 'sync', '--scoped', '--src', 'docker', '--dest', 'oci', ...tls, `${source.host}/team/tool`, layout];
+    const args = [
+      ...insecure,
+      'sync',
+      '--scoped',
+      '--src',
+      'docker',
+      '--dest',
+      'oci',
+      ...tls,
+      `${source.host}/team/tool`,
+      layout,
+    ];
     expectSuccess(await runGantry(args), 'first');
     const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
       manifests: Array<{ annotations: Record<string, string> }>;
     };
-    expect(index.manifests.map((entry) => entry.annotations['org.opencontainers.image.ref.name']).sort()).toEqual(
-      toolTags.map((tag) => `${source.host}/team/tool:${tag}`),
-    );
+    expect(
+      index.manifests.map((entry) => entry.annotations['org.opencontainers.image.ref.name']).sort(),
+    ).toEqual(toolTags.map((tag) => `${source.host}/team/tool:${tag}`));
     // skopeo reads each image back.
     for (const tag of toolTags) {
-      expectSuccess(runSkopeo(['inspect', `oci:${layout}:${source.host}/team/tool:${tag}`]), `skopeo inspect ${tag}`);
+      expectSuccess(
+        runSkopeo(['inspect', `oci:${layout}:${source.host}/team/tool:${tag}`]),
+        `skopeo inspect ${tag}`,
+      );
     }
     const again = await runGantry(args);
     expectSuccess(again, 'second');
@@ -363,19 +513,41 @@ describe('bad input is refused before anything is copied', () => {
     ],
     [
       'an invalid --exclude-tag',
-      async () => ['sync', '--exclude-tag', '[', '--src', 'docker', '--dest', 'dir', `${source.host}/library/app`, join(root, 'never')],
+      async () => [
+        'sync',
+        '--exclude-tag',
+        '[',
+        '--src',
+        'docker',
+        '--dest',
+        'dir',
+        `${source.host}/library/app`,
+        join(root, 'never'),
+      ],
       /tag exclusion: invalid regular expression "\["/,
     ],
     [
       'a repository that does not exist',
-      async () => ['sync', '--src', 'docker', '--dest', 'dir', ...tls, `${source.host}/no/such`, join(root, 'never')],
+      async () => [
+        'sync',
+        '--src',
+        'docker',
+        '--dest',
+        'dir',
+        ...tls,
+        `${source.host}/no/such`,
+        join(root, 'never'),
+      ],
       /Error determining repository tags for image 127\.0\.0\.1:\d+\/no\/such/,
     ],
     [
       'two sources with one destination',
       async () => {
         const file = join(root, 'clash.yml');
-        await writeFile(file, `${source.host}:\n  tls-verify: false\n  images:\n    library/app: [latest]\n    other/app: [latest]\n`);
+        await writeFile(
+          file,
+          `${source.host}:\n  tls-verify: false\n  images:\n    library/app: [latest]\n    other/app: [latest]\n`,
+        );
         return ['sync', '--src', 'yaml', '--dest', 'dir', file, join(root, 'never')];
       },
       /would both be written to dir:.*app:latest \(use --scoped to keep them apart\)/,
@@ -385,7 +557,11 @@ describe('bad input is refused before anything is copied', () => {
       async () => ['sync', '--src', 'dir', '--dest', 'dir', root, join(root, 'never')],
       /sync from 'dir' to 'dir' not implemented/,
     ],
-    ['a bad shard', async () => ['sync', '--shard', '4/4', '--src', 'docker', '--dest', 'dir', 'x', join(root, 'never')], /INDEX must be between 0 and 3/],
+    [
+      'a bad shard',
+      async () => ['sync', '--shard', '4/4', '--src', 'docker', '--dest', 'dir', 'x', join(root, 'never')],
+      /INDEX must be between 0 and 3/,
+    ],
   ];
   for (const [what, argv, message] of cases) {
     it(what, async () => {
@@ -401,13 +577,32 @@ describe('--shard', () => {
   it('n runs together copy every image once', async () => {
     const parts = await Promise.all(
       [0, 1, 2].map(async (index) => {
-        const result = await runGantry([...insecure, 'sync', '--dry-run', '--shard', `${index}/3`, '--src', 'docker', '--dest', 'dir', ...tls, `${source.host}/library/app`, join(root, 'shards')]);
+        const result = await runGantry([
+          ...insecure,
+          'sync',
+          '--dry-run',
+          '--shard',
+          `${index}/3`,
+          '--src',
+          'docker',
+          '--dest',
+          'dir',
+          ...tls,
+          `${source.host}/library/app`,
+          join(root, 'shards'),
+        ]);
         expectSuccess(result, `shard ${index}`);
-        return result.stdout.toString().trim().split('\n').filter((line) => line !== '');
+        return result.stdout
+          .toString()
+          .trim()
+          .split('\n')
+          .filter((line) => line !== '');
       }),
     );
     const all = parts.flat();
     expect(new Set(all).size).toBe(all.length);
-    expect(all.map((line) => line.split(' ')[0]).sort()).toEqual(appTags.map((tag) => `docker://${source.host}/library/app:${tag}`).sort());
+    expect(all.map((line) => line.split(' ')[0]).sort()).toEqual(
+      appTags.map((tag) => `docker://${source.host}/library/app:${tag}`).sort(),
+    );
   }, 120_000);
 });

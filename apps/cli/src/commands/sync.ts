@@ -195,7 +195,8 @@ const syncFlags: FlagSpec[] = [
     name: 'parallel-images-per-registry',
     kind: 'uint',
     valueName: 'N',
-    description: 'Copy up to N images at once from or to one registry (not in skopeo; default --parallel-images)',
+    description:
+      'Copy up to N images at once from or to one registry (not in skopeo; default --parallel-images)',
   },
   {
     name: 'exclude-tag',
@@ -214,13 +215,15 @@ const syncFlags: FlagSpec[] = [
     name: 'shard',
     kind: 'string',
     valueName: 'I/N',
-    description: 'Sync only part I (0-based) of N of the images, by a hash of each source name (not in skopeo)',
+    description:
+      'Sync only part I (0-based) of N of the images, by a hash of each source name (not in skopeo)',
   },
   {
     name: 'report',
     kind: 'string',
     valueName: 'FILE',
-    description: 'Write a JSON report (one entry per image: source, destination, digest, result) to FILE (not in skopeo)',
+    description:
+      'Write a JSON report (one entry per image: source, destination, digest, result) to FILE (not in skopeo)',
   },
   {
     name: 'authfile',

@@ -60,15 +60,43 @@ describe('parseSyncConfig', () => {
   });
 
   const bad: Array<[string, string, RegExp]> = [
-    ['malformed YAML', 'r.example:\n  images:\n    app: [1, 2\n', /^f\.yml: line \d+, column \d+: invalid YAML: /],
-    ['unknown key', 'r.example:\n  image:\n    app: []\n', /^f\.yml: line 2, column 3: registry r\.example: unknown key "image"/],
-    ['invalid regex', 'r.example:\n  images-by-tag-regex:\n    app: "^(1"\n', /^f\.yml: line 3, column 10: registry r\.example, images-by-tag-regex, app: invalid regular expression "\^\(1"/],
-    ['invalid semver', 'r.example:\n  images-by-semver:\n    app: ">= banana"\n', /^f\.yml: line 3, column 10: .*invalid semantic version constraint ">= banana"/],
-    ['tags not a list', 'r.example:\n  images:\n    app: latest\n', /line 3, column 10: registry r\.example, images, app: expected a list of tags or digests/],
-    ['tls-verify not a boolean', 'r.example:\n  tls-verify: maybe\n', /line 2, column 15: registry r\.example, tls-verify: expected true or false/],
+    [
+      'malformed YAML',
+      'r.example:\n  images:\n    app: [1, 2\n',
+      /^f\.yml: line \d+, column \d+: invalid YAML: /,
+    ],
+    [
+      'unknown key',
+      'r.example:\n  image:\n    app: []\n',
+      /^f\.yml: line 2, column 3: registry r\.example: unknown key "image"/,
+    ],
+    [
+      'invalid regex',
+      'r.example:\n  images-by-tag-regex:\n    app: "^(1"\n',
+      /^f\.yml: line 3, column 10: registry r\.example, images-by-tag-regex, app: invalid regular expression "\^\(1"/,
+    ],
+    [
+      'invalid semver',
+      'r.example:\n  images-by-semver:\n    app: ">= banana"\n',
+      /^f\.yml: line 3, column 10: .*invalid semantic version constraint ">= banana"/,
+    ],
+    [
+      'tags not a list',
+      'r.example:\n  images:\n    app: latest\n',
+      /line 3, column 10: registry r\.example, images, app: expected a list of tags or digests/,
+    ],
+    [
+      'tls-verify not a boolean',
+      'r.example:\n  tls-verify: maybe\n',
+      /line 2, column 15: registry r\.example, tls-verify: expected true or false/,
+    ],
     ['newest-tags zero', 'r.example:\n  newest-tags: 0\n', /line 2, column 16: .*at least 1/],
     ['top level a list', '- a\n- b\n', /^f\.yml: line 1, column 1: expected a mapping of registry names/],
-    ['duplicate key', 'r.example:\n  images: {}\n  images: {}\n', /^f\.yml: line 3, column \d+: invalid YAML: Map keys must be unique/],
+    [
+      'duplicate key',
+      'r.example:\n  images: {}\n  images: {}\n',
+      /^f\.yml: line 3, column \d+: invalid YAML: Map keys must be unique/,
+    ],
   ];
   for (const [what, text, message] of bad) {
     it(`refuses ${what}, naming the line`, () => {

@@ -26,7 +26,12 @@
  */
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Scalar } from 'yaml';
 import { ErrorCodes, GantryError } from '../errors.js';
-import { compileTagPattern, parseVersionConstraint, type TagPattern, type VersionConstraint } from './filters.js';
+import {
+  compileTagPattern,
+  parseVersionConstraint,
+  type TagPattern,
+  type VersionConstraint,
+} from './filters.js';
 
 /** One registry's section of the YAML file. */
 export interface SyncRegistryConfig {
@@ -63,7 +68,12 @@ const knownRegistryKeys = [
 /** Reads a YAML sync file's text; `fileName` names it in errors. Throws `ERR_GANTRY_USAGE` naming the line and the problem. */
 export function parseSyncConfig(text: string, fileName: string): SyncRegistryConfig[] {
   const lineCounter = new LineCounter();
-  const document = parseDocument(text, { lineCounter, version: '1.1', uniqueKeys: true, prettyErrors: false });
+  const document = parseDocument(text, {
+    lineCounter,
+    version: '1.1',
+    uniqueKeys: true,
+    prettyErrors: false,
+  });
   const fail = (node: Node | undefined | null, message: string): never => {
     const offset = node?.range?.[0];
     if (offset === undefined) throw new GantryError(ErrorCodes.Usage, `${fileName}: ${message}`);
@@ -100,7 +110,8 @@ export function parseSyncConfig(text: string, fileName: string): SyncRegistryCon
     };
     registries.push(config);
     if (section === null || (isScalar(section) && section.value === null)) continue;
-    if (!isMap(section)) fail(section, `registry ${registry}: expected a mapping (images, images-by-tag-regex, …)`);
+    if (!isMap(section))
+      fail(section, `registry ${registry}: expected a mapping (images, images-by-tag-regex, …)`);
     for (const entry of (section as { items: Array<{ key: unknown; value: unknown }> }).items) {
       const entryKeyNode = entry.key as Node;
       const key = scalarText(entryKeyNode);
@@ -129,7 +140,8 @@ export function parseSyncConfig(text: string, fileName: string): SyncRegistryCon
         case 'images-by-tag-regex':
           for (const [repository, , patternNode] of mappingEntries(value, context, fail)) {
             const text = scalarText(patternNode);
-            if (text === undefined) fail(patternNode, `${context}, ${repository}: expected a regular expression`);
+            if (text === undefined)
+              fail(patternNode, `${context}, ${repository}: expected a regular expression`);
             try {
               config.imagesByTagRegex.push({ repository, pattern: compileTagPattern(text!) });
             } catch (error) {
@@ -140,7 +152,8 @@ export function parseSyncConfig(text: string, fileName: string): SyncRegistryCon
         case 'images-by-semver':
           for (const [repository, , constraintNode] of mappingEntries(value, context, fail)) {
             const text = scalarText(constraintNode);
-            if (text === undefined) fail(constraintNode, `${context}, ${repository}: expected a version constraint`);
+            if (text === undefined)
+              fail(constraintNode, `${context}, ${repository}: expected a version constraint`);
             try {
               config.imagesBySemver.push({ repository, constraint: parseVersionConstraint(text!) });
             } catch (error) {
@@ -164,7 +177,8 @@ export function parseSyncConfig(text: string, fileName: string): SyncRegistryCon
           break;
         }
         case 'tls-verify':
-          if (!isScalar(value) || typeof value.value !== 'boolean') fail(value, `${context}: expected true or false`);
+          if (!isScalar(value) || typeof value.value !== 'boolean')
+            fail(value, `${context}: expected true or false`);
           config.tlsVerify = (value as Scalar<boolean>).value;
           break;
         case 'cert-dir': {
@@ -226,7 +240,8 @@ function mappingEntries(
   for (const item of (node as { items: Array<{ key: unknown; value: unknown }> }).items) {
     const keyNode = item.key as Node;
     const repository = scalarText(keyNode);
-    if (repository === undefined || repository === '') fail(keyNode, `${context}: expected a repository name`);
+    if (repository === undefined || repository === '')
+      fail(keyNode, `${context}: expected a repository name`);
     entries.push([repository!, keyNode, item.value as Node | null]);
   }
   return entries;

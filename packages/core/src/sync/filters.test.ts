@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { compileTagPattern, newestTags, parseTagVersion, parseVersionConstraint, tagsMatchingConstraint } from './filters.js';
+import {
+  compileTagPattern,
+  newestTags,
+  parseTagVersion,
+  parseVersionConstraint,
+  tagsMatchingConstraint,
+} from './filters.js';
 
 describe('tag patterns (RE2 style)', () => {
   it('are unanchored like Go MatchString, with (?i) and (?P<name>) translated', () => {

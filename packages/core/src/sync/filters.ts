@@ -80,7 +80,10 @@ export interface VersionConstraint {
 /** Parses a Masterminds-style constraint; throws `ERR_GANTRY_USAGE` naming the problem. */
 export function parseVersionConstraint(text: string): VersionConstraint {
   const invalid = (reason: string) =>
-    new GantryError(ErrorCodes.Usage, `invalid semantic version constraint ${JSON.stringify(text)}: ${reason}`);
+    new GantryError(
+      ErrorCodes.Usage,
+      `invalid semantic version constraint ${JSON.stringify(text)}: ${reason}`,
+    );
   if (text.trim() === '') throw invalid('it is empty');
   const alternatives = text.split('||').map((alternative) => {
     // `!=` is Masterminds's, not npm's: taken out and checked apart.

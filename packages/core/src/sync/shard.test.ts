@@ -6,7 +6,8 @@ function sourceNames(): string[] {
   const names: string[] = [];
   for (const registry of ['registry.example.com', 'quay.io', '127.0.0.1:5000'])
     for (let repository = 0; repository < 14; repository++)
-      for (let tag = 0; tag < 25; tag++) names.push(`${registry}/team${repository % 4}/app${repository}:1.${tag}.0`);
+      for (let tag = 0; tag < 25; tag++)
+        names.push(`${registry}/team${repository % 4}/app${repository}:1.${tag}.0`);
   return names.slice(0, 1000);
 }
 
@@ -29,10 +30,15 @@ describe('sharding', () => {
 
   it('is stable: an image keeps its part whatever else is listed and in whatever order', () => {
     const alone = names.map((name) => shardOf(name, 4));
-    const reversed = [...names].reverse().map((name) => shardOf(name, 4)).reverse();
+    const reversed = [...names]
+      .reverse()
+      .map((name) => shardOf(name, 4))
+      .reverse();
     expect(reversed).toEqual(alone);
     // Fixed values: the same on every machine and every run (SHA-256, big-endian, mod n).
-    expect(shardOf('registry.example.com/busybox:latest', 4)).toBe(shardOf('registry.example.com/busybox:latest', 4));
+    expect(shardOf('registry.example.com/busybox:latest', 4)).toBe(
+      shardOf('registry.example.com/busybox:latest', 4),
+    );
     expect([0, 1, 2, 3]).toContain(shardOf('registry.example.com/busybox:latest', 4));
   });
 

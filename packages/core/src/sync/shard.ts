@@ -33,7 +33,10 @@ export function parseShard(text: string): SyncShard {
 /** Throws `ERR_GANTRY_USAGE` when the shard is impossible. */
 export function validateShard(shard: SyncShard): void {
   if (!Number.isSafeInteger(shard.count) || shard.count < 1) {
-    throw new GantryError(ErrorCodes.Usage, `invalid shard ${shard.index}/${shard.count}: COUNT must be at least 1`);
+    throw new GantryError(
+      ErrorCodes.Usage,
+      `invalid shard ${shard.index}/${shard.count}: COUNT must be at least 1`,
+    );
   }
   if (!Number.isSafeInteger(shard.index) || shard.index < 0 || shard.index >= shard.count) {
     throw new GantryError(

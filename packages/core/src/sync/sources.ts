@@ -4,11 +4,11 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { isDigest } from '../digest.js';
 import { ErrorCodes, GantryError, isGantryError } from '../errors.js';
 import { describeFileSystemError } from '../file-system.js';
 import { isNameOnly, parseNormalizedNamed, withDigest, withTag } from '../reference/index.js';
 import type { DockerReference } from '../reference/types.js';
-import { isDigest } from '../digest.js';
 import type { TransportContext } from '../transport/contract.js';
 import { parseSyncConfig, type SyncRegistryConfig } from './config.js';
 import { newestTags, type TagPattern, tagsMatchingConstraint } from './filters.js';
@@ -57,9 +57,13 @@ export async function readSyncConfigFile(file: string): Promise<SyncRegistryConf
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new GantryError(ErrorCodes.Usage, `Failed to read sync file ${file}: ${describeFileSystemError(error)}`, {
-      cause: error,
-    });
+    throw new GantryError(
+      ErrorCodes.Usage,
+      `Failed to read sync file ${file}: ${describeFileSystemError(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   return parseSyncConfig(text, file);
 }
@@ -97,7 +101,9 @@ function filterTags(
 async function findRegistrySourceImages(
   options: FindSourcesOptions,
 ): Promise<{ images: SourceImage[]; failures: SourceFailure[] }> {
-  const text = options.source.startsWith('docker://') ? options.source.slice('docker://'.length) : options.source;
+  const text = options.source.startsWith('docker://')
+    ? options.source.slice('docker://'.length)
+    : options.source;
   let named: DockerReference;
   try {
     named = parseNormalizedNamed(text);
@@ -114,7 +120,10 @@ async function findRegistrySourceImages(
   try {
     tags = await options.listTags(named, options.context);
   } catch (error) {
-    return { images: [], failures: [{ source: `docker://${named.name}`, error: listingError(named, error) }] };
+    return {
+      images: [],
+      failures: [{ source: `docker://${named.name}`, error: listingError(named, error) }],
+    };
   }
   const kept = filterTags(tags, options.excludeTags, options.newestTags);
   if (kept.length === 0) {
@@ -144,14 +153,21 @@ function listingError(repository: DockerReference, error: unknown): GantryError 
  * Every `dir:` image below `directory`: each directory holding a `manifest.json` (not looked into
  * further), in lexical order as skopeo walks. The source directory itself may be one image.
  */
-async function findDirectorySourceImages(directory: string, context: TransportContext): Promise<SourceImage[]> {
+async function findDirectorySourceImages(
+  directory: string,
+  context: TransportContext,
+): Promise<SourceImage[]> {
   const base = path.resolve(directory);
   try {
     await stat(base);
   } catch (error) {
-    throw new GantryError(ErrorCodes.Usage, `Invalid source directory specified: ${describeFileSystemError(error)}`, {
-      cause: error,
-    });
+    throw new GantryError(
+      ErrorCodes.Usage,
+      `Invalid source directory specified: ${describeFileSystemError(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   const found: string[] = [];
   const walk = async (current: string): Promise<void> => {
@@ -160,18 +176,25 @@ async function findDirectorySourceImages(directory: string, context: TransportCo
       found.push(current);
       return;
     }
-    for (const entry of entries.sort((left, right) => (left.name < right.name ? -1 : left.name > right.name ? 1 : 0))) {
+    for (const entry of entries.sort((left, right) =>
+      left.name < right.name ? -1 : left.name > right.name ? 1 : 0,
+    )) {
       if (entry.isDirectory()) await walk(path.join(current, entry.name));
     }
   };
   try {
     await walk(base);
   } catch (error) {
-    throw new GantryError(ErrorCodes.Internal, `Error walking the path "${directory}": ${describeFileSystemError(error)}`, {
-      cause: error,
-    });
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `Error walking the path "${directory}": ${describeFileSystemError(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
-  if (found.length === 0) throw new GantryError(ErrorCodes.ImageNotFound, `No images to sync found in "${directory}"`);
+  if (found.length === 0)
+    throw new GantryError(ErrorCodes.ImageNotFound, `No images to sync found in "${directory}"`);
   return found.map((imageDirectory) => {
     const relative = path.relative(base, imageDirectory).split(path.sep).join('/');
     return {
@@ -199,7 +222,11 @@ function registryContext(base: TransportContext, config: SyncRegistryConfig): Tr
   return { ...base, transportOptions: { ...base.transportOptions, docker } };
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, run: (item: T) => Promise<R>): Promise<R[]> {
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  run: (item: T) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   const worker = async () => {
@@ -220,7 +247,11 @@ async function findYamlSourceImages(
   type Job = () => Promise<{ images: SourceImage[]; failures: SourceFailure[] }>;
   const jobs: Job[] = [];
   for (const registry of options.yaml ?? []) {
-    if (registry.images.length === 0 && registry.imagesByTagRegex.length === 0 && registry.imagesBySemver.length === 0) {
+    if (
+      registry.images.length === 0 &&
+      registry.imagesByTagRegex.length === 0 &&
+      registry.imagesBySemver.length === 0
+    ) {
       options.warn(`No images specified for registry ${registry.registry}`);
       continue;
     }
@@ -245,18 +276,23 @@ async function findYamlSourceImages(
       }
       return named;
     };
-    const listed = (named: DockerReference, select: (tags: string[]) => string[]): Job => async () => {
-      options.onListTags(named.name);
-      let tags: string[];
-      try {
-        tags = await options.listTags(named, context);
-      } catch (error) {
-        return { images: [], failures: [{ source: `docker://${named.name}`, error: listingError(named, error) }] };
-      }
-      const kept = filterTags(select(tags), excludes, newest);
-      if (kept.length === 0) options.warn(`No refs to sync found in ${named.name}`);
-      return { images: kept.map((tag) => dockerImage(withTag(named, tag), context)), failures: [] };
-    };
+    const listed =
+      (named: DockerReference, select: (tags: string[]) => string[]): Job =>
+      async () => {
+        options.onListTags(named.name);
+        let tags: string[];
+        try {
+          tags = await options.listTags(named, context);
+        } catch (error) {
+          return {
+            images: [],
+            failures: [{ source: `docker://${named.name}`, error: listingError(named, error) }],
+          };
+        }
+        const kept = filterTags(select(tags), excludes, newest);
+        if (kept.length === 0) options.warn(`No refs to sync found in ${named.name}`);
+        return { images: kept.map((tag) => dockerImage(withTag(named, tag), context)), failures: [] };
+      };
     // Names and references are checked up front, before any registry is contacted.
     for (const { repository, references } of registry.images) {
       const named = repositoryOf(repository);

@@ -46,7 +46,12 @@ import type {
 import type { SyncRegistryConfig } from './config.js';
 import { compileTagPattern, type TagPattern } from './filters.js';
 import { shardOf, validateShard } from './shard.js';
-import { destinationReferenceFor, findSourceImages, readSyncConfigFile, type SourceImage } from './sources.js';
+import {
+  destinationReferenceFor,
+  findSourceImages,
+  readSyncConfigFile,
+  type SourceImage,
+} from './sources.js';
 import type { SyncImage, SyncOptions, SyncProgressEvent, SyncReportEntry, SyncResult } from './types.js';
 
 /** The code of a system error (`ENOENT`…); works across realms, unlike `instanceof Error`. */
@@ -93,7 +98,9 @@ function errorEntry(error: unknown): { code: string; message: string } {
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
     const reason = signal.reason;
-    throw isGantryError(reason) ? reason : new GantryError(ErrorCodes.Aborted, 'sync aborted', { cause: reason });
+    throw isGantryError(reason)
+      ? reason
+      : new GantryError(ErrorCodes.Aborted, 'sync aborted', { cause: reason });
   }
 }
 
@@ -124,16 +131,30 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
     throw new GantryError(ErrorCodes.Usage, `"${options.sourceKind}" is not a valid source transport`);
   }
   if (!['docker', 'dir', 'oci'].includes(options.destinationKind)) {
-    throw new GantryError(ErrorCodes.Usage, `"${options.destinationKind}" is not a valid destination transport`);
+    throw new GantryError(
+      ErrorCodes.Usage,
+      `"${options.destinationKind}" is not a valid destination transport`,
+    );
   }
   if (options.sourceKind === 'dir' && options.destinationKind === 'dir') {
-    throw new GantryError(ErrorCodes.Usage, "sync from 'dir' to 'dir' not implemented, consider using rsync instead");
+    throw new GantryError(
+      ErrorCodes.Usage,
+      "sync from 'dir' to 'dir' not implemented, consider using rsync instead",
+    );
   }
   if (options.destinationKind === 'oci' && options.destination.includes(':')) {
     throw new GantryError(ErrorCodes.Usage, `OCI layout path "${options.destination}" must not contain ":"`);
   }
-  const imageConcurrency = positiveInteger(options.imageConcurrency, 'imageConcurrency', defaultSyncImageConcurrency);
-  const registryConcurrency = positiveInteger(options.registryConcurrency, 'registryConcurrency', imageConcurrency);
+  const imageConcurrency = positiveInteger(
+    options.imageConcurrency,
+    'imageConcurrency',
+    defaultSyncImageConcurrency,
+  );
+  const registryConcurrency = positiveInteger(
+    options.registryConcurrency,
+    'registryConcurrency',
+    imageConcurrency,
+  );
   if (options.newestTags !== undefined) positiveInteger(options.newestTags, 'newestTags', 1);
   if (options.shard) validateShard(options.shard);
   const excludeTags: TagPattern[] = (options.excludeTags ?? []).map((expression) => {
@@ -247,7 +268,13 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
       blobStore,
       blobs: [],
       openedSource: undefined,
-      entry: { source: image.source, destination: image.destination, result: 'not-started', size: 0, bytes: 0 },
+      entry: {
+        source: image.source,
+        destination: image.destination,
+        result: 'not-started',
+        size: 0,
+        bytes: 0,
+      },
       action: 'copy',
     };
   });
@@ -264,7 +291,8 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
     if (options[key] !== undefined) (copyOptions as Record<string, unknown>)[key] = options[key];
   }
   const selection = options.imageListSelection ?? 'system';
-  const layoutIndex = options.destinationKind === 'oci' ? await readLayoutRefNames(options.destination) : undefined;
+  const layoutIndex =
+    options.destinationKind === 'oci' ? await readLayoutRefNames(options.destination) : undefined;
   const closeOpenedSources = async () => {
     await Promise.allSettled(planned.map((plan) => plan.openedSource?.close()));
     for (const plan of planned) plan.openedSource = undefined;
@@ -307,7 +335,8 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
   // 4. Copy.
   const finish = (): SyncResult => {
     const entries = [...failedEntries, ...planned.map((plan) => plan.entry)];
-    const count = (result: SyncReportEntry['result']) => entries.filter((entry) => entry.result === result).length;
+    const count = (result: SyncReportEntry['result']) =>
+      entries.filter((entry) => entry.result === result).length;
     return {
       entries,
       copied: count('copied'),
@@ -326,8 +355,11 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
     for (const plan of planned) emit({ type: 'image-done', image: plan.image, entry: plan.entry });
     return finish();
   }
-  for (const plan of planned) if (plan.action !== 'copy') emit({ type: 'image-done', image: plan.image, entry: plan.entry });
-  const order = [...toCopy].sort((left, right) => right.image.size - left.image.size || left.image.index - right.image.index);
+  for (const plan of planned)
+    if (plan.action !== 'copy') emit({ type: 'image-done', image: plan.image, entry: plan.entry });
+  const order = [...toCopy].sort(
+    (left, right) => right.image.size - left.image.size || left.image.index - right.image.index,
+  );
   const shared = new SharedBlobs(order);
   let stopped = false;
   try {
@@ -353,7 +385,9 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
               plan.openedSource = undefined;
               return opened;
             }),
-            wrapDestinationReference(plan.destinationReference, (destination) => shared.wrap(plan, destination)),
+            wrapDestinationReference(plan.destinationReference, (destination) =>
+              shared.wrap(plan, destination),
+            ),
             {
               ...copyOptions,
               sourceContext: plan.sourceContext,
@@ -443,7 +477,9 @@ async function planImage(plan: PlannedImage, settings: PlanSettings): Promise<vo
   // The copy keeps the manifest's bytes (so its digest) unless it converts it.
   const converts =
     (settings.forcedType !== undefined && settings.forcedType !== writtenType) ||
-    (settings.destinationKind === 'oci' && writtenType !== MediaTypes.OciManifest && writtenType !== MediaTypes.OciIndex);
+    (settings.destinationKind === 'oci' &&
+      writtenType !== MediaTypes.OciManifest &&
+      writtenType !== MediaTypes.OciIndex);
   if (converts) expected = undefined;
   const present = await destinationDigest(plan, settings);
   if (expected !== undefined && present === expected) {
@@ -467,7 +503,10 @@ async function planImage(plan: PlannedImage, settings: PlanSettings): Promise<vo
  * The manifest digest the destination's name has now: undefined when there is no image (null for a
  * `dir` path that exists without a readable image), without downloading what it need not.
  */
-async function destinationDigest(plan: PlannedImage, settings: PlanSettings): Promise<Digest | undefined | null> {
+async function destinationDigest(
+  plan: PlannedImage,
+  settings: PlanSettings,
+): Promise<Digest | undefined | null> {
   switch (settings.destinationKind) {
     case 'oci':
       return settings.layoutIndex?.get(plan.destinationLocation);
@@ -524,13 +563,18 @@ async function readLayoutRefNames(layout: string): Promise<Map<string, Digest>> 
     throw error;
   }
   try {
-    const index = JSON.parse(text) as { manifests?: Array<{ digest?: string; annotations?: Record<string, string> }> };
+    const index = JSON.parse(text) as {
+      manifests?: Array<{ digest?: string; annotations?: Record<string, string> }>;
+    };
     for (const entry of index.manifests ?? []) {
       const name = entry.annotations?.[ociRefNameAnnotation];
       if (name !== undefined && typeof entry.digest === 'string') names.set(name, entry.digest as Digest);
     }
   } catch (error) {
-    throw new GantryError(ErrorCodes.InvalidLayout, `${layout}/index.json is not valid JSON: ${(error as Error).message}`);
+    throw new GantryError(
+      ErrorCodes.InvalidLayout,
+      `${layout}/index.json is not valid JSON: ${(error as Error).message}`,
+    );
   }
   return names;
 }
@@ -577,14 +621,16 @@ async function schedule(
       while (!failed && settings.shouldStart() && running < settings.imageConcurrency) {
         const index = pending.findIndex(
           (item) =>
-            item.registries.every((registry) => (perRegistry.get(registry) ?? 0) < settings.registryConcurrency) &&
-            settings.dependencies(item).every((dependency) => startedItems.has(dependency)),
+            item.registries.every(
+              (registry) => (perRegistry.get(registry) ?? 0) < settings.registryConcurrency,
+            ) && settings.dependencies(item).every((dependency) => startedItems.has(dependency)),
         );
         if (index === -1) break;
         const [item] = pending.splice(index, 1) as [PlannedImage];
         startedItems.add(item);
         running++;
-        for (const registry of item.registries) perRegistry.set(registry, (perRegistry.get(registry) ?? 0) + 1);
+        for (const registry of item.registries)
+          perRegistry.set(registry, (perRegistry.get(registry) ?? 0) + 1);
         settings
           .run(item)
           .catch((error: unknown) => {
