@@ -5,10 +5,19 @@
  * are uploaded once, --report, --keep-going and exit codes, errors found before anything is copied.
  */
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { manifestDigest } from '@gantry/core';
+import {
+  insecureAcceptAnythingPolicy,
+  manifestDigest,
+  type SyncProgressEvent,
+  syncImages,
+  TransportRegistry,
+} from '@gantry/core';
 import { buildFixtureImage, type FixtureImageSpec, fixturePresets } from '@gantry/core/testing';
+import { dirTransport } from '@gantry/transport-dir';
 import { createDockerTransport } from '@gantry/transport-docker';
 import {
   type AccessLogEntry,
@@ -17,6 +26,7 @@ import {
   startTestRegistry,
   type TestRegistry,
 } from '@gantry/transport-docker/testing';
+import { ociTransport } from '@gantry/transport-oci';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runGantry, runSkopeo } from './test-support/run.js';
 
@@ -571,6 +581,128 @@ describe('bad input is refused before anything is copied', () => {
       await expect(stat(join(root, 'never'))).rejects.toThrow(/ENOENT/);
     }, 60_000);
   }
+});
+
+describe('tag lists in pages', () => {
+  it("follows the registry's pages: every tag of a repository listed 2 per page is synced", async () => {
+    // Debian's registry (distribution 2.8) answers the whole list at once; a proxy in front of it serves
+    // its tag lists in pages of 2 with `Link: <…>; rel="next"` (the distribution spec's pagination), as
+    // registries with many tags do, and forwards everything else.
+    const seen: string[] = [];
+    const server = createServer((request, response) => {
+      const url = new URL(request.url ?? '/', `http://${source.host}`);
+      if (url.pathname.endsWith('/tags/list')) {
+        seen.push(`${url.pathname}${url.search}`);
+        void fetch(`${source.url}${url.pathname}`).then(async (answer) => {
+          const { name, tags } = (await answer.json()) as { name: string; tags: string[] };
+          const last = url.searchParams.get('last');
+          const start = last === null ? 0 : tags.indexOf(last) + 1;
+          const page = tags.slice(start, start + 2);
+          const headers: Record<string, string> = { 'content-type': 'application/json' };
+          if (start + 2 < tags.length) headers.link = `<${url.pathname}?last=${page.at(-1)}&n=2>; rel="next"`;
+          response.writeHead(200, headers);
+          response.end(JSON.stringify({ name, tags: page }));
+        });
+        return;
+      }
+      const forwarded = httpRequest(
+        {
+          host: '127.0.0.1',
+          port: source.port,
+          method: request.method,
+          path: `${url.pathname}${url.search}`,
+          headers: request.headers,
+        },
+        (answer) => {
+          response.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(response);
+        },
+      );
+      request.pipe(forwarded);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const result = await runGantry([
+        ...insecure,
+        'sync',
+        '--dry-run',
+        '--src',
+        'docker',
+        '--dest',
+        'dir',
+        ...tls,
+        `${host}/library/app`,
+        join(root, 'paged'),
+      ]);
+      expectSuccess(result, 'paged');
+      expect(
+        result.stdout
+          .toString()
+          .trim()
+          .split('\n')
+          .map((line) => line.split(' ')[0])
+          .sort(),
+      ).toEqual(appTags.map((tag) => `docker://${host}/library/app:${tag}`).sort());
+      expect(seen).toHaveLength(Math.ceil(appTags.length / 2));
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 60_000);
+});
+
+describe('syncImages (the library)', () => {
+  it('reports progress events in order and resolves with the result', async () => {
+    const events: SyncProgressEvent[] = [];
+    const result = await syncImages({
+      transports: new TransportRegistry([createDockerTransport(), dirTransport, ociTransport]),
+      sourceKind: 'docker',
+      source: `${source.host}/team/tool`,
+      destinationKind: 'docker',
+      destination: `${target.host}/library-api`,
+      sourceContext: dockerContext({ tlsVerify: false }),
+      destinationContext: dockerContext({ tlsVerify: false }),
+      policy: insecureAcceptAnythingPolicy(),
+      imageConcurrency: 1,
+      onProgress: (event) => events.push(event),
+    });
+    expect(result).toMatchObject({ copied: 2, skipped: 0, failed: 0, dryRun: false });
+    expect(result.bytes).toBeGreaterThan(0);
+    const kinds = events.map((event) => event.type).filter((type, index, all) => type !== all[index - 1]);
+    expect(kinds).toEqual([
+      'list-tags',
+      'planned',
+      'image-start',
+      'image-progress',
+      'image-done',
+      'image-start',
+      'image-progress',
+      'image-done',
+    ]);
+  }, 60_000);
+
+  it('an AbortSignal stops the sync: it rejects with ERR_GANTRY_ABORTED and no tag is half-written', async () => {
+    const controller = new AbortController();
+    const promise = syncImages({
+      transports: new TransportRegistry([createDockerTransport(), dirTransport, ociTransport]),
+      sourceKind: 'docker',
+      source: `${source.host}/library/app`,
+      destinationKind: 'docker',
+      destination: `${target.host}/aborted`,
+      sourceContext: dockerContext({ tlsVerify: false }),
+      destinationContext: dockerContext({ tlsVerify: false }),
+      policy: insecureAcceptAnythingPolicy(),
+      imageConcurrency: 1,
+      signal: controller.signal,
+      onProgress: (event) => {
+        if (event.type === 'image-progress' && event.event.type === 'blob-start') controller.abort();
+      },
+    });
+    await expect(promise).rejects.toMatchObject({ code: 'ERR_GANTRY_ABORTED' });
+    // The first image's copy was abandoned before its manifest: its tag was never written.
+    expect(await registryImages('aborted')).toEqual({});
+  }, 60_000);
 });
 
 describe('--shard', () => {
