@@ -14,7 +14,7 @@
 //   pnpm bench [-- --runs 5 --layer-mib 1024 --work-dir /var/tmp/gantry-bench --only oci-to-dir-large,registry-to-registry-mount]
 //   (--gantry-library: registry rows run core's copyImage through gantry-library-copy.mjs instead of the CLI)
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -172,18 +172,21 @@ async function startRegistry(name = 'registry') {
   };
   const configPath = join(directory, 'config.yml');
   await writeFile(configPath, JSON.stringify(config, null, 2));
-  const child = spawn(registryBinary, ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let output = '';
-  child.stderr.setEncoding('utf8').on('data', (text) => {
-    output = (output + text).slice(-4000);
-  });
+  // The registry's log goes to a file, not a pipe: the measured commands run synchronously
+  // (spawnSync), so nothing would drain a pipe meanwhile, and a registry logging its 404s (a sync
+  // asks for many manifests that are not there yet) would block once the pipe is full.
+  const logPath = join(directory, 'registry.log');
+  const logFile = openSync(logPath, 'w');
+  const child = spawn(registryBinary, ['serve', configPath], { stdio: ['ignore', 'ignore', logFile] });
+  closeSync(logFile);
+  const output = () => readFileSync(logPath, 'utf8').slice(-4000);
   const kill = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
   process.on('exit', kill);
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited before answering: ${output}`);
+    if (child.exitCode !== null) throw new Error(`docker-registry exited before answering: ${output()}`);
     try {
       const response = await fetch(`http://127.0.0.1:${port}/v2/`);
       await response.arrayBuffer();
@@ -191,7 +194,7 @@ async function startRegistry(name = 'registry') {
     } catch {
       // Not listening yet.
     }
-    if (Date.now() > deadline) throw new Error(`docker-registry did not answer within 30 s: ${output}`);
+    if (Date.now() > deadline) throw new Error(`docker-registry did not answer within 30 s: ${output()}`);
     await new Promise((done) => setTimeout(done, 50));
   }
   return {
