@@ -68,7 +68,8 @@ type Credentials = { username: string; password: string; identityToken?: string 
 /**
  * A client for one repository of one registry, with the authentication state for it:
  * - `open` pings `/v2/` (HTTPS; plain HTTP only when TLS verification is off) and learns the
- *   challenges; credentials come from the context (`--creds`, `--registry-token`, `--no-creds`) or the
+ *   challenges (a ping of the same registry and TLS settings less than a minute old is reused, see
+ *   `RegistryPings`); credentials come from the context (`--creds`, `--registry-token`, `--no-creds`) or the
  *   auth files (most specific namespace first);
  * - every request carries `Authorization`: Basic credentials, a bearer token for the scopes (fetched
  *   from the realm, anonymous when there are no credentials, cached per scope set until shortly before
@@ -143,7 +144,23 @@ export class RegistryClient {
     }
     const tls = await loadTlsSettings(scope.registry, tlsVerify, options.certDirectory);
     const client = new RegistryClient(state, scope, options, tls, credentials);
-    await client.ping(context.signal);
+    const key = [scope.role, client.apiHost, tlsVerify, options.certDirectory ?? ''].join('\n');
+    let shared = true;
+    let learnt: { scheme: 'https' | 'http'; challenges: AuthChallenge[] };
+    try {
+      learnt = await state.pings.get(key, async () => {
+        shared = false;
+        await client.ping(context.signal);
+        return { scheme: client.scheme, challenges: client.challenges };
+      });
+    } catch (error) {
+      // Another client's ping failed (its own abort, say): this one pings for itself.
+      if (!shared || context.signal?.aborted) throw error;
+      await client.ping(context.signal);
+      return client;
+    }
+    client.scheme = learnt.scheme;
+    client.challenges = learnt.challenges;
     return client;
   }
 
