@@ -68,7 +68,7 @@ type Credentials = { username: string; password: string; identityToken?: string 
 /**
  * A client for one repository of one registry, with the authentication state for it:
  * - `open` pings `/v2/` (HTTPS; plain HTTP only when TLS verification is off) and learns the
- *   challenges (a ping of the same registry and TLS settings less than a minute old is reused, see
+ *   challenges (a ping of the same registry and TLS settings less than 10 s old is reused, see
  *   `RegistryPings`); credentials come from the context (`--creds`, `--registry-token`, `--no-creds`) or the
  *   auth files (most specific namespace first);
  * - every request carries `Authorization`: Basic credentials, a bearer token for the scopes (fetched
@@ -91,6 +91,8 @@ export class RegistryClient {
   private readonly credentials: Credentials | undefined;
   private challenges: AuthChallenge[] = [];
   private scheme: 'https' | 'http' = 'https';
+  /** The key of this client's ping in `state.pings`. */
+  private pingKey: string | undefined;
   private readonly tokens = new Map<string, BearerToken>();
   private readonly pendingTokens = new Map<string, Promise<BearerToken>>();
 
@@ -145,6 +147,7 @@ export class RegistryClient {
     const tls = await loadTlsSettings(scope.registry, tlsVerify, options.certDirectory);
     const client = new RegistryClient(state, scope, options, tls, credentials);
     const key = [scope.role, client.apiHost, tlsVerify, options.certDirectory ?? ''].join('\n');
+    client.pingKey = key;
     let shared = true;
     let learnt: { scheme: 'https' | 'http'; challenges: AuthChallenge[] };
     try {
@@ -325,6 +328,7 @@ export class RegistryClient {
           signal: request.signal,
         });
       } catch (error) {
+        if (this.pingKey !== undefined && !request.signal?.aborted) this.state.pings.forget(this.pingKey);
         throw networkError(
           error,
           `${request.what} (${request.method} ${url.origin}${url.pathname})`,

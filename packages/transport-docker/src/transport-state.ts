@@ -48,13 +48,14 @@ export interface RegistryPing {
 }
 
 /** How long a ping's answer is reused by later clients of the same registry and TLS settings. */
-export const pingReuseMs = 60_000;
+export const pingReuseMs = 10_000;
 
 /**
  * Pings of registries, shared by the clients of one transport instance: a client opened for the
  * same registry, role and TLS settings within `pingReuseMs` reuses the answer (or waits for the ping
  * in flight) instead of pinging again — a sync opens a client per image. A challenge that changed
- * since is learnt again from the 401 it causes (see `RegistryClient.request`).
+ * since is learnt again from the 401 it causes (see `RegistryClient.request`); a request that fails
+ * to reach the registry forgets its ping (`forget`), so the next client pings again.
  */
 export class RegistryPings {
   private readonly pings = new Map<string, { at: number; ping: Promise<RegistryPing> }>();
@@ -69,6 +70,11 @@ export class RegistryPings {
       if (this.pings.get(key)?.ping === pending) this.pings.delete(key);
     });
     return pending;
+  }
+
+  /** Forgets the ping for `key` (a request through it could not reach the registry). */
+  forget(key: string): void {
+    this.pings.delete(key);
   }
 }
 
