@@ -24,7 +24,16 @@
  * repository, the highest versions; see filters.ts). Scalars are read as YAML 1.1 (as skopeo's
  * gopkg.in/yaml), so `tls-verify: yes` is true, and a tag keeps its text (`1.0` stays "1.0").
  */
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Scalar } from 'yaml';
+import { createRequire } from 'node:module';
+import type { Node, Scalar } from 'yaml';
+
+/** The `yaml` package, loaded on first use: every `gantry` command loads core, few read YAML. */
+let yamlModule: typeof import('yaml') | undefined;
+function yaml(): typeof import('yaml') {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yamlModule;
+}
+
 import { ErrorCodes, GantryError } from '../errors.js';
 import {
   compileTagPattern,
@@ -67,6 +76,7 @@ const knownRegistryKeys = [
 
 /** Reads a YAML sync file's text; `fileName` names it in errors. Throws `ERR_GANTRY_USAGE` naming the line and the problem. */
 export function parseSyncConfig(text: string, fileName: string): SyncRegistryConfig[] {
+  const { isMap, isScalar, isSeq, LineCounter, parseDocument } = yaml();
   const lineCounter = new LineCounter();
   const document = parseDocument(text, {
     lineCounter,
@@ -221,7 +231,7 @@ export function parseSyncConfig(text: string, fileName: string): SyncRegistryCon
 
 /** A scalar's text: strings as they are, other plain scalars (numbers, booleans) as written. */
 function scalarText(node: Node | null | undefined): string | undefined {
-  if (!isScalar(node)) return undefined;
+  if (!yaml().isScalar(node)) return undefined;
   if (typeof node.value === 'string') return node.value;
   if (node.value === null) return undefined;
   const source = (node as Scalar & { source?: string }).source;
@@ -234,6 +244,7 @@ function mappingEntries(
   context: string,
   fail: (node: Node | undefined | null, message: string) => never,
 ): Array<[string, Node, Node | null]> {
+  const { isMap, isScalar } = yaml();
   if (node === null || (isScalar(node) && node.value === null)) return [];
   if (!isMap(node)) fail(node, `${context}: expected a mapping of repositories`);
   const entries: Array<[string, Node, Node | null]> = [];

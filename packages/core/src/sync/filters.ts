@@ -19,7 +19,16 @@
  * not used: reading it costs a manifest and a config download per tag, and reproducible builds set it
  * to a fixed date (`SOURCE_DATE_EPOCH`), so it often says nothing.
  */
-import semver from 'semver';
+import { createRequire } from 'node:module';
+import type { Range, SemVer } from 'semver';
+
+/** The `semver` package, loaded on first use: every `gantry` command loads core, few filter versions. */
+let semverModule: typeof import('semver') | undefined;
+function semverPackage(): typeof import('semver') {
+  semverModule ??= createRequire(import.meta.url)('semver') as typeof import('semver');
+  return semverModule;
+}
+
 import { ErrorCodes, GantryError } from '../errors.js';
 
 /** A compiled tag pattern, with the expression as written (for messages). */
@@ -60,21 +69,21 @@ const versionPattern =
   /^v?(0|[1-9]\d*|\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$/;
 
 /** The version a tag names (Masterminds's lenient reading), or undefined when it is not one. */
-export function parseTagVersion(tag: string): semver.SemVer | undefined {
+export function parseTagVersion(tag: string): SemVer | undefined {
   const match = versionPattern.exec(tag);
   if (!match) return undefined;
   const number = (text: string | undefined) => String(Number(text ?? '0'));
   let text = `${number(match[1])}.${number(match[2])}.${number(match[3])}`;
   if (match[4] !== undefined) text += `-${match[4]}`;
   if (match[5] !== undefined) text += `+${match[5]}`;
-  return semver.parse(text) ?? undefined;
+  return semverPackage().parse(text) ?? undefined;
 }
 
 /** A parsed version constraint. */
 export interface VersionConstraint {
   source: string;
   /** True when the version satisfies the constraint. */
-  test(version: semver.SemVer): boolean;
+  test(version: SemVer): boolean;
 }
 
 /** Parses a Masterminds-style constraint; throws `ERR_GANTRY_USAGE` naming the problem. */
@@ -87,7 +96,7 @@ export function parseVersionConstraint(text: string): VersionConstraint {
   if (text.trim() === '') throw invalid('it is empty');
   const alternatives = text.split('||').map((alternative) => {
     // `!=` is Masterminds's, not npm's: taken out and checked apart.
-    const excluded: semver.SemVer[] = [];
+    const excluded: SemVer[] = [];
     let rest = alternative.replace(/!=\s*([^\s,]+)/g, (_, version: string) => {
       const parsed = parseTagVersion(version);
       if (!parsed) throw invalid(`"${version}" is not a version`);
@@ -98,10 +107,11 @@ export function parseVersionConstraint(text: string): VersionConstraint {
     if (rest === '' && excluded.length === 0) throw invalid('an alternative of "||" is empty');
     // npm's grammar wants full versions after comparison operators; Masterminds accepts `>= 3.12`.
     const range = rest === '' ? '*' : rest;
+    const semver = semverPackage();
     const valid = semver.validRange(range);
     if (valid === null) throw invalid(`"${alternative.trim()}" is not a constraint`);
-    const compiled = new semver.Range(range);
-    return (version: semver.SemVer) =>
+    const compiled: Range = new semver.Range(range);
+    return (version: SemVer) =>
       compiled.test(version) && excluded.every((other) => semver.neq(version, other));
   });
   return { source: text, test: (version) => alternatives.some((test) => test(version)) };
@@ -122,8 +132,11 @@ export function tagsMatchingConstraint(tags: readonly string[], constraint: Vers
 export function newestTags(tags: readonly string[], count: number): string[] {
   const versions = tags
     .map((tag) => ({ tag, version: parseTagVersion(tag) }))
-    .filter((entry): entry is { tag: string; version: semver.SemVer } => entry.version !== undefined)
-    .sort((left, right) => semver.rcompare(left.version, right.version) || (left.tag < right.tag ? -1 : 1));
+    .filter((entry): entry is { tag: string; version: SemVer } => entry.version !== undefined)
+    .sort(
+      (left, right) =>
+        semverPackage().rcompare(left.version, right.version) || (left.tag < right.tag ? -1 : 1),
+    );
   const kept = new Set(versions.slice(0, count).map((entry) => entry.tag));
   return tags.filter((tag) => kept.has(tag));
 }
