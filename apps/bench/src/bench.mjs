@@ -14,7 +14,7 @@
 //   pnpm bench [-- --runs 5 --layer-mib 1024 --work-dir /var/tmp/gantry-bench --only oci-to-dir-large,registry-to-registry-mount]
 //   (--gantry-library: registry rows run core's copyImage through gantry-library-copy.mjs instead of the CLI)
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -210,18 +210,21 @@ async function startRegistry(name = 'registry') {
   };
   const configPath = join(directory, 'config.yml');
   await writeFile(configPath, JSON.stringify(config, null, 2));
-  const child = spawn(registryBinary, ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let output = '';
-  child.stderr.setEncoding('utf8').on('data', (text) => {
-    output = (output + text).slice(-4000);
-  });
+  // The registry's log goes to a file, not a pipe: the measured commands run synchronously
+  // (spawnSync), so nothing would drain a pipe meanwhile, and a registry logging its 404s (a sync
+  // asks for many manifests that are not there yet) would block once the pipe is full.
+  const logPath = join(directory, 'registry.log');
+  const logFile = openSync(logPath, 'w');
+  const child = spawn(registryBinary, ['serve', configPath], { stdio: ['ignore', 'ignore', logFile] });
+  closeSync(logFile);
+  const output = () => readFileSync(logPath, 'utf8').slice(-4000);
   const kill = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
   process.on('exit', kill);
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited before answering: ${output}`);
+    if (child.exitCode !== null) throw new Error(`docker-registry exited before answering: ${output()}`);
     try {
       const response = await fetch(`http://127.0.0.1:${port}/v2/`);
       await response.arrayBuffer();
@@ -229,7 +232,7 @@ async function startRegistry(name = 'registry') {
     } catch {
       // Not listening yet.
     }
-    if (Date.now() > deadline) throw new Error(`docker-registry did not answer within 30 s: ${output}`);
+    if (Date.now() > deadline) throw new Error(`docker-registry did not answer within 30 s: ${output()}`);
     await new Promise((done) => setTimeout(done, 50));
   }
   return {
@@ -277,6 +280,8 @@ function dockerArchiveOf(layoutName) {
 }
 
 const quarterMiB = Math.max(1, largeLayerMiB >> 2);
+/** Tags in the sync rows' source repository. */
+const syncTagCount = 50;
 const localScenarios = [
   {
     name: 'oci-to-dir-large',
@@ -448,6 +453,18 @@ const registryScenarios = [
     memoryCheck: true,
   },
   {
+    name: 'sync-registry-50-tags',
+    description: `sync registry → registry, a repository of ${syncTagCount} tags (shared 4 MiB base + 1 MiB each)`,
+    // A new, empty destination registry each run: neither tool can mount from an earlier run's copy.
+    freshRegistry: true,
+    sync: ({ sourceRegistry, registry }) => [`${sourceRegistry}/bench/sync`, `${registry}/mirror`],
+  },
+  {
+    name: 'sync-registry-50-tags-noop',
+    description: `sync re-run, all ${syncTagCount} images already in the destination`,
+    sync: ({ sourceRegistry }) => [`${sourceRegistry}/bench/sync`, `${sourceRegistry}/sync-noop`],
+  },
+  {
     name: 'oci-to-registry-quarter',
     description: `oci → registry push to a new repo, one ${quarterMiB} MiB layer (memory vs size)`,
     freshRegistry: true,
@@ -469,6 +486,37 @@ const neededLayouts = new Set(scenarios.flatMap((scenario) => scenario.needs ?? 
 for (const name of neededLayouts) layouts[name] = await makeLayout(...layoutSpecs[name]);
 
 for (const scenario of scenarios) scenario.prepare?.();
+
+/** The sync rows' source: `bench/sync`, 50 tags of a shared base layer and one layer of their own. */
+async function pushSyncRepository(host) {
+  for (let index = 0; index < syncTagCount; index += 1) {
+    const layout = await makeLayout(`sync-tag-${index}`, {
+      format: 'oci',
+      layers: [randomFileLayer(4, 'sync-base'), randomFileLayer(1, `sync-${index}`)],
+    });
+    execFileSync('skopeo', [
+      ...policy,
+      'copy',
+      '-q',
+      '--dest-tls-verify=false',
+      `oci:${layout}:bench`,
+      `docker://${host}/bench/sync:1.${index}.0`,
+    ]);
+  }
+  // The no-op row's destination, synced once before any measurement.
+  execFileSync('skopeo', [
+    ...policy,
+    'sync',
+    '--src',
+    'docker',
+    '--dest',
+    'docker',
+    '--src-tls-verify=false',
+    '--dest-tls-verify=false',
+    `${host}/bench/sync`,
+    `${host}/sync-noop`,
+  ]);
+}
 
 let registry;
 /** Names of the images pushed to the benchmark registry (`bench/<name>:v1`). */
@@ -499,6 +547,10 @@ if (scenarios.some((scenario) => scenario.registry)) {
     ]);
     pushedImages.push(name);
   }
+  if (scenarios.some((scenario) => scenario.sync)) {
+    console.error(`Pushing the ${syncTagCount} tags of bench/sync with skopeo…`);
+    await pushSyncRepository(registry.host);
+  }
   if (gantryRegistryMode === 'cli') {
     const probe = spawnSync(
       process.execPath,
@@ -526,6 +578,23 @@ if (scenarios.some((scenario) => scenario.registry)) {
 function commandFor(tool, scenario, parameters) {
   if (!scenario.registry)
     return { command: tool.command, args: [...tool.prefix, ...scenario.args(parameters)] };
+  if (scenario.sync) {
+    // Sync rows always run the CLI: the same command line for both tools.
+    const [source, destination] = scenario.sync(parameters);
+    const args = [
+      ...policy,
+      'sync',
+      '--src',
+      'docker',
+      '--dest',
+      'docker',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      source,
+      destination,
+    ];
+    return { command: tool.command, args: [...tool.prefix, ...args] };
+  }
   const [source, destination] = scenario.copy(parameters);
   if (tool.name === 'gantry' && gantryRegistryMode === 'library')
     return { command: process.execPath, args: [gantryLibraryCopy, source, destination] };
@@ -574,6 +643,7 @@ try {
         const parameters = {
           destination,
           registry: registry?.host,
+          sourceRegistry: registry?.host,
           repository: `bench-${runId}/${scenario.name}-${tool.name}-${run}`,
         };
         // A push goes to a registry of its own, new and empty, on a new port: skopeo's blob info

@@ -63,7 +63,8 @@ describe('usage errors (exit 1, skopeo wording, nothing on stdout)', () => {
     [['login'], 'please provide a registry to login to'],
     [['logout'], 'please provide a registry to logout from'],
     [['logout', '--all', '127.0.0.1:1'], '--all takes no arguments'],
-    [['sync', 'oci:/x', 'dir:/y'], 'gantry does not implement the skopeo command \\"sync\\" yet'],
+    [['sync', 'oci:/x', 'dir:/y'], 'A source transport must be specified'],
+    [['layers', 'docker://x'], 'gantry does not implement the skopeo command \\"layers\\" yet'],
     [['manifest-digest'], 'msg="Usage: gantry manifest-digest manifest"'],
   ];
   for (const [argv, message] of cases) {

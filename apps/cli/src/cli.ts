@@ -20,6 +20,7 @@ import { inspectCommand } from './commands/inspect.js';
 import { listTagsCommand } from './commands/list-tags.js';
 import { loginCommand, logoutCommand } from './commands/login.js';
 import { manifestDigestCommand } from './commands/manifest-digest.js';
+import { syncCommand } from './commands/sync.js';
 import { transportsCommand } from './commands/transports.js';
 import type { CliIo, CommandContext, CommandDefinition, GlobalOptions } from './context.js';
 import { errorMessage } from './errors.js';
@@ -40,6 +41,7 @@ export const commands: readonly CommandDefinition[] = [
   loginCommand,
   logoutCommand,
   manifestDigestCommand,
+  syncCommand,
   transportsCommand,
 ];
 
@@ -50,7 +52,6 @@ const unimplementedSkopeoCommands = new Set([
   'proxy',
   'standalone-sign',
   'standalone-verify',
-  'sync',
   'untrusted-signature-dump-without-verification',
 ]);
 

@@ -68,7 +68,8 @@ type Credentials = { username: string; password: string; identityToken?: string 
 /**
  * A client for one repository of one registry, with the authentication state for it:
  * - `open` pings `/v2/` (HTTPS; plain HTTP only when TLS verification is off) and learns the
- *   challenges; credentials come from the context (`--creds`, `--registry-token`, `--no-creds`) or the
+ *   challenges (a ping of the same registry and TLS settings less than 10 s old is reused, see
+ *   `RegistryPings`); credentials come from the context (`--creds`, `--registry-token`, `--no-creds`) or the
  *   auth files (most specific namespace first);
  * - every request carries `Authorization`: Basic credentials, a bearer token for the scopes (fetched
  *   from the realm, anonymous when there are no credentials, cached per scope set until shortly before
@@ -90,6 +91,8 @@ export class RegistryClient {
   private readonly credentials: Credentials | undefined;
   private challenges: AuthChallenge[] = [];
   private scheme: 'https' | 'http' = 'https';
+  /** The key of this client's ping in `state.pings`. */
+  private pingKey: string | undefined;
   private readonly tokens = new Map<string, BearerToken>();
   private readonly pendingTokens = new Map<string, Promise<BearerToken>>();
 
@@ -143,7 +146,24 @@ export class RegistryClient {
     }
     const tls = await loadTlsSettings(scope.registry, tlsVerify, options.certDirectory);
     const client = new RegistryClient(state, scope, options, tls, credentials);
-    await client.ping(context.signal);
+    const key = [scope.role, client.apiHost, tlsVerify, options.certDirectory ?? ''].join('\n');
+    client.pingKey = key;
+    let shared = true;
+    let learnt: { scheme: 'https' | 'http'; challenges: AuthChallenge[] };
+    try {
+      learnt = await state.pings.get(key, async () => {
+        shared = false;
+        await client.ping(context.signal);
+        return { scheme: client.scheme, challenges: client.challenges };
+      });
+    } catch (error) {
+      // Another client's ping failed (its own abort, say): this one pings for itself.
+      if (!shared || context.signal?.aborted) throw error;
+      await client.ping(context.signal);
+      return client;
+    }
+    client.scheme = learnt.scheme;
+    client.challenges = learnt.challenges;
     return client;
   }
 
@@ -315,6 +335,7 @@ export class RegistryClient {
           signal: request.signal,
         });
       } catch (error) {
+        if (this.pingKey !== undefined && !request.signal?.aborted) this.state.pings.forget(this.pingKey);
         throw networkError(
           error,
           `${request.what} (${request.method} ${url.origin}${url.pathname})`,

@@ -394,8 +394,8 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     registry.clearAccessLog();
     await reference('gantry/delete:t1').deleteImage(context);
     const log = await registry.accessLog();
+    // No ping: the push just before pinged this registry with the same settings (RegistryPings).
     expect(log.map((entry) => `${entry.method} ${entry.path} ${entry.status}`)).toEqual([
-      'GET /v2/ 200',
       'HEAD /v2/gantry/delete/manifests/t1 200',
       `DELETE /v2/gantry/delete/manifests/${image.topLevel.digest} 202`,
     ]);

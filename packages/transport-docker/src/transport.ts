@@ -11,6 +11,7 @@ import {
 } from '@gantry/core';
 import { gantryUserAgent } from './connections.js';
 import { checkRegistryLogin } from './login.js';
+import { headManifestDigest } from './manifest-digest.js';
 import {
   type DockerImageReference,
   firstReadableCandidate,
@@ -82,6 +83,11 @@ export interface DockerTransport extends Transport {
    * Wrong credentials → `ERR_GANTRY_UNAUTHORIZED`.
    */
   checkLogin(registry: string, context?: TransportContext): Promise<void>;
+  /**
+   * The digest of the manifest `reference` names, from a HEAD request; undefined when the registry has
+   * none (see manifest-digest.ts).
+   */
+  manifestDigest(reference: ImageReference, context?: TransportContext): Promise<Digest | undefined>;
   /** Closes the connections kept alive to registries (they reopen on next use). */
   closeConnections(): Promise<void>;
 }
@@ -158,6 +164,15 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
     },
     listRepositories(registry, context = {}, listOptions = {}) {
       return listRegistryRepositories(state, registry, context, listOptions);
+    },
+    async manifestDigest(reference, context = {}) {
+      if (reference.transport !== transport) {
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `${reference.transport.name}:${reference.stringWithinTransport()} is not a reference of this docker transport instance`,
+        );
+      }
+      return headManifestDigest(reference as DockerImageReference, context);
     },
     checkLogin(registry, context = {}) {
       return checkRegistryLogin(state, registry, context);

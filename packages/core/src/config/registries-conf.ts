@@ -377,6 +377,25 @@ export async function registriesConfLocations(
   };
 }
 
+/**
+ * Parsed files by name, kind and text: a process that opens many images (a sync) loads the
+ * configuration for each, and parsing the TOML again each time cost more than the rest of the load.
+ * Keyed by the text itself, so a changed file is parsed again; the parsed values are never modified.
+ */
+const parsedFiles = new Map<string, PartialConfiguration>();
+const maximumParsedFiles = 64;
+
+function parseRegistriesConfCached(text: string, file: string, dropIn: boolean): PartialConfiguration {
+  const key = `${dropIn}\n${file}\n${text}`;
+  let parsed = parsedFiles.get(key);
+  if (parsed === undefined) {
+    parsed = parseRegistriesConf(text, file, dropIn);
+    if (parsedFiles.size >= maximumParsedFiles) parsedFiles.clear();
+    parsedFiles.set(key, parsed);
+  }
+  return parsed;
+}
+
 /** Loads and merges the registries configuration (see the module comment). */
 export async function loadRegistriesConfiguration(
   options: RegistriesConfSearchOptions = {},
@@ -385,7 +404,7 @@ export async function loadRegistriesConfiguration(
   const files: string[] = [];
   let main: PartialConfiguration;
   try {
-    main = parseRegistriesConf(await readFile(locations.mainFile, 'utf8'), locations.mainFile);
+    main = parseRegistriesConfCached(await readFile(locations.mainFile, 'utf8'), locations.mainFile, false);
     files.push(locations.mainFile);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || locations.mainFileExplicit) {
@@ -416,7 +435,7 @@ export async function loadRegistriesConfiguration(
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw configurationError(file, (error as Error).message);
       }
-      const dropIn = parseRegistriesConf(text, file, true);
+      const dropIn = parseRegistriesConfCached(text, file, true);
       files.push(file);
       for (const registry of dropIn.registries) registries.set(registry.prefix, registry);
       if (dropIn.unqualifiedSearchRegistries !== undefined) search = dropIn.unqualifiedSearchRegistries;

@@ -347,6 +347,12 @@ export interface Transport {
    */
   listTags?(reference: ImageReference, context?: TransportContext): Promise<string[]>;
   /**
+   * Optional: the digest of the manifest `reference` names, learnt without downloading it where the
+   * storage allows (a registry's HEAD request, `Docker-Content-Digest`); undefined when there is no such
+   * image. `sync` uses it to skip images the destination already has.
+   */
+  manifestDigest?(reference: ImageReference, context?: TransportContext): Promise<Digest | undefined>;
+  /**
    * Optional, with `listTags`: the same tags, and the name of the repository that listed them, for a
    * transport that resolves names when it opens them (docker:// short names: the candidate that
    * answered). `list-tags` prints `repository` as skopeo's `Repository`.
