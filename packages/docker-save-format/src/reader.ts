@@ -9,6 +9,7 @@ import * as zlib from 'node:zlib';
 import {
   type Digest,
   type DockerReference,
+  describeFileSystemError,
   digestOf,
   ErrorCodes,
   GantryError,
@@ -379,7 +380,7 @@ async function readManifest(
  * decompressed into a spool file first, as is a non-seekable input (FIFO, `/dev/stdin`). Throws
  * `ERR_GANTRY_INVALID_LAYOUT` for hostile or malformed archives (see `@gantry/tar-archive`), an archive
  * without `manifest.json`, or a `manifest.json` over the limit; `ERR_GANTRY_IMAGE_NOT_FOUND` when the file
- * does not exist.
+ * does not exist (the system's error as Go words it).
  */
 export async function openDockerArchive(
   archivePath: string,
@@ -401,9 +402,7 @@ export async function openDockerArchive(
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new GantryError(ErrorCodes.ImageNotFound, `docker archive ${archivePath} does not exist`, {
-        cause: error,
-      });
+      throw new GantryError(ErrorCodes.ImageNotFound, describeFileSystemError(error), { cause: error });
     }
     throw error;
   }

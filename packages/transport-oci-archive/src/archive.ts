@@ -203,7 +203,7 @@ class OpenedOciArchive implements OciArchiveContents {
 
 /**
  * Opens and indexes the OCI archive at `archivePath`. Rejects with:
- * - `ERR_GANTRY_IMAGE_NOT_FOUND` when the file does not exist ("archive file not found");
+ * - `ERR_GANTRY_IMAGE_NOT_FOUND` when the file does not exist (the system's error, `stat /x.tar: no such file or directory`);
  * - `ERR_GANTRY_INVALID_LAYOUT` naming the problem for hostile or malformed tars, archives without
  *   `index.json`, an `index.json` or `oci-layout` that is not valid, or that is not a regular file.
  */
@@ -228,9 +228,7 @@ export async function openOciArchive(
   } catch (error) {
     if (isGantryError(error)) throw error;
     if (errorCode(error) === 'ENOENT') {
-      throw new GantryError(ErrorCodes.ImageNotFound, `archive file not found: "${archivePath}"`, {
-        cause: error,
-      });
+      throw new GantryError(ErrorCodes.ImageNotFound, describeFileSystemError(error), { cause: error });
     }
     throw layoutError(`reading OCI archive ${archivePath}: ${describeFileSystemError(error)}`, error);
   }
@@ -243,9 +241,7 @@ export async function openOciArchive(
   } catch (error) {
     await handle?.close();
     if (errorCode(error) === 'ENOENT') {
-      throw new GantryError(ErrorCodes.ImageNotFound, `archive file not found: "${archivePath}"`, {
-        cause: error,
-      });
+      throw new GantryError(ErrorCodes.ImageNotFound, describeFileSystemError(error), { cause: error });
     }
     if (isGantryError(error)) {
       if (error.code === ErrorCodes.InvalidLayout) {

@@ -82,7 +82,7 @@ describe('oci-archive: source', () => {
     await expectCode(
       ociArchiveTransport.parseReference(`${directory}/missing.tar:t`).newImageSource(),
       ErrorCodes.ImageNotFound,
-      /archive file not found: ".*missing\.tar"/,
+      /^stat .*missing\.tar: no such file or directory$/,
     );
     await expectCode(
       ociArchiveTransport.parseReference(`${directory}:t`).newImageSource(),

@@ -373,7 +373,7 @@ class OciImageDestination implements ImageDestination {
         if (!(await pathExists(blobPath(this.#blobDirectory, digest)))) {
           throw new GantryError(
             ErrorCodes.BlobNotFound,
-            `cannot commit image ${this.reference.describeImage()} to OCI layout ${layoutDirectory}: blob ${digest} disappeared from ${this.#blobDirectory} while the image was written (deleted by a concurrent operation?)`,
+            `cannot commit ${this.reference.describeImage()} to OCI layout ${layoutDirectory}: blob ${digest} disappeared from ${this.#blobDirectory} while the image was written (deleted by a concurrent operation?)`,
           );
         }
       }
