@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  describeFileSystemError,
   ErrorCodes,
   GantryError,
   isGantryError,
@@ -8,9 +9,12 @@ import {
   throwIfAborted,
 } from '@gantry/core';
 
-/** The message of any thrown value. */
+/**
+ * The message of any thrown value; a Node.js system error is worded as Go's (`open /x: read-only file
+ * system`, what skopeo prints) instead of libuv's (`EROFS: read-only file system, open '/x'`).
+ */
 export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return error instanceof Error ? describeFileSystemError(error) : String(error);
 }
 
 /**

@@ -4,7 +4,6 @@ import type { FileHandle } from 'node:fs/promises';
 import {
   chmod,
   lstat,
-  mkdir,
   mkdtemp,
   open,
   readdir,
@@ -27,6 +26,7 @@ import {
   GantryError,
   type ImageDestination,
   type ImageDestinationProperties,
+  makeDirectories,
   type OperationOptions,
   type PutBlobOptions,
   parseDigest,
@@ -375,17 +375,12 @@ async function writeVersionFile(directory: string, fileMode: number): Promise<vo
   }
 }
 
-/** Creates `directory` and its missing parents; returns the directories created, deepest first. */
+/**
+ * Creates `directory` and its missing parents; returns the directories created, deepest first. Errors
+ * are the system's own (EROFS on a read-only file system, not Node's recursive mkdir's ENOENT).
+ */
 async function createDirectories(directory: string, mode: number): Promise<string[]> {
-  const absolute = path.resolve(directory);
-  const firstCreated = await mkdir(absolute, { recursive: true, mode });
-  if (firstCreated === undefined) return [];
-  const created: string[] = [];
-  for (let current = absolute; ; current = path.dirname(current)) {
-    created.push(current);
-    if (current === firstCreated || path.dirname(current) === current) break;
-  }
-  return created;
+  return (await makeDirectories(path.resolve(directory), mode)).reverse();
 }
 
 /**

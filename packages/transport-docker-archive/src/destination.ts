@@ -20,6 +20,7 @@ import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import {
+  describeFileSystemError,
   type DockerReference,
   ErrorCodes,
   GantryError,
@@ -86,6 +87,15 @@ class DockerArchiveImageDestination extends DockerArchiveImageDestinationBase<Do
   }
 }
 
+/** A file-system error opening the destination, worded as Go's (`open /ro/x: read-only file system`). */
+function fileSystemFailure(target: string, error: unknown): GantryError {
+  return new GantryError(
+    ErrorCodes.Internal,
+    `opening docker archive ${target} for writing: ${describeFileSystemError(error)}`,
+    { cause: error },
+  );
+}
+
 /**
  * Opens a destination writing the archive `reference.path` (see the module comment for the rules).
  * `ERR_GANTRY_INVALID_REFERENCE` for an `@N` reference or a bad additional tag; `ERR_GANTRY_NOT_SUPPORTED`
@@ -108,7 +118,7 @@ export async function openDockerArchiveImageDestination(
   try {
     existing = await stat(target);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileSystemFailure(target, error);
   }
   if (existing?.isDirectory()) {
     throw new GantryError(
@@ -124,7 +134,9 @@ export async function openDockerArchiveImageDestination(
   }
   if (existing && !existing.isFile()) {
     // A pipe or device: stream straight into it.
-    const handle = await open(target, constants.O_WRONLY);
+    const handle = await open(target, constants.O_WRONLY).catch((error: unknown) => {
+      throw fileSystemFailure(target, error);
+    });
     const output = handle.createWriteStream();
     return new DockerArchiveImageDestination(
       reference,
@@ -138,7 +150,9 @@ export async function openDockerArchiveImageDestination(
     path.dirname(target),
     `.${path.basename(target)}.gantry-${randomBytes(6).toString('hex')}.tmp`,
   );
-  const handle: FileHandle = await open(temporaryPath, 'wx', 0o644);
+  const handle: FileHandle = await open(temporaryPath, 'wx', 0o644).catch((error: unknown) => {
+    throw fileSystemFailure(target, error);
+  });
   try {
     return new DockerArchiveImageDestination(reference, handle, temporaryPath, repoTags, context);
   } catch (error) {

@@ -15,7 +15,7 @@
  *   never deleted (other layouts may use them without Gantry being able to know).
  */
 import { createWriteStream, fdatasync as fdatasyncCallback } from 'node:fs';
-import { lstat, mkdir, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { lstat, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -30,6 +30,7 @@ import {
   ErrorCodes,
   GantryError,
   type ImageDestination,
+  makeDirectories,
   type ImageDestinationProperties,
   type OperationOptions,
   type PutBlobOptions,
@@ -180,7 +181,7 @@ class OciImageDestination implements ImageDestination {
   /** Moves a complete, verified temporary file into place as blob `digest`. */
   async #install(temporaryPath: string, digest: Digest): Promise<void> {
     const finalPath = blobPath(this.#blobDirectory, digest);
-    await mkdir(path.dirname(finalPath), { recursive: true });
+    await makeDirectories(path.dirname(finalPath));
     const existed = await pathExists(finalPath);
     await rename(temporaryPath, finalPath);
     if (!existed) this.#createdBlobs.add(digest);
@@ -227,7 +228,7 @@ class OciImageDestination implements ImageDestination {
     throwIfAborted(signal);
     const expectedDigest = info.digest === undefined ? undefined : parseDigest(info.digest);
     if (expectedDigest) this.#usage.add(expectedDigest);
-    await mkdir(this.#blobDirectory, { recursive: true });
+    await makeDirectories(this.#blobDirectory);
     const temporaryPath = this.#temporaryPath();
     let written: { digest: Digest; size: number } | undefined;
     const output = createWriteStream(temporaryPath, { flags: 'wx', mode: 0o644 });
@@ -323,7 +324,7 @@ class OciImageDestination implements ImageDestination {
     throwIfAborted(options?.signal);
     const digest = manifestStorageDigest(manifest, instanceDigest);
     this.#usage.add(digest);
-    await mkdir(this.#blobDirectory, { recursive: true });
+    await makeDirectories(this.#blobDirectory);
     const temporaryPath = this.#temporaryPath();
     try {
       const handle = await open(temporaryPath, 'wx', 0o644);
@@ -363,7 +364,7 @@ class OciImageDestination implements ImageDestination {
     const topLevel = requireTopLevelEntry('oci', this.#topLevel);
     const layoutDirectory = this.reference.path || '.';
     await this.#allSettled();
-    await mkdir(layoutDirectory, { recursive: true });
+    await makeDirectories(layoutDirectory);
     await withLayoutLock(layoutDirectory, { ...this.#lockOptions, signal: options?.signal }, async () => {
       const index: LayoutIndex = (await readIndex(layoutDirectory)) ?? {
         entries: [],
@@ -449,7 +450,7 @@ export async function openOciImageDestination(
   let createdLayoutDirectory: boolean;
   try {
     createdLayoutDirectory = !(await pathExists(layoutDirectory));
-    await mkdir(layoutBlobDirectory(layoutDirectory), { recursive: true });
+    await makeDirectories(layoutBlobDirectory(layoutDirectory));
   } catch (error) {
     throw fileSystemFailure(`creating OCI layout ${layoutDirectory}`, error);
   }
@@ -458,7 +459,7 @@ export async function openOciImageDestination(
   await checkLayoutVersion(layoutDirectory);
   const shared = context.ociSharedBlobDirectory;
   const blobDirectory = shared ? shared : layoutBlobDirectory(layoutDirectory);
-  if (shared) await mkdir(shared, { recursive: true });
+  if (shared) await makeDirectories(shared);
   const usage = new BlobUsage(await blobDirectoryKey(blobDirectory));
   return new OciImageDestination({
     reference,
