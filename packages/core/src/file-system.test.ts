@@ -273,11 +273,7 @@ describe('describeFileSystemError and errorCode', () => {
 describe('makeDirectories', () => {
   it('creates missing parents, outermost first, and nothing when the directory exists', async () => {
     const target = path.join(top, 'a', 'b', 'c');
-    expect(await makeDirectories(target)).toEqual([
-      path.join(top, 'a'),
-      path.join(top, 'a', 'b'),
-      target,
-    ]);
+    expect(await makeDirectories(target)).toEqual([path.join(top, 'a'), path.join(top, 'a', 'b'), target]);
     expect(await makeDirectories(target)).toEqual([]);
   });
 

@@ -3,12 +3,18 @@
  * skipped by seeking) into an index, and each entry's bytes are then streamed from its offset.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { type FileHandle, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { abortError, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core';
+import {
+  abortError,
+  ErrorCodes,
+  GantryError,
+  makeOwnedTemporaryDirectory,
+  throwIfAborted,
+} from '@gantry/core';
 import {
   blockSize,
   decodeHeader,
@@ -492,8 +498,9 @@ export async function openTarArchiveFromStream(
   options: OpenTarArchiveOptions & { description?: string } = {},
 ): Promise<TarArchiveReader> {
   throwIfAborted(options.signal);
-  const spoolDirectory = await mkdtemp(
-    path.join(options.temporaryDirectory ?? os.tmpdir(), 'gantry-tar-spool-'),
+  const spoolDirectory = await makeOwnedTemporaryDirectory(
+    'tar-spool',
+    options.temporaryDirectory ?? os.tmpdir(),
   );
   const cleanup = () => rm(spoolDirectory, { recursive: true, force: true });
   const spoolPath = path.join(spoolDirectory, 'archive.tar');

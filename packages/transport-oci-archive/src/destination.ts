@@ -1,6 +1,8 @@
 /**
  * Writing an image into an OCI archive, streaming: the archive is written as a tar into a temporary
- * file next to the destination, and renamed over the destination on `commit`.
+ * file next to the destination (named by `ownedTemporaryName`, labelled with the destination's file
+ * name; opening a destination removes those of writers that died), and renamed over the destination
+ * on `commit`.
  *
  * - Blobs are appended to the tar (`@gantry/tar-archive`'s `SeekableTarWriter`) as they arrive
  *   (`blobs/<alg>/<hex>`): a header is reserved, the data streamed (hashed when the digest is unknown),
@@ -45,9 +47,11 @@ import {
   isGantryError,
   MediaTypes,
   type OperationOptions,
+  ownedTemporaryName,
   type PutBlobOptions,
   parseDigest,
   type ReusedBlob,
+  removeAbandonedTemporaryFiles,
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
@@ -69,7 +73,6 @@ import {
   layoutFileName,
   manifestStorageDigest,
   newIndexEntry,
-  randomSuffix,
   reachableDigests,
   rejectSignatures,
   requireTopLevelEntry,
@@ -412,9 +415,14 @@ export async function openOciArchiveDestination(
       );
     }
   }
+  // Temporary archives for this destination left by writers that died (kill -9) go now; a live
+  // writer's stay.
+  await removeAbandonedTemporaryFiles(path.dirname(destinationPath), {
+    label: path.basename(destinationPath),
+  });
   const temporaryPath = path.join(
     path.dirname(destinationPath),
-    `.${path.basename(destinationPath)}.gantry-${randomSuffix()}.tmp`,
+    ownedTemporaryName(path.basename(destinationPath)),
   );
   let handle: FileHandle;
   try {

@@ -4,7 +4,9 @@
  * - Blobs (and manifests) go to `<layout>/blobs/<alg>/<hex>` (or `<shared>/<alg>/<hex>` with
  *   `ociSharedBlobDirectory`): written to a temporary file in the blob directory while their digest and
  *   size are computed, checked against what was announced, then renamed into place. A failed or
- *   aborted write leaves no file behind.
+ *   aborted write leaves no file behind. Temporary names carry their owner (`ownedTemporaryName`):
+ *   opening a destination removes those of processes that died mid-write (`kill -9`) from the blob
+ *   directory and the layout directory, never a live writer's.
  * - Nothing is visible in `index.json` until `commit`, which re-reads `index.json` under the layout lock
  *   (see lock.ts), adds the image, and writes it back atomically: concurrent writers to one layout, in
  *   one process or several, all end up in the index.
@@ -30,12 +32,14 @@ import {
   ErrorCodes,
   GantryError,
   type ImageDestination,
-  makeDirectories,
   type ImageDestinationProperties,
+  makeDirectories,
   type OperationOptions,
+  ownedTemporaryName,
   type PutBlobOptions,
   parseDigest,
   type ReusedBlob,
+  removeAbandonedTemporaryFiles,
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
@@ -51,7 +55,6 @@ import {
   layoutDestinationProperties,
   manifestStorageDigest,
   newIndexEntry,
-  randomSuffix,
   rejectSignatures,
   requireTopLevelEntry,
   reusedBlob,
@@ -219,7 +222,7 @@ class OciImageDestination implements ImageDestination {
   }
 
   #temporaryPath(): string {
-    return path.join(this.#blobDirectory, `.gantry-upload-${randomSuffix()}`);
+    return path.join(this.#blobDirectory, ownedTemporaryName('upload'));
   }
 
   async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
@@ -460,6 +463,10 @@ export async function openOciImageDestination(
   const shared = context.ociSharedBlobDirectory;
   const blobDirectory = shared ? shared : layoutBlobDirectory(layoutDirectory);
   if (shared) await makeDirectories(shared);
+  // Temporary files of writers that died (kill -9) go now; a live writer's stay (core temporary-files).
+  for (const directory of new Set([blobDirectory, layoutBlobDirectory(layoutDirectory), layoutDirectory])) {
+    await removeAbandonedTemporaryFiles(directory);
+  }
   const usage = new BlobUsage(await blobDirectoryKey(blobDirectory));
   return new OciImageDestination({
     reference,

@@ -314,7 +314,12 @@ describe('source lookups', () => {
 
   it('reports a path without index.json with the system error, as skopeo (no garbled image description)', async () => {
     const missingLayout = path.join(directory, 'nothing-here');
-    for (const reference of [missingLayout, `${missingLayout}:`, `${missingLayout}:name`, `${missingLayout}:@1`]) {
+    for (const reference of [
+      missingLayout,
+      `${missingLayout}:`,
+      `${missingLayout}:name`,
+      `${missingLayout}:@1`,
+    ]) {
       await expect(ociTransport.parseReference(reference).newImageSource()).rejects.toMatchObject({
         code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
         message: `open ${missingLayout}/index.json: no such file or directory`,
@@ -522,7 +527,7 @@ describe('blobs flushed to disk in the background', () => {
     await destination.close();
     const files = await listBlobFiles(path.join(directory, 'blobs'));
     for (const blob of imageBlobs(image)) expect(files).toContain(`sha256/${digestHex(blob.digest)}`);
-    expect(files.filter((name) => name.startsWith('.gantry-upload'))).toEqual([]);
+    expect(files.filter((name) => name.startsWith('.gantry-tmp-'))).toEqual([]);
     await expectImageReadable(`${directory}:x`, image);
   });
 
@@ -565,7 +570,7 @@ describe('blobs flushed to disk in the background', () => {
     await destination.close();
     await expect(stat(path.join(directory, 'index.json'))).rejects.toThrow(/ENOENT/);
     const leftovers = (await readdir(path.join(directory, 'blobs'))).filter((name) =>
-      name.startsWith('.gantry-upload'),
+      name.startsWith('.gantry-tmp-'),
     );
     expect(leftovers).toEqual([]);
   });
