@@ -3,7 +3,8 @@
 # docker-registry (CNCF Distribution, started by the tests on 127.0.0.1), docker.io (dockerd, started by
 # the tests with vfs storage on their own socket), podman (loads our archives), apache2-utils (htpasswd),
 # openssl (test certificates), gpg (keys for the `skopeo --sign-by` signatures the tests copy and
-# verify), GNU tar, gzip and jq. Fails loudly when one cannot be installed: tests never skip a missing tool.
+# verify), GNU tar, gzip, bzip2, xz and zstd (compressed archives, which Gantry decompresses with them
+# as containers/storage does for xz) and jq. Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
 declare -A package_of=(
@@ -21,6 +22,9 @@ declare -A package_of=(
   [gpg-agent]=gpg-agent
   [gpgconf]=gpgconf
   [gzip]=gzip
+  [bzip2]=bzip2
+  [xz]=xz-utils
+  [zstd]=zstd
 )
 missing=()
 for command in "${!package_of[@]}"; do
