@@ -3,7 +3,8 @@
 # docker-registry (CNCF Distribution, started by the tests on 127.0.0.1), docker.io (dockerd, started by
 # the tests with vfs storage on their own socket), podman (loads our archives), apache2-utils (htpasswd),
 # openssl (test certificates), gpg (keys for the `skopeo --sign-by` signatures the tests copy and
-# verify), GNU tar, gzip, jq, python3 (its pty module puts gantry on a real pseudo-terminal in the CLI
+# verify), GNU tar, gzip, bzip2, xz and zstd (compressed archives, which Gantry decompresses with them
+# as containers/storage does for xz), jq, python3 (its pty module puts gantry on a real pseudo-terminal in the CLI
 # tests; it also holds fcntl locks in the lock tests); for containers-storage: uidmap (newuidmap/newgidmap) and util-linux's
 # unshare (rootless user namespaces), btrfs-progs and mount's losetup (the btrfs driver's loop-mounted test file system) and
 # attr (getfattr cross-checks the xattrs layers set). Fails loudly when one cannot be installed: tests never skip a missing tool.
@@ -32,6 +33,9 @@ declare -A package_of=(
   [unshare]=util-linux
   [python3]=python3
   [getfattr]=attr
+  [bzip2]=bzip2
+  [xz]=xz-utils
+  [zstd]=zstd
 )
 missing=()
 for command in "${!package_of[@]}"; do

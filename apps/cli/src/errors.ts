@@ -1,8 +1,11 @@
-import { ErrorCodes, GantryError, isGantryError } from '@gantry/core';
+import { describeFileSystemError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
 
-/** The message of any thrown value. */
+/**
+ * The message of any thrown value; a Node.js system error is worded as Go's (`open /x: read-only file
+ * system`, what skopeo prints) instead of libuv's (`EROFS: read-only file system, open '/x'`).
+ */
 export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return error instanceof Error ? describeFileSystemError(error) : String(error);
 }
 
 /**

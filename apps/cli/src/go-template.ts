@@ -4,19 +4,36 @@
  * `$var.A`, `(pipeline).A`), variables (`$`, `$x := …`, `$x = …`, `$i, $e := …` in `range`),
  * pipelines with `|`, `if` / `else if` / `else`, `range` (slices, maps in key order, `else`), `with`,
  * `break` / `continue`, literals (strings with Go escapes, raw strings, numbers, `true`, `false`,
- * `nil`), Go's builtin functions (and, or, not, len, index, slice, print, printf, println, eq, ne,
- * lt, le, gt, ge) and the functions skopeo/podman format strings add (json, join, split, lower,
- * upper, title, truncate, pad). `define` / `template` / `block` are not supported (parse error).
+ * `nil`), all of Go's builtin functions (and, or, not, len, index, slice, print, printf, println,
+ * html, js, urlquery, call, eq, ne, lt, le, gt, ge) and the functions skopeo/podman format strings add
+ * (json, join, split, lower, upper, title, truncate, pad). Methods of the values inspect data carries
+ * are called as in Go, with arguments when last in a chain (`.Created.Format "2006-01-02"`,
+ * `.Created.UTC.Month`, `.Digest.Algorithm.Size`): `time.Time` (Format with Go layouts, Month,
+ * Weekday, UTC, Local, Unix…, AddDate, Add, Sub, Round, Truncate, Before/After/Equal, MarshalJSON…;
+ * go-time.ts), `digest.Digest`, `digest.Algorithm`; methods with several results are refused as Go
+ * does. `define` / `template` / `block` are not supported (parse error).
  *
  * Values are printed as Go's `fmt` prints them (see go-values.ts); a missing map key prints
  * `<no value>`; a missing struct field is an execution error, as in Go. Errors are `TemplateError`s
  * with Go's wording: `template: NAME:LINE: …` for parse errors,
  * `template: NAME:LINE:COL: executing "NAME" at <…>: …` for execution errors.
  */
+
+import {
+  civilTime,
+  formatGoDuration,
+  formatGoTime,
+  type GoInstant,
+  instantFromCivil,
+  monthNames,
+  roundGoTime,
+  weekdayNames,
+} from './go-time.js';
 import {
   formatGoValue,
   GoInt,
   GoMap,
+  GoNamedInt,
   GoNamedString,
   GoNil,
   GoSlice,
@@ -585,7 +602,8 @@ function isTrue(value: unknown): boolean {
   if (typeof value === 'boolean') return value;
   if (typeof value === 'string') return value.length > 0;
   if (typeof value === 'number') return value !== 0;
-  if (value instanceof GoInt) return value.value !== 0;
+  if (value instanceof GoInt || value instanceof GoNamedInt) return value.value !== 0;
+  if (typeof value === 'bigint') return value !== 0n;
   if (value instanceof GoNamedString) return value.value.length > 0;
   if (value instanceof GoSlice) return value.items.length > 0;
   if (Array.isArray(value)) return value.length > 0;
@@ -609,7 +627,8 @@ function stringArgument(value: unknown): string {
 }
 
 function integerArgument(value: unknown): number {
-  if (value instanceof GoInt) return value.value;
+  if (value instanceof GoInt || value instanceof GoNamedInt) return value.value;
+  if (typeof value === 'bigint') return Number(value);
   if (typeof value === 'number' && Number.isInteger(value)) return value;
   throw new Error(`wrong type for value; expected int; got ${goTypeName(value)}`);
 }
@@ -667,7 +686,8 @@ function basicKind(value: unknown): { kind: string; value: unknown } {
   if (typeof value === 'string') return { kind: 'string', value };
   if (value instanceof GoNamedString) return { kind: 'string', value: value.value };
   if (typeof value === 'boolean') return { kind: 'bool', value };
-  if (value instanceof GoInt) return { kind: 'int', value: value.value };
+  if (value instanceof GoInt || value instanceof GoNamedInt) return { kind: 'int', value: value.value };
+  if (typeof value === 'bigint') return { kind: 'int', value: Number(value) };
   if (typeof value === 'number') return { kind: 'float', value };
   if (value === null || value === undefined || value instanceof GoNil) return { kind: 'nil', value: null };
   return { kind: 'other', value };
@@ -723,7 +743,16 @@ function formatPrintf(format: string, args: unknown[]): string {
         text = JSON.stringify(printValue(value));
         break;
       case 'd':
-        text = basic.kind === 'int' ? String(basic.value) : `%!d(${goTypeName(value)}=${printValue(value)})`;
+        text =
+          typeof value === 'bigint'
+            ? value.toString()
+            : basic.kind === 'int'
+              ? String(basic.value)
+              : `%!d(${goTypeName(value)}=${printValue(value)})`;
+        break;
+      case 'T':
+        text =
+          value === noValue ? '<nil>' : value === null || value === undefined ? '<nil>' : goTypeName(value);
         break;
       case 't':
         text = basic.kind === 'bool' ? String(basic.value) : `%!t(${goTypeName(value)}=${printValue(value)})`;
@@ -778,8 +807,90 @@ function goSprint(args: unknown[]): string {
   return out;
 }
 
+/** Go's `evalArgs` for the escaping functions: a lone string as is, anything else `fmt.Sprint`ed. */
+function escaperArgument(args: unknown[]): string {
+  if (args.length === 1 && typeof args[0] === 'string') return args[0];
+  if (args.length === 1 && args[0] instanceof GoNamedString) return args[0].value;
+  return goSprint(args);
+}
+
+/** Go's `template.HTMLEscapeString`. */
+function htmlEscape(text: string): string {
+  return text.replace(/[\0"'&<>]/g, (character) => {
+    switch (character) {
+      case '\0':
+        return '\uFFFD';
+      case '"':
+        return '&#34;';
+      case "'":
+        return '&#39;';
+      case '&':
+        return '&amp;';
+      case '<':
+        return '&lt;';
+      default:
+        return '&gt;';
+    }
+  });
+}
+
+/** Go's `template.JSEscapeString`. */
+function jsEscape(text: string): string {
+  let out = '';
+  for (const character of text) {
+    const code = character.codePointAt(0)!;
+    switch (character) {
+      case '\\':
+        out += '\\\\';
+        continue;
+      case "'":
+        out += "\\'";
+        continue;
+      case '"':
+        out += '\\"';
+        continue;
+      case '<':
+        out += '\\u003C';
+        continue;
+      case '>':
+        out += '\\u003E';
+        continue;
+      case '&':
+        out += '\\u0026';
+        continue;
+      case '=':
+        out += '\\u003D';
+        continue;
+    }
+    if (code < 0x20 || !/[\p{L}\p{M}\p{N}\p{P}\p{S}\p{Zs}]/u.test(character)) {
+      out += code > 0xffff ? character : `\\u${code.toString(16).toUpperCase().padStart(4, '0')}`;
+    } else out += character;
+  }
+  return out;
+}
+
+/** Go's `url.QueryEscape`. */
+function queryEscape(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text)) {
+    const character = String.fromCharCode(byte);
+    if (/[A-Za-z0-9\-_.~]/.test(character)) out += character;
+    else if (character === ' ') out += '+';
+    else out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
 /** Go's builtin template functions. */
 const builtinFunctions: Record<string, TemplateFunction> = {
+  html: (...args) => htmlEscape(escaperArgument(args)),
+  js: (...args) => jsEscape(escaperArgument(args)),
+  urlquery: (...args) => queryEscape(escaperArgument(args)),
+  call: (fn) => {
+    // Inspect data holds no function values: whatever is given is not callable.
+    if (fn === null || fn === undefined || fn instanceof GoNil) throw new Error('call of nil');
+    throw new Error(`non-function of type ${goTypeName(fn)}`);
+  },
   len: (value) => new GoInt(lengthOf(value)),
   index: (container, ...keys) => keys.reduce((current, key) => indexInto(current, key), container),
   slice: (value, ...bounds) => {
@@ -844,37 +955,250 @@ export const formatFunctions: Readonly<Record<string, TemplateFunction>> = {
   },
 };
 
-/** Methods callable as fields on Go values (`.Digest.Algorithm`, `.Created.Unix`). */
-function callMethod(receiver: unknown, name: string): { found: boolean; value?: unknown } {
-  if (receiver instanceof GoNamedString && receiver.typeName === 'digest.Digest') {
-    const colon = receiver.value.indexOf(':');
-    switch (name) {
-      case 'Algorithm':
-        return {
-          found: true,
-          value: new GoNamedString('digest.Algorithm', receiver.value.slice(0, Math.max(colon, 0))),
-        };
-      case 'Encoded':
-      case 'Hex':
-        return { found: true, value: receiver.value.slice(colon + 1) };
-      case 'String':
-        return { found: true, value: receiver.value };
-    }
-  }
-  if (receiver instanceof GoTime) {
-    switch (name) {
-      case 'Unix':
-        return { found: true, value: new GoInt(receiver.seconds) };
-      case 'Year':
-        return { found: true, value: new GoInt(receiver.year) };
-      case 'String':
-        return { found: true, value: receiver.toGoString() };
-      case 'IsZero':
-        return { found: true, value: receiver.seconds === -62135596800 && receiver.nanoseconds === 0 };
-    }
-  }
-  return { found: false };
+/** A method of a Go value: its parameter kinds, how many results it has, and its implementation. */
+interface GoMethod {
+  params: ReadonlyArray<'string' | 'int' | 'time'>;
+  /** Results other than a trailing `error`: Go's templates call only methods with exactly one. */
+  results?: number;
+  call: (...args: never[]) => unknown;
 }
+
+const digestAlgorithmSizes: Record<string, number> = { sha256: 32, sha384: 48, sha512: 64 };
+
+function digestAlgorithmMethods(algorithm: string): Record<string, GoMethod> {
+  const known = Object.hasOwn(digestAlgorithmSizes, algorithm);
+  return {
+    String: { params: [], call: () => algorithm },
+    Available: { params: [], call: () => known },
+    Size: { params: [], call: () => new GoInt(digestAlgorithmSizes[algorithm] ?? 0) },
+    Validate: {
+      params: [],
+      call: () => {
+        if (!known) throw new Error('unsupported digest algorithm');
+        return null;
+      },
+    },
+  };
+}
+
+function digestMethods(value: string): Record<string, GoMethod> {
+  const colon = value.indexOf(':');
+  return {
+    Algorithm: {
+      params: [],
+      call: () => new GoNamedString('digest.Algorithm', value.slice(0, Math.max(colon, 0))),
+    },
+    Encoded: { params: [], call: () => value.slice(colon + 1) },
+    Hex: { params: [], call: () => value.slice(colon + 1) },
+    String: { params: [], call: () => value },
+    Validate: {
+      params: [],
+      call: () => {
+        if (!/^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(value)) {
+          throw new Error('invalid checksum digest format');
+        }
+        return null;
+      },
+    },
+  };
+}
+
+const zeroTimeUnixSeconds = -62135596800;
+
+/** The methods of `time.Time` a template can call (those with one result, or one and an error). */
+function timeMethods(time: GoTime): Record<string, GoMethod> {
+  const instant = time.instant();
+  const civil = civilTime(instant);
+  const seconds =
+    instant.unixNanoseconds / 1_000_000_000n -
+    (instant.unixNanoseconds < 0n && instant.unixNanoseconds % 1_000_000_000n !== 0n ? 1n : 0n);
+  const int64 = (value: bigint | number) => new GoInt(Number(value), 'int64');
+  const withNanoseconds = (unixNanoseconds: bigint) => GoTime.fromInstant({ ...instant, unixNanoseconds });
+  const duration = (nanoseconds: bigint) =>
+    new GoNamedInt('time.Duration', Number(nanoseconds), formatGoDuration(nanoseconds));
+  const jsonBytes = () =>
+    new GoSlice(
+      '[]uint8',
+      [...Buffer.from(`"${time.toJsonText()}"`)].map((byte) => new GoInt(byte, 'uint8')),
+    );
+  const textBytes = () =>
+    new GoSlice(
+      '[]uint8',
+      [...Buffer.from(time.toJsonText())].map((byte) => new GoInt(byte, 'uint8')),
+    );
+  const multiple = (results: number): GoMethod => ({ params: [], results, call: () => undefined });
+  return {
+    Format: { params: ['string'], call: (layout: string) => formatGoTime(instant, layout) },
+    String: { params: [], call: () => time.toGoString() },
+    GoString: {
+      params: [],
+      call: () => {
+        const zone =
+          instant.zoneName === 'UTC' && instant.offsetSeconds === 0 ? 'time.UTC' : 'time.Location("")';
+        return `time.Date(${civil.year}, time.${monthNames[civil.month - 1]}, ${civil.day}, ${civil.hour}, ${civil.minute}, ${civil.second}, ${civil.nanosecond}, ${zone})`;
+      },
+    },
+    Year: { params: [], call: () => new GoInt(civil.year) },
+    Month: {
+      params: [],
+      call: () => new GoNamedInt('time.Month', civil.month, monthNames[civil.month - 1]!),
+    },
+    Day: { params: [], call: () => new GoInt(civil.day) },
+    Hour: { params: [], call: () => new GoInt(civil.hour) },
+    Minute: { params: [], call: () => new GoInt(civil.minute) },
+    Second: { params: [], call: () => new GoInt(civil.second) },
+    Nanosecond: { params: [], call: () => new GoInt(civil.nanosecond) },
+    YearDay: { params: [], call: () => new GoInt(civil.yearDay) },
+    Weekday: {
+      params: [],
+      call: () => new GoNamedInt('time.Weekday', civil.weekday, weekdayNames[civil.weekday]!),
+    },
+    Unix: { params: [], call: () => int64(seconds) },
+    UnixMilli: { params: [], call: () => int64(instant.unixNanoseconds / 1_000_000n) },
+    UnixMicro: { params: [], call: () => int64(instant.unixNanoseconds / 1000n) },
+    UnixNano: { params: [], call: () => instant.unixNanoseconds },
+    IsZero: { params: [], call: () => time.seconds === zeroTimeUnixSeconds && time.nanoseconds === 0 },
+    IsDST: { params: [], call: () => false },
+    UTC: { params: [], call: () => GoTime.fromInstant({ ...instant, offsetSeconds: 0, zoneName: 'UTC' }) },
+    Local: { params: [], call: () => localTime(instant) },
+    Location: {
+      params: [],
+      call: () => new GoNamedString('*time.Location', instant.zoneName === 'UTC' ? 'UTC' : ''),
+    },
+    Before: {
+      params: ['time'],
+      call: (other: GoTime) => instant.unixNanoseconds < other.instant().unixNanoseconds,
+    },
+    After: {
+      params: ['time'],
+      call: (other: GoTime) => instant.unixNanoseconds > other.instant().unixNanoseconds,
+    },
+    Equal: {
+      params: ['time'],
+      call: (other: GoTime) => instant.unixNanoseconds === other.instant().unixNanoseconds,
+    },
+    Sub: {
+      params: ['time'],
+      call: (other: GoTime) => duration(instant.unixNanoseconds - other.instant().unixNanoseconds),
+    },
+    Add: {
+      params: ['int'],
+      call: (nanoseconds: number) => withNanoseconds(instant.unixNanoseconds + BigInt(nanoseconds)),
+    },
+    AddDate: {
+      params: ['int', 'int', 'int'],
+      call: (years: number, months: number, days: number) =>
+        GoTime.fromInstant(
+          instantFromCivil(
+            { ...civil, year: civil.year + years, month: civil.month + months, day: civil.day + days },
+            civil.nanosecond,
+            instant.offsetSeconds,
+            instant.zoneName,
+          ),
+        ),
+    },
+    Truncate: {
+      params: ['int'],
+      call: (nanoseconds: number) =>
+        GoTime.fromInstant(roundGoTime(instant, BigInt(nanoseconds), 'truncate')),
+    },
+    Round: {
+      params: ['int'],
+      call: (nanoseconds: number) => GoTime.fromInstant(roundGoTime(instant, BigInt(nanoseconds), 'round')),
+    },
+    MarshalJSON: { params: [], call: jsonBytes },
+    MarshalText: { params: [], call: textBytes },
+    Zone: multiple(2),
+    ZoneBounds: multiple(2),
+    ISOWeek: multiple(2),
+    Date: multiple(3),
+    Clock: multiple(3),
+  };
+}
+
+/**
+ * `Time.Local()`: the instant in the process's time zone (`TZ`, else the system's), with the zone's
+ * offset and its abbreviation as the platform's time-zone data gives it (`UTC` for UTC).
+ */
+function localTime(instant: GoInstant): GoTime {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const milliseconds = Number(instant.unixNanoseconds / 1_000_000n);
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: zone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+  }).formatToParts(new Date(milliseconds));
+  const field = (type: string) => Number(parts.find((part) => part.type === type)?.value);
+  const localMilliseconds = Date.UTC(
+    field('year'),
+    field('month') - 1,
+    field('day'),
+    field('hour'),
+    field('minute'),
+    field('second'),
+  );
+  const offsetSeconds = Math.round((localMilliseconds - Math.floor(milliseconds / 1000) * 1000) / 1000);
+  return GoTime.fromInstant({ ...instant, offsetSeconds, zoneName: offsetSeconds === 0 ? 'UTC' : '' });
+}
+
+/** The methods a value has (`digest.Digest`, `digest.Algorithm`, `time.Time`), or undefined. */
+function methodsOf(receiver: unknown): Record<string, GoMethod> | undefined {
+  if (receiver instanceof GoNamedString && receiver.typeName === 'digest.Digest')
+    return digestMethods(receiver.value);
+  if (receiver instanceof GoNamedString && receiver.typeName === 'digest.Algorithm')
+    return digestAlgorithmMethods(receiver.value);
+  if (receiver instanceof GoTime) return timeMethods(receiver);
+  return undefined;
+}
+
+/** Converts a method argument to its parameter kind, worded as Go's template errors. */
+function methodArgument(kind: 'string' | 'int' | 'time', value: unknown): unknown {
+  switch (kind) {
+    case 'string':
+      return stringArgument(value);
+    case 'int':
+      return integerArgument(value);
+    case 'time':
+      if (value instanceof GoTime) return value;
+      throw new Error(`wrong type for value; expected time.Time; got ${goTypeName(value)}`);
+  }
+}
+
+/**
+ * Calls method `name` of `receiver` with `args` (as Go's text/template does for `.X.Method args`).
+ * `found` is false when the value has no such method; errors are thrown with Go's wording.
+ */
+function callMethod(receiver: unknown, name: string, args: unknown[]): { found: boolean; value?: unknown } {
+  const method = methodsOf(receiver)?.[name];
+  if (!method) return { found: false };
+  if ((method.results ?? 1) !== 1) {
+    throw new MethodError(`can't call method/function "${name}" with ${method.results} results`);
+  }
+  if (args.length !== method.params.length) {
+    throw new MethodError(
+      `wrong number of args for ${name}: want ${method.params.length} got ${args.length}`,
+    );
+  }
+  let converted: unknown[];
+  try {
+    converted = method.params.map((kind, index) => methodArgument(kind, args[index]));
+  } catch (error) {
+    throw new MethodError((error as Error).message);
+  }
+  try {
+    return { found: true, value: (method.call as (...values: unknown[]) => unknown)(...converted) };
+  } catch (error) {
+    throw new MethodError(`error calling ${name}: ${(error as Error).message}`);
+  }
+}
+
+/** An error from a method call, already worded (not prefixed again). */
+class MethodError extends Error {}
 
 // ---------------------------------------------------------------------------------------------- executor
 
@@ -1103,12 +1427,9 @@ class Executor {
           `can't give argument to non-function ${command.source.split(/\s/)[0]}`,
         );
       }
-      // Field chains with arguments would be method calls: not supported.
-      this.fail(
-        command.position,
-        command.source,
-        `${command.source.split(/\s/)[0]} has arguments but cannot be invoked as function`,
-      );
+      // `.A.Method args`: the last name of the chain is called with the arguments.
+      const args = [...rest.map((operand) => this.evalOperand(operand, dot, scope, command)), ...piped];
+      return this.evalMethodCall(first, dot, scope, command, args);
     }
     if (first.kind === 'nil') this.fail(command.position, 'nil', 'nil is not a command');
     return this.evalOperand(first, dot, scope, command);
@@ -1140,6 +1461,42 @@ class Executor {
     }
   }
 
+  /** Evaluates a field chain whose last name is a method called with `args`. */
+  private evalMethodCall(
+    first: Extract<Operand, { kind: 'field' | 'variable' | 'chain' }>,
+    dot: unknown,
+    scope: Scope,
+    command: Command,
+    args: unknown[],
+  ): unknown {
+    const names = first.names;
+    const last = names.at(-1);
+    let receiver: unknown;
+    if (first.kind === 'field') receiver = dot;
+    else if (first.kind === 'variable') receiver = this.variable(scope, first.name, first.position);
+    else receiver = this.evalPipeline(first.pipeline, dot, scope, first.position, first.source);
+    if (last === undefined) {
+      this.fail(command.position, command.source, `can't give argument to non-function ${first.source}`);
+    }
+    receiver = this.evalFields(receiver, names.slice(0, -1), first.position, first.source);
+    let result: { found: boolean; value?: unknown };
+    try {
+      result = callMethod(receiver, last, args);
+    } catch (error) {
+      if (error instanceof MethodError) this.fail(first.position, first.source, error.message);
+      throw error;
+    }
+    if (result.found) return result.value;
+    // Go's errors for arguments given to what is not a method.
+    if (receiver instanceof GoStruct && receiver.field(last)) {
+      this.fail(first.position, first.source, `${last} has arguments but cannot be invoked as function`);
+    }
+    if (receiver instanceof GoMap || receiver instanceof Map || isPlainMap(receiver)) {
+      this.fail(first.position, first.source, `${last} is not a method but has arguments`);
+    }
+    return this.evalFields(receiver, [last], first.position, first.source);
+  }
+
   private callNiladic(name: string, command: Command): unknown {
     const fn = this.functions[name];
     if (!fn) this.fail(command.position, command.source, `"${name}" is not a defined function`);
@@ -1160,7 +1517,13 @@ class Executor {
           continue;
         }
       }
-      const method = callMethod(current, name);
+      let method: { found: boolean; value?: unknown };
+      try {
+        method = callMethod(current, name, []);
+      } catch (error) {
+        if (error instanceof MethodError) this.fail(position, source, error.message);
+        throw error;
+      }
       if (method.found) {
         current = method.value;
         continue;

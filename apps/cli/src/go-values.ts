@@ -7,6 +7,7 @@
  * strings, numbers (float64, printed as integers when integral), booleans, arrays (`[]any`), plain
  * objects and `Map`s (`map[string]any`), `null` / `undefined` (a nil `any`).
  */
+import { formatGoTime, type GoInstant } from './go-time.js';
 
 /** A Go struct: fields in declaration order, each with its JSON name. */
 export class GoStruct {
@@ -72,7 +73,11 @@ export class GoTime {
     fraction: string;
   };
 
-  constructor(readonly text: string) {
+  constructor(
+    readonly text: string,
+    /** A `*time.Time` (inspect data's `Created`), for `%T`; methods and printing are the same. */
+    readonly pointer = false,
+  ) {
     const match =
       /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
     if (!match) throw new TypeError(`parsing time "${text}" as RFC 3339 failed`);
@@ -116,6 +121,20 @@ export class GoTime {
     return `${year}-${month}-${day} ${hour}:${minute}:${second}${fraction ? `.${fraction}` : ''} ${offset} ${zoneName}`;
   }
 
+  /** The instant and zone, for `go-time.ts`. */
+  instant(): GoInstant {
+    return {
+      unixNanoseconds: BigInt(this.seconds) * 1_000_000_000n + BigInt(this.nanoseconds),
+      offsetSeconds: this.offsetMinutes * 60,
+      zoneName: this.offsetMinutes === 0 ? 'UTC' : '',
+    };
+  }
+
+  /** The `time.Time` of an instant (a zone with offset 0 is `UTC`, any other a fixed offset). */
+  static fromInstant(instant: GoInstant): GoTime {
+    return new GoTime(formatGoTime(instant, '2006-01-02T15:04:05.999999999Z07:00'));
+  }
+
   /** Go's `MarshalJSON` (RFC3339Nano). */
   toJsonText(): string {
     const { year, month, day, hour, minute, second, fraction } = this.fields;
@@ -138,7 +157,23 @@ export class GoNamedString {
 
 /** A Go integer (`int`, `int64`): printed without a fraction, distinct from float64. */
 export class GoInt {
-  constructor(readonly value: number) {}
+  constructor(
+    readonly value: number,
+    /** The Go type (`int`, `int64`), for `%T` and messages. */
+    readonly typeName = 'int',
+  ) {}
+}
+
+/**
+ * A Go named integer type with a `String` method (`time.Month`, `time.Weekday`, `time.Duration`):
+ * compares and formats with `%d` as its number, prints (`%v`, `{{.}}`) as `text`.
+ */
+export class GoNamedInt {
+  constructor(
+    readonly typeName: string,
+    readonly value: number,
+    readonly text: string,
+  ) {}
 }
 
 /** The Go type name of a value, as Go's error messages show it. */
@@ -151,9 +186,11 @@ export function goTypeName(value: unknown): string {
   ) {
     return value.typeName;
   }
-  if (value instanceof GoTime) return 'time.Time';
+  if (value instanceof GoTime) return value.pointer ? '*time.Time' : 'time.Time';
   if (value instanceof GoNamedString) return value.typeName;
-  if (value instanceof GoInt) return 'int';
+  if (value instanceof GoInt) return value.typeName;
+  if (value instanceof GoNamedInt) return value.typeName;
+  if (typeof value === 'bigint') return 'int64';
   if (value === null || value === undefined) return 'interface {}';
   if (typeof value === 'string') return 'string';
   if (typeof value === 'boolean') return 'bool';
@@ -206,6 +243,7 @@ export function formatGoValue(value: unknown): string {
   if (typeof value === 'number') return formatGoFloat(value);
   if (typeof value === 'bigint') return value.toString();
   if (value instanceof GoInt) return String(value.value);
+  if (value instanceof GoNamedInt) return value.text;
   if (value instanceof GoNamedString) return value.value;
   if (value instanceof GoTime) return value.toGoString();
   if (value instanceof GoNil) return '<nil>';
@@ -290,6 +328,8 @@ function goJsonScalar(value: unknown, escapeHtml: boolean): string | undefined {
   if (value instanceof GoTime) return goJsonString(value.toJsonText(), escapeHtml);
   if (typeof value === 'boolean') return value ? 'true' : 'false';
   if (value instanceof GoInt) return String(value.value);
+  if (value instanceof GoNamedInt) return String(value.value);
+  if (typeof value === 'bigint') return value.toString();
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new TypeError(`json: unsupported value: ${formatGoFloat(value)}`);
     return String(value).replace(/e([+-])(\d)$/, 'e$10$2');

@@ -43,7 +43,7 @@ function convert(value: unknown, fieldName: string, typeName: string): unknown {
   if (typeof value === 'string') {
     if (timeFields.has(fieldName)) {
       try {
-        return new GoTime(value);
+        return new GoTime(value, true);
       } catch {
         return value;
       }

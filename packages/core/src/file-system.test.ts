@@ -3,7 +3,13 @@ import { chmod, mkdir, mkdtemp, open, realpath, rm, symlink, writeFile } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { describeFileSystemError, errorCode, resolvePathToFullyExplicit } from './file-system.js';
+import {
+  describeFileSystemError,
+  errorCode,
+  makeDirectories,
+  resolvePathToFullyExplicit,
+} from './file-system.js';
+import { mountTestTmpfs } from './testing/read-only-mount.js';
 
 let top: string;
 beforeEach(async () => {
@@ -261,5 +267,40 @@ describe('describeFileSystemError and errorCode', () => {
     expect(errorCode('text')).toBeUndefined();
     expect(errorCode(new Error('plain'))).toBeUndefined();
     expect(errorCode(Object.assign(new Error('x'), { code: 'EEXIST' }))).toBe('EEXIST');
+  });
+});
+
+describe('makeDirectories', () => {
+  it('creates missing parents, outermost first, and nothing when the directory exists', async () => {
+    const target = path.join(top, 'a', 'b', 'c');
+    expect(await makeDirectories(target)).toEqual([path.join(top, 'a'), path.join(top, 'a', 'b'), target]);
+    expect(await makeDirectories(target)).toEqual([]);
+  });
+
+  it('fails with ENOTDIR when a non-directory is in the way, worded as Go', async () => {
+    await writeFile(path.join(top, 'file'), 'x');
+    const error = await makeDirectories(path.join(top, 'file')).catch((caught: unknown) => caught);
+    expect(describeFileSystemError(error)).toBe(`mkdir ${path.join(top, 'file')}: not a directory`);
+  });
+
+  it('reports the read-only file system of a real read-only mount, not ENOENT', async () => {
+    const mount = await mountTestTmpfs(1);
+    try {
+      await mkdir(path.join(mount.directory, 'existing'));
+      mount.makeReadOnly();
+      // Node's recursive mkdir says ENOENT here; the system said EROFS.
+      for (const target of [
+        path.join(mount.directory, 'new'),
+        path.join(mount.directory, 'new', 'deeper'),
+        path.join(mount.directory, 'existing', 'inner'),
+      ]) {
+        const error = await makeDirectories(target).catch((caught: unknown) => caught);
+        expect(errorCode(error)).toBe('EROFS');
+        expect(describeFileSystemError(error)).toMatch(/^mkdir .*: read-only file system$/);
+      }
+      expect(await makeDirectories(path.join(mount.directory, 'existing'))).toEqual([]);
+    } finally {
+      await mount.unmount();
+    }
   });
 });

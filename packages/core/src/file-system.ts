@@ -4,6 +4,7 @@
  * used by the path-based transports (`dir:`, `oci:`, `oci-archive:` …) to name a location for policy.
  */
 import { lstatSync, readlinkSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 /** The error code of a Node.js system error (`ENOENT`…), if it is one; else `undefined`. */
@@ -42,6 +43,59 @@ export function describeFileSystemError(error: unknown): string {
     return `${systemError.syscall} ${systemError.path}: ${goDescription ?? description}`;
   }
   return systemError.message;
+}
+
+/**
+ * Creates `directory` and its missing parents, as Go's `os.MkdirAll`, and resolves the directories it
+ * created, outermost first (empty when `directory` already existed).
+ *
+ * Use this instead of `mkdir(…, { recursive: true })`: Node's recursive mkdir reports ENOENT for
+ * failures it meets on the way (on a read-only file system it says `mkdir /ro/x: no such file or
+ * directory` where the system said EROFS). Here every error is the system's own, from the `mkdir` that
+ * failed (`mkdir /ro/x: read-only file system` once worded by `describeFileSystemError`); an existing
+ * non-directory fails with ENOTDIR (`mkdir /x: not a directory`), as Go's.
+ */
+export async function makeDirectories(directory: string, mode = 0o777): Promise<string[]> {
+  try {
+    await mkdir(directory, { mode });
+    return [directory];
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === 'EEXIST') {
+      if (await isDirectory(directory)) return [];
+      throw notADirectory(directory);
+    }
+    if (code !== 'ENOENT') throw error;
+  }
+  const parent = path.dirname(directory);
+  if (parent === directory) throw notADirectory(directory);
+  const created = await makeDirectories(parent, mode);
+  try {
+    await mkdir(directory, { mode });
+  } catch (error) {
+    // Created meanwhile by someone else: fine, as Go's MkdirAll.
+    if (errorCode(error) === 'EEXIST' && (await isDirectory(directory))) return created;
+    throw error;
+  }
+  return [...created, directory];
+}
+
+async function isDirectory(candidate: string): Promise<boolean> {
+  try {
+    return (await stat(candidate)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Go's `&PathError{Op: "mkdir", Path, Err: syscall.ENOTDIR}`, as a Node.js system error. */
+function notADirectory(directory: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${directory}'`), {
+    code: 'ENOTDIR',
+    errno: -20,
+    syscall: 'mkdir',
+    path: directory,
+  });
 }
 
 /** How many symbolic links `evaluateSymbolicLinks` follows before giving up, as Go's `filepath.EvalSymlinks`. */

@@ -484,7 +484,7 @@ describe('hostile and malformed archives', () => {
     await expectCode(
       openDockerArchive(path.join(directory, 'missing.tar')),
       ErrorCodes.ImageNotFound,
-      /does not exist/,
+      /^stat .*missing\.tar: no such file or directory$/,
     );
   });
 });

@@ -2,13 +2,11 @@
  * Reading `docker save` archives (written by `docker save`, `podman save`, skopeo, Gantry) through the tar
  * header index: nothing is extracted, each blob is streamed from its offset.
  */
-import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
-import type { Readable, Transform } from 'node:stream';
-import * as zlib from 'node:zlib';
+import type { Readable } from 'node:stream';
 import {
   type Digest,
   type DockerReference,
+  describeFileSystemError,
   digestOf,
   ErrorCodes,
   GantryError,
@@ -18,7 +16,10 @@ import {
   parseNormalizedNamed,
 } from '@gantry/core';
 import {
+  type ArchiveCompression,
+  createArchiveDecompressor,
   defaultMetadataSizeLimit,
+  detectArchiveCompression,
   normalizeEntryName,
   type OpenTarArchiveOptions,
   openTarArchive,
@@ -27,34 +28,10 @@ import {
 } from '@gantry/tar-archive';
 import { digestFromBlobPath, type ManifestItem, manifestFileName, parseManifestJson } from './format.js';
 
-/** Compression of a layer file in an archive, recognised by magic numbers. */
-export type ArchiveLayerCompression = 'gzip' | 'zstd' | 'bzip2' | 'xz' | 'none';
+/** Compression of a layer file in an archive, recognised by magic numbers (tar-archive's). */
+export type ArchiveLayerCompression = ArchiveCompression;
 
-/** Recognises gzip, zstd, bzip2 and xz by their magic numbers. */
-export function detectArchiveCompression(prefix: Uint8Array): ArchiveLayerCompression {
-  const starts = (...bytes: number[]) => bytes.every((byte, index) => prefix[index] === byte);
-  if (starts(0x1f, 0x8b, 0x08)) return 'gzip';
-  if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'zstd';
-  if (starts(0x42, 0x5a, 0x68)) return 'bzip2';
-  if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'xz';
-  return 'none';
-}
-
-/** A transform decompressing `compression`; bzip2, xz, and zstd on a Node.js without it are `ERR_GANTRY_NOT_SUPPORTED`. */
-export function createArchiveDecompressor(
-  compression: Exclude<ArchiveLayerCompression, 'none'>,
-  what: string,
-): Transform {
-  if (compression === 'gzip') return zlib.createGunzip();
-  if (compression === 'zstd') {
-    const factory = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
-    if (factory) return factory();
-  }
-  throw new GantryError(
-    ErrorCodes.NotSupported,
-    `${what} is ${compression}-compressed, which this Node.js (${process.version}) cannot decompress`,
-  );
-}
+export { createArchiveDecompressor, detectArchiveCompression };
 
 /** Options of `openDockerArchive`. */
 export interface OpenDockerArchiveOptions extends OpenTarArchiveOptions {
@@ -375,47 +352,25 @@ async function readManifest(
 
 /**
  * Opens the `docker save` archive at `archivePath` and reads its `manifest.json`. A regular, uncompressed
- * file is indexed in place; a gzip-compressed archive (`docker save | gzip`, accepted by `docker load`) is
- * decompressed into a spool file first, as is a non-seekable input (FIFO, `/dev/stdin`). Throws
+ * file is indexed in place; a compressed archive (`docker save | gzip`, accepted by `docker load`; also
+ * zstd, bzip2, xz, as containers/image reads them) is decompressed into a spool file first, as is a
+ * non-seekable input (FIFO, `/dev/stdin`) — tar-archive's `openTarArchive`. Throws
  * `ERR_GANTRY_INVALID_LAYOUT` for hostile or malformed archives (see `@gantry/tar-archive`), an archive
  * without `manifest.json`, or a `manifest.json` over the limit; `ERR_GANTRY_IMAGE_NOT_FOUND` when the file
- * does not exist.
+ * does not exist (the system's error as Go words it).
  */
 export async function openDockerArchive(
   archivePath: string,
   options: OpenDockerArchiveOptions = {},
 ): Promise<DockerArchiveReader> {
-  let prefix = Buffer.alloc(6);
-  let isRegularFile: boolean;
+  let tar: TarArchiveReader;
   try {
-    // stat, not open: opening a FIFO to look at it would consume the writer's only connection.
-    isRegularFile = (await stat(archivePath)).isFile();
-    if (isRegularFile) {
-      const handle = await open(archivePath, 'r');
-      try {
-        const { bytesRead } = await handle.read(prefix, 0, 6, 0);
-        prefix = prefix.subarray(0, bytesRead);
-      } finally {
-        await handle.close();
-      }
-    }
+    tar = await openTarArchive(archivePath, options);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new GantryError(ErrorCodes.ImageNotFound, `docker archive ${archivePath} does not exist`, {
-        cause: error,
-      });
+      throw new GantryError(ErrorCodes.ImageNotFound, describeFileSystemError(error), { cause: error });
     }
     throw error;
-  }
-  const compression = isRegularFile ? detectArchiveCompression(prefix) : 'none';
-  let tar: TarArchiveReader;
-  if (compression !== 'none') {
-    const decompressor = createArchiveDecompressor(compression, `archive ${archivePath}`);
-    const input = createReadStream(archivePath);
-    input.on('error', (error) => decompressor.destroy(error));
-    tar = await openTarArchiveFromStream(input.pipe(decompressor), { ...options, description: archivePath });
-  } else {
-    tar = await openTarArchive(archivePath, options);
   }
   return readManifest(tar, archivePath, options);
 }

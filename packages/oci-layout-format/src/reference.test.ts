@@ -83,14 +83,14 @@ describe('LayoutReferenceBase', () => {
     expect(named.resolvedPath).toBe(realpathSync(path.join(directory, 'real')));
     expect(named.path).toBe(path.join(directory, 'link'));
     expect(named.stringWithinTransport()).toBe(`${path.join(directory, 'link')}:app`);
-    expect(named.describeImage()).toBe('"app"');
+    expect(named.describeImage()).toBe('image "app"');
     expect(named.dockerReference()).toBeUndefined();
     expect(named.policyConfigurationNamespaces()[0]).toBe(named.resolvedPath);
     expect(named.policyConfigurationNamespaces()).not.toContain('/');
 
     const indexed = new TestReference({ path: directory, imageName: '', sourceIndex: 2 });
     expect(indexed.stringWithinTransport()).toBe(`${directory}:@2`);
-    expect(indexed.describeImage()).toBe('@2');
+    expect(indexed.describeImage()).toBe('image @2');
     expect(new TestReference({ path: directory, imageName: '', sourceIndex: -1 }).describeImage()).toBe(
       'the only image',
     );

@@ -147,10 +147,14 @@ export abstract class LayoutReferenceBase {
     return this.sourceIndex === -1 ? `${this.path}:${this.imageName}` : `${this.path}:@${this.sourceIndex}`;
   }
 
-  /** Describes the image part for messages: `"name"`, `@N`, or `the only image`. */
+  /**
+   * Names the image the reference designates, as a whole noun phrase for messages: `image "name"`,
+   * `image @N`, or `the only image` (so callers write `${describeImage()} not found`, never
+   * `image ${describeImage()}`).
+   */
   describeImage(): string {
-    if (this.sourceIndex !== -1) return `@${this.sourceIndex}`;
-    return this.imageName === '' ? 'the only image' : `"${this.imageName}"`;
+    if (this.sourceIndex !== -1) return `image @${this.sourceIndex}`;
+    return this.imageName === '' ? 'the only image' : `image "${this.imageName}"`;
   }
 
   /** Layout images have no docker reference. */

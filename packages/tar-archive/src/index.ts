@@ -3,6 +3,12 @@
  * hostile archives, and a streaming tar writer. Shared by the archive transports.
  */
 export {
+  type ArchiveCompression,
+  compressionMagicLength,
+  createArchiveDecompressor,
+  detectArchiveCompression,
+} from './compression.js';
+export {
   type BeginTarEntryOptions,
   fitsUstarHeader,
   type OpenTarEntry,

@@ -3,12 +3,24 @@
  * skipped by seeking) into an index, and each entry's bytes are then streamed from its offset.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { type FileHandle, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { abortError, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core';
+import {
+  abortError,
+  ErrorCodes,
+  GantryError,
+  makeOwnedTemporaryDirectory,
+  throwIfAborted,
+} from '@gantry/core';
+import {
+  type ArchiveCompression,
+  compressionMagicLength,
+  createArchiveDecompressor,
+  detectArchiveCompression,
+} from './compression.js';
 import {
   blockSize,
   decodeHeader,
@@ -486,34 +498,79 @@ async function openIndexed(
  * Copies a non-seekable input into a spool file under `temporaryDirectory`, then indexes it. The spool
  * file is removed by `close()` (or when indexing fails). Needed because the index reads headers at
  * computed offsets and entries are later read in any order: a pipe can only be read once, front to back.
+ * A compressed input (gzip, zstd, bzip2, xz: see compression.ts) is decompressed on the way, so the
+ * spool file holds the tar.
  */
 export async function openTarArchiveFromStream(
   input: Readable | AsyncIterable<Uint8Array>,
   options: OpenTarArchiveOptions & { description?: string } = {},
 ): Promise<TarArchiveReader> {
   throwIfAborted(options.signal);
-  const spoolDirectory = await mkdtemp(
-    path.join(options.temporaryDirectory ?? os.tmpdir(), 'gantry-tar-spool-'),
+  const description = options.description ?? 'from a stream';
+  const spoolDirectory = await makeOwnedTemporaryDirectory(
+    'tar-spool',
+    options.temporaryDirectory ?? os.tmpdir(),
   );
   const cleanup = () => rm(spoolDirectory, { recursive: true, force: true });
   const spoolPath = path.join(spoolDirectory, 'archive.tar');
   try {
+    const { compression, stream } = await peekCompression(input);
     const output = createWriteStream(spoolPath);
-    if (options.signal) await pipeline(input, output, { signal: options.signal });
-    else await pipeline(input, output);
+    const stages =
+      compression === 'none'
+        ? [stream, output]
+        : [stream, createArchiveDecompressor(compression, `archive ${description}`), output];
+    // biome-ignore lint/suspicious/noExplicitAny: pipeline's overloads do not take a computed list.
+    const run = pipeline as (...streams: any[]) => Promise<void>;
+    if (options.signal) await run(...stages, { signal: options.signal });
+    else await run(...stages);
   } catch (error) {
     await cleanup();
     if (options.signal?.aborted) throw abortError(options.signal);
     throw error;
   }
-  return openIndexed(spoolPath, options.description ?? 'from a stream', options.signal, cleanup);
+  return openIndexed(spoolPath, description, options.signal, cleanup);
+}
+
+/** Reads the first bytes of `input` to recognise its compression; `stream` yields all of it again. */
+async function peekCompression(
+  input: Readable | AsyncIterable<Uint8Array>,
+): Promise<{ compression: ArchiveCompression; stream: Readable }> {
+  const iterator = input[Symbol.asyncIterator]();
+  const head: Uint8Array[] = [];
+  let length = 0;
+  let done = false;
+  while (length < compressionMagicLength) {
+    const next = await iterator.next();
+    if (next.done) {
+      done = true;
+      break;
+    }
+    const chunk = typeof next.value === 'string' ? Buffer.from(next.value) : next.value;
+    head.push(chunk);
+    length += chunk.byteLength;
+  }
+  const compression = detectArchiveCompression(Buffer.concat(head));
+  async function* replay(): AsyncGenerator<Uint8Array> {
+    yield* head;
+    if (done) return;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  return { compression, stream: Readable.from(replay(), { objectMode: false }) };
 }
 
 /**
- * Opens and indexes the tar archive at `archivePath`. A regular file is read in place; anything else that
- * can be read (a FIFO, `/dev/stdin`, a character device) is first copied to a spool file (see
- * `openTarArchiveFromStream`). Throws `ERR_GANTRY_INVALID_LAYOUT` for malformed or hostile archives (see the
- * index rules on `TarArchiveReader`), and the file system's error (e.g. ENOENT) when it cannot be opened.
+ * Opens and indexes the tar archive at `archivePath`. An uncompressed regular file is read in place;
+ * a compressed one (gzip, zstd, bzip2, xz, recognised by its first bytes, as containers/storage does)
+ * is decompressed into a spool file, and anything else that can be read (a FIFO, `/dev/stdin`, a
+ * character device) is first copied to a spool file (see `openTarArchiveFromStream`). `path` of the
+ * reader is then the spool file's. Throws `ERR_GANTRY_INVALID_LAYOUT` for malformed or hostile
+ * archives (see the index rules on `TarArchiveReader`), and the file system's error (e.g. ENOENT) when
+ * it cannot be opened.
  */
 export async function openTarArchive(
   archivePath: string,
@@ -524,10 +581,22 @@ export async function openTarArchive(
   if (information.isDirectory()) {
     throw invalidLayout(`${archivePath} is a directory, not a tar archive`);
   }
-  if (!information.isFile()) {
+  if (!information.isFile() || (await fileCompression(archivePath)) !== 'none') {
     return openTarArchiveFromStream(createReadStream(archivePath), { ...options, description: archivePath });
   }
   return openIndexed(archivePath, archivePath, options.signal);
+}
+
+/** The compression of a regular file, from its first bytes. */
+async function fileCompression(filePath: string): Promise<ArchiveCompression> {
+  const handle = await open(filePath, 'r');
+  try {
+    const prefix = Buffer.alloc(compressionMagicLength);
+    const { bytesRead } = await handle.read(prefix, 0, prefix.length, 0);
+    return detectArchiveCompression(prefix.subarray(0, bytesRead));
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Chunk size of entry streams: large reads keep per-chunk overhead low on multi-GiB layers. */

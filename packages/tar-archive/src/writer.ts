@@ -3,13 +3,19 @@
  * the same archive bytes.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { abortError, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core';
+import {
+  abortError,
+  ErrorCodes,
+  GantryError,
+  makeOwnedTemporaryDirectory,
+  throwIfAborted,
+} from '@gantry/core';
 import type TarStream from 'tar-stream';
 import { normalizeEntryName } from './names.js';
 
@@ -355,7 +361,7 @@ export async function spoolToTemporaryFile(
   signal?: AbortSignal,
 ): Promise<SpoolFile> {
   throwIfAborted(signal);
-  const directory = await mkdtemp(path.join(temporaryDirectory ?? os.tmpdir(), 'gantry-spool-'));
+  const directory = await makeOwnedTemporaryDirectory('spool', temporaryDirectory ?? os.tmpdir());
   const remove = () => rm(directory, { recursive: true, force: true });
   const filePath = path.join(directory, 'data');
   try {

@@ -259,7 +259,10 @@ describe('dir: destination', () => {
       await destination.putManifest(image.manifest, image.mediaType);
       await destination.putSignatures([encoder.encode('sig')]);
       // Before commit, nothing of the image is visible in the directory.
-      expect(await listing(directory)).toEqual([expect.stringMatching(/^\.gantry-staging-/), 'version']);
+      expect(await listing(directory)).toEqual([
+        expect.stringMatching(/^\.gantry-tmp-.*\.staging$/),
+        'version',
+      ]);
       await destination.close();
       await destination.close(); // idempotent
       expect(await listing(top)).toEqual([]);
@@ -309,7 +312,7 @@ describe('dir: destination', () => {
             { isConfig: false },
           ),
         ).rejects.toThrow('source stream broke');
-        const staging = (await listing(directory)).find((name) => name.startsWith('.gantry-staging-'))!;
+        const staging = (await listing(directory)).find((name) => name.startsWith('.gantry-tmp-'))!;
         expect(await listing(path.join(directory, staging))).toEqual([]);
         expect(
           await destination.tryReusingBlob!(
@@ -346,7 +349,7 @@ describe('dir: destination', () => {
           ),
           ErrorCodes.SizeMismatch,
         );
-        const staging = (await listing(directory)).find((name) => name.startsWith('.gantry-staging-'))!;
+        const staging = (await listing(directory)).find((name) => name.startsWith('.gantry-tmp-'))!;
         expect(await listing(path.join(directory, staging))).toEqual([]);
       } finally {
         await destination.close();

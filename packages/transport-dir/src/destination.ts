@@ -1,19 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import {
-  chmod,
-  lstat,
-  mkdir,
-  mkdtemp,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  rmdir,
-  stat,
-} from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -27,12 +15,17 @@ import {
   GantryError,
   type ImageDestination,
   type ImageDestinationProperties,
+  makeDirectories,
   type OperationOptions,
+  ownedTemporaryName,
   type PutBlobOptions,
   parseDigest,
+  parseOwnedTemporaryName,
   type ReusedBlob,
+  removeAbandonedTemporaryFiles,
   type TransportContext,
   type TryReusingBlobOptions,
+  temporaryOwnerState,
   throwIfAborted,
 } from '@gantry/core';
 import {
@@ -40,7 +33,6 @@ import {
   dirTransportVersion,
   manifestFileName,
   signatureFileName,
-  stagingDirectoryPrefix,
   topLevelManifestFileName,
   versionFileName,
 } from './layout.js';
@@ -63,7 +55,7 @@ type StagedKind = 'blob' | 'instance-manifest' | 'signature' | 'top-level-manife
  *   if there is none. Unlike containers/image, the previous image is *not* erased when opening: it stays
  *   readable until `commit`.
  * - Every blob, manifest and signature is written into a private staging directory
- *   (`<dir>/.gantry-staging-XXXXXX/`), each file under a temporary name first and renamed to its layout
+ *   (`<dir>/.gantry-tmp-<owner>.<random>.staging/`, named by `ownedTemporaryName`), each file under a temporary name first and renamed to its layout
  *   name only once complete (a blob only after its stream ended cleanly and its digest and size were
  *   checked).
  * - `commit` moves the files into the directory: blobs and instance manifests (content-addressed, so
@@ -74,8 +66,9 @@ type StagedKind = 'blob' | 'instance-manifest' | 'signature' | 'top-level-manife
  *   If `commit` fails after the old `manifest.json` was removed, the directory holds no image.
  * - `close` without `commit` removes the staging directory, the `version` file if this destination
  *   wrote it, and the directories it created (if they are empty), leaving the directory as it was.
- *   A process that dies mid-write leaves only the staging directory, which the next commit into the
- *   same directory removes.
+ *   A process that dies mid-write leaves only the staging directory, which the next destination
+ *   opened on the same directory removes (its owner is gone); a live writer's staging directory is
+ *   left alone, also by `commit`.
  * - `tryReusingBlob` reuses blobs staged by this destination and blobs of the previous image in the
  *   directory (whose files are then kept at commit), when their size matches the expected size.
  *
@@ -311,7 +304,11 @@ class DirImageDestination implements ImageDestination {
         if (kind === 'blob' || kind === 'instance-manifest') keep.add(name);
       }
       for (const entry of await readdir(this.directory)) {
-        if (!keep.has(entry)) await rm(path.join(this.directory, entry), { recursive: true, force: true });
+        if (keep.has(entry)) continue;
+        // Another writer's staging directory stays unless its owner is gone.
+        const owned = parseOwnedTemporaryName(entry);
+        if (owned && temporaryOwnerState(owned.owner) !== 'gone') continue;
+        await rm(path.join(this.directory, entry), { recursive: true, force: true });
       }
       await this.writeVersionFileIfMissing();
       await this.moveStaged('signature', signal);
@@ -375,17 +372,12 @@ async function writeVersionFile(directory: string, fileMode: number): Promise<vo
   }
 }
 
-/** Creates `directory` and its missing parents; returns the directories created, deepest first. */
+/**
+ * Creates `directory` and its missing parents; returns the directories created, deepest first. Errors
+ * are the system's own (EROFS on a read-only file system, not Node's recursive mkdir's ENOENT).
+ */
 async function createDirectories(directory: string, mode: number): Promise<string[]> {
-  const absolute = path.resolve(directory);
-  const firstCreated = await mkdir(absolute, { recursive: true, mode });
-  if (firstCreated === undefined) return [];
-  const created: string[] = [];
-  for (let current = absolute; ; current = path.dirname(current)) {
-    created.push(current);
-    if (current === firstCreated || path.dirname(current) === current) break;
-  }
-  return created;
+  return (await makeDirectories(path.resolve(directory), mode)).reverse();
 }
 
 /**
@@ -443,7 +435,10 @@ export async function openDirImageDestination(
       await writeVersionFile(directory, fileMode);
       createdVersionFile = true;
     }
-    const stagingDirectory = await mkdtemp(path.join(directory, stagingDirectoryPrefix));
+    // Staging directories of writers that died (kill -9) go now; a live writer's stay.
+    await removeAbandonedTemporaryFiles(directory);
+    const stagingDirectory = path.join(directory, ownedTemporaryName('staging'));
+    await mkdir(stagingDirectory, { mode: 0o700 });
     return new DirImageDestination({
       reference,
       context,

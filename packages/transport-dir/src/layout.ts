@@ -21,9 +21,6 @@ export const versionFileName = 'version';
 /** Name of the top-level manifest file. */
 export const topLevelManifestFileName = 'manifest.json';
 
-/** Prefix of the staging directories a Gantry destination creates inside the image directory. */
-export const stagingDirectoryPrefix = '.gantry-staging-';
-
 /**
  * The encoded part of a digest, after validating it: a digest that did not validate could put `/` or
  * `..` into a file name.

@@ -3,8 +3,9 @@
  * `@gantry/docker-save-format`'s `DockerArchiveImageDestinationBase`; this module says where the archive goes).
  *
  * - The target may be a new path or an empty regular file: the archive is written to a temporary file next
- *   to it (`.<name>.gantry-<random>.tmp`) and renamed over it on `commit()`, so a failed or abandoned copy
- *   leaves nothing behind. Being a regular file, every layer is streamed straight into it (the header of a
+ *   to it (named by `ownedTemporaryName`, labelled with the target's file name) and renamed over it on
+ *   `commit()`, so a failed or abandoned copy leaves nothing behind; the temporary archives of writers
+ *   that died (kill -9) are removed when the next destination for the same target is opened. Being a regular file, every layer is streamed straight into it (the header of a
  *   layer of unknown size is written when its data has ended). A non-empty regular file is refused (as
  *   containers/image: docker-archive does not modify existing archives). Anything else that can be opened
  *   for writing (a FIFO, `/dev/stdout`, a character device) is written directly, without size checks,
@@ -14,16 +15,18 @@
  *   are accepted (the pipeline converts); no signatures, no manifest lists; `putBlob` may run concurrently.
  * - Tags: the reference's tag, plus `transportOptions['docker-archive'].additionalTags` (`--additional-tag`).
  */
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import {
   type DockerReference,
+  describeFileSystemError,
   ErrorCodes,
   GantryError,
   type ImageDestination,
+  ownedTemporaryName,
+  removeAbandonedTemporaryFiles,
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core';
@@ -86,6 +89,15 @@ class DockerArchiveImageDestination extends DockerArchiveImageDestinationBase<Do
   }
 }
 
+/** A file-system error opening the destination, worded as Go's (`open /ro/x: read-only file system`). */
+function fileSystemFailure(target: string, error: unknown): GantryError {
+  return new GantryError(
+    ErrorCodes.Internal,
+    `opening docker archive ${target} for writing: ${describeFileSystemError(error)}`,
+    { cause: error },
+  );
+}
+
 /**
  * Opens a destination writing the archive `reference.path` (see the module comment for the rules).
  * `ERR_GANTRY_INVALID_REFERENCE` for an `@N` reference or a bad additional tag; `ERR_GANTRY_NOT_SUPPORTED`
@@ -108,7 +120,7 @@ export async function openDockerArchiveImageDestination(
   try {
     existing = await stat(target);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileSystemFailure(target, error);
   }
   if (existing?.isDirectory()) {
     throw new GantryError(
@@ -124,7 +136,9 @@ export async function openDockerArchiveImageDestination(
   }
   if (existing && !existing.isFile()) {
     // A pipe or device: stream straight into it.
-    const handle = await open(target, constants.O_WRONLY);
+    const handle = await open(target, constants.O_WRONLY).catch((error: unknown) => {
+      throw fileSystemFailure(target, error);
+    });
     const output = handle.createWriteStream();
     return new DockerArchiveImageDestination(
       reference,
@@ -134,11 +148,13 @@ export async function openDockerArchiveImageDestination(
       context,
     );
   }
-  const temporaryPath = path.join(
-    path.dirname(target),
-    `.${path.basename(target)}.gantry-${randomBytes(6).toString('hex')}.tmp`,
-  );
-  const handle: FileHandle = await open(temporaryPath, 'wx', 0o644);
+  // Temporary archives for this destination left by writers that died (kill -9) go now; a live
+  // writer's stay.
+  await removeAbandonedTemporaryFiles(path.dirname(target), { label: path.basename(target) });
+  const temporaryPath = path.join(path.dirname(target), ownedTemporaryName(path.basename(target)));
+  const handle: FileHandle = await open(temporaryPath, 'wx', 0o644).catch((error: unknown) => {
+    throw fileSystemFailure(target, error);
+  });
   try {
     return new DockerArchiveImageDestination(reference, handle, temporaryPath, repoTags, context);
   } catch (error) {

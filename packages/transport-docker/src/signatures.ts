@@ -24,7 +24,7 @@
  * Not supported: the `X-Registry-Supports-Signatures` API extension (OpenShift's integrated
  * registry); lookaside signatures are then read from and written to the configured lookaside.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -39,6 +39,7 @@ import {
   lookasideBaseUrl,
   lookasideSignatureUrl,
   MediaTypes,
+  makeDirectories,
   manifestDigest,
   type RegistriesDirectoryConfiguration,
   type TransportContext,
@@ -666,7 +667,7 @@ async function putLookasideSignatures(
     throwIfAborted(location.signal);
     const file = fileOf(index);
     try {
-      await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+      await makeDirectories(path.dirname(file), 0o755);
       await writeFile(file, signature, { mode: 0o644 });
     } catch (error) {
       throw new GantryError(ErrorCodes.Internal, `writing signature ${file}: ${(error as Error).message}`, {

@@ -202,8 +202,10 @@ class OpenedOciArchive implements OciArchiveContents {
 }
 
 /**
- * Opens and indexes the OCI archive at `archivePath`. Rejects with:
- * - `ERR_GANTRY_IMAGE_NOT_FOUND` when the file does not exist ("archive file not found");
+ * Opens and indexes the OCI archive at `archivePath`. A compressed archive (`x.tar.gz`; also zstd,
+ * bzip2, xz, recognised by their first bytes, as skopeo reads them) is decompressed once into a spool
+ * file (tar-archive's `openTarArchive`), which blobs are then read from. Rejects with:
+ * - `ERR_GANTRY_IMAGE_NOT_FOUND` when the file does not exist (the system's error, `stat /x.tar: no such file or directory`);
  * - `ERR_GANTRY_INVALID_LAYOUT` naming the problem for hostile or malformed tars, archives without
  *   `index.json`, an `index.json` or `oci-layout` that is not valid, or that is not a regular file.
  */
@@ -228,9 +230,7 @@ export async function openOciArchive(
   } catch (error) {
     if (isGantryError(error)) throw error;
     if (errorCode(error) === 'ENOENT') {
-      throw new GantryError(ErrorCodes.ImageNotFound, `archive file not found: "${archivePath}"`, {
-        cause: error,
-      });
+      throw new GantryError(ErrorCodes.ImageNotFound, describeFileSystemError(error), { cause: error });
     }
     throw layoutError(`reading OCI archive ${archivePath}: ${describeFileSystemError(error)}`, error);
   }
@@ -243,9 +243,7 @@ export async function openOciArchive(
   } catch (error) {
     await handle?.close();
     if (errorCode(error) === 'ENOENT') {
-      throw new GantryError(ErrorCodes.ImageNotFound, `archive file not found: "${archivePath}"`, {
-        cause: error,
-      });
+      throw new GantryError(ErrorCodes.ImageNotFound, describeFileSystemError(error), { cause: error });
     }
     if (isGantryError(error)) {
       if (error.code === ErrorCodes.InvalidLayout) {
@@ -256,7 +254,11 @@ export async function openOciArchive(
     throw layoutError(`reading OCI archive ${archivePath}: ${describeFileSystemError(error)}`, error);
   }
   try {
-    if (handle) {
+    if (handle && tar.path !== archivePath) {
+      // Compressed: tar-archive decompressed it into a spool file, which blobs are read from.
+      await handle.close();
+      handle = await open(tar.path, 'r');
+    } else if (handle) {
       const [opened, current] = await Promise.all([handle.stat(), stat(archivePath)]);
       if (opened.ino !== current.ino || opened.dev !== current.dev || opened.size !== tar.size) {
         throw layoutError(`OCI archive ${archivePath} changed while it was being opened; try again`);

@@ -21,6 +21,7 @@ import {
   type FixtureImage,
   fixturePresets,
   writeFixtureToDestination,
+  writeFixtureToOciLayout,
 } from '@gantry/core/testing';
 import { openTarArchive } from '@gantry/tar-archive';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -107,14 +108,45 @@ describe('oci-archive: destination', () => {
     expect(await filesLeft()).toEqual(['images.tar', 'out']);
   });
 
-  it('replaces an unnamed entry of the same image and adds unnamed entries of other images', async () => {
-    const file = path.join(directory, 'unnamed.tar');
-    const imageA = await fixture('ociMinimal');
+  it('replaces the whole archive on a write without a name, as skopeo', async () => {
+    const [imageA, imageB, imageC] = await Promise.all([
+      fixture('ociMinimal'),
+      fixture('whiteoutLayers'),
+      fixture('everyEntryType'),
+    ]);
+    const indexOf = async (file: string) =>
+      (JSON.parse(await runTool('tar', ['-xOf', file, 'index.json'])) as { manifests: unknown[] }).manifests;
+    for (const tool of ['gantry', 'skopeo'] as const) {
+      const file = path.join(directory, `unnamed-${tool}.tar`);
+      const source = path.join(directory, 'source');
+      const writeWith = async (reference: string, image: FixtureImage, name: string) => {
+        if (tool === 'gantry') return write(reference, image);
+        await writeFixtureToOciLayout(image, source, name);
+        await skopeo(['copy', '--insecure-policy', `oci:${source}:${name}`, `oci-archive:${reference}`]);
+      };
+      await writeWith(`${file}:c`, imageC, 'c');
+      await writeWith(file, imageA, 'a');
+      await writeWith(file, imageB, 'b');
+      expect(await indexOf(file), tool).toHaveLength(1);
+      expect(await rawManifest(file)).toBe(Buffer.from(imageB.topLevel.bytes).toString());
+      // Exactly image B's blobs.
+      expect(
+        (await listing(file)).filter((name) => /^blobs\/sha256\/[0-9a-f]{64}$/.test(name)).sort(),
+      ).toEqual(blobNames(imageB).sort());
+      // The same image again: still one entry.
+      await writeWith(`${file}:`, imageB, 'b');
+      expect(await indexOf(file), tool).toHaveLength(1);
+    }
+  });
+
+  it('keeps named images on a named write but drops unnamed ones (which skopeo would have replaced)', async () => {
+    const file = path.join(directory, 'mixed.tar');
+    const [imageA, imageB] = await Promise.all([fixture('ociMinimal'), fixture('whiteoutLayers')]);
     await write(file, imageA);
-    await write(`${file}:`, imageA);
-    const index = JSON.parse(await runTool('tar', ['-xOf', file, 'index.json'])) as { manifests: unknown[] };
-    expect(index.manifests).toHaveLength(1);
-    expect(await rawManifest(file)).toBe(Buffer.from(imageA.topLevel.bytes).toString());
+    await write(`${file}:b`, imageB);
+    // Only image B remains, so the archive reads without a name again.
+    expect(await rawManifest(file)).toBe(Buffer.from(imageB.topLevel.bytes).toString());
+    expect(await rawManifest(`${file}:b`)).toBe(Buffer.from(imageB.topLevel.bytes).toString());
   });
 
   it('refuses a destination file that is not an OCI archive, and leaves it as it was', async () => {

@@ -1,6 +1,8 @@
 /**
  * Writing an image into an OCI archive, streaming: the archive is written as a tar into a temporary
- * file next to the destination, and renamed over the destination on `commit`.
+ * file next to the destination (named by `ownedTemporaryName`, labelled with the destination's file
+ * name; opening a destination removes those of writers that died), and renamed over the destination
+ * on `commit`.
  *
  * - Blobs are appended to the tar (`@gantry/tar-archive`'s `SeekableTarWriter`) as they arrive
  *   (`blobs/<alg>/<hex>`): a header is reserved, the data streamed (hashed when the digest is unknown),
@@ -14,10 +16,10 @@
  *   archive (below), then `oci-layout` and `index.json` last, the end-of-archive marker, flushes the
  *   file to disk and renames it over the destination. `close` without `commit` deletes the temporary
  *   file: a failed copy leaves no file and does not touch an existing archive.
- * - An existing archive at the destination is not lost (containers/image replaces the whole archive
- *   with the new image): its images are kept, streamed from the old archive into the new one, except
- *   the entry the new image replaces (the one holding the same name; for an unnamed write, an unnamed
- *   entry with the same digest); blobs only replaced entries reached are dropped. A destination file
+ * - An existing archive at the destination: an unnamed write replaces it, as containers/image does;
+ *   a named write keeps its other named images (containers/image replaces the whole archive), streamed
+ *   from the old archive into the new one, and drops the entry holding the same name and the unnamed
+ *   entries (see `keptIndex`); blobs only dropped entries reached are dropped. A destination file
  *   that exists but is not an OCI archive (or is a directory) is refused with `ERR_GANTRY_INVALID_LAYOUT`
  *   before anything is written; an empty file counts as no archive. There is no locking: two writers to
  *   one archive at the same time each produce an archive, and the last rename wins.
@@ -45,9 +47,11 @@ import {
   isGantryError,
   MediaTypes,
   type OperationOptions,
+  ownedTemporaryName,
   type PutBlobOptions,
   parseDigest,
   type ReusedBlob,
+  removeAbandonedTemporaryFiles,
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
@@ -69,7 +73,6 @@ import {
   layoutFileName,
   manifestStorageDigest,
   newIndexEntry,
-  randomSuffix,
   reachableDigests,
   rejectSignatures,
   requireTopLevelEntry,
@@ -79,6 +82,26 @@ import {
 import { SeekableTarWriter } from '@gantry/tar-archive';
 import { type OciArchiveContents, openOciArchive } from './archive.js';
 import type { OciArchiveReference } from './reference.js';
+
+/**
+ * What the new archive keeps of an existing archive's index before the written image joins it:
+ * - an unnamed write (`oci-archive:x.tar`) replaces the whole archive, as containers/image does: the
+ *   archive is that one image (so `oci-archive:x.tar` reads it back, instead of failing with "more
+ *   than one image" after two different images were written);
+ * - a named write keeps the other named images (a deviation from containers/image, which replaces the
+ *   archive every time) and drops unnamed ones, which only an unnamed write made and which
+ *   containers/image would have replaced too; the entry holding the same name is replaced by
+ *   `addIndexEntry`.
+ */
+export function keptIndex(existing: LayoutIndex | undefined, imageName: string): LayoutIndex {
+  if (existing === undefined || imageName === '') {
+    return { entries: [], raw: { schemaVersion: 2, mediaType: MediaTypes.OciIndex } };
+  }
+  return {
+    entries: existing.entries.filter((entry) => (entry.referenceName ?? '') !== ''),
+    raw: { ...existing.raw },
+  };
+}
 
 /** Runs tasks one after another (the tar is written sequentially). */
 class SerialQueue {
@@ -274,9 +297,7 @@ class OciArchiveImageDestination implements ImageDestination {
     const signal = options?.signal;
     await this.#queue.run(async () => {
       this.#assertWritable();
-      const index: LayoutIndex = this.#existing
-        ? { entries: [...this.#existing.index.entries], raw: { ...this.#existing.index.raw } }
-        : { entries: [], raw: { schemaVersion: 2, mediaType: MediaTypes.OciIndex } };
+      const index = keptIndex(this.#existing?.index, this.reference.imageName);
       addIndexEntry(index, topLevel, 'drop');
       try {
         if (this.#existing) await this.#copyKeptBlobs(this.#existing, index, signal);
@@ -394,9 +415,14 @@ export async function openOciArchiveDestination(
       );
     }
   }
+  // Temporary archives for this destination left by writers that died (kill -9) go now; a live
+  // writer's stay.
+  await removeAbandonedTemporaryFiles(path.dirname(destinationPath), {
+    label: path.basename(destinationPath),
+  });
   const temporaryPath = path.join(
     path.dirname(destinationPath),
-    `.${path.basename(destinationPath)}.gantry-${randomSuffix()}.tmp`,
+    ownedTemporaryName(path.basename(destinationPath)),
   );
   let handle: FileHandle;
   try {

@@ -37,7 +37,7 @@ async function readManifest(
   if (bytes === undefined) {
     throw new GantryError(
       ErrorCodes.ImageNotFound,
-      `${description} ${digest} of image ${reference.describeImage()} not found in OCI archive ${archive.path}`,
+      `${description} ${digest} of ${reference.describeImage()} not found in OCI archive ${archive.path}`,
     );
   }
   return bytes;

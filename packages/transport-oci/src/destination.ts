@@ -4,7 +4,9 @@
  * - Blobs (and manifests) go to `<layout>/blobs/<alg>/<hex>` (or `<shared>/<alg>/<hex>` with
  *   `ociSharedBlobDirectory`): written to a temporary file in the blob directory while their digest and
  *   size are computed, checked against what was announced, then renamed into place. A failed or
- *   aborted write leaves no file behind.
+ *   aborted write leaves no file behind. Temporary names carry their owner (`ownedTemporaryName`):
+ *   opening a destination removes those of processes that died mid-write (`kill -9`) from the blob
+ *   directory and the layout directory, never a live writer's.
  * - Nothing is visible in `index.json` until `commit`, which re-reads `index.json` under the layout lock
  *   (see lock.ts), adds the image, and writes it back atomically: concurrent writers to one layout, in
  *   one process or several, all end up in the index.
@@ -15,7 +17,7 @@
  *   never deleted (other layouts may use them without Gantry being able to know).
  */
 import { createWriteStream, fdatasync as fdatasyncCallback } from 'node:fs';
-import { lstat, mkdir, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { lstat, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -31,10 +33,13 @@ import {
   GantryError,
   type ImageDestination,
   type ImageDestinationProperties,
+  makeDirectories,
   type OperationOptions,
+  ownedTemporaryName,
   type PutBlobOptions,
   parseDigest,
   type ReusedBlob,
+  removeAbandonedTemporaryFiles,
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
@@ -50,7 +55,6 @@ import {
   layoutDestinationProperties,
   manifestStorageDigest,
   newIndexEntry,
-  randomSuffix,
   rejectSignatures,
   requireTopLevelEntry,
   reusedBlob,
@@ -180,7 +184,7 @@ class OciImageDestination implements ImageDestination {
   /** Moves a complete, verified temporary file into place as blob `digest`. */
   async #install(temporaryPath: string, digest: Digest): Promise<void> {
     const finalPath = blobPath(this.#blobDirectory, digest);
-    await mkdir(path.dirname(finalPath), { recursive: true });
+    await makeDirectories(path.dirname(finalPath));
     const existed = await pathExists(finalPath);
     await rename(temporaryPath, finalPath);
     if (!existed) this.#createdBlobs.add(digest);
@@ -218,7 +222,7 @@ class OciImageDestination implements ImageDestination {
   }
 
   #temporaryPath(): string {
-    return path.join(this.#blobDirectory, `.gantry-upload-${randomSuffix()}`);
+    return path.join(this.#blobDirectory, ownedTemporaryName('upload'));
   }
 
   async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
@@ -227,7 +231,7 @@ class OciImageDestination implements ImageDestination {
     throwIfAborted(signal);
     const expectedDigest = info.digest === undefined ? undefined : parseDigest(info.digest);
     if (expectedDigest) this.#usage.add(expectedDigest);
-    await mkdir(this.#blobDirectory, { recursive: true });
+    await makeDirectories(this.#blobDirectory);
     const temporaryPath = this.#temporaryPath();
     let written: { digest: Digest; size: number } | undefined;
     const output = createWriteStream(temporaryPath, { flags: 'wx', mode: 0o644 });
@@ -323,7 +327,7 @@ class OciImageDestination implements ImageDestination {
     throwIfAborted(options?.signal);
     const digest = manifestStorageDigest(manifest, instanceDigest);
     this.#usage.add(digest);
-    await mkdir(this.#blobDirectory, { recursive: true });
+    await makeDirectories(this.#blobDirectory);
     const temporaryPath = this.#temporaryPath();
     try {
       const handle = await open(temporaryPath, 'wx', 0o644);
@@ -363,7 +367,7 @@ class OciImageDestination implements ImageDestination {
     const topLevel = requireTopLevelEntry('oci', this.#topLevel);
     const layoutDirectory = this.reference.path || '.';
     await this.#allSettled();
-    await mkdir(layoutDirectory, { recursive: true });
+    await makeDirectories(layoutDirectory);
     await withLayoutLock(layoutDirectory, { ...this.#lockOptions, signal: options?.signal }, async () => {
       const index: LayoutIndex = (await readIndex(layoutDirectory)) ?? {
         entries: [],
@@ -373,7 +377,7 @@ class OciImageDestination implements ImageDestination {
         if (!(await pathExists(blobPath(this.#blobDirectory, digest)))) {
           throw new GantryError(
             ErrorCodes.BlobNotFound,
-            `cannot commit image ${this.reference.describeImage()} to OCI layout ${layoutDirectory}: blob ${digest} disappeared from ${this.#blobDirectory} while the image was written (deleted by a concurrent operation?)`,
+            `cannot commit ${this.reference.describeImage()} to OCI layout ${layoutDirectory}: blob ${digest} disappeared from ${this.#blobDirectory} while the image was written (deleted by a concurrent operation?)`,
           );
         }
       }
@@ -449,7 +453,7 @@ export async function openOciImageDestination(
   let createdLayoutDirectory: boolean;
   try {
     createdLayoutDirectory = !(await pathExists(layoutDirectory));
-    await mkdir(layoutBlobDirectory(layoutDirectory), { recursive: true });
+    await makeDirectories(layoutBlobDirectory(layoutDirectory));
   } catch (error) {
     throw fileSystemFailure(`creating OCI layout ${layoutDirectory}`, error);
   }
@@ -458,7 +462,11 @@ export async function openOciImageDestination(
   await checkLayoutVersion(layoutDirectory);
   const shared = context.ociSharedBlobDirectory;
   const blobDirectory = shared ? shared : layoutBlobDirectory(layoutDirectory);
-  if (shared) await mkdir(shared, { recursive: true });
+  if (shared) await makeDirectories(shared);
+  // Temporary files of writers that died (kill -9) go now; a live writer's stay (core temporary-files).
+  for (const directory of new Set([blobDirectory, layoutBlobDirectory(layoutDirectory), layoutDirectory])) {
+    await removeAbandonedTemporaryFiles(directory);
+  }
   const usage = new BlobUsage(await blobDirectoryKey(blobDirectory));
   return new OciImageDestination({
     reference,

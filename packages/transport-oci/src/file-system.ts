@@ -3,18 +3,19 @@
  * `oci-archive:` (path resolution, error descriptions) live in `@gantry/oci-layout-format`.
  */
 import { open, rename, rm } from 'node:fs/promises';
-import { randomSuffix } from '@gantry/oci-layout-format';
+import path from 'node:path';
+import { ownedTemporaryName } from '@gantry/core';
 
 /**
- * Writes `content` to `filePath` atomically: into a temporary file in the same directory, flushed to
- * disk, then renamed over the target. Readers see either the old or the new content, never a mix.
+ * Writes `content` to `filePath` atomically: into a temporary file in the same directory (named by
+ * `ownedTemporaryName`, so a dead writer's is removed later), flushed to disk, then renamed over the target. Readers see either the old or the new content, never a mix.
  */
 export async function writeFileAtomically(
   filePath: string,
   content: Uint8Array | string,
   mode = 0o644,
 ): Promise<void> {
-  const temporaryPath = `${filePath}.tmp-${randomSuffix()}`;
+  const temporaryPath = path.join(path.dirname(filePath), ownedTemporaryName(path.basename(filePath)));
   let renamed = false;
   try {
     const handle = await open(temporaryPath, 'wx', mode);

@@ -18,6 +18,8 @@ import {
   type Digest,
   digestAlgorithm,
   digestHex,
+  ErrorCodes,
+  GantryError,
   isGantryError,
   MediaTypes,
   parseDigest,
@@ -96,16 +98,25 @@ export async function readSmallFile(
 }
 
 /**
- * Reads `<layout>/index.json`. Resolves `undefined` when the file does not exist; throws
- * `ERR_GANTRY_INVALID_LAYOUT` when it is malformed.
+ * Reads `<layout>/index.json`. Resolves `undefined` when the file does not exist, unless `required`:
+ * then (and when the layout path is not a directory) throws `ERR_GANTRY_IMAGE_NOT_FOUND` with the
+ * system's error as Go words it (`open /x/index.json: no such file or directory`, skopeo's message).
+ * Throws `ERR_GANTRY_INVALID_LAYOUT` when it is malformed.
  */
-export async function readIndex(layoutDirectory: string): Promise<LayoutIndex | undefined> {
+export async function readIndex(
+  layoutDirectory: string,
+  options: { required?: boolean } = {},
+): Promise<LayoutIndex | undefined> {
   const filePath = indexFilePath(layoutDirectory);
   let bytes: Uint8Array;
   try {
     bytes = await readSmallFile(filePath, maximumIndexSize, 'OCI layout index');
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined;
+    const code = errorCode(error);
+    if (options.required && (code === 'ENOENT' || code === 'ENOTDIR')) {
+      throw new GantryError(ErrorCodes.ImageNotFound, describeFileSystemError(error), { cause: error });
+    }
+    if (code === 'ENOENT') return undefined;
     if (isGantryError(error)) throw error;
     throw layoutError(`reading ${filePath}: ${describeFileSystemError(error)}`, error);
   }

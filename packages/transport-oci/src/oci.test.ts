@@ -299,7 +299,7 @@ describe('source lookups', () => {
     await expect(ociTransport.parseReference(`${missingLayout}:ref1`).newImageSource()).rejects.toMatchObject(
       {
         code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
-        message: expect.stringMatching(new RegExp(`"ref1".*${missingLayout}`)),
+        message: expect.stringContaining(`${missingLayout}/index.json`),
       },
     );
     await writeLayoutByHand(directory, [{ content: buildTestImage(), name: 'present' }]);
@@ -310,6 +310,55 @@ describe('source lookups', () => {
     await expect(ociTransport.parseReference(`${missingLayout}:ref1`).deleteImage()).rejects.toMatchObject({
       code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
     });
+  });
+
+  it('reports a path without index.json with the system error, as skopeo (no garbled image description)', async () => {
+    const missingLayout = path.join(directory, 'nothing-here');
+    for (const reference of [
+      missingLayout,
+      `${missingLayout}:`,
+      `${missingLayout}:name`,
+      `${missingLayout}:@1`,
+    ]) {
+      await expect(ociTransport.parseReference(reference).newImageSource()).rejects.toMatchObject({
+        code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
+        message: `open ${missingLayout}/index.json: no such file or directory`,
+      });
+    }
+    const file = path.join(directory, 'a-file');
+    await writeFile(file, 'x');
+    await expect(ociTransport.parseReference(file).newImageSource()).rejects.toMatchObject({
+      code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
+      message: `open ${file}/index.json: not a directory`,
+    });
+    const previous = process.cwd();
+    process.chdir(directory);
+    try {
+      await expect(ociTransport.parseReference('').newImageSource()).rejects.toMatchObject({
+        message: 'open index.json: no such file or directory',
+      });
+    } finally {
+      process.chdir(previous);
+    }
+  });
+
+  it('names the image a reference designates in messages as a whole phrase', async () => {
+    await writeLayoutByHand(directory, [{ content: buildTestImage(), name: 'present' }]);
+    const index = await readIndexJson(directory);
+    const manifestPath = path.join(directory, 'blobs', 'sha256', index.manifests[0]!.digest.slice(7));
+    await (await import('node:fs/promises')).rm(manifestPath);
+    for (const [reference, phrase] of [
+      [`${directory}:present`, 'of image "present" not found'],
+      [`${directory}:@0`, 'of image @0 not found'],
+      [directory, 'of the only image not found'],
+    ] as const) {
+      const source = await ociTransport.parseReference(reference).newImageSource();
+      await expect(source.getManifest()).rejects.toMatchObject({
+        code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
+        message: expect.stringContaining(phrase),
+      });
+      await source.close();
+    }
   });
 
   it('rejects malformed layouts', async () => {
@@ -478,7 +527,7 @@ describe('blobs flushed to disk in the background', () => {
     await destination.close();
     const files = await listBlobFiles(path.join(directory, 'blobs'));
     for (const blob of imageBlobs(image)) expect(files).toContain(`sha256/${digestHex(blob.digest)}`);
-    expect(files.filter((name) => name.startsWith('.gantry-upload'))).toEqual([]);
+    expect(files.filter((name) => name.startsWith('.gantry-tmp-'))).toEqual([]);
     await expectImageReadable(`${directory}:x`, image);
   });
 
@@ -521,7 +570,7 @@ describe('blobs flushed to disk in the background', () => {
     await destination.close();
     await expect(stat(path.join(directory, 'index.json'))).rejects.toThrow(/ENOENT/);
     const leftovers = (await readdir(path.join(directory, 'blobs'))).filter((name) =>
-      name.startsWith('.gantry-upload'),
+      name.startsWith('.gantry-tmp-'),
     );
     expect(leftovers).toEqual([]);
   });

@@ -47,17 +47,11 @@ export function sourceBlobDirectories(reference: OciReference, context: Transpor
 }
 
 /**
- * Reads `index.json` for `reference`, rejecting with `ERR_GANTRY_IMAGE_NOT_FOUND` (naming the layout
- * and the image) when the layout has none.
+ * Reads `index.json` for `reference`, rejecting with `ERR_GANTRY_IMAGE_NOT_FOUND` and the system's
+ * error, as skopeo words it (`open /x/index.json: no such file or directory`), when the layout has none.
  */
 export async function readExistingIndex(reference: OciReference): Promise<LayoutIndex> {
-  const index = await readIndex(reference.path);
-  if (index === undefined) {
-    throw new GantryError(
-      ErrorCodes.ImageNotFound,
-      `image ${reference.describeImage()} not found: ${reference.path || '.'} is not an OCI layout (it has no index.json)`,
-    );
-  }
+  const index = (await readIndex(reference.path, { required: true })) as LayoutIndex;
   await checkLayoutVersion(reference.path);
   return index;
 }
@@ -102,7 +96,7 @@ class OciImageSource implements ImageSource {
     if (bytes === undefined) {
       throw new GantryError(
         ErrorCodes.ImageNotFound,
-        `${description} ${digest} of image ${this.reference.describeImage()} not found in OCI layout ${this.reference.path || '.'}`,
+        `${description} ${digest} of ${this.reference.describeImage()} not found in OCI layout ${this.reference.path || '.'}`,
       );
     }
     return bytes;

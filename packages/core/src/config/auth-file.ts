@@ -29,10 +29,11 @@
  * secret redacted and helper stderr is never quoted.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ErrorCodes, GantryError, isGantryError } from '../errors.js';
+import { makeDirectories } from '../file-system.js';
 
 /** A user name and password (or an identity token) for a registry. */
 export interface RegistryCredentials {
@@ -601,7 +602,7 @@ async function readAuthFileObject(filePath: string): Promise<Record<string, unkn
  */
 async function writeAuthFileObject(filePath: string, value: Record<string, unknown>): Promise<void> {
   const directory = path.dirname(filePath);
-  await mkdir(directory, { recursive: true, mode: 0o700 });
+  await makeDirectories(directory, 0o700);
   const temporary = path.join(directory, `.${path.basename(filePath)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     await writeFile(temporary, `${JSON.stringify(value, null, '\t')}\n`, { mode: 0o600, flag: 'wx' });

@@ -43,4 +43,5 @@ export type {
 } from './fixture-types.js';
 export { ociRefNameAnnotation, writeFixtureToOciLayout } from './oci-layout.js';
 export { seededRandomBytes } from './random-data.js';
+export { mountTestTmpfs, type TestMount } from './read-only-mount.js';
 export { runSkopeo, skopeoBinary } from './skopeo.js';
