@@ -37,7 +37,7 @@ export async function headManifestDigest(
   await response.body.dump();
   if (response.statusCode === 404) return undefined;
   if (response.statusCode !== 200) {
-    throw await responseError(response, { what, credentialsSent: client.hasCredentials });
+    throw await responseError(response, { what, credentialsSent: client.sentCredentials });
   }
   const served = headerValue(response.headers, 'docker-content-digest');
   if (served !== undefined && isDigest(served)) return served;
