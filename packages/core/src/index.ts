@@ -6,5 +6,6 @@ export * from './file-system.js';
 export * from './manifest/index.js';
 export * from './policy/index.js';
 export * from './reference/index.js';
+export * from './signature/index.js';
 export * from './tls-trust.js';
 export * from './transport/index.js';

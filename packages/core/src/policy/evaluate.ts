@@ -1,5 +1,22 @@
+import type { KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { Digest } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
+import { manifestMatchesDigest } from '../manifest/index.js';
+import { readSigstorePublicKey, verifySigstoreSignature } from '../signature/sigstore.js';
+import {
+  type GpgPublicKeys,
+  readGpgPublicKeys,
+  type SignatureAcceptanceRules,
+  verifySimpleSigningSignature,
+} from '../signature/simple-signing.js';
+import {
+  parseStoredSignature,
+  type SigstoreSignature,
+  sigstoreSignatureMimeType,
+} from '../signature/stored.js';
 import type { ImageReference, ManifestBlob, Transport } from '../transport/contract.js';
+import { signedIdentityMatches } from './reference-match.js';
 import type { Policy, PolicyRequirement } from './types.js';
 
 /** What `evaluatePolicy` looks at besides the reference. */
@@ -77,6 +94,204 @@ function rejected(message: string): GantryError {
   return new GantryError(ErrorCodes.PolicyRejected, message);
 }
 
+/** Go's wording for a file that cannot be read: `open <path>: no such file or directory`. */
+async function readKeyFile(filePath: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(filePath));
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const match = /^[A-Z0-9_]+: (.*?), \w+ '.*'$/.exec(message);
+    throw rejected(`open ${filePath}: ${match ? match[1] : message}`);
+  }
+}
+
+/** The key data a requirement names (`keyPath`, `keyPaths` or `keyData`, and for sigstore `keyDatas`). */
+async function keyBlobs(requirement: {
+  keyPath?: string;
+  keyPaths?: readonly string[];
+  keyData?: Uint8Array;
+  keyDatas?: readonly Uint8Array[];
+}): Promise<Uint8Array[]> {
+  if (requirement.keyPath !== undefined) return [await readKeyFile(requirement.keyPath)];
+  if (requirement.keyPaths !== undefined) return Promise.all(requirement.keyPaths.map(readKeyFile));
+  if (requirement.keyData !== undefined) return [requirement.keyData];
+  if (requirement.keyDatas !== undefined) return [...requirement.keyDatas];
+  return [];
+}
+
+type SignedByRequirement = Extract<PolicyRequirement, { type: 'signedBy' }>;
+type SigstoreRequirement = Extract<PolicyRequirement, { type: 'sigstoreSigned' }>;
+
+/**
+ * Keys read for a requirement, kept for the requirement's lifetime: a list's instances are checked
+ * one by one against the same keys. A policy is immutable; load it again to see changed key files.
+ */
+const gpgKeysCache = new WeakMap<PolicyRequirement, Promise<GpgPublicKeys>>();
+const sigstoreKeysCache = new WeakMap<PolicyRequirement, Promise<KeyObject[]>>();
+
+function cached<T>(
+  cache: WeakMap<PolicyRequirement, Promise<T>>,
+  requirement: PolicyRequirement,
+  load: () => Promise<T>,
+): Promise<T> {
+  let pending = cache.get(requirement);
+  if (!pending) {
+    pending = load();
+    cache.set(requirement, pending);
+    pending.catch(() => cache.delete(requirement));
+  }
+  return pending;
+}
+
+/** The message of a rejection reason. */
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** containers/image's summary of a requirement's per-signature rejections. */
+function summarise(reasons: string[], none: string): never {
+  if (reasons.length === 0) throw rejected(none);
+  if (reasons.length === 1) throw rejected(reasons[0]!);
+  throw rejected(`None of the signatures were accepted, reasons: ${reasons.join('; ')}`);
+}
+
+/** Acceptance rules for the digest and identity a signature claims. */
+function claimRules(
+  requirement: SignedByRequirement | SigstoreRequirement,
+  reference: ImageReference,
+  image: PolicyImage,
+): Omit<SignatureAcceptanceRules, 'validateKeyFingerprint'> {
+  return {
+    validateManifestDigest(digest) {
+      let matches: boolean;
+      try {
+        matches = manifestMatchesDigest(image.manifest.bytes, digest as Digest);
+      } catch (error) {
+        throw rejected(reasonOf(error));
+      }
+      if (!matches) throw rejected(`Signature for digest ${digest} does not match`);
+    },
+    validateDockerReference(signedReference) {
+      if (!signedIdentityMatches(requirement.signedIdentity, reference.dockerReference(), signedReference)) {
+        throw rejected(`Signature for identity ${signedReference} is not accepted`);
+      }
+    },
+  };
+}
+
+async function evaluateSignedBy(
+  requirement: SignedByRequirement,
+  reference: ImageReference,
+  image: PolicyImage,
+): Promise<void> {
+  const simpleSignatures: Uint8Array[] = [];
+  const reasons: string[] = [];
+  for (const blob of image.signatures) {
+    try {
+      const parsed = parseStoredSignature(blob);
+      if (parsed.format === 'simple-signing') simpleSignatures.push(parsed.signature);
+    } catch {
+      // Not a simple-signing signature: not this requirement's business (as containers/image).
+    }
+  }
+  if (simpleSignatures.length === 0) throw rejected('A signature was required, but no signature exists');
+  if (requirement.keyType !== 'GPGKeys') {
+    summarise(
+      simpleSignatures.map(() => `Unimplemented "keyType" value "${requirement.keyType}"`),
+      '',
+    );
+  }
+  let keys: GpgPublicKeys;
+  try {
+    keys = await cached(gpgKeysCache, requirement, async () =>
+      readGpgPublicKeys(await keyBlobs(requirement)),
+    );
+  } catch (error) {
+    summarise(
+      simpleSignatures.map(() => reasonOf(error)),
+      '',
+    );
+  }
+  for (const signature of simpleSignatures) {
+    try {
+      if (keys.fingerprints.length === 0) throw rejected('No public keys imported');
+      await verifySimpleSigningSignature(signature, keys, {
+        validateKeyFingerprint(fingerprint) {
+          if (!keys.fingerprints.includes(fingerprint)) {
+            throw rejected(`Signature by key ${fingerprint} is not accepted`);
+          }
+        },
+        ...claimRules(requirement, reference, image),
+      });
+      return;
+    } catch (error) {
+      reasons.push(reasonOf(error));
+    }
+  }
+  summarise(reasons, 'A signature was required, but no signature exists');
+}
+
+async function evaluateSigstoreSigned(
+  requirement: SigstoreRequirement,
+  reference: ImageReference,
+  image: PolicyImage,
+): Promise<void> {
+  const reasons: string[] = [];
+  let nonSigstore = 0;
+  let nonSignatureAttachments = 0;
+  const candidates: SigstoreSignature[] = [];
+  for (const blob of image.signatures) {
+    let parsed: ReturnType<typeof parseStoredSignature>;
+    try {
+      parsed = parseStoredSignature(blob);
+    } catch (error) {
+      reasons.push(reasonOf(error));
+      continue;
+    }
+    if (parsed.format !== 'sigstore') nonSigstore++;
+    else if (parsed.mimeType !== sigstoreSignatureMimeType) nonSignatureAttachments++;
+    else candidates.push(parsed);
+  }
+  const none =
+    nonSigstore === 0 && nonSignatureAttachments === 0
+      ? 'A signature was required, but no signature exists'
+      : `A signature was required, but no signature exists (${nonSigstore} non-sigstore signatures, ${nonSignatureAttachments} sigstore non-signature attachments)`;
+  if (candidates.length === 0) summarise(reasons, none);
+  const unsupported =
+    requirement.fulcio !== undefined
+      ? 'sigstore signatures with Fulcio certificates (the "fulcio" requirement field) are not supported by Gantry'
+      : requirement.pki !== undefined
+        ? 'sigstore signatures with X.509 certificates (the "pki" requirement field) are not supported by Gantry'
+        : requirement.rekorPublicKeyPath !== undefined ||
+            requirement.rekorPublicKeyPaths !== undefined ||
+            requirement.rekorPublicKeyData !== undefined ||
+            requirement.rekorPublicKeyDatas !== undefined
+          ? 'verifying Rekor signed entry timestamps (the "rekorPublicKey…" requirement fields) is not supported by Gantry'
+          : undefined;
+  if (unsupported !== undefined)
+    summarise(
+      candidates.map(() => unsupported),
+      none,
+    );
+  const keys = await cached(sigstoreKeysCache, requirement, async () =>
+    (await keyBlobs(requirement)).map((blob) => readSigstorePublicKey(blob)),
+  ).catch((error: unknown) => {
+    summarise(
+      candidates.map(() => reasonOf(error)),
+      none,
+    );
+  });
+  for (const candidate of candidates) {
+    try {
+      verifySigstoreSignature(candidate, keys!, claimRules(requirement, reference, image));
+      return;
+    } catch (error) {
+      reasons.push(reasonOf(error));
+    }
+  }
+  summarise(reasons, none);
+}
+
 /**
  * Decides whether the image may be used, like containers/image's `IsRunningImageAllowed`: every
  * requirement of the applicable list (see `policyRequirementsFor`) must accept it. Before that, the
@@ -84,10 +299,16 @@ function rejected(message: string): GantryError {
  *
  * - `insecureAcceptAnything` accepts.
  * - `reject` rejects: `Running image <transport:ref> is rejected by policy.`
- * - `signedBy`, `sigstoreSigned` and `signedBaseLayer` reject: Gantry does not verify signatures
- *   yet. Rejecting is the safe choice: accepting would let unsigned or forged images through a
- *   policy that asks for signatures. The message says that verification for that requirement type
- *   is not supported yet.
+ * - `signedBy` (keyType `GPGKeys`) accepts when one simple-signing signature of the image verifies
+ *   with one of the keys (OpenPGP), signs the image's manifest digest, and names an identity that
+ *   `signedIdentity` accepts. Rejections say why, in containers/image's words: `A signature was
+ *   required, but no signature exists`, `Invalid GPG signature: …`, `Signature for identity <ref> is
+ *   not accepted`, `Signature for digest <digest> does not match`, `No public keys imported`; with
+ *   several signatures, `None of the signatures were accepted, reasons: …`.
+ * - `sigstoreSigned` with public keys (`keyPath`, `keyPaths`, `keyData`, `keyDatas`) does the same
+ *   for sigstore signatures. Fulcio, PKI and Rekor verification are not supported: such a requirement
+ *   rejects, saying so.
+ * - `signedBaseLayer` rejects (`signedBaseLayer not implemented yet!`), as containers/image does.
  *
  * Resolves when the image is accepted; rejects with `ERR_GANTRY_POLICY_REJECTED` otherwise, or
  * `ERR_GANTRY_INVALID_POLICY` when a scope is invalid for the transport.
@@ -101,9 +322,7 @@ export async function evaluatePolicy(
   const requirements = policyRequirementsFor(policy, reference);
   const name = imageName(reference);
   if (requirements.length === 0) {
-    throw rejected(
-      `Running image ${name} is rejected by policy: List of verification policy requirements must not be empty`,
-    );
+    throw rejected('List of verification policy requirements must not be empty');
   }
   for (const requirement of requirements) {
     switch (requirement.type) {
@@ -112,18 +331,16 @@ export async function evaluatePolicy(
       case 'reject':
         throw rejected(`Running image ${name} is rejected by policy.`);
       case 'signedBy':
+        await evaluateSignedBy(requirement, reference, image);
+        continue;
       case 'sigstoreSigned':
+        await evaluateSigstoreSigned(requirement, reference, image);
+        continue;
       case 'signedBaseLayer':
-        throw rejected(
-          `Running image ${name} is rejected by policy: signature verification for requirement type ` +
-            `"${requirement.type}" is not supported yet by Gantry (the image has ${image.signatures.length} ` +
-            `signature${image.signatures.length === 1 ? '' : 's'}); use a policy without this requirement for this image`,
-        );
+        throw rejected('signedBaseLayer not implemented yet!');
       default: {
         const unknown: { type?: unknown } = requirement;
-        throw rejected(
-          `Running image ${name} is rejected by policy: unknown requirement type ${JSON.stringify(unknown.type)}`,
-        );
+        throw rejected(`Unknown policy requirement type ${JSON.stringify(unknown.type)}`);
       }
     }
   }

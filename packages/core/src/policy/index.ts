@@ -11,6 +11,7 @@ export {
   userPolicyRelativePath,
 } from './load.js';
 export { insecureAcceptAnythingPolicy, parsePolicy } from './parse.js';
+export { signedIdentityMatches } from './reference-match.js';
 export type {
   Policy,
   PolicyReferenceMatch,
