@@ -20,6 +20,12 @@ import { inspectCommand } from './commands/inspect.js';
 import { listTagsCommand } from './commands/list-tags.js';
 import { loginCommand, logoutCommand } from './commands/login.js';
 import { manifestDigestCommand } from './commands/manifest-digest.js';
+import {
+  generateSigstoreKeyCommand,
+  standaloneSignCommand,
+  standaloneVerifyCommand,
+  untrustedSignatureDumpCommand,
+} from './commands/signing.js';
 import { transportsCommand } from './commands/transports.js';
 import type { CliIo, CommandContext, CommandDefinition, GlobalOptions } from './context.js';
 import { errorMessage } from './errors.js';
@@ -35,24 +41,20 @@ export const ExitCodes = { success: 0, failure: 1, imageNotFound: 2 } as const;
 export const commands: readonly CommandDefinition[] = [
   copyCommand,
   deleteCommand,
+  generateSigstoreKeyCommand,
   inspectCommand,
   listTagsCommand,
   loginCommand,
   logoutCommand,
   manifestDigestCommand,
+  standaloneSignCommand,
+  standaloneVerifyCommand,
   transportsCommand,
+  untrustedSignatureDumpCommand,
 ];
 
 /** skopeo commands gantry does not implement (yet): a clear error instead of "unrecognized command". */
-const unimplementedSkopeoCommands = new Set([
-  'generate-sigstore-key',
-  'layers',
-  'proxy',
-  'standalone-sign',
-  'standalone-verify',
-  'sync',
-  'untrusted-signature-dump-without-verification',
-]);
+const unimplementedSkopeoCommands = new Set(['layers', 'proxy', 'sync']);
 
 const unsupportedGlobal = 'it is not available in gantry yet';
 

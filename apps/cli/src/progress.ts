@@ -143,6 +143,9 @@ function createPlainReporter(options: ProgressWriterOptions): (event: CopyProgre
       case 'manifest-write':
         for (const text of list.manifestLines(event)) line(text);
         return;
+      case 'signing':
+        line(event.message);
+        return;
       default:
         return;
     }
@@ -250,6 +253,9 @@ function createTerminalReporter(options: ProgressWriterOptions): (event: CopyPro
       }
       case 'manifest-write':
         for (const text of list.manifestLines(event)) message(text);
+        return;
+      case 'signing':
+        message(event.message);
         return;
       default:
         return;
