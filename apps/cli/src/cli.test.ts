@@ -38,8 +38,12 @@ describe('usage errors (exit 1, skopeo wording, nothing on stdout)', () => {
     ],
     [['inspect', '--src-daemon-host', 'unix:///x', 'oci:/x'], 'unknown flag: --src-daemon-host'],
     [
-      ['--insecure-policy', 'copy', '--sign-by', 'ABCD', 'oci:/a', 'oci:/b'],
-      '--sign-by is not supported by gantry: signing images is not available in gantry yet',
+      ['--insecure-policy', 'copy', '--encryption-key', 'jwe:/k.pem', 'oci:/a', 'oci:/b'],
+      '--encryption-key is not supported by gantry: image encryption is not available in gantry yet',
+    ],
+    [
+      ['--insecure-policy', 'copy', '--sign-identity', 'example.com/a:1', 'oci:/a', 'oci:/b'],
+      '--sign-identity can only be used with --sign-by or --sign-by-sigstore-private-key',
     ],
     [
       ['inspect', '--creds', 'u:p', '--no-creds', 'oci:/x'],
