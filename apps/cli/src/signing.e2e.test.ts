@@ -18,6 +18,7 @@ import {
 import {
   fileUrl,
   runTool,
+  startSignatureExtensionServer,
   startTestRegistry,
   type TestRegistry,
   writeRegistriesDirectory,
@@ -623,6 +624,82 @@ describe('standalone-sign and standalone-verify round-trip with skopeo', () => {
     const refused = await gantry(['untrusted-signature-dump-without-verification', malformed]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('Error decoding untrusted signature');
+  }, 120_000);
+});
+
+describe('registries with the X-Registry-Supports-Signatures API extension', () => {
+  it('keep the signatures Gantry writes (skopeo verifies them) and those skopeo writes (Gantry verifies them)', async () => {
+    const extension = await startSignatureExtensionServer(host);
+    try {
+      const target = `docker://${extension.host}`;
+      expectSuccess(
+        await gantry(
+          [
+            '--insecure-policy',
+            '--registries.d',
+            registriesDirectory,
+            'copy',
+            '-q',
+            '--dest-tls-verify=false',
+            '--sign-by',
+            signer.fingerprint,
+            `oci:${layout}:latest`,
+            `${target}/gantry-ext/app:v1`,
+          ],
+          { GNUPGHOME: signer.home },
+        ),
+        'gantry signs through the extension',
+      );
+      expect([...extension.signatures.keys()]).toEqual([`gantry-ext/app@${image.topLevel.digest}`]);
+      await runTool(
+        '/usr/bin/skopeo',
+        [
+          '--insecure-policy',
+          'copy',
+          '-q',
+          '--dest-tls-verify=false',
+          '--sign-by',
+          signer.fingerprint,
+          `oci:${layout}:latest`,
+          `${target}/skopeo-ext/app:v1`,
+        ],
+        { GNUPGHOME: signer.home },
+      );
+      expect(extension.signatures.get(`skopeo-ext/app@${image.topLevel.digest}`)).toHaveLength(1);
+      const policy = await writePolicy({
+        default: [{ type: 'reject' }],
+        transports: { docker: { [extension.host]: [signedBy(() => signer)()] } },
+      });
+      const verify = (tool: 'skopeo' | 'gantry', name: string) => {
+        const args = [
+          '--policy',
+          policy,
+          'copy',
+          '-q',
+          '--src-tls-verify=false',
+          `${target}/${name}`,
+          `dir:${join(root, `ext-${tool}-${++outputCount}`)}`,
+        ];
+        return tool === 'skopeo' ? skopeo(args) : gantry(args);
+      };
+      expectSuccess(await verify('skopeo', 'gantry-ext/app:v1'), 'skopeo verifies');
+      expectSuccess(await verify('gantry', 'skopeo-ext/app:v1'), 'gantry verifies');
+      // The same image, unsigned in another repository: both refuse it.
+      await runTool('/usr/bin/skopeo', [
+        '--insecure-policy',
+        'copy',
+        '-q',
+        '--dest-tls-verify=false',
+        `oci:${layout}:latest`,
+        `${target}/unsigned-ext/app:v1`,
+      ]);
+      expect((await verify('skopeo', 'unsigned-ext/app:v1')).code).toBe(1);
+      expect((await verify('gantry', 'unsigned-ext/app:v1')).stderr).toContain(
+        'A signature was required, but no signature exists',
+      );
+    } finally {
+      await extension.stop();
+    }
   }, 120_000);
 });
 
