@@ -19,7 +19,7 @@ import {
   parseManifest,
   parseManifestList,
 } from '../manifest/index.js';
-import { evaluatePolicy, loadDefaultPolicy, type Policy } from '../policy/index.js';
+import { evaluatePolicy, loadDefaultPolicy, type Policy, preparePolicyEvaluation } from '../policy/index.js';
 import type { DockerReference } from '../reference/index.js';
 import { type ImageSigner, parseSignIdentity, prepareSigners } from '../signature/sign.js';
 import type {
@@ -106,6 +106,7 @@ export async function copyImage(
     throwIfAborted(signal);
     emit({ type: 'copy-start', source: imageName(source), destination: imageName(destination) });
     const policy = options.policy ?? (await loadDefaultPolicy());
+    preparePolicyEvaluation(policy, source);
     const signing = await signingFor(destination, options);
     throwIfAborted(signal);
     imageSource = await source.newImageSource(contextWithSignal(options.sourceContext, signal));

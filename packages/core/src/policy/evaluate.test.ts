@@ -143,7 +143,9 @@ describe('evaluatePolicy', () => {
       '{"default":[{"type":"signedBaseLayer","baseLayerIdentity":{"type":"matchRepository"}}]}',
       'test',
     );
-    await expect(evaluatePolicy(policy, reference, image)).rejects.toThrow('signedBaseLayer not implemented yet!');
+    await expect(evaluatePolicy(policy, reference, image)).rejects.toThrow(
+      'signedBaseLayer not implemented yet!',
+    );
   });
 
   it('validates the scopes of the evaluated transport only, once', async () => {

@@ -6,6 +6,7 @@ import { manifestMatchesDigest } from '../manifest/index.js';
 import { readSigstorePublicKey, verifySigstoreSignature } from '../signature/sigstore.js';
 import {
   type GpgPublicKeys,
+  preloadOpenPgp,
   readGpgPublicKeys,
   type SignatureAcceptanceRules,
   verifySimpleSigningSignature,
@@ -290,6 +291,21 @@ async function evaluateSigstoreSigned(
     }
   }
   summarise(reasons, none);
+}
+
+/**
+ * Prepares, in the background, what evaluating the policy for `reference` will need: when the
+ * requirements that apply to it include `signedBy`, the OpenPGP library starts loading now (while the
+ * image is being opened) rather than when the first signature is checked.
+ */
+export function preparePolicyEvaluation(policy: Policy, reference: ImageReference): void {
+  let requirements: readonly PolicyRequirement[];
+  try {
+    requirements = policyRequirementsFor(policy, reference);
+  } catch {
+    return; // Evaluating will report the problem.
+  }
+  if (requirements.some((requirement) => requirement.type === 'signedBy')) preloadOpenPgp();
 }
 
 /**

@@ -19,6 +19,14 @@ function openPgp(): Promise<OpenPgp> {
   return openPgpModule;
 }
 
+/**
+ * Starts importing OpenPGP.js in the background (its parsing takes a while), so that a verification
+ * coming soon finds it loaded. Failures are left for the verification to report.
+ */
+export function preloadOpenPgp(): void {
+  openPgp().catch(() => undefined);
+}
+
 /** Public keys for verifying simple-signing signatures. */
 export interface GpgPublicKeys {
   /** The keys read, each with its (primary key) fingerprint, upper-case hexadecimal. */
