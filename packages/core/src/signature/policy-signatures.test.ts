@@ -1,0 +1,300 @@
+/**
+ * Policy evaluation with real signatures (sigstore keys made here; GPG through gpg), signing on copy,
+ * and verifyImage: the decisions and words of containers/image.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyImage } from '../copy/copy.js';
+import { fakeDockerReference, fakeReference, RecordingDestination } from '../copy/test-support.js';
+import { manifestDigest } from '../manifest/index.js';
+import { evaluatePolicy, parsePolicy } from '../policy/index.js';
+import { parseNormalizedNamed } from '../reference/index.js';
+import { createTestGpgKey, type TestGpgKey } from '../testing/gpg.js';
+import {
+  buildFixtureImage,
+  createFixtureImageSource,
+  type FixtureImage,
+  type FixtureSignatures,
+  fixturePresets,
+} from '../testing/index.js';
+import type { ImageReference, ImageSource } from '../transport/contract.js';
+import { generateSigstoreKeyPair, readSigstorePrivateKey, signSigstore } from './sigstore.js';
+import { signSimpleSigning } from './simple-signing.js';
+import { sigstoreSignatureBlob } from './stored.js';
+import { verifyImage } from './verify-image.js';
+
+const identity = 'registry.example/team/app:v1';
+let directory: string;
+let image: FixtureImage;
+let list: FixtureImage;
+let keyFile: string;
+let otherKeyFile: string;
+let privateKeyFile: string;
+let passphraseText: string;
+let sign: (manifest: Uint8Array, reference?: string) => Uint8Array;
+let gpgKey: TestGpgKey;
+
+beforeAll(async () => {
+  directory = await mkdtemp(join(tmpdir(), 'gpol-'));
+  image = await buildFixtureImage(fixturePresets.ociMinimal!, { directory: join(directory, 'image') });
+  list = await buildFixtureImage(fixturePresets.multiArchOci!, { directory: join(directory, 'list') });
+  passphraseText = 'pass phrase';
+  const pair = await generateSigstoreKeyPair(new TextEncoder().encode(passphraseText));
+  const other = await generateSigstoreKeyPair(new TextEncoder().encode('x'));
+  keyFile = join(directory, 'key.pub');
+  otherKeyFile = join(directory, 'other.pub');
+  privateKeyFile = join(directory, 'key.private');
+  await writeFile(keyFile, pair.publicKey);
+  await writeFile(otherKeyFile, other.publicKey);
+  await writeFile(privateKeyFile, pair.privateKey);
+  const privateKey = await readSigstorePrivateKey(
+    new TextEncoder().encode(pair.privateKey),
+    new TextEncoder().encode(passphraseText),
+  );
+  sign = (manifest, reference = identity) =>
+    sigstoreSignatureBlob(signSigstore(manifest, reference, privateKey));
+  gpgKey = await createTestGpgKey(directory);
+}, 120_000);
+
+afterAll(async () => {
+  await gpgKey?.dispose();
+  if (directory) await rm(directory, { recursive: true, force: true });
+});
+
+function sourceReference(
+  fixture: FixtureImage,
+  signatures: FixtureSignatures,
+  name = identity,
+): ImageReference {
+  return fakeReference({
+    name,
+    dockerReference: parseNormalizedNamed(name),
+    openSource: (reference): ImageSource => createFixtureImageSource(fixture, reference, signatures),
+  });
+}
+
+function sigstorePolicy(extra: Record<string, unknown> = {}, path = keyFile): ReturnType<typeof parsePolicy> {
+  return parsePolicy(
+    JSON.stringify({ default: [{ type: 'sigstoreSigned', keyPath: path, ...extra }] }),
+    'test',
+  );
+}
+
+async function evaluate(policy: ReturnType<typeof parsePolicy>, signatures: Uint8Array[], name = identity) {
+  const reference = sourceReference(image, { signatures }, name);
+  return evaluatePolicy(policy, reference, {
+    manifest: { bytes: image.topLevel.bytes, mediaType: image.topLevel.mediaType },
+    signatures,
+  });
+}
+
+describe('sigstoreSigned', () => {
+  it('accepts a signature by the key for the image, with the default identity rule', async () => {
+    await expect(evaluate(sigstorePolicy(), [sign(image.topLevel.bytes)])).resolves.toBeUndefined();
+  });
+
+  it.each([
+    ['no signature', () => [], 'A signature was required, but no signature exists'],
+    [
+      'only a GPG signature',
+      () => [new Uint8Array([0xa3, 1, 2])],
+      'A signature was required, but no signature exists (1 non-sigstore signatures, 0 sigstore non-signature attachments)',
+    ],
+    [
+      'a signature of another manifest',
+      () => [sign(new TextEncoder().encode('{"schemaVersion":2}'))],
+      /^Signature for digest sha256:[0-9a-f]{64} does not match$/,
+    ],
+    [
+      'a signature for another identity',
+      () => [sign(image.topLevel.bytes, 'registry.example/team/app:v2')],
+      'Signature for identity registry.example/team/app:v2 is not accepted',
+    ],
+    [
+      'two bad signatures',
+      () => [
+        sign(image.topLevel.bytes, 'registry.example/team/app:v2'),
+        sign(image.topLevel.bytes, 'registry.example/other:v1'),
+      ],
+      'None of the signatures were accepted, reasons: Signature for identity registry.example/team/app:v2 is not accepted; Signature for identity registry.example/other:v1 is not accepted',
+    ],
+  ] as const)('rejects %s', async (_name, signatures, expected) => {
+    const evaluation = evaluate(sigstorePolicy(), signatures());
+    await expect(evaluation).rejects.toMatchObject({ code: 'ERR_GANTRY_POLICY_REJECTED' });
+    await expect(evaluation).rejects.toThrow(expected);
+  });
+
+  it('rejects a signature by another key, and a key file that is not a key', async () => {
+    await expect(evaluate(sigstorePolicy({}, otherKeyFile), [sign(image.topLevel.bytes)])).rejects.toThrow(
+      'cryptographic signature verification failed',
+    );
+    const junk = join(directory, 'junk.pub');
+    await writeFile(junk, 'not a key');
+    await expect(evaluate(sigstorePolicy({}, junk), [sign(image.topLevel.bytes)])).rejects.toThrow(
+      'parsing public key',
+    );
+  });
+
+  it('accepts with any of keyPaths, and rejects clearly what Gantry cannot verify (Rekor, Fulcio)', async () => {
+    const paths = parsePolicy(
+      JSON.stringify({ default: [{ type: 'sigstoreSigned', keyPaths: [otherKeyFile, keyFile] }] }),
+      'test',
+    );
+    await expect(evaluate(paths, [sign(image.topLevel.bytes)])).resolves.toBeUndefined();
+    await expect(
+      evaluate(sigstorePolicy({ rekorPublicKeyPath: keyFile }), [sign(image.topLevel.bytes)]),
+    ).rejects.toThrow(/Rekor .* not supported by Gantry/);
+    const fulcio = parsePolicy(
+      JSON.stringify({
+        default: [
+          {
+            type: 'sigstoreSigned',
+            fulcio: { caPath: keyFile, oidcIssuer: 'https://issuer.example', subjectEmail: 'a@example.com' },
+            rekorPublicKeyPath: keyFile,
+          },
+        ],
+      }),
+      'test',
+    );
+    await expect(evaluate(fulcio, [sign(image.topLevel.bytes)])).rejects.toThrow(
+      /Fulcio .* not supported by Gantry/,
+    );
+  });
+
+  it('applies remapIdentity and matchRepository to the image reference', async () => {
+    const remapped = sigstorePolicy({
+      signedIdentity: {
+        type: 'remapIdentity',
+        prefix: 'mirror.example/team',
+        signedPrefix: 'registry.example/team',
+      },
+    });
+    await expect(
+      evaluate(remapped, [sign(image.topLevel.bytes)], 'mirror.example/team/app:v1'),
+    ).resolves.toBeUndefined();
+    await expect(
+      evaluate(remapped, [sign(image.topLevel.bytes)], 'mirror.example/elsewhere/app:v1'),
+    ).rejects.toThrow('Signature for identity registry.example/team/app:v1 is not accepted');
+    const repository = sigstorePolicy({ signedIdentity: { type: 'matchRepository' } });
+    await expect(
+      evaluate(repository, [sign(image.topLevel.bytes, 'registry.example/team/app:other')]),
+    ).resolves.toBeUndefined();
+  });
+});
+
+describe('signedBy', () => {
+  it('accepts a GPG signature by the key; a key file that is not a key or is missing rejects', async () => {
+    const signature = await signSimpleSigning(image.topLevel.bytes, identity, gpgKey.fingerprint, {
+      env: { ...process.env, GNUPGHOME: gpgKey.home },
+    });
+    const policy = parsePolicy(
+      JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: gpgKey.publicKeyPath }] }),
+      'test',
+    );
+    await expect(evaluate(policy, [signature])).resolves.toBeUndefined();
+    const junk = join(directory, 'junk.gpg');
+    await writeFile(junk, 'not a key');
+    const notAKey = parsePolicy(
+      JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: junk }] }),
+      'test',
+    );
+    await expect(evaluate(notAKey, [signature])).rejects.toThrow('No public keys imported');
+    const missing = parsePolicy(
+      JSON.stringify({
+        default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: join(directory, 'nope') }],
+      }),
+      'test',
+    );
+    await expect(evaluate(missing, [signature])).rejects.toThrow(
+      `open ${join(directory, 'nope')}: no such file or directory`,
+    );
+  }, 60_000);
+});
+
+describe('signing on copy, then verifyImage', () => {
+  it('signs the copied image, and the signature verifies; a wrong passphrase fails before anything is written', async () => {
+    const destination = new RecordingDestination();
+    const destinationReference = fakeReference({
+      name: 'destination',
+      dockerReference: fakeDockerReference('destination'),
+      openDestination: () => destination,
+    });
+    const result = await copyImage(sourceReference(image, {}), destinationReference, {
+      policy: parsePolicy('{"default":[{"type":"insecureAcceptAnything"}]}', 'test'),
+      signing: { sigstorePrivateKey: privateKeyFile, sigstorePassphrase: passphraseText, identity },
+    });
+    expect(destination.signatures).toHaveLength(1);
+    const [stored] = destination.signatures[0]!.signatures;
+    const signedSource = sourceReference(image, { signatures: [stored!] });
+    const verified = await verifyImage(signedSource, { policy: sigstorePolicy() });
+    expect(verified.manifestDigest).toBe(result.manifestDigest);
+    await expect(verifyImage(signedSource, { policy: sigstorePolicy({}, otherKeyFile) })).rejects.toThrow(
+      /^Source image rejected: cryptographic signature verification failed/,
+    );
+
+    const untouched = new RecordingDestination();
+    await expect(
+      copyImage(
+        sourceReference(image, {}),
+        fakeReference({
+          name: 'untouched',
+          dockerReference: fakeDockerReference('untouched'),
+          openDestination: () => untouched,
+        }),
+        {
+          policy: parsePolicy('{"default":[{"type":"insecureAcceptAnything"}]}', 'test'),
+          signing: { sigstorePrivateKey: privateKeyFile, sigstorePassphrase: 'wrong' },
+        },
+      ),
+    ).rejects.toMatchObject({
+      code: 'ERR_GANTRY_SIGNING_FAILED',
+      message: expect.stringContaining('decryption failed'),
+    });
+    expect(untouched.committed).toBe(false);
+    expect(untouched.manifests).toEqual([]);
+  }, 60_000);
+
+  it('with all instances, signs every instance and the list, and each verifies against its manifest', async () => {
+    const destination = new RecordingDestination();
+    await copyImage(
+      sourceReference(list, {}),
+      fakeReference({
+        name: 'destination',
+        dockerReference: parseNormalizedNamed(identity),
+        openDestination: () => destination,
+      }),
+      {
+        policy: parsePolicy('{"default":[{"type":"insecureAcceptAnything"}]}', 'test'),
+        imageListSelection: 'all',
+        signing: { sigstorePrivateKey: privateKeyFile, sigstorePassphrase: passphraseText },
+      },
+    );
+    const instances = (JSON.parse(Buffer.from(list.topLevel.bytes).toString()) as { manifests: unknown[] })
+      .manifests;
+    expect(destination.signatures).toHaveLength(instances.length + 1);
+    for (const { signatures, instanceDigest } of destination.signatures) {
+      const manifest = destination.manifests.find((entry) => entry.instanceDigest === instanceDigest)!;
+      expect(manifestDigest(manifest.bytes)).toBe(instanceDigest ?? list.topLevel.digest);
+      await expect(
+        evaluatePolicy(sigstorePolicy(), sourceReference(list, {}), {
+          manifest: { bytes: manifest.bytes, mediaType: manifest.mediaType },
+          signatures,
+        }),
+      ).resolves.toBeUndefined();
+    }
+  }, 60_000);
+
+  it("rejects a policy failure on copy with skopeo's prefix and copies nothing", async () => {
+    const destination = new RecordingDestination();
+    await expect(
+      copyImage(
+        sourceReference(image, {}),
+        fakeReference({ name: 'destination', openDestination: () => destination }),
+        { policy: sigstorePolicy() },
+      ),
+    ).rejects.toThrow('Source image rejected: A signature was required, but no signature exists');
+    expect(destination.committedBlobs.size).toBe(0);
+  });
+});
