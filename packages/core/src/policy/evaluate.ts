@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Digest } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { manifestMatchesDigest } from '../manifest/index.js';
+import { readRekorPublicKey, verifyRekorSet } from '../signature/rekor.js';
 import { readSigstorePublicKey, verifySigstoreSignature } from '../signature/sigstore.js';
 import {
   type GpgPublicKeys,
@@ -14,6 +15,8 @@ import {
 import {
   parseStoredSignature,
   type SigstoreSignature,
+  sigstoreSetAnnotation,
+  sigstoreSignatureAnnotation,
   sigstoreSignatureMimeType,
 } from '../signature/stored.js';
 import type { ImageReference, ManifestBlob, Transport } from '../transport/contract.js';
@@ -232,6 +235,47 @@ async function evaluateSignedBy(
   summarise(reasons, 'A signature was required, but no signature exists');
 }
 
+const rekorKeysCache = new WeakMap<PolicyRequirement, Promise<KeyObject[] | undefined>>();
+
+/** The Rekor public keys a requirement names (`rekorPublicKeyPath`, `…Paths`, `…Data`, `…Datas`), if any. */
+function rekorKeysOf(requirement: SigstoreRequirement): Promise<KeyObject[] | undefined> {
+  return cached(rekorKeysCache, requirement, async () => {
+    const sources = {
+      ...(requirement.rekorPublicKeyPath !== undefined ? { keyPath: requirement.rekorPublicKeyPath } : {}),
+      ...(requirement.rekorPublicKeyPaths !== undefined ? { keyPaths: requirement.rekorPublicKeyPaths } : {}),
+      ...(requirement.rekorPublicKeyData !== undefined ? { keyData: requirement.rekorPublicKeyData } : {}),
+      ...(requirement.rekorPublicKeyDatas !== undefined ? { keyDatas: requirement.rekorPublicKeyDatas } : {}),
+    };
+    if (Object.keys(sources).length === 0) return undefined;
+    return (await keyBlobs(sources)).map((blob) => readRekorPublicKey(blob));
+  });
+}
+
+/**
+ * The one public key that a signature's Rekor SET (the `dev.sigstore.cosign/bundle` annotation)
+ * vouches for, checked with the Rekor keys; rejects naming every key's failure.
+ */
+function rekorVerifiedKey(
+  candidate: SigstoreSignature,
+  keys: readonly KeyObject[],
+  rekorKeys: readonly KeyObject[],
+): KeyObject {
+  const base64Signature = candidate.annotations[sigstoreSignatureAnnotation];
+  if (base64Signature === undefined) throw rejected(`missing ${sigstoreSignatureAnnotation} annotation`);
+  const set = candidate.annotations[sigstoreSetAnnotation];
+  if (set === undefined) throw rejected(`missing ${sigstoreSetAnnotation} annotation`);
+  const failures: string[] = [];
+  for (const key of keys) {
+    try {
+      verifyRekorSet(rekorKeys, set, key, base64Signature, candidate.payload);
+      return key;
+    } catch (error) {
+      failures.push(reasonOf(error));
+    }
+  }
+  throw rejected(`No public key verified against the RekorSET: ${failures.join(', ')}`);
+}
+
 async function evaluateSigstoreSigned(
   requirement: SigstoreRequirement,
   reference: ImageReference,
@@ -263,28 +307,30 @@ async function evaluateSigstoreSigned(
       ? 'sigstore signatures with Fulcio certificates (the "fulcio" requirement field) are not supported by Gantry'
       : requirement.pki !== undefined
         ? 'sigstore signatures with X.509 certificates (the "pki" requirement field) are not supported by Gantry'
-        : requirement.rekorPublicKeyPath !== undefined ||
-            requirement.rekorPublicKeyPaths !== undefined ||
-            requirement.rekorPublicKeyData !== undefined ||
-            requirement.rekorPublicKeyDatas !== undefined
-          ? 'verifying Rekor signed entry timestamps (the "rekorPublicKey…" requirement fields) is not supported by Gantry'
-          : undefined;
+        : undefined;
   if (unsupported !== undefined)
     summarise(
       candidates.map(() => unsupported),
       none,
     );
-  const keys = await cached(sigstoreKeysCache, requirement, async () =>
-    (await keyBlobs(requirement)).map((blob) => readSigstorePublicKey(blob)),
-  ).catch((error: unknown) => {
+  let keys: KeyObject[];
+  let rekorKeys: KeyObject[] | undefined;
+  try {
+    keys = await cached(sigstoreKeysCache, requirement, async () =>
+      (await keyBlobs(requirement)).map((blob) => readSigstorePublicKey(blob)),
+    );
+    rekorKeys = await rekorKeysOf(requirement);
+  } catch (error) {
     summarise(
       candidates.map(() => reasonOf(error)),
       none,
     );
-  });
+  }
   for (const candidate of candidates) {
     try {
-      verifySigstoreSignature(candidate, keys!, claimRules(requirement, reference, image));
+      let verifying = keys;
+      if (rekorKeys !== undefined) verifying = [rekorVerifiedKey(candidate, keys, rekorKeys)];
+      verifySigstoreSignature(candidate, verifying, claimRules(requirement, reference, image));
       return;
     } catch (error) {
       reasons.push(reasonOf(error));
@@ -322,8 +368,9 @@ export function preparePolicyEvaluation(policy: Policy, reference: ImageReferenc
  *   not accepted`, `Signature for digest <digest> does not match`, `No public keys imported`; with
  *   several signatures, `None of the signatures were accepted, reasons: …`.
  * - `sigstoreSigned` with public keys (`keyPath`, `keyPaths`, `keyData`, `keyDatas`) does the same
- *   for sigstore signatures. Fulcio, PKI and Rekor verification are not supported: such a requirement
- *   rejects, saying so.
+ *   for sigstore signatures; with `rekorPublicKey…` the signature's Rekor SET must also verify (offline)
+ *   and name the key, the signature and the payload. Fulcio and PKI certificates are not supported:
+ *   such a requirement rejects, saying so.
  * - `signedBaseLayer` rejects (`signedBaseLayer not implemented yet!`), as containers/image does.
  *
  * Resolves when the image is accepted; rejects with `ERR_GANTRY_POLICY_REJECTED` otherwise, or

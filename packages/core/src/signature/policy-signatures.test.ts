@@ -2,7 +2,8 @@
  * Policy evaluation with real signatures (sigstore keys made here; GPG through gpg), signing on copy,
  * and verifyImage: the decisions and words of containers/image.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash, generateKeyPairSync, type KeyObject, sign as signBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,9 +21,20 @@ import {
   fixturePresets,
 } from '../testing/index.js';
 import type { ImageReference, ImageSource } from '../transport/contract.js';
-import { generateSigstoreKeyPair, readSigstorePrivateKey, signSigstore } from './sigstore.js';
+import { canonicalJson } from './rekor.js';
+import {
+  generateSigstoreKeyPair,
+  readSigstorePrivateKey,
+  readSigstorePublicKey,
+  signSigstore,
+} from './sigstore.js';
 import { signSimpleSigning } from './simple-signing.js';
-import { sigstoreSignatureBlob } from './stored.js';
+import {
+  parseStoredSignature,
+  sigstoreSetAnnotation,
+  sigstoreSignatureAnnotation,
+  sigstoreSignatureBlob,
+} from './stored.js';
 import { verifyImage } from './verify-image.js';
 
 const identity = 'registry.example/team/app:v1';
@@ -137,15 +149,12 @@ describe('sigstoreSigned', () => {
     );
   });
 
-  it('accepts with any of keyPaths, and rejects clearly what Gantry cannot verify (Rekor, Fulcio)', async () => {
+  it('accepts with any of keyPaths, and rejects clearly what Gantry cannot verify (Fulcio)', async () => {
     const paths = parsePolicy(
       JSON.stringify({ default: [{ type: 'sigstoreSigned', keyPaths: [otherKeyFile, keyFile] }] }),
       'test',
     );
     await expect(evaluate(paths, [sign(image.topLevel.bytes)])).resolves.toBeUndefined();
-    await expect(
-      evaluate(sigstorePolicy({ rekorPublicKeyPath: keyFile }), [sign(image.topLevel.bytes)]),
-    ).rejects.toThrow(/Rekor .* not supported by Gantry/);
     const fulcio = parsePolicy(
       JSON.stringify({
         default: [
@@ -181,6 +190,97 @@ describe('sigstoreSigned', () => {
     await expect(
       evaluate(repository, [sign(image.topLevel.bytes, 'registry.example/team/app:other')]),
     ).resolves.toBeUndefined();
+  });
+});
+
+describe('sigstoreSigned with a Rekor public key', () => {
+  /** Adds a Rekor SET (made with `rekorKey`) for `blob`'s signature, naming `signingKey`. */
+  function withSet(
+    blob: Uint8Array,
+    signingKey: KeyObject,
+    rekorKey: KeyObject,
+    payloadOverride?: Uint8Array,
+  ): Uint8Array {
+    const parsed = parseStoredSignature(blob);
+    if (parsed.format !== 'sigstore') throw new Error('expected a sigstore signature');
+    const body = {
+      apiVersion: '0.0.1',
+      kind: 'hashedrekord',
+      spec: {
+        data: {
+          hash: {
+            algorithm: 'sha256',
+            value: createHash('sha256')
+              .update(payloadOverride ?? parsed.payload)
+              .digest('hex'),
+          },
+        },
+        signature: {
+          content: parsed.annotations[sigstoreSignatureAnnotation],
+          publicKey: {
+            content: Buffer.from(signingKey.export({ format: 'pem', type: 'spki' }).toString()).toString(
+              'base64',
+            ),
+          },
+        },
+      },
+    };
+    const payload = {
+      body: Buffer.from(JSON.stringify(body)).toString('base64'),
+      integratedTime: 1_700_000_000,
+      logIndex: 42,
+      logID: 'c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d',
+    };
+    const timestamp = signBytes('sha256', Buffer.from(canonicalJson(payload)), rekorKey);
+    return sigstoreSignatureBlob({
+      mimeType: parsed.mimeType,
+      payload: parsed.payload,
+      annotations: {
+        ...parsed.annotations,
+        [sigstoreSetAnnotation]: JSON.stringify({
+          SignedEntryTimestamp: timestamp.toString('base64'),
+          Payload: payload,
+        }),
+      },
+    });
+  }
+
+  it('accepts a signature whose SET verifies, and rejects a missing, foreign or mismatched SET', async () => {
+    const rekor = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const otherRekor = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const rekorFile = join(directory, 'rekor.pub');
+    await writeFile(rekorFile, rekor.publicKey.export({ format: 'pem', type: 'spki' }).toString());
+    const policy = sigstorePolicy({ rekorPublicKeyPath: rekorFile });
+    const signingKey = readSigstorePublicKey(await readFile(keyFile));
+    const signature = sign(image.topLevel.bytes);
+    await expect(
+      evaluate(policy, [withSet(signature, signingKey, rekor.privateKey)]),
+    ).resolves.toBeUndefined();
+    await expect(evaluate(policy, [signature])).rejects.toThrow(
+      'missing dev.sigstore.cosign/bundle annotation',
+    );
+    await expect(evaluate(policy, [withSet(signature, signingKey, otherRekor.privateKey)])).rejects.toThrow(
+      'No public key verified against the RekorSET: cryptographic signature verification of Rekor SET failed',
+    );
+    const otherSigningKey = readSigstorePublicKey(await readFile(otherKeyFile));
+    await expect(evaluate(policy, [withSet(signature, otherSigningKey, rekor.privateKey)])).rejects.toThrow(
+      'publicKey in Rekor SET does not match',
+    );
+    await expect(
+      evaluate(policy, [withSet(signature, signingKey, rekor.privateKey, new TextEncoder().encode('other'))]),
+    ).rejects.toThrow('payload in Rekor SET does not match');
+  });
+
+  it('canonicalises JSON as RFC 8785 does for the SET payload', () => {
+    expect(
+      canonicalJson({
+        logIndex: 1,
+        body: 'x',
+        integratedTime: 2,
+        logID: 'ab',
+        nested: { b: [1, 'é'], a: null },
+      }),
+    ).toBe('{"body":"x","integratedTime":2,"logID":"ab","logIndex":1,"nested":{"a":null,"b":[1,"é"]}}');
   });
 });
 
