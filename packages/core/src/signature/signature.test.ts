@@ -95,6 +95,26 @@ describe('simple signing', () => {
     expect((await readGpgPublicKeys([new TextEncoder().encode('not a key')])).fingerprints).toEqual([]);
   }, 60_000);
 
+  it('signs with a passphrase-protected key given its passphrase, and fails with a wrong one', async () => {
+    const protectedKey = await createTestGpgKey(root, { homeName: 'protected', passphrase: 'open sesame' });
+    try {
+      const env = { ...process.env, GNUPGHOME: protectedKey.home };
+      await expect(
+        signSimpleSigning(manifest, identity, protectedKey.fingerprint, { env, passphrase: 'wrong' }),
+      ).rejects.toMatchObject({ code: 'ERR_GANTRY_SIGNING_FAILED' });
+      const signature = await signSimpleSigning(manifest, identity, protectedKey.fingerprint, {
+        env,
+        passphrase: 'open sesame',
+      });
+      const keys = await readGpgPublicKeys([await readFile(protectedKey.publicKeyPath)]);
+      await expect(verifySimpleSigningSignature(signature, keys, acceptAll)).resolves.toMatchObject({
+        keyFingerprint: protectedKey.fingerprint,
+      });
+    } finally {
+      await protectedKey.dispose();
+    }
+  }, 60_000);
+
   it('fails clearly when gpg has no such secret key', async () => {
     await expect(
       signSimpleSigning(manifest, identity, otherKey.fingerprint, {
