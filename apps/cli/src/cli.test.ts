@@ -108,15 +108,22 @@ describe('help and version', () => {
     expect(root.code).toBe(0);
     expect(root.stdout.toString()).toContain('Available Commands:\n  copy ');
     expect(root.stdout.toString()).toContain('      --insecure-policy ');
+    expect(root.stdout.toString()).toContain('  standalone-verify ');
+    // Hidden, as in skopeo, but its help is there.
+    expect(root.stdout.toString()).not.toContain('untrusted-signature-dump-without-verification');
     for (const command of [
       'copy',
       'delete',
+      'generate-sigstore-key',
       'inspect',
       'list-tags',
       'login',
       'logout',
       'manifest-digest',
+      'standalone-sign',
+      'standalone-verify',
       'transports',
+      'untrusted-signature-dump-without-verification',
     ]) {
       for (const argv of [
         [command, '--help'],

@@ -147,9 +147,10 @@ function levenshtein(left: string, right: string): number {
 }
 
 function rootHelp(): string {
-  const width = Math.max(11, ...commands.map((command) => command.name.length), 'help'.length);
+  const listed = commands.filter((command) => !command.hidden);
+  const width = Math.max(11, ...listed.map((command) => command.name.length), 'help'.length);
   const rows = [
-    ...commands.map((command) => [command.name, command.short] as const),
+    ...commands.filter((command) => !command.hidden).map((command) => [command.name, command.short] as const),
     ['help', 'Help about any command'] as const,
   ].sort((left, right) => left[0].localeCompare(right[0]));
   return (

@@ -258,6 +258,7 @@ export const untrustedSignatureDumpCommand: CommandDefinition = {
   use: 'untrusted-signature-dump-without-verification SIGNATURE',
   short: 'Dump contents of a signature WITHOUT VERIFYING IT',
   long: 'Dump contents of a signature WITHOUT VERIFYING IT',
+  hidden: true,
   flags: [],
   run: untrustedSignatureDump,
 };
