@@ -273,6 +273,60 @@ describe('skopeo verifies what Gantry signed, Gantry verifies what skopeo signed
     await expect(readdir(destination)).rejects.toThrow(/ENOENT/);
   }, 120_000);
 
+  it('--sign-identity names the identity (needed for dir:, which has no docker reference); skopeo verifies it', async () => {
+    const destination = join(root, 'signed-dir');
+    const copyToDir = (extra: string[], target: string) =>
+      gantry(
+        [
+          '--insecure-policy',
+          'copy',
+          '-q',
+          '--sign-by',
+          signer.fingerprint,
+          ...extra,
+          `oci:${layout}:latest`,
+          `dir:${target}`,
+        ],
+        { GNUPGHOME: signer.home },
+      );
+    const refused = await copyToDir([], join(root, 'no-identity'));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      `Cannot determine canonical Docker reference for destination dir:${join(root, 'no-identity')}`,
+    );
+    await expect(readdir(join(root, 'no-identity'))).rejects.toThrow(/ENOENT/);
+    const notCanonical = await copyToDir(['--sign-identity', 'busybox:latest'], join(root, 'bad-identity'));
+    expect(notCanonical.stderr).toContain('Could not parse --sign-identity');
+    expectSuccess(
+      await copyToDir(['--sign-identity', 'registry.example/signed/app:v2'], destination),
+      'signed to dir:',
+    );
+    expect(await readdir(destination)).toContain('signature-1');
+    const policy = await writePolicy({
+      default: [{ type: 'reject' }],
+      transports: {
+        dir: {
+          '': [
+            signedBy(() => signer, {
+              signedIdentity: { type: 'exactReference', dockerReference: 'registry.example/signed/app:v2' },
+            })(),
+          ],
+        },
+      },
+    });
+    expectSuccess(
+      await skopeo([
+        '--policy',
+        policy,
+        'copy',
+        '-q',
+        `dir:${destination}`,
+        `dir:${join(root, 'signed-dir-copy')}`,
+      ]),
+      'skopeo verifies the dir: signature',
+    );
+  }, 120_000);
+
   it('skopeo verifies every instance and the list Gantry signed with --all', async () => {
     expectSuccess(
       await gantry(
