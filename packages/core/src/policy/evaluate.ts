@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Digest } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { manifestMatchesDigest } from '../manifest/index.js';
+import { type FulcioTrustRoot, readCertificates, verifyRekorFulcio } from '../signature/fulcio.js';
 import { readRekorPublicKey, verifyRekorSet } from '../signature/rekor.js';
 import { readSigstorePublicKey, verifySigstoreSignature } from '../signature/sigstore.js';
 import {
@@ -15,13 +16,15 @@ import {
 import {
   parseStoredSignature,
   type SigstoreSignature,
+  sigstoreCertificateAnnotation,
+  sigstoreChainAnnotation,
   sigstoreSetAnnotation,
   sigstoreSignatureAnnotation,
   sigstoreSignatureMimeType,
 } from '../signature/stored.js';
 import type { ImageReference, ManifestBlob, Transport } from '../transport/contract.js';
 import { signedIdentityMatches } from './reference-match.js';
-import type { Policy, PolicyRequirement } from './types.js';
+import type { Policy, PolicyRequirement, SigstoreFulcio } from './types.js';
 
 /** What `evaluatePolicy` looks at besides the reference. */
 export interface PolicyImage {
@@ -267,13 +270,63 @@ function rekorVerifiedKey(
   const failures: string[] = [];
   for (const key of keys) {
     try {
-      verifyRekorSet(rekorKeys, set, key, base64Signature, candidate.payload);
+      verifyRekorSet(
+        rekorKeys,
+        set,
+        key.export({ format: 'der', type: 'spki' }),
+        base64Signature,
+        candidate.payload,
+      );
       return key;
     } catch (error) {
       failures.push(reasonOf(error));
     }
   }
   throw rejected(`No public key verified against the RekorSET: ${failures.join(', ')}`);
+}
+
+const fulcioCache = new WeakMap<PolicyRequirement, Promise<FulcioTrustRoot>>();
+
+/** The Fulcio CA certificates (`caPath` or `caData`) and expected identity of a requirement. */
+function fulcioTrustRootOf(
+  requirement: SigstoreRequirement,
+  settings: SigstoreFulcio,
+): Promise<FulcioTrustRoot> {
+  return cached(fulcioCache, requirement, async () => {
+    const [data] = await keyBlobs({
+      ...(settings.caPath !== undefined ? { keyPath: settings.caPath } : {}),
+      ...(settings.caData !== undefined ? { keyData: settings.caData } : {}),
+    });
+    if (data === undefined) throw rejected('Internal inconsistency: Fulcio CA not set');
+    return {
+      caCertificates: readCertificates(Buffer.from(data).toString('utf8'), 'loading Fulcio CA'),
+      oidcIssuer: settings.oidcIssuer,
+      subjectEmail: settings.subjectEmail,
+    };
+  });
+}
+
+/** The public key of a signature's Fulcio certificate, once its Rekor SET and certificate check out. */
+function fulcioVerifiedKey(
+  candidate: SigstoreSignature,
+  root: FulcioTrustRoot,
+  rekorKeys: readonly KeyObject[],
+): KeyObject {
+  const base64Signature = candidate.annotations[sigstoreSignatureAnnotation];
+  if (base64Signature === undefined) throw rejected(`missing ${sigstoreSignatureAnnotation} annotation`);
+  const set = candidate.annotations[sigstoreSetAnnotation];
+  if (set === undefined) throw rejected(`missing ${sigstoreSetAnnotation} annotation`);
+  const certificate = candidate.annotations[sigstoreCertificateAnnotation];
+  if (certificate === undefined) throw rejected(`missing ${sigstoreCertificateAnnotation} annotation`);
+  return verifyRekorFulcio(
+    rekorKeys,
+    root,
+    set,
+    certificate,
+    candidate.annotations[sigstoreChainAnnotation],
+    base64Signature,
+    candidate.payload,
+  );
 }
 
 async function evaluateSigstoreSigned(
@@ -302,24 +355,25 @@ async function evaluateSigstoreSigned(
       ? 'A signature was required, but no signature exists'
       : `A signature was required, but no signature exists (${nonSigstore} non-sigstore signatures, ${nonSignatureAttachments} sigstore non-signature attachments)`;
   if (candidates.length === 0) summarise(reasons, none);
-  const unsupported =
-    requirement.fulcio !== undefined
-      ? 'sigstore signatures with Fulcio certificates (the "fulcio" requirement field) are not supported by Gantry'
-      : requirement.pki !== undefined
-        ? 'sigstore signatures with X.509 certificates (the "pki" requirement field) are not supported by Gantry'
-        : undefined;
-  if (unsupported !== undefined)
+  if (requirement.pki !== undefined) {
+    const unsupported =
+      'sigstore signatures with X.509 certificates (the "pki" requirement field) are not supported by Gantry';
     summarise(
       candidates.map(() => unsupported),
       none,
     );
-  let keys: KeyObject[];
+  }
+  let keys: KeyObject[] = [];
   let rekorKeys: KeyObject[] | undefined;
+  let fulcio: FulcioTrustRoot | undefined;
   try {
-    keys = await cached(sigstoreKeysCache, requirement, async () =>
-      (await keyBlobs(requirement)).map((blob) => readSigstorePublicKey(blob)),
-    );
     rekorKeys = await rekorKeysOf(requirement);
+    if (requirement.fulcio !== undefined) fulcio = await fulcioTrustRootOf(requirement, requirement.fulcio);
+    else {
+      keys = await cached(sigstoreKeysCache, requirement, async () =>
+        (await keyBlobs(requirement)).map((blob) => readSigstorePublicKey(blob)),
+      );
+    }
   } catch (error) {
     summarise(
       candidates.map(() => reasonOf(error)),
@@ -329,7 +383,8 @@ async function evaluateSigstoreSigned(
   for (const candidate of candidates) {
     try {
       let verifying = keys;
-      if (rekorKeys !== undefined) verifying = [rekorVerifiedKey(candidate, keys, rekorKeys)];
+      if (fulcio !== undefined) verifying = [fulcioVerifiedKey(candidate, fulcio, rekorKeys ?? [])];
+      else if (rekorKeys !== undefined) verifying = [rekorVerifiedKey(candidate, keys, rekorKeys)];
       verifySigstoreSignature(candidate, verifying, claimRules(requirement, reference, image));
       return;
     } catch (error) {
@@ -369,8 +424,9 @@ export function preparePolicyEvaluation(policy: Policy, reference: ImageReferenc
  *   several signatures, `None of the signatures were accepted, reasons: …`.
  * - `sigstoreSigned` with public keys (`keyPath`, `keyPaths`, `keyData`, `keyDatas`) does the same
  *   for sigstore signatures; with `rekorPublicKey…` the signature's Rekor SET must also verify (offline)
- *   and name the key, the signature and the payload. Fulcio and PKI certificates are not supported:
- *   such a requirement rejects, saying so.
+ *   and name the key, the signature and the payload; with `fulcio` the signature's certificate must be
+ *   named by a verified Rekor SET, chain to the Fulcio CA at the SET's time and carry the OIDC issuer
+ *   and subject email. PKI certificates are not supported: such a requirement rejects, saying so.
  * - `signedBaseLayer` rejects (`signedBaseLayer not implemented yet!`), as containers/image does.
  *
  * Resolves when the image is accepted; rejects with `ERR_GANTRY_POLICY_REJECTED` otherwise, or

@@ -2,10 +2,18 @@
  * Policy evaluation with real signatures (sigstore keys made here; GPG through gpg), signing on copy,
  * and verifyImage: the decisions and words of containers/image.
  */
-import { createHash, generateKeyPairSync, type KeyObject, sign as signBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import {
+  createHash,
+  createPrivateKey,
+  generateKeyPairSync,
+  type KeyObject,
+  sign as signBytes,
+} from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyImage } from '../copy/copy.js';
 import { fakeDockerReference, fakeReference, RecordingDestination } from '../copy/test-support.js';
@@ -31,12 +39,15 @@ import {
 import { signSimpleSigning } from './simple-signing.js';
 import {
   parseStoredSignature,
+  sigstoreCertificateAnnotation,
+  sigstoreChainAnnotation,
   sigstoreSetAnnotation,
   sigstoreSignatureAnnotation,
   sigstoreSignatureBlob,
 } from './stored.js';
 import { verifyImage } from './verify-image.js';
 
+const execFileAsync = promisify(execFile);
 const identity = 'registry.example/team/app:v1';
 let directory: string;
 let image: FixtureImage;
@@ -149,7 +160,7 @@ describe('sigstoreSigned', () => {
     );
   });
 
-  it('accepts with any of keyPaths, and rejects clearly what Gantry cannot verify (Fulcio)', async () => {
+  it('accepts with any of keyPaths; a Fulcio CA that is not a certificate and PKI reject clearly', async () => {
     const paths = parsePolicy(
       JSON.stringify({ default: [{ type: 'sigstoreSigned', keyPaths: [otherKeyFile, keyFile] }] }),
       'test',
@@ -168,7 +179,16 @@ describe('sigstoreSigned', () => {
       'test',
     );
     await expect(evaluate(fulcio, [sign(image.topLevel.bytes)])).rejects.toThrow(
-      /Fulcio .* not supported by Gantry/,
+      'loading Fulcio CA: no certificate found',
+    );
+    const pki = parsePolicy(
+      JSON.stringify({
+        default: [{ type: 'sigstoreSigned', pki: { caRootsPath: keyFile, subjectEmail: 'a@example.com' } }],
+      }),
+      'test',
+    );
+    await expect(evaluate(pki, [sign(image.topLevel.bytes)])).rejects.toThrow(
+      /"pki" requirement field\) are not supported by Gantry/,
     );
   });
 
@@ -197,9 +217,10 @@ describe('sigstoreSigned with a Rekor public key', () => {
   /** Adds a Rekor SET (made with `rekorKey`) for `blob`'s signature, naming `signingKey`. */
   function withSet(
     blob: Uint8Array,
-    signingKey: KeyObject,
+    signingKey: KeyObject | string,
     rekorKey: KeyObject,
     payloadOverride?: Uint8Array,
+    extraAnnotations: Record<string, string> = {},
   ): Uint8Array {
     const parsed = parseStoredSignature(blob);
     if (parsed.format !== 'sigstore') throw new Error('expected a sigstore signature');
@@ -218,16 +239,18 @@ describe('sigstoreSigned with a Rekor public key', () => {
         signature: {
           content: parsed.annotations[sigstoreSignatureAnnotation],
           publicKey: {
-            content: Buffer.from(signingKey.export({ format: 'pem', type: 'spki' }).toString()).toString(
-              'base64',
-            ),
+            content: Buffer.from(
+              typeof signingKey === 'string'
+                ? signingKey
+                : signingKey.export({ format: 'pem', type: 'spki' }).toString(),
+            ).toString('base64'),
           },
         },
       },
     };
     const payload = {
       body: Buffer.from(JSON.stringify(body)).toString('base64'),
-      integratedTime: 1_700_000_000,
+      integratedTime: Math.floor(Date.now() / 1000),
       logIndex: 42,
       logID: 'c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d',
     };
@@ -237,6 +260,7 @@ describe('sigstoreSigned with a Rekor public key', () => {
       payload: parsed.payload,
       annotations: {
         ...parsed.annotations,
+        ...extraAnnotations,
         [sigstoreSetAnnotation]: JSON.stringify({
           SignedEntryTimestamp: timestamp.toString('base64'),
           Payload: payload,
@@ -270,6 +294,100 @@ describe('sigstoreSigned with a Rekor public key', () => {
       evaluate(policy, [withSet(signature, signingKey, rekor.privateKey, new TextEncoder().encode('other'))]),
     ).rejects.toThrow('payload in Rekor SET does not match');
   });
+
+  it('with fulcio: accepts a certificate of the CA for the issuer and email; rejects another email, issuer or CA', async () => {
+    const work = join(directory, 'fulcio');
+    await mkdir(work, { recursive: true });
+    const openssl = (args: string[]) => execFileAsync('openssl', args, { cwd: work });
+    const makeCa = async (name: string) => {
+      await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`]);
+      await openssl([
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        `${name}.key`,
+        '-subj',
+        `/CN=${name}`,
+        '-days',
+        '30',
+        '-out',
+        `${name}.pem`,
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign',
+      ]);
+    };
+    await makeCa('ca');
+    await makeCa('other-ca');
+    const rekor = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const rekorFile = join(work, 'rekor.pub');
+    await writeFile(rekorFile, rekor.publicKey.export({ format: 'pem', type: 'spki' }).toString());
+    const makeLeaf = async (name: string, ca: string, email: string, issuer: string) => {
+      await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`]);
+      await openssl(['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${name}`, '-out', `${name}.csr`]);
+      await writeFile(
+        join(work, `${name}.cnf`),
+        `extendedKeyUsage=codeSigning\nsubjectAltName=email:${email}\n1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:${issuer}\n`,
+      );
+      await openssl([
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        `${ca}.pem`,
+        '-CAkey',
+        `${ca}.key`,
+        '-CAcreateserial',
+        '-days',
+        '1',
+        '-out',
+        `${name}.pem`,
+        '-extfile',
+        `${name}.cnf`,
+      ]);
+      const certificate = await readFile(join(work, `${name}.pem`), 'utf8');
+      const key = createPrivateKey(await readFile(join(work, `${name}.key`)));
+      const blob = sigstoreSignatureBlob(signSigstore(image.topLevel.bytes, identity, key));
+      return withSet(blob, certificate, rekor.privateKey, undefined, {
+        [sigstoreCertificateAnnotation]: certificate,
+        [sigstoreChainAnnotation]: await readFile(join(work, `${ca}.pem`), 'utf8'),
+      });
+    };
+    const policy = parsePolicy(
+      JSON.stringify({
+        default: [
+          {
+            type: 'sigstoreSigned',
+            fulcio: {
+              caPath: join(work, 'ca.pem'),
+              oidcIssuer: 'https://issuer.example',
+              subjectEmail: 'dev@example.com',
+            },
+            rekorPublicKeyPath: rekorFile,
+          },
+        ],
+      }),
+      'test',
+    );
+    await expect(
+      evaluate(policy, [await makeLeaf('good', 'ca', 'dev@example.com', 'https://issuer.example')]),
+    ).resolves.toBeUndefined();
+    await expect(
+      evaluate(policy, [await makeLeaf('email', 'ca', 'eve@example.com', 'https://issuer.example')]),
+    ).rejects.toThrow('Required email "dev@example.com" not found (got ["eve@example.com"])');
+    await expect(
+      evaluate(policy, [await makeLeaf('issuer', 'ca', 'dev@example.com', 'https://evil.example')]),
+    ).rejects.toThrow('Unexpected Fulcio OIDC issuer "https://evil.example"');
+    await expect(
+      evaluate(policy, [await makeLeaf('foreign', 'other-ca', 'dev@example.com', 'https://issuer.example')]),
+    ).rejects.toThrow('certificate signed by unknown authority');
+    await expect(evaluate(policy, [sign(image.topLevel.bytes)])).rejects.toThrow(
+      'missing dev.sigstore.cosign/bundle annotation',
+    );
+  }, 120_000);
 
   it('canonicalises JSON as RFC 8785 does for the SET payload', () => {
     expect(

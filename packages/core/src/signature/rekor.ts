@@ -74,14 +74,15 @@ export function readRekorPublicKey(pem: Uint8Array): KeyObject {
 }
 
 /**
- * Verifies a Rekor SET for a signature made with `signingKey` (its SPKI DER must be the key the entry
- * names), whose base64 signature is `base64Signature` over `payload`. Returns the entry's integrated
+ * Verifies a Rekor SET for a signature made with a key or certificate whose DER is
+ * `expectedKeyOrCertificate` (the entry must name it, as PEM), whose base64 signature is
+ * `base64Signature` over `payload`. Returns the entry's integrated
  * time (seconds). Throws `ERR_GANTRY_INVALID_SIGNATURE` naming the mismatch.
  */
 export function verifyRekorSet(
   rekorKeys: readonly KeyObject[],
   set: string,
-  signingKey: KeyObject,
+  expectedKeyOrCertificate: Uint8Array,
   base64Signature: string,
   payload: Uint8Array,
 ): number {
@@ -124,8 +125,7 @@ export function verifyRekorSet(
   );
   const entryKey = pemBytes(entryKeyPem.toString('utf8'));
   if (entryKey === undefined) throw invalid('publicKey in Rekor SET is not in PEM format');
-  const expectedKey = signingKey.export({ format: 'der', type: 'spki' });
-  if (!entryKey.equals(expectedKey)) throw invalid('publicKey in Rekor SET does not match');
+  if (!entryKey.equals(expectedKeyOrCertificate)) throw invalid('publicKey in Rekor SET does not match');
   const entrySignature = base64Bytes(
     member(signature, 'content', 'hashedrekord signature'),
     'signature.content',
