@@ -3,7 +3,13 @@ import { readFile } from 'node:fs/promises';
 import type { Digest } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { manifestMatchesDigest } from '../manifest/index.js';
-import { type FulcioTrustRoot, readCertificates, verifyRekorFulcio } from '../signature/fulcio.js';
+import {
+  type FulcioTrustRoot,
+  type PkiTrustRoot,
+  readCertificates,
+  verifyPkiCertificate,
+  verifyRekorFulcio,
+} from '../signature/fulcio.js';
 import { readRekorPublicKey, verifyRekorSet } from '../signature/rekor.js';
 import { readSigstorePublicKey, verifySigstoreSignature } from '../signature/sigstore.js';
 import {
@@ -24,7 +30,7 @@ import {
 } from '../signature/stored.js';
 import type { ImageReference, ManifestBlob, Transport } from '../transport/contract.js';
 import { signedIdentityMatches } from './reference-match.js';
-import type { Policy, PolicyRequirement, SigstoreFulcio } from './types.js';
+import type { Policy, PolicyRequirement, SigstoreFulcio, SigstorePki } from './types.js';
 
 /** What `evaluatePolicy` looks at besides the reference. */
 export interface PolicyImage {
@@ -329,6 +335,39 @@ function fulcioVerifiedKey(
   );
 }
 
+const pkiCache = new WeakMap<PolicyRequirement, Promise<PkiTrustRoot>>();
+
+/** The root and intermediate certificates and expected subject of a `pki` requirement. */
+function pkiTrustRootOf(requirement: SigstoreRequirement, settings: SigstorePki): Promise<PkiTrustRoot> {
+  return cached(pkiCache, requirement, async () => {
+    const [roots] = await keyBlobs({
+      ...(settings.caRootsPath !== undefined ? { keyPath: settings.caRootsPath } : {}),
+      ...(settings.caRootsData !== undefined ? { keyData: settings.caRootsData } : {}),
+    });
+    if (roots === undefined) throw rejected('Internal inconsistency: PKI roots not set');
+    const [intermediates] = await keyBlobs({
+      ...(settings.caIntermediatesPath !== undefined ? { keyPath: settings.caIntermediatesPath } : {}),
+      ...(settings.caIntermediatesData !== undefined ? { keyData: settings.caIntermediatesData } : {}),
+    });
+    return {
+      roots: readCertificates(Buffer.from(roots).toString('utf8'), 'loading PKI roots'),
+      intermediates:
+        intermediates === undefined
+          ? []
+          : readCertificates(Buffer.from(intermediates).toString('utf8'), 'loading PKI intermediates'),
+      ...(settings.subjectEmail !== undefined ? { subjectEmail: settings.subjectEmail } : {}),
+      ...(settings.subjectHostname !== undefined ? { subjectHostname: settings.subjectHostname } : {}),
+    };
+  });
+}
+
+/** The public key of a signature's certificate, once it checks out against a `pki` trust root. */
+function pkiVerifiedKey(candidate: SigstoreSignature, root: PkiTrustRoot): KeyObject {
+  const certificate = candidate.annotations[sigstoreCertificateAnnotation];
+  if (certificate === undefined) throw rejected(`missing ${sigstoreCertificateAnnotation} annotation`);
+  return verifyPkiCertificate(root, certificate, candidate.annotations[sigstoreChainAnnotation]);
+}
+
 async function evaluateSigstoreSigned(
   requirement: SigstoreRequirement,
   reference: ImageReference,
@@ -355,20 +394,14 @@ async function evaluateSigstoreSigned(
       ? 'A signature was required, but no signature exists'
       : `A signature was required, but no signature exists (${nonSigstore} non-sigstore signatures, ${nonSignatureAttachments} sigstore non-signature attachments)`;
   if (candidates.length === 0) summarise(reasons, none);
-  if (requirement.pki !== undefined) {
-    const unsupported =
-      'sigstore signatures with X.509 certificates (the "pki" requirement field) are not supported by Gantry';
-    summarise(
-      candidates.map(() => unsupported),
-      none,
-    );
-  }
   let keys: KeyObject[] = [];
   let rekorKeys: KeyObject[] | undefined;
   let fulcio: FulcioTrustRoot | undefined;
+  let pki: PkiTrustRoot | undefined;
   try {
     rekorKeys = await rekorKeysOf(requirement);
     if (requirement.fulcio !== undefined) fulcio = await fulcioTrustRootOf(requirement, requirement.fulcio);
+    else if (requirement.pki !== undefined) pki = await pkiTrustRootOf(requirement, requirement.pki);
     else {
       keys = await cached(sigstoreKeysCache, requirement, async () =>
         (await keyBlobs(requirement)).map((blob) => readSigstorePublicKey(blob)),
@@ -384,6 +417,7 @@ async function evaluateSigstoreSigned(
     try {
       let verifying = keys;
       if (fulcio !== undefined) verifying = [fulcioVerifiedKey(candidate, fulcio, rekorKeys ?? [])];
+      else if (pki !== undefined) verifying = [pkiVerifiedKey(candidate, pki)];
       else if (rekorKeys !== undefined) verifying = [rekorVerifiedKey(candidate, keys, rekorKeys)];
       verifySigstoreSignature(candidate, verifying, claimRules(requirement, reference, image));
       return;
@@ -426,7 +460,7 @@ export function preparePolicyEvaluation(policy: Policy, reference: ImageReferenc
  *   for sigstore signatures; with `rekorPublicKey…` the signature's Rekor SET must also verify (offline)
  *   and name the key, the signature and the payload; with `fulcio` the signature's certificate must be
  *   named by a verified Rekor SET, chain to the Fulcio CA at the SET's time and carry the OIDC issuer
- *   and subject email. PKI certificates are not supported: such a requirement rejects, saying so.
+ *   and subject email; with `pki` the certificate must chain to the roots now and name the subject.
  * - `signedBaseLayer` rejects (`signedBaseLayer not implemented yet!`), as containers/image does.
  *
  * Resolves when the image is accepted; rejects with `ERR_GANTRY_POLICY_REJECTED` otherwise, or

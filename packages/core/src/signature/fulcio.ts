@@ -152,22 +152,48 @@ export function verifyFulcioCertificate(
   chainPem: string | undefined,
   integratedTime: number,
 ): KeyObject {
+  const leaf = verifyCertificateChain(certificatePem, chainPem, root.caCertificates, [], integratedTime);
+  const issuer = fulcioIssuer(leaf);
+  if (issuer !== root.oidcIssuer) throw invalid(`Unexpected Fulcio OIDC issuer ${JSON.stringify(issuer)}`);
+  requireEmail(leaf, root.subjectEmail);
+  return leaf.publicKey;
+}
+
+function requireEmail(leaf: X509Certificate, email: string): void {
+  const emails = emailAddresses(leaf);
+  if (!emails.includes(email)) {
+    throw invalid(`Required email ${JSON.stringify(email)} not found (got ${JSON.stringify(emails)})`);
+  }
+}
+
+/**
+ * Reads the leaf certificate and checks that it chains to one of `roots` at `atSeconds` (through
+ * `intermediates` and the chain annotation's certificates but its last, the root) and allows code
+ * signing. Returns the leaf.
+ */
+function verifyCertificateChain(
+  certificatePem: string,
+  chainPem: string | undefined,
+  roots: readonly X509Certificate[],
+  intermediates: readonly X509Certificate[],
+  atSeconds: number,
+): X509Certificate {
   const [leaf] = readCertificates(certificatePem, 'parsing leaf certificate');
   const chain = chainPem ? readCertificates(chainPem, 'loading certificate chain') : [];
-  const intermediates = chain.slice(0, -1);
+  const candidates = [...intermediates, ...chain.slice(0, -1)];
   let current = leaf!;
   for (let depth = 0; ; depth++) {
     if (depth > 10) throw invalid('veryfing leaf certificate failed: certificate chain too long');
-    if (!validAt(current, integratedTime)) {
+    if (!validAt(current, atSeconds)) {
       throw invalid(
-        `veryfing leaf certificate failed: ${current.subject} is not valid at the Rekor integration time`,
+        `veryfing leaf certificate failed: x509: certificate ${current.subject} has expired or is not yet valid`,
       );
     }
-    const trusted = root.caCertificates.find(
-      (ca) => current.checkIssued(ca) && current.verify(ca.publicKey) && validAt(ca, integratedTime),
+    const trusted = roots.find(
+      (ca) => current.checkIssued(ca) && current.verify(ca.publicKey) && validAt(ca, atSeconds),
     );
     if (trusted !== undefined) break;
-    const next = intermediates.find(
+    const next = candidates.find(
       (candidate) => candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey),
     );
     if (next === undefined) {
@@ -178,15 +204,44 @@ export function verifyFulcioCertificate(
   if (!(leaf!.keyUsage ?? []).includes(codeSigningOid)) {
     throw invalid('veryfing leaf certificate failed: x509: certificate specifies an incompatible key usage');
   }
-  const issuer = fulcioIssuer(leaf!);
-  if (issuer !== root.oidcIssuer) throw invalid(`Unexpected Fulcio OIDC issuer ${JSON.stringify(issuer)}`);
-  const emails = emailAddresses(leaf!);
-  if (!emails.includes(root.subjectEmail)) {
-    throw invalid(
-      `Required email ${JSON.stringify(root.subjectEmail)} not found (got ${JSON.stringify(emails)})`,
-    );
+  return leaf!;
+}
+
+/** The trust settings of a `pki` requirement, read. */
+export interface PkiTrustRoot {
+  roots: X509Certificate[];
+  intermediates: X509Certificate[];
+  subjectEmail?: string;
+  subjectHostname?: string;
+}
+
+/**
+ * Checks a certificate (PEM) of a sigstore signature against a `pki` trust root, now, as
+ * containers/image does: it must chain to one of the roots (through the configured intermediates
+ * and the chain annotation's), allow code signing, and name the subject email and/or host name.
+ * Returns its public key.
+ */
+export function verifyPkiCertificate(
+  root: PkiTrustRoot,
+  certificatePem: string,
+  chainPem: string | undefined,
+): KeyObject {
+  const leaf = verifyCertificateChain(
+    certificatePem,
+    chainPem,
+    root.roots,
+    root.intermediates,
+    Date.now() / 1000,
+  );
+  if (root.subjectEmail !== undefined && root.subjectEmail !== '') requireEmail(leaf, root.subjectEmail);
+  if (root.subjectHostname !== undefined && root.subjectHostname !== '') {
+    if (leaf.checkHost(root.subjectHostname) === undefined) {
+      throw invalid(
+        `Unexpected subject hostname: x509: certificate is not valid for ${JSON.stringify(root.subjectHostname)}`,
+      );
+    }
   }
-  return leaf!.publicKey;
+  return leaf.publicKey;
 }
 
 /**

@@ -160,7 +160,7 @@ describe('sigstoreSigned', () => {
     );
   });
 
-  it('accepts with any of keyPaths; a Fulcio CA that is not a certificate and PKI reject clearly', async () => {
+  it('accepts with any of keyPaths; a Fulcio CA or PKI root that is not a certificate rejects clearly', async () => {
     const paths = parsePolicy(
       JSON.stringify({ default: [{ type: 'sigstoreSigned', keyPaths: [otherKeyFile, keyFile] }] }),
       'test',
@@ -188,7 +188,7 @@ describe('sigstoreSigned', () => {
       'test',
     );
     await expect(evaluate(pki, [sign(image.topLevel.bytes)])).rejects.toThrow(
-      /"pki" requirement field\) are not supported by Gantry/,
+      'loading PKI roots: no certificate found',
     );
   });
 
@@ -295,7 +295,7 @@ describe('sigstoreSigned with a Rekor public key', () => {
     ).rejects.toThrow('payload in Rekor SET does not match');
   });
 
-  it('with fulcio: accepts a certificate of the CA for the issuer and email; rejects another email, issuer or CA', async () => {
+  it('with fulcio or pki: accepts a certificate of the CA for the identity; rejects another email, issuer, host or CA', async () => {
     const work = join(directory, 'fulcio');
     await mkdir(work, { recursive: true });
     const openssl = (args: string[]) => execFileAsync('openssl', args, { cwd: work });
@@ -329,7 +329,7 @@ describe('sigstoreSigned with a Rekor public key', () => {
       await openssl(['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${name}`, '-out', `${name}.csr`]);
       await writeFile(
         join(work, `${name}.cnf`),
-        `extendedKeyUsage=codeSigning\nsubjectAltName=email:${email}\n1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:${issuer}\n`,
+        `extendedKeyUsage=codeSigning\nsubjectAltName=email:${email},DNS:build.example\n1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:${issuer}\n`,
       );
       await openssl([
         'x509',
@@ -387,6 +387,31 @@ describe('sigstoreSigned with a Rekor public key', () => {
     await expect(evaluate(policy, [sign(image.topLevel.bytes)])).rejects.toThrow(
       'missing dev.sigstore.cosign/bundle annotation',
     );
+
+    // pki: the same certificates checked against configured roots, now, without Rekor.
+    const pki = (subject: Record<string, string>) =>
+      parsePolicy(
+        JSON.stringify({
+          default: [{ type: 'sigstoreSigned', pki: { caRootsPath: join(work, 'ca.pem'), ...subject } }],
+        }),
+        'test',
+      );
+    const good = await makeLeaf('pki-good', 'ca', 'dev@example.com', 'https://issuer.example');
+    await expect(evaluate(pki({ subjectEmail: 'dev@example.com' }), [good])).resolves.toBeUndefined();
+    await expect(evaluate(pki({ subjectHostname: 'build.example' }), [good])).resolves.toBeUndefined();
+    await expect(evaluate(pki({ subjectHostname: 'other.example' }), [good])).rejects.toThrow(
+      'Unexpected subject hostname',
+    );
+    await expect(evaluate(pki({ subjectEmail: 'eve@example.com' }), [good])).rejects.toThrow(
+      'Required email "eve@example.com"',
+    );
+    const foreign = await makeLeaf('pki-foreign', 'other-ca', 'dev@example.com', 'https://issuer.example');
+    await expect(evaluate(pki({ subjectEmail: 'dev@example.com' }), [foreign])).rejects.toThrow(
+      'certificate signed by unknown authority',
+    );
+    await expect(
+      evaluate(pki({ subjectEmail: 'dev@example.com' }), [sign(image.topLevel.bytes)]),
+    ).rejects.toThrow('missing dev.sigstore.cosign/certificate annotation');
   }, 120_000);
 
   it('canonicalises JSON as RFC 8785 does for the SET payload', () => {
