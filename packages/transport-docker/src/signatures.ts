@@ -59,14 +59,13 @@ export const maxSignatureBytes = 4 * 1024 * 1024;
 /** Limit on the size of a sigstore attachment config (`iolimits.MaxConfigBodySize`). */
 const maxConfigBytes = 4 * 1024 * 1024;
 
-/** The MIME type of a cosign simple-signing payload. */
-export const sigstoreSignatureMimeType = 'application/vnd.dev.cosign.simplesigning.v1+json';
-/** Annotation holding a sigstore signature (base64). */
-export const sigstoreSignatureAnnotation = 'dev.cosignproject.cosign/signature';
-/** Annotation holding a sigstore signing certificate (PEM). */
-export const sigstoreCertificateAnnotation = 'dev.sigstore.cosign/certificate';
-/** Annotation holding a sigstore intermediate certificate chain (PEM). */
-export const sigstoreChainAnnotation = 'dev.sigstore.cosign/chain';
+// The sigstore MIME type and annotation names are core's (signature/stored.ts).
+export {
+  sigstoreCertificateAnnotation,
+  sigstoreChainAnnotation,
+  sigstoreSignatureAnnotation,
+  sigstoreSignatureMimeType,
+} from '@gantry/core';
 
 /** A signature of a known format, parsed from its storage form. */
 export type ParsedSignature =
