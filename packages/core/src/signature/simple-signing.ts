@@ -13,9 +13,23 @@ import { createPayload, parsePayload, simpleSigningType, type UntrustedPayload }
 type OpenPgp = typeof import('openpgp');
 let openPgpModule: Promise<OpenPgp> | undefined;
 
-/** OpenPGP.js, imported on first use (it is large; most commands never verify a signature). */
+/**
+ * OpenPGP.js, imported on first use (it is large; most commands never verify a signature). The
+ * package's minified Node build (`dist/node/openpgp.min.mjs`, beside the entry point its `exports`
+ * name) is loaded when present: the same code, about a third less for Node to parse (≈ 50 ms of CPU).
+ */
 function openPgp(): Promise<OpenPgp> {
-  openPgpModule ??= import('openpgp');
+  openPgpModule ??= (async () => {
+    try {
+      const entry = import.meta.resolve('openpgp');
+      if (entry.endsWith('/openpgp.mjs')) {
+        return (await import(entry.replace(/openpgp\.mjs$/, 'openpgp.min.mjs'))) as OpenPgp;
+      }
+    } catch {
+      // No resolver or no minified build: the entry point below.
+    }
+    return import('openpgp');
+  })();
   return openPgpModule;
 }
 
