@@ -61,16 +61,16 @@ requireCommand(registryBinary, 'apt-get install -y docker-registry');
 
 const skopeoVersion = execFileSync('skopeo', ['--version'], { encoding: 'utf8' }).trim();
 
-/** Runs a command under GNU time; returns wall seconds and peak RSS in MiB. Throws on failure. */
+/** Runs a command under GNU time; returns wall seconds, CPU seconds (user + system) and peak RSS in MiB. Throws on failure. */
 function measure(command, args) {
-  const result = spawnSync('/usr/bin/time', ['-f', '%e %M', command, ...args], { encoding: 'utf8' });
+  const result = spawnSync('/usr/bin/time', ['-f', '%e %M %U %S', command, ...args], { encoding: 'utf8' });
   const lines = result.stderr.trim().split('\n');
   const last = lines.at(-1) ?? '';
   if (result.status !== 0) {
     throw new Error(`${command} ${args.join(' ')} failed (exit ${result.status}):\n${result.stderr}`);
   }
-  const [wall, maxKiB] = last.split(' ').map(Number);
-  return { seconds: wall, peakMiB: maxKiB / 1024 };
+  const [wall, maxKiB, user, system] = last.split(' ').map(Number);
+  return { seconds: wall, peakMiB: maxKiB / 1024, cpuSeconds: user + system };
 }
 
 function median(values) {
@@ -361,6 +361,104 @@ const localScenarios = [
 ];
 
 /**
+ * A signed image for the signature verification rows, made only when one of them is selected: a
+ * small image (one 1 MiB layer, so the verification is not lost in the copy's noise) copied by skopeo
+ * to dir: with `--sign-by` (a GPG key made for the benchmark in its own GNUPGHOME), and a policy whose
+ * dir: scope requires that key's signature.
+ */
+let signedImage;
+async function signedImageFor() {
+  if (signedImage) return signedImage;
+  const directory = join(workDirectory, 'signed');
+  await rm(directory, { recursive: true, force: true });
+  const home = join(directory, 'gnupg');
+  await mkdir(home, { recursive: true, mode: 0o700 });
+  const env = { ...process.env, GNUPGHOME: home };
+  execFileSync(
+    'gpg',
+    [
+      '--batch',
+      '--pinentry-mode',
+      'loopback',
+      '--passphrase',
+      '',
+      '--quick-generate-key',
+      'Gantry Bench <bench@example.com>',
+      'rsa2048',
+      'sign',
+      'never',
+    ],
+    { env, stdio: 'ignore' },
+  );
+  const fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(
+    execFileSync('gpg', ['--batch', '--with-colons', '--list-secret-keys'], { env, encoding: 'utf8' }),
+  )[1];
+  const publicKey = join(directory, 'public.asc');
+  await writeFile(publicKey, execFileSync('gpg', ['--batch', '--armor', '--export', fingerprint], { env }));
+  const layout = await makeLayout('signed-small', { format: 'oci', layers: [randomFileLayer(1, 'signed')] });
+  const image = join(directory, 'image');
+  execFileSync(
+    'skopeo',
+    [
+      ...policy,
+      'copy',
+      '-q',
+      '--sign-by',
+      fingerprint,
+      '--sign-identity',
+      'bench.example/signed:v1',
+      `oci:${layout}:bench`,
+      `dir:${image}`,
+    ],
+    { env },
+  );
+  execFileSync('gpgconf', ['--kill', 'gpg-agent'], { env, stdio: 'ignore' });
+  const policyFile = join(directory, 'policy.json');
+  await writeFile(
+    policyFile,
+    JSON.stringify({
+      default: [{ type: 'reject' }],
+      transports: {
+        dir: {
+          '': [
+            {
+              type: 'signedBy',
+              keyType: 'GPGKeys',
+              keyPath: publicKey,
+              signedIdentity: { type: 'exactReference', dockerReference: 'bench.example/signed:v1' },
+            },
+          ],
+        },
+      },
+    }),
+  );
+  signedImage = { image, policyFile };
+  return signedImage;
+}
+
+localScenarios.push(
+  {
+    name: 'signed-dir-to-dir-insecure',
+    description: 'dir → dir, signed 1 MiB image, --insecure-policy (baseline of the next row)',
+    signed: true,
+    args: ({ destination }) => [...policy, 'copy', '-q', `dir:${signedImage.image}`, `dir:${destination}`],
+  },
+  {
+    name: 'signed-dir-to-dir-verified',
+    description: 'dir → dir, signed 1 MiB image, signedBy policy (the signature is verified)',
+    signed: true,
+    args: ({ destination }) => [
+      '--policy',
+      signedImage.policyFile,
+      'copy',
+      '-q',
+      `dir:${signedImage.image}`,
+      `dir:${destination}`,
+    ],
+  },
+);
+
+/**
  * Registry scenarios: `copy` only, with TLS verification off on the registry side (plain HTTP).
  * `source`/`destination` name images as `transport:reference`; `registry` is `host:port`; `repository`
  * is new for every run of every tool (pushes and mounts start from an empty repository).
@@ -486,6 +584,7 @@ const neededLayouts = new Set(scenarios.flatMap((scenario) => scenario.needs ?? 
 for (const name of neededLayouts) layouts[name] = await makeLayout(...layoutSpecs[name]);
 
 for (const scenario of scenarios) scenario.prepare?.();
+if (scenarios.some((scenario) => scenario.signed)) await signedImageFor();
 
 /** The sync rows' source: `bench/sync`, 50 tags of a shared base layer and one layer of their own. */
 async function pushSyncRepository(host) {
@@ -664,6 +763,7 @@ try {
     for (const tool of tools) {
       row[tool.name] = {
         medianSeconds: median(samples[tool.name].map((sample) => sample.seconds)),
+        medianCpuSeconds: median(samples[tool.name].map((sample) => sample.cpuSeconds)),
         peakMiB: Math.max(...samples[tool.name].map((sample) => sample.peakMiB)),
         samples: samples[tool.name],
       };
@@ -705,6 +805,18 @@ for (const row of results) {
           ? `< ${memoryLimitMiB} MiB ok`
           : `>= ${memoryLimitMiB} MiB FAIL`
     }`,
+  );
+}
+const insecureRow = results.find((row) => row.scenario === 'signed-dir-to-dir-insecure');
+const verifiedRow = results.find((row) => row.scenario === 'signed-dir-to-dir-verified');
+if (insecureRow && verifiedRow) {
+  // CPU time (user + system) as well as wall time: on a shared, loaded machine the wall time difference
+  // is mostly waiting for a core, while the CPU time difference is the work verification adds.
+  const overhead = (tool, key) => ((verifiedRow[tool][key] - insecureRow[tool][key]) * 1000).toFixed(0);
+  console.log(
+    `signature verification overhead (verified − insecure medians): gantry ${overhead('gantry', 'medianSeconds')} ms wall, ` +
+      `${overhead('gantry', 'medianCpuSeconds')} ms CPU; skopeo ${overhead('skopeo', 'medianSeconds')} ms wall, ` +
+      `${overhead('skopeo', 'medianCpuSeconds')} ms CPU (target for gantry: ≤ 50 ms)`,
   );
 }
 await writeFile(

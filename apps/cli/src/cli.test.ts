@@ -38,8 +38,12 @@ describe('usage errors (exit 1, skopeo wording, nothing on stdout)', () => {
     ],
     [['inspect', '--src-daemon-host', 'unix:///x', 'oci:/x'], 'unknown flag: --src-daemon-host'],
     [
-      ['--insecure-policy', 'copy', '--sign-by', 'ABCD', 'oci:/a', 'oci:/b'],
-      '--sign-by is not supported by gantry: signing images is not available in gantry yet',
+      ['--insecure-policy', 'copy', '--encryption-key', 'jwe:/k.pem', 'oci:/a', 'oci:/b'],
+      '--encryption-key is not supported by gantry: image encryption is not available in gantry yet',
+    ],
+    [
+      ['--insecure-policy', 'copy', '--sign-identity', 'example.com/a:1', 'oci:/a', 'oci:/b'],
+      '--sign-identity can only be used with --sign-by or --sign-by-sigstore-private-key',
     ],
     [
       ['inspect', '--creds', 'u:p', '--no-creds', 'oci:/x'],
@@ -105,15 +109,22 @@ describe('help and version', () => {
     expect(root.code).toBe(0);
     expect(root.stdout.toString()).toContain('Available Commands:\n  copy ');
     expect(root.stdout.toString()).toContain('      --insecure-policy ');
+    expect(root.stdout.toString()).toContain('  standalone-verify ');
+    // Hidden, as in skopeo, but its help is there.
+    expect(root.stdout.toString()).not.toContain('untrusted-signature-dump-without-verification');
     for (const command of [
       'copy',
       'delete',
+      'generate-sigstore-key',
       'inspect',
       'list-tags',
       'login',
       'logout',
       'manifest-digest',
+      'standalone-sign',
+      'standalone-verify',
       'transports',
+      'untrusted-signature-dump-without-verification',
     ]) {
       for (const argv of [
         [command, '--help'],

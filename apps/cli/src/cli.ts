@@ -20,6 +20,12 @@ import { inspectCommand } from './commands/inspect.js';
 import { listTagsCommand } from './commands/list-tags.js';
 import { loginCommand, logoutCommand } from './commands/login.js';
 import { manifestDigestCommand } from './commands/manifest-digest.js';
+import {
+  generateSigstoreKeyCommand,
+  standaloneSignCommand,
+  standaloneVerifyCommand,
+  untrustedSignatureDumpCommand,
+} from './commands/signing.js';
 import { syncCommand } from './commands/sync.js';
 import { transportsCommand } from './commands/transports.js';
 import type { CliIo, CommandContext, CommandDefinition, GlobalOptions } from './context.js';
@@ -36,24 +42,21 @@ export const ExitCodes = { success: 0, failure: 1, imageNotFound: 2 } as const;
 export const commands: readonly CommandDefinition[] = [
   copyCommand,
   deleteCommand,
+  generateSigstoreKeyCommand,
   inspectCommand,
   listTagsCommand,
   loginCommand,
   logoutCommand,
   manifestDigestCommand,
   syncCommand,
+  standaloneSignCommand,
+  standaloneVerifyCommand,
   transportsCommand,
+  untrustedSignatureDumpCommand,
 ];
 
 /** skopeo commands gantry does not implement (yet): a clear error instead of "unrecognized command". */
-const unimplementedSkopeoCommands = new Set([
-  'generate-sigstore-key',
-  'layers',
-  'proxy',
-  'standalone-sign',
-  'standalone-verify',
-  'untrusted-signature-dump-without-verification',
-]);
+const unimplementedSkopeoCommands = new Set(['layers', 'proxy']);
 
 const unsupportedGlobal = 'it is not available in gantry yet';
 
@@ -146,9 +149,10 @@ function levenshtein(left: string, right: string): number {
 }
 
 function rootHelp(): string {
-  const width = Math.max(11, ...commands.map((command) => command.name.length), 'help'.length);
+  const listed = commands.filter((command) => !command.hidden);
+  const width = Math.max(11, ...listed.map((command) => command.name.length), 'help'.length);
   const rows = [
-    ...commands.map((command) => [command.name, command.short] as const),
+    ...commands.filter((command) => !command.hidden).map((command) => [command.name, command.short] as const),
     ['help', 'Help about any command'] as const,
   ].sort((left, right) => left[0].localeCompare(right[0]));
   return (

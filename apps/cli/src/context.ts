@@ -73,6 +73,8 @@ export interface CommandDefinition {
   long: string;
   examples?: string;
   flags: FlagSpec[];
+  /** Left out of the command list of `gantry --help`, like skopeo's hidden commands. */
+  hidden?: boolean;
   /** The transports listed in the help's `{transports}`; default every installed one. */
   supportsTransport?(transport: Transport): boolean;
   run(context: CommandContext): Promise<void>;

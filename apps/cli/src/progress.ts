@@ -165,6 +165,9 @@ function createPlainReporter(options: ProgressWriterOptions): (event: CopyProgre
       case 'manifest-write':
         for (const text of list.manifestLines(event)) line(text);
         return;
+      case 'signing':
+        line(event.message);
+        return;
       default:
         return;
     }
@@ -323,6 +326,9 @@ function createTerminalReporter(options: ProgressWriterOptions): ProgressReporte
       }
       case 'manifest-write':
         for (const text of list.manifestLines(event)) message(text);
+        return;
+      case 'signing':
+        message(event.message);
         return;
       default:
         return;

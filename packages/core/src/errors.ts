@@ -42,6 +42,10 @@ export const ErrorCodes = {
   PolicyRejected: 'ERR_GANTRY_POLICY_REJECTED',
   /** policy.json is missing or malformed. */
   InvalidPolicy: 'ERR_GANTRY_INVALID_POLICY',
+  /** A signature does not verify, is malformed, or does not match what it should sign. */
+  InvalidSignature: 'ERR_GANTRY_INVALID_SIGNATURE',
+  /** A key (public key file, private key file, passphrase) cannot be used, or making a signature failed. */
+  SigningFailed: 'ERR_GANTRY_SIGNING_FAILED',
   /** A storage layout on disk (OCI layout, dir:, archive) is malformed or hostile. */
   InvalidLayout: 'ERR_GANTRY_INVALID_LAYOUT',
   /**

@@ -6,6 +6,7 @@ export * from './file-system.js';
 export * from './manifest/index.js';
 export * from './policy/index.js';
 export * from './reference/index.js';
+export * from './signature/index.js';
 export * from './sync/index.js';
 export * from './temporary-files.js';
 export * from './tls-trust.js';

@@ -167,6 +167,12 @@ export class RegistryClient {
     return client;
   }
 
+  /**
+   * Whether the registry's `/v2/` answer said `X-Registry-Supports-Signatures: 1` (OpenShift's API
+   * extension for simple-signing signatures, `/extensions/v2/<repository>/signatures/<digest>`).
+   */
+  supportsSignatureExtension = false;
+
   /** The host and port connections go to. */
   get apiHost(): string {
     return this.scope.registry === 'docker.io' ? dockerHubApiHost : this.scope.registry;
@@ -219,6 +225,8 @@ export class RegistryClient {
       throw await responseError(response, { what, notFoundCode: 'ERR_GANTRY_INTERNAL' as ErrorCode });
     }
     await response.body.dump();
+    const extension = response.headers['x-registry-supports-signatures'];
+    this.supportsSignatureExtension = (Array.isArray(extension) ? extension[0] : extension) === '1';
     this.challenges = parseAuthChallenges(response.headers['www-authenticate']);
     this.scheme = scheme;
   }

@@ -21,8 +21,9 @@
  * ones), as its other transports do: verifying signatures is the policy's business. A malformed
  * `\0sigstore-json\n` signature is an error.
  *
- * Not supported: the `X-Registry-Supports-Signatures` API extension (OpenShift's integrated
- * registry); lookaside signatures are then read from and written to the configured lookaside.
+ * A registry that announces the `X-Registry-Supports-Signatures` API extension (OpenShift's integrated
+ * registry) keeps the simple-signing signatures itself: they are then read and written through the
+ * extension (signature-extension.ts) instead of a lookaside, as containers/image does.
  */
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -50,6 +51,7 @@ import { networkError } from './connections.js';
 import { fetchManifest, headerValue } from './manifests.js';
 import type { RegistryClient } from './registry-client.js';
 import { readLimitedBody, responseError } from './registry-errors.js';
+import { readExtensionSignatures, writeExtensionSignatures } from './signature-extension.js';
 
 /** containers/image's limit on the number of lookaside signatures read for one manifest. */
 export const maxLookasideSignatures = 128;
@@ -58,14 +60,13 @@ export const maxSignatureBytes = 4 * 1024 * 1024;
 /** Limit on the size of a sigstore attachment config (`iolimits.MaxConfigBodySize`). */
 const maxConfigBytes = 4 * 1024 * 1024;
 
-/** The MIME type of a cosign simple-signing payload. */
-export const sigstoreSignatureMimeType = 'application/vnd.dev.cosign.simplesigning.v1+json';
-/** Annotation holding a sigstore signature (base64). */
-export const sigstoreSignatureAnnotation = 'dev.cosignproject.cosign/signature';
-/** Annotation holding a sigstore signing certificate (PEM). */
-export const sigstoreCertificateAnnotation = 'dev.sigstore.cosign/certificate';
-/** Annotation holding a sigstore intermediate certificate chain (PEM). */
-export const sigstoreChainAnnotation = 'dev.sigstore.cosign/chain';
+// The sigstore MIME type and annotation names are core's (signature/stored.ts).
+export {
+  sigstoreCertificateAnnotation,
+  sigstoreChainAnnotation,
+  sigstoreSignatureAnnotation,
+  sigstoreSignatureMimeType,
+} from '@gantry/core';
 
 /** A signature of a known format, parsed from its storage form. */
 export type ParsedSignature =
@@ -417,18 +418,14 @@ export interface SignatureLocation {
   signal?: AbortSignal | undefined;
 }
 
-/**
- * The signatures of a manifest, in storage form (see the module comment): the lookaside ones
- * (`signature-1`, `signature-2`, … until one is missing; at most `maxLookasideSignatures`), then,
- * when `use-sigstore-attachments` is set for the reference, one per layer of the attachment
- * manifest (every layer, whatever its MIME type, as containers/image does), each layer's digest checked.
- */
-export async function readDockerSignatures(location: SignatureLocation): Promise<Uint8Array[]> {
-  const { client, reference, manifestDigest: digest, signal } = location;
-  throwIfAborted(signal);
-  const configuration = await loadConfiguration(location.options);
+/** The lookaside signatures of `digest`: `signature-1`, `signature-2`, … until one is missing. */
+async function readLookasideSignatures(
+  client: RegistryClient,
+  base: URL,
+  digest: Digest,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array[]> {
   const signatures: Uint8Array[] = [];
-  const base = lookasideBaseUrl(configuration, reference, false);
   for (let index = 0; ; index++) {
     if (index >= maxLookasideSignatures) {
       throw new GantryError(
@@ -441,8 +438,33 @@ export async function readDockerSignatures(location: SignatureLocation): Promise
       lookasideSignatureUrl(base, digest, index),
       signal,
     );
-    if (signature === undefined) break;
+    if (signature === undefined) return signatures;
     signatures.push(signature);
+  }
+}
+
+/**
+ * The signatures of a manifest, in storage form (see the module comment): the lookaside ones
+ * (`signature-1`, `signature-2`, … until one is missing; at most `maxLookasideSignatures`), then,
+ * when `use-sigstore-attachments` is set for the reference, one per layer of the attachment
+ * manifest (every layer, whatever its MIME type, as containers/image does), each layer's digest checked.
+ */
+export async function readDockerSignatures(location: SignatureLocation): Promise<Uint8Array[]> {
+  const { client, reference, manifestDigest: digest, signal } = location;
+  throwIfAborted(signal);
+  const configuration = await loadConfiguration(location.options);
+  const signatures: Uint8Array[] = [];
+  if (client.supportsSignatureExtension) {
+    signatures.push(...(await readExtensionSignatures(client, reference.path, digest, signal)));
+  } else {
+    signatures.push(
+      ...(await readLookasideSignatures(
+        client,
+        lookasideBaseUrl(configuration, reference, false),
+        digest,
+        signal,
+      )),
+    );
   }
   if (!usesSigstoreAttachments(configuration, reference)) return signatures;
   const attachment = await fetchAttachmentManifest(client, digest, signal);
@@ -720,7 +742,19 @@ export async function writeDockerSignatures(
     }
     await putSigstoreAttachments(location, sigstore);
   }
-  if (others.length > 0) await putLookasideSignatures(configuration, location, others);
+  if (others.length > 0) {
+    if (location.client.supportsSignatureExtension) {
+      await writeExtensionSignatures(
+        location.client,
+        location.reference.path,
+        location.manifestDigest,
+        others,
+        location.signal,
+      );
+    } else {
+      await putLookasideSignatures(configuration, location, others);
+    }
+  }
 }
 
 /**

@@ -17,6 +17,7 @@ import { errorMessage, wrapError } from '../errors.js';
 import { imageFlagSpecs, retryFlagSpecs, retryWarning, transportContextFrom } from '../image-flags.js';
 import { transportNamesOf } from '../plugins.js';
 import { createProgressReporter, type ProgressReporter } from '../progress.js';
+import { signingOptionsFrom } from '../signing-flags.js';
 
 /** skopeo's `-f/--format` names. */
 const manifestFormats: Record<string, string> = {
@@ -121,6 +122,8 @@ async function run(context: CommandContext): Promise<void> {
   const compressionLevel = flags.get('dest-compress-level') as number | undefined;
   if (compressionLevel !== undefined) options.compressionLevel = compressionLevel;
 
+  const signing = await signingOptionsFrom(flags, io.env);
+  if (signing) options.signing = signing;
   let reporter: ProgressReporter | undefined;
   if (flags.get('quiet') !== true) {
     const columns = io.columns ?? (Number(io.env.COLUMNS) || 80);
@@ -156,7 +159,6 @@ async function run(context: CommandContext): Promise<void> {
   }
 }
 
-const unsupportedSigning = 'signing images is not available in gantry yet';
 const unsupportedEncryption = 'image encryption is not available in gantry yet';
 
 const copyFlags: FlagSpec[] = [
@@ -249,28 +251,24 @@ const copyFlags: FlagSpec[] = [
     kind: 'string',
     valueName: 'FINGERPRINT',
     description: 'Sign the image using a GPG key with the specified FINGERPRINT',
-    unsupported: unsupportedSigning,
   },
   {
     name: 'sign-by-sigstore-private-key',
     kind: 'string',
     valueName: 'PATH',
     description: 'Sign the image using a sigstore private key at PATH',
-    unsupported: unsupportedSigning,
   },
   {
     name: 'sign-identity',
     kind: 'string',
     description:
       'Identity of signed image, must be a fully specified docker reference. Defaults to the target docker reference.',
-    unsupported: unsupportedSigning,
   },
   {
     name: 'sign-passphrase-file',
     kind: 'string',
     valueName: 'PATH',
     description: 'Read a passphrase for signing an image from PATH',
-    unsupported: unsupportedSigning,
   },
   {
     name: 'encryption-key',

@@ -19,7 +19,9 @@ import {
   parseManifest,
   parseManifestList,
 } from '../manifest/index.js';
-import { evaluatePolicy, loadDefaultPolicy, type Policy } from '../policy/index.js';
+import { evaluatePolicy, loadDefaultPolicy, type Policy, preparePolicyEvaluation } from '../policy/index.js';
+import type { DockerReference } from '../reference/index.js';
+import { type ImageSigner, parseSignIdentity, prepareSigners } from '../signature/sign.js';
 import type {
   BlobInfo,
   ImageDestination,
@@ -104,6 +106,8 @@ export async function copyImage(
     throwIfAborted(signal);
     emit({ type: 'copy-start', source: imageName(source), destination: imageName(destination) });
     const policy = options.policy ?? (await loadDefaultPolicy());
+    preparePolicyEvaluation(policy, source);
+    const signing = await signingFor(destination, options);
     throwIfAborted(signal);
     // Opening an image is its first request (a registry's ping): retried like every other one.
     const retry = retrySettingsOf(options, emit);
@@ -122,7 +126,22 @@ export async function copyImage(
       () => destination.newImageDestination(contextWithSignal(options.destinationContext, signal)),
       retry,
     );
-    const copier = new ImageCopier(source, destination, imageSource, imageDestination, policy, options, emit);
+    if (signing.signers.length > 0 && !imageDestination.properties.supportsSignatures) {
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        `Cannot sign the image: pushing signatures to ${imageName(destination)} is not supported`,
+      );
+    }
+    const copier = new ImageCopier(
+      source,
+      destination,
+      imageSource,
+      imageDestination,
+      policy,
+      options,
+      emit,
+      signing,
+    );
     const result = await copier.copyTopLevel();
     if (options.copyReferrers) {
       // Every manifest written kept its source digest (cannotModifyReason), so the referrers still apply.
@@ -210,6 +229,28 @@ async function runLimited<T>(
   return results;
 }
 
+/** The signers a copy uses and the identity they sign (see `CopyOptions.signing`). */
+interface CopySigning {
+  signers: ImageSigner[];
+  identity: DockerReference | undefined;
+}
+
+/** Prepares `options.signing` before anything is copied: the identity is checked, keys are read. */
+async function signingFor(destination: ImageReference, options: CopyOptions): Promise<CopySigning> {
+  const signers = options.signing ? await prepareSigners(options.signing) : [];
+  if (signers.length === 0) return { signers, identity: undefined };
+  const wanted = options.signing?.identity;
+  if (wanted !== undefined && wanted !== '') return { signers, identity: parseSignIdentity(wanted) };
+  const identity = destination.dockerReference();
+  if (identity === undefined) {
+    throw new GantryError(
+      ErrorCodes.SigningFailed,
+      `Cannot determine canonical Docker reference for destination ${imageName(destination)}`,
+    );
+  }
+  return { signers, identity };
+}
+
 class ImageCopier {
   private readonly signal: AbortSignal | undefined;
   private readonly retry: RetrySettings;
@@ -224,6 +265,7 @@ class ImageCopier {
     private readonly policy: Policy,
     private readonly options: CopyOptions,
     private readonly emit: (event: CopyProgressEvent) => void,
+    private readonly signing: CopySigning = { signers: [], identity: undefined },
   ) {
     this.signal = options.signal;
     this.retry = retrySettingsOf(options, emit);
@@ -299,7 +341,12 @@ class ImageCopier {
     );
     // The opened source's reference: a transport may resolve the reference when opening it (docker://
     // short names), and policy.json scopes must see the image actually read (as containers/image).
-    await evaluatePolicy(this.policy, this.source.reference, { manifest, signatures });
+    try {
+      await evaluatePolicy(this.policy, this.source.reference, { manifest, signatures });
+    } catch (error) {
+      if (!isGantryError(error) || error.code !== ErrorCodes.PolicyRejected) throw error;
+      throw new GantryError(error.code, `Source image rejected: ${error.message}`, { cause: error });
+    }
     if (this.options.removeSignatures) return { signatures: [] };
     this.emit({ type: 'signatures-read' });
     if (signatures.length > 0 && !this.destination.properties.supportsSignatures) {
@@ -309,6 +356,23 @@ class ImageCopier {
       );
     }
     return { signatures };
+  }
+
+  /** The signatures `options.signing` asks for, of a manifest just written. */
+  private async newSignatures(
+    manifest: Uint8Array,
+    instanceDigest: Digest | undefined,
+  ): Promise<Uint8Array[]> {
+    const made: Uint8Array[] = [];
+    for (const signer of this.signing.signers) {
+      this.emit({
+        type: 'signing',
+        message: signer.progressMessage,
+        ...(instanceDigest !== undefined ? { instanceDigest } : {}),
+      });
+      made.push(await signer.sign(manifest, this.signing.identity!, this.signal));
+    }
+    return made;
   }
 
   /** Why manifests may not be changed ('' when they may), as c/image's cannotModifyManifestReason. */
@@ -507,15 +571,16 @@ class ImageCopier {
           writtenConfigs,
           asInstance,
         );
-        if (signatures.length > 0) {
-          const instanceDigest = asInstance ? written.digest : undefined;
+        const instanceDigest = asInstance ? written.digest : undefined;
+        const toWrite = [...signatures, ...(await this.newSignatures(written.bytes, instanceDigest))];
+        if (toWrite.length > 0) {
           this.emit({
             type: 'signatures-write',
-            count: signatures.length,
+            count: toWrite.length,
             ...(instanceDigest !== undefined ? { instanceDigest } : {}),
           });
           await this.retried(() =>
-            this.destination.putSignatures(signatures, instanceDigest, { signal: this.signal }),
+            this.destination.putSignatures(toWrite, instanceDigest, { signal: this.signal }),
           );
         }
         return written;
@@ -784,10 +849,11 @@ class ImageCopier {
           this.destination.putManifest(output.bytes, output.mediaType, undefined, { signal: this.signal }),
         );
         this.writtenManifestDigests.push(output.digest);
-        if (signatures.length > 0) {
-          this.emit({ type: 'signatures-write', count: signatures.length });
+        const toWrite = [...signatures, ...(await this.newSignatures(output.bytes, undefined))];
+        if (toWrite.length > 0) {
+          this.emit({ type: 'signatures-write', count: toWrite.length });
           await this.retried(() =>
-            this.destination.putSignatures(signatures, undefined, { signal: this.signal }),
+            this.destination.putSignatures(toWrite, undefined, { signal: this.signal }),
           );
         }
         return output;

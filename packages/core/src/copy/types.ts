@@ -1,5 +1,6 @@
 import type { Digest } from '../digest.js';
 import type { Policy } from '../policy/index.js';
+import type { SigningOptions } from '../signature/sign.js';
 import type { BlobInfo, ReferrerDescriptor, TransportContext } from '../transport/contract.js';
 
 /** Which part of a manifest list (OCI index, Docker manifest list) `copyImage` copies. */
@@ -44,6 +45,12 @@ export interface CopyOptions {
   copyReferrers?: boolean;
   /** Do not copy signatures (`--remove-signatures`). */
   removeSignatures?: boolean;
+  /**
+   * Add signatures to every manifest written (each copied instance and the list, or the single image),
+   * after the copied ones: GPG simple signing and/or sigstore (skopeo's `--sign-by`,
+   * `--sign-by-sigstore-private-key`, `--sign-identity`). Keys are prepared before anything is copied.
+   */
+  signing?: SigningOptions;
   /** How many times a failed retryable operation (opening the source or destination included) is tried again; default 0. */
   retryTimes?: number;
   /** Delay between retries; undefined = 1 s, 2 s, 4 s, … as skopeo. */
@@ -78,6 +85,8 @@ export type CopyProgressEvent =
     }
   | { type: 'manifest-write'; instanceDigest?: Digest }
   | { type: 'signatures-write'; count: number; instanceDigest?: Digest }
+  /** A signature is being made (`message` is skopeo's line, e.g. `Signing manifest using simple signing`). */
+  | { type: 'signing'; message: string; instanceDigest?: Digest }
   /** A referrer of `subject` is about to be copied (its blobs' events follow). */
   | { type: 'referrer-start'; subject: Digest; referrer: ReferrerDescriptor }
   | { type: 'retry'; attempt: number; error: Error; delayMs: number };

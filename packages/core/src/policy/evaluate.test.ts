@@ -130,14 +130,21 @@ describe('evaluatePolicy', () => {
   it.each([
     ['signedBy', '{"type":"signedBy","keyType":"GPGKeys","keyPath":"/key.gpg"}'],
     ['sigstoreSigned', '{"type":"sigstoreSigned","keyPath":"/cosign.pub"}'],
-    ['signedBaseLayer', '{"type":"signedBaseLayer","baseLayerIdentity":{"type":"matchRepository"}}'],
-  ])('rejects %s: signature verification is not supported yet', async (type, requirement) => {
+  ])('rejects an unsigned image under %s', async (_type, requirement) => {
     const policy = parsePolicy(`{"default":[{"type":"insecureAcceptAnything"},${requirement}]}`, 'test');
-    const signed = { ...image, signatures: [new Uint8Array([1, 2, 3])] };
-    const evaluation = evaluatePolicy(policy, reference, signed);
-    await expect(evaluation).rejects.toMatchObject({ code: 'ERR_GANTRY_POLICY_REJECTED' });
-    await expect(evaluation).rejects.toThrow(
-      `Running image fake:/images/app is rejected by policy: signature verification for requirement type "${type}" is not supported yet`,
+    await expect(evaluatePolicy(policy, reference, image)).rejects.toMatchObject({
+      code: 'ERR_GANTRY_POLICY_REJECTED',
+      message: 'A signature was required, but no signature exists',
+    });
+  });
+
+  it('rejects signedBaseLayer, which containers/image does not implement either', async () => {
+    const policy = parsePolicy(
+      '{"default":[{"type":"signedBaseLayer","baseLayerIdentity":{"type":"matchRepository"}}]}',
+      'test',
+    );
+    await expect(evaluatePolicy(policy, reference, image)).rejects.toThrow(
+      'signedBaseLayer not implemented yet!',
     );
   });
 

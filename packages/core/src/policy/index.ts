@@ -1,7 +1,13 @@
 /**
  * Signature policy (containers-policy.json(5)): loading, strict parsing and evaluation.
  */
-export { evaluatePolicy, type PolicyImage, policyRequirementsFor, validatePolicyScopes } from './evaluate.js';
+export {
+  evaluatePolicy,
+  type PolicyImage,
+  policyRequirementsFor,
+  preparePolicyEvaluation,
+  validatePolicyScopes,
+} from './evaluate.js';
 export {
   type DefaultPolicyOptions,
   defaultPolicyPath,
@@ -11,6 +17,7 @@ export {
   userPolicyRelativePath,
 } from './load.js';
 export { insecureAcceptAnythingPolicy, parsePolicy } from './parse.js';
+export { signedIdentityMatches } from './reference-match.js';
 export type {
   Policy,
   PolicyReferenceMatch,

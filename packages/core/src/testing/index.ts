@@ -41,6 +41,7 @@ export type {
   FixturePlatform,
   FixtureRunConfig,
 } from './fixture-types.js';
+export { createTestGpgKey, type TestGpgKey, type TestGpgKeyOptions } from './gpg.js';
 export { ociRefNameAnnotation, writeFixtureToOciLayout } from './oci-layout.js';
 export { seededRandomBytes } from './random-data.js';
 export { mountTestTmpfs, type TestMount } from './read-only-mount.js';

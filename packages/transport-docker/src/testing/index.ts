@@ -25,6 +25,11 @@ export {
   type TestRegistryOptions,
 } from './registry-server.js';
 export {
+  type ExtensionSignatureRecord,
+  type SignatureExtensionServer,
+  startSignatureExtensionServer,
+} from './signature-extension-server.js';
+export {
   createSigstoreTestSignature,
   createTestGpgKey,
   createTestSigstoreKey,

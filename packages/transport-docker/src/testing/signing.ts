@@ -38,56 +38,7 @@ export function runSkopeo(args: string[], environment: Record<string, string> = 
   return runTool('/usr/bin/skopeo', args, environment);
 }
 
-/** A GPG key made for a test, in its own `GNUPGHOME`. */
-export interface TestGpgKey {
-  /** The private home directory (pass it as `GNUPGHOME` to skopeo `--sign-by`). */
-  home: string;
-  fingerprint: string;
-  /** The ASCII-armored public key file (a policy's `keyPath`). */
-  publicKeyPath: string;
-  /** Stops the gpg-agent started for `home`. */
-  dispose(): Promise<void>;
-}
-
-/**
- * Creates an RSA signing key without passphrase in `directory/gnupg` (gpg's agent socket lives
- * there, so keep `directory` short) and exports its public key.
- */
-export async function createTestGpgKey(directory: string): Promise<TestGpgKey> {
-  const home = path.join(directory, 'gnupg');
-  await mkdir(home, { recursive: true, mode: 0o700 });
-  const environment = { GNUPGHOME: home };
-  await runTool(
-    'gpg',
-    [
-      '--batch',
-      '--pinentry-mode',
-      'loopback',
-      '--passphrase',
-      '',
-      '--quick-generate-key',
-      'Gantry Test <gantry-test@example.com>',
-      'rsa2048',
-      'sign',
-      'never',
-    ],
-    environment,
-  );
-  const { stdout } = await runTool('gpg', ['--batch', '--with-colons', '--list-secret-keys'], environment);
-  const fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(stdout)?.[1];
-  if (fingerprint === undefined) throw new Error(`gpg --list-secret-keys gave no fingerprint: ${stdout}`);
-  const publicKeyPath = path.join(directory, 'gpg-public.asc');
-  const exported = await runTool('gpg', ['--batch', '--armor', '--export', fingerprint], environment);
-  await writeFile(publicKeyPath, exported.stdout);
-  return {
-    home,
-    fingerprint,
-    publicKeyPath,
-    dispose: async () => {
-      await runTool('gpgconf', ['--kill', 'gpg-agent'], environment).catch(() => undefined);
-    },
-  };
-}
+export { createTestGpgKey, type TestGpgKey } from '@gantry/core/testing';
 
 /** An ECDSA P-256 key pair for sigstore signatures, and its public key file (a policy's `keyPath`). */
 export interface SigstoreTestKey {
