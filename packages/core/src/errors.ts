@@ -69,6 +69,16 @@ export class GantryError extends Error {
   readonly retryable: boolean;
   readonly [brand] = true;
 
+  /**
+   * `error instanceof GantryError` holds for Gantry errors of any copy of this package (a plugin's own
+   * @gantry/core beside the CLI's bundled one), by the same brand as `isGantryError`. Subclasses keep
+   * the ordinary prototype check.
+   */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    if (this === GantryError) return isGantryError(value);
+    return Function.prototype[Symbol.hasInstance].call(this, value);
+  }
+
   constructor(code: ErrorCode, message: string, options: GantryErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GantryError';

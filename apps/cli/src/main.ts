@@ -1,4 +1,7 @@
-#!/usr/bin/env node
+/**
+ * The `gantry` program: runs the command line in this process (bin/gantry → dist/bin.cjs → this module,
+ * which the build makes one CommonJS file, dist/main.cjs, holding the CLI and all its dependencies).
+ */
 import { setFlagsFromString } from 'node:v8';
 import { ErrorCodes, GantryError } from '@gantry/core';
 import { runCli } from './cli.js';
@@ -30,7 +33,8 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-const exitCode = await runCli(process.argv.slice(2), {
+// No top-level await: the command's bundle is a CommonJS file (see bin.cts).
+void runCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
@@ -38,5 +42,6 @@ const exitCode = await runCli(process.argv.slice(2), {
   isTTY: process.stderr.isTTY === true,
   ...(process.stderr.columns ? { columns: process.stderr.columns } : {}),
   signal: controller.signal,
+}).then((exitCode) => {
+  process.exitCode = exitCode;
 });
-process.exitCode = exitCode;
