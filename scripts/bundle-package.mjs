@@ -216,7 +216,7 @@ for (const [file, name] of selfContainedFiles) {
   const bundle = await rolldown({
     input: { [name]: file },
     platform: 'node',
-    external: (id) => builtins.has(id),
+    external: (id) => id.startsWith('node:') || builtins.has(id),
     // The packages' built files, not their TypeScript sources.
     resolve: { conditionNames: ['import', 'node', 'default'] },
     plugins: [bundleCreateRequireCalls, generateBundledTransports],

@@ -33,7 +33,14 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-// No top-level await: the command's bundle is a CommonJS file (see bin.cts).
+// No top-level await: the command's bundle is a CommonJS file (see bin.cts). Should Node run out of
+// work before the command settles (nothing left to wait for), it must not exit as a success.
+let settled = false;
+process.on('exit', () => {
+  if (settled) return;
+  process.stderr.write('gantry: the command stopped before it finished (nothing left to wait for)\n');
+  process.exitCode = 1;
+});
 void runCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
@@ -43,5 +50,6 @@ void runCli(process.argv.slice(2), {
   ...(process.stderr.columns ? { columns: process.stderr.columns } : {}),
   signal: controller.signal,
 }).then((exitCode) => {
+  settled = true;
   process.exitCode = exitCode;
 });

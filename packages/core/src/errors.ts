@@ -74,8 +74,10 @@ export class GantryError extends Error {
    * @gantry/core beside the CLI's bundled one), by the same brand as `isGantryError`. Subclasses keep
    * the ordinary prototype check.
    */
-  static [Symbol.hasInstance](value: unknown): boolean {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof was asked about (maybe a subclass).
     if (this === GantryError) return isGantryError(value);
+    // biome-ignore lint/complexity/noThisInStatic: as above.
     return Function.prototype[Symbol.hasInstance].call(this, value);
   }
 

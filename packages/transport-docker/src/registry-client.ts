@@ -65,6 +65,12 @@ export interface RegistryAccessSettings {
 
 type Credentials = { username: string; password: string; identityToken?: string };
 
+/** What a ping of `/v2/` learns. */
+export interface PingResult {
+  scheme: 'https' | 'http';
+  challenges: readonly AuthChallenge[];
+}
+
 /**
  * A client for one repository of one registry, with the authentication state for it:
  * - `open` pings `/v2/` (HTTPS; plain HTTP only when TLS verification is off) and learns the
@@ -173,7 +179,7 @@ export class RegistryClient {
     return this.state.pools.pool(this.origin, this.tls, this.scope.role);
   }
 
-  private async pingScheme(scheme: 'https' | 'http', signal: AbortSignal | undefined): Promise<void> {
+  private async pingScheme(scheme: 'https' | 'http', signal: AbortSignal | undefined): Promise<PingResult> {
     const origin = `${scheme}://${this.apiHost}`;
     const what = `pinging container registry ${this.scope.registry}`;
     let response: Dispatcher.ResponseData;
@@ -192,25 +198,54 @@ export class RegistryClient {
       throw await responseError(response, { what, notFoundCode: 'ERR_GANTRY_INTERNAL' as ErrorCode });
     }
     await response.body.dump();
-    this.challenges = parseAuthChallenges(response.headers['www-authenticate']);
-    this.scheme = scheme;
+    return { scheme, challenges: parseAuthChallenges(response.headers['www-authenticate']) };
   }
 
-  /**
-   * Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP.
-   * Answers 200 and 401 are both fine (401 tells how to authenticate).
-   */
-  async ping(signal: AbortSignal | undefined): Promise<void> {
+  /** Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP. */
+  private async pingUncached(signal: AbortSignal | undefined): Promise<PingResult> {
     try {
-      await this.pingScheme('https', signal);
+      return await this.pingScheme('https', signal);
     } catch (httpsError) {
       if (this.options.tlsVerify || signal?.aborted) throw httpsError;
       try {
-        await this.pingScheme('http', signal);
+        return await this.pingScheme('http', signal);
       } catch {
         throw httpsError;
       }
     }
+  }
+
+  /**
+   * Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP, to
+   * learn the scheme and the authentication challenges (answers 200 and 401 are both fine). The answer
+   * is shared by every client of the transport instance for the same registry and TLS settings, so a
+   * command that opens several (a copy between two repositories of one registry, `inspect` with its
+   * tag list) pings once; a failed ping is not kept. Challenges that change later are learnt again from
+   * the 401 that follows.
+   */
+  async ping(signal: AbortSignal | undefined): Promise<void> {
+    const key = JSON.stringify([this.apiHost, this.options.tlsVerify, this.options.certDirectory ?? null]);
+    const cached = this.state.pings.get(key);
+    let result: PingResult | undefined;
+    if (cached !== undefined) {
+      try {
+        result = await cached;
+      } catch {
+        // That ping failed (perhaps only its caller was aborted): ping again.
+      }
+    }
+    if (result === undefined) {
+      const attempt = this.pingUncached(signal);
+      this.state.pings.set(key, attempt);
+      try {
+        result = await attempt;
+      } catch (error) {
+        if (this.state.pings.get(key) === attempt) this.state.pings.delete(key);
+        throw error;
+      }
+    }
+    this.scheme = result.scheme;
+    this.challenges = [...result.challenges];
   }
 
   private tokenFor(

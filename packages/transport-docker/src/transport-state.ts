@@ -1,4 +1,5 @@
 import { ConnectionPools } from './connections.js';
+import type { PingResult } from './registry-client.js';
 
 /** How many repositories are remembered per blob for cross-repository mounts. */
 const maxRepositoriesPerBlob = 8;
@@ -45,9 +46,16 @@ export interface DockerTransportState {
   readonly pools: ConnectionPools;
   readonly blobLocations: KnownBlobLocations;
   readonly userAgent: string;
+  /** Pings of `/v2/` by registry and TLS settings (see `RegistryClient.ping`). */
+  readonly pings: Map<string, Promise<PingResult>>;
 }
 
 /** Creates the state of a new transport instance (nothing is opened until first use). */
 export function createDockerTransportState(userAgent: string): DockerTransportState {
-  return { pools: new ConnectionPools(), blobLocations: new KnownBlobLocations(), userAgent };
+  return {
+    pools: new ConnectionPools(),
+    blobLocations: new KnownBlobLocations(),
+    userAgent,
+    pings: new Map(),
+  };
 }
