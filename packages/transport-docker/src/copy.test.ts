@@ -129,9 +129,9 @@ describe('copyImage between repositories of a real registry', () => {
       expect(blobRequests.map((entry) => `${entry.method} ${entry.status}`)).toEqual(
         Array.from({ length: image.blobs.size }, () => 'POST 201'),
       );
-      expect(blobRequests.every((entry) => entry.path.includes('mount=') && entry.path.includes('from='))).toBe(
-        true,
-      );
+      expect(
+        blobRequests.every((entry) => entry.path.includes('mount=') && entry.path.includes('from=')),
+      ).toBe(true);
     } finally {
       await copier.closeConnections();
     }
