@@ -8,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -154,7 +154,8 @@ describe('dist/main.cjs', () => {
 
 describe('the installed command, alone', () => {
   it('lists the transports bundled in it, loading no module file but bin.cjs and main.cjs', () => {
-    const listed = runInstalled(alone, ['transports']);
+    // Without the compile cache main.cjs is required as usual, so require.cache lists it.
+    const listed = runInstalled(alone, ['transports'], { NODE_DISABLE_COMPILE_CACHE: '1' });
     expect(listed.stderr).toBe('');
     expect(listed.status).toBe(0);
     const rows = listed.stdout
@@ -171,11 +172,11 @@ describe('the installed command, alone', () => {
   });
 
   it('inspects an image in a registry and copies oci: → dir: from that one file', async () => {
-    const inspected = runInstalled(alone, [
-      'inspect',
-      '--tls-verify=false',
-      `docker://${registry.host}/bundle/image:v1`,
-    ]);
+    const inspected = runInstalled(
+      alone,
+      ['inspect', '--tls-verify=false', `docker://${registry.host}/bundle/image:v1`],
+      { NODE_DISABLE_COMPILE_CACHE: '1' },
+    );
     expect(inspected.stderr).toBe('');
     expect(JSON.parse(inspected.stdout).Digest).toBe(image.topLevel.digest);
     expect(inspected.loadedFiles.sort()).toEqual([
@@ -194,6 +195,41 @@ describe('the installed command, alone', () => {
     expect(copied.stderr).toBe('');
     expect(copied.status).toBe(0);
     expect(await readFile(join(copyDirectory, 'manifest.json'))).toEqual(Buffer.from(image.topLevel.bytes));
+  });
+});
+
+describe('the compiled-code cache', () => {
+  it('is written by a first run, used by the next, and replaced when V8 refuses it', async () => {
+    const cacheHome = join(root, 'cache-home');
+    const environment = { XDG_CACHE_HOME: cacheHome };
+    const reference = `oci:${layout}:latest`;
+    const first = runInstalled(alone, ['inspect', '--raw', reference], environment);
+    expect(first.stderr).toBe('');
+    expect(first.stdout).toBe(Buffer.from(image.topLevel.bytes).toString('utf8'));
+    // Only the entry point goes through require(): main.cjs is compiled with the cached code.
+    expect(first.loadedFiles).toEqual([join(alone, 'dist', 'bin.cjs')]);
+    const directory = join(cacheHome, 'gantry', 'compile-cache');
+    const cacheFiles = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
+    expect(cacheFiles).toHaveLength(1);
+    expect(cacheFiles[0]).toMatch(
+      new RegExp(`^gantry-${process.version}-${process.arch}-\\d+-\\d+-inspect\\.cache$`),
+    );
+    const cacheFile = join(directory, cacheFiles[0]!);
+    expect((await stat(directory)).mode & 0o777).toBe(0o700);
+    const written = await stat(cacheFile);
+    expect(written.size).toBeGreaterThan(10_000);
+
+    const second = runInstalled(alone, ['inspect', '--raw', reference], environment);
+    expect(second.stderr).toBe('');
+    expect(second.stdout).toBe(first.stdout);
+    // Used as it was, not written again.
+    expect((await stat(cacheFile)).mtimeMs).toBe(written.mtimeMs);
+
+    await writeFile(cacheFile, 'not code V8 made');
+    const afterDamage = runInstalled(alone, ['inspect', '--raw', reference], environment);
+    expect(afterDamage.stderr).toBe('');
+    expect(afterDamage.stdout).toBe(first.stdout);
+    expect((await stat(cacheFile)).size).toBeGreaterThan(10_000);
   });
 });
 

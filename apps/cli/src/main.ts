@@ -2,7 +2,6 @@
  * The `gantry` program: runs the command line in this process (bin/gantry → dist/bin.cjs → this module,
  * which the build makes one CommonJS file, dist/main.cjs, holding the CLI and all its dependencies).
  */
-import { setFlagsFromString } from 'node:v8';
 import { ErrorCodes, GantryError } from '@gantry/core';
 import { runCli } from './cli.js';
 import { adoptDeferredExtraCaCerts } from './deferred-ca-certs.js';
@@ -10,11 +9,6 @@ import { adoptDeferredExtraCaCerts } from './deferred-ca-certs.js';
 // The launcher (bin/gantry) kept NODE_EXTRA_CA_CERTS from Node's start-up: TLS code adds those
 // certificates on first use, and programs gantry runs (credential helpers) get the variable back.
 adoptDeferredExtraCaCerts(process.env);
-
-// WebAssembly (undici's HTTP parser, compiled at the first connection) is compiled by the baseline
-// compiler only: optimising it costs ~0.1 s of CPU per run, more than a short command saves (and
-// measured no slower on a 256 MiB pull). Unknown flags are ignored, so this cannot break on other Nodes.
-setFlagsFromString('--liftoff-only');
 
 // Ctrl-C / SIGTERM abort the command so a copy in progress discards what it wrote; a second signal exits at once.
 const controller = new AbortController();

@@ -362,6 +362,21 @@ export function discoverTransportPlugins(options: DiscoverOptions): PluginCandid
   });
 }
 
+/**
+ * The key under which the CLI's entry point (bin.cts) provides `import()` to the bundle it compiles
+ * itself: code compiled by a `vm.Script` has no `import()` of its own without experimental options.
+ */
+export const pluginImporterKey = Symbol.for('gantry.importPluginModule');
+
+/** Imports a plugin module by URL: through the entry point's importer when there is one, else `import()`. */
+async function importPluginModule(url: string): Promise<Record<string, unknown>> {
+  const provided = (globalThis as Record<symbol, unknown>)[pluginImporterKey];
+  if (typeof provided === 'function') {
+    return (await (provided as (url: string) => Promise<unknown>)(url)) as Record<string, unknown>;
+  }
+  return (await import(url)) as Record<string, unknown>;
+}
+
 /** The transports a plugin module exports: its default export if valid, else its valid named exports. */
 export function transportsFromModule(moduleNamespace: Record<string, unknown>, origin: string): Transport[] {
   const problems: string[] = [];
@@ -452,7 +467,7 @@ export function createTransportLoader(
     try {
       moduleNamespace = candidate.load
         ? await candidate.load()
-        : ((await import(pathToFileURL(candidate.entry).href)) as Record<string, unknown>);
+        : await importPluginModule(pathToFileURL(candidate.entry).href);
     } catch (error) {
       options.warn(
         `ignoring transport plugin ${candidate.origin}: loading ${candidate.entry} failed: ${(error as Error).message}`,

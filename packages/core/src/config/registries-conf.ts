@@ -377,6 +377,25 @@ export async function registriesConfLocations(
   };
 }
 
+/** Parsed files by name, mode and text: one command opens several images and reads the same files each time. */
+const parsedFiles = new Map<string, PartialConfiguration>();
+const parsedFilesLimit = 32;
+
+/**
+ * `parseRegistriesConf`, remembered for the same file name, mode and text (so a changed file is parsed
+ * again); callers get their own copy.
+ */
+function parseRegistriesConfOnce(text: string, file: string, forceV2 = false): PartialConfiguration {
+  const key = `${file}\0${forceV2}\0${text}`;
+  let parsed = parsedFiles.get(key);
+  if (parsed === undefined) {
+    parsed = parseRegistriesConf(text, file, forceV2);
+    if (parsedFiles.size >= parsedFilesLimit) parsedFiles.clear();
+    parsedFiles.set(key, parsed);
+  }
+  return structuredClone(parsed);
+}
+
 /** Loads and merges the registries configuration (see the module comment). */
 export async function loadRegistriesConfiguration(
   options: RegistriesConfSearchOptions = {},
@@ -385,7 +404,7 @@ export async function loadRegistriesConfiguration(
   const files: string[] = [];
   let main: PartialConfiguration;
   try {
-    main = parseRegistriesConf(await readFile(locations.mainFile, 'utf8'), locations.mainFile);
+    main = parseRegistriesConfOnce(await readFile(locations.mainFile, 'utf8'), locations.mainFile);
     files.push(locations.mainFile);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || locations.mainFileExplicit) {
@@ -416,7 +435,7 @@ export async function loadRegistriesConfiguration(
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw configurationError(file, (error as Error).message);
       }
-      const dropIn = parseRegistriesConf(text, file, true);
+      const dropIn = parseRegistriesConfOnce(text, file, true);
       files.push(file);
       for (const registry of dropIn.registries) registries.set(registry.prefix, registry);
       if (dropIn.unqualifiedSearchRegistries !== undefined) search = dropIn.unqualifiedSearchRegistries;
