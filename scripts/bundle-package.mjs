@@ -2,19 +2,51 @@
 // Bundles a package's compiled JavaScript (dist/, written by tsc) into one file per entry point.
 //
 // Node.js loads an ES module graph file by file: resolving, reading and compiling ~90 small modules
-// costs a command-line run ~40 ms before it does any work (measured: `gantry --version` 115 → 70 ms,
-// a registry re-push 0.31 → 0.27 s). Each package is bundled on its own, its dependencies (other
-// @gantry packages included) staying external imports, so a plugin and the CLI still share one copy
-// of @gantry/core. Entry points: every `exports` target under dist/, and dist/bin.js when present.
-// Entries of one package share code through chunks (dist/shared-*.js), never through copies.
+// costs a command-line run ~40 ms before it does any work. Each package is bundled on its own, its
+// dependencies (other @gantry packages included) staying external imports, so that library users and
+// plugins share one copy of @gantry/core. Entry points: every `exports` target under dist/, and
+// dist/bin.js when present. Entries of one package share code through chunks (dist/shared-*.js), never
+// through copies.
 //
-// Run from a package directory after `tsc`: `node ../../scripts/bundle-package.mjs`. Declarations
-// (.d.ts, with their maps to the sources) stay as tsc wrote them; tsc's .js files and their maps are
-// replaced by the bundles.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+// `--self-contained NAME` (the CLI: `--self-contained main`) also writes dist/NAME.cjs: one CommonJS
+// file holding tsc's dist/NAME.js and everything it imports, dependencies included (other @gantry
+// packages, undici, tar-stream); only Node's built-in modules stay outside, so a run resolves and reads
+// that one file. CommonJS, because Node starts it without its ES module loader and `require` of a
+// built-in module does not load the module's lazy parts as an ES import does. Inside it:
+// - modules reached only through `import()` are evaluated when first imported, not at start-up;
+// - `createRequire(import.meta.url)` requires of literal module names become bundled requires
+//   (evaluated at the call, as before), so lazily required dependencies are inside the file too;
+// - a module `bundled-transports.js` of the package, if any, is replaced by the list of the package's
+//   dependencies that are transport packages (`@gantry/transport-*`, `gantry-transport-*`,
+//   `@scope/gantry-transport-*`): name, version, the transport names their package.json declares, and
+//   a `load()` that imports them from inside the file. Adding a transport dependency adds it there;
+// - the code is printed without comments and in ASCII only (other characters escaped): Node then
+//   reads it into a one-byte string, which it decodes and V8 scans faster. Names and lines are kept,
+//   so stack traces stay readable.
+// dist/NAME.cjs.LICENSES.txt lists the third-party packages inside, with their licence texts.
+//
+// Run from a package directory after `tsc`: `node ../../scripts/bundle-package.mjs [--self-contained NAME]`.
+// Declarations (.d.ts, with their maps to the sources) stay as tsc wrote them; tsc's .js files and their
+// maps are replaced by the bundles (tsc's .cjs files stay).
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { builtinModules, createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { rolldown } from 'rolldown';
+import { minify } from 'rolldown/utils';
 
+const { values: options } = parseArgs({
+  options: { 'self-contained': { type: 'string', multiple: true, default: [] } },
+});
 const packageDirectory = process.cwd();
 const distDirectory = join(packageDirectory, 'dist');
 const manifest = JSON.parse(readFileSync(join(packageDirectory, 'package.json'), 'utf8'));
@@ -33,40 +65,176 @@ function exportTargets(exportsField) {
   return targets;
 }
 
-const entryFiles = new Set(
-  exportTargets(manifest.exports).map((target) => resolve(packageDirectory, target)),
-);
-if (existsSync(join(distDirectory, 'bin.js'))) entryFiles.add(join(distDirectory, 'bin.js'));
-if (entryFiles.size === 0) {
-  console.error(`bundle-package: ${manifest.name} has no entry point under dist/`);
-  process.exit(1);
-}
-const input = {};
-for (const file of entryFiles) {
+function requireBuilt(file) {
   if (!existsSync(file)) {
     console.error(`bundle-package: ${relative(packageDirectory, file)} is missing: run tsc first`);
     process.exit(1);
   }
-  input[relative(distDirectory, file).replace(/\.js$/, '')] = file;
+  return file;
 }
+
+const selfContainedFiles = new Map(
+  options['self-contained'].map((name) => [requireBuilt(join(distDirectory, `${name}.js`)), name]),
+);
+const entryFiles = new Set(
+  exportTargets(manifest.exports).map((target) => resolve(packageDirectory, target)),
+);
+if (existsSync(join(distDirectory, 'bin.js'))) entryFiles.add(join(distDirectory, 'bin.js'));
+for (const file of selfContainedFiles.keys()) entryFiles.delete(file);
+if (entryFiles.size === 0 && selfContainedFiles.size === 0) {
+  console.error(`bundle-package: ${manifest.name} has no entry point under dist/`);
+  process.exit(1);
+}
+const input = {};
+for (const file of entryFiles) input[relative(distDirectory, requireBuilt(file)).replace(/\.js$/, '')] = file;
 
 const bundleDirectory = join(packageDirectory, 'dist.bundle');
 rmSync(bundleDirectory, { recursive: true, force: true });
-const bundle = await rolldown({
-  input,
-  platform: 'node',
-  // Every bare import (node:*, undici, tar-stream, @gantry/*) stays an import.
-  external: (id) => !id.startsWith('.') && !id.startsWith('/') && !id.startsWith('\0'),
-  logLevel: 'warn',
-});
-await bundle.write({
-  dir: bundleDirectory,
-  format: 'esm',
-  entryFileNames: '[name].js',
-  // Chunks sit beside the entries: code that finds files relative to its own module stays one level below the package.
-  chunkFileNames: 'shared-[name]-[hash].js',
-});
-await bundle.close();
+
+if (Object.keys(input).length > 0) {
+  const bundle = await rolldown({
+    input,
+    platform: 'node',
+    // Every bare import (node:*, undici, tar-stream, @gantry/*) stays an import.
+    external: (id) => !id.startsWith('.') && !id.startsWith('/') && !id.startsWith('\0'),
+    logLevel: 'warn',
+  });
+  await bundle.write({
+    dir: bundleDirectory,
+    format: 'esm',
+    entryFileNames: '[name].js',
+    // Chunks sit beside the entries: code that finds files relative to its own module stays one level below the package.
+    chunkFileNames: 'shared-[name]-[hash].js',
+  });
+  await bundle.close();
+}
+
+const builtins = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]));
+const transportPackagePattern =
+  /^(?:@gantry\/transport-[a-z0-9._-]+|gantry-transport-[a-z0-9._-]+|@[a-z0-9._-]+\/gantry-transport-[a-z0-9._-]+)$/;
+
+/** The package's dependencies that are transport packages, with what bundled-transports.ts describes. */
+function bundledTransportPackages() {
+  const requireFromPackage = createRequire(join(packageDirectory, 'package.json'));
+  return Object.keys(manifest.dependencies ?? {})
+    .filter((name) => transportPackagePattern.test(name))
+    .sort()
+    .map((name) => {
+      const dependency = JSON.parse(readFileSync(requireFromPackage.resolve(`${name}/package.json`), 'utf8'));
+      const declared = dependency.gantry?.transports;
+      return {
+        packageName: name,
+        version: dependency.version,
+        ...(Array.isArray(declared) && declared.every((item) => typeof item === 'string')
+          ? { declaredTransports: declared }
+          : {}),
+      };
+    });
+}
+
+/**
+ * `createRequire(import.meta.url)` gives a module its own `require`; calls of it with a literal module
+ * name become plain `require(…)` calls, which the bundler follows (and evaluates at the call).
+ */
+const bundleCreateRequireCalls = {
+  name: 'bundle-create-require-calls',
+  transform(code) {
+    const declaration = /\bconst (\w+) = createRequire\(import\.meta\.url\);/.exec(code);
+    if (!declaration) return null;
+    const callOfLiteral = new RegExp(`\\b${declaration[1]}\\((["'][^"'\\n]+["'])\\)`, 'g');
+    return { code: code.replace(callOfLiteral, 'require($1)') };
+  },
+};
+
+/** Replaces the package's own dist/bundled-transports.js by the generated list. */
+const generateBundledTransports = {
+  name: 'generate-bundled-transports',
+  load(id) {
+    if (id !== join(distDirectory, 'bundled-transports.js')) return null;
+    const entries = bundledTransportPackages().map(
+      (entry) =>
+        `  { ...${JSON.stringify(entry)}, load: () => import(${JSON.stringify(entry.packageName)}) },`,
+    );
+    return `export const bundledTransportPackages = [\n${entries.join('\n')}\n];\n`;
+  },
+};
+
+/** Directory of the installed package a bundled module file belongs to (its package.json), or undefined. */
+function packageDirectoryOf(file) {
+  const marker = `${'/'}node_modules${'/'}`;
+  const index = file.lastIndexOf(marker);
+  if (index < 0) return undefined;
+  const rest = file.slice(index + marker.length).split('/');
+  return file.slice(0, index + marker.length) + rest.slice(0, rest[0].startsWith('@') ? 2 : 1).join('/');
+}
+
+/** The licence notices of the third-party packages whose modules are in the bundle. */
+function thirdPartyLicences(moduleIds) {
+  const directories = [...new Set(moduleIds.map(packageDirectoryOf).filter(Boolean))].sort();
+  return directories
+    .map((directory) => {
+      const dependency = JSON.parse(readFileSync(join(directory, 'package.json'), 'utf8'));
+      const licenceFile = readdirSync(directory).find((name) => /^(licen[cs]e|copying)(\.|$)/i.test(name));
+      const text = licenceFile
+        ? readFileSync(join(directory, licenceFile), 'utf8').trim()
+        : '(no licence file)';
+      return `${dependency.name}@${dependency.version} (${dependency.license ?? 'see text'})\n\n${text}\n`;
+    })
+    .join(`\n${'-'.repeat(72)}\n\n`);
+}
+
+/** Reprints a chunk without comments (legal ones kept); names, lines and indentation stay. */
+const printWithoutComments = {
+  name: 'print-without-comments',
+  async renderChunk(code, chunk) {
+    const printed = await minify(chunk.fileName, code, {
+      compress: false,
+      mangle: false,
+      codegen: { removeWhitespace: false, legalComments: 'inline' },
+    });
+    if (printed.errors.length > 0) throw new Error(printed.errors.map((error) => error.message).join('\n'));
+    return printed.code;
+  },
+};
+
+/**
+ * `code` in ASCII: `\uXXXX` means the same character in strings, identifiers, regular expressions,
+ * comments and (cooked) templates; astral characters become surrogate pairs. Only raw template strings
+ * would differ, so code using `String.raw` is refused.
+ */
+function escapeNonAscii(code) {
+  if (!/[^\0-\x7f]/.test(code)) return code;
+  if (/String\.raw/.test(code))
+    throw new Error('bundle-package: String.raw in the bundle, escaping would change it');
+  return code.replace(
+    /[^\0-\x7f]/g,
+    (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+for (const [file, name] of selfContainedFiles) {
+  const bundle = await rolldown({
+    input: { [name]: file },
+    platform: 'node',
+    external: (id) => id.startsWith('node:') || builtins.has(id),
+    // The packages' built files, not their TypeScript sources.
+    resolve: { conditionNames: ['import', 'node', 'default'] },
+    plugins: [bundleCreateRequireCalls, generateBundledTransports],
+    logLevel: 'warn',
+  });
+  const { output } = await bundle.write({
+    dir: bundleDirectory,
+    format: 'cjs',
+    entryFileNames: '[name].cjs',
+    codeSplitting: false,
+    plugins: [printWithoutComments],
+  });
+  await bundle.close();
+  const bundleFile = join(bundleDirectory, `${name}.cjs`);
+  writeFileSync(bundleFile, escapeNonAscii(readFileSync(bundleFile, 'utf8')));
+  const moduleIds = output.flatMap((chunk) => (chunk.type === 'chunk' ? chunk.moduleIds : []));
+  writeFileSync(join(bundleDirectory, `${name}.cjs.LICENSES.txt`), thirdPartyLicences(moduleIds));
+}
 
 /** Every file below `directory`. */
 function filesBelow(directory) {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const gantry = (...args) => {
   console.error(`$ gantry ${args.join(' ')}`);
-  execFileSync(process.execPath, [join(root, 'apps/cli/dist/bin.js'), ...args], { stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'apps/cli/dist/bin.cjs'), ...args], { stdio: 'inherit' });
 };
 const destination = join(mkdtempSync(join(tmpdir(), 'gantry-demo-')), 'hello');
 gantry('--insecure-policy', 'copy', `oci:${join(root, 'examples/hello')}:latest`, `dir:${destination}`);

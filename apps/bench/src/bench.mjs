@@ -24,8 +24,8 @@ import { parseArgs } from 'node:util';
 import { buildFixtureImage, writeFixtureToOciLayout } from '@gantry/core/testing';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const gantryBin = resolve(here, '../../cli/dist/bin.js');
-/** The installed command: bin/gantry, the launcher npm links, which runs dist/bin.js. */
+const gantryBin = resolve(here, '../../cli/dist/bin.cjs');
+/** The installed command: bin/gantry, the launcher npm links, which runs dist/bin.cjs. */
 const gantryLauncher = resolve(here, '../../cli/bin/gantry');
 const gantryLibraryCopy = resolve(here, 'gantry-library-copy.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
@@ -459,9 +459,10 @@ localScenarios.push(
 );
 
 /**
- * Registry scenarios: `copy` only, with TLS verification off on the registry side (plain HTTP).
+ * Registry scenarios, with TLS verification off on the registry side (plain HTTP). `copy` scenarios:
  * `source`/`destination` name images as `transport:reference`; `registry` is `host:port`; `repository`
- * is new for every run of every tool (pushes and mounts start from an empty repository).
+ * is new for every run of every tool (pushes and mounts start from an empty repository). `args`
+ * scenarios give the whole command line (both tools run it as it is, gantry through its CLI).
  */
 /** A containers-storage destination: a store of its own under the run's destination directory. */
 const containersStorage = (driver, destination, name) =>
@@ -490,6 +491,11 @@ const registryScenarios = [
       memoryCheck: true,
     },
   ]),
+  {
+    name: 'inspect-docker',
+    description: 'inspect docker:// (16-layer image; start-up and round trips)',
+    args: ({ registry }) => ['inspect', '--tls-verify=false', `docker://${registry}/bench/many:v1`],
+  },
   {
     name: 'registry-to-oci-many-layers',
     description: 'registry → oci pull, 16 layers of 16 MiB',
@@ -675,7 +681,7 @@ if (scenarios.some((scenario) => scenario.registry)) {
 
 /** The command line of one run: `{ command, args }` for each tool. */
 function commandFor(tool, scenario, parameters) {
-  if (!scenario.registry)
+  if (!scenario.registry || scenario.args)
     return { command: tool.command, args: [...tool.prefix, ...scenario.args(parameters)] };
   if (scenario.sync) {
     // Sync rows always run the CLI: the same command line for both tools.
@@ -731,7 +737,8 @@ const runId = Date.now().toString(36);
 try {
   for (const scenario of scenarios) {
     const row = { scenario: scenario.name, description: scenario.description };
-    if (scenario.registry) row.gantryRuns = gantryRegistryMode === 'cli' ? 'cli' : 'library script';
+    if (scenario.registry)
+      row.gantryRuns = gantryRegistryMode === 'cli' || scenario.args ? 'cli' : 'library script';
     // Alternate the tools run by run, so that a slow spell of the machine hits both.
     const samples = { gantry: [], skopeo: [] };
     for (let run = 0; run < runs; run += 1) {

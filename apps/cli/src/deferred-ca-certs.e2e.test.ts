@@ -80,7 +80,7 @@ describe('bin/gantry', () => {
       'GANTRY_DEFERRED_NODE_EXTRA_CA_CERTS=/some/bundle.pem',
       // The launcher sizes V8's old generation (see bin/gantry).
       'argument: --initial-old-space-size=64',
-      `argument: ${dirname(launcher)}/../dist/bin.js`,
+      `argument: ${dirname(launcher)}/../dist/bin.cjs`,
       'argument: inspect',
       'argument: docker://a b',
     ]);
@@ -130,7 +130,7 @@ describe('deferred certificates on a TLS registry', () => {
 });
 
 describe('the installed command: bin/gantry running the built dist/', () => {
-  const builtEntry = resolve(dirname(launcher), '../dist/bin.js');
+  const builtEntry = resolve(dirname(launcher), '../dist/main.cjs');
 
   /** Runs the real launcher with the real node; `extra` is merged into the environment. */
   function runInstalled(args: string[], extra: Record<string, string | undefined>) {

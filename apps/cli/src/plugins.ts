@@ -8,9 +8,12 @@
  * 1. `GANTRY_TRANSPORTS`: comma-separated package names or file paths (relative to the working directory);
  * 2. the config file `$XDG_CONFIG_HOME/gantry/config.json` (else `~/.config/gantry/config.json`),
  *    `{ "transports": ["pkg", "./path.js"] }` (paths relative to the file's directory);
- * 3. packages named `@gantry/transport-*`, `gantry-transport-*` or `@scope/gantry-transport-*` in the
+ * 3. the transport packages built into the CLI's bundle (see `bundled-transports.ts`; none when running
+ *    from sources);
+ * 4. packages named `@gantry/transport-*`, `gantry-transport-*` or `@scope/gantry-transport-*` in the
  *    `node_modules` directories from the CLI package's directory up to the root (Node's module
- *    resolution path), nearest first.
+ *    resolution path), nearest first. A package of the same name as a bundled one is the bundled one:
+ *    it is not read from disk (and a package named in 1. or 2. that is bundled is taken from the bundle).
  *
  * Discovery reads package.json files only and imports nothing. Each candidate carries the transport
  * names it declares in its package.json, `"gantry": { "transports": ["name", …] }`, else a hint taken
@@ -22,24 +25,28 @@
  * name differs from its hint still works and results equal loading everything, only faster. Candidates
  * are never imported twice, and precedence follows discovery order whatever the import order.
  *
- * Each plugin module is loaded with `import()`; its `default` export is used when it is a transport,
- * else every named export that is one. A module that fails to load or exports no valid transport
- * (checked with core's `assertTransport`) is reported as a warning naming the package and skipped:
- * it never breaks commands that do not need it (and is not even imported when no command needs it).
+ * Each plugin module is loaded with `import()` (a bundled one from inside the bundle); its `default`
+ * export is used when it is a transport, else every named export that is one. A module that fails to
+ * load or exports no valid transport (checked with core's `assertTransport`) is reported as a warning
+ * naming the package and skipped: it never breaks commands that do not need it (and is not even
+ * imported when no command needs it).
  */
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { assertTransport, splitTransportReference, type Transport, TransportRegistry } from '@gantry/core';
+import { type BundledTransportPackage, bundledTransportPackages } from './bundled-transports.js';
 
 /** Where a plugin candidate came from. */
-export type PluginSource = 'environment' | 'config' | 'node_modules';
+export type PluginSource = 'environment' | 'config' | 'bundled' | 'node_modules';
 
 export interface PluginCandidate {
   /** What the user or the scan named: a package name or a file path. */
   specifier: string;
-  /** Absolute path of the module file to import. */
+  /** Absolute path of the module file to import; for a bundled package, its name and `(bundled)`. */
   entry: string;
+  /** Imports a package built into the CLI bundle (then `entry` is no file). */
+  load?: () => Promise<Record<string, unknown>>;
   /** Shown by `gantry transports`: `name@version` or the file path. */
   origin: string;
   source: PluginSource;
@@ -57,6 +64,8 @@ export interface DiscoverOptions {
   cwd: string;
   /** Directory the node_modules scan starts from; default the CLI package directory. */
   searchFrom?: string;
+  /** The transport packages inside the CLI bundle; default the bundle's own list (empty from sources). */
+  bundled?: readonly BundledTransportPackage[];
   /** Called for each problem found (bad plugin, unreadable config); the CLI logs these as warnings. */
   warn: (message: string) => void;
   /** Called with progress details (`--debug`). */
@@ -203,12 +212,30 @@ function findPackageDirectory(name: string, baseDirectory: string): string | und
   return undefined;
 }
 
+/** The candidate for a package built into the CLI bundle. */
+function bundledCandidate(bundled: BundledTransportPackage, source: PluginSource): PluginCandidate {
+  const candidate: PluginCandidate = {
+    specifier: bundled.packageName,
+    entry: `${bundled.packageName} (bundled)`,
+    load: bundled.load,
+    origin: `${bundled.packageName}@${bundled.version}`,
+    source,
+  };
+  if (bundled.declaredTransports) candidate.declaredTransports = [...bundled.declaredTransports];
+  const hint = transportNameHint(bundled.packageName);
+  if (hint) candidate.hintedTransport = hint;
+  return candidate;
+}
+
 function candidateFor(
   specifier: string,
   baseDirectory: string,
   source: PluginSource,
   packageSearchFrom: string,
+  bundled: ReadonlyMap<string, BundledTransportPackage>,
 ): PluginCandidate {
+  const bundledPackage = bundled.get(specifier);
+  if (bundledPackage) return bundledCandidate(bundledPackage, source);
   if (looksLikePath(specifier)) {
     const path = resolve(baseDirectory, specifier);
     if (!existsSync(path)) throw new Error(`file ${path} does not exist`);
@@ -247,10 +274,13 @@ export function configFilePath(env: Readonly<Record<string, string | undefined>>
  * names or its name hint. Problems are reported through `warn`. */
 export function discoverTransportPlugins(options: DiscoverOptions): PluginCandidate[] {
   const searchFrom = options.searchFrom ?? cliPackageDirectory();
+  const bundled = new Map(
+    (options.bundled ?? bundledTransportPackages).map((entry) => [entry.packageName, entry]),
+  );
   const candidates: PluginCandidate[] = [];
   const add = (specifier: string, baseDirectory: string, source: PluginSource, label: string) => {
     try {
-      candidates.push(candidateFor(specifier, baseDirectory, source, searchFrom));
+      candidates.push(candidateFor(specifier, baseDirectory, source, searchFrom, bundled));
     } catch (error) {
       options.warn(
         `ignoring transport plugin ${JSON.stringify(specifier)} from ${label}: ${(error as Error).message}`,
@@ -278,6 +308,7 @@ export function discoverTransportPlugins(options: DiscoverOptions): PluginCandid
       options.warn(`ignoring ${configPath}: ${(error as Error).message}`);
     }
   }
+  for (const entry of bundled.values()) candidates.push(bundledCandidate(entry, 'bundled'));
   for (const directory of nodeModulesDirectories(searchFrom)) {
     let names: string[];
     try {
@@ -301,6 +332,7 @@ export function discoverTransportPlugins(options: DiscoverOptions): PluginCandid
       }
     }
     for (const name of packageNames) {
+      if (bundled.has(name)) continue;
       const packageDirectory = join(directory, name);
       try {
         candidates.push({
@@ -319,13 +351,30 @@ export function discoverTransportPlugins(options: DiscoverOptions): PluginCandid
   const seen = new Set<string>();
   return candidates.filter((candidate) => {
     let key = candidate.entry;
-    try {
-      key = realpathSync(candidate.entry);
-    } catch {}
+    if (!candidate.load) {
+      try {
+        key = realpathSync(candidate.entry);
+      } catch {}
+    }
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
   });
+}
+
+/**
+ * The key under which the CLI's entry point (bin.cts) provides `import()` to the bundle it compiles
+ * itself: code compiled by a `vm.Script` has no `import()` of its own without experimental options.
+ */
+export const pluginImporterKey = Symbol.for('gantry.importPluginModule');
+
+/** Imports a plugin module by URL: through the entry point's importer when there is one, else `import()`. */
+async function importPluginModule(url: string): Promise<Record<string, unknown>> {
+  const provided = (globalThis as Record<symbol, unknown>)[pluginImporterKey];
+  if (typeof provided === 'function') {
+    return (await (provided as (url: string) => Promise<unknown>)(url)) as Record<string, unknown>;
+  }
+  return (await import(url)) as Record<string, unknown>;
 }
 
 /** The transports a plugin module exports: its default export if valid, else its valid named exports. */
@@ -416,7 +465,9 @@ export function createTransportLoader(
     const started = performance.now();
     let moduleNamespace: Record<string, unknown>;
     try {
-      moduleNamespace = (await import(pathToFileURL(candidate.entry).href)) as Record<string, unknown>;
+      moduleNamespace = candidate.load
+        ? await candidate.load()
+        : await importPluginModule(pathToFileURL(candidate.entry).href);
     } catch (error) {
       options.warn(
         `ignoring transport plugin ${candidate.origin}: loading ${candidate.entry} failed: ${(error as Error).message}`,

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const launcher = resolve(here, '../bin/gantry');
-const builtCli = resolve(here, '../dist/bin.js');
+const builtCli = resolve(here, '../dist/bin.cjs');
 const user = `gantryrl${randomBytes(3).toString('hex')}`;
 const root = `/tmp/${user}`;
 const home = join(root, 'home');

@@ -27,6 +27,22 @@ describe('GantryError', () => {
     expect(isGantryError(null)).toBe(false);
   });
 
+  it('is instanceof-compatible across copies of the package; subclasses check their prototype', () => {
+    const foreign = Object.assign(new Error('from a plugin'), {
+      code: 'ERR_GANTRY_IMAGE_NOT_FOUND',
+      [Symbol.for('gantry.error')]: true,
+    });
+    expect(foreign instanceof GantryError).toBe(true);
+    expect(new GantryError(ErrorCodes.Internal, 'x') instanceof GantryError).toBe(true);
+    expect(new Error('plain') instanceof GantryError).toBe(false);
+    expect((null as unknown) instanceof GantryError).toBe(false);
+    class SpecificError extends GantryError {}
+    expect(new SpecificError(ErrorCodes.Internal, 'x') instanceof SpecificError).toBe(true);
+    expect(new GantryError(ErrorCodes.Internal, 'x') instanceof SpecificError).toBe(false);
+    expect(foreign instanceof SpecificError).toBe(false);
+    expect(new SpecificError(ErrorCodes.Internal, 'x') instanceof GantryError).toBe(true);
+  });
+
   it('turns abort reasons into Aborted errors', () => {
     const controller = new AbortController();
     expect(() => throwIfAborted(controller.signal)).not.toThrow();

@@ -82,6 +82,18 @@ export class GantryError extends Error {
   readonly retryable: boolean;
   readonly [brand] = true;
 
+  /**
+   * `error instanceof GantryError` holds for Gantry errors of any copy of this package (a plugin's own
+   * @gantry/core beside the CLI's bundled one), by the same brand as `isGantryError`. Subclasses keep
+   * the ordinary prototype check.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof was asked about (maybe a subclass).
+    if (this === GantryError) return isGantryError(value);
+    // biome-ignore lint/complexity/noThisInStatic: as above.
+    return Function.prototype[Symbol.hasInstance].call(this, value);
+  }
+
   constructor(code: ErrorCode, message: string, options: GantryErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GantryError';

@@ -20,7 +20,15 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import { loadUndiciPool } from './undici-pool.js';
+
+let poolClass: typeof Pool | undefined;
+/** undici's Pool, loaded with the first client. */
+function undiciPool(): typeof Pool {
+  poolClass ??= loadUndiciPool();
+  return poolClass;
+}
 
 /** Options read from `TransportContext.transportOptions['docker-daemon']`. */
 export interface DockerDaemonTransportOptions {
@@ -152,13 +160,14 @@ export class DockerEngineClient {
    * certificate files at once.
    */
   constructor(host: string, tls: DockerDaemonTlsSettings = dockerTlsSettingsOf({})) {
+    const PoolClass = undiciPool();
     this.host = host;
     this.tls = false;
     if (host.startsWith('unix://')) {
       const socketPath = host.slice('unix://'.length);
       if (socketPath === '')
         throw new GantryError(ErrorCodes.Usage, `invalid docker host ${host}: no socket path`);
-      this.#pool = new Pool('http://localhost', { socketPath });
+      this.#pool = new PoolClass('http://localhost', { socketPath });
     } else if (host.startsWith('tcp://') || host.startsWith('http://')) {
       const address = host.replace(/^(tcp|http):\/\//, '').replace(/\/+$/, '');
       if (address === '') throw new GantryError(ErrorCodes.Usage, `invalid docker host ${host}: no address`);
@@ -166,9 +175,9 @@ export class DockerEngineClient {
         const origin = new URL(`https://${address}`);
         const hostname = origin.hostname.replace(/^\[|\]$/g, '');
         this.tls = true;
-        this.#pool = new Pool(origin.origin, { connect: tlsConnectOptions(hostname, tls.certPath) });
+        this.#pool = new PoolClass(origin.origin, { connect: tlsConnectOptions(hostname, tls.certPath) });
       } else {
-        this.#pool = new Pool(`http://${address}`);
+        this.#pool = new PoolClass(`http://${address}`);
       }
     } else {
       throw new GantryError(ErrorCodes.Usage, `unsupported docker host ${host}: expected unix:// or tcp://`);

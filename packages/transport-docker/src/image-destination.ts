@@ -22,6 +22,7 @@ import {
   manifestMatchesDigest,
   type OperationOptions,
   type PutBlobOptions,
+  type PutManifestOptions,
   type ReferrerDescriptor,
   type ReusedBlob,
   type TransportContext,
@@ -120,12 +121,16 @@ export const dockerDestinationManifestMediaTypes: readonly string[] = [
  * - the tag is set by `commit` (a second PUT of the same top-level manifest, by tag). A copy that
  *   fails or is closed without `commit` therefore never moves the tag; it leaves only untagged
  *   manifests and blobs, which the registry's garbage collection removes (`close` deletes nothing:
- *   the blobs may be shared with other images).
+ *   the blobs may be shared with other images). When the pipeline says nothing but `commit` follows
+ *   the top-level manifest (`lastBeforeCommit`: no signatures, no referrers), it is PUT once, by tag.
+ *   (skopeo always PUTs by tag at once.)
  * - References by digest and `@@unknown-digest@@` references have no tag: `commit` has nothing to do.
  *
- * Blobs: `tryReusingBlob` HEADs the blob in the repository, then tries a cross-repository mount from
- * each repository of the same registry where this process has seen the blob (a source's manifest or
- * an earlier upload). `putBlob` streams: POST an upload session, PATCH the bytes as they come (the
+ * Blobs: `tryReusingBlob` tries a cross-repository mount from each repository of the same registry
+ * where this process has seen the blob (a source's manifest or an earlier upload), then HEADs the blob
+ * in the repository. A mount answered 201 means the blob is in the repository, mounted or already
+ * there, so a registry → registry copy asks once per blob (skopeo HEADs the destination and the
+ * source repository before each mount). `putBlob` streams: POST an upload session, PATCH the bytes as they come (the
  * digest is computed on the way unless `info.digest` names it: the pipeline verifies those bytes, and
  * the registry checks the digest at the final PUT), PUT `?digest=` once the stream ended cleanly — so
  * a blob whose stream errors (e.g. the pipeline's digest verification) is never committed.
@@ -265,11 +270,6 @@ export class DockerImageDestination implements ImageDestination {
     this.assertOpen();
     const signal = combineSignals(this.contextSignal, options.signal);
     throwIfAborted(signal);
-    const size = await this.blobSize(info.digest, signal);
-    if (size !== undefined) {
-      this.recordLocation(info.digest);
-      return { reused: true, blob: { ...info, size: size >= 0 ? size : info.size } };
-    }
     const locations = this.reference.state.blobLocations;
     for (const from of locations.candidates(this.reference.registry, info.digest, this.repository)) {
       if (await this.tryMount(info.digest, from, signal)) {
@@ -278,6 +278,11 @@ export class DockerImageDestination implements ImageDestination {
         return { reused: true, blob: { ...info, size: mountedSize } };
       }
       locations.forget(this.reference.registry, from, info.digest);
+    }
+    const size = await this.blobSize(info.digest, signal);
+    if (size !== undefined) {
+      this.recordLocation(info.digest);
+      return { reused: true, blob: { ...info, size: size >= 0 ? size : info.size } };
     }
     return { reused: false };
   }
@@ -663,7 +668,7 @@ export class DockerImageDestination implements ImageDestination {
     manifest: Uint8Array,
     mediaType: string,
     instanceDigest?: Digest,
-    options: OperationOptions = {},
+    options: PutManifestOptions = {},
   ): Promise<void> {
     this.assertOpen();
     const signal = combineSignals(this.contextSignal, options.signal);
@@ -682,12 +687,18 @@ export class DockerImageDestination implements ImageDestination {
       if (named !== undefined) digest = named;
       this.topLevelDigest = digest;
     }
-    await this.putManifestAt(digest, manifest, mediaType, signal);
-    for (const blobDigest of referencedBlobDigests(manifest)) this.recordLocation(blobDigest);
     const tag = this.reference.reference.tag;
-    if (instanceDigest === undefined && tag !== undefined && this.reference.reference.digest === undefined) {
-      this.pendingTag = { tag, manifest, mediaType };
+    const tagged =
+      instanceDigest === undefined && tag !== undefined && this.reference.reference.digest === undefined;
+    if (tagged && options.lastBeforeCommit) {
+      // Only `commit` follows: one PUT by tag, as skopeo writes it, instead of by digest and then by tag.
+      await this.putManifestAt(tag, manifest, mediaType, signal);
+      this.pendingTag = undefined;
+    } else {
+      await this.putManifestAt(digest, manifest, mediaType, signal);
+      if (tagged) this.pendingTag = { tag, manifest, mediaType };
     }
+    for (const blobDigest of referencedBlobDigests(manifest)) this.recordLocation(blobDigest);
   }
 
   /** PUTs a manifest at a tag or digest with its MIME type. */

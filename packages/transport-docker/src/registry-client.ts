@@ -65,6 +65,14 @@ export interface RegistryAccessSettings {
 
 type Credentials = { username: string; password: string; identityToken?: string };
 
+/** What a ping of `/v2/` learns. */
+export interface PingResult {
+  scheme: 'https' | 'http';
+  challenges: readonly AuthChallenge[];
+  /** Whether `/v2/` answered `X-Registry-Supports-Signatures: 1`. */
+  supportsSignatureExtension: boolean;
+}
+
 /**
  * A client for one repository of one registry, with the authentication state for it:
  * - `open` pings `/v2/` (HTTPS; plain HTTP only when TLS verification is off) and learns the
@@ -146,24 +154,8 @@ export class RegistryClient {
     }
     const tls = await loadTlsSettings(scope.registry, tlsVerify, options.certDirectory);
     const client = new RegistryClient(state, scope, options, tls, credentials);
-    const key = [scope.role, client.apiHost, tlsVerify, options.certDirectory ?? ''].join('\n');
-    client.pingKey = key;
-    let shared = true;
-    let learnt: { scheme: 'https' | 'http'; challenges: AuthChallenge[] };
-    try {
-      learnt = await state.pings.get(key, async () => {
-        shared = false;
-        await client.ping(context.signal);
-        return { scheme: client.scheme, challenges: client.challenges };
-      });
-    } catch (error) {
-      // Another client's ping failed (its own abort, say): this one pings for itself.
-      if (!shared || context.signal?.aborted) throw error;
-      await client.ping(context.signal);
-      return client;
-    }
-    client.scheme = learnt.scheme;
-    client.challenges = learnt.challenges;
+    client.pingKey = [scope.role, client.apiHost, tlsVerify, options.certDirectory ?? ''].join('\n');
+    await client.ping(context.signal);
     return client;
   }
 
@@ -206,7 +198,7 @@ export class RegistryClient {
     return this.state.pools.pool(this.origin, this.tls, this.scope.role);
   }
 
-  private async pingScheme(scheme: 'https' | 'http', signal: AbortSignal | undefined): Promise<void> {
+  private async pingScheme(scheme: 'https' | 'http', signal: AbortSignal | undefined): Promise<PingResult> {
     const origin = `${scheme}://${this.apiHost}`;
     const what = `pinging container registry ${this.scope.registry}`;
     let response: Dispatcher.ResponseData;
@@ -226,26 +218,55 @@ export class RegistryClient {
     }
     await response.body.dump();
     const extension = response.headers['x-registry-supports-signatures'];
-    this.supportsSignatureExtension = (Array.isArray(extension) ? extension[0] : extension) === '1';
-    this.challenges = parseAuthChallenges(response.headers['www-authenticate']);
-    this.scheme = scheme;
+    return {
+      scheme,
+      challenges: parseAuthChallenges(response.headers['www-authenticate']),
+      supportsSignatureExtension: (Array.isArray(extension) ? extension[0] : extension) === '1',
+    };
   }
 
-  /**
-   * Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP.
-   * Answers 200 and 401 are both fine (401 tells how to authenticate).
-   */
-  async ping(signal: AbortSignal | undefined): Promise<void> {
+  /** Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP. */
+  private async pingUncached(signal: AbortSignal | undefined): Promise<PingResult> {
     try {
-      await this.pingScheme('https', signal);
+      return await this.pingScheme('https', signal);
     } catch (httpsError) {
       if (this.options.tlsVerify || signal?.aborted) throw httpsError;
       try {
-        await this.pingScheme('http', signal);
+        return await this.pingScheme('http', signal);
       } catch {
         throw httpsError;
       }
     }
+  }
+
+  /**
+   * Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP, to
+   * learn the scheme, the authentication challenges (answers 200 and 401 are both fine) and the
+   * signature API extension. The answer is shared through `state.pings` (`RegistryPings`) by every
+   * client of the transport instance for the same role, registry and TLS settings while it is fresh, so a
+   * command that opens several clients (a copy between two repositories of one registry, `inspect` with its
+   * tag list, a sync) pings once; a failed ping is not kept. Challenges that change later are learnt
+   * again from the 401 that follows.
+   */
+  async ping(signal: AbortSignal | undefined): Promise<void> {
+    const key =
+      this.pingKey ?? [this.scope.role, this.apiHost, this.options.tlsVerify, this.options.certDirectory ?? ''].join('\n');
+    this.pingKey = key;
+    let shared = true;
+    let result: PingResult;
+    try {
+      result = await this.state.pings.get(key, () => {
+        shared = false;
+        return this.pingUncached(signal);
+      });
+    } catch (error) {
+      // Another client's ping failed (perhaps only its caller was aborted): this one pings for itself.
+      if (!shared || signal?.aborted) throw error;
+      result = await this.pingUncached(signal);
+    }
+    this.scheme = result.scheme;
+    this.challenges = [...result.challenges];
+    this.supportsSignatureExtension = result.supportsSignatureExtension;
   }
 
   private tokenFor(

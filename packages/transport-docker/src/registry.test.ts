@@ -97,22 +97,65 @@ describe('docker transport against a real registry (plain HTTP)', () => {
   });
 
   it('finds blobs already present with HEAD and uploads nothing on a re-push', async () => {
-    const destination = await reference('gantry/single:v2').newImageDestination(context);
-    registry.clearAccessLog();
-    for (const blob of image.blobs.values()) {
-      const result = await destination.tryReusingBlob!(
-        { digest: blob.digest, size: blob.size },
-        { isConfig: false, canSubstitute: true },
-      );
-      expect(result).toEqual({ reused: true, blob: { digest: blob.digest, size: blob.size } });
+    // A fresh transport knows no other repository holding the blobs, so it has nothing to mount from.
+    const fresh = createDockerTransport();
+    try {
+      const destination = await fresh
+        .parseReference(`//${registry.host}/gantry/single:v2`)
+        .newImageDestination(context);
+      registry.clearAccessLog();
+      for (const blob of image.blobs.values()) {
+        const result = await destination.tryReusingBlob!(
+          { digest: blob.digest, size: blob.size },
+          { isConfig: false, canSubstitute: true },
+        );
+        expect(result).toEqual({ reused: true, blob: { digest: blob.digest, size: blob.size } });
+      }
+      await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+      await destination.commit();
+      await destination.close();
+      const log = await registry.accessLog();
+      expect(log.filter((entry) => entry.method === 'HEAD').length).toBe(image.blobs.size);
+      expect(log.filter((entry) => entry.method === 'PATCH' || entry.method === 'POST')).toEqual([]);
+      expect(log.filter((entry) => entry.method === 'GET' && entry.path.includes('/blobs/'))).toEqual([]);
+    } finally {
+      await fresh.closeConnections();
     }
-    await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
-    await destination.commit();
-    await destination.close();
-    const log = await registry.accessLog();
-    expect(log.filter((entry) => entry.method === 'HEAD').length).toBe(image.blobs.size);
-    expect(log.filter((entry) => entry.method === 'PATCH' || entry.method === 'POST')).toEqual([]);
-    expect(log.filter((entry) => entry.method === 'GET' && entry.path.includes('/blobs/'))).toEqual([]);
+  });
+
+  it('writes the top-level manifest once, by tag, when nothing but commit follows it', async () => {
+    const fresh = createDockerTransport();
+    try {
+      const destination = await fresh
+        .parseReference(`//${registry.host}/gantry/single:v3`)
+        .newImageDestination(context);
+      registry.clearAccessLog();
+      await destination.putManifest(image.topLevel.bytes, image.topLevel.mediaType, undefined, {
+        lastBeforeCommit: true,
+      });
+      await destination.commit();
+      await destination.close();
+      const puts = (await registry.accessLog()).filter((entry) => entry.method === 'PUT');
+      expect(puts.map((entry) => `${entry.path} ${entry.status}`)).toEqual([
+        '/v2/gantry/single/manifests/v3 201',
+      ]);
+      // Without the hint, the tag moves only at commit: a PUT by digest, then one by tag.
+      const cautious = await fresh
+        .parseReference(`//${registry.host}/gantry/single:v4`)
+        .newImageDestination(context);
+      registry.clearAccessLog();
+      await cautious.putManifest(image.topLevel.bytes, image.topLevel.mediaType);
+      const beforeCommit = (await registry.accessLog()).filter((entry) => entry.method === 'PUT');
+      expect(beforeCommit.map((entry) => entry.path)).toEqual([
+        `/v2/gantry/single/manifests/${image.topLevel.digest}`,
+      ]);
+      await cautious.commit();
+      await cautious.close();
+      const all = (await registry.accessLog()).filter((entry) => entry.method === 'PUT');
+      expect(all.map((entry) => entry.path).at(-1)).toBe('/v2/gantry/single/manifests/v4');
+    } finally {
+      await fresh.closeConnections();
+    }
   });
 
   it('mounts blobs from another repository of the same registry and uploads nothing', async () => {

@@ -44,7 +44,9 @@ export class KnownBlobLocations {
 /** What a ping of a registry taught: the scheme that answered and the authentication challenges. */
 export interface RegistryPing {
   scheme: 'https' | 'http';
-  challenges: AuthChallenge[];
+  challenges: readonly AuthChallenge[];
+  /** Whether `/v2/` answered `X-Registry-Supports-Signatures: 1`. */
+  supportsSignatureExtension: boolean;
 }
 
 /** How long a ping's answer is reused by later clients of the same registry and TLS settings. */

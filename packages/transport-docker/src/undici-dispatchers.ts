@@ -9,6 +9,7 @@ export interface UndiciDispatchers {
 }
 
 const requireModule = createRequire(import.meta.url);
+const undiciEntryPoint = 'undici';
 
 /**
  * Loads only the undici modules the transport uses (pools, agents, the proxy agent and the request
@@ -16,6 +17,8 @@ const requireModule = createRequire(import.meta.url);
  * saves about a third of a CLI run's start-up time (~120 ms of ~450 ms on a small machine). The
  * request API is attached to `Dispatcher.prototype` exactly as undici's entry point does. When the
  * installed undici is laid out differently, falls back to the entry point: same classes, slower start.
+ * (The CLI's one-file bundle holds these modules; the entry point, named through a variable, is not
+ * pulled into it.)
  */
 export function loadUndiciDispatchers(): UndiciDispatchers {
   try {
@@ -35,7 +38,7 @@ export function loadUndiciDispatchers(): UndiciDispatchers {
     }
     return loaded;
   } catch {
-    const undici = requireModule('undici') as typeof Undici;
+    const undici = requireModule(undiciEntryPoint) as typeof Undici;
     return { Agent: undici.Agent, Pool: undici.Pool, ProxyAgent: undici.ProxyAgent };
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Runs the installed `gantry` command (bin/gantry → dist/bin.js) on a real pseudo-terminal, through
+ * Runs the installed `gantry` command (bin/gantry → dist/bin.cjs) on a real pseudo-terminal, through
  * python3's pty module (pty-bridge.py): stdin, stdout and stderr are the terminal, of the size asked.
  */
 import { spawn } from 'node:child_process';

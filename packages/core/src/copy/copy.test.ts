@@ -888,6 +888,30 @@ describe('copyImage: signatures', () => {
     expect(test.destination.signatures).toEqual([]);
   });
 
+  it('tells the destination when nothing but commit follows the top-level manifest', async () => {
+    /** `lastBeforeCommit` of each putManifest call, with its instance digest (or 'top'). */
+    const hintsOf = async (test: Harness, options: CopyOptions = {}) => {
+      const hints: string[] = [];
+      const original = test.destination.putManifest.bind(test.destination);
+      test.destination.putManifest = async (bytes, mediaType, instanceDigest, operation) => {
+        hints.push(
+          `${instanceDigest === undefined ? 'top' : 'instance'} ${operation?.lastBeforeCommit === true}`,
+        );
+        return original(bytes, mediaType, instanceDigest, operation);
+      };
+      await test.copy(options);
+      return hints;
+    };
+    expect(await hintsOf(await harness(fixturePresets.ociMinimal))).toEqual(['top true']);
+    const list = await hintsOf(await harness(fixturePresets.multiArchOci), { imageListSelection: 'all' });
+    expect(list).toEqual(['instance false', 'instance false', 'instance false', 'top true']);
+    // Signatures are written after the manifest: the destination must wait for commit.
+    const signed = await harness(fixturePresets.ociMinimal, { signatures: { signatures: [signature] } });
+    expect(await hintsOf(signed)).toEqual(['top false']);
+    const unsigned = await harness(fixturePresets.ociMinimal, { signatures: { signatures: [signature] } });
+    expect(await hintsOf(unsigned, { removeSignatures: true })).toEqual(['top true']);
+  });
+
   it('copies signatures after the manifest', async () => {
     const test = await harness(fixturePresets.ociMinimal, { signatures: { signatures: [signature] } });
     await test.copy();

@@ -570,6 +570,7 @@ class ImageCopier {
           configBytes,
           writtenConfigs,
           asInstance,
+          !asInstance && this.nothingAfterTopLevelManifest(signatures),
         );
         const instanceDigest = asInstance ? written.digest : undefined;
         const toWrite = [...signatures, ...(await this.newSignatures(written.bytes, instanceDigest))];
@@ -695,6 +696,7 @@ class ImageCopier {
     configBytes: Uint8Array | undefined,
     writtenConfigs: Set<Digest>,
     asInstance: boolean,
+    lastBeforeCommit: boolean,
   ): Promise<WrittenManifest> {
     const converting = candidate !== manifest.mediaType;
     let output: WrittenManifest;
@@ -749,10 +751,21 @@ class ImageCopier {
     const instanceDigest = asInstance ? output.digest : undefined;
     this.emit({ type: 'manifest-write', ...(instanceDigest !== undefined ? { instanceDigest } : {}) });
     await this.retried(() =>
-      this.destination.putManifest(output.bytes, output.mediaType, instanceDigest, { signal: this.signal }),
+      this.destination.putManifest(output.bytes, output.mediaType, instanceDigest, {
+        signal: this.signal,
+        ...(lastBeforeCommit ? { lastBeforeCommit } : {}),
+      }),
     );
     this.writtenManifestDigests.push(output.digest);
     return output;
+  }
+
+  /**
+   * True when nothing is written after the top-level manifest but `commit`: no signatures to store and
+   * no referrers to copy (`PutManifestOptions.lastBeforeCommit`).
+   */
+  private nothingAfterTopLevelManifest(signatures: readonly Uint8Array[]): boolean {
+    return signatures.length === 0 && !this.options.copyReferrers;
   }
 
   /** Copies a list: its instances (unless `indexOnly`), then the list itself. */
@@ -846,7 +859,10 @@ class ImageCopier {
           : { bytes: edited.bytes, mediaType: edited.mediaType, digest: edited.digest };
         this.emit({ type: 'manifest-write' });
         await this.retried(() =>
-          this.destination.putManifest(output.bytes, output.mediaType, undefined, { signal: this.signal }),
+          this.destination.putManifest(output.bytes, output.mediaType, undefined, {
+            signal: this.signal,
+            ...(this.nothingAfterTopLevelManifest(signatures) ? { lastBeforeCommit: true } : {}),
+          }),
         );
         this.writtenManifestDigests.push(output.digest);
         const toWrite = [...signatures, ...(await this.newSignatures(output.bytes, undefined))];

@@ -17,6 +17,7 @@ import type {
   ImageSource,
   OperationOptions,
   PutBlobOptions,
+  PutManifestOptions,
   ReferrerDescriptor,
   ReusedBlob,
   Transport,
@@ -193,7 +194,7 @@ export class RecordingDestination implements ImageDestination {
     manifest: Uint8Array,
     mediaType: string,
     instanceDigest?: Digest,
-    options?: OperationOptions,
+    options?: PutManifestOptions,
   ): Promise<void> {
     throwIfAborted(options?.signal);
     this.calls.push(`putManifest ${mediaType}${instanceDigest ? ` ${instanceDigest}` : ''}`);

@@ -96,6 +96,17 @@ export interface OperationOptions {
   signal?: AbortSignal;
 }
 
+export interface PutManifestOptions extends OperationOptions {
+  /**
+   * True when the pipeline writes nothing more before `commit` (the top-level manifest of a copy without
+   * signatures or referrers to store): a destination whose `commit` would only make this manifest
+   * visible may make it visible now instead (a registry: one PUT by tag rather than a PUT by digest and,
+   * at `commit`, a second one by tag). A refused manifest stores nothing, so the pipeline's fallback
+   * to another manifest type is unaffected.
+   */
+  lastBeforeCommit?: boolean;
+}
+
 export interface PutBlobOptions extends OperationOptions {
   /** True when the blob is the image config (some destinations store configs apart). */
   isConfig: boolean;
@@ -267,7 +278,7 @@ export interface ImageDestination {
     manifest: Uint8Array,
     mediaType: string,
     instanceDigest?: Digest,
-    options?: OperationOptions,
+    options?: PutManifestOptions,
   ): Promise<void>;
   /**
    * Stores signatures for the top-level image or an instance. Rejects with `ERR_GANTRY_NOT_SUPPORTED` if

@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+/**
+ * The `gantry` command's entry point (bin/gantry runs it with Node). It loads the command, dist/main.cjs:
+ * one CommonJS file holding the CLI and every dependency it needs (built from main.ts by
+ * `scripts/bundle-package.mjs --self-contained`), with V8's compiled code cached on disk so that a
+ * run does not parse and compile that ~1 MiB file again (~50 ms of CPU per run on a small machine):
+ * - Node ≥ 22.1: `module.enableCompileCache(directory)`, Node's own cache;
+ * - Node 20: the same done here: the file is compiled with the code V8 produced for it by an earlier
+ *   run of the same command (`vm.Script` `cachedData`; V8 checks that it belongs to this source, this
+ *   V8 and these flags, and ignores it otherwise), and when there was none or V8 refused it, the code
+ *   compiled by the end of this run, lazily compiled functions included, is stored for the next one.
+ * The directory is `$NODE_COMPILE_CACHE`, else `$XDG_CACHE_HOME/gantry/compile-cache` (default
+ * `~/.cache/…`), created private to the user; `NODE_DISABLE_COMPILE_CACHE=1` turns caching off. A cache
+ * that cannot be read or written is skipped: the command runs as without it.
+ *
+ * CommonJS, not an ES module: Node starts a CommonJS entry without its ES module loader, and
+ * `require('node:…')` does not enumerate a built-in module's exports as an ES import does (which loads
+ * their lazy parts, such as fs streams).
+ */
+import fs = require('node:fs');
+import nodeModule = require('node:module');
+import path = require('node:path');
+import v8 = require('node:v8');
+import vm = require('node:vm');
+
+// WebAssembly (undici's HTTP parser, compiled at the first connection) is compiled by the baseline
+// compiler only: optimising it costs ~0.1 s of CPU per run, more than a short command saves (and
+// measured no slower on a 256 MiB pull). Set before anything is compiled, so that cached code always
+// meets the same flags. Unknown flags are ignored, so this cannot break on other Nodes.
+v8.setFlagsFromString('--liftoff-only');
+
+const mainFile = path.join(__dirname, 'main.cjs');
+
+/** The cache directory (see the module comment), created private to the user; undefined for none. */
+function cacheDirectory(): string | undefined {
+  if (process.env.NODE_DISABLE_COMPILE_CACHE) return undefined;
+  const cacheHome =
+    process.env.XDG_CACHE_HOME || (process.env.HOME ? path.join(process.env.HOME, '.cache') : undefined);
+  const directory =
+    process.env.NODE_COMPILE_CACHE ||
+    (cacheHome ? path.join(cacheHome, 'gantry', 'compile-cache') : undefined);
+  if (directory === undefined) return undefined;
+  try {
+    fs.mkdirSync(directory, { recursive: true, mode: 0o700 });
+    return directory;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Loads main.cjs through a `vm.Script` with V8's code cache (Node 20, see the module comment). */
+function runWithCodeCache(directory: string): void {
+  const source = fs.readFileSync(mainFile, 'utf8');
+  const { size, mtimeMs } = fs.statSync(mainFile);
+  const command = process.argv.slice(2).find((argument) => !argument.startsWith('-')) ?? '';
+  const name = /^[a-z][a-z-]{0,31}$/.test(command) ? command : 'other';
+  const cacheFile = path.join(
+    directory,
+    `gantry-${process.version}-${process.arch}-${size}-${Math.trunc(mtimeMs)}-${name}.cache`,
+  );
+  let cachedData: Buffer | undefined;
+  try {
+    cachedData = fs.readFileSync(cacheFile);
+  } catch {
+    // None yet.
+  }
+  // The wrapper keeps line numbers: the source starts on the wrapper's first line.
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+    filename: mainFile,
+    ...(cachedData ? { cachedData } : {}),
+  });
+  // Code compiled by a vm.Script has no import() of its own (without experimental options): the CLI
+  // imports third-party transport plugins through this one (see plugins.ts, `pluginImporterKey`).
+  (globalThis as Record<symbol, unknown>)[Symbol.for('gantry.importPluginModule')] = (url: string) =>
+    import(url);
+  if (cachedData === undefined || script.cachedDataRejected) {
+    process.once('exit', () => {
+      try {
+        const temporary = `${cacheFile}.${process.pid}.tmp`;
+        fs.writeFileSync(temporary, script.createCachedData(), { mode: 0o600 });
+        fs.renameSync(temporary, cacheFile);
+      } catch {
+        // No cache this time.
+      }
+    });
+  }
+  const wrapper = script.runInThisContext() as (
+    exports: object,
+    require: NodeJS.Require,
+    module: { exports: object },
+    filename: string,
+    dirname: string,
+  ) => void;
+  const module = { exports: {} };
+  wrapper(module.exports, nodeModule.createRequire(mainFile), module, mainFile, __dirname);
+}
+
+const directory = cacheDirectory();
+const enableCompileCache = (nodeModule as { enableCompileCache?: (directory?: string) => unknown })
+  .enableCompileCache;
+if (directory !== undefined && enableCompileCache) {
+  enableCompileCache(directory);
+  require(mainFile);
+} else if (directory !== undefined) {
+  runWithCodeCache(directory);
+} else {
+  require(mainFile);
+}

@@ -1,0 +1,310 @@
+/**
+ * The built command as it is installed: `bin/gantry` → dist/bin.cjs → dist/main.cjs, one file holding
+ * the CLI with its dependencies (scripts/bundle-package.mjs --self-contained). Run from a copy of the
+ * package in a temporary node_modules with nothing else beside it, it works alone and loads no other
+ * module file; with a third-party transport package beside it, which imports its own installed copy of
+ * @gantry/core, that transport is found, checked, used, and shares what must be shared with the CLI's
+ * bundled core (error brand and `instanceof`, the deferred NODE_EXTRA_CA_CERTS).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { builtinModules } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildFixtureImage, type FixtureImage, writeFixtureToOciLayout } from '@gantry/core/testing';
+import { startTestRegistry, type TestRegistry } from '@gantry/transport-docker/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runSkopeo } from './test-support/run.js';
+import { vaultTransportSource } from './test-support/vault-transport.js';
+
+const cliDirectory = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const workspaceCore = resolve(cliDirectory, '../../packages/core');
+const bundledTransportNames = ['dir', 'docker', 'docker-archive', 'docker-daemon', 'oci', 'oci-archive'];
+let root: string;
+let registry: TestRegistry;
+let image: FixtureImage;
+let layout: string;
+/** The copied package: `<root>/<name>/node_modules/@gantry/cli`. */
+let alone: string;
+let withPlugin: string;
+
+/** Copies what an installed @gantry/cli holds (package.json, bin/, the two dist files) into `modules`. */
+async function installCli(modules: string): Promise<string> {
+  const target = join(modules, '@gantry', 'cli');
+  await mkdir(join(target, 'dist'), { recursive: true });
+  await cp(join(cliDirectory, 'package.json'), join(target, 'package.json'));
+  await cp(join(cliDirectory, 'bin'), join(target, 'bin'), { recursive: true });
+  for (const file of ['bin.cjs', 'main.cjs']) {
+    await cp(join(cliDirectory, 'dist', file), join(target, 'dist', file));
+  }
+  return target;
+}
+
+interface InstalledRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  /** The CommonJS module files Node loaded (`require.cache` at exit), besides the recorder itself. */
+  loadedFiles: string[];
+}
+
+/** Runs `<package>/bin/gantry args` in a clean environment, recording the module files it loaded. */
+function runInstalled(
+  packageDirectory: string,
+  args: string[],
+  environment: Record<string, string> = {},
+): InstalledRun {
+  const recorder = join(root, 'record-loaded-files.cjs');
+  const loadedList = join(root, `loaded-${Math.random().toString(36).slice(2)}.json`);
+  const result = spawnSync(join(packageDirectory, 'bin', 'gantry'), args, {
+    encoding: 'utf8',
+    timeout: 120_000,
+    cwd: root,
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: join(root, 'home'),
+      NODE_OPTIONS: `--require ${recorder}`,
+      GANTRY_LOADED_FILES: loadedList,
+      ...environment,
+    },
+  });
+  const loaded = existsSync(loadedList) ? (JSON.parse(readFileSync(loadedList, 'utf8')) as string[]) : [];
+  return {
+    status: result.status,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    loadedFiles: loaded.filter((file) => file !== recorder),
+  };
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'gantry-bundle-'));
+  for (const file of ['bin.cjs', 'main.cjs']) {
+    if (!existsSync(join(cliDirectory, 'dist', file))) {
+      throw new Error(`dist/${file} is missing: run \`pnpm build\` (turbo builds it before these tests)`);
+    }
+  }
+  await mkdir(join(root, 'home'));
+  await writeFile(
+    join(root, 'record-loaded-files.cjs'),
+    "process.on('exit', () => require('node:fs').writeFileSync(process.env.GANTRY_LOADED_FILES, JSON.stringify(Object.keys(require.cache))));\n",
+  );
+  image = await buildFixtureImage(
+    {
+      format: 'oci',
+      layers: [
+        { entries: [{ type: 'file', path: 'etc/hello', content: 'hello from the bundle test\n' }] },
+        { entries: [{ type: 'file', path: 'data/random.bin', randomSize: 20_000, seed: 'bundle' }] },
+      ],
+    },
+    { directory: join(root, 'blobs') },
+  );
+  layout = join(root, 'layout');
+  await writeFixtureToOciLayout(image, layout, 'latest');
+  registry = await startTestRegistry();
+  const pushed = runSkopeo([
+    '--insecure-policy',
+    'copy',
+    '-q',
+    '--dest-tls-verify=false',
+    `oci:${layout}:latest`,
+    `docker://${registry.host}/bundle/image:v1`,
+  ]);
+  if (pushed.code !== 0) throw new Error(`skopeo push failed: ${pushed.stderr}`);
+
+  alone = await installCli(join(root, 'alone', 'node_modules'));
+  const pluginModules = join(root, 'with-plugin', 'node_modules');
+  withPlugin = await installCli(pluginModules);
+  const plugin = join(pluginModules, 'gantry-transport-vault');
+  await mkdir(plugin, { recursive: true });
+  await writeFile(
+    join(plugin, 'package.json'),
+    JSON.stringify({
+      name: 'gantry-transport-vault',
+      version: '3.1.4',
+      type: 'module',
+      exports: { '.': { import: './index.mjs' } },
+      peerDependencies: { '@gantry/core': '*' },
+    }),
+  );
+  await writeFile(join(plugin, 'index.mjs'), vaultTransportSource);
+  // The plugin's @gantry/core: the package as installed for library users (its own dist/ build).
+  await symlink(workspaceCore, join(pluginModules, '@gantry', 'core'), 'dir');
+}, 180_000);
+
+afterAll(async () => {
+  await registry?.stop();
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+describe('dist/main.cjs', () => {
+  it('holds every dependency: it requires and imports only Node built-in modules by name', () => {
+    const bundle = readFileSync(join(cliDirectory, 'dist', 'main.cjs'), 'utf8');
+    // `node:`-only modules (node:sqlite, which undici probes for) are built-in too.
+    const builtins = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]));
+    const isBuiltin = (name: string) => builtins.has(name) || name.startsWith('node:');
+    const named = [...bundle.matchAll(/\b(?:require|import)\(\s*"([^"]+)"\s*\)/g)].map((match) => match[1]!);
+    expect(named.length).toBeGreaterThan(10);
+    expect(named.filter((name) => !isBuiltin(name))).toEqual([]);
+    expect(bundle).not.toMatch(/^import |^export /m);
+  });
+});
+
+describe('the installed command, alone', () => {
+  it('lists the transports bundled in it, loading no module file but bin.cjs and main.cjs', () => {
+    // Without the compile cache main.cjs is required as usual, so require.cache lists it.
+    const listed = runInstalled(alone, ['transports'], { NODE_DISABLE_COMPILE_CACHE: '1' });
+    expect(listed.stderr).toBe('');
+    expect(listed.status).toBe(0);
+    const rows = listed.stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split(/ +/));
+    expect(rows.map(([name]) => name)).toEqual(bundledTransportNames);
+    for (const [name, origin] of rows)
+      expect(origin).toMatch(new RegExp(`^@gantry/transport-${name}@\\d+\\.`));
+    expect(listed.loadedFiles.sort()).toEqual([
+      join(alone, 'dist', 'bin.cjs'),
+      join(alone, 'dist', 'main.cjs'),
+    ]);
+  });
+
+  it('inspects an image in a registry and copies oci: → dir: from that one file', async () => {
+    const inspected = runInstalled(
+      alone,
+      ['inspect', '--tls-verify=false', `docker://${registry.host}/bundle/image:v1`],
+      { NODE_DISABLE_COMPILE_CACHE: '1' },
+    );
+    expect(inspected.stderr).toBe('');
+    expect(JSON.parse(inspected.stdout).Digest).toBe(image.topLevel.digest);
+    expect(inspected.loadedFiles.sort()).toEqual([
+      join(alone, 'dist', 'bin.cjs'),
+      join(alone, 'dist', 'main.cjs'),
+    ]);
+
+    const copyDirectory = join(root, 'dir-copy');
+    const copied = runInstalled(alone, [
+      '--insecure-policy',
+      'copy',
+      '-q',
+      `oci:${layout}:latest`,
+      `dir:${copyDirectory}`,
+    ]);
+    expect(copied.stderr).toBe('');
+    expect(copied.status).toBe(0);
+    expect(await readFile(join(copyDirectory, 'manifest.json'))).toEqual(Buffer.from(image.topLevel.bytes));
+  });
+});
+
+describe('the compiled-code cache', () => {
+  it('is written by a first run, used by the next, and replaced when V8 refuses it', async () => {
+    const cacheHome = join(root, 'cache-home');
+    const environment = { XDG_CACHE_HOME: cacheHome };
+    const reference = `oci:${layout}:latest`;
+    const first = runInstalled(alone, ['inspect', '--raw', reference], environment);
+    expect(first.stderr).toBe('');
+    expect(first.stdout).toBe(Buffer.from(image.topLevel.bytes).toString('utf8'));
+    // Only the entry point goes through require(): main.cjs is compiled with the cached code.
+    expect(first.loadedFiles).toEqual([join(alone, 'dist', 'bin.cjs')]);
+    const directory = join(cacheHome, 'gantry', 'compile-cache');
+    const cacheFiles = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
+    expect(cacheFiles).toHaveLength(1);
+    expect(cacheFiles[0]).toMatch(
+      new RegExp(`^gantry-${process.version}-${process.arch}-\\d+-\\d+-inspect\\.cache$`),
+    );
+    const cacheFile = join(directory, cacheFiles[0]!);
+    expect((await stat(directory)).mode & 0o777).toBe(0o700);
+    const written = await stat(cacheFile);
+    expect(written.size).toBeGreaterThan(10_000);
+
+    const second = runInstalled(alone, ['inspect', '--raw', reference], environment);
+    expect(second.stderr).toBe('');
+    expect(second.stdout).toBe(first.stdout);
+    // Used as it was, not written again.
+    expect((await stat(cacheFile)).mtimeMs).toBe(written.mtimeMs);
+
+    await writeFile(cacheFile, 'not code V8 made');
+    const afterDamage = runInstalled(alone, ['inspect', '--raw', reference], environment);
+    expect(afterDamage.stderr).toBe('');
+    expect(afterDamage.stdout).toBe(first.stdout);
+    expect((await stat(cacheFile)).size).toBeGreaterThan(10_000);
+  });
+});
+
+describe('the installed command with a third-party transport beside it', () => {
+  it('finds, checks and uses it; its own @gantry/core shares the error brand, instanceof and the deferred certificates', async () => {
+    const report = join(root, 'vault-report.jsonl');
+    const caFile = join(root, 'extra-ca.pem');
+    await writeFile(caFile, '');
+    const environment = { GANTRY_VAULT_REPORT: report, NODE_EXTRA_CA_CERTS: caFile };
+
+    const listed = runInstalled(withPlugin, ['transports'], environment);
+    expect(listed.status).toBe(0);
+    expect(listed.stderr).toBe('');
+    expect(listed.stdout).toMatch(/^vault +gantry-transport-vault@3\.1\.4$/m);
+    expect(listed.stdout.trim().split('\n')).toHaveLength(bundledTransportNames.length + 1);
+
+    const vault = join(root, 'vault');
+    const intoVault = runInstalled(
+      withPlugin,
+      ['--insecure-policy', 'copy', '-q', `oci:${layout}:latest`, `vault:${vault}`],
+      environment,
+    );
+    expect(intoVault.stderr).toBe('');
+    expect(intoVault.status).toBe(0);
+    const back = join(root, 'from-vault');
+    const outOfVault = runInstalled(
+      withPlugin,
+      ['--insecure-policy', 'copy', '-q', `vault:${vault}`, `oci:${back}:copy`],
+      environment,
+    );
+    expect(outOfVault.stderr).toBe('');
+    // skopeo reads the round trip: the same image, digest for digest.
+    const inspected = runSkopeo(['inspect', '--raw', `oci:${back}:copy`]);
+    expect(inspected.code).toBe(0);
+    expect(inspected.stdout.equals(Buffer.from(image.topLevel.bytes))).toBe(true);
+
+    // Its GantryError (its own copy's class) is recognised by the CLI: not found exits 2.
+    const missing = runInstalled(withPlugin, ['inspect', `vault:${join(root, 'nothing-here')}`], environment);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain('no image in vault');
+
+    // The CLI's abort reason (made by the bundled core) is instanceof the plugin's GantryError.
+    const slow = runInstalled(withPlugin, ['--command-timeout', '1s', 'inspect', 'vault:slow'], environment);
+    expect(slow.status).toBe(1);
+    expect(slow.stderr).toContain('context deadline exceeded');
+
+    const entries = (await readFile(report, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const loads = entries.filter((entry) => entry.event === 'loaded');
+    expect(loads.length).toBeGreaterThan(0);
+    for (const load of loads) {
+      // A copy of core other than the bundle's: the installed package's own build.
+      expect(fileURLToPath(String(load.coreModule))).toBe(join(workspaceCore, 'dist', 'index.js'));
+      expect(load.deferredCaCerts).toBe(caFile);
+    }
+    expect(entries.find((entry) => entry.event === 'aborted')).toEqual({
+      event: 'aborted',
+      reasonIsGantryError: true,
+      reasonBranded: true,
+      reasonCode: 'ERR_GANTRY_ABORTED',
+    });
+    // Commands that name only bundled transports do not import it.
+    const before = loads.length;
+    const unrelated = runInstalled(
+      withPlugin,
+      ['--insecure-policy', 'copy', '-q', `oci:${layout}:latest`, `dir:${join(root, 'dir-2')}`],
+      environment,
+    );
+    expect(unrelated.status).toBe(0);
+    const after = (await readFile(report, 'utf8'))
+      .trim()
+      .split('\n')
+      .filter((line) => line.includes('"loaded"'));
+    expect(after).toHaveLength(before);
+  }, 180_000);
+});
