@@ -15,7 +15,7 @@ const bridge = join(here, 'pty-bridge.py');
 
 /** Fails (never skips) when the built command is missing. */
 export function requireBuiltGantry(): string {
-  const entry = resolve(here, '../../dist/bin.js');
+  const entry = resolve(here, '../../dist/bin.cjs');
   if (!existsSync(entry))
     throw new Error(`${entry} is missing: run \`pnpm build\` (turbo builds it before @gantry/cli's tests)`);
   return gantryLauncher;
