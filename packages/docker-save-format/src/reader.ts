@@ -4,15 +4,16 @@
  */
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import type { Readable, Transform } from 'node:stream';
-import * as zlib from 'node:zlib';
+import type { Duplex, Readable } from 'node:stream';
 import {
+  createDecompressor,
   type Digest,
   type DockerReference,
   digestOf,
   ErrorCodes,
   GantryError,
   goJsonMarshal,
+  isGantryError,
   MediaTypes,
   parseDigest,
   parseNormalizedNamed,
@@ -40,20 +41,26 @@ export function detectArchiveCompression(prefix: Uint8Array): ArchiveLayerCompre
   return 'none';
 }
 
-/** A transform decompressing `compression`; bzip2, xz, and zstd on a Node.js without it are `ERR_GANTRY_NOT_SUPPORTED`. */
+/**
+ * A stream decompressing `compression` (core's `createDecompressor`: gzip, zstd, xz, bzip2); zstd
+ * without an implementation is `ERR_GANTRY_NOT_SUPPORTED` naming `what`.
+ */
 export function createArchiveDecompressor(
   compression: Exclude<ArchiveLayerCompression, 'none'>,
   what: string,
-): Transform {
-  if (compression === 'gzip') return zlib.createGunzip();
-  if (compression === 'zstd') {
-    const factory = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
-    if (factory) return factory();
+): Duplex {
+  try {
+    return createDecompressor(compression);
+  } catch (error) {
+    if (isGantryError(error) && error.code === ErrorCodes.NotSupported) {
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        `${what} is ${compression}-compressed, which Gantry cannot decompress here: ${error.message}`,
+        { cause: error },
+      );
+    }
+    throw error;
   }
-  throw new GantryError(
-    ErrorCodes.NotSupported,
-    `${what} is ${compression}-compressed, which this Node.js (${process.version}) cannot decompress`,
-  );
 }
 
 /** Options of `openDockerArchive`. */

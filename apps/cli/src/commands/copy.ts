@@ -119,6 +119,12 @@ async function run(context: CommandContext): Promise<void> {
   }
   const compressionLevel = flags.get('dest-compress-level') as number | undefined;
   if (compressionLevel !== undefined) options.compressionLevel = compressionLevel;
+  if (flags.get('dest-force-compress-format') === true) {
+    if (compressionFormat === undefined) {
+      throw new UsageError('--dest-force-compress-format requires --dest-compress-format');
+    }
+    options.forceCompressionFormat = true;
+  }
 
   if (flags.get('quiet') !== true) {
     const columns = io.columns ?? (Number(io.env.COLUMNS) || 80);
@@ -211,6 +217,11 @@ const copyFlags: FlagSpec[] = [
     kind: 'int',
     valueName: 'LEVEL',
     description: 'LEVEL to use for the compression',
+  },
+  {
+    name: 'dest-force-compress-format',
+    kind: 'bool',
+    description: 'Enforce exactly the specified compression format',
   },
   {
     name: 'image-parallel-copies',

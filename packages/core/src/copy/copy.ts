@@ -429,8 +429,9 @@ class ImageCopier {
       }
     }
 
-    const needDiffIds = candidates.some((candidate) => needsLayerDiffIds(manifest, candidate));
     const compressionPlan = this.compressionPlan(manifest, cannotModify);
+    candidates = this.candidatesForCompression(candidates, manifest, compressionPlan, cannotModify);
+    const needDiffIds = candidates.some((candidate) => needsLayerDiffIds(manifest, candidate));
     const canSubstitute = cannotModify === '';
 
     // Layers written decompressed are verified against the config's DiffIDs (read first; small and
@@ -526,8 +527,17 @@ class ImageCopier {
 
   /** Decides what may be done to layer compression, refusing with preserveDigests an explicit request. */
   private compressionPlan(manifest: ImageManifest, cannotModify: string): LayerCompressionPlan | undefined {
-    const desired = this.destination.properties.desiredLayerCompression;
     const requested = this.options.destinationCompression;
+    let desired = this.destination.properties.desiredLayerCompression;
+    if (this.options.forceCompressionFormat) {
+      if (requested === undefined) {
+        throw new GantryError(
+          ErrorCodes.Usage,
+          'forcing the compression format (--dest-force-compress-format) needs a compression format (--dest-compress-format)',
+        );
+      }
+      if (desired === 'preserve') desired = 'compress';
+    }
     if (cannotModify !== '') {
       const mustKeepDigests = this.options.preserveDigests || this.options.copyReferrers;
       if (mustKeepDigests && requested !== undefined && desired === 'compress') {
@@ -554,6 +564,41 @@ class ImageCopier {
     const kept = this.destination.properties.keptLayerCompressions;
     if (desired === 'decompress' && kept !== undefined && kept.length > 0) plan.keep = kept;
     return plan;
+  }
+
+  /**
+   * The manifest candidates reordered for zstd layers, which only OCI manifests carry: when the plan
+   * compresses to zstd, OCI goes first (the source's Docker type cannot hold the layers); when no
+   * candidate is OCI (the destination or `-f` allows only Docker types) the copy is refused before
+   * any layer is copied.
+   */
+  private candidatesForCompression(
+    candidates: string[],
+    manifest: ImageManifest,
+    plan: LayerCompressionPlan | undefined,
+    cannotModify: string,
+  ): string[] {
+    const zstdLayers = plan?.desired === 'compress' && plan.format === 'zstd' && manifest.layers.length > 0;
+    if (!zstdLayers) return candidates;
+    const canCarryZstd = candidates.filter((candidate) => candidate === MediaTypes.OciManifest);
+    if (canCarryZstd.length === 0) {
+      const forced = this.options.manifestMediaType;
+      throw new GantryError(
+        ErrorCodes.ManifestConversionFailed,
+        `zstd-compressed layers need an OCI manifest, and ${
+          forced !== undefined
+            ? `the requested manifest format (${forced}) is not OCI`
+            : `${imageName(this.destinationReference)} accepts only ${candidates.join(', ')}`
+        }: use gzip (--dest-compress-format gzip)${forced !== undefined ? ' or -f oci' : ''}`,
+      );
+    }
+    if (candidates[0] !== MediaTypes.OciManifest && cannotModify !== '') {
+      throw this.refuseChange(
+        cannotModify,
+        `zstd-compressed layers need converting the manifest from ${manifest.mediaType} to ${MediaTypes.OciManifest}`,
+      );
+    }
+    return [...canCarryZstd, ...candidates.filter((candidate) => candidate !== MediaTypes.OciManifest)];
   }
 
   private async copyOneLayer(
@@ -586,6 +631,9 @@ class ImageCopier {
       needDiffId,
       canSubstitute,
       ...(expectedDiffId !== undefined ? { expectedDiffId } : {}),
+      ...(effectivePlan?.desired === 'compress' && effectivePlan.recompress
+        ? { requiredCompression: effectivePlan.format }
+        : {}),
       changedMediaType: (compression: DetectedCompression) =>
         layer.mediaType === undefined
           ? undefined
@@ -806,7 +854,8 @@ function resolvedCompression(
   layer: CopiedLayer,
   manifestCompression: string | undefined,
 ): 'gzip' | 'zstd' | 'none' {
-  if (layer.compression !== 'unknown') return layer.compression;
+  const stored = layer.compression;
+  if (stored === 'gzip' || stored === 'zstd' || stored === 'none') return stored;
   if (manifestCompression === 'gzip' || manifestCompression === 'zstd' || manifestCompression === 'none') {
     return manifestCompression;
   }
@@ -816,9 +865,10 @@ function resolvedCompression(
 /** `layerMediaTypeFor`, keeping the original type when it cannot be mapped. */
 function safeLayerMediaType(
   manifestMediaType: string,
-  compression: 'gzip' | 'zstd' | 'none',
+  compression: DetectedCompression,
   original: string | undefined,
 ): string | undefined {
+  if (compression === 'xz' || compression === 'bzip2') return original;
   try {
     return layerMediaTypeFor(manifestMediaType, compression, original);
   } catch {

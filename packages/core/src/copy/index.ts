@@ -1,4 +1,15 @@
-export { compressingStage } from './compression.js';
+export {
+  type CompressionFormat,
+  compressingStage,
+  createCompressor,
+  createDecompressor,
+  type DetectedCompression,
+  defaultZstdLevel,
+  detectCompression,
+  type ZstdImplementation,
+  zstdAvailable,
+  zstdImplementation,
+} from './compression.js';
 export { copyImage, defaultBlobConcurrency, imageName } from './copy.js';
 export {
   combineCrc32,

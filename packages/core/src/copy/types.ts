@@ -50,9 +50,21 @@ export interface CopyOptions {
   retryDelayMs?: number;
   /** How many blobs are copied at once (`--image-parallel-copies`); default 6. */
   blobConcurrency?: number;
-  /** Compression for layers the destination wants compressed (`--dest-compress-format`); default gzip. */
+  /**
+   * Compression for layers the destination wants compressed (`--dest-compress-format`); default gzip.
+   * When given, layers compressed otherwise are recompressed, and — unlike skopeo, which keeps a blob
+   * the destination already holds in another compression — only destination blobs in this compression
+   * are reused. zstd layers need an OCI manifest: a Docker schema2/schema1 source is converted to OCI
+   * when the manifest may change, else the copy is refused (`ERR_GANTRY_MANIFEST_CONVERSION_FAILED`).
+   */
   destinationCompression?: 'gzip' | 'zstd';
-  /** Compression level (`--dest-compress-level`). */
+  /**
+   * Also compress to `destinationCompression` for destinations that keep layers as they come (`dir:`,
+   * `oci:`'s compressed layers), so every layer ends in that compression (`--dest-force-compress-format`).
+   * Needs `destinationCompression`.
+   */
+  forceCompressionFormat?: boolean;
+  /** Compression level (`--dest-compress-level`); gzip 1-9 (default 3), zstd 1-22 (default 3). */
   compressionLevel?: number;
   /** Receives progress events; must not throw. */
   onProgress?: (event: CopyProgressEvent) => void;
