@@ -132,8 +132,11 @@ describe('zstd', () => {
 
   it('rejects corrupt zstd data', async () => {
     const compressed = compressWithTool('zstd', ['-c'], layerLike);
-    compressed[compressed.length >> 1] ^= 0xff;
-    compressed[(compressed.length >> 1) + 1] ^= 0xff;
+    compressed.writeUInt8(compressed.readUInt8(compressed.length >> 1) ^ 0xff, compressed.length >> 1);
+    compressed.writeUInt8(
+      compressed.readUInt8((compressed.length >> 1) + 1) ^ 0xff,
+      (compressed.length >> 1) + 1,
+    );
     await expect(
       collect(throughTransform(chunked(compressed, 4096), createDecompressor('zstd'))),
     ).rejects.toThrow();

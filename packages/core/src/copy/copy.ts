@@ -1,4 +1,5 @@
 import { defaultMaxListeners, setMaxListeners } from 'node:events';
+import { Readable } from 'node:stream';
 import type { Digest } from '../digest.js';
 import { ErrorCodes, GantryError, isGantryError, throwIfAborted } from '../errors.js';
 import {
@@ -699,6 +700,12 @@ class ImageCopier {
       };
       if (converting) edit.mediaType = candidate;
       if (configBytes) edit.config = configBytes;
+      const destinationDockerReference = this.destinationReference.dockerReference();
+      if (destinationDockerReference !== undefined) {
+        edit.schema1Reference = { path: destinationDockerReference.path };
+        if (destinationDockerReference.tag !== undefined)
+          edit.schema1Reference.tag = destinationDockerReference.tag;
+      }
       if (needsLayerDiffIds(manifest, candidate)) {
         const diffIds = copied.map((layer) => layer.diffId);
         if (diffIds.some((diffId) => diffId === undefined)) {
@@ -711,8 +718,16 @@ class ImageCopier {
       }
       const edited = editManifest(manifest, edit);
       output = { bytes: edited.bytes, mediaType: edited.mediaType, digest: edited.digest };
+      for (const extra of edited.extraLayers ?? []) {
+        // As containers/image uploads schema1's gzipped empty layer during the conversion.
+        await this.putSmallLayer(extra.info, extra.bytes);
+      }
+      const toSchema1 =
+        edited.mediaType === MediaTypes.DockerSchema1Signed || edited.mediaType === MediaTypes.DockerSchema1;
       if (edited.config) configToWrite = { info: edited.config.info, bytes: edited.config.bytes };
-      else if (manifest.config && configBytes) configToWrite = { info: manifest.config, bytes: configBytes };
+      // A schema1 manifest has no config blob: its config is in the manifest.
+      else if (manifest.config && configBytes && !toSchema1)
+        configToWrite = { info: manifest.config, bytes: configBytes };
     }
     if (configToWrite && !writtenConfigs.has(configToWrite.info.digest)) {
       await copyConfigBlob(this.blobContext(this.signal), configToWrite.info, configToWrite.bytes);
@@ -725,6 +740,25 @@ class ImageCopier {
     );
     this.writtenManifestDigests.push(output.digest);
     return output;
+  }
+
+  /** Writes a small layer blob made here (schema1's empty layer), unless the destination has it. */
+  private async putSmallLayer(info: BlobInfo, bytes: Uint8Array): Promise<void> {
+    await this.retried(async () => {
+      if (this.destination.tryReusingBlob) {
+        const reused = await this.destination.tryReusingBlob(info, {
+          isConfig: false,
+          canSubstitute: false,
+          signal: this.signal,
+        });
+        if (reused.reused) return;
+      }
+      await this.destination.putBlob(
+        Readable.from([bytes], { objectMode: false }),
+        { digest: info.digest, size: bytes.byteLength, mediaType: info.mediaType },
+        { isConfig: false, signal: this.signal },
+      );
+    });
   }
 
   /** Copies a list: its instances (unless `indexOnly`), then the list itself. */
