@@ -108,9 +108,9 @@ function randomFileLayer(mebibytes, seed, compression = 'gzip') {
  * scenarios where compression speed matters: random data does not compress, so it measures only how
  * fast a tool notices that.
  */
-function executableSliceLayer(index) {
+function executableSliceLayer(index, mebibytes = 16) {
   const executable = readFileSync(process.execPath);
-  const size = 16 * 1024 * 1024;
+  const size = mebibytes * 1024 * 1024;
   const start = (index * size) % Math.max(1, executable.length - size);
   return {
     compression: 'gzip',
@@ -136,6 +136,36 @@ const layouts = {
     format: 'oci',
     layers: Array.from({ length: 6 }, (_, index) => executableSliceLayer(index)),
   }),
+};
+
+/**
+ * The recompression rows' images: 512 MiB of compressible data (8 layers of 64 MiB slices of the node
+ * executable), gzip as the fixture builder writes it, and zstd as skopeo writes it (made once).
+ */
+const recompressionLayouts = {
+  gzip: () =>
+    makeLayout('compressible-512-gzip', {
+      format: 'oci',
+      layers: Array.from({ length: 8 }, (_, index) => executableSliceLayer(index, 64)),
+    }),
+  zstd: async () => {
+    const layout = join(workDirectory, 'compressible-512-zstd');
+    if (!existsSync(join(layout, 'index.json'))) {
+      const partial = `${layout}.partial`;
+      rmSync(partial, { recursive: true, force: true });
+      execFileSync('skopeo', [
+        '--insecure-policy',
+        'copy',
+        '-q',
+        '--dest-compress-format',
+        'zstd',
+        `oci:${await recompressionLayouts.gzip()}:bench`,
+        `oci:${partial}:bench`,
+      ]);
+      renameSync(partial, layout);
+    }
+    return layout;
+  },
 };
 
 /** A port free right now on 127.0.0.1. */
@@ -384,6 +414,28 @@ const registryScenarios = [
     memoryCheck: true,
   },
   {
+    name: 'recompress-gzip-to-zstd',
+    description: 'oci (gzip) → registry, --dest-compress-format zstd, 8 × 64 MiB compressible',
+    freshRegistry: true,
+    prepare: () => recompressionLayouts.gzip(),
+    extraArgs: ['--dest-compress-format', 'zstd'],
+    copy: ({ registry, repository, layouts: prepared }) => [
+      `oci:${prepared.recompressGzip}:bench`,
+      `docker://${registry}/${repository}:v1`,
+    ],
+  },
+  {
+    name: 'recompress-zstd-to-gzip',
+    description: 'oci (zstd) → registry, --dest-compress-format gzip, 8 × 64 MiB compressible',
+    freshRegistry: true,
+    prepare: () => recompressionLayouts.zstd(),
+    extraArgs: ['--dest-compress-format', 'gzip'],
+    copy: ({ registry, repository, layouts: prepared }) => [
+      `oci:${prepared.recompressZstd}:bench`,
+      `docker://${registry}/${repository}:v1`,
+    ],
+  },
+  {
     name: 'oci-to-registry-quarter',
     description: `oci → registry push to a new repo, one ${quarterMiB} MiB layer (memory vs size)`,
     freshRegistry: true,
@@ -401,7 +453,13 @@ const scenarios = [
   ...registryScenarios.filter(selected).map((scenario) => ({ ...scenario, registry: true })),
 ];
 
-for (const scenario of scenarios) scenario.prepare?.();
+for (const scenario of scenarios) await scenario.prepare?.();
+const preparedLayouts = {};
+if (scenarios.some((scenario) => scenario.name.startsWith('recompress-'))) {
+  preparedLayouts.recompressGzip = await recompressionLayouts.gzip();
+  if (scenarios.some((scenario) => scenario.name === 'recompress-zstd-to-gzip'))
+    preparedLayouts.recompressZstd = await recompressionLayouts.zstd();
+}
 
 let registry;
 /**
@@ -455,7 +513,7 @@ function commandFor(tool, scenario, parameters) {
     ...(source.startsWith('docker://') ? ['--src-tls-verify=false'] : []),
     ...(destination.startsWith('docker://') ? ['--dest-tls-verify=false'] : []),
   ];
-  const args = [...policy, 'copy', '-q', ...tlsFlags, source, destination];
+  const args = [...policy, 'copy', '-q', ...tlsFlags, ...(scenario.extraArgs ?? []), source, destination];
   return { command: tool.command, args: [...tool.prefix, ...args] };
 }
 
@@ -481,6 +539,7 @@ try {
           destination,
           registry: registry?.host,
           repository: `bench-${runId}/${scenario.name}-${tool.name}-${run}`,
+          layouts: preparedLayouts,
         };
         // A push goes to a registry of its own, new and empty, on a new port: skopeo's blob info
         // cache (which outlives the process) then knows no repository to mount from, and gantry

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
+  type CopyProgressEvent,
   copyImage,
   createDecompressor,
   type Digest,
@@ -157,6 +158,57 @@ describe('layer compression against a real registry', () => {
     expect(gzipped.layers.map((layer) => layer.compression)).toEqual(['gzip', 'gzip']);
     expect(gzipped.layers.map((layer) => layer.diffId)).toEqual(image.images[0]!.diffIds);
     expect(gzipped.diffIds).toEqual(image.images[0]!.diffIds);
+  }, 120_000);
+
+  it('with a blob-info cache, a later copy reuses the zstd layers instead of compressing again, mounting them into a new repository on first sight', async () => {
+    const cacheFile = path.join(directory, 'cache', 'blob-info-cache.json');
+    const first = await copyImage(reference('zstd/app:gzip'), reference('cached/one:zstd'), {
+      policy,
+      sourceContext: context,
+      destinationContext: context,
+      destinationCompression: 'zstd',
+      blobInfoCache: cacheFile,
+    });
+    // Another process: a new transport, which knows nothing but what the cache file says.
+    const fresh = createDockerTransport();
+    const events: CopyProgressEvent[] = [];
+    registry.clearAccessLog();
+    try {
+      const second = await copyImage(
+        fresh.parseReference(`//${registry.host}/zstd/app:gzip`),
+        fresh.parseReference(`//${registry.host}/cached/two:zstd`),
+        {
+          policy,
+          sourceContext: context,
+          destinationContext: context,
+          destinationCompression: 'zstd',
+          blobInfoCache: cacheFile,
+          onProgress: (event) => events.push(event),
+        },
+      );
+      expect(second.manifestDigest).toBe(first.manifestDigest);
+    } finally {
+      await fresh.closeConnections();
+    }
+    const layerResults = events.flatMap((event) =>
+      event.type === 'blob-done' && event.kind === 'layer' ? [event.result] : [],
+    );
+    expect(layerResults).toEqual(['reused', 'reused']);
+    const log = await registry.accessLog();
+    const mounts = log.filter((entry) => entry.method === 'POST' && entry.path.includes('mount='));
+    expect(mounts.map((entry) => entry.status)).toEqual([201, 201, 201]); // two layers and the config
+    expect(
+      mounts.every(
+        (entry) =>
+          entry.path.includes('from=cached%2Fone') ||
+          entry.path.includes('from=cached/one') ||
+          entry.path.includes('from=zstd'),
+      ),
+    ).toBe(true);
+    // Nothing was uploaded: no PATCH at all.
+    expect(log.filter((entry) => entry.method === 'PATCH')).toEqual([]);
+    const copied = await readImage('cached/two:zstd');
+    expect(copied.layers.map((layer) => layer.compression)).toEqual(['zstd', 'zstd']);
   }, 120_000);
 
   it('refuses zstd into a Docker schema2 manifest (-f v2s2) before copying any layer', async () => {

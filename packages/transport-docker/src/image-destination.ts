@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import {
   abortError,
   type BlobInfo,
+  type BlobInfoCache,
   type BlobToWrite,
   blobWriteStage,
   type Digest,
@@ -207,8 +208,30 @@ export class DockerImageDestination implements ImageDestination {
       throw new GantryError(ErrorCodes.Internal, `${this.reference}: image destination used after close`);
   }
 
+  /** @internal The context's blob-info cache (`openDockerImageDestination` sets it): locations kept between runs. */
+  blobInfoCache: BlobInfoCache | undefined;
+
   private recordLocation(digest: string): void {
     this.reference.state.blobLocations.record(this.reference.registry, this.repository, digest);
+    this.blobInfoCache?.recordKnownLocation(
+      'docker',
+      this.reference.registry,
+      digest as Digest,
+      this.repository,
+    );
+  }
+
+  /** Repositories of this registry known (this process, or the blob-info cache) to hold `digest`. */
+  private mountCandidates(digest: Digest): string[] {
+    const known = this.reference.state.blobLocations.candidates(
+      this.reference.registry,
+      digest,
+      this.repository,
+    );
+    const cached = (
+      this.blobInfoCache?.candidateLocations('docker', this.reference.registry, digest) ?? []
+    ).filter((repository) => repository !== this.repository);
+    return [...new Set([...known, ...cached])];
   }
 
   /** HEADs a blob in this repository: its size when present, undefined when absent. */
@@ -280,13 +303,14 @@ export class DockerImageDestination implements ImageDestination {
       return { reused: true, blob: { ...info, size: size >= 0 ? size : info.size } };
     }
     const locations = this.reference.state.blobLocations;
-    for (const from of locations.candidates(this.reference.registry, info.digest, this.repository)) {
+    for (const from of this.mountCandidates(info.digest)) {
       if (await this.tryMount(info.digest, from, signal)) {
         this.recordLocation(info.digest);
         const mountedSize = info.size >= 0 ? info.size : ((await this.blobSize(info.digest, signal)) ?? -1);
         return { reused: true, blob: { ...info, size: mountedSize } };
       }
       locations.forget(this.reference.registry, from, info.digest);
+      this.blobInfoCache?.forgetLocation('docker', this.reference.registry, info.digest, from);
     }
     return { reused: false };
   }
@@ -875,5 +899,6 @@ export async function openDockerImageDestination(
     context.temporaryDirectory,
   );
   destination.signatureOptions = signatureStorageOptionsFrom(context);
+  destination.blobInfoCache = context.blobInfoCache;
   return destination;
 }

@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import {
   type CopyOptions,
   copyImage,
+  defaultBlobInfoCachePath,
   type ImageListSelection,
   type ImageReference,
   insecureAcceptAnythingPolicy,
@@ -119,6 +120,9 @@ async function run(context: CommandContext): Promise<void> {
   }
   const compressionLevel = flags.get('dest-compress-level') as number | undefined;
   if (compressionLevel !== undefined) options.compressionLevel = compressionLevel;
+  // The blob-info cache (skopeo keeps one too): GANTRY_BLOB_INFO_CACHE names another file, or `off`.
+  const cacheSetting = io.env.GANTRY_BLOB_INFO_CACHE;
+  options.blobInfoCache = cacheSetting === 'off' ? false : cacheSetting || defaultBlobInfoCachePath(io.env);
   if (flags.get('dest-force-compress-format') === true) {
     if (compressionFormat === undefined) {
       throw new UsageError('--dest-force-compress-format requires --dest-compress-format');

@@ -209,6 +209,11 @@ export interface CopyLayerRequest {
    * compresses to): a destination blob in another compression is not reused, the layer is recompressed.
    */
   requiredCompression?: CompressionFormat;
+  /**
+   * Blobs known (blob-info cache) to hold this layer compressed as the plan wants: tried with
+   * `tryReusingBlob` first, so a layer the destination already has in that form is not compressed again.
+   */
+  substitutes?: Array<{ digest: Digest; compression: CompressionFormat }>;
   /** Media type to announce to `putBlob` for a changed blob. */
   changedMediaType: (compression: DetectedCompression) => string | undefined;
 }
@@ -227,6 +232,25 @@ export async function copyLayer(context: BlobCopyContext, request: CopyLayerRequ
   const reusable =
     request.requiredCompression === undefined || knownCompression === request.requiredCompression;
   const result = await withRetry(async () => {
+    if (!request.needDiffId && context.destination.tryReusingBlob) {
+      for (const substitute of request.substitutes ?? []) {
+        const mediaType = request.changedMediaType(substitute.compression);
+        const reused = await context.destination.tryReusingBlob(
+          { digest: substitute.digest, size: -1, ...(mediaType !== undefined ? { mediaType } : {}) },
+          { isConfig: false, canSubstitute: false, signal: context.signal },
+        );
+        if (reused.reused && reused.blob.size >= 0) {
+          const info: BlobInfo = { digest: substitute.digest, size: reused.blob.size };
+          if (mediaType !== undefined) info.mediaType = mediaType;
+          return {
+            info,
+            compression: substitute.compression,
+            changed: true,
+            result: 'reused',
+          } satisfies CopiedLayer;
+        }
+      }
+    }
     if (!request.needDiffId && reusable && context.destination.tryReusingBlob) {
       const reused = await context.destination.tryReusingBlob(layer, {
         isConfig: false,

@@ -9,6 +9,7 @@ import {
   editManifestList,
   type ImageManifest,
   isManifestListMediaType,
+  layerCompressionOf,
   layerMediaTypeFor,
   type ManifestEdit,
   type ManifestList,
@@ -38,6 +39,7 @@ import {
   normaliseAbort,
   readSmallBlob,
 } from './blob.js';
+import { type BlobInfoCache, DiskBlobInfoCache } from './blob-info-cache.js';
 import type { DetectedCompression } from './compression.js';
 import { copyReferrers } from './referrers.js';
 import type { RetrySettings } from './retry.js';
@@ -92,8 +94,9 @@ function contextWithSignal(
 export async function copyImage(
   source: ImageReference,
   destination: ImageReference,
-  options: CopyOptions = {},
+  initialOptions: CopyOptions = {},
 ): Promise<CopyResult> {
+  let options = initialOptions;
   const signal = options.signal;
   const emit = (event: CopyProgressEvent): void => {
     options.onProgress?.(event);
@@ -101,6 +104,20 @@ export async function copyImage(
   let imageSource: ImageSource | undefined;
   let imageDestination: ImageDestination | undefined;
   let failure: unknown;
+  const cache =
+    typeof options.blobInfoCache === 'string'
+      ? new DiskBlobInfoCache(options.blobInfoCache)
+      : options.blobInfoCache === false
+        ? undefined
+        : options.blobInfoCache;
+  if (cache !== undefined) {
+    options = {
+      ...options,
+      blobInfoCache: cache,
+      sourceContext: { ...options.sourceContext, blobInfoCache: cache },
+      destinationContext: { ...options.destinationContext, blobInfoCache: cache },
+    };
+  }
   try {
     throwIfAborted(signal);
     emit({ type: 'copy-start', source: imageName(source), destination: imageName(destination) });
@@ -137,6 +154,8 @@ export async function copyImage(
     failure = normaliseAbort(error, signal);
     throw failure;
   } finally {
+    // What was learnt is kept even when the copy failed (the blobs that were copied are real).
+    if (cache instanceof DiskBlobInfoCache) await cache.flush();
     const closing = [imageDestination?.close(), imageSource?.close()];
     const outcomes = await Promise.allSettled(closing);
     const closeFailure = outcomes.find((outcome) => outcome.status === 'rejected');
@@ -217,6 +236,11 @@ class ImageCopier {
       signal: options.signal,
       onRetry: (attempt, error, delayMs) => emit({ type: 'retry', attempt, error, delayMs }),
     };
+  }
+
+  private get blobInfoCache(): BlobInfoCache | undefined {
+    const cache = this.options.blobInfoCache;
+    return typeof cache === 'object' ? cache : undefined;
   }
 
   private retried<T>(operation: () => Promise<T>): Promise<T> {
@@ -439,9 +463,12 @@ class ImageCopier {
     // verified itself), so each byte is hashed once, after decompression (see `CopyLayerRequest`).
     let configBytes: Uint8Array | undefined;
     let expectedDiffIds: Map<Digest, Digest> | undefined;
-    if (compressionPlan?.desired === 'decompress' && manifest.config) {
+    const cache = this.blobInfoCache;
+    let configDiffIds: Map<Digest, Digest> | undefined;
+    if ((compressionPlan?.desired === 'decompress' || cache !== undefined) && manifest.config) {
       configBytes = await this.readConfig(manifest.config);
-      expectedDiffIds = diffIdsByLayer(layers, configBytes);
+      configDiffIds = diffIdsByLayer(layers, configBytes);
+      if (compressionPlan?.desired === 'decompress') expectedDiffIds = configDiffIds;
     }
 
     // Copy each distinct layer once, concurrently when both ends allow it.
@@ -474,11 +501,17 @@ class ImageCopier {
           canSubstitute,
           layerSignal,
           expectedDiffIds?.get(distinct[index]!.digest),
+          configDiffIds?.get(distinct[index]!.digest),
         ),
       () => layerController.abort(new GantryError(ErrorCodes.Aborted, 'another layer failed to copy')),
     );
     const copied = layers.map((layer) => copiedDistinct[indexOfDigest.get(layer.digest)!]!);
     throwIfAborted(this.signal);
+    if (cache !== undefined) {
+      for (const [index, layer] of distinct.entries()) {
+        this.recordLayer(cache, layer, copiedDistinct[index]!, configDiffIds?.get(layer.digest));
+      }
+    }
 
     // Read the config (small, verified) for manifest edits; write it after the layers.
     if (manifest.config && configBytes === undefined) configBytes = await this.readConfig(manifest.config);
@@ -609,6 +642,7 @@ class ImageCopier {
     canSubstitute: boolean,
     signal: AbortSignal,
     expectedDiffId: Digest | undefined,
+    configDiffId: Digest | undefined,
   ): Promise<CopiedLayer> {
     const properties = this.destination.properties;
     if (properties.acceptsForeignLayerURLs && (layer.urls?.length ?? 0) > 0) {
@@ -635,6 +669,9 @@ class ImageCopier {
       ...(effectivePlan?.desired === 'compress' && effectivePlan.recompress
         ? { requiredCompression: effectivePlan.format }
         : {}),
+      ...(effectivePlan?.desired === 'compress' && canSubstitute
+        ? { substitutes: this.cachedSubstitutes(layer, effectivePlan.format, configDiffId) }
+        : {}),
       changedMediaType: (compression: DetectedCompression) =>
         layer.mediaType === undefined
           ? undefined
@@ -647,6 +684,45 @@ class ImageCopier {
       return { ...copied, info };
     }
     return copied;
+  }
+
+  /**
+   * Blobs the cache knows to hold this layer's contents in `format` (other than the layer itself):
+   * the destination may already have one, which then saves compressing the layer again.
+   */
+  private cachedSubstitutes(
+    layer: BlobInfo,
+    format: 'gzip' | 'zstd',
+    configDiffId: Digest | undefined,
+  ): Array<{ digest: Digest; compression: 'gzip' | 'zstd' }> {
+    const cache = this.blobInfoCache;
+    if (cache === undefined) return [];
+    const uncompressed = configDiffId ?? cache.uncompressedDigest(layer.digest);
+    if (uncompressed === undefined) return [];
+    return cache
+      .compressedVariants(uncompressed)
+      .filter((variant) => variant.compression === format && variant.digest !== layer.digest)
+      .map((variant) => ({ digest: variant.digest, compression: format }));
+  }
+
+  /** Records in the cache what copying a layer showed: its compressed ⇄ uncompressed digest pairs. */
+  private recordLayer(
+    cache: BlobInfoCache,
+    layer: BlobInfo,
+    copied: CopiedLayer,
+    configDiffId: Digest | undefined,
+  ): void {
+    const sourceCompression = layer.mediaType === undefined ? undefined : layerCompressionOf(layer.mediaType);
+    const uncompressed =
+      copied.diffId ?? configDiffId ?? (sourceCompression === 'none' ? layer.digest : undefined);
+    if (uncompressed === undefined) return;
+    if (sourceCompression === 'gzip' || sourceCompression === 'zstd' || sourceCompression === 'none') {
+      cache.recordDigestUncompressedPair(layer.digest, uncompressed, sourceCompression);
+    }
+    const stored = copied.compression;
+    if (copied.changed && (stored === 'gzip' || stored === 'zstd' || stored === 'none')) {
+      cache.recordDigestUncompressedPair(copied.info.digest, uncompressed, stored);
+    }
   }
 
   private sourceManifestTypeForLayer(layer: BlobInfo): string {

@@ -1,4 +1,11 @@
 export {
+  type BlobInfoCache,
+  type CachedCompression,
+  DiskBlobInfoCache,
+  defaultBlobInfoCachePath,
+  MemoryBlobInfoCache,
+} from './blob-info-cache.js';
+export {
   type CompressionFormat,
   compressingStage,
   createCompressor,

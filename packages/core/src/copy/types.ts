@@ -1,6 +1,7 @@
 import type { Digest } from '../digest.js';
 import type { Policy } from '../policy/index.js';
 import type { BlobInfo, ReferrerDescriptor, TransportContext } from '../transport/contract.js';
+import type { BlobInfoCache } from './blob-info-cache.js';
 
 /** Which part of a manifest list (OCI index, Docker manifest list) `copyImage` copies. */
 export type ImageListSelection = 'system' | 'all' | 'index-only';
@@ -66,6 +67,14 @@ export interface CopyOptions {
   forceCompressionFormat?: boolean;
   /** Compression level (`--dest-compress-level`); gzip 1-9 (default 3), zstd 1-22 (default 3). */
   compressionLevel?: number;
+  /**
+   * The blob-info cache (see `DiskBlobInfoCache`): a file path (a `DiskBlobInfoCache` there, flushed when
+   * the copy ends), a cache object, or undefined / false for none. The CLI uses
+   * `defaultBlobInfoCachePath()`. With it, a layer already stored at the destination in the wanted
+   * compression (known from an earlier copy) is reused instead of compressed again, and transports
+   * mount blobs from where they were seen.
+   */
+  blobInfoCache?: BlobInfoCache | string | false;
   /** Receives progress events; must not throw. */
   onProgress?: (event: CopyProgressEvent) => void;
 }
