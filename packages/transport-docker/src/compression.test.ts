@@ -274,6 +274,66 @@ describe('layer compression against a real registry', () => {
     }
   }, 180_000);
 
+  it('reads the zstd:chunked image podman pushed as plain zstd, with the same DiffIDs', async () => {
+    // Another registry: podman 4.3 keeps the gzip blobs a registry already holds (no --force-compression).
+    const other = await startTestRegistry();
+    const podmanRoot = path.join(directory, 'pc');
+    const podman = (args: string[]) =>
+      run(
+        'podman',
+        [
+          '--storage-driver',
+          'vfs',
+          '--root',
+          path.join(podmanRoot, 'root'),
+          '--runroot',
+          path.join(podmanRoot, 'runroot'),
+          ...args,
+        ],
+        { maxBuffer: 16 * 1024 * 1024 },
+      );
+    try {
+      await podman(['pull', '--tls-verify=false', `${registry.host}/zstd/app:gzip`]);
+      await podman([
+        'push',
+        '--tls-verify=false',
+        '--compression-format',
+        'zstd:chunked',
+        `${registry.host}/zstd/app:gzip`,
+        `${other.host}/zstd/podman:chunked`,
+      ]);
+      // Gantry copies it into the test registry as it is (zstd:chunked, annotations and all).
+      await copyImage(
+        transport.parseReference(`//${other.host}/zstd/podman:chunked`),
+        reference('zstd/podman:chunked'),
+        { policy, sourceContext: context, destinationContext: context, preserveDigests: true },
+      );
+    } finally {
+      await podman(['rmi', '--all', '--force']).catch(() => undefined);
+      await other.stop();
+    }
+    const chunked = await readImage('zstd/podman:chunked');
+    expect(chunked.layers.map((layer) => layer.compression)).toEqual(['zstd', 'zstd']);
+    // containers/storage's zstd:chunked annotations (the table of contents) are there.
+    expect(
+      chunked.manifest.layers.every((layer) =>
+        Object.keys(layer.annotations ?? {}).some(
+          (key) => key === 'io.containers.zstd-chunked.manifest-position',
+        ),
+      ),
+    ).toBe(true);
+    expect(chunked.layers.map((layer) => layer.diffId)).toEqual(image.images[0]!.diffIds);
+    await copyImage(reference('zstd/podman:chunked'), reference('zstd/podman:gzip'), {
+      policy,
+      sourceContext: context,
+      destinationContext: context,
+      destinationCompression: 'gzip',
+    });
+    const gzipped = await readImage('zstd/podman:gzip');
+    expect(gzipped.layers.map((layer) => layer.compression)).toEqual(['gzip', 'gzip']);
+    expect(gzipped.diffIds).toEqual(image.images[0]!.diffIds);
+  }, 180_000);
+
   it('reads the zstd image skopeo wrote and recompresses it to gzip with the same DiffIDs', async () => {
     const layout = path.join(directory, 'layout');
     // skopeo 1.9's oci: transport reads only OCI manifests.
