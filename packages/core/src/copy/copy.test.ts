@@ -655,6 +655,22 @@ describe('copyImage: compression', () => {
     }
   });
 
+  it('forces the requested compression on a destination that preserves layers (--dest-force-compress-format)', async () => {
+    const test = await harness(fixturePresets.dockerSchema2);
+    const result = await test.copy({ destinationCompression: 'zstd', forceCompressionFormat: true });
+    expect(result.manifestMediaType).toBe(MediaTypes.OciManifest);
+    const manifest = parseManifest(result.manifest, result.manifestMediaType);
+    for (const layer of manifest.layers) {
+      expect(layer.mediaType).toBe(MediaTypes.OciLayerZstd);
+      expect(detectCompression(test.destination.committedBlobs.get(layer.digest)!.bytes!)).toBe('zstd');
+    }
+    const unforced = await harness(fixturePresets.dockerSchema2);
+    expect((await unforced.copy({ destinationCompression: 'zstd' })).manifestDigest).toBe(
+      unforced.image.topLevel.digest,
+    );
+    await expect(test.copy({ forceCompressionFormat: true })).rejects.toMatchObject({ code: ErrorCodes.Usage });
+  });
+
   it('refuses zstd when no implementation is available, naming the Node.js version', async () => {
     const test = await harness(fixturePresets.uncompressedLayers, {
       destination: { properties: { desiredLayerCompression: 'compress' } },
