@@ -697,6 +697,10 @@ class ImageCopier {
   ): Array<{ digest: Digest; compression: 'gzip' | 'zstd' }> {
     const cache = this.blobInfoCache;
     if (cache === undefined) return [];
+    // A layer already in `format` is copied (or reused) as it is: substituting another blob would change
+    // the manifest for nothing.
+    const current = layer.mediaType === undefined ? 'gzip' : layerCompressionOf(layer.mediaType);
+    if (current === format) return [];
     const uncompressed = configDiffId ?? cache.uncompressedDigest(layer.digest);
     if (uncompressed === undefined) return [];
     return cache
