@@ -668,7 +668,9 @@ describe('copyImage: compression', () => {
     expect((await unforced.copy({ destinationCompression: 'zstd' })).manifestDigest).toBe(
       unforced.image.topLevel.digest,
     );
-    await expect(test.copy({ forceCompressionFormat: true })).rejects.toMatchObject({ code: ErrorCodes.Usage });
+    await expect(test.copy({ forceCompressionFormat: true })).rejects.toMatchObject({
+      code: ErrorCodes.Usage,
+    });
   });
 
   it('refuses zstd when no implementation is available, naming the Node.js version', async () => {
