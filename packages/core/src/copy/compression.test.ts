@@ -130,6 +130,21 @@ describe('zstd', () => {
     });
   }
 
+  it('decompresses every frame of a multi-frame layer, skippable frames included (zstd:chunked)', async () => {
+    const skippable = Buffer.alloc(12);
+    skippable.writeUInt32LE(0x184d2a50, 0);
+    skippable.writeUInt32LE(4, 4);
+    const first = layerLike.subarray(0, 100_000);
+    const second = layerLike.subarray(100_000);
+    const frames = Buffer.concat([
+      compressWithTool('zstd', ['-c'], first),
+      skippable,
+      compressWithTool('zstd', ['-c'], second),
+    ]);
+    const back = await collect(throughTransform(chunked(frames, 4096), createDecompressor('zstd')));
+    expect(back.equals(layerLike)).toBe(true);
+  });
+
   it('rejects corrupt zstd data', async () => {
     const compressed = compressWithTool('zstd', ['-c'], layerLike);
     compressed.writeUInt8(compressed.readUInt8(compressed.length >> 1) ^ 0xff, compressed.length >> 1);

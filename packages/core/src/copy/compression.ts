@@ -142,10 +142,24 @@ export function createDecompressor(format: Exclude<DetectedCompression, 'none'>)
   if (format === 'gzip') return zlib.createGunzip({ chunkSize: decompressedChunkSize });
   if (format === 'xz') return Duplex.from(xzDecompressing);
   if (format === 'bzip2') return Duplex.from(bzip2Decompressing);
-  const implementation = zstdImplementation();
+  const implementation = zstdDecompressionImplementation();
   if (implementation === 'node:zlib') return (zlib as unknown as ZstdFactories).createZstdDecompress!();
   if (implementation === 'zstd-napi') return new (loadZstdNapi()!.DecompressStream)();
   throw zstdUnavailable('decompression');
+}
+
+/**
+ * The zstd implementation decompression uses: zstd-napi whenever it is installed, because node:zlib's
+ * zstd decompressor (Node.js 22.15–22.23 at least) stops at the end of the first frame, and layers are
+ * often several frames (zstd:chunked: one per chunk, plus skippable frames); node:zlib otherwise.
+ * `GANTRY_ZSTD_IMPLEMENTATION` forces one, as for compression.
+ */
+export function zstdDecompressionImplementation(): ZstdImplementation | undefined {
+  const wanted = process.env.GANTRY_ZSTD_IMPLEMENTATION;
+  if (wanted === 'none') return undefined;
+  if (wanted === 'node:zlib') return nodeZlibHasZstd() ? 'node:zlib' : undefined;
+  if (loadZstdNapi()) return 'zstd-napi';
+  return wanted === 'zstd-napi' ? undefined : nodeZlibHasZstd() ? 'node:zlib' : undefined;
 }
 
 /** An error of a decompressor that means "these bytes are not valid data of that format". */

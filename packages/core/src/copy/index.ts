@@ -15,6 +15,7 @@ export {
   detectCompression,
   type ZstdImplementation,
   zstdAvailable,
+  zstdDecompressionImplementation,
   zstdImplementation,
 } from './compression.js';
 export { copyImage, defaultBlobConcurrency, imageName } from './copy.js';
