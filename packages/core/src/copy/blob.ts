@@ -157,6 +157,7 @@ function compressionStage(
   plan: LayerCompressionPlan,
   onDecision: (output: DetectedCompression, changed: boolean) => void,
   description: string,
+  uncompressedDigest?: Digest,
 ): Stage {
   return async function* changeCompression(source) {
     const { compression, stream } = await peekCompression(source);
@@ -173,7 +174,15 @@ function compressionStage(
     ) {
       onDecision(plan.format, true);
       const decompressed = decompressing(stream, compression, description);
-      yield* compressingStage(plan.format, plan.level)(decompressed);
+      // Recompressed bytes are new bytes: their contents are checked against the config's DiffID.
+      const checked =
+        uncompressedDigest === undefined
+          ? decompressed
+          : verifyingStage({
+              expectedDigest: uncompressedDigest,
+              description: `${description}: its uncompressed contents (DiffID in the image config)`,
+            })(decompressed);
+      yield* compressingStage(plan.format, plan.level)(checked);
     } else if (
       (plan.desired === 'decompress' || foreign) &&
       compression !== 'none' &&
@@ -204,6 +213,11 @@ export interface CopyLayerRequest {
   expectedDiffId?: Digest;
   /** Whether the destination may substitute an equivalent blob. */
   canSubstitute: boolean;
+  /**
+   * The layer's DiffID from the image config, when known: a layer recompressed in another format is
+   * verified against it after decompression (the new bytes have no digest to check otherwise).
+   */
+  uncompressedDigest?: Digest;
   /**
    * The compression the stored layer must have (an explicit `destinationCompression` the destination
    * compresses to): a destination blob in another compression is not reused, the layer is recompressed.
@@ -368,6 +382,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
           changed = isChanged;
         },
         `blob ${layer.digest}`,
+        request.uncompressedDigest,
       ),
     );
   } else {

@@ -465,7 +465,10 @@ class ImageCopier {
     let expectedDiffIds: Map<Digest, Digest> | undefined;
     const cache = this.blobInfoCache;
     let configDiffIds: Map<Digest, Digest> | undefined;
-    if ((compressionPlan?.desired === 'decompress' || cache !== undefined) && manifest.config) {
+    if (
+      (compressionPlan?.desired === 'decompress' || compressionPlan?.recompress || cache !== undefined) &&
+      manifest.config
+    ) {
       configBytes = await this.readConfig(manifest.config);
       configDiffIds = diffIdsByLayer(layers, configBytes);
       if (compressionPlan?.desired === 'decompress') expectedDiffIds = configDiffIds;
@@ -666,6 +669,9 @@ class ImageCopier {
       needDiffId,
       canSubstitute,
       ...(expectedDiffId !== undefined ? { expectedDiffId } : {}),
+      ...(configDiffId !== undefined && digestAlgorithmOf(configDiffId) === 'sha256'
+        ? { uncompressedDigest: configDiffId }
+        : {}),
       ...(effectivePlan?.desired === 'compress' && effectivePlan.recompress
         ? { requiredCompression: effectivePlan.format }
         : {}),
@@ -956,6 +962,10 @@ class ImageCopier {
     }
     throw new GantryError(ErrorCodes.Internal, 'no manifest list type was tried');
   }
+}
+
+function digestAlgorithmOf(digest: Digest): string {
+  return digest.slice(0, digest.indexOf(':'));
 }
 
 function sameBytes(left: Uint8Array, right: Uint8Array): boolean {
