@@ -108,9 +108,9 @@ function randomFileLayer(mebibytes, seed, compression = 'gzip') {
  * scenarios where compression speed matters: random data does not compress, so it measures only how
  * fast a tool notices that.
  */
-function executableSliceLayer(index) {
+function executableSliceLayer(index, mebibytes = 16) {
   const executable = readFileSync(process.execPath);
-  const size = 16 * 1024 * 1024;
+  const size = mebibytes * 1024 * 1024;
   const start = (index * size) % Math.max(1, executable.length - size);
   return {
     compression: 'gzip',
@@ -175,6 +175,36 @@ const layoutSpecs = {
 };
 const defaultNeeds = ['large', 'quarter', 'manyLayers', 'executableSlices'];
 const layouts = {};
+
+/**
+ * The recompression rows' images: 512 MiB of compressible data (8 layers of 64 MiB slices of the node
+ * executable), gzip as the fixture builder writes it, and zstd as skopeo writes it (made once).
+ */
+const recompressionLayouts = {
+  gzip: () =>
+    makeLayout('compressible-512-gzip', {
+      format: 'oci',
+      layers: Array.from({ length: 8 }, (_, index) => executableSliceLayer(index, 64)),
+    }),
+  zstd: async () => {
+    const layout = join(workDirectory, 'compressible-512-zstd');
+    if (!existsSync(join(layout, 'index.json'))) {
+      const partial = `${layout}.partial`;
+      rmSync(partial, { recursive: true, force: true });
+      execFileSync('skopeo', [
+        '--insecure-policy',
+        'copy',
+        '-q',
+        '--dest-compress-format',
+        'zstd',
+        `oci:${await recompressionLayouts.gzip()}:bench`,
+        `oci:${partial}:bench`,
+      ]);
+      renameSync(partial, layout);
+    }
+    return layout;
+  },
+};
 
 /** A port free right now on 127.0.0.1. */
 function freePort() {
@@ -569,6 +599,30 @@ const registryScenarios = [
     sync: ({ sourceRegistry }) => [`${sourceRegistry}/bench/sync`, `${sourceRegistry}/sync-noop`],
   },
   {
+    name: 'recompress-gzip-to-zstd',
+    description: 'oci (gzip) → registry, --dest-compress-format zstd, 8 × 64 MiB compressible',
+    freshRegistry: true,
+    needs: [],
+    prepare: () => recompressionLayouts.gzip(),
+    extraArgs: ['--dest-compress-format', 'zstd'],
+    copy: ({ registry, repository, layouts: prepared }) => [
+      `oci:${prepared.recompressGzip}:bench`,
+      `docker://${registry}/${repository}:v1`,
+    ],
+  },
+  {
+    name: 'recompress-zstd-to-gzip',
+    description: 'oci (zstd) → registry, --dest-compress-format gzip, 8 × 64 MiB compressible',
+    freshRegistry: true,
+    needs: [],
+    prepare: () => recompressionLayouts.zstd(),
+    extraArgs: ['--dest-compress-format', 'gzip'],
+    copy: ({ registry, repository, layouts: prepared }) => [
+      `oci:${prepared.recompressZstd}:bench`,
+      `docker://${registry}/${repository}:v1`,
+    ],
+  },
+  {
     name: 'oci-to-registry-quarter',
     description: `oci → registry push to a new repo, one ${quarterMiB} MiB layer (memory vs size)`,
     freshRegistry: true,
@@ -589,8 +643,15 @@ const scenarios = [
 const neededLayouts = new Set(scenarios.flatMap((scenario) => scenario.needs ?? defaultNeeds));
 for (const name of neededLayouts) layouts[name] = await makeLayout(...layoutSpecs[name]);
 
-for (const scenario of scenarios) scenario.prepare?.();
+for (const scenario of scenarios) await scenario.prepare?.();
 if (scenarios.some((scenario) => scenario.signed)) await signedImageFor();
+
+const preparedLayouts = {};
+if (scenarios.some((scenario) => scenario.name.startsWith('recompress-'))) {
+  preparedLayouts.recompressGzip = await recompressionLayouts.gzip();
+  if (scenarios.some((scenario) => scenario.name === 'recompress-zstd-to-gzip'))
+    preparedLayouts.recompressZstd = await recompressionLayouts.zstd();
+}
 
 /** The sync rows' source: `bench/sync`, 50 tags of a shared base layer and one layer of their own. */
 async function pushSyncRepository(host) {
@@ -708,7 +769,7 @@ function commandFor(tool, scenario, parameters) {
     ...(source.startsWith('docker://') ? ['--src-tls-verify=false'] : []),
     ...(destination.startsWith('docker://') ? ['--dest-tls-verify=false'] : []),
   ];
-  const args = [...policy, 'copy', '-q', ...tlsFlags, source, destination];
+  const args = [...policy, 'copy', '-q', ...tlsFlags, ...(scenario.extraArgs ?? []), source, destination];
   return { command: tool.command, args: [...tool.prefix, ...args] };
 }
 
@@ -751,6 +812,7 @@ try {
           registry: registry?.host,
           sourceRegistry: registry?.host,
           repository: `bench-${runId}/${scenario.name}-${tool.name}-${run}`,
+          layouts: preparedLayouts,
         };
         // A push goes to a registry of its own, new and empty, on a new port: skopeo's blob info
         // cache (which outlives the process) then knows no repository to mount from, and gantry

@@ -3,12 +3,13 @@
  * docker-archive: and oci-archive: are written and read by both, with the same digests, and
  * `list-tags docker-archive:` prints what skopeo prints.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildFixtureImage, fixturePresets, writeFixtureToOciLayout } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runGantry, runSkopeo } from './test-support/run.js';
+import { requireTool, runGantry, runSkopeo } from './test-support/run.js';
 
 let root: string;
 let layout: string;
@@ -83,6 +84,45 @@ describe('docker-archive: through the CLI', () => {
     expect(read.code, read.stderr).toBe(0);
     expect(configDigestOf(`oci:${back}:t`)).toBe(configDigestOf(`oci:${layout}:latest`));
   });
+});
+
+describe('xz and bzip2 compressed docker-archive: files', () => {
+  for (const [tool, extension] of [
+    ['xz', 'xz'],
+    ['bzip2', 'bz2'],
+  ] as const) {
+    it(`lists the tags of a .tar.${extension} archive as skopeo does, and copies it out with the same DiffIDs`, async () => {
+      const archive = join(root, `compressed-${tool}.tar`);
+      const written = runSkopeo([
+        '--insecure-policy',
+        'copy',
+        `oci:${layout}:latest`,
+        `docker-archive:${archive}:example.com/compressed/${tool}:v1`,
+      ]);
+      expect(written.code, written.stderr).toBe(0);
+      const compressed = spawnSync(requireTool(tool), ['-k', archive]);
+      expect(compressed.status, compressed.stderr?.toString()).toBe(0);
+      const compressedArchive = `${archive}.${extension}`;
+
+      const ours = await runGantry(['list-tags', `docker-archive:${compressedArchive}`]);
+      const theirs = runSkopeo(['list-tags', `docker-archive:${compressedArchive}`]);
+      expect(theirs.code, theirs.stderr).toBe(0);
+      expect(ours.code, ours.stderr).toBe(0);
+      expect(ours.stdout.toString()).toBe(theirs.stdout.toString());
+      expect(JSON.parse(ours.stdout.toString()).Tags).toEqual([`example.com/compressed/${tool}:v1`]);
+
+      const back = join(root, `from-${tool}-archive`);
+      const read = await runGantry([
+        '--insecure-policy',
+        'copy',
+        '-q',
+        `docker-archive:${compressedArchive}`,
+        `oci:${back}:t`,
+      ]);
+      expect(read.code, read.stderr).toBe(0);
+      expect(configDigestOf(`oci:${back}:t`)).toBe(configDigestOf(`oci:${layout}:latest`));
+    });
+  }
 });
 
 describe('copy --additional-tag', () => {

@@ -58,24 +58,28 @@ const uploadedBytes = (requests: ProxiedRequest[]) =>
 async function push(
   tag: string,
   extraFlags: string[],
+  env: Record<string, string> = {},
 ): Promise<{ digest: string; requests: ProxiedRequest[] }> {
   const digestFile = join(root, `${tag}.digest`);
   proxy.requests.length = 0;
-  const result = await runGantry([
-    '--insecure-policy',
-    '--user-agent-prefix',
-    'acme-sync/3.1',
-    'copy',
-    '-q',
-    '--dest-tls-verify=false',
-    '--dest-compress-format',
-    'gzip',
-    '--digestfile',
-    digestFile,
-    ...extraFlags,
-    `oci:${layout}:latest`,
-    `docker://${proxy.host}/precomputed/app:${tag}`,
-  ]);
+  const result = await runGantry(
+    [
+      '--insecure-policy',
+      '--user-agent-prefix',
+      'acme-sync/3.1',
+      'copy',
+      '-q',
+      '--dest-tls-verify=false',
+      '--dest-compress-format',
+      'gzip',
+      '--digestfile',
+      digestFile,
+      ...extraFlags,
+      `oci:${layout}:latest`,
+      `docker://${proxy.host}/precomputed/app:${tag}`,
+    ],
+    { env: { ...process.env, GANTRY_BLOB_INFO_CACHE: 'off', ...env } },
+  );
   expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
   return { digest: await readFile(digestFile, 'utf8'), requests: [...proxy.requests] };
 }
@@ -142,5 +146,14 @@ describe('gantry copy to a registry', () => {
     expect(new Set(proxy.requests.map((request) => request.userAgent))).toEqual(
       new Set([`acme-sync/3.1 gantry/${cliVersion()}`]),
     );
+  });
+  it('with the blob-info cache, a re-push uploads none of the layers it compressed before', async () => {
+    const cache = { GANTRY_BLOB_INFO_CACHE: join(root, 'blob-info-cache.json') };
+    const first = await push('cached-1', [], cache);
+    expect(first.requests.filter(isUploadStart).length).toBeGreaterThan(0);
+    const again = await push('cached-2', [], cache);
+    expect(again.digest).toBe(first.digest);
+    expect(again.requests.filter(isUploadStart)).toEqual([]);
+    expect(uploadedBytes(again.requests)).toBe(0);
   });
 });

@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import {
   abortError,
   type BlobInfo,
+  type BlobInfoCache,
   type BlobToWrite,
   blobWriteStage,
   type Digest,
@@ -53,6 +54,15 @@ import type { DockerTransportState } from './transport-state.js';
 
 /** The smallest piece written to the connection at once while streaming a blob. */
 const streamPieceBytes = 1024 * 1024;
+
+/** How many times a streamed upload whose connection dropped is resumed before the upload fails. */
+const maxUploadResumes = 3;
+/**
+ * The most recently sent bytes of a streamed upload kept (as the pieces already read, no copies) for
+ * resuming: the bytes in flight when a connection drops are those in socket buffers on both sides and
+ * in proxies, usually a few MiB.
+ */
+export const uploadResumeWindowBytes = 8 * 1024 * 1024;
 
 /** How many times one chunk is resent after a 416 answer before the upload fails. */
 const maxRangeRecoveries = 3;
@@ -203,8 +213,30 @@ export class DockerImageDestination implements ImageDestination {
       throw new GantryError(ErrorCodes.Internal, `${this.reference}: image destination used after close`);
   }
 
+  /** @internal The context's blob-info cache (`openDockerImageDestination` sets it): locations kept between runs. */
+  blobInfoCache: BlobInfoCache | undefined;
+
   private recordLocation(digest: string): void {
     this.reference.state.blobLocations.record(this.reference.registry, this.repository, digest);
+    this.blobInfoCache?.recordKnownLocation(
+      'docker',
+      this.reference.registry,
+      digest as Digest,
+      this.repository,
+    );
+  }
+
+  /** Repositories of this registry known (this process, or the blob-info cache) to hold `digest`. */
+  private mountCandidates(digest: Digest): string[] {
+    const known = this.reference.state.blobLocations.candidates(
+      this.reference.registry,
+      digest,
+      this.repository,
+    );
+    const cached = (
+      this.blobInfoCache?.candidateLocations('docker', this.reference.registry, digest) ?? []
+    ).filter((repository) => repository !== this.repository);
+    return [...new Set([...known, ...cached])];
   }
 
   /** HEADs a blob in this repository: its size when present, undefined when absent. */
@@ -271,13 +303,14 @@ export class DockerImageDestination implements ImageDestination {
     const signal = combineSignals(this.contextSignal, options.signal);
     throwIfAborted(signal);
     const locations = this.reference.state.blobLocations;
-    for (const from of locations.candidates(this.reference.registry, info.digest, this.repository)) {
+    for (const from of this.mountCandidates(info.digest)) {
       if (await this.tryMount(info.digest, from, signal)) {
         this.recordLocation(info.digest);
         const mountedSize = info.size >= 0 ? info.size : ((await this.blobSize(info.digest, signal)) ?? -1);
         return { reused: true, blob: { ...info, size: mountedSize } };
       }
       locations.forget(this.reference.registry, from, info.digest);
+      this.blobInfoCache?.forgetLocation('docker', this.reference.registry, info.digest, from);
     }
     const size = await this.blobSize(info.digest, signal);
     if (size !== undefined) {
@@ -511,6 +544,12 @@ export class DockerImageDestination implements ImageDestination {
    * `defaultUploadChunkBytes` taken from the stream are kept until the registry answers, so that a
    * refusal (`isStreamedUploadRefusal`) answered before more was read loses nothing: the caller then
    * uploads those bytes and the rest in chunks. The location for the next request when accepted.
+   *
+   * A connection dropped mid-upload is resumed, not restarted: the session's status (GET on the upload
+   * URL) says how many bytes the registry kept, and a new streamed PATCH continues from that offset with
+   * the bytes kept in memory since then (the last `uploadResumeWindowBytes` sent) and the rest of the
+   * stream. At most `maxUploadResumes` times per blob; when the registry's offset lies outside the kept
+   * bytes, the failure is returned as it was (retryable: `--retry-times` uploads the blob again).
    */
   private async uploadStreamed(
     location: URL,
@@ -524,56 +563,105 @@ export class DockerImageDestination implements ImageDestination {
   > {
     let retained: Uint8Array[] | undefined = [];
     let retainedBytes = 0;
-    let detached = false;
+    // The most recent pieces taken from the stream (ending at `pulledBytes`), for resuming.
+    const recent: Uint8Array[] = [];
+    let recentBytes = 0;
+    let pulledBytes = 0;
+    let current = location;
+    let resend: Uint8Array[] = [];
     let inFlight: Promise<unknown> | undefined;
     const pull = (): Promise<IteratorResult<Uint8Array>> => {
       const next = iterator.next().then((result) => {
-        if (!result.done && retained !== undefined) {
-          retainedBytes += result.value.byteLength;
-          if (retainedBytes <= defaultUploadChunkBytes) retained.push(result.value);
-          else retained = undefined;
+        if (!result.done) {
+          if (retained !== undefined) {
+            retainedBytes += result.value.byteLength;
+            if (retainedBytes <= defaultUploadChunkBytes) retained.push(result.value);
+            else retained = undefined;
+          }
+          pulledBytes += result.value.byteLength;
+          recent.push(result.value);
+          recentBytes += result.value.byteLength;
+          while (recent.length > 1 && recentBytes - recent[0]!.byteLength >= uploadResumeWindowBytes) {
+            recentBytes -= recent.shift()!.byteLength;
+          }
         }
         return result;
       });
       inFlight = next;
       return next;
     };
-    const body = async function* (): AsyncGenerator<Uint8Array, void, undefined> {
-      while (!detached) {
-        const result = await pull();
-        if (result.done || detached) return;
-        yield result.value;
+    for (let resumes = 0; ; resumes++) {
+      let detached = false;
+      const replay = resend;
+      resend = [];
+      const body = async function* (): AsyncGenerator<Uint8Array, void, undefined> {
+        for (const piece of replay) {
+          if (detached) return;
+          yield piece;
+        }
+        while (!detached) {
+          const result = await pull();
+          if (result.done || detached) return;
+          yield result.value;
+        }
+      };
+      let patch: Awaited<ReturnType<RegistryClient['request']>>;
+      try {
+        patch = await this.client.request({
+          method: 'PATCH',
+          target: current,
+          headers: { 'content-type': 'application/octet-stream' },
+          body: body(),
+          signal,
+          what,
+        });
+      } catch (error) {
+        detached = true;
+        if (failure.error !== undefined) throw failure.error;
+        const dropped =
+          isGantryError(error) && error.code === ErrorCodes.Transient && signal?.aborted !== true;
+        if (!dropped || resumes >= maxUploadResumes) throw error;
+        // Every piece taken from the stream must be in `recent` before the offset is compared.
+        await inFlight?.catch(() => undefined);
+        if (failure.error !== undefined) throw failure.error;
+        let status: { location: URL; bytes: number };
+        try {
+          status = await this.uploadStatus(current, signal, what);
+        } catch {
+          throw error;
+        }
+        const recentStart = pulledBytes - recentBytes;
+        if (status.bytes < recentStart || status.bytes > pulledBytes) throw error;
+        current = status.location;
+        retained = undefined; // A refusal after a resume is an error, not a reason to replay.
+        let skip = status.bytes - recentStart;
+        for (const piece of recent) {
+          if (skip >= piece.byteLength) {
+            skip -= piece.byteLength;
+            continue;
+          }
+          resend.push(skip > 0 ? piece.subarray(skip) : piece);
+          skip = 0;
+        }
+        continue;
+      } finally {
+        detached = true;
       }
-    };
-    let patch: Awaited<ReturnType<RegistryClient['request']>>;
-    try {
-      patch = await this.client.request({
-        method: 'PATCH',
-        target: location,
-        headers: { 'content-type': 'application/octet-stream' },
-        body: body(),
-        signal,
-        what,
-      });
-    } catch (error) {
-      throw failure.error ?? error;
-    } finally {
-      detached = true;
+      if (failure.error !== undefined) {
+        await patch.body.dump().catch(() => undefined);
+        throw failure.error;
+      }
+      if (patch.statusCode === 202 || patch.statusCode === 204) {
+        await patch.body.dump();
+        return { accepted: true, location: nextLocation(patch, current) };
+      }
+      const error = await responseError(patch, { what, credentialsSent: this.client.sentCredentials });
+      if (!isStreamedUploadRefusal(patch.statusCode) || resumes > 0) throw error;
+      // A piece requested before the answer may still be on its way: wait for it, so it is kept.
+      await inFlight?.catch(() => undefined);
+      if (failure.error !== undefined) throw failure.error;
+      return { accepted: false, error, replay: retained };
     }
-    if (failure.error !== undefined) {
-      await patch.body.dump().catch(() => undefined);
-      throw failure.error;
-    }
-    if (patch.statusCode === 202 || patch.statusCode === 204) {
-      await patch.body.dump();
-      return { accepted: true, location: nextLocation(patch, location) };
-    }
-    const error = await responseError(patch, { what, credentialsSent: this.client.sentCredentials });
-    if (!isStreamedUploadRefusal(patch.statusCode)) throw error;
-    // A piece requested before the answer may still be on its way: wait for it, so it is kept.
-    await inFlight?.catch(() => undefined);
-    if (failure.error !== undefined) throw failure.error;
-    return { accepted: false, error, replay: retained };
   }
 
   /**
@@ -612,14 +700,33 @@ export class DockerImageDestination implements ImageDestination {
     for (let recoveries = 0; ; recoveries++) {
       const start = offset + alreadySent;
       const chunkWhat = `${what}: sending bytes ${start}-${last}`;
-      const response = await this.client.request({
-        method: 'PATCH',
-        target: current,
-        headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${last}` },
-        body: chunk.subarray(alreadySent),
-        signal,
-        what: chunkWhat,
-      });
+      let response: Awaited<ReturnType<RegistryClient['request']>>;
+      try {
+        response = await this.client.request({
+          method: 'PATCH',
+          target: current,
+          headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${last}` },
+          body: chunk.subarray(alreadySent),
+          signal,
+          what: chunkWhat,
+        });
+      } catch (error) {
+        // A dropped connection: continue the chunk from the offset the registry reports.
+        const dropped =
+          isGantryError(error) && error.code === ErrorCodes.Transient && signal?.aborted !== true;
+        if (!dropped || recoveries >= maxUploadResumes) throw error;
+        let status: { location: URL; bytes: number };
+        try {
+          status = await this.uploadStatus(current, signal, what);
+        } catch {
+          throw error;
+        }
+        if (status.bytes < offset || status.bytes > last + 1) throw error;
+        current = status.location;
+        alreadySent = status.bytes - offset;
+        if (alreadySent === chunk.byteLength) return current;
+        continue;
+      }
       if (response.statusCode === 202 || response.statusCode === 204) {
         await response.body.dump();
         return nextLocation(response, current);
@@ -806,5 +913,6 @@ export async function openDockerImageDestination(
     context.temporaryDirectory,
   );
   destination.signatureOptions = signatureStorageOptionsFrom(context);
+  destination.blobInfoCache = context.blobInfoCache;
   return destination;
 }

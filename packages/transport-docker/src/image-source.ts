@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import {
   type BlobInfo,
+  type BlobInfoCache,
   type BlobStream,
   type Digest,
   type DockerReference,
@@ -312,14 +313,25 @@ export class DockerImageSource implements ImageSource {
     return this.physicalReference.digest ?? this.physicalReference.tag!;
   }
 
+  /** @internal The context's blob-info cache (`openDockerImageSource` sets it): locations kept between runs. */
+  blobInfoCache: BlobInfoCache | undefined;
+
+  private recordBlobLocation(digest: string): void {
+    this.reference.state.blobLocations.record(
+      this.client.scope.registry,
+      this.client.scope.repository,
+      digest,
+    );
+    this.blobInfoCache?.recordKnownLocation(
+      'docker',
+      this.client.scope.registry,
+      digest as Digest,
+      this.client.scope.repository,
+    );
+  }
+
   private recordBlobLocations(manifest: ManifestBlob): void {
-    for (const digest of referencedBlobDigests(manifest.bytes)) {
-      this.reference.state.blobLocations.record(
-        this.client.scope.registry,
-        this.client.scope.repository,
-        digest,
-      );
-    }
+    for (const digest of referencedBlobDigests(manifest.bytes)) this.recordBlobLocation(digest);
   }
 
   async getManifest(instanceDigest?: Digest, options: OperationOptions = {}): Promise<ManifestBlob> {
@@ -358,11 +370,7 @@ export class DockerImageSource implements ImageSource {
       }
       throw error;
     }
-    this.reference.state.blobLocations.record(
-      this.client.scope.registry,
-      this.client.scope.repository,
-      info.digest,
-    );
+    this.recordBlobLocation(info.digest);
     return blob;
   }
 
@@ -436,6 +444,7 @@ export async function openDockerImageSource(
       );
       const source = new DockerImageSource(reference, client, context.signal, pullSource.reference);
       source.signatureOptions = signatureStorageOptionsFrom(context);
+      source.blobInfoCache = context.blobInfoCache;
       await source.getManifest();
       return source;
     } catch (error) {

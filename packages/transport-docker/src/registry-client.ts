@@ -250,7 +250,8 @@ export class RegistryClient {
    */
   async ping(signal: AbortSignal | undefined): Promise<void> {
     const key =
-      this.pingKey ?? [this.scope.role, this.apiHost, this.options.tlsVerify, this.options.certDirectory ?? ''].join('\n');
+      this.pingKey ??
+      [this.scope.role, this.apiHost, this.options.tlsVerify, this.options.certDirectory ?? ''].join('\n');
     this.pingKey = key;
     let shared = true;
     let result: PingResult;

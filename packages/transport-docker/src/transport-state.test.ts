@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { pingReuseMs, RegistryPings } from './transport-state.js';
 
 describe('RegistryPings', () => {
-  const answer = { scheme: 'http' as const, challenges: [] };
+  const answer = { scheme: 'http' as const, challenges: [], supportsSignatureExtension: false };
 
   it('reuses a ping (also one in flight) while fresh, pings again after pingReuseMs or forget', async () => {
     const pings = new RegistryPings();

@@ -3,6 +3,7 @@ import {
   type CopyOptions,
   copyImage,
   defaultBlobConcurrency,
+  defaultBlobInfoCachePath,
   type ImageListSelection,
   type ImageReference,
   insecureAcceptAnythingPolicy,
@@ -112,6 +113,11 @@ async function run(context: CommandContext): Promise<void> {
   if (parallel !== undefined && parallel > 0) options.blobConcurrency = parallel;
   const compressionFormat = flags.get('dest-compress-format') as string | undefined;
   if (compressionFormat !== undefined) {
+    if (compressionFormat === 'zstd:chunked') {
+      throw new UsageError(
+        'compression algorithm "zstd:chunked" is not written by gantry yet (it reads zstd:chunked layers as zstd): use zstd',
+      );
+    }
     if (compressionFormat !== 'gzip' && compressionFormat !== 'zstd') {
       throw new UsageError(
         `unknown compression algorithm "${compressionFormat}": gantry supports gzip and zstd`,
@@ -121,6 +127,15 @@ async function run(context: CommandContext): Promise<void> {
   }
   const compressionLevel = flags.get('dest-compress-level') as number | undefined;
   if (compressionLevel !== undefined) options.compressionLevel = compressionLevel;
+  // The blob-info cache (skopeo keeps one too): GANTRY_BLOB_INFO_CACHE names another file, or `off`.
+  const cacheSetting = io.env.GANTRY_BLOB_INFO_CACHE;
+  options.blobInfoCache = cacheSetting === 'off' ? false : cacheSetting || defaultBlobInfoCachePath(io.env);
+  if (flags.get('dest-force-compress-format') === true) {
+    if (compressionFormat === undefined) {
+      throw new UsageError('--dest-force-compress-format requires --dest-compress-format');
+    }
+    options.forceCompressionFormat = true;
+  }
 
   const signing = await signingOptionsFrom(flags, io.env);
   if (signing) options.signing = signing;
@@ -219,6 +234,11 @@ const copyFlags: FlagSpec[] = [
     kind: 'int',
     valueName: 'LEVEL',
     description: 'LEVEL to use for the compression',
+  },
+  {
+    name: 'dest-force-compress-format',
+    kind: 'bool',
+    description: 'Enforce exactly the specified compression format',
   },
   {
     name: 'image-parallel-copies',

@@ -5,6 +5,7 @@ import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js
 import { layerCompressionOf } from '../manifest/index.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import {
+  type CompressionFormat,
   compressingStage,
   createDecompressor,
   type DetectedCompression,
@@ -32,7 +33,7 @@ export interface LayerCompressionPlan {
   /** The destination's wish, already reduced to what may be done (see `copyLayer`). */
   desired: 'preserve' | 'compress' | 'decompress';
   /** Format for compressing; recompress compressed layers in another format when `recompress`. */
-  format: 'gzip' | 'zstd';
+  format: CompressionFormat;
   /** Whether a layer compressed in another format than `format` is recompressed. */
   recompress: boolean;
   level?: number;
@@ -120,17 +121,27 @@ type Stage = (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
  */
 async function* decompressing(
   source: AsyncIterable<Uint8Array>,
-  compression: 'gzip' | 'zstd',
+  compression: Exclude<DetectedCompression, 'none'>,
   description: string,
 ): AsyncGenerator<Uint8Array, void, undefined> {
+  let sourceFailure: unknown;
+  async function* watched(): AsyncGenerator<Uint8Array, void, undefined> {
+    try {
+      yield* source;
+    } catch (error) {
+      sourceFailure = error;
+      throw error;
+    }
+  }
   try {
-    yield* throughTransform(source, createDecompressor(compression));
+    yield* throughTransform(watched(), createDecompressor(compression));
   } catch (error) {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (typeof code === 'string' && code.startsWith('Z_') && !isGantryError(error)) {
+    // Anything but the source's own failure, an abort or a Gantry error is the decompressor's verdict.
+    const isAbort = error instanceof Error && error.name === 'AbortError';
+    if (error !== sourceFailure && !isAbort && !isGantryError(error)) {
       throw new GantryError(
         ErrorCodes.DigestMismatch,
-        `${description}: corrupt ${compression} data (${(error as Error).message}): these bytes are not the blob the manifest names`,
+        `${description}: corrupt ${compression} data (${(error as Error)?.message ?? String(error)}): these bytes are not the blob the manifest names`,
         { cause: error },
       );
     }
@@ -146,17 +157,37 @@ function compressionStage(
   plan: LayerCompressionPlan,
   onDecision: (output: DetectedCompression, changed: boolean) => void,
   description: string,
+  uncompressedDigest?: Digest,
 ): Stage {
   return async function* changeCompression(source) {
     const { compression, stream } = await peekCompression(source);
+    // xz and bzip2 have no layer media type in Docker or OCI manifests: such layers are always
+    // recompressed (or decompressed), as their readers (docker, podman) would not take them.
+    const foreign = compression === 'xz' || compression === 'bzip2';
     if (plan.desired === 'compress' && compression === 'none') {
       onDecision(plan.format, true);
       yield* compressingStage(plan.format, plan.level)(stream);
-    } else if (plan.desired === 'compress' && plan.recompress && compression !== plan.format) {
+    } else if (
+      plan.desired === 'compress' &&
+      compression !== 'none' &&
+      ((plan.recompress && compression !== plan.format) || foreign)
+    ) {
       onDecision(plan.format, true);
-      const decompressed = decompressing(stream, compression as 'gzip' | 'zstd', description);
-      yield* compressingStage(plan.format, plan.level)(decompressed);
-    } else if (plan.desired === 'decompress' && compression !== 'none' && !plan.keep?.includes(compression)) {
+      const decompressed = decompressing(stream, compression, description);
+      // Recompressed bytes are new bytes: their contents are checked against the config's DiffID.
+      const checked =
+        uncompressedDigest === undefined
+          ? decompressed
+          : verifyingStage({
+              expectedDigest: uncompressedDigest,
+              description: `${description}: its uncompressed contents (DiffID in the image config)`,
+            })(decompressed);
+      yield* compressingStage(plan.format, plan.level)(checked);
+    } else if (
+      (plan.desired === 'decompress' || foreign) &&
+      compression !== 'none' &&
+      !(plan.keep as readonly string[] | undefined)?.includes(compression)
+    ) {
       onDecision('none', true);
       yield* decompressing(stream, compression, description);
     } else {
@@ -182,6 +213,21 @@ export interface CopyLayerRequest {
   expectedDiffId?: Digest;
   /** Whether the destination may substitute an equivalent blob. */
   canSubstitute: boolean;
+  /**
+   * The layer's DiffID from the image config, when known: a layer recompressed in another format is
+   * verified against it after decompression (the new bytes have no digest to check otherwise).
+   */
+  uncompressedDigest?: Digest;
+  /**
+   * The compression the stored layer must have (an explicit `destinationCompression` the destination
+   * compresses to): a destination blob in another compression is not reused, the layer is recompressed.
+   */
+  requiredCompression?: CompressionFormat;
+  /**
+   * Blobs known (blob-info cache) to hold this layer compressed as the plan wants: tried with
+   * `tryReusingBlob` first, so a layer the destination already has in that form is not compressed again.
+   */
+  substitutes?: Array<{ digest: Digest; compression: CompressionFormat }>;
   /** Media type to announce to `putBlob` for a changed blob. */
   changedMediaType: (compression: DetectedCompression) => string | undefined;
 }
@@ -195,8 +241,31 @@ export async function copyLayer(context: BlobCopyContext, request: CopyLayerRequ
   const { layer } = request;
   const kind = 'layer';
   context.emit({ type: 'blob-start', blob: layer, kind });
+  // Schema1 layers have no media type and are gzip.
+  const knownCompression = layer.mediaType === undefined ? 'gzip' : layerCompressionOf(layer.mediaType);
+  const reusable =
+    request.requiredCompression === undefined || knownCompression === request.requiredCompression;
   const result = await withRetry(async () => {
     if (!request.needDiffId && context.destination.tryReusingBlob) {
+      for (const substitute of request.substitutes ?? []) {
+        const mediaType = request.changedMediaType(substitute.compression);
+        const reused = await context.destination.tryReusingBlob(
+          { digest: substitute.digest, size: -1, ...(mediaType !== undefined ? { mediaType } : {}) },
+          { isConfig: false, canSubstitute: false, signal: context.signal },
+        );
+        if (reused.reused && reused.blob.size >= 0) {
+          const info: BlobInfo = { digest: substitute.digest, size: reused.blob.size };
+          if (mediaType !== undefined) info.mediaType = mediaType;
+          return {
+            info,
+            compression: substitute.compression,
+            changed: true,
+            result: 'reused',
+          } satisfies CopiedLayer;
+        }
+      }
+    }
+    if (!request.needDiffId && reusable && context.destination.tryReusingBlob) {
       const reused = await context.destination.tryReusingBlob(layer, {
         isConfig: false,
         canSubstitute: request.canSubstitute,
@@ -313,6 +382,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
           changed = isChanged;
         },
         `blob ${layer.digest}`,
+        request.uncompressedDigest,
       ),
     );
   } else {

@@ -1,86 +1,237 @@
 import { once } from 'node:events';
-import { pipeline, type Transform } from 'node:stream';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { Duplex, pipeline, type Transform } from 'node:stream';
+import { ReadableStream } from 'node:stream/web';
 import * as zlib from 'node:zlib';
 import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { parallelGzipStage } from './parallel-gzip.js';
 
-/** A compression Gantry can detect in layer bytes. */
-export type DetectedCompression = 'gzip' | 'zstd' | 'none';
+/** A compression Gantry can write to layers. */
+export type CompressionFormat = 'gzip' | 'zstd';
 
-/** Bytes needed to recognise a compression format. */
-const sniffLength = 4;
+/** A compression Gantry can detect in layer bytes (and decompress). */
+export type DetectedCompression = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'none';
 
-/** Recognises gzip (1f 8b 08) and zstd (28 b5 2f fd) by their magic numbers; anything else is 'none'. */
+/** Bytes needed to recognise a compression format (xz's magic number is the longest). */
+const sniffLength = 6;
+
+/** Recognises gzip, zstd, xz and bzip2 by their magic numbers; anything else is 'none'. */
 export function detectCompression(prefix: Uint8Array): DetectedCompression {
-  if (prefix.length >= 3 && prefix[0] === 0x1f && prefix[1] === 0x8b && prefix[2] === 0x08) return 'gzip';
-  if (
-    prefix.length >= 4 &&
-    prefix[0] === 0x28 &&
-    prefix[1] === 0xb5 &&
-    prefix[2] === 0x2f &&
-    prefix[3] === 0xfd
-  ) {
-    return 'zstd';
-  }
+  const starts = (...bytes: number[]) =>
+    prefix.length >= bytes.length && bytes.every((byte, index) => prefix[index] === byte);
+  if (starts(0x1f, 0x8b, 0x08)) return 'gzip';
+  if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'zstd';
+  if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'xz';
+  if (starts(0x42, 0x5a, 0x68)) return 'bzip2';
   return 'none';
 }
+
+/** zstd's default compression level (also klauspost/compress's "default" speed, which skopeo uses). */
+export const defaultZstdLevel = 3;
+
+/**
+ * Where zstd comes from: Node.js's own `node:zlib` (Node.js 22.15 and later), else the `zstd-napi`
+ * native binding (an optional dependency, built from its vendored zstd sources on install).
+ */
+export type ZstdImplementation = 'node:zlib' | 'zstd-napi';
 
 type ZstdFactories = {
   createZstdCompress?: (options?: unknown) => Transform;
   createZstdDecompress?: (options?: unknown) => Transform;
 };
 
-function zstdUnavailable(operation: string): GantryError {
-  return new GantryError(
-    ErrorCodes.NotSupported,
-    `zstd ${operation} needs node:zlib zstd support (Node.js >= 22.15); this is Node.js ${process.version}`,
-  );
+interface ZstdNapiModule {
+  CompressStream: new (parameters?: Record<string, unknown>) => Transform;
+  DecompressStream: new () => Transform;
 }
 
-/** A transform compressing to `format`; zstd needs Node.js >= 22.15, else `ERR_GANTRY_NOT_SUPPORTED`. */
-export function createCompressor(format: 'gzip' | 'zstd', level?: number): Transform {
-  if (format === 'gzip') return zlib.createGzip(level === undefined ? {} : { level });
-  const factory = (zlib as unknown as ZstdFactories).createZstdCompress;
-  if (!factory) throw zstdUnavailable('compression');
-  const constants = zlib.constants as unknown as Record<string, number>;
-  const levelParameter = constants.ZSTD_c_compressionLevel;
-  return factory(
-    level === undefined || levelParameter === undefined ? {} : { params: { [levelParameter]: level } },
+let zstdNapiModule: ZstdNapiModule | null | undefined;
+
+/** `zstd-napi`, loaded on first use; null when it is not installed or its binding failed to build. */
+function loadZstdNapi(): ZstdNapiModule | null {
+  if (zstdNapiModule === undefined) {
+    try {
+      zstdNapiModule = createRequire(import.meta.url)('zstd-napi') as ZstdNapiModule;
+    } catch {
+      zstdNapiModule = null;
+    }
+  }
+  return zstdNapiModule;
+}
+
+function nodeZlibHasZstd(): boolean {
+  const factories = zlib as unknown as ZstdFactories;
+  return (
+    typeof factories.createZstdCompress === 'function' && typeof factories.createZstdDecompress === 'function'
   );
 }
 
 /**
- * A pipeline stage compressing its input to `format`: gzip on several threads (`parallelGzipStage`,
- * like skopeo's pgzip), zstd through node:zlib (Node.js >= 22.15, else `ERR_GANTRY_NOT_SUPPORTED`).
+ * The zstd implementation this process uses: `node:zlib` where Node.js has zstd (22.15+), else
+ * `zstd-napi` when it is installed; undefined when neither is. `GANTRY_ZSTD_IMPLEMENTATION`
+ * (`node:zlib` or `zstd-napi`) chooses one explicitly (undefined when that one is missing); `none`
+ * disables zstd.
  */
-export function compressingStage(
-  format: 'gzip' | 'zstd',
-  level?: number,
-): (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array> {
-  if (format === 'gzip') return parallelGzipStage(level === undefined ? {} : { level });
-  const compressor = createCompressor(format, level);
-  return (source) => throughTransform(source, compressor);
+export function zstdImplementation(): ZstdImplementation | undefined {
+  const wanted = process.env.GANTRY_ZSTD_IMPLEMENTATION;
+  if (wanted === 'none') return undefined;
+  if (wanted === 'zstd-napi') return loadZstdNapi() ? 'zstd-napi' : undefined;
+  if (wanted === 'node:zlib') return nodeZlibHasZstd() ? 'node:zlib' : undefined;
+  if (nodeZlibHasZstd()) return 'node:zlib';
+  return loadZstdNapi() ? 'zstd-napi' : undefined;
+}
+
+/** Whether this process can compress and decompress zstd. */
+export function zstdAvailable(): boolean {
+  return zstdImplementation() !== undefined;
+}
+
+function zstdUnavailable(operation: string): GantryError {
+  return new GantryError(
+    ErrorCodes.NotSupported,
+    `zstd ${operation} needs node:zlib zstd (Node.js >= 22.15) or the zstd-napi package; this is Node.js ${process.version} and zstd-napi is not installed (or its native binding was not built: allow its build script, e.g. pnpm's onlyBuiltDependencies)`,
+  );
+}
+
+/** The size of the jobs multi-threaded zstd hands its workers. */
+const zstdJobBytes = 1024 * 1024;
+
+/** Worker threads per zstd-napi stream (a copy compresses several layers at once, each with its own). */
+function zstdWorkerCount(): number {
+  return Math.max(1, Math.min(2, availableParallelism()));
+}
+
+/** A transform compressing to `format`; zstd needs `zstdImplementation()`, else `ERR_GANTRY_NOT_SUPPORTED`. */
+export function createCompressor(format: CompressionFormat, level?: number): Transform {
+  if (format === 'gzip') return zlib.createGzip(level === undefined ? {} : { level });
+  const implementation = zstdImplementation();
+  if (implementation === 'node:zlib') {
+    const factory = (zlib as unknown as ZstdFactories).createZstdCompress!;
+    const constants = zlib.constants as unknown as Record<string, number>;
+    const levelParameter = constants.ZSTD_c_compressionLevel;
+    return factory(
+      levelParameter === undefined ? {} : { params: { [levelParameter]: level ?? defaultZstdLevel } },
+    );
+  }
+  if (implementation === 'zstd-napi') {
+    const { CompressStream } = loadZstdNapi()!;
+    // Multi-threaded zstd (its own worker threads) keeps the JavaScript thread free for hashing. Jobs
+    // of 1 MiB (zstd's default for level 3 is several MiB per worker, buffers included ~50 MiB per
+    // stream) keep memory at ~20 MiB per stream for ~1 % larger output.
+    return new CompressStream({
+      compressionLevel: level ?? defaultZstdLevel,
+      nbWorkers: zstdWorkerCount(),
+      jobSize: zstdJobBytes,
+    });
+  }
+  throw zstdUnavailable('compression');
 }
 
 /** Size of the chunks a decompressor emits. */
 const decompressedChunkSize = 1024 * 1024;
 
-/** A transform decompressing `format`; zstd needs Node.js >= 22.15, else `ERR_GANTRY_NOT_SUPPORTED`. */
-export function createDecompressor(format: 'gzip' | 'zstd'): Transform {
+/**
+ * A stream decompressing `format`: gzip through node:zlib, zstd through `zstdImplementation()`, xz
+ * through xz-decompress (xz-embedded compiled to WebAssembly), bzip2 through unbzip2-stream (pure
+ * JavaScript). A missing zstd implementation is `ERR_GANTRY_NOT_SUPPORTED`.
+ */
+export function createDecompressor(format: Exclude<DetectedCompression, 'none'>): Duplex {
   // 1 MiB output chunks instead of zlib's 16 KiB: 64 times fewer callbacks and chunks downstream.
   if (format === 'gzip') return zlib.createGunzip({ chunkSize: decompressedChunkSize });
-  const factory = (zlib as unknown as ZstdFactories).createZstdDecompress;
-  if (!factory) throw zstdUnavailable('decompression');
-  return factory();
+  if (format === 'xz') return Duplex.from(xzDecompressing);
+  if (format === 'bzip2') return Duplex.from(bzip2Decompressing);
+  const implementation = zstdDecompressionImplementation();
+  if (implementation === 'node:zlib') return (zlib as unknown as ZstdFactories).createZstdDecompress!();
+  if (implementation === 'zstd-napi') return new (loadZstdNapi()!.DecompressStream)();
+  throw zstdUnavailable('decompression');
 }
 
-/** Whether this Node.js can compress and decompress zstd. */
-export function zstdAvailable(): boolean {
-  const factories = zlib as unknown as ZstdFactories;
-  return (
-    typeof factories.createZstdCompress === 'function' && typeof factories.createZstdDecompress === 'function'
-  );
+/**
+ * The zstd implementation decompression uses: zstd-napi whenever it is installed, because node:zlib's
+ * zstd decompressor (Node.js 22.15–22.23 at least) stops at the end of the first frame, and layers are
+ * often several frames (zstd:chunked: one per chunk, plus skippable frames); node:zlib otherwise.
+ * `GANTRY_ZSTD_IMPLEMENTATION` forces one, as for compression.
+ */
+export function zstdDecompressionImplementation(): ZstdImplementation | undefined {
+  const wanted = process.env.GANTRY_ZSTD_IMPLEMENTATION;
+  if (wanted === 'none') return undefined;
+  if (wanted === 'node:zlib') return nodeZlibHasZstd() ? 'node:zlib' : undefined;
+  if (loadZstdNapi()) return 'zstd-napi';
+  return wanted === 'zstd-napi' ? undefined : nodeZlibHasZstd() ? 'node:zlib' : undefined;
+}
+
+/** An error of a decompressor that means "these bytes are not valid data of that format". */
+export class CorruptCompressedDataError extends Error {
+  readonly code = 'Z_DATA_ERROR';
+}
+
+type XzModule = { XzReadableStream: new (source: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array> };
+type Bzip2Module = () => NodeJS.ReadWriteStream;
+
+/** Decompresses xz through xz-decompress (a web stream wrapping xz-embedded in WebAssembly). */
+async function* xzDecompressing(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const { XzReadableStream } = createRequire(import.meta.url)('xz-decompress') as XzModule;
+  const iterator = source[Symbol.asyncIterator]();
+  const input = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = await iterator.next();
+      if (next.done) controller.close();
+      else controller.enqueue(new Uint8Array(next.value));
+    },
+    async cancel() {
+      await iterator.return?.();
+    },
+  });
+  try {
+    for await (const chunk of new XzReadableStream(input) as unknown as AsyncIterable<Uint8Array>) {
+      yield chunk;
+    }
+  } catch (error) {
+    if (error instanceof GantryError) throw error;
+    throw new CorruptCompressedDataError(`xz: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** Decompresses bzip2 through unbzip2-stream (a classic through-stream, fed and drained chunk by chunk). */
+async function* bzip2Decompressing(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const create = createRequire(import.meta.url)('unbzip2-stream') as Bzip2Module;
+  const decoder = create();
+  const output: Uint8Array[] = [];
+  let failure: unknown;
+  decoder.on('data', (chunk: Uint8Array) => output.push(chunk));
+  decoder.on('error', (error: unknown) => {
+    failure ??= error;
+  });
+  const check = (): void => {
+    if (failure !== undefined) {
+      throw new CorruptCompressedDataError(`bzip2: ${(failure as Error).message ?? String(failure)}`, {
+        cause: failure,
+      });
+    }
+  };
+  for await (const chunk of source) {
+    decoder.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) as unknown as string);
+    check();
+    while (output.length > 0) yield output.shift()!;
+  }
+  decoder.end();
+  check();
+  while (output.length > 0) yield output.shift()!;
+}
+
+/**
+ * A pipeline stage compressing its input to `format`: gzip on several threads (`parallelGzipStage`,
+ * like skopeo's pgzip), zstd through `zstdImplementation()` (else `ERR_GANTRY_NOT_SUPPORTED`).
+ */
+export function compressingStage(
+  format: CompressionFormat,
+  level?: number,
+): (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array> {
+  if (format === 'gzip') return parallelGzipStage(level === undefined ? {} : { level });
+  const compressor = createCompressor(format, level);
+  return (source) => throughTransform(source, compressor);
 }
 
 /**
@@ -126,7 +277,7 @@ export async function peekCompression(
  */
 export async function* throughTransform(
   source: AsyncIterable<Uint8Array>,
-  transform: Transform,
+  transform: Duplex,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const output = pipeline(source, transform, () => {
     // Errors reach the consumer through the iteration of `output` below.

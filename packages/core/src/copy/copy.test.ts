@@ -19,6 +19,7 @@ import {
   fixturePresets,
 } from '../testing/index.js';
 import type { BlobInfo, ImageSource } from '../transport/contract.js';
+import { detectCompression, zstdImplementation } from './compression.js';
 import { copyImage } from './copy.js';
 import {
   fakeDockerReference,
@@ -639,22 +640,54 @@ describe('copyImage: compression', () => {
     expect(result.manifestDigest).toBe(test.image.topLevel.digest);
   });
 
-  it('refuses zstd on a Node.js without node:zlib zstd, naming the version', async () => {
+  it('compresses to zstd on every Node.js (node:zlib or zstd-napi) with OCI zstd media types', async () => {
     const test = await harness(fixturePresets.uncompressedLayers, {
       destination: { properties: { desiredLayerCompression: 'compress' } },
     });
-    const hasZstd =
-      typeof ((await import('node:zlib')) as Record<string, unknown>).createZstdCompress === 'function';
-    if (hasZstd) {
-      const result = await test.copy({ destinationCompression: 'zstd' });
-      const manifest = parseManifest(result.manifest, result.manifestMediaType);
-      expect(manifest.layers.every((layer) => layer.mediaType === MediaTypes.OciLayerZstd)).toBe(true);
-      return;
+    expect(zstdImplementation()).toBeDefined();
+    const result = await test.copy({ destinationCompression: 'zstd' });
+    const manifest = parseManifest(result.manifest, result.manifestMediaType);
+    expect(manifest.layers.length).toBeGreaterThan(0);
+    expect(manifest.layers.every((layer) => layer.mediaType === MediaTypes.OciLayerZstd)).toBe(true);
+    for (const layer of manifest.layers) {
+      const stored = test.destination.committedBlobs.get(layer.digest)!;
+      expect(detectCompression(stored.bytes!)).toBe('zstd');
     }
-    const failure = test.copy({ destinationCompression: 'zstd' });
-    await expect(failure).rejects.toMatchObject({ code: ErrorCodes.NotSupported });
-    await expect(failure).rejects.toThrow(process.version);
-    expect(test.destination.committed).toBe(false);
+  });
+
+  it('forces the requested compression on a destination that preserves layers (--dest-force-compress-format)', async () => {
+    const test = await harness(fixturePresets.dockerSchema2);
+    const result = await test.copy({ destinationCompression: 'zstd', forceCompressionFormat: true });
+    expect(result.manifestMediaType).toBe(MediaTypes.OciManifest);
+    const manifest = parseManifest(result.manifest, result.manifestMediaType);
+    for (const layer of manifest.layers) {
+      expect(layer.mediaType).toBe(MediaTypes.OciLayerZstd);
+      expect(detectCompression(test.destination.committedBlobs.get(layer.digest)!.bytes!)).toBe('zstd');
+    }
+    const unforced = await harness(fixturePresets.dockerSchema2);
+    expect((await unforced.copy({ destinationCompression: 'zstd' })).manifestDigest).toBe(
+      unforced.image.topLevel.digest,
+    );
+    await expect(test.copy({ forceCompressionFormat: true })).rejects.toMatchObject({
+      code: ErrorCodes.Usage,
+    });
+  });
+
+  it('refuses zstd when no implementation is available, naming the Node.js version', async () => {
+    const test = await harness(fixturePresets.uncompressedLayers, {
+      destination: { properties: { desiredLayerCompression: 'compress' } },
+    });
+    const saved = process.env.GANTRY_ZSTD_IMPLEMENTATION;
+    process.env.GANTRY_ZSTD_IMPLEMENTATION = 'none';
+    try {
+      const failure = test.copy({ destinationCompression: 'zstd' });
+      await expect(failure).rejects.toMatchObject({ code: ErrorCodes.NotSupported });
+      await expect(failure).rejects.toThrow(process.version);
+      expect(test.destination.committed).toBe(false);
+    } finally {
+      if (saved === undefined) delete process.env.GANTRY_ZSTD_IMPLEMENTATION;
+      else process.env.GANTRY_ZSTD_IMPLEMENTATION = saved;
+    }
   });
 });
 
@@ -968,7 +1001,7 @@ describe('copyImage: abort, retries, concurrency', () => {
             // Fail mid-stream, after some bytes went to the destination.
             async function* broken() {
               for await (const chunk of blob.stream) {
-                yield (chunk as Buffer).subarray(0, 5);
+                yield (chunk as Buffer).subarray(0, 64);
                 throw networkError('ECONNRESET');
               }
             }

@@ -1,4 +1,5 @@
 import { defaultMaxListeners, setMaxListeners } from 'node:events';
+import { Readable } from 'node:stream';
 import type { Digest } from '../digest.js';
 import { ErrorCodes, GantryError, isGantryError, throwIfAborted } from '../errors.js';
 import {
@@ -8,6 +9,7 @@ import {
   editManifestList,
   type ImageManifest,
   isManifestListMediaType,
+  layerCompressionOf,
   layerMediaTypeFor,
   type ManifestEdit,
   type ManifestList,
@@ -39,6 +41,7 @@ import {
   normaliseAbort,
   readSmallBlob,
 } from './blob.js';
+import { type BlobInfoCache, DiskBlobInfoCache } from './blob-info-cache.js';
 import type { DetectedCompression } from './compression.js';
 import { copyReferrers } from './referrers.js';
 import type { RetrySettings } from './retry.js';
@@ -93,8 +96,9 @@ function contextWithSignal(
 export async function copyImage(
   source: ImageReference,
   destination: ImageReference,
-  options: CopyOptions = {},
+  initialOptions: CopyOptions = {},
 ): Promise<CopyResult> {
+  let options = initialOptions;
   const signal = options.signal;
   const emit = (event: CopyProgressEvent): void => {
     options.onProgress?.(event);
@@ -102,6 +106,20 @@ export async function copyImage(
   let imageSource: ImageSource | undefined;
   let imageDestination: ImageDestination | undefined;
   let failure: unknown;
+  const cache =
+    typeof options.blobInfoCache === 'string'
+      ? new DiskBlobInfoCache(options.blobInfoCache)
+      : options.blobInfoCache === false
+        ? undefined
+        : options.blobInfoCache;
+  if (cache !== undefined) {
+    options = {
+      ...options,
+      blobInfoCache: cache,
+      sourceContext: { ...options.sourceContext, blobInfoCache: cache },
+      destinationContext: { ...options.destinationContext, blobInfoCache: cache },
+    };
+  }
   try {
     throwIfAborted(signal);
     emit({ type: 'copy-start', source: imageName(source), destination: imageName(destination) });
@@ -161,6 +179,8 @@ export async function copyImage(
     failure = normaliseAbort(error, signal);
     throw failure;
   } finally {
+    // What was learnt is kept even when the copy failed (the blobs that were copied are real).
+    if (cache instanceof DiskBlobInfoCache) await cache.flush();
     const closing = [imageDestination?.close(), imageSource?.close()];
     const outcomes = await Promise.allSettled(closing);
     const closeFailure = outcomes.find((outcome) => outcome.status === 'rejected');
@@ -269,6 +289,11 @@ class ImageCopier {
   ) {
     this.signal = options.signal;
     this.retry = retrySettingsOf(options, emit);
+  }
+
+  private get blobInfoCache(): BlobInfoCache | undefined {
+    const cache = this.options.blobInfoCache;
+    return typeof cache === 'object' ? cache : undefined;
   }
 
   private retried<T>(operation: () => Promise<T>): Promise<T> {
@@ -504,17 +529,24 @@ class ImageCopier {
       }
     }
 
-    const needDiffIds = candidates.some((candidate) => needsLayerDiffIds(manifest, candidate));
     const compressionPlan = this.compressionPlan(manifest, cannotModify);
+    candidates = this.candidatesForCompression(candidates, manifest, compressionPlan, cannotModify);
+    const needDiffIds = candidates.some((candidate) => needsLayerDiffIds(manifest, candidate));
     const canSubstitute = cannotModify === '';
 
     // Layers written decompressed are verified against the config's DiffIDs (read first; small and
     // verified itself), so each byte is hashed once, after decompression (see `CopyLayerRequest`).
     let configBytes: Uint8Array | undefined;
     let expectedDiffIds: Map<Digest, Digest> | undefined;
-    if (compressionPlan?.desired === 'decompress' && manifest.config) {
+    const cache = this.blobInfoCache;
+    let configDiffIds: Map<Digest, Digest> | undefined;
+    if (
+      (compressionPlan?.desired === 'decompress' || compressionPlan?.recompress || cache !== undefined) &&
+      manifest.config
+    ) {
       configBytes = await this.readConfig(manifest.config);
-      expectedDiffIds = diffIdsByLayer(layers, configBytes);
+      configDiffIds = diffIdsByLayer(layers, configBytes);
+      if (compressionPlan?.desired === 'decompress') expectedDiffIds = configDiffIds;
     }
 
     // Copy each distinct layer once, concurrently when both ends allow it.
@@ -547,11 +579,17 @@ class ImageCopier {
           canSubstitute,
           layerSignal,
           expectedDiffIds?.get(distinct[index]!.digest),
+          configDiffIds?.get(distinct[index]!.digest),
         ),
       () => layerController.abort(new GantryError(ErrorCodes.Aborted, 'another layer failed to copy')),
     );
     const copied = layers.map((layer) => copiedDistinct[indexOfDigest.get(layer.digest)!]!);
     throwIfAborted(this.signal);
+    if (cache !== undefined) {
+      for (const [index, layer] of distinct.entries()) {
+        this.recordLayer(cache, layer, copiedDistinct[index]!, configDiffIds?.get(layer.digest));
+      }
+    }
 
     // Read the config (small, verified) for manifest edits; write it after the layers.
     if (manifest.config && configBytes === undefined) configBytes = await this.readConfig(manifest.config);
@@ -603,8 +641,17 @@ class ImageCopier {
 
   /** Decides what may be done to layer compression, refusing with preserveDigests an explicit request. */
   private compressionPlan(manifest: ImageManifest, cannotModify: string): LayerCompressionPlan | undefined {
-    const desired = this.destination.properties.desiredLayerCompression;
     const requested = this.options.destinationCompression;
+    let desired = this.destination.properties.desiredLayerCompression;
+    if (this.options.forceCompressionFormat) {
+      if (requested === undefined) {
+        throw new GantryError(
+          ErrorCodes.Usage,
+          'forcing the compression format (--dest-force-compress-format) needs a compression format (--dest-compress-format)',
+        );
+      }
+      if (desired === 'preserve') desired = 'compress';
+    }
     if (cannotModify !== '') {
       const mustKeepDigests = this.options.preserveDigests || this.options.copyReferrers;
       if (mustKeepDigests && requested !== undefined && desired === 'compress') {
@@ -633,6 +680,41 @@ class ImageCopier {
     return plan;
   }
 
+  /**
+   * The manifest candidates reordered for zstd layers, which only OCI manifests carry: when the plan
+   * compresses to zstd, OCI goes first (the source's Docker type cannot hold the layers); when no
+   * candidate is OCI (the destination or `-f` allows only Docker types) the copy is refused before
+   * any layer is copied.
+   */
+  private candidatesForCompression(
+    candidates: string[],
+    manifest: ImageManifest,
+    plan: LayerCompressionPlan | undefined,
+    cannotModify: string,
+  ): string[] {
+    const zstdLayers = plan?.desired === 'compress' && plan.format === 'zstd' && manifest.layers.length > 0;
+    if (!zstdLayers) return candidates;
+    const canCarryZstd = candidates.filter((candidate) => candidate === MediaTypes.OciManifest);
+    if (canCarryZstd.length === 0) {
+      const forced = this.options.manifestMediaType;
+      throw new GantryError(
+        ErrorCodes.ManifestConversionFailed,
+        `zstd-compressed layers need an OCI manifest, and ${
+          forced !== undefined
+            ? `the requested manifest format (${forced}) is not OCI`
+            : `${imageName(this.destinationReference)} accepts only ${candidates.join(', ')}`
+        }: use gzip (--dest-compress-format gzip)${forced !== undefined ? ' or -f oci' : ''}`,
+      );
+    }
+    if (candidates[0] !== MediaTypes.OciManifest && cannotModify !== '') {
+      throw this.refuseChange(
+        cannotModify,
+        `zstd-compressed layers need converting the manifest from ${manifest.mediaType} to ${MediaTypes.OciManifest}`,
+      );
+    }
+    return [...canCarryZstd, ...candidates.filter((candidate) => candidate !== MediaTypes.OciManifest)];
+  }
+
   private async copyOneLayer(
     layer: BlobInfo,
     plan: LayerCompressionPlan | undefined,
@@ -640,6 +722,7 @@ class ImageCopier {
     canSubstitute: boolean,
     signal: AbortSignal,
     expectedDiffId: Digest | undefined,
+    configDiffId: Digest | undefined,
   ): Promise<CopiedLayer> {
     const properties = this.destination.properties;
     if (properties.acceptsForeignLayerURLs && (layer.urls?.length ?? 0) > 0) {
@@ -663,6 +746,15 @@ class ImageCopier {
       needDiffId,
       canSubstitute,
       ...(expectedDiffId !== undefined ? { expectedDiffId } : {}),
+      ...(configDiffId !== undefined && digestAlgorithmOf(configDiffId) === 'sha256'
+        ? { uncompressedDigest: configDiffId }
+        : {}),
+      ...(effectivePlan?.desired === 'compress' && effectivePlan.recompress
+        ? { requiredCompression: effectivePlan.format }
+        : {}),
+      ...(effectivePlan?.desired === 'compress' && canSubstitute
+        ? { substitutes: this.cachedSubstitutes(layer, effectivePlan.format, configDiffId) }
+        : {}),
       changedMediaType: (compression: DetectedCompression) =>
         layer.mediaType === undefined
           ? undefined
@@ -675,6 +767,49 @@ class ImageCopier {
       return { ...copied, info };
     }
     return copied;
+  }
+
+  /**
+   * Blobs the cache knows to hold this layer's contents in `format` (other than the layer itself):
+   * the destination may already have one, which then saves compressing the layer again.
+   */
+  private cachedSubstitutes(
+    layer: BlobInfo,
+    format: 'gzip' | 'zstd',
+    configDiffId: Digest | undefined,
+  ): Array<{ digest: Digest; compression: 'gzip' | 'zstd' }> {
+    const cache = this.blobInfoCache;
+    if (cache === undefined) return [];
+    // A layer already in `format` is copied (or reused) as it is: substituting another blob would change
+    // the manifest for nothing.
+    const current = layer.mediaType === undefined ? 'gzip' : layerCompressionOf(layer.mediaType);
+    if (current === format) return [];
+    const uncompressed = configDiffId ?? cache.uncompressedDigest(layer.digest);
+    if (uncompressed === undefined) return [];
+    return cache
+      .compressedVariants(uncompressed)
+      .filter((variant) => variant.compression === format && variant.digest !== layer.digest)
+      .map((variant) => ({ digest: variant.digest, compression: format }));
+  }
+
+  /** Records in the cache what copying a layer showed: its compressed ⇄ uncompressed digest pairs. */
+  private recordLayer(
+    cache: BlobInfoCache,
+    layer: BlobInfo,
+    copied: CopiedLayer,
+    configDiffId: Digest | undefined,
+  ): void {
+    const sourceCompression = layer.mediaType === undefined ? undefined : layerCompressionOf(layer.mediaType);
+    const uncompressed =
+      copied.diffId ?? configDiffId ?? (sourceCompression === 'none' ? layer.digest : undefined);
+    if (uncompressed === undefined) return;
+    if (sourceCompression === 'gzip' || sourceCompression === 'zstd' || sourceCompression === 'none') {
+      cache.recordDigestUncompressedPair(layer.digest, uncompressed, sourceCompression);
+    }
+    const stored = copied.compression;
+    if (copied.changed && (stored === 'gzip' || stored === 'zstd' || stored === 'none')) {
+      cache.recordDigestUncompressedPair(copied.info.digest, uncompressed, stored);
+    }
   }
 
   private sourceManifestTypeForLayer(layer: BlobInfo): string {
@@ -729,6 +864,12 @@ class ImageCopier {
       };
       if (converting) edit.mediaType = candidate;
       if (configBytes) edit.config = configBytes;
+      const destinationDockerReference = this.destinationReference.dockerReference();
+      if (destinationDockerReference !== undefined) {
+        edit.schema1Reference = { path: destinationDockerReference.path };
+        if (destinationDockerReference.tag !== undefined)
+          edit.schema1Reference.tag = destinationDockerReference.tag;
+      }
       if (needsLayerDiffIds(manifest, candidate)) {
         const diffIds = copied.map((layer) => layer.diffId);
         if (diffIds.some((diffId) => diffId === undefined)) {
@@ -741,8 +882,16 @@ class ImageCopier {
       }
       const edited = editManifest(manifest, edit);
       output = { bytes: edited.bytes, mediaType: edited.mediaType, digest: edited.digest };
+      for (const extra of edited.extraLayers ?? []) {
+        // As containers/image uploads schema1's gzipped empty layer during the conversion.
+        await this.putSmallLayer(extra.info, extra.bytes);
+      }
+      const toSchema1 =
+        edited.mediaType === MediaTypes.DockerSchema1Signed || edited.mediaType === MediaTypes.DockerSchema1;
       if (edited.config) configToWrite = { info: edited.config.info, bytes: edited.config.bytes };
-      else if (manifest.config && configBytes) configToWrite = { info: manifest.config, bytes: configBytes };
+      // A schema1 manifest has no config blob: its config is in the manifest.
+      else if (manifest.config && configBytes && !toSchema1)
+        configToWrite = { info: manifest.config, bytes: configBytes };
     }
     if (configToWrite && !writtenConfigs.has(configToWrite.info.digest)) {
       await copyConfigBlob(this.blobContext(this.signal), configToWrite.info, configToWrite.bytes);
@@ -761,11 +910,30 @@ class ImageCopier {
   }
 
   /**
-   * True when nothing is written after the top-level manifest but `commit`: no signatures to store and
-   * no referrers to copy (`PutManifestOptions.lastBeforeCommit`).
+   * True when nothing is written after the top-level manifest but `commit`: no signatures to store (copied
+   * or made now) and no referrers to copy (`PutManifestOptions.lastBeforeCommit`).
    */
   private nothingAfterTopLevelManifest(signatures: readonly Uint8Array[]): boolean {
-    return signatures.length === 0 && !this.options.copyReferrers;
+    return signatures.length === 0 && this.signing.signers.length === 0 && !this.options.copyReferrers;
+  }
+
+  /** Writes a small layer blob made here (schema1's empty layer), unless the destination has it. */
+  private async putSmallLayer(info: BlobInfo, bytes: Uint8Array): Promise<void> {
+    await this.retried(async () => {
+      if (this.destination.tryReusingBlob) {
+        const reused = await this.destination.tryReusingBlob(info, {
+          isConfig: false,
+          canSubstitute: false,
+          signal: this.signal,
+        });
+        if (reused.reused) return;
+      }
+      await this.destination.putBlob(
+        Readable.from([bytes], { objectMode: false }),
+        { digest: info.digest, size: bytes.byteLength, mediaType: info.mediaType },
+        { isConfig: false, signal: this.signal },
+      );
+    });
   }
 
   /** Copies a list: its instances (unless `indexOnly`), then the list itself. */
@@ -889,6 +1057,10 @@ class ImageCopier {
   }
 }
 
+function digestAlgorithmOf(digest: Digest): string {
+  return digest.slice(0, digest.indexOf(':'));
+}
+
 function sameBytes(left: Uint8Array, right: Uint8Array): boolean {
   return Buffer.from(left.buffer, left.byteOffset, left.byteLength).equals(
     Buffer.from(right.buffer, right.byteOffset, right.byteLength),
@@ -899,7 +1071,8 @@ function resolvedCompression(
   layer: CopiedLayer,
   manifestCompression: string | undefined,
 ): 'gzip' | 'zstd' | 'none' {
-  if (layer.compression !== 'unknown') return layer.compression;
+  const stored = layer.compression;
+  if (stored === 'gzip' || stored === 'zstd' || stored === 'none') return stored;
   if (manifestCompression === 'gzip' || manifestCompression === 'zstd' || manifestCompression === 'none') {
     return manifestCompression;
   }
@@ -909,9 +1082,10 @@ function resolvedCompression(
 /** `layerMediaTypeFor`, keeping the original type when it cannot be mapped. */
 function safeLayerMediaType(
   manifestMediaType: string,
-  compression: 'gzip' | 'zstd' | 'none',
+  compression: DetectedCompression,
   original: string | undefined,
 ): string | undefined {
+  if (compression === 'xz' || compression === 'bzip2') return original;
   try {
     return layerMediaTypeFor(manifestMediaType, compression, original);
   } catch {

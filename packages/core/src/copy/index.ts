@@ -1,9 +1,22 @@
 export {
+  type BlobInfoCache,
+  type CachedCompression,
+  DiskBlobInfoCache,
+  defaultBlobInfoCachePath,
+  MemoryBlobInfoCache,
+} from './blob-info-cache.js';
+export {
+  type CompressionFormat,
   compressingStage,
+  createCompressor,
   createDecompressor,
   type DetectedCompression,
+  defaultZstdLevel,
   detectCompression,
+  type ZstdImplementation,
   zstdAvailable,
+  zstdDecompressionImplementation,
+  zstdImplementation,
 } from './compression.js';
 export { copyImage, defaultBlobConcurrency, imageName } from './copy.js';
 export {

@@ -2,6 +2,7 @@ import type { Digest } from '../digest.js';
 import type { Policy } from '../policy/index.js';
 import type { SigningOptions } from '../signature/sign.js';
 import type { BlobInfo, ReferrerDescriptor, TransportContext } from '../transport/contract.js';
+import type { BlobInfoCache } from './blob-info-cache.js';
 
 /** Which part of a manifest list (OCI index, Docker manifest list) `copyImage` copies. */
 export type ImageListSelection = 'system' | 'all' | 'index-only';
@@ -57,10 +58,30 @@ export interface CopyOptions {
   retryDelayMs?: number;
   /** How many blobs are copied at once (`--image-parallel-copies`); default 6. */
   blobConcurrency?: number;
-  /** Compression for layers the destination wants compressed (`--dest-compress-format`); default gzip. */
+  /**
+   * Compression for layers the destination wants compressed (`--dest-compress-format`); default gzip.
+   * When given, layers compressed otherwise are recompressed, and — unlike skopeo, which keeps a blob
+   * the destination already holds in another compression — only destination blobs in this compression
+   * are reused. zstd layers need an OCI manifest: a Docker schema2/schema1 source is converted to OCI
+   * when the manifest may change, else the copy is refused (`ERR_GANTRY_MANIFEST_CONVERSION_FAILED`).
+   */
   destinationCompression?: 'gzip' | 'zstd';
-  /** Compression level (`--dest-compress-level`). */
+  /**
+   * Also compress to `destinationCompression` for destinations that keep layers as they come (`dir:`,
+   * `oci:`'s compressed layers), so every layer ends in that compression (`--dest-force-compress-format`).
+   * Needs `destinationCompression`.
+   */
+  forceCompressionFormat?: boolean;
+  /** Compression level (`--dest-compress-level`); gzip 1-9 (default 3), zstd 1-22 (default 3). */
   compressionLevel?: number;
+  /**
+   * The blob-info cache (see `DiskBlobInfoCache`): a file path (a `DiskBlobInfoCache` there, flushed when
+   * the copy ends), a cache object, or undefined / false for none. The CLI uses
+   * `defaultBlobInfoCachePath()`. With it, a layer already stored at the destination in the wanted
+   * compression (known from an earlier copy) is reused instead of compressed again, and transports
+   * mount blobs from where they were seen.
+   */
+  blobInfoCache?: BlobInfoCache | string | false;
   /** Receives progress events; must not throw. */
   onProgress?: (event: CopyProgressEvent) => void;
 }

@@ -316,7 +316,7 @@ export function schema1ToSchema2Config(decoded: DecodedSchema1, diffIds: readonl
 }
 
 /** The top-level members of a JSON object text as raw value texts (later duplicates win, like Go). */
-function topLevelRawEntries(text: string): Array<[string, string]> {
+export function topLevelRawEntries(text: string): Array<[string, string]> {
   const parsed = JSON.parse(text) as unknown;
   if (!isJsonObject(parsed)) throw invalidConfig('v1Compatibility is not a JSON object');
   const entries = new Map<string, string>();

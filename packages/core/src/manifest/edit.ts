@@ -1,9 +1,9 @@
 import { type Digest, digestOf } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import type { BlobInfo } from '../transport/contract.js';
-import { ociConfigBytesFromDockerConfig, schema1ToSchema2Config } from './config.js';
+import { ociConfigBytesFromDockerConfig, schema1ToSchema2Config, topLevelRawEntries } from './config.js';
 import { normalizeManifestMediaType } from './digests.js';
-import { goJsonMarshal } from './go-json.js';
+import { goJsonMarshal, goJsonMarshalWithRaw, goTimeRoundTrip, goZeroTime, RawJson } from './go-json.js';
 import { isManifestListMediaType, MediaTypes } from './media-types.js';
 import {
   decodeJsonObject,
@@ -15,6 +15,7 @@ import {
   type ManifestList,
 } from './parse.js';
 import { hostPlatform } from './platform.js';
+import { signSchema1Manifest } from './schema1-sign.js';
 
 /** Layer compression a destination layer can have. */
 export type TargetCompression = 'gzip' | 'zstd' | 'none';
@@ -127,6 +128,11 @@ export interface ManifestEdit {
   layerDiffIds?: Digest[];
   /** The source config bytes (needed to convert Docker schema2 to OCI, whose config is re-encoded). */
   config?: Uint8Array;
+  /**
+   * For a conversion to schema1: the destination's docker reference, whose path and tag become the
+   * manifest's `name` and `tag` (both empty without one, as containers/image writes them for `dir:`).
+   */
+  schema1Reference?: { path: string; tag?: string };
 }
 
 export interface EditedManifest {
@@ -135,7 +141,18 @@ export interface EditedManifest {
   digest: Digest;
   /** Set when a new config blob must be written (conversions that change the config). */
   config?: { bytes: Uint8Array; info: BlobInfo };
+  /** Layer blobs the manifest names that must be written too (schema1's gzipped empty layer). */
+  extraLayers?: Array<{ bytes: Uint8Array; info: BlobInfo }>;
 }
+
+/** The gzipped empty tar containers/image (and Docker) use for schema1's empty layers. */
+export const gzippedEmptyLayer: Uint8Array = new Uint8Array([
+  31, 139, 8, 0, 0, 9, 110, 136, 0, 255, 98, 24, 5, 163, 96, 20, 140, 88, 0, 8, 0, 0, 255, 255, 46, 175, 181,
+  239, 0, 4, 0, 0,
+]);
+/** The digest of `gzippedEmptyLayer`. */
+export const gzippedEmptyLayerDigest =
+  'sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4' as Digest;
 
 const encoder = new TextEncoder();
 
@@ -431,6 +448,147 @@ function schema1ToNewer(manifest: ImageManifest, edit: ManifestEdit, target: str
   );
 }
 
+/** sha256 of the blob digest's hex and `others`, joined by spaces: the v1 IDs Docker made up. */
+function v1IdOf(blobDigest: Digest, ...others: string[]): string {
+  const hex = blobDigest.slice(blobDigest.indexOf(':') + 1);
+  return digestOf(new TextEncoder().encode([hex, ...others].join(' '))).slice('sha256:'.length);
+}
+
+/**
+ * containers/image's `convertToManifestSchema1` (schema2, and OCI through schema2): one fsLayer and
+ * v1Compatibility entry per config history entry (top first), empty-layer entries pointing at the
+ * gzipped empty layer (returned in `extraLayers`), made-up v1 IDs chained through `parent`, and the top
+ * entry carrying the config without `rootfs` and `history`. Signed with a fresh key.
+ */
+function toSchema1(manifest: ImageManifest, edit: ManifestEdit): EditedManifest {
+  if (edit.config === undefined) {
+    throw conversionFailed(
+      `converting ${manifest.mediaType} to ${MediaTypes.DockerSchema1Signed} needs the image config`,
+    );
+  }
+  const object = decodeJsonObject(manifest.bytes, 'manifest');
+  const config = object.config as JsonObject;
+  if (manifest.mediaType === MediaTypes.OciManifest && config.mediaType !== MediaTypes.OciConfig) {
+    throw conversionFailed(
+      `cannot convert an OCI artifact (config media type "${String(config.mediaType)}") to ${MediaTypes.DockerSchema1Signed}: only images can be converted`,
+    );
+  }
+  const layerEdits = effectiveLayerEdits(manifest, edit.layers);
+  const layers = (object.layers as JsonObject[]).map((layer, index) => {
+    const layerEdit = layerEdits?.[index];
+    const compression = layerEdit?.compression ?? layerCompressionOf(String(layer.mediaType ?? ''));
+    if (compression === 'zstd') {
+      throw conversionFailed(
+        `zstd compression is not supported for schema1 images (layer ${String(layer.digest)})`,
+      );
+    }
+    if (String(layer.mediaType ?? '').includes('+encrypted')) {
+      throw conversionFailed('encrypted layers are not supported in schema1 images');
+    }
+    return { digest: (layerEdit?.digest ?? layer.digest) as Digest };
+  });
+  const configText = new TextDecoder().decode(edit.config);
+  let imageConfig: JsonObject;
+  try {
+    const parsed = JSON.parse(configText) as unknown;
+    if (!isJsonObject(parsed)) throw new TypeError('not a JSON object');
+    imageConfig = parsed;
+  } catch (error) {
+    throw conversionFailed(`converting to schema1: invalid image config: ${(error as Error).message}`);
+  }
+  const history = Array.isArray(imageConfig.history) ? (imageConfig.history as unknown[]) : [];
+  if (history.length === 0) {
+    throw conversionFailed(
+      `Cannot convert an image with 0 history entries to ${MediaTypes.DockerSchema1Signed}`,
+    );
+  }
+  const count = history.length;
+  const fsLayers = new Array<{ blobSum: Digest }>(count);
+  const v1Compatibility = new Array<string>(count);
+  let nonEmptyIndex = 0;
+  let parent = '';
+  let v1Id = '';
+  let usesEmptyLayer = false;
+  for (const [v2Index, rawEntry] of history.entries()) {
+    const entry = isJsonObject(rawEntry) ? rawEntry : {};
+    parent = v1Id;
+    const v1Index = count - 1 - v2Index;
+    let blobDigest: Digest;
+    const emptyLayer = entry.empty_layer === true;
+    if (emptyLayer) {
+      blobDigest = gzippedEmptyLayerDigest;
+      usesEmptyLayer = true;
+    } else {
+      if (nonEmptyIndex >= layers.length) {
+        throw conversionFailed(
+          `Invalid image configuration, needs more than the ${layers.length} distributed layers`,
+        );
+      }
+      blobDigest = layers[nonEmptyIndex]!.digest;
+      nonEmptyIndex++;
+    }
+    v1Id = v1IdOf(blobDigest, parent);
+    const text = (value: unknown) => (typeof value === 'string' ? value : '');
+    let created = goZeroTime;
+    if (typeof entry.created === 'string') {
+      try {
+        created = goTimeRoundTrip(entry.created);
+      } catch (error) {
+        throw conversionFailed(
+          `converting to schema1: history entry ${v2Index}: ${(error as Error).message}`,
+        );
+      }
+    }
+    const fake: Record<string, unknown> = { id: v1Id };
+    if (parent !== '') fake.parent = parent;
+    if (text(entry.comment) !== '') fake.comment = text(entry.comment);
+    fake.created = created;
+    fake.container_config = { Cmd: [text(entry.created_by)] };
+    if (text(entry.author) !== '') fake.author = text(entry.author);
+    if (emptyLayer) fake.throwaway = true;
+    fsLayers[v1Index] = { blobSum: blobDigest };
+    v1Compatibility[v1Index] = goJsonMarshal(fake);
+  }
+  // The top entry: the real config, without rootfs and history, with its own v1 ID.
+  const topId = v1IdOf(fsLayers[0]!.blobSum, parent, configText);
+  const raw = new Map<string, unknown>();
+  for (const [key, value] of topLevelRawEntries(configText)) raw.set(key, new RawJson(value));
+  raw.delete('rootfs');
+  raw.delete('history');
+  raw.set('id', topId);
+  if (parent !== '') raw.set('parent', parent);
+  if ((history[count - 1] as JsonObject | undefined)?.empty_layer === true) raw.set('throwaway', true);
+  v1Compatibility[0] = goJsonMarshalWithRaw(raw);
+
+  const payload = goJsonMarshal({
+    name: edit.schema1Reference?.path ?? '',
+    tag: edit.schema1Reference?.tag ?? '',
+    architecture: typeof imageConfig.architecture === 'string' ? imageConfig.architecture : '',
+    fsLayers,
+    history: v1Compatibility.map((value) => ({ v1Compatibility: value })),
+    schemaVersion: 1,
+  });
+  const payloadBytes = new TextEncoder().encode(payload);
+  const result: EditedManifest = {
+    bytes: signSchema1Manifest(payloadBytes),
+    mediaType: MediaTypes.DockerSchema1Signed,
+    digest: digestOf(payloadBytes),
+  };
+  if (usesEmptyLayer) {
+    result.extraLayers = [
+      {
+        bytes: gzippedEmptyLayer,
+        info: {
+          digest: gzippedEmptyLayerDigest,
+          size: gzippedEmptyLayer.byteLength,
+          mediaType: MediaTypes.DockerLayerGzip,
+        },
+      },
+    ];
+  }
+  return result;
+}
+
 /**
  * Edits and/or converts a manifest as containers/image's `UpdatedImage` does, serialising the result
  * like Go's encoding/json (struct field order, omitempty, no indentation) so that digests equal
@@ -442,7 +600,8 @@ function schema1ToNewer(manifest: ImageManifest, edit: ManifestEdit, target: str
  *   struct (as containers/image does), returned in `config` and needing `edit.config`.
  * - schema1 -> schema2/OCI: builds the config from the v1Compatibility history and
  *   `edit.layerDiffIds`, drops empty (throwaway) layers; needs `edit.layers` (sizes).
- * - To schema1, and edits of schema1 layers: not supported yet (`ERR_GANTRY_MANIFEST_CONVERSION_FAILED`).
+ * - schema2/OCI -> schema1 (signed): as `toSchema1`; needs `edit.config`. Edits of schema1 layers are
+ *   not supported (`ERR_GANTRY_MANIFEST_CONVERSION_FAILED`).
  * - Layer edits: digest and size replaced; media type from `mediaType`, or from the target type and
  *   `compression` keeping the non-distributable family; annotations and URLs as `LayerEdit` says.
  */
@@ -460,7 +619,10 @@ export function editManifest(manifest: ImageManifest, edit: ManifestEdit): Edite
     return { bytes: manifest.bytes, mediaType: source, digest: manifest.digest };
   }
   if (schema1(target)) {
-    throw conversionFailed(`converting ${source} to ${target} is not supported`);
+    if (source !== MediaTypes.DockerManifest && source !== MediaTypes.OciManifest) {
+      throw conversionFailed(`converting ${source} to ${target} is not supported`);
+    }
+    return toSchema1(manifest, edit);
   }
   if (target !== MediaTypes.OciManifest && target !== MediaTypes.DockerManifest) {
     throw conversionFailed(`Unsupported conversion type: ${target}`);

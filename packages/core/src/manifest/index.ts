@@ -17,6 +17,8 @@ export {
   type EditedManifest,
   editManifest,
   editManifestList,
+  gzippedEmptyLayer,
+  gzippedEmptyLayerDigest,
   type LayerEdit,
   layerMediaTypeFor,
   type ManifestEdit,
@@ -57,3 +59,4 @@ export {
   wantedPlatform,
   wantedPlatforms,
 } from './platform.js';
+export { libtrustKeyId, schema1SignaturesVerify, signSchema1Manifest } from './schema1-sign.js';

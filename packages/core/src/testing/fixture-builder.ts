@@ -237,10 +237,12 @@ function imageConfigJson(
   if (platform.osFeatures !== undefined) config['os.features'] = [...platform.osFeatures];
   config.config = runConfig;
   config.rootfs = { type: 'layers', diff_ids: layers.map((layer) => layer.diffId) };
-  config.history = spec.layers.map((layer, index) => ({
-    created,
-    created_by: layer.createdBy ?? `gantry fixture layer ${index + 1}`,
-  }));
+  config.history = spec.layers.flatMap((layer, index) => [
+    { created, created_by: layer.createdBy ?? `gantry fixture layer ${index + 1}` },
+    ...(spec.emptyLayerHistory ?? [])
+      .filter((entry) => entry.afterLayer === index)
+      .map((entry) => ({ created, created_by: entry.createdBy, empty_layer: true })),
+  ]);
   return config;
 }
 

@@ -74,6 +74,11 @@ export interface FixtureImageSpec {
   created?: string;
   /** OCI manifest annotations (ignored for docker, which has none). */
   annotations?: Record<string, string>;
+  /**
+   * History entries of instructions that made no layer (`empty_layer: true`, as `ENV` or `CMD` in a
+   * Dockerfile), each placed after the history entry of layer `afterLayer` (0-based).
+   */
+  emptyLayerHistory?: Array<{ afterLayer: number; createdBy: string }>;
 }
 
 /** A multi-platform image: an OCI index (`oci`, default) or a Docker manifest list (`docker`). */

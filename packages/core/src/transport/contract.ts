@@ -12,6 +12,7 @@
  * 'v2' and Gantry keeps accepting v1 transports for as long as it can adapt them.
  */
 import type { Readable } from 'node:stream';
+import type { BlobInfoCache } from '../copy/blob-info-cache.js';
 import type { Digest } from '../digest.js';
 import type { DockerReference } from '../reference/types.js';
 
@@ -56,6 +57,12 @@ export interface TransportContext {
   dirForceDecompress?: boolean;
   /** Options for third-party transports, keyed by the transport's name. */
   transportOptions?: Readonly<Record<string, unknown>>;
+  /**
+   * Where blobs were seen and which compressed blob is which layer, kept between runs (`copyImage`'s
+   * `blobInfoCache`): transports record the locations they learn (docker: registry and repository) and
+   * consult them (cross-repository mounts).
+   */
+  blobInfoCache?: BlobInfoCache;
 }
 
 /** What is known of a blob: at least its digest; size -1 when unknown. */

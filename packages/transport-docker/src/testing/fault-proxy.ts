@@ -35,6 +35,21 @@ export interface StatusFault {
   immediate?: boolean;
 }
 
+/**
+ * A request whose body is cut: the first `cutAfterBytes` body bytes reach the registry, then both
+ * connections (client → proxy, proxy → registry) are destroyed — a connection dropped mid-upload.
+ * With `buffered`, the proxy holds each request's body until it is complete before forwarding it (as
+ * nginx's default `proxy_request_buffering on`), so a cut request never reaches the registry.
+ */
+export interface RequestFault {
+  buffered?: boolean;
+  matches(method: string, path: string, headers: IncomingHttpHeaders): boolean;
+  /** Body bytes let through, or a function of the request's headers giving them. */
+  cutAfterBytes: number | ((headers: IncomingHttpHeaders) => number);
+  /** How many matching requests are cut. */
+  times: number;
+}
+
 /** Headers to add to the registry's answers to matching requests (e.g. `OCI-Chunk-Min-Length` to POSTs). */
 export interface HeaderFault {
   matches(method: string, path: string): boolean;
@@ -67,6 +82,9 @@ export interface FaultProxy {
   faults: ResponseFault[];
   statusFaults: StatusFault[];
   headerFaults: HeaderFault[];
+  requestFaults: RequestFault[];
+  /** Request body bytes the proxy received, over every request (cut ones included). */
+  readonly totalRequestBodyBytes: number;
   stop(): Promise<void>;
 }
 
@@ -110,12 +128,15 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const faults: ResponseFault[] = [];
   const statusFaults: StatusFault[] = [];
   const headerFaults: HeaderFault[] = [];
+  const requestFaults: RequestFault[] = [];
+  let totalRequestBodyBytes = 0;
   const server: Server = createServer((incoming, outgoing) => {
     const method = incoming.method ?? 'GET';
     const path = incoming.url ?? '/';
     const received = { bytes: 0 };
     incoming.on('data', (chunk: Buffer) => {
       received.bytes += chunk.byteLength;
+      totalRequestBodyBytes += chunk.byteLength;
     });
     const statusFault = statusFaults.find(
       (candidate) => candidate.times > 0 && candidate.matches(method, path, incoming.headers),
@@ -171,7 +192,55 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       },
     );
     forwarded.on('error', () => outgoing.socket?.destroy());
-    incoming.pipe(forwarded);
+    const requestFault = requestFaults.find(
+      (candidate) => candidate.times > 0 && candidate.matches(method, path, incoming.headers),
+    );
+    if (!requestFault) {
+      incoming.pipe(forwarded);
+      return;
+    }
+    requestFault.times--;
+    const cutAfterBytes =
+      typeof requestFault.cutAfterBytes === 'number'
+        ? requestFault.cutAfterBytes
+        : requestFault.cutAfterBytes(incoming.headers);
+    let forwardedBytes = 0;
+    let cut = false;
+    const held: Buffer[] = [];
+    incoming.on('data', (chunk: Buffer) => {
+      if (cut) return;
+      if (requestFault.buffered) {
+        const part = chunk.subarray(0, cutAfterBytes - forwardedBytes);
+        forwardedBytes += part.byteLength;
+        held.push(part);
+        if (forwardedBytes >= cutAfterBytes) {
+          cut = true;
+          requests.push(requestRecord(incoming, 0, true, received));
+          incoming.pause();
+          forwarded.destroy();
+          setTimeout(() => incoming.socket?.destroy(), 20);
+        }
+        return;
+      }
+      const part = chunk.subarray(0, cutAfterBytes - forwardedBytes);
+      forwardedBytes += part.byteLength;
+      if (part.byteLength > 0) forwarded.write(part);
+      if (forwardedBytes >= cutAfterBytes) {
+        cut = true;
+        requests.push(requestRecord(incoming, 0, true, received));
+        incoming.pause();
+        // Let the forwarded bytes reach the registry, then drop both connections.
+        setTimeout(() => {
+          forwarded.destroy();
+          incoming.socket?.destroy();
+        }, 50);
+      }
+    });
+    incoming.on('end', () => {
+      if (cut) return;
+      if (requestFault.buffered) forwarded.end(Buffer.concat(held));
+      else forwarded.end();
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -181,6 +250,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     faults,
     statusFaults,
     headerFaults,
+    requestFaults,
+    get totalRequestBodyBytes() {
+      return totalRequestBodyBytes;
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -1,0 +1,135 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Digest, digestOf } from '../digest.js';
+import { DiskBlobInfoCache, defaultBlobInfoCachePath, MemoryBlobInfoCache } from './blob-info-cache.js';
+
+const digest = (text: string) => digestOf(new TextEncoder().encode(text)) as Digest;
+const layer = digest('layer');
+const gzipped = digest('layer.gz');
+const zstded = digest('layer.zst');
+
+let directory: string;
+beforeEach(async () => {
+  directory = await mkdtemp(join(tmpdir(), 'gantry-blob-info-cache-'));
+});
+afterEach(async () => {
+  await rm(directory, { recursive: true, force: true });
+});
+
+describe('MemoryBlobInfoCache', () => {
+  it('pairs compressed and uncompressed digests both ways', () => {
+    const cache = new MemoryBlobInfoCache();
+    cache.recordDigestUncompressedPair(gzipped, layer, 'gzip');
+    cache.recordDigestUncompressedPair(zstded, layer, 'zstd');
+    expect(cache.uncompressedDigest(gzipped)).toBe(layer);
+    expect(cache.uncompressedDigest(layer)).toBe(layer);
+    expect(cache.compressedVariants(layer)).toEqual([
+      { digest: zstded, compression: 'zstd' },
+      { digest: gzipped, compression: 'gzip' },
+      { digest: layer, compression: 'none' },
+    ]);
+  });
+
+  it('lists locations most recently seen first, per transport and scope, and forgets them', () => {
+    const cache = new MemoryBlobInfoCache();
+    cache.recordKnownLocation('docker', 'registry:5000', layer, 'team/a');
+    cache.recordKnownLocation('docker', 'registry:5000', layer, 'team/b');
+    cache.recordKnownLocation('docker', 'other:5000', layer, 'team/c');
+    expect(cache.candidateLocations('docker', 'registry:5000', layer)).toEqual(['team/b', 'team/a']);
+    cache.forgetLocation('docker', 'registry:5000', layer, 'team/b');
+    expect(cache.candidateLocations('docker', 'registry:5000', layer)).toEqual(['team/a']);
+  });
+});
+
+describe('DiskBlobInfoCache', () => {
+  it('keeps what one process learnt for the next', async () => {
+    const file = join(directory, 'nested', 'cache.json');
+    const first = new DiskBlobInfoCache(file);
+    first.recordDigestUncompressedPair(zstded, layer, 'zstd');
+    first.recordKnownLocation('docker', 'registry:5000', zstded, 'team/a');
+    await first.flush();
+    const second = new DiskBlobInfoCache(file);
+    expect(second.uncompressedDigest(zstded)).toBe(layer);
+    expect(second.candidateLocations('docker', 'registry:5000', zstded)).toEqual(['team/a']);
+  });
+
+  it('merges the records of concurrent writers, losing none', async () => {
+    const file = join(directory, 'cache.json');
+    const writers = Array.from({ length: 8 }, (_, index) => {
+      const cache = new DiskBlobInfoCache(file);
+      for (let entry = 0; entry < 20; entry++) {
+        cache.recordDigestUncompressedPair(
+          digest(`c-${index}-${entry}`),
+          digest(`u-${index}-${entry}`),
+          'gzip',
+        );
+      }
+      cache.recordKnownLocation('docker', 'r', digest(`c-${index}-0`), `repo/${index}`);
+      return cache;
+    });
+    await Promise.all(writers.map((cache) => cache.flush()));
+    const reader = new DiskBlobInfoCache(file);
+    for (let index = 0; index < 8; index++) {
+      for (let entry = 0; entry < 20; entry++) {
+        expect(reader.uncompressedDigest(digest(`c-${index}-${entry}`))).toBe(digest(`u-${index}-${entry}`));
+      }
+      expect(reader.candidateLocations('docker', 'r', digest(`c-${index}-0`))).toEqual([`repo/${index}`]);
+    }
+    await expect(readFile(`${file}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('ignores a corrupt file and rebuilds it', async () => {
+    const file = join(directory, 'cache.json');
+    for (const corrupt of ['{"version":1,"pairs":{"x":', 'null', '{"version":7}', '\u0000\u0001binary']) {
+      await writeFile(file, corrupt);
+      const cache = new DiskBlobInfoCache(file);
+      expect(cache.uncompressedDigest(gzipped)).toBeUndefined();
+      cache.recordDigestUncompressedPair(gzipped, layer, 'gzip');
+      await cache.flush();
+      expect(JSON.parse(await readFile(file, 'utf8')).pairs[gzipped]).toMatchObject({ uncompressed: layer });
+    }
+  });
+
+  it('drops malformed records but keeps the good ones', async () => {
+    const file = join(directory, 'cache.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        version: 1,
+        pairs: { [gzipped]: { uncompressed: layer, compression: 'gzip', at: 1 }, bad: { uncompressed: 3 } },
+        locations: [
+          { transport: 'docker', scope: 'r', digest: gzipped, location: 'a', at: 1 },
+          { nope: true },
+        ],
+      }),
+    );
+    const cache = new DiskBlobInfoCache(file);
+    expect(cache.uncompressedDigest(gzipped)).toBe(layer);
+    expect(cache.candidateLocations('docker', 'r', gzipped)).toEqual(['a']);
+  });
+
+  it('breaks a stale lock left by a dead process, and never throws when it cannot write', async () => {
+    const file = join(directory, 'cache.json');
+    await writeFile(`${file}.lock`, '999999\n');
+    const { utimes } = await import('node:fs/promises');
+    await utimes(`${file}.lock`, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    const cache = new DiskBlobInfoCache(file);
+    cache.recordDigestUncompressedPair(gzipped, layer, 'gzip');
+    await cache.flush();
+    expect(new DiskBlobInfoCache(file).uncompressedDigest(gzipped)).toBe(layer);
+    const unwritable = new DiskBlobInfoCache(join(file, 'not-a-directory', 'cache.json'));
+    unwritable.recordDigestUncompressedPair(gzipped, layer, 'gzip');
+    await expect(unwritable.flush()).resolves.toBeUndefined();
+  });
+
+  it('lives in the user data directory by default', () => {
+    expect(defaultBlobInfoCachePath({ HOME: '/home/dana' })).toBe(
+      '/home/dana/.local/share/gantry/blob-info-cache.json',
+    );
+    expect(defaultBlobInfoCachePath({ HOME: '/home/dana', XDG_DATA_HOME: '/data' })).toBe(
+      '/data/gantry/blob-info-cache.json',
+    );
+  });
+});

@@ -1,0 +1,151 @@
+/**
+ * Uploads that survive a dropped connection (real registry behind a fault proxy that cuts the upload
+ * request mid-body): the upload continues at the offset the registry reports for the session, so the
+ * blob's bytes cross the wire about once, not twice.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
+import { type FixtureImage, runSkopeo } from '@gantry/core/testing';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type FaultProxy, startFaultProxy } from './testing/fault-proxy.js';
+import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
+import { buildImage, dockerContext, pushFixture } from './testing/test-helpers.js';
+import { createDockerTransport } from './transport.js';
+
+const layerBytes = 24_000_000;
+
+describe('uploads resume after a dropped connection (real registry behind a fault proxy)', () => {
+  let registry: TestRegistry;
+  let proxy: FaultProxy;
+  let directory: string;
+  let image: FixtureImage;
+  let layer: { digest: string; size: number };
+  const context = dockerContext({ tlsVerify: false });
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    proxy = await startFaultProxy(registry.host);
+    directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-upload-resume-'));
+    image = await buildImage(
+      {
+        format: 'docker',
+        layers: [
+          {
+            entries: [{ type: 'file', path: 'big.bin', randomSize: layerBytes, seed: 'upload-resume' }],
+            compression: 'gzip',
+          },
+        ],
+      },
+      path.join(directory, 'image'),
+    );
+    const layerDigest = image.images[0]!.layerDigests[0]!;
+    layer = { digest: layerDigest, size: image.blobs.get(layerDigest)!.size };
+    const seeding = createDockerTransport();
+    try {
+      await pushFixture(seeding, registry, 'source/big:v1', image, context);
+    } finally {
+      await seeding.closeConnections();
+    }
+  }, 120_000);
+
+  afterEach(() => {
+    proxy.requestFaults.length = 0;
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+    await registry?.stop();
+    if (directory) await rm(directory, { recursive: true, force: true });
+  });
+
+  async function push(repository: string, options: Record<string, unknown>): Promise<number> {
+    const transport = createDockerTransport();
+    const before = proxy.totalRequestBodyBytes;
+    proxy.requests.length = 0;
+    try {
+      await copyImage(
+        transport.parseReference(`//${registry.host}/source/big:v1`),
+        transport.parseReference(`//${proxy.host}/${repository}`),
+        {
+          policy: insecureAcceptAnythingPolicy(),
+          sourceContext: context,
+          destinationContext: dockerContext({ tlsVerify: false, ...options }),
+          retryTimes: 1,
+          retryDelayMs: 10,
+        },
+      );
+    } finally {
+      await transport.closeConnections();
+    }
+    expect(proxy.requestFaults[0]!.times).toBe(0);
+    expect(proxy.requests.some((request) => request.cut && request.method === 'PATCH')).toBe(true);
+    // The registry holds the blob intact: skopeo copies the image out, verifying every digest.
+    await runSkopeo([
+      '--insecure-policy',
+      'copy',
+      '-q',
+      '--src-tls-verify=false',
+      `docker://${registry.host}/${repository}`,
+      `dir:${path.join(directory, `pulled-${repository.replace(/[/:]/g, '-')}`)}`,
+    ]);
+    return proxy.totalRequestBodyBytes - before;
+  }
+
+  /** Cuts the PATCH carrying the blob's middle byte there. */
+  function cutInTheMiddle(buffered: boolean): void {
+    const middle = Math.floor(layer.size / 2);
+    const range = (headers: Record<string, unknown>): [number, number] =>
+      typeof headers['content-range'] === 'string'
+        ? (headers['content-range'].split('-').map(Number) as [number, number])
+        : [0, Number.POSITIVE_INFINITY];
+    proxy.requestFaults.push({
+      buffered,
+      matches: (method, _path, headers) =>
+        method === 'PATCH' && range(headers)[0] <= middle && middle <= range(headers)[1],
+      cutAfterBytes: (headers) => middle - range(headers)[0],
+      times: 1,
+    });
+  }
+
+  it('continues a chunked upload at the offset the registry reports, sending the blob about once (request-buffering proxy, as nginx)', async () => {
+    cutInTheMiddle(true);
+    const sent = await push('resumed/chunks:v1', { uploadChunkSize: 4 * 1024 * 1024 });
+    const layerRequests = proxy.requests.filter((request) => request.path.includes('/blobs/uploads/'));
+    // One session: the status was asked (GET on the upload URL) and the upload went on in it.
+    expect(layerRequests.filter((request) => request.method === 'POST')).toHaveLength(2); // layer + config
+    expect(layerRequests.some((request) => request.method === 'GET' && request.status === 204)).toBe(true);
+    expect(sent).toBeGreaterThanOrEqual(layer.size);
+    expect(sent).toBeLessThanOrEqual(1.5 * layer.size);
+    // Only the chunk in flight was sent twice.
+    expect(sent).toBeLessThanOrEqual(layer.size + 4 * 1024 * 1024 + 64 * 1024);
+  }, 120_000);
+
+  it('continues a streamed upload in the same session from the bytes kept since the registry’s offset', async () => {
+    // The buffering proxy drops the whole PATCH: the registry reports 0 bytes, and the 3 MB sent are
+    // within the kept window, so they are sent again from memory and the stream goes on.
+    proxy.requestFaults.push({
+      buffered: true,
+      matches: (method) => method === 'PATCH',
+      cutAfterBytes: 3_000_000,
+      times: 1,
+    });
+    const sent = await push('resumed/streamed:v1', {});
+    const uploads = proxy.requests.filter((request) => request.path.includes('/blobs/uploads/'));
+    expect(uploads.filter((request) => request.method === 'POST')).toHaveLength(2); // layer + config
+    expect(uploads.some((request) => request.method === 'GET' && request.status === 204)).toBe(true);
+    expect(sent).toBeLessThanOrEqual(layer.size + 3_000_000 + 64 * 1024);
+  }, 120_000);
+
+  it('starts over when the registry dropped the session with the connection (distribution 2.8 behind a pass-through proxy), completing with --retry-times 1', async () => {
+    cutInTheMiddle(false);
+    const sent = await push('restarted/streamed:v1', {});
+    // distribution 2.x cancels a session whose data outgrew the offset in its signed upload state.
+    const statusAnswers = proxy.requests.filter(
+      (request) => request.method === 'GET' && request.path.includes('/blobs/uploads/'),
+    );
+    expect(statusAnswers.map((request) => request.status)).toEqual([404]);
+    expect(sent).toBeLessThanOrEqual(1.5 * layer.size + 64 * 1024);
+  }, 120_000);
+});
