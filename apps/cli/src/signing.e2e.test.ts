@@ -357,6 +357,40 @@ describe('skopeo verifies what Gantry signed, Gantry verifies what skopeo signed
   }, 180_000);
 });
 
+describe('gantry sync signs what it copies (--sign-by), as skopeo sync does', () => {
+  it('skopeo accepts the synced image with the signer key and rejects it with another key', async () => {
+    const synced = await gantry(
+      [
+        '--insecure-policy',
+        '--registries.d',
+        registriesDirectory,
+        'sync',
+        '--src',
+        'docker',
+        '--dest',
+        'docker',
+        '--src-tls-verify=false',
+        '--dest-tls-verify=false',
+        '--sign-by',
+        signer.fingerprint,
+        `${host}/unsigned/app:v1`,
+        `${host}/synced-signed`,
+      ],
+      { GNUPGHOME: signer.home },
+    );
+    expectSuccess(synced, 'gantry sync --sign-by');
+    const accepting = await writePolicy(scoped(`${host}/synced-signed/app`, [signedBy(() => signer)()]));
+    expectSuccess(await pull('skopeo', accepting, 'synced-signed/app:v1'), 'skopeo accepts the synced image');
+    const wrongKey = await writePolicy(scoped(`${host}/synced-signed/app`, [signedBy(() => stranger)()]));
+    const rejection = await pull('skopeo', wrongKey, 'synced-signed/app:v1');
+    expect(rejection.code).toBe(1);
+    expect(rejection.stderr).toContain('Source image rejected: Invalid GPG signature');
+    // The unsigned source stays unsigned: the signature was made for the destination only.
+    const sourcePolicy = await writePolicy(scoped(`${host}/unsigned/app`, [signedBy(() => signer)()]));
+    expect((await pull('skopeo', sourcePolicy, 'unsigned/app:v1')).code).toBe(1);
+  }, 120_000);
+});
+
 describe('a table of policies gives the same decision from Gantry as from skopeo', () => {
   const signerKey = () => signer.publicKeyPath;
   const cases: Array<[string, string, () => Promise<unknown>]> = [

@@ -14,6 +14,7 @@ import { type FlagSpec, UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';
 import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { signingOptionsFrom } from '../signing-flags.js';
 import { createSyncProgressReporter, formatSyncSummary } from '../sync-progress.js';
 import { policyFromGlobalOptions } from './copy.js';
 
@@ -91,6 +92,8 @@ async function run(context: CommandContext): Promise<void> {
   }
   if (flags.get('preserve-digests') === true) options.preserveDigests = true;
   if (flags.get('remove-signatures') === true) options.removeSignatures = true;
+  const signing = await signingOptionsFrom(flags, io.env);
+  if (signing) options.signing = signing;
   const retryTimes = flags.get('retry-times') as number | undefined;
   if (retryTimes !== undefined) options.retryTimes = retryTimes;
   const retryDelay = flags.get('retry-delay') as number | undefined;
@@ -148,8 +151,6 @@ async function run(context: CommandContext): Promise<void> {
     );
   }
 }
-
-const unsupportedSigning = 'signing images is not available in gantry yet';
 
 /** skopeo sync's registry flags: the image flags without the oci/daemon ones. */
 function registryFlags(prefix: 'src-' | 'dest-'): FlagSpec[] {
@@ -239,20 +240,17 @@ const syncFlags: FlagSpec[] = [
     kind: 'string',
     valueName: 'FINGERPRINT',
     description: 'Sign the image using a GPG key with the specified FINGERPRINT',
-    unsupported: unsupportedSigning,
   },
   {
     name: 'sign-by-sigstore-private-key',
     kind: 'string',
     valueName: 'PATH',
     description: 'Sign the image using a sigstore private key at PATH',
-    unsupported: unsupportedSigning,
   },
   {
     name: 'sign-passphrase-file',
     kind: 'string',
     description: 'File that contains a passphrase for the --sign-by key',
-    unsupported: unsupportedSigning,
   },
 ];
 

@@ -287,6 +287,7 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
     'retryTimes',
     'retryDelayMs',
     'blobConcurrency',
+    'signing',
   ] as const) {
     if (options[key] !== undefined) (copyOptions as Record<string, unknown>)[key] = options[key];
   }

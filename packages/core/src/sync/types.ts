@@ -21,6 +21,7 @@ export interface SyncOptions
     | 'retryTimes'
     | 'retryDelayMs'
     | 'blobConcurrency'
+    | 'signing'
   > {
   /** The transports to use: `docker`, `dir` and `oci` as the kinds need. */
   transports: TransportRegistry;
