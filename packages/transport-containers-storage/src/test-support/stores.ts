@@ -118,7 +118,12 @@ export async function skopeoCopy(
 }
 
 /** One raw ustar entry (header + content + padding; a Buffer name is written as is); `type` '0' file, '2' symlink, '1' hardlink, '5' directory. */
-export function tarEntry(name: string | Buffer, content: string | Buffer = '', type = '0', linkName = ''): Buffer {
+export function tarEntry(
+  name: string | Buffer,
+  content: string | Buffer = '',
+  type = '0',
+  linkName = '',
+): Buffer {
   const body = typeof content === 'string' ? Buffer.from(content) : content;
   const header = Buffer.alloc(512);
   if (typeof name === 'string') header.write(name, 0, 100, 'utf8');
