@@ -110,12 +110,8 @@ function callbackPromise<T>(call: (done: (error: Error | null, value: T) => void
   });
 }
 
-const openAsync = (path: Buffer, flags: number, mode: number) =>
-  callbackPromise<number>((done) => open(path, flags, mode, done));
 const writeAsync = (fd: number, buffer: Buffer, offset: number, length: number) =>
   callbackPromise<number>((done) => write(fd, buffer, offset, length, null, done));
-const voidAsync = (call: (done: (error: Error | null) => void) => void) =>
-  callbackPromise<void>((done) => call((error) => done(error, undefined)));
 
 /** Writes all of `buffer` to `fd` on the thread pool. */
 async function writeAllAsync(fd: number, buffer: Buffer): Promise<void> {
@@ -191,7 +187,10 @@ export async function applyLayer(
   const unpacked = new Set<string>();
   const directoryTimes: Array<{ relative: string; atime: number; mtime: number }> = [];
   // Files being written on the thread pool; the first failure is kept and thrown at the next barrier.
-  const deferred = new Set<Promise<void>>();
+  let deferredRunning = 0;
+  /** Entries waiting for a free place (the place is handed to them) and waiters for none running. */
+  const placeWaiters: Array<() => void> = [];
+  const idleWaiters: Array<() => void> = [];
   let deferredFailure: { error: unknown } | undefined;
   let succeeded = false;
   try {
@@ -243,7 +242,7 @@ export async function applyLayer(
   } finally {
     if (!succeeded) {
       // Nothing may still be writing when the caller removes what was applied.
-      await Promise.allSettled(deferred);
+      await waitUntilIdle();
       reader.close();
       tarSplit.destroy();
     }
@@ -251,8 +250,23 @@ export async function applyLayer(
 
   /** Waits for every file being written on the thread pool; throws the first failure. */
   async function drainDeferred(): Promise<void> {
-    while (deferred.size > 0) await Promise.allSettled(deferred);
+    await waitUntilIdle();
     if (deferredFailure !== undefined) throw deferredFailure.error;
+  }
+
+  async function waitUntilIdle(): Promise<void> {
+    while (deferredRunning > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+  }
+
+  /** A file written on the thread pool finished: its place goes to the next waiter, if any. */
+  function releasePlace(): void {
+    const next = placeWaiters.shift();
+    if (next !== undefined) {
+      next();
+      return;
+    }
+    deferredRunning--;
+    if (deferredRunning === 0) for (const resolve of idleWaiters.splice(0)) resolve();
   }
 
   function wrapEntryError(error: unknown, display: string): unknown {
@@ -266,22 +280,10 @@ export async function applyLayer(
     );
   }
 
-  /** Starts `job` on the thread pool once fewer than `maxDeferredFiles` are running. */
-  async function startDeferred(job: () => Promise<void>, display: string): Promise<void> {
-    while (deferred.size >= maxDeferredFiles) await Promise.race(deferred);
-    if (deferredFailure !== undefined) throw deferredFailure.error;
-    const running: Promise<void> = job()
-      .catch((error: unknown) => {
-        deferredFailure ??= { error: wrapEntryError(error, display) };
-      })
-      .finally(() => deferred.delete(running));
-    deferred.add(running);
-  }
-
   /**
    * A new regular file (nothing at its path, its directory made by this layer), written on the thread
    * pool: content gathered here (CRC-64 and tar-split recorded in order), then open, write, owner, mode,
-   * times and close off the main thread.
+   * times and close off the main thread, chained as callbacks (no promise per call).
    */
   async function writeFileDeferred(
     entry: TarEntry,
@@ -306,27 +308,58 @@ export async function applyLayer(
     const chown = !ownerAlreadyRight(relative, uid, gid);
     const chmod = !modeAlreadyRight(relative, header.mode);
     const { atime, mtime } = times(header);
-    const { mode, xattrs } = header;
+    const { mode, xattrs, name: display } = header;
     created.add(relative);
     unpacked.add(relative);
-    await startDeferred(async () => {
-      const fd = await openAsync(path, fileOpenFlags, mode & 0o777);
-      try {
-        if (content.length > 0) await writeAllAsync(fd, content);
-        if (chown) {
-          try {
-            await voidAsync((done) => fchown(fd, uid, gid, done));
-          } catch (error) {
-            if (!options.ignoreChownErrors) throw error;
-          }
-        }
-        setXattrs(relative, xattrs);
-        if (chmod) await voidAsync((done) => fchmod(fd, mode, done));
-        await voidAsync((done) => futimes(fd, atime, mtime, done));
-      } finally {
-        await voidAsync((done) => close(fd, done));
+    if (deferredRunning < maxDeferredFiles) deferredRunning++;
+    else await new Promise<void>((resolve) => placeWaiters.push(resolve));
+    if (deferredFailure !== undefined) {
+      releasePlace();
+      throw deferredFailure.error;
+    }
+
+    let fd = -1;
+    const finish = (error: Error | null): void => {
+      if (error !== null) deferredFailure ??= { error: wrapEntryError(error, display) };
+      if (fd === -1) {
+        releasePlace();
+        return;
       }
-    }, header.name);
+      close(fd, (closeError) => {
+        if (closeError !== null) deferredFailure ??= { error: wrapEntryError(closeError, display) };
+        releasePlace();
+      });
+    };
+    const setTimes = (): void => futimes(fd, atime, mtime, finish);
+    const setMode = (): void => {
+      try {
+        setXattrs(relative, xattrs);
+      } catch (error) {
+        finish(error as Error);
+        return;
+      }
+      if (chmod) fchmod(fd, mode, (error) => (error ? finish(error) : setTimes()));
+      else setTimes();
+    };
+    const setOwnerThen = (): void => {
+      if (!chown) return setMode();
+      fchown(fd, uid, gid, (error) => {
+        if (error && !options.ignoreChownErrors) finish(error);
+        else setMode();
+      });
+    };
+    const writeFrom = (offset: number): void => {
+      if (offset >= content.length) return setOwnerThen();
+      write(fd, content, offset, content.length - offset, null, (error, written) => {
+        if (error) finish(error);
+        else writeFrom(offset + written);
+      });
+    };
+    open(path, fileOpenFlags, mode & 0o777, (error, opened) => {
+      if (error) return finish(error);
+      fd = opened;
+      writeFrom(0);
+    });
   }
 
   /**
