@@ -342,21 +342,30 @@ export async function applyLayer(
       else setTimes();
     };
     const setOwnerThen = (): void => {
-      if (!chown) return setMode();
+      if (!chown) {
+        setMode();
+        return;
+      }
       fchown(fd, uid, gid, (error) => {
         if (error && !options.ignoreChownErrors) finish(error);
         else setMode();
       });
     };
     const writeFrom = (offset: number): void => {
-      if (offset >= content.length) return setOwnerThen();
+      if (offset >= content.length) {
+        setOwnerThen();
+        return;
+      }
       write(fd, content, offset, content.length - offset, null, (error, written) => {
         if (error) finish(error);
         else writeFrom(offset + written);
       });
     };
     open(path, fileOpenFlags, mode & 0o777, (error, opened) => {
-      if (error) return finish(error);
+      if (error) {
+        finish(error);
+        return;
+      }
       fd = opened;
       writeFrom(0);
     });
