@@ -370,6 +370,66 @@ describe('applyLayer: what a layer holds', () => {
     );
   });
 
+  it('writes many small files on the thread pool, in tar order where entries depend on earlier ones', async () => {
+    const entries: HandMadeTarEntry[] = [];
+    for (let directory = 0; directory < 8; directory++) {
+      entries.push({ name: `d${directory}/`, type: 'directory', mode: 0o750, mtime: 1_600_000_000 });
+      for (let index = 0; index < 60; index++) {
+        entries.push({
+          name: `d${directory}/f${index}`,
+          content: `file ${directory}/${index}\n`.repeat(index + 1),
+          mode: index % 2 ? 0o600 : 0o644,
+          uid: index % 3,
+          gid: index % 5,
+          mtime: 1_700_000_000 + index,
+        });
+      }
+    }
+    // Entries that need files still being written: a hard link to one, a whiteout of one; a file under
+    // directories not yet made; one larger than the thread-pool limit.
+    // (A hard link's owner, mode and time apply to the shared inode: the same as d3/f7's here.)
+    entries.push({
+      name: 'd3/link-to-f7',
+      type: 'hardlink',
+      linkName: 'd3/f7',
+      mode: 0o600,
+      uid: 1,
+      gid: 2,
+      mtime: 1_700_000_007,
+    });
+    entries.push({ name: 'd5/.wh.f11' });
+    entries.push({ name: 'new/deep/file', content: 'deep\n' });
+    entries.push({ name: 'large', content: Buffer.alloc(300 * 1024, 9) });
+    const tar = handMadeTar(entries);
+    const result = await applyLayer(Readable.from([tar]), root, { whiteouts: 'apply' });
+    expect(result.uncompressedDigest).toBe(`sha256:${createHash('sha256').update(tar).digest('hex')}`);
+    for (let directory = 0; directory < 8; directory++) {
+      expect(lstatSync(join(root, `d${directory}`)).mtimeMs).toBe(1_600_000_000_000);
+      for (let index = 0; index < 60; index++) {
+        const path = join(root, `d${directory}/f${index}`);
+        if (directory === 5 && index === 11) {
+          expect(existsSync(path)).toBe(false);
+          continue;
+        }
+        const stats = lstatSync(path);
+        expect(readFileSync(path, 'utf8')).toBe(`file ${directory}/${index}\n`.repeat(index + 1));
+        expect(stats.mode & 0o7777).toBe(index % 2 ? 0o600 : 0o644);
+        expect({ uid: stats.uid, gid: stats.gid }).toEqual({ uid: index % 3, gid: index % 5 });
+        expect(stats.mtimeMs).toBe((1_700_000_000 + index) * 1000);
+      }
+    }
+    expect(lstatSync(join(root, 'd3/link-to-f7')).ino).toBe(lstatSync(join(root, 'd3/f7')).ino);
+    expect(readFileSync(join(root, 'new/deep/file'), 'utf8')).toBe('deep\n');
+    expect(readFileSync(join(root, 'large'))).toEqual(Buffer.alloc(300 * 1024, 9));
+    // The tar-split lists every entry in tar order.
+    const lines = await tarSplitLines(result.tarSplitGzip);
+    const names = lines
+      .map((line) => JSON.parse(line) as { type: number; name?: string })
+      .filter((entry) => entry.type === 1)
+      .map((entry) => entry.name);
+    expect(names).toEqual(entries.map((entry) => entry.name));
+  });
+
   it('stops when aborted', async () => {
     const controller = new AbortController();
     controller.abort();

@@ -9,26 +9,37 @@
  * (whatever is there is replaced); symbolic links whose relative target climbs out of the root and hard
  * links to anything outside it are refused. Refusals are `ERR_GANTRY_INVALID_LAYER` naming the entry.
  *
- * File system calls are synchronous: for layers of many small files, one libuv round trip per call costs
- * more than the call itself.
+ * File system calls: a new regular file of up to 256 KiB in a directory this layer made (the bulk of a
+ * layer of many small files) is written asynchronously on libuv's thread pool, up to 32 at once, while
+ * the main thread goes on reading the tar (decompression, sha256, CRC-64, tar-split); larger files are
+ * written with one write in flight while the next chunk is read. Everything else is done synchronously, in
+ * tar order, after the pending writes have finished (a barrier before any entry that could touch a path
+ * still being written: whiteouts, hard links, replacements, parents not yet known to be directories), so
+ * the result is what applying the entries one after the other gives. The tar-split is recorded in tar
+ * order on the main thread.
  */
 import {
   chmodSync,
+  close,
   closeSync,
   constants,
+  fchmod,
   fchmodSync,
+  fchown,
   fchownSync,
+  futimes,
   futimesSync,
   lchownSync,
   linkSync,
   lstatSync,
   lutimesSync,
   mkdirSync,
+  open,
   openSync,
   readdirSync,
   rmSync,
   symlinkSync,
-  writeSync,
+  write,
 } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core';
@@ -88,6 +99,25 @@ const whiteoutPrefix = '.wh.';
 const whiteoutMetaPrefix = '.wh..wh.';
 const opaqueWhiteout = '.wh..wh..opq';
 const fileOpenFlags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+/** New files up to this size are written on the thread pool (content gathered in memory first). */
+const deferredFileMaxSize = 256 * 1024;
+/** Files being written on the thread pool at once (libuv's pool has 4 threads by default). */
+const maxDeferredFiles = 32;
+
+function callbackPromise<T>(call: (done: (error: Error | null, value: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    call((error, value) => (error ? reject(error) : resolve(value)));
+  });
+}
+
+const writeAsync = (fd: number, buffer: Buffer, offset: number, length: number) =>
+  callbackPromise<number>((done) => write(fd, buffer, offset, length, null, done));
+
+/** Writes all of `buffer` to `fd` on the thread pool. */
+async function writeAllAsync(fd: number, buffer: Buffer): Promise<void> {
+  let written = 0;
+  while (written < buffer.length) written += await writeAsync(fd, buffer, written, buffer.length - written);
+}
 
 function mapId(id: number, mappings: readonly IdMapping[] | undefined, kind: string, entry: string): number {
   if (mappings === undefined || mappings.length === 0) return id;
@@ -156,6 +186,12 @@ export async function applyLayer(
   const gids = new Set<number>();
   const unpacked = new Set<string>();
   const directoryTimes: Array<{ relative: string; atime: number; mtime: number }> = [];
+  // Files being written on the thread pool; the first failure is kept and thrown at the next barrier.
+  let deferredRunning = 0;
+  /** Entries waiting for a free place (the place is handed to them) and waiters for none running. */
+  const placeWaiters: Array<() => void> = [];
+  const idleWaiters: Array<() => void> = [];
+  let deferredFailure: { error: unknown } | undefined;
   let succeeded = false;
   try {
     for (;;) {
@@ -187,6 +223,7 @@ export async function applyLayer(
         );
       }
     }
+    await drainDeferred();
     tarSplit.addSegment(reader.end);
     for await (const chunk of reader.trailing()) tarSplit.addSegment(chunk);
     tarSplit.finishTrailer(options.tarSplitStyle);
@@ -204,23 +241,161 @@ export async function applyLayer(
     };
   } finally {
     if (!succeeded) {
+      // Nothing may still be writing when the caller removes what was applied.
+      await waitUntilIdle();
       reader.close();
       tarSplit.destroy();
     }
   }
 
-  /** Reads (and discards) the entry's content, returning its CRC-64; writes it to `fd` when given. */
-  async function consumeData(fd: number | undefined): Promise<Buffer> {
+  /** Waits for every file being written on the thread pool; throws the first failure. */
+  async function drainDeferred(): Promise<void> {
+    await waitUntilIdle();
+    if (deferredFailure !== undefined) throw deferredFailure.error;
+  }
+
+  async function waitUntilIdle(): Promise<void> {
+    while (deferredRunning > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+  }
+
+  /** A file written on the thread pool finished: its place goes to the next waiter, if any. */
+  function releasePlace(): void {
+    const next = placeWaiters.shift();
+    if (next !== undefined) {
+      next();
+      return;
+    }
+    deferredRunning--;
+    if (deferredRunning === 0) for (const resolve of idleWaiters.splice(0)) resolve();
+  }
+
+  function wrapEntryError(error: unknown, display: string): unknown {
+    if (error instanceof GantryError) return error;
+    return new GantryError(
+      ErrorCodes.Internal,
+      `layer tar: entry "${display}": ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+
+  /**
+   * A new regular file (nothing at its path, its directory made by this layer), written on the thread
+   * pool: content gathered here (CRC-64 and tar-split recorded in order), then open, write, owner, mode,
+   * times and close off the main thread, chained as callbacks (no promise per call).
+   */
+  async function writeFileDeferred(
+    entry: TarEntry,
+    relative: string,
+    uid: number,
+    gid: number,
+  ): Promise<void> {
+    const { header } = entry;
+    const pieces: Buffer[] = [];
     const crc = new Crc64();
     for (;;) {
       const chunk = await reader.readData();
       if (chunk === undefined) break;
-      signal?.throwIfAborted();
       crc.update(chunk);
-      if (fd !== undefined) {
-        let written = 0;
-        while (written < chunk.length) written += writeSync(fd, chunk, written, chunk.length - written);
+      pieces.push(chunk);
+    }
+    signal?.throwIfAborted();
+    tarSplit.addFile(header.nameBytes, header.size, header.size > 0 ? crc.digest() : null);
+    // A copy: the job outlives this entry's views of the input.
+    const content = pieces.length === 1 ? Buffer.from(pieces[0] as Buffer) : Buffer.concat(pieces);
+    const path = layerRoot.full(relative);
+    const chown = !ownerAlreadyRight(relative, uid, gid);
+    const chmod = !modeAlreadyRight(relative, header.mode);
+    const { atime, mtime } = times(header);
+    const { mode, xattrs, name: display } = header;
+    created.add(relative);
+    unpacked.add(relative);
+    if (deferredRunning < maxDeferredFiles) deferredRunning++;
+    else await new Promise<void>((resolve) => placeWaiters.push(resolve));
+    if (deferredFailure !== undefined) {
+      releasePlace();
+      throw deferredFailure.error;
+    }
+
+    let fd = -1;
+    const finish = (error: Error | null): void => {
+      if (error !== null) deferredFailure ??= { error: wrapEntryError(error, display) };
+      if (fd === -1) {
+        releasePlace();
+        return;
       }
+      close(fd, (closeError) => {
+        if (closeError !== null) deferredFailure ??= { error: wrapEntryError(closeError, display) };
+        releasePlace();
+      });
+    };
+    const setTimes = (): void => futimes(fd, atime, mtime, finish);
+    const setMode = (): void => {
+      try {
+        setXattrs(relative, xattrs);
+      } catch (error) {
+        finish(error as Error);
+        return;
+      }
+      if (chmod) fchmod(fd, mode, (error) => (error ? finish(error) : setTimes()));
+      else setTimes();
+    };
+    const setOwnerThen = (): void => {
+      if (!chown) {
+        setMode();
+        return;
+      }
+      fchown(fd, uid, gid, (error) => {
+        if (error && !options.ignoreChownErrors) finish(error);
+        else setMode();
+      });
+    };
+    const writeFrom = (offset: number): void => {
+      if (offset >= content.length) {
+        setOwnerThen();
+        return;
+      }
+      write(fd, content, offset, content.length - offset, null, (error, written) => {
+        if (error) finish(error);
+        else writeFrom(offset + written);
+      });
+    };
+    open(path, fileOpenFlags, mode & 0o777, (error, opened) => {
+      if (error) {
+        finish(error);
+        return;
+      }
+      fd = opened;
+      writeFrom(0);
+    });
+  }
+
+  /**
+   * Reads (and discards) the entry's content, returning its CRC-64; writes it to `fd` when given, one
+   * write on the thread pool in flight while the next chunk is read (chunks are views of the input, which
+   * is not reused).
+   */
+  async function consumeData(fd: number | undefined): Promise<Buffer> {
+    const crc = new Crc64();
+    let writing: Promise<void> | undefined;
+    try {
+      for (;;) {
+        const chunk = await reader.readData();
+        if (chunk === undefined) break;
+        signal?.throwIfAborted();
+        crc.update(chunk);
+        if (fd !== undefined) {
+          if (writing !== undefined) await writing;
+          writing = writeAllAsync(fd, chunk);
+          // Handled when awaited; a failure must not be reported as unhandled meanwhile.
+          writing.catch(() => undefined);
+        }
+      }
+      if (writing !== undefined) await writing;
+    } catch (error) {
+      if (writing !== undefined) await writing.catch(() => undefined);
+      throw error;
     }
     return crc.digest();
   }
@@ -246,6 +421,22 @@ export async function applyLayer(
       throw layerError(`layer tar: entry "${display}" climbs out of the layer with ".."`);
     const uid = mapId(header.uid, options.uidMappings, 'uid', display);
     const gid = mapId(header.gid, options.gidMappings, 'gid', display);
+    const { parent, base } = splitName(clean);
+    const parentPath = parent.join('/');
+
+    // The fast path: a file, directory or symbolic link under a known directory made by this layer, at a
+    // path nothing occupies; it cannot touch a file still being written. Anything else waits for them.
+    const independent =
+      clean !== '.' &&
+      !base.startsWith(whiteoutPrefix) &&
+      (header.type === 'file' || header.type === 'directory' || header.type === 'symlink') &&
+      layerRoot.isKnownDirectory(parentPath) &&
+      knownAbsent(joinRelative(parentPath, base));
+    if (!independent) await drainDeferred();
+    if (independent && header.type === 'file' && header.size <= deferredFileMaxSize) {
+      await writeFileDeferred(entry, joinRelative(parentPath, base), uid, gid);
+      return;
+    }
 
     if (clean === '.') {
       if (header.type !== 'directory')
@@ -260,7 +451,6 @@ export async function applyLayer(
       return;
     }
 
-    const { parent, base } = splitName(clean);
     if (base.startsWith(whiteoutPrefix)) {
       await recordFile(entry);
       if (base.startsWith(whiteoutMetaPrefix) && base !== opaqueWhiteout) return; // aufs metadata: skipped

@@ -1,8 +1,10 @@
-import { constants, createReadStream, openSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, openSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { layerError } from './errors.js';
 import { LayerRoot } from './layer-root.js';
 import { cleanPath } from './tar-split.js';
+
+const maxReadBuffer = 1 << 20;
 
 /**
  * Opens layer files for reassembly from a directory holding the layer's files (vfs: the layer's full
@@ -31,6 +33,14 @@ export function pathFileGetter(directory: string): (name: string, nameBytes?: Bu
         error,
       );
     }
-    return createReadStream('', { fd, highWaterMark: 1 << 20 });
+    // A read buffer the size of the file (at most 1 MiB): small files need no 1 MiB allocation each.
+    let size: number;
+    try {
+      size = fstatSync(fd).size;
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+    return createReadStream('', { fd, highWaterMark: Math.min(Math.max(size, 1), maxReadBuffer) });
   };
 }

@@ -38,6 +38,11 @@ export class LayerRoot {
     this.directories.add(relative);
   }
 
+  /** Whether `relative` is known to be a real directory: resolving it needs no file-system call. */
+  isKnownDirectory(relative: string): boolean {
+    return this.directories.has(relative);
+  }
+
   lstat(relative: string): Stats | undefined {
     return lstatSync(this.full(relative), { throwIfNoEntry: false });
   }

@@ -304,7 +304,7 @@ export class ContainersStorageDestination implements ImageDestination {
         if (spooled) {
           const prefix = await readPrefix(spooled.path);
           const compression = detectCompression(prefix);
-          const file = createReadStream(spooled.path);
+          const file = createReadStream(spooled.path, { highWaterMark: 1 << 20 });
           contents = compression === 'none' ? file : file.pipe(createDecompressor(compression));
           if (compression !== 'none') file.on('error', (error) => contents.destroy(error));
           compressed = {

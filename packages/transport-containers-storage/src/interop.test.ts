@@ -190,7 +190,7 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     await gantryCopy(`containers-storage:${theirs.specification}y:t`, `oci:${out}:t`);
     // The config is the original; skopeo copies our output (verifying every blob) and finds the DiffIDs.
     const config = JSON.parse((await runSkopeo(['inspect', '--config', `oci:${out}:t`])).toString());
-    expect(config.rootfs.diff_ids).toEqual(image.images[0]!.diffIds);
+    expect(config.rootfs?.diff_ids).toEqual(image.images[0]!.diffIds);
     const manifest = JSON.parse((await runSkopeo(['inspect', '--raw', `oci:${out}:t`])).toString());
     expect(manifest.config.digest).toBe(image.images[0]!.configDigest);
     await skopeoCopy(`oci:${out}:t`, `containers-storage:${ours.specification}back:t`);
@@ -358,6 +358,35 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     expect(layers.some((layer) => layer.flags?.incomplete)).toBe(false);
   }, 120_000);
 
+  it('copies a layer with file names that are not UTF-8 in and out, with the original DiffID', async () => {
+    // Latin-1 "é" and a lone 0xff byte: not UTF-8; the tar-split keeps them as name_raw.
+    const latin1Name = Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x2e, 0x74, 0x78, 0x74]);
+    const directoryName = Buffer.from([0x64, 0x69, 0x72, 0xff, 0x2f]);
+    const nested = Buffer.concat([directoryName, Buffer.from('inner.bin')]);
+    const layer = tarOf(
+      tarEntry(latin1Name, 'not utf-8\n'),
+      tarEntry(directoryName, '', '5'),
+      tarEntry(nested, Buffer.alloc(3000, 7)),
+      tarEntry('plain.txt', 'plain\n'),
+    );
+    const diffId = `sha256:${createHash('sha256').update(layer).digest('hex')}`;
+    const layout = await rawLayout(ours.directory, 'non-utf8', [layer]);
+    await gantryCopy(`oci:${layout}:t`, `containers-storage:${ours.specification}raw:t`);
+    const stored = await readdir(join(ours.graphRoot, 'vfs', 'dir', diffId.slice(7)), { encoding: 'buffer' });
+    expect(stored.some((name) => name.equals(latin1Name))).toBe(true);
+    const out = join(ours.directory, 'non-utf8-out');
+    await gantryCopy(`containers-storage:${ours.specification}raw:t`, `oci:${out}:t`);
+    const blob = async (digest: string) => readFile(join(out, 'blobs', 'sha256', digest.slice(7)));
+    const index = JSON.parse((await readFile(join(out, 'index.json'))).toString());
+    const manifest = JSON.parse((await blob(index.manifests[0].digest)).toString());
+    const config = parseImageConfig(await blob(manifest.config.digest));
+    expect(config.rootfs?.diff_ids).toEqual([diffId]);
+    const { gunzipSync } = await import('node:zlib');
+    const copiedOut = await blob(manifest.layers[0].digest);
+    const uncompressed = manifest.layers[0].mediaType.endsWith('gzip') ? gunzipSync(copiedOut) : copiedOut;
+    expect(`sha256:${createHash('sha256').update(uncompressed).digest('hex')}`).toBe(diffId);
+  }, 120_000);
+
   it('stores one image once when two copies of it run at the same time', async () => {
     const a = await fixtureLayout(ours.directory, 'a', twoLayerOci);
     await Promise.all([
@@ -428,7 +457,7 @@ describe('containers-storage (overlay) with podman and skopeo', () => {
     await gantryCopy(`containers-storage:${theirs.specification}x:t`, `oci:${fromTheirs}:t`);
     for (const out of [fromOurs, fromTheirs]) {
       const config = JSON.parse((await runSkopeo(['inspect', '--config', `oci:${out}:t`])).toString());
-      expect(config.rootfs.diff_ids).toEqual(image.images[0]!.diffIds);
+      expect(config.rootfs?.diff_ids).toEqual(image.images[0]!.diffIds);
       const manifest = JSON.parse((await runSkopeo(['inspect', '--raw', `oci:${out}:t`])).toString());
       expect(manifest.config.digest).toBe(image.images[0]!.configDigest);
     }
@@ -458,6 +487,6 @@ describe('containers-storage (btrfs, loop-mounted) with podman and skopeo', () =
     const out = join(ours.directory, 'out');
     await skopeoCopy(`containers-storage:${ours.specification}x:t`, `oci:${out}:t`);
     const config = JSON.parse((await runSkopeo(['inspect', '--config', `oci:${out}:t`])).toString());
-    expect(config.rootfs.diff_ids).toEqual(image.images[0]!.diffIds);
+    expect(config.rootfs?.diff_ids).toEqual(image.images[0]!.diffIds);
   }, 180_000);
 });

@@ -25,9 +25,10 @@ export async function openLayerDiff(
     );
   }
   const getFile = store.driver.diffFileGetter(layer.id);
+  // The raw name bytes too: a name that is not UTF-8 cannot be found from its decoded string.
   return assembleTar(
     tarSplit,
-    async (name) => getFile(name),
+    async (name, nameBytes) => getFile(name, nameBytes),
     options.signal ? { signal: options.signal } : {},
   );
 }

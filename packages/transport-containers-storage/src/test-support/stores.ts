@@ -117,11 +117,17 @@ export async function skopeoCopy(
   await runSkopeo(['--insecure-policy', 'copy', '-q', ...extra, source, destination]);
 }
 
-/** One raw ustar entry (header + content + padding); `type` '0' file, '2' symlink, '1' hardlink, '5' directory. */
-export function tarEntry(name: string, content: string | Buffer = '', type = '0', linkName = ''): Buffer {
+/** One raw ustar entry (header + content + padding; a Buffer name is written as is); `type` '0' file, '2' symlink, '1' hardlink, '5' directory. */
+export function tarEntry(
+  name: string | Buffer,
+  content: string | Buffer = '',
+  type = '0',
+  linkName = '',
+): Buffer {
   const body = typeof content === 'string' ? Buffer.from(content) : content;
   const header = Buffer.alloc(512);
-  header.write(name, 0, 100, 'utf8');
+  if (typeof name === 'string') header.write(name, 0, 100, 'utf8');
+  else name.copy(header, 0, 0, 100);
   header.write(type === '5' ? '0000755\0' : '0000644\0', 100);
   header.write('0000000\0', 108);
   header.write('0000000\0', 116);
