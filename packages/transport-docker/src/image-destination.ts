@@ -303,6 +303,12 @@ export class DockerImageDestination implements ImageDestination {
     const signal = combineSignals(this.contextSignal, options.signal);
     throwIfAborted(signal);
     const locations = this.reference.state.blobLocations;
+    // This repository is known to hold the blob already (an earlier image of this process wrote or
+    // mounted it here, as a sync does for a shared base layer): one HEAD confirms it, no mount.
+    if (locations.holds(this.reference.registry, this.repository, info.digest)) {
+      const size = await this.blobSize(info.digest, signal);
+      if (size !== undefined) return { reused: true, blob: { ...info, size: size >= 0 ? size : info.size } };
+    }
     for (const from of this.mountCandidates(info.digest)) {
       if (await this.tryMount(info.digest, from, signal)) {
         this.recordLocation(info.digest);

@@ -154,7 +154,7 @@ export class RegistryClient {
     }
     const tls = await loadTlsSettings(scope.registry, tlsVerify, options.certDirectory);
     const client = new RegistryClient(state, scope, options, tls, credentials);
-    client.pingKey = [scope.role, client.apiHost, tlsVerify, options.certDirectory ?? ''].join('\n');
+    client.pingKey = [client.apiHost, tlsVerify, options.certDirectory ?? ''].join('\n');
     await client.ping(context.signal);
     return client;
   }
@@ -243,15 +243,14 @@ export class RegistryClient {
    * Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP, to
    * learn the scheme, the authentication challenges (answers 200 and 401 are both fine) and the
    * signature API extension. The answer is shared through `state.pings` (`RegistryPings`) by every
-   * client of the transport instance for the same role, registry and TLS settings while it is fresh, so a
+   * client of the transport instance for the same registry and TLS settings while it is fresh, so a
    * command that opens several clients (a copy between two repositories of one registry, `inspect` with its
    * tag list, a sync) pings once; a failed ping is not kept. Challenges that change later are learnt
    * again from the 401 that follows.
    */
   async ping(signal: AbortSignal | undefined): Promise<void> {
     const key =
-      this.pingKey ??
-      [this.scope.role, this.apiHost, this.options.tlsVerify, this.options.certDirectory ?? ''].join('\n');
+      this.pingKey ?? [this.apiHost, this.options.tlsVerify, this.options.certDirectory ?? ''].join('\n');
     this.pingKey = key;
     let shared = true;
     let result: PingResult;

@@ -24,6 +24,11 @@ export class KnownBlobLocations {
     byDigest.set(digest, repositories.slice(0, maxRepositoriesPerBlob));
   }
 
+  /** Whether `repository` of `registry` is known to hold `digest`. */
+  holds(registry: string, repository: string, digest: string): boolean {
+    return this.locations.get(registry)?.get(digest)?.includes(repository) ?? false;
+  }
+
   /** Repositories of `registry` other than `except` known to hold `digest`, most recent first. */
   candidates(registry: string, digest: string, except: string): string[] {
     return (this.locations.get(registry)?.get(digest) ?? []).filter((repository) => repository !== except);

@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const binSource = resolve(here, '../bin.ts');
+const binSource = resolve(here, '../main.ts');
 const registerTypeScript = resolve(
   here,
   '../../../../packages/transport-oci/src/test-support/register-typescript.mjs',
