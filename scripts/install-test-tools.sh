@@ -5,7 +5,7 @@
 # openssl (test certificates), gpg (keys for the `skopeo --sign-by` signatures the tests copy and
 # verify), GNU tar, gzip and jq; for containers-storage: uidmap (newuidmap/newgidmap) and util-linux's
 # unshare (rootless user namespaces), btrfs-progs and mount's losetup (the btrfs driver's loop-mounted test file system) and
-# python3 (holds fcntl locks in the lock tests), attr (getfattr cross-checks the xattrs layers set). Fails loudly when one cannot be installed: tests never skip a missing tool.
+# python3 (holds fcntl locks in the lock tests), attr (getfattr cross-checks the xattrs layers set); ostree (the ostree: transport commits, checks out and fsck-checks repositories with it). Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
 declare -A package_of=(
@@ -31,6 +31,7 @@ declare -A package_of=(
   [unshare]=util-linux
   [python3]=python3
   [getfattr]=attr
+  [ostree]=ostree
 )
 missing=()
 for command in "${!package_of[@]}"; do

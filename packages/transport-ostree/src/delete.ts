@@ -8,7 +8,10 @@ const blobBranchPattern = new RegExp(`^${branchPrefix}/[0-9a-f]{64,128}$`);
 function blobsOf(manifestText: string | undefined): Digest[] {
   if (manifestText === undefined) return [];
   const manifest = parseManifest(Buffer.from(manifestText, 'utf8'));
-  return [...manifest.layers.map((layer) => layer.digest), ...(manifest.config ? [manifest.config.digest] : [])];
+  return [
+    ...manifest.layers.map((layer) => layer.digest),
+    ...(manifest.config ? [manifest.config.digest] : []),
+  ];
 }
 
 /** Blobs used by the images of the repository other than `exceptBranch`. */
@@ -28,7 +31,10 @@ async function blobsInUse(repository: OstreeRepository, exceptBranch: string): P
  * Deletes an image: its branch, then the branches of its layers and config that no other image of the
  * repository uses, then the objects nothing reaches any more (`ostree prune --refs-only`).
  */
-export async function deleteOstreeImage(reference: OstreeImageReference, context: TransportContext): Promise<void> {
+export async function deleteOstreeImage(
+  reference: OstreeImageReference,
+  context: TransportContext,
+): Promise<void> {
   const { repository, commit } = await openImageCommit(reference);
   const signal = context.signal;
   const manifestText = commit.metadata.get('docker.manifest');
@@ -41,7 +47,8 @@ export async function deleteOstreeImage(reference: OstreeImageReference, context
   for (const digest of new Set(blobs)) {
     if (used.has(digest)) continue;
     const branch = blobBranch(digest);
-    if ((await repository.resolveBranch(branch)) !== undefined) await repository.deleteBranch(branch, { signal });
+    if ((await repository.resolveBranch(branch)) !== undefined)
+      await repository.deleteBranch(branch, { signal });
   }
   await repository.prune({ signal });
 }

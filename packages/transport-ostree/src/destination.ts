@@ -12,8 +12,8 @@ import { lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync, writeFileSync } 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { PassThrough, type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
   type BlobInfo,
   type BlobToWrite,
@@ -199,7 +199,11 @@ class OstreeImageDestination implements ImageDestination {
       }
       const commit = await this.repository.commitDirectory(tree, metadata, { signal });
       this.written.set(result!.digest, { commit, size: result!.size });
-      return { digest: result!.digest, size: result!.size, ...(info.mediaType ? { mediaType: info.mediaType } : {}) };
+      return {
+        digest: result!.digest,
+        size: result!.size,
+        ...(info.mediaType ? { mediaType: info.mediaType } : {}),
+      };
     } finally {
       await rm(directory, { recursive: true, force: true });
     }
@@ -220,7 +224,10 @@ class OstreeImageDestination implements ImageDestination {
     const raw = new PassThrough({ highWaterMark: 1 << 20 });
     let layerFailure: { error: unknown } | undefined;
     let applied: Awaited<ReturnType<typeof applyLayer>> | undefined;
-    const applying = applyLayer(decompressed(raw), tree, { whiteouts: 'apply', ...(signal ? { signal } : {}) }).then(
+    const applying = applyLayer(decompressed(raw), tree, {
+      whiteouts: 'apply',
+      ...(signal ? { signal } : {}),
+    }).then(
       (value) => {
         applied = value;
       },
@@ -290,13 +297,17 @@ class OstreeImageDestination implements ImageDestination {
 
   async commit(options?: OperationOptions): Promise<void> {
     const signal = this.signal(options);
-    if (!this.manifest) throw new GantryError(ErrorCodes.Internal, `${this.reference}: commit without a manifest`);
+    if (!this.manifest)
+      throw new GantryError(ErrorCodes.Internal, `${this.reference}: commit without a manifest`);
     const manifest = parseManifest(this.manifest);
     const manifestText = Buffer.from(this.manifest).toString('utf8');
     if (!Buffer.from(manifestText, 'utf8').equals(Buffer.from(this.manifest))) {
       throw new GantryError(ErrorCodes.InvalidManifest, `${this.reference}: the manifest is not valid UTF-8`);
     }
-    const blobs = [...manifest.layers.map((layer) => layer.digest), ...(manifest.config ? [manifest.config.digest] : [])];
+    const blobs = [
+      ...manifest.layers.map((layer) => layer.digest),
+      ...(manifest.config ? [manifest.config.digest] : []),
+    ];
     const branches: [string, string][] = [];
     for (const digest of blobs) {
       const written = this.written.get(digest);

@@ -50,7 +50,10 @@ describe('commit objects', () => {
   it('writes commits ostree reads back (show, fsck)', () => {
     const { bytes, repo } = ostreeCommit({ other: 'x'.repeat(300) });
     const commit = parseCommit(bytes);
-    const rewritten = serializeCommit({ ...commit, metadata: new Map([['docker.manifest', '{"a":"\'b\'"}']]) });
+    const rewritten = serializeCommit({
+      ...commit,
+      metadata: new Map([['docker.manifest', '{"a":"\'b\'"}']]),
+    });
     const checksum = createHash('sha256').update(rewritten).digest('hex');
     mkdirSync(join(repo, 'objects', checksum.slice(0, 2)), { recursive: true });
     writeFileSync(join(repo, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.commit`), rewritten);

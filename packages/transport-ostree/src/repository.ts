@@ -39,7 +39,11 @@ export function runOstree(args: readonly string[], options: RunOptions = {}): Pr
     execFile(
       'ostree',
       args,
-      { maxBuffer: 256 * 1024 * 1024, encoding: 'utf8', ...(options.signal ? { signal: options.signal } : {}) },
+      {
+        maxBuffer: 256 * 1024 * 1024,
+        encoding: 'utf8',
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
       (error, stdout, stderr) => {
         if (error) reject(ostreeError(args, error, stderr));
         else resolve(stdout);
@@ -48,7 +52,13 @@ export function runOstree(args: readonly string[], options: RunOptions = {}): Pr
   });
 }
 
-export type RepositoryMode = 'bare' | 'bare-user' | 'bare-user-only' | 'archive-z2' | 'archive' | 'bare-split-xattrs';
+export type RepositoryMode =
+  | 'bare'
+  | 'bare-user'
+  | 'bare-user-only'
+  | 'archive-z2'
+  | 'archive'
+  | 'bare-split-xattrs';
 
 export class OstreeRepository {
   private constructor(
@@ -63,7 +73,8 @@ export class OstreeRepository {
       config = await readFile(join(path, 'config'), 'utf8');
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      const reason = code === 'ENOENT' || code === 'ENOTDIR' ? 'it has no config file' : (error as Error).message;
+      const reason =
+        code === 'ENOENT' || code === 'ENOTDIR' ? 'it has no config file' : (error as Error).message;
       throw new GantryError(ErrorCodes.InvalidLayout, `${path} is not an OSTree repository: ${reason}`, {
         cause: error,
       });
@@ -114,7 +125,10 @@ export class OstreeRepository {
     }
     const checksum = content.trim();
     if (!checksumPattern.test(checksum)) {
-      throw new GantryError(ErrorCodes.InvalidLayout, `${this.path}: branch ${branch} holds "${checksum}", not a commit checksum`);
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `${this.path}: branch ${branch} holds "${checksum}", not a commit checksum`,
+      );
     }
     return checksum;
   }
@@ -129,9 +143,13 @@ export class OstreeRepository {
     try {
       bytes = await readFile(this.objectPath(checksum, 'commit'));
     } catch (error) {
-      throw new GantryError(ErrorCodes.InvalidLayout, `${this.path}: ${what}: commit ${checksum} is missing`, {
-        cause: error,
-      });
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `${this.path}: ${what}: commit ${checksum} is missing`,
+        {
+          cause: error,
+        },
+      );
     }
     const actual = createHash('sha256').update(bytes).digest('hex');
     if (actual !== checksum) {
@@ -158,9 +176,16 @@ export class OstreeRepository {
    * written: `setBranch` does that. The intermediate commit `ostree commit` writes to get the tree (no
    * metadata, no ref) stays as an unreferenced object until `ostree prune` removes it.
    */
-  async commitDirectory(root: string, metadata: Map<string, string>, options: RunOptions = {}): Promise<string> {
+  async commitDirectory(
+    root: string,
+    metadata: Map<string, string>,
+    options: RunOptions = {},
+  ): Promise<string> {
     const treeCommit = (
-      await runOstree(this.args('commit', '--orphan', '--parent=none', '--subject=', `--tree=dir=${root}`), options)
+      await runOstree(
+        this.args('commit', '--orphan', '--parent=none', '--subject=', `--tree=dir=${root}`),
+        options,
+      )
     ).trim();
     if (!checksumPattern.test(treeCommit)) {
       throw new GantryError(ErrorCodes.Internal, `ostree commit printed "${treeCommit}", not a checksum`);
@@ -221,7 +246,10 @@ export class OstreeRepository {
   /** Checks a commit out into `destination` (which must not exist), without owners unless root on a bare repository. */
   async checkout(checksum: string, destination: string, options: RunOptions = {}): Promise<void> {
     const userMode = this.mode !== 'bare' || process.getuid?.() !== 0;
-    await runOstree(this.args('checkout', ...(userMode ? ['--user-mode'] : []), checksum, destination), options);
+    await runOstree(
+      this.args('checkout', ...(userMode ? ['--user-mode'] : []), checksum, destination),
+      options,
+    );
   }
 
   /** One file of a commit's tree, as a stream (`ostree cat`). */

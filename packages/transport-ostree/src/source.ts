@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import {
   type BlobInfo,
   type BlobStream,
@@ -49,7 +49,10 @@ function requiredMetadata(commit: CommitObject, key: string, branch: string): st
 function parseSize(value: string, key: string, branch: string): number {
   const size = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(size)) {
-    throw new GantryError(ErrorCodes.InvalidLayout, `ostree: branch ${branch}: ${key} "${value}" is not a size`);
+    throw new GantryError(
+      ErrorCodes.InvalidLayout,
+      `ostree: branch ${branch}: ${key} "${value}" is not a size`,
+    );
   }
   return size;
 }
@@ -67,14 +70,20 @@ class OstreeImageSource implements ImageSource {
     private readonly imageCommit: CommitObject,
     private readonly context: TransportContext,
   ) {
-    const bytes = Buffer.from(requiredMetadata(imageCommit, 'docker.manifest', reference.imageBranch), 'utf8');
+    const bytes = Buffer.from(
+      requiredMetadata(imageCommit, 'docker.manifest', reference.imageBranch),
+      'utf8',
+    );
     this.manifestBlob = { bytes: new Uint8Array(bytes), mediaType: guessManifestMediaType(bytes) };
     this.manifest = parseManifest(this.manifestBlob.bytes, this.manifestBlob.mediaType);
   }
 
   async getManifest(instanceDigest?: Digest): Promise<ManifestBlob> {
     if (instanceDigest !== undefined) {
-      throw new GantryError(ErrorCodes.ImageNotFound, `${this.reference}: manifest lists are not supported by "ostree:"`);
+      throw new GantryError(
+        ErrorCodes.ImageNotFound,
+        `${this.reference}: manifest lists are not supported by "ostree:"`,
+      );
     }
     return this.manifestBlob;
   }
@@ -85,12 +94,18 @@ class OstreeImageSource implements ImageSource {
         const branch = blobBranch(layer.digest);
         const commit = await this.repository.resolveBranch(branch);
         if (commit === undefined) {
-          throw new GantryError(ErrorCodes.BlobNotFound, `${this.reference}: layer branch ${branch} does not exist`);
+          throw new GantryError(
+            ErrorCodes.BlobNotFound,
+            `${this.reference}: layer branch ${branch} does not exist`,
+          );
         }
         const object = await this.repository.readCommit(commit, branch);
         const uncompressedDigest = requiredMetadata(object, 'docker.uncompressed_digest', branch);
         if (!/^sha256:[0-9a-f]{64}$/.test(uncompressedDigest)) {
-          throw new GantryError(ErrorCodes.InvalidLayout, `ostree: branch ${branch}: bad docker.uncompressed_digest`);
+          throw new GantryError(
+            ErrorCodes.InvalidLayout,
+            `ostree: branch ${branch}: bad docker.uncompressed_digest`,
+          );
         }
         return {
           blobDigest: layer.digest,
@@ -110,7 +125,10 @@ class OstreeImageSource implements ImageSource {
 
   async layerInfosForCopy(instanceDigest?: Digest): Promise<BlobInfo[]> {
     if (instanceDigest !== undefined) {
-      throw new GantryError(ErrorCodes.ImageNotFound, `${this.reference}: manifest lists are not supported by "ostree:"`);
+      throw new GantryError(
+        ErrorCodes.ImageNotFound,
+        `${this.reference}: manifest lists are not supported by "ostree:"`,
+      );
     }
     const stored = await this.storedLayers();
     const manifestType =
@@ -131,7 +149,10 @@ class OstreeImageSource implements ImageSource {
       const branch = blobBranch(info.digest);
       const commit = await this.repository.resolveBranch(branch);
       if (commit === undefined) {
-        throw new GantryError(ErrorCodes.BlobNotFound, `${this.reference}: config branch ${branch} does not exist`);
+        throw new GantryError(
+          ErrorCodes.BlobNotFound,
+          `${this.reference}: config branch ${branch} does not exist`,
+        );
       }
       const object = await this.repository.readCommit(commit, branch);
       const size = parseSize(requiredMetadata(object, 'docker.size', branch), 'docker.size', branch);
@@ -149,8 +170,13 @@ class OstreeImageSource implements ImageSource {
       );
     }
     const branch = blobBranch(layer.blobDigest);
-    const tarSplit = Buffer.from(requiredMetadata({ metadata: layer.metadata } as CommitObject, 'tarsplit.output', branch), 'base64');
-    const directory = await mkdtemp(join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-ostree-checkout-'));
+    const tarSplit = Buffer.from(
+      requiredMetadata({ metadata: layer.metadata } as CommitObject, 'tarsplit.output', branch),
+      'base64',
+    );
+    const directory = await mkdtemp(
+      join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-ostree-checkout-'),
+    );
     const checkout = join(directory, 'root');
     try {
       await this.repository.checkout(layer.commit, checkout, { signal: this.context.signal });
@@ -158,7 +184,11 @@ class OstreeImageSource implements ImageSource {
       await rm(directory, { recursive: true, force: true });
       throw error;
     }
-    const tar = assembleTar(tarSplit, pathFileGetter(checkout), this.context.signal ? { signal: this.context.signal } : {});
+    const tar = assembleTar(
+      tarSplit,
+      pathFileGetter(checkout),
+      this.context.signal ? { signal: this.context.signal } : {},
+    );
     tar.on('close', () => {
       void rm(directory, { recursive: true, force: true });
     });
@@ -188,7 +218,10 @@ export async function openImageCommit(
   reference: OstreeImageReference,
 ): Promise<{ repository: OstreeRepository; checksum: string; commit: CommitObject }> {
   if (!existsSync(reference.repository)) {
-    throw new GantryError(ErrorCodes.ImageNotFound, `${reference}: no OSTree repository at ${reference.repository}`);
+    throw new GantryError(
+      ErrorCodes.ImageNotFound,
+      `${reference}: no OSTree repository at ${reference.repository}`,
+    );
   }
   const repository = await OstreeRepository.open(reference.repository);
   const checksum = await repository.resolveBranch(reference.imageBranch);
