@@ -226,6 +226,8 @@ class OstreeImageDestination implements ImageDestination {
     let applied: Awaited<ReturnType<typeof applyLayer>> | undefined;
     const applying = applyLayer(decompressed(raw), tree, {
       whiteouts: 'apply',
+      // Without root, files keep the user's owner (bare-user records it), as containers/image extracted them.
+      ...(process.getuid?.() === 0 ? {} : { rootless: true, ignoreChownErrors: true }),
       ...(signal ? { signal } : {}),
     }).then(
       (value) => {
