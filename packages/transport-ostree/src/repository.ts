@@ -174,7 +174,9 @@ export class OstreeRepository {
    * Commits the directory `root` (its content, owners, modes and extended attributes, hashed by
    * `ostree commit`) with string metadata and no parent, returning the commit checksum. No ref is
    * written: `setBranch` does that. The intermediate commit `ostree commit` writes to get the tree (no
-   * metadata, no ref) stays as an unreferenced object until `ostree prune` removes it.
+   * metadata, no ref) stays as an unreferenced object until `ostree prune` removes it. `root` must be a
+   * scratch directory: it is consumed (`--consume` moves its files into the repository where it can,
+   * about twice as fast for many small files as copying them).
    */
   async commitDirectory(
     root: string,
@@ -183,7 +185,7 @@ export class OstreeRepository {
   ): Promise<string> {
     const treeCommit = (
       await runOstree(
-        this.args('commit', '--orphan', '--parent=none', '--subject=', `--tree=dir=${root}`),
+        this.args('commit', '--orphan', '--parent=none', '--subject=', '--consume', `--tree=dir=${root}`),
         options,
       )
     ).trim();
