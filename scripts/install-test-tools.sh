@@ -7,7 +7,8 @@
 # as containers/storage does for xz), jq, python3 (its pty module puts gantry on a real pseudo-terminal in the CLI
 # tests; it also holds fcntl locks in the lock tests); for containers-storage: uidmap (newuidmap/newgidmap) and util-linux's
 # unshare (rootless user namespaces), btrfs-progs and mount's losetup (the btrfs driver's loop-mounted test file system) and
-# attr (getfattr cross-checks the xattrs layers set). Fails loudly when one cannot be installed: tests never skip a missing tool.
+# attr (getfattr cross-checks the xattrs layers set); ostree (the ostree: transport commits, checks out and fsck-checks
+# repositories with it). Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
 declare -A package_of=(
@@ -36,6 +37,7 @@ declare -A package_of=(
   [bzip2]=bzip2
   [xz]=xz-utils
   [zstd]=zstd
+  [ostree]=ostree
 )
 missing=()
 for command in "${!package_of[@]}"; do

@@ -634,9 +634,59 @@ const registryScenarios = [
   },
 ];
 
+/**
+ * ostree: scenarios. skopeo has no ostree: transport, so the "skopeo" column of these rows is the floor:
+ * Debian's `ostree commit --tree=dir=` of the same layers, already extracted (prepared once, not timed),
+ * into a new repository; Gantry's time also includes decompressing, verifying and applying the layers.
+ */
+const ostreeFloorTrees = {};
+function extractLayersOf(layoutName) {
+  if (ostreeFloorTrees[layoutName]) return ostreeFloorTrees[layoutName];
+  const layout = layouts[layoutName];
+  const blob = (digest) => join(layout, 'blobs', 'sha256', digest.slice(7));
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+  const manifest = JSON.parse(readFileSync(blob(index.manifests[0].digest), 'utf8'));
+  const trees = manifest.layers.map((layer, position) => {
+    const tree = join(workDirectory, `ostree-floor-${layoutName}`, `layer-${position}`);
+    execFileSync('rm', ['-rf', tree]);
+    execFileSync('mkdir', ['-p', tree]);
+    execFileSync('tar', ['-xf', blob(layer.digest), '-C', tree]);
+    return tree;
+  });
+  ostreeFloorTrees[layoutName] = trees;
+  return trees;
+}
+const ostreeScenarios = [
+  ['small-files', 'smallFiles', '20,000 small files in one layer'],
+  ['large-layers', 'fewLargeLayers', '3 × 16 MiB compressible + 64 MiB random layers'],
+].map(([suffix, layoutName, what]) => ({
+  name: `oci-to-ostree-${suffix}`,
+  description: `oci → ostree: new repository, ${what} (skopeo column: floor, ostree commit --tree=dir= of the extracted layers)`,
+  needs: [layoutName],
+  prepare: () => extractLayersOf(layoutName),
+  args: ({ destination }) => [
+    ...policy,
+    'copy',
+    '-q',
+    `oci:${layouts[layoutName]}:bench`,
+    `ostree:bench/${suffix}:v1@${destination}`,
+  ],
+  floor: ({ destination }) => ({
+    command: 'sh',
+    args: [
+      '-c',
+      'repo=$1; shift; ostree init --repo="$repo" --mode=bare && for tree; do ostree commit --repo="$repo" --orphan --subject= --tree=dir="$tree" > /dev/null || exit 1; done',
+      'ostree-floor',
+      destination,
+      ...extractLayersOf(layoutName),
+    ],
+  }),
+}));
+
 const selected = (scenario) => !flags.only || flags.only.split(',').includes(scenario.name);
 const scenarios = [
   ...localScenarios.filter(selected),
+  ...ostreeScenarios.filter(selected),
   ...registryScenarios.filter(selected).map((scenario) => ({ ...scenario, registry: true })),
 ];
 
@@ -742,6 +792,7 @@ if (scenarios.some((scenario) => scenario.registry)) {
 
 /** The command line of one run: `{ command, args }` for each tool. */
 function commandFor(tool, scenario, parameters) {
+  if (tool.name === 'skopeo' && scenario.floor) return scenario.floor(parameters);
   if (!scenario.registry || scenario.args)
     return { command: tool.command, args: [...tool.prefix, ...scenario.args(parameters)] };
   if (scenario.sync) {

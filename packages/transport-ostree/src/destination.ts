@@ -1,0 +1,356 @@
+/**
+ * Writes an image into an OSTree repository in containers/image's layout:
+ * - each layer, applied to a fresh directory while it streams in (decompressed, whiteouts carried out
+ *   and their `.wh.` markers kept as empty files, hostile entries refused by `applyLayer`), committed
+ *   with `docker.size`, `docker.uncompressed_size`, `docker.uncompressed_digest` and `tarsplit.output`;
+ * - the config committed as the file `/content` with `docker.size`;
+ * - at `commit`, the branches `ociimage/<blob hex>` set, then the image branch `ociimage/<encoded image>`
+ *   (tree: `/manifest.json`, `/signature-N`; metadata `docker.manifest`, `docker.digest`, `signatures`) last.
+ * Until `commit` the commits are unreferenced objects: nothing is visible, and `ostree prune` removes them.
+ */
+import { lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  type BlobInfo,
+  type BlobToWrite,
+  blobWriteStage,
+  createDecompressor,
+  type Digest,
+  detectCompression,
+  ErrorCodes,
+  GantryError,
+  guessManifestMediaType,
+  type ImageDestination,
+  type ImageDestinationProperties,
+  MediaTypes,
+  manifestDigest,
+  type OperationOptions,
+  type PutBlobOptions,
+  parseManifest,
+  type ReusedBlob,
+  type TransportContext,
+  type TryReusingBlobOptions,
+} from '@gantry/core';
+import { applyLayer, cleanPath, readTarSplit } from '@gantry/layer-tree';
+import { blobBranch, type OstreeImageReference } from './reference.js';
+import { OstreeRepository } from './repository.js';
+
+/** Decompresses a layer while it streams, whatever its compression (detected from its first bytes). */
+async function* decompressed(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const iterator = source[Symbol.asyncIterator]();
+  const head: Uint8Array[] = [];
+  let headLength = 0;
+  let done = false;
+  while (headLength < 8) {
+    const next = await iterator.next();
+    if (next.done) {
+      done = true;
+      break;
+    }
+    head.push(next.value);
+    headLength += next.value.byteLength;
+  }
+  const prefix = Buffer.concat(head);
+  const rest = async function* (): AsyncGenerator<Uint8Array> {
+    if (prefix.byteLength > 0) yield prefix;
+    if (done) return;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  };
+  const compression = detectCompression(prefix);
+  if (compression === 'none') {
+    yield* rest();
+    return;
+  }
+  const decompressor = createDecompressor(compression);
+  const feeding = pipeline(rest(), decompressor).catch((error: unknown) => {
+    decompressor.destroy(error as Error);
+  });
+  yield* decompressor;
+  await feeding;
+}
+
+/** Keeps each whiteout of the layer as an empty file, as containers/image's extraction did. */
+async function writeWhiteoutMarkers(root: string, tarSplitGzip: Uint8Array): Promise<void> {
+  for await (const entry of readTarSplit(tarSplitGzip)) {
+    if (entry.type !== 'file') continue;
+    const clean = cleanPath(entry.name).replace(/^\/+/, '');
+    const components = clean.split('/');
+    const base = components[components.length - 1]!;
+    if (!base.startsWith('.wh.')) continue;
+    let directory = root;
+    let safe = true;
+    for (const component of components.slice(0, -1)) {
+      directory = join(directory, component);
+      try {
+        if (!lstatSync(directory).isDirectory()) {
+          safe = false; // a symbolic link or a file: the marker would land outside its directory
+          break;
+        }
+      } catch {
+        mkdirSync(directory, { mode: 0o755 });
+      }
+    }
+    if (safe) writeFileSync(join(directory, base), '', { mode: 0o644, flag: 'w' });
+  }
+}
+
+/** OSTree stores regular files, directories and symbolic links only; the rest is left out, as containers/image did. */
+function removeSpecialFiles(directory: string): void {
+  for (const entry of readdirSync(directory, { withFileTypes: true })) {
+    const path = join(directory, entry.name);
+    if (entry.isDirectory()) removeSpecialFiles(path);
+    else if (!entry.isFile() && !entry.isSymbolicLink()) unlinkSync(path);
+  }
+}
+
+interface WrittenBlob {
+  commit: string;
+  size: number;
+}
+
+class OstreeImageDestination implements ImageDestination {
+  readonly properties: ImageDestinationProperties = Object.freeze({
+    // Other manifest types are converted to Docker schema2 by the copy pipeline.
+    supportedManifestMimeTypes: [MediaTypes.DockerManifest],
+    desiredLayerCompression: 'preserve' as const,
+    acceptsForeignLayerURLs: false,
+    mustMatchRuntimeOS: true,
+    supportsSignatures: true,
+    hasThreadSafePutBlob: false,
+    ignoresEmbeddedDockerReference: false,
+  });
+  private readonly written = new Map<string, WrittenBlob>();
+  private readonly reused = new Set<string>();
+  private manifest: Uint8Array | undefined;
+  private signatures: Uint8Array[] = [];
+  private workDirectory: Promise<string> | undefined;
+  private closed = false;
+
+  constructor(
+    readonly reference: OstreeImageReference,
+    private readonly repository: OstreeRepository,
+    private readonly context: TransportContext,
+  ) {}
+
+  private work(): Promise<string> {
+    this.workDirectory ??= mkdtemp(join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-ostree-'));
+    return this.workDirectory;
+  }
+
+  private signal(options?: OperationOptions): AbortSignal | undefined {
+    const signals = [this.context.signal, options?.signal].filter((s): s is AbortSignal => s !== undefined);
+    return signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
+  }
+
+  private checkSize(info: BlobToWrite, size: number): void {
+    if (info.size >= 0 && info.size !== size) {
+      throw new GantryError(
+        ErrorCodes.SizeMismatch,
+        `blob ${info.digest ?? ''}: size mismatch: expected ${info.size} bytes, got ${size}`,
+      );
+    }
+  }
+
+  async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
+    const signal = this.signal(options);
+    const directory = await mkdtemp(join(await this.work(), 'blob-'));
+    let result: { digest: Digest; size: number } | undefined;
+    const onEnd = (value: { digest: Digest; size: number }) => {
+      result = value;
+    };
+    try {
+      let metadata: Map<string, string>;
+      let tree: string;
+      if (options.isConfig) {
+        const chunks: Uint8Array[] = [];
+        await pipeline(
+          stream,
+          blobWriteStage(info.digest, onEnd),
+          async (source: AsyncIterable<Uint8Array>) => {
+            for await (const chunk of source) chunks.push(chunk);
+          },
+          signal ? { signal } : {},
+        );
+        this.checkSize(info, result!.size);
+        tree = directory;
+        await writeFile(join(directory, 'content'), Buffer.concat(chunks), { mode: 0o644 });
+        metadata = new Map([['docker.size', String(result!.size)]]);
+      } else {
+        tree = join(directory, 'root');
+        mkdirSync(tree, { mode: 0o755 });
+        const applied = await this.applyVerified(stream, info, tree, onEnd, signal);
+        this.checkSize(info, result!.size);
+        await writeWhiteoutMarkers(tree, applied.tarSplitGzip);
+        removeSpecialFiles(tree);
+        metadata = new Map([
+          ['docker.size', String(result!.size)],
+          ['docker.uncompressed_size', String(applied.uncompressedSize)],
+          ['docker.uncompressed_digest', applied.uncompressedDigest],
+          ['tarsplit.output', applied.tarSplitGzip.toString('base64')],
+        ]);
+      }
+      const commit = await this.repository.commitDirectory(tree, metadata, { signal });
+      this.written.set(result!.digest, { commit, size: result!.size });
+      return {
+        digest: result!.digest,
+        size: result!.size,
+        ...(info.mediaType ? { mediaType: info.mediaType } : {}),
+      };
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Streams the blob through verification into `applyLayer`. When the layer cannot be applied, the rest of
+   * the blob is still read and verified, so a blob with the wrong digest is reported as such rather than
+   * as a bad tar.
+   */
+  private async applyVerified(
+    stream: Readable,
+    info: BlobToWrite,
+    tree: string,
+    onEnd: (value: { digest: Digest; size: number }) => void,
+    signal: AbortSignal | undefined,
+  ): Promise<Awaited<ReturnType<typeof applyLayer>>> {
+    const raw = new PassThrough({ highWaterMark: 1 << 20 });
+    let layerFailure: { error: unknown } | undefined;
+    let applied: Awaited<ReturnType<typeof applyLayer>> | undefined;
+    const applying = applyLayer(decompressed(raw), tree, {
+      whiteouts: 'apply',
+      // Without root, files keep the user's owner (bare-user records it), as containers/image extracted them.
+      ...(process.getuid?.() === 0 ? {} : { rootless: true, ignoreChownErrors: true }),
+      ...(signal ? { signal } : {}),
+    }).then(
+      (value) => {
+        applied = value;
+      },
+      (error: unknown) => {
+        layerFailure = { error };
+      },
+    );
+    const sink = new Writable({
+      highWaterMark: 1 << 20,
+      write(chunk: Buffer, _encoding, callback) {
+        if (layerFailure !== undefined || raw.destroyed) return callback();
+        raw.write(chunk, () => callback());
+      },
+      final(callback) {
+        raw.end();
+        applying.then(() => callback());
+      },
+    });
+    try {
+      await pipeline(stream, blobWriteStage(info.digest, onEnd), sink, signal ? { signal } : {});
+    } catch (error) {
+      raw.destroy();
+      await applying;
+      throw error;
+    }
+    if (layerFailure !== undefined) throw layerFailure.error;
+    return applied!;
+  }
+
+  async tryReusingBlob(info: BlobInfo, options: TryReusingBlobOptions): Promise<ReusedBlob> {
+    const written = this.written.get(info.digest);
+    if (written) return { reused: true, blob: { digest: info.digest, size: written.size } };
+    const branch = blobBranch(info.digest);
+    const checksum = await this.repository.resolveBranch(branch);
+    if (checksum === undefined) return { reused: false };
+    const commit = await this.repository.readCommit(checksum, branch);
+    const size = Number(commit.metadata.get('docker.size'));
+    const isLayer =
+      commit.metadata.has('docker.uncompressed_digest') &&
+      commit.metadata.has('docker.uncompressed_size') &&
+      commit.metadata.has('tarsplit.output');
+    if (!Number.isSafeInteger(size) || (!options.isConfig && !isLayer)) return { reused: false };
+    this.reused.add(info.digest);
+    return { reused: true, blob: { digest: info.digest, size } };
+  }
+
+  async putManifest(manifest: Uint8Array, mediaType: string, instanceDigest?: Digest): Promise<void> {
+    if (instanceDigest !== undefined) {
+      throw new GantryError(ErrorCodes.NotSupported, 'Manifest lists are not supported by "ostree:"');
+    }
+    const type = mediaType || guessManifestMediaType(manifest);
+    if (type !== MediaTypes.DockerManifest) {
+      throw new GantryError(
+        ErrorCodes.UnsupportedManifestType,
+        `${this.reference}: manifest type ${type || '(unknown)'} is not supported: ostree: stores Docker schema2 manifests (${MediaTypes.DockerManifest})`,
+      );
+    }
+    this.manifest = Uint8Array.from(manifest);
+  }
+
+  async putSignatures(signatures: Uint8Array[], instanceDigest?: Digest): Promise<void> {
+    if (instanceDigest !== undefined) {
+      throw new GantryError(ErrorCodes.NotSupported, 'Manifest lists are not supported by "ostree:"');
+    }
+    this.signatures = signatures.map((signature) => Uint8Array.from(signature));
+  }
+
+  async commit(options?: OperationOptions): Promise<void> {
+    const signal = this.signal(options);
+    if (!this.manifest)
+      throw new GantryError(ErrorCodes.Internal, `${this.reference}: commit without a manifest`);
+    const manifest = parseManifest(this.manifest);
+    const manifestText = Buffer.from(this.manifest).toString('utf8');
+    if (!Buffer.from(manifestText, 'utf8').equals(Buffer.from(this.manifest))) {
+      throw new GantryError(ErrorCodes.InvalidManifest, `${this.reference}: the manifest is not valid UTF-8`);
+    }
+    const blobs = [
+      ...manifest.layers.map((layer) => layer.digest),
+      ...(manifest.config ? [manifest.config.digest] : []),
+    ];
+    const branches: [string, string][] = [];
+    for (const digest of blobs) {
+      const written = this.written.get(digest);
+      if (written) branches.push([blobBranch(digest), written.commit]);
+      else if (!this.reused.has(digest)) {
+        throw new GantryError(ErrorCodes.BlobNotFound, `${this.reference}: blob ${digest} was not written`);
+      }
+    }
+    const tree = join(await this.work(), 'manifest');
+    mkdirSync(tree, { mode: 0o755 });
+    writeFileSync(join(tree, 'manifest.json'), this.manifest, { mode: 0o644 });
+    this.signatures.forEach((signature, index) => {
+      writeFileSync(join(tree, `signature-${index + 1}`), signature, { mode: 0o644 });
+    });
+    const imageCommit = await this.repository.commitDirectory(
+      tree,
+      new Map([
+        ['docker.manifest', manifestText],
+        ['signatures', String(this.signatures.length)],
+        ['docker.digest', manifestDigest(this.manifest)],
+      ]),
+      { signal },
+    );
+    for (const [branch, commit] of branches) await this.repository.setBranch(branch, commit, { signal });
+    await this.repository.setBranch(this.reference.imageBranch, imageCommit, { signal });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.workDirectory) {
+      const directory = await this.workDirectory.catch(() => undefined);
+      if (directory) rmSync(directory, { recursive: true, force: true });
+    }
+  }
+}
+
+export async function openOstreeImageDestination(
+  reference: OstreeImageReference,
+  context: TransportContext,
+): Promise<ImageDestination> {
+  const repository = await OstreeRepository.openOrCreate(reference.repository, { signal: context.signal });
+  return new OstreeImageDestination(reference, repository, context);
+}

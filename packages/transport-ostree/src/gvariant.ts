@@ -1,0 +1,199 @@
+/**
+ * The GVariant serialisation of an OSTree commit object, `(a{sv}aya(say)sstayay)`: metadata, parent
+ * checksum, related objects, subject, body, timestamp (big-endian), root dirtree checksum, root dirmeta
+ * checksum. Only what commits need: metadata values are read as strings (`s`) and written as strings.
+ */
+
+export interface CommitObject {
+  /** Metadata values of type `s`; values of other types are listed in `otherMetadataKeys`. */
+  metadata: Map<string, string>;
+  otherMetadataKeys: string[];
+  /** Parent commit checksum (hex), '' for none. */
+  parent: string;
+  subject: string;
+  body: string;
+  /** Seconds since the epoch. */
+  timestamp: bigint;
+  rootTree: string;
+  rootMeta: string;
+}
+
+export class GVariantFormatError extends Error {}
+
+function offsetWidthForSize(size: number): number {
+  if (size === 0) return 0;
+  if (size <= 0xff) return 1;
+  if (size <= 0xffff) return 2;
+  return size <= 0xffffffff ? 4 : 8;
+}
+
+/** Width glib picks when writing a container of `bodySize` bytes followed by `count` offsets. */
+function offsetWidthForBody(bodySize: number, count: number): number {
+  if (count === 0) return 0;
+  if (bodySize + count <= 0xff) return 1;
+  if (bodySize + 2 * count <= 0xffff) return 2;
+  return bodySize + 4 * count <= 0xffffffff ? 4 : 8;
+}
+
+function readOffset(data: Uint8Array, position: number, width: number): number {
+  let value = 0;
+  for (let index = width - 1; index >= 0; index--) value = value * 256 + data[position + index]!;
+  return value;
+}
+
+function writeOffsets(parts: Buffer[], offsets: number[], width: number): void {
+  const buffer = Buffer.alloc(offsets.length * width);
+  offsets.forEach((offset, index) => {
+    let value = offset;
+    for (let byte = 0; byte < width; byte++) {
+      buffer[index * width + byte] = value & 0xff;
+      value = Math.floor(value / 256);
+    }
+  });
+  parts.push(buffer);
+}
+
+const align = (position: number, alignment: number): number => Math.ceil(position / alignment) * alignment;
+
+/** Serialises members into a container: `alignments` per member, `framed` = whether its end is recorded. */
+function serializeContainer(
+  members: { bytes: Buffer; alignment: number; framed: boolean }[],
+  reverseOffsets: boolean,
+): Buffer {
+  const parts: Buffer[] = [];
+  let position = 0;
+  const offsets: number[] = [];
+  for (const member of members) {
+    const aligned = align(position, member.alignment);
+    if (aligned > position) parts.push(Buffer.alloc(aligned - position));
+    parts.push(member.bytes);
+    position = aligned + member.bytes.length;
+    if (member.framed) offsets.push(position);
+  }
+  const width = offsetWidthForBody(position, offsets.length);
+  writeOffsets(parts, reverseOffsets ? offsets.reverse() : offsets, width);
+  return Buffer.concat(parts);
+}
+
+const stringBytes = (value: string): Buffer => Buffer.concat([Buffer.from(value, 'utf8'), Buffer.from([0])]);
+
+function serializeStringVariant(value: string): Buffer {
+  return Buffer.concat([stringBytes(value), Buffer.from([0]), Buffer.from('s', 'latin1')]);
+}
+
+/** Serialises a commit with string metadata (keys sorted), no related objects. */
+export function serializeCommit(commit: Omit<CommitObject, 'otherMetadataKeys'>): Buffer {
+  const entries = [...commit.metadata.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const metadata = serializeContainer(
+    entries.map(([key, value]) => ({
+      bytes: serializeContainer(
+        [
+          { bytes: stringBytes(key), alignment: 1, framed: true },
+          { bytes: serializeStringVariant(value), alignment: 8, framed: false },
+        ],
+        true,
+      ),
+      alignment: 8,
+      framed: true,
+    })),
+    false,
+  );
+  const timestamp = Buffer.alloc(8);
+  timestamp.writeBigUInt64BE(commit.timestamp);
+  return serializeContainer(
+    [
+      { bytes: metadata, alignment: 8, framed: true },
+      { bytes: Buffer.from(commit.parent, 'hex'), alignment: 1, framed: true },
+      { bytes: Buffer.alloc(0), alignment: 1, framed: true },
+      { bytes: stringBytes(commit.subject), alignment: 1, framed: true },
+      { bytes: stringBytes(commit.body), alignment: 1, framed: true },
+      { bytes: timestamp, alignment: 8, framed: false },
+      { bytes: Buffer.from(commit.rootTree, 'hex'), alignment: 1, framed: true },
+      { bytes: Buffer.from(commit.rootMeta, 'hex'), alignment: 1, framed: false },
+    ],
+    true,
+  );
+}
+
+function fail(problem: string): never {
+  throw new GVariantFormatError(problem);
+}
+
+function readString(data: Buffer, what: string): string {
+  if (data.length === 0 || data[data.length - 1] !== 0) fail(`${what} is not a NUL-terminated string`);
+  return data.subarray(0, data.length - 1).toString('utf8');
+}
+
+/** Elements of an array of variable-size elements. */
+function arrayElements(data: Buffer, alignment: number): Buffer[] {
+  if (data.length === 0) return [];
+  const width = offsetWidthForSize(data.length);
+  const tableStart = readOffset(data, data.length - width, width);
+  if (tableStart > data.length || (data.length - tableStart) % width !== 0) fail('bad array framing');
+  const count = (data.length - tableStart) / width;
+  const elements: Buffer[] = [];
+  let position = 0;
+  for (let index = 0; index < count; index++) {
+    const start = align(position, alignment);
+    const end = readOffset(data, tableStart + index * width, width);
+    if (end < start || end > tableStart) fail('bad array element framing');
+    elements.push(data.subarray(start, end));
+    position = end;
+  }
+  return elements;
+}
+
+/** Parses a commit object; throws `GVariantFormatError` when it is not one. */
+export function parseCommit(bytes: Uint8Array): CommitObject {
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const width = offsetWidthForSize(data.length);
+  const framed = 6;
+  if (data.length < framed * width + 8) fail('too short for a commit');
+  const tableStart = data.length - framed * width;
+  const ends: number[] = [];
+  for (let index = 0; index < framed; index++)
+    ends.push(readOffset(data, data.length - (index + 1) * width, width));
+  let position = 0;
+  const take = (end: number, alignment: number): Buffer => {
+    const start = align(position, alignment);
+    if (end < start || end > tableStart) fail('bad commit framing');
+    position = end;
+    return data.subarray(start, end);
+  };
+  const metadataBytes = take(ends[0]!, 8);
+  const parent = take(ends[1]!, 1);
+  take(ends[2]!, 1);
+  const subject = readString(take(ends[3]!, 1), 'subject');
+  const body = readString(take(ends[4]!, 1), 'body');
+  const timestampStart = align(position, 8);
+  const timestampBytes = take(timestampStart + 8, 8);
+  const rootTree = take(ends[5]!, 1);
+  const rootMeta = data.subarray(position, tableStart);
+  if (rootTree.length !== 32 || rootMeta.length !== 32) fail('root checksums are not 32 bytes');
+  if (parent.length !== 0 && parent.length !== 32) fail('parent checksum is not 32 bytes');
+  const metadata = new Map<string, string>();
+  const otherMetadataKeys: string[] = [];
+  for (const entry of arrayElements(metadataBytes, 8)) {
+    const entryWidth = offsetWidthForSize(entry.length);
+    if (entry.length < entryWidth) fail('bad metadata entry');
+    const keyEnd = readOffset(entry, entry.length - entryWidth, entryWidth);
+    if (keyEnd > entry.length - entryWidth) fail('bad metadata key framing');
+    const key = readString(entry.subarray(0, keyEnd), 'metadata key');
+    const variant = entry.subarray(align(keyEnd, 8), entry.length - entryWidth);
+    const separator = variant.lastIndexOf(0);
+    if (separator < 0) fail(`metadata ${key}: bad variant`);
+    const type = variant.subarray(separator + 1).toString('latin1');
+    if (type === 's') metadata.set(key, readString(variant.subarray(0, separator), `metadata ${key}`));
+    else otherMetadataKeys.push(key);
+  }
+  return {
+    metadata,
+    otherMetadataKeys,
+    parent: parent.toString('hex'),
+    subject,
+    body,
+    timestamp: timestampBytes.readBigUInt64BE(),
+    rootTree: rootTree.toString('hex'),
+    rootMeta: rootMeta.toString('hex'),
+  };
+}

@@ -1,0 +1,284 @@
+/**
+ * An OSTree repository, driven through Debian's `ostree` command for everything that hashes file
+ * content and directory trees (`ostree commit --tree=dir=`, `checkout`, `cat`, `refs`, `init`), and
+ * read directly for refs and commit objects. Commit objects are written directly (see README: the
+ * layer's tar-split is too large for a command-line argument).
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, existsSync, readdirSync } from 'node:fs';
+import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { ErrorCodes, GantryError } from '@gantry/core';
+import { type CommitObject, GVariantFormatError, parseCommit, serializeCommit } from './gvariant.js';
+
+const checksumPattern = /^[0-9a-f]{64}$/;
+
+export interface RunOptions {
+  signal?: AbortSignal | undefined;
+}
+
+function ostreeError(args: readonly string[], error: unknown, stderr: string): GantryError {
+  const code = (error as { code?: unknown }).code;
+  if (code === 'ENOENT') {
+    return new GantryError(
+      ErrorCodes.NotSupported,
+      'the ostree: transport needs the `ostree` command (Debian package `ostree`), which is not installed',
+      { cause: error },
+    );
+  }
+  if (code === 'ABORT_ERR') return new GantryError(ErrorCodes.Aborted, 'operation aborted', { cause: error });
+  const message = stderr.trim() || (error as Error).message;
+  return new GantryError(ErrorCodes.InvalidLayout, `ostree ${args[0]}: ${message}`, { cause: error });
+}
+
+/** Runs `ostree ARGS`, returning its standard output. */
+export function runOstree(args: readonly string[], options: RunOptions = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'ostree',
+      args,
+      {
+        maxBuffer: 256 * 1024 * 1024,
+        encoding: 'utf8',
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+      (error, stdout, stderr) => {
+        if (error) reject(ostreeError(args, error, stderr));
+        else resolve(stdout);
+      },
+    );
+  });
+}
+
+export type RepositoryMode =
+  | 'bare'
+  | 'bare-user'
+  | 'bare-user-only'
+  | 'archive-z2'
+  | 'archive'
+  | 'bare-split-xattrs';
+
+export class OstreeRepository {
+  private constructor(
+    readonly path: string,
+    readonly mode: string,
+  ) {}
+
+  /** Opens an existing repository; `ERR_GANTRY_INVALID_LAYOUT` when `path` holds something else. */
+  static async open(path: string): Promise<OstreeRepository> {
+    let config: string;
+    try {
+      config = await readFile(join(path, 'config'), 'utf8');
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      const reason =
+        code === 'ENOENT' || code === 'ENOTDIR' ? 'it has no config file' : (error as Error).message;
+      throw new GantryError(ErrorCodes.InvalidLayout, `${path} is not an OSTree repository: ${reason}`, {
+        cause: error,
+      });
+    }
+    const mode = /^\s*mode\s*=\s*(\S+)/m.exec(config)?.[1];
+    if (!/^\s*\[core\]/m.test(config) || mode === undefined || !existsSync(join(path, 'objects'))) {
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `${path} is not an OSTree repository: its config has no [core] mode, or it has no objects directory`,
+      );
+    }
+    return new OstreeRepository(path, mode);
+  }
+
+  /**
+   * Opens the repository, creating it when `path` does not exist or is an empty directory: mode `bare`
+   * as root, `bare-user` otherwise (what an unprivileged user can write and check out).
+   */
+  static async openOrCreate(path: string, options: RunOptions = {}): Promise<OstreeRepository> {
+    let empty = false;
+    try {
+      const info = await stat(path);
+      empty = info.isDirectory() && readdirSync(path).length === 0;
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'ENOENT') throw error;
+      empty = true;
+    }
+    if (empty) {
+      const mode = process.getuid?.() === 0 ? 'bare' : 'bare-user';
+      await runOstree(['init', `--repo=${path}`, `--mode=${mode}`], options);
+    }
+    return OstreeRepository.open(path);
+  }
+
+  private args(command: string, ...rest: string[]): string[] {
+    return [command, `--repo=${this.path}`, ...rest];
+  }
+
+  /** The commit a branch points to, or undefined when the branch does not exist. */
+  async resolveBranch(branch: string): Promise<string | undefined> {
+    let content: string;
+    try {
+      content = await readFile(join(this.path, 'refs', 'heads', branch), 'utf8');
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
+      throw error;
+    }
+    const checksum = content.trim();
+    if (!checksumPattern.test(checksum)) {
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `${this.path}: branch ${branch} holds "${checksum}", not a commit checksum`,
+      );
+    }
+    return checksum;
+  }
+
+  private objectPath(checksum: string, type: string): string {
+    return join(this.path, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.${type}`);
+  }
+
+  /** Reads a commit object, checking its checksum; a missing or corrupt commit is `ERR_GANTRY_INVALID_LAYOUT`. */
+  async readCommit(checksum: string, what: string): Promise<CommitObject> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(this.objectPath(checksum, 'commit'));
+    } catch (error) {
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `${this.path}: ${what}: commit ${checksum} is missing`,
+        {
+          cause: error,
+        },
+      );
+    }
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual !== checksum) {
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `${this.path}: ${what}: commit ${checksum} is corrupt (its content has checksum ${actual})`,
+      );
+    }
+    try {
+      return parseCommit(bytes);
+    } catch (error) {
+      if (!(error instanceof GVariantFormatError)) throw error;
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `${this.path}: ${what}: commit ${checksum} is not a valid commit object: ${error.message}`,
+        { cause: error },
+      );
+    }
+  }
+
+  /**
+   * Commits the directory `root` (its content, owners, modes and extended attributes, hashed by
+   * `ostree commit`) with string metadata and no parent, returning the commit checksum. No ref is
+   * written: `setBranch` does that. The intermediate commit `ostree commit` writes to get the tree (no
+   * metadata, no ref) stays as an unreferenced object until `ostree prune` removes it. `root` must be a
+   * scratch directory: it is consumed (`--consume` moves its files into the repository where it can,
+   * about twice as fast for many small files as copying them).
+   */
+  async commitDirectory(
+    root: string,
+    metadata: Map<string, string>,
+    options: RunOptions = {},
+  ): Promise<string> {
+    const treeCommit = (
+      await runOstree(
+        this.args('commit', '--orphan', '--parent=none', '--subject=', '--consume', `--tree=dir=${root}`),
+        options,
+      )
+    ).trim();
+    if (!checksumPattern.test(treeCommit)) {
+      throw new GantryError(ErrorCodes.Internal, `ostree commit printed "${treeCommit}", not a checksum`);
+    }
+    const tree = await this.readCommit(treeCommit, root);
+    const bytes = serializeCommit({
+      metadata,
+      parent: '',
+      subject: '',
+      body: '',
+      timestamp: BigInt(Math.floor(Date.now() / 1000)),
+      rootTree: tree.rootTree,
+      rootMeta: tree.rootMeta,
+    });
+    const checksum = createHash('sha256').update(bytes).digest('hex');
+    await this.writeObjectAtomically(this.objectPath(checksum, 'commit'), bytes);
+    return checksum;
+  }
+
+  private async writeObjectAtomically(path: string, bytes: Uint8Array): Promise<void> {
+    const temporaryDirectory = join(this.path, 'tmp');
+    await mkdir(temporaryDirectory, { recursive: true });
+    await mkdir(join(path, '..'), { recursive: true });
+    const temporary = join(temporaryDirectory, `gantry-${randomBytes(8).toString('hex')}`);
+    const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, path);
+  }
+
+  /** Points `branch` at `checksum` (creating or moving it). */
+  async setBranch(branch: string, checksum: string, options: RunOptions = {}): Promise<void> {
+    await runOstree(this.args('refs', '--force', `--create=${branch}`, checksum), options);
+  }
+
+  async deleteBranch(branch: string, options: RunOptions = {}): Promise<void> {
+    await runOstree(this.args('refs', '--delete', branch), options);
+  }
+
+  /** Branches under `prefix/` (full names). */
+  async listBranches(prefix: string, options: RunOptions = {}): Promise<string[]> {
+    const output = await runOstree(this.args('refs', '--list', prefix), options);
+    return output
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((name) => (name.startsWith(`${prefix}/`) ? name : `${prefix}/${name}`));
+  }
+
+  /** Removes objects no branch reaches any more. */
+  async prune(options: RunOptions = {}): Promise<void> {
+    await runOstree(this.args('prune', '--refs-only'), options);
+  }
+
+  /** Checks a commit out into `destination` (which must not exist), without owners unless root on a bare repository. */
+  async checkout(checksum: string, destination: string, options: RunOptions = {}): Promise<void> {
+    const userMode = this.mode !== 'bare' || process.getuid?.() !== 0;
+    await runOstree(
+      this.args('checkout', ...(userMode ? ['--user-mode'] : []), checksum, destination),
+      options,
+    );
+  }
+
+  /** One file of a commit's tree, as a stream (`ostree cat`). */
+  catFile(checksum: string, path: string): Readable {
+    const child: ChildProcess = spawn('ostree', this.args('cat', checksum, path), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const output = child.stdout!;
+    async function* contents(): AsyncGenerator<Uint8Array> {
+      const exited = new Promise<number | null>((resolve, reject) => {
+        child.on('error', reject);
+        child.on('close', resolve);
+      });
+      for await (const chunk of output) yield chunk as Buffer;
+      const status = await exited.catch((error: unknown) => {
+        throw ostreeError(['cat'], error, stderr);
+      });
+      if (status !== 0) throw ostreeError(['cat'], new Error(`exit status ${status}`), stderr);
+    }
+    const stream = Readable.from(contents(), { objectMode: false });
+    stream.on('close', () => {
+      if (child.exitCode === null) child.kill();
+    });
+    return stream;
+  }
+}
