@@ -67,8 +67,8 @@ function runWithCodeCache(directory: string): void {
   // The wrapper keeps line numbers: the source starts on the wrapper's first line.
   // `import()` inside the script (external modules loaded on first use: native bindings, plugins) goes
   // to the main context's default loader where this Node has that option (20.12+, 21.7+).
-  const defaultLoader = (vm as { constants?: { USE_MAIN_CONTEXT_DEFAULT_LOADER?: symbol } }).constants
-    ?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  const defaultLoader = (vm as unknown as { constants?: { USE_MAIN_CONTEXT_DEFAULT_LOADER?: symbol } })
+    .constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: mainFile,
     ...(cachedData ? { cachedData } : {}),
