@@ -108,9 +108,10 @@ describe('zstd', () => {
         implementation === 'zstd-napi' ||
         typeof (zlib as Record<string, unknown>).createZstdCompress === 'function';
 
-      it.runIf(available)(
-        'compresses what the zstd tool decompresses, and reads what it writes',
-        async () => {
+      // Which test applies depends on the runtime (node:zlib has zstd from Node.js 22.15): each run
+      // defines the one that applies, so nothing is reported as skipped.
+      if (available)
+        it('compresses what the zstd tool decompresses, and reads what it writes', async () => {
           expect(zstdImplementation()).toBe(implementation);
           const compressed = await collect(compressingStage('zstd', 5)(chunked(layerLike, 7000)));
           expect(detectCompression(compressed)).toBe('zstd');
@@ -118,15 +119,14 @@ describe('zstd', () => {
           const fromTool = compressWithTool('zstd', ['-c', '-19'], layerLike);
           const back = await collect(throughTransform(chunked(fromTool, 999), createDecompressor('zstd')));
           expect(back.equals(layerLike)).toBe(true);
-        },
-      );
-
-      it.runIf(!available)('is refused with ERR_GANTRY_NOT_SUPPORTED naming the Node.js version', () => {
-        expect(() => createCompressor('zstd')).toThrow(
-          expect.objectContaining({ code: ErrorCodes.NotSupported }),
-        );
-        expect(() => createDecompressor('zstd')).toThrow(process.version);
-      });
+        });
+      else
+        it('is refused with ERR_GANTRY_NOT_SUPPORTED naming the Node.js version', () => {
+          expect(() => createCompressor('zstd')).toThrow(
+            expect.objectContaining({ code: ErrorCodes.NotSupported }),
+          );
+          expect(() => createDecompressor('zstd')).toThrow(process.version);
+        });
     });
   }
 
