@@ -46,3 +46,8 @@ export { ociRefNameAnnotation, writeFixtureToOciLayout } from './oci-layout.js';
 export { seededRandomBytes } from './random-data.js';
 export { mountTestTmpfs, type TestMount } from './read-only-mount.js';
 export { runSkopeo, skopeoBinary } from './skopeo.js';
+export {
+  outcomeLogEnvironmentVariable,
+  recordOutcome,
+  type TriedOutcome,
+} from './outcome-log.js';
