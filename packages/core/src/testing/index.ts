@@ -43,11 +43,11 @@ export type {
 } from './fixture-types.js';
 export { createTestGpgKey, type TestGpgKey, type TestGpgKeyOptions } from './gpg.js';
 export { ociRefNameAnnotation, writeFixtureToOciLayout } from './oci-layout.js';
-export { seededRandomBytes } from './random-data.js';
-export { mountTestTmpfs, type TestMount } from './read-only-mount.js';
-export { runSkopeo, skopeoBinary } from './skopeo.js';
 export {
   outcomeLogEnvironmentVariable,
   recordOutcome,
   type TriedOutcome,
 } from './outcome-log.js';
+export { seededRandomBytes } from './random-data.js';
+export { mountTestTmpfs, type TestMount } from './read-only-mount.js';
+export { runSkopeo, skopeoBinary } from './skopeo.js';
