@@ -83,6 +83,15 @@ export interface TransportConformanceCapabilities {
    * of `severalImagesPerLocation`. Needs `createReference` to use its `tag`.
    */
   tagSelectsImage?: boolean;
+  /**
+   * The transport only reads images others made (skopeo's `sif:`): `newImageDestination()` and
+   * `deleteImage()` reject with `ERR_GANTRY_NOT_SUPPORTED`. The suite then reads the images
+   * `createStoredImage` makes instead of writing presets: it checks the reference rules, a missing image,
+   * that a stored image reads back consistently (config, layers and DiffIDs as the manifest and config
+   * name them, the same manifest on every open), and that writes and deletes are refused and change no
+   * file. Every other capability is ignored.
+   */
+  readOnly?: boolean;
 }
 
 /** Options of `runTransportConformanceSuite`. */
@@ -111,6 +120,11 @@ export interface TransportConformanceOptions {
    * `'image'` they are written in a form the destination accepts (see `manifestFidelity`).
    */
   presets?: FixturePresetName[];
+  /**
+   * With capability `readOnly`: makes an image the transport can read inside `directory` (a path that
+   * does not exist yet, in a per-test temporary directory) and returns its within-transport reference.
+   */
+  createStoredImage?(context: { directory: string }): string | Promise<string>;
 }
 
 /** Same as `TransportConformanceOptions` (the name the architecture document uses). */
@@ -277,7 +291,7 @@ function describeError(error: unknown): string {
 }
 
 /** Asserts that `operation` rejects with a Gantry error carrying `code`. */
-async function expectCode(
+export async function expectCode(
   operation: Promise<unknown> | (() => unknown),
   code: ErrorCode,
   what: string,
@@ -349,7 +363,7 @@ async function expectStoredImage(
 }
 
 /** Reads a whole (small) blob: configs only. */
-async function readSmallBlob(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
+export async function readSmallBlob(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(Buffer.from(chunk));
   return Buffer.concat(chunks);
@@ -359,7 +373,7 @@ async function readSmallBlob(stream: AsyncIterable<Uint8Array>): Promise<Buffer>
  * Hashes a layer as served and its uncompressed content: gzip (recognised by its magic bytes) is
  * decompressed while streaming, anything else is taken as plain tar; zstd fails the check.
  */
-async function hashLayer(
+export async function hashLayer(
   stream: AsyncIterable<Uint8Array>,
 ): Promise<{ digest: Digest; size: number; uncompressedDigest: Digest }> {
   const served = createHash('sha256');
@@ -949,7 +963,7 @@ export async function checkOverwrite(context: ConformanceContext): Promise<Check
  * What the files under `directory` are: path → kind and content digest (files), target (symlinks). A
  * missing directory is empty.
  */
-async function snapshotFiles(directory: string): Promise<Record<string, string>> {
+export async function snapshotFiles(directory: string): Promise<Record<string, string>> {
   const snapshot: Record<string, string> = {};
   const visit = async (relative: string): Promise<void> => {
     const absolute = path.join(directory, relative);

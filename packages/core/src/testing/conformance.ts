@@ -23,6 +23,11 @@ import {
   createConformanceContext,
   type TransportConformanceOptions,
 } from './conformance-checks.js';
+import {
+  checkReadOnlyDeleteRefused,
+  checkStoredImageReads,
+  checkWritingRefused,
+} from './conformance-read-only.js';
 import { listPresetNames, singleImagePresetNames } from './fixture-presets.js';
 
 /**
@@ -52,9 +57,16 @@ import { listPresetNames, singleImagePresetNames } from './fixture-presets.js';
  * - signatures round trip (capability `signatures`) or `putSignatures` rejects with `ERR_GANTRY_NOT_SUPPORTED`;
  * - `deleteImage` removes the image (capability `delete`) or rejects with `ERR_GANTRY_NOT_SUPPORTED`;
  * - two tags at one location hold two images independently (capability `severalImagesPerLocation`).
+ *
+ * A read-only transport (capability `readOnly`) gets, instead of every check that writes: the images
+ * `createStoredImage` makes read back consistently and identically on every open, and writing and
+ * deleting reject with `ERR_GANTRY_NOT_SUPPORTED` changing no file (see `conformance-read-only.ts`).
  */
 export function runTransportConformanceSuite(options: TransportConformanceOptions): void {
   const capabilities = options.capabilities ?? {};
+  if (capabilities.readOnly && !options.createStoredImage) {
+    throw new Error(`transport conformance ${options.name}: capability readOnly needs createStoredImage`);
+  }
   if (capabilities.manifestFidelity === 'image' && capabilities.manifestLists) {
     throw new Error(
       `transport conformance ${options.name}: manifestFidelity "image" cannot be combined with manifestLists`,
@@ -82,10 +94,22 @@ export function runTransportConformanceSuite(options: TransportConformanceOption
         checkInvalidReferences(context),
       );
     }
+    check('reports a missing image as ERR_GANTRY_IMAGE_NOT_FOUND', () => checkMissingImage(context));
+    if (capabilities.readOnly) {
+      check('reads a stored image consistently (manifest, config, layers, DiffIDs)', () =>
+        checkStoredImageReads(context),
+      );
+      check('refuses newImageDestination() with ERR_GANTRY_NOT_SUPPORTED and changes nothing', () =>
+        checkWritingRefused(context),
+      );
+      check('refuses deleteImage() with ERR_GANTRY_NOT_SUPPORTED and keeps the image', () =>
+        checkReadOnlyDeleteRefused(context),
+      );
+      return;
+    }
     describe('writes and reads back images byte for byte', () => {
       for (const preset of presets) check(`preset ${preset}`, () => checkImageRoundTrip(context, preset));
     });
-    check('reports a missing image as ERR_GANTRY_IMAGE_NOT_FOUND', () => checkMissingImage(context));
     if (capabilities.tagSelectsImage ?? capabilities.severalImagesPerLocation) {
       check('reports a tag the location does not hold as ERR_GANTRY_IMAGE_NOT_FOUND', () =>
         checkMissingTag(context),
