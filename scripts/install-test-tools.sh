@@ -8,7 +8,9 @@
 # tests; it also holds fcntl locks in the lock tests); for containers-storage: uidmap (newuidmap/newgidmap) and util-linux's
 # unshare (rootless user namespaces), btrfs-progs and mount's losetup (the btrfs driver's loop-mounted test file system) and
 # attr (getfattr cross-checks the xattrs layers set); ostree (the ostree: transport commits, checks out and fsck-checks
-# repositories with it). Fails loudly when one cannot be installed: tests never skip a missing tool.
+# repositories with it); squashfs-tools and fakeroot (the sif: example transport converts SIF root file systems with
+# unsquashfs under fakeroot, as skopeo does; its tests make squashfs images with mksquashfs and set xattrs with setfattr).
+# Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
 declare -A package_of=(
@@ -38,6 +40,10 @@ declare -A package_of=(
   [xz]=xz-utils
   [zstd]=zstd
   [ostree]=ostree
+  [unsquashfs]=squashfs-tools
+  [mksquashfs]=squashfs-tools
+  [fakeroot]=fakeroot
+  [setfattr]=attr
 )
 missing=()
 for command in "${!package_of[@]}"; do

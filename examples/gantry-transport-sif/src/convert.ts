@@ -119,7 +119,18 @@ export async function convertSquashfsToTar(options: SquashfsToTarOptions): Promi
 
   const child = spawn(
     tools.fakeroot,
-    ['--', 'sh', '-c', conversionScript, 'sh', rootDirectory, String(options.partitionOffset), options.sifPath, tools.unsquashfs, tools.tar],
+    [
+      '--',
+      'sh',
+      '-c',
+      conversionScript,
+      'sh',
+      rootDirectory,
+      String(options.partitionOffset),
+      options.sifPath,
+      tools.unsquashfs,
+      tools.tar,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
   let stderr = '';
@@ -132,11 +143,20 @@ export async function convertSquashfsToTar(options: SquashfsToTarOptions): Promi
     child.on('close', (code, exitSignal) => resolve({ code, signal: exitSignal }));
   });
   exited.catch(() => {});
-  const killGroup = () => {
-    if (child.pid === undefined) return;
+  // SIGINT first: fakeroot stops its faked daemon (outside the process group) on SIGINT, not on SIGTERM
+  // or SIGKILL; whatever still runs a few seconds later is killed.
+  let killTimer: NodeJS.Timeout | undefined;
+  const signalGroup = (name: NodeJS.Signals) => {
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
     try {
-      process.kill(-child.pid, 'SIGKILL');
+      process.kill(-child.pid, name);
     } catch {}
+  };
+  const killGroup = () => {
+    if (killTimer) return;
+    signalGroup('SIGINT');
+    killTimer = setTimeout(() => signalGroup('SIGKILL'), 3000);
+    killTimer.unref();
   };
   const onAbort = () => killGroup();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -182,6 +202,7 @@ export async function convertSquashfsToTar(options: SquashfsToTarOptions): Promi
     if (signal?.aborted) throw abortError(signal);
     throw error;
   } finally {
+    if (killTimer) clearTimeout(killTimer);
     signal?.removeEventListener('abort', onAbort);
     await removeTree(rootDirectory);
   }

@@ -75,5 +75,8 @@ export function buildManifest(
 
 /** Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 in strings; JSON.stringify does not. */
 function goJsonEscape(json: string): string {
-  return json.replace(/[<>&\u2028\u2029]/g, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return json.replace(
+    /[<>&\u2028\u2029]/g,
+    (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }

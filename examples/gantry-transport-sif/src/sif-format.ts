@@ -225,7 +225,10 @@ export async function readSifImage(file: FileHandle, fileSize: number, path: str
   }
   const tableSize = descriptorsTotal * sifDescriptorSize;
   if (descriptorsSize < tableSize) {
-    throw invalid(path, `reading descriptors: ${descriptorsTotal} descriptors do not fit in ${descriptorsSize} bytes`);
+    throw invalid(
+      path,
+      `reading descriptors: ${descriptorsTotal} descriptors do not fit in ${descriptorsSize} bytes`,
+    );
   }
   if (descriptorsOffset < sifHeaderSize || descriptorsOffset + tableSize > fileSize) {
     throw invalid(path, 'reading descriptors: unexpected EOF');

@@ -28,7 +28,13 @@ import { convertSquashfsToTar, removeTree } from './convert.js';
 import { type DefinitionFileSections, imageCommandOf, parseDefinitionFile } from './definition-file.js';
 import { buildConfig, buildManifest, ociManifestMediaType } from './image.js';
 import type { SifImageReference } from './reference.js';
-import { readSifImage, SifDataType, SifFileSystemType, SifPartitionType, selectSifDescriptor } from './sif-format.js';
+import {
+  readSifImage,
+  SifDataType,
+  SifFileSystemType,
+  SifPartitionType,
+  selectSifDescriptor,
+} from './sif-format.js';
 import type { SifTransportOptions } from './transport.js';
 
 /** The label of the temporary directories this transport makes (`.gantry-tmp-…​.sif`). */
@@ -93,7 +99,8 @@ export async function openSifImageSource(
   }
   const rootFileSystem = selectSifDescriptor(
     image,
-    (d) => d.dataType === SifDataType.partition && d.partition?.partitionType === SifPartitionType.primarySystem,
+    (d) =>
+      d.dataType === SifDataType.partition && d.partition?.partitionType === SifPartitionType.primarySystem,
   );
   if (typeof rootFileSystem !== 'object') {
     throw new GantryError(
@@ -184,7 +191,10 @@ class SifImageSource implements ImageSource {
       const handle = await open(this.layerPath, 'r');
       return { stream: handle.createReadStream(), size: this.layer.size };
     }
-    throw new GantryError(ErrorCodes.BlobNotFound, `no blob with digest ${JSON.stringify(info.digest)} found`);
+    throw new GantryError(
+      ErrorCodes.BlobNotFound,
+      `no blob with digest ${JSON.stringify(info.digest)} found`,
+    );
   }
 
   async getSignatures(_instanceDigest?: Digest, options: OperationOptions = {}): Promise<Uint8Array[]> {

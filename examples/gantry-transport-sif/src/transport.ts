@@ -56,7 +56,10 @@ export function createSifTransport(options: SifTransportOptions = {}): SifTransp
     name: 'sif' as const,
     parseReference(reference: string): SifImageReference {
       if (reference === '') {
-        throw new GantryError(ErrorCodes.InvalidReference, 'Invalid sif: reference: the path of a SIF file is empty');
+        throw new GantryError(
+          ErrorCodes.InvalidReference,
+          'Invalid sif: reference: the path of a SIF file is empty',
+        );
       }
       let resolved: string;
       try {

@@ -120,9 +120,23 @@ export function buildSifFile(spec: SifFileSpec): Buffer {
   return Buffer.concat([header, gap, descriptors, beforeData, ...data]);
 }
 
+/** A file name in a mksquashfs pseudo definition: quoted, with `"` and `\` escaped. */
+function quoted(name: string): string {
+  return `"${name.replace(/["\\]/g, (character) => `\\${character}`)}"`;
+}
+
 /** A file tree entry for `buildSquashfs`; paths are relative, `/`-separated. */
 export type TreeEntry =
-  | { type: 'file'; path: string; content: string | Uint8Array; mode?: number; uid?: number; gid?: number }
+  | {
+      type: 'file';
+      path: string;
+      content: string | Uint8Array;
+      mode?: number;
+      uid?: number;
+      gid?: number;
+      /** Extended attributes (set with `setfattr`; `user.*` names need no privilege). */
+      xattrs?: Record<string, string>;
+    }
   | { type: 'directory'; path: string; mode?: number; uid?: number; gid?: number }
   | { type: 'symlink'; path: string; target: string }
   | { type: 'hardlink'; path: string; target: string }
@@ -134,11 +148,14 @@ export interface SquashfsOptions {
   time?: number;
   /** mksquashfs compressor (`gzip`, `xz`, `lzo`, `lz4`, `zstd`). Default gzip. */
   compressor?: string;
+  /** Store data, inodes and fragments uncompressed (fast to make for large test data). */
+  uncompressed?: boolean;
 }
 
 /**
  * A squashfs image of `entries`, made by the real `mksquashfs`. Owners, modes, devices and FIFOs are
- * given as mksquashfs pseudo definitions, so no privilege is needed; every other entry is owned by root.
+ * given as mksquashfs pseudo definitions, so no privilege is needed: entries belong to root unless they
+ * say otherwise (the root directory itself belongs to the user running the test).
  */
 export async function buildSquashfs(entries: TreeEntry[], options: SquashfsOptions = {}): Promise<Buffer> {
   const work = await mkdtemp(path.join(tmpdir(), 'gantry-sif-squashfs-'));
@@ -152,14 +169,22 @@ export async function buildSquashfs(entries: TreeEntry[], options: SquashfsOptio
       switch (entry.type) {
         case 'file':
           await writeFile(target, entry.content);
-          pseudo.push(`${entry.path} m ${(entry.mode ?? 0o644).toString(8)} ${entry.uid ?? 0} ${entry.gid ?? 0}`);
+          for (const [name, value] of Object.entries(entry.xattrs ?? {})) {
+            await run('setfattr', ['-n', name, '-v', value, target]);
+          }
+          pseudo.push(
+            `${quoted(entry.path)} m ${(entry.mode ?? 0o644).toString(8)} ${entry.uid ?? 0} ${entry.gid ?? 0}`,
+          );
           break;
         case 'directory':
           await mkdir(target, { recursive: true });
-          pseudo.push(`${entry.path} m ${(entry.mode ?? 0o755).toString(8)} ${entry.uid ?? 0} ${entry.gid ?? 0}`);
+          pseudo.push(
+            `${quoted(entry.path)} m ${(entry.mode ?? 0o755).toString(8)} ${entry.uid ?? 0} ${entry.gid ?? 0}`,
+          );
           break;
         case 'symlink':
           await symlink(entry.target, target);
+          pseudo.push(`${quoted(entry.path)} m 777 0 0`);
           break;
         case 'hardlink':
           await link(path.join(root, entry.target), target);
@@ -167,14 +192,23 @@ export async function buildSquashfs(entries: TreeEntry[], options: SquashfsOptio
         case 'char-device':
         case 'block-device':
           pseudo.push(
-            `${entry.path} ${entry.type === 'char-device' ? 'c' : 'b'} ${(entry.mode ?? 0o660).toString(8)} 0 0 ${entry.major} ${entry.minor}`,
+            `${quoted(entry.path)} ${entry.type === 'char-device' ? 'c' : 'b'} ${(entry.mode ?? 0o660).toString(8)} 0 0 ${entry.major} ${entry.minor}`,
           );
           break;
         case 'fifo':
-          pseudo.push(`${entry.path} i ${(entry.mode ?? 0o644).toString(8)} 0 0 f`);
+          pseudo.push(`${quoted(entry.path)} i ${(entry.mode ?? 0o644).toString(8)} 0 0 f`);
           break;
       }
     }
+    // Directories made implicitly, as parents, belong to root too.
+    const listed = new Set(entries.map((entry) => entry.path));
+    const parents = new Set<string>();
+    for (const entry of entries) {
+      for (let parent = path.posix.dirname(entry.path); parent !== '.'; parent = path.posix.dirname(parent)) {
+        if (!listed.has(parent)) parents.add(parent);
+      }
+    }
+    for (const parent of [...parents].sort()) pseudo.push(`${quoted(parent)} m 755 0 0`);
     const time = String(options.time ?? 1_600_000_000);
     const output = path.join(work, 'root.squashfs');
     const pseudoArguments = pseudo.flatMap((definition) => ['-p', definition]);
@@ -184,9 +218,9 @@ export async function buildSquashfs(entries: TreeEntry[], options: SquashfsOptio
       '-noappend',
       '-quiet',
       '-no-progress',
-      '-all-root',
       '-comp',
       options.compressor ?? 'gzip',
+      ...(options.uncompressed ? ['-noI', '-noD', '-noF'] : []),
       '-mkfs-time',
       time,
       '-all-time',
@@ -236,11 +270,25 @@ export function singularityMetadataEntries(runscript: string): TreeEntry[] {
     { type: 'directory', path: '.singularity.d' },
     { type: 'directory', path: '.singularity.d/env' },
     { type: 'file', path: '.singularity.d/env/01-base.sh', content: '#!/bin/sh\n', mode: 0o755 },
-    { type: 'file', path: '.singularity.d/env/90-environment.sh', content: '#!/bin/sh\nexport GREETING=hello\n', mode: 0o755 },
+    {
+      type: 'file',
+      path: '.singularity.d/env/90-environment.sh',
+      content: '#!/bin/sh\nexport GREETING=hello\n',
+      mode: 0o755,
+    },
     { type: 'directory', path: '.singularity.d/actions' },
-    { type: 'file', path: '.singularity.d/actions/run', content: '#!/bin/sh\nexec /.singularity.d/runscript "$@"\n', mode: 0o755 },
+    {
+      type: 'file',
+      path: '.singularity.d/actions/run',
+      content: '#!/bin/sh\nexec /.singularity.d/runscript "$@"\n',
+      mode: 0o755,
+    },
     { type: 'file', path: '.singularity.d/runscript', content: runscript, mode: 0o755 },
-    { type: 'file', path: '.singularity.d/labels.json', content: '{"org.label-schema.schema-version":"1.0"}\n' },
+    {
+      type: 'file',
+      path: '.singularity.d/labels.json',
+      content: '{"org.label-schema.schema-version":"1.0"}\n',
+    },
     { type: 'symlink', path: 'singularity', target: '.singularity.d/runscript' },
     { type: 'symlink', path: 'environment', target: '.singularity.d/env/90-environment.sh' },
     { type: 'symlink', path: '.run', target: '.singularity.d/actions/run' },

@@ -121,8 +121,8 @@ export interface TransportConformanceOptions {
    */
   presets?: FixturePresetName[];
   /**
-   * With capability `readOnly`: makes an image the transport can read inside `directory` (a path that
-   * does not exist yet, in a per-test temporary directory) and returns its within-transport reference.
+   * With capability `readOnly`: makes an image the transport can read at or under `directory` (a path
+   * that does not exist yet, in a temporary directory of its own) and returns its within-transport reference.
    */
   createStoredImage?(context: { directory: string }): string | Promise<string>;
 }

@@ -9,7 +9,11 @@ import {
   createConformanceContext,
   type TransportConformanceOptions,
 } from './conformance-checks.js';
-import { checkReadOnlyDeleteRefused, checkStoredImageReads, checkWritingRefused } from './conformance-read-only.js';
+import {
+  checkReadOnlyDeleteRefused,
+  checkStoredImageReads,
+  checkWritingRefused,
+} from './conformance-read-only.js';
 import { buildFixtureImage } from './fixture-builder.js';
 import { fixturePresets } from './fixture-presets.js';
 import { writeFixtureToDestination } from './fixture-source.js';

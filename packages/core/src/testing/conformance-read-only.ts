@@ -56,7 +56,11 @@ async function readAndVerifyImage(source: ImageSource): Promise<Buffer> {
     assert.ok(list.instances.length > 0, 'a manifest list read must list instances');
     for (const entry of list.instances) {
       const instance = await source.getManifest(entry.digest);
-      assert.equal(digestOf(instance.bytes), entry.digest, `instance ${entry.digest} read back by its digest`);
+      assert.equal(
+        digestOf(instance.bytes),
+        entry.digest,
+        `instance ${entry.digest} read back by its digest`,
+      );
       instances.push({ digest: entry.digest, bytes: instance.bytes, mediaType: instance.mediaType });
     }
   } else {
@@ -74,7 +78,8 @@ async function readAndVerifyImage(source: ImageSource): Promise<Buffer> {
       'the config served is the one the manifest names',
     );
     const config = parseImageConfig(configBytes);
-    const layers: BlobInfo[] = (await source.layerInfosForCopy?.(instance.digest)) ?? manifest.layers;
+    const layers: readonly BlobInfo[] =
+      (await source.layerInfosForCopy?.(instance.digest)) ?? manifest.layers;
     const diffIds = config.rootfs?.diff_ids ?? [];
     assert.equal(diffIds.length, layers.length, 'the config has one DiffID per layer');
     for (const [index, layer] of layers.entries()) {
@@ -89,7 +94,11 @@ async function readAndVerifyImage(source: ImageSource): Promise<Buffer> {
         { digest: layer.digest, size: layer.size },
         `the layer served for ${layer.digest} must be what the manifest describes`,
       );
-      assert.equal(hashed.uncompressedDigest, diffIds[index], `layer ${index}'s content must match its DiffID`);
+      assert.equal(
+        hashed.uncompressedDigest,
+        diffIds[index],
+        `layer ${index}'s content must match its DiffID`,
+      );
     }
   }
   return Buffer.from(top.bytes);
