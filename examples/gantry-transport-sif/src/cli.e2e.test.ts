@@ -12,7 +12,12 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CopiedImage, configWithoutLayerDigest, readCopiedImage } from './test-support/oci-image.js';
+import {
+  type CopiedImage,
+  configBytesWithoutLayerDigest,
+  configWithoutLayerDigest,
+  readCopiedImage,
+} from './test-support/oci-image.js';
 import { buildTestSif, singularityMetadataEntries } from './test-support/sif-writer.js';
 
 const packageDirectory = path.resolve(import.meta.dirname, '..');
@@ -195,6 +200,8 @@ describe('gantry with gantry-transport-sif installed beside it', () => {
       const injected = (theirs.config.config as { Cmd: string[] }).Cmd[0] === '/podman/runscript';
       expect(comparableEntries(ours, injected), name).toEqual(comparableEntries(theirs, injected));
       expect(configWithoutLayerDigest(ours.config), name).toEqual(configWithoutLayerDigest(theirs.config));
+      // Byte for byte too (Go's member order and escaping), apart from the layer digest.
+      expect(configBytesWithoutLayerDigest(ours), name).toBe(configBytesWithoutLayerDigest(theirs));
     }
   });
 

@@ -32,6 +32,8 @@ export interface LayerEntry {
 export interface CopiedImage {
   manifest: Record<string, unknown>;
   config: Record<string, unknown>;
+  /** The config blob as stored. */
+  configBytes: Buffer;
   layerDigests: string[];
   /** The first layer's entries by path (without the leading `./`; the root directory is `.`). */
   entries: Map<string, LayerEntry>;
@@ -122,13 +124,26 @@ export async function readCopiedImage(layout: string, tag: string): Promise<Copi
     config: { digest: string };
     layers: Array<{ digest: string }>;
   };
-  const config = JSON.parse(await readFile(blobPath(layout, manifest.config.digest), 'utf8')) as Record<
-    string,
-    unknown
-  >;
+  const configBytes = await readFile(blobPath(layout, manifest.config.digest));
+  const config = JSON.parse(configBytes.toString('utf8')) as Record<string, unknown>;
   const layerDigests = manifest.layers.map((layer) => layer.digest);
   const entries = await readLayerEntries(await readFile(blobPath(layout, layerDigests[0]!)));
-  return { manifest: manifest as unknown as Record<string, unknown>, config, layerDigests, entries };
+  return {
+    manifest: manifest as unknown as Record<string, unknown>,
+    config,
+    configBytes,
+    layerDigests,
+    entries,
+  };
+}
+
+/** The config's bytes with its DiffID (and the history line's hex of it) replaced by a placeholder. */
+export function configBytesWithoutLayerDigest(image: CopiedImage): string {
+  const [diffId] = (image.config.rootfs as { diff_ids: string[] }).diff_ids;
+  return image.configBytes
+    .toString('utf8')
+    .replaceAll(diffId!, '<diff-id>')
+    .replaceAll(diffId!.split(':')[1]!, '<diff-id-hex>');
 }
 
 /**
