@@ -74,6 +74,23 @@ beforeAll(async () => {
     await cp(path.join(cliDirectory, 'dist', file), path.join(cli, 'dist', file));
   // The transport, linked beside it.
   await symlink(packageDirectory, path.join(modules, 'gantry-transport-sif'), 'dir');
+  // And a plugin written for a contract version this Gantry does not know.
+  const future = path.join(modules, 'gantry-transport-future');
+  await mkdir(future);
+  await writeFile(
+    path.join(future, 'package.json'),
+    JSON.stringify({
+      name: 'gantry-transport-future',
+      version: '2.0.0',
+      type: 'module',
+      exports: './index.js',
+      gantry: { transports: ['future'] },
+    }),
+  );
+  await writeFile(
+    path.join(future, 'index.js'),
+    "export default { specificationVersion: 'v2', name: 'future', parseReference() { throw new Error('unreachable'); }, validatePolicyConfigurationScope() {} };\n",
+  );
   gantryBinary = path.join(cli, 'bin', 'gantry');
   const { GANTRY_TRANSPORTS: _ignored, ...inherited } = process.env;
   environment = {
@@ -188,6 +205,21 @@ describe('gantry with gantry-transport-sif installed beside it', () => {
     const listed = expectSuccess(gantry('transports'), 'gantry transports');
     expect(listed).toMatch(/^sif\s+gantry-transport-sif@0\.1\.0$/m);
     expect(listed).toMatch(/^oci\s+@gantry\/transport-oci@/m);
+  });
+
+  it('refuses, with a message naming it and its version, a plugin written for an unknown contract version', () => {
+    const listed = gantry('transports');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/^sif\s+gantry-transport-sif@0\.1\.0$/m);
+    expect(listed.stdout).not.toMatch(/^future\s/m);
+    // Log lines quote their message as logrus does (\"): compare without that quoting.
+    const unquoted = (text: string) => text.replaceAll('\\"', '"');
+    expect(unquoted(listed.stderr)).toContain(
+      'gantry-transport-future@2.0.0 is not a valid Gantry transport: specificationVersion is "v2", this Gantry supports "v1"',
+    );
+    const used = gantry('inspect', 'future:anything');
+    expect(used.status).not.toBe(0);
+    expect(unquoted(used.stderr)).toContain('specificationVersion is "v2", this Gantry supports "v1"');
   });
 
   it('copies SIF files to oci: with the same layer files and config as skopeo copy', async () => {
