@@ -23,7 +23,15 @@ import { createWriteStream } from 'node:fs';
 import { chmod, mkdir, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { abortError, type Digest, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core';
+import {
+  abortError,
+  type Digest,
+  describeFileSystemError,
+  ErrorCodes,
+  GantryError,
+  isGantryError,
+  throwIfAborted,
+} from '@gantry/core';
 import { injectedScriptPath } from './definition-file.js';
 
 /** The external programs the conversion runs (each looked up on PATH unless given as a path). */
@@ -179,7 +187,12 @@ export async function convertSquashfsToTar(options: SquashfsToTarOptions): Promi
     } catch (error) {
       killGroup();
       await exited.catch(() => {});
-      throw error;
+      if (signal?.aborted || isGantryError(error)) throw error;
+      throw new GantryError(
+        ErrorCodes.Internal,
+        `writing the layer of ${options.sifPath} to ${options.layerPath}: ${describeFileSystemError(error)}`,
+        { cause: error },
+      );
     }
     let result: Awaited<typeof exited>;
     try {

@@ -240,6 +240,13 @@ describe('sif: source', () => {
       }),
     );
     expect(noFakeroot.message).toMatch(/\/nonexistent\/fakeroot is needed to read sif: images/);
+    const badOption = await errorOf(
+      sifTransport
+        .parseReference(busybox)
+        .newImageSource({ transportOptions: { sif: { tools: { unsquashfs: 'unsquashfs', tar: 7 } } } }),
+    );
+    expect(hasErrorCode(badOption, 'ERR_GANTRY_INVALID_CONFIGURATION')).toBe(true);
+    expect(badOption.message).toBe('transportOptions.sif.tools.tar must be the name or path of a program');
     expect(await readdir(temporary)).toEqual([]);
   });
 

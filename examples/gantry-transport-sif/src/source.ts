@@ -50,6 +50,17 @@ function optionsFrom(context: TransportContext, defaults: SifTransportOptions): 
   if (typeof given !== 'object' || given === null) {
     throw new GantryError(ErrorCodes.InvalidConfiguration, 'transportOptions.sif must be an object');
   }
+  const tools = (given as SifTransportOptions).tools;
+  if (tools !== undefined) {
+    for (const name of ['unsquashfs', 'tar', 'fakeroot'] as const) {
+      if (typeof tools[name] !== 'string' || tools[name] === '') {
+        throw new GantryError(
+          ErrorCodes.InvalidConfiguration,
+          `transportOptions.sif.tools.${name} must be the name or path of a program`,
+        );
+      }
+    }
+  }
   return { ...defaults, ...(given as SifTransportOptions) };
 }
 
