@@ -9,7 +9,8 @@
 # unshare (rootless user namespaces), btrfs-progs and mount's losetup (the btrfs driver's loop-mounted test file system) and
 # attr (getfattr cross-checks the xattrs layers set); ostree (the ostree: transport commits, checks out and fsck-checks
 # repositories with it); squashfs-tools and fakeroot (the sif: example transport converts SIF root file systems with
-# unsquashfs under fakeroot, as skopeo does; its tests make squashfs images with mksquashfs and set xattrs with setfattr).
+# unsquashfs under fakeroot, as skopeo does; its tests make squashfs images with mksquashfs, set xattrs with setfattr,
+# and write and read SIF files with siftool, sylabs/sif's own tool).
 # Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
@@ -44,6 +45,7 @@ declare -A package_of=(
   [mksquashfs]=squashfs-tools
   [fakeroot]=fakeroot
   [setfattr]=attr
+  [siftool]=siftool
 )
 missing=()
 for command in "${!package_of[@]}"; do

@@ -18,7 +18,8 @@ import {
   configWithoutLayerDigest,
   readCopiedImage,
 } from './test-support/oci-image.js';
-import { buildTestSif, singularityMetadataEntries } from './test-support/sif-writer.js';
+import { buildSquashfs, buildTestSif, singularityMetadataEntries } from './test-support/sif-writer.js';
+import { writeSifWithSiftool } from './test-support/siftool.js';
 
 const packageDirectory = path.resolve(import.meta.dirname, '..');
 const cliDirectory = path.dirname(createRequire(import.meta.url).resolve('@gantry/cli/package.json'));
@@ -156,7 +157,17 @@ async function sifFiles(): Promise<Array<{ name: string; file: string }>> {
       squashfs: { compressor: 'zstd' },
     }),
   );
+  const bySiftool = path.join(root, 'siftool.sif');
+  await writeSifWithSiftool(bySiftool, {
+    architecture: 'ppc64le',
+    definitionFile: 'Bootstrap: scratch\n%environment\n  export PATH=/bin\n',
+    squashfs: await buildSquashfs([
+      ...singularityMetadataEntries('#!/bin/sh\nexec /bin/app\n'),
+      { type: 'file', path: 'bin/app', content: 'app', mode: 0o755 },
+    ]),
+  });
   return [
+    { name: 'written by sylabs/sif (siftool), environment only', file: bySiftool },
     {
       name: 'busybox (skopeo’s test data, made by singularity)',
       file: path.join(packageDirectory, 'testdata', 'busybox_latest.sif'),

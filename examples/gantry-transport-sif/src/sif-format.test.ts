@@ -12,6 +12,7 @@ import {
   sifDescriptorSize,
 } from './sif-format.js';
 import { buildSifFile } from './test-support/sif-writer.js';
+import { siftool } from './test-support/siftool.js';
 
 const busybox = path.join(import.meta.dirname, '..', 'testdata', 'busybox_latest.sif');
 let directory: string;
@@ -118,6 +119,79 @@ describe('readSifImage', () => {
     expect(selectSifDescriptor(image, (d) => d.partition?.partitionType === 2)).toBe(partition);
     expect(selectSifDescriptor(image, (d) => d.dataType === SifDataType.signature)).toBe('none');
     expect(selectSifDescriptor(image, () => true)).toBe('several');
+  });
+
+  it('writes files that sylabs/sif’s own reader (Debian’s siftool) lists as this reader does', async () => {
+    const bytes = buildSifFile({
+      architecture: 'arm64',
+      id: '00112233-4455-6677-8899-aabbccddeeff',
+      createdAt: 1_700_000_000,
+      objects: [
+        { dataType: SifDataType.definitionFile, data: Buffer.from('Bootstrap: scratch\n') },
+        { dataType: SifDataType.genericJson, name: 'meta.json', data: Buffer.from('{}') },
+        {
+          dataType: SifDataType.partition,
+          name: 'root',
+          data: Buffer.alloc(5000, 1),
+          partition: { fileSystemType: 1, partitionType: 2, architecture: 'arm64' },
+        },
+      ],
+    });
+    const file = path.join(directory, 'for-siftool.sif');
+    await writeFile(file, bytes);
+    const header = siftool('header', file);
+    expect(header).toMatch(/Primary Architecture:\s+arm64/);
+    expect(header).toMatch(/ID:\s+00112233-4455-6677-8899-aabbccddeeff/);
+    expect(header).toMatch(/Descriptors Free:\s+45/);
+    expect(header).toMatch(/Data Offset:\s+32176/);
+    const image = await read(file);
+    const listed = siftool('list', file)
+      .split('\n')
+      .filter((line) => /^\d+\s+\|/.test(line))
+      .map((line) => line.split('|').map((cell) => cell.trim()));
+    expect(listed.map(([id, , , position, type]) => [Number(id), position, type])).toEqual([
+      [1, `${image.descriptors[0]!.offset}-${image.descriptors[0]!.offset + 19}`, 'Def.FILE'],
+      [2, `${image.descriptors[1]!.offset}-${image.descriptors[1]!.offset + 2}`, 'JSON.Generic'],
+      [
+        3,
+        `${image.descriptors[2]!.offset}-${image.descriptors[2]!.offset + 5000}`,
+        'FS (Squashfs/*System/arm64)',
+      ],
+    ]);
+    expect(siftool('dump', '1', file)).toBe('Bootstrap: scratch\n');
+  });
+
+  it('reads what sylabs/sif’s own writer (Debian’s siftool) writes', async () => {
+    const file = path.join(directory, 'by-siftool.sif');
+    const definition = path.join(directory, 'recipe.def');
+    const partition = path.join(directory, 'rootfs.squashfs');
+    await writeFile(definition, 'Bootstrap: scratch\n%runscript\n  echo hi\n');
+    await writeFile(partition, Buffer.alloc(10000, 7));
+    siftool('new', file);
+    siftool('add', file, definition, '--datatype', '1');
+    siftool(
+      'add',
+      file,
+      partition,
+      '--datatype',
+      '4',
+      '--parttype',
+      '2',
+      '--partfs',
+      '1',
+      '--partarch',
+      '11',
+    );
+    const image = await read(file);
+    expect(image.header.architecture).toBe('s390x');
+    expect(image.descriptors.map((d) => [d.dataType, d.size, d.partition?.partitionType])).toEqual([
+      [SifDataType.definitionFile, 40, undefined],
+      [SifDataType.partition, 10000, SifPartitionType.primarySystem],
+    ]);
+    const bytes = await readFile(file);
+    const root = image.descriptors[1]!;
+    expect(root.offset % 4096).toBe(0);
+    expect(bytes.subarray(root.offset, root.offset + root.size).equals(Buffer.alloc(10000, 7))).toBe(true);
   });
 
   it('names an unknown architecture code "unknown", as sylabs/sif does', async () => {

@@ -1,8 +1,9 @@
 /**
  * A small SIF writer for tests, built from the published format (see `../sif-format.ts`): it lays files
- * out as sylabs/sif does (descriptor table at 4096 with room for 48 descriptors, objects aligned to 4096
- * bytes, `sizeWithPadding` counting the alignment before each object), and makes the root file system
- * with the real `mksquashfs` from a file tree described in the test.
+ * out as sylabs/sif does (descriptor table at 4096 with room for 48 descriptors, data right after it,
+ * partitions aligned to 4096 bytes, `sizeWithPadding` counting the alignment before each object), and
+ * makes the root file system with the real `mksquashfs` from a file tree described in the test. Debian's
+ * `siftool` (sylabs/sif) reads what it writes (sif-format.test.ts checks that).
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -33,6 +34,8 @@ export interface SifObjectSpec {
   /** Object group (1 = the image's group); 0 for none. Default 1. */
   group?: number;
   linkedId?: number;
+  /** Alignment of the object's offset; default 4096 for partitions, none for other objects. */
+  alignment?: number;
   /** For a partition: file system type, partition type, architecture (Go name). */
   partition?: { fileSystemType: number; partitionType: number; architecture: string };
 }
@@ -50,9 +53,12 @@ export interface SifFileSpec {
   descriptorCapacity?: number;
 }
 
-const alignment = 4096;
+/** sylabs/sif aligns partitions to 4096 bytes and other objects not at all (`siftool add --alignment`). */
+function alignmentOf(object: SifObjectSpec): number {
+  return object.alignment ?? (object.dataType === SifDataType.partition ? 4096 : 1);
+}
 
-function align(offset: number): number {
+function align(offset: number, alignment: number): number {
   return Math.ceil(offset / alignment) * alignment;
 }
 
@@ -72,12 +78,12 @@ export function buildSifFile(spec: SifFileSpec): Buffer {
   const createdAt = spec.createdAt ?? 1_700_000_000;
   const modifiedAt = spec.modifiedAt ?? createdAt;
   const descriptorsSize = capacity * sifDescriptorSize;
-  const dataOffset = align(sifDescriptorsOffset + descriptorsSize);
+  const dataOffset = sifDescriptorsOffset + descriptorsSize;
   const descriptors = Buffer.alloc(descriptorsSize);
   const data: Buffer[] = [];
   let end = dataOffset;
   spec.objects.forEach((object, index) => {
-    const offset = align(end);
+    const offset = align(end, alignmentOf(object));
     const padding = offset - end;
     if (padding > 0) data.push(Buffer.alloc(padding));
     data.push(Buffer.from(object.data));
@@ -116,8 +122,7 @@ export function buildSifFile(spec: SifFileSpec): Buffer {
   header.writeBigInt64LE(BigInt(dataOffset), 112);
   header.writeBigInt64LE(BigInt(end - dataOffset), 120);
   const gap = Buffer.alloc(sifDescriptorsOffset - sifHeaderSize);
-  const beforeData = Buffer.alloc(dataOffset - sifDescriptorsOffset - descriptorsSize);
-  return Buffer.concat([header, gap, descriptors, beforeData, ...data]);
+  return Buffer.concat([header, gap, descriptors, ...data]);
 }
 
 /** A file name in a mksquashfs pseudo definition: quoted, with `"` and `\` escaped. */
