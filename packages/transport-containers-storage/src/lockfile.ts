@@ -19,6 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { abortError, ErrorCodes, GantryError } from '@gantry/core';
@@ -50,7 +51,8 @@ function loadLibc(): Promise<Libc> {
 }
 
 async function bindLibc(): Promise<Libc> {
-  const koffi = (await import('koffi')).default;
+  // Loaded with require beside the CLI bundle (native code cannot be bundled), as layer-tree's native.ts.
+  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
   const library = koffi.load('libc.so.6');
   // Anonymous: koffi's type names are process-wide, and this module may be evaluated more than once.
   const flock = koffi.struct({
