@@ -10,7 +10,8 @@
  * system calls, and the cost per file is the system calls themselves.
  *
  * One worker serves the whole process (started on first use, ~30 ms, and not keeping the process alive
- * while idle). Memory is bounded: at most `maxBytesInFlight` of file contents are queued or being written.
+ * while idle). Memory is bounded: at most `maxBytesInFlight` (4 MiB) of file contents are queued or being
+ * written.
  */
 import { Worker } from 'node:worker_threads';
 
@@ -101,7 +102,13 @@ let nextBatchId = 0;
 
 function workerHandle(): { worker: Worker; pending: Map<number, BatchCallback> } {
   if (sharedWorker) return sharedWorker;
-  const worker = new Worker(workerSource, { eval: true });
+  // Its own small heap (not the process's V8 flags): each batch's buffer is garbage once written, and a
+  // small young generation frees it at once instead of letting batches pile up to a large heap's limit.
+  const worker = new Worker(workerSource, {
+    eval: true,
+    execArgv: [],
+    resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
+  });
   const handle = { worker, pending: new Map<number, BatchCallback>() };
   const failAll = (error: Error): void => {
     if (sharedWorker === handle) sharedWorker = undefined;
@@ -154,7 +161,7 @@ export class BatchedFileWriter {
     ) {
       this.send();
     }
-    while (this.bytesInFlight > (this.options.maxBytesInFlight ?? 8 << 20) && this.batchesInFlight > 0) {
+    while (this.bytesInFlight > (this.options.maxBytesInFlight ?? 4 << 20) && this.batchesInFlight > 0) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
     const failure = this.failure as { error: Error } | undefined;
