@@ -5,6 +5,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import type { Digest, ImageDestination } from '@gantry/core';
 import { type FixtureImage, type FixtureImageSpec, fixturePresets } from '@gantry/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -135,6 +136,34 @@ describe('containers-storage destination: layers applied as their blobs arrive',
       await destination.close();
     }
     expect(await store.podman(['images', '-q'])).toBe('');
+  }, 120_000);
+
+  it('removes a layer whose blob fails mid-way, and applies it when the blob is given again (a retry)', async () => {
+    const destination = await openDestination({ spoolable: false });
+    const digest = single().layerDigests[0]!;
+    const blob = image.blobs.get(digest)!;
+    const bytes = Buffer.concat(await blob.open().toArray());
+    const broken = new PassThrough();
+    broken.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
+    setTimeout(() => broken.destroy(new Error('connection reset')), 50);
+    try {
+      await expect(
+        destination.putBlob(
+          broken,
+          { digest, size: blob.size },
+          { isConfig: false, layerIndex: 0, layerDiffIds: single().diffIds },
+        ),
+      ).rejects.toThrow(/connection reset/);
+      expect(await layerRecords()).toEqual([]);
+      await putLayer(destination, 0);
+      await putLayer(destination, 1);
+      await finish(destination);
+    } finally {
+      await destination.close();
+    }
+    expect((await layerRecords()).map((layer) => layer.id)).toEqual(expectedLayerIds());
+    const inspected = JSON.parse(await store.podman(['image', 'inspect', 'x:t']));
+    expect(inspected[0].RootFS.Layers).toEqual(single().diffIds);
   }, 120_000);
 
   it('removes the layers it applied when closed without a commit', async () => {
