@@ -2,8 +2,9 @@
  * Rootless containers-storage through the built `gantry` command (run `pnpm build` first): an unprivileged
  * user created here, with subordinate ID ranges, copies an image into their default store (gantry
  * re-executes itself in a user namespace as skopeo does); their podman lists it with the right ID, their
- * skopeo reads it back with the original DiffIDs, and a file the image gives to UID 1000 belongs to the
- * user's subordinate UID range on disk. The user, their processes (podman's pause process) and files are
+ * skopeo reads it back with the original DiffIDs, and files the image gives to UID 1000 and to UID 70000
+ * belong on disk to the user's first and second subordinate ranges (every range is mapped, in the order
+ * of /etc/subuid, as podman maps them). The user, their processes (podman's pause process) and files are
  * removed afterwards.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -34,10 +35,22 @@ function asUser(command: string, args: string[]): { code: number; stdout: string
   return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 
-function subordinateStart(file: string): number {
-  const line = execFileSync('grep', [`^${user}:`, file], { encoding: 'utf8' }).trim();
-  return Number(line.split(':')[1]);
+/** The host ID container ID `id` has in the user's namespace: 0 is the user, then each range in turn. */
+function hostIdOf(file: string, id: number): number {
+  const ranges = execFileSync('grep', [`^${user}:`, file], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((line) => ({ start: Number(line.split(':')[1]), count: Number(line.split(':')[2]) }));
+  let first = 1;
+  for (const range of ranges) {
+    if (id < first + range.count) return range.start + (id - first);
+    first += range.count;
+  }
+  throw new Error(`container ID ${id} is not mapped for ${user}`);
 }
+
+/** A second subordinate range, far from the first (added after it in /etc/subuid and /etc/subgid). */
+const secondRangeStart = 300_000_000 + Math.floor(Math.random() * 1000) * 65_536;
 
 beforeAll(async () => {
   if (!existsSync(builtCli)) throw new Error(`${builtCli} is missing: run \`pnpm build\` before this test`);
@@ -61,6 +74,13 @@ beforeAll(async () => {
       user,
     ]);
   }
+  execFileSync('usermod', [
+    '--add-subuids',
+    `${secondRangeStart}-${secondRangeStart + 65_535}`,
+    '--add-subgids',
+    `${secondRangeStart}-${secondRangeStart + 65_535}`,
+    user,
+  ]);
   await promisify(mkdir)(home, { recursive: true });
   execFileSync('chown', [`${user}:${user}`, home]);
   image = await buildFixtureImage(
@@ -72,6 +92,7 @@ beforeAll(async () => {
             { type: 'directory', path: 'etc' },
             { type: 'file', path: 'etc/root-owned', content: 'root\n' },
             { type: 'file', path: 'etc/user-owned', content: 'uid 1000\n', uid: 1000, gid: 1000 },
+            { type: 'file', path: 'etc/high-owned', content: 'uid 70000\n', uid: 70_000, gid: 70_000 },
           ],
         },
         { entries: [{ type: 'file', path: 'etc/second', content: 'second layer\n' }] },
@@ -131,15 +152,23 @@ describe('rootless containers-storage', () => {
     const config = asUser('skopeo', ['inspect', '--config', `oci:${out}:t`]);
     expect(JSON.parse(config.stdout).rootfs.diff_ids).toEqual(image.images[0]!.diffIds);
 
-    // On disk (the default rootless store, vfs), UID 1000 of the image is subordinate UID start + 999.
+    // On disk (the default rootless store, vfs), UID 1000 of the image is the first range's start + 999;
+    // UID 70000 lies beyond the first range (65,536 IDs) and lands in the second.
     const store = join(home, '.local', 'share', 'containers', 'storage');
     const layers = await readdir(join(store, 'vfs', 'dir'));
     expect(layers.length).toBe(2);
-    const subuid = subordinateStart('/etc/subuid');
-    const subgid = subordinateStart('/etc/subgid');
     for (const layer of layers) {
       const owned = await lstat(join(store, 'vfs', 'dir', layer, 'etc', 'user-owned'));
-      expect({ uid: owned.uid, gid: owned.gid }).toEqual({ uid: subuid + 999, gid: subgid + 999 });
+      expect({ uid: owned.uid, gid: owned.gid }).toEqual({
+        uid: hostIdOf('/etc/subuid', 1000),
+        gid: hostIdOf('/etc/subgid', 1000),
+      });
+      const high = await lstat(join(store, 'vfs', 'dir', layer, 'etc', 'high-owned'));
+      expect({ uid: high.uid, gid: high.gid }).toEqual({
+        uid: hostIdOf('/etc/subuid', 70_000),
+        gid: hostIdOf('/etc/subgid', 70_000),
+      });
+      expect(high.uid).toBeGreaterThanOrEqual(secondRangeStart);
       const rootOwned = await lstat(join(store, 'vfs', 'dir', layer, 'etc', 'root-owned'));
       expect(rootOwned.uid).toBe(uid);
     }

@@ -370,7 +370,7 @@ describe('applyLayer: what a layer holds', () => {
     );
   });
 
-  it('writes many small files on the thread pool, in tar order where entries depend on earlier ones', async () => {
+  it('writes many small files on the file-writing worker, in tar order where entries depend on earlier ones', async () => {
     const entries: HandMadeTarEntry[] = [];
     for (let directory = 0; directory < 8; directory++) {
       entries.push({ name: `d${directory}/`, type: 'directory', mode: 0o750, mtime: 1_600_000_000 });

@@ -9,9 +9,9 @@
  * (whatever is there is replaced); symbolic links whose relative target climbs out of the root and hard
  * links to anything outside it are refused. Refusals are `ERR_GANTRY_INVALID_LAYER` naming the entry.
  *
- * File system calls: a new regular file of up to 256 KiB in a directory this layer made (the bulk of a
- * layer of many small files) is written asynchronously on libuv's thread pool, up to 32 at once, while
- * the main thread goes on reading the tar (decompression, sha256, CRC-64, tar-split); larger files are
+ * File system calls: a new regular file of up to 256 KiB without xattrs in a directory this layer made
+ * (the bulk of a layer of many small files) is written on a worker thread, in batches (file-writer.ts),
+ * while the main thread goes on reading the tar (decompression, sha256, CRC-64, tar-split); larger files are
  * written with one write in flight while the next chunk is read. Everything else is done synchronously, in
  * tar order, after the pending writes have finished (a barrier before any entry that could touch a path
  * still being written: whiteouts, hard links, replacements, parents not yet known to be directories), so
@@ -20,21 +20,16 @@
  */
 import {
   chmodSync,
-  close,
   closeSync,
   constants,
-  fchmod,
   fchmodSync,
-  fchown,
   fchownSync,
-  futimes,
   futimesSync,
   lchownSync,
   linkSync,
   lstatSync,
   lutimesSync,
   mkdirSync,
-  open,
   openSync,
   readdirSync,
   rmSync,
@@ -45,6 +40,7 @@ import { isAbsolute } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core';
 import { Crc64 } from './crc64.js';
 import { layerError } from './errors.js';
+import { BatchedFileWriter } from './file-writer.js';
 import { LayerRoot } from './layer-root.js';
 import { nativeCalls, S_IFBLK, S_IFCHR, S_IFIFO } from './native.js';
 import { type TarEntry, TarStreamReader } from './tar-reader.js';
@@ -99,10 +95,8 @@ const whiteoutPrefix = '.wh.';
 const whiteoutMetaPrefix = '.wh..wh.';
 const opaqueWhiteout = '.wh..wh..opq';
 const fileOpenFlags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
-/** New files up to this size are written on the thread pool (content gathered in memory first). */
+/** New files up to this size are written on the file-writing worker (content gathered in memory first). */
 const deferredFileMaxSize = 256 * 1024;
-/** Files being written on the thread pool at once (libuv's pool has 4 threads by default). */
-const maxDeferredFiles = 32;
 
 function callbackPromise<T>(call: (done: (error: Error | null, value: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -186,12 +180,11 @@ export async function applyLayer(
   const gids = new Set<number>();
   const unpacked = new Set<string>();
   const directoryTimes: Array<{ relative: string; atime: number; mtime: number }> = [];
-  // Files being written on the thread pool; the first failure is kept and thrown at the next barrier.
-  let deferredRunning = 0;
-  /** Entries waiting for a free place (the place is handed to them) and waiters for none running. */
-  const placeWaiters: Array<() => void> = [];
-  const idleWaiters: Array<() => void> = [];
-  let deferredFailure: { error: unknown } | undefined;
+  // Small new files are written on the file-writing worker; the first failure is thrown at the next barrier.
+  const fileWriter = new BatchedFileWriter({
+    ignoreChownErrors: options.ignoreChownErrors === true,
+    describeFailure: (entry, error) => wrapEntryError(error, entry) as Error,
+  });
   let succeeded = false;
   try {
     for (;;) {
@@ -242,31 +235,15 @@ export async function applyLayer(
   } finally {
     if (!succeeded) {
       // Nothing may still be writing when the caller removes what was applied.
-      await waitUntilIdle();
+      await fileWriter.settle();
       reader.close();
       tarSplit.destroy();
     }
   }
 
-  /** Waits for every file being written on the thread pool; throws the first failure. */
+  /** Waits for every file being written on the worker; throws the first failure. */
   async function drainDeferred(): Promise<void> {
-    await waitUntilIdle();
-    if (deferredFailure !== undefined) throw deferredFailure.error;
-  }
-
-  async function waitUntilIdle(): Promise<void> {
-    while (deferredRunning > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
-  }
-
-  /** A file written on the thread pool finished: its place goes to the next waiter, if any. */
-  function releasePlace(): void {
-    const next = placeWaiters.shift();
-    if (next !== undefined) {
-      next();
-      return;
-    }
-    deferredRunning--;
-    if (deferredRunning === 0) for (const resolve of idleWaiters.splice(0)) resolve();
+    await fileWriter.drain();
   }
 
   function wrapEntryError(error: unknown, display: string): unknown {
@@ -281,9 +258,9 @@ export async function applyLayer(
   }
 
   /**
-   * A new regular file (nothing at its path, its directory made by this layer), written on the thread
-   * pool: content gathered here (CRC-64 and tar-split recorded in order), then open, write, owner, mode,
-   * times and close off the main thread, chained as callbacks (no promise per call).
+   * A new regular file (nothing at its path, its directory made by this layer, no xattrs), written on the
+   * file-writing worker: content gathered here (CRC-64 and tar-split recorded in order), then open, write,
+   * owner, mode, times and close there, in batches (see file-writer.ts).
    */
   async function writeFileDeferred(
     entry: TarEntry,
@@ -302,73 +279,26 @@ export async function applyLayer(
     }
     signal?.throwIfAborted();
     tarSplit.addFile(header.nameBytes, header.size, header.size > 0 ? crc.digest() : null);
-    // A copy: the job outlives this entry's views of the input.
-    const content = pieces.length === 1 ? Buffer.from(pieces[0] as Buffer) : Buffer.concat(pieces);
-    const path = layerRoot.full(relative);
+    const content = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
     const chown = !ownerAlreadyRight(relative, uid, gid);
     const chmod = !modeAlreadyRight(relative, header.mode);
     const { atime, mtime } = times(header);
-    const { mode, xattrs, name: display } = header;
     created.add(relative);
     unpacked.add(relative);
-    if (deferredRunning < maxDeferredFiles) deferredRunning++;
-    else await new Promise<void>((resolve) => placeWaiters.push(resolve));
-    if (deferredFailure !== undefined) {
-      releasePlace();
-      throw deferredFailure.error;
-    }
-
-    let fd = -1;
-    const finish = (error: Error | null): void => {
-      if (error !== null) deferredFailure ??= { error: wrapEntryError(error, display) };
-      if (fd === -1) {
-        releasePlace();
-        return;
-      }
-      close(fd, (closeError) => {
-        if (closeError !== null) deferredFailure ??= { error: wrapEntryError(closeError, display) };
-        releasePlace();
-      });
-    };
-    const setTimes = (): void => futimes(fd, atime, mtime, finish);
-    const setMode = (): void => {
-      try {
-        setXattrs(relative, xattrs);
-      } catch (error) {
-        finish(error as Error);
-        return;
-      }
-      if (chmod) fchmod(fd, mode, (error) => (error ? finish(error) : setTimes()));
-      else setTimes();
-    };
-    const setOwnerThen = (): void => {
-      if (!chown) {
-        setMode();
-        return;
-      }
-      fchown(fd, uid, gid, (error) => {
-        if (error && !options.ignoreChownErrors) finish(error);
-        else setMode();
-      });
-    };
-    const writeFrom = (offset: number): void => {
-      if (offset >= content.length) {
-        setOwnerThen();
-        return;
-      }
-      write(fd, content, offset, content.length - offset, null, (error, written) => {
-        if (error) finish(error);
-        else writeFrom(offset + written);
-      });
-    };
-    open(path, fileOpenFlags, mode & 0o777, (error, opened) => {
-      if (error) {
-        finish(error);
-        return;
-      }
-      fd = opened;
-      writeFrom(0);
-    });
+    // The job is copied to the worker when its batch is sent: views of the input are fine here.
+    await fileWriter.add(
+      {
+        path: layerRoot.full(relative),
+        content,
+        openMode: header.mode & 0o777,
+        chmodMode: chmod ? header.mode & 0o7777 : -1,
+        uid: chown ? uid : -1,
+        gid: chown ? gid : -1,
+        atime,
+        mtime,
+      },
+      header.name,
+    );
   }
 
   /**
@@ -433,7 +363,12 @@ export async function applyLayer(
       layerRoot.isKnownDirectory(parentPath) &&
       knownAbsent(joinRelative(parentPath, base));
     if (!independent) await drainDeferred();
-    if (independent && header.type === 'file' && header.size <= deferredFileMaxSize) {
+    if (
+      independent &&
+      header.type === 'file' &&
+      header.size <= deferredFileMaxSize &&
+      header.xattrs.size === 0
+    ) {
       await writeFileDeferred(entry, joinRelative(parentPath, base), uid, gid);
       return;
     }

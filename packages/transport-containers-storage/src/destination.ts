@@ -1,28 +1,34 @@
 /**
  * Writing an image into a containers/storage store, as containers/image's storage destination does.
  *
- * Layers arrive concurrently and in any order, but a layer's ID depends on its parent's (see ids.ts) and
- * vfs builds a layer on a copy of its parent; so each layer blob is spooled as it arrives (bytes as
- * received, compressed, in a temporary directory) and, at commit, the layers are applied in manifest
- * order, each decompressed while streaming into the driver's `applyDiff`. A layer the store already has
- * (same chain ID) is reused without reading its blob; a blob `tryReusingBlob` found in the store (by
- * compressed or uncompressed digest) under another parent is rebuilt from that layer's tar-split.
+ * A layer's ID depends on its parent's (see ids.ts) and vfs and btrfs build a layer on a copy of its
+ * parent, so layers go into the store in manifest order. When the copy pipeline gives each layer blob
+ * its position and the config's DiffIDs (`PutBlobOptions.layerIndex` / `layerDiffIds`, as
+ * containers/image's `LayerIndex`), the next layer in order is applied while its blob arrives: the stream
+ * is decompressed straight into the driver's `applyDiff`, with no temporary file. A blob that arrives
+ * before its parent is in the store is spooled (bytes as received, in a temporary directory) and applied,
+ * in the background, as soon as its parent is. Without positions, every blob is spooled and the layers
+ * are applied at `commit`. A layer the store already has (same chain ID) is reused without reading its
+ * blob; a blob `tryReusingBlob` found in the store (by compressed or uncompressed digest) under another
+ * parent is rebuilt from that layer's tar-split.
  *
- * Visibility: layers become records in layers.json as they are applied (flagged `incomplete` until their
- * files and tar-split are complete, as containers/storage does); the image record, its names and big data
- * appear at once at the end of `commit`. A failed commit removes the layers it created that no image
- * uses; `close` removes the spooled blobs.
+ * Visibility: layers become records in layers.json as they are applied (flagged `incomplete`, with the
+ * layers lock held, until their files and tar-split are complete, as containers/storage does); the image
+ * record, its names and big data appear at once at the end of `commit`. A failed commit, and `close`
+ * without a commit, remove the layers this destination created that no image uses; `close` removes the
+ * spooled blobs.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   type BlobInfo,
   type BlobToWrite,
   blobWriteStage,
+  type CommitOptions,
   createDecompressor,
   type Digest,
   detectCompression,
@@ -31,9 +37,10 @@ import {
   GantryError,
   type ImageDestination,
   type ImageDestinationProperties,
+  type ManifestBlob,
   MediaTypes,
   manifestDigest,
-  type OperationOptions,
+  manifestMatchesDigest,
   type PutBlobOptions,
   parseImageConfig,
   parseManifest,
@@ -41,6 +48,7 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
 } from '@gantry/core';
+import type { ApplyDiffResult } from './drivers/driver.js';
 import {
   encodedPart,
   goTimestamp,
@@ -57,6 +65,7 @@ import {
   type ImageRecord,
   incompleteFlag,
   type LayerRecord,
+  type LayerTable,
   layerCompressionCodes,
   setImageBigData,
   sortedMaps,
@@ -73,11 +82,49 @@ interface ReusedLayer {
   diffId: string;
 }
 
+/** What `storeLayer` records as the layer's compressed form (what was given to the store). */
+interface GivenBlob {
+  digest: string;
+  size: number;
+  /** containers/storage's compression code (0: none). */
+  compression: number;
+}
+
 /** Go's time.Time JSON text for a config `created` value: fraction without trailing zeros. */
 function goTimeText(value: string): string {
   return value.replace(/\.(\d*?)0+(Z|[+-]\d\d:\d\d)$/, (_, digits: string, zone: string) =>
     digits ? `.${digits}${zone}` : zone,
   );
+}
+
+/** The first bytes of `source` (up to `length`) and an iterable yielding all of it. */
+async function sniff(
+  source: AsyncIterable<Uint8Array>,
+  length: number,
+): Promise<{ prefix: Uint8Array; stream: AsyncIterable<Uint8Array> }> {
+  const iterator = source[Symbol.asyncIterator]();
+  const head: Uint8Array[] = [];
+  let size = 0;
+  let ended = false;
+  while (size < length) {
+    const next = await iterator.next();
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    head.push(next.value);
+    size += next.value.byteLength;
+  }
+  async function* replay(): AsyncGenerator<Uint8Array, void, undefined> {
+    yield* head;
+    if (ended) return;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  return { prefix: Buffer.concat(head).subarray(0, length), stream: replay() };
 }
 
 export class ContainersStorageDestination implements ImageDestination {
@@ -89,15 +136,36 @@ export class ContainersStorageDestination implements ImageDestination {
     supportsSignatures: true,
     hasThreadSafePutBlob: true,
     ignoresEmbeddedDockerReference: true,
+    wantsLayerDiffIds: true,
   };
 
   private readonly spooled = new Map<string, SpooledBlob>();
   private readonly configs = new Map<string, Uint8Array>();
   private readonly reused = new Map<string, ReusedLayer>();
+  /** Layers put in the store from a blob given to `putBlob` (by blob digest). */
+  private readonly appliedByDigest = new Map<string, ReusedLayer>();
+  /** Layers this destination created, oldest first: removed again when unused after a failure or without commit. */
+  private readonly createdLayers: string[] = [];
   private manifest: { bytes: Uint8Array; mediaType: string; digest: Digest } | undefined;
   private signatures: Uint8Array[] | undefined;
   private spoolDirectory: Promise<string> | undefined;
   private closed = false;
+  private committed = false;
+
+  // Layers applied in order as they arrive (`PutBlobOptions.layerIndex` and `layerDiffIds`), as
+  // containers/image's storage destination does: the layer at `appliedCount` is applied as soon as its
+  // blob arrives (streamed straight into the driver) or, when it arrived earlier (spooled, or found in
+  // the store), as soon as its parent is in the store.
+  private orderedDiffIds: readonly Digest[] | undefined;
+  private orderedLayerIds: string[] = [];
+  /** How many leading layers of `orderedDiffIds` are in the store. */
+  private appliedCount = 0;
+  /** The layer being applied now (from a stream, a spooled blob or another layer), if any. */
+  private busyIndex: number | undefined;
+  /** Blobs that arrived for a layer not yet applicable (spooled, or reused from the store), by index. */
+  private readonly waitingByIndex = new Map<number, string>();
+  private background: Promise<void> | undefined;
+  private backgroundFailure: { error: unknown } | undefined;
 
   constructor(
     readonly reference: ContainersStorageReference,
@@ -110,6 +178,32 @@ export class ContainersStorageDestination implements ImageDestination {
       join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-containers-storage-'),
     );
     return this.spoolDirectory;
+  }
+
+  /**
+   * The layer's index for in-order application, when the pipeline gave it with the config's DiffIDs (of
+   * the same image as earlier calls); undefined otherwise (the layer is then put in the store at commit).
+   */
+  private orderedIndexOf(options: {
+    layerIndex?: number;
+    layerDiffIds?: readonly Digest[];
+  }): number | undefined {
+    const { layerIndex, layerDiffIds } = options;
+    if (layerIndex === undefined || layerDiffIds === undefined) return undefined;
+    if (!Number.isInteger(layerIndex) || layerIndex < 0 || layerIndex >= layerDiffIds.length)
+      return undefined;
+    if (this.orderedDiffIds === undefined) {
+      if (!layerDiffIds.every((diffId) => /^sha256:[0-9a-f]{64}$/.test(diffId))) return undefined;
+      this.orderedDiffIds = [...layerDiffIds];
+      let parent: string | undefined;
+      this.orderedLayerIds = this.orderedDiffIds.map((diffId) => {
+        parent = layerIdFor(parent, diffId);
+        return parent;
+      });
+    } else if (!sameDigests(this.orderedDiffIds, layerDiffIds)) {
+      return undefined;
+    }
+    return layerIndex;
   }
 
   async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
@@ -136,6 +230,10 @@ export class ContainersStorageDestination implements ImageDestination {
         ...(info.mediaType ? { mediaType: info.mediaType } : {}),
       };
     }
+    const index = this.orderedIndexOf(options);
+    if (index !== undefined && index === this.appliedCount && this.busyIndex === undefined) {
+      return this.putLayerStreaming(stream, info, index, options.signal);
+    }
     const directory = await this.directory();
     const path = join(directory, `blob-${this.spooled.size}-${Math.random().toString(36).slice(2)}`);
     try {
@@ -151,11 +249,127 @@ export class ContainersStorageDestination implements ImageDestination {
       throw error;
     }
     this.spooled.set(result!.digest, { path, size: result!.size });
+    if (index !== undefined) {
+      this.waitingByIndex.set(index, result!.digest);
+      this.advance();
+    }
     return {
       digest: result!.digest,
       size: result!.size,
       ...(info.mediaType ? { mediaType: info.mediaType } : {}),
     };
+  }
+
+  /**
+   * Applies the layer at `index` (whose parent is in the store) straight from the blob's stream:
+   * decompressed on the way into the driver, its DiffID checked against the config's, the compressed
+   * bytes verified by the pipeline before the stream ends. A layer the store already has is only read
+   * through (the stream is still verified).
+   */
+  private async putLayerStreaming(
+    stream: Readable,
+    info: BlobToWrite,
+    index: number,
+    signal: AbortSignal | undefined,
+  ): Promise<BlobInfo> {
+    this.busyIndex = index;
+    try {
+      let written: { digest: Digest; size: number } | undefined;
+      const onEnd = (value: { digest: Digest; size: number }) => {
+        written = value;
+      };
+      const verified = (async function* (source: AsyncIterable<Uint8Array>) {
+        yield* blobWriteStage(info.digest, onEnd)(source);
+      })(stream);
+      const diffId = this.orderedDiffIds![index]!;
+      const id = this.orderedLayerIds[index]!;
+      const parent = index > 0 ? this.orderedLayerIds[index - 1] : undefined;
+      const description = `layer ${index} (blob ${info.digest ?? 'being compressed'})`;
+      let consumed = false;
+      try {
+        await this.storeLayer(id, parent, diffId, description, signal, async (apply) => {
+          consumed = true;
+          const { prefix, stream: bytes } = await sniff(verified, 16);
+          const compression = detectCompression(prefix);
+          if (compression === 'none') {
+            await apply(bytes);
+            // Whatever follows the tar's end is still part of the blob (and verified).
+            for await (const _ of bytes) {
+              // discarded
+            }
+          } else {
+            // A failure of the compressed stream (its verification included) fails the application.
+            await pipeline(
+              Readable.from(bytes, { objectMode: false }),
+              createDecompressor(compression),
+              async (decompressed: AsyncIterable<Uint8Array>) => {
+                await apply(decompressed);
+              },
+            );
+          }
+          if (written === undefined)
+            throw new GantryError(ErrorCodes.Internal, `${description}: the blob was not read to its end`);
+          this.checkSize(info, written.size);
+          return {
+            digest: written.digest,
+            size: written.size,
+            compression: layerCompressionCodes[compression],
+          };
+        });
+      } catch (error) {
+        stream.destroy();
+        throw error;
+      }
+      if (!consumed) {
+        // The store has this layer already: the blob is read (and verified) but not used.
+        for await (const _ of verified) {
+          // discarded
+        }
+        this.checkSize(info, written!.size);
+      }
+      this.appliedCount = index + 1;
+      this.appliedByDigest.set(written!.digest, { layerId: id, diffId });
+      return {
+        digest: written!.digest,
+        size: written!.size,
+        ...(info.mediaType ? { mediaType: info.mediaType } : {}),
+      };
+    } finally {
+      this.busyIndex = undefined;
+      this.advance();
+    }
+  }
+
+  /** Applies the next layer in order when its blob is waiting (spooled or found in the store), in the background. */
+  private advance(): void {
+    if (this.busyIndex !== undefined || this.backgroundFailure !== undefined || this.closed) return;
+    const index = this.appliedCount;
+    const digest = this.waitingByIndex.get(index);
+    if (digest === undefined || this.orderedDiffIds === undefined) return;
+    this.waitingByIndex.delete(index);
+    this.busyIndex = index;
+    const parent = index > 0 ? this.orderedLayerIds[index - 1] : undefined;
+    const diffId = this.orderedDiffIds[index]!;
+    const work = (async () => {
+      try {
+        await this.storeLayerFromBlob(index, digest, diffId, parent, this.context.signal);
+        this.appliedCount = index + 1;
+      } catch (error) {
+        this.backgroundFailure = { error };
+      } finally {
+        this.busyIndex = undefined;
+      }
+    })();
+    this.background = work;
+    void work.then(() => {
+      if (this.background === work) this.background = undefined;
+      this.advance();
+    });
+  }
+
+  /** Waits until no layer is being applied in the background. */
+  private async settleBackground(): Promise<void> {
+    while (this.background !== undefined) await this.background.then(() => undefined);
   }
 
   private checkSize(info: BlobToWrite, size: number): void {
@@ -174,29 +388,39 @@ export class ContainersStorageDestination implements ImageDestination {
         ? { reused: true, blob: { digest: info.digest, size: bytes.byteLength } }
         : { reused: false };
     }
+    const index = this.orderedIndexOf(options);
     const spooled = this.spooled.get(info.digest);
-    if (spooled) return { reused: true, blob: { digest: info.digest, size: spooled.size } };
-    return this.store.withLayers(
-      false,
-      (table) => {
-        const byCompressed = table.records.find(
-          (layer) => layer['compressed-diff-digest'] === info.digest && layer['diff-digest'],
-        );
-        if (byCompressed) {
-          this.reused.set(info.digest, { layerId: byCompressed.id, diffId: byCompressed['diff-digest']! });
-          const size = info.size >= 0 ? info.size : (byCompressed['compressed-size'] ?? -1);
-          return { reused: true, blob: { digest: info.digest, size } };
-        }
-        const byUncompressed = table.records.find((layer) => layer['diff-digest'] === info.digest);
-        if (byUncompressed) {
-          this.reused.set(info.digest, { layerId: byUncompressed.id, diffId: info.digest });
-          const size = info.size >= 0 ? info.size : (byUncompressed['diff-size'] ?? -1);
-          return { reused: true, blob: { digest: info.digest, size } };
-        }
-        return { reused: false };
-      },
-      { signal: options.signal },
+    if (spooled) {
+      if (index !== undefined) {
+        this.waitingByIndex.set(index, info.digest);
+        this.advance();
+      }
+      return { reused: true, blob: { digest: info.digest, size: spooled.size } };
+    }
+    // A hint only, read without the lock (layers.json is always replaced whole): the layer is looked up
+    // again under the lock when it is used. (Taking the lock here would wait for a layer being applied.)
+    const records = this.store.readLayersUnlocked().filter((layer) => layer.flags?.[incompleteFlag] !== true);
+    let outcome: ReusedBlob = { reused: false };
+    const byCompressed = records.find(
+      (layer) => layer['compressed-diff-digest'] === info.digest && layer['diff-digest'],
     );
+    if (byCompressed) {
+      this.reused.set(info.digest, { layerId: byCompressed.id, diffId: byCompressed['diff-digest']! });
+      const size = info.size >= 0 ? info.size : (byCompressed['compressed-size'] ?? -1);
+      outcome = { reused: true, blob: { digest: info.digest, size } };
+    } else {
+      const byUncompressed = records.find((layer) => layer['diff-digest'] === info.digest);
+      if (byUncompressed) {
+        this.reused.set(info.digest, { layerId: byUncompressed.id, diffId: info.digest });
+        const size = info.size >= 0 ? info.size : (byUncompressed['diff-size'] ?? -1);
+        outcome = { reused: true, blob: { digest: info.digest, size } };
+      }
+    }
+    if (outcome.reused && index !== undefined) {
+      this.waitingByIndex.set(index, info.digest);
+      this.advance();
+    }
+    return outcome;
   }
 
   async putManifest(manifest: Uint8Array, mediaType: string, instanceDigest?: Digest): Promise<void> {
@@ -225,12 +449,17 @@ export class ContainersStorageDestination implements ImageDestination {
     this.signatures = signatures.map((signature) => Uint8Array.from(signature));
   }
 
-  async commit(options: OperationOptions = {}): Promise<void> {
+  async commit(options: CommitOptions = {}): Promise<void> {
     const signal = options.signal ?? this.context.signal;
     if (!this.manifest)
       throw new GantryError(ErrorCodes.Internal, 'containers-storage: commit without a manifest');
+    const topLevel = options.topLevelManifest;
     const { named } = this.reference;
-    if (named?.digest && named.digest !== this.manifest.digest) {
+    if (
+      named?.digest &&
+      named.digest !== this.manifest.digest &&
+      !(topLevel !== undefined && manifestMatchesDigest(topLevel.bytes, named.digest))
+    ) {
       throw new GantryError(
         ErrorCodes.DigestMismatch,
         `Manifest to be saved does not match expected digest ${named.digest}`,
@@ -257,77 +486,132 @@ export class ContainersStorageDestination implements ImageDestination {
       );
     }
 
-    const created: string[] = [];
     try {
+      // Layers applied in order while the blobs arrived count only if they were of this image.
+      await this.settleBackground();
+      if (this.backgroundFailure) throw this.backgroundFailure.error;
+      const applied =
+        this.orderedDiffIds !== undefined &&
+        nonEmptyLayers.length === manifest.layers.length &&
+        sameDigests(this.orderedDiffIds, diffIds)
+          ? this.appliedCount
+          : 0;
       let parent: string | undefined;
       for (const [index, layer] of nonEmptyLayers.entries()) {
-        parent = await this.commitLayer(index, layer, diffIds[index]!, parent, created, signal);
+        if (index < applied) {
+          parent = this.orderedLayerIds[index];
+          continue;
+        }
+        parent = await this.commitLayer(index, layer, diffIds[index]!, parent, signal);
       }
-      await this.commitImage(configInfo.digest, configBytes, config.created, parent, signal);
+      await this.commitImage(configInfo.digest, configBytes, config.created, parent, topLevel, signal);
+      this.committed = true;
     } catch (error) {
-      await this.removeUnusedLayers(created).catch(() => undefined);
+      await this.removeUnusedLayers(this.createdLayers).catch(() => undefined);
       throw error;
     }
   }
 
-  /** Puts one layer in the store (or finds it there); returns its layer ID. */
+  /** Puts one layer in the store at commit (or finds it there); returns its layer ID. */
   private async commitLayer(
     index: number,
     layer: BlobInfo,
     expectedDiffId: string,
     parent: string | undefined,
-    created: string[],
     signal: AbortSignal | undefined,
   ): Promise<string> {
-    const reused = this.reused.get(layer.digest);
-    const spooled = this.spooled.get(layer.digest);
+    const id = layerIdFor(parent, expectedDiffId);
+    await this.storeLayerFromBlob(index, layer.digest, expectedDiffId, parent, signal);
+    return id;
+  }
+
+  /**
+   * Puts the layer of blob `digest` on top of `parent`, from its spooled bytes or, for a blob found in
+   * the store (`tryReusingBlob`) or applied earlier under another parent, rebuilt from that layer.
+   */
+  private async storeLayerFromBlob(
+    index: number,
+    digest: string,
+    expectedDiffId: string,
+    parent: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const description = `layer ${index} (blob ${digest})`;
+    const spooled = this.spooled.get(digest);
+    const reused = spooled ? undefined : (this.reused.get(digest) ?? this.appliedByDigest.get(digest));
     if (reused && reused.diffId !== expectedDiffId) {
       throw new GantryError(
         ErrorCodes.DigestMismatch,
-        `layer ${index} (blob ${layer.digest}) does not match config's DiffID "${expectedDiffId}"`,
+        `${description} does not match config's DiffID "${expectedDiffId}"`,
       );
     }
     if (!reused && !spooled) {
       throw new GantryError(
         ErrorCodes.BlobNotFound,
-        `containers-storage: layer blob ${layer.digest} was not written`,
+        `containers-storage: layer blob ${digest} was not written`,
       );
     }
     const id = layerIdFor(parent, expectedDiffId);
-    return this.store.withLayers(
+    await this.storeLayer(id, parent, expectedDiffId, description, signal, async (apply, table) => {
+      if (spooled) {
+        const prefix = await readPrefix(spooled.path);
+        const compression = detectCompression(prefix);
+        const file = createReadStream(spooled.path, { highWaterMark: 1 << 20 });
+        const contents = compression === 'none' ? file : file.pipe(createDecompressor(compression));
+        if (compression !== 'none') file.on('error', (error) => contents.destroy(error));
+        try {
+          await apply(contents);
+        } finally {
+          contents.destroy();
+        }
+        return { digest, size: spooled.size, compression: layerCompressionCodes[compression] };
+      }
+      const source = table.byId(reused!.layerId);
+      if (!source) {
+        throw new GantryError(
+          ErrorCodes.BlobNotFound,
+          `containers-storage: layer ${reused!.layerId} disappeared`,
+        );
+      }
+      const contents = await openLayerDiff(this.store, source);
+      try {
+        await apply(contents);
+      } finally {
+        contents.destroy();
+      }
+      if (source['compressed-diff-digest'] === digest && (source['compressed-size'] ?? 0) > 0) {
+        return { digest, size: source['compressed-size']!, compression: source.compression ?? 0 };
+      }
+      return undefined;
+    });
+  }
+
+  /**
+   * Creates layer `id` on `parent` with the layers lock held, as containers/storage does: the record is
+   * saved flagged `incomplete`, the driver applies the tar `produce` feeds it (its DiffID must be
+   * `expectedDiffId`), the tar-split is written, and the record completed. On failure everything of the
+   * layer is removed. A layer the store already has is left as it is (`produce` is not called).
+   */
+  private async storeLayer(
+    id: string,
+    parent: string | undefined,
+    expectedDiffId: string,
+    description: string,
+    signal: AbortSignal | undefined,
+    produce: (
+      apply: (contents: AsyncIterable<Uint8Array>) => Promise<ApplyDiffResult>,
+      table: LayerTable,
+    ) => Promise<GivenBlob | undefined>,
+  ): Promise<void> {
+    await this.store.withLayers(
       true,
       async (table) => {
-        const existing = table.byId(id);
-        if (existing) return id;
-        let contents: Readable;
-        let compressed: { digest: string; size: number; compression: number } | undefined;
-        if (spooled) {
-          const prefix = await readPrefix(spooled.path);
-          const compression = detectCompression(prefix);
-          const file = createReadStream(spooled.path, { highWaterMark: 1 << 20 });
-          contents = compression === 'none' ? file : file.pipe(createDecompressor(compression));
-          if (compression !== 'none') file.on('error', (error) => contents.destroy(error));
-          compressed = {
-            digest: layer.digest,
-            size: spooled.size,
-            compression: layerCompressionCodes[compression],
-          };
-        } else {
-          const source = table.byId(reused!.layerId);
-          if (!source) {
-            throw new GantryError(
-              ErrorCodes.BlobNotFound,
-              `containers-storage: layer ${reused!.layerId} disappeared`,
-            );
-          }
-          contents = await openLayerDiff(this.store, source);
-          if (source['compressed-diff-digest'] === layer.digest && (source['compressed-size'] ?? 0) > 0) {
-            compressed = {
-              digest: layer.digest,
-              size: source['compressed-size']!,
-              compression: source.compression ?? 0,
-            };
-          }
+        if (table.byId(id)) return;
+        if (parent !== undefined && !table.byId(parent)) {
+          throw new GantryError(
+            ErrorCodes.BlobNotFound,
+            `containers-storage: parent layer ${parent} of ${description} is not in the store`,
+          );
         }
         const record: LayerRecord = { id };
         if (parent) record.parent = parent;
@@ -335,14 +619,19 @@ export class ContainersStorageDestination implements ImageDestination {
         record.flags = { [incompleteFlag]: true };
         table.records.push(record);
         table.save();
-        created.push(id);
+        this.createdLayers.push(id);
+        let result: ApplyDiffResult | undefined;
         try {
           await this.store.driver.createLayer(id, parent);
-          const result = await this.store.driver.applyDiff(id, parent, contents, signal ? { signal } : {});
+          const given = await produce(async (contents) => {
+            result = await this.store.driver.applyDiff(id, parent, contents, signal ? { signal } : {});
+            return result;
+          }, table);
+          if (!result) throw new GantryError(ErrorCodes.Internal, `${description}: nothing was applied`);
           if (result.uncompressedDigest !== expectedDiffId) {
             throw new GantryError(
               ErrorCodes.DigestMismatch,
-              `layer ${index} (blob ${layer.digest}): its contents have digest ${result.uncompressedDigest}, the config's DiffID is ${expectedDiffId}`,
+              `${description}: its contents have digest ${result.uncompressedDigest}, the config's DiffID is ${expectedDiffId}`,
             );
           }
           atomicWriteFileSync(this.store.tarSplitPath(id), result.tarSplitGzip);
@@ -350,26 +639,24 @@ export class ContainersStorageDestination implements ImageDestination {
           // As containers/storage records a layer put from a stream: the digest and size of what was
           // given (the uncompressed tar when the layer was rebuilt from another one), and the compression
           // detected (0, uncompressed, is left out as Go's omitempty does).
-          record['compressed-diff-digest'] = compressed?.digest ?? result.uncompressedDigest;
-          record['compressed-size'] = compressed?.size ?? result.uncompressedSize;
+          record['compressed-diff-digest'] = given?.digest ?? result.uncompressedDigest;
+          record['compressed-size'] = given?.size ?? result.uncompressedSize;
           record['diff-digest'] = result.uncompressedDigest;
           record['diff-size'] = result.uncompressedSize;
-          if (compressed?.compression) record.compression = compressed.compression;
+          if (given?.compression) record.compression = given.compression;
           if (result.uids.length) record.uidset = result.uids;
           if (result.gids.length) record.gidset = result.gids;
           reorderLayerRecord(record);
           table.save();
         } catch (error) {
-          contents.destroy();
           await this.store.driver.removeLayer(id).catch(() => undefined);
           await rm(this.store.tarSplitPath(id), { force: true });
           const position = table.records.indexOf(record);
           if (position >= 0) table.records.splice(position, 1);
           table.save();
-          created.pop();
+          this.createdLayers.splice(this.createdLayers.lastIndexOf(id), 1);
           throw error;
         }
-        return id;
       },
       { signal },
     );
@@ -380,6 +667,7 @@ export class ContainersStorageDestination implements ImageDestination {
     configBytes: Uint8Array,
     configCreated: string | undefined,
     topLayer: string | undefined,
+    topLevel: ManifestBlob | undefined,
     signal: AbortSignal | undefined,
   ): Promise<void> {
     const intendedId = this.reference.id ?? encodedPart(configDigest);
@@ -393,9 +681,16 @@ export class ContainersStorageDestination implements ImageDestination {
     });
     const bigData: Array<{ key: string; data: Uint8Array; digest: string }> = [
       { key: configDigest, data: configBytes, digest: configDigest },
+    ];
+    // The list the image was chosen from, so that the image is found by the list's digest too.
+    if (topLevel !== undefined && !Buffer.from(topLevel.bytes).equals(Buffer.from(manifestInfo.bytes))) {
+      const listDigest = manifestDigest(topLevel.bytes);
+      bigData.push({ key: manifestBigDataKey(listDigest), data: topLevel.bytes, digest: listDigest });
+    }
+    bigData.push(
       { key: manifestBigDataKey(manifestInfo.digest), data: manifestInfo.bytes, digest: manifestInfo.digest },
       { key: imageDigestBigDataKey, data: manifestInfo.bytes, digest: manifestInfo.digest },
-    ];
+    );
     if (signatureBlob.length) {
       bigData.push({ key: 'signatures', data: signatureBlob, digest: digestOf(signatureBlob) });
     }
@@ -404,6 +699,9 @@ export class ContainersStorageDestination implements ImageDestination {
       data: signatureBlob,
       digest: digestOf(signatureBlob),
     });
+    // containers/storage gives a new image the digest of the first manifest stored with it (the list's,
+    // when there is one) and keeps an image's digest once it has one.
+    const firstManifestDigest = bigData.find((item) => item.key.startsWith(imageDigestBigDataKey))!.digest;
     const name = this.reference.named?.toString();
     // Layers first, then images, as containers/storage orders its locks.
     await this.store.withLayers(
@@ -430,7 +728,7 @@ export class ContainersStorageDestination implements ImageDestination {
             } else {
               image = {
                 id: intendedId,
-                digest: manifestInfo.digest,
+                digest: firstManifestDigest,
                 ...(topLayer ? { layer: topLayer } : {}),
                 metadata,
                 'big-data-names': [],
@@ -441,7 +739,7 @@ export class ContainersStorageDestination implements ImageDestination {
               images.records.push(image);
             }
             for (const item of bigData) setImageBigData(this.store, image, item.key, item.data, item.digest);
-            image.digest = manifestInfo.digest;
+            image.digest ||= firstManifestDigest;
             if (name) addImageName(images.records, image, name);
             const position = images.records.indexOf(image);
             images.records[position] = sortedMaps(reorderImageRecord(image));
@@ -482,6 +780,8 @@ export class ContainersStorageDestination implements ImageDestination {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.settleBackground();
+    if (!this.committed) await this.removeUnusedLayers(this.createdLayers).catch(() => undefined);
     if (this.spoolDirectory) {
       const directory = await this.spoolDirectory.catch(() => undefined);
       if (directory) await rm(directory, { recursive: true, force: true });
@@ -559,8 +859,11 @@ function reorderLayerRecord(layer: LayerRecord): void {
   Object.assign(layer, ordered);
 }
 
+function sameDigests(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((value, index) => value === b[index]);
+}
+
 async function readPrefix(path: string): Promise<Uint8Array> {
-  const { open } = await import('node:fs/promises');
   const handle = await open(path, 'r');
   try {
     const buffer = Buffer.alloc(16);

@@ -254,6 +254,77 @@ describe('containers-storage (vfs) with podman and skopeo', () => {
     expect(chosen?.platform.architecture).toBe(process.arch === 'x64' ? 'amd64' : process.arch);
   }, 120_000);
 
+  it('stores the image chosen from a list as skopeo does, found by the list digest too', async () => {
+    const { image, reference } = await fixtureLayout(
+      ours.directory,
+      'list',
+      fixturePresets.multiArchOci as FixtureImageSpec,
+    );
+    await gantryCopy(reference, `containers-storage:${ours.specification}multi:t`);
+    await skopeoCopy(reference, `containers-storage:${theirs.specification}multi:t`);
+    // The same image record: the list kept as big data `manifest-<list digest>` beside the instance.
+    const ourImages = await readJson<ImageRecord[]>(join(ours.graphRoot, 'vfs-images', 'images.json'));
+    const theirImages = await readJson<ImageRecord[]>(join(theirs.graphRoot, 'vfs-images', 'images.json'));
+    expect(ourImages).toEqual(theirImages);
+    const listDigest = image.topLevel.digest;
+    expect(ourImages[0]!['big-data-names']).toContain(`manifest-${listDigest}`);
+    const chosen = image.images.find((single) => single.configDigest.slice(7) === ourImages[0]!.id)!;
+    // As containers/storage: the image's digest is the first manifest stored with it, the list's.
+    expect(ourImages[0]!.digest).toBe(listDigest);
+    expect(ourImages[0]!['big-data-digests']!.manifest).toBe(chosen.manifestDigest);
+
+    // podman finds the image by the list's digest and by the instance's.
+    for (const store of [ours, theirs]) {
+      for (const digest of [listDigest, chosen.manifestDigest]) {
+        const inspected = JSON.parse(await store.podman(['image', 'inspect', `multi@${digest}`]));
+        expect(inspected[0].Id).toBe(ourImages[0]!.id);
+      }
+    }
+    // Read back by the list's digest: the list, then the stored instance, with its original DiffIDs.
+    for (const [tool, copy] of [
+      ['gantry', gantryCopy],
+      ['skopeo', (source: string, destination: string) => skopeoCopy(source, destination)],
+    ] as const) {
+      const out = join(ours.directory, `out-${tool}`);
+      await copy(`containers-storage:${ours.specification}multi@${listDigest}`, `oci:${out}:t`);
+      const index = await readJson<{ manifests: Array<{ digest: string }> }>(join(out, 'index.json'));
+      const manifest = await readJson<{ config: { digest: string } }>(
+        join(out, 'blobs', 'sha256', index.manifests[0]!.digest.slice(7)),
+      );
+      expect(manifest.config.digest).toBe(chosen.configDigest);
+      const config = parseImageConfig(
+        await readFile(join(out, 'blobs', 'sha256', chosen.configDigest.slice(7))),
+      );
+      expect(config.rootfs?.diff_ids).toEqual(chosen.diffIds);
+    }
+  }, 180_000);
+
+  it('refuses to copy every image of a list (--all) as skopeo does, storing nothing', async () => {
+    const { reference } = await fixtureLayout(
+      ours.directory,
+      'list',
+      fixturePresets.multiArchOci as FixtureImageSpec,
+    );
+    const skopeoFailure = await skopeoCopy(reference, `containers-storage:${theirs.specification}multi:t`, [
+      '--all',
+    ]).then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    expect(skopeoFailure).toMatch(/does not support copying multiple images as a group/);
+    await expect(
+      copyImage(
+        registry.parseImageReference(reference),
+        registry.parseImageReference(`containers-storage:${ours.specification}multi:t`),
+        { policy, imageListSelection: 'all' },
+      ),
+    ).rejects.toThrow(
+      'copying multiple images: destination transport "containers-storage" does not support copying multiple images as a group',
+    );
+    expect(await ours.podman(['images', '-q'])).toBe('');
+    expect(JSON.parse(await ours.podman(['images', '-a', '--format', 'json']))).toEqual([]);
+  }, 180_000);
+
   it('refuses to delete an image a container uses, and keeps it', async () => {
     const a = await fixtureLayout(ours.directory, 'a', fixturePresets.ociMinimal as FixtureImageSpec);
     await gantryCopy(a.reference, `containers-storage:${ours.specification}x:t`);

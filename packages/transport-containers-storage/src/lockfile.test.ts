@@ -53,6 +53,46 @@ describe('acquireLock', () => {
     await holder.exited;
   });
 
+  it('gives up a wait at once when aborted, and neither keeps nor leaks the lock afterwards', async () => {
+    const path = join(directory, 'layers.lock');
+    const holder = await holdLockInChild(path);
+    const controller = new AbortController();
+    const waiting = acquireLock(path, true, { signal: controller.signal });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const abortedAt = Date.now();
+    controller.abort();
+    await expect(waiting).rejects.toMatchObject({ code: 'ERR_GANTRY_ABORTED' });
+    expect(Date.now() - abortedAt).toBeLessThan(1000);
+    // The blocked F_SETLKW gets the lock when the holder lets go, and drops it at once.
+    holder.release();
+    await holder.exited;
+    const lock = await acquireLock(path, true);
+    lock.release();
+    const next = await holdLockInChild(path);
+    next.release();
+    await next.exited;
+  });
+
+  it('waits in a blocking F_SETLKW (the kernel lists it as a waiter), the event loop running on', async () => {
+    const path = join(directory, 'layers.lock');
+    const holder = await holdLockInChild(path);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const pending = acquireLock(path, false);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // /proc/locks lists blocked waiters as "<id>: -> POSIX  ADVISORY  READ <pid> …": a poller never is.
+    const waiters = (await readFile('/proc/locks', 'utf8'))
+      .split('\n')
+      .filter((line) => / -> POSIX +ADVISORY +READ +(\d+) /.exec(line)?.[1] === String(process.pid));
+    holder.release();
+    const lock = await pending;
+    clearInterval(timer);
+    lock.release();
+    await holder.exited;
+    expect(waiters).toHaveLength(1);
+    expect(ticks).toBeGreaterThan(5);
+  });
+
   it('is not blocked by a lock whose holder died (the kernel drops it)', async () => {
     const path = join(directory, 'images.lock');
     const holder = await holdLockInChild(path);

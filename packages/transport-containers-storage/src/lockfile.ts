@@ -13,12 +13,18 @@
  * Record locks belong to a process, not a file descriptor: two holders in one process do not exclude
  * each other, and closing any descriptor of the file drops the process's lock. So within this process
  * each lock path has one async mutex and one descriptor, opened when the lock is taken and closed when
- * it is released. Waiting for another process polls `F_SETLK` (non-blocking) so that the event loop never
- * blocks and a wait can be aborted; a process that dies releases its locks in the kernel, so a lock is
- * never stale.
+ * it is released. A lock another process holds is waited for as containers/storage waits, with a
+ * blocking `F_SETLKW`, made on a koffi worker thread (`.async`) so that the event loop goes on; the
+ * kernel wakes the wait when the lock is released. An aborted wait rejects at once; the `F_SETLKW` still
+ * pending keeps this path's mutex and descriptor until it returns, and a lock it then gets is released
+ * straight away. (koffi has no asynchronous call of a variadic function, so `fcntl` is declared with a
+ * fixed third argument, which Linux's x86-64 and arm64 calling conventions pass the same way; on other
+ * architectures the wait polls `F_SETLK`.) A process that dies releases its locks in the kernel, so a
+ * lock is never stale.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { abortError, ErrorCodes, GantryError } from '@gantry/core';
@@ -26,15 +32,25 @@ import { abortError, ErrorCodes, GantryError } from '@gantry/core';
 /** Size of containers/storage's last-writer token. */
 export const lastWriterTokenSize = 64;
 
-type FcntlFunction = (fd: number, command: number, lock: unknown) => number;
+interface FlockRequest {
+  l_type: number;
+  l_whence: number;
+  l_start: number;
+  l_len: number;
+  l_pid: number;
+}
 
 interface Libc {
-  fcntl: FcntlFunction;
+  /** fcntl(fd, cmd, struct flock *) on this thread. */
+  fcntl: (fd: number, command: number, lock: FlockRequest) => number;
+  /** fcntl(fd, cmd, struct flock *) on a worker thread; undefined where not supported (see above). */
+  fcntlOnWorker: ((fd: number, command: number, lock: FlockRequest) => Promise<number>) | undefined;
   errno: () => number;
 }
 
 // Linux values (the same on x86_64, arm64, ppc64le, s390x, riscv64).
 const F_SETLK = 6;
+const F_SETLKW = 7;
 const F_RDLCK = 0;
 const F_WRLCK = 1;
 const F_UNLCK = 2;
@@ -50,7 +66,8 @@ function loadLibc(): Promise<Libc> {
 }
 
 async function bindLibc(): Promise<Libc> {
-  const koffi = (await import('koffi')).default;
+  // Loaded with require beside the CLI bundle (native code cannot be bundled), as layer-tree's native.ts.
+  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
   const library = koffi.load('libc.so.6');
   // Anonymous: koffi's type names are process-wide, and this module may be evaluated more than once.
   const flock = koffi.struct({
@@ -61,8 +78,20 @@ async function bindLibc(): Promise<Libc> {
     l_pid: 'int',
   });
   const fcntl = library.func('int fcntl(int fd, int cmd, ...)');
+  const fixedFcntl =
+    process.arch === 'x64' || process.arch === 'arm64'
+      ? library.func('fcntl', 'int', ['int', 'int', koffi.pointer(flock)])
+      : undefined;
   return {
     fcntl: (fd, command, lock) => fcntl(fd, command, koffi.pointer(flock), lock) as number,
+    fcntlOnWorker: fixedFcntl
+      ? (fd, command, lock) =>
+          new Promise<number>((resolve, reject) => {
+            fixedFcntl.async(fd, command, lock, (error: unknown, result: number) =>
+              error ? reject(error) : resolve(result),
+            );
+          })
+      : undefined,
     errno: () => koffi.errno(),
   };
 }
@@ -131,9 +160,11 @@ export async function acquireLock(
   exclusive: boolean,
   options: LockOptions = {},
 ): Promise<HeldLock> {
-  const { fcntl, errno } = await loadLibc();
+  const { fcntl, fcntlOnWorker, errno } = await loadLibc();
   const releaseMutex = await mutexFor(path).acquire();
   let fd = -1;
+  /** Set when a blocking wait outlives an abort: it then owns the descriptor and the mutex. */
+  let abandonedWait = false;
   try {
     if (options.signal?.aborted) throw abortError(options.signal);
     try {
@@ -157,12 +188,38 @@ export async function acquireLock(
         options.onWait?.();
       }
       if (options.signal?.aborted) throw abortError(options.signal);
-      await delay(pause);
-      pause = Math.min(pause * 2, 50);
+      if (fcntlOnWorker !== undefined) {
+        const waitingFd = fd;
+        const wait = fcntlOnWorker(waitingFd, F_SETLKW, request);
+        const outcome = await abortable(wait, options.signal);
+        if (outcome === 'aborted') {
+          abandonedWait = true;
+          // The wait still blocks a worker thread: when it returns, drop what it got, then let go.
+          void wait
+            .then(
+              (result) => {
+                if (result === 0) fcntl(waitingFd, F_SETLK, { ...request, l_type: F_UNLCK });
+              },
+              () => undefined,
+            )
+            .finally(() => {
+              closeSync(waitingFd);
+              releaseMutex();
+            });
+          throw abortError(options.signal!);
+        }
+        if (outcome.value === 0) break;
+        // Interrupted (EINTR) or refused (EDEADLK): go round again, with F_SETLK first.
+      } else {
+        await delay(pause);
+        pause = Math.min(pause * 2, 50);
+      }
     }
   } catch (error) {
-    if (fd >= 0) closeSync(fd);
-    releaseMutex();
+    if (!abandonedWait) {
+      if (fd >= 0) closeSync(fd);
+      releaseMutex();
+    }
     throw error;
   }
   const heldFd = fd;
@@ -195,6 +252,25 @@ export async function acquireLock(
       }
     },
   };
+}
+
+/** `promise`'s outcome, or 'aborted' as soon as `signal` fires (the promise is left running). */
+async function abortable<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+): Promise<{ value: T } | 'aborted'> {
+  if (signal === undefined) return { value: await promise };
+  if (signal.aborted) return 'aborted';
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<'aborted'>((resolve) => {
+    onAbort = () => resolve('aborted');
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise.then((value) => ({ value })), aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort!);
+  }
 }
 
 /** Runs `action` with the lock held, releasing it afterwards. */

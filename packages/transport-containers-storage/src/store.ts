@@ -250,6 +250,11 @@ export class ContainersStore {
     }
   }
 
+  /** layers.json read without a lock (the file is always replaced atomically): hints only. */
+  readLayersUnlocked(): LayerRecord[] {
+    return readJsonArraySync<LayerRecord>(this.layersJsonPath);
+  }
+
   /** images.json read without a lock (the file is always replaced atomically): for parsing references. */
   readImagesUnlocked(): ImageRecord[] {
     return readImagesOfLocation(this);

@@ -200,6 +200,10 @@ function compressionStage(
 export interface CopyLayerRequest {
   /** The layer as the manifest (or `layerInfosForCopy`) describes it. */
   layer: BlobInfo;
+  /** The layer's position in the manifest, passed to the destination (`PutBlobOptions.layerIndex`). */
+  layerIndex?: number;
+  /** The config's DiffIDs in manifest order, passed to the destination (`PutBlobOptions.layerDiffIds`). */
+  layerDiffIds?: readonly Digest[];
   /** The compression change wanted; undefined = copy the bytes as they are. */
   plan: LayerCompressionPlan | undefined;
   /** Whether the DiffID must be computed. */
@@ -239,6 +243,7 @@ export interface CopyLayerRequest {
  */
 export async function copyLayer(context: BlobCopyContext, request: CopyLayerRequest): Promise<CopiedLayer> {
   const { layer } = request;
+  const position = layerPosition(request);
   const kind = 'layer';
   context.emit({ type: 'blob-start', blob: layer, kind });
   // Schema1 layers have no media type and are gzip.
@@ -251,7 +256,7 @@ export async function copyLayer(context: BlobCopyContext, request: CopyLayerRequ
         const mediaType = request.changedMediaType(substitute.compression);
         const reused = await context.destination.tryReusingBlob(
           { digest: substitute.digest, size: -1, ...(mediaType !== undefined ? { mediaType } : {}) },
-          { isConfig: false, canSubstitute: false, signal: context.signal },
+          { isConfig: false, canSubstitute: false, signal: context.signal, ...position },
         );
         if (reused.reused && reused.blob.size >= 0) {
           const info: BlobInfo = { digest: substitute.digest, size: reused.blob.size };
@@ -270,6 +275,7 @@ export async function copyLayer(context: BlobCopyContext, request: CopyLayerRequ
         isConfig: false,
         canSubstitute: request.canSubstitute,
         signal: context.signal,
+        ...position,
       });
       if (reused.reused) {
         const changed = reused.blob.digest !== layer.digest;
@@ -294,6 +300,15 @@ export async function copyLayer(context: BlobCopyContext, request: CopyLayerRequ
     bytes: result.result === 'copied' ? result.info.size : 0,
   });
   return result;
+}
+
+/** The layer's `layerIndex` / `layerDiffIds` options for the destination, when the request has them. */
+function layerPosition(request: CopyLayerRequest): { layerIndex?: number; layerDiffIds?: readonly Digest[] } {
+  if (request.layerIndex === undefined) return {};
+  return {
+    layerIndex: request.layerIndex,
+    ...(request.layerDiffIds !== undefined ? { layerDiffIds: request.layerDiffIds } : {}),
+  };
 }
 
 /**
@@ -427,7 +442,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
                 mediaType: request.changedMediaType(outputCompression),
               }
             : { digest: layer.digest, size: expectedSize, mediaType: layer.mediaType },
-          { isConfig: false, signal: context.signal },
+          { isConfig: false, signal: context.signal, ...layerPosition(request) },
         );
       },
       context.signal ? { signal: context.signal } : {},

@@ -18,7 +18,7 @@ import {
   type FixtureSignatures,
   fixturePresets,
 } from '../testing/index.js';
-import type { BlobInfo, ImageSource } from '../transport/contract.js';
+import type { BlobInfo, CommitOptions, ImageSource } from '../transport/contract.js';
 import { detectCompression, zstdImplementation } from './compression.js';
 import { copyImage } from './copy.js';
 import {
@@ -1202,5 +1202,124 @@ describe('copyImage: abort listeners', () => {
       process.off('warning', onWarning);
     }
     expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
+  });
+});
+
+describe('copyImage: layer positions and the list an image came from', () => {
+  const repeatedLayer = { entries: [{ type: 'file' as const, path: 'shared', content: 'same bytes\n' }] };
+  const repeating: FixtureImageSpec = {
+    format: 'oci',
+    layers: [
+      repeatedLayer,
+      { entries: [{ type: 'file', path: 'middle', content: 'middle\n' }] },
+      repeatedLayer,
+    ],
+  };
+
+  /** Records the layer options putBlob and tryReusingBlob get. */
+  function recordPositions(destination: RecordingDestination) {
+    const seen: Array<{
+      call: string;
+      digest?: string;
+      layerIndex?: number;
+      layerDiffIds?: readonly string[];
+    }> = [];
+    const put = destination.putBlob.bind(destination);
+    destination.putBlob = async (stream, info, options) => {
+      if (!options.isConfig) {
+        seen.push({
+          call: 'putBlob',
+          ...(info.digest !== undefined ? { digest: info.digest } : {}),
+          ...(options.layerIndex !== undefined ? { layerIndex: options.layerIndex } : {}),
+          ...(options.layerDiffIds !== undefined ? { layerDiffIds: options.layerDiffIds } : {}),
+        });
+      }
+      return put(stream, info, options);
+    };
+    const reuse = destination.tryReusingBlob!.bind(destination);
+    destination.tryReusingBlob = async (info, options) => {
+      if (!options.isConfig) {
+        seen.push({
+          call: 'tryReusingBlob',
+          digest: info.digest,
+          ...(options.layerIndex !== undefined ? { layerIndex: options.layerIndex } : {}),
+          ...(options.layerDiffIds !== undefined ? { layerDiffIds: options.layerDiffIds } : {}),
+        });
+      }
+      return reuse(info, options);
+    };
+    return seen;
+  }
+
+  it("gives each layer's manifest index (the first, for a repeated layer) and the config's DiffIDs to a destination that wants them", async () => {
+    const test = await harness(repeating, { destination: { properties: { wantsLayerDiffIds: true } } });
+    const seen = recordPositions(test.destination);
+    await test.copy();
+    const single = test.image.images[0]!;
+    expect(single.layerDigests[0]).toBe(single.layerDigests[2]);
+    const byCall = (call: string) =>
+      seen.filter((entry) => entry.call === call).sort((a, b) => a.layerIndex! - b.layerIndex!);
+    for (const call of ['tryReusingBlob', 'putBlob']) {
+      expect(byCall(call)).toEqual(
+        [0, 1].map((layerIndex) => ({
+          call,
+          digest: single.layerDigests[layerIndex],
+          layerIndex,
+          layerDiffIds: single.diffIds,
+        })),
+      );
+    }
+  });
+
+  it('gives the index but no DiffIDs to a destination that does not ask for them (the config is read after the layers)', async () => {
+    const test = await harness(fixturePresets.dockerSchema2);
+    const seen = recordPositions(test.destination);
+    await test.copy();
+    const layerCount = test.image.images[0]!.layerDigests.length;
+    const puts = seen.filter((entry) => entry.call === 'putBlob');
+    expect(puts.map((entry) => entry.layerDiffIds)).toEqual(new Array(layerCount).fill(undefined));
+    expect(puts.map((entry) => entry.layerIndex).sort()).toEqual([...new Array(layerCount).keys()]);
+  });
+
+  it('gives commit the list an image was chosen from, and nothing for a single image', async () => {
+    for (const [spec, expected] of [
+      [fixturePresets.multiArchOci, 'list'],
+      [fixturePresets.dockerSchema2, 'none'],
+    ] as const) {
+      const test = await harness(spec);
+      const commits: Array<CommitOptions | undefined> = [];
+      const commit = test.destination.commit.bind(test.destination);
+      (test.destination as { commit: (options?: CommitOptions) => Promise<void> }).commit = async (
+        options?: CommitOptions,
+      ) => {
+        commits.push(options);
+        return commit();
+      };
+      await test.copy();
+      expect(commits).toHaveLength(1);
+      if (expected === 'list') {
+        expect(
+          Buffer.from(commits[0]!.topLevelManifest!.bytes).equals(Buffer.from(test.image.topLevel.bytes)),
+        ).toBe(true);
+        expect(commits[0]!.topLevelManifest!.mediaType).toBe(test.image.topLevel.mediaType);
+      } else {
+        expect(commits[0]!.topLevelManifest).toBeUndefined();
+      }
+    }
+  });
+
+  it('refuses to copy a whole list to a destination that takes no list type, before copying anything', async () => {
+    const test = await harness(fixturePresets.multiArchOci, {
+      destination: {
+        properties: { supportedManifestMimeTypes: [MediaTypes.OciManifest, MediaTypes.DockerManifest] },
+      },
+    });
+    await expect(test.copy({ imageListSelection: 'all' })).rejects.toMatchObject({
+      code: ErrorCodes.NotSupported,
+      message:
+        'copying multiple images: destination transport "fake" does not support copying multiple images as a group',
+    });
+    expect(test.destination.calls.filter((call) => call.startsWith('put'))).toEqual([]);
+    expect(test.destination.committed).toBe(false);
   });
 });

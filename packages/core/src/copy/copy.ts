@@ -173,7 +173,10 @@ export async function copyImage(
       );
     }
     throwIfAborted(signal);
-    await imageDestination.commit({ signal });
+    await imageDestination.commit({
+      signal,
+      ...(copier.listOfChosenImage ? { topLevelManifest: copier.listOfChosenImage } : {}),
+    });
     return result;
   } catch (error) {
     failure = normaliseAbort(error, signal);
@@ -276,6 +279,8 @@ class ImageCopier {
   private readonly retry: RetrySettings;
   /** Digests of the manifests written to the destination, in write order (instances, then the list). */
   readonly writtenManifestDigests: Digest[] = [];
+  /** The source's list, as read, when one image of it was copied (`CommitOptions.topLevelManifest`). */
+  listOfChosenImage: ManifestBlob | undefined;
 
   constructor(
     private readonly sourceReference: ImageReference,
@@ -322,6 +327,7 @@ class ImageCopier {
     let selection = this.options.imageListSelection ?? 'system';
     if (selection === 'system' && (this.options.instanceDigests?.length ?? 0) > 0) selection = 'all';
     if (selection === 'system') {
+      this.listOfChosenImage = topLevel;
       const chosen = choosePlatformInstance(list, this.options.sourceContext?.platform);
       this.emit({ type: 'list-start', instanceCount: list.instances.length, copyCount: 1 });
       const instance = await this.readInstanceManifest(chosen);
@@ -541,21 +547,32 @@ class ImageCopier {
     const cache = this.blobInfoCache;
     let configDiffIds: Map<Digest, Digest> | undefined;
     if (
-      (compressionPlan?.desired === 'decompress' || compressionPlan?.recompress || cache !== undefined) &&
+      (compressionPlan?.desired === 'decompress' ||
+        compressionPlan?.recompress ||
+        cache !== undefined ||
+        properties.wantsLayerDiffIds === true) &&
       manifest.config
     ) {
       configBytes = await this.readConfig(manifest.config);
       configDiffIds = diffIdsByLayer(layers, configBytes);
       if (compressionPlan?.desired === 'decompress') expectedDiffIds = configDiffIds;
     }
+    // The config's DiffIDs in manifest order, for destinations that apply layers as they arrive.
+    const layerDiffIds =
+      properties.wantsLayerDiffIds === true && configBytes !== undefined
+        ? orderedDiffIds(layers, configBytes)
+        : undefined;
 
     // Copy each distinct layer once, concurrently when both ends allow it.
     const distinct: BlobInfo[] = [];
+    /** Position in the manifest of each distinct layer's first entry (`PutBlobOptions.layerIndex`). */
+    const manifestIndexOfDistinct: number[] = [];
     const indexOfDigest = new Map<Digest, number>();
-    for (const layer of layers) {
+    for (const [manifestIndex, layer] of layers.entries()) {
       if (!indexOfDigest.has(layer.digest)) {
         indexOfDigest.set(layer.digest, distinct.length);
         distinct.push(layer);
+        manifestIndexOfDistinct.push(manifestIndex);
       }
     }
     const concurrent =
@@ -580,6 +597,7 @@ class ImageCopier {
           layerSignal,
           expectedDiffIds?.get(distinct[index]!.digest),
           configDiffIds?.get(distinct[index]!.digest),
+          { layerIndex: manifestIndexOfDistinct[index]!, ...(layerDiffIds ? { layerDiffIds } : {}) },
         ),
       () => layerController.abort(new GantryError(ErrorCodes.Aborted, 'another layer failed to copy')),
     );
@@ -723,6 +741,7 @@ class ImageCopier {
     signal: AbortSignal,
     expectedDiffId: Digest | undefined,
     configDiffId: Digest | undefined,
+    position: { layerIndex: number; layerDiffIds?: readonly Digest[] },
   ): Promise<CopiedLayer> {
     const properties = this.destination.properties;
     if (properties.acceptsForeignLayerURLs && (layer.urls?.length ?? 0) > 0) {
@@ -742,6 +761,7 @@ class ImageCopier {
     const effectivePlan = layerCompression === 'unknown' && layer.mediaType !== undefined ? undefined : plan;
     const copied = await copyLayer(this.blobContext(signal), {
       layer,
+      ...position,
       plan: effectivePlan,
       needDiffId,
       canSubstitute,
@@ -938,6 +958,15 @@ class ImageCopier {
 
   /** Copies a list: its instances (unless `indexOnly`), then the list itself. */
   private async copyList(list: ManifestList, indexOnly: boolean): Promise<WrittenManifest> {
+    // As containers/image: a destination that lists the manifest types it takes, none of them a list
+    // type, stores single images only (containers-storage, docker-archive).
+    const supported = this.destination.properties.supportedManifestMimeTypes;
+    if (supported !== undefined && supported.length > 0 && !supported.some(isManifestListMediaType)) {
+      throw new GantryError(
+        ErrorCodes.NotSupported,
+        `copying multiple images: destination transport "${this.destinationReference.transport.name}" does not support copying multiple images as a group`,
+      );
+    }
     const { signatures } = await this.admit({ bytes: list.bytes, mediaType: list.mediaType }, undefined);
     const destinationPin = this.destinationReference.dockerReference()?.digest;
     if (destinationPin !== undefined && !manifestMatchesDigest(list.bytes, destinationPin)) {
@@ -1091,6 +1120,23 @@ function safeLayerMediaType(
   } catch {
     return original;
   }
+}
+
+/**
+ * The config's DiffIDs, one per manifest layer in order (`PutBlobOptions.layerDiffIds`); undefined when
+ * the config does not list one sha256 DiffID per layer.
+ */
+function orderedDiffIds(layers: BlobInfo[], configBytes: Uint8Array): Digest[] | undefined {
+  let diffIds: unknown;
+  try {
+    diffIds = parseImageConfig(configBytes).rootfs?.diff_ids;
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(diffIds) || diffIds.length !== layers.length) return undefined;
+  if (!diffIds.every((diffId) => typeof diffId === 'string' && /^sha256:[0-9a-f]{64}$/.test(diffId)))
+    return undefined;
+  return diffIds as Digest[];
 }
 
 /**

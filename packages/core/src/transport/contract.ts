@@ -117,6 +117,23 @@ export interface PutManifestOptions extends OperationOptions {
 export interface PutBlobOptions extends OperationOptions {
   /** True when the blob is the image config (some destinations store configs apart). */
   isConfig: boolean;
+  /**
+   * Optional, for a layer of an image: its position in the image manifest's `layers` (0-based, every
+   * entry counted), as containers/image's `LayerIndex`. A layer listed more than once is written once,
+   * with the position of its first entry. Gantry's copy pipeline sets it for every layer it writes
+   * (not for configs, schema1's generated empty layer or referrers' blobs); destinations may ignore it.
+   * A destination that builds layers on top of each other (containers-storage) uses it, with
+   * `layerDiffIds`, to apply each layer as its bytes arrive instead of keeping the blob until `commit`.
+   */
+  layerIndex?: number;
+  /**
+   * Optional, with `layerIndex`: the image config's DiffIDs (`rootfs.diff_ids`), one per entry of the
+   * manifest's `layers`, in order. Given when the pipeline read the config before the layers (see
+   * `ImageDestinationProperties.wantsLayerDiffIds`) and it lists one sha256 DiffID per layer. The config
+   * was verified against its digest, but whether a layer's contents have its DiffID is not known before
+   * they are read: a destination that relies on it checks the uncompressed bytes against it.
+   */
+  layerDiffIds?: readonly Digest[];
 }
 
 export interface TryReusingBlobOptions extends OperationOptions {
@@ -124,6 +141,21 @@ export interface TryReusingBlobOptions extends OperationOptions {
   isConfig: boolean;
   /** Whether the destination may substitute an equivalent blob with a different digest. */
   canSubstitute: boolean;
+  /** Optional: as `PutBlobOptions.layerIndex`. */
+  layerIndex?: number;
+  /** Optional: as `PutBlobOptions.layerDiffIds`. */
+  layerDiffIds?: readonly Digest[];
+}
+
+/** Options of `ImageDestination.commit`. */
+export interface CommitOptions extends OperationOptions {
+  /**
+   * Optional: the source's top-level manifest, exactly as read, when it is not the manifest of the image
+   * written: the list the image was chosen from (a list copied without `--all`). Gantry's copy pipeline
+   * sets it in that case only. containers-storage records it with the image (`manifest-<list digest>`),
+   * as containers/image does, so that the image is found by the list's digest too.
+   */
+  topLevelManifest?: ManifestBlob;
 }
 
 /**
@@ -183,6 +215,13 @@ export interface ImageDestinationProperties {
   hasThreadSafePutBlob: boolean;
   /** Whether the destination ignores a docker reference embedded in the manifest (schema1). */
   ignoresEmbeddedDockerReference: boolean;
+  /**
+   * Optional: the pipeline reads each image's config before its layers and gives every layer's
+   * `putBlob` / `tryReusingBlob` the config's DiffIDs (`layerDiffIds`) besides its `layerIndex`: for a
+   * destination that applies layers in order as they arrive (containers-storage). Without it, the
+   * config may be read after the layers.
+   */
+  wantsLayerDiffIds?: boolean;
 }
 
 /**
@@ -310,7 +349,7 @@ export interface ImageDestination {
     options?: OperationOptions,
   ): Promise<void>;
   /** Makes everything written visible. Called once, last. */
-  commit(options?: OperationOptions): Promise<void>;
+  commit(options?: CommitOptions): Promise<void>;
   /** Releases resources and, without a prior `commit`, discards what was written. Idempotent. */
   close(): Promise<void>;
 }

@@ -73,11 +73,11 @@ export interface StorageDriver {
   initialize(): Promise<void>;
   /** Creates layer `id` on top of `parentId` (undefined for a base layer), with no content of its own yet. */
   createLayer(id: string, parentId: string | undefined): Promise<void>;
-  /** Applies an uncompressed layer tar to a layer made by `createLayer`. */
+  /** Applies an uncompressed layer tar (a stream, or any async iterable of its bytes) to a layer made by `createLayer`. */
   applyDiff(
     id: string,
     parentId: string | undefined,
-    diff: Readable,
+    diff: AsyncIterable<Uint8Array>,
     options?: ApplyDiffOptions,
   ): Promise<ApplyDiffResult>;
   /** Reads files of the layer's own diff, for regenerating the layer tar from its tar-split. */
