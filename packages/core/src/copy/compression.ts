@@ -254,10 +254,12 @@ export async function peekCompression(
     peeked.push(next.value);
     length += next.value.byteLength;
   }
-  const prefix = Buffer.concat(peeked);
+  // The first chunk is usually long enough: look at it in place rather than copy it.
+  const prefix = peeked.length === 1 ? peeked[0]! : Buffer.concat(peeked);
   async function* replay(): AsyncGenerator<Uint8Array, void, undefined> {
     try {
-      for (const chunk of peeked) yield chunk;
+      // Handed on one by one and forgotten, so the first chunk is not kept for the whole stream.
+      while (peeked.length > 0) yield peeked.shift()!;
       if (ended) return;
       for (;;) {
         const next = await iterator.next();
