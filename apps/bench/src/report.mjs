@@ -58,15 +58,15 @@ export function renderSvg(results) {
     ? Math.min(4, Math.max(1.5, ...finite) * 1.05)
     : Math.max(0.1, ...finite) * 1.05;
   const x = (value) => labelWidth + (Math.min(value, scaleMax) / scaleMax) * plotWidth;
+  const title = withReference
+    ? 'Gantry ÷ skopeo (or the floor named): median wall time and CPU time; lower is better'
+    : 'Gantry alone: median wall and CPU seconds';
   const parts = [];
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" role="img" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `<title>${escapeXml(title)}</title>`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="10" y="18" font-size="14" font-weight="bold">${escapeXml(
-      withReference
-        ? 'Gantry ÷ skopeo (or the floor named): median wall time and CPU time; lower is better'
-        : 'Gantry alone: median wall and CPU seconds',
-    )}</text>`,
+    `<text x="10" y="18" font-size="14" font-weight="bold">${escapeXml(title)}</text>`,
     `<rect x="${labelWidth}" y="26" width="12" height="10" fill="#4477aa"/><text x="${labelWidth + 16}" y="35">wall</text>`,
     `<rect x="${labelWidth + 60}" y="26" width="12" height="10" fill="#ee7733"/><text x="${labelWidth + 76}" y="35">CPU (user+sys)</text>`,
   );

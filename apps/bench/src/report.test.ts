@@ -102,7 +102,8 @@ describe('the benchmark report', () => {
       ...results(true),
       rows: [{ ...results(true).rows[0], name: 'a<b>&"c"' }, results(true).rows[1]],
     });
-    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg" role="img"')).toBe(true);
+    expect(svg).toMatch(/^<title>Gantry ÷ skopeo .*<\/title>$/m);
     expect(svg.trim().endsWith('</svg>')).toBe(true);
     expect(svg).toContain('a&lt;b&gt;&amp;&quot;c&quot;');
     expect(svg).not.toContain('a<b>');
@@ -112,8 +113,8 @@ describe('the benchmark report', () => {
     expect(svg.match(/<rect x="300" y="\d+" width="[\d.]+" height="9"/g)).toHaveLength(4);
     expect(svg.match(/stroke="#228833" stroke-width="3"\/>/g)?.length).toBe(3); // legend + 2 rows
     // Every element opened is closed.
-    const opened = (svg.match(/<(svg|text)\b/g) ?? []).length;
-    const closed = (svg.match(/<\/(svg|text)>/g) ?? []).length;
+    const opened = (svg.match(/<(svg|text|title)\b/g) ?? []).length;
+    const closed = (svg.match(/<\/(svg|text|title)>/g) ?? []).length;
     expect(opened).toBe(closed);
   });
 
