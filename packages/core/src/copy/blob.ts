@@ -93,12 +93,15 @@ function progressStage(
  */
 async function startIteration(source: AsyncIterable<Uint8Array>): Promise<AsyncIterable<Uint8Array>> {
   const iterator = source[Symbol.asyncIterator]();
-  const first = await iterator.next();
+  let first: IteratorResult<Uint8Array> | undefined = await iterator.next();
   async function* replay(): AsyncGenerator<Uint8Array, void, undefined> {
-    let done = first.done === true;
+    let done = first?.done === true;
     try {
       if (done) return;
-      yield first.value as Uint8Array;
+      const chunk = first!.value as Uint8Array;
+      // Not kept for the rest of the stream.
+      first = undefined;
+      yield chunk;
       for (;;) {
         const next = await iterator.next();
         if (next.done) {
