@@ -1,29 +1,43 @@
 #!/usr/bin/env node
-// Gantry side by side with skopeo, on the same images, on this machine.
+// Gantry side by side with skopeo on the same images, on this machine, and the report of it.
 //
-// Each scenario runs each tool `--runs` times (default 3) under GNU time and reports the median wall
-// time and the peak resident memory. Images are built with Gantry's deterministic fixture builder; no
-// network is used. Results go to stdout as a table and to bench-results.json.
+// Each row runs each tool `--runs` times (default 3), alternating gantry and skopeo run by run, and
+// keeps the median wall time, the median CPU time (user + system) and the peak memory (measure.mjs).
+// Beside the rows, the machine's floors on the same data (floors.mjs). Writes bench/results.json and
+// docs/benchmarks.md with docs/benchmarks.svg (report.mjs). Images are made by Gantry's deterministic
+// fixture builder; no network is used.
 //
-// The registry scenarios run against one real registry (Debian's docker-registry, CNCF Distribution)
-// started for the benchmark on a free 127.0.0.1 port with its own storage, stopped at the end. Both
-// tools get the same images in the same state: pushes go to a new empty registry each run (skopeo's
+// Registry rows run against Debian's docker-registry started for the benchmark on a free 127.0.0.1 port
+// with its own storage, stopped at the end. Pushes go to a new empty registry each run (skopeo's
 // persistent blob info cache would otherwise turn them into mounts), mounts to a new repository each
-// run; pulls read and re-pushes write an image pushed (by skopeo) before any measurement.
+// run; pulls read and re-pushes write an image pushed before any measurement. The docker-daemon row
+// starts dockerd (vfs storage, its own socket and data root) and removes the image between runs.
 //
-//   pnpm bench [-- --runs 5 --layer-mib 1024 --work-dir /var/tmp/gantry-bench --only oci-to-dir-large,registry-to-registry-mount]
-//   (--gantry-library: registry rows run core's copyImage through gantry-library-copy.mjs instead of the CLI)
+//   pnpm bench [-- --rows NAME,GROUP,PREFIX* --runs 5 --layer-mib 1024 --work-dir DIR --no-skopeo
+//                 --quick --list --report-only --output-dir DIR --no-floors --gantry-library]
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { buildFixtureImage, writeFixtureToOciLayout } from '@gantry/core/testing';
+import { measureFloors } from './floors.mjs';
+import { measure, summarize } from './measure.mjs';
+import { renderMarkdown, renderSvg } from './report.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
+const repositoryRoot = resolve(here, '../../..');
 const gantryBin = resolve(here, '../../cli/dist/bin.cjs');
 /** The installed command: bin/gantry, the launcher npm links, which runs dist/bin.cjs. */
 const gantryLauncher = resolve(here, '../../cli/bin/gantry');
@@ -36,17 +50,62 @@ if (commandLine[0] === '--') commandLine.shift();
 const { values: flags } = parseArgs({
   args: commandLine,
   options: {
-    runs: { type: 'string', default: '3' },
-    'layer-mib': { type: 'string', default: '1024' },
+    runs: { type: 'string' },
+    'layer-mib': { type: 'string' },
     'work-dir': { type: 'string' },
+    rows: { type: 'string' },
     only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'no-skopeo': { type: 'boolean', default: false },
+    'no-floors': { type: 'boolean', default: false },
+    list: { type: 'boolean', default: false },
+    'report-only': { type: 'boolean', default: false },
+    'output-dir': { type: 'string' },
     'gantry-library': { type: 'boolean', default: false },
     'memory-limit-mib': { type: 'string', default: '150' },
   },
 });
-const runs = Number(flags.runs);
-const largeLayerMiB = Number(flags['layer-mib']);
+const quick = flags.quick;
+const outputDirectory = resolve(flags['output-dir'] ?? repositoryRoot);
+const resultsPath = join(outputDirectory, 'bench', 'results.json');
+const reportPath = join(outputDirectory, 'docs', 'benchmarks.md');
+const chartPath = join(outputDirectory, 'docs', 'benchmarks.svg');
+
+async function writeReport(results) {
+  await mkdir(dirname(reportPath), { recursive: true });
+  await writeFile(chartPath, renderSvg(results));
+  await writeFile(reportPath, renderMarkdown(results, { chartFile: 'benchmarks.svg' }));
+}
+
+if (flags['report-only']) {
+  await writeReport(JSON.parse(readFileSync(resultsPath, 'utf8')));
+  console.error(`Wrote ${reportPath} and ${chartPath} from ${resultsPath}`);
+  process.exit(0);
+}
+
+const runs = Number(flags.runs ?? (quick ? 1 : 3));
+const largeLayerMiB = Number(flags['layer-mib'] ?? (quick ? 16 : 1024));
 const memoryLimitMiB = Number(flags['memory-limit-mib']);
+/** Sizes of the rows' data: full, or small for `--quick` (which checks the benchmark, not speed). */
+const size = quick
+  ? {
+      manyLayers: [4, 2],
+      sliceMiB: 2,
+      slices: 2,
+      smallFiles: 300,
+      recompress: [2, 4],
+      syncTags: 3,
+      fewRandomMiB: 4,
+    }
+  : {
+      manyLayers: [16, 16],
+      sliceMiB: 16,
+      slices: 6,
+      smallFiles: 20_000,
+      recompress: [8, 64],
+      syncTags: 50,
+      fewRandomMiB: 64,
+    };
 
 function requireCommand(path, hint) {
   if (!existsSync(path)) {
@@ -54,30 +113,19 @@ function requireCommand(path, hint) {
     process.exit(1);
   }
 }
-requireCommand('/usr/bin/time', 'apt-get install -y time');
-requireCommand('/usr/bin/skopeo', 'apt-get install -y skopeo');
 requireCommand(gantryBin, 'run `pnpm build` first (pnpm bench does)');
-requireCommand(registryBinary, 'apt-get install -y docker-registry');
+const skopeoInstalled = existsSync('/usr/bin/skopeo');
+const withSkopeo = skopeoInstalled && !flags['no-skopeo'];
+if (!skopeoInstalled && !flags['no-skopeo']) console.error('skopeo is not installed: measuring Gantry alone');
+const skopeoVersion = withSkopeo ? execFileSync('skopeo', ['--version'], { encoding: 'utf8' }).trim() : null;
 
-const skopeoVersion = execFileSync('skopeo', ['--version'], { encoding: 'utf8' }).trim();
-
-/** Runs a command under GNU time; returns wall seconds, CPU seconds (user + system) and peak RSS in MiB. Throws on failure. */
-function measure(command, args) {
-  const result = spawnSync('/usr/bin/time', ['-f', '%e %M %U %S', command, ...args], { encoding: 'utf8' });
-  const lines = result.stderr.trim().split('\n');
-  const last = lines.at(-1) ?? '';
-  if (result.status !== 0) {
-    throw new Error(`${command} ${args.join(' ')} failed (exit ${result.status}):\n${result.stderr}`);
-  }
-  const [wall, maxKiB, user, system] = last.split(' ').map(Number);
-  return { seconds: wall, peakMiB: maxKiB / 1024, cpuSeconds: user + system };
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
+/**
+ * The tool that prepares data (archives, pushed images, a zstd layout, a signed image): skopeo when it
+ * is there, so both tools read what the reference tool writes; Gantry's CLI otherwise.
+ */
+const preparer = skopeoInstalled ? 'skopeo' : gantryLauncher;
+const prepare = (args, options = {}) =>
+  execFileSync(preparer, args, { stdio: ['ignore', 'ignore', 'pipe'], ...options });
 
 const workDirectory = flags['work-dir']
   ? resolve(flags['work-dir'])
@@ -85,15 +133,27 @@ const workDirectory = flags['work-dir']
 await mkdir(workDirectory, { recursive: true });
 const fixtureDirectory = join(workDirectory, 'fixtures');
 
+/** The fixture builder, loaded only for a run (not for --list / --report-only). */
+let fixtures;
 async function makeLayout(name, spec) {
   const layout = join(workDirectory, name);
   if (existsSync(join(layout, 'index.json'))) return layout;
+  fixtures ??= await import('@gantry/core/testing');
   const blobDirectory = join(fixtureDirectory, name);
   await mkdir(blobDirectory, { recursive: true });
-  const image = await buildFixtureImage(spec, { directory: blobDirectory });
-  await writeFixtureToOciLayout(image, layout, 'bench');
+  const image = await fixtures.buildFixtureImage(spec, { directory: blobDirectory });
+  const partial = `${layout}.partial`;
+  await rm(partial, { recursive: true, force: true });
+  await fixtures.writeFixtureToOciLayout(image, partial, 'bench');
+  renameSync(partial, layout);
   await rm(blobDirectory, { recursive: true, force: true });
   return layout;
+}
+
+/** Bytes of an OCI layout's blobs: the data a copy of its image moves. */
+function layoutBytes(layout) {
+  const directory = join(layout, 'blobs', 'sha256');
+  return readdirSync(directory).reduce((total, name) => total + statSync(join(directory, name)).size, 0);
 }
 
 function randomFileLayer(mebibytes, seed, compression = 'gzip') {
@@ -104,17 +164,19 @@ function randomFileLayer(mebibytes, seed, compression = 'gzip') {
 }
 
 /**
- * A layer of real, compressible data (a 16 MiB slice of the node executable, ~45 % after gzip), for
- * scenarios where compression speed matters: random data does not compress, so it measures only how
- * fast a tool notices that.
+ * A layer of real, compressible data (a slice of the node executable, ~45 % after gzip), for rows where
+ * compression speed matters: random data does not compress, so it measures only how fast a tool
+ * notices that.
  */
-function executableSliceLayer(index, mebibytes = 16) {
+function executableSliceLayer(index, mebibytes = size.sliceMiB) {
   const executable = readFileSync(process.execPath);
-  const size = mebibytes * 1024 * 1024;
-  const start = (index * size) % Math.max(1, executable.length - size);
+  const bytes = mebibytes * 1024 * 1024;
+  const start = (index * bytes) % Math.max(1, executable.length - bytes);
   return {
     compression: 'gzip',
-    entries: [{ type: 'file', path: `bin/part-${index}`, content: executable.subarray(start, start + size) }],
+    entries: [
+      { type: 'file', path: `bin/part-${index}`, content: executable.subarray(start, start + bytes) },
+    ],
   };
 }
 
@@ -132,79 +194,80 @@ function smallFileEntries(count) {
   return entries;
 }
 
-console.error(`Building benchmark images in ${workDirectory} (a ${largeLayerMiB} MiB layer takes a while)…`);
-/**
- * The benchmark images, built (once, and kept with `--work-dir`) only when a selected scenario needs
- * them: a scenario lists them in `needs` (scenarios without `needs` use the four original images).
- */
+const quarterMiB = Math.max(1, largeLayerMiB >> 2);
+const [manyCount, manyMiB] = size.manyLayers;
+const [recompressCount, recompressMiB] = size.recompress;
+const suffix = quick ? '-quick' : '';
+/** The images, built (once, and kept with `--work-dir`) only when a selected row needs them. */
 const layoutSpecs = {
   large: [`large-${largeLayerMiB}`, { format: 'oci', layers: [randomFileLayer(largeLayerMiB, 'large')] }],
-  quarter: [
-    `quarter-${Math.max(1, largeLayerMiB >> 2)}`,
-    { format: 'oci', layers: [randomFileLayer(Math.max(1, largeLayerMiB >> 2), 'quarter')] },
-  ],
+  quarter: [`quarter-${quarterMiB}`, { format: 'oci', layers: [randomFileLayer(quarterMiB, 'quarter')] }],
   manyLayers: [
-    'many-layers',
+    `many-layers-${manyCount}x${manyMiB}`,
     {
       format: 'oci',
-      layers: Array.from({ length: 16 }, (_, index) => randomFileLayer(16, `layer-${index}`)),
+      layers: Array.from({ length: manyCount }, (_, index) => randomFileLayer(manyMiB, `layer-${index}`)),
     },
   ],
   executableSlices: [
-    'executable-slices',
-    { format: 'oci', layers: Array.from({ length: 6 }, (_, index) => executableSliceLayer(index)) },
+    `executable-slices${suffix}`,
+    { format: 'oci', layers: Array.from({ length: size.slices }, (_, index) => executableSliceLayer(index)) },
   ],
-  // 20,000 small files in 200 directories, one layer (where unpacking into a store costs most).
   smallFiles: [
-    'small-files-20000',
-    { format: 'oci', layers: [{ compression: 'gzip', entries: smallFileEntries(20_000) }] },
+    `small-files-${size.smallFiles}`,
+    { format: 'oci', layers: [{ compression: 'gzip', entries: smallFileEntries(size.smallFiles) }] },
   ],
-  // A few large layers of compressible data (slices of the node executable, 16 MiB each) plus one of random data.
   fewLargeLayers: [
-    'few-large-layers',
+    `few-large-layers${suffix}`,
     {
       format: 'oci',
       layers: [
         executableSliceLayer(0),
         executableSliceLayer(1),
         executableSliceLayer(2),
-        randomFileLayer(64, 'few-large'),
+        randomFileLayer(size.fewRandomMiB, 'few-large'),
       ],
     },
   ],
-};
-const defaultNeeds = ['large', 'quarter', 'manyLayers', 'executableSlices'];
-const layouts = {};
-
-/**
- * The recompression rows' images: 512 MiB of compressible data (8 layers of 64 MiB slices of the node
- * executable), gzip as the fixture builder writes it, and zstd as skopeo writes it (made once).
- */
-const recompressionLayouts = {
-  gzip: () =>
-    makeLayout('compressible-512-gzip', {
+  // Compressible data (slices of the node executable), gzip as the fixture builder writes it.
+  recompressGzip: [
+    `compressible-${recompressCount}x${recompressMiB}-gzip`,
+    {
       format: 'oci',
-      layers: Array.from({ length: 8 }, (_, index) => executableSliceLayer(index, 64)),
-    }),
-  zstd: async () => {
-    const layout = join(workDirectory, 'compressible-512-zstd');
-    if (!existsSync(join(layout, 'index.json'))) {
-      const partial = `${layout}.partial`;
-      rmSync(partial, { recursive: true, force: true });
-      execFileSync('skopeo', [
-        '--insecure-policy',
-        'copy',
-        '-q',
-        '--dest-compress-format',
-        'zstd',
-        `oci:${await recompressionLayouts.gzip()}:bench`,
-        `oci:${partial}:bench`,
-      ]);
-      renameSync(partial, layout);
-    }
-    return layout;
-  },
+      layers: Array.from({ length: recompressCount }, (_, index) =>
+        executableSliceLayer(index, recompressMiB),
+      ),
+    },
+  ],
 };
+const layouts = {};
+async function layoutOf(name) {
+  layouts[name] ??= await makeLayout(...layoutSpecs[name]);
+  return layouts[name];
+}
+
+/** The same compressible image with zstd layers, as skopeo (or Gantry without skopeo) writes it. */
+async function zstdLayout() {
+  if (layouts.recompressZstd) return layouts.recompressZstd;
+  const gzipLayout = await layoutOf('recompressGzip');
+  const layout = `${gzipLayout.replace(/-gzip$/, '')}-zstd`;
+  if (!existsSync(join(layout, 'index.json'))) {
+    const partial = `${layout}.partial`;
+    rmSync(partial, { recursive: true, force: true });
+    prepare([
+      '--insecure-policy',
+      'copy',
+      '-q',
+      '--dest-compress-format',
+      'zstd',
+      `oci:${gzipLayout}:bench`,
+      `oci:${partial}:bench`,
+    ]);
+    renameSync(partial, layout);
+  }
+  layouts.recompressZstd = layout;
+  return layout;
+}
 
 /** A port free right now on 127.0.0.1. */
 function freePort() {
@@ -216,6 +279,16 @@ function freePort() {
       server.close(() => resolvePort(port));
     });
   });
+}
+
+/** Waits until `check` resolves true, or throws `failure()` after `timeoutMs`. */
+async function waitFor(check, timeoutMs, failure) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw failure();
+    await new Promise((done) => setTimeout(done, 50));
+  }
 }
 
 /**
@@ -240,31 +313,32 @@ async function startRegistry(name = 'registry') {
   };
   const configPath = join(directory, 'config.yml');
   await writeFile(configPath, JSON.stringify(config, null, 2));
-  // The registry's log goes to a file, not a pipe: the measured commands run synchronously
-  // (spawnSync), so nothing would drain a pipe meanwhile, and a registry logging its 404s (a sync
-  // asks for many manifests that are not there yet) would block once the pipe is full.
+  // The log goes to a file, not a pipe: the measured commands run synchronously (spawnSync), so
+  // nothing would drain a pipe meanwhile, and a registry logging many 404s would block on it.
   const logPath = join(directory, 'registry.log');
   const logFile = openSync(logPath, 'w');
   const child = spawn(registryBinary, ['serve', configPath], { stdio: ['ignore', 'ignore', logFile] });
   closeSync(logFile);
-  const output = () => readFileSync(logPath, 'utf8').slice(-4000);
   const kill = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
   process.on('exit', kill);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited before answering: ${output()}`);
-    try {
-      const response = await fetch(`http://127.0.0.1:${port}/v2/`);
-      await response.arrayBuffer();
-      if (response.status === 200) break;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) throw new Error(`docker-registry did not answer within 30 s: ${output()}`);
-    await new Promise((done) => setTimeout(done, 50));
-  }
+  await waitFor(
+    async () => {
+      if (child.exitCode !== null)
+        throw new Error(`docker-registry exited: ${readFileSync(logPath, 'utf8')}`);
+      try {
+        const response = await fetch(`http://127.0.0.1:${port}/v2/`);
+        await response.arrayBuffer();
+        return response.status === 200;
+      } catch {
+        return false;
+      }
+    },
+    30_000,
+    () =>
+      new Error(`docker-registry did not answer within 30 s: ${readFileSync(logPath, 'utf8').slice(-4000)}`),
+  );
   return {
     host: `127.0.0.1:${port}`,
     async stop() {
@@ -279,24 +353,79 @@ async function startRegistry(name = 'registry') {
   };
 }
 
+/** Starts dockerd (vfs storage, no networking, its own socket and data root); `stop` ends it by PID. */
+async function startDockerd() {
+  const directory = await mkdtemp(join(workDirectory, 'dockerd-'));
+  const socket = join(directory, 'docker.sock');
+  const logPath = join(directory, 'dockerd.log');
+  const log = openSync(logPath, 'w');
+  const child = spawn(
+    '/usr/sbin/dockerd',
+    [
+      '--storage-driver',
+      'vfs',
+      '--iptables=false',
+      '--bridge=none',
+      '--data-root',
+      join(directory, 'data'),
+      '--exec-root',
+      join(directory, 'exec'),
+      '--pidfile',
+      join(directory, 'docker.pid'),
+      '-H',
+      `unix://${socket}`,
+    ],
+    { stdio: ['ignore', log, log] },
+  );
+  closeSync(log);
+  const kill = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.on('exit', kill);
+  const host = `unix://${socket}`;
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((done) => child.once('exit', done));
+      child.kill('SIGTERM');
+      const timer = setTimeout(kill, 15_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    process.off('exit', kill);
+    await rm(directory, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(
+      () => {
+        if (child.exitCode !== null)
+          throw new Error(`dockerd exited: ${readFileSync(logPath, 'utf8').slice(-4000)}`);
+        return spawnSync('docker', ['-H', host, 'version'], { stdio: 'ignore' }).status === 0;
+      },
+      60_000,
+      () => new Error(`dockerd did not answer within 60 s: ${readFileSync(logPath, 'utf8').slice(-4000)}`),
+    );
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { host, stop, docker: (...args) => spawnSync('docker', ['-H', host, ...args], { stdio: 'ignore' }) };
+}
+
 const policy = ['--insecure-policy'];
 
 /**
  * A `docker save` archive of one of the layouts, written once by skopeo (so both tools read the same
  * bytes, in the format skopeo itself produces) and reused across runs and, with `--work-dir`, across
  * invocations. Written under a temporary name and renamed, so an interrupted write is never reused.
- * Built only when a selected scenario needs it (the large one is several GiB).
  */
-const archives = new Map();
-function dockerArchiveOf(layoutName) {
-  if (archives.has(layoutName)) return archives.get(layoutName);
-  const layout = layouts[layoutName];
-  const archive = join(workDirectory, `${layout.split('/').at(-1)}.docker-archive.tar`);
+async function dockerArchiveOf(layoutName) {
+  const layout = await layoutOf(layoutName);
+  const archive = `${layout}.docker-archive.tar`;
   if (!existsSync(archive)) {
-    console.error(`Writing ${archive} with skopeo…`);
+    console.error(`Writing ${archive}…`);
     const partial = `${archive}.partial`;
     rmSync(partial, { force: true });
-    execFileSync('skopeo', [
+    prepare([
       ...policy,
       'copy',
       '-q',
@@ -305,96 +434,13 @@ function dockerArchiveOf(layoutName) {
     ]);
     renameSync(partial, archive);
   }
-  archives.set(layoutName, archive);
   return archive;
 }
 
-const quarterMiB = Math.max(1, largeLayerMiB >> 2);
-/** Tags in the sync rows' source repository. */
-const syncTagCount = 50;
-const localScenarios = [
-  {
-    name: 'oci-to-dir-large',
-    description: `oci → dir, one ${largeLayerMiB} MiB layer`,
-    args: ({ destination }) => [...policy, 'copy', '-q', `oci:${layouts.large}:bench`, `dir:${destination}`],
-    memoryCheck: true,
-  },
-  {
-    name: 'oci-to-dir-quarter',
-    description: `oci → dir, one ${quarterMiB} MiB layer (memory vs layer size)`,
-    args: ({ destination }) => [
-      ...policy,
-      'copy',
-      '-q',
-      `oci:${layouts.quarter}:bench`,
-      `dir:${destination}`,
-    ],
-    memoryCheck: true,
-  },
-  {
-    name: 'oci-to-oci-many-layers',
-    description: 'oci → oci, 16 layers of 16 MiB',
-    args: ({ destination }) => [
-      ...policy,
-      'copy',
-      '-q',
-      `oci:${layouts.manyLayers}:bench`,
-      `oci:${destination}:bench`,
-    ],
-  },
-  {
-    name: 'oci-to-dir-many-layers',
-    description: 'oci → dir, 16 layers of 16 MiB',
-    args: ({ destination }) => [
-      ...policy,
-      'copy',
-      '-q',
-      `oci:${layouts.manyLayers}:bench`,
-      `dir:${destination}`,
-    ],
-  },
-  {
-    name: 'inspect-oci',
-    description: `inspect oci: (${largeLayerMiB} MiB layer image)`,
-    args: () => [...policy, 'inspect', `oci:${layouts.large}:bench`],
-  },
-  {
-    name: 'docker-archive-to-oci',
-    description: 'docker-archive → oci, 16 × 16 MiB (archive written by skopeo)',
-    prepare: () => dockerArchiveOf('manyLayers'),
-    args: ({ destination }) => [
-      ...policy,
-      'copy',
-      '-q',
-      `docker-archive:${dockerArchiveOf('manyLayers')}`,
-      `oci:${destination}:bench`,
-    ],
-  },
-  {
-    name: 'docker-archive-to-oci-compressible',
-    description: 'docker-archive → oci, 6 × 16 MiB of compressible data (the node executable)',
-    prepare: () => dockerArchiveOf('executableSlices'),
-    args: ({ destination }) => [
-      ...policy,
-      'copy',
-      '-q',
-      `docker-archive:${dockerArchiveOf('executableSlices')}`,
-      `oci:${destination}:bench`,
-    ],
-  },
-  {
-    name: 'inspect-docker-archive',
-    description: `inspect docker-archive: (${largeLayerMiB} MiB layer archive)`,
-    prepare: () => dockerArchiveOf('large'),
-    args: () => [...policy, 'inspect', `docker-archive:${dockerArchiveOf('large')}`],
-  },
-];
-
 /**
- * A signed image for the signature verification rows, made only when one of them is selected: a
- * small image (one 1 MiB layer, so the verification is not lost in the copy's noise) copied by skopeo
- * to dir: with `--sign-by` (a GPG key made for the benchmark in its own GNUPGHOME), and a policy whose
- * dir: scope requires that key's signature.
+ * A signed image for the signature verification rows: a small image (one 1 MiB layer, so the
+ * verification is not lost in the copy's noise) copied to dir: with `--sign-by` (a GPG key made for the
+ * benchmark in its own GNUPGHOME), and a policy whose dir: scope requires that key's signature.
  */
 let signedImage;
 async function signedImageFor() {
@@ -427,8 +473,7 @@ async function signedImageFor() {
   await writeFile(publicKey, execFileSync('gpg', ['--batch', '--armor', '--export', fingerprint], { env }));
   const layout = await makeLayout('signed-small', { format: 'oci', layers: [randomFileLayer(1, 'signed')] });
   const image = join(directory, 'image');
-  execFileSync(
-    'skopeo',
+  prepare(
     [
       ...policy,
       'copy',
@@ -442,7 +487,7 @@ async function signedImageFor() {
     ],
     { env },
   );
-  execFileSync('gpgconf', ['--kill', 'gpg-agent'], { env, stdio: 'ignore' });
+  spawnSync('gpgconf', ['--kill', 'gpg-agent'], { env, stdio: 'ignore' });
   const policyFile = join(directory, 'policy.json');
   await writeFile(
     policyFile,
@@ -466,17 +511,132 @@ async function signedImageFor() {
   return signedImage;
 }
 
-localScenarios.push(
+/** Targets the issues set (ratio of Gantry to skopeo, or to the row's floor). */
+const target = (ratio, source, of = 'wall') => ({ ratio, of, source });
+const bulk = { memoryLimitMiB: memoryLimitMiB };
+
+/**
+ * The rows. Each has a `name`, `groups`, a `description`, and one of: `args` (the whole command line,
+ * the same for both tools), `copy` (source and destination; TLS flags are added for registries), or
+ * `sync` (source and destination of a registry → registry sync). `prepare` makes its data before any
+ * measurement; `bytes` is the data it moves; `floor` replaces skopeo by another reference command;
+ * `target` and `memoryLimitMiB` are the issues' bars; `freshRegistry` gives each run a new empty
+ * registry; `registry` rows need the shared benchmark registry, `daemon` rows dockerd.
+ */
+const rows = [
+  {
+    name: 'oci-to-oci-large',
+    groups: ['bulk', 'local'],
+    description: `oci → oci, one ${largeLayerMiB} MiB layer`,
+    prepare: () => layoutOf('large'),
+    bytes: () => layoutBytes(layouts.large),
+    args: ({ destination }) => [
+      ...policy,
+      'copy',
+      '-q',
+      `oci:${layouts.large}:bench`,
+      `oci:${destination}:bench`,
+    ],
+    target: target(0.7, 'issue 16'),
+    ...bulk,
+  },
+  {
+    name: 'oci-to-dir-large',
+    groups: ['local'],
+    description: `oci → dir, one ${largeLayerMiB} MiB layer`,
+    prepare: () => layoutOf('large'),
+    bytes: () => layoutBytes(layouts.large),
+    args: ({ destination }) => [...policy, 'copy', '-q', `oci:${layouts.large}:bench`, `dir:${destination}`],
+    ...bulk,
+  },
+  {
+    name: 'oci-to-dir-quarter',
+    groups: ['local'],
+    description: `oci → dir, one ${quarterMiB} MiB layer (memory vs layer size)`,
+    prepare: () => layoutOf('quarter'),
+    bytes: () => layoutBytes(layouts.quarter),
+    args: ({ destination }) => [
+      ...policy,
+      'copy',
+      '-q',
+      `oci:${layouts.quarter}:bench`,
+      `dir:${destination}`,
+    ],
+    ...bulk,
+  },
+  {
+    name: 'oci-to-oci-many-layers',
+    groups: ['local'],
+    description: `oci → oci, ${manyCount} layers of ${manyMiB} MiB`,
+    prepare: () => layoutOf('manyLayers'),
+    bytes: () => layoutBytes(layouts.manyLayers),
+    args: ({ destination }) => [
+      ...policy,
+      'copy',
+      '-q',
+      `oci:${layouts.manyLayers}:bench`,
+      `oci:${destination}:bench`,
+    ],
+    ...bulk,
+  },
+  {
+    name: 'inspect-oci',
+    groups: ['start-up', 'local'],
+    description: `inspect oci: (${largeLayerMiB} MiB layer image)`,
+    prepare: () => layoutOf('large'),
+    args: () => [...policy, 'inspect', `oci:${layouts.large}:bench`],
+  },
+  {
+    name: 'docker-archive-to-oci',
+    groups: ['bulk', 'local'],
+    description: `docker-archive → oci, ${manyCount} × ${manyMiB} MiB random (archive written by skopeo)`,
+    prepare: () => dockerArchiveOf('manyLayers'),
+    bytes: () => layoutBytes(layouts.manyLayers),
+    args: async ({ destination }) => [
+      ...policy,
+      'copy',
+      '-q',
+      `docker-archive:${await dockerArchiveOf('manyLayers')}`,
+      `oci:${destination}:bench`,
+    ],
+    target: target(0.8, 'issue 16'),
+    ...bulk,
+  },
+  {
+    name: 'docker-archive-to-oci-compressible',
+    groups: ['bulk', 'local'],
+    description: `docker-archive → oci, ${size.slices} × ${size.sliceMiB} MiB of compressible data (the node executable)`,
+    prepare: () => dockerArchiveOf('executableSlices'),
+    bytes: () => layoutBytes(layouts.executableSlices),
+    args: async ({ destination }) => [
+      ...policy,
+      'copy',
+      '-q',
+      `docker-archive:${await dockerArchiveOf('executableSlices')}`,
+      `oci:${destination}:bench`,
+    ],
+    target: target(0.8, 'issue 16'),
+    ...bulk,
+  },
+  {
+    name: 'inspect-docker-archive',
+    groups: ['start-up', 'local'],
+    description: `inspect docker-archive: (${largeLayerMiB} MiB layer archive)`,
+    prepare: () => dockerArchiveOf('large'),
+    args: async () => [...policy, 'inspect', `docker-archive:${await dockerArchiveOf('large')}`],
+  },
   {
     name: 'signed-dir-to-dir-insecure',
+    groups: ['signatures'],
     description: 'dir → dir, signed 1 MiB image, --insecure-policy (baseline of the next row)',
-    signed: true,
+    prepare: () => signedImageFor(),
     args: ({ destination }) => [...policy, 'copy', '-q', `dir:${signedImage.image}`, `dir:${destination}`],
   },
   {
     name: 'signed-dir-to-dir-verified',
+    groups: ['signatures'],
     description: 'dir → dir, signed 1 MiB image, signedBy policy (the signature is verified)',
-    signed: true,
+    prepare: () => signedImageFor(),
     args: ({ destination }) => [
       '--policy',
       signedImage.policyFile,
@@ -486,231 +646,353 @@ localScenarios.push(
       `dir:${destination}`,
     ],
   },
-);
-
-/**
- * Registry scenarios, with TLS verification off on the registry side (plain HTTP). `copy` scenarios:
- * `source`/`destination` name images as `transport:reference`; `registry` is `host:port`; `repository`
- * is new for every run of every tool (pushes and mounts start from an empty repository). `args`
- * scenarios give the whole command line (both tools run it as it is, gantry through its CLI).
- */
-/** A containers-storage destination: a store of its own under the run's destination directory. */
-const containersStorage = (driver, destination, name) =>
-  `containers-storage:[${driver}@${destination}/root+${destination}/run]bench/${name}:v1`;
-
-const registryScenarios = [
-  ...['vfs', 'overlay'].flatMap((driver) => [
-    {
-      name: `registry-to-cstorage-${driver}-small-files`,
-      description: `registry → containers-storage (${driver}), 20,000 small files in one layer`,
-      needs: ['smallFiles'],
-      copy: ({ registry, destination }) => [
-        `docker://${registry}/bench/small-files:v1`,
-        containersStorage(driver, destination, 'small-files'),
+  ...['small-files', 'large-layers'].map((kind) => {
+    const layoutName = kind === 'small-files' ? 'smallFiles' : 'fewLargeLayers';
+    return {
+      name: `oci-to-ostree-${kind}`,
+      groups: ['ostree'],
+      description: `oci → ostree: new repository, ${kind === 'small-files' ? `${size.smallFiles} small files in one layer` : `3 × ${size.sliceMiB} MiB compressible + ${size.fewRandomMiB} MiB random layers`}`,
+      referenceName: 'ostree commit --tree=dir= of the extracted layers',
+      prepare: () => extractLayersOf(layoutName),
+      bytes: () => layoutBytes(layouts[layoutName]),
+      args: ({ destination }) => [
+        ...policy,
+        'copy',
+        '-q',
+        `oci:${layouts[layoutName]}:bench`,
+        `ostree:bench/${kind}:v1@${destination}`,
       ],
-      memoryCheck: true,
-    },
-    {
-      name: `registry-to-cstorage-${driver}-large-layers`,
-      description: `registry → containers-storage (${driver}), 3 × 16 MiB compressible + 64 MiB random layers`,
-      needs: ['fewLargeLayers'],
+      floor: ({ destination }) => ({
+        command: 'sh',
+        args: [
+          '-c',
+          'repo=$1; shift; ostree init --repo="$repo" --mode=bare && for tree; do ostree commit --repo="$repo" --orphan --subject= --tree=dir="$tree" > /dev/null || exit 1; done',
+          'ostree-floor',
+          destination,
+          ...ostreeFloorTrees[layoutName],
+        ],
+      }),
+      target: target(1.5, 'issue 10'),
+    };
+  }),
+  ...['vfs', 'overlay'].flatMap((driver) =>
+    ['small-files', 'large-layers'].map((kind) => ({
+      name: `registry-to-cstorage-${driver}-${kind}`,
+      groups: ['containers-storage', 'registry'],
+      registry: true,
+      description: `registry → containers-storage (${driver}), ${kind === 'small-files' ? `${size.smallFiles} small files in one layer` : `3 × ${size.sliceMiB} MiB compressible + ${size.fewRandomMiB} MiB random layers`}`,
+      pushed: [kind === 'small-files' ? 'smallFiles' : 'fewLargeLayers'],
+      bytes: () => layoutBytes(layouts[kind === 'small-files' ? 'smallFiles' : 'fewLargeLayers']),
       copy: ({ registry, destination }) => [
-        `docker://${registry}/bench/few-large-layers:v1`,
-        containersStorage(driver, destination, 'few-large-layers'),
+        `docker://${registry}/bench/${kind === 'small-files' ? 'smallfiles' : 'fewlargelayers'}:v1`,
+        `containers-storage:[${driver}@${destination}/root+${destination}/run]bench/${kind}:v1`,
       ],
-      memoryCheck: true,
-    },
-  ]),
+      target: target(kind === 'small-files' ? 0.5 : 0.8, 'issue 9'),
+      ...bulk,
+    })),
+  ),
   {
     name: 'inspect-docker',
-    description: 'inspect docker:// (16-layer image; start-up and round trips)',
-    args: ({ registry }) => ['inspect', '--tls-verify=false', `docker://${registry}/bench/many:v1`],
+    groups: ['start-up', 'registry'],
+    registry: true,
+    description: `inspect docker:// (${manyCount}-layer image; start-up and round trips)`,
+    pushed: ['manyLayers'],
+    args: ({ registry }) => ['inspect', '--tls-verify=false', `docker://${registry}/bench/manylayers:v1`],
+    target: target(1.5, 'issue 16'),
   },
   {
     name: 'registry-to-oci-many-layers',
-    description: 'registry → oci pull, 16 layers of 16 MiB',
-    copy: ({ registry, destination }) => [`docker://${registry}/bench/many:v1`, `oci:${destination}:bench`],
+    groups: ['bulk', 'registry'],
+    registry: true,
+    description: `registry → oci pull, ${manyCount} layers of ${manyMiB} MiB`,
+    pushed: ['manyLayers'],
+    bytes: () => layoutBytes(layouts.manyLayers),
+    copy: ({ registry, destination }) => [
+      `docker://${registry}/bench/manylayers:v1`,
+      `oci:${destination}:bench`,
+    ],
+    target: target(0.8, 'issue 16'),
+    ...bulk,
+  },
+  {
+    name: 'registry-to-oci-compressible',
+    groups: ['bulk', 'registry'],
+    registry: true,
+    description: `registry → oci pull, ${recompressCount} × ${recompressMiB} MiB compressible`,
+    pushed: ['recompressGzip'],
+    bytes: () => layoutBytes(layouts.recompressGzip),
+    copy: ({ registry, destination }) => [
+      `docker://${registry}/bench/recompressgzip:v1`,
+      `oci:${destination}:bench`,
+    ],
+    target: target(0.8, 'issue 16'),
+    ...bulk,
   },
   {
     name: 'oci-to-registry-many-layers',
-    description: 'oci → registry push to a new repo, 16 × 16 MiB',
+    groups: ['bulk', 'registry'],
+    registry: true,
+    description: `oci → registry push to a new registry, ${manyCount} × ${manyMiB} MiB`,
     freshRegistry: true,
+    prepare: () => layoutOf('manyLayers'),
+    bytes: () => layoutBytes(layouts.manyLayers),
     copy: ({ registry, repository }) => [
       `oci:${layouts.manyLayers}:bench`,
       `docker://${registry}/${repository}:v1`,
     ],
+    target: target(0.8, 'issue 16'),
+    ...bulk,
   },
   {
     name: 'registry-to-registry-mount',
-    description: 'registry → registry, new repo (mounts), 16 × 16 MiB',
+    groups: ['bulk', 'registry'],
+    registry: true,
+    description: `registry → registry, new repository (mounts), ${manyCount} × ${manyMiB} MiB`,
+    pushed: ['manyLayers'],
     copy: ({ registry, repository }) => [
-      `docker://${registry}/bench/many:v1`,
+      `docker://${registry}/bench/manylayers:v1`,
       `docker://${registry}/${repository}:v1`,
     ],
+    target: target(0.7, 'issue 16'),
+  },
+  {
+    name: 'registry-to-registry-copy',
+    groups: ['bulk', 'registry'],
+    registry: true,
+    description: `registry → another registry (every blob moves), ${manyCount} × ${manyMiB} MiB`,
+    pushed: ['manyLayers'],
+    freshRegistry: true,
+    bytes: () => layoutBytes(layouts.manyLayers),
+    copy: ({ sourceRegistry, registry, repository }) => [
+      `docker://${sourceRegistry}/bench/manylayers:v1`,
+      `docker://${registry}/${repository}:v1`,
+    ],
+    target: target(0.8, 'issue 16'),
+    ...bulk,
   },
   {
     name: 'oci-to-registry-repush',
-    description: 'oci → registry re-push, image already there, 16 × 16 MiB',
-    copy: ({ registry }) => [`oci:${layouts.manyLayers}:bench`, `docker://${registry}/bench/many:v1`],
+    groups: ['start-up', 'registry'],
+    registry: true,
+    description: `oci → registry re-push, image already there, ${manyCount} × ${manyMiB} MiB`,
+    pushed: ['manyLayers'],
+    copy: ({ registry }) => [`oci:${layouts.manyLayers}:bench`, `docker://${registry}/bench/manylayers:v1`],
+    target: target(1.5, 'issue 16'),
   },
   {
     name: 'registry-to-docker-archive',
-    description: 'registry → docker-archive, new file, 16 × 16 MiB',
+    groups: ['bulk', 'registry'],
+    registry: true,
+    description: `registry → docker-archive, new file, ${manyCount} × ${manyMiB} MiB`,
+    pushed: ['manyLayers'],
+    bytes: () => layoutBytes(layouts.manyLayers),
     copy: ({ registry, destination }) => [
-      `docker://${registry}/bench/many:v1`,
+      `docker://${registry}/bench/manylayers:v1`,
       `docker-archive:${destination}:bench/many:v1`,
     ],
+    target: target(0.8, 'issue 16'),
+    ...bulk,
+  },
+  {
+    name: 'registry-to-docker-daemon',
+    groups: ['bulk', 'registry', 'daemon'],
+    registry: true,
+    daemon: true,
+    description: `registry → docker-daemon (docker load into dockerd, vfs), ${manyCount} × ${manyMiB} MiB`,
+    pushed: ['manyLayers'],
+    bytes: () => layoutBytes(layouts.manyLayers),
+    extraArgs: ({ daemonHost }) => ['--dest-daemon-host', daemonHost],
+    copy: ({ registry }) => [`docker://${registry}/bench/manylayers:v1`, 'docker-daemon:bench/many:v1'],
+    afterRun: () => daemon?.docker('image', 'rm', '-f', 'bench/many:v1'),
+    target: target(0.8, 'issue 16'),
+    ...bulk,
   },
   {
     name: 'registry-to-oci-large',
+    groups: ['bulk', 'registry'],
+    registry: true,
     description: `registry → oci pull, one ${largeLayerMiB} MiB layer`,
+    pushed: ['large'],
+    bytes: () => layoutBytes(layouts.large),
     copy: ({ registry, destination }) => [`docker://${registry}/bench/large:v1`, `oci:${destination}:bench`],
-    memoryCheck: true,
+    target: target(0.8, 'issue 16'),
+    ...bulk,
   },
   {
     name: 'registry-to-oci-quarter',
-    description: `registry → oci pull, one ${quarterMiB} MiB layer (memory vs size)`,
+    groups: ['registry'],
+    registry: true,
+    description: `registry → oci pull, one ${quarterMiB} MiB layer (memory vs layer size)`,
+    pushed: ['quarter'],
+    bytes: () => layoutBytes(layouts.quarter),
     copy: ({ registry, destination }) => [
       `docker://${registry}/bench/quarter:v1`,
       `oci:${destination}:bench`,
     ],
-    memoryCheck: true,
+    ...bulk,
   },
   {
     name: 'oci-to-registry-large',
-    description: `oci → registry push to a new repo, one ${largeLayerMiB} MiB layer`,
+    groups: ['bulk', 'registry'],
+    registry: true,
+    description: `oci → registry push to a new registry, one ${largeLayerMiB} MiB layer`,
     freshRegistry: true,
+    prepare: () => layoutOf('large'),
+    bytes: () => layoutBytes(layouts.large),
     copy: ({ registry, repository }) => [
       `oci:${layouts.large}:bench`,
       `docker://${registry}/${repository}:v1`,
     ],
-    memoryCheck: true,
+    target: target(0.8, 'issue 16'),
+    ...bulk,
   },
   {
-    name: 'sync-registry-50-tags',
-    description: `sync registry → registry, a repository of ${syncTagCount} tags (shared 4 MiB base + 1 MiB each)`,
-    // A new, empty destination registry each run: neither tool can mount from an earlier run's copy.
+    name: 'sync-registry-tags',
+    groups: ['sync', 'registry'],
+    registry: true,
+    description: `sync registry → new registry, a repository of ${size.syncTags} tags (shared 4 MiB base + 1 MiB each)`,
     freshRegistry: true,
+    syncSource: true,
     sync: ({ sourceRegistry, registry }) => [`${sourceRegistry}/bench/sync`, `${registry}/mirror`],
+    target: target(0.4, 'issue 11'),
   },
   {
-    name: 'sync-registry-50-tags-noop',
-    description: `sync re-run, all ${syncTagCount} images already in the destination`,
+    name: 'sync-registry-tags-noop',
+    groups: ['sync', 'registry'],
+    registry: true,
+    description: `sync re-run, all ${size.syncTags} images already in the destination`,
+    syncSource: true,
     sync: ({ sourceRegistry }) => [`${sourceRegistry}/bench/sync`, `${sourceRegistry}/sync-noop`],
+    target: target(0.3, 'issue 11'),
   },
   {
     name: 'recompress-gzip-to-zstd',
-    description: 'oci (gzip) → registry, --dest-compress-format zstd, 8 × 64 MiB compressible',
+    groups: ['recompression', 'registry'],
+    registry: true,
+    description: `oci (gzip) → registry, --dest-compress-format zstd, ${recompressCount} × ${recompressMiB} MiB compressible`,
     freshRegistry: true,
-    needs: [],
-    prepare: () => recompressionLayouts.gzip(),
-    extraArgs: ['--dest-compress-format', 'zstd'],
-    copy: ({ registry, repository, layouts: prepared }) => [
-      `oci:${prepared.recompressGzip}:bench`,
+    prepare: () => layoutOf('recompressGzip'),
+    bytes: () => layoutBytes(layouts.recompressGzip),
+    extraArgs: () => ['--dest-compress-format', 'zstd'],
+    copy: ({ registry, repository }) => [
+      `oci:${layouts.recompressGzip}:bench`,
       `docker://${registry}/${repository}:v1`,
     ],
+    target: target(0.6, 'issue 13'),
+    ...bulk,
   },
   {
     name: 'recompress-zstd-to-gzip',
-    description: 'oci (zstd) → registry, --dest-compress-format gzip, 8 × 64 MiB compressible',
+    groups: ['recompression', 'registry'],
+    registry: true,
+    description: `oci (zstd) → registry, --dest-compress-format gzip, ${recompressCount} × ${recompressMiB} MiB compressible`,
     freshRegistry: true,
-    needs: [],
-    prepare: () => recompressionLayouts.zstd(),
-    extraArgs: ['--dest-compress-format', 'gzip'],
-    copy: ({ registry, repository, layouts: prepared }) => [
-      `oci:${prepared.recompressZstd}:bench`,
-      `docker://${registry}/${repository}:v1`,
-    ],
-  },
-  {
-    name: 'oci-to-registry-quarter',
-    description: `oci → registry push to a new repo, one ${quarterMiB} MiB layer (memory vs size)`,
-    freshRegistry: true,
+    prepare: () => zstdLayout(),
+    bytes: () => layoutBytes(layouts.recompressZstd),
+    extraArgs: () => ['--dest-compress-format', 'gzip'],
     copy: ({ registry, repository }) => [
-      `oci:${layouts.quarter}:bench`,
+      `oci:${layouts.recompressZstd}:bench`,
       `docker://${registry}/${repository}:v1`,
     ],
-    memoryCheck: true,
+    target: target(0.6, 'issue 13'),
+    ...bulk,
   },
 ];
 
-/**
- * ostree: scenarios. skopeo has no ostree: transport, so the "skopeo" column of these rows is the floor:
- * Debian's `ostree commit --tree=dir=` of the same layers, already extracted (prepared once, not timed),
- * into a new repository; Gantry's time also includes decompressing, verifying and applying the layers.
- */
+/** The extracted layers of a layout, for the ostree floor (prepared once, not timed). */
 const ostreeFloorTrees = {};
-function extractLayersOf(layoutName) {
+async function extractLayersOf(layoutName) {
   if (ostreeFloorTrees[layoutName]) return ostreeFloorTrees[layoutName];
-  const layout = layouts[layoutName];
+  const layout = await layoutOf(layoutName);
   const blob = (digest) => join(layout, 'blobs', 'sha256', digest.slice(7));
   const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
   const manifest = JSON.parse(readFileSync(blob(index.manifests[0].digest), 'utf8'));
-  const trees = manifest.layers.map((layer, position) => {
+  ostreeFloorTrees[layoutName] = manifest.layers.map((layer, position) => {
     const tree = join(workDirectory, `ostree-floor-${layoutName}`, `layer-${position}`);
-    execFileSync('rm', ['-rf', tree]);
+    rmSync(tree, { recursive: true, force: true });
     execFileSync('mkdir', ['-p', tree]);
     execFileSync('tar', ['-xf', blob(layer.digest), '-C', tree]);
     return tree;
   });
-  ostreeFloorTrees[layoutName] = trees;
-  return trees;
-}
-const ostreeScenarios = [
-  ['small-files', 'smallFiles', '20,000 small files in one layer'],
-  ['large-layers', 'fewLargeLayers', '3 × 16 MiB compressible + 64 MiB random layers'],
-].map(([suffix, layoutName, what]) => ({
-  name: `oci-to-ostree-${suffix}`,
-  description: `oci → ostree: new repository, ${what} (skopeo column: floor, ostree commit --tree=dir= of the extracted layers)`,
-  needs: [layoutName],
-  prepare: () => extractLayersOf(layoutName),
-  args: ({ destination }) => [
-    ...policy,
-    'copy',
-    '-q',
-    `oci:${layouts[layoutName]}:bench`,
-    `ostree:bench/${suffix}:v1@${destination}`,
-  ],
-  floor: ({ destination }) => ({
-    command: 'sh',
-    args: [
-      '-c',
-      'repo=$1; shift; ostree init --repo="$repo" --mode=bare && for tree; do ostree commit --repo="$repo" --orphan --subject= --tree=dir="$tree" > /dev/null || exit 1; done',
-      'ostree-floor',
-      destination,
-      ...extractLayersOf(layoutName),
-    ],
-  }),
-}));
-
-const selected = (scenario) => !flags.only || flags.only.split(',').includes(scenario.name);
-const scenarios = [
-  ...localScenarios.filter(selected),
-  ...ostreeScenarios.filter(selected),
-  ...registryScenarios.filter(selected).map((scenario) => ({ ...scenario, registry: true })),
-];
-
-const neededLayouts = new Set(scenarios.flatMap((scenario) => scenario.needs ?? defaultNeeds));
-for (const name of neededLayouts) layouts[name] = await makeLayout(...layoutSpecs[name]);
-
-for (const scenario of scenarios) await scenario.prepare?.();
-if (scenarios.some((scenario) => scenario.signed)) await signedImageFor();
-
-const preparedLayouts = {};
-if (scenarios.some((scenario) => scenario.name.startsWith('recompress-'))) {
-  preparedLayouts.recompressGzip = await recompressionLayouts.gzip();
-  if (scenarios.some((scenario) => scenario.name === 'recompress-zstd-to-gzip'))
-    preparedLayouts.recompressZstd = await recompressionLayouts.zstd();
+  return ostreeFloorTrees[layoutName];
 }
 
-/** The sync rows' source: `bench/sync`, 50 tags of a shared base layer and one layer of their own. */
+/** Leaves nothing behind on an early exit (a work directory of our own is removed). */
+function exitEarly(code) {
+  if (!flags['work-dir']) rmSync(workDirectory, { recursive: true, force: true });
+  process.exit(code);
+}
+
+if (flags.list) {
+  for (const row of rows)
+    console.log(`${row.name.padEnd(40)} ${row.groups.join(',').padEnd(32)} ${row.description}`);
+  exitEarly(0);
+}
+
+/** `--rows` (or `--only`): names, group names, or prefixes ending in `*`, comma-separated. */
+const wanted = (flags.rows ?? flags.only)
+  ?.split(',')
+  .map((word) => word.trim())
+  .filter(Boolean);
+if (wanted) {
+  const unknown = wanted.filter(
+    (word) =>
+      !rows.some(
+        (row) =>
+          row.name === word ||
+          row.groups.includes(word) ||
+          (word.endsWith('*') && row.name.startsWith(word.slice(0, -1))),
+      ),
+  );
+  if (unknown.length > 0) {
+    console.error(`error: no row or group named ${unknown.join(', ')} (pnpm bench -- --list shows them)`);
+    exitEarly(2);
+  }
+}
+const selectedRows = rows.filter(
+  (row) =>
+    !wanted ||
+    wanted.some(
+      (word) =>
+        row.name === word ||
+        row.groups.includes(word) ||
+        (word.endsWith('*') && row.name.startsWith(word.slice(0, -1))),
+    ),
+);
+
+const startedAt = new Date();
+const loadAverageStart = loadavg();
+const gantryVersion = JSON.parse(readFileSync(resolve(here, '../../cli/package.json'), 'utf8')).version;
+const commit =
+  spawnSync('git', ['-C', repositoryRoot, 'rev-parse', '--short', 'HEAD'], {
+    encoding: 'utf8',
+  }).stdout?.trim() || null;
+
+console.error(`Preparing data in ${workDirectory}${quick ? ' (quick mode)' : ''}…`);
+const rowErrors = new Map();
+for (const row of selectedRows) {
+  try {
+    for (const name of row.pushed ?? []) await layoutOf(name);
+    await row.prepare?.();
+  } catch (error) {
+    rowErrors.set(row.name, `preparing: ${error.message}`);
+  }
+}
+
+let registry;
+let daemon;
+/** Layouts pushed to the benchmark registry (as `bench/<name in lower case>:v1`). */
+const pushedNames = new Set();
+const gantryRegistryMode = flags['gantry-library'] ? 'library' : 'cli';
+
+/** The sync rows' source: `bench/sync`, tags of a shared base layer and one layer of their own. */
 async function pushSyncRepository(host) {
-  for (let index = 0; index < syncTagCount; index += 1) {
+  for (let index = 0; index < size.syncTags; index += 1) {
     const layout = await makeLayout(`sync-tag-${index}`, {
       format: 'oci',
       layers: [randomFileLayer(4, 'sync-base'), randomFileLayer(1, `sync-${index}`)],
     });
-    execFileSync('skopeo', [
+    prepare([
       ...policy,
       'copy',
       '-q',
@@ -719,8 +1001,7 @@ async function pushSyncRepository(host) {
       `docker://${host}/bench/sync:1.${index}.0`,
     ]);
   }
-  // The no-op row's destination, synced once before any measurement.
-  execFileSync('skopeo', [
+  prepare([
     ...policy,
     'sync',
     '--src',
@@ -734,104 +1015,86 @@ async function pushSyncRepository(host) {
   ]);
 }
 
-let registry;
-/** Names of the images pushed to the benchmark registry (`bench/<name>:v1`). */
-let pushedImages = [];
-/**
- * How gantry runs registry copies: its CLI, or with `--gantry-library` the library script
- * gantry-library-copy.mjs (core's copyImage, same packages, no CLI start-up: shows what the CLI adds).
- */
-const gantryRegistryMode = flags['gantry-library'] ? 'library' : 'cli';
-if (scenarios.some((scenario) => scenario.registry)) {
-  registry = await startRegistry();
-  console.error(`Registry at ${registry.host}; pushing the benchmark images with skopeo…`);
-  pushedImages = [];
-  for (const [name, layout] of [
-    ['many', layouts.manyLayers],
-    ['large', layouts.large],
-    ['quarter', layouts.quarter],
-    ['small-files', layouts.smallFiles],
-    ['few-large-layers', layouts.fewLargeLayers],
-  ].filter(([, layout]) => layout !== undefined)) {
-    execFileSync('skopeo', [
-      ...policy,
-      'copy',
-      '-q',
-      '--dest-tls-verify=false',
-      `oci:${layout}:bench`,
-      `docker://${registry.host}/bench/${name}:v1`,
-    ]);
-    pushedImages.push(name);
-  }
-  if (scenarios.some((scenario) => scenario.sync)) {
-    console.error(`Pushing the ${syncTagCount} tags of bench/sync with skopeo…`);
-    await pushSyncRepository(registry.host);
-  }
-  if (gantryRegistryMode === 'cli') {
-    const probe = spawnSync(
-      process.execPath,
-      [
-        gantryBin,
+const runnable = () => selectedRows.filter((row) => !rowErrors.has(row.name));
+try {
+  if (runnable().some((row) => row.registry)) {
+    registry = await startRegistry();
+    console.error(`Registry at ${registry.host}; pushing the benchmark images…`);
+    for (const name of runnable().flatMap((row) => row.pushed ?? [])) {
+      if (pushedNames.has(name)) continue;
+      pushedNames.add(name);
+      prepare([
         ...policy,
-        'inspect',
-        '--tls-verify=false',
-        `docker://${registry.host}/bench/${pushedImages[0]}:v1`,
-      ],
-      { encoding: 'utf8' },
-    );
-    if (probe.status !== 0) {
-      await registry.stop();
-      console.error(
-        `error: the gantry CLI cannot read this registry (${probe.stderr.trim().split('\n').at(-1)}); ` +
-          'use --gantry-library to measure the library without the CLI',
-      );
-      process.exit(1);
+        'copy',
+        '-q',
+        '--dest-tls-verify=false',
+        `oci:${layouts[name]}:bench`,
+        `docker://${registry.host}/bench/${name.toLowerCase()}:v1`,
+      ]);
+    }
+    if (runnable().some((row) => row.syncSource)) {
+      console.error(`Pushing the ${size.syncTags} tags of bench/sync…`);
+      await pushSyncRepository(registry.host);
     }
   }
+  if (runnable().some((row) => row.daemon)) {
+    try {
+      daemon = await startDockerd();
+    } catch (error) {
+      for (const row of runnable().filter((row) => row.daemon))
+        rowErrors.set(row.name, `dockerd: ${error.message}`);
+    }
+  }
+} catch (error) {
+  await registry?.stop();
+  await daemon?.stop();
+  throw error;
 }
 
 /** The command line of one run: `{ command, args }` for each tool. */
-function commandFor(tool, scenario, parameters) {
-  if (tool.name === 'skopeo' && scenario.floor) return scenario.floor(parameters);
-  if (!scenario.registry || scenario.args)
-    return { command: tool.command, args: [...tool.prefix, ...scenario.args(parameters)] };
-  if (scenario.sync) {
-    // Sync rows always run the CLI: the same command line for both tools.
-    const [source, destination] = scenario.sync(parameters);
-    const args = [
-      ...policy,
-      'sync',
-      '--src',
-      'docker',
-      '--dest',
-      'docker',
-      '--src-tls-verify=false',
-      '--dest-tls-verify=false',
-      source,
-      destination,
-    ];
-    return { command: tool.command, args: [...tool.prefix, ...args] };
+async function commandFor(tool, row, parameters) {
+  if (tool.name === 'skopeo' && row.floor) return row.floor(parameters);
+  if (row.args) return { command: tool.command, args: await row.args(parameters) };
+  if (row.sync) {
+    const [source, destination] = row.sync(parameters);
+    return {
+      command: tool.command,
+      args: [
+        ...policy,
+        'sync',
+        '--src',
+        'docker',
+        '--dest',
+        'docker',
+        '--src-tls-verify=false',
+        '--dest-tls-verify=false',
+        source,
+        destination,
+      ],
+    };
   }
-  const [source, destination] = scenario.copy(parameters);
-  if (tool.name === 'gantry' && gantryRegistryMode === 'library')
+  const [source, destination] = row.copy(parameters);
+  if (tool.name === 'gantry' && gantryRegistryMode === 'library' && !row.extraArgs)
     return { command: process.execPath, args: [gantryLibraryCopy, source, destination] };
-  // The same flags for both tools: TLS verification off on the side(s) that are the registry.
   const tlsFlags = [
     ...(source.startsWith('docker://') ? ['--src-tls-verify=false'] : []),
     ...(destination.startsWith('docker://') ? ['--dest-tls-verify=false'] : []),
   ];
-  const args = [...policy, 'copy', '-q', ...tlsFlags, ...(scenario.extraArgs ?? []), source, destination];
-  return { command: tool.command, args: [...tool.prefix, ...args] };
+  const extra = row.extraArgs?.(parameters) ?? [];
+  return {
+    command: tool.command,
+    args: [...policy, 'copy', '-q', ...tlsFlags, ...extra, source, destination],
+  };
 }
 
 const tools = [
-  { name: 'gantry', command: gantryLauncher, prefix: [] },
-  { name: 'skopeo', command: 'skopeo', prefix: [] },
+  { name: 'gantry', command: gantryLauncher },
+  ...(withSkopeo ? [{ name: 'skopeo', command: 'skopeo' }] : []),
 ];
 
 /**
- * containers/storage's overlay driver (skopeo's, podman's) bind-mounts its home onto itself and may leave
- * it mounted after the command: unmount whatever is mounted under `directory` before removing it.
+ * containers/storage's overlay driver (skopeo's, podman's) bind-mounts its home onto itself and may
+ * leave it mounted after the command: unmount whatever is mounted under `directory` before removing it.
  */
 function unmountUnder(directory) {
   if (!existsSync('/proc/self/mountinfo')) return;
@@ -843,105 +1106,153 @@ function unmountUnder(directory) {
   for (const mountPoint of mountPoints) spawnSync('umount', [mountPoint]);
 }
 
-const results = [];
-let memoryFailures = 0;
+const resultRows = [];
 const runId = Date.now().toString(36);
+let floors = [];
 try {
-  for (const scenario of scenarios) {
-    const row = { scenario: scenario.name, description: scenario.description };
-    if (scenario.registry)
-      row.gantryRuns = gantryRegistryMode === 'cli' || scenario.args ? 'cli' : 'library script';
-    // Alternate the tools run by run, so that a slow spell of the machine hits both.
-    const samples = { gantry: [], skopeo: [] };
-    for (let run = 0; run < runs; run += 1) {
-      for (const tool of tools) {
-        const destination = join(workDirectory, `out-${tool.name}-${scenario.name}`);
-        unmountUnder(destination);
-        await rm(destination, { recursive: true, force: true });
-        const parameters = {
-          destination,
-          registry: registry?.host,
-          sourceRegistry: registry?.host,
-          repository: `bench-${runId}/${scenario.name}-${tool.name}-${run}`,
-          layouts: preparedLayouts,
-        };
-        // A push goes to a registry of its own, new and empty, on a new port: skopeo's blob info
-        // cache (which outlives the process) then knows no repository to mount from, and gantry
-        // (which keeps no such cache) has nothing to find either; both upload every blob.
-        const pushRegistry = scenario.freshRegistry ? await startRegistry('push-registry') : undefined;
-        if (pushRegistry) parameters.registry = pushRegistry.host;
-        const { command, args } = commandFor(tool, scenario, parameters);
-        try {
-          samples[tool.name].push(measure(command, args));
-        } finally {
-          await pushRegistry?.stop();
+  for (const row of selectedRows) {
+    const result = { name: row.name, groups: row.groups, description: row.description };
+    if (row.target) result.target = row.target;
+    if (row.memoryLimitMiB !== undefined) result.memoryLimitMiB = row.memoryLimitMiB;
+    if (row.floor) result.referenceName = row.referenceName;
+    else if (withSkopeo) result.referenceName = 'skopeo';
+    if (row.registry && !row.args && !row.sync)
+      result.gantryRuns = gantryRegistryMode === 'library' ? 'library script' : 'cli';
+    resultRows.push(result);
+    if (rowErrors.has(row.name)) {
+      result.error = rowErrors.get(row.name);
+      console.error(`  ${row.name}: not run (${result.error.split('\n')[0]})`);
+      continue;
+    }
+    const rowTools = row.floor && !withSkopeo ? [...tools, { name: 'skopeo', command: 'sh' }] : tools;
+    const samples = Object.fromEntries(rowTools.map((tool) => [tool.name, []]));
+    try {
+      for (let run = 0; run < runs; run += 1) {
+        for (const tool of rowTools) {
+          const destination = join(workDirectory, `out-${tool.name}-${row.name}`);
+          unmountUnder(destination);
+          await rm(destination, { recursive: true, force: true });
+          const parameters = {
+            destination,
+            registry: registry?.host,
+            sourceRegistry: registry?.host,
+            repository: `bench-${runId}/${row.name}-${tool.name}-${run}`,
+            daemonHost: daemon?.host,
+          };
+          // A push goes to a registry of its own, new and empty, on a new port: skopeo's blob info
+          // cache (which outlives the process) then knows no repository to mount from.
+          const pushRegistry = row.freshRegistry ? await startRegistry('push-registry') : undefined;
+          if (pushRegistry) parameters.registry = pushRegistry.host;
+          try {
+            const { command, args } = await commandFor(tool, row, parameters);
+            // Gantry's blob-info cache stays out of the measurements, as skopeo's is defeated by fresh registries.
+            samples[tool.name].push(
+              measure(command, args, { env: { ...process.env, GANTRY_BLOB_INFO_CACHE: 'off' } }),
+            );
+          } finally {
+            await pushRegistry?.stop();
+            row.afterRun?.();
+            unmountUnder(destination);
+            await rm(destination, { recursive: true, force: true });
+          }
         }
-        unmountUnder(destination);
-        await rm(destination, { recursive: true, force: true });
       }
+    } catch (error) {
+      result.error = error.message;
+      console.error(`  ${row.name}: failed: ${error.message.split('\n').slice(0, 3).join(' ')}`);
+      continue;
     }
-    for (const tool of tools) {
-      row[tool.name] = {
-        medianSeconds: median(samples[tool.name].map((sample) => sample.seconds)),
-        medianCpuSeconds: median(samples[tool.name].map((sample) => sample.cpuSeconds)),
-        peakMiB: Math.max(...samples[tool.name].map((sample) => sample.peakMiB)),
-        samples: samples[tool.name],
-      };
+    result.gantry = summarize(samples.gantry);
+    if (samples.skopeo) {
+      result.reference = summarize(samples.skopeo);
+      result.wallRatio = result.gantry.medianSeconds / result.reference.medianSeconds;
+      result.cpuRatio = result.gantry.medianCpuSeconds / result.reference.medianCpuSeconds;
     }
-    row.ratio = row.gantry.medianSeconds / row.skopeo.medianSeconds;
-    if (scenario.memoryCheck) {
-      row.memoryWithinLimit = row.gantry.peakMiB < memoryLimitMiB;
-      if (!row.memoryWithinLimit) memoryFailures += 1;
-    }
-    results.push(row);
+    if (row.bytes) result.bytes = row.bytes();
     console.error(
-      `  ${scenario.name}: gantry ${row.gantry.medianSeconds.toFixed(2)} s, skopeo ${row.skopeo.medianSeconds.toFixed(2)} s`,
+      `  ${row.name}: gantry ${result.gantry.medianSeconds.toFixed(2)} s (CPU ${result.gantry.medianCpuSeconds.toFixed(2)} s, ${result.gantry.peakMiB.toFixed(0)} MiB)` +
+        (result.reference
+          ? `, ${result.referenceName === 'skopeo' ? 'skopeo' : 'reference'} ${result.reference.medianSeconds.toFixed(2)} s (CPU ${result.reference.medianCpuSeconds.toFixed(2)} s, ${result.reference.peakMiB.toFixed(0)} MiB)`
+          : ''),
     );
+  }
+  if (!flags['no-floors']) {
+    console.error('Measuring the floors…');
+    const random = await layoutOf('large');
+    const compressible = await layoutOf('recompressGzip');
+    const biggestBlob = (layout) => {
+      const directory = join(layout, 'blobs', 'sha256');
+      return readdirSync(directory)
+        .map((name) => ({ name, size: statSync(join(directory, name)).size }))
+        .sort((a, b) => b.size - a.size)[0].name;
+    };
+    const randomBlob = biggestBlob(random);
+    if (registry && !pushedNames.has('large')) {
+      prepare([
+        ...policy,
+        'copy',
+        '-q',
+        '--dest-tls-verify=false',
+        `oci:${random}:bench`,
+        `docker://${registry.host}/bench/large:v1`,
+      ]);
+    }
+    floors = await measureFloors({
+      workDirectory,
+      random: join(random, 'blobs', 'sha256', randomBlob),
+      compressed: join(compressible, 'blobs', 'sha256', biggestBlob(compressible)),
+      registryBlobUrl: registry
+        ? `http://${registry.host}/v2/bench/large/blobs/sha256:${randomBlob}`
+        : undefined,
+    });
   }
 } finally {
   await registry?.stop();
+  await daemon?.stop();
 }
 
-const pad = (value, width) => String(value).padEnd(width);
-const nameWidth = Math.max(30, ...results.map((row) => row.scenario.length + 2));
-console.log(`Gantry vs ${skopeoVersion}; ${runs} runs each; median wall time, peak RSS`);
-if (registry && gantryRegistryMode === 'library') {
-  console.log(
-    'rows with a registry: gantry ran as core copyImage through gantry-library-copy.mjs (--gantry-library), not the CLI',
+/** Numbers computed from pairs of rows. */
+const derived = [];
+const byName = new Map(resultRows.map((row) => [row.name, row]));
+const insecure = byName.get('signed-dir-to-dir-insecure');
+const verified = byName.get('signed-dir-to-dir-verified');
+if (insecure?.gantry && verified?.gantry) {
+  const overhead = (key, tool) => ((verified[tool][key] - insecure[tool][key]) * 1000).toFixed(0);
+  derived.push(
+    `signature verification (verified − insecure medians): Gantry ${overhead('medianSeconds', 'gantry')} ms wall, ${overhead('medianCpuSeconds', 'gantry')} ms CPU` +
+      (verified.reference && insecure.reference
+        ? `; skopeo ${overhead('medianSeconds', 'reference')} ms wall, ${overhead('medianCpuSeconds', 'reference')} ms CPU`
+        : '') +
+      ' (target for Gantry, issue 12: ≤ 50 ms)',
   );
 }
-console.log(
-  `${pad('scenario', nameWidth)}${pad('gantry s', 10)}${pad('skopeo s', 10)}${pad('ratio', 8)}${pad('gantry MiB', 12)}${pad('skopeo MiB', 12)}memory`,
-);
-for (const row of results) {
-  console.log(
-    `${pad(row.scenario, nameWidth)}${pad(row.gantry.medianSeconds.toFixed(2), 10)}${pad(row.skopeo.medianSeconds.toFixed(2), 10)}${pad(
-      row.ratio.toFixed(2),
-      8,
-    )}${pad(row.gantry.peakMiB.toFixed(0), 12)}${pad(row.skopeo.peakMiB.toFixed(0), 12)}${
-      row.memoryWithinLimit === undefined
-        ? ''
-        : row.memoryWithinLimit
-          ? `< ${memoryLimitMiB} MiB ok`
-          : `>= ${memoryLimitMiB} MiB FAIL`
-    }`,
-  );
-}
-const insecureRow = results.find((row) => row.scenario === 'signed-dir-to-dir-insecure');
-const verifiedRow = results.find((row) => row.scenario === 'signed-dir-to-dir-verified');
-if (insecureRow && verifiedRow) {
-  // CPU time (user + system) as well as wall time: on a shared, loaded machine the wall time difference
-  // is mostly waiting for a core, while the CPU time difference is the work verification adds.
-  const overhead = (tool, key) => ((verifiedRow[tool][key] - insecureRow[tool][key]) * 1000).toFixed(0);
-  console.log(
-    `signature verification overhead (verified − insecure medians): gantry ${overhead('gantry', 'medianSeconds')} ms wall, ` +
-      `${overhead('gantry', 'medianCpuSeconds')} ms CPU; skopeo ${overhead('skopeo', 'medianSeconds')} ms wall, ` +
-      `${overhead('skopeo', 'medianCpuSeconds')} ms CPU (target for gantry: ≤ 50 ms)`,
-  );
-}
-await writeFile(
-  join(process.cwd(), 'bench-results.json'),
-  `${JSON.stringify({ skopeoVersion, node: process.version, runs, gantryRegistryMode, results }, null, 2)}\n`,
-);
+
+const results = {
+  schema: 1,
+  quick,
+  runs,
+  startedAt: startedAt.toISOString(),
+  durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
+  gantryRegistryMode,
+  machine: {
+    cores: availableParallelism(),
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: totalmem() / 1024 ** 3,
+    kernel: `${type()} ${release()}`,
+    node: process.version,
+    gantry: gantryVersion,
+    commit,
+    skopeo: skopeoVersion,
+    loadAverageStart,
+    loadAverageEnd: loadavg(),
+  },
+  rows: resultRows,
+  derived,
+  floors,
+};
+await mkdir(dirname(resultsPath), { recursive: true });
+await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
+await writeReport(results);
+console.error(`Wrote ${resultsPath}, ${reportPath} and ${chartPath}`);
 if (!flags['work-dir']) await rm(workDirectory, { recursive: true, force: true });
-process.exitCode = memoryFailures ? 1 : 0;
+process.exitCode = resultRows.some((row) => row.error) ? 1 : 0;

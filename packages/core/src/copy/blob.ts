@@ -13,6 +13,7 @@ import {
   peekCompression,
   throughTransform,
 } from './compression.js';
+import { compressionSlots } from './compression-slots.js';
 import { type RetrySettings, withRetry } from './retry.js';
 import type { CopiedBlobKind, CopyProgressEvent } from './types.js';
 
@@ -92,12 +93,15 @@ function progressStage(
  */
 async function startIteration(source: AsyncIterable<Uint8Array>): Promise<AsyncIterable<Uint8Array>> {
   const iterator = source[Symbol.asyncIterator]();
-  const first = await iterator.next();
+  let first: IteratorResult<Uint8Array> | undefined = await iterator.next();
   async function* replay(): AsyncGenerator<Uint8Array, void, undefined> {
-    let done = first.done === true;
+    let done = first?.done === true;
     try {
       if (done) return;
-      yield first.value as Uint8Array;
+      const chunk = first!.value as Uint8Array;
+      // Not kept for the rest of the stream.
+      first = undefined;
+      yield chunk;
       for (;;) {
         const next = await iterator.next();
         if (next.done) {
@@ -157,8 +161,18 @@ function compressionStage(
   plan: LayerCompressionPlan,
   onDecision: (output: DetectedCompression, changed: boolean) => void,
   description: string,
+  signal: AbortSignal | undefined,
   uncompressedDigest?: Digest,
 ): Stage {
+  /** Compresses `input` to the plan's format once a compression slot is free (see CompressionSlots). */
+  async function* compressed(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
+    const release = await compressionSlots.acquire(signal);
+    try {
+      yield* compressingStage(plan.format, plan.level)(input);
+    } finally {
+      release();
+    }
+  }
   return async function* changeCompression(source) {
     const { compression, stream } = await peekCompression(source);
     // xz and bzip2 have no layer media type in Docker or OCI manifests: such layers are always
@@ -166,7 +180,7 @@ function compressionStage(
     const foreign = compression === 'xz' || compression === 'bzip2';
     if (plan.desired === 'compress' && compression === 'none') {
       onDecision(plan.format, true);
-      yield* compressingStage(plan.format, plan.level)(stream);
+      yield* compressed(stream);
     } else if (
       plan.desired === 'compress' &&
       compression !== 'none' &&
@@ -182,7 +196,7 @@ function compressionStage(
               expectedDigest: uncompressedDigest,
               description: `${description}: its uncompressed contents (DiffID in the image config)`,
             })(decompressed);
-      yield* compressingStage(plan.format, plan.level)(checked);
+      yield* compressed(checked);
     } else if (
       (plan.desired === 'decompress' || foreign) &&
       compression !== 'none' &&
@@ -397,6 +411,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
           changed = isChanged;
         },
         `blob ${layer.digest}`,
+        context.signal,
         request.uncompressedDigest,
       ),
     );

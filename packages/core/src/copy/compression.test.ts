@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -71,6 +71,73 @@ describe('throughTransform', () => {
     await expect(
       collect(throughTransform(chunked(corrupt, 4), createDecompressor('gzip'))),
     ).rejects.toThrow();
+  });
+});
+
+describe('throughTransform, chunk by chunk', () => {
+  /** A transform pushing each input chunk out as `pieces` separate chunks (as a decompressor does). */
+  function splitting(pieces: number, seen: Uint8Array[]): Transform {
+    return new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        const size = Math.ceil(chunk.byteLength / pieces);
+        for (let offset = 0; offset < chunk.byteLength; offset += size) {
+          const piece = chunk.subarray(offset, offset + size);
+          seen.push(piece);
+          this.push(piece);
+        }
+        done();
+      },
+    });
+  }
+
+  it('yields the very chunks the transform pushed, never joined into new buffers', async () => {
+    const pushed: Uint8Array[] = [];
+    const input = Buffer.alloc(64 * 1024, 7);
+    const received: Uint8Array[] = [];
+    for await (const chunk of throughTransform(chunked(input, 16 * 1024), splitting(4, pushed))) {
+      received.push(chunk);
+      // A slow consumer: the transform runs ahead and its chunks queue up meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    expect(received).toHaveLength(16);
+    received.forEach((chunk, index) => {
+      expect(chunk).toBe(pushed[index]);
+    });
+  });
+
+  it('stops pulling the source while the consumer is behind (backpressure)', async () => {
+    let pulled = 0;
+    async function* endless(): AsyncGenerator<Uint8Array> {
+      for (;;) {
+        pulled += 1;
+        yield Buffer.alloc(64 * 1024);
+      }
+    }
+    const iterator = throughTransform(endless(), splitting(2, []))[Symbol.asyncIterator]();
+    await iterator.next();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // A few chunks in the stream buffers, never the endless source.
+    expect(pulled).toBeLessThan(40);
+    await iterator.return?.();
+  });
+
+  it('rejects with the error of the source or of the transform, and destroys the transform when the consumer stops', async () => {
+    async function* failing(): AsyncGenerator<Uint8Array> {
+      yield Buffer.from('abc');
+      throw new Error('source broke');
+    }
+    await expect(collect(throughTransform(failing(), splitting(1, [])))).rejects.toThrow('source broke');
+    const broken = new Transform({
+      transform(_chunk, _encoding, done) {
+        done(new Error('transform broke'));
+      },
+    });
+    await expect(collect(throughTransform(chunked(Buffer.alloc(10), 5), broken))).rejects.toThrow(
+      'transform broke',
+    );
+    const transform = splitting(1, []);
+    for await (const _chunk of throughTransform(chunked(Buffer.alloc(1000), 10), transform)) break;
+    expect(transform.destroyed).toBe(true);
   });
 });
 

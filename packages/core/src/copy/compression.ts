@@ -254,10 +254,12 @@ export async function peekCompression(
     peeked.push(next.value);
     length += next.value.byteLength;
   }
-  const prefix = Buffer.concat(peeked);
+  // The first chunk is usually long enough: look at it in place rather than copy it.
+  const prefix = peeked.length === 1 ? peeked[0]! : Buffer.concat(peeked);
   async function* replay(): AsyncGenerator<Uint8Array, void, undefined> {
     try {
-      for (const chunk of peeked) yield chunk;
+      // Handed on one by one and forgotten, so the first chunk is not kept for the whole stream.
+      while (peeked.length > 0) yield peeked.shift()!;
       if (ended) return;
       for (;;) {
         const next = await iterator.next();
@@ -271,21 +273,78 @@ export async function peekCompression(
   return { compression: detectCompression(prefix), stream: replay() };
 }
 
+/** Chunks a transform's output may hold before it is paused (its own buffer comes on top). */
+const queuedChunkLimit = 4;
+
 /**
- * Passes `source` through a Node.js transform (e.g. gzip) and yields the transform's output, with
- * backpressure; an error on either side rejects the iteration.
+ * Passes `source` through a Node.js transform (e.g. gzip) and yields the transform's output chunk by
+ * chunk, as the transform pushed it, with backpressure; an error on either side rejects the iteration.
+ * (An async iterator over a Readable would call `read()`, which joins every buffered chunk into a new
+ * buffer: a decompressor pushes several chunks per input chunk, so that would copy every byte again.)
  */
 export async function* throughTransform(
   source: AsyncIterable<Uint8Array>,
   transform: Duplex,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const output = pipeline(source, transform, () => {
-    // Errors reach the consumer through the iteration of `output` below.
-  }) as unknown as AsyncIterable<Uint8Array> & { destroy(error?: Error): void };
+    // Errors reach the consumer through the transform's 'error' event below.
+  }) as unknown as Duplex;
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let failure: { error: unknown } | undefined;
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    const resume = wake;
+    wake = undefined;
+    resume?.();
+  };
+  const onData = (chunk: Uint8Array): void => {
+    queue.push(chunk);
+    if (queue.length >= queuedChunkLimit) output.pause();
+    notify();
+  };
+  const onEnd = (): void => {
+    ended = true;
+    notify();
+  };
+  const onError = (error: unknown): void => {
+    failure ??= { error };
+    notify();
+  };
+  const onClose = (): void => {
+    if (!ended) {
+      const error = new Error('Premature close');
+      (error as Error & { code: string }).code = 'ERR_STREAM_PREMATURE_CLOSE';
+      failure ??= { error };
+    }
+    notify();
+  };
+  output.on('data', onData);
+  output.once('end', onEnd);
+  output.on('error', onError);
+  output.once('close', onClose);
   try {
-    for await (const chunk of output) yield chunk;
+    for (;;) {
+      if (failure) throw failure.error;
+      const chunk = queue.shift();
+      if (chunk !== undefined) {
+        if (queue.length === 0 && output.isPaused()) output.resume();
+        yield chunk;
+        continue;
+      }
+      if (ended) return;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
   } finally {
-    output.destroy();
+    output.off('data', onData);
+    output.off('end', onEnd);
+    output.off('close', onClose);
+    if (!ended) output.destroy();
+    // Late errors of a destroyed transform are expected; keep a listener so they are not uncaught.
+    output.off('error', onError);
+    output.on('error', () => {});
   }
 }
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Digest, digestOf } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { MediaTypes, manifestDigest, parseManifest, parseManifestList } from '../manifest/index.js';
@@ -20,6 +20,7 @@ import {
 } from '../testing/index.js';
 import type { BlobInfo, CommitOptions, ImageSource } from '../transport/contract.js';
 import { detectCompression, zstdImplementation } from './compression.js';
+import { compressionSlots } from './compression-slots.js';
 import { copyImage } from './copy.js';
 import {
   fakeDockerReference,
@@ -513,6 +514,45 @@ describe('copyImage: compression', () => {
       single.diffIds,
     );
     expect(manifestDigest(result.manifest)).toBe(result.manifestDigest);
+  });
+
+  it('compresses at most as many layers at once as there are compression slots, each holding one', async () => {
+    const layers = Array.from({ length: 5 }, (_, index) => ({
+      compression: 'none' as const,
+      entries: [{ type: 'file' as const, path: `f${index}`, randomSize: 256 * 1024, seed: `slots-${index}` }],
+    }));
+    const test = await harness(
+      { format: 'oci', layers },
+      {
+        destination: { properties: { desiredLayerCompression: 'compress' } },
+      },
+    );
+    let held = 0;
+    let maxHeld = 0;
+    const acquire = compressionSlots.acquire.bind(compressionSlots);
+    const spy = vi.spyOn(compressionSlots, 'acquire').mockImplementation(async (signal) => {
+      const release = await acquire(signal);
+      held += 1;
+      maxHeld = Math.max(maxHeld, held);
+      // Hold the slot a little longer, so that layers overlap if nothing stops them.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return () => {
+        held -= 1;
+        release();
+      };
+    });
+    let calls = 0;
+    try {
+      await test.copy();
+    } finally {
+      calls = spy.mock.calls.length;
+      spy.mockRestore();
+    }
+    expect(calls).toBe(5);
+    expect(maxHeld).toBeGreaterThanOrEqual(1);
+    expect(maxHeld).toBeLessThanOrEqual(compressionSlots.capacity);
+    expect(held).toBe(0);
+    expect(compressionSlots.held).toBe(0);
   });
 
   it('decompresses gzip layers for a destination that wants them uncompressed', async () => {

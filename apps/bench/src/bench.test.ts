@@ -1,0 +1,143 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// End to end: `bench.mjs --quick` measures real runs of the built gantry CLI and of skopeo (small data,
+// one run each) and writes results.json, the Markdown report and its chart. Speed is not asserted:
+// only that every number was measured and reported.
+const bench = resolve(import.meta.dirname, 'bench.mjs');
+let directory: string;
+
+beforeAll(async () => {
+  directory = await mkdtemp(join(tmpdir(), 'gantry-bench-test-'));
+});
+afterAll(async () => {
+  await rm(directory, { recursive: true, force: true });
+});
+
+function runBench(...args: string[]) {
+  return spawnSync(process.execPath, [bench, ...args], { encoding: 'utf8', timeout: 600_000 });
+}
+
+/** The machine may be loaded (CI, other work): a quick run takes seconds alone, minutes when shared. */
+const benchTimeoutMs = 600_000;
+
+const positive = (value: unknown) => typeof value === 'number' && Number.isFinite(value) && value > 0;
+
+describe('pnpm bench --quick', () => {
+  it(
+    'measures gantry against skopeo alternately and writes the results, the report and its chart',
+    () => {
+      const output = join(directory, 'with-skopeo');
+      const run = runBench(
+        '--quick',
+        '--rows',
+        'oci-to-oci-large,registry-to-oci-many-layers,recompress-zstd-to-gzip',
+        '--runs',
+        '2',
+        '--output-dir',
+        output,
+        '--work-dir',
+        join(directory, 'work'),
+      );
+      expect(run.stderr).toContain('Wrote');
+      expect(run.status).toBe(0);
+      const results = JSON.parse(readFileSync(join(output, 'bench', 'results.json'), 'utf8'));
+      expect(results.quick).toBe(true);
+      expect(results.machine.cores).toBeGreaterThan(0);
+      expect(results.machine.node).toBe(process.version);
+      expect(results.machine.skopeo).toMatch(/^skopeo version /);
+      expect(results.rows.map((row: { name: string }) => row.name)).toEqual([
+        'oci-to-oci-large',
+        'registry-to-oci-many-layers',
+        'recompress-zstd-to-gzip',
+      ]);
+      for (const row of results.rows) {
+        expect(row.error).toBeUndefined();
+        for (const tool of [row.gantry, row.reference]) {
+          expect(tool.samples).toHaveLength(2);
+          for (const key of ['medianSeconds', 'medianCpuSeconds', 'peakMiB'])
+            expect(positive(tool[key])).toBe(true);
+        }
+        expect(row.referenceName).toBe('skopeo');
+        expect(row.wallRatio).toBeCloseTo(row.gantry.medianSeconds / row.reference.medianSeconds, 10);
+        expect(row.cpuRatio).toBeCloseTo(row.gantry.medianCpuSeconds / row.reference.medianCpuSeconds, 10);
+        expect(positive(row.bytes)).toBe(true);
+      }
+      const floorNames = results.floors.map((floor: { name: string }) => floor.name);
+      expect(floorNames).toEqual(
+        expect.arrayContaining([
+          'sha256-node',
+          'sha256sum',
+          'file-copy',
+          'http-loopback',
+          'http-registry',
+          'gunzip-node',
+          'gunzip-gzip',
+          'gzip-node',
+          'gzip-gzip',
+        ]),
+      );
+      for (const floor of results.floors) {
+        expect(floor.error).toBeUndefined();
+        expect(positive(floor.seconds) && positive(floor.bytes)).toBe(true);
+      }
+      const markdown = readFileSync(join(output, 'docs', 'benchmarks.md'), 'utf8');
+      expect(markdown).toContain('**Quick mode**');
+      for (const row of results.rows) expect(markdown).toContain(`| ${row.name} |`);
+      expect(markdown).toContain('![Gantry ÷ reference per row](benchmarks.svg)');
+      const svg = readFileSync(join(output, 'docs', 'benchmarks.svg'), 'utf8');
+      for (const row of results.rows) expect(svg).toContain(`>${row.name}</text>`);
+
+      // --report-only renders the same report again from the saved results.
+      const again = runBench('--report-only', '--output-dir', output);
+      expect(again.status).toBe(0);
+      expect(readFileSync(join(output, 'docs', 'benchmarks.md'), 'utf8')).toBe(markdown);
+    },
+    benchTimeoutMs,
+  );
+
+  it(
+    'runs gantry alone with --no-skopeo',
+    () => {
+      const output = join(directory, 'alone');
+      const run = runBench(
+        '--quick',
+        '--no-skopeo',
+        '--no-floors',
+        '--rows',
+        'oci-to-oci-large',
+        '--output-dir',
+        output,
+        '--work-dir',
+        join(directory, 'work'),
+      );
+      expect(run.status).toBe(0);
+      const results = JSON.parse(readFileSync(join(output, 'bench', 'results.json'), 'utf8'));
+      expect(results.machine.skopeo).toBeNull();
+      const [row] = results.rows;
+      expect(positive(row.gantry.medianCpuSeconds)).toBe(true);
+      expect(row.reference).toBeUndefined();
+      expect(row.wallRatio).toBeUndefined();
+      expect(readFileSync(join(output, 'docs', 'benchmarks.md'), 'utf8')).toContain(
+        'no skopeo (Gantry alone)',
+      );
+    },
+    benchTimeoutMs,
+  );
+
+  it(
+    'refuses an unknown row, naming it, before doing anything',
+    () => {
+      const output = join(directory, 'unknown');
+      const run = runBench('--quick', '--rows', 'oci-to-oci-large,no-such-row', '--output-dir', output);
+      expect(run.status).toBe(2);
+      expect(run.stderr).toContain('no row or group named no-such-row');
+      expect(existsSync(join(output, 'bench'))).toBe(false);
+    },
+    benchTimeoutMs,
+  );
+});
