@@ -8,7 +8,8 @@
 # tests; it also holds fcntl locks in the lock tests); for containers-storage: uidmap (newuidmap/newgidmap) and util-linux's
 # unshare (rootless user namespaces), btrfs-progs and mount's losetup (the btrfs driver's loop-mounted test file system) and
 # attr (getfattr cross-checks the xattrs layers set); ostree (the ostree: transport commits, checks out and fsck-checks
-# repositories with it). Fails loudly when one cannot be installed: tests never skip a missing tool.
+# repositories with it); man-db and groff-base (`man -l` renders the CLI's generated man pages), zsh and fish (they
+# load the generated shell completions; bash is there already). Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
 declare -A package_of=(
@@ -38,6 +39,10 @@ declare -A package_of=(
   [xz]=xz-utils
   [zstd]=zstd
   [ostree]=ostree
+  [man]=man-db
+  [groff]=groff-base
+  [zsh]=zsh
+  [fish]=fish
 )
 missing=()
 for command in "${!package_of[@]}"; do

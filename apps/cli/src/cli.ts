@@ -14,6 +14,7 @@ import {
   rejectUnsupportedFlags,
   UsageError,
 } from './args.js';
+import { createCompletionCommand } from './commands/completion.js';
 import { copyCommand } from './commands/copy.js';
 import { deleteCommand } from './commands/delete.js';
 import { inspectCommand } from './commands/inspect.js';
@@ -40,6 +41,7 @@ export const ExitCodes = { success: 0, failure: 1, imageNotFound: 2 } as const;
 
 /** The commands gantry implements. */
 export const commands: readonly CommandDefinition[] = [
+  createCompletionCommand(() => ({ commands, globalFlags })),
   copyCommand,
   deleteCommand,
   generateSigstoreKeyCommand,

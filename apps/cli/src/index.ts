@@ -19,6 +19,16 @@ export {
 } from './args.js';
 export { type CliIo, cliVersion, commands, ExitCodes, globalFlags, runCli } from './cli.js';
 export type { CommandContext, CommandDefinition, GlobalOptions, OutputStream } from './context.js';
+export { commandManPage, mainManPage, type ManPageModel, manPages } from './man-pages.js';
+export {
+  bashCompletionScript,
+  type CompletionModel,
+  type CompletionShell,
+  completionScript,
+  completionShells,
+  fishCompletionScript,
+  zshCompletionScript,
+} from './shell-completion.js';
 export { isJsonFormat, normalizeFormat, renderFormatted } from './format.js';
 export {
   executeGoTemplate,
