@@ -14,7 +14,7 @@
  * uses; `close` removes the spooled blobs.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -560,7 +560,6 @@ function reorderLayerRecord(layer: LayerRecord): void {
 }
 
 async function readPrefix(path: string): Promise<Uint8Array> {
-  const { open } = await import('node:fs/promises');
   const handle = await open(path, 'r');
   try {
     const buffer = Buffer.alloc(16);
