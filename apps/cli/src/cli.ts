@@ -110,6 +110,9 @@ export const globalFlags: FlagSpec[] = [
     kind: 'bool',
     description: 'deprecated',
     hidden: true,
+    // skopeo: a flag of the root command, and a deprecated one of copy and sync; the commands with a
+    // --tls-verify of their own (inspect, delete, list-tags, login, logout) define it themselves.
+    onlyAfterCommands: ['copy', 'sync'],
   },
 ];
 
@@ -316,7 +319,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         `Unrecognized command \`gantry ${name}\`\nTry 'gantry --help' for more information`,
       );
     }
-    const parsed = parseArguments(rest, [...command.flags, ...globalFlags, helpFlag(command.name)]);
+    const commandName = command.name;
+    const globalsAfterCommand = globalFlags.filter(
+      (spec) =>
+        spec.onlyAfterCommands === undefined ||
+        spec.onlyAfterCommands.includes(commandName) ||
+        command!.flags.some((own) => own.name === spec.name),
+    );
+    const parsed = parseArguments(rest, [...command.flags, ...globalsAfterCommand, helpFlag(command.name)]);
     if (parsed.values.get('help') === true) {
       io.stdout.write(commandHelp(command, await transportNames(command)));
       return ExitCodes.success;

@@ -65,7 +65,7 @@ describe('man pages', () => {
   it('gantry-copy.1 shows the description with the transports and the flags with their value names', () => {
     const { text } = renderManPage(join(directory, 'gantry-copy.1'));
     expect(text).toContain(`Supported transports: ${transportNames}`);
-    expect(text).toMatch(/--retry-times uint\n\s+the number of times to possibly retry/);
+    expect(text).toMatch(/--retry-times int\n\s+the number of times to possibly retry/);
     expect(text).toContain('-f, --format MANIFEST TYPE');
   });
 

@@ -32,7 +32,7 @@ describe('findIndexEntry', () => {
     [
       { imageName: 'x', sourceIndex: -1 },
       ErrorCodes.ImageNotFound,
-      'image "x" not found in OCI layout /l: no descriptor found for reference "x"',
+      'no descriptor found for reference "x"',
     ],
     [
       { imageName: '', sourceIndex: 3 },
