@@ -121,7 +121,9 @@ const transportPackagePattern =
  */
 function bundledTransportPackages() {
   const requireFromPackage = createRequire(join(packageDirectory, 'package.json'));
-  return [...new Set([...Object.keys(manifest.dependencies ?? {}), ...Object.keys(manifest.devDependencies ?? {})])]
+  return [
+    ...new Set([...Object.keys(manifest.dependencies ?? {}), ...Object.keys(manifest.devDependencies ?? {})]),
+  ]
     .filter((name) => transportPackagePattern.test(name))
     .sort()
     .map((name) => {

@@ -107,7 +107,9 @@ describe('help and version', () => {
   it('--help on the root and every command goes to stdout with exit 0', async () => {
     const root = await runGantry(['--help']);
     expect(root.code).toBe(0);
-    expect(root.stdout.toString()).toContain('Available Commands:\n  copy ');
+    expect(root.stdout.toString()).toContain(
+      'Available Commands:\n  completion            Print a shell completion script\n  copy ',
+    );
     expect(root.stdout.toString()).toContain('      --insecure-policy ');
     expect(root.stdout.toString()).toContain('  standalone-verify ');
     // Hidden, as in skopeo, but its help is there.

@@ -19,16 +19,6 @@ export {
 } from './args.js';
 export { type CliIo, cliVersion, commands, ExitCodes, globalFlags, runCli } from './cli.js';
 export type { CommandContext, CommandDefinition, GlobalOptions, OutputStream } from './context.js';
-export { commandManPage, mainManPage, type ManPageModel, manPages } from './man-pages.js';
-export {
-  bashCompletionScript,
-  type CompletionModel,
-  type CompletionShell,
-  completionScript,
-  completionShells,
-  fishCompletionScript,
-  zshCompletionScript,
-} from './shell-completion.js';
 export { isJsonFormat, normalizeFormat, renderFormatted } from './format.js';
 export {
   executeGoTemplate,
@@ -49,6 +39,7 @@ export {
   goJsonEncode,
 } from './go-values.js';
 export { createLogger, formatLogLine, type Logger, type LogLevel } from './logger.js';
+export { commandManPage, type ManPageModel, mainManPage, manPages } from './man-pages.js';
 export {
   configFilePath,
   createTransportLoader,
@@ -62,3 +53,12 @@ export {
   transportsFromModule,
 } from './plugins.js';
 export { createProgressReporter, formatBytes } from './progress.js';
+export {
+  bashCompletionScript,
+  type CompletionModel,
+  type CompletionShell,
+  completionScript,
+  completionShells,
+  fishCompletionScript,
+  zshCompletionScript,
+} from './shell-completion.js';

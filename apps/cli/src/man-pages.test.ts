@@ -14,7 +14,8 @@ import { manPages } from './man-pages.js';
 import { requireTool } from './test-support/run.js';
 
 const cliDirectory = join(dirname(fileURLToPath(import.meta.url)), '..');
-const transportNames = 'containers-storage, dir, docker, docker-archive, docker-daemon, oci, oci-archive, ostree';
+const transportNames =
+  'containers-storage, dir, docker, docker-archive, docker-daemon, oci, oci-archive, ostree';
 const pages = manPages({ commands, globalFlags, version: cliVersion(), transportNames });
 let directory: string;
 
@@ -31,7 +32,14 @@ afterAll(async () => {
 function renderManPage(file: string): { text: string; stderr: string } {
   const result = spawnSync(requireTool('man'), ['-l', file], {
     encoding: 'utf8',
-    env: { ...process.env, MANPAGER: 'cat', PAGER: 'cat', MANWIDTH: '200', MANROFFOPT: '-ww', MAN_KEEP_FORMATTING: '' },
+    env: {
+      ...process.env,
+      MANPAGER: 'cat',
+      PAGER: 'cat',
+      MANWIDTH: '200',
+      MANROFFOPT: '-ww',
+      MAN_KEEP_FORMATTING: '',
+    },
   });
   expect(result.status, result.stderr).toBe(0);
   // Overstrikes (bold, underline) out: plain text.
@@ -40,7 +48,10 @@ function renderManPage(file: string): { text: string; stderr: string } {
 
 describe('man pages', () => {
   it('has gantry.1 and one page per command gantry --help lists', () => {
-    const expected = ['gantry.1', ...commands.filter((command) => !command.hidden).map((command) => `gantry-${command.name}.1`)];
+    const expected = [
+      'gantry.1',
+      ...commands.filter((command) => !command.hidden).map((command) => `gantry-${command.name}.1`),
+    ];
     expect([...pages.keys()].sort()).toEqual(expected.sort());
   });
 
@@ -71,10 +82,15 @@ describe('man pages', () => {
 
   it('the build wrote the same pages to dist/man, which the package ships', () => {
     const built = join(cliDirectory, 'dist', 'man');
-    expect(existsSync(built), 'dist/man is missing: run `pnpm build` (turbo builds it before these tests)').toBe(true);
+    expect(
+      existsSync(built),
+      'dist/man is missing: run `pnpm build` (turbo builds it before these tests)',
+    ).toBe(true);
     expect(readdirSync(built).sort()).toEqual([...pages.keys()].sort());
     for (const [name, text] of pages) expect(readFileSync(join(built, name), 'utf8')).toBe(text);
-    const manifest = JSON.parse(readFileSync(join(cliDirectory, 'package.json'), 'utf8')) as { files: string[] };
+    const manifest = JSON.parse(readFileSync(join(cliDirectory, 'package.json'), 'utf8')) as {
+      files: string[];
+    };
     expect(manifest.files).toContain('dist/man');
   });
 });

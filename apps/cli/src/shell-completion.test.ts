@@ -38,9 +38,13 @@ function bashCompletions(words: string[]): string[] {
     'function_name=$(complete -p gantry | sed -E "s/.* -F ([^ ]+) .*/\\1/")',
     `COMP_WORDS=(${words.map((word) => `'${word}'`).join(' ')})`,
     `COMP_CWORD=${words.length - 1}`,
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template.
     'COMP_LINE="${COMP_WORDS[*]}"',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template.
     'COMP_POINT=${#COMP_LINE}',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template.
     '"$function_name" gantry "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template.
     'printf "%s\\n" "${COMPREPLY[@]}"',
   ].join('\n');
   const result = spawnSync(requireTool('bash'), ['--norc', '--noprofile', '-c', script], {
@@ -81,8 +85,10 @@ describe('gantry completion bash', () => {
     expect(bashCompletions(['gantry', 'inspect', '--insecure-p'])).toEqual(['--insecure-policy']);
     const copyFlags = bashCompletions(['gantry', 'copy', '-']);
     const copy = commands.find((command) => command.name === 'copy')!;
-    for (const spec of copy.flags.filter((flag) => !flag.hidden)) expect(copyFlags).toContain(`--${spec.name}`);
-    for (const spec of globalFlags.filter((flag) => !flag.hidden)) expect(copyFlags).toContain(`--${spec.name}`);
+    for (const spec of copy.flags.filter((flag) => !flag.hidden))
+      expect(copyFlags).toContain(`--${spec.name}`);
+    for (const spec of globalFlags.filter((flag) => !flag.hidden))
+      expect(copyFlags).toContain(`--${spec.name}`);
     // Hidden aliases are accepted but not offered.
     expect(copyFlags).not.toContain('--screds');
     // inspect has no copy flags.
@@ -114,7 +120,11 @@ describe('gantry completion zsh', () => {
     expect(syntax.status, syntax.stderr).toBe(0);
     const loaded = spawnSync(
       zsh,
-      ['-f', '-c', `autoload -U compinit; compinit -u -D; source ${scripts.zsh}; print -r -- $_comps[gantry]`],
+      [
+        '-f',
+        '-c',
+        `autoload -U compinit; compinit -u -D; source ${scripts.zsh}; print -r -- $_comps[gantry]`,
+      ],
       { encoding: 'utf8', cwd: directory },
     );
     expect(loaded.stderr).toBe('');

@@ -34,7 +34,12 @@ function flagWords(spec: FlagSpec): string[] {
 }
 
 const helpFlag: FlagSpec = { name: 'help', short: 'h', kind: 'bool', description: 'help for the command' };
-const versionFlag: FlagSpec = { name: 'version', short: 'v', kind: 'bool', description: 'Version for gantry' };
+const versionFlag: FlagSpec = {
+  name: 'version',
+  short: 'v',
+  kind: 'bool',
+  description: 'Version for gantry',
+};
 
 /** A bash single-quoted word. */
 function shellQuote(text: string): string {
@@ -52,13 +57,16 @@ export function bashCompletionScript(model: CompletionModel): string {
     '#   source <(gantry completion bash)',
     '# or save it as ~/.local/share/bash-completion/completions/gantry.',
     '_gantry() {',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template.
     '  local cur=${COMP_WORDS[COMP_CWORD]}',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template.
     '  local prev=${COMP_WORDS[COMP_CWORD-1]}',
     `  local commands=${shellQuote(commands.map((command) => command.name).join(' '))}`,
     `  local global_flags=${shellQuote(visible(globals).flatMap(flagWords).join(' '))}`,
     `  local global_value_flags=${shellQuote(valueFlags(globals).join(' '))}`,
     '  local command="" flags="" value_flags="" words="" i word skip=""',
     '  for ((i = 1; i < COMP_CWORD; i++)); do',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a template.
     '    word=${COMP_WORDS[i]}',
     '    if [[ -n $skip ]]; then skip=""; continue; fi',
     '    if [[ $word == -* ]]; then',
@@ -109,7 +117,10 @@ export function bashCompletionScript(model: CompletionModel): string {
 
 /** Text inside a zsh `_arguments` spec's `[…]` description. */
 function zshDescription(text: string): string {
-  return text.replace(/\\/g, '\\\\').replace(/[[\]:]/g, (character) => `\\${character}`).replace(/'/g, "'\\''");
+  return text
+    .replace(/\\/g, '\\\\')
+    .replace(/[[\]:]/g, (character) => `\\${character}`)
+    .replace(/'/g, "'\\''");
 }
 
 function zshFlagSpecs(flags: readonly FlagSpec[]): string[] {
@@ -158,7 +169,9 @@ export function zshCompletionScript(model: CompletionModel): string {
     lines.push(
       `        ${command.name})`,
       '          _arguments \\',
-      ...zshFlagSpecs([...command.flags, ...model.globalFlags, helpFlag]).map((spec) => `            ${spec} \\`),
+      ...zshFlagSpecs([...command.flags, ...model.globalFlags, helpFlag]).map(
+        (spec) => `            ${spec} \\`,
+      ),
       `            ${argument} && ret=0`,
       '          ;;',
     );

@@ -66,7 +66,10 @@ async function gantry(args: string[]): Promise<Run> {
 /** The fatal message of a run (`msg="…"`), program names and temporary paths set aside. */
 function fatalMessage(run: Run): string {
   const match = /level=fatal msg="((?:[^"\\]|\\.)*)"/.exec(run.stderr);
-  return (match?.[1] ?? run.stderr).replaceAll(root, '<root>').replace(/\bskopeo\b/g, '<program>').replace(/\bgantry\b/g, '<program>');
+  return (match?.[1] ?? run.stderr)
+    .replaceAll(root, '<root>')
+    .replace(/\bskopeo\b/g, '<program>')
+    .replace(/\bgantry\b/g, '<program>');
 }
 
 function isUnknownFlag(run: Run): boolean {
@@ -100,7 +103,14 @@ function listedFlags(command: string): FlagUse[] {
     if (!match) continue;
     const [, short, name, valueName] = match;
     if (name === 'help') continue;
-    const takesValue = valueName !== undefined && !/^ {2,}/.test(line.slice(line.indexOf(`--${name}`) + name!.length + 2, line.indexOf(`--${name}`) + name!.length + 5));
+    const takesValue =
+      valueName !== undefined &&
+      !/^ {2,}/.test(
+        line.slice(
+          line.indexOf(`--${name}`) + name!.length + 2,
+          line.indexOf(`--${name}`) + name!.length + 5,
+        ),
+      );
     const suffix = takesValue ? '=x' : '';
     uses.push({ word: `--${name}${suffix}`, name: `--${name}` });
     if (short) uses.push({ word: `-${short}${suffix}`, name: `-${short}` });
@@ -184,7 +194,13 @@ describe('flag acceptance, gantry against skopeo 1.9.3, command by command', () 
       ['--screds', 'src'],
       ['--dcreds', 'dest'],
     ] as const) {
-      const args = ['copy', `${alias}=me:pw`, `--${prefix}-no-creds`, 'docker://localhost:1/a:b', 'oci:/nonexistent/x:y'];
+      const args = [
+        'copy',
+        `${alias}=me:pw`,
+        `--${prefix}-no-creds`,
+        'docker://localhost:1/a:b',
+        'oci:/nonexistent/x:y',
+      ];
       const theirs = skopeo(['--insecure-policy', ...args]);
       const ours = await gantry(['--insecure-policy', ...args]);
       expect(theirs.code).toBe(1);
@@ -219,25 +235,59 @@ describe('error messages of common failures, gantry against skopeo 1.9.3', () =>
   });
 
   const cases: Array<[string, () => string[]]> = [
-    ['inspect: a list without the wanted platform', () => ['--override-arch', 'amd64', '--override-os', 'linux', 'inspect', `oci:${layout}:list`]],
+    [
+      'inspect: a list without the wanted platform',
+      () => ['--override-arch', 'amd64', '--override-os', 'linux', 'inspect', `oci:${layout}:list`],
+    ],
     [
       'copy: a list without the wanted platform',
-      () => ['--insecure-policy', '--override-arch', 'amd64', '--override-os', 'linux', 'copy', `oci:${layout}:list`, `oci:${join(root, 'copy')}:x`],
+      () => [
+        '--insecure-policy',
+        '--override-arch',
+        'amd64',
+        '--override-os',
+        'linux',
+        'copy',
+        `oci:${layout}:list`,
+        `oci:${join(root, 'copy')}:x`,
+      ],
     ],
     ['inspect: no argument', () => ['inspect']],
     ['copy: one argument', () => ['copy', 'oci:/x']],
     ['inspect: an unknown flag', () => ['inspect', '--bogus', 'oci:/x']],
     ['inspect: a bad --retry-times', () => ['inspect', '--retry-times=x', 'oci:/x']],
-    ['copy: a --retry-times too large', () => ['copy', '--retry-times=99999999999999999999', 'oci:/a', 'oci:/b']],
+    [
+      'copy: a --retry-times too large',
+      () => ['copy', '--retry-times=99999999999999999999', 'oci:/a', 'oci:/b'],
+    ],
     ['inspect: an unknown transport', () => ['inspect', 'nosuch:image']],
     ['inspect: no transport', () => ['inspect', 'image']],
     ['inspect: a missing OCI layout', () => ['inspect', `oci:${join(root, 'missing')}:x`]],
     ['inspect: a tag the layout lacks', () => ['inspect', `oci:${layout}:nosuchtag`]],
     ['inspect: an invalid docker reference', () => ['inspect', 'docker://UPPER/case']],
-    ['copy: --all with --multi-arch', () => ['--insecure-policy', 'copy', '--all', '--multi-arch', 'all', 'oci:/a', 'oci:/b']],
-    ['copy: an unknown --format', () => ['--insecure-policy', 'copy', '--format', 'v2s3', 'oci:/a', 'oci:/b']],
-    ['copy: a missing policy file', () => ['--policy', join(root, 'nosuch-policy.json'), 'copy', `oci:${layout}:list`, 'oci:/b:x']],
-    ['copy: --src-creds with --src-no-creds', () => ['--insecure-policy', 'copy', '--src-creds=a:b', '--src-no-creds', 'docker://localhost:1/a', 'oci:/b']],
+    [
+      'copy: --all with --multi-arch',
+      () => ['--insecure-policy', 'copy', '--all', '--multi-arch', 'all', 'oci:/a', 'oci:/b'],
+    ],
+    [
+      'copy: an unknown --format',
+      () => ['--insecure-policy', 'copy', '--format', 'v2s3', 'oci:/a', 'oci:/b'],
+    ],
+    [
+      'copy: a missing policy file',
+      () => ['--policy', join(root, 'nosuch-policy.json'), 'copy', `oci:${layout}:list`, 'oci:/b:x'],
+    ],
+    [
+      'copy: --src-creds with --src-no-creds',
+      () => [
+        '--insecure-policy',
+        'copy',
+        '--src-creds=a:b',
+        '--src-no-creds',
+        'docker://localhost:1/a',
+        'oci:/b',
+      ],
+    ],
     ['manifest-digest: a missing file', () => ['manifest-digest', join(root, 'nosuch-manifest.json')]],
     ['a bad --command-timeout', () => ['--command-timeout', '5', 'inspect', 'oci:/x']],
     ['delete: no argument', () => ['delete']],
@@ -248,7 +298,10 @@ describe('error messages of common failures, gantry against skopeo 1.9.3', () =>
    * Where gantry differs on purpose, pinned: the exit codes skopeo gives and gantry's own, and why.
    * Everything else must be the same exit code and the same message.
    */
-  const knownDifferences: Record<string, { skopeoCode: number; gantryCode: number; gantryMessage?: string; why: string }> = {
+  const knownDifferences: Record<
+    string,
+    { skopeoCode: number; gantryCode: number; gantryMessage?: string; why: string }
+  > = {
     'copy: one argument': {
       skopeoCode: 0,
       gantryCode: 1,

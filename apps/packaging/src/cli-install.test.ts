@@ -10,7 +10,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { buildFixtureImage, type FixtureImage, runSkopeo, writeFixtureToOciLayout } from '@gantry/core/testing';
+import {
+  buildFixtureImage,
+  type FixtureImage,
+  runSkopeo,
+  writeFixtureToOciLayout,
+} from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PackedPackage, packPackage, publishablePackages, run, workspaceRoot } from './packing.js';
 
@@ -38,7 +43,16 @@ beforeAll(async () => {
   };
   await run(
     'npm',
-    ['install', '--global', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', packed.tarball],
+    [
+      'install',
+      '--global',
+      '--prefix',
+      prefix,
+      '--no-audit',
+      '--no-fund',
+      '--prefer-offline',
+      packed.tarball,
+    ],
     {
       cwd: root,
       env: { ...process.env, npm_config_loglevel: 'error', npm_config_cache: process.env.npm_config_cache },
@@ -89,7 +103,9 @@ describe('gantry installed globally from its packed tarball', () => {
     expect(existsSync(join(installed, 'node_modules', 'koffi'))).toBe(true);
     // The @gantry packages are inside the bundle, not installed beside it.
     expect(existsSync(join(installed, 'node_modules', '@gantry'))).toBe(false);
-    const manifest = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as { version: string };
+    const manifest = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as {
+      version: string;
+    };
     expect(await runInstalled(['--version'])).toBe(`gantry version ${manifest.version}\n`);
   });
 
@@ -101,7 +117,10 @@ describe('gantry installed globally from its packed tarball', () => {
   });
 
   it('inspects an OCI layout as skopeo does', async () => {
-    const ours = JSON.parse(await runInstalled(['inspect', `oci:${layout}:latest`])) as Record<string, unknown>;
+    const ours = JSON.parse(await runInstalled(['inspect', `oci:${layout}:latest`])) as Record<
+      string,
+      unknown
+    >;
     // Debian's skopeo 1.9.3 predates LayersData, which later skopeo prints and gantry does.
     expect(ours.LayersData).toHaveLength(2);
     delete ours.LayersData;
@@ -145,7 +164,9 @@ describe('gantry installed globally from its packed tarball', () => {
     const config = JSON.parse((await runSkopeo(['inspect', '--config', `dir:${back}`])).toString()) as {
       rootfs: { diff_ids: string[] };
     };
-    const original = JSON.parse((await runSkopeo(['inspect', '--config', `oci:${layout}:latest`])).toString()) as {
+    const original = JSON.parse(
+      (await runSkopeo(['inspect', '--config', `oci:${layout}:latest`])).toString(),
+    ) as {
       rootfs: { diff_ids: string[] };
     };
     expect(config.rootfs.diff_ids).toEqual(original.rootfs.diff_ids);

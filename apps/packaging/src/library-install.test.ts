@@ -13,7 +13,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { buildFixtureImage, type FixtureImage, runSkopeo, writeFixtureToOciLayout } from '@gantry/core/testing';
+import {
+  buildFixtureImage,
+  type FixtureImage,
+  runSkopeo,
+  writeFixtureToOciLayout,
+} from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type PackedPackage,
@@ -138,7 +143,7 @@ describe("the README's library example, from packed tarballs", () => {
     }
   });
 
-  it('type-checks with tsc (strict, NodeNext, the libraries\' declarations checked too)', async () => {
+  it("type-checks with tsc (strict, NodeNext, the libraries' declarations checked too)", async () => {
     let output = '';
     try {
       await run(join(project, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], {

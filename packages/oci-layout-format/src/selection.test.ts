@@ -29,11 +29,7 @@ describe('findIndexEntry', () => {
   });
 
   it.each([
-    [
-      { imageName: 'x', sourceIndex: -1 },
-      ErrorCodes.ImageNotFound,
-      'no descriptor found for reference "x"',
-    ],
+    [{ imageName: 'x', sourceIndex: -1 }, ErrorCodes.ImageNotFound, 'no descriptor found for reference "x"'],
     [
       { imageName: '', sourceIndex: 3 },
       ErrorCodes.ImageNotFound,

@@ -1,6 +1,11 @@
 import { UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
-import { type CompletionModel, completionScript, completionShells, type CompletionShell } from '../shell-completion.js';
+import {
+  type CompletionModel,
+  type CompletionShell,
+  completionScript,
+  completionShells,
+} from '../shell-completion.js';
 
 /**
  * `gantry completion bash|zsh|fish`: prints the shell's completion script, generated from `model()`

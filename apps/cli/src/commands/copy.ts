@@ -15,7 +15,13 @@ import {
 import { type FlagSpec, UsageError } from '../args.js';
 import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';
-import { credsAliasSpec, imageFlagSpecs, retryFlagSpecs, retryWarning, transportContextFrom } from '../image-flags.js';
+import {
+  credsAliasSpec,
+  imageFlagSpecs,
+  retryFlagSpecs,
+  retryWarning,
+  transportContextFrom,
+} from '../image-flags.js';
 import { transportNamesOf } from '../plugins.js';
 import { createProgressReporter, type ProgressReporter } from '../progress.js';
 import { signingOptionsFrom } from '../signing-flags.js';
