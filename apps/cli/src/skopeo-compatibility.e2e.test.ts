@@ -316,7 +316,9 @@ describe('error messages of common failures, gantry against skopeo 1.9.3', () =>
     'inspect: a tag the layout lacks': {
       skopeoCode: 1,
       gantryCode: 2,
-      why: 'gantry exits 2 whenever the image is not there (README, exit codes); same message',
+      gantryMessage:
+        'Error parsing image name \\"oci:<root>/layout:nosuchtag\\": image \\"nosuchtag\\" not found in OCI layout <root>/layout: no descriptor found for reference \\"nosuchtag\\"',
+      why: "gantry exits 2 whenever the image is not there (README, exit codes); its library error also names the image and the layout, before skopeo's words",
     },
     'inspect: an invalid docker reference': {
       skopeoCode: 1,

@@ -29,7 +29,11 @@ describe('findIndexEntry', () => {
   });
 
   it.each([
-    [{ imageName: 'x', sourceIndex: -1 }, ErrorCodes.ImageNotFound, 'no descriptor found for reference "x"'],
+    [
+      { imageName: 'x', sourceIndex: -1 },
+      ErrorCodes.ImageNotFound,
+      'image "x" not found in OCI layout /l: no descriptor found for reference "x"',
+    ],
     [
       { imageName: '', sourceIndex: 3 },
       ErrorCodes.ImageNotFound,

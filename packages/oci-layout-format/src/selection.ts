@@ -68,10 +68,9 @@ export function findIndexEntry(
         `image "${selector.imageName}" in ${where} has unsupported manifest MIME types ${JSON.stringify(unsupportedTypes)}`,
       );
     }
-    // containers/image's words, as skopeo prints them after the image name.
     throw new GantryError(
       ErrorCodes.ImageNotFound,
-      `no descriptor found for reference "${selector.imageName}"`,
+      `image "${selector.imageName}" not found in ${where}: no descriptor found for reference "${selector.imageName}"`,
     );
   }
   if (index.entries.length === 0) {
