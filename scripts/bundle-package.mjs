@@ -18,7 +18,8 @@
 //   (evaluated at the call, as before), so lazily required dependencies are inside the file too;
 // - a module `bundled-transports.js` of the package, if any, is replaced by the list of the package's
 //   dependencies that are transport packages (`@gantry/transport-*`, `gantry-transport-*`,
-//   `@scope/gantry-transport-*`): name, version, the transport names their package.json declares, and
+//   `@scope/gantry-transport-*`; devDependencies included, as a self-contained package bundles them):
+//   name, version, the transport names their package.json declares, and
 //   a `load()` that imports them from inside the file. Adding a transport dependency adds it there;
 // - the code is printed without comments and in ASCII only (other characters escaped): Node then
 //   reads it into a one-byte string, which it decodes and V8 scans faster. Names and lines are kept,
@@ -26,7 +27,7 @@
 // dist/NAME.cjs.LICENSES.txt lists the third-party packages inside, with their licence texts.
 //
 // Run from a package directory after `tsc`: `node ../../scripts/bundle-package.mjs [--self-contained NAME]`.
-// Declarations (.d.ts, with their maps to the sources) stay as tsc wrote them; tsc's .js files and their
+// Declarations (.d.ts) stay as tsc wrote them; tsc's .js files and their
 // maps are replaced by the bundles (tsc's .cjs files stay).
 import {
   existsSync,
@@ -113,10 +114,16 @@ const builtins = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]
 const transportPackagePattern =
   /^(?:@gantry\/transport-[a-z0-9._-]+|gantry-transport-[a-z0-9._-]+|@[a-z0-9._-]+\/gantry-transport-[a-z0-9._-]+)$/;
 
-/** The package's dependencies that are transport packages, with what bundled-transports.ts describes. */
+/**
+ * The package's dependencies that are transport packages, with what bundled-transports.ts describes.
+ * devDependencies count too: a self-contained package (the CLI) bundles its transports, so it lists
+ * them there and its published manifest does not make npm fetch them.
+ */
 function bundledTransportPackages() {
   const requireFromPackage = createRequire(join(packageDirectory, 'package.json'));
-  return Object.keys(manifest.dependencies ?? {})
+  return [
+    ...new Set([...Object.keys(manifest.dependencies ?? {}), ...Object.keys(manifest.devDependencies ?? {})]),
+  ]
     .filter((name) => transportPackagePattern.test(name))
     .sort()
     .map((name) => {

@@ -10,7 +10,8 @@
 # attr (getfattr cross-checks the xattrs layers set); ostree (the ostree: transport commits, checks out and fsck-checks
 # repositories with it); squashfs-tools and fakeroot (the sif: example transport converts SIF root file systems with
 # unsquashfs under fakeroot, as skopeo does; its tests make squashfs images with mksquashfs, set xattrs with setfattr,
-# and write and read SIF files with siftool, sylabs/sif's own tool).
+# and write and read SIF files with siftool, sylabs/sif's own tool); man-db and groff-base (`man -l` renders the CLI's
+# generated man pages), zsh and fish (they load the generated shell completions; bash is there already).
 # Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
@@ -46,6 +47,10 @@ declare -A package_of=(
   [fakeroot]=fakeroot
   [setfattr]=attr
   [siftool]=siftool
+  [man]=man-db
+  [groff]=groff-base
+  [zsh]=zsh
+  [fish]=fish
 )
 missing=()
 for command in "${!package_of[@]}"; do

@@ -28,6 +28,17 @@ export interface FlagSpec {
   /** Not listed in help. */
   hidden?: boolean;
   /**
+   * Another name of the flag with this long name: its value is stored under that name (skopeo's
+   * hidden `--screds` for `--src-creds`).
+   */
+  aliasOf?: string;
+  /**
+   * For a global flag: the commands after whose name it is also accepted (default: every command;
+   * before the command name it is always accepted). skopeo's hidden `--tls-verify` is a flag of the
+   * root command and of copy and sync only.
+   */
+  onlyAfterCommands?: readonly string[];
+  /**
    * When set, the flag is recognised (so skopeo command lines do not fail with "unknown flag") but
    * using it is an error with this explanation.
    */
@@ -233,11 +244,12 @@ export function parseArguments(
   const positionals: string[] = [];
   const store = (spec: FlagSpec, raw: string) => {
     const value = parseValue(spec, raw);
+    const name = spec.aliasOf ?? spec.name;
     if (spec.kind === 'stringArray') {
-      const previous = (values.get(spec.name) as string[] | undefined) ?? [];
-      values.set(spec.name, [...previous, value as string]);
+      const previous = (values.get(name) as string[] | undefined) ?? [];
+      values.set(name, [...previous, value as string]);
     } else {
-      values.set(spec.name, value);
+      values.set(name, value);
     }
   };
   for (let index = 0; index < tokens.length; index++) {

@@ -19,7 +19,7 @@ describe('usage errors (exit 1, skopeo wording, nothing on stdout)', () => {
     [['copy', 'a'], 'msg="Exactly two arguments expected"'],
     [['inspect', '--format'], 'msg="flag needs an argument: --format"'],
     [['inspect', '--raw', '--format', 'x', 'oci:/x'], 'msg="raw output does not support format option"'],
-    [['inspect', '--retry-times=x', 'oci:/x'], 'strconv.ParseUint: parsing \\"x\\": invalid syntax'],
+    [['inspect', '--retry-times=x', 'oci:/x'], 'strconv.ParseInt: parsing \\"x\\": invalid syntax'],
     [['--command-timeout', '5', 'inspect', 'oci:/x'], 'time: missing unit in duration \\"5\\"'],
     [[], `msg="Missing command 'gantry COMMAND'\\nTry 'gantry --help' for more information"`],
     [['bogus'], 'msg="Unrecognized command `gantry bogus`\\nTry \'gantry --help\' for more information"'],
@@ -30,7 +30,7 @@ describe('usage errors (exit 1, skopeo wording, nothing on stdout)', () => {
     ],
     [
       ['--insecure-policy', 'copy', '--all', '--multi-arch', 'all', 'oci:/a', 'oci:/b'],
-      'Cannot use --all and --multi-arch together',
+      'Cannot use --all and --multi-arch flags together',
     ],
     [
       ['--insecure-policy', 'copy', '--multi-arch', 'x', 'oci:/a', 'oci:/b'],
@@ -107,7 +107,9 @@ describe('help and version', () => {
   it('--help on the root and every command goes to stdout with exit 0', async () => {
     const root = await runGantry(['--help']);
     expect(root.code).toBe(0);
-    expect(root.stdout.toString()).toContain('Available Commands:\n  copy ');
+    expect(root.stdout.toString()).toContain(
+      'Available Commands:\n  completion            Print a shell completion script\n  copy ',
+    );
     expect(root.stdout.toString()).toContain('      --insecure-policy ');
     expect(root.stdout.toString()).toContain('  standalone-verify ');
     // Hidden, as in skopeo, but its help is there.

@@ -14,6 +14,7 @@ import {
   rejectUnsupportedFlags,
   UsageError,
 } from './args.js';
+import { createCompletionCommand } from './commands/completion.js';
 import { copyCommand } from './commands/copy.js';
 import { deleteCommand } from './commands/delete.js';
 import { inspectCommand } from './commands/inspect.js';
@@ -40,6 +41,7 @@ export const ExitCodes = { success: 0, failure: 1, imageNotFound: 2 } as const;
 
 /** The commands gantry implements. */
 export const commands: readonly CommandDefinition[] = [
+  createCompletionCommand(() => ({ commands, globalFlags })),
   copyCommand,
   deleteCommand,
   generateSigstoreKeyCommand,
@@ -108,6 +110,9 @@ export const globalFlags: FlagSpec[] = [
     kind: 'bool',
     description: 'deprecated',
     hidden: true,
+    // skopeo: a flag of the root command, and a deprecated one of copy and sync; the commands with a
+    // --tls-verify of their own (inspect, delete, list-tags, login, logout) define it themselves.
+    onlyAfterCommands: ['copy', 'sync'],
   },
 ];
 
@@ -314,7 +319,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         `Unrecognized command \`gantry ${name}\`\nTry 'gantry --help' for more information`,
       );
     }
-    const parsed = parseArguments(rest, [...command.flags, ...globalFlags, helpFlag(command.name)]);
+    const commandName = command.name;
+    const globalsAfterCommand = globalFlags.filter(
+      (spec) =>
+        spec.onlyAfterCommands === undefined ||
+        spec.onlyAfterCommands.includes(commandName) ||
+        command!.flags.some((own) => own.name === spec.name),
+    );
+    const parsed = parseArguments(rest, [...command.flags, ...globalsAfterCommand, helpFlag(command.name)]);
     if (parsed.values.get('help') === true) {
       io.stdout.write(commandHelp(command, await transportNames(command)));
       return ExitCodes.success;

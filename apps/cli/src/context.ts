@@ -75,6 +75,8 @@ export interface CommandDefinition {
   flags: FlagSpec[];
   /** Left out of the command list of `gantry --help`, like skopeo's hidden commands. */
   hidden?: boolean;
+  /** The fixed words its arguments are chosen from, offered by shell completion (default: file names). */
+  completionWords?: readonly string[];
   /** The transports listed in the help's `{transports}`; default every installed one. */
   supportsTransport?(transport: Transport): boolean;
   run(context: CommandContext): Promise<void>;

@@ -72,9 +72,25 @@ export function imageFlagSpecs(prefix: '' | 'src-' | 'dest-'): FlagSpec[] {
   return flags;
 }
 
+/**
+ * skopeo's hidden short names of copy's and sync's `--src-creds` and `--dest-creds`: `--screds` and
+ * `--dcreds` (accepted, not listed in help).
+ */
+export function credsAliasSpec(prefix: 'src-' | 'dest-'): FlagSpec {
+  return {
+    name: prefix === 'src-' ? 'screds' : 'dcreds',
+    aliasOf: `${prefix}creds`,
+    kind: 'string',
+    valueName: 'USERNAME[:PASSWORD]',
+    description: 'Use USERNAME[:PASSWORD] for accessing the registry',
+    hidden: true,
+  };
+}
+
 /** `--retry-times` and `--retry-delay`. */
 export const retryFlagSpecs: FlagSpec[] = [
-  { name: 'retry-times', kind: 'uint', description: 'the number of times to possibly retry' },
+  // An int, as skopeo 1.9.3's (`strconv.ParseInt` errors); a negative count retries nothing.
+  { name: 'retry-times', kind: 'int', description: 'the number of times to possibly retry' },
   {
     name: 'retry-delay',
     kind: 'duration',
@@ -93,7 +109,7 @@ export function retryWarning(attempt: number, retryTimes: number, error: unknown
  * each retry as skopeo prints it.
  */
 export function retrySettingsFrom(context: CommandContext): RetrySettings {
-  const retryTimes = (context.flags.get('retry-times') as number | undefined) ?? 0;
+  const retryTimes = Math.max(0, (context.flags.get('retry-times') as number | undefined) ?? 0);
   return {
     retryTimes,
     retryDelayMs: context.flags.get('retry-delay') as number | undefined,

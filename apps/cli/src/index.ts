@@ -39,6 +39,7 @@ export {
   goJsonEncode,
 } from './go-values.js';
 export { createLogger, formatLogLine, type Logger, type LogLevel } from './logger.js';
+export { commandManPage, type ManPageModel, mainManPage, manPages } from './man-pages.js';
 export {
   configFilePath,
   createTransportLoader,
@@ -52,3 +53,12 @@ export {
   transportsFromModule,
 } from './plugins.js';
 export { createProgressReporter, formatBytes } from './progress.js';
+export {
+  bashCompletionScript,
+  type CompletionModel,
+  type CompletionShell,
+  completionScript,
+  completionShells,
+  fishCompletionScript,
+  zshCompletionScript,
+} from './shell-completion.js';

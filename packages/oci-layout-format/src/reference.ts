@@ -134,7 +134,8 @@ export abstract class LayoutReferenceBase {
     try {
       resolvedPath = resolvePathToFullyExplicit(elements.path);
     } catch (error) {
-      throw invalidReference(transportName, text, describeFileSystemError(error), error);
+      // containers/image's words: the file-system error alone (`lstat /x: no such file or directory`).
+      throw new GantryError(ErrorCodes.InvalidReference, describeFileSystemError(error), { cause: error });
     }
     this.path = elements.path;
     this.resolvedPath = resolvedPath;

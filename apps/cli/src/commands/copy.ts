@@ -15,7 +15,13 @@ import {
 import { type FlagSpec, UsageError } from '../args.js';
 import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';
-import { imageFlagSpecs, retryFlagSpecs, retryWarning, transportContextFrom } from '../image-flags.js';
+import {
+  credsAliasSpec,
+  imageFlagSpecs,
+  retryFlagSpecs,
+  retryWarning,
+  transportContextFrom,
+} from '../image-flags.js';
 import { transportNamesOf } from '../plugins.js';
 import { createProgressReporter, type ProgressReporter } from '../progress.js';
 import { signingOptionsFrom } from '../signing-flags.js';
@@ -91,7 +97,7 @@ async function run(context: CommandContext): Promise<void> {
   let selection: ImageListSelection = 'system';
   const multiArch = flags.get('multi-arch') as string | undefined;
   if (flags.get('all') === true) {
-    if (multiArch !== undefined) throw new UsageError('Cannot use --all and --multi-arch together');
+    if (multiArch !== undefined) throw new UsageError('Cannot use --all and --multi-arch flags together');
     selection = 'all';
   } else if (multiArch !== undefined) {
     if (multiArch !== 'system' && multiArch !== 'all' && multiArch !== 'index-only') {
@@ -106,7 +112,7 @@ async function run(context: CommandContext): Promise<void> {
   if (flags.get('remove-signatures') === true) options.removeSignatures = true;
   if (flags.get('copy-referrers') === true) options.copyReferrers = true;
   const retryTimes = flags.get('retry-times') as number | undefined;
-  if (retryTimes !== undefined) options.retryTimes = retryTimes;
+  if (retryTimes !== undefined) options.retryTimes = Math.max(0, retryTimes);
   const retryDelay = flags.get('retry-delay') as number | undefined;
   if (retryDelay !== undefined) options.retryDelayMs = retryDelay;
   const parallel = flags.get('image-parallel-copies') as number | undefined;
@@ -253,6 +259,8 @@ const copyFlags: FlagSpec[] = [
   },
   ...imageFlagSpecs('src-'),
   ...imageFlagSpecs('dest-'),
+  credsAliasSpec('src-'),
+  credsAliasSpec('dest-'),
   ...retryFlagSpecs,
   {
     name: 'additional-tag',

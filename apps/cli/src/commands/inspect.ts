@@ -2,6 +2,7 @@ import {
   buildInspectConfigOutput,
   buildInspectOutput,
   choosePlatformInstance,
+  type Digest,
   digestOf,
   ErrorCodes,
   GantryError,
@@ -121,7 +122,12 @@ async function run(context: CommandContext): Promise<void> {
       const mediaType = normalizeManifestMediaType(topLevel.mediaType, topLevel.bytes);
       if (isManifestListMediaType(mediaType)) {
         const list = parseManifestList(topLevel.bytes, mediaType);
-        const chosen = choosePlatformInstance(list, transportContext.platform);
+        let chosen: Digest;
+        try {
+          chosen = choosePlatformInstance(list, transportContext.platform);
+        } catch (error) {
+          throw wrapError('choosing image instance', error);
+        }
         context.logger.debug(`Choosing image ${chosen} from the manifest list`);
         const instance = await withRetry(() => source.getManifest(chosen, { signal }), retry);
         if (!manifestMatchesDigest(instance.bytes, chosen)) {

@@ -13,7 +13,7 @@ import {
 import { type FlagSpec, UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';
-import { imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
+import { credsAliasSpec, imageFlagSpecs, retryFlagSpecs, transportContextFrom } from '../image-flags.js';
 import { signingOptionsFrom } from '../signing-flags.js';
 import { createSyncProgressReporter, formatSyncSummary } from '../sync-progress.js';
 import { policyFromGlobalOptions } from './copy.js';
@@ -95,7 +95,7 @@ async function run(context: CommandContext): Promise<void> {
   const signing = await signingOptionsFrom(flags, io.env);
   if (signing) options.signing = signing;
   const retryTimes = flags.get('retry-times') as number | undefined;
-  if (retryTimes !== undefined) options.retryTimes = retryTimes;
+  if (retryTimes !== undefined) options.retryTimes = Math.max(0, retryTimes);
   const retryDelay = flags.get('retry-delay') as number | undefined;
   if (retryDelay !== undefined) options.retryDelayMs = retryDelay;
   const blobConcurrency = flags.get('image-parallel-copies') as number | undefined;
@@ -154,9 +154,12 @@ async function run(context: CommandContext): Promise<void> {
 
 /** skopeo sync's registry flags: the image flags without the oci/daemon ones. */
 function registryFlags(prefix: 'src-' | 'dest-'): FlagSpec[] {
-  return imageFlagSpecs(prefix).filter(
-    (spec) => !spec.name.endsWith('shared-blob-dir') && !spec.name.endsWith('daemon-host'),
-  );
+  return [
+    ...imageFlagSpecs(prefix).filter(
+      (spec) => !spec.name.endsWith('shared-blob-dir') && !spec.name.endsWith('daemon-host'),
+    ),
+    credsAliasSpec(prefix),
+  ];
 }
 
 const syncFlags: FlagSpec[] = [

@@ -328,7 +328,18 @@ class ImageCopier {
     if (selection === 'system' && (this.options.instanceDigests?.length ?? 0) > 0) selection = 'all';
     if (selection === 'system') {
       this.listOfChosenImage = topLevel;
-      const chosen = choosePlatformInstance(list, this.options.sourceContext?.platform);
+      let chosen: Digest;
+      try {
+        chosen = choosePlatformInstance(list, this.options.sourceContext?.platform);
+      } catch (error) {
+        if (!isGantryError(error)) throw error;
+        // containers/image's words: "choosing an image from manifest list <source>: …".
+        throw new GantryError(
+          error.code,
+          `choosing an image from manifest list ${imageName(this.sourceReference)}: ${error.message}`,
+          { cause: error },
+        );
+      }
       this.emit({ type: 'list-start', instanceCount: list.instances.length, copyCount: 1 });
       const instance = await this.readInstanceManifest(chosen);
       const written = await this.copySingleImage(

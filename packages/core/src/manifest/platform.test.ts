@@ -177,7 +177,7 @@ describe('choosePlatformInstance', () => {
     ).toThrow(
       expect.objectContaining({
         code: ErrorCodes.NoMatchingPlatform,
-        message: 'no image found in manifest list for architecture "arm", variant "v7", OS "linux"',
+        message: 'no image found in manifest list for architecture arm, variant "v7", OS linux',
       }),
     );
     expect(() =>
@@ -186,7 +186,7 @@ describe('choosePlatformInstance', () => {
         { os: 'windows' },
         amd64Host,
       ),
-    ).toThrow('no image found in image index for architecture "amd64", variant "", OS "windows"');
+    ).toThrow('no image found in image index for architecture amd64, variant "", OS windows');
   });
 
   it('works on parsed fixtures', () => {

@@ -128,8 +128,8 @@ const zstdInstanceAnnotation = 'io.github.containers.compression.zstd';
  * containers/image: the instance matching the best-ranked of `wantedPlatforms`, the first such in
  * list order. In an OCI index, an instance without a platform matches as a last resort, and among
  * equally ranked instances one annotated as zstd is preferred. Throws
- * `ERR_GANTRY_NO_MATCHING_PLATFORM`: `no image found in manifest list for architecture "X", variant
- * "Y", OS "Z"` ("image index" for OCI indexes).
+ * `ERR_GANTRY_NO_MATCHING_PLATFORM` worded as skopeo 1.9.3's containers/image words it: `no image found
+ * in manifest list for architecture X, variant "Y", OS Z` ("image index" for OCI indexes).
  */
 export function choosePlatformInstance(
   list: ManifestList,
@@ -155,6 +155,6 @@ export function choosePlatformInstance(
   const first = wanted[0]!;
   throw new GantryError(
     ErrorCodes.NoMatchingPlatform,
-    `no image found in ${oci ? 'image index' : 'manifest list'} for architecture "${first.architecture}", variant "${first.variant ?? ''}", OS "${first.os}"`,
+    `no image found in ${oci ? 'image index' : 'manifest list'} for architecture ${first.architecture}, variant ${JSON.stringify(first.variant ?? '')}, OS ${first.os}`,
   );
 }

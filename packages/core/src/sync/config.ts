@@ -27,10 +27,15 @@
 import { createRequire } from 'node:module';
 import type { Node, Scalar } from 'yaml';
 
-/** The `yaml` package, loaded on first use: every `gantry` command loads core, few read YAML. */
+/**
+ * The `yaml` package, loaded on first use: every `gantry` command loads core, few read YAML. Required
+ * through a module-level `createRequire` so the CLI's one-file bundle carries it inside
+ * (scripts/bundle-package.mjs inlines such requires of literal names).
+ */
+const require = createRequire(import.meta.url);
 let yamlModule: typeof import('yaml') | undefined;
 function yaml(): typeof import('yaml') {
-  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  yamlModule ??= require('yaml') as typeof import('yaml');
   return yamlModule;
 }
 

@@ -22,10 +22,15 @@
 import { createRequire } from 'node:module';
 import type { Range, SemVer } from 'semver';
 
-/** The `semver` package, loaded on first use: every `gantry` command loads core, few filter versions. */
+/**
+ * The `semver` package, loaded on first use: every `gantry` command loads core, few filter versions.
+ * Required through a module-level `createRequire` so the CLI's one-file bundle carries it inside
+ * (scripts/bundle-package.mjs inlines such requires of literal names).
+ */
+const require = createRequire(import.meta.url);
 let semverModule: typeof import('semver') | undefined;
 function semverPackage(): typeof import('semver') {
-  semverModule ??= createRequire(import.meta.url)('semver') as typeof import('semver');
+  semverModule ??= require('semver') as typeof import('semver');
   return semverModule;
 }
 
