@@ -9,6 +9,7 @@ import {
   parseAuthChallenges,
 } from './authentication.js';
 import { loadTlsSettings, networkError, type TlsSettings } from './connections.js';
+import { memoForContext } from './context-memo.js';
 import { type ResolvedDockerContextOptions, resolveDockerContextOptions } from './context.js';
 import { responseError, type SentCredentials } from './registry-errors.js';
 import type { DockerTransportState } from './transport-state.js';
@@ -141,18 +142,27 @@ export class RegistryClient {
     if (options.credentials) credentials = options.credentials;
     else if (!options.noCredentials && options.registryToken === undefined) {
       const key = scope.repository === '' ? scope.registry : `${scope.registry}/${scope.repository}`;
-      const found = await findRegistryCredentials(key, {
-        ...(options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath }),
-        ...(settings.credentialHelpers === undefined
-          ? {}
-          : { credentialHelpers: settings.credentialHelpers }),
-      });
+      const found = await memoForContext(
+        context,
+        `credentials\n${key}\n${options.authFilePath ?? ''}\n${settings.credentialHelpers?.join('\n') ?? ''}`,
+        () =>
+          findRegistryCredentials(key, {
+            ...(options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath }),
+            ...(settings.credentialHelpers === undefined
+              ? {}
+              : { credentialHelpers: settings.credentialHelpers }),
+          }),
+      );
       if (found) {
         credentials = { username: found.username, password: found.password };
         if (found.identityToken) credentials.identityToken = found.identityToken;
       }
     }
-    const tls = await loadTlsSettings(scope.registry, tlsVerify, options.certDirectory);
+    const tls = await memoForContext(
+      context,
+      `tls\n${scope.registry}\n${tlsVerify}\n${options.certDirectory ?? ''}`,
+      () => loadTlsSettings(scope.registry, tlsVerify, options.certDirectory),
+    );
     const client = new RegistryClient(state, scope, options, tls, credentials);
     client.pingKey = [client.apiHost, tlsVerify, options.certDirectory ?? ''].join('\n');
     await client.ping(context.signal);

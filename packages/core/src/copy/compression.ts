@@ -254,7 +254,8 @@ export async function peekCompression(
     peeked.push(next.value);
     length += next.value.byteLength;
   }
-  const prefix = Buffer.concat(peeked);
+  // Only the first bytes are looked at: copying whole (often 1 MiB) chunks would cost a copy of each blob.
+  const prefix = Buffer.concat(peeked, Math.min(length, sniffLength));
   async function* replay(): AsyncGenerator<Uint8Array, void, undefined> {
     try {
       for (const chunk of peeked) yield chunk;
