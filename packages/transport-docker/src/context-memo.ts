@@ -1,8 +1,8 @@
 import type { TransportContext } from '@gantry/core';
 
 /**
- * How long a value read from the user's configuration (registries.conf, auth files, certificate
- * directories) is reused for the same context object: one operation (a copy, a sync of many images)
+ * How long a value read from the user's configuration (registries.conf, the short-name alias cache,
+ * certificate directories; not credentials, which a login may change at any time) is reused for the same context object: one operation (a copy, a sync of many images)
  * reads each file once instead of once per image and request, while a long-lived context still sees
  * an edited file after this long.
  */
@@ -20,7 +20,11 @@ const memos = new WeakMap<TransportContext, Map<string, MemoEntry>>();
  * `contextMemoLifetimeMs`; concurrent callers share one load. A load that fails is forgotten at once
  * (the next caller reads again), so an error is never reused.
  */
-export function memoForContext<T>(context: TransportContext, key: string, load: () => Promise<T>): Promise<T> {
+export function memoForContext<T>(
+  context: TransportContext,
+  key: string,
+  load: () => Promise<T>,
+): Promise<T> {
   let entries = memos.get(context);
   if (entries === undefined) {
     entries = new Map();

@@ -8,11 +8,7 @@ import {
 } from '@gantry/core';
 import { bareMediaType, headerValue, manifestAcceptHeader } from './manifests.js';
 import { type DockerImageReference, resolveDockerImageReference } from './reference.js';
-import {
-  loadContextRegistriesConfiguration,
-  registryAccessFor,
-  registrySettingsFor,
-} from './registries.js';
+import { loadContextRegistriesConfiguration, registryAccessFor, registrySettingsFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
 

@@ -96,7 +96,9 @@ insecure = true
     // Writing goes to the primary only, which does not have v1.
     expect(await transport.manifestHead(at('app:v1'), context, 'push')).toBeUndefined();
     const manifestRequests = (log: Awaited<ReturnType<TestRegistry['accessLog']>>) =>
-      log.filter((entry) => entry.path.includes('/manifests/')).map((entry) => `${entry.method} ${entry.path}`);
+      log
+        .filter((entry) => entry.path.includes('/manifests/'))
+        .map((entry) => `${entry.method} ${entry.path}`);
     expect(manifestRequests(await mirror.accessLog())).toEqual([
       'HEAD /v2/mirrored/app/manifests/v1',
       'HEAD /v2/mirrored/app/manifests/v2',

@@ -9,8 +9,8 @@ import {
   parseAuthChallenges,
 } from './authentication.js';
 import { loadTlsSettings, networkError, type TlsSettings } from './connections.js';
-import { memoForContext } from './context-memo.js';
 import { type ResolvedDockerContextOptions, resolveDockerContextOptions } from './context.js';
+import { memoForContext } from './context-memo.js';
 import { responseError, type SentCredentials } from './registry-errors.js';
 import type { DockerTransportState } from './transport-state.js';
 
@@ -142,17 +142,12 @@ export class RegistryClient {
     if (options.credentials) credentials = options.credentials;
     else if (!options.noCredentials && options.registryToken === undefined) {
       const key = scope.repository === '' ? scope.registry : `${scope.registry}/${scope.repository}`;
-      const found = await memoForContext(
-        context,
-        `credentials\n${key}\n${options.authFilePath ?? ''}\n${settings.credentialHelpers?.join('\n') ?? ''}`,
-        () =>
-          findRegistryCredentials(key, {
-            ...(options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath }),
-            ...(settings.credentialHelpers === undefined
-              ? {}
-              : { credentialHelpers: settings.credentialHelpers }),
-          }),
-      );
+      const found = await findRegistryCredentials(key, {
+        ...(options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath }),
+        ...(settings.credentialHelpers === undefined
+          ? {}
+          : { credentialHelpers: settings.credentialHelpers }),
+      });
       if (found) {
         credentials = { username: found.username, password: found.password };
         if (found.identityToken) credentials.identityToken = found.identityToken;
