@@ -10,7 +10,6 @@ export { DockerImageReference, parseDockerRepositoryName } from './reference.js'
 export { type ListReferrersOptions, type ReferrerDescriptor, referrersFallbackTag } from './referrers.js';
 export {
   type ParsedSignature,
-  parseSignatureBlob,
   signatureBlob,
   sigstoreAttachmentTag,
   sigstoreCertificateAnnotation,
