@@ -471,12 +471,14 @@ localScenarios.push(
     name: 'signed-dir-to-dir-insecure',
     description: 'dir → dir, signed 1 MiB image, --insecure-policy (baseline of the next row)',
     signed: true,
+    needs: [],
     args: ({ destination }) => [...policy, 'copy', '-q', `dir:${signedImage.image}`, `dir:${destination}`],
   },
   {
     name: 'signed-dir-to-dir-verified',
     description: 'dir → dir, signed 1 MiB image, signedBy policy (the signature is verified)',
     signed: true,
+    needs: [],
     args: ({ destination }) => [
       '--policy',
       signedImage.policyFile,
@@ -591,11 +593,13 @@ const registryScenarios = [
     description: `sync registry → registry, a repository of ${syncTagCount} tags (shared 4 MiB base + 1 MiB each)`,
     // A new, empty destination registry each run: neither tool can mount from an earlier run's copy.
     freshRegistry: true,
+    needs: [],
     sync: ({ sourceRegistry, registry }) => [`${sourceRegistry}/bench/sync`, `${registry}/mirror`],
   },
   {
     name: 'sync-registry-50-tags-noop',
     description: `sync re-run, all ${syncTagCount} images already in the destination`,
+    needs: [],
     sync: ({ sourceRegistry }) => [`${sourceRegistry}/bench/sync`, `${sourceRegistry}/sync-noop`],
   },
   {
@@ -775,7 +779,9 @@ if (scenarios.some((scenario) => scenario.registry)) {
         ...policy,
         'inspect',
         '--tls-verify=false',
-        `docker://${registry.host}/bench/${pushedImages[0]}:v1`,
+        pushedImages.length > 0
+          ? `docker://${registry.host}/bench/${pushedImages[0]}:v1`
+          : `docker://${registry.host}/bench/sync:1.0.0`,
       ],
       { encoding: 'utf8' },
     );
