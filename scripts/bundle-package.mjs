@@ -15,7 +15,9 @@
 // built-in module does not load the module's lazy parts as an ES import does. Inside it:
 // - modules reached only through `import()` are evaluated when first imported, not at start-up;
 // - `createRequire(import.meta.url)` requires of literal module names become bundled requires
-//   (evaluated at the call, as before), so lazily required dependencies are inside the file too;
+//   (evaluated at the call, as before), so lazily required dependencies are inside the file too, in the
+//   build Node's `require` loads (OpenPGP.js: its minified CommonJS build); the package's own
+//   dependencies (native bindings) stay run-time requires, installed beside the file;
 // - a module `bundled-transports.js` of the package, if any, is replaced by the list of the package's
 //   dependencies that are transport packages (`@gantry/transport-*`, `gantry-transport-*`,
 //   `@scope/gantry-transport-*`; devDependencies included, as a self-contained package bundles them):
@@ -139,17 +141,37 @@ function bundledTransportPackages() {
     });
 }
 
+/** The package's own (optional) dependencies: installed beside the bundle, so required from there at run time. */
+const runtimeDependencies = new Set([
+  ...Object.keys(manifest.dependencies ?? {}),
+  ...Object.keys(manifest.optionalDependencies ?? {}),
+]);
+
 /**
  * `createRequire(import.meta.url)` gives a module its own `require`; calls of it with a literal module
- * name become plain `require(…)` calls, which the bundler follows (and evaluates at the call).
+ * name become plain `require(…)` calls, which the bundler follows (and evaluates at the call). The
+ * direct form `createRequire(import.meta.url)("name")` becomes a `require` of the file Node's `require`
+ * resolves from that module (the package's `require` export: e.g. OpenPGP.js's minified CommonJS
+ * build), so the bundle holds what the module loads outside it; names that are dependencies of the
+ * bundled package itself (native bindings: koffi, zstd-napi…) stay run-time requires.
  */
 const bundleCreateRequireCalls = {
   name: 'bundle-create-require-calls',
-  transform(code) {
-    const declaration = /\bconst (\w+) = createRequire\(import\.meta\.url\);/.exec(code);
-    if (!declaration) return null;
-    const callOfLiteral = new RegExp(`\\b${declaration[1]}\\((["'][^"'\\n]+["'])\\)`, 'g');
-    return { code: code.replace(callOfLiteral, 'require($1)') };
+  transform(code, id) {
+    let result = code;
+    const declaration = /\bconst (\w+) = createRequire\(import\.meta\.url\);/.exec(result);
+    if (declaration) {
+      const callOfLiteral = new RegExp(`\\b${declaration[1]}\\((["'][^"'\\n]+["'])\\)`, 'g');
+      result = result.replace(callOfLiteral, 'require($1)');
+    }
+    result = result.replace(
+      /\bcreateRequire\(import\.meta\.url\)\((["'])([^"'\n]+)\1\)/g,
+      (call, _quote, name) =>
+        runtimeDependencies.has(name) || builtins.has(name)
+          ? call
+          : `require(${JSON.stringify(createRequire(id).resolve(name))})`,
+    );
+    return result === code ? null : { code: result };
   },
 };
 

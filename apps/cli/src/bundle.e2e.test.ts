@@ -13,7 +13,12 @@ import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildFixtureImage, type FixtureImage, writeFixtureToOciLayout } from '@gantry/core/testing';
+import {
+  buildFixtureImage,
+  createTestGpgKey,
+  type FixtureImage,
+  writeFixtureToOciLayout,
+} from '@gantry/core/testing';
 import { startTestRegistry, type TestRegistry } from '@gantry/transport-docker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSkopeo } from './test-support/run.js';
@@ -207,6 +212,95 @@ describe('the installed command, alone', () => {
     expect(copied.status).toBe(0);
     expect(await readFile(join(copyDirectory, 'manifest.json'))).toEqual(Buffer.from(image.topLevel.bytes));
   });
+});
+
+describe('modules core loads on first use, from the bundle alone', () => {
+  it("holds OpenPGP.js's minified build (never the full one), yaml and semver, with no import.meta left", () => {
+    const bundle = readFileSync(join(cliDirectory, 'dist', 'main.cjs'), 'utf8');
+    // A function name the minified build mangles; the banner both builds carry.
+    expect(bundle).toContain('OpenPGP.js v6');
+    expect(bundle).not.toContain('createVerificationObject');
+    expect(bundle).not.toMatch(/\{\}\.resolve\(/);
+    // Only the CLI's own dependencies (native bindings) are required at run time by name.
+    const runtime = [...bundle.matchAll(/createRequire\)\([^)]*\)\)\("([^"]+)"\)/g)].map((match) => match[1]);
+    expect(
+      runtime.filter((name) => !['koffi', 'zstd-napi', 'xz-decompress', 'unbzip2-stream'].includes(name!)),
+    ).toEqual([]);
+  });
+
+  it('syncs from a YAML file with a semver filter (yaml, semver) and verifies a signature OpenPGP.js must check', async () => {
+    const yamlFile = join(root, 'sync.yaml');
+    await writeFile(
+      yamlFile,
+      `${registry.host}:\n  tls-verify: false\n  images-by-semver:\n    bundle/image: ">=0"\n  images:\n    bundle/image: [v1]\n`,
+    );
+    const synced = runInstalled(
+      alone,
+      [
+        '--insecure-policy',
+        'sync',
+        '--dry-run',
+        '--src',
+        'yaml',
+        '--dest',
+        'dir',
+        yamlFile,
+        join(root, 'synced'),
+      ],
+      { NODE_DISABLE_COMPILE_CACHE: '1' },
+    );
+    expect(synced.stderr).not.toMatch(/Cannot find module|fatal/);
+    expect(synced.status).toBe(0);
+    expect(synced.stdout).toContain(`${registry.host}/bundle/image:v1`);
+    expect(synced.loadedFiles.sort()).toEqual([
+      join(alone, 'dist', 'bin.cjs'),
+      join(alone, 'dist', 'main.cjs'),
+    ]);
+
+    // A text-mode signature: the node:crypto verifier leaves it to OpenPGP.js.
+    const key = await createTestGpgKey(join(root, 'gpg'));
+    try {
+      const manifestPath = join(root, 'manifest.json');
+      await writeFile(manifestPath, image.topLevel.bytes);
+      const identity = `${registry.host}/bundle/image:v1`;
+      const payload = JSON.stringify({
+        critical: {
+          identity: { 'docker-reference': identity },
+          image: { 'docker-manifest-digest': image.topLevel.digest },
+          type: 'atomic container signature',
+        },
+        optional: { creator: 'bundle test' },
+      });
+      const signaturePath = join(root, 'signature');
+      const signed = spawnSync(
+        'gpg',
+        ['--batch', '--textmode', '--sign', '--local-user', key.fingerprint, '--output', signaturePath],
+        { input: payload, env: { ...process.env, GNUPGHOME: key.home } },
+      );
+      expect(signed.status).toBe(0);
+      const verified = runInstalled(
+        alone,
+        [
+          'standalone-verify',
+          '--public-key-file',
+          key.publicKeyPath,
+          manifestPath,
+          identity,
+          key.fingerprint,
+          signaturePath,
+        ],
+        { NODE_DISABLE_COMPILE_CACHE: '1' },
+      );
+      expect(verified.stderr).toBe('');
+      expect(verified.stdout).toBe(`Signature verified, digest ${image.topLevel.digest}\n`);
+      expect(verified.loadedFiles.sort()).toEqual([
+        join(alone, 'dist', 'bin.cjs'),
+        join(alone, 'dist', 'main.cjs'),
+      ]);
+    } finally {
+      await key.dispose();
+    }
+  }, 180_000);
 });
 
 describe('the compiled-code cache', () => {

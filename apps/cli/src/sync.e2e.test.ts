@@ -282,6 +282,35 @@ describe('gantry sync gives what skopeo sync gives', () => {
     }
   }, 120_000);
 
+  it('a list synced again: skipped by HEAD requests with --all; without --all the system image replaces it, as skopeo', async () => {
+    const base = ['sync', '--src', 'docker', '--dest', 'docker', ...tls, `${source.host}/multi:list`];
+    for (const tool of ['gantry', 'skopeo'] as const) {
+      const run = async (args: string[], what: string) => {
+        const full = [...insecure, ...args, `${target.host}/relist-${tool}`];
+        expectSuccess(tool === 'gantry' ? await runGantry(full) : runSkopeo(full), `${tool} ${what}`);
+      };
+      await run(['sync', '--all', ...base.slice(1)], 'first --all');
+      if (tool === 'gantry') {
+        source.clearAccessLog();
+        target.clearAccessLog();
+      }
+      await run(['sync', '--all', ...base.slice(1)], 'second --all');
+      if (tool === 'gantry') {
+        const manifestMethods = async (registry: TestRegistry) =>
+          (await registry.accessLog(500))
+            .filter((entry) => entry.path.includes('/manifests/'))
+            .map((entry) => entry.method);
+        expect(await manifestMethods(source)).toEqual(['HEAD']);
+        expect(await manifestMethods(target)).toEqual(['HEAD']);
+      }
+      // The destination has the list; without --all the copy writes the system instance instead.
+      await run(base, 'without --all');
+    }
+    const expected = await registryImages('relist-skopeo');
+    expect(Object.keys(expected)).toEqual(['multi:list']);
+    expect(await registryImages('relist-gantry')).toEqual(expected);
+  }, 180_000);
+
   it('YAML with images and images-by-tag-regex, to several repositories sharing blobs', async () => {
     const file = join(root, 'regex.yml');
     await writeFile(
@@ -372,7 +401,7 @@ describe('incremental, dry run, report', () => {
     expect(writes).toEqual([]);
   }, 120_000);
 
-  it('a second sync of an unchanged source transfers no blob (HEAD requests only on the destination)', async () => {
+  it('a second sync of an unchanged source transfers no blob: HEAD requests only, on both registries', async () => {
     const args = [
       ...insecure,
       'sync',
@@ -394,6 +423,9 @@ describe('incremental, dry run, report', () => {
     const sourceLog = await source.accessLog(500);
     const targetLog = await target.accessLog(500);
     expect(sourceLog.filter((entry) => entry.path.includes('/blobs/'))).toEqual([]);
+    expect(
+      sourceLog.filter((entry) => entry.path.includes('/manifests/')).map((entry) => entry.method),
+    ).toEqual(appTags.map(() => 'HEAD'));
     expect(
       targetLog.filter((entry) => entry.path.startsWith('/v2/again/')).map((entry) => entry.method),
     ).toEqual(appTags.map(() => 'HEAD'));

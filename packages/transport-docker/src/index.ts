@@ -5,11 +5,11 @@
 export { type DockerContextOptions, parseCredentialsOption } from './context.js';
 export { DockerImageDestination, dockerDestinationManifestMediaTypes } from './image-destination.js';
 export { DockerImageSource } from './image-source.js';
+export type { ManifestHead } from './manifest-digest.js';
 export { DockerImageReference, parseDockerRepositoryName } from './reference.js';
 export { type ListReferrersOptions, type ReferrerDescriptor, referrersFallbackTag } from './referrers.js';
 export {
   type ParsedSignature,
-  parseSignatureBlob,
   signatureBlob,
   sigstoreAttachmentTag,
   sigstoreCertificateAnnotation,

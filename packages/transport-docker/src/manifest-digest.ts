@@ -1,9 +1,25 @@
-import { type Digest, ErrorCodes, GantryError, isDigest, type TransportContext } from '@gantry/core';
-import { headerValue, manifestAcceptHeader } from './manifests.js';
+import {
+  type Digest,
+  ErrorCodes,
+  GantryError,
+  isDigest,
+  pullSourcesFor,
+  type TransportContext,
+} from '@gantry/core';
+import { bareMediaType, headerValue, manifestAcceptHeader } from './manifests.js';
 import { type DockerImageReference, resolveDockerImageReference } from './reference.js';
-import { registryAccessFor } from './registries.js';
+import { loadContextRegistriesConfiguration, registryAccessFor, registrySettingsFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import { responseError } from './registry-errors.js';
+
+/** What a HEAD request tells about a manifest. */
+export interface ManifestHead {
+  digest: Digest;
+  /** The served `Content-Type` without parameters; undefined when the registry sent none. */
+  mediaType: string | undefined;
+  /** The served `Content-Length`; undefined when absent. */
+  size: number | undefined;
+}
 
 /**
  * The digest of the manifest a reference names, from one HEAD request with every manifest type
@@ -15,21 +31,87 @@ export async function headManifestDigest(
   reference: DockerImageReference,
   context: TransportContext,
 ): Promise<Digest | undefined> {
-  const [resolved] = (await resolveDockerImageReference(reference, context, 'push')).candidates as [
-    DockerImageReference,
-  ];
-  const tagOrDigest = resolved.tagOrDigest;
-  const access = await registryAccessFor(context, resolved.reference.name);
+  return (await headManifest(reference, context, 'push'))?.digest;
+}
+
+/**
+ * What HEAD requests tell about the manifest a reference names; undefined when there is none (404).
+ * Purpose `push` asks the one place a copy would write to (a short name must resolve to one
+ * reference). Purpose `pull` asks where a copy would read from: the registries.conf mirrors allowed for
+ * the reference, then its primary location, the first that has the manifest; a short name that
+ * stands for several candidates is refused (`ERR_GANTRY_NOT_SUPPORTED`: the caller reads the manifest
+ * instead). Blocked registries are refused before any traffic.
+ */
+export async function headManifest(
+  reference: DockerImageReference,
+  context: TransportContext,
+  purpose: 'pull' | 'push',
+): Promise<ManifestHead | undefined> {
+  const { candidates } = await resolveDockerImageReference(reference, context, purpose);
+  if (candidates.length !== 1) {
+    throw new GantryError(
+      ErrorCodes.NotSupported,
+      `${reference}: a short name with several candidates has no single manifest to check`,
+    );
+  }
+  const resolved = candidates[0]!;
+  if (purpose === 'push') {
+    const access = await registryAccessFor(context, resolved.reference.name);
+    return headAt(resolved, resolved.registry, resolved.repository, resolved.tagOrDigest, 'destination', {
+      context,
+      insecure: access.insecure ?? false,
+      credentialHelpers: access.credentialHelpers,
+    });
+  }
+  const configuration = await loadContextRegistriesConfiguration(context);
+  const settings = registrySettingsFor(configuration, resolved.reference.name);
+  const pullSources = pullSourcesFor(settings, resolved.reference);
+  let lastError: unknown;
+  for (const pullSource of pullSources) {
+    if (pullSource.reference.name !== resolved.reference.name) {
+      registrySettingsFor(configuration, pullSource.reference.name);
+    }
+    const target = pullSource.reference;
+    const tagOrDigest = target.digest ?? target.tag ?? 'latest';
+    try {
+      const head = await headAt(resolved, target.domain, target.path, tagOrDigest, 'source', {
+        context,
+        insecure: pullSource.endpoint.insecure,
+        credentialHelpers: configuration.credentialHelpers,
+      });
+      if (head !== undefined) return head;
+      lastError = undefined;
+    } catch (error) {
+      if (context.signal?.aborted) throw error;
+      lastError = error;
+    }
+  }
+  if (lastError !== undefined) throw lastError;
+  return undefined;
+}
+
+async function headAt(
+  reference: DockerImageReference,
+  registry: string,
+  repository: string,
+  tagOrDigest: string,
+  role: 'source' | 'destination',
+  access: { context: TransportContext; insecure: boolean; credentialHelpers: readonly string[] | undefined },
+): Promise<ManifestHead | undefined> {
+  const { context } = access;
   const client = await RegistryClient.open(
-    resolved.state,
-    { registry: resolved.registry, repository: resolved.repository, actions: 'pull', role: 'destination' },
+    reference.state,
+    { registry, repository, actions: 'pull', role },
     context,
-    access,
+    {
+      insecure: access.insecure,
+      ...(access.credentialHelpers === undefined ? {} : { credentialHelpers: access.credentialHelpers }),
+    },
   );
-  const what = `checking manifest ${tagOrDigest} in ${resolved.registry}/${resolved.repository}`;
+  const what = `checking manifest ${tagOrDigest} in ${registry}/${repository}`;
   const response = await client.request({
     method: 'HEAD',
-    target: `/v2/${resolved.repository}/manifests/${tagOrDigest}`,
+    target: `/v2/${repository}/manifests/${tagOrDigest}`,
     headers: { accept: manifestAcceptHeader },
     signal: context.signal,
     what,
@@ -39,8 +121,15 @@ export async function headManifestDigest(
   if (response.statusCode !== 200) {
     throw await responseError(response, { what, credentialsSent: client.sentCredentials });
   }
+  const contentType = headerValue(response.headers, 'content-type');
+  const length = Number(headerValue(response.headers, 'content-length'));
+  const head = (digest: Digest): ManifestHead => ({
+    digest,
+    mediaType: contentType === undefined ? undefined : bareMediaType(contentType),
+    size: Number.isSafeInteger(length) && length >= 0 ? length : undefined,
+  });
   const served = headerValue(response.headers, 'docker-content-digest');
-  if (served !== undefined && isDigest(served)) return served;
-  if (isDigest(tagOrDigest)) return tagOrDigest;
+  if (served !== undefined && isDigest(served)) return head(served);
+  if (isDigest(tagOrDigest)) return head(tagOrDigest);
   throw new GantryError(ErrorCodes.Internal, `${what}: the registry gave no valid Docker-Content-Digest`);
 }

@@ -81,6 +81,36 @@ insecure = true
     });
   });
 
+  it('manifestHead for pulling asks the mirror first, then the primary, with HEAD requests only; for pushing only the primary', async () => {
+    const context = await contextWith('mirror-head', mirrorConfiguration());
+    primary.clearAccessLog();
+    mirror.clearAccessLog();
+    const at = (name: string) => transport.parseReference(`//${primary.host}/${name}`);
+    expect(await transport.manifestHead(at('app:v1'), context, 'pull')).toEqual({
+      digest: image.topLevel.digest,
+      mediaType: image.topLevel.mediaType,
+      size: image.topLevel.bytes.byteLength,
+    });
+    expect((await transport.manifestHead(at('app:v2'), context, 'pull'))?.digest).toBe(other.topLevel.digest);
+    expect(await transport.manifestHead(at('app:v3'), context, 'pull')).toBeUndefined();
+    // Writing goes to the primary only, which does not have v1.
+    expect(await transport.manifestHead(at('app:v1'), context, 'push')).toBeUndefined();
+    const manifestRequests = (log: Awaited<ReturnType<TestRegistry['accessLog']>>) =>
+      log
+        .filter((entry) => entry.path.includes('/manifests/'))
+        .map((entry) => `${entry.method} ${entry.path}`);
+    expect(manifestRequests(await mirror.accessLog())).toEqual([
+      'HEAD /v2/mirrored/app/manifests/v1',
+      'HEAD /v2/mirrored/app/manifests/v2',
+      'HEAD /v2/mirrored/app/manifests/v3',
+    ]);
+    expect(manifestRequests(await primary.accessLog())).toEqual([
+      'HEAD /v2/app/manifests/v2',
+      'HEAD /v2/app/manifests/v3',
+      'HEAD /v2/app/manifests/v1',
+    ]);
+  });
+
   it('skips digest-only mirrors for tag pulls', async () => {
     const context = await contextWith(
       'digest-only',

@@ -9,14 +9,19 @@ import {
   type ShortNameAliasCache,
   type TransportContext,
 } from '@gantry/core';
+import { memoForContext } from './context-memo.js';
 import type { RegistryAccessSettings } from './registry-client.js';
 
-/** The registries configuration for a context (`context.registriesConfPath`, else the system's). */
+/**
+ * The registries configuration for a context (`context.registriesConfPath`, else the system's), read
+ * once per context object for a while (see context-memo.ts).
+ */
 export function loadContextRegistriesConfiguration(
   context: TransportContext,
 ): Promise<RegistriesConfiguration> {
-  return loadRegistriesConfiguration(
-    context.registriesConfPath ? { registriesConfPath: context.registriesConfPath } : {},
+  const registriesConfPath = context.registriesConfPath;
+  return memoForContext(context, `registries.conf\n${registriesConfPath ?? ''}`, () =>
+    loadRegistriesConfiguration(registriesConfPath ? { registriesConfPath } : {}),
   );
 }
 
@@ -25,8 +30,8 @@ export function loadContextRegistriesConfiguration(
  * `/var/cache/containers` for root, else under `$XDG_CACHE_HOME/containers` or
  * `$HOME/.cache/containers`; missing reads as empty. Its aliases win over registries.conf's.
  */
-export function loadContextShortNameAliasCache(_context: TransportContext): Promise<ShortNameAliasCache> {
-  return loadShortNameAliasCache();
+export function loadContextShortNameAliasCache(context: TransportContext): Promise<ShortNameAliasCache> {
+  return memoForContext(context, 'short-name-aliases.conf', () => loadShortNameAliasCache());
 }
 
 /**

@@ -10,6 +10,7 @@ import {
 } from './authentication.js';
 import { loadTlsSettings, networkError, type TlsSettings } from './connections.js';
 import { type ResolvedDockerContextOptions, resolveDockerContextOptions } from './context.js';
+import { memoForContext } from './context-memo.js';
 import { responseError, type SentCredentials } from './registry-errors.js';
 import type { DockerTransportState } from './transport-state.js';
 
@@ -152,7 +153,11 @@ export class RegistryClient {
         if (found.identityToken) credentials.identityToken = found.identityToken;
       }
     }
-    const tls = await loadTlsSettings(scope.registry, tlsVerify, options.certDirectory);
+    const tls = await memoForContext(
+      context,
+      `tls\n${scope.registry}\n${tlsVerify}\n${options.certDirectory ?? ''}`,
+      () => loadTlsSettings(scope.registry, tlsVerify, options.certDirectory),
+    );
     const client = new RegistryClient(state, scope, options, tls, credentials);
     client.pingKey = [client.apiHost, tlsVerify, options.certDirectory ?? ''].join('\n');
     await client.ping(context.signal);

@@ -14,7 +14,7 @@
  * - a simple-signing signature is the raw OpenPGP message (its first byte is an OpenPGP packet tag);
  * - any other format is a zero byte, the format name, a newline, then the format's data; for
  *   sigstore: `\0sigstore-json\n{"mimeType":…,"payload":<base64>,"annotations":{…}}`.
- * `parseSignatureBlob` recognises both (and `\0simple-signing\n<raw>`, normalised to the raw form).
+ * Core's `parseStoredSignature` reads both (and `\0simple-signing\n<raw>`, normalised to the raw form).
  *
  * Deviation: containers/image refuses a stored signature of unknown format when reading it; Gantry
  * passes such bytes on unchanged as an opaque signature (stored in the lookaside like simple-signing
@@ -42,7 +42,9 @@ import {
   MediaTypes,
   makeDirectories,
   manifestDigest,
+  parseStoredSignature,
   type RegistriesDirectoryConfiguration,
+  type SigstoreSignature,
   type TransportContext,
   throwIfAborted,
   usesSigstoreAttachments,
@@ -78,76 +80,6 @@ export type ParsedSignature =
       annotations: Record<string, string> | null;
     };
 
-/** First bytes of OpenPGP messages containers/image recognises as simple-signing signatures. */
-const openPgpFirstBytes = new Set([
-  0xa0, 0xa1, 0xa2, 0xa3, 0xc8, 0x90, 0x91, 0x92, 0x3d, 0xc4, 0x88, 0x89, 0x8a, 0x8b, 0xc2,
-]);
-
-/**
- * Parses a signature in containers/image's storage form (see the module comment). Throws
- * `ERR_GANTRY_NOT_SUPPORTED` for an empty blob or an unknown format, with containers/image's wording.
- */
-export function parseSignatureBlob(blob: Uint8Array): ParsedSignature {
-  if (blob.byteLength === 0) throw new GantryError(ErrorCodes.NotSupported, 'empty signature blob');
-  const first = blob[0]!;
-  if (openPgpFirstBytes.has(first)) return { format: 'simple-signing', signature: blob };
-  if (first !== 0) {
-    throw new GantryError(
-      ErrorCodes.NotSupported,
-      `unrecognized signature format, starting with binary 0x${first.toString(16)}`,
-    );
-  }
-  const newline = blob.indexOf(0x0a, 1);
-  if (newline === -1)
-    throw new GantryError(ErrorCodes.NotSupported, 'invalid signature format, missing newline');
-  const formatBytes = blob.subarray(1, newline);
-  for (const byte of formatBytes) {
-    if (byte < 32 || byte >= 0x7f) {
-      throw new GantryError(
-        ErrorCodes.NotSupported,
-        `invalid signature format, non-ASCII byte 0x${byte.toString(16)}`,
-      );
-    }
-  }
-  const format = Buffer.from(formatBytes).toString('latin1');
-  const chunk = blob.subarray(newline + 1);
-  if (format === 'simple-signing') return { format: 'simple-signing', signature: chunk };
-  if (format === 'sigstore-json') {
-    let value: unknown;
-    try {
-      value = JSON.parse(Buffer.from(chunk).toString('utf8'));
-    } catch (error) {
-      throw new GantryError(
-        ErrorCodes.NotSupported,
-        `invalid sigstore signature: ${(error as Error).message}`,
-      );
-    }
-    const record = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
-    const annotations = record.annotations;
-    if (
-      typeof record.mimeType !== 'string' ||
-      typeof record.payload !== 'string' ||
-      (annotations !== null &&
-        annotations !== undefined &&
-        (typeof annotations !== 'object' ||
-          Array.isArray(annotations) ||
-          Object.values(annotations).some((entry) => typeof entry !== 'string')))
-    ) {
-      throw new GantryError(
-        ErrorCodes.NotSupported,
-        'invalid sigstore signature: expected {"mimeType": string, "payload": base64, "annotations": {string: string}}',
-      );
-    }
-    return {
-      format: 'sigstore-json',
-      mimeType: record.mimeType,
-      payload: new Uint8Array(Buffer.from(record.payload, 'base64')),
-      annotations: (annotations ?? null) as Record<string, string> | null,
-    };
-  }
-  throw new GantryError(ErrorCodes.NotSupported, `unrecognized signature format ${JSON.stringify(format)}`);
-}
-
 /**
  * The storage form of a signature (containers/image's `signature.Blob`): raw for simple-signing;
  * `\0sigstore-json\n` + Go's `json.Marshal` of `{mimeType, payload, annotations}` for sigstore.
@@ -175,7 +107,13 @@ function classifySignature(
   const prefix = (text: string): boolean =>
     blob.byteLength >= text.length && Buffer.from(blob.subarray(0, text.length)).toString('latin1') === text;
   if (prefix('\0sigstore-json\n')) {
-    return parseSignatureBlob(blob) as Extract<ParsedSignature, { format: 'sigstore-json' }>;
+    const parsed = parseStoredSignature(blob) as SigstoreSignature;
+    return {
+      format: 'sigstore-json',
+      mimeType: parsed.mimeType,
+      payload: parsed.payload,
+      annotations: parsed.annotations,
+    };
   }
   if (prefix('\0simple-signing\n'))
     return { format: 'other', blob: blob.subarray('\0simple-signing\n'.length) };

@@ -11,7 +11,7 @@ import {
 } from '@gantry/core';
 import { gantryUserAgent } from './connections.js';
 import { checkRegistryLogin } from './login.js';
-import { headManifestDigest } from './manifest-digest.js';
+import { headManifest, headManifestDigest, type ManifestHead } from './manifest-digest.js';
 import {
   type DockerImageReference,
   firstReadableCandidate,
@@ -88,6 +88,16 @@ export interface DockerTransport extends Transport {
    * none (see manifest-digest.ts).
    */
   manifestDigest(reference: ImageReference, context?: TransportContext): Promise<Digest | undefined>;
+  /**
+   * What HEAD requests tell about the manifest `reference` names (digest, media type, size), where a
+   * pull would read it (`pull`: mirrors first) or a push would write it; undefined when there is none
+   * (see manifest-digest.ts).
+   */
+  manifestHead(
+    reference: ImageReference,
+    context: TransportContext | undefined,
+    purpose: 'pull' | 'push',
+  ): Promise<ManifestHead | undefined>;
   /** Closes the connections kept alive to registries (they reopen on next use). */
   closeConnections(): Promise<void>;
 }
@@ -173,6 +183,15 @@ export function createDockerTransport(options: DockerTransportOptions = {}): Doc
         );
       }
       return headManifestDigest(reference as DockerImageReference, context);
+    },
+    async manifestHead(reference, context = {}, purpose) {
+      if (reference.transport !== transport) {
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `${reference.transport.name}:${reference.stringWithinTransport()} is not a reference of this docker transport instance`,
+        );
+      }
+      return headManifest(reference as DockerImageReference, context, purpose);
     },
     checkLogin(registry, context = {}) {
       return checkRegistryLogin(state, registry, context);

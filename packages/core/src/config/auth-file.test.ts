@@ -10,6 +10,7 @@ import {
   credentialsLookupKeys,
   findRegistryCredentials,
   primaryAuthFilePath,
+  readAuthFile,
   removeAllRegistryCredentials,
   removeRegistryCredentials,
   storeRegistryCredentials,
@@ -548,5 +549,38 @@ describe('credential helpers (docker-credential-<name> get/store/erase/list)', (
     await expect(findRegistryCredentials('o.local', options)).rejects.toThrow(
       /credential helper docker-credential-odd get: docker-credential-odd is not executable/,
     );
+  });
+});
+
+describe('readAuthFile', () => {
+  let directory: string;
+  beforeEach(async () => {
+    directory = await mkdtemp(path.join(os.tmpdir(), 'auth-read-'));
+  });
+  afterEach(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  it('reads a file again only when it changed, always when it changed in the last 2 s, and a removed file as empty', async () => {
+    const location = { path: path.join(directory, 'auth.json'), legacyFormat: false };
+    const write = (password: string) =>
+      writeFile(location.path, JSON.stringify({ auths: { 'r.example': { auth: encode('u', password) } } }));
+    const password = async () => (await readAuthFile(location)).auths['r.example']?.auth;
+    expect(await readAuthFile(location)).toEqual({ auths: {}, credHelpers: {} });
+    // Just written: read each time, since its times may not move on the next write (same size here).
+    await write('first');
+    expect(await password()).toBe(encode('u', 'first'));
+    await write('other');
+    expect(await password()).toBe(encode('u', 'other'));
+    // Unchanged for more than 2 s: read once.
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    const settled = await readAuthFile(location);
+    expect(await readAuthFile(location)).toBe(settled);
+    await write('third');
+    expect(await password()).toBe(encode('u', 'third'));
+    await rm(location.path);
+    expect(await readAuthFile(location)).toEqual({ auths: {}, credHelpers: {} });
+    await writeFile(location.path, '{not json');
+    await expect(readAuthFile(location)).rejects.toThrow(/invalid JSON/);
   });
 });

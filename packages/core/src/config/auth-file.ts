@@ -29,6 +29,7 @@
  * secret redacted and helper stderr is never quoted.
  */
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -173,10 +174,56 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /**
+ * Auth files read, by path: what the file's identity and times were when read, and what it held. A
+ * file whose device, inode, size and modification and change times (nanoseconds) are unchanged is not
+ * read again (unless it changed in the last 2 s): a copy or sync opens a registry client per image and
+ * request, each looking up credentials.
+ */
+const readAuthFiles = new Map<string, { signature: string; contents: AuthFileContents }>();
+
+/** `authFileSignature` of a file that must be read each time. */
+const uncachable = 'read-each-time';
+
+/** The file's identity and times, or undefined when there is no file there. */
+function authFileSignature(filePath: string): string | undefined {
+  let info: import('node:fs').BigIntStats | undefined;
+  try {
+    info = statSync(filePath, { bigint: true, throwIfNoEntry: false });
+  } catch {
+    // ENOTDIR and the like: reading it will say what is wrong, or that nothing is there.
+    return uncachable;
+  }
+  if (info === undefined) return undefined;
+  // A file changed in the last seconds may change again within the file system's timestamp
+  // granularity without its times moving (as git's "racy" index entries): such a file is always read.
+  const now = BigInt(Date.now()) * 1_000_000n;
+  if (now - info.mtimeNs < 2_000_000_000n || now - info.ctimeNs < 2_000_000_000n) return uncachable;
+  return `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+}
+
+/**
  * Reads an auth file; a missing file reads as empty. Throws `ERR_GANTRY_INTERNAL` naming the file
- * when it is not valid JSON of the expected shape (the message never quotes the content).
+ * when it is not valid JSON of the expected shape (the message never quotes the content). A file
+ * unchanged since it was last read (see `readAuthFiles`) is not read again; the result must not be
+ * modified.
  */
 export async function readAuthFile(location: AuthFileLocation): Promise<AuthFileContents> {
+  const signature = authFileSignature(location.path);
+  const key = `${location.legacyFormat ? 'legacy' : 'auths'}\n${location.path}`;
+  if (signature === undefined) {
+    readAuthFiles.delete(key);
+    return { auths: {}, credHelpers: {} };
+  }
+  const cached = readAuthFiles.get(key);
+  if (cached !== undefined && cached.signature === signature && signature !== uncachable) {
+    return cached.contents;
+  }
+  const contents = await readAuthFileUncached(location);
+  if (signature !== uncachable) readAuthFiles.set(key, { signature, contents });
+  return contents;
+}
+
+async function readAuthFileUncached(location: AuthFileLocation): Promise<AuthFileContents> {
   let text: string;
   try {
     text = await readFile(location.path, 'utf8');

@@ -254,8 +254,8 @@ export async function peekCompression(
     peeked.push(next.value);
     length += next.value.byteLength;
   }
-  // The first chunk is usually long enough: look at it in place rather than copy it.
-  const prefix = peeked.length === 1 ? peeked[0]! : Buffer.concat(peeked);
+  // The first chunk is usually long enough: look at it in place; otherwise copy only the bytes looked at.
+  const prefix = peeked.length === 1 ? peeked[0]! : Buffer.concat(peeked, Math.min(length, sniffLength));
   async function* replay(): AsyncGenerator<Uint8Array, void, undefined> {
     try {
       // Handed on one by one and forgotten, so the first chunk is not kept for the whole stream.

@@ -14,7 +14,6 @@ import { readRekorPublicKey, verifyRekorSet } from '../signature/rekor.js';
 import { readSigstorePublicKey, verifySigstoreSignature } from '../signature/sigstore.js';
 import {
   type GpgPublicKeys,
-  preloadOpenPgp,
   readGpgPublicKeys,
   type SignatureAcceptanceRules,
   verifySimpleSigningSignature,
@@ -429,9 +428,9 @@ async function evaluateSigstoreSigned(
 }
 
 /**
- * Prepares, in the background, what evaluating the policy for `reference` will need: when the
- * requirements that apply to it include `signedBy`, the OpenPGP library starts loading now (while the
- * image is being opened) rather than when the first signature is checked.
+ * Prepares, in the background, what evaluating the policy for `reference` will need: the public keys
+ * of its `signedBy` requirements are read now (while the image is being opened) rather than when the
+ * first signature is checked. Failures are left for the evaluation to report.
  */
 export function preparePolicyEvaluation(policy: Policy, reference: ImageReference): void {
   let requirements: readonly PolicyRequirement[];
@@ -440,7 +439,13 @@ export function preparePolicyEvaluation(policy: Policy, reference: ImageReferenc
   } catch {
     return; // Evaluating will report the problem.
   }
-  if (requirements.some((requirement) => requirement.type === 'signedBy')) preloadOpenPgp();
+  for (const requirement of requirements) {
+    if (requirement.type === 'signedBy' && requirement.keyType === 'GPGKeys') {
+      cached(gpgKeysCache, requirement, async () => readGpgPublicKeys(await keyBlobs(requirement))).catch(
+        () => undefined,
+      );
+    }
+  }
 }
 
 /**

@@ -1,55 +1,81 @@
 /**
  * Simple signing (containers-signature(5), "atomic container signatures"): an OpenPGP signed message
- * whose content is the payload JSON (see payload.ts). Verified with OpenPGP.js, loaded only when a
- * signature is verified; made by the user's `gpg` program (GnuPG keyring, `GNUPGHOME`), as skopeo
+ * whose content is the payload JSON (see payload.ts). Verified with node:crypto for the keys and
+ * signatures gpg makes (openpgp-native.ts), with OpenPGP.js (loaded only then) for the rest; made by the user's `gpg` program (GnuPG keyring, `GNUPGHOME`), as skopeo
  * makes them through gpgme.
  */
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import type { Key } from 'openpgp';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { manifestDigest } from '../manifest/index.js';
+import {
+  dearmor,
+  InvalidOpenPgp,
+  type NativeKey,
+  readNativeKeys,
+  readSignedMessageUnverified,
+  UnsupportedOpenPgp,
+  verifyNativeSignedMessage,
+} from './openpgp-native.js';
 import { createPayload, parsePayload, simpleSigningType, type UntrustedPayload } from './payload.js';
 
 type OpenPgp = typeof import('openpgp');
 let openPgpModule: Promise<OpenPgp> | undefined;
 
 /**
- * OpenPGP.js, imported on first use (it is large; most commands never verify a signature). The
- * package's minified Node build (`dist/node/openpgp.min.mjs`, beside the entry point its `exports`
- * name) is loaded when present: the same code, about a third less for Node to parse (≈ 50 ms of CPU).
+ * OpenPGP.js, loaded on first use (it is large, and only keys and signatures node:crypto cannot check
+ * need it). Loaded with `require`, which OpenPGP.js's package exports map to its minified CommonJS
+ * build (`dist/node/openpgp.min.cjs`: the same code, about a third less for Node to parse); the CLI's
+ * bundle holds that same build (scripts/bundle-package.mjs).
  */
 function openPgp(): Promise<OpenPgp> {
-  openPgpModule ??= (async () => {
-    try {
-      const entry = import.meta.resolve('openpgp');
-      if (entry.endsWith('/openpgp.mjs')) {
-        return (await import(entry.replace(/openpgp\.mjs$/, 'openpgp.min.mjs'))) as OpenPgp;
-      }
-    } catch {
-      // No resolver or no minified build: the entry point below.
-    }
-    return import('openpgp');
-  })();
+  openPgpModule ??= new Promise((resolve) => {
+    resolve(createRequire(import.meta.url)('openpgp') as OpenPgp);
+  });
   return openPgpModule;
 }
 
 /**
- * Starts importing OpenPGP.js in the background (its parsing takes a while), so that a verification
- * coming soon finds it loaded. Failures are left for the verification to report.
+ * Starts loading OpenPGP.js in the background, for a caller about to verify signatures it knows need
+ * it. Failures are left for the verification to report. Policy evaluation does not call it: the keys
+ * and signatures gpg makes are checked without OpenPGP.js.
  */
 export function preloadOpenPgp(): void {
   openPgp().catch(() => undefined);
 }
 
-/** Public keys for verifying simple-signing signatures. */
+/**
+ * Public keys for verifying simple-signing signatures. Keys node:crypto can check (see
+ * openpgp-native.ts) are read without OpenPGP.js; OpenPGP.js is loaded only for other keys and for
+ * signatures the native reader cannot check.
+ */
 export interface GpgPublicKeys {
-  /** The keys read, each with its (primary key) fingerprint, upper-case hexadecimal. */
-  readonly keys: readonly Key[];
+  /** The (primary key) fingerprint of each key read, upper-case hexadecimal. */
   readonly fingerprints: readonly string[];
 }
 
-function looksArmored(bytes: Uint8Array): boolean {
-  return Buffer.from(bytes.subarray(0, 4096)).toString('latin1').includes('-----BEGIN PGP');
+interface KeyringState {
+  /** Keys read natively. */
+  native: NativeKey[];
+  /** Key data only OpenPGP.js can read, with the keys it read. */
+  openPgpKeys: Key[];
+  /** Every key blob (binary), for OpenPGP.js when a signature needs it. */
+  blobs: Uint8Array[];
+  /** Every key as OpenPGP.js reads it, when needed. */
+  allOpenPgpKeys?: Promise<Key[]>;
+}
+
+const keyrings = new WeakMap<GpgPublicKeys, KeyringState>();
+
+async function readOpenPgpKeys(openpgp: OpenPgp, blob: Uint8Array): Promise<Key[]> {
+  try {
+    const read = await openpgp.readKeys({ binaryKeys: blob });
+    return read.map((key) => (key.isPrivate() ? key.toPublic() : key));
+  } catch {
+    // Not a key: nothing imported from this blob.
+    return [];
+  }
 }
 
 /**
@@ -58,19 +84,33 @@ function looksArmored(bytes: Uint8Array): boolean {
  * fingerprints reports "No public keys imported".
  */
 export async function readGpgPublicKeys(blobs: readonly Uint8Array[]): Promise<GpgPublicKeys> {
-  const openpgp = await openPgp();
-  const keys: Key[] = [];
+  const state: KeyringState = { native: [], openPgpKeys: [], blobs: [] };
+  const fingerprints: string[] = [];
   for (const blob of blobs) {
+    let parts: Uint8Array[];
     try {
-      const read = looksArmored(blob)
-        ? await openpgp.readKeys({ armoredKeys: Buffer.from(blob).toString('utf8') })
-        : await openpgp.readKeys({ binaryKeys: blob });
-      keys.push(...read.map((key) => (key.isPrivate() ? key.toPublic() : key)));
+      parts = dearmor(blob);
     } catch {
-      // Not a key: nothing imported from this blob.
+      continue;
+    }
+    for (const part of parts) {
+      state.blobs.push(part);
+      try {
+        const keys = readNativeKeys(part);
+        state.native.push(...keys);
+        fingerprints.push(...keys.map((key) => key.primary.fingerprint));
+        continue;
+      } catch (error) {
+        if (!(error instanceof UnsupportedOpenPgp)) continue;
+      }
+      const keys = await readOpenPgpKeys(await openPgp(), part);
+      state.openPgpKeys.push(...keys);
+      fingerprints.push(...keys.map((key) => key.getFingerprint().toUpperCase()));
     }
   }
-  return { keys, fingerprints: keys.map((key) => key.getFingerprint().toUpperCase()) };
+  const publicKeys: GpgPublicKeys = { fingerprints };
+  keyrings.set(publicKeys, state);
+  return publicKeys;
 }
 
 function invalidSignature(message: string): GantryError {
@@ -81,13 +121,42 @@ function invalidSignature(message: string): GantryError {
  * Checks the OpenPGP signature of a simple-signing signature with `publicKeys` and returns the signed
  * content and the fingerprint of the (primary) key that made it. Throws `ERR_GANTRY_INVALID_SIGNATURE`
  * ("Invalid GPG signature: …") when the message is malformed, has not exactly one signature, or its
- * signature is not by one of the keys or does not verify.
+ * signature is not by one of the keys, does not verify, or its key is expired, revoked or not for
+ * signing. Checked with node:crypto where it can (see openpgp-native.ts), else with OpenPGP.js.
  */
 export async function verifyGpgSignature(
   signature: Uint8Array,
   publicKeys: GpgPublicKeys,
 ): Promise<{ content: Uint8Array; keyFingerprint: string }> {
+  const state = keyrings.get(publicKeys);
+  if (state === undefined)
+    throw new GantryError(ErrorCodes.Internal, 'public keys not read by readGpgPublicKeys');
+  if (state.openPgpKeys.length === 0) {
+    try {
+      return verifyNativeSignedMessage(signature, state.native);
+    } catch (error) {
+      if (error instanceof InvalidOpenPgp) {
+        const message = error.message;
+        throw invalidSignature(
+          /^(Invalid GPG signature|Unexpected GPG signature count)/.test(message)
+            ? message
+            : `Invalid GPG signature: ${message}`,
+        );
+      }
+      if (!(error instanceof UnsupportedOpenPgp)) throw error;
+    }
+  }
   const openpgp = await openPgp();
+  state.allOpenPgpKeys ??= (async () =>
+    (await Promise.all(state.blobs.map((blob) => readOpenPgpKeys(openpgp, blob)))).flat())();
+  return verifyWithOpenPgp(openpgp, signature, await state.allOpenPgpKeys);
+}
+
+async function verifyWithOpenPgp(
+  openpgp: OpenPgp,
+  signature: Uint8Array,
+  keys: readonly Key[],
+): Promise<{ content: Uint8Array; keyFingerprint: string }> {
   let message: Awaited<ReturnType<OpenPgp['readMessage']>>;
   try {
     message = await openpgp.readMessage({ binaryMessage: signature });
@@ -98,7 +167,7 @@ export async function verifyGpgSignature(
   try {
     result = await openpgp.verify({
       message,
-      verificationKeys: [...publicKeys.keys],
+      verificationKeys: [...keys],
       format: 'binary',
     });
   } catch (error) {
@@ -114,7 +183,7 @@ export async function verifyGpgSignature(
   } catch (error) {
     throw invalidSignature(`Invalid GPG signature by key ${keyId}: ${(error as Error).message}`);
   }
-  const signer = publicKeys.keys.find((key) => key.getKeys(only!.keyID).length > 0);
+  const signer = keys.find((key) => key.getKeys(only!.keyID).length > 0);
   if (!signer) throw invalidSignature(`Invalid GPG signature: no public key ${keyId}`);
   return {
     content: result.data as Uint8Array,
@@ -170,19 +239,27 @@ export interface UntrustedSignatureInformation extends UntrustedPayload {
 export async function readUntrustedSimpleSigningSignature(
   signature: Uint8Array,
 ): Promise<UntrustedSignatureInformation> {
-  const openpgp = await openPgp();
   let content: Uint8Array;
   let keyId: string;
   try {
-    const message = (await openpgp.readMessage({ binaryMessage: signature })).unwrapCompressed();
-    const signingKeyIds = message.getSigningKeyIDs();
-    if (signingKeyIds.length === 0) throw new Error('The input is not a signature');
-    keyId = signingKeyIds[0]!.toHex().toUpperCase();
-    const literal = message.getLiteralData();
-    if (literal === null) throw new Error('The input is not a signature');
-    content = literal as Uint8Array;
+    const read = readSignedMessageUnverified(signature);
+    content = read.content;
+    keyId = read.keyIds[0]!;
   } catch (error) {
-    throw invalidSignature((error as Error).message);
+    if (error instanceof InvalidOpenPgp) throw invalidSignature(error.message);
+    if (!(error instanceof UnsupportedOpenPgp)) throw error;
+    const openpgp = await openPgp();
+    try {
+      const message = (await openpgp.readMessage({ binaryMessage: signature })).unwrapCompressed();
+      const signingKeyIds = message.getSigningKeyIDs();
+      if (signingKeyIds.length === 0) throw new Error('The input is not a signature');
+      keyId = signingKeyIds[0]!.toHex().toUpperCase();
+      const literal = message.getLiteralData();
+      if (literal === null) throw new Error('The input is not a signature');
+      content = literal as Uint8Array;
+    } catch (inner) {
+      throw invalidSignature((inner as Error).message);
+    }
   }
   return { ...parsePayload(content, simpleSigningType), shortKeyIdentifier: keyId };
 }

@@ -6,13 +6,16 @@
  * 2. Source images: repositories' tags listed (all pages), filters applied, destinations named as skopeo
  *    names them; two sources with one destination are refused (`--scoped` separates them); then only the
  *    images of the shard are kept.
- * 3. Plan, for every image at once (bounded): its source is opened and its manifest read (the opened
- *    source is handed to the copy later, so the manifest is fetched once), which gives its size (configs
- *    and layers, of the instance the copy will take from a list) and its blobs; the destination is asked
- *    for the manifest digest its name has (a HEAD request on a registry, `manifest.json` in a directory,
- *    `index.json` in a layout). An image whose destination already has the digest the copy would
- *    write is skipped. A `dir` destination that exists with anything else is refused, as skopeo refuses
- *    to overwrite. Planning failures stop the sync before anything is copied, unless `keepGoing`.
+ * 3. Plan, for every image at once (bounded): the destination is asked for the manifest digest its
+ *    name has (a HEAD request on a registry, `manifest.json` in a directory, `index.json` in a layout);
+ *    when it has one, the source is asked for its manifest's digest and type (HEAD requests, where the
+ *    source transport can): equal digests of a manifest the copy writes unchanged skip the image with
+ *    nothing downloaded. Otherwise the source is opened and its manifest read (the opened source is
+ *    handed to the copy later, so the manifest is fetched once), which gives its size (configs and
+ *    layers, of the instance the copy will take from a list), its blobs and the digest the copy will
+ *    write; an image whose destination already has that digest is skipped. A `dir` destination that
+ *    exists with anything else is refused, as skopeo refuses to overwrite. Planning failures stop the
+ *    sync before anything is copied, unless `keepGoing`.
  * 4. Copy, biggest images first, `imageConcurrency` at once and at most `registryConcurrency` per
  *    registry (source or destination). A blob shared by several images going to one registry (or one
  *    layout) is uploaded by the first of them in that order; the others wait for it and then mount it
@@ -436,8 +439,30 @@ interface PlanSettings {
   layoutIndex: Map<string, Digest> | undefined;
 }
 
-/** Reads the source's manifests (size, blobs, the digest the copy will write) and what the destination has. */
+/**
+ * Asks the destination which digest its name has; when it has one, asks the source (HEAD requests,
+ * where its transport can) which manifest it has: when that is the digest the copy would write, the
+ * image is skipped without downloading anything. Otherwise reads the source's manifests (size, blobs,
+ * the digest the copy will write) and compares.
+ */
 async function planImage(plan: PlannedImage, settings: PlanSettings): Promise<void> {
+  const present = await destinationDigest(plan, settings).then(
+    (digest) => ({ digest }),
+    (error: unknown) => ({ error }),
+  );
+  const sourceHead =
+    'digest' in present && present.digest ? await sourceManifestHead(plan, settings) : undefined;
+  if (
+    sourceHead !== undefined &&
+    'digest' in present &&
+    present.digest === sourceHead.digest &&
+    headNamesWrittenManifest(sourceHead.mediaType, settings)
+  ) {
+    plan.action = 'skip';
+    plan.entry.result = 'skipped';
+    plan.entry.digest = present.digest;
+    return;
+  }
   const source = await plan.sourceReference.newImageSource(plan.sourceContext);
   plan.openedSource = source;
   const top = await source.getManifest();
@@ -482,22 +507,60 @@ async function planImage(plan: PlannedImage, settings: PlanSettings): Promise<vo
       writtenType !== MediaTypes.OciManifest &&
       writtenType !== MediaTypes.OciIndex);
   if (converts) expected = undefined;
-  const present = await destinationDigest(plan, settings);
-  if (expected !== undefined && present === expected) {
+  if ('error' in present) throw present.error;
+  if (expected !== undefined && present.digest === expected) {
     plan.action = 'skip';
     plan.entry.result = 'skipped';
-    plan.entry.digest = present;
+    plan.entry.digest = expected;
     await source.close();
     plan.openedSource = undefined;
     return;
   }
-  if (settings.destinationKind === 'dir' && present !== undefined) {
+  if (settings.destinationKind === 'dir' && present.digest !== undefined) {
     throw new GantryError(
       ErrorCodes.Usage,
       `Refusing to overwrite destination directory "${plan.destinationLocation}"`,
     );
   }
   plan.entry.digest = expected ?? topDigest;
+}
+
+/**
+ * What the source's transport tells about its manifest without downloading it (a registry's HEAD
+ * request, where a pull would read: mirrors first); undefined when it cannot (no such method, no
+ * answer, any error: the manifest is then read, and its errors reported, as without this).
+ */
+async function sourceManifestHead(
+  plan: PlannedImage,
+  settings: PlanSettings,
+): Promise<{ digest: Digest; mediaType: string | undefined } | undefined> {
+  const transport = plan.sourceReference.transport;
+  if (!transport.manifestHead || settings.forcedType !== undefined) return undefined;
+  try {
+    return await transport.manifestHead(plan.sourceReference, plan.sourceContext, 'pull');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether a source manifest of media type `mediaType` is written unchanged, so its digest is the
+ * one the copy would write: an OCI or Docker schema 2 manifest, or such a list unless one instance is
+ * chosen from it, never one an `oci` destination converts. Any other or a missing type says nothing.
+ */
+function headNamesWrittenManifest(mediaType: string | undefined, settings: PlanSettings): boolean {
+  switch (mediaType) {
+    case MediaTypes.OciManifest:
+    case MediaTypes.OciIndex:
+      break;
+    case MediaTypes.DockerManifest:
+    case MediaTypes.DockerManifestList:
+      if (settings.destinationKind === 'oci') return false;
+      break;
+    default:
+      return false;
+  }
+  return !(isManifestListMediaType(mediaType) && settings.selection === 'system');
 }
 
 /**

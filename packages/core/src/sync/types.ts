@@ -65,7 +65,10 @@ export interface SyncImage {
   source: string;
   /** The destination as `transport:reference`. */
   destination: string;
-  /** Size in bytes of what the image's manifests reference (configs and layers), from the manifests. */
+  /**
+   * Size in bytes of what the image's manifests reference (configs and layers), from the manifests;
+   * 0 for an image skipped after HEAD requests only (its manifests are not downloaded).
+   */
   size: number;
 }
 

@@ -410,6 +410,18 @@ export interface Transport {
    */
   manifestDigest?(reference: ImageReference, context?: TransportContext): Promise<Digest | undefined>;
   /**
+   * Optional: the digest, media type and size of the manifest `reference` names, learnt without
+   * downloading it (a registry's HEAD request); undefined when there is no such image. `purpose`
+   * `pull` asks where a copy would read from (registry mirrors first), `push` where it would write.
+   * `sync` uses it to skip, with HEAD requests only, images the destination already has.
+   * `mediaType` and `size` are undefined when the storage does not say.
+   */
+  manifestHead?(
+    reference: ImageReference,
+    context: TransportContext | undefined,
+    purpose: 'pull' | 'push',
+  ): Promise<{ digest: Digest; mediaType: string | undefined; size: number | undefined } | undefined>;
+  /**
    * Optional, with `listTags`: the same tags, and the name of the repository that listed them, for a
    * transport that resolves names when it opens them (docker:// short names: the candidate that
    * answered). `list-tags` prints `repository` as skopeo's `Repository`.
