@@ -368,7 +368,7 @@ describe.each(grammars)('$transport.name references', ({ transport, valid, inval
       suite: 'hostile-input',
       case: 'fuzzed references (arbitrary Unicode, 20 000-character repetitions)',
       transport: transport.name,
-      outcome: `no crash; slowest parse ${slowest.toFixed(1)} ms (bound ${parseTimeBoundMs} ms)`,
+      outcome: `no crash or hang; every parse under ${parseTimeBoundMs} ms`,
       ok: true,
       testFile,
     });

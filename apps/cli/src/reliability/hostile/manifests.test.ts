@@ -1,0 +1,341 @@
+/**
+ * Hostile manifests, indexes and configs read from every local source transport (oci, oci-archive, dir)
+ * by `gantry inspect` and `gantry copy`: wrong types, missing fields, sizes that disagree with
+ * descriptors, unknown digest algorithms and wrong lengths, oversized and deeply nested JSON, an index
+ * that names itself. Each must fail with exit 1 and one error naming the problem, no stack trace (the
+ * CLI runs with --debug, which would print one for any non-Gantry error), and nothing written to the
+ * destination.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildFixtureImage, fixturePresets, recordOutcome } from '@gantry/core/testing';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runGantry } from '../../test-support/run.js';
+import { expectCleanFailure } from './expect-failure.js';
+import {
+  type HandMadeImage,
+  listTree,
+  sha256,
+  writeDirImage,
+  writeOciArchive,
+  writeOciLayout,
+} from './hostile-images.js';
+
+const testFile = 'apps/cli/src/reliability/hostile/manifests.test.ts';
+const ociManifestType = 'application/vnd.oci.image.manifest.v1+json';
+const ociIndexType = 'application/vnd.oci.image.index.v1+json';
+
+let workDirectory = '';
+let validManifest: Record<string, unknown> & {
+  config: { digest: string; size: number; mediaType: string };
+  layers: Array<{ digest: string; size: number; mediaType: string }>;
+};
+let validBlobs: Array<{ digest: string; bytes: Uint8Array }> = [];
+
+beforeAll(async () => {
+  workDirectory = mkdtempSync(join(tmpdir(), 'gantry-hostile-manifests-'));
+  const fixture = await buildFixtureImage(fixturePresets.ociMinimal, {
+    directory: join(workDirectory, 'fixture'),
+  });
+  validManifest = JSON.parse(Buffer.from(fixture.topLevel.bytes).toString('utf8'));
+  validBlobs = [...fixture.blobs.values()].map((blob) => ({
+    digest: blob.digest,
+    bytes: readFileSync(blob.path),
+  }));
+});
+afterAll(() => rmSync(workDirectory, { recursive: true, force: true }));
+
+/** A deep copy of the valid manifest to break. */
+const manifestCopy = (): typeof validManifest => JSON.parse(JSON.stringify(validManifest));
+const image = (manifest: unknown, extra: Partial<HandMadeImage> = {}): HandMadeImage => ({
+  manifest: Buffer.from(typeof manifest === 'string' ? manifest : JSON.stringify(manifest)),
+  mediaType: ociManifestType,
+  blobs: validBlobs,
+  ...extra,
+});
+const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+/** The valid manifest with its config replaced by `config` (digest and size made to match). */
+function withConfig(config: string): HandMadeImage {
+  const manifest = manifestCopy();
+  const bytes = Buffer.from(config);
+  manifest.config.digest = sha256(bytes);
+  manifest.config.size = bytes.length;
+  return image(manifest, { blobs: [...validBlobs, { digest: manifest.config.digest, bytes }] });
+}
+
+type Source = 'oci' | 'oci-archive' | 'dir';
+const allSources: Source[] = ['oci', 'oci-archive', 'dir'];
+
+interface HostileCase {
+  name: string;
+  build: () => HandMadeImage;
+  /** What the error must say. */
+  expected: RegExp;
+  /** The outcome as the table shows it. */
+  outcome: string;
+  /** The commands that must refuse it (default both). */
+  commands?: Array<'inspect' | 'copy'>;
+  /** Sources the case applies to (default all). */
+  sources?: Source[];
+}
+
+const cases: HostileCase[] = [
+  {
+    name: 'manifest: "layers" is a string',
+    build: () => image({ ...manifestCopy(), layers: 'x' }),
+    expected: /invalid OCI image manifest: missing layers/,
+    outcome: 'refused: "invalid OCI image manifest: missing layers"',
+  },
+  {
+    name: 'manifest: schemaVersion is a string',
+    build: () => image({ ...manifestCopy(), schemaVersion: '2' }),
+    expected: /unsupported schema version "2"/,
+    outcome: 'refused: "unsupported schema version"',
+  },
+  {
+    name: 'manifest: config missing',
+    build: () => {
+      const { config: _config, ...rest } = manifestCopy();
+      return image(rest);
+    },
+    expected: /invalid OCI image manifest: missing config/,
+    outcome: 'refused: "missing config"',
+  },
+  {
+    name: 'manifest: layer without digest',
+    build: () => {
+      const manifest = manifestCopy();
+      delete (manifest.layers[0] as Partial<(typeof manifest.layers)[0]>).digest;
+      return image(manifest);
+    },
+    expected: /layer 0: missing digest/,
+    outcome: 'refused: "layer 0: missing digest"',
+  },
+  {
+    name: 'manifest: layer size is a string',
+    build: () => {
+      const manifest = manifestCopy();
+      (manifest.layers[0] as { size: unknown }).size = String(manifest.layers[0]!.size);
+      return image(manifest);
+    },
+    expected: /layer 0: invalid size "\d+"/,
+    outcome: 'refused: "layer 0: invalid size"',
+  },
+  {
+    name: 'manifest: negative layer size',
+    build: () => {
+      const manifest = manifestCopy();
+      manifest.layers[0]!.size = -1;
+      return image(manifest);
+    },
+    expected: /layer 0: invalid size -1/,
+    outcome: 'refused: "layer 0: invalid size -1"',
+  },
+  {
+    name: 'manifest: layer size larger than the blob',
+    build: () => {
+      const manifest = manifestCopy();
+      manifest.layers[0]!.size += 1;
+      return image(manifest);
+    },
+    expected: /size mismatch/,
+    outcome: 'copy refused: "size mismatch", nothing written',
+    commands: ['copy'],
+  },
+  {
+    name: 'manifest: layer size smaller than the blob',
+    build: () => {
+      const manifest = manifestCopy();
+      manifest.layers[0]!.size -= 1;
+      return image(manifest);
+    },
+    expected: /size mismatch/,
+    outcome: 'copy refused: "size mismatch", nothing written',
+    commands: ['copy'],
+  },
+  {
+    name: 'manifest: config size of 10^15 bytes',
+    build: () => {
+      const manifest = manifestCopy();
+      manifest.config.size = 1e15;
+      return image(manifest);
+    },
+    expected: /size mismatch/,
+    outcome: 'copy refused: "size mismatch" (nothing allocated for the claimed size)',
+    commands: ['copy'],
+  },
+  {
+    name: 'manifest: unknown digest algorithm (md5)',
+    build: () => {
+      const manifest = manifestCopy();
+      manifest.layers[0]!.digest = `md5:${'a'.repeat(32)}`;
+      return image(manifest);
+    },
+    expected: /unsupported digest algorithm/,
+    outcome: 'refused: "unsupported digest algorithm"',
+  },
+  {
+    name: 'manifest: sha256 digest of the wrong length',
+    build: () => {
+      const manifest = manifestCopy();
+      manifest.layers[0]!.digest = 'sha256:abcd';
+      return image(manifest);
+    },
+    expected: /invalid checksum digest length/,
+    outcome: 'refused: "invalid checksum digest length"',
+  },
+  {
+    name: 'manifest: digest "sha256:../../etc/passwd"',
+    build: () => {
+      const manifest = manifestCopy();
+      manifest.layers[0]!.digest = 'sha256:../../../../etc/passwd';
+      return image(manifest);
+    },
+    expected: /invalid checksum digest format/,
+    outcome: 'refused before any path is built: "invalid checksum digest format"',
+  },
+  {
+    name: 'manifest: not JSON',
+    build: () => image('{"schemaVersion":2,'),
+    expected: /not valid JSON/,
+    outcome: 'refused: "not valid JSON"',
+  },
+  {
+    name: 'manifest: 5 MiB (over the 4 MiB limit)',
+    build: () => image({ ...manifestCopy(), annotations: { padding: 'a'.repeat(5 * 1024 * 1024) } }),
+    expected: /too large \(\d+ bytes, at most 4194304 accepted\)/,
+    outcome: 'refused before parsing: "too large (…, at most 4194304 accepted)"',
+  },
+  {
+    name: 'manifest: JSON nested 200 000 deep',
+    build: () =>
+      image(
+        `{"schemaVersion":2,"mediaType":"${ociManifestType}","config":${JSON.stringify(validManifest.config)},"layers":${JSON.stringify(validManifest.layers)},"x":${nested(200_000)}}`,
+      ),
+    expected: /JSON nested deeper than 10000 levels/,
+    outcome: 'refused: "JSON nested deeper than 10000 levels"',
+  },
+  {
+    name: 'index.json names a digest the manifest does not have',
+    build: () => image(validManifest, { storedDigest: sha256('something else') }),
+    expected: /has digest sha256:[0-9a-f]{64}: the (?:layout|archive) is corrupt/,
+    outcome: 'refused: "manifest … has digest …: the layout is corrupt"',
+    // dir: stores no digest for its top-level manifest.
+    sources: ['oci', 'oci-archive'],
+  },
+  {
+    name: 'index.json gives the manifest a wrong size',
+    build: () => image(validManifest, { declaredSize: 10 }),
+    expected: /is \d+ bytes, but index.json says 10/,
+    outcome: 'refused: "manifest … is N bytes, but index.json says 10"',
+    sources: ['oci', 'oci-archive'],
+  },
+  {
+    name: 'index that lists itself as its own instance',
+    build: () => {
+      // Its digest cannot be known before it is written: it is stored under the digest it names.
+      const selfDigest = sha256('the index names this digest and is stored under it');
+      const index = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: ociIndexType,
+          manifests: [
+            {
+              mediaType: ociIndexType,
+              digest: selfDigest,
+              size: 300,
+              platform: { os: 'linux', architecture: 'amd64' },
+            },
+          ],
+        }),
+      );
+      return {
+        manifest: index,
+        mediaType: ociIndexType,
+        storedDigest: selfDigest,
+        blobs: validBlobs,
+        instanceManifests: [{ digest: selfDigest, bytes: index }],
+      };
+    },
+    expected: /does not match its digest|has digest sha256:[0-9a-f]{64}: the (?:layout|archive) is corrupt/,
+    outcome: 'refused: the manifest does not have the digest it is listed under (no loop)',
+  },
+  {
+    name: 'index: "manifests" is a string',
+    build: () => ({
+      manifest: Buffer.from(`{"schemaVersion":2,"mediaType":"${ociIndexType}","manifests":"x"}`),
+      mediaType: ociIndexType,
+      blobs: validBlobs,
+    }),
+    expected: /invalid OCI image index: missing manifests/,
+    outcome: 'refused: "invalid OCI image index: missing manifests"',
+  },
+  {
+    name: 'config: wrong field types',
+    build: () => withConfig('{"architecture":5,"os":[],"rootfs":"x","config":"y","history":7}'),
+    expected: /invalid image config: config.architecture is not a string/,
+    outcome: 'inspect refused: "invalid image config: …architecture is not a string"',
+    commands: ['inspect'],
+  },
+  {
+    name: 'config: a JSON array',
+    build: () => withConfig('[]'),
+    expected: /invalid image config: not a JSON object/,
+    outcome: 'inspect refused: "invalid image config: not a JSON object"',
+    commands: ['inspect'],
+  },
+  {
+    name: 'config: JSON nested 200 000 deep',
+    build: () =>
+      withConfig(
+        `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"x":${nested(200_000)}}`,
+      ),
+    expected: /invalid image config: JSON nested deeper than 10000 levels/,
+    outcome: 'inspect refused: "JSON nested deeper than 10000 levels"',
+    commands: ['inspect'],
+  },
+];
+
+let sourceCounter = 0;
+function writeSource(source: Source, hostile: HandMadeImage): string {
+  const path = join(workDirectory, `source-${++sourceCounter}`);
+  if (source === 'oci') writeOciLayout(path, hostile);
+  else if (source === 'dir') writeDirImage(path, hostile);
+  else writeOciArchive(path, hostile, workDirectory);
+  return `${source}:${path}`;
+}
+
+describe.each(cases)('$name', (hostileCase) => {
+  const sources = hostileCase.sources ?? allSources;
+  test.each(sources)('from %s: exit 1, the problem named, nothing written', async (source) => {
+    const reference = writeSource(source, hostileCase.build());
+    for (const command of hostileCase.commands ?? ['inspect', 'copy']) {
+      const destination = join(workDirectory, `destination-${sourceCounter}-${command}`);
+      const argv =
+        command === 'inspect'
+          ? ['--debug', 'inspect', reference]
+          : ['--debug', 'copy', '--all', reference, `oci:${destination}`];
+      const result = await runGantry(argv);
+      expectCleanFailure(result, hostileCase.expected);
+      expect(listTree(destination), 'nothing written to the destination').toEqual([]);
+    }
+    recordOutcome({
+      suite: 'hostile-input',
+      case: hostileCase.name,
+      transport: source,
+      outcome: hostileCase.outcome,
+      ok: true,
+      testFile,
+    });
+  });
+});
+
+test('the unbroken image these cases start from copies from every source', async () => {
+  for (const source of allSources) {
+    const reference = writeSource(source, image(validManifest));
+    const destination = join(workDirectory, `valid-destination-${source}`);
+    const result = await runGantry(['copy', reference, `oci:${destination}`]);
+    expect(result.code, result.stderr).toBe(0);
+  }
+});
