@@ -118,7 +118,10 @@ describe('blobEntryName', () => {
 describe('checkManifestMatchesEntry', () => {
   const manifest = bytes({ schemaVersion: 2, layers: [] });
   const entry = (fields: Record<string, unknown>) =>
-    parseDescriptor({ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...fields }, 'index.json entry 0');
+    parseDescriptor(
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...fields },
+      'index.json entry 0',
+    );
 
   it('accepts the bytes the entry describes (with or without a size)', () => {
     checkManifestMatchesEntry(entry({ digest: digestOf(manifest), size: manifest.length }), manifest, 'L');

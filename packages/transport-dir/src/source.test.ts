@@ -80,7 +80,9 @@ describe('dir: source', () => {
     try {
       await expect(source.getManifest()).rejects.toMatchObject({
         code: ErrorCodes.InvalidLayout,
-        message: expect.stringMatching(/^manifest .*manifest\.json is too large \(\d+ bytes, at most 4194304 accepted\)$/),
+        message: expect.stringMatching(
+          /^manifest .*manifest\.json is too large \(\d+ bytes, at most 4194304 accepted\)$/,
+        ),
       });
       await writeFile(manifestFile, '{"schemaVersion":2,"layers":[]}');
       await writeFile(path.join(directory, 'signature-1'), Buffer.alloc(4 * 1024 * 1024 + 1));
