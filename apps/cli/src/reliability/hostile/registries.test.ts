@@ -27,8 +27,6 @@ import { listTree } from './hostile-images.js';
 import { fetchFromRegistry, type MisbehavingFront, startMisbehavingFront } from './misbehaving-front.js';
 
 const testFile = 'apps/cli/src/reliability/hostile/registries.test.ts';
-const manifestAccept =
-  'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
 
 const workDirectory = mkdtempSync(join(tmpdir(), 'gantry-hostile-registries-'));
 let registry: TestRegistry;
