@@ -83,6 +83,11 @@ function link(testFile) {
   return `[${testFile.split('/').pop()}](${target})`;
 }
 
+/** The test file of a case's first record (its transports map keeps insertion order). */
+function firstFile(row) {
+  return row.values().next().value?.testFile ?? '';
+}
+
 const records = readRecords(logPath);
 if (records.length === 0) {
   console.error(`${logPath}: no outcomes recorded; ${relative(process.cwd(), outputPath)} left as it is`);
@@ -126,7 +131,10 @@ const lines = [
 let total = 0;
 let failing = 0;
 for (const suite of orderedSuites) {
-  const cases = bySuite.get(suite.key);
+  // Cases grouped by test file (files run in parallel, so arrival order varies), in the order each file tried them.
+  const cases = new Map(
+    [...bySuite.get(suite.key)].sort(([, a], [, b]) => firstFile(a).localeCompare(firstFile(b))),
+  );
   const transports = [...new Set([...cases.values()].flatMap((row) => [...row.keys()]))].sort(
     compareTransports,
   );

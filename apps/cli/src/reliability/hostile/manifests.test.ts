@@ -1,6 +1,7 @@
 /**
- * Hostile manifests, indexes and configs read from every local source transport (oci, oci-archive, dir)
- * by `gantry inspect` and `gantry copy`: wrong types, missing fields, sizes that disagree with
+ * Hostile manifests, indexes and configs read by `gantry inspect` and `gantry copy` from the source
+ * transports that can hold any bytes: oci, oci-archive, dir, and docker (a registry: the real test
+ * registry answers the ping, a server in front of it serves the hostile manifest and blobs): wrong types, missing fields, sizes that disagree with
  * descriptors, unknown digest algorithms and wrong lengths, oversized and deeply nested JSON, an index
  * that names itself. Each must fail with exit 1 and one error naming the problem, no stack trace (the
  * CLI runs with --debug, which would print one for any non-Gantry error), and nothing written to the
@@ -10,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildFixtureImage, fixturePresets, recordOutcome } from '@gantry/core/testing';
+import { startTestRegistry, type TestRegistry } from '@gantry/transport-docker/testing';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runGantry } from '../../test-support/run.js';
 import { expectCleanFailure } from './expect-failure.js';
@@ -21,6 +23,7 @@ import {
   writeOciArchive,
   writeOciLayout,
 } from './hostile-images.js';
+import { type MisbehavingFront, startMisbehavingFront } from './misbehaving-front.js';
 
 const testFile = 'apps/cli/src/reliability/hostile/manifests.test.ts';
 const ociManifestType = 'application/vnd.oci.image.manifest.v1+json';
@@ -32,9 +35,13 @@ let validManifest: Record<string, unknown> & {
   layers: Array<{ digest: string; size: number; mediaType: string }>;
 };
 let validBlobs: Array<{ digest: string; bytes: Uint8Array }> = [];
+let registry: TestRegistry;
+let front: MisbehavingFront;
 
 beforeAll(async () => {
   workDirectory = mkdtempSync(join(tmpdir(), 'gantry-hostile-manifests-'));
+  registry = await startTestRegistry();
+  front = await startMisbehavingFront(registry.host);
   const fixture = await buildFixtureImage(fixturePresets.ociMinimal, {
     directory: join(workDirectory, 'fixture'),
   });
@@ -43,8 +50,24 @@ beforeAll(async () => {
     digest: blob.digest,
     bytes: readFileSync(blob.path),
   }));
+  // The repository exists in the real registry (inspect lists its tags); hostile tags are the front's.
+  const validLayout = join(workDirectory, 'valid-layout');
+  writeOciLayout(validLayout, image(validManifest));
+  const pushed = await runGantry([
+    '--insecure-policy',
+    'copy',
+    '-q',
+    '--dest-tls-verify=false',
+    `oci:${validLayout}`,
+    `docker://${registry.host}/hostile/manifests:valid`,
+  ]);
+  if (pushed.code !== 0) throw new Error(`push failed: ${pushed.stderr}`);
 });
-afterAll(() => rmSync(workDirectory, { recursive: true, force: true }));
+afterAll(async () => {
+  await front?.stop();
+  await registry?.stop();
+  rmSync(workDirectory, { recursive: true, force: true });
+});
 
 /** A deep copy of the valid manifest to break. */
 const manifestCopy = (): typeof validManifest => JSON.parse(JSON.stringify(validManifest));
@@ -64,8 +87,8 @@ function withConfig(config: string): HandMadeImage {
   return image(manifest, { blobs: [...validBlobs, { digest: manifest.config.digest, bytes }] });
 }
 
-type Source = 'oci' | 'oci-archive' | 'dir';
-const allSources: Source[] = ['oci', 'oci-archive', 'dir'];
+type Source = 'docker' | 'oci' | 'oci-archive' | 'dir';
+const allSources: Source[] = ['docker', 'oci', 'oci-archive', 'dir'];
 
 interface HostileCase {
   name: string;
@@ -204,7 +227,7 @@ const cases: HostileCase[] = [
   {
     name: 'manifest: 5 MiB (over the 4 MiB limit)',
     build: () => image({ ...manifestCopy(), annotations: { padding: 'a'.repeat(5 * 1024 * 1024) } }),
-    expected: /too large \(\d+ bytes, at most 4194304 accepted\)/,
+    expected: /too large \(.*4194304/,
     outcome: 'refused before parsing: "too large (…, at most 4194304 accepted)"',
   },
   {
@@ -258,7 +281,8 @@ const cases: HostileCase[] = [
         instanceManifests: [{ digest: selfDigest, bytes: index }],
       };
     },
-    expected: /does not match its digest|has digest sha256:[0-9a-f]{64}: the (?:layout|archive) is corrupt/,
+    expected:
+      /does not match (?:its )?digest|has digest sha256:[0-9a-f]{64}: the (?:layout|archive) is corrupt/,
     outcome: 'refused: the manifest does not have the digest it is listed under (no loop)',
   },
   {
@@ -300,10 +324,37 @@ const cases: HostileCase[] = [
 let sourceCounter = 0;
 function writeSource(source: Source, hostile: HandMadeImage): string {
   const path = join(workDirectory, `source-${++sourceCounter}`);
+  if (source === 'docker') {
+    // The front serves this image's manifest by tag, its instance manifests and blobs by digest.
+    const tag = `case-${sourceCounter}`;
+    const byDigest = new Map<string, { bytes: Uint8Array; type: string }>();
+    for (const blob of hostile.blobs)
+      byDigest.set(`blobs/${blob.digest}`, { bytes: blob.bytes, type: 'application/octet-stream' });
+    for (const instance of hostile.instanceManifests ?? []) {
+      byDigest.set(`manifests/${instance.digest}`, { bytes: instance.bytes, type: hostile.mediaType });
+    }
+    byDigest.set(`manifests/${tag}`, { bytes: hostile.manifest, type: hostile.mediaType });
+    front.rules.splice(0, front.rules.length, (incoming, response) => {
+      const served = byDigest.get((incoming.url ?? '').replace(/^\/v2\/hostile\/manifests\//, ''));
+      if (served === undefined || (incoming.method !== 'GET' && incoming.method !== 'HEAD')) return false;
+      response.writeHead(200, { 'content-type': served.type, 'content-length': served.bytes.byteLength });
+      response.end(incoming.method === 'HEAD' ? undefined : served.bytes);
+      return true;
+    });
+    return `docker://${front.host}/hostile/manifests:${tag}`;
+  }
   if (source === 'oci') writeOciLayout(path, hostile);
   else if (source === 'dir') writeDirImage(path, hostile);
   else writeOciArchive(path, hostile, workDirectory);
   return `${source}:${path}`;
+}
+
+/** Flags a plain-HTTP test registry needs (for `docker` only). */
+function registryFlags(source: Source, command: 'inspect' | 'copy'): string[] {
+  if (source !== 'docker') return [];
+  return command === 'inspect'
+    ? ['--tls-verify=false', '--retry-times=0']
+    : ['--src-tls-verify=false', '--retry-times=0'];
 }
 
 describe.each(cases)('$name', (hostileCase) => {
@@ -314,8 +365,8 @@ describe.each(cases)('$name', (hostileCase) => {
       const destination = join(workDirectory, `destination-${sourceCounter}-${command}`);
       const argv =
         command === 'inspect'
-          ? ['--debug', 'inspect', reference]
-          : ['--debug', 'copy', '--all', reference, `oci:${destination}`];
+          ? ['--debug', 'inspect', ...registryFlags(source, command), reference]
+          : ['--debug', 'copy', ...registryFlags(source, command), '--all', reference, `oci:${destination}`];
       const result = await runGantry(argv);
       expectCleanFailure(result, hostileCase.expected);
       expect(listTree(destination), 'nothing written to the destination').toEqual([]);
@@ -335,7 +386,12 @@ test('the unbroken image these cases start from copies from every source', async
   for (const source of allSources) {
     const reference = writeSource(source, image(validManifest));
     const destination = join(workDirectory, `valid-destination-${source}`);
-    const result = await runGantry(['copy', reference, `oci:${destination}`]);
+    const result = await runGantry([
+      'copy',
+      ...registryFlags(source, 'copy'),
+      reference,
+      `oci:${destination}`,
+    ]);
     expect(result.code, result.stderr).toBe(0);
   }
 });
