@@ -7,9 +7,10 @@
  * CLI runs with --debug, which would print one for any non-Gantry error), and nothing written to the
  * destination.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { buildFixtureImage, fixturePresets, recordOutcome } from '@gantry/core/testing';
 import { startTestRegistry, type TestRegistry } from '@gantry/transport-docker/testing';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -18,6 +19,8 @@ import { expectCleanFailure } from './expect-failure.js';
 import {
   type HandMadeImage,
   listTree,
+  type RawTarEntry,
+  rawTar,
   sha256,
   writeDirImage,
   writeOciArchive,
@@ -394,4 +397,110 @@ test('the unbroken image these cases start from copies from every source', async
     ]);
     expect(result.code, result.stderr).toBe(0);
   }
+});
+
+describe('docker-archive: a hostile manifest.json', () => {
+  /** A `docker save` archive of the valid image whose manifest.json is `manifestJson` (a function of the real names). */
+  function dockerArchive(
+    manifestJson: (names: { config: string; layer: string }) => string,
+    extra: RawTarEntry[] = [],
+  ): string {
+    const config = validBlobs.find((blob) => blob.digest === validManifest.config.digest)!;
+    const layer = validBlobs.find((blob) => blob.digest === validManifest.layers[0]!.digest)!;
+    const names = { config: `${config.digest.slice(7)}.json`, layer: `${layer.digest.slice(7)}/layer.tar` };
+    const path = join(workDirectory, `archive-${++sourceCounter}.tar`);
+    writeFileSync(
+      path,
+      rawTar([
+        { name: 'manifest.json', content: manifestJson(names) },
+        { name: names.config, content: config.bytes },
+        { name: names.layer, content: gunzipSync(layer.bytes) },
+        ...extra,
+      ]),
+    );
+    return `docker-archive:${path}`;
+  }
+
+  const archiveCases: Array<[string, () => string, RegExp, string]> = [
+    [
+      'manifest.json: not JSON',
+      () => dockerArchive(() => '[{"Config":'),
+      /invalid manifest\.json: Unexpected end of JSON input/,
+      'refused: "invalid manifest.json: …"',
+    ],
+    [
+      'manifest.json: an object, not an array',
+      () => dockerArchive(() => '{"Config":"x"}'),
+      /invalid manifest\.json: not a JSON array/,
+      'refused: "invalid manifest.json: …"',
+    ],
+    [
+      'manifest.json: Config path climbing out with ../',
+      () =>
+        dockerArchive(({ layer }) =>
+          JSON.stringify([{ Config: '../../../etc/passwd', RepoTags: null, Layers: [layer] }]),
+        ),
+      /invalid config path "(?:\.\.\/){3}etc\/passwd".*"\.\." component/,
+      'refused: "invalid config path …: path contains a .. component"',
+    ],
+    [
+      'manifest.json: absolute layer path',
+      () =>
+        dockerArchive(({ config }) =>
+          JSON.stringify([{ Config: config, RepoTags: null, Layers: ['/etc/passwd'] }]),
+        ),
+      /invalid layer path "\/etc\/passwd".*absolute path/,
+      'refused: "invalid layer path …: absolute path"',
+    ],
+    [
+      'manifest.json: more layers than the config has DiffIDs',
+      () =>
+        dockerArchive(({ config, layer }) =>
+          JSON.stringify([{ Config: config, RepoTags: null, Layers: [layer, layer] }]),
+        ),
+      /Inconsistent layer count .*: 2 in manifest, 1 in config/,
+      'refused: "Inconsistent layer count …: 2 in manifest, 1 in config"',
+    ],
+    [
+      'manifest.json: RepoTags is a number',
+      () =>
+        dockerArchive(({ config, layer }) =>
+          JSON.stringify([{ Config: config, RepoTags: 5, Layers: [layer] }]),
+        ),
+      /RepoTags is not an array of strings/,
+      'refused: "RepoTags is not an array of strings"',
+    ],
+  ];
+
+  test.each(archiveCases)(
+    '%s: exit 1, the problem named, nothing written',
+    async (caseName, build, expected, outcome) => {
+      const reference = build();
+      for (const command of ['inspect', 'copy'] as const) {
+        const destination = join(workDirectory, `destination-${sourceCounter}-${command}`);
+        const argv =
+          command === 'inspect'
+            ? ['--debug', 'inspect', reference]
+            : ['--debug', 'copy', reference, `oci:${destination}`];
+        expectCleanFailure(await runGantry(argv), expected);
+        expect(listTree(destination)).toEqual([]);
+      }
+      recordOutcome({
+        suite: 'hostile-input',
+        case: caseName,
+        transport: 'docker-archive',
+        outcome,
+        ok: true,
+        testFile,
+      });
+    },
+  );
+
+  test('the unbroken archive these cases start from copies', async () => {
+    const reference = dockerArchive(({ config, layer }) =>
+      JSON.stringify([{ Config: config, RepoTags: ['x/y:1'], Layers: [layer] }]),
+    );
+    const result = await runGantry(['copy', reference, `oci:${join(workDirectory, 'valid-archive-copy')}`]);
+    expect(result.code, result.stderr).toBe(0);
+  });
 });
