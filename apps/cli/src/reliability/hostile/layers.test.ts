@@ -7,7 +7,7 @@
  * and the image not committed.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -15,6 +15,7 @@ import { recordOutcome } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { requireTool, runGantry } from '../../test-support/run.js';
 import { expectCleanFailure } from './expect-failure.js';
+import { type FakeEngine, startFakeEngine } from './fake-engine.js';
 import {
   type HandMadeImage,
   type RawTarEntry,
@@ -34,12 +35,18 @@ const secretFile = join(outside, 'secret');
 const store = `[vfs@${join(workDirectory, 'graph')}+${join(workDirectory, 'run')}]`;
 const ostreeRepository = join(workDirectory, 'ostree-repo');
 
-beforeAll(() => {
+let engine: FakeEngine;
+
+beforeAll(async () => {
   requireTool('ostree');
   mkdirSync(outside);
   writeFileSync(secretFile, 'not for containers\n');
+  engine = await startFakeEngine(join(workDirectory, 'engine.sock'));
 });
-afterAll(() => rmSync(workDirectory, { recursive: true, force: true }));
+afterAll(async () => {
+  await engine?.stop();
+  rmSync(workDirectory, { recursive: true, force: true });
+});
 
 const escapeTarget = (label: string) => join(outside, `escaped-${label}`);
 const climb = '../'.repeat(40);
@@ -217,18 +224,27 @@ function writeDockerArchive(path: string, layer: ReturnType<HostileLayer['layer'
   );
 }
 
-type Source = 'oci' | 'oci-archive' | 'dir' | 'docker-archive';
+type Source = 'oci' | 'oci-archive' | 'dir' | 'docker-archive' | 'docker-daemon';
 type Destination = 'containers-storage' | 'ostree';
 
 let counter = 0;
-function writeSource(source: Source, layer: ReturnType<HostileLayer['layer']>): string {
+/** Writes the image in `source`'s format; returns the reference and the flags reading it needs. */
+function writeSource(source: Source, layer: ReturnType<HostileLayer['layer']>): string[] {
   const path = join(workDirectory, `source-${++counter}`);
   const { image } = imageWith(layer);
   if (source === 'oci') writeOciLayout(path, image);
   else if (source === 'dir') writeDirImage(path, image);
   else if (source === 'oci-archive') writeOciArchive(path, image, workDirectory);
   else writeDockerArchive(path, layer);
-  return `${source}:${path}`;
+  if (source !== 'docker-daemon') return [`${source}:${path}`];
+  // The fake Engine API serves the same `docker save` stream.
+  const name = `hostile/daemon-${counter}:latest`;
+  const saved = readFileSync(path);
+  engine.images.set(name, (response) => {
+    response.writeHead(200, { 'content-type': 'application/x-tar' });
+    response.end(saved);
+  });
+  return [`--src-daemon-host=${engine.host}`, `docker-daemon:${name}`];
 }
 
 function destinationReference(destination: Destination, name: string): string {
@@ -256,7 +272,7 @@ for (const layer of layers) {
   for (const destination of ['containers-storage', 'ostree'] as const) {
     matrix.push([layer, 'oci', destination]);
     if (/climbing|do not have their digest/.test(layer.name)) {
-      for (const source of ['oci-archive', 'dir', 'docker-archive'] as const)
+      for (const source of ['oci-archive', 'dir', 'docker-archive', 'docker-daemon'] as const)
         matrix.push([layer, source, destination]);
     }
   }
@@ -267,13 +283,13 @@ describe('hostile layers into extracting destinations', () => {
     '%s: %s → %s',
     async (_name, source, destination, hostile) => {
       const layer = hostile.layer();
-      const reference = writeSource(source, layer);
+      const sourceArguments = writeSource(source, layer);
       const imageName = `hostile/case-${counter}`;
       const result = await runGantry([
         '--debug',
         '--insecure-policy',
         'copy',
-        reference,
+        ...sourceArguments,
         destinationReference(destination, imageName),
       ]);
       expectCleanFailure(result, hostile.expected);
@@ -310,13 +326,13 @@ describe('device files (as root; without root they are skipped: layer-tree apply
   test.each(['containers-storage', 'ostree'] as const)(
     'a device entry climbing out is refused (→ %s)',
     async (destination) => {
-      const reference = writeSource('oci', deviceLayer());
+      const sourceArguments = writeSource('oci', deviceLayer());
       const name = `hostile/devices-${counter}`;
       const result = await runGantry([
         '--debug',
         '--insecure-policy',
         'copy',
-        reference,
+        ...sourceArguments,
         destinationReference(destination, name),
       ]);
       expectCleanFailure(result, /\.\.|outside|escap/i);
@@ -342,7 +358,7 @@ describe('device files (as root; without root they are skipped: layer-tree apply
     const copiedToStorage = await runGantry([
       '--insecure-policy',
       'copy',
-      writeSource('oci', inside),
+      ...writeSource('oci', inside),
       destinationReference('containers-storage', storageName),
     ]);
     expect(copiedToStorage.code, copiedToStorage.stderr).toBe(0);
@@ -357,7 +373,7 @@ describe('device files (as root; without root they are skipped: layer-tree apply
     const copiedToOstree = await runGantry([
       '--insecure-policy',
       'copy',
-      writeSource('oci', inside),
+      ...writeSource('oci', inside),
       destinationReference('ostree', ostreeName),
     ]);
     expect(copiedToOstree.code, copiedToOstree.stderr).toBe(0);

@@ -16,6 +16,7 @@ import { startTestRegistry, type TestRegistry } from '@gantry/transport-docker/t
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runGantry } from '../../test-support/run.js';
 import { expectCleanFailure } from './expect-failure.js';
+import { type FakeEngine, startFakeEngine } from './fake-engine.js';
 import {
   type HandMadeImage,
   listTree,
@@ -399,7 +400,13 @@ test('the unbroken image these cases start from copies from every source', async
   }
 });
 
-describe('docker-archive: a hostile manifest.json', () => {
+describe('docker-archive and docker-daemon: a hostile manifest.json', () => {
+  let engine: FakeEngine;
+  beforeAll(async () => {
+    engine = await startFakeEngine(join(workDirectory, 'engine.sock'));
+  });
+  afterAll(() => engine?.stop());
+
   /** A `docker save` archive of the valid image whose manifest.json is `manifestJson` (a function of the real names). */
   function dockerArchive(
     manifestJson: (names: { config: string; layer: string }) => string,
@@ -476,25 +483,101 @@ describe('docker-archive: a hostile manifest.json', () => {
     '%s: exit 1, the problem named, nothing written',
     async (caseName, build, expected, outcome) => {
       const reference = build();
-      for (const command of ['inspect', 'copy'] as const) {
-        const destination = join(workDirectory, `destination-${sourceCounter}-${command}`);
-        const argv =
-          command === 'inspect'
-            ? ['--debug', 'inspect', reference]
-            : ['--debug', 'copy', reference, `oci:${destination}`];
-        expectCleanFailure(await runGantry(argv), expected);
-        expect(listTree(destination)).toEqual([]);
-      }
-      recordOutcome({
-        suite: 'hostile-input',
-        case: caseName,
-        transport: 'docker-archive',
-        outcome,
-        ok: true,
-        testFile,
+      // docker-daemon: reads the same `docker save` stream from the (fake) Engine API.
+      const daemonName = `hostile/archive-${sourceCounter}:latest`;
+      const saved = readFileSync(reference.slice('docker-archive:'.length));
+      engine.images.set(daemonName, (response) => {
+        response.writeHead(200, { 'content-type': 'application/x-tar' });
+        response.end(saved);
       });
+      const sources: Array<[string, string[]]> = [
+        ['docker-archive', [reference]],
+        ['docker-daemon', [`--src-daemon-host=${engine.host}`, `docker-daemon:${daemonName}`]],
+      ];
+      for (const [transport, sourceArguments] of sources) {
+        for (const command of ['inspect', 'copy'] as const) {
+          const destination = join(workDirectory, `destination-${sourceCounter}-${transport}-${command}`);
+          const argv =
+            command === 'inspect'
+              ? [
+                  '--debug',
+                  'inspect',
+                  ...sourceArguments.map((a) => a.replace('--src-daemon-host', '--daemon-host')),
+                ]
+              : ['--debug', 'copy', ...sourceArguments, `oci:${destination}`];
+          expectCleanFailure(await runGantry(argv), expected);
+          expect(listTree(destination)).toEqual([]);
+        }
+        recordOutcome({ suite: 'hostile-input', case: caseName, transport, outcome, ok: true, testFile });
+      }
     },
   );
+
+  test('docker-daemon: an error answer with an endless body fails at once, the message bounded', async () => {
+    let written = 0;
+    engine.images.set('hostile/endless-error:latest', (response) => {
+      response.writeHead(500, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      const pump = () => {
+        while (!response.destroyed && written < 1024 * 1024 * 1024) {
+          written += chunk.length;
+          if (!response.write(chunk)) return void response.once('drain', pump);
+        }
+        response.end();
+      };
+      pump();
+    });
+    const run = await runGantry([
+      '--debug',
+      'copy',
+      '--retry-times=0',
+      `--src-daemon-host=${engine.host}`,
+      'docker-daemon:hostile/endless-error:latest',
+      `oci:${join(workDirectory, 'endless-error-destination')}`,
+    ]);
+    const message = expectCleanFailure(run, /docker-daemon:hostile\/endless-error:latest: x+/);
+    expect(message.length).toBeLessThan(70 * 1024);
+    expect(written, 'the body was not read to its end').toBeLessThan(64 * 1024 * 1024);
+    recordOutcome({
+      suite: 'hostile-input',
+      case: 'Engine API error with an endless body',
+      transport: 'docker-daemon',
+      outcome: 'fails at once; message cut at 64 KiB; the body is not read further',
+      ok: true,
+      testFile,
+    });
+  });
+
+  test('docker-daemon: a save stream cut in the middle', async () => {
+    const whole = readFileSync(
+      dockerArchive(({ config, layer }) =>
+        JSON.stringify([{ Config: config, RepoTags: null, Layers: [layer] }]),
+      ).slice('docker-archive:'.length),
+    );
+    engine.images.set('hostile/cut:latest', (response) => {
+      response.writeHead(200, { 'content-type': 'application/x-tar' });
+      response.end(whole.subarray(0, 1536 + 100));
+    });
+    const destination = join(workDirectory, 'cut-destination');
+    const run = await runGantry([
+      '--debug',
+      'copy',
+      '--retry-times=0',
+      `--src-daemon-host=${engine.host}`,
+      'docker-daemon:hostile/cut:latest',
+      `oci:${destination}`,
+    ]);
+    expectCleanFailure(run, /truncated/i);
+    expect(listTree(destination)).toEqual([]);
+    recordOutcome({
+      suite: 'hostile-input',
+      case: 'save stream cut in the middle',
+      transport: 'docker-daemon',
+      outcome: 'refused: "truncated tar archive"; nothing written',
+      ok: true,
+      testFile,
+    });
+  });
 
   test('the unbroken archive these cases start from copies', async () => {
     const reference = dockerArchive(({ config, layer }) =>
