@@ -401,3 +401,71 @@ describe('device files (as root; without root they are skipped: layer-tree apply
     });
   });
 });
+
+describe('containers-storage as a source: a store whose stored manifest was tampered with', () => {
+  const tamperings: Array<[string, (manifest: Record<string, unknown>) => string, RegExp, string]> = [
+    [
+      'manifest: "layers" is a string',
+      (manifest) => JSON.stringify({ ...manifest, layers: 'x' }),
+      /missing layers/,
+      'refused: "invalid OCI image manifest: missing layers"',
+    ],
+    [
+      'manifest: JSON nested 200 000 deep',
+      (manifest) =>
+        `${JSON.stringify(manifest).slice(0, -1)},"x":${'['.repeat(200_000)}${']'.repeat(200_000)}}`,
+      /JSON nested deeper than 10000 levels/,
+      'refused: "JSON nested deeper than 10000 levels"',
+    ],
+    [
+      'manifest: 5 MiB (over the 4 MiB limit)',
+      (manifest) => JSON.stringify({ ...manifest, annotations: { padding: 'a'.repeat(5 * 1024 * 1024) } }),
+      /too large/,
+      'refused before parsing: "manifest … is too large"',
+    ],
+  ];
+
+  test.each(tamperings)(
+    '%s: exit 1, the problem named, nothing written',
+    async (caseName, tamper, expected, outcome) => {
+      const layer = plainLayer([file('etc/hostname', 'tampered\n')]);
+      const name = `hostile/tampered-${++counter}`;
+      const stored = await runGantry([
+        '--insecure-policy',
+        'copy',
+        ...writeSource('oci', layer),
+        destinationReference('containers-storage', name),
+      ]);
+      expect(stored.code, stored.stderr).toBe(0);
+      const { image } = imageWith(layer);
+      const manifestText = Buffer.from(image.manifest).toString('utf8');
+      // Every copy of the manifest the store keeps (the image's big-data items) is replaced.
+      const files = execFileSync('grep', ['-rlF', manifestText, join(workDirectory, 'graph', 'vfs-images')], {
+        encoding: 'utf8',
+      })
+        .trim()
+        .split('\n')
+        .filter((path) => !path.endsWith('images.json'));
+      expect(files.length).toBeGreaterThan(0);
+      for (const path of files) writeFileSync(path, tamper(JSON.parse(manifestText)));
+      const destination = join(workDirectory, `tampered-destination-${counter}`);
+      const run = await runGantry([
+        '--debug',
+        '--insecure-policy',
+        'copy',
+        destinationReference('containers-storage', name),
+        `oci:${destination}`,
+      ]);
+      expectCleanFailure(run, expected);
+      expect(existsSync(join(destination, 'index.json'))).toBe(false);
+      recordOutcome({
+        suite: 'hostile-input',
+        case: caseName,
+        transport: 'containers-storage',
+        outcome,
+        ok: true,
+        testFile,
+      });
+    },
+  );
+});
