@@ -32,8 +32,12 @@ const testFile = 'apps/cli/src/reliability/hostile/references.test.ts';
 const seed = 20_261_205;
 const propertyRuns = 300;
 const fuzzRuns = 1500;
-/** A parse taking longer than this is a hang (catastrophic backtracking); generous for a loaded machine. */
-const parseTimeBoundMs = 250;
+/**
+ * A parse taking longer than this is a hang (catastrophic backtracking: on these 20 000-character inputs
+ * it would take seconds to years). A slow parse is timed again, and the fastest of three counts, so a
+ * pause of a loaded machine is not taken for one.
+ */
+const parseTimeBoundMs = 500;
 
 const workDirectory = mkdtempSync(join(tmpdir(), 'gantry-hostile-references-'));
 const existingDirectory = join(workDirectory, 'existing');
@@ -351,11 +355,13 @@ describe.each(grammars)('$transport.name references', ({ transport, valid, inval
         .tuple(fc.constantFrom('//', '', `[${storeRoots}]`, `${existingDirectory}/f:`), repeated)
         .map(([p, r]) => p + r),
     );
-    let slowest = 0;
     fc.assert(
       fc.property(arbitraryInput, (input) => {
         const parsed = timedParse(transport, input);
-        slowest = Math.max(slowest, parsed.ms);
+        if (parsed.ms >= parseTimeBoundMs) {
+          for (let again = 0; again < 2; again++)
+            parsed.ms = Math.min(parsed.ms, timedParse(transport, input).ms);
+        }
         expect(parsed.ms, `parsing a ${input.length}-character ${transport.name} reference`).toBeLessThan(
           parseTimeBoundMs,
         );
