@@ -72,15 +72,16 @@ const layers: HostileLayer[] = [
     name: 'layer entry climbing out with ../',
     layer: () => plainLayer([file('ok'), file(`${climb}${escapeTarget('dotdot').slice(1)}`)]),
     mustNotExist: [escapeTarget('dotdot')],
-    expected: /\.\.|outside|escap|refus/i,
-    outcome: 'refused, naming the entry; nothing written outside',
+    expected: /layer tar: entry "[^"]*escaped-dotdot" climbs out of the layer with "\.\."/,
+    outcome:
+      'refused: "layer tar: entry … climbs out of the layer with ..", naming the blob; nothing written outside',
   },
   {
     name: 'layer entry with an absolute name',
     layer: () => plainLayer([file(escapeTarget('absolute'))]),
     mustNotExist: [escapeTarget('absolute')],
-    expected: /absolute|outside|escap|refus/i,
-    outcome: 'refused, naming the entry',
+    expected: /layer tar: entry "[^"]*escaped-absolute" has an absolute name/,
+    outcome: 'refused: "entry … has an absolute name"',
   },
   {
     name: 'symbolic link out of the layer, then a file through it',
@@ -90,23 +91,22 @@ const layers: HostileLayer[] = [
         file('link/escaped-through-symlink'),
       ]),
     mustNotExist: [join(outside, 'escaped-through-symlink')],
-    expected: /link|outside|escap|refus/i,
-    outcome:
-      'refused (the link is kept inside the layer root, or the entry is refused); nothing written outside',
+    expected: /entry "link" is a symbolic link to "[^"]*", outside the layer/,
+    outcome: 'refused: "entry link is a symbolic link to …, outside the layer"; nothing written through it',
   },
   {
     name: 'hard link to a file outside the layer',
     layer: () => plainLayer([{ name: 'stolen', type: '1', linkName: `${climb}${secretFile.slice(1)}` }]),
     mustNotExist: [],
-    expected: /link|outside|escap|refus/i,
-    outcome: 'refused, naming the link',
+    expected: /entry "stolen" is a hard link to "[^"]*", outside the layer/,
+    outcome: 'refused: "entry stolen is a hard link to …, outside the layer"',
   },
   {
     name: 'hard link with an absolute target',
     layer: () => plainLayer([{ name: 'stolen', type: '1', linkName: secretFile }]),
     mustNotExist: [],
-    expected: /link|outside|escap|absolute|refus|not found|no such/i,
-    outcome: 'refused, naming the link',
+    expected: /entry "stolen" is a hard link to "[^"]*\/outside\/secret", outside the layer/,
+    outcome: 'refused: "entry stolen is a hard link to /…/outside/secret, outside the layer"',
   },
   {
     name: '16 MiB PAX header (gzip: 16 KiB)',
@@ -134,8 +134,8 @@ const layers: HostileLayer[] = [
         truncateAt: 512 + 4096 + 700,
       }),
     mustNotExist: [],
-    expected: /ends in the middle of its content|truncat|unexpected end/i,
-    outcome: 'refused: the truncated entry named; image not committed',
+    expected: /sha256:[0-9a-f]{64}\)?: layer tar: entry "b": the tar ends in the middle of its content/,
+    outcome: 'refused: "entry b: the tar ends in the middle of its content", naming the blob; not committed',
   },
   {
     name: 'gzip layer stream truncated',
@@ -146,8 +146,8 @@ const layers: HostileLayer[] = [
       return { bytes: cut, diffId: sha256(tar), gzip: true };
     },
     mustNotExist: [],
-    expected: /truncat|unexpected end|digest|gzip|incorrect|compress/i,
-    outcome: 'refused: the blob named; image not committed',
+    expected: /sha256:[0-9a-f]{64}\)?: the compressed data is corrupt or truncated/,
+    outcome: 'refused: "blob …: the compressed data is corrupt or truncated"; not committed',
   },
   {
     name: 'layer bytes that do not have their digest',
@@ -158,8 +158,8 @@ const layers: HostileLayer[] = [
       return { bytes: real, diffId: claimed, gzip: false, declaredDigest: claimed };
     },
     mustNotExist: [],
-    expected: /digest|not found|size/i,
-    outcome: 'refused: digest mismatch named; nothing committed',
+    expected: /digest mismatch|does not match|DiffID/,
+    outcome: 'refused: digest mismatch naming the blob; nothing committed',
   },
 ];
 
@@ -292,7 +292,8 @@ describe('hostile layers into extracting destinations', () => {
         ...sourceArguments,
         destinationReference(destination, imageName),
       ]);
-      expectCleanFailure(result, hostile.expected);
+      const shown = expectCleanFailure(result, hostile.expected);
+      console.log(`MSG ${hostile.name} ${source} ${destination}: ${shown}`);
       for (const path of hostile.mustNotExist) expect(existsSync(path), `${path} was written`).toBe(false);
       expect(execFileSync('find', [outside], { encoding: 'utf8' }).trim().split('\n').sort()).toEqual([
         outside,
@@ -338,14 +339,16 @@ describe('device files (as root; without root they are skipped: layer-tree apply
       expectCleanFailure(result, /\.\.|outside|escap/i);
       expect(existsSync(join(outside, 'evil-device'))).toBe(false);
       expect(await committed(destination, name)).toBe(false);
-      recordOutcome({
-        suite: 'hostile-input',
-        case: `device entry climbing out with ../ (→ ${destination})`,
-        transport: 'oci',
-        outcome: 'refused, naming the entry; no device node outside',
-        ok: true,
-        testFile,
-      });
+      for (const transport of ['oci', destination]) {
+        recordOutcome({
+          suite: 'hostile-input',
+          case: 'device entry climbing out with ../',
+          transport,
+          outcome: 'refused, naming the entry; no device node outside',
+          ok: true,
+          testFile,
+        });
+      }
     },
   );
 
