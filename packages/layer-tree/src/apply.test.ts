@@ -56,6 +56,27 @@ async function expectRefused(entries: HandMadeTarEntry[], message: RegExp): Prom
   outsideUntouched();
 }
 
+describe('applyLayer: device files', () => {
+  it('without root (rootless), skips character and block devices as containers/storage does, keeps FIFOs', async () => {
+    await apply(
+      [
+        { name: 'dev/', type: 'directory' },
+        { name: 'dev/evil-null', type: 'char', devMajor: 1, devMinor: 3 },
+        { name: 'dev/evil-disk', type: 'block', devMajor: 8, devMinor: 0 },
+        { name: 'dev/pipe', type: 'fifo' },
+      ],
+      { rootless: true, ignoreChownErrors: true },
+    );
+    expect(readdirSync(join(root, 'dev')).sort()).toEqual(['pipe']);
+    expect(lstatSync(join(root, 'dev', 'pipe')).isFIFO()).toBe(true);
+    outsideUntouched();
+  });
+
+  it('a device entry cannot be placed outside the root', async () => {
+    await expectRefused([{ name: '../outside/evil-null', type: 'char', devMajor: 1, devMinor: 3 }], /\.\./);
+  });
+});
+
 describe('applyLayer: hostile layers write nothing outside the root', () => {
   it('refuses a name climbing out with ..', async () => {
     await expectRefused(

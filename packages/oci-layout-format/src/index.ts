@@ -23,6 +23,7 @@ export {
   blobEntryName,
   blobsDirectoryName,
   checkLayoutFile,
+  checkManifestMatchesEntry,
   type GuessManifestMediaType,
   type IndexEntry,
   imageLayoutVersion,

@@ -1,8 +1,9 @@
-import { ErrorCodes, parseDigest } from '@gantry/core';
+import { digestOf, ErrorCodes, parseDigest } from '@gantry/core';
 import { describe, expect, it } from 'vitest';
 import {
   blobEntryName,
   checkLayoutFile,
+  checkManifestMatchesEntry,
   layoutFileContent,
   parseDescriptor,
   parseIndex,
@@ -111,5 +112,38 @@ describe('blobEntryName', () => {
   it('builds blobs/<alg>/<hex> from a valid digest only', () => {
     expect(blobEntryName(digest)).toBe(`blobs/sha256/${'a'.repeat(64)}`);
     expect(() => blobEntryName(parseDigest('sha256:../x'))).toThrow();
+  });
+});
+
+describe('checkManifestMatchesEntry', () => {
+  const manifest = bytes({ schemaVersion: 2, layers: [] });
+  const entry = (fields: Record<string, unknown>) =>
+    parseDescriptor(
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...fields },
+      'index.json entry 0',
+    );
+
+  it('accepts the bytes the entry describes (with or without a size)', () => {
+    checkManifestMatchesEntry(entry({ digest: digestOf(manifest), size: manifest.length }), manifest, 'L');
+    checkManifestMatchesEntry(entry({ digest: digestOf(manifest) }), manifest, 'L');
+  });
+
+  it('refuses bytes of another digest or size, naming both', () => {
+    expect(() =>
+      checkManifestMatchesEntry(entry({ digest, size: manifest.length }), manifest, 'OCI layout /l'),
+    ).toThrow(
+      expect.objectContaining({
+        code: ErrorCodes.InvalidLayout,
+        message: `manifest ${digest} in OCI layout /l has digest ${digestOf(manifest)}: the layout is corrupt`,
+      }),
+    );
+    expect(() =>
+      checkManifestMatchesEntry(entry({ digest: digestOf(manifest), size: 10 }), manifest, 'OCI layout /l'),
+    ).toThrow(
+      expect.objectContaining({
+        code: ErrorCodes.InvalidLayout,
+        message: `manifest ${digestOf(manifest)} in OCI layout /l is ${manifest.length} bytes, but index.json says 10: the layout is corrupt`,
+      }),
+    );
   });
 });

@@ -14,9 +14,11 @@ import {
   type Digest,
   digestAlgorithm,
   digestHex,
+  digestOf,
   ErrorCodes,
   GantryError,
   MediaTypes,
+  manifestMatchesDigest,
   parseDigest,
 } from '@gantry/core';
 
@@ -69,6 +71,24 @@ export function layoutError(message: string, cause?: unknown): GantryError {
 }
 
 /** The relative path (and tar entry name) of a blob: `blobs/<alg>/<hex>`, built from a validated digest only. */
+/**
+ * Checks a top-level manifest read for its `index.json` entry: its bytes must have the entry's digest and,
+ * when the entry gives one, its size. Throws `ERR_GANTRY_INVALID_LAYOUT` naming the difference, so a
+ * layout whose index and blobs disagree is refused instead of copied as something else.
+ */
+export function checkManifestMatchesEntry(entry: IndexEntry, bytes: Uint8Array, where: string): void {
+  if (entry.size !== -1 && bytes.byteLength !== entry.size) {
+    throw layoutError(
+      `manifest ${entry.digest} in ${where} is ${bytes.byteLength} bytes, but index.json says ${entry.size}: the layout is corrupt`,
+    );
+  }
+  const actual = digestOf(bytes, digestAlgorithm(entry.digest));
+  // A signed schema1 manifest may be listed under its payload's digest (containers/image's manifest.Digest).
+  if (actual !== entry.digest && !manifestMatchesDigest(bytes, entry.digest)) {
+    throw layoutError(`manifest ${entry.digest} in ${where} has digest ${actual}: the layout is corrupt`);
+  }
+}
+
 export function blobEntryName(digest: Digest): string {
   const valid = parseDigest(digest);
   return `${blobsDirectoryName}/${digestAlgorithm(valid)}/${digestHex(valid)}`;

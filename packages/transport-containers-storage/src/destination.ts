@@ -38,6 +38,7 @@ import {
   type ImageDestination,
   type ImageDestinationProperties,
   type ManifestBlob,
+  isGantryError,
   MediaTypes,
   manifestDigest,
   manifestMatchesDigest,
@@ -125,6 +126,36 @@ async function sniff(
     }
   }
   return { prefix: Buffer.concat(head).subarray(0, length), stream: replay() };
+}
+
+/** Whether `error` (or one of its causes) is zlib's: the compressed data is corrupt or cut short. */
+function isDecompressionError(error: unknown): boolean {
+  for (let current: unknown = error, depth = 0; current instanceof Error && depth < 8; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('Z_')) return true;
+    current = current.cause;
+  }
+  return false;
+}
+
+/**
+ * The error of a layer that could not be applied, naming the blob (the tar reader and the decompressor
+ * know neither): bad tar data and corrupt or truncated compressed data become `ERR_GANTRY_INVALID_LAYER`;
+ * anything else (a full disk…) is returned as it is.
+ */
+function layerFailure(error: unknown, blob: string): unknown {
+  if (!(error instanceof Error) || error.message.includes(blob)) return error;
+  if (isDecompressionError(error)) {
+    return new GantryError(
+      ErrorCodes.InvalidLayer,
+      `${blob}: the compressed data is corrupt or truncated: ${error.message}`,
+      { cause: error },
+    );
+  }
+  if (isGantryError(error) && error.code === ErrorCodes.InvalidLayer) {
+    return new GantryError(ErrorCodes.InvalidLayer, `${blob}: ${error.message}`, { cause: error });
+  }
+  return error;
 }
 
 export class ContainersStorageDestination implements ImageDestination {
@@ -655,7 +686,7 @@ export class ContainersStorageDestination implements ImageDestination {
           if (position >= 0) table.records.splice(position, 1);
           table.save();
           this.createdLayers.splice(this.createdLayers.lastIndexOf(id), 1);
-          throw error;
+          throw layerFailure(error, description);
         }
       },
       { signal },

@@ -26,6 +26,9 @@ import { openLayerDiff } from './layer-content.js';
 import type { ContainersStorageReference } from './reference.js';
 import type { ContainersStore, ImageRecord, LayerRecord } from './store.js';
 
+/** The largest manifest read from the store, as containers/image (`iolimits.MaxManifestBodySize`). */
+const maximumManifestSize = 4 * 1024 * 1024;
+
 export class ContainersStorageSource implements ImageSource {
   readonly properties: ImageSourceProperties = { hasThreadSafeGetBlob: true };
   private manifestCache: ManifestBlob | undefined;
@@ -40,9 +43,9 @@ export class ContainersStorageSource implements ImageSource {
     return (this.image['big-data-names'] ?? []).includes(key);
   }
 
-  private async bigData(key: string): Promise<Buffer> {
+  private async bigData(key: string, limit?: number): Promise<Buffer> {
     try {
-      return await this.store.readBigData(this.image.id, key);
+      return await this.store.readBigData(this.image.id, key, limit);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new GantryError(
@@ -64,7 +67,7 @@ export class ContainersStorageSource implements ImageSource {
           `image ${this.image.id} has no manifest ${instanceDigest}`,
         );
       }
-      const bytes = await this.bigData(key);
+      const bytes = await this.bigData(key, maximumManifestSize);
       return { bytes, mediaType: guessManifestMediaType(bytes) };
     }
     if (this.manifestCache) return this.manifestCache;
@@ -78,7 +81,7 @@ export class ContainersStorageSource implements ImageSource {
     ) {
       key = manifestBigDataKey(this.image.digest);
     }
-    const bytes = await this.bigData(key);
+    const bytes = await this.bigData(key, maximumManifestSize);
     this.manifestCache = { bytes, mediaType: guessManifestMediaType(bytes) };
     return this.manifestCache;
   }

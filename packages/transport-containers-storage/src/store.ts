@@ -32,7 +32,7 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core';
 import type { StorageDriver } from './drivers/driver.js';
@@ -345,9 +345,33 @@ export class ContainersStore {
     }
   }
 
-  /** Reads one big-data item of an image. */
-  async readBigData(imageId: string, key: string): Promise<Buffer> {
-    return readFile(this.bigDataPath(imageId, key));
+  /**
+   * Reads one big-data item of an image. With `limit`, an item larger than `limit` bytes is refused with
+   * `ERR_GANTRY_INVALID_LAYOUT` naming it, without reading it.
+   */
+  async readBigData(imageId: string, key: string, limit?: number): Promise<Buffer> {
+    const path = this.bigDataPath(imageId, key);
+    if (limit === undefined) return readFile(path);
+    const handle = await open(path, 'r');
+    try {
+      const { size } = await handle.stat();
+      if (size > limit) {
+        throw new GantryError(
+          ErrorCodes.InvalidLayout,
+          `image ${imageId}: big data item "${key}" is too large (${size} bytes, at most ${limit} accepted)`,
+        );
+      }
+      const bytes = await handle.readFile();
+      if (bytes.length > limit) {
+        throw new GantryError(
+          ErrorCodes.InvalidLayout,
+          `image ${imageId}: big data item "${key}" is too large (more than ${limit} bytes)`,
+        );
+      }
+      return bytes;
+    } finally {
+      await handle.close();
+    }
   }
 }
 

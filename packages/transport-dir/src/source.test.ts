@@ -71,6 +71,30 @@ describe('dir: source', () => {
     await expect(source.getManifest()).rejects.toMatchObject({ code: ErrorCodes.Internal });
   });
 
+  it('refuses a manifest or signature over 4 MiB (containers/image limits) without reading it whole', async () => {
+    const directory = path.join(top, 'huge');
+    await mkdir(directory);
+    const manifestFile = path.join(directory, 'manifest.json');
+    await writeFile(manifestFile, `{"schemaVersion":2,"x":"${'a'.repeat(4 * 1024 * 1024)}"}`);
+    const source = await transport.parseReference(directory).newImageSource();
+    try {
+      await expect(source.getManifest()).rejects.toMatchObject({
+        code: ErrorCodes.InvalidLayout,
+        message: expect.stringMatching(
+          /^manifest .*manifest\.json is too large \(\d+ bytes, at most 4194304 accepted\)$/,
+        ),
+      });
+      await writeFile(manifestFile, '{"schemaVersion":2,"layers":[]}');
+      await writeFile(path.join(directory, 'signature-1'), Buffer.alloc(4 * 1024 * 1024 + 1));
+      await expect(source.getSignatures()).rejects.toMatchObject({
+        code: ErrorCodes.InvalidLayout,
+        message: expect.stringMatching(/^signature .*signature-1 is too large/),
+      });
+    } finally {
+      await source.close();
+    }
+  });
+
   it('reads an image at a relative path and at "" (the working directory)', async () => {
     const directory = path.join(top, 'image');
     await mkdir(directory);

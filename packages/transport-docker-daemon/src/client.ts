@@ -147,6 +147,9 @@ export interface EngineResponse {
   body: Readable;
 }
 
+/** The most of an error answer's body read (characters); the rest is never read. */
+const maximumErrorBodyLength = 64 * 1024;
+
 /** A connection pool to one daemon; `close()` when done. */
 export class DockerEngineClient {
   readonly host: string;
@@ -251,8 +254,11 @@ export class DockerEngineClient {
   static async errorMessage(response: EngineResponse): Promise<string> {
     let text = '';
     for await (const chunk of response.body) {
-      if (text.length < 65536) text += Buffer.from(chunk as Uint8Array).toString('utf8');
+      text += Buffer.from(chunk as Uint8Array).toString('utf8');
+      // Leaving the loop destroys the body: a huge or endless error body is never read to its end.
+      if (text.length >= maximumErrorBodyLength) break;
     }
+    text = text.slice(0, maximumErrorBodyLength);
     try {
       const parsed = JSON.parse(text) as { message?: unknown };
       if (typeof parsed.message === 'string') return parsed.message;

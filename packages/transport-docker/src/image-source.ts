@@ -105,6 +105,7 @@ async function requestBlob(
           `${what}: redirect to unsupported URL scheme ${target.protocol}`,
         );
       }
+      refuseDowngrade(base, target, what);
       continue;
     }
     throw await responseError(response, {
@@ -112,6 +113,20 @@ async function requestBlob(
       notFoundCode: ErrorCodes.BlobNotFound,
       credentialsSent: client.sentCredentials,
     });
+  }
+}
+
+/**
+ * Refuses a redirect from HTTPS to plain HTTP: what was asked for over TLS is never fetched where anyone
+ * on the path can read or change it (blob digests are verified, but the download would still leak what is
+ * pulled and let the answer be swapped for another error or a stall).
+ */
+function refuseDowngrade(from: URL, to: URL, what: string): void {
+  if (from.protocol === 'https:' && to.protocol === 'http:') {
+    throw new GantryError(
+      ErrorCodes.Internal,
+      `${what}: refusing a redirect from HTTPS to plain HTTP (${to.origin}${to.pathname})`,
+    );
   }
 }
 
@@ -165,7 +180,9 @@ async function fetchExternalBlob(
         const location = headerValue(response.headers, 'location');
         if (redirectStatuses.has(response.statusCode) && location !== undefined && redirects < maxRedirects) {
           await response.body.dump();
-          target = new URL(location, target);
+          const next = new URL(location, target);
+          refuseDowngrade(target, next, `fetching external blob from ${target.origin}${target.pathname}`);
+          target = next;
           continue;
         }
         if (response.statusCode !== 200) {

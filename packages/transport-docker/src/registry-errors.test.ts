@@ -1,6 +1,7 @@
+import { Readable } from 'node:stream';
 import { ErrorCodes } from '@gantry/core';
 import { describe, expect, it } from 'vitest';
-import { statusError } from './registry-errors.js';
+import { readLimitedBody, statusError } from './registry-errors.js';
 
 const body = (code: string, message: string) => Buffer.from(JSON.stringify({ errors: [{ code, message }] }));
 
@@ -27,5 +28,27 @@ describe('statusError', () => {
     expect(statusError(400, body('BLOB_UPLOAD_INVALID', 'blob upload invalid'), { what: 'x' }).code).toBe(
       ErrorCodes.Internal,
     );
+  });
+});
+
+describe('readLimitedBody', () => {
+  it('stops reading at the limit and destroys the body, so an endless body cannot hang a request', async () => {
+    let produced = 0;
+    const endless = new Readable({
+      read() {
+        produced += 1024;
+        this.push(Buffer.alloc(1024, 1));
+      },
+    });
+    const read = await readLimitedBody(endless as never, 10_000);
+    expect(read.length).toBe(10_000);
+    expect(endless.destroyed).toBe(true);
+    expect(produced).toBeLessThan(100_000);
+  });
+
+  it('returns a shorter body whole', async () => {
+    expect(
+      (await readLimitedBody(Readable.from([Buffer.from('abc'), Buffer.from('de')]) as never, 10)).toString(),
+    ).toBe('abcde');
   });
 });

@@ -9,14 +9,17 @@ export interface RegistryErrorEntry {
 
 const maxErrorBodyBytes = 64 * 1024;
 
-/** Reads at most `limit` bytes of a body and discards the rest. */
+/** Reads at most `limit` bytes of a body; the rest is never read (the body is destroyed at the limit). */
 export async function readLimitedBody(body: Dispatcher.ResponseData['body'], limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {
     const buffer = chunk as Buffer;
-    if (total < limit) chunks.push(buffer.subarray(0, limit - total));
+    chunks.push(buffer.subarray(0, limit - total));
     total += buffer.byteLength;
+    // Stop at the limit: leaving the loop destroys the body (and its connection), so an endless or huge
+    // body is never read to its end.
+    if (total >= limit) break;
   }
   return Buffer.concat(chunks);
 }

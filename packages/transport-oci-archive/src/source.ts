@@ -22,7 +22,12 @@ import {
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core';
-import { findIndexEntry, instanceMediaType, listInstanceMediaTypes } from '@gantry/oci-layout-format';
+import {
+  checkManifestMatchesEntry,
+  findIndexEntry,
+  instanceMediaType,
+  listInstanceMediaTypes,
+} from '@gantry/oci-layout-format';
 import { type OciArchiveContents, openOciArchive } from './archive.js';
 import type { OciArchiveReference } from './reference.js';
 
@@ -140,6 +145,7 @@ export async function openOciArchiveSource(
     });
     // The top-level manifest is read now: a missing or corrupt one fails the opening, not a later call.
     const bytes = await readManifest(archive, reference, entry.digest, 'manifest', context.signal);
+    checkManifestMatchesEntry(entry, bytes, `OCI archive ${reference.path}`);
     const mediaType = entry.mediaType !== '' ? entry.mediaType : guessManifestMediaType(bytes);
     return new OciArchiveImageSource(reference, archive, { bytes, mediaType });
   } catch (error) {

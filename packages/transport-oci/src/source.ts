@@ -18,6 +18,7 @@ import {
   throwIfAborted,
 } from '@gantry/core';
 import {
+  checkManifestMatchesEntry,
   describeFileSystemError,
   errorCode,
   type IndexEntry,
@@ -113,6 +114,7 @@ class OciImageSource implements ImageSource {
     throwIfAborted(options?.signal);
     if (instanceDigest === undefined) {
       const bytes = await this.#readManifest(this.#entry.digest, 'manifest');
+      checkManifestMatchesEntry(this.#entry, bytes, `OCI layout ${this.reference.path || '.'}`);
       const mediaType = this.#entry.mediaType !== '' ? this.#entry.mediaType : guessManifestMediaType(bytes);
       return { bytes, mediaType };
     }

@@ -26,6 +26,7 @@ import {
   guessManifestMediaType,
   type ImageDestination,
   type ImageDestinationProperties,
+  isGantryError,
   MediaTypes,
   manifestDigest,
   type OperationOptions,
@@ -114,6 +115,36 @@ function removeSpecialFiles(directory: string): void {
 interface WrittenBlob {
   commit: string;
   size: number;
+}
+
+/** Whether `error` (or one of its causes) is zlib's: the compressed data is corrupt or cut short. */
+function isDecompressionError(error: unknown): boolean {
+  for (let current: unknown = error, depth = 0; current instanceof Error && depth < 8; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('Z_')) return true;
+    current = current.cause;
+  }
+  return false;
+}
+
+/**
+ * The error of a layer that could not be applied, naming the blob (the tar reader and the decompressor
+ * know neither): bad tar data and corrupt or truncated compressed data become `ERR_GANTRY_INVALID_LAYER`;
+ * anything else (a full disk…) is returned as it is.
+ */
+function describeLayerFailure(error: unknown, digest: string, blob: string): unknown {
+  if (!(error instanceof Error) || error.message.includes(digest)) return error;
+  if (isDecompressionError(error)) {
+    return new GantryError(
+      ErrorCodes.InvalidLayer,
+      `${blob}: the compressed data is corrupt or truncated: ${error.message}`,
+      { cause: error },
+    );
+  }
+  if (isGantryError(error) && error.code === ErrorCodes.InvalidLayer) {
+    return new GantryError(ErrorCodes.InvalidLayer, `${blob}: ${error.message}`, { cause: error });
+  }
+  return error;
 }
 
 class OstreeImageDestination implements ImageDestination {
@@ -255,7 +286,11 @@ class OstreeImageDestination implements ImageDestination {
       await applying;
       throw error;
     }
-    if (layerFailure !== undefined) throw layerFailure.error;
+    if (layerFailure !== undefined) {
+      throw info.digest === undefined
+        ? layerFailure.error
+        : describeLayerFailure(layerFailure.error, info.digest, `blob ${info.digest}`);
+    }
     return applied!;
   }
 

@@ -3,7 +3,13 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../errors.js';
 import { MediaTypes } from './media-types.js';
-import { layerCompressionOf, parseManifest, parseManifestList } from './parse.js';
+import {
+  jsonNestingExceeds,
+  layerCompressionOf,
+  maximumJsonNestingDepth,
+  parseManifest,
+  parseManifestList,
+} from './parse.js';
 
 const fixture = (name: string): Uint8Array => readFileSync(path.join(import.meta.dirname, 'fixtures', name));
 const json = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
@@ -295,5 +301,35 @@ describe('layerCompressionOf', () => {
     [undefined, 'unknown'],
   ])('%s -> %s', (mediaType, expected) => {
     expect(layerCompressionOf(mediaType)).toBe(expected);
+  });
+});
+
+describe('JSON nesting limit (Go encoding/json maxNestingDepth)', () => {
+  const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+  const manifestWith = (extra: string) =>
+    new TextEncoder().encode(
+      `{"schemaVersion":2,"mediaType":"${MediaTypes.OciManifest}","config":{"mediaType":"${MediaTypes.OciConfig}","digest":"sha256:${'a'.repeat(64)}","size":2},"layers":[],"x":${extra}}`,
+    );
+
+  it('counts arrays and objects, not brackets inside strings', () => {
+    const encode = (text: string) => new TextEncoder().encode(text);
+    expect(jsonNestingExceeds(encode(nested(3)), 3)).toBe(false);
+    expect(jsonNestingExceeds(encode(nested(4)), 3)).toBe(true);
+    expect(jsonNestingExceeds(encode('{"a":{"b":{"c":1}}}'), 3)).toBe(false);
+    expect(jsonNestingExceeds(encode(`["${'['.repeat(50)}", "\\"[[[[["]`), 1)).toBe(false);
+  });
+
+  it('accepts a manifest nested exactly to the limit', () => {
+    // The manifest object itself is one level.
+    expect(parseManifest(manifestWith(nested(maximumJsonNestingDepth - 1))).layers).toEqual([]);
+  });
+
+  it('refuses a manifest nested deeper, naming the limit', () => {
+    expect(() => parseManifest(manifestWith(nested(200_000)))).toThrow(
+      expect.objectContaining({
+        code: ErrorCodes.InvalidManifest,
+        message: expect.stringMatching(/JSON nested deeper than 10000 levels/),
+      }),
+    );
   });
 });

@@ -99,8 +99,39 @@ function invalid(what: string, problem: string): GantryError {
   return new GantryError(ErrorCodes.InvalidManifest, `invalid ${what}: ${problem}`);
 }
 
+/**
+ * The deepest nesting of JSON arrays and objects accepted in manifests and configs: Go's encoding/json
+ * limit (`maxNestingDepth`), so what containers/image refuses is refused here too, and no recursive
+ * reader of a decoded document can be driven into a stack overflow.
+ */
+export const maximumJsonNestingDepth = 10_000;
+
+/** Whether JSON text nests arrays and objects deeper than `limit` (strings are skipped). */
+export function jsonNestingExceeds(bytes: Uint8Array, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let index = 0; index < bytes.length; index++) {
+    const byte = bytes[index];
+    if (inString) {
+      if (byte === 0x5c)
+        index++; // backslash: skip the escaped character
+      else if (byte === 0x22) inString = false;
+    } else if (byte === 0x22) {
+      inString = true;
+    } else if (byte === 0x5b || byte === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (byte === 0x5d || byte === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
 /** Parses bytes as a JSON object or throws naming `what`. */
 export function decodeJsonObject(bytes: Uint8Array, what: string): JsonObject {
+  if (jsonNestingExceeds(bytes, maximumJsonNestingDepth)) {
+    throw invalid(what, `JSON nested deeper than ${maximumJsonNestingDepth} levels`);
+  }
   const value = parseJsonBytes(bytes);
   if (value === undefined) throw invalid(what, 'not valid JSON');
   if (!isJsonObject(value)) throw invalid(what, 'not a JSON object');
