@@ -32,6 +32,7 @@ import {
   type ImageDestination,
   type ImageDestinationProperties,
   MediaTypes,
+  makeOwnedTemporaryDirectory,
   manifestDigest,
   type OperationOptions,
   type PutBlobOptions,
@@ -106,8 +107,10 @@ export class ContainersStorageDestination implements ImageDestination {
   ) {}
 
   private directory(): Promise<string> {
-    this.spoolDirectory ??= mkdtemp(
-      join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-containers-storage-'),
+    // An owned name: the spool directories of a process killed mid-copy are removed by the next one.
+    this.spoolDirectory ??= makeOwnedTemporaryDirectory(
+      'containers-storage',
+      this.context.temporaryDirectory ?? tmpdir(),
     );
     return this.spoolDirectory;
   }

@@ -27,6 +27,7 @@ import {
   type ImageDestination,
   type ImageDestinationProperties,
   MediaTypes,
+  makeOwnedTemporaryDirectory,
   manifestDigest,
   type OperationOptions,
   type PutBlobOptions,
@@ -141,7 +142,8 @@ class OstreeImageDestination implements ImageDestination {
   ) {}
 
   private work(): Promise<string> {
-    this.workDirectory ??= mkdtemp(join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-ostree-'));
+    // An owned name: the work directories of a process killed mid-copy are removed by the next one.
+    this.workDirectory ??= makeOwnedTemporaryDirectory('ostree', this.context.temporaryDirectory ?? tmpdir());
     return this.workDirectory;
   }
 
@@ -235,6 +237,10 @@ class OstreeImageDestination implements ImageDestination {
       },
       (error: unknown) => {
         layerFailure = { error };
+        // Nothing reads `raw` any more: a write waiting for room in it would wait forever (a full
+        // disk stopped the layer while the blob was still coming). Destroying it releases that write;
+        // the sink then reads and verifies the rest of the blob without keeping it.
+        raw.destroy();
       },
     );
     const sink = new Writable({

@@ -21,6 +21,7 @@ import {
   layerMediaTypeFor,
   type ManifestBlob,
   MediaTypes,
+  makeOwnedTemporaryDirectory,
   parseManifest,
   type TransportContext,
 } from '@gantry/core';
@@ -174,8 +175,9 @@ class OstreeImageSource implements ImageSource {
       requiredMetadata({ metadata: layer.metadata } as CommitObject, 'tarsplit.output', branch),
       'base64',
     );
-    const directory = await mkdtemp(
-      join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-ostree-checkout-'),
+    const directory = await makeOwnedTemporaryDirectory(
+      'ostree-checkout',
+      this.context.temporaryDirectory ?? tmpdir(),
     );
     const checkout = join(directory, 'root');
     try {
