@@ -23,8 +23,8 @@ import {
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GantryProcess, startGantryProcess } from '../../test-support/gantry-process.js';
 import { requireTool, runGantry } from '../../test-support/run.js';
+import { type BuiltGantryProcess, startBuiltGantry } from './built-gantry.js';
 import {
   type FaultDestination,
   makeFaultDestination,
@@ -44,7 +44,8 @@ let bigLayout: string;
 
 beforeAll(async () => {
   for (const tool of ['skopeo', 'podman', 'ostree']) requireTool(tool);
-  root = await mkdtemp(join(tmpdir(), 'gantry-local-faults-'));
+  // Short paths: podman refuses a run root longer than 50 characters.
+  root = await mkdtemp(join(tmpdir(), 'glf-'));
   const small = await buildFixtureImage(fixturePresets.ociMinimal!, { directory: join(root, 'small-blobs') });
   smallLayout = join(root, 'small');
   await writeFixtureToOciLayout(small, smallLayout, 'latest');
@@ -140,7 +141,7 @@ describe('the destination disk fills up', () => {
 
 /** Resolves once the destination grew by `bytes` (the copy is certainly writing), then stops the process. */
 async function stopWhenWriting(
-  process: GantryProcess,
+  process: BuiltGantryProcess,
   directory: string,
   baseline: number,
   bytes = 2 * 1024 * 1024,
@@ -169,11 +170,11 @@ describe('a signal in the middle of a copy', () => {
   it.each(cases)(
     '%s, %s: ends by the signal; destination unchanged; no temporary files',
     async (transport, signal) => {
-      const directory = join(root, `signal-${transport}-${signal}`);
+      const directory = join(root, `${transport.replace('containers-storage', 'cs')}-${signal}`);
       await mkdir(directory);
       const before = await preparedDestination(transport, directory);
       const baseline = await treeBytes(directory);
-      const copy = startGantryProcess(
+      const copy = startBuiltGantry(
         copyArguments(before.destination, bigLayout, 'big'),
         directory,
         before.destination.environment,
@@ -202,11 +203,11 @@ describe('kill -9 in the middle of a copy', () => {
   it.each(['containers-storage', 'ostree'] as const)(
     '%s: the next copy finds no half image, removes what was left, and succeeds',
     async (transport) => {
-      const directory = join(root, `killed-${transport}`);
+      const directory = join(root, `${transport.replace('containers-storage', 'cs')}-KILL`);
       await mkdir(directory);
       const before = await preparedDestination(transport, directory);
       const baseline = await treeBytes(directory);
-      const copy = startGantryProcess(
+      const copy = startBuiltGantry(
         copyArguments(before.destination, bigLayout, 'big'),
         directory,
         before.destination.environment,
