@@ -339,7 +339,8 @@ export function networkError(
   const code = errorCodeOf(error);
   const message = error instanceof Error ? error.message : String(error);
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-    const limit = idleTimeoutMs === undefined ? 'the idle timeout' : `${idleTimeoutMs / 1000} s (idle timeout)`;
+    const limit =
+      idleTimeoutMs === undefined ? 'the idle timeout' : `${idleTimeoutMs / 1000} s (idle timeout)`;
     const waited = code === 'UND_ERR_HEADERS_TIMEOUT' ? 'no answer' : 'no more data';
     return new GantryError(ErrorCodes.Transient, `${what}: the server stalled: ${waited} within ${limit}`, {
       cause: error,

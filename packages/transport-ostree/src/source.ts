@@ -4,7 +4,7 @@
  * regenerates each tar, byte for byte, from a checkout of its branch plus its `tarsplit.output`.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
