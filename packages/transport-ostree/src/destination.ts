@@ -238,16 +238,25 @@ class OstreeImageDestination implements ImageDestination {
       (error: unknown) => {
         layerFailure = { error };
         // Nothing reads `raw` any more: a write waiting for room in it would wait forever (a full
-        // disk stopped the layer while the blob was still coming). Destroying it releases that write;
-        // the sink then reads and verifies the rest of the blob without keeping it.
+        // disk or a hostile entry stopped the layer while the blob was still coming). It is released
+        // here; the sink then reads and verifies the rest of the blob without keeping it.
         raw.destroy();
+        const release = waitingWrite;
+        waitingWrite = undefined;
+        release?.();
       },
     );
+    let waitingWrite: (() => void) | undefined;
     const sink = new Writable({
       highWaterMark: 1 << 20,
       write(chunk: Buffer, _encoding, callback) {
         if (layerFailure !== undefined || raw.destroyed) return callback();
-        raw.write(chunk, () => callback());
+        waitingWrite = callback;
+        raw.write(chunk, () => {
+          if (waitingWrite !== callback) return;
+          waitingWrite = undefined;
+          callback();
+        });
       },
       final(callback) {
         raw.end();
