@@ -73,13 +73,14 @@ async function copyAllAtOnce(
   environment?: NodeJS.ProcessEnv,
   fromSources = false,
   count = writers,
+  flags: string[] = [],
 ) {
   const start = fromSources ? startGantryProcess : startBuiltGantry;
   const processes = layouts
     .slice(0, count)
     .map((layout, index) =>
       start(
-        ['--insecure-policy', 'copy', '-q', `oci:${layout}:latest`, destination(index)],
+        ['--insecure-policy', 'copy', '-q', ...flags, `oci:${layout}:latest`, destination(index)],
         cwd,
         environment,
       ),
@@ -218,7 +219,15 @@ describe('concurrent writers to one destination', () => {
 
   it('an oci-archive path: a complete archive (the last rename wins), readable by skopeo', async () => {
     const archive = join(root, 'image.tar');
-    const ended = await copyAllAtOnce((index) => `oci-archive:${archive}:image-${index}`, root);
+    // A writer that opens the archive just as another replaces it is told to try again: --retry-times does.
+    const ended = await copyAllAtOnce(
+      (index) => `oci-archive:${archive}:image-${index}`,
+      root,
+      undefined,
+      false,
+      writers,
+      ['--retry-times', '3', '--retry-delay', '100ms'],
+    );
     for (const end of ended) expect(end.code, end.stderr).toBe(0);
     const names = JSON.parse(
       execFileSync('tar', ['-xOf', archive, 'index.json'], { encoding: 'utf8' }),
