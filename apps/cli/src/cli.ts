@@ -86,6 +86,13 @@ export const globalFlags: FlagSpec[] = [
     description: 'use VARIANT instead of the running architecture variant for choosing images',
   },
   { name: 'command-timeout', kind: 'duration', description: 'timeout for the command execution' },
+  {
+    name: 'registry-idle-timeout',
+    kind: 'duration',
+    valueName: 'DURATION',
+    description:
+      'fail a registry request whose server sends nothing for DURATION (waiting for its answer or the next bytes) (default 5m)',
+  },
   { name: 'registries-conf', kind: 'string', description: 'path to the registries.conf file', hidden: true },
   { name: 'tmpdir', kind: 'string', description: 'directory used to store temporary files' },
   {
@@ -187,6 +194,7 @@ function globalOptionsFrom(values: Map<string, FlagValue>): GlobalOptions {
   if (text('override-arch')) platform.architecture = text('override-arch')!;
   if (text('override-variant')) platform.variant = text('override-variant')!;
   const timeout = values.get('command-timeout') as number | undefined;
+  const idleTimeout = values.get('registry-idle-timeout') as number | undefined;
   return {
     debug: values.get('debug') === true,
     policyPath: text('policy'),
@@ -197,6 +205,8 @@ function globalOptionsFrom(values: Map<string, FlagValue>): GlobalOptions {
     userAgentPrefix: text('user-agent-prefix'),
     platform,
     commandTimeoutMs: timeout !== undefined && timeout > 0 ? timeout : undefined,
+    registryIdleTimeoutMs:
+      idleTimeout !== undefined && idleTimeout > 0 ? Math.max(1, Math.round(idleTimeout)) : undefined,
     tlsVerify:
       typeof values.get('tls-verify') === 'boolean' ? (values.get('tls-verify') as boolean) : undefined,
   };

@@ -40,6 +40,8 @@ export interface GlobalOptions {
   platform: PlatformOverrides;
   /** Milliseconds; undefined = no timeout. */
   commandTimeoutMs: number | undefined;
+  /** `--registry-idle-timeout`: the docker transport's `idleTimeoutMs` (undefined: its default). */
+  registryIdleTimeoutMs?: number | undefined;
   /** The deprecated global `--tls-verify`; undefined when not given. */
   tlsVerify: boolean | undefined;
 }

@@ -149,7 +149,7 @@ export function transportContextFrom(
  * `--password` go together; `--tls-verify` unset lets registries.conf decide (the hidden global
  * `--tls-verify` applies when the command's is not given); for copy, `--authfile` applies to the side
  * whose `--src-authfile`/`--dest-authfile` is not given. The global `--user-agent-prefix` becomes
- * `userAgentPrefix`; copy's `--dest-precompute-digests` becomes the destination's `precomputeDigests`.
+ * `userAgentPrefix`, `--registry-idle-timeout` `idleTimeoutMs`; copy's `--dest-precompute-digests` becomes the destination's `precomputeDigests`.
  * Throws a `UsageError` naming the conflict.
  */
 export function dockerOptionsFrom(
@@ -192,6 +192,7 @@ export function dockerOptionsFrom(
   const authFile = text('authfile') || (prefix !== '' ? flags.get('authfile') : undefined);
   if (typeof authFile === 'string' && authFile !== '') options.authFilePath = authFile;
   if (global.userAgentPrefix !== undefined) options.userAgentPrefix = global.userAgentPrefix;
+  if (global.registryIdleTimeoutMs !== undefined) options.idleTimeoutMs = global.registryIdleTimeoutMs;
   if (prefix === 'dest-' && flags.get('dest-precompute-digests') === true) options.precomputeDigests = true;
   return options;
 }

@@ -19,7 +19,7 @@
  * spooled blobs.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -40,6 +40,7 @@ import {
   type ManifestBlob,
   isGantryError,
   MediaTypes,
+  makeOwnedTemporaryDirectory,
   manifestDigest,
   manifestMatchesDigest,
   type PutBlobOptions,
@@ -205,8 +206,10 @@ export class ContainersStorageDestination implements ImageDestination {
   ) {}
 
   private directory(): Promise<string> {
-    this.spoolDirectory ??= mkdtemp(
-      join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-containers-storage-'),
+    // An owned name: the spool directories of a process killed mid-copy are removed by the next one.
+    this.spoolDirectory ??= makeOwnedTemporaryDirectory(
+      'containers-storage',
+      this.context.temporaryDirectory ?? tmpdir(),
     );
     return this.spoolDirectory;
   }

@@ -521,3 +521,32 @@ describe('dir: destination', () => {
     }
   });
 });
+
+describe('dir: concurrent commits to one directory', () => {
+  it('take turns: the directory ends with one complete image, every file it names present', async () => {
+    const directory = path.join(top, 'shared');
+    const images = ['one', 'two', 'three', 'four', 'five'].map((seed) => handBuiltImage(seed, 3));
+    // Every destination stages its image first, then all commit at once.
+    const destinations = await Promise.all(
+      images.map(() => transport.parseReference(directory).newImageDestination()),
+    );
+    await Promise.all(
+      destinations.map(async (destination, index) => {
+        await putImageBlobs(destination, images[index]!);
+        await destination.putManifest(images[index]!.manifest, images[index]!.mediaType);
+      }),
+    );
+    await Promise.all(destinations.map((destination) => destination.commit()));
+    await Promise.all(destinations.map((destination) => destination.close()));
+    const manifest = await readFile(path.join(directory, 'manifest.json'));
+    const winner = images.find((image) => Buffer.from(image.manifest).equals(manifest));
+    expect(winner).toBeDefined();
+    const expected = [
+      'manifest.json',
+      'version',
+      digestHex(winner!.config.digest),
+      ...winner!.layers.map((layer) => digestHex(layer.digest)),
+    ].sort();
+    expect((await readdir(directory)).sort()).toEqual(expected);
+  });
+});

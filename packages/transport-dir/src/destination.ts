@@ -28,6 +28,7 @@ import {
   temporaryOwnerState,
   throwIfAborted,
 } from '@gantry/core';
+import { commitLockName, withCommitLock } from './commit-lock.js';
 import {
   blobFileName,
   dirTransportVersion,
@@ -63,7 +64,9 @@ type StagedKind = 'blob' | 'instance-manifest' | 'signature' | 'top-level-manife
  *   every other entry that is not part of the new image (the directory holds one image at a time, as
  *   with containers/image, which erases it all); then the signatures; and `manifest.json` last. A
  *   reader therefore sees the previous image, then no image (no `manifest.json`), then the new image.
- *   If `commit` fails after the old `manifest.json` was removed, the directory holds no image.
+ *   If `commit` fails after the old `manifest.json` was removed, the directory holds no image. Commits
+ *   to one directory take turns (`withCommitLock`, processes included), so concurrent writers leave
+ *   one complete image: the last to commit.
  * - `close` without `commit` removes the staging directory, the `version` file if this destination
  *   wrote it, and the directories it created (if they are empty), leaving the directory as it was.
  *   A process that dies mid-write leaves only the staging directory, which the next destination
@@ -289,36 +292,55 @@ class DirImageDestination implements ImageDestination {
       throw new GantryError(ErrorCodes.Internal, `${this.reference}: commit() without a top-level manifest`);
     }
     try {
-      // Content-addressed files first: they do not change what the previous image means.
-      await this.moveStaged('blob', signal);
-      await this.moveStaged('instance-manifest', signal);
-      // From here on the previous image is gone: manifest.json first, then everything else not kept.
-      throwIfAborted(signal);
-      await rm(path.join(this.directory, topLevelManifestFileName), { force: true });
-      const keep = new Set<string>([
-        versionFileName,
-        path.basename(this.stagingDirectory),
-        ...this.reusedBlobs,
-      ]);
-      for (const [name, kind] of this.staged) {
-        if (kind === 'blob' || kind === 'instance-manifest') keep.add(name);
-      }
-      for (const entry of await readdir(this.directory)) {
-        if (keep.has(entry)) continue;
-        // Another writer's staging directory stays unless its owner is gone.
-        const owned = parseOwnedTemporaryName(entry);
-        if (owned && temporaryOwnerState(owned.owner) !== 'gone') continue;
-        await rm(path.join(this.directory, entry), { recursive: true, force: true });
-      }
-      await this.writeVersionFileIfMissing();
-      await this.moveStaged('signature', signal);
-      await this.moveStaged('top-level-manifest', signal);
-      this.committed = true;
-      if (this.options.durable) await syncDirectory(this.directory);
+      // One commit at a time per directory (other processes included), see commit-lock.ts.
+      await withCommitLock(this.directory, () => this.commitLocked(signal), { signal });
     } catch (error) {
       throw toGantryError(error, signal, `${this.reference}: committing the image`);
     }
     await rm(this.stagingDirectory, { recursive: true, force: true });
+  }
+
+  private async commitLocked(signal: AbortSignal | undefined): Promise<void> {
+    // Blobs of the previous image this one reuses must still be there (another writer's commit
+    // may have replaced that image since).
+    for (const name of this.reusedBlobs) {
+      try {
+        await lstat(path.join(this.directory, name));
+      } catch {
+        throw new GantryError(
+          ErrorCodes.Transient,
+          `${this.reference}: ${name}, reused from the image that was in the directory, was removed by another writer; copy again`,
+          { retryable: true },
+        );
+      }
+    }
+    // Content-addressed files first: they do not change what the previous image means.
+    await this.moveStaged('blob', signal);
+    await this.moveStaged('instance-manifest', signal);
+    // From here on the previous image is gone: manifest.json first, then everything else not kept.
+    throwIfAborted(signal);
+    await rm(path.join(this.directory, topLevelManifestFileName), { force: true });
+    const keep = new Set<string>([
+      versionFileName,
+      commitLockName,
+      path.basename(this.stagingDirectory),
+      ...this.reusedBlobs,
+    ]);
+    for (const [name, kind] of this.staged) {
+      if (kind === 'blob' || kind === 'instance-manifest') keep.add(name);
+    }
+    for (const entry of await readdir(this.directory)) {
+      if (keep.has(entry)) continue;
+      // Another writer's staging directory stays unless its owner is gone.
+      const owned = parseOwnedTemporaryName(entry);
+      if (owned && temporaryOwnerState(owned.owner) !== 'gone') continue;
+      await rm(path.join(this.directory, entry), { recursive: true, force: true });
+    }
+    await this.writeVersionFileIfMissing();
+    await this.moveStaged('signature', signal);
+    await this.moveStaged('top-level-manifest', signal);
+    this.committed = true;
+    if (this.options.durable) await syncDirectory(this.directory);
   }
 
   /** Restores the version file if something removed it since opening (it marks the directory as ours). */
@@ -370,6 +392,20 @@ async function writeVersionFile(directory: string, fileMode: number): Promise<vo
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Whether `directory` has the version file, waiting a moment for a writer that created it to fill it
+ * (it is created empty, then written).
+ */
+async function hasVersionFile(directory: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const content = await readFile(path.join(directory, versionFileName), 'utf8').catch(() => undefined);
+    if (content === dirTransportVersion) return true;
+    if (content !== '' && content !== undefined && !dirTransportVersion.startsWith(content)) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return false;
 }
 
 /**
@@ -432,8 +468,19 @@ export async function openDirImageDestination(
         );
       }
     } else {
-      await writeVersionFile(directory, fileMode);
-      createdVersionFile = true;
+      try {
+        await writeVersionFile(directory, fileMode);
+        createdVersionFile = true;
+      } catch (error) {
+        // Another writer opened the new directory at the same time and wrote it first.
+        if (errorCode(error) !== 'EEXIST') throw error;
+        if (!(await hasVersionFile(directory))) {
+          throw new GantryError(
+            ErrorCodes.InvalidLayout,
+            `${reference}: refusing to overwrite ${directory}: not a containers image directory, don't want to overwrite important data`,
+          );
+        }
+      }
     }
     // Staging directories of writers that died (kill -9) go now; a live writer's stay.
     await removeAbandonedTemporaryFiles(directory);

@@ -111,6 +111,8 @@ export interface TokenRequest {
   signal: AbortSignal | undefined;
   /** The registry, for messages. */
   registry: string;
+  /** The longest wait for the answer or its next bytes (undici's default, 5 minutes, without it). */
+  idleTimeoutMs?: number;
 }
 
 const maxTokenBodyBytes = 1024 * 1024;
@@ -175,12 +177,15 @@ export async function fetchBearerToken(request: TokenRequest): Promise<BearerTok
       headers,
       body,
       signal: request.signal,
+      ...(request.idleTimeoutMs === undefined
+        ? {}
+        : { headersTimeout: request.idleTimeoutMs, bodyTimeout: request.idleTimeoutMs }),
     });
   } catch (error) {
-    throw networkError(error, what, request.signal);
+    throw networkError(error, what, request.signal, request.idleTimeoutMs);
   }
   const responseBody = await readLimitedBody(response.body, maxTokenBodyBytes).catch((error: unknown) => {
-    throw networkError(error, what, request.signal);
+    throw networkError(error, what, request.signal, request.idleTimeoutMs);
   });
   if (response.statusCode !== 200) {
     throw statusError(response.statusCode, responseBody, {

@@ -324,14 +324,29 @@ export function isPlainHttpResponseToTls(error: unknown): boolean {
 
 /**
  * Converts an error thrown by undici while talking to `what` into a Gantry error: the abort error
- * when the signal fired, `ERR_GANTRY_TRANSIENT` (retryable) for connection failures and timeouts,
+ * when the signal fired, `ERR_GANTRY_TRANSIENT` (retryable) for connection failures and timeouts
+ * (a server silent longer than `idleTimeoutMs` is said to have stalled),
  * `ERR_GANTRY_INTERNAL` with advice for certificate problems and TLS spoken to a plain HTTP server.
  */
-export function networkError(error: unknown, what: string, signal: AbortSignal | undefined): GantryError {
+export function networkError(
+  error: unknown,
+  what: string,
+  signal: AbortSignal | undefined,
+  idleTimeoutMs?: number,
+): GantryError {
   if (signal?.aborted) return abortError(signal);
   if (isGantryError(error)) return error;
   const code = errorCodeOf(error);
   const message = error instanceof Error ? error.message : String(error);
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    const limit =
+      idleTimeoutMs === undefined ? 'the idle timeout' : `${idleTimeoutMs / 1000} s (idle timeout)`;
+    const waited = code === 'UND_ERR_HEADERS_TIMEOUT' ? 'no answer' : 'no more data';
+    return new GantryError(ErrorCodes.Transient, `${what}: the server stalled: ${waited} within ${limit}`, {
+      cause: error,
+      retryable: true,
+    });
+  }
   if (code !== undefined && tlsVerificationCodes.has(code)) {
     return new GantryError(
       ErrorCodes.Internal,

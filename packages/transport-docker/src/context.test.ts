@@ -27,3 +27,16 @@ describe('docker context options for uploads and the User-Agent', () => {
     );
   });
 });
+
+describe('docker context option idleTimeoutMs', () => {
+  it('defaults to 5 minutes and accepts a positive integer', () => {
+    expect(resolve(undefined)()).toMatchObject({ idleTimeoutMs: 300_000 });
+    expect(resolve({ idleTimeoutMs: 1500 })()).toMatchObject({ idleTimeoutMs: 1500 });
+  });
+
+  it('refuses anything else, naming the member', () => {
+    for (const value of [0, -5, 2.5, '2s', Number.POSITIVE_INFINITY]) {
+      expect(resolve({ idleTimeoutMs: value })).toThrow(/idleTimeoutMs must be a positive integer/);
+    }
+  });
+});

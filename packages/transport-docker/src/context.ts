@@ -15,6 +15,7 @@ import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
  * | `userAgentPrefix`| `--user-agent-prefix` (global)   | every request's `User-Agent` becomes `<prefix> gantry/<version>` (skopeo: `<prefix> skopeo/<version>`) |
  * | `precomputeDigests` | `--dest-precompute-digests`   | destinations: a blob whose digest the pipeline does not know (it is compressing) is first written to a temporary file while hashed, and uploaded only when the registry lacks it |
  * | `uploadChunkSize` | (none)                          | destinations: upload every blob in chunks of this many bytes (raised to the registry's `OCI-Chunk-Min-Length`) instead of one streamed `PATCH` |
+ * | `idleTimeoutMs`  | (none; gantry's `--registry-idle-timeout`) | the longest a request waits for the server's answer, or for the next bytes of its body, before it fails (`ERR_GANTRY_TRANSIENT`; a blob download resumes); default 300000 (5 minutes) |
  *
  * `credentials`, `registryToken` and `noCredentials` are mutually exclusive. `uploadChunkSize` is a
  * positive integer; without it, blobs are streamed in one `PATCH` and chunks are used only when the
@@ -30,7 +31,11 @@ export interface DockerContextOptions {
   userAgentPrefix?: string;
   precomputeDigests?: boolean;
   uploadChunkSize?: number;
+  idleTimeoutMs?: number;
 }
+
+/** How long a request may wait for the answer, or for the next body bytes, by default: 5 minutes. */
+export const defaultIdleTimeoutMs = 300_000;
 
 /** `DockerContextOptions` validated, with `credentials` split into user name and password. */
 export interface ResolvedDockerContextOptions {
@@ -46,6 +51,8 @@ export interface ResolvedDockerContextOptions {
   precomputeDigests: boolean;
   /** A positive integer, or undefined (stream uploads). */
   uploadChunkSize: number | undefined;
+  /** Milliseconds, a positive integer (`defaultIdleTimeoutMs` unless given). */
+  idleTimeoutMs: number;
 }
 
 function usage(message: string): GantryError {
@@ -107,6 +114,13 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
   ) {
     throw usage('transportOptions.docker.uploadChunkSize must be a positive integer (bytes)');
   }
+  const idleTimeoutMs = options.idleTimeoutMs;
+  if (
+    idleTimeoutMs !== undefined &&
+    (typeof idleTimeoutMs !== 'number' || !Number.isSafeInteger(idleTimeoutMs) || idleTimeoutMs <= 0)
+  ) {
+    throw usage('transportOptions.docker.idleTimeoutMs must be a positive integer (milliseconds)');
+  }
   const userAgentPrefix = optionalString('userAgentPrefix');
   if (userAgentPrefix !== undefined && /[\u0000-\u001f\u007f]/.test(userAgentPrefix)) {
     throw usage('transportOptions.docker.userAgentPrefix must not contain control characters');
@@ -121,5 +135,6 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
     userAgentPrefix: userAgentPrefix === '' ? undefined : userAgentPrefix,
     precomputeDigests: optionalBoolean('precomputeDigests') ?? false,
     uploadChunkSize,
+    idleTimeoutMs: idleTimeoutMs ?? defaultIdleTimeoutMs,
   };
 }

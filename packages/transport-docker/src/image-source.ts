@@ -233,7 +233,7 @@ export async function fetchBlob(
   const recover = async (error: unknown): Promise<void> => {
     if (output.destroyed) return;
     body.destroy();
-    const failure = networkError(error, what, signal);
+    const failure = networkError(error, what, signal, client.options.idleTimeoutMs);
     // Every byte arrived before the connection broke: nothing to resume (the pipeline verifies the digest).
     if (failure.retryable && first.size >= 0 && received === first.size) {
       output.push(null);

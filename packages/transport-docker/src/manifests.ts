@@ -66,7 +66,7 @@ export async function fetchManifest(
   try {
     bytes = await readLimitedBody(response.body, maxManifestBytes + 1);
   } catch (error) {
-    throw networkError(error, what, signal);
+    throw networkError(error, what, signal, client.options.idleTimeoutMs);
   }
   if (bytes.byteLength > maxManifestBytes) {
     throw new GantryError(

@@ -145,6 +145,7 @@ describe('docker context options', () => {
       userAgentPrefix: undefined,
       precomputeDigests: false,
       uploadChunkSize: undefined,
+      idleTimeoutMs: 300_000,
     });
     const resolve = (docker: unknown) => () => resolveDockerContextOptions({ transportOptions: { docker } });
     expect(resolve({ credentials: 'a:b', noCredentials: true })).toThrow(/mutually exclusive/);

@@ -1,5 +1,14 @@
 import type { Readable } from 'node:stream';
-import { type ErrorCode, findRegistryCredentials, type TransportContext, throwIfAborted } from '@gantry/core';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  abortError,
+  type ErrorCode,
+  ErrorCodes,
+  findRegistryCredentials,
+  GantryError,
+  type TransportContext,
+  throwIfAborted,
+} from '@gantry/core';
 import type { Dispatcher } from 'undici';
 import {
   type AuthChallenge,
@@ -16,6 +25,35 @@ import type { DockerTransportState } from './transport-state.js';
 
 /** Docker Hub's API host: `docker.io` references are served by `registry-1.docker.io`. */
 const dockerHubApiHost = 'registry-1.docker.io';
+
+/** How many times a replayable request answered 429 Too Many Requests is sent again (as containers/image). */
+export const maxTooManyRequestsRetries = 5;
+/** The first wait after a 429 without `Retry-After`; doubled after each further 429. */
+const tooManyRequestsInitialDelayMs = 2_000;
+/** The longest wait after a 429, whatever `Retry-After` asks for. */
+export const maxTooManyRequestsDelayMs = 60_000;
+
+/**
+ * The wait before sending a request again after a 429 Too Many Requests: the answer's `Retry-After`
+ * (seconds, or an HTTP date in the future), else `fallbackMs`; never more than
+ * `maxTooManyRequestsDelayMs`, so a registry cannot hold a command for an hour.
+ */
+export function tooManyRequestsDelay(
+  retryAfter: string | string[] | undefined,
+  fallbackMs: number,
+  now = Date.now(),
+): number {
+  const value = (Array.isArray(retryAfter) ? retryAfter[0] : retryAfter)?.trim();
+  let delayMs = fallbackMs;
+  if (value !== undefined && value !== '') {
+    if (/^\d+$/.test(value)) delayMs = Number(value) * 1000;
+    else {
+      const date = Date.parse(value);
+      if (!Number.isNaN(date) && date > now) delayMs = date - now;
+    }
+  }
+  return Math.min(delayMs, maxTooManyRequestsDelayMs);
+}
 
 /** Request bodies the client can send; streams and iterables cannot be replayed after a 401. */
 export type RequestBody = string | Uint8Array | Readable | AsyncIterable<Uint8Array> | null;
@@ -214,9 +252,11 @@ export class RegistryClient {
         method: 'GET',
         headers: { 'user-agent': this.userAgent },
         signal,
+        headersTimeout: this.options.idleTimeoutMs,
+        bodyTimeout: this.options.idleTimeoutMs,
       });
     } catch (error) {
-      throw networkError(error, what, signal);
+      throw networkError(error, what, signal, this.options.idleTimeoutMs);
     }
     if (response.statusCode !== 200 && response.statusCode !== 401) {
       throw await responseError(response, { what, notFoundCode: 'ERR_GANTRY_INTERNAL' as ErrorCode });
@@ -292,6 +332,7 @@ export class RegistryClient {
         userAgent: this.userAgent,
         signal,
         registry: this.scope.registry,
+        idleTimeoutMs: this.options.idleTimeoutMs,
       }).then(
         (token) => {
           this.tokens.set(key, token);
@@ -340,7 +381,14 @@ export class RegistryClient {
 
   /**
    * Sends a request and returns the response, whatever its status (the caller consumes or dumps the
-   * body). Network failures become Gantry errors (`ERR_GANTRY_TRANSIENT` when retrying may help).
+   * body). Network failures become Gantry errors (`ERR_GANTRY_TRANSIENT` when retrying may help),
+   * and so does a server that stays silent longer than the idle timeout (`idleTimeoutMs`), waiting
+   * for the answer or for the next body bytes. A replayable request answered 429 Too Many Requests
+   * is sent again up to `maxTooManyRequestsRetries` times, after the wait `Retry-After` asks for
+   * (bounded, see `tooManyRequestsDelay`; 2 s, 4 s, … without it); the 429 that remains is returned.
+   * A replayable request answered 401 gets a new token and is sent once more; a request with a body
+   * that cannot be sent again, refused for an invalid (expired) bearer token, fails with a retryable
+   * `ERR_GANTRY_TRANSIENT` after the token is forgotten, so a retry of the operation fetches a new one.
    */
   async request(request: RegistryRequest): Promise<Dispatcher.ResponseData> {
     const url = this.resolveTarget(request.target);
@@ -350,7 +398,10 @@ export class RegistryClient {
       request.body === null ||
       typeof request.body === 'string' ||
       request.body instanceof Uint8Array;
-    for (let attempt = 0; ; attempt++) {
+    let authenticatedAgain = false;
+    let tooManyRequests = 0;
+    let tooManyRequestsFallbackMs = tooManyRequestsInitialDelayMs;
+    for (;;) {
       throwIfAborted(request.signal);
       const headers: Record<string, string> = { 'user-agent': this.userAgent, ...request.headers };
       if (sameOrigin) {
@@ -367,6 +418,8 @@ export class RegistryClient {
           headers,
           body: (request.body ?? null) as Dispatcher.RequestOptions['body'],
           signal: request.signal,
+          headersTimeout: this.options.idleTimeoutMs,
+          bodyTimeout: this.options.idleTimeoutMs,
         });
       } catch (error) {
         if (this.pingKey !== undefined && !request.signal?.aborted) this.state.pings.forget(this.pingKey);
@@ -374,13 +427,49 @@ export class RegistryClient {
           error,
           `${request.what} (${request.method} ${url.origin}${url.pathname})`,
           request.signal,
+          this.options.idleTimeoutMs,
         );
+      }
+      if (response.statusCode === 429 && replayable && tooManyRequests < maxTooManyRequestsRetries) {
+        const delayMs = tooManyRequestsDelay(response.headers['retry-after'], tooManyRequestsFallbackMs);
+        tooManyRequests++;
+        tooManyRequestsFallbackMs *= 2;
+        await response.body.dump();
+        try {
+          await sleep(delayMs, undefined, request.signal ? { signal: request.signal } : undefined);
+        } catch (error) {
+          if (request.signal?.aborted) throw abortError(request.signal);
+          throw error;
+        }
+        continue;
+      }
+      if (
+        response.statusCode === 401 &&
+        sameOrigin &&
+        !replayable &&
+        this.options.registryToken === undefined
+      ) {
+        // A body that cannot be sent again (a blob stream) was refused because the registry found the
+        // token invalid (expired early, by its clock, or revoked): forget the token and let the
+        // operation be retried (`--retry-times`), which fetches a new one.
+        const refused = parseAuthChallenges(response.headers['www-authenticate']).some(
+          (challenge) => challenge.scheme === 'bearer' && challenge.parameters.error === 'invalid_token',
+        );
+        if (refused) {
+          await response.body.dump();
+          this.tokens.delete(this.scopesFor(request.extraScopes).join(' '));
+          throw new GantryError(
+            ErrorCodes.Transient,
+            `${request.what} (${request.method} ${url.origin}${url.pathname}): the registry refused the bearer token as invalid or expired; a new token is fetched when the operation is retried`,
+            { retryable: true },
+          );
+        }
       }
       if (
         response.statusCode !== 401 ||
         !sameOrigin ||
         !replayable ||
-        attempt > 0 ||
+        authenticatedAgain ||
         this.options.registryToken !== undefined
       ) {
         return response;
@@ -393,6 +482,7 @@ export class RegistryClient {
         (this.challenges.length === 0 && challenges.length > 0 && this.credentials !== undefined);
       if (!canRetry) return response;
       await response.body.dump();
+      authenticatedAgain = true;
       if (challenges.length > 0) this.challenges = challenges;
       this.tokens.delete(this.scopesFor(request.extraScopes).join(' '));
     }

@@ -77,7 +77,8 @@ describe('blob downloads resume after a broken connection (real registry behind 
       retryable: true,
       message: expect.stringContaining('unavailable: injected by the test proxy'),
     });
-    proxy.statusFaults.push({ matches: isLayerGet, status: 429, headers: { 'retry-after': '0' }, times: 1 });
+    // A 429 is waited out and sent again up to 5 times (maxTooManyRequestsRetries); the sixth remains.
+    proxy.statusFaults.push({ matches: isLayerGet, status: 429, headers: { 'retry-after': '0' }, times: 6 });
     const source = await transport.parseReference(`//${proxy.host}/resume/app:v1`).newImageSource(context);
     await expect(source.getBlob({ digest: layer.digest, size: layer.size })).rejects.toMatchObject({
       code: ErrorCodes.Transient,

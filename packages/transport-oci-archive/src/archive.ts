@@ -261,7 +261,12 @@ export async function openOciArchive(
     } else if (handle) {
       const [opened, current] = await Promise.all([handle.stat(), stat(archivePath)]);
       if (opened.ino !== current.ino || opened.dev !== current.dev || opened.size !== tar.size) {
-        throw layoutError(`OCI archive ${archivePath} changed while it was being opened; try again`);
+        // Another writer renamed a new archive over it: the next attempt reads that one.
+        throw new GantryError(
+          ErrorCodes.Transient,
+          `OCI archive ${archivePath} changed while it was being opened (another process replaced it); try again`,
+          { retryable: true },
+        );
       }
     } else {
       handle = await open(tar.path, 'r');

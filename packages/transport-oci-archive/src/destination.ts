@@ -408,6 +408,8 @@ export async function openOciArchiveDestination(
     } catch (error) {
       if (!isGantryError(error))
         throw fileSystemFailure(`reading existing archive ${destinationPath}`, error);
+      // Replaced by another writer while being read: opening again (--retry-times) reads the new one.
+      if (error.retryable) throw error;
       throw new GantryError(
         ErrorCodes.InvalidLayout,
         `cannot add an image to ${destinationPath}: the existing file is not a readable OCI archive (${error.message}); remove it or write elsewhere`,

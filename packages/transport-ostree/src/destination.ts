@@ -28,6 +28,7 @@ import {
   type ImageDestinationProperties,
   isGantryError,
   MediaTypes,
+  makeOwnedTemporaryDirectory,
   manifestDigest,
   type OperationOptions,
   type PutBlobOptions,
@@ -172,7 +173,8 @@ class OstreeImageDestination implements ImageDestination {
   ) {}
 
   private work(): Promise<string> {
-    this.workDirectory ??= mkdtemp(join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-ostree-'));
+    // An owned name: the work directories of a process killed mid-copy are removed by the next one.
+    this.workDirectory ??= makeOwnedTemporaryDirectory('ostree', this.context.temporaryDirectory ?? tmpdir());
     return this.workDirectory;
   }
 
@@ -266,13 +268,26 @@ class OstreeImageDestination implements ImageDestination {
       },
       (error: unknown) => {
         layerFailure = { error };
+        // Nothing reads `raw` any more: a write waiting for room in it would wait forever (a full
+        // disk or a hostile entry stopped the layer while the blob was still coming). It is released
+        // here; the sink then reads and verifies the rest of the blob without keeping it.
+        raw.destroy();
+        const release = waitingWrite;
+        waitingWrite = undefined;
+        release?.();
       },
     );
+    let waitingWrite: (() => void) | undefined;
     const sink = new Writable({
       highWaterMark: 1 << 20,
       write(chunk: Buffer, _encoding, callback) {
         if (layerFailure !== undefined || raw.destroyed) return callback();
-        raw.write(chunk, () => callback());
+        waitingWrite = callback;
+        raw.write(chunk, () => {
+          if (waitingWrite !== callback) return;
+          waitingWrite = undefined;
+          callback();
+        });
       },
       final(callback) {
         raw.end();

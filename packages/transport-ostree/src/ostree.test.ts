@@ -4,7 +4,7 @@
  * not repositories, corrupt commits, missing branches.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -134,6 +134,20 @@ describe('layers', () => {
     expect(existsSync(join(root, 'escaped-too'))).toBe(false);
     expect(ostree(`--repo=${repo}`, 'refs').trim()).toBe('');
   });
+});
+
+describe('a layer that fails while its blob is still arriving', () => {
+  it('fails the copy: the rest of the blob is read, never waited for', async () => {
+    // The hostile entry stops the layer at once; 8 MiB follow, more than the stream buffers hold.
+    const tar = handMadeTar([
+      { name: '../escaped', content: 'x\n' },
+      { name: 'big.bin', content: randomBytes(8 * 1024 * 1024) },
+    ]);
+    const source = await layoutOf('stops-early', [tar]);
+    await expect(copy(source, `ostree:stops:1@${join(root, 'stops-repo')}`)).rejects.toMatchObject({
+      code: ErrorCodes.InvalidLayer,
+    });
+  }, 60_000);
 });
 
 describe('bad repositories', () => {

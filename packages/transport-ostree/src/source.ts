@@ -4,7 +4,7 @@
  * regenerates each tar, byte for byte, from a checkout of its branch plus its `tarsplit.output`.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -21,6 +21,7 @@ import {
   layerMediaTypeFor,
   type ManifestBlob,
   MediaTypes,
+  makeOwnedTemporaryDirectory,
   parseManifest,
   type TransportContext,
 } from '@gantry/core';
@@ -174,8 +175,9 @@ class OstreeImageSource implements ImageSource {
       requiredMetadata({ metadata: layer.metadata } as CommitObject, 'tarsplit.output', branch),
       'base64',
     );
-    const directory = await mkdtemp(
-      join(this.context.temporaryDirectory ?? tmpdir(), 'gantry-ostree-checkout-'),
+    const directory = await makeOwnedTemporaryDirectory(
+      'ostree-checkout',
+      this.context.temporaryDirectory ?? tmpdir(),
     );
     const checkout = join(directory, 'root');
     try {

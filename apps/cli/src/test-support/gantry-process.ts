@@ -20,12 +20,16 @@ export interface GantryProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
 
-/** Starts `gantry ARGS` in `cwd`. */
-export function startGantryProcess(args: string[], cwd: string): GantryProcess {
+/** Starts `gantry ARGS` in `cwd`, with `environment` (default: this process's). */
+export function startGantryProcess(
+  args: string[],
+  cwd: string,
+  environment: NodeJS.ProcessEnv = process.env,
+): GantryProcess {
   const child = spawn(
     process.execPath,
     ['--conditions=@gantry/source', '--import', registerTypeScript, binSource, ...args],
-    { cwd, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } },
+    { cwd, stdio: ['ignore', 'ignore', 'pipe'], env: { ...environment, NODE_OPTIONS: '' } },
   );
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {

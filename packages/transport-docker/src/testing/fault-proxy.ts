@@ -15,6 +15,13 @@ export interface ResponseFault {
   cutAfterBytes: number;
   /** How many matching responses to break (then requests pass untouched). */
   times: number;
+  /**
+   * Instead of cutting, stall: send nothing more and keep the connection open until the client gives
+   * up (or the proxy stops) — a response that hangs mid-body.
+   */
+  stall?: boolean;
+  /** Called once the response reached `cutAfterBytes` (e.g. to restart the registry then). */
+  onReached?: () => void;
 }
 
 /** An error answer to give instead of forwarding matching requests. */
@@ -33,6 +40,26 @@ export interface StatusFault {
    * answer after the whole body.
    */
   immediate?: boolean;
+  /** Never answer (the request's body is read and discarded): a server that hangs before its headers. */
+  hang?: boolean;
+}
+
+/** Request headers to set (or replace) before forwarding matching requests, e.g. an expired token. */
+export interface RequestHeaderFault {
+  matches(method: string, path: string, headers: IncomingHttpHeaders): boolean;
+  /** The headers to set, or a function of the request's headers giving them. */
+  set: Record<string, string> | ((headers: IncomingHttpHeaders) => Record<string, string>);
+  /** How many matching requests get them. */
+  times: number;
+}
+
+/** Calls `onReached` once a matching request's body passed `afterBodyBytes` (forwarded untouched). */
+export interface RequestWatch {
+  matches(method: string, path: string, headers: IncomingHttpHeaders): boolean;
+  afterBodyBytes: number;
+  onReached: () => void;
+  /** How many matching requests are watched. */
+  times: number;
 }
 
 /**
@@ -83,6 +110,8 @@ export interface FaultProxy {
   statusFaults: StatusFault[];
   headerFaults: HeaderFault[];
   requestFaults: RequestFault[];
+  requestHeaderFaults: RequestHeaderFault[];
+  requestWatches: RequestWatch[];
   /** Request body bytes the proxy received, over every request (cut ones included). */
   readonly totalRequestBodyBytes: number;
   stop(): Promise<void>;
@@ -119,7 +148,9 @@ function requestRecord(
  * that forwards every request unchanged (Host included, so the registry's upload locations point
  * at the proxy) and can break responses: send the status, headers and the first bytes of the body,
  * then destroy the connection — a connection reset mid-download; or answer with an error status
- * (500, 503, 429 with `Retry-After`…) without asking the registry; or add headers to answers.
+ * (500, 503, 429 with `Retry-After`, a redirect…) without asking the registry, or never answer; stall a
+ * response mid-body; replace request headers (an expired token); call back when a request or a
+ * response passed a number of bytes (to restart the registry then); or add headers to answers.
  * Every request is recorded (with its upload headers, User-Agent and body size).
  */
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
@@ -129,6 +160,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const statusFaults: StatusFault[] = [];
   const headerFaults: HeaderFault[] = [];
   const requestFaults: RequestFault[] = [];
+  const requestHeaderFaults: RequestHeaderFault[] = [];
+  const requestWatches: RequestWatch[] = [];
   let totalRequestBodyBytes = 0;
   const server: Server = createServer((incoming, outgoing) => {
     const method = incoming.method ?? 'GET';
@@ -144,6 +177,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     if (statusFault) {
       statusFault.times--;
       requests.push(requestRecord(incoming, statusFault.status, false, received));
+      if (statusFault.hang) {
+        incoming.resume();
+        return;
+      }
       const answer = () => {
         outgoing.writeHead(statusFault.status, {
           'content-type': 'application/json',
@@ -159,8 +196,30 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       if (!statusFault.immediate) incoming.on('end', answer);
       return;
     }
+    let forwardedHeaders = incoming.headers;
+    const headerFault = requestHeaderFaults.find(
+      (candidate) => candidate.times > 0 && candidate.matches(method, path, incoming.headers),
+    );
+    if (headerFault) {
+      headerFault.times--;
+      const set = typeof headerFault.set === 'function' ? headerFault.set(incoming.headers) : headerFault.set;
+      forwardedHeaders = { ...incoming.headers, ...set };
+    }
+    const watch = requestWatches.find(
+      (candidate) => candidate.times > 0 && candidate.matches(method, path, incoming.headers),
+    );
+    if (watch) {
+      watch.times--;
+      let reached = false;
+      incoming.on('data', () => {
+        if (!reached && received.bytes >= watch.afterBodyBytes) {
+          reached = true;
+          watch.onReached();
+        }
+      });
+    }
     const forwarded = httpRequest(
-      { host: targetHost, port: Number(targetPort), method, path, headers: incoming.headers },
+      { host: targetHost, port: Number(targetPort), method, path, headers: forwardedHeaders },
       (answer: IncomingMessage) => {
         const fault = faults.find((candidate) => candidate.times > 0 && candidate.matches(method, path));
         requests.push(requestRecord(incoming, answer.statusCode ?? 0, fault !== undefined, received));
@@ -178,12 +237,21 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         }
         fault.times--;
         let sent = 0;
+        if (fault.stall) {
+          answer.on('error', () => undefined);
+          outgoing.on('close', () => answer.destroy());
+        }
         answer.on('data', (chunk: Buffer) => {
           if (sent >= fault.cutAfterBytes) return;
           const part = chunk.subarray(0, fault.cutAfterBytes - sent);
           sent += part.byteLength;
           outgoing.write(part);
           if (sent >= fault.cutAfterBytes) {
+            fault.onReached?.();
+            if (fault.stall) {
+              answer.pause();
+              return;
+            }
             answer.destroy();
             // Let the bytes leave, then reset the connection.
             setTimeout(() => outgoing.socket?.destroy(), 20);
@@ -251,6 +319,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     statusFaults,
     headerFaults,
     requestFaults,
+    requestHeaderFaults,
+    requestWatches,
     get totalRequestBodyBytes() {
       return totalRequestBodyBytes;
     },

@@ -62,6 +62,12 @@ export interface TestRegistry {
   accessLog(settleMs?: number): Promise<AccessLogEntry[]>;
   /** Forgets the access log so far. */
   clearAccessLog(): void;
+  /**
+   * Kills the registry process (`signal`, default SIGKILL: a crash) and starts it again on the same
+   * port with the same storage and configuration, resolving once `/v2/` answers again; requests in
+   * flight break, and connections are refused until it is back.
+   */
+  restart(signal?: NodeJS.Signals): Promise<void>;
   /** Stops the registry (by PID) and the token server, and removes every file. Idempotent. */
   stop(): Promise<void>;
 }
@@ -154,6 +160,8 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
   const directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-registry-'));
   let tokenServer: TestTokenServer | undefined;
   let child: ChildProcess | undefined;
+  let output = '';
+  const accessLog: AccessLogEntry[] = [];
   const stopAll = async (): Promise<void> => {
     if (child !== undefined) {
       const running = child;
@@ -235,8 +243,6 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
       };
     }
 
-    let output = '';
-    const accessLog: AccessLogEntry[] = [];
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
       http.addr = `127.0.0.1:${port}`;
@@ -255,43 +261,17 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
       // JSON is YAML: no quoting pitfalls.
       await writeFile(configPath, JSON.stringify(config, null, 2));
       output = '';
-      let pending = '';
-      const started = spawn(registryBinary, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-      child = started;
-      runningRegistries.add(started);
-      installExitHook();
-      const spawnError = new Promise<never>((_, reject) =>
-        started.once('error', (error) =>
-          reject(
-            new Error(`cannot run ${registryBinary} (Debian package docker-registry): ${error.message}`),
-          ),
-        ),
-      );
-      started.stdout?.setEncoding('utf8').on('data', (text: string) => {
-        pending += text;
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines) {
-          const match = accessLogPattern.exec(line);
-          if (match)
-            accessLog.push({
-              method: match[1]!,
-              path: match[2]!,
-              status: Number(match[3]),
-              userAgent: match[4]!,
-            });
-        }
-      });
-      started.stderr?.setEncoding('utf8').on('data', (text: string) => {
-        output = (output + text).slice(-4000);
-      });
+      const started = spawnRegistry(configPath);
       const scheme = options.tls ? 'https' : 'http';
       const url = `${scheme}://127.0.0.1:${port}`;
       try {
-        await Promise.race([waitForRegistry(url, started, () => output, clientCertificate), spawnError]);
+        await Promise.race([
+          waitForRegistry(url, started.child, () => output, clientCertificate),
+          started.spawnError,
+        ]);
       } catch (error) {
         const portTaken = /address already in use/.test(output);
-        await stopAllButKeepFiles(started);
+        await stopAllButKeepFiles(started.child);
         child = undefined;
         if (portTaken && attempt < 3) continue;
         throw error;
@@ -313,6 +293,36 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
         clearAccessLog() {
           accessLog.length = 0;
         },
+        async restart(signal: NodeJS.Signals = 'SIGKILL') {
+          const running = child;
+          if (running === undefined) throw new Error('the test registry was stopped');
+          child = undefined;
+          runningRegistries.delete(running);
+          if (running.exitCode === null && running.signalCode === null && running.pid !== undefined) {
+            const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()));
+            process.kill(running.pid, signal);
+            await exited;
+          }
+          for (let retry = 0; ; retry++) {
+            const again = spawnRegistry(configPath);
+            try {
+              await Promise.race([
+                waitForRegistry(url, again.child, () => output, clientCertificate),
+                again.spawnError,
+              ]);
+              return;
+            } catch (error) {
+              await stopAllButKeepFiles(again.child);
+              child = undefined;
+              // The old process's socket may linger a moment.
+              if (/address already in use/.test(output) && retry < 20) {
+                await delay(100);
+                continue;
+              }
+              throw error;
+            }
+          }
+        },
         stop: stopAll,
       };
       return registry;
@@ -320,6 +330,38 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
   } catch (error) {
     await stopAll();
     throw error;
+  }
+
+  function spawnRegistry(configPath: string): { child: ChildProcess; spawnError: Promise<never> } {
+    let pending = '';
+    const started = spawn(registryBinary, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = started;
+    runningRegistries.add(started);
+    installExitHook();
+    const spawnError = new Promise<never>((_, reject) =>
+      started.once('error', (error) =>
+        reject(new Error(`cannot run ${registryBinary} (Debian package docker-registry): ${error.message}`)),
+      ),
+    );
+    started.stdout?.setEncoding('utf8').on('data', (text: string) => {
+      pending += text;
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        const match = accessLogPattern.exec(line);
+        if (match)
+          accessLog.push({
+            method: match[1]!,
+            path: match[2]!,
+            status: Number(match[3]),
+            userAgent: match[4]!,
+          });
+      }
+    });
+    started.stderr?.setEncoding('utf8').on('data', (text: string) => {
+      output = (output + text).slice(-4000);
+    });
+    return { child: started, spawnError };
   }
 }
 

@@ -32,6 +32,13 @@ export interface TestTokenServer {
   /** The realm URL to configure in the registry. */
   realm: string;
   requests: TokenRequestRecord[];
+  /**
+   * A token signed as the server signs its answers, for `user` (anonymous when undefined) with every
+   * action of `scopes`, expiring `expiresInSeconds` from now (negative: already expired, e.g. -600 is
+   * refused by Distribution, whose leeway is a minute). For tests that send a token the server did
+   * not hand out (an expired one).
+   */
+  mintToken(options: { user?: string; scopes: string[]; expiresInSeconds: number }): string;
   stop(): Promise<void>;
 }
 
@@ -71,6 +78,30 @@ export async function startTestTokenServer(options: TestTokenServerOptions): Pro
   const requests: TokenRequestRecord[] = [];
   const lifetime = options.tokenLifetimeSeconds ?? 300;
   const anonymousActions = options.anonymousActions ?? [];
+
+  const sign = (
+    user: string | undefined,
+    access: Array<{ type: string; name: string; actions: string[] }>,
+    now: number,
+    expiresInSeconds: number,
+  ): string => {
+    // An expired token was issued five minutes before it expired.
+    const issued = expiresInSeconds > 0 ? now : now + expiresInSeconds - 300;
+    const header = { typ: 'JWT', alg: 'RS256', x5c: [certificateDerBase64(options.signing.certificate)] };
+    const claims = {
+      iss: options.issuer,
+      sub: user ?? '',
+      aud: options.service,
+      exp: now + expiresInSeconds,
+      nbf: issued - 10,
+      iat: issued,
+      jti: randomUUID(),
+      access,
+    };
+    const signingInput = `${base64Url(JSON.stringify(header))}.${base64Url(JSON.stringify(claims))}`;
+    const signature = createSign('RSA-SHA256').update(signingInput).sign(options.signing.privateKey);
+    return `${signingInput}.${base64Url(signature)}`;
+  };
 
   const handle = (request: IncomingMessage, response: ServerResponse, body: string): void => {
     const url = new URL(request.url ?? '/', 'http://token.invalid');
@@ -128,20 +159,7 @@ export async function startTestTokenServer(options: TestTokenServerOptions): Pro
             : scope.actions.filter((action) => anonymousActions.includes(action)),
       }));
     const now = Math.floor(Date.now() / 1000);
-    const header = { typ: 'JWT', alg: 'RS256', x5c: [certificateDerBase64(options.signing.certificate)] };
-    const claims = {
-      iss: options.issuer,
-      sub: user ?? '',
-      aud: options.service,
-      exp: now + lifetime,
-      nbf: now - 10,
-      iat: now,
-      jti: randomUUID(),
-      access,
-    };
-    const signingInput = `${base64Url(JSON.stringify(header))}.${base64Url(JSON.stringify(claims))}`;
-    const signature = createSign('RSA-SHA256').update(signingInput).sign(options.signing.privateKey);
-    const token = `${signingInput}.${base64Url(signature)}`;
+    const token = sign(user, access, now, lifetime);
     response.writeHead(200, { 'content-type': 'application/json' });
     response.end(
       JSON.stringify({
@@ -169,6 +187,13 @@ export async function startTestTokenServer(options: TestTokenServerOptions): Pro
   return {
     realm: `http://127.0.0.1:${port}/token`,
     requests,
+    mintToken: ({ user, scopes, expiresInSeconds }) =>
+      sign(
+        user,
+        scopes.map(parseScope).filter((scope): scope is NonNullable<typeof scope> => scope !== undefined),
+        Math.floor(Date.now() / 1000),
+        expiresInSeconds,
+      ),
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -1,0 +1,34 @@
+/**
+ * The installed `gantry` command (apps/cli/bin/gantry, the bundle turbo builds before these tests) as
+ * a process of its own, for tests that signal or kill it: it starts in a fraction of a second, where
+ * running the sources through a TypeScript loader takes seconds.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { requireBuiltGantry } from '../../test-support/terminal.js';
+
+export interface BuiltGantryProcess {
+  child: ChildProcess;
+  /** Its exit code, or the signal that ended it, and everything it wrote to stderr. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+}
+
+/** Starts `gantry ARGS` in `cwd` with `environment`. */
+export function startBuiltGantry(
+  args: string[],
+  cwd: string,
+  environment: NodeJS.ProcessEnv = process.env,
+): BuiltGantryProcess {
+  const child = spawn(requireBuiltGantry(), args, {
+    cwd,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...environment, GANTRY_BLOB_INFO_CACHE: 'off' },
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>(
+    (resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stderr })),
+  );
+  return { child, exited };
+}
