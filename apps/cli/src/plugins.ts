@@ -34,7 +34,8 @@
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { assertTransport, splitTransportReference, type Transport, TransportRegistry } from '@gantry/core';
+import { splitTransportReference, type Transport, TransportRegistry } from '@gantry/core';
+import { assertTransport } from '@gantry/core/transport';
 import { type BundledTransportPackage, bundledTransportPackages } from './bundled-transports.js';
 
 /** Where a plugin candidate came from. */

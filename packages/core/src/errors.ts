@@ -3,6 +3,7 @@
  * `code`, never on message text or class identity. `isGantryError` recognises errors across copies of
  * this package through a `Symbol.for` brand, like undici's errors.
  */
+import { describeFileSystemError } from './file-system.js';
 
 const brand = Symbol.for('gantry.error');
 
@@ -117,6 +118,20 @@ export function abortError(signal: AbortSignal): GantryError {
   if (isGantryError(signal.reason)) return signal.reason;
   const reason = signal.reason instanceof Error ? signal.reason.message : 'operation aborted';
   return new GantryError(ErrorCodes.Aborted, reason, { cause: signal.reason });
+}
+
+/**
+ * Prefixes an error's message like Go's `fmt.Errorf("prefix: %w", err)`, keeping its Gantry code and
+ * whether it is retryable (anything else becomes `ERR_GANTRY_INTERNAL`); a Node.js system error is
+ * worded as Go's (`open /x: no such file or directory`), as skopeo prints it.
+ */
+export function prefixError(prefix: string, error: unknown): GantryError {
+  const code = isGantryError(error) ? error.code : ErrorCodes.Internal;
+  const message = error instanceof Error ? describeFileSystemError(error) : String(error);
+  return new GantryError(code, `${prefix}: ${message}`, {
+    cause: error,
+    retryable: isGantryError(error) ? error.retryable : false,
+  });
 }
 
 /** Throws the Gantry `Aborted` error when the signal has fired. */

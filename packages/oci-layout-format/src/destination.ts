@@ -12,7 +12,7 @@ import {
   MediaTypes,
   type ReusedBlob,
   type TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import type { IndexEntry } from './layout.js';
 
 /**

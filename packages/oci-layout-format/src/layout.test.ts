@@ -1,4 +1,4 @@
-import { ErrorCodes, parseDigest } from '@gantry/core';
+import { ErrorCodes, parseDigest } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import {
   blobEntryName,

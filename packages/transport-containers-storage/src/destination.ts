@@ -40,7 +40,7 @@ import {
   type ReusedBlob,
   type TransportContext,
   type TryReusingBlobOptions,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   encodedPart,
   goTimestamp,

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { abortError, ErrorCodes, GantryError } from '@gantry/core';
+import { abortError, ErrorCodes, GantryError } from '@gantry/core/transport';
 
 /** Size of containers/storage's last-writer token. */
 export const lastWriterTokenSize = 64;

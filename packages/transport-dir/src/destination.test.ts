@@ -10,7 +10,7 @@ import {
   type ImageDestination,
   MediaTypes,
   verifyingStage,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDirTransport } from './index.js';
 import {

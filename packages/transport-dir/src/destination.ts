@@ -27,7 +27,7 @@ import {
   type TryReusingBlobOptions,
   temporaryOwnerState,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   blobFileName,
   dirTransportVersion,

@@ -6,7 +6,7 @@
  */
 import { dirTransport } from './transport.js';
 
-export { resolvePathToFullyExplicit } from '@gantry/core';
+export { resolvePathToFullyExplicit } from '@gantry/core/transport';
 export {
   blobFileName,
   dirTransportVersion,

@@ -1,4 +1,4 @@
-import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
+import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core/transport';
 
 /**
  * docker:// settings of a `TransportContext`, given as `context.transportOptions.docker` (until the

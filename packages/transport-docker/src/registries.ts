@@ -1,14 +1,12 @@
 import {
-  ErrorCodes,
   findRegistryConfiguration,
-  GantryError,
   loadRegistriesConfiguration,
   loadShortNameAliasCache,
   type RegistriesConfiguration,
   type RegistryConfiguration,
   type ShortNameAliasCache,
-  type TransportContext,
-} from '@gantry/core';
+} from '@gantry/containers-config';
+import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core/transport';
 import type { RegistryAccessSettings } from './registry-client.js';
 
 /** The registries configuration for a context (`context.registriesConfPath`, else the system's). */

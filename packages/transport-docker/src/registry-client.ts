@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
-import { type ErrorCode, findRegistryCredentials, type TransportContext, throwIfAborted } from '@gantry/core';
+import { findRegistryCredentials } from '@gantry/containers-config';
+import { type ErrorCode, type TransportContext, throwIfAborted } from '@gantry/core/transport';
 import type { Dispatcher } from 'undici';
 import {
   type AuthChallenge,

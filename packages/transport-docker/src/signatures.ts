@@ -29,6 +29,13 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  loadRegistriesDirectory,
+  lookasideBaseUrl,
+  lookasideSignatureUrl,
+  type RegistriesDirectoryConfiguration,
+  usesSigstoreAttachments,
+} from '@gantry/containers-config';
+import {
   type Digest,
   type DockerReference,
   digestOf,
@@ -36,17 +43,12 @@ import {
   GantryError,
   goJsonMarshal,
   isGantryError,
-  loadRegistriesDirectory,
-  lookasideBaseUrl,
-  lookasideSignatureUrl,
   MediaTypes,
   makeDirectories,
   manifestDigest,
-  type RegistriesDirectoryConfiguration,
   type TransportContext,
   throwIfAborted,
-  usesSigstoreAttachments,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { networkError } from './connections.js';
 import { fetchManifest, headerValue } from './manifests.js';
 import type { RegistryClient } from './registry-client.js';
@@ -66,7 +68,7 @@ export {
   sigstoreChainAnnotation,
   sigstoreSignatureAnnotation,
   sigstoreSignatureMimeType,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 
 /** A signature of a known format, parsed from its storage form. */
 export type ParsedSignature =

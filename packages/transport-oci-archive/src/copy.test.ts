@@ -6,13 +6,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { copyImage, digestOf, insecureAcceptAnythingPolicy, MediaTypes } from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixturePresetName,
   fixturePresets,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
+import { digestOf, MediaTypes } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ociArchiveTransport } from './index.js';
 import { runTool, skopeo, temporaryDirectory } from './test-support/tools.js';

@@ -56,7 +56,7 @@ import {
   type TryReusingBlobOptions,
   throwIfAborted,
   verifyingStage,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   addIndexEntry,
   assertDestinationWritable,

@@ -21,7 +21,7 @@ import {
   parseDigest,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { findIndexEntry, instanceMediaType, listInstanceMediaTypes } from '@gantry/oci-layout-format';
 import { type OciArchiveContents, openOciArchive } from './archive.js';
 import type { OciArchiveReference } from './reference.js';

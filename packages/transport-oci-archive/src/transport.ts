@@ -6,7 +6,7 @@ import {
   type Transport,
   type TransportSpecificationVersion,
   transportSpecificationVersion,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { openOciArchiveDestination } from './destination.js';
 import {
   OciArchiveReference,

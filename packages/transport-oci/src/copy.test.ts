@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { copyImage, insecureAcceptAnythingPolicy, MediaTypes } from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixturePresetName,
@@ -7,6 +7,7 @@ import {
   runSkopeo,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
+import { MediaTypes } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ociTransport } from './index.js';
 import { temporaryDirectory } from './test-support/images.js';

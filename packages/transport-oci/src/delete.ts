@@ -12,7 +12,13 @@
  * `blobs/` are deleted.
  */
 import { unlink } from 'node:fs/promises';
-import { type Digest, ErrorCodes, GantryError, type TransportContext, throwIfAborted } from '@gantry/core';
+import {
+  type Digest,
+  ErrorCodes,
+  GantryError,
+  type TransportContext,
+  throwIfAborted,
+} from '@gantry/core/transport';
 import { describeFileSystemError, errorCode } from '@gantry/oci-layout-format';
 import { blobDirectoryKey, isBlobInUse } from './blob-usage.js';
 import { blobPath, layoutBlobDirectory, reachableDigests, writeIndex } from './layout.js';

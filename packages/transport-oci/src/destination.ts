@@ -43,7 +43,7 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   addIndexEntry,
   assertDestinationWritable,

@@ -2,7 +2,7 @@
  * `@gantry/transport-oci`: the `oci:path[:reference]` transport for OCI image layouts.
  *
  * ```ts
- * import { TransportRegistry } from '@gantry/core';
+ * import { TransportRegistry } from '@gantry/core/transport';
  * import ociTransport from '@gantry/transport-oci';
  * const registry = new TransportRegistry([ociTransport]);
  * ```

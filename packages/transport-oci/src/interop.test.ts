@@ -7,7 +7,6 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { digestHex, digestOf, MediaTypes } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
@@ -16,6 +15,7 @@ import {
   writeFixtureToDestination,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
+import { digestHex, digestOf, MediaTypes } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ociTransport } from './index.js';
 import {

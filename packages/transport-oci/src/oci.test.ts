@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { type Digest, digestHex, digestOf, MediaTypes, verifyingStage } from '@gantry/core';
+import { type Digest, digestHex, digestOf, MediaTypes, verifyingStage } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createOciTransport, ociTransport } from './index.js';
 import {

@@ -16,7 +16,7 @@ import {
   parseDigest,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   describeFileSystemError,
   errorCode,

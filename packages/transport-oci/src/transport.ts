@@ -6,7 +6,7 @@ import {
   type Transport,
   type TransportSpecificationVersion,
   transportSpecificationVersion,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { deleteOciImage } from './delete.js';
 import { openOciImageDestination } from './destination.js';
 import type { LayoutLockOptions } from './lock.js';

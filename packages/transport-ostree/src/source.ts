@@ -23,7 +23,7 @@ import {
   MediaTypes,
   parseManifest,
   type TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { assembleTar, pathFileGetter } from '@gantry/layer-tree';
 import type { CommitObject } from './gvariant.js';
 import { blobBranch, type OstreeImageReference } from './reference.js';

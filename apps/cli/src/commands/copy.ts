@@ -9,9 +9,9 @@ import {
   insecureAcceptAnythingPolicy,
   loadDefaultPolicy,
   loadPolicy,
-  MediaTypes,
   type Policy,
 } from '@gantry/core';
+import { MediaTypes } from '@gantry/core/transport';
 import { type FlagSpec, UsageError } from '../args.js';
 import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';

@@ -3,6 +3,10 @@
  * transport, and the transport conformance suite. Test-only; never imported by production code.
  */
 
+export { schema1SignedPayload } from '../manifest/digests.js';
+export { gzippedEmptyLayerDigest } from '../manifest/edit.js';
+export { schema1SignaturesVerify } from '../manifest/schema1-sign.js';
+export { clearDeferredNodeExtraCertificateAuthorities } from '../tls-trust.js';
 export {
   type ConformanceOptions,
   runTransportConformanceSuite,

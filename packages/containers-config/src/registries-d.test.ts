@@ -1,9 +1,9 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Digest } from '@gantry/core/transport';
+import { parseNormalizedNamed } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Digest } from '../digest.js';
-import { parseNormalizedNamed } from '../reference/index.js';
 import {
   loadRegistriesDirectory,
   lookasideBaseUrl,

@@ -32,10 +32,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Digest } from '../digest.js';
-import { ErrorCodes, GantryError } from '../errors.js';
-import { enclosingNamespaces } from '../reference/reference.js';
-import type { DockerReference } from '../reference/types.js';
+import type { Digest, DockerReference } from '@gantry/core/transport';
+import { ErrorCodes, enclosingNamespaces, GantryError } from '@gantry/core/transport';
 
 /** One configuration section of a registries.d file. Absent members were not set. */
 export interface SignatureStorageSection {
