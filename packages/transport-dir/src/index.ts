@@ -7,6 +7,7 @@
 import { dirTransport } from './transport.js';
 
 export { resolvePathToFullyExplicit } from '@gantry/core/transport';
+export { type DirContextOptions, dirContextOptions } from './context-options.js';
 export {
   blobFileName,
   dirTransportVersion,

@@ -92,7 +92,7 @@ describe('copyImage into oci-archive:, read by skopeo and tar', () => {
     });
   }
 
-  it('keeps uncompressed layers with ociAcceptUncompressedLayers', async () => {
+  it('keeps uncompressed layers with transportOptions["oci-archive"].acceptUncompressedLayers', async () => {
     const source = await tarredLayout('uncompressedLayers', 't');
     const image = await buildFixtureImage(fixturePresets.uncompressedLayers, {
       directory: path.join(directory, 'f'),
@@ -100,7 +100,10 @@ describe('copyImage into oci-archive:, read by skopeo and tar', () => {
     const result = await copyImage(
       ociArchiveTransport.parseReference(`${source}:t`),
       ociArchiveTransport.parseReference(`${directory}/destination.tar:t`),
-      { policy: insecureAcceptAnythingPolicy(), destinationContext: { ociAcceptUncompressedLayers: true } },
+      {
+        policy: insecureAcceptAnythingPolicy(),
+        destinationContext: { transportOptions: { 'oci-archive': { acceptUncompressedLayers: true } } },
+      },
     );
     expect(result.manifestDigest).toBe(image.topLevel.digest);
   });

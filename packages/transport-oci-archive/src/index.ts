@@ -11,6 +11,7 @@
 import { ociArchiveTransport } from './transport.js';
 
 export { type OciArchiveContents, type OpenOciArchiveOptions, openOciArchive } from './archive.js';
+export { type OciArchiveContextOptions, ociArchiveContextOptions } from './context-options.js';
 export {
   isValidImageName,
   OciArchiveReference,

@@ -55,7 +55,7 @@ describe('copyImage into and out of oci: layouts', () => {
     });
   }
 
-  it('keeps uncompressed layers with ociAcceptUncompressedLayers', async () => {
+  it('keeps uncompressed layers with transportOptions.oci.acceptUncompressedLayers', async () => {
     const image = await buildFixtureImage(fixturePresets.uncompressedLayers, {
       directory: path.join(directory, 'f'),
     });
@@ -63,7 +63,10 @@ describe('copyImage into and out of oci: layouts', () => {
     const result = await copyImage(
       ociTransport.parseReference(`${directory}/source:t`),
       ociTransport.parseReference(`${directory}/destination:t`),
-      { policy: insecureAcceptAnythingPolicy(), destinationContext: { ociAcceptUncompressedLayers: true } },
+      {
+        policy: insecureAcceptAnythingPolicy(),
+        destinationContext: { transportOptions: { oci: { acceptUncompressedLayers: true } } },
+      },
     );
     expect(result.manifestDigest).toBe(image.topLevel.digest);
   });

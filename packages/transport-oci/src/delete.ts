@@ -8,7 +8,7 @@
  * that open destinations of this process use are kept; when a remaining entry's manifest is missing or
  * of an unknown type (so what it reaches cannot be known) nothing is deleted and the call fails.
  * Blobs in a shared blob directory are never deleted (other layouts may use them); with
- * `ociSharedBlobDirectory` set, manifests are read from there first, and only copies in the layout's own
+ * `transportOptions.oci.sharedBlobDirectory` set, manifests are read from there first, and only copies in the layout's own
  * `blobs/` are deleted.
  */
 import { unlink } from 'node:fs/promises';

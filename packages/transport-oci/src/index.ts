@@ -9,6 +9,7 @@
  */
 import { ociTransport } from './transport.js';
 
+export { type OciContextOptions, ociContextOptions } from './context-options.js';
 export type { LayoutLockOptions } from './lock.js';
 export {
   isValidImageName,

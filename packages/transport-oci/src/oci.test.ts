@@ -96,7 +96,7 @@ describe('destination and source', () => {
   it('preserves layers when accepting uncompressed layers', async () => {
     const destination = await ociTransport
       .parseReference(`${directory}:x`)
-      .newImageDestination({ ociAcceptUncompressedLayers: true });
+      .newImageDestination({ transportOptions: { oci: { acceptUncompressedLayers: true } } });
     expect(destination.properties.desiredLayerCompression).toBe('preserve');
     await destination.close();
   });
@@ -747,7 +747,7 @@ describe('shared blob directory', () => {
   it('writes blobs and manifests there, reads them back, and never deletes them', async () => {
     const shared = path.join(directory, 'shared');
     const layout = path.join(directory, 'layout');
-    const context = { ociSharedBlobDirectory: shared };
+    const context = { transportOptions: { oci: { sharedBlobDirectory: shared } } };
     const image = buildTestImage();
     await writeThroughDestination(
       await ociTransport.parseReference(`${layout}:x`).newImageDestination(context),

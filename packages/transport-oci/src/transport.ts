@@ -40,8 +40,8 @@ export interface OciTransport extends Transport {
  * Creates an `oci:` transport. Nothing is registered anywhere: add the result to a `TransportRegistry`.
  *
  * References are `oci:path[:reference]` (see `OciReference`); sources read, destinations write and
- * `deleteImage` deletes images of the layout at `path`, honouring `TransportContext.ociSharedBlobDirectory`
- * and `ociAcceptUncompressedLayers`.
+ * `deleteImage` deletes images of the layout at `path`, honouring `transportOptions.oci` (`OciContextOptions`:
+ * `sharedBlobDirectory`, `acceptUncompressedLayers`).
  */
 export function createOciTransport(options: OciTransportOptions = {}): OciTransport {
   const lockOptions: LayoutLockOptions = { ...options.lock };

@@ -30,7 +30,9 @@ export interface PlatformOverrides {
 /**
  * Settings that apply to opening sources and destinations. One context is used for the source and
  * another for the destination of a copy (skopeo's `--src-*` / `--dest-*` flags). Every member is
- * optional; transports ignore members that do not concern them.
+ * optional. The top-level members are what every transport shares (signal, temporary directory,
+ * platform, configuration locations, blob info cache); what concerns one transport only is in
+ * `transportOptions[<its name>]`.
  */
 export interface TransportContext {
   /** Aborts any I/O in progress; the operation rejects with `ERR_GANTRY_ABORTED`. */
@@ -47,15 +49,11 @@ export interface TransportContext {
    * where `docker://` signatures are stored (lookaside, sigstore attachments). skopeo's `--registries.d`.
    */
   registriesDirectoryPath?: string;
-  /** oci: a directory holding blobs shared by several layouts (`--src/--dest-shared-blob-dir`). */
-  ociSharedBlobDirectory?: string;
-  /** oci: accept uncompressed layers instead of compressing them (`--dest-oci-accept-uncompressed-layers`). */
-  ociAcceptUncompressedLayers?: boolean;
-  /** dir: compress layers when writing (`--dest-compress`). */
-  dirForceCompress?: boolean;
-  /** dir: decompress layers when writing (`--dest-decompress`). */
-  dirForceDecompress?: boolean;
-  /** Options for third-party transports, keyed by the transport's name. */
+  /**
+   * Each transport's own settings, keyed by the transport's name (`transportOptions.docker`,
+   * `transportOptions.oci`, …); each transport package exports the type of its entry and ignores the
+   * others. A transport refuses a malformed entry of its own with `ERR_GANTRY_USAGE`.
+   */
   transportOptions?: Readonly<Record<string, unknown>>;
   /**
    * Where blobs were seen and which compressed blob is which layer, kept between runs (`copyImage`'s

@@ -143,6 +143,7 @@ export {
   type TryReusingBlobOptions,
   transportSpecificationVersion,
 } from './contract.js';
+export { transportOptionsOf } from './options.js';
 export {
   assertTransport,
   formatImageReference,
