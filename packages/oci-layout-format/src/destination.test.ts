@@ -14,7 +14,10 @@ const digest = parseDigest(`sha256:${'a'.repeat(64)}`);
 
 describe('layout destinations', () => {
   it('announce OCI types, compression unless uncompressed layers are accepted, no signatures', () => {
-    const properties = layoutDestinationProperties({ acceptUncompressedLayers: false, hasThreadSafePutBlob: true });
+    const properties = layoutDestinationProperties({
+      acceptUncompressedLayers: false,
+      hasThreadSafePutBlob: true,
+    });
     expect(properties.supportedManifestMimeTypes).toEqual([
       'application/vnd.oci.image.manifest.v1+json',
       'application/vnd.oci.image.index.v1+json',

@@ -11,7 +11,6 @@ import {
   type ImageDestinationProperties,
   MediaTypes,
   type ReusedBlob,
-  type TransportContext,
 } from '@gantry/core/transport';
 import type { IndexEntry } from './layout.js';
 
