@@ -70,14 +70,17 @@ export const ErrorCodes = {
   Internal: 'ERR_GANTRY_INTERNAL',
 } as const;
 
+/** One of the stable `ERR_GANTRY_*` codes of {@link ErrorCodes}. */
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
+/** Options of the {@link GantryError} constructor. */
 export interface GantryErrorOptions {
   cause?: unknown;
   /** Whether retrying the same operation may succeed (network hiccups, 5xx). Default false. */
   retryable?: boolean;
 }
 
+/** An error with a stable `code`; `instanceof` and `isGantryError` recognise it across copies of this package. */
 export class GantryError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;

@@ -23,6 +23,7 @@
  * The names exported here are listed in `api/index.exports.txt`; a test keeps the two equal.
  *
  * @packageDocumentation
+ * @module @gantry/core
  */
 
 export {

@@ -45,6 +45,7 @@ import {
 /** Where a plugin candidate came from. */
 export type PluginSource = 'environment' | 'config' | 'bundled' | 'node_modules';
 
+/** A transport package or module found by discovery, not imported yet. */
 export interface PluginCandidate {
   /** What the user or the scan named: a package name or a file path. */
   specifier: string;

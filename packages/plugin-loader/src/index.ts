@@ -21,6 +21,7 @@
  * in a `TransportRegistry` itself bundles cleanly and does not need it.
  *
  * @packageDocumentation
+ * @module @gantry/plugin-loader
  */
 import type { TransportRegistry } from '@gantry/core/transport';
 import { createTransportLoader, type DiscoverOptions } from './discovery.js';

@@ -1,6 +1,9 @@
 /**
  * `@gantry/core/testing`: deterministic fixture images, ways to put them into storage without a
  * transport, and the transport conformance suite. Test-only; never imported by production code.
+ *
+ * @packageDocumentation
+ * @module @gantry/core/testing
  */
 
 export { schema1SignedPayload } from '../manifest/digests.js';

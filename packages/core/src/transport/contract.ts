@@ -18,6 +18,7 @@ import type { DockerReference } from '../reference/types.js';
 
 /** The contract version implemented by transports written against this file. */
 export const transportSpecificationVersion = 'v1' as const;
+/** The type of {@link transportSpecificationVersion}: the version a transport declares. */
 export type TransportSpecificationVersion = typeof transportSpecificationVersion;
 
 /** Requested platform for choosing an image from a manifest list (`--override-os` etc.). */
@@ -97,10 +98,12 @@ export interface BlobStream {
   size: number;
 }
 
+/** Options every source and destination call takes. */
 export interface OperationOptions {
   signal?: AbortSignal;
 }
 
+/** Options of `ImageDestination.putManifest`. */
 export interface PutManifestOptions extends OperationOptions {
   /**
    * True when the pipeline writes nothing more before `commit` (the top-level manifest of a copy without
@@ -112,11 +115,13 @@ export interface PutManifestOptions extends OperationOptions {
   lastBeforeCommit?: boolean;
 }
 
+/** Options of `ImageDestination.putBlob`. */
 export interface PutBlobOptions extends OperationOptions {
   /** True when the blob is the image config (some destinations store configs apart). */
   isConfig: boolean;
 }
 
+/** Options of `ImageDestination.tryReusingBlob`. */
 export interface TryReusingBlobOptions extends OperationOptions {
   /** True when the blob is the image config. */
   isConfig: boolean;
@@ -142,6 +147,7 @@ export interface ReferrerDescriptor {
   annotations?: Record<string, string>;
 }
 
+/** Options of `ImageSource.listReferrers`. */
 export interface ListReferrersOptions extends OperationOptions {
   /** Only referrers of this artifact type. */
   artifactType?: string;

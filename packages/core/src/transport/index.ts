@@ -12,6 +12,7 @@
  * The names exported here are listed in `api/transport.exports.txt`; a test keeps the two equal.
  *
  * @packageDocumentation
+ * @module @gantry/core/transport
  */
 
 export type { BlobInfoCache, CachedCompression } from '../copy/blob-info-cache.js';

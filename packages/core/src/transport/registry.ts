@@ -58,6 +58,7 @@ export function splitTransportReference(input: string): { transport: string; ref
   return { transport: input.slice(0, colon), reference: input.slice(colon + 1) };
 }
 
+/** A transport in a {@link TransportRegistry}, with where it came from. */
 export interface RegisteredTransport {
   transport: Transport;
   /** Where it came from, e.g. the package name; shown by `gantry transports`. */
