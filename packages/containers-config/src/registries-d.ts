@@ -93,10 +93,12 @@ function yamlError(file: string, line: number, message: string): GantryError {
 }
 
 type YamlLibrary = typeof import('yaml');
+/** This module's `require` (declared so: the CLI's bundler turns its literal calls into bundled requires). */
+const requireFromHere = createRequire(import.meta.url);
 let yamlLibrary: YamlLibrary | undefined;
 /** The `yaml` package, required on first use (a literal `require`, which the CLI's bundler follows). */
 function yaml(): YamlLibrary {
-  yamlLibrary ??= createRequire(import.meta.url)('yaml') as YamlLibrary;
+  yamlLibrary ??= requireFromHere('yaml') as YamlLibrary;
   return yamlLibrary;
 }
 

@@ -30,10 +30,12 @@ export class TomlError extends Error {
 }
 
 type SmolToml = typeof import('smol-toml');
+/** This module's `require` (declared so: the CLI's bundler turns its literal calls into bundled requires). */
+const requireFromHere = createRequire(import.meta.url);
 let smolToml: SmolToml | undefined;
 /** smol-toml, required on first use (a literal `require`, which the CLI's bundler follows). */
 function toml(): SmolToml {
-  smolToml ??= createRequire(import.meta.url)('smol-toml') as SmolToml;
+  smolToml ??= requireFromHere('smol-toml') as SmolToml;
   return smolToml;
 }
 
