@@ -27,12 +27,12 @@
  * errors name the file and the line.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Digest, DockerReference } from '@gantry/core/transport';
 import { ErrorCodes, enclosingNamespaces, GantryError } from '@gantry/core/transport';
+import { yamlModule } from './lazy-modules.js';
 
 /** One configuration section of a registries.d file. Absent members were not set. */
 export interface SignatureStorageSection {
@@ -92,22 +92,12 @@ function yamlError(file: string, line: number, message: string): GantryError {
   return new GantryError(ErrorCodes.InvalidConfiguration, `parsing ${file}: line ${line}: ${message}`);
 }
 
-type YamlLibrary = typeof import('yaml');
-/** This module's `require` (declared so: the CLI's bundler turns its literal calls into bundled requires). */
-const requireFromHere = createRequire(import.meta.url);
-let yamlLibrary: YamlLibrary | undefined;
-/** The `yaml` package, required on first use (a literal `require`, which the CLI's bundler follows). */
-function yaml(): YamlLibrary {
-  yamlLibrary ??= requireFromHere('yaml') as YamlLibrary;
-  return yamlLibrary;
-}
-
 /**
  * Parses a registries.d file with the `yaml` package (YAML 1.2 syntax; one document; keys unique)
  * into nested values with their lines (aliases resolved). Errors name `file` and the line.
  */
 export function parseRegistriesDirectoryYaml(text: string, file: string): RegistriesYamlValue {
-  const library = yaml();
+  const library = yamlModule();
   const lineCounter = new library.LineCounter();
   const lineOf = (offset: number | undefined) =>
     offset === undefined ? 1 : lineCounter.linePos(offset).line;

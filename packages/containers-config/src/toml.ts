@@ -6,7 +6,7 @@
  * Errors are `TomlError`s naming the line and column. Dates and times are refused: no key of these
  * files holds one.
  */
-import { createRequire } from 'node:module';
+import { smolTomlModule } from './lazy-modules.js';
 
 /** A TOML value as JavaScript: tables are plain objects, arrays are arrays. */
 export type TomlValue = string | number | boolean | TomlValue[] | TomlTable;
@@ -29,16 +29,6 @@ export class TomlError extends Error {
   }
 }
 
-type SmolToml = typeof import('smol-toml');
-/** This module's `require` (declared so: the CLI's bundler turns its literal calls into bundled requires). */
-const requireFromHere = createRequire(import.meta.url);
-let smolToml: SmolToml | undefined;
-/** smol-toml, required on first use (a literal `require`, which the CLI's bundler follows). */
-function toml(): SmolToml {
-  smolToml ??= requireFromHere('smol-toml') as SmolToml;
-  return smolToml;
-}
-
 /** Refuses dates and times (smol-toml's `TomlDate`, a `Date`), naming the key that holds one. */
 function checkValues(value: unknown, key: string): void {
   if (value instanceof Date) {
@@ -55,7 +45,7 @@ function checkValues(value: unknown, key: string): void {
 export function parseToml(text: string): TomlTable {
   let document: unknown;
   try {
-    document = toml().parse(text);
+    document = smolTomlModule().parse(text);
   } catch (error) {
     const { line, column } = error as { line?: number; column?: number };
     const reason = ((error as Error).message ?? String(error))
