@@ -9,15 +9,8 @@
  * so a command imports only the transports it names and reads no other file to do so.
  */
 
-/** A transport package whose code is inside the CLI bundle. */
-export interface BundledTransportPackage {
-  /** The package name, e.g. `@gantry/transport-docker`. */
-  packageName: string;
-  version: string;
-  /** package.json `"gantry": { "transports": [...] }`, when the package declares it. */
-  declaredTransports?: string[];
-  /** Imports the package's module (its `exports` entry for `import`), from inside the bundle. */
-  load(): Promise<Record<string, unknown>>;
-}
+import type { BundledTransportPackage } from '@gantry/plugin-loader';
+
+export type { BundledTransportPackage };
 
 export const bundledTransportPackages: readonly BundledTransportPackage[] = [];

@@ -11,10 +11,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  buildFixtureImage,
   clearDeferredNodeExtraCertificateAuthorities,
-  deferredNodeExtraCertificateAuthoritiesPath,
-} from '@gantry/core';
-import { buildFixtureImage, fixturePresets, writeFixtureToOciLayout } from '@gantry/core/testing';
+  fixturePresets,
+  writeFixtureToOciLayout,
+} from '@gantry/core/testing';
+import { deferredNodeExtraCertificateAuthoritiesPath } from '@gantry/core/transport';
 import { startTestRegistry, type TestRegistry } from '@gantry/transport-docker/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { adoptDeferredExtraCaCerts } from './deferred-ca-certs.js';

@@ -1,4 +1,5 @@
-import { describeFileSystemError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
+import { ErrorCodes, GantryError, isGantryError } from '@gantry/core';
+import { describeFileSystemError } from '@gantry/core/transport';
 
 /**
  * The message of any thrown value; a Node.js system error is worded as Go's (`open /x: read-only file

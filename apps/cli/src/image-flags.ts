@@ -6,6 +6,7 @@
  * explanation.
  */
 import type { RetrySettings, TransportContext } from '@gantry/core';
+import type { OciContextOptions } from '@gantry/transport-oci';
 import { type FlagSpec, type FlagValue, formatGoDuration, UsageError } from './args.js';
 import type { CommandContext, GlobalOptions } from './context.js';
 import { errorMessage } from './errors.js';
@@ -131,9 +132,11 @@ export function transportContextFrom(
   if (global.temporaryDirectory) context.temporaryDirectory = global.temporaryDirectory;
   if (global.registriesConfPath) context.registriesConfPath = global.registriesConfPath;
   if (global.registriesDirectoryPath) context.registriesDirectoryPath = global.registriesDirectoryPath;
-  const shared = flags.get(`${prefix}shared-blob-dir`);
-  if (typeof shared === 'string' && shared !== '') context.ociSharedBlobDirectory = shared;
   const transportOptions: Record<string, unknown> = {};
+  const shared = flags.get(`${prefix}shared-blob-dir`);
+  if (typeof shared === 'string' && shared !== '') {
+    transportOptions.oci = { sharedBlobDirectory: shared } satisfies OciContextOptions;
+  }
   const docker = dockerOptionsFrom(global, flags, prefix);
   if (Object.keys(docker).length > 0) transportOptions.docker = docker;
   const daemonHost = flags.get(`${prefix}daemon-host`);
@@ -141,6 +144,18 @@ export function transportContextFrom(
     transportOptions['docker-daemon'] = { host: daemonHost };
   if (Object.keys(transportOptions).length > 0) context.transportOptions = transportOptions;
   return context;
+}
+
+/**
+ * Adds `options` to `context.transportOptions[name]` (merged into what is there); nothing when empty.
+ */
+export function addTransportOptions(context: TransportContext, name: string, options: object): void {
+  if (Object.keys(options).length === 0) return;
+  const existing = context.transportOptions?.[name];
+  context.transportOptions = {
+    ...context.transportOptions,
+    [name]: { ...(typeof existing === 'object' && existing !== null ? existing : {}), ...options },
+  };
 }
 
 /**

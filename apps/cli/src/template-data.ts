@@ -4,6 +4,7 @@
  * the typed values the template engine prints the way skopeo's Go structs print: `Labels` nil is
  * `map[]`, `Env` nil is `[]`, `Created` is a `time.Time`, digests are `digest.Digest`, sizes are ints.
  */
+import type { ImageInspection } from '@gantry/core';
 import { type GoField, GoInt, GoMap, GoNamedString, GoNil, GoSlice, GoStruct, GoTime } from './go-values.js';
 
 /** Go field names of image-spec's structs, by JSON key (`--config` output). */
@@ -81,8 +82,8 @@ export function toGoStruct(value: Record<string, unknown>, typeName: string): Go
  * skopeo's `inspect.Output` for templates: core's inspect output plus the `omitempty` fields it left
  * out (`Name`, `Tag`, `Variant`), which Go templates still see as "".
  */
-export function inspectTemplateData(output: Record<string, unknown>): GoStruct {
-  const converted = toGoStruct(output, 'inspect.Output');
+export function inspectTemplateData(output: ImageInspection): GoStruct {
+  const converted = toGoStruct(output as unknown as Record<string, unknown>, 'inspect.Output');
   const fields = [...converted.fields];
   const ensure = (name: string, after: string | undefined) => {
     if (fields.some((field) => field.name === name)) {

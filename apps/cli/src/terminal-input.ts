@@ -4,7 +4,8 @@
  * line read and a secret read after it share the bytes already received.
  */
 import { StringDecoder } from 'node:string_decoder';
-import { abortError, ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core';
+import { abortError } from '@gantry/core/transport';
 
 /** A terminal stdin (`tty.ReadStream`): the part of it the secret read uses. */
 interface TerminalStream extends NodeJS.ReadableStream {

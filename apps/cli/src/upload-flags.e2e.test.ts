@@ -5,8 +5,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { digestOf } from '@gantry/core';
 import { buildFixtureImage, fixturePresets, writeFixtureToOciLayout } from '@gantry/core/testing';
+import { digestOf } from '@gantry/core/transport';
 import {
   type FaultProxy,
   type ProxiedRequest,

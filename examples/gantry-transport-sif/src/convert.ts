@@ -31,7 +31,7 @@ import {
   GantryError,
   isGantryError,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { injectedScriptPath } from './definition-file.js';
 
 /** The external programs the conversion runs (each looked up on PATH unless given as a path). */

@@ -5,7 +5,7 @@
  * whose history records the import. The JSON is written with the members in the order Go's
  * `encoding/json` writes containers/image's structures, so the same inputs give skopeo's bytes.
  */
-import type { Digest } from '@gantry/core';
+import type { Digest } from '@gantry/core/transport';
 
 export const ociManifestMediaType = 'application/vnd.oci.image.manifest.v1+json';
 export const ociConfigMediaType = 'application/vnd.oci.image.config.v1+json';

@@ -12,7 +12,7 @@ import {
   type ImageSource,
   type Transport,
   type TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { openSifImageSource } from './source.js';
 import type { SifTransportOptions } from './transport.js';
 

@@ -27,7 +27,7 @@
  * architecture code 3 bytes). Descriptors whose `used` byte is 0 are free slots.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 
 export const sifHeaderSize = 128;
 export const sifDescriptorSize = 585;

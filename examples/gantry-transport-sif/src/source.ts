@@ -23,7 +23,7 @@ import {
   type OperationOptions,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { convertSquashfsToTar, removeTree } from './convert.js';
 import { type DefinitionFileSections, imageCommandOf, parseDefinitionFile } from './definition-file.js';
 import { buildConfig, buildManifest, ociManifestMediaType } from './image.js';

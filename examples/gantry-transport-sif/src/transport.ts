@@ -6,7 +6,7 @@ import {
   resolvePathToFullyExplicit,
   type Transport,
   transportSpecificationVersion,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import type { ConversionTools } from './convert.js';
 import { SifImageReference } from './reference.js';
 

@@ -9,6 +9,7 @@ export type Digest = string & { readonly __digest?: never };
 
 /** Supported digest algorithms and the length of their lowercase hex encoding. */
 export const digestAlgorithms = { sha256: 64, sha384: 96, sha512: 128 } as const;
+/** A digest algorithm Gantry computes and verifies: `sha256`, `sha384` or `sha512`. */
 export type DigestAlgorithm = keyof typeof digestAlgorithms;
 
 /** The algorithm used when Gantry computes a new digest. */
@@ -81,6 +82,7 @@ export class Digester {
     this.hash = createHash(algorithm);
   }
 
+  /** Adds bytes to the digest. */
   update(chunk: Uint8Array): void {
     this.hash.update(chunk);
     this.byteCount += chunk.byteLength;
@@ -97,6 +99,7 @@ export class Digester {
   }
 }
 
+/** Options of {@link verifyingStage}. */
 export interface VerifyOptions {
   /** The digest the bytes must have. */
   expectedDigest: Digest;

@@ -3,6 +3,7 @@
  * `code`, never on message text or class identity. `isGantryError` recognises errors across copies of
  * this package through a `Symbol.for` brand, like undici's errors.
  */
+import { describeFileSystemError } from './file-system.js';
 
 const brand = Symbol.for('gantry.error');
 
@@ -69,14 +70,17 @@ export const ErrorCodes = {
   Internal: 'ERR_GANTRY_INTERNAL',
 } as const;
 
+/** One of the stable `ERR_GANTRY_*` codes of {@link ErrorCodes}. */
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
+/** Options of the {@link GantryError} constructor. */
 export interface GantryErrorOptions {
   cause?: unknown;
   /** Whether retrying the same operation may succeed (network hiccups, 5xx). Default false. */
   retryable?: boolean;
 }
 
+/** An error with a stable `code`; `instanceof` and `isGantryError` recognise it across copies of this package. */
 export class GantryError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;
@@ -117,6 +121,20 @@ export function abortError(signal: AbortSignal): GantryError {
   if (isGantryError(signal.reason)) return signal.reason;
   const reason = signal.reason instanceof Error ? signal.reason.message : 'operation aborted';
   return new GantryError(ErrorCodes.Aborted, reason, { cause: signal.reason });
+}
+
+/**
+ * Prefixes an error's message like Go's `fmt.Errorf("prefix: %w", err)`, keeping its Gantry code and
+ * whether it is retryable (anything else becomes `ERR_GANTRY_INTERNAL`); a Node.js system error is
+ * worded as Go's (`open /x: no such file or directory`), as skopeo prints it.
+ */
+export function prefixError(prefix: string, error: unknown): GantryError {
+  const code = isGantryError(error) ? error.code : ErrorCodes.Internal;
+  const message = error instanceof Error ? describeFileSystemError(error) : String(error);
+  return new GantryError(code, `${prefix}: ${message}`, {
+    cause: error,
+    retryable: isGantryError(error) ? error.retryable : false,
+  });
 }
 
 /** Throws the Gantry `Aborted` error when the signal has fired. */

@@ -2,7 +2,7 @@
  * The files of the `docker save` format: `manifest.json` (one item per image), `repositories` (legacy
  * name → tag → top layer ID), legacy layer directories (`<id>/json`, `<id>/layer.tar`, `<id>/VERSION`).
  */
-import { type Digest, ErrorCodes, GantryError, parseDigest } from '@gantry/core';
+import { type Digest, ErrorCodes, GantryError, parseDigest } from '@gantry/core/transport';
 
 /** `manifest.json` file name. */
 export const manifestFileName = 'manifest.json';

@@ -31,7 +31,7 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { createDockerArchiveWriter, type DockerArchiveOutput, type DockerArchiveWriter } from './writer.js';
 
 /** What a transport tells `DockerArchiveImageDestinationBase`. */

@@ -26,7 +26,7 @@ import {
   type OperationOptions,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import type { DockerArchiveImage, DockerArchiveReader } from './reader.js';
 
 export class DockerArchiveImageSource<Reference extends ImageReference = ImageReference>

@@ -5,6 +5,12 @@ import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import {
+  buildFixtureImage,
+  type FixtureImage,
+  fixturePresets,
+  writeFixtureToOciLayout,
+} from '@gantry/core/testing';
+import {
   type Digest,
   digestHex,
   digestOf,
@@ -12,13 +18,7 @@ import {
   hasErrorCode,
   MediaTypes,
   parseNormalizedNamed,
-} from '@gantry/core';
-import {
-  buildFixtureImage,
-  type FixtureImage,
-  fixturePresets,
-  writeFixtureToOciLayout,
-} from '@gantry/core/testing';
+} from '@gantry/core/transport';
 import { buildRawTar } from '@gantry/tar-archive/test-support';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { listArchiveImages, openDockerArchive, openDockerArchiveFromStream } from './reader.js';

@@ -14,7 +14,7 @@ import {
   MediaTypes,
   parseDigest,
   parseNormalizedNamed,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   type ArchiveCompression,
   createArchiveDecompressor,

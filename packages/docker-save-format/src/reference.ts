@@ -18,7 +18,7 @@ import {
   type Transport,
   type TransportContext,
   tagNameOnly,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 
 /** `ERR_GANTRY_INVALID_REFERENCE`: `Invalid <transport>: reference "<reference>": <reason>`. */
 export function invalidReferenceError(

@@ -7,6 +7,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
+import { buildFixtureImage, type FixtureImage, fixturePresets } from '@gantry/core/testing';
 import {
   type Digest,
   digestHex,
@@ -14,8 +15,7 @@ import {
   ErrorCodes,
   parseNormalizedNamed,
   verifyingStage,
-} from '@gantry/core';
-import { buildFixtureImage, type FixtureImage, fixturePresets } from '@gantry/core/testing';
+} from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDockerArchive } from './reader.js';
 import { createDockerArchiveWriter } from './writer.js';

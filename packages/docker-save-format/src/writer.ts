@@ -39,7 +39,7 @@ import {
   parseDigest,
   RawJson,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   createTarWriter,
   SeekableTarWriter,

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { isGantryError } from '@gantry/core';
+import { isGantryError } from '@gantry/core/transport';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type ApplyLayerOptions, applyLayer } from './apply.js';
 import { pathFileGetter } from './file-getter.js';

@@ -37,7 +37,7 @@ import {
   write,
 } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { Crc64 } from './crc64.js';
 import { layerError } from './errors.js';
 import { BatchedFileWriter } from './file-writer.js';

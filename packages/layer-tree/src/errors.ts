@@ -1,4 +1,4 @@
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 
 /** A `GantryError` with code `ERR_GANTRY_INVALID_LAYER`: the message names the entry. */
 export function layerError(message: string, cause?: unknown): GantryError {

@@ -9,7 +9,7 @@
  * octal or base-256 numbers, either header checksum (unsigned or signed).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { GantryError } from '@gantry/core';
+import { GantryError } from '@gantry/core/transport';
 import { layerError } from './errors.js';
 
 export const blockSize = 512;

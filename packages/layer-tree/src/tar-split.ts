@@ -15,7 +15,7 @@
  */
 import { Readable } from 'node:stream';
 import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { Crc64 } from './crc64.js';
 import { layerError } from './errors.js';
 

@@ -1,4 +1,4 @@
-import { ErrorCodes, parseDigest } from '@gantry/core';
+import { ErrorCodes, parseDigest } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import {
   assertDestinationWritable,
@@ -14,7 +14,10 @@ const digest = parseDigest(`sha256:${'a'.repeat(64)}`);
 
 describe('layout destinations', () => {
   it('announce OCI types, compression unless uncompressed layers are accepted, no signatures', () => {
-    const properties = layoutDestinationProperties({}, { hasThreadSafePutBlob: true });
+    const properties = layoutDestinationProperties({
+      acceptUncompressedLayers: false,
+      hasThreadSafePutBlob: true,
+    });
     expect(properties.supportedManifestMimeTypes).toEqual([
       'application/vnd.oci.image.manifest.v1+json',
       'application/vnd.oci.image.index.v1+json',
@@ -25,7 +28,7 @@ describe('layout destinations', () => {
       hasThreadSafePutBlob: true,
     });
     expect(
-      layoutDestinationProperties({ ociAcceptUncompressedLayers: true }, { hasThreadSafePutBlob: false }),
+      layoutDestinationProperties({ acceptUncompressedLayers: true, hasThreadSafePutBlob: false }),
     ).toMatchObject({ desiredLayerCompression: 'preserve', hasThreadSafePutBlob: false });
   });
 

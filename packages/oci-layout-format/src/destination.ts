@@ -11,21 +11,20 @@ import {
   type ImageDestinationProperties,
   MediaTypes,
   type ReusedBlob,
-  type TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import type { IndexEntry } from './layout.js';
 
 /**
  * The properties of a layout destination: OCI manifests and indexes only, layers compressed unless
- * `context.ociAcceptUncompressedLayers`, foreign layer URLs kept, no signatures.
+ * `acceptUncompressedLayers` (the transport's option), foreign layer URLs kept, no signatures.
  */
-export function layoutDestinationProperties(
-  context: TransportContext,
-  options: { hasThreadSafePutBlob: boolean },
-): ImageDestinationProperties {
+export function layoutDestinationProperties(options: {
+  acceptUncompressedLayers: boolean;
+  hasThreadSafePutBlob: boolean;
+}): ImageDestinationProperties {
   return {
     supportedManifestMimeTypes: [MediaTypes.OciManifest, MediaTypes.OciIndex],
-    desiredLayerCompression: context.ociAcceptUncompressedLayers ? 'preserve' : 'compress',
+    desiredLayerCompression: options.acceptUncompressedLayers ? 'preserve' : 'compress',
     acceptsForeignLayerURLs: true,
     mustMatchRuntimeOS: false,
     supportsSignatures: false,

@@ -1,4 +1,4 @@
-import { describeFileSystemError, errorCode, resolvePathToFullyExplicit } from '@gantry/core';
+import { describeFileSystemError, errorCode, resolvePathToFullyExplicit } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import * as fileSystem from './file-system.js';
 import { randomSuffix } from './file-system.js';

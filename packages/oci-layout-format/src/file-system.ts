@@ -4,9 +4,9 @@
  * (re-exported here, as before).
  */
 import { randomBytes } from 'node:crypto';
-import { describeFileSystemError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
+import { describeFileSystemError, ErrorCodes, GantryError, isGantryError } from '@gantry/core/transport';
 
-export { describeFileSystemError, errorCode, resolvePathToFullyExplicit } from '@gantry/core';
+export { describeFileSystemError, errorCode, resolvePathToFullyExplicit } from '@gantry/core/transport';
 
 /** A random suffix for temporary file names (16 hex digits). */
 export function randomSuffix(): string {

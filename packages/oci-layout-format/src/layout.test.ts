@@ -1,4 +1,4 @@
-import { digestOf, ErrorCodes, parseDigest } from '@gantry/core';
+import { digestOf, ErrorCodes, parseDigest } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import {
   blobEntryName,

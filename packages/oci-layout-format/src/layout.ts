@@ -20,7 +20,7 @@ import {
   MediaTypes,
   manifestMatchesDigest,
   parseDigest,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 
 /** The annotation naming an image in `index.json` (the `name` of `path:name`). */
 export const referenceNameAnnotation = 'org.opencontainers.image.ref.name';

@@ -1,4 +1,4 @@
-import { type Digest, digestOf, ErrorCodes, MediaTypes, parseDigest } from '@gantry/core';
+import { type Digest, digestOf, ErrorCodes, MediaTypes, parseDigest } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import {
   instanceMediaType,

@@ -14,7 +14,7 @@ import {
   type ManifestBlob,
   MediaTypes,
   parseDigest,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   type GuessManifestMediaType,
   type LayoutIndex,

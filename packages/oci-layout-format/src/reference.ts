@@ -18,7 +18,7 @@ import {
   ErrorCodes,
   GantryError,
   resolvePathToFullyExplicit,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 
 const alphanumeric = '[A-Za-z0-9]+';
 const separator = '(?:[-._:@+]|--)';

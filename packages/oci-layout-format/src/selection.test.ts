@@ -1,4 +1,4 @@
-import { type Digest, ErrorCodes, MediaTypes, parseDigest } from '@gantry/core';
+import { type Digest, ErrorCodes, MediaTypes, parseDigest } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import type { IndexEntry, LayoutIndex } from './layout.js';
 import { addIndexEntry, findIndexEntry, newIndexEntry } from './selection.js';

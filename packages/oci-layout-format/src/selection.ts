@@ -2,7 +2,7 @@
  * Choosing and recording images in `index.json`: which entry a reference designates (by name, `@N`, or
  * the only image), and how the entry of a newly written image joins the index.
  */
-import { type Digest, ErrorCodes, GantryError, guessManifestMediaType } from '@gantry/core';
+import { type Digest, ErrorCodes, GantryError, guessManifestMediaType } from '@gantry/core/transport';
 import {
   type GuessManifestMediaType,
   type IndexEntry,

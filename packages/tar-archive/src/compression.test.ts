@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
-import { ErrorCodes, hasErrorCode } from '@gantry/core';
+import { ErrorCodes, hasErrorCode } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createArchiveDecompressor, detectArchiveCompression } from './compression.js';
 import { openTarArchive, openTarArchiveFromStream } from './reader.js';

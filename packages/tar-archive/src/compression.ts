@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { Duplex, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 
 /** A compression recognised by its magic number; `none` for anything else. */
 export type ArchiveCompression = 'gzip' | 'zstd' | 'bzip2' | 'xz' | 'none';

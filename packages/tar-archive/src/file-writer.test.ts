@@ -4,7 +4,7 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { ErrorCodes } from '@gantry/core';
+import { ErrorCodes } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeHeaders, fitsUstarHeader, SeekableTarWriter } from './file-writer.js';
 import { openTarArchive } from './reader.js';

@@ -9,7 +9,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { abortError, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core';
+import { abortError, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core/transport';
 import { normalizeEntryName } from './names.js';
 import { entryNameAndMode, type TarEntryOptions } from './writer.js';
 

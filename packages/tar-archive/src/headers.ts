@@ -1,7 +1,7 @@
 /**
  * Decoding of tar header blocks (ustar, GNU and PAX extensions), for the index reader.
  */
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 
 /** Size of a tar block. */
 export const blockSize = 512;

@@ -3,7 +3,7 @@
  * tool spelled a name (`./manifest.json`, `blobs//sha256/x`, `dir/`).
  */
 import path from 'node:path';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 
 /** The name of the archive's root directory entry (`./` in `tar -C dir .` archives). */
 export const rootEntryName = '.';

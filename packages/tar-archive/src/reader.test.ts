@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { ErrorCodes, hasErrorCode } from '@gantry/core';
+import { ErrorCodes, hasErrorCode } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defaultMetadataSizeLimit, openTarArchive, openTarArchiveFromStream } from './reader.js';
 import { buildRawTar, paxHeaderEntry } from './test-support.js';

@@ -14,7 +14,7 @@ import {
   GantryError,
   makeOwnedTemporaryDirectory,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   type ArchiveCompression,
   compressionMagicLength,

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { ErrorCodes } from '@gantry/core';
+import { ErrorCodes } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openTarArchive } from './reader.js';
 import { createTarWriter } from './writer.js';

@@ -15,7 +15,7 @@ import {
   GantryError,
   makeOwnedTemporaryDirectory,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import type TarStream from 'tar-stream';
 import { normalizeEntryName } from './names.js';
 

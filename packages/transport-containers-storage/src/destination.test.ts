@@ -6,8 +6,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import type { Digest, ImageDestination } from '@gantry/core';
+import type { Digest } from '@gantry/core';
 import { type FixtureImage, type FixtureImageSpec, fixturePresets } from '@gantry/core/testing';
+import type { ImageDestination } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { layerIdFor } from './ids.js';
 import type { LayerRecord } from './store.js';

@@ -49,7 +49,7 @@ import {
   type ReusedBlob,
   type TransportContext,
   type TryReusingBlobOptions,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import type { ApplyDiffResult } from './drivers/driver.js';
 import {
   encodedPart,

@@ -1,7 +1,7 @@
 /**
  * Image lookups and the layer bookkeeping shared by the source, the destination and delete.
  */
-import { type DockerReference, ErrorCodes, GantryError, parseNormalizedNamed } from '@gantry/core';
+import { type DockerReference, ErrorCodes, GantryError, parseNormalizedNamed } from '@gantry/core/transport';
 import { imageDigestBigDataKey } from './ids.js';
 import type { ContainersStorageReference } from './reference.js';
 import type { ImageRecord, LayerRecord } from './store.js';

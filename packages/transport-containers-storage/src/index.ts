@@ -3,13 +3,14 @@
  * containers/storage store that podman, buildah, CRI-O and skopeo share (vfs, overlay and btrfs drivers).
  *
  * ```ts
- * import { TransportRegistry } from '@gantry/core';
+ * import { TransportRegistry } from '@gantry/core/transport';
  * import containersStorageTransport from '@gantry/transport-containers-storage';
  * const registry = new TransportRegistry([containersStorageTransport]);
  * ```
  */
 import { containersStorageTransport } from './transport.js';
 
+export { defaultStoreOptions, type StoreOptions } from '@gantry/containers-config';
 export type {
   ApplyDiffOptions,
   ApplyDiffResult,
@@ -27,7 +28,6 @@ export {
   resolveStoreLocation,
   type StoreSpecification,
 } from './reference.js';
-export { defaultStoreOptions, type StoreOptions } from './storage-conf.js';
 export { ContainersStore, type ImageRecord, type LayerRecord, type StoreLocation } from './store.js';
 export {
   type ContainersStorageTransport,

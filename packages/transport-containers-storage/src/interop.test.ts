@@ -5,8 +5,9 @@
 import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { copyImage, insecureAcceptAnythingPolicy, parseImageConfig, TransportRegistry } from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { type FixtureImageSpec, fixturePresets, runSkopeo } from '@gantry/core/testing';
+import { parseImageConfig, TransportRegistry } from '@gantry/core/transport';
 import { ociTransport } from '@gantry/transport-oci';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ImageRecord, LayerRecord } from './store.js';

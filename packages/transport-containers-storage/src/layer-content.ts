@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { assembleTar } from '@gantry/layer-tree';
 import type { ContainersStore, LayerRecord } from './store.js';
 

@@ -27,7 +27,7 @@ import { closeSync, constants as fsConstants, mkdirSync, openSync, readSync, wri
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { abortError, ErrorCodes, GantryError } from '@gantry/core';
+import { abortError, ErrorCodes, GantryError } from '@gantry/core/transport';
 
 /** Size of containers/storage's last-writer token. */
 export const lastWriterTokenSize = 64;

@@ -19,6 +19,7 @@
  *   `[driver@graphroot]` and `[graphroot]`.
  */
 import { isAbsolute } from 'node:path';
+import { defaultStoreOptions, driverOfExistingStore } from '@gantry/containers-config';
 import {
   type Digest,
   type DockerReference,
@@ -32,9 +33,8 @@ import {
   type Transport,
   type TransportContext,
   tagNameOnly,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { fullIdPattern } from './ids.js';
-import { defaultStoreOptions, driverOfExistingStore } from './storage-conf.js';
 import type { ContainersStore, StoreLocation } from './store.js';
 
 const minimumTruncatedIdLength = 3;

@@ -19,7 +19,7 @@ import {
   type ManifestBlob,
   MediaTypes,
   parseManifest,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { imageDigestBigDataKey, manifestBigDataKey, signatureBigDataKey } from './ids.js';
 import { layerChain } from './images.js';
 import { openLayerDiff } from './layer-content.js';

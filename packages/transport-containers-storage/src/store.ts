@@ -34,7 +34,7 @@ import {
 } from 'node:fs';
 import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import type { StorageDriver } from './drivers/driver.js';
 import { bigDataFileName } from './ids.js';
 import { acquireLock, type HeldLock, type LockOptions } from './lockfile.js';

@@ -2,6 +2,7 @@
  * The `containers-storage:` transport: images in the store podman, buildah, CRI-O and skopeo share.
  */
 import { rm } from 'node:fs/promises';
+import { isRootless } from '@gantry/containers-config';
 import {
   ErrorCodes,
   GantryError,
@@ -11,7 +12,7 @@ import {
   type TransportContext,
   type TransportSpecificationVersion,
   transportSpecificationVersion,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { ContainersStorageDestination } from './destination.js';
 import type { StorageDriverFactory } from './drivers/driver.js';
 import { loadBuiltInDriver } from './drivers/registry.js';
@@ -23,7 +24,6 @@ import {
   validatePolicyConfigurationScope,
 } from './reference.js';
 import { ContainersStorageSource } from './source.js';
-import { isRootless } from './storage-conf.js';
 import { ContainersStore, readImagesOfLocation, type StoreLocation } from './store.js';
 
 export interface ContainersStorageTransportOptions {

@@ -17,7 +17,7 @@ import {
   ownedTemporaryName,
   parseOwnedTemporaryName,
   temporaryOwnerState,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 
 /** The lock directory's name inside a `dir:` directory (kept by commits, never part of an image). */
 export const commitLockName = '.gantry-commit-lock';

@@ -8,24 +8,23 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  copyImage,
-  type Digest,
-  ErrorCodes,
-  guessManifestMediaType,
-  gzippedEmptyLayerDigest,
-  insecureAcceptAnythingPolicy,
-  MediaTypes,
-  manifestDigest,
-  schema1SignaturesVerify,
-  schema1SignedPayload,
-} from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
+  gzippedEmptyLayerDigest,
   runSkopeo,
+  schema1SignaturesVerify,
+  schema1SignedPayload,
   writeFixtureToDestination,
 } from '@gantry/core/testing';
+import {
+  type Digest,
+  ErrorCodes,
+  guessManifestMediaType,
+  MediaTypes,
+  manifestDigest,
+} from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDirTransport } from './index.js';
 

@@ -10,7 +10,7 @@ import {
   type ImageDestination,
   MediaTypes,
   verifyingStage,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDirTransport } from './index.js';
 import {
@@ -113,8 +113,8 @@ describe('dir: destination', () => {
     const reference = transport.parseReference(path.join(top, 'image'));
     const cases = [
       [{}, 'preserve'],
-      [{ dirForceCompress: true }, 'compress'],
-      [{ dirForceDecompress: true }, 'decompress'],
+      [{ transportOptions: { dir: { forceCompress: true } } }, 'compress'],
+      [{ transportOptions: { dir: { forceDecompress: true } } }, 'decompress'],
     ] as const;
     for (const [context, compression] of cases) {
       const destination = await reference.newImageDestination(context);
@@ -130,9 +130,16 @@ describe('dir: destination', () => {
       await destination.close();
     }
     await expectRejectCode(
-      reference.newImageDestination({ dirForceCompress: true, dirForceDecompress: true }),
+      reference.newImageDestination({
+        transportOptions: { dir: { forceCompress: true, forceDecompress: true } },
+      }),
       ErrorCodes.NotSupported,
       'Cannot compress and decompress at the same time',
+    );
+    await expectRejectCode(
+      reference.newImageDestination({ transportOptions: { dir: { forceCompress: 'yes' } } }),
+      ErrorCodes.Usage,
+      'transportOptions."dir".forceCompress must be a boolean, got "yes"',
     );
     await expect(stat(path.join(top, 'image'))).rejects.toMatchObject({ code: 'ENOENT' });
   });

@@ -27,8 +27,9 @@ import {
   type TryReusingBlobOptions,
   temporaryOwnerState,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { commitLockName, withCommitLock } from './commit-lock.js';
+import { dirContextOptions } from './context-options.js';
 import {
   blobFileName,
   dirTransportVersion,
@@ -75,8 +76,8 @@ type StagedKind = 'blob' | 'instance-manifest' | 'signature' | 'top-level-manife
  * - `tryReusingBlob` reuses blobs staged by this destination and blobs of the previous image in the
  *   directory (whose files are then kept at commit), when their size matches the expected size.
  *
- * Properties: any manifest type; layers compressed when `context.dirForceCompress`, decompressed when
- * `context.dirForceDecompress` (both at once is an error), kept as they are otherwise; signatures
+ * Properties: any manifest type; layers compressed when `transportOptions.dir.forceCompress`, decompressed
+ * when `forceDecompress` (both at once is an error), kept as they are otherwise; signatures
  * supported; foreign layer URLs not kept (the layers are copied); `putBlob` may run concurrently.
  */
 class DirImageDestination implements ImageDestination {
@@ -420,21 +421,18 @@ async function createDirectories(directory: string, mode: number): Promise<strin
  * Opens a `dir:` image for writing (see `DirImageDestination` for the rules). Rejects with
  * `ERR_GANTRY_INVALID_LAYOUT` when the path exists and is not a directory, or is a non-empty directory
  * without the transport's `version` file, and with `ERR_GANTRY_NOT_SUPPORTED` when both
- * `dirForceCompress` and `dirForceDecompress` are set.
+ * `transportOptions.dir.forceCompress` and `forceDecompress` are set.
  */
 export async function openDirImageDestination(
   reference: DirImageReference,
   context: TransportContext,
 ): Promise<ImageDestination> {
   throwIfAborted(context.signal);
-  if (context.dirForceCompress && context.dirForceDecompress) {
+  const { forceCompress, forceDecompress } = dirContextOptions(context);
+  if (forceCompress && forceDecompress) {
     throw new GantryError(ErrorCodes.NotSupported, 'Cannot compress and decompress at the same time');
   }
-  const desiredLayerCompression = context.dirForceCompress
-    ? 'compress'
-    : context.dirForceDecompress
-      ? 'decompress'
-      : 'preserve';
+  const desiredLayerCompression = forceCompress ? 'compress' : forceDecompress ? 'decompress' : 'preserve';
   const directory = reference.path === '' ? '.' : reference.path;
   const { fileMode, directoryMode } = reference.options;
   let createdDirectories: string[] = [];

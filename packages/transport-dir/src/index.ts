@@ -6,7 +6,8 @@
  */
 import { dirTransport } from './transport.js';
 
-export { resolvePathToFullyExplicit } from '@gantry/core';
+export { resolvePathToFullyExplicit } from '@gantry/core/transport';
+export { type DirContextOptions, dirContextOptions } from './context-options.js';
 export {
   blobFileName,
   dirTransportVersion,

@@ -1,7 +1,6 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type Digest, digestHex, digestOf, ErrorCodes } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
@@ -12,6 +11,7 @@ import {
   writeFixtureToDestination,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
+import { type Digest, digestHex, digestOf, ErrorCodes } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDirTransport } from './index.js';
 import { handBuiltImage, writeHandBuiltImage } from './test-support/hand-built-image.js';

@@ -10,7 +10,7 @@
  * - `signature-1`, `signature-2`, …: signatures of the top-level manifest, numbered from 1 without gaps;
  * - `<encoded>.signature-1`, …: signatures of an instance.
  */
-import { type Digest, digestAlgorithms, digestHex, parseDigest } from '@gantry/core';
+import { type Digest, digestAlgorithms, digestHex, parseDigest } from '@gantry/core/transport';
 
 /** The content of the `version` file that marks a directory written by the `dir:` transport. */
 export const dirTransportVersion = 'Directory Transport Version: 1.1\n';

@@ -6,7 +6,7 @@ import {
   resolvePathToFullyExplicit as coreResolvePathToFullyExplicit,
   ErrorCodes,
   TransportRegistry,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import defaultExport, {
   createDirTransport,

@@ -13,7 +13,7 @@ import {
   type Transport,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { openDirImageDestination } from './destination.js';
 import {
   dirTransportVersion,

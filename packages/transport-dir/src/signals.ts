@@ -1,4 +1,10 @@
-import { abortError, describeFileSystemError, ErrorCodes, GantryError, isGantryError } from '@gantry/core';
+import {
+  abortError,
+  describeFileSystemError,
+  ErrorCodes,
+  GantryError,
+  isGantryError,
+} from '@gantry/core/transport';
 
 /** Combines the context's signal and an operation's signal; undefined when there is neither. */
 export function combineSignals(...signals: Array<AbortSignal | undefined>): AbortSignal | undefined {

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type Digest, digestHex, digestOf, ErrorCodes, MediaTypes } from '@gantry/core';
+import { type Digest, digestHex, digestOf, ErrorCodes, MediaTypes } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDirTransport } from './index.js';
 

@@ -15,7 +15,7 @@ import {
   type OperationOptions,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { blobFileName, manifestFileName, signatureFileName, topLevelManifestFileName } from './layout.js';
 import type { DirImageReference } from './reference.js';
 import { combineSignals, toGantryError } from './signals.js';

@@ -1,4 +1,4 @@
-import { type Transport, transportSpecificationVersion } from '@gantry/core';
+import { type Transport, transportSpecificationVersion } from '@gantry/core/transport';
 import {
   type DirImageReference,
   parseDirReference,

@@ -29,7 +29,7 @@ import {
   removeAbandonedTemporaryFiles,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   DockerArchiveImageDestinationBase,
   type DockerArchiveOutput,

@@ -3,7 +3,7 @@
  * archives.
  *
  * ```ts
- * import { TransportRegistry } from '@gantry/core';
+ * import { TransportRegistry } from '@gantry/core/transport';
  * import dockerArchiveTransport from '@gantry/transport-docker-archive';
  * const registry = new TransportRegistry([dockerArchiveTransport]);
  * ```

@@ -4,13 +4,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { copyImage, type Digest, digestHex, digestOf, insecureAcceptAnythingPolicy } from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
   fixturePresets,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
+import { type Digest, digestHex, digestOf } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dockerArchiveTransport } from './index.js';
 import {

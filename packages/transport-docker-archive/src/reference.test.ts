@@ -1,4 +1,4 @@
-import { ErrorCodes, hasErrorCode } from '@gantry/core';
+import { ErrorCodes, hasErrorCode } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import dockerArchiveTransport, { createDockerArchiveTransport, isDockerArchiveReference } from './index.js';
 

@@ -13,7 +13,7 @@
  * - policy identity '' and no namespaces (`docker-archive:` has no per-image scopes); every non-default
  *   policy scope is invalid.
  */
-import type { DockerReference, Transport } from '@gantry/core';
+import type { DockerReference, Transport } from '@gantry/core/transport';
 import {
   type DockerArchiveReferenceBackendOf,
   DockerArchiveReferenceBase,

@@ -10,7 +10,7 @@
  *   copy pipeline verifies them against the DiffID while streaming.
  * - No signatures; no manifest lists.
  */
-import { type TransportContext, throwIfAborted } from '@gantry/core';
+import { type TransportContext, throwIfAborted } from '@gantry/core/transport';
 import { DockerArchiveImageSource, openDockerArchive } from '@gantry/docker-save-format';
 import type { DockerArchiveReference } from './reference.js';
 

@@ -6,22 +6,21 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import {
-  copyImage,
-  type Digest,
-  digestOf,
-  ErrorCodes,
-  hasErrorCode,
-  insecureAcceptAnythingPolicy,
-  MediaTypes,
-  verifyingStage,
-} from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
   fixturePresets,
   writeFixtureToDestination,
 } from '@gantry/core/testing';
+import {
+  type Digest,
+  digestOf,
+  ErrorCodes,
+  hasErrorCode,
+  MediaTypes,
+  verifyingStage,
+} from '@gantry/core/transport';
 import { buildRawTar } from '@gantry/tar-archive/test-support';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dockerArchiveTransport, listTags } from './index.js';

@@ -8,7 +8,7 @@ import {
   type TransportSpecificationVersion,
   throwIfAborted,
   transportSpecificationVersion,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { openDockerArchive } from '@gantry/docker-save-format';
 import { openDockerArchiveImageDestination } from './destination.js';
 import {

@@ -19,7 +19,7 @@ import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
+import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core/transport';
 import type { Pool } from 'undici';
 import { loadUndiciPool } from './undici-pool.js';
 

@@ -22,7 +22,7 @@ import {
   type ImageDestination,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { DockerArchiveImageDestinationBase } from '@gantry/docker-save-format';
 import { DockerEngineClient, dockerHostOf, dockerTlsSettingsOf, type EngineResponse } from './client.js';
 import type { DockerDaemonReference } from './reference.js';

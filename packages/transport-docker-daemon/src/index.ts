@@ -2,7 +2,7 @@
  * `@gantry/transport-docker-daemon`: the `docker-daemon:name:tag` transport for the Docker Engine API.
  *
  * ```ts
- * import { TransportRegistry } from '@gantry/core';
+ * import { TransportRegistry } from '@gantry/core/transport';
  * import dockerDaemonTransport from '@gantry/transport-docker-daemon';
  * const registry = new TransportRegistry([dockerDaemonTransport]);
  * ```

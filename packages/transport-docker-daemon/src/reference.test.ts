@@ -1,4 +1,4 @@
-import { ErrorCodes } from '@gantry/core';
+import { ErrorCodes } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import { dockerDaemonTransport } from './transport.js';
 

@@ -20,7 +20,7 @@ import {
   isNameOnly,
   parseNormalizedNamed,
   type Transport,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   type DockerArchiveReferenceBackendOf,
   DockerArchiveReferenceBase,

@@ -5,7 +5,7 @@
  * served before the whole tar is read, and blobs are then read in the copy's order, which needs the tar
  * indexed (skopeo spools the same way). `close()` removes the spool file.
  */
-import { ErrorCodes, GantryError, type TransportContext, throwIfAborted } from '@gantry/core';
+import { ErrorCodes, GantryError, type TransportContext, throwIfAborted } from '@gantry/core/transport';
 import { DockerArchiveImageSource, openDockerArchiveFromStream } from '@gantry/docker-save-format';
 import { DockerEngineClient, dockerHostOf, dockerTlsSettingsOf } from './client.js';
 import type { DockerDaemonReference } from './reference.js';

@@ -1,8 +1,9 @@
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { copyImage, ErrorCodes, GantryError, insecureAcceptAnythingPolicy } from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { buildFixtureImage, createFixtureImageSource, fixturePresets } from '@gantry/core/testing';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerEngineClient, dockerTlsSettingsOf } from './client.js';
 import { type DockerTlsMaterial, generateDockerTlsMaterial } from './test-support/certificates.js';

@@ -4,15 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import {
-  copyImage,
-  digestOf,
-  ErrorCodes,
-  GantryError,
-  insecureAcceptAnythingPolicy,
-  MediaTypes,
-} from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { buildFixtureImage, createFixtureImageSource, fixturePresets } from '@gantry/core/testing';
+import { digestOf, ErrorCodes, GantryError, MediaTypes } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerEngineClient, dockerHostOf, maximumApiVersion } from './client.js';
 import { startTestDockerDaemon, type TestDockerDaemon } from './test-support/dockerd.js';

@@ -6,7 +6,7 @@ import {
   type Transport,
   type TransportSpecificationVersion,
   transportSpecificationVersion,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { openDockerDaemonImageDestination } from './destination.js';
 import {
   DockerDaemonReference,

@@ -1,4 +1,4 @@
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import type { Dispatcher } from 'undici';
 import { networkError } from './connections.js';
 import { readLimitedBody, statusError } from './registry-errors.js';

@@ -8,20 +8,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { type CopyProgressEvent, copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
+import { type FixtureImage, runSkopeo, writeFixtureToOciLayout } from '@gantry/core/testing';
 import {
-  type CopyProgressEvent,
-  copyImage,
   createDecompressor,
   type Digest,
   detectCompression,
   digestOf,
   type ImageSource,
-  insecureAcceptAnythingPolicy,
   MediaTypes,
   parseImageConfig,
   parseManifest,
-} from '@gantry/core';
-import { type FixtureImage, runSkopeo, writeFixtureToOciLayout } from '@gantry/core/testing';
+} from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, dockerContext, pushFixture } from './testing/test-helpers.js';

@@ -10,7 +10,7 @@ import {
   ErrorCodes,
   GantryError,
   isGantryError,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
 import { loadUndiciDispatchers } from './undici-dispatchers.js';
 

@@ -1,4 +1,4 @@
-import type { TransportContext } from '@gantry/core';
+import type { TransportContext } from '@gantry/core/transport';
 
 /**
  * How long a value read from the user's configuration (registries.conf, the short-name alias cache,

@@ -1,8 +1,8 @@
-import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
+import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core/transport';
 
 /**
- * docker:// settings of a `TransportContext`, given as `context.transportOptions.docker` (until the
- * contract grows first-class members for them). Every member is optional; the defaults are skopeo's.
+ * docker:// settings of a `TransportContext`, given as `context.transportOptions.docker` (each transport
+ * reads its own entry of `transportOptions`). Every member is optional; the defaults are skopeo's.
  *
  * | member           | skopeo flag                      | rule                                                        |
  * |------------------|----------------------------------|-------------------------------------------------------------|

@@ -1,4 +1,10 @@
-import { type Digest, ErrorCodes, GantryError, isDigest, type TransportContext } from '@gantry/core';
+import {
+  type Digest,
+  ErrorCodes,
+  GantryError,
+  isDigest,
+  type TransportContext,
+} from '@gantry/core/transport';
 import { headerValue, manifestAcceptHeader } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
 import { registryAccessFor } from './registries.js';

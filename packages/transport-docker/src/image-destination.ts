@@ -29,7 +29,7 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   ChunkReader,
   defaultUploadChunkBytes,

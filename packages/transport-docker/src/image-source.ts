@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { pullSourcesFor } from '@gantry/containers-config';
 import {
   type BlobInfo,
   type BlobInfoCache,
@@ -13,11 +14,10 @@ import {
   type ListReferrersOptions,
   type ManifestBlob,
   type OperationOptions,
-  pullSourcesFor,
   type ReferrerDescriptor,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import type { Dispatcher } from 'undici';
 import { networkError } from './connections.js';
 import { fetchManifest, headerValue, referencedBlobDigests } from './manifests.js';

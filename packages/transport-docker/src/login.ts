@@ -1,4 +1,4 @@
-import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
+import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core/transport';
 import { registryAccessFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';
 import type { DockerTransportState } from './transport-state.js';

@@ -1,11 +1,11 @@
+import { pullSourcesFor } from '@gantry/containers-config';
 import {
   type Digest,
   ErrorCodes,
   GantryError,
   isDigest,
-  pullSourcesFor,
   type TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { bareMediaType, headerValue, manifestAcceptHeader } from './manifests.js';
 import { type DockerImageReference, resolveDockerImageReference } from './reference.js';
 import { loadContextRegistriesConfiguration, registryAccessFor, registrySettingsFor } from './registries.js';

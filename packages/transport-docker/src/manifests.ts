@@ -6,7 +6,7 @@ import {
   isDigest,
   type ManifestBlob,
   manifestMatchesDigest,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { networkError } from './connections.js';
 import type { RegistryClient } from './registry-client.js';
 import { readLimitedBody } from './registry-errors.js';

@@ -1,4 +1,4 @@
-import { ErrorCodes, parseNormalizedNamed } from '@gantry/core';
+import { ErrorCodes, parseNormalizedNamed } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import { parseCredentialsOption, resolveDockerContextOptions } from './context.js';
 import dockerTransportDefault, {

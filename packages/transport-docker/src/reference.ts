@@ -1,3 +1,4 @@
+import { isShortName, resolveShortName, type ShortNameResolution } from '@gantry/containers-config';
 import {
   type DockerReference,
   ErrorCodes,
@@ -8,16 +9,13 @@ import {
   type ImageReference,
   type ImageSource,
   isGantryError,
-  isShortName,
   parseNormalizedNamed,
   parseReferenceGrammar,
-  resolveShortName,
-  type ShortNameResolution,
   type Transport,
   type TransportContext,
   tagNameOnly,
   trimToName,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { deleteDockerImage } from './delete.js';
 import { openDockerImageDestination } from './image-destination.js';
 import { openDockerImageSource } from './image-source.js';

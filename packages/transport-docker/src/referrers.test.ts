@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Digest, digestOf, MediaTypes, type ReferrerDescriptor } from '@gantry/core';
+import { type Digest, digestOf, MediaTypes, type ReferrerDescriptor } from '@gantry/core/transport';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { referrersFallbackTag } from './referrers.js';
 import { dockerContext } from './testing/test-helpers.js';

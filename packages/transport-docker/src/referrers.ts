@@ -8,7 +8,7 @@ import {
   MediaTypes,
   type ReferrerDescriptor,
   type TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { bareMediaType, headerValue, maxManifestBytes } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
 import { registryAccessFor } from './registries.js';

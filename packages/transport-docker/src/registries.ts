@@ -1,14 +1,12 @@
 import {
-  ErrorCodes,
   findRegistryConfiguration,
-  GantryError,
   loadRegistriesConfiguration,
   loadShortNameAliasCache,
   type RegistriesConfiguration,
   type RegistryConfiguration,
   type ShortNameAliasCache,
-  type TransportContext,
-} from '@gantry/core';
+} from '@gantry/containers-config';
+import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core/transport';
 import { memoForContext } from './context-memo.js';
 import type { RegistryAccessSettings } from './registry-client.js';
 

@@ -1,14 +1,14 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { findRegistryCredentials } from '@gantry/containers-config';
 import {
   abortError,
   type ErrorCode,
   ErrorCodes,
-  findRegistryCredentials,
   GantryError,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import type { Dispatcher } from 'undici';
 import {
   type AuthChallenge,

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { ErrorCodes } from '@gantry/core';
+import { ErrorCodes } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
 import { readLimitedBody, statusError } from './registry-errors.js';
 

@@ -1,4 +1,4 @@
-import { type ErrorCode, ErrorCodes, GantryError } from '@gantry/core';
+import { type ErrorCode, ErrorCodes, GantryError } from '@gantry/core/transport';
 import type { Dispatcher } from 'undici';
 
 /** One entry of a Distribution API error body: `{"errors": [{"code", "message", "detail"}]}`. */

@@ -1,8 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { copyImage, digestOf, ErrorCodes, insecureAcceptAnythingPolicy } from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import type { FixtureImage } from '@gantry/core/testing';
+import { digestOf, ErrorCodes } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxBlobResumes } from './image-source.js';
 import { type FaultProxy, startFaultProxy } from './testing/fault-proxy.js';

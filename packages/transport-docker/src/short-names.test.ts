@@ -5,15 +5,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  copyImage,
-  digestOf,
-  ErrorCodes,
-  insecureAcceptAnythingPolicy,
-  parsePolicy,
-  type TransportContext,
-} from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy, parsePolicy } from '@gantry/core';
 import { type FixtureImage, fixturePresets } from '@gantry/core/testing';
+import { digestOf, ErrorCodes, type TransportContext } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveDockerImageReference } from './reference.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';

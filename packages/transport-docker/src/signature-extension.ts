@@ -6,7 +6,7 @@
  * `PUT` to the same path as one such object, named `<digest>@<32 random hex digits>` (201 Created).
  */
 import { randomBytes } from 'node:crypto';
-import { type Digest, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core';
+import { type Digest, ErrorCodes, GantryError, throwIfAborted } from '@gantry/core/transport';
 import type { RegistryClient } from './registry-client.js';
 import { readLimitedBody } from './registry-errors.js';
 

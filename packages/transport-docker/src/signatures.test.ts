@@ -2,14 +2,9 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  copyImage,
-  type Digest,
-  type ImageReference,
-  insecureAcceptAnythingPolicy,
-  parseStoredSignature,
-} from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { type FixtureImage, fixturePresets } from '@gantry/core/testing';
+import { type Digest, type ImageReference, parseStoredSignature } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ParsedSignature,

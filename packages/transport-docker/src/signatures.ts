@@ -29,6 +29,13 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  loadRegistriesDirectory,
+  lookasideBaseUrl,
+  lookasideSignatureUrl,
+  type RegistriesDirectoryConfiguration,
+  usesSigstoreAttachments,
+} from '@gantry/containers-config';
+import {
   type Digest,
   type DockerReference,
   digestOf,
@@ -36,19 +43,14 @@ import {
   GantryError,
   goJsonMarshal,
   isGantryError,
-  loadRegistriesDirectory,
-  lookasideBaseUrl,
-  lookasideSignatureUrl,
   MediaTypes,
   makeDirectories,
   manifestDigest,
   parseStoredSignature,
-  type RegistriesDirectoryConfiguration,
   type SigstoreSignature,
   type TransportContext,
   throwIfAborted,
-  usesSigstoreAttachments,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { networkError } from './connections.js';
 import { fetchManifest, headerValue } from './manifests.js';
 import type { RegistryClient } from './registry-client.js';
@@ -68,7 +70,7 @@ export {
   sigstoreChainAnnotation,
   sigstoreSignatureAnnotation,
   sigstoreSignatureMimeType,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 
 /** A signature of a known format, parsed from its storage form. */
 export type ParsedSignature =

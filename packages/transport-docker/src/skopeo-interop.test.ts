@@ -1,8 +1,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { digestOf } from '@gantry/core';
 import { type FixtureImage, fixturePresets, runSkopeo, writeFixtureToOciLayout } from '@gantry/core/testing';
+import { digestOf } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, digestStream, dockerContext, pushFixture } from './testing/test-helpers.js';

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Transport } from '@gantry/core';
+import type { Transport } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nextPageLink } from './tags.js';
 import { dockerContext } from './testing/test-helpers.js';

@@ -1,4 +1,4 @@
-import { type DockerReference, ErrorCodes, GantryError, type TransportContext } from '@gantry/core';
+import { type DockerReference, ErrorCodes, GantryError, type TransportContext } from '@gantry/core/transport';
 import { headerValue } from './manifests.js';
 import { registryAccessFor } from './registries.js';
 import { RegistryClient } from './registry-client.js';

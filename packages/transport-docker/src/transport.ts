@@ -8,7 +8,7 @@ import {
   type TransportContext,
   transportSpecificationVersion,
   trimToName,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { gantryUserAgent } from './connections.js';
 import { checkRegistryLogin } from './login.js';
 import { headManifest, headManifestDigest, type ManifestHead } from './manifest-digest.js';

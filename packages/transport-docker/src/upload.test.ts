@@ -1,19 +1,14 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  copyImage,
-  digestOf,
-  ErrorCodes,
-  insecureAcceptAnythingPolicy,
-  type TransportContext,
-} from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   type FixtureImage,
   fixturePresets,
   runSkopeo,
   writeFixtureToDestination,
 } from '@gantry/core/testing';
+import { digestOf, ErrorCodes, type TransportContext } from '@gantry/core/transport';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultUploadChunkBytes } from './blob-upload.js';
 import { gantryUserAgent } from './connections.js';

@@ -19,7 +19,7 @@ import {
   GantryError,
   isGantryError,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   blobEntryName,
   checkLayoutFile,

@@ -6,13 +6,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { copyImage, digestOf, insecureAcceptAnythingPolicy, MediaTypes } from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixturePresetName,
   fixturePresets,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
+import { digestOf, MediaTypes } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ociArchiveTransport } from './index.js';
 import { runTool, skopeo, temporaryDirectory } from './test-support/tools.js';
@@ -91,7 +92,7 @@ describe('copyImage into oci-archive:, read by skopeo and tar', () => {
     });
   }
 
-  it('keeps uncompressed layers with ociAcceptUncompressedLayers', async () => {
+  it('keeps uncompressed layers with transportOptions["oci-archive"].acceptUncompressedLayers', async () => {
     const source = await tarredLayout('uncompressedLayers', 't');
     const image = await buildFixtureImage(fixturePresets.uncompressedLayers, {
       directory: path.join(directory, 'f'),
@@ -99,7 +100,10 @@ describe('copyImage into oci-archive:, read by skopeo and tar', () => {
     const result = await copyImage(
       ociArchiveTransport.parseReference(`${source}:t`),
       ociArchiveTransport.parseReference(`${directory}/destination.tar:t`),
-      { policy: insecureAcceptAnythingPolicy(), destinationContext: { ociAcceptUncompressedLayers: true } },
+      {
+        policy: insecureAcceptAnythingPolicy(),
+        destinationContext: { transportOptions: { 'oci-archive': { acceptUncompressedLayers: true } } },
+      },
     );
     expect(result.manifestDigest).toBe(image.topLevel.digest);
   });

@@ -7,15 +7,7 @@
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import {
-  copyImage,
-  type Digest,
-  digestHex,
-  digestOf,
-  ErrorCodes,
-  hasErrorCode,
-  insecureAcceptAnythingPolicy,
-} from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
@@ -23,6 +15,7 @@ import {
   writeFixtureToDestination,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
+import { type Digest, digestHex, digestOf, ErrorCodes, hasErrorCode } from '@gantry/core/transport';
 import { openTarArchive } from '@gantry/tar-archive';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ociArchiveTransport } from './index.js';

@@ -56,7 +56,7 @@ import {
   type TryReusingBlobOptions,
   throwIfAborted,
   verifyingStage,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   addIndexEntry,
   assertDestinationWritable,
@@ -81,6 +81,7 @@ import {
 } from '@gantry/oci-layout-format';
 import { SeekableTarWriter } from '@gantry/tar-archive';
 import { type OciArchiveContents, openOciArchive } from './archive.js';
+import { ociArchiveContextOptions } from './context-options.js';
 import type { OciArchiveReference } from './reference.js';
 
 /**
@@ -145,7 +146,10 @@ class OciArchiveImageDestination implements ImageDestination {
     // Entries are dated now, as containers/image's archives are (the files it tars are written now).
     this.#writer = new SeekableTarWriter(init.handle, { mtime: new Date() });
     this.#existing = init.existing;
-    this.properties = layoutDestinationProperties(init.context, { hasThreadSafePutBlob: false });
+    this.properties = layoutDestinationProperties({
+      acceptUncompressedLayers: ociArchiveContextOptions(init.context).acceptUncompressedLayers === true,
+      hasThreadSafePutBlob: false,
+    });
   }
 
   #assertWritable(): void {

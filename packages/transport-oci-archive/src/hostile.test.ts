@@ -4,17 +4,16 @@
  */
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
+import { buildFixtureImage, type FixtureImage, fixturePresets } from '@gantry/core/testing';
 import {
-  copyImage,
   type Digest,
   digestHex,
   digestOf,
   type ErrorCode,
   ErrorCodes,
   hasErrorCode,
-  insecureAcceptAnythingPolicy,
-} from '@gantry/core';
-import { buildFixtureImage, type FixtureImage, fixturePresets } from '@gantry/core/testing';
+} from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ociArchiveTransport } from './index.js';
 import { makeTar, type TarSpec, temporaryDirectory } from './test-support/tools.js';

@@ -3,7 +3,7 @@
  * image layouts, read by streaming from offsets (never extracted) and written by streaming.
  *
  * ```ts
- * import { TransportRegistry } from '@gantry/core';
+ * import { TransportRegistry } from '@gantry/core/transport';
  * import ociArchiveTransport from '@gantry/transport-oci-archive';
  * const registry = new TransportRegistry([ociArchiveTransport]);
  * ```
@@ -11,6 +11,7 @@
 import { ociArchiveTransport } from './transport.js';
 
 export { type OciArchiveContents, type OpenOciArchiveOptions, openOciArchive } from './archive.js';
+export { type OciArchiveContextOptions, ociArchiveContextOptions } from './context-options.js';
 export {
   isValidImageName,
   OciArchiveReference,

@@ -1,7 +1,7 @@
 import { mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ErrorCodes, hasErrorCode, TransportRegistry } from '@gantry/core';
+import { ErrorCodes, hasErrorCode, TransportRegistry } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import ociArchiveTransportDefault, {
   createOciArchiveTransport,

@@ -23,7 +23,7 @@ import {
   type ImageSource,
   type Transport,
   type TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   isValidImageName,
   LayoutReferenceBase,

@@ -5,13 +5,20 @@
 import { spawn } from 'node:child_process';
 import { open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { digestHex, digestOf, type ErrorCode, ErrorCodes, hasErrorCode, MediaTypes } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
   fixturePresets,
   writeFixtureToDestination,
 } from '@gantry/core/testing';
+import {
+  digestHex,
+  digestOf,
+  type ErrorCode,
+  ErrorCodes,
+  hasErrorCode,
+  MediaTypes,
+} from '@gantry/core/transport';
 import { rawTarHeader } from '@gantry/tar-archive/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ociArchiveTransport } from './index.js';

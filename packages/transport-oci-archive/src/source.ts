@@ -21,7 +21,7 @@ import {
   parseDigest,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   checkManifestMatchesEntry,
   findIndexEntry,

@@ -6,7 +6,7 @@ import {
   type Transport,
   type TransportSpecificationVersion,
   transportSpecificationVersion,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { openOciArchiveDestination } from './destination.js';
 import {
   OciArchiveReference,
@@ -35,7 +35,7 @@ export interface OciArchiveTransport extends Transport {
  * References are `oci-archive:path[:name|:@N]` (see `OciArchiveReference`). Sources index the tar once
  * and stream from offsets (see source.ts); destinations stream a new tar next to the destination and
  * rename it into place on commit, keeping the images of an existing archive (see destination.ts);
- * `deleteImage` rejects with `ERR_GANTRY_NOT_SUPPORTED`. Honours `TransportContext.ociAcceptUncompressedLayers`
+ * `deleteImage` rejects with `ERR_GANTRY_NOT_SUPPORTED`. Honours `transportOptions['oci-archive'].acceptUncompressedLayers`
  * and `temporaryDirectory` (spooling a non-seekable source archive).
  */
 export function createOciArchiveTransport(_options: OciArchiveTransportOptions = {}): OciArchiveTransport {

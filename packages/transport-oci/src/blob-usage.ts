@@ -9,7 +9,7 @@
  */
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
-import type { Digest } from '@gantry/core';
+import type { Digest } from '@gantry/core/transport';
 
 const usageByDirectory = new Map<string, Map<Digest, number>>();
 /** Blobs written whose bytes are still being flushed to disk before they get their names. */

@@ -33,7 +33,7 @@ runTransportConformanceSuite({
   name: 'oci with a shared blob directory',
   transport: ociTransport,
   createReference: ({ directory, tag }) => `${directory}:${tag}`,
-  context: { ociSharedBlobDirectory: sharedBlobDirectory },
+  context: { transportOptions: { oci: { sharedBlobDirectory } } },
   capabilities: { manifestLists: true, delete: true, severalImagesPerLocation: true },
   presets: ociPresets,
 });

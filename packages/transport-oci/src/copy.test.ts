@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { copyImage, insecureAcceptAnythingPolicy, MediaTypes } from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixturePresetName,
@@ -7,6 +7,7 @@ import {
   runSkopeo,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
+import { MediaTypes } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ociTransport } from './index.js';
 import { temporaryDirectory } from './test-support/images.js';
@@ -54,7 +55,7 @@ describe('copyImage into and out of oci: layouts', () => {
     });
   }
 
-  it('keeps uncompressed layers with ociAcceptUncompressedLayers', async () => {
+  it('keeps uncompressed layers with transportOptions.oci.acceptUncompressedLayers', async () => {
     const image = await buildFixtureImage(fixturePresets.uncompressedLayers, {
       directory: path.join(directory, 'f'),
     });
@@ -62,7 +63,10 @@ describe('copyImage into and out of oci: layouts', () => {
     const result = await copyImage(
       ociTransport.parseReference(`${directory}/source:t`),
       ociTransport.parseReference(`${directory}/destination:t`),
-      { policy: insecureAcceptAnythingPolicy(), destinationContext: { ociAcceptUncompressedLayers: true } },
+      {
+        policy: insecureAcceptAnythingPolicy(),
+        destinationContext: { transportOptions: { oci: { acceptUncompressedLayers: true } } },
+      },
     );
     expect(result.manifestDigest).toBe(image.topLevel.digest);
   });

@@ -8,11 +8,17 @@
  * that open destinations of this process use are kept; when a remaining entry's manifest is missing or
  * of an unknown type (so what it reaches cannot be known) nothing is deleted and the call fails.
  * Blobs in a shared blob directory are never deleted (other layouts may use them); with
- * `ociSharedBlobDirectory` set, manifests are read from there first, and only copies in the layout's own
+ * `transportOptions.oci.sharedBlobDirectory` set, manifests are read from there first, and only copies in the layout's own
  * `blobs/` are deleted.
  */
 import { unlink } from 'node:fs/promises';
-import { type Digest, ErrorCodes, GantryError, type TransportContext, throwIfAborted } from '@gantry/core';
+import {
+  type Digest,
+  ErrorCodes,
+  GantryError,
+  type TransportContext,
+  throwIfAborted,
+} from '@gantry/core/transport';
 import { describeFileSystemError, errorCode } from '@gantry/oci-layout-format';
 import { blobDirectoryKey, isBlobInUse } from './blob-usage.js';
 import { blobPath, layoutBlobDirectory, reachableDigests, writeIndex } from './layout.js';

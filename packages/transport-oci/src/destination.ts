@@ -2,7 +2,7 @@
  * Writing an image into an OCI layout.
  *
  * - Blobs (and manifests) go to `<layout>/blobs/<alg>/<hex>` (or `<shared>/<alg>/<hex>` with
- *   `ociSharedBlobDirectory`): written to a temporary file in the blob directory while their digest and
+ *   `transportOptions.oci.sharedBlobDirectory`): written to a temporary file in the blob directory while their digest and
  *   size are computed, checked against what was announced, then renamed into place. A failed or
  *   aborted write leaves no file behind. Temporary names carry their owner (`ownedTemporaryName`):
  *   opening a destination removes those of processes that died mid-write (`kill -9`) from the blob
@@ -43,7 +43,7 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   addIndexEntry,
   assertDestinationWritable,
@@ -60,6 +60,7 @@ import {
   reusedBlob,
 } from '@gantry/oci-layout-format';
 import { BlobUsage, blobDirectoryKey } from './blob-usage.js';
+import { ociContextOptions } from './context-options.js';
 import {
   blobPath,
   checkLayoutVersion,
@@ -170,11 +171,14 @@ class OciImageDestination implements ImageDestination {
   }) {
     this.reference = init.reference;
     this.#blobDirectory = init.blobDirectory;
-    this.#usesSharedBlobDirectory = Boolean(init.context.ociSharedBlobDirectory);
+    this.#usesSharedBlobDirectory = Boolean(ociContextOptions(init.context).sharedBlobDirectory);
     this.#createdLayoutDirectory = init.createdLayoutDirectory;
     this.#usage = init.usage;
     this.#lockOptions = init.lockOptions;
-    this.properties = layoutDestinationProperties(init.context, { hasThreadSafePutBlob: true });
+    this.properties = layoutDestinationProperties({
+      acceptUncompressedLayers: ociContextOptions(init.context).acceptUncompressedLayers === true,
+      hasThreadSafePutBlob: true,
+    });
   }
 
   #assertWritable(): void {
@@ -460,7 +464,7 @@ export async function openOciImageDestination(
   // Fail now, not at commit, when the layout exists but is not one Gantry can add to.
   await readIndex(layoutDirectory);
   await checkLayoutVersion(layoutDirectory);
-  const shared = context.ociSharedBlobDirectory;
+  const shared = ociContextOptions(context).sharedBlobDirectory;
   const blobDirectory = shared ? shared : layoutBlobDirectory(layoutDirectory);
   if (shared) await makeDirectories(shared);
   // Temporary files of writers that died (kill -9) go now; a live writer's stay (core temporary-files).

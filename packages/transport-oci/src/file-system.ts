@@ -4,7 +4,7 @@
  */
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { ownedTemporaryName } from '@gantry/core';
+import { ownedTemporaryName } from '@gantry/core/transport';
 
 /**
  * Writes `content` to `filePath` atomically: into a temporary file in the same directory (named by

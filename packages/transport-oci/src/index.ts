@@ -2,13 +2,14 @@
  * `@gantry/transport-oci`: the `oci:path[:reference]` transport for OCI image layouts.
  *
  * ```ts
- * import { TransportRegistry } from '@gantry/core';
+ * import { TransportRegistry } from '@gantry/core/transport';
  * import ociTransport from '@gantry/transport-oci';
  * const registry = new TransportRegistry([ociTransport]);
  * ```
  */
 import { ociTransport } from './transport.js';
 
+export { type OciContextOptions, ociContextOptions } from './context-options.js';
 export type { LayoutLockOptions } from './lock.js';
 export {
   isValidImageName,

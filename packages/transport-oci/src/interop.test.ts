@@ -7,7 +7,6 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { digestHex, digestOf, MediaTypes } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
@@ -16,6 +15,7 @@ import {
   writeFixtureToDestination,
   writeFixtureToOciLayout,
 } from '@gantry/core/testing';
+import { digestHex, digestOf, MediaTypes } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ociTransport } from './index.js';
 import {
@@ -110,7 +110,7 @@ describe('layouts written by Gantry', () => {
     await writeThroughDestination(
       await ociTransport
         .parseReference(`${layout}:x`)
-        .newImageDestination({ ociSharedBlobDirectory: shared }),
+        .newImageDestination({ transportOptions: { oci: { sharedBlobDirectory: shared } } }),
       image,
     );
     const out = path.join(directory, 'out');
@@ -216,7 +216,7 @@ describe('layouts written by skopeo', () => {
     }
   });
 
-  it('with --dest-shared-blob-dir are read by Gantry with ociSharedBlobDirectory', async () => {
+  it('with --dest-shared-blob-dir are read by Gantry with transportOptions.oci.sharedBlobDirectory', async () => {
     const handmade = path.join(directory, 'handmade');
     const image = buildTestImage();
     await writeLayoutByHand(handmade, [{ content: image, name: 't' }]);
@@ -230,7 +230,9 @@ describe('layouts written by skopeo', () => {
       `oci:${handmade}:t`,
       `oci:${layout}:t`,
     ]);
-    const { source, manifest } = await readViaGantry(`${layout}:t`, { ociSharedBlobDirectory: shared });
+    const { source, manifest } = await readViaGantry(`${layout}:t`, {
+      transportOptions: { oci: { sharedBlobDirectory: shared } },
+    });
     try {
       expect(digestOf(manifest.bytes)).toBe(image.manifest.digest);
       const { stream } = await source.getBlob({ digest: image.config.digest, size: -1 });

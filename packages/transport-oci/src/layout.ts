@@ -23,7 +23,7 @@ import {
   isGantryError,
   MediaTypes,
   parseDigest,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   blobsDirectoryName,
   checkLayoutFile,

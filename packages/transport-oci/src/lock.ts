@@ -12,7 +12,7 @@ import { link, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { abortError, ErrorCodes, GantryError } from '@gantry/core';
+import { abortError, ErrorCodes, GantryError } from '@gantry/core/transport';
 import { describeFileSystemError, errorCode, indexFileName } from '@gantry/oci-layout-format';
 
 /** Settings of the layout lock. */

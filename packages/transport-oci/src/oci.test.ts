@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { type Digest, digestHex, digestOf, MediaTypes, verifyingStage } from '@gantry/core';
+import { type Digest, digestHex, digestOf, MediaTypes, verifyingStage } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createOciTransport, ociTransport } from './index.js';
 import {
@@ -96,7 +96,7 @@ describe('destination and source', () => {
   it('preserves layers when accepting uncompressed layers', async () => {
     const destination = await ociTransport
       .parseReference(`${directory}:x`)
-      .newImageDestination({ ociAcceptUncompressedLayers: true });
+      .newImageDestination({ transportOptions: { oci: { acceptUncompressedLayers: true } } });
     expect(destination.properties.desiredLayerCompression).toBe('preserve');
     await destination.close();
   });
@@ -747,7 +747,7 @@ describe('shared blob directory', () => {
   it('writes blobs and manifests there, reads them back, and never deletes them', async () => {
     const shared = path.join(directory, 'shared');
     const layout = path.join(directory, 'layout');
-    const context = { ociSharedBlobDirectory: shared };
+    const context = { transportOptions: { oci: { sharedBlobDirectory: shared } } };
     const image = buildTestImage();
     await writeThroughDestination(
       await ociTransport.parseReference(`${layout}:x`).newImageDestination(context),

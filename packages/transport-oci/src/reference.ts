@@ -20,7 +20,7 @@ import type {
   ImageSource,
   Transport,
   TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   isValidImageName,
   LayoutReferenceBase,

@@ -16,7 +16,7 @@ import {
   parseDigest,
   type TransportContext,
   throwIfAborted,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import {
   checkManifestMatchesEntry,
   describeFileSystemError,
@@ -27,6 +27,7 @@ import {
   listInstanceMediaTypes,
   findIndexEntry as selectIndexEntry,
 } from '@gantry/oci-layout-format';
+import { ociContextOptions } from './context-options.js';
 import {
   blobPath,
   checkLayoutVersion,
@@ -43,7 +44,7 @@ const blobReadChunkSize = 1024 * 1024;
 /** The blob directories to read from, in order: the shared blob directory (when set), then the layout's. */
 export function sourceBlobDirectories(reference: OciReference, context: TransportContext): string[] {
   const local = layoutBlobDirectory(reference.path);
-  const shared = context.ociSharedBlobDirectory;
+  const shared = ociContextOptions(context).sharedBlobDirectory;
   return shared ? [shared, local] : [local];
 }
 

@@ -6,7 +6,7 @@ import {
   type Transport,
   type TransportSpecificationVersion,
   transportSpecificationVersion,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { deleteOciImage } from './delete.js';
 import { openOciImageDestination } from './destination.js';
 import type { LayoutLockOptions } from './lock.js';
@@ -40,8 +40,8 @@ export interface OciTransport extends Transport {
  * Creates an `oci:` transport. Nothing is registered anywhere: add the result to a `TransportRegistry`.
  *
  * References are `oci:path[:reference]` (see `OciReference`); sources read, destinations write and
- * `deleteImage` deletes images of the layout at `path`, honouring `TransportContext.ociSharedBlobDirectory`
- * and `ociAcceptUncompressedLayers`.
+ * `deleteImage` deletes images of the layout at `path`, honouring `transportOptions.oci` (`OciContextOptions`:
+ * `sharedBlobDirectory`, `acceptUncompressedLayers`).
  */
 export function createOciTransport(options: OciTransportOptions = {}): OciTransport {
   const lockOptions: LayoutLockOptions = { ...options.lock };

@@ -1,4 +1,10 @@
-import { type Digest, ErrorCodes, GantryError, parseManifest, type TransportContext } from '@gantry/core';
+import {
+  type Digest,
+  ErrorCodes,
+  GantryError,
+  parseManifest,
+  type TransportContext,
+} from '@gantry/core/transport';
 import { blobBranch, branchPrefix, type OstreeImageReference } from './reference.js';
 import type { OstreeRepository } from './repository.js';
 import { openImageCommit } from './source.js';

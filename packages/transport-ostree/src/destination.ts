@@ -36,7 +36,7 @@ import {
   type ReusedBlob,
   type TransportContext,
   type TryReusingBlobOptions,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { applyLayer, cleanPath, readTarSplit } from '@gantry/layer-tree';
 import { blobBranch, type OstreeImageReference } from './reference.js';
 import { OstreeRepository } from './repository.js';

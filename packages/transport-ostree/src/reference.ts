@@ -11,7 +11,7 @@ import {
   resolvePathToFullyExplicit,
   type Transport,
   type TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { cleanPath } from '@gantry/layer-tree';
 
 /** The repository used when a reference names none. */

@@ -10,7 +10,7 @@ import { constants, existsSync, readdirSync } from 'node:fs';
 import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { type CommitObject, GVariantFormatError, parseCommit, serializeCommit } from './gvariant.js';
 
 const checksumPattern = /^[0-9a-f]{64}$/;

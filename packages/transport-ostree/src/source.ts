@@ -24,7 +24,7 @@ import {
   makeOwnedTemporaryDirectory,
   parseManifest,
   type TransportContext,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 import { assembleTar, pathFileGetter } from '@gantry/layer-tree';
 import type { CommitObject } from './gvariant.js';
 import { blobBranch, type OstreeImageReference } from './reference.js';

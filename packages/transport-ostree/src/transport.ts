@@ -1,4 +1,4 @@
-import { type Transport, transportSpecificationVersion } from '@gantry/core';
+import { type Transport, transportSpecificationVersion } from '@gantry/core/transport';
 import { deleteOstreeImage } from './delete.js';
 import { openOstreeImageDestination } from './destination.js';
 import {

@@ -9,13 +9,17 @@ import {
   insecureAcceptAnythingPolicy,
   loadDefaultPolicy,
   loadPolicy,
-  MediaTypes,
   type Policy,
 } from '@gantry/core';
+import { MediaTypes } from '@gantry/core/transport';
+import type { DirContextOptions } from '@gantry/transport-dir';
+import type { OciContextOptions } from '@gantry/transport-oci';
+import type { OciArchiveContextOptions } from '@gantry/transport-oci-archive';
 import { type FlagSpec, UsageError } from '../args.js';
 import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';
 import {
+  addTransportOptions,
   credsAliasSpec,
   imageFlagSpecs,
   retryFlagSpecs,
@@ -74,15 +78,20 @@ async function run(context: CommandContext): Promise<void> {
   const destinationContext = options.destinationContext!;
   const additionalTags = flags.get('additional-tag');
   if (Array.isArray(additionalTags) && additionalTags.length > 0) {
-    destinationContext.transportOptions = {
-      ...destinationContext.transportOptions,
-      'docker-archive': { additionalTags },
-    };
+    addTransportOptions(destinationContext, 'docker-archive', { additionalTags });
   }
-  if (flags.get('dest-compress') === true) destinationContext.dirForceCompress = true;
-  if (flags.get('dest-decompress') === true) destinationContext.dirForceDecompress = true;
-  if (flags.get('dest-oci-accept-uncompressed-layers') === true)
-    destinationContext.ociAcceptUncompressedLayers = true;
+  const dir: DirContextOptions = {};
+  if (flags.get('dest-compress') === true) dir.forceCompress = true;
+  if (flags.get('dest-decompress') === true) dir.forceDecompress = true;
+  addTransportOptions(destinationContext, 'dir', dir);
+  if (flags.get('dest-oci-accept-uncompressed-layers') === true) {
+    addTransportOptions(destinationContext, 'oci', {
+      acceptUncompressedLayers: true,
+    } satisfies OciContextOptions);
+    addTransportOptions(destinationContext, 'oci-archive', {
+      acceptUncompressedLayers: true,
+    } satisfies OciArchiveContextOptions);
+  }
 
   const format = flags.get('format') as string | undefined;
   if (format !== undefined) {

@@ -1,4 +1,4 @@
-import { withRetry } from '@gantry/core';
+import { deleteImage, type ImageReference } from '@gantry/core';
 import { UsageError } from '../args.js';
 import { type CommandContext, type CommandDefinition, imageNamesHelp } from '../context.js';
 import { wrapError } from '../errors.js';
@@ -11,13 +11,13 @@ async function run(context: CommandContext): Promise<void> {
   const imageName = positionals[0]!;
   const transportContext = transportContextFrom(context.global, flags, '', signal);
   const registry = await context.transports(transportNamesOf([imageName]));
-  let reference: ReturnType<typeof registry.parseImageReference>;
+  let reference: ImageReference;
   try {
     reference = registry.parseImageReference(imageName);
   } catch (error) {
     throw wrapError(`Invalid source name ${imageName}`, error);
   }
-  await withRetry(() => reference.deleteImage(transportContext), retrySettingsFrom(context));
+  await deleteImage(reference, { context: transportContext, retry: retrySettingsFrom(context) });
 }
 
 /** `gantry delete IMAGE`: skopeo delete, for every transport that can delete (oci:, dir:, …). */

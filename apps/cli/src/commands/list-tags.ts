@@ -5,9 +5,10 @@ import {
   hasErrorCode,
   type ImageReference,
   isNameOnly,
+  type ListedTags,
+  listTags,
   parseNormalizedNamed,
   splitTransportReference,
-  withRetry,
 } from '@gantry/core';
 import { UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
@@ -71,31 +72,20 @@ async function run(context: CommandContext): Promise<void> {
   } catch (error) {
     throw wrapError(`Invalid image reference ${imageName}`, error);
   }
-  const lister = reference.transport;
-  // A transport that resolves names (docker:// short names) says which repository listed the tags.
-  const listTags = async (): Promise<{ repository?: string; tags: string[] }> =>
-    lister.listTagsWithRepository
-      ? await lister.listTagsWithRepository(reference, transportContext)
-      : { tags: await lister.listTags!(reference, transportContext) };
   const transportContext = transportContextFrom(context.global, flags, '', signal);
-  let listed: { repository?: string; tags: string[] };
+  let listed: ListedTags;
   try {
-    listed = await withRetry(listTags, retrySettingsFrom(context));
+    listed = await listTags(reference, { context: transportContext, retry: retrySettingsFrom(context) });
   } catch (error) {
     // skopeo exits 1 (not 2) when the repository does not exist: no "image not found" code here.
     if (hasErrorCode(error, ErrorCodes.ImageNotFound)) {
-      throw new GantryError(
-        ErrorCodes.Internal,
-        `Error listing repository tags: ${(error as Error).message}`,
-      );
+      throw new GantryError(ErrorCodes.Internal, error.message, { cause: error });
     }
-    throw wrapError('Error listing repository tags', error);
+    throw error;
   }
-  // skopeo names the repository for registries only; its `Repository` is omitted when empty (archives).
-  const repository =
-    transportName === 'docker' ? (listed.repository ?? reference.dockerReference()?.name ?? '') : '';
+  // skopeo's `Repository` is omitted when empty (archives).
   context.print(
-    `${formatInspectJson({ ...(repository ? { Repository: repository } : {}), Tags: listed.tags })}\n`,
+    `${formatInspectJson({ ...(listed.repository ? { Repository: listed.repository } : {}), Tags: listed.tags })}\n`,
   );
 }
 

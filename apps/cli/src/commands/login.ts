@@ -11,19 +11,21 @@
 import { stat } from 'node:fs/promises';
 import {
   type AuthFileSearchOptions,
-  ErrorCodes,
   findRegistryCredentials,
-  GantryError,
-  hasErrorCode,
-  isNameOnly,
   loadRegistriesConfiguration,
-  parseNormalizedNamed,
   removeAllRegistryCredentials,
   removeRegistryCredentials,
   storeRegistryCredentials,
+  validateCredentialsKey,
+} from '@gantry/containers-config';
+import {
+  ErrorCodes,
+  GantryError,
+  hasErrorCode,
+  isNameOnly,
+  parseNormalizedNamed,
   type Transport,
   type TransportContext,
-  validateCredentialsKey,
 } from '@gantry/core';
 import { type FlagSpec, goQuote, UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';

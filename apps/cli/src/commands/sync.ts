@@ -2,7 +2,6 @@ import { writeFile } from 'node:fs/promises';
 import {
   ErrorCodes,
   GantryError,
-  MediaTypes,
   parseShard,
   type SyncDestinationKind,
   type SyncOptions,
@@ -10,6 +9,7 @@ import {
   type SyncSourceKind,
   syncImages,
 } from '@gantry/core';
+import { MediaTypes } from '@gantry/core/transport';
 import { type FlagSpec, UsageError } from '../args.js';
 import type { CommandContext, CommandDefinition } from '../context.js';
 import { errorMessage, wrapError } from '../errors.js';

@@ -15,13 +15,8 @@ import { appendFileSync, createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import {
-  ErrorCodes,
-  GantryError,
-  deferredNodeExtraCertificateAuthoritiesPath,
-  isGantryError,
-  transportSpecificationVersion,
-} from '@gantry/core';
+import { ErrorCodes, GantryError, isGantryError } from '@gantry/core';
+import { deferredNodeExtraCertificateAuthoritiesPath, transportSpecificationVersion } from '@gantry/core/transport';
 
 function report(entry) {
   const file = process.env.GANTRY_VAULT_REPORT;

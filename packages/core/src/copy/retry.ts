@@ -48,12 +48,14 @@ export function isRetryableError(error: unknown): boolean {
   return retryable;
 }
 
+/** How an operation retries requests that fail with a retryable error (see `isRetryableError`). */
 export interface RetrySettings {
   /** Retries after the first attempt; 0 = no retry. */
   retryTimes: number;
   /** Fixed delay; undefined = exponential backoff with jitter. */
   retryDelayMs: number | undefined;
   signal: AbortSignal | undefined;
+  /** Called before each retry with its number (1-based), the error and the delay before it. */
   onRetry?: (attempt: number, error: Error, delayMs: number) => void;
 }
 

@@ -319,7 +319,7 @@ describe('buildInspectOutput (current skopeo layout)', () => {
       await readFile(path.join(import.meta.dirname, 'fixtures', 'image-schema1.json')),
     );
     const output = buildInspectOutput({ manifest, repoTags: [], digest: manifest.digest as Digest });
-    expect((output.LayersData as Array<Record<string, unknown>>)[0]).toMatchObject({
+    expect(output.LayersData?.[0]).toMatchObject({
       MIMEType: '',
       Size: -1,
       Annotations: null,

@@ -23,6 +23,47 @@ export interface InspectInput {
   compatibility?: 'current' | 'skopeo-1.9';
 }
 
+/** One layer of {@link ImageInspection.LayersData}. */
+export interface InspectedLayer {
+  /** The layer's MIME type as the manifest gives it ('' for schema1). */
+  MIMEType: string;
+  Digest: Digest;
+  /** Size in bytes; -1 when the manifest does not say (schema1). */
+  Size: number;
+  /** The layer's annotations (a Go map: printed with sorted keys); null when it has none. */
+  Annotations: Map<string, string> | null;
+}
+
+/**
+ * What `gantry inspect` prints for one image (skopeo's `inspect` output), with Go's semantics: keys in
+ * skopeo's order; nil slices and maps are `null`; maps are `Map`s. `formatInspectJson` prints it.
+ */
+export interface ImageInspection {
+  /** The docker reference's name (`docker.io/library/busybox`); absent when the transport has none. */
+  Name?: string;
+  /** schema1's tag; only with `compatibility: 'skopeo-1.9'`. */
+  Tag?: string;
+  /** The digest of the top-level manifest (the list's, for a manifest list). */
+  Digest: Digest;
+  /** The repository's tags (docker:// only; `[]` elsewhere or when not asked). */
+  RepoTags: string[];
+  /** The config's creation time in Go's RFC 3339 form; null when an OCI config has none. */
+  Created: string | null;
+  DockerVersion: string;
+  /** The config's labels; null when it has none. */
+  Labels: Map<string, unknown> | null;
+  Architecture: string;
+  /** The platform variant; absent when empty (and with `compatibility: 'skopeo-1.9'`). */
+  Variant?: string;
+  Os: string;
+  /** Layer digests, base first. */
+  Layers: Digest[];
+  /** Layer details; absent with `compatibility: 'skopeo-1.9'`. */
+  LayersData?: InspectedLayer[];
+  /** The config's environment; null when it has none. */
+  Env: string[] | null;
+}
+
 function annotationsValue(annotations: Record<string, string> | undefined): Map<string, string> | null {
   return annotations === undefined ? null : new Map(Object.entries(annotations));
 }
@@ -35,7 +76,7 @@ function annotationsValue(annotations: Record<string, string> | undefined): Map<
  * `Created` is the config's time re-formatted as Go's RFC3339Nano (`null` for an OCI config without
  * one, Go's zero time for Docker configs without one). Schema1 reads its first v1Compatibility entry.
  */
-export function buildInspectOutput(input: InspectInput): Record<string, unknown> {
+export function buildInspectOutput(input: InspectInput): ImageInspection {
   const { manifest } = input;
   let fields: ReturnType<typeof inspectConfigFields>;
   let schema1Tag = '';
@@ -59,7 +100,8 @@ export function buildInspectOutput(input: InspectInput): Record<string, unknown>
     );
   }
   const legacy = input.compatibility === 'skopeo-1.9';
-  const output: Record<string, unknown> = {};
+  // Built key by key: the insertion order is the JSON's field order.
+  const output: Partial<ImageInspection> = {};
   if (input.name) output.Name = input.name;
   if (legacy && schema1Tag !== '') output.Tag = schema1Tag;
   output.Digest = input.digest;
@@ -80,7 +122,7 @@ export function buildInspectOutput(input: InspectInput): Record<string, unknown>
     }));
   }
   output.Env = fields.env;
-  return output;
+  return output as ImageInspection;
 }
 
 /**

@@ -22,6 +22,7 @@ export const MediaTypes = {
   DockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
 } as const;
 
+/** One of the media types in {@link MediaTypes}. */
 export type KnownMediaType = (typeof MediaTypes)[keyof typeof MediaTypes];
 
 /** Manifest MIME types that describe a list of per-platform images. */

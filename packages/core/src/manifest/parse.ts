@@ -29,6 +29,7 @@ export interface ImageManifest {
   readonly artifactType?: string;
 }
 
+/** The platform an image is built for, as an OCI index or Docker manifest list describes it. */
 export interface Platform {
   os: string;
   architecture: string;
@@ -37,6 +38,7 @@ export interface Platform {
   osFeatures?: string[];
 }
 
+/** One manifest a manifest list (OCI index) names, with its platform when given. */
 export interface ManifestListInstance {
   digest: Digest;
   size: number;
@@ -46,6 +48,7 @@ export interface ManifestListInstance {
   urls?: string[];
 }
 
+/** A parsed manifest list or OCI index, with its bytes and digest. */
 export interface ManifestList {
   readonly mediaType: string;
   readonly bytes: Uint8Array;

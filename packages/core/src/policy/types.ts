@@ -65,6 +65,7 @@ export type PolicyRequirement =
       readonly signedIdentity: PolicyReferenceMatch;
     };
 
+/** The `type` of a policy.json requirement (`insecureAcceptAnything`, `reject`, `signedBy`, …). */
 export type PolicyRequirementType = PolicyRequirement['type'];
 
 /** Requirement lists by scope, for one transport; the scope '' is the transport's default. */

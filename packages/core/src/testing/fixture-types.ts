@@ -46,6 +46,7 @@ export type FixtureEntry =
  */
 export type FixtureLayerCompression = 'gzip' | 'none' | 'zstd';
 
+/** One layer of a fixture image: its entries, in tar order, and its compression. */
 export interface FixtureLayerSpec {
   entries: FixtureEntry[];
   /** Default `gzip`. */

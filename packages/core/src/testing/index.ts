@@ -1,8 +1,15 @@
 /**
  * `@gantry/core/testing`: deterministic fixture images, ways to put them into storage without a
  * transport, and the transport conformance suite. Test-only; never imported by production code.
+ *
+ * @packageDocumentation
+ * @module @gantry/core/testing
  */
 
+export { schema1SignedPayload } from '../manifest/digests.js';
+export { gzippedEmptyLayerDigest } from '../manifest/edit.js';
+export { schema1SignaturesVerify } from '../manifest/schema1-sign.js';
+export { clearDeferredNodeExtraCertificateAuthorities } from '../tls-trust.js';
 export {
   type ConformanceOptions,
   runTransportConformanceSuite,

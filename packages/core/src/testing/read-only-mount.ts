@@ -11,7 +11,9 @@ import path from 'node:path';
 /** A mounted tmpfs; `makeReadOnly()` remounts it read-only, `unmount()` removes it (idempotent). */
 export interface TestMount {
   readonly directory: string;
+  /** Remounts the tmpfs read-only. */
   makeReadOnly(): void;
+  /** Unmounts and removes the tmpfs (idempotent). */
   unmount(): Promise<void>;
 }
 

@@ -18,6 +18,7 @@ import type { DockerReference } from '../reference/types.js';
 
 /** The contract version implemented by transports written against this file. */
 export const transportSpecificationVersion = 'v1' as const;
+/** The type of {@link transportSpecificationVersion}: the version a transport declares. */
 export type TransportSpecificationVersion = typeof transportSpecificationVersion;
 
 /** Requested platform for choosing an image from a manifest list (`--override-os` etc.). */
@@ -30,7 +31,9 @@ export interface PlatformOverrides {
 /**
  * Settings that apply to opening sources and destinations. One context is used for the source and
  * another for the destination of a copy (skopeo's `--src-*` / `--dest-*` flags). Every member is
- * optional; transports ignore members that do not concern them.
+ * optional. The top-level members are what every transport shares (signal, temporary directory,
+ * platform, configuration locations, blob info cache); what concerns one transport only is in
+ * `transportOptions[<its name>]`.
  */
 export interface TransportContext {
   /** Aborts any I/O in progress; the operation rejects with `ERR_GANTRY_ABORTED`. */
@@ -47,15 +50,11 @@ export interface TransportContext {
    * where `docker://` signatures are stored (lookaside, sigstore attachments). skopeo's `--registries.d`.
    */
   registriesDirectoryPath?: string;
-  /** oci: a directory holding blobs shared by several layouts (`--src/--dest-shared-blob-dir`). */
-  ociSharedBlobDirectory?: string;
-  /** oci: accept uncompressed layers instead of compressing them (`--dest-oci-accept-uncompressed-layers`). */
-  ociAcceptUncompressedLayers?: boolean;
-  /** dir: compress layers when writing (`--dest-compress`). */
-  dirForceCompress?: boolean;
-  /** dir: decompress layers when writing (`--dest-decompress`). */
-  dirForceDecompress?: boolean;
-  /** Options for third-party transports, keyed by the transport's name. */
+  /**
+   * Each transport's own settings, keyed by the transport's name (`transportOptions.docker`,
+   * `transportOptions.oci`, …); each transport package exports the type of its entry and ignores the
+   * others. A transport refuses a malformed entry of its own with `ERR_GANTRY_USAGE`.
+   */
   transportOptions?: Readonly<Record<string, unknown>>;
   /**
    * Where blobs were seen and which compressed blob is which layer, kept between runs (`copyImage`'s
@@ -99,10 +98,12 @@ export interface BlobStream {
   size: number;
 }
 
+/** Options every source and destination call takes. */
 export interface OperationOptions {
   signal?: AbortSignal;
 }
 
+/** Options of `ImageDestination.putManifest`. */
 export interface PutManifestOptions extends OperationOptions {
   /**
    * True when the pipeline writes nothing more before `commit` (the top-level manifest of a copy without
@@ -114,6 +115,7 @@ export interface PutManifestOptions extends OperationOptions {
   lastBeforeCommit?: boolean;
 }
 
+/** Options of `ImageDestination.putBlob`. */
 export interface PutBlobOptions extends OperationOptions {
   /** True when the blob is the image config (some destinations store configs apart). */
   isConfig: boolean;
@@ -136,6 +138,7 @@ export interface PutBlobOptions extends OperationOptions {
   layerDiffIds?: readonly Digest[];
 }
 
+/** Options of `ImageDestination.tryReusingBlob`. */
 export interface TryReusingBlobOptions extends OperationOptions {
   /** True when the blob is the image config. */
   isConfig: boolean;
@@ -176,6 +179,7 @@ export interface ReferrerDescriptor {
   annotations?: Record<string, string>;
 }
 
+/** Options of `ImageSource.listReferrers`. */
 export interface ListReferrersOptions extends OperationOptions {
   /** Only referrers of this artifact type. */
   artifactType?: string;

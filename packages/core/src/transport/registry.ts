@@ -27,8 +27,11 @@ export function assertTransport(value: unknown, origin: string): Transport {
   if (typeof value !== 'object' || value === null) fail('expected an object');
   const candidate = value as Record<string, unknown>;
   if (candidate.specificationVersion !== transportSpecificationVersion) {
+    const declared = candidate.specificationVersion;
     fail(
-      `specificationVersion is ${JSON.stringify(candidate.specificationVersion)}, this Gantry supports "${transportSpecificationVersion}"`,
+      typeof declared === 'string'
+        ? `specificationVersion is ${JSON.stringify(declared)}, this Gantry supports "${transportSpecificationVersion}" (the transport was written for another version of the transport contract: use a release of it made for this Gantry's @gantry/core)`
+        : `specificationVersion is ${JSON.stringify(declared)}, this Gantry supports "${transportSpecificationVersion}" (every transport declares the contract version it implements: transportSpecificationVersion from @gantry/core/transport)`,
     );
   }
   if (typeof candidate.name !== 'string' || !/^[a-z0-9][a-z0-9._-]*$/.test(candidate.name)) {
@@ -55,6 +58,7 @@ export function splitTransportReference(input: string): { transport: string; ref
   return { transport: input.slice(0, colon), reference: input.slice(colon + 1) };
 }
 
+/** A transport in a {@link TransportRegistry}, with where it came from. */
 export interface RegisteredTransport {
   transport: Transport;
   /** Where it came from, e.g. the package name; shown by `gantry transports`. */

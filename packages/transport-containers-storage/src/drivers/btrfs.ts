@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { chown, lstat, mkdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { applyLayer, pathFileGetter } from '@gantry/layer-tree';
 import { checkLayerId, driverOptions, isTrue, rootOwner, toApplyDiffResult } from './common.js';
 import type {

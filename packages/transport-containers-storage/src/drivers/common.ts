@@ -2,7 +2,7 @@
  * What the built-in drivers share: layer ID checks, driver option parsing, ID mappings, and the
  * mapping of a layer-tree application result onto the driver contract's.
  */
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import type { ApplyLayerResult } from '@gantry/layer-tree';
 import type { ApplyDiffResult, IdMapping, StorageDriverOptions } from './driver.js';
 

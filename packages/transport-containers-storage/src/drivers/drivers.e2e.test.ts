@@ -7,8 +7,9 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { copyImage, insecureAcceptAnythingPolicy, TransportRegistry } from '@gantry/core';
+import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { runSkopeo } from '@gantry/core/testing';
+import { TransportRegistry } from '@gantry/core/transport';
 import {
   describeTree,
   ociLayoutFromTars,

@@ -26,7 +26,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { applyLayer, pathFileGetter } from '@gantry/layer-tree';
 import { checkLayerId, driverOptions, isTrue, rootOwner, toApplyDiffResult } from './common.js';
 import type {

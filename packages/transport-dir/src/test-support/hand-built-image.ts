@@ -4,7 +4,7 @@
  */
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { type Digest, digestOf, type ImageDestination, MediaTypes } from '@gantry/core';
+import { type Digest, digestOf, type ImageDestination, MediaTypes } from '@gantry/core/transport';
 
 export interface HandBuiltBlob {
   digest: Digest;

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
+import { createFixtureImageSource, type FixtureImage } from '@gantry/core/testing';
 import {
   type BlobInfo,
   type BlobToWrite,
@@ -21,8 +22,7 @@ import {
   type ImageSource,
   type Transport,
   transportSpecificationVersion,
-} from '@gantry/core';
-import { createFixtureImageSource, type FixtureImage } from '@gantry/core/testing';
+} from '@gantry/core/transport';
 
 const execFileAsync = promisify(execFile);
 

@@ -6,7 +6,7 @@ import {
   type ImageSource,
   type Transport,
   transportSpecificationVersion,
-} from '@gantry/core';
+} from '@gantry/core/transport';
 
 const fixtureTransport: Transport = {
   specificationVersion: transportSpecificationVersion,

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { ImageDestination, TransportContext } from '@gantry/core';
 import {
   buildFixtureImage,
   type FixtureImage,
@@ -8,6 +7,7 @@ import {
   type FixtureListSpec,
   writeFixtureToDestination,
 } from '@gantry/core/testing';
+import type { ImageDestination, TransportContext } from '@gantry/core/transport';
 import type { DockerContextOptions } from '../context.js';
 import type { DockerTransport } from '../transport.js';
 import type { TestRegistry } from './registry-server.js';

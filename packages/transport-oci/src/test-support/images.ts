@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { type Digest, digestHex, digestOf, type ImageDestination, MediaTypes } from '@gantry/core';
+import { type Digest, digestHex, digestOf, type ImageDestination, MediaTypes } from '@gantry/core/transport';
 
 /** A POSIX ustar archive of regular files (enough for layers). */
 export function tarArchive(files: Record<string, string>): Uint8Array {

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { parseOwnedTemporaryName } from '@gantry/core';
+import { parseOwnedTemporaryName } from '@gantry/core/transport';
 
 export const writableTransports = [
   'oci',

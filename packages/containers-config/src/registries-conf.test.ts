@@ -1,8 +1,8 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { parseNormalizedNamed } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseNormalizedNamed } from '../reference/index.js';
 import {
   findRegistryConfiguration,
   loadRegistriesConfiguration,

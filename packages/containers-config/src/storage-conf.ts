@@ -16,13 +16,13 @@
  * directory exists in the graph root is used, else `overlay` as root and `vfs` rootless (Debian's
  * containers/storage 1.44, which podman 4.3 and skopeo 1.9 use).
  *
- * The TOML library (smol-toml) is loaded only when a file exists.
+ * The TOML library (smol-toml, see toml.ts) is loaded only when a file exists.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ErrorCodes, GantryError } from '@gantry/core';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
+import { parseToml, TomlError } from './toml.js';
 
 export interface StoreOptions {
   driver: string;
@@ -57,19 +57,18 @@ interface ParsedStorageConf {
   driverOptions: string[];
 }
 
-const requireFromHere = createRequire(import.meta.url);
-
 type TomlTable = Record<string, unknown>;
 
 function parseTomlFile(file: string, text: string): TomlTable {
-  const toml = requireFromHere('smol-toml') as { parse(text: string): TomlTable };
   try {
-    return toml.parse(text);
+    return parseToml(text);
   } catch (error) {
-    const line = (error as { line?: number }).line;
-    const column = (error as { column?: number }).column;
-    const where = line !== undefined ? `:${line}${column !== undefined ? `:${column}` : ''}` : '';
-    const reason = ((error as Error).message ?? String(error)).split('\n')[0];
+    const { line, column } = error instanceof TomlError ? error : { line: 0, column: 0 };
+    const where = line > 0 ? `:${line}:${column}` : '';
+    const reason =
+      error instanceof TomlError && line > 0
+        ? error.message.replace(/^line \d+, column \d+: /, '')
+        : (error as Error).message;
     throw new GantryError(
       ErrorCodes.InvalidConfiguration,
       `malformed storage configuration ${file}${where}: ${reason}`,

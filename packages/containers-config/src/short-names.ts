@@ -38,16 +38,17 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ErrorCodes, GantryError } from '../errors.js';
+import type { DockerReference } from '@gantry/core/transport';
 import {
+  ErrorCodes,
+  GantryError,
   parseNormalizedNamed,
   parseReferenceGrammar,
   tagNameOnly,
   trimToName,
   withDigest,
   withTag,
-} from '../reference/index.js';
-import type { DockerReference } from '../reference/types.js';
+} from '@gantry/core/transport';
 import type { RegistriesConfiguration, ShortNameMode } from './registries-conf.js';
 import { parseToml, type TomlTable } from './toml.js';
 

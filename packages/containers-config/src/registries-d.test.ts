@@ -1,9 +1,9 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Digest } from '@gantry/core/transport';
+import { parseNormalizedNamed } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Digest } from '../digest.js';
-import { parseNormalizedNamed } from '../reference/index.js';
 import {
   loadRegistriesDirectory,
   lookasideBaseUrl,
@@ -69,7 +69,7 @@ describe('parseRegistriesDirectoryYaml', () => {
     const value = parseRegistriesDirectoryYaml('  a: b\n  c:\n    d: e\n', 'x.yaml');
     expect(value).toMatchObject({ kind: 'mapping' });
     expect(() => parseRegistriesDirectoryYaml('  a: b\nc: d\n', 'x.yaml')).toThrow(
-      /line 2: unexpected indentation/,
+      /line 2: Unexpected scalar at node end/,
     );
   });
 
@@ -78,24 +78,45 @@ describe('parseRegistriesDirectoryYaml', () => {
     expect(parseRegistriesDirectoryYaml('# nothing\n\n', 'x.yaml').kind).toBe('null');
   });
 
+  it('reads flow collections, anchors and block scalars as YAML does', () => {
+    const value = parseRegistriesDirectoryYaml(
+      'base: &base {lookaside: "file:///a"}\ndocker:\n  x: *base\n  y: |\n    text\n',
+      'x.yaml',
+    );
+    if (value.kind !== 'mapping') throw new Error('expected a mapping');
+    const docker = value.entries.get('docker');
+    if (docker?.kind !== 'mapping') throw new Error('expected a mapping');
+    const x = docker.entries.get('x');
+    if (x?.kind !== 'mapping') throw new Error('expected a mapping');
+    expect(x.entries.get('lookaside')).toMatchObject({ kind: 'scalar', value: 'file:///a', quoted: true });
+    expect(docker.entries.get('y')).toMatchObject({ kind: 'scalar', value: 'text\n', line: 4 });
+  });
+
   it.each([
-    ['docker:\n  - a\n', /line 2: sequences are not supported/],
-    ['docker: [a]\n', /line 1: flow sequences are not supported/],
-    ['docker: {a: b}\n', /line 1: flow mappings are not supported/],
-    ['a: &x b\n', /anchors are not supported/],
-    ['a: |\n  text\n', /block scalars are not supported/],
-    ['a: b\na: c\n', /line 2: mapping key "a" already defined/],
-    ['a:\n\tb: c\n', /line 2: tabs are not allowed/],
-    ['a: b\n  c: d\n', /line 2: unexpected indentation/],
-    ['a:\n    b: c\n  d: e\n', /line 3: unexpected indentation/],
-    ["a: 'open\n", /unterminated single-quoted string/],
-    ['a: "x" y\n', /unexpected text after a quoted string/],
-    ['just text\n', /the document must be a mapping/],
-    ['a: b\n---\nc: d\n', /several YAML documents/],
-    ['a: b: c\n', /unexpected ": " in a plain value/],
-  ])('rejects %j with a clear error', (text, message) => {
+    ['a: b\na: c\n', /line 2: Map keys must be unique/],
+    ['a:\n\tb: c\n', /line 2: .*[Tt]ab/],
+    ['a: b\n  c: d\n', /line 1: Nested mappings are not allowed/],
+    ["a: 'open\n", /line 2: Missing closing 'quote/],
+    ['a: "x" y\n', /line 1: /],
+    ['a: b\n---\nc: d\n', /line 2: several YAML documents/],
+    ['a: b: c\n', /line 1: Nested mappings are not allowed in compact mappings/],
+  ])('rejects %j with its line', (text, message) => {
     expect(() => parseRegistriesDirectoryYaml(text, '/etc/x.yaml')).toThrow(message);
-    expect(() => parseRegistriesDirectoryYaml(text, '/etc/x.yaml')).toThrow(/parsing \/etc\/x\.yaml/);
+    expect(() => parseRegistriesDirectoryYaml(text, '/etc/x.yaml')).toThrow(
+      /^parsing \/etc\/x\.yaml: line \d+: /,
+    );
+  });
+
+  it('refuses values of the wrong kind in a file', () => {
+    expect(() => parseRegistriesDirectoryFile('docker:\n  - a\n', '/etc/x.yaml')).toThrow(
+      /line 2: "docker" must be a mapping of scopes/,
+    );
+    expect(() => parseRegistriesDirectoryFile('just text\n', '/etc/x.yaml')).toThrow(
+      /line 1: the document must be a mapping/,
+    );
+    expect(() => parseRegistriesDirectoryFile('docker:\n  example.com: [a]\n', '/etc/x.yaml')).toThrow(
+      /line 2: docker."example.com" must be a mapping, got a sequence/,
+    );
   });
 });
 

@@ -33,8 +33,7 @@ import { statSync } from 'node:fs';
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ErrorCodes, GantryError, isGantryError } from '../errors.js';
-import { makeDirectories } from '../file-system.js';
+import { ErrorCodes, GantryError, isGantryError, makeDirectories } from '@gantry/core/transport';
 
 /** A user name and password (or an identity token) for a registry. */
 export interface RegistryCredentials {

@@ -65,4 +65,11 @@ export {
   type ShortNameResolution,
   shortNameAliasCachePath,
 } from './short-names.js';
+export {
+  defaultStoreOptions,
+  driverOfExistingStore,
+  isRootless,
+  type StorageConfEnvironment,
+  type StoreOptions,
+} from './storage-conf.js';
 export { parseToml, TomlError, type TomlTable, type TomlValue } from './toml.js';

@@ -19,9 +19,8 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ErrorCodes, GantryError } from '../errors.js';
-import { parseNamed } from '../reference/index.js';
-import type { DockerReference } from '../reference/types.js';
+import type { DockerReference } from '@gantry/core/transport';
+import { ErrorCodes, GantryError, parseNamed } from '@gantry/core/transport';
 import { parseToml, type TomlTable, type TomlValue } from './toml.js';
 
 export type PullFromMirror = 'all' | 'digest-only' | 'tag-only';

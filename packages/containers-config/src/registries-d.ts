@@ -23,19 +23,16 @@
  * - With nothing configured, the lookaside is `/var/lib/containers/sigstore` for root and
  *   `$HOME/.local/share/containers/sigstore` for other users; sigstore attachments are off.
  *
- * YAML: Gantry has no YAML dependency; `parseRegistriesDirectoryYaml` reads the subset these files
- * use — block mappings (nested by indentation, spaces only), plain, single- and double-quoted
- * scalars, `~`/`null`, `{}`, comments, a leading `---` — and rejects anything else (sequences, flow
- * collections, anchors, tags, block scalars, several documents) with an error naming the line.
+ * YAML: read with the `yaml` package (loaded when the first file is read), one document per file;
+ * errors name the file and the line.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Digest } from '../digest.js';
-import { ErrorCodes, GantryError } from '../errors.js';
-import { enclosingNamespaces } from '../reference/reference.js';
-import type { DockerReference } from '../reference/types.js';
+import type { Digest, DockerReference } from '@gantry/core/transport';
+import { ErrorCodes, enclosingNamespaces, GantryError } from '@gantry/core/transport';
+import { yamlModule } from './lazy-modules.js';
 
 /** One configuration section of a registries.d file. Absent members were not set. */
 export interface SignatureStorageSection {
@@ -81,265 +78,72 @@ export interface RegistriesDirectorySearchOptions {
 /** containers/image's system registries.d directory. */
 export const systemRegistriesDirectory = '/etc/containers/registries.d';
 
-/** A value of the YAML subset: a scalar (with whether it was quoted), null, or a mapping. */
+/**
+ * A YAML value as the registries.d reader sees it: a scalar (its text as written, and whether it was
+ * quoted), null, a mapping, or a sequence (which no key of these files accepts), each with its line.
+ */
 export type RegistriesYamlValue =
   | { kind: 'scalar'; value: string; quoted: boolean; line: number }
   | { kind: 'null'; line: number }
+  | { kind: 'sequence'; line: number }
   | { kind: 'mapping'; entries: Map<string, RegistriesYamlValue>; line: number };
 
 function yamlError(file: string, line: number, message: string): GantryError {
-  return new GantryError(
-    ErrorCodes.Internal,
-    `parsing ${file}: line ${line}: ${message} (registries.d files are read as YAML block mappings with scalar values)`,
-  );
-}
-
-interface YamlLine {
-  number: number;
-  indent: number;
-  text: string;
-}
-
-/** Removes a comment: `#` at the start of the content or after whitespace, outside quotes. */
-function stripComment(text: string): string {
-  let quote: string | undefined;
-  for (let index = 0; index < text.length; index++) {
-    const character = text[index]!;
-    if (quote !== undefined) {
-      if (quote === '"' && character === '\\') index++;
-      else if (quote === "'" && character === "'" && text[index + 1] === "'") index++;
-      else if (character === quote) quote = undefined;
-      continue;
-    }
-    if ((character === '"' || character === "'") && (index === 0 || /[\s:]/.test(text[index - 1]!))) {
-      quote = character;
-    } else if (character === '#' && (index === 0 || /\s/.test(text[index - 1]!))) {
-      return text.slice(0, index);
-    }
-  }
-  return text;
-}
-
-function parseDoubleQuoted(body: string, file: string, line: number): string {
-  let result = '';
-  for (let index = 0; index < body.length; index++) {
-    const character = body[index]!;
-    if (character !== '\\') {
-      result += character;
-      continue;
-    }
-    const escapeCharacter = body[++index];
-    const simple: Record<string, string> = {
-      '\\': '\\',
-      '"': '"',
-      '/': '/',
-      n: '\n',
-      t: '\t',
-      r: '\r',
-      '0': '\0',
-      ' ': ' ',
-    };
-    if (escapeCharacter !== undefined && simple[escapeCharacter] !== undefined) {
-      result += simple[escapeCharacter];
-    } else if (escapeCharacter === 'x' || escapeCharacter === 'u' || escapeCharacter === 'U') {
-      const length = escapeCharacter === 'x' ? 2 : escapeCharacter === 'u' ? 4 : 8;
-      const hex = body.slice(index + 1, index + 1 + length);
-      if (!new RegExp(`^[0-9a-fA-F]{${length}}$`).test(hex)) {
-        throw yamlError(file, line, `invalid escape \\${escapeCharacter}${hex} in a double-quoted string`);
-      }
-      result += String.fromCodePoint(Number.parseInt(hex, 16));
-      index += length;
-    } else {
-      throw yamlError(
-        file,
-        line,
-        `unsupported escapeCharacter \\${escapeCharacter ?? ''} in a double-quoted string`,
-      );
-    }
-  }
-  return result;
+  return new GantryError(ErrorCodes.InvalidConfiguration, `parsing ${file}: line ${line}: ${message}`);
 }
 
 /**
- * Reads a scalar written at `text` (already trimmed): a quoted string must end the text; a plain
- * scalar is the text. Returns the scalar and the rest of the text after a quoted string.
- */
-function parseScalarToken(
-  text: string,
-  file: string,
-  line: number,
-): { value: string; quoted: boolean; rest: string } {
-  const first = text[0];
-  if (first === "'") {
-    let value = '';
-    for (let index = 1; index < text.length; index++) {
-      if (text[index] === "'") {
-        if (text[index + 1] === "'") {
-          value += "'";
-          index++;
-          continue;
-        }
-        return { value, quoted: true, rest: text.slice(index + 1) };
-      }
-      value += text[index];
-    }
-    throw yamlError(file, line, 'unterminated single-quoted string (multi-line strings are not supported)');
-  }
-  if (first === '"') {
-    for (let index = 1; index < text.length; index++) {
-      if (text[index] === '\\') {
-        index++;
-        continue;
-      }
-      if (text[index] === '"') {
-        return {
-          value: parseDoubleQuoted(text.slice(1, index), file, line),
-          quoted: true,
-          rest: text.slice(index + 1),
-        };
-      }
-    }
-    throw yamlError(file, line, 'unterminated double-quoted string (multi-line strings are not supported)');
-  }
-  return { value: text, quoted: false, rest: '' };
-}
-
-/** Rejects plain-scalar starts the subset does not support. */
-function checkPlainScalar(text: string, file: string, line: number): void {
-  const first = text[0]!;
-  const unsupported: Record<string, string> = {
-    '[': 'flow sequences',
-    '{': 'flow mappings',
-    '&': 'anchors',
-    '*': 'aliases',
-    '!': 'tags',
-    '|': 'block scalars',
-    '>': 'block scalars',
-    '%': 'directives',
-    '@': 'reserved indicators',
-    '`': 'reserved indicators',
-  };
-  if (unsupported[first] !== undefined) {
-    throw yamlError(file, line, `${unsupported[first]} are not supported: ${JSON.stringify(text)}`);
-  }
-  if (first === '-' && (text.length === 1 || text[1] === ' ')) {
-    throw yamlError(file, line, 'sequences are not supported');
-  }
-  if (/:(\s|$)/.test(text)) {
-    throw yamlError(file, line, `unexpected ": " in a plain value: ${JSON.stringify(text)}`);
-  }
-}
-
-/** Splits `key: value` / `key:` at the first `:` followed by a space or the end, outside quotes. */
-function splitKey(text: string, file: string, line: number): { key: string; value: string } {
-  if (text[0] === '"' || text[0] === "'") {
-    const token = parseScalarToken(text, file, line);
-    const match = /^\s*:(\s|$)/.exec(token.rest);
-    if (!match) throw yamlError(file, line, `expected "key: value", got ${JSON.stringify(text)}`);
-    return { key: token.value, value: token.rest.slice(match[0].length).trim() };
-  }
-  if (text === '-' || text.startsWith('- ')) throw yamlError(file, line, 'sequences are not supported');
-  if (text[0] === '?') throw yamlError(file, line, 'complex mapping keys are not supported');
-  const match = /:(\s|$)/.exec(text);
-  if (!match) throw yamlError(file, line, `expected "key: value", got ${JSON.stringify(text)}`);
-  const key = text.slice(0, match.index).trimEnd();
-  if (key === '') throw yamlError(file, line, 'empty mapping key');
-  checkPlainScalar(key, file, line);
-  return { key, value: text.slice(match.index + 1).trim() };
-}
-
-/**
- * Parses the YAML subset registries.d files use (see the module comment) into nested mappings.
- * An empty document (only comments) is null. Duplicate keys in one mapping are an error, as with
- * containers/image's decoder. Errors are `ERR_GANTRY_INTERNAL` naming `file` and the line.
+ * Parses a registries.d file with the `yaml` package (YAML 1.2 syntax; one document; keys unique)
+ * into nested values with their lines (aliases resolved). Errors name `file` and the line.
  */
 export function parseRegistriesDirectoryYaml(text: string, file: string): RegistriesYamlValue {
-  const lines: YamlLine[] = [];
-  const rawLines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  let sawContent = false;
-  for (const [index, raw] of rawLines.entries()) {
-    const number = index + 1;
-    const content = stripComment(raw).trimEnd();
-    if (content.trim() === '') continue;
-    const indentMatch = /^[ \t]*/.exec(content)![0];
-    if (indentMatch.includes('\t')) throw yamlError(file, number, 'tabs are not allowed in indentation');
-    const body = content.slice(indentMatch.length);
-    if (body === '---' || body.startsWith('--- ')) {
-      if (sawContent || indentMatch !== '') {
-        throw yamlError(file, number, 'several YAML documents in one file are not supported');
-      }
-      if (body.slice(3).trim() !== '') throw yamlError(file, number, 'content after "---" is not supported');
-      sawContent = true;
-      continue;
+  const library = yamlModule();
+  const lineCounter = new library.LineCounter();
+  const lineOf = (offset: number | undefined) =>
+    offset === undefined ? 1 : lineCounter.linePos(offset).line;
+  const documents = library.parseAllDocuments(text, { lineCounter, uniqueKeys: true });
+  if (!Array.isArray(documents)) return { kind: 'null', line: 1 };
+  const [document, second] = documents;
+  for (const found of documents) {
+    const problem = found.errors[0];
+    if (problem) {
+      const line = problem.linePos?.[0].line ?? lineOf(problem.pos[0]);
+      throw yamlError(file, line, problem.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''));
     }
-    if (body === '...' && indentMatch === '') {
-      throw yamlError(file, number, 'document end markers are not supported');
-    }
-    if (body.startsWith('%')) throw yamlError(file, number, 'directives are not supported');
-    sawContent = true;
-    lines.push({ number, indent: indentMatch.length, text: body });
   }
-  if (lines.length === 0) return { kind: 'null', line: 1 };
-
-  let position = 0;
-  const parseMapping = (indent: number): RegistriesYamlValue => {
-    const entries = new Map<string, RegistriesYamlValue>();
-    const startLine = lines[position]!.number;
-    while (position < lines.length) {
-      const current = lines[position]!;
-      if (current.indent < indent) break;
-      if (current.indent > indent) throw yamlError(file, current.number, 'unexpected indentation');
-      const { key, value } = splitKey(current.text, file, current.number);
-      if (entries.has(key)) {
-        throw yamlError(file, current.number, `mapping key ${JSON.stringify(key)} already defined`);
-      }
-      position++;
-      if (value === '') {
-        const next = lines[position];
-        if (next !== undefined && next.indent > indent) {
-          entries.set(key, parseMapping(next.indent));
-        } else {
-          entries.set(key, { kind: 'null', line: current.number });
-        }
-        continue;
-      }
-      entries.set(key, parseInlineValue(value, current.number));
-      const next = lines[position];
-      if (next !== undefined && next.indent > indent) {
-        throw yamlError(
-          file,
-          next.number,
-          'unexpected indentation (multi-line values and nested content after a value are not supported)',
-        );
-      }
-    }
-    return { kind: 'mapping', entries, line: startLine };
-  };
-  const parseInlineValue = (value: string, line: number): RegistriesYamlValue => {
-    if (value === '{}') return { kind: 'mapping', entries: new Map(), line };
-    if (value[0] === '"' || value[0] === "'") {
-      const token = parseScalarToken(value, file, line);
-      if (token.rest.trim() !== '') {
-        throw yamlError(file, line, `unexpected text after a quoted string: ${JSON.stringify(token.rest)}`);
-      }
-      return { kind: 'scalar', value: token.value, quoted: true, line };
-    }
-    checkPlainScalar(value, file, line);
-    if (value === '~' || value === 'null' || value === 'Null' || value === 'NULL')
-      return { kind: 'null', line };
-    return { kind: 'scalar', value, quoted: false, line };
-  };
-
-  const first = lines[0]!;
-  if (lines.length === 1 && !/:(\s|$)/.test(first.text) && first.text[0] !== '"' && first.text[0] !== "'") {
-    const value = parseInlineValue(first.text, first.number);
-    if (value.kind === 'null' || value.kind === 'mapping') return value;
-    throw yamlError(file, first.number, 'the document must be a mapping');
+  if (second) {
+    throw yamlError(file, lineOf(second.range[0]), 'several YAML documents in one file are not supported');
   }
-  const document = parseMapping(first.indent);
-  const rest = lines[position];
-  if (rest !== undefined) throw yamlError(file, rest.number, 'unexpected indentation');
-  return document;
+  if (!document) return { kind: 'null', line: 1 };
+  const convert = (node: unknown, depth: number): RegistriesYamlValue => {
+    if (depth > 64) throw yamlError(file, 1, 'nested too deeply');
+    let resolved = node;
+    if (library.isAlias(resolved)) resolved = resolved.resolve(document);
+    if (resolved === null || resolved === undefined) return { kind: 'null', line: 1 };
+    const line = lineOf((resolved as { range?: [number, number, number] }).range?.[0]);
+    if (library.isScalar(resolved)) {
+      const quoted = resolved.type === 'QUOTE_DOUBLE' || resolved.type === 'QUOTE_SINGLE';
+      if (!quoted && resolved.value === null) return { kind: 'null', line };
+      const value =
+        quoted || resolved.type === 'BLOCK_LITERAL' || resolved.type === 'BLOCK_FOLDED'
+          ? String(resolved.value)
+          : (resolved.source ?? String(resolved.value));
+      return { kind: 'scalar', value, quoted, line };
+    }
+    if (library.isSeq(resolved)) return { kind: 'sequence', line };
+    if (library.isMap(resolved)) {
+      const entries = new Map<string, RegistriesYamlValue>();
+      for (const pair of resolved.items) {
+        const key = convert(pair.key, depth + 1);
+        if (key.kind !== 'scalar' && key.kind !== 'null')
+          throw yamlError(file, key.line, 'mapping keys must be scalars');
+        entries.set(key.kind === 'scalar' ? key.value : '', convert(pair.value, depth + 1));
+      }
+      return { kind: 'mapping', entries, line };
+    }
+    throw yamlError(file, line, 'unexpected YAML node');
+  };
+  return convert(document.contents, 0);
 }
 
 const yaml11True = new Set(['true', 'True', 'TRUE', 'y', 'Y', 'yes', 'Yes', 'YES', 'on', 'On', 'ON']);
@@ -352,7 +156,8 @@ function sectionFrom(
 ): SignatureStorageSection | undefined {
   if (value.kind === 'null') return {};
   if (value.kind !== 'mapping') {
-    throw yamlError(file, value.line, `${where} must be a mapping, got ${JSON.stringify(value.value)}`);
+    const got = value.kind === 'scalar' ? JSON.stringify(value.value) : 'a sequence';
+    throw yamlError(file, value.line, `${where} must be a mapping, got ${got}`);
   }
   const section: SignatureStorageSection = {};
   const stringFields: Array<[string, 'lookaside' | 'lookasideStaging' | 'sigstore' | 'sigstoreStaging']> = [

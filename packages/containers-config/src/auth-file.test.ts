@@ -1,8 +1,8 @@
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { writeTestCredentialHelper } from '@gantry/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { writeTestCredentialHelper } from '../testing/credential-helper.js';
 import {
   type AuthFileSearchOptions,
   authFileSearchPaths,

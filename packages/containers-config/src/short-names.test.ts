@@ -1,8 +1,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { ErrorCodes } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCodes } from '../errors.js';
 import type { RegistriesConfiguration, ShortNameMode } from './registries-conf.js';
 import {
   describeShortNameResolution,
