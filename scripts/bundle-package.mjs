@@ -158,18 +158,27 @@ const runtimeDependencies = new Set([
 const bundleCreateRequireCalls = {
   name: 'bundle-create-require-calls',
   transform(code, id) {
+    /** The call the bundle makes for a literal module name. */
+    const requireOf = (name) =>
+      runtimeDependencies.has(name) || builtins.has(name)
+        ? `createRequire(import.meta.url)(${JSON.stringify(name)})`
+        : `require(${JSON.stringify(createRequire(id).resolve(name))})`;
     let result = code;
-    const declaration = /\bconst (\w+) = createRequire\(import\.meta\.url\);/.exec(result);
-    if (declaration) {
-      const callOfLiteral = new RegExp(`\\b${declaration[1]}\\((["'][^"'\\n]+["'])\\)`, 'g');
-      result = result.replace(callOfLiteral, 'require($1)');
+    // Every `const x = createRequire(import.meta.url);` of the module (a bundled library holds one per
+    // source file that had it, renamed x, x$1, …): its calls with a literal name are rewritten.
+    for (const [, name] of result.matchAll(/\bconst ([\w$]+) = createRequire\(import\.meta\.url\);/g)) {
+      const escaped = name.replace(/\$/g, '\\$');
+      const callOfLiteral = new RegExp(`(?<![\\w$.])${escaped}\\((["'])([^"'\\n]+)\\1\\)`, 'g');
+      result = result.replace(callOfLiteral, (_call, _quote, literal) => requireOf(literal));
     }
+    // A module-level `const require = …` would shadow the `require` the bundler follows.
+    result = result.replace(
+      /\bconst require = createRequire\(import\.meta\.url\);/g,
+      'const moduleRequire = createRequire(import.meta.url);',
+    );
     result = result.replace(
       /\bcreateRequire\(import\.meta\.url\)\((["'])([^"'\n]+)\1\)/g,
-      (call, _quote, name) =>
-        runtimeDependencies.has(name) || builtins.has(name)
-          ? call
-          : `require(${JSON.stringify(createRequire(id).resolve(name))})`,
+      (_call, _quote, name) => requireOf(name),
     );
     return result === code ? null : { code: result };
   },

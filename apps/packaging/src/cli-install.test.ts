@@ -87,7 +87,22 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
-  if (root) await rm(root, { recursive: true, force: true });
+  if (!root) return;
+  // skopeo's overlay driver bind-mounts the store's overlay home onto itself (private propagation) and
+  // leaves it mounted; unmount whatever is mounted inside the test's directory, deepest first.
+  const mountPoints = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((mountPoint) => mountPoint.startsWith(`${root}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const mountPoint of mountPoints) {
+    try {
+      await run('umount', [mountPoint]);
+    } catch {
+      // already gone
+    }
+  }
+  await rm(root, { recursive: true, force: true });
 });
 
 async function runInstalled(args: string[]): Promise<string> {

@@ -333,13 +333,25 @@ export class ContainersStorageDestination implements ImageDestination {
             }
           } else {
             // A failure of the compressed stream (its verification included) fails the application.
-            await pipeline(
-              Readable.from(bytes, { objectMode: false }),
-              createDecompressor(compression),
-              async (decompressed: AsyncIterable<Uint8Array>) => {
-                await apply(decompressed);
-              },
-            );
+            // When the application fails first, its error is the one reported: the pipeline would
+            // otherwise report the abort its own teardown causes in the decompressor.
+            let applyFailure: { error: unknown } | undefined;
+            try {
+              await pipeline(
+                Readable.from(bytes, { objectMode: false }),
+                createDecompressor(compression),
+                async (decompressed: AsyncIterable<Uint8Array>) => {
+                  try {
+                    await apply(decompressed);
+                  } catch (error) {
+                    applyFailure ??= { error };
+                    throw error;
+                  }
+                },
+              );
+            } catch (error) {
+              throw applyFailure ? applyFailure.error : error;
+            }
           }
           if (written === undefined)
             throw new GantryError(ErrorCodes.Internal, `${description}: the blob was not read to its end`);
