@@ -5,7 +5,8 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Digest } from '@gantry/core';
 import { type FixtureImage, type FixtureImageSpec, fixturePresets } from '@gantry/core/testing';
 import type { ImageDestination } from '@gantry/core/transport';
@@ -144,9 +145,16 @@ describe('containers-storage destination: layers applied as their blobs arrive',
     const digest = single().layerDigests[0]!;
     const blob = image.blobs.get(digest)!;
     const bytes = Buffer.concat(await blob.open().toArray());
-    const broken = new PassThrough();
-    broken.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
-    setTimeout(() => broken.destroy(new Error('connection reset')), 50);
+    // Half the blob, then the connection breaks: the error comes while the destination reads (a
+    // stream destroyed before anybody reads it would be an uncaught error, whatever the destination).
+    const broken = Readable.from(
+      (async function* () {
+        yield bytes.subarray(0, Math.floor(bytes.length / 2));
+        await delay(50);
+        throw new Error('connection reset');
+      })(),
+      { objectMode: false },
+    );
     try {
       await expect(
         destination.putBlob(
