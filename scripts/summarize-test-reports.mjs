@@ -10,6 +10,8 @@ let failed = 0;
 let skipped = 0;
 /** Each failed test, named with its file and the first line of its message: CI shows only the tail of the log. */
 const failures = [];
+/** Tests that failed once and passed when run again (CI runs each failed test a second time). */
+const flaky = [];
 const firstLine = (text) => String(text ?? '').trim().split('\n')[0].slice(0, 400);
 for (const name of readdirSync(directory).sort()) {
   if (!name.endsWith('.json')) continue;
@@ -23,10 +25,14 @@ for (const name of readdirSync(directory).sort()) {
       failures.push(`${file.name}: ${firstLine(file.message)}`);
     }
     for (const assertion of file.assertionResults ?? []) {
+      if (assertion.status === 'passed' && (assertion.failureMessages ?? []).length > 0) {
+        flaky.push(`${file.name} > ${assertion.fullName}: ${firstLine(assertion.failureMessages.join(' '))}`);
+      }
       if (assertion.status !== 'failed') continue;
       failures.push(`${file.name} > ${assertion.fullName}: ${firstLine((assertion.failureMessages ?? []).join(' '))}`);
     }
   }
 }
+for (const test of flaky) console.log(`FLAKY (passed when run again) ${test}`);
 for (const failure of failures) console.log(`FAILED ${failure}`);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
