@@ -3,7 +3,7 @@
  * request mid-body): the upload continues at the offset the registry reports for the session, so the
  * blob's bytes cross the wire about once, not twice.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
@@ -93,6 +93,19 @@ describe('uploads resume after a dropped connection (real registry behind a faul
     return proxy.totalRequestBodyBytes - before;
   }
 
+  /** Resolves once an upload under `uploadsDirectory` has data on disk (at most 30 s). */
+  async function waitForStoredUploadBytes(uploadsDirectory: string): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const sessions = await readdir(uploadsDirectory).catch(() => [] as string[]);
+      for (const session of sessions) {
+        const stored = await stat(path.join(uploadsDirectory, session, 'data')).catch(() => undefined);
+        if (stored && stored.size > 0) return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   /** Cuts the PATCH carrying the blob's middle byte there. */
   function cutInTheMiddle(buffered: boolean): void {
     const middle = Math.floor(layer.size / 2);
@@ -140,6 +153,12 @@ describe('uploads resume after a dropped connection (real registry behind a faul
 
   it('starts over when the registry dropped the session with the connection (distribution 2.8 behind a pass-through proxy), completing with --retry-times 1', async () => {
     cutInTheMiddle(false);
+    // The connections drop only once the registry has stored some of the bytes (so its session state
+    // is behind its data, which is what makes distribution 2.x drop the session).
+    proxy.requestFaults[0]!.beforeCut = () =>
+      waitForStoredUploadBytes(
+        path.join(registry.storageDirectory, 'docker/registry/v2/repositories/restarted/streamed/_uploads'),
+      );
     const sent = await push('restarted/streamed:v1', {});
     // distribution 2.x cancels a session whose data outgrew the offset in its signed upload state.
     const statusAnswers = proxy.requests.filter(

@@ -75,6 +75,11 @@ export interface RequestFault {
   cutAfterBytes: number | ((headers: IncomingHttpHeaders) => number);
   /** How many matching requests are cut. */
   times: number;
+  /**
+   * Pass-through mode: awaited after the bytes before the cut were handed to the registry and before
+   * both connections drop (default: 50 ms), e.g. to wait until the registry has stored them.
+   */
+  beforeCut?: () => Promise<void>;
 }
 
 /** Headers to add to the registry's answers to matching requests (e.g. `OCI-Chunk-Min-Length` to POSTs). */
@@ -298,10 +303,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         requests.push(requestRecord(incoming, 0, true, received));
         incoming.pause();
         // Let the forwarded bytes reach the registry, then drop both connections.
-        setTimeout(() => {
+        const dropBoth = (): void => {
           forwarded.destroy();
           incoming.socket?.destroy();
-        }, 50);
+        };
+        const { beforeCut } = requestFault;
+        if (beforeCut) beforeCut().then(dropBoth, dropBoth);
+        else setTimeout(dropBoth, 50);
       }
     });
     incoming.on('end', () => {
