@@ -12,7 +12,11 @@ let skipped = 0;
 const failures = [];
 /** Tests that failed once and passed when run again (CI runs each failed test a second time). */
 const flaky = [];
-const firstLine = (text) => String(text ?? '').trim().split('\n')[0].slice(0, 400);
+const firstLine = (text) =>
+  String(text ?? '')
+    .trim()
+    .split('\n')[0]
+    .slice(0, 400);
 for (const name of readdirSync(directory).sort()) {
   if (!name.endsWith('.json')) continue;
   const report = JSON.parse(readFileSync(join(directory, name), 'utf8'));
@@ -29,7 +33,9 @@ for (const name of readdirSync(directory).sort()) {
         flaky.push(`${file.name} > ${assertion.fullName}: ${firstLine(assertion.failureMessages.join(' '))}`);
       }
       if (assertion.status !== 'failed') continue;
-      failures.push(`${file.name} > ${assertion.fullName}: ${firstLine((assertion.failureMessages ?? []).join(' '))}`);
+      failures.push(
+        `${file.name} > ${assertion.fullName}: ${firstLine((assertion.failureMessages ?? []).join(' '))}`,
+      );
     }
   }
 }
