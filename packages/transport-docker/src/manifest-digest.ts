@@ -6,13 +6,13 @@ import {
   isDigest,
   type TransportContext,
 } from '@gantry/core/transport';
+import { memoForContext } from './context-memo.js';
 import { bareMediaType, headerValue, manifestAcceptHeader } from './manifests.js';
 import { type DockerImageReference, resolveDockerImageReference } from './reference.js';
 import { loadContextRegistriesConfiguration, registryAccessFor, registrySettingsFor } from './registries.js';
 import { RegistryClient, type RegistryClientScope } from './registry-client.js';
-import type { DockerTransportState } from './transport-state.js';
-import { memoForContext } from './context-memo.js';
 import { responseError } from './registry-errors.js';
+import type { DockerTransportState } from './transport-state.js';
 
 /** What a HEAD request tells about a manifest. */
 export interface ManifestHead {
