@@ -23,6 +23,7 @@ import {
   type AccessLogEntry,
   dockerContext,
   pushFixture,
+  startFaultProxy,
   startTestRegistry,
   type TestRegistry,
 } from '@gantry/transport-docker/testing';
@@ -735,6 +736,56 @@ describe('syncImages (the library)', () => {
     // The first image's copy was abandoned before its manifest: its tag was never written.
     expect(await registryImages('aborted')).toEqual({});
   }, 60_000);
+});
+
+describe('the requests of a re-sync', () => {
+  it('an unchanged mirror costs one ping, one tag list and one HEAD per image on each registry, over kept-alive connections', async () => {
+    const sourceProxy = await startFaultProxy(source.host, { keepAliveTimeoutMs: 120_000 });
+    const targetProxy = await startFaultProxy(target.host, { keepAliveTimeoutMs: 120_000 });
+    try {
+      const sync = () =>
+        syncImages({
+          // A new transport instance: its connections and pings start from nothing.
+          transports: new TransportRegistry([createDockerTransport(), dirTransport, ociTransport]),
+          sourceKind: 'docker',
+          source: `${sourceProxy.host}/library/app`,
+          destinationKind: 'docker',
+          destination: `${targetProxy.host}/requests`,
+          sourceContext: dockerContext({ tlsVerify: false }),
+          destinationContext: dockerContext({ tlsVerify: false }),
+          policy: insecureAcceptAnythingPolicy(),
+          // At most two checks in flight per registry while planning.
+          registryConcurrency: 1,
+        });
+      expect(await sync()).toMatchObject({ copied: appTags.length, failed: 0 });
+      sourceProxy.requests.length = 0;
+      targetProxy.requests.length = 0;
+      const sourceConnectionsBefore = sourceProxy.connections;
+      const targetConnectionsBefore = targetProxy.connections;
+
+      expect(await sync()).toMatchObject({ copied: 0, skipped: appTags.length, failed: 0 });
+      const requests = (proxy: typeof sourceProxy) =>
+        proxy.requests.map((request) => `${request.method} ${request.path}`).sort();
+      expect(requests(sourceProxy)).toEqual(
+        [
+          'GET /v2/',
+          'GET /v2/library/app/tags/list',
+          ...appTags.map((tag) => `HEAD /v2/library/app/manifests/${tag}`),
+        ].sort(),
+      );
+      expect(requests(targetProxy)).toEqual(
+        ['GET /v2/', ...appTags.map((tag) => `HEAD /v2/requests/app/manifests/${tag}`)].sort(),
+      );
+      // Connections are kept alive after HEAD requests: the ping's HTTPS attempt (refused: this
+      // registry speaks plain HTTP), the ping's, and one per check in flight (two), at most; not one
+      // per request (undici closes the connection after each HEAD unless told otherwise: 8 here).
+      expect(sourceProxy.connections - sourceConnectionsBefore).toBeLessThanOrEqual(4);
+      expect(targetProxy.connections - targetConnectionsBefore).toBeLessThanOrEqual(4);
+    } finally {
+      await sourceProxy.stop();
+      await targetProxy.stop();
+    }
+  }, 120_000);
 });
 
 describe('--shard', () => {

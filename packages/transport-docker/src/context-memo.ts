@@ -2,9 +2,10 @@ import type { TransportContext } from '@gantry/core/transport';
 
 /**
  * How long a value read from the user's configuration (registries.conf, the short-name alias cache,
- * certificate directories; not credentials, which a login may change at any time) is reused for the same context object: one operation (a copy, a sync of many images)
- * reads each file once instead of once per image and request, while a long-lived context still sees
- * an edited file after this long.
+ * certificate directories; not the auth files, which a login may change at any time, except through
+ * the clients of manifest checks, see manifest-digest.ts) is reused for the same context object: one
+ * operation (a copy, a sync of many images) reads each file once instead of once per image and
+ * request, while a long-lived context still sees an edited file after this long.
  */
 export const contextMemoLifetimeMs = 10_000;
 

@@ -47,3 +47,43 @@ describe('manifestDigest (one HEAD request)', () => {
     }
   }, 60_000);
 });
+
+describe('manifestHead with token authentication', () => {
+  let registry: TestRegistry;
+
+  beforeAll(async () => {
+    registry = await startTestRegistry({ tokenAuth: { users: { erin: 'pw' } } });
+  });
+
+  afterAll(async () => {
+    await registry?.stop();
+  });
+
+  it('checks of one context share one client per repository and role: one token, not one per check', async () => {
+    const context = dockerContext({ tlsVerify: false, credentials: 'erin:pw' });
+    const transport = createDockerTransport();
+    try {
+      const at = (name: string) => transport.parseReference(`//${registry.host}/${name}`);
+      const tags = ['a', 'b', 'c', 'd', 'e'];
+      for (const tag of tags) {
+        expect(await transport.manifestHead(at(`tokens/app:${tag}`), context, 'pull')).toBeUndefined();
+      }
+      await Promise.all(tags.map((tag) => transport.manifestHead(at(`tokens/app:${tag}`), context, 'push')));
+      expect(await transport.manifestHead(at('tokens/other:a'), context, 'pull')).toBeUndefined();
+      const tokenScopes = registry.tokenServer!.requests.map((request) => request.scopes.join(' '));
+      // One client (and token) for the reads of tokens/app, one for the checks where a push would
+      // write (a destination's), one for tokens/other.
+      expect(tokenScopes).toEqual([
+        'repository:tokens/app:pull',
+        'repository:tokens/app:pull',
+        'repository:tokens/other:pull',
+      ]);
+      const manifestChecks = (await registry.accessLog(300)).filter(
+        (entry) => entry.path.includes('/manifests/') && entry.status !== 401,
+      );
+      expect(manifestChecks).toHaveLength(2 * tags.length + 1);
+    } finally {
+      await transport.closeConnections();
+    }
+  }, 60_000);
+});

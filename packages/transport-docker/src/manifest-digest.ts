@@ -6,11 +6,13 @@ import {
   isDigest,
   type TransportContext,
 } from '@gantry/core/transport';
+import { memoForContext } from './context-memo.js';
 import { bareMediaType, headerValue, manifestAcceptHeader } from './manifests.js';
 import { type DockerImageReference, resolveDockerImageReference } from './reference.js';
 import { loadContextRegistriesConfiguration, registryAccessFor, registrySettingsFor } from './registries.js';
-import { RegistryClient } from './registry-client.js';
+import { RegistryClient, type RegistryClientScope } from './registry-client.js';
 import { responseError } from './registry-errors.js';
+import type { DockerTransportState } from './transport-state.js';
 
 /** What a HEAD request tells about a manifest. */
 export interface ManifestHead {
@@ -90,6 +92,44 @@ export async function headManifest(
   return undefined;
 }
 
+/** A number per transport instance, so that clients of two instances never share a memo entry. */
+const stateNumbers = new WeakMap<DockerTransportState, number>();
+let statesNumbered = 0;
+
+/**
+ * The client HEAD requests of one context use for a repository: opened once (credentials looked up,
+ * the registry pinged, tokens fetched) and shared by every check of that context for a while (see
+ * context-memo.ts), so that a sync checking hundreds of images sets up one client per repository and
+ * role, not one per image. A failed opening is not kept.
+ */
+function headClient(
+  state: DockerTransportState,
+  scope: RegistryClientScope,
+  access: { context: TransportContext; insecure: boolean; credentialHelpers: readonly string[] | undefined },
+): Promise<RegistryClient> {
+  let stateNumber = stateNumbers.get(state);
+  if (stateNumber === undefined) {
+    statesNumbered += 1;
+    stateNumber = statesNumbered;
+    stateNumbers.set(state, stateNumber);
+  }
+  const key = [
+    'head-client',
+    stateNumber,
+    scope.role,
+    scope.registry,
+    scope.repository,
+    access.insecure,
+    access.credentialHelpers?.join(',') ?? '',
+  ].join('\n');
+  return memoForContext(access.context, key, () =>
+    RegistryClient.open(state, scope, access.context, {
+      insecure: access.insecure,
+      ...(access.credentialHelpers === undefined ? {} : { credentialHelpers: access.credentialHelpers }),
+    }),
+  );
+}
+
 async function headAt(
   reference: DockerImageReference,
   registry: string,
@@ -99,15 +139,7 @@ async function headAt(
   access: { context: TransportContext; insecure: boolean; credentialHelpers: readonly string[] | undefined },
 ): Promise<ManifestHead | undefined> {
   const { context } = access;
-  const client = await RegistryClient.open(
-    reference.state,
-    { registry, repository, actions: 'pull', role },
-    context,
-    {
-      insecure: access.insecure,
-      ...(access.credentialHelpers === undefined ? {} : { credentialHelpers: access.credentialHelpers }),
-    },
-  );
+  const client = await headClient(reference.state, { registry, repository, actions: 'pull', role }, access);
   const what = `checking manifest ${tagOrDigest} in ${registry}/${repository}`;
   const response = await client.request({
     method: 'HEAD',

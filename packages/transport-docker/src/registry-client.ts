@@ -420,6 +420,11 @@ export class RegistryClient {
           signal: request.signal,
           headersTimeout: this.options.idleTimeoutMs,
           bodyTimeout: this.options.idleTimeoutMs,
+          // undici closes the connection after every HEAD (for servers that wrongly send a body with
+          // the answer), so each HEAD would open a connection of its own: a sync's manifest checks
+          // and a copy's blob checks are mostly HEADs. Registries answer HEAD correctly, and
+          // skopeo's client keeps those connections too.
+          ...(request.method === 'HEAD' ? { reset: false } : {}),
         });
       } catch (error) {
         if (this.pingKey !== undefined && !request.signal?.aborted) this.state.pings.forget(this.pingKey);

@@ -65,12 +65,18 @@ export function imageName(reference: ImageReference): string {
   return `${reference.transport.name}:${reference.stringWithinTransport()}`;
 }
 
+/**
+ * `context` with `signal` added: the context itself when it already has that signal (a sync passes its
+ * contexts so), so that what transports remember per context object (configuration files read,
+ * clients opened) is shared by the copies of one operation instead of being read again for each.
+ */
 function contextWithSignal(
   context: TransportContext | undefined,
   signal: AbortSignal | undefined,
 ): TransportContext | undefined {
   if (!signal) return context;
   const own = context?.signal;
+  if (own === signal) return context;
   return { ...context, signal: own ? AbortSignal.any([own, signal]) : signal };
 }
 

@@ -119,7 +119,17 @@ export interface FaultProxy {
   requestWatches: RequestWatch[];
   /** Request body bytes the proxy received, over every request (cut ones included). */
   readonly totalRequestBodyBytes: number;
+  /** TCP connections clients opened to the proxy so far. */
+  readonly connections: number;
   stop(): Promise<void>;
+}
+
+export interface FaultProxyOptions {
+  /**
+   * How long the proxy keeps an idle client connection open (Node's default is 5 s); longer lets a
+   * test count connections without a loaded machine's pauses closing them.
+   */
+  keepAliveTimeoutMs?: number;
 }
 
 function requestRecord(
@@ -158,7 +168,7 @@ function requestRecord(
  * response passed a number of bytes (to restart the registry then); or add headers to answers.
  * Every request is recorded (with its upload headers, User-Agent and body size).
  */
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
+export async function startFaultProxy(target: string, options: FaultProxyOptions = {}): Promise<FaultProxy> {
   const [targetHost, targetPort] = target.split(':') as [string, string];
   const requests: ProxiedRequest[] = [];
   const faults: ResponseFault[] = [];
@@ -318,6 +328,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       else forwarded.end();
     });
   });
+  let connections = 0;
+  server.on('connection', () => {
+    connections++;
+  });
+  if (options.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = options.keepAliveTimeoutMs;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
@@ -331,6 +346,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     requestWatches,
     get totalRequestBodyBytes() {
       return totalRequestBodyBytes;
+    },
+    get connections() {
+      return connections;
     },
     stop: () =>
       new Promise<void>((resolve) => {
