@@ -403,13 +403,7 @@ export class ContainersStore {
    */
   async readContainers(options: LockOptions = {}): Promise<ContainerRecord[]> {
     const lockDirectory = this.volatileContainersDirectory;
-    try {
-      await stat(lockDirectory);
-    } catch {
-      return [];
-    }
-    const lock = await acquireLock(join(lockDirectory, 'containers.lock'), false, options);
-    try {
+    const read = (): ContainerRecord[] => {
       const records = readJsonArraySync<ContainerRecord>(join(this.containersDirectory, 'containers.json'));
       const ids = new Set(records.map((record) => record.id));
       for (const record of readJsonArraySync<ContainerRecord>(
@@ -418,6 +412,16 @@ export class ContainersStore {
         if (!ids.has(record.id)) records.push(record);
       }
       return records;
+    };
+    try {
+      await stat(lockDirectory);
+    } catch {
+      // No lock file's directory (a transient store's run root after a reboot): nobody holds the lock.
+      return read();
+    }
+    const lock = await acquireLock(join(lockDirectory, 'containers.lock'), false, options);
+    try {
+      return read();
     } finally {
       lock.release();
     }

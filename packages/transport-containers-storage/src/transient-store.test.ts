@@ -8,7 +8,7 @@
  * part of the store (layers.json, images.json in the graph root) is what it reads.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { type FixtureImageSpec, fixturePresets } from '@gantry/core/testing';
@@ -175,6 +175,19 @@ describe('containers-storage: transient stores and volatile layers', () => {
     expect(await readJson<LayerRecord[]>(graphLayersJson())).toEqual(layers);
     expect(await readFile(volatileLayers, 'utf8')).toBe(volatileText);
     expect(existsSync(join(store.runRoot, 'vfs-layers', 'volatile-layers.json'))).toBe(false);
+  });
+
+  it('in a transient store whose run root was emptied (a reboot), still reads containers.json of the graph root', async () => {
+    const registry = await useAsDefaultStore(true);
+    const { reference } = await fixtureLayout(store.directory, 'layout', twoLayers);
+    await copy(registry, reference, 'containers-storage:x:t');
+    const [image] = await readJson<ImageRecord[]>(imagesJson());
+    await rm(join(store.runRoot, 'vfs-containers'), { recursive: true, force: true });
+    await addContainer(join(store.graphRoot, 'vfs-containers'), 'containers.json', image!.id);
+    await expect(registry.parseImageReference('containers-storage:x:t').deleteImage()).rejects.toThrow(
+      `in use by container ${containerId}`,
+    );
+    expect(await readJson<ImageRecord[]>(imagesJson())).toHaveLength(1);
   });
 
   it('opens a store named in the reference as persistent, as containers/image does, whatever storage.conf says', async () => {
