@@ -39,6 +39,7 @@ describe('defaultStoreOptions', () => {
       graphRoot: join(directory, 'graph-0'),
       runRoot: '/r',
       driverOptions: ['overlay.mountopt=nodev'],
+      transientStore: false,
       files: [file, join(`${file}.d`, '10-first.conf'), join(`${file}.d`, '20-later.conf')],
     });
   });
@@ -56,6 +57,25 @@ describe('defaultStoreOptions', () => {
     });
     expect(options.driver).toBe('overlay');
     expect(options.driverOptions).toEqual(['overlay.mountopt=nodev', 'overlay.foo=1']);
+  });
+
+  it('reads transient_store, a later drop-in overriding it, and refuses a value that is not a boolean', async () => {
+    const file = join(directory, 'storage.conf');
+    await writeFile(file, '[storage]\ndriver = "vfs"\ntransient_store = true\n');
+    const env = { CONTAINERS_STORAGE_CONF: file };
+    expect(defaultStoreOptions({ env, uid: 0 }).transientStore).toBe(true);
+    await mkdir(`${file}.d`);
+    await writeFile(join(`${file}.d`, '10-persistent.conf'), '[storage]\ntransient_store = false\n');
+    expect(defaultStoreOptions({ env, uid: 0 }).transientStore).toBe(false);
+    await writeFile(join(`${file}.d`, '10-persistent.conf'), '[storage]\ntransient_store = "yes"\n');
+    expect(() => defaultStoreOptions({ env, uid: 0 })).toThrowError(
+      expect.objectContaining({
+        code: 'ERR_GANTRY_INVALID_CONFIGURATION',
+        message: expect.stringContaining(
+          '10-persistent.conf: [storage] transient_store must be true or false',
+        ),
+      }),
+    );
   });
 
   it('names the file and line of a malformed storage.conf', async () => {

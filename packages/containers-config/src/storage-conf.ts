@@ -29,6 +29,11 @@ export interface StoreOptions {
   graphRoot: string;
   runRoot: string;
   driverOptions: string[];
+  /**
+   * `transient_store` ([storage]): containers/storage keeps its container records, the containers lock
+   * and `volatile-layers.json` in the run root, so they do not outlive a reboot (containers/storage 1.45+).
+   */
+  transientStore: boolean;
   /** The files read, in order. */
   files: string[];
 }
@@ -54,6 +59,7 @@ interface ParsedStorageConf {
   graphRoot?: string;
   runRoot?: string;
   rootlessStoragePath?: string;
+  transientStore?: boolean;
   driverOptions: string[];
 }
 
@@ -117,6 +123,16 @@ function readStorageConf(file: string, into: ParsedStorageConf): void {
   if (runRoot) into.runRoot = runRoot;
   const rootless = stringField(file, section, 'rootless_storage_path', 'storage');
   if (rootless) into.rootlessStoragePath = rootless;
+  const transient = section.transient_store;
+  if (transient !== undefined) {
+    if (typeof transient !== 'boolean') {
+      throw new GantryError(
+        ErrorCodes.InvalidConfiguration,
+        `malformed storage configuration ${file}: [storage] transient_store must be true or false`,
+      );
+    }
+    into.transientStore = transient;
+  }
   const options = section.options;
   if (options !== undefined && typeof options === 'object' && options !== null && !Array.isArray(options)) {
     const optionTable = options as TomlTable;
@@ -271,5 +287,5 @@ export function defaultStoreOptions(environment: StorageConfEnvironment = {}): S
   );
   if (env.STORAGE_OPTS !== undefined)
     driverOptions = env.STORAGE_OPTS.split(',').filter((option) => option !== '');
-  return { driver, graphRoot, runRoot, driverOptions, files };
+  return { driver, graphRoot, runRoot, driverOptions, transientStore: parsed.transientStore ?? false, files };
 }

@@ -99,6 +99,7 @@ export function resolveStoreLocation(specification: StoreSpecification | undefin
       graphRoot: defaults.graphRoot,
       runRoot: defaults.runRoot,
       driverOptions: defaults.driverOptions,
+      transientStore: defaults.transientStore,
     };
   }
   const graphRoot = specification.graphRoot ?? defaults.graphRoot;
@@ -111,6 +112,9 @@ export function resolveStoreLocation(specification: StoreSpecification | undefin
     graphRoot,
     runRoot: specification.runRoot ?? defaults.runRoot,
     driverOptions: specification.options ?? (specification.driver ? [] : defaults.driverOptions),
+    // As containers/image: a store named in the reference is opened with what the reference says only,
+    // not storage.conf's transient_store.
+    transientStore: false,
   };
 }
 

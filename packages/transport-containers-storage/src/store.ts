@@ -8,9 +8,19 @@
  * <graphroot>/<driver>-layers/<id>.tar-split.gz   how to rebuild each layer's tar byte for byte
  * <graphroot>/<driver>-images/images.json         image records, guarded by images.lock
  * <graphroot>/<driver>-images/<id>/<big data>     manifests, config, signatures (see ids.ts for names)
+ * <graphroot>/<driver>-layers/volatile-layers.json layers created volatile (containers of `--rm`)
  * <graphroot>/<driver>-containers/containers.json containers (read only here: images in use are kept)
+ * <graphroot>/<driver>-containers/volatile-containers.json, containers.lock
  * <runroot>/<driver>-layers/mountpoints.json      mounts (not changed here)
  * ```
+ *
+ * A transient store (storage.conf `transient_store = true`, containers/storage 1.45+) keeps
+ * `volatile-layers.json`, `volatile-containers.json` and `containers.lock` in
+ * `<runroot>/<driver>-layers/` and `<runroot>/<driver>-containers/` instead (layers.json, layers.lock,
+ * images.json and images.lock stay in the graph root). The layers of the two layer files are one table
+ * here, as in containers/storage: each record is saved back to the file it came from (new ones, image
+ * layers, to layers.json), and a file is rewritten only when its records changed; volatile files are
+ * written without fsync, as containers/storage writes them.
  *
  * Every change happens with the guarding lock held for writing, re-reading the JSON first (another
  * process may have changed it), writing a new last-writer token into the lock file before the data
@@ -92,6 +102,8 @@ export interface StoreLocation {
   graphRoot: string;
   runRoot: string;
   driverOptions: readonly string[];
+  /** storage.conf's `transient_store` (see above); default false. */
+  transientStore?: boolean;
 }
 
 /** The layer records under the held layers lock. */
@@ -150,8 +162,16 @@ function readJsonArraySync<T>(file: string): T[] {
   return parseJsonArray<T>(file, text);
 }
 
-/** Replaces `file` atomically with `data` (temporary file in the same directory, fsync, rename). */
-export function atomicWriteFileSync(file: string, data: string | Uint8Array, mode = 0o600): void {
+/**
+ * Replaces `file` atomically with `data` (temporary file in the same directory, fsync unless `sync` is
+ * false, rename).
+ */
+export function atomicWriteFileSync(
+  file: string,
+  data: string | Uint8Array,
+  mode = 0o600,
+  sync = true,
+): void {
   const directory = join(file, '..');
   mkdirSync(directory, { recursive: true, mode: 0o700 });
   const temporary = join(
@@ -163,7 +183,7 @@ export function atomicWriteFileSync(file: string, data: string | Uint8Array, mod
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     let offset = 0;
     while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
-    fsyncSync(fd);
+    if (sync) fsyncSync(fd);
   } catch (error) {
     closeSync(fd);
     rmSync(temporary, { force: true });
@@ -191,6 +211,7 @@ export class ContainersStore {
   readonly graphRoot: string;
   readonly runRoot: string;
   readonly driverOptions: readonly string[];
+  readonly transientStore: boolean;
   readonly driver: StorageDriver;
   private initialized: Promise<void> | undefined;
 
@@ -199,6 +220,7 @@ export class ContainersStore {
     this.graphRoot = location.graphRoot;
     this.runRoot = location.runRoot;
     this.driverOptions = location.driverOptions;
+    this.transientStore = location.transientStore === true;
     this.driver = driver;
   }
 
@@ -213,6 +235,19 @@ export class ContainersStore {
   }
   get layersJsonPath(): string {
     return join(this.layersDirectory, 'layers.json');
+  }
+  /** Where containers/storage keeps the volatile layers' records (the run root in a transient store). */
+  get volatileLayersJsonPath(): string {
+    const directory = this.transientStore
+      ? join(this.runRoot, `${this.driverName}-layers`)
+      : this.layersDirectory;
+    return join(directory, 'volatile-layers.json');
+  }
+  /** Where the containers lock and volatile-containers.json are (the run root in a transient store). */
+  get volatileContainersDirectory(): string {
+    return this.transientStore
+      ? join(this.runRoot, `${this.driverName}-containers`)
+      : this.containersDirectory;
   }
   get imagesJsonPath(): string {
     return join(this.imagesDirectory, 'images.json');
@@ -235,7 +270,9 @@ export class ContainersStore {
       for (const directory of [this.layersDirectory, this.imagesDirectory, this.containersDirectory]) {
         await mkdir(directory, { recursive: true, mode: 0o700 });
       }
-      await mkdir(join(this.runRoot, `${this.driverName}-layers`), { recursive: true, mode: 0o700 });
+      for (const directory of [`${this.driverName}-layers`, `${this.driverName}-containers`]) {
+        await mkdir(join(this.runRoot, directory), { recursive: true, mode: 0o700 });
+      }
       await this.driver.initialize();
     })();
     return this.initialized;
@@ -250,9 +287,9 @@ export class ContainersStore {
     }
   }
 
-  /** layers.json read without a lock (the file is always replaced atomically): hints only. */
+  /** layers.json and volatile-layers.json read without a lock (both are always replaced whole): hints only. */
   readLayersUnlocked(): LayerRecord[] {
-    return readJsonArraySync<LayerRecord>(this.layersJsonPath);
+    return this.readLayerFiles().records;
   }
 
   /** images.json read without a lock (the file is always replaced atomically): for parsing references. */
@@ -261,9 +298,34 @@ export class ContainersStore {
   }
 
   /**
-   * Runs `action` with layers.lock held (exclusive: for writing), on freshly read records. With the lock
-   * held for writing, layers left `incomplete` by an interrupted writer are removed first (their files,
-   * tar-split and record), as containers/storage does. Read-only transactions skip incomplete layers.
+   * The records of layers.json then volatile-layers.json (a record whose ID came earlier is dropped, as
+   * containers/storage drops it), the set of those from the volatile file, and each file's text as read.
+   */
+  private readLayerFiles(): { records: LayerRecord[]; volatile: Set<LayerRecord>; texts: [string, string] } {
+    const stable = readJsonArraySync<LayerRecord>(this.layersJsonPath);
+    const volatileRecords = readJsonArraySync<LayerRecord>(this.volatileLayersJsonPath);
+    const records: LayerRecord[] = [];
+    const volatile = new Set<LayerRecord>();
+    const seen = new Set<string>();
+    for (const [list, isVolatile] of [
+      [stable, false],
+      [volatileRecords, true],
+    ] as const) {
+      for (const record of list) {
+        if (seen.has(record.id)) continue;
+        seen.add(record.id);
+        records.push(record);
+        if (isVolatile) volatile.add(record);
+      }
+    }
+    return { records, volatile, texts: [JSON.stringify(stable), JSON.stringify(volatileRecords)] };
+  }
+
+  /**
+   * Runs `action` with layers.lock held (exclusive: for writing), on freshly read records (both layer
+   * files). With the lock held for writing, layers left `incomplete` by an interrupted writer are removed
+   * first (their files, tar-split and record), as containers/storage does. Read-only transactions skip
+   * incomplete layers.
    */
   async withLayers<T>(
     exclusive: boolean,
@@ -273,30 +335,36 @@ export class ContainersStore {
     if (exclusive) await this.initialize();
     const lock = await acquireLock(join(this.layersDirectory, 'layers.lock'), exclusive, options);
     try {
-      const file = this.layersJsonPath;
-      let records = readJsonArraySync<LayerRecord>(file);
+      const read = this.readLayerFiles();
+      const saved = [...read.texts];
       const table: LayerTable = {
-        records,
+        records: read.records,
         byId: (id) => table.records.find((record) => record.id === id),
         save: () => {
+          // Each record back to the file it came from; only a file whose records changed is rewritten.
+          const stable = table.records.filter((record) => !read.volatile.has(record));
+          const volatile = table.records.filter((record) => read.volatile.has(record));
+          const texts = [JSON.stringify(stable), JSON.stringify(volatile)];
+          const changed = texts.map((text, index) => text !== saved[index]);
+          if (!changed[0] && !changed[1]) return;
           lock.recordWrite();
-          atomicWriteFileSync(file, JSON.stringify(table.records));
+          if (changed[0]) atomicWriteFileSync(this.layersJsonPath, texts[0]!);
+          if (changed[1]) atomicWriteFileSync(this.volatileLayersJsonPath, texts[1]!, 0o600, false);
+          saved.splice(0, 2, texts[0]!, texts[1]!);
         },
       };
-      const incomplete = records.filter((record) => record.flags?.[incompleteFlag] === true);
+      const incomplete = read.records.filter((record) => record.flags?.[incompleteFlag] === true);
       if (incomplete.length) {
+        const complete = read.records.filter((record) => record.flags?.[incompleteFlag] !== true);
         if (exclusive) {
           for (const record of incomplete) {
             await this.driver.removeLayer(record.id);
             await rm(this.tarSplitPath(record.id), { force: true });
           }
-          records = records.filter((record) => record.flags?.[incompleteFlag] !== true);
-          (table as { records: LayerRecord[] }).records = records;
+          (table as { records: LayerRecord[] }).records = complete;
           table.save();
         } else {
-          (table as { records: LayerRecord[] }).records = records.filter(
-            (record) => record.flags?.[incompleteFlag] !== true,
-          );
+          (table as { records: LayerRecord[] }).records = complete;
         }
       }
       return await action(table, lock);
@@ -329,17 +397,31 @@ export class ContainersStore {
     }
   }
 
-  /** The containers of the store (containers.json), read under containers.lock. */
+  /**
+   * The containers of the store (containers.json and volatile-containers.json), read under
+   * containers.lock.
+   */
   async readContainers(options: LockOptions = {}): Promise<ContainerRecord[]> {
-    const file = join(this.containersDirectory, 'containers.json');
+    const lockDirectory = this.volatileContainersDirectory;
+    const read = (): ContainerRecord[] => {
+      const records = readJsonArraySync<ContainerRecord>(join(this.containersDirectory, 'containers.json'));
+      const ids = new Set(records.map((record) => record.id));
+      for (const record of readJsonArraySync<ContainerRecord>(
+        join(lockDirectory, 'volatile-containers.json'),
+      )) {
+        if (!ids.has(record.id)) records.push(record);
+      }
+      return records;
+    };
     try {
-      await stat(this.containersDirectory);
+      await stat(lockDirectory);
     } catch {
-      return [];
+      // No lock file's directory (a transient store's run root after a reboot): nobody holds the lock.
+      return read();
     }
-    const lock = await acquireLock(join(this.containersDirectory, 'containers.lock'), false, options);
+    const lock = await acquireLock(join(lockDirectory, 'containers.lock'), false, options);
     try {
-      return readJsonArraySync<ContainerRecord>(file);
+      return read();
     } finally {
       lock.release();
     }

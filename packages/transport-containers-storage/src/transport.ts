@@ -40,7 +40,13 @@ export interface ContainersStorageTransport extends Transport {
 }
 
 function locationKey(location: StoreLocation): string {
-  return JSON.stringify([location.driverName, location.graphRoot, location.runRoot, location.driverOptions]);
+  return JSON.stringify([
+    location.driverName,
+    location.graphRoot,
+    location.runRoot,
+    location.driverOptions,
+    location.transientStore === true,
+  ]);
 }
 
 export function createContainersStorageTransport(
