@@ -102,7 +102,11 @@ export class OstreeRepository {
       if ((error as { code?: unknown }).code !== 'ENOENT') throw error;
       empty = true;
     }
-    if (empty) {
+    // `ostree init` writes the config first, then the directories: a repository another process is
+    // creating right now has a config and no `objects/` yet. `ostree init` again completes it (it keeps
+    // an existing config).
+    const beingCreated = !empty && existsSync(join(path, 'config')) && !existsSync(join(path, 'objects'));
+    if (empty || beingCreated) {
       const mode = process.getuid?.() === 0 ? 'bare' : 'bare-user';
       await runOstree(['init', `--repo=${path}`, `--mode=${mode}`], options);
     }
