@@ -5,6 +5,7 @@ import {
   parseManifest,
   type TransportContext,
 } from '@gantry/core/transport';
+import { lockRepository } from './lock.js';
 import { blobBranch, branchPrefix, type OstreeImageReference } from './reference.js';
 import type { OstreeRepository } from './repository.js';
 import { openImageCommit } from './source.js';
@@ -35,26 +36,43 @@ async function blobsInUse(repository: OstreeRepository, exceptBranch: string): P
 
 /**
  * Deletes an image: its branch, then the branches of its layers and config that no other image of the
- * repository uses, then the objects nothing reaches any more (`ostree prune --refs-only`).
+ * repository uses — holding the repository lock exclusive, so that no copy reuses or writes a branch
+ * meanwhile — then the objects nothing reaches any more (`ostree prune --refs-only`, which takes the lock
+ * exclusive itself). When a copy holds the lock longer than prune waits for it (30 seconds), the prune is
+ * left to a later delete or `ostree prune`: the image is deleted, its objects are unreachable.
  */
 export async function deleteOstreeImage(
   reference: OstreeImageReference,
   context: TransportContext,
 ): Promise<void> {
-  const { repository, commit } = await openImageCommit(reference);
   const signal = context.signal;
-  const manifestText = commit.metadata.get('docker.manifest');
-  if (manifestText === undefined) {
-    throw new GantryError(ErrorCodes.InvalidLayout, `${reference}: the image commit has no docker.manifest`);
+  const { repository } = await openImageCommit(reference);
+  const lock = await lockRepository(repository.path, true, { signal });
+  try {
+    // Read again under the lock: another process may have replaced or deleted the image meanwhile.
+    const { commit } = await openImageCommit(reference);
+    const manifestText = commit.metadata.get('docker.manifest');
+    if (manifestText === undefined) {
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `${reference}: the image commit has no docker.manifest`,
+      );
+    }
+    const blobs = blobsOf(manifestText);
+    const used = await blobsInUse(repository, reference.imageBranch);
+    await repository.deleteBranch(reference.imageBranch, { signal });
+    for (const digest of new Set(blobs)) {
+      if (used.has(digest)) continue;
+      const branch = blobBranch(digest);
+      if ((await repository.resolveBranch(branch)) !== undefined)
+        await repository.deleteBranch(branch, { signal });
+    }
+  } finally {
+    lock.release();
   }
-  const blobs = blobsOf(manifestText);
-  const used = await blobsInUse(repository, reference.imageBranch);
-  await repository.deleteBranch(reference.imageBranch, { signal });
-  for (const digest of new Set(blobs)) {
-    if (used.has(digest)) continue;
-    const branch = blobBranch(digest);
-    if ((await repository.resolveBranch(branch)) !== undefined)
-      await repository.deleteBranch(branch, { signal });
+  try {
+    await repository.prune({ signal });
+  } catch (error) {
+    if (!(error instanceof Error && /Locking repo exclusive failed/.test(error.message))) throw error;
   }
-  await repository.prune({ signal });
 }

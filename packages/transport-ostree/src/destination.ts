@@ -9,8 +9,7 @@
  * Until `commit` the commits are unreferenced objects: nothing is visible, and `ostree prune` removes them.
  */
 import { lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -34,10 +33,12 @@ import {
   type PutBlobOptions,
   parseManifest,
   type ReusedBlob,
+  removeAbandonedTemporaryFiles,
   type TransportContext,
   type TryReusingBlobOptions,
 } from '@gantry/core/transport';
 import { applyLayer, cleanPath, readTarSplit } from '@gantry/layer-tree';
+import { lockRepository, type RepositoryLock } from './lock.js';
 import { blobBranch, type OstreeImageReference } from './reference.js';
 import { OstreeRepository } from './repository.js';
 
@@ -114,7 +115,8 @@ function removeSpecialFiles(directory: string): void {
 }
 
 interface WrittenBlob {
-  commit: string;
+  /** The blob's commit: its tree is committed in the background while the next blob streams in. */
+  commit: Promise<string>;
   size: number;
 }
 
@@ -164,17 +166,35 @@ class OstreeImageDestination implements ImageDestination {
   private manifest: Uint8Array | undefined;
   private signatures: Uint8Array[] = [];
   private workDirectory: Promise<string> | undefined;
+  /**
+   * The `ostree commit` of the last blob's tree, run while the next blob is decompressed and applied
+   * (two cores at work instead of one); commits run one at a time, so at most two trees wait on disk.
+   */
+  private committing: Promise<unknown> = Promise.resolve();
+  private commitFailure: { error: unknown } | undefined;
   private closed = false;
 
   constructor(
     readonly reference: OstreeImageReference,
     private readonly repository: OstreeRepository,
     private readonly context: TransportContext,
+    /** The repository lock, held shared until `close`: no prune removes this copy's commits meanwhile. */
+    private readonly lock: RepositoryLock,
   ) {}
 
+  /**
+   * The work directory, in the repository's `tmp/`: on the repository's file system, so that
+   * `ostree commit --consume` moves the files into the object store instead of copying them. Its name is
+   * an owned one (`ownedTemporaryName`): what a Gantry process killed mid-copy left there is removed
+   * here, never libostree's own entries (`staging-…`, `cache/`…) nor a live process's.
+   */
   private work(): Promise<string> {
-    // An owned name: the work directories of a process killed mid-copy are removed by the next one.
-    this.workDirectory ??= makeOwnedTemporaryDirectory('ostree', this.context.temporaryDirectory ?? tmpdir());
+    this.workDirectory ??= (async () => {
+      const temporary = join(this.repository.path, 'tmp');
+      await mkdir(temporary, { recursive: true });
+      await removeAbandonedTemporaryFiles(temporary);
+      return makeOwnedTemporaryDirectory('ostree-work', temporary);
+    })();
     return this.workDirectory;
   }
 
@@ -194,14 +214,15 @@ class OstreeImageDestination implements ImageDestination {
 
   async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
     const signal = this.signal(options);
+    this.failedCommit();
     const directory = await mkdtemp(join(await this.work(), 'blob-'));
     let result: { digest: Digest; size: number } | undefined;
     const onEnd = (value: { digest: Digest; size: number }) => {
       result = value;
     };
+    let tree: string;
+    let metadata: Map<string, string>;
     try {
-      let metadata: Map<string, string>;
-      let tree: string;
       if (options.isConfig) {
         const chunks: Uint8Array[] = [];
         await pipeline(
@@ -230,16 +251,33 @@ class OstreeImageDestination implements ImageDestination {
           ['tarsplit.output', applied.tarSplitGzip.toString('base64')],
         ]);
       }
-      const commit = await this.repository.commitDirectory(tree, metadata, { signal });
-      this.written.set(result!.digest, { commit, size: result!.size });
-      return {
-        digest: result!.digest,
-        size: result!.size,
-        ...(info.mediaType ? { mediaType: info.mediaType } : {}),
-      };
-    } finally {
+    } catch (error) {
       await rm(directory, { recursive: true, force: true });
+      throw error;
     }
+    // Committed after the previous blob's commit, while the caller streams the next blob in.
+    const commit = this.committing.then(async () => {
+      try {
+        return await this.repository.commitDirectory(tree, metadata, { signal: this.context.signal });
+      } finally {
+        await rm(directory, { recursive: true, force: true });
+      }
+    });
+    commit.catch((error: unknown) => {
+      this.commitFailure ??= { error }; // reported by the next putBlob, or by commit()
+    });
+    this.committing = commit;
+    this.written.set(result!.digest, { commit, size: result!.size });
+    return {
+      digest: result!.digest,
+      size: result!.size,
+      ...(info.mediaType ? { mediaType: info.mediaType } : {}),
+    };
+  }
+
+  /** Throws the failure of a blob commit that ran in the background, if one has failed already. */
+  private failedCommit(): void {
+    if (this.commitFailure) throw this.commitFailure.error;
   }
 
   /**
@@ -363,7 +401,7 @@ class OstreeImageDestination implements ImageDestination {
     const branches: [string, string][] = [];
     for (const digest of blobs) {
       const written = this.written.get(digest);
-      if (written) branches.push([blobBranch(digest), written.commit]);
+      if (written) branches.push([blobBranch(digest), await written.commit]);
       else if (!this.reused.has(digest)) {
         throw new GantryError(ErrorCodes.BlobNotFound, `${this.reference}: blob ${digest} was not written`);
       }
@@ -390,9 +428,14 @@ class OstreeImageDestination implements ImageDestination {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.workDirectory) {
-      const directory = await this.workDirectory.catch(() => undefined);
-      if (directory) rmSync(directory, { recursive: true, force: true });
+    await this.committing.catch(() => undefined); // nothing may still write into the work directory
+    try {
+      if (this.workDirectory) {
+        const directory = await this.workDirectory.catch(() => undefined);
+        if (directory) rmSync(directory, { recursive: true, force: true });
+      }
+    } finally {
+      this.lock.release();
     }
   }
 }
@@ -402,5 +445,6 @@ export async function openOstreeImageDestination(
   context: TransportContext,
 ): Promise<ImageDestination> {
   const repository = await OstreeRepository.openOrCreate(reference.repository, { signal: context.signal });
-  return new OstreeImageDestination(reference, repository, context);
+  const lock = await lockRepository(repository.path, false, { signal: context.signal });
+  return new OstreeImageDestination(reference, repository, context, lock);
 }

@@ -5,12 +5,12 @@
  * layer's tar-split is too large for a command-line argument).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants, existsSync, readdirSync } from 'node:fs';
-import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { ErrorCodes, GantryError } from '@gantry/core/transport';
+import { ErrorCodes, GantryError, ownedTemporaryName } from '@gantry/core/transport';
 import { type CommitObject, GVariantFormatError, parseCommit, serializeCommit } from './gvariant.js';
 
 const checksumPattern = /^[0-9a-f]{64}$/;
@@ -102,7 +102,11 @@ export class OstreeRepository {
       if ((error as { code?: unknown }).code !== 'ENOENT') throw error;
       empty = true;
     }
-    if (empty) {
+    // `ostree init` writes the config first, then the directories: a repository another process is
+    // creating right now has a config and no `objects/` yet. `ostree init` again completes it (it keeps
+    // an existing config).
+    const beingCreated = !empty && existsSync(join(path, 'config')) && !existsSync(join(path, 'objects'));
+    if (empty || beingCreated) {
       const mode = process.getuid?.() === 0 ? 'bare' : 'bare-user';
       await runOstree(['init', `--repo=${path}`, `--mode=${mode}`], options);
     }
@@ -203,28 +207,47 @@ export class OstreeRepository {
       rootMeta: tree.rootMeta,
     });
     const checksum = createHash('sha256').update(bytes).digest('hex');
-    await this.writeObjectAtomically(this.objectPath(checksum, 'commit'), bytes);
+    await this.writeFileAtomically(this.objectPath(checksum, 'commit'), bytes);
     return checksum;
   }
 
-  private async writeObjectAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  /** Writes `path` (its directory created when missing) through an owned temporary file in `tmp/`, synced, then renamed. */
+  private async writeFileAtomically(path: string, bytes: Uint8Array | string): Promise<void> {
     const temporaryDirectory = join(this.path, 'tmp');
     await mkdir(temporaryDirectory, { recursive: true });
     await mkdir(join(path, '..'), { recursive: true });
-    const temporary = join(temporaryDirectory, `gantry-${randomBytes(8).toString('hex')}`);
+    // An owned name: left by a process killed while writing it, it is removed by the next writer.
+    const temporary = join(temporaryDirectory, ownedTemporaryName('ostree-write'));
     const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
     try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
+      try {
+        await handle.writeFile(bytes);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temporary, path);
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw error;
     }
-    await rename(temporary, path);
   }
 
-  /** Points `branch` at `checksum` (creating or moving it). */
+  /**
+   * Points `branch` at `checksum` (creating or moving it): the loose ref file `refs/heads/<branch>`
+   * (the checksum and a newline, as libostree writes it) replaced atomically, written here rather than
+   * by `ostree refs --create`, which costs a process per branch.
+   */
   async setBranch(branch: string, checksum: string, options: RunOptions = {}): Promise<void> {
-    await runOstree(this.args('refs', '--force', `--create=${branch}`, checksum), options);
+    options.signal?.throwIfAborted();
+    if (!checksumPattern.test(checksum)) {
+      throw new GantryError(ErrorCodes.Internal, `setBranch ${branch}: "${checksum}" is not a checksum`);
+    }
+    const components = branch.split('/');
+    if (components.some((component) => component === '' || component === '.' || component === '..')) {
+      throw new GantryError(ErrorCodes.Internal, `setBranch: "${branch}" is not a branch name`);
+    }
+    await this.writeFileAtomically(join(this.path, 'refs', 'heads', ...components), `${checksum}\n`);
   }
 
   async deleteBranch(branch: string, options: RunOptions = {}): Promise<void> {

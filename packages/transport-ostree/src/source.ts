@@ -175,6 +175,12 @@ class OstreeImageSource implements ImageSource {
       requiredMetadata({ metadata: layer.metadata } as CommitObject, 'tarsplit.output', branch),
       'base64',
     );
+    if (tarSplit.length < 2 || tarSplit[0] !== 0x1f || tarSplit[1] !== 0x8b) {
+      throw new GantryError(
+        ErrorCodes.InvalidLayout,
+        `${this.reference}: branch ${branch}: tarsplit.output is not a gzip-compressed tar-split`,
+      );
+    }
     const directory = await makeOwnedTemporaryDirectory(
       'ostree-checkout',
       this.context.temporaryDirectory ?? tmpdir(),
