@@ -15,7 +15,13 @@
  */
 import { Readable } from 'node:stream';
 import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
-import { cleanPath, ErrorCodes, GantryError, TarSplitLines, type TarSplitStyle } from '@gantry/core/transport';
+import {
+  cleanPath,
+  ErrorCodes,
+  GantryError,
+  TarSplitLines,
+  type TarSplitStyle,
+} from '@gantry/core/transport';
 import { Crc64 } from './crc64.js';
 
 export { cleanPath, goJsonString, type TarSplitStyle } from '@gantry/core/transport';

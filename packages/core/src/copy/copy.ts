@@ -46,8 +46,8 @@ import type { DetectedCompression } from './compression.js';
 import { copyReferrers } from './referrers.js';
 import type { RetrySettings } from './retry.js';
 import { withRetry } from './retry.js';
-import { hasZstdChunkedAnnotations } from './zstd-chunked.js';
 import type { CopyOptions, CopyProgressEvent, CopyResult } from './types.js';
+import { hasZstdChunkedAnnotations } from './zstd-chunked.js';
 
 /** Default number of blobs copied at once, like skopeo's `--image-parallel-copies`. */
 export const defaultBlobConcurrency = 6;

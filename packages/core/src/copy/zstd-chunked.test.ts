@@ -53,7 +53,7 @@ out.close()
  * following containers/storage's compressor literally, byte by byte: holesFinder (runs of at least
  * 1024 zeros) and rollingChecksumReader (bup rollsum, split when the low 16 bits of s2 are all set).
  */
-const checkTocScript = String.raw`
+const checkTocScript = `
 import base64, hashlib, json, sys, tarfile
 toc = json.load(open(sys.argv[2]))
 entries = toc['entries']
@@ -142,7 +142,8 @@ async function compressChunked(
   pieceSize: number,
 ): Promise<{ blob: Buffer; annotations: Record<string, string> }> {
   const pieces: Buffer[] = [];
-  for (let offset = 0; offset < tar.length; offset += pieceSize) pieces.push(tar.subarray(offset, offset + pieceSize));
+  for (let offset = 0; offset < tar.length; offset += pieceSize)
+    pieces.push(tar.subarray(offset, offset + pieceSize));
   let annotations: Record<string, string> | undefined;
   const output: Buffer[] = [];
   for await (const chunk of zstdChunkedStage(3, (value) => {
@@ -228,7 +229,9 @@ describe.skipIf(!zstdChunkedAvailable())('zstdChunkedStage', () => {
     expect(toc.tarSplitDigest).toBe(`sha256:${createHash('sha256').update(splitCompressed).digest('hex')}`);
     const splitLines = zstdDecompress(splitCompressed);
     expect(splitLines.length).toBe(splitUncompressed);
-    const byName = new Map(toc.entries.filter((entry) => entry.type !== 'chunk').map((entry) => [entry.name, entry]));
+    const byName = new Map(
+      toc.entries.filter((entry) => entry.type !== 'chunk').map((entry) => [entry.name, entry]),
+    );
     const rebuilt: Buffer[] = [];
     for (const line of splitLines.toString('utf8').split('\n').filter(Boolean)) {
       const entry = JSON.parse(line) as { type: number; name?: string; size?: number; payload?: string };
@@ -262,9 +265,13 @@ describe.skipIf(!zstdChunkedAvailable())('zstdChunkedStage', () => {
 
     // Metadata and chunk boundaries as Python's tarfile and a literal transcription of the Go code see them.
     writeFileSync(join(directory, 'toc.json'), tocJson);
-    expect(run('python3', [join(directory, 'check.py'), join(directory, 'layer.tar'), join(directory, 'toc.json')]).toString()).toBe(
-      'toc ok\n',
-    );
+    expect(
+      run('python3', [
+        join(directory, 'check.py'),
+        join(directory, 'layer.tar'),
+        join(directory, 'toc.json'),
+      ]).toString(),
+    ).toBe('toc ok\n');
   });
 
   it('gives the same bytes however the input is cut', async () => {
@@ -285,6 +292,8 @@ describe('zstd:chunked annotations', () => {
     expect(isZstdChunkedAnnotation('io.github.containers.zstd-chunked.manifest-checksum')).toBe(true);
     expect(isZstdChunkedAnnotation('io.containers.zstd-chunked.manifest-position')).toBe(true);
     expect(isZstdChunkedAnnotation('org.opencontainers.image.title')).toBe(false);
-    expect(hasZstdChunkedAnnotations({ 'io.containers.zstd-chunked.manifest-checksum': 'sha256:00' })).toBe(false);
+    expect(hasZstdChunkedAnnotations({ 'io.containers.zstd-chunked.manifest-checksum': 'sha256:00' })).toBe(
+      false,
+    );
   });
 });

@@ -37,7 +37,9 @@ export const zstdChunkedAnnotationKeys = {
 } as const;
 
 /** Whether layer annotations describe a zstd:chunked layer (a TOC this format's readers can use). */
-export function hasZstdChunkedAnnotations(annotations: Readonly<Record<string, string>> | undefined): boolean {
+export function hasZstdChunkedAnnotations(
+  annotations: Readonly<Record<string, string>> | undefined,
+): boolean {
   return (
     annotations?.[zstdChunkedAnnotationKeys.manifestChecksum] !== undefined &&
     annotations[zstdChunkedAnnotationKeys.manifestPosition] !== undefined &&
@@ -51,7 +53,9 @@ export function hasZstdChunkedAnnotations(annotations: Readonly<Record<string, s
  * loses them.
  */
 export function isZstdChunkedAnnotation(key: string): boolean {
-  return key.startsWith('io.github.containers.zstd-chunked.') || key.startsWith('io.containers.zstd-chunked.');
+  return (
+    key.startsWith('io.github.containers.zstd-chunked.') || key.startsWith('io.containers.zstd-chunked.')
+  );
 }
 
 /** Runs of zeros at least this long become chunks of type "zeros" (containers/storage's holesThreshold). */
@@ -367,7 +371,10 @@ function rawMode(raw: Buffer, fallback: number): number {
   if (raw.length < 512) return fallback;
   const field = raw.subarray(raw.length - 512 + 100, raw.length - 512 + 108);
   if ((field[0]! & 0x80) !== 0) return fallback;
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[\0 ]+/, '');
+  const text = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .replace(/^[\0 ]+/, '');
   const nul = text.indexOf('\0');
   const digits = nul === -1 ? text : text.slice(0, nul);
   return /^[0-7]+$/.test(digits) ? Number.parseInt(digits, 8) : fallback;
@@ -422,14 +429,17 @@ function tocEntries(
     fields.push(`"accesstime":${goJsonTime(header.atimeSeconds, header.atimeNanoseconds, header.name)}`);
   }
   const ctime = changeTime(header, raw);
-  if (ctime !== undefined) fields.push(`"changetime":${goJsonTime(ctime.seconds, ctime.nanoseconds, header.name)}`);
+  if (ctime !== undefined)
+    fields.push(`"changetime":${goJsonTime(ctime.seconds, ctime.nanoseconds, header.name)}`);
   if (header.devMajor !== 0) fields.push(`"devMajor":${header.devMajor}`);
   if (header.devMinor !== 0) fields.push(`"devMinor":${header.devMinor}`);
   if (header.xattrs.size > 0) {
     const names = [...header.xattrs.keys()].sort((left, right) =>
       Buffer.compare(Buffer.from(left), Buffer.from(right)),
     );
-    const members = names.map((name) => `${goJsonString(name)}:"${header.xattrs.get(name)!.toString('base64')}"`);
+    const members = names.map(
+      (name) => `${goJsonString(name)}:"${header.xattrs.get(name)!.toString('base64')}"`,
+    );
     fields.push(`"xattrs":{${members.join(',')}}`);
   }
   if (digest !== '') fields.push(`"digest":"${digest}"`);
