@@ -10,7 +10,11 @@ let failed = 0;
 let skipped = 0;
 /** Each failed test, named with its file and the first line of its message: CI shows only the tail of the log. */
 const failures = [];
-const firstLine = (text) => String(text ?? '').trim().split('\n')[0].slice(0, 400);
+const firstLine = (text) =>
+  String(text ?? '')
+    .trim()
+    .split('\n')[0]
+    .slice(0, 400);
 for (const name of readdirSync(directory).sort()) {
   if (!name.endsWith('.json')) continue;
   const report = JSON.parse(readFileSync(join(directory, name), 'utf8'));
@@ -24,7 +28,9 @@ for (const name of readdirSync(directory).sort()) {
     }
     for (const assertion of file.assertionResults ?? []) {
       if (assertion.status !== 'failed') continue;
-      failures.push(`${file.name} > ${assertion.fullName}: ${firstLine((assertion.failureMessages ?? []).join(' '))}`);
+      failures.push(
+        `${file.name} > ${assertion.fullName}: ${firstLine((assertion.failureMessages ?? []).join(' '))}`,
+      );
     }
   }
 }
