@@ -306,27 +306,62 @@ class FileChunker {
     this.emitZeros(unwritten);
   }
 
+  /** A run of zeros from `start` to `end` of `data` that is a hole: its own chunk of type "zeros". */
+  private hole(data: Uint8Array, start: number, end: number): void {
+    this.endChunk('');
+    this.rolling.rollZeros(end - start);
+    this.emit(data.subarray(start, end));
+    this.endChunk('zeros');
+  }
+
   update(data: Uint8Array): void {
     const length = data.length;
-    let dataStart = 0;
     let index = 0;
+    if (this.pendingZeros > 0) {
+      // Zeros carried over from the previous piece: how long the run is decides what they are.
+      while (index < length && data[index] === 0) index++;
+      if (index === length) {
+        this.pendingZeros += length;
+        return;
+      }
+      // settleZeros writes the whole run, this piece's leading zeros included.
+      this.pendingZeros += index;
+      this.settleZeros();
+    }
+    let dataStart = index;
     while (index < length) {
       const byte = data[index]!;
-      if (byte === 0) {
+      if (byte !== 0) {
+        index++;
+        if (this.rolling.roll(byte)) {
+          this.emit(data.subarray(dataStart, index));
+          dataStart = index;
+          this.endChunk('');
+        }
+        continue;
+      }
+      let end = index;
+      while (end < length && data[end] === 0) end++;
+      if (end === length) {
+        // The run may go on in the next piece: withheld until its length is known.
         this.emit(data.subarray(dataStart, index));
-        let end = index;
-        while (end < length && data[end] === 0) end++;
-        this.pendingZeros += end - index;
+        this.pendingZeros = end - index;
+        return;
+      }
+      if (end - index >= holeThreshold) {
+        this.emit(data.subarray(dataStart, index));
+        this.hole(data, index, end);
         index = end;
         dataStart = end;
         continue;
       }
-      if (this.pendingZeros > 0) this.settleZeros();
-      index++;
-      if (this.rolling.roll(byte)) {
-        this.emit(data.subarray(dataStart, index));
-        dataStart = index;
-        this.endChunk('');
+      // A short run of zeros is data: rolled byte by byte, a chunk may end inside it.
+      for (; index < end; index++) {
+        if (this.rolling.roll(0)) {
+          this.emit(data.subarray(dataStart, index + 1));
+          dataStart = index + 1;
+          this.endChunk('');
+        }
       }
     }
     this.emit(data.subarray(dataStart, length));
