@@ -153,14 +153,21 @@ const runtimeDependencies = new Set([
  * direct form `createRequire(import.meta.url)("name")` becomes a `require` of the file Node's `require`
  * resolves from that module (the package's `require` export: e.g. OpenPGP.js's minified CommonJS
  * build), so the bundle holds what the module loads outside it; names that are dependencies of the
- * bundled package itself (native bindings: koffi, zstd-napi…) stay run-time requires.
+ * bundled package itself (native bindings: koffi, zstd-napi…), or files of such a dependency
+ * (`zstd-napi/binding`), stay run-time requires.
  */
+/** The package a module specifier names (`zstd-napi/binding` → `zstd-napi`, `@scope/name/file` → `@scope/name`). */
+function packageNameOf(specifier) {
+  const parts = specifier.split('/');
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
 const bundleCreateRequireCalls = {
   name: 'bundle-create-require-calls',
   transform(code, id) {
     /** The call the bundle makes for a literal module name. */
     const requireOf = (name) =>
-      runtimeDependencies.has(name) || builtins.has(name)
+      runtimeDependencies.has(packageNameOf(name)) || builtins.has(name)
         ? `createRequire(import.meta.url)(${JSON.stringify(name)})`
         : `require(${JSON.stringify(createRequire(id).resolve(name))})`;
     let result = code;

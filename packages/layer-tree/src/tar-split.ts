@@ -15,71 +15,20 @@
  */
 import { Readable } from 'node:stream';
 import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
-import { ErrorCodes, GantryError } from '@gantry/core/transport';
+import {
+  cleanPath,
+  ErrorCodes,
+  GantryError,
+  TarSplitLines,
+  type TarSplitStyle,
+} from '@gantry/core/transport';
 import { Crc64 } from './crc64.js';
-import { layerError } from './errors.js';
+
+export { cleanPath, goJsonString, type TarSplitStyle } from '@gantry/core/transport';
 
 export type TarSplitEntry =
   | { type: 'segment'; payload: Buffer; position: number }
   | { type: 'file'; name: string; nameBytes: Buffer; size: number; crc64: Buffer | null; position: number };
-
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
-
-function validUtf8(bytes: Buffer): string | undefined {
-  try {
-    return utf8Strict.decode(bytes);
-  } catch {
-    return undefined;
-  }
-}
-
-// Characters Go's encoding/json escapes in strings (with HTML escaping on, as json.Encoder has it).
-const needsEscape = /[\u0000-\u001f"\\<>&\u2028\u2029]/;
-const escapeAll = /[\u0000-\u001f"\\<>&\u2028\u2029]/g;
-
-function escapeCharacter(character: string): string {
-  switch (character) {
-    case '"':
-      return '\\"';
-    case '\\':
-      return '\\\\';
-    case '\n':
-      return '\\n';
-    case '\r':
-      return '\\r';
-    case '\t':
-      return '\\t';
-    default:
-      return `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`;
-  }
-}
-
-/** A JSON string literal as Go's encoding/json (1.19) writes it. */
-export function goJsonString(value: string): string {
-  return `"${needsEscape.test(value) ? value.replace(escapeAll, escapeCharacter) : value}"`;
-}
-
-/** Go's path.Clean, on a byte string (one character per byte). */
-export function cleanPath(path: string): string {
-  if (path === '') return '.';
-  const rooted = path.startsWith('/');
-  const parts: string[] = [];
-  for (const part of path.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (parts.length > 0 && parts[parts.length - 1] !== '..') parts.pop();
-      else if (!rooted) parts.push('..');
-      continue;
-    }
-    parts.push(part);
-  }
-  const joined = parts.join('/');
-  if (rooted) return `/${joined}`;
-  return joined === '' ? '.' : joined;
-}
-
-/** Which vbatts/tar-split release's output to reproduce (they differ only in the last entry). */
-export type TarSplitStyle = 'tar-split-0.11.2' | 'tar-split-0.11.4';
 
 /** The style of Debian's podman 4.3 and skopeo 1.9 (containers/storage 1.43 with tar-split 0.11.2). */
 export const defaultTarSplitStyle: TarSplitStyle = 'tar-split-0.11.2';
@@ -89,8 +38,7 @@ export const defaultTarSplitStyle: TarSplitStyle = 'tar-split-0.11.2';
  * tar-split's packer does: containers/storage cannot store such a layer).
  */
 export class TarSplitWriter {
-  private position = 0;
-  private readonly seen = new Set<string>();
+  private readonly lines = new TarSplitLines();
   private readonly gzip = createGzip({ level: 1, chunkSize: 64 * 1024 });
   private readonly output: Buffer[] = [];
   private pending: string[] = [];
@@ -104,10 +52,10 @@ export class TarSplitWriter {
     });
   }
 
-  private line(text: string): void {
+  private line(text: string | undefined): void {
+    if (text === undefined) return;
     this.pending.push(text);
     this.pendingLength += text.length;
-    this.position++;
     if (this.pendingLength >= 256 * 1024) this.flushPending();
   }
 
@@ -123,9 +71,7 @@ export class TarSplitWriter {
    * end marker of the tar-split 0.11.2 format, see `finishTrailer`).
    */
   addSegment(payload: Uint8Array, keepEmpty = false): void {
-    if (payload.length === 0 && !keepEmpty) return;
-    const base64 = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('base64');
-    this.line(`{"type":2,"payload":"${base64}","position":${this.position}}\n`);
+    this.line(this.lines.segment(payload, keepEmpty));
   }
 
   /**
@@ -133,24 +79,7 @@ export class TarSplitWriter {
    * content (null when the size is 0).
    */
   addFile(nameBytes: Buffer, size: number, crc64: Buffer | null): void {
-    const clean = cleanPath(nameBytes.toString('latin1'));
-    if (this.seen.has(clean)) {
-      throw layerError(
-        `layer tar: entry "${nameBytes.toString('utf8')}" appears twice (containers/storage refuses duplicate paths)`,
-      );
-    }
-    this.seen.add(clean);
-    const name = validUtf8(nameBytes);
-    let text = '{"type":1';
-    if (name !== undefined) {
-      if (name !== '') text += `,"name":${goJsonString(name)}`;
-    } else {
-      text += `,"name_raw":"${nameBytes.toString('base64')}"`;
-    }
-    if (size !== 0) text += `,"size":${size}`;
-    text += crc64 === null ? ',"payload":null' : `,"payload":"${crc64.toString('base64')}"`;
-    text += `,"position":${this.position}}\n`;
-    this.line(text);
+    this.line(this.lines.file(nameBytes, size, crc64));
   }
 
   /**
@@ -160,7 +89,7 @@ export class TarSplitWriter {
    * not. containers/storage reads both.
    */
   finishTrailer(style: TarSplitStyle = defaultTarSplitStyle): void {
-    if (style === 'tar-split-0.11.2') this.addSegment(Buffer.alloc(0), true);
+    this.line(this.lines.trailer(style));
   }
 
   /** The gzip-compressed tar-split. */

@@ -272,6 +272,94 @@ describe('layer compression against a real registry', () => {
     }
   }, 180_000);
 
+  it('writes zstd:chunked that podman pulls and skopeo copies with the same DiffIDs, its TOC where the annotations say', async () => {
+    const result = await copyImage(reference('zstd/app:gzip'), reference('zstd/app:chunked'), {
+      policy,
+      sourceContext: context,
+      destinationContext: context,
+      destinationCompression: 'zstd:chunked',
+    });
+    expect(result.manifestMediaType).toBe(MediaTypes.OciManifest);
+    const copied = await readImage('zstd/app:chunked');
+    expect(copied.layers.map((layer) => layer.compression)).toEqual(['zstd', 'zstd']);
+    expect(copied.layers.map((layer) => layer.mediaType)).toEqual([
+      MediaTypes.OciLayerZstd,
+      MediaTypes.OciLayerZstd,
+    ]);
+    expect(copied.layers.map((layer) => layer.diffId)).toEqual(image.images[0]!.diffIds);
+    expect(copied.diffIds).toEqual(image.images[0]!.diffIds);
+    const source = await reference('zstd/app:chunked').newImageSource(context);
+    try {
+      for (const layer of copied.manifest.layers) {
+        const annotations = layer.annotations ?? {};
+        const [offset, length] = (annotations['io.github.containers.zstd-chunked.manifest-position'] ?? '')
+          .split(':')
+          .map(Number);
+        expect(annotations['io.github.containers.zstd-chunked.tarsplit-position']).toMatch(/^\d+:\d+:\d+$/);
+        const { stream } = await source.getBlob({ digest: layer.digest, size: layer.size });
+        const chunks: Buffer[] = [];
+        for await (const chunk of stream) chunks.push(chunk as Buffer);
+        const blob = Buffer.concat(chunks);
+        // The TOC: a skippable frame at the stated position, with the stated digest.
+        expect(blob.readUInt32LE(offset! - 8)).toBe(0x184d2a50);
+        expect(digestOf(blob.subarray(offset!, offset! + length!))).toBe(
+          annotations['io.github.containers.zstd-chunked.manifest-checksum'],
+        );
+        expect(blob.subarray(blob.length - 8).toString('latin1')).toBe('GNUlInUx');
+      }
+    } finally {
+      await source.close();
+    }
+
+    // Copied again as zstd:chunked, the layers are kept as they are.
+    const again = await copyImage(reference('zstd/app:chunked'), reference('zstd/app:chunked-again'), {
+      policy,
+      sourceContext: context,
+      destinationContext: context,
+      destinationCompression: 'zstd:chunked',
+    });
+    expect(again.manifestDigest).toBe(result.manifestDigest);
+
+    const target = path.join(directory, 'skopeo-chunked');
+    await runSkopeo([
+      'copy',
+      '--insecure-policy',
+      '--src-tls-verify=false',
+      '--dest-decompress',
+      `docker://${registry.host}/zstd/app:chunked`,
+      `dir:${target}`,
+    ]);
+    const decompressed = JSON.parse(await runSkopeo(['inspect', '--raw', `dir:${target}`]).then(String));
+    expect(decompressed.layers.map((layer: { digest: string }) => layer.digest)).toEqual(
+      image.images[0]!.diffIds,
+    );
+
+    const podmanRoot = path.join(directory, 'pz');
+    const podman = (args: string[]) =>
+      run(
+        'podman',
+        [
+          '--storage-driver',
+          'vfs',
+          '--root',
+          path.join(podmanRoot, 'root'),
+          '--runroot',
+          path.join(podmanRoot, 'runroot'),
+          ...args,
+        ],
+        { maxBuffer: 16 * 1024 * 1024 },
+      );
+    try {
+      await podman(['pull', '--tls-verify=false', `${registry.host}/zstd/app:chunked`]);
+      const inspected = JSON.parse(
+        (await podman(['image', 'inspect', `${registry.host}/zstd/app:chunked`])).stdout,
+      );
+      expect(inspected[0].RootFS.Layers).toEqual(image.images[0]!.diffIds);
+    } finally {
+      await podman(['rmi', '--all', '--force']).catch(() => undefined);
+    }
+  }, 240_000);
+
   it('reads the zstd:chunked image podman pushed as plain zstd, with the same DiffIDs', async () => {
     // Another registry: podman 4.3 keeps the gzip blobs a registry already holds (no --force-compression).
     const other = await startTestRegistry();
@@ -330,6 +418,25 @@ describe('layer compression against a real registry', () => {
     const gzipped = await readImage('zstd/podman:gzip');
     expect(gzipped.layers.map((layer) => layer.compression)).toEqual(['gzip', 'gzip']);
     expect(gzipped.diffIds).toEqual(image.images[0]!.diffIds);
+    // The zstd:chunked annotations described the zstd bytes: the gzip layers do not carry them.
+    expect(gzipped.manifest.layers.flatMap((layer) => Object.keys(layer.annotations ?? {}))).toEqual([]);
+    // Asked for zstd:chunked, podman 4.3's first-version zstd:chunked layers are rewritten in this format.
+    await copyImage(reference('zstd/podman:chunked'), reference('zstd/podman:rechunked'), {
+      policy,
+      sourceContext: context,
+      destinationContext: context,
+      destinationCompression: 'zstd:chunked',
+    });
+    const rechunked = await readImage('zstd/podman:rechunked');
+    expect(rechunked.diffIds).toEqual(image.images[0]!.diffIds);
+    expect(rechunked.layers.map((layer) => layer.diffId)).toEqual(image.images[0]!.diffIds);
+    for (const layer of rechunked.manifest.layers) {
+      expect(Object.keys(layer.annotations ?? {}).sort()).toEqual([
+        'io.github.containers.zstd-chunked.manifest-checksum',
+        'io.github.containers.zstd-chunked.manifest-position',
+        'io.github.containers.zstd-chunked.tarsplit-position',
+      ]);
+    }
   }, 180_000);
 
   it('reads the zstd image skopeo wrote and recompresses it to gzip with the same DiffIDs', async () => {

@@ -128,14 +128,13 @@ async function run(context: CommandContext): Promise<void> {
   if (parallel !== undefined && parallel > 0) options.blobConcurrency = parallel;
   const compressionFormat = flags.get('dest-compress-format') as string | undefined;
   if (compressionFormat !== undefined) {
-    if (compressionFormat === 'zstd:chunked') {
+    if (
+      compressionFormat !== 'gzip' &&
+      compressionFormat !== 'zstd' &&
+      compressionFormat !== 'zstd:chunked'
+    ) {
       throw new UsageError(
-        'compression algorithm "zstd:chunked" is not written by gantry yet (it reads zstd:chunked layers as zstd): use zstd',
-      );
-    }
-    if (compressionFormat !== 'gzip' && compressionFormat !== 'zstd') {
-      throw new UsageError(
-        `unknown compression algorithm "${compressionFormat}": gantry supports gzip and zstd`,
+        `unknown compression algorithm "${compressionFormat}": gantry supports gzip, zstd and zstd:chunked`,
       );
     }
     options.destinationCompression = compressionFormat;

@@ -9,6 +9,7 @@ import {
   compressingStage,
   createDecompressor,
   type DetectedCompression,
+  defaultZstdLevel,
   diffIdStage,
   peekCompression,
   throughTransform,
@@ -16,6 +17,7 @@ import {
 import { compressionSlots } from './compression-slots.js';
 import { type RetrySettings, withRetry } from './retry.js';
 import type { CopiedBlobKind, CopyProgressEvent } from './types.js';
+import { hasZstdChunkedAnnotations, isZstdChunkedAnnotation, zstdChunkedStage } from './zstd-chunked.js';
 
 /** How often at most a 'blob-progress' event is emitted for one blob. */
 export const progressIntervalMs = 100;
@@ -35,6 +37,11 @@ export interface LayerCompressionPlan {
   desired: 'preserve' | 'compress' | 'decompress';
   /** Format for compressing; recompress compressed layers in another format when `recompress`. */
   format: CompressionFormat;
+  /**
+   * With `format: 'zstd'`: write zstd:chunked (see `zstdChunkedStage`); with `recompress`, zstd layers
+   * without zstd:chunked annotations are recompressed too.
+   */
+  chunked?: boolean;
   /** Whether a layer compressed in another format than `format` is recompressed. */
   recompress: boolean;
   level?: number;
@@ -52,6 +59,8 @@ export interface CopiedLayer {
   changed: boolean;
   /** The uncompressed digest, when asked for. */
   diffId?: Digest;
+  /** Annotations the manifest must give the changed layer (zstd:chunked's TOC position and digest). */
+  annotations?: Record<string, string>;
   result: 'copied' | 'reused' | 'skipped';
 }
 
@@ -162,17 +171,26 @@ function compressionStage(
   onDecision: (output: DetectedCompression, changed: boolean) => void,
   description: string,
   signal: AbortSignal | undefined,
-  uncompressedDigest?: Digest,
+  uncompressedDigest: Digest | undefined,
+  sourceChunked: boolean,
+  onAnnotations: (annotations: Record<string, string>) => void,
 ): Stage {
   /** Compresses `input` to the plan's format once a compression slot is free (see CompressionSlots). */
   async function* compressed(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
     const release = await compressionSlots.acquire(signal);
     try {
-      yield* compressingStage(plan.format, plan.level)(input);
+      if (plan.chunked && plan.format === 'zstd') {
+        yield* zstdChunkedStage(plan.level ?? defaultZstdLevel, onAnnotations)(input);
+      } else {
+        yield* compressingStage(plan.format, plan.level)(input);
+      }
     } finally {
       release();
     }
   }
+  /** Whether a layer in `compression` is recompressed to the plan's format. */
+  const recompressed = (compression: DetectedCompression): boolean =>
+    plan.recompress && (compression !== plan.format || (plan.chunked === true && !sourceChunked));
   return async function* changeCompression(source) {
     const { compression, stream } = await peekCompression(source);
     // xz and bzip2 have no layer media type in Docker or OCI manifests: such layers are always
@@ -184,7 +202,7 @@ function compressionStage(
     } else if (
       plan.desired === 'compress' &&
       compression !== 'none' &&
-      ((plan.recompress && compression !== plan.format) || foreign)
+      (recompressed(compression) || foreign)
     ) {
       onDecision(plan.format, true);
       const decompressed = decompressing(stream, compression, description);
@@ -262,8 +280,11 @@ export async function copyLayer(context: BlobCopyContext, request: CopyLayerRequ
   context.emit({ type: 'blob-start', blob: layer, kind });
   // Schema1 layers have no media type and are gzip.
   const knownCompression = layer.mediaType === undefined ? 'gzip' : layerCompressionOf(layer.mediaType);
+  // A layer to write as zstd:chunked is reused only when it is zstd:chunked already.
   const reusable =
-    request.requiredCompression === undefined || knownCompression === request.requiredCompression;
+    request.requiredCompression === undefined ||
+    (knownCompression === request.requiredCompression &&
+      (request.plan?.chunked !== true || hasZstdChunkedAnnotations(layer.annotations)));
   const result = await withRetry(async () => {
     if (!request.needDiffId && context.destination.tryReusingBlob) {
       for (const substitute of request.substitutes ?? []) {
@@ -402,6 +423,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
   }
   let outputCompression: DetectedCompression = 'none';
   let changed = false;
+  let chunkedAnnotations: Record<string, string> | undefined;
   if (request.plan) {
     stages.push(
       compressionStage(
@@ -413,6 +435,10 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
         `blob ${layer.digest}`,
         context.signal,
         request.uncompressedDigest,
+        hasZstdChunkedAnnotations(layer.annotations),
+        (annotations) => {
+          chunkedAnnotations = annotations;
+        },
       ),
     );
   } else {
@@ -497,8 +523,19 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
       size: stored.size,
       mediaType: request.changedMediaType(outputCompression) ?? layer.mediaType,
     };
-    if (layer.annotations) info.annotations = layer.annotations;
-    return { info, compression: outputCompression, changed: true, diffId, result: 'copied' };
+    // Annotations describing the source's zstd:chunked bytes do not describe these.
+    const kept = Object.entries(layer.annotations ?? {}).filter(([key]) => !isZstdChunkedAnnotation(key));
+    if (kept.length > 0 || chunkedAnnotations !== undefined) {
+      info.annotations = { ...Object.fromEntries(kept), ...chunkedAnnotations };
+    }
+    return {
+      info,
+      compression: outputCompression,
+      changed: true,
+      diffId,
+      ...(chunkedAnnotations !== undefined ? { annotations: chunkedAnnotations } : {}),
+      result: 'copied',
+    };
   }
   if (stored.digest !== layer.digest) {
     throw new GantryError(

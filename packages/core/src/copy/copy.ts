@@ -47,6 +47,7 @@ import { copyReferrers } from './referrers.js';
 import type { RetrySettings } from './retry.js';
 import { withRetry } from './retry.js';
 import type { CopyOptions, CopyProgressEvent, CopyResult } from './types.js';
+import { hasZstdChunkedAnnotations } from './zstd-chunked.js';
 
 /** Default number of blobs copied at once, like skopeo's `--image-parallel-copies`. */
 export const defaultBlobConcurrency = 6;
@@ -676,7 +677,9 @@ class ImageCopier {
 
   /** Decides what may be done to layer compression, refusing with preserveDigests an explicit request. */
   private compressionPlan(manifest: ImageManifest, cannotModify: string): LayerCompressionPlan | undefined {
-    const requested = this.options.destinationCompression;
+    const requestedOption = this.options.destinationCompression;
+    const chunked = requestedOption === 'zstd:chunked';
+    const requested = chunked ? 'zstd' : requestedOption;
     let desired = this.destination.properties.desiredLayerCompression;
     if (this.options.forceCompressionFormat) {
       if (requested === undefined) {
@@ -692,12 +695,15 @@ class ImageCopier {
       if (mustKeepDigests && requested !== undefined && desired === 'compress') {
         const differing = manifest.layers.find(
           (layer) =>
-            layer.compression !== 'unknown' && layer.compression !== requested && !layer.urls?.length,
+            layer.compression !== 'unknown' &&
+            (layer.compression !== requested ||
+              (chunked && layer.compression === 'zstd' && !hasZstdChunkedAnnotations(layer.annotations))) &&
+            !layer.urls?.length,
         );
         if (differing) {
           throw this.refuseChange(
             cannotModify,
-            `Compressing layer ${differing.digest} (${differing.compression}) with ${requested} was requested`,
+            `Compressing layer ${differing.digest} (${differing.compression}) with ${requestedOption} was requested`,
           );
         }
       }
@@ -708,6 +714,7 @@ class ImageCopier {
       desired,
       format: requested ?? 'gzip',
       recompress: requested !== undefined,
+      ...(chunked ? { chunked: true } : {}),
     };
     if (this.options.compressionLevel !== undefined) plan.level = this.options.compressionLevel;
     const kept = this.destination.properties.keptLayerCompressions;
@@ -789,7 +796,7 @@ class ImageCopier {
       ...(effectivePlan?.desired === 'compress' && effectivePlan.recompress
         ? { requiredCompression: effectivePlan.format }
         : {}),
-      ...(effectivePlan?.desired === 'compress' && canSubstitute
+      ...(effectivePlan?.desired === 'compress' && canSubstitute && !effectivePlan.chunked
         ? { substitutes: this.cachedSubstitutes(layer, effectivePlan.format, configDiffId) }
         : {}),
       changedMediaType: (compression: DetectedCompression) =>
@@ -890,12 +897,14 @@ class ImageCopier {
             size: number;
             compression: 'gzip' | 'zstd' | 'none';
             mediaType?: string;
+            annotations?: Record<string, string>;
           } = {
             digest: layer.info.digest,
             size: layer.info.size,
             compression,
           };
           if (mediaType !== undefined) entry.mediaType = mediaType;
+          if (layer.changed && layer.annotations !== undefined) entry.annotations = layer.annotations;
           return entry;
         }),
       };

@@ -64,8 +64,12 @@ export interface CopyOptions {
    * the destination already holds in another compression — only destination blobs in this compression
    * are reused. zstd layers need an OCI manifest: a Docker schema2/schema1 source is converted to OCI
    * when the manifest may change, else the copy is refused (`ERR_GANTRY_MANIFEST_CONVERSION_FAILED`).
+   * `zstd:chunked` writes zstd layers as containers/storage's chunked compressor does (frames per file
+   * chunk, a table of contents and tar-split in skippable frames, and layer annotations locating them;
+   * needs the zstd-napi package); zstd layers already zstd:chunked are kept, other zstd layers are
+   * recompressed.
    */
-  destinationCompression?: 'gzip' | 'zstd';
+  destinationCompression?: 'gzip' | 'zstd' | 'zstd:chunked';
   /**
    * Also compress to `destinationCompression` for destinations that keep layers as they come (`dir:`,
    * `oci:`'s compressed layers), so every layer ends in that compression (`--dest-force-compress-format`).

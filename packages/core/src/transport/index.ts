@@ -110,6 +110,9 @@ export {
   sigstoreSignatureBlob,
   sigstoreSignatureMimeType,
 } from '../signature/stored.js';
+export { Crc64, crc64 } from '../tar/crc64.js';
+export { type TarEntry, type TarEntryType, type TarHeader, TarStreamReader } from '../tar/tar-reader.js';
+export { cleanPath, goJsonString, TarSplitLines, type TarSplitStyle } from '../tar/tar-split-lines.js';
 export {
   makeOwnedTemporaryDirectory,
   ownedTemporaryName,
