@@ -110,6 +110,7 @@ export {
   sigstoreSignatureBlob,
   sigstoreSignatureMimeType,
 } from '../signature/stored.js';
+export { type LockPathOptions, lockPath, type PathLock, pathLockFile } from '../path-lock.js';
 export {
   makeOwnedTemporaryDirectory,
   ownedTemporaryName,
