@@ -290,6 +290,62 @@ describe('error answers', () => {
   });
 });
 
+describe('429 with Retry-After answering a streamed upload (a PATCH whose body cannot be replayed)', () => {
+  /** The path of an upload session (without its query), for telling sessions apart. */
+  const sessionOf = (path: string) => path.split('?')[0]!;
+
+  it.each([
+    ['after the whole body was sent', false],
+    ['at once, while the body is still being sent', true],
+  ] as const)(
+    'answered %s: waited out, then the upload continues in its session from the registry’s offset',
+    async (_when, immediate) => {
+      const repository = `faults/patch-429-${immediate ? 'early' : 'late'}`;
+      // The first PATCH of each upload session (the layer's and the config's) is refused once.
+      const refused = new Set<string>();
+      proxy.statusFaults.push({
+        matches: (method, path, headers) => {
+          if (!isUploadPatch(method, path) || headers['content-range'] !== undefined) return false;
+          if (!path.includes(`/${repository}/`) || refused.has(sessionOf(path))) return false;
+          refused.add(sessionOf(path));
+          return true;
+        },
+        status: 429,
+        headers: { 'retry-after': '1' },
+        times: 2,
+        immediate,
+        body: JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }),
+      });
+      const pushed = await push(repository);
+      expect(pushed.code, pushed.stderr).toBe(0);
+      expect(refused.size).toBe(2);
+      const uploads = proxy.requests.filter(
+        (request) => request.path.includes(`/${repository}/blobs/uploads/`) && request.method !== 'POST',
+      );
+      // Per session: the refused PATCH, the session's status (GET: the registry holds 0 bytes), the
+      // PATCH of the whole blob from there, the closing PUT; no second session.
+      const sessions = new Map<string, string[]>();
+      for (const request of uploads) {
+        const key = sessionOf(request.path);
+        sessions.set(key, [...(sessions.get(key) ?? []), `${request.method} ${request.status}`]);
+      }
+      expect([...sessions.values()]).toEqual([
+        ['PATCH 429', 'GET 204', 'PATCH 202', 'PUT 201'],
+        ['PATCH 429', 'GET 204', 'PATCH 202', 'PUT 201'],
+      ]);
+      const posts = proxy.requests.filter(
+        (request) => request.method === 'POST' && request.path.includes(`/${repository}/blobs/uploads/`),
+      );
+      expect(posts).toHaveLength(2);
+      await expectPushedImage(repository, pushed.layerDigest);
+      record(
+        `429 with Retry-After answering a streamed upload (PATCH) ${immediate ? 'at once' : 'after its body'}`,
+        'waited as asked, read the session’s offset, resent the kept bytes in the same session; no --retry-times needed; registry holds the source digests',
+      );
+    },
+  );
+});
+
 describe('the registry restarted in the middle of a copy', () => {
   it('during a download: the copy carries on once the registry is back', async () => {
     let restarted: Promise<void> | undefined;
