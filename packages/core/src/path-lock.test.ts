@@ -76,7 +76,10 @@ describe('lockPath', () => {
 
   it('waits for an owner it cannot judge (another machine), and stops when aborted', async () => {
     const target = path.join(directory, 'image.tar');
-    const foreign = ownedTemporaryName('lock-owner').replace(/^\.gantry-tmp-[0-9a-f]{8}/, '.gantry-tmp-00000000');
+    const foreign = ownedTemporaryName('lock-owner').replace(
+      /^\.gantry-tmp-[0-9a-f]{8}/,
+      '.gantry-tmp-00000000',
+    );
     await writeFile(pathLockFile(target), `${foreign}\n`);
     const abort = new AbortController();
     const attempt = lockPath(target, { signal: abort.signal, onWait: () => abort.abort() });

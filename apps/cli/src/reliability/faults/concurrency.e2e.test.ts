@@ -239,7 +239,7 @@ describe('concurrent writers to one destination', () => {
     );
   }, 180_000);
 
-  it('a docker-archive path: one complete archive; the other writers succeed or refuse the existing file', async () => {
+  it('a docker-archive path: one writer writes the archive, the others (waiting for its lock) then refuse it', async () => {
     const archive = join(root, 'docker.tar');
     const ended = await copyAllAtOnce(
       (index) => `docker-archive:${archive}:faults/image-${index}:latest`,
@@ -264,7 +264,7 @@ describe('concurrent writers to one destination', () => {
     const written = JSON.parse(
       execFileSync('tar', ['-xOf', archive, 'manifest.json'], { encoding: 'utf8' }),
     )[0].RepoTags;
-    expect(written).toEqual([`faults/image-${ended.findIndex((end) => end.code === 0)}:latest`]);
+    expect(written).toEqual([`docker.io/faults/image-${ended.findIndex((end) => end.code === 0)}:latest`]);
     expect(await ownedTemporaryPaths(root)).toEqual([]);
     expect((await readdir(root)).filter((name) => name.endsWith('.gantry-lock'))).toEqual([]);
     record(

@@ -80,7 +80,9 @@ async function entries(directory: string): Promise<string[]> {
 
 /** What the daemon holds: its images (name, tag, ID), its vfs layer directories, its temporary files. */
 async function daemonState(daemon: TestDockerDaemon) {
-  const images = (await daemon.docker('images', '--all', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}'))
+  const images = (
+    await daemon.docker('images', '--all', '--no-trunc', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}')
+  )
     .split('\n')
     .filter(Boolean)
     .sort();
