@@ -13,7 +13,7 @@ import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildFixtureImage, writeFixtureToOciLayout } from '@gantry/core/testing';
+import { buildFixtureImage, recordOutcome, writeFixtureToOciLayout } from '@gantry/core/testing';
 import { parseOwnedTemporaryName } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GantryProcess, startGantryProcess } from './test-support/gantry-process.js';
@@ -158,6 +158,17 @@ describe('temporary files of a copy killed with kill -9', () => {
         destination,
       ]);
       expect(inspected.code, inspected.stderr).toBe(0);
+      recordOutcome({
+        suite: 'faults',
+        case: 'kill -9 during a copy, then copy again',
+        transport: transport === 'oci-shared' ? 'oci' : transport,
+        outcome:
+          transport === 'oci-archive' || transport === 'docker-archive'
+            ? "the next copy removed the dead writer's temporary archive, broke its lock and succeeded; skopeo reads the result"
+            : "the next copy removed the dead writer's temporary files and succeeded; skopeo reads the result",
+        ok: true,
+        testFile: 'apps/cli/src/abandoned-writes.e2e.test.ts',
+      });
     },
     240_000,
   );
