@@ -5,13 +5,15 @@
  * Real processes: `gantry copy` runs as its own process (from the sources), is frozen with SIGSTOP
  * once its temporary files hold at least 1 MiB of the layer (so it is certainly mid-copy), then killed
  * with SIGKILL, or — for the live-writer case — left stopped while another copy writes to the same
- * destination, then continued and checked to finish its own copy.
+ * destination, then continued and checked to finish its own copy. Archive paths are locked while a
+ * copy writes them: the killed writer's lock is broken by the next copy; a copy to the path of a stopped
+ * live writer waits for it (touching none of its files) and goes on once it committed.
  */
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildFixtureImage, writeFixtureToOciLayout } from '@gantry/core/testing';
+import { buildFixtureImage, recordOutcome, writeFixtureToOciLayout } from '@gantry/core/testing';
 import { parseOwnedTemporaryName } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GantryProcess, startGantryProcess } from './test-support/gantry-process.js';
@@ -133,6 +135,9 @@ describe('temporary files of a copy killed with kill -9', () => {
       const leftovers = await stopMidCopy(killed, directory);
       killed.child.kill('SIGKILL');
       expect((await killed.exited).signal).toBe('SIGKILL');
+      if (transport === 'oci-archive' || transport === 'docker-archive') {
+        expect(await readdir(directory)).toContain('.image.tar.gantry-lock');
+      }
       // Left behind by the dead process (as before the fix, when nothing ever removed them).
       expect([...(await ownedTemporaryEntries(directory)).keys()].sort()).toEqual(leftovers);
 
@@ -145,12 +150,25 @@ describe('temporary files of a copy killed with kill -9', () => {
       ]);
       expect(next.code, next.stderr).toBe(0);
       expect([...(await ownedTemporaryEntries(directory)).keys()]).toEqual([]);
+      // An archive's lock, left by the dead writer, was broken by the next copy and then released.
+      expect((await readdir(directory)).filter((name) => name.endsWith('.gantry-lock'))).toEqual([]);
       const inspected = runSkopeo([
         'inspect',
         ...(flags.length > 0 ? ['--shared-blob-dir', flags[1]!] : []),
         destination,
       ]);
       expect(inspected.code, inspected.stderr).toBe(0);
+      recordOutcome({
+        suite: 'faults',
+        case: 'kill -9 during a copy, then copy again',
+        transport: transport === 'oci-shared' ? 'oci' : transport,
+        outcome:
+          transport === 'oci-archive' || transport === 'docker-archive'
+            ? "the next copy removed the dead writer's temporary archive, broke its lock and succeeded; skopeo reads the result"
+            : "the next copy removed the dead writer's temporary files and succeeded; skopeo reads the result",
+        ok: true,
+        testFile: 'apps/cli/src/abandoned-writes.e2e.test.ts',
+      });
     },
     240_000,
   );
@@ -165,24 +183,49 @@ describe('temporary files of a live concurrent writer', () => {
         ['--insecure-policy', 'copy', ...flags, `oci:${source}:latest`, destination],
         directory,
       );
+      const archive = transport === 'oci-archive' || transport === 'docker-archive';
+      let waiting: Promise<Awaited<ReturnType<typeof runGantry>>> | undefined;
       try {
         const held = await stopMidCopy(live, directory);
         const other = destination.replace(/:first$/, ':second');
-        const concurrent = await runGantry([
-          '--insecure-policy',
-          'copy',
-          ...flags,
-          `oci:${source}:latest`,
-          other,
-        ]);
-        expect(concurrent.code, concurrent.stderr).toBe(0);
-        const remaining = await ownedTemporaryEntries(directory);
-        for (const file of held) expect(remaining.has(file), file).toBe(true);
+        const concurrent = runGantry(['--insecure-policy', 'copy', ...flags, `oci:${source}:latest`, other]);
+        if (archive) {
+          // Writers to one archive path take turns (the path's lock): the other copy waits for the
+          // stopped one, and cannot touch its files meanwhile.
+          waiting = concurrent;
+          let settled = false;
+          void concurrent.finally(() => {
+            settled = true;
+          });
+          for (let check = 0; check < 20; check++) {
+            await sleep(50);
+            expect(settled).toBe(false);
+            const remaining = await ownedTemporaryEntries(directory);
+            for (const file of held) expect(remaining.has(file), file).toBe(true);
+          }
+        } else {
+          const finished = await concurrent;
+          expect(finished.code, finished.stderr).toBe(0);
+          const remaining = await ownedTemporaryEntries(directory);
+          for (const file of held) expect(remaining.has(file), file).toBe(true);
+        }
       } finally {
         live.child.kill('SIGCONT');
       }
       const result = await live.exited;
       expect(result.code, result.stderr).toBe(0);
+      if (waiting) {
+        // Its turn came once the first copy committed: oci-archive replaces the archive (an unnamed
+        // write), docker-archive refuses to modify the archive the first copy made.
+        const finished = await waiting;
+        if (transport === 'docker-archive') {
+          expect(finished.code).toBe(1);
+          expect(finished.stderr).toContain('exists and is not empty');
+        } else {
+          expect(finished.code, finished.stderr).toBe(0);
+        }
+        expect((await readdir(directory)).filter((name) => name.endsWith('.gantry-lock'))).toEqual([]);
+      }
       expect([...(await ownedTemporaryEntries(directory)).keys()]).toEqual([]);
       const inspected = runSkopeo([
         'inspect',

@@ -9,6 +9,7 @@ import {
   describeFileSystemError,
   digestOf,
   ErrorCodes,
+  ExpansionGuard,
   GantryError,
   goJsonMarshal,
   MediaTypes,
@@ -156,7 +157,10 @@ export class DockerArchiveReader {
     return { index: 0, tagIndex: -1 };
   }
 
-  /** Size of the uncompressed content of a compressed layer file (decompressed once and cached). */
+  /**
+   * Size of the uncompressed content of a compressed layer file (decompressed once and cached), within
+   * the expansion limit (a bomb fails with `ERR_GANTRY_INVALID_LAYER`).
+   */
   #uncompressedSize(
     entryPath: string,
     compression: Exclude<ArchiveLayerCompression, 'none'>,
@@ -169,10 +173,20 @@ export class DockerArchiveReader {
           entryPath,
           this.#options.signal ? { signal: this.#options.signal } : {},
         );
+        // A decompression bomb stops at the expansion limit (core's `ExpansionGuard`).
+        const guard = new ExpansionGuard(`layer ${entryPath}`, ErrorCodes.InvalidLayer);
         let total = 0;
+        stream.on('data', (chunk: Buffer) => guard.compressed(chunk.byteLength));
         const counted = stream.pipe(decompressor);
         stream.on('error', (error) => counted.destroy(error));
-        for await (const chunk of counted) total += (chunk as Buffer).length;
+        try {
+          for await (const chunk of counted) {
+            total += (chunk as Buffer).length;
+            guard.decompressed((chunk as Buffer).length);
+          }
+        } finally {
+          stream.destroy();
+        }
         return total;
       })();
       size.catch(() => this.#uncompressedSizes.delete(entryPath));

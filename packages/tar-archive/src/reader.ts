@@ -6,11 +6,12 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { type FileHandle, open, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { type Duplex, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   abortError,
   ErrorCodes,
+  ExpansionGuard,
   GantryError,
   makeOwnedTemporaryDirectory,
   throwIfAborted,
@@ -499,7 +500,9 @@ async function openIndexed(
  * file is removed by `close()` (or when indexing fails). Needed because the index reads headers at
  * computed offsets and entries are later read in any order: a pipe can only be read once, front to back.
  * A compressed input (gzip, zstd, bzip2, xz: see compression.ts) is decompressed on the way, so the
- * spool file holds the tar.
+ * spool file holds the tar, within core's expansion limit (`ExpansionGuard`, set by
+ * `GANTRY_MAX_EXPANSION_RATIO` and `GANTRY_EXPANSION_ALLOWANCE_MIB`): a decompression bomb fails with
+ * `ERR_GANTRY_INVALID_LAYOUT` naming the limit, and its spool file is removed.
  */
 export async function openTarArchiveFromStream(
   input: Readable | AsyncIterable<Uint8Array>,
@@ -516,10 +519,13 @@ export async function openTarArchiveFromStream(
   try {
     const { compression, stream } = await peekCompression(input);
     const output = createWriteStream(spoolPath);
-    const stages =
-      compression === 'none'
-        ? [stream, output]
-        : [stream, createArchiveDecompressor(compression, `archive ${description}`), output];
+    let stages: (Readable | Writable | Duplex)[] = [stream, output];
+    if (compression !== 'none') {
+      const what = `archive ${description}`;
+      // A decompression bomb stops at the expansion limit, and its spool file goes.
+      const guard = new ExpansionGuard(what, ErrorCodes.InvalidLayout).stages();
+      stages = [stream, guard.input, createArchiveDecompressor(compression, what), guard.output, output];
+    }
     // biome-ignore lint/suspicious/noExplicitAny: pipeline's overloads do not take a computed list.
     const run = pipeline as (...streams: any[]) => Promise<void>;
     if (options.signal) await run(...stages, { signal: options.signal });

@@ -34,6 +34,7 @@ import {
   detectCompression,
   digestOf,
   ErrorCodes,
+  ExpansionGuard,
   GantryError,
   type ImageDestination,
   type ImageDestinationProperties,
@@ -336,10 +337,14 @@ export class ContainersStorageDestination implements ImageDestination {
             // When the application fails first, its error is the one reported: the pipeline would
             // otherwise report the abort its own teardown causes in the decompressor.
             let applyFailure: { error: unknown } | undefined;
+            // A decompression bomb stops at core's expansion limit (`ExpansionGuard`).
+            const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer).stages();
             try {
               await pipeline(
                 Readable.from(bytes, { objectMode: false }),
+                guard.input,
                 createDecompressor(compression),
+                guard.output,
                 async (decompressed: AsyncIterable<Uint8Array>) => {
                   try {
                     await apply(decompressed);
@@ -603,12 +608,20 @@ export class ContainersStorageDestination implements ImageDestination {
         const prefix = await readPrefix(spooled.path);
         const compression = detectCompression(prefix);
         const file = createReadStream(spooled.path, { highWaterMark: 1 << 20 });
-        const contents = compression === 'none' ? file : file.pipe(createDecompressor(compression));
-        if (compression !== 'none') file.on('error', (error) => contents.destroy(error));
+        let contents: Readable = file;
+        if (compression !== 'none') {
+          // A decompression bomb stops at core's expansion limit (`ExpansionGuard`).
+          const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer).stages();
+          const decompressor = createDecompressor(compression);
+          contents = file.pipe(guard.input).pipe(decompressor).pipe(guard.output);
+          for (const stage of [file, guard.input, decompressor])
+            stage.on('error', (error: Error) => contents.destroy(error));
+        }
         try {
           await apply(contents);
         } finally {
           contents.destroy();
+          file.destroy();
         }
         return { digest, size: spooled.size, compression: layerCompressionCodes[compression] };
       }

@@ -11,6 +11,11 @@
  *   for writing (a FIFO, `/dev/stdout`, a character device) is written directly, without size checks,
  *   layers of unknown size being spooled to temporary files first; a failed copy then leaves a truncated
  *   stream, which readers reject.
+ * - Writers to one target path take turns: a destination writing a regular file holds the path's lock
+ *   (`lockPath`, a lock file `.<name>.gantry-lock` beside the target) from before the target is checked
+ *   to its commit or close. So of several processes writing one path at once, one writes the archive and
+ *   the others, once it has committed, refuse the non-empty file: no finished copy is replaced by
+ *   another.
  * - Layers must be uncompressed (`desiredLayerCompression: 'decompress'`); only Docker schema2 manifests
  *   are accepted (the pipeline converts); no signatures, no manifest lists; `putBlob` may run concurrently.
  * - Tags: the reference's tag, plus `transportOptions['docker-archive'].additionalTags` (`--additional-tag`).
@@ -25,7 +30,9 @@ import {
   ErrorCodes,
   GantryError,
   type ImageDestination,
+  lockPath,
   ownedTemporaryName,
+  type PathLock,
   removeAbandonedTemporaryFiles,
   type TransportContext,
   throwIfAborted,
@@ -62,11 +69,13 @@ export function parseAdditionalTags(context: TransportContext): DockerReference[
 class DockerArchiveImageDestination extends DockerArchiveImageDestinationBase<DockerArchiveReference> {
   /** The temporary file renamed over the target on commit; undefined when writing to a pipe or device. */
   readonly #temporaryPath: string | undefined;
+  readonly #lock: PathLock | undefined;
 
   constructor(
     reference: DockerArchiveReference,
     output: DockerArchiveOutput,
     temporaryPath: string | undefined,
+    lock: PathLock | undefined,
     repoTags: DockerReference[],
     context: TransportContext,
   ) {
@@ -78,6 +87,7 @@ class DockerArchiveImageDestination extends DockerArchiveImageDestinationBase<Do
       context,
     });
     this.#temporaryPath = temporaryPath;
+    this.#lock = lock;
   }
 
   protected override async completeArchive(): Promise<void> {
@@ -85,7 +95,15 @@ class DockerArchiveImageDestination extends DockerArchiveImageDestinationBase<Do
   }
 
   protected override async discardArchive(): Promise<void> {
-    if (this.#temporaryPath) await rm(this.#temporaryPath, { force: true });
+    try {
+      if (this.#temporaryPath) await rm(this.#temporaryPath, { force: true });
+    } finally {
+      await this.#lock?.release();
+    }
+  }
+
+  protected override async releaseArchive(): Promise<void> {
+    await this.#lock?.release();
   }
 }
 
@@ -116,6 +134,40 @@ export async function openDockerArchiveImageDestination(
   }
   const repoTags = [...(reference.tag ? [reference.tag] : []), ...parseAdditionalTags(context)];
   const target = reference.path;
+  let lock: PathLock | undefined;
+  if (!(await isPipeOrDevice(target))) {
+    try {
+      lock = await lockPath(target, context.signal ? { signal: context.signal } : {});
+    } catch (error) {
+      if (error instanceof GantryError) throw error;
+      throw fileSystemFailure(target, error);
+    }
+  }
+  try {
+    return await openLocked(reference, context, repoTags, lock);
+  } catch (error) {
+    await lock?.release().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** True when `target` exists and is neither a regular file nor a directory (a FIFO, a device). */
+async function isPipeOrDevice(target: string): Promise<boolean> {
+  try {
+    const information = await stat(target);
+    return !information.isFile() && !information.isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function openLocked(
+  reference: DockerArchiveReference,
+  context: TransportContext,
+  repoTags: DockerReference[],
+  lock: PathLock | undefined,
+): Promise<ImageDestination> {
+  const target = reference.path;
   let existing: Awaited<ReturnType<typeof stat>> | undefined;
   try {
     existing = await stat(target);
@@ -144,6 +196,7 @@ export async function openDockerArchiveImageDestination(
       reference,
       output as unknown as Writable,
       undefined,
+      lock,
       repoTags,
       context,
     );
@@ -156,7 +209,7 @@ export async function openDockerArchiveImageDestination(
     throw fileSystemFailure(target, error);
   });
   try {
-    return new DockerArchiveImageDestination(reference, handle, temporaryPath, repoTags, context);
+    return new DockerArchiveImageDestination(reference, handle, temporaryPath, lock, repoTags, context);
   } catch (error) {
     await handle.close();
     await rm(temporaryPath, { force: true });

@@ -154,6 +154,25 @@ describe('destinations', () => {
     expect((await stat(archive)).size).toBeGreaterThan(0);
   });
 
+  it('writers to one path take turns: one opened while another writes refuses the archive that one committed', async () => {
+    const [imageA, imageB] = await Promise.all([fixture('dockerUncompressed'), fixture('ociMinimal')]);
+    const archive = path.join(directory, 'shared.tar');
+    const first = await dockerArchiveTransport.parseReference(archive).newImageDestination();
+    expect(await readdir(directory)).toContain('.shared.tar.gantry-lock');
+    // Started while the first writer holds the path: it waits, then finds the first one's archive.
+    const second = writeArchive(imageB, archive).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    await writeFixtureToDestination(imageA, first);
+    const error = await second;
+    expect(hasErrorCode(error, ErrorCodes.NotSupported), String(error)).toBe(true);
+    expect((error as Error).message).toMatch(/shared\.tar exists and is not empty/);
+    const collected = await readArchive(archive);
+    expect(collected.manifest).toBeDefined();
+    expect((await readdir(directory)).filter((name) => name.includes('shared'))).toEqual(['shared.tar']);
+  });
+
   it('refuses @N destinations', async () => {
     await expect(
       dockerArchiveTransport.parseReference(`${directory}/x.tar:@0`).newImageDestination(),

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   abortError,
   type BlobInfo,
@@ -43,7 +44,12 @@ import { headerValue, referencedBlobDigests } from './manifests.js';
 import type { DockerImageReference } from './reference.js';
 import { ReferrersWriter } from './referrers.js';
 import { registryAccessFor } from './registries.js';
-import { RegistryClient } from './registry-client.js';
+import {
+  maxTooManyRequestsRetries,
+  RegistryClient,
+  tooManyRequestsDelay,
+  tooManyRequestsInitialDelayMs,
+} from './registry-client.js';
 import { responseError } from './registry-errors.js';
 import {
   type SignatureStorageOptions,
@@ -556,6 +562,13 @@ export class DockerImageDestination implements ImageDestination {
    * the bytes kept in memory since then (the last `uploadResumeWindowBytes` sent) and the rest of the
    * stream. At most `maxUploadResumes` times per blob; when the registry's offset lies outside the kept
    * bytes, the failure is returned as it was (retryable: `--retry-times` uploads the blob again).
+   *
+   * A 429 Too Many Requests answering the PATCH (a rate limit, which the client cannot replay for a
+   * stream) is waited out as for any request (`Retry-After`, bounded; at most
+   * `maxTooManyRequestsRetries` times), then the upload continues the same way from the offset the
+   * session reports: the first bytes are all kept while fewer than `defaultUploadChunkBytes` were taken,
+   * the last `uploadResumeWindowBytes` otherwise. When the bytes from that offset are no longer at hand,
+   * the blob fails with a retryable `ERR_GANTRY_TRANSIENT` (`--retry-times` uploads it again).
    */
   private async uploadStreamed(
     location: URL,
@@ -596,7 +609,30 @@ export class DockerImageDestination implements ImageDestination {
       inFlight = next;
       return next;
     };
-    for (let resumes = 0; ; resumes++) {
+    let resumes = 0;
+    let tooManyRequests = 0;
+    let tooManyRequestsFallbackMs = tooManyRequestsInitialDelayMs;
+    /**
+     * Sets `resend` to the bytes taken from the stream from `offset` on: from `retained` while it holds
+     * every byte taken, else from `recent`. False when those bytes are no longer all at hand.
+     */
+    const resendFrom = (offset: number): boolean => {
+      const pieces = retained ?? recent;
+      const start = retained !== undefined ? 0 : pulledBytes - recentBytes;
+      if (offset < start || offset > pulledBytes) return false;
+      resend = [];
+      let skip = offset - start;
+      for (const piece of pieces) {
+        if (skip >= piece.byteLength) {
+          skip -= piece.byteLength;
+          continue;
+        }
+        resend.push(skip > 0 ? piece.subarray(skip) : piece);
+        skip = 0;
+      }
+      return true;
+    };
+    for (;;) {
       let detached = false;
       const replay = resend;
       resend = [];
@@ -636,19 +672,9 @@ export class DockerImageDestination implements ImageDestination {
         } catch {
           throw error;
         }
-        const recentStart = pulledBytes - recentBytes;
-        if (status.bytes < recentStart || status.bytes > pulledBytes) throw error;
+        if (!resendFrom(status.bytes)) throw error;
         current = status.location;
-        retained = undefined; // A refusal after a resume is an error, not a reason to replay.
-        let skip = status.bytes - recentStart;
-        for (const piece of recent) {
-          if (skip >= piece.byteLength) {
-            skip -= piece.byteLength;
-            continue;
-          }
-          resend.push(skip > 0 ? piece.subarray(skip) : piece);
-          skip = 0;
-        }
+        resumes++;
         continue;
       } finally {
         detached = true;
@@ -661,8 +687,35 @@ export class DockerImageDestination implements ImageDestination {
         await patch.body.dump();
         return { accepted: true, location: nextLocation(patch, current) };
       }
+      if (patch.statusCode === 429 && tooManyRequests < maxTooManyRequestsRetries) {
+        // Rate limited: wait as asked, then continue from the offset the session reports (the registry
+        // may have kept none, or part, of what was sent), with the bytes kept since then.
+        const delayMs = tooManyRequestsDelay(patch.headers['retry-after'], tooManyRequestsFallbackMs);
+        tooManyRequests++;
+        tooManyRequestsFallbackMs *= 2;
+        await patch.body.dump();
+        await inFlight?.catch(() => undefined);
+        if (failure.error !== undefined) throw failure.error;
+        try {
+          await sleep(delayMs, undefined, signal ? { signal } : undefined);
+        } catch (error) {
+          if (signal?.aborted) throw abortError(signal);
+          throw error;
+        }
+        const status = await this.uploadStatus(current, signal, what);
+        if (!resendFrom(status.bytes)) {
+          throw new GantryError(
+            ErrorCodes.Transient,
+            `${what}: the registry answered 429 Too Many Requests after ${pulledBytes} bytes were sent and kept ${status.bytes} of them; the bytes in between are no longer at hand, so retrying (--retry-times) uploads this blob again`,
+            { retryable: true },
+          );
+        }
+        current = status.location;
+        continue;
+      }
       const error = await responseError(patch, { what, credentialsSent: this.client.sentCredentials });
-      if (!isStreamedUploadRefusal(patch.statusCode) || resumes > 0) throw error;
+      // A refusal after a resume or a wait is an error, not a reason to replay.
+      if (!isStreamedUploadRefusal(patch.statusCode) || resumes > 0 || tooManyRequests > 0) throw error;
       // A piece requested before the answer may still be on its way: wait for it, so it is kept.
       await inFlight?.catch(() => undefined);
       if (failure.error !== undefined) throw failure.error;

@@ -29,7 +29,7 @@ const dockerHubApiHost = 'registry-1.docker.io';
 /** How many times a replayable request answered 429 Too Many Requests is sent again (as containers/image). */
 export const maxTooManyRequestsRetries = 5;
 /** The first wait after a 429 without `Retry-After`; doubled after each further 429. */
-const tooManyRequestsInitialDelayMs = 2_000;
+export const tooManyRequestsInitialDelayMs = 2_000;
 /** The longest wait after a 429, whatever `Retry-After` asks for. */
 export const maxTooManyRequestsDelayMs = 60_000;
 

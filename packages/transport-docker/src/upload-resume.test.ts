@@ -167,4 +167,77 @@ describe('uploads resume after a dropped connection (real registry behind a faul
     expect(statusAnswers.map((request) => request.status)).toEqual([404]);
     expect(sent).toBeLessThanOrEqual(1.5 * layer.size + 64 * 1024);
   }, 120_000);
+
+  /**
+   * Refuses with 429 the first streamed PATCH of each upload session to `repository`, answered after
+   * its whole body, until a refused PATCH carried the layer (more than is kept for resending).
+   */
+  function refuseStreamedPatchesOnce(repository: string): void {
+    const refused = new Set<string>();
+    proxy.statusFaults.push({
+      matches: (method, requestPath, headers) => {
+        if (method !== 'PATCH' || headers['content-range'] !== undefined) return false;
+        if (!requestPath.includes(`/${repository}/blobs/uploads/`)) return false;
+        const layerRefused = proxy.requests.some(
+          (request) => request.status === 429 && request.bodyBytes > 16 * 1024 * 1024,
+        );
+        const session = requestPath.split('?')[0]!;
+        if (layerRefused || refused.has(session)) return false;
+        refused.add(session);
+        return true;
+      },
+      status: 429,
+      headers: { 'retry-after': '0' },
+      times: Number.POSITIVE_INFINITY,
+      body: JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }),
+    });
+  }
+
+  it('a 429 answering a streamed PATCH after more was sent than is kept: a retryable failure naming it; with --retry-times 1 the blob is uploaded again', async () => {
+    const copy = async (repository: string, retryTimes: number) => {
+      const transport = createDockerTransport();
+      try {
+        await copyImage(
+          transport.parseReference(`//${registry.host}/source/big:v1`),
+          transport.parseReference(`//${proxy.host}/${repository}:v1`),
+          {
+            policy: insecureAcceptAnythingPolicy(),
+            sourceContext: context,
+            destinationContext: dockerContext({ tlsVerify: false }),
+            retryTimes,
+            retryDelayMs: 10,
+          },
+        );
+      } finally {
+        await transport.closeConnections();
+      }
+    };
+    proxy.requests.length = 0;
+    refuseStreamedPatchesOnce('limited/once');
+    await expect(copy('limited/once', 0)).rejects.toMatchObject({
+      code: 'ERR_GANTRY_TRANSIENT',
+      retryable: true,
+      message: expect.stringMatching(
+        /429 Too Many Requests after \d+ bytes were sent and kept 0 of them; .*--retry-times/,
+      ),
+    });
+    proxy.statusFaults.length = 0;
+
+    proxy.requests.length = 0;
+    refuseStreamedPatchesOnce('limited/retried');
+    await copy('limited/retried', 1);
+    proxy.statusFaults.length = 0;
+    const refusedLayer = proxy.requests.filter(
+      (request) => request.status === 429 && request.bodyBytes > 16 * 1024 * 1024,
+    );
+    expect(refusedLayer).toHaveLength(1);
+    await runSkopeo([
+      '--insecure-policy',
+      'copy',
+      '-q',
+      '--src-tls-verify=false',
+      `docker://${registry.host}/limited/retried:v1`,
+      `dir:${path.join(directory, 'pulled-limited')}`,
+    ]);
+  }, 180_000);
 });

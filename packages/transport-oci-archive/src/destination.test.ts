@@ -101,6 +101,34 @@ describe('oci-archive: destination', () => {
     expect(await filesLeft()).toEqual(['images.tar', 'out']);
   });
 
+  it('writers to one archive take turns: one opened while another writes adds to what that one committed', async () => {
+    const file = path.join(directory, 'shared.tar');
+    const [imageA, imageB] = await Promise.all([fixture('ociMinimal'), fixture('whiteoutLayers')]);
+    const first = await ociArchiveTransport.parseReference(`${file}:a`).newImageDestination();
+    expect(await filesLeft()).toContain('.shared.tar.gantry-lock');
+    // Opened while the first writer holds the archive: it waits for the first one's commit, and reads
+    // the archive that commit made (without the lock it would start from no archive and drop image a).
+    const second = ociArchiveTransport.parseReference(`${file}:b`).newImageDestination();
+    await writeFixtureToDestination(imageA, first);
+    await writeFixtureToDestination(imageB, await second);
+    expect(await rawManifest(`${file}:a`)).toBe(Buffer.from(imageA.topLevel.bytes).toString());
+    expect(await rawManifest(`${file}:b`)).toBe(Buffer.from(imageB.topLevel.bytes).toString());
+    expect(await filesLeft()).toEqual(['shared.tar']);
+  });
+
+  it('a writer waiting for the archive stops when its copy is aborted', async () => {
+    const file = path.join(directory, 'busy.tar');
+    const holder = await ociArchiveTransport.parseReference(`${file}:a`).newImageDestination();
+    const controller = new AbortController();
+    const waiting = ociArchiveTransport
+      .parseReference(`${file}:b`)
+      .newImageDestination({ signal: controller.signal });
+    controller.abort(new Error('stop waiting'));
+    await expectCode(waiting, ErrorCodes.Aborted, /stop waiting/);
+    await holder.close();
+    expect(await filesLeft()).toEqual([]);
+  });
+
   it('replaces the whole archive on a write without a name, as skopeo', async () => {
     const [imageA, imageB, imageC] = await Promise.all([
       fixture('ociMinimal'),

@@ -21,8 +21,12 @@
  *   from the old archive into the new one, and drops the entry holding the same name and the unnamed
  *   entries (see `keptIndex`); blobs only dropped entries reached are dropped. A destination file
  *   that exists but is not an OCI archive (or is a directory) is refused with `ERR_GANTRY_INVALID_LAYOUT`
- *   before anything is written; an empty file counts as no archive. There is no locking: two writers to
- *   one archive at the same time each produce an archive, and the last rename wins.
+ *   before anything is written; an empty file counts as no archive.
+ * - Writers to one archive path take turns: a destination holds the path's lock (`lockPath`, a lock file
+ *   `.<name>.gantry-lock` beside the archive) from its opening, before the existing archive is read, to
+ *   its commit or close. So writers of several processes at once each add their image to the archive the
+ *   one before them committed, and every finished copy is in the archive (a writer waits, abortable, while
+ *   another holds the lock; the lock of a writer that died is broken).
  * - `tryReusingBlob` reports blobs already written to this archive, and blobs of the existing archive
  *   (copied from it at commit) as reusable.
  */
@@ -45,9 +49,11 @@ import {
   type ImageDestination,
   type ImageDestinationProperties,
   isGantryError,
+  lockPath,
   MediaTypes,
   type OperationOptions,
   ownedTemporaryName,
+  type PathLock,
   type PutBlobOptions,
   parseDigest,
   type ReusedBlob,
@@ -119,6 +125,7 @@ class OciArchiveImageDestination implements ImageDestination {
   readonly reference: OciArchiveReference;
   readonly properties: ImageDestinationProperties;
   readonly #temporaryPath: string;
+  readonly #lock: PathLock;
   readonly #handle: FileHandle;
   readonly #writer: SeekableTarWriter;
   readonly #existing: OciArchiveContents | undefined;
@@ -137,11 +144,13 @@ class OciArchiveImageDestination implements ImageDestination {
     reference: OciArchiveReference;
     context: TransportContext;
     temporaryPath: string;
+    lock: PathLock;
     handle: FileHandle;
     existing: OciArchiveContents | undefined;
   }) {
     this.reference = init.reference;
     this.#temporaryPath = init.temporaryPath;
+    this.#lock = init.lock;
     this.#handle = init.handle;
     // Entries are dated now, as containers/image's archives are (the files it tars are written now).
     this.#writer = new SeekableTarWriter(init.handle, { mtime: new Date() });
@@ -319,6 +328,7 @@ class OciArchiveImageDestination implements ImageDestination {
       this.#committed = true;
     });
     await this.#existing?.close();
+    await this.#lock.release();
   }
 
   /**
@@ -367,11 +377,15 @@ class OciArchiveImageDestination implements ImageDestination {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#committed) return;
+    if (this.#committed) {
+      await this.#lock.release();
+      return;
+    }
     await this.#queue.run(async () => {
       await this.#handle.close().catch(() => undefined);
       await rm(this.#temporaryPath, { force: true });
       await this.#existing?.close();
+      await this.#lock.release();
     });
   }
 }
@@ -386,6 +400,27 @@ export async function openOciArchiveDestination(
 ): Promise<ImageDestination> {
   throwIfAborted(context.signal);
   checkDestinationReference(reference);
+  const destinationPath = reference.resolvedPath;
+  let lock: PathLock;
+  try {
+    lock = await lockPath(destinationPath, context.signal ? { signal: context.signal } : {});
+  } catch (error) {
+    if (isGantryError(error)) throw error;
+    throw fileSystemFailure(`locking OCI archive ${destinationPath}`, error);
+  }
+  try {
+    return await openLocked(reference, context, lock);
+  } catch (error) {
+    await lock.release().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function openLocked(
+  reference: OciArchiveReference,
+  context: TransportContext,
+  lock: PathLock,
+): Promise<ImageDestination> {
   const destinationPath = reference.resolvedPath;
   let existing: OciArchiveContents | undefined;
   let stats: Awaited<ReturnType<typeof lstat>> | undefined;
@@ -437,5 +472,5 @@ export async function openOciArchiveDestination(
     await existing?.close();
     throw fileSystemFailure(`creating a temporary file for OCI archive ${destinationPath}`, error);
   }
-  return new OciArchiveImageDestination({ reference, context, temporaryPath, handle, existing });
+  return new OciArchiveImageDestination({ reference, context, temporaryPath, lock, handle, existing });
 }

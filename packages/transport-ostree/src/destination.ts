@@ -21,6 +21,7 @@ import {
   type Digest,
   detectCompression,
   ErrorCodes,
+  ExpansionGuard,
   GantryError,
   guessManifestMediaType,
   type ImageDestination,
@@ -42,8 +43,14 @@ import { lockRepository, type RepositoryLock } from './lock.js';
 import { blobBranch, type OstreeImageReference } from './reference.js';
 import { OstreeRepository } from './repository.js';
 
-/** Decompresses a layer while it streams, whatever its compression (detected from its first bytes). */
-async function* decompressed(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+/**
+ * Decompresses a layer while it streams, whatever its compression (detected from its first bytes),
+ * within core's expansion limit (`ExpansionGuard`: a bomb fails with `ERR_GANTRY_INVALID_LAYER`).
+ */
+async function* decompressed(
+  source: AsyncIterable<Uint8Array>,
+  description = 'layer',
+): AsyncGenerator<Uint8Array> {
   const iterator = source[Symbol.asyncIterator]();
   const head: Uint8Array[] = [];
   let headLength = 0;
@@ -72,11 +79,25 @@ async function* decompressed(source: AsyncIterable<Uint8Array>): AsyncGenerator<
     yield* rest();
     return;
   }
+  const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer);
+  const counted = async function* (): AsyncGenerator<Uint8Array> {
+    for await (const chunk of rest()) {
+      guard.compressed(chunk.byteLength);
+      yield chunk;
+    }
+  };
   const decompressor = createDecompressor(compression);
-  const feeding = pipeline(rest(), decompressor).catch((error: unknown) => {
+  const feeding = pipeline(counted(), decompressor).catch((error: unknown) => {
     decompressor.destroy(error as Error);
   });
-  yield* decompressor;
+  try {
+    for await (const chunk of decompressor) {
+      guard.decompressed((chunk as Uint8Array).byteLength);
+      yield chunk as Uint8Array;
+    }
+  } finally {
+    decompressor.destroy();
+  }
   await feeding;
 }
 
@@ -295,7 +316,7 @@ class OstreeImageDestination implements ImageDestination {
     const raw = new PassThrough({ highWaterMark: 1 << 20 });
     let layerFailure: { error: unknown } | undefined;
     let applied: Awaited<ReturnType<typeof applyLayer>> | undefined;
-    const applying = applyLayer(decompressed(raw), tree, {
+    const applying = applyLayer(decompressed(raw, `blob ${info.digest ?? '(digest not known yet)'}`), tree, {
       whiteouts: 'apply',
       // Without root, files keep the user's owner (bare-user records it), as containers/image extracted them.
       ...(process.getuid?.() === 0 ? {} : { rootless: true, ignoreChownErrors: true }),

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestAlgorithm, digestOf, verifyingStage } from '../digest.js';
 import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js';
+import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import {
@@ -129,7 +130,8 @@ async function startIteration(source: AsyncIterable<Uint8Array>): Promise<AsyncI
 type Stage = (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
 
 /**
- * `source` decompressed. Data the decompressor rejects fails with `ERR_GANTRY_DIGEST_MISMATCH` naming the
+ * `source` decompressed, within the expansion limit (`ExpansionGuard`: a bomb fails with
+ * `ERR_GANTRY_INVALID_LAYER`). Data the decompressor rejects fails with `ERR_GANTRY_DIGEST_MISMATCH` naming the
  * blob (such bytes cannot be the blob the manifest names); errors of the source pass unchanged.
  */
 async function* decompressing(
@@ -138,16 +140,23 @@ async function* decompressing(
   description: string,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let sourceFailure: unknown;
+  const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer);
   async function* watched(): AsyncGenerator<Uint8Array, void, undefined> {
     try {
-      yield* source;
+      for await (const chunk of source) {
+        guard.compressed(chunk.byteLength);
+        yield chunk;
+      }
     } catch (error) {
       sourceFailure = error;
       throw error;
     }
   }
   try {
-    yield* throughTransform(watched(), createDecompressor(compression));
+    for await (const chunk of throughTransform(watched(), createDecompressor(compression))) {
+      guard.decompressed(chunk.byteLength);
+      yield chunk;
+    }
   } catch (error) {
     // Anything but the source's own failure, an abort or a Gantry error is the decompressor's verdict.
     const isAbort = error instanceof Error && error.name === 'AbortError';

@@ -49,6 +49,12 @@ export {
   throwIfAborted,
 } from '../errors.js';
 export {
+  defaultExpansionLimit,
+  ExpansionGuard,
+  type ExpansionLimit,
+  expansionLimitFromEnvironment,
+} from '../expansion-limit.js';
+export {
   describeFileSystemError,
   errorCode,
   makeDirectories,
@@ -82,6 +88,7 @@ export {
   parseManifestList,
 } from '../manifest/parse.js';
 export { choosePlatformInstance, hostPlatform, wantedPlatform } from '../manifest/platform.js';
+export { type LockPathOptions, lockPath, type PathLock, pathLockFile } from '../path-lock.js';
 export {
   defaultDockerDomain,
   defaultDockerTag,

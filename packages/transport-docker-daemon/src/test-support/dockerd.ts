@@ -3,6 +3,8 @@
  * socket, `--storage-driver vfs --iptables=false --bridge=none`; it starts its own containerd. Fails loudly
  * (with dockerd's log) when dockerd is missing or does not come up. With `tls`, it also listens on
  * `tcp://127.0.0.1:<free port>` with `--tlsverify` (client certificates signed by the given CA required).
+ * With `dataRoot`, dockerd keeps its images (and its temporary files, `<data root>/tmp`) there instead of
+ * under its own directory: a small file system there makes the daemon's disk fill up.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -19,6 +21,8 @@ export const dockerdPath = '/usr/sbin/dockerd';
 
 export interface TestDockerDaemon {
   directory: string;
+  /** dockerd's `--data-root`. */
+  dataRoot: string;
   /** `unix://<directory>/docker.sock` */
   host: string;
   /** `tcp://127.0.0.1:<port>` when started with `tls`. */
@@ -59,9 +63,10 @@ function freePort(): Promise<number> {
 /** Starts dockerd and waits (up to `timeoutMs`) until `/_ping` answers on its unix socket. */
 export async function startTestDockerDaemon(
   timeoutMs = 60_000,
-  options: { tls?: TestDockerDaemonTls } = {},
+  options: { tls?: TestDockerDaemonTls; dataRoot?: string } = {},
 ): Promise<TestDockerDaemon> {
   const directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-'));
+  const dataRoot = options.dataRoot ?? path.join(directory, 'data');
   const socket = path.join(directory, 'docker.sock');
   const host = `unix://${socket}`;
   const logPath = path.join(directory, 'dockerd.log');
@@ -88,7 +93,7 @@ export async function startTestDockerDaemon(
       '--iptables=false',
       '--bridge=none',
       '--data-root',
-      path.join(directory, 'data'),
+      dataRoot,
       '--exec-root',
       path.join(directory, 'exec'),
       '--pidfile',
@@ -115,6 +120,7 @@ export async function startTestDockerDaemon(
       clearTimeout(timer);
     }
     await rm(directory, { recursive: true, force: true });
+    if (options.dataRoot) await rm(dataRoot, { recursive: true, force: true });
   };
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -142,6 +148,7 @@ export async function startTestDockerDaemon(
   }
   return {
     directory,
+    dataRoot,
     host,
     ...(tcpHost ? { tcpHost } : {}),
     async docker(...arguments_: string[]): Promise<string> {

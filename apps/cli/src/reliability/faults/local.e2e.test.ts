@@ -13,7 +13,6 @@
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   buildFixtureImage,
   fixturePresets,
@@ -24,7 +23,7 @@ import {
 } from '@gantry/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireTool, runGantry } from '../../test-support/run.js';
-import { type BuiltGantryProcess, startBuiltGantry } from './built-gantry.js';
+import { startBuiltGantry, stopWhenWriting } from './built-gantry.js';
 import {
   type FaultDestination,
   makeFaultDestination,
@@ -138,30 +137,6 @@ describe('the destination disk fills up', () => {
     120_000,
   );
 });
-
-/** Resolves once the destination grew by `bytes` (the copy is certainly writing), then stops the process. */
-async function stopWhenWriting(
-  process: BuiltGantryProcess,
-  directory: string,
-  baseline: number,
-  bytes = 2 * 1024 * 1024,
-): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  let exited = false;
-  void process.exited.then(() => {
-    exited = true;
-  });
-  while (Date.now() < deadline) {
-    if (exited)
-      throw new Error(`gantry exited before it was caught mid-copy: ${(await process.exited).stderr}`);
-    if ((await treeBytes(directory)) - baseline >= bytes) {
-      process.child.kill('SIGSTOP');
-      return;
-    }
-    await sleep(5);
-  }
-  throw new Error('gantry was not caught mid-copy within 120 s');
-}
 
 describe('a signal in the middle of a copy', () => {
   const cases = writableTransports.flatMap((transport) =>

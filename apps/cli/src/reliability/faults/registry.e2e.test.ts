@@ -23,6 +23,7 @@ import {
 } from '@gantry/transport-docker/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runGantry, runSkopeoConcurrently } from '../../test-support/run.js';
+import { startBuiltGantry } from './built-gantry.js';
 
 const testFile = 'apps/cli/src/reliability/faults/registry.e2e.test.ts';
 const layerBytes = 4 * 1024 * 1024;
@@ -288,6 +289,135 @@ describe('error answers', () => {
       'gave up after 5 waits (6 requests): exit 1 naming toomanyrequests, nothing written',
     );
   });
+});
+
+describe('429 with Retry-After answering a streamed upload (a PATCH whose body cannot be replayed)', () => {
+  /** The path of an upload session (without its query), for telling sessions apart. */
+  const sessionOf = (path: string) => path.split('?')[0]!;
+
+  it.each([
+    ['after the whole body was sent', false],
+    ['at once, while the body is still being sent', true],
+  ] as const)(
+    'answered %s: waited out, then the upload continues in its session from the registry’s offset',
+    async (_when, immediate) => {
+      const repository = `faults/patch-429-${immediate ? 'early' : 'late'}`;
+      // The first PATCH of each upload session (the layer's and the config's) is refused once.
+      const refused = new Set<string>();
+      proxy.statusFaults.push({
+        matches: (method, path, headers) => {
+          if (!isUploadPatch(method, path) || headers['content-range'] !== undefined) return false;
+          if (!path.includes(`/${repository}/`) || refused.has(sessionOf(path))) return false;
+          refused.add(sessionOf(path));
+          return true;
+        },
+        status: 429,
+        headers: { 'retry-after': '1' },
+        times: 2,
+        immediate,
+        body: JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }),
+      });
+      const pushed = await push(repository);
+      expect(pushed.code, pushed.stderr).toBe(0);
+      expect(refused.size).toBe(2);
+      const uploads = proxy.requests.filter(
+        (request) => request.path.includes(`/${repository}/blobs/uploads/`) && request.method !== 'POST',
+      );
+      // Per session: the refused PATCH, the session's status (GET: the registry holds 0 bytes), the
+      // PATCH of the whole blob from there, the closing PUT; no second session.
+      const sessions = new Map<string, string[]>();
+      for (const request of uploads) {
+        const key = sessionOf(request.path);
+        sessions.set(key, [...(sessions.get(key) ?? []), `${request.method} ${request.status}`]);
+      }
+      expect([...sessions.values()]).toEqual([
+        ['PATCH 429', 'GET 204', 'PATCH 202', 'PUT 201'],
+        ['PATCH 429', 'GET 204', 'PATCH 202', 'PUT 201'],
+      ]);
+      const posts = proxy.requests.filter(
+        (request) => request.method === 'POST' && request.path.includes(`/${repository}/blobs/uploads/`),
+      );
+      expect(posts).toHaveLength(2);
+      await expectPushedImage(repository, pushed.layerDigest);
+      record(
+        `429 with Retry-After answering a streamed upload (PATCH) ${immediate ? 'at once' : 'after its body'}`,
+        'waited as asked, read the session’s offset, resent the kept bytes in the same session; no --retry-times needed; registry holds the source digests',
+      );
+    },
+  );
+});
+
+describe('a signal in the middle of a push', () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    '%s: ends by the signal; the upload session is cancelled; the registry has no image',
+    async (signal) => {
+      const repository = `faults/push-${signal.toLowerCase()}`;
+      const fresh = await freshImage(repository);
+      const copy = startBuiltGantry(
+        [
+          '--insecure-policy',
+          'copy',
+          '-q',
+          '--dest-tls-verify=false',
+          `oci:${fresh.layout}:latest`,
+          `docker://${proxy.host}/${repository}:v1`,
+        ],
+        root,
+      );
+      // Stopped (SIGSTOP) once 1 MB of the layer reached the proxy: certainly in the middle of the upload.
+      const caught = new Promise<void>((resolve) => {
+        proxy.requestWatches.push({
+          matches: (method, path) => isUploadPatch(method, path) && path.includes(`/${repository}/`),
+          afterBodyBytes: 1_000_000,
+          times: 1,
+          onReached: () => {
+            copy.child.kill('SIGSTOP');
+            resolve();
+          },
+        });
+      });
+      await Promise.race([
+        caught,
+        copy.exited.then((ended) => {
+          throw new Error(`gantry ended before it was caught mid-upload: ${ended.stderr}`);
+        }),
+      ]);
+      copy.child.kill(signal);
+      copy.child.kill('SIGCONT');
+      const ended = await copy.exited;
+      expect({ code: ended.code, signal: ended.signal }, ended.stderr).toEqual({ code: null, signal });
+      expect(ended.stderr).toContain(`interrupted by ${signal}`);
+      const sessions = proxy.requests.filter((request) =>
+        request.path.includes(`/${repository}/blobs/uploads/`),
+      );
+      // The session was cancelled: DELETE answered 204, or 404 when the registry had already dropped
+      // the session whose PATCH broke off (distribution does).
+      const deletes = sessions.filter((request) => request.method === 'DELETE');
+      expect(deletes).toHaveLength(1);
+      expect([204, 404]).toContain(deletes[0]!.status);
+      const blob = await fetch(`http://${registry.host}/v2/${repository}/blobs/${fresh.layerDigest}`, {
+        method: 'HEAD',
+      });
+      expect(blob.status).toBe(404);
+      expect(
+        proxy.requests.filter(
+          (request) => request.method === 'PUT' && request.path.includes(`/${repository}/`),
+        ),
+      ).toEqual([]);
+      const inspected = await runSkopeoConcurrently([
+        'inspect',
+        '--tls-verify=false',
+        `docker://${registry.host}/${repository}:v1`,
+      ]);
+      expect(inspected.code).not.toBe(0);
+      expect(inspected.stderr.toString()).toMatch(/manifest unknown|not found/i);
+      record(
+        `${signal} during a copy`,
+        `ended by ${signal} mid-upload; the upload session cancelled (DELETE); no blob, no manifest in the registry`,
+      );
+    },
+    120_000,
+  );
 });
 
 describe('the registry restarted in the middle of a copy', () => {
