@@ -21,8 +21,10 @@ import { promisify } from 'node:util';
 
 /** `execFile` returning a promise; promisified at the first call, so that node:child_process loads only when used. */
 let execFilePromised: typeof execFile.__promisify__ | undefined;
-const execFileAsync = ((...args: Parameters<typeof execFile.__promisify__>) =>
-  (execFilePromised ??= promisify(execFile))(...args)) as typeof execFile.__promisify__;
+const execFileAsync = ((...args: Parameters<typeof execFile.__promisify__>) => {
+  execFilePromised ??= promisify(execFile);
+  return execFilePromised(...args);
+}) as typeof execFile.__promisify__;
 
 export interface SubordinateRange {
   start: number;
