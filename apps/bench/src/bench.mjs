@@ -1131,7 +1131,7 @@ function measureStartupFloors() {
   ];
   const samples = commands.map(() => []);
   for (let run = 0; run < Math.max(5, runs * 3); run += 1)
-    commands.forEach((entry, index) => samples[index].push(measure(entry.command, entry.args)));
+    for (const [index, entry] of commands.entries()) samples[index].push(measure(entry.command, entry.args));
   return commands.map(({ name, description }, index) => ({
     name,
     description,
