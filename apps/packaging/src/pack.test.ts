@@ -51,6 +51,7 @@ const allowedCliFiles: readonly RegExp[] = [
   /^bin\/gantry$/,
   /^dist\/bin\.cjs$/,
   /^dist\/main\.cjs$/,
+  /^dist\/main-lazy-[\w.-]+\.cjs$/,
   /^dist\/main\.cjs\.LICENSES\.txt$/,
   /^dist\/man\/gantry(-[a-z-]+)?\.1$/,
 ];
