@@ -11,12 +11,14 @@
 // `--self-contained NAME` (the CLI: `--self-contained main`) also writes dist/NAME.cjs: one CommonJS
 // file holding tsc's dist/NAME.js and everything it imports, dependencies included (other @gantry
 // packages, undici, tar-stream); only Node's built-in modules stay outside, so a run resolves and reads
-// that one file. CommonJS, because Node starts it without its ES module loader and `require` of a
+// that one file (and the lazily required ones below when a command uses them). CommonJS, because Node starts it without its ES module loader and `require` of a
 // built-in module does not load the module's lazy parts as an ES import does. Inside it:
 // - modules reached only through `import()` are evaluated when first imported, not at start-up;
-// - `createRequire(import.meta.url)` requires of literal module names become bundled requires
-//   (evaluated at the call, as before), so lazily required dependencies are inside the file too, in the
-//   build Node's `require` loads (OpenPGP.js: its minified CommonJS build); the package's own
+// - `createRequire(import.meta.url)` requires of literal module names (dependencies loaded on first
+//   use: OpenPGP.js, yaml, semver) are bundled into files of their own beside it,
+//   dist/NAME-lazy-PACKAGE.cjs, each holding the build Node's `require` loads (OpenPGP.js: its minified
+//   CommonJS build) with what it imports, and required from there at the call: a command that does not
+//   use them neither reads nor compiles them (~0.8 MiB of the CLI's ~2.4 MiB). The package's own
 //   dependencies (native bindings) stay run-time requires, installed beside the file;
 // - a module `bundled-transports.js` of the package, if any, is replaced by the list of the package's
 //   dependencies that are transport packages (`@gantry/transport-*`, `gantry-transport-*`,
@@ -26,7 +28,7 @@
 // - the code is printed without comments and in ASCII only (other characters escaped): Node then
 //   reads it into a one-byte string, which it decodes and V8 scans faster. Names and lines are kept,
 //   so stack traces stay readable.
-// dist/NAME.cjs.LICENSES.txt lists the third-party packages inside, with their licence texts.
+// dist/NAME.cjs.LICENSES.txt lists the third-party packages inside these files, with their licence texts.
 //
 // Run from a package directory after `tsc`: `node ../../scripts/bundle-package.mjs [--self-contained NAME]`.
 // Declarations (.d.ts) stay as tsc wrote them; tsc's .js files and their
@@ -148,28 +150,61 @@ const runtimeDependencies = new Set([
 ]);
 
 /**
- * `createRequire(import.meta.url)` gives a module its own `require`; calls of it with a literal module
- * name become plain `require(…)` calls, which the bundler follows (and evaluates at the call). The
- * direct form `createRequire(import.meta.url)("name")` becomes a `require` of the file Node's `require`
- * resolves from that module (the package's `require` export: e.g. OpenPGP.js's minified CommonJS
- * build), so the bundle holds what the module loads outside it; names that are dependencies of the
- * bundled package itself (native bindings: koffi, zstd-napi…), or files of such a dependency
- * (`zstd-napi/binding`), stay run-time requires.
+ * The files of the lazily required packages of a self-contained bundle: the name the bundle requires
+ * (`./NAME-lazy-PACKAGE.cjs`, beside it, see lazyFileScheme) → the module names required from that package (a package
+ * may be required by several of its files: undici's pool, agent, API…) → the file Node's `require`
+ * resolves for each from the module that requires it. Filled while the bundle is built
+ * (bundleCreateRequireCalls), then each package is bundled into its file, which exports a function
+ * of the module name that requires it (evaluated at that call, as before).
  */
-/** The package a module specifier names (`zstd-napi/binding` → `zstd-napi`, `@scope/name/file` → `@scope/name`). */
-function packageNameOf(specifier) {
-  const parts = specifier.split('/');
-  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+const lazyFiles = new Map();
+/** The prefix of those names, set for the self-contained bundle being built. */
+let lazyPrefix;
+/**
+ * How the bundle names a lazy file while it is built: a bare name, which the bundler keeps as written
+ * (a relative one it would rewrite relative to the output), replaced by `./FILE` in the written file.
+ */
+const lazyFileScheme = 'gantry-lazy-file:';
+const lazyFilePattern = /^gantry-lazy-file:[\w.-]+-lazy-[\w.-]+\.cjs$/;
+
+/** The package a module name belongs to: `undici/lib/x.js` → `undici`, `@noble/ciphers/y` → `@noble/ciphers`. */
+function packageNameOf(moduleName) {
+  return moduleName
+    .split('/')
+    .slice(0, moduleName.startsWith('@') ? 2 : 1)
+    .join('/');
 }
 
+/**
+ * `createRequire(import.meta.url)` gives a module its own `require`; calls of it with a literal module
+ * name become calls of the file beside the bundle that holds that package (`./NAME-lazy-PACKAGE.cjs`,
+ * see lazyFiles), evaluated at the call as before. Both that form and the direct form
+ * `createRequire(import.meta.url)("name")` stand for the file Node's `require` resolves from that
+ * module (the package's `require` export: e.g. OpenPGP.js's minified CommonJS build), so the lazy file
+ * holds what the module loads outside the bundle; names that are dependencies of the bundled package
+ * itself (native bindings: koffi, zstd-napi…), or files of such a dependency (`zstd-napi/binding`),
+ * stay run-time requires.
+ */
 const bundleCreateRequireCalls = {
   name: 'bundle-create-require-calls',
   transform(code, id) {
     /** The call the bundle makes for a literal module name. */
-    const requireOf = (name) =>
-      runtimeDependencies.has(packageNameOf(name)) || builtins.has(name)
-        ? `createRequire(import.meta.url)(${JSON.stringify(name)})`
-        : `require(${JSON.stringify(createRequire(id).resolve(name))})`;
+    const requireOf = (name) => {
+      // Already rewritten (a module may hold several `const require = createRequire(…)`).
+      if (lazyFilePattern.test(name)) return `require(${JSON.stringify(name)})`;
+      if (runtimeDependencies.has(packageNameOf(name)) || builtins.has(name))
+        return `createRequire(import.meta.url)(${JSON.stringify(name)})`;
+      const resolved = createRequire(id).resolve(name);
+      const lazyName = `${lazyFileScheme}${lazyPrefix}-lazy-${packageNameOf(name)
+        .replace(/^@/, '')
+        .replace(/[^\w.-]+/g, '-')}.cjs`;
+      if (!lazyFiles.has(lazyName)) lazyFiles.set(lazyName, new Map());
+      const modules = lazyFiles.get(lazyName);
+      if (modules.has(name) && modules.get(name) !== resolved)
+        throw new Error(`bundle-package: ${name} resolves to both ${modules.get(name)} and ${resolved}`);
+      modules.set(name, resolved);
+      return `require(${JSON.stringify(lazyName)})(${JSON.stringify(name)})`;
+    };
     let result = code;
     // Every `const x = createRequire(import.meta.url);` of the module (a bundled library holds one per
     // source file that had it, renamed x, x$1, …): its calls with a literal name are rewritten.
@@ -257,14 +292,78 @@ function escapeNonAscii(code) {
   );
 }
 
-for (const [file, name] of selfContainedFiles) {
+/**
+ * Node built-in modules that cost start-up time to load (Node compiles them at their first `require`)
+ * and that many commands never use. The bundler requires every built-in module a bundle imports at its
+ * top, before any code runs: in a self-contained bundle, these are required at their first use instead
+ * (child_process, worker_threads and stream/web alone cost a short command ~5 % of its CPU time).
+ */
+const lazyBuiltins = new Set([
+  'child_process',
+  'crypto',
+  'dgram',
+  'dns',
+  'http',
+  'http2',
+  'https',
+  'net',
+  'perf_hooks',
+  'readline',
+  'stream/web',
+  'timers/promises',
+  'tls',
+  'v8',
+  'vm',
+  'worker_threads',
+  'zlib',
+]);
+
+/**
+ * Rewrites the top-level `let node_x = require("node:x");` of the built-in modules in lazyBuiltins into
+ * a stand-in that requires the module at its first property access (a Proxy, so that exports of a newer
+ * Node, looked for before use, are seen). Modules the bundle converts with `__toESM` (their properties
+ * copied at once) stay as they are.
+ */
+function requireBuiltinsLazily(code) {
+  let rewritten = 0;
+  const result = code.replace(
+    /^let (node_[\w$]+) = require\("node:([\w/]+)"\);$/gm,
+    (line, variable, name) => {
+      if (!lazyBuiltins.has(name) || code.includes(`${variable} = __toESM(`)) return line;
+      rewritten += 1;
+      return `let ${variable} = __lazyBuiltin("node:${name}");`;
+    },
+  );
+  if (rewritten === 0) return code;
+  const helper =
+    'var __lazyBuiltin = (name) => {\n' +
+    '\tlet loaded;\n' +
+    '\tconst load = () => loaded ??= require(name);\n' +
+    '\treturn new Proxy({}, {\n' +
+    '\t\tget: (_, key) => load()[key],\n' +
+    '\t\thas: (_, key) => key in load(),\n' +
+    '\t\townKeys: () => Reflect.ownKeys(load()),\n' +
+    '\t\tgetOwnPropertyDescriptor: (_, key) => {\n' +
+    '\t\t\tconst descriptor = Reflect.getOwnPropertyDescriptor(load(), key);\n' +
+    '\t\t\treturn descriptor && { ...descriptor, configurable: true };\n' +
+    '\t\t}\n' +
+    '\t});\n' +
+    '};\n';
+  // After a leading "use strict" if any; the helper's line shifts the code one line down.
+  return result.startsWith('"use strict";\n')
+    ? `"use strict";\n${helper}${result.slice('"use strict";\n'.length)}`
+    : helper + result;
+}
+
+/** Bundles `file` and what it imports into one CommonJS file, `bundleDirectory/name.cjs`; returns its module ids. */
+async function writeOneFile(file, name, plugins) {
   const bundle = await rolldown({
     input: { [name]: file },
     platform: 'node',
-    external: (id) => id.startsWith('node:') || builtins.has(id),
+    external: (id) => id.startsWith('node:') || builtins.has(id) || lazyFilePattern.test(id),
     // The packages' built files, not their TypeScript sources.
     resolve: { conditionNames: ['import', 'node', 'default'] },
-    plugins: [bundleCreateRequireCalls, generateBundledTransports],
+    plugins,
     logLevel: 'warn',
   });
   const { output } = await bundle.write({
@@ -276,8 +375,40 @@ for (const [file, name] of selfContainedFiles) {
   });
   await bundle.close();
   const bundleFile = join(bundleDirectory, `${name}.cjs`);
-  writeFileSync(bundleFile, escapeNonAscii(readFileSync(bundleFile, 'utf8')));
-  const moduleIds = output.flatMap((chunk) => (chunk.type === 'chunk' ? chunk.moduleIds : []));
+  const code = requireBuiltinsLazily(
+    readFileSync(bundleFile, 'utf8').replaceAll(`require("${lazyFileScheme}`, 'require("./'),
+  );
+  writeFileSync(bundleFile, escapeNonAscii(code));
+  return output.flatMap((chunk) => (chunk.type === 'chunk' ? chunk.moduleIds : []));
+}
+
+for (const [file, name] of selfContainedFiles) {
+  lazyFiles.clear();
+  lazyPrefix = name;
+  const moduleIds = await writeOneFile(file, name, [bundleCreateRequireCalls, generateBundledTransports]);
+  // Each lazily required package, in its file (a package it requires lazily in turn gets its own).
+  for (let done = 0; done < lazyFiles.size; done += 1) {
+    const [lazyName, modules] = [...lazyFiles][done];
+    const entry = `\0${lazyName}`;
+    const cases = [...modules].map(
+      ([moduleName, resolved]) =>
+        `    case ${JSON.stringify(moduleName)}: return require(${JSON.stringify(resolved)});`,
+    );
+    const lazyEntry = {
+      name: 'lazy-entry',
+      resolveId: (id) => (id === entry ? id : null),
+      load: (id) =>
+        id === entry
+          ? `module.exports = function requireLazily(name) {\n  switch (name) {\n${cases.join('\n')}\n  }\n  throw new Error(\`\${name} is not in this file\`);\n};\n`
+          : null,
+    };
+    moduleIds.push(
+      ...(await writeOneFile(entry, lazyName.slice(lazyFileScheme.length, -'.cjs'.length), [
+        lazyEntry,
+        bundleCreateRequireCalls,
+      ])),
+    );
+  }
   writeFileSync(join(bundleDirectory, `${name}.cjs.LICENSES.txt`), thirdPartyLicences(moduleIds));
 }
 

@@ -1106,11 +1106,46 @@ function unmountUnder(directory) {
   for (const mountPoint of mountPoints) spawnSync('umount', [mountPoint]);
 }
 
+/**
+ * The start-up floors, beside the start-up rows: a process that does nothing (`node -e 0`, the least any
+ * Node.js program costs), Gantry's command printing its version (Node loading the bundle, no work), and
+ * skopeo doing the same. Alternating, at least 5 runs each; medians.
+ */
+function measureStartupFloors() {
+  const commands = [
+    {
+      name: 'node-empty',
+      description: 'node -e 0 (the least a Node.js program costs)',
+      command: process.execPath,
+      args: ['-e', '0'],
+    },
+    {
+      name: 'gantry-version',
+      description: 'gantry --version (Node loading the bundle, no work)',
+      command: gantryLauncher,
+      args: ['--version'],
+    },
+    ...(withSkopeo
+      ? [{ name: 'skopeo-version', description: 'skopeo --version', command: 'skopeo', args: ['--version'] }]
+      : []),
+  ];
+  const samples = commands.map(() => []);
+  for (let run = 0; run < Math.max(5, runs * 3); run += 1)
+    for (const [index, entry] of commands.entries()) samples[index].push(measure(entry.command, entry.args));
+  return commands.map(({ name, description }, index) => ({
+    name,
+    description,
+    ...summarize(samples[index]),
+  }));
+}
+
 const resultRows = [];
 const runId = Date.now().toString(36);
 let floors = [];
+let startupFloors = [];
 try {
   for (const row of selectedRows) {
+    const rowStartedAt = Date.now();
     const result = { name: row.name, groups: row.groups, description: row.description };
     if (row.target) result.target = row.target;
     if (row.memoryLimitMiB !== undefined) result.memoryLimitMiB = row.memoryLimitMiB;
@@ -1169,12 +1204,17 @@ try {
       result.cpuRatio = result.gantry.medianCpuSeconds / result.reference.medianCpuSeconds;
     }
     if (row.bytes) result.bytes = row.bytes();
+    result.elapsedSeconds = (Date.now() - rowStartedAt) / 1000;
     console.error(
-      `  ${row.name}: gantry ${result.gantry.medianSeconds.toFixed(2)} s (CPU ${result.gantry.medianCpuSeconds.toFixed(2)} s, ${result.gantry.peakMiB.toFixed(0)} MiB)` +
+      `  ${row.name} (${result.elapsedSeconds.toFixed(0)} s): gantry ${result.gantry.medianSeconds.toFixed(2)} s (CPU ${result.gantry.medianCpuSeconds.toFixed(2)} s, ${result.gantry.peakMiB.toFixed(0)} MiB)` +
         (result.reference
           ? `, ${result.referenceName === 'skopeo' ? 'skopeo' : 'reference'} ${result.reference.medianSeconds.toFixed(2)} s (CPU ${result.reference.medianCpuSeconds.toFixed(2)} s, ${result.reference.peakMiB.toFixed(0)} MiB)`
           : ''),
     );
+  }
+  if (!flags['no-floors'] && selectedRows.some((row) => row.groups.includes('start-up'))) {
+    console.error('Measuring the start-up floors…');
+    startupFloors = measureStartupFloors();
   }
   if (!flags['no-floors']) {
     console.error('Measuring the floors…');
@@ -1246,9 +1286,11 @@ const results = {
     loadAverageStart,
     loadAverageEnd: loadavg(),
   },
+  rowsInBenchmark: rows.length,
   rows: resultRows,
   derived,
   floors,
+  startupFloors,
 };
 await mkdir(dirname(resultsPath), { recursive: true });
 await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);

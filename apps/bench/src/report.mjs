@@ -137,6 +137,16 @@ export function renderMarkdown(results, { chartFile = 'benchmarks.svg' } = {}) {
     `- Node.js ${machine.node}, Gantry ${machine.gantry}${machine.commit ? ` (commit ${machine.commit})` : ''}`,
     `- ${machine.skopeo ?? 'skopeo not run'}`,
     `- load average ${machine.loadAverageStart.map((value) => fixed(value)).join(', ')} at the start, ${machine.loadAverageEnd.map((value) => fixed(value)).join(', ')} at the end (1, 5, 15 min); run started ${results.startedAt}, took ${fixed(results.durationSeconds / 60, 1)} min`,
+    ...(Math.max(machine.loadAverageStart[0], machine.loadAverageEnd[0]) > machine.cores
+      ? [
+          `- **The machine was shared**: a load average above its ${machine.cores} cores means other work competed for them, so wall times (and, less so, CPU times) are inflated and noisy; read the numbers as indicative, and the ratios (both tools alternating in the same spell) as the comparison.`,
+        ]
+      : []),
+    ...(results.rowsInBenchmark && results.rows.length < results.rowsInBenchmark
+      ? [
+          `- This run measured ${results.rows.length} of the benchmark's ${results.rowsInBenchmark} rows (\`pnpm bench -- --rows …\`); \`pnpm bench\` runs them all.`,
+        ]
+      : []),
     '',
     '## How it is measured',
     '',
@@ -174,6 +184,22 @@ export function renderMarkdown(results, { chartFile = 'benchmarks.svg' } = {}) {
   if (results.derived?.length) {
     lines.push('', '## Derived', '');
     for (const item of results.derived) lines.push(`- ${item}`);
+  }
+  if (results.startupFloors?.length) {
+    lines.push(
+      '',
+      '## Start-up floors',
+      '',
+      'Beside the start-up rows (`inspect`, re-push): what starting a process costs before any work, medians of alternating runs.',
+      '',
+      '| floor | wall s | CPU s | peak MiB |',
+      '| --- | ---: | ---: | ---: |',
+    );
+    for (const floor of results.startupFloors) {
+      lines.push(
+        `| ${cell(floor.description)} | ${fixed(floor.medianSeconds, 3)} | ${fixed(floor.medianCpuSeconds, 3)} | ${fixed(floor.peakMiB, 0)} |`,
+      );
+    }
   }
   if (results.floors?.length) {
     lines.push(

@@ -2,13 +2,16 @@
 /**
  * The `gantry` command's entry point (bin/gantry runs it with Node). It loads the command, dist/main.cjs:
  * one CommonJS file holding the CLI and every dependency it needs (built from main.ts by
- * `scripts/bundle-package.mjs --self-contained`), with V8's compiled code cached on disk so that a
- * run does not parse and compile that ~1 MiB file again (~50 ms of CPU per run on a small machine):
+ * `scripts/bundle-package.mjs --self-contained`) except the packages it requires on first use, each in
+ * a file beside it (dist/main-lazy-*.cjs), with V8's compiled code cached on disk so that a run does not
+ * parse and compile those files again (~50 ms of CPU per run on a small machine):
  * - Node ≥ 22.1: `module.enableCompileCache(directory)`, Node's own cache;
  * - Node 20: the same done here: the file is compiled with the code V8 produced for it by an earlier
  *   run of the same command (`vm.Script` `cachedData`; V8 checks that it belongs to this source, this
  *   V8 and these flags, and ignores it otherwise), and when there was none or V8 refused it, the code
- *   compiled by the end of this run, lazily compiled functions included, is stored for the next one.
+ *   compiled by the end of this run, lazily compiled functions included, is stored for the next one;
+ *   one cache file per file of dist/ and command. The files are read as Latin-1: the bundler writes
+ *   them in ASCII, and a one-byte read skips UTF-8 decoding of ~1 MiB.
  * The directory is `$NODE_COMPILE_CACHE`, else `$XDG_CACHE_HOME/gantry/compile-cache` (default
  * `~/.cache/…`), created private to the user; `NODE_DISABLE_COMPILE_CACHE=1` turns caching off. A cache
  * that cannot be read or written is skipped: the command runs as without it.
@@ -48,15 +51,29 @@ function cacheDirectory(): string | undefined {
   }
 }
 
-/** Loads main.cjs through a `vm.Script` with V8's code cache (Node 20, see the module comment). */
-function runWithCodeCache(directory: string): void {
-  const source = fs.readFileSync(mainFile, 'utf8');
-  const { size, mtimeMs } = fs.statSync(mainFile);
+/** The name of the command being run, for the cache files' names (`other` for none or an odd one). */
+function commandName(): string {
   const command = process.argv.slice(2).find((argument) => !argument.startsWith('-')) ?? '';
-  const name = /^[a-z][a-z-]{0,31}$/.test(command) ? command : 'other';
+  return /^[a-z][a-z-]{0,31}$/.test(command) ? command : 'other';
+}
+
+/**
+ * Runs one CommonJS file of dist/ (main.cjs, or a package it requires lazily, main-lazy-*.cjs) through a
+ * `vm.Script` with V8's code cache (Node 20, see the module comment) and returns its `module.exports`.
+ * Its `require` loads the other such files the same way (each once).
+ */
+function runWithCodeCache(
+  file: string,
+  directory: string,
+  loaded: Map<string, { exports: unknown }>,
+): unknown {
+  const known = loaded.get(file);
+  if (known) return known.exports;
+  const source = fs.readFileSync(file, 'latin1');
+  const { size, mtimeMs } = fs.statSync(file);
   const cacheFile = path.join(
     directory,
-    `gantry-${process.version}-${process.arch}-${size}-${Math.trunc(mtimeMs)}-${name}.cache`,
+    `gantry-${process.version}-${process.arch}-${path.basename(file, '.cjs')}-${size}-${Math.trunc(mtimeMs)}-${commandName()}.cache`,
   );
   let cachedData: Buffer | undefined;
   try {
@@ -70,14 +87,10 @@ function runWithCodeCache(directory: string): void {
   const defaultLoader = (vm as unknown as { constants?: { USE_MAIN_CONTEXT_DEFAULT_LOADER?: symbol } })
     .constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
-    filename: mainFile,
+    filename: file,
     ...(cachedData ? { cachedData } : {}),
     ...(defaultLoader ? { importModuleDynamically: defaultLoader as never } : {}),
   });
-  // Code compiled by a vm.Script has no import() of its own (without experimental options): the CLI
-  // imports third-party transport plugins through this one (see plugins.ts, `pluginImporterKey`).
-  (globalThis as Record<symbol, unknown>)[Symbol.for('gantry.importPluginModule')] = (url: string) =>
-    import(url);
   if (cachedData === undefined || script.cachedDataRejected) {
     process.once('exit', () => {
       try {
@@ -90,14 +103,25 @@ function runWithCodeCache(directory: string): void {
     });
   }
   const wrapper = script.runInThisContext() as (
-    exports: object,
+    exports: unknown,
     require: NodeJS.Require,
-    module: { exports: object },
+    module: { exports: unknown },
     filename: string,
     dirname: string,
   ) => void;
-  const module = { exports: {} };
-  wrapper(module.exports, nodeModule.createRequire(mainFile), module, mainFile, __dirname);
+  const module = { exports: {} as unknown };
+  loaded.set(file, module);
+  const nodeRequire = nodeModule.createRequire(file);
+  // `./name.cjs`: a file of dist/ (the bundle names no other relative module); anything else: Node's.
+  const fileRequire = Object.assign(
+    (id: string) =>
+      id.startsWith('./') && id.endsWith('.cjs') && !id.includes('/', 2)
+        ? runWithCodeCache(path.join(path.dirname(file), id), directory, loaded)
+        : nodeRequire(id),
+    nodeRequire,
+  ) as NodeJS.Require;
+  wrapper(module.exports, fileRequire, module, file, path.dirname(file));
+  return module.exports;
 }
 
 const directory = cacheDirectory();
@@ -107,7 +131,11 @@ if (directory !== undefined && enableCompileCache) {
   enableCompileCache(directory);
   require(mainFile);
 } else if (directory !== undefined) {
-  runWithCodeCache(directory);
+  // Code compiled by a vm.Script has no import() of its own (without experimental options): the CLI
+  // imports third-party transport plugins through this one (see plugins.ts, `pluginImporterKey`).
+  (globalThis as Record<symbol, unknown>)[Symbol.for('gantry.importPluginModule')] = (url: string) =>
+    import(url);
+  runWithCodeCache(mainFile, directory, new Map());
 } else {
   require(mainFile);
 }

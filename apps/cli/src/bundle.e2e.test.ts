@@ -1,13 +1,14 @@
 /**
  * The built command as it is installed: `bin/gantry` → dist/bin.cjs → dist/main.cjs, one file holding
- * the CLI with its dependencies (scripts/bundle-package.mjs --self-contained). Run from a copy of the
+ * the CLI with its dependencies (scripts/bundle-package.mjs --self-contained), but for the packages it
+ * requires on first use, each in a file beside it (dist/main-lazy-*.cjs). Run from a copy of the
  * package in a temporary node_modules with nothing else beside it, it works alone and loads no other
- * module file; with a third-party transport package beside it, which imports its own installed copy of
+ * module file, and a lazy file only for a command that uses its package; with a third-party transport package beside it, which imports its own installed copy of
  * @gantry/core, that transport is found, checked, used, and shares what must be shared with the CLI's
  * bundled core (error brand and `instanceof`, the deferred NODE_EXTRA_CA_CERTS).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -44,13 +45,25 @@ let layout: string;
 let alone: string;
 let withPlugin: string;
 
-/** Copies what an installed @gantry/cli holds (package.json, bin/, the two dist files) into `modules`. */
+/** The CommonJS files of the built command: bin.cjs, main.cjs and the lazy files main-lazy-*.cjs. */
+function distFiles(): string[] {
+  return readdirSync(join(cliDirectory, 'dist')).filter((name) => name.endsWith('.cjs'));
+}
+
+/** The lazily required packages' files main.cjs names. */
+function lazyFilesOf(bundle: string): string[] {
+  return [
+    ...new Set([...bundle.matchAll(/require\("\.\/(main-lazy-[\w.-]+\.cjs)"\)/g)].map((match) => match[1]!)),
+  ];
+}
+
+/** Copies what an installed @gantry/cli holds (package.json, bin/, the dist files) into `modules`. */
 async function installCli(modules: string): Promise<string> {
   const target = join(modules, '@gantry', 'cli');
   await mkdir(join(target, 'dist'), { recursive: true });
   await cp(join(cliDirectory, 'package.json'), join(target, 'package.json'));
   await cp(join(cliDirectory, 'bin'), join(target, 'bin'), { recursive: true });
-  for (const file of ['bin.cjs', 'main.cjs']) {
+  for (const file of distFiles()) {
     await cp(join(cliDirectory, 'dist', file), join(target, 'dist', file));
   }
   return target;
@@ -154,19 +167,37 @@ afterAll(async () => {
 });
 
 describe('dist/main.cjs', () => {
-  it('holds every dependency: it requires and imports only Node built-in modules by name', () => {
+  it('holds every dependency: it and its lazy files require only Node built-in modules and each other', () => {
     const bundle = readFileSync(join(cliDirectory, 'dist', 'main.cjs'), 'utf8');
+    const lazyFiles = lazyFilesOf(bundle);
+    // The packages required on first use: OpenPGP.js, yaml, semver, undici (not for local images)…
+    expect(lazyFiles).toEqual(
+      expect.arrayContaining(['main-lazy-openpgp.cjs', 'main-lazy-yaml.cjs', 'main-lazy-undici.cjs']),
+    );
+    expect(distFiles().sort()).toEqual(['bin.cjs', 'main.cjs', ...lazyFiles].sort());
     // `node:`-only modules (node:sqlite, which undici probes for) are built-in too.
     const builtins = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]));
-    const isBuiltin = (name: string) => builtins.has(name) || name.startsWith('node:');
-    const named = [...bundle.matchAll(/(?<![.\w$])(?:require|import)\(\s*"([^"]+)"\s*\)/g)].map(
-      (match) => match[1]!,
-    );
-    expect(named.length).toBeGreaterThan(10);
-    expect(named.filter((name) => !isBuiltin(name))).toEqual([]);
-    expect(bundle).not.toMatch(/^import |^export /m);
+    const isAllowed = (name: string) =>
+      builtins.has(name) || name.startsWith('node:') || lazyFiles.includes(name.replace(/^\.\//, ''));
+    for (const file of ['main.cjs', ...lazyFiles]) {
+      const code = readFileSync(join(cliDirectory, 'dist', file), 'utf8');
+      const named = [...code.matchAll(/(?<![.\w$])(?:require|import)\(\s*"([^"]+)"\s*\)/g)].map(
+        (match) => match[1]!,
+      );
+      expect(named.filter((name) => !isAllowed(name))).toEqual([]);
+      expect(code).not.toMatch(/^import |^export /m);
+    }
   });
 });
+
+/** The files of dist/ a run loaded, by name. */
+function loadedNames(run: InstalledRun, packageDirectory: string): string[] {
+  return run.loadedFiles
+    .map((file) =>
+      dirname(file) === join(packageDirectory, 'dist') ? file.slice(dirname(file).length + 1) : file,
+    )
+    .sort();
+}
 
 describe('the installed command, alone', () => {
   it('lists the transports bundled in it, loading no module file but bin.cjs and main.cjs', () => {
@@ -181,13 +212,10 @@ describe('the installed command, alone', () => {
     expect(rows.map(([name]) => name)).toEqual(bundledTransportNames);
     for (const [name, origin] of rows)
       expect(origin).toMatch(new RegExp(`^@gantry/transport-${name}@\\d+\\.`));
-    expect(listed.loadedFiles.sort()).toEqual([
-      join(alone, 'dist', 'bin.cjs'),
-      join(alone, 'dist', 'main.cjs'),
-    ]);
+    expect(loadedNames(listed, alone)).toEqual(['bin.cjs', 'main.cjs']);
   });
 
-  it('inspects an image in a registry and copies oci: → dir: from that one file', async () => {
+  it('inspects an image in a registry (with undici, from its lazy file) and copies oci: → dir:', async () => {
     const inspected = runInstalled(
       alone,
       ['inspect', '--tls-verify=false', `docker://${registry.host}/bundle/image:v1`],
@@ -195,10 +223,12 @@ describe('the installed command, alone', () => {
     );
     expect(inspected.stderr).toBe('');
     expect(JSON.parse(inspected.stdout).Digest).toBe(image.topLevel.digest);
-    expect(inspected.loadedFiles.sort()).toEqual([
-      join(alone, 'dist', 'bin.cjs'),
-      join(alone, 'dist', 'main.cjs'),
-    ]);
+    const inspectFiles = loadedNames(inspected, alone);
+    expect(inspectFiles).toEqual(expect.arrayContaining(['bin.cjs', 'main.cjs', 'main-lazy-undici.cjs']));
+    // Nothing from outside dist/, and none of the packages inspect does not use.
+    expect(
+      inspectFiles.filter((name) => !/^(bin|main|main-lazy-(undici|smol-toml))\.cjs$/.test(name)),
+    ).toEqual([]);
 
     const copyDirectory = join(root, 'dir-copy');
     const copied = runInstalled(alone, [
@@ -216,7 +246,9 @@ describe('the installed command, alone', () => {
 
 describe('modules core loads on first use, from the bundle alone', () => {
   it("holds OpenPGP.js's minified build (never the full one), yaml and semver, with no import.meta left", () => {
-    const bundle = readFileSync(join(cliDirectory, 'dist', 'main.cjs'), 'utf8');
+    const bundle = ['main.cjs', 'main-lazy-openpgp.cjs', 'main-lazy-yaml.cjs', 'main-lazy-semver.cjs']
+      .map((file) => readFileSync(join(cliDirectory, 'dist', file), 'utf8'))
+      .join('\n');
     // A function name the minified build mangles; the banner both builds carry.
     expect(bundle).toContain('OpenPGP.js v6');
     expect(bundle).not.toContain('createVerificationObject');
@@ -252,10 +284,12 @@ describe('modules core loads on first use, from the bundle alone', () => {
     expect(synced.stderr).not.toMatch(/Cannot find module|fatal/);
     expect(synced.status).toBe(0);
     expect(synced.stdout).toContain(`${registry.host}/bundle/image:v1`);
-    expect(synced.loadedFiles.sort()).toEqual([
-      join(alone, 'dist', 'bin.cjs'),
-      join(alone, 'dist', 'main.cjs'),
-    ]);
+    const syncFiles = loadedNames(synced, alone);
+    expect(syncFiles).toEqual(
+      expect.arrayContaining(['bin.cjs', 'main.cjs', 'main-lazy-yaml.cjs', 'main-lazy-semver.cjs']),
+    );
+    expect(syncFiles.filter((name) => !/^(bin|main|main-lazy-[\w.-]+)\.cjs$/.test(name))).toEqual([]);
+    expect(syncFiles).not.toContain('main-lazy-openpgp.cjs');
 
     // A text-mode signature: the node:crypto verifier leaves it to OpenPGP.js.
     const key = await createTestGpgKey(join(root, 'gpg'));
@@ -293,10 +327,9 @@ describe('modules core loads on first use, from the bundle alone', () => {
       );
       expect(verified.stderr).toBe('');
       expect(verified.stdout).toBe(`Signature verified, digest ${image.topLevel.digest}\n`);
-      expect(verified.loadedFiles.sort()).toEqual([
-        join(alone, 'dist', 'bin.cjs'),
-        join(alone, 'dist', 'main.cjs'),
-      ]);
+      const verifyFiles = loadedNames(verified, alone);
+      expect(verifyFiles).toEqual(expect.arrayContaining(['bin.cjs', 'main.cjs', 'main-lazy-openpgp.cjs']));
+      expect(verifyFiles.filter((name) => !/^(bin|main|main-lazy-[\w.-]+)\.cjs$/.test(name))).toEqual([]);
     } finally {
       await key.dispose();
     }
@@ -311,15 +344,18 @@ describe('the compiled-code cache', () => {
     const first = runInstalled(alone, ['inspect', '--raw', reference], environment);
     expect(first.stderr).toBe('');
     expect(first.stdout).toBe(Buffer.from(image.topLevel.bytes).toString('utf8'));
-    // Only the entry point goes through require(): main.cjs is compiled with the cached code.
+    // Only the entry point goes through require(): main.cjs (and any lazy file the command needs) is
+    // compiled with the cached code, one cache file each.
     expect(first.loadedFiles).toEqual([join(alone, 'dist', 'bin.cjs')]);
     const directory = join(cacheHome, 'gantry', 'compile-cache');
     const cacheFiles = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
-    expect(cacheFiles).toHaveLength(1);
-    expect(cacheFiles[0]).toMatch(
-      new RegExp(`^gantry-${process.version}-${process.arch}-\\d+-\\d+-inspect\\.cache$`),
+    const namePattern = new RegExp(
+      `^gantry-${process.version}-${process.arch}-(main|main-lazy-[\\w.-]+)-\\d+-\\d+-inspect\\.cache$`,
     );
-    const cacheFile = join(directory, cacheFiles[0]!);
+    for (const name of cacheFiles) expect(name).toMatch(namePattern);
+    const mainCacheFiles = cacheFiles.filter((name) => namePattern.exec(name)?.[1] === 'main');
+    expect(mainCacheFiles).toHaveLength(1);
+    const cacheFile = join(directory, mainCacheFiles[0]!);
     expect((await stat(directory)).mode & 0o777).toBe(0o700);
     const written = await stat(cacheFile);
     expect(written.size).toBeGreaterThan(10_000);

@@ -19,7 +19,12 @@ import { userInfo } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { promisify } from 'node:util';
 
-const execFileAsync = promisify(execFile);
+/** `execFile` returning a promise; promisified at the first call, so that node:child_process loads only when used. */
+let execFilePromised: typeof execFile.__promisify__ | undefined;
+const execFileAsync = ((...args: Parameters<typeof execFile.__promisify__>) => {
+  execFilePromised ??= promisify(execFile);
+  return execFilePromised(...args);
+}) as typeof execFile.__promisify__;
 
 export interface SubordinateRange {
   start: number;

@@ -6,7 +6,7 @@
  * same config apart from the layer digest.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -66,12 +66,12 @@ beforeAll(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'gantry-sif-cli-'));
   const modules = path.join(root, 'project', 'node_modules');
   // What `npm install @gantry/cli` puts in node_modules (see apps/cli's bundle test): package.json, bin/ and
-  // the two dist files.
+  // the dist files (bin.cjs, main.cjs and the lazily required packages' main-lazy-*.cjs).
   const cli = path.join(modules, '@gantry', 'cli');
   await mkdir(path.join(cli, 'dist'), { recursive: true });
   await cp(path.join(cliDirectory, 'package.json'), path.join(cli, 'package.json'));
   await cp(path.join(cliDirectory, 'bin'), path.join(cli, 'bin'), { recursive: true });
-  for (const file of ['bin.cjs', 'main.cjs'])
+  for (const file of readdirSync(path.join(cliDirectory, 'dist')).filter((name) => name.endsWith('.cjs')))
     await cp(path.join(cliDirectory, 'dist', file), path.join(cli, 'dist', file));
   // The transport, linked beside it.
   await symlink(packageDirectory, path.join(modules, 'gantry-transport-sif'), 'dir');

@@ -12,9 +12,11 @@ import {
   isGantryError,
 } from '@gantry/core/transport';
 import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
-import { loadUndiciDispatchers } from './undici-dispatchers.js';
+import { loadUndiciDispatchers, type UndiciDispatchers } from './undici-dispatchers.js';
 
-const { Agent, Pool, ProxyAgent } = loadUndiciDispatchers();
+/** undici's classes, loaded by the first connection (a command that opens none, `gantry transports`, never reads undici). */
+let dispatchers: UndiciDispatchers | undefined;
+const undici = (): UndiciDispatchers => (dispatchers ??= loadUndiciDispatchers());
 
 /** TLS settings for one registry host. */
 export interface TlsSettings {
@@ -217,7 +219,7 @@ export class ConnectionPools {
 
   private proxyAgent(proxy: string, tls: TlsSettings, role: string): Dispatcher {
     return this.cached(`proxy ${role} ${proxy} ${tls.fingerprint}`, () => {
-      return new ProxyAgent({
+      return new (undici().ProxyAgent)({
         uri: proxy,
         requestTls: connectOptions(tls) as ProxyAgentType.Options['requestTls'],
         connections: maxConnectionsPerOrigin,
@@ -231,7 +233,7 @@ export class ConnectionPools {
     const proxy = proxyForUrl(new URL(origin), this.environment ?? process.env);
     if (proxy !== undefined) return this.proxyAgent(proxy, tls, role);
     return this.cached(`${role} ${origin} ${tls.fingerprint}`, () => {
-      return new Pool(origin, {
+      return new (undici().Pool)(origin, {
         connections: maxConnectionsPerOrigin,
         keepAliveTimeout: keepAliveTimeoutMs,
         connect: connectOptions(tls, origin.startsWith('http:')),
@@ -244,7 +246,7 @@ export class ConnectionPools {
     const proxy = proxyForUrl(new URL(origin), this.environment ?? process.env);
     if (proxy !== undefined) return this.proxyAgent(proxy, tls, 'other');
     return this.cached(`other ${tls.fingerprint}`, () => {
-      return new Agent({ keepAliveTimeout: keepAliveTimeoutMs, connect: connectOptions(tls) });
+      return new (undici().Agent)({ keepAliveTimeout: keepAliveTimeoutMs, connect: connectOptions(tls) });
     });
   }
 

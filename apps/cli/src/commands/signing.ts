@@ -19,7 +19,12 @@ import { errorMessage, wrapError } from '../errors.js';
 import { readPassphraseFile } from '../signing-flags.js';
 import { goPathErrorMessage } from './manifest-digest.js';
 
-const execFileAsync = promisify(execFile);
+/** `execFile` returning a promise; promisified at the first call, so that node:child_process loads only when used. */
+let execFilePromised: typeof execFile.__promisify__ | undefined;
+const execFileAsync = ((...args: Parameters<typeof execFile.__promisify__>) => {
+  execFilePromised ??= promisify(execFile);
+  return execFilePromised(...args);
+}) as typeof execFile.__promisify__;
 
 async function readInput(context: CommandContext, path: string, what: string): Promise<Uint8Array> {
   try {
