@@ -341,14 +341,24 @@ class ImageCopier {
         );
       }
       this.emit({ type: 'list-start', instanceCount: list.instances.length, copyCount: 1 });
-      const instance = await this.readInstanceManifest(chosen);
-      const written = await this.copySingleImage(
-        instance,
-        manifestTypeOf(instance),
-        chosen,
-        false,
-        topLevel.bytes,
-      );
+      let written: WrittenManifest;
+      try {
+        const instance = await this.readInstanceManifest(chosen);
+        written = await this.copySingleImage(
+          instance,
+          manifestTypeOf(instance),
+          chosen,
+          false,
+          topLevel.bytes,
+        );
+      } catch (error) {
+        // containers/image's words: "copying system image from manifest list: …".
+        if (!isGantryError(error) || error.code === ErrorCodes.Aborted) throw error;
+        throw new GantryError(error.code, `copying system image from manifest list: ${error.message}`, {
+          cause: error,
+          retryable: error.retryable,
+        });
+      }
       return {
         manifestDigest: written.digest,
         manifest: written.bytes,
