@@ -846,6 +846,47 @@ describe('lists, sigstoreSigned and path scopes give the same decision from Gant
       dirDecisions.push(await expectSameDecision(policy, `dir:${signedImage}`));
     }
     expect(dirDecisions).toEqual([0, 1, 1]);
+
+    // Archives: oci-archive: scopes are the file and its parents; docker-archive: takes no scope but ''.
+    const ociArchive = join(scopesRoot, 'team', 'image.tar');
+    const dockerArchive = join(scopesRoot, 'team', 'docker.tar');
+    expectSuccess(
+      await gantry([
+        '--insecure-policy',
+        'copy',
+        '-q',
+        `oci:${layout}:latest`,
+        `oci-archive:${ociArchive}:v1`,
+      ]),
+      'oci-archive copy',
+    );
+    expectSuccess(
+      await gantry([
+        '--insecure-policy',
+        'copy',
+        '-q',
+        `oci:${layout}:latest`,
+        `docker-archive:${dockerArchive}:registry.example/a:v1`,
+      ]),
+      'docker-archive copy',
+    );
+    const archiveDecisions: number[] = [];
+    for (const [transport, source, scopes] of [
+      ['oci-archive', ociArchive, { [scopesRoot]: accept }],
+      ['oci-archive', ociArchive, { [scopesRoot]: accept, [ociArchive]: reject }],
+      ['oci-archive', ociArchive, { [scopesRoot]: reject, [ociArchive]: accept }],
+      ['oci-archive', ociArchive, { [`${ociArchive}:v1`]: accept }],
+      ['docker-archive', dockerArchive, { '': accept }],
+      ['docker-archive', dockerArchive, { [scopesRoot]: accept }],
+    ] as const) {
+      const policy = await writePolicy({
+        default: [{ type: 'reject' }],
+        transports: { [transport]: scopes },
+      });
+      archiveDecisions.push(await expectSameDecision(policy, `${transport}:${source}`));
+    }
+    // (the last: a docker-archive: scope other than '' makes the policy invalid, for both)
+    expect(archiveDecisions).toEqual([0, 1, 0, 1, 0, 1]);
   }, 240_000);
 });
 
