@@ -161,7 +161,14 @@ describe('policy configuration', () => {
   });
 
   it('validates scopes', () => {
-    for (const scope of ['/etc', '/this/does/not/exist', '/etc:tag', '/d:registry/app:v1', '/d:bad!name', '/d:']) {
+    for (const scope of [
+      '/etc',
+      '/this/does/not/exist',
+      '/etc:tag',
+      '/d:registry/app:v1',
+      '/d:bad!name',
+      '/d:',
+    ]) {
       expect(() => ociTransport.validatePolicyConfigurationScope(scope), scope).not.toThrow();
     }
     for (const scope of [
