@@ -7,6 +7,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   buildFixtureImage,
   createTestGpgKey,
@@ -59,6 +60,14 @@ async function gantry(args: string[], env: Record<string, string> = {}) {
     stderr: result.stderr.replaceAll('\\"', '"'),
     stdout: result.stdout.toString(),
   };
+}
+
+/**
+ * The message of a log line that says `Source image rejected: …` (all of it: what precedes, such as
+ * "copying image 1/3 from manifest list: ", and the quotes inside it).
+ */
+function rejectionReason(stderr: string): string | undefined {
+  return /msg="(.*Source image rejected: .*)"$/m.exec(stderr)?.[1];
 }
 
 function expectSuccess(result: { code: number; stderr: string }, what: string): void {
@@ -191,6 +200,13 @@ describe('skopeo verifies what Gantry signed, Gantry verifies what skopeo signed
       const keyRejection = await pull(tool, wrongKey, name);
       expect(keyRejection.code).toBe(1);
       expect(keyRejection.stderr).toContain('Source image rejected: Invalid GPG signature');
+      // Word for word: gpgme's dump of the signature, which names the signer's fingerprint.
+      const otherTool = tool === 'skopeo' ? 'gantry' : 'skopeo';
+      const otherRejection = await pull(otherTool, wrongKey, name);
+      expect(rejectionReason(keyRejection.stderr)).toContain(
+        `gpgme.Signature{Summary:128, Fingerprint:"${signer.fingerprint}"`,
+      );
+      expect(rejectionReason(otherRejection.stderr)).toBe(rejectionReason(keyRejection.stderr));
 
       const wrongIdentity = await writePolicy(
         scoped(`${host}/${repository}`, [
@@ -538,6 +554,19 @@ describe('a table of policies gives the same decision from Gantry as from skopeo
       }),
     ],
     [
+      'scopes: the namespace scope wins over the registry scope',
+      'unsigned/app:v1',
+      async () => ({
+        default: [{ type: 'insecureAcceptAnything' }],
+        transports: {
+          docker: {
+            [host]: [{ type: 'insecureAcceptAnything' }],
+            [`${host}/unsigned`]: [signedBy(() => signer)()],
+          },
+        },
+      }),
+    ],
+    [
       'scopes: the tag scope wins over the repository scope',
       'gantry-signed/app:v1',
       async () => ({
@@ -604,17 +633,261 @@ describe('a table of policies gives the same decision from Gantry as from skopeo
         gantryStderr: skopeoResult.code === 0 ? '' : 'rejected',
       });
       if (skopeoResult.code !== 0) {
-        const skopeoReason = /Source image rejected: ([^"\n]*)/.exec(skopeoResult.stderr)?.[1];
-        const gantryReason = /Source image rejected: ([^"\n]*)/.exec(gantryResult.stderr)?.[1];
+        const skopeoReason = rejectionReason(skopeoResult.stderr);
+        const gantryReason = rejectionReason(gantryResult.stderr);
         expect(gantryReason, gantryResult.stderr).toBeDefined();
-        // Same reason, up to gpgme's %#v dump of a signature, which OpenPGP.js has no equivalent of.
-        const comparable = (reason: string | undefined) =>
-          reason?.replace(/^(Invalid GPG signature).*$/, '$1');
-        expect(comparable(gantryReason)).toBe(comparable(skopeoReason));
+        // The same words, gpgme's dump of a signature by a key the policy does not name included.
+        expect(gantryReason).toBe(skopeoReason);
       }
     },
     60_000,
   );
+});
+
+describe('lists, sigstoreSigned and path scopes give the same decision from Gantry as from skopeo (dir:, oci:)', () => {
+  const identity = 'registry.example/lists/app:v1';
+  let signedList: string;
+  let signedImage: string;
+  let sigstorePublicKey: string;
+  /** A copy of the signed list whose files `remove` names are deleted (signatures of the list or of instances). */
+  const variantCount = { value: 0 };
+  async function listVariant(remove: (file: string) => boolean): Promise<string> {
+    const variant = join(root, `list-variant-${++variantCount.value}`);
+    await mkdir(variant);
+    for (const file of await readdir(signedList)) {
+      if (!remove(file)) await writeFile(join(variant, file), await readFile(join(signedList, file)));
+    }
+    return variant;
+  }
+  const requireSigner = () =>
+    writePolicy({
+      default: [{ type: 'reject' }],
+      transports: {
+        dir: {
+          '': [
+            signedBy(() => signer, {
+              signedIdentity: { type: 'exactRepository', dockerRepository: 'registry.example/lists/app' },
+            })(),
+          ],
+        },
+      },
+    });
+
+  beforeAll(async () => {
+    signedList = join(root, 'list-signed');
+    expectSuccess(
+      await gantry(
+        [
+          '--insecure-policy',
+          'copy',
+          '-q',
+          '--all',
+          '--sign-by',
+          signer.fingerprint,
+          '--sign-identity',
+          identity,
+          `oci:${listLayout}:latest`,
+          `dir:${signedList}`,
+        ],
+        { GNUPGHOME: signer.home },
+      ),
+      'gantry copy --all --sign-by to dir:',
+    );
+    signedImage = join(root, 'single-signed');
+    expectSuccess(
+      await gantry(
+        [
+          '--insecure-policy',
+          'copy',
+          '-q',
+          '--sign-by',
+          signer.fingerprint,
+          '--sign-identity',
+          identity,
+          `oci:${layout}:latest`,
+          `dir:${signedImage}`,
+        ],
+        { GNUPGHOME: signer.home },
+      ),
+      'gantry copy --sign-by to dir:',
+    );
+    const keys = join(root, 'table-sigstore');
+    await mkdir(keys);
+    await writeFile(join(keys, 'passphrase'), 'table\n');
+    expectSuccess(
+      await gantry([
+        'generate-sigstore-key',
+        '--output-prefix',
+        join(keys, 'key'),
+        '--passphrase-file',
+        join(keys, 'passphrase'),
+      ]),
+      'generate-sigstore-key',
+    );
+    sigstorePublicKey = join(keys, 'key.pub');
+  }, 120_000);
+
+  /** Both tools copy `source` under `policy` (with `extra` copy flags): same decision, same reason. */
+  async function expectSameDecision(policy: string, source: string, extra: string[] = []) {
+    const run = (tool: 'skopeo' | 'gantry') => {
+      const args = [
+        '--policy',
+        policy,
+        'copy',
+        '-q',
+        ...extra,
+        source,
+        `dir:${join(root, `table-${tool}-${++outputCount}`)}`,
+      ];
+      return tool === 'skopeo' ? skopeo(args) : gantry(args);
+    };
+    const skopeoResult = await run('skopeo');
+    const gantryResult = await run('gantry');
+    expect({ code: gantryResult.code, reason: rejectionReason(gantryResult.stderr) }).toEqual({
+      code: skopeoResult.code,
+      reason: rejectionReason(skopeoResult.stderr),
+    });
+    return skopeoResult.code;
+  }
+
+  it('a list is evaluated per instance copied, not as the list: --all and the system instance', async () => {
+    const policy = await requireSigner();
+    const listSignature = (file: string) => file === 'signature-1';
+    const instances = (await readdir(signedList)).filter((file) => file.endsWith('.signature-1'));
+    expect(instances.length).toBeGreaterThan(1);
+    const withoutListSignature = await listVariant(listSignature);
+    const withoutInstanceSignatures = await listVariant((file) => file.endsWith('.signature-1'));
+    const expected: Array<[string, string[], number]> = [
+      [signedList, ['--all'], 0],
+      [withoutListSignature, ['--all'], 0],
+      [withoutListSignature, [], 0],
+      [withoutInstanceSignatures, ['--all'], 1],
+      [withoutInstanceSignatures, [], 1],
+    ];
+    for (const [directory, extra, code] of expected) {
+      expect(await expectSameDecision(policy, `dir:${directory}`, extra)).toBe(code);
+    }
+  }, 240_000);
+
+  it('index-only: skopeo copies the list without evaluating anything; Gantry evaluates the list', async () => {
+    const reject = await writePolicy({ default: [{ type: 'reject' }] });
+    const args = ['--policy', reject, 'copy', '-q', '--multi-arch', 'index-only', `dir:${signedList}`];
+    expectSuccess(
+      await skopeo([...args, `dir:${join(root, 'index-only-skopeo')}`]),
+      'skopeo copies, policy unchecked',
+    );
+    const refused = await gantry([...args, `dir:${join(root, 'index-only-gantry')}`]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      `Source image rejected: Running image dir:${signedList} is rejected by policy.`,
+    );
+    expectSuccess(
+      await gantry([
+        '--policy',
+        await requireSigner(),
+        'copy',
+        '-q',
+        '--multi-arch',
+        'index-only',
+        `dir:${signedList}`,
+        `dir:${join(root, 'index-only-signed')}`,
+      ]),
+      'Gantry copies the signed list',
+    );
+  }, 120_000);
+
+  it('sigstoreSigned where skopeo decides (its sigstore verification is disabled): unsigned, GPG-signed, key not sigstore', async () => {
+    const sigstore = (keyPath: string) =>
+      writePolicy({
+        default: [{ type: 'sigstoreSigned', keyPath, signedIdentity: { type: 'matchRepository' } }],
+      });
+    const unsigned = join(root, 'table-unsigned');
+    expectSuccess(
+      await gantry(['--insecure-policy', 'copy', '-q', `oci:${layout}:latest`, `dir:${unsigned}`]),
+      'unsigned copy',
+    );
+    expect(await expectSameDecision(await sigstore(sigstorePublicKey), `dir:${unsigned}`)).toBe(1);
+    expect(await expectSameDecision(await sigstore(sigstorePublicKey), `dir:${signedImage}`)).toBe(1);
+    expect(await expectSameDecision(await sigstore(signer.publicKeyPath), `dir:${signedImage}`)).toBe(1);
+  }, 120_000);
+
+  it('path scopes of oci: and dir: (the directory, then its parents; for oci: a directory:tag scope matches nothing)', async () => {
+    const scopesRoot = join(root, 'scopes');
+    const ociLayout = join(scopesRoot, 'team', 'layout');
+    await mkdir(join(scopesRoot, 'team'), { recursive: true });
+    expectSuccess(
+      await gantry(['--insecure-policy', 'copy', '-q', `oci:${layout}:latest`, `oci:${ociLayout}:v1`]),
+      'oci copy',
+    );
+    const accept = [{ type: 'insecureAcceptAnything' }];
+    const reject = [{ type: 'reject' }];
+    const ociCases: Array<Record<string, unknown[]>> = [
+      { [scopesRoot]: accept },
+      { [scopesRoot]: accept, [join(scopesRoot, 'team')]: reject },
+      { [join(scopesRoot, 'team')]: reject, [ociLayout]: accept },
+      { [ociLayout]: accept, [`${ociLayout}:v1`]: reject },
+      { [`${ociLayout}:v2`]: accept },
+      { '/': accept },
+    ];
+    const decisions: number[] = [];
+    for (const scopes of ociCases) {
+      const policy = await writePolicy({ default: [{ type: 'reject' }], transports: { oci: scopes } });
+      decisions.push(await expectSameDecision(policy, `oci:${ociLayout}:v1`));
+    }
+    // A directory:tag scope never matches (skopeo's oci: identity is the directory), and '/' is refused.
+    expect(decisions).toEqual([0, 1, 0, 0, 1, 1]);
+    const dirDecisions: number[] = [];
+    for (const scopes of [
+      { [root]: accept },
+      { [root]: accept, [signedImage]: reject },
+      { [join(root, 'elsewhere')]: accept },
+    ]) {
+      const policy = await writePolicy({ default: [{ type: 'reject' }], transports: { dir: scopes } });
+      dirDecisions.push(await expectSameDecision(policy, `dir:${signedImage}`));
+    }
+    expect(dirDecisions).toEqual([0, 1, 1]);
+
+    // Archives: oci-archive: scopes are the file and its parents; docker-archive: takes no scope but ''.
+    const ociArchive = join(scopesRoot, 'team', 'image.tar');
+    const dockerArchive = join(scopesRoot, 'team', 'docker.tar');
+    expectSuccess(
+      await gantry([
+        '--insecure-policy',
+        'copy',
+        '-q',
+        `oci:${layout}:latest`,
+        `oci-archive:${ociArchive}:v1`,
+      ]),
+      'oci-archive copy',
+    );
+    expectSuccess(
+      await gantry([
+        '--insecure-policy',
+        'copy',
+        '-q',
+        `oci:${layout}:latest`,
+        `docker-archive:${dockerArchive}:registry.example/a:v1`,
+      ]),
+      'docker-archive copy',
+    );
+    const archiveDecisions: number[] = [];
+    for (const [transport, source, scopes] of [
+      ['oci-archive', ociArchive, { [scopesRoot]: accept }],
+      ['oci-archive', ociArchive, { [scopesRoot]: accept, [ociArchive]: reject }],
+      ['oci-archive', ociArchive, { [scopesRoot]: reject, [ociArchive]: accept }],
+      ['oci-archive', ociArchive, { [`${ociArchive}:v1`]: accept }],
+      ['docker-archive', dockerArchive, { '': accept }],
+      ['docker-archive', dockerArchive, { [scopesRoot]: accept }],
+    ] as const) {
+      const policy = await writePolicy({
+        default: [{ type: 'reject' }],
+        transports: { [transport]: scopes },
+      });
+      archiveDecisions.push(await expectSameDecision(policy, `${transport}:${source}`));
+    }
+    // (the last: a docker-archive: scope other than '' makes the policy invalid, for both)
+    expect(archiveDecisions).toEqual([0, 1, 0, 1, 0, 1]);
+  }, 240_000);
 });
 
 describe('standalone-sign and standalone-verify round-trip with skopeo', () => {
@@ -712,6 +985,59 @@ describe('standalone-sign and standalone-verify round-trip with skopeo', () => {
     const refused = await gantry(['untrusted-signature-dump-without-verification', malformed]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('Error decoding untrusted signature');
+
+    // The whole output, as skopeo's (Go's json.MarshalIndent, time.Unix in the local zone), for a
+    // signature gpg makes of a payload whose creator needs Go's HTML escaping.
+    const payloadPath = join(root, 'crafted-payload.json');
+    await writeFile(
+      payloadPath,
+      JSON.stringify({
+        critical: {
+          identity: { 'docker-reference': reference },
+          image: { 'docker-manifest-digest': digest },
+          type: 'atomic container signature',
+        },
+        optional: { creator: 'tool <1.0> & co', timestamp: 1_700_000_000 },
+      }),
+    );
+    const craftedSignature = join(root, 'crafted.signature');
+    await runTool(
+      'gpg',
+      [
+        '--batch',
+        '--yes',
+        '--local-user',
+        signer.fingerprint,
+        '--output',
+        craftedSignature,
+        '--sign',
+        payloadPath,
+      ],
+      env,
+    );
+    const packets = (await runTool('gpg', ['--batch', '--list-packets', craftedSignature], env)).stdout;
+    const keyId = /:signature packet: algo \d+, keyid ([0-9A-F]{16})/.exec(packets)?.[1];
+    expect(keyId).toBeDefined();
+    const expectedDump = (time: string) =>
+      [
+        '{',
+        `    "UntrustedDockerManifestDigest": "${digest}",`,
+        `    "UntrustedDockerReference": "${reference}",`,
+        '    "UntrustedCreatorID": "tool \\u003c1.0\\u003e \\u0026 co",',
+        `    "UntrustedTimestamp": "${time}",`,
+        `    "UntrustedShortKeyIdentifier": "${keyId}"`,
+        '}',
+        '',
+      ].join('\n');
+    // The installed command (the time zone is the process's, so not the in-process runner's).
+    const inZone = (zone: string) =>
+      runTool(
+        fileURLToPath(new URL('../bin/gantry', import.meta.url)),
+        ['untrusted-signature-dump-without-verification', craftedSignature],
+        { TZ: zone },
+      );
+    expect((await inZone('UTC')).stdout).toBe(expectedDump('2023-11-14T22:13:20Z'));
+    expect((await inZone('Asia/Kolkata')).stdout).toBe(expectedDump('2023-11-15T03:43:20+05:30'));
   }, 120_000);
 });
 
@@ -882,6 +1208,42 @@ describe('sigstore signatures', () => {
     ]);
     const stored = await readFile(join(skopeoCopy, 'signature-1'));
     expect(stored.subarray(0, 15).toString()).toBe('\0sigstore-json\n');
+    // OpenSSL reads the public key as cosign's (ECDSA P-256) and verifies the signature of the payload.
+    const { payload, annotations } = JSON.parse(stored.subarray(15).toString()) as {
+      payload: string;
+      annotations: Record<string, string>;
+    };
+    const payloadFile = join(keys, 'payload');
+    const signatureFile = join(keys, 'signature.der');
+    await writeFile(payloadFile, Buffer.from(payload, 'base64'));
+    await writeFile(signatureFile, Buffer.from(annotations['dev.cosignproject.cosign/signature']!, 'base64'));
+    expect(
+      (await runTool('openssl', ['pkey', '-pubin', '-in', join(keys, 'key.pub'), '-noout', '-text'])).stdout,
+    ).toContain('NIST CURVE: P-256');
+    expect(
+      (
+        await runTool('openssl', [
+          'dgst',
+          '-sha256',
+          '-verify',
+          join(keys, 'key.pub'),
+          '-signature',
+          signatureFile,
+          payloadFile,
+        ])
+      ).stdout,
+    ).toBe('Verified OK\n');
+    await expect(
+      runTool('openssl', [
+        'dgst',
+        '-sha256',
+        '-verify',
+        join(keys, 'other.pub'),
+        '-signature',
+        signatureFile,
+        payloadFile,
+      ]),
+    ).rejects.toThrow(/^openssl dgst .* failed/);
 
     const policyFor = async (keyPath: string, identity?: unknown) =>
       writePolicy(

@@ -128,12 +128,12 @@ describe('parseReference', () => {
 });
 
 describe('policy configuration', () => {
-  it('uses the resolved directory (symlinks resolved) and the name as identity', async () => {
+  it('uses the resolved directory (symlinks resolved) as identity, without the name, as containers/image', async () => {
     const real = path.join(directory, 'real');
     await mkdir(real);
     await symlink(real, path.join(directory, 'link'));
     const named = ociTransport.parseReference(`${directory}/link/./:image2`);
-    expect(named.policyConfigurationIdentity()).toBe(`${real}:image2`);
+    expect(named.policyConfigurationIdentity()).toBe(real);
     expect(ociTransport.parseReference(`${directory}/link`).policyConfigurationIdentity()).toBe(real);
     expect(ociTransport.parseReference(`${directory}/link:@1`).policyConfigurationIdentity()).toBe(real);
     const namespaces = named.policyConfigurationNamespaces();
@@ -144,7 +144,7 @@ describe('policy configuration', () => {
 
   it('resolves a relative path against the working directory', () => {
     const reference = ociTransport.parseReference('relative-layout:a');
-    expect(reference.policyConfigurationIdentity()).toBe(`${path.join(process.cwd(), 'relative-layout')}:a`);
+    expect(reference.policyConfigurationIdentity()).toBe(path.join(process.cwd(), 'relative-layout'));
   });
 
   it('lists parents, as containers/image, and none for /', () => {
@@ -161,7 +161,14 @@ describe('policy configuration', () => {
   });
 
   it('validates scopes', () => {
-    for (const scope of ['/etc', '/this/does/not/exist', '/etc:tag', '/d:registry/app:v1']) {
+    for (const scope of [
+      '/etc',
+      '/this/does/not/exist',
+      '/etc:tag',
+      '/d:registry/app:v1',
+      '/d:bad!name',
+      '/d:',
+    ]) {
       expect(() => ociTransport.validatePolicyConfigurationScope(scope), scope).not.toThrow();
     }
     for (const scope of [
@@ -171,8 +178,6 @@ describe('policy configuration', () => {
       '/has/./dot',
       '/has/dot/../dot',
       '/trailing/slash/',
-      '/d:bad!name',
-      '/d:',
       ':x',
     ]) {
       expect(() => ociTransport.validatePolicyConfigurationScope(scope), scope).toThrow(

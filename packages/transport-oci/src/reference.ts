@@ -64,12 +64,12 @@ export class OciReference extends LayoutReferenceBase implements ImageReference 
   }
 
   /**
-   * `resolvedPath:name` when the reference names an image, else `resolvedPath` (for `path`, `path:` and
-   * `path:@N`, which name no stable image). containers-policy.json(5) documents `directory:tag` scopes
-   * for `oci:`; the directory itself comes first in `policyConfigurationNamespaces`.
+   * The resolved directory, without the image name, as containers/image (skopeo) decides: although
+   * containers-policy.json(5) describes `directory:tag` scopes for `oci:`, such a scope never matches
+   * in skopeo, and the same policy file must give the same decision here.
    */
   policyConfigurationIdentity(): string {
-    return this.imageName === '' ? this.resolvedPath : `${this.resolvedPath}:${this.imageName}`;
+    return this.resolvedPath;
   }
 
   newImageSource(context: TransportContext = {}): Promise<ImageSource> {
@@ -86,9 +86,9 @@ export class OciReference extends LayoutReferenceBase implements ImageReference 
 }
 
 /**
- * Validates a policy.json scope for `oci:`: an absolute, clean path other than `/`, optionally followed
- * by `:name` with a valid image name. Throws `ERR_GANTRY_INVALID_REFERENCE` naming the problem.
+ * Validates a policy.json scope for `oci:` as containers/image does: an absolute, clean path other than
+ * `/` (a `:` is part of the path). Throws `ERR_GANTRY_INVALID_REFERENCE` naming the problem.
  */
 export function validatePolicyConfigurationScope(scope: string): void {
-  validateLayoutPolicyScope(scope, { allowImageName: true });
+  validateLayoutPolicyScope(scope, { allowImageName: false });
 }

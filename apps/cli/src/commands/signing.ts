@@ -172,7 +172,12 @@ async function untrustedSignatureDump(context: CommandContext): Promise<void> {
     UntrustedTimestamp: information.timestamp !== undefined ? goTime(information.timestamp) : null,
     UntrustedShortKeyIdentifier: information.shortKeyIdentifier,
   };
-  context.print(`${JSON.stringify(dump, null, 4)}\n`);
+  // As Go's json.MarshalIndent: 4-space indentation, and <, >, &, U+2028 and U+2029 escaped.
+  const json = JSON.stringify(dump, null, 4).replace(
+    /[<>&\u2028\u2029]/g,
+    (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  context.print(`${json}\n`);
 }
 
 async function ensurePathDoesNotExist(path: string): Promise<void> {

@@ -348,14 +348,24 @@ class ImageCopier {
         );
       }
       this.emit({ type: 'list-start', instanceCount: list.instances.length, copyCount: 1 });
-      const instance = await this.readInstanceManifest(chosen);
-      const written = await this.copySingleImage(
-        instance,
-        manifestTypeOf(instance),
-        chosen,
-        false,
-        topLevel.bytes,
-      );
+      let written: WrittenManifest;
+      try {
+        const instance = await this.readInstanceManifest(chosen);
+        written = await this.copySingleImage(
+          instance,
+          manifestTypeOf(instance),
+          chosen,
+          false,
+          topLevel.bytes,
+        );
+      } catch (error) {
+        // containers/image's words: "copying system image from manifest list: …".
+        if (!isGantryError(error) || error.code === ErrorCodes.Aborted) throw error;
+        throw new GantryError(error.code, `copying system image from manifest list: ${error.message}`, {
+          cause: error,
+          retryable: error.retryable,
+        });
+      }
       return {
         manifestDigest: written.digest,
         manifest: written.bytes,
@@ -380,21 +390,28 @@ class ImageCopier {
     return instance;
   }
 
-  /** Reads signatures, evaluates the policy, and returns the signatures to copy. */
+  /**
+   * Reads signatures, evaluates the policy (unless `evaluate` is false), and returns the signatures to
+   * copy. Like containers/image, a list being copied with its instances is not evaluated itself: each
+   * instance is (see copyList).
+   */
   private async admit(
     manifest: ManifestBlob,
     sourceInstance: Digest | undefined,
+    evaluate = true,
   ): Promise<{ signatures: Uint8Array[] }> {
     const signatures = await this.retried(() =>
       this.source.getSignatures(sourceInstance, { signal: this.signal }),
     );
     // The opened source's reference: a transport may resolve the reference when opening it (docker://
     // short names), and policy.json scopes must see the image actually read (as containers/image).
-    try {
-      await evaluatePolicy(this.policy, this.source.reference, { manifest, signatures });
-    } catch (error) {
-      if (!isGantryError(error) || error.code !== ErrorCodes.PolicyRejected) throw error;
-      throw new GantryError(error.code, `Source image rejected: ${error.message}`, { cause: error });
+    if (evaluate) {
+      try {
+        await evaluatePolicy(this.policy, this.source.reference, { manifest, signatures });
+      } catch (error) {
+        if (!isGantryError(error) || error.code !== ErrorCodes.PolicyRejected) throw error;
+        throw new GantryError(error.code, `Source image rejected: ${error.message}`, { cause: error });
+      }
     }
     if (this.options.removeSignatures) return { signatures: [] };
     this.emit({ type: 'signatures-read' });
@@ -471,6 +488,7 @@ class ImageCopier {
     asInstance: boolean,
     topLevelBytes: Uint8Array,
     position?: { index: number; total: number },
+    admitted?: { signatures: Uint8Array[] },
   ): Promise<WrittenManifest> {
     throwIfAborted(this.signal);
     if (isManifestListMediaType(mediaType)) {
@@ -484,7 +502,8 @@ class ImageCopier {
       ...(sourceInstance !== undefined ? { instanceDigest: sourceInstance } : {}),
       ...(position ?? {}),
     });
-    const { signatures } = await this.admit({ bytes: manifestBlob.bytes, mediaType }, sourceInstance);
+    const { signatures } =
+      admitted ?? (await this.admit({ bytes: manifestBlob.bytes, mediaType }, sourceInstance));
     const manifest = parseManifest(manifestBlob.bytes, mediaType);
 
     const destinationPin = this.destinationReference.dockerReference()?.digest;
@@ -982,6 +1001,36 @@ class ImageCopier {
     });
   }
 
+  /** The instances of `list` to copy: `options.instanceDigests`, or all of them. */
+  private instancesToCopy(list: ManifestList): Digest[] {
+    const wanted = this.options.instanceDigests;
+    const listed = new Set(list.instances.map((instance) => instance.digest));
+    for (const digest of wanted ?? []) {
+      if (!listed.has(digest)) {
+        throw new GantryError(
+          ErrorCodes.ImageNotFound,
+          `instance ${digest} is not in the manifest list of ${imageName(this.sourceReference)}`,
+        );
+      }
+    }
+    return list.instances
+      .map((instance) => instance.digest)
+      .filter((digest) => wanted === undefined || wanted.length === 0 || wanted.includes(digest));
+  }
+
+  /** An instance's error, named as containers/image names it ("copying image 2/3 from manifest list: …"). */
+  private instanceFailure(error: unknown, index: number, total: number): unknown {
+    if (!isGantryError(error) || error.code === ErrorCodes.Aborted) return error;
+    return new GantryError(
+      error.code,
+      `copying image ${index + 1}/${total} from manifest list: ${error.message}`,
+      {
+        cause: error,
+        retryable: error.retryable,
+      },
+    );
+  }
+
   /** Copies a list: its instances (unless `indexOnly`), then the list itself. */
   private async copyList(list: ManifestList, indexOnly: boolean): Promise<WrittenManifest> {
     // As containers/image: a destination that lists the manifest types it takes, none of them a list
@@ -993,7 +1042,28 @@ class ImageCopier {
         `copying multiple images: destination transport "${this.destinationReference.transport.name}" does not support copying multiple images as a group`,
       );
     }
-    const { signatures } = await this.admit({ bytes: list.bytes, mediaType: list.mediaType }, undefined);
+    const toCopy = indexOnly ? [] : this.instancesToCopy(list);
+    // As containers/image, the policy is evaluated for each instance copied, not for the list; unlike it,
+    // a list copied without any instance (index-only) is evaluated itself (containers/image evaluates
+    // nothing then, so copies a list its policy rejects). Every instance is admitted before any blob moves.
+    const { signatures } = await this.admit(
+      { bytes: list.bytes, mediaType: list.mediaType },
+      undefined,
+      toCopy.length === 0,
+    );
+    const admittedInstances = new Map<Digest, { manifest: ManifestBlob; signatures: Uint8Array[] }>();
+    for (const [index, digest] of toCopy.entries()) {
+      try {
+        const instance = await this.readInstanceManifest(digest);
+        const admitted = await this.admit(
+          { bytes: instance.bytes, mediaType: manifestTypeOf(instance) },
+          digest,
+        );
+        admittedInstances.set(digest, { manifest: instance, signatures: admitted.signatures });
+      } catch (error) {
+        throw this.instanceFailure(error, index, toCopy.length);
+      }
+    }
     const destinationPin = this.destinationReference.dockerReference()?.digest;
     if (destinationPin !== undefined && !manifestMatchesDigest(list.bytes, destinationPin)) {
       throw new GantryError(
@@ -1014,40 +1084,24 @@ class ImageCopier {
       );
     }
 
-    let toCopy: Digest[] = [];
-    if (!indexOnly) {
-      const wanted = this.options.instanceDigests;
-      const listed = new Set(list.instances.map((instance) => instance.digest));
-      for (const digest of wanted ?? []) {
-        if (!listed.has(digest)) {
-          throw new GantryError(
-            ErrorCodes.ImageNotFound,
-            `instance ${digest} is not in the manifest list of ${imageName(this.sourceReference)}`,
-          );
-        }
-      }
-      toCopy = list.instances
-        .map((instance) => instance.digest)
-        .filter((digest) => wanted === undefined || wanted.length === 0 || wanted.includes(digest));
-    }
     this.emit({ type: 'list-start', instanceCount: list.instances.length, copyCount: toCopy.length });
 
     const instanceEdits = new Map<Digest, { digest: Digest; size: number; mediaType: string }>();
     for (const [index, digest] of toCopy.entries()) {
       let written: WrittenManifest;
       try {
-        const instance = await this.readInstanceManifest(digest);
-        written = await this.copySingleImage(instance, manifestTypeOf(instance), digest, true, list.bytes, {
-          index,
-          total: toCopy.length,
-        });
-      } catch (error) {
-        if (!isGantryError(error) || error.code === ErrorCodes.Aborted) throw error;
-        throw new GantryError(
-          error.code,
-          `copying image ${index + 1}/${toCopy.length} from manifest list: ${error.message}`,
-          { cause: error, retryable: error.retryable },
+        const { manifest: instance, signatures: instanceSignatures } = admittedInstances.get(digest)!;
+        written = await this.copySingleImage(
+          instance,
+          manifestTypeOf(instance),
+          digest,
+          true,
+          list.bytes,
+          { index, total: toCopy.length },
+          { signatures: instanceSignatures },
         );
+      } catch (error) {
+        throw this.instanceFailure(error, index, toCopy.length);
       }
       const original = list.instances.find((entry) => entry.digest === digest)!;
       if (written.digest !== digest || written.mediaType !== original.mediaType) {

@@ -100,6 +100,8 @@ export function certificateExtensions(certificate: X509Certificate): Map<string,
 const issuerV1Oid = '1.3.6.1.4.1.57264.1.1';
 const issuerV2Oid = '1.3.6.1.4.1.57264.1.8';
 const codeSigningOid = '1.3.6.1.5.5.7.3.3';
+/** anyExtendedKeyUsage (RFC 5280), which allows every usage. */
+const anyExtendedKeyUsageOid = '2.5.29.37.0';
 
 /** The OIDC issuer a Fulcio certificate names. */
 export function fulcioIssuer(certificate: X509Certificate): string {
@@ -182,6 +184,7 @@ function verifyCertificateChain(
   const chain = chainPem ? readCertificates(chainPem, 'loading certificate chain') : [];
   const candidates = [...intermediates, ...chain.slice(0, -1)];
   let current = leaf!;
+  const path: X509Certificate[] = [leaf!];
   for (let depth = 0; ; depth++) {
     if (depth > 10) throw invalid('veryfing leaf certificate failed: certificate chain too long');
     if (!validAt(current, atSeconds)) {
@@ -192,7 +195,10 @@ function verifyCertificateChain(
     const trusted = roots.find(
       (ca) => current.checkIssued(ca) && current.verify(ca.publicKey) && validAt(ca, atSeconds),
     );
-    if (trusted !== undefined) break;
+    if (trusted !== undefined) {
+      path.push(trusted);
+      break;
+    }
     const next = candidates.find(
       (candidate) => candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey),
     );
@@ -200,8 +206,15 @@ function verifyCertificateChain(
       throw invalid('veryfing leaf certificate failed: x509: certificate signed by unknown authority');
     }
     current = next;
+    path.push(current);
   }
-  if (!(leaf!.keyUsage ?? []).includes(codeSigningOid)) {
+  // As Go's x509 (containers/image) checks extended key usages: a certificate of the path without the
+  // extension allows any usage; one with it must allow code signing (or any usage).
+  const allowsCodeSigning = (certificate: X509Certificate) =>
+    certificate.keyUsage === undefined ||
+    certificate.keyUsage.includes(codeSigningOid) ||
+    certificate.keyUsage.includes(anyExtendedKeyUsageOid);
+  if (!path.every(allowsCodeSigning)) {
     throw invalid('veryfing leaf certificate failed: x509: certificate specifies an incompatible key usage');
   }
   return leaf!;

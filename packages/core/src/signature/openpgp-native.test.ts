@@ -122,8 +122,11 @@ describe('OpenPGP with node:crypto, against gpg', () => {
       expect(await gpgVerdict(key.publicKey, tampered)).toBe('BADSIG');
       expect(() => verifyNativeSignedMessage(tampered, keys)).toThrow(/does not verify/);
       expect(await gpgVerdict(other.publicKey, signature)).toBe('ERRSIG');
+      // gpgme's dump of the signature, as skopeo words it (the CLI's signing e2e compares it with skopeo's).
       expect(() => verifyNativeSignedMessage(signature, nativeKeys(other.publicKey))).toThrow(
-        new InvalidOpenPgp(`no public key ${key.fingerprint.slice(-16)}`),
+        new RegExp(
+          `^Invalid GPG signature: gpgme\\.Signature\\{Summary:128, Fingerprint:"${key.fingerprint}", Status:gpgme\\.Error\\{err:0x9\\}, Timestamp:time\\.Date\\(\\d{4}, time\\.[A-Z][a-z]+, \\d+, \\d+, \\d+, \\d+, 0, time\\.Local\\), `,
+        ),
       );
     }, 120_000);
   }

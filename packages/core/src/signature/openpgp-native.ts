@@ -597,6 +597,53 @@ export function readSignedMessageUnverified(bytes: Uint8Array): { content: Uint8
   return { content, keyIds };
 }
 
+const goMonths = [
+  'January',
+  'February',
+  'March',
+  'April',
+  'May',
+  'June',
+  'July',
+  'August',
+  'September',
+  'October',
+  'November',
+  'December',
+];
+
+/** Go's `%#v` of `time.Unix(seconds, 0)`: `time.Date(2026, time.December, 5, 18, 2, 3, 0, time.Local)`. */
+function goTimeLiteral(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  const fields = [date.getFullYear(), `time.${goMonths[date.getMonth()]}`, date.getDate()];
+  return `time.Date(${[...fields, date.getHours(), date.getMinutes(), date.getSeconds(), 0, 'time.Local'].join(', ')})`;
+}
+
+/**
+ * The message skopeo gives for a signature by a key that is not among the policy's keys: gpgme's
+ * `%#v` of the signature (GPGME_SIGSUM_KEY_MISSING, GPG_ERR_NO_PUBKEY), whose every field the
+ * signature itself determines, so that both tools word it alike.
+ */
+function missingKeyMessage(signature: ParsedSignature, keyId: string): string {
+  const created = signature.created ?? 0;
+  const expires = signature.expiresAfter ? created + signature.expiresAfter : 0;
+  const fields = [
+    'Summary:128',
+    `Fingerprint:${JSON.stringify(signature.issuerFingerprint ?? keyId)}`,
+    'Status:gpgme.Error{err:0x9}',
+    `Timestamp:${goTimeLiteral(created)}`,
+    `ExpTimestamp:${goTimeLiteral(expires)}`,
+    'WrongKeyUsage:false',
+    'PKATrust:0x0',
+    'ChainModel:false',
+    'Validity:0',
+    'ValidityReason:error(nil)',
+    `PubkeyAlgo:${signature.publicKeyAlgorithm}`,
+    `HashAlgo:${signature.hashAlgorithm}`,
+  ];
+  return `Invalid GPG signature: gpgme.Signature{${fields.join(', ')}}`;
+}
+
 /**
  * Verifies a signed message with `keys` at time `now` (seconds). Returns the content and the signing
  * key's primary fingerprint; throws `InvalidOpenPgp` (the message says why) or `UnsupportedOpenPgp`.
@@ -619,7 +666,7 @@ export function verifyNativeSignedMessage(
       if (candidate.keyId === wanted && issuedBy(signature, candidate)) found = { key, signer: candidate };
     }
   }
-  if (found === undefined) throw new InvalidOpenPgp(`no public key ${wanted}`);
+  if (found === undefined) throw new InvalidOpenPgp(missingKeyMessage(signature, wanted));
   const { key, signer } = found;
   if (!signatureVerifies(signature, [content], signer, hashNames)) {
     throw new InvalidOpenPgp(`Invalid GPG signature by key ${wanted}: the signature does not verify`);

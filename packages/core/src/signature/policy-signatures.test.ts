@@ -529,6 +529,54 @@ describe('signing on copy, then verifyImage', () => {
     }
   }, 60_000);
 
+  it('evaluates a list per instance copied, as containers/image: every instance before any blob moves, the list itself only when no instance is copied', async () => {
+    const instanceDigests = (
+      JSON.parse(Buffer.from(list.topLevel.bytes).toString()) as { manifests: Array<{ digest: string }> }
+    ).manifests.map((entry) => entry.digest as `sha256:${string}`);
+    const instanceBytes = (digest: `sha256:${string}`) => list.manifests.get(digest)!.bytes;
+    const everyInstanceSigned = new Map(
+      instanceDigests.map((digest) => [digest, [sign(instanceBytes(digest))]]),
+    );
+    const copyList = async (
+      signatures: FixtureSignatures,
+      imageListSelection: 'all' | 'index-only',
+    ): Promise<{ destination: RecordingDestination; result: Promise<unknown> }> => {
+      const destination = new RecordingDestination();
+      const result = copyImage(
+        sourceReference(list, signatures),
+        fakeReference({ name: 'destination', openDestination: () => destination }),
+        { policy: sigstorePolicy(), imageListSelection },
+      );
+      await result.catch(() => undefined);
+      return { destination, result };
+    };
+
+    // Instances signed, the list not: accepted (the list is not evaluated when instances are copied).
+    const accepted = await copyList({ instanceSignatures: everyInstanceSigned }, 'all');
+    await expect(accepted.result).resolves.toBeDefined();
+    expect(accepted.destination.committed).toBe(true);
+
+    // The list signed, the last instance not: rejected, naming the instance, before any blob is written.
+    const lastUnsigned = new Map(everyInstanceSigned);
+    lastUnsigned.delete(instanceDigests.at(-1)!);
+    const rejected = await copyList(
+      { signatures: [sign(list.topLevel.bytes)], instanceSignatures: lastUnsigned },
+      'all',
+    );
+    await expect(rejected.result).rejects.toThrow(
+      `copying image ${instanceDigests.length}/${instanceDigests.length} from manifest list: Source image rejected: A signature was required, but no signature exists`,
+    );
+    expect(rejected.destination.calls.filter((call) => call.startsWith('putBlob'))).toEqual([]);
+
+    // Only the list copied: the list is evaluated (containers/image evaluates nothing there).
+    const indexOnlyUnsigned = await copyList({ instanceSignatures: everyInstanceSigned }, 'index-only');
+    await expect(indexOnlyUnsigned.result).rejects.toThrow(
+      'Source image rejected: A signature was required, but no signature exists',
+    );
+    const indexOnlySigned = await copyList({ signatures: [sign(list.topLevel.bytes)] }, 'index-only');
+    await expect(indexOnlySigned.result).resolves.toBeDefined();
+  }, 60_000);
+
   it("rejects a policy failure on copy with skopeo's prefix and copies nothing", async () => {
     const destination = new RecordingDestination();
     await expect(

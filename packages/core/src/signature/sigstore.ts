@@ -83,10 +83,12 @@ export function verifySigstoreSignature(
   publicKeys: readonly KeyObject[],
   rules: Omit<SignatureAcceptanceRules, 'validateKeyFingerprint'>,
 ): UntrustedPayload {
-  const base64 = signature.annotations[sigstoreSignatureAnnotation];
-  if (base64 === undefined) {
+  const annotation = signature.annotations[sigstoreSignatureAnnotation];
+  if (annotation === undefined) {
     throw new GantryError(ErrorCodes.InvalidSignature, `missing ${sigstoreSignatureAnnotation} annotation`);
   }
+  // Go's base64 decoder skips line breaks (cosign writes RSA signatures with them).
+  const base64 = annotation.replace(/[\r\n]/g, '');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(base64) || base64.length % 4 !== 0) {
     throw new GantryError(ErrorCodes.InvalidSignature, 'base64 decoding: illegal base64 data');
   }
