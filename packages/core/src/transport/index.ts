@@ -82,6 +82,7 @@ export {
   parseManifestList,
 } from '../manifest/parse.js';
 export { choosePlatformInstance, hostPlatform, wantedPlatform } from '../manifest/platform.js';
+export { readableChunks } from '../readable-chunks.js';
 export {
   defaultDockerDomain,
   defaultDockerTag,
