@@ -23,12 +23,12 @@ describe('readableChunks', () => {
 
   it('pauses the stream while the consumer is behind, and resumes it', async () => {
     const stream = new PassThrough();
-    const iterator = readableChunks(stream, 2)[Symbol.asyncIterator]();
+    const iterator = readableChunks(stream, 32)[Symbol.asyncIterator]();
     const first = iterator.next();
     for (const chunk of chunksOfSize(6, 16)) stream.write(chunk);
     stream.end();
     await first;
-    // Two chunks queued for a consumer that has not asked for them: the stream waits.
+    // 32 bytes (two chunks) queued for a consumer that has not asked for them: the stream waits.
     expect(stream.isPaused()).toBe(true);
     let count = 1;
     for (let next = await iterator.next(); !next.done; next = await iterator.next()) count += 1;

@@ -1,11 +1,11 @@
 import type { Readable } from 'node:stream';
 
-/** Chunks `readableChunks` queues by default before it pauses the stream (its own buffer comes on top). */
-export const defaultQueuedChunkLimit = 4;
+/** Bytes `readableChunks` queues by default before it pauses the stream (its own buffer comes on top). */
+export const defaultQueuedBytesLimit = 256 * 1024;
 
 /**
  * The chunks of a byte stream one by one, as the stream emitted them, with backpressure: the stream is
- * paused while `queuedChunkLimit` chunks wait for the consumer. An 'error' of the stream, or its
+ * paused while `queuedBytesLimit` bytes or more wait for the consumer (so at least one chunk). An 'error' of the stream, or its
  * 'close' before 'end' (`ERR_STREAM_PREMATURE_CLOSE`), rejects the iteration; ending the iteration
  * early (break, return, a throw in the consumer) destroys the stream.
  *
@@ -16,9 +16,10 @@ export const defaultQueuedChunkLimit = 4;
  */
 export async function* readableChunks(
   stream: Readable,
-  queuedChunkLimit: number = defaultQueuedChunkLimit,
+  queuedBytesLimit: number = defaultQueuedBytesLimit,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const queue: Uint8Array[] = [];
+  let queuedBytes = 0;
   let ended = stream.readableEnded;
   let failure: { error: unknown } | undefined;
   let wake: (() => void) | undefined;
@@ -29,7 +30,8 @@ export async function* readableChunks(
   };
   const onData = (chunk: Uint8Array): void => {
     queue.push(chunk);
-    if (queue.length >= queuedChunkLimit) stream.pause();
+    queuedBytes += chunk.byteLength;
+    if (queuedBytes >= queuedBytesLimit) stream.pause();
     notify();
   };
   const onEnd = (): void => {
@@ -61,6 +63,7 @@ export async function* readableChunks(
       if (failure) throw failure.error;
       const chunk = queue.shift();
       if (chunk !== undefined) {
+        queuedBytes -= chunk.byteLength;
         if (queue.length === 0 && stream.isPaused()) stream.resume();
         yield chunk;
         continue;
