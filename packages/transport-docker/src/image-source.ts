@@ -42,8 +42,8 @@ export function combineSignals(...signals: Array<AbortSignal | undefined>): Abor
   return present.length <= 1 ? present[0] : AbortSignal.any(present);
 }
 
-/** Bytes a blob stream buffers ahead of its consumer. */
-const blobStreamHighWaterMark = 1024 * 1024;
+/** Chunks (socket reads of up to 64 KiB) a blob stream buffers ahead of its consumer: about 1 MiB. */
+const blobStreamChunksAhead = 16;
 
 /** How many times one blob download is resumed after the connection broke. */
 export const maxBlobResumes = 5;
@@ -218,8 +218,11 @@ export async function fetchBlob(
   let body = first.body;
   let received = 0;
   let resumes = 0;
+  // Object mode: a consumer's read() (a Readable's async iterator) takes one chunk at a time; in byte
+  // mode it would join every chunk buffered at that moment into a new buffer, a copy of those bytes.
   const output = new Readable({
-    highWaterMark: blobStreamHighWaterMark,
+    objectMode: true,
+    highWaterMark: blobStreamChunksAhead,
     read() {
       body.resume();
     },

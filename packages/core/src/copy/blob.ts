@@ -1,9 +1,8 @@
 import { Readable } from 'node:stream';
-import { finished, pipeline } from 'node:stream/promises';
+import { pipeline } from 'node:stream/promises';
 import { type Digest, Digester, digestAlgorithm, digestOf, verifyingStage } from '../digest.js';
 import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js';
 import { layerCompressionOf } from '../manifest/index.js';
-import { readableChunks } from '../readable-chunks.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import {
   type CompressionFormat,
@@ -492,7 +491,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
   let stored: BlobInfo | undefined;
   try {
     await pipeline(
-      readableChunks(stream),
+      stream,
       ...(stages as [Stage]),
       async (source: AsyncIterable<Uint8Array>) => {
         // Pulling the first chunk makes the compression stage decide what is written before putBlob is called.
@@ -515,12 +514,6 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     );
   } catch (error) {
     throw normaliseAbort(verificationFailure ?? error, context.signal);
-  } finally {
-    // The layer is done when its source stream is closed (what it holds, e.g. listeners on the
-    // operation's signal, released), as when the stream itself is a stage of the pipeline. A stream
-    // the pipeline did not read to its end (a failure, possibly before its first read) is destroyed.
-    if (!stream.readableEnded && !stream.destroyed) stream.destroy();
-    await finished(stream).catch(() => {});
   }
   if (verificationFailure) throw verificationFailure;
   if (!stored) throw new GantryError(ErrorCodes.Internal, `blob ${layer.digest}: destination stored nothing`);
