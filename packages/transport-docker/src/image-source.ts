@@ -42,10 +42,8 @@ export function combineSignals(...signals: Array<AbortSignal | undefined>): Abor
   return present.length <= 1 ? present[0] : AbortSignal.any(present);
 }
 
-/** The largest piece a blob stream passes on at once. */
-const blobChunkBytes = 1024 * 1024;
-/** Bytes a blob stream buffers ahead of its consumer (besides one piece being gathered). */
-const blobStreamHighWaterMark = blobChunkBytes;
+/** Chunks (socket reads of up to 64 KiB) a blob stream buffers ahead of its consumer: about 1 MiB. */
+const blobStreamChunksAhead = 16;
 
 /** How many times one blob download is resumed after the connection broke. */
 export const maxBlobResumes = 5;
@@ -220,8 +218,11 @@ export async function fetchBlob(
   let body = first.body;
   let received = 0;
   let resumes = 0;
+  // Object mode: a consumer's read() (a Readable's async iterator) takes one chunk at a time; in byte
+  // mode it would join every chunk buffered at that moment into a new buffer, a copy of those bytes.
   const output = new Readable({
-    highWaterMark: blobStreamHighWaterMark,
+    objectMode: true,
+    highWaterMark: blobStreamChunksAhead,
     read() {
       body.resume();
     },
@@ -258,30 +259,18 @@ export async function fetchBlob(
     body = next;
     forward(next);
   };
-  // Socket reads come in 64 KiB pieces; they are passed on in pieces of up to `blobChunkBytes`, so
-  // that the stages after this one (digest verification, file writes) make 16 times fewer calls.
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const flush = (): boolean => {
-    if (pendingBytes === 0) return true;
-    const chunk = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    return output.push(chunk);
-  };
+  // The body's chunks (socket reads, up to 64 KiB) are passed on as they are: gathering them into
+  // larger pieces would copy every byte once more into new memory, which costs more than the stages
+  // after this one spend per chunk.
   const forward = (current: Readable): void => {
     current.on('data', (chunk: Buffer) => {
       received += chunk.byteLength;
-      pending.push(chunk);
-      pendingBytes += chunk.byteLength;
-      if (pendingBytes >= blobChunkBytes && !flush()) current.pause();
+      if (!output.push(chunk)) current.pause();
     });
     current.once('end', () => {
-      flush();
       output.push(null);
     });
     current.once('error', (error) => {
-      flush();
       void recover(error);
     });
   };

@@ -26,9 +26,9 @@ import {
   abortError,
   type BlobInfo,
   type BlobToWrite,
-  blobWriteStage,
   canonicalDigestAlgorithm,
   type Digest,
+  Digester,
   ErrorCodes,
   GantryError,
   type ImageDestination,
@@ -39,6 +39,7 @@ import {
   type PutBlobOptions,
   parseDigest,
   type ReusedBlob,
+  readableChunks,
   removeAbandonedTemporaryFiles,
   type TransportContext,
   type TryReusingBlobOptions,
@@ -135,6 +136,9 @@ class Semaphore {
  * before the blob gets its name has less left to write.
  */
 const earlyFlushBytes = 4 * 1024 * 1024;
+
+/** Bytes a blob's write stream queues while a write is under way (written with one writev). */
+const writeQueueBytes = 1024 * 1024;
 
 class OciImageDestination implements ImageDestination {
   readonly reference: OciReference;
@@ -238,13 +242,25 @@ class OciImageDestination implements ImageDestination {
     await makeDirectories(this.#blobDirectory);
     const temporaryPath = this.#temporaryPath();
     let written: { digest: Digest; size: number } | undefined;
-    const output = createWriteStream(temporaryPath, { flags: 'wx', mode: 0o644 });
+    // Chunks queued while a write is under way go to the file in one writev: with the default 16 KiB
+    // mark, each chunk (64 KiB from a socket) would be its own write on the thread pool.
+    const output = createWriteStream(temporaryPath, {
+      flags: 'wx',
+      mode: 0o644,
+      highWaterMark: writeQueueBytes,
+    });
     const flushes = this.#flushes;
-    async function* flushingEarly(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    // Counts (or, without a named digest, hashes: see `blobWriteStage`) what is written, and starts
+    // background flushes of what is written so far, in one stage.
+    const record = expectedDigest === undefined ? new Digester() : undefined;
+    async function* writing(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+      let size = 0;
       let unflushed = 0;
       let early: Promise<void> | undefined;
       try {
         for await (const chunk of source) {
+          record?.update(chunk);
+          size += chunk.byteLength;
           yield chunk;
           unflushed += chunk.byteLength;
           // `fd` is a number once the file is open (Node sets it; @types/node does not declare it).
@@ -264,21 +280,14 @@ class OciImageDestination implements ImageDestination {
             if (early) unflushed = 0;
           }
         }
+        written = { digest: record === undefined ? expectedDigest! : record.digest(), size };
       } finally {
         // The file is closed after this stage ends: no flush may still use its descriptor then.
         if (early) await early;
       }
     }
     try {
-      await pipeline(
-        stream,
-        blobWriteStage(expectedDigest, (result) => {
-          written = result;
-        }),
-        flushingEarly,
-        output,
-        signal ? { signal } : {},
-      );
+      await pipeline(readableChunks(stream), writing, output, signal ? { signal } : {});
       if (!written) throw new GantryError(ErrorCodes.Internal, 'blob stream ended without a digest');
       const description = `blob ${expectedDigest ?? written.digest}`;
       if (info.size >= 0 && written.size !== info.size) {

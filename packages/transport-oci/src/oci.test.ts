@@ -501,8 +501,16 @@ describe('abandoned writes', () => {
       );
     }
     await destination.putManifest(image.manifest.bytes, image.manifest.mediaType);
+    // Blobs get their names in the background: the reuse check waits until this one has it.
+    const layer = image.layers[0]!;
+    await expect(
+      destination.tryReusingBlob!(
+        { digest: layer.digest, size: -1 },
+        { isConfig: false, canSubstitute: false },
+      ),
+    ).resolves.toMatchObject({ reused: true });
     const { unlink } = await import('node:fs/promises');
-    await unlink(path.join(directory, 'blobs', 'sha256', digestHex(image.layers[0]!.digest)));
+    await unlink(path.join(directory, 'blobs', 'sha256', digestHex(layer.digest)));
     await expect(destination.commit()).rejects.toMatchObject({ code: 'ERR_GANTRY_BLOB_NOT_FOUND' });
     await destination.close();
     await expect(stat(path.join(directory, 'index.json'))).rejects.toMatchObject({ code: 'ENOENT' });

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type Digest, digestAlgorithm, digestOf, verifyingStage } from '../digest.js';
+import { type Digest, Digester, digestAlgorithm, digestOf, verifyingStage } from '../digest.js';
 import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js';
 import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
@@ -11,8 +11,10 @@ import {
   createDecompressor,
   type DetectedCompression,
   defaultZstdLevel,
+  detectCompression,
   diffIdStage,
   peekCompression,
+  sniffLength,
   throughTransform,
 } from './compression.js';
 import { compressionSlots } from './compression-slots.js';
@@ -75,25 +77,96 @@ export function normaliseAbort(error: unknown, signal: AbortSignal | undefined):
   return error;
 }
 
-/** A stage counting bytes and emitting throttled 'blob-progress' events, plus a final one. */
-function progressStage(
+/** What {@link sourceStage} checks and reports of a blob's bytes as they come from the source. */
+interface SourceStageOptions {
+  /** The digest the bytes must have; undefined = only their size is checked. */
+  expectedDigest: Digest | undefined;
+  /** The size the bytes must have; -1 when unknown. */
+  expectedSize: number;
+  /** Names the blob in error messages. */
+  description: string;
+  /** Receives the first bytes (at least `sniffLength` unless the blob is shorter), to detect a compression. */
+  onPrefix?: (prefix: Uint8Array) => void;
+  /** Learns any failure of the stage (its checks' or the source's) before it is thrown on. */
+  onFailure?: (error: unknown) => void;
+}
+
+/**
+ * The first stage of a blob copy, doing in one pass what `verifyingStage` and a progress counter would do
+ * in two: hashes the bytes (when a digest is expected), fails with `ERR_GANTRY_SIZE_MISMATCH` as soon as
+ * more bytes than expected arrive, and at the end with `ERR_GANTRY_DIGEST_MISMATCH` /
+ * `ERR_GANTRY_SIZE_MISMATCH` before the stream ends; emits throttled 'blob-progress' events and a final
+ * one once the bytes are verified; hands the first bytes to `onPrefix` (looked at in place when the first
+ * chunk is long enough).
+ */
+function sourceStage(
   context: BlobCopyContext,
   blob: BlobInfo,
   kind: CopiedBlobKind,
-  counter: { bytes: number },
-): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
-  return async function* progress(source) {
+  options: SourceStageOptions,
+): Stage {
+  const { expectedDigest, expectedSize, description, onPrefix, onFailure } = options;
+  return async function* checkSource(source) {
+    const digester = expectedDigest === undefined ? undefined : new Digester(digestAlgorithm(expectedDigest));
+    let size = 0;
     let lastEmit = 0;
-    for await (const chunk of source) {
-      counter.bytes += chunk.byteLength;
-      const now = Date.now();
-      if (now - lastEmit >= progressIntervalMs) {
-        lastEmit = now;
-        context.emit({ type: 'blob-progress', blob, kind, bytes: counter.bytes, total: blob.size });
+    let prefix: Buffer | undefined;
+    let prefixLength = 0;
+    let prefixPending = onPrefix !== undefined;
+    try {
+      for await (const chunk of source) {
+        digester?.update(chunk);
+        size += chunk.byteLength;
+        if (expectedSize >= 0 && size > expectedSize) {
+          throw new GantryError(
+            ErrorCodes.SizeMismatch,
+            `${description}: size mismatch: expected ${expectedSize} bytes, got more`,
+          );
+        }
+        if (prefixPending) {
+          if (prefix === undefined && chunk.byteLength >= sniffLength) {
+            prefixPending = false;
+            onPrefix!(chunk);
+          } else {
+            prefix ??= Buffer.alloc(sniffLength);
+            const taken = Math.min(chunk.byteLength, sniffLength - prefixLength);
+            prefix.set(chunk.subarray(0, taken), prefixLength);
+            prefixLength += taken;
+            if (prefixLength === sniffLength) {
+              prefixPending = false;
+              onPrefix!(prefix);
+            }
+          }
+        }
+        const now = Date.now();
+        if (now - lastEmit >= progressIntervalMs) {
+          lastEmit = now;
+          context.emit({ type: 'blob-progress', blob, kind, bytes: size, total: blob.size });
+        }
+        yield chunk;
       }
-      yield chunk;
+      if (prefixPending)
+        onPrefix!(prefix === undefined ? new Uint8Array(0) : prefix.subarray(0, prefixLength));
+      if (expectedSize >= 0 && size !== expectedSize) {
+        throw new GantryError(
+          ErrorCodes.SizeMismatch,
+          `${description}: size mismatch: expected ${expectedSize} bytes, got ${size}`,
+        );
+      }
+      if (digester !== undefined) {
+        const actual = digester.digest();
+        if (actual !== expectedDigest) {
+          throw new GantryError(
+            ErrorCodes.DigestMismatch,
+            `${description}: digest mismatch: expected ${expectedDigest}, got ${actual}`,
+          );
+        }
+      }
+    } catch (error) {
+      onFailure?.(error);
+      throw error;
     }
-    context.emit({ type: 'blob-progress', blob, kind, bytes: counter.bytes, total: blob.size });
+    context.emit({ type: 'blob-progress', blob, kind, bytes: size, total: blob.size });
   };
 }
 
@@ -355,32 +428,6 @@ function layerPosition(request: CopyLayerRequest): { layerIndex?: number; layerD
   };
 }
 
-/**
- * A stage that passes bytes through, counting them: `ERR_GANTRY_SIZE_MISMATCH` as soon as more than
- * `expectedSize` arrive, or at the end when fewer did. No-op check when the size is unknown (-1).
- */
-function sizeCheckingStage(expectedSize: number, description: string): Stage {
-  return async function* checkSize(source) {
-    let size = 0;
-    for await (const chunk of source) {
-      size += chunk.byteLength;
-      if (expectedSize >= 0 && size > expectedSize) {
-        throw new GantryError(
-          ErrorCodes.SizeMismatch,
-          `${description}: size mismatch: expected ${expectedSize} bytes, got more`,
-        );
-      }
-      yield chunk;
-    }
-    if (expectedSize >= 0 && size !== expectedSize) {
-      throw new GantryError(
-        ErrorCodes.SizeMismatch,
-        `${description}: size mismatch: expected ${expectedSize} bytes, got ${size}`,
-      );
-    }
-  };
-}
-
 async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest): Promise<CopiedLayer> {
   const { layer } = request;
   const { stream, size: streamSize } = await context.source.getBlob(layer, { signal: context.signal });
@@ -401,14 +448,24 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     request.plan?.desired === 'decompress' &&
     request.expectedDiffId !== undefined &&
     digestAlgorithm(layer.digest) === 'sha256';
-  const counter = { bytes: 0 };
+  let outputCompression: DetectedCompression = 'none';
   const stages: Stage[] = [
-    guarded(
-      verifyAfterDecompression
-        ? sizeCheckingStage(expectedSize, `blob ${layer.digest}`)
-        : verifyingStage({ expectedDigest: layer.digest, expectedSize, description: `blob ${layer.digest}` }),
-    ),
-    progressStage(context, { ...layer, size: expectedSize }, 'layer', counter),
+    sourceStage(context, { ...layer, size: expectedSize }, 'layer', {
+      expectedDigest: verifyAfterDecompression ? undefined : layer.digest,
+      expectedSize,
+      description: `blob ${layer.digest}`,
+      // Without a plan the bytes are copied as they are: their compression is only looked at.
+      ...(request.plan
+        ? {}
+        : {
+            onPrefix: (prefix: Uint8Array) => {
+              outputCompression = detectCompression(prefix);
+            },
+          }),
+      onFailure: (error) => {
+        verificationFailure = error;
+      },
+    }),
   ];
   let diffId: Digest | undefined;
   // A layer written decompressed has the digest of what is written as its DiffID, and the destination
@@ -430,7 +487,6 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
       ),
     );
   }
-  let outputCompression: DetectedCompression = 'none';
   let changed = false;
   let chunkedAnnotations: Record<string, string> | undefined;
   if (request.plan) {
@@ -450,12 +506,6 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
         },
       ),
     );
-  } else {
-    stages.push(async function* detect(source) {
-      const peeked = await peekCompression(source);
-      outputCompression = peeked.compression;
-      yield* peeked.stream;
-    });
   }
   if (verifyAfterDecompression) {
     stages.push(

@@ -6,6 +6,7 @@ import { ReadableStream } from 'node:stream/web';
 import * as zlib from 'node:zlib';
 import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
+import { readableChunks } from '../readable-chunks.js';
 import { parallelGzipStage } from './parallel-gzip.js';
 
 /** A compression Gantry can write to layers. */
@@ -15,7 +16,7 @@ export type CompressionFormat = 'gzip' | 'zstd';
 export type DetectedCompression = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'none';
 
 /** Bytes needed to recognise a compression format (xz's magic number is the longest). */
-const sniffLength = 6;
+export const sniffLength = 6;
 
 /** Recognises gzip, zstd, xz and bzip2 by their magic numbers; anything else is 'none'. */
 export function detectCompression(prefix: Uint8Array): DetectedCompression {
@@ -273,79 +274,20 @@ export async function peekCompression(
   return { compression: detectCompression(prefix), stream: replay() };
 }
 
-/** Chunks a transform's output may hold before it is paused (its own buffer comes on top). */
-const queuedChunkLimit = 4;
-
 /**
  * Passes `source` through a Node.js transform (e.g. gzip) and yields the transform's output chunk by
  * chunk, as the transform pushed it, with backpressure; an error on either side rejects the iteration.
  * (An async iterator over a Readable would call `read()`, which joins every buffered chunk into a new
  * buffer: a decompressor pushes several chunks per input chunk, so that would copy every byte again.)
  */
-export async function* throughTransform(
+export function throughTransform(
   source: AsyncIterable<Uint8Array>,
   transform: Duplex,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const output = pipeline(source, transform, () => {
-    // Errors reach the consumer through the transform's 'error' event below.
+    // Errors reach the consumer through the transform's 'error' event (readableChunks).
   }) as unknown as Duplex;
-  const queue: Uint8Array[] = [];
-  let ended = false;
-  let failure: { error: unknown } | undefined;
-  let wake: (() => void) | undefined;
-  const notify = (): void => {
-    const resume = wake;
-    wake = undefined;
-    resume?.();
-  };
-  const onData = (chunk: Uint8Array): void => {
-    queue.push(chunk);
-    if (queue.length >= queuedChunkLimit) output.pause();
-    notify();
-  };
-  const onEnd = (): void => {
-    ended = true;
-    notify();
-  };
-  const onError = (error: unknown): void => {
-    failure ??= { error };
-    notify();
-  };
-  const onClose = (): void => {
-    if (!ended) {
-      const error = new Error('Premature close');
-      (error as Error & { code: string }).code = 'ERR_STREAM_PREMATURE_CLOSE';
-      failure ??= { error };
-    }
-    notify();
-  };
-  output.on('data', onData);
-  output.once('end', onEnd);
-  output.on('error', onError);
-  output.once('close', onClose);
-  try {
-    for (;;) {
-      if (failure) throw failure.error;
-      const chunk = queue.shift();
-      if (chunk !== undefined) {
-        if (queue.length === 0 && output.isPaused()) output.resume();
-        yield chunk;
-        continue;
-      }
-      if (ended) return;
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-      });
-    }
-  } finally {
-    output.off('data', onData);
-    output.off('end', onEnd);
-    output.off('close', onClose);
-    if (!ended) output.destroy();
-    // Late errors of a destroyed transform are expected; keep a listener so they are not uncaught.
-    output.off('error', onError);
-    output.on('error', () => {});
-  }
+  return readableChunks(output);
 }
 
 /**

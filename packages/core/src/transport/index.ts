@@ -89,6 +89,7 @@ export {
 } from '../manifest/parse.js';
 export { choosePlatformInstance, hostPlatform, wantedPlatform } from '../manifest/platform.js';
 export { type LockPathOptions, lockPath, type PathLock, pathLockFile } from '../path-lock.js';
+export { readableChunks } from '../readable-chunks.js';
 export {
   defaultDockerDomain,
   defaultDockerTag,
