@@ -245,6 +245,16 @@ async function* decompressing(
 }
 
 /**
+ * The compression slot a layer's compression stage holds. The layer's copy gives it back when its
+ * pipeline ends, whatever happened: a stage whose consumer failed may never be resumed to run its own
+ * `finally`, and a slot kept by it would stop every later compression of the process.
+ */
+interface CompressionSlotHolder {
+  release?: () => void;
+  ended?: boolean;
+}
+
+/**
  * The stage changing a layer's compression as `plan` says, deciding on the first bytes it sees.
  * `onDecision` learns the compression the output has and whether it differs from the input's.
  */
@@ -256,10 +266,24 @@ function compressionStage(
   uncompressedDigest: Digest | undefined,
   sourceChunked: boolean,
   onAnnotations: (annotations: Record<string, string>) => void,
+  slot: CompressionSlotHolder,
 ): Stage {
   /** Compresses `input` to the plan's format once a compression slot is free (see CompressionSlots). */
   async function* compressed(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
-    const release = await compressionSlots.acquire(signal);
+    const acquired = await compressionSlots.acquire(signal);
+    let released = false;
+    // Given back once, by whichever comes first: this stage's end or the end of the layer's copy.
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      acquired();
+    };
+    slot.release = release;
+    // The copy of this layer already ended (failed) while this stage waited for the slot.
+    if (slot.ended) {
+      release();
+      return;
+    }
     try {
       if (plan.chunked && plan.format === 'zstd') {
         yield* zstdChunkedStage(plan.level ?? defaultZstdLevel, onAnnotations)(input);
@@ -489,6 +513,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
   }
   let changed = false;
   let chunkedAnnotations: Record<string, string> | undefined;
+  const compressionSlot: CompressionSlotHolder = {};
   if (request.plan) {
     stages.push(
       compressionStage(
@@ -504,6 +529,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
         (annotations) => {
           chunkedAnnotations = annotations;
         },
+        compressionSlot,
       ),
     );
   }
@@ -549,6 +575,9 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     );
   } catch (error) {
     throw normaliseAbort(verificationFailure ?? error, context.signal);
+  } finally {
+    compressionSlot.ended = true;
+    compressionSlot.release?.();
   }
   if (verificationFailure) throw verificationFailure;
   if (!stored) throw new GantryError(ErrorCodes.Internal, `blob ${layer.digest}: destination stored nothing`);

@@ -555,6 +555,30 @@ describe('copyImage: compression', () => {
     expect(compressionSlots.held).toBe(0);
   });
 
+  it('gives the compression slots back when a destination fails a layer without reading it, so retries go on', async () => {
+    const layers = Array.from({ length: compressionSlots.capacity + 2 }, (_, index) => ({
+      compression: 'none' as const,
+      entries: [
+        { type: 'file' as const, path: `f${index}`, randomSize: 256 * 1024, seed: `unread-${index}` },
+      ],
+    }));
+    const test = await harness(
+      { format: 'oci', layers },
+      { destination: { properties: { desiredLayerCompression: 'compress' } } },
+    );
+    const originalPutBlob = test.destination.putBlob.bind(test.destination);
+    let failures = layers.length;
+    // Fails at once, as a registry refusing the upload start does: the compressed stream is never read.
+    test.destination.putBlob = async (stream, info, options) => {
+      if (!options.isConfig && failures-- > 0)
+        throw new GantryError(ErrorCodes.Transient, 'HTTP 500', { retryable: true });
+      return originalPutBlob(stream, info, options);
+    };
+    const result = await test.copy({ retryTimes: 1, retryDelayMs: 1 });
+    expect(result.manifestDigest).toBeDefined();
+    expect(compressionSlots.held).toBe(0);
+  });
+
   it('decompresses gzip layers for a destination that wants them uncompressed', async () => {
     const test = await harness(fixturePresets.dockerSchema2, {
       destination: { properties: { desiredLayerCompression: 'decompress' } },

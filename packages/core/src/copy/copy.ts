@@ -399,6 +399,7 @@ class ImageCopier {
     manifest: ManifestBlob,
     sourceInstance: Digest | undefined,
     evaluate = true,
+    announce = true,
   ): Promise<{ signatures: Uint8Array[] }> {
     const signatures = await this.retried(() =>
       this.source.getSignatures(sourceInstance, { signal: this.signal }),
@@ -414,7 +415,9 @@ class ImageCopier {
       }
     }
     if (this.options.removeSignatures) return { signatures: [] };
-    this.emit({ type: 'signatures-read' });
+    // A list's instances are admitted before any is copied; each announces its signatures when its
+    // copy starts (copySingleImage), so the progress lines keep skopeo's order.
+    if (announce) this.emit({ type: 'signatures-read' });
     if (signatures.length > 0 && !this.destination.properties.supportsSignatures) {
       throw new GantryError(
         ErrorCodes.NotSupported,
@@ -502,6 +505,7 @@ class ImageCopier {
       ...(sourceInstance !== undefined ? { instanceDigest: sourceInstance } : {}),
       ...(position ?? {}),
     });
+    if (admitted && !this.options.removeSignatures) this.emit({ type: 'signatures-read' });
     const { signatures } =
       admitted ?? (await this.admit({ bytes: manifestBlob.bytes, mediaType }, sourceInstance));
     const manifest = parseManifest(manifestBlob.bytes, mediaType);
@@ -1058,6 +1062,8 @@ class ImageCopier {
         const admitted = await this.admit(
           { bytes: instance.bytes, mediaType: manifestTypeOf(instance) },
           digest,
+          true,
+          false,
         );
         admittedInstances.set(digest, { manifest: instance, signatures: admitted.signatures });
       } catch (error) {

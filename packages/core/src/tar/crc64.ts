@@ -48,6 +48,7 @@ export class Crc64 {
   private high = 0xffffffff;
   private low = 0xffffffff;
 
+  /** Adds `data` to the checksum; returns this checksum, so calls can be chained. */
   update(data: Uint8Array): this {
     let high = this.high;
     let low = this.low;

@@ -18,6 +18,7 @@ function layerError(message: string, cause?: unknown): GantryError {
 
 export const blockSize = 512;
 
+/** What a tar entry is, from its header's type flag (GNU and PAX extension headers are folded into the entry they describe). */
 export type TarEntryType =
   | 'file'
   | 'hardlink'
@@ -28,6 +29,7 @@ export type TarEntryType =
   | 'fifo'
   | 'pax-global-header';
 
+/** A tar entry's header fields, as Go's archive/tar reports them, with PAX and GNU extensions applied. */
 export interface TarHeader {
   /** The entry's name as Go's archive/tar reports it, decoded as UTF-8 (lossy if the bytes are not UTF-8). */
   name: string;
@@ -60,6 +62,7 @@ export interface TarHeader {
   paxRecords: Map<string, Buffer>;
 }
 
+/** One entry of a tar stream: its header, the exact bytes that preceded its content, and its content size. */
 export interface TarEntry {
   header: TarHeader;
   /**
