@@ -54,6 +54,17 @@ describe('uploads resume after a dropped connection (real registry behind a faul
     proxy.requestFaults.length = 0;
   });
 
+  /**
+   * A repository name of its own for each run of a test (CI runs a failed test again): a blob the
+   * registry already holds from an earlier run would not be uploaded again, and no fault would happen.
+   */
+  let runs = 0;
+  function freshRepository(name: string): string {
+    proxy.requestFaults.length = 0;
+    runs += 1;
+    return `${name}-${runs}`;
+  }
+
   afterAll(async () => {
     await proxy?.stop();
     await registry?.stop();
@@ -123,8 +134,9 @@ describe('uploads resume after a dropped connection (real registry behind a faul
   }
 
   it('continues a chunked upload at the offset the registry reports, sending the blob about once (request-buffering proxy, as nginx)', async () => {
+    const repository = freshRepository('resumed/chunks');
     cutInTheMiddle(true);
-    const sent = await push('resumed/chunks:v1', { uploadChunkSize: 4 * 1024 * 1024 });
+    const sent = await push(`${repository}:v1`, { uploadChunkSize: 4 * 1024 * 1024 });
     const layerRequests = proxy.requests.filter((request) => request.path.includes('/blobs/uploads/'));
     // One session: the status was asked (GET on the upload URL) and the upload went on in it.
     expect(layerRequests.filter((request) => request.method === 'POST')).toHaveLength(2); // layer + config
@@ -138,13 +150,14 @@ describe('uploads resume after a dropped connection (real registry behind a faul
   it('continues a streamed upload in the same session from the bytes kept since the registry’s offset', async () => {
     // The buffering proxy drops the whole PATCH: the registry reports 0 bytes, and the 3 MB sent are
     // within the kept window, so they are sent again from memory and the stream goes on.
+    const repository = freshRepository('resumed/streamed');
     proxy.requestFaults.push({
       buffered: true,
       matches: (method) => method === 'PATCH',
       cutAfterBytes: 3_000_000,
       times: 1,
     });
-    const sent = await push('resumed/streamed:v1', {});
+    const sent = await push(`${repository}:v1`, {});
     const uploads = proxy.requests.filter((request) => request.path.includes('/blobs/uploads/'));
     expect(uploads.filter((request) => request.method === 'POST')).toHaveLength(2); // layer + config
     expect(uploads.some((request) => request.method === 'GET' && request.status === 204)).toBe(true);
@@ -152,20 +165,23 @@ describe('uploads resume after a dropped connection (real registry behind a faul
   }, 120_000);
 
   it('starts over when the registry dropped the session with the connection (distribution 2.8 behind a pass-through proxy), completing with --retry-times 1', async () => {
+    const repository = freshRepository('restarted/streamed');
     cutInTheMiddle(false);
     // The connections drop only once the registry has stored some of the bytes (so its session state
     // is behind its data, which is what makes distribution 2.x drop the session).
     proxy.requestFaults[0]!.beforeCut = () =>
       waitForStoredUploadBytes(
-        path.join(registry.storageDirectory, 'docker/registry/v2/repositories/restarted/streamed/_uploads'),
+        path.join(registry.storageDirectory, 'docker/registry/v2/repositories', repository, '_uploads'),
       );
-    const sent = await push('restarted/streamed:v1', {});
+    const sent = await push(`${repository}:v1`, {});
     // distribution 2.x cancels a session whose data outgrew the offset in its signed upload state.
     const statusAnswers = proxy.requests.filter(
       (request) => request.method === 'GET' && request.path.includes('/blobs/uploads/'),
     );
     expect(statusAnswers.map((request) => request.status)).toEqual([404]);
-    expect(sent).toBeLessThanOrEqual(1.5 * layer.size + 64 * 1024);
+    // Half the blob before the cut, then the whole blob once more: about 1.5 times, never twice. (The
+    // proxy counts what it read from Gantry, which may run a little past the cut while it waits.)
+    expect(sent).toBeLessThanOrEqual(1.5 * layer.size + 1024 * 1024);
   }, 120_000);
 
   /**
