@@ -8,6 +8,7 @@ import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { readableChunks } from '../readable-chunks.js';
 import { parallelGzipStage } from './parallel-gzip.js';
+import { parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 
 /** A compression Gantry can write to layers. */
 export type CompressionFormat = 'gzip' | 'zstd';
@@ -224,13 +225,16 @@ async function* bzip2Decompressing(source: AsyncIterable<Uint8Array>): AsyncGene
 
 /**
  * A pipeline stage compressing its input to `format`: gzip on several threads (`parallelGzipStage`,
- * like skopeo's pgzip), zstd through `zstdImplementation()` (else `ERR_GANTRY_NOT_SUPPORTED`).
+ * like skopeo's pgzip); zstd as independent frames on several threads (`parallelZstdStage`) where
+ * the system's libzstd loads (and `GANTRY_ZSTD_IMPLEMENTATION` names no other), else one stream
+ * through `zstdImplementation()` (else `ERR_GANTRY_NOT_SUPPORTED`).
  */
 export function compressingStage(
   format: CompressionFormat,
   level?: number,
 ): (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array> {
   if (format === 'gzip') return parallelGzipStage(level === undefined ? {} : { level });
+  if (parallelZstdAvailable()) return parallelZstdStage({ level: level ?? defaultZstdLevel });
   const compressor = createCompressor(format, level);
   return (source) => throughTransform(source, compressor);
 }

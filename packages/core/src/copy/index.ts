@@ -22,6 +22,9 @@ export { copyImage, defaultBlobConcurrency, imageName } from './copy.js';
 export {
   combineCrc32,
   defaultGzipLevel,
+  defaultLibdeflateGzipLevel,
+  type GzipImplementation,
+  gzipImplementation,
   type ParallelGzipOptions,
   parallelGzipStage,
 } from './parallel-gzip.js';

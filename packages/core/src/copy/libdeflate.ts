@@ -1,0 +1,107 @@
+import { createRequire } from 'node:module';
+
+/**
+ * libdeflate (the system's `libdeflate.so.0`, Debian's `libdeflate0`), called through koffi: a
+ * whole-buffer DEFLATE compressor that at its level 2 writes output ~4 % smaller than zlib's level 3
+ * in about half the CPU time (measured on 1 MiB blocks of an executable). It has no streaming and no
+ * preset dictionary, so `parallelGzipStage` gives it independent blocks and writes each as a gzip
+ * member of its own. Calls run on koffi's asynchronous call threads (libuv's pool), never on this
+ * thread.
+ */
+export interface Libdeflate {
+  /**
+   * `input` as one complete gzip member (header, deflate data, CRC-32 and length), compressed at
+   * `level` (1–12) off this thread.
+   */
+  gzipMember(input: Uint8Array, level: number): Promise<Buffer>;
+}
+
+type KoffiFunction = ((...args: unknown[]) => unknown) & {
+  async: (...args: unknown[]) => void;
+};
+
+interface KoffiModule {
+  load(path: string): { func(signature: string): KoffiFunction };
+}
+
+/** libdeflate's highest level. */
+export const maxLibdeflateLevel = 12;
+
+let loaded: Libdeflate | null | undefined;
+
+/** The shared library names tried, in order. */
+const libraryNames = ['libdeflate.so.0', 'libdeflate.so'];
+
+function load(): Libdeflate | null {
+  let koffi: KoffiModule;
+  try {
+    koffi = createRequire(import.meta.url)('koffi') as KoffiModule;
+  } catch {
+    return null;
+  }
+  let library: ReturnType<KoffiModule['load']> | undefined;
+  for (const name of libraryNames) {
+    try {
+      library = koffi.load(name);
+      break;
+    } catch {
+      // Not installed under this name: try the next.
+    }
+  }
+  if (!library) return null;
+  const allocCompressor = library.func('void *libdeflate_alloc_compressor(int compression_level)');
+  const gzipCompress = library.func(
+    'size_t libdeflate_gzip_compress(void *compressor, const void *in, size_t in_nbytes, void *out, size_t out_nbytes_avail)',
+  );
+  const gzipCompressBound = library.func(
+    'size_t libdeflate_gzip_compress_bound(void *compressor, size_t in_nbytes)',
+  );
+  /**
+   * Idle compressors by level. A compressor is not thread-safe: each call takes one for itself and gives
+   * it back, so there are as many as calls ever ran at once (a few), each a few hundred KiB, kept for the
+   * process's life.
+   */
+  const idle = new Map<number, unknown[]>();
+  const take = (level: number): unknown => {
+    const compressor = idle.get(level)?.pop() ?? allocCompressor(level);
+    if (!compressor) throw new Error(`libdeflate could not allocate a level ${level} compressor`);
+    return compressor;
+  };
+  const giveBack = (level: number, compressor: unknown): void => {
+    let list = idle.get(level);
+    if (!list) idle.set(level, (list = []));
+    list.push(compressor);
+  };
+  return {
+    gzipMember(input, level) {
+      const compressor = take(level);
+      const output = Buffer.allocUnsafe(Number(gzipCompressBound(compressor, input.byteLength)));
+      return new Promise<Buffer>((resolve, reject) => {
+        gzipCompress.async(
+          compressor,
+          input,
+          input.byteLength,
+          output,
+          output.byteLength,
+          (error: unknown, written: number | bigint) => {
+            giveBack(level, compressor);
+            // `input` and `output` are referenced by this closure until the call returns.
+            if (error) reject(error);
+            else if (Number(written) === 0) reject(new Error('libdeflate: output larger than its bound'));
+            else resolve(output.subarray(0, Number(written)));
+          },
+        );
+      });
+    },
+  };
+}
+
+/**
+ * libdeflate when koffi and the library load (once per process), else null. `GANTRY_GZIP_IMPLEMENTATION`
+ * set to `node:zlib` makes it null (gzip then uses node:zlib only).
+ */
+export function libdeflate(): Libdeflate | null {
+  if (process.env.GANTRY_GZIP_IMPLEMENTATION === 'node:zlib') return null;
+  if (loaded === undefined) loaded = load();
+  return loaded;
+}

@@ -1,0 +1,87 @@
+import { createRequire } from 'node:module';
+
+/**
+ * The system's zstd library (`libzstd.so.1`, Debian's `libzstd1`), called through koffi to compress
+ * whole blocks as independent zstd frames (`ZSTD_compressCCtx`) on koffi's asynchronous call threads
+ * (libuv's pool), so several blocks of one layer compress at once and this thread stays free.
+ */
+export interface Libzstd {
+  /** `input` as one complete zstd frame (with its content size) at `level`, compressed off this thread. */
+  frame(input: Uint8Array, level: number): Promise<Buffer>;
+}
+
+type KoffiFunction = ((...args: unknown[]) => unknown) & {
+  async: (...args: unknown[]) => void;
+};
+
+interface KoffiModule {
+  load(path: string): { func(signature: string): KoffiFunction };
+}
+
+let loaded: Libzstd | null | undefined;
+
+const libraryNames = ['libzstd.so.1', 'libzstd.so'];
+
+function load(): Libzstd | null {
+  let koffi: KoffiModule;
+  try {
+    koffi = createRequire(import.meta.url)('koffi') as KoffiModule;
+  } catch {
+    return null;
+  }
+  let library: ReturnType<KoffiModule['load']> | undefined;
+  for (const name of libraryNames) {
+    try {
+      library = koffi.load(name);
+      break;
+    } catch {
+      // Not installed under this name: try the next.
+    }
+  }
+  if (!library) return null;
+  const createContext = library.func('void *ZSTD_createCCtx(void)');
+  const compressBound = library.func('size_t ZSTD_compressBound(size_t srcSize)');
+  const compress = library.func(
+    'size_t ZSTD_compressCCtx(void *cctx, void *dst, size_t dstCapacity, const void *src, size_t srcSize, int compressionLevel)',
+  );
+  const isError = library.func('unsigned int ZSTD_isError(size_t code)');
+  const errorName = library.func('const char *ZSTD_getErrorName(size_t code)');
+  /** Idle compression contexts (not thread-safe: one per running call), kept for the process's life. */
+  const idle: unknown[] = [];
+  return {
+    frame(input, level) {
+      const context = idle.pop() ?? createContext();
+      if (!context) return Promise.reject(new Error('libzstd could not allocate a compression context'));
+      const output = Buffer.allocUnsafe(Number(compressBound(input.byteLength)));
+      return new Promise<Buffer>((resolve, reject) => {
+        compress.async(
+          context,
+          output,
+          output.byteLength,
+          input,
+          input.byteLength,
+          level,
+          (error: unknown, written: number | bigint) => {
+            idle.push(context);
+            // `input` and `output` are referenced by this closure until the call returns.
+            if (error) reject(error);
+            else if (isError(written)) reject(new Error(`libzstd: ${String(errorName(written))}`));
+            else if (Number(written) > output.byteLength) reject(new Error('libzstd: output larger than its bound'));
+            else resolve(output.subarray(0, Number(written)));
+          },
+        );
+      });
+    },
+  };
+}
+
+/**
+ * libzstd when koffi and the library load (once per process), else null. `GANTRY_ZSTD_IMPLEMENTATION`
+ * set to anything but `libzstd` makes it null (zstd then streams through `zstdImplementation()`).
+ */
+export function libzstd(): Libzstd | null {
+  const wanted = process.env.GANTRY_ZSTD_IMPLEMENTATION;
+  if (wanted !== undefined && wanted !== '' && wanted !== 'libzstd') return null;
+  if (loaded === undefined) loaded = load();
+  return loaded;
+}
