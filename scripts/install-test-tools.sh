@@ -11,7 +11,8 @@
 # repositories with it); squashfs-tools and fakeroot (the sif: example transport converts SIF root file systems with
 # unsquashfs under fakeroot, as skopeo does; its tests make squashfs images with mksquashfs, set xattrs with setfattr,
 # and write and read SIF files with siftool, sylabs/sif's own tool); man-db and groff-base (`man -l` renders the CLI's
-# generated man pages), zsh and fish (they load the generated shell completions; bash is there already).
+# generated man pages), zsh and fish (they load the generated shell completions; bash is there already);
+# the libdeflate0 and libzstd1 libraries (core's parallel gzip and zstd compressors load them).
 # Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
@@ -52,9 +53,17 @@ declare -A package_of=(
   [zsh]=zsh
   [fish]=fish
 )
+# shared library → Debian package (core compresses gzip with libdeflate and zstd with libzstd through koffi)
+declare -A library_package_of=(
+  [libdeflate.so.0]=libdeflate0
+  [libzstd.so.1]=libzstd1
+)
 missing=()
 for command in "${!package_of[@]}"; do
   command -v "$command" > /dev/null 2>&1 || missing+=("${package_of[$command]}")
+done
+for library in "${!library_package_of[@]}"; do
+  ldconfig -p | grep -q "$library" || missing+=("${library_package_of[$library]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo_prefix=()
@@ -65,6 +74,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 for command in "${!package_of[@]}"; do
   command -v "$command" > /dev/null || { echo "error: $command (Debian package ${package_of[$command]}) is required by the tests but is not installed" >&2; exit 1; }
+done
+for library in "${!library_package_of[@]}"; do
+  ldconfig -p | grep -q "$library" || { echo "error: $library (Debian package ${library_package_of[$library]}) is required by the tests but is not installed" >&2; exit 1; }
 done
 # Debian's docker-registry package may start a registry on :5000 through its init script; the tests
 # start their own instances on free ports and do not need it.

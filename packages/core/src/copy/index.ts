@@ -28,6 +28,7 @@ export {
   type ParallelGzipOptions,
   parallelGzipStage,
 } from './parallel-gzip.js';
+export { type ParallelZstdOptions, parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 export { maximumReferrerCount, maximumReferrerDepth, referrerDescriptorOf } from './referrers.js';
 export { isRetryableError, type RetrySettings, retryDelay, withRetry } from './retry.js';
 export type {

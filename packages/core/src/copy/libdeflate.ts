@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { scratchBuffer } from './buffer-pool.js';
 
 /**
  * libdeflate (the system's `libdeflate.so.0`, Debian's `libdeflate0`), called through koffi: a
@@ -11,9 +12,10 @@ import { createRequire } from 'node:module';
 export interface Libdeflate {
   /**
    * `input` as one complete gzip member (header, deflate data, CRC-32 and length), compressed at
-   * `level` (1–12) off this thread.
+   * `level` (1–12) off this thread. `wholeBlock`: `input` has the usual block size, so the scratch
+   * output buffer is taken from (and given back to) a pool.
    */
-  gzipMember(input: Uint8Array, level: number): Promise<Buffer>;
+  gzipMember(input: Uint8Array, level: number, wholeBlock: boolean): Promise<Buffer>;
 }
 
 type KoffiFunction = ((...args: unknown[]) => unknown) & {
@@ -68,14 +70,16 @@ function load(): Libdeflate | null {
     return compressor;
   };
   const giveBack = (level: number, compressor: unknown): void => {
-    let list = idle.get(level);
-    if (!list) idle.set(level, (list = []));
-    list.push(compressor);
+    const list = idle.get(level);
+    if (list) list.push(compressor);
+    else idle.set(level, [compressor]);
   };
   return {
-    gzipMember(input, level) {
+    gzipMember(input, level, wholeBlock) {
       const compressor = take(level);
-      const output = Buffer.allocUnsafe(Number(gzipCompressBound(compressor, input.byteLength)));
+      // Compressed into a pooled buffer of the bound's size, then copied out at its real size.
+      const scratch = scratchBuffer(Number(gzipCompressBound(compressor, input.byteLength)), wholeBlock);
+      const output = scratch.buffer;
       return new Promise<Buffer>((resolve, reject) => {
         gzipCompress.async(
           compressor,
@@ -88,7 +92,8 @@ function load(): Libdeflate | null {
             // `input` and `output` are referenced by this closure until the call returns.
             if (error) reject(error);
             else if (Number(written) === 0) reject(new Error('libdeflate: output larger than its bound'));
-            else resolve(output.subarray(0, Number(written)));
+            else resolve(Buffer.from(output.subarray(0, Number(written))));
+            scratch.give();
           },
         );
       });

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { scratchBuffer } from './buffer-pool.js';
 
 /**
  * The system's zstd library (`libzstd.so.1`, Debian's `libzstd1`), called through koffi to compress
@@ -6,8 +7,11 @@ import { createRequire } from 'node:module';
  * (libuv's pool), so several blocks of one layer compress at once and this thread stays free.
  */
 export interface Libzstd {
-  /** `input` as one complete zstd frame (with its content size) at `level`, compressed off this thread. */
-  frame(input: Uint8Array, level: number): Promise<Buffer>;
+  /**
+   * `input` as one complete zstd frame (with its content size) at `level`, compressed off this thread.
+   * `wholeBlock`: `input` has the usual block size, so the scratch output buffer is pooled.
+   */
+  frame(input: Uint8Array, level: number, wholeBlock: boolean): Promise<Buffer>;
 }
 
 type KoffiFunction = ((...args: unknown[]) => unknown) & {
@@ -49,10 +53,12 @@ function load(): Libzstd | null {
   /** Idle compression contexts (not thread-safe: one per running call), kept for the process's life. */
   const idle: unknown[] = [];
   return {
-    frame(input, level) {
+    frame(input, level, wholeBlock) {
       const context = idle.pop() ?? createContext();
       if (!context) return Promise.reject(new Error('libzstd could not allocate a compression context'));
-      const output = Buffer.allocUnsafe(Number(compressBound(input.byteLength)));
+      // Compressed into a pooled buffer of the bound's size, then copied out at its real size.
+      const scratch = scratchBuffer(Number(compressBound(input.byteLength)), wholeBlock);
+      const output = scratch.buffer;
       return new Promise<Buffer>((resolve, reject) => {
         compress.async(
           context,
@@ -66,7 +72,8 @@ function load(): Libzstd | null {
             // `input` and `output` are referenced by this closure until the call returns.
             if (error) reject(error);
             else if (isError(written)) reject(new Error(`libzstd: ${String(errorName(written))}`));
-            else if (Number(written) > output.byteLength) reject(new Error('libzstd: output larger than its bound'));
+            else if (Number(written) > output.byteLength)
+              reject(new Error('libzstd: output larger than its bound'));
             else resolve(output.subarray(0, Number(written)));
           },
         );

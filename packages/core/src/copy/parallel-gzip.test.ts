@@ -110,7 +110,11 @@ describe.each(implementations)('parallelGzipStage with %s', (implementation) => 
 
   it('writes the same bytes for the same input, whatever the chunking and the concurrency', async () => {
     useImplementation();
-    const input = Buffer.concat([compressibleBytes(700_000), randomBytes(300_000), compressibleBytes(123_457)]);
+    const input = Buffer.concat([
+      compressibleBytes(700_000),
+      randomBytes(300_000),
+      compressibleBytes(123_457),
+    ]);
     const first = await gzipOf(input, { blockSize, concurrency: 1 }, 4096);
     for (const [concurrency, chunkSize] of [
       [2, 65_536],
@@ -120,6 +124,18 @@ describe.each(implementations)('parallelGzipStage with %s', (implementation) => 
       expect((await gzipOf(input, { blockSize, concurrency }, chunkSize)).equals(first)).toBe(true);
     }
     expect(gunzipSync(first).equals(input)).toBe(true);
+  });
+
+  it('compresses several inputs at once (sharing pooled block buffers) without mixing their bytes', async () => {
+    useImplementation();
+    const inputs = [1, 2, 3].map((seed) =>
+      Buffer.concat([compressibleBytes(blockSize * (3 + seed)), randomBytes(blockSize)]),
+    );
+    const outputs = await Promise.all(
+      inputs.map((input) => gzipOf(input, { blockSize, concurrency: 2 }, 999)),
+    );
+    for (const [index, output] of outputs.entries())
+      expect(gunzipSync(output).equals(inputs[index]!)).toBe(true);
   });
 
   it('refuses a level outside 0–9', () => {

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
+import { scratchBuffer } from './buffer-pool.js';
 import { type Libdeflate, libdeflate } from './libdeflate.js';
 
 /** Options of {@link parallelGzipStage}. */
@@ -266,9 +267,14 @@ function storedMemberOnThreadPool(block: Uint8Array): Promise<Buffer> {
 }
 
 /** One block as a complete gzip member: libdeflate's, or stored blocks for data that does not compress. */
-function memberOfBlock(block: Uint8Array, level: number, engine: Libdeflate): Promise<Buffer> {
+function memberOfBlock(
+  block: Uint8Array,
+  level: number,
+  engine: Libdeflate,
+  whole: boolean,
+): Promise<Buffer> {
   if (level === 0 || looksIncompressible(block)) return storedMemberOnThreadPool(block);
-  return engine.gzipMember(block, level);
+  return engine.gzipMember(block, level, whole);
 }
 
 /**
@@ -289,7 +295,10 @@ function memberOfBlock(block: Uint8Array, level: number, engine: Libdeflate): Pr
 export function parallelGzipStage(
   options: ParallelGzipOptions = {},
 ): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
-  if (options.level !== undefined && (!Number.isInteger(options.level) || options.level < 0 || options.level > 9)) {
+  if (
+    options.level !== undefined &&
+    (!Number.isInteger(options.level) || options.level < 0 || options.level > 9)
+  ) {
     throw new RangeError(`gzip compression level must be an integer from 0 to 9, got ${options.level}`);
   }
   const blockSize = options.blockSize ?? defaultBlockSize;
@@ -303,19 +312,44 @@ export function parallelGzipStage(
 
 /**
  * Cuts `source` into blocks of `blockSize` bytes (the last one shorter), starts `start` on each with at
- * most `concurrency` unfinished, and yields their results in input order.
+ * most `concurrency` unfinished, and yields their results in input order. `start` learns whether the
+ * block is whole (`blockSize` bytes). With `pooled`, a block made of several chunks is copied into a
+ * pooled buffer that is reused once its job ended (so `start` must not keep views of the block past
+ * its promise); else it is a fresh concatenation.
  */
 export async function* inBlocks<T>(
   source: AsyncIterable<Uint8Array>,
   blockSize: number,
   concurrency: number,
-  start: (block: Uint8Array) => Promise<T>,
+  start: (block: Uint8Array, whole: boolean) => Promise<T>,
+  pooled = false,
 ): AsyncGenerator<T, void, undefined> {
   const inFlight: Promise<T>[] = [];
   let pending: Uint8Array[] = [];
   let pendingLength = 0;
-  const launch = (block: Uint8Array): void => {
-    const job = start(block);
+  const launch = (whole: boolean): void => {
+    let block: Uint8Array;
+    let giveBack: (() => void) | undefined;
+    if (pending.length === 1) {
+      // Chunks are not copied: a stream's chunks belong to its reader once passed on (Node streams'
+      // rule), so views of them stay valid while the block is compressed.
+      block = pending[0]!;
+    } else if (pooled && whole) {
+      const scratch = scratchBuffer(blockSize, true);
+      let offset = 0;
+      for (const part of pending) {
+        scratch.buffer.set(part, offset);
+        offset += part.byteLength;
+      }
+      block = scratch.buffer;
+      giveBack = scratch.give;
+    } else {
+      block = Buffer.concat(pending, pendingLength);
+    }
+    pending = [];
+    pendingLength = 0;
+    const job = start(block, whole);
+    if (giveBack) job.then(giveBack, giveBack);
     job.catch(() => {}); // Awaited in order below; never left unhandled when the consumer stops.
     inFlight.push(job);
   };
@@ -325,12 +359,9 @@ export async function* inBlocks<T>(
       while (pendingLength + rest.byteLength >= blockSize) {
         const take = blockSize - pendingLength;
         pending.push(rest.subarray(0, take));
+        pendingLength += take;
         rest = rest.subarray(take);
-        // Chunks are not copied: a stream's chunks belong to its reader once passed on (Node streams'
-        // rule), so views of them stay valid while the block is compressed.
-        launch(pending.length === 1 ? pending[0]! : Buffer.concat(pending, blockSize));
-        pending = [];
-        pendingLength = 0;
+        launch(true);
         while (inFlight.length >= concurrency) yield await inFlight.shift()!;
       }
       if (rest.byteLength > 0) {
@@ -338,7 +369,7 @@ export async function* inBlocks<T>(
         pendingLength += rest.byteLength;
       }
     }
-    if (pendingLength > 0) launch(pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingLength));
+    if (pendingLength > 0) launch(false);
     while (inFlight.length > 0) yield await inFlight.shift()!;
   } finally {
     inFlight.length = 0;
@@ -354,14 +385,18 @@ function memberPerBlockStage(
 ): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
   return async function* gzipMembersInParallel(source) {
     let members = 0;
-    for await (const member of inBlocks(source, blockSize, concurrency, (block) =>
-      memberOfBlock(block, level, engine),
+    for await (const member of inBlocks(
+      source,
+      blockSize,
+      concurrency,
+      (block, whole) => memberOfBlock(block, level, engine, whole),
+      true,
     )) {
       members += 1;
       yield member;
     }
     // Empty input: one empty member, as any gzip writer gives.
-    if (members === 0) yield await memberOfBlock(new Uint8Array(0), level, engine);
+    if (members === 0) yield await memberOfBlock(new Uint8Array(0), level, engine, false);
   };
 }
 

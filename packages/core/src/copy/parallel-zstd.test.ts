@@ -8,7 +8,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createDecompressor, throughTransform } from './compression.js';
 import { parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 
-async function zstdOf(input: Uint8Array, options: Parameters<typeof parallelZstdStage>[0], chunkSize = 65_521) {
+async function zstdOf(
+  input: Uint8Array,
+  options: Parameters<typeof parallelZstdStage>[0],
+  chunkSize = 65_521,
+) {
   async function* chunks() {
     for (let offset = 0; offset < input.byteLength; offset += chunkSize) {
       yield input.subarray(offset, offset + chunkSize);
@@ -22,7 +26,10 @@ async function zstdOf(input: Uint8Array, options: Parameters<typeof parallelZstd
 /** Decompressed by Gantry's own zstd reader (zstd-napi), as a copy reads layers. */
 async function gantryDecompress(compressed: Buffer): Promise<Buffer> {
   const output: Uint8Array[] = [];
-  for await (const chunk of throughTransform([compressed], createDecompressor('zstd'))) output.push(chunk);
+  async function* once() {
+    yield compressed;
+  }
+  for await (const chunk of throughTransform(once(), createDecompressor('zstd'))) output.push(chunk);
   return Buffer.concat(output);
 }
 
@@ -90,6 +97,21 @@ describe('parallelZstdStage', () => {
       [8, 333],
     ] as const) {
       expect((await zstdOf(input, { frameSize, concurrency }, chunkSize)).equals(first)).toBe(true);
+    }
+  });
+
+  it('compresses several layers at once (sharing pooled block buffers) without mixing their bytes', async () => {
+    const inputs = [0, 1, 2, 3].map((index) =>
+      Buffer.concat([
+        executable.subarray(index * frameSize, (index + 6) * frameSize),
+        randomBytes(frameSize),
+      ]),
+    );
+    const outputs = await Promise.all(
+      inputs.map((input) => zstdOf(input, { frameSize, concurrency: 2 }, 1000)),
+    );
+    for (const [index, output] of outputs.entries()) {
+      expect((await gantryDecompress(output)).equals(inputs[index]!)).toBe(true);
     }
   });
 

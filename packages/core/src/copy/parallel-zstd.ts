@@ -41,11 +41,12 @@ export function parallelZstdStage(
   const concurrency = Math.max(1, options.concurrency ?? Math.max(2, availableParallelism()));
   return async function* zstdFramesInParallel(source) {
     let frames = 0;
-    for await (const frame of inBlocks(source, frameSize, concurrency, (block) => engine.frame(block, level))) {
+    const start = (block: Uint8Array, whole: boolean) => engine.frame(block, level, whole);
+    for await (const frame of inBlocks(source, frameSize, concurrency, start, true)) {
       frames += 1;
       yield frame;
     }
     // Empty input: one empty frame, as any zstd writer gives.
-    if (frames === 0) yield await engine.frame(new Uint8Array(0), level);
+    if (frames === 0) yield await engine.frame(new Uint8Array(0), level, false);
   };
 }
