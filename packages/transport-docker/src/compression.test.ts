@@ -4,7 +4,8 @@
  * the zstd image, Gantry reads skopeo's zstd image, and the DiffIDs never change.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -471,4 +472,105 @@ describe('layer compression against a real registry', () => {
     expect(gzipped.layers.map((layer) => layer.diffId)).toEqual(ociImage.images[0]!.diffIds);
     expect(gzipped.diffIds).toEqual(ociImage.images[0]!.diffIds);
   }, 180_000);
+
+  it('skopeo, podman, gzip -t and zstd -t read the multi-member gzip and multi-frame zstd layers Gantry writes, with the DiffIDs of the config', async () => {
+    // 9 MiB of an executable and 1 MiB of random bytes: 10 gzip members (1 MiB blocks), 3 zstd frames (4 MiB).
+    const big = await buildImage(
+      {
+        format: 'docker',
+        layers: [
+          {
+            entries: [
+              {
+                type: 'file',
+                path: 'bin/exe',
+                content: readFileSync(process.execPath).subarray(0, 9 * 1024 * 1024),
+              },
+              { type: 'file', path: 'bin/random', randomSize: 1024 * 1024, seed: 'multi' },
+            ],
+            compression: 'gzip',
+          },
+        ],
+      },
+      path.join(directory, 'big-image'),
+    );
+    const diffIds = big.images[0]!.diffIds;
+    await pushFixture(transport, registry, 'multi/app:source', big, context);
+    for (const [format, tag, from] of [
+      ['zstd', 'zstd', 'source'],
+      ['gzip', 'gzip', 'zstd'],
+    ] as const) {
+      await copyImage(reference(`multi/app:${from}`), reference(`multi/app:${tag}`), {
+        policy,
+        sourceContext: context,
+        destinationContext: context,
+        destinationCompression: format,
+      });
+      const written = await readImage(`multi/app:${tag}`);
+      expect(written.layers.map((layer) => layer.compression)).toEqual([format]);
+      expect(written.layers.map((layer) => layer.diffId)).toEqual(diffIds);
+
+      // The blob as stored, checked by the format's own program, and made of several members / frames.
+      const raw = path.join(directory, `multi-raw-${tag}`);
+      await runSkopeo([
+        'copy',
+        '--insecure-policy',
+        '--src-tls-verify=false',
+        `docker://${registry.host}/multi/app:${tag}`,
+        `dir:${raw}`,
+      ]);
+      const blobFile = path.join(raw, written.layers[0]!.digest.slice('sha256:'.length));
+      await run(
+        format === 'gzip' ? 'gzip' : 'zstd',
+        format === 'gzip' ? ['-t', blobFile] : ['-q', '-t', blobFile],
+      );
+      const blob = readFileSync(blobFile);
+      const magic =
+        format === 'gzip' ? Buffer.from([0x1f, 0x8b, 0x08, 0x00]) : Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+      let starts = 0;
+      for (let at = blob.indexOf(magic); at >= 0; at = blob.indexOf(magic, at + 1)) starts += 1;
+      expect(starts).toBeGreaterThanOrEqual(format === 'gzip' ? 10 : 3);
+
+      // skopeo decompresses each layer into a file named by the digest of what it decompressed.
+      const decompressed = path.join(directory, `multi-decompressed-${tag}`);
+      await runSkopeo([
+        'copy',
+        '--insecure-policy',
+        '--src-tls-verify=false',
+        '--dest-decompress',
+        `docker://${registry.host}/multi/app:${tag}`,
+        `dir:${decompressed}`,
+      ]);
+      const manifest = JSON.parse(await runSkopeo(['inspect', '--raw', `dir:${decompressed}`]).then(String));
+      expect(manifest.layers.map((layer: { digest: string }) => layer.digest)).toEqual(diffIds);
+      expect(await readdir(decompressed)).toContain(diffIds[0]!.slice('sha256:'.length));
+
+      // podman pulls it: containers/storage checks each layer's uncompressed digest against the config.
+      // Short: podman refuses a run root longer than 50 characters.
+      const podmanRoot = path.join(directory, `m${tag[0]}`);
+      const podman = (args: string[]) =>
+        run(
+          'podman',
+          [
+            '--storage-driver',
+            'vfs',
+            '--root',
+            path.join(podmanRoot, 'root'),
+            '--runroot',
+            path.join(podmanRoot, 'runroot'),
+            ...args,
+          ],
+          { maxBuffer: 16 * 1024 * 1024 },
+        );
+      try {
+        await podman(['pull', '--tls-verify=false', `${registry.host}/multi/app:${tag}`]);
+        const inspected = JSON.parse(
+          (await podman(['image', 'inspect', `${registry.host}/multi/app:${tag}`])).stdout,
+        );
+        expect(inspected[0].RootFS.Layers).toEqual(diffIds);
+      } finally {
+        await podman(['rmi', '--all', '--force']).catch(() => undefined);
+      }
+    }
+  }, 300_000);
 });
