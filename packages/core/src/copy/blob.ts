@@ -17,6 +17,7 @@ import {
   sniffLength,
   throughTransform,
 } from './compression.js';
+import { coalesceChunks, decompressorInputChunkSize } from './coalesce.js';
 import { compressionSlots } from './compression-slots.js';
 import { type RetrySettings, withRetry } from './retry.js';
 import type { CopiedBlobKind, CopyProgressEvent } from './types.js';
@@ -226,7 +227,8 @@ async function* decompressing(
     }
   }
   try {
-    for await (const chunk of throughTransform(watched(), createDecompressor(compression))) {
+    const input = coalesceChunks(watched(), decompressorInputChunkSize);
+    for await (const chunk of throughTransform(input, createDecompressor(compression))) {
       guard.decompressed(chunk.byteLength);
       yield chunk;
     }
