@@ -5,6 +5,7 @@ import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js
 import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
+import { coalesceChunks, decompressorInputChunkSize } from './coalesce.js';
 import {
   type CompressionFormat,
   compressingStage,
@@ -17,7 +18,6 @@ import {
   sniffLength,
   throughTransform,
 } from './compression.js';
-import { coalesceChunks, decompressorInputChunkSize } from './coalesce.js';
 import { compressionSlots } from './compression-slots.js';
 import { type RetrySettings, withRetry } from './retry.js';
 import type { CopiedBlobKind, CopyProgressEvent } from './types.js';
