@@ -227,8 +227,7 @@ async function* decompressing(
     }
   }
   try {
-    const input = coalesceChunks(watched(), decompressorInputChunkSize);
-    for await (const chunk of throughTransform(input, createDecompressor(compression))) {
+    for await (const chunk of throughTransform(watched(), createDecompressor(compression))) {
       guard.decompressed(chunk.byteLength);
       yield chunk;
     }
