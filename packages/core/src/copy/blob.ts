@@ -5,7 +5,6 @@ import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js
 import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
-import { coalesceChunks, decompressorInputChunkSize } from './coalesce.js';
 import {
   type CompressionFormat,
   compressingStage,
