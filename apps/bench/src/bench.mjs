@@ -11,7 +11,9 @@
 // with its own storage, stopped at the end. Pushes go to a new empty registry each run (skopeo's
 // persistent blob info cache would otherwise turn them into mounts), mounts to a new repository each
 // run; pulls read and re-pushes write an image pushed before any measurement. The docker-daemon row
-// starts dockerd (vfs storage, its own socket and data root) and removes the image between runs.
+// starts dockerd (vfs storage, its own socket and data root) and removes the image between runs; beside
+// it, the `docker load` floors: the same image loaded from a docker-archive file (uncompressed layers,
+// and gzip layers), the daemon's own time with no copy tool.
 //
 //   pnpm bench [-- --rows NAME,GROUP,PREFIX* --runs 5 --layer-mib 1024 --work-dir DIR --no-skopeo
 //                 --quick --list --report-only --output-dir DIR --no-floors --gantry-library]
@@ -408,7 +410,12 @@ async function startDockerd() {
     await stop();
     throw error;
   }
-  return { host, stop, docker: (...args) => spawnSync('docker', ['-H', host, ...args], { stdio: 'ignore' }) };
+  return {
+    host,
+    pid: child.pid,
+    stop,
+    docker: (...args) => spawnSync('docker', ['-H', host, ...args], { stdio: 'ignore' }),
+  };
 }
 
 const policy = ['--insecure-policy'];
@@ -1139,6 +1146,104 @@ function measureStartupFloors() {
   }));
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc; undefined when unreadable. */
+function processCpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The docker-daemon row's floors: `docker load` of the same image from a docker-archive file, so the
+ * daemon's own work with no copy tool at all (its time is what any tool's copy into the daemon waits
+ * for). Two archives of the same image: the one skopeo writes (uncompressed layers, what skopeo sends
+ * the daemon) and the same with each layer file replaced by the registry's gzip blob (what Gantry sends:
+ * `docker load` decompresses it). `runs` loads each, alternating, the image removed after each; median
+ * wall, and the CPU of the docker command plus the daemon's (read from /proc around the load).
+ */
+async function measureDockerLoadFloors() {
+  const layout = await layoutOf('manyLayers');
+  const plainArchive = await dockerArchiveOf('manyLayers');
+  const gzipArchive = await gzipLayerArchiveOf(layout, plainArchive);
+  const archives = [
+    {
+      name: 'docker-load',
+      description: `docker load of the same image from a docker-archive file, uncompressed layers (dockerd alone, vfs; CPU: docker + dockerd)`,
+      path: plainArchive,
+    },
+    {
+      name: 'docker-load-gzip',
+      description: `the same with gzip layers in the archive (dockerd decompresses them)`,
+      path: gzipArchive,
+    },
+  ];
+  const samples = archives.map(() => []);
+  const bytes = layoutBytes(layout);
+  const errors = new Map();
+  for (let run = 0; run < runs; run += 1) {
+    for (const [index, archive] of archives.entries()) {
+      if (errors.has(index)) continue;
+      try {
+        const before = processCpuSeconds(daemon.pid);
+        const sample = measure('docker', ['-H', daemon.host, 'load', '-q', '-i', archive.path]);
+        const after = processCpuSeconds(daemon.pid);
+        if (before !== undefined && after !== undefined) sample.cpuSeconds += after - before;
+        samples[index].push(sample);
+      } catch (error) {
+        errors.set(index, error.message);
+      } finally {
+        daemon.docker('image', 'rm', '-f', 'bench/manylayers:v1');
+      }
+    }
+  }
+  return archives.map((archive, index) => {
+    if (errors.has(index))
+      return { name: archive.name, description: archive.description, bytes, error: errors.get(index) };
+    const summary = summarize(samples[index]);
+    return {
+      name: archive.name,
+      description: archive.description,
+      bytes,
+      seconds: summary.medianSeconds,
+      cpuSeconds: summary.medianCpuSeconds,
+      peakMiB: summary.peakMiB,
+      runs: samples[index].length,
+    };
+  });
+}
+
+/**
+ * `plainArchive` (skopeo's docker-archive of `layout`) with each layer file replaced by the layout's gzip
+ * blob of the same layer (same names, same manifest.json; `docker load` sniffs the compression). Written
+ * once beside the plain one, under a temporary name and renamed.
+ */
+async function gzipLayerArchiveOf(layout, plainArchive) {
+  const archive = plainArchive.replace(/\.tar$/, '.gzip-layers.tar');
+  if (existsSync(archive)) return archive;
+  const directory = `${archive}.d`;
+  rmSync(directory, { recursive: true, force: true });
+  await mkdir(directory, { recursive: true });
+  execFileSync('tar', ['-xf', plainArchive, '-C', directory]);
+  const blob = (digest) => join(layout, 'blobs', 'sha256', digest.slice(7));
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+  const manifest = JSON.parse(readFileSync(blob(index.manifests[0].digest), 'utf8'));
+  const config = JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8'));
+  for (const [position, layer] of manifest.layers.entries()) {
+    const layerFile = join(directory, `${config.rootfs.diff_ids[position].slice(7)}.tar`);
+    if (!existsSync(layerFile)) throw new Error(`${plainArchive} has no ${layerFile}`);
+    execFileSync('cp', [blob(layer.digest), layerFile]);
+  }
+  const partial = `${archive}.partial`;
+  execFileSync('tar', ['--format=ustar', '-cf', partial, '-C', directory, '.']);
+  renameSync(partial, archive);
+  rmSync(directory, { recursive: true, force: true });
+  return archive;
+}
+
 const resultRows = [];
 const runId = Date.now().toString(36);
 let floors = [];
@@ -1246,6 +1351,10 @@ try {
         : undefined,
     });
   }
+  if (!flags['no-floors'] && daemon && runnable().some((row) => row.daemon)) {
+    console.error('Measuring the docker load floors…');
+    floors.push(...(await measureDockerLoadFloors()));
+  }
 } finally {
   await registry?.stop();
   await daemon?.stop();
@@ -1264,6 +1373,19 @@ if (insecure?.gantry && verified?.gantry) {
         ? `; skopeo ${overhead('medianSeconds', 'reference')} ms wall, ${overhead('medianCpuSeconds', 'reference')} ms CPU`
         : '') +
       ' (target for Gantry, issue 12: ≤ 50 ms)',
+  );
+}
+const daemonRow = byName.get('registry-to-docker-daemon');
+const dockerLoad = floors.find((floor) => floor.name === 'docker-load' && floor.seconds !== undefined);
+if (daemonRow?.gantry && dockerLoad) {
+  const gzipLoad = floors.find((floor) => floor.name === 'docker-load-gzip' && floor.seconds !== undefined);
+  derived.push(
+    `registry → docker-daemon beside \`docker load\` of the same image from a file (the daemon alone): ${dockerLoad.seconds.toFixed(2)} s uncompressed layers` +
+      (gzipLoad ? `, ${gzipLoad.seconds.toFixed(2)} s gzip layers` : '') +
+      `; Gantry ${daemonRow.gantry.medianSeconds.toFixed(2)} s` +
+      (daemonRow.reference
+        ? `, skopeo ${daemonRow.reference.medianSeconds.toFixed(2)} s, so 0.8 × skopeo = ${(0.8 * daemonRow.reference.medianSeconds).toFixed(2)} s is ${0.8 * daemonRow.reference.medianSeconds < dockerLoad.seconds ? 'below' : 'above'} what the daemon alone needs`
+        : ''),
   );
 }
 

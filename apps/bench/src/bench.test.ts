@@ -101,6 +101,44 @@ describe('pnpm bench --quick', () => {
   );
 
   it(
+    'measures docker load of the same image from a file beside the docker-daemon row (the daemon alone)',
+    () => {
+      const output = join(directory, 'daemon');
+      const run = runBench(
+        '--quick',
+        '--rows',
+        'registry-to-docker-daemon',
+        '--runs',
+        '1',
+        '--output-dir',
+        output,
+        '--work-dir',
+        join(directory, 'work'),
+      );
+      expect(run.stderr).toContain('Measuring the docker load floors');
+      expect(run.status).toBe(0);
+      const results = JSON.parse(readFileSync(join(output, 'bench', 'results.json'), 'utf8'));
+      const [row] = results.rows;
+      expect(row.name).toBe('registry-to-docker-daemon');
+      expect(row.error).toBeUndefined();
+      const loads = results.floors.filter((floor: { name: string }) => floor.name.startsWith('docker-load'));
+      expect(loads.map((floor: { name: string }) => floor.name)).toEqual(['docker-load', 'docker-load-gzip']);
+      for (const floor of loads) {
+        expect(floor.error).toBeUndefined();
+        expect(floor.runs).toBe(1);
+        expect(positive(floor.seconds) && positive(floor.cpuSeconds)).toBe(true);
+        expect(floor.bytes).toBe(row.bytes);
+      }
+      const derived = results.derived.find((line: string) => line.includes('docker load'));
+      expect(derived).toContain(`${loads[0].seconds.toFixed(2)} s uncompressed layers`);
+      expect(derived).toContain(`skopeo ${row.reference.medianSeconds.toFixed(2)} s`);
+      const markdown = readFileSync(join(output, 'docs', 'benchmarks.md'), 'utf8');
+      expect(markdown).toContain('docker load of the same image from a docker-archive file');
+    },
+    benchTimeoutMs,
+  );
+
+  it(
     'runs gantry alone with --no-skopeo',
     () => {
       const output = join(directory, 'alone');
