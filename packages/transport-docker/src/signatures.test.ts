@@ -12,6 +12,7 @@ import {
   type TransportContext,
 } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RegistryClient } from './registry-client.js';
 import {
   type ParsedSignature,
   signatureBlob,
@@ -34,7 +35,6 @@ import {
   writeRegistriesDirectory,
   writeRequirementPolicy,
 } from './testing/signing.js';
-import type { RegistryClient } from './registry-client.js';
 import { buildImage, dockerContext, pushFixture } from './testing/test-helpers.js';
 import { createDockerTransport } from './transport.js';
 
