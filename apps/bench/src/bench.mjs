@@ -293,6 +293,25 @@ async function waitFor(check, timeoutMs, failure) {
   }
 }
 
+/** Clock ticks per second of /proc/PID/stat's CPU times. */
+const clockTicks = (() => {
+  const result = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  return Number.parseInt(result.stdout ?? '', 10) || 100;
+})();
+
+/** CPU seconds (user + system) a running process has used, from /proc/PID/stat; 0 where unreadable. */
+function processCpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The fields after the command name (in parentheses, which may hold spaces): utime and stime are
+    // the 14th and 15th fields of the line.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * Starts the real registry on plain HTTP, 127.0.0.1 and a free port, storage under the work
  * directory, access log off (it would cost both tools the same, and only add noise). Returns its
@@ -343,6 +362,8 @@ async function startRegistry(name = 'registry') {
   );
   return {
     host: `127.0.0.1:${port}`,
+    /** CPU seconds (user + system) the registry has used so far (Linux /proc; 0 elsewhere). */
+    cpuSeconds: () => processCpuSeconds(child.pid),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((done) => child.once('exit', done));
@@ -1117,15 +1138,34 @@ function unmountUnder(directory) {
  * The start-up floors, beside the start-up rows: a process that does nothing (`node -e 0`, the least any
  * Node.js program costs), Gantry's command printing its version (Node loading the bundle, no work), and
  * skopeo doing the same. Alternating, at least 5 runs each; medians.
+ *
+ * `node -e 0` runs as bin/gantry runs Node: without NODE_EXTRA_CA_CERTS (the launcher hands the variable
+ * over and Gantry reads the certificates on its first verified TLS connection), since Node parses every
+ * certificate the variable names before any JavaScript runs. Where the variable is set, the same process
+ * with it is measured too, to show what the launcher saves.
  */
 function measureStartupFloors() {
+  const { NODE_EXTRA_CA_CERTS: extraCaCerts, ...environmentWithoutExtraCaCerts } = process.env;
   const commands = [
     {
       name: 'node-empty',
-      description: 'node -e 0 (the least a Node.js program costs)',
+      description:
+        'node -e 0 (the least a Node.js program costs; run as bin/gantry runs Node, without NODE_EXTRA_CA_CERTS)',
       command: process.execPath,
       args: ['-e', '0'],
+      env: environmentWithoutExtraCaCerts,
     },
+    ...(extraCaCerts
+      ? [
+          {
+            name: 'node-empty-extra-ca-certs',
+            description:
+              'node -e 0 with NODE_EXTRA_CA_CERTS set (Node parses the bundle before any JavaScript)',
+            command: process.execPath,
+            args: ['-e', '0'],
+          },
+        ]
+      : []),
     {
       name: 'gantry-version',
       description: 'gantry --version (Node loading the bundle, no work)',
@@ -1138,7 +1178,8 @@ function measureStartupFloors() {
   ];
   const samples = commands.map(() => []);
   for (let run = 0; run < Math.max(5, runs * 3); run += 1)
-    for (const [index, entry] of commands.entries()) samples[index].push(measure(entry.command, entry.args));
+    for (const [index, entry] of commands.entries())
+      samples[index].push(measure(entry.command, entry.args, { env: entry.env }));
   return commands.map(({ name, description }, index) => ({
     name,
     description,
@@ -1285,10 +1326,19 @@ try {
           if (pushRegistry) parameters.registry = pushRegistry.host;
           try {
             const { command, args } = await commandFor(tool, row, parameters);
+            // The registries' CPU time during the run: on a machine of few cores they share the CPUs
+            // with the tool, so (tool CPU + registry CPU) / cores is a floor under the wall time.
+            const registries = row.registry ? [registry, pushRegistry].filter(Boolean) : [];
+            const registryCpuBefore = registries.reduce((sum, server) => sum + server.cpuSeconds(), 0);
             // Gantry's blob-info cache stays out of the measurements, as skopeo's is defeated by fresh registries.
-            samples[tool.name].push(
-              measure(command, args, { env: { ...process.env, GANTRY_BLOB_INFO_CACHE: 'off' } }),
-            );
+            const sample = measure(command, args, {
+              env: { ...process.env, GANTRY_BLOB_INFO_CACHE: 'off' },
+            });
+            if (registries.length > 0) {
+              sample.registryCpuSeconds =
+                registries.reduce((sum, server) => sum + server.cpuSeconds(), 0) - registryCpuBefore;
+            }
+            samples[tool.name].push(sample);
           } finally {
             await pushRegistry?.stop();
             row.afterRun?.();
@@ -1302,18 +1352,22 @@ try {
       console.error(`  ${row.name}: failed: ${error.message.split('\n').slice(0, 3).join(' ')}`);
       continue;
     }
-    result.gantry = summarize(samples.gantry);
+    result.gantry = summarize(samples.gantry, { cores: availableParallelism() });
     if (samples.skopeo) {
-      result.reference = summarize(samples.skopeo);
+      result.reference = summarize(samples.skopeo, { cores: availableParallelism() });
       result.wallRatio = result.gantry.medianSeconds / result.reference.medianSeconds;
       result.cpuRatio = result.gantry.medianCpuSeconds / result.reference.medianCpuSeconds;
     }
     if (row.bytes) result.bytes = row.bytes();
     result.elapsedSeconds = (Date.now() - rowStartedAt) / 1000;
+    const registryCpu = (summary) =>
+      summary.medianRegistryCpuSeconds === undefined
+        ? ''
+        : `, registry CPU ${summary.medianRegistryCpuSeconds.toFixed(2)} s, CPU floor ${summary.cpuFloorSeconds.toFixed(2)} s`;
     console.error(
-      `  ${row.name} (${result.elapsedSeconds.toFixed(0)} s): gantry ${result.gantry.medianSeconds.toFixed(2)} s (CPU ${result.gantry.medianCpuSeconds.toFixed(2)} s, ${result.gantry.peakMiB.toFixed(0)} MiB)` +
+      `  ${row.name} (${result.elapsedSeconds.toFixed(0)} s): gantry ${result.gantry.medianSeconds.toFixed(2)} s (CPU ${result.gantry.medianCpuSeconds.toFixed(2)} s, ${result.gantry.peakMiB.toFixed(0)} MiB${registryCpu(result.gantry)})` +
         (result.reference
-          ? `, ${result.referenceName === 'skopeo' ? 'skopeo' : 'reference'} ${result.reference.medianSeconds.toFixed(2)} s (CPU ${result.reference.medianCpuSeconds.toFixed(2)} s, ${result.reference.peakMiB.toFixed(0)} MiB)`
+          ? `, ${result.referenceName === 'skopeo' ? 'skopeo' : 'reference'} ${result.reference.medianSeconds.toFixed(2)} s (CPU ${result.reference.medianCpuSeconds.toFixed(2)} s, ${result.reference.peakMiB.toFixed(0)} MiB${registryCpu(result.reference)})`
           : ''),
     );
   }

@@ -63,12 +63,25 @@ export function median(values) {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-/** The medians of a tool's samples (peak memory: the highest of the runs). */
-export function summarize(samples) {
-  return {
+/**
+ * The medians of a tool's samples (peak memory: the highest of the runs). Samples of registry rows
+ * also carry the registries' CPU time (`registryCpuSeconds`): its median, and the CPU floor it sets
+ * on a machine of `cores` cores, (tool CPU + registry CPU) / cores, the least wall time the run could
+ * take with every core busy.
+ */
+export function summarize(samples, { cores } = {}) {
+  const summary = {
     medianSeconds: median(samples.map((sample) => sample.seconds)),
     medianCpuSeconds: median(samples.map((sample) => sample.cpuSeconds)),
     peakMiB: Math.max(...samples.map((sample) => sample.peakMiB)),
     samples,
   };
+  if (samples.length > 0 && samples.every((sample) => sample.registryCpuSeconds !== undefined)) {
+    summary.medianRegistryCpuSeconds = median(samples.map((sample) => sample.registryCpuSeconds));
+    if (cores)
+      summary.cpuFloorSeconds = median(
+        samples.map((sample) => (sample.cpuSeconds + sample.registryCpuSeconds) / cores),
+      );
+  }
+  return summary;
 }

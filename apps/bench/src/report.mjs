@@ -185,6 +185,24 @@ export function renderMarkdown(results, { chartFile = 'benchmarks.svg' } = {}) {
     lines.push('', '## Derived', '');
     for (const item of results.derived) lines.push(`- ${item}`);
   }
+  const withRegistryCpu = results.rows.filter((row) => row.gantry?.medianRegistryCpuSeconds !== undefined);
+  if (withRegistryCpu.length > 0) {
+    lines.push(
+      '',
+      '## Registry CPU',
+      '',
+      `The registry rows' registries run on the same ${machine.cores} cores as the tools: their CPU time during each run (from /proc), and the floor it sets under the wall time, (tool CPU + registry CPU) ÷ cores, medians.`,
+      '',
+      "| row | Gantry CPU s | its registries' CPU s | Gantry CPU floor s | ref. CPU s | its registries' CPU s | ref. CPU floor s |",
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    );
+    for (const row of withRegistryCpu) {
+      const ref = compared(row) ? row.reference : undefined;
+      lines.push(
+        `| ${cell(row.name)} | ${fixed(row.gantry.medianCpuSeconds)} | ${fixed(row.gantry.medianRegistryCpuSeconds)} | ${fixed(row.gantry.cpuFloorSeconds)} | ${fixed(ref?.medianCpuSeconds)} | ${fixed(ref?.medianRegistryCpuSeconds)} | ${fixed(ref?.cpuFloorSeconds)} |`,
+      );
+    }
+  }
   if (results.startupFloors?.length) {
     lines.push(
       '',

@@ -97,6 +97,19 @@ describe('the benchmark report', () => {
     expect(markdown).toMatch(/\| fast-row \| 64 \| 128 \| 64 \|/);
   });
 
+  it("lists the registries' CPU time and the floor it sets beside the rows that measured it", () => {
+    const withRegistry = results(true);
+    const slow = withRegistry.rows[1] as Record<string, unknown>;
+    slow.gantry = { ...summary(3, 2, 180), medianRegistryCpuSeconds: 3, cpuFloorSeconds: 2.5 };
+    slow.reference = { ...summary(2, 1, 20), medianRegistryCpuSeconds: 4, cpuFloorSeconds: 2.5 };
+    const markdown = renderMarkdown(withRegistry);
+    expect(markdown).toContain('## Registry CPU');
+    expect(markdown).toMatch(/\| slow-row \| 2\.00 \| 3\.00 \| 2\.50 \| 1\.00 \| 4\.00 \| 2\.50 \|/);
+    expect(markdown).not.toMatch(/\| fast-row \| 0\.50 \| –/);
+    // Without such measurements there is no section.
+    expect(renderMarkdown(results(true))).not.toContain('## Registry CPU');
+  });
+
   it('draws a bar per ratio with the target marked, escaping text', () => {
     const svg = renderSvg({
       ...results(true),

@@ -220,7 +220,8 @@ const redrawIntervalMs = 100;
  */
 function createTerminalReporter(options: ProgressWriterOptions): ProgressReporter {
   const list = createListTracker();
-  const now = options.now ?? (() => performance.now());
+  // process.hrtime, not performance.now(): Node loads perf_hooks at the first use of `performance`.
+  const now = options.now ?? (() => Number(process.hrtime.bigint()) / 1e6);
   // The last column is left empty: writing into it makes some terminals wrap, breaking the redraw.
   const width = Math.max(20, options.columns ?? 80) - 1;
   let blobs: BlobLine[] = [];

@@ -52,7 +52,8 @@ function finishedLine(event: Extract<SyncProgressEvent, { type: 'image-done' }>)
 
 /** Returns an `onProgress` handler writing sync progress for the given output. */
 export function createSyncProgressReporter(options: SyncProgressOptions): (event: SyncProgressEvent) => void {
-  const now = options.now ?? (() => performance.now());
+  // process.hrtime, not performance.now(): Node loads perf_hooks at the first use of `performance`.
+  const now = options.now ?? (() => Number(process.hrtime.bigint()) / 1e6);
   let total = 0;
   let startedCount = 0;
   const running = new Map<number, { image: SyncImage; bytes: number; startedAt: number }>();

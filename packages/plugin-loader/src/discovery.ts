@@ -473,7 +473,8 @@ export function createTransportLoader(
     if (imported.has(index)) return;
     imported.add(index);
     const candidate = candidates![index]!;
-    const started = performance.now();
+    // process.hrtime, not performance.now(): Node loads perf_hooks (~5 ms) at the first use of `performance`.
+    const started = process.hrtime.bigint();
     let moduleNamespace: Record<string, unknown>;
     try {
       moduleNamespace = candidate.load
@@ -494,7 +495,7 @@ export function createTransportLoader(
     }
     for (const transport of transports) register(transport, candidate.origin, index);
     options.debug?.(
-      `loaded transport plugin ${candidate.origin} (${transports.map((transport) => transport.name).join(', ')}) in ${(performance.now() - started).toFixed(1)} ms`,
+      `loaded transport plugin ${candidate.origin} (${transports.map((transport) => transport.name).join(', ')}) in ${(Number(process.hrtime.bigint() - started) / 1e6).toFixed(1)} ms`,
     );
   };
 

@@ -26,7 +26,7 @@ describe('memoForContext', () => {
   });
 
   it('forgets a failed load at once, and any value after its lifetime', async () => {
-    vi.useFakeTimers({ toFake: ['performance'] });
+    vi.useFakeTimers({ toFake: ['hrtime'] });
     const context: TransportContext = {};
     await expect(
       memoForContext(context, 'key', async () => {

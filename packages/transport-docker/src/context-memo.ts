@@ -31,7 +31,8 @@ export function memoForContext<T>(
     entries = new Map();
     memos.set(context, entries);
   }
-  const now = performance.now();
+  // process.hrtime, not performance.now(): Node loads perf_hooks (~5 ms) at the first use of `performance`.
+  const now = Number(process.hrtime.bigint() / 1_000_000n);
   const cached = entries.get(key);
   if (cached !== undefined && now - cached.readAt < contextMemoLifetimeMs) return cached.value as Promise<T>;
   const value = load();

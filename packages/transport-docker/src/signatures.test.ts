@@ -4,14 +4,23 @@ import os from 'node:os';
 import path from 'node:path';
 import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { type FixtureImage, fixturePresets } from '@gantry/core/testing';
-import { type Digest, type ImageReference, parseStoredSignature } from '@gantry/core/transport';
+import {
+  type Digest,
+  type ImageReference,
+  parseNormalizedNamed,
+  parseStoredSignature,
+  type TransportContext,
+} from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RegistryClient } from './registry-client.js';
 import {
   type ParsedSignature,
   signatureBlob,
+  signatureStorageOptionsFrom,
   sigstoreAttachmentTag,
   sigstoreSignatureAnnotation,
   sigstoreSignatureMimeType,
+  writeDockerSignatures,
 } from './signatures.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import {
@@ -96,6 +105,46 @@ async function serveDirectory(root: string): Promise<{ server: Server; url: stri
   const address = server.address() as { port: number };
   return { server, url: `http://127.0.0.1:${address.port}` };
 }
+
+describe('the registries.d configuration of signature storage', () => {
+  it('is read once per transport context (not once per image), and again for another context', async () => {
+    const directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-registries-d-memo-'));
+    try {
+      const registriesDirectory = path.join(directory, 'registries.d');
+      const [first, second] = [path.join(directory, 'first'), path.join(directory, 'second')];
+      await writeRegistriesDirectory(registriesDirectory, {
+        'registry.test': { lookasideStaging: fileUrl(first) },
+      });
+      const reference = parseNormalizedNamed('registry.test/library/app:v1');
+      // A lookaside on disk: the client is never asked for anything.
+      const client = { supportsSignatureExtension: false } as unknown as RegistryClient;
+      const digest = `sha256:${'a'.repeat(64)}` as Digest;
+      const write = (context: TransportContext) =>
+        writeDockerSignatures(
+          { client, reference, manifestDigest: digest, options: signatureStorageOptionsFrom(context) },
+          [new TextEncoder().encode('signature')],
+        );
+      const context: TransportContext = { registriesDirectoryPath: registriesDirectory };
+      await write(context);
+      // The directory changes while the operation runs: the same context keeps what it read…
+      await writeRegistriesDirectory(registriesDirectory, {
+        'registry.test': { lookasideStaging: fileUrl(second) },
+      });
+      await write(context);
+      expect(await readdir(path.join(first, 'library', 'app@sha256=' + 'a'.repeat(64)))).toEqual([
+        'signature-1',
+      ]);
+      await expect(readdir(second)).rejects.toMatchObject({ code: 'ENOENT' });
+      // …and a new context reads the directory again.
+      await write({ registriesDirectoryPath: registriesDirectory });
+      expect(await readdir(path.join(second, 'library', 'app@sha256=' + 'a'.repeat(64)))).toEqual([
+        'signature-1',
+      ]);
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('signatures with skopeo, gpg and a real registry', () => {
   let source: TestRegistry;

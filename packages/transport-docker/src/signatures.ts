@@ -52,6 +52,7 @@ import {
   throwIfAborted,
 } from '@gantry/core/transport';
 import { networkError } from './connections.js';
+import { memoForContext } from './context-memo.js';
 import { fetchManifest, headerValue } from './manifests.js';
 import type { RegistryClient } from './registry-client.js';
 import { readLimitedBody, responseError } from './registry-errors.js';
@@ -126,14 +127,23 @@ function classifySignature(
 export interface SignatureStorageOptions {
   /** `TransportContext.registriesDirectoryPath`. */
   registriesDirectoryPath?: string;
+  /**
+   * The transport context the options come from: the registries.d directory is then read once per
+   * context (see context-memo.ts), not once per image of a sync or copy of a list.
+   */
+  context?: TransportContext;
 }
 
 function loadConfiguration(options: SignatureStorageOptions): Promise<RegistriesDirectoryConfiguration> {
-  return loadRegistriesDirectory(
-    options.registriesDirectoryPath === undefined
-      ? {}
-      : { registriesDirectoryPath: options.registriesDirectoryPath },
-  );
+  const load = () =>
+    loadRegistriesDirectory(
+      options.registriesDirectoryPath === undefined
+        ? {}
+        : { registriesDirectoryPath: options.registriesDirectoryPath },
+    );
+  return options.context === undefined
+    ? load()
+    : memoForContext(options.context, `registries.d\n${options.registriesDirectoryPath ?? ''}`, load);
 }
 
 /** The sigstore attachment tag of a manifest digest: `sha256:<hex>` → `sha256-<hex>.sig`. */
@@ -714,6 +724,6 @@ export function signedManifestDigest(
 /** The signature storage options of a transport context (`registriesDirectoryPath`). */
 export function signatureStorageOptionsFrom(context: TransportContext): SignatureStorageOptions {
   return context.registriesDirectoryPath === undefined || context.registriesDirectoryPath === ''
-    ? {}
-    : { registriesDirectoryPath: context.registriesDirectoryPath };
+    ? { context }
+    : { registriesDirectoryPath: context.registriesDirectoryPath, context };
 }

@@ -57,6 +57,14 @@ import {
 } from './sources.js';
 import type { SyncImage, SyncOptions, SyncProgressEvent, SyncReportEntry, SyncResult } from './types.js';
 
+/**
+ * Milliseconds on a monotonic clock. process.hrtime, not performance.now(): Node loads perf_hooks
+ * (~5 ms of a short command's start-up) at the first use of the `performance` global.
+ */
+function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
 /** The code of a system error (`ENOENT`…); works across realms, unlike `instanceof Error`. */
 function errorCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
@@ -126,7 +134,7 @@ function positiveInteger(value: number | undefined, name: string, fallback: numb
  * started are `not-started`), and planning failures stop it before any copy.
  */
 export async function syncImages(options: SyncOptions): Promise<SyncResult> {
-  const started = performance.now();
+  const started = monotonicMs();
   const signal = options.signal;
   const emit = (event: SyncProgressEvent) => options.onProgress?.(event);
   // 1. Everything that can be checked without contacting anything.
@@ -349,7 +357,7 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
       wouldCopy: count('would-copy'),
       notStarted: count('not-started'),
       bytes: entries.reduce((sum, entry) => sum + entry.bytes, 0),
-      durationMs: Math.round(performance.now() - started),
+      durationMs: Math.round(monotonicMs() - started),
       dryRun: options.dryRun === true,
     };
   };
@@ -373,7 +381,7 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
       dependencies: (plan) => shared.ownersOf(plan),
       shouldStart: () => !stopped && !signal?.aborted,
       run: async (plan) => {
-        const timer = performance.now();
+        const timer = monotonicMs();
         emit({ type: 'image-start', image: plan.image });
         let bytes = 0;
         const inFlight = new Map<string, number>();
@@ -419,7 +427,7 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
         } finally {
           shared.finished(plan);
           plan.entry.bytes = bytes;
-          plan.entry.durationMs = Math.round(performance.now() - timer);
+          plan.entry.durationMs = Math.round(monotonicMs() - timer);
         }
         emit({ type: 'image-done', image: plan.image, entry: plan.entry });
       },
