@@ -1187,17 +1187,6 @@ function measureStartupFloors() {
   }));
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc; undefined when unreadable. */
-function processCpuSeconds(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The docker-daemon row's floors: `docker load` of the same image from a docker-archive file, so the
  * daemon's own work with no copy tool at all (its time is what any tool's copy into the daemon waits
@@ -1232,7 +1221,7 @@ async function measureDockerLoadFloors() {
         const before = processCpuSeconds(daemon.pid);
         const sample = measure('docker', ['-H', daemon.host, 'load', '-q', '-i', archive.path]);
         const after = processCpuSeconds(daemon.pid);
-        if (before !== undefined && after !== undefined) sample.cpuSeconds += after - before;
+        sample.cpuSeconds += after - before;
         samples[index].push(sample);
       } catch (error) {
         errors.set(index, error.message);
