@@ -28,7 +28,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, open, openSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -150,26 +149,6 @@ export function encodeTarHeader(fields: HeaderFields): Buffer {
   return Buffer.concat([paxHeader, pax, Buffer.alloc(padding(pax.length)), header]);
 }
 
-const F_SETPIPE_SZ = 1031;
-let setPipeSize: ((fd: number, size: number) => number) | undefined | null;
-
-/**
- * Gives the fifo a 1 MiB buffer instead of 64 KiB (`fcntl(F_SETPIPE_SZ)` through koffi): fewer, larger
- * writes and fewer wake-ups of `ostree`. Best effort: the default buffer works too.
- */
-function growPipe(fd: number): void {
-  if (setPipeSize === undefined) {
-    try {
-      const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-      const fcntl = koffi.load('libc.so.6').func('int fcntl(int fd, int cmd, int arg)');
-      setPipeSize = (descriptor, size) => fcntl(descriptor, F_SETPIPE_SZ, size) as number;
-    } catch {
-      setPipeSize = null;
-    }
-  }
-  setPipeSize?.(fd, 1 << 20);
-}
-
 function joinRelative(directory: string, base: string): string {
   return directory === '' ? base : `${directory}/${base}`;
 }
@@ -241,8 +220,9 @@ class ChildInput {
 
 /**
  * One layer being committed: `ostree commit` runs from `start` on; `consume` reads the layer and writes
- * the tree's tar to it, without ending it; `finish` ends the tar (call it only once the blob is verified)
- * and returns the checksum of the commit `ostree commit` made; `abort` stops it, so it commits nothing.
+ * the tree's tar to it, all but its end-of-archive blocks (`ostree` commits as soon as it reads them);
+ * `finish` writes them (call it only once the blob is verified) and returns the checksum of the commit
+ * `ostree commit` made; `abort` stops it, so it commits nothing.
  */
 export class LayerStreamCommit {
   private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -313,7 +293,6 @@ export class LayerStreamCommit {
     } finally {
       settled = true;
     }
-    growPipe(fd);
     layer.output = new Socket({ fd, readable: false, writable: true });
     layer.input = new ChildInput(child, layer.output);
     return layer;
@@ -593,7 +572,7 @@ export class LayerStreamCommit {
           encodeTarHeader({ path: relative, type: 'file', mode: 0o644 & ~umask, owner: self, size: 0 }),
         );
       }
-      await input.write(Buffer.alloc(2 * block));
+      // The end-of-archive blocks are written by `finish`: `ostree` commits as soon as it reads them.
       await input.flush();
       tarSplit.addSegment(reader.end);
       for await (const chunk of reader.trailing()) tarSplit.addSegment(chunk);
@@ -624,7 +603,7 @@ export class LayerStreamCommit {
   /** Ends the tar and waits for `ostree commit`: the checksum of the commit it made (no metadata, no ref). */
   async finish(): Promise<string> {
     this.options.signal?.throwIfAborted();
-    await new Promise<void>((resolve) => this.output.end(resolve));
+    await new Promise<void>((resolve) => this.output.end(Buffer.alloc(2 * block), () => resolve()));
     const { code, signal } = await this.exited;
     rmSync(this.fifo, { force: true });
     if (this.spawnError || code !== 0) {
