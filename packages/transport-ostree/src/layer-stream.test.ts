@@ -228,6 +228,26 @@ describe('refusals', () => {
     expect(commitsAfter).toBe(commitsBefore);
   });
 
+  it('a layer read to its end but then aborted (its blob failed verification) commits nothing', async () => {
+    const commits = () =>
+      execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], { encoding: 'utf8' });
+    const before = commits();
+    const layer = await LayerStreamCommit.start(repository.path, scratch('unverified'), {
+      rootless: !isRoot,
+    });
+    const streamed = await layer.consume(
+      chunksOf(
+        handMadeTar([
+          { name: 'dir/', type: 'directory' },
+          { name: 'dir/file', content: 'data\n' },
+        ]),
+      ),
+    );
+    expect(streamed.uncompressedDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    await layer.abort();
+    expect(commits()).toBe(before);
+  });
+
   it('refuses a directory replaced by a file within the layer (OSTree tar import cannot express it)', async () => {
     const tar = handMadeTar([
       { name: 'thing/', type: 'directory' },
