@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FaultProxy, startFaultProxy } from './testing/fault-proxy.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, dockerContext, pushFixture } from './testing/test-helpers.js';
+import { sharedUploadResumeBudget } from './resume-budget.js';
 import { createDockerTransport } from './transport.js';
 
 const layerBytes = 24_000_000;
@@ -90,6 +91,8 @@ describe('uploads resume after a dropped connection (real registry behind a faul
     } finally {
       await transport.closeConnections();
     }
+    // Every upload gave its share of the resume budget back (a leaked share would shrink later windows).
+    expect(sharedUploadResumeBudget.uploads).toBe(0);
     expect(proxy.requestFaults[0]!.times).toBe(0);
     expect(proxy.requests.some((request) => request.cut && request.method === 'PATCH')).toBe(true);
     // The registry holds the blob intact: skopeo copies the image out, verifying every digest.
