@@ -51,12 +51,12 @@ import {
   tooManyRequestsInitialDelayMs,
 } from './registry-client.js';
 import { responseError } from './registry-errors.js';
+import { type ResumeWindow, sharedUploadResumeBudget, type UploadResumeBudget } from './resume-budget.js';
 import {
   type SignatureStorageOptions,
   signatureStorageOptionsFrom,
   writeDockerSignatures,
 } from './signatures.js';
-import { type ResumeWindow, sharedUploadResumeBudget, type UploadResumeBudget } from './resume-budget.js';
 import type { DockerTransportState } from './transport-state.js';
 
 /** The smallest piece written to the connection at once while streaming a blob. */

@@ -9,10 +9,10 @@ import path from 'node:path';
 import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { type FixtureImage, runSkopeo } from '@gantry/core/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sharedUploadResumeBudget } from './resume-budget.js';
 import { type FaultProxy, startFaultProxy } from './testing/fault-proxy.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, dockerContext, pushFixture } from './testing/test-helpers.js';
-import { sharedUploadResumeBudget } from './resume-budget.js';
 import { createDockerTransport } from './transport.js';
 
 const layerBytes = 24_000_000;

@@ -250,7 +250,10 @@ describe('copyImage: single images', () => {
             await Promise.race([
               configRequest,
               new Promise((_, reject) =>
-                setTimeout(() => reject(new Error('the config was not read while the layers copied')), 20_000),
+                setTimeout(
+                  () => reject(new Error('the config was not read while the layers copied')),
+                  20_000,
+                ),
               ),
             ]);
           return source.getBlob(info, operation);
