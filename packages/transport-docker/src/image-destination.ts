@@ -51,6 +51,7 @@ import {
   tooManyRequestsInitialDelayMs,
 } from './registry-client.js';
 import { responseError } from './registry-errors.js';
+import { type ResumeWindow, sharedUploadResumeBudget, type UploadResumeBudget } from './resume-budget.js';
 import {
   type SignatureStorageOptions,
   signatureStorageOptionsFrom,
@@ -63,12 +64,6 @@ const streamPieceBytes = 1024 * 1024;
 
 /** How many times a streamed upload whose connection dropped is resumed before the upload fails. */
 const maxUploadResumes = 3;
-/**
- * The most recently sent bytes of a streamed upload kept (as the pieces already read, no copies) for
- * resuming: the bytes in flight when a connection drops are those in socket buffers on both sides and
- * in proxies, usually a few MiB.
- */
-export const uploadResumeWindowBytes = 8 * 1024 * 1024;
 
 /** How many times one chunk is resent after a 416 answer before the upload fails. */
 const maxRangeRecoveries = 3;
@@ -158,8 +153,9 @@ export const dockerDestinationManifestMediaTypes: readonly string[] = [
  * - always, with the context's `uploadChunkSize` (raised to the registry's minimum);
  * - when the POST answer carries `OCI-Chunk-Min-Length`: chunks of max(that, 8 MiB);
  * - when the registry refused a streamed PATCH (`isStreamedUploadRefusal`: 400, 411, 413, 415, 416,
- *   501). The first 8 MiB of a streamed blob are kept until the registry answers; when it refuses
- *   before more was read, the upload starts over in a new session, in chunks, losing nothing. When it
+ *   501). The first bytes of a streamed blob are kept while they fit in its share of the resume
+ *   budget (8 MiB for an upload alone, less while several stream at once); when it refuses before more
+ *   was read, the upload starts over in a new session, in chunks, losing nothing. When it
  *   refuses later, the blob fails with a retryable `ERR_GANTRY_TRANSIENT`. Either way every later
  *   upload to that registry (same transport instance) uses chunks of 8 MiB.
  *
@@ -221,6 +217,9 @@ export class DockerImageDestination implements ImageDestination {
 
   /** @internal The context's blob-info cache (`openDockerImageDestination` sets it): locations kept between runs. */
   blobInfoCache: BlobInfoCache | undefined;
+
+  /** @internal What streamed uploads may keep for resuming, shared with the other uploads in flight. */
+  resumeBudget: UploadResumeBudget = sharedUploadResumeBudget;
 
   private recordLocation(digest: string): void {
     this.reference.state.blobLocations.record(this.reference.registry, this.repository, digest);
@@ -505,7 +504,7 @@ export class DockerImageDestination implements ImageDestination {
           if (outcome.replay === undefined) {
             throw new GantryError(
               ErrorCodes.Transient,
-              `${what}: the registry refused a streamed upload after more than ${defaultUploadChunkBytes} bytes were sent (${outcome.error.message}); later uploads to ${this.reference.registry} use chunks, retrying (--retry-times) uploads this blob that way`,
+              `${what}: the registry refused a streamed upload after more bytes were sent than are kept for a replay (${outcome.error.message}); later uploads to ${this.reference.registry} use chunks, retrying (--retry-times) uploads this blob that way`,
               { cause: outcome.error, retryable: true },
             );
           }
@@ -552,22 +551,24 @@ export class DockerImageDestination implements ImageDestination {
   }
 
   /**
-   * Sends the whole stream in one PATCH without a length (chunked transfer encoding). The first
-   * `defaultUploadChunkBytes` taken from the stream are kept until the registry answers, so that a
-   * refusal (`isStreamedUploadRefusal`) answered before more was read loses nothing: the caller then
-   * uploads those bytes and the rest in chunks. The location for the next request when accepted.
+   * Sends the whole stream in one PATCH without a length (chunked transfer encoding). What is kept in
+   * memory is bounded by the upload's share of `resumeBudget` (its window: 8 MiB for an upload alone,
+   * less while several stream at once; see resume-budget.ts). The first bytes taken from the stream are
+   * kept while they fit in the window, so that a refusal (`isStreamedUploadRefusal`) answered before more
+   * was read loses nothing: the caller then uploads those bytes and the rest in chunks. The location for
+   * the next request when accepted.
    *
    * A connection dropped mid-upload is resumed, not restarted: the session's status (GET on the upload
    * URL) says how many bytes the registry kept, and a new streamed PATCH continues from that offset with
-   * the bytes kept in memory since then (the last `uploadResumeWindowBytes` sent) and the rest of the
+   * the bytes kept in memory since then (the last window's worth sent) and the rest of the
    * stream. At most `maxUploadResumes` times per blob; when the registry's offset lies outside the kept
    * bytes, the failure is returned as it was (retryable: `--retry-times` uploads the blob again).
    *
    * A 429 Too Many Requests answering the PATCH (a rate limit, which the client cannot replay for a
    * stream) is waited out as for any request (`Retry-After`, bounded; at most
    * `maxTooManyRequestsRetries` times), then the upload continues the same way from the offset the
-   * session reports: the first bytes are all kept while fewer than `defaultUploadChunkBytes` were taken,
-   * the last `uploadResumeWindowBytes` otherwise. When the bytes from that offset are no longer at hand,
+   * session reports: the first bytes are all kept while they fit in the window, the last window's worth
+   * otherwise. When the bytes from that offset are no longer at hand,
    * the blob fails with a retryable `ERR_GANTRY_TRANSIENT` (`--retry-times` uploads it again).
    */
   private async uploadStreamed(
@@ -580,6 +581,26 @@ export class DockerImageDestination implements ImageDestination {
     | { accepted: true; location: URL }
     | { accepted: false; error: GantryError; replay: Uint8Array[] | undefined }
   > {
+    const window = this.resumeBudget.join();
+    try {
+      return await this.uploadStreamedWithin(window, location, iterator, failure, signal, what);
+    } finally {
+      window.release();
+    }
+  }
+
+  private async uploadStreamedWithin(
+    window: ResumeWindow,
+    location: URL,
+    iterator: AsyncIterator<Uint8Array>,
+    failure: { error?: unknown },
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<
+    | { accepted: true; location: URL }
+    | { accepted: false; error: GantryError; replay: Uint8Array[] | undefined }
+  > {
+    // Every piece taken from the stream while they fit in this upload's share of the resume budget.
     let retained: Uint8Array[] | undefined = [];
     let retainedBytes = 0;
     // The most recent pieces taken from the stream (ending at `pulledBytes`), for resuming.
@@ -592,15 +613,17 @@ export class DockerImageDestination implements ImageDestination {
     const pull = (): Promise<IteratorResult<Uint8Array>> => {
       const next = iterator.next().then((result) => {
         if (!result.done) {
+          // The share shrinks while more uploads stream at once: older pieces are let go then.
+          const share = window.bytes();
           if (retained !== undefined) {
             retainedBytes += result.value.byteLength;
-            if (retainedBytes <= defaultUploadChunkBytes) retained.push(result.value);
+            if (retainedBytes <= share) retained.push(result.value);
             else retained = undefined;
           }
           pulledBytes += result.value.byteLength;
           recent.push(result.value);
           recentBytes += result.value.byteLength;
-          while (recent.length > 1 && recentBytes - recent[0]!.byteLength >= uploadResumeWindowBytes) {
+          while (recent.length > 1 && recentBytes - recent[0]!.byteLength >= share) {
             recentBytes -= recent.shift()!.byteLength;
           }
         }

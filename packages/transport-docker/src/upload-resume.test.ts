@@ -9,6 +9,7 @@ import path from 'node:path';
 import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { type FixtureImage, runSkopeo } from '@gantry/core/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sharedUploadResumeBudget } from './resume-budget.js';
 import { type FaultProxy, startFaultProxy } from './testing/fault-proxy.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, dockerContext, pushFixture } from './testing/test-helpers.js';
@@ -90,6 +91,8 @@ describe('uploads resume after a dropped connection (real registry behind a faul
     } finally {
       await transport.closeConnections();
     }
+    // Every upload gave its share of the resume budget back (a leaked share would shrink later windows).
+    expect(sharedUploadResumeBudget.uploads).toBe(0);
     expect(proxy.requestFaults[0]!.times).toBe(0);
     expect(proxy.requests.some((request) => request.cut && request.method === 'PATCH')).toBe(true);
     // The registry holds the blob intact: skopeo copies the image out, verifying every digest.

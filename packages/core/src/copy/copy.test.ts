@@ -231,6 +231,40 @@ describe('copyImage: single images', () => {
     }
   });
 
+  it('reads the config while the layers copy, not after the last one', async () => {
+    const image = await buildFixtureImage(fixturePresets.dockerSchema2, {
+      directory: join(directory, 'fixture'),
+    });
+    const configDigest = image.images[0]!.configDigest;
+    let configRequested!: () => void;
+    const configRequest = new Promise<void>((resolve) => {
+      configRequested = resolve;
+    });
+    const test = await harness(fixturePresets.dockerSchema2, {
+      wrapSource: (source) => ({
+        ...source,
+        getBlob: async (info, operation) => {
+          if (info.digest === configDigest) configRequested();
+          // A layer is served only once the config was asked for: read after the layers, it never would be.
+          else
+            await Promise.race([
+              configRequest,
+              new Promise((_, reject) =>
+                setTimeout(
+                  () => reject(new Error('the config was not read while the layers copied')),
+                  20_000,
+                ),
+              ),
+            ]);
+          return source.getBlob(info, operation);
+        },
+      }),
+    });
+    const result = await test.copy({ retryTimes: 0 });
+    expect(result.manifestDigest).toBe(image.topLevel.digest);
+    expectCompleteImage(test.destination, result.manifest, result.manifestMediaType);
+  }, 60_000);
+
   it('reuses blobs the destination has without reading them', async () => {
     const image = await buildFixtureImage(fixturePresets.dockerSchema2, {
       directory: join(directory, 'fixture'),
@@ -1335,7 +1369,7 @@ describe('copyImage: layer positions and the list an image came from', () => {
     }
   });
 
-  it('gives the index but no DiffIDs to a destination that does not ask for them (the config is read after the layers)', async () => {
+  it('gives the index but no DiffIDs to a destination that does not ask for them (the config is read while the layers copy)', async () => {
     const test = await harness(fixturePresets.dockerSchema2);
     const seen = recordPositions(test.destination);
     await test.copy();

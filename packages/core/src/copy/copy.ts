@@ -626,6 +626,12 @@ class ImageCopier {
       : layerController.signal;
     // Each layer in flight listens on this signal from a few pipeline stages; not a leak.
     setMaxListeners(Math.max(defaultMaxListeners, concurrent * 4 + 10), layerSignal);
+    // The config (small, verified) is needed for manifest edits and written after the layers: read it
+    // while they copy, so its round trip is not added after the last layer.
+    const configRead =
+      manifest.config && configBytes === undefined ? this.readConfig(manifest.config) : undefined;
+    // Awaited once the layers are copied; a failure of the layers makes its outcome moot.
+    configRead?.catch(() => undefined);
     const copiedDistinct = await runLimited(
       distinct.length,
       concurrent,
@@ -650,8 +656,7 @@ class ImageCopier {
       }
     }
 
-    // Read the config (small, verified) for manifest edits; write it after the layers.
-    if (manifest.config && configBytes === undefined) configBytes = await this.readConfig(manifest.config);
+    if (configRead !== undefined) configBytes = await configRead;
 
     const layersChanged =
       layersReplaced || copied.some((layer, index) => layer.info.digest !== manifest.layers[index]!.digest);
