@@ -18,16 +18,31 @@ export interface ResumeWindow {
 }
 
 export class UploadResumeBudget {
-  readonly totalBytes: number;
-  readonly perUploadBytes: number;
+  #totalBytes = 0;
+  #perUploadBytes = 0;
   #uploads = 0;
 
   constructor(totalBytes: number, perUploadBytes: number) {
+    this.resize(totalBytes, perUploadBytes);
+  }
+
+  /** The bytes all uploads in flight may keep together. */
+  get totalBytes(): number {
+    return this.#totalBytes;
+  }
+
+  /** The most one upload may keep, however few are in flight. */
+  get perUploadBytes(): number {
+    return this.#perUploadBytes;
+  }
+
+  /** Changes the sizes; uploads in flight get their new share from their next `bytes()` call. */
+  resize(totalBytes: number, perUploadBytes: number): void {
     if (!(totalBytes > 0) || !(perUploadBytes > 0)) {
       throw new RangeError('an upload resume budget needs positive sizes');
     }
-    this.totalBytes = totalBytes;
-    this.perUploadBytes = perUploadBytes;
+    this.#totalBytes = totalBytes;
+    this.#perUploadBytes = perUploadBytes;
   }
 
   /** Uploads registered and not released. */

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { type FixtureImage, runSkopeo } from '@gantry/core/testing';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { sharedUploadResumeBudget } from './resume-budget.js';
 import { type FaultProxy, startFaultProxy } from './testing/fault-proxy.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
@@ -154,6 +154,13 @@ describe('uploads resume after a dropped connection (real registry behind a faul
     // The buffering proxy drops the whole PATCH: the registry reports 0 bytes, and the 3 MB sent are
     // within the kept window, so they are sent again from memory and the stream goes on.
     const repository = freshRepository('resumed/streamed');
+    // What the client has written when it sees the drop is the cut plus what the socket buffers on both
+    // sides held (several MiB on loopback, more under load): a window larger than that makes the resume
+    // from memory certain, which is what this test is about (the default window's size is a memory
+    // trade-off, tested in resume-budget.test.ts).
+    const { totalBytes, perUploadBytes } = sharedUploadResumeBudget;
+    sharedUploadResumeBudget.resize(64 * 1024 * 1024, 64 * 1024 * 1024);
+    onTestFinished(() => sharedUploadResumeBudget.resize(totalBytes, perUploadBytes));
     proxy.requestFaults.push({
       buffered: true,
       matches: (method) => method === 'PATCH',
