@@ -7,7 +7,8 @@
  * containers/image's `LayerIndex`), the next layer in order is applied while its blob arrives: the stream
  * is decompressed straight into the driver's `applyDiff`, with no temporary file. A blob that arrives
  * before its parent is in the store is spooled (bytes as received, in a temporary directory) and applied,
- * in the background, as soon as its parent is. Without positions, every blob is spooled and the layers
+ * in the background, as soon as its parent is: from its spool file while the blob still arrives when it
+ * is not complete yet (growing-spool.ts; the layer completes only once the blob is verified). Without positions, every blob is spooled and the layers
  * are applied at `commit`. A layer the store already has (same chain ID) is reused without reading its
  * blob; a blob `tryReusingBlob` found in the store (by compressed or uncompressed digest) under another
  * parent is rebuilt from that layer's tar-split.
