@@ -55,4 +55,17 @@ describe('BatchedFileWriter', () => {
     // Once failed, nothing more is accepted.
     await expect(writer.add(job('later', 'z'), 'later')).rejects.toThrow(/missing-directory/);
   });
+
+  it('writes many batches in flight at once without losing or mixing files', async () => {
+    const writer = new BatchedFileWriter({ ignoreChownErrors: false, describeFailure, maxFilesPerBatch: 5 });
+    for (let index = 0; index < 3000; index++) {
+      await writer.add(job(`g${index}`, `content ${index}`.repeat(1 + (index % 7))), `g${index}`);
+    }
+    await writer.drain();
+    for (let index = 0; index < 3000; index++) {
+      expect(readFileSync(join(directory, `g${index}`), 'utf8')).toBe(
+        `content ${index}`.repeat(1 + (index % 7)),
+      );
+    }
+  });
 });

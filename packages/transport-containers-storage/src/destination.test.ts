@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Digest } from '@gantry/core';
 import { type FixtureImage, type FixtureImageSpec, fixturePresets } from '@gantry/core/testing';
-import type { ImageDestination } from '@gantry/core/transport';
+import { type ImageDestination, verifyingStage } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { layerIdFor } from './ids.js';
 import type { LayerRecord } from './store.js';
@@ -183,5 +183,159 @@ describe('containers-storage destination: layers applied as their blobs arrive',
     await destination.close();
     expect(await layerRecords()).toEqual([]);
     expect(JSON.parse(await store.podman(['images', '-a', '--format', 'json']))).toEqual([]);
+  }, 120_000);
+
+  /** A blob stream giving its first half, then (when `release` is called) the rest or an error. */
+  function heldBlob(index: number, ending: 'rest' | 'error') {
+    const digest = single().layerDigests[index]!;
+    const blob = image.blobs.get(digest)!;
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const stream = Readable.from(
+      (async function* () {
+        const bytes = Buffer.concat(await blob.open().toArray());
+        const half = Math.floor(bytes.length / 2);
+        yield bytes.subarray(0, half);
+        await released;
+        if (ending === 'error') throw new Error('connection reset');
+        yield bytes.subarray(half);
+      })(),
+      { objectMode: false },
+    );
+    return { stream, info: { digest, size: blob.size }, release };
+  }
+
+  /** Waits (polling layers.json) until `condition` holds for the layer records. */
+  async function recordsUntil(condition: (records: LayerRecord[]) => boolean): Promise<LayerRecord[]> {
+    for (let attempt = 0; ; attempt++) {
+      const records = await layerRecords();
+      if (condition(records)) return records;
+      if (attempt > 2_000) throw new Error(`layers.json never got there: ${JSON.stringify(records)}`);
+      await delay(20);
+    }
+  }
+
+  it('applies a spooled layer from its spool while its blob still arrives, complete only once the blob is', async () => {
+    const destination = await openDestination({ spoolable: true });
+    const [baseId, topId] = expectedLayerIds();
+    const held = heldBlob(1, 'rest');
+    try {
+      // Layer 1 arrives first (spooled: its parent is not in the store), and only half of it for now.
+      const top = destination.putBlob(held.stream, held.info, {
+        isConfig: false,
+        layerIndex: 1,
+        layerDiffIds: single().diffIds,
+      });
+      await putLayer(destination, 0);
+      // Its parent is in: layer 1 is being applied from the half that arrived, flagged incomplete.
+      const during = await recordsUntil((records) => records.some((layer) => layer.id === topId));
+      expect(during.map((layer) => [layer.id, layer.flags])).toEqual([
+        [baseId, undefined],
+        [topId, { incomplete: true }],
+      ]);
+      held.release();
+      await top;
+      await finish(destination);
+    } finally {
+      await destination.close();
+    }
+    const records = await layerRecords();
+    expect(records.map((layer) => [layer.id, layer.flags])).toEqual([
+      [baseId, undefined],
+      [topId, undefined],
+    ]);
+    expect(records[1]!['compressed-diff-digest']).toBe(single().layerDigests[1]);
+    expect(records[1]!['compressed-size']).toBe(held.info.size);
+    expect(records[1]!['diff-digest']).toBe(single().diffIds[1]);
+    const inspected = JSON.parse(await store.podman(['image', 'inspect', 'x:t']));
+    expect(inspected[0].RootFS.Layers).toEqual(single().diffIds);
+    const mountPoint = (await store.podman(['image', 'mount', 'x:t'])).trim();
+    try {
+      expect(await readFile(join(mountPoint, 'etc/motd'), 'utf8')).toBe('docker schema2 fixture\n');
+    } finally {
+      await store.podman(['image', 'unmount', 'x:t']);
+    }
+  }, 120_000);
+
+  it('removes a layer being applied from its spool when its blob fails, and applies it when given again', async () => {
+    const destination = await openDestination({ spoolable: true });
+    const [baseId, topId] = expectedLayerIds();
+    const held = heldBlob(1, 'error');
+    try {
+      const top = destination.putBlob(held.stream, held.info, {
+        isConfig: false,
+        layerIndex: 1,
+        layerDiffIds: single().diffIds,
+      });
+      // Handled below; not an unhandled rejection meanwhile.
+      top.catch(() => undefined);
+      await putLayer(destination, 0);
+      await recordsUntil((records) => records.some((layer) => layer.id === topId));
+      held.release();
+      await expect(top).rejects.toThrow(/connection reset/);
+      // The half-applied layer is removed again; its parent stays.
+      const after = await recordsUntil((records) => !records.some((layer) => layer.id === topId));
+      expect(after.map((layer) => layer.id)).toEqual([baseId]);
+      // The copy's retry gives the blob again: applied, and the image commits.
+      await putLayer(destination, 1);
+      await finish(destination);
+    } finally {
+      await destination.close();
+    }
+    expect((await layerRecords()).map((layer) => [layer.id, layer.flags])).toEqual([
+      [baseId, undefined],
+      [topId, undefined],
+    ]);
+    const inspected = JSON.parse(await store.podman(['image', 'inspect', 'x:t']));
+    expect(inspected[0].RootFS.Layers).toEqual(single().diffIds);
+  }, 120_000);
+
+  it('does not complete a layer from a spooled blob found not to have its digest at its end', async () => {
+    const destination = await openDestination({ spoolable: true });
+    const [baseId, topId] = expectedLayerIds();
+    const digest = single().layerDigests[1]!;
+    const blob = image.blobs.get(digest)!;
+    const bytes = Buffer.concat(await blob.open().toArray());
+    // The same bytes but the last (gzip's size trailer) changed, through the verification the copy
+    // pipeline puts before every destination: the stream fails at its end, after the layer's files
+    // were all written from the spool.
+    const corrupt = Buffer.from(bytes);
+    corrupt[corrupt.length - 1] = (corrupt[corrupt.length - 1]! + 1) & 0xff;
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const stream = Readable.from(
+      verifyingStage({ expectedDigest: digest, expectedSize: blob.size })(
+        (async function* () {
+          yield corrupt.subarray(0, corrupt.length - 1);
+          await released;
+          yield corrupt.subarray(corrupt.length - 1);
+        })(),
+      ),
+      { objectMode: false },
+    );
+    try {
+      const top = destination.putBlob(
+        stream,
+        { digest, size: blob.size },
+        {
+          isConfig: false,
+          layerIndex: 1,
+          layerDiffIds: single().diffIds,
+        },
+      );
+      top.catch(() => undefined);
+      await putLayer(destination, 0);
+      await recordsUntil((records) => records.some((layer) => layer.id === topId));
+      release();
+      await expect(top).rejects.toMatchObject({ code: 'ERR_GANTRY_DIGEST_MISMATCH' });
+      const after = await recordsUntil((records) => !records.some((layer) => layer.id === topId));
+      expect(after.map((layer) => [layer.id, layer.flags])).toEqual([[baseId, undefined]]);
+    } finally {
+      await destination.close();
+    }
   }, 120_000);
 });

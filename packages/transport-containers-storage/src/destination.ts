@@ -7,7 +7,8 @@
  * containers/image's `LayerIndex`), the next layer in order is applied while its blob arrives: the stream
  * is decompressed straight into the driver's `applyDiff`, with no temporary file. A blob that arrives
  * before its parent is in the store is spooled (bytes as received, in a temporary directory) and applied,
- * in the background, as soon as its parent is. Without positions, every blob is spooled and the layers
+ * in the background, as soon as its parent is: from its spool file while the blob still arrives when it
+ * is not complete yet (growing-spool.ts; the layer completes only once the blob is verified). Without positions, every blob is spooled and the layers
  * are applied at `commit`. A layer the store already has (same chain ID) is reused without reading its
  * blob; a blob `tryReusingBlob` found in the store (by compressed or uncompressed digest) under another
  * parent is rebuilt from that layer's tar-split.
@@ -18,7 +19,7 @@
  * without a commit, remove the layers this destination created that no image uses; `close` removes the
  * spooled blobs.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +31,7 @@ import {
   blobWriteStage,
   type CommitOptions,
   createDecompressor,
+  type DetectedCompression,
   type Digest,
   detectCompression,
   digestOf,
@@ -52,6 +54,7 @@ import {
   type TryReusingBlobOptions,
 } from '@gantry/core/transport';
 import type { ApplyDiffResult } from './drivers/driver.js';
+import { GrowingSpool } from './growing-spool.js';
 import {
   encodedPart,
   goTimestamp,
@@ -77,6 +80,13 @@ import {
 interface SpooledBlob {
   path: string;
   size: number;
+}
+
+/** A blob being spooled that can be applied as it arrives. */
+interface GrowingBlob {
+  spool: GrowingSpool;
+  /** The blob's digest when known in advance (for messages). */
+  blob: Digest | undefined;
 }
 
 interface ReusedLayer {
@@ -160,6 +170,51 @@ function layerFailure(error: unknown, blob: string): unknown {
   return error;
 }
 
+/**
+ * Feeds a layer blob's bytes to `apply`, decompressed when they are compressed, and reads the blob to its
+ * end (whatever follows the tar's end is still part of the blob, and verified); returns the compression
+ * found. A failure of the blob's stream (its verification included) fails the application; when the
+ * application fails first, its error is the one reported (the pipeline would otherwise report the abort
+ * its own teardown causes in the decompressor).
+ */
+async function applyBlobContents(
+  blob: AsyncIterable<Uint8Array>,
+  description: string,
+  apply: (contents: AsyncIterable<Uint8Array>) => Promise<ApplyDiffResult>,
+): Promise<DetectedCompression> {
+  const { prefix, stream: bytes } = await sniff(blob, 16);
+  const compression = detectCompression(prefix);
+  if (compression === 'none') {
+    await apply(bytes);
+    for await (const _ of bytes) {
+      // discarded
+    }
+    return compression;
+  }
+  let applyFailure: { error: unknown } | undefined;
+  // A decompression bomb stops at core's expansion limit (`ExpansionGuard`).
+  const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer).stages();
+  try {
+    await pipeline(
+      Readable.from(bytes, { objectMode: false }),
+      guard.input,
+      createDecompressor(compression),
+      guard.output,
+      async (decompressed: AsyncIterable<Uint8Array>) => {
+        try {
+          await apply(decompressed);
+        } catch (error) {
+          applyFailure ??= { error };
+          throw error;
+        }
+      },
+    );
+  } catch (error) {
+    throw applyFailure ? applyFailure.error : error;
+  }
+  return compression;
+}
+
 export class ContainersStorageDestination implements ImageDestination {
   readonly properties: ImageDestinationProperties = {
     supportedManifestMimeTypes: [MediaTypes.OciManifest, MediaTypes.DockerManifest],
@@ -197,6 +252,8 @@ export class ContainersStorageDestination implements ImageDestination {
   private busyIndex: number | undefined;
   /** Blobs that arrived for a layer not yet applicable (spooled, or reused from the store), by index. */
   private readonly waitingByIndex = new Map<number, string>();
+  /** Blobs still arriving for a layer not yet applied, by index: applied from their spool when it is their turn. */
+  private readonly growingByIndex = new Map<number, GrowingBlob>();
   private background: Promise<void> | undefined;
   private backgroundFailure: { error: unknown } | undefined;
 
@@ -271,21 +328,37 @@ export class ContainersStorageDestination implements ImageDestination {
     }
     const directory = await this.directory();
     const path = join(directory, `blob-${this.spooled.size}-${Math.random().toString(36).slice(2)}`);
+    // A layer of known position can be applied from its spool while the blob still arrives, as soon as
+    // its parent is in the store (`advance`).
+    const spool = new GrowingSpool(path);
+    const growing = index !== undefined ? { spool, blob: info.digest } : undefined;
+    if (index !== undefined && growing !== undefined) {
+      this.growingByIndex.set(index, growing);
+      this.advance();
+    }
     try {
       await pipeline(
         stream,
         blobWriteStage(info.digest, onEnd),
-        createWriteStream(path, { mode: 0o600 }),
+        (source: AsyncIterable<Uint8Array>) => spool.write(source),
         options.signal ? { signal: options.signal } : {},
       );
       this.checkSize(info, result!.size);
     } catch (error) {
+      spool.fail(error);
+      if (index !== undefined && this.growingByIndex.get(index) === growing)
+        this.growingByIndex.delete(index);
       await rm(path, { force: true });
       throw error;
     }
     this.spooled.set(result!.digest, { path, size: result!.size });
+    spool.finish({ digest: result!.digest, size: result!.size });
     if (index !== undefined) {
-      this.waitingByIndex.set(index, result!.digest);
+      if (this.growingByIndex.get(index) === growing) {
+        // Not being applied from the spool yet: it waits as a complete blob.
+        this.growingByIndex.delete(index);
+        this.waitingByIndex.set(index, result!.digest);
+      }
       this.advance();
     }
     return {
@@ -324,40 +397,7 @@ export class ContainersStorageDestination implements ImageDestination {
       try {
         await this.storeLayer(id, parent, diffId, description, signal, async (apply) => {
           consumed = true;
-          const { prefix, stream: bytes } = await sniff(verified, 16);
-          const compression = detectCompression(prefix);
-          if (compression === 'none') {
-            await apply(bytes);
-            // Whatever follows the tar's end is still part of the blob (and verified).
-            for await (const _ of bytes) {
-              // discarded
-            }
-          } else {
-            // A failure of the compressed stream (its verification included) fails the application.
-            // When the application fails first, its error is the one reported: the pipeline would
-            // otherwise report the abort its own teardown causes in the decompressor.
-            let applyFailure: { error: unknown } | undefined;
-            // A decompression bomb stops at core's expansion limit (`ExpansionGuard`).
-            const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer).stages();
-            try {
-              await pipeline(
-                Readable.from(bytes, { objectMode: false }),
-                guard.input,
-                createDecompressor(compression),
-                guard.output,
-                async (decompressed: AsyncIterable<Uint8Array>) => {
-                  try {
-                    await apply(decompressed);
-                  } catch (error) {
-                    applyFailure ??= { error };
-                    throw error;
-                  }
-                },
-              );
-            } catch (error) {
-              throw applyFailure ? applyFailure.error : error;
-            }
-          }
+          const compression = await applyBlobContents(verified, description, apply);
           if (written === undefined)
             throw new GantryError(ErrorCodes.Internal, `${description}: the blob was not read to its end`);
           this.checkSize(info, written.size);
@@ -395,18 +435,29 @@ export class ContainersStorageDestination implements ImageDestination {
   private advance(): void {
     if (this.busyIndex !== undefined || this.backgroundFailure !== undefined || this.closed) return;
     const index = this.appliedCount;
+    if (this.orderedDiffIds === undefined) return;
     const digest = this.waitingByIndex.get(index);
-    if (digest === undefined || this.orderedDiffIds === undefined) return;
-    this.waitingByIndex.delete(index);
+    const growing = digest === undefined ? this.growingByIndex.get(index) : undefined;
+    if (digest === undefined && growing === undefined) return;
+    if (digest !== undefined) this.waitingByIndex.delete(index);
+    else this.growingByIndex.delete(index);
     this.busyIndex = index;
     const parent = index > 0 ? this.orderedLayerIds[index - 1] : undefined;
     const diffId = this.orderedDiffIds[index]!;
     const work = (async () => {
       try {
-        await this.storeLayerFromBlob(index, digest, diffId, parent, this.context.signal);
+        if (growing !== undefined) {
+          await this.storeLayerFromGrowingSpool(index, growing, diffId, parent, this.context.signal);
+        } else {
+          await this.storeLayerFromBlob(index, digest!, diffId, parent, this.context.signal);
+        }
         this.appliedCount = index + 1;
       } catch (error) {
-        this.backgroundFailure = { error };
+        // A blob whose download failed (broken off, or not the digest announced) is the copy's to retry
+        // (putBlob again) or report; the layer was removed again by storeLayer. Anything else fails the
+        // destination. (The application may fail on the bad bytes before the download is found bad.)
+        if (growing !== undefined) await growing.spool.completed().catch(() => undefined);
+        if (!growing?.spool.failed) this.backgroundFailure = { error };
       } finally {
         this.busyIndex = undefined;
       }
@@ -574,6 +625,31 @@ export class ContainersStorageDestination implements ImageDestination {
     const id = layerIdFor(parent, expectedDiffId);
     await this.storeLayerFromBlob(index, layer.digest, expectedDiffId, parent, signal);
     return id;
+  }
+
+  /**
+   * Puts the layer at `index` on top of `parent` from its spool while the blob arrives: the blob's bytes
+   * are decompressed into the driver as they are written; the layer is complete only once the blob is
+   * (verified by `putBlob`), since the spool's reader ends only then.
+   */
+  private async storeLayerFromGrowingSpool(
+    index: number,
+    growing: GrowingBlob,
+    expectedDiffId: string,
+    parent: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const description = `layer ${index} (blob ${growing.blob ?? 'being compressed'})`;
+    const id = layerIdFor(parent, expectedDiffId);
+    await this.storeLayer(id, parent, expectedDiffId, description, signal, async (apply) => {
+      const compression = await applyBlobContents(growing.spool.read(signal), description, apply);
+      // The reader ended: the blob is complete and verified.
+      const blob = await growing.spool.completed();
+      return { digest: blob.digest, size: blob.size, compression: layerCompressionCodes[compression] };
+    });
+    // (When the store had the layer already, its blob still has to arrive complete.)
+    const blob = await growing.spool.completed();
+    this.appliedByDigest.set(blob.digest, { layerId: id, diffId: expectedDiffId });
   }
 
   /**

@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
-import { Crc64, crc64 } from './crc64.js';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  Crc64,
+  crc64,
+  crc64UpdateJs,
+  crc64UsesWasm,
+  crc64WasmModuleBytes,
+  wasmMinimumLength,
+} from './crc64.js';
 
 describe('crc64 (Go hash/crc64 with the ISO table)', () => {
   it('matches Go test vectors', () => {
@@ -41,6 +48,143 @@ describe('crc64 (Go hash/crc64 with the ISO table)', () => {
         const piece = data.subarray(start, start + length);
         expect(crc64(piece).toString('hex')).toBe(reference(piece));
       }
+    }
+  });
+
+  // Go's hash/crc64 golden values for the ISO table (crc64_test.go); several are longer than
+  // `wasmMinimumLength`, so both implementations are checked against them.
+  const goGolden: Array<[string, string]> = [
+    ['0000000000000000', ''],
+    ['3420000000000000', 'a'],
+    ['36c4200000000000', 'ab'],
+    ['3776c42000000000', 'abc'],
+    ['336776c420000000', 'abcd'],
+    ['32d36776c4200000', 'abcde'],
+    ['3002d36776c42000', 'abcdef'],
+    ['31b002d36776c420', 'abcdefg'],
+    ['0e21b002d36776c4', 'abcdefgh'],
+    ['8b6e21b002d36776', 'abcdefghi'],
+    ['7f5b6e21b002d367', 'abcdefghij'],
+    ['8ec0e7c835bf9cdf', 'Discard medicine more than two years old.'],
+    ['c7db1759e2be5ab4', 'He who has a shady past knows that nice guys finish last.'],
+    ['fbf9d9603a6fa020', "I wouldn't marry him with a ten foot pole."],
+    ['eafc4211a6daa0ef', 'Free! Free!/A trip/to Mars/for 900/empty jars/Burma Shave'],
+    ['3e05b21c7a4dc4da', 'The days of the digital watch are numbered.  -Tom Stoppard'],
+    ['5255866ad6ef28a6', "Nepal premier won't resign."],
+    ['8a79895be1e9c361', 'For every action there is an equal and opposite government program.'],
+    ['8878963a649d4916', "His money is twice tainted: 'taint yours and 'taint mine."],
+    [
+      'a7b9d53ea87eb82f',
+      'There is no reason for any individual to have a computer in their home. -Ken Olsen, 1977',
+    ],
+    ['db6805c0966a2f9c', "It's a tiny change to the code and not completely disgusting. - Bob Manchek"],
+    ['f3553c65dacdadd2', 'size:  a.out:  bad magic'],
+    ['9d5e034087a676b9', 'The major problem is with sendmail.  -Mark Horton'],
+    ['a6db2d7f8da96417', 'Give me a rock, paper and scissors and I will move the world.  CCFestoon'],
+    ['325e00cd2fe819f9', 'If the enemy is within range, then so are you.'],
+    ['88c6600ce58ae4c6', "It's well we cannot hear the screams/That we create in others' dreams."],
+    ['28c4a3f3b769e078', "You remind me of a TV show, but that's all right: I watch it anyway."],
+    ['a698a34c9d9f1dca', 'C is as portable as Stonehedge!!'],
+    [
+      'f6c1e2a8c26c5cfc',
+      'Even if I could be Shakespeare, I think I should still choose to be Faraday. - A. Huxley',
+    ],
+    [
+      '0d402559dfe9b70c',
+      'The fugacity of a constituent in a mixture of gases at a given temperature is proportional to its mole fraction.  Lewis-Randall Rule',
+    ],
+    ['db6efff26aa94946', 'How can you write a big system without C++?  -Paul Glick'],
+    ['b90956c775a41001', '123456789'],
+  ];
+
+  /** The JavaScript implementation alone, as hex. */
+  const javascriptCrc = (bytes: Uint8Array): string => {
+    const [high, low] = crc64UpdateJs(0xffffffff, 0xffffffff, bytes);
+    return `${(~high >>> 0).toString(16).padStart(8, '0')}${(~low >>> 0).toString(16).padStart(8, '0')}`;
+  };
+
+  it("matches all of Go's golden ISO values, in both implementations", () => {
+    for (const [expected, text] of goGolden) {
+      expect(crc64(Buffer.from(text)).toString('hex'), text).toBe(expected);
+      expect(javascriptCrc(Buffer.from(text)), text).toBe(expected);
+      // The longer ones once more through the WebAssembly path, unaligned in a larger buffer.
+      const padded = Buffer.concat([Buffer.from('xyz'), Buffer.from(text)]).subarray(3);
+      expect(crc64(padded).toString('hex'), text).toBe(expected);
+    }
+  });
+
+  it('uses the WebAssembly implementation here (Node.js with WebAssembly)', () => {
+    expect(crc64UsesWasm()).toBe(true);
+    const api = (globalThis as { WebAssembly?: { validate: (bytes: Uint8Array) => boolean } }).WebAssembly;
+    expect(api?.validate(crc64WasmModuleBytes())).toBe(true);
+  });
+
+  it('gives what the JavaScript implementation gives, for random data of many lengths and alignments', () => {
+    const data = randomBytes(200_000);
+    const lengths = [
+      wasmMinimumLength - 1,
+      wasmMinimumLength,
+      wasmMinimumLength + 1,
+      79,
+      80,
+      81,
+      95,
+      96,
+      97,
+      127,
+      128,
+      129,
+      255,
+      1000,
+      4095,
+      4096,
+      4097,
+      65_535,
+      65_536,
+      65_537,
+      131_072 + 15,
+      199_000,
+    ];
+    for (let start = 0; start < 17; start++) {
+      for (const length of lengths) {
+        const piece = data.subarray(start, start + length);
+        expect(crc64(piece).toString('hex'), `start ${start}, length ${length}`).toBe(javascriptCrc(piece));
+      }
+    }
+    // Random lengths too.
+    for (let round = 0; round < 300; round++) {
+      const start = Math.floor(Math.random() * 64);
+      const length = Math.floor(Math.random() * 20_000);
+      const piece = data.subarray(start, start + length);
+      expect(crc64(piece).toString('hex'), `start ${start}, length ${length}`).toBe(javascriptCrc(piece));
+    }
+  });
+
+  it('carries the state between calls whichever implementation each call takes', () => {
+    const data = randomBytes(300_000);
+    const whole = javascriptCrc(data);
+    const sizes = [1, 63, 64, 65, 17, 70_000, 3, 128, 150_000];
+    const mixed = new Crc64();
+    let offset = 0;
+    for (let index = 0; offset < data.length; index++) {
+      const size = sizes[index % sizes.length] as number;
+      mixed.update(data.subarray(offset, offset + size));
+      offset += size;
+    }
+    expect(mixed.digest().toString('hex')).toBe(whole);
+  });
+
+  it('uses JavaScript only with GANTRY_CRC64_IMPLEMENTATION=javascript, with the same results', async () => {
+    vi.resetModules();
+    vi.stubEnv('GANTRY_CRC64_IMPLEMENTATION', 'javascript');
+    try {
+      const fresh = await import('./crc64.js');
+      expect(fresh.crc64UsesWasm()).toBe(false);
+      const data = randomBytes(10_000);
+      expect(fresh.crc64(data).toString('hex')).toBe(crc64(data).toString('hex'));
+    } finally {
+      vi.unstubAllEnvs();
+      vi.resetModules();
     }
   });
 });

@@ -1,0 +1,150 @@
+/**
+ * A blob being spooled to a temporary file that can be read while it is still being written: the
+ * destination applies a layer whose parent is in the store from its spool as the blob arrives, instead of
+ * waiting for the whole download.
+ *
+ * The writer (`write`) appends the blob's bytes as received (one write in flight, what arrived meanwhile
+ * written next in one go) and counts only what the file holds. A reader (`read`) yields the file's bytes up to that count, waits for more, and
+ * ends only once the writer has `finish`ed, which the destination calls after the blob's digest and size
+ * were verified; when the writer `fail`s (a broken download, a digest mismatch), every reader throws its
+ * error. So nothing read from a spool counts before its blob is verified.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
+
+const maxBatchBytes = 4 << 20;
+const readChunkBytes = 1 << 20;
+
+/** What the verified blob turned out to be. */
+export interface SpooledBlobIdentity {
+  digest: string;
+  size: number;
+}
+
+export class GrowingSpool {
+  /** Bytes in the file (written and completed). */
+  private written = 0;
+  private state: { done: SpooledBlobIdentity } | { failed: unknown } | undefined;
+  private waiters: Array<() => void> = [];
+
+  constructor(readonly path: string) {}
+
+  /** Whether the writer failed (its error is what readers throw). */
+  get failed(): boolean {
+    return this.state !== undefined && 'failed' in this.state;
+  }
+
+  /**
+   * Writes everything `source` yields to the file (created, mode 0600), one write in flight: chunks that
+   * arrive meanwhile are written together next (up to `maxBatchBytes` held; past that the source waits).
+   * The caller then calls `finish` or `fail`.
+   */
+  async write(source: AsyncIterable<Uint8Array>): Promise<void> {
+    const handle = await open(this.path, 'wx', 0o600);
+    let batch: Uint8Array[] = [];
+    let batchBytes = 0;
+    let writing: Promise<void> = Promise.resolve();
+    let busy = false;
+    let failure: { error: unknown } | undefined;
+    const startWrite = () => {
+      const chunks = batch;
+      const length = batchBytes;
+      batch = [];
+      batchBytes = 0;
+      busy = true;
+      writing = this.append(handle, chunks, length).then(
+        () => {
+          busy = false;
+        },
+        (error: unknown) => {
+          failure ??= { error };
+          busy = false;
+        },
+      );
+    };
+    try {
+      for await (const chunk of source) {
+        batch.push(chunk);
+        batchBytes += chunk.byteLength;
+        if (busy && batchBytes >= maxBatchBytes) await writing;
+        if (failure) throw failure.error;
+        if (!busy) startWrite();
+      }
+      await writing;
+      if (batchBytes > 0 && !failure) {
+        startWrite();
+        await writing;
+      }
+      if (failure) throw failure.error;
+    } finally {
+      await writing;
+      await handle.close();
+    }
+  }
+
+  private async append(handle: FileHandle, chunks: Uint8Array[], length: number): Promise<void> {
+    const data = chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks, length);
+    let offset = 0;
+    while (offset < data.byteLength) {
+      const { bytesWritten } = await handle.write(data, offset, data.byteLength - offset, this.written);
+      offset += bytesWritten;
+      this.written += bytesWritten;
+    }
+    this.wake();
+  }
+
+  /** The blob is complete and verified: readers end after its last byte. */
+  finish(blob: SpooledBlobIdentity): void {
+    this.state ??= { done: blob };
+    this.wake();
+  }
+
+  /** The verified blob's digest and size, once `finish`ed; throws the writer's error when it failed. */
+  async completed(): Promise<SpooledBlobIdentity> {
+    for (;;) {
+      if (this.state !== undefined) {
+        if ('failed' in this.state) throw this.state.failed;
+        return this.state.done;
+      }
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** The blob failed: readers throw `error`. */
+  fail(error: unknown): void {
+    this.state ??= { failed: error };
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const resolve of this.waiters.splice(0)) resolve();
+  }
+
+  /** The blob's bytes, as they arrive; ends when it is complete and verified, throws when it failed. */
+  async *read(signal?: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
+    let handle: FileHandle | undefined;
+    let position = 0;
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        if (this.state !== undefined && 'failed' in this.state) throw this.state.failed;
+        if (position < this.written) {
+          handle ??= await open(this.path, 'r');
+          const buffer = Buffer.allocUnsafe(Math.min(readChunkBytes, this.written - position));
+          const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+          if (bytesRead === 0) throw new Error(`${this.path}: the spooled blob is shorter than written`);
+          position += bytesRead;
+          yield buffer.subarray(0, bytesRead);
+          continue;
+        }
+        if (this.state !== undefined) return; // done, and everything read
+        await new Promise<void>((resolve) => {
+          this.waiters.push(resolve);
+          signal?.addEventListener('abort', () => resolve(), { once: true });
+        });
+      }
+    } finally {
+      await handle?.close();
+    }
+  }
+}
