@@ -62,8 +62,11 @@ missing=()
 for command in "${!package_of[@]}"; do
   command -v "$command" > /dev/null 2>&1 || missing+=("${package_of[$command]}")
 done
+# The cache is read once into a variable: `ldconfig -p | grep -q` fails under pipefail when grep
+# exits at its first match before ldconfig has written everything (SIGPIPE).
+has_library() { grep -qF "$1" <<< "$(ldconfig -p)"; }
 for library in "${!library_package_of[@]}"; do
-  ldconfig -p | grep -q "$library" || missing+=("${library_package_of[$library]}")
+  has_library "$library" || missing+=("${library_package_of[$library]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo_prefix=()
@@ -76,7 +79,7 @@ for command in "${!package_of[@]}"; do
   command -v "$command" > /dev/null || { echo "error: $command (Debian package ${package_of[$command]}) is required by the tests but is not installed" >&2; exit 1; }
 done
 for library in "${!library_package_of[@]}"; do
-  ldconfig -p | grep -q "$library" || { echo "error: $library (Debian package ${library_package_of[$library]}) is required by the tests but is not installed" >&2; exit 1; }
+  has_library "$library" || { echo "error: $library (Debian package ${library_package_of[$library]}) is required by the tests but is not installed" >&2; exit 1; }
 done
 # Debian's docker-registry package may start a registry on :5000 through its init script; the tests
 # start their own instances on free ports and do not need it.
