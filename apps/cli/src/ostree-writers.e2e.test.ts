@@ -100,14 +100,15 @@ async function ownedEntries(directory: string): Promise<string[]> {
   return names.filter((name) => parseOwnedTemporaryName(name) !== undefined).sort();
 }
 
-/** Whether a fifo is under `path` (a layer streaming into `ostree commit` through it). */
-async function holdsFifo(path: string): Promise<boolean> {
+/** Bytes of the regular files under `path`. */
+async function bytesUnder(path: string): Promise<number> {
   const information = await stat(path).catch(() => undefined);
-  if (!information) return false;
-  if (!information.isDirectory()) return information.isFIFO();
+  if (!information) return 0;
+  if (!information.isDirectory()) return information.isFile() ? information.size : 0;
+  let total = 0;
   for (const name of await readdir(path).catch(() => [] as string[]))
-    if (await holdsFifo(join(path, name))) return true;
-  return false;
+    total += await bytesUnder(join(path, name));
+  return total;
 }
 
 describe('ostree: concurrent writers', () => {
@@ -169,8 +170,7 @@ describe('ostree: a copy killed with kill -9', () => {
     void killed.exited.then(() => {
       exited = true;
     });
-    // Caught once its work directory in tmp/ holds a layer's fifo (the layer is streaming into
-    // `ostree commit`): certainly mid-copy.
+    // Caught once its work directory in tmp/ holds at least 1 MiB of the layer: certainly mid-copy.
     const deadline = Date.now() + 240_000;
     let caught: string[] = [];
     while (caught.length === 0) {
@@ -178,9 +178,9 @@ describe('ostree: a copy killed with kill -9', () => {
         throw new Error(`gantry exited before it was caught mid-copy: ${(await killed.exited).stderr}`);
       if (Date.now() > deadline) throw new Error('gantry was not caught mid-copy within 240 s');
       const owned = await ownedEntries(temporary);
-      let streaming = false;
-      for (const name of owned) streaming ||= await holdsFifo(join(temporary, name));
-      if (streaming) {
+      let bytes = 0;
+      for (const name of owned) bytes += await bytesUnder(join(temporary, name));
+      if (bytes >= 1024 * 1024) {
         killed.child.kill('SIGKILL');
         caught = owned;
       } else await sleep(5);
