@@ -114,6 +114,8 @@ describe('the destination disk fills up', () => {
     '%s: exit 1 naming the full disk; destination unchanged; no temporary files',
     async (transport) => {
       const directory = join(mount.directory, transport);
+      // A retried run (CI) starts from an empty directory again.
+      await rm(directory, { recursive: true, force: true });
       await mkdir(directory);
       const before = await preparedDestination(transport, directory);
       const result = await runGantry(copyArguments(before.destination, bigLayout, 'big'), {
@@ -146,6 +148,8 @@ describe('a signal in the middle of a copy', () => {
     '%s, %s: ends by the signal; destination unchanged; no temporary files',
     async (transport, signal) => {
       const directory = join(root, `${transport.replace('containers-storage', 'cs')}-${signal}`);
+      // A retried run (CI) starts from an empty directory again.
+      await rm(directory, { recursive: true, force: true });
       await mkdir(directory);
       const before = await preparedDestination(transport, directory);
       const baseline = await treeBytes(directory);
@@ -179,6 +183,8 @@ describe('kill -9 in the middle of a copy', () => {
     '%s: the next copy finds no half image, removes what was left, and succeeds',
     async (transport) => {
       const directory = join(root, `${transport.replace('containers-storage', 'cs')}-KILL`);
+      // A retried run (CI) starts from an empty directory again.
+      await rm(directory, { recursive: true, force: true });
       await mkdir(directory);
       const before = await preparedDestination(transport, directory);
       const baseline = await treeBytes(directory);
