@@ -6,6 +6,8 @@
  * ones too, so their sizes are known and nothing is written to a temporary file. Only a layer the
  * pipeline must decompress (zstd and other formats) has an unknown size: the writer spools it while it
  * arrives (concurrently: `putBlob` may overlap), because a tar header carries the size before the data.
+ * The request body is the archive joined into 1 MiB pieces (`createLoadRequestBody`: fewer writes for
+ * us, fewer reads for the daemon).
  *
  * - The reference must be `name:tag` (as containers/image: an image ID or `name@digest` is refused).
  * - Layers: uncompressed or gzip (`desiredLayerCompression: 'decompress'`, gzip kept); only Docker schema2 manifests;
@@ -14,7 +16,6 @@
  *   non-200 status) rejects with a `GantryError` carrying the daemon's message.
  * - `close()` without `commit()` aborts the request: the daemon sees a truncated tar and loads nothing.
  */
-import { PassThrough } from 'node:stream';
 import {
   type DockerReference,
   ErrorCodes,
@@ -25,6 +26,7 @@ import {
 } from '@gantry/core/transport';
 import { DockerArchiveImageDestinationBase } from '@gantry/docker-save-format';
 import { DockerEngineClient, dockerHostOf, dockerTlsSettingsOf, type EngineResponse } from './client.js';
+import { createLoadRequestBody } from './load-body.js';
 import type { DockerDaemonReference } from './reference.js';
 
 /** Reads the JSON message stream of `/images/load`; throws on an `error` message. */
@@ -87,7 +89,8 @@ class DockerDaemonImageDestination extends DockerArchiveImageDestinationBase<Doc
     tag: DockerReference,
     context: TransportContext,
   ) {
-    const body = new PassThrough();
+    // The archive's bytes joined into 1 MiB pieces (see load-body.ts).
+    const body = createLoadRequestBody();
     super(reference, {
       output: body,
       repoTags: [tag],
