@@ -100,15 +100,14 @@ async function ownedEntries(directory: string): Promise<string[]> {
   return names.filter((name) => parseOwnedTemporaryName(name) !== undefined).sort();
 }
 
-/** Bytes of the regular files under `path`. */
-async function bytesUnder(path: string): Promise<number> {
+/** Whether a fifo is under `path` (a layer streaming into `ostree commit` through it). */
+async function holdsFifo(path: string): Promise<boolean> {
   const information = await stat(path).catch(() => undefined);
-  if (!information) return 0;
-  if (!information.isDirectory()) return information.isFile() ? information.size : 0;
-  let total = 0;
+  if (!information) return false;
+  if (!information.isDirectory()) return information.isFIFO();
   for (const name of await readdir(path).catch(() => [] as string[]))
-    total += await bytesUnder(join(path, name));
-  return total;
+    if (await holdsFifo(join(path, name))) return true;
+  return false;
 }
 
 describe('ostree: concurrent writers', () => {
@@ -170,7 +169,8 @@ describe('ostree: a copy killed with kill -9', () => {
     void killed.exited.then(() => {
       exited = true;
     });
-    // Caught once its work directory in tmp/ holds at least 1 MiB of the layer: certainly mid-copy.
+    // Caught once its work directory in tmp/ holds a layer's fifo (the layer is streaming into
+    // `ostree commit`): certainly mid-copy.
     const deadline = Date.now() + 240_000;
     let caught: string[] = [];
     while (caught.length === 0) {
@@ -178,9 +178,9 @@ describe('ostree: a copy killed with kill -9', () => {
         throw new Error(`gantry exited before it was caught mid-copy: ${(await killed.exited).stderr}`);
       if (Date.now() > deadline) throw new Error('gantry was not caught mid-copy within 240 s');
       const owned = await ownedEntries(temporary);
-      let bytes = 0;
-      for (const name of owned) bytes += await bytesUnder(join(temporary, name));
-      if (bytes >= 1024 * 1024) {
+      let streaming = false;
+      for (const name of owned) streaming ||= await holdsFifo(join(temporary, name));
+      if (streaming) {
         killed.child.kill('SIGKILL');
         caught = owned;
       } else await sleep(5);

@@ -196,7 +196,15 @@ export class OstreeRepository {
     if (!checksumPattern.test(treeCommit)) {
       throw new GantryError(ErrorCodes.Internal, `ostree commit printed "${treeCommit}", not a checksum`);
     }
-    const tree = await this.readCommit(treeCommit, root);
+    return this.commitWithMetadata(treeCommit, metadata);
+  }
+
+  /**
+   * Writes the commit of the tree `treeCommit` (a commit `ostree commit` made, without metadata) with
+   * string metadata and no parent, returning its checksum. `treeCommit` stays as an unreferenced object.
+   */
+  async commitWithMetadata(treeCommit: string, metadata: Map<string, string>): Promise<string> {
+    const tree = await this.readCommit(treeCommit, `commit ${treeCommit}`);
     const bytes = serializeCommit({
       metadata,
       parent: '',
