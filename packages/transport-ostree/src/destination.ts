@@ -7,7 +7,10 @@
  * - the config committed as the file `/content` with `docker.size`;
  * - at `commit`, the branches `ociimage/<blob hex>` set, then the image branch `ociimage/<encoded image>`
  *   (tree: `/manifest.json`, `/signature-N`; metadata `docker.manifest`, `docker.digest`, `signatures`) last.
- * Until `commit` the commits are unreferenced objects: nothing is visible, and `ostree prune` removes them.
+ * Every commit is written to a staging repository in the work directory (the destination's `tmp/`, on
+ * its file system); `commit` moves the objects into the destination and sets the branches. Until then
+ * the destination is untouched: a failed or interrupted copy is undone by removing the work directory
+ * (`close`, or the next copy when the process was killed).
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -15,6 +18,7 @@ import { join } from 'node:path';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  abortError,
   type BlobInfo,
   type BlobToWrite,
   blobWriteStage,
@@ -42,7 +46,7 @@ import {
 import { LayerStreamCommit, type LayerStreamResult } from './layer-stream.js';
 import { lockRepository, type RepositoryLock } from './lock.js';
 import { blobBranch, type OstreeImageReference } from './reference.js';
-import { OstreeRepository } from './repository.js';
+import { OstreeRepository, unpublish } from './repository.js';
 
 /**
  * Decompresses a layer while it streams, whatever its compression (detected from its first bytes),
@@ -154,6 +158,7 @@ class OstreeImageDestination implements ImageDestination {
   private manifest: Uint8Array | undefined;
   private signatures: Uint8Array[] = [];
   private workDirectory: Promise<string> | undefined;
+  private stagingRepository: Promise<OstreeRepository> | undefined;
   /** Blob commits not finished yet (each layer's `ostree commit` finishes while the next blob streams in). */
   private readonly pending = new Set<Promise<string>>();
   private commitFailure: { error: unknown } | undefined;
@@ -181,6 +186,18 @@ class OstreeImageDestination implements ImageDestination {
       return makeOwnedTemporaryDirectory('ostree-work', temporary);
     })();
     return this.workDirectory;
+  }
+
+  /**
+   * The staging repository, `repo/` in the work directory: every commit of this copy is written there
+   * (same mode, same free-space reserve as the destination), and `commit` moves its objects into the
+   * destination just before setting the branches. Until then the destination is untouched, and an
+   * interrupted or failed copy is undone by removing the work directory.
+   */
+  private staging(): Promise<OstreeRepository> {
+    this.stagingRepository ??= (async () =>
+      OstreeRepository.createStaging(join(await this.work(), 'repo'), this.repository))();
+    return this.stagingRepository;
   }
 
   private signal(options?: OperationOptions): AbortSignal | undefined {
@@ -227,13 +244,15 @@ class OstreeImageDestination implements ImageDestination {
       }
       commit = (async () => {
         try {
-          return await this.repository.commitDirectory(directory, metadata, { signal: this.context.signal });
+          const staging = await this.staging();
+          return await staging.commitDirectory(directory, metadata, { signal: this.context.signal });
         } finally {
           await rm(directory, { recursive: true, force: true });
         }
       })();
     } else {
-      const layer = await LayerStreamCommit.start(this.repository.path, await this.work(), {
+      const staging = await this.staging();
+      const layer = LayerStreamCommit.start(staging.path, {
         rootless: process.getuid?.() !== 0,
         signal: this.context.signal,
       });
@@ -252,7 +271,7 @@ class OstreeImageDestination implements ImageDestination {
         ['tarsplit.output', streamed.tarSplitGzip.toString('base64')],
       ]);
       // The blob is verified: the tar is ended, and `ostree commit` finishes while the next blob streams in.
-      commit = layer.finish().then((tree) => this.repository.commitWithMetadata(tree, metadata));
+      commit = layer.finish().then((tree) => staging.commitWithMetadata(tree, metadata));
     }
     commit.catch((error: unknown) => {
       this.commitFailure ??= { error }; // reported by the next putBlob, or by commit()
@@ -402,7 +421,8 @@ class OstreeImageDestination implements ImageDestination {
     this.signatures.forEach((signature, index) => {
       writeFileSync(join(tree, `signature-${index + 1}`), signature, { mode: 0o644 });
     });
-    const imageCommit = await this.repository.commitDirectory(
+    const staging = await this.staging();
+    const imageCommit = await staging.commitDirectory(
       tree,
       new Map([
         ['docker.manifest', manifestText],
@@ -411,11 +431,49 @@ class OstreeImageDestination implements ImageDestination {
       ]),
       { signal },
     );
-    // The blob branches together (their syncs overlap), the image branch last.
-    await Promise.all(
-      branches.map(([branch, commit]) => this.repository.setBranch(branch, commit, { signal })),
-    );
-    await this.repository.setBranch(this.reference.imageBranch, imageCommit, { signal });
+    await this.publish(staging, branches, imageCommit, signal);
+  }
+
+  /**
+   * Moves the staging repository's objects into the destination, then sets the blob branches and the
+   * image branch, last. The objects move in one synchronous step; a signal that arrived meanwhile is
+   * seen right after it, and the objects are moved back. Once the branches are being written, they
+   * are all written (a few small files): the copy is then complete, whatever signal comes. Any failure
+   * removes the branches written and moves the objects back, so the destination is as it was.
+   */
+  private async publish(
+    staging: OstreeRepository,
+    branches: [string, string][],
+    imageCommit: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    signal?.throwIfAborted();
+    const moved = staging.publishInto(this.repository);
+    await new Promise((resolve) => setImmediate(resolve)); // a pending signal's handler runs here
+    if (signal?.aborted) {
+      unpublish(moved);
+      throw abortError(signal);
+    }
+    const created: [string, string][] = [];
+    try {
+      // The blob branches together (their syncs overlap), the image branch last.
+      const results = await Promise.allSettled(
+        branches.map(async ([branch, commit]) => {
+          const existed = (await this.repository.resolveBranch(branch)) !== undefined;
+          await this.repository.setBranch(branch, commit);
+          if (!existed) created.push([branch, commit]);
+        }),
+      );
+      const failed = results.find((result) => result.status === 'rejected');
+      if (failed) throw failed.reason;
+      await this.repository.setBranch(this.reference.imageBranch, imageCommit);
+    } catch (error) {
+      for (const [branch, commit] of created) {
+        await this.repository.removeBranchIfAt(branch, commit).catch(() => undefined);
+      }
+      unpublish(moved);
+      throw error;
+    }
   }
 
   async close(): Promise<void> {

@@ -90,7 +90,7 @@ async function committedFromDirectory(tar: Buffer) {
 }
 
 async function committedFromStream(tar: Buffer) {
-  const layer = await LayerStreamCommit.start(repository.path, scratch('stream'), { rootless: !isRoot });
+  const layer = LayerStreamCommit.start(repository.path, { rootless: !isRoot });
   try {
     const streamed = await layer.consume(chunksOf(tar));
     const checksum = await layer.finish();
@@ -214,7 +214,7 @@ describe('refusals', () => {
     const commitsBefore = execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], {
       encoding: 'utf8',
     });
-    const layer = await LayerStreamCommit.start(repository.path, scratch('hostile'), { rootless: !isRoot });
+    const layer = LayerStreamCommit.start(repository.path, { rootless: !isRoot });
     const failure = await layer.consume(chunksOf(tar)).then(
       () => undefined,
       (error: unknown) => error as Error & { code?: string },
@@ -232,7 +232,7 @@ describe('refusals', () => {
     const commits = () =>
       execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], { encoding: 'utf8' });
     const before = commits();
-    const layer = await LayerStreamCommit.start(repository.path, scratch('unverified'), {
+    const layer = LayerStreamCommit.start(repository.path, {
       rootless: !isRoot,
     });
     const streamed = await layer.consume(
@@ -253,7 +253,7 @@ describe('refusals', () => {
       { name: 'thing/', type: 'directory' },
       { name: 'thing', content: 'now a file' },
     ]);
-    const layer = await LayerStreamCommit.start(repository.path, scratch('replace'), { rootless: !isRoot });
+    const layer = LayerStreamCommit.start(repository.path, { rootless: !isRoot });
     await expect(layer.consume(chunksOf(tar))).rejects.toMatchObject({ code: 'ERR_GANTRY_INVALID_LAYER' });
     await layer.abort();
   });

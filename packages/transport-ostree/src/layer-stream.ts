@@ -1,14 +1,13 @@
 /**
  * Commits a layer tar to an OSTree repository while it streams in, without writing its files to disk
  * first: the layer is read once (its DiffID, size and tar-split with the CRC-64 of every file recorded on
- * the way), and a tar of the tree to commit is written to `ostree commit --tree=tar=/dev/stdin` as it is
- * read, so that libostree hashes and stores the files on one core while this process decompresses,
+ * the way), and a tar of the tree to commit is written to `ostree commit --tree=tar=/dev/fd/3` (an
+ * anonymous pipe) as it is read, so that libostree hashes and stores the files on one core while this process decompresses,
  * verifies and parses the layer on the other.
  *
  * The tar written is not the layer: it describes the tree `applyLayer` (of `@gantry/layer-tree`, with
  * `whiteouts: 'apply'`) gives in a fresh directory, after which the destination kept every whiteout as an
- * empty `.wh.` file and left devices and fifos out. The tar goes through a fifo (libarchive opens the
- * file it is given, and a child's standard input from Node.js is a socket, which cannot be opened). Each entry of that tree is written with the exact
+ * empty `.wh.` file and left devices and fifos out. Each entry of that tree is written with the exact
  * owner, mode and extended attributes it would have on disk, so both give the same OSTree tree:
  * - the root directory first (mode 0755 less the umask and this process's owner, or the layer's `./`
  *   entry), then every directory a layer entry needs but does not list, made as `applyLayer` makes them
@@ -26,20 +25,13 @@
  * directory the same layer made with a non-directory, or the reverse.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, constants, open, openSync, rmSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { ErrorCodes, GantryError } from '@gantry/core/transport';
-import {
-  Crc64,
-  cleanPath,
-  layerError,
-  nativeCalls,
-  TarSplitWriter,
-  TarStreamReader,
-} from '@gantry/layer-tree';
+import { Crc64, cleanPath, layerError, TarSplitWriter, TarStreamReader } from '@gantry/layer-tree';
+import { makePipe } from './native.js';
+import { ostreeError } from './repository.js';
 
 const whiteoutPrefix = '.wh.';
 const whiteoutMetaPrefix = '.wh..wh.';
@@ -159,7 +151,7 @@ function splitName(clean: string): { parent: string[]; base: string } {
   return { parent: clean.slice(0, slash).split('/'), base: clean.slice(slash + 1) };
 }
 
-/** Writes the tar to the fifo `ostree` reads, waiting for room; fails when `ostree` has gone. */
+/** Writes the tar to the pipe `ostree` reads, waiting for room; fails when `ostree` has gone. */
 class ChildInput {
   private failure: Error | undefined;
   private readonly pending: Buffer[] = [];
@@ -230,11 +222,10 @@ export class LayerStreamCommit {
   private stderr = '';
   private spawnError: Error | undefined;
 
-  private constructor(
-    private readonly child: ChildProcess,
-    private readonly fifo: string,
-    private readonly options: LayerStreamOptions,
-  ) {
+  private options!: LayerStreamOptions;
+  private repositoryPath = '';
+
+  private constructor(private readonly child: ChildProcess) {
     this.child.stdout!.setEncoding('utf8').on('data', (text: string) => {
       this.stdout += text;
     });
@@ -254,60 +245,45 @@ export class LayerStreamCommit {
   private output!: Socket;
 
   /**
-   * Starts `ostree commit` on a fifo made in `directory` (a scratch directory of the repository's `tmp/`)
-   * and opens the fifo for writing.
+   * Starts `ostree commit` in the repository at `repositoryPath`, reading the tree's tar from the read
+   * end of an anonymous pipe it gets as descriptor 3 (`--tree=tar=/dev/fd/3`: libarchive opens the path
+   * it is given, which a pipe allows and Node's socket stdio does not). Nothing is made on disk for it,
+   * so a process killed mid-layer leaves no fifo behind; the child reads end of file then and fails.
    */
-  static async start(
-    repositoryPath: string,
-    directory: string,
-    options: LayerStreamOptions,
-  ): Promise<LayerStreamCommit> {
-    const fifo = join(directory, `layer-${randomBytes(6).toString('hex')}.tar`);
-    nativeCalls().mknod(Buffer.from(fifo), 0o010000 | 0o600, 0, 0);
-    const child = spawn(
-      'ostree',
-      ['commit', `--repo=${repositoryPath}`, '--orphan', '--parent=none', '--subject=', `--tree=tar=${fifo}`],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const layer = new LayerStreamCommit(child, fifo, options);
-    // Opening a fifo for writing waits for its reader: when `ostree` ends without opening it, the open
-    // is released by opening the fifo for reading here.
-    const opening = new Promise<number>((resolve, reject) => {
-      open(fifo, constants.O_WRONLY, (error, fd) => (error ? reject(error) : resolve(fd)));
-    });
-    let settled = false;
-    void layer.exited.then(() => {
-      if (settled) return;
-      try {
-        closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
-      } catch {
-        // the writer's open has completed meanwhile
-      }
-    });
-    let fd: number;
+  static start(repositoryPath: string, options: LayerStreamOptions): LayerStreamCommit {
+    const [readEnd, writeEnd] = makePipe();
+    let child: ChildProcess;
     try {
-      fd = await opening;
+      child = spawn(
+        'ostree',
+        [
+          'commit',
+          `--repo=${repositoryPath}`,
+          '--orphan',
+          '--parent=none',
+          '--subject=',
+          '--tree=tar=/dev/fd/3',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe', readEnd] },
+      );
     } catch (error) {
-      rmSync(fifo, { force: true });
+      closeSync(writeEnd);
       throw error;
     } finally {
-      settled = true;
+      closeSync(readEnd); // the child has its own copy: the pipe ends when it exits
     }
-    layer.output = new Socket({ fd, readable: false, writable: true });
+    const layer = new LayerStreamCommit(child);
+    layer.options = options;
+    layer.repositoryPath = repositoryPath;
+    layer.output = new Socket({ fd: writeEnd, readable: false, writable: true });
     layer.input = new ChildInput(child, layer.output);
     return layer;
   }
 
-  private failure(cause?: unknown): GantryError {
-    if ((this.spawnError as { code?: unknown } | undefined)?.code === 'ENOENT') {
-      return new GantryError(
-        ErrorCodes.NotSupported,
-        'the ostree: transport needs the `ostree` command (Debian package `ostree`), which is not installed',
-        { cause: this.spawnError },
-      );
-    }
-    const message = this.stderr.trim() || (cause as Error | undefined)?.message || 'failed';
-    return new GantryError(ErrorCodes.InvalidLayout, `ostree commit: ${message}`, { cause });
+  private failure(cause?: unknown): Error {
+    const args = ['commit', `--repo=${this.repositoryPath}`];
+    if (this.spawnError) return ostreeError(args, this.spawnError, '', this.options.signal);
+    return ostreeError(args, cause ?? new Error('failed'), this.stderr, this.options.signal);
   }
 
   async consume(source: AsyncIterable<Uint8Array>): Promise<LayerStreamResult> {
@@ -605,7 +581,6 @@ export class LayerStreamCommit {
     this.options.signal?.throwIfAborted();
     await new Promise<void>((resolve) => this.output.end(Buffer.alloc(2 * block), () => resolve()));
     const { code, signal } = await this.exited;
-    rmSync(this.fifo, { force: true });
     if (this.spawnError || code !== 0) {
       throw this.failure(new Error(signal ? `killed by ${signal}` : `exit status ${code}`));
     }
@@ -621,6 +596,5 @@ export class LayerStreamCommit {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     this.output.destroy();
     await this.exited;
-    rmSync(this.fifo, { force: true });
   }
 }
