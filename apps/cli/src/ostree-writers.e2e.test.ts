@@ -8,7 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -100,15 +100,22 @@ async function ownedEntries(directory: string): Promise<string[]> {
   return names.filter((name) => parseOwnedTemporaryName(name) !== undefined).sort();
 }
 
-/** Bytes of the regular files under `path`. */
-async function bytesUnder(path: string): Promise<number> {
-  const information = await stat(path).catch(() => undefined);
-  if (!information) return 0;
-  if (!information.isDirectory()) return information.isFile() ? information.size : 0;
-  let total = 0;
-  for (const name of await readdir(path).catch(() => [] as string[]))
-    total += await bytesUnder(join(path, name));
-  return total;
+/**
+ * Whether process `pid` has a child `ostree commit` reading a tar from a pipe (`--tree=tar=/dev/fd/3`):
+ * a layer streaming into its commit.
+ */
+async function streamsLayer(pid: number): Promise<boolean> {
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const status = await readFile(join('/proc', entry, 'stat'), 'utf8').catch(() => '');
+    // Fields after the command name (in parentheses, which may hold spaces): state, then the parent.
+    const parent = Number(status.slice(status.lastIndexOf(')') + 2).split(' ')[1]);
+    if (parent !== pid) continue;
+    const command = await readFile(join('/proc', entry, 'cmdline'), 'utf8').catch(() => '');
+    const args = command.split('\0');
+    if (args.includes('commit') && args.includes('--tree=tar=/dev/fd/3')) return true;
+  }
+  return false;
 }
 
 describe('ostree: concurrent writers', () => {
@@ -170,7 +177,8 @@ describe('ostree: a copy killed with kill -9', () => {
     void killed.exited.then(() => {
       exited = true;
     });
-    // Caught once its work directory in tmp/ holds at least 1 MiB of the layer: certainly mid-copy.
+    // Caught once its work directory is in tmp/ and a layer is streaming into its `ostree commit`:
+    // certainly mid-copy.
     const deadline = Date.now() + 240_000;
     let caught: string[] = [];
     while (caught.length === 0) {
@@ -178,9 +186,7 @@ describe('ostree: a copy killed with kill -9', () => {
         throw new Error(`gantry exited before it was caught mid-copy: ${(await killed.exited).stderr}`);
       if (Date.now() > deadline) throw new Error('gantry was not caught mid-copy within 240 s');
       const owned = await ownedEntries(temporary);
-      let bytes = 0;
-      for (const name of owned) bytes += await bytesUnder(join(temporary, name));
-      if (bytes >= 1024 * 1024) {
+      if (owned.length > 0 && (await streamsLayer(killed.child.pid!))) {
         killed.child.kill('SIGKILL');
         caught = owned;
       } else await sleep(5);

@@ -1,19 +1,24 @@
 /**
  * Writes an image into an OSTree repository in containers/image's layout:
- * - each layer, applied to a fresh directory while it streams in (decompressed, whiteouts carried out
- *   and their `.wh.` markers kept as empty files, hostile entries refused by `applyLayer`), committed
- *   with `docker.size`, `docker.uncompressed_size`, `docker.uncompressed_digest` and `tarsplit.output`;
+ * - each layer, streamed into `ostree commit --tree=tar=` while it is decompressed, hashed and parsed
+ *   (layer-stream.ts: the tree `applyLayer` would give, whiteouts kept as empty `.wh.` files, devices and
+ *   fifos left out, hostile entries refused), committed with `docker.size`, `docker.uncompressed_size`,
+ *   `docker.uncompressed_digest` and `tarsplit.output`;
  * - the config committed as the file `/content` with `docker.size`;
  * - at `commit`, the branches `ociimage/<blob hex>` set, then the image branch `ociimage/<encoded image>`
  *   (tree: `/manifest.json`, `/signature-N`; metadata `docker.manifest`, `docker.digest`, `signatures`) last.
- * Until `commit` the commits are unreferenced objects: nothing is visible, and `ostree prune` removes them.
+ * Every commit is written to a staging repository in the work directory (the destination's `tmp/`, on
+ * its file system); `commit` moves the objects into the destination and sets the branches. Until then
+ * the destination is untouched: a failed or interrupted copy is undone by removing the work directory
+ * (`close`, or the next copy when the process was killed).
  */
-import { lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  abortError,
   type BlobInfo,
   type BlobToWrite,
   blobWriteStage,
@@ -38,10 +43,10 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
 } from '@gantry/core/transport';
-import { applyLayer, cleanPath, readTarSplit } from '@gantry/layer-tree';
+import { LayerStreamCommit, type LayerStreamResult } from './layer-stream.js';
 import { lockRepository, type RepositoryLock } from './lock.js';
 import { blobBranch, type OstreeImageReference } from './reference.js';
-import { OstreeRepository } from './repository.js';
+import { OstreeRepository, unpublish } from './repository.js';
 
 /**
  * Decompresses a layer while it streams, whatever its compression (detected from its first bytes),
@@ -101,42 +106,8 @@ async function* decompressed(
   await feeding;
 }
 
-/** Keeps each whiteout of the layer as an empty file, as containers/image's extraction did. */
-async function writeWhiteoutMarkers(root: string, tarSplitGzip: Uint8Array): Promise<void> {
-  for await (const entry of readTarSplit(tarSplitGzip)) {
-    if (entry.type !== 'file') continue;
-    const clean = cleanPath(entry.name).replace(/^\/+/, '');
-    const components = clean.split('/');
-    const base = components[components.length - 1]!;
-    if (!base.startsWith('.wh.')) continue;
-    let directory = root;
-    let safe = true;
-    for (const component of components.slice(0, -1)) {
-      directory = join(directory, component);
-      try {
-        if (!lstatSync(directory).isDirectory()) {
-          safe = false; // a symbolic link or a file: the marker would land outside its directory
-          break;
-        }
-      } catch {
-        mkdirSync(directory, { mode: 0o755 });
-      }
-    }
-    if (safe) writeFileSync(join(directory, base), '', { mode: 0o644, flag: 'w' });
-  }
-}
-
-/** OSTree stores regular files, directories and symbolic links only; the rest is left out, as containers/image did. */
-function removeSpecialFiles(directory: string): void {
-  for (const entry of readdirSync(directory, { withFileTypes: true })) {
-    const path = join(directory, entry.name);
-    if (entry.isDirectory()) removeSpecialFiles(path);
-    else if (!entry.isFile() && !entry.isSymbolicLink()) unlinkSync(path);
-  }
-}
-
 interface WrittenBlob {
-  /** The blob's commit: its tree is committed in the background while the next blob streams in. */
+  /** The blob's commit: `ostree commit` may still be finishing it while the next blob streams in. */
   commit: Promise<string>;
   size: number;
 }
@@ -187,11 +158,9 @@ class OstreeImageDestination implements ImageDestination {
   private manifest: Uint8Array | undefined;
   private signatures: Uint8Array[] = [];
   private workDirectory: Promise<string> | undefined;
-  /**
-   * The `ostree commit` of the last blob's tree, run while the next blob is decompressed and applied
-   * (two cores at work instead of one); commits run one at a time, so at most two trees wait on disk.
-   */
-  private committing: Promise<unknown> = Promise.resolve();
+  private stagingRepository: Promise<OstreeRepository> | undefined;
+  /** Blob commits not finished yet (each layer's `ostree commit` finishes while the next blob streams in). */
+  private readonly pending = new Set<Promise<string>>();
   private commitFailure: { error: unknown } | undefined;
   private closed = false;
 
@@ -219,6 +188,18 @@ class OstreeImageDestination implements ImageDestination {
     return this.workDirectory;
   }
 
+  /**
+   * The staging repository, `repo/` in the work directory: every commit of this copy is written there
+   * (same mode, same free-space reserve as the destination), and `commit` moves its objects into the
+   * destination just before setting the branches. Until then the destination is untouched, and an
+   * interrupted or failed copy is undone by removing the work directory.
+   */
+  private staging(): Promise<OstreeRepository> {
+    this.stagingRepository ??= (async () =>
+      OstreeRepository.createStaging(join(await this.work(), 'repo'), this.repository))();
+    return this.stagingRepository;
+  }
+
   private signal(options?: OperationOptions): AbortSignal | undefined {
     const signals = [this.context.signal, options?.signal].filter((s): s is AbortSignal => s !== undefined);
     return signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
@@ -236,15 +217,15 @@ class OstreeImageDestination implements ImageDestination {
   async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
     const signal = this.signal(options);
     this.failedCommit();
-    const directory = await mkdtemp(join(await this.work(), 'blob-'));
     let result: { digest: Digest; size: number } | undefined;
     const onEnd = (value: { digest: Digest; size: number }) => {
       result = value;
     };
-    let tree: string;
-    let metadata: Map<string, string>;
-    try {
-      if (options.isConfig) {
+    let commit: Promise<string>;
+    if (options.isConfig) {
+      const directory = await mkdtemp(join(await this.work(), 'blob-'));
+      let metadata: Map<string, string>;
+      try {
         const chunks: Uint8Array[] = [];
         await pipeline(
           stream,
@@ -255,39 +236,51 @@ class OstreeImageDestination implements ImageDestination {
           signal ? { signal } : {},
         );
         this.checkSize(info, result!.size);
-        tree = directory;
         await writeFile(join(directory, 'content'), Buffer.concat(chunks), { mode: 0o644 });
         metadata = new Map([['docker.size', String(result!.size)]]);
-      } else {
-        tree = join(directory, 'root');
-        mkdirSync(tree, { mode: 0o755 });
-        const applied = await this.applyVerified(stream, info, tree, onEnd, signal);
-        this.checkSize(info, result!.size);
-        await writeWhiteoutMarkers(tree, applied.tarSplitGzip);
-        removeSpecialFiles(tree);
-        metadata = new Map([
-          ['docker.size', String(result!.size)],
-          ['docker.uncompressed_size', String(applied.uncompressedSize)],
-          ['docker.uncompressed_digest', applied.uncompressedDigest],
-          ['tarsplit.output', applied.tarSplitGzip.toString('base64')],
-        ]);
-      }
-    } catch (error) {
-      await rm(directory, { recursive: true, force: true });
-      throw error;
-    }
-    // Committed after the previous blob's commit, while the caller streams the next blob in.
-    const commit = this.committing.then(async () => {
-      try {
-        return await this.repository.commitDirectory(tree, metadata, { signal: this.context.signal });
-      } finally {
+      } catch (error) {
         await rm(directory, { recursive: true, force: true });
+        throw error;
       }
-    });
+      commit = (async () => {
+        try {
+          const staging = await this.staging();
+          return await staging.commitDirectory(directory, metadata, { signal: this.context.signal });
+        } finally {
+          await rm(directory, { recursive: true, force: true });
+        }
+      })();
+    } else {
+      const staging = await this.staging();
+      const layer = LayerStreamCommit.start(staging.path, {
+        rootless: process.getuid?.() !== 0,
+        signal: this.context.signal,
+      });
+      let streamed: LayerStreamResult;
+      try {
+        streamed = await this.streamVerified(stream, info, layer, onEnd, signal);
+        this.checkSize(info, result!.size);
+      } catch (error) {
+        await layer.abort();
+        throw error;
+      }
+      const metadata = new Map([
+        ['docker.size', String(result!.size)],
+        ['docker.uncompressed_size', String(streamed.uncompressedSize)],
+        ['docker.uncompressed_digest', streamed.uncompressedDigest],
+        ['tarsplit.output', streamed.tarSplitGzip.toString('base64')],
+      ]);
+      // The blob is verified: the tar is ended, and `ostree commit` finishes while the next blob streams in.
+      commit = layer.finish().then((tree) => staging.commitWithMetadata(tree, metadata));
+    }
     commit.catch((error: unknown) => {
       this.commitFailure ??= { error }; // reported by the next putBlob, or by commit()
     });
-    this.committing = commit;
+    this.pending.add(commit);
+    commit.then(
+      () => this.pending.delete(commit),
+      () => this.pending.delete(commit),
+    );
     this.written.set(result!.digest, { commit, size: result!.size });
     return {
       digest: result!.digest,
@@ -302,33 +295,28 @@ class OstreeImageDestination implements ImageDestination {
   }
 
   /**
-   * Streams the blob through verification into `applyLayer`. When the layer cannot be applied, the rest of
-   * the blob is still read and verified, so a blob with the wrong digest is reported as such rather than
-   * as a bad tar.
+   * Streams the blob through verification into the layer's `ostree commit` (decompressed, parsed, its
+   * tar-split recorded). When the layer cannot be committed, the rest of the blob is still read and
+   * verified, so a blob with the wrong digest is reported as such rather than as a bad tar.
    */
-  private async applyVerified(
+  private async streamVerified(
     stream: Readable,
     info: BlobToWrite,
-    tree: string,
+    layer: LayerStreamCommit,
     onEnd: (value: { digest: Digest; size: number }) => void,
     signal: AbortSignal | undefined,
-  ): Promise<Awaited<ReturnType<typeof applyLayer>>> {
+  ): Promise<LayerStreamResult> {
     const raw = new PassThrough({ highWaterMark: 1 << 20 });
     let layerFailure: { error: unknown } | undefined;
-    let applied: Awaited<ReturnType<typeof applyLayer>> | undefined;
-    const applying = applyLayer(decompressed(raw, `blob ${info.digest ?? '(digest not known yet)'}`), tree, {
-      whiteouts: 'apply',
-      // Without root, files keep the user's owner (bare-user records it), as containers/image extracted them.
-      ...(process.getuid?.() === 0 ? {} : { rootless: true, ignoreChownErrors: true }),
-      ...(signal ? { signal } : {}),
-    }).then(
+    let applied: LayerStreamResult | undefined;
+    const applying = layer.consume(decompressed(raw, `blob ${info.digest ?? '(digest not known yet)'}`)).then(
       (value) => {
         applied = value;
       },
       (error: unknown) => {
         layerFailure = { error };
-        // Nothing reads `raw` any more: a write waiting for room in it would wait forever (a full
-        // disk or a hostile entry stopped the layer while the blob was still coming). It is released
+        // Nothing reads `raw` any more: a write waiting for room in it would wait forever (`ostree`
+        // failed or a hostile entry stopped the layer while the blob was still coming). It is released
         // here; the sink then reads and verifies the rest of the blob without keeping it.
         raw.destroy();
         const release = waitingWrite;
@@ -433,7 +421,8 @@ class OstreeImageDestination implements ImageDestination {
     this.signatures.forEach((signature, index) => {
       writeFileSync(join(tree, `signature-${index + 1}`), signature, { mode: 0o644 });
     });
-    const imageCommit = await this.repository.commitDirectory(
+    const staging = await this.staging();
+    const imageCommit = await staging.commitDirectory(
       tree,
       new Map([
         ['docker.manifest', manifestText],
@@ -442,14 +431,56 @@ class OstreeImageDestination implements ImageDestination {
       ]),
       { signal },
     );
-    for (const [branch, commit] of branches) await this.repository.setBranch(branch, commit, { signal });
-    await this.repository.setBranch(this.reference.imageBranch, imageCommit, { signal });
+    await this.publish(staging, branches, imageCommit, signal);
+  }
+
+  /**
+   * Moves the staging repository's objects into the destination, then sets the blob branches and the
+   * image branch, last. The objects move in one synchronous step; a signal that arrived meanwhile is
+   * seen right after it, and the objects are moved back. Once the branches are being written, they
+   * are all written (a few small files): the copy is then complete, whatever signal comes. Any failure
+   * removes the branches written and moves the objects back, so the destination is as it was.
+   */
+  private async publish(
+    staging: OstreeRepository,
+    branches: [string, string][],
+    imageCommit: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    signal?.throwIfAborted();
+    const moved = staging.publishInto(this.repository);
+    await new Promise((resolve) => setImmediate(resolve)); // a pending signal's handler runs here
+    if (signal?.aborted) {
+      unpublish(moved);
+      throw abortError(signal);
+    }
+    const created: [string, string][] = [];
+    try {
+      // The blob branches together (their syncs overlap), the image branch last.
+      const results = await Promise.allSettled(
+        branches.map(async ([branch, commit]) => {
+          const existed = (await this.repository.resolveBranch(branch)) !== undefined;
+          await this.repository.setBranch(branch, commit);
+          if (!existed) created.push([branch, commit]);
+        }),
+      );
+      const failed = results.find((result) => result.status === 'rejected');
+      if (failed) throw failed.reason;
+      await this.repository.setBranch(this.reference.imageBranch, imageCommit);
+    } catch (error) {
+      for (const [branch, commit] of created) {
+        await this.repository.removeBranchIfAt(branch, commit).catch(() => undefined);
+      }
+      unpublish(moved);
+      throw error;
+    }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.committing.catch(() => undefined); // nothing may still write into the work directory
+    // Nothing may still write into the work directory or the repository.
+    await Promise.allSettled([...this.pending]);
     try {
       if (this.workDirectory) {
         const directory = await this.workDirectory.catch(() => undefined);

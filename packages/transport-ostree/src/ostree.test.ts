@@ -5,17 +5,18 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
-import { ErrorCodes, TransportRegistry } from '@gantry/core/transport';
+import { ErrorCodes, GantryError, TransportRegistry } from '@gantry/core/transport';
 import { handMadeTar, ociLayoutFromTars } from '@gantry/layer-tree/testing';
 import { ociTransport } from '@gantry/transport-oci';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeOstreeRef, ostreeTransport } from './index.js';
+import { OstreeRepository, ostreeError, unpublish } from './repository.js';
 
 const registry = new TransportRegistry([ociTransport, ostreeTransport]);
 const policy = insecureAcceptAnythingPolicy();
@@ -201,6 +202,131 @@ describe('bad repositories', () => {
     await copy(source, `ostree:app:v1@${repo}`);
     const config = await readFile(join(repo, 'config'), 'utf8');
     expect(config).toContain(`mode=${process.getuid?.() === 0 ? 'bare' : 'bare-user'}`);
+    ostree(`--repo=${repo}`, 'fsck');
+  });
+});
+
+/** Every file under `directory` with a hash of its bytes, every directory and link; `.lock` by name only. */
+function snapshot(directory: string, prefix = ''): string[] {
+  const entries: string[] = [];
+  for (const entry of readdirSync(join(directory, prefix), { withFileTypes: true }).sort((a, b) =>
+    a.name < b.name ? -1 : 1,
+  )) {
+    const relative = join(prefix, entry.name);
+    if (entry.isDirectory()) entries.push(`${relative}/`, ...snapshot(directory, relative));
+    else if (entry.name === '.lock') entries.push(relative);
+    else if (entry.isFile()) entries.push(`${relative} ${sha256(readFileSync(join(directory, relative)))}`);
+    else entries.push(`${relative} (other)`);
+  }
+  return entries;
+}
+
+describe('what a copy writes before its commit', () => {
+  it('stays out of the repository: close() without commit() leaves it byte for byte as it was', async () => {
+    const repo = join(root, 'untouched-repo');
+    await copy(
+      await layoutOf('untouched-first', [handMadeTar([{ name: 'first', content: 'first\n' }])]),
+      `ostree:first:v1@${repo}`,
+    );
+    const before = snapshot(repo);
+    const layers = [
+      handMadeTar([
+        { name: 'data/', type: 'directory' },
+        { name: 'data/a', content: randomBytes(300_000) },
+      ]),
+      handMadeTar([{ name: 'b', content: 'b\n' }]),
+    ];
+    const layout = (await layoutOf('untouched-second', layers)).slice('oci:'.length, -':t'.length);
+    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
+      manifests: { digest: string }[];
+    };
+    const blobPath = (digest: string) => join(layout, 'blobs', 'sha256', digest.slice('sha256:'.length));
+    const manifest = JSON.parse(await readFile(blobPath(index.manifests[0]!.digest), 'utf8')) as {
+      config: { digest: string; size: number };
+      layers: { digest: string; size: number }[];
+    };
+    const destination = await registry.parseImageReference(`ostree:second:v1@${repo}`).newImageDestination();
+    try {
+      for (const layer of manifest.layers) {
+        await destination.putBlob(createReadStream(blobPath(layer.digest)), layer, { isConfig: false });
+      }
+      await destination.putBlob(createReadStream(blobPath(manifest.config.digest)), manifest.config, {
+        isConfig: true,
+      });
+    } finally {
+      await destination.close(); // the layers' commits have finished in the staging repository by now
+    }
+    expect(snapshot(repo)).toEqual(before);
+    ostree(`--repo=${repo}`, 'fsck');
+  });
+
+  it('publishes only what branches reach: no unreachable object after a copy', async () => {
+    const repo = join(root, 'reachable-repo');
+    const source = await layoutOf('reachable', [
+      handMadeTar([
+        { name: 'x/', type: 'directory' },
+        { name: 'x/y', content: 'y\n' },
+      ]),
+      handMadeTar([{ name: 'z', content: 'z\n' }]),
+    ]);
+    await copy(source, `ostree:reachable:v1@${repo}`);
+    await copy(source, `ostree:reachable:v2@${repo}`); // every blob reused: only the image commit is new
+    ostree(`--repo=${repo}`, 'fsck');
+    expect(ostree(`--repo=${repo}`, 'prune', '--refs-only', '--no-prune')).toContain(
+      'No unreachable objects',
+    );
+    expect(readdirSync(join(repo, 'tmp')).filter((name) => name.includes('gantry'))).toEqual([]);
+  });
+});
+
+describe('ostree errors', () => {
+  it("libostree's free-space refusal and a full disk are ENOSPC, 'no space left on device'", () => {
+    for (const stderr of [
+      "error: ostree-tar: Failed to handle file: ostree-tar: Failed to import file: Writing content object: min-free-space-percent '3%' would be exceeded, at least 21.0 MB requested",
+      'error: Writing content object: fallocate: No space left on device',
+    ]) {
+      const error = ostreeError(['commit', '--repo=/r'], new Error('exit status 1'), stderr);
+      expect(error).toMatchObject({ code: 'ENOSPC' });
+      expect(error.message).toMatch(/^ostree commit in \/r: no space left on device \(/);
+    }
+  });
+
+  it("an aborted run gives the signal's reason", () => {
+    const controller = new AbortController();
+    controller.abort(new GantryError(ErrorCodes.Aborted, 'interrupted by SIGINT'));
+    const error = ostreeError(
+      ['commit'],
+      Object.assign(new Error('aborted'), { code: 'ABORT_ERR' }),
+      '',
+      controller.signal,
+    );
+    expect(error.message).toBe('interrupted by SIGINT');
+  });
+});
+
+describe('publishing a staging repository', () => {
+  it('moves its objects in without replacing any, and unpublish moves them back', async () => {
+    const repo = join(root, 'publish-repo');
+    await copy(
+      await layoutOf('publish-first', [handMadeTar([{ name: 'shared', content: 'shared\n' }])]),
+      `ostree:first:v1@${repo}`,
+    );
+    const before = snapshot(repo);
+    const target = await OstreeRepository.open(repo);
+    const staging = await OstreeRepository.createStaging(join(root, 'publish-staging'), target);
+    const tree = join(root, 'publish-tree');
+    mkdirSync(tree);
+    writeFileSync(join(tree, 'shared'), 'shared\n', { mode: 0o644 }); // an object the target has already
+    writeFileSync(join(tree, 'new'), randomBytes(1000));
+    const commit = await staging.commitDirectory(tree, new Map([['k', 'v']]));
+    const moved = staging.publishInto(target);
+    expect(moved.length).toBeGreaterThan(0);
+    await target.setBranch('published', commit);
+    ostree(`--repo=${repo}`, 'fsck');
+    expect(ostree(`--repo=${repo}`, 'ls', 'published', '/new')).toContain('/new');
+    await target.removeBranchIfAt('published', commit);
+    unpublish(moved);
+    expect(snapshot(repo)).toEqual(before);
     ostree(`--repo=${repo}`, 'fsck');
   });
 });

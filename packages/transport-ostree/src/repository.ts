@@ -6,12 +6,13 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { constants, existsSync, readdirSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { constants, existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { ErrorCodes, GantryError, ownedTemporaryName } from '@gantry/core/transport';
+import { abortError, ErrorCodes, GantryError, ownedTemporaryName } from '@gantry/core/transport';
 import { type CommitObject, GVariantFormatError, parseCommit, serializeCommit } from './gvariant.js';
+import { renameNoReplace } from './native.js';
 
 const checksumPattern = /^[0-9a-f]{64}$/;
 
@@ -19,7 +20,19 @@ export interface RunOptions {
   signal?: AbortSignal | undefined;
 }
 
-function ostreeError(args: readonly string[], error: unknown, stderr: string): GantryError {
+/**
+ * The error of an `ostree` command that failed: `stderr` is what it printed. A full disk is reported
+ * as the other transports report it, a system error with code `ENOSPC` ("no space left on device"),
+ * whether the file system refused a write or libostree refused to go below the repository's reserve
+ * (`min-free-space-percent` / `min-free-space-size`, "would be exceeded"); an aborted run gives the
+ * signal's reason (`interrupted by SIGINT`…).
+ */
+export function ostreeError(
+  args: readonly string[],
+  error: unknown,
+  stderr: string,
+  signal?: AbortSignal,
+): Error {
   const code = (error as { code?: unknown }).code;
   if (code === 'ENOENT') {
     return new GantryError(
@@ -28,8 +41,20 @@ function ostreeError(args: readonly string[], error: unknown, stderr: string): G
       { cause: error },
     );
   }
+  if (signal?.aborted) return abortError(signal);
   if (code === 'ABORT_ERR') return new GantryError(ErrorCodes.Aborted, 'operation aborted', { cause: error });
   const message = stderr.trim() || (error as Error).message;
+  const repository = args.find((arg) => arg.startsWith('--repo='))?.slice('--repo='.length);
+  if (/No space left on device|min-free-space-(percent|size) .* would be exceeded/i.test(message)) {
+    const reason = message.replace(/^error:\s*/, '');
+    return Object.assign(
+      new Error(
+        `ostree ${args[0]}${repository ? ` in ${repository}` : ''}: no space left on device (${reason})`,
+        { cause: error },
+      ),
+      { code: 'ENOSPC', errno: -28 },
+    );
+  }
   return new GantryError(ErrorCodes.InvalidLayout, `ostree ${args[0]}: ${message}`, { cause: error });
 }
 
@@ -45,11 +70,61 @@ export function runOstree(args: readonly string[], options: RunOptions = {}): Pr
         ...(options.signal ? { signal: options.signal } : {}),
       },
       (error, stdout, stderr) => {
-        if (error) reject(ostreeError(args, error, stderr));
+        if (error) reject(ostreeError(args, error, stderr, options.signal));
         else resolve(stdout);
       },
     );
   });
+}
+
+/** The settings of a repository's `[core]` section a staging repository keeps (see `createStaging`). */
+const keptCoreSettings = new Set([
+  'min-free-space-percent',
+  'min-free-space-size',
+  'fsync',
+  'per-object-fsync',
+]);
+
+function coreSettingsToKeep(config: string): Map<string, string> {
+  const kept = new Map<string, string>();
+  let section = '';
+  for (const line of config.split('\n')) {
+    const header = /^\s*\[(.*)\]\s*$/.exec(line);
+    if (header) {
+      section = header[1]!.trim();
+      continue;
+    }
+    const setting = /^\s*([^=#;\s]+)\s*=\s*(.*?)\s*$/.exec(line);
+    if (section === 'core' && setting && keptCoreSettings.has(setting[1]!))
+      kept.set(setting[1]!, setting[2]!);
+  }
+  return kept;
+}
+
+/**
+ * Objects `publishInto` moved: `[where it was, where it is]`, directories or files; `['', directory]`
+ * for an `objects/XX/` directory it made.
+ */
+export type PublishedObjects = Array<[string, string]>;
+
+/** Moves published objects back where they came from (best effort: one that cannot be moved stays). */
+export function unpublish(moved: PublishedObjects): void {
+  for (const [from, to] of [...moved].reverse()) {
+    try {
+      if (from === '') rmdirSync(to);
+      else renameNoReplace(to, from);
+    } catch {
+      // left in the repository: an unreferenced object, which `ostree prune` removes
+    }
+  }
+  moved.length = 0;
+}
+
+function missingObjectsDirectory(repository: string): GantryError {
+  return new GantryError(
+    ErrorCodes.InvalidLayout,
+    `${repository} is not an OSTree repository: it has no objects directory`,
+  );
 }
 
 export type RepositoryMode =
@@ -61,9 +136,17 @@ export type RepositoryMode =
   | 'bare-split-xattrs';
 
 export class OstreeRepository {
+  /**
+   * The commits `ostree commit` made only to hash a tree (no metadata): `commitWithMetadata` writes the
+   * real commit beside each. `publishInto` leaves them out.
+   */
+  private readonly treeCommits = new Set<string>();
+
   private constructor(
     readonly path: string,
     readonly mode: string,
+    /** The `[core]` settings a staging repository copies (`createStaging`). */
+    private readonly coreSettings: ReadonlyMap<string, string> = new Map(),
   ) {}
 
   /** Opens an existing repository; `ERR_GANTRY_INVALID_LAYOUT` when `path` holds something else. */
@@ -86,7 +169,33 @@ export class OstreeRepository {
         `${path} is not an OSTree repository: its config has no [core] mode, or it has no objects directory`,
       );
     }
-    return new OstreeRepository(path, mode);
+    return new OstreeRepository(path, mode, coreSettingsToKeep(config));
+  }
+
+  /**
+   * Creates an empty repository at `path` (which must not exist) to write into before publishing to
+   * `target` (`publishInto`): `target`'s mode, and its free-space reserve and fsync settings, so that
+   * libostree refuses and syncs exactly as it would writing into `target`. `path` must be on `target`'s
+   * file system (its `tmp/`). The layout is the one `ostree init` makes, written here (no process).
+   */
+  static async createStaging(path: string, target: OstreeRepository): Promise<OstreeRepository> {
+    await mkdir(path, { mode: 0o755 });
+    for (const directory of [
+      'objects',
+      'tmp',
+      'extensions',
+      'state',
+      'refs/heads',
+      'refs/mirrors',
+      'refs/remotes',
+    ]) {
+      await mkdir(join(path, directory), { recursive: true, mode: 0o755 });
+    }
+    const settings = [...target.coreSettings].map(([key, value]) => `${key}=${value}\n`).join('');
+    await writeFile(join(path, 'config'), `[core]\nrepo_version=1\nmode=${target.mode}\n${settings}`, {
+      mode: 0o644,
+    });
+    return new OstreeRepository(path, target.mode, target.coreSettings);
   }
 
   /**
@@ -196,7 +305,16 @@ export class OstreeRepository {
     if (!checksumPattern.test(treeCommit)) {
       throw new GantryError(ErrorCodes.Internal, `ostree commit printed "${treeCommit}", not a checksum`);
     }
-    const tree = await this.readCommit(treeCommit, root);
+    return this.commitWithMetadata(treeCommit, metadata);
+  }
+
+  /**
+   * Writes the commit of the tree `treeCommit` (a commit `ostree commit` made, without metadata) with
+   * string metadata and no parent, returning its checksum. `treeCommit` stays as an unreferenced object.
+   */
+  async commitWithMetadata(treeCommit: string, metadata: Map<string, string>): Promise<string> {
+    this.treeCommits.add(treeCommit);
+    const tree = await this.readCommit(treeCommit, `commit ${treeCommit}`);
     const bytes = serializeCommit({
       metadata,
       parent: '',
@@ -248,6 +366,59 @@ export class OstreeRepository {
       throw new GantryError(ErrorCodes.Internal, `setBranch: "${branch}" is not a branch name`);
     }
     await this.writeFileAtomically(join(this.path, 'refs', 'heads', ...components), `${checksum}\n`);
+  }
+
+  /**
+   * Moves every object of this (staging) repository into `target` (on the same file system), but the
+   * tree-only commits of `commitWithMetadata`: a whole `objects/XX/` directory when `target` has none
+   * of that name, else object by object, never replacing an object `target` has already (the same
+   * checksum, the same content). Synchronous, so that nothing else of this process runs in between.
+   * Returns what moved, for `unpublish`; on failure, what moved is moved back first.
+   */
+  publishInto(target: OstreeRepository): PublishedObjects {
+    const moved: PublishedObjects = [];
+    const objects = join(this.path, 'objects');
+    try {
+      for (const prefix of readdirSync(objects)) {
+        const from = join(objects, prefix);
+        const to = join(target.path, 'objects', prefix);
+        const entries = readdirSync(from);
+        const names = entries.filter(
+          (name) =>
+            !(name.endsWith('.commit') && this.treeCommits.has(prefix + name.slice(0, -'.commit'.length))),
+        );
+        if (names.length === 0) continue;
+        if (names.length === entries.length) {
+          const outcome = renameNoReplace(from, to);
+          if (outcome === 'moved') {
+            moved.push([from, to]);
+            continue;
+          }
+          if (outcome === 'no-parent') throw missingObjectsDirectory(target.path);
+        }
+        for (const name of names) {
+          const outcome = renameNoReplace(join(from, name), join(to, name));
+          if (outcome === 'moved') moved.push([join(from, name), join(to, name)]);
+          else if (outcome === 'no-parent') {
+            // `objects/XX/` is missing after all (a prune removed it meanwhile): made, then tried again.
+            mkdirSync(to, { mode: 0o755 });
+            moved.push(['', to]);
+            if (renameNoReplace(join(from, name), join(to, name)) === 'moved')
+              moved.push([join(from, name), join(to, name)]);
+          }
+        }
+      }
+    } catch (error) {
+      unpublish(moved);
+      throw error;
+    }
+    return moved;
+  }
+
+  /** Removes `branch`'s ref file (written by `setBranch`), when it still holds `checksum`. */
+  async removeBranchIfAt(branch: string, checksum: string): Promise<void> {
+    if ((await this.resolveBranch(branch)) !== checksum) return;
+    await rm(join(this.path, 'refs', 'heads', ...branch.split('/')), { force: true });
   }
 
   async deleteBranch(branch: string, options: RunOptions = {}): Promise<void> {

@@ -1,0 +1,600 @@
+/**
+ * Commits a layer tar to an OSTree repository while it streams in, without writing its files to disk
+ * first: the layer is read once (its DiffID, size and tar-split with the CRC-64 of every file recorded on
+ * the way), and a tar of the tree to commit is written to `ostree commit --tree=tar=/dev/fd/3` (an
+ * anonymous pipe) as it is read, so that libostree hashes and stores the files on one core while this process decompresses,
+ * verifies and parses the layer on the other.
+ *
+ * The tar written is not the layer: it describes the tree `applyLayer` (of `@gantry/layer-tree`, with
+ * `whiteouts: 'apply'`) gives in a fresh directory, after which the destination kept every whiteout as an
+ * empty `.wh.` file and left devices and fifos out. Each entry of that tree is written with the exact
+ * owner, mode and extended attributes it would have on disk, so both give the same OSTree tree:
+ * - the root directory first (mode 0755 less the umask and this process's owner, or the layer's `./`
+ *   entry), then every directory a layer entry needs but does not list, made as `applyLayer` makes them
+ *   (mode 0755 less the umask, this process's owner);
+ * - parent paths resolved through the symbolic links the layer made (as if the layer were `/`);
+ * - regular files, directories, symbolic links (mode 0777, as Linux reports them) and hard links, with
+ *   the layer's owners as root, or this process's owner without root (where `chown` fails and
+ *   `applyLayer` leaves the file ours), and the extended attributes an unprivileged process can set
+ *   (`user.*`) without root;
+ * - whiteouts as empty files (mode 0644 less the umask, this process's owner), written last;
+ * - devices and fifos left out (OSTree stores neither), their parent directories kept.
+ * Hostile entries are refused with `applyLayer`'s errors: absolute names, names climbing out with `..`,
+ * symbolic links whose relative target climbs out, hard links outside the layer or to nothing. Two cases
+ * OSTree's tar import cannot express are refused too (`ERR_GANTRY_INVALID_LAYER`): an entry replacing a
+ * directory the same layer made with a non-directory, or the reverse.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
+import { ErrorCodes, GantryError } from '@gantry/core/transport';
+import { Crc64, cleanPath, layerError, TarSplitWriter, TarStreamReader } from '@gantry/layer-tree';
+import { makePipe } from './native.js';
+import { ostreeError } from './repository.js';
+
+const whiteoutPrefix = '.wh.';
+const whiteoutMetaPrefix = '.wh..wh.';
+const opaqueWhiteout = '.wh..wh..opq';
+const maxSymlinkHops = 255;
+const block = 512;
+
+interface Owner {
+  uid: number;
+  gid: number;
+}
+
+type TreeNode = { kind: 'directory' } | { kind: 'file' } | { kind: 'symlink'; target: string };
+
+export interface LayerStreamResult {
+  /** `sha256:<hex>` of every byte of the layer tar (the DiffID). */
+  uncompressedDigest: string;
+  uncompressedSize: number;
+  /** The layer's tar-split, gzip-compressed. */
+  tarSplitGzip: Buffer;
+}
+
+export interface LayerStreamOptions {
+  /** Without root: every entry owned by this process, extended attributes outside `user.*` dropped. */
+  rootless: boolean;
+  signal?: AbortSignal | undefined;
+}
+
+/** An octal numeric field of a ustar header, or undefined when the value does not fit. */
+function octal(value: number, width: number): string | undefined {
+  const text = value.toString(8);
+  return text.length > width - 1 ? undefined : `${text.padStart(width - 1, '0')}\0`;
+}
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, 'latin1'), value, Buffer.from('\n')]);
+  let length = body.length + 1;
+  while (String(length).length + body.length !== length) length = String(length).length + body.length;
+  return Buffer.concat([Buffer.from(String(length), 'latin1'), body]);
+}
+
+function padding(size: number): number {
+  return (block - (size % block)) % block;
+}
+
+interface HeaderFields {
+  /** Path inside the tree (byte string, one character per byte), '' for the root. */
+  path: string;
+  type: 'file' | 'directory' | 'symlink' | 'hardlink';
+  mode: number;
+  owner: Owner;
+  size?: number;
+  /** Symbolic link target or hard link target path (byte string). */
+  link?: string;
+  xattrs?: ReadonlyArray<[string, Buffer]>;
+}
+
+/** The header blocks of one entry of the tar written to `ostree commit`: ustar, with a PAX header when needed. */
+export function encodeTarHeader(fields: HeaderFields): Buffer {
+  const name = Buffer.from(
+    fields.path === '' ? './' : `./${fields.path}${fields.type === 'directory' ? '/' : ''}`,
+    'latin1',
+  );
+  const link = Buffer.from(fields.link ?? '', 'latin1');
+  const size = fields.size ?? 0;
+  const records: Buffer[] = [];
+  const header = Buffer.alloc(block);
+  if (name.length <= 100) name.copy(header, 0);
+  else records.push(paxRecord('path', name));
+  if (link.length <= 100) link.copy(header, 157);
+  else records.push(paxRecord('linkpath', link));
+  const numeric = (offset: number, width: number, value: number, key: string) => {
+    const field = octal(value, width);
+    if (field !== undefined) header.write(field, offset, 'latin1');
+    else {
+      header.write(octal(0, width)!, offset, 'latin1');
+      records.push(paxRecord(key, Buffer.from(String(value), 'latin1')));
+    }
+  };
+  header.write(octal(fields.mode & 0o7777, 8)!, 100, 'latin1');
+  numeric(108, 8, fields.owner.uid, 'uid');
+  numeric(116, 8, fields.owner.gid, 'gid');
+  numeric(124, 12, size, 'size');
+  header.write(octal(0, 12)!, 136, 'latin1');
+  header.write({ file: '0', hardlink: '1', symlink: '2', directory: '5' }[fields.type], 156, 'latin1');
+  header.write('ustar\x0000', 257, 'latin1');
+  for (const [key, value] of fields.xattrs ?? []) records.push(paxRecord(`SCHILY.xattr.${key}`, value));
+  header.write('        ', 148, 'latin1');
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  if (records.length === 0) return header;
+  const pax = Buffer.concat(records);
+  const paxHeader = Buffer.alloc(block);
+  Buffer.from('./PaxHeaders/entry', 'latin1').copy(paxHeader, 0);
+  paxHeader.write(octal(0o644, 8)!, 100, 'latin1');
+  paxHeader.write(octal(0, 8)!, 108, 'latin1');
+  paxHeader.write(octal(0, 8)!, 116, 'latin1');
+  paxHeader.write(octal(pax.length, 12)!, 124, 'latin1');
+  paxHeader.write(octal(0, 12)!, 136, 'latin1');
+  paxHeader.write('x', 156, 'latin1');
+  paxHeader.write('ustar\x0000', 257, 'latin1');
+  paxHeader.write('        ', 148, 'latin1');
+  let paxSum = 0;
+  for (const byte of paxHeader) paxSum += byte;
+  paxHeader.write(`${paxSum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return Buffer.concat([paxHeader, pax, Buffer.alloc(padding(pax.length)), header]);
+}
+
+function joinRelative(directory: string, base: string): string {
+  return directory === '' ? base : `${directory}/${base}`;
+}
+
+function splitName(clean: string): { parent: string[]; base: string } {
+  const slash = clean.lastIndexOf('/');
+  if (slash === -1) return { parent: [], base: clean };
+  return { parent: clean.slice(0, slash).split('/'), base: clean.slice(slash + 1) };
+}
+
+/** Writes the tar to the pipe `ostree` reads, waiting for room; fails when `ostree` has gone. */
+class ChildInput {
+  private failure: Error | undefined;
+  private readonly pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(
+    private readonly child: ChildProcess,
+    private readonly stdin: Writable,
+  ) {
+    stdin.on('error', (error: Error) => {
+      this.failure ??= error;
+    });
+  }
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  /** Writes `chunk`; small pieces (headers, small files) are gathered into one write, large ones are not copied. */
+  async write(chunk: Buffer): Promise<void> {
+    if (chunk.length >= 64 * 1024) {
+      await this.flush();
+      await this.send(chunk);
+      return;
+    }
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= 256 * 1024) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.pendingBytes === 0) return;
+    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    this.pending.length = 0;
+    this.pendingBytes = 0;
+    await this.send(data);
+  }
+
+  private async send(data: Buffer): Promise<void> {
+    if (this.failure) throw this.failure;
+    const stdin = this.stdin;
+    if (stdin.write(data)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        stdin.off('drain', done);
+        stdin.off('close', done);
+        this.child.off('exit', done);
+        resolve();
+      };
+      stdin.on('drain', done);
+      stdin.on('close', done);
+      this.child.on('exit', done);
+    });
+    if (this.failure) throw this.failure;
+  }
+}
+
+/**
+ * One layer being committed: `ostree commit` runs from `start` on; `consume` reads the layer and writes
+ * the tree's tar to it, all but its end-of-archive blocks (`ostree` commits as soon as it reads them);
+ * `finish` writes them (call it only once the blob is verified) and returns the checksum of the commit
+ * `ostree commit` made; `abort` stops it, so it commits nothing.
+ */
+export class LayerStreamCommit {
+  private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private stdout = '';
+  private stderr = '';
+  private spawnError: Error | undefined;
+
+  private options!: LayerStreamOptions;
+  private repositoryPath = '';
+
+  private constructor(private readonly child: ChildProcess) {
+    this.child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+      this.stdout += text;
+    });
+    this.child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      this.stderr += text;
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.on('error', (error) => {
+        this.spawnError ??= error;
+        resolve({ code: null, signal: null });
+      });
+      this.child.on('close', (code, signal) => resolve({ code, signal }));
+    });
+  }
+
+  private input!: ChildInput;
+  private output!: Socket;
+
+  /**
+   * Starts `ostree commit` in the repository at `repositoryPath`, reading the tree's tar from the read
+   * end of an anonymous pipe it gets as descriptor 3 (`--tree=tar=/dev/fd/3`: libarchive opens the path
+   * it is given, which a pipe allows and Node's socket stdio does not). Nothing is made on disk for it,
+   * so a process killed mid-layer leaves no fifo behind; the child reads end of file then and fails.
+   */
+  static start(repositoryPath: string, options: LayerStreamOptions): LayerStreamCommit {
+    const [readEnd, writeEnd] = makePipe();
+    let child: ChildProcess;
+    try {
+      child = spawn(
+        'ostree',
+        [
+          'commit',
+          `--repo=${repositoryPath}`,
+          '--orphan',
+          '--parent=none',
+          '--subject=',
+          '--tree=tar=/dev/fd/3',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe', readEnd] },
+      );
+    } catch (error) {
+      closeSync(writeEnd);
+      throw error;
+    } finally {
+      closeSync(readEnd); // the child has its own copy: the pipe ends when it exits
+    }
+    const layer = new LayerStreamCommit(child);
+    layer.options = options;
+    layer.repositoryPath = repositoryPath;
+    layer.output = new Socket({ fd: writeEnd, readable: false, writable: true });
+    layer.input = new ChildInput(child, layer.output);
+    return layer;
+  }
+
+  private failure(cause?: unknown): Error {
+    const args = ['commit', `--repo=${this.repositoryPath}`];
+    if (this.spawnError) return ostreeError(args, this.spawnError, '', this.options.signal);
+    return ostreeError(args, cause ?? new Error('failed'), this.stderr, this.options.signal);
+  }
+
+  async consume(source: AsyncIterable<Uint8Array>): Promise<LayerStreamResult> {
+    const { signal, rootless } = this.options;
+    const umask = process.umask();
+    const self: Owner = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
+    const input = this.input;
+    const reader = new TarStreamReader(source);
+    const tarSplit = new TarSplitWriter();
+    const tree = new Map<string, TreeNode>();
+    const whiteouts: string[] = [];
+    let rootWritten = false;
+    let succeeded = false;
+
+    const write = async (header: Buffer) => {
+      if (this.spawnError) throw this.failure(this.spawnError);
+      await input.write(header);
+    };
+    const ownerOf = (header: { uid: number; gid: number }): Owner =>
+      rootless ? self : { uid: header.uid >>> 0, gid: header.gid >>> 0 };
+    // OSTree hashes extended attributes in name order (as it reads them from disk); libarchive hands
+    // them over in the reverse of their order in the tar: so they are written in reverse name order.
+    const xattrsOf = (xattrs: Map<string, Buffer>): Array<[string, Buffer]> =>
+      [...xattrs]
+        .filter(([name]) => !rootless || name.startsWith('user.'))
+        .sort(([a], [b]) => (a < b ? 1 : a > b ? -1 : 0));
+    const writeRoot = async (mode = 0o755 & ~umask, owner = self, xattrs: Array<[string, Buffer]> = []) => {
+      rootWritten = true;
+      tree.set('', { kind: 'directory' });
+      await write(encodeTarHeader({ path: '', type: 'directory', mode, owner, xattrs }));
+    };
+    const makeDirectory = async (relative: string) => {
+      tree.set(relative, { kind: 'directory' });
+      await write(encodeTarHeader({ path: relative, type: 'directory', mode: 0o755 & ~umask, owner: self }));
+    };
+
+    /** `LayerRoot.resolveDirectory` on the tree written so far: symbolic links followed inside the layer. */
+    const resolveDirectory = async (
+      components: string[],
+      entry: string,
+      create: boolean,
+    ): Promise<string | undefined> => {
+      const pending = components.slice().reverse();
+      const resolved: string[] = [];
+      let hops = 0;
+      while (pending.length > 0) {
+        const component = pending.pop() as string;
+        if (component === '' || component === '.') continue;
+        if (component === '..') {
+          resolved.pop();
+          continue;
+        }
+        resolved.push(component);
+        const relative = resolved.join('/');
+        const node = tree.get(relative);
+        if (node === undefined) {
+          if (!create) return undefined;
+          await makeDirectory(relative);
+          continue;
+        }
+        if (node.kind === 'directory') continue;
+        if (node.kind === 'symlink') {
+          if (++hops > maxSymlinkHops)
+            throw layerError(`layer tar: entry "${entry}": too many levels of symbolic links`);
+          resolved.pop();
+          if (node.target.startsWith('/')) resolved.length = 0;
+          const targetComponents = node.target.split('/');
+          for (let index = targetComponents.length - 1; index >= 0; index--)
+            pending.push(targetComponents[index] as string);
+          continue;
+        }
+        throw layerError(`layer tar: entry "${entry}": "${relative}" is not a directory`);
+      }
+      return resolved.join('/');
+    };
+
+    /** Reads the entry's content (CRC-64 into the tar-split), writing it to `ostree` when `forward`. */
+    const recordData = async (nameBytes: Buffer, size: number, forward: boolean) => {
+      const crc = size > 0 ? new Crc64() : undefined;
+      let written = 0;
+      for (;;) {
+        const chunk = await reader.readData();
+        if (chunk === undefined) break;
+        signal?.throwIfAborted();
+        crc?.update(chunk);
+        if (forward) {
+          written += chunk.length;
+          await input.write(chunk);
+        }
+      }
+      tarSplit.addFile(nameBytes, size, crc ? crc.digest() : null);
+      if (forward) {
+        if (written !== size) throw layerError(`layer tar: entry "${nameBytes.toString()}" is truncated`);
+        const pad = padding(size);
+        if (pad > 0) await input.write(Buffer.alloc(pad));
+      }
+    };
+
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        const entry = await reader.next();
+        if (entry === undefined) break;
+        tarSplit.addSegment(entry.raw);
+        const { header } = entry;
+        if (header.type === 'pax-global-header') {
+          tarSplit.addFile(header.nameBytes, 0, null);
+          continue;
+        }
+        const display = header.name;
+        const rawName = header.nameBytes.toString('latin1');
+        if (rawName.startsWith('/')) throw layerError(`layer tar: entry "${display}" has an absolute name`);
+        const clean = cleanPath(rawName);
+        if (clean === '..' || clean.startsWith('../'))
+          throw layerError(`layer tar: entry "${display}" climbs out of the layer with ".."`);
+        const owner = ownerOf(header);
+
+        if (clean === '.') {
+          if (header.type !== 'directory')
+            throw layerError(`layer tar: entry "${display}" replaces the layer's root with a non-directory`);
+          await recordData(header.nameBytes, header.size, false);
+          // Written again when it is not the first entry: OSTree keeps the last metadata of a directory.
+          await writeRoot(header.mode & 0o7777, owner, xattrsOf(header.xattrs));
+          continue;
+        }
+        if (!rootWritten) await writeRoot();
+        const { parent, base } = splitName(clean);
+
+        if (base.startsWith(whiteoutPrefix)) {
+          await recordData(header.nameBytes, header.size, false);
+          whiteouts.push(clean);
+          if (base.startsWith(whiteoutMetaPrefix) && base !== opaqueWhiteout) continue;
+          await resolveDirectory(parent, display, true);
+          continue;
+        }
+
+        const directory = (await resolveDirectory(parent, display, true)) as string;
+        const relative = joinRelative(directory, base);
+        const existing = tree.get(relative);
+        if (existing !== undefined && (existing.kind === 'directory') !== (header.type === 'directory')) {
+          throw layerError(
+            `layer tar: entry "${display}" replaces a ${existing.kind === 'directory' ? 'directory' : 'non-directory'} this layer made with a ${header.type}, which an OSTree commit made from a tar stream cannot express`,
+          );
+        }
+        switch (header.type) {
+          case 'directory':
+            await recordData(header.nameBytes, header.size, false);
+            tree.set(relative, { kind: 'directory' });
+            await write(
+              encodeTarHeader({
+                path: relative,
+                type: 'directory',
+                mode: header.mode,
+                owner,
+                xattrs: xattrsOf(header.xattrs),
+              }),
+            );
+            break;
+          case 'file':
+            tree.set(relative, { kind: 'file' });
+            await write(
+              encodeTarHeader({
+                path: relative,
+                type: 'file',
+                mode: header.mode,
+                owner,
+                size: header.size,
+                xattrs: xattrsOf(header.xattrs),
+              }),
+            );
+            await recordData(header.nameBytes, header.size, true);
+            break;
+          case 'hardlink': {
+            await recordData(header.nameBytes, header.size, false);
+            const linkRaw = header.linkNameBytes.toString('latin1');
+            const linkClean = cleanPath(linkRaw);
+            if (
+              linkRaw.startsWith('/') ||
+              linkClean === '..' ||
+              linkClean.startsWith('../') ||
+              linkClean === '.'
+            ) {
+              throw layerError(
+                `layer tar: entry "${display}" is a hard link to "${header.linkName}", outside the layer`,
+              );
+            }
+            const { parent: linkParent, base: linkBase } = splitName(linkClean);
+            const linkDirectory = await resolveDirectory(linkParent, display, false);
+            const target = linkDirectory === undefined ? undefined : joinRelative(linkDirectory, linkBase);
+            const targetNode = target === undefined ? undefined : tree.get(target);
+            if (target === undefined || targetNode === undefined) {
+              throw layerError(
+                `layer tar: entry "${display}" is a hard link to "${header.linkName}", which does not exist`,
+              );
+            }
+            if (targetNode.kind === 'directory') {
+              throw layerError(`layer tar: entry "${display}" is a hard link to a directory`);
+            }
+            tree.set(relative, targetNode);
+            await write(
+              encodeTarHeader({ path: relative, type: 'hardlink', mode: header.mode, owner, link: target }),
+            );
+            break;
+          }
+          case 'symlink': {
+            await recordData(header.nameBytes, header.size, false);
+            const linkRaw = header.linkNameBytes.toString('latin1');
+            if (!linkRaw.startsWith('/')) {
+              const resolved = cleanPath(
+                `${clean.includes('/') ? clean.slice(0, clean.lastIndexOf('/')) : '.'}/${linkRaw}`,
+              );
+              if (resolved === '..' || resolved.startsWith('../')) {
+                throw layerError(
+                  `layer tar: entry "${display}" is a symbolic link to "${header.linkName}", outside the layer`,
+                );
+              }
+            }
+            tree.set(relative, { kind: 'symlink', target: linkRaw });
+            await write(
+              encodeTarHeader({
+                path: relative,
+                type: 'symlink',
+                mode: 0o777,
+                owner,
+                link: linkRaw,
+                xattrs: xattrsOf(header.xattrs),
+              }),
+            );
+            break;
+          }
+          case 'character-device':
+          case 'block-device':
+          case 'fifo':
+            // OSTree stores neither: recorded in the tar-split only.
+            await recordData(header.nameBytes, header.size, false);
+            break;
+          default:
+            throw layerError(`layer tar: entry "${display}" has an unsupported type`);
+        }
+      }
+      if (!rootWritten) await writeRoot();
+      // Whiteouts kept as empty files, at their names (parents made when missing; none through a link).
+      for (const clean of whiteouts) {
+        const components = clean.split('/');
+        const base = components.pop() as string;
+        let directory = '';
+        let safe = true;
+        for (const component of components) {
+          directory = joinRelative(directory, component);
+          const node = tree.get(directory);
+          if (node === undefined) await makeDirectory(directory);
+          else if (node.kind !== 'directory') {
+            safe = false;
+            break;
+          }
+        }
+        if (!safe) continue;
+        const relative = joinRelative(directory, base);
+        if (tree.get(relative)?.kind === 'directory') continue;
+        tree.set(relative, { kind: 'file' });
+        await write(
+          encodeTarHeader({ path: relative, type: 'file', mode: 0o644 & ~umask, owner: self, size: 0 }),
+        );
+      }
+      // The end-of-archive blocks are written by `finish`: `ostree` commits as soon as it reads them.
+      await input.flush();
+      tarSplit.addSegment(reader.end);
+      for await (const chunk of reader.trailing()) tarSplit.addSegment(chunk);
+      tarSplit.finishTrailer();
+      const tarSplitGzip = await tarSplit.finish();
+      succeeded = true;
+      return {
+        uncompressedDigest: `sha256:${reader.digestHex()}`,
+        uncompressedSize: reader.bytesRead,
+        tarSplitGzip,
+      };
+    } catch (error) {
+      if (error instanceof GantryError) throw error;
+      if (input.failed !== undefined || this.spawnError !== undefined) {
+        // `ostree` stopped reading: its message says why.
+        await this.exited;
+        throw this.failure(error);
+      }
+      throw error;
+    } finally {
+      if (!succeeded) {
+        reader.close();
+        tarSplit.destroy();
+      }
+    }
+  }
+
+  /** Ends the tar and waits for `ostree commit`: the checksum of the commit it made (no metadata, no ref). */
+  async finish(): Promise<string> {
+    this.options.signal?.throwIfAborted();
+    await new Promise<void>((resolve) => this.output.end(Buffer.alloc(2 * block), () => resolve()));
+    const { code, signal } = await this.exited;
+    if (this.spawnError || code !== 0) {
+      throw this.failure(new Error(signal ? `killed by ${signal}` : `exit status ${code}`));
+    }
+    const checksum = this.stdout.trim();
+    if (!/^[0-9a-f]{64}$/.test(checksum)) {
+      throw new GantryError(ErrorCodes.Internal, `ostree commit printed "${checksum}", not a checksum`);
+    }
+    return checksum;
+  }
+
+  /** Stops `ostree commit` before it has read the end of the tar: nothing is committed. */
+  async abort(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    this.output.destroy();
+    await this.exited;
+  }
+}
