@@ -15,13 +15,7 @@
  */
 import { Readable } from 'node:stream';
 import { createGunzip, createGzip, type ZlibOptions, constants as zlibConstants } from 'node:zlib';
-import {
-  cleanPath,
-  ErrorCodes,
-  GantryError,
-  goJsonString,
-  type TarSplitStyle,
-} from '@gantry/core/transport';
+import { cleanPath, ErrorCodes, GantryError, goJsonString, type TarSplitStyle } from '@gantry/core/transport';
 import { Crc64 } from './crc64.js';
 
 export { cleanPath, goJsonString, type TarSplitStyle } from '@gantry/core/transport';
@@ -33,7 +27,10 @@ export type TarSplitEntry =
 /** The style of Debian's podman 4.3 and skopeo 1.9 (containers/storage 1.43 with tar-split 0.11.2). */
 export const defaultTarSplitStyle: TarSplitStyle = 'tar-split-0.11.2';
 
-const base64Alphabet = Buffer.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/', 'latin1');
+const base64Alphabet = Buffer.from(
+  'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/',
+  'latin1',
+);
 const segmentPrefix = Buffer.from('{"type":2,"payload":"', 'latin1');
 const segmentMiddle = Buffer.from('","position":', 'latin1');
 const fileChunkSize = 256 * 1024;

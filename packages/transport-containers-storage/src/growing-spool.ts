@@ -104,7 +104,6 @@ export class GrowingSpool {
     this.wake();
   }
 
-
   /** The blob is complete and verified: readers end after its last byte. */
   finish(blob: SpooledBlobIdentity): void {
     this.state ??= { done: blob };
