@@ -189,6 +189,7 @@ export async function applyLayer(
   try {
     for (;;) {
       signal?.throwIfAborted();
+      if (tarSplit.needsDrain) await tarSplit.drained();
       const entry = await reader.next();
       if (entry === undefined) break;
       tarSplit.addSegment(entry.raw);

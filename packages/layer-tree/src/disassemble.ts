@@ -22,6 +22,7 @@ export async function disassembleTar(
   try {
     for (;;) {
       options.signal?.throwIfAborted();
+      if (writer.needsDrain) await writer.drained();
       const entry = await reader.next();
       if (entry === undefined) break;
       writer.addSegment(entry.raw);

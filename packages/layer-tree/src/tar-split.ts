@@ -14,14 +14,8 @@
  * regenerates the tar byte for byte, checking every file's size and CRC-64.
  */
 import { Readable } from 'node:stream';
-import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
-import {
-  cleanPath,
-  ErrorCodes,
-  GantryError,
-  TarSplitLines,
-  type TarSplitStyle,
-} from '@gantry/core/transport';
+import { createGunzip, createGzip, type ZlibOptions, constants as zlibConstants } from 'node:zlib';
+import { cleanPath, ErrorCodes, GantryError, goJsonString, type TarSplitStyle } from '@gantry/core/transport';
 import { Crc64 } from './crc64.js';
 
 export { cleanPath, goJsonString, type TarSplitStyle } from '@gantry/core/transport';
@@ -33,16 +27,74 @@ export type TarSplitEntry =
 /** The style of Debian's podman 4.3 and skopeo 1.9 (containers/storage 1.43 with tar-split 0.11.2). */
 export const defaultTarSplitStyle: TarSplitStyle = 'tar-split-0.11.2';
 
+const base64Alphabet = Buffer.from(
+  'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/',
+  'latin1',
+);
+const segmentPrefix = Buffer.from('{"type":2,"payload":"', 'latin1');
+const segmentMiddle = Buffer.from('","position":', 'latin1');
+const fileChunkSize = 256 * 1024;
+
+/** Standard base64 (with padding) of `input`, written at `out[at]`; returns the offset after it. */
+function base64Into(input: Uint8Array, out: Uint8Array, at: number): number {
+  const alphabet = base64Alphabet;
+  const length = input.length;
+  const whole = length - (length % 3);
+  let o = at;
+  for (let i = 0; i < whole; i += 3) {
+    const bits = ((input[i] as number) << 16) | ((input[i + 1] as number) << 8) | (input[i + 2] as number);
+    out[o] = alphabet[bits >>> 18] as number;
+    out[o + 1] = alphabet[(bits >>> 12) & 63] as number;
+    out[o + 2] = alphabet[(bits >>> 6) & 63] as number;
+    out[o + 3] = alphabet[bits & 63] as number;
+    o += 4;
+  }
+  if (length - whole === 1) {
+    const bits = (input[whole] as number) << 16;
+    out[o] = alphabet[bits >>> 18] as number;
+    out[o + 1] = alphabet[(bits >>> 12) & 63] as number;
+    out[o + 2] = 61; // '='
+    out[o + 3] = 61;
+    o += 4;
+  } else if (length - whole === 2) {
+    const bits = ((input[whole] as number) << 16) | ((input[whole + 1] as number) << 8);
+    out[o] = alphabet[bits >>> 18] as number;
+    out[o + 1] = alphabet[(bits >>> 12) & 63] as number;
+    out[o + 2] = alphabet[(bits >>> 6) & 63] as number;
+    out[o + 3] = 61;
+    o += 4;
+  }
+  return o;
+}
+
+/** True when every byte is ASCII (then the bytes are valid UTF-8 and their Latin-1 string is the name). */
+function isAscii(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if ((bytes[i] as number) > 0x7f) return false;
+  return true;
+}
+
 /**
  * Writes tar-split entries as gzip-compressed JSON lines, refusing a file name seen before (as
  * tar-split's packer does: containers/storage cannot store such a layer).
+ *
+ * The lines are the ones `TarSplitLines` (core) formats, written here straight as bytes into 256 KiB
+ * buffers that go to the compressor (which runs on libuv's thread pool): a layer of 20,000 small files
+ * has ~30 MB of tar-split JSON, mostly the base64 of its headers, and building it as strings (base64
+ * strings, concatenation, joining, UTF-8 encoding) cost more of the main thread than parsing the tar.
  */
 export class TarSplitWriter {
-  private readonly lines = new TarSplitLines();
-  private readonly gzip = createGzip({ level: 1, chunkSize: 64 * 1024 });
+  // Up to 2 MiB of lines wait for the compressor before `needsDrain` asks the caller to wait.
+  private readonly gzip = createGzip({
+    level: 1,
+    chunkSize: 64 * 1024,
+    // A stream option zlib passes on to its Transform (not in ZlibOptions' type).
+    writableHighWaterMark: 2 << 20,
+  } as ZlibOptions);
   private readonly output: Buffer[] = [];
-  private pending: string[] = [];
-  private pendingLength = 0;
+  private readonly seen = new Set<string>();
+  private position = 0;
+  private buffer = Buffer.allocUnsafe(fileChunkSize);
+  private used = 0;
   private failure: Error | undefined;
 
   constructor() {
@@ -52,18 +104,49 @@ export class TarSplitWriter {
     });
   }
 
-  private line(text: string | undefined): void {
-    if (text === undefined) return;
-    this.pending.push(text);
-    this.pendingLength += text.length;
-    if (this.pendingLength >= 256 * 1024) this.flushPending();
+  /** Makes room for `length` more bytes, handing the filled part to the compressor. */
+  private reserve(length: number): void {
+    if (this.used + length <= this.buffer.length) return;
+    this.flush();
+    if (length > this.buffer.length) this.buffer = Buffer.allocUnsafe(length);
   }
 
-  private flushPending(): void {
-    if (this.pending.length === 0) return;
-    this.gzip.write(this.pending.join(''));
-    this.pending = [];
-    this.pendingLength = 0;
+  private flush(): void {
+    if (this.used === 0) return;
+    // The compressor keeps the buffer until it has read it: the next lines go to a new one.
+    this.gzip.write(this.buffer.subarray(0, this.used));
+    this.buffer = Buffer.allocUnsafe(fileChunkSize);
+    this.used = 0;
+  }
+
+  /**
+   * True when the compressor is behind (more than 2 MiB of lines waiting): the caller should await
+   * `drained()` before adding more, so that memory stays bounded when the thread pool is slower than the
+   * tar reading.
+   */
+  get needsDrain(): boolean {
+    return this.gzip.writableNeedDrain;
+  }
+
+  /** Resolves once the compressor has caught up (or failed: the failure is thrown by `finish`). */
+  async drained(): Promise<void> {
+    if (!this.gzip.writableNeedDrain || this.failure !== undefined) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.gzip.off('drain', done);
+        this.gzip.off('error', done);
+        this.gzip.off('close', done);
+        resolve();
+      };
+      this.gzip.on('drain', done);
+      this.gzip.on('error', done);
+      this.gzip.on('close', done);
+    });
+  }
+
+  /** `<position>}\n` */
+  private endLine(): void {
+    this.used += this.buffer.write(`${this.position++}}\n`, this.used, 'latin1');
   }
 
   /**
@@ -71,7 +154,14 @@ export class TarSplitWriter {
    * end marker of the tar-split 0.11.2 format, see `finishTrailer`).
    */
   addSegment(payload: Uint8Array, keepEmpty = false): void {
-    this.line(this.lines.segment(payload, keepEmpty));
+    if (payload.length === 0 && !keepEmpty) return;
+    this.reserve(segmentPrefix.length + Math.ceil(payload.length / 3) * 4 + segmentMiddle.length + 24);
+    const buffer = this.buffer;
+    buffer.set(segmentPrefix, this.used);
+    this.used = base64Into(payload, buffer, this.used + segmentPrefix.length);
+    buffer.set(segmentMiddle, this.used);
+    this.used += segmentMiddle.length;
+    this.endLine();
   }
 
   /**
@@ -79,7 +169,27 @@ export class TarSplitWriter {
    * content (null when the size is 0).
    */
   addFile(nameBytes: Buffer, size: number, crc64: Buffer | null): void {
-    this.line(this.lines.file(nameBytes, size, crc64));
+    const latin1 = nameBytes.toString('latin1');
+    const clean = cleanPath(latin1);
+    if (this.seen.has(clean)) {
+      throw new GantryError(
+        ErrorCodes.InvalidLayer,
+        `layer tar: entry "${nameBytes.toString('utf8')}" appears twice (containers/storage refuses duplicate paths)`,
+      );
+    }
+    this.seen.add(clean);
+    const name = isAscii(nameBytes) ? latin1 : validUtf8(nameBytes);
+    let text = '{"type":1';
+    if (name !== undefined) {
+      if (name !== '') text += `,"name":${goJsonString(name)}`;
+    } else {
+      text += `,"name_raw":"${nameBytes.toString('base64')}"`;
+    }
+    if (size !== 0) text += `,"size":${size}`;
+    text += crc64 === null ? ',"payload":null' : `,"payload":"${crc64.toString('base64')}"`;
+    text += `,"position":${this.position++}}\n`;
+    this.reserve(text.length * 3);
+    this.used += this.buffer.write(text, this.used, 'utf8');
   }
 
   /**
@@ -89,12 +199,12 @@ export class TarSplitWriter {
    * not. containers/storage reads both.
    */
   finishTrailer(style: TarSplitStyle = defaultTarSplitStyle): void {
-    this.line(this.lines.trailer(style));
+    if (style === 'tar-split-0.11.2') this.addSegment(Buffer.alloc(0), true);
   }
 
   /** The gzip-compressed tar-split. */
   async finish(): Promise<Buffer> {
-    this.flushPending();
+    this.flush();
     await new Promise<void>((resolve, reject) => {
       this.gzip.once('end', resolve);
       this.gzip.once('error', reject);
@@ -107,6 +217,16 @@ export class TarSplitWriter {
   /** Releases the compressor after a failure. */
   destroy(): void {
     this.gzip.destroy();
+  }
+}
+
+const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+
+function validUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return utf8Strict.decode(bytes);
+  } catch {
+    return undefined;
   }
 }
 
