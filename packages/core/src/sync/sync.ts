@@ -79,7 +79,7 @@ export const defaultSyncImageConcurrency = 4;
 export const syncWholeUploadMaxBytes = 4 * 1024 * 1024;
 
 /** Images planned at once (their destination and source HEAD requests) when no limit says fewer. */
-const planningRequestsAtOnce = 32;
+const planningRequestsAtOnce = 16;
 
 const ociRefNameAnnotation = 'org.opencontainers.image.ref.name';
 
