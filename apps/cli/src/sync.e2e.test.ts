@@ -788,7 +788,6 @@ describe('the requests of a sync', () => {
     }
   }, 120_000);
 
-
   it('an unchanged mirror costs one ping, one tag list and one HEAD per image on each registry, over kept-alive connections', async () => {
     const sourceProxy = await startFaultProxy(source.host, { keepAliveTimeoutMs: 120_000 });
     const targetProxy = await startFaultProxy(target.host, { keepAliveTimeoutMs: 120_000 });

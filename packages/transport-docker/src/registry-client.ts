@@ -57,7 +57,13 @@ export function tooManyRequestsDelay(
 
 /** Request bodies the client can send; streams and iterables cannot be replayed after a 401. */
 /** A request body; an array of pieces is sent one after the other and, like bytes, can be sent again. */
-export type RequestBody = string | Uint8Array | readonly Uint8Array[] | Readable | AsyncIterable<Uint8Array> | null;
+export type RequestBody =
+  | string
+  | Uint8Array
+  | readonly Uint8Array[]
+  | Readable
+  | AsyncIterable<Uint8Array>
+  | null;
 
 export interface RegistryRequest {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

@@ -259,7 +259,11 @@ describe('blob uploads (real registry behind a fault proxy)', () => {
         proxy.requests.length = 0;
         const bytes = Buffer.from('eleven bytes');
         await expect(
-          destination.putBlob(Readable.from([bytes]), { digest: digestOf(bytes), size: 5 }, { isConfig: false }),
+          destination.putBlob(
+            Readable.from([bytes]),
+            { digest: digestOf(bytes), size: 5 },
+            { isConfig: false },
+          ),
         ).rejects.toMatchObject({ code: ErrorCodes.SizeMismatch });
         expect(proxy.requests.filter(isBlobCommit)).toEqual([]);
         await destination.close();

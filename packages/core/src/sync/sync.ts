@@ -502,7 +502,9 @@ class DestinationTagLists {
       list = this.docker.listTags!(this.docker.parseReference(`//${reference.name}`), this.context).then(
         (tags) => new Set(tags),
         (error: unknown) =>
-          isGantryError(error) && error.code === ErrorCodes.RepositoryNotFound ? new Set<string>() : undefined,
+          isGantryError(error) && error.code === ErrorCodes.RepositoryNotFound
+            ? new Set<string>()
+            : undefined,
       );
       this.lists.set(reference.name, list);
     }
@@ -847,7 +849,8 @@ class SharedBlobs {
       ? destination.reference.dockerReference()?.name
       : undefined;
     const remember = (blob: BlobInfo) => {
-      if (repository !== undefined && blob.size >= 0) this.inRepository.set(`${repository}\n${blob.digest}`, blob.size);
+      if (repository !== undefined && blob.size >= 0)
+        this.inRepository.set(`${repository}\n${blob.digest}`, blob.size);
     };
     const waitFor = async (digest: string) => {
       const key = `${plan.blobStore}\n${digest}`;
