@@ -428,8 +428,11 @@ describe('incremental, dry run, report', () => {
       sourceLog.filter((entry) => entry.path.includes('/manifests/')).map((entry) => entry.method),
     ).toEqual(appTags.map(() => 'HEAD'));
     expect(
-      targetLog.filter((entry) => entry.path.startsWith('/v2/again/')).map((entry) => entry.method),
-    ).toEqual(appTags.map(() => 'HEAD'));
+      targetLog
+        .filter((entry) => entry.path.startsWith('/v2/again/'))
+        .map((entry) => `${entry.method} ${entry.path.includes('/manifests/') ? 'manifest' : entry.path}`)
+        .sort(),
+    ).toEqual(['GET /v2/again/app/tags/list', ...appTags.map(() => 'HEAD manifest')]);
     const written = JSON.parse(await readFile(report, 'utf8')) as {
       skipped: number;
       images: Array<{ source: string; destination: string; digest: string; result: string }>;
@@ -738,7 +741,53 @@ describe('syncImages (the library)', () => {
   }, 60_000);
 });
 
-describe('the requests of a re-sync', () => {
+describe('the requests of a sync', () => {
+  it('a new mirror: one tag list instead of a HEAD per image, each blob asked for once, small blobs sent by POST and PUT', async () => {
+    const targetProxy = await startFaultProxy(target.host, { keepAliveTimeoutMs: 120_000 });
+    try {
+      const result = await syncImages({
+        transports: new TransportRegistry([createDockerTransport(), dirTransport, ociTransport]),
+        sourceKind: 'docker',
+        source: `${source.host}/library/app`,
+        destinationKind: 'docker',
+        destination: `${targetProxy.host}/first`,
+        sourceContext: dockerContext({ tlsVerify: false }),
+        destinationContext: dockerContext({ tlsVerify: false }),
+        policy: insecureAcceptAnythingPolicy(),
+      });
+      expect(result).toMatchObject({ copied: appTags.length, failed: 0 });
+      const requests = targetProxy.requests.map((request) => ({
+        method: request.method,
+        path: request.path,
+      }));
+      const count = (method: string, part: string) =>
+        requests.filter((request) => request.method === method && request.path.includes(part)).length;
+      // Blobs: the shared base layer, and each image's own layer and config.
+      const blobs = 1 + 2 * appTags.length;
+      expect(count('GET', '/v2/first/app/tags/list')).toBe(1);
+      expect(count('HEAD', '/manifests/')).toBe(0);
+      // One HEAD per blob: the images after the one that put the base layer there know it is there.
+      expect(count('HEAD', '/blobs/')).toBe(blobs);
+      expect(count('POST', '/blobs/uploads/')).toBe(blobs);
+      expect(count('PATCH', '/blobs/uploads/')).toBe(0);
+      expect(count('PUT', '/blobs/uploads/')).toBe(blobs);
+      expect(count('PUT', '/manifests/')).toBe(appTags.length);
+      // What a registry reads back is what skopeo reads from the source.
+      const copied = await registryImages('first');
+      for (const tag of appTags) {
+        const inspected = runSkopeo([
+          'inspect',
+          '--raw',
+          '--tls-verify=false',
+          `docker://${source.host}/library/app:${tag}`,
+        ]);
+        expect(copied[`app:${tag}`]).toBe(manifestDigest(inspected.stdout));
+      }
+    } finally {
+      await targetProxy.stop();
+    }
+  }, 120_000);
+
   it('an unchanged mirror costs one ping, one tag list and one HEAD per image on each registry, over kept-alive connections', async () => {
     const sourceProxy = await startFaultProxy(source.host, { keepAliveTimeoutMs: 120_000 });
     const targetProxy = await startFaultProxy(target.host, { keepAliveTimeoutMs: 120_000 });
@@ -774,13 +823,18 @@ describe('the requests of a re-sync', () => {
         ].sort(),
       );
       expect(requests(targetProxy)).toEqual(
-        ['GET /v2/', ...appTags.map((tag) => `HEAD /v2/requests/app/manifests/${tag}`)].sort(),
+        [
+          'GET /v2/',
+          'GET /v2/requests/app/tags/list',
+          ...appTags.map((tag) => `HEAD /v2/requests/app/manifests/${tag}`),
+        ].sort(),
       );
       // Connections are kept alive after HEAD requests: the ping's HTTPS attempt (refused: this
       // registry speaks plain HTTP), the ping's, and one per check in flight (two), at most; not one
-      // per request (undici closes the connection after each HEAD unless told otherwise: 8 here).
+      // per request (undici closes the connection after each HEAD unless told otherwise: 8 here);
+      // on the destination one more, the tag list's (a listing reads, on the reading connections).
       expect(sourceProxy.connections - sourceConnectionsBefore).toBeLessThanOrEqual(4);
-      expect(targetProxy.connections - targetConnectionsBefore).toBeLessThanOrEqual(4);
+      expect(targetProxy.connections - targetConnectionsBefore).toBeLessThanOrEqual(5);
     } finally {
       await sourceProxy.stop();
       await targetProxy.stop();

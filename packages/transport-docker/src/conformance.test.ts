@@ -51,3 +51,20 @@ runTransportConformanceSuite({
     '//0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
   ],
 });
+
+// The same with blobs of known digest and size sent whole, in the PUT that commits them (as sync does).
+runTransportConformanceSuite({
+  name: 'docker (real registry), blobs uploaded whole',
+  transport,
+  createReference: ({ directory, tag }) => {
+    if (!registry) throw new Error('the test registry is not running');
+    const repository = createHash('sha256').update(directory).digest('hex').slice(0, 16);
+    return `//${registry.host}/conformance-whole/r${repository}:${tag}`;
+  },
+  context: {
+    ...dockerContext({ tlsVerify: false, wholeUploadMaxBytes: 4 * 1024 * 1024 }),
+    registriesDirectoryPath: registriesDirectory,
+  },
+  capabilities: { manifestLists: true, signatures: true, delete: true, severalImagesPerLocation: true },
+  invalidReferences: ['busybox'],
+});

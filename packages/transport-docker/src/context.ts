@@ -15,6 +15,7 @@ import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core/tra
  * | `userAgentPrefix`| `--user-agent-prefix` (global)   | every request's `User-Agent` becomes `<prefix> gantry/<version>` (skopeo: `<prefix> skopeo/<version>`) |
  * | `precomputeDigests` | `--dest-precompute-digests`   | destinations: a blob whose digest the pipeline does not know (it is compressing) is first written to a temporary file while hashed, and uploaded only when the registry lacks it |
  * | `uploadChunkSize` | (none)                          | destinations: upload every blob in chunks of this many bytes (raised to the registry's `OCI-Chunk-Min-Length`) instead of one streamed `PATCH` |
+ * | `wholeUploadMaxBytes` | (none; `sync` uses 4 MiB) | destinations: a blob whose digest and size the pipeline knows, of at most this many bytes, is read whole and sent in the request that commits it (POST, then PUT `?digest=` with the bytes: the OCI distribution spec's monolithic upload) instead of a streamed `PATCH`; the blobs held so at once are bounded (`wholeUploadBudgetBytes`), a blob beyond that is streamed; default 0 (never) |
  * | `idleTimeoutMs`  | (none; gantry's `--registry-idle-timeout`) | the longest a request waits for the server's answer, or for the next bytes of its body, before it fails (`ERR_GANTRY_TRANSIENT`; a blob download resumes); default 300000 (5 minutes) |
  *
  * `credentials`, `registryToken` and `noCredentials` are mutually exclusive. `uploadChunkSize` is a
@@ -31,6 +32,7 @@ export interface DockerContextOptions {
   userAgentPrefix?: string;
   precomputeDigests?: boolean;
   uploadChunkSize?: number;
+  wholeUploadMaxBytes?: number;
   idleTimeoutMs?: number;
 }
 
@@ -51,6 +53,8 @@ export interface ResolvedDockerContextOptions {
   precomputeDigests: boolean;
   /** A positive integer, or undefined (stream uploads). */
   uploadChunkSize: number | undefined;
+  /** A whole number of bytes (0: every blob is streamed). */
+  wholeUploadMaxBytes: number;
   /** Milliseconds, a positive integer (`defaultIdleTimeoutMs` unless given). */
   idleTimeoutMs: number;
 }
@@ -114,6 +118,15 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
   ) {
     throw usage('transportOptions.docker.uploadChunkSize must be a positive integer (bytes)');
   }
+  const wholeUploadMaxBytes = options.wholeUploadMaxBytes;
+  if (
+    wholeUploadMaxBytes !== undefined &&
+    (typeof wholeUploadMaxBytes !== 'number' ||
+      !Number.isSafeInteger(wholeUploadMaxBytes) ||
+      wholeUploadMaxBytes < 0)
+  ) {
+    throw usage('transportOptions.docker.wholeUploadMaxBytes must be a whole number of bytes');
+  }
   const idleTimeoutMs = options.idleTimeoutMs;
   if (
     idleTimeoutMs !== undefined &&
@@ -135,6 +148,7 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
     userAgentPrefix: userAgentPrefix === '' ? undefined : userAgentPrefix,
     precomputeDigests: optionalBoolean('precomputeDigests') ?? false,
     uploadChunkSize,
+    wholeUploadMaxBytes: wholeUploadMaxBytes ?? 0,
     idleTimeoutMs: idleTimeoutMs ?? defaultIdleTimeoutMs,
   };
 }

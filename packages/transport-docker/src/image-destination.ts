@@ -65,6 +65,13 @@ const streamPieceBytes = 1024 * 1024;
 /** How many times a streamed upload whose connection dropped is resumed before the upload fails. */
 const maxUploadResumes = 3;
 
+/**
+ * The bytes of blobs read whole for a one-request upload (`wholeUploadMaxBytes`) that this process
+ * holds at once; a blob that does not fit beside the others is streamed instead.
+ */
+export const wholeUploadBudgetBytes = 16 * 1024 * 1024;
+let wholeUploadBytesHeld = 0;
+
 /** How many times one chunk is resent after a 416 answer before the upload fails. */
 const maxRangeRecoveries = 3;
 
@@ -467,6 +474,21 @@ export class DockerImageDestination implements ImageDestination {
     info: BlobToWrite,
     signal: AbortSignal | undefined,
   ): Promise<BlobInfo> {
+    const { wholeUploadMaxBytes, uploadChunkSize } = this.client.options;
+    if (
+      info.digest !== undefined &&
+      info.size >= 0 &&
+      info.size <= wholeUploadMaxBytes &&
+      uploadChunkSize === undefined &&
+      wholeUploadBytesHeld + info.size <= wholeUploadBudgetBytes
+    ) {
+      wholeUploadBytesHeld += info.size;
+      try {
+        return await this.uploadWhole(stream, { ...info, digest: info.digest }, signal);
+      } finally {
+        wholeUploadBytesHeld -= info.size;
+      }
+    }
     const description = info.digest ? `blob ${info.digest}` : 'a blob';
     const what = `uploading ${description} to ${this.displayName}`;
     let written: { digest: Digest; size: number } | undefined;
@@ -548,6 +570,72 @@ export class DockerImageDestination implements ImageDestination {
     } finally {
       if (!committed) await this.cancelUpload(session.location);
     }
+  }
+
+  /**
+   * Uploads a small blob of known digest and size in two requests (`wholeUploadMaxBytes`): POST a
+   * session (while the blob is read), then, once the stream ended cleanly with the expected size,
+   * PUT `?digest=` with all its bytes; the registry checks the digest. A stream that fails or has
+   * another size is never sent, and its session is cancelled. The bytes are at hand, so a dropped
+   * connection is answered by sending them again in a new session (at most `maxUploadResumes` times).
+   */
+  private async uploadWhole(
+    stream: Readable,
+    info: BlobToWrite & { digest: Digest },
+    signal: AbortSignal | undefined,
+  ): Promise<BlobInfo> {
+    const what = `uploading blob ${info.digest} to ${this.displayName}`;
+    const starting = this.startUpload(signal, what);
+    starting.catch(() => undefined);
+    const pieces: Uint8Array[] = [];
+    let size = 0;
+    try {
+      for await (const piece of stream as AsyncIterable<Uint8Array>) {
+        size += piece.byteLength;
+        if (size > info.size) break;
+        pieces.push(piece);
+      }
+      if (size !== info.size) {
+        throw new GantryError(
+          ErrorCodes.SizeMismatch,
+          `${what}: size mismatch: expected ${info.size} bytes, got ${size > info.size ? 'more' : size}`,
+        );
+      }
+    } catch (error) {
+      const session = await starting.catch(() => undefined);
+      if (session !== undefined) await this.cancelUpload(session.location);
+      throw error;
+    }
+    let session = await starting;
+    for (let resends = 0; ; resends++) {
+      const commitLocation = new URL(session.location);
+      commitLocation.searchParams.append('digest', info.digest);
+      try {
+        const put = await this.client.requestExpecting(
+          {
+            method: 'PUT',
+            target: commitLocation,
+            headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+            body: pieces,
+            signal,
+            what: `${what}: sending it`,
+          },
+          [201, 204],
+        );
+        await put.body.dump();
+        break;
+      } catch (error) {
+        await this.cancelUpload(session.location);
+        const dropped =
+          isGantryError(error) && error.code === ErrorCodes.Transient && signal?.aborted !== true;
+        if (!dropped || resends >= maxUploadResumes) throw error;
+        session = await this.startUpload(signal, what);
+      }
+    }
+    this.recordLocation(info.digest);
+    const result: BlobInfo = { digest: info.digest, size };
+    if (info.mediaType !== undefined) result.mediaType = info.mediaType;
+    return result;
   }
 
   /**

@@ -56,7 +56,14 @@ export function tooManyRequestsDelay(
 }
 
 /** Request bodies the client can send; streams and iterables cannot be replayed after a 401. */
-export type RequestBody = string | Uint8Array | Readable | AsyncIterable<Uint8Array> | null;
+/** A request body; an array of pieces is sent one after the other and, like bytes, can be sent again. */
+export type RequestBody =
+  | string
+  | Uint8Array
+  | readonly Uint8Array[]
+  | Readable
+  | AsyncIterable<Uint8Array>
+  | null;
 
 export interface RegistryRequest {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -397,7 +404,8 @@ export class RegistryClient {
       request.body === undefined ||
       request.body === null ||
       typeof request.body === 'string' ||
-      request.body instanceof Uint8Array;
+      request.body instanceof Uint8Array ||
+      Array.isArray(request.body);
     let authenticatedAgain = false;
     let tooManyRequests = 0;
     let tooManyRequestsFallbackMs = tooManyRequestsInitialDelayMs;

@@ -1,6 +1,7 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import {
   type FixtureImage,
@@ -206,6 +207,70 @@ describe('blob uploads (real registry behind a fault proxy)', () => {
     expect(sizes.filter((size) => size === 16384).length).toBeGreaterThan(2);
     expect(sizes.every((size) => size <= 16384)).toBe(true);
     await expectSkopeoPullsIdentical(small, 'chunks/forced-minimum:v1');
+  });
+
+  describe('blobs sent whole (wholeUploadMaxBytes)', () => {
+    const isBlobCommit = (request: ProxiedRequest) =>
+      request.method === 'PUT' && request.path.includes('/blobs/uploads/');
+    const smallBlobSizes = () => [...small.blobs.values()].map((blob) => blob.size).sort((a, b) => a - b);
+
+    it('sends a blob of known digest and size up to the limit in the PUT that commits it: no PATCH', async () => {
+      proxy.requests.length = 0;
+      await pushThroughProxy(small, 'whole/small:v1', { wholeUploadMaxBytes: 4 * 1024 * 1024 });
+      expect(proxy.requests.filter(isPatch)).toEqual([]);
+      expect(proxy.requests.filter(isUploadStartRequest)).toHaveLength(small.blobs.size);
+      const commits = proxy.requests.filter(isBlobCommit);
+      expect(commits.map((request) => request.status)).toEqual(commits.map(() => 201));
+      expect(commits.map((request) => request.bodyBytes).sort((a, b) => a - b)).toEqual(smallBlobSizes());
+      await expectSkopeoPullsIdentical(small, 'whole/small:v1');
+    });
+
+    it('streams a blob above the limit as before', async () => {
+      proxy.requests.length = 0;
+      await pushThroughProxy(big, 'whole/big:v1', { wholeUploadMaxBytes: 1024 * 1024 });
+      const patches = proxy.requests.filter(isPatch);
+      // The layer (9.5 MB) is streamed; the config (small) is sent whole.
+      expect(patches).toHaveLength(1);
+      expect(patches[0]!.bodyBytes).toBeGreaterThan(9_000_000);
+      await expectSkopeoPullsIdentical(big, 'whole/big:v1');
+    });
+
+    it('sends the bytes again in a new session when the connection drops during the PUT', async () => {
+      proxy.requestFaults.push({
+        matches: (method, requestPath) => method === 'PUT' && requestPath.includes('/blobs/uploads/'),
+        cutAfterBytes: 100,
+        times: 1,
+      });
+      proxy.requests.length = 0;
+      await pushThroughProxy(small, 'whole/dropped:v1', { wholeUploadMaxBytes: 4 * 1024 * 1024 });
+      expect(proxy.requestFaults[0]!.times).toBe(0);
+      expect(proxy.requests.filter(isPatch)).toEqual([]);
+      // One session more than blobs: the dropped one was replaced.
+      expect(proxy.requests.filter(isUploadStartRequest)).toHaveLength(small.blobs.size + 1);
+      await expectSkopeoPullsIdentical(small, 'whole/dropped:v1');
+    });
+
+    it('refuses a stream longer than the size it was announced with, sending nothing', async () => {
+      const transport = createDockerTransport();
+      try {
+        const destination = await transport
+          .parseReference(`//${proxy.host}/whole/mismatch:v1`)
+          .newImageDestination(dockerContext({ tlsVerify: false, wholeUploadMaxBytes: 4 * 1024 * 1024 }));
+        proxy.requests.length = 0;
+        const bytes = Buffer.from('eleven bytes');
+        await expect(
+          destination.putBlob(
+            Readable.from([bytes]),
+            { digest: digestOf(bytes), size: 5 },
+            { isConfig: false },
+          ),
+        ).rejects.toMatchObject({ code: ErrorCodes.SizeMismatch });
+        expect(proxy.requests.filter(isBlobCommit)).toEqual([]);
+        await destination.close();
+      } finally {
+        await transport.closeConnections();
+      }
+    });
   });
 
   it('resumes a chunk answered 416 from the offset the registry reports', async () => {

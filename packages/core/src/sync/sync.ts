@@ -44,6 +44,7 @@ import type {
   ImageDestination,
   ImageReference,
   ImageSource,
+  Transport,
   TransportContext,
 } from '../transport/contract.js';
 import type { SyncRegistryConfig } from './config.js';
@@ -73,6 +74,12 @@ function errorCode(error: unknown): string | undefined {
 
 /** Images copied at once when `imageConcurrency` is not given. */
 export const defaultSyncImageConcurrency = 4;
+
+/** Blobs up to this size are uploaded to a registry in one request (`wholeUploadMaxBytes`). */
+export const syncWholeUploadMaxBytes = 4 * 1024 * 1024;
+
+/** Images planned at once (their destination and source HEAD requests) when no limit says fewer. */
+const planningRequestsAtOnce = 16;
 
 const ociRefNameAnnotation = 'org.opencontainers.image.ref.name';
 
@@ -187,6 +194,17 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
   // 2. Source images and their destinations.
   const sourceContext: TransportContext = { ...options.sourceContext };
   const destinationContext: TransportContext = { ...options.destinationContext };
+  if (options.destinationKind === 'docker') {
+    // Mirrors are mostly small blobs (configs, thin layers over a shared base): each is sent in the
+    // request that commits it, a request fewer per blob (see the docker transport's options).
+    const docker = destinationContext.transportOptions?.docker as Record<string, unknown> | undefined;
+    if (docker?.wholeUploadMaxBytes === undefined) {
+      destinationContext.transportOptions = {
+        ...destinationContext.transportOptions,
+        docker: { ...docker, wholeUploadMaxBytes: syncWholeUploadMaxBytes },
+      };
+    }
+  }
   if (signal) {
     sourceContext.signal = sourceContext.signal ? AbortSignal.any([sourceContext.signal, signal]) : signal;
     destinationContext.signal = destinationContext.signal
@@ -305,12 +323,23 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
   const selection = options.imageListSelection ?? 'system';
   const layoutIndex =
     options.destinationKind === 'oci' ? await readLayoutRefNames(options.destination) : undefined;
+  const destinationTags =
+    options.destinationKind === 'docker' && docker?.listTags
+      ? new DestinationTagLists(docker, destinationContext)
+      : undefined;
   const closeOpenedSources = async () => {
     await Promise.allSettled(planned.map((plan) => plan.openedSource?.close()));
     for (const plan of planned) plan.openedSource = undefined;
   };
   try {
-    await runLimited(planned, Math.max(imageConcurrency * 2, 8), registryConcurrency * 2, async (plan) => {
+    // Planning is mostly HEAD requests: many at once (a no-op re-sync is nothing else), unless a
+    // per-registry limit was asked for.
+    const planningConcurrency = Math.max(imageConcurrency * 2, planningRequestsAtOnce);
+    const planningPerRegistry =
+      options.registryConcurrency === undefined
+        ? Math.max(registryConcurrency * 2, planningRequestsAtOnce)
+        : registryConcurrency * 2;
+    await runLimited(planned, planningConcurrency, planningPerRegistry, async (plan) => {
       if (signal?.aborted) return;
       try {
         await planImage(plan, {
@@ -319,6 +348,7 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
           destinationKind: options.destinationKind,
           destinationContext,
           layoutIndex,
+          destinationTags,
         });
       } catch (error) {
         if (signal?.aborted) return;
@@ -445,6 +475,42 @@ interface PlanSettings {
   destinationKind: SyncOptions['destinationKind'];
   destinationContext: TransportContext;
   layoutIndex: Map<string, Digest> | undefined;
+  /** The destination repositories' tags (docker), to skip asking for a tag that is not there. */
+  destinationTags: DestinationTagLists | undefined;
+}
+
+/**
+ * The tags of each destination repository, listed once per sync (all pages): a tag that is not
+ * listed needs no HEAD request to learn that the destination has no image by that name, which on a
+ * new mirror is every image. A repository that does not exist has no tags; any other failure to list
+ * (authentication, a registry without the API) says nothing, and the images are asked for one by one.
+ * Only absence is taken from the list: a listed tag is still asked for its digest.
+ */
+class DestinationTagLists {
+  private readonly lists = new Map<string, Promise<Set<string> | undefined>>();
+
+  constructor(
+    private readonly docker: Transport,
+    private readonly context: TransportContext,
+  ) {}
+
+  /** True when the list of the reference's repository is known and lacks its tag. */
+  async lacks(reference: DockerReference): Promise<boolean> {
+    if (reference.tag === undefined || reference.digest !== undefined) return false;
+    let list = this.lists.get(reference.name);
+    if (list === undefined) {
+      list = this.docker.listTags!(this.docker.parseReference(`//${reference.name}`), this.context).then(
+        (tags) => new Set(tags),
+        (error: unknown) =>
+          isGantryError(error) && error.code === ErrorCodes.RepositoryNotFound
+            ? new Set<string>()
+            : undefined,
+      );
+      this.lists.set(reference.name, list);
+    }
+    const tags = await list;
+    return tags !== undefined && !tags.has(reference.tag);
+  }
 }
 
 /**
@@ -606,6 +672,8 @@ async function destinationDigest(
     }
     case 'docker': {
       const reference = plan.destinationReference!;
+      const named = reference.dockerReference();
+      if (named !== undefined && (await settings.destinationTags?.lacks(named))) return undefined;
       const transport = reference.transport;
       if (transport.manifestDigest) return transport.manifestDigest(reference, settings.destinationContext);
       let destinationSource: ImageSource;
@@ -733,6 +801,12 @@ class SharedBlobs {
   private readonly owners = new Map<string, PlannedImage>();
   private readonly stored = new Map<string, { promise: Promise<void>; resolve: () => void }>();
   private readonly dependencies = new Map<PlannedImage, Set<PlannedImage>>();
+  /**
+   * Blobs an image of this sync stored in, or found in, a registry repository
+   * (`host/repository\ndigest` → size): a later image writing the same blob to the same repository
+   * takes it as present without asking the registry again (the shared base layer of a mirror's tags).
+   */
+  private readonly inRepository = new Map<string, number>();
 
   constructor(order: readonly PlannedImage[]) {
     for (const plan of order) {
@@ -770,6 +844,14 @@ class SharedBlobs {
 
   wrap(plan: PlannedImage, destination: ImageDestination): ImageDestination {
     if (plan.blobStore === undefined) return destination;
+    // A registry repository: what an image of this sync put there is known to be there.
+    const repository = plan.blobStore.startsWith('docker:')
+      ? destination.reference.dockerReference()?.name
+      : undefined;
+    const remember = (blob: BlobInfo) => {
+      if (repository !== undefined && blob.size >= 0)
+        this.inRepository.set(`${repository}\n${blob.digest}`, blob.size);
+    };
     const waitFor = async (digest: string) => {
       const key = `${plan.blobStore}\n${digest}`;
       const owner = this.owners.get(key);
@@ -780,6 +862,7 @@ class SharedBlobs {
       properties: destination.properties,
       putBlob: async (stream, info, blobOptions) => {
         const stored = await destination.putBlob(stream, info, blobOptions);
+        remember(stored);
         this.markStored(plan, stored.digest);
         if (info.digest !== undefined) this.markStored(plan, info.digest);
         return stored;
@@ -799,8 +882,17 @@ class SharedBlobs {
       const inner = destination.tryReusingBlob.bind(destination);
       wrapped.tryReusingBlob = async (info, reuseOptions) => {
         await waitFor(info.digest);
+        const knownSize =
+          repository === undefined ? undefined : this.inRepository.get(`${repository}\n${info.digest}`);
+        if (knownSize !== undefined && (info.size < 0 || info.size === knownSize)) {
+          this.markStored(plan, info.digest);
+          return { reused: true, blob: { ...info, size: knownSize } };
+        }
         const result = await inner(info, reuseOptions);
-        if (result.reused) this.markStored(plan, info.digest);
+        if (result.reused) {
+          if (result.blob.digest === info.digest) remember(result.blob);
+          this.markStored(plan, info.digest);
+        }
         return result;
       };
     }
