@@ -26,11 +26,51 @@ import path = require('node:path');
 import v8 = require('node:v8');
 import vm = require('node:vm');
 
-// WebAssembly (undici's HTTP parser, compiled at the first connection) is compiled by the baseline
-// compiler only: optimising it costs ~0.1 s of CPU per run, more than a short command saves (and
-// measured no slower on a 256 MiB pull). Set before anything is compiled, so that cached code always
-// meets the same flags. Unknown flags are ignored, so this cannot break on other Nodes.
-v8.setFlagsFromString('--liftoff-only');
+// V8 flags, set when first needed rather than on Node's command line: Node compiles its own built-in
+// modules (node:http, node:zlib, …) with code cached inside the node binary, which V8 accepts only
+// under the flags it was made with, so every flag set before a built-in module is first required makes
+// Node compile that module from its source (~40 % more CPU for `gantry --version`). So they are set
+// at the first WebAssembly compile (undici's HTTP parser, at the first connection), by when the
+// built-in modules a command needs are mostly loaded:
+// - `--liftoff-only`: WebAssembly is compiled by the baseline compiler only: optimising undici's parser
+//   costs ~0.1 s of CPU per run, more than a short command saves (measured no slower on a 256 MiB pull);
+// - `--initial-old-space-size=64`: a copy moves its bytes through many short-lived buffers whose memory
+//   V8 counts against the old generation's limit; V8's small default start makes that a full garbage
+//   collection every few MiB copied.
+// Before the compiled code of dist/ is stored at exit (below), the flags are set back to Node's
+// defaults, so that the stored code matches the flags of the next run's start. Unknown flags are
+// ignored, so this cannot break on other Nodes.
+const lazyV8Flags = ['--liftoff-only', '--initial-old-space-size=64'];
+// Node's defaults, with those `--liftoff-only` changes in turn (V8 11: the tiering flags).
+const defaultV8Flags = [
+  '--no-liftoff-only',
+  '--wasm-tier-up',
+  '--wasm-dynamic-tiering',
+  '--initial-old-space-size=0',
+];
+let lazyV8FlagsSet = false;
+function setLazyV8Flags(): void {
+  if (lazyV8FlagsSet) return;
+  lazyV8FlagsSet = true;
+  for (const flag of lazyV8Flags) v8.setFlagsFromString(flag);
+}
+process.once('exit', () => {
+  if (lazyV8FlagsSet) for (const flag of defaultV8Flags) v8.setFlagsFromString(flag);
+});
+{
+  // (The CLI's TypeScript settings have no WebAssembly types.)
+  const webAssembly = (globalThis as unknown as { WebAssembly: { Module: new (bytes: unknown) => object } })
+    .WebAssembly;
+  const OriginalModule = webAssembly.Module;
+  // Replaced until its first use, then put back: a command that compiles no WebAssembly sets no flag.
+  webAssembly.Module = new Proxy(OriginalModule, {
+    construct(target, args, newTarget) {
+      webAssembly.Module = OriginalModule;
+      setLazyV8Flags();
+      return Reflect.construct(target, args, newTarget);
+    },
+  });
+}
 
 const mainFile = path.join(__dirname, 'main.cjs');
 

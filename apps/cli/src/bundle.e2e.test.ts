@@ -374,6 +374,36 @@ describe('the compiled-code cache', () => {
   });
 });
 
+describe('the compiled-code cache of a command that compiles WebAssembly', () => {
+  it('is used by the next run: the V8 flags set for WebAssembly are set back before the code is stored', async () => {
+    // inspect docker:// compiles undici's HTTP parser, which sets V8 flags (see bin.cts); code stored
+    // under other flags than the next run starts with would be refused and written again by every run.
+    const cacheHome = join(root, 'cache-home-wasm');
+    const environment = { XDG_CACHE_HOME: cacheHome };
+    const args = ['inspect', '--tls-verify=false', `docker://${registry.host}/bundle/image:v1`];
+    const first = runInstalled(alone, args, environment);
+    expect(first.stderr).toBe('');
+    expect(JSON.parse(first.stdout).Digest).toBe(image.topLevel.digest);
+    const directory = join(cacheHome, 'gantry', 'compile-cache');
+    const cacheFiles = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
+    expect(cacheFiles.some((name) => name.includes('-main-lazy-undici-'))).toBe(true);
+    const writtenAt = new Map<string, number>();
+    for (const name of cacheFiles) writtenAt.set(name, (await stat(join(directory, name))).mtimeMs);
+
+    const second = runInstalled(alone, args, environment);
+    expect(second.stderr).toBe('');
+    expect(second.stdout).toBe(first.stdout);
+    // Each cache file used as it was, none written again.
+    const afterSecond = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
+    expect(afterSecond.sort()).toEqual([...cacheFiles].sort());
+    for (const name of afterSecond)
+      expect({ name, mtimeMs: (await stat(join(directory, name))).mtimeMs }).toEqual({
+        name,
+        mtimeMs: writtenAt.get(name),
+      });
+  });
+});
+
 describe('the installed command with a third-party transport beside it', () => {
   it('finds, checks and uses it; its own @gantry/core shares the error brand, instanceof and the deferred certificates', async () => {
     const report = join(root, 'vault-report.jsonl');
