@@ -10,7 +10,7 @@
  *   run of the same command (`vm.Script` `cachedData`; V8 checks that it belongs to this source, this
  *   V8 and these flags, and ignores it otherwise), and when there was none or V8 refused it, the code
  *   compiled by the end of this run, lazily compiled functions included, is stored for the next one;
- *   one cache file per file of dist/ and command. The files are read as Latin-1: the bundler writes
+ *   one cache file per file of dist/, command and transports. The files are read as Latin-1: the bundler writes
  *   them in ASCII, and a one-byte read skips UTF-8 decoding of ~1 MiB.
  * The directory is `$NODE_COMPILE_CACHE`, else `$XDG_CACHE_HOME/gantry/compile-cache` (default
  * `~/.cache/…`), created private to the user; `NODE_DISABLE_COMPILE_CACHE=1` turns caching off. A cache
@@ -91,10 +91,37 @@ function cacheDirectory(): string | undefined {
   }
 }
 
-/** The name of the command being run, for the cache files' names (`other` for none or an odd one). */
-function commandName(): string {
-  const command = process.argv.slice(2).find((argument) => !argument.startsWith('-')) ?? '';
-  return /^[a-z][a-z-]{0,31}$/.test(command) ? command : 'other';
+/**
+ * The transports whose names a run's cache file names hold. Runs of one command compile different code
+ * for different transports (inspect docker:// loads the registry client, inspect oci: the layout
+ * reader), and a cache holds what its first run compiled: so each pair of command and transports has
+ * its own. Only these names, so that no other argument (a `--creds` value) ends up in a file name.
+ */
+const cacheKeyTransports = new Set([
+  'containers-storage',
+  'dir',
+  'docker',
+  'docker-archive',
+  'docker-daemon',
+  'oci',
+  'oci-archive',
+  'ostree',
+]);
+
+/**
+ * What is run, for the cache files' names: the command and the transports its image arguments name
+ * (`inspect-docker`, `copy-oci-docker`); `other` for no command or an odd one.
+ */
+function runKind(): string {
+  const positional = process.argv.slice(2).filter((argument) => !argument.startsWith('-'));
+  const command = positional[0] ?? '';
+  if (!/^[a-z][a-z-]{0,31}$/.test(command)) return 'other';
+  const transports = positional
+    .slice(1)
+    .map((argument) => /^([a-z][a-z-]*):/.exec(argument)?.[1])
+    .filter((name): name is string => name !== undefined && cacheKeyTransports.has(name))
+    .slice(0, 2);
+  return [command, ...transports].join('-');
 }
 
 /**
@@ -113,7 +140,7 @@ function runWithCodeCache(
   const { size, mtimeMs } = fs.statSync(file);
   const cacheFile = path.join(
     directory,
-    `gantry-${process.version}-${process.arch}-${path.basename(file, '.cjs')}-${size}-${Math.trunc(mtimeMs)}-${commandName()}.cache`,
+    `gantry-${process.version}-${process.arch}-${path.basename(file, '.cjs')}-${size}-${Math.trunc(mtimeMs)}-${runKind()}.cache`,
   );
   let cachedData: Buffer | undefined;
   try {

@@ -350,7 +350,7 @@ describe('the compiled-code cache', () => {
     const directory = join(cacheHome, 'gantry', 'compile-cache');
     const cacheFiles = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
     const namePattern = new RegExp(
-      `^gantry-${process.version}-${process.arch}-(main|main-lazy-[\\w.-]+)-\\d+-\\d+-inspect\\.cache$`,
+      `^gantry-${process.version}-${process.arch}-(main|main-lazy-[\\w.-]+)-\\d+-\\d+-inspect-oci\\.cache$`,
     );
     for (const name of cacheFiles) expect(name).toMatch(namePattern);
     const mainCacheFiles = cacheFiles.filter((name) => namePattern.exec(name)?.[1] === 'main');
