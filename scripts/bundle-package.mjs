@@ -327,27 +327,21 @@ const lazyBuiltins = new Set([
  */
 function requireBuiltinsLazily(code) {
   let rewritten = 0;
-  let result = code.replace(
-    /^let (node_[\w$]+) = require\("node:([\w/]+)"\);$/gm,
-    (line, variable, name) => {
-      if (!lazyBuiltins.has(name) || code.includes(`${variable} = __toESM(`)) return line;
-      rewritten += 1;
-      return `let ${variable} = __lazyBuiltin("node:${name}");`;
-    },
-  );
+  let result = code.replace(/^let (node_[\w$]+) = require\("node:([\w/]+)"\);$/gm, (line, variable, name) => {
+    if (!lazyBuiltins.has(name) || code.includes(`${variable} = __toESM(`)) return line;
+    rewritten += 1;
+    return `let ${variable} = __lazyBuiltin("node:${name}");`;
+  });
   // node:assert (with its AssertionError, diffing and colour support) costs a run that loads undici
   // ~3 % of its CPU time, for checks that hold: where a module only calls it (`assert(condition)`,
   // no `assert.method`), it is loaded at the first check that fails.
   let assertsRewritten = 0;
-  result = result.replace(
-    /^(\s*)const ([\w$]+) = require\("node:assert"\);$/gm,
-    (line, indent, variable) => {
-      const escaped = variable.replace(/\$/g, '\\$');
-      if (new RegExp(`(?<![\\w$.])${escaped}\\s*\\.`).test(code)) return line;
-      assertsRewritten += 1;
-      return `${indent}const ${variable} = __lazyAssert;`;
-    },
-  );
+  result = result.replace(/^(\s*)const ([\w$]+) = require\("node:assert"\);$/gm, (line, indent, variable) => {
+    const escaped = variable.replace(/\$/g, '\\$');
+    if (new RegExp(`(?<![\\w$.])${escaped}\\s*\\.`).test(code)) return line;
+    assertsRewritten += 1;
+    return `${indent}const ${variable} = __lazyAssert;`;
+  });
   if (rewritten === 0 && assertsRewritten === 0) return code;
   const helper =
     (rewritten === 0
