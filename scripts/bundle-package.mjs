@@ -322,37 +322,79 @@ const lazyBuiltins = new Set([
  * Rewrites the top-level `let node_x = require("node:x");` of the built-in modules in lazyBuiltins into
  * a stand-in that requires the module at its first property access (a Proxy, so that exports of a newer
  * Node, looked for before use, are seen). Modules the bundle converts with `__toESM` (their properties
- * copied at once) stay as they are.
+ * copied at once) stay as they are. And `const x = require("node:assert");` of a module that only calls
+ * `x(…)` becomes a check that requires node:assert when it fails (see below).
  */
 function requireBuiltinsLazily(code) {
   let rewritten = 0;
-  const result = code.replace(
-    /^let (node_[\w$]+) = require\("node:([\w/]+)"\);$/gm,
-    (line, variable, name) => {
-      if (!lazyBuiltins.has(name) || code.includes(`${variable} = __toESM(`)) return line;
-      rewritten += 1;
-      return `let ${variable} = __lazyBuiltin("node:${name}");`;
-    },
-  );
-  if (rewritten === 0) return code;
+  let result = code.replace(/^let (node_[\w$]+) = require\("node:([\w/]+)"\);$/gm, (line, variable, name) => {
+    if (!lazyBuiltins.has(name) || code.includes(`${variable} = __toESM(`)) return line;
+    rewritten += 1;
+    return `let ${variable} = __lazyBuiltin("node:${name}");`;
+  });
+  // node:assert (with its AssertionError, diffing and colour support) costs a run that loads undici
+  // ~3 % of its CPU time, for checks that hold: where a module only calls it (`assert(condition)`,
+  // no `assert.method`), it is loaded at the first check that fails.
+  let assertsRewritten = 0;
+  result = result.replace(/^(\s*)const ([\w$]+) = require\("node:assert"\);$/gm, (line, indent, variable) => {
+    const escaped = variable.replace(/\$/g, '\\$');
+    if (new RegExp(`(?<![\\w$.])${escaped}\\s*\\.`).test(code)) return line;
+    assertsRewritten += 1;
+    return `${indent}const ${variable} = __lazyAssert;`;
+  });
+  if (rewritten === 0 && assertsRewritten === 0) return code;
   const helper =
-    'var __lazyBuiltin = (name) => {\n' +
-    '\tlet loaded;\n' +
-    '\tconst load = () => loaded ??= require(name);\n' +
-    '\treturn new Proxy({}, {\n' +
-    '\t\tget: (_, key) => load()[key],\n' +
-    '\t\thas: (_, key) => key in load(),\n' +
-    '\t\townKeys: () => Reflect.ownKeys(load()),\n' +
-    '\t\tgetOwnPropertyDescriptor: (_, key) => {\n' +
-    '\t\t\tconst descriptor = Reflect.getOwnPropertyDescriptor(load(), key);\n' +
-    '\t\t\treturn descriptor && { ...descriptor, configurable: true };\n' +
-    '\t\t}\n' +
-    '\t});\n' +
-    '};\n';
-  // After a leading "use strict" if any; the helper's line shifts the code one line down.
+    (rewritten === 0
+      ? ''
+      : 'var __lazyBuiltin = (name) => {\n' +
+        '\tlet loaded;\n' +
+        '\tconst load = () => loaded ??= require(name);\n' +
+        '\treturn new Proxy({}, {\n' +
+        '\t\tget: (_, key) => load()[key],\n' +
+        '\t\thas: (_, key) => key in load(),\n' +
+        '\t\townKeys: () => Reflect.ownKeys(load()),\n' +
+        '\t\tgetOwnPropertyDescriptor: (_, key) => {\n' +
+        '\t\t\tconst descriptor = Reflect.getOwnPropertyDescriptor(load(), key);\n' +
+        '\t\t\treturn descriptor && { ...descriptor, configurable: true };\n' +
+        '\t\t}\n' +
+        '\t});\n' +
+        '};\n') +
+    (assertsRewritten === 0
+      ? ''
+      : 'var __lazyAssert = function (value, ...rest) {\n' +
+        '\tif (!value) require("node:assert")(value, ...rest);\n' +
+        '};\n');
+  // After a leading "use strict" if any; the helper's lines shift the code down.
   return result.startsWith('"use strict";\n')
     ? `"use strict";\n${helper}${result.slice('"use strict";\n'.length)}`
     : helper + result;
+}
+
+/**
+ * CommonJS modules of bundled packages that a module requires at its top but needs only when it calls
+ * them, and that are costly to evaluate: undici's HTTP/2 client (client-h2.js requires node:http2,
+ * whose loading with the node:assert it requires costs a run that loads undici ~6 % of its CPU time;
+ * Gantry's connections speak HTTP/1.1). `const x = require_m();` becomes a function that evaluates the
+ * module at its first call, where every use of `x` in the requiring module is a call.
+ */
+const modulesEvaluatedOnFirstCall = new Set(['require_client_h2']);
+
+function evaluateOnFirstCall(code) {
+  return code.replace(
+    /^(\s*)const ([\w$]+) = (require_[\w$]+)\(\);$/gm,
+    (line, indent, variable, moduleFunction, offset) => {
+      if (!modulesEvaluatedOnFirstCall.has(moduleFunction)) return line;
+      // The requiring module: from the line to the next module of the file.
+      const rest = code.slice(offset + line.length);
+      const next = rest.search(/^var require_[\w$]+ = __commonJSMin\(/m);
+      const body = next < 0 ? rest : rest.slice(0, next);
+      const escaped = variable.replace(/\$/g, '\\$');
+      const uses = body.match(new RegExp(`(?<![\\w$.])${escaped}(?![\\w$])`, 'g'))?.length ?? 0;
+      const calls = body.match(new RegExp(`(?<![\\w$.])${escaped}\\(`, 'g'))?.length ?? 0;
+      if (uses !== calls) return line;
+      return `${indent}const ${variable} = (...args) => ${moduleFunction}()(...args);`;
+    },
+  );
 }
 
 /** Bundles `file` and what it imports into one CommonJS file, `bundleDirectory/name.cjs`; returns its module ids. */
@@ -375,8 +417,10 @@ async function writeOneFile(file, name, plugins) {
   });
   await bundle.close();
   const bundleFile = join(bundleDirectory, `${name}.cjs`);
-  const code = requireBuiltinsLazily(
-    readFileSync(bundleFile, 'utf8').replaceAll(`require("${lazyFileScheme}`, 'require("./'),
+  const code = evaluateOnFirstCall(
+    requireBuiltinsLazily(
+      readFileSync(bundleFile, 'utf8').replaceAll(`require("${lazyFileScheme}`, 'require("./'),
+    ),
   );
   writeFileSync(bundleFile, escapeNonAscii(code));
   return output.flatMap((chunk) => (chunk.type === 'chunk' ? chunk.moduleIds : []));

@@ -10,7 +10,7 @@
  *   run of the same command (`vm.Script` `cachedData`; V8 checks that it belongs to this source, this
  *   V8 and these flags, and ignores it otherwise), and when there was none or V8 refused it, the code
  *   compiled by the end of this run, lazily compiled functions included, is stored for the next one;
- *   one cache file per file of dist/ and command. The files are read as Latin-1: the bundler writes
+ *   one cache file per file of dist/, command and transports. The files are read as Latin-1: the bundler writes
  *   them in ASCII, and a one-byte read skips UTF-8 decoding of ~1 MiB.
  * The directory is `$NODE_COMPILE_CACHE`, else `$XDG_CACHE_HOME/gantry/compile-cache` (default
  * `~/.cache/…`), created private to the user; `NODE_DISABLE_COMPILE_CACHE=1` turns caching off. A cache
@@ -26,11 +26,51 @@ import path = require('node:path');
 import v8 = require('node:v8');
 import vm = require('node:vm');
 
-// WebAssembly (undici's HTTP parser, compiled at the first connection) is compiled by the baseline
-// compiler only: optimising it costs ~0.1 s of CPU per run, more than a short command saves (and
-// measured no slower on a 256 MiB pull). Set before anything is compiled, so that cached code always
-// meets the same flags. Unknown flags are ignored, so this cannot break on other Nodes.
-v8.setFlagsFromString('--liftoff-only');
+// V8 flags, set when first needed rather than on Node's command line: Node compiles its own built-in
+// modules (node:http, node:zlib, …) with code cached inside the node binary, which V8 accepts only
+// under the flags it was made with, so every flag set before a built-in module is first required makes
+// Node compile that module from its source (~40 % more CPU for `gantry --version`). So they are set
+// at the first WebAssembly compile (undici's HTTP parser, at the first connection), by when the
+// built-in modules a command needs are mostly loaded:
+// - `--liftoff-only`: WebAssembly is compiled by the baseline compiler only: optimising undici's parser
+//   costs ~0.1 s of CPU per run, more than a short command saves (measured no slower on a 256 MiB pull);
+// - `--initial-old-space-size=64`: a copy moves its bytes through many short-lived buffers whose memory
+//   V8 counts against the old generation's limit; V8's small default start makes that a full garbage
+//   collection every few MiB copied.
+// Before the compiled code of dist/ is stored at exit (below), the flags are set back to Node's
+// defaults, so that the stored code matches the flags of the next run's start. Unknown flags are
+// ignored, so this cannot break on other Nodes.
+const lazyV8Flags = ['--liftoff-only', '--initial-old-space-size=64'];
+// Node's defaults, with those `--liftoff-only` changes in turn (V8 11: the tiering flags).
+const defaultV8Flags = [
+  '--no-liftoff-only',
+  '--wasm-tier-up',
+  '--wasm-dynamic-tiering',
+  '--initial-old-space-size=0',
+];
+let lazyV8FlagsSet = false;
+function setLazyV8Flags(): void {
+  if (lazyV8FlagsSet) return;
+  lazyV8FlagsSet = true;
+  for (const flag of lazyV8Flags) v8.setFlagsFromString(flag);
+}
+process.once('exit', () => {
+  if (lazyV8FlagsSet) for (const flag of defaultV8Flags) v8.setFlagsFromString(flag);
+});
+{
+  // (The CLI's TypeScript settings have no WebAssembly types.)
+  const webAssembly = (globalThis as unknown as { WebAssembly: { Module: new (bytes: unknown) => object } })
+    .WebAssembly;
+  const OriginalModule = webAssembly.Module;
+  // Replaced until its first use, then put back: a command that compiles no WebAssembly sets no flag.
+  webAssembly.Module = new Proxy(OriginalModule, {
+    construct(target, args, newTarget) {
+      webAssembly.Module = OriginalModule;
+      setLazyV8Flags();
+      return Reflect.construct(target, args, newTarget);
+    },
+  });
+}
 
 const mainFile = path.join(__dirname, 'main.cjs');
 
@@ -51,10 +91,37 @@ function cacheDirectory(): string | undefined {
   }
 }
 
-/** The name of the command being run, for the cache files' names (`other` for none or an odd one). */
-function commandName(): string {
-  const command = process.argv.slice(2).find((argument) => !argument.startsWith('-')) ?? '';
-  return /^[a-z][a-z-]{0,31}$/.test(command) ? command : 'other';
+/**
+ * The transports whose names a run's cache file names hold. Runs of one command compile different code
+ * for different transports (inspect docker:// loads the registry client, inspect oci: the layout
+ * reader), and a cache holds what its first run compiled: so each pair of command and transports has
+ * its own. Only these names, so that no other argument (a `--creds` value) ends up in a file name.
+ */
+const cacheKeyTransports = new Set([
+  'containers-storage',
+  'dir',
+  'docker',
+  'docker-archive',
+  'docker-daemon',
+  'oci',
+  'oci-archive',
+  'ostree',
+]);
+
+/**
+ * What is run, for the cache files' names: the command and the transports its image arguments name
+ * (`inspect-docker`, `copy-oci-docker`); `other` for no command or an odd one.
+ */
+function runKind(): string {
+  const positional = process.argv.slice(2).filter((argument) => !argument.startsWith('-'));
+  const command = positional[0] ?? '';
+  if (!/^[a-z][a-z-]{0,31}$/.test(command)) return 'other';
+  const transports = positional
+    .slice(1)
+    .map((argument) => /^([a-z][a-z-]*):/.exec(argument)?.[1])
+    .filter((name): name is string => name !== undefined && cacheKeyTransports.has(name))
+    .slice(0, 2);
+  return [command, ...transports].join('-');
 }
 
 /**
@@ -73,7 +140,7 @@ function runWithCodeCache(
   const { size, mtimeMs } = fs.statSync(file);
   const cacheFile = path.join(
     directory,
-    `gantry-${process.version}-${process.arch}-${path.basename(file, '.cjs')}-${size}-${Math.trunc(mtimeMs)}-${commandName()}.cache`,
+    `gantry-${process.version}-${process.arch}-${path.basename(file, '.cjs')}-${size}-${Math.trunc(mtimeMs)}-${runKind()}.cache`,
   );
   let cachedData: Buffer | undefined;
   try {

@@ -350,7 +350,7 @@ describe('the compiled-code cache', () => {
     const directory = join(cacheHome, 'gantry', 'compile-cache');
     const cacheFiles = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
     const namePattern = new RegExp(
-      `^gantry-${process.version}-${process.arch}-(main|main-lazy-[\\w.-]+)-\\d+-\\d+-inspect\\.cache$`,
+      `^gantry-${process.version}-${process.arch}-(main|main-lazy-[\\w.-]+)-\\d+-\\d+-inspect-oci\\.cache$`,
     );
     for (const name of cacheFiles) expect(name).toMatch(namePattern);
     const mainCacheFiles = cacheFiles.filter((name) => namePattern.exec(name)?.[1] === 'main');
@@ -371,6 +371,36 @@ describe('the compiled-code cache', () => {
     expect(afterDamage.stderr).toBe('');
     expect(afterDamage.stdout).toBe(first.stdout);
     expect((await stat(cacheFile)).size).toBeGreaterThan(10_000);
+  });
+});
+
+describe('the compiled-code cache of a command that compiles WebAssembly', () => {
+  it('is used by the next run: the V8 flags set for WebAssembly are set back before the code is stored', async () => {
+    // inspect docker:// compiles undici's HTTP parser, which sets V8 flags (see bin.cts); code stored
+    // under other flags than the next run starts with would be refused and written again by every run.
+    const cacheHome = join(root, 'cache-home-wasm');
+    const environment = { XDG_CACHE_HOME: cacheHome };
+    const args = ['inspect', '--tls-verify=false', `docker://${registry.host}/bundle/image:v1`];
+    const first = runInstalled(alone, args, environment);
+    expect(first.stderr).toBe('');
+    expect(JSON.parse(first.stdout).Digest).toBe(image.topLevel.digest);
+    const directory = join(cacheHome, 'gantry', 'compile-cache');
+    const cacheFiles = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
+    expect(cacheFiles.some((name) => name.includes('-main-lazy-undici-'))).toBe(true);
+    const writtenAt = new Map<string, number>();
+    for (const name of cacheFiles) writtenAt.set(name, (await stat(join(directory, name))).mtimeMs);
+
+    const second = runInstalled(alone, args, environment);
+    expect(second.stderr).toBe('');
+    expect(second.stdout).toBe(first.stdout);
+    // Each cache file used as it was, none written again.
+    const afterSecond = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
+    expect(afterSecond.sort()).toEqual([...cacheFiles].sort());
+    for (const name of afterSecond)
+      expect({ name, mtimeMs: (await stat(join(directory, name))).mtimeMs }).toEqual({
+        name,
+        mtimeMs: writtenAt.get(name),
+      });
   });
 });
 

@@ -80,8 +80,7 @@ describe('bin/gantry', () => {
     expect(lines).toEqual([
       'NODE_EXTRA_CA_CERTS=<unset>',
       'GANTRY_DEFERRED_NODE_EXTRA_CA_CERTS=/some/bundle.pem',
-      // The launcher sizes V8's old generation (see bin/gantry).
-      'argument: --initial-old-space-size=64',
+      // No V8 flag on Node's command line (see bin/gantry): dist/bin.cjs sets them when first needed.
       `argument: ${dirname(launcher)}/../dist/bin.cjs`,
       'argument: inspect',
       'argument: docker://a b',
