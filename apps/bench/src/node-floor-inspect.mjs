@@ -3,10 +3,10 @@
 // registry: ping `/v2/`, GET the manifest, GET the config, GET the tag list, print JSON. No
 // configuration, policy, auth, verification or HTTPS probe; only undici's Pool (not its entry point,
 // which also loads fetch, WebSocket and caches). Run it as bin/gantry runs Node (no
-// NODE_EXTRA_CA_CERTS, `--liftoff-only` as bin.cjs sets it): its wall and CPU time are a floor for any
+// NODE_EXTRA_CA_CERTS, flags as bin.cjs leaves them: none before the first WebAssembly compile): its wall and CPU time are a floor for any
 // Node.js + undici implementation of the `inspect-docker` row: compare them with skopeo's.
 //
-//   env -u NODE_EXTRA_CA_CERTS node --liftoff-only apps/bench/src/node-floor-inspect.mjs HOST:PORT REPOSITORY TAG
+//   env -u NODE_EXTRA_CA_CERTS node apps/bench/src/node-floor-inspect.mjs HOST:PORT REPOSITORY TAG
 import { createRequire } from 'node:module';
 
 const [host, repository, tag] = process.argv.slice(2);

@@ -5,7 +5,7 @@
 // and WebAssembly compiled by the baseline compiler only, as Gantry does. Its wall time is a floor for
 // any Node.js + undici implementation of `oci-to-registry-repush`: compare it with skopeo's.
 //
-//   /usr/bin/time -f %e node --liftoff-only apps/bench/src/node-floor-repush.mjs OCI-LAYOUT HOST:PORT REPOSITORY TAG
+//   /usr/bin/time -f %e node apps/bench/src/node-floor-repush.mjs OCI-LAYOUT HOST:PORT REPOSITORY TAG
 //   (the layout's first manifest is pushed; plain HTTP)
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
