@@ -146,12 +146,15 @@ describe('docker context options', () => {
       precomputeDigests: false,
       uploadChunkSize: undefined,
       idleTimeoutMs: 300_000,
+      wholeUploadMaxBytes: 0,
     });
     const resolve = (docker: unknown) => () => resolveDockerContextOptions({ transportOptions: { docker } });
     expect(resolve({ credentials: 'a:b', noCredentials: true })).toThrow(/mutually exclusive/);
     expect(resolve({ credentials: 'a:b', registryToken: 't' })).toThrow(/mutually exclusive/);
     expect(resolve({ tlsVerify: 'no' })).toThrow(/tlsVerify must be a boolean/);
     expect(resolve('yes')).toThrow(/must be an object/);
+    expect(resolve({ wholeUploadMaxBytes: -1 })).toThrow(/wholeUploadMaxBytes must be a whole number/);
+    expect(resolve({ wholeUploadMaxBytes: 1.5 })).toThrow(/wholeUploadMaxBytes must be a whole number/);
     expect(
       resolveDockerContextOptions({
         transportOptions: { docker: { credentials: { username: 'u', password: 'p' } } },
