@@ -40,13 +40,21 @@ import vm = require('node:vm');
 // Before the compiled code of dist/ is stored at exit (below), the flags are set back to Node's
 // defaults, so that the stored code matches the flags of the next run's start. Unknown flags are
 // ignored, so this cannot break on other Nodes.
-const lazyV8Flags = ['--liftoff-only', '--initial-old-space-size=64'];
+// bin/gantry starts `copy` and `sync` with the old generation's size on Node's command line (it takes
+// full effect only there); that flag is then left as Node started with it.
+const oldSpaceSizeFromCommandLine = process.execArgv.some((flag) =>
+  flag.startsWith('--initial-old-space-size'),
+);
+const lazyV8Flags = [
+  '--liftoff-only',
+  ...(oldSpaceSizeFromCommandLine ? [] : ['--initial-old-space-size=64']),
+];
 // Node's defaults, with those `--liftoff-only` changes in turn (V8 11: the tiering flags).
 const defaultV8Flags = [
   '--no-liftoff-only',
   '--wasm-tier-up',
   '--wasm-dynamic-tiering',
-  '--initial-old-space-size=0',
+  ...(oldSpaceSizeFromCommandLine ? [] : ['--initial-old-space-size=0']),
 ];
 let lazyV8FlagsSet = false;
 function setLazyV8Flags(): void {

@@ -404,6 +404,44 @@ describe('the compiled-code cache of a command that compiles WebAssembly', () =>
   });
 });
 
+describe('the compiled-code cache of a copy (started with a V8 flag by bin/gantry)', () => {
+  it('is used by the next run: the flag Node started with is not set back before the code is stored', async () => {
+    const cacheHome = join(root, 'cache-home-copy');
+    const environment = { XDG_CACHE_HOME: cacheHome };
+    const run = (destination: string) =>
+      runInstalled(
+        alone,
+        [
+          'copy',
+          '--quiet',
+          '--src-tls-verify=false',
+          `docker://${registry.host}/bundle/image:v1`,
+          `dir:${destination}`,
+        ],
+        environment,
+      );
+    const first = run(join(root, 'copy-cache-1'));
+    expect(first.stderr).toBe('');
+    expect(first.status).toBe(0);
+    const directory = join(cacheHome, 'gantry', 'compile-cache');
+    const cacheFiles = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
+    expect(cacheFiles.some((name) => name.includes('-main-lazy-undici-'))).toBe(true);
+    const writtenAt = new Map<string, number>();
+    for (const name of cacheFiles) writtenAt.set(name, (await stat(join(directory, name))).mtimeMs);
+
+    const second = run(join(root, 'copy-cache-2'));
+    expect(second.stderr).toBe('');
+    expect(second.status).toBe(0);
+    const afterSecond = (await readdir(directory)).filter((name) => name.endsWith('.cache'));
+    expect(afterSecond.sort()).toEqual([...cacheFiles].sort());
+    for (const name of afterSecond)
+      expect({ name, mtimeMs: (await stat(join(directory, name))).mtimeMs }).toEqual({
+        name,
+        mtimeMs: writtenAt.get(name),
+      });
+  });
+});
+
 describe('the installed command with a third-party transport beside it', () => {
   it('finds, checks and uses it; its own @gantry/core shares the error brand, instanceof and the deferred certificates', async () => {
     const report = join(root, 'vault-report.jsonl');

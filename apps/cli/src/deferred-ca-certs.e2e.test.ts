@@ -87,6 +87,26 @@ describe('bin/gantry', () => {
     ]);
   });
 
+  it('starts copy and sync with a 64 MiB old generation, and no other command', () => {
+    const environment = { NODE_EXTRA_CA_CERTS: undefined, GANTRY_DEFERRED_NODE_EXTRA_CA_CERTS: undefined };
+    for (const args of [
+      ['copy', 'oci:/a', 'dir:/b'],
+      ['--debug', 'sync', '--src', 'docker', '--dest', 'dir', 'r/x', '/d'],
+    ]) {
+      expect(runLauncher(environment, args).slice(2)).toEqual([
+        'argument: --initial-old-space-size=64',
+        `argument: ${dirname(launcher)}/../dist/bin.cjs`,
+        ...args.map((argument) => `argument: ${argument}`),
+      ]);
+    }
+    for (const args of [['inspect', 'docker://r/copy'], ['list-tags', 'docker://r/sync'], ['--version']]) {
+      expect(runLauncher(environment, args).slice(2)).toEqual([
+        `argument: ${dirname(launcher)}/../dist/bin.cjs`,
+        ...args.map((argument) => `argument: ${argument}`),
+      ]);
+    }
+  });
+
   it('changes nothing when NODE_EXTRA_CA_CERTS is not set', () => {
     const lines = runLauncher(
       { NODE_EXTRA_CA_CERTS: undefined, GANTRY_DEFERRED_NODE_EXTRA_CA_CERTS: undefined },
