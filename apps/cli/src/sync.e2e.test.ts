@@ -742,7 +742,7 @@ describe('syncImages (the library)', () => {
 });
 
 describe('the requests of a sync', () => {
-  it('a new mirror: one tag list instead of a HEAD per image, each blob asked for once, small blobs sent by POST and PUT', async () => {
+  it('a new mirror: one tag list instead of a HEAD per image, no blob asked for, small blobs sent by POST and PUT', async () => {
     const targetProxy = await startFaultProxy(target.host, { keepAliveTimeoutMs: 120_000 });
     try {
       const result = await syncImages({
@@ -766,8 +766,9 @@ describe('the requests of a sync', () => {
       const blobs = 1 + 2 * appTags.length;
       expect(count('GET', '/v2/first/app/tags/list')).toBe(1);
       expect(count('HEAD', '/manifests/')).toBe(0);
-      // One HEAD per blob: the images after the one that put the base layer there know it is there.
-      expect(count('HEAD', '/blobs/')).toBe(blobs);
+      // The repository had no tag: a small blob can be there only if this sync put it there (the
+      // images after the one that put the base layer there know it is there), so none is asked for.
+      expect(count('HEAD', '/blobs/')).toBe(0);
       expect(count('POST', '/blobs/uploads/')).toBe(blobs);
       expect(count('PATCH', '/blobs/uploads/')).toBe(0);
       expect(count('PUT', '/blobs/uploads/')).toBe(blobs);
@@ -783,6 +784,56 @@ describe('the requests of a sync', () => {
         ]);
         expect(copied[`app:${tag}`]).toBe(manifestDigest(inspected.stdout));
       }
+    } finally {
+      await targetProxy.stop();
+    }
+  }, 120_000);
+
+  it('blobs are asked for in a repository that has tags, and blobs above wholeUploadMaxBytes in any', async () => {
+    const targetProxy = await startFaultProxy(target.host, { keepAliveTimeoutMs: 120_000 });
+    try {
+      const sync = (source: string, destination: string, destinationContext = dockerContext({ tlsVerify: false })) =>
+        syncImages({
+          transports: new TransportRegistry([createDockerTransport(), dirTransport, ociTransport]),
+          sourceKind: 'docker',
+          source,
+          destinationKind: 'docker',
+          destination,
+          sourceContext: dockerContext({ tlsVerify: false }),
+          destinationContext,
+          policy: insecureAcceptAnythingPolicy(),
+        });
+      const count = (method: string, part: string) =>
+        targetProxy.requests.filter((request) => request.method === method && request.path.includes(part))
+          .length;
+      // A repository with one tag already (a new transport instance each time: nothing is known).
+      expect(await sync(`${source.host}/library/app:${appTags[0]}`, `${targetProxy.host}/tagged`)).toMatchObject({
+        copied: 1,
+      });
+      targetProxy.requests.length = 0;
+      expect(await sync(`${source.host}/library/app`, `${targetProxy.host}/tagged`)).toMatchObject({
+        copied: appTags.length - 1,
+        skipped: 1,
+        failed: 0,
+      });
+      // The base layer (found: not uploaded again), then each new image's layer and config.
+      const newBlobs = 2 * (appTags.length - 1);
+      expect(count('HEAD', '/blobs/')).toBe(1 + newBlobs);
+      expect(count('POST', '/blobs/uploads/')).toBe(newBlobs);
+
+      // A new repository, blobs above the whole-upload limit: asked for, then streamed.
+      targetProxy.requests.length = 0;
+      const blobs = 1 + 2 * appTags.length;
+      expect(
+        await sync(
+          `${source.host}/library/app`,
+          `${targetProxy.host}/streamed`,
+          dockerContext({ tlsVerify: false, wholeUploadMaxBytes: 1 }),
+        ),
+      ).toMatchObject({ copied: appTags.length, failed: 0 });
+      expect(count('HEAD', '/blobs/')).toBe(blobs);
+      expect(count('PATCH', '/blobs/uploads/')).toBe(blobs);
+      expect(await registryImages('streamed')).toEqual(await registryImages('tagged'));
     } finally {
       await targetProxy.stop();
     }

@@ -40,3 +40,24 @@ describe('docker context option idleTimeoutMs', () => {
     }
   });
 });
+
+describe('docker context option untaggedRepositories', () => {
+  it('is empty by default; a Set is kept as given (it may be filled later), an array becomes a Set', () => {
+    expect(resolve(undefined)().untaggedRepositories.size).toBe(0);
+    const repositories = new Set<string>();
+    const resolved = resolve({ untaggedRepositories: repositories })();
+    repositories.add('registry.example/mirror/app');
+    expect(resolved.untaggedRepositories.has('registry.example/mirror/app')).toBe(true);
+    expect([...resolve({ untaggedRepositories: ['a.example/x'] })().untaggedRepositories]).toEqual([
+      'a.example/x',
+    ]);
+  });
+
+  it('refuses anything else, naming the member', () => {
+    for (const value of ['a.example/x', [1], { has: () => true }, 7]) {
+      expect(resolve({ untaggedRepositories: value })).toThrow(
+        /untaggedRepositories must be a Set or an array of strings/,
+      );
+    }
+  });
+});

@@ -16,6 +16,7 @@ import { ErrorCodes, GantryError, type TransportContext } from '@gantry/core/tra
  * | `precomputeDigests` | `--dest-precompute-digests`   | destinations: a blob whose digest the pipeline does not know (it is compressing) is first written to a temporary file while hashed, and uploaded only when the registry lacks it |
  * | `uploadChunkSize` | (none)                          | destinations: upload every blob in chunks of this many bytes (raised to the registry's `OCI-Chunk-Min-Length`) instead of one streamed `PATCH` |
  * | `wholeUploadMaxBytes` | (none; `sync` uses 4 MiB) | destinations: a blob whose digest and size the pipeline knows, of at most this many bytes, is read whole and sent in the request that commits it (POST, then PUT `?digest=` with the bytes: the OCI distribution spec's monolithic upload) instead of a streamed `PATCH`; the blobs held so at once are bounded (`wholeUploadBudgetBytes`), a blob beyond that is streamed; default 0 (never) |
+ * | `untaggedRepositories` | (none; `sync` sets it) | destinations: repositories (`host/path`) that had no tagged image when the caller started writing to them (a `Set`, consulted at each blob check, so it may be filled later, or an array); in them, a blob of at most `wholeUploadMaxBytes` that no cross-repository mount provides and that this process has not put there is uploaded without first asking whether the repository has it (a `HEAD` that would answer 404) |
  * | `idleTimeoutMs`  | (none; gantry's `--registry-idle-timeout`) | the longest a request waits for the server's answer, or for the next bytes of its body, before it fails (`ERR_GANTRY_TRANSIENT`; a blob download resumes); default 300000 (5 minutes) |
  *
  * `credentials`, `registryToken` and `noCredentials` are mutually exclusive. `uploadChunkSize` is a
@@ -33,8 +34,11 @@ export interface DockerContextOptions {
   precomputeDigests?: boolean;
   uploadChunkSize?: number;
   wholeUploadMaxBytes?: number;
+  untaggedRepositories?: ReadonlySet<string> | readonly string[];
   idleTimeoutMs?: number;
 }
+
+const noRepositories: ReadonlySet<string> = new Set();
 
 /** How long a request may wait for the answer, or for the next body bytes, by default: 5 minutes. */
 export const defaultIdleTimeoutMs = 300_000;
@@ -55,6 +59,8 @@ export interface ResolvedDockerContextOptions {
   uploadChunkSize: number | undefined;
   /** A whole number of bytes (0: every blob is streamed). */
   wholeUploadMaxBytes: number;
+  /** Repositories (`host/path`) known to have had no tagged image (empty when not given). */
+  untaggedRepositories: ReadonlySet<string>;
   /** Milliseconds, a positive integer (`defaultIdleTimeoutMs` unless given). */
   idleTimeoutMs: number;
 }
@@ -127,6 +133,14 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
   ) {
     throw usage('transportOptions.docker.wholeUploadMaxBytes must be a whole number of bytes');
   }
+  const untagged = options.untaggedRepositories;
+  let untaggedRepositories: ReadonlySet<string> = noRepositories;
+  if (untagged !== undefined) {
+    if (untagged instanceof Set) untaggedRepositories = untagged;
+    else if (Array.isArray(untagged) && untagged.every((name) => typeof name === 'string'))
+      untaggedRepositories = new Set(untagged);
+    else throw usage('transportOptions.docker.untaggedRepositories must be a Set or an array of strings');
+  }
   const idleTimeoutMs = options.idleTimeoutMs;
   if (
     idleTimeoutMs !== undefined &&
@@ -149,6 +163,7 @@ export function resolveDockerContextOptions(context: TransportContext): Resolved
     precomputeDigests: optionalBoolean('precomputeDigests') ?? false,
     uploadChunkSize,
     wholeUploadMaxBytes: wholeUploadMaxBytes ?? 0,
+    untaggedRepositories,
     idleTimeoutMs: idleTimeoutMs ?? defaultIdleTimeoutMs,
   };
 }

@@ -330,6 +330,18 @@ export class DockerImageDestination implements ImageDestination {
       locations.forget(this.reference.registry, from, info.digest);
       this.blobInfoCache?.forgetLocation('docker', this.reference.registry, info.digest, from);
     }
+    // A repository that had no tagged image when the caller started (a sync's destination tag list
+    // said so) holds a small blob only if this process put it there, which `holds` above knew: its
+    // upload is cheaper than a HEAD that answers 404. Larger blobs are still asked for, so those of an
+    // interrupted earlier run are found.
+    const { untaggedRepositories, wholeUploadMaxBytes } = this.client.options;
+    if (
+      info.size >= 0 &&
+      info.size <= wholeUploadMaxBytes &&
+      untaggedRepositories.has(this.reference.reference.name)
+    ) {
+      return { reused: false };
+    }
     const size = await this.blobSize(info.digest, signal);
     if (size !== undefined) {
       this.recordLocation(info.digest);

@@ -22,6 +22,7 @@
  *    (a registry's cross-repository mount) or find it (a layout) instead of uploading it again. An image
  *    starts only after every image it waits for has started, so waiting never blocks the copies.
  */
+import { setMaxListeners } from 'node:events';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { copyImage, imageName } from '../copy/copy.js';
@@ -193,23 +194,37 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
 
   // 2. Source images and their destinations.
   const sourceContext: TransportContext = { ...options.sourceContext };
+  /** Destination repositories (`host/path`) with no tagged image before this sync. */
+  const untaggedRepositories = new Set<string>();
   const destinationContext: TransportContext = { ...options.destinationContext };
   if (options.destinationKind === 'docker') {
     // Mirrors are mostly small blobs (configs, thin layers over a shared base): each is sent in the
     // request that commits it, a request fewer per blob (see the docker transport's options).
+    // Destination repositories whose tag list shows no image (filled while planning) get their small
+    // blobs uploaded without a HEAD first: it could only answer 404 (see the docker transport's options).
     const docker = destinationContext.transportOptions?.docker as Record<string, unknown> | undefined;
-    if (docker?.wholeUploadMaxBytes === undefined) {
-      destinationContext.transportOptions = {
-        ...destinationContext.transportOptions,
-        docker: { ...docker, wholeUploadMaxBytes: syncWholeUploadMaxBytes },
-      };
-    }
+    destinationContext.transportOptions = {
+      ...destinationContext.transportOptions,
+      docker: {
+        ...docker,
+        wholeUploadMaxBytes: docker?.wholeUploadMaxBytes ?? syncWholeUploadMaxBytes,
+        untaggedRepositories: docker?.untaggedRepositories ?? untaggedRepositories,
+      },
+    };
   }
-  if (signal) {
-    sourceContext.signal = sourceContext.signal ? AbortSignal.any([sourceContext.signal, signal]) : signal;
-    destinationContext.signal = destinationContext.signal
-      ? AbortSignal.any([destinationContext.signal, signal])
-      : signal;
+  // Every request and copy in flight listens to these signals (dozens at once while planning): signals
+  // of the sync's own, without Node's warning beyond 10 listeners, and the caller's signal gets one each.
+  const listenedTo = (signals: Array<AbortSignal | undefined>): AbortSignal | undefined => {
+    const given = signals.filter((one): one is AbortSignal => one !== undefined);
+    if (given.length === 0) return undefined;
+    const combined = AbortSignal.any(given);
+    setMaxListeners(0, combined);
+    return combined;
+  };
+  const copySignal = listenedTo([signal]);
+  for (const context of [sourceContext, destinationContext]) {
+    const combined = listenedTo([context.signal, signal]);
+    if (combined) context.signal = combined;
   }
   const docker = transports.get('docker');
   const found = await findSourceImages({
@@ -325,7 +340,7 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
     options.destinationKind === 'oci' ? await readLayoutRefNames(options.destination) : undefined;
   const destinationTags =
     options.destinationKind === 'docker' && docker?.listTags
-      ? new DestinationTagLists(docker, destinationContext)
+      ? new DestinationTagLists(docker, destinationContext, untaggedRepositories)
       : undefined;
   const closeOpenedSources = async () => {
     await Promise.allSettled(planned.map((plan) => plan.openedSource?.close()));
@@ -434,7 +449,7 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
               ...copyOptions,
               sourceContext: plan.sourceContext,
               destinationContext,
-              ...(signal ? { signal } : {}),
+              ...(copySignal ? { signal: copySignal } : {}),
               onProgress: (event) => {
                 if (event.type === 'blob-progress') inFlight.set(event.blob.digest, event.bytes);
                 else if (event.type === 'blob-done') {
@@ -484,7 +499,10 @@ interface PlanSettings {
  * listed needs no HEAD request to learn that the destination has no image by that name, which on a
  * new mirror is every image. A repository that does not exist has no tags; any other failure to list
  * (authentication, a registry without the API) says nothing, and the images are asked for one by one.
- * Only absence is taken from the list: a listed tag is still asked for its digest.
+ * Only absence is taken from the list: a listed tag is still asked for its digest. A repository
+ * without tags (or that does not exist) is recorded in `untagged`, the docker destinations'
+ * `untaggedRepositories`: a small blob can be there only if this sync put it there, so it is
+ * uploaded without asking.
  */
 class DestinationTagLists {
   private readonly lists = new Map<string, Promise<Set<string> | undefined>>();
@@ -492,6 +510,8 @@ class DestinationTagLists {
   constructor(
     private readonly docker: Transport,
     private readonly context: TransportContext,
+    /** Receives the repositories whose list is empty or that do not exist. */
+    private readonly untagged: Set<string>,
   ) {}
 
   /** True when the list of the reference's repository is known and lacks its tag. */
@@ -499,12 +519,17 @@ class DestinationTagLists {
     if (reference.tag === undefined || reference.digest !== undefined) return false;
     let list = this.lists.get(reference.name);
     if (list === undefined) {
-      list = this.docker.listTags!(this.docker.parseReference(`//${reference.name}`), this.context).then(
-        (tags) => new Set(tags),
-        (error: unknown) =>
-          isGantryError(error) && error.code === ErrorCodes.RepositoryNotFound
-            ? new Set<string>()
-            : undefined,
+      const name = reference.name;
+      list = this.docker.listTags!(this.docker.parseReference(`//${name}`), this.context).then(
+        (tags) => {
+          if (tags.length === 0) this.untagged.add(name);
+          return new Set(tags);
+        },
+        (error: unknown) => {
+          if (!isGantryError(error) || error.code !== ErrorCodes.RepositoryNotFound) return undefined;
+          this.untagged.add(name);
+          return new Set<string>();
+        },
       );
       this.lists.set(reference.name, list);
     }
