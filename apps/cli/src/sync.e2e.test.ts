@@ -718,6 +718,66 @@ describe('syncImages (the library)', () => {
     ]);
   }, 60_000);
 
+  it('with an AbortSignal, many requests and copies in flight add no listener warning', async () => {
+    // A repository of 18 tags: the app images and one of them tagged 12 times more.
+    const copied = await syncImages({
+      transports: new TransportRegistry([createDockerTransport(), dirTransport, ociTransport]),
+      sourceKind: 'docker',
+      source: `${source.host}/library/app`,
+      destinationKind: 'docker',
+      destination: `${target.host}/listeners`,
+      sourceContext: dockerContext({ tlsVerify: false }),
+      destinationContext: dockerContext({ tlsVerify: false }),
+      policy: insecureAcceptAnythingPolicy(),
+    });
+    expect(copied).toMatchObject({ copied: appTags.length, failed: 0 });
+    const manifestUrl = (tag: string) => `${target.url}/v2/listeners/app/manifests/${tag}`;
+    const manifest = await fetch(manifestUrl(appTags[0]!), {
+      headers: {
+        accept:
+          'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
+      },
+    });
+    const bytes = new Uint8Array(await manifest.arrayBuffer());
+    const extraTags = Array.from({ length: 12 }, (_, index) => `extra-${index}`);
+    for (const tag of extraTags) {
+      const put = await fetch(manifestUrl(tag), {
+        method: 'PUT',
+        headers: { 'content-type': manifest.headers.get('content-type')! },
+        body: bytes,
+      });
+      expect(put.status).toBe(201);
+    }
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      const controller = new AbortController();
+      const sync = () =>
+        syncImages({
+          transports: new TransportRegistry([createDockerTransport(), dirTransport, ociTransport]),
+          sourceKind: 'docker',
+          source: `${target.host}/listeners/app`,
+          destinationKind: 'docker',
+          destination: `${target.host}/listeners-mirror`,
+          sourceContext: dockerContext({ tlsVerify: false }),
+          destinationContext: dockerContext({ tlsVerify: false }),
+          policy: insecureAcceptAnythingPolicy(),
+          imageConcurrency: 16,
+          signal: controller.signal,
+        });
+      const images = appTags.length + extraTags.length;
+      expect(await sync()).toMatchObject({ copied: images, failed: 0 });
+      // Planning only: 16 images checked at once, a HEAD request on each registry for each.
+      expect(await sync()).toMatchObject({ skipped: images, failed: 0 });
+      // Warnings are emitted on a later tick.
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(warnings.filter((warning) => warning.includes('MaxListeners'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  }, 60_000);
+
   it('an AbortSignal stops the sync: it rejects with ERR_GANTRY_ABORTED and no tag is half-written', async () => {
     const controller = new AbortController();
     const promise = syncImages({
@@ -792,7 +852,11 @@ describe('the requests of a sync', () => {
   it('blobs are asked for in a repository that has tags, and blobs above wholeUploadMaxBytes in any', async () => {
     const targetProxy = await startFaultProxy(target.host, { keepAliveTimeoutMs: 120_000 });
     try {
-      const sync = (source: string, destination: string, destinationContext = dockerContext({ tlsVerify: false })) =>
+      const sync = (
+        source: string,
+        destination: string,
+        destinationContext = dockerContext({ tlsVerify: false }),
+      ) =>
         syncImages({
           transports: new TransportRegistry([createDockerTransport(), dirTransport, ociTransport]),
           sourceKind: 'docker',
@@ -807,7 +871,9 @@ describe('the requests of a sync', () => {
         targetProxy.requests.filter((request) => request.method === method && request.path.includes(part))
           .length;
       // A repository with one tag already (a new transport instance each time: nothing is known).
-      expect(await sync(`${source.host}/library/app:${appTags[0]}`, `${targetProxy.host}/tagged`)).toMatchObject({
+      expect(
+        await sync(`${source.host}/library/app:${appTags[0]}`, `${targetProxy.host}/tagged`),
+      ).toMatchObject({
         copied: 1,
       });
       targetProxy.requests.length = 0;
