@@ -44,6 +44,7 @@ const gantryBin = resolve(here, '../../cli/dist/bin.cjs');
 /** The installed command: bin/gantry, the launcher npm links, which runs dist/bin.cjs. */
 const gantryLauncher = resolve(here, '../../cli/bin/gantry');
 const gantryLibraryCopy = resolve(here, 'gantry-library-copy.mjs');
+const nodeFloorSyncNoop = resolve(here, 'node-floor-sync-noop.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
 
 // `pnpm bench -- --runs 5` hands the `--` on: drop it.
@@ -891,6 +892,12 @@ const rows = [
     description: `sync re-run, all ${size.syncTags} images already in the destination`,
     syncSource: true,
     sync: ({ sourceRegistry }) => [`${sourceRegistry}/bench/sync`, `${sourceRegistry}/sync-noop`],
+    // Measured in the same runs: the least a Node.js program does to prove the mirror up to date.
+    nodeFloor: ({ sourceRegistry }) => [
+      nodeFloorSyncNoop,
+      `${sourceRegistry}/bench/sync`,
+      `${sourceRegistry}/sync-noop`,
+    ],
     target: target(0.3, 'issue 11'),
   },
   {
@@ -1296,6 +1303,7 @@ try {
     }
     const rowTools = row.floor && !withSkopeo ? [...tools, { name: 'skopeo', command: 'sh' }] : tools;
     const samples = Object.fromEntries(rowTools.map((tool) => [tool.name, []]));
+    const nodeFloorSamples = [];
     try {
       for (let run = 0; run < runs; run += 1) {
         for (const tool of rowTools) {
@@ -1335,6 +1343,16 @@ try {
             await rm(destination, { recursive: true, force: true });
           }
         }
+        if (row.nodeFloor) {
+          // As bin/gantry starts Node: without NODE_EXTRA_CA_CERTS.
+          const { NODE_EXTRA_CA_CERTS: _unused, ...environment } = process.env;
+          const registryCpuBefore = registry.cpuSeconds();
+          const sample = measure(process.execPath, row.nodeFloor({ sourceRegistry: registry.host }), {
+            env: environment,
+          });
+          sample.registryCpuSeconds = registry.cpuSeconds() - registryCpuBefore;
+          nodeFloorSamples.push(sample);
+        }
       }
     } catch (error) {
       result.error = error.message;
@@ -1347,6 +1365,8 @@ try {
       result.wallRatio = result.gantry.medianSeconds / result.reference.medianSeconds;
       result.cpuRatio = result.gantry.medianCpuSeconds / result.reference.medianCpuSeconds;
     }
+    if (nodeFloorSamples.length > 0)
+      result.nodeFloor = summarize(nodeFloorSamples, { cores: availableParallelism() });
     if (row.bytes) result.bytes = row.bytes();
     result.elapsedSeconds = (Date.now() - rowStartedAt) / 1000;
     const registryCpu = (summary) =>
@@ -1428,6 +1448,18 @@ if (daemonRow?.gantry && dockerLoad) {
       `; Gantry ${daemonRow.gantry.medianSeconds.toFixed(2)} s` +
       (daemonRow.reference
         ? `, skopeo ${daemonRow.reference.medianSeconds.toFixed(2)} s, so 0.8 × skopeo = ${(0.8 * daemonRow.reference.medianSeconds).toFixed(2)} s is ${0.8 * daemonRow.reference.medianSeconds < dockerLoad.seconds ? 'below' : 'above'} what the daemon alone needs`
+        : ''),
+  );
+}
+
+const noop = byName.get('sync-registry-tags-noop');
+if (noop?.gantry && noop.nodeFloor) {
+  const floor = noop.nodeFloor;
+  const bar = noop.reference ? 0.3 * noop.reference.medianSeconds : undefined;
+  derived.push(
+    `no-op re-sync beside the least a Node.js program does for it (apps/bench/src/node-floor-sync-noop.mjs: node:http, a ping, 2 tag lists, 2 HEAD requests per image, 16 images at once; no configuration, no HTTPS probe): ${floor.medianSeconds.toFixed(3)} s wall, CPU ${floor.medianCpuSeconds.toFixed(3)} s + registry ${floor.medianRegistryCpuSeconds.toFixed(3)} s; Gantry ${noop.gantry.medianSeconds.toFixed(3)} s (CPU ${noop.gantry.medianCpuSeconds.toFixed(3)} s)` +
+      (bar !== undefined
+        ? `, skopeo ${noop.reference.medianSeconds.toFixed(3)} s, so 0.3 × skopeo = ${bar.toFixed(3)} s is ${bar < floor.medianSeconds ? 'below' : 'above'} what Node.js alone needs`
         : ''),
   );
 }

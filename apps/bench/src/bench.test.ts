@@ -149,6 +149,39 @@ describe('pnpm bench --quick', () => {
   );
 
   it(
+    'measures the least a Node.js program does for the no-op re-sync in the same runs, as a derived line',
+    () => {
+      const output = join(directory, 'sync-noop');
+      const run = runBench(
+        '--quick',
+        '--rows',
+        'sync-registry-tags-noop',
+        '--runs',
+        '2',
+        '--no-floors',
+        '--output-dir',
+        output,
+        '--work-dir',
+        join(directory, 'work'),
+      );
+      expect(run.status, run.stderr).toBe(0);
+      const results = JSON.parse(readFileSync(join(output, 'bench', 'results.json'), 'utf8'));
+      const [row] = results.rows;
+      expect(row.name).toBe('sync-registry-tags-noop');
+      expect(row.error).toBeUndefined();
+      expect(row.nodeFloor.samples).toHaveLength(2);
+      for (const key of ['medianSeconds', 'medianCpuSeconds', 'medianRegistryCpuSeconds'])
+        expect(positive(row.nodeFloor[key])).toBe(true);
+      const derived = results.derived.find((line: string) => line.startsWith('no-op re-sync'));
+      expect(derived).toContain(`${row.nodeFloor.medianSeconds.toFixed(3)} s wall`);
+      expect(derived).toContain(`skopeo ${row.reference.medianSeconds.toFixed(3)} s`);
+      const markdown = readFileSync(join(output, 'docs', 'benchmarks.md'), 'utf8');
+      expect(markdown).toContain('no-op re-sync beside the least a Node.js program does for it');
+    },
+    benchTimeoutMs,
+  );
+
+  it(
     'runs gantry alone with --no-skopeo',
     () => {
       const output = join(directory, 'alone');

@@ -214,17 +214,19 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
   }
   // Every request and copy in flight listens to these signals (dozens at once while planning): signals
   // of the sync's own, without Node's warning beyond 10 listeners, and the caller's signal gets one each.
-  const listenedTo = (signals: Array<AbortSignal | undefined>): AbortSignal | undefined => {
-    const given = signals.filter((one): one is AbortSignal => one !== undefined);
-    if (given.length === 0) return undefined;
-    const combined = AbortSignal.any(given);
+  // A context without a signal of its own gets the copies' signal itself, so that a copy uses the
+  // context as it is instead of a copy of it (the docker transport reads registries.conf once per
+  // context object, not once per image).
+  const listenedTo = (signals: AbortSignal[]): AbortSignal => {
+    const combined = AbortSignal.any(signals);
     setMaxListeners(0, combined);
     return combined;
   };
-  const copySignal = listenedTo([signal]);
+  const copySignal = signal ? listenedTo([signal]) : undefined;
   for (const context of [sourceContext, destinationContext]) {
-    const combined = listenedTo([context.signal, signal]);
-    if (combined) context.signal = combined;
+    if (context.signal && signal) context.signal = listenedTo([context.signal, signal]);
+    else if (context.signal) context.signal = listenedTo([context.signal]);
+    else if (copySignal) context.signal = copySignal;
   }
   const docker = transports.get('docker');
   const found = await findSourceImages({
