@@ -201,6 +201,87 @@ describe('docker transport against a real registry (plain HTTP)', () => {
     }
   });
 
+  it('untaggedRepositories: small blobs are not asked for there, a mount is still tried, big blobs are asked for', async () => {
+    const fresh = createDockerTransport();
+    const untagged = new Set<string>();
+    const untaggedContext = dockerContext({
+      tlsVerify: false,
+      wholeUploadMaxBytes: 4096,
+      untaggedRepositories: untagged,
+    });
+    try {
+      const small = Buffer.from('a small blob of an untagged repository');
+      const big = Buffer.alloc(8192, 7);
+      const destination = await fresh
+        .parseReference(`//${registry.host}/untagged/first:v1`)
+        .newImageDestination(untaggedContext);
+      // Filled after the destination was opened: the set is consulted at each check.
+      untagged.add(`${registry.host}/untagged/first`);
+      registry.clearAccessLog();
+      const ask = (bytes: Buffer) =>
+        destination.tryReusingBlob!(
+          { digest: digestOf(bytes), size: bytes.byteLength },
+          { isConfig: false, canSubstitute: true },
+        );
+      expect(await ask(small)).toEqual({ reused: false });
+      expect(await ask(big)).toEqual({ reused: false });
+      const heads = async () =>
+        (await registry.accessLog())
+          .filter((entry) => entry.method === 'HEAD')
+          .map((entry) => entry.path.split('/').at(-1));
+      expect(await heads()).toEqual([digestOf(big)]);
+      // Put there by this process: asked for (it is there), not uploaded again.
+      await destination.putBlob(
+        Readable.from([small]),
+        { digest: digestOf(small), size: small.byteLength },
+        {
+          isConfig: false,
+        },
+      );
+      registry.clearAccessLog();
+      expect(await ask(small)).toEqual({
+        reused: true,
+        blob: { digest: digestOf(small), size: small.byteLength },
+      });
+      expect(await heads()).toEqual([digestOf(small)]);
+      await destination.close();
+
+      // Another untagged repository: the blob this process put in the first one is mounted from there.
+      const second = await fresh
+        .parseReference(`//${registry.host}/untagged/second:v1`)
+        .newImageDestination(untaggedContext);
+      untagged.add(`${registry.host}/untagged/second`);
+      registry.clearAccessLog();
+      expect(
+        await second.tryReusingBlob!(
+          { digest: digestOf(small), size: small.byteLength },
+          { isConfig: false, canSubstitute: true },
+        ),
+      ).toEqual({ reused: true, blob: { digest: digestOf(small), size: small.byteLength } });
+      const log = await registry.accessLog();
+      expect(log.map((entry) => `${entry.method} ${entry.status}`)).toEqual(['POST 201']);
+      expect(log[0]!.path).toContain('from=untagged%2Ffirst');
+      await second.close();
+
+      // Without the option, the same blob is asked for in a repository.
+      const asked = await fresh
+        .parseReference(`//${registry.host}/untagged/third:v1`)
+        .newImageDestination(dockerContext({ tlsVerify: false, wholeUploadMaxBytes: 4096 }));
+      registry.clearAccessLog();
+      const other = Buffer.from('a blob nobody wrote');
+      expect(
+        await asked.tryReusingBlob!(
+          { digest: digestOf(other), size: other.byteLength },
+          { isConfig: false, canSubstitute: true },
+        ),
+      ).toEqual({ reused: false });
+      expect(await heads()).toEqual([digestOf(other)]);
+      await asked.close();
+    } finally {
+      await fresh.closeConnections();
+    }
+  });
+
   it('writes manifests by digest and moves the tag only at commit', async () => {
     const destination = await reference('gantry/transactional:v1').newImageDestination(context);
     for (const blob of image.blobs.values()) {

@@ -199,9 +199,9 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
   const destinationContext: TransportContext = { ...options.destinationContext };
   if (options.destinationKind === 'docker') {
     // Mirrors are mostly small blobs (configs, thin layers over a shared base): each is sent in the
-    // request that commits it, a request fewer per blob (see the docker transport's options).
-    // Destination repositories whose tag list shows no image (filled while planning) get their small
-    // blobs uploaded without a HEAD first: it could only answer 404 (see the docker transport's options).
+    // request that commits it, a request fewer per blob; and in a destination repository whose tag
+    // list shows no image (filled while planning), without a HEAD request first, which could only
+    // answer 404 (see the docker transport's options).
     const docker = destinationContext.transportOptions?.docker as Record<string, unknown> | undefined;
     destinationContext.transportOptions = {
       ...destinationContext.transportOptions,
