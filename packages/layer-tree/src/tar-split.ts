@@ -60,10 +60,11 @@ function isAscii(bytes: Uint8Array): boolean {
  * Writes tar-split entries as gzip-compressed JSON lines, refusing a file name seen before (as
  * tar-split's packer does: containers/storage cannot store such a layer).
  *
- * The lines are the ones `TarSplitLines` (core) formats, written here straight as bytes into 256 KiB
- * buffers that go to the compressor (which runs on libuv's thread pool): a layer of 20,000 small files
- * has ~30 MB of tar-split JSON, mostly the base64 of its headers, and building it as strings (base64
- * strings, concatenation, joining, UTF-8 encoding) cost more of the main thread than parsing the tar.
+ * The lines are the ones `TarSplitLines` (core) formats, written here straight into 256 KiB buffers that
+ * go to the compressor (which runs on libuv's thread pool): a layer of 20,000 small files has ~30 MB of
+ * tar-split JSON, mostly the base64 of its headers, and building whole lines as strings (concatenation,
+ * joining, UTF-8 encoding) cost more of the main thread than parsing the tar. A header's base64 comes
+ * from Node's encoder and is copied in as Latin-1 (ASCII), the rest of the line around it as bytes.
  */
 export class TarSplitWriter {
   // Up to 2 MiB of lines wait for the compressor before `needsDrain` asks the caller to wait.
