@@ -44,7 +44,7 @@ import { BatchedFileWriter } from './file-writer.js';
 import { LayerRoot } from './layer-root.js';
 import { nativeCalls, S_IFBLK, S_IFCHR, S_IFIFO } from './native.js';
 import { type TarEntry, TarStreamReader } from './tar-reader.js';
-import { cleanPath, type TarSplitStyle, TarSplitWriter } from './tar-split.js';
+import { cleanName, cleanPath, type TarSplitStyle, TarSplitWriter } from './tar-split.js';
 
 /** Host ID ↔ container ID ranges (rootless: the ranges of /etc/subuid and /etc/subgid). */
 export interface IdMapping {
@@ -347,13 +347,15 @@ export async function applyLayer(
     const display = header.name;
     const rawName = header.nameBytes.toString('latin1');
     if (rawName.startsWith('/')) throw layerError(`layer tar: entry "${display}" has an absolute name`);
-    const clean = cleanPath(rawName);
+    const clean = cleanName(rawName);
     if (clean === '..' || clean.startsWith('../'))
       throw layerError(`layer tar: entry "${display}" climbs out of the layer with ".."`);
     const uid = mapId(header.uid, options.uidMappings, 'uid', display);
     const gid = mapId(header.gid, options.gidMappings, 'gid', display);
-    const { parent, base } = splitName(clean);
-    const parentPath = parent.join('/');
+    // `clean` is `<parentPath>/<base>` (or `base` at the top).
+    const slash = clean.lastIndexOf('/');
+    const parentPath = slash === -1 ? '' : clean.slice(0, slash);
+    const base = slash === -1 ? clean : clean.slice(slash + 1);
 
     // The fast path: a file, directory or symbolic link under a known directory made by this layer, at a
     // path nothing occupies; it cannot touch a file still being written. Anything else waits for them.
@@ -362,7 +364,7 @@ export async function applyLayer(
       !base.startsWith(whiteoutPrefix) &&
       (header.type === 'file' || header.type === 'directory' || header.type === 'symlink') &&
       layerRoot.isKnownDirectory(parentPath) &&
-      knownAbsent(joinRelative(parentPath, base));
+      knownAbsent(clean);
     if (!independent) await drainDeferred();
     if (
       independent &&
@@ -370,9 +372,10 @@ export async function applyLayer(
       header.size <= deferredFileMaxSize &&
       header.xattrs.size === 0
     ) {
-      await writeFileDeferred(entry, joinRelative(parentPath, base), uid, gid);
+      await writeFileDeferred(entry, clean, uid, gid);
       return;
     }
+    const parent = slash === -1 ? [] : parentPath.split('/');
 
     if (clean === '.') {
       if (header.type !== 'directory')

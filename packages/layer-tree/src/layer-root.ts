@@ -24,7 +24,13 @@ export class LayerRoot {
 
   full(relative: string): Buffer {
     if (relative === '') return this.rootBytes;
-    return Buffer.concat([this.rootBytes, Buffer.from(`/${relative}`, 'latin1')]);
+    const root = this.rootBytes;
+    // One character per byte: the Latin-1 length is the string's length.
+    const out = Buffer.allocUnsafe(root.length + 1 + relative.length);
+    root.copy(out, 0);
+    out[root.length] = 0x2f; // '/'
+    out.write(relative, root.length + 1, 'latin1');
+    return out;
   }
 
   forget(relative: string): void {

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { TarSplitLines } from '@gantry/core/transport';
+import { cleanPath, TarSplitLines } from '@gantry/core/transport';
 import { describe, expect, it } from 'vitest';
-import { readTarSplit, TarSplitWriter } from './tar-split.js';
+import { cleanName, readTarSplit, TarSplitWriter } from './tar-split.js';
 
 type Step =
   | { kind: 'segment'; payload: Buffer; keepEmpty?: boolean }
@@ -95,5 +95,31 @@ describe('TarSplitWriter', () => {
     expect(writer.needsDrain).toBe(false);
     const text = gunzipSync(await writer.finish()).toString('latin1');
     expect(text.split('\n').filter((line) => line !== '')).toHaveLength(4096);
+  });
+});
+
+describe('cleanName', () => {
+  it('gives what cleanPath gives, for clean names and every kind of unclean one', () => {
+    const components = ['a', 'bc', '.', '..', '', '.x', 'x.', '..x', 'x..', '.wh.x', 'é'];
+    const names = new Set<string>(['', '/', '//', '.', '..', './', '../', '/.', '/..']);
+    for (const first of components) {
+      names.add(first);
+      for (const second of components) {
+        for (const separator of ['/', '//']) {
+          const pair = `${first}${separator}${second}`;
+          names.add(pair);
+          names.add(`/${pair}`);
+          names.add(`${pair}/`);
+          for (const third of components) names.add(`${pair}/${third}`);
+        }
+      }
+    }
+    for (const name of names) expect(cleanName(name), JSON.stringify(name)).toBe(cleanPath(name));
+    expect(names.size).toBeGreaterThan(2000);
+  });
+
+  it('returns a clean name itself', () => {
+    for (const name of ['a', 'many/d0/f0.txt', 'usr/lib/x.so.1', 'a/b../c', 'a/b.'])
+      expect(cleanName(name)).toBe(name);
   });
 });

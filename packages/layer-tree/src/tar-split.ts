@@ -27,44 +27,27 @@ export type TarSplitEntry =
 /** The style of Debian's podman 4.3 and skopeo 1.9 (containers/storage 1.43 with tar-split 0.11.2). */
 export const defaultTarSplitStyle: TarSplitStyle = 'tar-split-0.11.2';
 
-const base64Alphabet = Buffer.from(
-  'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/',
-  'latin1',
-);
 const segmentPrefix = Buffer.from('{"type":2,"payload":"', 'latin1');
 const segmentMiddle = Buffer.from('","position":', 'latin1');
 const fileChunkSize = 256 * 1024;
 
-/** Standard base64 (with padding) of `input`, written at `out[at]`; returns the offset after it. */
-function base64Into(input: Uint8Array, out: Uint8Array, at: number): number {
-  const alphabet = base64Alphabet;
-  const length = input.length;
-  const whole = length - (length % 3);
-  let o = at;
-  for (let i = 0; i < whole; i += 3) {
-    const bits = ((input[i] as number) << 16) | ((input[i + 1] as number) << 8) | (input[i + 2] as number);
-    out[o] = alphabet[bits >>> 18] as number;
-    out[o + 1] = alphabet[(bits >>> 12) & 63] as number;
-    out[o + 2] = alphabet[(bits >>> 6) & 63] as number;
-    out[o + 3] = alphabet[bits & 63] as number;
-    o += 4;
+/**
+ * `cleanPath(path)` (Go's path.Clean), with the common case answered without splitting: a relative name
+ * with no empty, `.` or `..` component and no trailing slash is already clean.
+ */
+export function cleanName(path: string): string {
+  const last = path.length - 1;
+  if (
+    last < 0 ||
+    path.charCodeAt(0) === 47 || // '/'
+    path.charCodeAt(last) === 47 ||
+    path.charCodeAt(0) === 46 || // '.': '.', '..', './x', '../x' (and '.x', left to cleanPath)
+    path.includes('//') ||
+    path.includes('/.')
+  ) {
+    return cleanPath(path);
   }
-  if (length - whole === 1) {
-    const bits = (input[whole] as number) << 16;
-    out[o] = alphabet[bits >>> 18] as number;
-    out[o + 1] = alphabet[(bits >>> 12) & 63] as number;
-    out[o + 2] = 61; // '='
-    out[o + 3] = 61;
-    o += 4;
-  } else if (length - whole === 2) {
-    const bits = ((input[whole] as number) << 16) | ((input[whole + 1] as number) << 8);
-    out[o] = alphabet[bits >>> 18] as number;
-    out[o + 1] = alphabet[(bits >>> 12) & 63] as number;
-    out[o + 2] = alphabet[(bits >>> 6) & 63] as number;
-    out[o + 3] = 61;
-    o += 4;
-  }
-  return o;
+  return path;
 }
 
 /** True when every byte is ASCII (then the bytes are valid UTF-8 and their Latin-1 string is the name). */
@@ -77,10 +60,11 @@ function isAscii(bytes: Uint8Array): boolean {
  * Writes tar-split entries as gzip-compressed JSON lines, refusing a file name seen before (as
  * tar-split's packer does: containers/storage cannot store such a layer).
  *
- * The lines are the ones `TarSplitLines` (core) formats, written here straight as bytes into 256 KiB
- * buffers that go to the compressor (which runs on libuv's thread pool): a layer of 20,000 small files
- * has ~30 MB of tar-split JSON, mostly the base64 of its headers, and building it as strings (base64
- * strings, concatenation, joining, UTF-8 encoding) cost more of the main thread than parsing the tar.
+ * The lines are the ones `TarSplitLines` (core) formats, written here straight into 256 KiB buffers that
+ * go to the compressor (which runs on libuv's thread pool): a layer of 20,000 small files has ~30 MB of
+ * tar-split JSON, mostly the base64 of its headers, and building whole lines as strings (concatenation,
+ * joining, UTF-8 encoding) cost more of the main thread than parsing the tar. A header's base64 comes
+ * from Node's encoder and is copied in as Latin-1 (ASCII), the rest of the line around it as bytes.
  */
 export class TarSplitWriter {
   // Up to 2 MiB of lines wait for the compressor before `needsDrain` asks the caller to wait.
@@ -158,7 +142,12 @@ export class TarSplitWriter {
     this.reserve(segmentPrefix.length + Math.ceil(payload.length / 3) * 4 + segmentMiddle.length + 24);
     const buffer = this.buffer;
     buffer.set(segmentPrefix, this.used);
-    this.used = base64Into(payload, buffer, this.used + segmentPrefix.length);
+    this.used += segmentPrefix.length;
+    // Node's base64 encoder, then the (ASCII) text copied in: ~3 times faster than a JavaScript loop.
+    const bytes = Buffer.isBuffer(payload)
+      ? payload
+      : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    this.used += buffer.write(bytes.toString('base64'), this.used, 'latin1');
     buffer.set(segmentMiddle, this.used);
     this.used += segmentMiddle.length;
     this.endLine();
@@ -170,7 +159,7 @@ export class TarSplitWriter {
    */
   addFile(nameBytes: Buffer, size: number, crc64: Buffer | null): void {
     const latin1 = nameBytes.toString('latin1');
-    const clean = cleanPath(latin1);
+    const clean = cleanName(latin1);
     if (this.seen.has(clean)) {
       throw new GantryError(
         ErrorCodes.InvalidLayer,
@@ -304,7 +293,7 @@ export async function* readTarSplit(
         if (line.trim() === '') continue;
         const entry = parseEntry(line, lineNumber);
         if (entry.type === 'file') {
-          const clean = cleanPath(entry.nameBytes.toString('latin1'));
+          const clean = cleanName(entry.nameBytes.toString('latin1'));
           if (seen.has(clean)) throw invalidTarSplit(`file "${entry.name}" appears twice`);
           seen.add(clean);
         }
