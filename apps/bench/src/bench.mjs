@@ -21,6 +21,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   closeSync,
   existsSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -550,7 +551,8 @@ const bulk = { memoryLimitMiB: memoryLimitMiB };
  * `sync` (source and destination of a registry → registry sync). `prepare` makes its data before any
  * measurement; `bytes` is the data it moves; `floor` replaces skopeo by another reference command;
  * `target` and `memoryLimitMiB` are the issues' bars; `freshRegistry` gives each run a new empty
- * registry; `registry` rows need the shared benchmark registry, `daemon` rows dockerd.
+ * registry; `freshFilesystem` gives each run of each tool a new ext4 filesystem (see mountFreshFilesystem);
+ * `registry` rows need the shared benchmark registry, `daemon` rows dockerd.
  */
 const rows = [
   {
@@ -702,6 +704,7 @@ const rows = [
         ],
       }),
       target: target(1.5, 'issue 10'),
+      freshFilesystem: true,
     };
   }),
   ...['vfs', 'overlay'].flatMap((driver) =>
@@ -717,6 +720,7 @@ const rows = [
         `containers-storage:[${driver}@${destination}/root+${destination}/run]bench/${kind}:v1`,
       ],
       target: target(kind === 'small-files' ? 0.5 : 0.8, 'issue 9'),
+      freshFilesystem: true,
       ...bulk,
     })),
   ),
@@ -1142,6 +1146,46 @@ function unmountUnder(directory) {
 }
 
 /**
+ * A new ext4 filesystem (journaled, as mkfs.ext4 makes it, inode tables written up front so no background
+ * initialisation runs during the measurement), loop-mounted at `mountPoint`, for rows that create tens of
+ * thousands of files. Without it every run writes where earlier runs deleted: on an ext4 without a journal
+ * (as this machine's root filesystem is) the kernel then skips each inode freed in the last minutes when it
+ * allocates a new one, and that cost grows run after run, for whichever tool comes later. Each run of each
+ * tool gets an identical fresh filesystem instead. Returns undefined (the row runs in the work directory)
+ * when not root or mkfs.ext4 / loop devices are missing.
+ */
+function mountFreshFilesystem(mountPoint) {
+  if (process.getuid?.() !== 0) return undefined;
+  const image = `${mountPoint}.ext4`;
+  rmSync(image, { force: true });
+  mkdirSync(mountPoint, { recursive: true });
+  const created =
+    spawnSync('truncate', ['-s', `${freshFilesystemGiB}G`, image]).status === 0 &&
+    spawnSync('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', image]).status ===
+      0 &&
+    spawnSync('mount', ['-o', 'loop', image, mountPoint]).status === 0;
+  if (!created) {
+    rmSync(image, { force: true });
+    if (!freshFilesystemWarned) {
+      freshFilesystemWarned = true;
+      console.error(
+        '  (no fresh ext4 filesystem per run: mkfs.ext4 or a loop mount failed; rows run in the work directory)',
+      );
+    }
+    return undefined;
+  }
+  mkdirSync(join(mountPoint, 'destination'));
+  return {
+    remove() {
+      spawnSync('umount', [mountPoint]);
+      rmSync(image, { force: true });
+    },
+  };
+}
+const freshFilesystemGiB = 8;
+let freshFilesystemWarned = false;
+
+/**
  * The start-up floors, beside the start-up rows: a process that does nothing (`node -e 0`, the least any
  * Node.js program costs), Gantry's command printing its version (Node loading the bundle, no work), and
  * skopeo doing the same. Alternating, at least 5 runs each; medians.
@@ -1307,9 +1351,11 @@ try {
     try {
       for (let run = 0; run < runs; run += 1) {
         for (const tool of rowTools) {
-          const destination = join(workDirectory, `out-${tool.name}-${row.name}`);
-          unmountUnder(destination);
-          await rm(destination, { recursive: true, force: true });
+          const outside = join(workDirectory, `out-${tool.name}-${row.name}`);
+          unmountUnder(outside);
+          await rm(outside, { recursive: true, force: true });
+          const freshFilesystem = row.freshFilesystem ? mountFreshFilesystem(outside) : undefined;
+          const destination = freshFilesystem ? join(outside, 'destination') : outside;
           const parameters = {
             destination,
             registry: registry?.host,
@@ -1339,8 +1385,9 @@ try {
           } finally {
             await pushRegistry?.stop();
             row.afterRun?.();
-            unmountUnder(destination);
-            await rm(destination, { recursive: true, force: true });
+            unmountUnder(outside);
+            freshFilesystem?.remove();
+            await rm(outside, { recursive: true, force: true });
           }
         }
         if (row.nodeFloor) {
