@@ -5,6 +5,7 @@ import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js
 import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
+import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
 import {
   type CompressionFormat,
   compressingStage,
@@ -454,6 +455,7 @@ function layerPosition(request: CopyLayerRequest): { layerIndex?: number; layerD
 
 async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest): Promise<CopiedLayer> {
   const { layer } = request;
+  if (layer.size >= allocatorTuningMinimumBlobBytes) tuneAllocatorForLargeBlobs();
   const { stream, size: streamSize } = await context.source.getBlob(layer, { signal: context.signal });
   const expectedSize = layer.size >= 0 ? layer.size : streamSize;
   let verificationFailure: unknown;
