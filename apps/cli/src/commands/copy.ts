@@ -144,6 +144,8 @@ async function run(context: CommandContext): Promise<void> {
   // The blob-info cache (skopeo keeps one too): GANTRY_BLOB_INFO_CACHE names another file, or `off`.
   const cacheSetting = io.env.GANTRY_BLOB_INFO_CACHE;
   options.blobInfoCache = cacheSetting === 'off' ? false : cacheSetting || defaultBlobInfoCachePath(io.env);
+  // A short-lived process of its own: glibc's allocator may be set for streaming large layers.
+  options.tuneAllocatorForLargeBlobs = true;
   if (flags.get('dest-force-compress-format') === true) {
     if (compressionFormat === undefined) {
       throw new UsageError('--dest-force-compress-format requires --dest-compress-format');

@@ -91,6 +91,8 @@ async function run(context: CommandContext): Promise<void> {
     options.manifestMediaType = mediaType;
   }
   if (flags.get('preserve-digests') === true) options.preserveDigests = true;
+  // A short-lived process of its own: glibc's allocator may be set for streaming large layers.
+  options.tuneAllocatorForLargeBlobs = true;
   if (flags.get('remove-signatures') === true) options.removeSignatures = true;
   const signing = await signingOptionsFrom(flags, io.env);
   if (signing) options.signing = signing;

@@ -33,6 +33,8 @@ export interface BlobCopyContext {
   signal: AbortSignal | undefined;
   retry: RetrySettings;
   emit: (event: CopyProgressEvent) => void;
+  /** `CopyOptions.tuneAllocatorForLargeBlobs`. */
+  tuneAllocatorForLargeBlobs?: boolean;
 }
 
 /** What to do to a layer's compression. */
@@ -455,7 +457,8 @@ function layerPosition(request: CopyLayerRequest): { layerIndex?: number; layerD
 
 async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest): Promise<CopiedLayer> {
   const { layer } = request;
-  if (layer.size >= allocatorTuningMinimumBlobBytes) tuneAllocatorForLargeBlobs();
+  if (context.tuneAllocatorForLargeBlobs && layer.size >= allocatorTuningMinimumBlobBytes)
+    tuneAllocatorForLargeBlobs();
   const { stream, size: streamSize } = await context.source.getBlob(layer, { signal: context.signal });
   const expectedSize = layer.size >= 0 ? layer.size : streamSize;
   let verificationFailure: unknown;

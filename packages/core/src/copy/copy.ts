@@ -477,6 +477,7 @@ class ImageCopier {
       signal,
       retry: { ...this.retry, signal },
       emit: this.emit,
+      tuneAllocatorForLargeBlobs: this.options.tuneAllocatorForLargeBlobs,
     };
   }
 

@@ -86,6 +86,13 @@ export interface CopyOptions {
    * mount blobs from where they were seen.
    */
   blobInfoCache?: BlobInfoCache | string | false;
+  /**
+   * Set glibc's allocator for streaming before a layer of 64 MiB or more is copied (see
+   * `tuneAllocatorForLargeBlobs`): process-wide and lasting, so off by default for a program that embeds
+   * Gantry; the CLI turns it on. Skipped when the environment sets glibc's malloc variables or
+   * `GANTRY_MALLOC_TUNING=off`.
+   */
+  tuneAllocatorForLargeBlobs?: boolean;
   /** Receives progress events; must not throw. */
   onProgress?: (event: CopyProgressEvent) => void;
 }

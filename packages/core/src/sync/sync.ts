@@ -334,6 +334,7 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
     'retryDelayMs',
     'blobConcurrency',
     'signing',
+    'tuneAllocatorForLargeBlobs',
   ] as const) {
     if (options[key] !== undefined) (copyOptions as Record<string, unknown>)[key] = options[key];
   }

@@ -22,6 +22,7 @@ export interface SyncOptions
     | 'retryDelayMs'
     | 'blobConcurrency'
     | 'signing'
+    | 'tuneAllocatorForLargeBlobs'
   > {
   /** The transports to use: `docker`, `dir` and `oci` as the kinds need. */
   transports: TransportRegistry;
