@@ -448,6 +448,8 @@ class OstreeImageDestination implements ImageDestination {
     signal: AbortSignal | undefined,
   ): Promise<void> {
     signal?.throwIfAborted();
+    await staging.syncBeforePublishing();
+    signal?.throwIfAborted();
     const moved = staging.publishInto(this.repository);
     await new Promise((resolve) => setImmediate(resolve)); // a pending signal's handler runs here
     if (signal?.aborted) {

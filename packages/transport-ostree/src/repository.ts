@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { abortError, ErrorCodes, GantryError, ownedTemporaryName } from '@gantry/core/transport';
 import { type CommitObject, GVariantFormatError, parseCommit, serializeCommit } from './gvariant.js';
-import { renameNoReplace } from './native.js';
+import { renameNoReplace, syncFileSystem } from './native.js';
 
 const checksumPattern = /^[0-9a-f]{64}$/;
 
@@ -147,7 +147,18 @@ export class OstreeRepository {
     readonly mode: string,
     /** The `[core]` settings a staging repository copies (`createStaging`). */
     private readonly coreSettings: ReadonlyMap<string, string> = new Map(),
+    /**
+     * A staging repository whose writes are not synced one by one (libostree's and this class's): it is
+     * written out as a whole by `syncBeforePublishing`, before `publishInto` moves its objects.
+     */
+    private readonly syncedAsAWhole = false,
   ) {}
+
+  /** Whether this repository's writes are to reach the disk before they count (its `fsync` setting). */
+  private get syncs(): boolean {
+    const setting = this.coreSettings.get('fsync')?.toLowerCase();
+    return setting !== 'false' && setting !== '0';
+  }
 
   /** Opens an existing repository; `ERR_GANTRY_INVALID_LAYOUT` when `path` holds something else. */
   static async open(path: string): Promise<OstreeRepository> {
@@ -174,9 +185,16 @@ export class OstreeRepository {
 
   /**
    * Creates an empty repository at `path` (which must not exist) to write into before publishing to
-   * `target` (`publishInto`): `target`'s mode, and its free-space reserve and fsync settings, so that
-   * libostree refuses and syncs exactly as it would writing into `target`. `path` must be on `target`'s
-   * file system (its `tmp/`). The layout is the one `ostree init` makes, written here (no process).
+   * `target` (`publishInto`): `target`'s mode and free-space reserve, so that libostree refuses exactly as
+   * it would writing into `target`. `path` must be on `target`'s file system (its `tmp/`). The layout is
+   * the one `ostree init` makes, written here (no process).
+   *
+   * Syncing: libostree ends every transaction with a `syncfs` of the repository's file system (one per
+   * `ostree commit`), and each commit object and ref written here was synced on its own. In a staging
+   * repository none of them is (`fsync=false`): `syncBeforePublishing` writes the file system out once,
+   * after the last commit and before any object reaches `target` or a branch points at it, which is
+   * the order libostree guarantees. A `target` with `fsync=false` is not synced at all, as libostree
+   * would not; one with `per-object-fsync=true` keeps its settings (each object synced as it is written).
    */
   static async createStaging(path: string, target: OstreeRepository): Promise<OstreeRepository> {
     await mkdir(path, { mode: 0o755 });
@@ -191,11 +209,23 @@ export class OstreeRepository {
     ]) {
       await mkdir(join(path, directory), { recursive: true, mode: 0o755 });
     }
-    const settings = [...target.coreSettings].map(([key, value]) => `${key}=${value}\n`).join('');
-    await writeFile(join(path, 'config'), `[core]\nrepo_version=1\nmode=${target.mode}\n${settings}`, {
+    const perObject = target.coreSettings.get('per-object-fsync')?.toLowerCase();
+    const syncedAsAWhole = target.syncs && perObject !== 'true' && perObject !== '1';
+    const settings = new Map(target.coreSettings);
+    if (syncedAsAWhole) settings.set('fsync', 'false');
+    const lines = [...settings].map(([key, value]) => `${key}=${value}\n`).join('');
+    await writeFile(join(path, 'config'), `[core]\nrepo_version=1\nmode=${target.mode}\n${lines}`, {
       mode: 0o644,
     });
-    return new OstreeRepository(path, target.mode, target.coreSettings);
+    return new OstreeRepository(path, target.mode, target.coreSettings, syncedAsAWhole);
+  }
+
+  /**
+   * Writes a staging repository's objects out to the disk (one `syncfs` of its file system) when it was
+   * made without syncing them one by one (`createStaging`); nothing to do otherwise.
+   */
+  async syncBeforePublishing(): Promise<void> {
+    if (this.syncedAsAWhole) await syncFileSystem(this.path);
   }
 
   /**
@@ -340,7 +370,7 @@ export class OstreeRepository {
     try {
       try {
         await handle.writeFile(bytes);
-        await handle.sync();
+        if (!this.syncedAsAWhole) await handle.sync();
       } finally {
         await handle.close();
       }
