@@ -90,10 +90,11 @@ async function committedFromDirectory(tar: Buffer) {
 }
 
 async function committedFromStream(tar: Buffer) {
-  const layer = LayerStreamCommit.start(repository.path, { rootless: !isRoot });
+  const layer = LayerStreamCommit.start(repository, { rootless: !isRoot });
   try {
     const streamed = await layer.consume(chunksOf(tar));
-    const checksum = await layer.finish();
+    const trees = await layer.finish();
+    const checksum = await repository.commitTree(trees.layer!, new Map());
     return { commit: await repository.readCommit(checksum, 'streamed'), streamed, checksum };
   } catch (error) {
     await layer.abort();
@@ -214,7 +215,7 @@ describe('refusals', () => {
     const commitsBefore = execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], {
       encoding: 'utf8',
     });
-    const layer = LayerStreamCommit.start(repository.path, { rootless: !isRoot });
+    const layer = LayerStreamCommit.start(repository, { rootless: !isRoot });
     const failure = await layer.consume(chunksOf(tar)).then(
       () => undefined,
       (error: unknown) => error as Error & { code?: string },
@@ -232,7 +233,7 @@ describe('refusals', () => {
     const commits = () =>
       execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], { encoding: 'utf8' });
     const before = commits();
-    const layer = LayerStreamCommit.start(repository.path, {
+    const layer = LayerStreamCommit.start(repository, {
       rootless: !isRoot,
     });
     const streamed = await layer.consume(
@@ -253,7 +254,7 @@ describe('refusals', () => {
       { name: 'thing/', type: 'directory' },
       { name: 'thing', content: 'now a file' },
     ]);
-    const layer = LayerStreamCommit.start(repository.path, { rootless: !isRoot });
+    const layer = LayerStreamCommit.start(repository, { rootless: !isRoot });
     await expect(layer.consume(chunksOf(tar))).rejects.toMatchObject({ code: 'ERR_GANTRY_INVALID_LAYER' });
     await layer.abort();
   });

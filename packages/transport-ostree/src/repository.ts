@@ -11,7 +11,14 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/prom
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { abortError, ErrorCodes, GantryError, ownedTemporaryName } from '@gantry/core/transport';
-import { type CommitObject, GVariantFormatError, parseCommit, serializeCommit } from './gvariant.js';
+import {
+  type CommitObject,
+  GVariantFormatError,
+  parseCommit,
+  parseDirTreeDirectories,
+  serializeCommit,
+  type TreeChecksums,
+} from './gvariant.js';
 import { renameNoReplace, syncFileSystem } from './native.js';
 
 const checksumPattern = /^[0-9a-f]{64}$/;
@@ -141,6 +148,12 @@ export class OstreeRepository {
    * real commit beside each. `publishInto` leaves them out.
    */
   private readonly treeCommits = new Set<string>();
+  /**
+   * The root listings (`.dirtree`) of streamed trees (`subdirectoriesOf`), which hold a layer, config or
+   * manifest as a subdirectory with a random name: referenced by nothing else, `publishInto` leaves them
+   * out too.
+   */
+  private readonly streamRoots = new Set<string>();
 
   private constructor(
     readonly path: string,
@@ -345,14 +358,41 @@ export class OstreeRepository {
   async commitWithMetadata(treeCommit: string, metadata: Map<string, string>): Promise<string> {
     this.treeCommits.add(treeCommit);
     const tree = await this.readCommit(treeCommit, `commit ${treeCommit}`);
+    return this.commitTree({ tree: tree.rootTree, meta: tree.rootMeta }, metadata);
+  }
+
+  /**
+   * The subdirectories of the root of `treeCommit` (a commit `ostree commit` made of a streamed tree,
+   * see layer-stream.ts), by name. `publishInto` leaves that commit and its root listing out.
+   */
+  async subdirectoriesOf(treeCommit: string): Promise<Map<string, TreeChecksums>> {
+    this.treeCommits.add(treeCommit);
+    const { rootTree } = await this.readCommit(treeCommit, `commit ${treeCommit}`);
+    this.streamRoots.add(rootTree);
+    const path = this.objectPath(rootTree, 'dirtree');
+    const bytes = await readFile(path);
+    if (createHash('sha256').update(bytes).digest('hex') !== rootTree) {
+      throw new GantryError(ErrorCodes.InvalidLayout, `${path}: the directory listing is corrupt`);
+    }
+    try {
+      return parseDirTreeDirectories(bytes);
+    } catch (error) {
+      throw new GantryError(ErrorCodes.InvalidLayout, `${path}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** Writes the commit of the tree `root` with string metadata and no parent, returning its checksum. */
+  async commitTree(root: TreeChecksums, metadata: Map<string, string>): Promise<string> {
     const bytes = serializeCommit({
       metadata,
       parent: '',
       subject: '',
       body: '',
       timestamp: BigInt(Math.floor(Date.now() / 1000)),
-      rootTree: tree.rootTree,
-      rootMeta: tree.rootMeta,
+      rootTree: root.tree,
+      rootMeta: root.meta,
     });
     const checksum = createHash('sha256').update(bytes).digest('hex');
     await this.writeFileAtomically(this.objectPath(checksum, 'commit'), bytes);
@@ -400,7 +440,7 @@ export class OstreeRepository {
 
   /**
    * Moves every object of this (staging) repository into `target` (on the same file system), but the
-   * tree-only commits of `commitWithMetadata`: a whole `objects/XX/` directory when `target` has none
+   * tree-only commits of `commitWithMetadata` and `subdirectoriesOf` and the streamed trees' root listings: a whole `objects/XX/` directory when `target` has none
    * of that name, else object by object, never replacing an object `target` has already (the same
    * checksum, the same content). Synchronous, so that nothing else of this process runs in between.
    * Returns what moved, for `unpublish`; on failure, what moved is moved back first.
@@ -415,7 +455,8 @@ export class OstreeRepository {
         const entries = readdirSync(from);
         const names = entries.filter(
           (name) =>
-            !(name.endsWith('.commit') && this.treeCommits.has(prefix + name.slice(0, -'.commit'.length))),
+            !(name.endsWith('.commit') && this.treeCommits.has(prefix + name.slice(0, -'.commit'.length))) &&
+            !(name.endsWith('.dirtree') && this.streamRoots.has(prefix + name.slice(0, -'.dirtree'.length))),
         );
         if (names.length === 0) continue;
         if (names.length === entries.length) {
