@@ -12,8 +12,8 @@
  * the destination is untouched: a failed or interrupted copy is undone by removing the work directory
  * (`close`, or the next copy when the process was killed).
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';

@@ -31,9 +31,9 @@ import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { Crc64, cleanPath, layerError, TarSplitWriter, TarStreamReader } from '@gantry/layer-tree';
-import { makePipe } from './native.js';
 import type { TreeChecksums } from './gvariant.js';
-import { ostreeError, type OstreeRepository } from './repository.js';
+import { makePipe } from './native.js';
+import { type OstreeRepository, ostreeError } from './repository.js';
 
 const whiteoutPrefix = '.wh.';
 const whiteoutMetaPrefix = '.wh..wh.';
@@ -554,7 +554,9 @@ export class LayerStreamCommit {
               throw layerError(`layer tar: entry "${display}" is a hard link to a directory`);
             }
             tree.set(relative, targetNode);
-            await write(layerHeader({ path: relative, type: 'hardlink', mode: header.mode, owner, link: target }));
+            await write(
+              layerHeader({ path: relative, type: 'hardlink', mode: header.mode, owner, link: target }),
+            );
             break;
           }
           case 'symlink': {
@@ -613,7 +615,9 @@ export class LayerStreamCommit {
         const relative = joinRelative(directory, base);
         if (tree.get(relative)?.kind === 'directory') continue;
         tree.set(relative, { kind: 'file' });
-        await write(layerHeader({ path: relative, type: 'file', mode: 0o644 & ~umask, owner: self, size: 0 }));
+        await write(
+          layerHeader({ path: relative, type: 'file', mode: 0o644 & ~umask, owner: self, size: 0 }),
+        );
       }
       // The end-of-archive blocks are written by `finish`: `ostree` commits as soon as it reads them.
       await input.flush();
