@@ -142,6 +142,54 @@ export type RepositoryMode =
   | 'archive'
   | 'bare-split-xattrs';
 
+/** `mkdir` that accepts an existing directory. */
+async function makeDirectory(path: string): Promise<void> {
+  try {
+    await mkdir(path, { mode: 0o775 });
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'EEXIST') throw error;
+  }
+}
+
+/**
+ * Creates the repository `ostree init --mode=MODE` creates, without starting a process: the directory
+ * (its parent must exist), the config (`[core]`, `repo_version=1`, `mode`; written in `tmp/` and renamed
+ * into place, unless one is there already: it is kept), `extensions/`, `state/`, `refs/heads|mirrors|remotes/`,
+ * `objects/` last, and `tmp/cache/`, each mode 0775 less the umask, as libostree makes them. Every step
+ * accepts what is there already, so it also completes a repository being created by another process.
+ */
+async function createRepository(path: string, mode: RepositoryMode, options: RunOptions): Promise<void> {
+  options.signal?.throwIfAborted();
+  try {
+    await makeDirectory(path);
+    await makeDirectory(join(path, 'tmp'));
+    const config = join(path, 'config');
+    if (!existsSync(config)) {
+      // An owned name: left by a process killed here, the next copy's clean-up of `tmp/` removes it.
+      const temporary = join(path, 'tmp', ownedTemporaryName('ostree-config'));
+      await writeFile(temporary, `[core]\nrepo_version=1\nmode=${mode}\n`, { mode: 0o644, flag: 'wx' });
+      try {
+        renameNoReplace(temporary, config); // 'exists': another process wrote it first, and it is kept
+      } finally {
+        await rm(temporary, { force: true });
+      }
+    }
+    for (const directory of ['extensions', 'state', 'refs', 'refs/heads', 'refs/mirrors', 'refs/remotes']) {
+      await makeDirectory(join(path, directory));
+    }
+    await makeDirectory(join(path, 'objects'));
+    await makeDirectory(join(path, 'tmp', 'cache'));
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'ENOSPC') throw error;
+    throw new GantryError(
+      ErrorCodes.InvalidLayout,
+      `${path}: cannot create an OSTree repository: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
 export class OstreeRepository {
   /**
    * The commits `ostree commit` made only to hash a tree (no metadata): `commitWithMetadata` writes the
@@ -254,13 +302,15 @@ export class OstreeRepository {
       if ((error as { code?: unknown }).code !== 'ENOENT') throw error;
       empty = true;
     }
-    // `ostree init` writes the config first, then the directories: a repository another process is
-    // creating right now has a config and no `objects/` yet. `ostree init` again completes it (it keeps
-    // an existing config).
-    const beingCreated = !empty && existsSync(join(path, 'config')) && !existsSync(join(path, 'objects'));
+    // A repository another process is creating right now has no `objects/` yet (made last, here as by
+    // `ostree init`): only `tmp/`, or a config too. Creating it again completes it (an existing config
+    // is kept).
+    const beingCreated =
+      !empty &&
+      !existsSync(join(path, 'objects')) &&
+      (existsSync(join(path, 'config')) || readdirSync(path).every((name) => name === 'tmp'));
     if (empty || beingCreated) {
-      const mode = process.getuid?.() === 0 ? 'bare' : 'bare-user';
-      await runOstree(['init', `--repo=${path}`, `--mode=${mode}`], options);
+      await createRepository(path, process.getuid?.() === 0 ? 'bare' : 'bare-user', options);
     }
     return OstreeRepository.open(path);
   }
