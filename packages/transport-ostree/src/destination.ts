@@ -5,6 +5,8 @@
  *   fifos left out, hostile entries refused), committed with `docker.size`, `docker.uncompressed_size`,
  *   `docker.uncompressed_digest` and `tarsplit.output`;
  * - the config committed as the file `/content` with `docker.size`;
+ * - the config and the manifest's tree streamed, at `commit`, into the last layer's `ostree commit` as
+ *   further subdirectories (layer-stream.ts), each committed on its own: one `ostree` process per layer;
  * - at `commit`, the branches `ociimage/<blob hex>` set, then the image branch `ociimage/<encoded image>`
  *   (tree: `/manifest.json`, `/signature-N`; metadata `docker.manifest`, `docker.digest`, `signatures`) last.
  * Every commit is written to a staging repository in the work directory (the destination's `tmp/`, on
@@ -204,8 +206,8 @@ class OstreeImageDestination implements ImageDestination {
   ) {}
 
   /**
-   * The work directory, in the repository's `tmp/`: on the repository's file system, so that
-   * `ostree commit --consume` moves the files into the object store instead of copying them. Its name is
+   * The work directory, in the repository's `tmp/`: on the repository's file system, so that the
+   * staging repository's objects are moved into the destination by renaming them. Its name is
    * an owned one (`ownedTemporaryName`): what a Gantry process killed mid-copy left there is removed
    * here, never libostree's own entries (`staging-…`, `cache/`…) nor a live process's.
    */
