@@ -5,6 +5,8 @@
  *   fifos left out, hostile entries refused), committed with `docker.size`, `docker.uncompressed_size`,
  *   `docker.uncompressed_digest` and `tarsplit.output`;
  * - the config committed as the file `/content` with `docker.size`;
+ * - the config and the manifest's tree streamed, at `commit`, into the last layer's `ostree commit` as
+ *   further subdirectories (layer-stream.ts), each committed on its own: one `ostree` process per layer;
  * - at `commit`, the branches `ociimage/<blob hex>` set, then the image branch `ociimage/<encoded image>`
  *   (tree: `/manifest.json`, `/signature-N`; metadata `docker.manifest`, `docker.digest`, `signatures`) last.
  * Every commit is written to a staging repository in the work directory (the destination's `tmp/`, on
@@ -12,8 +14,8 @@
  * the destination is untouched: a failed or interrupted copy is undone by removing the work directory
  * (`close`, or the next copy when the process was killed).
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -112,6 +114,29 @@ interface WrittenBlob {
   size: number;
 }
 
+/** A promise settled from outside (a blob's commit, known once its stream is ended). */
+function deferred<T>(): {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+} {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((ok, fail) => {
+    resolve = ok;
+    reject = fail;
+  });
+  promise.catch(() => undefined); // reported through `commitFailure` or `commit()`
+  return { promise, resolve, reject };
+}
+
+/** The stream of the last layer written, left open so that the config and the manifest join it. */
+interface OpenStream {
+  stream: LayerStreamCommit;
+  metadata: Map<string, string>;
+  commit: ReturnType<typeof deferred<string>>;
+}
+
 /** Whether `error` (or one of its causes) is zlib's: the compressed data is corrupt or cut short. */
 function isDecompressionError(error: unknown): boolean {
   for (let current: unknown = error, depth = 0; current instanceof Error && depth < 8; depth++) {
@@ -160,7 +185,15 @@ class OstreeImageDestination implements ImageDestination {
   private workDirectory: Promise<string> | undefined;
   private stagingRepository: Promise<OstreeRepository> | undefined;
   /** Blob commits not finished yet (each layer's `ostree commit` finishes while the next blob streams in). */
-  private readonly pending = new Set<Promise<string>>();
+  private readonly pending = new Set<Promise<unknown>>();
+  /**
+   * The last layer's `ostree commit`, its tar not ended yet: the next layer ends it (and it finishes
+   * while that layer streams in), or `commit()` appends the config and the manifest's tree to it, so
+   * that they take no `ostree` process of their own.
+   */
+  private openStream: OpenStream | undefined;
+  /** The config, committed by `commit()` (in the last layer's stream). */
+  private config: { digest: string; bytes: Buffer; commit: ReturnType<typeof deferred<string>> } | undefined;
   private commitFailure: { error: unknown } | undefined;
   private closed = false;
 
@@ -173,8 +206,8 @@ class OstreeImageDestination implements ImageDestination {
   ) {}
 
   /**
-   * The work directory, in the repository's `tmp/`: on the repository's file system, so that
-   * `ostree commit --consume` moves the files into the object store instead of copying them. Its name is
+   * The work directory, in the repository's `tmp/`: on the repository's file system, so that the
+   * staging repository's objects are moved into the destination by renaming them. Its name is
    * an owned one (`ownedTemporaryName`): what a Gantry process killed mid-copy left there is removed
    * here, never libostree's own entries (`staging-…`, `cache/`…) nor a live process's.
    */
@@ -223,36 +256,23 @@ class OstreeImageDestination implements ImageDestination {
     };
     let commit: Promise<string>;
     if (options.isConfig) {
-      const directory = await mkdtemp(join(await this.work(), 'blob-'));
-      let metadata: Map<string, string>;
-      try {
-        const chunks: Uint8Array[] = [];
-        await pipeline(
-          stream,
-          blobWriteStage(info.digest, onEnd),
-          async (source: AsyncIterable<Uint8Array>) => {
-            for await (const chunk of source) chunks.push(chunk);
-          },
-          signal ? { signal } : {},
-        );
-        this.checkSize(info, result!.size);
-        await writeFile(join(directory, 'content'), Buffer.concat(chunks), { mode: 0o644 });
-        metadata = new Map([['docker.size', String(result!.size)]]);
-      } catch (error) {
-        await rm(directory, { recursive: true, force: true });
-        throw error;
-      }
-      commit = (async () => {
-        try {
-          const staging = await this.staging();
-          return await staging.commitDirectory(directory, metadata, { signal: this.context.signal });
-        } finally {
-          await rm(directory, { recursive: true, force: true });
-        }
-      })();
+      const chunks: Uint8Array[] = [];
+      await pipeline(
+        stream,
+        blobWriteStage(info.digest, onEnd),
+        async (source: AsyncIterable<Uint8Array>) => {
+          for await (const chunk of source) chunks.push(chunk);
+        },
+        signal ? { signal } : {},
+      );
+      this.checkSize(info, result!.size);
+      this.config?.commit.reject(new GantryError(ErrorCodes.Internal, 'another config was written'));
+      this.config = { digest: result!.digest, bytes: Buffer.concat(chunks), commit: deferred<string>() };
+      commit = this.config.commit.promise;
     } else {
+      this.endOpenStream();
       const staging = await this.staging();
-      const layer = LayerStreamCommit.start(staging.path, {
+      const layer = LayerStreamCommit.start(staging, {
         rootless: process.getuid?.() !== 0,
         signal: this.context.signal,
       });
@@ -270,8 +290,9 @@ class OstreeImageDestination implements ImageDestination {
         ['docker.uncompressed_digest', streamed.uncompressedDigest],
         ['tarsplit.output', streamed.tarSplitGzip.toString('base64')],
       ]);
-      // The blob is verified: the tar is ended, and `ostree commit` finishes while the next blob streams in.
-      commit = layer.finish().then((tree) => staging.commitWithMetadata(tree, metadata));
+      // The blob is verified: its tar is ended by the next layer or by `commit()`.
+      this.openStream = { stream: layer, metadata, commit: deferred<string>() };
+      commit = this.openStream.commit.promise;
     }
     commit.catch((error: unknown) => {
       this.commitFailure ??= { error }; // reported by the next putBlob, or by commit()
@@ -287,6 +308,22 @@ class OstreeImageDestination implements ImageDestination {
       size: result!.size,
       ...(info.mediaType ? { mediaType: info.mediaType } : {}),
     };
+  }
+
+  /**
+   * Ends the open layer stream's tar: its `ostree commit` finishes in the background (while the next
+   * layer streams in), then the layer's commit is written.
+   */
+  private endOpenStream(): void {
+    const open = this.openStream;
+    if (!open) return;
+    this.openStream = undefined;
+    const finishing = (async () => {
+      const staging = await this.staging();
+      const { layer } = await open.stream.finish();
+      return staging.commitTree(layer!, open.metadata);
+    })();
+    finishing.then(open.commit.resolve, open.commit.reject);
   }
 
   /** Throws the failure of a blob commit that ran in the background, if one has failed already. */
@@ -407,6 +444,51 @@ class OstreeImageDestination implements ImageDestination {
       ...manifest.layers.map((layer) => layer.digest),
       ...(manifest.config ? [manifest.config.digest] : []),
     ];
+    const staging = await this.staging();
+    // The config and the manifest's tree join the last layer's stream (or a stream of their own).
+    const open = this.openStream;
+    this.openStream = undefined;
+    const stream =
+      open?.stream ??
+      LayerStreamCommit.start(staging, { rootless: process.getuid?.() !== 0, signal: this.context.signal });
+    const config = this.config;
+    this.config = undefined;
+    let imageCommit: string;
+    try {
+      const umask = process.umask();
+      // As the directories they were committed from: the config's made by `mkdtemp` (0700).
+      if (config) await stream.appendDirectory('config', 0o700, [['content', config.bytes]]);
+      await stream.appendDirectory('manifest', 0o755 & ~umask, [
+        ['manifest.json', this.manifest],
+        ...this.signatures.map((signature, index): [string, Uint8Array] => [
+          `signature-${index + 1}`,
+          signature,
+        ]),
+      ]);
+      const trees = await stream.finish();
+      if (open) open.commit.resolve(await staging.commitTree(trees.layer!, open.metadata));
+      if (config) {
+        config.commit.resolve(
+          await staging.commitTree(
+            trees.directories.get('config')!,
+            new Map([['docker.size', String(config.bytes.length)]]),
+          ),
+        );
+      }
+      imageCommit = await staging.commitTree(
+        trees.directories.get('manifest')!,
+        new Map([
+          ['docker.manifest', manifestText],
+          ['signatures', String(this.signatures.length)],
+          ['docker.digest', manifestDigest(this.manifest)],
+        ]),
+      );
+    } catch (error) {
+      await stream.abort();
+      open?.commit.reject(error);
+      config?.commit.reject(error);
+      throw error;
+    }
     const branches: [string, string][] = [];
     for (const digest of blobs) {
       const written = this.written.get(digest);
@@ -415,22 +497,7 @@ class OstreeImageDestination implements ImageDestination {
         throw new GantryError(ErrorCodes.BlobNotFound, `${this.reference}: blob ${digest} was not written`);
       }
     }
-    const tree = join(await this.work(), 'manifest');
-    mkdirSync(tree, { mode: 0o755 });
-    writeFileSync(join(tree, 'manifest.json'), this.manifest, { mode: 0o644 });
-    this.signatures.forEach((signature, index) => {
-      writeFileSync(join(tree, `signature-${index + 1}`), signature, { mode: 0o644 });
-    });
-    const staging = await this.staging();
-    const imageCommit = await staging.commitDirectory(
-      tree,
-      new Map([
-        ['docker.manifest', manifestText],
-        ['signatures', String(this.signatures.length)],
-        ['docker.digest', manifestDigest(this.manifest)],
-      ]),
-      { signal },
-    );
+    signal?.throwIfAborted();
     await this.publish(staging, branches, imageCommit, signal);
   }
 
@@ -447,6 +514,8 @@ class OstreeImageDestination implements ImageDestination {
     imageCommit: string,
     signal: AbortSignal | undefined,
   ): Promise<void> {
+    signal?.throwIfAborted();
+    await staging.syncBeforePublishing();
     signal?.throwIfAborted();
     const moved = staging.publishInto(this.repository);
     await new Promise((resolve) => setImmediate(resolve)); // a pending signal's handler runs here
@@ -479,6 +548,17 @@ class OstreeImageDestination implements ImageDestination {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const open = this.openStream;
+    this.openStream = undefined;
+    if (open) {
+      // Never ended: nothing of it is committed.
+      await open.stream.abort();
+      open.commit.reject(new GantryError(ErrorCodes.Aborted, `${this.reference}: closed before commit`));
+    }
+    this.config?.commit.reject(
+      new GantryError(ErrorCodes.Aborted, `${this.reference}: closed before commit`),
+    );
+    this.config = undefined;
     // Nothing may still write into the work directory or the repository.
     await Promise.allSettled([...this.pending]);
     try {

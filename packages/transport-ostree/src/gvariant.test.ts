@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GVariantFormatError, parseCommit, serializeCommit } from './gvariant.js';
+import { GVariantFormatError, parseCommit, parseDirTreeDirectories, serializeCommit } from './gvariant.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'gantry-ostree-gvariant-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -71,5 +71,47 @@ describe('commit objects', () => {
   it('refuses bytes that are not a commit', () => {
     expect(() => parseCommit(Buffer.from('not a commit at all, really not'))).toThrow(GVariantFormatError);
     expect(() => parseCommit(Buffer.alloc(3))).toThrow(GVariantFormatError);
+  });
+});
+
+describe('dirtree objects', () => {
+  it.each([
+    ['a few directories (1-byte offsets)', 3, 'd'],
+    ['many directories (2-byte offsets)', 40, 'directory-with-a-longer-name-'],
+    ['very many directories (4-byte offsets)', 1200, 'directory-with-a-much-longer-name-than-usual-'],
+  ])('gives the subdirectories ostree recorded, by name: %s', (_name, count, prefix) => {
+    const base = mkdtempSync(join(scratch, 'dirtree-'));
+    const repo = join(base, 'repo');
+    const tree = join(base, 'tree');
+    for (let index = 0; index < count; index++) {
+      mkdirSync(join(tree, `${prefix}${index}`, `inner-${index % 3}`), { recursive: true });
+      writeFileSync(join(tree, `${prefix}${index}`, 'file'), `content ${index}\n`);
+    }
+    writeFileSync(join(tree, 'a-file'), 'a file\n');
+    execFileSync('ostree', ['init', `--repo=${repo}`, '--mode=bare-user']);
+    const checksum = execFileSync('ostree', ['commit', `--repo=${repo}`, '--orphan', `--tree=dir=${tree}`])
+      .toString()
+      .trim();
+    const object = (name: string, type: string) =>
+      readFileSync(join(repo, 'objects', name.slice(0, 2), `${name.slice(2)}.${type}`));
+    const { rootTree } = parseCommit(object(checksum, 'commit'));
+    const directories = parseDirTreeDirectories(object(rootTree, 'dirtree'));
+    // `ostree ls -C`: "d00755 uid gid 0 <tree checksum> <meta checksum> /name"
+    const expected = new Map<string, { tree: string; meta: string }>();
+    for (const line of execFileSync('ostree', ['ls', `--repo=${repo}`, '-C', checksum, '/'])
+      .toString()
+      .split('\n')) {
+      const fields = line.trim().split(/\s+/);
+      if (!line.startsWith('d') || fields[6] === '/') continue;
+      expected.set(fields[6]!.slice(1), { tree: fields[4]!, meta: fields[5]! });
+    }
+    expect(directories.size).toBe(count);
+    expect(directories).toEqual(expected);
+  });
+
+  it('refuses bytes that are not a dirtree', () => {
+    expect(() => parseDirTreeDirectories(Buffer.from('not a dirtree at all, just text'))).toThrow(
+      GVariantFormatError,
+    );
   });
 });

@@ -197,3 +197,37 @@ export function parseCommit(bytes: Uint8Array): CommitObject {
     rootMeta: rootMeta.toString('hex'),
   };
 }
+
+/** The checksums of a directory in a tree: its listing (`.dirtree`) and its metadata (`.dirmeta`). */
+export interface TreeChecksums {
+  tree: string;
+  meta: string;
+}
+
+/**
+ * The subdirectories of a dirtree object `(a(say)a(sayay))` (files, then directories: name, tree
+ * checksum, metadata checksum), by name; throws `GVariantFormatError` when it is not one.
+ */
+export function parseDirTreeDirectories(bytes: Uint8Array): Map<string, TreeChecksums> {
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const width = offsetWidthForSize(data.length);
+  if (data.length < width) fail('too short for a dirtree');
+  const filesEnd = width === 0 ? 0 : readOffset(data, data.length - width, width);
+  if (filesEnd > data.length - width) fail('bad dirtree framing');
+  const directories = new Map<string, TreeChecksums>();
+  for (const entry of arrayElements(data.subarray(filesEnd, data.length - width), 1)) {
+    const entryWidth = offsetWidthForSize(entry.length);
+    if (entry.length < 2 * entryWidth + 64) fail('bad dirtree entry');
+    const nameEnd = readOffset(entry, entry.length - entryWidth, entryWidth);
+    const treeEnd = readOffset(entry, entry.length - 2 * entryWidth, entryWidth);
+    if (nameEnd > treeEnd || treeEnd > entry.length - 2 * entryWidth) fail('bad dirtree entry framing');
+    const tree = entry.subarray(nameEnd, treeEnd);
+    const meta = entry.subarray(treeEnd, entry.length - 2 * entryWidth);
+    if (tree.length !== 32 || meta.length !== 32) fail('dirtree checksums are not 32 bytes');
+    directories.set(readString(entry.subarray(0, nameEnd), 'dirtree name'), {
+      tree: tree.toString('hex'),
+      meta: meta.toString('hex'),
+    });
+  }
+  return directories;
+}

@@ -5,7 +5,16 @@
  * Real `ostree`, real GNU tar, repositories of the test's own.
  */
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +27,7 @@ import {
   runTool,
 } from '@gantry/layer-tree/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCommit } from './gvariant.js';
 import { encodeTarHeader, LayerStreamCommit } from './layer-stream.js';
 import { OstreeRepository } from './repository.js';
 
@@ -90,10 +100,11 @@ async function committedFromDirectory(tar: Buffer) {
 }
 
 async function committedFromStream(tar: Buffer) {
-  const layer = LayerStreamCommit.start(repository.path, { rootless: !isRoot });
+  const layer = LayerStreamCommit.start(repository, { rootless: !isRoot });
   try {
     const streamed = await layer.consume(chunksOf(tar));
-    const checksum = await layer.finish();
+    const trees = await layer.finish();
+    const checksum = await repository.commitTree(trees.layer!, new Map());
     return { commit: await repository.readCommit(checksum, 'streamed'), streamed, checksum };
   } catch (error) {
     await layer.abort();
@@ -214,7 +225,7 @@ describe('refusals', () => {
     const commitsBefore = execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], {
       encoding: 'utf8',
     });
-    const layer = LayerStreamCommit.start(repository.path, { rootless: !isRoot });
+    const layer = LayerStreamCommit.start(repository, { rootless: !isRoot });
     const failure = await layer.consume(chunksOf(tar)).then(
       () => undefined,
       (error: unknown) => error as Error & { code?: string },
@@ -232,7 +243,7 @@ describe('refusals', () => {
     const commits = () =>
       execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], { encoding: 'utf8' });
     const before = commits();
-    const layer = LayerStreamCommit.start(repository.path, {
+    const layer = LayerStreamCommit.start(repository, {
       rootless: !isRoot,
     });
     const streamed = await layer.consume(
@@ -253,9 +264,85 @@ describe('refusals', () => {
       { name: 'thing/', type: 'directory' },
       { name: 'thing', content: 'now a file' },
     ]);
-    const layer = LayerStreamCommit.start(repository.path, { rootless: !isRoot });
+    const layer = LayerStreamCommit.start(repository, { rootless: !isRoot });
     await expect(layer.consume(chunksOf(tar))).rejects.toMatchObject({ code: 'ERR_GANTRY_INVALID_LAYER' });
     await layer.abort();
+  });
+});
+
+describe('directories appended to a stream (the config, the manifest tree)', () => {
+  /** What `ostree commit --tree=dir=` gives for a directory of mode `mode` holding `files` (mode 0644). */
+  function committedDirectory(mode: number, files: [string, Buffer][]): { tree: string; meta: string } {
+    const directory = scratch('appended-reference');
+    chmodSync(directory, mode);
+    for (const [name, bytes] of files) writeFileSync(join(directory, name), bytes, { mode: 0o644 });
+    const checksum = execFileSync(
+      'ostree',
+      [
+        'commit',
+        `--repo=${repository.path}`,
+        '--orphan',
+        '--subject=',
+        '--consume',
+        `--tree=dir=${directory}`,
+      ],
+      { encoding: 'utf8' },
+    ).trim();
+    const commit = readFileSync(
+      join(repository.path, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.commit`),
+    );
+    const { rootTree, rootMeta } = parseCommit(commit);
+    return { tree: rootTree, meta: rootMeta };
+  }
+
+  const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
+  const manifest: [string, Buffer][] = [
+    ['manifest.json', Buffer.from('{"schemaVersion":2}')],
+    ['signature-1', randomBytes(700)],
+  ];
+
+  it.each([
+    ['after a layer', true],
+    ['in a stream of their own', false],
+  ])('have the trees of the same directories committed from disk: %s', async (_name, withLayer) => {
+    const umask = process.umask();
+    const stream = LayerStreamCommit.start(repository, { rootless: !isRoot });
+    try {
+      const tar = handMadeTar([
+        { name: 'etc/', type: 'directory' },
+        { name: 'etc/hostname', content: 'layer\n' },
+      ]);
+      const streamed = withLayer ? await stream.consume(chunksOf(tar)) : undefined;
+      await stream.appendDirectory('config', 0o700, [['content', config]]);
+      await stream.appendDirectory('manifest', 0o755 & ~umask, manifest);
+      const trees = await stream.finish();
+      expect(trees.directories.get('config')).toEqual(committedDirectory(0o700, [['content', config]]));
+      expect(trees.directories.get('manifest')).toEqual(committedDirectory(0o755 & ~umask, manifest));
+      if (withLayer) {
+        const reference = await committedFromDirectory(tar);
+        expect(trees.layer).toEqual({ tree: reference.commit.rootTree, meta: reference.commit.rootMeta });
+        expect(streamed!.uncompressedDigest).toBe(reference.applied.uncompressedDigest);
+      } else {
+        expect(trees.layer).toBeUndefined();
+      }
+    } catch (error) {
+      await stream.abort();
+      throw error;
+    }
+  });
+
+  it('a stream takes its layer first: a layer after a directory is refused', async () => {
+    const stream = LayerStreamCommit.start(repository, { rootless: !isRoot });
+    try {
+      await stream.appendDirectory('config', 0o700, [['content', config]]);
+      await expect(
+        stream.consume(chunksOf(handMadeTar([{ name: 'a', content: 'a' }]))),
+      ).rejects.toMatchObject({
+        code: 'ERR_GANTRY_INTERNAL',
+      });
+    } finally {
+      await stream.abort();
+    }
   });
 });
 

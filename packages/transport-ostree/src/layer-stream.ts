@@ -25,13 +25,15 @@
  * directory the same layer made with a non-directory, or the reverse.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { Crc64, cleanPath, layerError, TarSplitWriter, TarStreamReader } from '@gantry/layer-tree';
+import type { TreeChecksums } from './gvariant.js';
 import { makePipe } from './native.js';
-import { ostreeError } from './repository.js';
+import { type OstreeRepository, ostreeError } from './repository.js';
 
 const whiteoutPrefix = '.wh.';
 const whiteoutMetaPrefix = '.wh..wh.';
@@ -210,11 +212,20 @@ class ChildInput {
   }
 }
 
+/** What one stream committed: the layer's tree and the directories appended to it, by name. */
+export interface StreamedTrees {
+  layer?: TreeChecksums;
+  directories: Map<string, TreeChecksums>;
+}
+
 /**
- * One layer being committed: `ostree commit` runs from `start` on; `consume` reads the layer and writes
- * the tree's tar to it, all but its end-of-archive blocks (`ostree` commits as soon as it reads them);
- * `finish` writes them (call it only once the blob is verified) and returns the checksum of the commit
- * `ostree commit` made; `abort` stops it, so it commits nothing.
+ * One `ostree commit` fed a tar stream: at most one layer (`consume`), then any small directories of
+ * files (`appendDirectory`: the config, the image's manifest tree), each as a subdirectory of the
+ * streamed tree's root named with a random token (so that the root's listing is this stream's alone,
+ * and `publishInto` can leave it out). `consume` reads the layer and writes its tree's tar, all but the
+ * end-of-archive blocks (`ostree` commits as soon as it reads them); `finish` writes them (call it only
+ * once the blob is verified) and returns each subdirectory's tree checksums, for commits of their own;
+ * `abort` stops it, so it commits nothing.
  */
 export class LayerStreamCommit {
   private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -223,7 +234,12 @@ export class LayerStreamCommit {
   private spawnError: Error | undefined;
 
   private options!: LayerStreamOptions;
-  private repositoryPath = '';
+  private repository!: OstreeRepository;
+  /** The random part of the subdirectories' names. */
+  private readonly token = randomBytes(8).toString('hex');
+  private begun = false;
+  private hasLayer = false;
+  private readonly appended = new Map<string, string>();
 
   private constructor(private readonly child: ChildProcess) {
     this.child.stdout!.setEncoding('utf8').on('data', (text: string) => {
@@ -250,7 +266,8 @@ export class LayerStreamCommit {
    * it is given, which a pipe allows and Node's socket stdio does not). Nothing is made on disk for it,
    * so a process killed mid-layer leaves no fifo behind; the child reads end of file then and fails.
    */
-  static start(repositoryPath: string, options: LayerStreamOptions): LayerStreamCommit {
+  static start(repository: OstreeRepository, options: LayerStreamOptions): LayerStreamCommit {
+    const repositoryPath = repository.path;
     const [readEnd, writeEnd] = makePipe();
     let child: ChildProcess;
     try {
@@ -274,16 +291,56 @@ export class LayerStreamCommit {
     }
     const layer = new LayerStreamCommit(child);
     layer.options = options;
-    layer.repositoryPath = repositoryPath;
+    layer.repository = repository;
     layer.output = new Socket({ fd: writeEnd, readable: false, writable: true });
     layer.input = new ChildInput(child, layer.output);
     return layer;
   }
 
   private failure(cause?: unknown): Error {
-    const args = ['commit', `--repo=${this.repositoryPath}`];
+    const args = ['commit', `--repo=${this.repository.path}`];
     if (this.spawnError) return ostreeError(args, this.spawnError, '', this.options.signal);
     return ostreeError(args, cause ?? new Error('failed'), this.stderr, this.options.signal);
+  }
+
+  /**
+   * The streamed tree's root, first: mode 0755 less the umask, this process's owner, as the manifest's
+   * directory (`appendDirectory`), so that its metadata object is one a published commit uses.
+   */
+  private async begin(): Promise<void> {
+    if (this.begun) return;
+    this.begun = true;
+    const owner: Owner = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
+    await this.input.write(
+      encodeTarHeader({ path: '', type: 'directory', mode: 0o755 & ~process.umask(), owner }),
+    );
+  }
+
+  /**
+   * Appends the directory `name` (mode `mode`, this process's owner) holding `files` (mode 0644 less the
+   * umask, this process's owner), as writing them to a fresh directory and `ostree commit --tree=dir=`
+   * would commit them. Only after `consume`.
+   */
+  async appendDirectory(
+    name: string,
+    mode: number,
+    files: ReadonlyArray<[string, Uint8Array]>,
+  ): Promise<void> {
+    await this.begin();
+    const owner: Owner = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
+    const base = `${this.token}${this.appended.size}`;
+    this.appended.set(base, name);
+    await this.input.write(encodeTarHeader({ path: base, type: 'directory', mode, owner }));
+    for (const [file, bytes] of files) {
+      const size = bytes.byteLength;
+      const fileMode = 0o644 & ~process.umask();
+      await this.input.write(
+        encodeTarHeader({ path: `${base}/${file}`, type: 'file', mode: fileMode, owner, size }),
+      );
+      await this.input.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      if (padding(size) > 0) await this.input.write(Buffer.alloc(padding(size)));
+    }
+    await this.input.flush();
   }
 
   async consume(source: AsyncIterable<Uint8Array>): Promise<LayerStreamResult> {
@@ -291,6 +348,20 @@ export class LayerStreamCommit {
     const umask = process.umask();
     const self: Owner = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
     const input = this.input;
+    if (this.hasLayer || this.appended.size > 0) {
+      throw new GantryError(ErrorCodes.Internal, 'a stream takes one layer, before anything else');
+    }
+    this.hasLayer = true;
+    await this.begin();
+    // The layer is the subdirectory `<token>l` of the streamed tree.
+    const layerDirectory = `${this.token}l`;
+    const at = (relative: string) => (relative === '' ? layerDirectory : `${layerDirectory}/${relative}`);
+    const layerHeader = (fields: HeaderFields): Buffer =>
+      encodeTarHeader({
+        ...fields,
+        path: at(fields.path),
+        ...(fields.type === 'hardlink' ? { link: at(fields.link ?? '') } : {}),
+      });
     const reader = new TarStreamReader(source);
     const tarSplit = new TarSplitWriter();
     const tree = new Map<string, TreeNode>();
@@ -313,11 +384,11 @@ export class LayerStreamCommit {
     const writeRoot = async (mode = 0o755 & ~umask, owner = self, xattrs: Array<[string, Buffer]> = []) => {
       rootWritten = true;
       tree.set('', { kind: 'directory' });
-      await write(encodeTarHeader({ path: '', type: 'directory', mode, owner, xattrs }));
+      await write(layerHeader({ path: '', type: 'directory', mode, owner, xattrs }));
     };
     const makeDirectory = async (relative: string) => {
       tree.set(relative, { kind: 'directory' });
-      await write(encodeTarHeader({ path: relative, type: 'directory', mode: 0o755 & ~umask, owner: self }));
+      await write(layerHeader({ path: relative, type: 'directory', mode: 0o755 & ~umask, owner: self }));
     };
 
     /** `LayerRoot.resolveDirectory` on the tree written so far: symbolic links followed inside the layer. */
@@ -433,7 +504,7 @@ export class LayerStreamCommit {
             await recordData(header.nameBytes, header.size, false);
             tree.set(relative, { kind: 'directory' });
             await write(
-              encodeTarHeader({
+              layerHeader({
                 path: relative,
                 type: 'directory',
                 mode: header.mode,
@@ -445,7 +516,7 @@ export class LayerStreamCommit {
           case 'file':
             tree.set(relative, { kind: 'file' });
             await write(
-              encodeTarHeader({
+              layerHeader({
                 path: relative,
                 type: 'file',
                 mode: header.mode,
@@ -484,7 +555,7 @@ export class LayerStreamCommit {
             }
             tree.set(relative, targetNode);
             await write(
-              encodeTarHeader({ path: relative, type: 'hardlink', mode: header.mode, owner, link: target }),
+              layerHeader({ path: relative, type: 'hardlink', mode: header.mode, owner, link: target }),
             );
             break;
           }
@@ -503,7 +574,7 @@ export class LayerStreamCommit {
             }
             tree.set(relative, { kind: 'symlink', target: linkRaw });
             await write(
-              encodeTarHeader({
+              layerHeader({
                 path: relative,
                 type: 'symlink',
                 mode: 0o777,
@@ -545,7 +616,7 @@ export class LayerStreamCommit {
         if (tree.get(relative)?.kind === 'directory') continue;
         tree.set(relative, { kind: 'file' });
         await write(
-          encodeTarHeader({ path: relative, type: 'file', mode: 0o644 & ~umask, owner: self, size: 0 }),
+          layerHeader({ path: relative, type: 'file', mode: 0o644 & ~umask, owner: self, size: 0 }),
         );
       }
       // The end-of-archive blocks are written by `finish`: `ostree` commits as soon as it reads them.
@@ -576,9 +647,15 @@ export class LayerStreamCommit {
     }
   }
 
-  /** Ends the tar and waits for `ostree commit`: the checksum of the commit it made (no metadata, no ref). */
-  async finish(): Promise<string> {
+  /**
+   * Ends the tar and waits for `ostree commit`: the tree checksums of the layer and of each appended
+   * directory. The commit `ostree commit` made of the whole stream and its root listing stay in the
+   * repository, left out when it is published.
+   */
+  async finish(): Promise<StreamedTrees> {
     this.options.signal?.throwIfAborted();
+    await this.begin();
+    await this.input.flush();
     await new Promise<void>((resolve) => this.output.end(Buffer.alloc(2 * block), () => resolve()));
     const { code, signal } = await this.exited;
     if (this.spawnError || code !== 0) {
@@ -588,7 +665,15 @@ export class LayerStreamCommit {
     if (!/^[0-9a-f]{64}$/.test(checksum)) {
       throw new GantryError(ErrorCodes.Internal, `ostree commit printed "${checksum}", not a checksum`);
     }
-    return checksum;
+    const subdirectories = await this.repository.subdirectoriesOf(checksum);
+    const tree = (name: string): TreeChecksums => {
+      const found = subdirectories.get(name);
+      if (!found) throw new GantryError(ErrorCodes.Internal, `ostree commit ${checksum} has no ${name}/`);
+      return found;
+    };
+    const directories = new Map<string, TreeChecksums>();
+    for (const [base, name] of this.appended) directories.set(name, tree(base));
+    return { ...(this.hasLayer ? { layer: tree(`${this.token}l`) } : {}), directories };
   }
 
   /** Stops `ostree commit` before it has read the end of the tar: nothing is committed. */

@@ -1,12 +1,15 @@
 /**
- * Two libc calls Node.js does not offer, through koffi (a dependency of `@gantry/layer-tree` already),
+ * Three libc calls Node.js does not offer, through koffi (a dependency of `@gantry/layer-tree` already),
  * bound on first use:
  * - `pipe2(O_CLOEXEC)`: an anonymous pipe whose read end a child gets as one of its descriptors (Node's
  *   `stdio: 'pipe'` is a socket, which `ostree commit --tree=tar=/dev/fd/N` cannot open; a named fifo
  *   would stay behind in the repository when the process is killed);
  * - `renameat2(RENAME_NOREPLACE)`: moves a file or a whole directory to a name only if nothing has that
- *   name yet, atomically (an object another writer put there first is never replaced).
+ *   name yet, atomically (an object another writer put there first is never replaced);
+ * - `syncfs`: writes out everything of one file system, as libostree does once per transaction (run on
+ *   a worker thread: it waits for the disk).
  */
+import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
 
@@ -26,6 +29,7 @@ interface Native {
     newPath: string,
     flags: number,
   ) => number;
+  syncfs: { async: (fd: number, callback: (error: unknown, result: number) => void) => void };
   errno: () => number;
 }
 
@@ -41,6 +45,7 @@ function bind(): Native {
     renameat2: libc.func(
       'int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)',
     ) as Native['renameat2'],
+    syncfs: libc.func('int syncfs(int fd)') as unknown as Native['syncfs'],
     errno: () => koffi.errno(),
   };
   return native;
@@ -81,4 +86,25 @@ export function renameNoReplace(from: string, to: string): 'moved' | 'exists' | 
   if (code === EEXIST || code === ENOTEMPTY) return 'exists';
   if (code === ENOENT) return 'no-parent';
   throw systemError('rename', code, to);
+}
+
+/**
+ * Writes out everything of the file system holding `path` not on the disk yet (`syncfs`), on a worker
+ * thread; an I/O error throws.
+ */
+export async function syncFileSystem(path: string): Promise<void> {
+  const { syncfs, errno } = bind();
+  const handle = await open(path, 'r');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      syncfs.async(handle.fd, (error, result) => {
+        // koffi sets errno to the worker thread's while the callback runs.
+        if (error) reject(error);
+        else if (result !== 0) reject(systemError('syncfs', errno(), path));
+        else resolve();
+      });
+    });
+  } finally {
+    await handle.close();
+  }
 }

@@ -16,6 +16,7 @@ import { handMadeTar, ociLayoutFromTars } from '@gantry/layer-tree/testing';
 import { ociTransport } from '@gantry/transport-oci';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeOstreeRef, ostreeTransport } from './index.js';
+import { syncFileSystem } from './native.js';
 import { OstreeRepository, ostreeError, unpublish } from './repository.js';
 
 const registry = new TransportRegistry([ociTransport, ostreeTransport]);
@@ -203,6 +204,81 @@ describe('bad repositories', () => {
     const config = await readFile(join(repo, 'config'), 'utf8');
     expect(config).toContain(`mode=${process.getuid?.() === 0 ? 'bare' : 'bare-user'}`);
     ostree(`--repo=${repo}`, 'fsck');
+  });
+});
+
+describe('creating a repository (no ostree init process)', () => {
+  const layout = (repo: string): string[] =>
+    execFileSync('find', [repo, '-printf', '%M %P\n'], { encoding: 'utf8' }).split('\n').sort();
+  const mode = process.getuid?.() === 0 ? 'bare' : 'bare-user';
+
+  it('makes what `ostree init` makes: the same directories, modes and config', async () => {
+    const ours = join(root, 'created-by-gantry');
+    const theirs = join(root, 'created-by-ostree');
+    await OstreeRepository.openOrCreate(ours);
+    ostree('init', `--repo=${theirs}`, `--mode=${mode}`);
+    expect(layout(ours)).toEqual(layout(theirs));
+    expect(readFileSync(join(ours, 'config'), 'utf8')).toBe(readFileSync(join(theirs, 'config'), 'utf8'));
+    ostree(`--repo=${ours}`, 'fsck');
+  });
+
+  it('completes a repository another process was creating, keeping its config', async () => {
+    const onlyTemporary = join(root, 'half-created-tmp');
+    mkdirSync(join(onlyTemporary, 'tmp'), { recursive: true });
+    await OstreeRepository.openOrCreate(onlyTemporary);
+    ostree(`--repo=${onlyTemporary}`, 'fsck');
+
+    const withConfig = join(root, 'half-created-config');
+    mkdirSync(withConfig);
+    const config = '[core]\nrepo_version=1\nmode=bare-user\nmin-free-space-percent=0\n';
+    writeFileSync(join(withConfig, 'config'), config);
+    const repository = await OstreeRepository.openOrCreate(withConfig);
+    expect(repository.mode).toBe('bare-user');
+    expect(readFileSync(join(withConfig, 'config'), 'utf8')).toBe(config);
+    ostree(`--repo=${withConfig}`, 'fsck');
+  });
+
+  it('refuses a path whose parent does not exist, creating nothing', async () => {
+    const missing = join(root, 'no-such-parent', 'repo');
+    await expect(OstreeRepository.openOrCreate(missing)).rejects.toMatchObject({
+      code: ErrorCodes.InvalidLayout,
+    });
+    expect(existsSync(join(root, 'no-such-parent'))).toBe(false);
+  });
+});
+
+describe('staging repositories and syncing', () => {
+  it('are written unsynced (fsync=false) and synced once before publishing, unless the target syncs nothing', async () => {
+    const synced = join(root, 'sync-target');
+    ostree('init', `--repo=${synced}`, '--mode=bare-user');
+    const target = await OstreeRepository.open(synced);
+    const staging = await OstreeRepository.createStaging(join(synced, 'tmp', 'staging-test'), target);
+    expect(readFileSync(join(staging.path, 'config'), 'utf8')).toContain('fsync=false');
+    await staging.syncBeforePublishing(); // a real syncfs of the file system
+
+    const unsynced = join(root, 'nosync-target');
+    ostree('init', `--repo=${unsynced}`, '--mode=bare-user');
+    ostree(`--repo=${unsynced}`, 'config', 'set', 'core.fsync', 'false');
+    const unsyncedStaging = await OstreeRepository.createStaging(
+      join(unsynced, 'tmp', 'staging-test'),
+      await OstreeRepository.open(unsynced),
+    );
+    expect(readFileSync(join(unsyncedStaging.path, 'config'), 'utf8')).toContain('fsync=false');
+
+    const perObject = join(root, 'per-object-target');
+    ostree('init', `--repo=${perObject}`, '--mode=bare-user');
+    ostree(`--repo=${perObject}`, 'config', 'set', 'core.per-object-fsync', 'true');
+    const perObjectStaging = await OstreeRepository.createStaging(
+      join(perObject, 'tmp', 'staging-test'),
+      await OstreeRepository.open(perObject),
+    );
+    const perObjectConfig = readFileSync(join(perObjectStaging.path, 'config'), 'utf8');
+    expect(perObjectConfig).toContain('per-object-fsync=true');
+    expect(perObjectConfig).not.toContain('fsync=false');
+  });
+
+  it('syncFileSystem reports a path it cannot open', async () => {
+    await expect(syncFileSystem(join(root, 'no-such-directory'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 

@@ -11,8 +11,15 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/prom
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { abortError, ErrorCodes, GantryError, ownedTemporaryName } from '@gantry/core/transport';
-import { type CommitObject, GVariantFormatError, parseCommit, serializeCommit } from './gvariant.js';
-import { renameNoReplace } from './native.js';
+import {
+  type CommitObject,
+  GVariantFormatError,
+  parseCommit,
+  parseDirTreeDirectories,
+  serializeCommit,
+  type TreeChecksums,
+} from './gvariant.js';
+import { renameNoReplace, syncFileSystem } from './native.js';
 
 const checksumPattern = /^[0-9a-f]{64}$/;
 
@@ -135,19 +142,84 @@ export type RepositoryMode =
   | 'archive'
   | 'bare-split-xattrs';
 
+/** `mkdir` that accepts an existing directory. */
+async function makeDirectory(path: string): Promise<void> {
+  try {
+    await mkdir(path, { mode: 0o775 });
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'EEXIST') throw error;
+  }
+}
+
+/**
+ * Creates the repository `ostree init --mode=MODE` creates, without starting a process: the directory
+ * (its parent must exist), the config (`[core]`, `repo_version=1`, `mode`; written in `tmp/` and renamed
+ * into place, unless one is there already: it is kept), `extensions/`, `state/`, `refs/heads|mirrors|remotes/`,
+ * `objects/` last, and `tmp/cache/`, each mode 0775 less the umask, as libostree makes them. Every step
+ * accepts what is there already, so it also completes a repository being created by another process.
+ */
+async function createRepository(path: string, mode: RepositoryMode, options: RunOptions): Promise<void> {
+  options.signal?.throwIfAborted();
+  try {
+    await makeDirectory(path);
+    await makeDirectory(join(path, 'tmp'));
+    const config = join(path, 'config');
+    if (!existsSync(config)) {
+      // An owned name: left by a process killed here, the next copy's clean-up of `tmp/` removes it.
+      const temporary = join(path, 'tmp', ownedTemporaryName('ostree-config'));
+      await writeFile(temporary, `[core]\nrepo_version=1\nmode=${mode}\n`, { mode: 0o644, flag: 'wx' });
+      try {
+        renameNoReplace(temporary, config); // 'exists': another process wrote it first, and it is kept
+      } finally {
+        await rm(temporary, { force: true });
+      }
+    }
+    for (const directory of ['extensions', 'state', 'refs', 'refs/heads', 'refs/mirrors', 'refs/remotes']) {
+      await makeDirectory(join(path, directory));
+    }
+    await makeDirectory(join(path, 'objects'));
+    await makeDirectory(join(path, 'tmp', 'cache'));
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'ENOSPC') throw error;
+    throw new GantryError(
+      ErrorCodes.InvalidLayout,
+      `${path}: cannot create an OSTree repository: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
 export class OstreeRepository {
   /**
    * The commits `ostree commit` made only to hash a tree (no metadata): `commitWithMetadata` writes the
    * real commit beside each. `publishInto` leaves them out.
    */
   private readonly treeCommits = new Set<string>();
+  /**
+   * The root listings (`.dirtree`) of streamed trees (`subdirectoriesOf`), which hold a layer, config or
+   * manifest as a subdirectory with a random name: referenced by nothing else, `publishInto` leaves them
+   * out too.
+   */
+  private readonly streamRoots = new Set<string>();
 
   private constructor(
     readonly path: string,
     readonly mode: string,
     /** The `[core]` settings a staging repository copies (`createStaging`). */
     private readonly coreSettings: ReadonlyMap<string, string> = new Map(),
+    /**
+     * A staging repository whose writes are not synced one by one (libostree's and this class's): it is
+     * written out as a whole by `syncBeforePublishing`, before `publishInto` moves its objects.
+     */
+    private readonly syncedAsAWhole = false,
   ) {}
+
+  /** Whether this repository's writes are to reach the disk before they count (its `fsync` setting). */
+  private get syncs(): boolean {
+    const setting = this.coreSettings.get('fsync')?.toLowerCase();
+    return setting !== 'false' && setting !== '0';
+  }
 
   /** Opens an existing repository; `ERR_GANTRY_INVALID_LAYOUT` when `path` holds something else. */
   static async open(path: string): Promise<OstreeRepository> {
@@ -174,9 +246,16 @@ export class OstreeRepository {
 
   /**
    * Creates an empty repository at `path` (which must not exist) to write into before publishing to
-   * `target` (`publishInto`): `target`'s mode, and its free-space reserve and fsync settings, so that
-   * libostree refuses and syncs exactly as it would writing into `target`. `path` must be on `target`'s
-   * file system (its `tmp/`). The layout is the one `ostree init` makes, written here (no process).
+   * `target` (`publishInto`): `target`'s mode and free-space reserve, so that libostree refuses exactly as
+   * it would writing into `target`. `path` must be on `target`'s file system (its `tmp/`). The layout is
+   * the one `ostree init` makes, written here (no process).
+   *
+   * Syncing: libostree ends every transaction with a `syncfs` of the repository's file system (one per
+   * `ostree commit`), and each commit object and ref written here was synced on its own. In a staging
+   * repository none of them is (`fsync=false`): `syncBeforePublishing` writes the file system out once,
+   * after the last commit and before any object reaches `target` or a branch points at it, which is
+   * the order libostree guarantees. A `target` with `fsync=false` is not synced at all, as libostree
+   * would not; one with `per-object-fsync=true` keeps its settings (each object synced as it is written).
    */
   static async createStaging(path: string, target: OstreeRepository): Promise<OstreeRepository> {
     await mkdir(path, { mode: 0o755 });
@@ -191,11 +270,23 @@ export class OstreeRepository {
     ]) {
       await mkdir(join(path, directory), { recursive: true, mode: 0o755 });
     }
-    const settings = [...target.coreSettings].map(([key, value]) => `${key}=${value}\n`).join('');
-    await writeFile(join(path, 'config'), `[core]\nrepo_version=1\nmode=${target.mode}\n${settings}`, {
+    const perObject = target.coreSettings.get('per-object-fsync')?.toLowerCase();
+    const syncedAsAWhole = target.syncs && perObject !== 'true' && perObject !== '1';
+    const settings = new Map(target.coreSettings);
+    if (syncedAsAWhole) settings.set('fsync', 'false');
+    const lines = [...settings].map(([key, value]) => `${key}=${value}\n`).join('');
+    await writeFile(join(path, 'config'), `[core]\nrepo_version=1\nmode=${target.mode}\n${lines}`, {
       mode: 0o644,
     });
-    return new OstreeRepository(path, target.mode, target.coreSettings);
+    return new OstreeRepository(path, target.mode, target.coreSettings, syncedAsAWhole);
+  }
+
+  /**
+   * Writes a staging repository's objects out to the disk (one `syncfs` of its file system) when it was
+   * made without syncing them one by one (`createStaging`); nothing to do otherwise.
+   */
+  async syncBeforePublishing(): Promise<void> {
+    if (this.syncedAsAWhole) await syncFileSystem(this.path);
   }
 
   /**
@@ -211,13 +302,15 @@ export class OstreeRepository {
       if ((error as { code?: unknown }).code !== 'ENOENT') throw error;
       empty = true;
     }
-    // `ostree init` writes the config first, then the directories: a repository another process is
-    // creating right now has a config and no `objects/` yet. `ostree init` again completes it (it keeps
-    // an existing config).
-    const beingCreated = !empty && existsSync(join(path, 'config')) && !existsSync(join(path, 'objects'));
+    // A repository another process is creating right now has no `objects/` yet (made last, here as by
+    // `ostree init`): only `tmp/`, or a config too. Creating it again completes it (an existing config
+    // is kept).
+    const beingCreated =
+      !empty &&
+      !existsSync(join(path, 'objects')) &&
+      (existsSync(join(path, 'config')) || readdirSync(path).every((name) => name === 'tmp'));
     if (empty || beingCreated) {
-      const mode = process.getuid?.() === 0 ? 'bare' : 'bare-user';
-      await runOstree(['init', `--repo=${path}`, `--mode=${mode}`], options);
+      await createRepository(path, process.getuid?.() === 0 ? 'bare' : 'bare-user', options);
     }
     return OstreeRepository.open(path);
   }
@@ -315,14 +408,41 @@ export class OstreeRepository {
   async commitWithMetadata(treeCommit: string, metadata: Map<string, string>): Promise<string> {
     this.treeCommits.add(treeCommit);
     const tree = await this.readCommit(treeCommit, `commit ${treeCommit}`);
+    return this.commitTree({ tree: tree.rootTree, meta: tree.rootMeta }, metadata);
+  }
+
+  /**
+   * The subdirectories of the root of `treeCommit` (a commit `ostree commit` made of a streamed tree,
+   * see layer-stream.ts), by name. `publishInto` leaves that commit and its root listing out.
+   */
+  async subdirectoriesOf(treeCommit: string): Promise<Map<string, TreeChecksums>> {
+    this.treeCommits.add(treeCommit);
+    const { rootTree } = await this.readCommit(treeCommit, `commit ${treeCommit}`);
+    this.streamRoots.add(rootTree);
+    const path = this.objectPath(rootTree, 'dirtree');
+    const bytes = await readFile(path);
+    if (createHash('sha256').update(bytes).digest('hex') !== rootTree) {
+      throw new GantryError(ErrorCodes.InvalidLayout, `${path}: the directory listing is corrupt`);
+    }
+    try {
+      return parseDirTreeDirectories(bytes);
+    } catch (error) {
+      throw new GantryError(ErrorCodes.InvalidLayout, `${path}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** Writes the commit of the tree `root` with string metadata and no parent, returning its checksum. */
+  async commitTree(root: TreeChecksums, metadata: Map<string, string>): Promise<string> {
     const bytes = serializeCommit({
       metadata,
       parent: '',
       subject: '',
       body: '',
       timestamp: BigInt(Math.floor(Date.now() / 1000)),
-      rootTree: tree.rootTree,
-      rootMeta: tree.rootMeta,
+      rootTree: root.tree,
+      rootMeta: root.meta,
     });
     const checksum = createHash('sha256').update(bytes).digest('hex');
     await this.writeFileAtomically(this.objectPath(checksum, 'commit'), bytes);
@@ -340,7 +460,7 @@ export class OstreeRepository {
     try {
       try {
         await handle.writeFile(bytes);
-        await handle.sync();
+        if (!this.syncedAsAWhole) await handle.sync();
       } finally {
         await handle.close();
       }
@@ -370,7 +490,7 @@ export class OstreeRepository {
 
   /**
    * Moves every object of this (staging) repository into `target` (on the same file system), but the
-   * tree-only commits of `commitWithMetadata`: a whole `objects/XX/` directory when `target` has none
+   * tree-only commits of `commitWithMetadata` and `subdirectoriesOf` and the streamed trees' root listings: a whole `objects/XX/` directory when `target` has none
    * of that name, else object by object, never replacing an object `target` has already (the same
    * checksum, the same content). Synchronous, so that nothing else of this process runs in between.
    * Returns what moved, for `unpublish`; on failure, what moved is moved back first.
@@ -385,7 +505,8 @@ export class OstreeRepository {
         const entries = readdirSync(from);
         const names = entries.filter(
           (name) =>
-            !(name.endsWith('.commit') && this.treeCommits.has(prefix + name.slice(0, -'.commit'.length))),
+            !(name.endsWith('.commit') && this.treeCommits.has(prefix + name.slice(0, -'.commit'.length))) &&
+            !(name.endsWith('.dirtree') && this.streamRoots.has(prefix + name.slice(0, -'.dirtree'.length))),
         );
         if (names.length === 0) continue;
         if (names.length === entries.length) {
