@@ -7,6 +7,7 @@ import { layerCompressionOf } from '../manifest/index.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import {
   type CompressionFormat,
+  compressingBlockSize,
   compressingStage,
   createDecompressor,
   type DetectedCompression,
@@ -211,6 +212,7 @@ async function* decompressing(
   source: AsyncIterable<Uint8Array>,
   compression: Exclude<DetectedCompression, 'none'>,
   description: string,
+  chunkSize?: number,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let sourceFailure: unknown;
   const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer);
@@ -226,7 +228,7 @@ async function* decompressing(
     }
   }
   try {
-    for await (const chunk of throughTransform(watched(), createDecompressor(compression))) {
+    for await (const chunk of throughTransform(watched(), createDecompressor(compression, chunkSize))) {
       guard.decompressed(chunk.byteLength);
       yield chunk;
     }
@@ -311,7 +313,10 @@ function compressionStage(
       (recompressed(compression) || foreign)
     ) {
       onDecision(plan.format, true);
-      const decompressed = decompressing(stream, compression, description);
+      // Decompressed in chunks of the compressor's block size: each chunk is a block, not copied.
+      const blockSize =
+        plan.chunked && plan.format === 'zstd' ? undefined : compressingBlockSize(plan.format);
+      const decompressed = decompressing(stream, compression, description, blockSize);
       // Recompressed bytes are new bytes: their contents are checked against the config's DiffID.
       const checked =
         uncompressedDigest === undefined
