@@ -8,6 +8,7 @@ import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contr
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
 import {
   type CompressionFormat,
+  compressingBlockSize,
   compressingStage,
   createDecompressor,
   type DetectedCompression,
@@ -214,6 +215,7 @@ async function* decompressing(
   source: AsyncIterable<Uint8Array>,
   compression: Exclude<DetectedCompression, 'none'>,
   description: string,
+  chunkSize?: number,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let sourceFailure: unknown;
   const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer);
@@ -229,7 +231,7 @@ async function* decompressing(
     }
   }
   try {
-    for await (const chunk of throughTransform(watched(), createDecompressor(compression))) {
+    for await (const chunk of throughTransform(watched(), createDecompressor(compression, chunkSize))) {
       guard.decompressed(chunk.byteLength);
       yield chunk;
     }
@@ -314,7 +316,10 @@ function compressionStage(
       (recompressed(compression) || foreign)
     ) {
       onDecision(plan.format, true);
-      const decompressed = decompressing(stream, compression, description);
+      // Decompressed in chunks of the compressor's block size: each chunk is a block, not copied.
+      const blockSize =
+        plan.chunked && plan.format === 'zstd' ? undefined : compressingBlockSize(plan.format);
+      const decompressed = decompressing(stream, compression, description, blockSize);
       // Recompressed bytes are new bytes: their contents are checked against the config's DiffID.
       const checked =
         uncompressedDigest === undefined

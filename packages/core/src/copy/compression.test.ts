@@ -16,6 +16,7 @@ import {
   peekCompression,
   throughTransform,
   zstdAvailable,
+  zstdDecompressionImplementation,
   zstdImplementation,
 } from './compression.js';
 
@@ -210,6 +211,46 @@ describe('zstd', () => {
     ]);
     const back = await collect(throughTransform(chunked(frames, 4096), createDecompressor('zstd')));
     expect(back.equals(layerLike)).toBe(true);
+  });
+
+  // node:zlib's zstd decompressor (used only without zstd-napi) has chunks of its own size.
+  it.runIf(zstdDecompressionImplementation() === 'zstd-napi')(
+    'hands out zstd output in chunks of the requested size (the last one shorter), across frames',
+    async () => {
+      const skippable = Buffer.alloc(12);
+      skippable.writeUInt32LE(0x184d2a50, 0);
+      skippable.writeUInt32LE(4, 4);
+      const frames = Buffer.concat([
+        compressWithTool('zstd', ['-c'], layerLike.subarray(0, 70_001)),
+        skippable,
+        compressWithTool('zstd', ['-c'], layerLike.subarray(70_001)),
+      ]);
+      const chunkSize = 32 * 1024;
+      for (const inputChunkSize of [1000, 4096, frames.length]) {
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of throughTransform(
+          chunked(frames, inputChunkSize),
+          createDecompressor('zstd', chunkSize),
+        )) {
+          chunks.push(Buffer.from(chunk));
+        }
+        expect(Buffer.concat(chunks).equals(layerLike)).toBe(true);
+        expect(chunks.slice(0, -1).every((chunk) => chunk.byteLength === chunkSize)).toBe(true);
+        expect(chunks.at(-1)!.byteLength).toBe(layerLike.byteLength % chunkSize || chunkSize);
+      }
+    },
+  );
+
+  it('rejects zstd data that ends inside a frame', async () => {
+    const compressed = compressWithTool('zstd', ['-c'], layerLike);
+    await expect(
+      collect(
+        throughTransform(
+          chunked(compressed.subarray(0, compressed.length - 10), 4096),
+          createDecompressor('zstd'),
+        ),
+      ),
+    ).rejects.toThrow();
   });
 
   it('rejects corrupt zstd data', async () => {

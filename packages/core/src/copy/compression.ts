@@ -1,14 +1,14 @@
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { Duplex, pipeline, type Transform } from 'node:stream';
+import { Duplex, pipeline, Transform } from 'node:stream';
 import { ReadableStream } from 'node:stream/web';
 import * as zlib from 'node:zlib';
 import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { readableChunks } from '../readable-chunks.js';
-import { parallelGzipStage } from './parallel-gzip.js';
-import { parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
+import { defaultGzipBlockSize, parallelGzipStage } from './parallel-gzip.js';
+import { defaultZstdFrameSize, parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 
 /** A compression Gantry can write to layers. */
 export type CompressionFormat = 'gzip' | 'zstd';
@@ -47,6 +47,14 @@ type ZstdFactories = {
 interface ZstdNapiModule {
   CompressStream: new (parameters?: Record<string, unknown>) => Transform;
   DecompressStream: new () => Transform;
+}
+
+/** The part of zstd-napi's low-level binding Gantry's zstd reader uses. */
+interface ZstdNapiBinding {
+  DCtx: new () => {
+    /** `ZSTD_decompressStream`: [0 at the end of a frame (else a hint), bytes written, bytes read]. */
+    decompressStream(destination: Uint8Array, source: Uint8Array): [number, number, number];
+  };
 }
 
 let zstdNapiModule: ZstdNapiModule | null | undefined;
@@ -131,23 +139,111 @@ export function createCompressor(format: CompressionFormat, level?: number): Tra
   throw zstdUnavailable('compression');
 }
 
-/** Size of the chunks a decompressor emits. */
-const decompressedChunkSize = 1024 * 1024;
+/** Size of the chunks a decompressor emits by default. */
+export const decompressedChunkSize = 1024 * 1024;
 
 /**
  * A stream decompressing `format`: gzip through node:zlib, zstd through `zstdImplementation()`, xz
  * through xz-decompress (xz-embedded compiled to WebAssembly), bzip2 through unbzip2-stream (pure
  * JavaScript). A missing zstd implementation is `ERR_GANTRY_NOT_SUPPORTED`.
+ *
+ * gzip and zstd (through zstd-napi) output comes in chunks of `chunkSize` bytes (default 1 MiB), the
+ * last one shorter: a compressing stage whose blocks have that size then takes each chunk as a block,
+ * with no copy (see `inBlocks`). gzip may hand a full chunk over as several consecutive views of one
+ * buffer (as many as input chunks went into it).
  */
-export function createDecompressor(format: Exclude<DetectedCompression, 'none'>): Duplex {
-  // 1 MiB output chunks instead of zlib's 16 KiB: 64 times fewer callbacks and chunks downstream.
-  if (format === 'gzip') return zlib.createGunzip({ chunkSize: decompressedChunkSize });
+export function createDecompressor(
+  format: Exclude<DetectedCompression, 'none'>,
+  chunkSize: number = decompressedChunkSize,
+): Duplex {
+  // Large output chunks instead of zlib's 16 KiB: far fewer callbacks and chunks downstream.
+  if (format === 'gzip') return zlib.createGunzip({ chunkSize });
   if (format === 'xz') return Duplex.from(xzDecompressing);
   if (format === 'bzip2') return Duplex.from(bzip2Decompressing);
   const implementation = zstdDecompressionImplementation();
   if (implementation === 'node:zlib') return (zlib as unknown as ZstdFactories).createZstdDecompress!();
-  if (implementation === 'zstd-napi') return new (loadZstdNapi()!.DecompressStream)();
+  if (implementation === 'zstd-napi') {
+    const binding = loadZstdNapiBinding();
+    if (binding) return new ZstdChunkedOutputDecompressor(binding, chunkSize);
+    return new (loadZstdNapi()!.DecompressStream)();
+  }
   throw zstdUnavailable('decompression');
+}
+
+let zstdNapiBinding: ZstdNapiBinding | null | undefined;
+
+/** zstd-napi's low-level binding (its `zstd-napi/binding` module), or null when it does not load. */
+function loadZstdNapiBinding(): ZstdNapiBinding | null {
+  if (zstdNapiBinding === undefined) {
+    try {
+      const binding = createRequire(import.meta.url)('zstd-napi/binding') as Partial<ZstdNapiBinding>;
+      zstdNapiBinding = typeof binding.DCtx === 'function' ? (binding as ZstdNapiBinding) : null;
+    } catch {
+      zstdNapiBinding = null;
+    }
+  }
+  return zstdNapiBinding;
+}
+
+/**
+ * zstd decompression through zstd-napi's `ZSTD_decompressStream`, written into output buffers of
+ * `chunkSize` bytes that are pushed once full (the last one at the end): zstd-napi's own stream pushes
+ * a fresh 128 KiB buffer per call. Any series of frames, skippable ones included, is one stream; input
+ * ending inside a frame is an error.
+ */
+class ZstdChunkedOutputDecompressor extends Transform {
+  readonly #context: InstanceType<ZstdNapiBinding['DCtx']>;
+  readonly #chunkSize: number;
+  #output: Buffer;
+  #filled = 0;
+  #inFrame = false;
+
+  constructor(binding: ZstdNapiBinding, chunkSize: number) {
+    super();
+    this.#context = new binding.DCtx();
+    this.#chunkSize = chunkSize;
+    this.#output = Buffer.allocUnsafeSlow(chunkSize);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    try {
+      let input: Uint8Array = chunk;
+      for (;;) {
+        const [hint, written, read] = this.#context.decompressStream(
+          this.#output.subarray(this.#filled),
+          input,
+        );
+        if (written === 0 && read === 0 && input.byteLength > 0) {
+          throw new Error('the decoder made no progress');
+        }
+        this.#filled += written;
+        input = input.subarray(read);
+        this.#inFrame = hint !== 0;
+        if (this.#filled === this.#chunkSize) {
+          this.push(this.#output);
+          this.#output = Buffer.allocUnsafeSlow(this.#chunkSize);
+          this.#filled = 0;
+          // The decoder may hold decoded bytes that did not fit: call it again, even without input.
+          continue;
+        }
+        // Output room left and all input read: everything decodable so far is out.
+        if (input.byteLength === 0) break;
+      }
+    } catch (error) {
+      done(new CorruptCompressedDataError(`zstd: ${(error as Error).message}`, { cause: error }));
+      return;
+    }
+    done();
+  }
+
+  override _flush(done: (error?: Error | null) => void): void {
+    if (this.#inFrame) {
+      done(new CorruptCompressedDataError('zstd: the data ends inside a frame'));
+      return;
+    }
+    if (this.#filled > 0) this.push(this.#output.subarray(0, this.#filled));
+    done();
+  }
 }
 
 /**
@@ -237,6 +333,16 @@ export function compressingStage(
   if (parallelZstdAvailable()) return parallelZstdStage({ level: level ?? defaultZstdLevel });
   const compressor = createCompressor(format, level);
   return (source) => throughTransform(source, compressor);
+}
+
+/**
+ * The size of the blocks `compressingStage(format)` compresses one by one (its input is best given
+ * in chunks of this size: each becomes a block as it is), or the default decompressed chunk size when
+ * it compresses one stream.
+ */
+export function compressingBlockSize(format: CompressionFormat): number {
+  if (format === 'gzip') return defaultGzipBlockSize;
+  return parallelZstdAvailable() ? defaultZstdFrameSize : decompressedChunkSize;
 }
 
 /**

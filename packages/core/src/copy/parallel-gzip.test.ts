@@ -6,7 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32, gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { combineCrc32, gzipImplementation, looksIncompressible, parallelGzipStage } from './parallel-gzip.js';
+import {
+  combineCrc32,
+  contiguousView,
+  gzipImplementation,
+  inBlocks,
+  looksIncompressible,
+  parallelGzipStage,
+} from './parallel-gzip.js';
 
 async function gzipOf(input: Uint8Array, options: Parameters<typeof parallelGzipStage>[0], chunkSize = 7919) {
   async function* chunks() {
@@ -193,5 +200,38 @@ describe.each(implementations)('parallelGzipStage with %s and full-size blocks',
     } finally {
       await rm(directory, { recursive: true, force: true });
     }
+  });
+});
+
+describe('inBlocks', () => {
+  const executable = readFileSync(process.execPath);
+
+  it('takes consecutive views of one buffer as one block without copying, and copies anything else', async () => {
+    const buffer = Buffer.from(executable.subarray(0, 4096));
+    const other = Buffer.from(executable.subarray(4096, 4096 + 1024));
+    expect(contiguousView([buffer.subarray(0, 100), buffer.subarray(100, 1024)], 1024)?.buffer).toBe(
+      buffer.buffer,
+    );
+    expect(contiguousView([buffer.subarray(0, 100), buffer.subarray(101, 1024)], 1023)).toBeUndefined();
+    expect(contiguousView([buffer.subarray(0, 100), other.subarray(0, 100)], 200)).toBeUndefined();
+    expect(contiguousView([], 0)).toBeUndefined();
+
+    // Two 1 KiB blocks from consecutive views of `buffer` (as a decompressor hands over one output
+    // buffer in parts), then one from two separate buffers.
+    async function* parts() {
+      yield buffer.subarray(0, 300);
+      yield buffer.subarray(300, 1500);
+      yield buffer.subarray(1500, 2048);
+      yield other.subarray(0, 512);
+      yield Buffer.from(other.subarray(512, 1024));
+    }
+    const blocks: Uint8Array[] = [];
+    for await (const block of inBlocks(parts(), 1024, 2, async (block) => block, true)) blocks.push(block);
+    expect(blocks.map((block) => block.byteLength)).toEqual([1024, 1024, 1024]);
+    expect(blocks[0]!.buffer).toBe(buffer.buffer);
+    expect(blocks[1]!.buffer).toBe(buffer.buffer);
+    expect(Buffer.from(blocks[1]!).equals(buffer.subarray(1024, 2048))).toBe(true);
+    expect(blocks[2]!.buffer).not.toBe(other.buffer);
+    expect(Buffer.from(blocks[2]!).equals(other)).toBe(true);
   });
 });

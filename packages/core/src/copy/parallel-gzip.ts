@@ -36,7 +36,8 @@ const denseSlicesToStore = 3;
  * block of random data look compressible.
  */
 const denseEntropy = 7.9;
-const defaultBlockSize = 1024 * 1024;
+/** The default `blockSize`. */
+export const defaultGzipBlockSize = 1024 * 1024;
 /** The default level with node:zlib; see `ParallelGzipOptions.level`. */
 export const defaultGzipLevel = 3;
 /** The default level with libdeflate; see `ParallelGzipOptions.level`. */
@@ -301,7 +302,7 @@ export function parallelGzipStage(
   ) {
     throw new RangeError(`gzip compression level must be an integer from 0 to 9, got ${options.level}`);
   }
-  const blockSize = options.blockSize ?? defaultBlockSize;
+  const blockSize = options.blockSize ?? defaultGzipBlockSize;
   const concurrency = Math.max(1, options.concurrency ?? Math.max(2, availableParallelism()));
   const engine = libdeflate();
   if (engine) {
@@ -311,9 +312,27 @@ export function parallelGzipStage(
 }
 
 /**
+ * The bytes of `parts` as one view when they are consecutive ranges of one buffer (or a single part),
+ * else undefined.
+ */
+export function contiguousView(parts: readonly Uint8Array[], length: number): Uint8Array | undefined {
+  const first = parts[0];
+  if (first === undefined) return undefined;
+  if (parts.length === 1) return first;
+  let end = first.byteOffset + first.byteLength;
+  for (let index = 1; index < parts.length; index += 1) {
+    const part = parts[index]!;
+    if (part.buffer !== first.buffer || part.byteOffset !== end) return undefined;
+    end += part.byteLength;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, length);
+}
+
+/**
  * Cuts `source` into blocks of `blockSize` bytes (the last one shorter), starts `start` on each with at
  * most `concurrency` unfinished, and yields their results in input order. `start` learns whether the
- * block is whole (`blockSize` bytes). With `pooled`, a block made of several chunks is copied into a
+ * block is whole (`blockSize` bytes). A block that is one chunk, or consecutive parts of one buffer, is
+ * a view of it. Otherwise, with `pooled`, a block made of several chunks is copied into a
  * pooled buffer that is reused once its job ended (so `start` must not keep views of the block past
  * its promise); else it is a fresh concatenation.
  */
@@ -330,10 +349,12 @@ export async function* inBlocks<T>(
   const launch = (whole: boolean): void => {
     let block: Uint8Array;
     let giveBack: (() => void) | undefined;
-    if (pending.length === 1) {
+    const contiguous = contiguousView(pending, pendingLength);
+    if (contiguous) {
       // Chunks are not copied: a stream's chunks belong to its reader once passed on (Node streams'
-      // rule), so views of them stay valid while the block is compressed.
-      block = pending[0]!;
+      // rule), so views of them stay valid while the block is compressed. Consecutive views of one
+      // buffer (a decompressor's output chunk handed over in parts) are one view.
+      block = contiguous;
     } else if (pooled && whole) {
       const scratch = scratchBuffer(blockSize, true);
       let offset = 0;

@@ -115,6 +115,25 @@ describe('parallelZstdStage', () => {
     }
   });
 
+  it('hands out each frame in a buffer of its own size, not a view of the bound-sized scratch', async () => {
+    // Frames of compressible data are a fraction of the scratch (zstd's bound, a bit over the frame
+    // size): a view would keep the whole scratch alive downstream instead of giving it back to the pool.
+    const text = Array.from({ length: 80_000 }, (_, index) => `line ${index} of a compressible layer\n`);
+    const input = Buffer.from(text.join('')).subarray(0, frameSize * 6);
+    const frames: Uint8Array[] = [];
+    async function* chunks() {
+      yield input;
+    }
+    for await (const frame of parallelZstdStage({ frameSize, concurrency: 2 })(chunks())) frames.push(frame);
+    expect(frames.length).toBe(6);
+    for (const frame of frames) {
+      expect(frame.byteLength).toBeLessThan(frameSize * 0.8);
+      // Node.js puts buffers under 4 KiB in a shared 8 KiB slab; larger ones have their own memory.
+      expect(frame.buffer.byteLength).toBeLessThanOrEqual(Math.max(8192, frame.byteLength));
+    }
+    expect((await gantryDecompress(Buffer.concat(frames))).equals(input)).toBe(true);
+  });
+
   it('refuses a level zstd does not have', () => {
     expect(() => parallelZstdStage({ level: 23 })).toThrow(/-7 to 22/);
     expect(() => parallelZstdStage({ level: 1.5 })).toThrow(/-7 to 22/);

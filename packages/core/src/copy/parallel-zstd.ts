@@ -12,7 +12,8 @@ export interface ParallelZstdOptions {
   concurrency?: number;
 }
 
-const defaultFrameSize = 4 * 1024 * 1024;
+/** The default `frameSize`. */
+export const defaultZstdFrameSize = 4 * 1024 * 1024;
 
 /** Whether `parallelZstdStage` can run here (koffi and the system's libzstd load). */
 export function parallelZstdAvailable(): boolean {
@@ -37,7 +38,7 @@ export function parallelZstdStage(
   if (!Number.isInteger(level) || level < -7 || level > 22) {
     throw new RangeError(`zstd compression level must be an integer from -7 to 22, got ${level}`);
   }
-  const frameSize = options.frameSize ?? defaultFrameSize;
+  const frameSize = options.frameSize ?? defaultZstdFrameSize;
   const concurrency = Math.max(1, options.concurrency ?? Math.max(2, availableParallelism()));
   return async function* zstdFramesInParallel(source) {
     let frames = 0;
