@@ -23,38 +23,64 @@
 import fs = require('node:fs');
 import nodeModule = require('node:module');
 import path = require('node:path');
-import v8 = require('node:v8');
 import vm = require('node:vm');
 
-// V8 flags, set when first needed rather than on Node's command line: Node compiles its own built-in
-// modules (node:http, node:zlib, …) with code cached inside the node binary, which V8 accepts only
-// under the flags it was made with, so every flag set before a built-in module is first required makes
-// Node compile that module from its source (~40 % more CPU for `gantry --version`). So they are set
-// at the first WebAssembly compile (undici's HTTP parser, at the first connection), by when the
-// built-in modules a command needs are mostly loaded:
+// V8 flags on Node's command line make Node compile its own built-in modules (node:http, node:tls,
+// node:stream, …) from their sources: Node ships them compiled, but V8 accepts that code only under the
+// flags it was made with (~25 % more instructions for a copy that moves no bytes, such as a re-push).
+// bin/gantry starts `copy` and `sync` with `--initial-old-space-size=64`, which sizes the heap as Node
+// creates it, before any of this runs, and takes full effect only there; so it is set back to V8's
+// default here, first of all, before a built-in module is required: the heap keeps its size (measured:
+// no full garbage collection in a 16 × 16 MiB pull, as with the flag kept), and the built-in modules
+// load with the code Node ships. Through the `v8` binding rather than node:v8, which would itself be compiled
+// from source under the flag (that module loads the stream modules). The binding's deprecation warning
+// (DEP0111) is not for users of gantry: it is silenced for that one call.
+if (process.execArgv.some((flag) => flag.startsWith('--initial-old-space-size'))) {
+  setFlagsAtStart('--initial-old-space-size=0');
+}
+
+function setFlagsAtStart(flags: string): void {
+  const noDeprecation = process.noDeprecation;
+  try {
+    process.noDeprecation = true;
+    const binding = (
+      process as unknown as { binding?: (name: string) => { setFlagsFromString?: (flags: string) => void } }
+    ).binding?.('v8');
+    if (typeof binding?.setFlagsFromString === 'function') {
+      binding.setFlagsFromString(flags);
+      return;
+    }
+  } catch {
+    // No such binding on this Node: node:v8 below.
+  } finally {
+    process.noDeprecation = noDeprecation;
+  }
+  (require('node:v8') as typeof import('node:v8')).setFlagsFromString(flags);
+}
+
+import v8 = require('node:v8');
+
+// V8 flags, set when first needed rather than on Node's command line (see above), at the first
+// WebAssembly compile (undici's HTTP parser, at the first connection), by when the built-in modules a
+// command needs are mostly loaded:
 // - `--liftoff-only`: WebAssembly is compiled by the baseline compiler only: optimising undici's parser
 //   costs ~0.1 s of CPU per run, more than a short command saves (measured no slower on a 256 MiB pull);
 // - `--initial-old-space-size=64`: a copy moves its bytes through many short-lived buffers whose memory
 //   V8 counts against the old generation's limit; V8's small default start makes that a full garbage
-//   collection every few MiB copied.
-// Before the compiled code of dist/ is stored at exit (below), the flags are set back to Node's
-// defaults, so that the stored code matches the flags of the next run's start. Unknown flags are
-// ignored, so this cannot break on other Nodes.
-// bin/gantry starts `copy` and `sync` with the old generation's size on Node's command line (it takes
-// full effect only there); that flag is then left as Node started with it.
-const oldSpaceSizeFromCommandLine = process.execArgv.some((flag) =>
-  flag.startsWith('--initial-old-space-size'),
-);
-const lazyV8Flags = [
-  '--liftoff-only',
-  ...(oldSpaceSizeFromCommandLine ? [] : ['--initial-old-space-size=64']),
-];
-// Node's defaults, with those `--liftoff-only` changes in turn (V8 11: the tiering flags).
+//   collection every few MiB copied. Set at run time it takes partial effect (the heap was sized at
+//   start, hence bin/gantry's flag for copy and sync); it still spares a copy that moves no bytes
+//   (a re-push, mounts) work, so it is set again here also for those commands.
+// Before the compiled code of dist/ is stored at exit (below), the flags are set back to V8's defaults,
+// so that the stored code matches the flags of the next run once the above is done: one cache serves
+// runs started with or without the heap flag. Unknown flags are ignored, so this cannot break on other
+// Nodes.
+const lazyV8Flags = ['--liftoff-only', '--initial-old-space-size=64'];
+// V8's defaults, with those changes in turn (V8 11: the tiering flags).
 const defaultV8Flags = [
   '--no-liftoff-only',
   '--wasm-tier-up',
   '--wasm-dynamic-tiering',
-  ...(oldSpaceSizeFromCommandLine ? [] : ['--initial-old-space-size=0']),
+  '--initial-old-space-size=0',
 ];
 let lazyV8FlagsSet = false;
 function setLazyV8Flags(): void {

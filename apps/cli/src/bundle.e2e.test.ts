@@ -405,7 +405,7 @@ describe('the compiled-code cache of a command that compiles WebAssembly', () =>
 });
 
 describe('the compiled-code cache of a copy (started with a V8 flag by bin/gantry)', () => {
-  it('is used by the next run: the flag Node started with is not set back before the code is stored', async () => {
+  it('is used by the next run: the flags are those of a start without V8 flags when the code is stored', async () => {
     const cacheHome = join(root, 'cache-home-copy');
     const environment = { XDG_CACHE_HOME: cacheHome };
     const run = (destination: string) =>
@@ -439,6 +439,51 @@ describe('the compiled-code cache of a copy (started with a V8 flag by bin/gantr
         name,
         mtimeMs: writtenAt.get(name),
       });
+  });
+});
+
+describe('a copy started with the heap flag (bin/gantry) and one started without', () => {
+  it('share one compiled-code cache: bin.cjs sets the flag back before any code is compiled', async () => {
+    // V8 accepts compiled code (ours, and the built-in modules' that Node ships) only under the flags it
+    // was made with: the flag bin/gantry gives copy and sync is set back to V8's default at start, so a
+    // copy run by Node without it finds the same flags and uses the same cache.
+    const cacheHome = join(root, 'cache-home-heap-flag');
+    const environment = { XDG_CACHE_HOME: cacheHome };
+    const args = (destination: string) => [
+      'copy',
+      '--quiet',
+      '--src-tls-verify=false',
+      `docker://${registry.host}/bundle/image:v1`,
+      `dir:${join(root, destination)}`,
+    ];
+    const launched = runInstalled(alone, args('heap-flag-1'), environment);
+    expect(launched.stderr).toBe('');
+    expect(launched.status).toBe(0);
+    const directory = join(cacheHome, 'gantry', 'compile-cache');
+    const cacheFiles = (await readdir(directory)).filter((name) => name.endsWith('.cache')).sort();
+    expect(cacheFiles.some((name) => /-main-\d+-\d+-copy-docker-dir\.cache$/.test(name))).toBe(true);
+    const writtenAt = async () =>
+      Promise.all(
+        cacheFiles.map(async (name) => ({ name, mtimeMs: (await stat(join(directory, name))).mtimeMs })),
+      );
+    const before = await writtenAt();
+
+    // The same command, Node started without the flag (as bin/gantry starts every other command).
+    const direct = spawnSync(process.execPath, [join(alone, 'dist', 'bin.cjs'), ...args('heap-flag-2')], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(root, 'home'), ...environment },
+    });
+    expect(direct.stderr).toBe('');
+    expect(direct.status).toBe(0);
+    expect((await readdir(directory)).filter((name) => name.endsWith('.cache')).sort()).toEqual(cacheFiles);
+    expect(await writtenAt()).toEqual(before);
+
+    const again = runInstalled(alone, args('heap-flag-3'), environment);
+    expect(again.stderr).toBe('');
+    expect(again.status).toBe(0);
+    expect(await writtenAt()).toEqual(before);
   });
 });
 

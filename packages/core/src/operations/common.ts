@@ -29,9 +29,15 @@ export function retrySettingsOf(options: ImageOperationOptions): RetrySettings {
   return settings;
 }
 
-/** The transport context with the operation's signal. */
+/**
+ * The transport context with the operation's signal: the caller's context object itself when it
+ * already has that signal (transports keep what they read from the user's configuration, registries.conf
+ * and certificate directories, per context object, so `inspect`'s tag list reads none of it again),
+ * else a copy with the signal.
+ */
 export function contextOf(options: ImageOperationOptions): TransportContext {
   const signal = options.signal ?? options.context?.signal;
+  if (options.context !== undefined && options.context.signal === signal) return options.context;
   return signal ? { ...options.context, signal } : { ...options.context };
 }
 
