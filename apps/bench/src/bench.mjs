@@ -46,6 +46,8 @@ const gantryBin = resolve(here, '../../cli/dist/bin.cjs');
 const gantryLauncher = resolve(here, '../../cli/bin/gantry');
 const gantryLibraryCopy = resolve(here, 'gantry-library-copy.mjs');
 const nodeFloorSyncNoop = resolve(here, 'node-floor-sync-noop.mjs');
+const nodeFloorInspect = resolve(here, 'node-floor-inspect.mjs');
+const nodeFloorRepush = resolve(here, 'node-floor-repush.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
 
 // `pnpm bench -- --runs 5` hands the `--` on: drop it.
@@ -731,6 +733,8 @@ const rows = [
     description: `inspect docker:// (${manyCount}-layer image; start-up and round trips)`,
     pushed: ['manyLayers'],
     args: ({ registry }) => ['inspect', '--tls-verify=false', `docker://${registry}/bench/manylayers:v1`],
+    // Measured in the same runs: the least a Node.js program does for it.
+    nodeFloor: ({ registry }) => [nodeFloorInspect, registry, 'bench/manylayers', 'v1'],
     target: target(1.5, 'issue 16'),
   },
   {
@@ -810,6 +814,8 @@ const rows = [
     description: `oci → registry re-push, image already there, ${manyCount} × ${manyMiB} MiB`,
     pushed: ['manyLayers'],
     copy: ({ registry }) => [`oci:${layouts.manyLayers}:bench`, `docker://${registry}/bench/manylayers:v1`],
+    // Measured in the same runs: the least a Node.js program does for it.
+    nodeFloor: ({ registry }) => [nodeFloorRepush, layouts.manyLayers, registry, 'bench/manylayers', 'v1'],
     target: target(1.5, 'issue 16'),
   },
   {
@@ -1394,9 +1400,13 @@ try {
           // As bin/gantry starts Node: without NODE_EXTRA_CA_CERTS.
           const { NODE_EXTRA_CA_CERTS: _unused, ...environment } = process.env;
           const registryCpuBefore = registry.cpuSeconds();
-          const sample = measure(process.execPath, row.nodeFloor({ sourceRegistry: registry.host }), {
-            env: environment,
-          });
+          const sample = measure(
+            process.execPath,
+            row.nodeFloor({ sourceRegistry: registry.host, registry: registry.host }),
+            {
+              env: environment,
+            },
+          );
           sample.registryCpuSeconds = registry.cpuSeconds() - registryCpuBefore;
           nodeFloorSamples.push(sample);
         }
@@ -1507,6 +1517,30 @@ if (noop?.gantry && noop.nodeFloor) {
     `no-op re-sync beside the least a Node.js program does for it (apps/bench/src/node-floor-sync-noop.mjs: node:http, a ping, 2 tag lists, 2 HEAD requests per image, 16 images at once; no configuration, no HTTPS probe): ${floor.medianSeconds.toFixed(3)} s wall, CPU ${floor.medianCpuSeconds.toFixed(3)} s + registry ${floor.medianRegistryCpuSeconds.toFixed(3)} s; Gantry ${noop.gantry.medianSeconds.toFixed(3)} s (CPU ${noop.gantry.medianCpuSeconds.toFixed(3)} s)` +
       (bar !== undefined
         ? `, skopeo ${noop.reference.medianSeconds.toFixed(3)} s, so 0.3 × skopeo = ${bar.toFixed(3)} s is ${bar < floor.medianSeconds ? 'below' : 'above'} what Node.js alone needs`
+        : ''),
+  );
+}
+
+for (const [rowName, floorScript, what] of [
+  [
+    'inspect-docker',
+    'node-floor-inspect.mjs',
+    'node:http, ping, manifest, config and tag list; no configuration, no HTTPS probe',
+  ],
+  [
+    'oci-to-registry-repush',
+    'node-floor-repush.mjs',
+    'node:http, ping, a HEAD per blob, the manifest PUT; no configuration, no verification',
+  ],
+]) {
+  const row = byName.get(rowName);
+  if (!row?.gantry || !row.nodeFloor) continue;
+  const floor = row.nodeFloor;
+  const bar = row.reference && row.target ? row.target.ratio * row.reference.medianSeconds : undefined;
+  derived.push(
+    `${rowName} beside the least a Node.js program does for it (apps/bench/src/${floorScript}: ${what}): ${floor.medianSeconds.toFixed(3)} s wall, CPU ${floor.medianCpuSeconds.toFixed(3)} s; Gantry ${row.gantry.medianSeconds.toFixed(3)} s (CPU ${row.gantry.medianCpuSeconds.toFixed(3)} s)` +
+      (bar !== undefined
+        ? `, skopeo ${row.reference.medianSeconds.toFixed(3)} s, so ${row.target.ratio} × skopeo = ${bar.toFixed(3)} s is ${bar < floor.medianSeconds ? 'below' : 'above'} what Node.js alone needs`
         : ''),
   );
 }

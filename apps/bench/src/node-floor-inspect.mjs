@@ -1,30 +1,37 @@
 #!/usr/bin/env node
-// The least a Node.js program using undici must do for `inspect docker://` of an image on a plain-HTTP
-// registry: ping `/v2/`, GET the manifest, GET the config, GET the tag list, print JSON. No
-// configuration, policy, auth, verification or HTTPS probe; only undici's Pool (not its entry point,
-// which also loads fetch, WebSocket and caches). Run it as bin/gantry runs Node (no
-// NODE_EXTRA_CA_CERTS, flags as bin.cjs leaves them: none before the first WebAssembly compile): its wall and CPU time are a floor for any
-// Node.js + undici implementation of the `inspect-docker` row: compare them with skopeo's.
+// The least a Node.js program must do for `inspect docker://` of an image on a plain-HTTP registry
+// (the `inspect-docker` row): ping `/v2/`, GET the manifest and the tag list, GET the config, print
+// JSON. No configuration, policy, auth, verification or HTTPS probe; Node's own HTTP client (built into
+// the node binary: cheaper to start than any library, undici included). Run it as bin/gantry runs Node
+// (no NODE_EXTRA_CA_CERTS): its wall and CPU time are a floor for any Node.js implementation of the row.
 //
 //   env -u NODE_EXTRA_CA_CERTS node apps/bench/src/node-floor-inspect.mjs HOST:PORT REPOSITORY TAG
-import { createRequire } from 'node:module';
+import http from 'node:http';
 
 const [host, repository, tag] = process.argv.slice(2);
 if (!tag) {
   console.error('usage: node-floor-inspect.mjs HOST:PORT REPOSITORY TAG');
   process.exit(2);
 }
-const require = createRequire(new URL('../../../packages/transport-docker/package.json', import.meta.url));
-const Pool = require('undici/lib/dispatcher/pool.js');
-Object.assign(require('undici/lib/dispatcher/dispatcher.js').prototype, require('undici/lib/api/index.js'));
+const [hostname, port] = host.split(':');
+const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
 
-const pool = new Pool(`http://${host}`, { connections: 4 });
-async function get(path, accept) {
-  const response = await pool.request({ method: 'GET', path, headers: accept ? { accept } : {} });
-  const text = await response.body.text();
-  if (response.statusCode !== 200) throw new Error(`GET ${path}: HTTP ${response.statusCode}`);
-  return JSON.parse(text || '{}');
+function get(path, accept) {
+  return new Promise((resolve, reject) => {
+    const headers = accept ? { accept } : {};
+    const outgoing = http.request({ hostname, port, path, headers, agent }, (response) => {
+      const chunks = [];
+      response.on('data', (chunk) => chunks.push(chunk));
+      response.on('end', () => {
+        if (response.statusCode !== 200) reject(new Error(`GET ${path}: HTTP ${response.statusCode}`));
+        else resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
+      });
+    });
+    outgoing.on('error', reject);
+    outgoing.end();
+  });
 }
+
 await get('/v2/');
 const [manifest, tags] = await Promise.all([
   get(
@@ -47,4 +54,4 @@ process.stdout.write(
     4,
   )}\n`,
 );
-await pool.close();
+agent.destroy();
