@@ -147,6 +147,7 @@ describe('docker context options', () => {
       uploadChunkSize: undefined,
       idleTimeoutMs: 300_000,
       wholeUploadMaxBytes: 0,
+      untaggedRepositories: new Set(),
     });
     const resolve = (docker: unknown) => () => resolveDockerContextOptions({ transportOptions: { docker } });
     expect(resolve({ credentials: 'a:b', noCredentials: true })).toThrow(/mutually exclusive/);
@@ -155,6 +156,7 @@ describe('docker context options', () => {
     expect(resolve('yes')).toThrow(/must be an object/);
     expect(resolve({ wholeUploadMaxBytes: -1 })).toThrow(/wholeUploadMaxBytes must be a whole number/);
     expect(resolve({ wholeUploadMaxBytes: 1.5 })).toThrow(/wholeUploadMaxBytes must be a whole number/);
+    expect(resolve({ untaggedRepositories: 'host/repo' })).toThrow(/untaggedRepositories must be a Set or an array/);
     expect(
       resolveDockerContextOptions({
         transportOptions: { docker: { credentials: { username: 'u', password: 'p' } } },
