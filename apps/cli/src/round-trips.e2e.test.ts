@@ -39,13 +39,32 @@ function runSkopeoOrFail(args: string[]): void {
     throw new Error(`skopeo ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
 }
 
+let markers = 0;
+/**
+ * Every access-log line of the requests answered so far: sends a request of its own after them and waits
+ * for its line (the registry logs each request as it finishes it, so the lines of requests answered
+ * before come first), however slow the machine. Returns the lines before the marker.
+ */
+async function settledAccessLog(): Promise<AccessLogEntry[]> {
+  markers += 1;
+  const path = `/v2/round-trips-log-marker/manifests/m${markers}`;
+  const response = await fetch(`http://${registry.host}${path}`);
+  await response.arrayBuffer();
+  for (let attempt = 0; attempt < 1000; attempt += 1) {
+    const log = await registry.accessLog(10);
+    const index = log.findIndex((entry) => entry.path === path);
+    if (index >= 0) return log.slice(0, index);
+  }
+  throw new Error(`the registry did not log ${path} within 10 s`);
+}
+
 /** The requests `run` caused, as `METHOD path-with-digests-and-upload-ids-shortened status`. */
 async function requestsOf(run: () => void): Promise<string[]> {
   // Lines of earlier requests still on their way from the registry (a synchronous run blocks reading them).
-  await registry.accessLog(300);
+  await settledAccessLog();
   registry.clearAccessLog();
   run();
-  const log: AccessLogEntry[] = await registry.accessLog(400);
+  const log = await settledAccessLog();
   return log.map((entry) => {
     const path = entry.path
       .replace(/sha256(:|%3A)[0-9a-f]{64}/g, 'sha256:…')
