@@ -59,8 +59,15 @@ import {
 } from './signatures.js';
 import type { DockerTransportState } from './transport-state.js';
 
-/** The smallest piece written to the connection at once while streaming a blob. */
-const streamPieceBytes = 1024 * 1024;
+/**
+ * The smallest piece written to the connection at once while streaming a blob: smaller chunks are
+ * gathered up to it. Chunks at least this large (socket reads of a registry source, up to 64 KiB; file
+ * reads and compressed blocks, 1 MiB) are written as they come: gathering them into larger pieces copied
+ * every byte of a registry-to-registry copy into fresh megabyte buffers (each mapped and unmapped by the
+ * allocator, its pages faulted in), which cost more CPU than the extra socket writes it saved
+ * (measured on a 16 × 16 MiB copy: ~12 % of the process's CPU).
+ */
+const streamPieceBytes = 16 * 1024;
 
 /** How many times a streamed upload whose connection dropped is resumed before the upload fails. */
 const maxUploadResumes = 3;
@@ -93,7 +100,8 @@ function nextLocation(response: Awaited<ReturnType<RegistryClient['request']>>, 
 
 /**
  * Passes `source`'s bytes on in pieces of at least `size` bytes (the last may be smaller), so that
- * a stream of small reads (64 KiB from a file) makes fewer socket writes.
+ * a stream of small reads makes fewer socket writes. A chunk of at least `size` bytes arriving with
+ * nothing gathered passes as it is (not copied).
  */
 export async function* gatherChunks(
   source: AsyncIterable<Uint8Array>,
