@@ -62,10 +62,11 @@ import type { DockerTransportState } from './transport-state.js';
 /**
  * The smallest piece written to the connection at once while streaming a blob: smaller chunks are
  * gathered up to it. Chunks at least this large (socket reads of a registry source, up to 64 KiB; file
- * reads and compressed blocks, 1 MiB) are written as they come: gathering them into larger pieces copied
- * every byte of a registry-to-registry copy into fresh megabyte buffers (each mapped and unmapped by the
- * allocator, its pages faulted in), which cost more CPU than the extra socket writes it saved
- * (measured on a 16 × 16 MiB copy: ~12 % of the process's CPU).
+ * reads and compressed blocks, 1 MiB) are written as they come. Gathering a registry source's chunks
+ * into 1 MiB pieces would copy every byte into fresh buffers, which the garbage collector frees only
+ * after tens of MiB: measured on a 16 × 16 MiB registry → registry copy (14 alternating runs each),
+ * writing the chunks as they come uses the same CPU (a socket write per chunk, as skopeo's 32 KiB
+ * writes, costs what that copy does) with ~4,000 fewer page faults and a peak of 131 MiB instead of 146.
  */
 const streamPieceBytes = 16 * 1024;
 
