@@ -156,7 +156,9 @@ describe('docker context options', () => {
     expect(resolve('yes')).toThrow(/must be an object/);
     expect(resolve({ wholeUploadMaxBytes: -1 })).toThrow(/wholeUploadMaxBytes must be a whole number/);
     expect(resolve({ wholeUploadMaxBytes: 1.5 })).toThrow(/wholeUploadMaxBytes must be a whole number/);
-    expect(resolve({ untaggedRepositories: 'host/repo' })).toThrow(/untaggedRepositories must be a Set or an array/);
+    expect(resolve({ untaggedRepositories: 'host/repo' })).toThrow(
+      /untaggedRepositories must be a Set or an array/,
+    );
     expect(
       resolveDockerContextOptions({
         transportOptions: { docker: { credentials: { username: 'u', password: 'p' } } },
