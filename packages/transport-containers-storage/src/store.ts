@@ -42,7 +42,7 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import type { StorageDriver } from './drivers/driver.js';
@@ -160,6 +160,32 @@ function readJsonArraySync<T>(file: string): T[] {
     throw error;
   }
   return parseJsonArray<T>(file, text);
+}
+
+/**
+ * Replaces `file` atomically with `data` (temporary file in the same directory, fsync, rename), as
+ * `atomicWriteFileSync` does, with the calls made on the thread pool: the main thread goes on meanwhile.
+ */
+export async function atomicWriteFile(file: string, data: Uint8Array, mode = 0o600): Promise<void> {
+  const directory = join(file, '..');
+  await mkdir(directory, { recursive: true, mode: 0o700 });
+  const temporary = join(
+    directory,
+    `.tmp-${randomBytes(6).toString('hex')}-${file.slice(directory.length + 1)}`,
+  );
+  try {
+    const handle = await open(temporary, 'w', mode);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
 }
 
 /**
@@ -474,6 +500,31 @@ export function setImageBigData(
   image['big-data-names'] = names;
   image['big-data-sizes'] = { ...(image['big-data-sizes'] ?? {}), [key]: data.byteLength };
   image['big-data-digests'] = { ...(image['big-data-digests'] ?? {}), [key]: digest };
+}
+
+/**
+ * Sets big-data items of `image` as `setImageBigData` does, writing their files at once on the thread pool
+ * (each atomically and synced, as containers/storage does; synced together, the file system commits them
+ * in one journal transaction instead of one after the other). The caller holds the images lock and saves
+ * the table.
+ */
+export async function setImageBigDataItems(
+  store: ContainersStore,
+  image: ImageRecord,
+  items: ReadonlyArray<{ key: string; data: Uint8Array; digest: string }>,
+): Promise<void> {
+  // One write per file name (a key given twice: its last value, as consecutive calls would leave it).
+  const last = new Map(items.map((item) => [item.key, item]));
+  await Promise.all(
+    [...last.values()].map((item) => atomicWriteFile(store.bigDataPath(image.id, item.key), item.data)),
+  );
+  for (const item of items) {
+    const names = image['big-data-names'] ?? [];
+    if (!names.includes(item.key)) names.push(item.key);
+    image['big-data-names'] = names;
+    image['big-data-sizes'] = { ...(image['big-data-sizes'] ?? {}), [item.key]: item.data.byteLength };
+    image['big-data-digests'] = { ...(image['big-data-digests'] ?? {}), [item.key]: item.digest };
+  }
 }
 
 /** Returns `record` with its map fields' keys sorted, as Go's encoding/json writes maps. */
