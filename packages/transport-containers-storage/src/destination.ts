@@ -753,7 +753,7 @@ export class ContainersStorageDestination implements ImageDestination {
         record.created = goTimestamp();
         record.flags = { [incompleteFlag]: true };
         table.records.push(record);
-        table.save();
+        await table.saveAsync();
         this.createdLayers.push(id);
         let result: ApplyDiffResult | undefined;
         try {
@@ -783,7 +783,7 @@ export class ContainersStorageDestination implements ImageDestination {
           if (result.uids.length) record.uidset = result.uids;
           if (result.gids.length) record.gidset = result.gids;
           reorderLayerRecord(record);
-          table.save();
+          await table.saveAsync();
         } catch (error) {
           await this.store.driver.removeLayer(id).catch(() => undefined);
           await rm(this.store.tarSplitPath(id), { force: true });

@@ -112,6 +112,8 @@ export interface LayerTable {
   byId(id: string): LayerRecord | undefined;
   /** Writes layers.json (a new last-writer token first). */
   save(): void;
+  /** As `save`, with the file written and synced on the thread pool (the main thread goes on meanwhile). */
+  saveAsync(): Promise<void>;
 }
 
 /** The image records under the held images lock. */
@@ -367,17 +369,28 @@ export class ContainersStore {
         records: read.records,
         byId: (id) => table.records.find((record) => record.id === id),
         save: () => {
-          // Each record back to the file it came from; only a file whose records changed is rewritten.
-          const stable = table.records.filter((record) => !read.volatile.has(record));
-          const volatile = table.records.filter((record) => read.volatile.has(record));
-          const texts = [JSON.stringify(stable), JSON.stringify(volatile)];
-          const changed = texts.map((text, index) => text !== saved[index]);
-          if (!changed[0] && !changed[1]) return;
+          const texts = changedTexts();
+          if (!texts) return;
           lock.recordWrite();
-          if (changed[0]) atomicWriteFileSync(this.layersJsonPath, texts[0]!);
-          if (changed[1]) atomicWriteFileSync(this.volatileLayersJsonPath, texts[1]!, 0o600, false);
-          saved.splice(0, 2, texts[0]!, texts[1]!);
+          if (texts[0] !== saved[0]) atomicWriteFileSync(this.layersJsonPath, texts[0]);
+          if (texts[1] !== saved[1]) atomicWriteFileSync(this.volatileLayersJsonPath, texts[1], 0o600, false);
+          saved.splice(0, 2, texts[0], texts[1]);
         },
+        saveAsync: async () => {
+          const texts = changedTexts();
+          if (!texts) return;
+          lock.recordWrite();
+          if (texts[0] !== saved[0]) await atomicWriteFile(this.layersJsonPath, Buffer.from(texts[0]));
+          if (texts[1] !== saved[1]) atomicWriteFileSync(this.volatileLayersJsonPath, texts[1], 0o600, false);
+          saved.splice(0, 2, texts[0], texts[1]);
+        },
+      };
+      // Each record back to the file it came from; only a file whose records changed is rewritten.
+      const changedTexts = (): [string, string] | undefined => {
+        const stable = table.records.filter((record) => !read.volatile.has(record));
+        const volatile = table.records.filter((record) => read.volatile.has(record));
+        const texts: [string, string] = [JSON.stringify(stable), JSON.stringify(volatile)];
+        return texts[0] === saved[0] && texts[1] === saved[1] ? undefined : texts;
       };
       const incomplete = read.records.filter((record) => record.flags?.[incompleteFlag] === true);
       if (incomplete.length) {
