@@ -1,5 +1,5 @@
 export { type ApplyLayerOptions, type ApplyLayerResult, applyLayer, type IdMapping } from './apply.js';
-export { type CopyTreeOptions, copyTree } from './copy-tree.js';
+export { type CopyTreeOptions, copyTree, copyTreeAsync } from './copy-tree.js';
 export { Crc64, crc64 } from './crc64.js';
 export { type DisassembleResult, disassembleTar } from './disassemble.js';
 export { layerError } from './errors.js';

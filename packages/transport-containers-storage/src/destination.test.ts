@@ -3,7 +3,7 @@
  * and `layerDiffIds`), driven through the destination API in orders the copy pipeline may produce, and
  * checked on disk and with podman.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -339,3 +339,76 @@ describe('containers-storage destination: layers applied as their blobs arrive',
     }
   }, 120_000);
 });
+
+describe('containers-storage destination: a copy failing in its second of three layers', () => {
+  const threeLayers: FixtureImageSpec = {
+    format: 'oci',
+    layers: [0, 1, 2].map((index) => ({
+      entries: [
+        { type: 'directory' as const, path: 'data' },
+        // Large enough for the vfs parent copy to copy it on the thread pool.
+        {
+          type: 'file' as const,
+          path: `data/layer-${index}.bin`,
+          randomSize: (2 << 20) + index,
+          seed: `three-${index}`,
+        },
+      ],
+    })),
+  };
+
+  it('leaves no image, no layer and no temporary file (layer 3 spooled, layer 1 applied, layer 2 broken)', async () => {
+    const { image: three } = await fixtureLayout(store.directory, 'three', threeLayers);
+    const instance = three.images[0]!;
+    const temporary = join(store.directory, 'temporary');
+    await mkdir(temporary);
+    const reference = transport.parseReference(`${store.specification}three:t`);
+    const destination = await reference.newImageDestination({ temporaryDirectory: temporary });
+    const put = (index: number, stream?: Readable) => {
+      const digest = instance.layerDigests[index]!;
+      const blob = three.blobs.get(digest)!;
+      return destination.putBlob(
+        stream ?? blob.open(),
+        { digest, size: blob.size },
+        { isConfig: false, layerIndex: index, layerDiffIds: instance.diffIds },
+      );
+    };
+    try {
+      // The last layer arrives first (spooled), then the first (applied), then the second breaks.
+      await put(2);
+      expect(await readdir(temporary)).toHaveLength(1);
+      await put(0);
+      expect(await recordIds()).toEqual([layerIdFor(undefined, instance.diffIds[0]!)]);
+      const digest = instance.layerDigests[1]!;
+      const bytes = Buffer.concat(await three.blobs.get(digest)!.open().toArray());
+      const broken = Readable.from(
+        (async function* () {
+          yield bytes.subarray(0, Math.floor(bytes.length / 2));
+          await delay(20);
+          throw new Error('connection reset');
+        })(),
+        { objectMode: false },
+      );
+      await expect(put(1, broken)).rejects.toThrow(/connection reset/);
+    } finally {
+      // What the copy pipeline does when a layer fails: close without a commit.
+      await destination.close();
+    }
+    expect(await recordIds()).toEqual([]);
+    expect(await readdir(join(store.graphRoot, 'vfs', 'dir'))).toEqual([]);
+    const tarSplits = (await readdir(join(store.graphRoot, 'vfs-layers'))).filter((name) =>
+      name.endsWith('.tar-split.gz'),
+    );
+    expect(tarSplits).toEqual([]);
+    const images = await readFile(join(store.graphRoot, 'vfs-images', 'images.json'), 'utf8').catch(
+      () => '[]',
+    );
+    expect(JSON.parse(images)).toEqual([]);
+    expect(await readdir(temporary)).toEqual([]);
+    expect(JSON.parse(await store.podman(['images', '-a', '--format', 'json']))).toEqual([]);
+  }, 120_000);
+});
+
+async function recordIds(): Promise<string[]> {
+  return (await layerRecords()).map((layer) => layer.id);
+}

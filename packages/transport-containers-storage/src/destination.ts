@@ -66,14 +66,14 @@ import {
 import { openLayerDiff } from './layer-content.js';
 import type { ContainersStorageReference } from './reference.js';
 import {
-  atomicWriteFileSync,
+  atomicWriteFile,
   type ContainersStore,
   type ImageRecord,
   incompleteFlag,
   type LayerRecord,
   type LayerTable,
   layerCompressionCodes,
-  setImageBigData,
+  setImageBigDataItems,
   sortedMaps,
 } from './store.js';
 
@@ -753,7 +753,7 @@ export class ContainersStorageDestination implements ImageDestination {
         record.created = goTimestamp();
         record.flags = { [incompleteFlag]: true };
         table.records.push(record);
-        table.save();
+        await table.saveAsync();
         this.createdLayers.push(id);
         let result: ApplyDiffResult | undefined;
         try {
@@ -769,7 +769,8 @@ export class ContainersStorageDestination implements ImageDestination {
               `${description}: its contents have digest ${result.uncompressedDigest}, the config's DiffID is ${expectedDiffId}`,
             );
           }
-          atomicWriteFileSync(this.store.tarSplitPath(id), result.tarSplitGzip);
+          // On the thread pool: blobs still arriving go on meanwhile.
+          await atomicWriteFile(this.store.tarSplitPath(id), result.tarSplitGzip);
           delete record.flags;
           // As containers/storage records a layer put from a stream: the digest and size of what was
           // given (the uncompressed tar when the layer was rebuilt from another one), and the compression
@@ -782,7 +783,7 @@ export class ContainersStorageDestination implements ImageDestination {
           if (result.uids.length) record.uidset = result.uids;
           if (result.gids.length) record.gidset = result.gids;
           reorderLayerRecord(record);
-          table.save();
+          await table.saveAsync();
         } catch (error) {
           await this.store.driver.removeLayer(id).catch(() => undefined);
           await rm(this.store.tarSplitPath(id), { force: true });
@@ -850,7 +851,7 @@ export class ContainersStorageDestination implements ImageDestination {
         }
         await this.store.withImages(
           true,
-          (images) => {
+          async (images) => {
             let image = images.byId(intendedId);
             if (image) {
               if ((image.layer ?? undefined) !== topLayer) {
@@ -873,7 +874,7 @@ export class ContainersStorageDestination implements ImageDestination {
               };
               images.records.push(image);
             }
-            for (const item of bigData) setImageBigData(this.store, image, item.key, item.data, item.digest);
+            await setImageBigDataItems(this.store, image, bigData);
             image.digest ||= firstManifestDigest;
             if (name) addImageName(images.records, image, name);
             const position = images.records.indexOf(image);

@@ -42,7 +42,7 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import type { StorageDriver } from './drivers/driver.js';
@@ -112,6 +112,8 @@ export interface LayerTable {
   byId(id: string): LayerRecord | undefined;
   /** Writes layers.json (a new last-writer token first). */
   save(): void;
+  /** As `save`, with the file written and synced on the thread pool (the main thread goes on meanwhile). */
+  saveAsync(): Promise<void>;
 }
 
 /** The image records under the held images lock. */
@@ -160,6 +162,32 @@ function readJsonArraySync<T>(file: string): T[] {
     throw error;
   }
   return parseJsonArray<T>(file, text);
+}
+
+/**
+ * Replaces `file` atomically with `data` (temporary file in the same directory, fsync, rename), as
+ * `atomicWriteFileSync` does, with the calls made on the thread pool: the main thread goes on meanwhile.
+ */
+export async function atomicWriteFile(file: string, data: Uint8Array, mode = 0o600): Promise<void> {
+  const directory = join(file, '..');
+  await mkdir(directory, { recursive: true, mode: 0o700 });
+  const temporary = join(
+    directory,
+    `.tmp-${randomBytes(6).toString('hex')}-${file.slice(directory.length + 1)}`,
+  );
+  try {
+    const handle = await open(temporary, 'w', mode);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
 }
 
 /**
@@ -341,17 +369,28 @@ export class ContainersStore {
         records: read.records,
         byId: (id) => table.records.find((record) => record.id === id),
         save: () => {
-          // Each record back to the file it came from; only a file whose records changed is rewritten.
-          const stable = table.records.filter((record) => !read.volatile.has(record));
-          const volatile = table.records.filter((record) => read.volatile.has(record));
-          const texts = [JSON.stringify(stable), JSON.stringify(volatile)];
-          const changed = texts.map((text, index) => text !== saved[index]);
-          if (!changed[0] && !changed[1]) return;
+          const texts = changedTexts();
+          if (!texts) return;
           lock.recordWrite();
-          if (changed[0]) atomicWriteFileSync(this.layersJsonPath, texts[0]!);
-          if (changed[1]) atomicWriteFileSync(this.volatileLayersJsonPath, texts[1]!, 0o600, false);
-          saved.splice(0, 2, texts[0]!, texts[1]!);
+          if (texts[0] !== saved[0]) atomicWriteFileSync(this.layersJsonPath, texts[0]);
+          if (texts[1] !== saved[1]) atomicWriteFileSync(this.volatileLayersJsonPath, texts[1], 0o600, false);
+          saved.splice(0, 2, texts[0], texts[1]);
         },
+        saveAsync: async () => {
+          const texts = changedTexts();
+          if (!texts) return;
+          lock.recordWrite();
+          if (texts[0] !== saved[0]) await atomicWriteFile(this.layersJsonPath, Buffer.from(texts[0]));
+          if (texts[1] !== saved[1]) atomicWriteFileSync(this.volatileLayersJsonPath, texts[1], 0o600, false);
+          saved.splice(0, 2, texts[0], texts[1]);
+        },
+      };
+      // Each record back to the file it came from; only a file whose records changed is rewritten.
+      const changedTexts = (): [string, string] | undefined => {
+        const stable = table.records.filter((record) => !read.volatile.has(record));
+        const volatile = table.records.filter((record) => read.volatile.has(record));
+        const texts: [string, string] = [JSON.stringify(stable), JSON.stringify(volatile)];
+        return texts[0] === saved[0] && texts[1] === saved[1] ? undefined : texts;
       };
       const incomplete = read.records.filter((record) => record.flags?.[incompleteFlag] === true);
       if (incomplete.length) {
@@ -474,6 +513,31 @@ export function setImageBigData(
   image['big-data-names'] = names;
   image['big-data-sizes'] = { ...(image['big-data-sizes'] ?? {}), [key]: data.byteLength };
   image['big-data-digests'] = { ...(image['big-data-digests'] ?? {}), [key]: digest };
+}
+
+/**
+ * Sets big-data items of `image` as `setImageBigData` does, writing their files at once on the thread pool
+ * (each atomically and synced, as containers/storage does; synced together, the file system commits them
+ * in one journal transaction instead of one after the other). The caller holds the images lock and saves
+ * the table.
+ */
+export async function setImageBigDataItems(
+  store: ContainersStore,
+  image: ImageRecord,
+  items: ReadonlyArray<{ key: string; data: Uint8Array; digest: string }>,
+): Promise<void> {
+  // One write per file name (a key given twice: its last value, as consecutive calls would leave it).
+  const last = new Map(items.map((item) => [item.key, item]));
+  await Promise.all(
+    [...last.values()].map((item) => atomicWriteFile(store.bigDataPath(image.id, item.key), item.data)),
+  );
+  for (const item of items) {
+    const names = image['big-data-names'] ?? [];
+    if (!names.includes(item.key)) names.push(item.key);
+    image['big-data-names'] = names;
+    image['big-data-sizes'] = { ...(image['big-data-sizes'] ?? {}), [item.key]: item.data.byteLength };
+    image['big-data-digests'] = { ...(image['big-data-digests'] ?? {}), [item.key]: item.digest };
+  }
 }
 
 /** Returns `record` with its map fields' keys sorted, as Go's encoding/json writes maps. */

@@ -6,7 +6,7 @@
  */
 import { chmod, chown, lstat, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { applyLayer, copyTree, pathFileGetter } from '@gantry/layer-tree';
+import { applyLayer, copyTreeAsync, pathFileGetter } from '@gantry/layer-tree';
 import { checkLayerId, driverOptions, isTrue, rootOwner, toApplyDiffResult } from './common.js';
 import type {
   ApplyDiffOptions,
@@ -52,7 +52,7 @@ export class VfsDriver implements StorageDriver {
         await mkdir(directory, { mode: 0o700 });
         await chown(directory, stats.uid, stats.gid);
         await chmod(directory, stats.mode & 0o7777);
-        copyTree(parent, directory);
+        await copyTreeAsync(parent, directory);
       }
     } catch (error) {
       await rm(directory, { recursive: true, force: true });
