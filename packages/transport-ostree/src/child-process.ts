@@ -5,8 +5,9 @@
  * copy's buffers are in use. The part of `ChildProcess` the layer stream uses: the output pipes, the
  * exit code or signal, `kill`, and the `exit` and `close` events.
  */
-import { closeSync } from 'node:fs';
+
 import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { makePipe, spawnProcess, waitForProcess } from './native.js';
 

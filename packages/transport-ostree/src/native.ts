@@ -91,7 +91,9 @@ function bind(): Native {
     posixSpawnp: libc.func(
       'int posix_spawnp(_Out_ int *pid, const char *file, void *file_actions, void *attrp, const char **argv, const char **envp)',
     ) as Native['posixSpawnp'],
-    fileActionsInit: libc.func('int posix_spawn_file_actions_init(void *file_actions)') as Native['fileActionsInit'],
+    fileActionsInit: libc.func(
+      'int posix_spawn_file_actions_init(void *file_actions)',
+    ) as Native['fileActionsInit'],
     fileActionsDestroy: libc.func(
       'int posix_spawn_file_actions_destroy(void *file_actions)',
     ) as Native['fileActionsDestroy'],
@@ -119,7 +121,9 @@ function bind(): Native {
     ) as Native['spawnAttributesSetSignalMask'],
     signalSetFill: libc.func('int sigfillset(void *set)') as Native['signalSetFill'],
     signalSetEmpty: libc.func('int sigemptyset(void *set)') as Native['signalSetEmpty'],
-    waitpid: libc.func('int waitpid(int pid, _Out_ int *status, int options)') as unknown as Native['waitpid'],
+    waitpid: libc.func(
+      'int waitpid(int pid, _Out_ int *status, int options)',
+    ) as unknown as Native['waitpid'],
   };
   return native;
 }
@@ -231,7 +235,10 @@ export function spawnProcess(file: string, args: readonly string[], descriptors:
         }
       });
       if (n.fileActionsAddCloseFrom) {
-        check('posix_spawn_file_actions_addclosefrom_np', n.fileActionsAddCloseFrom(actions, descriptors.length + 1));
+        check(
+          'posix_spawn_file_actions_addclosefrom_np',
+          n.fileActionsAddCloseFrom(actions, descriptors.length + 1),
+        );
       }
       const allSignals = Buffer.alloc(opaqueBytes);
       const noSignals = Buffer.alloc(opaqueBytes);
@@ -247,7 +254,14 @@ export function spawnProcess(file: string, args: readonly string[], descriptors:
         .filter((entry): entry is [string, string] => entry[1] !== undefined)
         .map(([name, value]) => `${name}=${value}`);
       const pid = new Int32Array(1);
-      const result = n.posixSpawnp(pid, file, actions, attributes, [file, ...args, null], [...environment, null]);
+      const result = n.posixSpawnp(
+        pid,
+        file,
+        actions,
+        attributes,
+        [file, ...args, null],
+        [...environment, null],
+      );
       if (result !== 0) throw systemError(`spawn ${file}`, result, file);
       return pid[0]!;
     } finally {
