@@ -170,20 +170,29 @@ export function renameNoReplace(from: string, to: string): 'moved' | 'exists' | 
  * thread; an I/O error throws.
  */
 export async function syncFileSystem(path: string): Promise<void> {
-  const { syncfs, errno } = bind();
   const handle = await open(path, 'r');
   try {
-    await new Promise<void>((resolve, reject) => {
-      syncfs.async(handle.fd, (error, result) => {
-        // koffi sets errno to the worker thread's while the callback runs.
-        if (error) reject(error);
-        else if (result !== 0) reject(systemError('syncfs', errno(), path));
-        else resolve();
-      });
-    });
+    await syncFileSystemOf(handle.fd, path);
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * `syncfs` of the file system of the open descriptor `fd` (`path` names it in errors), on a worker
+ * thread. The kernel reports a write-back error to each open file once: syncs meant to report every
+ * error since a point use one descriptor opened then.
+ */
+export function syncFileSystemOf(fd: number, path: string): Promise<void> {
+  const { syncfs, errno } = bind();
+  return new Promise<void>((resolve, reject) => {
+    syncfs.async(fd, (error, result) => {
+      // koffi sets errno to the worker thread's while the callback runs.
+      if (error) reject(error);
+      else if (result !== 0) reject(systemError('syncfs', errno(), path));
+      else resolve();
+    });
+  });
 }
 
 // glibc's values (also musl's).
