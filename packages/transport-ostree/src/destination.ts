@@ -108,6 +108,29 @@ async function* decompressed(
   await feeding;
 }
 
+/** Layer bytes streamed into `ostree commit` between two background write-outs of the staging repository. */
+const writeOutEveryBytes = 32 * 1024 * 1024;
+
+/**
+ * Passes a layer's decompressed bytes on, and every `writeOutEveryBytes` starts writing out what the
+ * staging repository holds so far (`startWritingOut`): the disk writes the objects while the copy goes
+ * on, instead of all of them at once before publishing.
+ */
+async function* writingOut(
+  source: AsyncIterable<Uint8Array>,
+  staging: OstreeRepository,
+): AsyncGenerator<Uint8Array> {
+  let sinceWriteOut = 0;
+  for await (const chunk of source) {
+    sinceWriteOut += chunk.byteLength;
+    if (sinceWriteOut >= writeOutEveryBytes) {
+      sinceWriteOut = 0;
+      staging.startWritingOut();
+    }
+    yield chunk;
+  }
+}
+
 interface WrittenBlob {
   /** The blob's commit: `ostree commit` may still be finishing it while the next blob streams in. */
   commit: Promise<string>;
@@ -321,7 +344,9 @@ class OstreeImageDestination implements ImageDestination {
     const finishing = (async () => {
       const staging = await this.staging();
       const { layer } = await open.stream.finish();
-      return staging.commitTree(layer!, open.metadata);
+      const commit = await staging.commitTree(layer!, open.metadata);
+      staging.startWritingOut(); // the layer's objects, while the next layer streams in
+      return commit;
     })();
     finishing.then(open.commit.resolve, open.commit.reject);
   }
@@ -346,21 +371,24 @@ class OstreeImageDestination implements ImageDestination {
     const raw = new PassThrough({ highWaterMark: 1 << 20 });
     let layerFailure: { error: unknown } | undefined;
     let applied: LayerStreamResult | undefined;
-    const applying = layer.consume(decompressed(raw, `blob ${info.digest ?? '(digest not known yet)'}`)).then(
-      (value) => {
-        applied = value;
-      },
-      (error: unknown) => {
-        layerFailure = { error };
-        // Nothing reads `raw` any more: a write waiting for room in it would wait forever (`ostree`
-        // failed or a hostile entry stopped the layer while the blob was still coming). It is released
-        // here; the sink then reads and verifies the rest of the blob without keeping it.
-        raw.destroy();
-        const release = waitingWrite;
-        waitingWrite = undefined;
-        release?.();
-      },
-    );
+    const staging = await this.staging();
+    const applying = layer
+      .consume(writingOut(decompressed(raw, `blob ${info.digest ?? '(digest not known yet)'}`), staging))
+      .then(
+        (value) => {
+          applied = value;
+        },
+        (error: unknown) => {
+          layerFailure = { error };
+          // Nothing reads `raw` any more: a write waiting for room in it would wait forever (`ostree`
+          // failed or a hostile entry stopped the layer while the blob was still coming). It is released
+          // here; the sink then reads and verifies the rest of the blob without keeping it.
+          raw.destroy();
+          const release = waitingWrite;
+          waitingWrite = undefined;
+          release?.();
+        },
+      );
     let waitingWrite: (() => void) | undefined;
     const sink = new Writable({
       highWaterMark: 1 << 20,
@@ -562,6 +590,7 @@ class OstreeImageDestination implements ImageDestination {
     // Nothing may still write into the work directory or the repository.
     await Promise.allSettled([...this.pending]);
     try {
+      await (await this.stagingRepository?.catch(() => undefined))?.closeSyncHandle();
       if (this.workDirectory) {
         const directory = await this.workDirectory.catch(() => undefined);
         if (directory) rmSync(directory, { recursive: true, force: true });

@@ -24,13 +24,13 @@
  * OSTree's tar import cannot express are refused too (`ERR_GANTRY_INVALID_LAYER`): an entry replacing a
  * directory the same layer made with a non-directory, or the reverse.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { Crc64, cleanPath, layerError, TarSplitWriter, TarStreamReader } from '@gantry/layer-tree';
+import { SpawnedProcess } from './child-process.js';
 import type { TreeChecksums } from './gvariant.js';
 import { makePipe } from './native.js';
 import { type OstreeRepository, ostreeError } from './repository.js';
@@ -160,7 +160,7 @@ class ChildInput {
   private pendingBytes = 0;
 
   constructor(
-    private readonly child: ChildProcess,
+    private readonly child: SpawnedProcess,
     private readonly stdin: Writable,
   ) {
     stdin.on('error', (error: Error) => {
@@ -241,18 +241,19 @@ export class LayerStreamCommit {
   private hasLayer = false;
   private readonly appended = new Map<string, string>();
 
-  private constructor(private readonly child: ChildProcess) {
-    this.child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+  private constructor(private readonly child: SpawnedProcess) {
+    this.child.stdout.setEncoding('utf8').on('data', (text: string) => {
       this.stdout += text;
     });
-    this.child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    this.child.stderr.setEncoding('utf8').on('data', (text: string) => {
       this.stderr += text;
     });
+    const recordFailure = (error: Error) => {
+      this.spawnError ??= error;
+    };
+    this.child.stdout.on('error', recordFailure);
+    this.child.stderr.on('error', recordFailure);
     this.exited = new Promise((resolve) => {
-      this.child.on('error', (error) => {
-        this.spawnError ??= error;
-        resolve({ code: null, signal: null });
-      });
       this.child.on('close', (code, signal) => resolve({ code, signal }));
     });
   }
@@ -268,24 +269,21 @@ export class LayerStreamCommit {
    */
   static start(repository: OstreeRepository, options: LayerStreamOptions): LayerStreamCommit {
     const repositoryPath = repository.path;
+    const args = [
+      'commit',
+      `--repo=${repositoryPath}`,
+      '--orphan',
+      '--parent=none',
+      '--subject=',
+      '--tree=tar=/dev/fd/3',
+    ];
     const [readEnd, writeEnd] = makePipe();
-    let child: ChildProcess;
+    let child: SpawnedProcess;
     try {
-      child = spawn(
-        'ostree',
-        [
-          'commit',
-          `--repo=${repositoryPath}`,
-          '--orphan',
-          '--parent=none',
-          '--subject=',
-          '--tree=tar=/dev/fd/3',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe', readEnd] },
-      );
+      child = SpawnedProcess.start('ostree', args, readEnd);
     } catch (error) {
       closeSync(writeEnd);
-      throw error;
+      throw ostreeError(args, error, '', options.signal);
     } finally {
       closeSync(readEnd); // the child has its own copy: the pipe ends when it exits
     }

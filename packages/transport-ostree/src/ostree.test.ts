@@ -277,6 +277,21 @@ describe('staging repositories and syncing', () => {
     expect(perObjectConfig).not.toContain('fsync=false');
   });
 
+  it('start writing out in the background, at most one sync at a time, and sync once more before publishing', async () => {
+    const repositoryPath = join(root, 'write-out-target');
+    ostree('init', `--repo=${repositoryPath}`, '--mode=bare-user');
+    const staging = await OstreeRepository.createStaging(
+      join(repositoryPath, 'tmp', 'staging-write-out'),
+      await OstreeRepository.open(repositoryPath),
+    );
+    writeFileSync(join(staging.path, 'tmp', 'written'), Buffer.alloc(1 << 20, 1));
+    staging.startWritingOut();
+    staging.startWritingOut(); // one is running: nothing more
+    await staging.syncBeforePublishing(); // waits for the one running, then syncs
+    staging.startWritingOut(); // the sync descriptor is closed: nothing
+    await staging.closeSyncHandle(); // again: nothing to close
+  });
+
   it('syncFileSystem reports a path it cannot open', async () => {
     await expect(syncFileSystem(join(root, 'no-such-directory'))).rejects.toMatchObject({ code: 'ENOENT' });
   });

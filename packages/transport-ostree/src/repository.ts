@@ -7,7 +7,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants, existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { abortError, ErrorCodes, GantryError, ownedTemporaryName } from '@gantry/core/transport';
@@ -19,7 +19,7 @@ import {
   serializeCommit,
   type TreeChecksums,
 } from './gvariant.js';
-import { renameNoReplace, syncFileSystem } from './native.js';
+import { renameNoReplace, syncFileSystemOf } from './native.js';
 
 const checksumPattern = /^[0-9a-f]{64}$/;
 
@@ -278,7 +278,9 @@ export class OstreeRepository {
     await writeFile(join(path, 'config'), `[core]\nrepo_version=1\nmode=${target.mode}\n${lines}`, {
       mode: 0o644,
     });
-    return new OstreeRepository(path, target.mode, target.coreSettings, syncedAsAWhole);
+    const staging = new OstreeRepository(path, target.mode, target.coreSettings, syncedAsAWhole);
+    if (syncedAsAWhole) await staging.syncHandle();
+    return staging;
   }
 
   /**
@@ -286,8 +288,60 @@ export class OstreeRepository {
    * made without syncing them one by one (`createStaging`); nothing to do otherwise.
    */
   async syncBeforePublishing(): Promise<void> {
-    if (this.syncedAsAWhole) await syncFileSystem(this.path);
+    if (!this.syncedAsAWhole) return;
+    await this.writingOut?.running;
+    const handle = await this.syncHandle();
+    try {
+      await syncFileSystemOf(handle.fd, this.path);
+    } finally {
+      await this.closeSyncHandle();
+    }
+    // A write-back error an earlier `startWritingOut` was told of is reported to no later sync.
+    if (this.writingOut?.failure) throw this.writingOut.failure.error;
   }
+
+  /**
+   * For a staging repository synced as a whole: starts writing out what its commits have written so
+   * far (a `syncfs` in the background, unless one is running), so that `syncBeforePublishing` has
+   * less left to wait for. An error is kept for `syncBeforePublishing`, which reports it.
+   */
+  startWritingOut(): void {
+    if (!this.syncedAsAWhole || this.writingOut?.running || this.syncHandleClosed) return;
+    this.writingOut ??= {};
+    const writingOut = this.writingOut;
+    writingOut.running = (async () => {
+      try {
+        await syncFileSystemOf((await this.syncHandle()).fd, this.path);
+      } catch (error) {
+        writingOut.failure ??= { error };
+      } finally {
+        writingOut.running = undefined;
+      }
+    })();
+  }
+
+  /**
+   * The descriptor every sync of a staging repository uses, opened when it was created (before any
+   * write): the kernel reports a write-back error once per open file, so that no error a background
+   * sync saw is lost, and none that came before that sync either.
+   */
+  private syncHandle(): Promise<FileHandle> {
+    this.syncHandlePromise ??= open(this.path, 'r');
+    return this.syncHandlePromise;
+  }
+
+  /** Closes the sync descriptor (after the last sync, or when the copy is abandoned). */
+  async closeSyncHandle(): Promise<void> {
+    this.syncHandleClosed = true;
+    await this.writingOut?.running;
+    const handle = this.syncHandlePromise;
+    this.syncHandlePromise = undefined;
+    await (await handle?.catch(() => undefined))?.close();
+  }
+
+  private syncHandlePromise: Promise<FileHandle> | undefined;
+  private syncHandleClosed = false;
+  private writingOut: { running?: Promise<void> | undefined; failure?: { error: unknown } } | undefined;
 
   /**
    * Opens the repository, creating it when `path` does not exist or is an empty directory: mode `bare`
