@@ -88,8 +88,106 @@ describe('DiskBlobInfoCache', () => {
       expect(cache.uncompressedDigest(gzipped)).toBeUndefined();
       cache.recordDigestUncompressedPair(gzipped, layer, 'gzip');
       await cache.flush();
-      expect(JSON.parse(await readFile(file, 'utf8')).pairs[gzipped]).toMatchObject({ uncompressed: layer });
+      expect((await readFile(file, 'utf8')).split('\n')[0]).toBe('{"version":2}');
+      expect(new DiskBlobInfoCache(file).uncompressedDigest(gzipped)).toBe(layer);
     }
+  });
+
+  it('appends what a process learnt instead of rewriting the file, and keeps forgotten locations forgotten', async () => {
+    const file = join(directory, 'cache.json');
+    const first = new DiskBlobInfoCache(file);
+    first.recordDigestUncompressedPair(gzipped, layer, 'gzip');
+    first.recordKnownLocation('docker', 'r', gzipped, 'team/a');
+    first.recordKnownLocation('docker', 'r', gzipped, 'team/b');
+    await first.flush();
+    const written = await readFile(file, 'utf8');
+    const second = new DiskBlobInfoCache(file);
+    second.forgetLocation('docker', 'r', gzipped, 'team/a');
+    second.recordDigestUncompressedPair(zstded, layer, 'zstd');
+    await second.flush();
+    const appended = await readFile(file, 'utf8');
+    expect(appended.startsWith(written)).toBe(true);
+    expect(appended.slice(written.length).trim().split('\n')).toHaveLength(2);
+    const third = new DiskBlobInfoCache(file);
+    expect(third.candidateLocations('docker', 'r', gzipped)).toEqual(['team/b']);
+    expect(third.compressedVariants(layer).map((variant) => variant.digest)).toEqual([
+      zstded,
+      gzipped,
+      layer,
+    ]);
+    // A location learnt again after it was forgotten is known again.
+    third.recordKnownLocation('docker', 'r', gzipped, 'team/a');
+    await third.flush();
+    expect(new DiskBlobInfoCache(file).candidateLocations('docker', 'r', gzipped)).toEqual([
+      'team/a',
+      'team/b',
+    ]);
+  });
+
+  it('skips a torn line (a writer that died mid-append) and keeps the others', async () => {
+    const file = join(directory, 'cache.json');
+    const first = new DiskBlobInfoCache(file);
+    first.recordDigestUncompressedPair(gzipped, layer, 'gzip');
+    await first.flush();
+    await writeFile(file, `${await readFile(file, 'utf8')}["p","sha256:ab`, { flag: 'w' });
+    const second = new DiskBlobInfoCache(file);
+    expect(second.uncompressedDigest(gzipped)).toBe(layer);
+    second.recordDigestUncompressedPair(zstded, layer, 'zstd');
+    await second.flush();
+    const third = new DiskBlobInfoCache(file);
+    expect(third.uncompressedDigest(zstded)).toBe(layer);
+    expect(third.uncompressedDigest(gzipped)).toBe(layer);
+  });
+
+  it('rewrites a file grown past its bound with the most recent records only', async () => {
+    const file = join(directory, 'cache.json');
+    const lines = ['{"version":2}'];
+    for (let index = 0; index < 16_000; index++) {
+      lines.push(
+        JSON.stringify([
+          'l',
+          'docker',
+          'r',
+          digest(`blob-${index}`),
+          `repository/with/a/long/name/${index}`,
+          index,
+        ]),
+      );
+    }
+    await writeFile(file, `${lines.join('\n')}\n`);
+    const cache = new DiskBlobInfoCache(file);
+    expect(cache.candidateLocations('docker', 'r', digest('blob-15999'))).toEqual([
+      'repository/with/a/long/name/15999',
+    ]);
+    cache.recordKnownLocation('docker', 'r', layer, 'team/new');
+    await cache.flush();
+    const rewritten = (await readFile(file, 'utf8')).trim().split('\n');
+    expect(rewritten[0]).toBe('{"version":2}');
+    expect(rewritten).toHaveLength(1 + 4096);
+    const reader = new DiskBlobInfoCache(file);
+    expect(reader.candidateLocations('docker', 'r', layer)).toEqual(['team/new']);
+    expect(reader.candidateLocations('docker', 'r', digest('blob-15999'))).toHaveLength(1);
+    expect(reader.candidateLocations('docker', 'r', digest('blob-0'))).toEqual([]);
+  });
+
+  it('reads a version-1 file and rewrites it in the current format', async () => {
+    const file = join(directory, 'cache.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        version: 1,
+        pairs: { [gzipped]: { uncompressed: layer, compression: 'gzip', at: 1 } },
+        locations: [{ transport: 'docker', scope: 'r', digest: gzipped, location: 'a', at: 1 }],
+      }),
+    );
+    const cache = new DiskBlobInfoCache(file);
+    cache.recordDigestUncompressedPair(zstded, layer, 'zstd');
+    await cache.flush();
+    expect((await readFile(file, 'utf8')).split('\n')[0]).toBe('{"version":2}');
+    const reader = new DiskBlobInfoCache(file);
+    expect(reader.uncompressedDigest(gzipped)).toBe(layer);
+    expect(reader.uncompressedDigest(zstded)).toBe(layer);
+    expect(reader.candidateLocations('docker', 'r', gzipped)).toEqual(['a']);
   });
 
   it('drops malformed records but keeps the good ones', async () => {

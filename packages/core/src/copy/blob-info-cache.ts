@@ -4,15 +4,19 @@
  * repository), so that later copies reuse a blob already compressed the wanted way instead of
  * compressing again, and mount a blob from another repository of the registry on first sight.
  *
- * `DiskBlobInfoCache` keeps it in one small JSON file (the user's data directory by default). Records
- * are made in memory and merged into the file by `flush()`, under a lock file, written to a temporary
- * file and renamed: concurrent processes each add what they learnt, none loses the others' records. A
- * file that cannot be read or parsed is ignored (and replaced at the next flush): the cache only ever
+ * `DiskBlobInfoCache` keeps it in one file of JSON lines (the user's data directory by default): a
+ * header line `{"version":2}`, then one record per line, later lines overriding earlier ones. Records are
+ * made in memory; `flush()` appends the new ones, under a lock file, in one write, so a copy costs the
+ * file what it learnt, not a rewrite of everything known. When the file has grown past
+ * `compactAboveBytes`, or holds the one-document format of version 1, `flush()` instead rewrites it
+ * with the most recently used records only (a temporary file renamed over it). Concurrent processes
+ * each add what they learnt, none loses the others' records. Lines that cannot be read are skipped, and
+ * a file that cannot be read at all is ignored (and replaced at the next flush): the cache only ever
  * saves work, it is never needed for a copy to succeed.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Digest } from '../digest.js';
@@ -41,6 +45,8 @@ const maximumPairs = 4096;
 const maximumLocations = 4096;
 /** Locations remembered per blob and scope. */
 const maximumLocationsPerBlob = 8;
+/** A file larger than this is rewritten with the kept records only, instead of appended to. */
+const compactAboveBytes = 2 * 1024 * 1024;
 /** A lock file older than this is taken to be left by a dead process. */
 const staleLockMs = 10_000;
 /** How long `flush` waits for the lock before giving up (the records are then lost, nothing else). */
@@ -61,11 +67,17 @@ interface LocationRecord {
   at: number;
 }
 
-interface CacheFile {
-  version: 1;
-  pairs: Record<string, PairRecord>;
+/** The records of a cache file, in the order they apply. */
+interface CacheRecords {
+  /** The file's format was the current one (a version-1 file is read, then rewritten by `flush`). */
+  current: boolean;
+  pairs: Array<[Digest, PairRecord]>;
   locations: LocationRecord[];
+  /** Locations forgotten, by `locationKey`, each after the location records before it. */
+  forgotten: Array<{ key: string; after: number }>;
 }
+
+const formatHeader = '{"version":2}';
 
 const digestPattern = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 
@@ -77,61 +89,124 @@ function isCompression(value: unknown): value is CachedCompression {
   return value === 'gzip' || value === 'zstd' || value === 'none';
 }
 
+function pairFrom(digest: unknown, uncompressed: unknown, compression: unknown, at: unknown) {
+  if (!isDigest(digest) || !isDigest(uncompressed) || !isCompression(compression)) return undefined;
+  return [digest, { uncompressed, compression, at: typeof at === 'number' ? at : 0 }] as [Digest, PairRecord];
+}
+
+function locationFrom(
+  transport: unknown,
+  scope: unknown,
+  digest: unknown,
+  location: unknown,
+  at: unknown,
+): LocationRecord | undefined {
+  if (
+    typeof transport !== 'string' ||
+    typeof scope !== 'string' ||
+    typeof location !== 'string' ||
+    !isDigest(digest)
+  )
+    return undefined;
+  return { transport, scope, digest, location, at: typeof at === 'number' ? at : 0 };
+}
+
+/** Adds one version-2 record line (already parsed) to `records`; anything malformed is dropped. */
+function addRecordLine(records: CacheRecords, line: unknown): void {
+  if (!Array.isArray(line)) return;
+  const [kind, ...fields] = line as unknown[];
+  if (kind === 'p') {
+    const pair = pairFrom(fields[0], fields[1], fields[2], fields[3]);
+    if (pair) records.pairs.push(pair);
+  } else if (kind === 'l') {
+    const location = locationFrom(fields[0], fields[1], fields[2], fields[3], fields[4]);
+    if (location) records.locations.push(location);
+  } else if (kind === 'f') {
+    const location = locationFrom(fields[0], fields[1], fields[2], fields[3], 0);
+    if (location) records.forgotten.push({ key: locationKey(location), after: records.locations.length });
+  }
+}
+
 /** The records of a cache file's text; anything malformed is dropped (a corrupt file gives none). */
-function parseCacheFile(text: string): CacheFile {
-  const empty: CacheFile = { version: 1, pairs: {}, locations: [] };
+function parseCacheFile(text: string): CacheRecords {
+  const records: CacheRecords = { current: false, pairs: [], locations: [], forgotten: [] };
+  const firstLineEnd = text.indexOf('\n');
+  if (firstLineEnd >= 0 && text.slice(0, firstLineEnd) === formatHeader) {
+    records.current = true;
+    const body = text.slice(firstLineEnd + 1).trimEnd();
+    if (body === '') return records;
+    let lines: unknown[] | undefined;
+    try {
+      // One parse for the whole file; a torn or damaged line sends it to the line-by-line path.
+      lines = JSON.parse(`[${body.split('\n').join(',')}]`) as unknown[];
+    } catch {
+      lines = undefined;
+    }
+    if (lines !== undefined) {
+      for (const line of lines) addRecordLine(records, line);
+    } else {
+      for (const text of body.split('\n')) {
+        try {
+          addRecordLine(records, JSON.parse(text));
+        } catch {
+          // A damaged line: skipped.
+        }
+      }
+    }
+    return records;
+  }
+  // Version 1: one JSON document.
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return empty;
+    return records;
   }
   if (typeof value !== 'object' || value === null || (value as { version?: unknown }).version !== 1)
-    return empty;
+    return records;
   const raw = value as { pairs?: unknown; locations?: unknown };
-  const result: CacheFile = { version: 1, pairs: {}, locations: [] };
   if (typeof raw.pairs === 'object' && raw.pairs !== null) {
     for (const [digest, record] of Object.entries(raw.pairs as Record<string, unknown>)) {
-      const pair = record as Partial<PairRecord> | null;
-      if (isDigest(digest) && pair && isDigest(pair.uncompressed) && isCompression(pair.compression)) {
-        result.pairs[digest] = {
-          uncompressed: pair.uncompressed,
-          compression: pair.compression,
-          at: typeof pair.at === 'number' ? pair.at : 0,
-        };
-      }
+      const fields = (record ?? {}) as Partial<PairRecord>;
+      const pair = pairFrom(digest, fields.uncompressed, fields.compression, fields.at);
+      if (pair) records.pairs.push(pair);
     }
   }
   if (Array.isArray(raw.locations)) {
     for (const entry of raw.locations as unknown[]) {
-      const location = entry as Partial<LocationRecord> | null;
-      if (
-        location &&
-        typeof location.transport === 'string' &&
-        typeof location.scope === 'string' &&
-        typeof location.location === 'string' &&
-        isDigest(location.digest)
-      ) {
-        result.locations.push({
-          transport: location.transport,
-          scope: location.scope,
-          digest: location.digest,
-          location: location.location,
-          at: typeof location.at === 'number' ? location.at : 0,
-        });
-      }
+      const fields = (entry ?? {}) as Partial<LocationRecord>;
+      const location = locationFrom(
+        fields.transport,
+        fields.scope,
+        fields.digest,
+        fields.location,
+        fields.at,
+      );
+      if (location) records.locations.push(location);
     }
   }
-  return result;
+  return records;
 }
 
+const pairLine = (digest: Digest, record: PairRecord) =>
+  JSON.stringify(['p', digest, record.uncompressed, record.compression, record.at]);
+const locationLine = (record: LocationRecord) =>
+  JSON.stringify(['l', record.transport, record.scope, record.digest, record.location, record.at]);
+const forgottenLine = (key: string) => JSON.stringify(['f', ...key.split('\u0000')]);
+
+const blobKey = (transport: string, scope: string, digest: Digest) =>
+  `${transport}\u0000${scope}\u0000${digest}`;
 const locationKey = (record: Omit<LocationRecord, 'at'>) =>
-  `${record.transport}\u0000${record.scope}\u0000${record.digest}\u0000${record.location}`;
+  `${blobKey(record.transport, record.scope, record.digest)}\u0000${record.location}`;
 
 /** A blob-info cache held in memory (the base of the disk cache; also usable alone). */
 export class MemoryBlobInfoCache implements BlobInfoCache {
+  /** Pairs by compressed digest, and the compressed digests of each uncompressed one. */
   protected pairs = new Map<Digest, PairRecord>();
+  private variants = new Map<Digest, Set<Digest>>();
+  /** Locations by `locationKey`, and by blob (`blobKey`) then location. */
   protected locations = new Map<string, LocationRecord>();
+  private locationsOfBlob = new Map<string, Map<string, LocationRecord>>();
   /** Records made since the last flush, and forgotten locations. */
   protected newPairs = new Map<Digest, PairRecord>();
   protected newLocations = new Map<string, LocationRecord>();
@@ -152,20 +227,24 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
   recordDigestUncompressedPair(digest: Digest, uncompressed: Digest, compression: CachedCompression): void {
     this.load();
     const record = { uncompressed, compression, at: this.now() };
-    this.pairs.set(digest, record);
+    this.setPair(digest, record);
     this.newPairs.set(digest, record);
     if (compression !== 'none' && !this.pairs.has(uncompressed)) {
       // The uncompressed blob is its own uncompressed form.
       const self = { uncompressed, compression: 'none' as const, at: record.at };
-      this.pairs.set(uncompressed, self);
+      this.setPair(uncompressed, self);
       this.newPairs.set(uncompressed, self);
     }
   }
 
   compressedVariants(uncompressed: Digest): Array<{ digest: Digest; compression: CachedCompression }> {
     this.load();
-    return [...this.pairs.entries()]
-      .filter(([, record]) => record.uncompressed === uncompressed)
+    const variants: Array<[Digest, PairRecord]> = [];
+    for (const digest of this.variants.get(uncompressed) ?? []) {
+      const record = this.pairs.get(digest);
+      if (record !== undefined) variants.push([digest, record]);
+    }
+    return variants
       .sort((left, right) => right[1].at - left[1].at)
       .map(([digest, record]) => ({ digest, compression: record.compression }));
   }
@@ -174,17 +253,14 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
     this.load();
     const record = { transport, scope, digest, location, at: this.now() };
     const key = locationKey(record);
-    this.locations.set(key, record);
+    this.setLocation(key, record);
     this.newLocations.set(key, record);
     this.forgotten.delete(key);
   }
 
   candidateLocations(transport: string, scope: string, digest: Digest): string[] {
     this.load();
-    return [...this.locations.values()]
-      .filter(
-        (record) => record.transport === transport && record.scope === scope && record.digest === digest,
-      )
+    return [...(this.locationsOfBlob.get(blobKey(transport, scope, digest))?.values() ?? [])]
       .sort((left, right) => right.at - left.at)
       .slice(0, maximumLocationsPerBlob)
       .map((record) => record.location);
@@ -193,13 +269,51 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
   forgetLocation(transport: string, scope: string, digest: Digest, location: string): void {
     this.load();
     const key = locationKey({ transport, scope, digest, location });
-    this.locations.delete(key);
+    this.deleteLocation(key);
     this.newLocations.delete(key);
     this.forgotten.add(key);
   }
 
   /** Loads stored records (nothing to load in memory). */
   protected load(): void {}
+
+  /** Sets a pair, keeping the index of variants. */
+  protected setPair(digest: Digest, record: PairRecord): void {
+    const previous = this.pairs.get(digest);
+    if (previous !== undefined && previous.uncompressed !== record.uncompressed) {
+      this.variants.get(previous.uncompressed)?.delete(digest);
+    }
+    this.pairs.set(digest, record);
+    let variants = this.variants.get(record.uncompressed);
+    if (variants === undefined) {
+      variants = new Set();
+      this.variants.set(record.uncompressed, variants);
+    }
+    variants.add(digest);
+  }
+
+  /** Sets a location, keeping the index by blob. */
+  protected setLocation(key: string, record: LocationRecord): void {
+    this.locations.set(key, record);
+    const blob = blobKey(record.transport, record.scope, record.digest);
+    let ofBlob = this.locationsOfBlob.get(blob);
+    if (ofBlob === undefined) {
+      ofBlob = new Map();
+      this.locationsOfBlob.set(blob, ofBlob);
+    }
+    ofBlob.set(record.location, record);
+  }
+
+  /** Deletes a location, keeping the index by blob. */
+  protected deleteLocation(key: string): void {
+    const record = this.locations.get(key);
+    if (record === undefined) return;
+    this.locations.delete(key);
+    const blob = blobKey(record.transport, record.scope, record.digest);
+    const ofBlob = this.locationsOfBlob.get(blob);
+    ofBlob?.delete(record.location);
+    if (ofBlob?.size === 0) this.locationsOfBlob.delete(blob);
+  }
 }
 
 /** The default cache file: `$XDG_DATA_HOME/gantry/blob-info-cache.json` or `~/.local/share/gantry/…`. */
@@ -211,7 +325,25 @@ export function defaultBlobInfoCachePath(environment: NodeJS.ProcessEnv = proces
   return path.join(dataHome, 'gantry', 'blob-info-cache.json');
 }
 
-/** The blob-info cache in one JSON file (see the module comment). */
+/** Applies `records` in file order: pairs and locations, each forget after the locations before it. */
+function applyRecords(
+  records: CacheRecords,
+  setPair: (digest: Digest, record: PairRecord) => void,
+  setLocation: (key: string, record: LocationRecord) => void,
+  forget: (key: string) => void,
+): void {
+  for (const [digest, record] of records.pairs) setPair(digest, record);
+  let next = 0;
+  for (const [index, record] of records.locations.entries()) {
+    while (next < records.forgotten.length && (records.forgotten[next]?.after ?? 0) <= index) {
+      forget(records.forgotten[next++]?.key ?? '');
+    }
+    setLocation(locationKey(record), record);
+  }
+  while (next < records.forgotten.length) forget(records.forgotten[next++]?.key ?? '');
+}
+
+/** The blob-info cache in a file of JSON lines (see the module comment). */
 export class DiskBlobInfoCache extends MemoryBlobInfoCache {
   private loaded = false;
 
@@ -229,19 +361,24 @@ export class DiskBlobInfoCache extends MemoryBlobInfoCache {
     } catch {
       return;
     }
-    const stored = parseCacheFile(text);
-    for (const [digest, record] of Object.entries(stored.pairs)) {
-      if (!this.pairs.has(digest as Digest)) this.pairs.set(digest as Digest, record);
-    }
-    for (const record of stored.locations) {
-      const key = locationKey(record);
-      if (!this.locations.has(key)) this.locations.set(key, record);
-    }
+    applyRecords(
+      parseCacheFile(text),
+      (digest, record) => {
+        if (!this.newPairs.has(digest)) this.setPair(digest, record);
+      },
+      (key, record) => {
+        if (!this.newLocations.has(key) && !this.forgotten.has(key)) this.setLocation(key, record);
+      },
+      (key) => {
+        if (!this.newLocations.has(key)) this.deleteLocation(key);
+      },
+    );
   }
 
   /**
-   * Merges this process's records into the file (under the lock, atomically). Never throws: a cache
-   * that cannot be written only costs later copies the work it would have saved.
+   * Adds this process's records to the file (under the lock; appended, or the file rewritten when it is
+   * large or of version 1). Never throws: a cache that cannot be written only costs later copies the
+   * work it would have saved.
    */
   async flush(): Promise<void> {
     if (this.newPairs.size === 0 && this.newLocations.size === 0 && this.forgotten.size === 0) return;
@@ -250,32 +387,16 @@ export class DiskBlobInfoCache extends MemoryBlobInfoCache {
       const release = await acquireLock(`${this.file}.lock`);
       if (release === undefined) return;
       try {
-        let stored: CacheFile = { version: 1, pairs: {}, locations: [] };
-        try {
-          stored = parseCacheFile(await readFile(this.file, 'utf8'));
-        } catch {
-          // No file yet, or unreadable: written anew.
-        }
-        for (const [digest, record] of this.newPairs) stored.pairs[digest] = record;
-        const locations = new Map(stored.locations.map((record) => [locationKey(record), record]));
-        for (const key of this.forgotten) locations.delete(key);
-        for (const [key, record] of this.newLocations) locations.set(key, record);
-        const pairs = Object.entries(stored.pairs)
-          .sort((left, right) => right[1].at - left[1].at)
-          .slice(0, maximumPairs);
-        const kept: CacheFile = {
-          version: 1,
-          pairs: Object.fromEntries(pairs),
-          locations: [...locations.values()]
-            .sort((left, right) => right.at - left.at)
-            .slice(0, maximumLocations),
-        };
-        const temporary = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
-        try {
-          await writeFile(temporary, `${JSON.stringify(kept)}\n`, { mode: 0o600 });
-          await rename(temporary, this.file);
-        } finally {
-          await rm(temporary, { force: true });
+        const size = await stat(this.file).then(
+          (stats) => stats.size,
+          () => -1,
+        );
+        const [head, last] = size > 0 ? await readEnds(this.file, formatHeader.length + 1, size) : ['', ''];
+        if (size > 0 && size <= compactAboveBytes && head === `${formatHeader}\n`) {
+          // A line torn by a writer that died stays a line of its own (skipped when read).
+          await appendFile(this.file, (last === '\n' ? '' : '\n') + this.newLines().join(''));
+        } else {
+          await this.rewrite(size > 0);
         }
         this.newPairs.clear();
         this.newLocations.clear();
@@ -286,6 +407,66 @@ export class DiskBlobInfoCache extends MemoryBlobInfoCache {
     } catch {
       // See above: never fatal.
     }
+  }
+
+  /** This process's records as lines: forgotten locations first, then what it learnt. */
+  private newLines(): string[] {
+    const lines: string[] = [];
+    for (const key of this.forgotten) lines.push(`${forgottenLine(key)}\n`);
+    for (const [digest, record] of this.newPairs) lines.push(`${pairLine(digest, record)}\n`);
+    for (const record of this.newLocations.values()) lines.push(`${locationLine(record)}\n`);
+    return lines;
+  }
+
+  /** Rewrites the file with its records and this process's, the most recently used only. */
+  private async rewrite(exists: boolean): Promise<void> {
+    const pairs = new Map<Digest, PairRecord>();
+    const locations = new Map<string, LocationRecord>();
+    if (exists) {
+      try {
+        applyRecords(
+          parseCacheFile(await readFile(this.file, 'utf8')),
+          (digest, record) => pairs.set(digest, record),
+          (key, record) => locations.set(key, record),
+          (key) => locations.delete(key),
+        );
+      } catch {
+        // Unreadable: written anew.
+      }
+    }
+    for (const key of this.forgotten) locations.delete(key);
+    for (const [digest, record] of this.newPairs) pairs.set(digest, record);
+    for (const [key, record] of this.newLocations) locations.set(key, record);
+    const lines = [`${formatHeader}\n`];
+    const keptPairs = [...pairs.entries()]
+      .sort((left, right) => left[1].at - right[1].at)
+      .slice(-maximumPairs);
+    for (const [digest, record] of keptPairs) lines.push(`${pairLine(digest, record)}\n`);
+    const keptLocations = [...locations.values()]
+      .sort((left, right) => left.at - right.at)
+      .slice(-maximumLocations);
+    for (const record of keptLocations) lines.push(`${locationLine(record)}\n`);
+    const temporary = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
+    try {
+      await writeFile(temporary, lines.join(''), { mode: 0o600 });
+      await rename(temporary, this.file);
+    } finally {
+      await rm(temporary, { force: true });
+    }
+  }
+}
+
+/** The first `length` bytes of `file` (of `size` bytes) as text, and its last byte. */
+async function readEnds(file: string, length: number, size: number): Promise<[string, string]> {
+  const handle = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(head, 0, length, 0);
+    const last = Buffer.alloc(1);
+    await handle.read(last, 0, 1, size - 1);
+    return [head.subarray(0, bytesRead).toString('utf8'), last.toString('latin1')];
+  } finally {
+    await handle.close();
   }
 }
 
