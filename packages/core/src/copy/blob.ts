@@ -216,6 +216,7 @@ async function* decompressing(
   compression: Exclude<DetectedCompression, 'none'>,
   description: string,
   chunkSize?: number,
+  pooledOutput = false,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let sourceFailure: unknown;
   const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer);
@@ -231,7 +232,10 @@ async function* decompressing(
     }
   }
   try {
-    for await (const chunk of throughTransform(watched(), createDecompressor(compression, chunkSize))) {
+    for await (const chunk of throughTransform(
+      watched(),
+      createDecompressor(compression, chunkSize, { pooledOutput }),
+    )) {
       guard.decompressed(chunk.byteLength);
       yield chunk;
     }
@@ -316,10 +320,18 @@ function compressionStage(
       (recompressed(compression) || foreign)
     ) {
       onDecision(plan.format, true);
-      // Decompressed in chunks of the compressor's block size: each chunk is a block, not copied.
+      // Decompressed in chunks of the compressor's block size: each chunk is a block, not copied. The
+      // block compressor is their last reader (the DiffID check below only hashes them), so they come
+      // from its buffer pool and go back to it once compressed.
       const blockSize =
         plan.chunked && plan.format === 'zstd' ? undefined : compressingBlockSize(plan.format);
-      const decompressed = decompressing(stream, compression, description, blockSize);
+      const decompressed = decompressing(
+        stream,
+        compression,
+        description,
+        blockSize,
+        blockSize !== undefined,
+      );
       // Recompressed bytes are new bytes: their contents are checked against the config's DiffID.
       const checked =
         uncompressedDigest === undefined

@@ -8,6 +8,8 @@ import { availableParallelism } from 'node:os';
  */
 export class BufferPool {
   readonly #idle: Buffer[] = [];
+  /** The memory of every buffer this pool handed out (and may take back). */
+  readonly #own = new WeakMap<ArrayBufferLike, Buffer>();
 
   /** Buffers of `size` bytes; at most `keep` idle ones are kept. */
   constructor(
@@ -16,7 +18,20 @@ export class BufferPool {
   ) {}
 
   take(): Buffer {
-    return this.#idle.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    const idle = this.#idle.pop();
+    if (idle) return idle;
+    const buffer = Buffer.allocUnsafeSlow(this.size);
+    this.#own.set(buffer.buffer, buffer);
+    return buffer;
+  }
+
+  /**
+   * The buffer of this pool whose memory `view` covers exactly (all of it, from its first byte), else
+   * undefined.
+   */
+  wholeBufferOf(view: Uint8Array): Buffer | undefined {
+    if (view.byteOffset !== 0 || view.byteLength !== this.size) return undefined;
+    return this.#own.get(view.buffer);
   }
 
   /** Gives `buffer` back: the caller no longer reads or writes it, nor does anything it lent it to. */

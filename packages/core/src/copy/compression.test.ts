@@ -7,6 +7,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { digestOf } from '../digest.js';
 import { ErrorCodes } from '../errors.js';
+import { bufferPoolOf } from './buffer-pool.js';
 import {
   compressingStage,
   createCompressor,
@@ -237,6 +238,34 @@ describe('zstd', () => {
         expect(Buffer.concat(chunks).equals(layerLike)).toBe(true);
         expect(chunks.slice(0, -1).every((chunk) => chunk.byteLength === chunkSize)).toBe(true);
         expect(chunks.at(-1)!.byteLength).toBe(layerLike.byteLength % chunkSize || chunkSize);
+      }
+    },
+  );
+
+  it.runIf(zstdDecompressionImplementation() === 'zstd-napi')(
+    'takes full zstd output chunks from the buffer pool of their size when asked (pooledOutput)',
+    async () => {
+      const frames = compressWithTool('zstd', ['-c'], layerLike);
+      const chunkSize = 16 * 1024 + 7; // A size no other test uses: this pool is this test's.
+      const pool = bufferPoolOf(chunkSize);
+      const pooledChunks: Uint8Array[] = [];
+      const copies: Buffer[] = [];
+      for await (const chunk of throughTransform(
+        chunked(frames, 4096),
+        createDecompressor('zstd', chunkSize, { pooledOutput: true }),
+      )) {
+        copies.push(Buffer.from(chunk));
+        if (pool.wholeBufferOf(chunk)) pooledChunks.push(chunk);
+      }
+      expect(Buffer.concat(copies).equals(layerLike)).toBe(true);
+      // Every full chunk is a pool buffer; the shorter last one is a view (never given back).
+      expect(pooledChunks.length).toBe(Math.floor(layerLike.byteLength / chunkSize));
+      expect(new Set(pooledChunks.map((chunk) => chunk.buffer)).size).toBe(pooledChunks.length);
+      for await (const chunk of throughTransform(
+        chunked(frames, 4096),
+        createDecompressor('zstd', chunkSize),
+      )) {
+        expect(pool.wholeBufferOf(chunk)).toBeUndefined();
       }
     },
   );

@@ -7,6 +7,7 @@ import * as zlib from 'node:zlib';
 import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { readableChunks } from '../readable-chunks.js';
+import { type BufferPool, bufferPoolOf } from './buffer-pool.js';
 import { defaultGzipBlockSize, parallelGzipStage } from './parallel-gzip.js';
 import { defaultZstdFrameSize, parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 
@@ -151,10 +152,16 @@ export const decompressedChunkSize = 1024 * 1024;
  * last one shorter: a compressing stage whose blocks have that size then takes each chunk as a block,
  * with no copy (see `inBlocks`). gzip may hand a full chunk over as several consecutive views of one
  * buffer (as many as input chunks went into it).
+ *
+ * `options.pooledOutput`: zstd's full chunks are taken from the process-wide pool of `chunkSize`-byte
+ * buffers (`bufferPoolOf`), for a reader that gives each one back when done with it, as the block
+ * compressors do (`inBlocks`): the memory is then reused chunk after chunk instead of waiting for the
+ * garbage collector. A reader that keeps or hands on the chunks must not ask for it.
  */
 export function createDecompressor(
   format: Exclude<DetectedCompression, 'none'>,
   chunkSize: number = decompressedChunkSize,
+  options: { pooledOutput?: boolean } = {},
 ): Duplex {
   // Large output chunks instead of zlib's 16 KiB: far fewer callbacks and chunks downstream.
   if (format === 'gzip') return zlib.createGunzip({ chunkSize });
@@ -164,7 +171,7 @@ export function createDecompressor(
   if (implementation === 'node:zlib') return (zlib as unknown as ZstdFactories).createZstdDecompress!();
   if (implementation === 'zstd-napi') {
     const binding = loadZstdNapiBinding();
-    if (binding) return new ZstdChunkedOutputDecompressor(binding, chunkSize);
+    if (binding) return new ZstdChunkedOutputDecompressor(binding, chunkSize, options.pooledOutput === true);
     return new (loadZstdNapi()!.DecompressStream)();
   }
   throw zstdUnavailable('decompression');
@@ -194,15 +201,21 @@ function loadZstdNapiBinding(): ZstdNapiBinding | null {
 class ZstdChunkedOutputDecompressor extends Transform {
   readonly #context: InstanceType<ZstdNapiBinding['DCtx']>;
   readonly #chunkSize: number;
+  readonly #pool: BufferPool | undefined;
   #output: Buffer;
   #filled = 0;
   #inFrame = false;
 
-  constructor(binding: ZstdNapiBinding, chunkSize: number) {
+  constructor(binding: ZstdNapiBinding, chunkSize: number, pooled: boolean) {
     super();
     this.#context = new binding.DCtx();
     this.#chunkSize = chunkSize;
-    this.#output = Buffer.allocUnsafeSlow(chunkSize);
+    this.#pool = pooled ? bufferPoolOf(chunkSize) : undefined;
+    this.#output = this.#newOutput();
+  }
+
+  #newOutput(): Buffer {
+    return this.#pool?.take() ?? Buffer.allocUnsafeSlow(this.#chunkSize);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
@@ -221,7 +234,7 @@ class ZstdChunkedOutputDecompressor extends Transform {
         this.#inFrame = hint !== 0;
         if (this.#filled === this.#chunkSize) {
           this.push(this.#output);
-          this.#output = Buffer.allocUnsafeSlow(this.#chunkSize);
+          this.#output = this.#newOutput();
           this.#filled = 0;
           // The decoder may hold decoded bytes that did not fit: call it again, even without input.
           continue;
@@ -241,6 +254,7 @@ class ZstdChunkedOutputDecompressor extends Transform {
       done(new CorruptCompressedDataError('zstd: the data ends inside a frame'));
       return;
     }
+    // A pooled buffer handed on in part is never given back: it is left to the garbage collector.
     if (this.#filled > 0) this.push(this.#output.subarray(0, this.#filled));
     done();
   }

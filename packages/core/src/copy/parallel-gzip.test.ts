@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32, gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
+import { bufferPoolOf } from './buffer-pool.js';
 import {
   combineCrc32,
   contiguousView,
@@ -233,5 +234,65 @@ describe('inBlocks', () => {
     expect(Buffer.from(blocks[1]!).equals(buffer.subarray(1024, 2048))).toBe(true);
     expect(blocks[2]!.buffer).not.toBe(other.buffer);
     expect(Buffer.from(blocks[2]!).equals(other)).toBe(true);
+  });
+
+  it('gives a chunk that is a whole buffer of the block pool back once its job ended, and nothing else', async () => {
+    const blockSize = 8 * 1024 + 3; // A size no other test uses: this pool is this test's.
+    const pool = bufferPoolOf(blockSize);
+    const pooledChunks = [pool.take(), pool.take()];
+    const foreign = Buffer.allocUnsafeSlow(blockSize);
+    const last = pool.take(); // Handed over in part (a decompressor's last chunk): never given back.
+    async function* chunks() {
+      yield* pooledChunks;
+      yield foreign;
+      yield last.subarray(0, 100);
+    }
+    const finish: Array<() => void> = [];
+    const started: Uint8Array[] = [];
+    const blocks = inBlocks(
+      chunks(),
+      blockSize,
+      4,
+      (block) => {
+        started.push(block);
+        return new Promise<number>((resolve) => finish.push(() => resolve(block.byteLength)));
+      },
+      true,
+    );
+    const first = blocks.next();
+    // Every block is started (4 in flight at most) before the first result is awaited.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(started.map((block) => block.buffer)).toEqual([
+      pooledChunks[0]!.buffer,
+      pooledChunks[1]!.buffer,
+      foreign.buffer,
+      last.buffer,
+    ]);
+    // Jobs still running: their buffers are not back in the pool.
+    const meanwhile = pool.take();
+    expect([...pooledChunks, last]).not.toContain(meanwhile);
+    for (const end of finish) end();
+    expect((await first).value).toBe(blockSize);
+    const rest: number[] = [];
+    for await (const length of blocks) rest.push(length);
+    expect(rest).toEqual([blockSize, blockSize, 100]);
+    const idle = [pool.take(), pool.take(), pool.take()];
+    expect(idle).toContain(pooledChunks[0]);
+    expect(idle).toContain(pooledChunks[1]);
+    expect(idle).not.toContain(foreign);
+    expect(idle).not.toContain(last);
+  });
+
+  it('gives nothing back without `pooled` (a block may then be kept past its job)', async () => {
+    const blockSize = 8 * 1024 + 5;
+    const pool = bufferPoolOf(blockSize);
+    const chunk = pool.take();
+    async function* chunks() {
+      yield chunk;
+    }
+    for await (const _ of inBlocks(chunks(), blockSize, 2, async (block) => block, false)) {
+      // Consumed.
+    }
+    expect(pool.take()).not.toBe(chunk);
   });
 });

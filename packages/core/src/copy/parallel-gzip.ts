@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
-import { scratchBuffer } from './buffer-pool.js';
+import { bufferPoolOf, scratchBuffer } from './buffer-pool.js';
 import { type Libdeflate, libdeflate } from './libdeflate.js';
 
 /** Options of {@link parallelGzipStage}. */
@@ -334,7 +334,9 @@ export function contiguousView(parts: readonly Uint8Array[], length: number): Ui
  * block is whole (`blockSize` bytes). A block that is one chunk, or consecutive parts of one buffer, is
  * a view of it. Otherwise, with `pooled`, a block made of several chunks is copied into a
  * pooled buffer that is reused once its job ended (so `start` must not keep views of the block past
- * its promise); else it is a fresh concatenation.
+ * its promise); else it is a fresh concatenation. With `pooled`, a chunk that is a whole buffer of
+ * the pool of `blockSize` buffers (a decompressor's output made with `pooledOutput`) is given back to
+ * that pool once its block's job ended: the chunks of `source` are this stage's alone once read.
  */
 export async function* inBlocks<T>(
   source: AsyncIterable<Uint8Array>,
@@ -344,6 +346,7 @@ export async function* inBlocks<T>(
   pooled = false,
 ): AsyncGenerator<T, void, undefined> {
   const inFlight: Promise<T>[] = [];
+  const blockPool = pooled ? bufferPoolOf(blockSize) : undefined;
   let pending: Uint8Array[] = [];
   let pendingLength = 0;
   const launch = (whole: boolean): void => {
@@ -355,6 +358,8 @@ export async function* inBlocks<T>(
       // rule), so views of them stay valid while the block is compressed. Consecutive views of one
       // buffer (a decompressor's output chunk handed over in parts) are one view.
       block = contiguous;
+      const pooledChunk = whole ? blockPool?.wholeBufferOf(contiguous) : undefined;
+      if (pooledChunk) giveBack = () => blockPool!.give(pooledChunk);
     } else if (pooled && whole) {
       const scratch = scratchBuffer(blockSize, true);
       let offset = 0;
