@@ -38,7 +38,7 @@ import {
 } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core/transport';
-import { Crc64 } from './crc64.js';
+import { Crc64, crc64 } from './crc64.js';
 import { layerError } from './errors.js';
 import { BatchedFileWriter } from './file-writer.js';
 import { LayerRoot } from './layer-root.js';
@@ -97,6 +97,7 @@ const opaqueWhiteout = '.wh..wh..opq';
 const fileOpenFlags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
 /** New files up to this size are written on the file-writing worker (content gathered in memory first). */
 const deferredFileMaxSize = 256 * 1024;
+const emptyContent = Buffer.alloc(0);
 
 function callbackPromise<T>(call: (done: (error: Error | null, value: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -185,6 +186,8 @@ export async function applyLayer(
     ignoreChownErrors: options.ignoreChownErrors === true,
     describeFailure: (entry, error) => wrapEntryError(error, entry) as Error,
   });
+  /** The current entry's name bytes as a Latin-1 string (decoded once per entry). */
+  let nameLatin1 = '';
   let succeeded = false;
   try {
     for (;;) {
@@ -196,6 +199,7 @@ export async function applyLayer(
       const { header } = entry;
       const display = header.name;
       const base = header.nameBytes.toString('latin1');
+      nameLatin1 = base;
       const baseName = base.endsWith('/') ? base.slice(0, -1) : base;
       const lastComponent = baseName.slice(baseName.lastIndexOf('/') + 1);
       if (!lastComponent.startsWith(whiteoutPrefix)) {
@@ -270,26 +274,18 @@ export async function applyLayer(
     gid: number,
   ): Promise<void> {
     const { header } = entry;
-    const pieces: Buffer[] = [];
-    const crc = new Crc64();
-    for (;;) {
-      const chunk = await reader.readData();
-      if (chunk === undefined) break;
-      crc.update(chunk);
-      pieces.push(chunk);
-    }
+    const content = await readContent(entry.dataSize);
     signal?.throwIfAborted();
-    tarSplit.addFile(header.nameBytes, header.size, header.size > 0 ? crc.digest() : null);
-    const content = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+    tarSplit.addFile(header.nameBytes, header.size, header.size > 0 ? crc64(content) : null, nameLatin1);
     const chown = !ownerAlreadyRight(relative, uid, gid);
     const chmod = !modeAlreadyRight(relative, header.mode);
     const { atime, mtime } = times(header);
     created.add(relative);
     unpacked.add(relative);
     // The job is copied to the worker when its batch is sent: views of the input are fine here.
-    await fileWriter.add(
+    const room = fileWriter.add(
       {
-        path: layerRoot.full(relative),
+        path: layerRoot.fullLatin1(relative),
         content,
         openMode: header.mode & 0o777,
         chmodMode: chmod ? header.mode & 0o7777 : -1,
@@ -300,6 +296,25 @@ export async function applyLayer(
       },
       header.name,
     );
+    if (room !== undefined) await room;
+  }
+
+  /**
+   * The current entry's whole content (`size` bytes): a view of the input when it lies in one piece
+   * (the common case for small files: one read), else the pieces joined.
+   */
+  async function readContent(size: number): Promise<Buffer> {
+    if (size === 0) return emptyContent;
+    const first = (await reader.readData()) as Buffer;
+    if (first.length === size) return first;
+    const pieces = [first];
+    let length = first.length;
+    while (length < size) {
+      const chunk = (await reader.readData()) as Buffer;
+      pieces.push(chunk);
+      length += chunk.length;
+    }
+    return Buffer.concat(pieces, length);
   }
 
   /**
@@ -333,19 +348,29 @@ export async function applyLayer(
 
   async function recordFile(entry: TarEntry, fd?: number): Promise<void> {
     const { header } = entry;
+    if (entry.dataSize === 0) {
+      // Nothing to read (directories, links, devices, empty files): the CRC-64 of no bytes.
+      tarSplit.addFile(
+        header.nameBytes,
+        header.size,
+        header.size > 0 ? crc64(emptyContent) : null,
+        nameLatin1,
+      );
+      return;
+    }
     if (header.size > 0) {
       const crc = await consumeData(fd);
-      tarSplit.addFile(header.nameBytes, header.size, crc);
+      tarSplit.addFile(header.nameBytes, header.size, crc, nameLatin1);
     } else {
       await consumeData(fd);
-      tarSplit.addFile(header.nameBytes, 0, null);
+      tarSplit.addFile(header.nameBytes, 0, null, nameLatin1);
     }
   }
 
   async function applyEntry(entry: TarEntry): Promise<void> {
     const { header } = entry;
     const display = header.name;
-    const rawName = header.nameBytes.toString('latin1');
+    const rawName = nameLatin1;
     if (rawName.startsWith('/')) throw layerError(`layer tar: entry "${display}" has an absolute name`);
     const clean = cleanName(rawName);
     if (clean === '..' || clean.startsWith('../'))

@@ -17,8 +17,8 @@ import { Worker } from 'node:worker_threads';
 
 /** One file to create: nothing is at `path` (the caller made sure), its directory exists. */
 export interface FileJob {
-  /** The file's full path, as bytes. */
-  path: Uint8Array;
+  /** The file's full path: bytes, or a Latin-1 string of them (one character per byte). */
+  path: Uint8Array | string;
   content: Uint8Array;
   /** Mode given to open (permission bits; the umask applies). */
   openMode: number;
@@ -149,18 +149,27 @@ export class BatchedFileWriter {
     },
   ) {}
 
-  /** Queues a file (`entry` names it in errors); waits while too many bytes are in flight. */
-  async add(job: FileJob, entry: string): Promise<void> {
-    if (this.failure) throw this.failure.error;
+  /**
+   * Queues a file (`entry` names it in errors). Returns undefined when the caller may go on at once, or a
+   * promise to await first, while too many bytes are in flight (no promise per file in the common case).
+   */
+  add(job: FileJob, entry: string): Promise<void> | undefined {
+    if (this.failure) return Promise.reject(this.failure.error);
     this.queued.push(job);
     this.queuedNames.push(entry);
-    this.queuedBytes += job.content.byteLength + job.path.byteLength + 64;
+    this.queuedBytes += job.content.byteLength + job.path.length + 64;
     if (
       this.queued.length >= (this.options.maxFilesPerBatch ?? 256) ||
       this.queuedBytes >= (this.options.maxBytesPerBatch ?? 1 << 20)
     ) {
       this.send();
     }
+    if (this.bytesInFlight > (this.options.maxBytesInFlight ?? 4 << 20) && this.batchesInFlight > 0)
+      return this.waitForRoom();
+    return undefined;
+  }
+
+  private async waitForRoom(): Promise<void> {
     while (this.bytesInFlight > (this.options.maxBytesInFlight ?? 4 << 20) && this.batchesInFlight > 0) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
@@ -224,16 +233,20 @@ export class BatchedFileWriter {
 
 function packBatch(id: number, jobs: readonly FileJob[], ignoreChownErrors: boolean): Batch {
   let size = 0;
-  for (const job of jobs) size += job.path.byteLength + job.content.byteLength;
-  const data = new Uint8Array(size);
+  for (const job of jobs) size += job.path.length + job.content.byteLength;
+  // Its own memory (not a slice of Node's pool): the buffer is transferred to the worker.
+  const data = Buffer.allocUnsafeSlow(size);
   const numbers = new Float64Array(jobs.length * numbersPerJob);
   let offset = 0;
-  for (const [index, job] of jobs.entries()) {
+  for (let index = 0; index < jobs.length; index++) {
+    const job = jobs[index] as FileJob;
     const at = index * numbersPerJob;
     numbers[at] = offset;
-    numbers[at + 1] = job.path.byteLength;
-    data.set(job.path, offset);
-    offset += job.path.byteLength;
+    const path = job.path;
+    const pathLength = typeof path === 'string' ? data.write(path, offset, 'latin1') : path.byteLength;
+    if (typeof path !== 'string') data.set(path, offset);
+    numbers[at + 1] = pathLength;
+    offset += pathLength;
     numbers[at + 2] = offset;
     numbers[at + 3] = job.content.byteLength;
     data.set(job.content, offset);

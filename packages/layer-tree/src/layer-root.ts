@@ -10,6 +10,7 @@ const maxSymlinkHops = 255;
 /** Paths inside the root are byte strings (one character per byte), so names that are not UTF-8 work. */
 export class LayerRoot {
   private readonly rootBytes: Buffer;
+  private readonly rootLatin1: string;
   /** Relative paths known to be real directories (not links), checked or made by us. */
   private readonly directories = new Set<string>(['']);
 
@@ -20,6 +21,7 @@ export class LayerRoot {
     private readonly onCreateDirectory?: (relative: string) => void,
   ) {
     this.rootBytes = Buffer.from(root.endsWith('/') ? root.slice(0, -1) : root, 'utf8');
+    this.rootLatin1 = this.rootBytes.toString('latin1');
   }
 
   full(relative: string): Buffer {
@@ -31,6 +33,11 @@ export class LayerRoot {
     out[root.length] = 0x2f; // '/'
     out.write(relative, root.length + 1, 'latin1');
     return out;
+  }
+
+  /** `full(relative)` as a Latin-1 string (one character per byte), for callers that copy it into a buffer. */
+  fullLatin1(relative: string): string {
+    return relative === '' ? this.rootLatin1 : `${this.rootLatin1}/${relative}`;
   }
 
   forget(relative: string): void {

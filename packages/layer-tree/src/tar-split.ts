@@ -155,10 +155,11 @@ export class TarSplitWriter {
 
   /**
    * A file entry: the exact name bytes from the tar, the size from its header, and the CRC-64 of its
-   * content (null when the size is 0).
+   * content (null when the size is 0). `latin1Name`, when given, is `nameBytes.toString('latin1')`,
+   * already decoded by the caller.
    */
-  addFile(nameBytes: Buffer, size: number, crc64: Buffer | null): void {
-    const latin1 = nameBytes.toString('latin1');
+  addFile(nameBytes: Buffer, size: number, crc64: Buffer | null, latin1Name?: string): void {
+    const latin1 = latin1Name ?? nameBytes.toString('latin1');
     const clean = cleanName(latin1);
     if (this.seen.has(clean)) {
       throw new GantryError(
