@@ -46,6 +46,7 @@ const gantryBin = resolve(here, '../../cli/dist/bin.cjs');
 const gantryLauncher = resolve(here, '../../cli/bin/gantry');
 const gantryLibraryCopy = resolve(here, 'gantry-library-copy.mjs');
 const nodeFloorSyncNoop = resolve(here, 'node-floor-sync-noop.mjs');
+const nodeFloorSync = resolve(here, 'node-floor-sync.mjs');
 const nodeFloorInspect = resolve(here, 'node-floor-inspect.mjs');
 const nodeFloorRepush = resolve(here, 'node-floor-repush.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
@@ -893,6 +894,12 @@ const rows = [
     freshRegistry: true,
     syncSource: true,
     sync: ({ sourceRegistry, registry }) => [`${sourceRegistry}/bench/sync`, `${registry}/mirror`],
+    // Measured in the same runs, into a new registry of its own: the least a Node.js program does for it.
+    nodeFloor: ({ sourceRegistry, registry }) => [
+      nodeFloorSync,
+      `${sourceRegistry}/bench/sync`,
+      `${registry}/mirror`,
+    ],
     target: target(0.4, 'issue 11'),
   },
   {
@@ -1399,16 +1406,24 @@ try {
         if (row.nodeFloor) {
           // As bin/gantry starts Node: without NODE_EXTRA_CA_CERTS.
           const { NODE_EXTRA_CA_CERTS: _unused, ...environment } = process.env;
-          const registryCpuBefore = registry.cpuSeconds();
-          const sample = measure(
-            process.execPath,
-            row.nodeFloor({ sourceRegistry: registry.host, registry: registry.host }),
-            {
-              env: environment,
-            },
-          );
-          sample.registryCpuSeconds = registry.cpuSeconds() - registryCpuBefore;
-          nodeFloorSamples.push(sample);
+          // A row that writes to a new registry gets one for the floor too.
+          const pushRegistry = row.freshRegistry ? await startRegistry('push-registry') : undefined;
+          try {
+            const registries = [registry, pushRegistry].filter(Boolean);
+            const registryCpuBefore = registries.reduce((sum, server) => sum + server.cpuSeconds(), 0);
+            const sample = measure(
+              process.execPath,
+              row.nodeFloor({ sourceRegistry: registry.host, registry: (pushRegistry ?? registry).host }),
+              {
+                env: environment,
+              },
+            );
+            sample.registryCpuSeconds =
+              registries.reduce((sum, server) => sum + server.cpuSeconds(), 0) - registryCpuBefore;
+            nodeFloorSamples.push(sample);
+          } finally {
+            await pushRegistry?.stop();
+          }
         }
       }
     } catch (error) {
@@ -1521,11 +1536,17 @@ if (noop?.gantry && noop.nodeFloor) {
   );
 }
 
-for (const [rowName, floorScript, what] of [
+for (const [rowName, floorScript, what, withRegistries = false] of [
   [
     'inspect-docker',
     'node-floor-inspect.mjs',
     'node:http, ping, manifest, config and tag list; no configuration, no HTTPS probe',
+  ],
+  [
+    'sync-registry-tags',
+    'node-floor-sync.mjs',
+    'node:http, 2 pings, 2 tag lists, per image a manifest GET, per blob not yet sent a GET, a POST and a PUT with the bytes, the manifest PUT, 4 images at once; no configuration, no signatures, blobs whole in memory',
+    true,
   ],
   [
     'oci-to-registry-repush',
@@ -1537,8 +1558,13 @@ for (const [rowName, floorScript, what] of [
   if (!row?.gantry || !row.nodeFloor) continue;
   const floor = row.nodeFloor;
   const bar = row.reference && row.target ? row.target.ratio * row.reference.medianSeconds : undefined;
+  // Where the registries share the CPUs with the program: their CPU time beside it.
+  const registriesOf = (summary) =>
+    withRegistries && summary.medianRegistryCpuSeconds !== undefined
+      ? ` + registries ${summary.medianRegistryCpuSeconds.toFixed(3)} s`
+      : '';
   derived.push(
-    `${rowName} beside the least a Node.js program does for it (apps/bench/src/${floorScript}: ${what}): ${floor.medianSeconds.toFixed(3)} s wall, CPU ${floor.medianCpuSeconds.toFixed(3)} s; Gantry ${row.gantry.medianSeconds.toFixed(3)} s (CPU ${row.gantry.medianCpuSeconds.toFixed(3)} s)` +
+    `${rowName} beside the least a Node.js program does for it (apps/bench/src/${floorScript}: ${what}): ${floor.medianSeconds.toFixed(3)} s wall, CPU ${floor.medianCpuSeconds.toFixed(3)} s${registriesOf(floor)}; Gantry ${row.gantry.medianSeconds.toFixed(3)} s (CPU ${row.gantry.medianCpuSeconds.toFixed(3)} s${registriesOf(row.gantry)})` +
       (bar !== undefined
         ? `, skopeo ${row.reference.medianSeconds.toFixed(3)} s, so ${row.target.ratio} × skopeo = ${bar.toFixed(3)} s is ${bar < floor.medianSeconds ? 'below' : 'above'} what Node.js alone needs`
         : ''),
