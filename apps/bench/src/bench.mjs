@@ -48,6 +48,7 @@ const gantryLibraryCopy = resolve(here, 'gantry-library-copy.mjs');
 const nodeFloorSyncNoop = resolve(here, 'node-floor-sync-noop.mjs');
 const nodeFloorInspect = resolve(here, 'node-floor-inspect.mjs');
 const nodeFloorRepush = resolve(here, 'node-floor-repush.mjs');
+const nodeFloorMount = resolve(here, 'node-floor-mount.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
 
 // `pnpm bench -- --runs 5` hands the `--` on: drop it.
@@ -790,6 +791,8 @@ const rows = [
       `docker://${registry}/bench/manylayers:v1`,
       `docker://${registry}/${repository}:v1`,
     ],
+    // Measured in the same runs: the least a Node.js program does for it (to a new repository too).
+    nodeFloor: ({ registry, repository }) => [nodeFloorMount, registry, 'bench/manylayers', 'v1', repository],
     target: target(0.7, 'issue 16'),
   },
   {
@@ -1402,7 +1405,11 @@ try {
           const registryCpuBefore = registry.cpuSeconds();
           const sample = measure(
             process.execPath,
-            row.nodeFloor({ sourceRegistry: registry.host, registry: registry.host }),
+            row.nodeFloor({
+              sourceRegistry: registry.host,
+              registry: registry.host,
+              repository: `bench-${runId}/${row.name}-node-floor-${run}`,
+            }),
             {
               env: environment,
             },
@@ -1531,6 +1538,11 @@ for (const [rowName, floorScript, what] of [
     'oci-to-registry-repush',
     'node-floor-repush.mjs',
     'node:http, ping, a HEAD per blob, the manifest PUT; no configuration, no verification',
+  ],
+  [
+    'registry-to-registry-mount',
+    'node-floor-mount.mjs',
+    'node:http, ping, the manifest GET, a mount per blob, the manifest PUT; no configuration, no verification',
   ],
 ]) {
   const row = byName.get(rowName);
