@@ -321,17 +321,25 @@ const lazyBuiltins = new Set([
 /**
  * Rewrites the top-level `let node_x = require("node:x");` of the built-in modules in lazyBuiltins into
  * a stand-in that requires the module at its first property access (a Proxy, so that exports of a newer
- * Node, looked for before use, are seen). Modules the bundle converts with `__toESM` (their properties
- * copied at once) stay as they are. And `const x = require("node:assert");` of a module that only calls
+ * Node, looked for before use, are seen), also where the bundle converts the module with `__toESM` for a
+ * namespace import (node:zlib, imported so by the compression code and loaded by no command that moves
+ * no compressed bytes). And `const x = require("node:assert");` of a module that only calls
  * `x(…)` becomes a check that requires node:assert when it fails (see below).
  */
 function requireBuiltinsLazily(code) {
   let rewritten = 0;
-  let result = code.replace(/^let (node_[\w$]+) = require\("node:([\w/]+)"\);$/gm, (line, variable, name) => {
-    if (!lazyBuiltins.has(name) || code.includes(`${variable} = __toESM(`)) return line;
-    rewritten += 1;
-    return `let ${variable} = __lazyBuiltin("node:${name}");`;
-  });
+  let result = code.replace(
+    /^let (node_[\w$]+) = require\("node:([\w/]+)"\);(\n\1 = __toESM\(\1, 1\);)?$/gm,
+    (line, variable, name, converted) => {
+      if (!lazyBuiltins.has(name)) return line;
+      // A namespace or default import (`import * as zlib`): the bundle converts the module with
+      // `__toESM(x, 1)`, which copies its properties at once and adds `default` (the module itself).
+      // The stand-in then answers `default` with the module.
+      if (converted === undefined && code.includes(`${variable} = __toESM(`)) return line;
+      rewritten += 1;
+      return `let ${variable} = __lazyBuiltin("node:${name}"${converted ? ', true' : ''});`;
+    },
+  );
   // node:assert (with its AssertionError, diffing and colour support) costs a run that loads undici
   // ~3 % of its CPU time, for checks that hold: where a module only calls it (`assert(condition)`,
   // no `assert.method`), it is loaded at the first check that fails.
@@ -346,15 +354,16 @@ function requireBuiltinsLazily(code) {
   const helper =
     (rewritten === 0
       ? ''
-      : 'var __lazyBuiltin = (name) => {\n' +
+      : 'var __lazyBuiltin = (name, withDefault) => {\n' +
         '\tlet loaded;\n' +
         '\tconst load = () => loaded ??= require(name);\n' +
+        '\tconst target = () => withDefault ? { ...load(), default: load() } : load();\n' +
         '\treturn new Proxy({}, {\n' +
-        '\t\tget: (_, key) => load()[key],\n' +
-        '\t\thas: (_, key) => key in load(),\n' +
-        '\t\townKeys: () => Reflect.ownKeys(load()),\n' +
+        '\t\tget: (_, key) => withDefault && key === "default" ? load() : load()[key],\n' +
+        '\t\thas: (_, key) => key in target(),\n' +
+        '\t\townKeys: () => Reflect.ownKeys(target()),\n' +
         '\t\tgetOwnPropertyDescriptor: (_, key) => {\n' +
-        '\t\t\tconst descriptor = Reflect.getOwnPropertyDescriptor(load(), key);\n' +
+        '\t\t\tconst descriptor = Reflect.getOwnPropertyDescriptor(target(), key);\n' +
         '\t\t\treturn descriptor && { ...descriptor, configurable: true };\n' +
         '\t\t}\n' +
         '\t});\n' +

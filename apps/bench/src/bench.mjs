@@ -49,6 +49,7 @@ const nodeFloorSyncNoop = resolve(here, 'node-floor-sync-noop.mjs');
 const nodeFloorSync = resolve(here, 'node-floor-sync.mjs');
 const nodeFloorInspect = resolve(here, 'node-floor-inspect.mjs');
 const nodeFloorRepush = resolve(here, 'node-floor-repush.mjs');
+const nodeFloorMount = resolve(here, 'node-floor-mount.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
 
 // `pnpm bench -- --runs 5` hands the `--` on: drop it.
@@ -791,6 +792,8 @@ const rows = [
       `docker://${registry}/bench/manylayers:v1`,
       `docker://${registry}/${repository}:v1`,
     ],
+    // Measured in the same runs: the least a Node.js program does for it (to a new repository too).
+    nodeFloor: ({ registry, repository }) => [nodeFloorMount, registry, 'bench/manylayers', 'v1', repository],
     target: target(0.7, 'issue 16'),
   },
   {
@@ -1413,7 +1416,11 @@ try {
             const registryCpuBefore = registries.reduce((sum, server) => sum + server.cpuSeconds(), 0);
             const sample = measure(
               process.execPath,
-              row.nodeFloor({ sourceRegistry: registry.host, registry: (pushRegistry ?? registry).host }),
+              row.nodeFloor({
+                sourceRegistry: registry.host,
+                registry: (pushRegistry ?? registry).host,
+                repository: `bench-${runId}/${row.name}-node-floor-${run}`,
+              }),
               {
                 env: environment,
               },
@@ -1552,6 +1559,11 @@ for (const [rowName, floorScript, what, withRegistries = false] of [
     'oci-to-registry-repush',
     'node-floor-repush.mjs',
     'node:http, ping, a HEAD per blob, the manifest PUT; no configuration, no verification',
+  ],
+  [
+    'registry-to-registry-mount',
+    'node-floor-mount.mjs',
+    'node:http, ping, the manifest GET, a mount per blob, the manifest PUT; no configuration, no verification',
   ],
 ]) {
   const row = byName.get(rowName);

@@ -182,6 +182,39 @@ describe('pnpm bench --quick', () => {
   );
 
   it(
+    'measures the least a Node.js program does for the mounts to a new repository in the same runs, as a derived line',
+    () => {
+      const output = join(directory, 'mount');
+      const run = runBench(
+        '--quick',
+        '--rows',
+        'registry-to-registry-mount',
+        '--runs',
+        '2',
+        '--no-floors',
+        '--output-dir',
+        output,
+        '--work-dir',
+        join(directory, 'work'),
+      );
+      expect(run.status, run.stderr).toBe(0);
+      const results = JSON.parse(readFileSync(join(output, 'bench', 'results.json'), 'utf8'));
+      const [row] = results.rows;
+      expect(row.name).toBe('registry-to-registry-mount');
+      expect(row.error).toBeUndefined();
+      expect(row.nodeFloor.samples).toHaveLength(2);
+      for (const key of ['medianSeconds', 'medianCpuSeconds', 'medianRegistryCpuSeconds'])
+        expect(positive(row.nodeFloor[key])).toBe(true);
+      const derived = results.derived.find((line: string) =>
+        line.startsWith('registry-to-registry-mount beside'),
+      );
+      expect(derived).toContain(`${row.nodeFloor.medianSeconds.toFixed(3)} s wall`);
+      expect(derived).toContain(`skopeo ${row.reference.medianSeconds.toFixed(3)} s`);
+    },
+    benchTimeoutMs,
+  );
+
+  it(
     'measures the least a Node.js program does for a sync into a new registry in the same runs, as a derived line',
     () => {
       const output = join(directory, 'sync-floor');

@@ -83,9 +83,17 @@ export async function readSmallFile(
         `${description} ${filePath} is too large (${stats.size} bytes, at most ${limit} accepted)`,
       );
     }
-    const buffer = Buffer.alloc(limit + 1);
+    // Room for the size the file has now and one byte more (so a read that fills it tells the file grew),
+    // grown up to the limit while it keeps growing: never the limit at once, which for an index is 64 MiB
+    // of zeroed memory (and a garbage collection it prompts) to read a few hundred bytes.
+    let buffer = Buffer.allocUnsafe(Math.min(stats.size, limit) + 1);
     let length = 0;
     for (;;) {
+      if (length === buffer.length) {
+        const larger = Buffer.allocUnsafe(Math.min(buffer.length * 2, limit + 1));
+        buffer.copy(larger, 0, 0, length);
+        buffer = larger;
+      }
       const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
       if (bytesRead === 0) break;
       length += bytesRead;

@@ -156,7 +156,11 @@ class OciImageSource implements ImageSource {
           throw new GantryError(ErrorCodes.InvalidLayout, `blob ${filePath} is not a regular file`);
         }
         return {
-          stream: handle.createReadStream({ autoClose: true, highWaterMark: blobReadChunkSize }),
+          // A blob smaller than a chunk (a config) is read into a buffer of its size, not of 1 MiB.
+          stream: handle.createReadStream({
+            autoClose: true,
+            highWaterMark: Math.min(blobReadChunkSize, stats.size + 1),
+          }),
           size: stats.size,
         };
       } catch (error) {
