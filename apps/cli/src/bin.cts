@@ -14,7 +14,9 @@
  *   them in ASCII, and a one-byte read skips UTF-8 decoding of ~1 MiB.
  * The directory is `$NODE_COMPILE_CACHE`, else `$XDG_CACHE_HOME/gantry/compile-cache` (default
  * `~/.cache/…`), created private to the user; `NODE_DISABLE_COMPILE_CACHE=1` turns caching off. A cache
- * that cannot be read or written is skipped: the command runs as without it.
+ * that cannot be read or written is skipped: the command runs as without it. Each build of Gantry has
+ * its own cache files, so a run that writes one also prunes the directory (`pruneCodeCache`): files
+ * unchanged for `staleCacheDays` go, then the oldest beyond `maximumCacheFiles`.
  *
  * CommonJS, not an ES module: Node starts a CommonJS entry without its ES module loader, and
  * `require('node:…')` does not enumerate a built-in module's exports as an ES import does (which loads
@@ -158,6 +160,40 @@ function runKind(): string {
   return [command, ...transports].join('-');
 }
 
+/** A cache file not written for this long is removed (a build no longer run; rewritten if it is). */
+const staleCacheDays = 30;
+/** At most this many cache files are kept (the most recently written). */
+const maximumCacheFiles = 256;
+let codeCachePruned = false;
+
+/**
+ * Removes Gantry's cache files (and temporary files left by a run that died) that are stale, then the
+ * oldest beyond the maximum: called after a run wrote a new cache file, so a run that only reads pays
+ * nothing. Other files in the directory (Node's own cache, when shared) are left alone.
+ */
+function pruneCodeCache(directory: string): void {
+  if (codeCachePruned) return;
+  codeCachePruned = true;
+  const now = Date.now();
+  const kept: Array<{ file: string; mtimeMs: number }> = [];
+  for (const name of fs.readdirSync(directory)) {
+    const temporary = /^gantry-.*\.cache\.\d+\.tmp$/.test(name);
+    if (!temporary && !/^gantry-.*\.cache$/.test(name)) continue;
+    const file = path.join(directory, name);
+    try {
+      const { mtimeMs } = fs.statSync(file);
+      const age = now - mtimeMs;
+      if (age > (temporary ? 3_600_000 : staleCacheDays * 86_400_000)) fs.rmSync(file, { force: true });
+      else if (!temporary) kept.push({ file, mtimeMs });
+    } catch {
+      // Removed meanwhile.
+    }
+  }
+  if (kept.length <= maximumCacheFiles) return;
+  kept.sort((left, right) => right.mtimeMs - left.mtimeMs);
+  for (const { file } of kept.slice(maximumCacheFiles)) fs.rmSync(file, { force: true });
+}
+
 /**
  * Runs one CommonJS file of dist/ (main.cjs, or a package it requires lazily, main-lazy-*.cjs) through a
  * `vm.Script` with V8's code cache (Node 20, see the module comment) and returns its `module.exports`.
@@ -198,6 +234,7 @@ function runWithCodeCache(
         const temporary = `${cacheFile}.${process.pid}.tmp`;
         fs.writeFileSync(temporary, script.createCachedData(), { mode: 0o600 });
         fs.renameSync(temporary, cacheFile);
+        if (cachedData === undefined) pruneCodeCache(directory);
       } catch {
         // No cache this time.
       }

@@ -9,7 +9,18 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  cp,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -371,6 +382,56 @@ describe('the compiled-code cache', () => {
     expect(afterDamage.stderr).toBe('');
     expect(afterDamage.stdout).toBe(first.stdout);
     expect((await stat(cacheFile)).size).toBeGreaterThan(10_000);
+  });
+});
+
+describe('the compiled-code cache directory', () => {
+  it('is pruned by a run that writes a cache file: stale files, then the oldest beyond 256, others left alone', async () => {
+    const cacheHome = join(root, 'cache-home-prune');
+    const directory = join(cacheHome, 'gantry', 'compile-cache');
+    await mkdir(directory, { recursive: true, mode: 0o700 });
+    const day = 86_400_000;
+    const stale = join(directory, 'gantry-v0.0.0-x64-main-1-1-inspect-oci.cache');
+    const deadRunLeftover = join(directory, 'gantry-v0.0.0-x64-main-1-1-copy.cache.4242.tmp');
+    const notOurs = join(directory, 'someone-else.bin');
+    for (const file of [stale, deadRunLeftover, notOurs]) {
+      await writeFile(file, 'x');
+      await utimes(file, new Date(Date.now() - 40 * day), new Date(Date.now() - 40 * day));
+    }
+    // 300 files of older builds, one day apart in age: the 256 newest stay (with this run's files, which
+    // are newer still, the oldest of them go too).
+    for (let index = 0; index < 300; index++) {
+      const file = join(directory, `gantry-v0.0.0-x64-main-${index}-1-other.cache`);
+      await writeFile(file, 'x');
+      const at = new Date(Date.now() - (index + 1) * 60_000);
+      await utimes(file, at, at);
+    }
+    const run = runInstalled(alone, ['inspect', '--raw', `oci:${layout}:latest`], {
+      XDG_CACHE_HOME: cacheHome,
+    });
+    expect(run.stderr).toBe('');
+    const names = await readdir(directory);
+    expect(names).not.toContain('gantry-v0.0.0-x64-main-1-1-inspect-oci.cache');
+    expect(names).not.toContain('gantry-v0.0.0-x64-main-1-1-copy.cache.4242.tmp');
+    expect(names).toContain('someone-else.bin');
+    const cacheFiles = names.filter((name) => name.endsWith('.cache'));
+    expect(cacheFiles).toHaveLength(256);
+    // This run's own cache files are kept, and the newest of the older ones; the oldest went.
+    expect(
+      cacheFiles.some((name) => name.endsWith('-inspect-oci.cache') && !name.startsWith('gantry-v0.0.0')),
+    ).toBe(true);
+    expect(cacheFiles).toContain('gantry-v0.0.0-x64-main-0-1-other.cache');
+    expect(cacheFiles).not.toContain('gantry-v0.0.0-x64-main-299-1-other.cache');
+
+    // A run that only reads the cache prunes nothing.
+    const extra = join(directory, 'gantry-v0.0.0-x64-main-1000-1-other.cache');
+    await writeFile(extra, 'x');
+    await utimes(extra, new Date(Date.now() - 40 * day), new Date(Date.now() - 40 * day));
+    const again = runInstalled(alone, ['inspect', '--raw', `oci:${layout}:latest`], {
+      XDG_CACHE_HOME: cacheHome,
+    });
+    expect(again.stderr).toBe('');
+    expect(await readdir(directory)).toContain('gantry-v0.0.0-x64-main-1000-1-other.cache');
   });
 });
 
