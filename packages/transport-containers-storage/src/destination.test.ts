@@ -11,8 +11,11 @@ import type { Digest } from '@gantry/core';
 import { type FixtureImage, type FixtureImageSpec, fixturePresets } from '@gantry/core/testing';
 import { type ImageDestination, verifyingStage } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ContainersStorageDestination } from './destination.js';
+import { createVfsDriver } from './drivers/vfs.js';
 import { layerIdFor } from './ids.js';
-import type { LayerRecord } from './store.js';
+import type { ContainersStorageReference } from './reference.js';
+import { ContainersStore, type LayerRecord } from './store.js';
 import { createTestStore, fixtureLayout, type TestStore } from './test-support/stores.js';
 import { createContainersStorageTransport } from './transport.js';
 
@@ -412,3 +415,163 @@ describe('containers-storage destination: a copy failing in its second of three 
 async function recordIds(): Promise<string[]> {
   return (await layerRecords()).map((layer) => layer.id);
 }
+
+describe('containers-storage destination: consecutive layers under one layers lock', () => {
+  const fourLayers: FixtureImageSpec = {
+    format: 'oci',
+    layers: [0, 1, 2, 3].map((index) => ({
+      entries: [
+        { type: 'directory' as const, path: 'data' },
+        {
+          type: 'file' as const,
+          path: `data/layer-${index}.bin`,
+          randomSize: 70_000 + index,
+          seed: `four-${index}`,
+        },
+      ],
+    })),
+  };
+
+  /**
+   * A destination on a real store whose layers.json writes are watched: after each one, the file on
+   * disk is checked (every complete layer has its tar-split and its directory; at most one layer is
+   * incomplete) and counted, as are the exclusive layers lock transactions.
+   */
+  async function watchedDestination(name: string) {
+    const reference = transport.parseReference(
+      `${store.specification}${name}:t`,
+    ) as ContainersStorageReference;
+    const watched = new ContainersStore(
+      reference.location,
+      createVfsDriver({ graphRoot: store.graphRoot, runRoot: store.runRoot, options: [], rootless: false }),
+    );
+    const counts = { exclusiveLocks: 0, layersJsonWrites: 0 };
+    const problems: string[] = [];
+    const check = async () => {
+      counts.layersJsonWrites++;
+      const records = await layerRecords();
+      const incomplete = records.filter((record) => record.flags?.incomplete === true);
+      if (incomplete.length > 1) problems.push(`${incomplete.length} incomplete layers at once`);
+      for (const record of records) {
+        if (record.flags?.incomplete === true) continue;
+        const tarSplit = await readFile(watched.tarSplitPath(record.id)).catch(() => undefined);
+        if (!tarSplit) problems.push(`complete layer ${record.id} has no tar-split`);
+        const files = await readdir(join(store.graphRoot, 'vfs', 'dir', record.id)).catch(() => undefined);
+        if (!files) problems.push(`complete layer ${record.id} has no directory`);
+      }
+    };
+    const openLayers = watched.openLayers.bind(watched);
+    watched.openLayers = async (exclusive, options) => {
+      const opened = await openLayers(exclusive, options);
+      if (exclusive) counts.exclusiveLocks++;
+      const { table } = opened;
+      const saveAsync = table.saveAsync.bind(table);
+      const save = table.save.bind(table);
+      table.saveAsync = async (alongside) => {
+        await saveAsync(alongside);
+        await check();
+      };
+      table.save = () => {
+        save();
+        // Synchronous save: checked at the next asynchronous one (or at the end of the test).
+      };
+      return opened;
+    };
+    const destination = new ContainersStorageDestination(reference, watched, {
+      temporaryDirectory: store.directory,
+    });
+    return { destination, counts, problems };
+  }
+
+  const putFour = (
+    destination: ImageDestination,
+    four: FixtureImage,
+    index: number,
+    diffIds = four.images[0]!.diffIds,
+  ) => {
+    const digest = four.images[0]!.layerDigests[index]!;
+    const blob = four.blobs.get(digest)!;
+    return destination.putBlob(
+      blob.open(),
+      { digest, size: blob.size },
+      { isConfig: false, layerIndex: index, layerDiffIds: diffIds },
+    );
+  };
+
+  it('completes a layer and prepares the next one in one layers.json write, with the lock held from one to the next', async () => {
+    const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
+    const instance = four.images[0]!;
+    const { destination, counts, problems } = await watchedDestination('four');
+    try {
+      // Layers 1-3 arrive first (spooled, their parents not in the store), then layer 0 (streamed in):
+      // once it is stored, 1, 2 and 3 follow one another.
+      for (const index of [1, 2, 3]) await putFour(destination, four, index);
+      expect(await layerRecords()).toEqual([]);
+      await putFour(destination, four, 0);
+      const config = four.blobs.get(instance.configDigest)!;
+      await destination.putBlob(
+        config.open(),
+        { digest: instance.configDigest, size: config.size },
+        { isConfig: true },
+      );
+      const manifest = four.manifests.get(instance.manifestDigest)!;
+      await destination.putManifest(manifest.bytes, manifest.mediaType);
+      await destination.commit();
+    } finally {
+      await destination.close();
+    }
+    expect(problems).toEqual([]);
+    // One exclusive transaction for the four layers; layers.json written once to start layer 0, once
+    // per layer to complete it (and start the next one), instead of twice per layer.
+    expect(counts).toEqual({ exclusiveLocks: 1, layersJsonWrites: 5 });
+    const records = await layerRecords();
+    let parent: string | undefined;
+    expect(records.map((record) => [record.id, record.parent, record.flags])).toEqual(
+      instance.diffIds.map((diffId) => {
+        const id = layerIdFor(parent, diffId);
+        const row = [id, parent, undefined];
+        parent = id;
+        return row;
+      }),
+    );
+    const inspected = JSON.parse(await store.podman(['image', 'inspect', 'four:t']));
+    expect(inspected[0].RootFS.Layers).toEqual(instance.diffIds);
+    const mountPoint = (await store.podman(['image', 'mount', 'four:t'])).trim();
+    try {
+      expect((await readdir(join(mountPoint, 'data'))).sort()).toEqual(
+        [0, 1, 2, 3].map((index) => `layer-${index}.bin`),
+      );
+    } finally {
+      await store.podman(['image', 'unmount', 'four:t']);
+    }
+  }, 180_000);
+
+  it('removes the prepared layer and releases the lock when a layer of the chain fails', async () => {
+    const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
+    const instance = four.images[0]!;
+    // Layer 2's DiffID given wrong (layer 3's): its contents do not match when it is applied.
+    const diffIds = [...instance.diffIds];
+    diffIds[2] = instance.diffIds[3]!;
+    const { destination, problems } = await watchedDestination('four');
+    try {
+      for (const index of [1, 2, 3]) await putFour(destination, four, index, diffIds);
+      await putFour(destination, four, 0, diffIds);
+      const config = four.blobs.get(instance.configDigest)!;
+      await destination.putBlob(
+        config.open(),
+        { digest: instance.configDigest, size: config.size },
+        { isConfig: true },
+      );
+      const manifest = four.manifests.get(instance.manifestDigest)!;
+      await destination.putManifest(manifest.bytes, manifest.mediaType);
+      await expect(destination.commit()).rejects.toThrow(/layer 2 .*DiffID/);
+    } finally {
+      await destination.close();
+    }
+    expect(problems).toEqual([]);
+    expect(await layerRecords()).toEqual([]);
+    expect(await readdir(join(store.graphRoot, 'vfs', 'dir'))).toEqual([]);
+    // The lock is free: podman (another process) takes it.
+    expect(JSON.parse(await store.podman(['images', '-a', '--format', 'json']))).toEqual([]);
+  }, 180_000);
+});

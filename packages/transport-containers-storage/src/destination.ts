@@ -66,7 +66,6 @@ import {
 import { openLayerDiff } from './layer-content.js';
 import type { ContainersStorageReference } from './reference.js';
 import {
-  atomicWriteFile,
   type ContainersStore,
   type ImageRecord,
   incompleteFlag,
@@ -93,6 +92,35 @@ interface ReusedLayer {
   /** The layer found in the store with these contents. */
   layerId: string;
   diffId: string;
+}
+
+/** A layer of known position taken for in-order application: its blob complete, or still arriving. */
+type ReadyLayer =
+  | { index: number; digest: string; growing?: undefined }
+  | { index: number; digest?: undefined; growing: GrowingBlob };
+
+/**
+ * The layers lock, still held after a layer was stored, with the incomplete record of the next layer in
+ * order already saved (in the same layers.json write that completed the previous one): the next
+ * `storeLayer` goes on with it instead of taking the lock and saving the record again.
+ */
+interface HeldLayers {
+  table: LayerTable;
+  release: () => void;
+  /** The layer whose incomplete record is saved. */
+  preparedId: string;
+  /** Set once a `storeLayer` took it over (it then releases the lock). */
+  taken: boolean;
+}
+
+/** Chaining for `storeLayer`: the layers lock it starts with, and the layer that follows. */
+interface LayerChain {
+  held?: HeldLayers;
+  /**
+   * Called with the lock held once the layer is applied, before its record is completed: the next layer
+   * when it can start at once (it is then prepared in the same layers.json write and the lock kept for it).
+   */
+  successor?: (table: LayerTable) => { id: string; parent: string } | undefined;
 }
 
 /** What `storeLayer` records as the layer's compressed form (what was given to the store). */
@@ -394,20 +422,36 @@ export class ContainersStorageDestination implements ImageDestination {
       const parent = index > 0 ? this.orderedLayerIds[index - 1] : undefined;
       const description = `layer ${index} (blob ${info.digest ?? 'being compressed'})`;
       let consumed = false;
+      let successor: ReadyLayer | undefined;
+      let held: HeldLayers | undefined;
       try {
-        await this.storeLayer(id, parent, diffId, description, signal, async (apply) => {
-          consumed = true;
-          const compression = await applyBlobContents(verified, description, apply);
-          if (written === undefined)
-            throw new GantryError(ErrorCodes.Internal, `${description}: the blob was not read to its end`);
-          this.checkSize(info, written.size);
-          return {
-            digest: written.digest,
-            size: written.size,
-            compression: layerCompressionCodes[compression],
-          };
-        });
+        held = await this.storeLayer(
+          id,
+          parent,
+          diffId,
+          description,
+          signal,
+          async (apply) => {
+            consumed = true;
+            const compression = await applyBlobContents(verified, description, apply);
+            if (written === undefined)
+              throw new GantryError(ErrorCodes.Internal, `${description}: the blob was not read to its end`);
+            this.checkSize(info, written.size);
+            return {
+              digest: written.digest,
+              size: written.size,
+              compression: layerCompressionCodes[compression],
+            };
+          },
+          {
+            successor: (table) => {
+              successor = this.takeSuccessor(index, table);
+              return successor && this.layerAt(successor.index);
+            },
+          },
+        );
       } catch (error) {
+        if (successor !== undefined) this.putBack(successor);
         stream.destroy();
         throw error;
       }
@@ -420,45 +464,131 @@ export class ContainersStorageDestination implements ImageDestination {
       }
       this.appliedCount = index + 1;
       this.appliedByDigest.set(written!.digest, { layerId: id, diffId });
+      if (successor !== undefined) {
+        // The next layer goes on in the background with the lock still held.
+        this.runInBackground(successor, held);
+        successor = undefined;
+      }
       return {
         digest: written!.digest,
         size: written!.size,
         ...(info.mediaType ? { mediaType: info.mediaType } : {}),
       };
     } finally {
-      this.busyIndex = undefined;
+      if (this.busyIndex === index) this.busyIndex = undefined;
       this.advance();
     }
   }
 
   /** Applies the next layer in order when its blob is waiting (spooled or found in the store), in the background. */
   private advance(): void {
-    if (this.busyIndex !== undefined || this.backgroundFailure !== undefined || this.closed) return;
-    const index = this.appliedCount;
-    if (this.orderedDiffIds === undefined) return;
+    if (this.busyIndex !== undefined) return;
+    const ready = this.takeReady(this.appliedCount);
+    if (ready !== undefined) this.runInBackground(ready, undefined);
+  }
+
+  /**
+   * The layer at `index` when its blob is there (complete, or arriving into a spool), taken out of the
+   * waiting maps; undefined when it is not there, or the destination failed or was closed.
+   */
+  private takeReady(index: number): ReadyLayer | undefined {
+    if (this.backgroundFailure !== undefined || this.closed || this.orderedDiffIds === undefined)
+      return undefined;
     const digest = this.waitingByIndex.get(index);
-    const growing = digest === undefined ? this.growingByIndex.get(index) : undefined;
-    if (digest === undefined && growing === undefined) return;
-    if (digest !== undefined) this.waitingByIndex.delete(index);
-    else this.growingByIndex.delete(index);
-    this.busyIndex = index;
-    const parent = index > 0 ? this.orderedLayerIds[index - 1] : undefined;
-    const diffId = this.orderedDiffIds[index]!;
+    if (digest !== undefined) {
+      this.waitingByIndex.delete(index);
+      return { index, digest };
+    }
+    const growing = this.growingByIndex.get(index);
+    if (growing !== undefined) {
+      this.growingByIndex.delete(index);
+      return { index, growing };
+    }
+    return undefined;
+  }
+
+  /**
+   * The layer after `index`, taken when it can start as soon as layer `index` is stored: its blob is
+   * there and the store does not have it yet (seen in `table`, under the lock).
+   */
+  private takeSuccessor(index: number, table: LayerTable): ReadyLayer | undefined {
+    const next = index + 1;
+    if (this.orderedDiffIds === undefined || next >= this.orderedDiffIds.length) return undefined;
+    if (table.byId(this.orderedLayerIds[next]!)) return undefined;
+    return this.takeReady(next);
+  }
+
+  /** Gives back a layer taken by `takeReady` that was not applied. */
+  private putBack(layer: ReadyLayer): void {
+    if (layer.digest !== undefined) this.waitingByIndex.set(layer.index, layer.digest);
+    else this.growingByIndex.set(layer.index, layer.growing);
+  }
+
+  /** The ID and parent of the layer at `index` (not the first). */
+  private layerAt(index: number): { id: string; parent: string } {
+    return { id: this.orderedLayerIds[index]!, parent: this.orderedLayerIds[index - 1]! };
+  }
+
+  /**
+   * Applies `first` and then, while the next layer in order is there when one is stored, the next ones,
+   * in the background: the layers lock stays held from one to the next, and each layers.json write that
+   * completes a layer also saves the next one's incomplete record. `held`: the lock held for `first`.
+   */
+  private runInBackground(first: ReadyLayer, held: HeldLayers | undefined): void {
+    this.busyIndex = first.index;
     const work = (async () => {
+      let current: ReadyLayer | undefined = first;
+      let holding = held;
       try {
-        if (growing !== undefined) {
-          await this.storeLayerFromGrowingSpool(index, growing, diffId, parent, this.context.signal);
-        } else {
-          await this.storeLayerFromBlob(index, digest!, diffId, parent, this.context.signal);
+        while (current !== undefined) {
+          const layer: ReadyLayer = current;
+          current = undefined;
+          this.busyIndex = layer.index;
+          let successor: ReadyLayer | undefined;
+          const chain: LayerChain = {
+            ...(holding ? { held: holding } : {}),
+            successor: (table) => {
+              successor = this.takeSuccessor(layer.index, table);
+              return successor && this.layerAt(successor.index);
+            },
+          };
+          const parent = layer.index > 0 ? this.orderedLayerIds[layer.index - 1] : undefined;
+          const diffId = this.orderedDiffIds![layer.index]!;
+          try {
+            const before = holding;
+            holding = layer.growing
+              ? await this.storeLayerFromGrowingSpool(
+                  layer.index,
+                  layer.growing,
+                  diffId,
+                  parent,
+                  this.context.signal,
+                  chain,
+                )
+              : await this.storeLayerFromBlob(
+                  layer.index,
+                  layer.digest,
+                  diffId,
+                  parent,
+                  this.context.signal,
+                  chain,
+                );
+            if (before !== undefined && !before.taken) await this.abandonHeld(before);
+            this.appliedCount = layer.index + 1;
+            current = successor;
+          } catch (error) {
+            if (holding !== undefined && !holding.taken) await this.abandonHeld(holding);
+            holding = undefined;
+            if (successor !== undefined) this.putBack(successor);
+            // A blob whose download failed (broken off, or not the digest announced) is the copy's to retry
+            // (putBlob again) or report; the layer was removed again by storeLayer. Anything else fails the
+            // destination. (The application may fail on the bad bytes before the download is found bad.)
+            if (layer.growing !== undefined) await layer.growing.spool.completed().catch(() => undefined);
+            if (!layer.growing?.spool.failed) this.backgroundFailure = { error };
+          }
         }
-        this.appliedCount = index + 1;
-      } catch (error) {
-        // A blob whose download failed (broken off, or not the digest announced) is the copy's to retry
-        // (putBlob again) or report; the layer was removed again by storeLayer. Anything else fails the
-        // destination. (The application may fail on the bad bytes before the download is found bad.)
-        if (growing !== undefined) await growing.spool.completed().catch(() => undefined);
-        if (!growing?.spool.failed) this.backgroundFailure = { error };
       } finally {
+        if (holding !== undefined && !holding.taken) await this.abandonHeld(holding).catch(() => undefined);
         this.busyIndex = undefined;
       }
     })();
@@ -467,6 +597,20 @@ export class ContainersStorageDestination implements ImageDestination {
       if (this.background === work) this.background = undefined;
       this.advance();
     });
+  }
+
+  /** Removes the prepared (incomplete, never started) record of a held lock, and releases the lock. */
+  private async abandonHeld(held: HeldLayers): Promise<void> {
+    held.taken = true;
+    try {
+      const position = held.table.records.findIndex((record) => record.id === held.preparedId);
+      if (position >= 0) held.table.records.splice(position, 1);
+      const created = this.createdLayers.lastIndexOf(held.preparedId);
+      if (created >= 0) this.createdLayers.splice(created, 1);
+      await held.table.saveAsync();
+    } finally {
+      held.release();
+    }
   }
 
   /** Waits until no layer is being applied in the background. */
@@ -638,18 +782,34 @@ export class ContainersStorageDestination implements ImageDestination {
     expectedDiffId: string,
     parent: string | undefined,
     signal: AbortSignal | undefined,
-  ): Promise<void> {
+    chain?: LayerChain,
+  ): Promise<HeldLayers | undefined> {
     const description = `layer ${index} (blob ${growing.blob ?? 'being compressed'})`;
     const id = layerIdFor(parent, expectedDiffId);
-    await this.storeLayer(id, parent, expectedDiffId, description, signal, async (apply) => {
-      const compression = await applyBlobContents(growing.spool.read(signal), description, apply);
-      // The reader ended: the blob is complete and verified.
-      const blob = await growing.spool.completed();
-      return { digest: blob.digest, size: blob.size, compression: layerCompressionCodes[compression] };
-    });
+    const held = await this.storeLayer(
+      id,
+      parent,
+      expectedDiffId,
+      description,
+      signal,
+      async (apply) => {
+        const compression = await applyBlobContents(growing.spool.read(signal), description, apply);
+        // The reader ended: the blob is complete and verified.
+        const blob = await growing.spool.completed();
+        return { digest: blob.digest, size: blob.size, compression: layerCompressionCodes[compression] };
+      },
+      chain,
+    );
     // (When the store had the layer already, its blob still has to arrive complete.)
-    const blob = await growing.spool.completed();
+    let blob: { digest: Digest; size: number };
+    try {
+      blob = await growing.spool.completed();
+    } catch (error) {
+      if (held !== undefined) await this.abandonHeld(held);
+      throw error;
+    }
     this.appliedByDigest.set(blob.digest, { layerId: id, diffId: expectedDiffId });
+    return held;
   }
 
   /**
@@ -662,7 +822,8 @@ export class ContainersStorageDestination implements ImageDestination {
     expectedDiffId: string,
     parent: string | undefined,
     signal: AbortSignal | undefined,
-  ): Promise<void> {
+    chain?: LayerChain,
+  ): Promise<HeldLayers | undefined> {
     const description = `layer ${index} (blob ${digest})`;
     const spooled = this.spooled.get(digest);
     const reused = spooled ? undefined : (this.reused.get(digest) ?? this.appliedByDigest.get(digest));
@@ -679,53 +840,67 @@ export class ContainersStorageDestination implements ImageDestination {
       );
     }
     const id = layerIdFor(parent, expectedDiffId);
-    await this.storeLayer(id, parent, expectedDiffId, description, signal, async (apply, table) => {
-      if (spooled) {
-        const prefix = await readPrefix(spooled.path);
-        const compression = detectCompression(prefix);
-        const file = createReadStream(spooled.path, { highWaterMark: 1 << 20 });
-        let contents: Readable = file;
-        if (compression !== 'none') {
-          // A decompression bomb stops at core's expansion limit (`ExpansionGuard`).
-          const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer).stages();
-          const decompressor = createDecompressor(compression);
-          contents = file.pipe(guard.input).pipe(decompressor).pipe(guard.output);
-          for (const stage of [file, guard.input, decompressor])
-            stage.on('error', (error: Error) => contents.destroy(error));
+    return this.storeLayer(
+      id,
+      parent,
+      expectedDiffId,
+      description,
+      signal,
+      async (apply, table) => {
+        if (spooled) {
+          const prefix = await readPrefix(spooled.path);
+          const compression = detectCompression(prefix);
+          const file = createReadStream(spooled.path, { highWaterMark: 1 << 20 });
+          let contents: Readable = file;
+          if (compression !== 'none') {
+            // A decompression bomb stops at core's expansion limit (`ExpansionGuard`).
+            const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer).stages();
+            const decompressor = createDecompressor(compression);
+            contents = file.pipe(guard.input).pipe(decompressor).pipe(guard.output);
+            for (const stage of [file, guard.input, decompressor])
+              stage.on('error', (error: Error) => contents.destroy(error));
+          }
+          try {
+            await apply(contents);
+          } finally {
+            contents.destroy();
+            file.destroy();
+          }
+          return { digest, size: spooled.size, compression: layerCompressionCodes[compression] };
         }
+        const source = table.byId(reused!.layerId);
+        if (!source) {
+          throw new GantryError(
+            ErrorCodes.BlobNotFound,
+            `containers-storage: layer ${reused!.layerId} disappeared`,
+          );
+        }
+        const contents = await openLayerDiff(this.store, source);
         try {
           await apply(contents);
         } finally {
           contents.destroy();
-          file.destroy();
         }
-        return { digest, size: spooled.size, compression: layerCompressionCodes[compression] };
-      }
-      const source = table.byId(reused!.layerId);
-      if (!source) {
-        throw new GantryError(
-          ErrorCodes.BlobNotFound,
-          `containers-storage: layer ${reused!.layerId} disappeared`,
-        );
-      }
-      const contents = await openLayerDiff(this.store, source);
-      try {
-        await apply(contents);
-      } finally {
-        contents.destroy();
-      }
-      if (source['compressed-diff-digest'] === digest && (source['compressed-size'] ?? 0) > 0) {
-        return { digest, size: source['compressed-size']!, compression: source.compression ?? 0 };
-      }
-      return undefined;
-    });
+        if (source['compressed-diff-digest'] === digest && (source['compressed-size'] ?? 0) > 0) {
+          return { digest, size: source['compressed-size']!, compression: source.compression ?? 0 };
+        }
+        return undefined;
+      },
+      chain,
+    );
   }
 
   /**
    * Creates layer `id` on `parent` with the layers lock held, as containers/storage does: the record is
    * saved flagged `incomplete`, the driver applies the tar `produce` feeds it (its DiffID must be
-   * `expectedDiffId`), the tar-split is written, and the record completed. On failure everything of the
-   * layer is removed. A layer the store already has is left as it is (`produce` is not called).
+   * `expectedDiffId`), and the record is completed in the layers.json write that also puts the layer's
+   * tar-split in place (synced together, the tar-split renamed first). On failure everything of the layer
+   * is removed. A layer the store already has is left as it is (`produce` is not called).
+   *
+   * Chaining (`chain`): when `chain.held` is given, the lock is already held with this layer's incomplete
+   * record saved. When `chain.successor` names the next layer once this one is applied, that layer's
+   * incomplete record goes into the same layers.json write that completes this one, and the lock is
+   * returned still held (`HeldLayers`) for the next `storeLayer`; otherwise the lock is released.
    */
   private async storeLayer(
     id: string,
@@ -737,65 +912,99 @@ export class ContainersStorageDestination implements ImageDestination {
       apply: (contents: AsyncIterable<Uint8Array>) => Promise<ApplyDiffResult>,
       table: LayerTable,
     ) => Promise<GivenBlob | undefined>,
-  ): Promise<void> {
-    await this.store.withLayers(
-      true,
-      async (table) => {
-        if (table.byId(id)) return;
+    chain: LayerChain = {},
+  ): Promise<HeldLayers | undefined> {
+    let held = chain.held;
+    if (held !== undefined && held.preparedId !== id) {
+      await this.abandonHeld(held);
+      held = undefined;
+    }
+    if (held !== undefined) held.taken = true;
+    const session = held
+      ? { table: held.table, release: held.release }
+      : await this.store
+          .openLayers(true, signal ? { signal } : {})
+          .then(({ table, lock }) => ({ table, release: () => lock.release() }));
+    const { table } = session;
+    let handOver: HeldLayers | undefined;
+    try {
+      let record: LayerRecord;
+      if (held !== undefined) {
+        const prepared = table.byId(id);
+        if (!prepared)
+          throw new GantryError(ErrorCodes.Internal, `${description}: its prepared record disappeared`);
+        record = prepared;
+      } else {
+        if (table.byId(id)) return undefined;
         if (parent !== undefined && !table.byId(parent)) {
           throw new GantryError(
             ErrorCodes.BlobNotFound,
             `containers-storage: parent layer ${parent} of ${description} is not in the store`,
           );
         }
-        const record: LayerRecord = { id };
-        if (parent) record.parent = parent;
-        record.created = goTimestamp();
-        record.flags = { [incompleteFlag]: true };
+        record = newIncompleteRecord(id, parent);
         table.records.push(record);
         await table.saveAsync();
         this.createdLayers.push(id);
-        let result: ApplyDiffResult | undefined;
-        try {
-          await this.store.driver.createLayer(id, parent);
-          const given = await produce(async (contents) => {
-            result = await this.store.driver.applyDiff(id, parent, contents, signal ? { signal } : {});
-            return result;
-          }, table);
-          if (!result) throw new GantryError(ErrorCodes.Internal, `${description}: nothing was applied`);
-          if (result.uncompressedDigest !== expectedDiffId) {
-            throw new GantryError(
-              ErrorCodes.DigestMismatch,
-              `${description}: its contents have digest ${result.uncompressedDigest}, the config's DiffID is ${expectedDiffId}`,
-            );
-          }
-          // On the thread pool: blobs still arriving go on meanwhile.
-          await atomicWriteFile(this.store.tarSplitPath(id), result.tarSplitGzip);
-          delete record.flags;
-          // As containers/storage records a layer put from a stream: the digest and size of what was
-          // given (the uncompressed tar when the layer was rebuilt from another one), and the compression
-          // detected (0, uncompressed, is left out as Go's omitempty does).
-          record['compressed-diff-digest'] = given?.digest ?? result.uncompressedDigest;
-          record['compressed-size'] = given?.size ?? result.uncompressedSize;
-          record['diff-digest'] = result.uncompressedDigest;
-          record['diff-size'] = result.uncompressedSize;
-          if (given?.compression) record.compression = given.compression;
-          if (result.uids.length) record.uidset = result.uids;
-          if (result.gids.length) record.gidset = result.gids;
-          reorderLayerRecord(record);
-          await table.saveAsync();
-        } catch (error) {
-          await this.store.driver.removeLayer(id).catch(() => undefined);
-          await rm(this.store.tarSplitPath(id), { force: true });
-          const position = table.records.indexOf(record);
-          if (position >= 0) table.records.splice(position, 1);
-          table.save();
-          this.createdLayers.splice(this.createdLayers.lastIndexOf(id), 1);
-          throw layerFailure(error, description);
+      }
+      let next: LayerRecord | undefined;
+      let result: ApplyDiffResult | undefined;
+      try {
+        await this.store.driver.createLayer(id, parent);
+        const given = await produce(async (contents) => {
+          result = await this.store.driver.applyDiff(id, parent, contents, signal ? { signal } : {});
+          return result;
+        }, table);
+        if (!result) throw new GantryError(ErrorCodes.Internal, `${description}: nothing was applied`);
+        if (result.uncompressedDigest !== expectedDiffId) {
+          throw new GantryError(
+            ErrorCodes.DigestMismatch,
+            `${description}: its contents have digest ${result.uncompressedDigest}, the config's DiffID is ${expectedDiffId}`,
+          );
         }
-      },
-      { signal },
-    );
+        delete record.flags;
+        // As containers/storage records a layer put from a stream: the digest and size of what was
+        // given (the uncompressed tar when the layer was rebuilt from another one), and the compression
+        // detected (0, uncompressed, is left out as Go's omitempty does).
+        record['compressed-diff-digest'] = given?.digest ?? result.uncompressedDigest;
+        record['compressed-size'] = given?.size ?? result.uncompressedSize;
+        record['diff-digest'] = result.uncompressedDigest;
+        record['diff-size'] = result.uncompressedSize;
+        if (given?.compression) record.compression = given.compression;
+        if (result.uids.length) record.uidset = result.uids;
+        if (result.gids.length) record.gidset = result.gids;
+        reorderLayerRecord(record);
+        const successor = chain.successor?.(table);
+        if (successor !== undefined && successor.parent === id) {
+          next = newIncompleteRecord(successor.id, successor.parent);
+          table.records.push(next);
+          this.createdLayers.push(successor.id);
+        }
+        // The tar-split and layers.json synced together (on the thread pool: blobs still arriving go on
+        // meanwhile); the tar-split is renamed into place first, so the layer is complete when its
+        // record says so.
+        await table.saveAsync([{ path: this.store.tarSplitPath(id), data: result.tarSplitGzip }]);
+        if (next !== undefined)
+          handOver = { table, release: session.release, preparedId: next.id, taken: false };
+        return handOver;
+      } catch (error) {
+        if (next !== undefined) {
+          const position = table.records.indexOf(next);
+          if (position >= 0) table.records.splice(position, 1);
+          const created = this.createdLayers.lastIndexOf(next.id);
+          if (created >= 0) this.createdLayers.splice(created, 1);
+        }
+        await this.store.driver.removeLayer(id).catch(() => undefined);
+        await rm(this.store.tarSplitPath(id), { force: true });
+        const position = table.records.indexOf(record);
+        if (position >= 0) table.records.splice(position, 1);
+        table.save();
+        this.createdLayers.splice(this.createdLayers.lastIndexOf(id), 1);
+        throw layerFailure(error, description);
+      }
+    } finally {
+      if (handOver === undefined) session.release();
+    }
   }
 
   private async commitImage(
@@ -874,12 +1083,13 @@ export class ContainersStorageDestination implements ImageDestination {
               };
               images.records.push(image);
             }
-            await setImageBigDataItems(this.store, image, bigData);
+            const files = setImageBigDataItems(this.store, image, bigData);
             image.digest ||= firstManifestDigest;
             if (name) addImageName(images.records, image, name);
             const position = images.records.indexOf(image);
             images.records[position] = sortedMaps(reorderImageRecord(image));
-            images.save();
+            // The big-data files and images.json synced together, images.json renamed last.
+            await images.saveAsync(files);
           },
           { signal },
         );
@@ -923,6 +1133,15 @@ export class ContainersStorageDestination implements ImageDestination {
       if (directory) await rm(directory, { recursive: true, force: true });
     }
   }
+}
+
+/** A new layer's record, flagged incomplete until its files and tar-split are in place. */
+function newIncompleteRecord(id: string, parent: string | undefined): LayerRecord {
+  const record: LayerRecord = { id };
+  if (parent) record.parent = parent;
+  record.created = goTimestamp();
+  record.flags = { [incompleteFlag]: true };
+  return record;
 }
 
 /** Adds `name` to `image` (first in its names history) and takes it away from any other image, as podman re-tags. */

@@ -112,8 +112,12 @@ export interface LayerTable {
   byId(id: string): LayerRecord | undefined;
   /** Writes layers.json (a new last-writer token first). */
   save(): void;
-  /** As `save`, with the file written and synced on the thread pool (the main thread goes on meanwhile). */
-  saveAsync(): Promise<void>;
+  /**
+   * As `save`, with the file written and synced on the thread pool (the main thread goes on meanwhile).
+   * Files in `alongside` (a layer's tar-split…) are written and synced together with layers.json and
+   * renamed into place before it (see `atomicWriteFiles`).
+   */
+  saveAsync(alongside?: readonly AtomicFile[]): Promise<void>;
 }
 
 /** The image records under the held images lock. */
@@ -121,6 +125,11 @@ export interface ImageTable {
   readonly records: ImageRecord[];
   byId(id: string): ImageRecord | undefined;
   save(): void;
+  /**
+   * As `save`, on the thread pool, with the files of `alongside` (big-data files…) written and synced
+   * together with images.json and renamed into place before it (see `atomicWriteFiles`).
+   */
+  saveAsync(alongside?: readonly AtomicFile[]): Promise<void>;
 }
 
 function parseJsonArray<T>(file: string, text: string): T[] {
@@ -164,28 +173,59 @@ function readJsonArraySync<T>(file: string): T[] {
   return parseJsonArray<T>(file, text);
 }
 
+/** One file for `atomicWriteFiles`. */
+export interface AtomicFile {
+  path: string;
+  data: Uint8Array;
+  /** Default 0o600. */
+  mode?: number;
+}
+
 /**
  * Replaces `file` atomically with `data` (temporary file in the same directory, fsync, rename), as
  * `atomicWriteFileSync` does, with the calls made on the thread pool: the main thread goes on meanwhile.
  */
 export async function atomicWriteFile(file: string, data: Uint8Array, mode = 0o600): Promise<void> {
-  const directory = join(file, '..');
-  await mkdir(directory, { recursive: true, mode: 0o700 });
-  const temporary = join(
-    directory,
-    `.tmp-${randomBytes(6).toString('hex')}-${file.slice(directory.length + 1)}`,
+  await atomicWriteFiles([{ path: file, data, mode }]);
+}
+
+/**
+ * Replaces several files atomically, each as `atomicWriteFile` does, with one wait for the disk instead
+ * of one per file: every temporary file is written and synced at once (on the thread pool; synced
+ * together, the file system commits them in one journal transaction), then they are renamed into place
+ * one after the other, in the order given. So a file that names others (layers.json naming a layer whose
+ * tar-split is written here too, images.json naming big-data files) goes last: whoever reads it finds
+ * the others complete, and a crash before its rename leaves the old version in place. Nothing is
+ * renamed when a write fails (the temporary files are removed).
+ */
+export async function atomicWriteFiles(files: readonly AtomicFile[]): Promise<void> {
+  const temporaries = files.map((file) => {
+    const directory = join(file.path, '..');
+    return join(directory, `.tmp-${randomBytes(6).toString('hex')}-${file.path.slice(directory.length + 1)}`);
+  });
+  const removeTemporaries = () =>
+    Promise.all(temporaries.map((temporary) => rm(temporary, { force: true }).catch(() => undefined)));
+  const writes = await Promise.allSettled(
+    files.map(async (file, index) => {
+      await mkdir(join(file.path, '..'), { recursive: true, mode: 0o700 });
+      const handle = await open(temporaries[index]!, 'w', file.mode ?? 0o600);
+      try {
+        await handle.writeFile(file.data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }),
   );
+  const failed = writes.find((write) => write.status === 'rejected');
+  if (failed) {
+    await removeTemporaries();
+    throw failed.reason;
+  }
   try {
-    const handle = await open(temporary, 'w', mode);
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temporary, file);
+    for (const [index, file] of files.entries()) await rename(temporaries[index]!, file.path);
   } catch (error) {
-    await rm(temporary, { force: true });
+    await removeTemporaries();
     throw error;
   }
 }
@@ -360,6 +400,22 @@ export class ContainersStore {
     action: (table: LayerTable, lock: HeldLock) => Promise<T> | T,
     options: LockOptions = {},
   ): Promise<T> {
+    const { table, lock } = await this.openLayers(exclusive, options);
+    try {
+      return await action(table, lock);
+    } finally {
+      lock.release();
+    }
+  }
+
+  /**
+   * What `withLayers` runs its action on: layers.lock taken and the records read (incomplete layers
+   * removed or skipped as there). The caller releases the lock (`lock.release()`) when done.
+   */
+  async openLayers(
+    exclusive: boolean,
+    options: LockOptions = {},
+  ): Promise<{ table: LayerTable; lock: HeldLock }> {
     if (exclusive) await this.initialize();
     const lock = await acquireLock(join(this.layersDirectory, 'layers.lock'), exclusive, options);
     try {
@@ -376,11 +432,18 @@ export class ContainersStore {
           if (texts[1] !== saved[1]) atomicWriteFileSync(this.volatileLayersJsonPath, texts[1], 0o600, false);
           saved.splice(0, 2, texts[0], texts[1]);
         },
-        saveAsync: async () => {
+        saveAsync: async (alongside = []) => {
           const texts = changedTexts();
-          if (!texts) return;
+          if (!texts) {
+            if (alongside.length) await atomicWriteFiles(alongside);
+            return;
+          }
           lock.recordWrite();
-          if (texts[0] !== saved[0]) await atomicWriteFile(this.layersJsonPath, Buffer.from(texts[0]));
+          await atomicWriteFiles(
+            texts[0] !== saved[0]
+              ? [...alongside, { path: this.layersJsonPath, data: Buffer.from(texts[0]) }]
+              : alongside,
+          );
           if (texts[1] !== saved[1]) atomicWriteFileSync(this.volatileLayersJsonPath, texts[1], 0o600, false);
           saved.splice(0, 2, texts[0], texts[1]);
         },
@@ -406,9 +469,10 @@ export class ContainersStore {
           (table as { records: LayerRecord[] }).records = complete;
         }
       }
-      return await action(table, lock);
-    } finally {
+      return { table, lock };
+    } catch (error) {
       lock.release();
+      throw error;
     }
   }
 
@@ -428,6 +492,13 @@ export class ContainersStore {
         save: () => {
           lock.recordWrite();
           atomicWriteFileSync(file, JSON.stringify(table.records));
+        },
+        saveAsync: async (alongside = []) => {
+          lock.recordWrite();
+          await atomicWriteFiles([
+            ...alongside,
+            { path: file, data: Buffer.from(JSON.stringify(table.records)) },
+          ]);
         },
       };
       return await action(table, lock);
@@ -516,21 +587,17 @@ export function setImageBigData(
 }
 
 /**
- * Sets big-data items of `image` as `setImageBigData` does, writing their files at once on the thread pool
- * (each atomically and synced, as containers/storage does; synced together, the file system commits them
- * in one journal transaction instead of one after the other). The caller holds the images lock and saves
- * the table.
+ * Sets big-data items of `image` as `setImageBigData` does, except that the files are not written here:
+ * they are returned, one per file name (a key given twice: its last value, as consecutive calls would
+ * leave it), for the caller to write with the images table (`ImageTable.saveAsync(files)`: written and
+ * synced together with images.json, renamed into place before it). The caller holds the images lock.
  */
-export async function setImageBigDataItems(
+export function setImageBigDataItems(
   store: ContainersStore,
   image: ImageRecord,
   items: ReadonlyArray<{ key: string; data: Uint8Array; digest: string }>,
-): Promise<void> {
-  // One write per file name (a key given twice: its last value, as consecutive calls would leave it).
+): AtomicFile[] {
   const last = new Map(items.map((item) => [item.key, item]));
-  await Promise.all(
-    [...last.values()].map((item) => atomicWriteFile(store.bigDataPath(image.id, item.key), item.data)),
-  );
   for (const item of items) {
     const names = image['big-data-names'] ?? [];
     if (!names.includes(item.key)) names.push(item.key);
@@ -538,6 +605,7 @@ export async function setImageBigDataItems(
     image['big-data-sizes'] = { ...(image['big-data-sizes'] ?? {}), [item.key]: item.data.byteLength };
     image['big-data-digests'] = { ...(image['big-data-digests'] ?? {}), [item.key]: item.digest };
   }
+  return [...last.values()].map((item) => ({ path: store.bigDataPath(image.id, item.key), data: item.data }));
 }
 
 /** Returns `record` with its map fields' keys sorted, as Go's encoding/json writes maps. */
