@@ -132,14 +132,17 @@ function checksumMatches(block: Buffer, where: () => string): boolean {
   } catch {
     return false;
   }
-  let unsigned = 0;
-  let signed = 0;
+  // The sum of the bytes with the checksum field counted as 8 spaces: unsigned (POSIX), or with each
+  // byte above 127 taken as negative (what some old tars wrote), counted only when the first differs.
+  let unsigned = 8 * 0x20;
+  for (let index = 0; index < 148; index++) unsigned += block[index] as number;
+  for (let index = 156; index < blockSize; index++) unsigned += block[index] as number;
+  if (stored === unsigned) return true;
+  let high = 0;
   for (let index = 0; index < blockSize; index++) {
-    const byte = index >= 148 && index < 156 ? 0x20 : (block[index] as number);
-    unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
+    if ((index < 148 || index >= 156) && (block[index] as number) > 127) high++;
   }
-  return stored === unsigned || stored === signed;
+  return stored === unsigned - 256 * high;
 }
 
 type Format = 'v7' | 'ustar' | 'star' | 'gnu';
