@@ -959,6 +959,133 @@ describe('the requests of a sync', () => {
   }, 120_000);
 });
 
+/**
+ * A proxy to a registry that holds each request `holdUntil` names until the promise it returns
+ * settles, then forwards it; every request's `METHOD path` is passed to `onRequest` when it arrives.
+ */
+async function startGateProxy(
+  registry: TestRegistry,
+  holdUntil: (method: string, path: string) => Promise<void> | undefined,
+  onRequest: (method: string, path: string) => void,
+): Promise<{ host: string; stop(): Promise<void> }> {
+  const server = createServer((request, response) => {
+    const method = request.method ?? 'GET';
+    const path = request.url ?? '/';
+    onRequest(method, path);
+    const forward = () => {
+      const forwarded = httpRequest(
+        { host: '127.0.0.1', port: registry.port, method, path, headers: request.headers },
+        (answer) => {
+          response.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(response);
+        },
+      );
+      forwarded.on('error', () => response.socket?.destroy());
+      request.pipe(forwarded);
+    };
+    const gate = holdUntil(method, path);
+    if (gate === undefined) forward();
+    else void gate.then(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stop: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('what a sync does at the same time', () => {
+  it("lists the destination's tags while the source's, and asks the source while the destination for an image it lists", async () => {
+    // Populate the mirror first.
+    const sync = (sourceHost: string, targetHost: string) =>
+      syncImages({
+        transports: new TransportRegistry([createDockerTransport(), dirTransport, ociTransport]),
+        sourceKind: 'docker',
+        source: `${sourceHost}/library/app`,
+        destinationKind: 'docker',
+        destination: `${targetHost}/together`,
+        sourceContext: dockerContext({ tlsVerify: false }),
+        destinationContext: dockerContext({ tlsVerify: false }),
+        policy: insecureAcceptAnythingPolicy(),
+      });
+    expect(await sync(source.host, target.host)).toMatchObject({ copied: appTags.length, failed: 0 });
+
+    // Requests seen by either proxy, and waiters for them.
+    const seen = new Set<string>();
+    const waiters = new Map<string, Array<() => void>>();
+    const arrived = (key: string) => {
+      seen.add(key);
+      for (const wake of waiters.get(key) ?? []) wake();
+      waiters.delete(key);
+    };
+    // A gate a serial implementation never opens: it deadlocks. After this long every gate opens
+    // anyway (the sync then finishes) and the test fails, naming the gates that timed out.
+    const timedOut: string[] = [];
+    const releaseAll: Array<() => void> = [];
+    let gatesOpen = false;
+    const whenSeen = (key: string, held: string): Promise<void> => {
+      if (seen.has(key)) return Promise.resolve();
+      if (gatesOpen) {
+        timedOut.push(held);
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => {
+        waiters.set(key, [...(waiters.get(key) ?? []), resolve]);
+        releaseAll.push(() => {
+          if (!seen.has(key)) timedOut.push(held);
+          resolve();
+        });
+      });
+    };
+    const openGates = () => {
+      gatesOpen = true;
+      for (const release of releaseAll.splice(0)) release();
+    };
+    const fallback = setTimeout(openGates, 30_000);
+    const sourceProxy = await startGateProxy(
+      source,
+      (method, path) => {
+        // The source's tag list is answered only once the destination's was asked for.
+        if (method === 'GET' && path.startsWith('/v2/library/app/tags/list'))
+          return whenSeen('target GET /v2/together/app/tags/list', `source ${method} ${path}`);
+        return undefined;
+      },
+      (method, path) => arrived(`source ${method} ${path.replace(/\?.*/, '')}`),
+    );
+    const targetProxy = await startGateProxy(
+      target,
+      (method, path) => {
+        // The destination's HEAD for a tag is answered only once the source was asked for that tag.
+        const head = /^\/v2\/together\/app\/manifests\/([^/?]+)$/.exec(path);
+        if (method === 'HEAD' && head)
+          return whenSeen(`source HEAD /v2/library/app/manifests/${head[1]}`, `target ${method} ${path}`);
+        return undefined;
+      },
+      (method, path) => arrived(`target ${method} ${path.replace(/\?.*/, '')}`),
+    );
+    try {
+      expect(await sync(sourceProxy.host, targetProxy.host)).toMatchObject({
+        copied: 0,
+        skipped: appTags.length,
+        failed: 0,
+      });
+      expect(timedOut).toEqual([]);
+      for (const tag of appTags) {
+        expect(seen).toContain(`target HEAD /v2/together/app/manifests/${tag}`);
+        expect(seen).toContain(`source HEAD /v2/library/app/manifests/${tag}`);
+      }
+    } finally {
+      clearTimeout(fallback);
+      openGates();
+      await sourceProxy.stop();
+      await targetProxy.stop();
+    }
+  }, 120_000);
+});
+
 describe('--shard', () => {
   it('n runs together copy every image once', async () => {
     const parts = await Promise.all(

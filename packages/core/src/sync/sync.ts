@@ -7,10 +7,11 @@
  *    names them; two sources with one destination are refused (`--scoped` separates them); then only the
  *    images of the shard are kept.
  * 3. Plan, for every image at once (bounded): the destination is asked for the manifest digest its
- *    name has (a HEAD request on a registry, `manifest.json` in a directory, `index.json` in a layout);
- *    when it has one, the source is asked for its manifest's digest and type (HEAD requests, where the
- *    source transport can): equal digests of a manifest the copy writes unchanged skip the image with
- *    nothing downloaded. Otherwise the source is opened and its manifest read (the opened source is
+ *    name has (a HEAD request on a registry, `manifest.json` in a directory, `index.json` in a layout;
+ *    on a registry, not for a tag its repository's tag list, read while the source's tags are listed,
+ *    lacks); when it has one, the source is asked for its manifest's digest and type (HEAD requests,
+ *    where the source transport can; at the same time as the destination for a tag the list names):
+ *    equal digests of a manifest the copy writes unchanged skip the image with nothing downloaded. Otherwise the source is opened and its manifest read (the opened source is
  *    handed to the copy later, so the manifest is fetched once), which gives its size (configs and
  *    layers, of the instance the copy will take from a list), its blobs and the digest the copy will
  *    write; an image whose destination already has that digest is skipped. A `dir` destination that
@@ -229,6 +230,10 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
     else if (copySignal) context.signal = copySignal;
   }
   const docker = transports.get('docker');
+  const destinationTags =
+    options.destinationKind === 'docker' && docker?.listTags
+      ? new DestinationTagLists(docker, destinationContext, untaggedRepositories)
+      : undefined;
   const found = await findSourceImages({
     kind: options.sourceKind,
     source: options.source,
@@ -238,7 +243,20 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
     yaml,
     concurrency: imageConcurrency,
     warn: (message) => emit({ type: 'warning', message }),
-    onListTags: (repository) => emit({ type: 'list-tags', repository }),
+    onListTags: (repository) => {
+      emit({ type: 'list-tags', repository });
+      // The destination repository's tags are read while the source's are: planning needs them
+      // first thing, and both lists (and the destination's ping) then cost one round trip, not two.
+      if (destinationTags !== undefined) {
+        const repositoryDestination = destinationRepositoryFor(
+          transports,
+          options.destination,
+          repository,
+          options.scoped === true,
+        );
+        if (repositoryDestination !== undefined) destinationTags.prefetch(repositoryDestination);
+      }
+    },
     listTags: async (repository: DockerReference, context) => {
       if (!docker?.listTags) {
         throw new GantryError(ErrorCodes.NotSupported, 'the docker transport cannot list tags');
@@ -341,10 +359,6 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
   const selection = options.imageListSelection ?? 'system';
   const layoutIndex =
     options.destinationKind === 'oci' ? await readLayoutRefNames(options.destination) : undefined;
-  const destinationTags =
-    options.destinationKind === 'docker' && docker?.listTags
-      ? new DestinationTagLists(docker, destinationContext, untaggedRepositories)
-      : undefined;
   const closeOpenedSources = async () => {
     await Promise.allSettled(planned.map((plan) => plan.openedSource?.close()));
     for (const plan of planned) plan.openedSource = undefined;
@@ -358,6 +372,10 @@ export async function syncImages(options: SyncOptions): Promise<SyncResult> {
         ? Math.max(registryConcurrency * 2, planningRequestsAtOnce)
         : registryConcurrency * 2;
     await runLimited(planned, planningConcurrency, planningPerRegistry, async (plan) => {
+      // The checks start from the I/O phase of the event loop, not in the microtask that ended the
+      // previous image's checks: by then the HTTP client has handed that image's connections back to
+      // its pools, and this image's requests go out on them instead of on new connections.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (signal?.aborted) return;
       try {
         await planImage(plan, {
@@ -517,12 +535,10 @@ class DestinationTagLists {
     private readonly untagged: Set<string>,
   ) {}
 
-  /** True when the list of the reference's repository is known and lacks its tag. */
-  async lacks(reference: DockerReference): Promise<boolean> {
-    if (reference.tag === undefined || reference.digest !== undefined) return false;
-    let list = this.lists.get(reference.name);
+  /** The tags of repository `name` (`host/path`), listed at the first call; undefined when unknown. */
+  private listOf(name: string): Promise<Set<string> | undefined> {
+    let list = this.lists.get(name);
     if (list === undefined) {
-      const name = reference.name;
       list = this.docker.listTags!(this.docker.parseReference(`//${name}`), this.context).then(
         (tags) => {
           if (tags.length === 0) this.untagged.add(name);
@@ -534,10 +550,49 @@ class DestinationTagLists {
           return new Set<string>();
         },
       );
-      this.lists.set(reference.name, list);
+      this.lists.set(name, list);
     }
-    const tags = await list;
-    return tags !== undefined && !tags.has(reference.tag);
+    return list;
+  }
+
+  /** Starts listing repository `name` (`host/path`) now, for a later `lacks` or `lists`. */
+  prefetch(name: string): void {
+    void this.listOf(name);
+  }
+
+  /**
+   * What the list of the reference's repository says about its tag: `absent` when the list is known
+   * and lacks it, `listed` when it has it, `unknown` for a reference by digest or when the list could
+   * not be read.
+   */
+  async tagStatus(reference: DockerReference): Promise<'absent' | 'listed' | 'unknown'> {
+    if (reference.tag === undefined || reference.digest !== undefined) return 'unknown';
+    const tags = await this.listOf(reference.name);
+    if (tags === undefined) return 'unknown';
+    return tags.has(reference.tag) ? 'listed' : 'absent';
+  }
+
+  /** True when the list of the reference's repository is known and lacks its tag. */
+  async lacks(reference: DockerReference): Promise<boolean> {
+    return (await this.tagStatus(reference)) === 'absent';
+  }
+}
+
+/**
+ * The destination repository (`host/path`) of the images of source repository `repository`
+ * (`host/path`) in a docker destination, named as their tags are; undefined when it cannot be named.
+ */
+function destinationRepositoryFor(
+  transports: SyncOptions['transports'],
+  destination: string,
+  repository: string,
+  scoped: boolean,
+): string | undefined {
+  try {
+    const { reference } = destinationReferenceFor('docker', destination, `${repository}:latest`, scoped);
+    return transports.parseImageReference(reference).dockerReference()?.name;
+  } catch {
+    return undefined;
   }
 }
 
@@ -548,12 +603,20 @@ class DestinationTagLists {
  * the digest the copy will write) and compares.
  */
 async function planImage(plan: PlannedImage, settings: PlanSettings): Promise<void> {
+  // A tag the destination's list names almost always has an image: the source is asked at the same
+  // time as the destination, one round trip per image instead of two (a no-op re-sync is nothing else).
+  const named =
+    settings.destinationKind === 'docker' ? plan.destinationReference?.dockerReference() : undefined;
+  const early =
+    named !== undefined && (await settings.destinationTags?.tagStatus(named)) === 'listed'
+      ? sourceManifestHead(plan, settings)
+      : undefined;
   const present = await destinationDigest(plan, settings).then(
     (digest) => ({ digest }),
     (error: unknown) => ({ error }),
   );
   const sourceHead =
-    'digest' in present && present.digest ? await sourceManifestHead(plan, settings) : undefined;
+    'digest' in present && present.digest ? await (early ?? sourceManifestHead(plan, settings)) : undefined;
   if (
     sourceHead !== undefined &&
     'digest' in present &&
