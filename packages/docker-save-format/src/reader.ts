@@ -2,6 +2,7 @@
  * Reading `docker save` archives (written by `docker save`, `podman save`, skopeo, Gantry) through the tar
  * header index: nothing is extracted, each blob is streamed from its offset.
  */
+import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
 import {
   type Digest,
@@ -299,18 +300,28 @@ export class DockerArchiveReader {
       }
       compressions.set(diffId, compression);
     });
-    // Sizes of compressed layer files are learnt by decompressing them, concurrently.
-    const byDiffId = new Map<Digest, DockerArchiveLayer>(
-      await Promise.all(
-        [...firstUses].map(async ([diffId, layerPath]): Promise<[Digest, DockerArchiveLayer]> => {
-          const entry = this.tar.resolveFile(layerPath)!;
-          const compression = compressions.get(diffId)!;
-          const size =
-            compression === 'none' ? entry.size : await this.#uncompressedSize(layerPath, compression);
-          return [diffId, { diffId, path: layerPath, compression, storedSize: entry.size, size }];
-        }),
-      ),
-    );
+    // Sizes of compressed layer files are learnt by decompressing them, a few at once (one per core:
+    // each decompression holds its buffers).
+    const byDiffId = new Map<Digest, DockerArchiveLayer>();
+    const pending = [...firstUses];
+    const describeNext = async (): Promise<void> => {
+      for (let next = pending.shift(); next; next = pending.shift()) {
+        const [diffId, layerPath] = next;
+        const entry = this.tar.resolveFile(layerPath)!;
+        const compression = compressions.get(diffId)!;
+        let size = entry.size;
+        if (compression !== 'none') {
+          try {
+            size = await this.#uncompressedSize(layerPath, compression);
+          } catch (error) {
+            pending.length = 0; // the others stop after their current layer
+            throw error;
+          }
+        }
+        byDiffId.set(diffId, { diffId, path: layerPath, compression, storedSize: entry.size, size });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, availableParallelism()) }, describeNext));
     const layers = diffIds.map((diffId) => byDiffId.get(diffId)!);
     const manifestBytes = Buffer.from(
       goJsonMarshal({
