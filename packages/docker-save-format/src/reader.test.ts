@@ -253,6 +253,62 @@ describe('archive layouts docker writes', () => {
     }
   });
 
+  it('learns the sizes of many gzip layers, a few at once, and names a corrupt one', async () => {
+    const contents = Array.from({ length: 7 }, (_, index) =>
+      Buffer.from(`layer ${index} `.repeat(5_000 + index * 1_000)),
+    );
+    const diffIds = contents.map((bytes) => digestOf(bytes));
+    const build = (corruptIndex: number | undefined) => {
+      const files: Record<string, Uint8Array | string> = {};
+      const layerPaths = contents.map((bytes, index) => {
+        let stored: Uint8Array = index === 3 ? bytes : gzipSync(bytes);
+        if (index === corruptIndex) {
+          stored = Buffer.from(stored);
+          stored.fill(0x55, 20, 60); // the deflate data, after the gzip header
+        }
+        const name = `layer-${index}.tar${index === 3 ? '' : '.gz'}`;
+        files[name] = stored;
+        return name;
+      });
+      const config = Buffer.from(
+        JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } }),
+      );
+      files[`${digestHex(digestOf(config))}.json`] = config;
+      files['manifest.json'] = JSON.stringify([
+        { Config: `${digestHex(digestOf(config))}.json`, RepoTags: null, Layers: layerPaths },
+      ]);
+      return tarTree(files);
+    };
+    const reader = await openDockerArchive(await build(undefined));
+    try {
+      const loaded = await reader.loadImage(0);
+      expect(loaded.layers.map((layer) => layer.path)).toEqual(
+        contents.map((_bytes, index) => `layer-${index}.tar${index === 3 ? '' : '.gz'}`),
+      );
+      expect(loaded.layers.map((layer) => layer.compression)).toEqual([
+        'gzip',
+        'gzip',
+        'gzip',
+        'none',
+        'gzip',
+        'gzip',
+        'gzip',
+      ]);
+      expect(loaded.layers.map((layer) => layer.size)).toEqual(contents.map((bytes) => bytes.length));
+      for (const [index, layer] of loaded.layers.entries()) {
+        expect((await buffer(reader.openLayer(layer).stream)).equals(contents[index]!)).toBe(true);
+      }
+    } finally {
+      await reader.close();
+    }
+    const corrupt = await openDockerArchive(await build(5));
+    try {
+      await expect(corrupt.loadImage(0)).rejects.toThrow(/layer-5\.tar\.gz/);
+    } finally {
+      await corrupt.close();
+    }
+  });
+
   it('reads a gzip-compressed archive and an archive from a stream', async () => {
     const image = await fixture('ociMinimal');
     await writeFixtureToOciLayout(image, path.join(directory, 'layout'), 't');

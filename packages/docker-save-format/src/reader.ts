@@ -2,6 +2,7 @@
  * Reading `docker save` archives (written by `docker save`, `podman save`, skopeo, Gantry) through the tar
  * header index: nothing is extracted, each blob is streamed from its offset.
  */
+import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
 import {
   type Digest,
@@ -261,18 +262,14 @@ export class DockerArchiveReader {
         `Inconsistent layer count in ${this.description} item @${index}: ${item.Layers.length} in manifest, ${diffIds.length} in config`,
       );
     }
-    const byDiffId = new Map<Digest, DockerArchiveLayer>();
+    // The layer files, resolved and checked in manifest order; each DiffID's file read once.
     const pathsUsed = new Map<string, Digest>();
-    const layers: DockerArchiveLayer[] = [];
+    const firstUses = new Map<Digest, string>();
     for (let layerIndex = 0; layerIndex < diffIds.length; layerIndex++) {
       const diffId = diffIds[layerIndex]!;
-      const known = byDiffId.get(diffId);
-      if (known) {
-        // The same layer used twice (docker save makes the second a symlink); the DiffID check on read
-        // ensures both are the same.
-        layers.push(known);
-        continue;
-      }
+      // The same layer used twice (docker save makes the second a symlink): the DiffID check on read
+      // ensures both are the same.
+      if (firstUses.has(diffId)) continue;
       const layerPath = this.#resolvePath(item.Layers[layerIndex]!, 'layer', index);
       const previous = pathsUsed.get(layerPath);
       if (previous && previous !== diffId) {
@@ -281,8 +278,15 @@ export class DockerArchiveReader {
         );
       }
       pathsUsed.set(layerPath, diffId);
-      const entry = this.tar.resolveFile(layerPath)!;
-      const compression = detectArchiveCompression(await this.tar.readEntryPrefix(layerPath, 6));
+      firstUses.set(diffId, layerPath);
+    }
+    // Their first bytes (the compression's magic number), read all at once: one round trip, not one per layer.
+    const prefixes = await Promise.all(
+      [...firstUses.values()].map((layerPath) => this.tar.readEntryPrefix(layerPath, 6)),
+    );
+    const compressions = new Map<Digest, ArchiveLayerCompression>();
+    [...firstUses].forEach(([diffId, layerPath], position) => {
+      const compression = detectArchiveCompression(prefixes[position]!);
       const namedLayerDigest = digestFromBlobPath(layerPath);
       if (
         compression === 'none' &&
@@ -294,17 +298,31 @@ export class DockerArchiveReader {
           `layer "${layerPath}" in ${this.description} is uncompressed but its name is not its DiffID ${diffId}`,
         );
       }
-      const size = compression === 'none' ? entry.size : await this.#uncompressedSize(layerPath, compression);
-      const layer: DockerArchiveLayer = {
-        diffId,
-        path: layerPath,
-        compression,
-        storedSize: entry.size,
-        size,
-      };
-      byDiffId.set(diffId, layer);
-      layers.push(layer);
-    }
+      compressions.set(diffId, compression);
+    });
+    // Sizes of compressed layer files are learnt by decompressing them, a few at once (one per core:
+    // each decompression holds its buffers).
+    const byDiffId = new Map<Digest, DockerArchiveLayer>();
+    const pending = [...firstUses];
+    const describeNext = async (): Promise<void> => {
+      for (let next = pending.shift(); next; next = pending.shift()) {
+        const [diffId, layerPath] = next;
+        const entry = this.tar.resolveFile(layerPath)!;
+        const compression = compressions.get(diffId)!;
+        let size = entry.size;
+        if (compression !== 'none') {
+          try {
+            size = await this.#uncompressedSize(layerPath, compression);
+          } catch (error) {
+            pending.length = 0; // the others stop after their current layer
+            throw error;
+          }
+        }
+        byDiffId.set(diffId, { diffId, path: layerPath, compression, storedSize: entry.size, size });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, availableParallelism()) }, describeNext));
+    const layers = diffIds.map((diffId) => byDiffId.get(diffId)!);
     const manifestBytes = Buffer.from(
       goJsonMarshal({
         schemaVersion: 2,

@@ -384,6 +384,7 @@ export class DockerArchiveWriter {
     const configMembers = rawJsonMembers(configBytes.toString('utf8'));
     let chainId: Digest | undefined;
     let lastLayerId = '';
+    const legacyWrites: Promise<void>[] = [];
     for (let index = 0; index < image.layerDigests.length; index++) {
       const layerDigest = image.layerDigests[index]!;
       const layerConfig: Record<string, unknown> = {};
@@ -407,16 +408,17 @@ export class DockerArchiveWriter {
       layerConfig.id = layerId;
       if (!this.#legacyLayers.has(layerId)) {
         const tar = (this.#file ?? this.#tar)!;
-        await tar.addSymlink(
-          `${layerId}/${legacyLayerFileName}`,
-          `../${this.#layerEntries.get(layerDigest)!}`,
+        // Queued without waiting for each: a file output writes them together (see SeekableTarWriter).
+        legacyWrites.push(
+          tar.addSymlink(`${layerId}/${legacyLayerFileName}`, `../${this.#layerEntries.get(layerDigest)!}`),
+          tar.addBytes(`${layerId}/${legacyVersionFileName}`, '1.0', { mode: 0o444 }),
+          tar.addBytes(`${layerId}/${legacyConfigFileName}`, marshal(layerConfig), { mode: 0o444 }),
         );
-        await tar.addBytes(`${layerId}/${legacyVersionFileName}`, '1.0', { mode: 0o444 });
-        await tar.addBytes(`${layerId}/${legacyConfigFileName}`, marshal(layerConfig), { mode: 0o444 });
         this.#legacyLayers.add(layerId);
       }
       lastLayerId = layerId;
     }
+    await Promise.all(legacyWrites);
     if (lastLayerId !== '') {
       for (const tag of tags) {
         let tagsOfName = this.#repositories.get(tag.name);
@@ -458,8 +460,10 @@ export class DockerArchiveWriter {
    */
   async finish(): Promise<void> {
     const tar = (this.#file ?? this.#tar)!;
-    await tar.addBytes(manifestFileName, goJsonMarshal(this.#manifest), { mode: 0o444 });
-    await tar.addBytes(repositoriesFileName, goJsonMarshal(this.#repositories), { mode: 0o444 });
+    await Promise.all([
+      tar.addBytes(manifestFileName, goJsonMarshal(this.#manifest), { mode: 0o444 }),
+      tar.addBytes(repositoriesFileName, goJsonMarshal(this.#repositories), { mode: 0o444 }),
+    ]);
     await tar.finish();
     await this.#handle?.close();
   }

@@ -217,4 +217,60 @@ describe('SeekableTarWriter', () => {
     await expect(writer.finish()).rejects.toMatchObject({ code: ErrorCodes.Aborted });
     await expect(handle.stat()).rejects.toThrow();
   });
+  it('writes small entries queued while it is busy with one system call, in call order, leaving out aborted ones', async () => {
+    const file = path.join(directory, 'batched.tar');
+    const handle = await open(file, 'wx');
+    const writes: number[] = [];
+    // The handle, counting the writes that reach the file (their lengths).
+    const counting = new Proxy(handle, {
+      get(target, property) {
+        if (property === 'write' || property === 'writev') {
+          return (...args: unknown[]) => {
+            const data = args[0];
+            writes.push(
+              Array.isArray(data)
+                ? data.reduce((sum: number, part: Uint8Array) => sum + part.byteLength, 0)
+                : (args[2] as number),
+            );
+            return (target[property] as (...values: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const writer = new SeekableTarWriter(counting);
+    const held = await writer.beginEntry({ name: 'first' });
+    await held.write(Buffer.from('held'));
+    const aborted = new AbortController();
+    const small = [
+      writer.addBytes('a/VERSION', '1.0'),
+      writer.addSymlink('a/layer.tar', '../first'),
+      writer.addBytes('a/json', '{}', { signal: aborted.signal }),
+      writer.addDirectory('d'),
+    ];
+    // A stream entry, then a small one: the small one is written after the stream, not with the batch.
+    const streamed = writer.addStream('big', Readable.from([Buffer.alloc(2000, 1)]), 2000);
+    const after = writer.addBytes('after', 'x');
+    aborted.abort();
+    const writesBeforeCommit = writes.length;
+    await held.commit();
+    const results = await Promise.allSettled([...small, streamed, after]);
+    expect(results.map((result) => result.status)).toEqual([
+      'fulfilled',
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+      'fulfilled',
+      'fulfilled',
+    ]);
+    expect((results[2] as PromiseRejectedResult).reason).toMatchObject({ code: ErrorCodes.Aborted });
+    await writer.finish();
+    await handle.close();
+    // One write for VERSION (header and a data block), layer.tar and d (a header each); separately they
+    // would be writes of 1024, 512 and 512 bytes.
+    const batchedLength = 1024 + 512 + 512;
+    expect(writes.slice(writesBeforeCommit)).toContain(batchedLength);
+    expect(list(file)).toEqual(['first', 'a/VERSION', 'a/layer.tar', 'd/', 'big', 'after']);
+  });
 });

@@ -22,6 +22,14 @@ const zeroBlock = Buffer.alloc(blockSize);
 
 type EntryType = 'file' | 'directory' | 'symlink' | 'pax-header';
 
+/** A small entry waiting, with others, to be appended in one write (see `SeekableTarWriter.#appendSmall`). */
+interface SmallEntry {
+  bytes: Buffer;
+  signal: AbortSignal | undefined;
+  /** Resolves (no argument) or rejects the call that added the entry; each entry is settled once. */
+  settle: ((error?: unknown) => void) | undefined;
+}
+
 /** @internal */
 export interface HeaderFields {
   name: string;
@@ -197,6 +205,8 @@ export class SeekableTarWriter {
   #failure: Error | undefined;
   #finished = false;
   #closed = false;
+  /** Small entries queued as one write that has not started yet; more join it. */
+  #smallBatch: SmallEntry[] | undefined;
 
   constructor(handle: FileHandle, options: { mtime?: Date; signal?: AbortSignal } = {}) {
     this.#handle = handle;
@@ -232,6 +242,8 @@ export class SeekableTarWriter {
 
   /** Runs `operation` when every earlier one is done; it holds the queue until `held` settles. */
   #enqueue<T>(operation: () => Promise<T>, held?: (result: T) => Promise<void>): Promise<T> {
+    // Small entries added after this operation must not join a batch queued before it.
+    this.#smallBatch = undefined;
     this.#pending++;
     const run = this.#queue.then(() => {
       this.#checkUsable();
@@ -305,22 +317,57 @@ export class SeekableTarWriter {
   addBytes(name: string, bytes: Uint8Array | string, options: TarEntryOptions = {}): Promise<void> {
     const data = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
     const header = encodeHeaders(this.#fields(name, 'file', data.byteLength, options));
-    return this.#enqueue(async () => {
-      throwIfAborted(options.signal);
-      await this.#append(Buffer.concat([header, data, zeroBlock.subarray(0, padding(data.byteLength))]));
-    });
+    return this.#appendSmall(
+      Buffer.concat([header, data, zeroBlock.subarray(0, padding(data.byteLength))]),
+      options.signal,
+    );
   }
 
   /** Adds a directory entry (`name/`). */
   addDirectory(name: string, options: TarEntryOptions = {}): Promise<void> {
     const header = encodeHeaders(this.#fields(name, 'directory', 0, options));
-    return this.#enqueue(() => this.#append(header));
+    return this.#appendSmall(header, options.signal);
   }
 
   /** Adds a symbolic link `name` → `target` (written as given). */
   addSymlink(name: string, target: string, options: TarEntryOptions = {}): Promise<void> {
     const header = encodeHeaders({ ...this.#fields(name, 'symlink', 0, options), linkName: target });
-    return this.#enqueue(() => this.#append(header));
+    return this.#appendSmall(header, options.signal);
+  }
+
+  /**
+   * Appends a whole small entry (headers, data and padding). Entries added one after another while the
+   * writer is busy (e.g. without awaiting each call) are written together, with one system call, once
+   * their turn comes; each call still settles on its own (one whose `signal` fired meanwhile rejects
+   * and is left out).
+   */
+  #appendSmall(bytes: Buffer, signal: AbortSignal | undefined): Promise<void> {
+    const part: SmallEntry = { bytes, signal, settle: undefined };
+    const settled = new Promise<void>((resolve, reject) => {
+      part.settle = (error) => (error === undefined ? resolve() : reject(error));
+    });
+    if (this.#smallBatch) {
+      this.#smallBatch.push(part);
+      return settled;
+    }
+    const batch: SmallEntry[] = [part];
+    this.#enqueue(async () => {
+      // Later entries start a new batch.
+      if (this.#smallBatch === batch) this.#smallBatch = undefined;
+      const written: SmallEntry[] = [];
+      for (const entry of batch) {
+        if (entry.signal?.aborted) entry.settle!(abortError(entry.signal));
+        else written.push(entry);
+      }
+      if (written.length > 0) await this.#append(Buffer.concat(written.map((entry) => entry.bytes)));
+      for (const entry of written) entry.settle!();
+    }).catch((error: unknown) => {
+      if (this.#smallBatch === batch) this.#smallBatch = undefined;
+      for (const entry of batch) entry.settle!(error);
+    });
+    // After `#enqueue`, which ends any earlier batch: entries join only a batch queued last.
+    this.#smallBatch = batch;
+    return settled;
   }
 
   /**

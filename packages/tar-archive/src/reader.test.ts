@@ -90,6 +90,34 @@ describe('openTarArchive on archives written by GNU tar', () => {
     });
   }
 
+  it('indexes many small entries, long names and PAX headers across read-ahead windows', async () => {
+    const tree = path.join(directory, 'many');
+    await mkdir(tree);
+    const expected = new Map<string, string>();
+    for (let index = 0; index < 400; index++) {
+      // Sizes 0 to ~3 KiB, names up to ~230 bytes (PAX / GNU long-name headers): headers fall at every
+      // offset relative to the reader's windows.
+      const name = index % 7 === 0 ? `${'x'.repeat(110 + index / 7)}-${index}` : `file-${index}`;
+      const content = `${index}:`.repeat((index * 37) % 800);
+      await writeFile(path.join(tree, name), content);
+      expected.set(name, content);
+    }
+    for (const format of ['posix', 'gnu']) {
+      const archivePath = path.join(directory, `many-${format}.tar`);
+      gnuTar(`--format=${format}`, '-cf', archivePath, '-C', tree, '.');
+      const archive = await openTarArchive(archivePath);
+      try {
+        const files = archive.entries.filter((entry) => entry.type === 'file');
+        expect(files).toHaveLength(expected.size);
+        for (const [name, content] of expected) {
+          expect(await text(archive.openEntry(name).stream)).toBe(content);
+        }
+      } finally {
+        await archive.close();
+      }
+    }
+  });
+
   it('reads entries concurrently from their offsets', async () => {
     const files = await makeTree();
     const archive = path.join(directory, 'archive.tar');

@@ -134,7 +134,10 @@ function roundUpToBlock(size: number): number {
   return Math.ceil(size / blockSize) * blockSize;
 }
 
-async function readExactly(
+/** Bytes read at once while indexing (see `indexArchive`). */
+const indexReadAhead = 64 * 1024;
+
+async function readExactlyAt(
   handle: FileHandle,
   length: number,
   position: number,
@@ -171,6 +174,20 @@ async function indexArchive(
   description: string,
   signal: AbortSignal | undefined,
 ): Promise<TarEntry[]> {
+  // Headers and extended header data are read through a window of `indexReadAhead` bytes: the headers of
+  // small entries (configs, legacy layer directories, manifest.json) come many to a read.
+  let window: Buffer = Buffer.alloc(0);
+  let windowOffset = 0;
+  const read = async (length: number, position: number, what: string): Promise<Buffer> => {
+    if (position >= windowOffset && position + length <= windowOffset + window.length) {
+      return window.subarray(position - windowOffset, position - windowOffset + length);
+    }
+    if (position + length > fileSize) return readExactlyAt(handle, length, position, fileSize, what);
+    const span = Math.max(length, Math.min(indexReadAhead, fileSize - position));
+    window = await readExactlyAt(handle, span, position, fileSize, what);
+    windowOffset = position;
+    return window.subarray(0, length);
+  };
   const entries: TarEntry[] = [];
   const byName = new Map<string, TarEntry>();
   let globalPax = new Map<string, string>();
@@ -191,7 +208,7 @@ async function indexArchive(
       }
       break;
     }
-    const block = await readExactly(handle, blockSize, offset, fileSize, 'header');
+    const block = await read(blockSize, offset, 'header');
     if (isZeroBlock(block)) break;
     const header: RawHeader = decodeHeader(block, offset);
     const headerOffset = pendingHeaderOffset ?? offset;
@@ -202,7 +219,7 @@ async function indexArchive(
           `tar ${kind} header at offset ${offset} is ${header.size} bytes, more than the ${extendedHeaderSizeLimit}-byte limit`,
         );
       }
-      return readExactly(handle, header.size, dataOffset, fileSize, `${kind} header data`);
+      return read(header.size, dataOffset, `${kind} header data`);
     };
     const extendedHeader = async (apply: (data: Buffer) => void, kind: string, global = false) => {
       apply(await readExtendedData(kind));
@@ -442,7 +459,13 @@ export class TarArchiveReader {
         `tar entry "${entry.storedName}" in ${this.#description} is ${entry.size} bytes, more than the ${limit}-byte limit`,
       );
     }
-    return readExactly(this.#handle, entry.size, entry.dataOffset, this.size, `entry "${entry.storedName}"`);
+    return readExactlyAt(
+      this.#handle,
+      entry.size,
+      entry.dataOffset,
+      this.size,
+      `entry "${entry.storedName}"`,
+    );
   }
 
   /**
@@ -452,7 +475,7 @@ export class TarArchiveReader {
   async readEntryPrefix(name: string, length: number): Promise<Buffer> {
     const entry = this.#requireFile(name);
     const count = Math.min(length, entry.size);
-    return readExactly(this.#handle, count, entry.dataOffset, this.size, `entry "${entry.storedName}"`);
+    return readExactlyAt(this.#handle, count, entry.dataOffset, this.size, `entry "${entry.storedName}"`);
   }
 
   /** Closes the archive (and removes its spool file, if any). Idempotent. */
