@@ -96,69 +96,92 @@ interface SourceStageOptions {
 }
 
 /**
- * The first stage of a blob copy, doing in one pass what `verifyingStage` and a progress counter would do
- * in two: hashes the bytes (when a digest is expected), fails with `ERR_GANTRY_SIZE_MISMATCH` as soon as
- * more bytes than expected arrive, and at the end with `ERR_GANTRY_DIGEST_MISMATCH` /
- * `ERR_GANTRY_SIZE_MISMATCH` before the stream ends; emits throttled 'blob-progress' events and a final
- * one once the bytes are verified; hands the first bytes to `onPrefix` (looked at in place when the first
- * chunk is long enough).
+ * The checks of a blob's bytes as they come from the source, doing in one pass what `verifyingStage` and
+ * a progress counter would do in two: hashes the bytes (when a digest is expected), fails with
+ * `ERR_GANTRY_SIZE_MISMATCH` as soon as more bytes than expected arrive, and at the end with
+ * `ERR_GANTRY_DIGEST_MISMATCH` / `ERR_GANTRY_SIZE_MISMATCH`; emits throttled 'blob-progress' events and a
+ * final one once the bytes are verified; hands the first bytes to `onPrefix` (looked at in place when the
+ * first chunk is long enough). `update` and `finish` throw what they find (after telling `onFailure`).
  */
-function sourceStage(
-  context: BlobCopyContext,
-  blob: BlobInfo,
-  kind: CopiedBlobKind,
-  options: SourceStageOptions,
-): Stage {
-  const { expectedDigest, expectedSize, description, onPrefix, onFailure } = options;
-  return async function* checkSource(source) {
-    const digester = expectedDigest === undefined ? undefined : new Digester(digestAlgorithm(expectedDigest));
-    let size = 0;
-    let lastEmit = 0;
-    let prefix: Buffer | undefined;
-    let prefixLength = 0;
-    let prefixPending = onPrefix !== undefined;
+export class SourceCheck {
+  private readonly digester: Digester | undefined;
+  private size = 0;
+  private lastEmit = 0;
+  private prefix: Buffer | undefined;
+  private prefixLength = 0;
+  private prefixPending: boolean;
+
+  constructor(
+    private readonly context: Pick<BlobCopyContext, 'emit'>,
+    private readonly blob: BlobInfo,
+    private readonly kind: CopiedBlobKind,
+    private readonly options: SourceStageOptions,
+  ) {
+    const { expectedDigest, onPrefix } = options;
+    this.digester = expectedDigest === undefined ? undefined : new Digester(digestAlgorithm(expectedDigest));
+    this.prefixPending = onPrefix !== undefined;
+  }
+
+  /** Checks and counts one chunk. */
+  update(chunk: Uint8Array): void {
+    const { expectedSize, description, onPrefix } = this.options;
     try {
-      for await (const chunk of source) {
-        digester?.update(chunk);
-        size += chunk.byteLength;
-        if (expectedSize >= 0 && size > expectedSize) {
-          throw new GantryError(
-            ErrorCodes.SizeMismatch,
-            `${description}: size mismatch: expected ${expectedSize} bytes, got more`,
-          );
-        }
-        if (prefixPending) {
-          if (prefix === undefined && chunk.byteLength >= sniffLength) {
-            prefixPending = false;
-            onPrefix!(chunk);
-          } else {
-            prefix ??= Buffer.alloc(sniffLength);
-            const taken = Math.min(chunk.byteLength, sniffLength - prefixLength);
-            prefix.set(chunk.subarray(0, taken), prefixLength);
-            prefixLength += taken;
-            if (prefixLength === sniffLength) {
-              prefixPending = false;
-              onPrefix!(prefix);
-            }
-          }
-        }
-        const now = Date.now();
-        if (now - lastEmit >= progressIntervalMs) {
-          lastEmit = now;
-          context.emit({ type: 'blob-progress', blob, kind, bytes: size, total: blob.size });
-        }
-        yield chunk;
-      }
-      if (prefixPending)
-        onPrefix!(prefix === undefined ? new Uint8Array(0) : prefix.subarray(0, prefixLength));
-      if (expectedSize >= 0 && size !== expectedSize) {
+      this.digester?.update(chunk);
+      this.size += chunk.byteLength;
+      if (expectedSize >= 0 && this.size > expectedSize) {
         throw new GantryError(
           ErrorCodes.SizeMismatch,
-          `${description}: size mismatch: expected ${expectedSize} bytes, got ${size}`,
+          `${description}: size mismatch: expected ${expectedSize} bytes, got more`,
         );
       }
-      if (digester !== undefined) {
-        const actual = digester.digest();
+    } catch (error) {
+      this.options.onFailure?.(error);
+      throw error;
+    }
+    if (this.prefixPending) {
+      if (this.prefix === undefined && chunk.byteLength >= sniffLength) {
+        this.prefixPending = false;
+        onPrefix!(chunk);
+      } else {
+        this.prefix ??= Buffer.alloc(sniffLength);
+        const taken = Math.min(chunk.byteLength, sniffLength - this.prefixLength);
+        this.prefix.set(chunk.subarray(0, taken), this.prefixLength);
+        this.prefixLength += taken;
+        if (this.prefixLength === sniffLength) {
+          this.prefixPending = false;
+          onPrefix!(this.prefix);
+        }
+      }
+    }
+    const now = Date.now();
+    if (now - this.lastEmit >= progressIntervalMs) {
+      this.lastEmit = now;
+      this.context.emit({
+        type: 'blob-progress',
+        blob: this.blob,
+        kind: this.kind,
+        bytes: this.size,
+        total: this.blob.size,
+      });
+    }
+  }
+
+  /** Checks the size and digest of all the bytes (the source ended), then emits the final progress. */
+  finish(): void {
+    const { expectedSize, expectedDigest, description, onPrefix } = this.options;
+    try {
+      if (this.prefixPending) {
+        this.prefixPending = false;
+        onPrefix!(this.prefix === undefined ? new Uint8Array(0) : this.prefix.subarray(0, this.prefixLength));
+      }
+      if (expectedSize >= 0 && this.size !== expectedSize) {
+        throw new GantryError(
+          ErrorCodes.SizeMismatch,
+          `${description}: size mismatch: expected ${expectedSize} bytes, got ${this.size}`,
+        );
+      }
+      if (this.digester !== undefined) {
+        const actual = this.digester.digest();
         if (actual !== expectedDigest) {
           throw new GantryError(
             ErrorCodes.DigestMismatch,
@@ -167,11 +190,109 @@ function sourceStage(
         }
       }
     } catch (error) {
-      onFailure?.(error);
+      this.options.onFailure?.(error);
       throw error;
     }
-    context.emit({ type: 'blob-progress', blob, kind, bytes: size, total: blob.size });
+    this.context.emit({
+      type: 'blob-progress',
+      blob: this.blob,
+      kind: this.kind,
+      bytes: this.size,
+      total: this.blob.size,
+    });
+  }
+}
+
+/** The first stage of a blob copy: `SourceCheck` over the source's chunks, passed on unchanged. */
+function sourceStage(
+  context: BlobCopyContext,
+  blob: BlobInfo,
+  kind: CopiedBlobKind,
+  options: SourceStageOptions,
+): Stage {
+  return async function* checkSource(source) {
+    const check = new SourceCheck(context, blob, kind, options);
+    try {
+      for await (const chunk of source) {
+        check.update(chunk);
+        yield chunk;
+      }
+    } catch (error) {
+      // The source's own failure (the check's were told already).
+      options.onFailure?.(error);
+      throw error;
+    }
+    check.finish();
   };
+}
+
+/** Bytes `checkedStream` buffers ahead of its consumer (a few socket reads). */
+const checkedStreamHighWaterMark = 256 * 1024;
+
+/**
+ * `source`'s chunks, passed on unchanged (same buffers, no copy) as a byte stream after `check` saw each:
+ * the stream ends only once `check.finish()` accepted all the bytes, and fails instead with what a check
+ * threw, or with the source's error (a source closed before its end fails with `ERR_STREAM_PREMATURE_CLOSE`).
+ * For a copy that changes nothing this replaces the async-generator stages: no promise per chunk, no
+ * iterator layers between the source and the destination. Destroying the result destroys `source`.
+ */
+export function checkedStream(source: Readable, check: Pick<SourceCheck, 'update' | 'finish'>): Readable {
+  let ended = false;
+  const output = new Readable({
+    highWaterMark: checkedStreamHighWaterMark,
+    read() {
+      if (source.isPaused()) source.resume();
+    },
+    destroy(error, callback) {
+      detach();
+      if (!ended) source.destroy();
+      callback(error);
+    },
+  });
+  const onData = (chunk: Uint8Array): void => {
+    try {
+      check.update(chunk);
+    } catch (error) {
+      output.destroy(error as Error);
+      return;
+    }
+    if (!output.push(chunk)) source.pause();
+  };
+  const onEnd = (): void => {
+    ended = true;
+    try {
+      check.finish();
+    } catch (error) {
+      output.destroy(error as Error);
+      return;
+    }
+    output.push(null);
+  };
+  const onError = (error: Error): void => {
+    output.destroy(error);
+  };
+  const onClose = (): void => {
+    if (ended) return;
+    const error = new Error('Premature close') as Error & { code: string };
+    error.code = 'ERR_STREAM_PREMATURE_CLOSE';
+    output.destroy(source.errored ?? error);
+  };
+  function detach(): void {
+    source.off('data', onData);
+    source.off('end', onEnd);
+    source.off('close', onClose);
+    // Late errors of a destroyed source are expected; keep a listener so they are not uncaught.
+    source.off('error', onError);
+    source.on('error', () => {});
+  }
+  source.on('data', onData);
+  source.once('end', onEnd);
+  source.on('error', onError);
+  source.once('close', onClose);
+  if (source.errored) output.destroy(source.errored as Error);
+  else if (source.readableEnded) onEnd();
+  else if (source.destroyed) onClose();
+  return output;
 }
 
 /**
@@ -495,24 +616,24 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     request.expectedDiffId !== undefined &&
     digestAlgorithm(layer.digest) === 'sha256';
   let outputCompression: DetectedCompression = 'none';
-  const stages: Stage[] = [
-    sourceStage(context, { ...layer, size: expectedSize }, 'layer', {
-      expectedDigest: verifyAfterDecompression ? undefined : layer.digest,
-      expectedSize,
-      description: `blob ${layer.digest}`,
-      // Without a plan the bytes are copied as they are: their compression is only looked at.
-      ...(request.plan
-        ? {}
-        : {
-            onPrefix: (prefix: Uint8Array) => {
-              outputCompression = detectCompression(prefix);
-            },
-          }),
-      onFailure: (error) => {
-        verificationFailure = error;
-      },
-    }),
-  ];
+  const sourceBlob: BlobInfo = { ...layer, size: expectedSize };
+  const sourceOptions: SourceStageOptions = {
+    expectedDigest: verifyAfterDecompression ? undefined : layer.digest,
+    expectedSize,
+    description: `blob ${layer.digest}`,
+    // Without a plan the bytes are copied as they are: their compression is only looked at.
+    ...(request.plan
+      ? {}
+      : {
+          onPrefix: (prefix: Uint8Array) => {
+            outputCompression = detectCompression(prefix);
+          },
+        }),
+    onFailure: (error) => {
+      verificationFailure = error;
+    },
+  };
+  const stages: Stage[] = [sourceStage(context, sourceBlob, 'layer', sourceOptions)];
   let diffId: Digest | undefined;
   // A layer written decompressed has the digest of what is written as its DiffID, and the destination
   // computes that digest: no decompression and hashing on the side. (Uncompressed source bytes have
@@ -573,28 +694,38 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
   }
   let stored: BlobInfo | undefined;
   try {
-    await pipeline(
-      stream,
-      ...(stages as [Stage]),
-      async (source: AsyncIterable<Uint8Array>) => {
-        // Pulling the first chunk makes the compression stage decide what is written before putBlob is called.
-        const started = await startIteration(source);
-        const readable = Readable.from(started, { objectMode: false });
-        stored = await context.destination.putBlob(
-          readable,
-          changed
-            ? {
-                // Verified on the way in: the destination need not hash the bytes.
-                digest: verifyAfterDecompression ? request.expectedDiffId : undefined,
-                size: -1,
-                mediaType: request.changedMediaType(outputCompression),
-              }
-            : { digest: layer.digest, size: expectedSize, mediaType: layer.mediaType },
-          { isConfig: false, signal: context.signal, ...layerPosition(request) },
-        );
-      },
-      context.signal ? { signal: context.signal } : {},
-    );
+    if (stages.length === 1) {
+      // The bytes are copied as they come: checked on their way to the destination, without stages.
+      stored = await putCheckedBlob(
+        context,
+        stream,
+        new SourceCheck(context, sourceBlob, 'layer', sourceOptions),
+        { digest: layer.digest, size: expectedSize, mediaType: layer.mediaType },
+        layerPosition(request),
+      );
+    } else
+      await pipeline(
+        stream,
+        ...(stages as [Stage]),
+        async (source: AsyncIterable<Uint8Array>) => {
+          // Pulling the first chunk makes the compression stage decide what is written before putBlob is called.
+          const started = await startIteration(source);
+          const readable = Readable.from(started, { objectMode: false });
+          stored = await context.destination.putBlob(
+            readable,
+            changed
+              ? {
+                  // Verified on the way in: the destination need not hash the bytes.
+                  digest: verifyAfterDecompression ? request.expectedDiffId : undefined,
+                  size: -1,
+                  mediaType: request.changedMediaType(outputCompression),
+                }
+              : { digest: layer.digest, size: expectedSize, mediaType: layer.mediaType },
+            { isConfig: false, signal: context.signal, ...layerPosition(request) },
+          );
+        },
+        context.signal ? { signal: context.signal } : {},
+      );
   } catch (error) {
     throw normaliseAbort(verificationFailure ?? error, context.signal);
   } finally {
@@ -662,6 +793,74 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     diffId,
     result: 'copied',
   };
+}
+
+/**
+ * The checked streams in flight for one copy context, all destroyed when its signal aborts: one abort
+ * listener per context, not one per blob (many blobs in flight would each hold one on the same signal).
+ */
+const checkedStreamsInFlight = new WeakMap<BlobCopyContext, Set<Readable>>();
+
+function checkedStreamsOf(context: BlobCopyContext, signal: AbortSignal): Set<Readable> {
+  let streams = checkedStreamsInFlight.get(context);
+  if (streams === undefined) {
+    const created = new Set<Readable>();
+    streams = created;
+    checkedStreamsInFlight.set(context, created);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const stream of created) stream.destroy(abortError(signal));
+      },
+      { once: true },
+    );
+  }
+  return streams;
+}
+
+/** Resolves once a destroyed `stream` emitted 'close' (at once when it has or never will). */
+function closeOf(stream: Readable): Promise<void> {
+  const state = (stream as unknown as { _readableState?: { emitClose?: boolean } })._readableState;
+  if (stream.closed || state?.emitClose === false) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.once('close', () => resolve());
+  });
+}
+
+/**
+ * `putBlob` of `stream` as it is, each chunk seen by `check` on its way (`checkedStream`): the destination
+ * sees the end of the bytes only once they are verified. When the destination returns or fails without
+ * reading everything, the source is destroyed. An abort of the context's signal destroys the stream.
+ */
+async function putCheckedBlob(
+  context: BlobCopyContext,
+  stream: Readable,
+  check: SourceCheck,
+  info: { digest: Digest; size: number; mediaType?: string },
+  position: { layerIndex?: number; layerDiffIds?: readonly Digest[] },
+): Promise<BlobInfo> {
+  const checked = checkedStream(stream, check);
+  const signal = context.signal;
+  const inFlight = signal === undefined ? undefined : checkedStreamsOf(context, signal);
+  inFlight?.add(checked);
+  try {
+    if (signal?.aborted) throw abortError(signal);
+    return await context.destination.putBlob(
+      checked,
+      info.mediaType === undefined ? { digest: info.digest, size: info.size } : info,
+      { isConfig: false, signal, ...position },
+    );
+  } catch (error) {
+    // The checks' and the source's failures name the problem better than the destination's report of them.
+    throw (checked.errored as Error | null) ?? error;
+  } finally {
+    inFlight?.delete(checked);
+    if (!checked.readableEnded) checked.destroy();
+    // Like a pipeline's end: the source is done with and closed (its resources released) before the
+    // next blob starts, whether or not it closed itself.
+    if (!stream.destroyed) stream.destroy();
+    await closeOf(stream);
+  }
 }
 
 /**

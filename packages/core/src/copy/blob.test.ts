@@ -1,0 +1,185 @@
+import { createHash } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import type { Digest } from '../digest.js';
+import { ErrorCodes } from '../errors.js';
+import type { BlobInfo } from '../transport/contract.js';
+import { checkedStream, SourceCheck } from './blob.js';
+import type { CopyProgressEvent } from './types.js';
+
+function sha256(bytes: Uint8Array): Digest {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+function chunksOf(count: number, size: number): Buffer[] {
+  return Array.from({ length: count }, (_, index) => Buffer.alloc(size, index + 1));
+}
+
+/** A check of `chunks`' bytes as `expected` (digest and size of those bytes unless overridden). */
+function checkFor(
+  chunks: Buffer[],
+  expected: { digest?: Digest; size?: number } = {},
+): { check: SourceCheck; events: CopyProgressEvent[]; failures: unknown[]; prefixes: Uint8Array[] } {
+  const all = Buffer.concat(chunks);
+  const events: CopyProgressEvent[] = [];
+  const failures: unknown[] = [];
+  const prefixes: Uint8Array[] = [];
+  const digest = expected.digest ?? sha256(all);
+  const size = expected.size ?? all.byteLength;
+  const blob: BlobInfo = { digest, size };
+  const check = new SourceCheck({ emit: (event) => events.push(event) }, blob, 'layer', {
+    expectedDigest: digest,
+    expectedSize: size,
+    description: `blob ${digest}`,
+    onPrefix: (prefix) => prefixes.push(prefix),
+    onFailure: (error) => failures.push(error),
+  });
+  return { check, events, failures, prefixes };
+}
+
+/** Collects a stream's chunks and how it ended. */
+async function drain(stream: Readable): Promise<{ chunks: Uint8Array[]; error: unknown; ended: boolean }> {
+  const chunks: Uint8Array[] = [];
+  let ended = false;
+  stream.on('end', () => {
+    ended = true;
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (chunk: Uint8Array) => chunks.push(chunk));
+      stream.once('end', resolve);
+      stream.once('error', reject);
+    });
+    return { chunks, error: undefined, ended };
+  } catch (error) {
+    return { chunks, error, ended };
+  }
+}
+
+describe('checkedStream', () => {
+  it('passes the very chunks of the source on, and ends once the check accepted all the bytes', async () => {
+    const chunks = chunksOf(8, 4096);
+    const { check, events, prefixes } = checkFor(chunks);
+    const source = Readable.from(chunks, { objectMode: true });
+    const result = await drain(checkedStream(source, check));
+    expect(result.error).toBeUndefined();
+    expect(result.ended).toBe(true);
+    expect(result.chunks).toHaveLength(chunks.length);
+    result.chunks.forEach((chunk, index) => {
+      expect(chunk).toBe(chunks[index]);
+    });
+    // The first chunk is long enough: looked at in place.
+    expect(prefixes).toEqual([chunks[0]]);
+    expect(events.at(-1)).toMatchObject({ type: 'blob-progress', bytes: 8 * 4096, total: 8 * 4096 });
+  });
+
+  it('fails with a digest mismatch instead of ending when the bytes are not the blob', async () => {
+    const chunks = chunksOf(4, 1024);
+    const wrong = sha256(Buffer.from('something else'));
+    const { check, failures } = checkFor(chunks, { digest: wrong });
+    const result = await drain(checkedStream(Readable.from(chunks, { objectMode: true }), check));
+    expect(result.ended).toBe(false);
+    expect(result.error).toMatchObject({ code: ErrorCodes.DigestMismatch });
+    expect((result.error as Error).message).toContain(
+      `expected ${wrong}, got ${sha256(Buffer.concat(chunks))}`,
+    );
+    expect(failures).toEqual([result.error]);
+  });
+
+  it('fails with a size mismatch as soon as more bytes than expected arrive, and destroys the source', async () => {
+    const chunks = chunksOf(6, 1024);
+    const { check } = checkFor(chunks, { size: 2 * 1024 });
+    const source = new PassThrough({ objectMode: true });
+    const output = checkedStream(source, check);
+    const result = drain(output);
+    for (const chunk of chunks.slice(0, 3)) source.write(chunk);
+    const outcome = await result;
+    expect(outcome.error).toMatchObject({ code: ErrorCodes.SizeMismatch });
+    expect((outcome.error as Error).message).toContain('expected 2048 bytes, got more');
+    expect(outcome.chunks).toHaveLength(2);
+    expect(source.destroyed).toBe(true);
+  });
+
+  it('fails with a size mismatch when the source ends short', async () => {
+    const chunks = chunksOf(3, 1024);
+    const { check } = checkFor(chunks, { size: 4 * 1024 });
+    const result = await drain(checkedStream(Readable.from(chunks, { objectMode: true }), check));
+    expect(result.ended).toBe(false);
+    expect(result.error).toMatchObject({ code: ErrorCodes.SizeMismatch });
+    expect((result.error as Error).message).toContain('expected 4096 bytes, got 3072');
+  });
+
+  it("fails with the source's error, and with a premature close when the source closes before its end", async () => {
+    const chunks = chunksOf(2, 1024);
+    const failing = new PassThrough({ objectMode: true });
+    const failed = drain(checkedStream(failing, checkFor(chunks).check));
+    failing.write(chunks[0]);
+    const networkError = Object.assign(new Error('connection reset'), { code: 'ECONNRESET' });
+    failing.destroy(networkError);
+    expect((await failed).error).toBe(networkError);
+
+    const closing = new PassThrough({ objectMode: true });
+    const closed = drain(checkedStream(closing, checkFor(chunks).check));
+    closing.write(chunks[0]);
+    closing.destroy();
+    expect((await closed).error).toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+  });
+
+  it('destroys the source when its consumer destroys it', async () => {
+    const source = new PassThrough({ objectMode: true });
+    const output = checkedStream(source, checkFor(chunksOf(2, 16)).check);
+    output.destroy();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(source.destroyed).toBe(true);
+  });
+
+  it('pauses the source while its consumer is behind, and resumes it when read', async () => {
+    const chunks = chunksOf(64, 64 * 1024);
+    const { check } = checkFor(chunks);
+    const source = new PassThrough({ objectMode: true, highWaterMark: 4 });
+    for (const chunk of chunks) source.write(chunk);
+    source.end();
+    const output = checkedStream(source, check);
+    // Nobody reads yet: the source flows until the output holds its high-water mark (256 KiB), then pauses.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(source.isPaused()).toBe(true);
+    expect(output.readableLength).toBeGreaterThan(0);
+    expect(output.readableLength).toBeLessThanOrEqual(256 * 1024 + 64 * 1024);
+    expect(source.readableLength).toBeGreaterThan(32);
+    const result = await drain(output);
+    expect(result.error).toBeUndefined();
+    expect(result.chunks).toHaveLength(chunks.length);
+  });
+
+  it('takes a source that ended or failed before it was wrapped', async () => {
+    const chunks = chunksOf(1, 8);
+    const ended = Readable.from([], { objectMode: true });
+    ended.resume();
+    await new Promise((resolve) => ended.once('end', resolve));
+    const emptyCheck = checkFor([]);
+    const result = await drain(checkedStream(ended, emptyCheck.check));
+    expect(result.ended).toBe(true);
+    // An empty blob still reports its (empty) prefix and final progress.
+    expect(emptyCheck.prefixes).toEqual([new Uint8Array(0)]);
+
+    const failed = new PassThrough({ objectMode: true });
+    const error = new Error('gone');
+    failed.on('error', () => {});
+    failed.destroy(error);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect((await drain(checkedStream(failed, checkFor(chunks).check))).error).toBe(error);
+  });
+});
+
+describe('SourceCheck', () => {
+  it('gathers the prefix across short chunks', () => {
+    const bytes = Buffer.from(Array.from({ length: 600 }, (_, index) => index % 251));
+    const pieces = [bytes.subarray(0, 2), bytes.subarray(2, 4), bytes.subarray(4)];
+    const { check, prefixes } = checkFor(pieces);
+    for (const piece of pieces) check.update(piece);
+    check.finish();
+    expect(prefixes).toHaveLength(1);
+    expect(prefixes[0]!.byteLength).toBeGreaterThan(4);
+    expect(Buffer.from(prefixes[0]!)).toEqual(bytes.subarray(0, prefixes[0]!.byteLength));
+  });
+});
