@@ -72,7 +72,8 @@ async function* decompressed(
     head.push(next.value);
     headLength += next.value.byteLength;
   }
-  const prefix = Buffer.concat(head);
+  // One chunk (the usual case) is handed on as it is, not copied.
+  const prefix = head.length === 1 ? head[0]! : Buffer.concat(head);
   const rest = async function* (): AsyncGenerator<Uint8Array> {
     if (prefix.byteLength > 0) yield prefix;
     if (done) return;
