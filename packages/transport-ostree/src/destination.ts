@@ -17,7 +17,7 @@
 import { rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, type Readable, Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   abortError,
@@ -45,6 +45,7 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
 } from '@gantry/core/transport';
+import { ChunkChannel } from './chunk-channel.js';
 import { LayerStreamCommit, type LayerStreamResult } from './layer-stream.js';
 import { lockRepository, type RepositoryLock } from './lock.js';
 import { blobBranch, type OstreeImageReference } from './reference.js';
@@ -71,7 +72,8 @@ async function* decompressed(
     head.push(next.value);
     headLength += next.value.byteLength;
   }
-  const prefix = Buffer.concat(head);
+  // One chunk (the usual case) is handed on as it is, not copied.
+  const prefix = head.length === 1 ? head[0]! : Buffer.concat(head);
   const rest = async function* (): AsyncGenerator<Uint8Array> {
     if (prefix.byteLength > 0) yield prefix;
     if (done) return;
@@ -368,7 +370,7 @@ class OstreeImageDestination implements ImageDestination {
     onEnd: (value: { digest: Digest; size: number }) => void,
     signal: AbortSignal | undefined,
   ): Promise<LayerStreamResult> {
-    const raw = new PassThrough({ highWaterMark: 1 << 20 });
+    const raw = new ChunkChannel(1 << 20);
     let layerFailure: { error: unknown } | undefined;
     let applied: LayerStreamResult | undefined;
     const staging = await this.staging();
@@ -380,26 +382,17 @@ class OstreeImageDestination implements ImageDestination {
         },
         (error: unknown) => {
           layerFailure = { error };
-          // Nothing reads `raw` any more: a write waiting for room in it would wait forever (`ostree`
-          // failed or a hostile entry stopped the layer while the blob was still coming). It is released
-          // here; the sink then reads and verifies the rest of the blob without keeping it.
-          raw.destroy();
-          const release = waitingWrite;
-          waitingWrite = undefined;
-          release?.();
+          // Nothing reads `raw` any more (`ostree` failed, or a hostile entry stopped the layer while
+          // the blob was still coming): closing it releases a write waiting for room, and the sink
+          // then reads and verifies the rest of the blob without keeping it.
+          raw.close();
         },
       );
-    let waitingWrite: (() => void) | undefined;
     const sink = new Writable({
       highWaterMark: 1 << 20,
       write(chunk: Buffer, _encoding, callback) {
-        if (layerFailure !== undefined || raw.destroyed) return callback();
-        waitingWrite = callback;
-        raw.write(chunk, () => {
-          if (waitingWrite !== callback) return;
-          waitingWrite = undefined;
-          callback();
-        });
+        if (layerFailure !== undefined || raw.closed) return callback();
+        raw.push(chunk).then(() => callback(), callback);
       },
       final(callback) {
         raw.end();
@@ -409,7 +402,7 @@ class OstreeImageDestination implements ImageDestination {
     try {
       await pipeline(stream, blobWriteStage(info.digest, onEnd), sink, signal ? { signal } : {});
     } catch (error) {
-      raw.destroy();
+      raw.close();
       await applying;
       throw error;
     }

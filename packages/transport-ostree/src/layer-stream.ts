@@ -26,13 +26,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync } from 'node:fs';
-import { Socket } from 'node:net';
-import type { Writable } from 'node:stream';
 import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import { Crc64, cleanPath, layerError, TarSplitWriter, TarStreamReader } from '@gantry/layer-tree';
 import { SpawnedProcess } from './child-process.js';
 import type { TreeChecksums } from './gvariant.js';
 import { makePipe } from './native.js';
+import { PipeWriter } from './pipe-writer.js';
 import { type OstreeRepository, ostreeError } from './repository.js';
 
 const whiteoutPrefix = '.wh.';
@@ -153,65 +152,6 @@ function splitName(clean: string): { parent: string[]; base: string } {
   return { parent: clean.slice(0, slash).split('/'), base: clean.slice(slash + 1) };
 }
 
-/** Writes the tar to the pipe `ostree` reads, waiting for room; fails when `ostree` has gone. */
-class ChildInput {
-  private failure: Error | undefined;
-  private readonly pending: Buffer[] = [];
-  private pendingBytes = 0;
-
-  constructor(
-    private readonly child: SpawnedProcess,
-    private readonly stdin: Writable,
-  ) {
-    stdin.on('error', (error: Error) => {
-      this.failure ??= error;
-    });
-  }
-
-  get failed(): Error | undefined {
-    return this.failure;
-  }
-
-  /** Writes `chunk`; small pieces (headers, small files) are gathered into one write, large ones are not copied. */
-  async write(chunk: Buffer): Promise<void> {
-    if (chunk.length >= 64 * 1024) {
-      await this.flush();
-      await this.send(chunk);
-      return;
-    }
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= 256 * 1024) await this.flush();
-  }
-
-  async flush(): Promise<void> {
-    if (this.failure) throw this.failure;
-    if (this.pendingBytes === 0) return;
-    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
-    this.pending.length = 0;
-    this.pendingBytes = 0;
-    await this.send(data);
-  }
-
-  private async send(data: Buffer): Promise<void> {
-    if (this.failure) throw this.failure;
-    const stdin = this.stdin;
-    if (stdin.write(data)) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        stdin.off('drain', done);
-        stdin.off('close', done);
-        this.child.off('exit', done);
-        resolve();
-      };
-      stdin.on('drain', done);
-      stdin.on('close', done);
-      this.child.on('exit', done);
-    });
-    if (this.failure) throw this.failure;
-  }
-}
-
 /** What one stream committed: the layer's tree and the directories appended to it, by name. */
 export interface StreamedTrees {
   layer?: TreeChecksums;
@@ -258,8 +198,7 @@ export class LayerStreamCommit {
     });
   }
 
-  private input!: ChildInput;
-  private output!: Socket;
+  private input!: PipeWriter;
 
   /**
    * Starts `ostree commit` in the repository at `repositoryPath`, reading the tree's tar from the read
@@ -290,8 +229,7 @@ export class LayerStreamCommit {
     const layer = new LayerStreamCommit(child);
     layer.options = options;
     layer.repository = repository;
-    layer.output = new Socket({ fd: writeEnd, readable: false, writable: true });
-    layer.input = new ChildInput(child, layer.output);
+    layer.input = new PipeWriter(writeEnd);
     return layer;
   }
 
@@ -618,7 +556,7 @@ export class LayerStreamCommit {
         );
       }
       // The end-of-archive blocks are written by `finish`: `ostree` commits as soon as it reads them.
-      await input.flush();
+      input.push();
       tarSplit.addSegment(reader.end);
       for await (const chunk of reader.trailing()) tarSplit.addSegment(chunk);
       tarSplit.finishTrailer();
@@ -653,11 +591,17 @@ export class LayerStreamCommit {
   async finish(): Promise<StreamedTrees> {
     this.options.signal?.throwIfAborted();
     await this.begin();
-    await this.input.flush();
-    await new Promise<void>((resolve) => this.output.end(Buffer.alloc(2 * block), () => resolve()));
+    let writeFailure: { error: unknown } | undefined;
+    await this.input.end(Buffer.alloc(2 * block)).catch((error: unknown) => {
+      writeFailure = { error }; // `ostree` stopped reading: its exit status and message say why
+    });
     const { code, signal } = await this.exited;
-    if (this.spawnError || code !== 0) {
-      throw this.failure(new Error(signal ? `killed by ${signal}` : `exit status ${code}`));
+    if (this.spawnError || code !== 0 || writeFailure) {
+      throw this.failure(
+        code !== 0 || !writeFailure
+          ? new Error(signal ? `killed by ${signal}` : `exit status ${code}`)
+          : writeFailure.error,
+      );
     }
     const checksum = this.stdout.trim();
     if (!/^[0-9a-f]{64}$/.test(checksum)) {
@@ -677,7 +621,7 @@ export class LayerStreamCommit {
   /** Stops `ostree commit` before it has read the end of the tar: nothing is committed. */
   async abort(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-    this.output.destroy();
+    await this.input.destroy();
     await this.exited;
   }
 }
