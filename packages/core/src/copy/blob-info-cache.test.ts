@@ -124,7 +124,7 @@ describe('DiskBlobInfoCache', () => {
     ]);
   });
 
-  it('reads each blob\'s whole history from the file, whichever blob is asked about first', async () => {
+  it("reads each blob's whole history from the file, whichever blob is asked about first", async () => {
     const file = join(directory, 'cache.json');
     const other = digest('other layer');
     const line = (fields: unknown[]) => `${JSON.stringify(fields)}\n`;

@@ -433,7 +433,8 @@ export class DiskBlobInfoCache extends MemoryBlobInfoCache {
       records,
       (pairDigest, record) => {
         if (this.newPairs.has(pairDigest)) return;
-        if (!about(pairDigest) && (this.loadedDigests.has(pairDigest) || record.uncompressed !== digest)) return;
+        if (!about(pairDigest) && (this.loadedDigests.has(pairDigest) || record.uncompressed !== digest))
+          return;
         this.setPair(pairDigest, record);
       },
       (key, record) => {
