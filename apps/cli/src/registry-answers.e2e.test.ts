@@ -104,6 +104,44 @@ describe('inspect when the registry answers 404 for the tag list', () => {
   });
 });
 
+describe('inspect when the registry refuses the tag list (403)', () => {
+  const refuseTags = (times: number) =>
+    proxy.statusFaults.push({
+      matches: (method, path) => method === 'GET' && path.includes('/tags/list'),
+      status: 403,
+      times,
+      body: JSON.stringify({
+        errors: [{ code: 'DENIED', message: 'requested access to the resource is denied' }],
+      }),
+    });
+
+  it('warns and prints the image without tags, as skopeo', async () => {
+    const reference = `docker://${proxy.host}/answers/app:v1`;
+    refuseTags(2);
+    const skopeo = await runSkopeoConcurrently(['inspect', '--tls-verify=false', reference]);
+    const gantry = await runGantry(['inspect', '--tls-verify=false', reference]);
+    expect(skopeo.code, skopeo.stderr).toBe(0);
+    expect(skopeo.stderr).toContain('Registry disallows tag list retrieval; skipping');
+    expect(gantry.code, gantry.stderr).toBe(0);
+    expect(gantry.stderr).toContain('Registry disallows tag list retrieval; skipping');
+    // (skopeo prints `"RepoTags": null` here, Gantry an empty list.)
+    expect(JSON.parse(gantry.stdout.toString()).RepoTags).toEqual([]);
+    expect(JSON.parse(gantry.stdout.toString()).Digest).toBe(JSON.parse(skopeo.stdout.toString()).Digest);
+  });
+
+  it('an image that is not there exits 2 without the warning (the tag list, read meanwhile, does not count)', async () => {
+    refuseTags(1);
+    const missing = await runGantry([
+      'inspect',
+      '--tls-verify=false',
+      `docker://${proxy.host}/answers/app:nope`,
+    ]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).not.toContain('Registry disallows tag list retrieval');
+    proxy.statusFaults.length = 0;
+  });
+});
+
 describe('a refused registry token', () => {
   const reference = () => `docker://${tokenRegistry.host}/answers/app:v1`;
 

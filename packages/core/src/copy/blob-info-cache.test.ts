@@ -124,6 +124,46 @@ describe('DiskBlobInfoCache', () => {
     ]);
   });
 
+  it("reads each blob's whole history from the file, whichever blob is asked about first", async () => {
+    const file = join(directory, 'cache.json');
+    const other = digest('other layer');
+    const line = (fields: unknown[]) => `${JSON.stringify(fields)}\n`;
+    await writeFile(
+      file,
+      `{"version":2}\n${[
+        line(['p', gzipped, layer, 'gzip', 1]),
+        line(['p', zstded, layer, 'zstd', 2]),
+        // gzipped turned out to be another layer's blob: it is no variant of layer any more.
+        line(['p', gzipped, other, 'gzip', 3]),
+        line(['l', 'docker', 'r', zstded, 'team/a', 4]),
+        // A location whose name is a digest is no record about that digest.
+        line(['l', 'docker', 'r', other, gzipped, 5]),
+        line(['l', 'docker', 'r', zstded, 'team/b', 6]),
+        line(['f', 'docker', 'r', zstded, 'team/a']),
+      ].join('')}`,
+    );
+    const variantsFirst = new DiskBlobInfoCache(file);
+    expect(variantsFirst.compressedVariants(layer).map((variant) => variant.digest)).toEqual([zstded]);
+    expect(variantsFirst.uncompressedDigest(gzipped)).toBe(other);
+    expect(variantsFirst.candidateLocations('docker', 'r', gzipped)).toEqual([]);
+    expect(variantsFirst.candidateLocations('docker', 'r', zstded)).toEqual(['team/b']);
+    const blobFirst = new DiskBlobInfoCache(file);
+    expect(blobFirst.uncompressedDigest(gzipped)).toBe(other);
+    expect(blobFirst.compressedVariants(layer).map((variant) => variant.digest)).toEqual([zstded]);
+    expect(blobFirst.compressedVariants(other).map((variant) => variant.digest)).toEqual([gzipped]);
+    expect(blobFirst.candidateLocations('docker', 'r', other)).toEqual([gzipped]);
+    // What this process records wins over the file, and goes to the file for the next.
+    blobFirst.recordDigestUncompressedPair(gzipped, layer, 'gzip');
+    expect(blobFirst.compressedVariants(layer).map((variant) => variant.digest)).toEqual([
+      gzipped,
+      layer,
+      zstded,
+    ]);
+    expect(blobFirst.compressedVariants(other)).toEqual([]);
+    await blobFirst.flush();
+    expect(new DiskBlobInfoCache(file).uncompressedDigest(gzipped)).toBe(layer);
+  });
+
   it('skips a torn line (a writer that died mid-append) and keeps the others', async () => {
     const file = join(directory, 'cache.json');
     const first = new DiskBlobInfoCache(file);

@@ -5,7 +5,9 @@
  * compressing again, and mount a blob from another repository of the registry on first sight.
  *
  * `DiskBlobInfoCache` keeps it in one file of JSON lines (the user's data directory by default): a
- * header line `{"version":2}`, then one record per line, later lines overriding earlier ones. Records are
+ * header line `{"version":2}`, then one record per line, later lines overriding earlier ones. A process
+ * reads the file once and parses only the lines naming the blobs it asks about (every record names its
+ * blob's digest), so a copy of a few blobs does not pay for a cache of thousands. Records are
  * made in memory; `flush()` appends the new ones, under a lock file, in one write, so a copy costs the
  * file what it learnt, not a rewrite of everything known. When the file has grown past
  * `compactAboveBytes`, or holds the one-document format of version 1, `flush()` instead rewrites it
@@ -73,8 +75,8 @@ interface CacheRecords {
   current: boolean;
   pairs: Array<[Digest, PairRecord]>;
   locations: LocationRecord[];
-  /** Locations forgotten, by `locationKey`, each after the location records before it. */
-  forgotten: Array<{ key: string; after: number }>;
+  /** Locations forgotten, by `locationKey` (and the blob's digest), each after the location records before it. */
+  forgotten: Array<{ key: string; digest: Digest; after: number }>;
 }
 
 const formatHeader = '{"version":2}';
@@ -123,7 +125,13 @@ function addRecordLine(records: CacheRecords, line: unknown): void {
     if (location) records.locations.push(location);
   } else if (kind === 'f') {
     const location = locationFrom(fields[0], fields[1], fields[2], fields[3], 0);
-    if (location) records.forgotten.push({ key: locationKey(location), after: records.locations.length });
+    if (location) {
+      records.forgotten.push({
+        key: locationKey(location),
+        digest: location.digest,
+        after: records.locations.length,
+      });
+    }
   }
 }
 
@@ -220,12 +228,12 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
   }
 
   uncompressedDigest(digest: Digest): Digest | undefined {
-    this.load();
+    this.load(digest);
     return this.pairs.get(digest)?.uncompressed;
   }
 
   recordDigestUncompressedPair(digest: Digest, uncompressed: Digest, compression: CachedCompression): void {
-    this.load();
+    this.load(digest, uncompressed);
     const record = { uncompressed, compression, at: this.now() };
     this.setPair(digest, record);
     this.newPairs.set(digest, record);
@@ -238,7 +246,9 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
   }
 
   compressedVariants(uncompressed: Digest): Array<{ digest: Digest; compression: CachedCompression }> {
-    this.load();
+    this.load(uncompressed);
+    // A variant's own later records may pair it with another digest: they are read before it counts.
+    this.load(...(this.variants.get(uncompressed) ?? []));
     const variants: Array<[Digest, PairRecord]> = [];
     for (const digest of this.variants.get(uncompressed) ?? []) {
       const record = this.pairs.get(digest);
@@ -250,7 +260,7 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
   }
 
   recordKnownLocation(transport: string, scope: string, digest: Digest, location: string): void {
-    this.load();
+    this.load(digest);
     const record = { transport, scope, digest, location, at: this.now() };
     const key = locationKey(record);
     this.setLocation(key, record);
@@ -259,7 +269,7 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
   }
 
   candidateLocations(transport: string, scope: string, digest: Digest): string[] {
-    this.load();
+    this.load(digest);
     return [...(this.locationsOfBlob.get(blobKey(transport, scope, digest))?.values() ?? [])]
       .sort((left, right) => right.at - left.at)
       .slice(0, maximumLocationsPerBlob)
@@ -267,15 +277,15 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
   }
 
   forgetLocation(transport: string, scope: string, digest: Digest, location: string): void {
-    this.load();
+    this.load(digest);
     const key = locationKey({ transport, scope, digest, location });
     this.deleteLocation(key);
     this.newLocations.delete(key);
     this.forgotten.add(key);
   }
 
-  /** Loads stored records (nothing to load in memory). */
-  protected load(): void {}
+  /** Loads the stored records about `digests` (nothing to load in memory). */
+  protected load(..._digests: Digest[]): void {}
 
   /** Sets a pair, keeping the index of variants. */
   protected setPair(digest: Digest, record: PairRecord): void {
@@ -330,47 +340,109 @@ function applyRecords(
   records: CacheRecords,
   setPair: (digest: Digest, record: PairRecord) => void,
   setLocation: (key: string, record: LocationRecord) => void,
-  forget: (key: string) => void,
+  forget: (key: string, digest: Digest) => void,
 ): void {
   for (const [digest, record] of records.pairs) setPair(digest, record);
   let next = 0;
+  const forgetNext = () => {
+    const entry = records.forgotten[next++];
+    if (entry !== undefined) forget(entry.key, entry.digest);
+  };
   for (const [index, record] of records.locations.entries()) {
-    while (next < records.forgotten.length && (records.forgotten[next]?.after ?? 0) <= index) {
-      forget(records.forgotten[next++]?.key ?? '');
-    }
+    while (next < records.forgotten.length && (records.forgotten[next]?.after ?? 0) <= index) forgetNext();
     setLocation(locationKey(record), record);
   }
-  while (next < records.forgotten.length) forget(records.forgotten[next++]?.key ?? '');
+  while (next < records.forgotten.length) forgetNext();
+}
+
+/**
+ * The records of the lines of a version-2 cache file (its bytes) that name `digest`, in file order: a
+ * search for the quoted digest instead of a parse of every line. Every record about a blob names its
+ * digest, so these lines are the blob's whole history in the file (they may also hold pairs of other
+ * blobs whose uncompressed form it is). Damaged lines are skipped.
+ */
+function recordsNaming(bytes: Buffer, digest: Digest): CacheRecords {
+  const records: CacheRecords = { current: true, pairs: [], locations: [], forgotten: [] };
+  const quoted = Buffer.from(JSON.stringify(digest), 'utf8');
+  let lineEnd = formatHeader.length;
+  for (let at = bytes.indexOf(quoted, lineEnd); at >= 0; at = bytes.indexOf(quoted, lineEnd + 1)) {
+    const lineStart = bytes.lastIndexOf(0x0a, at) + 1;
+    lineEnd = bytes.indexOf(0x0a, at);
+    if (lineEnd < 0) lineEnd = bytes.length;
+    try {
+      addRecordLine(records, JSON.parse(bytes.toString('utf8', lineStart, lineEnd)));
+    } catch {
+      // A damaged (torn) line: skipped.
+    }
+  }
+  return records;
 }
 
 /** The blob-info cache in a file of JSON lines (see the module comment). */
 export class DiskBlobInfoCache extends MemoryBlobInfoCache {
-  private loaded = false;
+  /**
+   * The file's bytes, read once on first use and searched per digest (a version-2 file): a copy asks
+   * about a few blobs, and parsing every record of a file of thousands (up to `compactAboveBytes`)
+   * would cost a short command more than the rest of its work. Null when the file is missing,
+   * unreadable or of another format (read whole at once instead).
+   */
+  private bytes: Buffer | null | undefined;
+  /** The digests whose records have been read from `bytes`. */
+  private readonly loadedDigests = new Set<Digest>();
 
   constructor(readonly file: string) {
     super();
   }
 
-  /** Reads the file once, on first use; a missing, unreadable or corrupt file gives an empty cache. */
-  protected override load(): void {
-    if (this.loaded) return;
-    this.loaded = true;
-    let text: string;
+  /**
+   * Reads the records about `digests` (the file once, on first use; then the lines naming each digest,
+   * once per digest); a missing, unreadable or corrupt file gives an empty cache.
+   */
+  protected override load(...digests: Digest[]): void {
+    if (this.bytes === undefined) this.readFile();
+    const bytes = this.bytes;
+    if (bytes === null || bytes === undefined) return;
+    for (const digest of digests) {
+      if (this.loadedDigests.has(digest)) continue;
+      this.loadedDigests.add(digest);
+      this.apply(recordsNaming(bytes, digest), digest);
+    }
+  }
+
+  private readFile(): void {
+    this.bytes = null;
+    let bytes: Buffer;
     try {
-      text = readFileSync(this.file, 'utf8');
+      bytes = readFileSync(this.file);
     } catch {
       return;
     }
+    if (bytes.toString('latin1', 0, formatHeader.length + 1) === `${formatHeader}\n`) this.bytes = bytes;
+    // Version 1 (one JSON document) or no known format: every record at once.
+    else this.apply(parseCacheFile(bytes.toString('utf8')), undefined);
+  }
+
+  /**
+   * Applies records read from the file under this process's own (which win). With `digest`, the records
+   * are that blob's history: a location or a forget of another blob is not (it only shares a string with
+   * the digest), nor is a pair of another blob whose own records were read already (they decide).
+   */
+  private apply(records: CacheRecords, digest: Digest | undefined): void {
+    const about = (other: Digest) => digest === undefined || other === digest;
     applyRecords(
-      parseCacheFile(text),
-      (digest, record) => {
-        if (!this.newPairs.has(digest)) this.setPair(digest, record);
+      records,
+      (pairDigest, record) => {
+        if (this.newPairs.has(pairDigest)) return;
+        if (!about(pairDigest) && (this.loadedDigests.has(pairDigest) || record.uncompressed !== digest))
+          return;
+        this.setPair(pairDigest, record);
       },
       (key, record) => {
-        if (!this.newLocations.has(key) && !this.forgotten.has(key)) this.setLocation(key, record);
+        if (about(record.digest) && !this.newLocations.has(key) && !this.forgotten.has(key))
+          this.setLocation(key, record);
       },
-      (key) => {
-        if (!this.newLocations.has(key)) this.deleteLocation(key);
+      (key, forgottenDigest) => {
+        if (about(forgottenDigest) && !this.newLocations.has(key)) this.deleteLocation(key);
       },
     );
   }

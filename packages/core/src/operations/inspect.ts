@@ -126,19 +126,22 @@ async function readConfig(
 /**
  * The tags of the image's repository for `RepoTags`, from transports that list tags (skopeo lists them
  * for docker:// only; other transports give []). As skopeo, a registry refusing the tag list (401/403)
- * is a warning, not an error.
+ * is a warning, not an error: returned with the (empty) tags, for the caller to give once the image
+ * itself was read.
  */
-async function repositoryTags(reference: ImageReference, options: InspectImageOptions): Promise<string[]> {
+async function repositoryTags(
+  reference: ImageReference,
+  options: InspectImageOptions,
+): Promise<{ tags: string[]; warning?: string }> {
   const transport = reference.transport;
-  if (transport.name !== 'docker' || typeof transport.listTags !== 'function') return [];
+  if (transport.name !== 'docker' || typeof transport.listTags !== 'function') return { tags: [] };
   const retry = retrySettingsOf(options);
   const context = contextOf(options);
   try {
-    return await withRetry(() => transport.listTags!(reference, context), retry);
+    return { tags: await withRetry(() => transport.listTags!(reference, context), retry) };
   } catch (error) {
     if (hasErrorCode(error, ErrorCodes.Unauthorized)) {
-      options.onWarning?.('Registry disallows tag list retrieval; skipping');
-      return [];
+      return { tags: [], warning: 'Registry disallows tag list retrieval; skipping' };
     }
     throw prefixError('Error determining repository tags', error);
   }
@@ -160,6 +163,12 @@ export async function inspectImage(
   options: InspectImageOptions = {},
 ): Promise<ImageInspection> {
   return withImageSource(image, options, async (source) => {
+    const reference = source.reference;
+    // The tag list is asked for while the manifest and the config are read (one round trip less than
+    // one after the other); its failure or warning counts only once the image itself was read.
+    const tagsRead: Promise<{ tags: string[]; warning?: string }> =
+      options.tags === false ? Promise.resolve({ tags: [] }) : repositoryTags(reference, options);
+    tagsRead.catch(() => {});
     const { topLevel, manifest } = await resolveImage(source, options);
     const config = await readConfig(
       source,
@@ -167,9 +176,9 @@ export async function inspectImage(
       options,
       'Error reading OCI-formatted configuration data',
     );
-    const reference = source.reference;
     const dockerReference = reference.dockerReference();
-    const repoTags = options.tags === false ? [] : await repositoryTags(reference, options);
+    const { tags: repoTags, warning } = await tagsRead;
+    if (warning !== undefined) options.onWarning?.(warning);
     return buildInspectOutput({
       ...(dockerReference ? { name: dockerReference.name } : {}),
       manifest,
