@@ -124,6 +124,47 @@ describe('DiskBlobInfoCache', () => {
     ]);
   });
 
+  it('appends nothing for what the file already holds as most recent, and what changes an answer', async () => {
+    const file = join(directory, 'cache.json');
+    const first = new DiskBlobInfoCache(file);
+    first.recordDigestUncompressedPair(gzipped, layer, 'gzip');
+    first.recordKnownLocation('docker', 'r', gzipped, 'team/a');
+    first.recordKnownLocation('docker', 'r', gzipped, 'team/b');
+    await first.flush();
+    const written = await readFile(file, 'utf8');
+    // The same copy again (a re-push): it learns nothing new, and the file stays as it was.
+    const again = new DiskBlobInfoCache(file);
+    again.recordDigestUncompressedPair(gzipped, layer, 'gzip');
+    again.recordKnownLocation('docker', 'r', gzipped, 'team/b');
+    await again.flush();
+    expect(await readFile(file, 'utf8')).toBe(written);
+    // A location seen again that is not the most recent one changes the order: it is written.
+    const older = new DiskBlobInfoCache(file);
+    older.recordKnownLocation('docker', 'r', gzipped, 'team/a');
+    await older.flush();
+    const reordered = await readFile(file, 'utf8');
+    expect(reordered.slice(written.length).trim().split('\n')).toHaveLength(1);
+    expect(new DiskBlobInfoCache(file).candidateLocations('docker', 'r', gzipped)).toEqual([
+      'team/a',
+      'team/b',
+    ]);
+    // A pair learnt with another compression is written; so is one whose record is older than a day.
+    const changed = new DiskBlobInfoCache(file);
+    changed.recordDigestUncompressedPair(gzipped, layer, 'zstd');
+    await changed.flush();
+    expect((await readFile(file, 'utf8')).length).toBeGreaterThan(reordered.length);
+    class DayLater extends DiskBlobInfoCache {
+      protected override now(): number {
+        return super.now() + 2 * 24 * 60 * 60 * 1000;
+      }
+    }
+    const before = await readFile(file, 'utf8');
+    const later = new DayLater(file);
+    later.recordKnownLocation('docker', 'r', gzipped, 'team/a');
+    await later.flush();
+    expect((await readFile(file, 'utf8')).slice(before.length).trim().split('\n')).toHaveLength(1);
+  });
+
   it("reads each blob's whole history from the file, whichever blob is asked about first", async () => {
     const file = join(directory, 'cache.json');
     const other = digest('other layer');

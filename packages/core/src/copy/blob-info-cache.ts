@@ -49,6 +49,13 @@ const maximumLocations = 4096;
 const maximumLocationsPerBlob = 8;
 /** A file larger than this is rewritten with the kept records only, instead of appended to. */
 const compactAboveBytes = 2 * 1024 * 1024;
+/**
+ * A record learnt again that the file already holds as its blob's most recent one is not written again
+ * for this long: re-writing it would change no answer, only grow the file (a re-push of an image would
+ * append every layer's location on every run). Past this age it is written again, so that it stays
+ * among the most recently used records a rewrite keeps.
+ */
+const refreshAfterMs = 24 * 60 * 60 * 1000;
 /** A lock file older than this is taken to be left by a dead process. */
 const staleLockMs = 10_000;
 /** How long `flush` waits for the lock before giving up (the records are then lost, nothing else). */
@@ -235,8 +242,16 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
   recordDigestUncompressedPair(digest: Digest, uncompressed: Digest, compression: CachedCompression): void {
     this.load(digest, uncompressed);
     const record = { uncompressed, compression, at: this.now() };
+    const known = this.pairs.get(digest);
+    const alreadyStored =
+      known !== undefined &&
+      !this.newPairs.has(digest) &&
+      known.uncompressed === uncompressed &&
+      known.compression === compression &&
+      record.at - known.at < refreshAfterMs &&
+      this.isNewestVariant(digest, known);
     this.setPair(digest, record);
-    this.newPairs.set(digest, record);
+    if (!alreadyStored) this.newPairs.set(digest, record);
     if (compression !== 'none' && !this.pairs.has(uncompressed)) {
       // The uncompressed blob is its own uncompressed form.
       const self = { uncompressed, compression: 'none' as const, at: record.at };
@@ -263,8 +278,15 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
     this.load(digest);
     const record = { transport, scope, digest, location, at: this.now() };
     const key = locationKey(record);
+    const known = this.locations.get(key);
+    const alreadyStored =
+      known !== undefined &&
+      !this.newLocations.has(key) &&
+      !this.forgotten.has(key) &&
+      record.at - known.at < refreshAfterMs &&
+      this.isNewestLocation(known);
     this.setLocation(key, record);
-    this.newLocations.set(key, record);
+    if (!alreadyStored) this.newLocations.set(key, record);
     this.forgotten.delete(key);
   }
 
@@ -282,6 +304,24 @@ export class MemoryBlobInfoCache implements BlobInfoCache {
     this.deleteLocation(key);
     this.newLocations.delete(key);
     this.forgotten.add(key);
+  }
+
+  /** Whether `known` (the pair of `digest`) is the most recently recorded blob of its uncompressed form. */
+  private isNewestVariant(digest: Digest, known: PairRecord): boolean {
+    for (const other of this.variants.get(known.uncompressed) ?? []) {
+      const record = this.pairs.get(other);
+      if (other !== digest && record !== undefined && record.at > known.at) return false;
+    }
+    return true;
+  }
+
+  /** Whether `known` is the most recently seen location of its blob in its scope. */
+  private isNewestLocation(known: LocationRecord): boolean {
+    const ofBlob = this.locationsOfBlob.get(blobKey(known.transport, known.scope, known.digest));
+    for (const record of ofBlob?.values() ?? []) {
+      if (record !== known && record.at > known.at) return false;
+    }
+    return true;
   }
 
   /** Loads the stored records about `digests` (nothing to load in memory). */

@@ -12,7 +12,8 @@ export interface InspectInput {
   manifest: ImageManifest;
   /** The config blob; required for OCI and Docker schema2 manifests. */
   config?: Uint8Array;
-  repoTags: string[];
+  /** The repository's tags; null when the registry refused to list them (skopeo prints null then). */
+  repoTags: string[] | null;
   /** The digest printed as `Digest` (the top-level manifest's, as skopeo prints). */
   digest: Digest;
   /**
@@ -45,8 +46,11 @@ export interface ImageInspection {
   Tag?: string;
   /** The digest of the top-level manifest (the list's, for a manifest list). */
   Digest: Digest;
-  /** The repository's tags (docker:// only; `[]` elsewhere or when not asked). */
-  RepoTags: string[];
+  /**
+   * The repository's tags (docker:// only; `[]` elsewhere or when not asked; null when the registry
+   * refused to list them, as skopeo prints it).
+   */
+  RepoTags: string[] | null;
   /** The config's creation time in Go's RFC 3339 form; null when an OCI config has none. */
   Created: string | null;
   DockerVersion: string;
@@ -105,7 +109,7 @@ export function buildInspectOutput(input: InspectInput): ImageInspection {
   if (input.name) output.Name = input.name;
   if (legacy && schema1Tag !== '') output.Tag = schema1Tag;
   output.Digest = input.digest;
-  output.RepoTags = [...input.repoTags];
+  output.RepoTags = input.repoTags === null ? null : [...input.repoTags];
   output.Created = fields.created;
   output.DockerVersion = fields.dockerVersion;
   output.Labels = fields.labels;

@@ -126,13 +126,13 @@ async function readConfig(
 /**
  * The tags of the image's repository for `RepoTags`, from transports that list tags (skopeo lists them
  * for docker:// only; other transports give []). As skopeo, a registry refusing the tag list (401/403)
- * is a warning, not an error: returned with the (empty) tags, for the caller to give once the image
- * itself was read.
+ * is a warning, not an error: returned with no tags (null, which skopeo prints), for the caller to give
+ * once the image itself was read.
  */
 async function repositoryTags(
   reference: ImageReference,
   options: InspectImageOptions,
-): Promise<{ tags: string[]; warning?: string }> {
+): Promise<{ tags: string[] | null; warning?: string }> {
   const transport = reference.transport;
   if (transport.name !== 'docker' || typeof transport.listTags !== 'function') return { tags: [] };
   const retry = retrySettingsOf(options);
@@ -141,7 +141,7 @@ async function repositoryTags(
     return { tags: await withRetry(() => transport.listTags!(reference, context), retry) };
   } catch (error) {
     if (hasErrorCode(error, ErrorCodes.Unauthorized)) {
-      return { tags: [], warning: 'Registry disallows tag list retrieval; skipping' };
+      return { tags: null, warning: 'Registry disallows tag list retrieval; skipping' };
     }
     throw prefixError('Error determining repository tags', error);
   }
@@ -166,7 +166,7 @@ export async function inspectImage(
     const reference = source.reference;
     // The tag list is asked for while the manifest and the config are read (one round trip less than
     // one after the other); its failure or warning counts only once the image itself was read.
-    const tagsRead: Promise<{ tags: string[]; warning?: string }> =
+    const tagsRead: Promise<{ tags: string[] | null; warning?: string }> =
       options.tags === false ? Promise.resolve({ tags: [] }) : repositoryTags(reference, options);
     tagsRead.catch(() => {});
     const { topLevel, manifest } = await resolveImage(source, options);
