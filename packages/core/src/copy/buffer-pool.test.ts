@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { BufferPool, bufferPoolOf, scratchBuffer } from './buffer-pool.js';
+import {
+  BufferPool,
+  bufferPoolOf,
+  fullGarbageCollection,
+  GarbagePacer,
+  scratchBuffer,
+} from './buffer-pool.js';
 
 describe('BufferPool', () => {
   it('hands a given-back buffer out again, and keeps at most `keep` idle ones', () => {
@@ -33,5 +39,130 @@ describe('BufferPool', () => {
     expect(bufferPoolOf(size).take()).toBe(scratch.buffer);
     const unpooled = scratchBuffer(size, false);
     expect(bufferPoolOf(size).wholeBufferOf(unpooled.buffer)).toBeUndefined();
+  });
+});
+
+describe('GarbagePacer', () => {
+  const mib = 1024 * 1024;
+
+  /** A pacer over a simulated heap whose collections drop the external memory to `live`. */
+  function simulated(options: { external?: boolean; usedHeap?: number } = {}) {
+    const heap = { used: options.usedHeap ?? 10 * mib, external: 20 * mib, live: 20 * mib };
+    let collections = 0;
+    const pacer = new GarbagePacer(
+      4 * mib,
+      24 * mib,
+      64 * mib,
+      () => () => {
+        collections += 1;
+        heap.external = heap.live;
+      },
+      () => ({ used: heap.used, ...(options.external === false ? {} : { external: heap.external }) }),
+    );
+    /** `bytes` of new buffers that became garbage at once. */
+    const garbage = (bytes: number): void => {
+      heap.external += bytes;
+      pacer.note(bytes);
+    };
+    return { heap, pacer, garbage, collections: () => collections };
+  }
+
+  it('collects once the memory outside the heap grew by the growth since the last collection', () => {
+    const { pacer, garbage, collections, heap } = simulated();
+    garbage(4 * mib); // The first reading (24 MiB) is where growth counts from.
+    for (let index = 0; index < 5; index += 1) garbage(4 * mib); // +20 MiB: below the growth.
+    expect(collections()).toBe(0);
+    garbage(4 * mib); // +24 MiB.
+    expect(collections()).toBe(1);
+    expect(heap.external).toBe(20 * mib);
+    for (let index = 0; index < 12; index += 1) garbage(4 * mib);
+    expect(collections()).toBe(3);
+    expect(pacer.collections).toBe(3);
+  });
+
+  it('reads the heap only every `checkEveryBytes` noted', () => {
+    const { heap, garbage, collections } = simulated();
+    garbage(4 * mib);
+    heap.external += 100 * mib; // Garbage made elsewhere, not noted.
+    garbage(1 * mib);
+    expect(collections()).toBe(0);
+    garbage(3 * mib);
+    expect(collections()).toBe(1);
+  });
+
+  it('grows from a lower point when V8 collected on its own', () => {
+    const { heap, garbage, collections } = simulated();
+    garbage(4 * mib); // Base: 24 MiB.
+    heap.external = 10 * mib; // V8's own collection.
+    garbage(4 * mib); // 14 MiB: the base follows down.
+    for (let index = 0; index < 5; index += 1) garbage(4 * mib); // 34 MiB: +20.
+    expect(collections()).toBe(0);
+    garbage(4 * mib); // 38 MiB: +24.
+    expect(collections()).toBe(1);
+  });
+
+  it('counts noted bytes where V8 does not tell the memory outside the heap', () => {
+    const { garbage, collections } = simulated({ external: false });
+    for (let index = 0; index < 5; index += 1) garbage(4 * mib);
+    expect(collections()).toBe(0);
+    garbage(4 * mib);
+    expect(collections()).toBe(1);
+    for (let index = 0; index < 6; index += 1) garbage(4 * mib);
+    expect(collections()).toBe(2);
+  });
+
+  it('leaves a large heap to V8', () => {
+    const { garbage, collections } = simulated({ usedHeap: 200 * mib });
+    for (let index = 0; index < 50; index += 1) garbage(4 * mib);
+    expect(collections()).toBe(0);
+  });
+
+  it('collects nothing when no collector is available', () => {
+    let readings = 0;
+    const pacer = new GarbagePacer(
+      1,
+      1,
+      64 * mib,
+      () => undefined,
+      () => {
+        readings += 1;
+        return { used: 0, external: (readings * 100) % 1000 };
+      },
+    );
+    for (let index = 0; index < 10; index += 1) pacer.note(mib);
+    expect(pacer.collections).toBe(0);
+  });
+});
+
+describe('fullGarbageCollection', () => {
+  it("runs V8's full collection, which frees the memory of dead ArrayBuffers", async () => {
+    const collect = fullGarbageCollection();
+    expect(collect).toBeTypeOf('function');
+    let buffers: Buffer[] | undefined = Array.from({ length: 16 }, () =>
+      Buffer.allocUnsafeSlow(4 * 1024 * 1024),
+    );
+    // Read with the 64 MiB alive (V8 may collect other garbage while they are made).
+    const whileAlive = process.memoryUsage().arrayBuffers;
+    buffers.length = 0;
+    buffers = undefined;
+    collect!();
+    // V8 may free the memory of the collected buffers on a background thread: wait for it (other code
+    // may allocate a little meanwhile).
+    const freed = (): boolean => process.memoryUsage().arrayBuffers <= whileAlive - 60 * 1024 * 1024;
+    for (let attempt = 0; attempt < 500 && !freed(); attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(process.memoryUsage().arrayBuffers).toBeLessThanOrEqual(whileAlive - 60 * 1024 * 1024);
+  });
+
+  it('is undefined with GANTRY_GC_PACING=off', () => {
+    const saved = process.env.GANTRY_GC_PACING;
+    process.env.GANTRY_GC_PACING = 'off';
+    try {
+      expect(fullGarbageCollection()).toBeUndefined();
+    } finally {
+      if (saved === undefined) delete process.env.GANTRY_GC_PACING;
+      else process.env.GANTRY_GC_PACING = saved;
+    }
   });
 });

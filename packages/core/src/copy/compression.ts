@@ -7,7 +7,7 @@ import * as zlib from 'node:zlib';
 import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { readableChunks } from '../readable-chunks.js';
-import { type BufferPool, bufferPoolOf } from './buffer-pool.js';
+import { type BufferPool, bufferPoolOf, transientBuffers } from './buffer-pool.js';
 import { defaultGzipBlockSize, parallelGzipStage } from './parallel-gzip.js';
 import { defaultZstdFrameSize, parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 
@@ -156,7 +156,8 @@ export const decompressedChunkSize = 1024 * 1024;
  * `options.pooledOutput`: zstd's full chunks are taken from the process-wide pool of `chunkSize`-byte
  * buffers (`bufferPoolOf`), for a reader that gives each one back when done with it, as the block
  * compressors do (`inBlocks`): the memory is then reused chunk after chunk instead of waiting for the
- * garbage collector. A reader that keeps or hands on the chunks must not ask for it.
+ * garbage collector. A reader that keeps or hands on the chunks must not ask for it. The input chunks
+ * are then noted to `transientBuffers` (`GarbagePacer`) once decompressed.
  */
 export function createDecompressor(
   format: Exclude<DetectedCompression, 'none'>,
@@ -246,6 +247,8 @@ class ZstdChunkedOutputDecompressor extends Transform {
       done(new CorruptCompressedDataError(`zstd: ${(error as Error).message}`, { cause: error }));
       return;
     }
+    // With pooled output (a recompression), the input chunks are this copy's main garbage.
+    if (this.#pool) transientBuffers.note(chunk.byteLength);
     done();
   }
 

@@ -5,8 +5,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32, gunzipSync } from 'node:zlib';
-import { afterEach, describe, expect, it } from 'vitest';
-import { bufferPoolOf } from './buffer-pool.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { bufferPoolOf, transientBuffers } from './buffer-pool.js';
 import {
   combineCrc32,
   contiguousView,
@@ -281,6 +281,42 @@ describe('inBlocks', () => {
     expect(idle).toContain(pooledChunks[1]);
     expect(idle).not.toContain(foreign);
     expect(idle).not.toContain(last);
+  });
+
+  it('notes the bytes of the blocks it does not give back to the pool, once their job ended', async () => {
+    const blockSize = 8 * 1024 + 7; // A size no other test uses: this pool is this test's.
+    const pool = bufferPoolOf(blockSize);
+    const pooledChunk = pool.take();
+    const foreign = Buffer.allocUnsafeSlow(blockSize);
+    async function* chunks() {
+      yield pooledChunk;
+      yield foreign;
+      yield Buffer.alloc(100);
+    }
+    const note = vi.spyOn(transientBuffers, 'note');
+    try {
+      const finish: Array<() => void> = [];
+      const blocks = inBlocks(
+        chunks(),
+        blockSize,
+        4,
+        (block) => new Promise<number>((resolve) => finish.push(() => resolve(block.byteLength))),
+        true,
+      );
+      const first = blocks.next();
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(finish).toHaveLength(3);
+      // Nothing noted while the jobs run.
+      expect(note).not.toHaveBeenCalled();
+      for (const end of finish) end();
+      await first;
+      for await (const _ of blocks) {
+        // Consumed.
+      }
+      expect(note.mock.calls.map(([bytes]) => bytes)).toEqual([blockSize, 100]);
+    } finally {
+      note.mockRestore();
+    }
   });
 
   it('gives nothing back without `pooled` (a block may then be kept past its job)', async () => {

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
-import { bufferPoolOf, scratchBuffer } from './buffer-pool.js';
+import { bufferPoolOf, scratchBuffer, transientBuffers } from './buffer-pool.js';
 import { type Libdeflate, libdeflate } from './libdeflate.js';
 
 /** Options of {@link parallelGzipStage}. */
@@ -336,7 +336,8 @@ export function contiguousView(parts: readonly Uint8Array[], length: number): Ui
  * pooled buffer that is reused once its job ended (so `start` must not keep views of the block past
  * its promise); else it is a fresh concatenation. With `pooled`, a chunk that is a whole buffer of
  * the pool of `blockSize` buffers (a decompressor's output made with `pooledOutput`) is given back to
- * that pool once its block's job ended: the chunks of `source` are this stage's alone once read.
+ * that pool once its block's job ended: the chunks of `source` are this stage's alone once read. The
+ * bytes of the other blocks are noted to `transientBuffers` once their job ended.
  */
 export async function* inBlocks<T>(
   source: AsyncIterable<Uint8Array>,
@@ -376,6 +377,12 @@ export async function* inBlocks<T>(
     pendingLength = 0;
     const job = start(block, whole);
     if (giveBack) job.then(giveBack, giveBack);
+    else {
+      // A block that is no buffer of the pool is garbage once compressed (see GarbagePacer).
+      const length = block.byteLength;
+      const noteGarbage = () => transientBuffers.note(length);
+      job.then(noteGarbage, noteGarbage);
+    }
     job.catch(() => {}); // Awaited in order below; never left unhandled when the consumer stops.
     inFlight.push(job);
   };
@@ -419,6 +426,8 @@ function memberPerBlockStage(
       true,
     )) {
       members += 1;
+      // Garbage once sent on.
+      transientBuffers.note(member.byteLength);
       yield member;
     }
     // Empty input: one empty member, as any gzip writer gives.
@@ -445,6 +454,7 @@ function syncFlushedStage(
     for await (const compressed of inBlocks(source, blockSize, concurrency, start)) {
       crc = combineCrc32(crc, compressed.crc, compressed.length);
       totalLength += compressed.length;
+      transientBuffers.note(compressed.deflate.byteLength);
       yield compressed.deflate;
     }
     const trailer = Buffer.allocUnsafe(8);

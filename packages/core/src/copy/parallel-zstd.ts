@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { transientBuffers } from './buffer-pool.js';
 import { libzstd } from './libzstd.js';
 import { inBlocks } from './parallel-gzip.js';
 
@@ -45,6 +46,8 @@ export function parallelZstdStage(
     const start = (block: Uint8Array, whole: boolean) => engine.frame(block, level, whole);
     for await (const frame of inBlocks(source, frameSize, concurrency, start, true)) {
       frames += 1;
+      // Garbage once sent on.
+      transientBuffers.note(frame.byteLength);
       yield frame;
     }
     // Empty input: one empty frame, as any zstd writer gives.
