@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 // Reads the vitest JSON reports in the given directory and prints one line: "N passed, N failed".
-// A test file that failed without running any test (e.g. an import error) counts as one failure.
+// A test file that failed without running any test (e.g. an import error) counts as one failure. With
+// `--exit-status N` (the test command's exit status), a run that failed with no failed test in the
+// reports (vitest reports unhandled errors in its exit status, not in its JSON report) counts as one.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const directory = process.argv[2];
+const statusFlag = process.argv.indexOf('--exit-status');
+const exitStatus = statusFlag > 0 ? Number(process.argv[statusFlag + 1]) : 0;
 let passed = 0;
 let failed = 0;
 let skipped = 0;
@@ -38,6 +42,12 @@ for (const name of readdirSync(directory).sort()) {
       );
     }
   }
+}
+if (exitStatus !== 0 && failed === 0) {
+  failed += 1;
+  failures.push(
+    `the test command exited with status ${exitStatus} though no test failed (an unhandled error, or a task before the tests: see the log)`,
+  );
 }
 for (const test of flaky) console.log(`FLAKY (passed when run again) ${test}`);
 for (const failure of failures) console.log(`FAILED ${failure}`);

@@ -840,6 +840,10 @@ async function putCheckedBlob(
   position: { layerIndex?: number; layerDiffIds?: readonly Digest[] },
 ): Promise<BlobInfo> {
   const checked = checkedStream(stream, check);
+  // A destination may not have started reading (a layer waiting for the one before it) when a failure
+  // or an abort destroys the stream: its 'error' then has no listener of the destination's. The error is
+  // not lost: the copy takes it from `checked.errored` below and from the check's `onFailure`.
+  checked.on('error', () => {});
   const signal = context.signal;
   const inFlight = signal === undefined ? undefined : checkedStreamsOf(context, signal);
   inFlight?.add(checked);

@@ -189,6 +189,32 @@ describe('copyImage: single images', () => {
     ]);
   });
 
+  it('fails with the first layer failure, raising nothing uncaught from layers whose streams were not read yet', async () => {
+    // A destination that applies layers in order (containers-storage, ostree) leaves a later layer's
+    // stream untouched, with no listener, while an earlier one is written; when that one fails, the
+    // copy's abort destroys the untouched streams, which must not become uncaught 'error' events.
+    const test = await harness(fixturePresets.dockerSchema2);
+    const [first] = test.image.images[0]!.layerDigests;
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    test.destination.putBlob = async (_stream, info, options) => {
+      if (info.digest === first) throw new GantryError(ErrorCodes.BlobUploadFailed, 'the first layer failed');
+      await new Promise((resolve) => options.signal!.addEventListener('abort', resolve, { once: true }));
+      // Past the stream's 'error' tick: an uncaught one has been raised by now.
+      await new Promise((resolve) => setImmediate(resolve));
+      throw options.signal!.reason;
+    };
+    try {
+      await expect(test.copy()).rejects.toThrow('the first layer failed');
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(uncaught).toEqual([]);
+    expect(test.destination.committed).toBe(false);
+  });
+
   it('fails on a corrupted source layer with the digest in the message and commits nothing', async () => {
     // The destination trusts what it is told: only the pipeline's verification protects it.
     const test = await harness(fixturePresets.dockerSchema2, { destination: { verifyWrites: false } });
