@@ -6,6 +6,7 @@ import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
+import { transientBuffers } from './buffer-pool.js';
 import {
   type CompressionFormat,
   compressingBlockSize,
@@ -461,7 +462,13 @@ function compressionStage(
               expectedDigest: uncompressedDigest,
               description: `${description}: its uncompressed contents (DiffID in the image config)`,
             })(decompressed);
-      yield* compressed(checked);
+      // Decompressing and compressing again makes the most short-lived buffers: paced (see GarbagePacer).
+      const endRecompression = transientBuffers.whileRecompressing();
+      try {
+        yield* compressed(checked);
+      } finally {
+        endRecompression();
+      }
     } else if (
       (plan.desired === 'decompress' || foreign) &&
       compression !== 'none' &&

@@ -46,7 +46,9 @@ describe('GarbagePacer', () => {
   const mib = 1024 * 1024;
 
   /** A pacer over a simulated heap whose collections drop the external memory to `live`. */
-  function simulated(options: { external?: boolean; usedHeap?: number } = {}) {
+  function simulated(
+    options: { external?: boolean; usedHeap?: number; onlyWhileRecompressing?: boolean } = {},
+  ) {
     const heap = { used: options.usedHeap ?? 10 * mib, external: 20 * mib, live: 20 * mib };
     let collections = 0;
     const pacer = new GarbagePacer(
@@ -58,6 +60,7 @@ describe('GarbagePacer', () => {
         heap.external = heap.live;
       },
       () => ({ used: heap.used, ...(options.external === false ? {} : { external: heap.external }) }),
+      options.onlyWhileRecompressing === true,
     );
     /** `bytes` of new buffers that became garbage at once. */
     const garbage = (bytes: number): void => {
@@ -66,6 +69,23 @@ describe('GarbagePacer', () => {
     };
     return { heap, pacer, garbage, collections: () => collections };
   }
+
+  it('with onlyWhileRecompressing, counts notes only while a recompression runs', () => {
+    const { pacer, garbage, collections } = simulated({ onlyWhileRecompressing: true });
+    for (let index = 0; index < 20; index += 1) garbage(4 * mib); // +80 MiB, no recompression running.
+    expect(collections()).toBe(0);
+    const end = pacer.whileRecompressing();
+    const other = pacer.whileRecompressing();
+    for (let index = 0; index < 8; index += 1) garbage(4 * mib);
+    expect(collections()).toBe(1);
+    end();
+    end(); // Ending twice ends one recompression only: the other still runs.
+    for (let index = 0; index < 8; index += 1) garbage(4 * mib);
+    expect(collections()).toBe(2);
+    other();
+    for (let index = 0; index < 20; index += 1) garbage(4 * mib);
+    expect(collections()).toBe(2);
+  });
 
   it('collects once the memory outside the heap grew by the growth since the last collection', () => {
     const { pacer, garbage, collections, heap } = simulated();

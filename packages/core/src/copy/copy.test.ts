@@ -199,7 +199,7 @@ describe('copyImage: single images', () => {
     const onUncaught = (error: unknown) => uncaught.push(error);
     process.on('uncaughtException', onUncaught);
     test.destination.putBlob = async (_stream, info, options) => {
-      if (info.digest === first) throw new GantryError(ErrorCodes.BlobUploadFailed, 'the first layer failed');
+      if (info.digest === first) throw new GantryError(ErrorCodes.InvalidLayer, 'the first layer failed');
       await new Promise((resolve) => options.signal!.addEventListener('abort', resolve, { once: true }));
       // Past the stream's 'error' tick: an uncaught one has been raised by now.
       await new Promise((resolve) => setImmediate(resolve));
