@@ -88,7 +88,10 @@ export interface RegistryClientScope {
   repository: string;
   /** `pull`, `pull,push` or `*`. */
   actions: string;
-  /** Connection pool role: sources and destinations never share a pool. */
+  /**
+   * Connection pool role: reads and writes never share a pool (a destination's manifest HEAD checks
+   * only read, and use `source`).
+   */
   role: 'source' | 'destination';
 }
 
