@@ -123,6 +123,18 @@ describe('htpasswd Basic authentication over TLS (real registry)', () => {
     await expect(reference('elsewhere/app:v1').newImageSource(context)).rejects.toMatchObject({
       code: ErrorCodes.Unauthorized,
     });
+    // What a context found is kept for its operation (a sync opens clients for every image): the
+    // same context still has the credentials after the file changed, a new context reads it again.
+    await writeFile(
+      authFile,
+      JSON.stringify({ auths: { [registry.host]: { auth: encode('bob:changed') } } }),
+    );
+    await (await reference('secure/app:v1').newImageSource(context)).close();
+    await expect(
+      reference('secure/app:v1').newImageSource(
+        dockerContext({ certDirectory: registry.certificateDirectory!, authFilePath: authFile }),
+      ),
+    ).rejects.toMatchObject({ code: ErrorCodes.Unauthorized });
   });
 
   it('refuses wrong or missing credentials with ERR_GANTRY_UNAUTHORIZED and a clear message, never showing them', async () => {
@@ -408,9 +420,10 @@ describe('token authentication (real registry, test token server)', () => {
           },
         }),
       );
+      // A new context: one reads the auth files once for a while (see context-memo.ts).
       const revoked = transport
         .parseReference(`//${registry.host}/tokens/identity:v1`)
-        .newImageSource(context);
+        .newImageSource(dockerContext({ tlsVerify: false, authFilePath: authFile }));
       await expect(revoked).rejects.toMatchObject({
         code: ErrorCodes.Unauthorized,
         message: expect.stringContaining('the identity token was refused'),

@@ -2,10 +2,10 @@ import type { TransportContext } from '@gantry/core/transport';
 
 /**
  * How long a value read from the user's configuration (registries.conf, the short-name alias cache,
- * certificate directories; not the auth files, which a login may change at any time, except through
- * the clients of manifest checks, see manifest-digest.ts) is reused for the same context object: one
- * operation (a copy, a sync of many images) reads each file once instead of once per image and
- * request, while a long-lived context still sees an edited file after this long.
+ * certificate directories, the credentials found in the auth files for a registry client) is reused
+ * for the same context object: one operation (a copy, a sync of many images) reads each file once
+ * instead of once per image and request, while a long-lived context still sees an edited file (a
+ * login) after this long. A new context object reads them again at once.
  */
 export const contextMemoLifetimeMs = 10_000;
 

@@ -59,7 +59,7 @@ export async function headManifest(
   const resolved = candidates[0]!;
   if (purpose === 'push') {
     const access = await registryAccessFor(context, resolved.reference.name);
-    return headAt(resolved, resolved.registry, resolved.repository, resolved.tagOrDigest, 'destination', {
+    return headAt(resolved, resolved.registry, resolved.repository, resolved.tagOrDigest, {
       context,
       insecure: access.insecure ?? false,
       credentialHelpers: access.credentialHelpers,
@@ -76,7 +76,7 @@ export async function headManifest(
     const target = pullSource.reference;
     const tagOrDigest = target.digest ?? target.tag ?? 'latest';
     try {
-      const head = await headAt(resolved, target.domain, target.path, tagOrDigest, 'source', {
+      const head = await headAt(resolved, target.domain, target.path, tagOrDigest, {
         context,
         insecure: pullSource.endpoint.insecure,
         credentialHelpers: configuration.credentialHelpers,
@@ -99,8 +99,8 @@ let statesNumbered = 0;
 /**
  * The client HEAD requests of one context use for a repository: opened once (credentials looked up,
  * the registry pinged, tokens fetched) and shared by every check of that context for a while (see
- * context-memo.ts), so that a sync checking hundreds of images sets up one client per repository and
- * role, not one per image. A failed opening is not kept.
+ * context-memo.ts), so that a sync checking hundreds of images sets up one client per repository, not
+ * one per image. A failed opening is not kept.
  */
 function headClient(
   state: DockerTransportState,
@@ -135,11 +135,17 @@ async function headAt(
   registry: string,
   repository: string,
   tagOrDigest: string,
-  role: 'source' | 'destination',
   access: { context: TransportContext; insecure: boolean; credentialHelpers: readonly string[] | undefined },
 ): Promise<ManifestHead | undefined> {
   const { context } = access;
-  const client = await headClient(reference.state, { registry, repository, actions: 'pull', role }, access);
+  // A HEAD request only reads, whether it checks where a pull reads or where a push would write: it
+  // goes through the reading connections (role `source`), so that a sync whose source and destination
+  // are one registry checks both over one pool of connections.
+  const client = await headClient(
+    reference.state,
+    { registry, repository, actions: 'pull', role: 'source' },
+    access,
+  );
   const what = `checking manifest ${tagOrDigest} in ${registry}/${repository}`;
   const response = await client.request({
     method: 'HEAD',

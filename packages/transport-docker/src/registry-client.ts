@@ -88,7 +88,10 @@ export interface RegistryClientScope {
   repository: string;
   /** `pull`, `pull,push` or `*`. */
   actions: string;
-  /** Connection pool role: sources and destinations never share a pool. */
+  /**
+   * Connection pool role: reads and writes never share a pool (a destination's manifest HEAD checks
+   * only read, and use `source`).
+   */
   role: 'source' | 'destination';
 }
 
@@ -187,12 +190,19 @@ export class RegistryClient {
     if (options.credentials) credentials = options.credentials;
     else if (!options.noCredentials && options.registryToken === undefined) {
       const key = scope.repository === '' ? scope.registry : `${scope.registry}/${scope.repository}`;
-      const found = await findRegistryCredentials(key, {
-        ...(options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath }),
-        ...(settings.credentialHelpers === undefined
-          ? {}
-          : { credentialHelpers: settings.credentialHelpers }),
-      });
+      // Looked up once per context and key for a while (see context-memo.ts): a sync opens clients
+      // for every image, each of which would search the auth files again.
+      const found = await memoForContext(
+        context,
+        `credentials\n${key}\n${options.authFilePath ?? ''}\n${settings.credentialHelpers?.join(',') ?? ''}`,
+        () =>
+          findRegistryCredentials(key, {
+            ...(options.authFilePath === undefined ? {} : { authFilePath: options.authFilePath }),
+            ...(settings.credentialHelpers === undefined
+              ? {}
+              : { credentialHelpers: settings.credentialHelpers }),
+          }),
+      );
       if (found) {
         credentials = { username: found.username, password: found.password };
         if (found.identityToken) credentials.identityToken = found.identityToken;

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RegistryClient } from './registry-client.js';
 import {
   type ParsedSignature,
+  readDockerSignatures,
   signatureBlob,
   signatureStorageOptionsFrom,
   sigstoreAttachmentTag,
@@ -140,6 +141,43 @@ describe('the registries.d configuration of signature storage', () => {
       expect(await readdir(path.join(second, 'library', 'app@sha256=' + 'a'.repeat(64)))).toEqual([
         'signature-1',
       ]);
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('signatures in a lookaside on disk', () => {
+  it('reads signature-1, signature-2… until one is missing; none for an image without any; a file it cannot read is an error', async () => {
+    const directory = await mkdtemp(path.join(os.tmpdir(), 'gantry-lookaside-read-'));
+    try {
+      const registriesDirectory = path.join(directory, 'registries.d');
+      const lookaside = path.join(directory, 'lookaside');
+      await writeRegistriesDirectory(registriesDirectory, {
+        'registry.test': { lookaside: fileUrl(lookaside) },
+      });
+      const context: TransportContext = { registriesDirectoryPath: registriesDirectory };
+      const reference = parseNormalizedNamed('registry.test/library/app:v1');
+      const client = { supportsSignatureExtension: false } as unknown as RegistryClient;
+      const read = (hex: string) =>
+        readDockerSignatures({
+          client,
+          reference,
+          manifestDigest: `sha256:${hex.repeat(64)}` as Digest,
+          options: signatureStorageOptionsFrom(context),
+        });
+      const signed = path.join(lookaside, 'library', `app@sha256=${'a'.repeat(64)}`);
+      await mkdir(signed, { recursive: true });
+      await writeFile(path.join(signed, 'signature-1'), 'first');
+      await writeFile(path.join(signed, 'signature-2'), 'second');
+      await writeFile(path.join(signed, 'signature-4'), 'after a gap: not read');
+      expect((await read('a')).map((blob) => Buffer.from(blob).toString())).toEqual(['first', 'second']);
+      expect(await read('b')).toEqual([]);
+      // A directory where a signature file would be: reported, not taken as missing.
+      await mkdir(path.join(lookaside, 'library', `app@sha256=${'c'.repeat(64)}`, 'signature-1'), {
+        recursive: true,
+      });
+      await expect(read('c')).rejects.toMatchObject({ code: 'ERR_GANTRY_INTERNAL' });
     } finally {
       await rm(directory, { recursive: true, force: true });
     }

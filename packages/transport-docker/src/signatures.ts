@@ -25,6 +25,7 @@
  * registry) keeps the simple-signing signatures itself: they are then read and written through the
  * extension (signature-extension.ts) instead of a lookaside, as containers/image does.
  */
+import { statSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -174,6 +175,16 @@ async function readLookasideSignature(
   let blob: Uint8Array;
   if (url.protocol === 'file:') {
     const file = fileURLToPath(url);
+    // Most images have no signature: a stat that answers "no such file" without an exception is
+    // much cheaper than a failed read (an error object per image of a sync). Anything else (a file,
+    // or a stat that fails otherwise) is read, and the read reports what is wrong.
+    let present = true;
+    try {
+      present = statSync(file, { throwIfNoEntry: false }) !== undefined;
+    } catch {
+      // Read below.
+    }
+    if (!present) return undefined;
     try {
       blob = await readFile(file, { signal });
     } catch (error) {
