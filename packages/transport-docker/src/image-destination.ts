@@ -163,9 +163,11 @@ export const dockerDestinationManifestMediaTypes: readonly string[] = [
  * where this process has seen the blob (a source's manifest or an earlier upload), then HEADs the blob
  * in the repository. A mount answered 201 means the blob is in the repository, mounted or already
  * there, so a registry → registry copy asks once per blob (skopeo HEADs the destination and the
- * source repository before each mount). `putBlob` streams: POST an upload session, PATCH the bytes as they come (the
- * digest is computed on the way unless `info.digest` names it: the pipeline verifies those bytes, and
- * the registry checks the digest at the final PUT), PUT `?digest=` once the stream ended cleanly — so
+ * source repository before each mount). When it finds no blob of known size, it POSTs the upload
+ * session at once, for the upload that follows (`openSessionAhead`). `putBlob` streams: take that
+ * session (or POST one), PATCH the bytes as they come (the digest is computed on the way unless
+ * `info.digest` names it: the pipeline verifies those bytes, and the registry checks the digest at the
+ * final PUT), PUT `?digest=` once the stream ended cleanly — so
  * a blob whose stream errors (e.g. the pipeline's digest verification) is never committed.
  *
  * Chunked uploads (OCI distribution spec, "Pushing a blob in chunks"): instead of one streamed PATCH,
