@@ -80,6 +80,12 @@ const maxUploadResumes = 3;
 export const wholeUploadBudgetBytes = 16 * 1024 * 1024;
 let wholeUploadBytesHeld = 0;
 
+/**
+ * The most upload sessions a destination opens ahead (`tryReusingBlob` found no blob) that no upload
+ * has taken yet; past it, no more are opened ahead.
+ */
+const maxSessionsOpenedAhead = 8;
+
 /** How many times one chunk is resent after a 416 answer before the upload fails. */
 const maxRangeRecoveries = 3;
 
@@ -157,9 +163,11 @@ export const dockerDestinationManifestMediaTypes: readonly string[] = [
  * where this process has seen the blob (a source's manifest or an earlier upload), then HEADs the blob
  * in the repository. A mount answered 201 means the blob is in the repository, mounted or already
  * there, so a registry → registry copy asks once per blob (skopeo HEADs the destination and the
- * source repository before each mount). `putBlob` streams: POST an upload session, PATCH the bytes as they come (the
- * digest is computed on the way unless `info.digest` names it: the pipeline verifies those bytes, and
- * the registry checks the digest at the final PUT), PUT `?digest=` once the stream ended cleanly — so
+ * source repository before each mount). When it finds no blob of known size, it POSTs the upload
+ * session at once, for the upload that follows (`openSessionAhead`). `putBlob` streams: take that
+ * session (or POST one), PATCH the bytes as they come (the digest is computed on the way unless
+ * `info.digest` names it: the pipeline verifies those bytes, and the registry checks the digest at the
+ * final PUT), PUT `?digest=` once the stream ended cleanly — so
  * a blob whose stream errors (e.g. the pipeline's digest verification) is never committed.
  *
  * Chunked uploads (OCI distribution spec, "Pushing a blob in chunks"): instead of one streamed PATCH,
@@ -204,6 +212,11 @@ export class DockerImageDestination implements ImageDestination {
   signatureOptions: SignatureStorageOptions = {};
   /** Referrers written by `putReferrer`, whose tag indexes `commit` updates (see referrers.ts). */
   private referrers: ReferrersWriter | undefined;
+  /**
+   * Upload sessions opened ahead (see `openSessionAhead`), oldest first; undefined for a POST that
+   * failed. The next upload takes the oldest; `close` cancels those left.
+   */
+  private readonly sessionsAhead: Promise<UploadSession | undefined>[] = [];
 
   /** @internal Use `reference.newImageDestination`. */
   constructor(
@@ -349,6 +362,7 @@ export class DockerImageDestination implements ImageDestination {
       info.size <= wholeUploadMaxBytes &&
       untaggedRepositories.has(this.reference.reference.name)
     ) {
+      this.openSessionAhead(info);
       return { reused: false };
     }
     const size = await this.blobSize(info.digest, signal);
@@ -356,7 +370,35 @@ export class DockerImageDestination implements ImageDestination {
       this.recordLocation(info.digest);
       return { reused: true, blob: { ...info, size: size >= 0 ? size : info.size } };
     }
+    this.openSessionAhead(info);
     return { reused: false };
+  }
+
+  /**
+   * After `tryReusingBlob` found no blob of known size, its upload follows: the upload session is
+   * POSTed now, while the pipeline opens the source, instead of after it (one round trip less before
+   * the first byte is sent). Sessions are interchangeable until their closing PUT names a digest, so
+   * the next upload of this destination takes the oldest (`takeSession`). A POST that fails is
+   * forgotten: the upload POSTs again and reports that failure. A blob of unknown size (the
+   * pipeline's other compressions of a layer, asked for one after another before one upload) opens
+   * none; at most `maxSessionsOpenedAhead` wait untaken, and `close` cancels those left.
+   */
+  private openSessionAhead(info: BlobInfo): void {
+    if (info.size < 0 || this.closed || this.sessionsAhead.length >= maxSessionsOpenedAhead) return;
+    const what = `uploading blob ${info.digest} to ${this.displayName}`;
+    this.sessionsAhead.push(this.startUpload(this.contextSignal, what).catch(() => undefined));
+  }
+
+  /**
+   * An upload session: the oldest opened ahead whose POST succeeded, else a new one. Once taken, the
+   * caller cancels it unless it commits it.
+   */
+  private async takeSession(signal: AbortSignal | undefined, what: string): Promise<UploadSession> {
+    for (let ahead = this.sessionsAhead.shift(); ahead !== undefined; ahead = this.sessionsAhead.shift()) {
+      const session = await ahead;
+      if (session !== undefined) return session;
+    }
+    return await this.startUpload(signal, what);
   }
 
   async putBlob(stream: Readable, info: BlobToWrite, options: PutBlobOptions): Promise<BlobInfo> {
@@ -526,7 +568,7 @@ export class DockerImageDestination implements ImageDestination {
       }
     };
     const iterator = gatherChunks(guarded(), streamPieceBytes)[Symbol.asyncIterator]();
-    let session = await this.startUpload(signal, what);
+    let session = await this.takeSession(signal, what);
     let committed = false;
     try {
       let location: URL;
@@ -606,7 +648,7 @@ export class DockerImageDestination implements ImageDestination {
     signal: AbortSignal | undefined,
   ): Promise<BlobInfo> {
     const what = `uploading blob ${info.digest} to ${this.displayName}`;
-    const starting = this.startUpload(signal, what);
+    const starting = this.takeSession(signal, what);
     starting.catch(() => undefined);
     const pieces: Uint8Array[] = [];
     let size = 0;
@@ -1075,8 +1117,16 @@ export class DockerImageDestination implements ImageDestination {
     this.pendingTag = undefined;
   }
 
+  /** Cancels the upload sessions opened ahead that no upload took (see `openSessionAhead`). */
   async close(): Promise<void> {
     this.closed = true;
+    const left = this.sessionsAhead.splice(0);
+    await Promise.all(
+      left.map(async (opening) => {
+        const session = await opening;
+        if (session !== undefined) await this.cancelUpload(session.location);
+      }),
+    );
   }
 }
 

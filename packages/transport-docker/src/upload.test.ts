@@ -10,7 +10,7 @@ import {
   writeFixtureToDestination,
 } from '@gantry/core/testing';
 import { digestOf, ErrorCodes, type TransportContext } from '@gantry/core/transport';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { defaultUploadChunkBytes } from './blob-upload.js';
 import { gantryUserAgent } from './connections.js';
 import type { DockerContextOptions } from './context.js';
@@ -270,6 +270,105 @@ describe('blob uploads (real registry behind a fault proxy)', () => {
       } finally {
         await transport.closeConnections();
       }
+    });
+  });
+
+  describe('upload sessions opened ahead', () => {
+    const isBlobCommit = (request: ProxiedRequest) =>
+      request.method === 'PUT' && request.path.includes('/blobs/uploads/');
+    const isUploadCancel = (request: ProxiedRequest) =>
+      request.method === 'DELETE' && request.path.includes('/blobs/uploads/');
+    /** The requests since the last reset, but the ping. */
+    const blobRequests = () => proxy.requests.filter((request) => request.path.includes('/blobs/'));
+
+    /** A destination on the proxy with a fresh transport; `use` runs with it, then everything closes. */
+    async function withDestination(
+      repositoryAndTag: string,
+      use: (
+        destination: Awaited<
+          ReturnType<ReturnType<DockerTransport['parseReference']>['newImageDestination']>
+        >,
+      ) => Promise<void>,
+    ): Promise<void> {
+      const transport = createDockerTransport();
+      try {
+        const destination = await transport
+          .parseReference(`//${proxy.host}/${repositoryAndTag}`)
+          .newImageDestination(plain);
+        try {
+          await use(destination);
+        } finally {
+          await destination.close();
+        }
+      } finally {
+        await transport.closeConnections();
+      }
+    }
+
+    it('POSTs the session when tryReusingBlob finds no blob, and the upload takes it: one POST per blob', async () => {
+      const bytes = Buffer.from('a layer the repository does not have yet');
+      const blob = { digest: digestOf(bytes), size: bytes.byteLength };
+      proxy.requests.length = 0;
+      await withDestination('ahead/taken:v1', async (destination) => {
+        expect(await destination.tryReusingBlob!(blob, { isConfig: false, canSubstitute: false })).toEqual({
+          reused: false,
+        });
+        // The session is opened before any upload asks for it.
+        await vi.waitFor(() => expect(proxy.requests.filter(isUploadStartRequest)).toHaveLength(1), {
+          timeout: 10_000,
+        });
+        const stored = await destination.putBlob(Readable.from([bytes]), blob, { isConfig: false });
+        expect(stored).toMatchObject(blob);
+      });
+      expect(blobRequests().map((request) => `${request.method} ${request.status}`)).toEqual([
+        'HEAD 404',
+        'POST 202',
+        'PATCH 202',
+        'PUT 201',
+      ]);
+      const head = await fetch(`http://${registry.host}/v2/ahead/taken/blobs/${blob.digest}`, {
+        method: 'HEAD',
+      });
+      expect(head.status).toBe(200);
+    });
+
+    it('cancels at close a session no upload took, and opens none for a blob of unknown size', async () => {
+      const bytes = Buffer.from('a blob that is asked for but never uploaded');
+      proxy.requests.length = 0;
+      await withDestination('ahead/untaken:v1', async (destination) => {
+        // The pipeline asks for other compressions of a layer with an unknown size: no session for those.
+        await destination.tryReusingBlob!(
+          { digest: digestOf(Buffer.from('another compression')), size: -1 },
+          { isConfig: false, canSubstitute: false },
+        );
+        await destination.tryReusingBlob!(
+          { digest: digestOf(bytes), size: bytes.byteLength },
+          { isConfig: false, canSubstitute: false },
+        );
+      });
+      const methods = proxy.requests.map((request) => `${request.method} ${request.status}`);
+      expect(methods.filter((method) => method.startsWith('POST'))).toEqual(['POST 202']);
+      const cancels = proxy.requests.filter(isUploadCancel);
+      expect(cancels.map((request) => request.status)).toEqual([204]);
+      const post = proxy.requests.find(isUploadStartRequest)!;
+      expect(post.status).toBe(202);
+    });
+
+    it('POSTs again when the session opened ahead was refused, and reports nothing of it', async () => {
+      proxy.statusFaults.push({ matches: isUploadStart, status: 400, times: 1 });
+      const bytes = Buffer.from('a layer whose first session is refused');
+      const blob = { digest: digestOf(bytes), size: bytes.byteLength };
+      proxy.requests.length = 0;
+      await withDestination('ahead/refused:v1', async (destination) => {
+        await destination.tryReusingBlob!(blob, { isConfig: false, canSubstitute: false });
+        await destination.putBlob(Readable.from([bytes]), blob, { isConfig: false });
+      });
+      expect(proxy.statusFaults[0]!.times).toBe(0);
+      expect(proxy.requests.filter(isUploadStartRequest).map((request) => request.status)).toEqual([
+        400, 202,
+      ]);
+      expect(proxy.requests.filter(isBlobCommit).map((request) => request.status)).toEqual([201]);
+      expect(proxy.requests.filter(isUploadCancel)).toEqual([]);
     });
   });
 
