@@ -268,14 +268,9 @@ function storedMemberOnThreadPool(block: Uint8Array): Promise<Buffer> {
 }
 
 /** One block as a complete gzip member: libdeflate's, or stored blocks for data that does not compress. */
-function memberOfBlock(
-  block: Uint8Array,
-  level: number,
-  engine: Libdeflate,
-  whole: boolean,
-): Promise<Buffer> {
+function memberOfBlock(block: Uint8Array, level: number, engine: Libdeflate): Promise<Buffer> {
   if (level === 0 || looksIncompressible(block)) return storedMemberOnThreadPool(block);
-  return engine.gzipMember(block, level, whole);
+  return engine.gzipMember(block, level);
 }
 
 /**
@@ -422,7 +417,7 @@ function memberPerBlockStage(
       source,
       blockSize,
       concurrency,
-      (block, whole) => memberOfBlock(block, level, engine, whole),
+      (block) => memberOfBlock(block, level, engine),
       true,
     )) {
       members += 1;
@@ -431,7 +426,7 @@ function memberPerBlockStage(
       yield member;
     }
     // Empty input: one empty member, as any gzip writer gives.
-    if (members === 0) yield await memberOfBlock(new Uint8Array(0), level, engine, false);
+    if (members === 0) yield await memberOfBlock(new Uint8Array(0), level, engine);
   };
 }
 
