@@ -2,9 +2,10 @@ import { createRequire } from 'node:module';
 import { type Digest, type DigestAlgorithm, Digester } from './digest.js';
 
 /**
- * SHA-256 of the system's OpenSSL (`libcrypto.so.3`, the `SHA256_Update` family), called through koffi's
- * asynchronous calls, which run on libuv's thread pool: hashing a blob there leaves this thread free for
- * the rest of the copy. One update at a time runs per digest, in order.
+ * SHA-256 of OpenSSL (the `SHA256_Update` family: Node.js's own, which its executable exports, else the
+ * system's `libcrypto.so.3`), called through koffi's asynchronous calls, which run on libuv's thread
+ * pool: hashing a blob there leaves this thread free for the rest of the copy. One update at a time runs
+ * per digest, in order.
  */
 interface PoolSha256 {
   /** A fresh SHA-256 state (OpenSSL's `SHA256_CTX`, kept in a buffer of ours). */
@@ -20,14 +21,17 @@ type KoffiFunction = ((...args: unknown[]) => unknown) & {
 };
 
 interface KoffiModule {
-  load(path: string): { func(signature: string): KoffiFunction };
+  load(path: string | null): { func(signature: string): KoffiFunction };
 }
 
 /** `sizeof(SHA256_CTX)` is 112 bytes; room to spare. */
 const contextSize = 256;
 
-/** The shared library names tried, in order. */
-const libraryNames = ['libcrypto.so.3'];
+/**
+ * Where the functions are looked for, in order: the process itself (null: Node.js links OpenSSL in and
+ * exports its symbols for addons, so nothing more is loaded), then the system's OpenSSL 3.
+ */
+const libraryNames: Array<string | null> = [null, 'libcrypto.so.3'];
 
 let loaded: PoolSha256 | null | undefined;
 

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 export interface Libdeflate {
   /**
    * `input` as one complete gzip member (header, deflate data, CRC-32 and length), compressed at
-   * `level` (1–12) off this thread.
+   * `level` (1–12; 0 stores it uncompressed) off this thread.
    */
   gzipMember(input: Uint8Array, level: number): Promise<Buffer>;
 }
