@@ -28,12 +28,12 @@ import {
   type BlobToWrite,
   canonicalDigestAlgorithm,
   type Digest,
-  Digester,
   ErrorCodes,
   GantryError,
   type ImageDestination,
   type ImageDestinationProperties,
   makeDirectories,
+  OffThreadDigester,
   type OperationOptions,
   ownedTemporaryName,
   type PutBlobOptions,
@@ -252,16 +252,18 @@ class OciImageDestination implements ImageDestination {
     const flushes = this.#flushes;
     // Counts (or, without a named digest, hashes: see `blobWriteStage`) what is written, and starts
     // background flushes of what is written so far, in one stage.
-    const record = expectedDigest === undefined ? new Digester() : undefined;
+    // Hashed on the thread pool where it can be, while this thread writes.
+    const record = expectedDigest === undefined ? new OffThreadDigester() : undefined;
     async function* writing(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
       let size = 0;
       let unflushed = 0;
       let early: Promise<void> | undefined;
       try {
         for await (const chunk of source) {
-          record?.update(chunk);
+          const wait = record?.update(chunk);
           size += chunk.byteLength;
           yield chunk;
+          if (wait) await wait;
           unflushed += chunk.byteLength;
           // `fd` is a number once the file is open (Node sets it; @types/node does not declare it).
           const fd = (output as unknown as { fd: number | null }).fd;
@@ -280,7 +282,7 @@ class OciImageDestination implements ImageDestination {
             if (early) unflushed = 0;
           }
         }
-        written = { digest: record === undefined ? expectedDigest! : record.digest(), size };
+        written = { digest: record === undefined ? expectedDigest! : await record.digest(), size };
       } finally {
         // The file is closed after this stage ends: no flush may still use its descriptor then.
         if (early) await early;

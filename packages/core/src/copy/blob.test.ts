@@ -183,3 +183,53 @@ describe('SourceCheck', () => {
     expect(Buffer.from(prefixes[0]!)).toEqual(bytes.subarray(0, prefixes[0]!.byteLength));
   });
 });
+
+describe('SourceCheck hashing off this thread', () => {
+  function offThreadCheckFor(chunks: Buffer[], expected: { digest?: Digest; size?: number } = {}) {
+    const all = Buffer.concat(chunks);
+    const events: CopyProgressEvent[] = [];
+    const failures: unknown[] = [];
+    const digest = expected.digest ?? sha256(all);
+    const size = expected.size ?? all.byteLength;
+    const check = new SourceCheck({ emit: (event) => events.push(event) }, { digest, size }, 'layer', {
+      expectedDigest: digest,
+      expectedSize: size,
+      description: `blob ${digest}`,
+      onFailure: (error) => failures.push(error),
+      offThread: true,
+    });
+    return { check, events, failures };
+  }
+
+  async function feed(check: SourceCheck, chunks: Buffer[]): Promise<void> {
+    for (const chunk of chunks) await check.update(chunk);
+  }
+
+  it('accepts the blob once its digest, computed off this thread, matches, then emits the final progress', async () => {
+    const chunks = [...chunksOf(3, 1024 * 1024), Buffer.alloc(77, 9)];
+    const { check, events, failures } = offThreadCheckFor(chunks);
+    await feed(check, chunks);
+    await check.finishOffThread();
+    expect(failures).toEqual([]);
+    expect(events.at(-1)).toMatchObject({ type: 'blob-progress', bytes: 3 * 1024 * 1024 + 77 });
+  });
+
+  it('fails with a digest mismatch naming both digests, told to onFailure, when the bytes are not the blob', async () => {
+    const chunks = chunksOf(4, 1024);
+    const wrong = sha256(Buffer.from('something else'));
+    const { check, failures, events } = offThreadCheckFor(chunks, { digest: wrong });
+    await feed(check, chunks);
+    const failure = check.finishOffThread();
+    await expect(failure).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
+    await expect(failure).rejects.toThrow(`expected ${wrong}, got ${sha256(Buffer.concat(chunks))}`);
+    expect(failures).toHaveLength(1);
+    expect(events.filter((event) => event.type === 'blob-progress' && event.bytes === 4096)).toEqual([]);
+  });
+
+  it('fails with a size mismatch before looking at the digest when the source ends short', async () => {
+    const chunks = chunksOf(3, 1024);
+    const { check } = offThreadCheckFor(chunks, { size: 4 * 1024 });
+    await feed(check, chunks);
+    await expect(check.finishOffThread()).rejects.toMatchObject({ code: ErrorCodes.SizeMismatch });
+  });
+});

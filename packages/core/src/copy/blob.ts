@@ -4,6 +4,7 @@ import { type Digest, Digester, digestAlgorithm, digestOf, verifyingStage } from
 import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js';
 import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
+import { OffThreadDigester } from '../off-thread-digester.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
 import { transientBuffers } from './buffer-pool.js';
@@ -94,6 +95,11 @@ interface SourceStageOptions {
   onPrefix?: (prefix: Uint8Array) => void;
   /** Learns any failure of the stage (its checks' or the source's) before it is thrown on. */
   onFailure?: (error: unknown) => void;
+  /**
+   * Hash with an `OffThreadDigester` (on the thread pool where it can): `update` may then return a
+   * promise to await before the next chunk, and the bytes are checked by `finishOffThread`.
+   */
+  offThread?: boolean;
 }
 
 /**
@@ -106,6 +112,7 @@ interface SourceStageOptions {
  */
 export class SourceCheck {
   private readonly digester: Digester | undefined;
+  private readonly offThreadDigester: OffThreadDigester | undefined;
   private size = 0;
   private lastEmit = 0;
   private prefix: Buffer | undefined;
@@ -119,15 +126,23 @@ export class SourceCheck {
     private readonly options: SourceStageOptions,
   ) {
     const { expectedDigest, onPrefix } = options;
-    this.digester = expectedDigest === undefined ? undefined : new Digester(digestAlgorithm(expectedDigest));
+    if (expectedDigest !== undefined) {
+      if (options.offThread) this.offThreadDigester = new OffThreadDigester(digestAlgorithm(expectedDigest));
+      else this.digester = new Digester(digestAlgorithm(expectedDigest));
+    }
     this.prefixPending = onPrefix !== undefined;
   }
 
-  /** Checks and counts one chunk. */
-  update(chunk: Uint8Array): void {
+  /**
+   * Checks and counts one chunk. With `offThread`, returns a promise when the caller must wait for the
+   * hashing to catch up before the next chunk.
+   */
+  update(chunk: Uint8Array): Promise<void> | undefined {
     const { expectedSize, description, onPrefix } = this.options;
+    let wait: Promise<void> | undefined;
     try {
       this.digester?.update(chunk);
+      wait = this.offThreadDigester?.update(chunk);
       this.size += chunk.byteLength;
       if (expectedSize >= 0 && this.size > expectedSize) {
         throw new GantryError(
@@ -165,31 +180,33 @@ export class SourceCheck {
         total: this.blob.size,
       });
     }
+    return wait;
+  }
+
+  /** `finish`, after waiting for the digest computed off this thread (`offThread`). */
+  async finishOffThread(): Promise<void> {
+    if (this.offThreadDigester !== undefined) {
+      try {
+        this.checkSize();
+        this.checkDigest(await this.offThreadDigester.digest());
+      } catch (error) {
+        this.options.onFailure?.(error);
+        throw error;
+      }
+    }
+    this.finish();
   }
 
   /** Checks the size and digest of all the bytes (the source ended), then emits the final progress. */
   finish(): void {
-    const { expectedSize, expectedDigest, description, onPrefix } = this.options;
+    const { onPrefix } = this.options;
     try {
       if (this.prefixPending) {
         this.prefixPending = false;
         onPrefix!(this.prefix === undefined ? new Uint8Array(0) : this.prefix.subarray(0, this.prefixLength));
       }
-      if (expectedSize >= 0 && this.size !== expectedSize) {
-        throw new GantryError(
-          ErrorCodes.SizeMismatch,
-          `${description}: size mismatch: expected ${expectedSize} bytes, got ${this.size}`,
-        );
-      }
-      if (this.digester !== undefined) {
-        const actual = this.digester.digest();
-        if (actual !== expectedDigest) {
-          throw new GantryError(
-            ErrorCodes.DigestMismatch,
-            `${description}: digest mismatch: expected ${expectedDigest}, got ${actual}`,
-          );
-        }
-      }
+      this.checkSize();
+      if (this.digester !== undefined) this.checkDigest(this.digester.digest());
     } catch (error) {
       this.options.onFailure?.(error);
       throw error;
@@ -202,9 +219,33 @@ export class SourceCheck {
       total: this.blob.size,
     });
   }
+
+  private checkSize(): void {
+    const { expectedSize, description } = this.options;
+    if (expectedSize >= 0 && this.size !== expectedSize) {
+      throw new GantryError(
+        ErrorCodes.SizeMismatch,
+        `${description}: size mismatch: expected ${expectedSize} bytes, got ${this.size}`,
+      );
+    }
+  }
+
+  private checkDigest(actual: Digest): void {
+    const { expectedDigest, description } = this.options;
+    if (actual !== expectedDigest) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `${description}: digest mismatch: expected ${expectedDigest}, got ${actual}`,
+      );
+    }
+  }
 }
 
-/** The first stage of a blob copy: `SourceCheck` over the source's chunks, passed on unchanged. */
+/**
+ * The first stage of a blob copy: `SourceCheck` over the source's chunks, passed on unchanged. The bytes
+ * are hashed off this thread (`OffThreadDigester`) while the later stages work on them; the stage ends
+ * (and so the blob's stream) only once the digest is checked.
+ */
 function sourceStage(
   context: BlobCopyContext,
   blob: BlobInfo,
@@ -212,18 +253,19 @@ function sourceStage(
   options: SourceStageOptions,
 ): Stage {
   return async function* checkSource(source) {
-    const check = new SourceCheck(context, blob, kind, options);
+    const check = new SourceCheck(context, blob, kind, { ...options, offThread: true });
     try {
       for await (const chunk of source) {
-        check.update(chunk);
+        const wait = check.update(chunk);
         yield chunk;
+        if (wait) await wait;
       }
     } catch (error) {
       // The source's own failure (the check's were told already).
       options.onFailure?.(error);
       throw error;
     }
-    check.finish();
+    await check.finishOffThread();
   };
 }
 

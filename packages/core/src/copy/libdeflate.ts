@@ -1,5 +1,4 @@
 import { createRequire } from 'node:module';
-import { scratchBuffer } from './buffer-pool.js';
 
 /**
  * libdeflate (the system's `libdeflate.so.0`, Debian's `libdeflate0`), called through koffi: a
@@ -12,10 +11,9 @@ import { scratchBuffer } from './buffer-pool.js';
 export interface Libdeflate {
   /**
    * `input` as one complete gzip member (header, deflate data, CRC-32 and length), compressed at
-   * `level` (1–12) off this thread. `wholeBlock`: `input` has the usual block size, so the scratch
-   * output buffer is taken from (and given back to) a pool.
+   * `level` (1–12; 0 stores it uncompressed) off this thread.
    */
-  gzipMember(input: Uint8Array, level: number, wholeBlock: boolean): Promise<Buffer>;
+  gzipMember(input: Uint8Array, level: number): Promise<Buffer>;
 }
 
 type KoffiFunction = ((...args: unknown[]) => unknown) & {
@@ -75,11 +73,12 @@ function load(): Libdeflate | null {
     else idle.set(level, [compressor]);
   };
   return {
-    gzipMember(input, level, wholeBlock) {
+    gzipMember(input, level) {
       const compressor = take(level);
-      // Compressed into a pooled buffer of the bound's size, then copied out at its real size.
-      const scratch = scratchBuffer(Number(gzipCompressBound(compressor, input.byteLength)), wholeBlock);
-      const output = scratch.buffer;
+      // Compressed into a fresh buffer of the bound's size, handed on as the view of what was written:
+      // copying it out at its real size would take this thread's time and touch as much fresh memory
+      // (the rest of the bound is never written, so never faulted in).
+      const output = Buffer.allocUnsafeSlow(Number(gzipCompressBound(compressor, input.byteLength)));
       return new Promise<Buffer>((resolve, reject) => {
         gzipCompress.async(
           compressor,
@@ -92,8 +91,7 @@ function load(): Libdeflate | null {
             // `input` and `output` are referenced by this closure until the call returns.
             if (error) reject(error);
             else if (Number(written) === 0) reject(new Error('libdeflate: output larger than its bound'));
-            else resolve(Buffer.from(output.subarray(0, Number(written))));
-            scratch.give();
+            else resolve(output.subarray(0, Number(written)));
           },
         );
       });

@@ -88,6 +88,7 @@ export {
   parseManifestList,
 } from '../manifest/parse.js';
 export { choosePlatformInstance, hostPlatform, wantedPlatform } from '../manifest/platform.js';
+export { OffThreadDigester, offThreadDigestAvailable } from '../off-thread-digester.js';
 export { type LockPathOptions, lockPath, type PathLock, pathLockFile } from '../path-lock.js';
 export { readableChunks } from '../readable-chunks.js';
 export {

@@ -1,0 +1,72 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { OffThreadDigester, offThreadDigestAvailable } from './off-thread-digester.js';
+
+function expected(algorithm: string, chunks: readonly Uint8Array[]): string {
+  const hash = createHash(algorithm);
+  for (const chunk of chunks) hash.update(chunk);
+  return `${algorithm}:${hash.digest('hex')}`;
+}
+
+describe('OffThreadDigester', () => {
+  const environment = process.env.GANTRY_OFF_THREAD_DIGEST;
+  afterEach(() => {
+    if (environment === undefined) delete process.env.GANTRY_OFF_THREAD_DIGEST;
+    else process.env.GANTRY_OFF_THREAD_DIGEST = environment;
+  });
+
+  it('computes SHA-256 off this thread where the system has OpenSSL 3 (as the test machines do)', () => {
+    expect(offThreadDigestAvailable()).toBe(true);
+  });
+
+  it('gives the digest of every chunk in order, whatever their sizes', async () => {
+    const chunks = [
+      randomBytes(1),
+      new Uint8Array(0),
+      randomBytes(5),
+      randomBytes(1024 * 1024),
+      randomBytes(65_535),
+      randomBytes(3),
+      randomBytes(2 * 1024 * 1024 + 7),
+    ];
+    const digester = new OffThreadDigester();
+    for (const chunk of chunks) await digester.update(chunk);
+    expect(digester.size).toBe(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
+    expect(await digester.digest()).toBe(expected('sha256', chunks));
+  });
+
+  it('hashes views of a larger buffer as the views, not their whole buffer', async () => {
+    const backing = randomBytes(4096);
+    const chunks = [backing.subarray(10, 100), backing.subarray(2000, 4000)];
+    const digester = new OffThreadDigester();
+    for (const chunk of chunks) digester.update(chunk);
+    expect(await digester.digest()).toBe(expected('sha256', chunks));
+  });
+
+  it('asks the caller to wait once more than its limit waits to be hashed, and lets it go on later', async () => {
+    const digester = new OffThreadDigester('sha256', 1024);
+    const chunks = [randomBytes(1000), randomBytes(1000), randomBytes(1000)];
+    expect(digester.update(chunks[0]!)).toBeUndefined();
+    const wait = digester.update(chunks[1]!);
+    expect(wait).toBeInstanceOf(Promise);
+    await wait;
+    await digester.update(chunks[2]!);
+    expect(await digester.digest()).toBe(expected('sha256', chunks));
+  });
+
+  it('computes other algorithms, and SHA-256 when turned off, on this thread', async () => {
+    const chunks = [randomBytes(300_000), randomBytes(17)];
+    const sha512 = new OffThreadDigester('sha512', 10);
+    for (const chunk of chunks) expect(sha512.update(chunk)).toBeUndefined();
+    expect(await sha512.digest()).toBe(expected('sha512', chunks));
+
+    process.env.GANTRY_OFF_THREAD_DIGEST = 'off';
+    const onThread = new OffThreadDigester('sha256', 10);
+    for (const chunk of chunks) expect(onThread.update(chunk)).toBeUndefined();
+    expect(await onThread.digest()).toBe(expected('sha256', chunks));
+  });
+
+  it('digests empty input', async () => {
+    expect(await new OffThreadDigester().digest()).toBe(expected('sha256', []));
+  });
+});
