@@ -60,8 +60,6 @@ function setFlagsAtStart(flags: string): void {
   (require('node:v8') as typeof import('node:v8')).setFlagsFromString(flags);
 }
 
-import v8 = require('node:v8');
-
 // V8 flags, set when first needed rather than on Node's command line (see above), at the first
 // WebAssembly compile (undici's HTTP parser, at the first connection), by when the built-in modules a
 // command needs are mostly loaded:
@@ -85,13 +83,19 @@ const defaultV8Flags = [
   '--initial-old-space-size=0',
 ];
 let lazyV8FlagsSet = false;
+// node:v8 is required when first needed: most of what it loads is loaded by then anyway (~1 ms of CPU
+// for a command that compiles no WebAssembly otherwise).
+function setV8Flags(flags: readonly string[]): void {
+  const v8 = require('node:v8') as typeof import('node:v8');
+  for (const flag of flags) v8.setFlagsFromString(flag);
+}
 function setLazyV8Flags(): void {
   if (lazyV8FlagsSet) return;
   lazyV8FlagsSet = true;
-  for (const flag of lazyV8Flags) v8.setFlagsFromString(flag);
+  setV8Flags(lazyV8Flags);
 }
 process.once('exit', () => {
-  if (lazyV8FlagsSet) for (const flag of defaultV8Flags) v8.setFlagsFromString(flag);
+  if (lazyV8FlagsSet) setV8Flags(defaultV8Flags);
 });
 {
   // (The CLI's TypeScript settings have no WebAssembly types.)
@@ -194,6 +198,77 @@ function pruneCodeCache(directory: string): void {
   for (const { file } of kept.slice(maximumCacheFiles)) fs.rmSync(file, { force: true });
 }
 
+/** What a file of dist/ is wrapped in, as Node wraps a CommonJS module: a function of its variables. */
+const wrapperStart = '(function (exports, require, module, __filename, __dirname) {';
+const wrapperEnd = '\n})';
+
+/**
+ * The buffer every file of dist/ and every cache file is read into, one after the other: a buffer is
+ * needed only until V8 has made the file's string or read the cache (both synchronous), and memory
+ * first touched costs a page fault per 4 KiB (~14 µs each on a small virtual machine; a new buffer for
+ * each read of an `inspect docker://` is ~300 of them).
+ */
+let readBuffer: Buffer | undefined;
+
+/** readBuffer, made larger when needed. */
+function bufferOf(size: number): Buffer {
+  if (readBuffer === undefined || readBuffer.length < size) readBuffer = Buffer.allocUnsafeSlow(size);
+  return readBuffer;
+}
+
+/** Reads what is left of `descriptor` into `buffer` from `start`, up to its end; returns where it ended. */
+function readInto(descriptor: number, buffer: Buffer, start: number, end: number): number {
+  let position = start;
+  for (let read = -1; read !== 0 && position < end; position += read) {
+    read = fs.readSync(descriptor, buffer, position, end - position, null);
+  }
+  return position;
+}
+
+/**
+ * A file of dist/ in its wrapper, with its size and modification time (the cache file's name). The
+ * wrapper keeps line numbers: the file starts on the wrapper's first line. The file is read between the
+ * wrapper's two parts, which becomes one string: joining the file's string with the wrapper's would
+ * make V8 copy the ~1 MiB of main.cjs once more into a flat string, as it does before compiling.
+ */
+function readWrapped(file: string): { source: string; size: number; mtimeMs: number } {
+  const descriptor = fs.openSync(file, 'r');
+  try {
+    const { size, mtimeMs } = fs.fstatSync(descriptor);
+    // One byte more than the size, to see a file that grew meanwhile (then read whole, as readFileSync would).
+    const buffer = bufferOf(wrapperStart.length + size + 1 + wrapperEnd.length);
+    const start = buffer.write(wrapperStart, 0, 'latin1');
+    let end = readInto(descriptor, buffer, start, start + size + 1);
+    if (end - start > size) {
+      const whole = fs.readFileSync(file, 'latin1');
+      return { source: `${wrapperStart}${whole}${wrapperEnd}`, size: whole.length, mtimeMs };
+    }
+    end += buffer.write(wrapperEnd, end, 'latin1');
+    return { source: buffer.toString('latin1', 0, end), size, mtimeMs };
+  } finally {
+    fs.closeSync(descriptor);
+  }
+}
+
+/** A cache file's contents (in readBuffer: valid until the next read), or undefined for none. */
+function readCache(file: string): Buffer | undefined {
+  let descriptor: number;
+  try {
+    descriptor = fs.openSync(file, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const { size } = fs.fstatSync(descriptor);
+    const buffer = bufferOf(size);
+    return buffer.subarray(0, readInto(descriptor, buffer, 0, size));
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(descriptor);
+  }
+}
+
 /**
  * Runs one CommonJS file of dist/ (main.cjs, or a package it requires lazily, main-lazy-*.cjs) through a
  * `vm.Script` with V8's code cache (Node 20, see the module comment) and returns its `module.exports`.
@@ -206,24 +281,18 @@ function runWithCodeCache(
 ): unknown {
   const known = loaded.get(file);
   if (known) return known.exports;
-  const source = fs.readFileSync(file, 'latin1');
-  const { size, mtimeMs } = fs.statSync(file);
+  const { source, size, mtimeMs } = readWrapped(file);
   const cacheFile = path.join(
     directory,
     `gantry-${process.version}-${process.arch}-${path.basename(file, '.cjs')}-${size}-${Math.trunc(mtimeMs)}-${runKind()}.cache`,
   );
-  let cachedData: Buffer | undefined;
-  try {
-    cachedData = fs.readFileSync(cacheFile);
-  } catch {
-    // None yet.
-  }
-  // The wrapper keeps line numbers: the source starts on the wrapper's first line.
+  // V8 reads the cache while compiling, before readBuffer is read into again.
+  const cachedData = readCache(cacheFile);
   // `import()` inside the script (external modules loaded on first use: native bindings, plugins) goes
   // to the main context's default loader where this Node has that option (20.12+, 21.7+).
   const defaultLoader = (vm as unknown as { constants?: { USE_MAIN_CONTEXT_DEFAULT_LOADER?: symbol } })
     .constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
-  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+  const script = new vm.Script(source, {
     filename: file,
     ...(cachedData ? { cachedData } : {}),
     ...(defaultLoader ? { importModuleDynamically: defaultLoader as never } : {}),
