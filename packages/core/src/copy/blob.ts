@@ -94,6 +94,12 @@ interface SourceStageOptions {
   onPrefix?: (prefix: Uint8Array) => void;
   /** Learns any failure of the stage (its checks' or the source's) before it is thrown on. */
   onFailure?: (error: unknown) => void;
+  /**
+   * Asked before each chunk is hashed and at the end: true once every byte the source's bytes lead to
+   * is verified otherwise (a recompressed layer's decompressed bytes, against the config's DiffID), so
+   * the bytes are no longer hashed and their digest is not checked (their size still is).
+   */
+  digestWaived?: () => boolean;
 }
 
 /**
@@ -127,7 +133,7 @@ export class SourceCheck {
   update(chunk: Uint8Array): void {
     const { expectedSize, description, onPrefix } = this.options;
     try {
-      this.digester?.update(chunk);
+      if (this.digester !== undefined && this.options.digestWaived?.() !== true) this.digester.update(chunk);
       this.size += chunk.byteLength;
       if (expectedSize >= 0 && this.size > expectedSize) {
         throw new GantryError(
@@ -181,7 +187,7 @@ export class SourceCheck {
           `${description}: size mismatch: expected ${expectedSize} bytes, got ${this.size}`,
         );
       }
-      if (this.digester !== undefined) {
+      if (this.digester !== undefined && this.options.digestWaived?.() !== true) {
         const actual = this.digester.digest();
         if (actual !== expectedDigest) {
           throw new GantryError(
@@ -387,11 +393,12 @@ interface CompressionSlotHolder {
 
 /**
  * The stage changing a layer's compression as `plan` says, deciding on the first bytes it sees.
- * `onDecision` learns the compression the output has and whether it differs from the input's.
+ * `onDecision` learns the compression the output has, whether it differs from the input's, and
+ * whether the output is made from decompressed bytes verified against `uncompressedDigest`.
  */
 function compressionStage(
   plan: LayerCompressionPlan,
-  onDecision: (output: DetectedCompression, changed: boolean) => void,
+  onDecision: (output: DetectedCompression, changed: boolean, verifiedByDiffId?: boolean) => void,
   description: string,
   signal: AbortSignal | undefined,
   uncompressedDigest: Digest | undefined,
@@ -441,7 +448,7 @@ function compressionStage(
       compression !== 'none' &&
       (recompressed(compression) || foreign)
     ) {
-      onDecision(plan.format, true);
+      onDecision(plan.format, true, uncompressedDigest !== undefined);
       // Decompressed in chunks of the compressor's block size: each chunk is a block, not copied. The
       // block compressor is their last reader (the DiffID check below only hashes them), so they come
       // from its buffer pool and go back to it once compressed.
@@ -623,6 +630,9 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     request.expectedDiffId !== undefined &&
     digestAlgorithm(layer.digest) === 'sha256';
   let outputCompression: DetectedCompression = 'none';
+  // A recompressed layer's decompressed bytes are verified against the config's DiffID: every byte
+  // written is made from verified bytes, so its compressed source bytes need not be hashed as well.
+  let recompressionVerified = false;
   const sourceBlob: BlobInfo = { ...layer, size: expectedSize };
   const sourceOptions: SourceStageOptions = {
     expectedDigest: verifyAfterDecompression ? undefined : layer.digest,
@@ -639,6 +649,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     onFailure: (error) => {
       verificationFailure = error;
     },
+    digestWaived: () => recompressionVerified,
   };
   const stages: Stage[] = [sourceStage(context, sourceBlob, 'layer', sourceOptions)];
   let diffId: Digest | undefined;
@@ -668,9 +679,10 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     stages.push(
       compressionStage(
         request.plan,
-        (output, isChanged) => {
+        (output, isChanged, verifiedByDiffId) => {
           outputCompression = output;
           changed = isChanged;
+          recompressionVerified = verifiedByDiffId === true;
         },
         `blob ${layer.digest}`,
         context.signal,
