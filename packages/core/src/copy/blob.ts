@@ -100,6 +100,12 @@ interface SourceStageOptions {
    * promise to await before the next chunk, and the bytes are checked by `finishOffThread`.
    */
   offThread?: boolean;
+  /**
+   * Asked before each chunk is hashed and at the end: true once every byte the source's bytes lead to
+   * is verified otherwise (a recompressed layer's decompressed bytes, against the config's DiffID), so
+   * the bytes are no longer hashed and their digest is not checked (their size still is).
+   */
+  digestWaived?: () => boolean;
 }
 
 /**
@@ -141,8 +147,10 @@ export class SourceCheck {
     const { expectedSize, description, onPrefix } = this.options;
     let wait: Promise<void> | undefined;
     try {
-      this.digester?.update(chunk);
-      wait = this.offThreadDigester?.update(chunk);
+      if (this.options.digestWaived?.() !== true) {
+        this.digester?.update(chunk);
+        wait = this.offThreadDigester?.update(chunk);
+      }
       this.size += chunk.byteLength;
       if (expectedSize >= 0 && this.size > expectedSize) {
         throw new GantryError(
@@ -188,7 +196,9 @@ export class SourceCheck {
     if (this.offThreadDigester !== undefined) {
       try {
         this.checkSize();
-        this.checkDigest(await this.offThreadDigester.digest());
+        // Awaited even when waived: no hashing of these bytes is left running on the thread pool.
+        const actual = await this.offThreadDigester.digest();
+        if (this.options.digestWaived?.() !== true) this.checkDigest(actual);
       } catch (error) {
         this.options.onFailure?.(error);
         throw error;
@@ -206,7 +216,9 @@ export class SourceCheck {
         onPrefix!(this.prefix === undefined ? new Uint8Array(0) : this.prefix.subarray(0, this.prefixLength));
       }
       this.checkSize();
-      if (this.digester !== undefined) this.checkDigest(this.digester.digest());
+      if (this.digester !== undefined && this.options.digestWaived?.() !== true) {
+        this.checkDigest(this.digester.digest());
+      }
     } catch (error) {
       this.options.onFailure?.(error);
       throw error;
@@ -429,11 +441,12 @@ interface CompressionSlotHolder {
 
 /**
  * The stage changing a layer's compression as `plan` says, deciding on the first bytes it sees.
- * `onDecision` learns the compression the output has and whether it differs from the input's.
+ * `onDecision` learns the compression the output has, whether it differs from the input's, and
+ * whether the output is made from decompressed bytes verified against `uncompressedDigest`.
  */
 function compressionStage(
   plan: LayerCompressionPlan,
-  onDecision: (output: DetectedCompression, changed: boolean) => void,
+  onDecision: (output: DetectedCompression, changed: boolean, verifiedByDiffId?: boolean) => void,
   description: string,
   signal: AbortSignal | undefined,
   uncompressedDigest: Digest | undefined,
@@ -483,7 +496,7 @@ function compressionStage(
       compression !== 'none' &&
       (recompressed(compression) || foreign)
     ) {
-      onDecision(plan.format, true);
+      onDecision(plan.format, true, uncompressedDigest !== undefined);
       // Decompressed in chunks of the compressor's block size: each chunk is a block, not copied. The
       // block compressor is their last reader (the DiffID check below only hashes them), so they come
       // from its buffer pool and go back to it once compressed.
@@ -665,6 +678,9 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     request.expectedDiffId !== undefined &&
     digestAlgorithm(layer.digest) === 'sha256';
   let outputCompression: DetectedCompression = 'none';
+  // A recompressed layer's decompressed bytes are verified against the config's DiffID: every byte
+  // written is made from verified bytes, so its compressed source bytes need not be hashed as well.
+  let recompressionVerified = false;
   const sourceBlob: BlobInfo = { ...layer, size: expectedSize };
   const sourceOptions: SourceStageOptions = {
     expectedDigest: verifyAfterDecompression ? undefined : layer.digest,
@@ -681,6 +697,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     onFailure: (error) => {
       verificationFailure = error;
     },
+    digestWaived: () => recompressionVerified,
   };
   const stages: Stage[] = [sourceStage(context, sourceBlob, 'layer', sourceOptions)];
   let diffId: Digest | undefined;
@@ -710,9 +727,10 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
     stages.push(
       compressionStage(
         request.plan,
-        (output, isChanged) => {
+        (output, isChanged, verifiedByDiffId) => {
           outputCompression = output;
           changed = isChanged;
+          recompressionVerified = verifiedByDiffId === true;
         },
         `blob ${layer.digest}`,
         context.signal,

@@ -19,7 +19,12 @@ import {
   fixturePresets,
 } from '../testing/index.js';
 import type { BlobInfo, CommitOptions, ImageSource } from '../transport/contract.js';
-import { detectCompression, zstdImplementation } from './compression.js';
+import {
+  createDecompressor,
+  detectCompression,
+  throughTransform,
+  zstdImplementation,
+} from './compression.js';
 import { compressionSlots } from './compression-slots.js';
 import { copyImage } from './copy.js';
 import {
@@ -795,6 +800,46 @@ describe('copyImage: compression', () => {
     await expect(test.copy({ forceCompressionFormat: true })).rejects.toMatchObject({
       code: ErrorCodes.Usage,
     });
+  });
+
+  it('verifies recompressed layers by their DiffIDs, not their source bytes, which pass unchanged only when they match their digest', async () => {
+    // The same gzip data with another modification time in its header: same size and contents,
+    // another digest than the manifest's.
+    const restamped = (source: ImageSource): ImageSource => ({
+      ...source,
+      getBlob: async (info, operation) => {
+        const blob = await source.getBlob(info, operation);
+        if (info.mediaType !== MediaTypes.DockerLayerGzip) return blob;
+        const chunks: Buffer[] = [];
+        for await (const chunk of blob.stream) chunks.push(chunk as Buffer);
+        const bytes = Buffer.concat(chunks);
+        bytes.writeUInt32LE(bytes.readUInt32LE(4) ^ 0x5a5a5a5a, 4);
+        return { stream: Readable.from([bytes]), size: bytes.length };
+      },
+    });
+    const recompressing = await harness(fixturePresets.dockerSchema2, { wrapSource: restamped });
+    const result = await recompressing.copy({ destinationCompression: 'zstd', forceCompressionFormat: true });
+    const manifest = parseManifest(result.manifest, result.manifestMediaType);
+    const diffIds = recompressing.image.images[0]!.diffIds;
+    for (const [index, layer] of manifest.layers.entries()) {
+      const stored = recompressing.destination.committedBlobs.get(layer.digest)!.bytes!;
+      expect(detectCompression(stored)).toBe('zstd');
+      const output: Uint8Array[] = [];
+      for await (const chunk of throughTransform(Readable.from([stored]), createDecompressor('zstd'))) {
+        output.push(chunk);
+      }
+      expect(digestOf(Buffer.concat(output))).toBe(diffIds[index]);
+    }
+    await rm(join(directory, 'fixture'), { recursive: true, force: true });
+
+    const unchanged = await harness(fixturePresets.dockerSchema2, {
+      destination: { properties: { desiredLayerCompression: 'compress' } },
+      wrapSource: restamped,
+    });
+    const failure = unchanged.copy({ destinationCompression: 'gzip' });
+    await expect(failure).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
+    await expect(failure).rejects.toThrow(/digest mismatch/);
+    expect(unchanged.destination.committed).toBe(false);
   });
 
   it('refuses zstd when no implementation is available, naming the Node.js version', async () => {

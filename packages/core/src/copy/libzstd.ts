@@ -3,7 +3,7 @@ import { scratchBuffer } from './buffer-pool.js';
 
 /**
  * The system's zstd library (`libzstd.so.1`, Debian's `libzstd1`), called through koffi to compress
- * whole blocks as independent zstd frames (`ZSTD_compressCCtx`) on koffi's asynchronous call threads
+ * whole blocks as independent zstd frames (`ZSTD_compress2`) on koffi's asynchronous call threads
  * (libuv's pool), so several blocks of one layer compress at once and this thread stays free.
  */
 export interface Libzstd {
@@ -23,6 +23,27 @@ interface KoffiModule {
 }
 
 let loaded: Libzstd | null | undefined;
+
+/** libzstd's parameter numbers (`ZSTD_cParameter`, stable API). */
+const compressionLevelParameter = 100;
+const hashLogParameter = 102;
+const chainLogParameter = 103;
+
+/**
+ * The parameters a frame at `level` is compressed with: the level, and at level 3 (zstd's and
+ * skopeo's default) smaller match-finder tables than libzstd's own for level 3: 2^16 entries in the
+ * hash table (instead of 2^17) and 2^15 in the second table of its "double fast" strategy (instead of
+ * 2^16), so that they stay in the caches of small machines. Measured on 2 cores, 64 MiB of an
+ * executable in 4 MiB frames (medians of 5 rounds): 0.28 s of CPU instead of 0.36 s (−22 %), for
+ * 25.55 MB of output instead of 25.10 MB (+1.8 %; skopeo's klauspost/compress writes 25.10 MB at its
+ * default). Level 2 would take 0.23 s for 26.51 MB (+5.6 %). The output is ordinary zstd: the
+ * decoder never sees the compressor's tables. Other levels keep libzstd's own parameters.
+ */
+export function zstdParametersOf(level: number): Array<[parameter: number, value: number]> {
+  const parameters: Array<[number, number]> = [[compressionLevelParameter, level]];
+  if (level === 3) parameters.push([hashLogParameter, 16], [chainLogParameter, 15]);
+  return parameters;
+}
 
 const libraryNames = ['libzstd.so.1', 'libzstd.so'];
 
@@ -44,18 +65,43 @@ function load(): Libzstd | null {
   }
   if (!library) return null;
   const createContext = library.func('void *ZSTD_createCCtx(void)');
+  const setParameter = library.func('size_t ZSTD_CCtx_setParameter(void *cctx, int param, int value)');
   const compressBound = library.func('size_t ZSTD_compressBound(size_t srcSize)');
   const compress = library.func(
-    'size_t ZSTD_compressCCtx(void *cctx, void *dst, size_t dstCapacity, const void *src, size_t srcSize, int compressionLevel)',
+    'size_t ZSTD_compress2(void *cctx, void *dst, size_t dstCapacity, const void *src, size_t srcSize)',
   );
   const isError = library.func('unsigned int ZSTD_isError(size_t code)');
   const errorName = library.func('const char *ZSTD_getErrorName(size_t code)');
-  /** Idle compression contexts (not thread-safe: one per running call), kept for the process's life. */
-  const idle: unknown[] = [];
+  /**
+   * Idle compression contexts by level, their parameters set (`zstdParametersOf`). A context is not
+   * thread-safe: each running call takes one for itself, so there are as many as calls ever ran at
+   * once (a few), kept for the process's life.
+   */
+  const idle = new Map<number, unknown[]>();
+  const take = (level: number): unknown => {
+    const existing = idle.get(level)?.pop();
+    if (existing) return existing;
+    const context = createContext();
+    if (!context) throw new Error('libzstd could not allocate a compression context');
+    for (const [parameter, value] of zstdParametersOf(level)) {
+      const result = setParameter(context, parameter, value);
+      if (isError(result)) throw new Error(`libzstd: ${String(errorName(result))}`);
+    }
+    return context;
+  };
+  const giveBack = (level: number, context: unknown): void => {
+    const list = idle.get(level);
+    if (list) list.push(context);
+    else idle.set(level, [context]);
+  };
   return {
     frame(input, level, wholeBlock) {
-      const context = idle.pop() ?? createContext();
-      if (!context) return Promise.reject(new Error('libzstd could not allocate a compression context'));
+      let context: unknown;
+      try {
+        context = take(level);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       // Compressed into a pooled buffer of the bound's size, then copied out at its real size.
       const scratch = scratchBuffer(Number(compressBound(input.byteLength)), wholeBlock);
       const output = scratch.buffer;
@@ -66,9 +112,8 @@ function load(): Libzstd | null {
           output.byteLength,
           input,
           input.byteLength,
-          level,
           (error: unknown, written: number | bigint) => {
-            idle.push(context);
+            giveBack(level, context);
             // `input` and `output` are referenced by this closure until the call returns.
             if (error) reject(error);
             else if (isError(written)) reject(new Error(`libzstd: ${String(errorName(written))}`));

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDecompressor, throughTransform } from './compression.js';
+import { zstdParametersOf } from './libzstd.js';
 import { parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 
 async function zstdOf(
@@ -78,7 +79,10 @@ describe('parallelZstdStage', () => {
     const input = executable.subarray(0, 4 * 1024 * 1024);
     const compressed = await zstdOf(input, {});
     const single = execFileSync('zstd', ['-3', '-q', '-c'], { input, maxBuffer: 64 * 1024 * 1024 });
-    expect(compressed.byteLength).toBeLessThan(single.byteLength * 1.02);
+    // Level 3 with smaller tables (zstdParametersOf): a little larger than zstd -3, smaller than -2.
+    expect(compressed.byteLength).toBeLessThan(single.byteLength * 1.04);
+    const levelTwo = execFileSync('zstd', ['-2', '-q', '-c'], { input, maxBuffer: 64 * 1024 * 1024 });
+    expect(compressed.byteLength).toBeLessThan(levelTwo.byteLength);
     const framed = await zstdOf(input, { frameSize: 1024 * 1024 });
     // Four frames: four frame magic numbers where one stream has one.
     let frames = 0;
@@ -132,6 +136,19 @@ describe('parallelZstdStage', () => {
       expect(frame.buffer.byteLength).toBeLessThanOrEqual(Math.max(8192, frame.byteLength));
     }
     expect((await gantryDecompress(Buffer.concat(frames))).equals(input)).toBe(true);
+  });
+
+  it("compresses other levels with libzstd's own parameters", async () => {
+    expect(zstdParametersOf(3)).toEqual([
+      [100, 3],
+      [102, 16],
+      [103, 15],
+    ]);
+    expect(zstdParametersOf(5)).toEqual([[100, 5]]);
+    const input = executable.subarray(0, 1024 * 1024);
+    const compressed = await zstdOf(input, { level: 5, frameSize: 1024 * 1024 });
+    const cli = execFileSync('zstd', ['-5', '-q', '-c'], { input, maxBuffer: 64 * 1024 * 1024 });
+    expect(Math.abs(compressed.byteLength - cli.byteLength)).toBeLessThan(cli.byteLength * 0.005);
   });
 
   it('refuses a level zstd does not have', () => {
