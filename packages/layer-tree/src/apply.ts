@@ -175,7 +175,9 @@ export async function applyLayer(
   const umask = process.umask();
   const effectiveUid = process.geteuid?.() ?? -1;
   const effectiveGid = process.getegid?.() ?? -1;
-  const reader = new TarStreamReader(input);
+  // Chunks of `input` are never reused (small files' contents are kept as views until written): header
+  // blocks and padding are views of them too.
+  const reader = new TarStreamReader(input, { views: true });
   const tarSplit = new TarSplitWriter();
   const uids = new Set<number>();
   const gids = new Set<number>();
