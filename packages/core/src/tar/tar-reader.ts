@@ -267,6 +267,27 @@ class ByteSource {
   }
 
   /**
+   * `take(length)` answered from the chunk at hand, without waiting: undefined when it holds fewer than
+   * `length` bytes (then `take` must wait for the input).
+   */
+  takeNow(length: number): Buffer | undefined {
+    if (this.current.length - this.position < length || length === 0) return undefined;
+    const view = this.current.subarray(this.position, this.position + length);
+    this.position += length;
+    return this.views ? view : Buffer.from(view);
+  }
+
+  /** `some(max)` answered from the chunk at hand, without waiting: undefined when it is used up. */
+  someNow(max: number): Buffer | undefined {
+    const available = this.current.length - this.position;
+    if (available === 0) return undefined;
+    const length = Math.min(max, available);
+    const out = this.current.subarray(this.position, this.position + length);
+    this.position += length;
+    return out;
+  }
+
+  /**
    * Exactly `length` bytes, or fewer at the end of input: a copy, or with `views` a view of the input
    * when they lie in one chunk.
    */
@@ -405,7 +426,7 @@ export class TarStreamReader {
     for (;;) {
       const offset = this.source.count;
       if (this.padding > 0) {
-        const pad = await this.source.take(this.padding);
+        const pad = this.source.takeNow(this.padding) ?? (await this.source.take(this.padding));
         if (pad.length > 0) raw.push(pad);
         if (pad.length < this.padding)
           throw layerError(
@@ -415,7 +436,9 @@ export class TarStreamReader {
       }
       const headerOffset = offset + 0;
       const where = () => this.entryDescription(undefined, headerOffset);
-      const block = await this.readBlock(raw, where);
+      let block = this.source.takeNow(blockSize);
+      if (block !== undefined) raw.push(block);
+      else block = await this.readBlock(raw, where);
       if (block === undefined || isZeroBlock(block)) {
         if (block !== undefined) {
           const second = await this.readBlock(raw, where);
@@ -630,7 +653,8 @@ export class TarStreamReader {
    */
   async readData(max = 1 << 20): Promise<Buffer | undefined> {
     if (this.remaining === 0) return undefined;
-    const chunk = await this.source.some(Math.min(max, this.remaining));
+    const wanted = Math.min(max, this.remaining);
+    const chunk = this.source.someNow(wanted) ?? (await this.source.some(wanted));
     if (chunk === undefined) {
       throw layerError(
         `layer tar: entry "${this.currentName}": the tar ends in the middle of its content (${this.remaining} bytes missing)`,
