@@ -665,6 +665,18 @@ export class TarStreamReader {
   }
 
   /**
+   * `readData(max)` answered without waiting when the input's chunk at hand holds some of the content: the
+   * next piece (a view, at most `max` bytes), or undefined when the content is exhausted or `readData`
+   * must wait for the input (then call it).
+   */
+  readDataNow(max = 1 << 20): Buffer | undefined {
+    if (this.remaining === 0) return undefined;
+    const chunk = this.source.someNow(Math.min(max, this.remaining));
+    if (chunk !== undefined) this.remaining -= chunk.length;
+    return chunk;
+  }
+
+  /**
    * After the end of the archive: the bytes that follow the end blocks, in pieces of 1 MiB (the last one
    * shorter), whatever the input's chunking — as tar-split's Go reader gets them from a file.
    */
