@@ -458,3 +458,40 @@ describe('applyLayer: what a layer holds', () => {
     expect(existsSync(join(root, 'a'))).toBe(false);
   });
 });
+
+describe('applyLayer: however the input is cut', () => {
+  it('writes every small file whole, and a tar-split that regenerates the tar, from pieces of any size', async () => {
+    const entries: HandMadeTarEntry[] = [{ name: 'many/', type: 'directory' }];
+    for (let directory = 0; directory < 4; directory++) {
+      entries.push({ name: `many/d${directory}/`, type: 'directory' });
+      for (let file = 0; file < 60; file++) {
+        const size = (directory * 60 + file) * 13;
+        entries.push({
+          name: `many/d${directory}/f${file}`,
+          content: Buffer.alloc(size, (directory * 60 + file) & 0xff),
+        });
+      }
+    }
+    const tar = handMadeTar(entries);
+    for (const sizes of [[tar.length], [1], [37, 1000, 511], [512], [4099]]) {
+      await rm(root, { recursive: true, force: true });
+      await mkdir(root);
+      const pieces: Buffer[] = [];
+      for (let offset = 0, index = 0; offset < tar.length; index++) {
+        const size = sizes[index % sizes.length] as number;
+        pieces.push(Buffer.from(tar.subarray(offset, offset + size)));
+        offset += size;
+      }
+      const result = await applyLayer(Readable.from(pieces), root, { whiteouts: 'apply' });
+      expect(result.uncompressedDigest).toBe(`sha256:${createHash('sha256').update(tar).digest('hex')}`);
+      for (const entry of entries) {
+        if (entry.type === 'directory') continue;
+        expect(readFileSync(join(root, entry.name)).equals(entry.content as Buffer), entry.name).toBe(true);
+      }
+      const hash = createHash('sha256');
+      for await (const chunk of assembleTarChunks(result.tarSplitGzip, pathFileGetter(root)))
+        hash.update(chunk);
+      expect(`sha256:${hash.digest('hex')}`).toBe(result.uncompressedDigest);
+    }
+  });
+});

@@ -175,7 +175,9 @@ export async function applyLayer(
   const umask = process.umask();
   const effectiveUid = process.geteuid?.() ?? -1;
   const effectiveGid = process.getegid?.() ?? -1;
-  const reader = new TarStreamReader(input);
+  // Chunks of `input` are never reused (small files' contents are kept as views until written): header
+  // blocks and padding are views of them too.
+  const reader = new TarStreamReader(input, { views: true });
   const tarSplit = new TarSplitWriter();
   const uids = new Set<number>();
   const gids = new Set<number>();
@@ -188,6 +190,8 @@ export async function applyLayer(
   });
   /** The current entry's name bytes as a Latin-1 string (decoded once per entry). */
   let nameLatin1 = '';
+  /** The first piece of the current entry's content, taken by `readContentNow` for `readContent`. */
+  let pendingContent: Buffer | undefined;
   let succeeded = false;
   try {
     for (;;) {
@@ -211,7 +215,8 @@ export async function applyLayer(
         continue;
       }
       try {
-        await applyEntry(entry);
+        const applying = applyEntry(entry);
+        if (applying !== undefined) await applying;
       } catch (error) {
         if (error instanceof GantryError) throw error;
         throw new GantryError(
@@ -267,14 +272,37 @@ export async function applyLayer(
    * file-writing worker: content gathered here (CRC-64 and tar-split recorded in order), then open, write,
    * owner, mode, times and close there, in batches (see file-writer.ts).
    */
-  async function writeFileDeferred(
+  function writeFileDeferred(
     entry: TarEntry,
     relative: string,
     uid: number,
     gid: number,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
+    // Without a promise when the content is at hand (the common case: one small piece of the input).
+    const content = readContentNow(entry.dataSize);
+    if (content !== undefined) return queueFile(entry, content, relative, uid, gid);
+    return readContent(entry.dataSize).then((read) => queueFile(entry, read, relative, uid, gid));
+  }
+
+  /** The current entry's whole content when the input's chunk at hand holds all of it, else undefined. */
+  function readContentNow(size: number): Buffer | undefined {
+    if (size === 0) return emptyContent;
+    const first = reader.readDataNow(size);
+    if (first === undefined) return undefined;
+    if (first.length === size) return first;
+    // Only part of it here: the rest is read by `readContent`, which must see this part too.
+    pendingContent = first;
+    return undefined;
+  }
+
+  function queueFile(
+    entry: TarEntry,
+    content: Buffer,
+    relative: string,
+    uid: number,
+    gid: number,
+  ): Promise<void> | undefined {
     const { header } = entry;
-    const content = await readContent(entry.dataSize);
     signal?.throwIfAborted();
     tarSplit.addFile(header.nameBytes, header.size, header.size > 0 ? crc64(content) : null, nameLatin1);
     const chown = !ownerAlreadyRight(relative, uid, gid);
@@ -296,7 +324,7 @@ export async function applyLayer(
       },
       header.name,
     );
-    if (room !== undefined) await room;
+    return room;
   }
 
   /**
@@ -305,7 +333,8 @@ export async function applyLayer(
    */
   async function readContent(size: number): Promise<Buffer> {
     if (size === 0) return emptyContent;
-    const first = (await reader.readData()) as Buffer;
+    const first = pendingContent ?? ((await reader.readData()) as Buffer);
+    pendingContent = undefined;
     if (first.length === size) return first;
     const pieces = [first];
     let length = first.length;
@@ -367,7 +396,8 @@ export async function applyLayer(
     }
   }
 
-  async function applyEntry(entry: TarEntry): Promise<void> {
+  /** Applies the entry: without a promise for a small new file whose content is at hand (most entries). */
+  function applyEntry(entry: TarEntry): Promise<void> | undefined {
     const { header } = entry;
     const display = header.name;
     const rawName = nameLatin1;
@@ -390,16 +420,31 @@ export async function applyLayer(
       (header.type === 'file' || header.type === 'directory' || header.type === 'symlink') &&
       layerRoot.isKnownDirectory(parentPath) &&
       knownAbsent(clean);
-    if (!independent) await drainDeferred();
     if (
       independent &&
       header.type === 'file' &&
       header.size <= deferredFileMaxSize &&
       header.xattrs.size === 0
     ) {
-      await writeFileDeferred(entry, clean, uid, gid);
-      return;
+      return writeFileDeferred(entry, clean, uid, gid);
     }
+    return applyEntryInOrder(entry, clean, uid, gid, independent);
+  }
+
+  /** Every other entry: after the pending writes when it could touch a path still being written. */
+  async function applyEntryInOrder(
+    entry: TarEntry,
+    clean: string,
+    uid: number,
+    gid: number,
+    independent: boolean,
+  ): Promise<void> {
+    const { header } = entry;
+    const display = header.name;
+    if (!independent) await drainDeferred();
+    const slash = clean.lastIndexOf('/');
+    const parentPath = slash === -1 ? '' : clean.slice(0, slash);
+    const base = slash === -1 ? clean : clean.slice(slash + 1);
     const parent = slash === -1 ? [] : parentPath.split('/');
 
     if (clean === '.') {

@@ -79,6 +79,29 @@ describe('TarSplitWriter', () => {
     expect((await written(steps)).equals(Buffer.from(expectedText(steps), 'utf8'))).toBe(true);
   });
 
+  it('fills its buffers again once the compressor has read them, the output unchanged', async () => {
+    const steps: Step[] = [];
+    const writer = new TarSplitWriter();
+    for (let index = 0; index < 6000; index++) {
+      const segment: Step = { kind: 'segment', payload: randomBytes(1014) };
+      const file: Step = {
+        kind: 'file',
+        name: Buffer.from(`many/d${index % 50}/f${index}.txt`),
+        size: 7,
+        crc: randomBytes(8),
+      };
+      steps.push(segment, file);
+      writer.addSegment(segment.payload);
+      writer.addFile(file.name, file.size, file.crc);
+      // Turns for the compressor, as the tar's reading gives it: buffers come back and are refilled.
+      if (index % 50 === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (writer.needsDrain) await writer.drained();
+    }
+    writer.finishTrailer('tar-split-0.11.2');
+    const bytes = gunzipSync(await writer.finish());
+    expect(bytes.equals(Buffer.from(expectedText(steps), 'utf8'))).toBe(true);
+  });
+
   it('refuses a path seen before, as tar-split does', () => {
     const writer = new TarSplitWriter();
     writer.addFile(Buffer.from('a/b'), 1, randomBytes(8));

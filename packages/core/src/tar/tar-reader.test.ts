@@ -71,3 +71,104 @@ describe('TarStreamReader header checksums', () => {
     await expect(names(Buffer.concat([corrupted, end]))).rejects.toThrow(/bad header checksum/);
   });
 });
+
+/** What a reader gives for `tar` cut into pieces of `sizes` (cycled): each entry's name, raw bytes and content. */
+async function readAll(tar: Buffer, sizes: readonly number[], views: boolean): Promise<string[]> {
+  const reader = new TarStreamReader(
+    (async function* () {
+      let offset = 0;
+      for (let index = 0; offset < tar.length; index++) {
+        const size = sizes[index % sizes.length] as number;
+        // Each piece in memory of its own, as a stream hands out new buffers.
+        yield Buffer.from(tar.subarray(offset, offset + size));
+        offset += size;
+      }
+    })(),
+    { views },
+  );
+  const found: string[] = [];
+  for (;;) {
+    const entry = await reader.next();
+    if (entry === undefined) break;
+    const content: Buffer[] = [];
+    for (;;) {
+      const chunk = await reader.readData();
+      if (chunk === undefined) break;
+      content.push(chunk);
+    }
+    found.push(
+      `${entry.header.name} raw=${entry.raw.toString('hex')} content=${Buffer.concat(content).toString('hex')}`,
+    );
+  }
+  found.push(`end=${reader.end.toString('hex')}`);
+  for await (const chunk of reader.trailing()) found.push(`trailing=${chunk.toString('hex')}`);
+  found.push(`sha256=${reader.digestHex()} bytes=${reader.bytesRead}`);
+  return found;
+}
+
+describe('TarStreamReader chunking', () => {
+  it('gives the same entries, raw bytes and contents however the input is cut, with or without views', async () => {
+    const contents = [Buffer.from('hello\n'), Buffer.alloc(0), Buffer.alloc(1500, 7), Buffer.alloc(512, 1)];
+    const tar = Buffer.concat([
+      ...contents.flatMap((content, index) => [
+        header(Buffer.from(`dir/file-${index}`), content.length),
+        content,
+        Buffer.alloc((512 - (content.length % 512)) % 512),
+      ]),
+      end,
+      Buffer.from('after the end'),
+    ]);
+    const expected = await readAll(tar, [tar.length], false);
+    expect(expected).toHaveLength(contents.length + 3);
+    expect(expected[0]).toContain('content=68656c6c6f0a');
+    for (const sizes of [[1], [3, 509], [511], [512], [513, 1024], [100, 2000, 7]]) {
+      expect(await readAll(tar, sizes, false)).toEqual(expected);
+      expect(await readAll(tar, sizes, true)).toEqual(expected);
+    }
+  });
+
+  it('hands out views of the input with views, and copies without', async () => {
+    const tar = Buffer.concat([header(Buffer.from('a'), 3), Buffer.from('abc'), Buffer.alloc(509), end]);
+    for (const views of [false, true]) {
+      const reader = new TarStreamReader(
+        (async function* () {
+          yield tar;
+        })(),
+        { views },
+      );
+      const entry = await reader.next();
+      expect(entry?.raw.equals(tar.subarray(0, 512))).toBe(true);
+      // A view shows a change of the input's memory; a copy does not.
+      const first = tar[0] as number;
+      tar[0] = first ^ 0xff;
+      expect(entry?.raw[0] === tar[0]).toBe(views);
+      tar[0] = first;
+    }
+  });
+});
+
+describe('TarStreamReader header formats', () => {
+  /** A header named `file` with `pre` in the ustar prefix field, under the given magic (and star trailer). */
+  function withMagic(magic: string, star = false): Buffer {
+    const block = header(Buffer.from('file'), 0);
+    block.fill(0, 257, 265);
+    block.write(magic, 257, 'latin1');
+    block.write('pre', 345, 'latin1');
+    if (star) block.write('tar\0', 508, 'latin1');
+    block.fill(0x20, 148, 156);
+    block.write(`${unsignedSum(block).toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    return block;
+  }
+
+  it('joins the prefix for ustar and star, not for GNU or v7 headers', async () => {
+    const tar = Buffer.concat([
+      withMagic('ustar\x0000'),
+      withMagic('ustar\x0000', true),
+      withMagic('ustar  \x00'),
+      withMagic(''),
+      withMagic('ustaX\x0000'),
+      end,
+    ]);
+    expect(await names(tar)).toEqual(['pre/file', 'pre/file', 'file', 'file', 'file']);
+  });
+});

@@ -147,10 +147,24 @@ function checksumMatches(block: Buffer, where: () => string): boolean {
 
 type Format = 'v7' | 'ustar' | 'star' | 'gnu';
 
+/** `ustar` at the magic field (257), followed by NUL (POSIX) or a space (GNU); compared byte by byte. */
 function formatOf(block: Buffer): Format {
-  const magic = block.toString('latin1', 257, 263);
-  if (magic === 'ustar\0') return block.toString('latin1', 508, 512) === 'tar\0' ? 'star' : 'ustar';
-  if (magic === 'ustar ' && block.toString('latin1', 263, 265) === ' \0') return 'gnu';
+  if (
+    block[257] !== 0x75 || // u
+    block[258] !== 0x73 || // s
+    block[259] !== 0x74 || // t
+    block[260] !== 0x61 || // a
+    block[261] !== 0x72 // r
+  ) {
+    return 'v7';
+  }
+  if (block[262] === 0) {
+    // star's trailer: "tar\0" in the last 4 bytes.
+    return block[508] === 0x74 && block[509] === 0x61 && block[510] === 0x72 && block[511] === 0
+      ? 'star'
+      : 'ustar';
+  }
+  if (block[262] === 0x20 && block[263] === 0x20 && block[264] === 0) return 'gnu';
   return 'v7';
 }
 
@@ -210,10 +224,12 @@ function parsePaxInteger(value: Buffer, key: string, where: () => string): numbe
 }
 
 const headerOnlyTypes = new Set(['1', '2', '3', '4', '5', '6']);
+const emptyBuffer = Buffer.alloc(0);
 
 /**
  * Pulls bytes from an async iterable of chunks, hashing (sha256) and counting everything it takes.
- * Chunks are handed on as views where possible; only header blocks that straddle chunks are copied.
+ * Chunks are handed on as views where possible; only blocks that straddle chunks are copied (just their
+ * bytes, never the rest of the chunk). With `views`, whole blocks are views of the input too.
  */
 class ByteSource {
   private readonly iterator: AsyncIterator<Uint8Array>;
@@ -223,17 +239,21 @@ class ByteSource {
   readonly hash: Hash = createHash('sha256');
   count = 0;
 
-  constructor(input: AsyncIterable<Uint8Array>) {
+  constructor(
+    input: AsyncIterable<Uint8Array>,
+    private readonly views: boolean,
+  ) {
     this.iterator = input[Symbol.asyncIterator]();
   }
 
-  private async pull(): Promise<boolean> {
-    if (this.ended) return false;
+  /** The next non-empty chunk of the input (hashed and counted), or undefined at its end. */
+  private async pull(): Promise<Buffer | undefined> {
+    if (this.ended) return undefined;
     for (;;) {
       const next = await this.iterator.next();
       if (next.done) {
         this.ended = true;
-        return false;
+        return undefined;
       }
       const value = next.value;
       if (value.length === 0) continue;
@@ -242,27 +262,74 @@ class ByteSource {
         : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
       this.hash.update(chunk);
       this.count += chunk.length;
-      const rest = this.current.length - this.position;
-      this.current = rest === 0 ? chunk : Buffer.concat([this.current.subarray(this.position), chunk]);
-      this.position = 0;
-      return true;
+      return chunk;
     }
   }
 
-  /** Exactly `length` bytes (a copy), or fewer at the end of input. */
+  /**
+   * `take(length)` answered from the chunk at hand, without waiting: undefined when it holds fewer than
+   * `length` bytes (then `take` must wait for the input).
+   */
+  takeNow(length: number): Buffer | undefined {
+    if (this.current.length - this.position < length || length === 0) return undefined;
+    const view = this.current.subarray(this.position, this.position + length);
+    this.position += length;
+    return this.views ? view : Buffer.from(view);
+  }
+
+  /** `some(max)` answered from the chunk at hand, without waiting: undefined when it is used up. */
+  someNow(max: number): Buffer | undefined {
+    const available = this.current.length - this.position;
+    if (available === 0) return undefined;
+    const length = Math.min(max, available);
+    const out = this.current.subarray(this.position, this.position + length);
+    this.position += length;
+    return out;
+  }
+
+  /**
+   * Exactly `length` bytes, or fewer at the end of input: a copy, or with `views` a view of the input
+   * when they lie in one chunk.
+   */
   async take(length: number): Promise<Buffer> {
-    while (this.current.length - this.position < length) {
-      if (!(await this.pull())) break;
+    let available = this.current.length - this.position;
+    if (available === 0 && length > 0) {
+      const chunk = await this.pull();
+      if (chunk === undefined) return Buffer.alloc(0);
+      this.current = chunk;
+      this.position = 0;
+      available = chunk.length;
     }
-    const available = Math.min(length, this.current.length - this.position);
-    const out = Buffer.from(this.current.subarray(this.position, this.position + available));
-    this.position += available;
+    if (available >= length) {
+      const view = this.current.subarray(this.position, this.position + length);
+      this.position += length;
+      return this.views ? view : Buffer.from(view);
+    }
+    // Straddling chunks: the bytes gathered into a buffer of their own.
+    const out = Buffer.allocUnsafe(length);
+    let filled = this.current.copy(out, 0, this.position);
+    this.current = emptyBuffer;
+    this.position = 0;
+    while (filled < length) {
+      const chunk = await this.pull();
+      if (chunk === undefined) return out.subarray(0, filled);
+      const used = Math.min(chunk.length, length - filled);
+      chunk.copy(out, filled, 0, used);
+      filled += used;
+      this.current = chunk;
+      this.position = used;
+    }
     return out;
   }
 
   /** Up to `max` bytes as a view of the input (at least one byte), or undefined at the end of input. */
   async some(max: number): Promise<Buffer | undefined> {
-    if (this.current.length - this.position === 0 && !(await this.pull())) return undefined;
+    if (this.current.length - this.position === 0) {
+      const chunk = await this.pull();
+      if (chunk === undefined) return undefined;
+      this.current = chunk;
+      this.position = 0;
+    }
     const available = Math.min(max, this.current.length - this.position);
     const out = this.current.subarray(this.position, this.position + available);
     this.position += available;
@@ -272,6 +339,23 @@ class ByteSource {
   close(): void {
     void this.iterator.return?.();
   }
+}
+
+/**
+ * The raw pieces of an entry as one buffer: the piece itself when there is one, a view over pieces that
+ * lie one after the other in the same memory (padding and header blocks taken as views of one chunk),
+ * else a copy.
+ */
+function joinRaw(raw: Buffer[]): Buffer {
+  if (raw.length === 1) return raw[0] as Buffer;
+  const first = raw[0] as Buffer;
+  let end = first.byteOffset + first.length;
+  for (let index = 1; index < raw.length; index++) {
+    const piece = raw[index] as Buffer;
+    if (piece.buffer !== first.buffer || piece.byteOffset !== end) return Buffer.concat(raw);
+    end += piece.length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
 }
 
 /**
@@ -288,8 +372,13 @@ export class TarStreamReader {
   /** Raw bytes read when the end of the archive was found (padding and the zero blocks). */
   end: Buffer = Buffer.alloc(0);
 
-  constructor(input: AsyncIterable<Uint8Array>) {
-    this.source = new ByteSource(input);
+  /**
+   * `views`: header blocks, padding and `raw` may be views of the input's chunks instead of copies (no
+   * copy and no allocation for the common entry), for a caller whose input never reuses a chunk's memory
+   * (a stream that hands out new buffers, as Node's decompressors and file streams do).
+   */
+  constructor(input: AsyncIterable<Uint8Array>, options: { views?: boolean } = {}) {
+    this.source = new ByteSource(input, options.views === true);
   }
 
   /** Bytes read from the input so far. */
@@ -337,7 +426,7 @@ export class TarStreamReader {
     for (;;) {
       const offset = this.source.count;
       if (this.padding > 0) {
-        const pad = await this.source.take(this.padding);
+        const pad = this.source.takeNow(this.padding) ?? (await this.source.take(this.padding));
         if (pad.length > 0) raw.push(pad);
         if (pad.length < this.padding)
           throw layerError(
@@ -347,7 +436,9 @@ export class TarStreamReader {
       }
       const headerOffset = offset + 0;
       const where = () => this.entryDescription(undefined, headerOffset);
-      const block = await this.readBlock(raw, where);
+      let block = this.source.takeNow(blockSize);
+      if (block !== undefined) raw.push(block);
+      else block = await this.readBlock(raw, where);
       if (block === undefined || isZeroBlock(block)) {
         if (block !== undefined) {
           const second = await this.readBlock(raw, where);
@@ -531,7 +622,7 @@ export class TarStreamReader {
         header: {
           name,
           nameBytes: Buffer.from(nameBytes),
-          linkName: utf8Decoder.decode(linkNameBytes),
+          linkName: linkNameBytes.length === 0 ? '' : utf8Decoder.decode(linkNameBytes),
           linkNameBytes: Buffer.from(linkNameBytes),
           type,
           typeFlag,
@@ -550,7 +641,7 @@ export class TarStreamReader {
           xattrs,
           paxRecords: paxRecords ?? new Map(),
         },
-        raw: Buffer.concat(raw),
+        raw: joinRaw(raw),
         dataSize,
       };
     }
@@ -562,13 +653,26 @@ export class TarStreamReader {
    */
   async readData(max = 1 << 20): Promise<Buffer | undefined> {
     if (this.remaining === 0) return undefined;
-    const chunk = await this.source.some(Math.min(max, this.remaining));
+    const wanted = Math.min(max, this.remaining);
+    const chunk = this.source.someNow(wanted) ?? (await this.source.some(wanted));
     if (chunk === undefined) {
       throw layerError(
         `layer tar: entry "${this.currentName}": the tar ends in the middle of its content (${this.remaining} bytes missing)`,
       );
     }
     this.remaining -= chunk.length;
+    return chunk;
+  }
+
+  /**
+   * `readData(max)` answered without waiting when the input's chunk at hand holds some of the content: the
+   * next piece (a view, at most `max` bytes), or undefined when the content is exhausted or `readData`
+   * must wait for the input (then call it).
+   */
+  readDataNow(max = 1 << 20): Buffer | undefined {
+    if (this.remaining === 0) return undefined;
+    const chunk = this.source.someNow(Math.min(max, this.remaining));
+    if (chunk !== undefined) this.remaining -= chunk.length;
     return chunk;
   }
 
