@@ -4,7 +4,13 @@ import { describe, expect, it } from 'vitest';
 import type { Digest } from '../digest.js';
 import { ErrorCodes } from '../errors.js';
 import type { BlobInfo } from '../transport/contract.js';
-import { checkedStream, SourceCheck } from './blob.js';
+import {
+  checkedStream,
+  keepsLayerCompression,
+  type LayerCompressionPlan,
+  peekStream,
+  SourceCheck,
+} from './blob.js';
 import type { CopyProgressEvent } from './types.js';
 
 function sha256(bytes: Uint8Array): Digest {
@@ -181,5 +187,85 @@ describe('SourceCheck', () => {
     expect(prefixes).toHaveLength(1);
     expect(prefixes[0]!.byteLength).toBeGreaterThan(4);
     expect(Buffer.from(prefixes[0]!)).toEqual(bytes.subarray(0, prefixes[0]!.byteLength));
+  });
+});
+
+describe('peekStream', () => {
+  it('returns the first bytes and puts them back: the stream is then read from its first byte', async () => {
+    const chunks = chunksOf(4, 1024);
+    const source = Readable.from(chunks, { objectMode: true });
+    const prefix = await peekStream(source, 6);
+    expect(prefix).toBe(chunks[0]);
+    const result = await drain(source);
+    expect(result.ended).toBe(true);
+    expect(Buffer.concat(result.chunks)).toEqual(Buffer.concat(chunks));
+  });
+
+  it('gathers short chunks, and a stream that ends sooner is put back whole, its end included', async () => {
+    const pieces = [Buffer.from([1, 2]), Buffer.from([3])];
+    const short = Readable.from(pieces, { objectMode: true });
+    expect(Buffer.from(await peekStream(short, 6))).toEqual(Buffer.from([1, 2, 3]));
+    const result = await drain(short);
+    expect(result.ended).toBe(true);
+    expect(Buffer.concat(result.chunks)).toEqual(Buffer.from([1, 2, 3]));
+
+    const empty = Readable.from([], { objectMode: true });
+    expect((await peekStream(empty, 6)).byteLength).toBe(0);
+    expect((await drain(empty)).ended).toBe(true);
+  });
+
+  it("throws the stream's failure, a premature close, and an abort (destroying the stream)", async () => {
+    const failing = new PassThrough();
+    const error = new Error('gone');
+    setImmediate(() => failing.destroy(error));
+    await expect(peekStream(failing, 6)).rejects.toBe(error);
+
+    const closing = new PassThrough();
+    setImmediate(() => closing.destroy());
+    await expect(peekStream(closing, 6)).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+
+    const waiting = new PassThrough();
+    waiting.on('error', () => {});
+    const controller = new AbortController();
+    setImmediate(() => controller.abort());
+    await expect(peekStream(waiting, 6, controller.signal)).rejects.toMatchObject({
+      code: ErrorCodes.Aborted,
+    });
+    expect(waiting.destroyed).toBe(true);
+  });
+});
+
+describe('keepsLayerCompression', () => {
+  const compress: LayerCompressionPlan = { desired: 'compress', format: 'gzip', recompress: false };
+  it('keeps compressed layers when compressing without recompression, and compresses the rest', () => {
+    expect(keepsLayerCompression(compress, 'gzip', false)).toBe(true);
+    expect(keepsLayerCompression(compress, 'zstd', false)).toBe(true);
+    expect(keepsLayerCompression(compress, 'none', false)).toBe(false);
+    // xz and bzip2 have no layer media type: always changed.
+    expect(keepsLayerCompression(compress, 'xz', false)).toBe(false);
+    expect(keepsLayerCompression(compress, 'bzip2', false)).toBe(false);
+  });
+
+  it('recompresses layers in another format, or zstd layers without zstd:chunked when chunked', () => {
+    const gzip: LayerCompressionPlan = { ...compress, recompress: true };
+    expect(keepsLayerCompression(gzip, 'gzip', false)).toBe(true);
+    expect(keepsLayerCompression(gzip, 'zstd', false)).toBe(false);
+    const chunked: LayerCompressionPlan = {
+      desired: 'compress',
+      format: 'zstd',
+      recompress: true,
+      chunked: true,
+    };
+    expect(keepsLayerCompression(chunked, 'zstd', true)).toBe(true);
+    expect(keepsLayerCompression(chunked, 'zstd', false)).toBe(false);
+  });
+
+  it('decompresses compressed layers unless their compression is kept', () => {
+    const decompress: LayerCompressionPlan = { desired: 'decompress', format: 'gzip', recompress: false };
+    expect(keepsLayerCompression(decompress, 'none', false)).toBe(true);
+    expect(keepsLayerCompression(decompress, 'gzip', false)).toBe(false);
+    expect(keepsLayerCompression({ ...decompress, keep: ['gzip'] }, 'gzip', false)).toBe(true);
+    expect(keepsLayerCompression({ ...decompress, keep: ['gzip'] }, 'zstd', false)).toBe(false);
+    expect(keepsLayerCompression({ ...decompress, keep: ['gzip'] }, 'xz', false)).toBe(false);
   });
 });
