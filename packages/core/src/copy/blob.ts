@@ -6,7 +6,7 @@ import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
-import { transientBuffers } from './buffer-pool.js';
+import { socketReadBuffers, transientBuffers } from './buffer-pool.js';
 import {
   type CompressionFormat,
   compressingBlockSize,
@@ -937,6 +937,11 @@ function closeOf(stream: Readable): Promise<void> {
   });
 }
 
+/** `PutBlobOptions.chunkWritten` of the plain copy path: the chunk's read buffer may be read into again. */
+function releaseChunk(chunk: Uint8Array): void {
+  socketReadBuffers.release(chunk);
+}
+
 /**
  * `putBlob` of `stream` as it is, each chunk seen by `check` on its way (`checkedStream`): the destination
  * sees the end of the bytes only once they are verified. When the destination returns or fails without
@@ -962,7 +967,9 @@ async function putCheckedBlob(
     return await context.destination.putBlob(
       checked,
       info.mediaType === undefined ? { digest: info.digest, size: info.size } : info,
-      { isConfig: false, signal, ...position },
+      // The destination is the chunks' last reader (the checks look at each before passing it on): the
+      // buffers a source read them into may be read into again once it wrote them.
+      { isConfig: false, signal, ...position, chunkWritten: releaseChunk },
     );
   } catch (error) {
     // The checks' and the source's failures name the problem better than the destination's report of them.

@@ -202,3 +202,77 @@ export const transientBuffers = new GarbagePacer(
   readHeap,
   true,
 );
+
+/** What `ReadBuffers` knows of a buffer it lent out. */
+interface LentBuffer {
+  buffer: Buffer;
+  /** Bytes the read put in it (from its start); -1 until the read is done. */
+  filled: number;
+  /** Bytes of it released so far, and where the released chunks start (each counted once). */
+  released: number;
+  releasedOffsets: number[];
+}
+
+/**
+ * Buffers to read into (a registry source's socket reads), taken back once every byte read into one was
+ * released by the last reader of the chunks made of it (`release`), and then read into again: no fresh
+ * memory, no page faults from its first touch and no garbage per read.
+ *
+ * A buffer comes back only when its chunks' bytes were all released, each chunk once: a chunk copied on
+ * its way (joined with others), kept by a reader that never releases it (a destination that does not
+ * take part, a manifest read into memory) or part of a response's headers leaves its buffer to the
+ * garbage collector, as any buffer. Releasing is for the one reader that holds a chunk last: once it
+ * called `release`, nothing may read the chunk again (see `PutBlobOptions.chunkWritten`).
+ */
+export class ReadBuffers {
+  readonly #idle: Buffer[] = [];
+  readonly #lent = new WeakMap<ArrayBufferLike, LentBuffer>();
+
+  /** Buffers of `size` bytes; at most `keep` idle ones are kept. */
+  constructor(
+    readonly size: number,
+    readonly keep: number,
+  ) {}
+
+  /** A buffer to read into, lent out until `filled` and the release of all it was filled with. */
+  take(): Buffer {
+    const buffer = this.#idle.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    this.#lent.set(buffer.buffer, { buffer, filled: -1, released: 0, releasedOffsets: [] });
+    return buffer;
+  }
+
+  /** The read into `buffer` (from `take`) put `bytes` bytes at its start. */
+  filled(buffer: Uint8Array, bytes: number): void {
+    const lent = this.#lent.get(buffer.buffer);
+    if (lent === undefined || lent.filled !== -1 || buffer.byteOffset !== 0) return;
+    lent.filled = bytes;
+    this.#giveBackWhenReleased(lent);
+  }
+
+  /**
+   * `chunk`, a view of bytes read into a buffer of this pool (anything else is ignored), is read by
+   * nobody any more.
+   */
+  release(chunk: Uint8Array): void {
+    const lent = this.#lent.get(chunk.buffer);
+    if (lent === undefined || chunk.byteLength === 0) return;
+    const end = chunk.byteOffset + chunk.byteLength;
+    if (lent.filled === -1 || end > lent.filled || lent.releasedOffsets.includes(chunk.byteOffset)) return;
+    lent.releasedOffsets.push(chunk.byteOffset);
+    lent.released += chunk.byteLength;
+    this.#giveBackWhenReleased(lent);
+  }
+
+  #giveBackWhenReleased(lent: LentBuffer): void {
+    if (lent.released < lent.filled) return;
+    this.#lent.delete(lent.buffer.buffer);
+    if (this.#idle.length < this.keep) this.#idle.push(lent.buffer);
+  }
+}
+
+/**
+ * The process-wide buffers for registry sources' socket reads (`ReadBuffers`): 256 KiB each (a read
+ * takes what the socket has, up to that), up to 24 MiB kept idle — about what the blobs in flight of a
+ * copy hold at once.
+ */
+export const socketReadBuffers = new ReadBuffers(256 * 1024, 96);
