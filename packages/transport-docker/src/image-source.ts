@@ -43,8 +43,8 @@ export function combineSignals(...signals: Array<AbortSignal | undefined>): Abor
 }
 
 /**
- * Chunks a blob stream buffers ahead of its consumer: up to 1 MiB of plain-HTTP reads (256 KiB each, see
- * `pooledReads` in connections.ts), less of TLS reads. Every chunk buffered holds a read buffer that
+ * Chunks a blob stream buffers ahead of its consumer: up to 512 KiB of plain-HTTP reads (128 KiB each,
+ * see `pooledReads` in connections.ts), less of TLS reads. Every chunk buffered holds a read buffer that
  * goes back to its pool only once written: more chunks ahead would mean more buffers in flight.
  */
 const blobStreamChunksAhead = 4;

@@ -3,9 +3,11 @@ import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { Digest } from '../digest.js';
 import { ErrorCodes } from '../errors.js';
-import type { BlobInfo } from '../transport/contract.js';
+import { readableChunks } from '../readable-chunks.js';
+import type { BlobInfo, ImageDestination, ImageSource, PutBlobOptions } from '../transport/contract.js';
 import {
   checkedStream,
+  copyLayer,
   keepsLayerCompression,
   type LayerCompressionPlan,
   peekStream,
@@ -267,5 +269,111 @@ describe('keepsLayerCompression', () => {
     expect(keepsLayerCompression({ ...decompress, keep: ['gzip'] }, 'gzip', false)).toBe(true);
     expect(keepsLayerCompression({ ...decompress, keep: ['gzip'] }, 'zstd', false)).toBe(false);
     expect(keepsLayerCompression({ ...decompress, keep: ['gzip'] }, 'xz', false)).toBe(false);
+  });
+});
+
+describe('copyLayer', () => {
+  /** Copies `chunks` as a layer under `plan`; what the destination was given. */
+  async function copied(chunks: Buffer[], plan: LayerCompressionPlan | undefined) {
+    const bytes = Buffer.concat(chunks);
+    const layer: BlobInfo = {
+      digest: sha256(bytes),
+      size: bytes.byteLength,
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    };
+    const received: Uint8Array[] = [];
+    const handedBack: Uint8Array[] = [];
+    let options: PutBlobOptions | undefined;
+    const source = {
+      async getBlob() {
+        return { stream: Readable.from(chunks, { objectMode: true }), size: bytes.byteLength };
+      },
+    } as unknown as ImageSource;
+    const destination = {
+      properties: {},
+      async putBlob(stream: Readable, _info: unknown, given: PutBlobOptions) {
+        options = given;
+        for await (const chunk of readableChunks(stream)) {
+          received.push(chunk);
+          given.chunkWritten?.(chunk);
+          handedBack.push(chunk);
+        }
+        const all = Buffer.concat(received);
+        return { digest: sha256(all), size: all.byteLength };
+      },
+    } as unknown as ImageDestination;
+    const result = await copyLayer(
+      {
+        source,
+        destination,
+        signal: undefined,
+        retry: { retryTimes: 0, retryDelayMs: undefined, signal: undefined },
+        emit: () => {},
+      },
+      {
+        layer,
+        plan,
+        needDiffId: false,
+        canSubstitute: false,
+        changedMediaType: () => 'application/vnd.oci.image.layer.v1.tar+gzip',
+      } as Parameters<typeof copyLayer>[1],
+    );
+    return { result, received, options };
+  }
+  const compress: LayerCompressionPlan = { desired: 'compress', format: 'gzip', recompress: false };
+  const gzipChunks = (): Buffer[] => [Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0]), ...chunksOf(4, 1024)];
+
+  it('copies a layer its plan keeps as it is with the very chunks of the source, lent to the destination', async () => {
+    const chunks = gzipChunks();
+    const { result, received, options } = await copied(chunks, compress);
+    expect(result).toMatchObject({ changed: false, compression: 'gzip', result: 'copied' });
+    expect(received).toHaveLength(chunks.length);
+    received.forEach((chunk, index) => {
+      expect(chunk).toBe(chunks[index]);
+    });
+    expect(options?.chunkWritten).toBeTypeOf('function');
+  });
+
+  it('lends no chunks when the plan changes the bytes', async () => {
+    const { result, options } = await copied(chunksOf(4, 1024), compress);
+    expect(result).toMatchObject({ changed: true, compression: 'gzip' });
+    expect(options?.chunkWritten).toBeUndefined();
+  });
+
+  it('still verifies a kept layer: bytes that are not the blob fail', async () => {
+    const chunks = gzipChunks();
+    const layerChunks = [...chunks];
+    layerChunks[2] = Buffer.alloc(1024, 0x55);
+    const bytes = Buffer.concat(chunks);
+    const source = {
+      async getBlob() {
+        return { stream: Readable.from(layerChunks, { objectMode: true }), size: bytes.byteLength };
+      },
+    } as unknown as ImageSource;
+    const destination = {
+      properties: {},
+      async putBlob(stream: Readable) {
+        for await (const _chunk of readableChunks(stream));
+        return { digest: sha256(bytes), size: bytes.byteLength };
+      },
+    } as unknown as ImageDestination;
+    await expect(
+      copyLayer(
+        {
+          source,
+          destination,
+          signal: undefined,
+          retry: { retryTimes: 0, retryDelayMs: undefined, signal: undefined },
+          emit: () => {},
+        },
+        {
+          layer: { digest: sha256(bytes), size: bytes.byteLength },
+          plan: compress,
+          needDiffId: false,
+          canSubstitute: false,
+          changedMediaType: () => undefined,
+        } as Parameters<typeof copyLayer>[1],
+      ),
+    ).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
   });
 });
