@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import {
   abortError,
