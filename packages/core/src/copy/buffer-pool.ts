@@ -314,6 +314,6 @@ export class ReadBuffers {
  * takes what the socket has, up to the room left), up to 24 MiB kept idle — about what the blobs in
  * flight of a copy hold at once. (Measured on 2 cores, registry → oci of 16 × 16 MiB took the same CPU
  * with 256 KiB buffers, but registry → docker-archive, whose destination does not hand chunks back,
- * peaked at 149 MiB instead of 139 MiB: the stages after the source hold as many chunks, larger.)
+ * peaked at 148–150 MiB instead of 139 MiB.)
  */
 export const socketReadBuffers = new ReadBuffers(128 * 1024, 192);
