@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { SecureContext } from 'node:tls';
@@ -10,6 +11,7 @@ import {
   ErrorCodes,
   GantryError,
   isGantryError,
+  socketReadBuffers,
 } from '@gantry/core/transport';
 import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
 import { loadUndiciDispatchers, type UndiciDispatchers } from './undici-dispatchers.js';
@@ -107,6 +109,29 @@ export async function loadTlsSettings(
   return settings;
 }
 
+/**
+ * Socket options (`net.connect`'s `onread`) that read a plain-HTTP connection into buffers of
+ * `socketReadBuffers`, each read pushed to the socket's readable side as a view of its buffer: the
+ * response bodies undici parses out of it are views of those buffers, which come back to be read into
+ * again once the destination wrote every byte of them (`PutBlobOptions.chunkWritten`). Without this
+ * Node.js reads each 64 KiB into new memory and copies every shorter read once more into memory of its
+ * size. (TLS sockets decrypt into memory of their own: not for them.)
+ *
+ * The readable side holds one read at most (its mark is 1 byte; the callback's false stops reading
+ * until undici took it): undici takes everything buffered at once, and two reads would be joined into
+ * new memory, their buffers left to the garbage collector.
+ */
+const pooledReads = {
+  readableHighWaterMark: 1,
+  onread: {
+    buffer: (): Buffer => socketReadBuffers.take(),
+    callback(this: Socket, bytes: number, buffer: Uint8Array): boolean {
+      socketReadBuffers.filled(buffer, bytes);
+      return this.push(buffer.subarray(0, bytes));
+    },
+  },
+};
+
 /** One secure context per TLS settings: parsing hundreds of CA certificates once, not per connection. */
 const secureContexts = new Map<string, SecureContext>();
 
@@ -117,9 +142,14 @@ const secureContexts = new Map<string, SecureContext>();
  * every connection. `plainHttp`
  * origins get no TLS options at all, so a plain-HTTP registry never pays for certificate parsing.
  */
-function connectOptions(tls: TlsSettings, plainHttp = false): PoolType.Options['connect'] {
+function connectOptions(
+  tls: TlsSettings,
+  plainHttp = false,
+  readsPooled = false,
+): PoolType.Options['connect'] {
   const options: Record<string, unknown> = { rejectUnauthorized: tls.verify };
-  if (plainHttp) return options as PoolType.Options['connect'];
+  if (plainHttp)
+    return (readsPooled ? { ...options, ...pooledReads } : options) as PoolType.Options['connect'];
   // Without verification no CA is needed: an empty list spares Node parsing its whole root store.
   const ca = tls.verify ? defaultCertificateAuthorities(tls.extraCertificateAuthorities) : [];
   if (ca === undefined && tls.clientCertificate === undefined) return options as PoolType.Options['connect'];
@@ -236,7 +266,8 @@ export class ConnectionPools {
       return new (undici().Pool)(origin, {
         connections: maxConnectionsPerOrigin,
         keepAliveTimeout: keepAliveTimeoutMs,
-        connect: connectOptions(tls, origin.startsWith('http:')),
+        // Sources' connections read blobs: into pooled buffers (see `pooledReads`).
+        connect: connectOptions(tls, origin.startsWith('http:'), role === 'source'),
       });
     });
   }

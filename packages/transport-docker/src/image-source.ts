@@ -42,8 +42,12 @@ export function combineSignals(...signals: Array<AbortSignal | undefined>): Abor
   return present.length <= 1 ? present[0] : AbortSignal.any(present);
 }
 
-/** Chunks (socket reads of up to 64 KiB) a blob stream buffers ahead of its consumer: about 1 MiB. */
-const blobStreamChunksAhead = 16;
+/**
+ * Chunks a blob stream buffers ahead of its consumer: up to 512 KiB of plain-HTTP reads (128 KiB each,
+ * see `pooledReads` in connections.ts), less of TLS reads. Every chunk buffered holds a read buffer that
+ * goes back to its pool only once written: more chunks ahead would mean more buffers in flight.
+ */
+const blobStreamChunksAhead = 4;
 
 /** How many times one blob download is resumed after the connection broke. */
 export const maxBlobResumes = 5;

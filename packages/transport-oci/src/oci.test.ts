@@ -101,6 +101,35 @@ describe('destination and source', () => {
     await destination.close();
   });
 
+  it('hands each chunk back through chunkWritten once it is in the file, not before', async () => {
+    const destination = await ociTransport.parseReference(`${directory}:x`).newImageDestination();
+    const chunks = Array.from({ length: 40 }, (_, index) => Buffer.alloc(64 * 1024, index));
+    const content = Buffer.concat(chunks);
+    expect(content.includes(0xff)).toBe(false);
+    const handedBack: Uint8Array[] = [];
+    const written = await destination.putBlob(
+      Readable.from(chunks),
+      { digest: digestOf(content), size: content.length },
+      {
+        isConfig: false,
+        chunkWritten: (chunk) => {
+          // Scribbling over a chunk handed back must not change what was written.
+          handedBack.push(chunk);
+          chunk.fill(0xff);
+        },
+      },
+    );
+    expect(written).toEqual({ digest: digestOf(content), size: content.length });
+    expect(handedBack).toHaveLength(chunks.length);
+    expect(new Set(handedBack)).toEqual(new Set(chunks));
+    // The blob gets its name once flushed to disk, in the background; a reuse check waits for that.
+    await destination.tryReusingBlob?.(written, { isConfig: false, canSubstitute: false });
+    expect(await readFile(path.join(directory, 'blobs', 'sha256', digestHex(written.digest)))).toEqual(
+      content,
+    );
+    await destination.close();
+  });
+
   it('computes the digest of a blob written without one', async () => {
     const destination = await ociTransport.parseReference(`${directory}:x`).newImageDestination();
     const content = Buffer.from('some layer bytes');

@@ -3,8 +3,16 @@ import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { Digest } from '../digest.js';
 import { ErrorCodes } from '../errors.js';
-import type { BlobInfo } from '../transport/contract.js';
-import { checkedStream, SourceCheck } from './blob.js';
+import { readableChunks } from '../readable-chunks.js';
+import type { BlobInfo, ImageDestination, ImageSource, PutBlobOptions } from '../transport/contract.js';
+import {
+  checkedStream,
+  copyLayer,
+  keepsLayerCompression,
+  type LayerCompressionPlan,
+  peekStream,
+  SourceCheck,
+} from './blob.js';
 import type { CopyProgressEvent } from './types.js';
 
 function sha256(bytes: Uint8Array): Digest {
@@ -231,5 +239,191 @@ describe('SourceCheck hashing off this thread', () => {
     const { check } = offThreadCheckFor(chunks, { size: 4 * 1024 });
     await feed(check, chunks);
     await expect(check.finishOffThread()).rejects.toMatchObject({ code: ErrorCodes.SizeMismatch });
+  });
+});
+
+describe('peekStream', () => {
+  it('returns the first bytes and puts them back: the stream is then read from its first byte', async () => {
+    const chunks = chunksOf(4, 1024);
+    const source = Readable.from(chunks, { objectMode: true });
+    const prefix = await peekStream(source, 6);
+    expect(prefix).toBe(chunks[0]);
+    const result = await drain(source);
+    expect(result.ended).toBe(true);
+    expect(Buffer.concat(result.chunks)).toEqual(Buffer.concat(chunks));
+  });
+
+  it('gathers short chunks, and a stream that ends sooner is put back whole, its end included', async () => {
+    const pieces = [Buffer.from([1, 2]), Buffer.from([3])];
+    const short = Readable.from(pieces, { objectMode: true });
+    expect(Buffer.from(await peekStream(short, 6))).toEqual(Buffer.from([1, 2, 3]));
+    const result = await drain(short);
+    expect(result.ended).toBe(true);
+    expect(Buffer.concat(result.chunks)).toEqual(Buffer.from([1, 2, 3]));
+
+    const empty = Readable.from([], { objectMode: true });
+    expect((await peekStream(empty, 6)).byteLength).toBe(0);
+    expect((await drain(empty)).ended).toBe(true);
+  });
+
+  it("throws the stream's failure, a premature close, and an abort (destroying the stream)", async () => {
+    const failing = new PassThrough();
+    const error = new Error('gone');
+    setImmediate(() => failing.destroy(error));
+    await expect(peekStream(failing, 6)).rejects.toBe(error);
+
+    const closing = new PassThrough();
+    setImmediate(() => closing.destroy());
+    await expect(peekStream(closing, 6)).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+
+    const waiting = new PassThrough();
+    waiting.on('error', () => {});
+    const controller = new AbortController();
+    setImmediate(() => controller.abort());
+    await expect(peekStream(waiting, 6, controller.signal)).rejects.toMatchObject({
+      code: ErrorCodes.Aborted,
+    });
+    expect(waiting.destroyed).toBe(true);
+  });
+});
+
+describe('keepsLayerCompression', () => {
+  const compress: LayerCompressionPlan = { desired: 'compress', format: 'gzip', recompress: false };
+  it('keeps compressed layers when compressing without recompression, and compresses the rest', () => {
+    expect(keepsLayerCompression(compress, 'gzip', false)).toBe(true);
+    expect(keepsLayerCompression(compress, 'zstd', false)).toBe(true);
+    expect(keepsLayerCompression(compress, 'none', false)).toBe(false);
+    // xz and bzip2 have no layer media type: always changed.
+    expect(keepsLayerCompression(compress, 'xz', false)).toBe(false);
+    expect(keepsLayerCompression(compress, 'bzip2', false)).toBe(false);
+  });
+
+  it('recompresses layers in another format, or zstd layers without zstd:chunked when chunked', () => {
+    const gzip: LayerCompressionPlan = { ...compress, recompress: true };
+    expect(keepsLayerCompression(gzip, 'gzip', false)).toBe(true);
+    expect(keepsLayerCompression(gzip, 'zstd', false)).toBe(false);
+    const chunked: LayerCompressionPlan = {
+      desired: 'compress',
+      format: 'zstd',
+      recompress: true,
+      chunked: true,
+    };
+    expect(keepsLayerCompression(chunked, 'zstd', true)).toBe(true);
+    expect(keepsLayerCompression(chunked, 'zstd', false)).toBe(false);
+  });
+
+  it('decompresses compressed layers unless their compression is kept', () => {
+    const decompress: LayerCompressionPlan = { desired: 'decompress', format: 'gzip', recompress: false };
+    expect(keepsLayerCompression(decompress, 'none', false)).toBe(true);
+    expect(keepsLayerCompression(decompress, 'gzip', false)).toBe(false);
+    expect(keepsLayerCompression({ ...decompress, keep: ['gzip'] }, 'gzip', false)).toBe(true);
+    expect(keepsLayerCompression({ ...decompress, keep: ['gzip'] }, 'zstd', false)).toBe(false);
+    expect(keepsLayerCompression({ ...decompress, keep: ['gzip'] }, 'xz', false)).toBe(false);
+  });
+});
+
+describe('copyLayer', () => {
+  /** Copies `chunks` as a layer under `plan`; what the destination was given. */
+  async function copied(chunks: Buffer[], plan: LayerCompressionPlan | undefined) {
+    const bytes = Buffer.concat(chunks);
+    const layer: BlobInfo = {
+      digest: sha256(bytes),
+      size: bytes.byteLength,
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    };
+    const received: Uint8Array[] = [];
+    const handedBack: Uint8Array[] = [];
+    let options: PutBlobOptions | undefined;
+    const source = {
+      async getBlob() {
+        return { stream: Readable.from(chunks, { objectMode: true }), size: bytes.byteLength };
+      },
+    } as unknown as ImageSource;
+    const destination = {
+      properties: {},
+      async putBlob(stream: Readable, _info: unknown, given: PutBlobOptions) {
+        options = given;
+        for await (const chunk of readableChunks(stream)) {
+          received.push(chunk);
+          given.chunkWritten?.(chunk);
+          handedBack.push(chunk);
+        }
+        const all = Buffer.concat(received);
+        return { digest: sha256(all), size: all.byteLength };
+      },
+    } as unknown as ImageDestination;
+    const result = await copyLayer(
+      {
+        source,
+        destination,
+        signal: undefined,
+        retry: { retryTimes: 0, retryDelayMs: undefined, signal: undefined },
+        emit: () => {},
+      },
+      {
+        layer,
+        plan,
+        needDiffId: false,
+        canSubstitute: false,
+        changedMediaType: () => 'application/vnd.oci.image.layer.v1.tar+gzip',
+      } as Parameters<typeof copyLayer>[1],
+    );
+    return { result, received, options };
+  }
+  const compress: LayerCompressionPlan = { desired: 'compress', format: 'gzip', recompress: false };
+  const gzipChunks = (): Buffer[] => [Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0]), ...chunksOf(4, 1024)];
+
+  it('copies a layer its plan keeps as it is with the very chunks of the source, lent to the destination', async () => {
+    const chunks = gzipChunks();
+    const { result, received, options } = await copied(chunks, compress);
+    expect(result).toMatchObject({ changed: false, compression: 'gzip', result: 'copied' });
+    expect(received).toHaveLength(chunks.length);
+    received.forEach((chunk, index) => {
+      expect(chunk).toBe(chunks[index]);
+    });
+    expect(options?.chunkWritten).toBeTypeOf('function');
+  });
+
+  it('lends no chunks when the plan changes the bytes', async () => {
+    const { result, options } = await copied(chunksOf(4, 1024), compress);
+    expect(result).toMatchObject({ changed: true, compression: 'gzip' });
+    expect(options?.chunkWritten).toBeUndefined();
+  });
+
+  it('still verifies a kept layer: bytes that are not the blob fail', async () => {
+    const chunks = gzipChunks();
+    const layerChunks = [...chunks];
+    layerChunks[2] = Buffer.alloc(1024, 0x55);
+    const bytes = Buffer.concat(chunks);
+    const source = {
+      async getBlob() {
+        return { stream: Readable.from(layerChunks, { objectMode: true }), size: bytes.byteLength };
+      },
+    } as unknown as ImageSource;
+    const destination = {
+      properties: {},
+      async putBlob(stream: Readable) {
+        for await (const _chunk of readableChunks(stream));
+        return { digest: sha256(bytes), size: bytes.byteLength };
+      },
+    } as unknown as ImageDestination;
+    await expect(
+      copyLayer(
+        {
+          source,
+          destination,
+          signal: undefined,
+          retry: { retryTimes: 0, retryDelayMs: undefined, signal: undefined },
+          emit: () => {},
+        },
+        {
+          layer: { digest: sha256(bytes), size: bytes.byteLength },
+          plan: compress,
+          needDiffId: false,
+          canSubstitute: false,
+          changedMediaType: () => undefined,
+        } as Parameters<typeof copyLayer>[1],
+      ),
+    ).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
   });
 });

@@ -7,7 +7,7 @@ import { layerCompressionOf } from '../manifest/index.js';
 import { OffThreadDigester } from '../off-thread-digester.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
-import { transientBuffers } from './buffer-pool.js';
+import { socketReadBuffers, transientBuffers } from './buffer-pool.js';
 import {
   type CompressionFormat,
   compressingBlockSize,
@@ -485,6 +485,11 @@ function compressionStage(
     plan.recompress && (compression !== plan.format || (plan.chunked === true && !sourceChunked));
   return async function* changeCompression(source) {
     const { compression, stream } = await peekCompression(source);
+    if (keepsLayerCompression(plan, compression, sourceChunked)) {
+      onDecision(compression, false);
+      yield* stream;
+      return;
+    }
     // xz and bzip2 have no layer media type in Docker or OCI manifests: such layers are always
     // recompressed (or decompressed), as their readers (docker, podman) would not take them.
     const foreign = compression === 'xz' || compression === 'bzip2';
@@ -536,6 +541,87 @@ function compressionStage(
       yield* stream;
     }
   };
+}
+
+/**
+ * Whether `compressionStage` passes a layer whose bytes are in `compression` on unchanged under `plan`
+ * (`sourceChunked`: the layer has zstd:chunked annotations). The copy decides on it before choosing how
+ * to stream the layer (see `streamLayer`), with the same answer the stage would give.
+ */
+export function keepsLayerCompression(
+  plan: LayerCompressionPlan,
+  compression: DetectedCompression,
+  sourceChunked: boolean,
+): boolean {
+  const foreign = compression === 'xz' || compression === 'bzip2';
+  if (plan.desired === 'compress') {
+    if (compression === 'none' || foreign) return false;
+    const recompressed =
+      plan.recompress && (compression !== plan.format || (plan.chunked === true && !sourceChunked));
+    return !recompressed;
+  }
+  if (plan.desired === 'decompress' || foreign) {
+    return (
+      compression === 'none' || (plan.keep as readonly string[] | undefined)?.includes(compression) === true
+    );
+  }
+  return true;
+}
+
+/**
+ * The first bytes of `stream`, at least `length` of them unless it ends sooner, read and put back
+ * (`unshift`): whoever reads the stream next gets all of it from its first byte (and its end). A
+ * failure of the stream while it is looked at is thrown.
+ */
+export async function peekStream(
+  stream: Readable,
+  length: number,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const state = (stream as unknown as { _readableState?: { ended?: boolean } })._readableState;
+  const onAbort = (): void => {
+    stream.destroy(abortError(signal!));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    while (size < length) {
+      if (signal?.aborted) throw abortError(signal);
+      if (stream.errored) throw stream.errored;
+      const chunk = stream.read() as Uint8Array | string | null;
+      if (chunk !== null) {
+        const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        chunks.push(bytes);
+        size += bytes.byteLength;
+        continue;
+      }
+      // Ended (its 'end' not yet emitted: the bytes put back are read before it).
+      if (state?.ended === true || stream.readableEnded) break;
+      if (stream.destroyed) {
+        const error = new Error('Premature close') as Error & { code: string };
+        error.code = 'ERR_STREAM_PREMATURE_CLOSE';
+        throw error;
+      }
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          stream.off('readable', done);
+          stream.off('error', done);
+          stream.off('close', done);
+          resolve();
+        };
+        stream.on('readable', done);
+        stream.on('error', done);
+        stream.on('close', done);
+      });
+    }
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    if (!stream.destroyed) {
+      for (let index = chunks.length - 1; index >= 0; index--) stream.unshift(chunks[index]);
+    }
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
 }
 
 export interface CopyLayerRequest {
@@ -761,7 +847,24 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
   }
   let stored: BlobInfo | undefined;
   try {
-    if (stages.length === 1) {
+    // A plan that turns out to keep the layer's compression leaves the bytes as they are: decided on
+    // the first bytes (put back), such a layer is copied like one without a plan, not through stages.
+    let copiedAsItIs = stages.length === 1;
+    if (request.plan !== undefined && stages.length === 2 && !verifyAfterDecompression) {
+      let prefix: Uint8Array;
+      try {
+        prefix = await peekStream(stream, sniffLength, context.signal);
+      } catch (error) {
+        stream.destroy();
+        throw error;
+      }
+      const compression = detectCompression(prefix);
+      if (keepsLayerCompression(request.plan, compression, hasZstdChunkedAnnotations(layer.annotations))) {
+        copiedAsItIs = true;
+        outputCompression = compression;
+      }
+    }
+    if (copiedAsItIs) {
       // The bytes are copied as they come: checked on their way to the destination, without stages.
       stored = await putCheckedBlob(
         context,
@@ -894,6 +997,11 @@ function closeOf(stream: Readable): Promise<void> {
   });
 }
 
+/** `PutBlobOptions.chunkWritten` of the plain copy path: the chunk's read buffer may be read into again. */
+function releaseChunk(chunk: Uint8Array): void {
+  socketReadBuffers.release(chunk);
+}
+
 /**
  * `putBlob` of `stream` as it is, each chunk seen by `check` on its way (`checkedStream`): the destination
  * sees the end of the bytes only once they are verified. When the destination returns or fails without
@@ -919,7 +1027,9 @@ async function putCheckedBlob(
     return await context.destination.putBlob(
       checked,
       info.mediaType === undefined ? { digest: info.digest, size: info.size } : info,
-      { isConfig: false, signal, ...position },
+      // The destination is the chunks' last reader (the checks look at each before passing it on): the
+      // buffers a source read them into may be read into again once it wrote them.
+      { isConfig: false, signal, ...position, chunkWritten: releaseChunk },
     );
   } catch (error) {
     // The checks' and the source's failures name the problem better than the destination's report of them.

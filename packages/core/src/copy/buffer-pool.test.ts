@@ -4,6 +4,7 @@ import {
   bufferPoolOf,
   fullGarbageCollection,
   GarbagePacer,
+  ReadBuffers,
   scratchBuffer,
 } from './buffer-pool.js';
 
@@ -184,5 +185,64 @@ describe('fullGarbageCollection', () => {
       if (saved === undefined) delete process.env.GANTRY_GC_PACING;
       else process.env.GANTRY_GC_PACING = saved;
     }
+  });
+});
+
+describe('ReadBuffers', () => {
+  it('takes a buffer back once every byte read into it was released, each chunk once', () => {
+    const pool = new ReadBuffers(1024, 4);
+    const buffer = pool.take();
+    pool.filled(buffer, 600);
+    const head = buffer.subarray(0, 100);
+    const body = buffer.subarray(100, 600);
+    pool.release(body);
+    // The same chunk twice counts once; a view of other memory is ignored.
+    pool.release(body);
+    pool.release(Buffer.alloc(100));
+    expect(pool.take()).not.toBe(buffer);
+    pool.release(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
+    expect(pool.take()).toBe(buffer);
+  });
+
+  it('never takes back a buffer whose read is not done, or with bytes nobody released', () => {
+    const pool = new ReadBuffers(1024, 4);
+    const unfilled = pool.take();
+    pool.release(unfilled.subarray(0, 10));
+    const partly = pool.take();
+    pool.filled(partly, 100);
+    pool.release(partly.subarray(0, 50));
+    // Bytes past what the read put there are not the read's.
+    pool.release(partly.subarray(50, 200));
+    const next = pool.take();
+    expect(next).not.toBe(unfilled);
+    expect(next).not.toBe(partly);
+  });
+
+  it("has the next read go into the rest of a buffer with room, and takes it back after all its reads' bytes", () => {
+    const pool = new ReadBuffers(1024, 4, 256);
+    const buffer = pool.take();
+    pool.filled(buffer, 300);
+    const rest = pool.take();
+    expect(rest.buffer).toBe(buffer.buffer);
+    expect(rest.byteOffset).toBe(300);
+    pool.release(buffer.subarray(0, 300));
+    // The rest is out for a read: not back yet.
+    expect(pool.take().buffer).not.toBe(buffer.buffer);
+    pool.filled(rest, 500);
+    // Less than `minimumRead` left: no more reads go into it.
+    expect(pool.take().buffer).not.toBe(buffer.buffer);
+    pool.release(rest.subarray(0, 500));
+    expect(pool.take()).toBe(buffer);
+  });
+
+  it('keeps at most `keep` idle buffers', () => {
+    const pool = new ReadBuffers(64, 1);
+    const buffers = [pool.take(), pool.take()];
+    for (const buffer of buffers) {
+      pool.filled(buffer, 64);
+      pool.release(buffer.subarray(0, 64));
+    }
+    const again = [pool.take(), pool.take()];
+    expect(again.filter((buffer) => buffers.includes(buffer))).toHaveLength(1);
   });
 });

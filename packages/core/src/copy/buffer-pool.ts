@@ -202,3 +202,118 @@ export const transientBuffers = new GarbagePacer(
   readHeap,
   true,
 );
+
+/** What `ReadBuffers` knows of a buffer it lent out. */
+interface LentBuffer {
+  buffer: Buffer;
+  /** A part of it is out for a read (taken, not yet filled). */
+  reading: boolean;
+  /** Reads may still go into its rest. */
+  open: boolean;
+  /** Bytes reads put in it, and where the last one ended (reads fill it from its start, in turn). */
+  filled: number;
+  filledEnd: number;
+  /** Bytes of it released so far, and where the released chunks start (each counted once). */
+  released: number;
+  releasedOffsets: number[];
+}
+
+/**
+ * Buffers to read into (a registry source's socket reads), taken back once every byte read into one was
+ * released by the last reader of the chunks made of it (`release`), and then read into again: no fresh
+ * memory, no page faults from its first touch and no garbage per read. A read that leaves room in its
+ * buffer (at least `minimumRead` bytes) has the next read go into the rest, so a buffer's memory holds
+ * reads and nothing else, whether or not its chunks are released.
+ *
+ * A buffer comes back only when its chunks' bytes were all released, each chunk once: a chunk copied on
+ * its way (joined with others), kept by a reader that never releases it (a destination that does not
+ * take part, a manifest read into memory) or part of a response's headers leaves its buffer to the
+ * garbage collector, as any buffer. Releasing is for the one reader that holds a chunk last: once it
+ * called `release`, nothing may read the chunk again (see `PutBlobOptions.chunkWritten`).
+ */
+export class ReadBuffers {
+  readonly #idle: Buffer[] = [];
+  readonly #lent = new WeakMap<ArrayBufferLike, LentBuffer>();
+  /** The buffer whose rest the next `take` hands out, and where that rest starts. */
+  #rest: { lent: LentBuffer; offset: number } | undefined;
+
+  /** Buffers of `size` bytes; at most `keep` idle ones are kept. */
+  constructor(
+    readonly size: number,
+    readonly keep: number,
+    readonly minimumRead: number = Math.min(size, 64 * 1024),
+  ) {}
+
+  /**
+   * Memory for one read (the rest of the buffer the last read went into, when it has room, else a whole
+   * buffer), lent out until `filled` and the release of all the buffer was filled with.
+   */
+  take(): Buffer {
+    const rest = this.#rest;
+    if (rest !== undefined) {
+      this.#rest = undefined;
+      rest.lent.reading = true;
+      return rest.lent.buffer.subarray(rest.offset);
+    }
+    const buffer = this.#idle.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    this.#lent.set(buffer.buffer, {
+      buffer,
+      reading: true,
+      open: true,
+      filled: 0,
+      filledEnd: 0,
+      released: 0,
+      releasedOffsets: [],
+    });
+    return buffer;
+  }
+
+  /** The read into `memory` (from `take`) put `bytes` bytes at its start. */
+  filled(memory: Uint8Array, bytes: number): void {
+    const lent = this.#lent.get(memory.buffer);
+    if (lent === undefined || !lent.reading || memory.byteOffset !== lent.filledEnd) return;
+    lent.reading = false;
+    lent.filled += bytes;
+    lent.filledEnd += bytes;
+    // A rest offered before and not taken gets no more reads.
+    const offered = this.#rest?.lent;
+    if (offered !== undefined) this.#close(offered);
+    if (this.size - lent.filledEnd >= this.minimumRead) this.#rest = { lent, offset: lent.filledEnd };
+    else this.#close(lent);
+  }
+
+  /**
+   * `chunk`, a view of bytes read into a buffer of this pool (anything else is ignored), is read by
+   * nobody any more.
+   */
+  release(chunk: Uint8Array): void {
+    const lent = this.#lent.get(chunk.buffer);
+    if (lent === undefined || chunk.byteLength === 0) return;
+    const end = chunk.byteOffset + chunk.byteLength;
+    if (end > lent.filledEnd || lent.releasedOffsets.includes(chunk.byteOffset)) return;
+    lent.releasedOffsets.push(chunk.byteOffset);
+    lent.released += chunk.byteLength;
+    this.#giveBackWhenReleased(lent);
+  }
+
+  #close(lent: LentBuffer): void {
+    if (this.#rest?.lent === lent) this.#rest = undefined;
+    lent.open = false;
+    this.#giveBackWhenReleased(lent);
+  }
+
+  #giveBackWhenReleased(lent: LentBuffer): void {
+    if (lent.reading || lent.open || lent.released < lent.filled) return;
+    this.#lent.delete(lent.buffer.buffer);
+    if (this.#idle.length < this.keep) this.#idle.push(lent.buffer);
+  }
+}
+
+/**
+ * The process-wide buffers for registry sources' socket reads (`ReadBuffers`): 128 KiB each (a read
+ * takes what the socket has, up to the room left), up to 24 MiB kept idle — about what the blobs in
+ * flight of a copy hold at once. (Measured on 2 cores, registry → oci of 16 × 16 MiB took the same CPU
+ * with 256 KiB buffers, but registry → docker-archive, whose destination does not hand chunks back,
+ * peaked at 148–150 MiB instead of 139 MiB.)
+ */
+export const socketReadBuffers = new ReadBuffers(128 * 1024, 192);

@@ -136,6 +136,16 @@ export interface PutBlobOptions extends OperationOptions {
    * they are read: a destination that relies on it checks the uncompressed bytes against it.
    */
   layerDiffIds?: readonly Digest[];
+  /**
+   * Optional: when given, the caller lends the chunks of the blob stream and takes each back to reuse its
+   * memory once the destination called this with it. A destination may call it once for each chunk it
+   * read from the stream (the very `Uint8Array` it read), when it is done with that chunk: written out,
+   * or dropped on a failure, and neither it nor anything it handed the chunk to reads those bytes again.
+   * Calling it is optional (a destination that never does keeps working: the chunks are then left to the
+   * garbage collector); calling it early, or twice for one chunk, lets other bytes take the chunk's place.
+   * Gantry's copy pipeline sets it only where the destination is the last reader of the source's chunks.
+   */
+  chunkWritten?: (chunk: Uint8Array) => void;
 }
 
 /** Options of `ImageDestination.tryReusingBlob`. */

@@ -16,6 +16,7 @@
  */
 
 export type { BlobInfoCache, CachedCompression } from '../copy/blob-info-cache.js';
+export { ReadBuffers, socketReadBuffers } from '../copy/buffer-pool.js';
 export {
   type CompressionFormat,
   createDecompressor,
