@@ -318,9 +318,83 @@ export function serializeDirMeta(
 /**
  * A dirtree object `(a(say)a(sayay))`: files (name, content checksum), then directories (name, dirtree
  * and dirmeta checksums), each list in name order (byte order; names are byte strings, one character
- * per byte).
+ * per byte). Written into one buffer (sizes and offsets computed first): a directory of thousands of
+ * files would otherwise take a few small buffers per entry.
  */
 export function serializeDirTree(
+  files: ReadonlyArray<readonly [name: string, checksum: string]>,
+  directories: ReadonlyArray<readonly [name: string, checksums: TreeChecksums]>,
+): Buffer {
+  const byName = <T extends readonly [string, unknown]>(a: T, b: T): number =>
+    a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
+  const sortedFiles = [...files].sort(byName);
+  const sortedDirectories = [...directories].sort(byName);
+  // Element sizes: name and NUL, checksums, the element's own offsets.
+  const fileSizes = sortedFiles.map(([name]) => {
+    const body = name.length + 1 + 32;
+    return body + offsetWidthForBody(body, 1);
+  });
+  const directorySizes = sortedDirectories.map(([name]) => {
+    const body = name.length + 1 + 64;
+    return body + 2 * offsetWidthForBody(body, 2);
+  });
+  const sum = (sizes: number[]) => sizes.reduce((total, size) => total + size, 0);
+  const filesBody = sum(fileSizes);
+  const filesWidth = offsetWidthForBody(filesBody, fileSizes.length);
+  const filesSize = filesBody + filesWidth * fileSizes.length;
+  const directoriesBody = sum(directorySizes);
+  const directoriesWidth = offsetWidthForBody(directoriesBody, directorySizes.length);
+  const directoriesSize = directoriesBody + directoriesWidth * directorySizes.length;
+  const topWidth = offsetWidthForBody(filesSize + directoriesSize, 1);
+  const out = Buffer.alloc(filesSize + directoriesSize + topWidth);
+  const putOffset = (at: number, value: number, width: number): void => {
+    let rest = value;
+    for (let byte = 0; byte < width; byte++) {
+      out[at + byte] = rest & 0xff;
+      rest = Math.floor(rest / 256);
+    }
+  };
+  let position = 0;
+  const ends: number[] = [];
+  sortedFiles.forEach(([name, checksum], index) => {
+    const start = position;
+    position += out.write(name, position, 'latin1') + 1; // the NUL is already there
+    const nameEnd = position - start;
+    position += out.write(checksum, position, 'hex');
+    putOffset(position, nameEnd, fileSizes[index]! - (position - start));
+    position = start + fileSizes[index]!;
+    ends.push(position);
+  });
+  for (const end of ends) {
+    putOffset(position, end, filesWidth);
+    position += filesWidth;
+  }
+  const directoriesStart = position;
+  ends.length = 0;
+  sortedDirectories.forEach(([name, { tree, meta }], index) => {
+    const start = position;
+    position += out.write(name, position, 'latin1') + 1;
+    const nameEnd = position - start;
+    position += out.write(tree, position, 'hex');
+    const treeEnd = position - start;
+    position += out.write(meta, position, 'hex');
+    const width = (directorySizes[index]! - (position - start)) / 2;
+    // A tuple's offsets are stored last member first.
+    putOffset(position, treeEnd, width);
+    putOffset(position + width, nameEnd, width);
+    position = start + directorySizes[index]!;
+    ends.push(position - directoriesStart);
+  });
+  for (const end of ends) {
+    putOffset(position, end, directoriesWidth);
+    position += directoriesWidth;
+  }
+  putOffset(position, filesSize, topWidth);
+  return out;
+}
+
+/** `serializeDirTree` built from generic containers (what the tests check it against). */
+export function serializeDirTreeGeneric(
   files: ReadonlyArray<readonly [name: string, checksum: string]>,
   directories: ReadonlyArray<readonly [name: string, checksums: TreeChecksums]>,
 ): Buffer {

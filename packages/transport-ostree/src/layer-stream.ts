@@ -221,19 +221,15 @@ export class LayerStreamCommit {
     if (!native) return this.input.write(encodeTarHeader(fields));
     switch (fields.type) {
       case 'directory':
-        native.directory(fields.path, fields.mode, fields.owner, fields.xattrs);
-        break;
+        return native.directory(fields.path, fields.mode, fields.owner, fields.xattrs);
       case 'file':
-        native.file(fields.path, fields.mode, fields.owner, fields.size ?? 0, fields.xattrs);
-        break;
+        return native.file(fields.path, fields.mode, fields.owner, fields.size ?? 0, fields.xattrs);
       case 'symlink':
-        native.symlink(fields.path, fields.link ?? '', fields.owner, fields.xattrs);
-        break;
+        return native.symlink(fields.path, fields.link ?? '', fields.owner, fields.xattrs);
       case 'hardlink':
         native.hardlink(fields.path, fields.link ?? '');
-        break;
+        return undefined;
     }
-    return undefined;
   }
 
   /** The next bytes of the current file. */

@@ -60,6 +60,8 @@ export class NativeTree {
   private readonly writer: ObjectWriter;
   /** Metadata objects sent to the writer already. */
   private readonly metadataWritten = new Set<string>();
+  /** File headers of regular files without extended attributes, by owner and mode (most files share one). */
+  private readonly headers = new Map<string, Buffer>();
   /** Bytes the current file still expects. */
   private remaining = 0;
   private currentPath = '';
@@ -105,7 +107,12 @@ export class NativeTree {
     if (this.remaining > 0) throw internal(`"${this.currentPath}" is missing ${this.remaining} bytes`);
   }
 
-  directory(path: string, mode: number, owner: NativeOwner, xattrs?: ReadonlyArray<Xattr>): void {
+  directory(
+    path: string,
+    mode: number,
+    owner: NativeOwner,
+    xattrs?: ReadonlyArray<Xattr>,
+  ): Promise<void> | undefined {
     this.checkNoData();
     const meta = this.writeMetadata(
       serializeDirMeta(owner.uid, owner.gid, typeDirectory | (mode & 0o7777), sortedXattrs(xattrs)),
@@ -113,7 +120,7 @@ export class NativeTree {
     );
     if (path === '') {
       this.root.meta = meta;
-      return;
+      return this.writer.room();
     }
     const { parent, name } = this.parentOf(path);
     if (parent.files.has(name)) throw internal(`"${path}": a file replaced by a directory`);
@@ -123,6 +130,7 @@ export class NativeTree {
       parent.directories.set(name, directory);
     }
     directory.meta = meta;
+    return this.writer.room();
   }
 
   private setFile(path: string, object: ContentObject): void {
@@ -131,15 +139,33 @@ export class NativeTree {
     parent.files.set(name, object);
   }
 
-  /** A regular file of `size` bytes, given next through `data`. */
-  file(path: string, mode: number, owner: NativeOwner, size: number, xattrs?: ReadonlyArray<Xattr>): void {
+  /**
+   * A regular file of `size` bytes, given next through `data`. This call and the other entries'
+   * return a promise to await, when they return one, before going on (the worker is behind).
+   */
+  file(
+    path: string,
+    mode: number,
+    owner: NativeOwner,
+    size: number,
+    xattrs?: ReadonlyArray<Xattr>,
+  ): Promise<void> | undefined {
     this.checkNoData();
     const object: ContentObject = { checksum: undefined };
     this.setFile(path, object);
     const sorted = sortedXattrs(xattrs);
     const fileMode = typeFile | (mode & 0o7777);
+    let header: Buffer | undefined;
+    if (sorted.length === 0) {
+      const key = `${owner.uid}:${owner.gid}:${fileMode}`;
+      header = this.headers.get(key);
+      if (!header) {
+        header = serializeFileHeader(owner.uid, owner.gid, fileMode, Buffer.alloc(0), sorted);
+        this.headers.set(key, header);
+      }
+    }
     this.writer.file(
-      serializeFileHeader(owner.uid, owner.gid, fileMode, Buffer.alloc(0), sorted),
+      header ?? serializeFileHeader(owner.uid, owner.gid, fileMode, Buffer.alloc(0), sorted),
       { uid: owner.uid, gid: owner.gid, mode: fileMode, size, xattrs: sorted },
       (checksum) => {
         object.checksum = checksum;
@@ -147,6 +173,7 @@ export class NativeTree {
     );
     this.remaining = size;
     this.currentPath = path;
+    return this.writer.room();
   }
 
   /** The next bytes of the current file; await the promise, when one is returned, before going on. */
@@ -157,7 +184,12 @@ export class NativeTree {
   }
 
   /** A symbolic link to `target` (bytes, one character per byte). */
-  symlink(path: string, target: string, owner: NativeOwner, xattrs?: ReadonlyArray<Xattr>): void {
+  symlink(
+    path: string,
+    target: string,
+    owner: NativeOwner,
+    xattrs?: ReadonlyArray<Xattr>,
+  ): Promise<void> | undefined {
     this.checkNoData();
     const object: ContentObject = { checksum: undefined };
     this.setFile(path, object);
@@ -169,6 +201,7 @@ export class NativeTree {
         object.checksum = checksum;
       },
     );
+    return this.writer.room();
   }
 
   /** A hard link: `path` gets the object of `target` (a file or symbolic link of the tree). */

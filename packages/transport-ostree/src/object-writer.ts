@@ -24,7 +24,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
-/** The bytes queued or being written before `write` waits. */
+/** The bytes of the batches sent and not answered yet (each counted as a whole buffer) before a call waits. */
 const maxBytesInFlight = 4 * 1024 * 1024;
 /**
  * A batch's buffer: bytes are copied into it as they come, and it is sent once full (or holding
@@ -32,6 +32,7 @@ const maxBytesInFlight = 4 * 1024 * 1024;
  * same few buffers carry the whole layer, so no fresh memory is touched (and faulted in) per batch.
  */
 const batchBytes = 1024 * 1024;
+/** A batch is also sent once it holds this many operations. */
 const batchOperations = 512;
 /** Buffers kept for reuse (enough for `maxBytesInFlight` and the batch being filled). */
 const keptBuffers = 6;
@@ -415,8 +416,12 @@ export class ObjectWriter {
   /** The next bytes of the current file; await the promise, when one is returned, before going on. */
   data(chunk: Uint8Array): Promise<void> | undefined {
     this.addData(chunk);
-    if (this.inFlight > maxBytesInFlight) return this.waitForRoom();
-    return undefined;
+    return this.room();
+  }
+
+  /** A promise to await while too many batches are in flight, else undefined (no promise per call). */
+  room(): Promise<void> | undefined {
+    return this.inFlight > maxBytesInFlight ? this.waitForRoom() : undefined;
   }
 
   symlink(
@@ -450,9 +455,10 @@ export class ObjectWriter {
     this.ops = [];
     this.buffer = undefined;
     this.bytes = 0;
+    // Counted as the whole buffer: what the batches in flight hold, however full.
     this.track(
       send({ t: 'batch', w: this.id, ops, data }, [buffer.buffer as ArrayBuffer]),
-      data.byteLength,
+      buffer.byteLength,
     ).catch(() => undefined);
   }
 

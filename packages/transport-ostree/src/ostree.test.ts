@@ -121,6 +121,45 @@ describe('layers', () => {
     expect((await diffIdsOf(out)).diffIds).toEqual([sha256(base), sha256(whiteouts)]);
   });
 
+  it.skipIf(process.getuid?.() !== 0)(
+    'a large layer (written natively, as root into a bare repository) is fsck-clean, checks out and is regenerated exactly, as with ostree commit',
+    async () => {
+      const big = randomBytes(6 * 1024 * 1024 + 333);
+      const layer = handMadeTar([
+        { name: 'data/', type: 'directory' },
+        { name: 'data/big.bin', content: big, mode: 0o4750, uid: 12, gid: 34 },
+        { name: 'data/small', content: 'small\n' },
+        { name: 'data/link', type: 'symlink', linkName: 'big.bin' },
+        { name: 'data/hard', type: 'hardlink', linkName: 'data/big.bin' },
+      ]);
+      const source = await layoutOf('native', [layer]);
+      const trees: string[] = [];
+      for (const writer of ['native', 'ostree']) {
+        const repo = join(root, `native-repo-${writer}`);
+        const previous = process.env.GANTRY_OSTREE_WRITER;
+        if (writer === 'ostree') process.env.GANTRY_OSTREE_WRITER = 'ostree';
+        try {
+          await copy(source, `ostree:native:1@${repo}`);
+        } finally {
+          if (previous === undefined) delete process.env.GANTRY_OSTREE_WRITER;
+          else process.env.GANTRY_OSTREE_WRITER = previous;
+        }
+        ostree(`--repo=${repo}`, 'fsck');
+        const branch = `ociimage/${sha256(layer).slice(7)}`;
+        trees.push(ostree(`--repo=${repo}`, 'ls', '-R', '-C', branch));
+        const checkout = join(root, `native-checkout-${writer}`);
+        ostree(`--repo=${repo}`, 'checkout', branch, checkout);
+        expect(readFileSync(join(checkout, 'data', 'big.bin')).equals(big)).toBe(true);
+        const out = join(root, `native-out-${writer}`);
+        await copy(`ostree:native:1@${repo}`, `oci:${out}:x`);
+        expect((await diffIdsOf(out)).diffIds).toEqual([sha256(layer)]);
+        // Nothing of the copy is left in the repository's tmp/.
+        expect(readdirSync(join(repo, 'tmp')).filter((name) => name !== 'cache')).toEqual([]);
+      }
+      expect(trees[0]).toBe(trees[1]);
+    },
+  );
+
   it('a hostile layer is refused: nothing written outside, no branch', async () => {
     const outside = join(root, 'outside');
     const hostile = handMadeTar([
