@@ -119,6 +119,15 @@ async function* decompressed(
  */
 const nativeWriterFromBytes = 4 * 1024 * 1024;
 
+/**
+ * Whether a layer goes to the native writer: compressed (its media type says gzip or zstd: its
+ * decompression is what the native writer's work runs beside; uncompressed layers were not measured)
+ * and at least `nativeWriterFromBytes`.
+ */
+function nativeWriterFor(info: BlobToWrite): boolean {
+  return info.size >= nativeWriterFromBytes && /gzip|zstd/.test(info.mediaType ?? '');
+}
+
 /** Layer bytes streamed into `ostree commit` between two background write-outs of the staging repository. */
 const writeOutEveryBytes = 32 * 1024 * 1024;
 
@@ -309,7 +318,7 @@ class OstreeImageDestination implements ImageDestination {
       const layer = LayerStreamCommit.start(staging, {
         rootless: process.getuid?.() !== 0,
         signal: this.context.signal,
-        ...(info.size >= nativeWriterFromBytes ? {} : { writer: 'ostree' as const }),
+        ...(nativeWriterFor(info) ? {} : { writer: 'ostree' as const }),
       });
       let streamed: LayerStreamResult;
       try {
