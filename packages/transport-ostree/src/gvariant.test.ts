@@ -1,10 +1,18 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GVariantFormatError, parseCommit, parseDirTreeDirectories, serializeCommit } from './gvariant.js';
+import {
+  GVariantFormatError,
+  parseCommit,
+  parseDirTreeDirectories,
+  serializeCommit,
+  serializeDirTree,
+  serializeDirTreeGeneric,
+  type TreeChecksums,
+} from './gvariant.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'gantry-ostree-gvariant-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -112,6 +120,32 @@ describe('dirtree objects', () => {
   it('refuses bytes that are not a dirtree', () => {
     expect(() => parseDirTreeDirectories(Buffer.from('not a dirtree at all, just text'))).toThrow(
       GVariantFormatError,
+    );
+  });
+});
+
+describe('serializeDirTree', () => {
+  it.each([
+    ['empty', 0, 0],
+    ['a few entries (1-byte offsets)', 3, 2],
+    ['hundreds (2-byte offsets)', 300, 40],
+    ['thousands (4-byte offsets)', 2100, 3],
+  ])('writes what generic containers give: %s', (_name, fileCount, directoryCount) => {
+    const checksum = () => randomBytes(32).toString('hex');
+    const files = Array.from({ length: fileCount }, (_, index): [string, string] => [
+      `file-${index}-${'x'.repeat(index % 50)}\u00e9`,
+      checksum(),
+    ]);
+    const directories = Array.from({ length: directoryCount }, (_, index): [string, TreeChecksums] => [
+      `directory-${index}`,
+      { tree: checksum(), meta: checksum() },
+    ]);
+    expect(serializeDirTree(files, directories).equals(serializeDirTreeGeneric(files, directories))).toBe(
+      true,
+    );
+    // Parsed back by the reader of ostree's own dirtrees.
+    expect([...parseDirTreeDirectories(serializeDirTree(files, directories)).keys()].sort()).toEqual(
+      directories.map(([name]) => name).sort(),
     );
   });
 });

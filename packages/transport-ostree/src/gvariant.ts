@@ -231,3 +231,210 @@ export function parseDirTreeDirectories(bytes: Uint8Array): Map<string, TreeChec
   }
   return directories;
 }
+
+/** An extended attribute: its name (bytes, one character per byte) and value. */
+export type Xattr = readonly [name: string, value: Uint8Array];
+
+const u32 = (value: number): Buffer => {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(value >>> 0);
+  return bytes;
+};
+
+/**
+ * `a(ayay)`, extended attributes as OSTree records them: each name as a byte string with its NUL,
+ * each value as it is, in the order given (OSTree's is name order: sort them first).
+ */
+export function serializeXattrs(xattrs: ReadonlyArray<Xattr>): Buffer {
+  return serializeContainer(
+    xattrs.map(([name, value]) => ({
+      bytes: serializeContainer(
+        [
+          { bytes: Buffer.from(`${name}\0`, 'latin1'), alignment: 1, framed: true },
+          {
+            bytes: Buffer.from(value.buffer, value.byteOffset, value.byteLength),
+            alignment: 1,
+            framed: false,
+          },
+        ],
+        true,
+      ),
+      alignment: 1,
+      framed: true,
+    })),
+    false,
+  );
+}
+
+/**
+ * The header OSTree hashes before a content object's bytes (`_ostree_file_header_new`): the GVariant
+ * `(uuuusa(ayay))` (owner, group and mode big-endian, rdev 0, the symbolic link's target or '', the
+ * extended attributes), preceded by its size (32 bits, big-endian) and 4 bytes of padding. A content
+ * object's checksum is the SHA-256 of this header followed by the file's bytes.
+ */
+export function serializeFileHeader(
+  uid: number,
+  gid: number,
+  mode: number,
+  symlinkTarget: Uint8Array,
+  xattrs: ReadonlyArray<Xattr>,
+): Buffer {
+  const variant = serializeContainer(
+    [
+      { bytes: u32(uid), alignment: 4, framed: false },
+      { bytes: u32(gid), alignment: 4, framed: false },
+      { bytes: u32(mode), alignment: 4, framed: false },
+      { bytes: u32(0), alignment: 4, framed: false },
+      {
+        bytes: Buffer.concat([symlinkTarget, Buffer.from([0])]),
+        alignment: 1,
+        framed: true,
+      },
+      { bytes: serializeXattrs(xattrs), alignment: 1, framed: false },
+    ],
+    true,
+  );
+  return Buffer.concat([u32(variant.length), Buffer.alloc(4), variant]);
+}
+
+/** A dirmeta object `(uuua(ayay))`: owner, group and mode (with the directory type bits) big-endian, extended attributes. */
+export function serializeDirMeta(
+  uid: number,
+  gid: number,
+  mode: number,
+  xattrs: ReadonlyArray<Xattr>,
+): Buffer {
+  return serializeContainer(
+    [
+      { bytes: u32(uid), alignment: 4, framed: false },
+      { bytes: u32(gid), alignment: 4, framed: false },
+      { bytes: u32(mode), alignment: 4, framed: false },
+      { bytes: serializeXattrs(xattrs), alignment: 1, framed: false },
+    ],
+    true,
+  );
+}
+
+/**
+ * A dirtree object `(a(say)a(sayay))`: files (name, content checksum), then directories (name, dirtree
+ * and dirmeta checksums), each list in name order (byte order; names are byte strings, one character
+ * per byte). Written into one buffer (sizes and offsets computed first): a directory of thousands of
+ * files would otherwise take a few small buffers per entry.
+ */
+export function serializeDirTree(
+  files: ReadonlyArray<readonly [name: string, checksum: string]>,
+  directories: ReadonlyArray<readonly [name: string, checksums: TreeChecksums]>,
+): Buffer {
+  const byName = <T extends readonly [string, unknown]>(a: T, b: T): number =>
+    a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
+  const sortedFiles = [...files].sort(byName);
+  const sortedDirectories = [...directories].sort(byName);
+  // Element sizes: name and NUL, checksums, the element's own offsets.
+  const fileSizes = sortedFiles.map(([name]) => {
+    const body = name.length + 1 + 32;
+    return body + offsetWidthForBody(body, 1);
+  });
+  const directorySizes = sortedDirectories.map(([name]) => {
+    const body = name.length + 1 + 64;
+    return body + 2 * offsetWidthForBody(body, 2);
+  });
+  const sum = (sizes: number[]) => sizes.reduce((total, size) => total + size, 0);
+  const filesBody = sum(fileSizes);
+  const filesWidth = offsetWidthForBody(filesBody, fileSizes.length);
+  const filesSize = filesBody + filesWidth * fileSizes.length;
+  const directoriesBody = sum(directorySizes);
+  const directoriesWidth = offsetWidthForBody(directoriesBody, directorySizes.length);
+  const directoriesSize = directoriesBody + directoriesWidth * directorySizes.length;
+  const topWidth = offsetWidthForBody(filesSize + directoriesSize, 1);
+  const out = Buffer.alloc(filesSize + directoriesSize + topWidth);
+  const putOffset = (at: number, value: number, width: number): void => {
+    let rest = value;
+    for (let byte = 0; byte < width; byte++) {
+      out[at + byte] = rest & 0xff;
+      rest = Math.floor(rest / 256);
+    }
+  };
+  let position = 0;
+  const ends: number[] = [];
+  sortedFiles.forEach(([name, checksum], index) => {
+    const start = position;
+    position += out.write(name, position, 'latin1') + 1; // the NUL is already there
+    const nameEnd = position - start;
+    position += out.write(checksum, position, 'hex');
+    putOffset(position, nameEnd, fileSizes[index]! - (position - start));
+    position = start + fileSizes[index]!;
+    ends.push(position);
+  });
+  for (const end of ends) {
+    putOffset(position, end, filesWidth);
+    position += filesWidth;
+  }
+  const directoriesStart = position;
+  ends.length = 0;
+  sortedDirectories.forEach(([name, { tree, meta }], index) => {
+    const start = position;
+    position += out.write(name, position, 'latin1') + 1;
+    const nameEnd = position - start;
+    position += out.write(tree, position, 'hex');
+    const treeEnd = position - start;
+    position += out.write(meta, position, 'hex');
+    const width = (directorySizes[index]! - (position - start)) / 2;
+    // A tuple's offsets are stored last member first.
+    putOffset(position, treeEnd, width);
+    putOffset(position + width, nameEnd, width);
+    position = start + directorySizes[index]!;
+    ends.push(position - directoriesStart);
+  });
+  for (const end of ends) {
+    putOffset(position, end, directoriesWidth);
+    position += directoriesWidth;
+  }
+  putOffset(position, filesSize, topWidth);
+  return out;
+}
+
+/** `serializeDirTree` built from generic containers (what the tests check it against). */
+export function serializeDirTreeGeneric(
+  files: ReadonlyArray<readonly [name: string, checksum: string]>,
+  directories: ReadonlyArray<readonly [name: string, checksums: TreeChecksums]>,
+): Buffer {
+  const byName = <T extends readonly [string, unknown]>(a: T, b: T): number =>
+    a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
+  const name = (value: string): Buffer => Buffer.from(`${value}\0`, 'latin1');
+  const fileList = serializeContainer(
+    [...files].sort(byName).map(([file, checksum]) => ({
+      bytes: serializeContainer(
+        [
+          { bytes: name(file), alignment: 1, framed: true },
+          { bytes: Buffer.from(checksum, 'hex'), alignment: 1, framed: false },
+        ],
+        true,
+      ),
+      alignment: 1,
+      framed: true,
+    })),
+    false,
+  );
+  const directoryList = serializeContainer(
+    [...directories].sort(byName).map(([directory, { tree, meta }]) => ({
+      bytes: serializeContainer(
+        [
+          { bytes: name(directory), alignment: 1, framed: true },
+          { bytes: Buffer.from(tree, 'hex'), alignment: 1, framed: true },
+          { bytes: Buffer.from(meta, 'hex'), alignment: 1, framed: false },
+        ],
+        true,
+      ),
+      alignment: 1,
+      framed: true,
+    })),
+    false,
+  );
+  return serializeContainer(
+    [
+      { bytes: fileList, alignment: 1, framed: true },
+      { bytes: directoryList, alignment: 1, framed: false },
+    ],
+    true,
+  );
+}

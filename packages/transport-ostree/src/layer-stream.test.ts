@@ -34,12 +34,29 @@ import { OstreeRepository } from './repository.js';
 const isRoot = process.getuid?.() === 0;
 let root: string;
 let repository: OstreeRepository;
+/** Where each writer streams (the reference trees are committed from disk into `repository`). */
+const streamRepositories = new Map<Writer, OstreeRepository>();
 let counter = 0;
+
+type Writer = 'native' | 'ostree';
+/** The native writer needs a `bare` repository, written as root. */
+const writers: Writer[] = isRoot ? ['native', 'ostree'] : ['ostree'];
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'gantry-ostree-stream-'));
   repository = await OstreeRepository.openOrCreate(join(root, 'repo'));
+  for (const writer of writers) {
+    streamRepositories.set(writer, await OstreeRepository.openOrCreate(join(root, `stream-${writer}`)));
+  }
 });
+
+/** `ostree fsck` of a writer's repository: every object's bytes, owner, mode and attributes hash to its name. */
+function expectFsckClean(writer: Writer): void {
+  const output = execFileSync('ostree', ['fsck', `--repo=${streamRepositories.get(writer)!.path}`], {
+    encoding: 'utf8',
+  });
+  expect(output).toContain('no errors found');
+}
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
@@ -99,32 +116,42 @@ async function committedFromDirectory(tar: Buffer) {
   return { commit: await repository.readCommit(checksum, 'reference'), applied, checksum };
 }
 
-async function committedFromStream(tar: Buffer) {
-  const layer = LayerStreamCommit.start(repository, { rootless: !isRoot });
+async function committedFromStream(tar: Buffer, writer: Writer) {
+  const target = streamRepositories.get(writer)!;
+  const layer = LayerStreamCommit.start(target, { rootless: !isRoot, writer });
   try {
     const streamed = await layer.consume(chunksOf(tar));
     const trees = await layer.finish();
-    const checksum = await repository.commitTree(trees.layer!, new Map());
-    return { commit: await repository.readCommit(checksum, 'streamed'), streamed, checksum };
+    const checksum = await target.commitTree(trees.layer!, new Map());
+    return { commit: await target.readCommit(checksum, 'streamed'), streamed, checksum };
   } catch (error) {
     await layer.abort();
     throw error;
   }
 }
 
+/**
+ * Streams `tar` with every writer, each into a repository of its own (`ostree fsck`-clean afterwards),
+ * and checks the trees against the layer applied to a directory and committed from there.
+ */
 async function expectSameTree(tar: Buffer): Promise<string> {
   const reference = await committedFromDirectory(tar);
-  const stream = await committedFromStream(tar);
-  expect(stream.commit.rootTree).toBe(reference.commit.rootTree);
-  expect(stream.commit.rootMeta).toBe(reference.commit.rootMeta);
-  expect(stream.streamed.uncompressedDigest).toBe(reference.applied.uncompressedDigest);
-  expect(stream.streamed.uncompressedSize).toBe(reference.applied.uncompressedSize);
-  expect(stream.streamed.tarSplitGzip.equals(reference.applied.tarSplitGzip)).toBe(true);
-  return stream.checksum;
+  for (const writer of writers) {
+    const stream = await committedFromStream(tar, writer);
+    expect(stream.commit.rootTree, writer).toBe(reference.commit.rootTree);
+    expect(stream.commit.rootMeta, writer).toBe(reference.commit.rootMeta);
+    expect(stream.streamed.uncompressedDigest).toBe(reference.applied.uncompressedDigest);
+    expect(stream.streamed.uncompressedSize).toBe(reference.applied.uncompressedSize);
+    expect(stream.streamed.tarSplitGzip.equals(reference.applied.tarSplitGzip)).toBe(true);
+    expectFsckClean(writer);
+    expect(listing(stream.checksum, writer)).toBe(listing(reference.checksum));
+  }
+  return reference.checksum;
 }
 
-function listing(checksum: string): string {
-  return execFileSync('ostree', ['ls', `--repo=${repository.path}`, '-R', checksum], { encoding: 'utf8' });
+function listing(checksum: string, writer?: Writer): string {
+  const path = writer ? streamRepositories.get(writer)!.path : repository.path;
+  return execFileSync('ostree', ['ls', `--repo=${path}`, '-R', checksum], { encoding: 'utf8' });
 }
 
 describe('a layer streamed into ostree commit gives the tree of the layer applied to a directory', () => {
@@ -222,52 +249,66 @@ describe('refusals', () => {
       (error: unknown) => error as Error & { code?: string },
     );
     expect(expected).toBeDefined();
-    const commitsBefore = execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], {
-      encoding: 'utf8',
-    });
-    const layer = LayerStreamCommit.start(repository, { rootless: !isRoot });
-    const failure = await layer.consume(chunksOf(tar)).then(
-      () => undefined,
-      (error: unknown) => error as Error & { code?: string },
-    );
-    await layer.abort();
-    expect(failure?.code).toBe(expected?.code);
-    expect(failure?.message).toBe(expected?.message);
-    const commitsAfter = execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], {
-      encoding: 'utf8',
-    });
-    expect(commitsAfter).toBe(commitsBefore);
+    for (const writer of writers) {
+      const target = streamRepositories.get(writer)!;
+      const commitsBefore = execFileSync('find', [join(target.path, 'objects'), '-name', '*.commit'], {
+        encoding: 'utf8',
+      });
+      const layer = LayerStreamCommit.start(target, { rootless: !isRoot, writer });
+      const failure = await layer.consume(chunksOf(tar)).then(
+        () => undefined,
+        (error: unknown) => error as Error & { code?: string },
+      );
+      await layer.abort();
+      expect(failure?.code).toBe(expected?.code);
+      expect(failure?.message).toBe(expected?.message);
+      const commitsAfter = execFileSync('find', [join(target.path, 'objects'), '-name', '*.commit'], {
+        encoding: 'utf8',
+      });
+      expect(commitsAfter).toBe(commitsBefore);
+      expect(
+        readdirSync(join(target.path, 'tmp')).filter((name) => name.startsWith('gantry-object-')),
+      ).toEqual([]);
+    }
   });
 
-  it('a layer read to its end but then aborted (its blob failed verification) commits nothing', async () => {
-    const commits = () =>
-      execFileSync('find', [join(repository.path, 'objects'), '-name', '*.commit'], { encoding: 'utf8' });
-    const before = commits();
-    const layer = LayerStreamCommit.start(repository, {
-      rootless: !isRoot,
-    });
-    const streamed = await layer.consume(
-      chunksOf(
-        handMadeTar([
-          { name: 'dir/', type: 'directory' },
-          { name: 'dir/file', content: 'data\n' },
-        ]),
-      ),
-    );
-    expect(streamed.uncompressedDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
-    await layer.abort();
-    expect(commits()).toBe(before);
-  });
+  it.each(writers)(
+    'a layer read to its end but then aborted (its blob failed verification) commits nothing (%s)',
+    async (writer) => {
+      const target = streamRepositories.get(writer)!;
+      const commits = () =>
+        execFileSync('find', [join(target.path, 'objects'), '-name', '*.commit'], { encoding: 'utf8' });
+      const before = commits();
+      const layer = LayerStreamCommit.start(target, {
+        rootless: !isRoot,
+        writer,
+      });
+      const streamed = await layer.consume(
+        chunksOf(
+          handMadeTar([
+            { name: 'dir/', type: 'directory' },
+            { name: 'dir/file', content: 'data\n' },
+          ]),
+        ),
+      );
+      expect(streamed.uncompressedDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+      await layer.abort();
+      expect(commits()).toBe(before);
+    },
+  );
 
-  it('refuses a directory replaced by a file within the layer (OSTree tar import cannot express it)', async () => {
-    const tar = handMadeTar([
-      { name: 'thing/', type: 'directory' },
-      { name: 'thing', content: 'now a file' },
-    ]);
-    const layer = LayerStreamCommit.start(repository, { rootless: !isRoot });
-    await expect(layer.consume(chunksOf(tar))).rejects.toMatchObject({ code: 'ERR_GANTRY_INVALID_LAYER' });
-    await layer.abort();
-  });
+  it.each(writers)(
+    'refuses a directory replaced by a file within the layer (OSTree tar import cannot express it) (%s)',
+    async (writer) => {
+      const tar = handMadeTar([
+        { name: 'thing/', type: 'directory' },
+        { name: 'thing', content: 'now a file' },
+      ]);
+      const layer = LayerStreamCommit.start(streamRepositories.get(writer)!, { rootless: !isRoot, writer });
+      await expect(layer.consume(chunksOf(tar))).rejects.toMatchObject({ code: 'ERR_GANTRY_INVALID_LAYER' });
+      await layer.abort();
+    },
+  );
 });
 
 describe('directories appended to a stream (the config, the manifest tree)', () => {
@@ -301,49 +342,59 @@ describe('directories appended to a stream (the config, the manifest tree)', () 
     ['signature-1', randomBytes(700)],
   ];
 
-  it.each([
-    ['after a layer', true],
-    ['in a stream of their own', false],
-  ])('have the trees of the same directories committed from disk: %s', async (_name, withLayer) => {
-    const umask = process.umask();
-    const stream = LayerStreamCommit.start(repository, { rootless: !isRoot });
-    try {
-      const tar = handMadeTar([
-        { name: 'etc/', type: 'directory' },
-        { name: 'etc/hostname', content: 'layer\n' },
-      ]);
-      const streamed = withLayer ? await stream.consume(chunksOf(tar)) : undefined;
-      await stream.appendDirectory('config', 0o700, [['content', config]]);
-      await stream.appendDirectory('manifest', 0o755 & ~umask, manifest);
-      const trees = await stream.finish();
-      expect(trees.directories.get('config')).toEqual(committedDirectory(0o700, [['content', config]]));
-      expect(trees.directories.get('manifest')).toEqual(committedDirectory(0o755 & ~umask, manifest));
-      if (withLayer) {
-        const reference = await committedFromDirectory(tar);
-        expect(trees.layer).toEqual({ tree: reference.commit.rootTree, meta: reference.commit.rootMeta });
-        expect(streamed!.uncompressedDigest).toBe(reference.applied.uncompressedDigest);
-      } else {
-        expect(trees.layer).toBeUndefined();
+  it.each(
+    writers.flatMap((writer) => [
+      ['after a layer', writer, true] as const,
+      ['in a stream of their own', writer, false] as const,
+    ]),
+  )(
+    'have the trees of the same directories committed from disk: %s (%s)',
+    async (_name, writer, withLayer) => {
+      const umask = process.umask();
+      const stream = LayerStreamCommit.start(streamRepositories.get(writer)!, { rootless: !isRoot, writer });
+      try {
+        const tar = handMadeTar([
+          { name: 'etc/', type: 'directory' },
+          { name: 'etc/hostname', content: 'layer\n' },
+        ]);
+        const streamed = withLayer ? await stream.consume(chunksOf(tar)) : undefined;
+        await stream.appendDirectory('config', 0o700, [['content', config]]);
+        await stream.appendDirectory('manifest', 0o755 & ~umask, manifest);
+        const trees = await stream.finish();
+        expect(trees.directories.get('config')).toEqual(committedDirectory(0o700, [['content', config]]));
+        expect(trees.directories.get('manifest')).toEqual(committedDirectory(0o755 & ~umask, manifest));
+        if (withLayer) {
+          const reference = await committedFromDirectory(tar);
+          expect(trees.layer).toEqual({ tree: reference.commit.rootTree, meta: reference.commit.rootMeta });
+          expect(streamed!.uncompressedDigest).toBe(reference.applied.uncompressedDigest);
+        } else {
+          expect(trees.layer).toBeUndefined();
+        }
+        await streamRepositories.get(writer)!.commitTree(trees.directories.get('manifest')!, new Map());
+        expectFsckClean(writer);
+      } catch (error) {
+        await stream.abort();
+        throw error;
       }
-    } catch (error) {
-      await stream.abort();
-      throw error;
-    }
-  });
+    },
+  );
 
-  it('a stream takes its layer first: a layer after a directory is refused', async () => {
-    const stream = LayerStreamCommit.start(repository, { rootless: !isRoot });
-    try {
-      await stream.appendDirectory('config', 0o700, [['content', config]]);
-      await expect(
-        stream.consume(chunksOf(handMadeTar([{ name: 'a', content: 'a' }]))),
-      ).rejects.toMatchObject({
-        code: 'ERR_GANTRY_INTERNAL',
-      });
-    } finally {
-      await stream.abort();
-    }
-  });
+  it.each(writers)(
+    'a stream takes its layer first: a layer after a directory is refused (%s)',
+    async (writer) => {
+      const stream = LayerStreamCommit.start(streamRepositories.get(writer)!, { rootless: !isRoot, writer });
+      try {
+        await stream.appendDirectory('config', 0o700, [['content', config]]);
+        await expect(
+          stream.consume(chunksOf(handMadeTar([{ name: 'a', content: 'a' }]))),
+        ).rejects.toMatchObject({
+          code: 'ERR_GANTRY_INTERNAL',
+        });
+      } finally {
+        await stream.abort();
+      }
+    },
+  );
 });
 
 describe('encodeTarHeader', () => {

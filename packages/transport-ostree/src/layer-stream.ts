@@ -31,6 +31,7 @@ import { Crc64, cleanPath, layerError, TarSplitWriter, TarStreamReader } from '@
 import { SpawnedProcess } from './child-process.js';
 import type { TreeChecksums } from './gvariant.js';
 import { makePipe } from './native.js';
+import { NativeTree } from './native-tree.js';
 import { PipeWriter } from './pipe-writer.js';
 import { type OstreeRepository, ostreeError } from './repository.js';
 
@@ -59,6 +60,12 @@ export interface LayerStreamOptions {
   /** Without root: every entry owned by this process, extended attributes outside `user.*` dropped. */
   rootless: boolean;
   signal?: AbortSignal | undefined;
+  /**
+   * Who builds the tree and writes its objects: `native`, this process (`NativeTree`: a `bare`
+   * repository, as root, without `min-free-space-size` or `per-object-fsync`), or `ostree commit`
+   * fed a tar. Default: native where the repository allows it (`OstreeRepository.nativeWrites`).
+   */
+  writer?: 'native' | 'ostree' | undefined;
 }
 
 /** An octal numeric field of a ustar header, or undefined when the value does not fit. */
@@ -181,24 +188,60 @@ export class LayerStreamCommit {
   private hasLayer = false;
   private readonly appended = new Map<string, string>();
 
-  private constructor(private readonly child: SpawnedProcess) {
-    this.child.stdout.setEncoding('utf8').on('data', (text: string) => {
+  private constructor(
+    private readonly child: SpawnedProcess | undefined,
+    /** The tree built in this process, when no `ostree` process is (see `LayerStreamOptions.writer`). */
+    private readonly native?: NativeTree,
+  ) {
+    if (!child) {
+      this.exited = Promise.resolve({ code: 0, signal: null });
+      return;
+    }
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
       this.stdout += text;
     });
-    this.child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
       this.stderr += text;
     });
     const recordFailure = (error: Error) => {
       this.spawnError ??= error;
     };
-    this.child.stdout.on('error', recordFailure);
-    this.child.stderr.on('error', recordFailure);
+    child.stdout.on('error', recordFailure);
+    child.stderr.on('error', recordFailure);
     this.exited = new Promise((resolve) => {
-      this.child.on('close', (code, signal) => resolve({ code, signal }));
+      child.on('close', (code, signal) => resolve({ code, signal }));
     });
   }
 
   private input!: PipeWriter;
+
+  /** Writes an entry of the tree: a tar header to `ostree`, or into the native tree. */
+  private entry(fields: HeaderFields): Promise<void> | undefined {
+    const native = this.native;
+    if (!native) return this.input.write(encodeTarHeader(fields));
+    switch (fields.type) {
+      case 'directory':
+        return native.directory(fields.path, fields.mode, fields.owner, fields.xattrs);
+      case 'file':
+        return native.file(fields.path, fields.mode, fields.owner, fields.size ?? 0, fields.xattrs);
+      case 'symlink':
+        return native.symlink(fields.path, fields.link ?? '', fields.owner, fields.xattrs);
+      case 'hardlink':
+        native.hardlink(fields.path, fields.link ?? '');
+        return undefined;
+    }
+  }
+
+  /** The next bytes of the current file. */
+  private data(chunk: Buffer): Promise<void> | undefined {
+    return this.native ? this.native.data(chunk) : this.input.write(chunk);
+  }
+
+  /** After a file's bytes: the tar's padding. */
+  private endData(size: number): Promise<void> | undefined {
+    if (this.native || padding(size) === 0) return undefined;
+    return this.input.write(Buffer.alloc(padding(size)));
+  }
 
   /**
    * Starts `ostree commit` in the repository at `repositoryPath`, reading the tree's tar from the read
@@ -207,6 +250,16 @@ export class LayerStreamCommit {
    * so a process killed mid-layer leaves no fifo behind; the child reads end of file then and fails.
    */
   static start(repository: OstreeRepository, options: LayerStreamOptions): LayerStreamCommit {
+    const native = options.writer ?? (repository.nativeWrites() ? 'native' : 'ostree');
+    if (native === 'native') {
+      const layer = new LayerStreamCommit(
+        undefined,
+        new NativeTree(repository.path, repository.freeSpacePercent()),
+      );
+      layer.options = options;
+      layer.repository = repository;
+      return layer;
+    }
     const repositoryPath = repository.path;
     const args = [
       'commit',
@@ -235,6 +288,8 @@ export class LayerStreamCommit {
 
   private failure(cause?: unknown): Error {
     const args = ['commit', `--repo=${this.repository.path}`];
+    const nativeFailure = this.native?.failed;
+    if (nativeFailure) return ostreeError(args, nativeFailure, nativeFailure.message, this.options.signal);
     if (this.spawnError) return ostreeError(args, this.spawnError, '', this.options.signal);
     return ostreeError(args, cause ?? new Error('failed'), this.stderr, this.options.signal);
   }
@@ -247,9 +302,7 @@ export class LayerStreamCommit {
     if (this.begun) return;
     this.begun = true;
     const owner: Owner = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
-    await this.input.write(
-      encodeTarHeader({ path: '', type: 'directory', mode: 0o755 & ~process.umask(), owner }),
-    );
+    await this.entry({ path: '', type: 'directory', mode: 0o755 & ~process.umask(), owner });
   }
 
   /**
@@ -266,24 +319,27 @@ export class LayerStreamCommit {
     const owner: Owner = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
     const base = `${this.token}${this.appended.size}`;
     this.appended.set(base, name);
-    await this.input.write(encodeTarHeader({ path: base, type: 'directory', mode, owner }));
-    for (const [file, bytes] of files) {
-      const size = bytes.byteLength;
-      const fileMode = 0o644 & ~process.umask();
-      await this.input.write(
-        encodeTarHeader({ path: `${base}/${file}`, type: 'file', mode: fileMode, owner, size }),
-      );
-      await this.input.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      if (padding(size) > 0) await this.input.write(Buffer.alloc(padding(size)));
+    try {
+      await this.entry({ path: base, type: 'directory', mode, owner });
+      for (const [file, bytes] of files) {
+        const size = bytes.byteLength;
+        const fileMode = 0o644 & ~process.umask();
+        await this.entry({ path: `${base}/${file}`, type: 'file', mode: fileMode, owner, size });
+        await this.data(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        await this.endData(size);
+      }
+      if (this.native) this.native.push();
+      else await this.input.flush();
+    } catch (error) {
+      if (this.native?.failed) throw this.failure(error);
+      throw error;
     }
-    await this.input.flush();
   }
 
   async consume(source: AsyncIterable<Uint8Array>): Promise<LayerStreamResult> {
     const { signal, rootless } = this.options;
     const umask = process.umask();
     const self: Owner = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
-    const input = this.input;
     if (this.hasLayer || this.appended.size > 0) {
       throw new GantryError(ErrorCodes.Internal, 'a stream takes one layer, before anything else');
     }
@@ -292,12 +348,11 @@ export class LayerStreamCommit {
     // The layer is the subdirectory `<token>l` of the streamed tree.
     const layerDirectory = `${this.token}l`;
     const at = (relative: string) => (relative === '' ? layerDirectory : `${layerDirectory}/${relative}`);
-    const layerHeader = (fields: HeaderFields): Buffer =>
-      encodeTarHeader({
-        ...fields,
-        path: at(fields.path),
-        ...(fields.type === 'hardlink' ? { link: at(fields.link ?? '') } : {}),
-      });
+    const layerHeader = (fields: HeaderFields): HeaderFields => ({
+      ...fields,
+      path: at(fields.path),
+      ...(fields.type === 'hardlink' ? { link: at(fields.link ?? '') } : {}),
+    });
     const reader = new TarStreamReader(source);
     const tarSplit = new TarSplitWriter();
     const tree = new Map<string, TreeNode>();
@@ -305,9 +360,9 @@ export class LayerStreamCommit {
     let rootWritten = false;
     let succeeded = false;
 
-    const write = async (header: Buffer) => {
+    const write = async (fields: HeaderFields) => {
       if (this.spawnError) throw this.failure(this.spawnError);
-      await input.write(header);
+      await this.entry(fields);
     };
     const ownerOf = (header: { uid: number; gid: number }): Owner =>
       rootless ? self : { uid: header.uid >>> 0, gid: header.gid >>> 0 };
@@ -378,14 +433,15 @@ export class LayerStreamCommit {
         crc?.update(chunk);
         if (forward) {
           written += chunk.length;
-          await input.write(chunk);
+          if (written > size)
+            throw layerError(`layer tar: entry "${nameBytes.toString()}" is longer than its size`);
+          await this.data(chunk);
         }
       }
       tarSplit.addFile(nameBytes, size, crc ? crc.digest() : null);
       if (forward) {
         if (written !== size) throw layerError(`layer tar: entry "${nameBytes.toString()}" is truncated`);
-        const pad = padding(size);
-        if (pad > 0) await input.write(Buffer.alloc(pad));
+        await this.endData(size);
       }
     };
 
@@ -556,7 +612,8 @@ export class LayerStreamCommit {
         );
       }
       // The end-of-archive blocks are written by `finish`: `ostree` commits as soon as it reads them.
-      input.push();
+      if (this.native) this.native.push();
+      else this.input.push();
       tarSplit.addSegment(reader.end);
       for await (const chunk of reader.trailing()) tarSplit.addSegment(chunk);
       tarSplit.finishTrailer();
@@ -568,8 +625,10 @@ export class LayerStreamCommit {
         tarSplitGzip,
       };
     } catch (error) {
+      if (this.native?.failed) throw this.failure(error);
       if (error instanceof GantryError) throw error;
-      if (input.failed !== undefined || this.spawnError !== undefined) {
+      if (this.native) throw error;
+      if (this.input.failed !== undefined || this.spawnError !== undefined) {
         // `ostree` stopped reading: its message says why.
         await this.exited;
         throw this.failure(error);
@@ -591,6 +650,7 @@ export class LayerStreamCommit {
   async finish(): Promise<StreamedTrees> {
     this.options.signal?.throwIfAborted();
     await this.begin();
+    if (this.native) return this.finishNative(this.native);
     let writeFailure: { error: unknown } | undefined;
     await this.input.end(Buffer.alloc(2 * block)).catch((error: unknown) => {
       writeFailure = { error }; // `ostree` stopped reading: its exit status and message say why
@@ -618,8 +678,29 @@ export class LayerStreamCommit {
     return { ...(this.hasLayer ? { layer: tree(`${this.token}l`) } : {}), directories };
   }
 
+  /** `finish` of a tree built in this process: the layer's and appended directories' dirtrees written. */
+  private async finishNative(native: NativeTree): Promise<StreamedTrees> {
+    const layerDirectory = `${this.token}l`;
+    const names = [...(this.hasLayer ? [layerDirectory] : []), ...this.appended.keys()];
+    let trees: Map<string, TreeChecksums>;
+    try {
+      trees = await native.finish(names);
+    } catch (error) {
+      if (native.failed) throw this.failure(error);
+      throw error;
+    }
+    const directories = new Map<string, TreeChecksums>();
+    for (const [base, name] of this.appended) directories.set(name, trees.get(base)!);
+    return { ...(this.hasLayer ? { layer: trees.get(layerDirectory)! } : {}), directories };
+  }
+
   /** Stops `ostree commit` before it has read the end of the tar: nothing is committed. */
   async abort(): Promise<void> {
+    if (this.native) {
+      await this.native.abort();
+      return;
+    }
+    if (!this.child) return;
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     await this.input.destroy();
     await this.exited;

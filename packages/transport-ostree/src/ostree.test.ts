@@ -9,7 +9,7 @@ import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, wri
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { copyImage, insecureAcceptAnythingPolicy } from '@gantry/core';
 import { ErrorCodes, GantryError, TransportRegistry } from '@gantry/core/transport';
 import { handMadeTar, ociLayoutFromTars } from '@gantry/layer-tree/testing';
@@ -49,6 +49,53 @@ async function layoutOf(name: string, layers: Buffer[]): Promise<string> {
 }
 
 const sha256 = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+/** An OCI layout (tag `t`) of one gzip-compressed layer: what the native writer takes (see destination.ts). */
+async function gzipLayoutOf(name: string, tar: Buffer): Promise<{ source: string; layerDigest: string }> {
+  const layout = join(root, name);
+  mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
+  const blob = (bytes: Buffer) => {
+    const digest = sha256(bytes);
+    writeFileSync(join(layout, 'blobs', 'sha256', digest.slice(7)), bytes);
+    return { digest, size: bytes.length };
+  };
+  const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...blob(gzipSync(tar)) };
+  const config = blob(
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: {},
+        rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
+      }),
+    ),
+  );
+  const manifest = blob(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers: [layer],
+      }),
+    ),
+  );
+  writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': 't' },
+        },
+      ],
+    }),
+  );
+  return { source: `oci:${layout}:t`, layerDigest: layer.digest };
+}
 
 async function diffIdsOf(ociDirectory: string): Promise<{ config: string; diffIds: string[] }> {
   const index = JSON.parse(await readFile(join(ociDirectory, 'index.json'), 'utf8')) as {
@@ -120,6 +167,45 @@ describe('layers', () => {
     await copy(`ostree:wh:1@${repo}`, `oci:${out}:x`);
     expect((await diffIdsOf(out)).diffIds).toEqual([sha256(base), sha256(whiteouts)]);
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'a large layer (written natively, as root into a bare repository) is fsck-clean, checks out and is regenerated exactly, as with ostree commit',
+    async () => {
+      const big = randomBytes(6 * 1024 * 1024 + 333);
+      const layer = handMadeTar([
+        { name: 'data/', type: 'directory' },
+        { name: 'data/big.bin', content: big, mode: 0o4750, uid: 12, gid: 34 },
+        { name: 'data/small', content: 'small\n' },
+        { name: 'data/link', type: 'symlink', linkName: 'big.bin' },
+        { name: 'data/hard', type: 'hardlink', linkName: 'data/big.bin' },
+      ]);
+      const { source, layerDigest } = await gzipLayoutOf('native', layer);
+      const trees: string[] = [];
+      for (const writer of ['native', 'ostree']) {
+        const repo = join(root, `native-repo-${writer}`);
+        const previous = process.env.GANTRY_OSTREE_WRITER;
+        if (writer === 'ostree') process.env.GANTRY_OSTREE_WRITER = 'ostree';
+        try {
+          await copy(source, `ostree:native:1@${repo}`);
+        } finally {
+          if (previous === undefined) delete process.env.GANTRY_OSTREE_WRITER;
+          else process.env.GANTRY_OSTREE_WRITER = previous;
+        }
+        ostree(`--repo=${repo}`, 'fsck');
+        const branch = `ociimage/${layerDigest.slice(7)}`;
+        trees.push(ostree(`--repo=${repo}`, 'ls', '-R', '-C', branch));
+        const checkout = join(root, `native-checkout-${writer}`);
+        ostree(`--repo=${repo}`, 'checkout', branch, checkout);
+        expect(readFileSync(join(checkout, 'data', 'big.bin')).equals(big)).toBe(true);
+        const out = join(root, `native-out-${writer}`);
+        await copy(`ostree:native:1@${repo}`, `oci:${out}:x`);
+        expect((await diffIdsOf(out)).diffIds).toEqual([sha256(layer)]);
+        // Nothing of the copy is left in the repository's tmp/.
+        expect(readdirSync(join(repo, 'tmp')).filter((name) => name !== 'cache')).toEqual([]);
+      }
+      expect(trees[0]).toBe(trees[1]);
+    },
+  );
 
   it('a hostile layer is refused: nothing written outside, no branch', async () => {
     const outside = join(root, 'outside');

@@ -215,6 +215,31 @@ export class OstreeRepository {
     private readonly syncedAsAWhole = false,
   ) {}
 
+  /**
+   * Whether layer streams write this repository's objects themselves (`NativeTree`) rather than through
+   * `ostree commit`: a `bare` repository written as root (owners set as recorded), whose objects need
+   * not be synced one by one (`per-object-fsync`) and whose free-space reserve is a percentage only
+   * (`min-free-space-size` is left to libostree). `GANTRY_OSTREE_WRITER=ostree` turns it off.
+   */
+  nativeWrites(): boolean {
+    if (process.env.GANTRY_OSTREE_WRITER === 'ostree') return false;
+    const perObject = this.coreSettings.get('per-object-fsync')?.toLowerCase();
+    return (
+      this.mode === 'bare' &&
+      process.getuid?.() === 0 &&
+      perObject !== 'true' &&
+      perObject !== '1' &&
+      !this.coreSettings.has('min-free-space-size')
+    );
+  }
+
+  /** `min-free-space-percent`: libostree's default, 3, unless set. */
+  freeSpacePercent(): number {
+    const setting = this.coreSettings.get('min-free-space-percent');
+    const value = setting === undefined ? 3 : Number.parseInt(setting, 10);
+    return Number.isFinite(value) && value >= 0 ? value : 3;
+  }
+
   /** Whether this repository's writes are to reach the disk before they count (its `fsync` setting). */
   private get syncs(): boolean {
     const setting = this.coreSettings.get('fsync')?.toLowerCase();
