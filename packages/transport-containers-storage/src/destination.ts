@@ -260,7 +260,7 @@ function handBackConsumedInput(decompressor: Duplex, consumed: (chunk: Uint8Arra
   const transform = stage._transform;
   stage._transform = function (this: Transform, chunk: Uint8Array, encoding, callback) {
     transform.call(this, chunk, encoding, (error?: Error | null, data?: unknown) => {
-      if (!error) consumed(chunk);
+      if (!error && chunk.byteLength > 0) consumed(chunk);
       callback(error, data);
     });
   };
