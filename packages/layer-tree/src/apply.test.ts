@@ -451,6 +451,30 @@ describe('applyLayer: what a layer holds', () => {
     expect(names).toEqual(entries.map((entry) => entry.name));
   });
 
+  it('gives the same DiffID with the sha256 on the thread pool and on this thread', async () => {
+    const entries: HandMadeTarEntry[] = [{ name: 'dir/', type: 'directory' }];
+    for (let index = 0; index < 40; index++)
+      entries.push({ name: `dir/f${index}`, content: Buffer.alloc(40_000 + index, index) });
+    const tar = handMadeTar(entries);
+    // Cut into pieces, so that the off-thread digest hashes many chunks in order.
+    const pieces = Array.from({ length: Math.ceil(tar.length / 65_536) }, (_, index) =>
+      tar.subarray(index * 65_536, (index + 1) * 65_536),
+    );
+    const expected = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
+    await mkdir(join(root, 'a'));
+    await mkdir(join(root, 'b'));
+    const offThread = await applyLayer(Readable.from(pieces), join(root, 'a'), { whiteouts: 'apply' });
+    expect(offThread.uncompressedDigest).toBe(expected);
+    process.env.GANTRY_OFF_THREAD_DIGEST = 'off';
+    try {
+      const onThread = await applyLayer(Readable.from(pieces), join(root, 'b'), { whiteouts: 'apply' });
+      expect(onThread.uncompressedDigest).toBe(expected);
+      expect(onThread.uncompressedSize).toBe(tar.length);
+    } finally {
+      delete process.env.GANTRY_OFF_THREAD_DIGEST;
+    }
+  });
+
   it('stops when aborted', async () => {
     const controller = new AbortController();
     controller.abort();

@@ -11,12 +11,12 @@
  *
  * File system calls: a new regular file of up to 256 KiB without xattrs in a directory this layer made
  * (the bulk of a layer of many small files) is written on a worker thread, in batches (file-writer.ts),
- * while the main thread goes on reading the tar (decompression, sha256, CRC-64, tar-split); larger files are
- * written with one write in flight while the next chunk is read. Everything else is done synchronously, in
- * tar order, after the pending writes have finished (a barrier before any entry that could touch a path
- * still being written: whiteouts, hard links, replacements, parents not yet known to be directories), so
- * the result is what applying the entries one after the other gives. The tar-split is recorded in tar
- * order on the main thread.
+ * while the main thread goes on reading the tar (CRC-64, tar-split; the sha256 is computed on the thread
+ * pool where it can be); larger files are written with one write in flight while the next chunk is read.
+ * Everything else is done synchronously, in tar order, after the pending writes have finished (a barrier
+ * before any entry that could touch a path still being written: whiteouts, hard links, replacements,
+ * parents not yet known to be directories), so the result is what applying the entries one after the
+ * other gives. The tar-split is recorded in tar order on the main thread.
  */
 import {
   chmodSync,
@@ -37,7 +37,7 @@ import {
   write,
 } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { ErrorCodes, GantryError } from '@gantry/core/transport';
+import { ErrorCodes, GantryError, OffThreadDigester, offThreadDigestAvailable } from '@gantry/core/transport';
 import { Crc64, crc64 } from './crc64.js';
 import { layerError } from './errors.js';
 import { BatchedFileWriter } from './file-writer.js';
@@ -114,6 +114,18 @@ async function writeAllAsync(fd: number, buffer: Buffer): Promise<void> {
   while (written < buffer.length) written += await writeAsync(fd, buffer, written, buffer.length - written);
 }
 
+/** `input`'s chunks, each handed to `digester` (hashed off this thread) on its way. */
+async function* hashedOffThread(
+  input: AsyncIterable<Uint8Array>,
+  digester: OffThreadDigester,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  for await (const chunk of input) {
+    const wait = digester.update(chunk);
+    yield chunk;
+    if (wait !== undefined) await wait;
+  }
+}
+
 function mapId(id: number, mappings: readonly IdMapping[] | undefined, kind: string, entry: string): number {
   if (mappings === undefined || mappings.length === 0) return id;
   for (const range of mappings) {
@@ -176,8 +188,13 @@ export async function applyLayer(
   const effectiveUid = process.geteuid?.() ?? -1;
   const effectiveGid = process.getegid?.() ?? -1;
   // Chunks of `input` are never reused (small files' contents are kept as views until written): header
-  // blocks and padding are views of them too.
-  const reader = new TarStreamReader(input, { views: true });
+  // blocks and padding are views of them too. The DiffID is hashed on the thread pool where it can be
+  // (the main thread reads the tar meanwhile), else by the reader.
+  const digester = offThreadDigestAvailable() ? new OffThreadDigester('sha256') : undefined;
+  const reader = new TarStreamReader(digester ? hashedOffThread(input, digester) : input, {
+    views: true,
+    digest: digester === undefined,
+  });
   const tarSplit = new TarSplitWriter();
   const uids = new Set<number>();
   const gids = new Set<number>();
@@ -234,9 +251,10 @@ export async function applyLayer(
       if (layerRoot.lstat(relative)?.isDirectory()) lutimesSync(layerRoot.full(relative), atime, mtime);
     }
     const tarSplitGzip = await tarSplit.finish();
+    const uncompressedDigest = digester ? await digester.digest() : `sha256:${reader.digestHex()}`;
     succeeded = true;
     return {
-      uncompressedDigest: `sha256:${reader.digestHex()}`,
+      uncompressedDigest,
       uncompressedSize: reader.bytesRead,
       tarSplitGzip,
       uids: [...uids].sort((a, b) => a - b),

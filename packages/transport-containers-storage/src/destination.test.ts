@@ -128,6 +128,47 @@ describe('containers-storage destination: layers applied as their blobs arrive',
     }
   }, 120_000);
 
+  it('hands every chunk of a gzip layer back (chunkWritten) once spooled or taken in by gunzip, each once', async () => {
+    const destination = await openDestination({ spoolable: true });
+    const handedBack = new Map<Uint8Array, number>();
+    const given: Uint8Array[] = [];
+    const put = async (index: number) => {
+      const digest = single().layerDigests[index]!;
+      const blob = image.blobs.get(digest)!;
+      const chunks: Buffer[] = [];
+      for await (const chunk of blob.open()) chunks.push(chunk as Buffer);
+      const bytes = Buffer.concat(chunks);
+      expect(bytes.subarray(0, 2).toString('hex')).toBe('1f8b');
+      // Many small chunks, each its own memory (as a source lends them).
+      const pieces = Array.from({ length: Math.ceil(bytes.length / 100) }, (_, piece) =>
+        Buffer.from(bytes.subarray(piece * 100, (piece + 1) * 100)),
+      );
+      given.push(...pieces);
+      await destination.putBlob(
+        Readable.from(pieces, { objectMode: false }),
+        { digest, size: bytes.length },
+        {
+          isConfig: false,
+          layerIndex: index,
+          layerDiffIds: single().diffIds,
+          chunkWritten: (chunk) => handedBack.set(chunk, (handedBack.get(chunk) ?? 0) + 1),
+        },
+      );
+    };
+    try {
+      await put(1); // spooled: handed back once in the file
+      await put(0); // streamed into the driver: handed back once gunzip took it in
+      await finish(destination);
+    } finally {
+      await destination.close();
+    }
+    expect((await layerRecords()).map((layer) => layer.id)).toEqual(expectedLayerIds());
+    const backed = new Set([...handedBack.keys()].map((chunk) => chunk.buffer));
+    expect(given.filter((chunk) => !backed.has(chunk.buffer))).toEqual([]);
+    expect([...handedBack.values()].every((count) => count === 1)).toBe(true);
+    expect(handedBack.size).toBe(given.length);
+  }, 120_000);
+
   it('refuses a layer whose contents do not have the DiffID the config gives, leaving no layer', async () => {
     const destination = await openDestination({ spoolable: false });
     const [base, top] = single().diffIds;

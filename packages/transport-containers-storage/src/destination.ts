@@ -19,11 +19,10 @@
  * without a commit, remove the layers this destination created that no image uses; `close` removes the
  * spooled blobs.
  */
-import { createReadStream } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { type Duplex, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   type BlobInfo,
@@ -54,7 +53,7 @@ import {
   type TryReusingBlobOptions,
 } from '@gantry/core/transport';
 import type { ApplyDiffResult } from './drivers/driver.js';
-import { GrowingSpool } from './growing-spool.js';
+import { GrowingSpool, ReadBufferRecycler } from './growing-spool.js';
 import {
   encodedPart,
   goTimestamp,
@@ -64,6 +63,7 @@ import {
   signatureBigDataKey,
 } from './ids.js';
 import { openLayerDiff } from './layer-content.js';
+import { ownChunks } from './own-chunks.js';
 import type { ContainersStorageReference } from './reference.js';
 import {
   type ContainersStore,
@@ -204,11 +204,16 @@ function layerFailure(error: unknown, blob: string): unknown {
  * found. A failure of the blob's stream (its verification included) fails the application; when the
  * application fails first, its error is the one reported (the pipeline would otherwise report the abort
  * its own teardown causes in the decompressor).
+ *
+ * `consumed`, when given, gets each chunk of `blob` once nothing reads it any more: gzip input once the
+ * decompressor took all of it in (its transform callback). Chunks of other blobs are not handed back
+ * (the tar reader keeps views of uncompressed input; other decompressors are not looked into).
  */
 async function applyBlobContents(
   blob: AsyncIterable<Uint8Array>,
   description: string,
   apply: (contents: AsyncIterable<Uint8Array>) => Promise<ApplyDiffResult>,
+  consumed?: (chunk: Uint8Array) => void,
 ): Promise<DetectedCompression> {
   const { prefix, stream: bytes } = await sniff(blob, 16);
   const compression = detectCompression(prefix);
@@ -222,11 +227,13 @@ async function applyBlobContents(
   let applyFailure: { error: unknown } | undefined;
   // A decompression bomb stops at core's expansion limit (`ExpansionGuard`).
   const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer).stages();
+  const decompressor = createDecompressor(compression);
+  if (consumed !== undefined && compression === 'gzip') handBackConsumedInput(decompressor, consumed);
   try {
     await pipeline(
       Readable.from(bytes, { objectMode: false }),
       guard.input,
-      createDecompressor(compression),
+      decompressor,
       guard.output,
       async (decompressed: AsyncIterable<Uint8Array>) => {
         try {
@@ -241,6 +248,22 @@ async function applyBlobContents(
     throw applyFailure ? applyFailure.error : error;
   }
   return compression;
+}
+
+/**
+ * Has a node:zlib decompressor hand each input chunk to `consumed` once its transform callback ran: zlib
+ * calls it only when all of the chunk's bytes went in (its remaining input is zero), and keeps no
+ * reference to the chunk after that. A chunk whose transform fails is not handed back.
+ */
+function handBackConsumedInput(decompressor: Duplex, consumed: (chunk: Uint8Array) => void): void {
+  const stage = decompressor as Transform;
+  const transform = stage._transform;
+  stage._transform = function (this: Transform, chunk: Uint8Array, encoding, callback) {
+    transform.call(this, chunk, encoding, (error?: Error | null, data?: unknown) => {
+      if (!error && chunk.byteLength > 0) consumed(chunk);
+      callback(error, data);
+    });
+  };
 }
 
 export class ContainersStorageDestination implements ImageDestination {
@@ -352,7 +375,7 @@ export class ContainersStorageDestination implements ImageDestination {
     }
     const index = this.orderedIndexOf(options);
     if (index !== undefined && index === this.appliedCount && this.busyIndex === undefined) {
-      return this.putLayerStreaming(stream, info, index, options.signal);
+      return this.putLayerStreaming(stream, info, index, options.signal, options.chunkWritten);
     }
     const directory = await this.directory();
     const path = join(directory, `blob-${this.spooled.size}-${Math.random().toString(36).slice(2)}`);
@@ -365,14 +388,16 @@ export class ContainersStorageDestination implements ImageDestination {
       this.advance();
     }
     try {
+      // The stream's own chunks (`ownChunks`: not joined), each handed back once it is in the file.
       await pipeline(
-        stream,
+        ownChunks(stream),
         blobWriteStage(info.digest, onEnd),
-        (source: AsyncIterable<Uint8Array>) => spool.write(source),
+        (source: AsyncIterable<Uint8Array>) => spool.write(source, options.chunkWritten),
         options.signal ? { signal: options.signal } : {},
       );
       this.checkSize(info, result!.size);
     } catch (error) {
+      if (!stream.destroyed) stream.destroy();
       spool.fail(error);
       if (index !== undefined && this.growingByIndex.get(index) === growing)
         this.growingByIndex.delete(index);
@@ -400,13 +425,15 @@ export class ContainersStorageDestination implements ImageDestination {
    * Applies the layer at `index` (whose parent is in the store) straight from the blob's stream:
    * decompressed on the way into the driver, its DiffID checked against the config's, the compressed
    * bytes verified by the pipeline before the stream ends. A layer the store already has is only read
-   * through (the stream is still verified).
+   * through (the stream is still verified). The stream's chunks are read as they are (`ownChunks`) and
+   * handed to `chunkWritten` once the decompressor took them in.
    */
   private async putLayerStreaming(
     stream: Readable,
     info: BlobToWrite,
     index: number,
     signal: AbortSignal | undefined,
+    chunkWritten: ((chunk: Uint8Array) => void) | undefined,
   ): Promise<BlobInfo> {
     this.busyIndex = index;
     try {
@@ -416,7 +443,7 @@ export class ContainersStorageDestination implements ImageDestination {
       };
       const verified = (async function* (source: AsyncIterable<Uint8Array>) {
         yield* blobWriteStage(info.digest, onEnd)(source);
-      })(stream);
+      })(ownChunks(stream));
       const diffId = this.orderedDiffIds![index]!;
       const id = this.orderedLayerIds[index]!;
       const parent = index > 0 ? this.orderedLayerIds[index - 1] : undefined;
@@ -433,7 +460,7 @@ export class ContainersStorageDestination implements ImageDestination {
           signal,
           async (apply) => {
             consumed = true;
-            const compression = await applyBlobContents(verified, description, apply);
+            const compression = await applyBlobContents(verified, description, apply, chunkWritten);
             if (written === undefined)
               throw new GantryError(ErrorCodes.Internal, `${description}: the blob was not read to its end`);
             this.checkSize(info, written.size);
@@ -793,7 +820,13 @@ export class ContainersStorageDestination implements ImageDestination {
       description,
       signal,
       async (apply) => {
-        const compression = await applyBlobContents(growing.spool.read(signal), description, apply);
+        const buffers = new ReadBufferRecycler();
+        const compression = await applyBlobContents(
+          growing.spool.read(signal, buffers),
+          description,
+          apply,
+          (chunk) => buffers.giveBack(chunk),
+        );
         // The reader ended: the blob is complete and verified.
         const blob = await growing.spool.completed();
         return { digest: blob.digest, size: blob.size, compression: layerCompressionCodes[compression] };
@@ -848,24 +881,15 @@ export class ContainersStorageDestination implements ImageDestination {
       signal,
       async (apply, table) => {
         if (spooled) {
-          const prefix = await readPrefix(spooled.path);
-          const compression = detectCompression(prefix);
-          const file = createReadStream(spooled.path, { highWaterMark: 1 << 20 });
-          let contents: Readable = file;
-          if (compression !== 'none') {
-            // A decompression bomb stops at core's expansion limit (`ExpansionGuard`).
-            const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer).stages();
-            const decompressor = createDecompressor(compression);
-            contents = file.pipe(guard.input).pipe(decompressor).pipe(guard.output);
-            for (const stage of [file, guard.input, decompressor])
-              stage.on('error', (error: Error) => contents.destroy(error));
-          }
-          try {
-            await apply(contents);
-          } finally {
-            contents.destroy();
-            file.destroy();
-          }
+          // Read into buffers used again once the decompressor took each in.
+          const buffers = new ReadBufferRecycler();
+          const file = GrowingSpool.ofFile(spooled.path, { digest, size: spooled.size });
+          const compression = await applyBlobContents(
+            file.read(signal, buffers),
+            description,
+            apply,
+            (chunk) => buffers.giveBack(chunk),
+          );
           return { digest, size: spooled.size, compression: layerCompressionCodes[compression] };
         }
         const source = table.byId(reused!.layerId);
@@ -1216,15 +1240,4 @@ function reorderLayerRecord(layer: LayerRecord): void {
 
 function sameDigests(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((value, index) => value === b[index]);
-}
-
-async function readPrefix(path: string): Promise<Uint8Array> {
-  const handle = await open(path, 'r');
-  try {
-    const buffer = Buffer.alloc(16);
-    const { bytesRead } = await handle.read(buffer, 0, 16, 0);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
 }

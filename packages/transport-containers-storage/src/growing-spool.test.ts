@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GrowingSpool } from './growing-spool.js';
+import { GrowingSpool, ReadBufferRecycler } from './growing-spool.js';
 
 let directory: string;
 
@@ -109,5 +109,43 @@ describe('GrowingSpool', () => {
     await expect(reader.next()).rejects.toThrow('stopped');
     push(null);
     await writing;
+  });
+});
+
+describe('ReadBufferRecycler', () => {
+  it('reads into a buffer again only once the chunk read into it was given back', async () => {
+    const buffers = new ReadBufferRecycler();
+    const first = buffers.take(1000);
+    const second = buffers.take(1000);
+    expect(second.buffer).not.toBe(first.buffer);
+    buffers.giveBack(Buffer.from('not one of ours'));
+    expect(buffers.take(10).buffer).not.toBe(first.buffer);
+    buffers.giveBack(first.subarray(0, 10));
+    expect(buffers.take(1000).buffer).toBe(first.buffer);
+  });
+
+  it('lets a spool reader read a whole blob through a few recycled buffers', async () => {
+    const path = join(directory, 'blob');
+    const content = randomBytes(5 * 1024 * 1024 + 17);
+    const spool = new GrowingSpool(path);
+    await spool.write(
+      (async function* () {
+        yield content;
+      })(),
+    );
+    spool.finish({ digest: 'sha256:x', size: content.length });
+    const buffers = new ReadBufferRecycler();
+    const seen = new Set<ArrayBufferLike>();
+    const read: Buffer[] = [];
+    for await (const chunk of GrowingSpool.ofFile(path, { digest: 'sha256:x', size: content.length }).read(
+      undefined,
+      buffers,
+    )) {
+      seen.add(chunk.buffer);
+      read.push(Buffer.from(chunk));
+      buffers.giveBack(chunk);
+    }
+    expect(Buffer.concat(read).equals(content)).toBe(true);
+    expect(seen.size).toBe(1);
   });
 });

@@ -31,6 +31,14 @@ export class GrowingSpool {
 
   constructor(readonly path: string) {}
 
+  /** A spool of a blob already complete and verified in the file at `path`. */
+  static ofFile(path: string, blob: SpooledBlobIdentity): GrowingSpool {
+    const spool = new GrowingSpool(path);
+    spool.written = blob.size;
+    spool.state = { done: blob };
+    return spool;
+  }
+
   /** Whether the writer failed (its error is what readers throw). */
   get failed(): boolean {
     return this.state !== undefined && 'failed' in this.state;
@@ -39,9 +47,10 @@ export class GrowingSpool {
   /**
    * Writes everything `source` yields to the file (created, mode 0600), one write in flight: chunks that
    * arrive meanwhile are written together next (up to `maxBatchBytes` held; past that the source waits).
-   * The caller then calls `finish` or `fail`.
+   * The caller then calls `finish` or `fail`. `written`, when given, gets each chunk of `source` once
+   * all of its bytes are in the file (nothing here reads it again).
    */
-  async write(source: AsyncIterable<Uint8Array>): Promise<void> {
+  async write(source: AsyncIterable<Uint8Array>, written?: (chunk: Uint8Array) => void): Promise<void> {
     const handle = await open(this.path, 'wx', 0o600);
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
@@ -56,6 +65,7 @@ export class GrowingSpool {
       writing = this.append(handle, chunks).then(
         () => {
           busy = false;
+          if (written !== undefined) for (const chunk of chunks) written(chunk);
         },
         (error: unknown) => {
           failure ??= { error };
@@ -131,8 +141,11 @@ export class GrowingSpool {
     for (const resolve of this.waiters.splice(0)) resolve();
   }
 
-  /** The blob's bytes, as they arrive; ends when it is complete and verified, throws when it failed. */
-  async *read(signal?: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
+  /**
+   * The blob's bytes, as they arrive; ends when it is complete and verified, throws when it failed. Read
+   * into `buffers` when given (each chunk is then the consumer's until it gives it back).
+   */
+  async *read(signal?: AbortSignal, buffers?: ReadBufferRecycler): AsyncGenerator<Buffer, void, undefined> {
     let handle: FileHandle | undefined;
     let position = 0;
     try {
@@ -141,8 +154,9 @@ export class GrowingSpool {
         if (this.state !== undefined && 'failed' in this.state) throw this.state.failed;
         if (position < this.written) {
           handle ??= await open(this.path, 'r');
-          const buffer = Buffer.allocUnsafe(Math.min(readChunkBytes, this.written - position));
-          const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+          const length = Math.min(readChunkBytes, this.written - position);
+          const buffer = buffers?.take(length) ?? Buffer.allocUnsafe(length);
+          const { bytesRead } = await handle.read(buffer, 0, length, position);
           if (bytesRead === 0) throw new Error(`${this.path}: the spooled blob is shorter than written`);
           position += bytesRead;
           yield buffer.subarray(0, bytesRead);
@@ -157,5 +171,33 @@ export class GrowingSpool {
     } finally {
       await handle?.close();
     }
+  }
+}
+
+/**
+ * Read buffers of `readChunkBytes`, taken back once their reader is done with the chunk read into one
+ * (`giveBack`) and read into again: no fresh memory (page faults on first touch, garbage until the next
+ * collection) per 1 MiB read. A chunk never given back leaves its buffer to the garbage collector.
+ */
+export class ReadBufferRecycler {
+  private readonly idle: Buffer[] = [];
+  private readonly lent = new WeakMap<ArrayBufferLike, Buffer>();
+
+  constructor(private readonly keep = 4) {}
+
+  /** A buffer with room for `length` bytes (at most `readChunkBytes`), lent out. */
+  take(length: number): Buffer {
+    if (length > readChunkBytes) return Buffer.allocUnsafe(length);
+    const buffer = this.idle.pop() ?? Buffer.allocUnsafeSlow(readChunkBytes);
+    this.lent.set(buffer.buffer, buffer);
+    return buffer;
+  }
+
+  /** Nothing reads `chunk` (a view of a buffer from `take`; anything else is ignored) any more. */
+  giveBack(chunk: Uint8Array): void {
+    const buffer = this.lent.get(chunk.buffer);
+    if (buffer === undefined) return;
+    this.lent.delete(chunk.buffer);
+    if (this.idle.length < this.keep) this.idle.push(buffer);
   }
 }

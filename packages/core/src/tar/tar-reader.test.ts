@@ -145,6 +145,24 @@ describe('TarStreamReader chunking', () => {
       tar[0] = first;
     }
   });
+
+  it('counts without hashing with digest: false (for a caller that hashes the input itself)', async () => {
+    const tar = Buffer.concat([header(Buffer.from('a'), 3), Buffer.from('abc'), Buffer.alloc(509), end]);
+    const reader = new TarStreamReader(
+      (async function* () {
+        yield tar;
+      })(),
+      { digest: false },
+    );
+    while ((await reader.next()) !== undefined) {
+      // entries
+    }
+    for await (const _ of reader.trailing()) {
+      // trailing bytes
+    }
+    expect(reader.bytesRead).toBe(tar.length);
+    expect(() => reader.digestHex()).toThrow(/digest: false/);
+  });
 });
 
 describe('TarStreamReader header formats', () => {

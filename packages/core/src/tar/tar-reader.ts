@@ -227,7 +227,8 @@ const headerOnlyTypes = new Set(['1', '2', '3', '4', '5', '6']);
 const emptyBuffer = Buffer.alloc(0);
 
 /**
- * Pulls bytes from an async iterable of chunks, hashing (sha256) and counting everything it takes.
+ * Pulls bytes from an async iterable of chunks, hashing (sha256, unless told not to) and counting
+ * everything it takes.
  * Chunks are handed on as views where possible; only blocks that straddle chunks are copied (just their
  * bytes, never the rest of the chunk). With `views`, whole blocks are views of the input too.
  */
@@ -236,14 +237,16 @@ class ByteSource {
   private current: Buffer = Buffer.alloc(0);
   private position = 0;
   private ended = false;
-  readonly hash: Hash = createHash('sha256');
+  readonly hash: Hash | undefined;
   count = 0;
 
   constructor(
     input: AsyncIterable<Uint8Array>,
     private readonly views: boolean,
+    digest: boolean,
   ) {
     this.iterator = input[Symbol.asyncIterator]();
+    this.hash = digest ? createHash('sha256') : undefined;
   }
 
   /** The next non-empty chunk of the input (hashed and counted), or undefined at its end. */
@@ -260,7 +263,7 @@ class ByteSource {
       const chunk = Buffer.isBuffer(value)
         ? value
         : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-      this.hash.update(chunk);
+      this.hash?.update(chunk);
       this.count += chunk.length;
       return chunk;
     }
@@ -376,9 +379,11 @@ export class TarStreamReader {
    * `views`: header blocks, padding and `raw` may be views of the input's chunks instead of copies (no
    * copy and no allocation for the common entry), for a caller whose input never reuses a chunk's memory
    * (a stream that hands out new buffers, as Node's decompressors and file streams do).
+   * `digest: false`: the bytes read are not hashed (`digestHex` then throws), for a caller that hashes
+   * the input itself (off this thread).
    */
-  constructor(input: AsyncIterable<Uint8Array>, options: { views?: boolean } = {}) {
-    this.source = new ByteSource(input, options.views === true);
+  constructor(input: AsyncIterable<Uint8Array>, options: { views?: boolean; digest?: boolean } = {}) {
+    this.source = new ByteSource(input, options.views === true, options.digest !== false);
   }
 
   /** Bytes read from the input so far. */
@@ -388,6 +393,7 @@ export class TarStreamReader {
 
   /** sha256 (hex) of every byte read; call after `trailing()` is exhausted. */
   digestHex(): string {
+    if (this.source.hash === undefined) throw new Error('TarStreamReader: made with digest: false');
     return this.source.hash.digest('hex');
   }
 
