@@ -184,7 +184,11 @@ export abstract class DockerArchiveImageDestinationBase<Reference extends ImageR
     const stored = await this.writer.putBlob(
       stream,
       { ...(info.digest ? { digest: info.digest } : {}), size: info.size },
-      { isConfig: options.isConfig, ...(signal ? { signal } : {}) },
+      {
+        isConfig: options.isConfig,
+        ...(signal ? { signal } : {}),
+        ...(options.chunkWritten ? { chunkWritten: options.chunkWritten } : {}),
+      },
     );
     return { ...stored, ...(info.mediaType ? { mediaType: info.mediaType } : {}) };
   }

@@ -199,11 +199,14 @@ export class DockerArchiveWriter {
    * - Otherwise the digest is computed while the bytes are written (see the module comment for where they
    *   go); `ERR_GANTRY_DIGEST_MISMATCH` when a given `digest` is not the bytes'.
    * - A config is read into memory (at most 16 MiB; needed for the legacy layer metadata).
+   *
+   * `options.chunkWritten` (`PutBlobOptions.chunkWritten`) gets the chunks of a layer of known digest and
+   * size written into a file output, each once it is in the file.
    */
   async putBlob(
     stream: ByteSource,
     info: { digest?: Digest; size: number },
-    options: { isConfig: boolean; signal?: AbortSignal },
+    options: { isConfig: boolean; signal?: AbortSignal; chunkWritten?: (chunk: Uint8Array) => void },
   ): Promise<BlobInfo> {
     const signal = options.signal;
     if (options.isConfig) return this.#putConfig(stream, info);
@@ -222,6 +225,7 @@ export class DockerArchiveWriter {
           await this.#file.addStream(entryName, stream as AsyncIterable<Uint8Array>, size, {
             mode: 0o444,
             ...(signal ? { signal } : {}),
+            ...(options.chunkWritten ? { chunkWritten: options.chunkWritten } : {}),
           });
         } else {
           try {

@@ -97,6 +97,38 @@ describe('SeekableTarWriter', () => {
     }
   });
 
+  it('hands each chunk of addStream to chunkWritten once it is in the file, and none of a failed entry', async () => {
+    const { file, handle, writer } = await openWriter('written.tar');
+    const bytes = Buffer.alloc(3 * 1024 * 1024 + 100);
+    for (let index = 0; index < bytes.length; index += 1) bytes[index] = (index * 13) & 0xff;
+    const pieces = chunks(Buffer.from(bytes), 64 * 1024).map((piece) => Buffer.from(piece));
+    const handedBack: Uint8Array[] = [];
+    await writer.addStream('layer', Readable.from(pieces), bytes.length, {
+      // As a pool reading into the chunk again would: bytes not yet in the file would be lost.
+      chunkWritten: (chunk) => {
+        handedBack.push(chunk);
+        chunk.fill(0);
+      },
+    });
+    expect(handedBack).toEqual(pieces);
+    expect(new Set(handedBack).size).toBe(pieces.length);
+    const failed: Uint8Array[] = [];
+    await expect(
+      writer.addStream('broken', failingAfter(Buffer.alloc(100, 2), 'source broke'), 1000, {
+        chunkWritten: (chunk) => failed.push(chunk),
+      }),
+    ).rejects.toThrow(/source broke/);
+    expect(failed).toEqual([]);
+    await writer.finish();
+    await handle.close();
+    const reader = await openTarArchive(file);
+    try {
+      expect((await reader.readEntryBytes('layer')).equals(bytes)).toBe(true);
+    } finally {
+      await reader.close();
+    }
+  });
+
   it('takes back a discarded entry and an entry whose source fails, and stays usable', async () => {
     const { file, handle, writer } = await openWriter('back.tar');
     await writer.addBytes('first', 'one');

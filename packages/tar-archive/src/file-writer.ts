@@ -183,6 +183,8 @@ interface ReservedHeader {
   final: boolean;
   /** The name (and options) given to `beginEntry`, when there was one. */
   named?: { name: string; options: TarEntryOptions };
+  /** Learns each chunk given to the entry's `write` once it is in the file (`addStream`'s `chunkWritten`). */
+  written?: (chunk: Uint8Array) => void;
 }
 
 /**
@@ -373,19 +375,24 @@ export class SeekableTarWriter {
   /**
    * Adds a file whose data is `source`, which must produce exactly `size` bytes. When `source` fails or
    * yields another count (`ERR_GANTRY_SIZE_MISMATCH`), the entry is taken back and the call rejects; the
-   * writer stays usable.
+   * writer stays usable. `options.chunkWritten`, when given, gets each of `source`'s chunks once its bytes
+   * are in the file (`PutBlobOptions.chunkWritten`); chunks of a failed entry are left alone.
    */
   async addStream(
     name: string,
     source: AsyncIterable<Uint8Array>,
     size: number,
-    options: TarEntryOptions = {},
+    options: TarEntryOptions & { chunkWritten?: (chunk: Uint8Array) => void } = {},
   ): Promise<void> {
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new GantryError(ErrorCodes.Internal, `tar entry "${name}": invalid size ${size}`);
     }
     const fields = this.#fields(name, 'file', size, options);
-    const entry = await this.#beginEntry({ header: encodeHeaders(fields), final: true });
+    const entry = await this.#beginEntry({
+      header: encodeHeaders(fields),
+      final: true,
+      ...(options.chunkWritten ? { written: options.chunkWritten } : {}),
+    });
     try {
       for await (const chunk of source) {
         throwIfAborted(options.signal);
@@ -489,7 +496,13 @@ export class SeekableTarWriter {
       pending = [];
       pendingBytes = 0;
       await inFlight;
+      const written = reserved.written;
       inFlight = this.#appendChunks(batch, batchBytes);
+      if (written !== undefined) {
+        inFlight = inFlight.then(() => {
+          for (const chunk of batch) written(chunk);
+        });
+      }
       inFlight.catch(() => undefined);
     };
     const assertOpen = () => {

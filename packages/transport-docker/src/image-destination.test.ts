@@ -34,6 +34,31 @@ describe('gatherChunks', () => {
     expect(await collect(gatherChunks(pieces([]), 8))).toEqual([]);
   });
 
+  it('tells which chunks it copied into a gathered piece, and which pieces it made', async () => {
+    const source: Uint8Array[] = [];
+    async function* recorded(): AsyncGenerator<Uint8Array> {
+      for await (const chunk of pieces([10, 2, 3, 12, 4])) {
+        source.push(chunk);
+        yield chunk;
+      }
+    }
+    const copied: Uint8Array[] = [];
+    const gathered: Uint8Array[] = [];
+    const out: Uint8Array[] = [];
+    for await (const piece of gatherChunks(recorded(), 8, {
+      copied: (chunk) => copied.push(chunk),
+      gathered: (piece) => gathered.push(piece),
+    })) {
+      out.push(piece);
+    }
+    expect(out.map((piece) => piece.byteLength)).toEqual([10, 17, 4]);
+    // The 10 passed as it is; 2, 3 and 12 were copied into the 17; the last piece (4) passed alone.
+    expect(out[0]).toBe(source[0]);
+    expect(copied).toEqual([source[1], source[2], source[3]]);
+    expect(gathered).toEqual([out[1]]);
+    expect(out[2]).toBe(source[4]);
+  });
+
   it('lets an error of the source through', async () => {
     async function* failing(): AsyncGenerator<Uint8Array> {
       yield Buffer.alloc(2);

@@ -108,14 +108,23 @@ function nextLocation(response: Awaited<ReturnType<RegistryClient['request']>>, 
 /**
  * Passes `source`'s bytes on in pieces of at least `size` bytes (the last may be smaller), so that
  * a stream of small reads makes fewer socket writes. A chunk of at least `size` bytes arriving with
- * nothing gathered passes as it is (not copied).
+ * nothing gathered passes as it is (not copied). `copied`, when given, learns each of `source`'s chunks
+ * that was copied into a gathered piece (its bytes are not read again), once that piece is made, and
+ * `gathered` each piece made so (memory of its own, not one of `source`'s chunks).
  */
 export async function* gatherChunks(
   source: AsyncIterable<Uint8Array>,
   size: number,
+  notify: { copied?: (chunk: Uint8Array) => void; gathered?: (piece: Uint8Array) => void } = {},
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
+  const gather = (): Uint8Array => {
+    const piece = Buffer.concat(pending, pendingBytes);
+    notify.gathered?.(piece);
+    if (notify.copied) for (const chunk of pending) notify.copied(chunk);
+    return piece;
+  };
   for await (const chunk of source) {
     if (pendingBytes === 0 && chunk.byteLength >= size) {
       yield chunk;
@@ -124,13 +133,22 @@ export async function* gatherChunks(
     pending.push(chunk);
     pendingBytes += chunk.byteLength;
     if (pendingBytes >= size) {
-      yield Buffer.concat(pending, pendingBytes);
+      const piece = gather();
       pending = [];
       pendingBytes = 0;
+      yield piece;
     }
   }
-  if (pendingBytes > 0) yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+  if (pendingBytes > 0) yield pending.length === 1 ? pending[0]! : gather();
 }
+
+/**
+ * Bytes handed to a socket after a chunk before the chunk counts as written. A body generator resumed by
+ * undici has fewer than the socket's `writableHighWaterMark` (16 KiB by default) bytes not yet written:
+ * undici waits for 'drain' whenever a write leaves more. So every byte more than this far behind the
+ * newest one handed over is out of the process.
+ */
+const writtenMarginBytes = 1024 * 1024;
 
 /** Manifest types a registry destination accepts, most preferred first (containers/image's list). */
 export const dockerDestinationManifestMediaTypes: readonly string[] = [
@@ -409,7 +427,7 @@ export class DockerImageDestination implements ImageDestination {
       if (info.digest === undefined && this.client.options.precomputeDigests) {
         return await this.putBlobPrecomputed(stream, info, options.isConfig, signal);
       }
-      return await this.uploadBlob(stream, info, signal);
+      return await this.uploadBlob(stream, info, signal, options.chunkWritten);
     } catch (error) {
       stream.destroy();
       throw error;
@@ -536,6 +554,7 @@ export class DockerImageDestination implements ImageDestination {
     stream: Readable,
     info: BlobToWrite,
     signal: AbortSignal | undefined,
+    chunkWritten?: (chunk: Uint8Array) => void,
   ): Promise<BlobInfo> {
     const { wholeUploadMaxBytes, uploadChunkSize } = this.client.options;
     if (
@@ -547,7 +566,7 @@ export class DockerImageDestination implements ImageDestination {
     ) {
       wholeUploadBytesHeld += info.size;
       try {
-        return await this.uploadWhole(stream, { ...info, digest: info.digest }, signal);
+        return await this.uploadWhole(stream, { ...info, digest: info.digest }, signal, chunkWritten);
       } finally {
         wholeUploadBytesHeld -= info.size;
       }
@@ -567,7 +586,22 @@ export class DockerImageDestination implements ImageDestination {
         throw error;
       }
     };
-    const iterator = gatherChunks(guarded(), streamPieceBytes)[Symbol.asyncIterator]();
+    // The stream's chunks this upload is done with go back to their reader (`chunkWritten`): those
+    // copied into a gathered piece at once, the others once written and out of the resume window.
+    const gatheredPieces = new WeakSet<Uint8Array>();
+    const pieceWritten =
+      chunkWritten === undefined
+        ? undefined
+        : (piece: Uint8Array): void => {
+            if (!gatheredPieces.has(piece)) chunkWritten(piece);
+          };
+    const iterator = gatherChunks(
+      guarded(),
+      streamPieceBytes,
+      chunkWritten === undefined
+        ? {}
+        : { copied: chunkWritten, gathered: (piece) => gatheredPieces.add(piece) },
+    )[Symbol.asyncIterator]();
     let session = await this.takeSession(signal, what);
     let committed = false;
     try {
@@ -582,7 +616,14 @@ export class DockerImageDestination implements ImageDestination {
           what,
         );
       } else {
-        const outcome = await this.uploadStreamed(session.location, iterator, failure, signal, what);
+        const outcome = await this.uploadStreamed(
+          session.location,
+          iterator,
+          failure,
+          signal,
+          what,
+          pieceWritten,
+        );
         if (outcome.accepted) location = outcome.location;
         else {
           this.rememberStreamingRefused();
@@ -646,6 +687,7 @@ export class DockerImageDestination implements ImageDestination {
     stream: Readable,
     info: BlobToWrite & { digest: Digest },
     signal: AbortSignal | undefined,
+    chunkWritten?: (chunk: Uint8Array) => void,
   ): Promise<BlobInfo> {
     const what = `uploading blob ${info.digest} to ${this.displayName}`;
     const starting = this.takeSession(signal, what);
@@ -695,6 +737,8 @@ export class DockerImageDestination implements ImageDestination {
         session = await this.startUpload(signal, what);
       }
     }
+    // The registry answered the request that carried every piece: all were written.
+    if (chunkWritten !== undefined) for (const piece of pieces) chunkWritten(piece);
     this.recordLocation(info.digest);
     const result: BlobInfo = { digest: info.digest, size };
     if (info.mediaType !== undefined) result.mediaType = info.mediaType;
@@ -728,13 +772,14 @@ export class DockerImageDestination implements ImageDestination {
     failure: { error?: unknown },
     signal: AbortSignal | undefined,
     what: string,
+    pieceWritten?: (piece: Uint8Array) => void,
   ): Promise<
     | { accepted: true; location: URL }
     | { accepted: false; error: GantryError; replay: Uint8Array[] | undefined }
   > {
     const window = this.resumeBudget.join();
     try {
-      return await this.uploadStreamedWithin(window, location, iterator, failure, signal, what);
+      return await this.uploadStreamedWithin(window, location, iterator, failure, signal, what, pieceWritten);
     } finally {
       window.release();
     }
@@ -747,10 +792,16 @@ export class DockerImageDestination implements ImageDestination {
     failure: { error?: unknown },
     signal: AbortSignal | undefined,
     what: string,
+    pieceWritten?: (piece: Uint8Array) => void,
   ): Promise<
     | { accepted: true; location: URL }
     | { accepted: false; error: GantryError; replay: Uint8Array[] | undefined }
   > {
+    // Pieces out of `recent` (no longer needed to resume), each with the stream offset where it ends,
+    // waiting to be written (`writtenMarginBytes`) and out of `retained` before `pieceWritten` gets them.
+    const leaving: { piece: Uint8Array; end: number }[] = [];
+    // The stream ended: a registry answering 202 then took every byte of it.
+    let exhausted = false;
     // Every piece taken from the stream while they fit in this upload's share of the resume budget.
     let retained: Uint8Array[] | undefined = [];
     let retainedBytes = 0;
@@ -762,8 +813,16 @@ export class DockerImageDestination implements ImageDestination {
     let resend: Uint8Array[] = [];
     let inFlight: Promise<unknown> | undefined;
     const pull = (): Promise<IteratorResult<Uint8Array>> => {
+      // Called by the request's body once undici asked for more: every byte taken so far was handed to
+      // this request's socket (or to one closed since), all but the last few out of the process.
+      if (pieceWritten !== undefined && retained === undefined) {
+        while (leaving.length > 0 && leaving[0]!.end <= pulledBytes - writtenMarginBytes) {
+          pieceWritten(leaving.shift()!.piece);
+        }
+      }
       const next = iterator.next().then((result) => {
-        if (!result.done) {
+        if (result.done) exhausted = true;
+        else {
           // The share shrinks while more uploads stream at once: older pieces are let go then.
           const share = window.bytes();
           if (retained !== undefined) {
@@ -775,7 +834,11 @@ export class DockerImageDestination implements ImageDestination {
           recent.push(result.value);
           recentBytes += result.value.byteLength;
           while (recent.length > 1 && recentBytes - recent[0]!.byteLength >= share) {
-            recentBytes -= recent.shift()!.byteLength;
+            const piece = recent.shift()!;
+            if (pieceWritten !== undefined) {
+              leaving.push({ piece, end: pulledBytes - recentBytes + piece.byteLength });
+            }
+            recentBytes -= piece.byteLength;
           }
         }
         return result;
@@ -859,6 +922,13 @@ export class DockerImageDestination implements ImageDestination {
       }
       if (patch.statusCode === 202 || patch.statusCode === 204) {
         await patch.body.dump();
+        if (pieceWritten !== undefined && exhausted) {
+          // The registry took the whole body: every piece was written.
+          const written = new Set<Uint8Array>([...leaving.map((entry) => entry.piece), ...recent]);
+          for (const piece of retained ?? []) written.add(piece);
+          leaving.length = 0;
+          for (const piece of written) pieceWritten(piece);
+        }
         return { accepted: true, location: nextLocation(patch, current) };
       }
       if (patch.statusCode === 429 && tooManyRequests < maxTooManyRequestsRetries) {

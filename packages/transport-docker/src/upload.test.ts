@@ -14,6 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { defaultUploadChunkBytes } from './blob-upload.js';
 import { gantryUserAgent } from './connections.js';
 import type { DockerContextOptions } from './context.js';
+import { sharedUploadResumeBudget } from './resume-budget.js';
 import { type FaultProxy, type ProxiedRequest, startFaultProxy } from './testing/fault-proxy.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
 import { buildImage, dockerContext, pushFixture } from './testing/test-helpers.js';
@@ -271,6 +272,153 @@ describe('blob uploads (real registry behind a fault proxy)', () => {
         await transport.closeConnections();
       }
     });
+  });
+
+  describe('chunks handed back once written (PutBlobOptions.chunkWritten)', () => {
+    /**
+     * A blob as `count` chunks of `chunkBytes` with a small one every `smallEvery` (gathered into pieces
+     * before they are sent), and a `chunkWritten` that overwrites each chunk it gets, as a buffer pool
+     * reading into it again would: the registry checks the digest at the PUT, so a chunk handed back
+     * before its bytes left the process fails the upload.
+     */
+    function lentChunks(count: number, chunkBytes: number, seed: number, smallEvery = 7) {
+      const chunks: Buffer[] = [];
+      for (let index = 0; index < count; index += 1) {
+        const size = smallEvery > 0 && index % smallEvery === 3 ? 1000 : chunkBytes;
+        const chunk = Buffer.allocUnsafe(size);
+        for (let offset = 0; offset < size; offset += 1)
+          chunk[offset] = (offset * 31 + index * 7 + seed) & 0xff;
+        chunks.push(chunk);
+      }
+      const bytes = Buffer.concat(chunks);
+      const handedBack: Uint8Array[] = [];
+      let handedBackBeforeTheEnd = 0;
+      let ended = false;
+      const chunkWritten = (chunk: Uint8Array): void => {
+        handedBack.push(chunk);
+        if (!ended) handedBackBeforeTheEnd += 1;
+        chunk.fill(0xaa);
+      };
+      async function* stream(): AsyncGenerator<Buffer> {
+        for (const chunk of chunks) {
+          yield chunk;
+          // Let the socket drain now and then, as a real source does.
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        ended = true;
+      }
+      return {
+        chunks,
+        blob: { digest: digestOf(bytes), size: bytes.byteLength },
+        readable: () => Readable.from(stream(), { objectMode: true }),
+        chunkWritten,
+        handedBack,
+        handedBackBeforeTheEnd: () => handedBackBeforeTheEnd,
+      };
+    }
+
+    async function putLent(
+      repository: string,
+      lent: ReturnType<typeof lentChunks>,
+      options: DockerContextOptions = {},
+    ) {
+      const transport = createDockerTransport();
+      try {
+        const destination = await transport
+          .parseReference(`//${proxy.host}/${repository}:v1`)
+          .newImageDestination(dockerContext({ tlsVerify: false, ...options }));
+        const stored = await destination.putBlob(lent.readable(), lent.blob, {
+          isConfig: false,
+          chunkWritten: lent.chunkWritten,
+        });
+        await destination.close();
+        return stored;
+      } finally {
+        await transport.closeConnections();
+      }
+    }
+
+    /** Each chunk of the stream was handed back exactly once (the very object read). */
+    function expectEachHandedBackOnce(lent: ReturnType<typeof lentChunks>): void {
+      expect(new Set(lent.handedBack).size).toBe(lent.handedBack.length);
+      expect(new Set(lent.handedBack)).toEqual(new Set(lent.chunks));
+    }
+
+    it('a streamed upload hands each chunk back once, most of them while it still streams', async () => {
+      const lent = lentChunks(400, 64 * 1024, 1);
+      proxy.requests.length = 0;
+      const stored = await putLent('lent/streamed', lent);
+      expect(stored.digest).toBe(lent.blob.digest);
+      expect(proxy.requests.filter(isPatch)).toHaveLength(1);
+      expectEachHandedBackOnce(lent);
+      // Beyond the resume window (8 MiB) and the margin, chunks come back as the upload goes.
+      expect(lent.handedBackBeforeTheEnd()).toBeGreaterThan(lent.chunks.length / 2);
+    }, 60_000);
+
+    it('a streamed upload resumed after a dropped connection sends the right bytes, chunks handed back once', async () => {
+      // As in upload-resume.test.ts: the buffering proxy drops the first PATCH whole, the registry reports
+      // 0 bytes, and a window larger than what was sent lets the upload go on from memory.
+      const { totalBytes, perUploadBytes } = sharedUploadResumeBudget;
+      sharedUploadResumeBudget.resize(64 * 1024 * 1024, 64 * 1024 * 1024);
+      try {
+        const lent = lentChunks(400, 64 * 1024, 2);
+        proxy.requestFaults.push({
+          buffered: true,
+          matches: (method) => method === 'PATCH',
+          cutAfterBytes: 3_000_000,
+          times: 1,
+        });
+        proxy.requests.length = 0;
+        const stored = await putLent('lent/resumed', lent);
+        expect(proxy.requestFaults[0]!.times).toBe(0);
+        expect(stored.digest).toBe(lent.blob.digest);
+        expect(proxy.requests.filter(isPatch).length).toBeGreaterThanOrEqual(2);
+        expectEachHandedBackOnce(lent);
+      } finally {
+        sharedUploadResumeBudget.resize(totalBytes, perUploadBytes);
+      }
+    }, 60_000);
+
+    it('a blob sent whole hands its chunks back once the registry took it', async () => {
+      const lent = lentChunks(40, 64 * 1024, 3);
+      const stored = await putLent('lent/whole', lent, { wholeUploadMaxBytes: 4 * 1024 * 1024 });
+      expect(stored.digest).toBe(lent.blob.digest);
+      expectEachHandedBackOnce(lent);
+      expect(lent.handedBackBeforeTheEnd()).toBe(0);
+    }, 60_000);
+
+    it('a failed upload hands back only chunks that left the resume window, each once', async () => {
+      // No small chunks: those are copied into gathered pieces and handed back at once.
+      const lent = lentChunks(300, 64 * 1024, 4, 0);
+      async function* failing(): AsyncGenerator<Buffer> {
+        for (const [index, chunk] of lent.chunks.entries()) {
+          if (index === 250) throw new Error('the source failed');
+          yield chunk;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+      const transport = createDockerTransport();
+      try {
+        const destination = await transport
+          .parseReference(`//${proxy.host}/lent/failed:v1`)
+          .newImageDestination(dockerContext({ tlsVerify: false }));
+        await expect(
+          destination.putBlob(Readable.from(failing(), { objectMode: true }), lent.blob, {
+            isConfig: false,
+            chunkWritten: lent.chunkWritten,
+          }),
+        ).rejects.toThrow('the source failed');
+        expect(new Set(lent.handedBack).size).toBe(lent.handedBack.length);
+        // The last 8 MiB read (the resume window) and more were not written for sure: not handed back.
+        const handedBackBytes = lent.handedBack.reduce((sum, chunk) => sum + chunk.byteLength, 0);
+        const readBytes = lent.chunks.slice(0, 250).reduce((sum, chunk) => sum + chunk.byteLength, 0);
+        expect(handedBackBytes).toBeGreaterThan(0);
+        expect(handedBackBytes).toBeLessThanOrEqual(readBytes - 8 * 1024 * 1024);
+        await destination.close();
+      } finally {
+        await transport.closeConnections();
+      }
+    }, 60_000);
   });
 
   describe('upload sessions opened ahead', () => {

@@ -7,7 +7,7 @@ import { layerCompressionOf } from '../manifest/index.js';
 import { OffThreadDigester } from '../off-thread-digester.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
-import { socketReadBuffers, transientBuffers } from './buffer-pool.js';
+import { releaseReadChunk, transientBuffers } from './buffer-pool.js';
 import {
   type CompressionFormat,
   compressingBlockSize,
@@ -386,6 +386,8 @@ type Stage = (source: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
  * `source` decompressed, within the expansion limit (`ExpansionGuard`: a bomb fails with
  * `ERR_GANTRY_INVALID_LAYER`). Data the decompressor rejects fails with `ERR_GANTRY_DIGEST_MISMATCH` naming the
  * blob (such bytes cannot be the blob the manifest names); errors of the source pass unchanged.
+ * `noteGarbage`: each input chunk once the decompressor took it and each output chunk once the next
+ * stage is done with it are noted to `transientBuffers` (a layer decompressed for its destination).
  */
 async function* decompressing(
   source: AsyncIterable<Uint8Array>,
@@ -393,6 +395,7 @@ async function* decompressing(
   description: string,
   chunkSize?: number,
   pooledOutput = false,
+  noteGarbage = false,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let sourceFailure: unknown;
   const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer);
@@ -401,6 +404,7 @@ async function* decompressing(
       for await (const chunk of source) {
         guard.compressed(chunk.byteLength);
         yield chunk;
+        if (noteGarbage) transientBuffers.note(chunk.byteLength);
       }
     } catch (error) {
       sourceFailure = error;
@@ -414,6 +418,7 @@ async function* decompressing(
     )) {
       guard.decompressed(chunk.byteLength);
       yield chunk;
+      if (noteGarbage) transientBuffers.note(chunk.byteLength);
     }
   } catch (error) {
     // Anything but the source's own failure, an abort or a Gantry error is the decompressor's verdict.
@@ -535,7 +540,13 @@ function compressionStage(
       !(plan.keep as readonly string[] | undefined)?.includes(compression)
     ) {
       onDecision('none', true);
-      yield* decompressing(stream, compression, description);
+      // Each compressed chunk read and each decompressed one written is garbage next: paced.
+      const endDecompression = transientBuffers.whileDecompressing();
+      try {
+        yield* decompressing(stream, compression, description, undefined, false, true);
+      } finally {
+        endDecompression();
+      }
     } else {
       onDecision(compression, false);
       yield* stream;
@@ -999,7 +1010,7 @@ function closeOf(stream: Readable): Promise<void> {
 
 /** `PutBlobOptions.chunkWritten` of the plain copy path: the chunk's read buffer may be read into again. */
 function releaseChunk(chunk: Uint8Array): void {
-  socketReadBuffers.release(chunk);
+  releaseReadChunk(chunk);
 }
 
 /**

@@ -2,10 +2,13 @@ import { describe, expect, it } from 'vitest';
 import {
   BufferPool,
   bufferPoolOf,
+  fileReadBuffers,
   fullGarbageCollection,
   GarbagePacer,
   ReadBuffers,
+  releaseReadChunk,
   scratchBuffer,
+  socketReadBuffers,
 } from './buffer-pool.js';
 
 describe('BufferPool', () => {
@@ -48,7 +51,12 @@ describe('GarbagePacer', () => {
 
   /** A pacer over a simulated heap whose collections drop the external memory to `live`. */
   function simulated(
-    options: { external?: boolean; usedHeap?: number; onlyWhileRecompressing?: boolean } = {},
+    options: {
+      external?: boolean;
+      usedHeap?: number;
+      onlyWhileRecompressing?: boolean;
+      decompressionGrowth?: number;
+    } = {},
   ) {
     const heap = { used: options.usedHeap ?? 10 * mib, external: 20 * mib, live: 20 * mib };
     let collections = 0;
@@ -62,6 +70,7 @@ describe('GarbagePacer', () => {
       },
       () => ({ used: heap.used, ...(options.external === false ? {} : { external: heap.external }) }),
       options.onlyWhileRecompressing === true,
+      options.decompressionGrowth,
     );
     /** `bytes` of new buffers that became garbage at once. */
     const garbage = (bytes: number): void => {
@@ -85,6 +94,27 @@ describe('GarbagePacer', () => {
     expect(collections()).toBe(2);
     other();
     for (let index = 0; index < 20; index += 1) garbage(4 * mib);
+    expect(collections()).toBe(2);
+  });
+
+  it('while only decompressions run, collects at their own growth; a recompression brings back its own', () => {
+    const { pacer, garbage, collections } = simulated({
+      onlyWhileRecompressing: true,
+      decompressionGrowth: 48 * mib,
+    });
+    const endDecompression = pacer.whileDecompressing();
+    garbage(4 * mib); // Base: 24 MiB.
+    for (let index = 0; index < 11; index += 1) garbage(4 * mib); // +44 MiB: below 48.
+    expect(collections()).toBe(0);
+    garbage(4 * mib); // +48 MiB.
+    expect(collections()).toBe(1);
+    const endRecompression = pacer.whileRecompressing();
+    for (let index = 0; index < 6; index += 1) garbage(4 * mib); // +24 MiB: the recompression's growth.
+    expect(collections()).toBe(2);
+    endRecompression();
+    endDecompression();
+    endDecompression(); // Once only.
+    for (let index = 0; index < 30; index += 1) garbage(4 * mib);
     expect(collections()).toBe(2);
   });
 
@@ -185,6 +215,20 @@ describe('fullGarbageCollection', () => {
       if (saved === undefined) delete process.env.GANTRY_GC_PACING;
       else process.env.GANTRY_GC_PACING = saved;
     }
+  });
+});
+
+describe('releaseReadChunk', () => {
+  it('gives a chunk back to the read buffers it came from, socket or file; other memory is ignored', () => {
+    const fromFile = fileReadBuffers.take();
+    fileReadBuffers.filled(fromFile, fromFile.byteLength);
+    const fromSocket = socketReadBuffers.take();
+    socketReadBuffers.filled(fromSocket, fromSocket.byteLength);
+    releaseReadChunk(Buffer.alloc(10));
+    releaseReadChunk(fromFile);
+    releaseReadChunk(fromSocket);
+    expect(fileReadBuffers.take().buffer).toBe(fromFile.buffer);
+    expect(socketReadBuffers.take().buffer).toBe(fromSocket.buffer);
   });
 });
 

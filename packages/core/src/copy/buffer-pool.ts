@@ -102,13 +102,18 @@ function readHeap(): HeapReading {
  * the live heap (a few milliseconds at ~10 MiB), so a program embedding Gantry with a large heap of its
  * own is left to V8's pacing.
  *
- * With `onlyWhileRecompressing`, notes count only while a recompression runs (`whileRecompressing`):
- * a copy that only compresses (uncompressed layers gzip-compressed for an OCI layout) stays under
- * 150 MiB without the pacing, and there the collections cost ~0.2 s of CPU per copy (measured:
- * docs/performance-notes.md).
+ * With `onlyWhileRecompressing`, notes count only while a recompression (`whileRecompressing`) or a
+ * decompression (`whileDecompressing`) runs: a copy that only compresses (uncompressed layers
+ * gzip-compressed for an OCI layout) stays under 150 MiB without the pacing, and there the collections
+ * cost ~0.2 s of CPU per copy (measured: docs/performance-notes.md). While only decompressions run, the
+ * memory may grow by `decompressionGrowthBytes` between collections: a layer decompressed for its
+ * destination makes half the garbage of a recompressed one, and collecting at the recompression's pace
+ * cost it ~0.25 s of CPU (registry → docker-archive of 16 × 16 MiB: 101–106 MiB peak at 12 MiB, 116 MiB
+ * at 24 MiB with no measurable CPU cost, 151–180 MiB left to V8).
  */
 export class GarbagePacer {
   #recompressions = 0;
+  #decompressions = 0;
   #notedSinceCheck = 0;
   #notedSinceCollection = 0;
   #externalBase: number | undefined;
@@ -121,6 +126,7 @@ export class GarbagePacer {
     readonly collector: () => (() => void) | undefined,
     readonly heap: () => HeapReading = readHeap,
     readonly onlyWhileRecompressing = false,
+    readonly decompressionGrowthBytes = externalGrowthBytes,
   ) {}
 
   /** Marks a recompression as running until the returned function is called (once). */
@@ -134,6 +140,17 @@ export class GarbagePacer {
     };
   }
 
+  /** Marks a decompression (nothing compressed again) as running until the returned function is called (once). */
+  whileDecompressing(): () => void {
+    this.#decompressions += 1;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.#decompressions -= 1;
+    };
+  }
+
   /** Full collections this pacer ran. */
   get collections(): number {
     return this.#collections;
@@ -141,19 +158,23 @@ export class GarbagePacer {
 
   /** `bytes` of buffers became (or are about to become) garbage. */
   note(bytes: number): void {
-    if (this.onlyWhileRecompressing && this.#recompressions === 0) return;
+    if (this.onlyWhileRecompressing && this.#recompressions === 0 && this.#decompressions === 0) return;
     this.#notedSinceCheck += bytes;
     this.#notedSinceCollection += bytes;
     if (this.#notedSinceCheck < this.checkEveryBytes) return;
     this.#notedSinceCheck = 0;
     const reading = this.heap();
     if (reading.used >= this.heapLimitBytes) return;
+    const growth =
+      this.#recompressions > 0 || this.#decompressions === 0
+        ? this.externalGrowthBytes
+        : this.decompressionGrowthBytes;
     if (reading.external === undefined) {
-      if (this.#notedSinceCollection < this.externalGrowthBytes) return;
+      if (this.#notedSinceCollection < growth) return;
     } else {
       // A collection V8 ran on its own lowered the memory: grow from there.
       this.#externalBase = Math.min(this.#externalBase ?? reading.external, reading.external);
-      if (reading.external - this.#externalBase < this.externalGrowthBytes) return;
+      if (reading.external - this.#externalBase < growth) return;
     }
     const collect = this.collector();
     if (!collect) return;
@@ -201,6 +222,7 @@ export const transientBuffers = new GarbagePacer(
   fullGarbageCollection,
   readHeap,
   true,
+  24 * 1024 * 1024,
 );
 
 /** What `ReadBuffers` knows of a buffer it lent out. */
@@ -317,3 +339,20 @@ export class ReadBuffers {
  * peaked at 148–150 MiB instead of 139 MiB.)
  */
 export const socketReadBuffers = new ReadBuffers(128 * 1024, 192);
+
+/**
+ * The process-wide buffers for file sources' reads (`ReadBuffers`, `pooledFileStream`): 1 MiB each (a
+ * read of a blob file takes a whole buffer, the last, shorter one leaves its rest to the next read), up
+ * to 32 MiB kept idle: about what the blobs in flight of a copy hold at once (the chunks a destination
+ * has not written yet and those an upload keeps to resume).
+ */
+export const fileReadBuffers = new ReadBuffers(1024 * 1024, 32);
+
+/**
+ * Gives back `chunk` to the read buffers it was read into (`socketReadBuffers`, `fileReadBuffers`); a
+ * chunk of any other memory is ignored. For the last reader of a chunk only (see `ReadBuffers.release`).
+ */
+export function releaseReadChunk(chunk: Uint8Array): void {
+  socketReadBuffers.release(chunk);
+  fileReadBuffers.release(chunk);
+}

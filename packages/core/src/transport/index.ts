@@ -16,13 +16,14 @@
  */
 
 export type { BlobInfoCache, CachedCompression } from '../copy/blob-info-cache.js';
-export { ReadBuffers, socketReadBuffers } from '../copy/buffer-pool.js';
+export { fileReadBuffers, ReadBuffers, releaseReadChunk, socketReadBuffers } from '../copy/buffer-pool.js';
 export {
   type CompressionFormat,
   createDecompressor,
   type DetectedCompression,
   detectCompression,
 } from '../copy/compression.js';
+export { type PooledFileStreamOptions, pooledFileStream } from '../copy/pooled-file-stream.js';
 export {
   blobWriteStage,
   canonicalDigestAlgorithm,
