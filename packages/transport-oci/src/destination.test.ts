@@ -153,6 +153,22 @@ describe('writeChunks', () => {
     expect(abortedOutput.destroyed).toBe(true);
   });
 
+  it('fails when the output closes before the end of the bytes', async () => {
+    const source = new PassThrough();
+    const { output } = collector();
+    const done = writeChunks(
+      source,
+      output,
+      () => undefined,
+      async () => {},
+    );
+    source.write(Buffer.alloc(10));
+    await new Promise((resolve) => setImmediate(resolve));
+    output.destroy();
+    await expect(done).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    expect(source.destroyed).toBe(true);
+  });
+
   it("fails with the output's error, destroying the source", async () => {
     const source = new PassThrough();
     const failure = new Error('ENOSPC');

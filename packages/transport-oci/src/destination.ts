@@ -216,14 +216,13 @@ export function writeChunks(
     const onEnd = (): void => {
       ended = true;
       beforeEnd().then(() => {
-        if (failed) return;
-        output.once('close', onOutputClose);
-        output.end();
+        if (!failed) output.end();
       }, fail);
     };
     const onOutputClose = (): void => {
       if (failed) return;
-      if (!output.writableFinished) {
+      // Closed by anything but the end of its bytes (after `source` ended): a failure.
+      if (!ended || !output.writableFinished) {
         fail(prematureClose());
         return;
       }
@@ -276,6 +275,7 @@ export function writeChunks(
     source.on('error', fail);
     output.on('error', fail);
     output.on('drain', onDrain);
+    output.once('close', onOutputClose);
     source.once('close', onSourceClose);
     source.once('end', onEnd);
     if (source.errored) {
