@@ -19,8 +19,7 @@
 import { createWriteStream, fdatasync as fdatasyncCallback, type WriteStream } from 'node:fs';
 import { lstat, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import {
   abortError,
@@ -39,7 +38,6 @@ import {
   type PutBlobOptions,
   parseDigest,
   type ReusedBlob,
-  readableChunks,
   removeAbandonedTemporaryFiles,
   type TransportContext,
   type TryReusingBlobOptions,
@@ -164,6 +162,140 @@ function releaseWrittenChunks(output: WriteStream, written: (chunk: Uint8Array) 
   }
 }
 
+/**
+ * Writes `source`'s chunks into `output` as they come ('data' events: no iterator, generator or promise
+ * per chunk), each handed to `each` first. `source` is paused while `output` holds `writableHighWaterMark`
+ * bytes or more and while a promise `each` returned is pending. Once `source` ended, `beforeEnd` runs,
+ * then `output` is ended; resolves when `output` closed after its last byte. A failure of `source` (an
+ * error, or a close before its end: `ERR_STREAM_PREMATURE_CLOSE`), of `output`, of `each` or an abort of
+ * `signal` rejects (with the abort's reason for an abort), after `beforeEnd` (so it can wait for what
+ * uses `output`'s descriptor) and with both streams destroyed.
+ */
+export function writeChunks(
+  source: Readable,
+  output: Writable,
+  each: (chunk: Uint8Array) => Promise<void> | undefined,
+  beforeEnd: () => Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let failed = false;
+    let ended = false;
+    let waits = 0;
+    let full = false;
+    const resumeIfFree = (): void => {
+      if (!failed && !ended && waits === 0 && !full) source.resume();
+    };
+    const onWaitDone = (): void => {
+      waits -= 1;
+      resumeIfFree();
+    };
+    const onData = (chunk: Uint8Array): void => {
+      if (failed) return;
+      let wait: Promise<void> | undefined;
+      try {
+        wait = each(chunk);
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      if (!output.write(chunk)) {
+        full = true;
+        source.pause();
+      }
+      if (wait !== undefined) {
+        waits += 1;
+        source.pause();
+        wait.then(onWaitDone, fail);
+      }
+    };
+    const onDrain = (): void => {
+      full = false;
+      resumeIfFree();
+    };
+    const onEnd = (): void => {
+      ended = true;
+      beforeEnd().then(() => {
+        if (!failed) output.end();
+      }, fail);
+    };
+    const onOutputClose = (): void => {
+      if (failed) return;
+      // Closed by anything but the end of its bytes (after `source` ended): a failure.
+      if (!ended || !output.writableFinished) {
+        fail(prematureClose());
+        return;
+      }
+      detach();
+      resolve();
+    };
+    const onSourceClose = (): void => {
+      if (!ended) fail(source.errored ?? prematureClose());
+    };
+    const onAbort = (): void => {
+      fail(signal!.reason);
+    };
+    function prematureClose(): Error {
+      const error = new Error('Premature close') as Error & { code: string };
+      error.code = 'ERR_STREAM_PREMATURE_CLOSE';
+      return error;
+    }
+    function detach(): void {
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('close', onSourceClose);
+      source.off('error', fail);
+      output.off('drain', onDrain);
+      output.off('error', fail);
+      output.off('close', onOutputClose);
+      signal?.removeEventListener('abort', onAbort);
+      // Late errors of destroyed streams are expected; keep listeners so they are not uncaught.
+      source.on('error', () => {});
+      output.on('error', () => {});
+    }
+    function fail(error: unknown): void {
+      if (failed) return;
+      failed = true;
+      detach();
+      source.destroy();
+      const settle = (): void => {
+        output.destroy();
+        reject(error);
+      };
+      beforeEnd().then(settle, settle);
+    }
+    if (signal?.aborted) {
+      failed = true;
+      source.destroy();
+      output.destroy();
+      reject(signal.reason);
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    source.on('error', fail);
+    output.on('error', fail);
+    output.on('drain', onDrain);
+    output.once('close', onOutputClose);
+    source.once('close', onSourceClose);
+    source.once('end', onEnd);
+    if (source.errored) {
+      fail(source.errored);
+      return;
+    }
+    if (source.readableEnded) {
+      onEnd();
+      return;
+    }
+    if (source.destroyed) {
+      fail(prematureClose());
+      return;
+    }
+    source.on('data', onData);
+    // Flowing even when it was paused before (a 'data' listener alone does not resume such a stream).
+    source.resume();
+  });
+}
+
 class OciImageDestination implements ImageDestination {
   readonly reference: OciReference;
   readonly properties: ImageDestinationProperties;
@@ -282,43 +414,38 @@ class OciImageDestination implements ImageDestination {
     if (options.chunkWritten !== undefined && record === undefined) {
       releaseWrittenChunks(output, options.chunkWritten);
     }
-    async function* writing(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-      let size = 0;
-      let unflushed = 0;
-      let early: Promise<void> | undefined;
-      try {
-        for await (const chunk of source) {
-          const wait = record?.update(chunk);
-          size += chunk.byteLength;
-          yield chunk;
-          if (wait) await wait;
-          unflushed += chunk.byteLength;
-          // `fd` is a number once the file is open (Node sets it; @types/node does not declare it).
-          const fd = (output as unknown as { fd: number | null }).fd;
-          if (unflushed >= earlyFlushBytes && early === undefined && typeof fd === 'number') {
-            early = flushes
-              .tryRun(() => fdatasync(fd))
-              ?.then(
-                () => {
-                  early = undefined;
-                },
-                // Only a head start: the flush before the blob gets its name is the one that counts.
-                () => {
-                  early = undefined;
-                },
-              );
-            if (early) unflushed = 0;
-          }
-        }
-        written = { digest: record === undefined ? expectedDigest! : await record.digest(), size };
-      } finally {
-        // The file is closed after this stage ends: no flush may still use its descriptor then.
-        if (early) await early;
+    let size = 0;
+    let unflushed = 0;
+    let early: Promise<void> | undefined;
+    const each = (chunk: Uint8Array): Promise<void> | undefined => {
+      const wait = record?.update(chunk);
+      size += chunk.byteLength;
+      unflushed += chunk.byteLength;
+      // `fd` is a number once the file is open (Node sets it; @types/node does not declare it).
+      const fd = (output as unknown as { fd: number | null }).fd;
+      if (unflushed >= earlyFlushBytes && early === undefined && typeof fd === 'number') {
+        early = flushes
+          .tryRun(() => fdatasync(fd))
+          ?.then(
+            () => {
+              early = undefined;
+            },
+            // Only a head start: the flush before the blob gets its name is the one that counts.
+            () => {
+              early = undefined;
+            },
+          );
+        if (early) unflushed = 0;
       }
-    }
+      return wait;
+    };
+    // The file is closed after this: no flush may still use its descriptor then.
+    const beforeEnd = async (): Promise<void> => {
+      while (early) await early;
+    };
     try {
-      await pipeline(readableChunks(stream), writing, output, signal ? { signal } : {});
-      if (!written) throw new GantryError(ErrorCodes.Internal, 'blob stream ended without a digest');
+      await writeChunks(stream, output, each, beforeEnd, signal);
+      written = { digest: record === undefined ? expectedDigest! : await record.digest(), size };
       const description = `blob ${expectedDigest ?? written.digest}`;
       if (info.size >= 0 && written.size !== info.size) {
         throw new GantryError(
