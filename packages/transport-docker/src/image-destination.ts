@@ -26,6 +26,7 @@ import {
   type PutBlobOptions,
   type PutManifestOptions,
   type ReferrerDescriptor,
+  readableChunks,
   type ReusedBlob,
   type TransportContext,
   type TryReusingBlobOptions,
@@ -36,8 +37,10 @@ import {
   defaultUploadChunkBytes,
   isStreamedUploadRefusal,
   parseChunkMinLength,
+  UploadedPieces,
   uploadChunkSize,
   uploadedBytesFromRange,
+  writeConfirmingBytes,
 } from './blob-upload.js';
 import { combineSignals } from './image-source.js';
 import { headerValue, referencedBlobDigests } from './manifests.js';
@@ -108,14 +111,22 @@ function nextLocation(response: Awaited<ReturnType<RegistryClient['request']>>, 
 /**
  * Passes `source`'s bytes on in pieces of at least `size` bytes (the last may be smaller), so that
  * a stream of small reads makes fewer socket writes. A chunk of at least `size` bytes arriving with
- * nothing gathered passes as it is (not copied).
+ * nothing gathered passes as it is (not copied). `joined`, when given, learns each piece made by
+ * joining chunks, with the chunks it copied (read by nobody after that), before the piece is yielded.
  */
 export async function* gatherChunks(
   source: AsyncIterable<Uint8Array>,
   size: number,
+  joined?: (piece: Uint8Array, chunks: readonly Uint8Array[]) => void,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
+  const join = (): Uint8Array => {
+    if (pending.length === 1) return pending[0]!;
+    const piece = Buffer.concat(pending, pendingBytes);
+    joined?.(piece, pending);
+    return piece;
+  };
   for await (const chunk of source) {
     if (pendingBytes === 0 && chunk.byteLength >= size) {
       yield chunk;
@@ -124,12 +135,13 @@ export async function* gatherChunks(
     pending.push(chunk);
     pendingBytes += chunk.byteLength;
     if (pendingBytes >= size) {
-      yield Buffer.concat(pending, pendingBytes);
+      const piece = join();
       pending = [];
       pendingBytes = 0;
+      yield piece;
     }
   }
-  if (pendingBytes > 0) yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+  if (pendingBytes > 0) yield join();
 }
 
 /** Manifest types a registry destination accepts, most preferred first (containers/image's list). */
@@ -409,7 +421,7 @@ export class DockerImageDestination implements ImageDestination {
       if (info.digest === undefined && this.client.options.precomputeDigests) {
         return await this.putBlobPrecomputed(stream, info, options.isConfig, signal);
       }
-      return await this.uploadBlob(stream, info, signal);
+      return await this.uploadBlob(stream, info, signal, options.chunkWritten);
     } catch (error) {
       stream.destroy();
       throw error;
@@ -536,6 +548,7 @@ export class DockerImageDestination implements ImageDestination {
     stream: Readable,
     info: BlobToWrite,
     signal: AbortSignal | undefined,
+    chunkWritten?: (chunk: Uint8Array) => void,
   ): Promise<BlobInfo> {
     const { wholeUploadMaxBytes, uploadChunkSize } = this.client.options;
     if (
@@ -547,7 +560,7 @@ export class DockerImageDestination implements ImageDestination {
     ) {
       wholeUploadBytesHeld += info.size;
       try {
-        return await this.uploadWhole(stream, { ...info, digest: info.digest }, signal);
+        return await this.uploadWhole(stream, { ...info, digest: info.digest }, signal, chunkWritten);
       } finally {
         wholeUploadBytesHeld -= info.size;
       }
@@ -561,13 +574,26 @@ export class DockerImageDestination implements ImageDestination {
     const failure: { error?: unknown } = {};
     const guarded = async function* () {
       try {
-        yield* writeStage(stream as AsyncIterable<Uint8Array>);
+        // The stream's chunks as they come (its own iterator would join those buffered into copies).
+        yield* writeStage(readableChunks(stream));
       } catch (error) {
         failure.error = error;
         throw error;
       }
     };
-    const iterator = gatherChunks(guarded(), streamPieceBytes)[Symbol.asyncIterator]();
+    // Pieces joined from small chunks are ours: the chunks they copied are handed back at once.
+    const joinedPieces = new WeakSet<Uint8Array>();
+    const pieces = new UploadedPieces(chunkWritten);
+    const iterator = gatherChunks(
+      guarded(),
+      streamPieceBytes,
+      chunkWritten === undefined
+        ? undefined
+        : (piece, chunks) => {
+            joinedPieces.add(piece);
+            for (const chunk of chunks) chunkWritten(chunk);
+          },
+    )[Symbol.asyncIterator]();
     let session = await this.takeSession(signal, what);
     let committed = false;
     try {
@@ -582,7 +608,14 @@ export class DockerImageDestination implements ImageDestination {
           what,
         );
       } else {
-        const outcome = await this.uploadStreamed(session.location, iterator, failure, signal, what);
+        const outcome = await this.uploadStreamed(
+          session.location,
+          iterator,
+          { pieces, joinedPieces },
+          failure,
+          signal,
+          what,
+        );
         if (outcome.accepted) location = outcome.location;
         else {
           this.rememberStreamingRefused();
@@ -646,6 +679,7 @@ export class DockerImageDestination implements ImageDestination {
     stream: Readable,
     info: BlobToWrite & { digest: Digest },
     signal: AbortSignal | undefined,
+    chunkWritten?: (chunk: Uint8Array) => void,
   ): Promise<BlobInfo> {
     const what = `uploading blob ${info.digest} to ${this.displayName}`;
     const starting = this.takeSession(signal, what);
@@ -653,7 +687,7 @@ export class DockerImageDestination implements ImageDestination {
     const pieces: Uint8Array[] = [];
     let size = 0;
     try {
-      for await (const piece of stream as AsyncIterable<Uint8Array>) {
+      for await (const piece of readableChunks(stream)) {
         size += piece.byteLength;
         if (size > info.size) break;
         pieces.push(piece);
@@ -686,6 +720,8 @@ export class DockerImageDestination implements ImageDestination {
           [201, 204],
         );
         await put.body.dump();
+        // The registry read every byte: the pieces are read by nobody any more.
+        if (chunkWritten !== undefined) for (const piece of pieces) chunkWritten(piece);
         break;
       } catch (error) {
         await this.cancelUpload(session.location);
@@ -725,6 +761,7 @@ export class DockerImageDestination implements ImageDestination {
   private async uploadStreamed(
     location: URL,
     iterator: AsyncIterator<Uint8Array>,
+    taken: { pieces: UploadedPieces; joinedPieces: WeakSet<Uint8Array> },
     failure: { error?: unknown },
     signal: AbortSignal | undefined,
     what: string,
@@ -734,7 +771,7 @@ export class DockerImageDestination implements ImageDestination {
   > {
     const window = this.resumeBudget.join();
     try {
-      return await this.uploadStreamedWithin(window, location, iterator, failure, signal, what);
+      return await this.uploadStreamedWithin(window, location, iterator, taken, failure, signal, what);
     } finally {
       window.release();
     }
@@ -744,6 +781,7 @@ export class DockerImageDestination implements ImageDestination {
     window: ResumeWindow,
     location: URL,
     iterator: AsyncIterator<Uint8Array>,
+    taken: { pieces: UploadedPieces; joinedPieces: WeakSet<Uint8Array> },
     failure: { error?: unknown },
     signal: AbortSignal | undefined,
     what: string,
@@ -760,7 +798,18 @@ export class DockerImageDestination implements ImageDestination {
     let pulledBytes = 0;
     let current = location;
     let resend: Uint8Array[] = [];
+    // Where the body of the PATCH being sent starts in the stream.
+    let resendOffset = 0;
     let inFlight: Promise<unknown> | undefined;
+    // Pieces go back to the stream's owner (`chunkWritten`) once written and no longer kept: every
+    // byte before `writtenTo` is known to have left this process on the PATCH being sent (or on an
+    // earlier one), see `writeConfirmingBytes`; `recent` and `retained` keep pieces for resuming.
+    const { pieces, joinedPieces } = taken;
+    let writtenTo = 0;
+    const releaseWritten = (): void => {
+      const keptFrom = retained !== undefined ? 0 : pulledBytes - recentBytes;
+      pieces.releaseBefore(Math.min(writtenTo, keptFrom));
+    };
     const pull = (): Promise<IteratorResult<Uint8Array>> => {
       const next = iterator.next().then((result) => {
         if (!result.done) {
@@ -777,6 +826,8 @@ export class DockerImageDestination implements ImageDestination {
           while (recent.length > 1 && recentBytes - recent[0]!.byteLength >= share) {
             recentBytes -= recent.shift()!.byteLength;
           }
+          pieces.taken(result.value, !joinedPieces.has(result.value));
+          releaseWritten();
         }
         return result;
       });
@@ -795,6 +846,7 @@ export class DockerImageDestination implements ImageDestination {
       const start = retained !== undefined ? 0 : pulledBytes - recentBytes;
       if (offset < start || offset > pulledBytes) return false;
       resend = [];
+      resendOffset = offset;
       let skip = offset - start;
       for (const piece of pieces) {
         if (skip >= piece.byteLength) {
@@ -810,15 +862,28 @@ export class DockerImageDestination implements ImageDestination {
       let detached = false;
       const replay = resend;
       resend = [];
+      // The bytes from `resendOffset` on are sent (again) on this PATCH: none of them is written yet.
+      writtenTo = Math.min(writtenTo, resendOffset);
+      let sentTo = resendOffset;
+      /** undici asks for the next piece: `piece` was handed to the socket, and maybe written. */
+      const sent = (piece: Uint8Array): void => {
+        sentTo += piece.byteLength;
+        if (piece.byteLength >= writeConfirmingBytes && !detached) {
+          writtenTo = sentTo;
+          releaseWritten();
+        }
+      };
       const body = async function* (): AsyncGenerator<Uint8Array, void, undefined> {
         for (const piece of replay) {
           if (detached) return;
           yield piece;
+          sent(piece);
         }
         while (!detached) {
           const result = await pull();
           if (result.done || detached) return;
           yield result.value;
+          sent(result.value);
         }
       };
       let patch: Awaited<ReturnType<RegistryClient['request']>>;
@@ -859,6 +924,8 @@ export class DockerImageDestination implements ImageDestination {
       }
       if (patch.statusCode === 202 || patch.statusCode === 204) {
         await patch.body.dump();
+        // The registry read the whole body: every piece was written, none is kept any more.
+        pieces.releaseBefore(Number.POSITIVE_INFINITY);
         return { accepted: true, location: nextLocation(patch, current) };
       }
       if (patch.statusCode === 429 && tooManyRequests < maxTooManyRequestsRetries) {
