@@ -168,7 +168,10 @@ export class UploadedPieces {
       this.#head += 1;
       if (piece !== undefined) release(piece);
     }
-    if (this.#head > 1024 && this.#head * 2 > this.#pieces.length) {
+    // Kept short: measured on a 1 GiB upload (1,024 pieces of 1 MiB), one long array that the pieces
+    // passed through raised the peak from 104 to 126-135 MiB and page faults by 7,000, against
+    // none with the array cut down as pieces go back.
+    if (this.#head > 16 && this.#head * 2 > this.#pieces.length) {
       this.#pieces = this.#pieces.slice(this.#head);
       this.#ends = this.#ends.slice(this.#head);
       this.#head = 0;
