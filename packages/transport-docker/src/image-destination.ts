@@ -195,6 +195,11 @@ export const dockerDestinationManifestMediaTypes: readonly string[] = [
  *   refuses later, the blob fails with a retryable `ERR_GANTRY_TRANSIENT`. Either way every later
  *   upload to that registry (same transport instance) uses chunks of 8 MiB.
  *
+ * A streamed upload hands each chunk of the blob stream back (`PutBlobOptions.chunkWritten`) once its
+ * bytes left for the registry and the resume window no longer keeps it (`writeConfirmingBytes` says how
+ * that is known), and the chunks a piece was joined from as soon as they are copied; a small blob sent
+ * whole hands its chunks back once the registry answered. Chunked uploads hand nothing back.
+ *
  * `--dest-precompute-digests` (the context's `precomputeDigests`): a blob whose digest the pipeline
  * does not know (it is compressing) is written to a file in the context's temporary directory while
  * hashed, then uploaded only when `tryReusingBlob` does not find it (containers/image's
