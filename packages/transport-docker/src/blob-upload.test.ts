@@ -5,6 +5,7 @@ import {
   isStreamedUploadRefusal,
   maxUploadChunkBytes,
   parseChunkMinLength,
+  UploadedPieces,
   uploadChunkSize,
   uploadedBytesFromRange,
 } from './blob-upload.js';
@@ -116,5 +117,38 @@ describe('upload protocol helpers', () => {
     for (const status of [400, 411, 413, 415, 416, 501]) expect(isStreamedUploadRefusal(status)).toBe(true);
     for (const status of [202, 401, 403, 404, 405, 429, 500, 503])
       expect(isStreamedUploadRefusal(status)).toBe(false);
+  });
+});
+
+describe('UploadedPieces', () => {
+  it('hands back, in order, the pieces that end at or before the offset, each once; own pieces only counted', () => {
+    const handedBack: Uint8Array[] = [];
+    const pieces = new UploadedPieces((chunk) => handedBack.push(chunk));
+    const a = Buffer.alloc(10);
+    const joined = Buffer.alloc(5);
+    const b = Buffer.alloc(20);
+    pieces.taken(a);
+    pieces.taken(joined, false);
+    pieces.taken(b);
+    expect(pieces.takenBytes).toBe(35);
+    pieces.releaseBefore(9);
+    expect(handedBack).toEqual([]);
+    pieces.releaseBefore(15);
+    expect(handedBack).toHaveLength(1);
+    expect(handedBack[0]).toBe(a);
+    pieces.releaseBefore(34);
+    expect(handedBack).toHaveLength(1);
+    pieces.releaseBefore(Number.POSITIVE_INFINITY);
+    pieces.releaseBefore(Number.POSITIVE_INFINITY);
+    expect(handedBack).toHaveLength(2);
+    expect(handedBack[1]).toBe(b);
+    expect(pieces.held).toBe(0);
+  });
+
+  it('keeps nothing without a release function', () => {
+    const pieces = new UploadedPieces(undefined);
+    pieces.taken(Buffer.alloc(10));
+    expect(pieces.takenBytes).toBe(10);
+    expect(pieces.held).toBe(0);
   });
 });

@@ -110,3 +110,71 @@ export class ChunkReader {
     return all.subarray(0, size);
   }
 }
+
+/**
+ * A piece of at least this many bytes, once written by undici, proves that every byte of the request
+ * body before it left the socket's queue: undici writes each piece with `socket.write` and, when that
+ * returns false, waits for 'drain' before it asks the body for the next piece. `write` returns false
+ * whenever the bytes queued reach the socket's `writableHighWaterMark`, which undici sets to 64 KiB on
+ * plain-HTTP connections and 16 KiB on TLS ones, and 'drain' comes only once the queue is empty: every
+ * byte handed to the kernel, whose send buffer holds its own copy. A smaller piece may still be queued
+ * when undici asks for the next one.
+ */
+export const writeConfirmingBytes = 64 * 1024;
+
+/**
+ * The pieces of a streamed upload, in the order they were taken from the blob stream, until each is
+ * handed back to the stream's owner (`PutBlobOptions.chunkWritten`) once nothing reads it any more:
+ * `releaseBefore(offset)` hands back every piece that ends at or before `offset`, the caller's proof
+ * that all those bytes were written out (or dropped with a failed connection) and are not kept for
+ * a resume. Pieces of the uploader's own (joined copies, `taken(piece, false)`) are only counted.
+ */
+export class UploadedPieces {
+  readonly #release: ((chunk: Uint8Array) => void) | undefined;
+  #pieces: Array<Uint8Array | undefined> = [];
+  #ends: number[] = [];
+  #head = 0;
+  #takenBytes = 0;
+
+  constructor(release: ((chunk: Uint8Array) => void) | undefined) {
+    this.#release = release;
+  }
+
+  /** Bytes taken so far (the offset after the last piece). */
+  get takenBytes(): number {
+    return this.#takenBytes;
+  }
+
+  /** Pieces taken and not handed back yet (own pieces included). */
+  get held(): number {
+    return this.#pieces.length - this.#head;
+  }
+
+  /** The next piece of the stream; `own` false for a piece the uploader made (never handed back). */
+  taken(piece: Uint8Array, own = true): void {
+    this.#takenBytes += piece.byteLength;
+    if (this.#release === undefined) return;
+    this.#pieces.push(own ? piece : undefined);
+    this.#ends.push(this.#takenBytes);
+  }
+
+  /** Hands back every piece that ends at or before `offset`. */
+  releaseBefore(offset: number): void {
+    const release = this.#release;
+    if (release === undefined) return;
+    while (this.#head < this.#pieces.length && this.#ends[this.#head]! <= offset) {
+      const piece = this.#pieces[this.#head];
+      this.#pieces[this.#head] = undefined;
+      this.#head += 1;
+      if (piece !== undefined) release(piece);
+    }
+    // Kept short: measured on a 1 GiB upload (1,024 pieces of 1 MiB), one long array that the pieces
+    // passed through raised the peak from 104 to 126-135 MiB and page faults by 7,000, against
+    // none with the array cut down as pieces go back.
+    if (this.#head > 16 && this.#head * 2 > this.#pieces.length) {
+      this.#pieces = this.#pieces.slice(this.#head);
+      this.#ends = this.#ends.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+}

@@ -1,5 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { Readable } from 'node:stream';
+import { digestOf } from '@gantry/core/transport';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { gatherChunks } from './image-destination.js';
+import { sharedUploadResumeBudget } from './resume-budget.js';
+import { type FaultProxy, startFaultProxy } from './testing/fault-proxy.js';
+import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
+import { dockerContext } from './testing/test-helpers.js';
+import { createDockerTransport } from './transport.js';
 
 async function collect(source: AsyncIterable<Uint8Array>): Promise<number[]> {
   const sizes: number[] = [];
@@ -34,31 +41,6 @@ describe('gatherChunks', () => {
     expect(await collect(gatherChunks(pieces([]), 8))).toEqual([]);
   });
 
-  it('tells which chunks it copied into a gathered piece, and which pieces it made', async () => {
-    const source: Uint8Array[] = [];
-    async function* recorded(): AsyncGenerator<Uint8Array> {
-      for await (const chunk of pieces([10, 2, 3, 12, 4])) {
-        source.push(chunk);
-        yield chunk;
-      }
-    }
-    const copied: Uint8Array[] = [];
-    const gathered: Uint8Array[] = [];
-    const out: Uint8Array[] = [];
-    for await (const piece of gatherChunks(recorded(), 8, {
-      copied: (chunk) => copied.push(chunk),
-      gathered: (piece) => gathered.push(piece),
-    })) {
-      out.push(piece);
-    }
-    expect(out.map((piece) => piece.byteLength)).toEqual([10, 17, 4]);
-    // The 10 passed as it is; 2, 3 and 12 were copied into the 17; the last piece (4) passed alone.
-    expect(out[0]).toBe(source[0]);
-    expect(copied).toEqual([source[1], source[2], source[3]]);
-    expect(gathered).toEqual([out[1]]);
-    expect(out[2]).toBe(source[4]);
-  });
-
   it('lets an error of the source through', async () => {
     async function* failing(): AsyncGenerator<Uint8Array> {
       yield Buffer.alloc(2);
@@ -66,4 +48,122 @@ describe('gatherChunks', () => {
     }
     await expect(collect(gatherChunks(failing(), 8))).rejects.toThrow('verification failed');
   });
+});
+
+describe('chunks handed back once written (PutBlobOptions.chunkWritten, real registry)', () => {
+  let registry: TestRegistry;
+  let proxy: FaultProxy;
+  const context = dockerContext({ tlsVerify: false });
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    proxy = await startFaultProxy(registry.host);
+  }, 60_000);
+
+  afterAll(async () => {
+    await proxy?.stop();
+    await registry?.stop();
+  });
+
+  /** Pieces of random bytes: mostly 1 MiB, some small enough to be joined before they are sent. */
+  function blobPieces(seed: number, count = 40): Buffer[] {
+    const sizes = [1024 * 1024, 3000, 5000, 20_000, 700, 512 * 1024, 100_000];
+    const pieces: Buffer[] = [];
+    for (let index = 0; index < count; index++) {
+      const piece = Buffer.alloc(sizes[index % sizes.length]!);
+      for (let offset = 0; offset < piece.byteLength; offset += 4) {
+        piece.writeUInt32LE((Math.imul(seed + index, 2654435761) ^ offset) >>> 0, offset - (offset % 4));
+      }
+      pieces.push(piece);
+    }
+    return pieces;
+  }
+
+  /**
+   * Uploads `pieces` to `host` with a `chunkWritten` that overwrites every chunk handed back at once:
+   * a chunk handed back while its bytes still wait in the socket's queue would reach the registry
+   * overwritten, and the registry would refuse the digest.
+   */
+  async function uploadOverwritingHandedBack(
+    host: string,
+    repository: string,
+    pieces: Buffer[],
+  ): Promise<{ stored: { digest: string; size: number }; handedBack: Uint8Array[] }> {
+    const intact = Buffer.concat(pieces);
+    const blob = { digest: digestOf(intact), size: intact.byteLength };
+    const handedBack: Uint8Array[] = [];
+    const transport = createDockerTransport();
+    try {
+      const destination = await transport
+        .parseReference(`//${host}/${repository}`)
+        .newImageDestination(context);
+      try {
+        const stored = await destination.putBlob(Readable.from(pieces, { objectMode: false }), blob, {
+          isConfig: false,
+          chunkWritten: (chunk) => {
+            handedBack.push(chunk);
+            chunk.fill(0xee);
+          },
+        });
+        return { stored, handedBack };
+      } finally {
+        await destination.close();
+      }
+    } finally {
+      await transport.closeConnections();
+    }
+  }
+
+  it('hands every chunk back once, only after its bytes left: overwriting them then changes nothing uploaded', async () => {
+    // Nothing kept for resuming: a chunk is handed back as soon as its bytes are known to have left.
+    const { totalBytes, perUploadBytes } = sharedUploadResumeBudget;
+    sharedUploadResumeBudget.resize(1, 1);
+    onTestFinished(() => sharedUploadResumeBudget.resize(totalBytes, perUploadBytes));
+    const pieces = blobPieces(1);
+    const intact = Buffer.concat(pieces);
+    const { stored, handedBack } = await uploadOverwritingHandedBack(
+      registry.host,
+      'handed-back/plain:v1',
+      pieces,
+    );
+    expect(stored).toMatchObject({ digest: digestOf(intact), size: intact.byteLength });
+    // Every chunk of the stream, each once (the joined ones at once, the others once written).
+    expect(handedBack).toHaveLength(pieces.length);
+    expect(new Set(handedBack).size).toBe(pieces.length);
+    const handedBackSet = new Set(handedBack);
+    expect(pieces.every((piece) => handedBackSet.has(piece))).toBe(true);
+    // The registry checked the digest of what it received when the upload was committed.
+    const head = await fetch(`http://${registry.host}/v2/handed-back/plain/blobs/${stored.digest}`, {
+      method: 'HEAD',
+    });
+    expect(head.status).toBe(200);
+  }, 60_000);
+
+  it('hands back the chunks of a resumed upload too, each once, none before it was written again', async () => {
+    // The buffering proxy drops the first PATCH after 3 MB: the registry holds nothing, and the bytes
+    // kept for resuming (16 MiB: more than the socket buffers hold when the drop is seen) are sent
+    // again from memory; the blob is larger, so chunks are handed back while it streams.
+    const { totalBytes, perUploadBytes } = sharedUploadResumeBudget;
+    sharedUploadResumeBudget.resize(16 * 1024 * 1024, 16 * 1024 * 1024);
+    onTestFinished(() => sharedUploadResumeBudget.resize(totalBytes, perUploadBytes));
+    proxy.requestFaults.push({
+      buffered: true,
+      matches: (method) => method === 'PATCH',
+      cutAfterBytes: 3_000_000,
+      times: 1,
+    });
+    proxy.requests.length = 0;
+    const pieces = blobPieces(2, 120);
+    const intact = Buffer.concat(pieces);
+    const { stored, handedBack } = await uploadOverwritingHandedBack(
+      proxy.host,
+      'handed-back/resumed:v1',
+      pieces,
+    );
+    expect(proxy.requestFaults[0]!.times).toBe(0);
+    expect(proxy.requests.some((request) => request.method === 'GET' && request.status === 204)).toBe(true);
+    expect(stored).toMatchObject({ digest: digestOf(intact), size: intact.byteLength });
+    expect(handedBack).toHaveLength(pieces.length);
+    expect(new Set(handedBack).size).toBe(pieces.length);
+  }, 60_000);
 });

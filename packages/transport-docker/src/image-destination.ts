@@ -27,6 +27,7 @@ import {
   type PutManifestOptions,
   type ReferrerDescriptor,
   type ReusedBlob,
+  readableChunks,
   type TransportContext,
   type TryReusingBlobOptions,
   throwIfAborted,
@@ -36,8 +37,10 @@ import {
   defaultUploadChunkBytes,
   isStreamedUploadRefusal,
   parseChunkMinLength,
+  UploadedPieces,
   uploadChunkSize,
   uploadedBytesFromRange,
+  writeConfirmingBytes,
 } from './blob-upload.js';
 import { combineSignals } from './image-source.js';
 import { headerValue, referencedBlobDigests } from './manifests.js';
@@ -108,21 +111,20 @@ function nextLocation(response: Awaited<ReturnType<RegistryClient['request']>>, 
 /**
  * Passes `source`'s bytes on in pieces of at least `size` bytes (the last may be smaller), so that
  * a stream of small reads makes fewer socket writes. A chunk of at least `size` bytes arriving with
- * nothing gathered passes as it is (not copied). `copied`, when given, learns each of `source`'s chunks
- * that was copied into a gathered piece (its bytes are not read again), once that piece is made, and
- * `gathered` each piece made so (memory of its own, not one of `source`'s chunks).
+ * nothing gathered passes as it is (not copied). `joined`, when given, learns each piece made by
+ * joining chunks, with the chunks it copied (read by nobody after that), before the piece is yielded.
  */
 export async function* gatherChunks(
   source: AsyncIterable<Uint8Array>,
   size: number,
-  notify: { copied?: (chunk: Uint8Array) => void; gathered?: (piece: Uint8Array) => void } = {},
+  joined?: (piece: Uint8Array, chunks: readonly Uint8Array[]) => void,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
-  const gather = (): Uint8Array => {
+  const join = (): Uint8Array => {
+    if (pending.length === 1) return pending[0]!;
     const piece = Buffer.concat(pending, pendingBytes);
-    notify.gathered?.(piece);
-    if (notify.copied) for (const chunk of pending) notify.copied(chunk);
+    joined?.(piece, pending);
     return piece;
   };
   for await (const chunk of source) {
@@ -133,22 +135,14 @@ export async function* gatherChunks(
     pending.push(chunk);
     pendingBytes += chunk.byteLength;
     if (pendingBytes >= size) {
-      const piece = gather();
+      const piece = join();
       pending = [];
       pendingBytes = 0;
       yield piece;
     }
   }
-  if (pendingBytes > 0) yield pending.length === 1 ? pending[0]! : gather();
+  if (pendingBytes > 0) yield join();
 }
-
-/**
- * Bytes handed to a socket after a chunk before the chunk counts as written. A body generator resumed by
- * undici has fewer than the socket's `writableHighWaterMark` (16 KiB by default) bytes not yet written:
- * undici waits for 'drain' whenever a write leaves more. So every byte more than this far behind the
- * newest one handed over is out of the process.
- */
-const writtenMarginBytes = 1024 * 1024;
 
 /** Manifest types a registry destination accepts, most preferred first (containers/image's list). */
 export const dockerDestinationManifestMediaTypes: readonly string[] = [
@@ -200,6 +194,11 @@ export const dockerDestinationManifestMediaTypes: readonly string[] = [
  *   was read, the upload starts over in a new session, in chunks, losing nothing. When it
  *   refuses later, the blob fails with a retryable `ERR_GANTRY_TRANSIENT`. Either way every later
  *   upload to that registry (same transport instance) uses chunks of 8 MiB.
+ *
+ * A streamed upload hands each chunk of the blob stream back (`PutBlobOptions.chunkWritten`) once its
+ * bytes left for the registry and the resume window no longer keeps it (`writeConfirmingBytes` says how
+ * that is known), and the chunks a piece was joined from as soon as they are copied; a small blob sent
+ * whole hands its chunks back once the registry answered. Chunked uploads hand nothing back.
  *
  * `--dest-precompute-digests` (the context's `precomputeDigests`): a blob whose digest the pipeline
  * does not know (it is compressing) is written to a file in the context's temporary directory while
@@ -580,27 +579,25 @@ export class DockerImageDestination implements ImageDestination {
     const failure: { error?: unknown } = {};
     const guarded = async function* () {
       try {
-        yield* writeStage(stream as AsyncIterable<Uint8Array>);
+        // The stream's chunks as they come (its own iterator would join those buffered into copies).
+        yield* writeStage(readableChunks(stream));
       } catch (error) {
         failure.error = error;
         throw error;
       }
     };
-    // The stream's chunks this upload is done with go back to their reader (`chunkWritten`): those
-    // copied into a gathered piece at once, the others once written and out of the resume window.
-    const gatheredPieces = new WeakSet<Uint8Array>();
-    const pieceWritten =
-      chunkWritten === undefined
-        ? undefined
-        : (piece: Uint8Array): void => {
-            if (!gatheredPieces.has(piece)) chunkWritten(piece);
-          };
+    // Pieces joined from small chunks are ours: the chunks they copied are handed back at once.
+    const joinedPieces = new WeakSet<Uint8Array>();
+    const pieces = new UploadedPieces(chunkWritten);
     const iterator = gatherChunks(
       guarded(),
       streamPieceBytes,
       chunkWritten === undefined
-        ? {}
-        : { copied: chunkWritten, gathered: (piece) => gatheredPieces.add(piece) },
+        ? undefined
+        : (piece, chunks) => {
+            joinedPieces.add(piece);
+            for (const chunk of chunks) chunkWritten(chunk);
+          },
     )[Symbol.asyncIterator]();
     let session = await this.takeSession(signal, what);
     let committed = false;
@@ -619,10 +616,10 @@ export class DockerImageDestination implements ImageDestination {
         const outcome = await this.uploadStreamed(
           session.location,
           iterator,
+          { pieces, joinedPieces },
           failure,
           signal,
           what,
-          pieceWritten,
         );
         if (outcome.accepted) location = outcome.location;
         else {
@@ -695,7 +692,7 @@ export class DockerImageDestination implements ImageDestination {
     const pieces: Uint8Array[] = [];
     let size = 0;
     try {
-      for await (const piece of stream as AsyncIterable<Uint8Array>) {
+      for await (const piece of readableChunks(stream)) {
         size += piece.byteLength;
         if (size > info.size) break;
         pieces.push(piece);
@@ -728,6 +725,8 @@ export class DockerImageDestination implements ImageDestination {
           [201, 204],
         );
         await put.body.dump();
+        // The registry read every byte: the pieces are read by nobody any more.
+        if (chunkWritten !== undefined) for (const piece of pieces) chunkWritten(piece);
         break;
       } catch (error) {
         await this.cancelUpload(session.location);
@@ -737,8 +736,6 @@ export class DockerImageDestination implements ImageDestination {
         session = await this.startUpload(signal, what);
       }
     }
-    // The registry answered the request that carried every piece: all were written.
-    if (chunkWritten !== undefined) for (const piece of pieces) chunkWritten(piece);
     this.recordLocation(info.digest);
     const result: BlobInfo = { digest: info.digest, size };
     if (info.mediaType !== undefined) result.mediaType = info.mediaType;
@@ -769,17 +766,17 @@ export class DockerImageDestination implements ImageDestination {
   private async uploadStreamed(
     location: URL,
     iterator: AsyncIterator<Uint8Array>,
+    taken: { pieces: UploadedPieces; joinedPieces: WeakSet<Uint8Array> },
     failure: { error?: unknown },
     signal: AbortSignal | undefined,
     what: string,
-    pieceWritten?: (piece: Uint8Array) => void,
   ): Promise<
     | { accepted: true; location: URL }
     | { accepted: false; error: GantryError; replay: Uint8Array[] | undefined }
   > {
     const window = this.resumeBudget.join();
     try {
-      return await this.uploadStreamedWithin(window, location, iterator, failure, signal, what, pieceWritten);
+      return await this.uploadStreamedWithin(window, location, iterator, taken, failure, signal, what);
     } finally {
       window.release();
     }
@@ -789,19 +786,14 @@ export class DockerImageDestination implements ImageDestination {
     window: ResumeWindow,
     location: URL,
     iterator: AsyncIterator<Uint8Array>,
+    taken: { pieces: UploadedPieces; joinedPieces: WeakSet<Uint8Array> },
     failure: { error?: unknown },
     signal: AbortSignal | undefined,
     what: string,
-    pieceWritten?: (piece: Uint8Array) => void,
   ): Promise<
     | { accepted: true; location: URL }
     | { accepted: false; error: GantryError; replay: Uint8Array[] | undefined }
   > {
-    // Pieces out of `recent` (no longer needed to resume), each with the stream offset where it ends,
-    // waiting to be written (`writtenMarginBytes`) and out of `retained` before `pieceWritten` gets them.
-    const leaving: { piece: Uint8Array; end: number }[] = [];
-    // The stream ended: a registry answering 202 then took every byte of it.
-    let exhausted = false;
     // Every piece taken from the stream while they fit in this upload's share of the resume budget.
     let retained: Uint8Array[] | undefined = [];
     let retainedBytes = 0;
@@ -811,18 +803,21 @@ export class DockerImageDestination implements ImageDestination {
     let pulledBytes = 0;
     let current = location;
     let resend: Uint8Array[] = [];
+    // Where the body of the PATCH being sent starts in the stream.
+    let resendOffset = 0;
     let inFlight: Promise<unknown> | undefined;
+    // Pieces go back to the stream's owner (`chunkWritten`) once written and no longer kept: every
+    // byte before `writtenTo` is known to have left this process on the PATCH being sent (or on an
+    // earlier one), see `writeConfirmingBytes`; `recent` and `retained` keep pieces for resuming.
+    const { pieces, joinedPieces } = taken;
+    let writtenTo = 0;
+    const releaseWritten = (): void => {
+      const keptFrom = retained !== undefined ? 0 : pulledBytes - recentBytes;
+      pieces.releaseBefore(Math.min(writtenTo, keptFrom));
+    };
     const pull = (): Promise<IteratorResult<Uint8Array>> => {
-      // Called by the request's body once undici asked for more: every byte taken so far was handed to
-      // this request's socket (or to one closed since), all but the last few out of the process.
-      if (pieceWritten !== undefined && retained === undefined) {
-        while (leaving.length > 0 && leaving[0]!.end <= pulledBytes - writtenMarginBytes) {
-          pieceWritten(leaving.shift()!.piece);
-        }
-      }
       const next = iterator.next().then((result) => {
-        if (result.done) exhausted = true;
-        else {
+        if (!result.done) {
           // The share shrinks while more uploads stream at once: older pieces are let go then.
           const share = window.bytes();
           if (retained !== undefined) {
@@ -834,12 +829,10 @@ export class DockerImageDestination implements ImageDestination {
           recent.push(result.value);
           recentBytes += result.value.byteLength;
           while (recent.length > 1 && recentBytes - recent[0]!.byteLength >= share) {
-            const piece = recent.shift()!;
-            if (pieceWritten !== undefined) {
-              leaving.push({ piece, end: pulledBytes - recentBytes + piece.byteLength });
-            }
-            recentBytes -= piece.byteLength;
+            recentBytes -= recent.shift()!.byteLength;
           }
+          pieces.taken(result.value, !joinedPieces.has(result.value));
+          releaseWritten();
         }
         return result;
       });
@@ -858,6 +851,7 @@ export class DockerImageDestination implements ImageDestination {
       const start = retained !== undefined ? 0 : pulledBytes - recentBytes;
       if (offset < start || offset > pulledBytes) return false;
       resend = [];
+      resendOffset = offset;
       let skip = offset - start;
       for (const piece of pieces) {
         if (skip >= piece.byteLength) {
@@ -873,15 +867,28 @@ export class DockerImageDestination implements ImageDestination {
       let detached = false;
       const replay = resend;
       resend = [];
+      // The bytes from `resendOffset` on are sent (again) on this PATCH: none of them is written yet.
+      writtenTo = Math.min(writtenTo, resendOffset);
+      let sentTo = resendOffset;
+      /** undici asks for the next piece: `piece` was handed to the socket, and maybe written. */
+      const sent = (piece: Uint8Array): void => {
+        sentTo += piece.byteLength;
+        if (piece.byteLength >= writeConfirmingBytes && !detached) {
+          writtenTo = sentTo;
+          releaseWritten();
+        }
+      };
       const body = async function* (): AsyncGenerator<Uint8Array, void, undefined> {
         for (const piece of replay) {
           if (detached) return;
           yield piece;
+          sent(piece);
         }
         while (!detached) {
           const result = await pull();
           if (result.done || detached) return;
           yield result.value;
+          sent(result.value);
         }
       };
       let patch: Awaited<ReturnType<RegistryClient['request']>>;
@@ -922,13 +929,8 @@ export class DockerImageDestination implements ImageDestination {
       }
       if (patch.statusCode === 202 || patch.statusCode === 204) {
         await patch.body.dump();
-        if (pieceWritten !== undefined && exhausted) {
-          // The registry took the whole body: every piece was written.
-          const written = new Set<Uint8Array>([...leaving.map((entry) => entry.piece), ...recent]);
-          for (const piece of retained ?? []) written.add(piece);
-          leaving.length = 0;
-          for (const piece of written) pieceWritten(piece);
-        }
+        // The registry read the whole body: every piece was written, none is kept any more.
+        pieces.releaseBefore(Number.POSITIVE_INFINITY);
         return { accepted: true, location: nextLocation(patch, current) };
       }
       if (patch.statusCode === 429 && tooManyRequests < maxTooManyRequestsRetries) {
