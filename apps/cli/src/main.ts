@@ -85,5 +85,10 @@ function runHere(): void {
     settled = true;
     if (endingSignal !== undefined) endBySignal(endingSignal);
     process.exitCode = exitCode;
+    // Once nothing is left to do (output written, connections and files closed, clean-ups finished:
+    // Node is about to exit), end by process.exit: Node then skips freeing its environment and V8's heap
+    // piece by piece (about a hundred munmap calls and the walks before them), work the kernel does at
+    // once when the process ends. 'exit' listeners (the compiled-code cache) run either way.
+    process.once('beforeExit', () => process.exit());
   });
 }

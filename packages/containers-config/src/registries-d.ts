@@ -26,7 +26,7 @@
  * YAML: read with the `yaml` package (loaded when the first file is read), one document per file;
  * errors name the file and the line.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -217,9 +217,11 @@ export function parseRegistriesDirectoryFile(text: string, file: string): Regist
   return result;
 }
 
-async function isExistingPath(candidate: string): Promise<boolean> {
+// The directory and its files are read synchronously (small local files, read before the copy starts):
+// asynchronous reads would start libuv's thread pool for them alone.
+function isExistingPath(candidate: string): boolean {
   try {
-    await stat(candidate);
+    statSync(candidate);
     return true;
   } catch {
     return false;
@@ -238,7 +240,7 @@ export async function registriesDirectoryLocation(
   }
   const home = options.homeDirectory ?? os.homedir();
   const user = path.join(home, '.config', 'containers', 'registries.d');
-  if (await isExistingPath(user)) return user;
+  if (isExistingPath(user)) return user;
   return options.systemDirectory ?? systemRegistriesDirectory;
 }
 
@@ -255,7 +257,7 @@ export async function loadRegistriesDirectory(
   const configuration: RegistriesDirectoryConfiguration = { directory, files: [], docker: new Map() };
   let names: string[];
   try {
-    names = await readdir(directory);
+    names = readdirSync(directory);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return configuration;
     throw new GantryError(
@@ -270,7 +272,7 @@ export async function loadRegistriesDirectory(
     const file = path.join(directory, name);
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = readFileSync(file, 'utf8');
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') continue;

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import os from 'node:os';
@@ -47,9 +47,11 @@ async function certificateDirectoryFor(
     path.join('/etc/containers/certs.d', registry),
     path.join('/etc/docker/certs.d', registry),
   ];
+  // Looked for synchronously: three local lookups, usually of missing directories, before the first
+  // connection; asynchronous ones would start libuv's thread pool for them alone.
   for (const candidate of candidates) {
     try {
-      await readdir(candidate);
+      readdirSync(candidate);
       return candidate;
     } catch {
       // Missing or unreadable: try the next one.

@@ -287,17 +287,35 @@ export class RegistryClient {
     };
   }
 
-  /** Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP. */
+  /**
+   * Pings `/v2/` over HTTPS and, when TLS verification is off and HTTPS fails, over plain HTTP (as
+   * containers/image: HTTPS wins whenever it answers). With verification off both pings go out at
+   * once, plain HTTP first: it needs no TLS set-up, so its answer is usually in when the HTTPS attempt
+   * fails on a plain-HTTP registry, and one round trip is spared. Its answer is used only after HTTPS
+   * failed; when HTTPS answers, the plain request is aborted (a TLS server may never answer it).
+   */
   private async pingUncached(signal: AbortSignal | undefined): Promise<PingResult> {
+    if (this.options.tlsVerify) return await this.pingScheme('https', signal);
+    throwIfAborted(signal);
+    const plainController = new AbortController();
+    const plainSignal =
+      signal === undefined ? plainController.signal : AbortSignal.any([signal, plainController.signal]);
+    const plain = this.pingScheme('http', plainSignal).then(
+      (result) => ({ result }),
+      (error: unknown) => ({ error }),
+    );
     try {
-      return await this.pingScheme('https', signal);
+      const result = await this.pingScheme('https', signal);
+      plainController.abort();
+      return result;
     } catch (httpsError) {
-      if (this.options.tlsVerify || signal?.aborted) throw httpsError;
-      try {
-        return await this.pingScheme('http', signal);
-      } catch {
+      if (signal?.aborted) {
+        plainController.abort();
         throw httpsError;
       }
+      const outcome = await plain;
+      if ('result' in outcome) return outcome.result;
+      throw httpsError;
     }
   }
 

@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { ErrorCodes, GantryError } from '../errors.js';
@@ -25,7 +25,9 @@ function describeReadError(filePath: string, error: unknown): string {
 export async function loadPolicy(filePath: string): Promise<Policy> {
   let text: string;
   try {
-    text = await readFile(filePath, 'utf8');
+    // Read synchronously, as the other configuration files: a small local file read before anything
+    // else can run, where an asynchronous read would start libuv's thread pool for it alone.
+    text = readFileSync(filePath, 'utf8');
   } catch (error) {
     throw new GantryError(ErrorCodes.InvalidPolicy, describeReadError(filePath, error), { cause: error });
   }
@@ -40,9 +42,9 @@ export interface DefaultPolicyOptions {
   systemPolicyPath?: string;
 }
 
-async function exists(filePath: string): Promise<boolean> {
+function exists(filePath: string): boolean {
   try {
-    await stat(filePath);
+    statSync(filePath);
     return true;
   } catch {
     return false;
@@ -56,9 +58,9 @@ async function exists(filePath: string): Promise<boolean> {
  */
 export async function defaultPolicyPath(options: DefaultPolicyOptions = {}): Promise<string> {
   const userPath = path.join(options.homeDirectory ?? homedir(), userPolicyRelativePath);
-  if (await exists(userPath)) return userPath;
+  if (exists(userPath)) return userPath;
   const systemPath = options.systemPolicyPath ?? systemPolicyPath;
-  if (await exists(systemPath)) return systemPath;
+  if (exists(systemPath)) return systemPath;
   throw new GantryError(
     ErrorCodes.InvalidPolicy,
     `no policy.json file found at any of the following: "${userPath}", "${systemPath}"; ` +
