@@ -119,9 +119,9 @@ describe('requests sent, against skopeo on the real registry', () => {
     const reference = `docker://${registry.host}/round-trips/base:v1`;
     const skopeo = await requestsOf(() => runSkopeoOrFail(['inspect', '--tls-verify=false', reference]));
     const gantry = await requestsOf(() => runInstalledGantry(['inspect', '--tls-verify=false', reference]));
-    expect(gantry).toEqual([
-      'GET /v2/ 200',
-      'GET /v2/round-trips/base/manifests/v1 200',
+    // The config and the tag list are asked for at once: they arrive in either order.
+    expect(gantry.slice(0, 2)).toEqual(['GET /v2/ 200', 'GET /v2/round-trips/base/manifests/v1 200']);
+    expect([...gantry.slice(2)].sort()).toEqual([
       'GET /v2/round-trips/base/blobs/sha256:… 200',
       'GET /v2/round-trips/base/tags/list 200',
     ]);
