@@ -14,8 +14,8 @@ export interface Libzstd {
   frame(input: Uint8Array, level: number, wholeBlock: boolean): Promise<Buffer>;
   /**
    * A new streaming decompression context (`ZSTD_DCtx`), for one stream: each of its calls runs on
-   * koffi's asynchronous call threads, one at a time. Free it with `free()` once done (also after an
-   * error).
+   * koffi's asynchronous call threads, one at a time. Give it up with `free()` once done (also after
+   * an error).
    */
   decompressionContext(): ZstdDecompressionContext;
 }
@@ -94,8 +94,6 @@ function load(): Libzstd | null {
   const isError = library.func('unsigned int ZSTD_isError(size_t code)');
   const createDecompressionContext = library.func('void *ZSTD_createDCtx(void)');
   const freeDecompressionContext = library.func('size_t ZSTD_freeDCtx(void *dctx)');
-  // The "simple arguments" form of ZSTD_decompressStream (exported by libzstd since 1.4): positions as
-  // size_t pointers instead of ZSTD_inBuffer and ZSTD_outBuffer structures holding pointers.
   const resetDecompressionContext = library.func('size_t ZSTD_DCtx_reset(void *dctx, int reset)');
   /** `ZSTD_reset_session_only`: forget the stream, keep the parameters and the buffers. */
   const resetSessionOnly = 1;
@@ -116,6 +114,8 @@ function load(): Libzstd | null {
       freeDecompressionContext(context);
     }
   };
+  // The "simple arguments" form of ZSTD_decompressStream (exported by libzstd since 1.4): positions as
+  // size_t pointers instead of ZSTD_inBuffer and ZSTD_outBuffer structures holding pointers.
   const decompressStream = library.func(
     'size_t ZSTD_decompressStream_simpleArgs(void *dctx, void *dst, size_t dstCapacity, _Inout_ size_t *dstPos, const void *src, size_t srcSize, _Inout_ size_t *srcPos)',
   );
