@@ -20,6 +20,7 @@ import {
   zstdDecompressionImplementation,
   zstdImplementation,
 } from './compression.js';
+import { libzstd } from './libzstd.js';
 
 async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -292,6 +293,82 @@ describe('zstd', () => {
     await expect(
       collect(throughTransform(chunked(compressed, 4096), createDecompressor('zstd'))),
     ).rejects.toThrow();
+  });
+});
+
+describe('zstd decoded by libzstd off this thread (pooledOutput)', () => {
+  const skippable = Buffer.alloc(12);
+  skippable.writeUInt32LE(0x184d2a50, 0);
+  skippable.writeUInt32LE(4, 4);
+  const frames = Buffer.concat([
+    compressWithTool('zstd', ['-c'], layerLike.subarray(0, 70_001)),
+    skippable,
+    compressWithTool('zstd', ['-c', '-19'], layerLike.subarray(70_001)),
+  ]);
+  const chunkSize = 24 * 1024 + 3; // A size no other test uses: this pool is this test's.
+
+  it('decodes every frame, skippable ones included, into full pooled chunks (the last one shorter)', async () => {
+    expect(libzstd()).not.toBeNull();
+    const pool = bufferPoolOf(chunkSize);
+    for (const inputChunkSize of [999, 4096, frames.length]) {
+      const decompressor = createDecompressor('zstd', chunkSize, { pooledOutput: true });
+      expect(decompressor.constructor.name).toBe('LibzstdDecompressor');
+      const copies: Buffer[] = [];
+      let pooled = 0;
+      for await (const chunk of throughTransform(chunked(frames, inputChunkSize), decompressor)) {
+        copies.push(Buffer.from(chunk));
+        if (pool.wholeBufferOf(chunk)) {
+          pooled += 1;
+          pool.give(pool.wholeBufferOf(chunk)!);
+        }
+      }
+      expect(Buffer.concat(copies).equals(layerLike)).toBe(true);
+      expect(copies.slice(0, -1).every((chunk) => chunk.byteLength === chunkSize)).toBe(true);
+      expect(copies.at(-1)!.byteLength).toBe(layerLike.byteLength % chunkSize || chunkSize);
+      expect(pooled).toBe(Math.floor(layerLike.byteLength / chunkSize));
+    }
+  });
+
+  it('rejects data that ends inside a frame, and corrupt data, as corrupt', async () => {
+    const truncated = frames.subarray(0, frames.length - 10);
+    await expect(
+      collect(
+        throughTransform(
+          chunked(truncated, 4096),
+          createDecompressor('zstd', chunkSize, { pooledOutput: true }),
+        ),
+      ),
+    ).rejects.toMatchObject({
+      code: 'Z_DATA_ERROR',
+      message: expect.stringContaining('ends inside a frame'),
+    });
+    const corrupt = Buffer.from(frames);
+    for (let offset = 20; offset < 40; offset += 1) corrupt[offset] = 0xff - corrupt[offset]!;
+    await expect(
+      collect(
+        throughTransform(
+          chunked(corrupt, 4096),
+          createDecompressor('zstd', chunkSize, { pooledOutput: true }),
+        ),
+      ),
+    ).rejects.toMatchObject({ code: 'Z_DATA_ERROR' });
+  });
+
+  it('gives its context up when the reader stops early, even with a call running, reset for reuse', async () => {
+    const decompressor = createDecompressor('zstd', 1024, { pooledOutput: true });
+    for await (const _chunk of throughTransform(chunked(frames, 4096), decompressor)) break;
+    expect(decompressor.destroyed).toBe(true);
+    // Its context, given up mid-frame, is reset before the next stream takes it again.
+    for (let round = 0; round < 3; round += 1) {
+      const again = createDecompressor('zstd', chunkSize, { pooledOutput: true });
+      expect((await collect(throughTransform(chunked(frames, 4096), again))).equals(layerLike)).toBe(true);
+    }
+    const context = libzstd()!.decompressionContext();
+    const output = Buffer.alloc(1024);
+    const running = context.decompress(output, frames);
+    context.free();
+    await expect(running).resolves.toEqual([expect.any(Number), 1024, expect.any(Number)]);
+    await expect(context.decompress(output, frames)).rejects.toThrow('freed');
   });
 });
 

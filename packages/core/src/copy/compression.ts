@@ -8,6 +8,7 @@ import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { readableChunks } from '../readable-chunks.js';
 import { type BufferPool, bufferPoolOf, transientBuffers } from './buffer-pool.js';
+import { libzstd, type ZstdDecompressionContext } from './libzstd.js';
 import { defaultGzipBlockSize, parallelGzipStage } from './parallel-gzip.js';
 import { defaultZstdFrameSize, parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 
@@ -157,7 +158,10 @@ export const decompressedChunkSize = 1024 * 1024;
  * buffers (`bufferPoolOf`), for a reader that gives each one back when done with it, as the block
  * compressors do (`inBlocks`): the memory is then reused chunk after chunk instead of waiting for the
  * garbage collector. A reader that keeps or hands on the chunks must not ask for it. The input chunks
- * are then noted to `transientBuffers` (`GarbagePacer`) once decompressed.
+ * are then noted to `transientBuffers` (`GarbagePacer`) once decompressed. zstd is then decoded by the
+ * system's libzstd off this thread (`LibzstdDecompressor`) where it loads (and
+ * `GANTRY_ZSTD_IMPLEMENTATION` names no other): a recompression's thread then only hashes and hands
+ * blocks on while the pool decodes and compresses.
  */
 export function createDecompressor(
   format: Exclude<DetectedCompression, 'none'>,
@@ -168,6 +172,8 @@ export function createDecompressor(
   if (format === 'gzip') return zlib.createGunzip({ chunkSize });
   if (format === 'xz') return Duplex.from(xzDecompressing);
   if (format === 'bzip2') return Duplex.from(bzip2Decompressing);
+  const engine = options.pooledOutput === true ? libzstd() : null;
+  if (engine) return new LibzstdDecompressor(engine.decompressionContext(), chunkSize);
   const implementation = zstdDecompressionImplementation();
   if (implementation === 'node:zlib') return (zlib as unknown as ZstdFactories).createZstdDecompress!();
   if (implementation === 'zstd-napi') {
@@ -260,6 +266,84 @@ class ZstdChunkedOutputDecompressor extends Transform {
     // A pooled buffer handed on in part is never given back: it is left to the garbage collector.
     if (this.#filled > 0) this.push(this.#output.subarray(0, this.#filled));
     done();
+  }
+}
+
+/**
+ * zstd decompression through the system's libzstd (`ZSTD_decompressStream`), each call on koffi's
+ * asynchronous call threads (libuv's pool), one at a time, written into output buffers of `chunkSize`
+ * bytes from the process-wide pool (`bufferPoolOf`) that are pushed once full (the last one at the end):
+ * the reader gives them back (see `createDecompressor`'s `pooledOutput`). Any series of frames,
+ * skippable ones included, is one stream; input ending inside a frame is an error. The input chunks
+ * are noted to `transientBuffers` once decoded.
+ */
+class LibzstdDecompressor extends Transform {
+  readonly #context: ZstdDecompressionContext;
+  readonly #chunkSize: number;
+  readonly #pool: BufferPool;
+  #output: Buffer;
+  #filled = 0;
+  #inFrame = false;
+
+  constructor(context: ZstdDecompressionContext, chunkSize: number) {
+    super();
+    this.#context = context;
+    this.#chunkSize = chunkSize;
+    this.#pool = bufferPoolOf(chunkSize);
+    this.#output = this.#pool.take();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.#decode(chunk).then(
+      () => {
+        transientBuffers.note(chunk.byteLength);
+        done();
+      },
+      (error: unknown) =>
+        done(new CorruptCompressedDataError(`zstd: ${(error as Error).message}`, { cause: error })),
+    );
+  }
+
+  async #decode(chunk: Uint8Array): Promise<void> {
+    let input = chunk;
+    for (;;) {
+      if (this.destroyed) return;
+      const [hint, written, read] = await this.#context.decompress(
+        this.#output.subarray(this.#filled),
+        input,
+      );
+      if (written === 0 && read === 0 && input.byteLength > 0)
+        throw new Error('the decoder made no progress');
+      this.#filled += written;
+      input = input.subarray(read);
+      this.#inFrame = hint !== 0;
+      if (this.#filled === this.#chunkSize) {
+        this.push(this.#output);
+        this.#output = this.#pool.take();
+        this.#filled = 0;
+        // The decoder may hold decoded bytes that did not fit: call it again, even without input.
+        continue;
+      }
+      // Output room left and all input read: everything decodable so far is out.
+      if (input.byteLength === 0) return;
+    }
+  }
+
+  override _flush(done: (error?: Error | null) => void): void {
+    if (this.#inFrame) {
+      done(new CorruptCompressedDataError('zstd: the data ends inside a frame'));
+      return;
+    }
+    // A pooled buffer handed on in part is never given back: it is left to the garbage collector.
+    if (this.#filled > 0) this.push(this.#output.subarray(0, this.#filled));
+    else this.#pool.give(this.#output);
+    done();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // Freed now, or when a call still running returns.
+    this.#context.free();
+    callback(error);
   }
 }
 

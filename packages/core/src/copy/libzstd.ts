@@ -12,6 +12,27 @@ export interface Libzstd {
    * `wholeBlock`: `input` has the usual block size, so the scratch output buffer is pooled.
    */
   frame(input: Uint8Array, level: number, wholeBlock: boolean): Promise<Buffer>;
+  /**
+   * A new streaming decompression context (`ZSTD_DCtx`), for one stream: each of its calls runs on
+   * koffi's asynchronous call threads, one at a time. Give it up with `free()` once done (also after
+   * an error).
+   */
+  decompressionContext(): ZstdDecompressionContext;
+}
+
+/** A streaming zstd decoder whose calls run off this thread (see `Libzstd.decompressionContext`). */
+export interface ZstdDecompressionContext {
+  /**
+   * One `ZSTD_decompressStream` call: decodes from `input` into `output`, resolving to zstd's hint
+   * (0 at the end of a frame), the bytes written and the bytes read. Rejects with the decoder's error
+   * name when the data is not valid zstd. Neither buffer may be touched until it settles.
+   */
+  decompress(output: Uint8Array, input: Uint8Array): Promise<[hint: number, written: number, read: number]>;
+  /**
+   * Gives the context up (once; later calls of `decompress` reject): it is reset and kept for the next
+   * stream (a few are kept), else freed.
+   */
+  free(): void;
 }
 
 type KoffiFunction = ((...args: unknown[]) => unknown) & {
@@ -71,6 +92,33 @@ function load(): Libzstd | null {
     'size_t ZSTD_compress2(void *cctx, void *dst, size_t dstCapacity, const void *src, size_t srcSize)',
   );
   const isError = library.func('unsigned int ZSTD_isError(size_t code)');
+  const createDecompressionContext = library.func('void *ZSTD_createDCtx(void)');
+  const freeDecompressionContext = library.func('size_t ZSTD_freeDCtx(void *dctx)');
+  const resetDecompressionContext = library.func('size_t ZSTD_DCtx_reset(void *dctx, int reset)');
+  /** `ZSTD_reset_session_only`: forget the stream, keep the parameters and the buffers. */
+  const resetSessionOnly = 1;
+  /**
+   * Idle decompression contexts, reset: a stream takes one and gives it back once done, so that the
+   * decoder's window buffers (allocated by the first call, on a pool thread) are reused stream after
+   * stream instead of allocated and freed again in the pool threads' malloc arenas.
+   */
+  const idleDecompressionContexts: unknown[] = [];
+  const keptDecompressionContexts = 2;
+  const release = (context: unknown): void => {
+    if (
+      idleDecompressionContexts.length < keptDecompressionContexts &&
+      !isError(resetDecompressionContext(context, resetSessionOnly))
+    ) {
+      idleDecompressionContexts.push(context);
+    } else {
+      freeDecompressionContext(context);
+    }
+  };
+  // The "simple arguments" form of ZSTD_decompressStream (exported by libzstd since 1.4): positions as
+  // size_t pointers instead of ZSTD_inBuffer and ZSTD_outBuffer structures holding pointers.
+  const decompressStream = library.func(
+    'size_t ZSTD_decompressStream_simpleArgs(void *dctx, void *dst, size_t dstCapacity, _Inout_ size_t *dstPos, const void *src, size_t srcSize, _Inout_ size_t *srcPos)',
+  );
   const errorName = library.func('const char *ZSTD_getErrorName(size_t code)');
   /**
    * Idle compression contexts by level, their parameters set (`zstdParametersOf`). A context is not
@@ -95,6 +143,46 @@ function load(): Libzstd | null {
     else idle.set(level, [context]);
   };
   return {
+    decompressionContext() {
+      let context: unknown = idleDecompressionContexts.pop() ?? createDecompressionContext();
+      if (!context) throw new Error('libzstd could not allocate a decompression context');
+      let busy = false;
+      return {
+        decompress(output, input) {
+          if (!context) return Promise.reject(new Error('libzstd: the decompression context was freed'));
+          if (busy) return Promise.reject(new Error('libzstd: a decompression call is already running'));
+          busy = true;
+          const written = [0];
+          const read = [0];
+          const current = context;
+          return new Promise((resolve, reject) => {
+            decompressStream.async(
+              current,
+              output,
+              output.byteLength,
+              written,
+              input,
+              input.byteLength,
+              read,
+              (error: unknown, result: number | bigint) => {
+                busy = false;
+                // A context given up while the call ran (the stream was destroyed) is released now.
+                if (!context) release(current);
+                if (error) reject(error);
+                else if (isError(result)) reject(new Error(String(errorName(result))));
+                else resolve([Number(result), Number(written[0]), Number(read[0])]);
+              },
+            );
+          });
+        },
+        free() {
+          if (!context) return;
+          const current = context;
+          context = undefined;
+          if (!busy) release(current);
+        },
+      };
+    },
     frame(input, level, wholeBlock) {
       let context: unknown;
       try {
