@@ -35,6 +35,22 @@ describe('OffThreadDigester', () => {
     expect(await digester.digest()).toBe(expected('sha256', chunks));
   });
 
+  it('hashes small chunks copied together: a stream of tiny pieces makes few thread-pool calls', async () => {
+    const bytes = randomBytes(600 * 1024);
+    const chunks: Uint8Array[] = [];
+    for (let offset = 0; offset < bytes.length; ) {
+      const size = chunks.length % 500 === 499 ? 40_000 : 1 + (chunks.length % 7);
+      chunks.push(bytes.subarray(offset, offset + size));
+      offset += size;
+    }
+    const digester = new OffThreadDigester();
+    for (const chunk of chunks) await digester.update(chunk);
+    expect(await digester.digest()).toBe(expected('sha256', chunks));
+    // Thousands of chunks, a few dozen calls: each large chunk, and a batch of the small ones before it.
+    expect(chunks.length).toBeGreaterThan(5000);
+    expect(digester.poolCalls).toBeLessThan(60);
+  });
+
   it('hashes views of a larger buffer as the views, not their whole buffer', async () => {
     const backing = randomBytes(4096);
     const chunks = [backing.subarray(10, 100), backing.subarray(2000, 4000)];
@@ -44,8 +60,9 @@ describe('OffThreadDigester', () => {
   });
 
   it('asks the caller to wait once more than its limit waits to be hashed, and lets it go on later', async () => {
-    const digester = new OffThreadDigester('sha256', 1024);
-    const chunks = [randomBytes(1000), randomBytes(1000), randomBytes(1000)];
+    // Chunks of 16 KiB or more are queued as they are (smaller ones are batched first).
+    const digester = new OffThreadDigester('sha256', 20_000);
+    const chunks = [randomBytes(17_000), randomBytes(17_000), randomBytes(17_000)];
     expect(digester.update(chunks[0]!)).toBeUndefined();
     const wait = digester.update(chunks[1]!);
     expect(wait).toBeInstanceOf(Promise);

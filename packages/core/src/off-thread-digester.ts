@@ -102,6 +102,14 @@ export function offThreadDigestAvailable(): boolean {
 export const defaultPendingLimit = 2 * 1024 * 1024;
 
 /**
+ * Chunks shorter than this are copied together into batches of up to `smallBatchBytes` before they are
+ * hashed: each hashing call on the thread pool costs tens of microseconds of this thread's time, which a
+ * stream cut into tiny pieces (a tar parsed from one-byte reads) would pay per piece.
+ */
+const smallChunkBytes = 16 * 1024;
+const smallBatchBytes = 128 * 1024;
+
+/**
  * An incremental digest computed off this thread where it can be (SHA-256 with the system's OpenSSL,
  * see `offThreadDigestAvailable`), else on it (`Digester`).
  *
@@ -123,6 +131,10 @@ export class OffThreadDigester {
   #failure: unknown;
   #drained: Array<() => void> = [];
   #roomWaiters: Array<() => void> = [];
+  /** Small chunks copied together, not yet handed to the thread pool (`smallChunkBytes`). */
+  #batch: Buffer | undefined;
+  #batchLength = 0;
+  #poolCalls = 0;
 
   constructor(
     algorithm: DigestAlgorithm = 'sha256',
@@ -139,6 +151,11 @@ export class OffThreadDigester {
     return this.#byteCount;
   }
 
+  /** Hashing calls made on the thread pool so far. */
+  get poolCalls(): number {
+    return this.#poolCalls;
+  }
+
   /**
    * Adds `chunk` to the digest. Returns a promise when the caller should wait (too many bytes are
    * waiting to be hashed) before the next update; it resolves once there is room (or the digest failed:
@@ -151,6 +168,28 @@ export class OffThreadDigester {
       return undefined;
     }
     if (chunk.byteLength === 0 || this.#failure !== undefined) return undefined;
+    if (chunk.byteLength < smallChunkBytes) {
+      const wait =
+        this.#batchLength + chunk.byteLength > smallBatchBytes ? this.#enqueueBatch() : undefined;
+      this.#batch ??= Buffer.allocUnsafe(smallBatchBytes);
+      this.#batch.set(chunk, this.#batchLength);
+      this.#batchLength += chunk.byteLength;
+      return wait;
+    }
+    const wait = this.#enqueueBatch();
+    return this.#enqueue(chunk) ?? wait;
+  }
+
+  /** Hands the small chunks copied so far to the thread pool, ahead of anything later. */
+  #enqueueBatch(): Promise<void> | undefined {
+    if (this.#batch === undefined || this.#batchLength === 0) return undefined;
+    const batch = this.#batch.subarray(0, this.#batchLength);
+    this.#batch = undefined;
+    this.#batchLength = 0;
+    return this.#enqueue(batch);
+  }
+
+  #enqueue(chunk: Uint8Array): Promise<void> | undefined {
     this.#queue.push(chunk);
     this.#pendingBytes += chunk.byteLength;
     if (!this.#running) this.#next();
@@ -163,6 +202,7 @@ export class OffThreadDigester {
   /** The digest of every byte handed over, once they are hashed. Call once, after the last update. */
   async digest(): Promise<Digest> {
     if (this.#onThread) return this.#onThread.digest();
+    if (this.#failure === undefined) void this.#enqueueBatch();
     if (this.#running) {
       await new Promise<void>((resolve) => {
         this.#drained.push(resolve);
@@ -189,6 +229,7 @@ export class OffThreadDigester {
       this.#queueHead = 0;
     }
     this.#running = true;
+    this.#poolCalls += 1;
     // `chunk` stays referenced by this closure until the call returned.
     this.#engine!.update(this.#context!, chunk, (error) => {
       this.#pendingBytes -= chunk.byteLength;
