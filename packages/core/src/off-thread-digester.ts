@@ -169,8 +169,7 @@ export class OffThreadDigester {
     }
     if (chunk.byteLength === 0 || this.#failure !== undefined) return undefined;
     if (chunk.byteLength < smallChunkBytes) {
-      const wait =
-        this.#batchLength + chunk.byteLength > smallBatchBytes ? this.#enqueueBatch() : undefined;
+      const wait = this.#batchLength + chunk.byteLength > smallBatchBytes ? this.#enqueueBatch() : undefined;
       this.#batch ??= Buffer.allocUnsafe(smallBatchBytes);
       this.#batch.set(chunk, this.#batchLength);
       this.#batchLength += chunk.byteLength;
