@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -107,6 +107,39 @@ describe('writeChunks', () => {
     await expect(done).rejects.toBe(error);
     expect(order).toEqual(['beforeEnd, output destroyed: false']);
     expect(output.destroyed).toBe(true);
+  });
+
+  it('rejects only once a file output is closed, so a file whose open was still pending can be removed', async () => {
+    const file = path.join(directory, 'blob');
+    // The open is on the thread pool when the source fails: the file appears after the failure.
+    const output = createWriteStream(file, { flags: 'wx' });
+    const source = new PassThrough();
+    const done = writeChunks(
+      source,
+      output,
+      () => undefined,
+      async () => {},
+    );
+    source.destroy(new Error('size mismatch'));
+    await expect(done).rejects.toThrow('size mismatch');
+    expect(output.closed).toBe(true);
+    await rm(file, { force: true });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(existsSync(file)).toBe(false);
+
+    const aborted = createWriteStream(path.join(directory, 'aborted'), { flags: 'wx' });
+    const controller = new AbortController();
+    controller.abort(new Error('stop'));
+    await expect(
+      writeChunks(
+        new PassThrough(),
+        aborted,
+        () => undefined,
+        async () => {},
+        controller.signal,
+      ),
+    ).rejects.toThrow('stop');
+    expect(aborted.closed).toBe(true);
   });
 
   it('fails when the source closes before its end, when `each` throws, and when the signal aborts', async () => {

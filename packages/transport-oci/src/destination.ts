@@ -169,7 +169,7 @@ function releaseWrittenChunks(output: WriteStream, written: (chunk: Uint8Array) 
  * then `output` is ended; resolves when `output` closed after its last byte. A failure of `source` (an
  * error, or a close before its end: `ERR_STREAM_PREMATURE_CLOSE`), of `output`, of `each` or an abort of
  * `signal` rejects (with the abort's reason for an abort), after `beforeEnd` (so it can wait for what
- * uses `output`'s descriptor) and with both streams destroyed.
+ * uses `output`'s descriptor), with both streams destroyed and `output` closed.
  */
 export function writeChunks(
   source: Readable,
@@ -259,16 +259,27 @@ export function writeChunks(
       detach();
       source.destroy();
       const settle = (): void => {
-        output.destroy();
-        reject(error);
+        destroyThenReject(error);
       };
       beforeEnd().then(settle, settle);
+    }
+    // Rejects once `output` has closed: a file stream destroyed while its open is still on the thread
+    // pool creates the file after that, so a caller removing the file must not start before.
+    function destroyThenReject(error: unknown): void {
+      output.destroy();
+      if (
+        output.closed ||
+        (output as { _writableState?: { emitClose?: boolean } })._writableState?.emitClose === false
+      ) {
+        reject(error);
+        return;
+      }
+      output.once('close', () => reject(error));
     }
     if (signal?.aborted) {
       failed = true;
       source.destroy();
-      output.destroy();
-      reject(signal.reason);
+      destroyThenReject(signal.reason);
       return;
     }
     signal?.addEventListener('abort', onAbort, { once: true });
