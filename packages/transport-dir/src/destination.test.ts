@@ -208,6 +208,40 @@ describe('dir: destination', () => {
     }
   });
 
+  it('hands each chunk back through chunkWritten once it is in the file, not before', async () => {
+    const directory = path.join(top, 'image');
+    const destination = await transport.parseReference(directory).newImageDestination();
+    try {
+      const chunks = Array.from({ length: 40 }, (_, index) => Buffer.alloc(64 * 1024, index));
+      const content = Buffer.concat(chunks);
+      expect(content.includes(0xff)).toBe(false);
+      const handedBack: Uint8Array[] = [];
+      const stored = await destination.putBlob(
+        Readable.from(chunks),
+        { digest: digestOf(content), size: content.length },
+        {
+          isConfig: false,
+          chunkWritten: (chunk) => {
+            // Scribbling over a chunk handed back must not change what was written.
+            handedBack.push(chunk);
+            chunk.fill(0xff);
+          },
+        },
+      );
+      expect(stored).toEqual({ digest: digestOf(content), size: content.length });
+      expect(handedBack).toHaveLength(chunks.length);
+      expect(new Set(handedBack)).toEqual(new Set(chunks));
+      await destination.putManifest(
+        encoder.encode('{"schemaVersion":2}'),
+        'application/vnd.oci.image.manifest.v1+json',
+      );
+      await destination.commit();
+      expect(await readFile(path.join(directory, digestHex(stored.digest)))).toEqual(content);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('accepts concurrent putBlob calls, including the same blob twice, and sha512 digests', async () => {
     const directory = path.join(top, 'image');
     const image = handBuiltImage('concurrent', 3);

@@ -13,6 +13,7 @@ import {
   ErrorCodes,
   errorCode,
   GantryError,
+  handBackWrittenChunks,
   type ImageDestination,
   type ImageDestinationProperties,
   makeDirectories,
@@ -188,16 +189,21 @@ class DirImageDestination implements ImageDestination {
     const temporary = this.temporaryPath();
     try {
       let written: { digest: Digest; size: number } | undefined;
+      const output = createWriteStream(temporary, {
+        flags: 'wx',
+        mode: this.options.fileMode,
+        flush: this.options.durable,
+      });
+      // The file is the chunks' last reader (with a named digest they are only counted on their way).
+      if (options.chunkWritten !== undefined && expectedDigest !== undefined) {
+        handBackWrittenChunks(output, options.chunkWritten);
+      }
       await pipeline(
         stream,
         blobWriteStage(expectedDigest, (result) => {
           written = result;
         }),
-        createWriteStream(temporary, {
-          flags: 'wx',
-          mode: this.options.fileMode,
-          flush: this.options.durable,
-        }),
+        output,
         signal ? { signal } : {},
       );
       if (!written)

@@ -16,7 +16,7 @@
  *   reaches and blobs other open destinations of this process use. Blobs in a shared blob directory are
  *   never deleted (other layouts may use them without Gantry being able to know).
  */
-import { createWriteStream, fdatasync as fdatasyncCallback, type WriteStream } from 'node:fs';
+import { createWriteStream, fdatasync as fdatasyncCallback } from 'node:fs';
 import { lstat, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -29,6 +29,7 @@ import {
   type Digest,
   ErrorCodes,
   GantryError,
+  handBackWrittenChunks,
   type ImageDestination,
   type ImageDestinationProperties,
   makeDirectories,
@@ -137,30 +138,6 @@ const earlyFlushBytes = 4 * 1024 * 1024;
 
 /** Bytes a blob's write stream queues while a write is under way (written with one writev). */
 const writeQueueBytes = 1024 * 1024;
-
-/**
- * Has `output` hand each chunk it wrote to `written` (`PutBlobOptions.chunkWritten`) once its write is
- * done (or failed): nothing reads the chunk after that. Chunks still queued when the stream is destroyed
- * are not handed back (the garbage collector takes them).
- */
-function releaseWrittenChunks(output: WriteStream, written: (chunk: Uint8Array) => void): void {
-  const write = output._write;
-  const writev = output._writev;
-  output._write = function (chunk: Uint8Array, encoding, callback) {
-    write.call(this, chunk, encoding, (error?: Error | null) => {
-      written(chunk);
-      callback(error);
-    });
-  };
-  if (writev !== undefined) {
-    output._writev = function (chunks, callback) {
-      writev.call(this, chunks, (error?: Error | null) => {
-        for (const { chunk } of chunks) written(chunk as Uint8Array);
-        callback(error);
-      });
-    };
-  }
-}
 
 /**
  * Writes `source`'s chunks into `output` as they come ('data' events: no iterator, generator or promise
@@ -423,7 +400,7 @@ class OciImageDestination implements ImageDestination {
     const record = expectedDigest === undefined ? new OffThreadDigester() : undefined;
     // A chunk still being hashed on the thread pool is not handed back when its write is done.
     if (options.chunkWritten !== undefined && record === undefined) {
-      releaseWrittenChunks(output, options.chunkWritten);
+      handBackWrittenChunks(output, options.chunkWritten);
     }
     let size = 0;
     let unflushed = 0;

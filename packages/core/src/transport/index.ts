@@ -24,6 +24,7 @@ export {
   detectCompression,
 } from '../copy/compression.js';
 export { type PooledFileStreamOptions, pooledFileStream } from '../copy/pooled-file-stream.js';
+export { handBackWrittenChunks } from '../copy/written-chunks.js';
 export {
   blobWriteStage,
   canonicalDigestAlgorithm,
