@@ -50,6 +50,10 @@ const nodeFloorSync = resolve(here, 'node-floor-sync.mjs');
 const nodeFloorInspect = resolve(here, 'node-floor-inspect.mjs');
 const nodeFloorRepush = resolve(here, 'node-floor-repush.mjs');
 const nodeFloorMount = resolve(here, 'node-floor-mount.mjs');
+const nodeFloorPullOci = resolve(here, 'node-floor-pull-oci.mjs');
+const nodeFloorPullArchive = resolve(here, 'node-floor-pull-archive.mjs');
+const nodeFloorPush = resolve(here, 'node-floor-push.mjs');
+const nodeFloorRegistryCopy = resolve(here, 'node-floor-registry-copy.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
 
 // `pnpm bench -- --runs 5` hands the `--` on: drop it.
@@ -750,6 +754,15 @@ const rows = [
       `docker://${registry}/bench/manylayers:v1`,
       `oci:${destination}:bench`,
     ],
+    // Measured in the same runs (not with --no-floors): the least a Node.js program does for it.
+    nodeFloor: ({ registry, destination }) => [
+      nodeFloorPullOci,
+      registry,
+      'bench/manylayers',
+      'v1',
+      destination,
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -764,6 +777,15 @@ const rows = [
       `docker://${registry}/bench/recompressgzip:v1`,
       `oci:${destination}:bench`,
     ],
+    // Measured in the same runs (not with --no-floors): the least a Node.js program does for it.
+    nodeFloor: ({ registry, destination }) => [
+      nodeFloorPullOci,
+      registry,
+      'bench/recompressgzip',
+      'v1',
+      destination,
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -779,6 +801,13 @@ const rows = [
       `oci:${layouts.manyLayers}:bench`,
       `docker://${registry}/${repository}:v1`,
     ],
+    // Measured in the same runs (not with --no-floors), into a new registry of its own.
+    nodeFloor: ({ registry, repository }) => [
+      nodeFloorPush,
+      layouts.manyLayers,
+      `${registry}/${repository}:v1`,
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -808,6 +837,13 @@ const rows = [
       `docker://${sourceRegistry}/bench/manylayers:v1`,
       `docker://${registry}/${repository}:v1`,
     ],
+    // Measured in the same runs (not with --no-floors), into a new registry of its own.
+    nodeFloor: ({ sourceRegistry, registry, repository }) => [
+      nodeFloorRegistryCopy,
+      `${sourceRegistry}/bench/manylayers:v1`,
+      `${registry}/${repository}:v1`,
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -833,6 +869,16 @@ const rows = [
       `docker://${registry}/bench/manylayers:v1`,
       `docker-archive:${destination}:bench/many:v1`,
     ],
+    // Measured in the same runs (not with --no-floors): the least a Node.js program does for it.
+    nodeFloor: ({ registry, destination }) => [
+      nodeFloorPullArchive,
+      registry,
+      'bench/manylayers',
+      'v1',
+      destination,
+      'bench/many:v1',
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -886,6 +932,9 @@ const rows = [
       `oci:${layouts.large}:bench`,
       `docker://${registry}/${repository}:v1`,
     ],
+    // Measured in the same runs (not with --no-floors), into a new registry of its own.
+    nodeFloor: ({ registry, repository }) => [nodeFloorPush, layouts.large, `${registry}/${repository}:v1`],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -1406,11 +1455,13 @@ try {
             await rm(outside, { recursive: true, force: true });
           }
         }
-        if (row.nodeFloor) {
+        if (row.nodeFloor && !(row.bulkNodeFloor && flags['no-floors'])) {
           // As bin/gantry starts Node: without NODE_EXTRA_CA_CERTS.
           const { NODE_EXTRA_CA_CERTS: _unused, ...environment } = process.env;
           // A row that writes to a new registry gets one for the floor too.
           const pushRegistry = row.freshRegistry ? await startRegistry('push-registry') : undefined;
+          const destination = join(workDirectory, `out-node-floor-${row.name}`);
+          await rm(destination, { recursive: true, force: true });
           try {
             const registries = [registry, pushRegistry].filter(Boolean);
             const registryCpuBefore = registries.reduce((sum, server) => sum + server.cpuSeconds(), 0);
@@ -1420,6 +1471,7 @@ try {
                 sourceRegistry: registry.host,
                 registry: (pushRegistry ?? registry).host,
                 repository: `bench-${runId}/${row.name}-node-floor-${run}`,
+                destination,
               }),
               {
                 env: environment,
@@ -1430,6 +1482,7 @@ try {
             nodeFloorSamples.push(sample);
           } finally {
             await pushRegistry?.stop();
+            await rm(destination, { recursive: true, force: true });
           }
         }
       }
@@ -1565,6 +1618,30 @@ for (const [rowName, floorScript, what, withRegistries = false] of [
     'node-floor-mount.mjs',
     'node:http, ping, the manifest GET, a mount per blob, the manifest PUT; no configuration, no verification',
   ],
+  ...['registry-to-oci-many-layers', 'registry-to-oci-compressible'].map((rowName) => [
+    rowName,
+    'node-floor-pull-oci.mjs',
+    'the manifest GET, then the config and the layers 6 at a time over a raw HTTP/1.1 client on node:net reading into pooled buffers, each streamed to a file with its SHA-256 and size checked before the rename; index.json, oci-layout; no configuration, no ping',
+    true,
+  ]),
+  [
+    'registry-to-docker-archive',
+    'node-floor-pull-archive.mjs',
+    'the manifest and config GETs, a 4-byte range GET per layer for its gzip trailer (the uncompressed size), then the layers 6 at a time over a raw HTTP/1.1 client on node:net, gunzipped (node:zlib) straight to their place in the tar with positional writes, digest, DiffID and sizes checked before the rename; no configuration, no ping',
+    true,
+  ],
+  [
+    'registry-to-registry-copy',
+    'node-floor-registry-copy.mjs',
+    'the manifest GET, then per blob, 6 at a time: a GET over a raw HTTP/1.1 client on node:net streamed into one PATCH (node:http, Content-Length), its SHA-256 checked before the PUT ?digest=; the manifest PUT; no configuration, no ping, no existence checks',
+    true,
+  ],
+  ...['oci-to-registry-many-layers', 'oci-to-registry-large'].map((rowName) => [
+    rowName,
+    'node-floor-push.mjs',
+    'per blob, 6 at a time: POST, one PATCH (node:http, Content-Length) streaming the file through pooled read buffers with its SHA-256 checked on the way, PUT ?digest=; the manifest PUT; no configuration, no ping, no existence checks',
+    true,
+  ]),
 ]) {
   const row = byName.get(rowName);
   if (!row?.gantry || !row.nodeFloor) continue;
