@@ -13,7 +13,10 @@
 // run; pulls read and re-pushes write an image pushed before any measurement. The docker-daemon row
 // starts dockerd (vfs storage, its own socket and data root) and removes the image between runs; beside
 // it, the `docker load` floors: the same image loaded from a docker-archive file (uncompressed layers,
-// and gzip layers), the daemon's own time with no copy tool.
+// and gzip layers), the daemon's own time with no copy tool. Some rows also run, in the same runs, the
+// least a Node.js program does for them (the node-floor-*.mjs scripts: medians, CPU with the registries'
+// CPU), reported under Derived; the bulk rows' ones (pulls, pushes, registry → registry) are left out
+// with --no-floors.
 //
 //   pnpm bench [-- --rows NAME,GROUP,PREFIX* --runs 5 --layer-mib 1024 --work-dir DIR --no-skopeo
 //                 --quick --list --report-only --output-dir DIR --no-floors --gantry-library]
@@ -1509,6 +1512,9 @@ try {
       `  ${row.name} (${result.elapsedSeconds.toFixed(0)} s): gantry ${result.gantry.medianSeconds.toFixed(2)} s (CPU ${result.gantry.medianCpuSeconds.toFixed(2)} s, ${result.gantry.peakMiB.toFixed(0)} MiB${registryCpu(result.gantry)})` +
         (result.reference
           ? `, ${result.referenceName === 'skopeo' ? 'skopeo' : 'reference'} ${result.reference.medianSeconds.toFixed(2)} s (CPU ${result.reference.medianCpuSeconds.toFixed(2)} s, ${result.reference.peakMiB.toFixed(0)} MiB${registryCpu(result.reference)})`
+          : '') +
+        (result.nodeFloor
+          ? `, Node.js floor ${result.nodeFloor.medianSeconds.toFixed(2)} s (CPU ${result.nodeFloor.medianCpuSeconds.toFixed(2)} s, ${result.nodeFloor.peakMiB.toFixed(0)} MiB${registryCpu(result.nodeFloor)})`
           : ''),
     );
   }
@@ -1596,7 +1602,7 @@ if (noop?.gantry && noop.nodeFloor) {
   );
 }
 
-for (const [rowName, floorScript, what, withRegistries = false] of [
+for (const [rowName, floorScript, what, withRegistries = false, withCpuFloor = false] of [
   [
     'inspect-docker',
     'node-floor-inspect.mjs',
@@ -1623,11 +1629,13 @@ for (const [rowName, floorScript, what, withRegistries = false] of [
     'node-floor-pull-oci.mjs',
     'the manifest GET, then the config and the layers 6 at a time over a raw HTTP/1.1 client on node:net reading into pooled buffers, each streamed to a file with its SHA-256 and size checked before the rename; index.json, oci-layout; no configuration, no ping',
     true,
+    true,
   ]),
   [
     'registry-to-docker-archive',
     'node-floor-pull-archive.mjs',
     'the manifest and config GETs, a 4-byte range GET per layer for its gzip trailer (the uncompressed size), then the layers 6 at a time over a raw HTTP/1.1 client on node:net, gunzipped (node:zlib) straight to their place in the tar with positional writes, digest, DiffID and sizes checked before the rename; no configuration, no ping',
+    true,
     true,
   ],
   [
@@ -1635,11 +1643,13 @@ for (const [rowName, floorScript, what, withRegistries = false] of [
     'node-floor-registry-copy.mjs',
     'the manifest GET, then per blob, 6 at a time: a GET over a raw HTTP/1.1 client on node:net streamed into one PATCH (node:http, Content-Length), its SHA-256 checked before the PUT ?digest=; the manifest PUT; no configuration, no ping, no existence checks',
     true,
+    true,
   ],
   ...['oci-to-registry-many-layers', 'oci-to-registry-large'].map((rowName) => [
     rowName,
     'node-floor-push.mjs',
     'per blob, 6 at a time: POST, one PATCH (node:http, Content-Length) streaming the file through pooled read buffers with its SHA-256 checked on the way, PUT ?digest=; the manifest PUT; no configuration, no ping, no existence checks',
+    true,
     true,
   ]),
 ]) {
@@ -1648,9 +1658,14 @@ for (const [rowName, floorScript, what, withRegistries = false] of [
   const floor = row.nodeFloor;
   const bar = row.reference && row.target ? row.target.ratio * row.reference.medianSeconds : undefined;
   // Where the registries share the CPUs with the program: their CPU time beside it.
+  // Bulk rows: that CPU spread over the cores too, the least wall time the run could take (the wall
+  // times of a loaded machine say more about the load).
   const registriesOf = (summary) =>
     withRegistries && summary.medianRegistryCpuSeconds !== undefined
-      ? ` + registries ${summary.medianRegistryCpuSeconds.toFixed(3)} s`
+      ? ` + registries ${summary.medianRegistryCpuSeconds.toFixed(3)} s` +
+        (withCpuFloor && summary.cpuFloorSeconds !== undefined
+          ? `, ÷ ${availableParallelism()} cores = ${summary.cpuFloorSeconds.toFixed(3)} s`
+          : '')
       : '';
   derived.push(
     `${rowName} beside the least a Node.js program does for it (apps/bench/src/${floorScript}: ${what}): ${floor.medianSeconds.toFixed(3)} s wall, CPU ${floor.medianCpuSeconds.toFixed(3)} s${registriesOf(floor)}; Gantry ${row.gantry.medianSeconds.toFixed(3)} s (CPU ${row.gantry.medianCpuSeconds.toFixed(3)} s${registriesOf(row.gantry)})` +

@@ -16,9 +16,8 @@
 //   env -u NODE_EXTRA_CA_CERTS node apps/bench/src/node-floor-pull-archive.mjs [--threads=N] \
 //     HOST:PORT REPOSITORY TAG ARCHIVE-FILE REPO-TAG
 //
-// --threads=N (default 1): N worker threads, each with its own connections, reading, hashing and writing
-// its share of the layers (the 6 connections split between them); --threads=1 does everything on the
-// main thread.
+// --threads=N (default 1, the least CPU): N worker threads, each with its own connections, reading,
+// hashing and writing its share of the layers (the 6 connections split between them).
 import { createHash } from 'node:crypto';
 import { closeSync, ftruncateSync, openSync, renameSync, rmSync, writeSync, writev } from 'node:fs';
 import net from 'node:net';
@@ -34,7 +33,7 @@ const accept = [
 ].join(', ');
 
 /** Read buffers of the raw client: a socket reads into one, and it comes back once its bytes are written. */
-const readBytes = 128 << 10;
+const readBytes = 512 << 10;
 const freeBuffers = [];
 const takeBuffer = () => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(readBytes);
 const giveBack = (buffer) => freeBuffers.push(buffer);

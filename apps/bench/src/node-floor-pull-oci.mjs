@@ -3,20 +3,31 @@
 // (the `registry-to-oci-*` rows): GET the manifest, then the config and every layer, 6 at a time as
 // skopeo does, each streamed into a temporary file under blobs/sha256/ while its SHA-256 and size are
 // checked, renamed into place only once they match; then the manifest blob, index.json and oci-layout.
-// A digest or size mismatch fails the program and leaves no blob of that name. No configuration, policy,
-// auth, HTTPS probe or retries. Run it as bin/gantry runs Node (no NODE_EXTRA_CA_CERTS): its wall and CPU
-// time (plus the registry's CPU time for its requests) are a floor for any Node.js implementation of the
-// row on this machine.
+// A digest or size mismatch fails the program and leaves no blob of that name (and no temporary file).
+// No configuration, policy, auth, ping, HTTPS probe or retries. Run it as bin/gantry runs Node (no
+// NODE_EXTRA_CA_CERTS): its wall and CPU time (plus the registry's CPU time for its requests) are a floor
+// for any Node.js implementation of the row on this machine.
 //
-//   env -u NODE_EXTRA_CA_CERTS node apps/bench/src/node-floor-pull-oci.mjs [--threads=N] [--client=http|undici] \
-//     HOST:PORT REPOSITORY TAG OCI-DIRECTORY
+//   env -u NODE_EXTRA_CA_CERTS node apps/bench/src/node-floor-pull-oci.mjs [--client=net|http|undici] \
+//     [--threads=N] HOST:PORT REPOSITORY TAG OCI-DIRECTORY
 //
-// --threads=N (default 1): N worker threads, each with its own connections, reading, hashing and writing
-// its share of the blobs (the 6 connections split between them); --threads=1 does everything on the main
-// thread. --client=undici uses undici's lowest-level API (Client#dispatch) instead of node:http (the
-// package Gantry's registry transport depends on, found through it).
+// --client: `net` (the default, the least CPU) is a raw HTTP/1.1 client on node:net reading with
+// `onread` into pooled 512 KiB buffers that go back to the pool once their bytes are written (as
+// Gantry's plain-HTTP reads do); `http` is node:http's client; `undici` is undici's lowest-level API
+// (Pool#dispatch; the package Gantry's registry transport depends on, found through it).
+// --threads=N (default 1, the least CPU): N worker threads, each with its own connections, reading,
+// hashing and writing its share of the blobs (the 6 connections split between them).
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writev } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writev,
+} from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -29,7 +40,7 @@ const accept = [
 ].join(', ');
 
 /** Read buffers of the raw client: a socket reads into one, and it comes back once its bytes are written. */
-const readBytes = 128 << 10;
+const readBytes = 512 << 10;
 const freeBuffers = [];
 const takeBuffer = () => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(readBytes);
 const giveBack = (buffer) => freeBuffers.push(buffer);
@@ -326,7 +337,7 @@ if (!isMainThread) {
     .filter((argument) => !argument.startsWith('--'));
   if (!directory) {
     console.error(
-      'usage: node-floor-pull-oci.mjs [--threads=N] [--client=http|undici] HOST:PORT REPOSITORY TAG OCI-DIRECTORY',
+      'usage: node-floor-pull-oci.mjs [--client=net|http|undici] [--threads=N] HOST:PORT REPOSITORY TAG OCI-DIRECTORY',
     );
     process.exit(2);
   }
@@ -344,6 +355,7 @@ if (!isMainThread) {
   const manifest = JSON.parse(manifestBytes.toString('utf8'));
   mkdirSync(`${directory}/blobs/sha256`, { recursive: true });
   const blobs = [manifest.config, ...manifest.layers].map(({ digest, size }) => ({ digest, size }));
+  const workers = [];
   try {
     if (threads <= 1) {
       await pullBlobs({ kind, host, repository, directory, blobs, connections: concurrency });
@@ -362,6 +374,7 @@ if (!isMainThread) {
               const worker = new Worker(new URL(import.meta.url), {
                 workerData: { kind, host, repository, directory, blobs: share, connections },
               });
+              workers.push(worker);
               worker.once('message', (message) =>
                 message.ok ? resolve() : reject(new Error(message.message)),
               );
@@ -371,6 +384,10 @@ if (!isMainThread) {
       );
     }
   } catch (error) {
+    // Nothing half-written stays: the other threads stop, and every temporary file goes.
+    await Promise.all(workers.map((worker) => worker.terminate()));
+    for (const name of readdirSync(`${directory}/blobs/sha256`))
+      if (name.endsWith('.partial')) rmSync(`${directory}/blobs/sha256/${name}`, { force: true });
     console.error(error.message);
     process.exit(1);
   }

@@ -11,15 +11,15 @@
 //   env -u NODE_EXTRA_CA_CERTS node apps/bench/src/node-floor-push.mjs [--threads=N] OCI-LAYOUT HOST:PORT/REPOSITORY:TAG
 //   (the layout's first manifest is pushed)
 //
-// --threads=N (default 1): N worker threads, each with its own connections, pushing its share of the
-// blobs (the 6 uploads split between them); --threads=1 does everything on the main thread.
+// --threads=N (default 1, the least CPU): N worker threads, each with its own connections, pushing its
+// share of the blobs (the 6 uploads split between them).
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, read, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 const concurrency = 6;
-const chunkBytes = 256 << 10;
+const chunkBytes = 4 << 20;
 /** Read buffers: the file is read into one, and it comes back once the socket wrote its bytes. */
 const freeBuffers = [];
 const takeBuffer = () => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(chunkBytes);

@@ -13,8 +13,8 @@
 //   env -u NODE_EXTRA_CA_CERTS node apps/bench/src/node-floor-registry-copy.mjs [--threads=N] \
 //     SOURCE-HOST:PORT/REPOSITORY:TAG DESTINATION-HOST:PORT/REPOSITORY:TAG
 //
-// --threads=N (default 1): N worker threads, each with its own connections, moving its share of the
-// blobs (the 6 transfers split between them); --threads=1 does everything on the main thread.
+// --threads=N (default 1, the least CPU): N worker threads, each with its own connections, moving its
+// share of the blobs (the 6 transfers split between them).
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
@@ -37,7 +37,7 @@ function parse(reference) {
 }
 
 /** Read buffers of the raw client: a socket reads into one, and it comes back once its bytes are written. */
-const readBytes = 128 << 10;
+const readBytes = 512 << 10;
 const freeBuffers = [];
 const takeBuffer = () => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(readBytes);
 const giveBack = (buffer) => freeBuffers.push(buffer);
