@@ -207,14 +207,16 @@ describe('node-floor-push.mjs', () => {
 
 describe('a blob whose bytes do not match its digest', () => {
   it('fails each floor, and nothing of it is written', async () => {
-    const layer = manifest.layers[0];
+    const [layer] = manifest.layers;
+    if (!layer) throw new Error('the test image has no layer');
     // The push: a layout whose first layer's file holds other bytes of the same size.
     const badLayout = join(directory, 'bad-layout');
     await cp(layout, badLayout, { recursive: true });
     const layerFile = join(badLayout, 'blobs', 'sha256', layer.digest.slice(7));
     const original = readFileSync(layerFile);
     const changed = Buffer.from(original);
-    changed[changed.length >> 1] ^= 0xff;
+    const middle = changed.length >> 1;
+    changed[middle] = (changed[middle] ?? 0) ^ 0xff;
     writeFileSync(layerFile, changed);
     const push = runFloor('push', badLayout, `${destination.host}/bad/push:v1`);
     expect(push.status).not.toBe(0);
