@@ -2,7 +2,8 @@
 // The least a Node.js program does to pull an image from a plain-HTTP registry into a new OCI layout
 // (the `registry-to-oci-*` rows): GET the manifest, then the config and every layer, 6 at a time as
 // skopeo does, each streamed into a temporary file under blobs/sha256/ while its SHA-256 and size are
-// checked, renamed into place only once they match; then the manifest blob, index.json and oci-layout.
+// checked, flushed to disk (fdatasync, as skopeo and Gantry do) and renamed into place only once they
+// match; then the manifest blob, index.json and oci-layout.
 // A digest or size mismatch fails the program and leaves no blob of that name (and no temporary file).
 // No configuration, policy, auth, ping, HTTPS probe or retries. Run it as bin/gantry runs Node (no
 // NODE_EXTRA_CA_CERTS): its wall and CPU time (plus the registry's CPU time for its requests) are a floor
@@ -20,6 +21,7 @@
 import { createHash } from 'node:crypto';
 import {
   closeSync,
+  fdatasync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -294,6 +296,8 @@ async function pullBlob(client, repository, directory, { digest, size }) {
     const actual = `sha256:${hash.digest('hex')}`;
     if (actual !== digest || received !== size)
       throw new Error(`${digest}: got ${actual}, ${received} bytes instead of ${size}`);
+    // On disk before it has its name, as skopeo's and Gantry's OCI destinations do.
+    await new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())));
     closeSync(fd);
     renameSync(temporary, final);
   } catch (error) {
