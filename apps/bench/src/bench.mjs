@@ -563,7 +563,10 @@ const bulk = { memoryLimitMiB: memoryLimitMiB };
  * measurement; `bytes` is the data it moves; `floor` replaces skopeo by another reference command;
  * `target` and `memoryLimitMiB` are the issues' bars; `freshRegistry` gives each run a new empty
  * registry; `freshFilesystem` gives each run of each tool a new ext4 filesystem (see mountFreshFilesystem);
- * `registry` rows need the shared benchmark registry, `daemon` rows dockerd.
+ * `registry` rows need the shared benchmark registry, `daemon` rows dockerd. `nodeFloor` gives the
+ * arguments (after `node`) of the least Node.js program for the row, run after both tools in each run
+ * (a new registry of its own for `freshRegistry` rows, `destination` a path to write to);
+ * `bulkNodeFloor` leaves it out with --no-floors.
  */
 const rows = [
   {
