@@ -13,7 +13,10 @@
 // run; pulls read and re-pushes write an image pushed before any measurement. The docker-daemon row
 // starts dockerd (vfs storage, its own socket and data root) and removes the image between runs; beside
 // it, the `docker load` floors: the same image loaded from a docker-archive file (uncompressed layers,
-// and gzip layers), the daemon's own time with no copy tool.
+// and gzip layers), the daemon's own time with no copy tool. Some rows also run, in the same runs, the
+// least a Node.js program does for them (the node-floor-*.mjs scripts: medians, CPU with the registries'
+// CPU), reported under Derived; the bulk rows' ones (pulls, pushes, registry → registry) are left out
+// with --no-floors.
 //
 //   pnpm bench [-- --rows NAME,GROUP,PREFIX* --runs 5 --layer-mib 1024 --work-dir DIR --no-skopeo
 //                 --quick --list --report-only --output-dir DIR --no-floors --gantry-library]
@@ -50,6 +53,10 @@ const nodeFloorSync = resolve(here, 'node-floor-sync.mjs');
 const nodeFloorInspect = resolve(here, 'node-floor-inspect.mjs');
 const nodeFloorRepush = resolve(here, 'node-floor-repush.mjs');
 const nodeFloorMount = resolve(here, 'node-floor-mount.mjs');
+const nodeFloorPullOci = resolve(here, 'node-floor-pull-oci.mjs');
+const nodeFloorPullArchive = resolve(here, 'node-floor-pull-archive.mjs');
+const nodeFloorPush = resolve(here, 'node-floor-push.mjs');
+const nodeFloorRegistryCopy = resolve(here, 'node-floor-registry-copy.mjs');
 const registryBinary = process.env.GANTRY_TEST_REGISTRY_BINARY ?? '/usr/bin/docker-registry';
 
 // `pnpm bench -- --runs 5` hands the `--` on: drop it.
@@ -556,7 +563,10 @@ const bulk = { memoryLimitMiB: memoryLimitMiB };
  * measurement; `bytes` is the data it moves; `floor` replaces skopeo by another reference command;
  * `target` and `memoryLimitMiB` are the issues' bars; `freshRegistry` gives each run a new empty
  * registry; `freshFilesystem` gives each run of each tool a new ext4 filesystem (see mountFreshFilesystem);
- * `registry` rows need the shared benchmark registry, `daemon` rows dockerd.
+ * `registry` rows need the shared benchmark registry, `daemon` rows dockerd. `nodeFloor` gives the
+ * arguments (after `node`) of the least Node.js program for the row, run after both tools in each run
+ * (a new registry of its own for `freshRegistry` rows, `destination` a path to write to);
+ * `bulkNodeFloor` leaves it out with --no-floors.
  */
 const rows = [
   {
@@ -750,6 +760,15 @@ const rows = [
       `docker://${registry}/bench/manylayers:v1`,
       `oci:${destination}:bench`,
     ],
+    // Measured in the same runs (not with --no-floors): the least a Node.js program does for it.
+    nodeFloor: ({ registry, destination }) => [
+      nodeFloorPullOci,
+      registry,
+      'bench/manylayers',
+      'v1',
+      destination,
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -764,6 +783,15 @@ const rows = [
       `docker://${registry}/bench/recompressgzip:v1`,
       `oci:${destination}:bench`,
     ],
+    // Measured in the same runs (not with --no-floors): the least a Node.js program does for it.
+    nodeFloor: ({ registry, destination }) => [
+      nodeFloorPullOci,
+      registry,
+      'bench/recompressgzip',
+      'v1',
+      destination,
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -779,6 +807,13 @@ const rows = [
       `oci:${layouts.manyLayers}:bench`,
       `docker://${registry}/${repository}:v1`,
     ],
+    // Measured in the same runs (not with --no-floors), into a new registry of its own.
+    nodeFloor: ({ registry, repository }) => [
+      nodeFloorPush,
+      layouts.manyLayers,
+      `${registry}/${repository}:v1`,
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -808,6 +843,13 @@ const rows = [
       `docker://${sourceRegistry}/bench/manylayers:v1`,
       `docker://${registry}/${repository}:v1`,
     ],
+    // Measured in the same runs (not with --no-floors), into a new registry of its own.
+    nodeFloor: ({ sourceRegistry, registry, repository }) => [
+      nodeFloorRegistryCopy,
+      `${sourceRegistry}/bench/manylayers:v1`,
+      `${registry}/${repository}:v1`,
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -833,6 +875,16 @@ const rows = [
       `docker://${registry}/bench/manylayers:v1`,
       `docker-archive:${destination}:bench/many:v1`,
     ],
+    // Measured in the same runs (not with --no-floors): the least a Node.js program does for it.
+    nodeFloor: ({ registry, destination }) => [
+      nodeFloorPullArchive,
+      registry,
+      'bench/manylayers',
+      'v1',
+      destination,
+      'bench/many:v1',
+    ],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -886,6 +938,9 @@ const rows = [
       `oci:${layouts.large}:bench`,
       `docker://${registry}/${repository}:v1`,
     ],
+    // Measured in the same runs (not with --no-floors), into a new registry of its own.
+    nodeFloor: ({ registry, repository }) => [nodeFloorPush, layouts.large, `${registry}/${repository}:v1`],
+    bulkNodeFloor: true,
     target: target(0.8, 'issue 16'),
     ...bulk,
   },
@@ -1406,11 +1461,13 @@ try {
             await rm(outside, { recursive: true, force: true });
           }
         }
-        if (row.nodeFloor) {
+        if (row.nodeFloor && !(row.bulkNodeFloor && flags['no-floors'])) {
           // As bin/gantry starts Node: without NODE_EXTRA_CA_CERTS.
           const { NODE_EXTRA_CA_CERTS: _unused, ...environment } = process.env;
           // A row that writes to a new registry gets one for the floor too.
           const pushRegistry = row.freshRegistry ? await startRegistry('push-registry') : undefined;
+          const destination = join(workDirectory, `out-node-floor-${row.name}`);
+          await rm(destination, { recursive: true, force: true });
           try {
             const registries = [registry, pushRegistry].filter(Boolean);
             const registryCpuBefore = registries.reduce((sum, server) => sum + server.cpuSeconds(), 0);
@@ -1420,6 +1477,7 @@ try {
                 sourceRegistry: registry.host,
                 registry: (pushRegistry ?? registry).host,
                 repository: `bench-${runId}/${row.name}-node-floor-${run}`,
+                destination,
               }),
               {
                 env: environment,
@@ -1430,6 +1488,7 @@ try {
             nodeFloorSamples.push(sample);
           } finally {
             await pushRegistry?.stop();
+            await rm(destination, { recursive: true, force: true });
           }
         }
       }
@@ -1456,6 +1515,9 @@ try {
       `  ${row.name} (${result.elapsedSeconds.toFixed(0)} s): gantry ${result.gantry.medianSeconds.toFixed(2)} s (CPU ${result.gantry.medianCpuSeconds.toFixed(2)} s, ${result.gantry.peakMiB.toFixed(0)} MiB${registryCpu(result.gantry)})` +
         (result.reference
           ? `, ${result.referenceName === 'skopeo' ? 'skopeo' : 'reference'} ${result.reference.medianSeconds.toFixed(2)} s (CPU ${result.reference.medianCpuSeconds.toFixed(2)} s, ${result.reference.peakMiB.toFixed(0)} MiB${registryCpu(result.reference)})`
+          : '') +
+        (result.nodeFloor
+          ? `, Node.js floor ${result.nodeFloor.medianSeconds.toFixed(2)} s (CPU ${result.nodeFloor.medianCpuSeconds.toFixed(2)} s, ${result.nodeFloor.peakMiB.toFixed(0)} MiB${registryCpu(result.nodeFloor)})`
           : ''),
     );
   }
@@ -1543,7 +1605,7 @@ if (noop?.gantry && noop.nodeFloor) {
   );
 }
 
-for (const [rowName, floorScript, what, withRegistries = false] of [
+for (const [rowName, floorScript, what, withRegistries = false, withCpuFloor = false] of [
   [
     'inspect-docker',
     'node-floor-inspect.mjs',
@@ -1565,15 +1627,48 @@ for (const [rowName, floorScript, what, withRegistries = false] of [
     'node-floor-mount.mjs',
     'node:http, ping, the manifest GET, a mount per blob, the manifest PUT; no configuration, no verification',
   ],
+  ...['registry-to-oci-many-layers', 'registry-to-oci-compressible'].map((rowName) => [
+    rowName,
+    'node-floor-pull-oci.mjs',
+    'the manifest GET, then the config and the layers 6 at a time over a raw HTTP/1.1 client on node:net reading into pooled buffers, each streamed to a file with its SHA-256 and size checked before the rename; index.json, oci-layout; no configuration, no ping',
+    true,
+    true,
+  ]),
+  [
+    'registry-to-docker-archive',
+    'node-floor-pull-archive.mjs',
+    'the manifest and config GETs, a 4-byte range GET per layer for its gzip trailer (the uncompressed size), then the layers 6 at a time over a raw HTTP/1.1 client on node:net, gunzipped (node:zlib) straight to their place in the tar with positional writes, digest, DiffID and sizes checked before the rename; no configuration, no ping',
+    true,
+    true,
+  ],
+  [
+    'registry-to-registry-copy',
+    'node-floor-registry-copy.mjs',
+    'the manifest GET, then per blob, 6 at a time: a GET over a raw HTTP/1.1 client on node:net streamed into one PATCH (node:http, Content-Length), its SHA-256 checked before the PUT ?digest=; the manifest PUT; no configuration, no ping, no existence checks',
+    true,
+    true,
+  ],
+  ...['oci-to-registry-many-layers', 'oci-to-registry-large'].map((rowName) => [
+    rowName,
+    'node-floor-push.mjs',
+    'per blob, 6 at a time: POST, one PATCH (node:http, Content-Length) streaming the file through pooled read buffers with its SHA-256 checked on the way, PUT ?digest=; the manifest PUT; no configuration, no ping, no existence checks',
+    true,
+    true,
+  ]),
 ]) {
   const row = byName.get(rowName);
   if (!row?.gantry || !row.nodeFloor) continue;
   const floor = row.nodeFloor;
   const bar = row.reference && row.target ? row.target.ratio * row.reference.medianSeconds : undefined;
   // Where the registries share the CPUs with the program: their CPU time beside it.
+  // Bulk rows: that CPU spread over the cores too, the least wall time the run could take (the wall
+  // times of a loaded machine say more about the load).
   const registriesOf = (summary) =>
     withRegistries && summary.medianRegistryCpuSeconds !== undefined
-      ? ` + registries ${summary.medianRegistryCpuSeconds.toFixed(3)} s`
+      ? ` + registries ${summary.medianRegistryCpuSeconds.toFixed(3)} s` +
+        (withCpuFloor && summary.cpuFloorSeconds !== undefined
+          ? `, ÷ ${availableParallelism()} cores = ${summary.cpuFloorSeconds.toFixed(3)} s`
+          : '')
       : '';
   derived.push(
     `${rowName} beside the least a Node.js program does for it (apps/bench/src/${floorScript}: ${what}): ${floor.medianSeconds.toFixed(3)} s wall, CPU ${floor.medianCpuSeconds.toFixed(3)} s${registriesOf(floor)}; Gantry ${row.gantry.medianSeconds.toFixed(3)} s (CPU ${row.gantry.medianCpuSeconds.toFixed(3)} s${registriesOf(row.gantry)})` +

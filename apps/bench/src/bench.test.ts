@@ -77,6 +77,21 @@ describe('pnpm bench --quick', () => {
         expect(positive(tool.cpuFloorSeconds)).toBe(true);
       }
       expect(results.rows[0].gantry.medianRegistryCpuSeconds).toBeUndefined();
+      // The bulk pull's Node.js floor ran in the same runs, with the registry's CPU beside it.
+      expect(registryRow.nodeFloor.samples).toHaveLength(2);
+      for (const key of ['medianSeconds', 'medianCpuSeconds', 'medianRegistryCpuSeconds'])
+        expect(positive(registryRow.nodeFloor[key])).toBe(true);
+      const pullFloor = results.derived.find((line: string) =>
+        line.startsWith('registry-to-oci-many-layers beside the least a Node.js program does for it'),
+      );
+      expect(pullFloor).toContain('node-floor-pull-oci.mjs');
+      expect(pullFloor).toContain(`${registryRow.nodeFloor.medianSeconds.toFixed(3)} s wall`);
+      expect(pullFloor).toContain(
+        `registries ${registryRow.nodeFloor.medianRegistryCpuSeconds.toFixed(3)} s`,
+      );
+      expect(pullFloor).toContain(
+        `so 0.8 × skopeo = ${(0.8 * registryRow.reference.medianSeconds).toFixed(3)} s is`,
+      );
       const floorNames = results.floors.map((floor: { name: string }) => floor.name);
       expect(floorNames).toEqual(
         expect.arrayContaining([
@@ -242,6 +257,33 @@ describe('pnpm bench --quick', () => {
       expect(derived).toContain(`${row.nodeFloor.medianSeconds.toFixed(3)} s wall`);
       expect(derived).toContain(`registries ${row.nodeFloor.medianRegistryCpuSeconds.toFixed(3)} s`);
       expect(derived).toContain(`skopeo ${row.reference.medianSeconds.toFixed(3)} s`);
+    },
+    benchTimeoutMs,
+  );
+
+  it(
+    "leaves the bulk rows' Node.js floors out with --no-floors",
+    () => {
+      const output = join(directory, 'no-bulk-floors');
+      const run = runBench(
+        '--quick',
+        '--no-floors',
+        '--rows',
+        'oci-to-registry-many-layers',
+        '--runs',
+        '1',
+        '--output-dir',
+        output,
+        '--work-dir',
+        join(directory, 'work'),
+      );
+      expect(run.status, run.stderr).toBe(0);
+      const results = JSON.parse(readFileSync(join(output, 'bench', 'results.json'), 'utf8'));
+      const [row] = results.rows;
+      expect(row.error).toBeUndefined();
+      expect(positive(row.gantry.medianSeconds)).toBe(true);
+      expect(row.nodeFloor).toBeUndefined();
+      expect(results.derived.some((line: string) => line.includes('node-floor-push.mjs'))).toBe(false);
     },
     benchTimeoutMs,
   );
