@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
-import { digestOf } from '@gantry/core/transport';
+import { type Digest, digestOf } from '@gantry/core/transport';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { gatherChunks } from './image-destination.js';
+import { UploadPieceSource } from './image-destination.js';
 import { sharedUploadResumeBudget } from './resume-budget.js';
 import { type FaultProxy, startFaultProxy } from './testing/fault-proxy.js';
 import { startTestRegistry, type TestRegistry } from './testing/registry-server.js';
@@ -23,13 +23,23 @@ async function* pieces(sizes: number[]): AsyncGenerator<Uint8Array> {
   }
 }
 
-describe('gatherChunks', () => {
+/** The pieces an `UploadPieceSource` of `chunks` returns, gathered to at least `size` bytes. */
+function upload(
+  chunks: AsyncIterable<Uint8Array>,
+  size: number,
+  expectedDigest?: Digest,
+  joined?: (piece: Uint8Array, chunks: readonly Uint8Array[]) => void,
+): UploadPieceSource {
+  return new UploadPieceSource(chunks[Symbol.asyncIterator](), size, expectedDigest, joined);
+}
+
+describe('UploadPieceSource', () => {
   it('joins small pieces into pieces of at least the size asked, keeping every byte in order', async () => {
-    expect(await collect(gatherChunks(pieces([3, 3, 3, 3, 3]), 8))).toEqual([9, 6]);
+    expect(await collect(upload(pieces([3, 3, 3, 3, 3]), 8))).toEqual([9, 6]);
     const joined = Buffer.concat(
       await (async () => {
         const chunks: Uint8Array[] = [];
-        for await (const chunk of gatherChunks(pieces([5, 1, 7, 2, 9, 4]), 6)) chunks.push(chunk);
+        for await (const chunk of upload(pieces([5, 1, 7, 2, 9, 4]), 6)) chunks.push(chunk);
         return chunks;
       })(),
     );
@@ -37,16 +47,70 @@ describe('gatherChunks', () => {
   });
 
   it('passes large pieces through as they are and yields nothing for an empty source', async () => {
-    expect(await collect(gatherChunks(pieces([10, 2, 12]), 8))).toEqual([10, 14]);
-    expect(await collect(gatherChunks(pieces([]), 8))).toEqual([]);
+    const large = Buffer.alloc(10);
+    const seen: Uint8Array[] = [];
+    for await (const piece of upload(
+      (async function* () {
+        yield large;
+        yield Buffer.alloc(2);
+        yield Buffer.alloc(12);
+      })(),
+      8,
+    ))
+      seen.push(piece);
+    expect(seen.map((piece) => piece.byteLength)).toEqual([10, 14]);
+    expect(seen[0]).toBe(large);
+    expect(await collect(upload(pieces([]), 8))).toEqual([]);
   });
 
-  it('lets an error of the source through', async () => {
+  it('hashes the bytes when no digest is named, only counts them when one is, once the source ended', async () => {
+    const bytes = Buffer.concat([Buffer.alloc(5, 1), Buffer.alloc(20, 2), Buffer.alloc(3, 3)]);
+    const hashing = upload(pieces([5, 20, 3]), 8);
+    expect(hashing.written).toBeUndefined();
+    const taken: Uint8Array[] = [];
+    const first = await hashing.next();
+    taken.push(first.value!);
+    // Before the source ended: nothing known yet.
+    expect(hashing.written).toBeUndefined();
+    for await (const piece of hashing) taken.push(piece);
+    expect(taken.map((piece) => piece.byteLength)).toEqual([25, 3]);
+    const expected = digestOf(Buffer.concat(taken));
+    expect(hashing.written).toEqual({ digest: expected, size: 28 });
+    const named = `sha256:${'0'.repeat(64)}` as Digest;
+    const counting = upload(
+      (async function* () {
+        yield bytes;
+      })(),
+      8,
+      named,
+    );
+    await collect(counting);
+    expect(counting.written).toEqual({ digest: named, size: 28 });
+  });
+
+  it('tells which chunks a piece was joined from, before the piece is returned', async () => {
+    const calls: Array<{ piece: number; chunks: number[] }> = [];
+    const source = upload(pieces([3, 3, 3, 10, 1]), 8, undefined, (piece, chunks) =>
+      calls.push({ piece: piece.byteLength, chunks: chunks.map((chunk) => chunk.byteLength) }),
+    );
+    const first = await source.next();
+    expect(first.value?.byteLength).toBe(9);
+    expect(calls).toEqual([{ piece: 9, chunks: [3, 3, 3] }]);
+    // A large chunk with nothing gathered, then a single small one at the end: neither is a copy.
+    expect(await collect(source)).toEqual([10, 1]);
+    expect(calls).toHaveLength(1);
+  });
+
+  it('lets an error of the source through, records it and ends', async () => {
     async function* failing(): AsyncGenerator<Uint8Array> {
       yield Buffer.alloc(2);
       throw new Error('verification failed');
     }
-    await expect(collect(gatherChunks(failing(), 8))).rejects.toThrow('verification failed');
+    const source = upload(failing(), 8);
+    await expect(collect(source)).rejects.toThrow('verification failed');
+    expect((source.failure.error as Error).message).toBe('verification failed');
+    expect(source.written).toBeUndefined();
+    expect(await source.next()).toEqual({ done: true, value: undefined });
   });
 });
 

@@ -11,8 +11,8 @@ import {
   type BlobInfo,
   type BlobInfoCache,
   type BlobToWrite,
-  blobWriteStage,
   type Digest,
+  Digester,
   digestingStage,
   ErrorCodes,
   GantryError,
@@ -109,39 +109,93 @@ function nextLocation(response: Awaited<ReturnType<RegistryClient['request']>>, 
 }
 
 /**
- * Passes `source`'s bytes on in pieces of at least `size` bytes (the last may be smaller), so that
- * a stream of small reads makes fewer socket writes. A chunk of at least `size` bytes arriving with
- * nothing gathered passes as it is (not copied). `joined`, when given, learns each piece made by
- * joining chunks, with the chunks it copied (read by nobody after that), before the piece is yielded.
+ * The pieces a streamed upload sends, taken from the blob's chunks (`source`): a chunk of at least
+ * `pieceBytes` bytes arriving with nothing gathered passes as it is (not copied); smaller ones are joined
+ * into pieces of at least `pieceBytes` (the last may be smaller), so that a stream of small reads makes
+ * fewer socket writes. On the way the bytes are counted and, when `expectedDigest` is undefined, hashed
+ * (`blobWriteStage`'s rule: a named digest is the caller's to verify); `written` holds the digest and
+ * size once the source ended cleanly, `failure` the source's error. `joined`, when given, learns each
+ * piece made by joining chunks, with the chunks it copied (read by nobody after that), before the piece
+ * is returned.
+ *
+ * One plain iterator, where a chain of async generators (failure capture, counting, gathering) cost a
+ * promise and a generator resumption each per chunk, and each its own optimized code in a short-lived
+ * process: registry → registry, 16 × 16 MiB, 12 alternating runs each, Gantry CPU 1.48 → 1.44 s (mean).
  */
-export async function* gatherChunks(
-  source: AsyncIterable<Uint8Array>,
-  size: number,
-  joined?: (piece: Uint8Array, chunks: readonly Uint8Array[]) => void,
-): AsyncGenerator<Uint8Array, void, undefined> {
-  let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
-  const join = (): Uint8Array => {
-    if (pending.length === 1) return pending[0]!;
-    const piece = Buffer.concat(pending, pendingBytes);
-    joined?.(piece, pending);
-    return piece;
-  };
-  for await (const chunk of source) {
-    if (pendingBytes === 0 && chunk.byteLength >= size) {
-      yield chunk;
-      continue;
-    }
-    pending.push(chunk);
-    pendingBytes += chunk.byteLength;
-    if (pendingBytes >= size) {
-      const piece = join();
-      pending = [];
-      pendingBytes = 0;
-      yield piece;
+export class UploadPieceSource implements AsyncIterableIterator<Uint8Array> {
+  /** The digest and size of the whole blob, once the source ended cleanly. */
+  written: { digest: Digest; size: number } | undefined;
+  /** The source's error (`error`), once it failed. */
+  readonly failure: { error?: unknown } = {};
+  readonly #source: AsyncIterator<Uint8Array>;
+  readonly #pieceBytes: number;
+  readonly #expectedDigest: Digest | undefined;
+  readonly #digester: Digester | undefined;
+  readonly #joined: ((piece: Uint8Array, chunks: readonly Uint8Array[]) => void) | undefined;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #size = 0;
+  #ended = false;
+
+  constructor(
+    source: AsyncIterator<Uint8Array>,
+    pieceBytes: number,
+    expectedDigest: Digest | undefined,
+    joined?: (piece: Uint8Array, chunks: readonly Uint8Array[]) => void,
+  ) {
+    this.#source = source;
+    this.#pieceBytes = pieceBytes;
+    this.#expectedDigest = expectedDigest;
+    this.#digester = expectedDigest === undefined ? new Digester() : undefined;
+    this.#joined = joined;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array, undefined>> {
+    for (;;) {
+      if (this.#ended) return { done: true, value: undefined };
+      let result: IteratorResult<Uint8Array>;
+      try {
+        result = await this.#source.next();
+      } catch (error) {
+        this.#ended = true;
+        this.failure.error = error;
+        throw error;
+      }
+      if (result.done) {
+        this.#ended = true;
+        this.written = {
+          digest: this.#expectedDigest ?? this.#digester!.digest(),
+          size: this.#size,
+        };
+        if (this.#pendingBytes > 0) return { done: false, value: this.#take() };
+        return { done: true, value: undefined };
+      }
+      const chunk = result.value;
+      this.#digester?.update(chunk);
+      this.#size += chunk.byteLength;
+      if (this.#pendingBytes === 0 && chunk.byteLength >= this.#pieceBytes)
+        return { done: false, value: chunk };
+      this.#pending.push(chunk);
+      this.#pendingBytes += chunk.byteLength;
+      if (this.#pendingBytes >= this.#pieceBytes) return { done: false, value: this.#take() };
     }
   }
-  if (pendingBytes > 0) yield join();
+
+  /** The chunks gathered, as one piece (joined when there are several). */
+  #take(): Uint8Array {
+    const pending = this.#pending;
+    this.#pending = [];
+    const bytes = this.#pendingBytes;
+    this.#pendingBytes = 0;
+    if (pending.length === 1) return pending[0]!;
+    const piece = Buffer.concat(pending, bytes);
+    this.#joined?.(piece, pending);
+    return piece;
+  }
 }
 
 /** Manifest types a registry destination accepts, most preferred first (containers/image's list). */
@@ -572,33 +626,22 @@ export class DockerImageDestination implements ImageDestination {
     }
     const description = info.digest ? `blob ${info.digest}` : 'a blob';
     const what = `uploading ${description} to ${this.displayName}`;
-    let written: { digest: Digest; size: number } | undefined;
-    const writeStage = blobWriteStage(info.digest, (result) => {
-      written = result;
-    });
-    const failure: { error?: unknown } = {};
-    const guarded = async function* () {
-      try {
-        // The stream's chunks as they come (its own iterator would join those buffered into copies).
-        yield* writeStage(readableChunks(stream));
-      } catch (error) {
-        failure.error = error;
-        throw error;
-      }
-    };
     // Pieces joined from small chunks are ours: the chunks they copied are handed back at once.
     const joinedPieces = new WeakSet<Uint8Array>();
     const pieces = new UploadedPieces(chunkWritten);
-    const iterator = gatherChunks(
-      guarded(),
+    // The stream's chunks as they come (its own iterator would join those buffered into copies).
+    const iterator = new UploadPieceSource(
+      readableChunks(stream)[Symbol.asyncIterator](),
       streamPieceBytes,
+      info.digest,
       chunkWritten === undefined
         ? undefined
         : (piece, chunks) => {
             joinedPieces.add(piece);
             for (const chunk of chunks) chunkWritten(chunk);
           },
-    )[Symbol.asyncIterator]();
+    );
+    const { failure } = iterator;
     let session = await this.takeSession(signal, what);
     let committed = false;
     try {
@@ -644,6 +687,7 @@ export class DockerImageDestination implements ImageDestination {
         }
       }
       if (failure.error !== undefined) throw failure.error;
+      const { written } = iterator;
       if (written === undefined) {
         throw new GantryError(ErrorCodes.Internal, `${what}: the upload ended before the blob did`);
       }
