@@ -114,8 +114,10 @@ describe('workerDigestFor', () => {
     vi.unstubAllEnvs();
   });
 
-  it('hashes long blobs on the worker, short or unsized ones not, and none with GANTRY_DIGEST_WORKER=off', async () => {
+  it('hashes long blobs on the worker with GANTRY_DIGEST_WORKER=on, short or unsized ones not, none by default', async () => {
     vi.stubEnv('GANTRY_DIGEST_WORKER', undefined);
+    expect(workerDigestFor('sha256', workerDigestMinimumBytes * 10)).toBeUndefined();
+    vi.stubEnv('GANTRY_DIGEST_WORKER', 'on');
     expect(workerDigestFor('sha256', 1000)).toBeUndefined();
     expect(workerDigestFor('sha256', -1)).toBeUndefined();
     const digest = workerDigestFor('sha256', workerDigestMinimumBytes);
@@ -161,7 +163,7 @@ workerDigestFor('sha256', bytes.byteLength)?.update(bytes);
         process.execPath,
         [path.join(directory, 'out', output[0]!.fileName)],
         {
-          env: { PATH: process.env.PATH },
+          env: { PATH: process.env.PATH, GANTRY_DIGEST_WORKER: 'on' },
         },
       );
       expect(stdout).toBe('same');

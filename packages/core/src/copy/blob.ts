@@ -138,7 +138,7 @@ export class SourceCheck {
       const algorithm = digestAlgorithm(expectedDigest);
       if (options.offThread) this.offThreadDigester = new OffThreadDigester(algorithm);
       else {
-        // A long blob is hashed on the digest worker (`workerDigestFor`), others here.
+        // On the digest worker where `workerDigestFor` says so (opt-in), else here.
         this.workerDigest = workerDigestFor(algorithm, options.expectedSize);
         if (this.workerDigest === undefined) this.digester = new Digester(algorithm);
       }
