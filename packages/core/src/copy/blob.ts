@@ -6,6 +6,7 @@ import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
 import { OffThreadDigester } from '../off-thread-digester.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
+import { type WorkerDigest, workerDigestFor } from '../worker-digester.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
 import { releaseReadChunk, transientBuffers } from './buffer-pool.js';
 import {
@@ -119,6 +120,7 @@ interface SourceStageOptions {
 export class SourceCheck {
   private readonly digester: Digester | undefined;
   private readonly offThreadDigester: OffThreadDigester | undefined;
+  private readonly workerDigest: WorkerDigest | undefined;
   private size = 0;
   private lastEmit = 0;
   private prefix: Buffer | undefined;
@@ -133,8 +135,13 @@ export class SourceCheck {
   ) {
     const { expectedDigest, onPrefix } = options;
     if (expectedDigest !== undefined) {
-      if (options.offThread) this.offThreadDigester = new OffThreadDigester(digestAlgorithm(expectedDigest));
-      else this.digester = new Digester(digestAlgorithm(expectedDigest));
+      const algorithm = digestAlgorithm(expectedDigest);
+      if (options.offThread) this.offThreadDigester = new OffThreadDigester(algorithm);
+      else {
+        // On the digest worker where `workerDigestFor` says so (opt-in), else here.
+        this.workerDigest = workerDigestFor(algorithm, options.expectedSize);
+        if (this.workerDigest === undefined) this.digester = new Digester(algorithm);
+      }
     }
     this.prefixPending = onPrefix !== undefined;
   }
@@ -149,6 +156,7 @@ export class SourceCheck {
     try {
       if (this.options.digestWaived?.() !== true) {
         this.digester?.update(chunk);
+        this.workerDigest?.update(chunk);
         wait = this.offThreadDigester?.update(chunk);
       }
       this.size += chunk.byteLength;
@@ -159,6 +167,7 @@ export class SourceCheck {
         );
       }
     } catch (error) {
+      this.workerDigest?.discard();
       this.options.onFailure?.(error);
       throw error;
     }
@@ -207,8 +216,11 @@ export class SourceCheck {
     this.finish();
   }
 
-  /** Checks the size and digest of all the bytes (the source ended), then emits the final progress. */
-  finish(): void {
+  /**
+   * Checks the size and digest of all the bytes (the source ended), then emits the final progress. When
+   * the digest is computed on the digest worker, returns a promise of that (the checks throw into it).
+   */
+  finish(): Promise<void> | undefined {
     const { onPrefix } = this.options;
     try {
       if (this.prefixPending) {
@@ -220,9 +232,32 @@ export class SourceCheck {
         this.checkDigest(this.digester.digest());
       }
     } catch (error) {
+      this.workerDigest?.discard();
       this.options.onFailure?.(error);
       throw error;
     }
+    if (this.workerDigest !== undefined) return this.finishOnWorker(this.workerDigest);
+    this.emitFinished();
+    return undefined;
+  }
+
+  /** Drops the digest in progress on the digest worker (the bytes will not all come). */
+  dispose(): void {
+    this.workerDigest?.discard();
+  }
+
+  private async finishOnWorker(workerDigest: WorkerDigest): Promise<void> {
+    try {
+      const actual = await workerDigest.digest();
+      if (this.options.digestWaived?.() !== true) this.checkDigest(actual);
+    } catch (error) {
+      this.options.onFailure?.(error);
+      throw error;
+    }
+    this.emitFinished();
+  }
+
+  private emitFinished(): void {
     this.context.emit({
       type: 'blob-progress',
       blob: this.blob,
@@ -286,13 +321,18 @@ const checkedStreamHighWaterMark = 256 * 1024;
 
 /**
  * `source`'s chunks, passed on unchanged (same buffers, no copy) as a byte stream after `check` saw each:
- * the stream ends only once `check.finish()` accepted all the bytes, and fails instead with what a check
- * threw, or with the source's error (a source closed before its end fails with `ERR_STREAM_PREMATURE_CLOSE`).
- * For a copy that changes nothing this replaces the async-generator stages: no promise per chunk, no
- * iterator layers between the source and the destination. Destroying the result destroys `source`.
+ * the stream ends only once `check.finish()` accepted all the bytes (and the promise it may return
+ * resolved), and fails instead with what a check threw, or with the source's error (a source closed
+ * before its end fails with `ERR_STREAM_PREMATURE_CLOSE`). For a copy that changes nothing this replaces
+ * the async-generator stages: no promise per chunk, no iterator layers between the source and the
+ * destination. Destroying the result destroys `source` (and disposes of `check`, when it can be).
  */
-export function checkedStream(source: Readable, check: Pick<SourceCheck, 'update' | 'finish'>): Readable {
+export function checkedStream(
+  source: Readable,
+  check: Pick<SourceCheck, 'update' | 'finish'> & Partial<Pick<SourceCheck, 'dispose'>>,
+): Readable {
   let ended = false;
+  let finished = false;
   const output = new Readable({
     highWaterMark: checkedStreamHighWaterMark,
     read() {
@@ -301,6 +341,7 @@ export function checkedStream(source: Readable, check: Pick<SourceCheck, 'update
     destroy(error, callback) {
       detach();
       if (!ended) source.destroy();
+      if (!finished) check.dispose?.();
       callback(error);
     },
   });
@@ -315,13 +356,22 @@ export function checkedStream(source: Readable, check: Pick<SourceCheck, 'update
   };
   const onEnd = (): void => {
     ended = true;
+    let finishing: Promise<void> | undefined;
     try {
-      check.finish();
+      finishing = check.finish();
     } catch (error) {
       output.destroy(error as Error);
       return;
     }
-    output.push(null);
+    finished = true;
+    if (finishing === undefined) output.push(null);
+    else
+      finishing.then(
+        () => {
+          if (!output.destroyed) output.push(null);
+        },
+        (error: unknown) => output.destroy(error as Error),
+      );
   };
   const onError = (error: Error): void => {
     output.destroy(error);
