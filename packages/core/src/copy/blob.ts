@@ -852,7 +852,11 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
                 expectedDigest: request.expectedDiffId!,
                 description: `layer ${layer.digest}: its uncompressed contents (DiffID in the image config)`,
               })
-            : verifyingStage({ expectedDigest: layer.digest, expectedSize, description: `blob ${layer.digest}` })
+            : verifyingStage({
+                expectedDigest: layer.digest,
+                expectedSize,
+                description: `blob ${layer.digest}`,
+              })
         )(started);
       }),
     );
