@@ -1,6 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
-import { OffThreadDigester, offThreadDigestAvailable } from './off-thread-digester.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ErrorCodes } from './errors.js';
+import {
+  OffThreadDigester,
+  offThreadDigestAvailable,
+  offThreadVerifyingStage,
+} from './off-thread-digester.js';
 
 function expected(algorithm: string, chunks: readonly Uint8Array[]): string {
   const hash = createHash(algorithm);
@@ -85,5 +90,68 @@ describe('OffThreadDigester', () => {
 
   it('digests empty input', async () => {
     expect(await new OffThreadDigester().digest()).toBe(expected('sha256', []));
+  });
+});
+
+describe('offThreadVerifyingStage', () => {
+  async function* chunksOf(chunks: readonly Uint8Array[]): AsyncGenerator<Uint8Array> {
+    yield* chunks;
+  }
+
+  /** Reads `stream` and checks that it passed `chunks` on as they are (the same objects, in order). */
+  async function expectPassedOn(stream: AsyncIterable<Uint8Array>, chunks: Uint8Array[]): Promise<void> {
+    const out: Uint8Array[] = [];
+    for await (const chunk of stream) out.push(chunk);
+    expect(out).toHaveLength(chunks.length);
+    for (const [index, chunk] of out.entries()) expect(chunk).toBe(chunks[index]);
+  }
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('passes the chunks through unchanged and ends cleanly when they have the digest', async () => {
+    const chunks = [randomBytes(100), randomBytes(3 * 1024 * 1024), new Uint8Array(0), randomBytes(7)];
+    const stage = offThreadVerifyingStage({ expectedDigest: expected('sha256', chunks) });
+    await expectPassedOn(stage(chunksOf(chunks)), chunks);
+  });
+
+  it('fails with ERR_GANTRY_DIGEST_MISMATCH before the stream ends when the bytes are not the digest', async () => {
+    const chunks = [randomBytes(64 * 1024), randomBytes(64 * 1024)];
+    const stage = offThreadVerifyingStage({
+      expectedDigest: expected('sha256', [chunks[0]!]),
+      description: 'layer x',
+    });
+    const seen: Uint8Array[] = [];
+    const failure = await (async () => {
+      for await (const chunk of stage(chunksOf(chunks))) seen.push(chunk);
+    })().catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: ErrorCodes.DigestMismatch });
+    expect(String(failure)).toContain('layer x: digest mismatch');
+    // Every chunk was passed on; the failure replaced the end of the stream.
+    expect(seen).toHaveLength(2);
+  });
+
+  it('verifies other algorithms too (on this thread)', async () => {
+    const chunks = [randomBytes(1000), randomBytes(70_000)];
+    const stage = offThreadVerifyingStage({ expectedDigest: expected('sha512', chunks) });
+    await expectPassedOn(stage(chunksOf(chunks)), chunks);
+  });
+
+  it('hands adjacent views of one buffer over together (a decompressor output buffer: one update)', async () => {
+    const update = vi.spyOn(OffThreadDigester.prototype, 'update');
+    const backing = randomBytes(1024 * 1024);
+    const views: Uint8Array[] = [];
+    for (let offset = 0; offset < backing.length; offset += 128 * 1024) {
+      views.push(backing.subarray(offset, offset + 128 * 1024));
+    }
+    // Separate buffers, and views that are not adjacent, are handed over one by one.
+    const other = randomBytes(300 * 1024);
+    const apart = [other.subarray(0, 100 * 1024), other.subarray(200 * 1024)];
+    const chunks = [...views, ...apart];
+    const stage = offThreadVerifyingStage({ expectedDigest: expected('sha256', chunks) });
+    await expectPassedOn(stage(chunksOf(chunks)), chunks);
+    expect(update).toHaveBeenCalledTimes(3);
+    expect(update.mock.calls[0]![0].byteLength).toBe(1024 * 1024);
   });
 });

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
-import { type Digest, type DigestAlgorithm, Digester } from './digest.js';
+import { type Digest, type DigestAlgorithm, Digester, digestAlgorithm } from './digest.js';
+import { ErrorCodes, GantryError } from './errors.js';
 
 /**
  * SHA-256 of OpenSSL (the `SHA256_Update` family: Node.js's own, which its executable exports, else the
@@ -243,4 +244,61 @@ export class OffThreadDigester {
     const woken = waiters.splice(0);
     for (const wake of woken) wake();
   }
+}
+
+/**
+ * Adjacent views of one buffer are handed to the thread pool together, up to this many bytes: a
+ * decompressor pushes its output as successive views of one large buffer (node:zlib's `chunkSize`), so a
+ * verified decompressed layer then costs one pool call per output buffer, not one per view.
+ */
+const mergedViewBytes = 1024 * 1024;
+
+/** Options of `offThreadVerifyingStage`. */
+export interface OffThreadVerifyOptions {
+  /** The digest the bytes must have. */
+  expectedDigest: Digest;
+  /** Names the content in error messages, e.g. `layer sha256:…`. */
+  description?: string;
+}
+
+/**
+ * `verifyingStage` (without a size) hashing off this thread: the bytes pass through while an
+ * `OffThreadDigester` hashes them, and `ERR_GANTRY_DIGEST_MISMATCH` is thrown once the source ended and
+ * before this stream ends, so a consumer that commits only on a clean end never commits wrong content.
+ *
+ * Only for sources whose chunks are never written to again once passed on (e.g. a decompressor's
+ * output, in fresh buffers): a chunk is hashed after it was handed to the consumer. At most
+ * `defaultPendingLimit` bytes wait to be hashed; the stage waits for the digest when more do.
+ */
+export function offThreadVerifyingStage(
+  options: OffThreadVerifyOptions,
+): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
+  const description = options.description ?? `blob ${options.expectedDigest}`;
+  return async function* verifyOffThread(source) {
+    const digester = new OffThreadDigester(digestAlgorithm(options.expectedDigest));
+    // Views adjacent in one buffer, not handed over yet.
+    let run: Uint8Array | undefined;
+    for await (const chunk of source) {
+      if (
+        run !== undefined &&
+        run.buffer === chunk.buffer &&
+        run.byteOffset + run.byteLength === chunk.byteOffset &&
+        run.byteLength + chunk.byteLength <= mergedViewBytes
+      ) {
+        run = new Uint8Array(run.buffer, run.byteOffset, run.byteLength + chunk.byteLength);
+      } else {
+        if (run !== undefined) await digester.update(run);
+        run = chunk;
+      }
+      yield chunk;
+    }
+    if (run !== undefined) await digester.update(run);
+    const actual = await digester.digest();
+    if (actual !== options.expectedDigest) {
+      throw new GantryError(
+        ErrorCodes.DigestMismatch,
+        `${description}: digest mismatch: expected ${options.expectedDigest}, got ${actual}`,
+      );
+    }
+  };
 }

@@ -4,7 +4,7 @@ import { type Digest, Digester, digestAlgorithm, digestOf, verifyingStage } from
 import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js';
 import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
-import { OffThreadDigester } from '../off-thread-digester.js';
+import { OffThreadDigester, offThreadVerifyingStage } from '../off-thread-digester.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import { type WorkerDigest, workerDigestFor } from '../worker-digester.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
@@ -895,13 +895,18 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
       guarded(async function* verifyOutput(source) {
         // The compression stage decides on the first chunk: pulling it tells what the output must match.
         const started = await startIteration(source);
-        yield* verifyingStage(
+        // Decompressed output comes in fresh buffers: its DiffID is hashed on the thread pool.
+        yield* (
           changed
-            ? {
+            ? offThreadVerifyingStage({
                 expectedDigest: request.expectedDiffId!,
                 description: `layer ${layer.digest}: its uncompressed contents (DiffID in the image config)`,
-              }
-            : { expectedDigest: layer.digest, expectedSize, description: `blob ${layer.digest}` },
+              })
+            : verifyingStage({
+                expectedDigest: layer.digest,
+                expectedSize,
+                description: `blob ${layer.digest}`,
+              })
         )(started);
       }),
     );
