@@ -33,7 +33,7 @@ describe('handBackWrittenChunks', () => {
     for (const chunk of chunks) expect(handedBack).toContain(chunk);
     // Each chunk was handed back only once the file had at least the bytes up to its end.
     handedBack.forEach((chunk, order) => {
-      const end = (chunks.indexOf(chunk as Buffer) + 1) * 64 * 1024;
+      const end = (chunks.findIndex((written) => written === chunk) + 1) * 64 * 1024;
       expect(sizesWhenHandedBack[order]).toBeGreaterThanOrEqual(end);
     });
     expect((await readFile(file)).equals(Buffer.concat(chunks))).toBe(true);
