@@ -475,8 +475,10 @@ describe('containers-storage destination: consecutive layers under one layers lo
 
   /**
    * A destination on a real store whose layers.json writes are watched: after each one, the file on
-   * disk is checked (every complete layer has its tar-split and its directory; at most one layer is
-   * incomplete) and counted, as are the exclusive layers lock transactions.
+   * disk is checked (every complete layer has its tar-split and its directory; at most two layers are
+   * incomplete, the one being applied and the next one prepared ahead) and counted, as are the
+   * exclusive layers lock transactions. Each layer directory created is checked to have its record on
+   * disk already, and counted when it was created while a layers.json write was still in flight.
    */
   async function watchedDestination(name: string) {
     const reference = transport.parseReference(
@@ -486,13 +488,21 @@ describe('containers-storage destination: consecutive layers under one layers lo
       reference.location,
       createVfsDriver({ graphRoot: store.graphRoot, runRoot: store.runRoot, options: [], rootless: false }),
     );
-    const counts = { exclusiveLocks: 0, layersJsonWrites: 0 };
+    const counts = { exclusiveLocks: 0, layersJsonWrites: 0, createdDuringWrite: 0 };
     const problems: string[] = [];
+    let writesInFlight = 0;
+    const createLayer = watched.driver.createLayer.bind(watched.driver);
+    watched.driver.createLayer = async (id, parent) => {
+      if (!(await layerRecords()).some((record) => record.id === id))
+        problems.push(`layer ${id} created before its record was on disk`);
+      if (writesInFlight > 0) counts.createdDuringWrite++;
+      return createLayer(id, parent);
+    };
     const check = async () => {
       counts.layersJsonWrites++;
       const records = await layerRecords();
       const incomplete = records.filter((record) => record.flags?.incomplete === true);
-      if (incomplete.length > 1) problems.push(`${incomplete.length} incomplete layers at once`);
+      if (incomplete.length > 2) problems.push(`${incomplete.length} incomplete layers at once`);
       for (const record of records) {
         if (record.flags?.incomplete === true) continue;
         const tarSplit = await readFile(watched.tarSplitPath(record.id)).catch(() => undefined);
@@ -509,7 +519,12 @@ describe('containers-storage destination: consecutive layers under one layers lo
       const saveAsync = table.saveAsync.bind(table);
       const save = table.save.bind(table);
       table.saveAsync = async (alongside) => {
-        await saveAsync(alongside);
+        writesInFlight++;
+        try {
+          await saveAsync(alongside);
+        } finally {
+          writesInFlight--;
+        }
         await check();
       };
       table.save = () => {
@@ -539,7 +554,7 @@ describe('containers-storage destination: consecutive layers under one layers lo
     );
   };
 
-  it('completes a layer and prepares the next one in one layers.json write, with the lock held from one to the next', async () => {
+  it('prepares the next layer ahead and starts it while the write completing a layer is synced, with the lock held from one to the next', async () => {
     const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
     const instance = four.images[0]!;
     const { destination, counts, problems } = await watchedDestination('four');
@@ -562,9 +577,11 @@ describe('containers-storage destination: consecutive layers under one layers lo
       await destination.close();
     }
     expect(problems).toEqual([]);
-    // One exclusive transaction for the four layers; layers.json written once to start layer 0, once
-    // per layer to complete it (and start the next one), instead of twice per layer.
-    expect(counts).toEqual({ exclusiveLocks: 1, layersJsonWrites: 5 });
+    // One exclusive transaction for the four layers; layers.json written once to start layer 0 (and
+    // prepare layer 1), once per layer to complete it (and prepare the one after the next), instead of
+    // twice per layer. Layers 1, 2 and 3 were created while the write completing their parent was
+    // still being synced.
+    expect(counts).toEqual({ exclusiveLocks: 1, layersJsonWrites: 5, createdDuringWrite: 3 });
     const records = await layerRecords();
     let parent: string | undefined;
     expect(records.map((record) => [record.id, record.parent, record.flags])).toEqual(
