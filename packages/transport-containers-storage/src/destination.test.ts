@@ -261,6 +261,18 @@ describe('containers-storage destination: layers applied as their blobs arrive',
     }
   }
 
+  /**
+   * The first layer complete and the second one's (incomplete) record there: the second is being
+   * applied (its record is saved ahead, with the first one's incomplete record).
+   */
+  const parentCompleteAndTopThere = (records: LayerRecord[]): boolean => {
+    const [baseId, topId] = expectedLayerIds();
+    return (
+      records.some((layer) => layer.id === baseId && layer.flags === undefined) &&
+      records.some((layer) => layer.id === topId)
+    );
+  };
+
   it('applies a spooled layer from its spool while its blob still arrives, complete only once the blob is', async () => {
     const destination = await openDestination({ spoolable: true });
     const [baseId, topId] = expectedLayerIds();
@@ -274,7 +286,7 @@ describe('containers-storage destination: layers applied as their blobs arrive',
       });
       await putLayer(destination, 0);
       // Its parent is in: layer 1 is being applied from the half that arrived, flagged incomplete.
-      const during = await recordsUntil((records) => records.some((layer) => layer.id === topId));
+      const during = await recordsUntil(parentCompleteAndTopThere);
       expect(during.map((layer) => [layer.id, layer.flags])).toEqual([
         [baseId, undefined],
         [topId, { incomplete: true }],
@@ -316,7 +328,7 @@ describe('containers-storage destination: layers applied as their blobs arrive',
       // Handled below; not an unhandled rejection meanwhile.
       top.catch(() => undefined);
       await putLayer(destination, 0);
-      await recordsUntil((records) => records.some((layer) => layer.id === topId));
+      await recordsUntil(parentCompleteAndTopThere);
       held.release();
       await expect(top).rejects.toThrow(/connection reset/);
       // The half-applied layer is removed again; its parent stays.

@@ -135,9 +135,9 @@ interface LayerChain {
    */
   successor?: (table: LayerTable, prepared: string | undefined) => { id: string; parent: string } | undefined;
   /**
-   * The layer after `id` when its blob is already there (not taken): its incomplete record is saved
-   * ahead, in a write this chain makes anyway, so that it can start without waiting for the write that
-   * completes `id`.
+   * The layer after `id` (not taken): its incomplete record is saved ahead, in a write this chain makes
+   * anyway, so that it can start without waiting for the write that completes `id`; when it does not
+   * follow at once after all, the write completing `id` takes the record out again.
    */
   lookahead?: (id: string) => { id: string; parent: string } | undefined;
 }
@@ -570,13 +570,15 @@ export class ContainersStorageDestination implements ImageDestination {
     return this.takeReady(next);
   }
 
-  /** The layer after layer `id` when its blob is there (complete or arriving), without taking it. */
+  /**
+   * The layer after layer `id` in order, whether or not its blob is there yet (it usually is by the time
+   * layer `id` is applied; when it is not, its prepared record goes again in the write completing `id`).
+   */
   private peekAfter(id: string): { id: string; parent: string } | undefined {
     if (this.backgroundFailure !== undefined || this.closed || this.orderedDiffIds === undefined)
       return undefined;
     const next = this.orderedLayerIds.indexOf(id) + 1;
     if (next <= 0 || next >= this.orderedDiffIds.length) return undefined;
-    if (!this.waitingByIndex.has(next) && !this.growingByIndex.has(next)) return undefined;
     return this.layerAt(next);
   }
 
@@ -968,7 +970,7 @@ export class ContainersStorageDestination implements ImageDestination {
    * Chaining (`chain`): when `chain.held` is given, the lock is already held with this layer's incomplete
    * record saved. When `chain.successor` names the next layer once this one is applied, the lock is
    * returned still held (`HeldLayers`) for the next `storeLayer`; otherwise the lock is released. The
-   * next layer's incomplete record is saved ahead when its blob is already there (`chain.lookahead`), in
+   * next layer's incomplete record is saved ahead (`chain.lookahead`), in
    * the write that saves this layer's incomplete record (or completes the previous one): it is then on
    * disk before this layer is applied, and the next layer starts at once, while the write completing
    * this one is still being synced (`HeldLayers.pending`, awaited before the next write, which keeps
