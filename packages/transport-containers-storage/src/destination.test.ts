@@ -3,6 +3,7 @@
  * and `layerDiffIds`), driven through the destination API in orders the copy pipeline may produce, and
  * checked on disk and with podman.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -492,7 +493,7 @@ describe('containers-storage destination: consecutive layers under one layers lo
    * exclusive layers lock transactions. Each layer directory created is checked to have its record on
    * disk already, and counted when it was created while a layers.json write was still in flight.
    */
-  async function watchedDestination(name: string) {
+  async function watchedDestination(name: string, failingWrite?: number) {
     const reference = transport.parseReference(
       `${store.specification}${name}:t`,
     ) as ContainersStorageReference;
@@ -533,6 +534,10 @@ describe('containers-storage destination: consecutive layers under one layers lo
       table.saveAsync = async (alongside) => {
         writesInFlight++;
         try {
+          if (counts.layersJsonWrites + 1 === failingWrite) {
+            counts.layersJsonWrites++;
+            throw Object.assign(new Error('no space left on device (injected)'), { code: 'ENOSPC' });
+          }
           await saveAsync(alongside);
         } finally {
           writesInFlight--;
@@ -541,14 +546,24 @@ describe('containers-storage destination: consecutive layers under one layers lo
       };
       table.save = () => {
         save();
-        // Synchronous save: checked at the next asynchronous one (or at the end of the test).
+        // Synchronous save: every complete layer has its tar-split and directory (checked at once).
+        const records: LayerRecord[] = JSON.parse(
+          readFileSync(join(store.graphRoot, 'vfs-layers', 'layers.json'), 'utf8'),
+        );
+        for (const record of records) {
+          if (record.flags?.incomplete === true) continue;
+          if (!existsSync(watched.tarSplitPath(record.id)))
+            problems.push(`complete layer ${record.id} has no tar-split`);
+          if (!existsSync(join(store.graphRoot, 'vfs', 'dir', record.id)))
+            problems.push(`complete layer ${record.id} has no directory`);
+        }
       };
       return opened;
     };
     const destination = new ContainersStorageDestination(reference, watched, {
       temporaryDirectory: store.directory,
     });
-    return { destination, counts, problems };
+    return { destination, counts, problems, check };
   }
 
   const putFour = (
@@ -643,5 +658,33 @@ describe('containers-storage destination: consecutive layers under one layers lo
     expect(await readdir(join(store.graphRoot, 'vfs', 'dir'))).toEqual([]);
     // The lock is free: podman (another process) takes it.
     expect(JSON.parse(await store.podman(['images', '-a', '--format', 'json']))).toEqual([]);
+  }, 180_000);
+
+  it('removes a layer whose completing write failed while the next one was being applied', async () => {
+    const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
+    const instance = four.images[0]!;
+    // Writes: 1 starts layer 0 (and prepares 1), 2 completes 0, 3 completes 1 (synced while layer 2 is
+    // applied): it fails.
+    const { destination, problems } = await watchedDestination('four', 3);
+    try {
+      for (const index of [1, 2, 3]) await putFour(destination, four, index);
+      await putFour(destination, four, 0);
+      const config = four.blobs.get(instance.configDigest)!;
+      await destination.putBlob(
+        config.open(),
+        { digest: instance.configDigest, size: config.size },
+        { isConfig: true },
+      );
+      const manifest = four.manifests.get(instance.manifestDigest)!;
+      await destination.putManifest(manifest.bytes, manifest.mediaType);
+      // Layer 1, whose completing write failed, is removed with layer 2 (the watched writes find no
+      // complete record without its tar-split); the failed commit removes layer 0.
+      await expect(destination.commit()).rejects.toThrow(/injected/);
+    } finally {
+      await destination.close();
+    }
+    expect(problems).toEqual([]);
+    expect(await layerRecords()).toEqual([]);
+    expect(await readdir(join(store.graphRoot, 'vfs', 'dir'))).toEqual([]);
   }, 180_000);
 });

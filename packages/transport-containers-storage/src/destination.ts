@@ -150,6 +150,11 @@ interface GivenBlob {
   compression: number;
 }
 
+/** For `promise.then(failed(false), failed(true))`: whether a promise was rejected. */
+function failed(value: boolean): () => boolean {
+  return () => value;
+}
+
 /** Go's time.Time JSON text for a config `created` value: fraction without trailing zeros. */
 function goTimeText(value: string): string {
   return value.replace(/\.(\d*?)0+(Z|[+-]\d\d:\d\d)$/, (_, digits: string, zone: string) =>
@@ -668,14 +673,29 @@ export class ContainersStorageDestination implements ImageDestination {
   private async abandonHeld(held: HeldLayers): Promise<void> {
     held.taken = true;
     try {
-      // The write completing the previous layer first: writes go out in order.
-      if (held.pending !== undefined) await held.pending.catch(() => undefined);
+      // The write completing the previous layer first: writes go out in order. When it failed, that
+      // layer is not complete on disk and goes too (whoever needs it then finds it missing).
+      if (held.pending !== undefined && (await held.pending.then(failed(false), failed(true)))) {
+        const parent = held.table.byId(held.preparedId)?.parent;
+        if (parent !== undefined) await this.removeUnsavedLayer(held.table, parent);
+      }
       this.forgetPrepared(held.table, held.preparedId);
       if (held.aheadId !== undefined) this.forgetPrepared(held.table, held.aheadId);
       await held.table.saveAsync();
     } finally {
       held.release();
     }
+  }
+
+  /**
+   * Removes layer `id` (files, tar-split, record; the table is saved by the caller) after the write
+   * that was to complete it failed.
+   */
+  private async removeUnsavedLayer(table: LayerTable, id: string): Promise<void> {
+    await this.store.driver.removeLayer(id).catch(() => undefined);
+    await rm(this.store.tarSplitPath(id), { force: true });
+    const position = table.records.findIndex((record) => record.id === id);
+    if (position >= 0) table.records.splice(position, 1);
   }
 
   /** Takes a prepared (incomplete, never started) record out of the table (saved by the caller). */
@@ -1005,6 +1025,7 @@ export class ContainersStorageDestination implements ImageDestination {
     let pending = held?.pending;
     /** The next layer's incomplete record, saved ahead (by this layer's writes or the previous layer's). */
     let ahead = held?.aheadId;
+    let previousFailed = false;
     let handOver: HeldLayers | undefined;
     try {
       let record: LayerRecord;
@@ -1046,7 +1067,10 @@ export class ContainersStorageDestination implements ImageDestination {
         if (pending !== undefined) {
           const previous = pending;
           pending = undefined;
-          await previous;
+          await previous.catch((error: unknown) => {
+            previousFailed = true;
+            throw error;
+          });
         }
         delete record.flags;
         // As containers/storage records a layer put from a stream: the digest and size of what was
@@ -1112,7 +1136,10 @@ export class ContainersStorageDestination implements ImageDestination {
         return handOver;
       } catch (error) {
         // Writes go out in order: the previous layer's first.
-        if (pending !== undefined) await pending.catch(() => undefined);
+        if (pending !== undefined) {
+          if (await pending.then(failed(false), failed(true))) previousFailed = true;
+          pending = undefined;
+        }
         if (next !== undefined) {
           const position = table.records.indexOf(next);
           if (position >= 0) table.records.splice(position, 1);
@@ -1124,12 +1151,21 @@ export class ContainersStorageDestination implements ImageDestination {
         await rm(this.store.tarSplitPath(id), { force: true });
         const position = table.records.indexOf(record);
         if (position >= 0) table.records.splice(position, 1);
+        // The write completing the parent failed: the parent is not complete on disk, and goes too.
+        if (previousFailed && parent !== undefined) await this.removeUnsavedLayer(table, parent);
         table.save();
         this.createdLayers.splice(this.createdLayers.lastIndexOf(id), 1);
         throw layerFailure(error, description);
       }
     } catch (error) {
-      if (pending !== undefined) await pending.catch(() => undefined);
+      if (
+        pending !== undefined &&
+        (await pending.then(failed(false), failed(true))) &&
+        parent !== undefined
+      ) {
+        await this.removeUnsavedLayer(table, parent);
+        table.save();
+      }
       throw error;
     } finally {
       if (handOver === undefined) session.release();
