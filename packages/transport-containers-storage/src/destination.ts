@@ -990,12 +990,13 @@ export class ContainersStorageDestination implements ImageDestination {
    * Chaining (`chain`): when `chain.held` is given, the lock is already held with this layer's incomplete
    * record saved. When `chain.successor` names the next layer once this one is applied, the lock is
    * returned still held (`HeldLayers`) for the next `storeLayer`; otherwise the lock is released. The
-   * next layer's incomplete record is saved ahead (`chain.lookahead`), in
-   * the write that saves this layer's incomplete record (or completes the previous one): it is then on
-   * disk before this layer is applied, and the next layer starts at once, while the write completing
-   * this one is still being synced (`HeldLayers.pending`, awaited before the next write, which keeps
-   * them in order). Otherwise its record goes into the write that completes this one, awaited first. As
-   * with containers/storage, no layer directory exists without an incomplete or complete record on disk.
+   * next layer's incomplete record is saved ahead (`chain.lookahead`), in the write that saves this
+   * layer's incomplete record (or completes the previous one): it is then on disk before this layer is
+   * applied, and the next layer starts at once, while the write completing this one is still being
+   * synced (`HeldLayers.pending`, awaited before the next write, which keeps them in order; when it
+   * fails, this layer is removed with the next one). Otherwise the next layer's record goes into the
+   * write that completes this one, awaited first. As with containers/storage, no layer directory exists
+   * without an incomplete or complete record on disk.
    */
   private async storeLayer(
     id: string,
@@ -1091,7 +1092,7 @@ export class ContainersStorageDestination implements ImageDestination {
         // record says so.
         if (successor !== undefined && successor.parent === id && successor.id === ahead) {
           // The next layer's record was synced before: it starts at once, while this write is synced
-          // (the one after it is prepared in this write, when its blob is there).
+          // (the record of the one after it is prepared in this write).
           const nextAhead = this.prepareAhead(table, chain, successor.id);
           const save = table.saveAsync(tarSplit);
           // Awaited by whoever takes the lock over; not reported as unhandled meanwhile.
@@ -1173,8 +1174,8 @@ export class ContainersStorageDestination implements ImageDestination {
   }
 
   /**
-   * Adds the incomplete record of the layer after `id` to `table` (for the caller's next write) when
-   * `chain.lookahead` says its blob is there and the store does not have it; returns its ID.
+   * Adds the incomplete record of the layer after `id` (`chain.lookahead`) to `table`, for the caller's
+   * next write, when the store does not have that layer; returns its ID.
    */
   private prepareAhead(table: LayerTable, chain: LayerChain, id: string): string | undefined {
     const after = chain.lookahead?.(id);
