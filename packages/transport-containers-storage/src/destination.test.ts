@@ -3,6 +3,7 @@
  * and `layerDiffIds`), driven through the destination API in orders the copy pipeline may produce, and
  * checked on disk and with podman.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -261,6 +262,18 @@ describe('containers-storage destination: layers applied as their blobs arrive',
     }
   }
 
+  /**
+   * The first layer complete and the second one's (incomplete) record there: the second is being
+   * applied (its record is saved ahead, with the first one's incomplete record).
+   */
+  const parentCompleteAndTopThere = (records: LayerRecord[]): boolean => {
+    const [baseId, topId] = expectedLayerIds();
+    return (
+      records.some((layer) => layer.id === baseId && layer.flags === undefined) &&
+      records.some((layer) => layer.id === topId)
+    );
+  };
+
   it('applies a spooled layer from its spool while its blob still arrives, complete only once the blob is', async () => {
     const destination = await openDestination({ spoolable: true });
     const [baseId, topId] = expectedLayerIds();
@@ -274,7 +287,7 @@ describe('containers-storage destination: layers applied as their blobs arrive',
       });
       await putLayer(destination, 0);
       // Its parent is in: layer 1 is being applied from the half that arrived, flagged incomplete.
-      const during = await recordsUntil((records) => records.some((layer) => layer.id === topId));
+      const during = await recordsUntil(parentCompleteAndTopThere);
       expect(during.map((layer) => [layer.id, layer.flags])).toEqual([
         [baseId, undefined],
         [topId, { incomplete: true }],
@@ -316,7 +329,7 @@ describe('containers-storage destination: layers applied as their blobs arrive',
       // Handled below; not an unhandled rejection meanwhile.
       top.catch(() => undefined);
       await putLayer(destination, 0);
-      await recordsUntil((records) => records.some((layer) => layer.id === topId));
+      await recordsUntil(parentCompleteAndTopThere);
       held.release();
       await expect(top).rejects.toThrow(/connection reset/);
       // The half-applied layer is removed again; its parent stays.
@@ -475,10 +488,12 @@ describe('containers-storage destination: consecutive layers under one layers lo
 
   /**
    * A destination on a real store whose layers.json writes are watched: after each one, the file on
-   * disk is checked (every complete layer has its tar-split and its directory; at most one layer is
-   * incomplete) and counted, as are the exclusive layers lock transactions.
+   * disk is checked (every complete layer has its tar-split and its directory; at most two layers are
+   * incomplete, the one being applied and the next one prepared ahead) and counted, as are the
+   * exclusive layers lock transactions. Each layer directory created is checked to have its record on
+   * disk already, and counted when it was created while a layers.json write was still in flight.
    */
-  async function watchedDestination(name: string) {
+  async function watchedDestination(name: string, failingWrite?: number) {
     const reference = transport.parseReference(
       `${store.specification}${name}:t`,
     ) as ContainersStorageReference;
@@ -486,13 +501,21 @@ describe('containers-storage destination: consecutive layers under one layers lo
       reference.location,
       createVfsDriver({ graphRoot: store.graphRoot, runRoot: store.runRoot, options: [], rootless: false }),
     );
-    const counts = { exclusiveLocks: 0, layersJsonWrites: 0 };
+    const counts = { exclusiveLocks: 0, layersJsonWrites: 0, createdDuringWrite: 0 };
     const problems: string[] = [];
+    let writesInFlight = 0;
+    const createLayer = watched.driver.createLayer.bind(watched.driver);
+    watched.driver.createLayer = async (id, parent) => {
+      if (!(await layerRecords()).some((record) => record.id === id))
+        problems.push(`layer ${id} created before its record was on disk`);
+      if (writesInFlight > 0) counts.createdDuringWrite++;
+      return createLayer(id, parent);
+    };
     const check = async () => {
       counts.layersJsonWrites++;
       const records = await layerRecords();
       const incomplete = records.filter((record) => record.flags?.incomplete === true);
-      if (incomplete.length > 1) problems.push(`${incomplete.length} incomplete layers at once`);
+      if (incomplete.length > 2) problems.push(`${incomplete.length} incomplete layers at once`);
       for (const record of records) {
         if (record.flags?.incomplete === true) continue;
         const tarSplit = await readFile(watched.tarSplitPath(record.id)).catch(() => undefined);
@@ -509,19 +532,38 @@ describe('containers-storage destination: consecutive layers under one layers lo
       const saveAsync = table.saveAsync.bind(table);
       const save = table.save.bind(table);
       table.saveAsync = async (alongside) => {
-        await saveAsync(alongside);
+        writesInFlight++;
+        try {
+          if (counts.layersJsonWrites + 1 === failingWrite) {
+            counts.layersJsonWrites++;
+            throw Object.assign(new Error('no space left on device (injected)'), { code: 'ENOSPC' });
+          }
+          await saveAsync(alongside);
+        } finally {
+          writesInFlight--;
+        }
         await check();
       };
       table.save = () => {
         save();
-        // Synchronous save: checked at the next asynchronous one (or at the end of the test).
+        // Synchronous save: every complete layer has its tar-split and directory (checked at once).
+        const records: LayerRecord[] = JSON.parse(
+          readFileSync(join(store.graphRoot, 'vfs-layers', 'layers.json'), 'utf8'),
+        );
+        for (const record of records) {
+          if (record.flags?.incomplete === true) continue;
+          if (!existsSync(watched.tarSplitPath(record.id)))
+            problems.push(`complete layer ${record.id} has no tar-split`);
+          if (!existsSync(join(store.graphRoot, 'vfs', 'dir', record.id)))
+            problems.push(`complete layer ${record.id} has no directory`);
+        }
       };
       return opened;
     };
     const destination = new ContainersStorageDestination(reference, watched, {
       temporaryDirectory: store.directory,
     });
-    return { destination, counts, problems };
+    return { destination, counts, problems, check };
   }
 
   const putFour = (
@@ -539,7 +581,7 @@ describe('containers-storage destination: consecutive layers under one layers lo
     );
   };
 
-  it('completes a layer and prepares the next one in one layers.json write, with the lock held from one to the next', async () => {
+  it('prepares the next layer ahead and starts it while the write completing a layer is synced, with the lock held from one to the next', async () => {
     const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
     const instance = four.images[0]!;
     const { destination, counts, problems } = await watchedDestination('four');
@@ -562,9 +604,11 @@ describe('containers-storage destination: consecutive layers under one layers lo
       await destination.close();
     }
     expect(problems).toEqual([]);
-    // One exclusive transaction for the four layers; layers.json written once to start layer 0, once
-    // per layer to complete it (and start the next one), instead of twice per layer.
-    expect(counts).toEqual({ exclusiveLocks: 1, layersJsonWrites: 5 });
+    // One exclusive transaction for the four layers; layers.json written once to start layer 0 (and
+    // prepare layer 1), once per layer to complete it (and prepare the one after the next), instead of
+    // twice per layer. Layers 1, 2 and 3 were created while the write completing their parent was
+    // still being synced.
+    expect(counts).toEqual({ exclusiveLocks: 1, layersJsonWrites: 5, createdDuringWrite: 3 });
     const records = await layerRecords();
     let parent: string | undefined;
     expect(records.map((record) => [record.id, record.parent, record.flags])).toEqual(
@@ -614,5 +658,33 @@ describe('containers-storage destination: consecutive layers under one layers lo
     expect(await readdir(join(store.graphRoot, 'vfs', 'dir'))).toEqual([]);
     // The lock is free: podman (another process) takes it.
     expect(JSON.parse(await store.podman(['images', '-a', '--format', 'json']))).toEqual([]);
+  }, 180_000);
+
+  it('removes a layer whose completing write failed while the next one was being applied', async () => {
+    const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
+    const instance = four.images[0]!;
+    // Writes: 1 starts layer 0 (and prepares 1), 2 completes 0, 3 completes 1 (synced while layer 2 is
+    // applied): it fails.
+    const { destination, problems } = await watchedDestination('four', 3);
+    try {
+      for (const index of [1, 2, 3]) await putFour(destination, four, index);
+      await putFour(destination, four, 0);
+      const config = four.blobs.get(instance.configDigest)!;
+      await destination.putBlob(
+        config.open(),
+        { digest: instance.configDigest, size: config.size },
+        { isConfig: true },
+      );
+      const manifest = four.manifests.get(instance.manifestDigest)!;
+      await destination.putManifest(manifest.bytes, manifest.mediaType);
+      // Layer 1, whose completing write failed, is removed with layer 2 (the watched writes find no
+      // complete record without its tar-split); the failed commit removes layer 0.
+      await expect(destination.commit()).rejects.toThrow(/injected/);
+    } finally {
+      await destination.close();
+    }
+    expect(problems).toEqual([]);
+    expect(await layerRecords()).toEqual([]);
+    expect(await readdir(join(store.graphRoot, 'vfs', 'dir'))).toEqual([]);
   }, 180_000);
 });

@@ -107,8 +107,20 @@ type ReadyLayer =
 interface HeldLayers {
   table: LayerTable;
   release: () => void;
-  /** The layer whose incomplete record is saved. */
+  /** The layer whose incomplete record is saved (synced once `pending` is done). */
   preparedId: string;
+  /**
+   * The layer after `preparedId` whose incomplete record is saved too (in `pending` or before), if any:
+   * prepared ahead so that it can start as soon as `preparedId` is applied, while the write completing
+   * `preparedId` is still being synced.
+   */
+  aheadId?: string;
+  /**
+   * The layers.json write (with the previous layer's tar-split) that completes the previous layer, still
+   * in flight: `preparedId` did not have to wait for it (its record was synced before), but whoever
+   * takes the lock over awaits it before its own writes and before releasing the lock.
+   */
+  pending?: Promise<void>;
   /** Set once a `storeLayer` took it over (it then releases the lock). */
   taken: boolean;
 }
@@ -118,9 +130,16 @@ interface LayerChain {
   held?: HeldLayers;
   /**
    * Called with the lock held once the layer is applied, before its record is completed: the next layer
-   * when it can start at once (it is then prepared in the same layers.json write and the lock kept for it).
+   * when it can start at once (it is then prepared in the same layers.json write and the lock kept for
+   * it). `prepared`: the ID of the next layer's incomplete record already in the table (saved ahead).
    */
-  successor?: (table: LayerTable) => { id: string; parent: string } | undefined;
+  successor?: (table: LayerTable, prepared: string | undefined) => { id: string; parent: string } | undefined;
+  /**
+   * The layer after `id` (not taken): its incomplete record is saved ahead, in a write this chain makes
+   * anyway, so that it can start without waiting for the write that completes `id`; when it does not
+   * follow at once after all, the write completing `id` takes the record out again.
+   */
+  lookahead?: (id: string) => { id: string; parent: string } | undefined;
 }
 
 /** What `storeLayer` records as the layer's compressed form (what was given to the store). */
@@ -129,6 +148,11 @@ interface GivenBlob {
   size: number;
   /** containers/storage's compression code (0: none). */
   compression: number;
+}
+
+/** For `promise.then(failed(false), failed(true))`: whether a promise was rejected. */
+function failed(value: boolean): () => boolean {
+  return () => value;
 }
 
 /** Go's time.Time JSON text for a config `created` value: fraction without trailing zeros. */
@@ -471,10 +495,11 @@ export class ContainersStorageDestination implements ImageDestination {
             };
           },
           {
-            successor: (table) => {
-              successor = this.takeSuccessor(index, table);
+            successor: (table, prepared) => {
+              successor = this.takeSuccessor(index, table, prepared);
               return successor && this.layerAt(successor.index);
             },
+            lookahead: (after) => this.peekAfter(after),
           },
         );
       } catch (error) {
@@ -538,11 +563,28 @@ export class ContainersStorageDestination implements ImageDestination {
    * The layer after `index`, taken when it can start as soon as layer `index` is stored: its blob is
    * there and the store does not have it yet (seen in `table`, under the lock).
    */
-  private takeSuccessor(index: number, table: LayerTable): ReadyLayer | undefined {
+  private takeSuccessor(
+    index: number,
+    table: LayerTable,
+    prepared: string | undefined,
+  ): ReadyLayer | undefined {
     const next = index + 1;
     if (this.orderedDiffIds === undefined || next >= this.orderedDiffIds.length) return undefined;
-    if (table.byId(this.orderedLayerIds[next]!)) return undefined;
+    const nextId = this.orderedLayerIds[next]!;
+    if (nextId !== prepared && table.byId(nextId)) return undefined;
     return this.takeReady(next);
+  }
+
+  /**
+   * The layer after layer `id` in order, whether or not its blob is there yet (it usually is by the time
+   * layer `id` is applied; when it is not, its prepared record goes again in the write completing `id`).
+   */
+  private peekAfter(id: string): { id: string; parent: string } | undefined {
+    if (this.backgroundFailure !== undefined || this.closed || this.orderedDiffIds === undefined)
+      return undefined;
+    const next = this.orderedLayerIds.indexOf(id) + 1;
+    if (next <= 0 || next >= this.orderedDiffIds.length) return undefined;
+    return this.layerAt(next);
   }
 
   /** Gives back a layer taken by `takeReady` that was not applied. */
@@ -574,10 +616,11 @@ export class ContainersStorageDestination implements ImageDestination {
           let successor: ReadyLayer | undefined;
           const chain: LayerChain = {
             ...(holding ? { held: holding } : {}),
-            successor: (table) => {
-              successor = this.takeSuccessor(layer.index, table);
+            successor: (table, prepared) => {
+              successor = this.takeSuccessor(layer.index, table, prepared);
               return successor && this.layerAt(successor.index);
             },
+            lookahead: (after) => this.peekAfter(after),
           };
           const parent = layer.index > 0 ? this.orderedLayerIds[layer.index - 1] : undefined;
           const diffId = this.orderedDiffIds![layer.index]!;
@@ -630,14 +673,37 @@ export class ContainersStorageDestination implements ImageDestination {
   private async abandonHeld(held: HeldLayers): Promise<void> {
     held.taken = true;
     try {
-      const position = held.table.records.findIndex((record) => record.id === held.preparedId);
-      if (position >= 0) held.table.records.splice(position, 1);
-      const created = this.createdLayers.lastIndexOf(held.preparedId);
-      if (created >= 0) this.createdLayers.splice(created, 1);
+      // The write completing the previous layer first: writes go out in order. When it failed, that
+      // layer is not complete on disk and goes too (whoever needs it then finds it missing).
+      if (held.pending !== undefined && (await held.pending.then(failed(false), failed(true)))) {
+        const parent = held.table.byId(held.preparedId)?.parent;
+        if (parent !== undefined) await this.removeUnsavedLayer(held.table, parent);
+      }
+      this.forgetPrepared(held.table, held.preparedId);
+      if (held.aheadId !== undefined) this.forgetPrepared(held.table, held.aheadId);
       await held.table.saveAsync();
     } finally {
       held.release();
     }
+  }
+
+  /**
+   * Removes layer `id` (files, tar-split, record; the table is saved by the caller) after the write
+   * that was to complete it failed.
+   */
+  private async removeUnsavedLayer(table: LayerTable, id: string): Promise<void> {
+    await this.store.driver.removeLayer(id).catch(() => undefined);
+    await rm(this.store.tarSplitPath(id), { force: true });
+    const position = table.records.findIndex((record) => record.id === id);
+    if (position >= 0) table.records.splice(position, 1);
+  }
+
+  /** Takes a prepared (incomplete, never started) record out of the table (saved by the caller). */
+  private forgetPrepared(table: LayerTable, id: string): void {
+    const position = table.records.findIndex((record) => record.id === id);
+    if (position >= 0) table.records.splice(position, 1);
+    const created = this.createdLayers.lastIndexOf(id);
+    if (created >= 0) this.createdLayers.splice(created, 1);
   }
 
   /** Waits until no layer is being applied in the background. */
@@ -922,9 +988,15 @@ export class ContainersStorageDestination implements ImageDestination {
    * is removed. A layer the store already has is left as it is (`produce` is not called).
    *
    * Chaining (`chain`): when `chain.held` is given, the lock is already held with this layer's incomplete
-   * record saved. When `chain.successor` names the next layer once this one is applied, that layer's
-   * incomplete record goes into the same layers.json write that completes this one, and the lock is
-   * returned still held (`HeldLayers`) for the next `storeLayer`; otherwise the lock is released.
+   * record saved. When `chain.successor` names the next layer once this one is applied, the lock is
+   * returned still held (`HeldLayers`) for the next `storeLayer`; otherwise the lock is released. The
+   * next layer's incomplete record is saved ahead (`chain.lookahead`), in the write that saves this
+   * layer's incomplete record (or completes the previous one): it is then on disk before this layer is
+   * applied, and the next layer starts at once, while the write completing this one is still being
+   * synced (`HeldLayers.pending`, awaited before the next write, which keeps them in order; when it
+   * fails, this layer is removed with the next one). Otherwise the next layer's record goes into the
+   * write that completes this one, awaited first. As with containers/storage, no layer directory exists
+   * without an incomplete or complete record on disk.
    */
   private async storeLayer(
     id: string,
@@ -950,6 +1022,11 @@ export class ContainersStorageDestination implements ImageDestination {
           .openLayers(true, signal ? { signal } : {})
           .then(({ table, lock }) => ({ table, release: () => lock.release() }));
     const { table } = session;
+    /** The write completing the previous layer, still in flight (awaited before any other write). */
+    let pending = held?.pending;
+    /** The next layer's incomplete record, saved ahead (by this layer's writes or the previous layer's). */
+    let ahead = held?.aheadId;
+    let previousFailed = false;
     let handOver: HeldLayers | undefined;
     try {
       let record: LayerRecord;
@@ -968,8 +1045,9 @@ export class ContainersStorageDestination implements ImageDestination {
         }
         record = newIncompleteRecord(id, parent);
         table.records.push(record);
-        await table.saveAsync();
         this.createdLayers.push(id);
+        ahead = this.prepareAhead(table, chain, id);
+        await table.saveAsync();
       }
       let next: LayerRecord | undefined;
       let result: ApplyDiffResult | undefined;
@@ -986,6 +1064,15 @@ export class ContainersStorageDestination implements ImageDestination {
             `${description}: its contents have digest ${result.uncompressedDigest}, the config's DiffID is ${expectedDiffId}`,
           );
         }
+        // The previous layer's record is complete on disk before this one's is (and its failure is ours).
+        if (pending !== undefined) {
+          const previous = pending;
+          pending = undefined;
+          await previous.catch((error: unknown) => {
+            previousFailed = true;
+            throw error;
+          });
+        }
         delete record.flags;
         // As containers/storage records a layer put from a stream: the digest and size of what was
         // given (the uncompressed tar when the layer was rebuilt from another one), and the compression
@@ -998,37 +1085,104 @@ export class ContainersStorageDestination implements ImageDestination {
         if (result.uids.length) record.uidset = result.uids;
         if (result.gids.length) record.gidset = result.gids;
         reorderLayerRecord(record);
-        const successor = chain.successor?.(table);
+        const successor = chain.successor?.(table, ahead);
+        const tarSplit = [{ path: this.store.tarSplitPath(id), data: result.tarSplitGzip }];
+        // The tar-split and layers.json synced together (on the thread pool: blobs still arriving go on
+        // meanwhile); the tar-split is renamed into place first, so the layer is complete when its
+        // record says so.
+        if (successor !== undefined && successor.parent === id && successor.id === ahead) {
+          // The next layer's record was synced before: it starts at once, while this write is synced
+          // (the record of the one after it is prepared in this write).
+          const nextAhead = this.prepareAhead(table, chain, successor.id);
+          const save = table.saveAsync(tarSplit);
+          // Awaited by whoever takes the lock over; not reported as unhandled meanwhile.
+          save.catch(() => undefined);
+          ahead = undefined;
+          handOver = {
+            table,
+            release: session.release,
+            preparedId: successor.id,
+            ...(nextAhead !== undefined ? { aheadId: nextAhead } : {}),
+            pending: save,
+            taken: false,
+          };
+          return handOver;
+        }
+        if (ahead !== undefined) {
+          // Prepared ahead, but not going on now: taken out again in this write.
+          this.forgetPrepared(table, ahead);
+          ahead = undefined;
+        }
+        let nextAhead: string | undefined;
         if (successor !== undefined && successor.parent === id) {
           next = newIncompleteRecord(successor.id, successor.parent);
           table.records.push(next);
           this.createdLayers.push(successor.id);
+          nextAhead = this.prepareAhead(table, chain, successor.id);
         }
-        // The tar-split and layers.json synced together (on the thread pool: blobs still arriving go on
-        // meanwhile); the tar-split is renamed into place first, so the layer is complete when its
-        // record says so.
-        await table.saveAsync([{ path: this.store.tarSplitPath(id), data: result.tarSplitGzip }]);
+        try {
+          await table.saveAsync(tarSplit);
+        } catch (error) {
+          if (nextAhead !== undefined) this.forgetPrepared(table, nextAhead);
+          throw error;
+        }
         if (next !== undefined)
-          handOver = { table, release: session.release, preparedId: next.id, taken: false };
+          handOver = {
+            table,
+            release: session.release,
+            preparedId: next.id,
+            ...(nextAhead !== undefined ? { aheadId: nextAhead } : {}),
+            taken: false,
+          };
         return handOver;
       } catch (error) {
+        // Writes go out in order: the previous layer's first.
+        if (pending !== undefined) {
+          if (await pending.then(failed(false), failed(true))) previousFailed = true;
+          pending = undefined;
+        }
         if (next !== undefined) {
           const position = table.records.indexOf(next);
           if (position >= 0) table.records.splice(position, 1);
           const created = this.createdLayers.lastIndexOf(next.id);
           if (created >= 0) this.createdLayers.splice(created, 1);
         }
+        if (ahead !== undefined) this.forgetPrepared(table, ahead);
         await this.store.driver.removeLayer(id).catch(() => undefined);
         await rm(this.store.tarSplitPath(id), { force: true });
         const position = table.records.indexOf(record);
         if (position >= 0) table.records.splice(position, 1);
+        // The write completing the parent failed: the parent is not complete on disk, and goes too.
+        if (previousFailed && parent !== undefined) await this.removeUnsavedLayer(table, parent);
         table.save();
         this.createdLayers.splice(this.createdLayers.lastIndexOf(id), 1);
         throw layerFailure(error, description);
       }
+    } catch (error) {
+      if (
+        pending !== undefined &&
+        (await pending.then(failed(false), failed(true))) &&
+        parent !== undefined
+      ) {
+        await this.removeUnsavedLayer(table, parent);
+        table.save();
+      }
+      throw error;
     } finally {
       if (handOver === undefined) session.release();
     }
+  }
+
+  /**
+   * Adds the incomplete record of the layer after `id` (`chain.lookahead`) to `table`, for the caller's
+   * next write, when the store does not have that layer; returns its ID.
+   */
+  private prepareAhead(table: LayerTable, chain: LayerChain, id: string): string | undefined {
+    const after = chain.lookahead?.(id);
+    if (after === undefined || after.parent !== id || table.byId(after.id)) return undefined;
+    table.records.push(newIncompleteRecord(after.id, after.parent));
+    this.createdLayers.push(after.id);
+    return after.id;
   }
 
   private async commitImage(
