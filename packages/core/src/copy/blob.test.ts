@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Digest } from '../digest.js';
 import { ErrorCodes } from '../errors.js';
@@ -13,6 +14,8 @@ import {
   peekStream,
   SourceCheck,
 } from './blob.js';
+import { fileReadBuffers } from './buffer-pool.js';
+import { releaseCompressedChunk } from './lent-output-buffers.js';
 import type { CopyProgressEvent } from './types.js';
 
 function sha256(bytes: Uint8Array): Digest {
@@ -394,10 +397,80 @@ describe('copyLayer', () => {
     expect(options?.chunkWritten).toBeTypeOf('function');
   });
 
-  it('lends no chunks when the plan changes the bytes', async () => {
+  it('lends only the compressed blocks when the plan changes the bytes, not the source chunks', async () => {
     const { result, options } = await copied(chunksOf(4, 1024), compress);
     expect(result).toMatchObject({ changed: true, compression: 'gzip' });
-    expect(options?.chunkWritten).toBeUndefined();
+    // The destination hands back what it wrote: the compressor's lent output buffers, nothing else.
+    expect(options?.chunkWritten).toBe(releaseCompressedChunk);
+  });
+
+  it('reads into the buffers of a recompressed layer again once decompressed, but for the peeked chunk', async () => {
+    const contents = randomBytes(3 * 1024 * 1024 + 5000);
+    const gzipped = gzipSync(contents, { level: 1 });
+    // The source reads the blob into file read buffers, 1 MiB each, as an oci: source does.
+    const chunks: Buffer[] = [];
+    for (let offset = 0; offset < gzipped.byteLength; offset += fileReadBuffers.size) {
+      const piece = gzipped.subarray(offset, offset + fileReadBuffers.size);
+      const memory = fileReadBuffers.take();
+      memory.set(piece);
+      fileReadBuffers.filled(memory, piece.byteLength);
+      chunks.push(memory.subarray(0, piece.byteLength));
+    }
+    expect(chunks.length).toBe(4);
+    const layer: BlobInfo = {
+      digest: sha256(gzipped),
+      size: gzipped.byteLength,
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    };
+    const source = {
+      async getBlob() {
+        return { stream: Readable.from(chunks, { objectMode: true }), size: gzipped.byteLength };
+      },
+    } as unknown as ImageSource;
+    const received: Buffer[] = [];
+    const destination = {
+      properties: {},
+      async putBlob(stream: Readable) {
+        for await (const chunk of readableChunks(stream)) received.push(Buffer.from(chunk));
+        const all = Buffer.concat(received);
+        return { digest: sha256(all), size: all.byteLength };
+      },
+    } as unknown as ImageDestination;
+    const copy = (uncompressedDigest: Digest | undefined) =>
+      copyLayer(
+        {
+          source,
+          destination,
+          signal: undefined,
+          retry: { retryTimes: 0, retryDelayMs: undefined, signal: undefined },
+          emit: () => {},
+        },
+        {
+          layer,
+          plan: { desired: 'compress', format: 'zstd', recompress: true },
+          needDiffId: false,
+          canSubstitute: false,
+          ...(uncompressedDigest ? { uncompressedDigest } : {}),
+          changedMediaType: () => 'application/vnd.oci.image.layer.v1.tar+zstd',
+        } as Parameters<typeof copyLayer>[1],
+      );
+    // Without the DiffID the source check hashes every chunk: none is read into again.
+    await copy(undefined);
+    // (The first take is the rest of the last, shorter chunk's buffer.)
+    const meanwhile = [fileReadBuffers.take(), fileReadBuffers.take(), fileReadBuffers.take()];
+    for (const chunk of chunks.slice(0, 3)) {
+      expect(meanwhile.map((buffer) => buffer.buffer)).not.toContain(chunk.buffer);
+    }
+    received.length = 0;
+    const result = await copy(sha256(contents) as Digest);
+    expect(result).toMatchObject({ changed: true, compression: 'zstd' });
+    const again = [fileReadBuffers.take(), fileReadBuffers.take(), fileReadBuffers.take()].map(
+      (buffer) => buffer.buffer,
+    );
+    // The first chunk was peeked (and hashed) before the decision: left to the garbage collector.
+    expect(again).not.toContain(chunks[0]!.buffer);
+    expect(again).toContain(chunks[1]!.buffer);
+    expect(again).toContain(chunks[2]!.buffer);
   });
 
   it('still verifies a kept layer: bytes that are not the blob fail', async () => {

@@ -23,6 +23,7 @@ import {
   throughTransform,
 } from './compression.js';
 import { compressionSlots } from './compression-slots.js';
+import { releaseCompressedChunk } from './lent-output-buffers.js';
 import { type RetrySettings, withRetry } from './retry.js';
 import type { CopiedBlobKind, CopyProgressEvent } from './types.js';
 import { hasZstdChunkedAnnotations, isZstdChunkedAnnotation, zstdChunkedStage } from './zstd-chunked.js';
@@ -446,6 +447,7 @@ async function* decompressing(
   chunkSize?: number,
   pooledOutput = false,
   noteGarbage = false,
+  inputDone?: (chunk: Uint8Array) => void,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let sourceFailure: unknown;
   const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer);
@@ -464,7 +466,7 @@ async function* decompressing(
   try {
     for await (const chunk of throughTransform(
       watched(),
-      createDecompressor(compression, chunkSize, { pooledOutput }),
+      createDecompressor(compression, chunkSize, { pooledOutput, ...(inputDone ? { inputDone } : {}) }),
     )) {
       guard.decompressed(chunk.byteLength);
       yield chunk;
@@ -508,6 +510,7 @@ function compressionStage(
   sourceChunked: boolean,
   onAnnotations: (annotations: Record<string, string>) => void,
   slot: CompressionSlotHolder,
+  lastSourceReader: boolean,
 ): Stage {
   /** Compresses `input` to the plan's format once a compression slot is free (see CompressionSlots). */
   async function* compressed(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
@@ -539,7 +542,7 @@ function compressionStage(
   const recompressed = (compression: DetectedCompression): boolean =>
     plan.recompress && (compression !== plan.format || (plan.chunked === true && !sourceChunked));
   return async function* changeCompression(source) {
-    const { compression, stream } = await peekCompression(source);
+    const { compression, stream, peeked } = await peekCompression(source);
     if (keepsLayerCompression(plan, compression, sourceChunked)) {
       onDecision(compression, false);
       yield* stream;
@@ -562,12 +565,23 @@ function compressionStage(
       // from its buffer pool and go back to it once compressed.
       const blockSize =
         plan.chunked && plan.format === 'zstd' ? undefined : compressingBlockSize(plan.format);
+      // Once the DiffID verifies the output, the source check hashes no more chunks: the decompressor
+      // is then their last reader (`lastSourceReader`: nothing else reads them on the side), and the
+      // buffers they were read into are read into again once decompressed (`releaseReadChunk`). Not
+      // the buffers of the chunks peeked before this decision, which the check may still be hashing.
+      const hashed = new WeakSet<ArrayBufferLike>(peeked.map((chunk) => chunk.buffer));
       const decompressed = decompressing(
         stream,
         compression,
         description,
         blockSize,
         blockSize !== undefined,
+        false,
+        lastSourceReader && uncompressedDigest !== undefined
+          ? (chunk) => {
+              if (!hashed.has(chunk.buffer)) releaseReadChunk(chunk);
+            }
+          : undefined,
       );
       // Recompressed bytes are new bytes: their contents are checked against the config's DiffID.
       const checked =
@@ -887,6 +901,8 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
           chunkedAnnotations = annotations;
         },
         compressionSlot,
+        // No DiffID stage reads the source's chunks on the side.
+        !(request.needDiffId && !diffIdFromOutput),
       ),
     );
   }
@@ -957,7 +973,14 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
                   mediaType: request.changedMediaType(outputCompression),
                 }
               : { digest: layer.digest, size: expectedSize, mediaType: layer.mediaType },
-            { isConfig: false, signal: context.signal, ...layerPosition(request) },
+            {
+              isConfig: false,
+              signal: context.signal,
+              ...layerPosition(request),
+              // The destination is the last reader of the compressed blocks: the output buffers lent
+              // with them are compressed into again once it wrote them (no other chunk is taken back).
+              ...(changed ? { chunkWritten: releaseCompressedChunk } : {}),
+            },
           );
         },
         context.signal ? { signal: context.signal } : {},

@@ -329,6 +329,54 @@ describe('zstd decoded by libzstd off this thread (pooledOutput)', () => {
     }
   });
 
+  it('hands each input chunk to `inputDone` once it is decoded to its end, and not when failing', async () => {
+    for (const format of ['zstd', 'gzip'] as const) {
+      const compressed = format === 'zstd' ? frames : gzipSync(layerLike);
+      const done: Uint8Array[] = [];
+      let decodedWhenLastDone = -1;
+      let decoded = 0;
+      const input: Uint8Array[] = [];
+      for (let offset = 0; offset < compressed.length; offset += 64)
+        input.push(compressed.subarray(offset, offset + 64));
+      expect(input.length).toBeGreaterThan(2);
+      const decompressor = createDecompressor(format, chunkSize, {
+        pooledOutput: true,
+        inputDone: (chunk) => {
+          done.push(chunk);
+          decodedWhenLastDone = decoded;
+        },
+      });
+      const copies: Buffer[] = [];
+      for await (const chunk of throughTransform(Readable.from(input, { objectMode: true }), decompressor)) {
+        copies.push(Buffer.from(chunk));
+        decoded += chunk.byteLength;
+      }
+      expect(Buffer.concat(copies).equals(layerLike)).toBe(true);
+      // The very chunks written, each once, in order.
+      expect(done).toHaveLength(input.length);
+      done.forEach((chunk, index) => {
+        expect(chunk.buffer).toBe(input[index]!.buffer);
+        expect(chunk.byteOffset).toBe(input[index]!.byteOffset);
+      });
+      expect(decodedWhenLastDone).toBeGreaterThan(0);
+    }
+    const corrupt = Buffer.from(frames);
+    for (let offset = 20; offset < 40; offset += 1) corrupt[offset] = 0xff - corrupt[offset]!;
+    const done: Uint8Array[] = [];
+    await expect(
+      collect(
+        throughTransform(
+          Readable.from([corrupt], { objectMode: true }),
+          createDecompressor('zstd', chunkSize, {
+            pooledOutput: true,
+            inputDone: (chunk) => done.push(chunk),
+          }),
+        ),
+      ),
+    ).rejects.toMatchObject({ code: 'Z_DATA_ERROR' });
+    expect(done).toEqual([]);
+  });
+
   it('rejects data that ends inside a frame, and corrupt data, as corrupt', async () => {
     const truncated = frames.subarray(0, frames.length - 10);
     await expect(

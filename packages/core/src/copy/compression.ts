@@ -144,6 +144,34 @@ export function createCompressor(format: CompressionFormat, level?: number): Tra
 /** Size of the chunks a decompressor emits by default. */
 export const decompressedChunkSize = 1024 * 1024;
 
+/** Options of `createDecompressor`. */
+export interface DecompressorOptions {
+  /** See `createDecompressor`. */
+  pooledOutput?: boolean;
+  /**
+   * Learns each input chunk once the decompressor will not read it again (gzip, and zstd with
+   * `pooledOutput` where libzstd loads; other decompressors never call it): for a caller that is the
+   * chunks' last reader and reuses their memory (`releaseReadChunk`).
+   */
+  inputDone?: (chunk: Uint8Array) => void;
+}
+
+/**
+ * Has `gunzip` call `inputDone` with each chunk written to it once zlib read all of it: node:zlib
+ * calls a chunk's transform callback once its input is consumed and lets go of it
+ * (`processCallback`).
+ */
+function handOnInputWhenRead(gunzip: zlib.Gunzip, inputDone: (chunk: Uint8Array) => void): void {
+  const transform = gunzip._transform.bind(gunzip);
+  gunzip._transform = (chunk: Buffer, encoding: BufferEncoding, done: (error?: Error | null) => void) => {
+    transform(chunk, encoding, (error?: Error | null) => {
+      // Not the empty chunk zlib's flush writes to itself.
+      if (!error && chunk.byteLength > 0) inputDone(chunk);
+      done(error);
+    });
+  };
+}
+
 /**
  * A stream decompressing `format`: gzip through node:zlib, zstd through `zstdImplementation()`, xz
  * through xz-decompress (xz-embedded compiled to WebAssembly), bzip2 through unbzip2-stream (pure
@@ -166,14 +194,18 @@ export const decompressedChunkSize = 1024 * 1024;
 export function createDecompressor(
   format: Exclude<DetectedCompression, 'none'>,
   chunkSize: number = decompressedChunkSize,
-  options: { pooledOutput?: boolean } = {},
+  options: DecompressorOptions = {},
 ): Duplex {
   // Large output chunks instead of zlib's 16 KiB: far fewer callbacks and chunks downstream.
-  if (format === 'gzip') return zlib.createGunzip({ chunkSize });
+  if (format === 'gzip') {
+    const gunzip = zlib.createGunzip({ chunkSize });
+    if (options.inputDone) handOnInputWhenRead(gunzip, options.inputDone);
+    return gunzip;
+  }
   if (format === 'xz') return Duplex.from(xzDecompressing);
   if (format === 'bzip2') return Duplex.from(bzip2Decompressing);
   const engine = options.pooledOutput === true ? libzstd() : null;
-  if (engine) return new LibzstdDecompressor(engine.decompressionContext(), chunkSize);
+  if (engine) return new LibzstdDecompressor(engine.decompressionContext(), chunkSize, options.inputDone);
   const implementation = zstdDecompressionImplementation();
   if (implementation === 'node:zlib') return (zlib as unknown as ZstdFactories).createZstdDecompress!();
   if (implementation === 'zstd-napi') {
@@ -274,8 +306,8 @@ class ZstdChunkedOutputDecompressor extends Transform {
  * asynchronous call threads (libuv's pool), one at a time, written into output buffers of `chunkSize`
  * bytes from the process-wide pool (`bufferPoolOf`) that are pushed once full (the last one at the end):
  * the reader gives them back (see `createDecompressor`'s `pooledOutput`). Any series of frames,
- * skippable ones included, is one stream; input ending inside a frame is an error. The input chunks
- * are noted to `transientBuffers` once decoded.
+ * skippable ones included, is one stream; input ending inside a frame is an error. Each input chunk,
+ * once decoded, goes to `inputDone` when given, else is noted to `transientBuffers`.
  */
 class LibzstdDecompressor extends Transform {
   readonly #context: ZstdDecompressionContext;
@@ -285,18 +317,27 @@ class LibzstdDecompressor extends Transform {
   #filled = 0;
   #inFrame = false;
 
-  constructor(context: ZstdDecompressionContext, chunkSize: number) {
+  readonly #inputDone: ((chunk: Uint8Array) => void) | undefined;
+
+  constructor(
+    context: ZstdDecompressionContext,
+    chunkSize: number,
+    inputDone: ((chunk: Uint8Array) => void) | undefined,
+  ) {
     super();
     this.#context = context;
     this.#chunkSize = chunkSize;
     this.#pool = bufferPoolOf(chunkSize);
     this.#output = this.#pool.take();
+    this.#inputDone = inputDone;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     this.#decode(chunk).then(
       () => {
-        transientBuffers.note(chunk.byteLength);
+        // Read to its end (no call is running): handed on to be reused, else garbage.
+        if (this.#inputDone) this.#inputDone(chunk);
+        else transientBuffers.note(chunk.byteLength);
         done();
       },
       (error: unknown) =>
@@ -448,11 +489,14 @@ export function compressingBlockSize(format: CompressionFormat): number {
 
 /**
  * Reads the first bytes of `source` (at least enough to recognise a compression format), and returns
- * the detected compression and an iterable yielding every byte of `source`, the peeked ones included.
+ * the detected compression, an iterable yielding every byte of `source`, the peeked ones included,
+ * and the chunks that were read to peek (`peeked`, yielded first).
  */
-export async function peekCompression(
-  source: AsyncIterable<Uint8Array>,
-): Promise<{ compression: DetectedCompression; stream: AsyncIterable<Uint8Array> }> {
+export async function peekCompression(source: AsyncIterable<Uint8Array>): Promise<{
+  compression: DetectedCompression;
+  stream: AsyncIterable<Uint8Array>;
+  peeked: readonly Uint8Array[];
+}> {
   const iterator = source[Symbol.asyncIterator]();
   const peeked: Uint8Array[] = [];
   let length = 0;
@@ -482,7 +526,7 @@ export async function peekCompression(
       if (!ended) await iterator.return?.();
     }
   }
-  return { compression: detectCompression(prefix), stream: replay() };
+  return { compression: detectCompression(prefix), stream: replay(), peeked: [...peeked] };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import type { LentOutputBuffers } from './lent-output-buffers.js';
 
 /**
  * libdeflate (the system's `libdeflate.so.0`, Debian's `libdeflate0`), called through koffi: a
@@ -11,9 +12,12 @@ import { createRequire } from 'node:module';
 export interface Libdeflate {
   /**
    * `input` as one complete gzip member (header, deflate data, CRC-32 and length), compressed at
-   * `level` (1–12; 0 stores it uncompressed) off this thread.
+   * `level` (1–12; 0 stores it uncompressed) off this thread. With `outputs`, compressed into one of its
+   * buffers when the bound fits (the member is then a chunk lent by `outputs`), else into a fresh one.
    */
-  gzipMember(input: Uint8Array, level: number): Promise<Buffer>;
+  gzipMember(input: Uint8Array, level: number, outputs?: LentOutputBuffers): Promise<Buffer>;
+  /** The most bytes `gzipMember` may write for `length` bytes of input at `level`. */
+  gzipBound(length: number, level: number): number;
 }
 
 type KoffiFunction = ((...args: unknown[]) => unknown) & {
@@ -73,12 +77,23 @@ function load(): Libdeflate | null {
     else idle.set(level, [compressor]);
   };
   return {
-    gzipMember(input, level) {
+    gzipBound(length, level) {
       const compressor = take(level);
-      // Compressed into a fresh buffer of the bound's size, handed on as the view of what was written:
-      // copying it out at its real size would take this thread's time and touch as much fresh memory
-      // (the rest of the bound is never written, so never faulted in).
-      const output = Buffer.allocUnsafeSlow(Number(gzipCompressBound(compressor, input.byteLength)));
+      try {
+        return Number(gzipCompressBound(compressor, length));
+      } finally {
+        giveBack(level, compressor);
+      }
+    },
+    gzipMember(input, level, outputs) {
+      const compressor = take(level);
+      // Compressed into a buffer of the bound's size (or more), handed on as the view of what was
+      // written: copying it out at its real size would take this thread's time and touch as much fresh
+      // memory (the rest of the bound is never written, so never faulted in). A buffer of `outputs`
+      // comes back to be compressed into again once the destination wrote the member.
+      const bound = Number(gzipCompressBound(compressor, input.byteLength));
+      const lent = outputs !== undefined && bound <= outputs.size ? outputs.take() : undefined;
+      const output = lent ?? Buffer.allocUnsafeSlow(bound);
       return new Promise<Buffer>((resolve, reject) => {
         gzipCompress.async(
           compressor,
@@ -89,9 +104,11 @@ function load(): Libdeflate | null {
           (error: unknown, written: number | bigint) => {
             giveBack(level, compressor);
             // `input` and `output` are referenced by this closure until the call returns.
-            if (error) reject(error);
-            else if (Number(written) === 0) reject(new Error('libdeflate: output larger than its bound'));
-            else resolve(output.subarray(0, Number(written)));
+            const length = Number(written);
+            if (error || length === 0) {
+              if (lent) outputs!.giveBack(lent);
+              reject(error ?? new Error('libdeflate: output larger than its bound'));
+            } else resolve(lent ? outputs!.lend(lent, length) : output.subarray(0, length));
           },
         );
       });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { crc32, gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bufferPoolOf, transientBuffers } from './buffer-pool.js';
+import { releaseCompressedChunk } from './lent-output-buffers.js';
 import {
   combineCrc32,
   contiguousView,
@@ -281,6 +282,32 @@ describe('inBlocks', () => {
     expect(idle).toContain(pooledChunks[1]);
     expect(idle).not.toContain(foreign);
     expect(idle).not.toContain(last);
+  });
+
+  it('writes libdeflate members into lent buffers that come back once the destination released them', async () => {
+    const blockSize = 64 * 1024 + 11; // A size no other test uses: its output buffers are this test's.
+    const input = compressibleBytes(blockSize * 6);
+    const members: Uint8Array[] = [];
+    async function* chunks() {
+      yield input;
+    }
+    // Each member released as soon as it is read, as a destination does once it wrote it.
+    for await (const member of parallelGzipStage({ blockSize, concurrency: 2 })(chunks())) {
+      members.push(Buffer.from(member));
+      expect(member.byteOffset).toBe(0);
+      releaseCompressedChunk(member);
+      members.push(member);
+    }
+    // Each member's copy is followed by the member: its memory was compressed into again for a later one.
+    const copies = members.filter((_, index) => index % 2 === 0);
+    const lent = members.filter((_, index) => index % 2 === 1);
+    expect(new Set(lent.map((member) => member.buffer)).size).toBeLessThan(lent.length);
+    expect(gunzipSync(Buffer.concat(copies)).equals(input)).toBe(true);
+    // Not released: every member keeps a buffer of its own.
+    const kept: Uint8Array[] = [];
+    for await (const member of parallelGzipStage({ blockSize, concurrency: 2 })(chunks())) kept.push(member);
+    expect(new Set(kept.map((member) => member.buffer)).size).toBe(kept.length);
+    expect(gunzipSync(Buffer.concat(kept)).equals(input)).toBe(true);
   });
 
   it('notes the bytes of the blocks it does not give back to the pool, once their job ended', async () => {

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
 import { bufferPoolOf, scratchBuffer, transientBuffers } from './buffer-pool.js';
+import { type LentOutputBuffers, lentOutputBuffersOf } from './lent-output-buffers.js';
 import { type Libdeflate, libdeflate } from './libdeflate.js';
 
 /** Options of {@link parallelGzipStage}. */
@@ -260,11 +261,16 @@ export function combineCrc32(first: number, second: number, secondLength: number
 /**
  * One block as a complete gzip member made by libdeflate off this thread: compressed at `level`, or
  * stored blocks (libdeflate's level 0: a copy and a CRC-32, ~0.15 ms per MiB) for data that does not
- * compress.
+ * compress. Written into a buffer of `outputs` (lent out with the member) where it fits.
  */
-function memberOfBlock(block: Uint8Array, level: number, engine: Libdeflate): Promise<Buffer> {
-  if (level === 0 || looksIncompressible(block)) return engine.gzipMember(block, 0);
-  return engine.gzipMember(block, level);
+function memberOfBlock(
+  block: Uint8Array,
+  level: number,
+  engine: Libdeflate,
+  outputs?: LentOutputBuffers,
+): Promise<Buffer> {
+  if (level === 0 || looksIncompressible(block)) return engine.gzipMember(block, 0, outputs);
+  return engine.gzipMember(block, level, outputs);
 }
 
 /**
@@ -405,17 +411,22 @@ function memberPerBlockStage(
   blockSize: number,
   concurrency: number,
 ): (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array, void, undefined> {
+  // Members are written into buffers lent out with them (`LentOutputBuffers`) and given back by the
+  // destination once written (`releaseCompressedChunk`): the bound of a whole block at either level.
+  const outputs = lentOutputBuffersOf(
+    Math.max(engine.gzipBound(blockSize, level), engine.gzipBound(blockSize, 0)),
+  );
   return async function* gzipMembersInParallel(source) {
     let members = 0;
     for await (const member of inBlocks(
       source,
       blockSize,
       concurrency,
-      (block) => memberOfBlock(block, level, engine),
+      (block) => memberOfBlock(block, level, engine, outputs),
       true,
     )) {
       members += 1;
-      // Garbage once sent on.
+      // Garbage once sent on, unless the destination gives its buffer back (`releaseCompressedChunk`).
       transientBuffers.note(member.byteLength);
       yield member;
     }
