@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Digest } from '../digest.js';
 import { ErrorCodes } from '../errors.js';
 import { readableChunks } from '../readable-chunks.js';
@@ -67,20 +67,10 @@ async function drain(stream: Readable): Promise<{ chunks: Uint8Array[]; error: u
   }
 }
 
-describe.each(['this thread', 'the digest worker'])('checkedStream, the bytes hashed on %s', (where) => {
-  beforeEach(() => {
-    vi.stubEnv('GANTRY_DIGEST_WORKER', where === 'this thread' ? 'off' : 'always');
-  });
-  afterEach(() => {
-    vi.unstubAllEnvs();
-  });
-
+describe('checkedStream', () => {
   it('passes the very chunks of the source on, and ends once the check accepted all the bytes', async () => {
     const chunks = chunksOf(8, 4096);
     const { check, events, prefixes } = checkFor(chunks);
-    // Hashed where this block says.
-    const onWorker = (check as unknown as { workerDigest?: unknown }).workerDigest !== undefined;
-    expect(onWorker).toBe(where === 'the digest worker');
     const source = Readable.from(chunks, { objectMode: true });
     const result = await drain(checkedStream(source, check));
     expect(result.error).toBeUndefined();

@@ -6,7 +6,6 @@ import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
 import { OffThreadDigester, offThreadVerifyingStage } from '../off-thread-digester.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
-import { type WorkerDigest, workerDigestFor } from '../worker-digester.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
 import { releaseReadChunk, transientBuffers } from './buffer-pool.js';
 import {
@@ -121,7 +120,6 @@ interface SourceStageOptions {
 export class SourceCheck {
   private readonly digester: Digester | undefined;
   private readonly offThreadDigester: OffThreadDigester | undefined;
-  private readonly workerDigest: WorkerDigest | undefined;
   private size = 0;
   private lastEmit = 0;
   private prefix: Buffer | undefined;
@@ -136,13 +134,8 @@ export class SourceCheck {
   ) {
     const { expectedDigest, onPrefix } = options;
     if (expectedDigest !== undefined) {
-      const algorithm = digestAlgorithm(expectedDigest);
-      if (options.offThread) this.offThreadDigester = new OffThreadDigester(algorithm);
-      else {
-        // On the digest worker where `workerDigestFor` says so (opt-in), else here.
-        this.workerDigest = workerDigestFor(algorithm, options.expectedSize);
-        if (this.workerDigest === undefined) this.digester = new Digester(algorithm);
-      }
+      if (options.offThread) this.offThreadDigester = new OffThreadDigester(digestAlgorithm(expectedDigest));
+      else this.digester = new Digester(digestAlgorithm(expectedDigest));
     }
     this.prefixPending = onPrefix !== undefined;
   }
@@ -157,7 +150,6 @@ export class SourceCheck {
     try {
       if (this.options.digestWaived?.() !== true) {
         this.digester?.update(chunk);
-        this.workerDigest?.update(chunk);
         wait = this.offThreadDigester?.update(chunk);
       }
       this.size += chunk.byteLength;
@@ -168,7 +160,6 @@ export class SourceCheck {
         );
       }
     } catch (error) {
-      this.workerDigest?.discard();
       this.options.onFailure?.(error);
       throw error;
     }
@@ -217,11 +208,8 @@ export class SourceCheck {
     this.finish();
   }
 
-  /**
-   * Checks the size and digest of all the bytes (the source ended), then emits the final progress. When
-   * the digest is computed on the digest worker, returns a promise of that (the checks throw into it).
-   */
-  finish(): Promise<void> | undefined {
+  /** Checks the size and digest of all the bytes (the source ended), then emits the final progress. */
+  finish(): void {
     const { onPrefix } = this.options;
     try {
       if (this.prefixPending) {
@@ -233,32 +221,9 @@ export class SourceCheck {
         this.checkDigest(this.digester.digest());
       }
     } catch (error) {
-      this.workerDigest?.discard();
       this.options.onFailure?.(error);
       throw error;
     }
-    if (this.workerDigest !== undefined) return this.finishOnWorker(this.workerDigest);
-    this.emitFinished();
-    return undefined;
-  }
-
-  /** Drops the digest in progress on the digest worker (the bytes will not all come). */
-  dispose(): void {
-    this.workerDigest?.discard();
-  }
-
-  private async finishOnWorker(workerDigest: WorkerDigest): Promise<void> {
-    try {
-      const actual = await workerDigest.digest();
-      if (this.options.digestWaived?.() !== true) this.checkDigest(actual);
-    } catch (error) {
-      this.options.onFailure?.(error);
-      throw error;
-    }
-    this.emitFinished();
-  }
-
-  private emitFinished(): void {
     this.context.emit({
       type: 'blob-progress',
       blob: this.blob,
@@ -322,18 +287,13 @@ const checkedStreamHighWaterMark = 256 * 1024;
 
 /**
  * `source`'s chunks, passed on unchanged (same buffers, no copy) as a byte stream after `check` saw each:
- * the stream ends only once `check.finish()` accepted all the bytes (and the promise it may return
- * resolved), and fails instead with what a check threw, or with the source's error (a source closed
- * before its end fails with `ERR_STREAM_PREMATURE_CLOSE`). For a copy that changes nothing this replaces
- * the async-generator stages: no promise per chunk, no iterator layers between the source and the
- * destination. Destroying the result destroys `source` (and disposes of `check`, when it can be).
+ * the stream ends only once `check.finish()` accepted all the bytes, and fails instead with what a check
+ * threw, or with the source's error (a source closed before its end fails with `ERR_STREAM_PREMATURE_CLOSE`).
+ * For a copy that changes nothing this replaces the async-generator stages: no promise per chunk, no
+ * iterator layers between the source and the destination. Destroying the result destroys `source`.
  */
-export function checkedStream(
-  source: Readable,
-  check: Pick<SourceCheck, 'update' | 'finish'> & Partial<Pick<SourceCheck, 'dispose'>>,
-): Readable {
+export function checkedStream(source: Readable, check: Pick<SourceCheck, 'update' | 'finish'>): Readable {
   let ended = false;
-  let finished = false;
   const output = new Readable({
     highWaterMark: checkedStreamHighWaterMark,
     read() {
@@ -342,7 +302,6 @@ export function checkedStream(
     destroy(error, callback) {
       detach();
       if (!ended) source.destroy();
-      if (!finished) check.dispose?.();
       callback(error);
     },
   });
@@ -357,22 +316,13 @@ export function checkedStream(
   };
   const onEnd = (): void => {
     ended = true;
-    let finishing: Promise<void> | undefined;
     try {
-      finishing = check.finish();
+      check.finish();
     } catch (error) {
       output.destroy(error as Error);
       return;
     }
-    finished = true;
-    if (finishing === undefined) output.push(null);
-    else
-      finishing.then(
-        () => {
-          if (!output.destroyed) output.push(null);
-        },
-        (error: unknown) => output.destroy(error as Error),
-      );
+    output.push(null);
   };
   const onError = (error: Error): void => {
     output.destroy(error);
