@@ -20,152 +20,19 @@
 // hashing and writing its share of the layers (the 6 connections split between them).
 import { createHash } from 'node:crypto';
 import { closeSync, ftruncateSync, openSync, renameSync, rmSync, writeSync, writev } from 'node:fs';
-import net from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
-
-const concurrency = 6;
-const accept = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-].join(', ');
-
-/** Read buffers of the raw client: a socket reads into one, and it comes back once its bytes are written. */
-const readBytes = 512 << 10;
-const freeBuffers = [];
-const takeBuffer = () => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(readBytes);
-const giveBack = (buffer) => freeBuffers.push(buffer);
-
-/**
- * One kept-alive HTTP/1.1 connection reading with `onread` into pooled buffers: a response body is
- * handed on as views of the buffers the socket read into (no copy), each buffer given back once the
- * consumer is done with it. Only what a registry's blob and manifest GETs need: Content-Length bodies.
- */
-function rawConnection(host) {
-  const [hostname, port] = host.split(':');
-  let pending;
-  const fail = (error) => {
-    const current = pending;
-    pending = undefined;
-    current?.reject(error);
-  };
-  const finish = () => {
-    const current = pending;
-    pending = undefined;
-    current.resolve({ status: current.status, headers: current.headers });
-  };
-  const socket = net.connect({
-    host: hostname,
-    port: Number(port),
-    noDelay: true,
-    onread: {
-      buffer: takeBuffer,
-      callback(bytes, buffer) {
-        const current = pending;
-        if (!current) {
-          giveBack(buffer);
-          return true;
-        }
-        let view = buffer.subarray(0, bytes);
-        if (current.remaining < 0) {
-          const head = current.head ? Buffer.concat([current.head, view]) : view;
-          const end = head.indexOf('\r\n\r\n');
-          if (end < 0) {
-            current.head = Buffer.from(head);
-            giveBack(buffer);
-            return true;
-          }
-          const lines = head.toString('latin1', 0, end).split('\r\n');
-          current.status = Number(lines[0].split(' ')[1]);
-          current.headers = {};
-          for (const line of lines.slice(1)) {
-            const colon = line.indexOf(':');
-            current.headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-          }
-          if (current.headers['content-length'] === undefined) {
-            giveBack(buffer);
-            fail(new Error(`HTTP ${current.status} without Content-Length`));
-            socket.destroy();
-            return false;
-          }
-          current.remaining = Number(current.headers['content-length']);
-          view = view.subarray(end + 4 - (head.length - view.length));
-        }
-        if (view.length > current.remaining) {
-          giveBack(buffer);
-          fail(new Error('more bytes than Content-Length'));
-          socket.destroy();
-          return false;
-        }
-        current.remaining -= view.length;
-        let more = true;
-        if (view.length === 0 || (current.status !== 200 && current.status !== 206)) giveBack(buffer);
-        else more = current.onChunk(view, current.resume, () => giveBack(buffer));
-        if (current.remaining === 0) {
-          // The body is whole: the connection reads on (the next response) whatever the consumer said.
-          finish();
-          return true;
-        }
-        return more;
-      },
-    },
-  });
-  socket.on('error', fail);
-  socket.on('close', () => fail(new Error('connection closed')));
-  return {
-    get: (path, headers, onChunk) =>
-      new Promise((resolve, reject) => {
-        pending = { onChunk, resolve, reject, remaining: -1, resume: () => socket.resume() };
-        let head = `GET ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
-        for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
-        socket.write(`${head}\r\n`);
-      }),
-    close: () => socket.destroy(),
-  };
-}
-
-/** Up to `connections` raw connections, each taking the next GET once its last response ended. */
-function rawClient(host, connections) {
-  // One connection per transfer, each taking the next request when its last one ended.
-  const idle = [];
-  let open = 0;
-  const waiting = [];
-  const all = [];
-  return {
-    async get(path, headers, onChunk) {
-      let connection = idle.pop();
-      if (!connection && open < connections) {
-        open += 1;
-        connection = rawConnection(host);
-        all.push(connection);
-      }
-      if (!connection) connection = await new Promise((resolve) => waiting.push(resolve));
-      try {
-        return await connection.get(path, headers, onChunk);
-      } finally {
-        const next = waiting.shift();
-        if (next) next(connection);
-        else idle.push(connection);
-      }
-    },
-    close: () => {
-      for (const connection of all) connection.close();
-    },
-  };
-}
-
-/** GETs a small body whole (copied out of the read buffers). */
-async function getWhole(client, path, headers = {}) {
-  const chunks = [];
-  const { status } = await client.get(path, headers, (chunk, _resume, release) => {
-    chunks.push(Buffer.from(chunk));
-    release();
-    return true;
-  });
-  return { status, body: Buffer.concat(chunks) };
-}
+import {
+  commandLine,
+  concurrency,
+  eachAtATime,
+  getWhole,
+  manifestAccept,
+  onThreads,
+  rawClient,
+  runWorker,
+} from './node-floor-shared.mjs';
 
 /** A ustar header for a regular file. */
 function tarHeader(name, size) {
@@ -269,33 +136,16 @@ async function pullLayer(client, repository, file, layer) {
 
 async function pullLayers({ host, repository, file, layers, connections }) {
   const client = rawClient(host, connections);
-  let next = 0;
   try {
-    await Promise.all(
-      Array.from({ length: Math.min(connections, layers.length) }, async () => {
-        while (next < layers.length) await pullLayer(client, repository, file, layers[next++]);
-      }),
-    );
+    await eachAtATime(layers, connections, (layer) => pullLayer(client, repository, file, layer));
   } finally {
     client.close();
   }
 }
 
-if (!isMainThread) {
-  pullLayers(workerData).then(
-    () => parentPort.postMessage({ ok: true }),
-    (error) => parentPort.postMessage({ ok: false, message: error.message }),
-  );
-} else {
-  const options = Object.fromEntries(
-    process.argv
-      .slice(2)
-      .filter((argument) => argument.startsWith('--'))
-      .map((argument) => argument.slice(2).split('=')),
-  );
-  const [host, repository, tag, archive, repoTag] = process.argv
-    .slice(2)
-    .filter((argument) => !argument.startsWith('--'));
+if (runWorker(pullLayers)) {
+  const { options, positional } = commandLine();
+  const [host, repository, tag, archive, repoTag] = positional;
   if (!repoTag) {
     console.error(
       'usage: node-floor-pull-archive.mjs [--threads=N] HOST:PORT REPOSITORY TAG ARCHIVE-FILE REPO-TAG',
@@ -306,7 +156,7 @@ if (!isMainThread) {
   const temporary = `${archive}.partial`;
   try {
     const client = rawClient(host, concurrency);
-    const manifest = await getWhole(client, `/v2/${repository}/manifests/${tag}`, { accept });
+    const manifest = await getWhole(client, `/v2/${repository}/manifests/${tag}`, { accept: manifestAccept });
     if (manifest.status !== 200) throw new Error(`GET manifest: HTTP ${manifest.status}`);
     const parsed = JSON.parse(manifest.body.toString('utf8'));
     const config = await getWhole(client, `/v2/${repository}/blobs/${parsed.config.digest}`);
@@ -361,30 +211,16 @@ if (!isMainThread) {
     put('manifest.json', manifestJson);
     ftruncateSync(fd, offset + 1024);
     closeSync(fd);
-    if (threads <= 1) {
+    if (threads <= 1)
       await pullLayers({ host, repository, file: temporary, layers: moving, connections: concurrency });
-    } else {
-      // The layers dealt round-robin by size, largest first; the connections split between the threads.
-      const sorted = [...moving].sort((a, b) => b.size - a.size);
-      await Promise.all(
-        Array.from(
-          { length: threads },
-          (_, thread) =>
-            new Promise((resolve, reject) => {
-              const connections =
-                Math.floor(concurrency / threads) + (thread < concurrency % threads ? 1 : 0);
-              const share = sorted.filter((_, position) => position % threads === thread);
-              const worker = new Worker(new URL(import.meta.url), {
-                workerData: { host, repository, file: temporary, layers: share, connections },
-              });
-              worker.once('message', (message) =>
-                message.ok ? resolve() : reject(new Error(message.message)),
-              );
-              worker.once('error', reject);
-            }),
-        ),
-      );
-    }
+    else
+      await onThreads(new URL(import.meta.url), moving, threads, (share, connections) => ({
+        host,
+        repository,
+        file: temporary,
+        layers: share,
+        connections,
+      }));
     renameSync(temporary, archive);
   } catch (error) {
     rmSync(temporary, { force: true });

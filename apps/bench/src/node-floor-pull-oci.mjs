@@ -32,138 +32,15 @@ import {
 } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
-import net from 'node:net';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-
-const concurrency = 6;
-const accept = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-].join(', ');
-
-/** Read buffers of the raw client: a socket reads into one, and it comes back once its bytes are written. */
-const readBytes = 512 << 10;
-const freeBuffers = [];
-const takeBuffer = () => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(readBytes);
-const giveBack = (buffer) => freeBuffers.push(buffer);
-
-/**
- * One kept-alive HTTP/1.1 connection reading with `onread` into pooled buffers: a response body is
- * handed on as views of the buffers the socket read into (no copy), each buffer given back once the
- * consumer is done with it. Only what a registry's blob and manifest GETs need: Content-Length bodies.
- */
-function rawConnection(host) {
-  const [hostname, port] = host.split(':');
-  let pending;
-  const fail = (error) => {
-    const current = pending;
-    pending = undefined;
-    current?.reject(error);
-  };
-  const finish = () => {
-    const current = pending;
-    pending = undefined;
-    current.resolve({ status: current.status, headers: current.headers });
-  };
-  const socket = net.connect({
-    host: hostname,
-    port: Number(port),
-    noDelay: true,
-    onread: {
-      buffer: takeBuffer,
-      callback(bytes, buffer) {
-        const current = pending;
-        if (!current) {
-          giveBack(buffer);
-          return true;
-        }
-        let view = buffer.subarray(0, bytes);
-        if (current.remaining < 0) {
-          const head = current.head ? Buffer.concat([current.head, view]) : view;
-          const end = head.indexOf('\r\n\r\n');
-          if (end < 0) {
-            current.head = Buffer.from(head);
-            giveBack(buffer);
-            return true;
-          }
-          const lines = head.toString('latin1', 0, end).split('\r\n');
-          current.status = Number(lines[0].split(' ')[1]);
-          current.headers = {};
-          for (const line of lines.slice(1)) {
-            const colon = line.indexOf(':');
-            current.headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-          }
-          if (current.headers['content-length'] === undefined) {
-            giveBack(buffer);
-            fail(new Error(`HTTP ${current.status} without Content-Length`));
-            socket.destroy();
-            return false;
-          }
-          current.remaining = Number(current.headers['content-length']);
-          view = view.subarray(end + 4 - (head.length - view.length));
-        }
-        if (view.length > current.remaining) {
-          giveBack(buffer);
-          fail(new Error('more bytes than Content-Length'));
-          socket.destroy();
-          return false;
-        }
-        current.remaining -= view.length;
-        let more = true;
-        if (view.length === 0 || (current.status !== 200 && current.status !== 206)) giveBack(buffer);
-        else more = current.onChunk(view, current.resume, () => giveBack(buffer));
-        if (current.remaining === 0) {
-          // The body is whole: the connection reads on (the next response) whatever the consumer said.
-          finish();
-          return true;
-        }
-        return more;
-      },
-    },
-  });
-  socket.on('error', fail);
-  socket.on('close', () => fail(new Error('connection closed')));
-  return {
-    get: (path, headers, onChunk) =>
-      new Promise((resolve, reject) => {
-        pending = { onChunk, resolve, reject, remaining: -1, resume: () => socket.resume() };
-        let head = `GET ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
-        for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
-        socket.write(`${head}\r\n`);
-      }),
-    close: () => socket.destroy(),
-  };
-}
-
-/** Up to `connections` raw connections, each taking the next GET once its last response ended. */
-function rawClient(host, connections) {
-  // One connection per transfer, each taking the next request when its last one ended.
-  const idle = [];
-  let open = 0;
-  const waiting = [];
-  const all = [];
-  return {
-    async get(path, headers, onChunk) {
-      let connection = idle.pop();
-      if (!connection && open < connections) {
-        open += 1;
-        connection = rawConnection(host);
-        all.push(connection);
-      }
-      if (!connection) connection = await new Promise((resolve) => waiting.push(resolve));
-      try {
-        return await connection.get(path, headers, onChunk);
-      } finally {
-        const next = waiting.shift();
-        if (next) next(connection);
-        else idle.push(connection);
-      }
-    },
-    close: () => {
-      for (const connection of all) connection.close();
-    },
-  };
-}
+import {
+  commandLine,
+  concurrency,
+  eachAtATime,
+  manifestAccept,
+  onThreads,
+  rawClient,
+  runWorker,
+} from './node-floor-shared.mjs';
 
 /** Streams GET `path` into `sink(chunk)`; resolves with the status and headers once the body ended. */
 function makeClient(kind, host, connections) {
@@ -312,33 +189,16 @@ async function pullBlob(client, repository, directory, { digest, size }) {
 /** Pulls `blobs`, `connections` at a time. */
 async function pullBlobs({ kind, host, repository, directory, blobs, connections }) {
   const client = makeClient(kind, host, connections);
-  let next = 0;
   try {
-    await Promise.all(
-      Array.from({ length: Math.min(connections, blobs.length) }, async () => {
-        while (next < blobs.length) await pullBlob(client, repository, directory, blobs[next++]);
-      }),
-    );
+    await eachAtATime(blobs, connections, (blob) => pullBlob(client, repository, directory, blob));
   } finally {
     client.close();
   }
 }
 
-if (!isMainThread) {
-  pullBlobs(workerData).then(
-    () => parentPort.postMessage({ ok: true }),
-    (error) => parentPort.postMessage({ ok: false, message: error.message }),
-  );
-} else {
-  const options = Object.fromEntries(
-    process.argv
-      .slice(2)
-      .filter((argument) => argument.startsWith('--'))
-      .map((argument) => argument.slice(2).split('=')),
-  );
-  const [host, repository, tag, directory] = process.argv
-    .slice(2)
-    .filter((argument) => !argument.startsWith('--'));
+if (runWorker(pullBlobs)) {
+  const { options, positional } = commandLine();
+  const [host, repository, tag, directory] = positional;
   if (!directory) {
     console.error(
       'usage: node-floor-pull-oci.mjs [--client=net|http|undici] [--threads=N] HOST:PORT REPOSITORY TAG OCI-DIRECTORY',
@@ -349,47 +209,33 @@ if (!isMainThread) {
   const kind = options.client ?? 'net';
   const chunks = [];
   const client = makeClient(kind, host, 1);
-  const response = await client.get(`/v2/${repository}/manifests/${tag}`, { accept }, (chunk) => {
-    chunks.push(chunk);
-    return true;
-  });
+  const response = await client.get(
+    `/v2/${repository}/manifests/${tag}`,
+    { accept: manifestAccept },
+    (chunk) => {
+      chunks.push(chunk);
+      return true;
+    },
+  );
   client.close();
   if (response.status !== 200) throw new Error(`GET manifest: HTTP ${response.status}`);
   const manifestBytes = Buffer.concat(chunks);
   const manifest = JSON.parse(manifestBytes.toString('utf8'));
   mkdirSync(`${directory}/blobs/sha256`, { recursive: true });
   const blobs = [manifest.config, ...manifest.layers].map(({ digest, size }) => ({ digest, size }));
-  const workers = [];
   try {
-    if (threads <= 1) {
-      await pullBlobs({ kind, host, repository, directory, blobs, connections: concurrency });
-    } else {
-      // The blobs dealt round-robin by size, largest first; the connections split between the threads.
-      const sorted = [...blobs].sort((a, b) => b.size - a.size);
-      const shares = Array.from({ length: threads }, (_, thread) =>
-        sorted.filter((_, position) => position % threads === thread),
-      );
-      await Promise.all(
-        shares.map(
-          (share, thread) =>
-            new Promise((resolve, reject) => {
-              const connections =
-                Math.floor(concurrency / threads) + (thread < concurrency % threads ? 1 : 0);
-              const worker = new Worker(new URL(import.meta.url), {
-                workerData: { kind, host, repository, directory, blobs: share, connections },
-              });
-              workers.push(worker);
-              worker.once('message', (message) =>
-                message.ok ? resolve() : reject(new Error(message.message)),
-              );
-              worker.once('error', reject);
-            }),
-        ),
-      );
-    }
+    if (threads <= 1) await pullBlobs({ kind, host, repository, directory, blobs, connections: concurrency });
+    else
+      await onThreads(new URL(import.meta.url), blobs, threads, (share, connections) => ({
+        kind,
+        host,
+        repository,
+        directory,
+        blobs: share,
+        connections,
+      }));
   } catch (error) {
-    // Nothing half-written stays: the other threads stop, and every temporary file goes.
-    await Promise.all(workers.map((worker) => worker.terminate()));
+    // Nothing half-written stays: the other threads were stopped, and every temporary file goes.
     for (const name of readdirSync(`${directory}/blobs/sha256`))
       if (name.endsWith('.partial')) rmSync(`${directory}/blobs/sha256/${name}`, { force: true });
     console.error(error.message);

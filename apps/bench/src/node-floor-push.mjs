@@ -16,33 +16,24 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, read, readFileSync } from 'node:fs';
 import http from 'node:http';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import {
+  commandLine,
+  concurrency,
+  eachAtATime,
+  finishUpload,
+  httpAgent,
+  onThreads,
+  parseImage,
+  request,
+  runWorker,
+  startUpload,
+} from './node-floor-shared.mjs';
 
-const concurrency = 6;
 const chunkBytes = 4 << 20;
 /** Read buffers: the file is read into one, and it comes back once the socket wrote its bytes. */
 const freeBuffers = [];
 const takeBuffer = () => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(chunkBytes);
 const giveBack = (buffer) => freeBuffers.push(buffer);
-
-/** A request with an optional whole body; resolves with status and headers once the response ended. */
-function request(agent, host, method, path, { headers = {}, body } = {}) {
-  const [hostname, port] = host.split(':');
-  return new Promise((resolve, reject) => {
-    const outgoing = http.request(
-      { hostname, port, method, path, agent, headers: { ...headers, 'content-length': body?.length ?? 0 } },
-      (response) => {
-        response.resume();
-        response.on('end', () => resolve({ status: response.statusCode, headers: response.headers }));
-        response.on('error', reject);
-      },
-    );
-    outgoing.on('error', reject);
-    outgoing.end(body);
-  });
-}
-
-const urlOf = (location, host) => new URL(location, `http://${host}`);
 
 /** Streams the file into an open PATCH request (pooled read buffers), hashing it; resolves with [digest, bytes]. */
 function streamFile(file, patch) {
@@ -78,85 +69,32 @@ function streamFile(file, patch) {
 }
 
 async function pushBlob(agent, layout, destination, { digest, size }) {
-  const session = await request(
-    agent,
-    destination.host,
-    'POST',
-    `/v2/${destination.repository}/blobs/uploads/`,
-  );
-  if (session.status !== 202) throw new Error(`POST upload of ${digest}: HTTP ${session.status}`);
-  const [hostname, port] = destination.host.split(':');
-  const location = urlOf(session.headers.location, destination.host);
-  let streamed;
-  const patched = await new Promise((resolve, reject) => {
-    const patch = http.request(
-      {
-        hostname,
-        port,
-        method: 'PATCH',
-        path: `${location.pathname}${location.search}`,
-        agent,
-        headers: { 'content-type': 'application/octet-stream', 'content-length': size },
-      },
-      (response) => {
-        response.resume();
-        response.on('end', () => resolve(response));
-        response.on('error', reject);
-      },
-    );
-    patch.on('error', reject);
-    streamed = streamFile(`${layout}/blobs/sha256/${digest.slice('sha256:'.length)}`, patch);
-    streamed.catch(reject);
-  });
-  const [actual, bytes] = await streamed;
-  if (patched.statusCode !== 202) throw new Error(`PATCH ${digest}: HTTP ${patched.statusCode}`);
+  const { patch, patched } = await startUpload(agent, destination, size);
+  const streamed = streamFile(`${layout}/blobs/sha256/${digest.slice('sha256:'.length)}`, patch);
+  const [response, [actual, bytes]] = await Promise.all([patched, streamed]);
   if (actual !== digest || bytes !== size)
     throw new Error(`${digest}: got ${actual}, ${bytes} bytes instead of ${size}`);
-  const url = urlOf(patched.headers.location, destination.host);
-  url.searchParams.set('digest', digest);
-  const put = await request(agent, destination.host, 'PUT', `${url.pathname}${url.search}`);
-  if (put.status !== 201) throw new Error(`PUT ${digest}: HTTP ${put.status}`);
+  await finishUpload(agent, destination, response, digest);
 }
 
 async function pushBlobs({ layout, destination, blobs, connections }) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
-  let next = 0;
+  const agent = httpAgent(connections);
   try {
-    await Promise.all(
-      Array.from({ length: Math.min(connections, blobs.length) }, async () => {
-        while (next < blobs.length) await pushBlob(agent, layout, destination, blobs[next++]);
-      }),
-    );
+    await eachAtATime(blobs, connections, (blob) => pushBlob(agent, layout, destination, blob));
   } finally {
     agent.destroy();
   }
 }
 
-if (!isMainThread) {
-  pushBlobs(workerData).then(
-    () => parentPort.postMessage({ ok: true }),
-    (error) => parentPort.postMessage({ ok: false, message: error.message }),
-  );
-} else {
-  const options = Object.fromEntries(
-    process.argv
-      .slice(2)
-      .filter((argument) => argument.startsWith('--'))
-      .map((argument) => argument.slice(2).split('=')),
-  );
-  const [layout, to] = process.argv.slice(2).filter((argument) => !argument.startsWith('--'));
+if (runWorker(pushBlobs)) {
+  const { options, positional } = commandLine();
+  const [layout, to] = positional;
   if (!to) {
     console.error('usage: node-floor-push.mjs [--threads=N] OCI-LAYOUT HOST:PORT/REPOSITORY:TAG');
     process.exit(2);
   }
   const threads = Number(options.threads ?? 1);
-  const slash = to.indexOf('/');
-  const colon = to.lastIndexOf(':');
-  const destination = {
-    host: to.slice(0, slash),
-    repository: to.slice(slash + 1, colon),
-    tag: to.slice(colon + 1),
-  };
+  const destination = parseImage(to);
   try {
     const index = JSON.parse(readFileSync(`${layout}/index.json`, 'utf8'));
     const { digest: manifestDigest, mediaType } = index.manifests[0];
@@ -165,30 +103,14 @@ if (!isMainThread) {
       throw new Error(`${manifestDigest}: wrong digest`);
     const manifest = JSON.parse(manifestBytes.toString('utf8'));
     const blobs = [manifest.config, ...manifest.layers].map(({ digest, size }) => ({ digest, size }));
-    if (threads <= 1) {
-      await pushBlobs({ layout, destination, blobs, connections: concurrency });
-    } else {
-      // The blobs dealt round-robin by size, largest first; the uploads split between the threads.
-      const sorted = [...blobs].sort((a, b) => b.size - a.size);
-      await Promise.all(
-        Array.from(
-          { length: threads },
-          (_, thread) =>
-            new Promise((resolve, reject) => {
-              const connections =
-                Math.floor(concurrency / threads) + (thread < concurrency % threads ? 1 : 0);
-              const share = sorted.filter((_, position) => position % threads === thread);
-              const worker = new Worker(new URL(import.meta.url), {
-                workerData: { layout, destination, blobs: share, connections },
-              });
-              worker.once('message', (message) =>
-                message.ok ? resolve() : reject(new Error(message.message)),
-              );
-              worker.once('error', reject);
-            }),
-        ),
-      );
-    }
+    if (threads <= 1) await pushBlobs({ layout, destination, blobs, connections: concurrency });
+    else
+      await onThreads(new URL(import.meta.url), blobs, threads, (share, connections) => ({
+        layout,
+        destination,
+        blobs: share,
+        connections,
+      }));
     const agent = new http.Agent({ keepAlive: false });
     const put = await request(
       agent,
