@@ -191,9 +191,12 @@ describe('offThreadVerifyingStage', () => {
       passedOn.push(chunk);
     }
     expect(passedOn).toHaveLength(chunks.length);
-    passedOn.forEach((chunk, index) => expect(chunk).toBe(chunks[index]));
+    for (const [index, chunk] of passedOn.entries()) expect(chunk).toBe(chunks[index]);
     expect([...held.values()]).toEqual([0, 0]);
-    expect(events.filter((event) => event.startsWith('end'))).toEqual([`end ${512 * 1024} 4`, `end ${200 * 1024} 1`]);
+    expect(events.filter((event) => event.startsWith('end'))).toEqual([
+      `end ${512 * 1024} 4`,
+      `end ${200 * 1024} 1`,
+    ]);
   });
 
   it('hands adjacent views of one buffer over together (a decompressor output buffer: one update)', async () => {

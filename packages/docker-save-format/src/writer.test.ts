@@ -317,7 +317,7 @@ describe('DockerArchiveWriter', () => {
     );
     expect(stored).toEqual({ digest: digestOf(layer), size: layer.length });
     expect(handedBack).toHaveLength(pieces.length);
-    handedBack.forEach((chunk, index) => expect(chunk).toBe(pieces[index]));
+    for (const [index, chunk] of handedBack.entries()) expect(chunk).toBe(pieces[index]);
     const config = Buffer.from(
       JSON.stringify({ os: 'linux', rootfs: { type: 'layers', diff_ids: [digestOf(layer)] } }),
     );

@@ -168,7 +168,7 @@ describe('SeekableTarWriter', () => {
     for (const piece of pieces) await entry.write(piece);
     await entry.commit('layer');
     expect(handedBack).toHaveLength(pieces.length);
-    handedBack.forEach((chunk, index) => expect(chunk).toBe(pieces[index]));
+    for (const [index, chunk] of handedBack.entries()) expect(chunk).toBe(pieces[index]);
     await writer.finish();
     await handle.close();
     const reader = await openTarArchive(file);

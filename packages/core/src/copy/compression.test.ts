@@ -472,7 +472,10 @@ describe('gzip output lent view by view (lentOutput)', () => {
     for (let offset = 40; offset < 60; offset += 1) corrupt[offset] = 0xff - corrupt[offset]!;
     const cases: Record<string, Buffer> = {
       'one member': gzipped,
-      'several members': Buffer.concat([gzipSync(plain.subarray(0, 40_000)), gzipSync(plain.subarray(40_000))]),
+      'several members': Buffer.concat([
+        gzipSync(plain.subarray(0, 40_000)),
+        gzipSync(plain.subarray(40_000)),
+      ]),
       'trailing zeros': Buffer.concat([gzipped, Buffer.alloc(700)]),
       'trailing garbage': Buffer.concat([gzipped, Buffer.from('not gzip at all')]),
       truncated: gzipped.subarray(0, gzipped.length - 2000),
@@ -488,7 +491,9 @@ describe('gzip output lent view by view (lentOutput)', () => {
       else {
         expect(lent.failure, name).toBeInstanceOf(Error);
         expect((lent.failure as Error).message, name).toBe((fresh.failure as Error).message);
-        expect((lent.failure as { code?: string }).code, name).toBe((fresh.failure as { code?: string }).code);
+        expect((lent.failure as { code?: string }).code, name).toBe(
+          (fresh.failure as { code?: string }).code,
+        );
       }
       for (const chunk of lent.chunks) releaseCompressedChunk(chunk);
     }

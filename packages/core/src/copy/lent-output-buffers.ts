@@ -164,7 +164,8 @@ export class LentViewBuffers {
   release(view: Uint8Array): void {
     const lent = this.#recordOf(view.buffer);
     if (lent === undefined || view.byteLength === 0) return;
-    if (view.byteOffset + view.byteLength > lent.lent || lent.releasedOffsets.includes(view.byteOffset)) return;
+    if (view.byteOffset + view.byteLength > lent.lent || lent.releasedOffsets.includes(view.byteOffset))
+      return;
     lent.releasedOffsets.push(view.byteOffset);
     lent.released += view.byteLength;
     this.#giveBackWhenReleased(lent);
