@@ -88,6 +88,32 @@ describe('OffThreadDigester', () => {
     expect(await onThread.digest()).toBe(expected('sha256', chunks));
   });
 
+  it('tells `hashed` of each chunk once nothing reads it any more, only after its bytes were hashed', async () => {
+    const large = randomBytes(512 * 1024);
+    const small = randomBytes(100);
+    const digester = new OffThreadDigester('sha256');
+    const told: string[] = [];
+    digester.update(large, () => {
+      // Scribbling over it now must not change the digest: it was hashed.
+      told.push('large');
+      large.fill(0);
+    });
+    // A small chunk is copied into a batch: free at once.
+    digester.update(small, () => told.push('small'));
+    expect(told).toEqual(['small']);
+    const copyOfLarge = Buffer.from(large);
+    const digest = await digester.digest();
+    expect(told).toEqual(['small', 'large']);
+    expect(digest).toBe(expected('sha256', [copyOfLarge, small]));
+    // On this thread (another algorithm): told at once.
+    const onThread = new OffThreadDigester('sha512');
+    let toldOnThread = false;
+    onThread.update(randomBytes(64 * 1024), () => {
+      toldOnThread = true;
+    });
+    expect(toldOnThread).toBe(true);
+  });
+
   it('digests empty input', async () => {
     expect(await new OffThreadDigester().digest()).toBe(expected('sha256', []));
   });
@@ -136,6 +162,41 @@ describe('offThreadVerifyingStage', () => {
     const chunks = [randomBytes(1000), randomBytes(70_000)];
     const stage = offThreadVerifyingStage({ expectedDigest: expected('sha512', chunks) });
     await expectPassedOn(stage(chunksOf(chunks)), chunks);
+  });
+
+  it('holds each chunk from before it is passed on until the run it was hashed in is hashed (`hold`)', async () => {
+    const backing = randomBytes(512 * 1024);
+    const views = [0, 1, 2, 3].map((index) => backing.subarray(index * 128 * 1024, (index + 1) * 128 * 1024));
+    const other = randomBytes(200 * 1024);
+    const chunks = [...views, other];
+    const held = new Map<ArrayBufferLike, number>();
+    const events: string[] = [];
+    const stage = offThreadVerifyingStage({
+      expectedDigest: expected('sha256', chunks),
+      hold: {
+        start: (chunk) => {
+          held.set(chunk.buffer, (held.get(chunk.buffer) ?? 0) + 1);
+          events.push(`start ${chunk.byteLength}`);
+        },
+        end: (run, count) => {
+          held.set(run.buffer, held.get(run.buffer)! - count);
+          events.push(`end ${run.byteLength} ${count}`);
+        },
+      },
+    });
+    const passedOn: Uint8Array[] = [];
+    for await (const chunk of stage(chunksOf(chunks))) {
+      // Held when it reaches the reader.
+      expect(held.get(chunk.buffer)).toBeGreaterThan(0);
+      passedOn.push(chunk);
+    }
+    expect(passedOn).toHaveLength(chunks.length);
+    for (const [index, chunk] of passedOn.entries()) expect(chunk).toBe(chunks[index]);
+    expect([...held.values()]).toEqual([0, 0]);
+    expect(events.filter((event) => event.startsWith('end'))).toEqual([
+      `end ${512 * 1024} 4`,
+      `end ${200 * 1024} 1`,
+    ]);
   });
 
   it('hands adjacent views of one buffer over together (a decompressor output buffer: one update)', async () => {

@@ -125,6 +125,8 @@ export class OffThreadDigester {
   readonly #onThread: Digester | undefined;
   readonly #context: Buffer | undefined;
   readonly #queue: Uint8Array[] = [];
+  /** `update`'s `hashed` of each chunk in `#queue` (same index), when given. */
+  readonly #hashed: Array<(() => void) | undefined> = [];
   #queueHead = 0;
   #running = false;
   #pendingBytes = 0;
@@ -160,24 +162,30 @@ export class OffThreadDigester {
   /**
    * Adds `chunk` to the digest. Returns a promise when the caller should wait (too many bytes are
    * waiting to be hashed) before the next update; it resolves once there is room (or the digest failed:
-   * `digest()` then rejects).
+   * `digest()` then rejects). `hashed`, when given, is called once nothing reads `chunk` any more (it was
+   * hashed or copied, or the digest failed).
    */
-  update(chunk: Uint8Array): Promise<void> | undefined {
+  update(chunk: Uint8Array, hashed?: () => void): Promise<void> | undefined {
     this.#byteCount += chunk.byteLength;
     if (this.#onThread) {
       this.#onThread.update(chunk);
+      hashed?.();
       return undefined;
     }
-    if (chunk.byteLength === 0 || this.#failure !== undefined) return undefined;
+    if (chunk.byteLength === 0 || this.#failure !== undefined) {
+      hashed?.();
+      return undefined;
+    }
     if (chunk.byteLength < smallChunkBytes) {
       const wait = this.#batchLength + chunk.byteLength > smallBatchBytes ? this.#enqueueBatch() : undefined;
       this.#batch ??= Buffer.allocUnsafe(smallBatchBytes);
       this.#batch.set(chunk, this.#batchLength);
       this.#batchLength += chunk.byteLength;
+      hashed?.();
       return wait;
     }
     const wait = this.#enqueueBatch();
-    return this.#enqueue(chunk) ?? wait;
+    return this.#enqueue(chunk, hashed) ?? wait;
   }
 
   /** Hands the small chunks copied so far to the thread pool, ahead of anything later. */
@@ -189,8 +197,9 @@ export class OffThreadDigester {
     return this.#enqueue(batch);
   }
 
-  #enqueue(chunk: Uint8Array): Promise<void> | undefined {
+  #enqueue(chunk: Uint8Array, hashed?: () => void): Promise<void> | undefined {
     this.#queue.push(chunk);
+    this.#hashed.push(hashed);
     this.#pendingBytes += chunk.byteLength;
     if (!this.#running) this.#next();
     if (this.#pendingBytes <= this.pendingLimit) return undefined;
@@ -216,22 +225,30 @@ export class OffThreadDigester {
     const chunk = this.#queue[this.#queueHead];
     if (chunk === undefined || this.#failure !== undefined) {
       this.#running = false;
+      // Chunks dropped after a failure are read no more either.
+      const dropped = this.#hashed.slice(this.#queueHead);
       this.#queue.length = 0;
+      this.#hashed.length = 0;
       this.#queueHead = 0;
+      for (const hashed of dropped) hashed?.();
       this.#wake(this.#drained);
       this.#wake(this.#roomWaiters);
       return;
     }
+    const hashed = this.#hashed[this.#queueHead];
     this.#queue[this.#queueHead] = undefined as unknown as Uint8Array;
+    this.#hashed[this.#queueHead] = undefined;
     this.#queueHead += 1;
     if (this.#queueHead > 1024) {
       this.#queue.splice(0, this.#queueHead);
+      this.#hashed.splice(0, this.#queueHead);
       this.#queueHead = 0;
     }
     this.#running = true;
     this.#poolCalls += 1;
     // `chunk` stays referenced by this closure until the call returned.
     this.#engine!.update(this.#context!, chunk, (error) => {
+      hashed?.();
       this.#pendingBytes -= chunk.byteLength;
       if (error !== undefined && this.#failure === undefined) this.#failure = error;
       if (this.#pendingBytes <= this.pendingLimit) this.#wake(this.#roomWaiters);
@@ -259,6 +276,15 @@ export interface OffThreadVerifyOptions {
   expectedDigest: Digest;
   /** Names the content in error messages, e.g. `layer sha256:…`. */
   description?: string;
+  /**
+   * Told of each chunk before it is passed on (`start`) and, once its bytes were hashed, of the run of
+   * adjacent chunks it was hashed in (`end`, with how many chunks the run holds): for chunks whose
+   * memory is reused once every reader is done with it (`holdLentView`).
+   */
+  hold?: {
+    start(chunk: Uint8Array): void;
+    end(run: Uint8Array, views: number): void;
+  };
 }
 
 /**
@@ -276,9 +302,15 @@ export function offThreadVerifyingStage(
   const description = options.description ?? `blob ${options.expectedDigest}`;
   return async function* verifyOffThread(source) {
     const digester = new OffThreadDigester(digestAlgorithm(options.expectedDigest));
-    // Views adjacent in one buffer, not handed over yet.
+    const { hold } = options;
+    // Views adjacent in one buffer, not handed over yet (as `runViews` chunks).
     let run: Uint8Array | undefined;
+    let runViews = 0;
+    // With `hold`, the run's chunks are let go once its bytes are hashed.
+    const handOver = (bytes: Uint8Array, views: number): Promise<void> | undefined =>
+      digester.update(bytes, hold ? () => hold.end(bytes, views) : undefined);
     for await (const chunk of source) {
+      hold?.start(chunk);
       if (
         run !== undefined &&
         run.buffer === chunk.buffer &&
@@ -286,13 +318,15 @@ export function offThreadVerifyingStage(
         run.byteLength + chunk.byteLength <= mergedViewBytes
       ) {
         run = new Uint8Array(run.buffer, run.byteOffset, run.byteLength + chunk.byteLength);
+        runViews += 1;
       } else {
-        if (run !== undefined) await digester.update(run);
+        if (run !== undefined) await handOver(run, runViews);
         run = chunk;
+        runViews = 1;
       }
       yield chunk;
     }
-    if (run !== undefined) await digester.update(run);
+    if (run !== undefined) await handOver(run, runViews);
     const actual = await digester.digest();
     if (actual !== options.expectedDigest) {
       throw new GantryError(

@@ -294,6 +294,45 @@ describe('DockerArchiveWriter', () => {
     }
   });
 
+  it('hands each chunk of a layer streamed in place to chunkWritten once it is in the file', async () => {
+    const archive = path.join(directory, 'handed-back.tar');
+    const writer = createDockerArchiveWriter(await open(archive, 'wx'), { temporaryDirectory: directory });
+    const layer = Buffer.alloc(3 * 1024 * 1024 + 77);
+    for (let index = 0; index < layer.length; index += 1) layer[index] = (index * 31) & 0xff;
+    const pieces: Buffer[] = [];
+    for (let offset = 0; offset < layer.length; offset += 100_000)
+      pieces.push(Buffer.from(layer.subarray(offset, offset + 100_000)));
+    const handedBack: Uint8Array[] = [];
+    const stored = await writer.putBlob(
+      Readable.from(pieces),
+      { digest: digestOf(layer), size: -1 },
+      {
+        isConfig: false,
+        // As a pool writing into the chunk again would: bytes not yet in the file would be lost.
+        chunkWritten: (chunk) => {
+          handedBack.push(chunk);
+          chunk.fill(0);
+        },
+      },
+    );
+    expect(stored).toEqual({ digest: digestOf(layer), size: layer.length });
+    expect(handedBack).toHaveLength(pieces.length);
+    for (const [index, chunk] of handedBack.entries()) expect(chunk).toBe(pieces[index]);
+    const config = Buffer.from(
+      JSON.stringify({ os: 'linux', rootfs: { type: 'layers', diff_ids: [digestOf(layer)] } }),
+    );
+    await writer.putBlob(Readable.from([config]), { size: config.length }, { isConfig: true });
+    await writer.addImage({ configDigest: digestOf(config), layerDigests: [digestOf(layer)], repoTags: [] });
+    await writer.finish();
+    const reader = await openDockerArchive(archive);
+    try {
+      const loaded = await reader.loadImage(0);
+      expect((await buffer(reader.openLayer(loaded.layers[0]!).stream)).equals(layer)).toBe(true);
+    } finally {
+      await reader.close();
+    }
+  });
+
   it('takes a failed layer back out of a file, and writes its retry under the usual name', async () => {
     const archive = path.join(directory, 'retry.tar');
     const writer = createDockerArchiveWriter(await open(archive, 'wx'), { temporaryDirectory: directory });

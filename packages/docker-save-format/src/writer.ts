@@ -200,8 +200,9 @@ export class DockerArchiveWriter {
    *   go); `ERR_GANTRY_DIGEST_MISMATCH` when a given `digest` is not the bytes'.
    * - A config is read into memory (at most 16 MiB; needed for the legacy layer metadata).
    *
-   * `options.chunkWritten` (`PutBlobOptions.chunkWritten`) gets the chunks of a layer of known digest and
-   * size written into a file output, each once it is in the file.
+   * `options.chunkWritten` (`PutBlobOptions.chunkWritten`) gets the chunks of a layer written into a file
+   * output (of known digest and size, or streamed in place), each once it is in the file (chunks not yet
+   * written when an entry is taken back are left alone).
    */
   async putBlob(
     stream: ByteSource,
@@ -245,7 +246,7 @@ export class DockerArchiveWriter {
       });
     }
     return this.#file
-      ? this.#putInPlace(stream, info.digest, signal)
+      ? this.#putInPlace(stream, info.digest, signal, options.chunkWritten)
       : this.#putSpooled(stream, info.digest, signal);
   }
 
@@ -288,8 +289,9 @@ export class DockerArchiveWriter {
     stream: ByteSource,
     expectedDigest: Digest | undefined,
     signal: AbortSignal | undefined,
+    chunkWritten: ((chunk: Uint8Array) => void) | undefined,
   ): Promise<BlobInfo> {
-    const entry = await this.#file!.beginEntry();
+    const entry = await this.#file!.beginEntry(chunkWritten ? { chunkWritten } : {});
     let settled = false;
     try {
       // A caller that names the digest has the stream verified (the contract's rule): hash only unknown ones.

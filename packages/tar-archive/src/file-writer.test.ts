@@ -152,6 +152,33 @@ describe('SeekableTarWriter', () => {
     expect((await readFile(file)).length).toBe(2 * 1024 + 1024);
   });
 
+  it('hands each chunk written to an entry begun without a size to chunkWritten once it is in the file', async () => {
+    const { file, handle, writer } = await openWriter('begun.tar');
+    const bytes = Buffer.alloc(3 * 1024 * 1024 + 100);
+    for (let index = 0; index < bytes.length; index += 1) bytes[index] = (index * 11) & 0xff;
+    const pieces = chunks(Buffer.from(bytes), 64 * 1024).map((piece) => Buffer.from(piece));
+    const handedBack: Uint8Array[] = [];
+    const entry = await writer.beginEntry({
+      // As a pool reading into the chunk again would: bytes not yet in the file would be lost.
+      chunkWritten: (chunk) => {
+        handedBack.push(chunk);
+        chunk.fill(0);
+      },
+    });
+    for (const piece of pieces) await entry.write(piece);
+    await entry.commit('layer');
+    expect(handedBack).toHaveLength(pieces.length);
+    for (const [index, chunk] of handedBack.entries()) expect(chunk).toBe(pieces[index]);
+    await writer.finish();
+    await handle.close();
+    const reader = await openTarArchive(file);
+    try {
+      expect((await reader.readEntryBytes('layer')).equals(bytes)).toBe(true);
+    } finally {
+      await reader.close();
+    }
+  });
+
   it('refuses a late name that does not fit one ustar header, taking the entry back', async () => {
     expect(fitsUstarHeader(`${'a'.repeat(64)}.tar`)).toBe(true);
     expect(fitsUstarHeader(longName.replaceAll('/', '-'))).toBe(false);

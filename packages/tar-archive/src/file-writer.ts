@@ -147,6 +147,11 @@ export interface BeginTarEntryOptions extends TarEntryOptions {
    * name is given to `commit` and must fit one ustar header.
    */
   name?: string;
+  /**
+   * Learns each chunk given to the entry's `write` once its bytes are in the file
+   * (`PutBlobOptions.chunkWritten`); chunks not yet written when the entry is discarded are left alone.
+   */
+  chunkWritten?: (chunk: Uint8Array) => void;
 }
 
 /**
@@ -423,11 +428,12 @@ export class SeekableTarWriter {
    * later entries wait. An invalid `options.name` rejects (`normalizeEntryName`).
    */
   async beginEntry(options: BeginTarEntryOptions = {}): Promise<OpenTarEntry> {
-    if (options.name === undefined) return this.#beginEntry({ header: zeroBlock, final: false });
+    const written = options.chunkWritten ? { written: options.chunkWritten } : {};
+    if (options.name === undefined) return this.#beginEntry({ header: zeroBlock, final: false, ...written });
     const named = { name: options.name, options };
     // The reserved header(s), with size 0: the length is the final one (it does not depend on the size).
     const header = encodeHeaders(this.#fields(options.name, 'file', 0, options));
-    return this.#beginEntry({ header, final: false, named });
+    return this.#beginEntry({ header, final: false, named, ...written });
   }
 
   #beginEntry(reserved: ReservedHeader): Promise<OpenTarEntry> {

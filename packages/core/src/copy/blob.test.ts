@@ -14,8 +14,9 @@ import {
   peekStream,
   SourceCheck,
 } from './blob.js';
-import { fileReadBuffers } from './buffer-pool.js';
-import { releaseCompressedChunk } from './lent-output-buffers.js';
+import { fileReadBuffers, socketReadBuffers } from './buffer-pool.js';
+import { decompressedChunkSize } from './compression.js';
+import { isLentView, lentViewBuffersOf, releaseCompressedChunk } from './lent-output-buffers.js';
 import type { CopyProgressEvent } from './types.js';
 
 function sha256(bytes: Uint8Array): Digest {
@@ -461,6 +462,90 @@ describe('copyLayer', () => {
     expect(again).not.toContain(chunks[0]!.buffer);
     expect(again).toContain(chunks[1]!.buffer);
     expect(again).toContain(chunks[2]!.buffer);
+  });
+
+  it('decompressing a layer verified by its DiffID: reads into its buffers again, writes into lent views again', async () => {
+    const contents = randomBytes(3 * 1024 * 1024 + 5000);
+    const gzipped = gzipSync(contents, { level: 1 });
+    // Read into socket read buffers, as a registry source does.
+    const chunks: Buffer[] = [];
+    for (let offset = 0; offset < gzipped.byteLength; offset += socketReadBuffers.size) {
+      const piece = gzipped.subarray(offset, offset + socketReadBuffers.size);
+      const memory = socketReadBuffers.take();
+      memory.set(piece);
+      socketReadBuffers.filled(memory, piece.byteLength);
+      chunks.push(memory.subarray(0, piece.byteLength));
+    }
+    expect(chunks.length).toBeGreaterThan(20);
+    const layer: BlobInfo = {
+      digest: sha256(gzipped),
+      size: gzipped.byteLength,
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    };
+    const source = {
+      async getBlob() {
+        return { stream: Readable.from(chunks, { objectMode: true }), size: gzipped.byteLength };
+      },
+    } as unknown as ImageSource;
+    const received: Buffer[] = [];
+    const outputMemory = new Set<ArrayBufferLike>();
+    let lent = 0;
+    const destination = {
+      properties: {},
+      async putBlob(stream: Readable, _info: unknown, given: PutBlobOptions) {
+        for await (const chunk of readableChunks(stream)) {
+          received.push(Buffer.from(chunk));
+          if (isLentView(chunk)) lent += 1;
+          outputMemory.add(chunk.buffer);
+          given.chunkWritten?.(chunk);
+          // Come back to its pool: as the next write into it would, scribble over it (nothing may read it).
+          if (!isLentView(chunk)) new Uint8Array(chunk.buffer).fill(0);
+        }
+        const all = Buffer.concat(received);
+        return { digest: sha256(all), size: all.byteLength };
+      },
+    } as unknown as ImageDestination;
+    const views = lentViewBuffersOf(decompressedChunkSize);
+    const copy = (expectedDiffId: Digest | undefined) =>
+      copyLayer(
+        {
+          source,
+          destination,
+          signal: undefined,
+          retry: { retryTimes: 0, retryDelayMs: undefined, signal: undefined },
+          emit: () => {},
+        },
+        {
+          layer,
+          plan: { desired: 'decompress', format: 'gzip', recompress: false },
+          needDiffId: true,
+          canSubstitute: false,
+          ...(expectedDiffId ? { expectedDiffId } : {}),
+          changedMediaType: () => 'application/vnd.oci.image.layer.v1.tar',
+        } as Parameters<typeof copyLayer>[1],
+      );
+    // Without the DiffID the source check hashes every chunk: none is read into again.
+    const unverified = await copy(undefined);
+    expect(unverified).toMatchObject({ changed: true, compression: 'none', diffId: sha256(contents) });
+    expect(Buffer.concat(received).equals(contents)).toBe(true);
+    // (The first take is the rest of the last, shorter chunk's buffer.)
+    const meanwhile = Array.from({ length: chunks.length }, () => socketReadBuffers.take().buffer);
+    for (const chunk of chunks.slice(0, -1)) expect(meanwhile).not.toContain(chunk.buffer);
+    received.length = 0;
+    lent = 0;
+    outputMemory.clear();
+    const result = await copy(sha256(contents) as Digest);
+    expect(result).toMatchObject({ changed: true, compression: 'none', diffId: sha256(contents) });
+    expect(Buffer.concat(received).equals(contents)).toBe(true);
+    // The output came in lent views, and every buffer came back once written and hashed.
+    expect(lent).toBe(received.length);
+    expect(outputMemory.size).toBeGreaterThan(0);
+    const idle = Array.from({ length: views.idle }, () => views.take());
+    for (const memory of outputMemory) expect(idle.map((buffer) => buffer.buffer)).toContain(memory);
+    for (const buffer of idle) views.close(buffer);
+    // Nothing hashes the compressed chunks: each buffer is read into again once zlib consumed it.
+    const again = Array.from({ length: chunks.length }, () => socketReadBuffers.take().buffer);
+    for (const chunk of chunks.slice(0, -1)) expect(again).toContain(chunk.buffer);
   });
 
   it('still verifies a kept layer: bytes that are not the blob fail', async () => {

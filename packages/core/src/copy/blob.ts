@@ -22,7 +22,7 @@ import {
   throughTransform,
 } from './compression.js';
 import { compressionSlots } from './compression-slots.js';
-import { releaseCompressedChunk } from './lent-output-buffers.js';
+import { holdLentView, isLentView, releaseCompressedChunk, unholdLentView } from './lent-output-buffers.js';
 import { type RetrySettings, withRetry } from './retry.js';
 import type { CopiedBlobKind, CopyProgressEvent } from './types.js';
 import { hasZstdChunkedAnnotations, isZstdChunkedAnnotation, zstdChunkedStage } from './zstd-chunked.js';
@@ -398,6 +398,7 @@ async function* decompressing(
   pooledOutput = false,
   noteGarbage = false,
   inputDone?: (chunk: Uint8Array) => void,
+  lentOutput = false,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   let sourceFailure: unknown;
   const guard = new ExpansionGuard(description, ErrorCodes.InvalidLayer);
@@ -406,7 +407,8 @@ async function* decompressing(
       for await (const chunk of source) {
         guard.compressed(chunk.byteLength);
         yield chunk;
-        if (noteGarbage) transientBuffers.note(chunk.byteLength);
+        // A chunk handed on to `inputDone` is reused, not garbage.
+        if (noteGarbage && !inputDone) transientBuffers.note(chunk.byteLength);
       }
     } catch (error) {
       sourceFailure = error;
@@ -416,11 +418,16 @@ async function* decompressing(
   try {
     for await (const chunk of throughTransform(
       watched(),
-      createDecompressor(compression, chunkSize, { pooledOutput, ...(inputDone ? { inputDone } : {}) }),
+      createDecompressor(compression, chunkSize, {
+        pooledOutput,
+        lentOutput,
+        ...(inputDone ? { inputDone } : {}),
+      }),
     )) {
       guard.decompressed(chunk.byteLength);
       yield chunk;
-      if (noteGarbage) transientBuffers.note(chunk.byteLength);
+      // A lent view comes back to be written into again: not garbage.
+      if (noteGarbage && !(lentOutput && isLentView(chunk))) transientBuffers.note(chunk.byteLength);
     }
   } catch (error) {
     // Anything but the source's own failure, an abort or a Gantry error is the decompressor's verdict.
@@ -461,6 +468,7 @@ function compressionStage(
   onAnnotations: (annotations: Record<string, string>) => void,
   slot: CompressionSlotHolder,
   lastSourceReader: boolean,
+  sourceHashed: boolean,
 ): Stage {
   /** Compresses `input` to the plan's format once a compression slot is free (see CompressionSlots). */
   async function* compressed(input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
@@ -554,10 +562,24 @@ function compressionStage(
       !(plan.keep as readonly string[] | undefined)?.includes(compression)
     ) {
       onDecision('none', true);
-      // Each compressed chunk read and each decompressed one written is garbage next: paced.
+      // Each compressed chunk read and each decompressed one written is garbage next: paced. When the
+      // decompressor is the compressed chunks' last reader (the source check only counts them: the
+      // output is verified against the DiffID, and no DiffID stage reads them on the side), the buffers
+      // they were read into are read into again once zlib consumed them (`releaseReadChunk`).
       const endDecompression = transientBuffers.whileDecompressing();
       try {
-        yield* decompressing(stream, compression, description, undefined, false, true);
+        yield* decompressing(
+          stream,
+          compression,
+          description,
+          undefined,
+          false,
+          true,
+          lastSourceReader && !sourceHashed ? releaseReadChunk : undefined,
+          // gzip's output is lent view by view: the destination releases each view once written
+          // (`releaseCompressedChunk`), the DiffID check holds each until hashed (`verifyOutput`).
+          true,
+        );
       } finally {
         endDecompression();
       }
@@ -853,6 +875,8 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
         compressionSlot,
         // No DiffID stage reads the source's chunks on the side.
         !(request.needDiffId && !diffIdFromOutput),
+        // The source check hashes them (else it only counts them: see `verifyAfterDecompression`).
+        sourceOptions.expectedDigest !== undefined,
       ),
     );
   }
@@ -867,6 +891,8 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
             ? offThreadVerifyingStage({
                 expectedDigest: request.expectedDiffId!,
                 description: `layer ${layer.digest}: its uncompressed contents (DiffID in the image config)`,
+                // A decompressor's output views lent for reuse are not written into again before hashed.
+                hold: { start: holdLentView, end: unholdLentView },
               })
             : verifyingStage({
                 expectedDigest: layer.digest,

@@ -20,6 +20,7 @@ import {
   zstdDecompressionImplementation,
   zstdImplementation,
 } from './compression.js';
+import { isLentView, lentViewBuffersOf, releaseCompressedChunk } from './lent-output-buffers.js';
 import { libzstd } from './libzstd.js';
 
 async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -417,6 +418,89 @@ describe('zstd decoded by libzstd off this thread (pooledOutput)', () => {
     context.free();
     await expect(running).resolves.toEqual([expect.any(Number), 1024, expect.any(Number)]);
     await expect(context.decompress(output, frames)).rejects.toThrow('freed');
+  });
+});
+
+describe('gzip output lent view by view (lentOutput)', () => {
+  const chunkSize = 16 * 1024 + 5; // A size no other test uses: this pool is this test's.
+  const plain = Buffer.alloc(5 * chunkSize + 321);
+  for (let index = 0; index < plain.length; index += 1) plain[index] = (index * 7 + (index >> 9)) & 0xff;
+  const gzipped = gzipSync(plain);
+
+  /** Every chunk read (kept, not released), or the error that ended the stream. */
+  async function decompress(
+    input: Buffer,
+    lentOutput: boolean,
+    inputChunkSize = 1000,
+  ): Promise<{ chunks: Uint8Array[]; failure?: unknown }> {
+    const chunks: Uint8Array[] = [];
+    try {
+      for await (const chunk of throughTransform(
+        chunked(input, inputChunkSize),
+        createDecompressor('gzip', chunkSize, { lentOutput }),
+      )) {
+        chunks.push(chunk);
+      }
+      return { chunks };
+    } catch (failure) {
+      return { chunks, failure };
+    }
+  }
+
+  it('writes its output into lent buffers, never into one whose views are not all released', async () => {
+    const { chunks, failure } = await decompress(gzipped, true);
+    expect(failure).toBeUndefined();
+    // Nothing was released: had a buffer been written into again, earlier chunks would have changed.
+    expect(Buffer.concat(chunks).equals(plain)).toBe(true);
+    expect(chunks.every((chunk) => isLentView(chunk))).toBe(true);
+    const buffers = new Set(chunks.map((chunk) => chunk.buffer));
+    expect(buffers.size).toBe(6);
+    const pool = lentViewBuffersOf(chunkSize);
+    const idleBefore = pool.idle;
+    for (const chunk of chunks) releaseCompressedChunk(chunk);
+    // Each buffer came back once all its views were released (the last one too, the stream ended).
+    expect(pool.idle).toBe(idleBefore + 6);
+    // The next stream writes into the same memory.
+    const again = await decompress(gzipped, true, gzipped.length);
+    expect(Buffer.concat(again.chunks).equals(plain)).toBe(true);
+    expect(again.chunks.every((chunk) => buffers.has(chunk.buffer))).toBe(true);
+    for (const chunk of again.chunks) releaseCompressedChunk(chunk);
+  });
+
+  it('gives the same bytes and the same errors as without: several members, trailing bytes, truncated, corrupt', async () => {
+    const corrupt = Buffer.from(gzipped);
+    for (let offset = 40; offset < 60; offset += 1) corrupt[offset] = 0xff - corrupt[offset]!;
+    const cases: Record<string, Buffer> = {
+      'one member': gzipped,
+      'several members': Buffer.concat([
+        gzipSync(plain.subarray(0, 40_000)),
+        gzipSync(plain.subarray(40_000)),
+      ]),
+      'trailing zeros': Buffer.concat([gzipped, Buffer.alloc(700)]),
+      'trailing garbage': Buffer.concat([gzipped, Buffer.from('not gzip at all')]),
+      truncated: gzipped.subarray(0, gzipped.length - 2000),
+      'truncated trailer': gzipped.subarray(0, gzipped.length - 3),
+      corrupt,
+      'wrong CRC': Buffer.concat([gzipped.subarray(0, -8), Buffer.alloc(4, 0x55), gzipped.subarray(-4)]),
+    };
+    for (const [name, input] of Object.entries(cases)) {
+      const fresh = await decompress(input, false);
+      const lent = await decompress(input, true);
+      expect(Buffer.concat(lent.chunks).equals(Buffer.concat(fresh.chunks)), name).toBe(true);
+      if (fresh.failure === undefined) expect(lent.failure, name).toBeUndefined();
+      else {
+        expect(lent.failure, name).toBeInstanceOf(Error);
+        expect((lent.failure as Error).message, name).toBe((fresh.failure as Error).message);
+        expect((lent.failure as { code?: string }).code, name).toBe(
+          (fresh.failure as { code?: string }).code,
+        );
+      }
+      for (const chunk of lent.chunks) releaseCompressedChunk(chunk);
+    }
+    const several = await decompress(cases['several members']!, true);
+    expect(Buffer.concat(several.chunks).equals(plain)).toBe(true);
+    expect((await decompress(cases.truncated!, true)).failure).toMatchObject({ code: 'Z_BUF_ERROR' });
+    expect((await decompress(cases.corrupt!, true)).failure).toMatchObject({ code: 'Z_DATA_ERROR' });
   });
 });
 

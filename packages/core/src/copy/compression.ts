@@ -8,6 +8,7 @@ import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { readableChunks } from '../readable-chunks.js';
 import { type BufferPool, bufferPoolOf, transientBuffers } from './buffer-pool.js';
+import { lentViewBuffersOf } from './lent-output-buffers.js';
 import { libzstd, type ZstdDecompressionContext } from './libzstd.js';
 import { defaultGzipBlockSize, parallelGzipStage } from './parallel-gzip.js';
 import { defaultZstdFrameSize, parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
@@ -154,6 +155,13 @@ export interface DecompressorOptions {
    * chunks' last reader and reuses their memory (`releaseReadChunk`).
    */
   inputDone?: (chunk: Uint8Array) => void;
+  /**
+   * gzip: the output is written into buffers lent out view by view (`lentViewBuffersOf(chunkSize)`)
+   * instead of a fresh buffer each time one fills, for a reader whose last reader releases every view
+   * (`releaseCompressedChunk`, the copy's `PutBlobOptions.chunkWritten`) and whose other readers `hold`
+   * the views they read after passing them on. Other formats ignore it.
+   */
+  lentOutput?: boolean;
 }
 
 /**
@@ -170,6 +178,52 @@ function handOnInputWhenRead(gunzip: zlib.Gunzip, inputDone: (chunk: Uint8Array)
       done(error);
     });
   };
+}
+
+/** The part of node:zlib's stream state `writeIntoLentViews` replaces (Node.js 20 and 22: lib/zlib.js). */
+interface ZlibOutputState {
+  _outBuffer?: unknown;
+  _outOffset?: unknown;
+  _chunkSize?: unknown;
+}
+
+/**
+ * Has `gunzip` write its output into buffers of `views` and lend what it pushes as views of them: node:zlib
+ * writes into `_outBuffer` from `_outOffset` and, once it filled it, replaces it with a fresh
+ * `Buffer.allocUnsafe(chunkSize)` (never written: its memory is not touched). The replacement is taken
+ * from `views` instead, and the buffer it replaces is closed (it comes back once every view of it was
+ * released). Returns false, changing nothing, when the stream does not have the state this relies on.
+ */
+function writeIntoLentViews(gunzip: zlib.Gunzip, chunkSize: number): boolean {
+  const state = gunzip as unknown as ZlibOutputState;
+  if (
+    !Buffer.isBuffer(state._outBuffer) ||
+    state._outBuffer.byteLength !== chunkSize ||
+    state._outOffset !== 0 ||
+    state._chunkSize !== chunkSize ||
+    Object.getOwnPropertyDescriptor(gunzip, '_outBuffer')?.writable !== true
+  ) {
+    return false;
+  }
+  const views = lentViewBuffersOf(chunkSize);
+  let current = views.take();
+  Object.defineProperty(gunzip, '_outBuffer', {
+    configurable: true,
+    enumerable: true,
+    get: () => current,
+    set: (fresh: Buffer) => {
+      views.close(current);
+      current = fresh.byteLength === chunkSize ? views.take() : fresh;
+    },
+  });
+  const push = gunzip.push.bind(gunzip);
+  gunzip.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    if (chunk instanceof Uint8Array) views.lend(chunk);
+    return push(chunk, encoding);
+  };
+  // The last buffer, partly filled, comes back once its views are released.
+  gunzip.once('end', () => views.close(current));
+  return true;
 }
 
 /**
@@ -200,6 +254,7 @@ export function createDecompressor(
   if (format === 'gzip') {
     const gunzip = zlib.createGunzip({ chunkSize });
     if (options.inputDone) handOnInputWhenRead(gunzip, options.inputDone);
+    if (options.lentOutput === true) writeIntoLentViews(gunzip, chunkSize);
     return gunzip;
   }
   if (format === 'xz') return Duplex.from(xzDecompressing);
