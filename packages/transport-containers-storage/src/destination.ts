@@ -125,6 +125,20 @@ interface HeldLayers {
   taken: boolean;
 }
 
+/**
+ * The last layer of the image, stored while its completing write (tar-split + layers.json) is still
+ * being synced, with the layers lock held: `commit` writes and syncs the image's big data and
+ * images.json meanwhile and renames images.json into place only once this write is done (an image must
+ * never name a layer that is not complete on disk). Whoever else needs the layers lock first finishes
+ * it (`finishTail`).
+ */
+interface HeldTail {
+  table: LayerTable;
+  release: () => void;
+  layerId: string;
+  write: Promise<void>;
+}
+
 /** Chaining for `storeLayer`: the layers lock it starts with, and the layer that follows. */
 interface LayerChain {
   held?: HeldLayers;
@@ -140,6 +154,11 @@ interface LayerChain {
    * follow at once after all, the write completing `id` takes the record out again.
    */
   lookahead?: (id: string) => { id: string; parent: string } | undefined;
+  /**
+   * The layer is the image's last: when no other layer follows it in this chain, its completing write
+   * is left in flight, the lock held, for `commit` (`HeldTail`).
+   */
+  last?: boolean;
 }
 
 /** What `storeLayer` records as the layer's compressed form (what was given to the store). */
@@ -331,6 +350,8 @@ export class ContainersStorageDestination implements ImageDestination {
   private readonly growingByIndex = new Map<number, GrowingBlob>();
   private background: Promise<void> | undefined;
   private backgroundFailure: { error: unknown } | undefined;
+  /** The last layer's completing write, in flight with the layers lock held (see `HeldTail`). */
+  private tail: HeldTail | undefined;
 
   constructor(
     readonly reference: ContainersStorageReference,
@@ -500,6 +521,7 @@ export class ContainersStorageDestination implements ImageDestination {
               return successor && this.layerAt(successor.index);
             },
             lookahead: (after) => this.peekAfter(after),
+            last: index === this.orderedDiffIds!.length - 1,
           },
         );
       } catch (error) {
@@ -621,6 +643,7 @@ export class ContainersStorageDestination implements ImageDestination {
               return successor && this.layerAt(successor.index);
             },
             lookahead: (after) => this.peekAfter(after),
+            last: layer.index === this.orderedDiffIds!.length - 1,
           };
           const parent = layer.index > 0 ? this.orderedLayerIds[layer.index - 1] : undefined;
           const diffId = this.orderedDiffIds![layer.index]!;
@@ -835,6 +858,10 @@ export class ContainersStorageDestination implements ImageDestination {
         sameDigests(this.orderedDiffIds, diffIds)
           ? this.appliedCount
           : 0;
+      // The last layer's write, left in flight, goes on while the image is written only when that layer
+      // is the image's top layer; otherwise it is finished before any other layer is stored.
+      if (this.tail !== undefined && (applied !== nonEmptyLayers.length || applied === 0))
+        await this.finishTail();
       let parent: string | undefined;
       for (const [index, layer] of nonEmptyLayers.entries()) {
         if (index < applied) {
@@ -846,6 +873,7 @@ export class ContainersStorageDestination implements ImageDestination {
       await this.commitImage(configInfo.digest, configBytes, config.created, parent, topLevel, signal);
       this.committed = true;
     } catch (error) {
+      await this.finishTail().catch(() => undefined);
       await this.removeUnusedLayers(this.createdLayers).catch(() => undefined);
       throw error;
     }
@@ -1010,6 +1038,8 @@ export class ContainersStorageDestination implements ImageDestination {
     ) => Promise<GivenBlob | undefined>,
     chain: LayerChain = {},
   ): Promise<HeldLayers | undefined> {
+    // The lock is this process's to take: a write left in flight for commit is finished first.
+    if (this.tail !== undefined) await this.finishTail();
     let held = chain.held;
     if (held !== undefined && held.preparedId !== id) {
       await this.abandonHeld(held);
@@ -1028,6 +1058,8 @@ export class ContainersStorageDestination implements ImageDestination {
     let ahead = held?.aheadId;
     let previousFailed = false;
     let handOver: HeldLayers | undefined;
+    /** Set when the lock stays held for `commit` (`HeldTail`). */
+    let keptForCommit = false;
     try {
       let record: LayerRecord;
       if (held !== undefined) {
@@ -1113,6 +1145,15 @@ export class ContainersStorageDestination implements ImageDestination {
           this.forgetPrepared(table, ahead);
           ahead = undefined;
         }
+        if (successor === undefined && chain.last === true) {
+          // The image's last layer: its write is synced while commit writes the image (`HeldTail`).
+          const write = table.saveAsync(tarSplit);
+          // Awaited by `finishTail`; not reported as unhandled meanwhile.
+          write.catch(() => undefined);
+          this.tail = { table, release: session.release, layerId: id, write };
+          keptForCommit = true;
+          return undefined;
+        }
         let nextAhead: string | undefined;
         if (successor !== undefined && successor.parent === id) {
           next = newIncompleteRecord(successor.id, successor.parent);
@@ -1169,7 +1210,32 @@ export class ContainersStorageDestination implements ImageDestination {
       }
       throw error;
     } finally {
-      if (handOver === undefined) session.release();
+      if (handOver === undefined && !keptForCommit) session.release();
+    }
+  }
+
+  /**
+   * Waits for the last layer's write left in flight (`HeldTail`) and releases the layers lock. When the
+   * write failed, the layer is removed (its record is not complete on disk) and the error thrown.
+   */
+  private async finishTail(): Promise<void> {
+    const tail = this.tail;
+    if (tail === undefined) return;
+    this.tail = undefined;
+    try {
+      await tail.write;
+    } catch (error) {
+      try {
+        await this.removeUnsavedLayer(tail.table, tail.layerId);
+        const created = this.createdLayers.lastIndexOf(tail.layerId);
+        if (created >= 0) this.createdLayers.splice(created, 1);
+        tail.table.save();
+      } catch {
+        // The write's failure is the one reported; an incomplete record is removed by the next writer.
+      }
+      throw error;
+    } finally {
+      tail.release();
     }
   }
 
@@ -1226,59 +1292,69 @@ export class ContainersStorageDestination implements ImageDestination {
     // when there is one) and keeps an image's digest once it has one.
     const firstManifestDigest = bigData.find((item) => item.key.startsWith(imageDigestBigDataKey))!.digest;
     const name = this.reference.named?.toString();
+    // The top layer's completing write when it is still in flight (`HeldTail`): the image's files are
+    // written and synced meanwhile, and images.json is renamed into place only once it is done.
+    const tail = this.tail !== undefined && this.tail.layerId === topLayer ? this.tail : undefined;
+    if (tail === undefined) await this.finishTail();
+    const withLayers = async (action: (layers: LayerTable) => Promise<void>): Promise<void> => {
+      if (tail === undefined) return this.store.withLayers(false, action, { signal });
+      try {
+        await action(tail.table);
+      } finally {
+        // Released (the layer removed when the write failed) whatever happened to the image.
+        await this.finishTail();
+      }
+    };
     // Layers first, then images, as containers/storage orders its locks.
-    await this.store.withLayers(
-      false,
-      async (layers) => {
-        if (topLayer && !layers.byId(topLayer)) {
-          throw new GantryError(
-            ErrorCodes.Internal,
-            `containers-storage: layer ${topLayer} vanished before the image was created`,
-          );
-        }
-        await this.store.withImages(
-          true,
-          async (images) => {
-            let image = images.byId(intendedId);
-            if (image) {
-              if ((image.layer ?? undefined) !== topLayer) {
-                throw new GantryError(
-                  ErrorCodes.Internal,
-                  `image with ID "${intendedId}" already exists, but uses a different top layer`,
-                );
-              }
-              image.metadata = metadata;
-            } else {
-              image = {
-                id: intendedId,
-                digest: firstManifestDigest,
-                ...(topLayer ? { layer: topLayer } : {}),
-                metadata,
-                'big-data-names': [],
-                'big-data-sizes': {},
-                'big-data-digests': {},
-                created: configCreated ? goTimeText(configCreated) : goTimestamp(),
-              };
-              images.records.push(image);
-            }
-            const files = setImageBigDataItems(this.store, image, bigData);
-            image.digest ||= firstManifestDigest;
-            if (name) addImageName(images.records, image, name);
-            const position = images.records.indexOf(image);
-            images.records[position] = sortedMaps(reorderImageRecord(image));
-            // The big-data files and images.json synced together, images.json renamed last.
-            await images.saveAsync(files);
-          },
-          { signal },
+    await withLayers(async (layers) => {
+      if (topLayer && !layers.byId(topLayer)) {
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `containers-storage: layer ${topLayer} vanished before the image was created`,
         );
-      },
-      { signal },
-    );
+      }
+      await this.store.withImages(
+        true,
+        async (images) => {
+          let image = images.byId(intendedId);
+          if (image) {
+            if ((image.layer ?? undefined) !== topLayer) {
+              throw new GantryError(
+                ErrorCodes.Internal,
+                `image with ID "${intendedId}" already exists, but uses a different top layer`,
+              );
+            }
+            image.metadata = metadata;
+          } else {
+            image = {
+              id: intendedId,
+              digest: firstManifestDigest,
+              ...(topLayer ? { layer: topLayer } : {}),
+              metadata,
+              'big-data-names': [],
+              'big-data-sizes': {},
+              'big-data-digests': {},
+              created: configCreated ? goTimeText(configCreated) : goTimestamp(),
+            };
+            images.records.push(image);
+          }
+          const files = setImageBigDataItems(this.store, image, bigData);
+          image.digest ||= firstManifestDigest;
+          if (name) addImageName(images.records, image, name);
+          const position = images.records.indexOf(image);
+          images.records[position] = sortedMaps(reorderImageRecord(image));
+          // The big-data files and images.json synced together, images.json renamed last.
+          await images.saveAsync(files, tail !== undefined ? { renameAfter: tail.write } : {});
+        },
+        { signal },
+      );
+    });
   }
 
   /** Removes layers this destination created that no image uses and that have no children. */
   private async removeUnusedLayers(created: string[]): Promise<void> {
     if (!created.length) return;
+    await this.finishTail().catch(() => undefined);
     await this.store.withLayers(true, async (layers) => {
       const images = this.store.readImagesUnlocked();
       const used = new Set<string>();
@@ -1305,6 +1381,7 @@ export class ContainersStorageDestination implements ImageDestination {
     if (this.closed) return;
     this.closed = true;
     await this.settleBackground();
+    await this.finishTail().catch(() => undefined);
     if (!this.committed) await this.removeUnusedLayers(this.createdLayers).catch(() => undefined);
     if (this.spoolDirectory) {
       const directory = await this.spoolDirectory.catch(() => undefined);
