@@ -213,6 +213,8 @@ export async function atomicWriteFiles(
   files: readonly AtomicFile[],
   options: AtomicWriteOptions = {},
 ): Promise<void> {
+  // Awaited once the files are synced; a failure before that is not reported as unhandled meanwhile.
+  options.renameAfter?.catch(() => undefined);
   const temporaries = files.map((file) => {
     const directory = join(file.path, '..');
     return join(directory, `.tmp-${randomBytes(6).toString('hex')}-${file.path.slice(directory.length + 1)}`);
