@@ -128,6 +128,21 @@ function workerHandle(): { worker: Worker; pending: Map<number, BatchCallback> }
   return handle;
 }
 
+/**
+ * Starts the shared worker ahead of its first batch (nothing happens when it runs already; it does not
+ * keep the process alive while idle). Starting a worker is a Node.js environment set up on its own
+ * thread (tens of milliseconds of CPU): a caller that knows small files are coming and has a wait to
+ * spend first (a layer's record being synced) starts it then, so that the first batch does not wait.
+ */
+export function startFileWriter(): void {
+  workerHandle();
+}
+
+/** Whether the shared worker is running (for tests). */
+export function fileWriterRunning(): boolean {
+  return sharedWorker !== undefined;
+}
+
 /** Writes `FileJob`s in batches on the shared worker; failures surface at `drain` (or the next `add`). */
 export class BatchedFileWriter {
   private queued: FileJob[] = [];

@@ -52,6 +52,7 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
 } from '@gantry/core/transport';
+import { startFileWriter } from '@gantry/layer-tree';
 import type { ApplyDiffResult } from './drivers/driver.js';
 import { GrowingSpool, ReadBufferRecycler } from './growing-spool.js';
 import {
@@ -65,6 +66,7 @@ import {
 import { openLayerDiff } from './layer-content.js';
 import { ownChunks } from './own-chunks.js';
 import type { ContainersStorageReference } from './reference.js';
+import { beginsWithSmallFiles, smallFilesPrefixLength } from './small-files.js';
 import {
   type ContainersStore,
   type ImageRecord,
@@ -489,6 +491,16 @@ export class ContainersStorageDestination implements ImageDestination {
       const verified = (async function* (source: AsyncIterable<Uint8Array>) {
         yield* blobWriteStage(info.digest, onEnd)(source);
       })(ownChunks(stream));
+      // The blob's first bytes, read while the layer's record is being saved: when the layer begins with
+      // small files, layer-tree's file-writing worker is started meanwhile (small-files.ts).
+      const head = sniff(verified, smallFilesPrefixLength);
+      head.then(
+        ({ prefix }) => {
+          if (beginsWithSmallFiles(prefix)) startFileWriter();
+        },
+        // The stream's failure is reported by whoever reads it (below).
+        () => undefined,
+      );
       const diffId = this.orderedDiffIds![index]!;
       const id = this.orderedLayerIds[index]!;
       const parent = index > 0 ? this.orderedLayerIds[index - 1] : undefined;
@@ -505,7 +517,8 @@ export class ContainersStorageDestination implements ImageDestination {
           signal,
           async (apply) => {
             consumed = true;
-            const compression = await applyBlobContents(verified, description, apply, chunkWritten);
+            const { stream: blob } = await head;
+            const compression = await applyBlobContents(blob, description, apply, chunkWritten);
             if (written === undefined)
               throw new GantryError(ErrorCodes.Internal, `${description}: the blob was not read to its end`);
             this.checkSize(info, written.size);
@@ -531,7 +544,7 @@ export class ContainersStorageDestination implements ImageDestination {
       }
       if (!consumed) {
         // The store has this layer already: the blob is read (and verified) but not used.
-        for await (const _ of verified) {
+        for await (const _ of (await head).stream) {
           // discarded
         }
         this.checkSize(info, written!.size);
