@@ -798,4 +798,26 @@ describe('containers-storage destination: consecutive layers under one layers lo
     // The lock is free: podman (another process) takes it.
     expect(JSON.parse(await store.podman(['images', '-a', '--format', 'json']))).toEqual([]);
   }, 180_000);
+  it('removes the spooled blobs while the image is written once every layer is in the store', async () => {
+    const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
+    const { destination } = await watchedDestination('four');
+    const spools = async () =>
+      (await readdir(store.directory)).filter((name) => name.endsWith('containers-storage'));
+    try {
+      await putWholeFour(destination, four);
+      // Layers 1-3 arrived before layer 0: spooled.
+      expect(await spools()).toHaveLength(1);
+      await destination.commit();
+      // Started by commit, not left to close.
+      const removal = (destination as unknown as { spoolRemoval?: Promise<void> }).spoolRemoval;
+      expect(removal).toBeDefined();
+      await removal;
+      expect(await spools()).toEqual([]);
+    } finally {
+      await destination.close();
+    }
+    expect(JSON.parse(await store.podman(['image', 'inspect', 'four:t']))[0].RootFS.Layers).toEqual(
+      four.images[0]!.diffIds,
+    );
+  }, 180_000);
 });

@@ -333,6 +333,8 @@ export class ContainersStorageDestination implements ImageDestination {
   private manifest: { bytes: Uint8Array; mediaType: string; digest: Digest } | undefined;
   private signatures: Uint8Array[] | undefined;
   private spoolDirectory: Promise<string> | undefined;
+  /** The spool directory's removal, started by `commit` once every layer is in the store (awaited by `close`). */
+  private spoolRemoval: Promise<void> | undefined;
   private closed = false;
   private committed = false;
 
@@ -875,6 +877,9 @@ export class ContainersStorageDestination implements ImageDestination {
       // is the image's top layer; otherwise it is finished before any other layer is stored.
       if (this.tail !== undefined && (applied !== nonEmptyLayers.length || applied === 0))
         await this.finishTail();
+      // Every layer is in the store: the spooled blobs are not read again, and go while the image is
+      // written (instead of after it, in `close`).
+      if (applied === nonEmptyLayers.length) this.spoolRemoval ??= this.removeSpoolDirectory();
       let parent: string | undefined;
       for (const [index, layer] of nonEmptyLayers.entries()) {
         if (index < applied) {
@@ -1396,10 +1401,14 @@ export class ContainersStorageDestination implements ImageDestination {
     await this.settleBackground();
     await this.finishTail().catch(() => undefined);
     if (!this.committed) await this.removeUnusedLayers(this.createdLayers).catch(() => undefined);
-    if (this.spoolDirectory) {
-      const directory = await this.spoolDirectory.catch(() => undefined);
-      if (directory) await rm(directory, { recursive: true, force: true });
-    }
+    await (this.spoolRemoval ?? this.removeSpoolDirectory());
+  }
+
+  /** Removes the spool directory, if one was made (a failure is not reported: nothing is left to use it). */
+  private async removeSpoolDirectory(): Promise<void> {
+    if (this.spoolDirectory === undefined) return;
+    const directory = await this.spoolDirectory.catch(() => undefined);
+    if (directory) await rm(directory, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
