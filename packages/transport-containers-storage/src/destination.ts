@@ -15,9 +15,10 @@
  *
  * Visibility: layers become records in layers.json as they are applied (flagged `incomplete`, with the
  * layers lock held, until their files and tar-split are complete, as containers/storage does); the image
- * record, its names and big data appear at once at the end of `commit`. A failed commit, and `close`
- * without a commit, remove the layers this destination created that no image uses; `close` removes the
- * spooled blobs.
+ * record, its names and big data appear at once at the end of `commit` (images.json renamed into place
+ * only once the write completing the last layer, left in flight meanwhile, is done: `HeldTail`). A failed
+ * commit, and `close` without a commit, remove the layers this destination created that no image uses;
+ * the spooled blobs are removed by `commit` once every layer is in the store, else by `close`.
  */
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
