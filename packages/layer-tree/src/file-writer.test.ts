@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BatchedFileWriter, type FileJob } from './file-writer.js';
+import { BatchedFileWriter, type FileJob, fileWriterRunning, startFileWriter } from './file-writer.js';
 
 let directory: string;
 beforeEach(() => {
@@ -25,6 +25,20 @@ function job(name: string, content: string, extra: Partial<FileJob> = {}): FileJ
 }
 
 const describeFailure = (entry: string, error: Error) => new Error(`entry "${entry}": ${error.message}`);
+
+describe('startFileWriter', () => {
+  // First in this file: no batch has started the shared worker yet.
+  it('starts the shared worker before any batch, which then writes on it', async () => {
+    expect(fileWriterRunning()).toBe(false);
+    startFileWriter();
+    expect(fileWriterRunning()).toBe(true);
+    startFileWriter();
+    const writer = new BatchedFileWriter({ ignoreChownErrors: false, describeFailure });
+    await writer.add(job('early', 'written'), 'early');
+    await writer.drain();
+    expect(readFileSync(join(directory, 'early'), 'utf8')).toBe('written');
+  });
+});
 
 describe('BatchedFileWriter', () => {
   it('writes files in batches with their contents, modes and times', async () => {

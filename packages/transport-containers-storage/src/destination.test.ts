@@ -492,8 +492,17 @@ describe('containers-storage destination: consecutive layers under one layers lo
    * incomplete, the one being applied and the next one prepared ahead) and counted, as are the
    * exclusive layers lock transactions. Each layer directory created is checked to have its record on
    * disk already, and counted when it was created while a layers.json write was still in flight.
+   * `beforeWrite` runs before a layers.json write (by its number, from 1) goes ahead; `imagesWrite` is
+   * told when the images.json write starts and when it is done.
    */
-  async function watchedDestination(name: string, failingWrite?: number) {
+  async function watchedDestination(
+    name: string,
+    failingWrite?: number,
+    hooks: {
+      beforeWrite?: (write: number) => Promise<void>;
+      imagesWrite?: (stage: 'start' | 'done') => void;
+    } = {},
+  ) {
     const reference = transport.parseReference(
       `${store.specification}${name}:t`,
     ) as ContainersStorageReference;
@@ -534,6 +543,7 @@ describe('containers-storage destination: consecutive layers under one layers lo
       table.saveAsync = async (alongside) => {
         writesInFlight++;
         try {
+          await hooks.beforeWrite?.(counts.layersJsonWrites + 1);
           if (counts.layersJsonWrites + 1 === failingWrite) {
             counts.layersJsonWrites++;
             throw Object.assign(new Error('no space left on device (injected)'), { code: 'ENOSPC' });
@@ -560,6 +570,21 @@ describe('containers-storage destination: consecutive layers under one layers lo
       };
       return opened;
     };
+    const withImages = watched.withImages.bind(watched);
+    watched.withImages = (exclusive, action, options) =>
+      withImages(
+        exclusive,
+        (table, lock) => {
+          const saveAsync = table.saveAsync.bind(table);
+          table.saveAsync = async (alongside, saveOptions) => {
+            hooks.imagesWrite?.('start');
+            await saveAsync(alongside, saveOptions);
+            hooks.imagesWrite?.('done');
+          };
+          return action(table, lock);
+        },
+        options,
+      );
     const destination = new ContainersStorageDestination(reference, watched, {
       temporaryDirectory: store.directory,
     });
@@ -686,5 +711,113 @@ describe('containers-storage destination: consecutive layers under one layers lo
     expect(problems).toEqual([]);
     expect(await layerRecords()).toEqual([]);
     expect(await readdir(join(store.graphRoot, 'vfs', 'dir'))).toEqual([]);
+  }, 180_000);
+  /** Puts the four layers (1-3 spooled first, then 0 streamed in), the config and the manifest. */
+  async function putWholeFour(destination: ImageDestination, four: FixtureImage): Promise<void> {
+    const instance = four.images[0]!;
+    for (const index of [1, 2, 3]) await putFour(destination, four, index);
+    await putFour(destination, four, 0);
+    const config = four.blobs.get(instance.configDigest)!;
+    await destination.putBlob(
+      config.open(),
+      { digest: instance.configDigest, size: config.size },
+      { isConfig: true },
+    );
+    const manifest = four.manifests.get(instance.manifestDigest)!;
+    await destination.putManifest(manifest.bytes, manifest.mediaType);
+  }
+
+  const imagesJson = () =>
+    readFile(join(store.graphRoot, 'vfs-images', 'images.json'), 'utf8').catch(() => '');
+
+  it('writes the image while the write completing its last layer is synced, and puts images.json in place only after it', async () => {
+    const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
+    const instance = four.images[0]!;
+    let imagesWriteStarted: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => {
+      imagesWriteStarted = resolve;
+    });
+    const events: string[] = [];
+    const { destination, problems } = await watchedDestination('four', undefined, {
+      // Write 5 completes layer 3, the last: it waits until the image's write has started (without
+      // the overlap that never happens; the wait gives up after a while so that the test fails
+      // instead of hanging).
+      beforeWrite: async (write) => {
+        if (write !== 5) return;
+        const outcome = await Promise.race([started.then(() => 'started'), delay(20_000, 'not started')]);
+        events.push(`layer 3's write: image write ${outcome}`);
+        if (await imagesJson()) problems.push('images.json written before the last layer was complete');
+      },
+      imagesWrite: (stage) => {
+        events.push(`images.json write ${stage}`);
+        if (stage === 'start') imagesWriteStarted();
+        // images.json is in place: every layer it names is complete on disk.
+        const onDisk: LayerRecord[] = JSON.parse(
+          readFileSync(join(store.graphRoot, 'vfs-layers', 'layers.json'), 'utf8'),
+        );
+        if (stage === 'done' && (onDisk.length !== 4 || onDisk.some((record) => record.flags !== undefined)))
+          problems.push('images.json in place before the last layer was complete');
+      },
+    });
+    try {
+      await putWholeFour(destination, four);
+      await destination.commit();
+    } finally {
+      await destination.close();
+    }
+    expect(problems).toEqual([]);
+    expect(events).toEqual([
+      'images.json write start',
+      "layer 3's write: image write started",
+      'images.json write done',
+    ]);
+    const records = await layerRecords();
+    expect(records.map((record) => record.flags)).toEqual([undefined, undefined, undefined, undefined]);
+    const inspected = JSON.parse(await store.podman(['image', 'inspect', 'four:t']));
+    expect(inspected[0].RootFS.Layers).toEqual(instance.diffIds);
+  }, 180_000);
+
+  it('fails the commit, writes no image and removes the layers when the write completing the last layer fails', async () => {
+    const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
+    // Write 5 completes layer 3, the last: it fails while the image is being written.
+    const { destination, problems } = await watchedDestination('four', 5);
+    try {
+      await putWholeFour(destination, four);
+      await expect(destination.commit()).rejects.toThrow(/injected/);
+    } finally {
+      await destination.close();
+    }
+    expect(problems).toEqual([]);
+    expect(await imagesJson()).not.toContain('four');
+    expect(await layerRecords()).toEqual([]);
+    expect(await readdir(join(store.graphRoot, 'vfs', 'dir'))).toEqual([]);
+    // No temporary file of the image's write is left.
+    expect(
+      (await readdir(join(store.graphRoot, 'vfs-images'))).filter((name) => name.startsWith('.tmp-')),
+    ).toEqual([]);
+    // The lock is free: podman (another process) takes it.
+    expect(JSON.parse(await store.podman(['images', '-a', '--format', 'json']))).toEqual([]);
+  }, 180_000);
+  it('removes the spooled blobs while the image is written once every layer is in the store', async () => {
+    const { image: four } = await fixtureLayout(store.directory, 'four', fourLayers);
+    const { destination } = await watchedDestination('four');
+    const spools = async () =>
+      (await readdir(store.directory)).filter((name) => name.endsWith('containers-storage'));
+    try {
+      await putWholeFour(destination, four);
+      // Layers 1-3 arrived before layer 0: spooled.
+      expect(await spools()).toHaveLength(1);
+      await destination.commit();
+      // Started by commit, not left to close.
+      const removal = (destination as unknown as { spoolRemoval?: Promise<void> }).spoolRemoval;
+      expect(removal).toBeDefined();
+      await removal;
+      expect(await spools()).toEqual([]);
+    } finally {
+      await destination.close();
+    }
+    expect(JSON.parse(await store.podman(['image', 'inspect', 'four:t']))[0].RootFS.Layers).toEqual(
+      four.images[0]!.diffIds,
+    );
   }, 180_000);
 });

@@ -15,9 +15,10 @@
  *
  * Visibility: layers become records in layers.json as they are applied (flagged `incomplete`, with the
  * layers lock held, until their files and tar-split are complete, as containers/storage does); the image
- * record, its names and big data appear at once at the end of `commit`. A failed commit, and `close`
- * without a commit, remove the layers this destination created that no image uses; `close` removes the
- * spooled blobs.
+ * record, its names and big data appear at once at the end of `commit` (images.json renamed into place
+ * only once the write completing the last layer, left in flight meanwhile, is done: `HeldTail`). A failed
+ * commit, and `close` without a commit, remove the layers this destination created that no image uses;
+ * the spooled blobs are removed by `commit` once every layer is in the store, else by `close`.
  */
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -52,6 +53,7 @@ import {
   type TransportContext,
   type TryReusingBlobOptions,
 } from '@gantry/core/transport';
+import { startFileWriter } from '@gantry/layer-tree';
 import type { ApplyDiffResult } from './drivers/driver.js';
 import { GrowingSpool, ReadBufferRecycler } from './growing-spool.js';
 import {
@@ -65,6 +67,7 @@ import {
 import { openLayerDiff } from './layer-content.js';
 import { ownChunks } from './own-chunks.js';
 import type { ContainersStorageReference } from './reference.js';
+import { beginsWithSmallFiles, smallFilesPrefixLength } from './small-files.js';
 import {
   type ContainersStore,
   type ImageRecord,
@@ -125,6 +128,20 @@ interface HeldLayers {
   taken: boolean;
 }
 
+/**
+ * The last layer of the image, stored while its completing write (tar-split + layers.json) is still
+ * being synced, with the layers lock held: `commit` writes and syncs the image's big data and
+ * images.json meanwhile and renames images.json into place only once this write is done (an image must
+ * never name a layer that is not complete on disk). Whoever else needs the layers lock first finishes
+ * it (`finishTail`).
+ */
+interface HeldTail {
+  table: LayerTable;
+  release: () => void;
+  layerId: string;
+  write: Promise<void>;
+}
+
 /** Chaining for `storeLayer`: the layers lock it starts with, and the layer that follows. */
 interface LayerChain {
   held?: HeldLayers;
@@ -140,6 +157,11 @@ interface LayerChain {
    * follow at once after all, the write completing `id` takes the record out again.
    */
   lookahead?: (id: string) => { id: string; parent: string } | undefined;
+  /**
+   * The layer is the image's last: when no other layer follows it in this chain, its completing write
+   * is left in flight, the lock held, for `commit` (`HeldTail`).
+   */
+  last?: boolean;
 }
 
 /** What `storeLayer` records as the layer's compressed form (what was given to the store). */
@@ -312,6 +334,8 @@ export class ContainersStorageDestination implements ImageDestination {
   private manifest: { bytes: Uint8Array; mediaType: string; digest: Digest } | undefined;
   private signatures: Uint8Array[] | undefined;
   private spoolDirectory: Promise<string> | undefined;
+  /** The spool directory's removal, started by `commit` once every layer is in the store (awaited by `close`). */
+  private spoolRemoval: Promise<void> | undefined;
   private closed = false;
   private committed = false;
 
@@ -331,6 +355,8 @@ export class ContainersStorageDestination implements ImageDestination {
   private readonly growingByIndex = new Map<number, GrowingBlob>();
   private background: Promise<void> | undefined;
   private backgroundFailure: { error: unknown } | undefined;
+  /** The last layer's completing write, in flight with the layers lock held (see `HeldTail`). */
+  private tail: HeldTail | undefined;
 
   constructor(
     readonly reference: ContainersStorageReference,
@@ -468,6 +494,16 @@ export class ContainersStorageDestination implements ImageDestination {
       const verified = (async function* (source: AsyncIterable<Uint8Array>) {
         yield* blobWriteStage(info.digest, onEnd)(source);
       })(ownChunks(stream));
+      // The blob's first bytes, read while the layer's record is being saved: when the layer begins with
+      // small files, layer-tree's file-writing worker is started meanwhile (small-files.ts).
+      const head = sniff(verified, smallFilesPrefixLength);
+      head.then(
+        ({ prefix }) => {
+          if (beginsWithSmallFiles(prefix)) startFileWriter();
+        },
+        // The stream's failure is reported by whoever reads it (below).
+        () => undefined,
+      );
       const diffId = this.orderedDiffIds![index]!;
       const id = this.orderedLayerIds[index]!;
       const parent = index > 0 ? this.orderedLayerIds[index - 1] : undefined;
@@ -484,7 +520,8 @@ export class ContainersStorageDestination implements ImageDestination {
           signal,
           async (apply) => {
             consumed = true;
-            const compression = await applyBlobContents(verified, description, apply, chunkWritten);
+            const { stream: blob } = await head;
+            const compression = await applyBlobContents(blob, description, apply, chunkWritten);
             if (written === undefined)
               throw new GantryError(ErrorCodes.Internal, `${description}: the blob was not read to its end`);
             this.checkSize(info, written.size);
@@ -500,6 +537,7 @@ export class ContainersStorageDestination implements ImageDestination {
               return successor && this.layerAt(successor.index);
             },
             lookahead: (after) => this.peekAfter(after),
+            last: index === this.orderedDiffIds!.length - 1,
           },
         );
       } catch (error) {
@@ -509,7 +547,7 @@ export class ContainersStorageDestination implements ImageDestination {
       }
       if (!consumed) {
         // The store has this layer already: the blob is read (and verified) but not used.
-        for await (const _ of verified) {
+        for await (const _ of (await head).stream) {
           // discarded
         }
         this.checkSize(info, written!.size);
@@ -621,6 +659,7 @@ export class ContainersStorageDestination implements ImageDestination {
               return successor && this.layerAt(successor.index);
             },
             lookahead: (after) => this.peekAfter(after),
+            last: layer.index === this.orderedDiffIds!.length - 1,
           };
           const parent = layer.index > 0 ? this.orderedLayerIds[layer.index - 1] : undefined;
           const diffId = this.orderedDiffIds![layer.index]!;
@@ -835,6 +874,13 @@ export class ContainersStorageDestination implements ImageDestination {
         sameDigests(this.orderedDiffIds, diffIds)
           ? this.appliedCount
           : 0;
+      // The last layer's write, left in flight, goes on while the image is written only when that layer
+      // is the image's top layer; otherwise it is finished before any other layer is stored.
+      if (this.tail !== undefined && (applied !== nonEmptyLayers.length || applied === 0))
+        await this.finishTail();
+      // Every layer is in the store: the spooled blobs are not read again, and go while the image is
+      // written (instead of after it, in `close`).
+      if (applied === nonEmptyLayers.length) this.spoolRemoval ??= this.removeSpoolDirectory();
       let parent: string | undefined;
       for (const [index, layer] of nonEmptyLayers.entries()) {
         if (index < applied) {
@@ -846,6 +892,7 @@ export class ContainersStorageDestination implements ImageDestination {
       await this.commitImage(configInfo.digest, configBytes, config.created, parent, topLevel, signal);
       this.committed = true;
     } catch (error) {
+      await this.finishTail().catch(() => undefined);
       await this.removeUnusedLayers(this.createdLayers).catch(() => undefined);
       throw error;
     }
@@ -1010,6 +1057,8 @@ export class ContainersStorageDestination implements ImageDestination {
     ) => Promise<GivenBlob | undefined>,
     chain: LayerChain = {},
   ): Promise<HeldLayers | undefined> {
+    // The lock is this process's to take: a write left in flight for commit is finished first.
+    if (this.tail !== undefined) await this.finishTail();
     let held = chain.held;
     if (held !== undefined && held.preparedId !== id) {
       await this.abandonHeld(held);
@@ -1028,6 +1077,8 @@ export class ContainersStorageDestination implements ImageDestination {
     let ahead = held?.aheadId;
     let previousFailed = false;
     let handOver: HeldLayers | undefined;
+    /** Set when the lock stays held for `commit` (`HeldTail`). */
+    let keptForCommit = false;
     try {
       let record: LayerRecord;
       if (held !== undefined) {
@@ -1113,6 +1164,15 @@ export class ContainersStorageDestination implements ImageDestination {
           this.forgetPrepared(table, ahead);
           ahead = undefined;
         }
+        if (successor === undefined && chain.last === true) {
+          // The image's last layer: its write is synced while commit writes the image (`HeldTail`).
+          const write = table.saveAsync(tarSplit);
+          // Awaited by `finishTail`; not reported as unhandled meanwhile.
+          write.catch(() => undefined);
+          this.tail = { table, release: session.release, layerId: id, write };
+          keptForCommit = true;
+          return undefined;
+        }
         let nextAhead: string | undefined;
         if (successor !== undefined && successor.parent === id) {
           next = newIncompleteRecord(successor.id, successor.parent);
@@ -1169,7 +1229,32 @@ export class ContainersStorageDestination implements ImageDestination {
       }
       throw error;
     } finally {
-      if (handOver === undefined) session.release();
+      if (handOver === undefined && !keptForCommit) session.release();
+    }
+  }
+
+  /**
+   * Waits for the last layer's write left in flight (`HeldTail`) and releases the layers lock. When the
+   * write failed, the layer is removed (its record is not complete on disk) and the error thrown.
+   */
+  private async finishTail(): Promise<void> {
+    const tail = this.tail;
+    if (tail === undefined) return;
+    this.tail = undefined;
+    try {
+      await tail.write;
+    } catch (error) {
+      try {
+        await this.removeUnsavedLayer(tail.table, tail.layerId);
+        const created = this.createdLayers.lastIndexOf(tail.layerId);
+        if (created >= 0) this.createdLayers.splice(created, 1);
+        tail.table.save();
+      } catch {
+        // The write's failure is the one reported; an incomplete record is removed by the next writer.
+      }
+      throw error;
+    } finally {
+      tail.release();
     }
   }
 
@@ -1226,59 +1311,69 @@ export class ContainersStorageDestination implements ImageDestination {
     // when there is one) and keeps an image's digest once it has one.
     const firstManifestDigest = bigData.find((item) => item.key.startsWith(imageDigestBigDataKey))!.digest;
     const name = this.reference.named?.toString();
+    // The top layer's completing write when it is still in flight (`HeldTail`): the image's files are
+    // written and synced meanwhile, and images.json is renamed into place only once it is done.
+    const tail = this.tail !== undefined && this.tail.layerId === topLayer ? this.tail : undefined;
+    if (tail === undefined) await this.finishTail();
+    const withLayers = async (action: (layers: LayerTable) => Promise<void>): Promise<void> => {
+      if (tail === undefined) return this.store.withLayers(false, action, { signal });
+      try {
+        await action(tail.table);
+      } finally {
+        // Released (the layer removed when the write failed) whatever happened to the image.
+        await this.finishTail();
+      }
+    };
     // Layers first, then images, as containers/storage orders its locks.
-    await this.store.withLayers(
-      false,
-      async (layers) => {
-        if (topLayer && !layers.byId(topLayer)) {
-          throw new GantryError(
-            ErrorCodes.Internal,
-            `containers-storage: layer ${topLayer} vanished before the image was created`,
-          );
-        }
-        await this.store.withImages(
-          true,
-          async (images) => {
-            let image = images.byId(intendedId);
-            if (image) {
-              if ((image.layer ?? undefined) !== topLayer) {
-                throw new GantryError(
-                  ErrorCodes.Internal,
-                  `image with ID "${intendedId}" already exists, but uses a different top layer`,
-                );
-              }
-              image.metadata = metadata;
-            } else {
-              image = {
-                id: intendedId,
-                digest: firstManifestDigest,
-                ...(topLayer ? { layer: topLayer } : {}),
-                metadata,
-                'big-data-names': [],
-                'big-data-sizes': {},
-                'big-data-digests': {},
-                created: configCreated ? goTimeText(configCreated) : goTimestamp(),
-              };
-              images.records.push(image);
-            }
-            const files = setImageBigDataItems(this.store, image, bigData);
-            image.digest ||= firstManifestDigest;
-            if (name) addImageName(images.records, image, name);
-            const position = images.records.indexOf(image);
-            images.records[position] = sortedMaps(reorderImageRecord(image));
-            // The big-data files and images.json synced together, images.json renamed last.
-            await images.saveAsync(files);
-          },
-          { signal },
+    await withLayers(async (layers) => {
+      if (topLayer && !layers.byId(topLayer)) {
+        throw new GantryError(
+          ErrorCodes.Internal,
+          `containers-storage: layer ${topLayer} vanished before the image was created`,
         );
-      },
-      { signal },
-    );
+      }
+      await this.store.withImages(
+        true,
+        async (images) => {
+          let image = images.byId(intendedId);
+          if (image) {
+            if ((image.layer ?? undefined) !== topLayer) {
+              throw new GantryError(
+                ErrorCodes.Internal,
+                `image with ID "${intendedId}" already exists, but uses a different top layer`,
+              );
+            }
+            image.metadata = metadata;
+          } else {
+            image = {
+              id: intendedId,
+              digest: firstManifestDigest,
+              ...(topLayer ? { layer: topLayer } : {}),
+              metadata,
+              'big-data-names': [],
+              'big-data-sizes': {},
+              'big-data-digests': {},
+              created: configCreated ? goTimeText(configCreated) : goTimestamp(),
+            };
+            images.records.push(image);
+          }
+          const files = setImageBigDataItems(this.store, image, bigData);
+          image.digest ||= firstManifestDigest;
+          if (name) addImageName(images.records, image, name);
+          const position = images.records.indexOf(image);
+          images.records[position] = sortedMaps(reorderImageRecord(image));
+          // The big-data files and images.json synced together, images.json renamed last.
+          await images.saveAsync(files, tail !== undefined ? { renameAfter: tail.write } : {});
+        },
+        { signal },
+      );
+    });
   }
 
   /** Removes layers this destination created that no image uses and that have no children. */
   private async removeUnusedLayers(created: string[]): Promise<void> {
     if (!created.length) return;
+    await this.finishTail().catch(() => undefined);
     await this.store.withLayers(true, async (layers) => {
       const images = this.store.readImagesUnlocked();
       const used = new Set<string>();
@@ -1305,11 +1400,16 @@ export class ContainersStorageDestination implements ImageDestination {
     if (this.closed) return;
     this.closed = true;
     await this.settleBackground();
+    await this.finishTail().catch(() => undefined);
     if (!this.committed) await this.removeUnusedLayers(this.createdLayers).catch(() => undefined);
-    if (this.spoolDirectory) {
-      const directory = await this.spoolDirectory.catch(() => undefined);
-      if (directory) await rm(directory, { recursive: true, force: true });
-    }
+    await (this.spoolRemoval ?? this.removeSpoolDirectory());
+  }
+
+  /** Removes the spool directory, if one was made (a failure is not reported: nothing is left to use it). */
+  private async removeSpoolDirectory(): Promise<void> {
+    if (this.spoolDirectory === undefined) return;
+    const directory = await this.spoolDirectory.catch(() => undefined);
+    if (directory) await rm(directory, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 

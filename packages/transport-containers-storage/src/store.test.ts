@@ -44,4 +44,35 @@ describe('atomicWriteFiles', () => {
     expect(await readFile(join(directory, 'index.json'), 'utf8')).toBe('old');
     expect((await readdir(directory)).sort()).toEqual(['blocked', 'index.json']);
   });
+  it('renames nothing before `renameAfter` is done, and nothing at all when it fails', async () => {
+    await writeFile(join(directory, 'index.json'), 'old');
+    let finish: (failure?: Error) => void = () => undefined;
+    const other = new Promise<void>((resolve, reject) => {
+      finish = (failure) => (failure ? reject(failure) : resolve());
+    });
+    const write = atomicWriteFiles(
+      [
+        { path: join(directory, 'item'), data: Buffer.from('data') },
+        { path: join(directory, 'index.json'), data: Buffer.from('new') },
+      ],
+      { renameAfter: other },
+    );
+    // Both temporary files are there; neither is renamed while the other write goes on.
+    for (let tries = 0; (await readdir(directory)).length < 3; tries++) {
+      if (tries > 1000) throw new Error('the temporary files were never written');
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await readFile(join(directory, 'index.json'), 'utf8')).toBe('old');
+    expect((await readdir(directory)).filter((name) => !name.startsWith('.tmp-'))).toEqual(['index.json']);
+    finish(Object.assign(new Error('the other write failed'), { code: 'EIO' }));
+    await expect(write).rejects.toThrow('the other write failed');
+    expect(await readFile(join(directory, 'index.json'), 'utf8')).toBe('old');
+    expect(await readdir(directory)).toEqual(['index.json']);
+
+    const next = atomicWriteFiles([{ path: join(directory, 'index.json'), data: Buffer.from('newer') }], {
+      renameAfter: Promise.resolve(),
+    });
+    await next;
+    expect(await readFile(join(directory, 'index.json'), 'utf8')).toBe('newer');
+  });
 });

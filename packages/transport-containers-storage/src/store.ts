@@ -127,9 +127,10 @@ export interface ImageTable {
   save(): void;
   /**
    * As `save`, on the thread pool, with the files of `alongside` (big-data files…) written and synced
-   * together with images.json and renamed into place before it (see `atomicWriteFiles`).
+   * together with images.json and renamed into place before it (see `atomicWriteFiles`; `options`
+   * as there).
    */
-  saveAsync(alongside?: readonly AtomicFile[]): Promise<void>;
+  saveAsync(alongside?: readonly AtomicFile[], options?: AtomicWriteOptions): Promise<void>;
 }
 
 function parseJsonArray<T>(file: string, text: string): T[] {
@@ -181,6 +182,16 @@ export interface AtomicFile {
   mode?: number;
 }
 
+export interface AtomicWriteOptions {
+  /**
+   * Awaited once the temporary files are written and synced, before the first rename: another write
+   * that must be on disk before these files are in place (the write completing the layer an image
+   * names), synced meanwhile. When it fails, nothing is renamed (the temporary files are removed) and
+   * its error is thrown.
+   */
+  renameAfter?: Promise<unknown>;
+}
+
 /**
  * Replaces `file` atomically with `data` (temporary file in the same directory, fsync, rename), as
  * `atomicWriteFileSync` does, with the calls made on the thread pool: the main thread goes on meanwhile.
@@ -196,9 +207,14 @@ export async function atomicWriteFile(file: string, data: Uint8Array, mode = 0o6
  * one after the other, in the order given. So a file that names others (layers.json naming a layer whose
  * tar-split is written here too, images.json naming big-data files) goes last: whoever reads it finds
  * the others complete, and a crash before its rename leaves the old version in place. Nothing is
- * renamed when a write fails (the temporary files are removed).
+ * renamed when a write fails (the temporary files are removed), nor when `options.renameAfter` fails.
  */
-export async function atomicWriteFiles(files: readonly AtomicFile[]): Promise<void> {
+export async function atomicWriteFiles(
+  files: readonly AtomicFile[],
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  // Awaited once the files are synced; a failure before that is not reported as unhandled meanwhile.
+  options.renameAfter?.catch(() => undefined);
   const temporaries = files.map((file) => {
     const directory = join(file.path, '..');
     return join(directory, `.tmp-${randomBytes(6).toString('hex')}-${file.path.slice(directory.length + 1)}`);
@@ -223,6 +239,7 @@ export async function atomicWriteFiles(files: readonly AtomicFile[]): Promise<vo
     throw failed.reason;
   }
   try {
+    if (options.renameAfter !== undefined) await options.renameAfter;
     for (const [index, file] of files.entries()) await rename(temporaries[index]!, file.path);
   } catch (error) {
     await removeTemporaries();
@@ -493,12 +510,12 @@ export class ContainersStore {
           lock.recordWrite();
           atomicWriteFileSync(file, JSON.stringify(table.records));
         },
-        saveAsync: async (alongside = []) => {
+        saveAsync: async (alongside = [], options = {}) => {
           lock.recordWrite();
-          await atomicWriteFiles([
-            ...alongside,
-            { path: file, data: Buffer.from(JSON.stringify(table.records)) },
-          ]);
+          await atomicWriteFiles(
+            [...alongside, { path: file, data: Buffer.from(JSON.stringify(table.records)) }],
+            options,
+          );
         },
       };
       return await action(table, lock);
