@@ -405,16 +405,18 @@ export class ReadBuffers {
 /**
  * The process-wide buffers for registry sources' socket reads (`ReadBuffers`): a read takes what the
  * socket has, up to the room left. 512 KiB buffers for a socket whose chunks are handed back (the
- * destination releases them once written: `PutBlobOptions.chunkWritten`), 128 KiB ones otherwise; up
- * to 24 MiB of each kept idle — about what the blobs in flight of a copy hold at once. (Measured on 2
- * cores: registry → oci of 16 × 16 MiB in 512 KiB reads is ~0.07 s less CPU, a quarter of the chunks;
- * registry → docker-archive, whose decompressed layers' read buffers are not handed back, peaked at
- * 141 MiB with 512 KiB buffers against 115–118 MiB with 128 KiB ones.)
+ * destination releases them once written: `PutBlobOptions.chunkWritten`), at most 4 of them out per
+ * socket (2 MiB: each is fresh memory whose pages the socket reads fault in), 128 KiB ones otherwise;
+ * up to 24 MiB of each kept idle — about what the blobs in flight of a copy hold at once. (Measured on 2
+ * cores, docs/performance-notes.md: ~0.05–0.1 s less CPU for registry → oci, 7–10 MiB more peak;
+ * with 8 out, the extra page faults took the gain back. registry → docker-archive, whose decompressed
+ * layers' read buffers are not handed back, keeps 128 KiB reads: it peaked at 141 MiB with 512 KiB
+ * buffers against 115–118 MiB.)
  */
 export const socketReadBuffers = new ReadBuffers(128 * 1024, 192, 64 * 1024, {
   size: 512 * 1024,
   keep: 48,
-  maxOut: 8,
+  maxOut: 4,
 });
 
 /**
