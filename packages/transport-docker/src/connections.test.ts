@@ -25,13 +25,20 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-/** The body of a GET through `role`'s pool, chunk by chunk. */
-async function get(pools: ConnectionPools, role: string): Promise<Uint8Array[]> {
+/** The body of a GET through `role`'s pool, chunk by chunk, each handed to `onChunk` as it comes. */
+async function get(
+  pools: ConnectionPools,
+  role: string,
+  onChunk: (chunk: Uint8Array) => void = () => {},
+): Promise<Uint8Array[]> {
   const response = await pools.pool(origin, plain, role).request({ method: 'GET', path: '/blob' });
   const chunks: Uint8Array[] = [];
   // 'data' events hand on each chunk as parsed (an async iterator would join chunks buffered meanwhile).
   await new Promise<void>((resolve, reject) => {
-    response.body.on('data', (chunk: Uint8Array) => chunks.push(chunk));
+    response.body.on('data', (chunk: Uint8Array) => {
+      chunks.push(chunk);
+      onChunk(chunk);
+    });
     response.body.once('end', resolve);
     response.body.once('error', reject);
   });
@@ -58,6 +65,33 @@ describe('ConnectionPools: pooled reads of plain-HTTP sources', () => {
       expect(taken.filter((buffer) => buffers.has(buffer.buffer)).length).toBeGreaterThanOrEqual(
         Math.min(buffers.size - 2, socketReadBuffers.keep),
       );
+    } finally {
+      await pools.close();
+    }
+  });
+
+  it('reads into the large buffers once the chunks read are handed back, and only then', async () => {
+    const large = socketReadBuffers.large!;
+    const pools = new ConnectionPools({});
+    try {
+      // Each chunk released as it comes (as a destination does once it wrote it): read before that.
+      const hash = createHash('sha256');
+      const released = await get(pools, 'source', (chunk) => {
+        hash.update(chunk);
+        socketReadBuffers.release(chunk);
+      });
+      expect(hash.digest('hex')).toBe(createHash('sha256').update(body).digest('hex'));
+      expect(released[0]!.buffer.byteLength).toBe(socketReadBuffers.size);
+      const inLarge = released.filter((chunk) => chunk.buffer.byteLength === large.size);
+      // Fewer, longer reads: most of the body went into large buffers, read into again and again.
+      expect(inLarge.reduce((bytes, chunk) => bytes + chunk.byteLength, 0)).toBeGreaterThan(body.length / 2);
+      expect(new Set(inLarge.map((chunk) => chunk.buffer)).size).toBeLessThanOrEqual(large.maxOut + 1);
+      // Kept, never released: the connection's reads stay in small buffers.
+      const kept = await get(pools, 'source');
+      expect(Buffer.concat(kept).equals(body)).toBe(true);
+      const keptInLarge = kept.filter((chunk) => chunk.buffer.byteLength === large.size);
+      expect(keptInLarge.length).toBeLessThanOrEqual(large.maxOut);
+      expect(kept.length - keptInLarge.length).toBeGreaterThan(body.length / socketReadBuffers.size / 2);
     } finally {
       await pools.close();
     }

@@ -11,6 +11,7 @@ import {
   ErrorCodes,
   GantryError,
   isGantryError,
+  type ReadBufferReader,
   socketReadBuffers,
 } from '@gantry/core/transport';
 import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
@@ -117,7 +118,8 @@ export async function loadTlsSettings(
  * response bodies undici parses out of it are views of those buffers, which come back to be read into
  * again once the destination wrote every byte of them (`PutBlobOptions.chunkWritten`). Without this
  * Node.js reads each 64 KiB into new memory and copies every shorter read once more into memory of its
- * size. (TLS sockets decrypt into memory of their own: not for them.)
+ * size. (TLS sockets decrypt into memory of their own: not for them.) Each socket is its own
+ * `ReadBufferReader`: once chunks read on it are handed back, its reads go into the larger buffers.
  *
  * The readable side holds one read at most (its mark is 1 byte; the callback's false stops reading
  * until undici took it): undici takes everything buffered at once, and two reads would be joined into
@@ -126,13 +128,40 @@ export async function loadTlsSettings(
 const pooledReads = {
   readableHighWaterMark: 1,
   onread: {
-    buffer: (): Buffer => socketReadBuffers.take(),
+    buffer: (): Buffer => {
+      const reader = lastReader;
+      lastReader = undefined;
+      return socketReadBuffers.take(reader);
+    },
     callback(this: Socket, bytes: number, buffer: Uint8Array): boolean {
       socketReadBuffers.filled(buffer, bytes);
-      return this.push(buffer.subarray(0, bytes));
+      const more = this.push(buffer.subarray(0, bytes));
+      lastReader = readerOf(this);
+      return more;
     },
   },
 };
+
+/** Where a socket's `ReadBufferReader` is kept. */
+const socketReader = Symbol('gantry.socketReader');
+
+/** The `ReadBufferReader` of `socket`: the socket's chunks handed back get it larger read buffers. */
+function readerOf(socket: Socket): ReadBufferReader {
+  const holder = socket as Socket & { [socketReader]?: ReadBufferReader };
+  let reader = holder[socketReader];
+  if (reader === undefined) {
+    reader = socketReadBuffers.reader();
+    holder[socketReader] = reader;
+  }
+  return reader;
+}
+
+/**
+ * The socket whose read just ended: Node.js asks `onread.buffer` for the next read's memory right after
+ * `onread.callback` returned, with no socket to tell which one, so the callback notes it last thing (after
+ * its push, which may start other connections).
+ */
+let lastReader: ReadBufferReader | undefined;
 
 /** One secure context per TLS settings: parsing hundreds of CA certificates once, not per connection. */
 const secureContexts = new Map<string, SecureContext>();

@@ -43,11 +43,11 @@ export function combineSignals(...signals: Array<AbortSignal | undefined>): Abor
 }
 
 /**
- * Chunks a blob stream buffers ahead of its consumer: up to 512 KiB of plain-HTTP reads (128 KiB each,
- * see `pooledReads` in connections.ts), less of TLS reads. Every chunk buffered holds a read buffer that
- * goes back to its pool only once written: more chunks ahead would mean more buffers in flight.
+ * Chunks a blob stream buffers ahead of its consumer: up to 1 MiB of plain-HTTP reads (up to 512 KiB
+ * each, see `pooledReads` in connections.ts), less of TLS reads. Every chunk buffered holds a read buffer
+ * that goes back to its pool only once written: more chunks ahead would mean more buffers in flight.
  */
-const blobStreamChunksAhead = 4;
+const blobStreamChunksAhead = 2;
 
 /** How many times one blob download is resumed after the connection broke. */
 export const maxBlobResumes = 5;
@@ -263,7 +263,7 @@ export async function fetchBlob(
     body = next;
     forward(next);
   };
-  // The body's chunks (socket reads, up to 64 KiB) are passed on as they are: gathering them into
+  // The body's chunks (socket reads) are passed on as they are: gathering them into
   // larger pieces would copy every byte once more into new memory, which costs more than the stages
   // after this one spend per chunk.
   const forward = (current: Readable): void => {

@@ -279,6 +279,48 @@ describe('ReadBuffers', () => {
     expect(pool.take()).toBe(buffer);
   });
 
+  it('gives a reader large buffers once its chunks are released, while fewer than `maxOut` are out', () => {
+    const pool = new ReadBuffers(1024, 4, 256, { size: 4096, keep: 4, maxOut: 2 });
+    const reader = pool.reader();
+    // Nothing of it released yet: small buffers.
+    const first = pool.take(reader);
+    expect(first.byteLength).toBe(1024);
+    pool.filled(first, 1024);
+    const second = pool.take(reader);
+    expect(second.byteLength).toBe(1024);
+    pool.release(first.subarray(0, 1024));
+    pool.filled(second, 1000);
+    // Its chunks come back: large buffers, up to `maxOut` of them out at once.
+    const large = [pool.take(reader)];
+    expect(large[0]!.byteLength).toBe(4096);
+    pool.filled(large[0]!, 4000);
+    large.push(pool.take(reader));
+    expect(large[1]!.byteLength).toBe(4096);
+    pool.filled(large[1]!, 4000);
+    expect(pool.take(reader).byteLength).toBe(1024);
+    // One back: large again, and the one back is read into again.
+    pool.release(large[0]!.subarray(0, 4000));
+    expect(pool.take(reader)).toBe(large[0]);
+    // Another reader whose chunks nobody released gets small ones.
+    expect(pool.take(pool.reader()).byteLength).toBe(1024);
+    expect(pool.take().byteLength).toBe(1024);
+  });
+
+  it('keeps a reader whose large buffers are never given back to small ones', () => {
+    const pool = new ReadBuffers(1024, 4, 256, { size: 4096, keep: 4, maxOut: 3 });
+    const reader = pool.reader();
+    const first = pool.take(reader);
+    pool.filled(first, 1024);
+    pool.release(first.subarray(0, 1024));
+    const sizes: number[] = [];
+    for (let read = 0; read < 6; read++) {
+      const buffer = pool.take(reader);
+      sizes.push(buffer.byteLength);
+      pool.filled(buffer, buffer.byteLength);
+    }
+    expect(sizes).toEqual([4096, 4096, 4096, 1024, 1024, 1024]);
+  });
+
   it('keeps at most `keep` idle buffers', () => {
     const pool = new ReadBuffers(64, 1);
     const buffers = [pool.take(), pool.take()];

@@ -225,9 +225,34 @@ export const transientBuffers = new GarbagePacer(
   24 * 1024 * 1024,
 );
 
+/**
+ * One reader of `ReadBuffers` (a socket), made by `ReadBuffers.reader()`: what the pool learnt of whoever
+ * reads the chunks read for it (see `take`).
+ */
+export interface ReadBufferReader {
+  /** A chunk read for it was released. */
+  handedBack: boolean;
+  /** Large buffers lent to it and not back yet (those left to the garbage collector stay counted). */
+  largeOut: number;
+}
+
+/** The larger buffers of a `ReadBuffers`, for readers that hand their chunks back. */
+export interface LargeReadBuffers {
+  /** Bytes of each. */
+  size: number;
+  /** At most this many idle ones are kept. */
+  keep: number;
+  /** A reader gets no more large buffers while this many of them are out (not back). */
+  maxOut: number;
+}
+
 /** What `ReadBuffers` knows of a buffer it lent out. */
 interface LentBuffer {
   buffer: Buffer;
+  /** Who reads into it (told when its chunks are released). */
+  reader: ReadBufferReader | undefined;
+  /** One of the large buffers. */
+  large: boolean;
   /** A part of it is out for a read (taken, not yet filled). */
   reading: boolean;
   /** Reads may still go into its rest. */
@@ -252,9 +277,16 @@ interface LentBuffer {
  * take part, a manifest read into memory) or part of a response's headers leaves its buffer to the
  * garbage collector, as any buffer. Releasing is for the one reader that holds a chunk last: once it
  * called `release`, nothing may read the chunk again (see `PutBlobOptions.chunkWritten`).
+ *
+ * With `large`, a reader (`take(reader)`) whose chunks were released gets whole buffers of `large.size`
+ * bytes: fewer, longer reads, and fewer chunks for every stage after it, while its buffers come back and
+ * are read into again. A reader whose chunks nobody releases (its buffers are left to the garbage
+ * collector) keeps the smaller ones, which hold less garbage, and so does one with `large.maxOut` large
+ * buffers out: its reader stopped handing them back (or holds that many at once).
  */
 export class ReadBuffers {
   readonly #idle: Buffer[] = [];
+  readonly #idleLarge: Buffer[] = [];
   /**
    * Where a lent buffer's record is kept: a property of its ArrayBuffer, not a WeakMap entry. V8's
    * scavenges keep a WeakMap's values alive (it resolves them only in full collections), so every lent
@@ -265,27 +297,45 @@ export class ReadBuffers {
   /** The buffer whose rest the next `take` hands out, and where that rest starts. */
   #rest: { lent: LentBuffer; offset: number } | undefined;
 
-  /** Buffers of `size` bytes; at most `keep` idle ones are kept. */
+  /** Buffers of `size` bytes (and of `large.size` for readers that hand back); at most `keep` idle ones are kept. */
   constructor(
     readonly size: number,
     readonly keep: number,
     readonly minimumRead: number = Math.min(size, 64 * 1024),
+    readonly large?: LargeReadBuffers,
   ) {}
+
+  /** A new reader to `take` for (a socket). */
+  reader(): ReadBufferReader {
+    return { handedBack: false, largeOut: 0 };
+  }
 
   /**
    * Memory for one read (the rest of the buffer the last read went into, when it has room, else a whole
-   * buffer), lent out until `filled` and the release of all the buffer was filled with.
+   * buffer), lent out until `filled` and the release of all the buffer was filled with. A whole buffer
+   * for `reader` is a large one (`large`) once a chunk read for it was released, while fewer than
+   * `large.maxOut` of its large buffers are out.
    */
-  take(): Buffer {
+  take(reader?: ReadBufferReader): Buffer {
     const rest = this.#rest;
     if (rest !== undefined) {
       this.#rest = undefined;
       rest.lent.reading = true;
       return rest.lent.buffer.subarray(rest.offset);
     }
-    const buffer = this.#idle.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    const sizes = this.large;
+    const large = sizes !== undefined && reader?.handedBack === true && reader.largeOut < sizes.maxOut;
+    let buffer: Buffer;
+    if (large) {
+      buffer = this.#idleLarge.pop() ?? Buffer.allocUnsafeSlow(sizes.size);
+      reader.largeOut += 1;
+    } else {
+      buffer = this.#idle.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
     this.#record(buffer.buffer, {
       buffer,
+      reader,
+      large,
       reading: true,
       open: true,
       filled: 0,
@@ -306,8 +356,9 @@ export class ReadBuffers {
     // A rest offered before and not taken gets no more reads.
     const offered = this.#rest?.lent;
     if (offered !== undefined) this.#close(offered);
-    if (this.size - lent.filledEnd >= this.minimumRead) this.#rest = { lent, offset: lent.filledEnd };
-    else this.#close(lent);
+    if (lent.buffer.byteLength - lent.filledEnd >= this.minimumRead) {
+      this.#rest = { lent, offset: lent.filledEnd };
+    } else this.#close(lent);
   }
 
   /**
@@ -321,6 +372,7 @@ export class ReadBuffers {
     if (end > lent.filledEnd || lent.releasedOffsets.includes(chunk.byteOffset)) return;
     lent.releasedOffsets.push(chunk.byteOffset);
     lent.released += chunk.byteLength;
+    if (lent.reader !== undefined) lent.reader.handedBack = true;
     this.#giveBackWhenReleased(lent);
   }
 
@@ -341,18 +393,31 @@ export class ReadBuffers {
   #giveBackWhenReleased(lent: LentBuffer): void {
     if (lent.reading || lent.open || lent.released < lent.filled) return;
     this.#record(lent.buffer.buffer, undefined);
-    if (this.#idle.length < this.keep) this.#idle.push(lent.buffer);
+    if (!lent.large) {
+      if (this.#idle.length < this.keep) this.#idle.push(lent.buffer);
+      return;
+    }
+    if (lent.reader !== undefined) lent.reader.largeOut -= 1;
+    if (this.#idleLarge.length < (this.large?.keep ?? 0)) this.#idleLarge.push(lent.buffer);
   }
 }
 
 /**
- * The process-wide buffers for registry sources' socket reads (`ReadBuffers`): 128 KiB each (a read
- * takes what the socket has, up to the room left), up to 24 MiB kept idle — about what the blobs in
- * flight of a copy hold at once. (Measured on 2 cores, registry → oci of 16 × 16 MiB took the same CPU
- * with 256 KiB buffers, but registry → docker-archive, whose destination does not hand chunks back,
- * peaked at 148–150 MiB instead of 139 MiB.)
+ * The process-wide buffers for registry sources' socket reads (`ReadBuffers`): a read takes what the
+ * socket has, up to the room left. 512 KiB buffers for a socket whose chunks are handed back (the
+ * destination releases them once written: `PutBlobOptions.chunkWritten`), at most 4 of them out per
+ * socket (2 MiB: each is fresh memory whose pages the socket reads fault in), 128 KiB ones otherwise;
+ * up to 24 MiB of each kept idle — about what the blobs in flight of a copy hold at once. (Measured on 2
+ * cores, docs/performance-notes.md: ~0.05–0.1 s less CPU for registry → oci, 7–10 MiB more peak;
+ * with 8 out, the extra page faults took the gain back. registry → docker-archive, whose decompressed
+ * layers' read buffers are not handed back, keeps 128 KiB reads: it peaked at 141 MiB with 512 KiB
+ * buffers against 115–118 MiB.)
  */
-export const socketReadBuffers = new ReadBuffers(128 * 1024, 192);
+export const socketReadBuffers = new ReadBuffers(128 * 1024, 192, 64 * 1024, {
+  size: 512 * 1024,
+  keep: 48,
+  maxOut: 4,
+});
 
 /**
  * The process-wide buffers for file sources' reads (`ReadBuffers`, `pooledFileStream`): 1 MiB each (a

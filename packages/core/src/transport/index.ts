@@ -16,7 +16,14 @@
  */
 
 export type { BlobInfoCache, CachedCompression } from '../copy/blob-info-cache.js';
-export { fileReadBuffers, ReadBuffers, releaseReadChunk, socketReadBuffers } from '../copy/buffer-pool.js';
+export {
+  fileReadBuffers,
+  type LargeReadBuffers,
+  type ReadBufferReader,
+  ReadBuffers,
+  releaseReadChunk,
+  socketReadBuffers,
+} from '../copy/buffer-pool.js';
 export {
   type CompressionFormat,
   createDecompressor,
