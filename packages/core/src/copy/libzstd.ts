@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { scratchBuffer } from './buffer-pool.js';
+import type { LentOutputBuffers } from './lent-output-buffers.js';
 
 /**
  * The system's zstd library (`libzstd.so.1`, Debian's `libzstd1`), called through koffi to compress
@@ -9,9 +9,12 @@ import { scratchBuffer } from './buffer-pool.js';
 export interface Libzstd {
   /**
    * `input` as one complete zstd frame (with its content size) at `level`, compressed off this thread.
-   * `wholeBlock`: `input` has the usual block size, so the scratch output buffer is pooled.
+   * With `outputs`, compressed into one of its buffers when the bound fits (the frame is then a chunk
+   * lent by `outputs`), else into a fresh one.
    */
-  frame(input: Uint8Array, level: number, wholeBlock: boolean): Promise<Buffer>;
+  frame(input: Uint8Array, level: number, outputs?: LentOutputBuffers): Promise<Buffer>;
+  /** The most bytes `frame` may write for `length` bytes of input (`ZSTD_compressBound`). */
+  frameBound(length: number): number;
   /**
    * A new streaming decompression context (`ZSTD_DCtx`), for one stream: each of its calls runs on
    * koffi's asynchronous call threads, one at a time. Give it up with `free()` once done (also after
@@ -183,16 +186,23 @@ function load(): Libzstd | null {
         },
       };
     },
-    frame(input, level, wholeBlock) {
+    frameBound(length) {
+      return Number(compressBound(length));
+    },
+    frame(input, level, outputs) {
       let context: unknown;
       try {
         context = take(level);
       } catch (error) {
         return Promise.reject(error);
       }
-      // Compressed into a pooled buffer of the bound's size, then copied out at its real size.
-      const scratch = scratchBuffer(Number(compressBound(input.byteLength)), wholeBlock);
-      const output = scratch.buffer;
+      // Compressed into a buffer of the bound's size, handed on as the view of what was written (as
+      // libdeflate's members are): copying it out at its real size would take this thread's time and
+      // touch as much fresh memory, and the rest of the bound is never written, so never faulted in. A
+      // buffer of `outputs` comes back to be compressed into again once the destination wrote the frame.
+      const bound = Number(compressBound(input.byteLength));
+      const lent = outputs !== undefined && bound <= outputs.size ? outputs.take() : undefined;
+      const output = lent ?? Buffer.allocUnsafeSlow(bound);
       return new Promise<Buffer>((resolve, reject) => {
         compress.async(
           context,
@@ -200,17 +210,21 @@ function load(): Libzstd | null {
           output.byteLength,
           input,
           input.byteLength,
-          (error: unknown, written: number | bigint) => {
+          (error: unknown, result: number | bigint) => {
             giveBack(level, context);
             // `input` and `output` are referenced by this closure until the call returns.
-            if (error) reject(error);
-            else if (isError(written)) reject(new Error(`libzstd: ${String(errorName(written))}`));
-            else if (Number(written) > output.byteLength)
-              reject(new Error('libzstd: output larger than its bound'));
-            // Copied out at its real size (about a third of the bound for layers), so that the
-            // bound-sized scratch goes back to the pool instead of waiting for the garbage collector.
-            else resolve(Buffer.from(output.subarray(0, Number(written))));
-            scratch.give();
+            const written = Number(result);
+            const failure =
+              error ??
+              (isError(result)
+                ? new Error(`libzstd: ${String(errorName(result))}`)
+                : written > output.byteLength
+                  ? new Error('libzstd: output larger than its bound')
+                  : undefined);
+            if (failure !== undefined) {
+              if (lent) outputs!.giveBack(lent);
+              reject(failure);
+            } else resolve(lent ? outputs!.lend(lent, written) : output.subarray(0, written));
           },
         );
       });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDecompressor, throughTransform } from './compression.js';
+import { releaseCompressedChunk } from './lent-output-buffers.js';
 import { zstdParametersOf } from './libzstd.js';
 import { parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 
@@ -119,23 +120,34 @@ describe('parallelZstdStage', () => {
     }
   });
 
-  it('hands out each frame in a buffer of its own size, not a view of the bound-sized scratch', async () => {
-    // Frames of compressible data are a fraction of the scratch (zstd's bound, a bit over the frame
-    // size): a view would keep the whole scratch alive downstream instead of giving it back to the pool.
+  it('writes frames into lent buffers that come back once the destination released them', async () => {
+    // A frame size no other test uses: its output buffers (of the bound's size) are this test's.
+    const size = 256 * 1024 + 13;
     const text = Array.from({ length: 80_000 }, (_, index) => `line ${index} of a compressible layer\n`);
-    const input = Buffer.from(text.join('')).subarray(0, frameSize * 6);
-    const frames: Uint8Array[] = [];
+    const input = Buffer.from(text.join('')).subarray(0, size * 6);
     async function* chunks() {
       yield input;
     }
-    for await (const frame of parallelZstdStage({ frameSize, concurrency: 2 })(chunks())) frames.push(frame);
-    expect(frames.length).toBe(6);
-    for (const frame of frames) {
-      expect(frame.byteLength).toBeLessThan(frameSize * 0.8);
-      // Node.js puts buffers under 4 KiB in a shared 8 KiB slab; larger ones have their own memory.
-      expect(frame.buffer.byteLength).toBeLessThanOrEqual(Math.max(8192, frame.byteLength));
+    const frames: Uint8Array[] = [];
+    // Each frame released as soon as it is read, as a destination does once it wrote it.
+    for await (const frame of parallelZstdStage({ frameSize: size, concurrency: 2 })(chunks())) {
+      expect(frame.byteOffset).toBe(0);
+      expect(frame.byteLength).toBeLessThan(size * 0.8);
+      frames.push(Buffer.from(frame));
+      releaseCompressedChunk(frame);
+      frames.push(frame);
     }
-    expect((await gantryDecompress(Buffer.concat(frames))).equals(input)).toBe(true);
+    expect(frames.length).toBe(12);
+    // Each frame's copy is followed by the frame: its memory was compressed into again for a later one.
+    const copies = frames.filter((_, index) => index % 2 === 0);
+    const lent = frames.filter((_, index) => index % 2 === 1);
+    expect(new Set(lent.map((frame) => frame.buffer)).size).toBeLessThan(lent.length);
+    expect((await gantryDecompress(Buffer.concat(copies))).equals(input)).toBe(true);
+    // Not released: every frame keeps a buffer of its own.
+    const kept: Uint8Array[] = [];
+    for await (const frame of parallelZstdStage({ frameSize: size, concurrency: 2 })(chunks())) kept.push(frame);
+    expect(new Set(kept.map((frame) => frame.buffer)).size).toBe(kept.length);
+    expect((await gantryDecompress(Buffer.concat(kept))).equals(input)).toBe(true);
   });
 
   it("compresses other levels with libzstd's own parameters", async () => {
