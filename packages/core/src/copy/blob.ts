@@ -21,7 +21,7 @@ import {
   sniffLength,
   throughTransform,
 } from './compression.js';
-import { compressionSlots, releasedAtInputEnd } from './compression-slots.js';
+import { compressionSlots } from './compression-slots.js';
 import { releaseCompressedChunk } from './lent-output-buffers.js';
 import { type RetrySettings, withRetry } from './retry.js';
 import type { CopiedBlobKind, CopyProgressEvent } from './types.js';
@@ -482,9 +482,7 @@ function compressionStage(
       if (plan.chunked && plan.format === 'zstd') {
         yield* zstdChunkedStage(plan.level ?? defaultZstdLevel, onAnnotations)(input);
       } else {
-        // Given back once the input ended: the last blocks in flight hold slots of their own
-        // (`compressionBlockSlots`), and the next layer's reading overlaps them.
-        yield* compressingStage(plan.format, plan.level)(releasedAtInputEnd(input, release));
+        yield* compressingStage(plan.format, plan.level)(input);
       }
     } finally {
       release();

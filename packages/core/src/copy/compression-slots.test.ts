@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, isGantryError } from '../errors.js';
-import { CompressionSlots, releasedAtInputEnd } from './compression-slots.js';
+import { CompressionSlots } from './compression-slots.js';
 
 describe('CompressionSlots', () => {
   it('hands out at most its capacity and serves waiters in arrival order', async () => {
@@ -45,33 +45,5 @@ describe('CompressionSlots', () => {
     const again = await slots.acquire();
     expect(slots.held).toBe(1);
     again();
-  });
-
-  it('releasedAtInputEnd calls its callback once the input ended, before the last item is consumed further', async () => {
-    const events: string[] = [];
-    async function* input() {
-      yield 1;
-      yield 2;
-    }
-    const passed = releasedAtInputEnd(input(), () => events.push('end'));
-    for await (const item of passed) events.push(`item ${item}`);
-    expect(events).toEqual(['item 1', 'item 2', 'end']);
-    // An input that fails does not call it.
-    async function* failing() {
-      yield 1;
-      throw new Error('broken');
-    }
-    let ended = false;
-    const broken = releasedAtInputEnd(failing(), () => {
-      ended = true;
-    });
-    await expect(
-      (async () => {
-        for await (const _ of broken) {
-          // Consumed.
-        }
-      })(),
-    ).rejects.toThrow('broken');
-    expect(ended).toBe(false);
   });
 });

@@ -73,27 +73,3 @@ export class CompressionSlots {
  * RSS and one at 160–170 MiB, for the same CPU time.
  */
 export const compressionSlots = new CompressionSlots(Math.max(1, Math.floor(availableParallelism() / 2)));
-
-/**
- * The process-wide slots for blocks being compressed (each a job on the thread pool: a gzip member, a
- * zstd frame), taken by `inBlocks` for each block it starts and given back when the block's job ended:
- * as many as the layers of `compressionSlots` have blocks in flight (a block per core, at least 2,
- * each). A layer gives its compression slot back once its input ended (`releasedAtInputEnd`), while its
- * last blocks are still being compressed, so that the next layer's reading and decompression overlap
- * them; these slots keep the blocks compressed at once (and their buffers) as many as before.
- */
-export const compressionBlockSlots = new CompressionSlots(
-  Math.max(2, availableParallelism()) * compressionSlots.capacity,
-);
-
-/**
- * `input` passed on as it comes, calling `atEnd` (once) as soon as it ended: before its consumer is
- * done with the last items (a block compressor's last blocks are then still being compressed).
- */
-export async function* releasedAtInputEnd<T>(
-  input: AsyncIterable<T>,
-  atEnd: () => void,
-): AsyncGenerator<T, void, undefined> {
-  for await (const item of input) yield item;
-  atEnd();
-}

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type { LentOutputBuffers } from './lent-output-buffers.js';
+import { scratchBuffer } from './buffer-pool.js';
 
 /**
  * The system's zstd library (`libzstd.so.1`, Debian's `libzstd1`), called through koffi to compress
@@ -9,12 +9,9 @@ import type { LentOutputBuffers } from './lent-output-buffers.js';
 export interface Libzstd {
   /**
    * `input` as one complete zstd frame (with its content size) at `level`, compressed off this thread.
-   * With `outputs`, compressed into one of its buffers when the bound fits (the frame is then a chunk
-   * lent by `outputs`), else into a fresh one.
+   * `wholeBlock`: `input` has the usual block size, so the scratch output buffer is pooled.
    */
-  frame(input: Uint8Array, level: number, outputs?: LentOutputBuffers): Promise<Buffer>;
-  /** The most bytes `frame` may write for `length` bytes of input (`ZSTD_compressBound`). */
-  frameBound(length: number): number;
+  frame(input: Uint8Array, level: number, wholeBlock: boolean): Promise<Buffer>;
   /**
    * A new streaming decompression context (`ZSTD_DCtx`), for one stream: each of its calls runs on
    * koffi's asynchronous call threads, one at a time. Give it up with `free()` once done (also after
@@ -48,25 +45,19 @@ interface KoffiModule {
 
 let loaded: Libzstd | null | undefined;
 
-/** libzstd's parameter numbers (`ZSTD_cParameter`, stable API). */
+/** libzstd's parameter number of the compression level (`ZSTD_c_compressionLevel`, stable API). */
 const compressionLevelParameter = 100;
-const hashLogParameter = 102;
-const chainLogParameter = 103;
 
 /**
- * The parameters a frame at `level` is compressed with: the level, and at level 3 (zstd's and
- * skopeo's default) smaller match-finder tables than libzstd's own for level 3: 2^16 entries in the
- * hash table (instead of 2^17) and 2^15 in the second table of its "double fast" strategy (instead of
- * 2^16), so that they stay in the caches of small machines. Measured on 2 cores, 64 MiB of an
- * executable in 4 MiB frames (medians of 5 rounds): 0.28 s of CPU instead of 0.36 s (−22 %), for
- * 25.55 MB of output instead of 25.10 MB (+1.8 %; skopeo's klauspost/compress writes 25.10 MB at its
- * default). Level 2 would take 0.23 s for 26.51 MB (+5.6 %). The output is ordinary zstd: the
- * decoder never sees the compressor's tables. Other levels keep libzstd's own parameters.
+ * The parameters a frame at `level` is compressed with: the level alone, so libzstd's own parameters
+ * for it (at level 3, zstd's and skopeo's default: the "double fast" strategy with 2^17 hash and 2^16
+ * chain entries, matches of 5 bytes or more). Measured on the recompression benchmark's 8 × 64 MiB of
+ * an executable in 4 MiB frames, against skopeo's 199.47 MB (klauspost/compress at its default):
+ * libzstd's level 3 writes 198.52 MB (99.5 %); smaller tables (2^16 and 2^15 entries) take ~10–15 %
+ * less CPU but write 201.75 MB (101.1 %), more than skopeo, which Gantry's output must not be.
  */
 export function zstdParametersOf(level: number): Array<[parameter: number, value: number]> {
-  const parameters: Array<[number, number]> = [[compressionLevelParameter, level]];
-  if (level === 3) parameters.push([hashLogParameter, 16], [chainLogParameter, 15]);
-  return parameters;
+  return [[compressionLevelParameter, level]];
 }
 
 const libraryNames = ['libzstd.so.1', 'libzstd.so'];
@@ -186,23 +177,16 @@ function load(): Libzstd | null {
         },
       };
     },
-    frameBound(length) {
-      return Number(compressBound(length));
-    },
-    frame(input, level, outputs) {
+    frame(input, level, wholeBlock) {
       let context: unknown;
       try {
         context = take(level);
       } catch (error) {
         return Promise.reject(error);
       }
-      // Compressed into a buffer of the bound's size, handed on as the view of what was written (as
-      // libdeflate's members are): copying it out at its real size would take this thread's time and
-      // touch as much fresh memory, and the rest of the bound is never written, so never faulted in. A
-      // buffer of `outputs` comes back to be compressed into again once the destination wrote the frame.
-      const bound = Number(compressBound(input.byteLength));
-      const lent = outputs !== undefined && bound <= outputs.size ? outputs.take() : undefined;
-      const output = lent ?? Buffer.allocUnsafeSlow(bound);
+      // Compressed into a pooled buffer of the bound's size, then copied out at its real size.
+      const scratch = scratchBuffer(Number(compressBound(input.byteLength)), wholeBlock);
+      const output = scratch.buffer;
       return new Promise<Buffer>((resolve, reject) => {
         compress.async(
           context,
@@ -210,21 +194,17 @@ function load(): Libzstd | null {
           output.byteLength,
           input,
           input.byteLength,
-          (error: unknown, result: number | bigint) => {
+          (error: unknown, written: number | bigint) => {
             giveBack(level, context);
             // `input` and `output` are referenced by this closure until the call returns.
-            const written = Number(result);
-            const failure =
-              error ??
-              (isError(result)
-                ? new Error(`libzstd: ${String(errorName(result))}`)
-                : written > output.byteLength
-                  ? new Error('libzstd: output larger than its bound')
-                  : undefined);
-            if (failure !== undefined) {
-              if (lent) outputs!.giveBack(lent);
-              reject(failure);
-            } else resolve(lent ? outputs!.lend(lent, written) : output.subarray(0, written));
+            if (error) reject(error);
+            else if (isError(written)) reject(new Error(`libzstd: ${String(errorName(written))}`));
+            else if (Number(written) > output.byteLength)
+              reject(new Error('libzstd: output larger than its bound'));
+            // Copied out at its real size (about a third of the bound for layers), so that the
+            // bound-sized scratch goes back to the pool instead of waiting for the garbage collector.
+            else resolve(Buffer.from(output.subarray(0, Number(written))));
+            scratch.give();
           },
         );
       });

@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { crc32, gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bufferPoolOf, transientBuffers } from './buffer-pool.js';
-import { CompressionSlots } from './compression-slots.js';
 import { releaseCompressedChunk } from './lent-output-buffers.js';
 import {
   combineCrc32,
@@ -260,7 +259,6 @@ describe('inBlocks', () => {
         return new Promise<number>((resolve) => finish.push(() => resolve(block.byteLength)));
       },
       true,
-      new CompressionSlots(4),
     );
     const first = blocks.next();
     // Every block is started (4 in flight at most) before the first result is awaited.
@@ -331,7 +329,6 @@ describe('inBlocks', () => {
         4,
         (block) => new Promise<number>((resolve) => finish.push(() => resolve(block.byteLength))),
         true,
-        new CompressionSlots(4),
       );
       const first = blocks.next();
       await new Promise((resolve) => setImmediate(resolve));
@@ -347,76 +344,6 @@ describe('inBlocks', () => {
     } finally {
       note.mockRestore();
     }
-  });
-
-  it('starts a block only with a block slot, reading no more chunks meanwhile, and gives it back when the job ended', async () => {
-    const slots = new CompressionSlots(2);
-    const other = await slots.acquire(); // Held by another layer's block.
-    let read = 0;
-    async function* chunks() {
-      for (let index = 0; index < 6; index += 1) {
-        read += 1;
-        yield Buffer.alloc(10, index);
-      }
-    }
-    const finish: Array<() => void> = [];
-    const started: number[] = [];
-    const blocks = inBlocks(
-      chunks(),
-      10,
-      4,
-      (block) => {
-        started.push(block[0]!);
-        return new Promise<number>((resolve) => finish.push(() => resolve(block[0]!)));
-      },
-      false,
-      slots,
-    );
-    const first = blocks.next();
-    await new Promise((resolve) => setImmediate(resolve));
-    // One slot left: the first block runs, the second waits for a slot, the third is not read.
-    expect(started).toEqual([0]);
-    expect(read).toBe(2);
-    expect(slots.held).toBe(2);
-    other();
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(started).toEqual([0, 1]);
-    expect(read).toBe(3);
-    // A job that ended gives its slot to the next block at once, before its result is read.
-    finish[0]!();
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(started).toEqual([0, 1, 2]);
-    const values: number[] = [];
-    const consumed = (async () => {
-      values.push((await first).value as number);
-      for await (const value of blocks) values.push(value);
-    })();
-    for (let index = 1; index < 6; index += 1) {
-      while (finish[index] === undefined) await new Promise((resolve) => setImmediate(resolve));
-      finish[index]!();
-    }
-    await consumed;
-    expect(values).toEqual([0, 1, 2, 3, 4, 5]);
-    expect(slots.held).toBe(0);
-  });
-
-  it('gives the block slot back when starting a job throws', async () => {
-    const slots = new CompressionSlots(1);
-    async function* chunks() {
-      yield Buffer.alloc(10);
-    }
-    const blocks = inBlocks(
-      chunks(),
-      10,
-      2,
-      () => {
-        throw new Error('no job');
-      },
-      false,
-      slots,
-    );
-    await expect(blocks.next()).rejects.toThrow('no job');
-    expect(slots.held).toBe(0);
   });
 
   it('gives nothing back without `pooled` (a block may then be kept past its job)', async () => {

@@ -1,7 +1,6 @@
 import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
 import { bufferPoolOf, scratchBuffer, transientBuffers } from './buffer-pool.js';
-import { type CompressionSlots, compressionBlockSlots } from './compression-slots.js';
 import { type LentOutputBuffers, lentOutputBuffersOf } from './lent-output-buffers.js';
 import { type Libdeflate, libdeflate } from './libdeflate.js';
 
@@ -333,9 +332,7 @@ export function contiguousView(parts: readonly Uint8Array[], length: number): Ui
  * its promise); else it is a fresh concatenation. With `pooled`, a chunk that is a whole buffer of
  * the pool of `blockSize` buffers (a decompressor's output made with `pooledOutput`) is given back to
  * that pool once its block's job ended: the chunks of `source` are this stage's alone once read. The
- * bytes of the other blocks are noted to `transientBuffers` once their job ended. Each job holds one of
- * `blockSlots` (default the process-wide `compressionBlockSlots`) until it ended: a block waits for
- * one before it starts, and no more chunks are read meanwhile.
+ * bytes of the other blocks are noted to `transientBuffers` once their job ended.
  */
 export async function* inBlocks<T>(
   source: AsyncIterable<Uint8Array>,
@@ -343,13 +340,12 @@ export async function* inBlocks<T>(
   concurrency: number,
   start: (block: Uint8Array, whole: boolean) => Promise<T>,
   pooled = false,
-  blockSlots: CompressionSlots = compressionBlockSlots,
 ): AsyncGenerator<T, void, undefined> {
   const inFlight: Promise<T>[] = [];
   const blockPool = pooled ? bufferPoolOf(blockSize) : undefined;
   let pending: Uint8Array[] = [];
   let pendingLength = 0;
-  const launch = (whole: boolean, releaseSlot: () => void): void => {
+  const launch = (whole: boolean): void => {
     let block: Uint8Array;
     let giveBack: (() => void) | undefined;
     const contiguous = contiguousView(pending, pendingLength);
@@ -374,13 +370,7 @@ export async function* inBlocks<T>(
     }
     pending = [];
     pendingLength = 0;
-    let job: Promise<T>;
-    try {
-      job = start(block, whole);
-    } catch (error) {
-      job = Promise.reject(error);
-    }
-    job.then(releaseSlot, releaseSlot);
+    const job = start(block, whole);
     if (giveBack) job.then(giveBack, giveBack);
     else {
       // A block that is no buffer of the pool is garbage once compressed (see GarbagePacer).
@@ -399,7 +389,7 @@ export async function* inBlocks<T>(
         pending.push(rest.subarray(0, take));
         pendingLength += take;
         rest = rest.subarray(take);
-        launch(true, await blockSlots.acquire());
+        launch(true);
         while (inFlight.length >= concurrency) yield await inFlight.shift()!;
       }
       if (rest.byteLength > 0) {
@@ -407,7 +397,7 @@ export async function* inBlocks<T>(
         pendingLength += rest.byteLength;
       }
     }
-    if (pendingLength > 0) launch(false, await blockSlots.acquire());
+    if (pendingLength > 0) launch(false);
     while (inFlight.length > 0) yield await inFlight.shift()!;
   } finally {
     inFlight.length = 0;

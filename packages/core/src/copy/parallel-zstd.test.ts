@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDecompressor, throughTransform } from './compression.js';
-import { releaseCompressedChunk } from './lent-output-buffers.js';
 import { zstdParametersOf } from './libzstd.js';
 import { parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
 
@@ -80,8 +79,8 @@ describe('parallelZstdStage', () => {
     const input = executable.subarray(0, 4 * 1024 * 1024);
     const compressed = await zstdOf(input, {});
     const single = execFileSync('zstd', ['-3', '-q', '-c'], { input, maxBuffer: 64 * 1024 * 1024 });
-    // Level 3 with smaller tables (zstdParametersOf): a little larger than zstd -3, smaller than -2.
-    expect(compressed.byteLength).toBeLessThan(single.byteLength * 1.04);
+    // libzstd's level 3 in 4 MiB frames: about the size of zstd -3 over the whole input, smaller than -2.
+    expect(compressed.byteLength).toBeLessThan(single.byteLength * 1.01);
     const levelTwo = execFileSync('zstd', ['-2', '-q', '-c'], { input, maxBuffer: 64 * 1024 * 1024 });
     expect(compressed.byteLength).toBeLessThan(levelTwo.byteLength);
     const framed = await zstdOf(input, { frameSize: 1024 * 1024 });
@@ -120,42 +119,38 @@ describe('parallelZstdStage', () => {
     }
   });
 
-  it('writes frames into lent buffers that come back once the destination released them', async () => {
-    // A frame size no other test uses: its output buffers (of the bound's size) are this test's.
-    const size = 256 * 1024 + 13;
+  it('hands out each frame in a buffer of its own size, not a view of the bound-sized scratch', async () => {
+    // Frames of compressible data are a fraction of the scratch (zstd's bound, a bit over the frame
+    // size): a view would keep the whole scratch alive downstream instead of giving it back to the pool.
     const text = Array.from({ length: 80_000 }, (_, index) => `line ${index} of a compressible layer\n`);
-    const input = Buffer.from(text.join('')).subarray(0, size * 6);
+    const input = Buffer.from(text.join('')).subarray(0, frameSize * 6);
+    const frames: Uint8Array[] = [];
     async function* chunks() {
       yield input;
     }
-    const frames: Uint8Array[] = [];
-    // Each frame released as soon as it is read, as a destination does once it wrote it.
-    for await (const frame of parallelZstdStage({ frameSize: size, concurrency: 2 })(chunks())) {
-      expect(frame.byteOffset).toBe(0);
-      expect(frame.byteLength).toBeLessThan(size * 0.8);
-      frames.push(Buffer.from(frame));
-      releaseCompressedChunk(frame);
-      frames.push(frame);
+    for await (const frame of parallelZstdStage({ frameSize, concurrency: 2 })(chunks())) frames.push(frame);
+    expect(frames.length).toBe(6);
+    for (const frame of frames) {
+      expect(frame.byteLength).toBeLessThan(frameSize * 0.8);
+      // Node.js puts buffers under 4 KiB in a shared 8 KiB slab; larger ones have their own memory.
+      expect(frame.buffer.byteLength).toBeLessThanOrEqual(Math.max(8192, frame.byteLength));
     }
-    expect(frames.length).toBe(12);
-    // Each frame's copy is followed by the frame: its memory was compressed into again for a later one.
-    const copies = frames.filter((_, index) => index % 2 === 0);
-    const lent = frames.filter((_, index) => index % 2 === 1);
-    expect(new Set(lent.map((frame) => frame.buffer)).size).toBeLessThan(lent.length);
-    expect((await gantryDecompress(Buffer.concat(copies))).equals(input)).toBe(true);
-    // Not released: every frame keeps a buffer of its own.
-    const kept: Uint8Array[] = [];
-    for await (const frame of parallelZstdStage({ frameSize: size, concurrency: 2 })(chunks())) kept.push(frame);
-    expect(new Set(kept.map((frame) => frame.buffer)).size).toBe(kept.length);
-    expect((await gantryDecompress(Buffer.concat(kept))).equals(input)).toBe(true);
+    expect((await gantryDecompress(Buffer.concat(frames))).equals(input)).toBe(true);
   });
 
-  it("compresses other levels with libzstd's own parameters", async () => {
-    expect(zstdParametersOf(3)).toEqual([
-      [100, 3],
-      [102, 16],
-      [103, 15],
-    ]);
+  it('writes frames no larger than the zstd program at the same level (what skopeo is measured against)', async () => {
+    const input = executable.subarray(0, 4 * 1024 * 1024);
+    const compressed = await zstdOf(input, { frameSize: 4 * 1024 * 1024 });
+    const cli = execFileSync('zstd', ['-3', '--no-check', '-q', '-c'], {
+      input,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    // Equal but for a few bytes of frame header (2^16 hash and 2^15 chain entries would write ~1 % more).
+    expect(compressed.byteLength).toBeLessThanOrEqual(cli.byteLength + 16);
+  });
+
+  it("compresses every level with libzstd's own parameters", async () => {
+    expect(zstdParametersOf(3)).toEqual([[100, 3]]);
     expect(zstdParametersOf(5)).toEqual([[100, 5]]);
     const input = executable.subarray(0, 1024 * 1024);
     const compressed = await zstdOf(input, { level: 5, frameSize: 1024 * 1024 });

@@ -1,6 +1,5 @@
 import { availableParallelism } from 'node:os';
 import { transientBuffers } from './buffer-pool.js';
-import { lentOutputBuffersOf } from './lent-output-buffers.js';
 import { libzstd } from './libzstd.js';
 import { inBlocks } from './parallel-gzip.js';
 
@@ -42,19 +41,16 @@ export function parallelZstdStage(
   }
   const frameSize = options.frameSize ?? defaultZstdFrameSize;
   const concurrency = Math.max(1, options.concurrency ?? Math.max(2, availableParallelism()));
-  // Frames are written into buffers lent out with them (`LentOutputBuffers`) and given back by the
-  // destination once written (`releaseCompressedChunk`): the bound of a whole frame.
-  const outputs = lentOutputBuffersOf(engine.frameBound(frameSize));
   return async function* zstdFramesInParallel(source) {
     let frames = 0;
-    const start = (block: Uint8Array) => engine.frame(block, level, outputs);
+    const start = (block: Uint8Array, whole: boolean) => engine.frame(block, level, whole);
     for await (const frame of inBlocks(source, frameSize, concurrency, start, true)) {
       frames += 1;
-      // Garbage once sent on, unless the destination gives its buffer back (`releaseCompressedChunk`).
+      // Garbage once sent on.
       transientBuffers.note(frame.byteLength);
       yield frame;
     }
     // Empty input: one empty frame, as any zstd writer gives.
-    if (frames === 0) yield await engine.frame(new Uint8Array(0), level);
+    if (frames === 0) yield await engine.frame(new Uint8Array(0), level, false);
   };
 }
