@@ -45,25 +45,19 @@ interface KoffiModule {
 
 let loaded: Libzstd | null | undefined;
 
-/** libzstd's parameter numbers (`ZSTD_cParameter`, stable API). */
+/** libzstd's parameter number of the compression level (`ZSTD_c_compressionLevel`, stable API). */
 const compressionLevelParameter = 100;
-const hashLogParameter = 102;
-const chainLogParameter = 103;
 
 /**
- * The parameters a frame at `level` is compressed with: the level, and at level 3 (zstd's and
- * skopeo's default) smaller match-finder tables than libzstd's own for level 3: 2^16 entries in the
- * hash table (instead of 2^17) and 2^15 in the second table of its "double fast" strategy (instead of
- * 2^16), so that they stay in the caches of small machines. Measured on 2 cores, 64 MiB of an
- * executable in 4 MiB frames (medians of 5 rounds): 0.28 s of CPU instead of 0.36 s (−22 %), for
- * 25.55 MB of output instead of 25.10 MB (+1.8 %; skopeo's klauspost/compress writes 25.10 MB at its
- * default). Level 2 would take 0.23 s for 26.51 MB (+5.6 %). The output is ordinary zstd: the
- * decoder never sees the compressor's tables. Other levels keep libzstd's own parameters.
+ * The parameters a frame at `level` is compressed with: the level alone, so libzstd's own parameters
+ * for it (at level 3, zstd's and skopeo's default: the "double fast" strategy with 2^17 hash and 2^16
+ * chain entries, matches of 5 bytes or more). Measured on the recompression benchmark's 8 × 64 MiB of
+ * an executable in 4 MiB frames, against skopeo's 199.47 MB (klauspost/compress at its default):
+ * libzstd's level 3 writes 198.52 MB (99.5 %); smaller tables (2^16 and 2^15 entries) take ~10–15 %
+ * less CPU but write 201.75 MB (101.1 %), more than skopeo, which Gantry's output must not be.
  */
 export function zstdParametersOf(level: number): Array<[parameter: number, value: number]> {
-  const parameters: Array<[number, number]> = [[compressionLevelParameter, level]];
-  if (level === 3) parameters.push([hashLogParameter, 16], [chainLogParameter, 15]);
-  return parameters;
+  return [[compressionLevelParameter, level]];
 }
 
 const libraryNames = ['libzstd.so.1', 'libzstd.so'];

@@ -79,8 +79,8 @@ describe('parallelZstdStage', () => {
     const input = executable.subarray(0, 4 * 1024 * 1024);
     const compressed = await zstdOf(input, {});
     const single = execFileSync('zstd', ['-3', '-q', '-c'], { input, maxBuffer: 64 * 1024 * 1024 });
-    // Level 3 with smaller tables (zstdParametersOf): a little larger than zstd -3, smaller than -2.
-    expect(compressed.byteLength).toBeLessThan(single.byteLength * 1.04);
+    // libzstd's level 3 in 4 MiB frames: about the size of zstd -3 over the whole input, smaller than -2.
+    expect(compressed.byteLength).toBeLessThan(single.byteLength * 1.01);
     const levelTwo = execFileSync('zstd', ['-2', '-q', '-c'], { input, maxBuffer: 64 * 1024 * 1024 });
     expect(compressed.byteLength).toBeLessThan(levelTwo.byteLength);
     const framed = await zstdOf(input, { frameSize: 1024 * 1024 });
@@ -138,12 +138,19 @@ describe('parallelZstdStage', () => {
     expect((await gantryDecompress(Buffer.concat(frames))).equals(input)).toBe(true);
   });
 
-  it("compresses other levels with libzstd's own parameters", async () => {
-    expect(zstdParametersOf(3)).toEqual([
-      [100, 3],
-      [102, 16],
-      [103, 15],
-    ]);
+  it('writes frames no larger than the zstd program at the same level (what skopeo is measured against)', async () => {
+    const input = executable.subarray(0, 4 * 1024 * 1024);
+    const compressed = await zstdOf(input, { frameSize: 4 * 1024 * 1024 });
+    const cli = execFileSync('zstd', ['-3', '--no-check', '-q', '-c'], {
+      input,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    // Equal but for a few bytes of frame header (2^16 hash and 2^15 chain entries would write ~1 % more).
+    expect(compressed.byteLength).toBeLessThanOrEqual(cli.byteLength + 16);
+  });
+
+  it("compresses every level with libzstd's own parameters", async () => {
+    expect(zstdParametersOf(3)).toEqual([[100, 3]]);
     expect(zstdParametersOf(5)).toEqual([[100, 5]]);
     const input = executable.subarray(0, 1024 * 1024);
     const compressed = await zstdOf(input, { level: 5, frameSize: 1024 * 1024 });
