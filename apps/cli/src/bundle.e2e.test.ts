@@ -86,6 +86,8 @@ interface InstalledRun {
   stderr: string;
   /** The CommonJS module files Node loaded (`require.cache` at exit), besides the recorder itself. */
   loadedFiles: string[];
+  /** The Node built-in modules loaded (`process.moduleLoadList`, public names such as `http`). */
+  loadedBuiltins: string[];
 }
 
 /** Runs `<package>/bin/gantry args` in a clean environment, recording the module files it loaded. */
@@ -108,12 +110,15 @@ function runInstalled(
       ...environment,
     },
   });
-  const loaded = existsSync(loadedList) ? (JSON.parse(readFileSync(loadedList, 'utf8')) as string[]) : [];
+  const loaded = existsSync(loadedList)
+    ? (JSON.parse(readFileSync(loadedList, 'utf8')) as { files: string[]; builtins: string[] })
+    : { files: [], builtins: [] };
   return {
     status: result.status,
     stdout: result.stdout,
     stderr: result.stderr,
-    loadedFiles: loaded.filter((file) => file !== recorder),
+    loadedFiles: loaded.files.filter((file) => file !== recorder),
+    loadedBuiltins: loaded.builtins,
   };
 }
 
@@ -127,7 +132,7 @@ beforeAll(async () => {
   await mkdir(join(root, 'home'));
   await writeFile(
     join(root, 'record-loaded-files.cjs'),
-    "process.on('exit', () => require('node:fs').writeFileSync(process.env.GANTRY_LOADED_FILES, JSON.stringify(Object.keys(require.cache))));\n",
+    "process.on('exit', () => require('node:fs').writeFileSync(process.env.GANTRY_LOADED_FILES, JSON.stringify({ files: Object.keys(require.cache), builtins: process.moduleLoadList.filter((entry) => entry.startsWith('NativeModule ')).map((entry) => entry.slice('NativeModule '.length)) })));\n",
   );
   image = await buildFixtureImage(
     {
@@ -240,6 +245,12 @@ describe('the installed command, alone', () => {
     expect(
       inspectFiles.filter((name) => !/^(bin|main|main-lazy-(undici|smol-toml))\.cjs$/.test(name)),
     ).toEqual([]);
+    // undici's requires of node:http are deferred by the bundler (requireHttpLazilyInUndici) and Gantry
+    // gives undici's clients their maxHeaderSize: a registry command loads neither node:http nor http2.
+    expect(inspected.loadedBuiltins).toEqual(expect.arrayContaining(['net', 'tls']));
+    expect(inspected.loadedBuiltins.filter((name) => /^(http|https|http2|_http_\w+)$/.test(name))).toEqual(
+      [],
+    );
 
     const copyDirectory = join(root, 'dir-copy');
     const copied = runInstalled(alone, [
