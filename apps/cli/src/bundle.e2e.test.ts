@@ -396,6 +396,34 @@ describe('the compiled-code cache', () => {
   });
 });
 
+describe('parsed configuration files, kept in the compiled-code cache directory', () => {
+  it('are written by a run that parses registries.conf and read back by the next, for the same text only', async () => {
+    const cacheHome = join(root, 'cache-home-toml');
+    const configuration = join(root, 'registries-cached.conf');
+    await writeFile(configuration, `[[registry]]\nlocation = "${registry.host}"\ninsecure = true\n`);
+    const environment = { XDG_CACHE_HOME: cacheHome, CONTAINERS_REGISTRIES_CONF: configuration };
+    const args = ['inspect', '--raw', `docker://${registry.host}/bundle/image:v1`];
+    const first = runInstalled(alone, args, environment);
+    expect(first.stderr).toBe('');
+    expect(first.stdout).toBe(Buffer.from(image.topLevel.bytes).toString('utf8'));
+    const cacheFile = join(cacheHome, 'gantry', 'compile-cache', 'gantry-toml-v1.json');
+    const stored = JSON.parse(await readFile(cacheFile, 'utf8')) as { entries: Array<{ text: string }> };
+    expect(stored.entries.map((entry) => entry.text)).toContain(await readFile(configuration, 'utf8'));
+    const written = await stat(cacheFile);
+
+    const second = runInstalled(alone, args, environment);
+    expect(second.stderr).toBe('');
+    expect(second.stdout).toBe(first.stdout);
+    expect((await stat(cacheFile)).mtimeMs).toBe(written.mtimeMs);
+
+    // A changed file is parsed again (here: the registry is no longer insecure, so HTTPS is required).
+    await writeFile(configuration, `[[registry]]\nlocation = "${registry.host}"\ninsecure = false\n`);
+    const changed = runInstalled(alone, args, environment);
+    expect(changed.status).not.toBe(0);
+    expect(changed.stdout).toBe('');
+  });
+});
+
 describe('the compiled-code cache directory', () => {
   it('is pruned by a run that writes a cache file: stale files, then the oldest beyond 256, others left alone', async () => {
     const cacheHome = join(root, 'cache-home-prune');
