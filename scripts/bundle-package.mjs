@@ -406,6 +406,64 @@ function evaluateOnFirstCall(code) {
   );
 }
 
+/**
+ * undici requires `node:http` in two modules, for two things a registry command never needs (Node
+ * compiles node:http at its first `require`: ~3 ms of CPU per run, and nothing else of Gantry's
+ * registry commands loads it):
+ * - core/util.js: `IncomingMessage`, compared with a stream's constructor when streams are destroyed.
+ *   The comparison becomes a call of a function that loads node:http only for a constructor named
+ *   IncomingMessage (then node:http's class, or an impostor: the comparison is made as before);
+ * - dispatcher/client.js: `http.maxHeaderSize`, the default of a client's `maxHeaderSize`, read when
+ *   the module is evaluated. It is read when a client without `maxHeaderSize` is made instead (Gantry
+ *   gives its clients one, see transport-docker's undici-dispatchers.ts), with the same result and
+ *   the same error.
+ * Each rewrite applies only where the module has exactly the expected form (every use of the name is
+ * the one rewritten); otherwise the module keeps its `require`.
+ */
+function requireHttpLazilyInUndici(code) {
+  const modules = code.split(/(?=^var require_[\w$]+ = __commonJSMin\()/m);
+  return modules
+    .map((module) => {
+      let result = module;
+      const incoming = /^(\s*)const \{ IncomingMessage \} = require\("node:http"\);$/m.exec(result);
+      if (incoming) {
+        const uses = result.match(/(?<![\w$.])IncomingMessage(?![\w$])/g).length - 1;
+        const comparisons = /([\w$]+(?:\.[\w$]+|\([\w$]*\))*\.constructor) === IncomingMessage(?![\w$])/g;
+        if (uses > 0 && (result.match(comparisons)?.length ?? 0) === uses) {
+          result = result
+            .replace(
+              incoming[0],
+              `${incoming[1]}const isIncomingMessage = (constructor) => typeof constructor === "function" && ` +
+                'constructor.name === "IncomingMessage" && constructor === require("node:http").IncomingMessage;',
+            )
+            .replace(comparisons, 'isIncomingMessage($1)');
+        }
+      }
+      const http = /^(\s*)const http = require\("node:http"\);$/m.exec(result);
+      const defaultSize =
+        /^(\s*)const getDefaultNodeMaxHeaderSize = (http && http\.maxHeaderSize && Number\.isInteger\(http\.maxHeaderSize\) && http\.maxHeaderSize > 0 \? \(\) => http\.maxHeaderSize : \(\) => \{\n[^\n]*\n\1\});$/m.exec(
+          result,
+        );
+      if (http && defaultSize) {
+        // No other use of the name in the module (a string holding the word counts too, to be safe).
+        const rest = result.replace(http[0], '').replace(defaultSize[0], '');
+        if (!/(?<![\w$.])http(?![\w$])/.test(rest)) {
+          result = result
+            .replace(
+              http[0],
+              `${http[1]}const http = { get maxHeaderSize() { return require("node:http").maxHeaderSize; } };`,
+            )
+            .replace(
+              defaultSize[0],
+              `${defaultSize[1]}const getDefaultNodeMaxHeaderSize = () => (${defaultSize[2]})();`,
+            );
+        }
+      }
+      return result;
+    })
+    .join('');
+}
+
 /** Bundles `file` and what it imports into one CommonJS file, `bundleDirectory/name.cjs`; returns its module ids. */
 async function writeOneFile(file, name, plugins) {
   const bundle = await rolldown({
@@ -426,9 +484,11 @@ async function writeOneFile(file, name, plugins) {
   });
   await bundle.close();
   const bundleFile = join(bundleDirectory, `${name}.cjs`);
-  const code = evaluateOnFirstCall(
-    requireBuiltinsLazily(
-      readFileSync(bundleFile, 'utf8').replaceAll(`require("${lazyFileScheme}`, 'require("./'),
+  const code = requireHttpLazilyInUndici(
+    evaluateOnFirstCall(
+      requireBuiltinsLazily(
+        readFileSync(bundleFile, 'utf8').replaceAll(`require("${lazyFileScheme}`, 'require("./'),
+      ),
     ),
   );
   writeFileSync(bundleFile, escapeNonAscii(code));

@@ -14,7 +14,9 @@
  *   them in ASCII, and a one-byte read skips UTF-8 decoding of ~1 MiB.
  * The directory is `$NODE_COMPILE_CACHE`, else `$XDG_CACHE_HOME/gantry/compile-cache` (default
  * `~/.cache/…`), created private to the user; `NODE_DISABLE_COMPILE_CACHE=1` turns caching off. A cache
- * that cannot be read or written is skipped: the command runs as without it. Each build of Gantry has
+ * that cannot be read or written is skipped: the command runs as without it. The directory also keeps
+ * the parsed TOML configuration files (registries.conf and its drop-ins: `gantry-toml-v1.json`, see
+ * packages/containers-config/src/toml.ts), which pruning leaves alone. Each build of Gantry has
  * its own cache files, so a run that writes one also prunes the directory (`pruneCodeCache`): files
  * unchanged for `staleCacheDays` go, then the oldest beyond `maximumCacheFiles`.
  *
@@ -332,6 +334,9 @@ function runWithCodeCache(
 }
 
 const directory = cacheDirectory();
+// The same directory keeps parsed configuration files (see packages/containers-config/src/toml.ts).
+if (directory !== undefined)
+  (globalThis as Record<symbol, unknown>)[Symbol.for('gantry.cacheDirectory')] = directory;
 const enableCompileCache = (nodeModule as { enableCompileCache?: (directory?: string) => unknown })
   .enableCompileCache;
 if (directory !== undefined && enableCompileCache) {

@@ -86,6 +86,8 @@ interface InstalledRun {
   stderr: string;
   /** The CommonJS module files Node loaded (`require.cache` at exit), besides the recorder itself. */
   loadedFiles: string[];
+  /** The Node built-in modules loaded (`process.moduleLoadList`, public names such as `http`). */
+  loadedBuiltins: string[];
 }
 
 /** Runs `<package>/bin/gantry args` in a clean environment, recording the module files it loaded. */
@@ -108,12 +110,15 @@ function runInstalled(
       ...environment,
     },
   });
-  const loaded = existsSync(loadedList) ? (JSON.parse(readFileSync(loadedList, 'utf8')) as string[]) : [];
+  const loaded = existsSync(loadedList)
+    ? (JSON.parse(readFileSync(loadedList, 'utf8')) as { files: string[]; builtins: string[] })
+    : { files: [], builtins: [] };
   return {
     status: result.status,
     stdout: result.stdout,
     stderr: result.stderr,
-    loadedFiles: loaded.filter((file) => file !== recorder),
+    loadedFiles: loaded.files.filter((file) => file !== recorder),
+    loadedBuiltins: loaded.builtins,
   };
 }
 
@@ -127,7 +132,7 @@ beforeAll(async () => {
   await mkdir(join(root, 'home'));
   await writeFile(
     join(root, 'record-loaded-files.cjs'),
-    "process.on('exit', () => require('node:fs').writeFileSync(process.env.GANTRY_LOADED_FILES, JSON.stringify(Object.keys(require.cache))));\n",
+    "process.on('exit', () => require('node:fs').writeFileSync(process.env.GANTRY_LOADED_FILES, JSON.stringify({ files: Object.keys(require.cache), builtins: process.moduleLoadList.filter((entry) => entry.startsWith('NativeModule ')).map((entry) => entry.slice('NativeModule '.length)) })));\n",
   );
   image = await buildFixtureImage(
     {
@@ -240,6 +245,12 @@ describe('the installed command, alone', () => {
     expect(
       inspectFiles.filter((name) => !/^(bin|main|main-lazy-(undici|smol-toml))\.cjs$/.test(name)),
     ).toEqual([]);
+    // undici's requires of node:http are deferred by the bundler (requireHttpLazilyInUndici) and Gantry
+    // gives undici's clients their maxHeaderSize: a registry command loads neither node:http nor http2.
+    expect(inspected.loadedBuiltins).toEqual(expect.arrayContaining(['net', 'tls']));
+    expect(inspected.loadedBuiltins.filter((name) => /^(http|https|http2|_http_\w+)$/.test(name))).toEqual(
+      [],
+    );
 
     const copyDirectory = join(root, 'dir-copy');
     const copied = runInstalled(alone, [
@@ -382,6 +393,34 @@ describe('the compiled-code cache', () => {
     expect(afterDamage.stderr).toBe('');
     expect(afterDamage.stdout).toBe(first.stdout);
     expect((await stat(cacheFile)).size).toBeGreaterThan(10_000);
+  });
+});
+
+describe('parsed configuration files, kept in the compiled-code cache directory', () => {
+  it('are written by a run that parses registries.conf and read back by the next, for the same text only', async () => {
+    const cacheHome = join(root, 'cache-home-toml');
+    const configuration = join(root, 'registries-cached.conf');
+    await writeFile(configuration, `[[registry]]\nlocation = "${registry.host}"\ninsecure = true\n`);
+    const environment = { XDG_CACHE_HOME: cacheHome, CONTAINERS_REGISTRIES_CONF: configuration };
+    const args = ['inspect', '--raw', `docker://${registry.host}/bundle/image:v1`];
+    const first = runInstalled(alone, args, environment);
+    expect(first.stderr).toBe('');
+    expect(first.stdout).toBe(Buffer.from(image.topLevel.bytes).toString('utf8'));
+    const cacheFile = join(cacheHome, 'gantry', 'compile-cache', 'gantry-toml-v1.json');
+    const stored = JSON.parse(await readFile(cacheFile, 'utf8')) as { entries: Array<{ text: string }> };
+    expect(stored.entries.map((entry) => entry.text)).toContain(await readFile(configuration, 'utf8'));
+    const written = await stat(cacheFile);
+
+    const second = runInstalled(alone, args, environment);
+    expect(second.stderr).toBe('');
+    expect(second.stdout).toBe(first.stdout);
+    expect((await stat(cacheFile)).mtimeMs).toBe(written.mtimeMs);
+
+    // A changed file is parsed again (here: the registry is no longer insecure, so HTTPS is required).
+    await writeFile(configuration, `[[registry]]\nlocation = "${registry.host}"\ninsecure = false\n`);
+    const changed = runInstalled(alone, args, environment);
+    expect(changed.status).not.toBe(0);
+    expect(changed.stdout).toBe('');
   });
 });
 

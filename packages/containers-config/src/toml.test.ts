@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
-import { parseToml, TomlError } from './toml.js';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { cacheDirectoryKey, parseToml, TomlError, type TomlTable, tomlCacheFileName } from './toml.js';
 
 describe('parseToml', () => {
   it('reads registries.conf-style documents', () => {
@@ -101,5 +105,79 @@ mirror = [{ location = "mirror.registry.com" }]
     refuse('a = "\\q"', /^line 1, column 7: unrecognised escape sequence/);
     refuse('a = nope', /^line 1, column 5: invalid value/);
     refuse('a = 1\n[[a]]', /^line 2, column 3: trying to redefine/);
+  });
+});
+
+describe('parseToml with a cache directory (the gantry command sets one)', () => {
+  const key = cacheDirectoryKey as unknown as string;
+  const globals = globalThis as unknown as Record<string, unknown>;
+  let directory: string;
+  beforeEach(async () => {
+    directory = await mkdtemp(join(tmpdir(), 'gantry-toml-cache-'));
+    globals[key] = directory;
+  });
+  afterEach(async () => {
+    delete globals[key];
+    await rm(directory, { recursive: true, force: true });
+  });
+  const cacheFile = () => join(directory, tomlCacheFileName);
+  const storedEntries = () =>
+    (JSON.parse(readFileSync(cacheFile(), 'utf8')) as { entries: Array<{ text: string; json: string }> })
+      .entries;
+  /** Another run: the same directory read afresh (the cache is read once per directory). */
+  const nextRun = () => {
+    globals[key] = `${directory}/.`;
+  };
+
+  it('keeps a parsed document and gives it back for the same text, tables with a null prototype', () => {
+    const text =
+      'unqualified-search-registries = ["docker.io"]\n[[registry]]\nlocation = "a.example"\ninsecure = true\n';
+    const parsed = parseToml(text);
+    expect(storedEntries().map((entry) => entry.text)).toEqual([text]);
+    nextRun();
+    const again = parseToml(text);
+    expect(again).toEqual(parsed);
+    expect(Object.getPrototypeOf(again)).toBeNull();
+    expect(Object.getPrototypeOf((again.registry as TomlTable[])[0])).toBeNull();
+    expect(Object.getPrototypeOf(again.registry)).toBe(Array.prototype);
+  });
+
+  it('uses an entry only for its exact text: a changed file is parsed again', () => {
+    const text = 'a = "from the file"\n';
+    writeFileSync(cacheFile(), JSON.stringify({ entries: [{ text, json: '{"a":"from the cache"}' }] }));
+    nextRun();
+    expect(parseToml(text)).toEqual({ a: 'from the cache' });
+    expect(parseToml(`${text}b = 1\n`)).toEqual({ a: 'from the file', b: 1 });
+    expect(storedEntries().map((entry) => entry.text)).toEqual([`${text}b = 1\n`, text]);
+  });
+
+  it('keeps no document JSON would change (inf, nan, -0), and still parses it', () => {
+    const text = 'a = inf\nb = nan\nc = -0.0\n';
+    const parsed = parseToml(text);
+    expect(parsed.a).toBe(Number.POSITIVE_INFINITY);
+    expect(Number.isNaN(parsed.b)).toBe(true);
+    expect(Object.is(parsed.c, -0)).toBe(true);
+    expect(existsSync(cacheFile())).toBe(false);
+  });
+
+  it('parses again over a damaged cache file or entry, and rewrites it', () => {
+    writeFileSync(cacheFile(), '{not json');
+    nextRun();
+    expect(parseToml('a = 1\n')).toEqual({ a: 1 });
+    expect(storedEntries()).toHaveLength(1);
+    writeFileSync(cacheFile(), JSON.stringify({ entries: [{ text: 'a = 1\n', json: '[1]' }] }));
+    globals[key] = `${directory}/./.`;
+    expect(parseToml('a = 1\n')).toEqual({ a: 1 });
+  });
+
+  it('still refuses malformed documents, and keeps nothing for them', () => {
+    expect(() => parseToml('a = \n')).toThrow(TomlError);
+    expect(existsSync(cacheFile())).toBe(false);
+  });
+
+  it('writes nothing without a cache directory', () => {
+    delete globals[key];
+    parseToml('a = 2\n');
+    expect(readdirSync(directory)).toEqual([]);
   });
 });

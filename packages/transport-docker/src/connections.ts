@@ -15,7 +15,7 @@ import {
   socketReadBuffers,
 } from '@gantry/core/transport';
 import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
-import { loadUndiciDispatchers, type UndiciDispatchers } from './undici-dispatchers.js';
+import { loadUndiciDispatchers, type UndiciDispatchers, undiciMaxHeaderSize } from './undici-dispatchers.js';
 
 /** undici's classes, loaded by the first connection (a command that opens none, `gantry transports`, never reads undici). */
 let dispatchers: UndiciDispatchers | undefined;
@@ -285,6 +285,7 @@ export class ConnectionPools {
         requestTls: connectOptions(tls) as ProxyAgentType.Options['requestTls'],
         connections: maxConnectionsPerOrigin,
         keepAliveTimeout: keepAliveTimeoutMs,
+        maxHeaderSize: undiciMaxHeaderSize(),
       });
     });
   }
@@ -297,6 +298,7 @@ export class ConnectionPools {
       return new (undici().Pool)(origin, {
         connections: maxConnectionsPerOrigin,
         keepAliveTimeout: keepAliveTimeoutMs,
+        maxHeaderSize: undiciMaxHeaderSize(),
         // Sources' connections read blobs: into pooled buffers (see `pooledReads`).
         connect: connectOptions(tls, origin.startsWith('http:'), role === 'source'),
       });
@@ -308,7 +310,11 @@ export class ConnectionPools {
     const proxy = proxyForUrl(new URL(origin), this.environment ?? process.env);
     if (proxy !== undefined) return this.proxyAgent(proxy, tls, 'other');
     return this.cached(`other ${tls.fingerprint}`, () => {
-      return new (undici().Agent)({ keepAliveTimeout: keepAliveTimeoutMs, connect: connectOptions(tls) });
+      return new (undici().Agent)({
+        keepAliveTimeout: keepAliveTimeoutMs,
+        maxHeaderSize: undiciMaxHeaderSize(),
+        connect: connectOptions(tls),
+      });
     });
   }
 
