@@ -409,9 +409,10 @@ export class ReadBuffers {
  * socket (2 MiB: each is fresh memory whose pages the socket reads fault in), 128 KiB ones otherwise;
  * up to 24 MiB of each kept idle — about what the blobs in flight of a copy hold at once. (Measured on 2
  * cores, docs/performance-notes.md: ~0.05–0.1 s less CPU for registry → oci, 7–10 MiB more peak;
- * with 8 out, the extra page faults took the gain back. registry → docker-archive, whose decompressed
- * layers' read buffers are not handed back, keeps 128 KiB reads: it peaked at 141 MiB with 512 KiB
- * buffers against 115–118 MiB.)
+ * with 8 out, the extra page faults took the gain back.) A socket whose chunks nobody hands back keeps
+ * 128 KiB reads: its buffers are fresh memory that only the garbage collector takes back, and larger
+ * ones there raised registry → docker-archive's peak from 115–118 to 141 MiB when its decompressed
+ * layers did not yet hand their compressed chunks back.
  */
 export const socketReadBuffers = new ReadBuffers(128 * 1024, 192, 64 * 1024, {
   size: 512 * 1024,
