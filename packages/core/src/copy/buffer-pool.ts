@@ -411,8 +411,8 @@ export class ReadBuffers {
  * cores, docs/performance-notes.md: ~0.05–0.1 s less CPU for registry → oci, 7–10 MiB more peak;
  * with 8 out, the extra page faults took the gain back.) A socket whose chunks nobody hands back keeps
  * 128 KiB reads: its buffers are fresh memory that only the garbage collector takes back, and larger
- * ones there raised registry → docker-archive's peak from 115–118 to 141 MiB when its decompressed
- * layers did not yet hand their compressed chunks back.
+ * ones there raise the peak (registry → docker-archive without its decompressed layers' hand-back:
+ * 141 MiB with 512 KiB reads against 115–118 MiB).
  */
 export const socketReadBuffers = new ReadBuffers(128 * 1024, 192, 64 * 1024, {
   size: 512 * 1024,
