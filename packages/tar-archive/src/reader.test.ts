@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { ErrorCodes, hasErrorCode } from '@gantry/core/transport';
+import { compressorInputBuffers, ErrorCodes, hasErrorCode } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defaultMetadataSizeLimit, openTarArchive, openTarArchiveFromStream } from './reader.js';
 import { buildRawTar, paxHeaderEntry } from './test-support.js';
@@ -359,5 +359,38 @@ describe('entry streams', () => {
     expect(await text(reader.openEntry('sub/data.bin').stream)).toBe(files['sub/data.bin']);
     expect((await reader.readEntryBytes('manifest.json')).toString()).toBe(files['manifest.json']);
     await reader.close();
+  });
+
+  it('read whole 1 MiB chunks into the compressor input pool, which reads into given-back ones again', async () => {
+    const mebibyte = 1024 * 1024;
+    const data = Buffer.alloc(4 * mebibyte + 100);
+    for (let index = 0; index < data.length; index += 4096) data.writeUInt32BE(index, index);
+    const archivePath = path.join(directory, 'large.tar');
+    await writeFile(archivePath, buildRawTar([{ name: 'skip.txt', data: 'x' }, { name: 'layer.tar', data }]));
+    const reader = await openTarArchive(archivePath);
+    try {
+      const pool = compressorInputBuffers();
+      const sizes: number[] = [];
+      const wholes = new Set<Buffer>();
+      let offset = 0;
+      for await (const chunk of reader.openEntry('layer.tar').stream) {
+        const bytes = chunk as Buffer;
+        expect(bytes.equals(data.subarray(offset, offset + bytes.byteLength))).toBe(true);
+        offset += bytes.byteLength;
+        sizes.push(bytes.byteLength);
+        // Given back as the block compressor does once done with a whole buffer of its pool.
+        const whole = pool.wholeBufferOf(bytes);
+        if (whole) {
+          wholes.add(whole);
+          pool.give(whole);
+        } else expect(bytes.byteLength).toBe(100);
+      }
+      expect(sizes).toEqual([mebibyte, mebibyte, mebibyte, mebibyte, 100]);
+      // Four whole reads into at most two buffers (one read is ahead of the consumer).
+      expect(wholes.size).toBeGreaterThan(0);
+      expect(wholes.size).toBeLessThanOrEqual(2);
+    } finally {
+      await reader.close();
+    }
   });
 });

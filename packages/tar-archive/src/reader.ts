@@ -10,6 +10,7 @@ import { type Duplex, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   abortError,
+  compressorInputBuffers,
   ErrorCodes,
   ExpansionGuard,
   GantryError,
@@ -628,29 +629,34 @@ async function fileCompression(filePath: string): Promise<ArchiveCompression> {
   }
 }
 
-/** Chunk size of entry streams: large reads keep per-chunk overhead low on multi-GiB layers. */
-const entryChunkSize = 1024 * 1024;
-
 /**
  * A stream of `length` bytes of `handle` from `start`, read with positional reads. Unlike
  * `FileHandle.createReadStream`, destroying it never closes the shared handle (Node closes the handle
  * on destroy even with `autoClose: false`), so one archive serves any number of entry streams.
+ *
+ * Whole chunks are read into buffers of core's `compressorInputBuffers`: an uncompressed layer
+ * gzip-compressed by the copy has each given back once compressed and hashed, and read into again (no
+ * fresh megabyte, and its page faults, per read). The last, shorter chunk of an entry is a buffer of
+ * its own.
  */
 function positionalReadStream(handle: FileHandle, start: number, length: number): Readable {
   let position = start;
   const end = start + length;
+  // 1 MiB reads: large reads keep per-chunk overhead low on multi-GiB layers.
+  const pool = compressorInputBuffers();
   return new Readable({
-    highWaterMark: entryChunkSize,
+    highWaterMark: pool.size,
     read() {
-      const wanted = Math.min(entryChunkSize, end - position);
+      const wanted = Math.min(pool.size, end - position);
       if (wanted <= 0) {
         this.push(null);
         return;
       }
-      const buffer = Buffer.allocUnsafe(wanted);
+      const buffer = wanted === pool.size ? pool.take() : Buffer.allocUnsafe(wanted);
       handle.read(buffer, 0, wanted, position).then(
         ({ bytesRead }) => {
           if (bytesRead === 0) {
+            pool.give(buffer);
             this.destroy(
               new GantryError(
                 ErrorCodes.InvalidLayout,
@@ -662,7 +668,10 @@ function positionalReadStream(handle: FileHandle, start: number, length: number)
           position += bytesRead;
           this.push(bytesRead === wanted ? buffer : buffer.subarray(0, bytesRead));
         },
-        (error: unknown) => this.destroy(error as Error),
+        (error: unknown) => {
+          pool.give(buffer);
+          this.destroy(error as Error);
+        },
       );
     },
   });

@@ -14,7 +14,7 @@ import {
   peekStream,
   SourceCheck,
 } from './blob.js';
-import { fileReadBuffers, socketReadBuffers } from './buffer-pool.js';
+import { compressorInputBuffers, fileReadBuffers, socketReadBuffers } from './buffer-pool.js';
 import { decompressedChunkSize } from './compression.js';
 import { isLentView, lentViewBuffersOf, releaseCompressedChunk } from './lent-output-buffers.js';
 import type { CopyProgressEvent } from './types.js';
@@ -236,6 +236,30 @@ describe('SourceCheck hashing off this thread', () => {
     await expect(failure).rejects.toThrow(`expected ${wrong}, got ${sha256(Buffer.concat(chunks))}`);
     expect(failures).toHaveLength(1);
     expect(events.filter((event) => event.type === 'blob-progress' && event.bytes === 4096)).toEqual([]);
+  });
+
+  it('holds a chunk in a pooled buffer until it is hashed: given back meanwhile, it is not handed out again', async () => {
+    const pool = compressorInputBuffers();
+    const chunks = [pool.take(), pool.take()];
+    chunks[0]!.fill(1);
+    chunks[1]!.fill(2);
+    const { check, failures } = offThreadCheckFor(chunks.map((chunk) => Buffer.from(chunk)));
+    for (const chunk of chunks) {
+      const wait = check.update(chunk);
+      // The block compressor is done with it: it gives it back, and the next read goes into a buffer
+      // taken from the pool (not this one: it is not hashed yet).
+      pool.give(chunk);
+      const next = pool.take();
+      expect(next).not.toBe(chunk);
+      next.fill(0xff);
+      await wait;
+    }
+    await check.finishOffThread();
+    expect(failures).toEqual([]);
+    // Once hashed, the buffers come back.
+    const again = [pool.take(), pool.take()];
+    expect(again).toContain(chunks[0]);
+    expect(again).toContain(chunks[1]);
   });
 
   it('fails with a size mismatch before looking at the digest when the source ends short', async () => {

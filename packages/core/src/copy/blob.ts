@@ -7,7 +7,7 @@ import { layerCompressionOf } from '../manifest/index.js';
 import { OffThreadDigester, offThreadVerifyingStage } from '../off-thread-digester.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
-import { releaseReadChunk, transientBuffers } from './buffer-pool.js';
+import { holdPooledBuffer, releaseReadChunk, transientBuffers } from './buffer-pool.js';
 import {
   type CompressionFormat,
   compressingBlockSize,
@@ -150,7 +150,9 @@ export class SourceCheck {
     try {
       if (this.options.digestWaived?.() !== true) {
         this.digester?.update(chunk);
-        wait = this.offThreadDigester?.update(chunk);
+        // A chunk in a pooled buffer (a tar archive's entry read) is given back to its pool by the block
+        // compressor once compressed: held until hashed, so that nothing reads into it before.
+        wait = this.offThreadDigester?.update(chunk, holdPooledBuffer(chunk));
       }
       this.size += chunk.byteLength;
       if (expectedSize >= 0 && this.size > expectedSize) {

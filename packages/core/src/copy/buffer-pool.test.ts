@@ -2,14 +2,17 @@ import { describe, expect, it } from 'vitest';
 import {
   BufferPool,
   bufferPoolOf,
+  compressorInputBuffers,
   fileReadBuffers,
   fullGarbageCollection,
   GarbagePacer,
+  holdPooledBuffer,
   ReadBuffers,
   releaseReadChunk,
   scratchBuffer,
   socketReadBuffers,
 } from './buffer-pool.js';
+import { defaultGzipBlockSize } from './parallel-gzip.js';
 
 describe('BufferPool', () => {
   it('hands a given-back buffer out again, and keeps at most `keep` idle ones', () => {
@@ -43,6 +46,44 @@ describe('BufferPool', () => {
     expect(bufferPoolOf(size).take()).toBe(scratch.buffer);
     const unpooled = scratchBuffer(size, false);
     expect(bufferPoolOf(size).wholeBufferOf(unpooled.buffer)).toBeUndefined();
+  });
+
+  it('takes a buffer given back while held only once every hold ended', () => {
+    const pool = new BufferPool(4096, 4);
+    const buffer = pool.take();
+    const endFirst = pool.hold(buffer)!;
+    const endSecond = pool.hold(new Uint8Array(buffer.buffer, 0, 4096))!;
+    pool.give(buffer);
+    const other = pool.take();
+    expect(other).not.toBe(buffer);
+    endFirst();
+    endFirst(); // Once only.
+    expect(pool.take()).not.toBe(buffer);
+    endSecond();
+    expect(pool.take()).toBe(buffer);
+    // Holds that end before the give leave it to the give.
+    pool.hold(other)!();
+    pool.give(other);
+    expect(pool.take()).toBe(other);
+    // Not a whole buffer of the pool: nothing to hold.
+    expect(pool.hold(buffer.subarray(1))).toBeUndefined();
+    expect(pool.hold(Buffer.allocUnsafeSlow(4096))).toBeUndefined();
+  });
+
+  it('holds whole buffers of the process-wide pools (`holdPooledBuffer`), from the compressor input pool among them', () => {
+    const pool = compressorInputBuffers();
+    expect(pool.size).toBe(defaultGzipBlockSize);
+    expect(bufferPoolOf(defaultGzipBlockSize)).toBe(pool);
+    const buffer = pool.take();
+    const end = holdPooledBuffer(buffer)!;
+    pool.give(buffer);
+    const next = pool.take();
+    expect(next).not.toBe(buffer);
+    end();
+    expect(pool.take()).toBe(buffer);
+    pool.give(next);
+    pool.give(buffer);
+    expect(holdPooledBuffer(Buffer.allocUnsafeSlow(777))).toBeUndefined();
   });
 });
 

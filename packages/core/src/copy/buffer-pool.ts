@@ -12,6 +12,8 @@ export class BufferPool {
   readonly #idle: Buffer[] = [];
   /** The memory of every buffer this pool handed out (and may take back). */
   readonly #own = new WeakMap<ArrayBufferLike, Buffer>();
+  /** Buffers some reader holds (`hold`): how many holds, and whether `give` was called meanwhile. */
+  readonly #held = new WeakMap<Buffer, { holds: number; given: boolean }>();
 
   /** Buffers of `size` bytes; at most `keep` idle ones are kept. */
   constructor(
@@ -36,9 +38,44 @@ export class BufferPool {
     return this.#own.get(view.buffer);
   }
 
-  /** Gives `buffer` back: the caller no longer reads or writes it, nor does anything it lent it to. */
+  /**
+   * Gives `buffer` back: the caller no longer reads or writes it, nor does anything it lent it to. A
+   * buffer someone still holds (`hold`) is taken back only once the last hold ends.
+   */
   give(buffer: Buffer): void {
+    const held = this.#held.get(buffer);
+    if (held !== undefined) {
+      held.given = true;
+      return;
+    }
     if (buffer.byteLength === this.size && this.#idle.length < this.keep) this.#idle.push(buffer);
+  }
+
+  /**
+   * Keeps the buffer of this pool that `view` covers whole (see `wholeBufferOf`) from being handed out
+   * again until the returned function is called (once): for a reader that reads the buffer on the side
+   * while another one, its last, gives it back (a source's chunk hashed on the thread pool while a block
+   * compressor compresses it). Undefined when `view` is no whole buffer of this pool.
+   */
+  hold(view: Uint8Array): (() => void) | undefined {
+    const buffer = this.wholeBufferOf(view);
+    if (buffer === undefined) return undefined;
+    let held = this.#held.get(buffer);
+    if (held === undefined) {
+      held = { holds: 0, given: false };
+      this.#held.set(buffer, held);
+    }
+    held.holds += 1;
+    const state = held;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      state.holds -= 1;
+      if (state.holds > 0) return;
+      this.#held.delete(buffer);
+      if (state.given) this.give(buffer);
+    };
   }
 }
 
@@ -57,6 +94,28 @@ export function bufferPoolOf(size: number): BufferPool {
     pools.set(size, pool);
   }
   return pool;
+}
+
+/**
+ * `BufferPool.hold` of the process-wide pool `view` is a whole buffer of (`bufferPoolOf`), else undefined:
+ * for a reader of a chunk on the side whose last reader may give its buffer back to that pool.
+ */
+export function holdPooledBuffer(view: Uint8Array): (() => void) | undefined {
+  return pools.get(view.byteLength)?.hold(view);
+}
+
+/** Bytes of each buffer of `compressorInputBuffers`: gzip's block size (`defaultGzipBlockSize`). */
+export const compressorInputBufferSize = 1024 * 1024;
+
+/**
+ * The pool for a source to read a blob's bytes into (`compressorInputBufferSize` bytes a read) when they
+ * may be compressed as they are: a chunk that is a whole buffer of it is a gzip block of its own, given
+ * back by the block compressor once compressed (`inBlocks`) and, when the copy hashes it on the thread
+ * pool as well, once hashed (`SourceCheck` holds it: `holdPooledBuffer`), then read into again. Chunks
+ * that go elsewhere (a destination writing them as they are) are garbage as any buffer.
+ */
+export function compressorInputBuffers(): BufferPool {
+  return bufferPoolOf(compressorInputBufferSize);
 }
 
 /** A buffer of `size` bytes from `bufferPoolOf(size)` when `pooled`, else a fresh one; `give` returns it. */

@@ -17,6 +17,8 @@
 
 export type { BlobInfoCache, CachedCompression } from '../copy/blob-info-cache.js';
 export {
+  type BufferPool,
+  compressorInputBuffers,
   fileReadBuffers,
   type LargeReadBuffers,
   type ReadBufferReader,

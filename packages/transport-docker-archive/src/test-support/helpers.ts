@@ -82,8 +82,15 @@ export interface Collected {
   committed: boolean;
 }
 
-/** A reference whose destination keeps blobs and the manifest in memory (small test images only). */
-export function collectingReference(collected: Collected, supported?: string[]): ImageReference {
+/**
+ * A reference whose destination keeps blobs and the manifest in memory (small test images only), and
+ * asks for layers as `desiredLayerCompression` says (default: as they are).
+ */
+export function collectingReference(
+  collected: Collected,
+  supported?: string[],
+  desiredLayerCompression: 'preserve' | 'compress' | 'decompress' = 'preserve',
+): ImageReference {
   const transport: Transport = {
     specificationVersion: transportSpecificationVersion,
     name: 'collect',
@@ -103,7 +110,7 @@ export function collectingReference(collected: Collected, supported?: string[]):
       reference,
       properties: {
         supportedManifestMimeTypes: supported,
-        desiredLayerCompression: 'preserve',
+        desiredLayerCompression,
         acceptsForeignLayerURLs: false,
         mustMatchRuntimeOS: false,
         supportsSignatures: false,
