@@ -366,7 +366,13 @@ describe('entry streams', () => {
     const data = Buffer.alloc(4 * mebibyte + 100);
     for (let index = 0; index < data.length; index += 4096) data.writeUInt32BE(index, index);
     const archivePath = path.join(directory, 'large.tar');
-    await writeFile(archivePath, buildRawTar([{ name: 'skip.txt', data: 'x' }, { name: 'layer.tar', data }]));
+    await writeFile(
+      archivePath,
+      buildRawTar([
+        { name: 'skip.txt', data: 'x' },
+        { name: 'layer.tar', data },
+      ]),
+    );
     const reader = await openTarArchive(archivePath);
     try {
       const pool = compressorInputBuffers();

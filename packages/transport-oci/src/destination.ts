@@ -398,15 +398,30 @@ class OciImageDestination implements ImageDestination {
     // background flushes of what is written so far, in one stage.
     // Hashed on the thread pool where it can be, while this thread writes.
     const record = expectedDigest === undefined ? new OffThreadDigester() : undefined;
-    // A chunk still being hashed on the thread pool is not handed back when its write is done.
-    if (options.chunkWritten !== undefined && record === undefined) {
-      handBackWrittenChunks(output, options.chunkWritten);
-    }
+    // Chunks are handed back once written and, when hashed here, once hashed too (on the thread pool, in
+    // order, maybe after the write is done): whichever comes last hands the chunk back.
+    const chunkWritten = options.chunkWritten;
+    const readers =
+      record !== undefined && chunkWritten !== undefined ? new Map<Uint8Array, number>() : undefined;
+    const readerDone = (chunk: Uint8Array): void => {
+      const left = (readers!.get(chunk) ?? 1) - 1;
+      if (left > 0) {
+        readers!.set(chunk, left);
+        return;
+      }
+      readers!.delete(chunk);
+      chunkWritten!(chunk);
+    };
+    if (chunkWritten !== undefined) handBackWrittenChunks(output, readers ? readerDone : chunkWritten);
     let size = 0;
     let unflushed = 0;
     let early: Promise<void> | undefined;
     const each = (chunk: Uint8Array): Promise<void> | undefined => {
-      const wait = record?.update(chunk);
+      let wait: Promise<void> | undefined;
+      if (readers) {
+        readers.set(chunk, (readers.get(chunk) ?? 0) + 2);
+        wait = record!.update(chunk, () => readerDone(chunk));
+      } else wait = record?.update(chunk);
       size += chunk.byteLength;
       unflushed += chunk.byteLength;
       // `fd` is a number once the file is open (Node sets it; @types/node does not declare it).

@@ -130,6 +130,35 @@ describe('destination and source', () => {
     await destination.close();
   });
 
+  it('hands each chunk of a blob written without a digest back once it is in the file and hashed', async () => {
+    const destination = await ociTransport.parseReference(`${directory}:x`).newImageDestination();
+    // Chunks large enough to be hashed on the thread pool (small ones are copied for hashing).
+    const chunks = Array.from({ length: 96 }, (_, index) => Buffer.alloc(128 * 1024, index));
+    const content = Buffer.concat(chunks);
+    expect(content.includes(0xff)).toBe(false);
+    const handedBack: Uint8Array[] = [];
+    const written = await destination.putBlob(
+      Readable.from(chunks),
+      { size: -1 },
+      {
+        isConfig: false,
+        chunkWritten: (chunk) => {
+          // Scribbling over a chunk handed back must change neither what was written nor its digest.
+          handedBack.push(chunk);
+          chunk.fill(0xff);
+        },
+      },
+    );
+    expect(written).toEqual({ digest: digestOf(content), size: content.length });
+    expect(handedBack).toHaveLength(chunks.length);
+    expect(new Set(handedBack)).toEqual(new Set(chunks));
+    await destination.tryReusingBlob?.(written, { isConfig: false, canSubstitute: false });
+    expect(
+      (await readFile(path.join(directory, 'blobs', 'sha256', digestHex(written.digest)))).equals(content),
+    ).toBe(true);
+    await destination.close();
+  });
+
   it('computes the digest of a blob written without one', async () => {
     const destination = await ociTransport.parseReference(`${directory}:x`).newImageDestination();
     const content = Buffer.from('some layer bytes');
