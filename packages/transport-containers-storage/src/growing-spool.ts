@@ -14,10 +14,10 @@ import { open } from 'node:fs/promises';
 
 /**
  * Bytes of a blob held while its previous write is in flight, past which its source waits. The chunks
- * held are socket reads that go back to the registry source's pool only once written: with 4 MiB per
- * blob, the three spooled blobs of a four-layer pull kept ~12 MiB of read buffers out, the pool grew by
- * as much (fresh memory, page faults) and the reads no longer came back warm in the cache; with 1 MiB,
- * peak memory is ~7 MiB lower and the process uses less CPU (see docs/performance-notes.md).
+ * held are socket reads that go back to the registry source's pool only once written, so this bounds
+ * how far that pool grows (fresh memory, page faults): 4 MiB per blob kept ~12 MiB of read buffers out
+ * for the three spooled blobs of a four-layer pull; 1 MiB keeps the peak ~7–12 MiB lower (see
+ * docs/performance-notes.md).
  */
 const maxBatchBytes = 1 << 20;
 /** At most this many buffers per writev (Linux's IOV_MAX is 1024). */
