@@ -198,6 +198,9 @@ export async function applyLayer(
   const tarSplit = new TarSplitWriter();
   const uids = new Set<number>();
   const gids = new Set<number>();
+  // The owner of the entry before (most entries share one): the sets are not looked into again for it.
+  let lastUid = -1;
+  let lastGid = -1;
   const unpacked = new Set<string>();
   const directoryTimes: Array<{ relative: string; atime: number; mtime: number }> = [];
   // Small new files are written on the file-writing worker; the first failure is thrown at the next barrier.
@@ -224,8 +227,16 @@ export async function applyLayer(
       const baseName = base.endsWith('/') ? base.slice(0, -1) : base;
       const lastComponent = baseName.slice(baseName.lastIndexOf('/') + 1);
       if (!lastComponent.startsWith(whiteoutPrefix)) {
-        uids.add(header.uid >>> 0);
-        gids.add(header.gid >>> 0);
+        const uid = header.uid >>> 0;
+        const gid = header.gid >>> 0;
+        if (uid !== lastUid) {
+          uids.add(uid);
+          lastUid = uid;
+        }
+        if (gid !== lastGid) {
+          gids.add(gid);
+          lastGid = gid;
+        }
       }
       if (header.type === 'pax-global-header') {
         tarSplit.addFile(header.nameBytes, 0, null);
@@ -293,13 +304,14 @@ export async function applyLayer(
   function writeFileDeferred(
     entry: TarEntry,
     relative: string,
+    parentPath: string,
     uid: number,
     gid: number,
   ): Promise<void> | undefined {
     // Without a promise when the content is at hand (the common case: one small piece of the input).
     const content = readContentNow(entry.dataSize);
-    if (content !== undefined) return queueFile(entry, content, relative, uid, gid);
-    return readContent(entry.dataSize).then((read) => queueFile(entry, read, relative, uid, gid));
+    if (content !== undefined) return queueFile(entry, content, relative, parentPath, uid, gid);
+    return readContent(entry.dataSize).then((read) => queueFile(entry, read, relative, parentPath, uid, gid));
   }
 
   /** The current entry's whole content when the input's chunk at hand holds all of it, else undefined. */
@@ -313,19 +325,26 @@ export async function applyLayer(
     return undefined;
   }
 
+  /** `relative`'s directory is `parentPath`, a fresh directory (see `applyEntry`). */
   function queueFile(
     entry: TarEntry,
     content: Buffer,
     relative: string,
+    parentPath: string,
     uid: number,
     gid: number,
   ): Promise<void> | undefined {
     const { header } = entry;
     signal?.throwIfAborted();
     tarSplit.addFile(header.nameBytes, header.size, header.size > 0 ? crc64(content) : null, nameLatin1);
-    const chown = !ownerAlreadyRight(relative, uid, gid);
-    const chmod = !modeAlreadyRight(relative, header.mode);
-    const { atime, mtime } = times(header);
+    // As `ownerAlreadyRight` and `modeAlreadyRight`, with the directory looked up once.
+    const plainDirectory = freshDirectories.get(parentPath) === false;
+    const mode = header.mode;
+    const chown = !(plainDirectory && uid === effectiveUid && gid === effectiveGid);
+    const chmod = !(plainDirectory && (mode & 0o7777) === (mode & 0o777 & ~umask));
+    const mtime = timeSeconds(header.mtimeSeconds, header.mtimeNanoseconds);
+    const atime =
+      header.atimeSeconds === undefined ? mtime : timeSeconds(header.atimeSeconds, header.atimeNanoseconds);
     created.add(relative);
     unpacked.add(relative);
     // The job is copied to the worker when its batch is sent: views of the input are fine here.
@@ -333,11 +352,11 @@ export async function applyLayer(
       {
         path: layerRoot.fullLatin1(relative),
         content,
-        openMode: header.mode & 0o777,
-        chmodMode: chmod ? header.mode & 0o7777 : -1,
+        openMode: mode & 0o777,
+        chmodMode: chmod ? mode & 0o7777 : -1,
         uid: chown ? uid : -1,
         gid: chown ? gid : -1,
-        atime,
+        atime: Math.max(atime, mtime),
         mtime,
       },
       header.name,
@@ -437,14 +456,15 @@ export async function applyLayer(
       !base.startsWith(whiteoutPrefix) &&
       (header.type === 'file' || header.type === 'directory' || header.type === 'symlink') &&
       layerRoot.isKnownDirectory(parentPath) &&
-      knownAbsent(clean);
+      freshDirectories.has(parentPath) &&
+      !created.has(clean);
     if (
       independent &&
       header.type === 'file' &&
       header.size <= deferredFileMaxSize &&
       header.xattrs.size === 0
     ) {
-      return writeFileDeferred(entry, clean, uid, gid);
+      return writeFileDeferred(entry, clean, parentPath, uid, gid);
     }
     return applyEntryInOrder(entry, clean, uid, gid, independent);
   }

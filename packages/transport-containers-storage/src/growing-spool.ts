@@ -12,7 +12,14 @@
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 
-const maxBatchBytes = 4 << 20;
+/**
+ * Bytes of a blob held while its previous write is in flight, past which its source waits. The chunks
+ * held are socket reads that go back to the registry source's pool only once written, so this bounds
+ * how far that pool grows (fresh memory, page faults): 4 MiB per blob kept ~12 MiB of read buffers out
+ * for the three spooled blobs of a four-layer pull; 1 MiB keeps the peak ~7–12 MiB lower (see
+ * docs/performance-notes.md).
+ */
+const maxBatchBytes = 1 << 20;
 /** At most this many buffers per writev (Linux's IOV_MAX is 1024). */
 const maxChunksPerWrite = 512;
 const readChunkBytes = 1 << 20;
@@ -94,8 +101,8 @@ export class GrowingSpool {
   }
 
   private async append(handle: FileHandle, chunks: Uint8Array[]): Promise<void> {
-    // One gathered write per batch, without first copying the chunks into one buffer (a fresh 4 MiB
-    // buffer per batch cost more than the write itself: page faults on every new allocation).
+    // One gathered write per batch, without first copying the chunks into one buffer (a fresh buffer
+    // per batch costs more than the write itself: page faults on every new allocation).
     let pending = chunks;
     while (pending.length > 0) {
       const group = pending.length > maxChunksPerWrite ? pending.slice(0, maxChunksPerWrite) : pending;

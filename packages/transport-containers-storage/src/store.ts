@@ -20,12 +20,12 @@
  * images.json and images.lock stay in the graph root). The layers of the two layer files are one table
  * here, as in containers/storage: each record is saved back to the file it came from (new ones, image
  * layers, to layers.json), and a file is rewritten only when its records changed; volatile files are
- * written without fsync, as containers/storage writes them.
+ * written without a sync, as containers/storage writes them.
  *
  * Every change happens with the guarding lock held for writing, re-reading the JSON first (another
  * process may have changed it), writing a new last-writer token into the lock file before the data
  * (so a writer that dies half-way still makes readers reload), and replacing the JSON atomically
- * (temporary file, fsync, rename). Locks are taken in containers/storage's order: layers, then images,
+ * (temporary file, fdatasync, rename: containers/storage's `AtomicWriteFile` on Linux, no more). Locks are taken in containers/storage's order: layers, then images,
  * then containers. A layer is written with the layers lock held from the moment its record (flagged
  * `incomplete`) is saved until its files and tar-split are complete and the flag is cleared: any
  * process that finds an `incomplete` layer while holding the lock for writing removes it, as
@@ -34,7 +34,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
-  fsyncSync,
+  fdatasyncSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -193,7 +193,7 @@ export interface AtomicWriteOptions {
 }
 
 /**
- * Replaces `file` atomically with `data` (temporary file in the same directory, fsync, rename), as
+ * Replaces `file` atomically with `data` (temporary file in the same directory, fdatasync, rename), as
  * `atomicWriteFileSync` does, with the calls made on the thread pool: the main thread goes on meanwhile.
  */
 export async function atomicWriteFile(file: string, data: Uint8Array, mode = 0o600): Promise<void> {
@@ -227,7 +227,9 @@ export async function atomicWriteFiles(
       const handle = await open(temporaries[index]!, 'w', file.mode ?? 0o600);
       try {
         await handle.writeFile(file.data);
-        await handle.sync();
+        // fdatasync, as containers/storage's AtomicWriteFile on Linux: the data and the size that
+        // reaches it, not the other metadata (times).
+        await handle.datasync();
       } finally {
         await handle.close();
       }
@@ -248,8 +250,8 @@ export async function atomicWriteFiles(
 }
 
 /**
- * Replaces `file` atomically with `data` (temporary file in the same directory, fsync unless `sync` is
- * false, rename).
+ * Replaces `file` atomically with `data` (temporary file in the same directory, fdatasync unless `sync`
+ * is false, rename).
  */
 export function atomicWriteFileSync(
   file: string,
@@ -268,7 +270,7 @@ export function atomicWriteFileSync(
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     let offset = 0;
     while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
-    if (sync) fsyncSync(fd);
+    if (sync) fdatasyncSync(fd);
   } catch (error) {
     closeSync(fd);
     rmSync(temporary, { force: true });

@@ -4,7 +4,8 @@
  * extended attributes, hard links, devices preserved; files cloned where the file system can), then the
  * layer tar is applied with its whiteouts carried out.
  */
-import { chmod, chown, lstat, mkdir, rm } from 'node:fs/promises';
+import { chmodSync, chownSync, lstatSync, mkdirSync } from 'node:fs';
+import { lstat, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyLayer, copyTreeAsync, pathFileGetter } from '@gantry/layer-tree';
 import { checkLayerId, driverOptions, isTrue, rootOwner, toApplyDiffResult } from './common.js';
@@ -36,22 +37,30 @@ export class VfsDriver implements StorageDriver {
     await mkdir(join(this.home, 'dir'), { recursive: true, mode: 0o700 });
   }
 
+  /**
+   * The layer's directory, made with synchronous calls (a few microseconds each): while other blobs
+   * arrive, libuv's pool threads are busy with their spool writes, and each asynchronous call would wait
+   * behind them at the start of every layer. The parent's large files are copied on the pool
+   * (`copyTreeAsync`).
+   */
   async createLayer(id: string, parentId: string | undefined): Promise<void> {
     const directory = this.layerDirectory(id);
-    await mkdir(join(this.home, 'dir'), { recursive: true, mode: 0o700 });
-    await rm(directory, { recursive: true, force: true });
+    mkdirSync(join(this.home, 'dir'), { recursive: true, mode: 0o700 });
+    // A leftover of an interrupted writer (its files may be many): removed on the pool.
+    if (lstatSync(directory, { throwIfNoEntry: false }) !== undefined)
+      await rm(directory, { recursive: true, force: true });
     try {
       if (parentId === undefined) {
         const owner = rootOwner(this.options);
-        await mkdir(directory, { mode: 0o755 });
-        await chmod(directory, 0o755);
-        await chown(directory, owner.uid, owner.gid);
+        mkdirSync(directory, { mode: 0o755 });
+        chmodSync(directory, 0o755);
+        chownSync(directory, owner.uid, owner.gid);
       } else {
         const parent = this.layerDirectory(parentId);
-        const stats = await lstat(parent);
-        await mkdir(directory, { mode: 0o700 });
-        await chown(directory, stats.uid, stats.gid);
-        await chmod(directory, stats.mode & 0o7777);
+        const stats = lstatSync(parent);
+        mkdirSync(directory, { mode: 0o700 });
+        chownSync(directory, stats.uid, stats.gid);
+        chmodSync(directory, stats.mode & 0o7777);
         await copyTreeAsync(parent, directory);
       }
     } catch (error) {
