@@ -4,14 +4,10 @@ import { type Digest, Digester, digestAlgorithm, digestOf, verifyingStage } from
 import { abortError, ErrorCodes, GantryError, isGantryError } from '../errors.js';
 import { ExpansionGuard } from '../expansion-limit.js';
 import { layerCompressionOf } from '../manifest/index.js';
-import {
-  OffThreadDigester,
-  offThreadDigestAvailable,
-  offThreadVerifyingStage,
-} from '../off-thread-digester.js';
+import { OffThreadDigester, offThreadVerifyingStage } from '../off-thread-digester.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
-import { bufferPoolOf, releaseReadChunk, transientBuffers } from './buffer-pool.js';
+import { releaseReadChunk, transientBuffers } from './buffer-pool.js';
 import {
   type CompressionFormat,
   compressingBlockSize,
@@ -546,35 +542,13 @@ function compressionStage(
           : undefined,
       );
       // Recompressed bytes are new bytes: their contents are checked against the config's DiffID.
-      const diffIdDescription = `${description}: its uncompressed contents (DiffID in the image config)`;
-      // zstd is decompressed into whole buffers of the block pool, each handed on once and never written
-      // into again before the block compressor gives it back: such a layer's DiffID is hashed on the
-      // thread pool, the buffers held out of the pool until hashed, which leaves this thread to hand
-      // blocks on. (gzip's decompressor decides how it reuses its output: hashed here.)
-      const blockPool =
-        compression === 'zstd' && blockSize !== undefined && offThreadDigestAvailable()
-          ? bufferPoolOf(blockSize)
-          : undefined;
       const checked =
         uncompressedDigest === undefined
           ? decompressed
-          : blockPool !== undefined
-            ? offThreadVerifyingStage({
-                expectedDigest: uncompressedDigest,
-                description: diffIdDescription,
-                hold: {
-                  start: (chunk) => {
-                    if (!blockPool.hold(chunk)) holdLentView(chunk);
-                  },
-                  end: (run, views) => {
-                    if (views === 1 && blockPool.wholeBufferOf(run) !== undefined) blockPool.unhold(run);
-                    else unholdLentView(run, views);
-                  },
-                },
-              })(decompressed)
-            : verifyingStage({ expectedDigest: uncompressedDigest, description: diffIdDescription })(
-                decompressed,
-              );
+          : verifyingStage({
+              expectedDigest: uncompressedDigest,
+              description: `${description}: its uncompressed contents (DiffID in the image config)`,
+            })(decompressed);
       // Decompressing and compressing again makes the most short-lived buffers: paced (see GarbagePacer).
       const endRecompression = transientBuffers.whileRecompressing();
       try {

@@ -34,27 +34,6 @@ describe('BufferPool', () => {
     expect(new BufferPool(4096, 4).wholeBufferOf(buffer)).toBeUndefined();
   });
 
-  it('keeps a held buffer out of the pool until its last hold ends, then takes it back', () => {
-    const pool = new BufferPool(4096, 4);
-    const buffer = pool.take();
-    expect(pool.hold(buffer)).toBe(true);
-    expect(pool.hold(new Uint8Array(buffer.buffer, 0, 4096))).toBe(true);
-    pool.give(buffer); // Still held twice: not handed out again.
-    const other = pool.take();
-    expect(other).not.toBe(buffer);
-    pool.unhold(buffer);
-    expect(pool.take()).not.toBe(buffer);
-    pool.unhold(buffer); // The last hold: given back now.
-    expect(pool.take()).toBe(buffer);
-    // Held and unheld without a give: not given back by `unhold`.
-    expect(pool.hold(other)).toBe(true);
-    pool.unhold(other);
-    expect(pool.take()).not.toBe(other);
-    // A view that is not a whole buffer of the pool is not held.
-    expect(pool.hold(buffer.subarray(1))).toBe(false);
-    expect(pool.hold(Buffer.allocUnsafeSlow(4096))).toBe(false);
-  });
-
   it('gives one process-wide pool per size, which scratch buffers come from and go back to', () => {
     const size = 12_345;
     expect(bufferPoolOf(size)).toBe(bufferPoolOf(size));

@@ -38,43 +38,7 @@ export class BufferPool {
 
   /** Gives `buffer` back: the caller no longer reads or writes it, nor does anything it lent it to. */
   give(buffer: Buffer): void {
-    const holds = this.#holds.get(buffer);
-    if (holds !== undefined) {
-      // Still read elsewhere (`hold`): handed out again once the last hold ends.
-      this.#givenWhileHeld.add(buffer);
-      return;
-    }
     if (buffer.byteLength === this.size && this.#idle.length < this.keep) this.#idle.push(buffer);
-  }
-
-  /** Holds on buffers of this pool, by buffer: each one an extra reader `give` must wait for. */
-  readonly #holds = new WeakMap<Buffer, number>();
-  /** Held buffers given back meanwhile: back in the pool once no longer held. */
-  readonly #givenWhileHeld = new WeakSet<Buffer>();
-
-  /**
-   * Keeps the buffer of this pool that `view` covers whole (see `wholeBufferOf`) from being handed out
-   * again until `unhold`: for a reader beside the one that gives it back (a digest hashing it off this
-   * thread). Returns whether `view` is such a buffer (else nothing is held).
-   */
-  hold(view: Uint8Array): boolean {
-    const buffer = this.wholeBufferOf(view);
-    if (buffer === undefined) return false;
-    this.#holds.set(buffer, (this.#holds.get(buffer) ?? 0) + 1);
-    return true;
-  }
-
-  /** Ends one `hold` of `view`'s buffer; gives it back if it was given back while held. */
-  unhold(view: Uint8Array): void {
-    const buffer = this.wholeBufferOf(view);
-    const holds = buffer === undefined ? undefined : this.#holds.get(buffer);
-    if (buffer === undefined || holds === undefined) return;
-    if (holds > 1) {
-      this.#holds.set(buffer, holds - 1);
-      return;
-    }
-    this.#holds.delete(buffer);
-    if (this.#givenWhileHeld.delete(buffer)) this.give(buffer);
   }
 }
 
