@@ -257,7 +257,8 @@ export function createDecompressor(
   if (format === 'gzip') {
     const isal = libisal();
     if (isal) {
-      const output = options.pooledOutput === true ? 'pooled' : options.lentOutput === true ? 'lent' : 'fresh';
+      const output =
+        options.pooledOutput === true ? 'pooled' : options.lentOutput === true ? 'lent' : 'fresh';
       return new IsalGunzipDecompressor(isal.gunzipContext(), chunkSize, output, options.inputDone);
     }
     const gunzip = zlib.createGunzip({ chunkSize });

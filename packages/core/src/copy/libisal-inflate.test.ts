@@ -3,11 +3,17 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { crc32 as zlibCrc32, gzipSync } from 'node:zlib';
+import { gzipSync, crc32 as zlibCrc32 } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bufferPoolOf } from './buffer-pool.js';
 import { createDecompressor, throughTransform } from './compression.js';
-import { holdLentView, isLentView, lentViewBuffersOf, releaseCompressedChunk, unholdLentView } from './lent-output-buffers.js';
+import {
+  holdLentView,
+  isLentView,
+  lentViewBuffersOf,
+  releaseCompressedChunk,
+  unholdLentView,
+} from './lent-output-buffers.js';
 import {
   checkInflateStateLayout,
   gzipHeaderLength,
@@ -22,7 +28,8 @@ import { parallelGzipStage } from './parallel-gzip.js';
 
 function chunked(bytes: Uint8Array, size: number): AsyncIterable<Uint8Array> {
   const parts: Uint8Array[] = [];
-  for (let offset = 0; offset < bytes.length; offset += size) parts.push(bytes.subarray(offset, offset + size));
+  for (let offset = 0; offset < bytes.length; offset += size)
+    parts.push(bytes.subarray(offset, offset + size));
   return Readable.from(parts, { objectMode: true });
 }
 
@@ -159,9 +166,10 @@ describe('libisal (the real library)', () => {
       { totalOut: inflateStateLayout.totalOut + 4 },
     ];
     for (const change of wrong) {
-      expect(() => checkInflateStateLayout({ ...inflateStateLayout, ...change }), JSON.stringify(change)).toThrow(
-        IsalLayoutError,
-      );
+      expect(
+        () => checkInflateStateLayout({ ...inflateStateLayout, ...change }),
+        JSON.stringify(change),
+      ).toThrow(IsalLayoutError);
     }
   });
 
@@ -191,13 +199,19 @@ describe('libisal (the real library)', () => {
     const member = memberWithAllHeaderFields(Buffer.from('x'));
     const length = member.byteLength - (gzipSync(Buffer.from('x')).byteLength - 10);
     expect(gzipHeaderLength(member)).toBe(length);
-    for (let cut = 0; cut < length; cut += 1) expect(gzipHeaderLength(member.subarray(0, cut))).toBeUndefined();
+    for (let cut = 0; cut < length; cut += 1)
+      expect(gzipHeaderLength(member.subarray(0, cut))).toBeUndefined();
     const badCrc = Buffer.from(member);
-    badCrc[length - 1] ^= 1;
+    badCrc[length - 1] = badCrc[length - 1]! ^ 1;
     expect(() => gzipHeaderLength(badCrc)).toThrow('invalid header');
-    const longName = Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 8, 0, 0, 0, 0, 0, 3]), Buffer.alloc(512, 0x41)]);
+    const longName = Buffer.concat([
+      Buffer.from([0x1f, 0x8b, 8, 8, 0, 0, 0, 0, 0, 3]),
+      Buffer.alloc(512, 0x41),
+    ]);
     expect(() => gzipHeaderLength(longName)).toThrow('invalid header');
-    expect(() => gzipHeaderLength(Buffer.from([0x1f, 0x8b, 9, 0, 0, 0, 0, 0, 0, 3]))).toThrow('invalid header');
+    expect(() => gzipHeaderLength(Buffer.from([0x1f, 0x8b, 9, 0, 0, 0, 0, 0, 0, 3]))).toThrow(
+      'invalid header',
+    );
   });
 });
 
@@ -265,9 +279,9 @@ describe('gzip decompression, ISA-L and node:zlib alike', () => {
         const corrupt = Buffer.from(gzipped);
         for (let offset = 400; offset < 440; offset += 1) corrupt[offset] = 0xff - corrupt[offset]!;
         const wrongCrc = Buffer.from(gzipped);
-        wrongCrc[wrongCrc.length - 8] ^= 1;
+        wrongCrc[wrongCrc.length - 8] = wrongCrc[wrongCrc.length - 8]! ^ 1;
         const wrongLength = Buffer.from(gzipped);
-        wrongLength[wrongLength.length - 4] ^= 1;
+        wrongLength[wrongLength.length - 4] = wrongLength[wrongLength.length - 4]! ^ 1;
         const cases: Array<[string, Buffer, string]> = [
           ['corrupt', corrupt, 'Z_DATA_ERROR'],
           ['wrong CRC-32', wrongCrc, 'Z_DATA_ERROR'],

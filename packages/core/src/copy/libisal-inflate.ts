@@ -291,7 +291,9 @@ function selfCheck(isal: LoadedIsal, layout: InflateStateLayout): void {
       fields.getUint32(layout.litHuffCode, true) === 0x5a5a5a5a &&
       fields.getUint32(layout.tmpOutBuffer, true) === 0x5a5a5a5a;
     if (zeroed.some((value) => value !== 0n) || !untouched || !guardIntact(state)) {
-      throw new IsalLayoutError('libisal: isal_inflate_init did not initialise the fields where ISA-L 2.30 has them');
+      throw new IsalLayoutError(
+        'libisal: isal_inflate_init did not initialise the fields where ISA-L 2.30 has them',
+      );
     }
     const plain = Buffer.alloc(200_000);
     for (let index = 0; index < plain.length; index += 1) plain[index] = (index * 31 + (index >> 7)) % 251;
