@@ -12,7 +12,9 @@
 # unsquashfs under fakeroot, as skopeo does; its tests make squashfs images with mksquashfs, set xattrs with setfattr,
 # and write and read SIF files with siftool, sylabs/sif's own tool); man-db and groff-base (`man -l` renders the CLI's
 # generated man pages), zsh and fish (they load the generated shell completions; bash is there already);
-# the libdeflate0 and libzstd1 libraries (core's parallel gzip and zstd compressors load them).
+# the libdeflate0 and libzstd1 libraries (core's parallel gzip and zstd compressors load them), libisal2 (core
+# decompresses gzip with ISA-L's inflate where it loads) with libisal-dev and gcc (a test compiles a C program
+# against ISA-L's igzip_lib.h to check the struct layout core assumes).
 # Fails loudly when one cannot be installed: tests never skip a missing tool.
 set -euo pipefail
 # command name → Debian package
@@ -52,11 +54,18 @@ declare -A package_of=(
   [groff]=groff-base
   [zsh]=zsh
   [fish]=fish
+  [gcc]=gcc
 )
-# shared library → Debian package (core compresses gzip with libdeflate and zstd with libzstd through koffi)
+# shared library → Debian package (core compresses gzip with libdeflate and zstd with libzstd, and
+# decompresses gzip with ISA-L, through koffi)
 declare -A library_package_of=(
   [libdeflate.so.0]=libdeflate0
   [libzstd.so.1]=libzstd1
+  [libisal.so.2]=libisal2
+)
+# header → Debian package (C headers the tests compile against)
+declare -A header_package_of=(
+  [/usr/include/isa-l/igzip_lib.h]=libisal-dev
 )
 missing=()
 for command in "${!package_of[@]}"; do
@@ -67,6 +76,9 @@ done
 has_library() { grep -qF "$1" <<< "$(ldconfig -p)"; }
 for library in "${!library_package_of[@]}"; do
   has_library "$library" || missing+=("${library_package_of[$library]}")
+done
+for header in "${!header_package_of[@]}"; do
+  [ -f "$header" ] || missing+=("${header_package_of[$header]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo_prefix=()
@@ -80,6 +92,9 @@ for command in "${!package_of[@]}"; do
 done
 for library in "${!library_package_of[@]}"; do
   has_library "$library" || { echo "error: $library (Debian package ${library_package_of[$library]}) is required by the tests but is not installed" >&2; exit 1; }
+done
+for header in "${!header_package_of[@]}"; do
+  [ -f "$header" ] || { echo "error: $header (Debian package ${header_package_of[$header]}) is required by the tests but is not installed" >&2; exit 1; }
 done
 # Debian's docker-registry package may start a registry on :5000 through its init script; the tests
 # start their own instances on free ports and do not need it.

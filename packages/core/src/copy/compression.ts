@@ -8,7 +8,8 @@ import { type Digest, Digester } from '../digest.js';
 import { ErrorCodes, GantryError } from '../errors.js';
 import { readableChunks } from '../readable-chunks.js';
 import { type BufferPool, bufferPoolOf, transientBuffers } from './buffer-pool.js';
-import { lentViewBuffersOf } from './lent-output-buffers.js';
+import { type LentViewBuffers, lentViewBuffersOf } from './lent-output-buffers.js';
+import { type GunzipContext, libisal } from './libisal-inflate.js';
 import { libzstd, type ZstdDecompressionContext } from './libzstd.js';
 import { defaultGzipBlockSize, parallelGzipStage } from './parallel-gzip.js';
 import { defaultZstdFrameSize, parallelZstdAvailable, parallelZstdStage } from './parallel-zstd.js';
@@ -227,7 +228,9 @@ function writeIntoLentViews(gunzip: zlib.Gunzip, chunkSize: number): boolean {
 }
 
 /**
- * A stream decompressing `format`: gzip through node:zlib, zstd through `zstdImplementation()`, xz
+ * A stream decompressing `format`: gzip through the system's ISA-L (`libisal`, its calls off this thread:
+ * `IsalGunzipDecompressor`) where it loads (and `GANTRY_GZIP_DECOMPRESSION` is not `node:zlib`), else
+ * node:zlib, zstd through `zstdImplementation()`, xz
  * through xz-decompress (xz-embedded compiled to WebAssembly), bzip2 through unbzip2-stream (pure
  * JavaScript). A missing zstd implementation is `ERR_GANTRY_NOT_SUPPORTED`.
  *
@@ -236,7 +239,7 @@ function writeIntoLentViews(gunzip: zlib.Gunzip, chunkSize: number): boolean {
  * with no copy (see `inBlocks`). gzip may hand a full chunk over as several consecutive views of one
  * buffer (as many as input chunks went into it).
  *
- * `options.pooledOutput`: zstd's full chunks are taken from the process-wide pool of `chunkSize`-byte
+ * `options.pooledOutput`: zstd's (and, through ISA-L, gzip's) full chunks are taken from the process-wide pool of `chunkSize`-byte
  * buffers (`bufferPoolOf`), for a reader that gives each one back when done with it, as the block
  * compressors do (`inBlocks`): the memory is then reused chunk after chunk instead of waiting for the
  * garbage collector. A reader that keeps or hands on the chunks must not ask for it. The input chunks
@@ -252,6 +255,12 @@ export function createDecompressor(
 ): Duplex {
   // Large output chunks instead of zlib's 16 KiB: far fewer callbacks and chunks downstream.
   if (format === 'gzip') {
+    const isal = libisal();
+    if (isal) {
+      const output =
+        options.pooledOutput === true ? 'pooled' : options.lentOutput === true ? 'lent' : 'fresh';
+      return new IsalGunzipDecompressor(isal.gunzipContext(), chunkSize, output, options.inputDone);
+    }
     const gunzip = zlib.createGunzip({ chunkSize });
     if (options.inputDone) handOnInputWhenRead(gunzip, options.inputDone);
     if (options.lentOutput === true) writeIntoLentViews(gunzip, chunkSize);
@@ -269,6 +278,107 @@ export function createDecompressor(
     return new (loadZstdNapi()!.DecompressStream)();
   }
   throw zstdUnavailable('decompression');
+}
+
+/**
+ * gzip decompression through ISA-L (`Libisal`), each call on koffi's asynchronous call threads (libuv's
+ * pool), one at a time, written into output buffers of `chunkSize` bytes:
+ * - `pooled`: from the process-wide pool (`bufferPoolOf`), each pushed once full (the last one at the
+ *   end), for a reader that gives them back (see `createDecompressor`'s `pooledOutput`); each input chunk,
+ *   once decoded, goes to `inputDone` when given, else is noted to `transientBuffers`;
+ * - `lent`: from `lentViewBuffersOf(chunkSize)`, each call's bytes pushed as a view lent out (see
+ *   `createDecompressor`'s `lentOutput`); each input chunk, once decoded, goes to `inputDone`;
+ * - `fresh`: new buffers, each call's bytes pushed as a view of one (as node:zlib does).
+ */
+class IsalGunzipDecompressor extends Transform {
+  readonly #context: GunzipContext;
+  readonly #chunkSize: number;
+  readonly #mode: 'pooled' | 'lent' | 'fresh';
+  readonly #pool: BufferPool | undefined;
+  readonly #views: LentViewBuffers | undefined;
+  readonly #inputDone: ((chunk: Uint8Array) => void) | undefined;
+  #output: Buffer;
+  #filled = 0;
+
+  constructor(
+    context: GunzipContext,
+    chunkSize: number,
+    mode: 'pooled' | 'lent' | 'fresh',
+    inputDone: ((chunk: Uint8Array) => void) | undefined,
+  ) {
+    super();
+    this.#context = context;
+    this.#chunkSize = chunkSize;
+    this.#mode = mode;
+    this.#pool = mode === 'pooled' ? bufferPoolOf(chunkSize) : undefined;
+    this.#views = mode === 'lent' ? lentViewBuffersOf(chunkSize) : undefined;
+    this.#inputDone = inputDone;
+    this.#output = this.#newOutput();
+  }
+
+  #newOutput(): Buffer {
+    return this.#pool?.take() ?? this.#views?.take() ?? Buffer.allocUnsafeSlow(this.#chunkSize);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.#decode(chunk).then(
+      () => {
+        // Read to its end (no call is running): handed on to be reused, else garbage.
+        if (this.#inputDone) this.#inputDone(chunk);
+        else if (this.#pool) transientBuffers.note(chunk.byteLength);
+        done();
+      },
+      (error: unknown) => done(error as Error),
+    );
+  }
+
+  async #decode(chunk: Uint8Array): Promise<void> {
+    let input = chunk;
+    for (;;) {
+      if (this.destroyed) return;
+      const [written, read] = await this.#context.decompress(this.#output.subarray(this.#filled), input);
+      input = input.subarray(read);
+      if (written > 0 && this.#mode !== 'pooled') {
+        const view = this.#output.subarray(this.#filled, this.#filled + written);
+        this.#views?.lend(view);
+        this.push(view);
+      }
+      this.#filled += written;
+      if (this.#filled === this.#chunkSize) {
+        if (this.#mode === 'pooled') this.push(this.#output);
+        else this.#views?.close(this.#output);
+        this.#output = this.#newOutput();
+        this.#filled = 0;
+        // The decoder may hold decoded bytes that did not fit: call it again, even without input.
+        continue;
+      }
+      // Output room left and all input read: everything decodable so far is out.
+      if (input.byteLength === 0) return;
+    }
+  }
+
+  override _flush(done: (error?: Error | null) => void): void {
+    const failure = this.#context.end();
+    if (failure) {
+      done(failure);
+      return;
+    }
+    if (this.#mode === 'pooled') {
+      // A pooled buffer handed on in part is never given back: it is left to the garbage collector.
+      if (this.#filled > 0) this.push(this.#output.subarray(0, this.#filled));
+      else this.#pool!.give(this.#output);
+    } else {
+      // The last lent buffer, partly filled, comes back once its views are released.
+      this.#views?.close(this.#output);
+    }
+    done();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // Freed now, or when a call still running returns.
+    this.#context.free();
+    callback(error);
+  }
 }
 
 let zstdNapiBinding: ZstdNapiBinding | null | undefined;
