@@ -21,6 +21,7 @@ export class BufferPool {
     readonly keep: number,
   ) {}
 
+  /** A buffer of `size` bytes: an idle one given back earlier, else a new one; `give` returns it. */
   take(): Buffer {
     const idle = this.#idle.pop();
     if (idle) return idle;

@@ -17,7 +17,7 @@
 
 export type { BlobInfoCache, CachedCompression } from '../copy/blob-info-cache.js';
 export {
-  type BufferPool,
+  BufferPool,
   compressorInputBuffers,
   fileReadBuffers,
   type LargeReadBuffers,
