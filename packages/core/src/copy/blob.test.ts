@@ -572,6 +572,80 @@ describe('copyLayer', () => {
     for (const chunk of chunks.slice(0, -1)) expect(again).toContain(chunk.buffer);
   });
 
+  it('hashes a large layer copied as it is off this thread, its socket reads held until hashed', async () => {
+    const blob = randomBytes(2 * 1024 * 1024 + 777);
+    const readSize = 32 * 1024;
+    /** `bytes` as a registry source reads them: into socket read buffers, one read at a time. */
+    const socketReads = (bytes: Buffer) =>
+      Readable.from(
+        (function* () {
+          for (let offset = 0; offset < bytes.byteLength; offset += readSize) {
+            const memory = socketReadBuffers.take();
+            const piece = bytes.subarray(offset, offset + Math.min(readSize, memory.byteLength));
+            memory.set(piece);
+            socketReadBuffers.filled(memory, piece.byteLength);
+            yield memory.subarray(0, piece.byteLength);
+          }
+        })(),
+        { objectMode: true },
+      );
+    const copy = async (bytes: Buffer, digest: Digest) => {
+      const received: Buffer[] = [];
+      let sourceChunks = 0;
+      let scribbled = 0;
+      const source = {
+        async getBlob() {
+          return { stream: socketReads(bytes), size: bytes.byteLength };
+        },
+      } as unknown as ImageSource;
+      const destination = {
+        properties: {},
+        async putBlob(stream: Readable, _info: unknown, given: PutBlobOptions) {
+          for await (const chunk of readableChunks(stream)) {
+            sourceChunks += 1;
+            received.push(Buffer.from(chunk));
+            given.chunkWritten?.(chunk);
+            // The socket's next reads go into whatever buffer came back: scribble over each as they would.
+            for (let read = 0; read < 4; read += 1) {
+              const memory = socketReadBuffers.take();
+              if (memory.buffer === chunk.buffer) scribbled += 1;
+              memory.fill(0);
+              socketReadBuffers.filled(memory, memory.byteLength);
+              socketReadBuffers.release(memory);
+            }
+          }
+          const all = Buffer.concat(received);
+          return { digest: sha256(all), size: all.byteLength };
+        },
+      } as unknown as ImageDestination;
+      const result = copyLayer(
+        {
+          source,
+          destination,
+          signal: undefined,
+          retry: { retryTimes: 0, retryDelayMs: undefined, signal: undefined },
+          emit: () => {},
+        },
+        {
+          layer: { digest, size: bytes.byteLength, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' },
+          needDiffId: false,
+          canSubstitute: false,
+          changedMediaType: () => undefined,
+        } as Parameters<typeof copyLayer>[1],
+      );
+      return { result, received, counts: () => ({ sourceChunks, scribbled }) };
+    };
+    const good = await copy(blob, sha256(blob));
+    await expect(good.result).resolves.toMatchObject({ changed: false, result: 'copied' });
+    expect(Buffer.concat(good.received).equals(blob)).toBe(true);
+    expect(good.counts().sourceChunks).toBe(Math.ceil(blob.byteLength / readSize));
+    // A corrupted blob is still refused, its chunks scribbled over as well.
+    const corrupted = Buffer.from(blob);
+    corrupted[corrupted.byteLength - 5]! ^= 1;
+    const bad = await copy(corrupted, sha256(blob));
+    await expect(bad.result).rejects.toMatchObject({ code: ErrorCodes.DigestMismatch });
+  });
+
   it('still verifies a kept layer: bytes that are not the blob fail', async () => {
     const chunks = gzipChunks();
     const layerChunks = [...chunks];
