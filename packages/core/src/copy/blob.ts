@@ -7,7 +7,7 @@ import { layerCompressionOf } from '../manifest/index.js';
 import { OffThreadDigester, offThreadVerifyingStage } from '../off-thread-digester.js';
 import type { BlobInfo, ImageDestination, ImageSource } from '../transport/contract.js';
 import { allocatorTuningMinimumBlobBytes, tuneAllocatorForLargeBlobs } from './allocator.js';
-import { holdPooledBuffer, holdReadChunk, releaseReadChunk, transientBuffers } from './buffer-pool.js';
+import { holdPooledBuffer, releaseReadChunk, transientBuffers } from './buffer-pool.js';
 import {
   type CompressionFormat,
   compressingBlockSize,
@@ -109,15 +109,6 @@ interface SourceStageOptions {
   digestWaived?: () => boolean;
 }
 
-/** Adjacent chunks of one buffer are hashed together, up to this many bytes (`SourceCheck`). */
-const mergedRunBytes = 1024 * 1024;
-
-/**
- * A blob copied as it is (`putCheckedBlob`) of at least this many bytes is hashed off this thread: on
- * libuv's thread pool, while this thread moves the bytes on. Shorter ones cost more in calls than they save.
- */
-const offThreadPlainCopyBytes = 1024 * 1024;
-
 /**
  * The checks of a blob's bytes as they come from the source, doing in one pass what `verifyingStage` and
  * a progress counter would do in two: hashes the bytes (when a digest is expected), fails with
@@ -134,9 +125,6 @@ export class SourceCheck {
   private prefix: Buffer | undefined;
   private prefixLength = 0;
   private prefixPending: boolean;
-  /** Chunks adjacent in one buffer, not handed to the `OffThreadDigester` yet, and their holds. */
-  private run: Uint8Array | undefined;
-  private runReleases: Array<() => void> = [];
 
   constructor(
     private readonly context: Pick<BlobCopyContext, 'emit'>,
@@ -162,7 +150,9 @@ export class SourceCheck {
     try {
       if (this.options.digestWaived?.() !== true) {
         this.digester?.update(chunk);
-        if (this.offThreadDigester !== undefined) wait = this.hashOffThread(chunk);
+        // A chunk in a pooled buffer (a tar archive's entry read) is given back to its pool by the block
+        // compressor once compressed: held until hashed, so that nothing reads into it before.
+        wait = this.offThreadDigester?.update(chunk, holdPooledBuffer(chunk));
       }
       this.size += chunk.byteLength;
       if (expectedSize >= 0 && this.size > expectedSize) {
@@ -204,55 +194,10 @@ export class SourceCheck {
     return wait;
   }
 
-  /**
-   * Hands `chunk` to the `OffThreadDigester`, joined with the chunks before it when it continues them in
-   * one buffer (successive socket reads into one read buffer): one call on the thread pool per run, not
-   * per read. A chunk in a pooled buffer (a tar archive's entry read, given back to its pool by the block
-   * compressor once compressed) or in a read buffer (a socket's or a file's read, released by the
-   * destination once written) is held until hashed, so that nothing reads into it before.
-   */
-  private hashOffThread(chunk: Uint8Array): Promise<void> | undefined {
-    const release = holdPooledBuffer(chunk) ?? holdReadChunk(chunk);
-    const run = this.run;
-    if (
-      run !== undefined &&
-      run.buffer === chunk.buffer &&
-      run.byteOffset + run.byteLength === chunk.byteOffset &&
-      run.byteLength + chunk.byteLength <= mergedRunBytes
-    ) {
-      this.run = new Uint8Array(run.buffer, run.byteOffset, run.byteLength + chunk.byteLength);
-      if (release !== undefined) this.runReleases.push(release);
-      return undefined;
-    }
-    const wait = this.handOverRun();
-    this.run = chunk;
-    if (release !== undefined) this.runReleases.push(release);
-    return wait;
-  }
-
-  /** Hands the run of chunks gathered so far (`hashOffThread`) to the digester. */
-  private handOverRun(): Promise<void> | undefined {
-    const run = this.run;
-    if (run === undefined) return undefined;
-    this.run = undefined;
-    const releases = this.runReleases;
-    this.runReleases = [];
-    return this.offThreadDigester!.update(
-      run,
-      releases.length === 0
-        ? undefined
-        : () => {
-            for (const release of releases) release();
-          },
-    );
-  }
-
   /** `finish`, after waiting for the digest computed off this thread (`offThread`). */
   async finishOffThread(): Promise<void> {
     if (this.offThreadDigester !== undefined) {
       try {
-        const wait = this.handOverRun();
-        if (wait) await wait;
         this.checkSize();
         // Awaited even when waived: no hashing of these bytes is left running on the thread pool.
         const actual = await this.offThreadDigester.digest();
@@ -344,24 +289,17 @@ const checkedStreamHighWaterMark = 256 * 1024;
 
 /**
  * `source`'s chunks, passed on unchanged (same buffers, no copy) as a byte stream after `check` saw each:
- * the stream ends only once `check` accepted all the bytes (`finish`, or `finishOffThread` for a check
- * hashing off this thread, whose `update` may ask to wait: the source is paused meanwhile), and fails
- * instead with what a check threw, or with the source's error (a source closed before its end fails with
- * `ERR_STREAM_PREMATURE_CLOSE`). For a copy that changes nothing this replaces the async-generator
- * stages: no promise per chunk, no iterator layers between the source and the destination. Destroying
- * the result destroys `source`.
+ * the stream ends only once `check.finish()` accepted all the bytes, and fails instead with what a check
+ * threw, or with the source's error (a source closed before its end fails with `ERR_STREAM_PREMATURE_CLOSE`).
+ * For a copy that changes nothing this replaces the async-generator stages: no promise per chunk, no
+ * iterator layers between the source and the destination. Destroying the result destroys `source`.
  */
-export function checkedStream(
-  source: Readable,
-  check: Pick<SourceCheck, 'update' | 'finish'> & Partial<Pick<SourceCheck, 'finishOffThread'>>,
-): Readable {
+export function checkedStream(source: Readable, check: Pick<SourceCheck, 'update' | 'finish'>): Readable {
   let ended = false;
-  // Waiting for the hashing off this thread to catch up (the source stays paused).
-  let hashing = false;
   const output = new Readable({
     highWaterMark: checkedStreamHighWaterMark,
     read() {
-      if (!hashing && source.isPaused()) source.resume();
+      if (source.isPaused()) source.resume();
     },
     destroy(error, callback) {
       detach();
@@ -369,36 +307,17 @@ export function checkedStream(
       callback(error);
     },
   });
-  const caughtUp = (): void => {
-    hashing = false;
-    if (!output.destroyed && !ended && output.readableLength < output.readableHighWaterMark) source.resume();
-  };
   const onData = (chunk: Uint8Array): void => {
-    let wait: Promise<void> | undefined;
     try {
-      wait = check.update(chunk);
+      check.update(chunk);
     } catch (error) {
       output.destroy(error as Error);
       return;
     }
     if (!output.push(chunk)) source.pause();
-    if (wait !== undefined) {
-      hashing = true;
-      source.pause();
-      void wait.then(caughtUp);
-    }
   };
   const onEnd = (): void => {
     ended = true;
-    if (check.finishOffThread !== undefined) {
-      check.finishOffThread().then(
-        () => {
-          if (!output.destroyed) output.push(null);
-        },
-        (error: unknown) => output.destroy(error as Error),
-      );
-      return;
-    }
     try {
       check.finish();
     } catch (error) {
@@ -1010,10 +929,7 @@ async function streamLayer(context: BlobCopyContext, request: CopyLayerRequest):
       stored = await putCheckedBlob(
         context,
         stream,
-        new SourceCheck(context, sourceBlob, 'layer', {
-          ...sourceOptions,
-          offThread: expectedSize >= offThreadPlainCopyBytes,
-        }),
+        new SourceCheck(context, sourceBlob, 'layer', sourceOptions),
         { digest: layer.digest, size: expectedSize, mediaType: layer.mediaType },
         layerPosition(request),
       );

@@ -7,7 +7,6 @@ import {
   fullGarbageCollection,
   GarbagePacer,
   holdPooledBuffer,
-  holdReadChunk,
   ReadBuffers,
   releaseReadChunk,
   scratchBuffer,
@@ -288,33 +287,6 @@ describe('ReadBuffers', () => {
     expect(pool.take()).not.toBe(buffer);
     pool.release(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
     expect(pool.take()).toBe(buffer);
-  });
-
-  it('takes a buffer whose chunks were released back only once every hold ended (`hold`, `holdReadChunk`)', () => {
-    const pool = new ReadBuffers(1024, 4);
-    const buffer = pool.take();
-    pool.filled(buffer, 1024);
-    const endFirst = pool.hold(buffer.subarray(0, 512))!;
-    const endSecond = pool.hold(buffer.subarray(512))!;
-    pool.release(buffer);
-    expect(pool.take()).not.toBe(buffer);
-    endFirst();
-    // Ending a hold twice counts once.
-    endFirst();
-    expect(pool.take()).not.toBe(buffer);
-    endSecond();
-    expect(pool.take()).toBe(buffer);
-    // Memory of no buffer lent out: nothing to hold.
-    expect(pool.hold(Buffer.alloc(16))).toBeUndefined();
-
-    const fromSocket = socketReadBuffers.take();
-    socketReadBuffers.filled(fromSocket, fromSocket.byteLength);
-    const end = holdReadChunk(fromSocket)!;
-    releaseReadChunk(fromSocket);
-    expect(socketReadBuffers.take().buffer).not.toBe(fromSocket.buffer);
-    end();
-    expect(socketReadBuffers.take().buffer).toBe(fromSocket.buffer);
-    expect(holdReadChunk(Buffer.alloc(16))).toBeUndefined();
   });
 
   it('never takes back a buffer whose read is not done, or with bytes nobody released', () => {

@@ -322,8 +322,6 @@ interface LentBuffer {
   /** Bytes of it released so far, and where the released chunks start (each counted once). */
   released: number;
   releasedOffsets: number[];
-  /** Readers on the side still reading chunks of it (`hold`): it is not read into again before they end. */
-  holds: number;
 }
 
 /**
@@ -403,7 +401,6 @@ export class ReadBuffers {
       filledEnd: 0,
       released: 0,
       releasedOffsets: [],
-      holds: 0,
     });
     return buffer;
   }
@@ -438,25 +435,6 @@ export class ReadBuffers {
     this.#giveBackWhenReleased(lent);
   }
 
-  /**
-   * Keeps the buffer `chunk` was read into (a buffer of this pool, else undefined is returned) from being
-   * read into again until the returned function is called (once), even once all its chunks were
-   * released: for a reader on the side (a chunk hashed on the thread pool) while the last reader releases
-   * the chunk as soon as it wrote it.
-   */
-  hold(chunk: Uint8Array): (() => void) | undefined {
-    const lent = this.#recordOf(chunk.buffer);
-    if (lent === undefined) return undefined;
-    lent.holds += 1;
-    let ended = false;
-    return () => {
-      if (ended) return;
-      ended = true;
-      lent.holds -= 1;
-      this.#giveBackWhenReleased(lent);
-    };
-  }
-
   #record(memory: ArrayBufferLike, lent: LentBuffer | undefined): void {
     (memory as unknown as Record<symbol, LentBuffer | undefined>)[this.#key] = lent;
   }
@@ -472,8 +450,7 @@ export class ReadBuffers {
   }
 
   #giveBackWhenReleased(lent: LentBuffer): void {
-    if (lent.reading || lent.open || lent.holds > 0 || lent.released < lent.filled) return;
-    if (this.#recordOf(lent.buffer.buffer) !== lent) return;
+    if (lent.reading || lent.open || lent.released < lent.filled) return;
     this.#record(lent.buffer.buffer, undefined);
     if (!lent.large) {
       if (this.#idle.length < this.keep) this.#idle.push(lent.buffer);
@@ -517,12 +494,4 @@ export const fileReadBuffers = new ReadBuffers(1024 * 1024, 32);
 export function releaseReadChunk(chunk: Uint8Array): void {
   socketReadBuffers.release(chunk);
   fileReadBuffers.release(chunk);
-}
-
-/**
- * `ReadBuffers.hold` of the read buffers `chunk` was read into (`socketReadBuffers`, `fileReadBuffers`),
- * else undefined.
- */
-export function holdReadChunk(chunk: Uint8Array): (() => void) | undefined {
-  return socketReadBuffers.hold(chunk) ?? fileReadBuffers.hold(chunk);
 }
