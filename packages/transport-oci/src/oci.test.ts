@@ -103,7 +103,7 @@ describe('destination and source', () => {
 
   it('hands each chunk back through chunkWritten once it is in the file, not before', async () => {
     const destination = await ociTransport.parseReference(`${directory}:x`).newImageDestination();
-    const chunks = Array.from({ length: 40 }, (_, index) => Buffer.alloc(64 * 1024, index));
+    const chunks: Uint8Array[] = Array.from({ length: 40 }, (_, index) => Buffer.alloc(64 * 1024, index));
     const content = Buffer.concat(chunks);
     expect(content.includes(0xff)).toBe(false);
     const handedBack: Uint8Array[] = [];
@@ -123,7 +123,7 @@ describe('destination and source', () => {
     expect(handedBack).toHaveLength(chunks.length);
     // The very chunks, each once (compared by identity: a deep comparison of the buffers is slow).
     expect(new Set(handedBack).size).toBe(chunks.length);
-    expect(handedBack.every((chunk) => chunks.includes(chunk as Buffer))).toBe(true);
+    expect(handedBack.every((chunk) => chunks.includes(chunk))).toBe(true);
     // The blob gets its name once flushed to disk, in the background; a reuse check waits for that.
     await destination.tryReusingBlob?.(written, { isConfig: false, canSubstitute: false });
     // Compared with Buffer.equals: a deep comparison of 2.5 MiB takes tens of seconds on a loaded machine.
@@ -136,7 +136,7 @@ describe('destination and source', () => {
   it('hands each chunk of a blob written without a digest back once it is in the file and hashed', async () => {
     const destination = await ociTransport.parseReference(`${directory}:x`).newImageDestination();
     // Chunks large enough to be hashed on the thread pool (small ones are copied for hashing).
-    const chunks = Array.from({ length: 96 }, (_, index) => Buffer.alloc(128 * 1024, index));
+    const chunks: Uint8Array[] = Array.from({ length: 96 }, (_, index) => Buffer.alloc(128 * 1024, index));
     const content = Buffer.concat(chunks);
     expect(content.includes(0xff)).toBe(false);
     const handedBack: Uint8Array[] = [];
@@ -156,7 +156,7 @@ describe('destination and source', () => {
     expect(handedBack).toHaveLength(chunks.length);
     // The very chunks, each once (compared by identity: a deep comparison of the buffers is slow).
     expect(new Set(handedBack).size).toBe(chunks.length);
-    expect(handedBack.every((chunk) => chunks.includes(chunk as Buffer))).toBe(true);
+    expect(handedBack.every((chunk) => chunks.includes(chunk))).toBe(true);
     await destination.tryReusingBlob?.(written, { isConfig: false, canSubstitute: false });
     expect(
       (await readFile(path.join(directory, 'blobs', 'sha256', digestHex(written.digest)))).equals(content),
