@@ -1,6 +1,6 @@
-import { createRequire } from 'node:module';
 import { type Digest, type DigestAlgorithm, Digester, digestAlgorithm } from './digest.js';
 import { ErrorCodes, GantryError } from './errors.js';
+import { loadKoffi } from './koffi.js';
 
 /**
  * SHA-256 of OpenSSL (the `SHA256_Update` family: Node.js's own, which its executable exports, else the
@@ -37,12 +37,8 @@ const libraryNames: Array<string | null> = [null, 'libcrypto.so.3'];
 let loaded: PoolSha256 | null | undefined;
 
 function load(): PoolSha256 | null {
-  let koffi: KoffiModule;
-  try {
-    koffi = createRequire(import.meta.url)('koffi') as KoffiModule;
-  } catch {
-    return null;
-  }
+  const koffi = loadKoffi() as KoffiModule | null;
+  if (koffi === null) return null;
   for (const name of libraryNames) {
     let library: ReturnType<KoffiModule['load']>;
     try {

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { hugePageBuffer } from './allocator.js';
 
 /**
  * Buffers of one size, given back after use and handed out again: the block compressors' scratch
@@ -25,7 +26,10 @@ export class BufferPool {
   take(): Buffer {
     const idle = this.#idle.pop();
     if (idle) return idle;
-    const buffer = Buffer.allocUnsafeSlow(this.size);
+    // The compressors' input buffers live as long as the process: in huge pages where there are any.
+    const buffer =
+      (this.size === compressorInputBufferSize ? hugePageBuffer(this.size) : undefined) ??
+      Buffer.allocUnsafeSlow(this.size);
     this.#own.set(buffer.buffer, buffer);
     return buffer;
   }

@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadKoffi } from '../koffi.js';
 import type { LentOutputBuffers } from './lent-output-buffers.js';
 
 /**
@@ -37,12 +37,8 @@ let loaded: Libdeflate | null | undefined;
 const libraryNames = ['libdeflate.so.0', 'libdeflate.so'];
 
 function load(): Libdeflate | null {
-  let koffi: KoffiModule;
-  try {
-    koffi = createRequire(import.meta.url)('koffi') as KoffiModule;
-  } catch {
-    return null;
-  }
+  const koffi = loadKoffi() as KoffiModule | null;
+  if (koffi === null) return null;
   let library: ReturnType<KoffiModule['load']> | undefined;
   for (const name of libraryNames) {
     try {
