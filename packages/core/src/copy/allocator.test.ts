@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { fullGarbageCollection } from './buffer-pool.js';
 
 const require = createRequire(import.meta.url);
 
@@ -113,5 +115,87 @@ describe('tuneAllocatorForLargeBlobs', () => {
     const faults = faultsOfLoop(rounds, blocksPerRound);
     // The first round may fault its memory in; the later ones reuse it.
     expect(faults).toBeLessThan(2 * pagesPerRound);
+  });
+});
+
+/** Whether this kernel gives transparent huge pages to memory that asks for them (`madvise`). */
+function transparentHugePages(): boolean {
+  try {
+    return /\[(always|madvise)\]/.test(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'latin1'));
+  } catch {
+    return false;
+  }
+}
+
+describe('hugePageBuffer', () => {
+  const available =
+    process.platform === 'linux' &&
+    (process.arch === 'x64' || process.arch === 'arm64') &&
+    transparentHugePages();
+
+  it('is off with GANTRY_HUGE_PAGES=off', async () => {
+    vi.stubEnv('GANTRY_HUGE_PAGES', 'off');
+    const { hugePageBuffer } = await freshModule();
+    expect(hugePageBuffer(1024 * 1024)).toBeUndefined();
+  });
+
+  it('hands out separate, page-aligned buffers of their own memory until the region is full', async () => {
+    vi.stubEnv('GANTRY_HUGE_PAGES', undefined);
+    const { hugePageBuffer, hugePageRegionBytes } = await freshModule();
+    const first = hugePageBuffer(1024 * 1024);
+    if (!available) {
+      expect(first).toBeUndefined();
+      return;
+    }
+    const buffers = [first!];
+    for (;;) {
+      const buffer = hugePageBuffer(1024 * 1024 + 1);
+      if (buffer === undefined) break;
+      buffers.push(buffer);
+    }
+    // Each a whole ArrayBuffer of its own (pools recognise their buffers by that), page-rounded in the region.
+    expect(buffers).toHaveLength(1 + Math.floor((hugePageRegionBytes - 1024 * 1024) / (1024 * 1024 + 4096)));
+    for (const [index, buffer] of buffers.entries()) {
+      expect(buffer.byteOffset).toBe(0);
+      expect(buffer.buffer.byteLength).toBe(buffer.byteLength);
+      buffer.fill(index);
+    }
+    for (const [index, buffer] of buffers.entries()) {
+      expect(buffer[0]).toBe(index);
+      expect(buffer[buffer.byteLength - 1]).toBe(index);
+    }
+    expect(hugePageBuffer(2 * 1024 * 1024)).toBeUndefined();
+  });
+
+  it('touches its memory 2 MiB at a time, and reuses the places of collected buffers', async () => {
+    vi.stubEnv('GANTRY_HUGE_PAGES', undefined);
+    const { hugePageBuffer } = await freshModule();
+    const collect = fullGarbageCollection();
+    if (!available || collect === undefined) return;
+    /** How many of `count` 1 MiB buffers the region hands out, written and dropped at once. */
+    const takeAndDrop = (count: number): number => {
+      let taken = 0;
+      for (let index = 0; index < count; index++) {
+        const buffer = hugePageBuffer(1024 * 1024);
+        if (buffer === undefined) continue;
+        buffer.fill(1);
+        taken += 1;
+      }
+      return taken;
+    };
+    const before = process.resourceUsage().minorPageFault;
+    expect(takeAndDrop(16)).toBe(16);
+    // 16 MiB in 4 KiB pages would be 4,096 faults.
+    expect(process.resourceUsage().minorPageFault - before).toBeLessThan(1024);
+    // The region holds 23 such buffers: without the places of the 16 collected ones, it runs out.
+    let handedOut = 0;
+    for (let round = 0; round < 3; round++) {
+      for (let attempt = 0; attempt < 10; attempt++) {
+        collect();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      handedOut += takeAndDrop(16);
+    }
+    expect(handedOut).toBe(48);
   });
 });
