@@ -87,15 +87,16 @@ export function tuneAllocatorForLargeBlobs(): AllocatorTuning {
 
 /**
  * Long-lived buffers in transparent huge pages (Linux on x86-64 and arm64, through koffi's `mmap`,
- * `madvise` and `view`): the buffers the block compressors keep for a copy's life (the 1 MiB input
- * buffers of `compressorInputBuffers` and libdeflate's output buffers, `LentOutputBuffers`).
+ * `madvise` and `view`): the 1 MiB input buffers of the block compressors (`compressorInputBuffers`), which
+ * pools keep for a copy's life and which every read or decompression fills whole.
  *
- * A pooled buffer is read into or compressed into many times, but its memory is faulted in once, page by
- * page, when first written: on a 2-core virtual machine a page fault costs ~13–17 µs (touching 16 MiB of
- * fresh memory took 70 ms of CPU), so the ~17 MiB a compressing copy of an archive keeps in its pools cost
- * ~4,000 faults and ~60 ms of the thread pool's CPU, most of it while both cores compress. Memory
- * `madvise`d `MADV_HUGEPAGE` (where the kernel's transparent huge pages are `always` or `madvise`) is
- * faulted in 2 MiB at a time: the same 16 MiB took 1.5–7 ms.
+ * A pooled buffer is read into many times, but its memory is faulted in once, page by page, when first
+ * written: on a 2-core virtual machine a page fault costs ~13–17 µs (touching 16 MiB of fresh memory took
+ * 70 ms of CPU), so the 13 MiB a compressing copy of an archive keeps in that pool cost ~3,300 faults and
+ * ~50 ms of the thread pool's CPU, much of it while both cores compress. Memory `madvise`d
+ * `MADV_HUGEPAGE` (where the kernel's transparent huge pages are `always` or `madvise`) is faulted in 2 MiB
+ * at a time: the same 16 MiB took 1.5–7 ms. (Buffers that are only partly written, such as libdeflate's
+ * output buffers sized for the worst case, would be resident whole in huge pages: those stay ordinary.)
  *
  * So such buffers are carved, page-aligned, out of one region of `hugePageRegionBytes` (2 MiB-aligned,
  * reserved with `MAP_NORESERVE`: only what is touched is resident), each an `ArrayBuffer` of its own over

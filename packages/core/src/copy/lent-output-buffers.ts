@@ -1,5 +1,3 @@
-import { hugePageBuffer } from './allocator.js';
-
 /**
  * Output buffers of the block compressors (`parallelGzipStage` through libdeflate), lent out with the
  * compressed bytes in them and taken back once the destination wrote those bytes
@@ -29,8 +27,7 @@ export class LentOutputBuffers {
 
   /** A buffer of `size` bytes to compress into: `lend` or `giveBack` it once the compressor is done. */
   take(): Buffer {
-    // Kept and compressed into again for the process's life: in huge pages where there are any.
-    return this.#idle.pop() ?? hugePageBuffer(this.size) ?? Buffer.allocUnsafeSlow(this.size);
+    return this.#idle.pop() ?? Buffer.allocUnsafeSlow(this.size);
   }
 
   /** `buffer` (from `take`) is not lent out after all (the compression failed): it is idle again. */
