@@ -131,6 +131,9 @@ const setTime = (at, seconds) => {
 };
 const timesView = new Uint8Array(times);
 
+const jobPath = (data, n, at) =>
+  pathText(data.subarray(n[at], n[at] + n[at + 1])) + '/' + pathText(data.subarray(n[at + 2], n[at + 2] + n[at + 3]));
+
 function writeNative(batch, data, n, count) {
   let failure;
   let directory = -1;
@@ -147,30 +150,28 @@ function writeNative(batch, data, n, count) {
       }
     }
     const fd = libc.openat(directoryFd, data.subarray(n[at + 2]), fileFlags | O_CLOEXEC, n[at + 6]);
-    const path = () =>
-      pathText(data.subarray(directory, directory + n[at + 1])) + '/' + pathText(data.subarray(n[at + 2], n[at + 2] + n[at + 3]));
     if (fd < 0) {
-      failure = { index, ...failureOf(libc.errno(), 'open', path()) };
+      failure = { index, ...failureOf(libc.errno(), 'open', jobPath(data, n, at)) };
       break;
     }
     let offset = n[at + 4];
     const end = offset + n[at + 5];
     while (offset < end && failure === undefined) {
       const written = Number(libc.write(fd, data.subarray(offset, end), end - offset));
-      if (written < 0) failure = { index, ...failureOf(libc.errno(), 'write', path()) };
+      if (written < 0) failure = { index, ...failureOf(libc.errno(), 'write', jobPath(data, n, at)) };
       else offset += written;
     }
     if (failure === undefined && n[at + 8] !== -1 && libc.fchown(fd, n[at + 8], n[at + 9]) !== 0) {
-      if (!batch.ignoreChownErrors) failure = { index, ...failureOf(libc.errno(), 'fchown', path()) };
+      if (!batch.ignoreChownErrors) failure = { index, ...failureOf(libc.errno(), 'fchown', jobPath(data, n, at)) };
     }
     if (failure === undefined && n[at + 7] !== -1 && libc.fchmod(fd, n[at + 7]) !== 0)
-      failure = { index, ...failureOf(libc.errno(), 'fchmod', path()) };
+      failure = { index, ...failureOf(libc.errno(), 'fchmod', jobPath(data, n, at)) };
     if (failure === undefined) {
       setTime(0, n[at + 10]);
       setTime(4, n[at + 11]);
-      if (libc.futimens(fd, timesView) !== 0) failure = { index, ...failureOf(libc.errno(), 'futime', path()) };
+      if (libc.futimens(fd, timesView) !== 0) failure = { index, ...failureOf(libc.errno(), 'futime', jobPath(data, n, at)) };
     }
-    if (libc.close(fd) !== 0) failure ??= { index, ...failureOf(libc.errno(), 'close', path()) };
+    if (libc.close(fd) !== 0) failure ??= { index, ...failureOf(libc.errno(), 'close', jobPath(data, n, at)) };
   }
   if (directoryFd !== -1) libc.close(directoryFd);
   return failure;
