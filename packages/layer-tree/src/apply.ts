@@ -208,6 +208,16 @@ export async function applyLayer(
     ignoreChownErrors: options.ignoreChownErrors === true,
     describeFailure: (entry, error) => wrapEntryError(error, entry) as Error,
   });
+  /** The last directory a small file was queued in, and its full path (one string for a run of files). */
+  let lastDirectory: string | undefined;
+  let lastDirectoryPath = '';
+  const directoryPath = (relative: string): string => {
+    if (relative !== lastDirectory) {
+      lastDirectory = relative;
+      lastDirectoryPath = layerRoot.fullLatin1(relative);
+    }
+    return lastDirectoryPath;
+  };
   /** The current entry's name bytes as a Latin-1 string (decoded once per entry). */
   let nameLatin1 = '';
   /** The first piece of the current entry's content, taken by `readContentNow` for `readContent`. */
@@ -350,7 +360,8 @@ export async function applyLayer(
     // The job is copied to the worker when its batch is sent: views of the input are fine here.
     const room = fileWriter.add(
       {
-        path: layerRoot.fullLatin1(relative),
+        directory: directoryPath(parentPath),
+        name: parentPath === '' ? relative : relative.slice(parentPath.length + 1),
         content,
         openMode: mode & 0o777,
         chmodMode: chmod ? mode & 0o7777 : -1,

@@ -1,8 +1,15 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BatchedFileWriter, type FileJob, fileWriterRunning, startFileWriter } from './file-writer.js';
+import { basename, dirname, join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  BatchedFileWriter,
+  type FileJob,
+  fileWriterMode,
+  fileWriterRunning,
+  startFileWriter,
+  stopFileWriter,
+} from './file-writer.js';
 
 let directory: string;
 beforeEach(() => {
@@ -12,7 +19,8 @@ afterEach(() => rmSync(directory, { recursive: true, force: true }));
 
 function job(name: string, content: string, extra: Partial<FileJob> = {}): FileJob {
   return {
-    path: Buffer.from(join(directory, name)),
+    directory: Buffer.from(dirname(join(directory, name))),
+    name: basename(name),
     content: Buffer.from(content),
     openMode: 0o644,
     chmodMode: -1,
@@ -40,7 +48,17 @@ describe('startFileWriter', () => {
   });
 });
 
-describe('BatchedFileWriter', () => {
+describe.each(['libc', 'fs'] as const)('BatchedFileWriter (%s calls)', (mode) => {
+  beforeAll(async () => {
+    await stopFileWriter();
+    if (mode === 'fs') process.env.GANTRY_FILE_WRITER_FS = '1';
+    expect(await fileWriterMode()).toBe(mode);
+  });
+  afterAll(async () => {
+    delete process.env.GANTRY_FILE_WRITER_FS;
+    await stopFileWriter();
+  });
+
   it('writes files in batches with their contents, modes and times', async () => {
     const writer = new BatchedFileWriter({ ignoreChownErrors: false, describeFailure, maxFilesPerBatch: 7 });
     for (let index = 0; index < 100; index++) {
@@ -57,6 +75,33 @@ describe('BatchedFileWriter', () => {
     expect(special.mode & 0o7777).toBe(0o4755);
     expect(special.mtimeMs).toBe(1234500);
     expect(statSync(join(directory, 'f6')).mtimeMs).toBe(1_000_000_000);
+  });
+
+  it('sets owners (as root), set-id modes and sub-second times', async () => {
+    const writer = new BatchedFileWriter({ ignoreChownErrors: false, describeFailure });
+    const root = process.getuid?.() === 0;
+    await writer.add(
+      job('owned', 'o', { uid: root ? 1234 : -1, gid: root ? 5678 : -1, chmodMode: 0o2751 }),
+      'owned',
+    );
+    // Before 1970 only through libc: node:fs takes a negative time for "now".
+    const mtime = mode === 'libc' ? -1.5 : 1_500_000.75;
+    await writer.add(job('times', 't', { atime: 2_000_000.25, mtime }), 'times');
+    await writer.drain();
+    const owned = statSync(join(directory, 'owned'));
+    if (root) expect([owned.uid, owned.gid]).toEqual([1234, 5678]);
+    expect(owned.mode & 0o7777).toBe(0o2751);
+    const times = statSync(join(directory, 'times'), { bigint: true });
+    expect(times.atimeNs).toBe(2_000_000_250_000_000n);
+    expect(times.mtimeNs).toBe(BigInt(mtime * 1e9));
+  });
+
+  it("never writes through a symbolic link at the file's name", async () => {
+    symlinkSync(join(directory, 'target'), join(directory, 'link'));
+    const writer = new BatchedFileWriter({ ignoreChownErrors: false, describeFailure });
+    await writer.add(job('link', 'through?'), 'link');
+    await expect(writer.drain()).rejects.toThrow(/entry "link": EEXIST/);
+    expect(existsSync(join(directory, 'target'))).toBe(false);
   });
 
   it('reports the first failing file by its entry name at drain, and never overwrites a file', async () => {

@@ -4,7 +4,7 @@ export { Crc64, crc64 } from './crc64.js';
 export { type DisassembleResult, disassembleTar } from './disassemble.js';
 export { layerError } from './errors.js';
 export { pathFileGetter } from './file-getter.js';
-export { fileWriterRunning, startFileWriter } from './file-writer.js';
+export { fileWriterMode, fileWriterRunning, startFileWriter } from './file-writer.js';
 export { NativeCallError, type NativeCalls, nativeCalls } from './native.js';
 export { type TarEntry, type TarEntryType, type TarHeader, TarStreamReader } from './tar-reader.js';
 export {

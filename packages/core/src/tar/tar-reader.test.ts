@@ -190,3 +190,60 @@ describe('TarStreamReader header formats', () => {
     expect(await names(tar)).toEqual(['pre/file', 'pre/file', 'file', 'file', 'file']);
   });
 });
+
+describe('header fields', () => {
+  /** A ustar header with owner names, a link name and a size field written as given (checksum fixed). */
+  function owned(name: string, uname: string, gname: string, fields: { link?: string; size?: string } = {}) {
+    const block = header(Buffer.from(name), 0);
+    block.fill(0, 124, 136);
+    block.write(fields.size ?? '00000000000\0', 124, 'latin1');
+    if (fields.link !== undefined) {
+      block.write('2', 156, 'latin1');
+      block.write(fields.link, 157, 'latin1');
+    }
+    block.write(uname, 265, 'latin1');
+    block.write(gname, 297, 'latin1');
+    block.fill(0x20, 148, 156);
+    block.write(`${unsignedSum(block).toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    return block;
+  }
+
+  it('decodes owner names per entry (a full 32-byte field has no NUL), links, and octal fields up to a NUL', async () => {
+    const full = 'u'.repeat(32);
+    const tar = Buffer.concat([
+      owned('a', 'root', 'root'),
+      owned('a2', 'toor', 'root'),
+      owned('b', 'root', 'wheel'),
+      owned('c', 'rootx', 'wheel', { link: 'target' }),
+      owned('d', 'roo', 'whee'),
+      owned('n'.repeat(100), 'toor', 'whee'),
+      owned('e', full, 'caf\xc3\xa9'),
+      owned('f', 'root', '', { size: '0000000\x00777' }),
+      end,
+    ]);
+    const reader = new TarStreamReader(
+      (async function* () {
+        yield tar;
+      })(),
+    );
+    const found: string[] = [];
+    for (;;) {
+      const entry = await reader.next();
+      if (entry === undefined) break;
+      const { header: h } = entry;
+      found.push(
+        `${h.name} ${h.uname}:${h.gname} ${h.type} ${h.linkName}${h.linkNameBytes.toString()} ${h.size}`,
+      );
+    }
+    expect(found).toEqual([
+      'a root:root file  0',
+      'a2 toor:root file  0',
+      'b root:wheel file  0',
+      'c rootx:wheel symlink targettarget 0',
+      'd roo:whee file  0',
+      `${'n'.repeat(100)} toor:whee file  0`,
+      `e ${full}:café file  0`,
+      'f root: file  0',
+    ]);
+  });
+});

@@ -76,10 +76,35 @@ export interface TarEntry {
 
 const utf8Decoder = new TextDecoder('utf-8');
 
+/** The field's bytes up to its first NUL (a view); scanned here, the fields being short. */
 function cString(block: Buffer, start: number, length: number): Buffer {
   const end = start + length;
-  const nul = block.indexOf(0, start);
-  return block.subarray(start, nul === -1 || nul >= end ? end : nul);
+  let nul = start;
+  while (nul < end && block[nul] !== 0) nul++;
+  return block.subarray(start, nul);
+}
+
+/** The last user or group name decoded, and its bytes: most entries of a layer repeat the one before. */
+interface NameCache {
+  bytes: Buffer;
+  text: string;
+}
+
+/** A header's user or group name field, decoded as UTF-8 (up to its first NUL); `cache` saves decoding. */
+function cachedName(block: Buffer, start: number, length: number, cache: NameCache): string {
+  const end = start + length;
+  let nul = start;
+  while (nul < end && block[nul] !== 0) nul++;
+  const bytes = cache.bytes;
+  const size = nul - start;
+  if (size === bytes.length) {
+    let index = 0;
+    while (index < size && block[start + index] === bytes[index]) index++;
+    if (index === size) return cache.text;
+  }
+  cache.bytes = Buffer.from(block.subarray(start, nul));
+  cache.text = cache.bytes.toString('utf8');
+  return cache.text;
 }
 
 function isSpaceOrNul(byte: number): boolean {
@@ -113,8 +138,12 @@ function parseNumeric(
   while (end > begin && isSpaceOrNul(block[end - 1] as number)) end--;
   if (begin === end) return 0;
   // Go parses the text up to the first NUL.
-  const nul = block.indexOf(0, begin);
-  if (nul !== -1 && nul < end) end = nul;
+  for (let index = begin; index < end; index++) {
+    if (block[index] === 0) {
+      end = index;
+      break;
+    }
+  }
   let value = 0;
   for (let index = begin; index < end; index++) {
     const digit = (block[index] as number) - 0x30;
@@ -372,6 +401,8 @@ export class TarStreamReader {
   private padding = 0;
   private currentName = '';
   private finished = false;
+  private readonly unameCache: NameCache = { bytes: emptyBuffer, text: '' };
+  private readonly gnameCache: NameCache = { bytes: emptyBuffer, text: '' };
   /** Raw bytes read when the end of the archive was found (padding and the zero blocks). */
   end: Buffer = Buffer.alloc(0);
 
@@ -475,8 +506,8 @@ export class TarStreamReader {
       let devMajor = 0;
       let devMinor = 0;
       if (format !== 'v7') {
-        uname = cString(block, 265, 32).toString('utf8');
-        gname = cString(block, 297, 32).toString('utf8');
+        uname = cachedName(block, 265, 32, this.unameCache);
+        gname = cachedName(block, 297, 32, this.gnameCache);
         devMajor = parseNumeric(block, 329, 8, 'devmajor', whereNamed);
         devMinor = parseNumeric(block, 337, 8, 'devminor', whereNamed);
         let prefix: Buffer | undefined;
@@ -629,7 +660,8 @@ export class TarStreamReader {
           name,
           nameBytes: Buffer.from(nameBytes),
           linkName: linkNameBytes.length === 0 ? '' : utf8Decoder.decode(linkNameBytes),
-          linkNameBytes: Buffer.from(linkNameBytes),
+          // Copies (the block is a view of the input in `views` mode); no link: one shared empty buffer.
+          linkNameBytes: linkNameBytes.length === 0 ? emptyBuffer : Buffer.from(linkNameBytes),
           type,
           typeFlag,
           mode: mode & 0o7777,
