@@ -15,6 +15,7 @@ import {
   type ManifestBlob,
   type OperationOptions,
   type ReferrerDescriptor,
+  releaseResponseHead,
   type TransportContext,
   throwIfAborted,
 } from '@gantry/core/transport';
@@ -267,7 +268,14 @@ export async function fetchBlob(
   // larger pieces would copy every byte once more into new memory, which costs more than the stages
   // after this one spend per chunk.
   const forward = (current: Readable): void => {
+    let first = true;
     current.on('data', (chunk: Buffer) => {
+      // The response's head was read into the buffer its first body chunk lies in: parsed, read by
+      // nobody any more (the connection carries one request at a time), so that buffer can come back.
+      if (first) {
+        first = false;
+        releaseResponseHead(chunk);
+      }
       received += chunk.byteLength;
       if (!output.push(chunk)) current.pause();
     });

@@ -12,6 +12,7 @@ import {
   scratchBuffer,
   socketReadBuffers,
 } from './buffer-pool.js';
+import { HugePageArena, type HugePageSystem, hugePageBytes } from './huge-page-arena.js';
 import { defaultGzipBlockSize } from './parallel-gzip.js';
 
 describe('BufferPool', () => {
@@ -371,5 +372,70 @@ describe('ReadBuffers', () => {
     }
     const again = [pool.take(), pool.take()];
     expect(again.filter((buffer) => buffers.includes(buffer))).toHaveLength(1);
+  });
+
+  /** An arena over ordinary memory (its region starts 4 KiB into a buffer): views at offsets other than 0. */
+  function arenaOf(bytes: number, granule: number): HugePageArena {
+    const system: HugePageSystem = { address: () => 0x7f00_0000_0000 + 4096, adviseHugePages: () => true };
+    return new HugePageArena(bytes, granule, () => system);
+  }
+
+  it("takes a reader's new buffers from its arena, and back once all read into them was released", () => {
+    const arena = arenaOf(hugePageBytes, 1024);
+    const pool = new ReadBuffers(1024, 4, 256, { size: 4096, keep: 4, maxOut: 2 }, arena);
+    const reader = pool.reader();
+    const first = pool.take(reader);
+    const second = pool.take(reader);
+    // Neighbours in the arena (one ArrayBuffer), each a buffer of its own.
+    expect(arena.slotOf(first)).toBe(0);
+    expect(arena.slotOf(second)).toBe(1);
+    expect(first.byteOffset).toBeGreaterThan(0);
+    pool.filled(first, 1024);
+    pool.filled(second, 800);
+    pool.release(first.subarray(0, 1024));
+    // A view of the first buffer's bytes is no part of the second one.
+    pool.release(first.subarray(0, 800));
+    const large = pool.take(reader);
+    expect(large.byteLength).toBe(4096);
+    expect(arena.slotOf(large)).toBe(4);
+    pool.filled(large, 3000);
+    const rest = pool.take(reader);
+    expect(rest.buffer).toBe(large.buffer);
+    expect(rest.byteOffset).toBe(large.byteOffset + 3000);
+    pool.filled(rest, 1000);
+    pool.release(large.subarray(0, 3000));
+    pool.release(large.subarray(3000, 4000));
+    // Back, and read into again; the second one is not (200 bytes... none of it was released).
+    expect(pool.take(reader)).toBe(large);
+    expect(pool.take()).toBe(first);
+    expect(pool.take()).not.toBe(second);
+    // Without a reader: ordinary memory.
+    expect(arena.slotOf(pool.take())).toBe(-1);
+  });
+
+  it("releases a read's head with the first body chunk after it, never a byte twice", () => {
+    const pool = new ReadBuffers(1024, 4, 256);
+    const buffer = pool.take();
+    pool.filled(buffer, 300);
+    const second = pool.take();
+    pool.filled(second, 500);
+    // The first read is a body's last bytes; the second a response's head (100 bytes) and its first body bytes.
+    pool.release(buffer.subarray(0, 300));
+    const body = buffer.subarray(400, 800);
+    pool.releaseReadStart(body);
+    pool.releaseReadStart(body);
+    expect(pool.take()).not.toBe(buffer);
+    pool.release(body);
+    expect(pool.take()).toBe(buffer);
+
+    const other = pool.take();
+    pool.filled(other, 800);
+    // A body chunk released first, then a "head" that would cover it: ignored, the buffer stays out.
+    pool.release(other.subarray(100, 300));
+    pool.releaseReadStart(other.subarray(300, 800));
+    pool.release(other.subarray(300, 800));
+    expect(pool.take()).not.toBe(other);
+    pool.release(other.subarray(0, 100));
+    expect(pool.take()).toBe(other);
   });
 });

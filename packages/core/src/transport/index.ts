@@ -24,6 +24,7 @@ export {
   type ReadBufferReader,
   ReadBuffers,
   releaseReadChunk,
+  releaseResponseHead,
   socketReadBuffers,
 } from '../copy/buffer-pool.js';
 export {
@@ -32,6 +33,7 @@ export {
   type DetectedCompression,
   detectCompression,
 } from '../copy/compression.js';
+export { HugePageArena, type HugePageSystem, hugePageBytes } from '../copy/huge-page-arena.js';
 export { type PooledFileStreamOptions, pooledFileStream } from '../copy/pooled-file-stream.js';
 export { handBackWrittenChunks } from '../copy/written-chunks.js';
 export {
