@@ -231,7 +231,8 @@ describe('crc64 (Go hash/crc64 with the ISO table)', () => {
     const small = samples.filter((sample) => crc64(sample).readBigUInt64BE(0) < 2n ** 53n);
     expect(big.length).toBeGreaterThan(0);
     const chained = new Crc64();
-    for (const sample of [...big.slice(0, 3), ...small.slice(0, 3), ...big.slice(3, 6)]) chained.update(sample);
+    for (const sample of [...big.slice(0, 3), ...small.slice(0, 3), ...big.slice(3, 6)])
+      chained.update(sample);
     const all = Buffer.concat([...big.slice(0, 3), ...small.slice(0, 3), ...big.slice(3, 6)]);
     expect(chained.digest().toString('hex')).toBe(javascriptCrc(all));
   });
