@@ -43,7 +43,7 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, GantryError } from '@gantry/core/transport';
 import type { StorageDriver } from './drivers/driver.js';

@@ -15,8 +15,8 @@
  *
  * `GANTRY_CRC64_IMPLEMENTATION=webassembly` leaves ISA-L out, `=javascript` both ISA-L and WebAssembly.
  */
-import { libisalCrc64 } from '../copy/libisal-inflate.js';
 import { endianness } from 'node:os';
+import { libisalCrc64 } from '../copy/libisal-inflate.js';
 
 const littleEndian = endianness() === 'LE';
 const emptyWords = new Uint32Array(0);
