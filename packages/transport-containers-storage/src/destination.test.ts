@@ -555,7 +555,12 @@ describe('containers-storage destination: blobs not needed yet yield to the laye
         if (attempt > 2_000) throw new Error('layer 0 was never started');
         await delay(5);
       }
-      // Layer 2's blob arrives while layer 0 is being applied (taken one chunk per turn), then layer 1's.
+      // While layer 0 is being applied, layer 2's blob yields to it (one chunk per turn), layer 1's does not.
+      const yields = (index: number) =>
+        (destination as unknown as { yieldsToApplication(index: number): boolean }).yieldsToApplication(
+          index,
+        );
+      expect([yields(1), yields(2)]).toEqual([false, true]);
       const last = { count: 0 };
       const lastPut = putInPieces(2, last);
       const next = { count: 0 };
@@ -575,6 +580,8 @@ describe('containers-storage destination: blobs not needed yet yield to the laye
       const manifest = three.manifests.get(manifestDigest)!;
       await destination.putManifest(manifest.bytes, manifest.mediaType);
       await destination.commit();
+      // Nothing is being applied any more: nothing yields.
+      expect([yields(1), yields(2)]).toEqual([false, false]);
     } finally {
       release();
       await base.catch(() => undefined);
