@@ -12,7 +12,7 @@ import type { Digest } from '@gantry/core';
 import { type FixtureImage, type FixtureImageSpec, fixturePresets } from '@gantry/core/testing';
 import { type ImageDestination, verifyingStage } from '@gantry/core/transport';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ContainersStorageDestination } from './destination.js';
+import { ContainersStorageDestination, yieldingChunks } from './destination.js';
 import { createVfsDriver } from './drivers/vfs.js';
 import { layerIdFor } from './ids.js';
 import type { ContainersStorageReference } from './reference.js';
@@ -466,6 +466,132 @@ describe('containers-storage destination: a copy failing in its second of three 
   }, 120_000);
 });
 
+describe('containers-storage destination: blobs not needed yet yield to the layer being applied', () => {
+  const threeLayers: FixtureImageSpec = {
+    format: 'oci',
+    layers: [0, 1, 2].map((index) => ({
+      entries: [
+        { type: 'directory' as const, path: 'data' },
+        {
+          type: 'file' as const,
+          path: `data/layer-${index}.bin`,
+          randomSize: (1 << 20) + index,
+          seed: `yield-${index}`,
+        },
+      ],
+    })),
+  };
+
+  it('hands on one chunk per turn of the event loop while asked to yield, and all at once otherwise', async () => {
+    const chunks = Array.from({ length: 100 }, (_, index) => Buffer.from([index]));
+    const source = async function* () {
+      yield* chunks;
+    };
+    const taken = async (yields: boolean, turns: number) => {
+      let count = 0;
+      const consumer = (async () => {
+        for await (const _ of yieldingChunks(source(), () => yields)) count += 1;
+      })();
+      for (let turn = 0; turn < turns; turn++) await new Promise((resolve) => setImmediate(resolve));
+      const seen = count;
+      await consumer;
+      expect(count).toBe(chunks.length);
+      return seen;
+    };
+    const yielding = await taken(true, 10);
+    expect(yielding).toBeGreaterThanOrEqual(8);
+    expect(yielding).toBeLessThanOrEqual(11);
+    expect(await taken(false, 1)).toBe(chunks.length);
+  });
+
+  it('applies the layers right while a blob two places ahead arrives chunk by chunk during the first', async () => {
+    const { image: three } = await fixtureLayout(store.directory, 'three', threeLayers);
+    const instance = three.images[0]!;
+    const reference = transport.parseReference(`${store.specification}three:t`);
+    const destination = await reference.newImageDestination({});
+    const bytesOf = async (index: number) =>
+      Buffer.concat(await three.blobs.get(instance.layerDigests[index]!)!.open().toArray());
+    /** Puts layer `index` as 1 KiB chunks, counting those written to the spool (`chunkWritten`). */
+    const putInPieces = async (index: number, written: { count: number }) => {
+      const bytes = await bytesOf(index);
+      const pieces = Array.from({ length: Math.ceil(bytes.length / 1024) }, (_, piece) =>
+        Buffer.from(bytes.subarray(piece * 1024, (piece + 1) * 1024)),
+      );
+      await destination.putBlob(
+        Readable.from(pieces, { objectMode: false }),
+        { digest: instance.layerDigests[index]!, size: bytes.length },
+        {
+          isConfig: false,
+          layerIndex: index,
+          layerDiffIds: instance.diffIds,
+          chunkWritten: () => {
+            written.count += 1;
+          },
+        },
+      );
+      return pieces.length;
+    };
+    // Layer 0 arrives in two halves: it is being applied until the second half is released.
+    const first = await bytesOf(0);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const base = destination.putBlob(
+      Readable.from(
+        (async function* () {
+          yield first.subarray(0, first.length >> 1);
+          await released;
+          yield first.subarray(first.length >> 1);
+        })(),
+        { objectMode: false },
+      ),
+      { digest: instance.layerDigests[0]!, size: first.length },
+      { isConfig: false, layerIndex: 0, layerDiffIds: instance.diffIds },
+    );
+    try {
+      const baseId = layerIdFor(undefined, instance.diffIds[0]!);
+      for (let attempt = 0; !(await recordIds()).includes(baseId); attempt++) {
+        if (attempt > 2_000) throw new Error('layer 0 was never started');
+        await delay(5);
+      }
+      // While layer 0 is being applied, layer 2's blob yields to it (one chunk per turn), layer 1's does not.
+      const yields = (index: number) =>
+        (destination as unknown as { yieldsToApplication(index: number): boolean }).yieldsToApplication(
+          index,
+        );
+      expect([yields(1), yields(2)]).toEqual([false, true]);
+      const last = { count: 0 };
+      const lastPut = putInPieces(2, last);
+      const next = { count: 0 };
+      const nextPut = putInPieces(1, next);
+      release();
+      await base;
+      const [nextChunks, lastChunks] = await Promise.all([nextPut, lastPut]);
+      expect(next.count).toBe(nextChunks);
+      expect(last.count).toBe(lastChunks);
+      const { configDigest, manifestDigest } = instance;
+      const config = three.blobs.get(configDigest)!;
+      await destination.putBlob(
+        config.open(),
+        { digest: configDigest, size: config.size },
+        { isConfig: true },
+      );
+      const manifest = three.manifests.get(manifestDigest)!;
+      await destination.putManifest(manifest.bytes, manifest.mediaType);
+      await destination.commit();
+      // Nothing is being applied any more: nothing yields.
+      expect([yields(1), yields(2)]).toEqual([false, false]);
+    } finally {
+      release();
+      await base.catch(() => undefined);
+      await destination.close();
+    }
+    const inspected = JSON.parse(await store.podman(['image', 'inspect', 'three:t']));
+    expect(inspected[0].RootFS.Layers).toEqual(instance.diffIds);
+  }, 120_000);
+});
+
 async function recordIds(): Promise<string[]> {
   return (await layerRecords()).map((layer) => layer.id);
 }
@@ -515,9 +641,10 @@ describe('containers-storage destination: consecutive layers under one layers lo
     let writesInFlight = 0;
     const createLayer = watched.driver.createLayer.bind(watched.driver);
     watched.driver.createLayer = async (id, parent) => {
+      // Seen before anything is awaited here: the write may be done by the time layers.json is read.
+      if (writesInFlight > 0) counts.createdDuringWrite++;
       if (!(await layerRecords()).some((record) => record.id === id))
         problems.push(`layer ${id} created before its record was on disk`);
-      if (writesInFlight > 0) counts.createdDuringWrite++;
       return createLayer(id, parent);
     };
     const check = async () => {

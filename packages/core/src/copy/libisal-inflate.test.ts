@@ -22,6 +22,7 @@ import {
   inflateStateLayout,
   inflateStatesAllocated,
   libisal,
+  libisalCrc64,
   libisalLoadFailure,
 } from './libisal-inflate.js';
 import { parallelGzipStage } from './parallel-gzip.js';
@@ -212,6 +213,25 @@ describe('libisal (the real library)', () => {
     expect(() => gzipHeaderLength(Buffer.from([0x1f, 0x8b, 9, 0, 0, 0, 0, 0, 0, 3]))).toThrow(
       'invalid header',
     );
+  });
+});
+
+describe("libisal's CRC-64/ISO (crc64_iso_refl)", () => {
+  it("gives Go's hash/crc64 ISO checksums, continued from a checksum given back as the seed", () => {
+    const crc = libisalCrc64();
+    expect(crc).not.toBeNull();
+    const text = Buffer.from('The fugacity of a constituent in a mixture of gases at a given temperature');
+    const hex = (value: bigint | number) => BigInt(value).toString(16).padStart(16, '0');
+    // Go: crc64.Checksum([]byte("123456789"), crc64.MakeTable(crc64.ISO)).
+    expect(hex(crc!(0, Buffer.from('123456789'), 9))).toBe('b90956c775a41001');
+    expect(hex(crc!(0, Buffer.alloc(0), 0))).toBe('0000000000000000');
+    const whole = crc!(0, text, text.length);
+    let seed: bigint | number = 0;
+    for (let offset = 0; offset < text.length; offset += 7) {
+      const piece = text.subarray(offset, offset + 7);
+      seed = crc!(seed, piece, piece.length);
+    }
+    expect(hex(seed)).toBe(hex(whole));
   });
 });
 

@@ -177,6 +177,7 @@ export function gzipHeaderLength(bytes: Uint8Array): number | undefined {
 
 interface LoadedIsal {
   koffi: KoffiModule;
+  library: ReturnType<KoffiModule['load']>;
   init: KoffiFunction;
   reset: KoffiFunction;
   inflate: KoffiFunction;
@@ -359,6 +360,7 @@ function loadLibrary(): LoadedIsal | null {
   if (!library) return null;
   return {
     koffi,
+    library,
     init: library.func('void isal_inflate_init(void *state)'),
     reset: library.func('void isal_inflate_reset(void *state)'),
     inflate: library.func('int isal_inflate(void *state)'),
@@ -366,6 +368,44 @@ function loadLibrary(): LoadedIsal | null {
 }
 
 let library: LoadedIsal | null | undefined;
+
+/**
+ * ISA-L's `crc64_iso_refl(seed, buf, len)`: CRC-64 with the reflected ISO 3309 polynomial, with Go's
+ * `hash/crc64` convention (the seed and the result are the checksum as `Sum64` gives it, inverted on
+ * entry and on return inside the function), so `crc64_iso_refl(0, …)` is Go's `crc64.Checksum(…,
+ * crc64.MakeTable(crc64.ISO))` and a result fed back as the seed continues it. Carry-less multiplication
+ * (PCLMULQDQ) where the processor has it. A synchronous call on this thread; koffi passes the buffer's
+ * address, nothing is copied. Koffi gives the 64-bit result as a number when it is below 2^53, else as a
+ * BigInt.
+ */
+export type IsalCrc64 = (seed: bigint | number, data: Uint8Array, length: number) => bigint | number;
+
+let crc64Function: IsalCrc64 | null | undefined;
+
+/**
+ * ISA-L's CRC-64/ISO (`IsalCrc64`) when koffi and the library load and the function gives Go's check
+ * values (checked once per process: '123456789' whole, and continued from the checksum of '12345'); else
+ * null.
+ */
+export function libisalCrc64(): IsalCrc64 | null {
+  if (crc64Function !== undefined) return crc64Function;
+  crc64Function = null;
+  const isal = loadedLibrary();
+  if (!isal) return null;
+  try {
+    const declared = isal.library.func(
+      'uint64_t crc64_iso_refl(uint64_t seed, const uint8_t *buf, uint64_t len)',
+    ) as unknown as IsalCrc64;
+    const check = Buffer.from('123456789');
+    const whole = BigInt(declared(0, check, check.length));
+    const continued = BigInt(declared(declared(0, check, 5), check.subarray(5), 4));
+    // Go's hash/crc64 golden value for '123456789' with the ISO table.
+    if (whole === 0xb90956c775a41001n && continued === whole) crc64Function = declared;
+  } catch {
+    // A library without the function: the caller's fallback.
+  }
+  return crc64Function;
+}
 
 function loadedLibrary(): LoadedIsal | null {
   if (library === undefined) library = loadLibrary();

@@ -3,11 +3,31 @@ import { describe, expect, it, vi } from 'vitest';
 import {
   Crc64,
   crc64,
+  crc64Implementation,
   crc64UpdateJs,
   crc64UsesWasm,
   crc64WasmModuleBytes,
   wasmMinimumLength,
 } from './crc64.js';
+
+type Crc64Module = typeof import('./crc64.js');
+
+/** A fresh instance of the module with `GANTRY_CRC64_IMPLEMENTATION` set to `implementation`. */
+async function withImplementation<T>(
+  implementation: 'isa-l' | 'webassembly' | 'javascript',
+  run: (module: Crc64Module) => T | Promise<T>,
+): Promise<T> {
+  vi.resetModules();
+  if (implementation !== 'isa-l') vi.stubEnv('GANTRY_CRC64_IMPLEMENTATION', implementation);
+  try {
+    const fresh = await import('./crc64.js');
+    expect(fresh.crc64Implementation()).toBe(implementation);
+    return await run(fresh);
+  } finally {
+    vi.unstubAllEnvs();
+    vi.resetModules();
+  }
+}
 
 describe('crc64 (Go hash/crc64 with the ISO table)', () => {
   it('matches Go test vectors', () => {
@@ -103,23 +123,32 @@ describe('crc64 (Go hash/crc64 with the ISO table)', () => {
     return `${(~high >>> 0).toString(16).padStart(8, '0')}${(~low >>> 0).toString(16).padStart(8, '0')}`;
   };
 
-  it("matches all of Go's golden ISO values, in both implementations", () => {
-    for (const [expected, text] of goGolden) {
-      expect(crc64(Buffer.from(text)).toString('hex'), text).toBe(expected);
-      expect(javascriptCrc(Buffer.from(text)), text).toBe(expected);
-      // The longer ones once more through the WebAssembly path, unaligned in a larger buffer.
-      const padded = Buffer.concat([Buffer.from('xyz'), Buffer.from(text)]).subarray(3);
-      expect(crc64(padded).toString('hex'), text).toBe(expected);
+  it("matches all of Go's golden ISO values, in every implementation", async () => {
+    for (const implementation of ['isa-l', 'webassembly', 'javascript'] as const) {
+      await withImplementation(implementation, (fresh) => {
+        for (const [expected, text] of goGolden) {
+          expect(fresh.crc64(Buffer.from(text)).toString('hex'), `${implementation}: ${text}`).toBe(expected);
+          expect(javascriptCrc(Buffer.from(text)), text).toBe(expected);
+          // The longer ones once more unaligned in a larger buffer, and through `Crc64` in two pieces.
+          const padded = Buffer.concat([Buffer.from('xyz'), Buffer.from(text)]).subarray(3);
+          expect(fresh.crc64(padded).toString('hex'), `${implementation}: ${text}`).toBe(expected);
+          const split = Math.floor(text.length / 3);
+          const pieces = new fresh.Crc64().update(padded.subarray(0, split)).update(padded.subarray(split));
+          expect(pieces.digest().toString('hex'), `${implementation}: ${text}`).toBe(expected);
+        }
+      });
     }
   });
 
-  it('uses the WebAssembly implementation here (Node.js with WebAssembly)', () => {
+  it('uses ISA-L here (libisal2 is installed), with WebAssembly available beside it', () => {
+    expect(crc64Implementation()).toBe('isa-l');
     expect(crc64UsesWasm()).toBe(true);
     const api = (globalThis as { WebAssembly?: { validate: (bytes: Uint8Array) => boolean } }).WebAssembly;
     expect(api?.validate(crc64WasmModuleBytes())).toBe(true);
   });
 
-  it('gives what the JavaScript implementation gives, for random data of many lengths and alignments', () => {
+  /** Random data of many lengths and alignments, `crc64` of each piece against the JavaScript loop. */
+  const checkLengths = (fresh: Crc64Module, label: string): void => {
     const data = randomBytes(200_000);
     const lengths = [
       wasmMinimumLength - 1,
@@ -148,7 +177,9 @@ describe('crc64 (Go hash/crc64 with the ISO table)', () => {
     for (let start = 0; start < 17; start++) {
       for (const length of lengths) {
         const piece = data.subarray(start, start + length);
-        expect(crc64(piece).toString('hex'), `start ${start}, length ${length}`).toBe(javascriptCrc(piece));
+        expect(fresh.crc64(piece).toString('hex'), `${label}: start ${start}, length ${length}`).toBe(
+          javascriptCrc(piece),
+        );
       }
     }
     // Random lengths too.
@@ -156,15 +187,26 @@ describe('crc64 (Go hash/crc64 with the ISO table)', () => {
       const start = Math.floor(Math.random() * 64);
       const length = Math.floor(Math.random() * 20_000);
       const piece = data.subarray(start, start + length);
-      expect(crc64(piece).toString('hex'), `start ${start}, length ${length}`).toBe(javascriptCrc(piece));
+      expect(fresh.crc64(piece).toString('hex'), `${label}: start ${start}, length ${length}`).toBe(
+        javascriptCrc(piece),
+      );
     }
+  };
+
+  it('gives what the JavaScript implementation gives, for random data of many lengths and alignments (ISA-L)', () => {
+    checkLengths({ crc64 } as Crc64Module, 'isa-l');
   });
 
-  it('carries the state between calls whichever implementation each call takes', () => {
+  it('gives what the JavaScript implementation gives, for random data of many lengths and alignments (WebAssembly)', async () => {
+    await withImplementation('webassembly', (fresh) => checkLengths(fresh, 'webassembly'));
+  });
+
+  /** Updates of mixed sizes (some below `wasmMinimumLength`, so taken by the JavaScript loop) against the whole. */
+  const checkMixed = (fresh: Crc64Module): void => {
     const data = randomBytes(300_000);
     const whole = javascriptCrc(data);
     const sizes = [1, 63, 64, 65, 17, 70_000, 3, 128, 150_000];
-    const mixed = new Crc64();
+    const mixed = new fresh.Crc64();
     let offset = 0;
     for (let index = 0; offset < data.length; index++) {
       const size = sizes[index % sizes.length] as number;
@@ -172,19 +214,34 @@ describe('crc64 (Go hash/crc64 with the ISO table)', () => {
       offset += size;
     }
     expect(mixed.digest().toString('hex')).toBe(whole);
+  };
+
+  it('carries the state between calls whichever implementation each call takes (ISA-L and JavaScript)', () => {
+    checkMixed({ Crc64 } as Crc64Module);
+  });
+
+  it('carries the state between calls whichever implementation each call takes (WebAssembly and JavaScript)', async () => {
+    await withImplementation('webassembly', checkMixed);
+  });
+
+  it('carries states whose checksum is at or above 2^53 (ISA-L gives those as a BigInt)', () => {
+    // Find short inputs whose checksums fall on each side of 2^53 and chain them.
+    const samples = Array.from({ length: 64 }, (_, index) => randomBytes(100 + index));
+    const big = samples.filter((sample) => crc64(sample).readBigUInt64BE(0) >= 2n ** 53n);
+    const small = samples.filter((sample) => crc64(sample).readBigUInt64BE(0) < 2n ** 53n);
+    expect(big.length).toBeGreaterThan(0);
+    const chained = new Crc64();
+    for (const sample of [...big.slice(0, 3), ...small.slice(0, 3), ...big.slice(3, 6)])
+      chained.update(sample);
+    const all = Buffer.concat([...big.slice(0, 3), ...small.slice(0, 3), ...big.slice(3, 6)]);
+    expect(chained.digest().toString('hex')).toBe(javascriptCrc(all));
   });
 
   it('uses JavaScript only with GANTRY_CRC64_IMPLEMENTATION=javascript, with the same results', async () => {
-    vi.resetModules();
-    vi.stubEnv('GANTRY_CRC64_IMPLEMENTATION', 'javascript');
-    try {
-      const fresh = await import('./crc64.js');
+    await withImplementation('javascript', (fresh) => {
       expect(fresh.crc64UsesWasm()).toBe(false);
       const data = randomBytes(10_000);
       expect(fresh.crc64(data).toString('hex')).toBe(crc64(data).toString('hex'));
-    } finally {
-      vi.unstubAllEnvs();
-      vi.resetModules();
-    }
+    });
   });
 });

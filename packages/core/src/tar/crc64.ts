@@ -2,16 +2,21 @@
  * CRC-64 with the ISO 3309 polynomial, as Go's `hash/crc64` computes it with `crc64.MakeTable(crc64.ISO)`:
  * the checksum tar-split stores for every file's content.
  *
- * Two implementations of the table method with slicing (Intel's "slicing-by-N": N lookup tables, N input
- * bytes per step, the lookups of a step independent of each other):
+ * Three implementations, the first that is available taking inputs of `wasmMinimumLength` bytes or more:
+ * - ISA-L's `crc64_iso_refl` (the system's `libisal.so.2` through koffi, see `libisalCrc64`): carry-less
+ *   multiplication, ~20 GB/s here against ~1 GB/s for WebAssembly; called synchronously on the caller's
+ *   buffer (nothing copied). Used when the library loads and gives Go's check values.
  * - WebAssembly (`crc64Wasm` below: a module of one function, assembled here from its opcodes),
- *   slicing-by-16 with the 64-bit state in one i64 register. Inputs are copied into the module's memory 64 KiB at a time. Used
- *   for inputs of `wasmMinimumLength` bytes or more whenever WebAssembly is available (it is not under
- *   `node --jitless`).
+ *   the table method with slicing-by-16 (Intel's "slicing-by-N": N lookup tables, N input bytes per
+ *   step, the lookups of a step independent of each other) with the 64-bit state in one i64 register.
+ *   Inputs are copied into the module's memory 64 KiB at a time. Not available under `node --jitless`.
  * - JavaScript, slicing-by-8 with the 64-bit state kept as two 32-bit halves (no BigInt in the loop) and the input read
- *   as 32-bit words (little-endian hosts): short inputs, and everything where WebAssembly is unavailable.
+ *   as 32-bit words (little-endian hosts): short inputs, and everything where neither of the others is.
+ *
+ * `GANTRY_CRC64_IMPLEMENTATION=webassembly` leaves ISA-L out, `=javascript` both ISA-L and WebAssembly.
  */
 import { endianness } from 'node:os';
+import { libisalCrc64 } from '../copy/libisal-inflate.js';
 
 const littleEndian = endianness() === 'LE';
 const emptyWords = new Uint32Array(0);
@@ -322,6 +327,18 @@ export function crc64UpdateJs(high: number, low: number, data: Uint8Array): [hig
   return [high >>> 0, low >>> 0];
 }
 
+let isalInstance: ReturnType<typeof libisalCrc64> | undefined;
+
+/** ISA-L's CRC-64 (on first use); null where it does not load or is switched off. */
+function crc64Isal(): ReturnType<typeof libisalCrc64> {
+  if (isalInstance !== undefined) return isalInstance;
+  const chosen = process.env.GANTRY_CRC64_IMPLEMENTATION;
+  isalInstance = chosen === 'javascript' || chosen === 'webassembly' ? null : libisalCrc64();
+  return isalInstance;
+}
+
+const low32 = 0xffffffffn;
+
 /** Incremental CRC-64/ISO (Go `crc64.New(crc64.MakeTable(crc64.ISO))`). */
 export class Crc64 {
   // Stored inverted, as Go's update does on entry and exit.
@@ -330,6 +347,17 @@ export class Crc64 {
 
   /** Adds `data` to the checksum; returns this checksum, so calls can be chained. */
   update(data: Uint8Array): this {
+    if (data.length >= wasmMinimumLength) {
+      const isal = crc64Isal();
+      if (isal !== null) {
+        // ISA-L takes and gives the checksum itself (not inverted).
+        const seed = (BigInt(~this.high >>> 0) << 32n) | BigInt(~this.low >>> 0);
+        const result = BigInt(isal(seed, data, data.length));
+        this.high = ~Number(result >> 32n) >>> 0;
+        this.low = ~Number(result & low32) >>> 0;
+        return this;
+      }
+    }
     const wasm = data.length >= wasmMinimumLength ? crc64Wasm() : null;
     if (wasm === null) {
       [this.high, this.low] = crc64UpdateJs(this.high, this.low, data);
@@ -360,7 +388,13 @@ export class Crc64 {
 
 /** CRC-64/ISO of `data`, 8 bytes big-endian. */
 export function crc64(data: Uint8Array): Buffer {
-  if (data.length >= smallInputLength) return new Crc64().update(data).digest();
+  if (data.length >= smallInputLength) {
+    const isal = crc64Isal();
+    if (isal === null) return new Crc64().update(data).digest();
+    const out = Buffer.allocUnsafe(8);
+    out.writeBigUInt64BE(BigInt(isal(0, data, data.length)), 0);
+    return out;
+  }
   // Small inputs (the contents of small files, one call each): byte by byte, nothing allocated but the
   // result.
   const { high: th, low: tl } = crc64Tables();
@@ -380,7 +414,13 @@ export function crc64(data: Uint8Array): Buffer {
 /** Inputs shorter than this are checksummed by `crc64` byte by byte. */
 const smallInputLength = 64;
 
-/** Whether inputs of `wasmMinimumLength` bytes or more are checksummed by the WebAssembly implementation. */
+/** Whether WebAssembly is there for inputs of `wasmMinimumLength` bytes or more when ISA-L is not. */
 export function crc64UsesWasm(): boolean {
   return crc64Wasm() !== null;
+}
+
+/** Which implementation checksums inputs of `wasmMinimumLength` bytes or more. */
+export function crc64Implementation(): 'isa-l' | 'webassembly' | 'javascript' {
+  if (crc64Isal() !== null) return 'isa-l';
+  return crc64Wasm() !== null ? 'webassembly' : 'javascript';
 }
