@@ -534,6 +534,31 @@ describe('dir: destination', () => {
       }
     });
 
+    it('waits for a version file another writer is still filling (created empty, then written)', async () => {
+      const directory = path.join(top, 'image');
+      await mkdir(directory);
+      await writeFile(path.join(directory, 'version'), '');
+      const filled = new Promise<void>((resolve, reject) => {
+        setTimeout(() => writeFile(path.join(directory, 'version'), version).then(resolve, reject), 60);
+      });
+      const destination = await transport.parseReference(directory).newImageDestination();
+      await filled;
+      await writeHandBuiltImage(destination, handBuiltImage('v'));
+      expect(await listing(directory)).toContain('manifest.json');
+    });
+
+    it('refuses a directory whose empty version file is never filled', async () => {
+      const directory = path.join(top, 'image');
+      await mkdir(directory);
+      await writeFile(path.join(directory, 'version'), '');
+      await expectRejectCode(
+        transport.parseReference(directory).newImageDestination(),
+        ErrorCodes.InvalidLayout,
+        'not a containers image directory',
+      );
+      expect(await listing(directory)).toEqual(['version']);
+    });
+
     it('writes into a directory holding only a valid version file', async () => {
       const directory = path.join(top, 'image');
       await mkdir(directory);

@@ -465,7 +465,11 @@ export async function openDirImageDestination(
       } catch (error) {
         if (errorCode(error) !== 'ENOENT') throw error;
       }
-      if (version !== dirTransportVersion) {
+      // A writer that created the directory at the same moment may still be filling its version file
+      // (created empty, then written): wait for it rather than refuse a directory that is becoming an image.
+      const beingWritten =
+        version !== undefined && version !== dirTransportVersion && dirTransportVersion.startsWith(version);
+      if (version !== dirTransportVersion && !(beingWritten && (await hasVersionFile(directory)))) {
         throw new GantryError(
           ErrorCodes.InvalidLayout,
           `${reference}: refusing to overwrite ${directory}: not a containers image directory, don't want to overwrite important data`,
